@@ -1,0 +1,74 @@
+# scout -- build, test, run.  `make` builds build/scout; `make test` installs
+# what is missing and runs every suite; `make run` shows discovery working.
+#
+# User flags are appended, never replaced (CFLAGS, LDFLAGS, MY_CFLAGS), so
+# luarocks and sanitizer builds can pass theirs through.
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+LUA_DIR  ?= $(PREFIX)/share/scout/lua
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+LUAJIT_CFLAGS ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+LUAJIT_LIBS   ?= $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
+ZK_CFLAGS ?= -I/usr/include/zookeeper
+ZK_LIBS   ?= -lzookeeper_st
+EV_LIBS   ?= -lev
+HTTP_LIBS ?= -lhttp_parser
+JSON_LIBS ?= -ljansson
+
+FINAL_CFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation \
+                $(LUAJIT_CFLAGS) -DSCOUT_LUA_DIR='"$(LUA_DIR)"' $(CFLAGS) $(MY_CFLAGS)
+FINAL_LDFLAGS = $(LDFLAGS)
+FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
+
+SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/endpoint.c \
+       agent/hook.c agent/http.c agent/log.c agent/policy.c agent/service.c \
+       agent/session.c agent/watch.c
+HDRS = $(wildcard agent/*.h)
+
+BUILD ?= build
+OBJS  = $(SRCS:agent/%.c=$(BUILD)/obj/%.o)
+
+.PHONY: all asan setup test test-c test-lua test-integration run bench clean install lint
+
+all: $(BUILD)/scout
+
+$(BUILD)/obj/%.o: agent/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/scout: $(OBJS)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $(OBJS) $(FINAL_LIBS)
+
+# ASan+UBSan build in build-asan/; the test suite runs against it too.
+asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	        LDFLAGS="-fsanitize=address,undefined" build-asan/scout
+
+setup:
+	@scripts/setup.sh
+
+test: setup
+	@$(MAKE) --no-print-directory all asan
+	@tests/run.sh
+
+run: setup
+	@$(MAKE) --no-print-directory all
+	@examples/demo/run.sh
+
+bench: setup
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh
+
+lint:
+	luacheck lua tests/lua
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUA_DIR)
+	install -m 0755 $(BUILD)/scout $(DESTDIR)$(PREFIX)/bin/scout
+	cd lua && find . -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(LUA_DIR)/{} \;
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,185 @@
+/*
+ * agent.c -- wiring: the session's transitions reach every service and the
+ * policy's on_session hook; services reach the API.  Start-up order matters:
+ * the policy is loaded and every service built before the session starts,
+ * so the first CONNECTED finds everything in place.
+ */
+#include "agent.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "log.h"
+#include "policy.h"
+#include "scout.h"
+
+struct scout_agent_s {
+    struct ev_loop   *loop;
+    scout_policy_t   *policy;
+    scout_conf_t      conf;
+    scout_session_t  *session;
+    scout_service_t **services;
+    int               nservices;
+    scout_api_t      *api;
+};
+
+static void
+on_session(void *ud, scout_session_state_t state, int new_session)
+{
+    scout_agent_t *a = ud;
+    /* Spread the re-reads of a new session over up to a second so a fleet
+     * of agents does not hit the ensemble in lockstep. */
+    int jitter = new_session && a->nservices > 1 ? 1000 : 0;
+
+    for (int i = 0; i < a->nservices; i++)
+        scout_service_on_session(a->services[i], state, new_session, jitter);
+    if (a->policy != NULL)
+        scout_policy_on_session(a->policy, scout_session_state_name(state));
+}
+
+static int
+replace(char **dst, const char *src)
+{
+    char *copy;
+
+    if (src == NULL)
+        return SCOUT_OK;
+    if ((copy = strdup(src)) == NULL)
+        return SCOUT_ERROR;
+    free(*dst);
+    *dst = copy;
+    return SCOUT_OK;
+}
+
+scout_agent_t *
+scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
+                char *err)
+{
+    scout_agent_t *a = calloc(1, sizeof(*a));
+    scout_session_opts_t so;
+    const char *zk = opts->zk ? opts->zk : getenv("SCOUT_ZK");
+    int level;
+
+    if (a == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    a->loop = loop;
+    a->policy = scout_policy_new(opts->lua_dir, err);
+    if (a->policy == NULL)
+        goto fail;
+    if (scout_policy_load(a->policy, opts->policy_file, &a->conf, err)
+        != SCOUT_OK)
+        goto fail;
+    if ((zk && *zk && replace(&a->conf.zk_servers, zk) != SCOUT_OK)
+        || replace(&a->conf.api_listen, opts->api) != SCOUT_OK
+        || replace(&a->conf.log_level, opts->log_level) != SCOUT_OK) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        goto fail;
+    }
+    if (a->conf.log_level != NULL) {
+        if ((level = scout_log_parse_level(a->conf.log_level)) < 0) {
+            snprintf(err, SCOUT_ERR_LEN, "unknown log level \"%s\"",
+                     a->conf.log_level);
+            goto fail;
+        }
+        scout_log_set_level(level);
+    }
+    if (a->conf.zk_servers == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "no ZooKeeper servers: set "
+                 "zookeeper { servers = ... }, --zk or SCOUT_ZK");
+        goto fail;
+    }
+
+    if (a->conf.nservices > 0) {
+        a->services = calloc((size_t)a->conf.nservices, sizeof(*a->services));
+        if (a->services == NULL) {
+            snprintf(err, SCOUT_ERR_LEN, "out of memory");
+            goto fail;
+        }
+    }
+    memset(&so, 0, sizeof(so));
+    so.servers = a->conf.zk_servers;
+    so.timeout_ms = a->conf.zk_timeout_ms;
+    so.auth_scheme = a->conf.auth_scheme;
+    so.auth_cred = a->conf.auth_cred;
+    /* The session only connects once the loop runs: services built below
+     * are in place before the first CONNECTED. */
+    a->session = scout_session_new(loop, &so, on_session, a, err);
+    if (a->session == NULL)
+        goto fail;
+    for (int i = 0; i < a->conf.nservices; i++) {
+        a->services[i] = scout_service_new(loop, a->session, a->policy, i,
+                                           &a->conf.services[i], err);
+        if (a->services[i] == NULL)
+            goto fail;
+        a->nservices++;
+    }
+    if (a->conf.api_listen != NULL) {
+        a->api = scout_api_new(loop, a, a->conf.api_listen, err);
+        if (a->api == NULL)
+            goto fail;
+    }
+    scout_log(SCOUT_LOG_INFO, "agent", "policy %s: %d services; "
+              "ZooKeeper %s; API %s", opts->policy_file, a->nservices,
+              a->conf.zk_servers,
+              a->conf.api_listen ? a->conf.api_listen : "off");
+    return a;
+
+fail:
+    scout_agent_free(a);
+    return NULL;
+}
+
+void
+scout_agent_stop(scout_agent_t *a)
+{
+    if (a->session != NULL)
+        scout_session_close(a->session);
+}
+
+void
+scout_agent_free(scout_agent_t *a)
+{
+    if (a == NULL)
+        return;
+    scout_api_free(a->api);
+    /* Close first: pending completions still point into the services. */
+    if (a->session != NULL)
+        scout_session_close(a->session);
+    for (int i = 0; i < a->nservices; i++)
+        scout_service_free(a->services[i]);
+    scout_session_free(a->session);
+    free(a->services);
+    scout_conf_free(&a->conf);
+    scout_policy_free(a->policy);
+    free(a);
+}
+
+int
+scout_agent_nservices(const scout_agent_t *a)
+{
+    return a->nservices;
+}
+
+scout_service_t *
+scout_agent_service(const scout_agent_t *a, int i)
+{
+    return a->services[i];
+}
+
+scout_service_t *
+scout_agent_find(const scout_agent_t *a, const char *name)
+{
+    for (int i = 0; i < a->nservices; i++)
+        if (strcmp(scout_service_name(a->services[i]), name) == 0)
+            return a->services[i];
+    return NULL;
+}
+
+scout_session_t *
+scout_agent_session(const scout_agent_t *a)
+{
+    return a->session;
+}

@@ -1,0 +1,36 @@
+/*
+ * agent.h -- the running agent: one session, one policy, the services it
+ * watches and the API that serves them.  main.c builds it on its loop and
+ * frees it; the agent itself never runs the loop.
+ */
+#ifndef SCOUT_AGENT_H
+#define SCOUT_AGENT_H
+
+#include <ev.h>
+
+#include "service.h"
+#include "session.h"
+
+typedef struct scout_agent_s scout_agent_t;
+
+typedef struct {
+    const char *policy_file;
+    const char *lua_dir;       /* NULL: found next to the binary       */
+    const char *zk;            /* overrides the policy's servers       */
+    const char *api;           /* overrides the policy's api.listen    */
+    const char *log_level;     /* overrides the policy's log level     */
+} scout_agent_opts_t;
+
+scout_agent_t *scout_agent_new(struct ev_loop *loop,
+                               const scout_agent_opts_t *opts, char *err);
+/* Close the session (the server drops our ephemerals and watches at once),
+ * stop serving.  Safe to call twice. */
+void scout_agent_stop(scout_agent_t *a);
+void scout_agent_free(scout_agent_t *a);
+
+int              scout_agent_nservices(const scout_agent_t *a);
+scout_service_t *scout_agent_service(const scout_agent_t *a, int i);
+scout_service_t *scout_agent_find(const scout_agent_t *a, const char *name);
+scout_session_t *scout_agent_session(const scout_agent_t *a);
+
+#endif

@@ -1,0 +1,246 @@
+/*
+ * cache.c -- the children table of one watched path and its ordering gates.
+ *
+ * Lookups are by name through uthash (a packaged, well-kept hash table);
+ * lists of dirty and pending children are intrusive so that an event costs
+ * O(1) and a child list costs O(children), never O(children^2).
+ */
+#include "cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "scout.h"
+
+void
+scout_cache_init(scout_cache_t *c)
+{
+    memset(c, 0, sizeof(*c));
+}
+
+static void
+child_free(scout_child_t *child)
+{
+    free(child->name);
+    free(child->data);
+    free(child);
+}
+
+void
+scout_cache_free(scout_cache_t *c)
+{
+    scout_child_t *child, *tmp;
+
+    HASH_ITER(hh, c->children, child, tmp) {
+        HASH_DEL(c->children, child);
+        child_free(child);
+    }
+    for (unsigned i = 0; i < c->nremoved; i++)
+        free(c->removed[i]);
+    free(c->removed);
+    memset(c, 0, sizeof(*c));
+}
+
+scout_child_t *
+scout_cache_find(scout_cache_t *c, const char *name)
+{
+    scout_child_t *child;
+
+    HASH_FIND_STR(c->children, name, child);
+    return child;
+}
+
+static void
+list_unlink(scout_child_t **head, scout_child_t *child, size_t next_off)
+{
+    scout_child_t **pp = head;
+
+    while (*pp != NULL) {
+        scout_child_t **next = (scout_child_t **)((char *)*pp + next_off);
+        if (*pp == child) {
+            *pp = *next;
+            *next = NULL;
+            return;
+        }
+        pp = next;
+    }
+}
+
+static void
+make_pending(scout_cache_t *c, scout_child_t *child)
+{
+    if (child->pending)
+        return;
+    child->pending = 1;
+    child->next_pending = c->pending;
+    c->pending = child;
+}
+
+void
+scout_cache_mark_dirty(scout_cache_t *c, scout_child_t *child)
+{
+    if (child->data_dirty)
+        return;
+    child->data_dirty = 1;
+    child->next_dirty = c->dirty;
+    c->dirty = child;
+}
+
+void
+scout_cache_mark_all_dirty(scout_cache_t *c)
+{
+    scout_child_t *child, *tmp;
+
+    HASH_ITER(hh, c->children, child, tmp) {
+        if (child->needs_data)
+            scout_cache_mark_dirty(c, child);
+    }
+}
+
+static int
+remember_removed(scout_cache_t *c, const char *name)
+{
+    if (c->nremoved == c->removed_cap) {
+        unsigned cap = c->removed_cap ? c->removed_cap * 2 : 16;
+        char **r = realloc(c->removed, cap * sizeof(*r));
+        if (r == NULL)
+            return SCOUT_ERROR;
+        c->removed = r;
+        c->removed_cap = cap;
+    }
+    c->removed[c->nremoved] = strdup(name);
+    if (c->removed[c->nremoved] == NULL)
+        return SCOUT_ERROR;
+    c->nremoved++;
+    return SCOUT_OK;
+}
+
+void
+scout_cache_remove(scout_cache_t *c, scout_child_t *child)
+{
+    if (child->announced)
+        remember_removed(c, child->name);
+    if (child->pending)
+        list_unlink(&c->pending, child,
+                    offsetof(scout_child_t, next_pending));
+    if (child->data_dirty)
+        list_unlink(&c->dirty, child, offsetof(scout_child_t, next_dirty));
+    HASH_DEL(c->children, child);
+    c->count--;
+    child_free(child);
+}
+
+int
+scout_cache_apply_children(scout_cache_t *c,
+                           const struct String_vector *names,
+                           const struct Stat *stat,
+                           scout_cache_needs_data_fn needs_data, void *ud)
+{
+    scout_child_t *child, *tmp;
+
+    if (c->have_list && stat->pzxid < c->pzxid)
+        return SCOUT_AGAIN;
+    c->have_list = 1;
+    c->pzxid = stat->pzxid;
+
+    HASH_ITER(hh, c->children, child, tmp) {
+        child->seen = 0;
+    }
+    for (int32_t i = 0; i < names->count; i++) {
+        const char *name = names->data[i];
+
+        child = scout_cache_find(c, name);
+        if (child != NULL) {
+            child->seen = 1;
+            continue;
+        }
+        child = calloc(1, sizeof(*child));
+        if (child == NULL || (child->name = strdup(name)) == NULL) {
+            free(child);
+            continue;           /* the next list will bring it back */
+        }
+        child->seen = 1;
+        child->needs_data = needs_data(ud, name) ? 1 : 0;
+        /* Without a data read the best zxid we know is the listing's. */
+        child->mzxid = stat->pzxid;
+        HASH_ADD_KEYPTR(hh, c->children, child->name, strlen(child->name),
+                        child);
+        c->count++;
+        if (child->needs_data)
+            scout_cache_mark_dirty(c, child);
+        else
+            make_pending(c, child);
+    }
+    HASH_ITER(hh, c->children, child, tmp) {
+        if (!child->seen)
+            scout_cache_remove(c, child);
+    }
+    return SCOUT_OK;
+}
+
+void
+scout_cache_apply_missing(scout_cache_t *c)
+{
+    scout_child_t *child, *tmp;
+
+    HASH_ITER(hh, c->children, child, tmp) {
+        scout_cache_remove(c, child);
+    }
+    c->have_list = 1;
+}
+
+int
+scout_cache_apply_data(scout_cache_t *c, scout_child_t *child,
+                       const char *data, int len, const struct Stat *stat)
+{
+    char *copy = NULL;
+
+    /* An older incarnation of the name, or an older version of this one. */
+    if (child->czxid != 0 && stat->czxid < child->czxid)
+        return SCOUT_AGAIN;
+    if (stat->czxid == child->czxid && stat->mzxid < child->mzxid)
+        return SCOUT_AGAIN;
+    if (len > 0) {
+        copy = malloc((size_t)len + 1);
+        if (copy == NULL)
+            return SCOUT_ERROR;
+        memcpy(copy, data, (size_t)len);
+        copy[len] = '\0';
+    }
+    free(child->data);
+    child->data = copy;
+    child->data_len = len > 0 ? len : 0;
+    child->has_data = 1;
+    child->czxid = stat->czxid;
+    child->mzxid = stat->mzxid;
+    child->version = stat->version;
+    if (stat->mzxid > c->max_mzxid)
+        c->max_mzxid = stat->mzxid;
+    if (!child->announced || child->announced_mzxid != child->mzxid)
+        make_pending(c, child);
+    return SCOUT_OK;
+}
+
+int
+scout_cache_has_pending(const scout_cache_t *c)
+{
+    return c->pending != NULL || c->nremoved > 0;
+}
+
+void
+scout_cache_commit(scout_cache_t *c)
+{
+    scout_child_t *child = c->pending, *next;
+
+    for (; child != NULL; child = next) {
+        next = child->next_pending;
+        child->next_pending = NULL;
+        child->pending = 0;
+        child->announced = 1;
+        child->announced_mzxid = child->mzxid;
+    }
+    c->pending = NULL;
+    for (unsigned i = 0; i < c->nremoved; i++)
+        free(c->removed[i]);
+    c->nremoved = 0;
+}

@@ -1,0 +1,88 @@
+/*
+ * cache.h -- what scout knows about one watched path: its children with
+ * their Stat and (when the codec needs it) their data, plus the changes not
+ * yet accepted by the policy.
+ *
+ * Ordering is enforced here: a child list whose pzxid is older than the one
+ * held, or a data result whose (czxid, mzxid) is older than the child's, is
+ * refused and counted by the caller.  The cache never talks to ZooKeeper.
+ *
+ * Pending changes are kept until the policy accepts them
+ * (scout_cache_commit): a hook that fails leaves them pending, so nothing is
+ * lost and the next successful update sees everything.
+ */
+#ifndef SCOUT_CACHE_H
+#define SCOUT_CACHE_H
+
+#include <stdint.h>
+#include <uthash.h>
+#include <zookeeper/zookeeper.h>
+
+typedef struct scout_child_s scout_child_t;
+
+struct scout_child_s {
+    char          *name;
+    char          *data;           /* NULL when not read (or empty)     */
+    int            data_len;
+    int64_t        czxid;          /* 0 until a data read returned       */
+    int64_t        mzxid;
+    int32_t        version;
+    int64_t        announced_mzxid;
+    uint64_t       data_req;       /* id of the read in flight, 0 = none */
+    unsigned       needs_data:1;   /* the codec reads znode data         */
+    unsigned       has_data:1;
+    unsigned       data_dirty:1;   /* a data read is wanted              */
+    unsigned       pending:1;      /* on the pending list                */
+    unsigned       announced:1;    /* the policy knows this child        */
+    unsigned       seen:1;         /* scratch for list diffs             */
+    scout_child_t *next_dirty;
+    scout_child_t *next_pending;
+    UT_hash_handle hh;
+};
+
+typedef struct {
+    scout_child_t *children;       /* uthash, by name                   */
+    unsigned       count;
+    int64_t        pzxid;          /* of the newest child list applied  */
+    int64_t        max_mzxid;      /* newest data applied               */
+    int            have_list;
+    scout_child_t *dirty;          /* children wanting a data read      */
+    scout_child_t *pending;        /* added/changed, not yet accepted   */
+    char         **removed;        /* announced names gone since        */
+    unsigned       nremoved, removed_cap;
+} scout_cache_t;
+
+typedef int (*scout_cache_needs_data_fn)(void *ud, const char *name);
+
+void scout_cache_init(scout_cache_t *c);
+void scout_cache_free(scout_cache_t *c);
+
+scout_child_t *scout_cache_find(scout_cache_t *c, const char *name);
+
+/* Apply a child list read with its parent's Stat.  Returns SCOUT_AGAIN (and
+ * changes nothing) when the list is older than the one held.  New children
+ * that need data are put on the dirty list; the others become pending. */
+int scout_cache_apply_children(scout_cache_t *c,
+                               const struct String_vector *names,
+                               const struct Stat *stat,
+                               scout_cache_needs_data_fn needs_data, void *ud);
+
+/* The parent does not exist: every child is gone. */
+void scout_cache_apply_missing(scout_cache_t *c);
+
+/* Apply a data read of a child.  SCOUT_AGAIN when older than what is held. */
+int scout_cache_apply_data(scout_cache_t *c, scout_child_t *child,
+                           const char *data, int len,
+                           const struct Stat *stat);
+
+void scout_cache_remove(scout_cache_t *c, scout_child_t *child);
+void scout_cache_mark_dirty(scout_cache_t *c, scout_child_t *child);
+/* Every child that reads data wants a fresh read (a new session lost the
+ * data watches). */
+void scout_cache_mark_all_dirty(scout_cache_t *c);
+
+int scout_cache_has_pending(const scout_cache_t *c);
+/* The policy accepted every pending change. */
+void scout_cache_commit(scout_cache_t *c);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * hook.c -- the time budget behind every call into Lua (see hook.h).
+ *
+ * Only one Lua call runs at a time (one thread, one VM), so one timer and a
+ * few static variables are enough.  The signal handler touches nothing but
+ * lua_sethook and two volatile flags.
+ */
+#include "hook.h"
+
+#include <lauxlib.h>
+#include <luajit.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "scout.h"
+#include "stats.h"
+
+static timer_t                budget_timer;
+static int                    timer_ok;
+static lua_State *volatile    armed_L;
+static volatile sig_atomic_t  expired;
+static int                    current_budget;
+
+static void
+budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    /* The hook stays installed until the outer call returns: every further
+     * instruction raises again, whatever pcalls the hook code holds. */
+    luaL_error(L, "exceeded its %d ms budget", current_budget);
+}
+
+static void
+on_alarm(int sig)
+{
+    lua_State *L = armed_L;
+    (void)sig;
+    if (L == NULL)
+        return;
+    expired = 1;
+    lua_sethook(L, budget_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
+                1);
+}
+
+int
+scout_hook_init(lua_State *L, char *err)
+{
+    struct sigaction sa;
+    struct sigevent sev;
+
+    /* Hooks never run inside compiled traces: without this a
+     * `while true do end` would be unstoppable. */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGALRM, &sa, NULL) != 0) {
+        snprintf(err, SCOUT_ERR_LEN, "sigaction(SIGALRM) failed");
+        return SCOUT_ERROR;
+    }
+    memset(&sev, 0, sizeof(sev));
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SIGALRM;
+    if (timer_create(CLOCK_MONOTONIC, &sev, &budget_timer) != 0) {
+        snprintf(err, SCOUT_ERR_LEN, "timer_create failed");
+        return SCOUT_ERROR;
+    }
+    timer_ok = 1;
+    return SCOUT_OK;
+}
+
+void
+scout_hook_fini(void)
+{
+    if (timer_ok)
+        timer_delete(budget_timer);
+    timer_ok = 0;
+}
+
+static void
+arm(int ms)
+{
+    struct itimerspec its;
+
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = ms / 1000;
+    its.it_value.tv_nsec = (long)(ms % 1000) * 1000000;
+    if (timer_ok)
+        timer_settime(budget_timer, 0, &its, NULL);
+}
+
+int
+scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
+                 int *timed_out)
+{
+    int rc;
+
+    scout_stats.hook_calls++;
+    if (budget_ms <= 0)
+        budget_ms = 1;
+    current_budget = budget_ms;
+    expired = 0;
+    armed_L = L;
+    arm(budget_ms);
+    rc = lua_pcall(L, nargs, nresults, 0);
+    arm(0);
+    armed_L = NULL;
+    /* The signal may have landed between the call's return and disarming. */
+    lua_sethook(L, NULL, 0, 0);
+    *timed_out = expired ? 1 : 0;
+    if (rc != 0) {
+        scout_stats.hook_errors++;
+        if (*timed_out)
+            scout_stats.hook_timeouts++;
+    } else if (*timed_out) {
+        *timed_out = 0;         /* finished before the hook could act */
+    }
+    return rc;
+}

@@ -1,0 +1,1201 @@
+/*
+ * http.c - scout's local HTTP/1.1 server (see http.h for the contract).
+ *
+ * Why this shape: the agent is one thread on one libev loop, so a slow or
+ * hostile local client must never block it or grow memory without bound.
+ * Every socket is non-blocking; requests are parsed incrementally by
+ * http-parser straight from a fixed per-connection input buffer; the URL,
+ * the header block and the (discarded) body are capped; output is buffered
+ * and drained with an ev_io write watcher. A connection handles one request
+ * at a time: the parser is paused at each message end, so a deferred
+ * (blocking-query) request simply parks its connection until answered, and
+ * pipelined requests wait in the input buffer. This module never calls
+ * ev_run, never listens off loopback, and never re-enters the handler from
+ * scout_http_respond() (deferred answers are resumed by a fed loop event, so
+ * the caller can answer many waiters from one loop without surprises).
+ */
+
+#define _GNU_SOURCE /* accept4 */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <http_parser.h>
+
+#include "http.h"
+
+#if defined(__has_include)
+# if __has_include("log.h")
+#  include "log.h"
+# endif
+#endif
+
+/* Fallback until agent/log.h lands; the lead deletes this block. */
+#ifndef SCOUT_LOG_ERROR
+# define SCOUT_LOG_ERROR 0
+# define SCOUT_LOG_WARN  1
+# define SCOUT_LOG_INFO  2
+# define SCOUT_LOG_DEBUG 3
+void scout_log(int level, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#endif
+
+#define LOG(lvl, ...) scout_log(SCOUT_LOG_##lvl, "http", __VA_ARGS__)
+
+/* Streaming parse means this bounds memory, not request size. */
+#define IN_BUF          8192
+#define RHDR_MAX        4096
+#define LINGER_TIMEOUT  2.0   /* seconds to drain a client after we close */
+#define ACCEPT_RETRY    1.0   /* back-off after EMFILE */
+#define ACCEPT_BATCH    64    /* fairness against the rest of the loop */
+#define OUT_KEEP        (64 * 1024)  /* larger buffers are freed when idle */
+
+typedef struct scout_http_conn_s conn_t;
+
+struct scout_http_req_s {
+    conn_t              *conn;
+    const char          *method;
+    char                *path;      /* into pq */
+    char                *query;     /* into pq */
+    double               t0;
+    scout_http_abort_fn  on_abort;
+    void                *abort_data;
+    size_t               url_len, hdr_len, body_len, rhdr_len;
+    int                  hstate;    /* 0 none, 1 in field, 2 in value */
+    unsigned             keepalive:1, head:1, http10:1, bad_url:1,
+                         deferred:1, aborted:1;
+    char                 url[SCOUT_HTTP_MAX_URL + 1];
+    char                 pq[SCOUT_HTTP_MAX_URL + 2];
+    char                 hdr[SCOUT_HTTP_MAX_HEADER]; /* name\0value\0... */
+    char                 rhdr[RHDR_MAX];             /* "N: v\r\n"... */
+};
+
+struct scout_http_conn_s {
+    scout_http_t      *h;
+    conn_t            *prev, *next;
+    int                fd;
+    ev_io              rio, wio;
+    ev_timer           timer;      /* idle, then linger */
+    http_parser        parser;
+    scout_http_req_t  *req;        /* being parsed, dispatched or deferred */
+    int                err_status; /* set by a parser callback that bailed */
+    unsigned           eof:1, closing:1, lingering:1, dispatching:1;
+    char              *out;
+    size_t             out_off, out_len, out_cap;
+    size_t             in_off, in_len;
+    char               in[IN_BUF];
+};
+
+struct scout_http_s {
+    struct ev_loop        *loop;
+    scout_http_handler_fn  handler;
+    void                  *ud;
+    int                    fd, port;
+    ev_io                  aio;
+    ev_timer               retry;
+    conn_t                *conns;
+    unsigned               nconns, max_conns;
+    int                    full_warned;
+    double                 idle;
+    char                  *unix_path;  /* set only once we have bound it */
+    dev_t                  dev;
+    ino_t                  ino;
+    time_t                 date_sec;
+    char                   date[32];
+};
+
+static void conn_step(conn_t *c);
+static void conn_close(conn_t *c);
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void
+seterr(char *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, SCOUT_ERR_LEN, fmt, ap);
+    va_end(ap);
+}
+
+static const char *
+reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default:  return status < 300 ? "OK" : status < 400 ? "Redirect"
+                     : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+/* Built by hand: strftime's %a/%b follow the locale, and Lua may set one. */
+static const char *
+http_date(scout_http_t *h)
+{
+    static const char *const day[] = {
+        "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+    static const char *const mon[] = {
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    time_t    now = (time_t) ev_now(h->loop);
+    struct tm tm;
+
+    if (now != h->date_sec && gmtime_r(&now, &tm) != NULL) {
+        h->date_sec = now;
+        snprintf(h->date, sizeof(h->date),
+                 "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                 day[tm.tm_wday % 7], tm.tm_mday, mon[tm.tm_mon % 12],
+                 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    }
+    return h->date;
+}
+
+static int
+hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* %00 is refused: callers treat results as C strings, and a NUL that cut
+ * "a%00b" to "a" would silently change meaning. */
+static int
+unescape(const char *src, size_t n, char *dst, size_t dstlen, int plus)
+{
+    size_t i, o = 0;
+
+    if (dst == NULL || dstlen == 0)
+        return SCOUT_HTTP_BAD;
+    for (i = 0; i < n; i++) {
+        int ch = (unsigned char) src[i];
+
+        if (ch == '%') {
+            int hi, lo;
+
+            if (i + 2 >= n)
+                return SCOUT_HTTP_BAD;
+            hi = hexval((unsigned char) src[i + 1]);
+            lo = hexval((unsigned char) src[i + 2]);
+            if (hi < 0 || lo < 0 || (hi | lo) == 0)
+                return SCOUT_HTTP_BAD;
+            ch = hi << 4 | lo;
+            i += 2;
+        } else if (plus && ch == '+') {
+            ch = ' ';
+        }
+        if (o + 1 >= dstlen || o >= 0x7fffffff)
+            return SCOUT_HTTP_BAD;
+        dst[o++] = (char) ch;
+    }
+    dst[o] = '\0';
+    return (int) o;
+}
+
+/* ---- parser callbacks: copy what we keep, bail out with a status -------- */
+
+static int
+hdr_put(conn_t *c, const char *at, size_t n, int nul)
+{
+    scout_http_req_t *r = c->req;
+
+    /* The URL shares the header budget: it is part of the request head. */
+    if (r->url_len + r->hdr_len + n + 2 > SCOUT_HTTP_MAX_HEADER) {
+        c->err_status = 431;
+        return -1;
+    }
+    if (nul)
+        r->hdr[r->hdr_len++] = '\0';
+    memcpy(r->hdr + r->hdr_len, at, n);
+    r->hdr_len += n;
+    return 0;
+}
+
+static int
+on_message_begin(http_parser *p)
+{
+    conn_t           *c = p->data;
+    scout_http_req_t *r;
+
+    free(c->req);   /* cannot happen: a message ends before the next starts */
+    r = calloc(1, sizeof(*r));
+    c->req = r;
+    if (r == NULL) {
+        c->err_status = 503;
+        return -1;
+    }
+    r->conn = c;
+    r->t0 = ev_time();
+    return 0;
+}
+
+static int
+on_url(http_parser *p, const char *at, size_t n)
+{
+    conn_t           *c = p->data;
+    scout_http_req_t *r = c->req;
+
+    if (r->url_len + n > SCOUT_HTTP_MAX_URL) {
+        c->err_status = 414;
+        return -1;
+    }
+    memcpy(r->url + r->url_len, at, n);
+    r->url_len += n;
+    return 0;
+}
+
+static int
+on_header_field(http_parser *p, const char *at, size_t n)
+{
+    conn_t *c = p->data;
+    int     nul = c->req->hstate == 2;
+
+    c->req->hstate = 1;
+    return hdr_put(c, at, n, nul);
+}
+
+static int
+on_header_value(http_parser *p, const char *at, size_t n)
+{
+    conn_t *c = p->data;
+    int     nul = c->req->hstate == 1;
+
+    c->req->hstate = 2;
+    return hdr_put(c, at, n, nul);
+}
+
+static int
+on_headers_complete(http_parser *p)
+{
+    conn_t           *c = p->data;
+    scout_http_req_t *r = c->req;
+
+    if (r->hstate != 0 && hdr_put(c, "", 0, 1) != 0)
+        return -1;
+    r->hstate = 0;
+    r->method = http_method_str((enum http_method) p->method);
+    r->head = p->method == HTTP_HEAD;
+    r->http10 = p->http_major == 1 && p->http_minor == 0;
+    return 0;
+}
+
+static int
+on_body(http_parser *p, const char *at, size_t n)
+{
+    conn_t *c = p->data;
+
+    (void) at;
+    c->req->body_len += n;
+    if (c->req->body_len > SCOUT_HTTP_MAX_BODY) {
+        c->err_status = 413;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+on_message_complete(http_parser *p)
+{
+    conn_t                *c = p->data;
+    scout_http_req_t      *r = c->req;
+    struct http_parser_url u;
+    size_t                 plen = 0, qlen = 0;
+
+    /* After an upgrade the rest of the stream is not HTTP: answer, close. */
+    r->keepalive = http_should_keep_alive(p) && !p->upgrade;
+    r->url[r->url_len] = '\0';
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(r->url, r->url_len, p->method == HTTP_CONNECT,
+                              &u) != 0) {
+        r->bad_url = 1;
+    } else {
+        if (u.field_set & (1 << UF_PATH))
+            plen = u.field_data[UF_PATH].len;
+        if (u.field_set & (1 << UF_QUERY))
+            qlen = u.field_data[UF_QUERY].len;
+        memcpy(r->pq, r->url + u.field_data[UF_PATH].off, plen);
+        memcpy(r->pq + plen + 1, r->url + u.field_data[UF_QUERY].off, qlen);
+    }
+    r->pq[plen] = '\0';
+    r->pq[plen + 1 + qlen] = '\0';
+    r->path = r->pq;
+    r->query = r->pq + plen + 1;
+
+    /* One request at a time: the rest of the input waits in c->in. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin    = on_message_begin,
+    .on_url              = on_url,
+    .on_header_field     = on_header_field,
+    .on_header_value     = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body             = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- output ------------------------------------------------------------- */
+
+static int
+out_reserve(conn_t *c, size_t n)
+{
+    size_t cap;
+    char  *p;
+
+    if (c->out_len + n <= c->out_cap)
+        return SCOUT_OK;
+    cap = c->out_cap ? c->out_cap : 4096;
+    while (cap < c->out_len + n)
+        cap *= 2;
+    p = realloc(c->out, cap);
+    if (p == NULL)
+        return SCOUT_ERROR;
+    c->out = p;
+    c->out_cap = cap;
+    return SCOUT_OK;
+}
+
+/* The whole response goes into one buffer so it usually leaves in a single
+ * send(): two small writes would meet Nagle and delayed ACKs. */
+static int
+out_response(conn_t *c, int status, const char *ctype, const char *extra,
+             size_t extra_len, const char *body, size_t len, int keepalive,
+             int http10, int head)
+{
+    int         nobody = status == 204 || status == 304;
+    const char *conn;
+    size_t      room;
+    int         n;
+
+    /* A 1.0 client assumes close unless told keep-alive. */
+    conn = !keepalive ? "Connection: close\r\n"
+         : http10     ? "Connection: keep-alive\r\n" : "";
+    if (nobody)
+        len = 0;
+    room = 160 + (ctype ? strlen(ctype) : 0) + extra_len + strlen(conn);
+    if (out_reserve(c, room + (head ? 0 : len)) != SCOUT_OK)
+        return SCOUT_ERROR;
+    n = snprintf(c->out + c->out_len, room,
+                 "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s",
+                 status, reason(status), http_date(c->h),
+                 ctype ? "Content-Type: " : "", ctype ? ctype : "",
+                 ctype ? "\r\n" : "");
+    if (n < 0 || (size_t) n >= room)
+        return SCOUT_ERROR;
+    c->out_len += (size_t) n;
+    if (!nobody)
+        c->out_len += (size_t) snprintf(c->out + c->out_len, room - n,
+                                        "Content-Length: %zu\r\n", len);
+    memcpy(c->out + c->out_len, extra, extra_len);
+    c->out_len += extra_len;
+    memcpy(c->out + c->out_len, conn, strlen(conn));
+    c->out_len += strlen(conn);
+    memcpy(c->out + c->out_len, "\r\n", 2);
+    c->out_len += 2;
+    if (!head && len > 0) {
+        memcpy(c->out + c->out_len, body, len);
+        c->out_len += len;
+    }
+    return SCOUT_OK;
+}
+
+/* ---- connection state machine ------------------------------------------- */
+
+static void
+conn_touch(conn_t *c)
+{
+    /* A parked request waits as long as its owner says, not our idle. */
+    if (c->req == NULL || !c->req->deferred)
+        ev_timer_again(c->h->loop, &c->timer);
+}
+
+/* Returns SCOUT_OK when flushed, SCOUT_AGAIN when waiting for EV_WRITE,
+ * SCOUT_ERROR when the connection is gone (c freed). */
+static int
+conn_flush(conn_t *c)
+{
+    struct ev_loop *loop = c->h->loop;
+
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                         MSG_NOSIGNAL);
+
+        if (n > 0) {
+            c->out_off += (size_t) n;
+            conn_touch(c);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* A client that never reads is still subject to the idle
+             * timeout. */
+            ev_io_start(loop, &c->wio);
+            if (!ev_is_active(&c->timer))
+                ev_timer_again(loop, &c->timer);
+            return SCOUT_AGAIN;
+        } else {
+            LOG(DEBUG, "fd %d: send: %s", c->fd, strerror(errno));
+            conn_close(c);
+            return SCOUT_ERROR;
+        }
+    }
+    c->out_off = c->out_len = 0;
+    if (c->out_cap > OUT_KEEP) {   /* one /metrics must not pin a MiB */
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+    ev_io_stop(loop, &c->wio);
+    return SCOUT_OK;
+}
+
+/* Closing with unread input makes TCP send RST, which can destroy the error
+ * response we just wrote before the client reads it; so half-close and
+ * drain for a while first (nginx's lingering close). */
+static void
+conn_linger(conn_t *c)
+{
+    struct ev_loop *loop = c->h->loop;
+
+    if (c->eof) {
+        conn_close(c);
+        return;
+    }
+    if (!c->lingering) {
+        c->lingering = 1;
+        shutdown(c->fd, SHUT_WR);
+        c->in_off = c->in_len = 0;
+        c->timer.repeat = LINGER_TIMEOUT;
+        ev_timer_again(loop, &c->timer);
+        ev_io_start(loop, &c->rio);
+    }
+}
+
+static void
+conn_read_interest(conn_t *c)
+{
+    struct ev_loop *loop = c->h->loop;
+
+    if (!c->eof && c->in_len - c->in_off < IN_BUF)
+        ev_io_start(loop, &c->rio);
+    else
+        ev_io_stop(loop, &c->rio);
+}
+
+static void
+conn_fail(conn_t *c)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    int             status = c->err_status;
+
+    if (status == 0)
+        status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
+    LOG(DEBUG, "fd %d: bad request (%d): %s", c->fd, status,
+        c->err_status ? "limit exceeded" : http_errno_description(e));
+    free(c->req);   /* never seen by the handler: no abort due */
+    c->req = NULL;
+    c->in_off = c->in_len = 0;
+    c->closing = 1;
+    if (out_response(c, status, "text/plain", "", 0, reason(status),
+                     strlen(reason(status)), 0, 0, 0) != SCOUT_OK)
+        c->out_off = c->out_len = 0;
+}
+
+static void
+conn_dispatch(conn_t *c)
+{
+    scout_http_t     *h = c->h;
+    scout_http_req_t *r = c->req;
+    int               rc;
+
+    c->dispatching = 1;
+    if (r->bad_url) {
+        r->keepalive = 0;
+        rc = scout_http_respond(r, 400, "text/plain", "bad url\n", 8);
+    } else {
+        rc = h->handler(h->ud, r);
+    }
+    c->dispatching = 0;
+    if (c->req == NULL)
+        return;                          /* answered */
+    if (rc == SCOUT_AGAIN) {
+        r->deferred = 1;
+        ev_timer_stop(h->loop, &c->timer);
+        return;
+    }
+    LOG(WARN, "%s %s: handler returned %d without responding", r->method,
+        r->path, rc);
+    scout_http_respond(r, 500, "text/plain", "internal error\n", 15);
+}
+
+/* Parse until one message is complete (1), input runs out (0) or the
+ * request is bad (-1). */
+static int
+conn_parse(conn_t *c)
+{
+    while (c->in_off < c->in_len) {
+        size_t          n;
+        enum http_errno e;
+
+        n = http_parser_execute(&c->parser, &settings, c->in + c->in_off,
+                                c->in_len - c->in_off);
+        c->in_off += n;
+        e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            return 1;
+        }
+        if (e != HPE_OK || n == 0)
+            return -1;
+    }
+    c->in_off = c->in_len = 0;
+    return 0;
+}
+
+/* Every event ends here; decides what the connection waits for next. May
+ * free c, so callers must not touch c afterwards. */
+static void
+conn_step(conn_t *c)
+{
+    struct ev_loop *loop = c->h->loop;
+
+    for (;;) {
+        int rc;
+
+        /* Never parse ahead of unsent output: that is our backpressure. */
+        if (c->out_off < c->out_len && conn_flush(c) != SCOUT_OK)
+            return;
+        if (c->closing) {
+            conn_linger(c);
+            return;
+        }
+        if (c->req != NULL && c->req->deferred) {
+            /* Keep reading so a hang-up is noticed and aborts the request. */
+            conn_read_interest(c);
+            return;
+        }
+        rc = conn_parse(c);
+        if (rc > 0) {
+            conn_dispatch(c);
+        } else if (rc < 0) {
+            conn_fail(c);
+        } else if (c->eof) {
+            conn_close(c);
+            return;
+        } else {
+            conn_read_interest(c);
+            if (!ev_is_active(&c->timer))
+                ev_timer_again(loop, &c->timer);
+            return;
+        }
+    }
+}
+
+static void
+conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    conn_t *c = w->data;
+    ssize_t n;
+
+    (void) loop;
+    if (!(revents & EV_READ))
+        goto step;
+    if (c->lingering) {
+        for (;;) {
+            n = recv(c->fd, c->in, IN_BUF, 0);
+            if (n > 0)
+                continue;
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return;
+            conn_close(c);
+            return;
+        }
+    }
+    if (c->in_off > 0) {
+        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        c->in_len -= c->in_off;
+        c->in_off = 0;
+    }
+    if (c->in_len < IN_BUF) {
+        do {
+            n = recv(c->fd, c->in + c->in_len, IN_BUF - c->in_len, 0);
+        } while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            c->in_len += (size_t) n;
+            conn_touch(c);
+        } else if (n == 0) {
+            c->eof = 1;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            LOG(DEBUG, "fd %d: recv: %s", c->fd, strerror(errno));
+            conn_close(c);
+            return;
+        }
+    }
+    /* A hang-up cancels a parked request, as Go's net/http does; a client
+     * that half-closes after sending must not use deferred endpoints. */
+    if (c->eof && c->req != NULL && c->req->deferred) {
+        conn_close(c);
+        return;
+    }
+step:
+    conn_step(c);
+}
+
+static void
+conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+    conn_step(w->data);
+}
+
+static void
+conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    conn_t *c = w->data;
+
+    (void) loop;
+    (void) revents;
+    LOG(DEBUG, "fd %d: %s timeout", c->fd, c->lingering ? "linger" : "idle");
+    conn_close(c);
+}
+
+static void
+conn_close(conn_t *c)
+{
+    scout_http_t     *h = c->h;
+    scout_http_req_t *r = c->req;
+
+    ev_io_stop(h->loop, &c->rio);    /* also drops fed events */
+    ev_io_stop(h->loop, &c->wio);
+    ev_timer_stop(h->loop, &c->timer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    h->nconns--;
+    if (h->nconns < h->max_conns)
+        h->full_warned = 0;
+    close(c->fd);
+    c->req = NULL;
+    if (r != NULL) {
+        /* c is already unlinked: the callback cannot reach it. */
+        if (r->deferred && r->on_abort != NULL) {
+            r->aborted = 1;
+            r->on_abort(r, r->abort_data);
+        }
+        free(r);
+    }
+    free(c->out);
+    free(c);
+}
+
+static void
+conn_new(scout_http_t *h, int fd)
+{
+    conn_t *c = calloc(1, sizeof(*c));
+    int     one = 1;
+
+    if (c == NULL) {
+        LOG(ERROR, "out of memory accepting a connection");
+        close(fd);
+        return;
+    }
+    if (h->unix_path == NULL)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->h = h;
+    c->fd = fd;
+    ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
+    ev_init(&c->timer, conn_timer_cb);
+    c->timer.repeat = h->idle;
+    c->rio.data = c->wio.data = c->timer.data = c;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    ev_io_start(h->loop, &c->rio);
+    ev_timer_again(h->loop, &c->timer);
+}
+
+/* ---- listener ------------------------------------------------------------ */
+
+static void
+accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    scout_http_t *h = w->data;
+    int           i, fd;
+
+    (void) revents;
+    for (i = 0; i < ACCEPT_BATCH; i++) {
+        fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            /* The pending connection stays in the backlog, so a level-
+             * triggered watcher would spin: pause accepting instead. */
+            LOG(WARN, "accept: %s; pausing %.0fs", strerror(errno),
+                ACCEPT_RETRY);
+            ev_io_stop(loop, &h->aio);
+            ev_timer_set(&h->retry, ACCEPT_RETRY, 0.);
+            ev_timer_start(loop, &h->retry);
+            return;
+        }
+        if (h->nconns >= h->max_conns) {
+            if (!h->full_warned)
+                LOG(WARN, "%u connections open, refusing more", h->nconns);
+            h->full_warned = 1;
+            close(fd);
+            continue;
+        }
+        conn_new(h, fd);
+    }
+}
+
+static void
+retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    scout_http_t *h = w->data;
+
+    (void) revents;
+    ev_io_start(loop, &h->aio);
+}
+
+static int
+listen_unix(scout_http_t *h, const char *listen_, const char *path, char *err)
+{
+    struct sockaddr_un sa;
+    struct stat        st;
+    mode_t             old;
+    int                rc, probe;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (*path == '\0' || strlen(path) >= sizeof(sa.sun_path)) {
+        seterr(err, "%s: socket path is empty or too long", listen_);
+        return SCOUT_ERROR;
+    }
+    strcpy(sa.sun_path, path);
+
+    /* Replace only a socket nobody answers on: anything else at the path
+     * is either another live agent or something we must not delete. */
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            seterr(err, "%s: exists and is not a socket; refusing to replace"
+                   " it", listen_);
+            return SCOUT_ERROR;
+        }
+        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (probe < 0) {
+            seterr(err, "%s: socket: %s", listen_, strerror(errno));
+            return SCOUT_ERROR;
+        }
+        rc = connect(probe, (struct sockaddr *) &sa, sizeof(sa));
+        if (rc == 0 || errno != ECONNREFUSED) {
+            seterr(err, "%s: %s", listen_, rc == 0 || errno == EAGAIN
+                   ? "another process is listening on it" : strerror(errno));
+            close(probe);
+            return SCOUT_ERROR;
+        }
+        close(probe);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            seterr(err, "%s: unlink stale socket: %s", listen_,
+                   strerror(errno));
+            return SCOUT_ERROR;
+        }
+        LOG(INFO, "replaced stale socket %s", path);
+    } else if (errno != ENOENT) {
+        seterr(err, "%s: %s", listen_, strerror(errno));
+        return SCOUT_ERROR;
+    }
+
+    h->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (h->fd < 0) {
+        seterr(err, "%s: socket: %s", listen_, strerror(errno));
+        return SCOUT_ERROR;
+    }
+    /* The socket is the only access control; born 0600 leaves no window
+     * where another user could connect. umask is process-wide, which is
+     * safe only because the agent is single-threaded. */
+    old = umask(0177);
+    rc = bind(h->fd, (struct sockaddr *) &sa, sizeof(sa));
+    umask(old);
+    if (rc != 0) {
+        seterr(err, "%s: bind: %s", listen_, strerror(errno));
+        return SCOUT_ERROR;
+    }
+    if (lstat(path, &st) != 0 || (h->unix_path = strdup(path)) == NULL) {
+        unlink(path);
+        seterr(err, "%s: %s", listen_, strerror(errno));
+        return SCOUT_ERROR;
+    }
+    h->dev = st.st_dev;
+    h->ino = st.st_ino;
+    return SCOUT_OK;
+}
+
+static int
+parse_port(const char *s, int *port)
+{
+    long v = 0;
+
+    if (*s == '\0' || strlen(s) > 5)
+        return SCOUT_ERROR;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return SCOUT_ERROR;
+        v = v * 10 + (*s - '0');
+    }
+    if (v > 65535)
+        return SCOUT_ERROR;
+    *port = (int) v;
+    return SCOUT_OK;
+}
+
+static int
+listen_tcp(scout_http_t *h, const char *listen_, char *err)
+{
+    struct sockaddr_storage ss;
+    struct sockaddr_in     *sin = (struct sockaddr_in *) &ss;
+    struct sockaddr_in6    *sin6 = (struct sockaddr_in6 *) &ss;
+    socklen_t               slen;
+    const char             *colon, *pstr;
+    char                    host[64];
+    size_t                  hlen;
+    int                     v6 = 0, port, one = 1;
+
+    if (listen_[0] == '[') {
+        colon = strchr(listen_, ']');
+        if (colon == NULL || colon[1] != ':')
+            goto format;
+        v6 = 1;
+        hlen = (size_t) (colon - listen_ - 1);
+        if (hlen >= sizeof(host))
+            goto loopback;
+        memcpy(host, listen_ + 1, hlen);
+        pstr = colon + 2;
+    } else {
+        colon = strrchr(listen_, ':');
+        if (colon == NULL)
+            goto format;
+        hlen = (size_t) (colon - listen_);
+        if (memchr(listen_, ':', hlen) != NULL) {
+            seterr(err, "%s: write IPv6 addresses as [::1]:PORT", listen_);
+            return SCOUT_ERROR;
+        }
+        if (hlen >= sizeof(host))
+            goto loopback;
+        memcpy(host, listen_, hlen);
+        pstr = colon + 1;
+    }
+    host[hlen] = '\0';
+    if (parse_port(pstr, &port) != SCOUT_OK) {
+        seterr(err, "%s: bad port", listen_);
+        return SCOUT_ERROR;
+    }
+
+    /* No resolver: /etc/hosts could point "localhost" anywhere. */
+    memset(&ss, 0, sizeof(ss));
+    if (!v6 && (strcmp(host, "localhost") == 0
+                || inet_pton(AF_INET, host, &sin->sin_addr) == 1)) {
+        if (strcmp(host, "localhost") == 0)
+            sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if ((ntohl(sin->sin_addr.s_addr) >> 24) != 127)
+            goto loopback;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t) port);
+        slen = sizeof(*sin);
+    } else if (v6 && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        if (!IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
+            goto loopback;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t) port);
+        slen = sizeof(*sin6);
+    } else {
+        goto loopback;
+    }
+
+    h->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                   0);
+    if (h->fd < 0) {
+        seterr(err, "%s: socket: %s", listen_, strerror(errno));
+        return SCOUT_ERROR;
+    }
+    setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(h->fd, (struct sockaddr *) &ss, slen) != 0) {
+        seterr(err, "%s: bind: %s", listen_, strerror(errno));
+        return SCOUT_ERROR;
+    }
+    if (getsockname(h->fd, (struct sockaddr *) &ss, &slen) != 0) {
+        seterr(err, "%s: getsockname: %s", listen_, strerror(errno));
+        return SCOUT_ERROR;
+    }
+    h->port = ntohs(ss.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port);
+    return SCOUT_OK;
+
+format:
+    seterr(err, "%s: expected unix:/path, HOST:PORT or [::1]:PORT", listen_);
+    return SCOUT_ERROR;
+loopback:
+    seterr(err, "%s: api must listen on loopback or a unix socket", listen_);
+    return SCOUT_ERROR;
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+scout_http_t *
+scout_http_new(struct ev_loop *loop, const char *listen_,
+               scout_http_handler_fn handler, void *ud, char *err)
+{
+    scout_http_t *h;
+
+    if (loop == NULL || listen_ == NULL || handler == NULL) {
+        seterr(err, "http: loop, listen address and handler are required");
+        return NULL;
+    }
+    h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        seterr(err, "http: out of memory");
+        return NULL;
+    }
+    h->loop = loop;
+    h->handler = handler;
+    h->ud = ud;
+    h->fd = -1;
+    h->max_conns = SCOUT_HTTP_MAX_CONNS;
+    h->idle = SCOUT_HTTP_IDLE_TIMEOUT;
+
+    if (strncmp(listen_, "unix:", 5) == 0) {
+        if (listen_unix(h, listen_, listen_ + 5, err) != SCOUT_OK)
+            goto fail;
+    } else if (listen_tcp(h, listen_, err) != SCOUT_OK) {
+        goto fail;
+    }
+    if (listen(h->fd, SOMAXCONN) != 0) {
+        seterr(err, "%s: listen: %s", listen_, strerror(errno));
+        goto fail;
+    }
+    ev_io_init(&h->aio, accept_cb, h->fd, EV_READ);
+    ev_init(&h->retry, retry_cb);
+    h->aio.data = h->retry.data = h;
+    ev_io_start(loop, &h->aio);
+    LOG(INFO, "listening on %s", listen_);
+    return h;
+
+fail:
+    if (h->fd >= 0)
+        close(h->fd);
+    if (h->unix_path != NULL) {
+        unlink(h->unix_path);
+        free(h->unix_path);
+    }
+    free(h);
+    return NULL;
+}
+
+void
+scout_http_free(scout_http_t *h)
+{
+    struct stat st;
+
+    if (h == NULL)
+        return;
+    ev_io_stop(h->loop, &h->aio);
+    ev_timer_stop(h->loop, &h->retry);
+    close(h->fd);
+    while (h->conns != NULL)
+        conn_close(h->conns);
+    /* A newer agent may have replaced our socket; leave its one alone. */
+    if (h->unix_path != NULL) {
+        if (lstat(h->unix_path, &st) == 0 && st.st_dev == h->dev
+            && st.st_ino == h->ino)
+            unlink(h->unix_path);
+        free(h->unix_path);
+    }
+    free(h);
+}
+
+int
+scout_http_port(const scout_http_t *h)
+{
+    return h->port;
+}
+
+unsigned
+scout_http_nconns(const scout_http_t *h)
+{
+    return h->nconns;
+}
+
+void
+scout_http_set_limits(scout_http_t *h, unsigned max_conns, double idle)
+{
+    if (max_conns > 0)
+        h->max_conns = max_conns;
+    if (idle > 0)
+        h->idle = idle;
+}
+
+const char *
+scout_http_req_method(const scout_http_req_t *req)
+{
+    return req->method;
+}
+
+const char *
+scout_http_req_path(const scout_http_req_t *req)
+{
+    return req->path;
+}
+
+const char *
+scout_http_req_query(const scout_http_req_t *req)
+{
+    return req->query;
+}
+
+const char *
+scout_http_req_header(const scout_http_req_t *req, const char *name)
+{
+    const char *p = req->hdr, *end = req->hdr + req->hdr_len, *v;
+
+    while (p < end) {
+        v = p + strlen(p) + 1;
+        if (strcasecmp(p, name) == 0)
+            return v;
+        p = v + strlen(v) + 1;
+    }
+    return NULL;
+}
+
+int
+scout_http_query_get(const scout_http_req_t *req, const char *name,
+                     char *buf, size_t len)
+{
+    const char *q = req->query, *end, *eq;
+    size_t      nlen = strlen(name), klen;
+
+    while (*q != '\0') {
+        end = strchr(q, '&');
+        if (end == NULL)
+            end = q + strlen(q);
+        eq = memchr(q, '=', (size_t) (end - q));
+        klen = (size_t) ((eq ? eq : end) - q);
+        if (klen == nlen && memcmp(q, name, nlen) == 0)
+            return eq ? unescape(eq + 1, (size_t) (end - eq - 1), buf, len, 1)
+                      : unescape("", 0, buf, len, 1);
+        q = *end ? end + 1 : end;
+    }
+    return SCOUT_ERROR;
+}
+
+int
+scout_http_unescape(const char *src, size_t srclen, char *dst, size_t dstlen)
+{
+    return unescape(src, srclen, dst, dstlen, 0);
+}
+
+int
+scout_http_add_header(scout_http_req_t *req, const char *name,
+                      const char *value)
+{
+    size_t      nlen = strlen(name), vlen = strlen(value);
+    const char *s;
+
+    if (req->aborted || nlen == 0 || strpbrk(value, "\r\n") != NULL)
+        return SCOUT_ERROR;
+    for (s = name; *s; s++)
+        if ((unsigned char) *s <= ' ' || *s == ':' || *s == 127)
+            return SCOUT_ERROR;
+    if (req->rhdr_len + nlen + vlen + 4 > RHDR_MAX)
+        return SCOUT_ERROR;
+    memcpy(req->rhdr + req->rhdr_len, name, nlen);
+    memcpy(req->rhdr + req->rhdr_len + nlen, ": ", 2);
+    memcpy(req->rhdr + req->rhdr_len + nlen + 2, value, vlen);
+    memcpy(req->rhdr + req->rhdr_len + nlen + 2 + vlen, "\r\n", 2);
+    req->rhdr_len += nlen + vlen + 4;
+    return SCOUT_OK;
+}
+
+int
+scout_http_respond(scout_http_req_t *req, int status,
+                   const char *content_type, const char *body, size_t len)
+{
+    conn_t *c = req->conn;
+
+    if (req->aborted || status < 200 || status > 599)
+        return SCOUT_ERROR;
+    LOG(DEBUG, "%s %s%s%s %d %ldus", req->method, req->path,
+        *req->query ? "?" : "", req->query, status,
+        (long) ((ev_time() - req->t0) * 1e6));
+    if (out_response(c, status, content_type, req->rhdr, req->rhdr_len,
+                     body, len, req->keepalive, req->http10, req->head)
+        != SCOUT_OK) {
+        LOG(ERROR, "out of memory for a %zu byte response", len);
+        c->closing = 1;
+    }
+    if (!req->keepalive)
+        c->closing = 1;
+    c->req = NULL;
+    free(req);
+    /* Inside the handler the dispatcher carries on; otherwise resume from
+     * the loop, never from the caller's stack. */
+    if (!c->dispatching)
+        ev_feed_event(c->h->loop, &c->wio, EV_CUSTOM);
+    return SCOUT_OK;
+}
+
+void
+scout_http_req_on_abort(scout_http_req_t *req, scout_http_abort_fn fn,
+                        void *data)
+{
+    req->on_abort = fn;
+    req->abort_data = data;
+}

@@ -1,0 +1,173 @@
+/*
+ * main.c -- the scout command line, and the owner of the one event loop.
+ *
+ *   scout [run] -c policy.lua [--zk H:P,...] [--api ADDR] [--log-level L]
+ *   scout check policy.lua
+ *   scout version | --help
+ *
+ * SIGTERM and SIGINT stop the loop; the agent then closes its session (the
+ * server drops our watches and ephemerals at once instead of after the
+ * session timeout) and exits 0.  Nothing else in the agent may run a loop.
+ */
+#include <ev.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "log.h"
+#include "policy.h"
+#include "scout.h"
+#include "stats.h"
+
+scout_stats_t scout_stats;
+
+static const char usage[] =
+"usage: scout [run] -c POLICY [options]   run the agent\n"
+"       scout check POLICY                 validate a policy, do not connect\n"
+"       scout version                      print the version\n"
+"\n"
+"options:\n"
+"  -c, --config FILE      the policy file (Lua)\n"
+"      --zk SERVERS       host:port[,host:port...][/chroot]; also $SCOUT_ZK\n"
+"      --api ADDR         unix:/path/to.sock or 127.0.0.1:PORT\n"
+"      --cache-dir DIR    disk snapshot directory (not supported yet)\n"
+"      --log-level LEVEL  error | warn | info | debug\n"
+"      --lua-dir DIR      where the scout Lua modules live\n"
+"  -h, --help             this text\n";
+
+static void
+on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    scout_log(SCOUT_LOG_INFO, "main", "signal %d: shutting down", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static int
+cmd_check(const char *file, const char *lua_dir)
+{
+    char err[SCOUT_ERR_LEN];
+    scout_policy_t *p = scout_policy_new(lua_dir, err);
+    scout_conf_t conf;
+
+    if (p == NULL) {
+        fprintf(stderr, "scout: %s\n", err);
+        return 1;
+    }
+    if (scout_policy_load(p, file, &conf, err) != SCOUT_OK) {
+        fprintf(stderr, "%s\n", err);
+        scout_policy_free(p);
+        return 1;
+    }
+    printf("%s: ok (%d services)\n", file, conf.nservices);
+    scout_conf_free(&conf);
+    scout_policy_free(p);
+    return 0;
+}
+
+static int
+cmd_run(const scout_agent_opts_t *opts)
+{
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    ev_signal sigterm, sigint;
+    char err[SCOUT_ERR_LEN];
+    scout_agent_t *agent;
+
+    signal(SIGPIPE, SIG_IGN);
+    agent = scout_agent_new(loop, opts, err);
+    if (agent == NULL) {
+        fprintf(stderr, "scout: %s\n", err);
+        return 1;
+    }
+    ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
+    ev_signal_init(&sigint, on_stop_signal, SIGINT);
+    ev_signal_start(loop, &sigterm);
+    ev_signal_start(loop, &sigint);
+    ev_run(loop, 0);
+
+    ev_signal_stop(loop, &sigterm);
+    ev_signal_stop(loop, &sigint);
+    scout_agent_stop(agent);
+    scout_agent_free(agent);
+    ev_loop_destroy(loop);
+    scout_log(SCOUT_LOG_INFO, "main", "stopped");
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    enum { OPT_ZK = 256, OPT_API, OPT_CACHE, OPT_LOG, OPT_LUA };
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "zk", required_argument, NULL, OPT_ZK },
+        { "api", required_argument, NULL, OPT_API },
+        { "cache-dir", required_argument, NULL, OPT_CACHE },
+        { "log-level", required_argument, NULL, OPT_LOG },
+        { "lua-dir", required_argument, NULL, OPT_LUA },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    scout_agent_opts_t opts;
+    const char *verb = "run";
+    int c;
+
+    memset(&opts, 0, sizeof(opts));
+    if (argc > 1 && argv[1][0] != '-') {
+        verb = argv[1];
+        argv++;
+        argc--;
+    }
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': opts.policy_file = optarg; break;
+        case OPT_ZK: opts.zk = optarg; break;
+        case OPT_API: opts.api = optarg; break;
+        case OPT_LOG:
+            if (scout_log_parse_level(optarg) < 0) {
+                fprintf(stderr, "scout: unknown log level \"%s\"\n", optarg);
+                return 2;
+            }
+            opts.log_level = optarg;
+            scout_log_set_level(scout_log_parse_level(optarg));
+            break;
+        case OPT_LUA: opts.lua_dir = optarg; break;
+        case OPT_CACHE:
+            fprintf(stderr, "scout: --cache-dir: the disk snapshot is not "
+                            "supported yet\n");
+            return 2;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (strcmp(verb, "version") == 0) {
+        printf("scout %s\n", SCOUT_VERSION);
+        return 0;
+    }
+    if (strcmp(verb, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(verb, "check") == 0) {
+        const char *file = optind < argc ? argv[optind] : opts.policy_file;
+        if (file == NULL) {
+            fputs("scout check: which policy file?\n", stderr);
+            return 2;
+        }
+        return cmd_check(file, opts.lua_dir);
+    }
+    if (strcmp(verb, "run") != 0) {
+        fprintf(stderr, "scout: unknown command \"%s\"\n%s", verb, usage);
+        return 2;
+    }
+    if (opts.policy_file == NULL && optind < argc)
+        opts.policy_file = argv[optind];
+    if (opts.policy_file == NULL) {
+        fputs("scout run: a policy file is needed (-c FILE)\n", stderr);
+        return 2;
+    }
+    return cmd_run(&opts);
+}

@@ -1,0 +1,494 @@
+/*
+ * policy.c -- the LuaJIT VM of the agent and the calls into it.
+ *
+ * The Lua side is lua/scout/runtime.lua; this file only moves data across
+ * the boundary: ZooKeeper children in, endpoint lists out.  Data handed to
+ * Lua is copied by Lua (lua_pushlstring); lists coming back are copied into
+ * C before the stack is popped, so nothing here outlives a call.
+ */
+#include "policy.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hook.h"
+#include "log.h"
+#include "scout.h"
+#include "stats.h"
+
+#ifndef SCOUT_LUA_DIR
+#define SCOUT_LUA_DIR "/usr/local/share/scout/lua"
+#endif
+
+struct scout_policy_s {
+    lua_State *L;
+    int        runtime_ref;
+    int        budget_ms;
+};
+
+/* ---- functions Lua may call: package.loaded["scout.agent"] ------------- */
+
+static int
+l_log(lua_State *L)
+{
+    int level = (int)luaL_checkinteger(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+
+    if (level < SCOUT_LOG_ERROR || level > SCOUT_LOG_DEBUG)
+        level = SCOUT_LOG_INFO;
+    scout_log(level, "policy", "%s", msg);
+    return 0;
+}
+
+static int
+l_now_ms(lua_State *L)
+{
+    lua_pushnumber(L, scout_now_ms());
+    return 1;
+}
+
+static int
+file_exists(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+/* Development trees run build/scout with lua/ beside build/; installs use
+ * SCOUT_LUA_DIR.  $SCOUT_LUA_DIR wins over both. */
+static void
+find_lua_dir(char *out, size_t len)
+{
+    char exe[4096], probe[4200];
+    ssize_t n;
+    const char *env = getenv("SCOUT_LUA_DIR");
+
+    if (env != NULL && *env) {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        char *slash;
+        exe[n] = '\0';
+        if ((slash = strrchr(exe, '/')) != NULL) {
+            *slash = '\0';
+            snprintf(probe, sizeof(probe), "%s/../lua/scout/runtime.lua", exe);
+            if (file_exists(probe)) {
+                snprintf(out, len, "%s/../lua", exe);
+                return;
+            }
+        }
+    }
+    snprintf(out, len, "%s", SCOUT_LUA_DIR);
+}
+
+scout_policy_t *
+scout_policy_new(const char *lua_dir, char *err)
+{
+    scout_policy_t *p = calloc(1, sizeof(*p));
+    char dir[4096], path[8300];
+
+    if (p == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    p->runtime_ref = LUA_NOREF;
+    p->budget_ms = 50;
+    p->L = luaL_newstate();
+    if (p->L == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "cannot create a Lua state");
+        goto fail;
+    }
+    luaL_openlibs(p->L);
+    if (scout_hook_init(p->L, err) != SCOUT_OK)
+        goto fail;
+
+    if (lua_dir != NULL)
+        snprintf(dir, sizeof(dir), "%s", lua_dir);
+    else
+        find_lua_dir(dir, sizeof(dir));
+    lua_getglobal(p->L, "package");
+    lua_getfield(p->L, -1, "path");
+    snprintf(path, sizeof(path), "%s/?.lua;%s/?/init.lua;%s", dir, dir,
+             lua_tostring(p->L, -1));
+    lua_pop(p->L, 1);
+    lua_pushstring(p->L, path);
+    lua_setfield(p->L, -2, "path");
+    lua_getfield(p->L, -1, "loaded");
+    lua_newtable(p->L);
+    lua_pushcfunction(p->L, l_log);
+    lua_setfield(p->L, -2, "log");
+    lua_pushcfunction(p->L, l_now_ms);
+    lua_setfield(p->L, -2, "now_ms");
+    lua_setfield(p->L, -2, "scout.agent");
+    lua_pop(p->L, 2);
+
+    lua_getglobal(p->L, "require");
+    lua_pushstring(p->L, "scout.runtime");
+    if (lua_pcall(p->L, 1, 1, 0) != 0) {
+        snprintf(err, SCOUT_ERR_LEN, "loading the Lua runtime from %s: %s",
+                 dir, lua_tostring(p->L, -1));
+        goto fail;
+    }
+    p->runtime_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+    return p;
+
+fail:
+    scout_policy_free(p);
+    return NULL;
+}
+
+void
+scout_policy_free(scout_policy_t *p)
+{
+    if (p == NULL)
+        return;
+    if (p->L != NULL)
+        lua_close(p->L);
+    scout_hook_fini();
+    free(p);
+}
+
+/* Push runtime[fn]. */
+static void
+push_runtime_fn(scout_policy_t *p, const char *fn)
+{
+    lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->runtime_ref);
+    lua_getfield(p->L, -1, fn);
+    lua_remove(p->L, -2);
+}
+
+static char *
+dup_field(lua_State *L, int idx, const char *key)
+{
+    const char *s;
+    char *copy = NULL;
+
+    lua_getfield(L, idx, key);
+    s = lua_tostring(L, -1);
+    if (s != NULL)
+        copy = strdup(s);
+    lua_pop(L, 1);
+    return copy;
+}
+
+static int
+int_field(lua_State *L, int idx, const char *key, int dflt)
+{
+    int v = dflt;
+
+    lua_getfield(L, idx, key);
+    if (lua_isnumber(L, -1))
+        v = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+void
+scout_conf_free(scout_conf_t *conf)
+{
+    free(conf->zk_servers);
+    free(conf->auth_scheme);
+    if (conf->auth_cred != NULL)
+        memset(conf->auth_cred, 0, strlen(conf->auth_cred));
+    free(conf->auth_cred);
+    free(conf->api_listen);
+    free(conf->log_level);
+    for (int i = 0; i < conf->nservices; i++) {
+        free(conf->services[i].name);
+        free(conf->services[i].path);
+    }
+    free(conf->services);
+    memset(conf, 0, sizeof(*conf));
+}
+
+int
+scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
+                  char *err)
+{
+    lua_State *L = p->L;
+    int top = lua_gettop(L), timed_out, t;
+
+    memset(conf, 0, sizeof(*conf));
+    push_runtime_fn(p, "load");
+    lua_pushstring(L, file);
+    /* Loading runs the policy's top level: give it a generous budget. */
+    if (scout_hook_pcall(L, 1, 2, 5000, &timed_out) != 0) {
+        snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
+        goto fail;
+    }
+    if (lua_isnil(L, -2)) {
+        snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
+        goto fail;
+    }
+    lua_pop(L, 1);
+    t = lua_gettop(L);
+
+    lua_getfield(L, t, "zookeeper");
+    conf->zk_servers = dup_field(L, -1, "servers");
+    conf->zk_timeout_ms = int_field(L, -1, "session_timeout", 10000);
+    lua_getfield(L, -1, "auth");
+    if (lua_istable(L, -1)) {
+        conf->auth_scheme = dup_field(L, -1, "scheme");
+        conf->auth_cred = dup_field(L, -1, "credential");
+    }
+    lua_pop(L, 2);
+
+    lua_getfield(L, t, "api");
+    conf->api_listen = dup_field(L, -1, "listen");
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "agent");
+    conf->log_level = dup_field(L, -1, "log_level");
+    conf->hook_budget_ms = int_field(L, -1, "hook_budget", 50);
+    p->budget_ms = conf->hook_budget_ms;
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "services");
+    conf->nservices = (int)lua_objlen(L, -1);
+    if (conf->nservices > 0) {
+        conf->services = calloc((size_t)conf->nservices,
+                                sizeof(*conf->services));
+        if (conf->services == NULL) {
+            snprintf(err, SCOUT_ERR_LEN, "out of memory");
+            conf->nservices = 0;
+            goto fail;
+        }
+    }
+    for (int i = 0; i < conf->nservices; i++) {
+        scout_service_conf_t *sc = &conf->services[i];
+
+        lua_rawgeti(L, -1, i + 1);
+        sc->name = dup_field(L, -1, "name");
+        sc->path = dup_field(L, -1, "path");
+        sc->needs_data = int_field(L, -1, "needs_data", -1);
+        sc->delay_ms = int_field(L, -1, "delay_ms", -1);
+        lua_pop(L, 1);
+        if (sc->name == NULL || sc->path == NULL) {
+            snprintf(err, SCOUT_ERR_LEN, "out of memory");
+            goto fail;
+        }
+    }
+    lua_settop(L, top);
+    return SCOUT_OK;
+
+fail:
+    lua_settop(L, top);
+    scout_conf_free(conf);
+    return SCOUT_ERROR;
+}
+
+int
+scout_policy_needs_data(scout_policy_t *p, int svc, const char *child)
+{
+    lua_State *L = p->L;
+    int timed_out, v = 1;
+
+    push_runtime_fn(p, "needs_data");
+    lua_pushinteger(L, svc + 1);
+    lua_pushstring(L, child);
+    if (scout_hook_pcall(L, 2, 1, p->budget_ms, &timed_out) != 0) {
+        scout_log(SCOUT_LOG_WARN, "policy", "needs_data: %s",
+                  lua_tostring(L, -1));
+    } else {
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;               /* reading data when unsure is always safe */
+}
+
+int
+scout_policy_delay(scout_policy_t *p, int svc, const scout_event_t *ev,
+                   int fallback)
+{
+    lua_State *L = p->L;
+    int timed_out, v = fallback;
+
+    push_runtime_fn(p, "delay");
+    lua_pushinteger(L, svc + 1);
+    lua_pushstring(L, scout_event_kind_name(ev->kind));
+    if (ev->child != NULL)
+        lua_pushstring(L, ev->child);
+    else
+        lua_pushnil(L);
+    lua_pushinteger(L, ev->pending);
+    lua_pushnumber(L, ev->since_read_ms);
+    if (scout_hook_pcall(L, 5, 1, p->budget_ms, &timed_out) != 0) {
+        scout_log(SCOUT_LOG_WARN, "policy", "delay hook failed: %s",
+                  lua_tostring(L, -1));
+    } else {
+        v = (int)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* ---- update: pending changes in, endpoint list out -------------------- */
+
+static void
+push_changes(lua_State *L, scout_cache_t *cache)
+{
+    scout_child_t *child;
+    int n = 0;
+
+    lua_createtable(L, (int)cache->nremoved, 0);
+    for (unsigned i = 0; i < cache->nremoved; i++) {
+        lua_pushstring(L, cache->removed[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_newtable(L);
+    for (child = cache->pending; child != NULL; child = child->next_pending) {
+        lua_createtable(L, 3, 0);
+        lua_pushstring(L, child->name);
+        lua_rawseti(L, -2, 1);
+        if (child->data != NULL)
+            lua_pushlstring(L, child->data, (size_t)child->data_len);
+        else if (child->has_data)
+            lua_pushliteral(L, "");
+        else
+            lua_pushnil(L);
+        lua_rawseti(L, -2, 2);
+        lua_pushnumber(L, (lua_Number)child->mzxid);
+        lua_rawseti(L, -2, 3);
+        lua_rawseti(L, -2, ++n);
+    }
+}
+
+static char *
+str_field(lua_State *L, int idx, const char *key, const char *dflt)
+{
+    const char *s;
+
+    lua_getfield(L, idx, key);
+    s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : dflt;
+    s = s ? s : "";
+    lua_pop(L, 1);
+    return strdup(s);
+}
+
+static int
+meta_cmp(const void *a, const void *b)
+{
+    return strcmp(((const scout_meta_t *)a)->key,
+                  ((const scout_meta_t *)b)->key);
+}
+
+/* The runtime returns endpoints it validated; anything odd becomes a
+ * default here rather than a crash. */
+static int
+read_endpoint(lua_State *L, int idx, scout_endpoint_t *ep)
+{
+    int n = 0, cap = 0;
+
+    ep->id = str_field(L, idx, "id", "");
+    ep->host = str_field(L, idx, "host", "");
+    ep->status = str_field(L, idx, "status", "up");
+    ep->port = int_field(L, idx, "port", 0);
+    ep->weight = int_field(L, idx, "weight", 1);
+    lua_getfield(L, idx, "zxid");
+    ep->zxid = lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1) : 0;
+    lua_pop(L, 1);
+    if (ep->id == NULL || ep->host == NULL || ep->status == NULL)
+        return SCOUT_ERROR;
+
+    lua_getfield(L, idx, "meta");
+    if (lua_istable(L, -1)) {
+        int t = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, t) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                if (n == cap) {
+                    scout_meta_t *m;
+                    cap = cap ? cap * 2 : 4;
+                    m = realloc(ep->meta, (size_t)cap * sizeof(*m));
+                    if (m == NULL) {
+                        lua_pop(L, 3);
+                        return SCOUT_ERROR;
+                    }
+                    ep->meta = m;
+                }
+                ep->meta[n].key = strdup(lua_tostring(L, -2));
+                /* tostring in C does not convert a number key in place:
+                 * values only */
+                lua_pushvalue(L, -1);
+                ep->meta[n].value = strdup(lua_tostring(L, -1)
+                                               ? lua_tostring(L, -1) : "");
+                lua_pop(L, 1);
+                ep->nmeta = ++n;
+            }
+            lua_pop(L, 1);
+        }
+        qsort(ep->meta, (size_t)n, sizeof(*ep->meta), meta_cmp);
+    }
+    lua_pop(L, 1);
+    return SCOUT_OK;
+}
+
+int
+scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
+                    scout_update_t *out, char *err)
+{
+    lua_State *L = p->L;
+    int top = lua_gettop(L), timed_out, n, budget;
+    scout_epset_t *set;
+
+    memset(out, 0, sizeof(*out));
+    push_runtime_fn(p, "update");
+    lua_pushinteger(L, svc + 1);
+    push_changes(L, cache);
+    /* Decoding a large first listing is real work: the budget grows with
+     * the batch (50 us a child) so that only runaway code is stopped. */
+    budget = p->budget_ms + (int)(cache->count / 20);
+    if (scout_hook_pcall(L, 3, 4, budget, &timed_out) != 0) {
+        snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
+        lua_settop(L, top);
+        return SCOUT_ERROR;
+    }
+    if (lua_isnil(L, top + 1)) {
+        snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, top + 2));
+        lua_settop(L, top);
+        return SCOUT_ERROR;
+    }
+    out->changed = (int)lua_tointeger(L, top + 2);
+    out->decode_errors = (int)lua_tointeger(L, top + 3);
+    out->hook_errors = (int)lua_tointeger(L, top + 4);
+    n = (int)lua_objlen(L, top + 1);
+    set = scout_epset_new(n);
+    if (set == NULL)
+        goto oom;
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, top + 1, i + 1);
+        if (read_endpoint(L, lua_gettop(L), &set->eps[i]) != SCOUT_OK)
+            goto oom;
+        lua_pop(L, 1);
+    }
+    if (scout_epset_render(set) != SCOUT_OK)
+        goto oom;
+    lua_settop(L, top);
+    out->list = set;
+    return SCOUT_OK;
+
+oom:
+    scout_epset_free(set);
+    lua_settop(L, top);
+    snprintf(err, SCOUT_ERR_LEN, "out of memory building the endpoint list");
+    return SCOUT_ERROR;
+}
+
+void
+scout_policy_on_session(scout_policy_t *p, const char *state)
+{
+    lua_State *L = p->L;
+    int timed_out;
+
+    push_runtime_fn(p, "on_session");
+    lua_pushstring(L, state);
+    if (scout_hook_pcall(L, 1, 0, p->budget_ms, &timed_out) != 0) {
+        scout_log(SCOUT_LOG_WARN, "policy", "on_session hook failed: %s",
+                  lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+}

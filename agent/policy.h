@@ -1,0 +1,69 @@
+/*
+ * policy.h -- the bridge to the operator's Lua policy.
+ *
+ * One LuaJIT VM in the agent's thread loads the policy through the DSL in
+ * lua/scout/ (policy.lua validates it, runtime.lua runs it).  C asks the
+ * policy four things: the configuration, whether a child needs its data
+ * read, how long to delay a read, and -- with the pending changes of a
+ * service -- the endpoint list to publish.  Every call is protected and
+ * budgeted (hook.h); a failure is logged with the policy's file:line and
+ * reported to the caller, who keeps the last good state.
+ */
+#ifndef SCOUT_POLICY_H
+#define SCOUT_POLICY_H
+
+#include "cache.h"
+#include "endpoint.h"
+#include "watch.h"
+
+typedef struct scout_policy_s scout_policy_t;
+
+typedef struct {
+    char *name;
+    char *path;
+    int   needs_data;     /* -1: ask per child; else fixed 0/1          */
+    int   delay_ms;       /* -1: ask the delay hook per event           */
+} scout_service_conf_t;
+
+typedef struct {
+    char                 *zk_servers;
+    int                   zk_timeout_ms;
+    char                 *auth_scheme;
+    char                 *auth_cred;
+    char                 *api_listen;
+    char                 *log_level;     /* NULL: not set in the policy */
+    int                   hook_budget_ms;
+    scout_service_conf_t *services;
+    int                   nservices;
+} scout_conf_t;
+
+/* lua_dir holds the scout Lua modules; NULL finds it next to the binary or in the
+ * installed share directory. */
+scout_policy_t *scout_policy_new(const char *lua_dir, char *err);
+void scout_policy_free(scout_policy_t *p);
+
+/* Load and validate a policy file.  On error err holds "file:line: msg". */
+int  scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
+                       char *err);
+void scout_conf_free(scout_conf_t *conf);
+
+int scout_policy_needs_data(scout_policy_t *p, int svc, const char *child);
+/* The delay hook's answer in ms, or fallback when it fails. */
+int scout_policy_delay(scout_policy_t *p, int svc, const scout_event_t *ev,
+                       int fallback);
+
+typedef struct {
+    scout_epset_t *list;          /* new list (caller owns), NULL on error */
+    int            changed;       /* the list differs from the last one    */
+    int            decode_errors; /* children skipped in this update       */
+    int            hook_errors;   /* on_change failures (list still good)  */
+} scout_update_t;
+
+/* Hand a service's pending changes to the policy.  SCOUT_ERROR with err set
+ * when a hook failed; the changes then stay pending in the cache. */
+int scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
+                        scout_update_t *out, char *err);
+
+void scout_policy_on_session(scout_policy_t *p, const char *state);
+
+#endif

@@ -1,0 +1,211 @@
+/*
+ * service.c -- from a consistent cache to a published list.
+ *
+ * The watch calls on_update when its reads have settled; the pending
+ * changes go to the policy, and only an accepted result is published and
+ * committed to the cache.  Nothing here talks to ZooKeeper directly.
+ */
+#include "service.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "scout.h"
+#include "watch.h"
+
+struct scout_service_s {
+    char                    *name;
+    char                    *path;
+    int                      idx;          /* position in the policy */
+    int                      needs_data;   /* -1: ask the policy      */
+    int                      delay_ms;     /* -1: ask the policy      */
+    int                      last_delay;   /* fallback if hook fails  */
+    scout_session_t         *session;
+    scout_policy_t          *policy;
+    scout_watch_t           *watch;
+    scout_epset_t           *published;
+    uint64_t                 index;
+    char                     last_error[SCOUT_ERR_LEN];
+    scout_service_stats_t    stats;
+    scout_service_publish_fn on_publish;
+    void                    *on_publish_ud;
+};
+
+static int
+needs_data_cb(void *ud, const char *child)
+{
+    scout_service_t *s = ud;
+
+    if (s->needs_data >= 0)
+        return s->needs_data;
+    return scout_policy_needs_data(s->policy, s->idx, child);
+}
+
+static int
+delay_cb(void *ud, const scout_event_t *ev)
+{
+    scout_service_t *s = ud;
+
+    if (s->delay_ms >= 0)
+        return s->delay_ms;
+    s->last_delay = scout_policy_delay(s->policy, s->idx, ev, s->last_delay);
+    return s->last_delay;
+}
+
+static void
+publish(scout_service_t *s, scout_epset_t *list)
+{
+    scout_cache_t *c = scout_watch_cache(s->watch);
+    uint64_t zx = (uint64_t)(c->pzxid > c->max_mzxid ? c->pzxid
+                                                       : c->max_mzxid);
+
+    scout_epset_free(s->published);
+    s->published = list;
+    s->index = zx > s->index ? zx : s->index + 1;
+    s->stats.publishes++;
+    scout_log(SCOUT_LOG_DEBUG, "service", "%s: published %d endpoints "
+              "(index %llu)", s->name, list->n, (unsigned long long)s->index);
+    if (s->on_publish != NULL)
+        s->on_publish(s->on_publish_ud, s);
+}
+
+static void
+on_update(void *ud)
+{
+    scout_service_t *s = ud;
+    scout_cache_t *c = scout_watch_cache(s->watch);
+    scout_update_t up;
+    char err[SCOUT_ERR_LEN];
+
+    if (scout_policy_update(s->policy, s->idx, c, &up, err) != SCOUT_OK) {
+        s->stats.hook_errors++;
+        snprintf(s->last_error, sizeof(s->last_error), "%s", err);
+        scout_log(SCOUT_LOG_WARN, "service", "%s: policy failed, keeping "
+                  "the last good list (%d endpoints): %s", s->name,
+                  s->published ? s->published->n : 0, err);
+        return;
+    }
+    scout_cache_commit(c);
+    s->last_error[0] = '\0';
+    s->stats.decode_errors += (uint64_t)up.decode_errors;
+    s->stats.hook_errors += (uint64_t)up.hook_errors;
+    if (up.changed || s->published == NULL)
+        publish(s, up.list);
+    else
+        scout_epset_free(up.list);
+}
+
+static const scout_watch_cb_t watch_cb = {
+    needs_data_cb, delay_cb, on_update
+};
+
+scout_service_t *
+scout_service_new(struct ev_loop *loop, scout_session_t *session,
+                  scout_policy_t *policy, int idx,
+                  const scout_service_conf_t *conf, char *err)
+{
+    scout_service_t *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        goto oom;
+    s->name = strdup(conf->name);
+    s->path = strdup(conf->path);
+    if (s->name == NULL || s->path == NULL)
+        goto oom;
+    s->idx = idx;
+    s->needs_data = conf->needs_data;
+    s->delay_ms = conf->delay_ms;
+    s->session = session;
+    s->policy = policy;
+    s->watch = scout_watch_new(loop, session, conf->path, &watch_cb, s,
+                               &s->stats, err);
+    if (s->watch == NULL)
+        goto fail;
+    return s;
+
+oom:
+    snprintf(err, SCOUT_ERR_LEN, "out of memory");
+fail:
+    scout_service_free(s);
+    return NULL;
+}
+
+void
+scout_service_free(scout_service_t *s)
+{
+    if (s == NULL)
+        return;
+    scout_watch_free(s->watch);
+    scout_epset_free(s->published);
+    free(s->name);
+    free(s->path);
+    free(s);
+}
+
+void
+scout_service_on_publish(scout_service_t *s, scout_service_publish_fn fn,
+                         void *ud)
+{
+    s->on_publish = fn;
+    s->on_publish_ud = ud;
+}
+
+void
+scout_service_on_session(scout_service_t *s, scout_session_state_t st,
+                         int new_session, int jitter_ms)
+{
+    scout_watch_on_session(s->watch, st, new_session, jitter_ms);
+}
+
+const char *
+scout_service_name(const scout_service_t *s)
+{
+    return s->name;
+}
+
+const char *
+scout_service_path(const scout_service_t *s)
+{
+    return s->path;
+}
+
+const scout_epset_t *
+scout_service_endpoints(const scout_service_t *s)
+{
+    return s->published;
+}
+
+uint64_t
+scout_service_index(const scout_service_t *s)
+{
+    return s->index;
+}
+
+int
+scout_service_synced(const scout_service_t *s)
+{
+    return s->published != NULL;
+}
+
+const char *
+scout_service_state(const scout_service_t *s)
+{
+    if (s->published == NULL)
+        return "syncing";
+    if (scout_session_state(s->session) != SCOUT_SESSION_CONNECTED)
+        return "stale";
+    return "synced";
+}
+
+const char *
+scout_service_last_error(const scout_service_t *s)
+{
+    return s->last_error;
+}
+
+const scout_service_stats_t *
+scout_service_stats(const scout_service_t *s)
+{
+    return &s->stats;
+}

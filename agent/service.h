@@ -1,0 +1,51 @@
+/*
+ * service.h -- one watched service: its watch, the policy's verdict on the
+ * children, and the published endpoint list with its index.
+ *
+ * A service publishes only when the policy produced a list that differs
+ * from the last one (or the first complete one); the index then moves
+ * forward.  A policy failure keeps the last good list.
+ */
+#ifndef SCOUT_SERVICE_H
+#define SCOUT_SERVICE_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "endpoint.h"
+#include "policy.h"
+#include "session.h"
+#include "stats.h"
+
+typedef struct scout_service_s scout_service_t;
+
+typedef void (*scout_service_publish_fn)(void *ud, scout_service_t *svc);
+
+scout_service_t *scout_service_new(struct ev_loop *loop,
+                                   scout_session_t *session,
+                                   scout_policy_t *policy, int idx,
+                                   const scout_service_conf_t *conf,
+                                   char *err);
+void scout_service_free(scout_service_t *s);
+
+/* Called after every publish (API blocking queries, files, snapshots). */
+void scout_service_on_publish(scout_service_t *s, scout_service_publish_fn fn,
+                              void *ud);
+
+void scout_service_on_session(scout_service_t *s, scout_session_state_t st,
+                              int new_session, int jitter_ms);
+
+const char *scout_service_name(const scout_service_t *s);
+const char *scout_service_path(const scout_service_t *s);
+/* The last published list; NULL before the first. */
+const scout_epset_t *scout_service_endpoints(const scout_service_t *s);
+/* Monotonic: the newest zxid reflected in the list, or one more than the
+ * previous index when a republish carries no newer zxid. */
+uint64_t    scout_service_index(const scout_service_t *s);
+/* "syncing" | "synced" | "stale" */
+const char *scout_service_state(const scout_service_t *s);
+int         scout_service_synced(const scout_service_t *s);
+const char *scout_service_last_error(const scout_service_t *s);
+const scout_service_stats_t *scout_service_stats(const scout_service_t *s);
+
+#endif

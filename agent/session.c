@@ -1,0 +1,423 @@
+/*
+ * session.c -- the ZooKeeper single-threaded client on a libev loop, and the
+ * session state machine.
+ *
+ * The glue follows the rules learned from the 3.8 client (see
+ * shared/notes/zookeeper-c-client.md): zookeeper_interest() is asked only
+ * when ZooKeeper's own io or timer fired or a request was queued (asking on
+ * every loop iteration defeats the client's reconnect back-off); the io
+ * watcher is always stopped, set and started again because the library closes
+ * and reopens sockets behind our back and often reuses the fd number; an fd
+ * that is already closed is never handed to libev; and a handle is closed or
+ * re-created only from the prepare watcher, never inside a ZooKeeper
+ * callback.  This module must never call ev_run or create a loop.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "scout.h"
+#include "stats.h"
+
+struct scout_session_s {
+    struct ev_loop        *loop;
+    zhandle_t             *zh;
+    ev_prepare             prepare;     /* re-asks interest when dirty      */
+    ev_io                  io;          /* the client's socket              */
+    ev_timer               timer;       /* the client's own deadline        */
+    ev_timer               lost;        /* disconnected for too long        */
+    int                    dirty;
+    int                    recreate;    /* close + init at next prepare     */
+    int                    had_connection;
+    scout_session_state_t  state;
+    uint64_t               epoch;
+    char                  *servers;
+    char                  *auth_scheme;
+    char                  *auth_cred;
+    int                    timeout_ms;
+    scout_session_state_fn on_state;
+    void                  *ud;
+};
+
+static const char *const state_names[] = {
+    "connecting", "connected", "disconnected", "expired", "auth_failed",
+    "closed"
+};
+
+const char *
+scout_session_state_name(scout_session_state_t state)
+{
+    return state_names[state];
+}
+
+/* ZooKeeper's log lines look like
+ *   "2026-11-21 20:50:06,123:4242(0x7f..):ZOO_ERROR@handle_socket_error@2184: text"
+ * We keep the level and the text.  The client logs every failed reconnect at
+ * ERROR (about 13 a second during an outage), so identical consecutive texts
+ * are folded into one "repeated N times" line. */
+static void
+zk_log_callback(const char *message)
+{
+    static char last[512];
+    static unsigned repeats;
+    static int64_t last_ns;
+    const char *p = strstr(message, "):ZOO_");
+    const char *text = message;
+    int level = SCOUT_LOG_INFO;
+
+    if (p != NULL) {
+        p += 6;
+        if (strncmp(p, "ERROR", 5) == 0)
+            level = SCOUT_LOG_WARN;     /* the client calls retries errors */
+        else if (strncmp(p, "WARN", 4) == 0)
+            level = SCOUT_LOG_INFO;
+        else
+            level = SCOUT_LOG_DEBUG;
+        text = strchr(p, ':');
+        text = text ? text + 1 : p;
+        while (*text == ' ')
+            text++;
+    }
+    if (!scout_log_enabled(level))
+        return;
+    if (strncmp(last, text, sizeof(last) - 1) == 0
+        && scout_now_ns() - last_ns < 10LL * 1000000000) {
+        repeats++;
+        return;
+    }
+    if (repeats > 0)
+        scout_log(level, "zookeeper", "last message repeated %u times",
+                  repeats);
+    repeats = 0;
+    last_ns = scout_now_ns();
+    snprintf(last, sizeof(last), "%s", text);
+    scout_log(level, "zookeeper", "%s", text);
+}
+
+static void
+set_state(scout_session_t *s, scout_session_state_t state, int new_session)
+{
+    scout_session_state_t old = s->state;
+
+    s->state = state;
+    if (old == state && !new_session && state != SCOUT_SESSION_CONNECTED)
+        return;
+    if (state == SCOUT_SESSION_DISCONNECTED || state == SCOUT_SESSION_CONNECTING)
+        ev_timer_again(s->loop, &s->lost);
+    else
+        ev_timer_stop(s->loop, &s->lost);
+    s->on_state(s->ud, state, new_session);
+}
+
+static void
+global_watcher(zhandle_t *zh, int type, int state, const char *path,
+               void *ctx)
+{
+    scout_session_t *s = ctx;
+    (void)path;
+
+    if (type != ZOO_SESSION_EVENT || zh != s->zh)
+        return;
+    if (state == ZOO_CONNECTED_STATE) {
+        const clientid_t *id = zoo_client_id(zh);
+        int fresh = !s->had_connection;
+
+        s->had_connection = 1;
+        scout_stats.zk_reconnects++;
+        scout_log(SCOUT_LOG_INFO, "session",
+                  "%s session 0x%llx (timeout %d ms)",
+                  fresh ? "established" : "reconnected to",
+                  (unsigned long long)id->client_id, zoo_recv_timeout(zh));
+        set_state(s, SCOUT_SESSION_CONNECTED, fresh);
+    } else if (state == ZOO_CONNECTING_STATE
+               || state == ZOO_ASSOCIATING_STATE) {
+        if (s->state == SCOUT_SESSION_CONNECTED) {
+            scout_log(SCOUT_LOG_WARN, "session",
+                      "connection lost; serving cached data as stale");
+            set_state(s, SCOUT_SESSION_DISCONNECTED, 0);
+        }
+    } else if (state == ZOO_EXPIRED_SESSION_STATE) {
+        scout_log(SCOUT_LOG_WARN, "session",
+                  "session expired; creating a new one");
+        scout_stats.zk_session_expirations++;
+        s->recreate = 1;
+        s->dirty = 1;
+        set_state(s, SCOUT_SESSION_EXPIRED, 0);
+    } else if (state == ZOO_AUTH_FAILED_STATE) {
+        scout_log(SCOUT_LOG_ERROR, "session",
+                  "authentication failed (scheme %s); retrying",
+                  s->auth_scheme ? s->auth_scheme : "none");
+        s->recreate = 1;
+        s->dirty = 1;
+        set_state(s, SCOUT_SESSION_AUTH_FAILED, 0);
+    }
+}
+
+static void
+auth_done(int rc, const void *data)
+{
+    (void)data;
+    if (rc != ZOK)
+        scout_log(SCOUT_LOG_ERROR, "session", "add_auth failed: %s",
+                  zerror(rc));
+}
+
+static int
+open_handle(scout_session_t *s, char *err)
+{
+    s->had_connection = 0;
+    s->epoch++;
+    s->zh = zookeeper_init2(s->servers, global_watcher, s->timeout_ms, NULL,
+                            s, ZOO_NO_LOG_CLIENTENV, zk_log_callback);
+    if (s->zh == NULL) {
+        if (err)
+            snprintf(err, SCOUT_ERR_LEN, "zookeeper_init(\"%s\"): %s",
+                     s->servers, strerror(errno));
+        return SCOUT_ERROR;
+    }
+    scout_stats.zk_sessions_created++;
+    /* Resolve host names only after a connection loss, not on every
+     * zookeeper_interest() call (ZOOKEEPER-1998: blocking DNS in our loop). */
+    zoo_set_servers_resolution_delay(s->zh, -1);
+    if (s->auth_scheme != NULL)
+        zoo_add_auth(s->zh, s->auth_scheme, s->auth_cred,
+                     (int)strlen(s->auth_cred), auth_done, NULL);
+    set_state(s, SCOUT_SESSION_CONNECTING, 0);
+    s->dirty = 1;
+    return SCOUT_OK;
+}
+
+static void
+close_handle(scout_session_t *s)
+{
+    zhandle_t *zh = s->zh;
+
+    if (zh == NULL)
+        return;
+    ev_io_stop(s->loop, &s->io);
+    ev_timer_stop(s->loop, &s->timer);
+    s->zh = NULL;           /* completions run inside close see no handle */
+    zookeeper_close(zh);
+}
+
+static void
+on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    scout_session_t *s = w->data;
+    int events = 0;
+    (void)loop;
+
+    if (revents & EV_READ)
+        events |= ZOOKEEPER_READ;
+    if (revents & EV_WRITE)
+        events |= ZOOKEEPER_WRITE;
+    /* Any return code is fine: on connection loss the library has already
+     * closed the socket and failed the pending completions. */
+    if (s->zh != NULL)
+        zookeeper_process(s->zh, events);
+    s->dirty = 1;
+}
+
+static void
+on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    scout_session_t *s = w->data;
+    (void)loop;
+    (void)revents;
+    s->dirty = 1;
+}
+
+/* A server that lost its data (or a network that keeps failing) can leave the
+ * client retrying a session nobody will ever accept.  After four session
+ * timeouts without a connection, the server has expired us anyway: start a
+ * fresh session. */
+static void
+on_lost(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    scout_session_t *s = w->data;
+    (void)loop;
+    (void)revents;
+    if (s->state == SCOUT_SESSION_CONNECTED || s->zh == NULL)
+        return;
+    scout_log(SCOUT_LOG_WARN, "session",
+              "no connection for %d ms; starting a new session",
+              4 * s->timeout_ms);
+    s->recreate = 1;
+    s->dirty = 1;
+}
+
+static void
+on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    scout_session_t *s = w->data;
+    struct timeval tv = { 0, 0 };
+    int fd = -1, interest = 0, rc;
+    double after;
+    (void)revents;
+
+    if (!s->dirty)
+        return;
+    s->dirty = 0;
+    if (s->recreate) {
+        s->recreate = 0;
+        close_handle(s);
+        if (s->state == SCOUT_SESSION_CLOSED)
+            return;
+        if (open_handle(s, NULL) != SCOUT_OK) {
+            scout_log(SCOUT_LOG_ERROR, "session",
+                      "cannot create a ZooKeeper handle: %s; retrying",
+                      strerror(errno));
+            s->recreate = 1;
+            ev_timer_set(&s->timer, 1.0, 0.);
+            ev_timer_start(loop, &s->timer);
+            return;
+        }
+    }
+    if (s->zh == NULL)
+        return;
+
+    ev_io_stop(loop, &s->io);
+    ev_timer_stop(loop, &s->timer);
+    rc = zookeeper_interest(s->zh, &fd, &interest, &tv);
+    if (rc == ZINVALIDSTATE) {
+        /* expired or auth failed: the watcher has been (or will be) told */
+        s->recreate = 1;
+        s->dirty = 1;
+        ev_timer_set(&s->timer, 0.1, 0.);
+        ev_timer_start(loop, &s->timer);
+        return;
+    }
+    /* The library may have closed the socket while returning an error and
+     * still hand us the old number; libev aborts on a closed fd. */
+    if (fd != -1 && fcntl(fd, F_GETFD) == -1)
+        fd = -1;
+    /* A failed ping send leaves interest 0 on a dead socket: keep reading so
+     * the EOF reaches zookeeper_process and the reconnect starts. */
+    if (fd != -1 && rc != ZOK)
+        interest |= ZOOKEEPER_READ;
+    if (fd != -1 && interest != 0) {
+        ev_io_set(&s->io, fd, (interest & ZOOKEEPER_READ ? EV_READ : 0)
+                                  | (interest & ZOOKEEPER_WRITE ? EV_WRITE : 0));
+        ev_io_start(loop, &s->io);
+    }
+    after = tv.tv_sec + tv.tv_usec / 1e6;
+    if (rc != ZOK && after < 0.01)
+        after = 0.01;
+    ev_timer_set(&s->timer, after, 0.);
+    ev_timer_start(loop, &s->timer);
+}
+
+scout_session_t *
+scout_session_new(struct ev_loop *loop, const scout_session_opts_t *opts,
+                  scout_session_state_fn on_state, void *ud, char *err)
+{
+    scout_session_t *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    s->loop = loop;
+    s->on_state = on_state;
+    s->ud = ud;
+    s->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 10000;
+    s->servers = strdup(opts->servers);
+    if (s->servers == NULL)
+        goto oom;
+    if (opts->auth_scheme != NULL) {
+        s->auth_scheme = strdup(opts->auth_scheme);
+        s->auth_cred = strdup(opts->auth_cred ? opts->auth_cred : "");
+        if (s->auth_scheme == NULL || s->auth_cred == NULL)
+            goto oom;
+    }
+    ev_prepare_init(&s->prepare, on_prepare);
+    s->prepare.data = s;
+    ev_io_init(&s->io, on_io, -1, EV_READ);
+    s->io.data = s;
+    ev_timer_init(&s->timer, on_timer, 0., 0.);
+    s->timer.data = s;
+    ev_init(&s->lost, on_lost);
+    s->lost.repeat = 4.0 * s->timeout_ms / 1000.0;
+    s->lost.data = s;
+    ev_prepare_start(loop, &s->prepare);
+
+    zoo_set_debug_level(scout_log_enabled(SCOUT_LOG_DEBUG)
+                            ? ZOO_LOG_LEVEL_DEBUG : ZOO_LOG_LEVEL_WARN);
+    if (open_handle(s, err) != SCOUT_OK)
+        goto fail;
+    return s;
+
+oom:
+    snprintf(err, SCOUT_ERR_LEN, "out of memory");
+fail:
+    scout_session_free(s);
+    return NULL;
+}
+
+void
+scout_session_close(scout_session_t *s)
+{
+    if (s->state == SCOUT_SESSION_CLOSED)
+        return;
+    s->state = SCOUT_SESSION_CLOSED;
+    ev_timer_stop(s->loop, &s->lost);
+    close_handle(s);
+    s->on_state(s->ud, SCOUT_SESSION_CLOSED, 0);
+}
+
+void
+scout_session_free(scout_session_t *s)
+{
+    if (s == NULL)
+        return;
+    s->state = SCOUT_SESSION_CLOSED;
+    close_handle(s);
+    ev_prepare_stop(s->loop, &s->prepare);
+    ev_timer_stop(s->loop, &s->lost);
+    free(s->servers);
+    if (s->auth_cred != NULL)
+        memset(s->auth_cred, 0, strlen(s->auth_cred));
+    free(s->auth_scheme);
+    free(s->auth_cred);
+    free(s);
+}
+
+zhandle_t *
+scout_session_zh(scout_session_t *s)
+{
+    return s->zh;
+}
+
+void
+scout_session_kick(scout_session_t *s)
+{
+    s->dirty = 1;
+}
+
+scout_session_state_t
+scout_session_state(const scout_session_t *s)
+{
+    return s->state;
+}
+
+uint64_t
+scout_session_epoch(const scout_session_t *s)
+{
+    return s->epoch;
+}
+
+int64_t
+scout_session_id(const scout_session_t *s)
+{
+    return s->zh ? zoo_client_id(s->zh)->client_id : 0;
+}
+
+int
+scout_session_timeout(const scout_session_t *s)
+{
+    return s->zh ? zoo_recv_timeout(s->zh) : s->timeout_ms;
+}

@@ -1,0 +1,492 @@
+/*
+ * watch.c -- reads of one path with their watches, delays and coalescing.
+ *
+ * Invariant: after every completed read there is either a watch armed on the
+ * server for that node, or a read queued to arm one.  Reads that fail with a
+ * connection loss set no watch, so they stay "dirty" and are issued again on
+ * the next CONNECTED; reads that complete with an older zxid than the cache
+ * holds are dropped (the watch they armed fires again when the lagging server
+ * catches up).  Nothing here blocks, and nothing here closes the handle.
+ *
+ * Every request carries a small context that names the watch, the child and
+ * a request id; it is freed by its completion, which ZooKeeper calls exactly
+ * once, with ZCLOSING when the handle is closed.
+ */
+#include "watch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "scout.h"
+
+struct scout_watch_s {
+    struct ev_loop         *loop;
+    scout_session_t        *session;
+    char                   *path;
+    size_t                  path_len;
+    scout_cache_t           cache;
+    const scout_watch_cb_t *cb;
+    void                   *ud;
+    scout_service_stats_t  *stats;
+    ev_timer                timer;          /* delayed read              */
+    double                  deadline;       /* ev_now() when it fires    */
+    unsigned                pending_events; /* coalesced into next read  */
+    double                  last_read;      /* ev_now() of last read     */
+    uint64_t                next_req;
+    unsigned                data_inflight;
+    unsigned                children_inflight:1;
+    unsigned                exists_inflight:1;
+    unsigned                children_dirty:1;
+    unsigned                exists:1;
+    unsigned                synced:1;
+    unsigned                notify:1;       /* first complete read       */
+};
+
+typedef struct {
+    scout_watch_t *w;
+    uint64_t       id;
+    char           name[];
+} read_req_t;
+
+static const char *const kind_names[] = {
+    "children", "data", "removed", "created", "deleted", "resync"
+};
+
+const char *
+scout_event_kind_name(scout_event_kind_t kind)
+{
+    return kind_names[kind];
+}
+
+static void do_reads(scout_watch_t *w);
+static void issue_data_reads(scout_watch_t *w, zhandle_t *zh);
+
+static read_req_t *
+req_new(scout_watch_t *w, const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+    read_req_t *r = malloc(sizeof(*r) + len + 1);
+
+    if (r == NULL)
+        return NULL;
+    r->w = w;
+    r->id = ++w->next_req;
+    memcpy(r->name, name ? name : "", len + 1);
+    return r;
+}
+
+/* The session is gone or going: the new session's CONNECTED re-reads. */
+static int
+session_rc(int rc)
+{
+    return rc == ZCLOSING || rc == ZSESSIONEXPIRED || rc == ZINVALIDSTATE
+           || rc == ZSESSIONMOVED || rc == ZAUTHFAILED;
+}
+
+/* The outcome is unknown and no watch was set: read again on reconnect. */
+static int
+retry_rc(int rc)
+{
+    return rc == ZCONNECTIONLOSS || rc == ZOPERATIONTIMEOUT;
+}
+
+static zhandle_t *
+live_zh(scout_watch_t *w)
+{
+    if (scout_session_state(w->session) != SCOUT_SESSION_CONNECTED)
+        return NULL;
+    return scout_session_zh(w->session);
+}
+
+/* Called after every completion: when nothing is in flight the cache is a
+ * consistent view and the owner may publish it. */
+static void
+settle(scout_watch_t *w)
+{
+    if (w->children_inflight || w->exists_inflight || w->data_inflight)
+        return;
+    if (w->notify || scout_cache_has_pending(&w->cache)) {
+        w->notify = 0;
+        w->synced = 1;
+        w->cb->on_update(w->ud);
+    }
+    /* Events that arrived while reads were in flight and asked for an
+     * immediate read found them busy: read now. */
+    if ((w->children_dirty || w->cache.dirty) && !ev_is_active(&w->timer))
+        do_reads(w);
+}
+
+static void
+schedule(scout_watch_t *w, scout_event_kind_t kind, const char *child)
+{
+    scout_event_t ev;
+    double now = ev_now(w->loop), due;
+    int ms;
+
+    ev.kind = kind;
+    ev.child = child;
+    ev.pending = w->pending_events;
+    ev.since_read_ms = (now - w->last_read) * 1000.0;
+    ms = w->cb->delay(w->ud, &ev);
+    w->pending_events++;
+    if (ms <= 0) {
+        ev_timer_stop(w->loop, &w->timer);
+        do_reads(w);
+        return;
+    }
+    due = now + ms / 1000.0;
+    if (ev_is_active(&w->timer) && w->deadline <= due)
+        return;                 /* an earlier read already covers it */
+    ev_timer_stop(w->loop, &w->timer);
+    w->deadline = due;
+    ev_timer_set(&w->timer, ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->timer);
+}
+
+static void
+on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    do_reads(t->data);
+}
+
+/* ---- the parent: children and existence ------------------------------ */
+
+static void exists_done(int rc, const struct Stat *stat, const void *data);
+
+static void
+parent_watcher(zhandle_t *zh, int type, int state, const char *path,
+               void *ctx)
+{
+    scout_watch_t *w = ctx;
+    (void)zh;
+    (void)state;
+    (void)path;
+
+    if (type == ZOO_SESSION_EVENT)
+        return;                 /* the watch stays armed; session.c acts */
+    scout_stats.zk_watch_events++;
+    w->children_dirty = 1;
+    if (type == ZOO_CHILD_EVENT)
+        schedule(w, SCOUT_EVENT_CHILDREN, NULL);
+    else if (type == ZOO_CREATED_EVENT)
+        schedule(w, SCOUT_EVENT_CREATED, NULL);
+    else if (type == ZOO_DELETED_EVENT)
+        schedule(w, SCOUT_EVENT_DELETED, NULL);
+    /* CHANGED on the parent (armed by awexists) carries nothing we use,
+     * but the re-read it causes is harmless and re-arms the watch. */
+    else
+        schedule(w, SCOUT_EVENT_CHILDREN, NULL);
+}
+
+static void
+issue_exists(scout_watch_t *w, zhandle_t *zh)
+{
+    read_req_t *r = req_new(w, NULL);
+
+    if (r == NULL)
+        return;
+    if (zoo_awexists(zh, w->path, parent_watcher, w, exists_done, r) != ZOK) {
+        free(r);
+        w->children_dirty = 1;
+        return;
+    }
+    scout_stats.zk_requests_exists++;
+    w->exists_inflight = 1;
+}
+
+static void
+children_done(int rc, const struct String_vector *names,
+              const struct Stat *stat, const void *data)
+{
+    read_req_t *r = (read_req_t *)data;
+    scout_watch_t *w = r->w;
+    zhandle_t *zh;
+
+    free(r);
+    w->children_inflight = 0;
+    if (rc == ZOK) {
+        w->stats->reads_children++;
+        w->exists = 1;
+        if (scout_cache_apply_children(&w->cache, names, stat,
+                                       w->cb->needs_data, w->ud)
+            == SCOUT_AGAIN) {
+            w->stats->stale_results_dropped++;
+            scout_log(SCOUT_LOG_DEBUG, "watch",
+                      "%s: dropped a child list older than the cache",
+                      w->path);
+        } else if (!w->synced) {
+            w->notify = 1;
+        }
+        if ((zh = live_zh(w)) != NULL)
+            issue_data_reads(w, zh);    /* new children: same pull */
+    } else if (rc == ZNONODE) {
+        /* A children read of a missing node sets no watch: arm an exists
+         * watch so the creation wakes us. */
+        w->exists = 0;
+        scout_cache_apply_missing(&w->cache);
+        if ((zh = live_zh(w)) != NULL)
+            issue_exists(w, zh);
+        else
+            w->children_dirty = 1;
+    } else if (session_rc(rc) || retry_rc(rc)) {
+        w->children_dirty = 1;
+    } else {
+        scout_log(SCOUT_LOG_ERROR, "watch", "%s: reading children: %s",
+                  w->path, zerror(rc));
+        w->children_dirty = 1;
+    }
+    if (!session_rc(rc))
+        settle(w);
+}
+
+static void
+exists_done(int rc, const struct Stat *stat, const void *data)
+{
+    read_req_t *r = (read_req_t *)data;
+    scout_watch_t *w = r->w;
+    (void)stat;
+
+    free(r);
+    w->exists_inflight = 0;
+    if (rc == ZOK) {
+        /* Created between our reads: list it now. */
+        w->children_dirty = 1;
+    } else if (rc == ZNONODE) {
+        if (!w->synced)
+            w->notify = 1;
+        scout_log(SCOUT_LOG_DEBUG, "watch", "%s: does not exist; watching",
+                  w->path);
+    } else {
+        w->children_dirty = 1;
+    }
+    if (!session_rc(rc))
+        settle(w);
+}
+
+static void
+issue_children(scout_watch_t *w, zhandle_t *zh)
+{
+    read_req_t *r = req_new(w, NULL);
+
+    if (r == NULL)
+        return;
+    w->children_dirty = 0;
+    if (zoo_awget_children2(zh, w->path, parent_watcher, w, children_done, r)
+        != ZOK) {
+        free(r);
+        w->children_dirty = 1;
+        return;
+    }
+    scout_stats.zk_requests_children++;
+    w->children_inflight = 1;
+}
+
+/* ---- children's data --------------------------------------------------- */
+
+static void
+child_watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+    scout_watch_t *w = ctx;
+    scout_child_t *child;
+    const char *name;
+    (void)zh;
+    (void)state;
+
+    if (type == ZOO_SESSION_EVENT)
+        return;
+    scout_stats.zk_watch_events++;
+    name = strrchr(path, '/');
+    name = name ? name + 1 : path;
+    if (type == ZOO_DELETED_EVENT) {
+        w->children_dirty = 1;
+        schedule(w, SCOUT_EVENT_REMOVED, name);
+        return;
+    }
+    child = scout_cache_find(&w->cache, name);
+    if (child == NULL)
+        return;                 /* already gone from our list */
+    scout_cache_mark_dirty(&w->cache, child);
+    schedule(w, SCOUT_EVENT_DATA, name);
+}
+
+static void
+data_done(int rc, const char *value, int len, const struct Stat *stat,
+          const void *data)
+{
+    read_req_t *r = (read_req_t *)data;
+    scout_watch_t *w = r->w;
+    scout_child_t *child = scout_cache_find(&w->cache, r->name);
+
+    w->data_inflight--;
+    if (child == NULL || child->data_req != r->id) {
+        free(r);                /* removed or superseded meanwhile */
+        if (!session_rc(rc))
+            settle(w);
+        return;
+    }
+    free(r);
+    child->data_req = 0;
+    if (rc == ZOK) {
+        w->stats->reads_data++;
+        if (scout_cache_apply_data(&w->cache, child, value, len, stat)
+            == SCOUT_AGAIN)
+            w->stats->stale_results_dropped++;
+    } else if (rc == ZNONODE) {
+        /* Deleted after the list was read; the parent watch fires too. */
+        scout_cache_remove(&w->cache, child);
+    } else {
+        scout_cache_mark_dirty(&w->cache, child);
+        if (!session_rc(rc) && !retry_rc(rc))
+            scout_log(SCOUT_LOG_ERROR, "watch", "%s/%s: reading data: %s",
+                      w->path, child->name, zerror(rc));
+    }
+    if (!session_rc(rc))
+        settle(w);
+}
+
+static void
+issue_data_reads(scout_watch_t *w, zhandle_t *zh)
+{
+    scout_child_t **pp = &w->cache.dirty;
+    char buf[1024];
+    char *path = buf;
+
+    while (*pp != NULL) {
+        scout_child_t *child = *pp;
+        size_t need = w->path_len + strlen(child->name) + 2;
+        read_req_t *r;
+
+        if (child->data_req != 0) {     /* one read per child at a time */
+            pp = &child->next_dirty;
+            continue;
+        }
+        if (need > sizeof(buf) && (path = malloc(need)) == NULL)
+            return;
+        snprintf(path, need, "%s/%s",
+                 strcmp(w->path, "/") == 0 ? "" : w->path, child->name);
+        r = req_new(w, child->name);
+        if (r == NULL
+            || zoo_awget(zh, path, child_watcher, w, data_done, r) != ZOK) {
+            free(r);
+            if (path != buf)
+                free(path);
+            return;             /* stays dirty; retried later */
+        }
+        if (path != buf)
+            free(path);
+        path = buf;
+        scout_stats.zk_requests_data++;
+        w->data_inflight++;
+        child->data_req = r->id;
+        child->data_dirty = 0;
+        *pp = child->next_dirty;
+        child->next_dirty = NULL;
+    }
+}
+
+static void
+do_reads(scout_watch_t *w)
+{
+    zhandle_t *zh = live_zh(w);
+
+    if (zh == NULL)
+        return;                 /* CONNECTED calls us again */
+    w->pending_events = 0;
+    w->last_read = ev_now(w->loop);
+    if (w->children_dirty && !w->children_inflight && !w->exists_inflight)
+        issue_children(w, zh);
+    issue_data_reads(w, zh);
+    scout_session_kick(w->session);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+scout_watch_t *
+scout_watch_new(struct ev_loop *loop, scout_session_t *session,
+                const char *path, const scout_watch_cb_t *cb, void *ud,
+                scout_service_stats_t *stats, char *err)
+{
+    scout_watch_t *w = calloc(1, sizeof(*w));
+
+    if (w == NULL || (w->path = strdup(path)) == NULL) {
+        free(w);
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    w->path_len = strlen(path);
+    w->loop = loop;
+    w->session = session;
+    w->cb = cb;
+    w->ud = ud;
+    w->stats = stats;
+    w->children_dirty = 1;
+    w->last_read = ev_now(loop);
+    scout_cache_init(&w->cache);
+    ev_init(&w->timer, on_timer);
+    w->timer.data = w;
+    return w;
+}
+
+void
+scout_watch_free(scout_watch_t *w)
+{
+    if (w == NULL)
+        return;
+    ev_timer_stop(w->loop, &w->timer);
+    scout_cache_free(&w->cache);
+    free(w->path);
+    free(w);
+}
+
+void
+scout_watch_on_session(scout_watch_t *w, scout_session_state_t state,
+                       int new_session, int jitter_ms)
+{
+    if (state != SCOUT_SESSION_CONNECTED)
+        return;
+    if (new_session) {
+        /* Every watch of the old handle is gone: read everything again.
+         * Unchanged children compare equal and publish nothing. */
+        w->children_dirty = 1;
+        scout_cache_mark_all_dirty(&w->cache);
+        if (jitter_ms > 0) {
+            int ms = rand() % (jitter_ms + 1);
+            ev_timer_stop(w->loop, &w->timer);
+            w->deadline = ev_now(w->loop) + ms / 1000.0;
+            ev_timer_set(&w->timer, ms / 1000.0, 0.);
+            ev_timer_start(w->loop, &w->timer);
+            return;
+        }
+    }
+    /* Same session: the client re-set our watches itself; only reads that
+     * failed with the connection need issuing again. */
+    if ((w->children_dirty || w->cache.dirty) && !ev_is_active(&w->timer))
+        do_reads(w);
+}
+
+scout_cache_t *
+scout_watch_cache(scout_watch_t *w)
+{
+    return &w->cache;
+}
+
+const char *
+scout_watch_path(const scout_watch_t *w)
+{
+    return w->path;
+}
+
+int
+scout_watch_synced(const scout_watch_t *w)
+{
+    return w->synced;
+}
+
+int
+scout_watch_exists(const scout_watch_t *w)
+{
+    return w->exists;
+}

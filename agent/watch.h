@@ -1,0 +1,74 @@
+/*
+ * watch.h -- keep the cache of one ZooKeeper path exact, with no window.
+ *
+ * Children are always read with the watch set in the same request
+ * (zoo_awget_children2) and data likewise (zoo_awget); a watch event only
+ * schedules a re-read, after the delay the owner returns for the event, and
+ * events inside that delay coalesce into one read.  A path that does not
+ * exist is watched with an exists-watch so it is picked up when created.
+ * Data is read only for children that are new or whose data watch fired,
+ * and only when the owner says the child needs data.
+ *
+ * When every read in flight has completed and the cache holds changes (or
+ * the path has just been read completely for the first time), on_update is
+ * called; the owner hands the pending changes to the policy and calls
+ * scout_cache_commit() when it accepted them.
+ */
+#ifndef SCOUT_WATCH_H
+#define SCOUT_WATCH_H
+
+#include <ev.h>
+
+#include "cache.h"
+#include "session.h"
+#include "stats.h"
+
+typedef struct scout_watch_s scout_watch_t;
+
+/* What woke a watch; the delay hook sees the name (event_kind_name). */
+typedef enum {
+    SCOUT_EVENT_CHILDREN = 0,  /* the child list changed                   */
+    SCOUT_EVENT_DATA,          /* a child's data changed                   */
+    SCOUT_EVENT_REMOVED,       /* a child was deleted                      */
+    SCOUT_EVENT_CREATED,       /* the watched path itself was created      */
+    SCOUT_EVENT_DELETED,       /* the watched path itself was deleted      */
+    SCOUT_EVENT_RESYNC         /* new session or anti-entropy              */
+} scout_event_kind_t;
+
+typedef struct {
+    scout_event_kind_t kind;
+    const char        *child;    /* NULL unless kind is DATA or REMOVED */
+    unsigned           pending;  /* events already waiting for this read */
+    double             since_read_ms;
+} scout_event_t;
+
+typedef struct {
+    int  (*needs_data)(void *ud, const char *child);
+    /* Milliseconds to wait before reading; 0 = now. */
+    int  (*delay)(void *ud, const scout_event_t *ev);
+    void (*on_update)(void *ud);
+} scout_watch_cb_t;
+
+const char *scout_event_kind_name(scout_event_kind_t kind);
+
+scout_watch_t *scout_watch_new(struct ev_loop *loop, scout_session_t *session,
+                               const char *path, const scout_watch_cb_t *cb,
+                               void *ud, scout_service_stats_t *stats,
+                               char *err);
+/* Must be called after the session is closed (pending completions hold
+ * pointers to the watch until then). */
+void scout_watch_free(scout_watch_t *w);
+
+/* The session changed state; on a new session every watch is re-armed by a
+ * full re-read, spread over jitter_ms. */
+void scout_watch_on_session(scout_watch_t *w, scout_session_state_t state,
+                            int new_session, int jitter_ms);
+
+scout_cache_t *scout_watch_cache(scout_watch_t *w);
+const char    *scout_watch_path(const scout_watch_t *w);
+/* 1 once the path has been read completely at least once. */
+int            scout_watch_synced(const scout_watch_t *w);
+/* 1 when the path exists (as of the last read). */
+int            scout_watch_exists(const scout_watch_t *w);
+
+#endif

@@ -1,0 +1,243 @@
+-- scout.policy: the policy DSL. A policy file is plain Lua run in an environment that offers `zookeeper {}`,
+-- `api {}`, `agent {}`, `service "name" {}` (and, later, `cache {}` and `register "name" {}`); each call is
+-- checked against a schema right away, so a mistake is reported as `policy.lua:12: service "orders": delay must
+-- be a number or a function` with the line of the block that holds it. Loading never connects anywhere: what it
+-- builds is a plain table that `scout check`, the agent and the specs can inspect.
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local pcall = pcall
+local error = error
+local require = require
+local tostring = tostring
+local format = string.format
+local setmetatable = setmetatable
+local getinfo = debug.getinfo
+local floor = math.floor
+local sort = table.sort
+local concat = table.concat
+
+local M = {}
+
+-- Where a DSL call was made: the policy file and line (level 3 = the caller of the DSL function).
+local function where(level)
+  local info = getinfo(level, "Sl")
+  if not info then return "?" end
+  local src = info.source or "?"
+  if src:sub(1, 1) == "@" then src = src:sub(2) end
+  return format("%s:%d", src, info.currentline or 0)
+end
+
+local function fail(at, msg)
+  error(at .. ": " .. msg, 0)
+end
+
+-- ---- value checks: each returns nil when fine, or a phrase that completes "<key> ..." --------------------
+
+local function is_string(v)
+  if type(v) ~= "string" or v == "" then return "must be a non-empty string" end
+end
+
+local function is_posint(v)
+  if type(v) ~= "number" or v ~= floor(v) or v <= 0 then return "must be a positive integer" end
+end
+
+local function is_function(v)
+  if type(v) ~= "function" then return "must be a function" end
+end
+
+local function is_table(v)
+  if type(v) ~= "table" then return "must be a table" end
+end
+
+local LEVELS = { error = true, warn = true, info = true, debug = true }
+local function is_level(v)
+  if not LEVELS[v] then return "must be one of error, warn, info, debug" end
+end
+
+local function is_listen(v)
+  if type(v) ~= "string" then return "must be a string like \"unix:/run/scout.sock\" or \"127.0.0.1:8500\"" end
+  if v:match("^unix:/.") then return nil end
+  local port = v:match("^%[[%x:]+%]:(%d+)$") or v:match("^[%w%.%-]+:(%d+)$")
+  if not port or tonumber(port) > 65535 then
+    return "must be \"unix:/path\" or \"host:port\" (got \"" .. v .. "\")"
+  end
+end
+
+local function is_servers(v)
+  if type(v) ~= "string" or v == "" then return "must be a string like \"127.0.0.1:2181,10.0.0.2:2181/chroot\"" end
+  local hosts = v:match("^([^/]*)") or ""
+  for hp in hosts:gmatch("[^,]+") do
+    if not (hp:match("^[%w%.%-]+:%d+$") or hp:match("^%[[%x:]+%]:%d+$")) then
+      return "has a bad server \"" .. hp .. "\" (want host:port)"
+    end
+  end
+end
+
+local function is_auth(v)
+  if type(v) ~= "table" then return "must be a table { scheme = \"digest\", credential = \"user:pass\" }" end
+  if v.scheme ~= "digest" then return "scheme must be \"digest\" (the packaged client has no SASL)" end
+  if type(v.credential) ~= "string" or not v.credential:find(":", 1, true) then
+    return "credential must be \"user:password\""
+  end
+  for k in pairs(v) do
+    if k ~= "scheme" and k ~= "credential" then return "has an unknown key \"" .. tostring(k) .. "\"" end
+  end
+end
+
+local function is_path(v)
+  if type(v) ~= "string" or v:sub(1, 1) ~= "/" then return "must be an absolute ZooKeeper path" end
+  if v ~= "/" and (v:sub(-1) == "/" or v:find("//", 1, true)) then return "must not end in / or contain //" end
+  for part in v:gmatch("[^/]+") do
+    if part == "." or part == ".." then return "must not contain . or .. components" end
+  end
+end
+
+local function is_codec(v)
+  local ok, codec = pcall(require, "scout.codec")
+  if not ok then return "cannot be checked: " .. tostring(codec) end
+  local c, err = codec.get(v)
+  if not c then return ": " .. err end
+end
+
+local function is_delay(v)
+  if type(v) == "function" then return nil end
+  if type(v) ~= "number" or v ~= v or v < 0 or v ~= floor(v) then
+    return "must be a number of milliseconds >= 0 or a function"
+  end
+end
+
+local SELECTORS = { rr = true, swrr = true, random = true, chash = true, leastconn = true, p2c = true }
+local function is_selector(v)
+  if type(v) == "string" then
+    if SELECTORS[v] then return nil end
+    local ok, mod = pcall(require, v)
+    if not ok or type(mod) ~= "table" or type(mod.new) ~= "function" then
+      return "\"" .. v .. "\" is neither a built-in selector (rr, swrr, random, chash, leastconn, p2c) "
+        .. "nor a module with new()"
+    end
+    return nil
+  end
+  if type(v) ~= "table" or type(v.new) ~= "function" then
+    return "must be a selector name or a table with new()"
+  end
+end
+
+local function unsupported(what)
+  return function() return "is not supported yet (" .. what .. ")" end
+end
+
+-- ---- schemas ------------------------------------------------------------------------------------------------
+
+local SECTIONS = {
+  zookeeper = { servers = is_servers, session_timeout = is_posint, auth = is_auth },
+  api = { listen = is_listen },
+  agent = { hook_budget = is_posint, log_level = is_level },
+}
+
+local SERVICE = {
+  path = is_path,
+  codec = is_codec,
+  codec_options = is_table,
+  filter = is_function,
+  delay = is_delay,
+  selector = is_selector,
+  selector_options = is_table,
+  on_change = is_function,
+  protect = unsupported("mass-deregistration protection"),
+}
+
+local UNSUPPORTED_BLOCKS = {
+  cache = "the disk snapshot",
+  register = "registration",
+}
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  return keys
+end
+
+local function check_block(at, label, schema, t)
+  if type(t) ~= "table" then fail(at, label .. " expects a table { ... }") end
+  for _, k in ipairs(sorted_keys(t)) do
+    local check = schema[k]
+    if not check then
+      fail(at, format("%s: unknown key \"%s\" (known: %s)", label, k, concat(sorted_keys(schema), ", ")))
+    end
+    local why = check(t[k])
+    if why then
+      if why:sub(1, 1) == ":" then fail(at, format("%s: %s%s", label, k, why)) end
+      fail(at, format("%s: %s %s", label, k, why))
+    end
+  end
+end
+
+local NAME_PATTERN = "^[%w][%w_.%-]*$"
+
+-- Build a fresh policy environment. `policy` collects what the file declares.
+local function environment(policy)
+  local env = setmetatable({}, { __index = _G })
+  local seen = {}
+
+  for name, schema in pairs(SECTIONS) do
+    env[name] = function(t)
+      local at = where(3)
+      if seen[name] then fail(at, name .. " {} given twice (first at " .. seen[name] .. ")") end
+      seen[name] = at
+      check_block(at, name, schema, t)
+      for k, v in pairs(t) do policy[name][k] = v end
+    end
+  end
+
+  for name, what in pairs(UNSUPPORTED_BLOCKS) do
+    env[name] = function()
+      fail(where(3), name .. " is not supported yet (" .. what .. ")")
+    end
+  end
+
+  env.service = function(name)
+    local at = where(3)
+    if type(name) ~= "string" then fail(at, "service needs a name: service \"orders\" { ... }") end
+    if not name:match(NAME_PATTERN) then
+      fail(at, format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)", name))
+    end
+    return function(t)
+      local label = format("service \"%s\"", name)
+      at = where(3)
+      if policy.by_name[name] then
+        fail(at, label .. " declared twice (first at " .. policy.by_name[name].at .. ")")
+      end
+      check_block(at, label, SERVICE, t)
+      if t.path == nil then fail(at, label .. ": path is required") end
+      local svc = { name = name, at = at, codec = "plain" }
+      for k, v in pairs(t) do svc[k] = v end
+      policy.services[#policy.services + 1] = svc
+      policy.by_name[name] = svc
+    end
+  end
+
+  return env
+end
+
+-- Load and validate a policy file. Returns the policy table, or nil and "file:line: message".
+function M.load(path)
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err end
+  local policy = { file = path, zookeeper = {}, api = {}, agent = {}, services = {}, by_name = {} }
+  local env = environment(policy)
+  setfenv(chunk, env)
+  local ok, perr = pcall(chunk)
+  if not ok then return nil, tostring(perr) end
+  if env.on_session ~= nil then
+    if type(env.on_session) ~= "function" then
+      return nil, path .. ": on_session must be a function"
+    end
+    policy.on_session = env.on_session
+  end
+  return policy
+end
+
+return M
