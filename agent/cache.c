@@ -228,6 +228,13 @@ scout_cache_has_pending(const scout_cache_t *c)
 }
 
 void
+scout_cache_delivered(scout_cache_t *c)
+{
+    for (scout_child_t *child = c->pending; child; child = child->next_pending)
+        child->announced = 1;
+}
+
+void
 scout_cache_commit(scout_cache_t *c)
 {
     scout_child_t *child = c->pending, *next;

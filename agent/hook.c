@@ -26,10 +26,20 @@ static int                    current_budget;
 static void
 budget_hook(lua_State *L, lua_Debug *ar)
 {
+    lua_Debug here;
     (void)ar;
+    /* Inside a hook, level 0 is the interrupted function: name its line,
+     * which is where the operator's loop is. */
+    if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here)
+        && here.currentline > 0)
+        lua_pushfstring(L, "%s:%d: ", here.short_src, here.currentline);
+    else
+        lua_pushliteral(L, "");
+    lua_pushfstring(L, "exceeded its %d ms budget", current_budget);
+    lua_concat(L, 2);
     /* The hook stays installed until the outer call returns: every further
      * instruction raises again, whatever pcalls the hook code holds. */
-    luaL_error(L, "exceeded its %d ms budget", current_budget);
+    lua_error(L);
 }
 
 static void

@@ -439,6 +439,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     push_runtime_fn(p, "update");
     lua_pushinteger(L, svc + 1);
     push_changes(L, cache);
+    scout_cache_delivered(cache);
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + (int)(cache->count / 20);

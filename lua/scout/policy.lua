@@ -35,10 +35,6 @@ end
 
 -- ---- value checks: each returns nil when fine, or a phrase that completes "<key> ..." --------------------
 
-local function is_string(v)
-  if type(v) ~= "string" or v == "" then return "must be a non-empty string" end
-end
-
 local function is_posint(v)
   if type(v) ~= "number" or v ~= floor(v) or v <= 0 then return "must be a positive integer" end
 end

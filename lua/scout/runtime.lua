@@ -17,7 +17,7 @@ local codecs = require "scout.codec"
 
 local M = {}
 
-local LOG_WARN, LOG_INFO = 1, 2
+local LOG_WARN, LOG_DEBUG = 1, 3
 
 local agent = package.loaded["scout.agent"]
 local log = agent and agent.log or function(level, msg)
@@ -30,6 +30,10 @@ local policy            -- what scout.policy built
 local services = {}     -- [i] = runtime state of the i-th service
 
 local function by_id(a, b) return a.id < b.id end
+
+-- Verdicts that are not errors: the child is simply not an endpoint (dubbo's empty:// marker, consumer or route
+-- URLs under providers/, serverset nodes that are not members).
+local QUIET = { ["empty"] = true, ["not a provider"] = true, ["not a member"] = true }
 
 -- A codec of the user's may return anything: only well-formed endpoints get in.
 local function check_endpoint(ep)
@@ -118,7 +122,7 @@ function M.update(i, removed, changed)
     end
     if why then
       children[name] = why
-      if why ~= "empty" then
+      if not QUIET[why] then
         nerr = nerr + 1
         log(LOG_WARN, format("service \"%s\": skipping child %s: %s", s.name, name, why))
       end
@@ -166,7 +170,7 @@ function M.update(i, removed, changed)
   -- Only now: if anything above was stopped, the next call diffs against the same old list again.
   s.by_id, s.published = new_by_id, list
   if ndiff > 0 then
-    log(LOG_INFO + 1, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
+    log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
   return list, ndiff, nerr, hook_errors
 end
