@@ -1,0 +1,485 @@
+"""bench.py — propagation benchmark driver (run by run.sh with /usr/bin/python3).
+
+Why: the core agent issue asks what scout costs, per change, next to a bare
+ZooKeeper C client and kazoo: latency from just before a write to the
+observer's publication (all processes stamp CLOCK_MONOTONIC, so the clocks
+are the same), CPU, peak RSS and ZooKeeper requests per change.
+
+How:
+- One writer (writer.c) keeps ~CHILDREN persistent children "127.0.0.1:<port>"
+  under /bench/svc, alternating create / delete-oldest. Ports only go up, so
+  every (op, name) pair is unique and an observer line names exactly one change.
+  The writer stamps the time just before it sends; the driver then waits until
+  the active observer printed that change (or TIMEOUT_MS) before the next
+  write, so latencies never queue behind each other.
+- Observers run in rotated phases, one at a time: ROUNDS rounds, each giving
+  every observer CHANGES/ROUNDS changes, the order rotated per round (so server
+  warm-up, GC and drift are spread over all of them). Not concurrently because
+  (1) on 2 cores three observers would steal CPU from each other and the one the
+  server notifies first would win, and (2) per-observer CPU and request counts
+  stay exact. A WARMUP phase (raw watcher, not measured) warms the server JIT.
+- Requests per change are counted on the server, identically for all three:
+  4lw `cons` lists every connection with `recved` (packets the server read on
+  it: requests + pings). The observer's connection is found from its own
+  socket (/proc/PID/fd inode -> /proc/net/tcp local port -> cons line). The
+  count is the delta between "initial list reported" and "last change
+  reported", divided by the changes; pings are included but are ~0 because
+  every observer is busy the whole phase (a ping goes out only after
+  session_timeout/3 of send silence). The observer's connect handshake and
+  initial reads are outside the window.
+- CPU: on-CPU time of all the observer's threads (/proc/PID/task/*/schedstat,
+  ns) over the same window, so interpreter/VM start-up is excluded (reported
+  separately as "start cpu s"). Peak RSS: VmHWM at the end of the phase.
+"""
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+CHANGES = int(os.environ.get("CHANGES", "2000"))
+CHILDREN = int(os.environ.get("CHILDREN", "50"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+WARMUP = int(os.environ.get("WARMUP", "1000"))
+TIMEOUT_MS = int(os.environ.get("TIMEOUT_MS", "5000"))
+READY_S = float(os.environ.get("READY_S", "30"))
+PATH = "/bench/svc"
+
+
+def log(msg):
+    sys.stderr.write("bench: %s\n" % msg)
+    sys.stderr.flush()
+
+
+class Lines:
+    """Non-blocking line reader over a fd."""
+
+    def __init__(self, fd):
+        self.fd, self.buf, self.eof = fd, b"", False
+        os.set_blocking(fd, False)
+
+    def read(self):
+        out = []
+        while True:
+            try:
+                b = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            if not b:
+                self.eof = True
+                break
+            self.buf += b
+        *lines, self.buf = self.buf.split(b"\n")
+        for ln in lines:
+            out.append(ln.decode("utf-8", "replace"))
+        return out
+
+
+# -- /proc helpers -------------------------------------------------------------
+
+def cpu_ns(pid):
+    total = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError):
+                pass
+    except OSError:
+        return None
+    return total
+
+
+def vm_hwm_mb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for ln in f:
+                if ln.startswith("VmHWM:"):
+                    return int(ln.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def local_ports(pid, zk_ports):
+    """Local ports of pid's established TCP connections to one of zk_ports."""
+    inodes = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if t.startswith("socket:["):
+                inodes.add(t[8:-1])
+    except OSError:
+        return []
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for ln in f:
+                    p = ln.split()
+                    lport = int(p[1].rsplit(":", 1)[1], 16)
+                    rport = int(p[2].rsplit(":", 1)[1], 16)
+                    if p[3] == "01" and p[9] in inodes and rport in zk_ports:
+                        ports.append(lport)
+        except OSError:
+            pass
+    return ports
+
+
+def four(port, cmd):
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    try:
+        s.sendall(cmd.encode())
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+        return out.decode()
+    finally:
+        s.close()
+
+
+def recved(zk_ports, lport):
+    """Server-side `recved` for the connection from 127.0.0.1:lport."""
+    key = "/127.0.0.1:%d[" % lport
+    for zp in zk_ports:
+        for ln in four(zp, "cons").splitlines():
+            if key in ln:
+                for kv in ln.split("(", 1)[1].rstrip(")").split(","):
+                    if kv.startswith("recved="):
+                        return int(kv[7:])
+    return None
+
+
+# -- processes -----------------------------------------------------------------
+
+class Writer:
+    def __init__(self, exe, zk):
+        self.p = subprocess.Popen([exe, zk], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.lines = Lines(self.p.stdout.fileno())
+        self.pending = []
+        deadline = time.monotonic() + READY_S
+        while True:
+            for ln in self.lines.read():
+                if ln == "ready":
+                    return
+            if self.lines.eof or time.monotonic() > deadline:
+                raise SystemExit("bench: writer did not connect")
+            time.sleep(0.01)
+
+    def send(self, op, path):
+        self.p.stdin.write(("%s %s\n" % (op, path)).encode())
+        self.p.stdin.flush()
+
+    def stop(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=10)
+
+
+class Observer:
+    def __init__(self, name, argv, env=None, fifo=None, logfile=None):
+        self.name, self.argv, self.env, self.fifo, self.logfile = name, argv, env, fifo, logfile
+        self.lat = []          # ns
+        self.misses = 0
+        self.unexpected = 0
+        self.cpu = 0           # ns, measured windows
+        self.start_cpu = 0     # ns, start-up to ready
+        self.hwm = 0.0
+        self.reqs = 0
+        self.req_ok = True
+        self.skipped = None
+        self.phases = 0
+
+    def launch(self):
+        env = dict(os.environ)
+        env.update(self.env or {})
+        lf = open(self.logfile, "ab") if self.logfile else subprocess.DEVNULL
+        if self.fifo:
+            if not os.path.exists(self.fifo):
+                os.mkfifo(self.fifo)
+            # O_RDWR: never blocks the opener, never sees EOF if the writer reopens
+            fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK)
+            self.p = subprocess.Popen(self.argv, env=env, stdout=lf, stderr=lf,
+                                      stdin=subprocess.DEVNULL)
+            self.fd = fd
+        else:
+            self.p = subprocess.Popen(self.argv, env=env, stdout=subprocess.PIPE,
+                                      stderr=lf, stdin=subprocess.DEVNULL)
+            self.fd = self.p.stdout.fileno()
+        self.lines = Lines(self.fd)
+        self.seen = {}         # (op, name) -> ns
+        self.view = set()
+
+    def pump(self):
+        for ln in self.lines.read():
+            try:
+                ts, ev = ln.split(" ", 1)
+                ts = int(ts)
+            except ValueError:
+                continue
+            op, name = ev[0], ev[1:]
+            if op == "+":
+                self.view.add(name)
+            elif op == "-":
+                self.view.discard(name)
+            self.seen[(op, name)] = ts
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        if self.fifo:
+            os.close(self.fd)
+        elif self.p.stdout:
+            self.p.stdout.close()
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))]
+
+
+# -- the run -------------------------------------------------------------------
+
+def main():
+    # SIGTERM -> SystemExit, so phase()'s finally still stops the observer
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    zk, bindir, root, tmp = sys.argv[1:5]
+    zk_ports = {int(h.rsplit(":", 1)[1]) for h in zk.split("/")[0].split(",")}
+    sel = selectors.DefaultSelector()
+
+    w = Writer(os.path.join(bindir, "writer"), zk)
+    sel.register(w.lines.fd, selectors.EVENT_READ, "writer")
+
+    def write_sync(op, path, obs=None, expect=None):
+        """One write; returns (t0, rc). With obs/expect also waits for the observer."""
+        w.send(op, path)
+        got = None
+        deadline = None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if got is None:
+                timeout = 10.0
+            events = sel.select(timeout)
+            for key, _ in events:
+                if key.data == "writer":
+                    for ln in w.lines.read():
+                        t0, rc = ln.split()
+                        got = (int(t0), int(rc))
+                        deadline = time.monotonic() + TIMEOUT_MS / 1000.0
+                    if w.lines.eof:
+                        raise SystemExit("bench: writer exited")
+                else:
+                    key.data.pump()
+            if got is None and not events:
+                raise SystemExit("bench: writer did not answer %s %s" % (op, path))
+            if got is not None:
+                if obs is None or expect in obs.seen:
+                    return got
+                if time.monotonic() >= deadline or not obs.alive():
+                    return got
+
+    # service directory with CHILDREN children
+    for p in ("/bench", PATH):
+        t0, rc = write_sync("c", p)
+        if rc not in (0, -110):  # ZNODEEXISTS
+            raise SystemExit("bench: create %s: rc %d" % (p, rc))
+    next_port = [10000]
+    live = []
+
+    def new_name():
+        n = "127.0.0.1:%d" % next_port[0]
+        next_port[0] += 1
+        if next_port[0] > 65535:
+            raise SystemExit("bench: ran out of unique ports; lower CHANGES")
+        return n
+
+    for _ in range(CHILDREN):
+        n = new_name()
+        t0, rc = write_sync("c", "%s/%s" % (PATH, n))
+        assert rc == 0, rc
+        live.append(n)
+
+    change_no = [0]
+
+    def one_change(obs):
+        """Alternate create / delete-oldest; returns latency ns or None."""
+        if change_no[0] % 2 == 0 or not live:
+            name, op, wop = new_name(), "+", "c"
+            live.append(name)
+        else:
+            name, op, wop = live.pop(0), "-", "d"
+        change_no[0] += 1
+        t0, rc = write_sync(wop, "%s/%s" % (PATH, name), obs, (op, name))
+        if rc != 0:
+            raise SystemExit("bench: %s %s: rc %d" % (wop, name, rc))
+        ts = obs.seen.pop((op, name), None)
+        return None if ts is None else ts - t0
+
+    scout = os.environ.get("SCOUT") or os.path.join(root, "build", "scout")
+    raw = Observer("raw C client", [os.path.join(bindir, "rawwatch"), zk, PATH, "10000"],
+                   logfile=os.path.join(tmp, "rawwatch.log"))
+    kaz = Observer("kazoo ChildrenWatch",
+                   ["/usr/bin/python3", os.path.join(root, "bench", "propagation", "kazoowatch.py"),
+                    zk, PATH, "10000"], logfile=os.path.join(tmp, "kazoowatch.log"))
+    observers = [raw, kaz]
+    sc = Observer("scout", [scout, "run", "-c", os.path.join(root, "bench", "propagation", "policy.lua"),
+                            "--zk", zk, "--api", "unix:" + os.path.join(tmp, "scout.sock"),
+                            "--log-level", "warn"],
+                  env={"SCOUT_BENCH_OUT": os.path.join(tmp, "scout.fifo")},
+                  fifo=os.path.join(tmp, "scout.fifo"), logfile=os.path.join(tmp, "scout.log"))
+    if os.access(scout, os.X_OK):
+        observers.append(sc)
+    else:
+        sc.skipped = "build/scout not built"
+        log("skipping scout: %s not found (make, or set SCOUT=path)" % scout)
+
+    def phase(obs, n, measure=True):
+        if obs.skipped:
+            return
+        if os.path.exists(os.path.join(tmp, "scout.sock")):
+            os.unlink(os.path.join(tmp, "scout.sock"))
+        obs.launch()
+        sel.register(obs.fd, selectors.EVENT_READ, obs)
+        try:
+            t_launch = time.monotonic()
+            want = set(live)
+            while obs.view != want:
+                for key, _ in sel.select(0.1):
+                    if key.data is not obs:
+                        continue
+                    obs.pump()
+                if not obs.alive() or time.monotonic() - t_launch > READY_S:
+                    obs.skipped = ("exited" if not obs.alive() else "no initial list in %.0fs" % READY_S)
+                    if obs.logfile and os.path.exists(obs.logfile):
+                        with open(obs.logfile, errors="replace") as f:
+                            tail = f.read()[-2000:]
+                        log("%s: %s; log tail:\n%s" % (obs.name, obs.skipped, tail))
+                    else:
+                        log("%s: %s" % (obs.name, obs.skipped))
+                    return
+            obs.seen.clear()
+            c0 = cpu_ns(obs.p.pid)
+            ports = local_ports(obs.p.pid, zk_ports)
+            r0 = recved(zk_ports, ports[0]) if len(ports) == 1 else None
+            lats = []
+            for _ in range(n):
+                lat = one_change(obs)
+                if lat is None:
+                    obs.misses += 1
+                else:
+                    lats.append(lat)
+                if not obs.alive():
+                    obs.skipped = "exited during the run"
+                    log("%s exited during the run" % obs.name)
+                    return
+            time.sleep(0.05)
+            obs.pump()
+            c1 = cpu_ns(obs.p.pid)
+            ports1 = local_ports(obs.p.pid, zk_ports)
+            r1 = recved(zk_ports, ports[0]) if r0 is not None and ports1 == ports else None
+            if not measure:
+                return
+            obs.phases += 1
+            obs.unexpected += len(obs.seen)
+            obs.lat.extend(lats)
+            if os.environ.get("LAT_DIR"):
+                fn = os.path.join(os.environ["LAT_DIR"], obs.name.split()[0] + ".lat")
+                with open(fn, "a") as f:
+                    f.write("".join("%d\n" % x for x in lats))
+            obs.cpu += c1 - c0
+            obs.start_cpu += c0
+            obs.hwm = max(obs.hwm, vm_hwm_mb(obs.p.pid) or 0)
+            if r0 is None or r1 is None:
+                obs.req_ok = False
+            else:
+                obs.reqs += r1 - r0
+        finally:
+            sel.unregister(obs.fd)
+            obs.stop()
+
+    t_start = time.monotonic()
+    if WARMUP:
+        log("warm-up: %d changes with the raw watcher (not measured)" % WARMUP)
+        phase(Observer("warmup", raw.argv), WARMUP, measure=False)
+    per = max(1, CHANGES // ROUNDS)
+    for r in range(ROUNDS):
+        order = observers[r % len(observers):] + observers[:r % len(observers)]
+        for obs in order:
+            if obs.skipped:
+                continue
+            log("round %d/%d: %s, %d changes" % (r + 1, ROUNDS, obs.name, per))
+            phase(obs, per)
+    w.stop()
+    elapsed = time.monotonic() - t_start
+
+    # -- report ---------------------------------------------------------------
+    print()
+    print("propagation: %d changes per observer (%d rounds x %d, rotated phases, one observer "
+          "active at a time), %d children under %s, warm-up %d" % (per * ROUNDS, ROUNDS, per,
+                                                                    CHILDREN, PATH, WARMUP))
+    print("latency = observer's CLOCK_MONOTONIC at publication - writer's just before the write;"
+          " requests = server-side `cons` recved delta")
+    print()
+    hdr = ("observer", "p50 ms", "p99 ms", "ratio p50", "ratio p99", "cpu s",
+           "cpu/change ratio", "peak RSS MB", "requests/change")
+    rows = []
+    base = None
+    for obs in [raw, kaz, sc]:
+        if not obs.lat:
+            rows.append((obs.name, "skipped: %s" % (obs.skipped or "no data")))
+            continue
+        p50, p99 = pct(obs.lat, 0.50) / 1e6, pct(obs.lat, 0.99) / 1e6
+        n = len(obs.lat) + obs.misses
+        cpc = obs.cpu / n
+        if base is None:
+            base = (p50, p99, cpc)
+        rq = "%.3f" % (obs.reqs / n) if obs.req_ok else "n/a"
+        rows.append((obs.name + (" (partial: %s)" % obs.skipped if obs.skipped else ""), "%.3f" % p50, "%.3f" % p99, "%.2f" % (p50 / base[0]),
+                     "%.2f" % (p99 / base[1]), "%.3f" % (obs.cpu / 1e9), "%.2f" % (cpc / base[2]),
+                     "%.1f" % obs.hwm, rq))
+    full = [r for r in rows if len(r) == len(hdr)]
+    widths = [max([len(hdr[i])] + [len(r[i]) for r in full]) for i in range(len(hdr))]
+    fmt = lambda r: " | ".join(c.ljust(widths[i]) for i, c in enumerate(r))
+    print(fmt(hdr))
+    print("-+-".join("-" * x for x in widths))
+    for r in rows:
+        print(fmt(r) if len(r) == len(hdr) else "%s | %s" % (r[0].ljust(widths[0]), r[1]))
+    print()
+    print("details: observer | changes | misses | unexpected lines | p90 ms | max ms | start cpu s")
+    for obs in [raw, kaz, sc]:
+        if obs.lat:
+            print("  %s | %d | %d | %d | %.3f | %.3f | %.3f" % (
+                obs.name, len(obs.lat) + obs.misses, obs.misses, obs.unexpected,
+                pct(obs.lat, 0.90) / 1e6, max(obs.lat) / 1e6, obs.start_cpu / 1e9 / max(1, obs.phases)))
+    print("ratios are to the raw C client; cpu s = on-CPU time over the measured changes "
+          "(start-up excluded, shown as start cpu s per phase); wall %.1fs" % elapsed)
+    if sc.skipped and not sc.lat:
+        print("scout: skipped (%s)" % sc.skipped)
+    # non-zero on lost changes, or an observer that exists but failed
+    bad = [o.name for o in (raw, kaz, sc)
+           if o.misses or (o.skipped and o.skipped != "build/scout not built")]
+    if bad:
+        log("FAILED: %s" % ", ".join(bad))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

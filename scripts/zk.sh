@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# zk.sh — start and stop a throwaway ZooKeeper (Debian's 3.8 jar) on 127.0.0.1.
+#
+# Why: integration tests and benchmarks need a *real* server, one per run, on free
+# loopback ports with a temp dataDir, killable node by node for failover tests, and
+# always cleaned up by a trap. Never use the system service (zookeeperd, port 2181).
+#
+#   zk.sh start DIR [--nodes N] [--tick MS]  -> prints the connect string (only stdout line)
+#   zk.sh stop DIR                           all nodes, TERM then KILL; idempotent
+#   zk.sh stop-node DIR N | kill-node DIR N  TERM(+KILL) / KILL one node
+#   zk.sh start-node DIR N                   same cfg/dataDir/port; waits until it serves
+#   zk.sh leader DIR                         prints N of the leader (1 when standalone)
+#   zk.sh 4lw DIR N CMD                      prints the four-letter-word answer
+#   zk.sh connect DIR                        prints the connect string again
+#
+# Layout: DIR/connect, DIR/nodes, DIR/nodeN/{zoo.cfg,data/,server.log,pid,port}.
+# Typical use:
+#   D=$(mktemp -d); trap 'scripts/zk.sh stop $D; rm -rf $D' EXIT; ZK=$(scripts/zk.sh start $D)
+# Env: ZK_JAVA (java), ZK_START_TIMEOUT (60 s), ZK_HEAP (128m),
+#      ZK_JVM_OPTS (-XX:TieredStopAtLevel=1: C1 only, starts faster, steadier).
+# fsync is off (zookeeper.forceSync=no): these are throwaway servers and it keeps write
+# latency about the watch path, not about the disk.
+set -euo pipefail
+
+JAVA=${ZK_JAVA:-java}
+CP=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar
+TIMEOUT=${ZK_START_TIMEOUT:-60}
+PY=/usr/bin/python3
+
+die() { echo "zk.sh: $*" >&2; exit 1; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+# Free TCP ports on 127.0.0.1: bind port 0 for all of them at once (so they are
+# distinct), then release. A port may in theory be grabbed between release and
+# java's bind; start() checks the log and reports that case.
+free_ports() {
+    "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# four-letter word to 127.0.0.1:$1; empty output (status 0) when nothing answers.
+fourlw() {
+    local port=$1 cmd=$2
+    # shellcheck disable=SC2016  # expanded by the inner bash
+    timeout 3 bash -c '
+        exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 0
+        printf %s "$1" >&3
+        cat <&3
+    ' "$port" "$cmd" 2>/dev/null || true
+}
+
+node_port() { cat "$1/node$2/port" 2>/dev/null || die "no node $2 in $1"; }
+nnodes() { cat "$1/nodes" 2>/dev/null || die "$1 was not started by zk.sh"; }
+
+# A zombie counts as gone: java is reparented to PID 1 (setsid), which may
+# reap it late (seconds, in some containers).
+running() { # PID
+    local st
+    kill -0 "$1" 2>/dev/null || return 1
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
+alive() { # DIR N
+    local pid
+    pid=$(cat "$1/node$2/pid" 2>/dev/null) || return 1
+    [ -n "$pid" ] && running "$pid"
+}
+
+mode() { # DIR N -> standalone|leader|follower|"" (not serving)
+    fourlw "$(node_port "$1" "$2")" srvr | sed -n 's/^Mode: //p'
+}
+
+log_tail() { # DIR N
+    echo "--- $1/node$2/server.log (tail) ---" >&2
+    tail -n 25 "$1/node$2/server.log" >&2 2>/dev/null || true
+}
+
+launch() { # DIR N
+    local d=$1/node$2
+    : > "$d/server.log"
+    # setsid: own process group, so a Ctrl-C aimed at the test doesn't race our
+    # stop; stdin/stdout/stderr all detached so $(zk.sh start) returns at once.
+    # shellcheck disable=SC2086
+    setsid "$JAVA" -Xmx"${ZK_HEAP:-128m}" -XX:+UseSerialGC ${ZK_JVM_OPTS--XX:TieredStopAtLevel=1} \
+        -Dzookeeper.jmx.log4j.disable=true -Dzookeeper.forceSync=no \
+        -Dorg.slf4j.simpleLogger.showDateTime=true \
+        -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS \
+        -cp "$CP" org.apache.zookeeper.server.quorum.QuorumPeerMain "$d/zoo.cfg" \
+        </dev/null >>"$d/server.log" 2>&1 &
+    echo $! > "$d/pid"
+}
+
+# Wait until node N serves (standalone: Mode present; ensemble: leader/follower).
+wait_serving() { # DIR N
+    local deadline=$((SECONDS + TIMEOUT)) m
+    while :; do
+        m=$(mode "$1" "$2")
+        [ -n "$m" ] && return 0
+        if ! alive "$1" "$2"; then
+            log_tail "$1" "$2"; die "node $2 exited before serving"
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            log_tail "$1" "$2"; die "node $2 not serving after ${TIMEOUT}s"
+        fi
+        sleep 0.05
+    done
+}
+
+# Ensemble ready: every live node serves, exactly one leader.
+wait_quorum() { # DIR
+    local n deadline=$((SECONDS + TIMEOUT)) i m leaders ok
+    n=$(nnodes "$1")
+    while :; do
+        leaders=0 ok=1
+        for i in $(seq 1 "$n"); do
+            m=$(mode "$1" "$i")
+            case $m in
+                leader) leaders=$((leaders + 1)) ;;
+                follower|standalone) ;;
+                *) ok=0 ;;
+            esac
+        done
+        [ "$ok" = 1 ] && [ "$leaders" -le 1 ] && { [ "$n" = 1 ] || [ "$leaders" = 1 ]; } && return 0
+        for i in $(seq 1 "$n"); do
+            alive "$1" "$i" || { log_tail "$1" "$i"; die "node $i exited before quorum"; }
+        done
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            for i in $(seq 1 "$n"); do log_tail "$1" "$i"; done
+            die "no quorum after ${TIMEOUT}s"
+        fi
+        sleep 0.05
+    done
+}
+
+cmd_start() {
+    local dir=${1:-} nodes=1 tick=200
+    [ -n "$dir" ] || usage
+    shift
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --nodes) nodes=$2; shift 2 ;;
+            --tick) tick=$2; shift 2 ;;
+            *) die "unknown option $1" ;;
+        esac
+    done
+    [[ $nodes =~ ^[1-9]$ ]] || die "--nodes must be 1..9"
+    [[ $tick =~ ^[0-9]+$ ]] || die "--tick must be milliseconds"
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if [ -f "$dir/nodes" ]; then
+        for i in $(seq 1 "$(cat "$dir/nodes")"); do
+            alive "$dir" "$i" && die "$dir already has a running node $i"
+        done
+    fi
+
+    local ports i cport servers="" connect=""
+    # shellcheck disable=SC2207
+    ports=($(free_ports $((nodes * 3))))
+    for i in $(seq 1 "$nodes"); do
+        servers+="server.$i=127.0.0.1:${ports[$((nodes + 2 * (i - 1)))]}:${ports[$((nodes + 2 * (i - 1) + 1))]}"$'\n'
+    done
+    for i in $(seq 1 "$nodes"); do
+        cport=${ports[$((i - 1))]}
+        mkdir -p "$dir/node$i/data"
+        echo "$cport" > "$dir/node$i/port"
+        {
+            echo "tickTime=$tick"
+            echo "initLimit=10"
+            echo "syncLimit=5"
+            echo "dataDir=$dir/node$i/data"
+            echo "clientPort=$cport"
+            echo "clientPortAddress=127.0.0.1"
+            echo "admin.enableServer=false"
+            echo "4lw.commands.whitelist=ruok,srvr,mntr,cons,stat,wchs"
+            echo "minSessionTimeout=$((2 * tick))"
+            echo "maxSessionTimeout=60000"
+            echo "maxClientCnxns=0"
+            echo "preAllocSize=1024"
+            echo "autopurge.purgeInterval=0"
+            if [ "$nodes" -gt 1 ]; then
+                echo "$i" > "$dir/node$i/data/myid"
+                printf %s "$servers"
+            fi
+        } > "$dir/node$i/zoo.cfg"
+        connect+="${connect:+,}127.0.0.1:$cport"
+    done
+    echo "$nodes" > "$dir/nodes"
+    echo "$connect" > "$dir/connect"
+    for i in $(seq 1 "$nodes"); do launch "$dir" "$i"; done
+    if ! ( wait_quorum "$dir" ); then
+        cmd_stop "$dir" >/dev/null 2>&1 || true
+        exit 1
+    fi
+    echo "$connect"
+}
+
+stop_one() { # DIR N SIGNAL
+    local pid d=$1/node$2
+    pid=$(cat "$d/pid" 2>/dev/null) || return 0
+    [ -n "$pid" ] || return 0
+    if running "$pid"; then
+        if [ "$3" = KILL ]; then
+            kill -KILL "$pid" 2>/dev/null || true
+        else
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 1 100); do running "$pid" || break; sleep 0.05; done
+            if running "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+        fi
+        for _ in $(seq 1 100); do running "$pid" || break; sleep 0.05; done
+    fi
+    : > "$d/pid"
+}
+
+cmd_stop() {
+    local dir=${1:-} i
+    [ -n "$dir" ] || usage
+    [ -f "$dir/nodes" ] || return 0          # never started, or already removed
+    for i in $(seq 1 "$(cat "$dir/nodes")"); do
+        # TERM everything first, then wait: stops N nodes in ~one grace period
+        pid=$(cat "$dir/node$i/pid" 2>/dev/null || true)
+        if [ -n "${pid:-}" ]; then kill -TERM "$pid" 2>/dev/null || true; fi
+    done
+    for i in $(seq 1 "$(cat "$dir/nodes")"); do stop_one "$dir" "$i" TERM; done
+}
+
+cmd_start_node() {
+    local dir=$1 n=$2
+    node_port "$dir" "$n" >/dev/null
+    alive "$dir" "$n" && die "node $n is already running"
+    launch "$dir" "$n"
+    wait_serving "$dir" "$n"
+}
+
+cmd_leader() {
+    local dir=$1 i m
+    for i in $(seq 1 "$(nnodes "$dir")"); do
+        m=$(mode "$dir" "$i")
+        if [ "$m" = leader ] || [ "$m" = standalone ]; then echo "$i"; return 0; fi
+    done
+    die "no leader"
+}
+
+main() {
+    local c=${1:-}
+    [ $# -gt 0 ] && shift
+    case $c in
+        start) cmd_start "$@" ;;
+        stop) cmd_stop "${1:-}" ;;
+        stop-node) [ $# = 2 ] || usage; node_port "$1" "$2" >/dev/null; stop_one "$1" "$2" TERM ;;
+        kill-node) [ $# = 2 ] || usage; node_port "$1" "$2" >/dev/null; stop_one "$1" "$2" KILL ;;
+        start-node) [ $# = 2 ] || usage; cmd_start_node "$1" "$2" ;;
+        leader) [ $# = 1 ] || usage; cmd_leader "$1" ;;
+        4lw) [ $# = 3 ] || usage; fourlw "$(node_port "$1" "$2")" "$3" ;;
+        connect) [ $# = 1 ] || usage; cat "$1/connect" ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,180 @@
+"""zkharness — a throwaway ZooKeeper for Python integration tests (/usr/bin/python3).
+
+Why: tests drive build/scout from outside against a real server; this wraps
+scripts/zk.sh (the single place that knows how to start one) so a test never
+leaks a java process: every instance is stopped on stop(), on `with` exit, at
+interpreter exit (atexit) and on SIGTERM.
+
+    from zkharness import ZooKeeper
+    with ZooKeeper(nodes=3) as zk:          # or ZooKeeper().start()
+        c = zk.client()                     # started KazooClient, closed on stop()
+        c.create("/x", b"", makepath=True)
+        zk.kill_node(zk.leader())
+        print(zk.four("mntr"), zk.connect)
+
+Needs stdlib + kazoo (Debian python3-kazoo, only for /usr/bin/python3).
+"""
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ZK_SH = os.path.normpath(os.path.join(HERE, "..", "..", "scripts", "zk.sh"))
+
+_live = set()
+
+
+def _stop_all():
+    for zk in list(_live):
+        try:
+            zk.stop()
+        except Exception as e:  # best effort at exit
+            sys.stderr.write("zkharness: stop failed: %s\n" % e)
+
+
+atexit.register(_stop_all)
+_prev_term = signal.getsignal(signal.SIGTERM)
+
+
+def _on_term(signum, frame):
+    _stop_all()
+    if callable(_prev_term):
+        _prev_term(signum, frame)
+    raise SystemExit(128 + signum)
+
+
+# Only install from the main thread (signal() raises elsewhere); a test runner
+# that imports us from a worker thread still gets atexit.
+try:
+    signal.signal(signal.SIGTERM, _on_term)
+except ValueError:
+    pass
+
+
+class ZooKeeper:
+    def __init__(self, nodes=1, tick=200, dir=None, keep_dir=False):
+        self.nodes = nodes
+        self.tick = tick
+        self._own_dir = dir is None
+        self.dir = dir
+        self.keep_dir = keep_dir
+        self.connect = None
+        self._clients = []
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self, nodes=None):
+        if nodes is not None:
+            self.nodes = nodes
+        if self.connect is not None:
+            raise RuntimeError("already started")
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="zkh-")
+        _live.add(self)
+        try:
+            self.connect = self._sh("start", self.dir, "--nodes", str(self.nodes),
+                                    "--tick", str(self.tick)).strip()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        for c in self._clients:
+            try:
+                c.stop()
+                c.close()
+            except Exception:
+                pass
+        self._clients = []
+        if self.dir is not None:
+            subprocess.run([ZK_SH, "stop", self.dir], check=False)
+            if self._own_dir and not self.keep_dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = None
+        self.connect = None
+        _live.discard(self)
+
+    def __enter__(self):
+        return self if self.connect else self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    # -- nodes ---------------------------------------------------------------
+    def stop_node(self, n):
+        self._sh("stop-node", self.dir, str(n))
+
+    def kill_node(self, n):
+        self._sh("kill-node", self.dir, str(n))
+
+    def start_node(self, n):
+        self._sh("start-node", self.dir, str(n))
+
+    def leader(self):
+        """N (1-based) of the leader; 1 when standalone. Raises if none."""
+        return int(self._sh("leader", self.dir).strip())
+
+    def four(self, cmd, n=1):
+        return self._sh("4lw", self.dir, str(n), cmd)
+
+    def port(self, n=1):
+        with open(os.path.join(self.dir, "node%d" % n, "port")) as f:
+            return int(f.read())
+
+    def log(self, n=1):
+        return os.path.join(self.dir, "node%d" % n, "server.log")
+
+    # -- clients -------------------------------------------------------------
+    def client(self, timeout=10.0, **kw):
+        """A started KazooClient on the whole ensemble; closed by stop()."""
+        from kazoo.client import KazooClient
+        kw.setdefault("hosts", self.connect)
+        c = KazooClient(timeout=timeout, **kw)
+        c.start(timeout=timeout)
+        self._clients.append(c)
+        return c
+
+    def _sh(self, *args):
+        p = subprocess.run([ZK_SH] + list(args), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True)
+        if p.returncode != 0:
+            raise RuntimeError("zk.sh %s failed (%d):\n%s" % (args[0], p.returncode, p.stderr))
+        return p.stdout
+
+
+if __name__ == "__main__":
+    # Self-check: python3 tests/integration/zkharness.py [nodes]
+    import time
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    t = time.monotonic()
+    with ZooKeeper(nodes=n) as zk:
+        print("started %s in %.2fs" % (zk.connect, time.monotonic() - t))
+        c = zk.client()
+        c.ensure_path("/zkh")
+        print("leader", zk.leader(), "|", zk.four("ruok"))
+        if n > 1:
+            ld = zk.leader()
+            t = time.monotonic()
+            zk.kill_node(ld)
+            while True:
+                try:
+                    nl = zk.leader()
+                    break
+                except RuntimeError:
+                    time.sleep(0.02)
+            print("killed %d, new leader %d after %.2fs" % (ld, nl, time.monotonic() - t))
+            t = time.monotonic()
+            c.create("/zkh/after-failover", b"x")
+            print("first write after failover %.2fs" % (time.monotonic() - t))
+            t = time.monotonic()
+            zk.start_node(ld)
+            print("restarted %d in %.2fs; modes %s" % (ld, time.monotonic() - t, [
+                zk.four("srvr", i).split("Mode: ")[1].split()[0] for i in range(1, n + 1)]))
+        t = time.monotonic()
+    print("stopped in %.2fs" % (time.monotonic() - t))
