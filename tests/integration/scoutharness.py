@@ -1,0 +1,179 @@
+"""scoutharness — run build/scout from outside, the way a user does, for integration tests.
+
+Why: every integration test starts the real agent binary with a real policy file, talks to its HTTP API and
+reads its log; nothing is mocked. The binary is $SCOUT_BIN (default build/scout), so the same tests run
+against the ASan+UBSan build. A test never leaks an agent: stop() is called on test teardown and at exit.
+"""
+
+import atexit
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+SCOUT_BIN = os.environ.get("SCOUT_BIN", os.path.join(ROOT, "build", "scout"))
+
+_live = set()
+
+
+def _stop_all():
+    for s in list(_live):
+        s.stop()
+
+
+atexit.register(_stop_all)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(fn, timeout=30.0, interval=0.05, what="condition"):
+    """Poll fn() until it returns a truthy value; generous timeouts, never a speed assertion."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            last = e
+        time.sleep(interval)
+    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+class Scout:
+    """One agent process. policy is Lua text; {zk} in it is not needed: --zk is passed."""
+
+    def __init__(self, policy, zk, api=None, log_level="info", extra_args=()):
+        self.dir = tempfile.mkdtemp(prefix="scout-it-")
+        self.policy_file = os.path.join(self.dir, "policy.lua")
+        with open(self.policy_file, "w") as f:
+            f.write(policy)
+        self.api = api or "127.0.0.1:%d" % free_port()
+        self.zk = zk
+        self.log_file = os.path.join(self.dir, "scout.log")
+        self.args = [SCOUT_BIN, "run", "-c", self.policy_file, "--zk", zk, "--api", self.api,
+                     "--log-level", log_level] + list(extra_args)
+        self.proc = None
+
+    def start(self, wait=True):
+        self._log = open(self.log_file, "ab")
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        _live.add(self)
+        if wait:
+            wait_until(lambda: self.request("/v1/services")[0] == 200, what="scout API up")
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Stop the agent; returns its exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGCONT)
+                self.proc.send_signal(sig)
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self._log.close()
+        _live.discard(self)
+        self.proc = None
+        self.exit_code = rc
+        return rc
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        with open(self.log_file, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    # -- HTTP ----------------------------------------------------------------
+    def _conn(self):
+        if self.api.startswith("unix:"):
+            return UnixHTTPConnection(self.api[5:])
+        host, port = self.api.rsplit(":", 1)
+        return http.client.HTTPConnection(host, int(port), timeout=10)
+
+    def request(self, path):
+        c = self._conn()
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            c.close()
+
+    def services(self):
+        status, _, body = self.request("/v1/services")
+        assert status == 200, status
+        return {s["name"]: s for s in json.loads(body)}
+
+    def endpoints(self, name):
+        status, headers, body = self.request("/v1/services/" + name)
+        assert status == 200, (status, body)
+        return json.loads(body), headers
+
+    def ids(self, name):
+        return sorted(ep["id"] for ep in self.endpoints(name)[0])
+
+    def state(self, name):
+        return self.services()[name]["state"]
+
+    def metrics(self):
+        status, _, body = self.request("/metrics")
+        assert status == 200
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                key, value = line.rsplit(" ", 1)
+                out[key] = float(value)
+        return out
+
+    def metric(self, name, service=None):
+        key = name if service is None else '%s{service="%s"}' % (name, service)
+        return self.metrics().get(key, 0)
+
+    def health(self):
+        status, _, body = self.request("/v1/health")
+        return status, json.loads(body)
+
+    # -- process control -------------------------------------------------------
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+
+def policy(services, session_timeout=4000, extra=""):
+    """A policy text: services is {name: lua-body-string}."""
+    out = ['zookeeper { servers = "127.0.0.1:1", session_timeout = %d }' % session_timeout, extra]
+    for name, body in services.items():
+        out.append('service "%s" {\n%s\n}' % (name, body))
+    return "\n".join(out) + "\n"

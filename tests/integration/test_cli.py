@@ -1,0 +1,83 @@
+"""The command line as a user meets it: `scout check` on good and bad policies (exit 1 with file:line), version,
+help and usage errors. No ZooKeeper is needed: check never connects."""
+
+import os
+import subprocess
+import tempfile
+import unittest
+
+from scoutharness import SCOUT_BIN, ROOT
+
+
+def scout(*args):
+    p = subprocess.run([SCOUT_BIN] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=30)
+    return p.returncode, p.stdout + p.stderr
+
+
+class Check(unittest.TestCase):
+    def check_text(self, text):
+        fd, path = tempfile.mkstemp(suffix=".lua")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        try:
+            rc, out = scout("check", path)
+            return rc, out.replace(path, "policy.lua")
+        finally:
+            os.unlink(path)
+
+    def test_good_policy_and_the_examples(self):
+        rc, out = self.check_text('service "a" { path = "/a" }\n')
+        self.assertEqual((rc, out.strip()), (0, "policy.lua: ok (1 services)"))
+        rc, out = scout("check", os.path.join(ROOT, "examples", "demo", "policy.lua"))
+        self.assertEqual(rc, 0, out)
+
+    def test_syntax_error(self):
+        rc, out = self.check_text('service "a" {\n  path = "/a"\n  codec = "plain"\n}\n')
+        self.assertEqual(rc, 1)
+        self.assertRegex(out, r"^policy\.lua:3: '}' expected \(to close '\{' at line 1\) near 'codec'")
+
+    def test_unknown_key(self):
+        rc, out = self.check_text('zookeeper { servers = "h:1" }\n\nservice "a" {\n  pth = "/a",\n}\n')
+        self.assertEqual(rc, 1)
+        self.assertRegex(out, r'^policy\.lua:3: service "a": unknown key "pth"')
+
+    def test_wrong_types(self):
+        cases = [
+            ('service "a" { path = "/a", delay = "soon" }', r'policy\.lua:1: service "a": delay must be'),
+            ('service "a" { path = "a" }', r'policy\.lua:1: service "a": path must be an absolute'),
+            ('service "a" { path = "/a", codec = "nope" }', r'policy\.lua:1: service "a": codec: unknown codec'),
+            ('\nzookeeper { session_timeout = -1 }', r'policy\.lua:2: zookeeper: session_timeout must be'),
+            ('api { listen = 8500 }', r'policy\.lua:1: api: listen must be'),
+            ('service "a" { path = "/a", filter = true }', r'policy\.lua:1: service "a": filter must be a function'),
+            ('service "a" { path = "/a" }\nservice "a" { path = "/b" }', r'policy\.lua:2: service "a" declared twice'),
+            ('service "a" { }', r'policy\.lua:1: service "a": path is required'),
+            ('cache { dir = "/tmp" }', r'policy\.lua:1: cache is not supported yet'),
+            ('register "x" { }', r'policy\.lua:1: register is not supported yet'),
+            ('error("top-level failure")', r'policy\.lua:1: top-level failure'),
+        ]
+        for text, pattern in cases:
+            with self.subTest(text=text):
+                rc, out = self.check_text(text + "\n")
+                self.assertEqual(rc, 1, out)
+                self.assertRegex(out, "^" + pattern)
+
+    def test_missing_file(self):
+        rc, out = scout("check", "/nonexistent/policy.lua")
+        self.assertEqual(rc, 1)
+        self.assertIn("/nonexistent/policy.lua", out)
+
+    def test_version_and_help(self):
+        rc, out = scout("version")
+        self.assertEqual(rc, 0)
+        self.assertRegex(out, r"^scout \d+\.\d+\.\d+")
+        rc, out = scout("--help")
+        self.assertEqual(rc, 0)
+        self.assertIn("scout check POLICY", out)
+        rc, out = scout("frobnicate")
+        self.assertEqual(rc, 2)
+        self.assertIn('unknown command "frobnicate"', out)
+
+
+if __name__ == "__main__":
+    unittest.main()

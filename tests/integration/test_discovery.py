@@ -1,0 +1,126 @@
+"""Discovery basics against a real ZooKeeper: what a user sees in the API after creating, deleting and changing
+znodes with an independent client (kazoo), a path that appears later, garbage data, the unix socket, health and a
+clean SIGTERM."""
+
+import json
+import os
+import signal
+import stat
+import unittest
+
+from scoutharness import Scout, policy, wait_until
+from zkharness import ZooKeeper
+
+
+class Discovery(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.zk = ZooKeeper().start()
+        cls.kz = cls.zk.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.zk.stop()
+
+    def setUp(self):
+        self.scout = None
+
+    def tearDown(self):
+        if self.scout:
+            self.scout.stop()
+
+    def start(self, services, **kw):
+        self.scout = Scout(policy(services), self.zk.connect, **kw).start()
+        return self.scout
+
+    def test_create_delete_and_change_data_show_in_api(self):
+        self.kz.ensure_path("/t1/orders")
+        self.kz.create("/t1/orders/10.0.0.1:8080")
+        s = self.start({"orders": 'path = "/t1/orders", codec = "plain"'})
+        wait_until(lambda: s.ids("orders") == ["10.0.0.1:8080"], what="initial list")
+        self.assertEqual(s.state("orders"), "synced")
+
+        self.kz.create("/t1/orders/10.0.0.2:8080")
+        self.kz.create("/t1/orders/node-a", b'{"host":"10.0.0.3","port":9000,"weight":3,"meta":{"zone":"a"}}')
+        wait_until(lambda: s.ids("orders") == ["10.0.0.1:8080", "10.0.0.2:8080", "node-a"], what="creates")
+
+        eps, headers = s.endpoints("orders")
+        node_a = [ep for ep in eps if ep["id"] == "node-a"][0]
+        self.assertEqual((node_a["host"], node_a["port"], node_a["weight"], node_a["meta"]),
+                         ("10.0.0.3", 9000, 3, {"zone": "a"}))
+        self.assertEqual(node_a["zxid"], self.kz.get("/t1/orders/node-a")[1].mzxid)
+        index1 = int(headers["X-Scout-Index"])
+
+        # a data change is picked up through the data watch, and the index moves forward
+        self.kz.set("/t1/orders/node-a", b'{"host":"10.0.0.3","port":9000,"weight":7}')
+        wait_until(lambda: [ep["weight"] for ep in s.endpoints("orders")[0] if ep["id"] == "node-a"] == [7],
+                   what="data change")
+        self.assertGreater(int(s.endpoints("orders")[1]["X-Scout-Index"]), index1)
+
+        self.kz.delete("/t1/orders/10.0.0.1:8080")
+        wait_until(lambda: s.ids("orders") == ["10.0.0.2:8080", "node-a"], what="delete")
+
+    def test_path_created_later_is_discovered(self):
+        s = self.start({"late": 'path = "/t2/late/providers"'})
+        wait_until(lambda: s.state("late") == "synced", what="synced on a missing path")
+        self.assertEqual(s.ids("late"), [])
+        self.kz.create("/t2/late/providers/127.0.0.1:7001", makepath=True)
+        wait_until(lambda: s.ids("late") == ["127.0.0.1:7001"], what="path created")
+        # the parent deleted and created again: still watched
+        self.kz.delete("/t2/late", recursive=True)
+        wait_until(lambda: s.ids("late") == [], what="path deleted")
+        self.kz.create("/t2/late/providers/127.0.0.1:7002", makepath=True)
+        wait_until(lambda: s.ids("late") == ["127.0.0.1:7002"], what="path re-created")
+
+    def test_garbage_data_is_counted_and_skipped(self):
+        self.kz.ensure_path("/t3/svc")
+        self.kz.create("/t3/svc/good", b'{"host":"10.1.1.1","port":80}')
+        self.kz.create("/t3/svc/bad-json", b'{"host":')
+        self.kz.create("/t3/svc/bad-port", b'10.1.1.2:99999')
+        self.kz.create("/t3/svc/binary", bytes(range(256)))
+        self.kz.create("/t3/svc/empty", b'')
+        self.kz.create("/t3/svc/10.1.1.3:81")
+        s = self.start({"svc": 'path = "/t3/svc"'})
+        wait_until(lambda: s.ids("svc") == ["10.1.1.3:81", "good"], what="good endpoints only")
+        self.assertGreaterEqual(s.metric("scout_service_decode_errors_total", "svc"), 4)
+        self.assertIn("skipping child bad-json", s.log())
+        # a bad child later does not disturb the others
+        self.kz.create("/t3/svc/bad-late", b'not an endpoint')
+        self.kz.create("/t3/svc/10.1.1.4:82")
+        wait_until(lambda: s.ids("svc") == ["10.1.1.3:81", "10.1.1.4:82", "good"], what="later good child")
+        self.assertTrue(s.alive())
+
+    def test_unix_socket_is_private_and_serves(self):
+        path = "/tmp/scout-it-%d.sock" % os.getpid()
+        self.kz.ensure_path("/t4/svc")
+        self.kz.create("/t4/svc/127.0.0.1:1234")
+        s = self.start({"svc": 'path = "/t4/svc"'}, api="unix:" + path)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1234"], what="list over unix socket")
+        self.assertEqual(s.stop(), 0)
+        self.assertFalse(os.path.exists(path), "socket file removed on exit")
+
+    def test_health_and_services_listing(self):
+        self.kz.ensure_path("/t5/a")
+        self.kz.create("/t5/a/127.0.0.1:1")
+        s = self.start({"a": 'path = "/t5/a"', "b": 'path = "/t5/b"'})
+        wait_until(lambda: s.health()[0] == 200, what="healthy")
+        svcs = s.services()
+        self.assertEqual(set(svcs), {"a", "b"})
+        self.assertEqual((svcs["a"]["endpoints"], svcs["a"]["path"], svcs["a"]["state"]), (1, "/t5/a", "synced"))
+        status, headers, body = s.request("/v1/services/nope")
+        self.assertEqual((status, json.loads(body)), (404, {"error": "no such service"}))
+
+    def test_sigterm_exits_zero_and_closes_the_session(self):
+        s = self.start({"a": 'path = "/t6"'})
+        wait_until(lambda: s.health()[0] == 200, what="healthy")
+        before = self.zk.four("cons").count("/127.0.0.1:")
+        self.assertEqual(s.stop(signal.SIGTERM), 0)
+        # the session was closed, not left to time out: the server dropped its connection at once
+        wait_until(lambda: self.zk.four("cons").count("/127.0.0.1:") == before - 1, timeout=3,
+                   what="server-side connection gone")
+        self.assertIn("stopped", s.log())
+
+
+if __name__ == "__main__":
+    unittest.main()

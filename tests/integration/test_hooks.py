@@ -1,0 +1,90 @@
+"""Operators' Lua hooks that fail: a filter that raises and one that never returns must not stop discovery; the
+agent keeps serving the last good list, logs the error with the policy's file:line, counts it, and recovers when
+the input that triggered it goes away."""
+
+import time
+import unittest
+
+from scoutharness import Scout, wait_until
+from zkharness import ZooKeeper
+
+POLICY = '''zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }
+agent { hook_budget = 50 }
+service "svc" {
+  path = "/h/svc",
+  filter = function(ep)
+    if ep.meta.boom == "error" then error("boom from " .. ep.id) end
+    if ep.meta.boom == "loop" then while true do end end
+    if ep.meta.boom == "pcall-loop" then
+      while true do pcall(function() while true do end end) end
+    end
+    return true
+  end,
+  delay = function(ev)
+    if ev.child == "bad-delay" then error("delay hook broke") end
+    return 0
+  end,
+}
+'''
+
+
+class Hooks(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.zk = ZooKeeper().start()
+        cls.kz = cls.zk.client()
+        cls.kz.ensure_path("/h/svc")
+        cls.kz.create("/h/svc/127.0.0.1:1")
+        cls.scout = Scout(POLICY, cls.zk.connect).start()
+        wait_until(lambda: cls.scout.ids("svc") == ["127.0.0.1:1"], what="initial list")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.scout.stop()
+        cls.zk.stop()
+
+    def poison(self, kind, counter):
+        s = self.scout
+        before = s.metric(counter)
+        self.kz.create("/h/svc/poison", b'{"host":"10.9.9.9","port":9,"meta":{"boom":"%s"}}' % kind.encode())
+        self.kz.create("/h/svc/127.0.0.1:2")
+        wait_until(lambda: s.metric(counter) > before, what="%s counted" % counter)
+        time.sleep(0.3)
+        # the last good list stands and the API keeps answering
+        self.assertEqual(s.ids("svc"), ["127.0.0.1:1"])
+        self.assertEqual(s.state("svc"), "synced")
+        self.assertTrue(s.alive())
+        # recovery: the poison goes, the pending change (127.0.0.1:2) is not lost
+        self.kz.delete("/h/svc/poison")
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1", "127.0.0.1:2"], what="recovered list")
+        self.kz.delete("/h/svc/127.0.0.1:2")
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"], what="back to start")
+
+    def test_filter_that_raises(self):
+        self.poison("error", "scout_hook_errors_total")
+        self.assertRegex(self.scout.log(), r"policy\.lua:6: boom from poison")
+        self.assertGreater(self.scout.metric("scout_service_hook_errors_total", "svc"), 0)
+
+    def test_filter_that_loops_forever(self):
+        self.poison("loop", "scout_hook_timeouts_total")
+        self.assertRegex(self.scout.log(), r"policy\.lua:7: exceeded its \d+ ms budget")
+
+    def test_filter_that_hides_a_loop_inside_pcall(self):
+        self.poison("pcall-loop", "scout_hook_timeouts_total")
+
+    def test_delay_hook_that_raises_falls_back_and_keeps_reading(self):
+        s = self.scout
+        before = s.metric("scout_hook_errors_total")
+        self.kz.create("/h/svc/bad-delay", b'{"host":"10.0.0.5","port":5}')
+        wait_until(lambda: "bad-delay" in s.ids("svc"), what="child with a data watch")
+        self.kz.set("/h/svc/bad-delay", b'{"host":"10.0.0.5","port":6}')
+        wait_until(lambda: [ep["port"] for ep in s.endpoints("svc")[0] if ep["id"] == "bad-delay"] == [6],
+                   what="data change read despite the failing delay hook")
+        self.assertGreater(s.metric("scout_hook_errors_total"), before)
+        self.assertIn("delay hook broke", s.log())
+        self.kz.delete("/h/svc/bad-delay")
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"], what="cleanup")
+
+
+if __name__ == "__main__":
+    unittest.main()
