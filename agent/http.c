@@ -1,18 +1,16 @@
 /*
- * http.c - scout's local HTTP/1.1 server (see http.h for the contract).
+ * http.c - scout's local HTTP/1.1 server (the contract is in http.h).
  *
  * Why this shape: the agent is one thread on one libev loop, so a slow or
- * hostile local client must never block it or grow memory without bound.
- * Every socket is non-blocking; requests are parsed incrementally by
- * http-parser straight from a fixed per-connection input buffer; the URL,
- * the header block and the (discarded) body are capped; output is buffered
- * and drained with an ev_io write watcher. A connection handles one request
- * at a time: the parser is paused at each message end, so a deferred
- * (blocking-query) request simply parks its connection until answered, and
- * pipelined requests wait in the input buffer. This module never calls
- * ev_run, never listens off loopback, and never re-enters the handler from
- * scout_http_respond() (deferred answers are resumed by a fed loop event, so
- * the caller can answer many waiters from one loop without surprises).
+ * hostile local client must never block it or grow its memory without bound.
+ * Sockets are non-blocking; http-parser parses incrementally straight from a
+ * fixed per-connection input buffer; URL, header block and (discarded) body
+ * are capped; output is buffered and drained by an ev_io write watcher. A
+ * connection serves one request at a time: the parser pauses at each message
+ * end, so a deferred (blocking-query) request parks its connection until it
+ * is answered while pipelined requests wait in the input buffer. Never call
+ * ev_run here, never listen off loopback, and never re-enter the handler from
+ * scout_http_respond(): the caller may be walking its own list of waiters.
  */
 
 #define _GNU_SOURCE /* accept4 */
@@ -55,161 +53,139 @@ void scout_log(int level, const char *module, const char *fmt, ...)
 
 #define LOG(lvl, ...) scout_log(SCOUT_LOG_##lvl, "http", __VA_ARGS__)
 
-/* Streaming parse means this bounds memory, not request size. */
-#define IN_BUF          8192
-#define RHDR_MAX        4096
-#define LINGER_TIMEOUT  2.0   /* seconds to drain a client after we close */
-#define ACCEPT_RETRY    1.0   /* back-off after EMFILE */
-#define ACCEPT_BATCH    64    /* fairness against the rest of the loop */
-#define OUT_KEEP        (64 * 1024)  /* larger buffers are freed when idle */
+#define IN_BUF         8192         /* parsing streams: bounds memory only */
+#define RHDR_MAX       4096         /* added response headers */
+#define LINGER_TIMEOUT 2.0          /* draining a client after we close */
+#define ACCEPT_RETRY   1.0          /* back-off after EMFILE and friends */
+#define ACCEPT_BATCH   64           /* fairness to the rest of the loop */
+#define OUT_KEEP       (64 * 1024)  /* bigger buffers are freed once sent */
 
 typedef struct scout_http_conn_s conn_t;
 
 struct scout_http_req_s {
     conn_t              *conn;
     const char          *method;
-    char                *path;      /* into pq */
-    char                *query;     /* into pq */
+    char                *path, *query;  /* both into pq */
     double               t0;
     scout_http_abort_fn  on_abort;
     void                *abort_data;
     size_t               url_len, hdr_len, body_len, rhdr_len;
-    int                  hstate;    /* 0 none, 1 in field, 2 in value */
+    int                  hstate;        /* 0 none, 1 in field, 2 in value */
     unsigned             keepalive:1, head:1, http10:1, bad_url:1,
                          deferred:1, aborted:1;
     char                 url[SCOUT_HTTP_MAX_URL + 1];
     char                 pq[SCOUT_HTTP_MAX_URL + 2];
-    char                 hdr[SCOUT_HTTP_MAX_HEADER]; /* name\0value\0... */
-    char                 rhdr[RHDR_MAX];             /* "N: v\r\n"... */
+    char                 hdr[SCOUT_HTTP_MAX_HEADER];  /* name\0value\0... */
+    char                 rhdr[RHDR_MAX];              /* "N: v\r\n"... */
 };
 
 struct scout_http_conn_s {
-    scout_http_t      *h;
-    conn_t            *prev, *next;
-    int                fd;
-    ev_io              rio, wio;
-    ev_timer           timer;      /* idle, then linger */
-    http_parser        parser;
-    scout_http_req_t  *req;        /* being parsed, dispatched or deferred */
-    int                err_status; /* set by a parser callback that bailed */
-    unsigned           eof:1, closing:1, lingering:1, dispatching:1;
-    char              *out;
-    size_t             out_off, out_len, out_cap;
-    size_t             in_off, in_len;
-    char               in[IN_BUF];
+    scout_http_t     *h;
+    conn_t           *prev, *next;
+    int               fd;
+    ev_io             rio, wio;
+    ev_timer          timer;       /* idle; linger; or a zero-delay resume */
+    http_parser       parser;
+    scout_http_req_t *req;         /* being parsed, dispatched or deferred */
+    int               err_status;  /* set by a parser callback that bailed */
+    unsigned          eof:1, closing:1, lingering:1, dispatching:1, resume:1;
+    char             *out;
+    size_t            out_off, out_len, out_cap, in_off, in_len;
+    char              in[IN_BUF];
 };
 
 struct scout_http_s {
     struct ev_loop        *loop;
     scout_http_handler_fn  handler;
     void                  *ud;
-    int                    fd, port;
+    int                    fd, port, full_warned;
     ev_io                  aio;
     ev_timer               retry;
     conn_t                *conns;
     unsigned               nconns, max_conns;
-    int                    full_warned;
     double                 idle;
     char                  *unix_path;  /* set only once we have bound it */
     dev_t                  dev;
     ino_t                  ino;
     time_t                 date_sec;
-    char                   date[32];
+    char                   date[80];
 };
 
 static void conn_step(conn_t *c);
 static void conn_close(conn_t *c);
 
-/* ---- small helpers ------------------------------------------------------ */
+/* ---- helpers ------------------------------------------------------------- */
 
-static void
-seterr(char *err, const char *fmt, ...)
+static int seterr(char *err, const char *fmt, ...)
 {
     va_list ap;
 
-    if (err == NULL)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, SCOUT_ERR_LEN, fmt, ap);
-    va_end(ap);
-}
-
-static const char *
-reason(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default:  return status < 300 ? "OK" : status < 400 ? "Redirect"
-                     : status < 500 ? "Client Error" : "Server Error";
+    if (err != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(err, SCOUT_ERR_LEN, fmt, ap);
+        va_end(ap);
     }
+    return SCOUT_ERROR;
 }
 
-/* Built by hand: strftime's %a/%b follow the locale, and Lua may set one. */
-static const char *
-http_date(scout_http_t *h)
+static const char *reason(int status)
 {
-    static const char *const day[] = {
-        "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-    static const char *const mon[] = {
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-    time_t    now = (time_t) ev_now(h->loop);
-    struct tm tm;
+    static const struct { int code; const char *text; } tab[] = {
+        {200, "OK"}, {201, "Created"}, {204, "No Content"}, {302, "Found"},
+        {304, "Not Modified"}, {400, "Bad Request"}, {403, "Forbidden"},
+        {404, "Not Found"}, {405, "Method Not Allowed"}, {409, "Conflict"},
+        {413, "Payload Too Large"}, {414, "URI Too Long"},
+        {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"}, {501, "Not Implemented"},
+        {503, "Service Unavailable"}, {504, "Gateway Timeout"} };
+    size_t i;
+
+    for (i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
+        if (tab[i].code == status)
+            return tab[i].text;
+    return status < 300 ? "OK" : status < 400 ? "Redirect"
+         : status < 500 ? "Client Error" : "Server Error";
+}
+
+/* By hand: strftime's %a and %b follow the locale, and Lua can set one. */
+static const char *http_date(scout_http_t *h)
+{
+    static const char day[] = "SunMonTueWedThuFriSat";
+    static const char mon[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    time_t            now = (time_t) ev_now(h->loop);
+    struct tm         tm;
 
     if (now != h->date_sec && gmtime_r(&now, &tm) != NULL) {
         h->date_sec = now;
         snprintf(h->date, sizeof(h->date),
-                 "%s, %02d %s %04d %02d:%02d:%02d GMT",
-                 day[tm.tm_wday % 7], tm.tm_mday, mon[tm.tm_mon % 12],
-                 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+                 "%.3s, %02d %.3s %04d %02d:%02d:%02d GMT",
+                 day + 3 * (tm.tm_wday % 7), tm.tm_mday,
+                 mon + 3 * (tm.tm_mon % 12), tm.tm_year + 1900, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec);
     }
     return h->date;
 }
 
-static int
-hexval(int ch)
+static int hexval(int ch)
 {
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
+    return ch >= '0' && ch <= '9' ? ch - '0'
+         : (ch | 0x20) >= 'a' && (ch | 0x20) <= 'f' ? (ch | 0x20) - 'a' + 10
+         : -1;
 }
 
-/* %00 is refused: callers treat results as C strings, and a NUL that cut
- * "a%00b" to "a" would silently change meaning. */
-static int
-unescape(const char *src, size_t n, char *dst, size_t dstlen, int plus)
+/* %00 is refused: callers use the result as a C string, and "a%00b" cut
+ * short to "a" would silently change its meaning. */
+static int unescape(const char *src, size_t n, char *dst, size_t dstlen,
+                    int plus)
 {
     size_t i, o = 0;
 
     if (dst == NULL || dstlen == 0)
         return SCOUT_HTTP_BAD;
     for (i = 0; i < n; i++) {
-        int ch = (unsigned char) src[i];
+        int ch = (unsigned char) src[i], hi, lo;
 
         if (ch == '%') {
-            int hi, lo;
-
             if (i + 2 >= n)
                 return SCOUT_HTTP_BAD;
             hi = hexval((unsigned char) src[i + 1]);
@@ -229,14 +205,13 @@ unescape(const char *src, size_t n, char *dst, size_t dstlen, int plus)
     return (int) o;
 }
 
-/* ---- parser callbacks: copy what we keep, bail out with a status -------- */
+/* ---- parser callbacks: copy what we keep, bail out with a status --------- */
 
-static int
-hdr_put(conn_t *c, const char *at, size_t n, int nul)
+static int hdr_put(conn_t *c, const char *at, size_t n, int nul)
 {
     scout_http_req_t *r = c->req;
 
-    /* The URL shares the header budget: it is part of the request head. */
+    /* The request line shares the header budget: it is part of the head. */
     if (r->url_len + r->hdr_len + n + 2 > SCOUT_HTTP_MAX_HEADER) {
         c->err_status = 431;
         return -1;
@@ -248,26 +223,22 @@ hdr_put(conn_t *c, const char *at, size_t n, int nul)
     return 0;
 }
 
-static int
-on_message_begin(http_parser *p)
+static int on_message_begin(http_parser *p)
 {
-    conn_t           *c = p->data;
-    scout_http_req_t *r;
+    conn_t *c = p->data;
 
-    free(c->req);   /* cannot happen: a message ends before the next starts */
-    r = calloc(1, sizeof(*r));
-    c->req = r;
-    if (r == NULL) {
+    free(c->req);   /* defensive: a message always ends before the next */
+    c->req = calloc(1, sizeof(*c->req));
+    if (c->req == NULL) {
         c->err_status = 503;
         return -1;
     }
-    r->conn = c;
-    r->t0 = ev_time();
+    c->req->conn = c;
+    c->req->t0 = ev_time();
     return 0;
 }
 
-static int
-on_url(http_parser *p, const char *at, size_t n)
+static int on_url(http_parser *p, const char *at, size_t n)
 {
     conn_t           *c = p->data;
     scout_http_req_t *r = c->req;
@@ -281,28 +252,24 @@ on_url(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
-static int
-on_header_field(http_parser *p, const char *at, size_t n)
+/* Field and value may each arrive in pieces across reads; a NUL goes in
+ * only when the parser switches from one to the other. */
+static int hdr_piece(http_parser *p, const char *at, size_t n, int state)
 {
     conn_t *c = p->data;
-    int     nul = c->req->hstate == 2;
+    int     nul = c->req->hstate != 0 && c->req->hstate != state;
 
-    c->req->hstate = 1;
+    c->req->hstate = state;
     return hdr_put(c, at, n, nul);
 }
 
-static int
-on_header_value(http_parser *p, const char *at, size_t n)
-{
-    conn_t *c = p->data;
-    int     nul = c->req->hstate == 1;
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{ return hdr_piece(p, at, n, 1); }
 
-    c->req->hstate = 2;
-    return hdr_put(c, at, n, nul);
-}
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{ return hdr_piece(p, at, n, 2); }
 
-static int
-on_headers_complete(http_parser *p)
+static int on_headers_complete(http_parser *p)
 {
     conn_t           *c = p->data;
     scout_http_req_t *r = c->req;
@@ -316,8 +283,7 @@ on_headers_complete(http_parser *p)
     return 0;
 }
 
-static int
-on_body(http_parser *p, const char *at, size_t n)
+static int on_body(http_parser *p, const char *at, size_t n)
 {
     conn_t *c = p->data;
 
@@ -330,15 +296,14 @@ on_body(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
-static int
-on_message_complete(http_parser *p)
+static int on_message_complete(http_parser *p)
 {
     conn_t                *c = p->data;
     scout_http_req_t      *r = c->req;
     struct http_parser_url u;
     size_t                 plen = 0, qlen = 0;
 
-    /* After an upgrade the rest of the stream is not HTTP: answer, close. */
+    /* After an upgrade the stream is no longer HTTP: answer, then close. */
     r->keepalive = http_should_keep_alive(p) && !p->upgrade;
     r->url[r->url_len] = '\0';
     http_parser_url_init(&u);
@@ -357,104 +322,79 @@ on_message_complete(http_parser *p)
     r->pq[plen + 1 + qlen] = '\0';
     r->path = r->pq;
     r->query = r->pq + plen + 1;
-
-    /* One request at a time: the rest of the input waits in c->in. */
-    http_parser_pause(p, 1);
+    http_parser_pause(p, 1);   /* one at a time; the rest waits in c->in */
     return 0;
 }
 
 static const http_parser_settings settings = {
-    .on_message_begin    = on_message_begin,
-    .on_url              = on_url,
-    .on_header_field     = on_header_field,
-    .on_header_value     = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body             = on_body,
+    .on_message_begin = on_message_begin, .on_url = on_url,
+    .on_header_field = on_header_field, .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete, .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
-/* ---- output ------------------------------------------------------------- */
+/* ---- output -------------------------------------------------------------- */
 
-static int
-out_reserve(conn_t *c, size_t n)
+/* One buffer, so a response usually leaves in a single send(): two small
+ * writes would meet Nagle and delayed ACKs. */
+static int out_response(conn_t *c, int status, const char *ctype,
+                        const char *extra, size_t extra_len, const char *body,
+                        size_t len, int keepalive, int http10, int head)
 {
-    size_t cap;
-    char  *p;
+    int    nobody = status == 204 || status == 304, n;
+    size_t room = 200 + (ctype ? strlen(ctype) : 0) + extra_len, cap;
+    char   clen[48] = "", *p;
 
-    if (c->out_len + n <= c->out_cap)
-        return SCOUT_OK;
-    cap = c->out_cap ? c->out_cap : 4096;
-    while (cap < c->out_len + n)
-        cap *= 2;
-    p = realloc(c->out, cap);
-    if (p == NULL)
-        return SCOUT_ERROR;
-    c->out = p;
-    c->out_cap = cap;
-    return SCOUT_OK;
-}
-
-/* The whole response goes into one buffer so it usually leaves in a single
- * send(): two small writes would meet Nagle and delayed ACKs. */
-static int
-out_response(conn_t *c, int status, const char *ctype, const char *extra,
-             size_t extra_len, const char *body, size_t len, int keepalive,
-             int http10, int head)
-{
-    int         nobody = status == 204 || status == 304;
-    const char *conn;
-    size_t      room;
-    int         n;
-
-    /* A 1.0 client assumes close unless told keep-alive. */
-    conn = !keepalive ? "Connection: close\r\n"
-         : http10     ? "Connection: keep-alive\r\n" : "";
-    if (nobody)
+    if (!nobody)
+        snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", len);
+    if (nobody || head)
         len = 0;
-    room = 160 + (ctype ? strlen(ctype) : 0) + extra_len + strlen(conn);
-    if (out_reserve(c, room + (head ? 0 : len)) != SCOUT_OK)
-        return SCOUT_ERROR;
-    n = snprintf(c->out + c->out_len, room,
-                 "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s",
-                 status, reason(status), http_date(c->h),
-                 ctype ? "Content-Type: " : "", ctype ? ctype : "",
-                 ctype ? "\r\n" : "");
+    for (cap = c->out_cap ? c->out_cap : 4096; cap < c->out_len + room + len;)
+        cap *= 2;
+    if (cap > c->out_cap) {
+        if ((p = realloc(c->out, cap)) == NULL)
+            return SCOUT_ERROR;
+        c->out = p;
+        c->out_cap = cap;
+    }
+    /* A 1.0 client assumes close unless told keep-alive. */
+    n = snprintf(c->out + c->out_len, room, "HTTP/1.1 %d %s\r\nDate: %s\r\n"
+                 "%s%s%s%s%.*s%s\r\n", status, reason(status),
+                 http_date(c->h), ctype ? "Content-Type: " : "",
+                 ctype ? ctype : "", ctype ? "\r\n" : "", clen,
+                 (int) extra_len, extra, !keepalive ? "Connection: close\r\n"
+                 : http10 ? "Connection: keep-alive\r\n" : "");
     if (n < 0 || (size_t) n >= room)
         return SCOUT_ERROR;
     c->out_len += (size_t) n;
-    if (!nobody)
-        c->out_len += (size_t) snprintf(c->out + c->out_len, room - n,
-                                        "Content-Length: %zu\r\n", len);
-    memcpy(c->out + c->out_len, extra, extra_len);
-    c->out_len += extra_len;
-    memcpy(c->out + c->out_len, conn, strlen(conn));
-    c->out_len += strlen(conn);
-    memcpy(c->out + c->out_len, "\r\n", 2);
-    c->out_len += 2;
-    if (!head && len > 0) {
+    if (len > 0)   /* body may be NULL when empty */
         memcpy(c->out + c->out_len, body, len);
-        c->out_len += len;
-    }
+    c->out_len += len;
     return SCOUT_OK;
 }
 
-/* ---- connection state machine ------------------------------------------- */
+/* ---- connection state machine -------------------------------------------- */
 
-static void
-conn_touch(conn_t *c)
+/* Re-arming cancels a pending resume; every caller is on its way through
+ * conn_step() anyway. */
+static void conn_timer_again(conn_t *c, double repeat)
+{
+    c->resume = 0;
+    c->timer.repeat = repeat;
+    ev_timer_again(c->h->loop, &c->timer);
+}
+
+static void conn_touch(conn_t *c)
 {
     /* A parked request waits as long as its owner says, not our idle. */
     if (c->req == NULL || !c->req->deferred)
-        ev_timer_again(c->h->loop, &c->timer);
+        conn_timer_again(c, c->h->idle);
 }
 
-/* Returns SCOUT_OK when flushed, SCOUT_AGAIN when waiting for EV_WRITE,
- * SCOUT_ERROR when the connection is gone (c freed). */
-static int
-conn_flush(conn_t *c)
+/* SCOUT_OK: flushed. SCOUT_AGAIN: waiting for EV_WRITE. SCOUT_ERROR: the
+ * connection is gone and c freed. */
+static int conn_flush(conn_t *c)
 {
-    struct ev_loop *loop = c->h->loop;
-
     while (c->out_off < c->out_len) {
         ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
                          MSG_NOSIGNAL);
@@ -465,11 +405,9 @@ conn_flush(conn_t *c)
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            /* A client that never reads is still subject to the idle
-             * timeout. */
-            ev_io_start(loop, &c->wio);
-            if (!ev_is_active(&c->timer))
-                ev_timer_again(loop, &c->timer);
+            ev_io_start(c->h->loop, &c->wio);
+            if (!ev_is_active(&c->timer))   /* a client that never reads */
+                conn_timer_again(c, c->h->idle);
             return SCOUT_AGAIN;
         } else {
             LOG(DEBUG, "fd %d: send: %s", c->fd, strerror(errno));
@@ -483,64 +421,53 @@ conn_flush(conn_t *c)
         c->out = NULL;
         c->out_cap = 0;
     }
-    ev_io_stop(loop, &c->wio);
+    ev_io_stop(c->h->loop, &c->wio);
     return SCOUT_OK;
 }
 
 /* Closing with unread input makes TCP send RST, which can destroy the error
- * response we just wrote before the client reads it; so half-close and
- * drain for a while first (nginx's lingering close). */
-static void
-conn_linger(conn_t *c)
+ * response before the client reads it: half-close and drain for a while
+ * first (nginx's lingering close). */
+static void conn_linger(conn_t *c)
 {
-    struct ev_loop *loop = c->h->loop;
-
     if (c->eof) {
         conn_close(c);
-        return;
-    }
-    if (!c->lingering) {
+    } else if (!c->lingering) {
         c->lingering = 1;
         shutdown(c->fd, SHUT_WR);
         c->in_off = c->in_len = 0;
-        c->timer.repeat = LINGER_TIMEOUT;
-        ev_timer_again(loop, &c->timer);
-        ev_io_start(loop, &c->rio);
+        conn_timer_again(c, LINGER_TIMEOUT);
+        ev_io_start(c->h->loop, &c->rio);
     }
 }
 
-static void
-conn_read_interest(conn_t *c)
+static void conn_read_interest(conn_t *c)
 {
-    struct ev_loop *loop = c->h->loop;
-
     if (!c->eof && c->in_len - c->in_off < IN_BUF)
-        ev_io_start(loop, &c->rio);
+        ev_io_start(c->h->loop, &c->rio);
     else
-        ev_io_stop(loop, &c->rio);
+        ev_io_stop(c->h->loop, &c->rio);
 }
 
-static void
-conn_fail(conn_t *c)
+static void conn_fail(conn_t *c)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     int             status = c->err_status;
+    const char     *text;
 
     if (status == 0)
         status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
+    text = reason(status);
     LOG(DEBUG, "fd %d: bad request (%d): %s", c->fd, status,
         c->err_status ? "limit exceeded" : http_errno_description(e));
-    free(c->req);   /* never seen by the handler: no abort due */
+    free(c->req);   /* the handler never saw it: no abort due */
     c->req = NULL;
     c->in_off = c->in_len = 0;
     c->closing = 1;
-    if (out_response(c, status, "text/plain", "", 0, reason(status),
-                     strlen(reason(status)), 0, 0, 0) != SCOUT_OK)
-        c->out_off = c->out_len = 0;
+    out_response(c, status, "text/plain", "", 0, text, strlen(text), 0, 0, 0);
 }
 
-static void
-conn_dispatch(conn_t *c)
+static void conn_dispatch(conn_t *c)
 {
     scout_http_t     *h = c->h;
     scout_http_req_t *r = c->req;
@@ -555,9 +482,10 @@ conn_dispatch(conn_t *c)
     }
     c->dispatching = 0;
     if (c->req == NULL)
-        return;                          /* answered */
+        return;   /* answered */
     if (rc == SCOUT_AGAIN) {
         r->deferred = 1;
+        c->resume = 0;
         ev_timer_stop(h->loop, &c->timer);
         return;
     }
@@ -566,10 +494,8 @@ conn_dispatch(conn_t *c)
     scout_http_respond(r, 500, "text/plain", "internal error\n", 15);
 }
 
-/* Parse until one message is complete (1), input runs out (0) or the
- * request is bad (-1). */
-static int
-conn_parse(conn_t *c)
+/* 1: a message is complete. 0: input ran out. -1: bad request. */
+static int conn_parse(conn_t *c)
 {
     while (c->in_off < c->in_len) {
         size_t          n;
@@ -590,17 +516,14 @@ conn_parse(conn_t *c)
     return 0;
 }
 
-/* Every event ends here; decides what the connection waits for next. May
- * free c, so callers must not touch c afterwards. */
-static void
-conn_step(conn_t *c)
+/* Every event ends here to decide what the connection waits for next. May
+ * free c: callers must not touch it afterwards. */
+static void conn_step(conn_t *c)
 {
-    struct ev_loop *loop = c->h->loop;
-
     for (;;) {
         int rc;
 
-        /* Never parse ahead of unsent output: that is our backpressure. */
+        /* Never parse ahead of unsent output: that is the backpressure. */
         if (c->out_off < c->out_len && conn_flush(c) != SCOUT_OK)
             return;
         if (c->closing) {
@@ -608,8 +531,7 @@ conn_step(conn_t *c)
             return;
         }
         if (c->req != NULL && c->req->deferred) {
-            /* Keep reading so a hang-up is noticed and aborts the request. */
-            conn_read_interest(c);
+            conn_read_interest(c);   /* to notice a hang-up */
             return;
         }
         rc = conn_parse(c);
@@ -623,33 +545,25 @@ conn_step(conn_t *c)
         } else {
             conn_read_interest(c);
             if (!ev_is_active(&c->timer))
-                ev_timer_again(loop, &c->timer);
+                conn_timer_again(c, c->h->idle);
             return;
         }
     }
 }
 
-static void
-conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     conn_t *c = w->data;
     ssize_t n;
 
-    (void) loop;
-    if (!(revents & EV_READ))
-        goto step;
+    (void) loop; (void) revents;
     if (c->lingering) {
-        for (;;) {
-            n = recv(c->fd, c->in, IN_BUF, 0);
-            if (n > 0)
-                continue;
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                return;
+        while ((n = recv(c->fd, c->in, IN_BUF, 0)) > 0
+               || (n < 0 && errno == EINTR))
+            ;
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
             conn_close(c);
-            return;
-        }
+        return;
     }
     if (c->in_off > 0) {
         memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
@@ -657,9 +571,9 @@ conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         c->in_off = 0;
     }
     if (c->in_len < IN_BUF) {
-        do {
+        do
             n = recv(c->fd, c->in + c->in_len, IN_BUF - c->in_len, 0);
-        } while (n < 0 && errno == EINTR);
+        while (n < 0 && errno == EINTR);
         if (n > 0) {
             c->in_len += (size_t) n;
             conn_touch(c);
@@ -671,42 +585,40 @@ conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
     }
-    /* A hang-up cancels a parked request, as Go's net/http does; a client
-     * that half-closes after sending must not use deferred endpoints. */
-    if (c->eof && c->req != NULL && c->req->deferred) {
+    /* A hang-up cancels a parked request, as in Go's net/http; a client
+     * that half-closes after sending cannot use deferred endpoints. */
+    if (c->eof && c->req != NULL && c->req->deferred)
         conn_close(c);
-        return;
-    }
-step:
-    conn_step(c);
+    else
+        conn_step(c);
 }
 
-static void
-conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void) loop;
-    (void) revents;
+    (void) loop; (void) revents;
     conn_step(w->data);
 }
 
-static void
-conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     conn_t *c = w->data;
 
-    (void) loop;
-    (void) revents;
+    (void) loop; (void) revents;
+    if (c->resume) {   /* after a deferred answer; repeat is the idle */
+        c->resume = 0;
+        conn_step(c);
+        return;
+    }
     LOG(DEBUG, "fd %d: %s timeout", c->fd, c->lingering ? "linger" : "idle");
     conn_close(c);
 }
 
-static void
-conn_close(conn_t *c)
+static void conn_close(conn_t *c)
 {
     scout_http_t     *h = c->h;
     scout_http_req_t *r = c->req;
 
-    ev_io_stop(h->loop, &c->rio);    /* also drops fed events */
+    ev_io_stop(h->loop, &c->rio);   /* stopping also drops pending events */
     ev_io_stop(h->loop, &c->wio);
     ev_timer_stop(h->loop, &c->timer);
     if (c->prev)
@@ -715,13 +627,11 @@ conn_close(conn_t *c)
         h->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    h->nconns--;
-    if (h->nconns < h->max_conns)
+    if (--h->nconns < h->max_conns)
         h->full_warned = 0;
     close(c->fd);
-    c->req = NULL;
     if (r != NULL) {
-        /* c is already unlinked: the callback cannot reach it. */
+        /* c is unlinked already: nothing the callback does can reach it. */
         if (r->deferred && r->on_abort != NULL) {
             r->aborted = 1;
             r->on_abort(r, r->abort_data);
@@ -732,8 +642,7 @@ conn_close(conn_t *c)
     free(c);
 }
 
-static void
-conn_new(scout_http_t *h, int fd)
+static void conn_new(scout_http_t *h, int fd)
 {
     conn_t *c = calloc(1, sizeof(*c));
     int     one = 1;
@@ -750,23 +659,20 @@ conn_new(scout_http_t *h, int fd)
     ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
     ev_init(&c->timer, conn_timer_cb);
-    c->timer.repeat = h->idle;
     c->rio.data = c->wio.data = c->timer.data = c;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    c->next = h->conns;
-    if (h->conns)
+    if ((c->next = h->conns) != NULL)
         h->conns->prev = c;
     h->conns = c;
     h->nconns++;
     ev_io_start(h->loop, &c->rio);
-    ev_timer_again(h->loop, &c->timer);
+    conn_timer_again(c, h->idle);
 }
 
 /* ---- listener ------------------------------------------------------------ */
 
-static void
-accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     scout_http_t *h = w->data;
     int           i, fd;
@@ -774,13 +680,13 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void) revents;
     for (i = 0; i < ACCEPT_BATCH; i++) {
         fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
+            continue;
+        if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            /* The pending connection stays in the backlog, so a level-
-             * triggered watcher would spin: pause accepting instead. */
+            /* The connection stays in the backlog, so a level-triggered
+             * watcher would spin on EMFILE: pause accepting instead. */
             LOG(WARN, "accept: %s; pausing %.0fs", strerror(errno),
                 ACCEPT_RETRY);
             ev_io_stop(loop, &h->aio);
@@ -788,92 +694,72 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             ev_timer_start(loop, &h->retry);
             return;
         }
-        if (h->nconns >= h->max_conns) {
-            if (!h->full_warned)
-                LOG(WARN, "%u connections open, refusing more", h->nconns);
-            h->full_warned = 1;
-            close(fd);
+        if (h->nconns < h->max_conns) {
+            conn_new(h, fd);
             continue;
         }
-        conn_new(h, fd);
+        if (!h->full_warned)
+            LOG(WARN, "%u connections open, refusing more", h->nconns);
+        h->full_warned = 1;
+        close(fd);
     }
 }
 
-static void
-retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    scout_http_t *h = w->data;
-
     (void) revents;
-    ev_io_start(loop, &h->aio);
+    ev_io_start(loop, &((scout_http_t *) w->data)->aio);
 }
 
-static int
-listen_unix(scout_http_t *h, const char *listen_, const char *path, char *err)
+static int listen_unix(scout_http_t *h, const char *addr, const char *path,
+                       char *err)
 {
-    struct sockaddr_un sa;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
     struct stat        st;
     mode_t             old;
-    int                rc, probe;
+    int                rc, fd;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    if (*path == '\0' || strlen(path) >= sizeof(sa.sun_path)) {
-        seterr(err, "%s: socket path is empty or too long", listen_);
-        return SCOUT_ERROR;
-    }
+    if (*path == '\0' || strlen(path) >= sizeof(sa.sun_path))
+        return seterr(err, "%s: socket path is empty or too long", addr);
     strcpy(sa.sun_path, path);
 
-    /* Replace only a socket nobody answers on: anything else at the path
-     * is either another live agent or something we must not delete. */
+    /* Replace only a socket nobody answers on: anything else there is a
+     * live agent or something that is not ours to delete. */
     if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            seterr(err, "%s: exists and is not a socket; refusing to replace"
-                   " it", listen_);
-            return SCOUT_ERROR;
-        }
-        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (probe < 0) {
-            seterr(err, "%s: socket: %s", listen_, strerror(errno));
-            return SCOUT_ERROR;
-        }
-        rc = connect(probe, (struct sockaddr *) &sa, sizeof(sa));
+        if (!S_ISSOCK(st.st_mode))
+            return seterr(err, "%s: exists and is not a socket; refusing to "
+                          "replace it", addr);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        rc = fd < 0 ? -1 : connect(fd, (struct sockaddr *) &sa, sizeof(sa));
         if (rc == 0 || errno != ECONNREFUSED) {
-            seterr(err, "%s: %s", listen_, rc == 0 || errno == EAGAIN
+            seterr(err, "%s: %s", addr, rc == 0 || errno == EAGAIN
                    ? "another process is listening on it" : strerror(errno));
-            close(probe);
+            if (fd >= 0)
+                close(fd);
             return SCOUT_ERROR;
         }
-        close(probe);
-        if (unlink(path) != 0 && errno != ENOENT) {
-            seterr(err, "%s: unlink stale socket: %s", listen_,
-                   strerror(errno));
-            return SCOUT_ERROR;
-        }
+        close(fd);
+        if (unlink(path) != 0 && errno != ENOENT)
+            return seterr(err, "%s: unlink: %s", addr, strerror(errno));
         LOG(INFO, "replaced stale socket %s", path);
     } else if (errno != ENOENT) {
-        seterr(err, "%s: %s", listen_, strerror(errno));
-        return SCOUT_ERROR;
+        return seterr(err, "%s: %s", addr, strerror(errno));
     }
 
     h->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (h->fd < 0) {
-        seterr(err, "%s: socket: %s", listen_, strerror(errno));
-        return SCOUT_ERROR;
-    }
-    /* The socket is the only access control; born 0600 leaves no window
-     * where another user could connect. umask is process-wide, which is
+    if (h->fd < 0)
+        return seterr(err, "%s: socket: %s", addr, strerror(errno));
+    /* The file mode is the API's only access control, so the socket is
+     * born 0600 rather than chmod'ed after a window. umask is process-wide:
      * safe only because the agent is single-threaded. */
     old = umask(0177);
     rc = bind(h->fd, (struct sockaddr *) &sa, sizeof(sa));
     umask(old);
-    if (rc != 0) {
-        seterr(err, "%s: bind: %s", listen_, strerror(errno));
-        return SCOUT_ERROR;
-    }
+    if (rc != 0)
+        return seterr(err, "%s: bind: %s", addr, strerror(errno));
     if (lstat(path, &st) != 0 || (h->unix_path = strdup(path)) == NULL) {
+        seterr(err, "%s: %s", addr, strerror(errno));
         unlink(path);
-        seterr(err, "%s: %s", listen_, strerror(errno));
         return SCOUT_ERROR;
     }
     h->dev = st.st_dev;
@@ -881,111 +767,63 @@ listen_unix(scout_http_t *h, const char *listen_, const char *path, char *err)
     return SCOUT_OK;
 }
 
-static int
-parse_port(const char *s, int *port)
-{
-    long v = 0;
-
-    if (*s == '\0' || strlen(s) > 5)
-        return SCOUT_ERROR;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return SCOUT_ERROR;
-        v = v * 10 + (*s - '0');
-    }
-    if (v > 65535)
-        return SCOUT_ERROR;
-    *port = (int) v;
-    return SCOUT_OK;
-}
-
-static int
-listen_tcp(scout_http_t *h, const char *listen_, char *err)
+static int listen_tcp(scout_http_t *h, const char *addr, char *err)
 {
     struct sockaddr_storage ss;
     struct sockaddr_in     *sin = (struct sockaddr_in *) &ss;
     struct sockaddr_in6    *sin6 = (struct sockaddr_in6 *) &ss;
     socklen_t               slen;
-    const char             *colon, *pstr;
-    char                    host[64];
-    size_t                  hlen;
-    int                     v6 = 0, port, one = 1;
+    const char             *host = addr + (addr[0] == '['), *colon, *p;
+    char                    buf[64];
+    int                     v6 = addr[0] == '[', port = 0, one = 1;
 
-    if (listen_[0] == '[') {
-        colon = strchr(listen_, ']');
-        if (colon == NULL || colon[1] != ':')
-            goto format;
-        v6 = 1;
-        hlen = (size_t) (colon - listen_ - 1);
-        if (hlen >= sizeof(host))
-            goto loopback;
-        memcpy(host, listen_ + 1, hlen);
-        pstr = colon + 2;
-    } else {
-        colon = strrchr(listen_, ':');
-        if (colon == NULL)
-            goto format;
-        hlen = (size_t) (colon - listen_);
-        if (memchr(listen_, ':', hlen) != NULL) {
-            seterr(err, "%s: write IPv6 addresses as [::1]:PORT", listen_);
-            return SCOUT_ERROR;
-        }
-        if (hlen >= sizeof(host))
-            goto loopback;
-        memcpy(host, listen_, hlen);
-        pstr = colon + 1;
-    }
-    host[hlen] = '\0';
-    if (parse_port(pstr, &port) != SCOUT_OK) {
-        seterr(err, "%s: bad port", listen_);
-        return SCOUT_ERROR;
-    }
+    colon = v6 ? strchr(addr, ']') : strrchr(addr, ':');
+    if (colon == NULL || (v6 && *++colon != ':'))
+        return seterr(err, "%s: expected unix:/path, HOST:PORT or "
+                      "[::1]:PORT", addr);
+    if (!v6 && memchr(host, ':', (size_t) (colon - host)) != NULL)
+        return seterr(err, "%s: write IPv6 addresses as [::1]:PORT", addr);
+    for (p = colon + 1; *p >= '0' && *p <= '9' && port <= 65535; p++)
+        port = port * 10 + (*p - '0');
+    if (p == colon + 1 || *p != '\0' || port > 65535)
+        return seterr(err, "%s: bad port", addr);
+    if ((size_t) (colon - host - v6) >= sizeof(buf))
+        goto loopback;
+    memcpy(buf, host, (size_t) (colon - host - v6));
+    buf[colon - host - v6] = '\0';
 
     /* No resolver: /etc/hosts could point "localhost" anywhere. */
     memset(&ss, 0, sizeof(ss));
-    if (!v6 && (strcmp(host, "localhost") == 0
-                || inet_pton(AF_INET, host, &sin->sin_addr) == 1)) {
-        if (strcmp(host, "localhost") == 0)
-            sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if ((ntohl(sin->sin_addr.s_addr) >> 24) != 127)
-            goto loopback;
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t) port);
-        slen = sizeof(*sin);
-    } else if (v6 && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-        if (!IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
-            goto loopback;
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t) port);
-        slen = sizeof(*sin6);
-    } else {
+    if (!v6 && strcmp(buf, "localhost") == 0)
+        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (v6 ? inet_pton(AF_INET6, buf, &sin6->sin6_addr) != 1
+                : inet_pton(AF_INET, buf, &sin->sin_addr) != 1)
         goto loopback;
-    }
+    /* ::ffff:127.0.0.1 is refused too: one spelling per address. */
+    if (v6 ? !IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr)
+           : (ntohl(sin->sin_addr.s_addr) >> 24) != 127)
+        goto loopback;
+    ss.ss_family = v6 ? AF_INET6 : AF_INET;
+    if (v6)
+        sin6->sin6_port = htons((uint16_t) port);
+    else
+        sin->sin_port = htons((uint16_t) port);
+    slen = v6 ? sizeof(*sin6) : sizeof(*sin);
 
     h->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                    0);
-    if (h->fd < 0) {
-        seterr(err, "%s: socket: %s", listen_, strerror(errno));
-        return SCOUT_ERROR;
-    }
+    if (h->fd < 0)
+        return seterr(err, "%s: socket: %s", addr, strerror(errno));
     setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(h->fd, (struct sockaddr *) &ss, slen) != 0) {
-        seterr(err, "%s: bind: %s", listen_, strerror(errno));
-        return SCOUT_ERROR;
-    }
-    if (getsockname(h->fd, (struct sockaddr *) &ss, &slen) != 0) {
-        seterr(err, "%s: getsockname: %s", listen_, strerror(errno));
-        return SCOUT_ERROR;
-    }
-    h->port = ntohs(ss.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port);
+    if (bind(h->fd, (struct sockaddr *) &ss, slen) != 0
+        || getsockname(h->fd, (struct sockaddr *) &ss, &slen) != 0)
+        return seterr(err, "%s: bind: %s", addr, strerror(errno));
+    h->port = ntohs(v6 ? sin6->sin6_port : sin->sin_port);
     return SCOUT_OK;
 
-format:
-    seterr(err, "%s: expected unix:/path, HOST:PORT or [::1]:PORT", listen_);
-    return SCOUT_ERROR;
 loopback:
-    seterr(err, "%s: api must listen on loopback or a unix socket", listen_);
-    return SCOUT_ERROR;
+    return seterr(err, "%s: api must listen on loopback or a unix socket",
+                  addr);
 }
 
 /* ---- public API ---------------------------------------------------------- */
@@ -1000,17 +838,13 @@ scout_http_new(struct ev_loop *loop, const char *listen_,
         seterr(err, "http: loop, listen address and handler are required");
         return NULL;
     }
-    h = calloc(1, sizeof(*h));
-    if (h == NULL) {
+    if ((h = calloc(1, sizeof(*h))) == NULL) {
         seterr(err, "http: out of memory");
         return NULL;
     }
-    h->loop = loop;
-    h->handler = handler;
-    h->ud = ud;
-    h->fd = -1;
-    h->max_conns = SCOUT_HTTP_MAX_CONNS;
-    h->idle = SCOUT_HTTP_IDLE_TIMEOUT;
+    *h = (scout_http_t) { .loop = loop, .handler = handler, .ud = ud,
+        .fd = -1, .max_conns = SCOUT_HTTP_MAX_CONNS,
+        .idle = SCOUT_HTTP_IDLE_TIMEOUT };
 
     if (strncmp(listen_, "unix:", 5) == 0) {
         if (listen_unix(h, listen_, listen_ + 5, err) != SCOUT_OK)
@@ -1032,10 +866,9 @@ scout_http_new(struct ev_loop *loop, const char *listen_,
 fail:
     if (h->fd >= 0)
         close(h->fd);
-    if (h->unix_path != NULL) {
+    if (h->unix_path != NULL)
         unlink(h->unix_path);
-        free(h->unix_path);
-    }
+    free(h->unix_path);
     free(h);
     return NULL;
 }
@@ -1052,27 +885,17 @@ scout_http_free(scout_http_t *h)
     close(h->fd);
     while (h->conns != NULL)
         conn_close(h->conns);
-    /* A newer agent may have replaced our socket; leave its one alone. */
-    if (h->unix_path != NULL) {
-        if (lstat(h->unix_path, &st) == 0 && st.st_dev == h->dev
-            && st.st_ino == h->ino)
-            unlink(h->unix_path);
-        free(h->unix_path);
-    }
+    /* A newer agent may have replaced our socket; leave that one alone. */
+    if (h->unix_path != NULL && lstat(h->unix_path, &st) == 0
+        && st.st_dev == h->dev && st.st_ino == h->ino)
+        unlink(h->unix_path);
+    free(h->unix_path);
     free(h);
 }
 
-int
-scout_http_port(const scout_http_t *h)
-{
-    return h->port;
-}
+int scout_http_port(const scout_http_t *h) { return h->port; }
 
-unsigned
-scout_http_nconns(const scout_http_t *h)
-{
-    return h->nconns;
-}
+unsigned scout_http_nconns(const scout_http_t *h) { return h->nconns; }
 
 void
 scout_http_set_limits(scout_http_t *h, unsigned max_conns, double idle)
@@ -1083,34 +906,24 @@ scout_http_set_limits(scout_http_t *h, unsigned max_conns, double idle)
         h->idle = idle;
 }
 
-const char *
-scout_http_req_method(const scout_http_req_t *req)
-{
-    return req->method;
-}
+const char *scout_http_req_method(const scout_http_req_t *r)
+{ return r->method; }
 
-const char *
-scout_http_req_path(const scout_http_req_t *req)
-{
-    return req->path;
-}
+const char *scout_http_req_path(const scout_http_req_t *r)
+{ return r->path; }
 
-const char *
-scout_http_req_query(const scout_http_req_t *req)
-{
-    return req->query;
-}
+const char *scout_http_req_query(const scout_http_req_t *r)
+{ return r->query; }
 
 const char *
 scout_http_req_header(const scout_http_req_t *req, const char *name)
 {
     const char *p = req->hdr, *end = req->hdr + req->hdr_len, *v;
 
-    while (p < end) {
+    for (; p < end; p = v + strlen(v) + 1) {
         v = p + strlen(p) + 1;
         if (strcasecmp(p, name) == 0)
             return v;
-        p = v + strlen(v) + 1;
     }
     return NULL;
 }
@@ -1120,18 +933,16 @@ scout_http_query_get(const scout_http_req_t *req, const char *name,
                      char *buf, size_t len)
 {
     const char *q = req->query, *end, *eq;
-    size_t      nlen = strlen(name), klen;
+    size_t      nlen = strlen(name);
 
-    while (*q != '\0') {
-        end = strchr(q, '&');
-        if (end == NULL)
+    for (; *q != '\0'; q = *end ? end + 1 : end) {
+        if ((end = strchr(q, '&')) == NULL)
             end = q + strlen(q);
         eq = memchr(q, '=', (size_t) (end - q));
-        klen = (size_t) ((eq ? eq : end) - q);
-        if (klen == nlen && memcmp(q, name, nlen) == 0)
+        if ((size_t) ((eq ? eq : end) - q) == nlen
+            && memcmp(q, name, nlen) == 0)
             return eq ? unescape(eq + 1, (size_t) (end - eq - 1), buf, len, 1)
                       : unescape("", 0, buf, len, 1);
-        q = *end ? end + 1 : end;
     }
     return SCOUT_ERROR;
 }
@@ -1149,18 +960,15 @@ scout_http_add_header(scout_http_req_t *req, const char *name,
     size_t      nlen = strlen(name), vlen = strlen(value);
     const char *s;
 
-    if (req->aborted || nlen == 0 || strpbrk(value, "\r\n") != NULL)
+    if (req->aborted || nlen == 0 || strpbrk(value, "\r\n") != NULL
+        || req->rhdr_len + nlen + vlen + 5 > RHDR_MAX)
         return SCOUT_ERROR;
     for (s = name; *s; s++)
         if ((unsigned char) *s <= ' ' || *s == ':' || *s == 127)
             return SCOUT_ERROR;
-    if (req->rhdr_len + nlen + vlen + 4 > RHDR_MAX)
-        return SCOUT_ERROR;
-    memcpy(req->rhdr + req->rhdr_len, name, nlen);
-    memcpy(req->rhdr + req->rhdr_len + nlen, ": ", 2);
-    memcpy(req->rhdr + req->rhdr_len + nlen + 2, value, vlen);
-    memcpy(req->rhdr + req->rhdr_len + nlen + 2 + vlen, "\r\n", 2);
-    req->rhdr_len += nlen + vlen + 4;
+    req->rhdr_len += (size_t) snprintf(req->rhdr + req->rhdr_len,
+                                       RHDR_MAX - req->rhdr_len, "%s: %s\r\n",
+                                       name, value);
     return SCOUT_OK;
 }
 
@@ -1175,8 +983,8 @@ scout_http_respond(scout_http_req_t *req, int status,
     LOG(DEBUG, "%s %s%s%s %d %ldus", req->method, req->path,
         *req->query ? "?" : "", req->query, status,
         (long) ((ev_time() - req->t0) * 1e6));
-    if (out_response(c, status, content_type, req->rhdr, req->rhdr_len,
-                     body, len, req->keepalive, req->http10, req->head)
+    if (out_response(c, status, content_type, req->rhdr, req->rhdr_len, body,
+                     len, req->keepalive, req->http10, req->head)
         != SCOUT_OK) {
         LOG(ERROR, "out of memory for a %zu byte response", len);
         c->closing = 1;
@@ -1185,10 +993,16 @@ scout_http_respond(scout_http_req_t *req, int status,
         c->closing = 1;
     c->req = NULL;
     free(req);
-    /* Inside the handler the dispatcher carries on; otherwise resume from
-     * the loop, never from the caller's stack. */
-    if (!c->dispatching)
-        ev_feed_event(c->h->loop, &c->wio, EV_CUSTOM);
+    /* Inside the handler, the dispatcher carries on. Otherwise carry on
+     * from the loop, not from the caller's stack, through a zero-delay
+     * timer: ev_feed_event() made outside a callback would wait for the
+     * next poll to return, which may be as late as the idle timeout. */
+    if (!c->dispatching) {
+        ev_timer_stop(c->h->loop, &c->timer);
+        ev_timer_set(&c->timer, 0., c->h->idle);
+        ev_timer_start(c->h->loop, &c->timer);
+        c->resume = 1;
+    }
     return SCOUT_OK;
 }
 

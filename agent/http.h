@@ -40,11 +40,11 @@
  * handlers can answer 400 instead of using a default. */
 #define SCOUT_HTTP_BAD -3
 
-#define SCOUT_HTTP_MAX_URL       4096          /* longer: 414 */
-#define SCOUT_HTTP_MAX_HEADER    8192          /* request line + headers: 431 */
-#define SCOUT_HTTP_MAX_BODY      (64 * 1024)   /* bodies are discarded; longer: 413 */
-#define SCOUT_HTTP_MAX_CONNS     1024          /* beyond: accept and close */
-#define SCOUT_HTTP_IDLE_TIMEOUT  60.0          /* seconds without progress */
+#define SCOUT_HTTP_MAX_URL      4096         /* longer: 414 */
+#define SCOUT_HTTP_MAX_HEADER   8192         /* request line + headers: 431 */
+#define SCOUT_HTTP_MAX_BODY     (64 * 1024)  /* discarded; longer: 413 */
+#define SCOUT_HTTP_MAX_CONNS    1024         /* beyond: accept and close */
+#define SCOUT_HTTP_IDLE_TIMEOUT 60.0         /* seconds without progress */
 
 struct ev_loop;
 
@@ -65,6 +65,7 @@ typedef int (*scout_http_handler_fn)(void *ud, scout_http_req_t *req);
  * away (EOF, reset) or scout_http_free() is tearing the server down. req is
  * still readable inside the callback and freed right after it returns; do not
  * respond to it. Called at most once, and never after scout_http_respond().
+ * It must not call scout_http_free() (nor may the handler).
  */
 typedef void (*scout_http_abort_fn)(scout_http_req_t *req, void *data);
 

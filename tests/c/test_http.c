@@ -1,0 +1,891 @@
+/*
+ * test_http.c - agent/http.c against real sockets on one libev loop.
+ *
+ * Why: the server's risky parts are the ones a unit test with fake buffers
+ * would miss: partial reads and writes, pipelining, peers that vanish while
+ * a request is parked, and the socket file's permissions. So every check
+ * here goes through a real unix or loopback socket, driven by the same loop
+ * as the server (client watchers, never blocking reads), and the binary is
+ * meant to run under ASan/UBSan and valgrind as well.
+ *
+ * Build: cc -Wall -Wextra -Werror -Iagent tests/c/test_http.c agent/http.c \
+ *           [agent/log.c] -lev -lhttp_parser   (or: make tests-c)
+ */
+
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <ev.h>
+#include <http_parser.h>
+
+#include "http.h"
+
+static int passed, failed, skipped;
+
+#define CHECK(cond, ...) do {                                             \
+    if (cond) { passed++; } else {                                        \
+        failed++;                                                         \
+        fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
+        fprintf(stderr, __VA_ARGS__);                                     \
+        fputc('\n', stderr);                                              \
+    }                                                                     \
+} while (0)
+
+/* ---- log stub: weak, so agent/log.c wins when it is linked -------------- */
+
+#if defined(__has_include)
+# if __has_include("log.h")
+#  include "log.h"
+#  define HAVE_LOG_H 1
+__attribute__((weak)) void scout_log_set_level(int level) { (void) level; }
+__attribute__((weak)) int  scout_log_get_level(void) { return 3; }
+# endif
+#endif
+
+static char last_debug[512];
+static int  log_stub_used;
+
+__attribute__((weak)) void
+scout_log(int level, const char *module, const char *fmt, ...)
+{
+    va_list ap;
+    char    buf[512];
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    log_stub_used = 1;
+    if (level == 3 && strstr(buf, "GET /hello?log=1 ") != NULL)
+        snprintf(last_debug, sizeof(last_debug), "%s", buf);
+    if (level <= 1 || getenv("TEST_VERBOSE"))
+        fprintf(stderr, "%.3f [%d] %s: %s\n", ev_time(), level, module, buf);
+}
+
+/* ---- loop helpers ------------------------------------------------------- */
+
+static struct ev_loop *loop;
+static int             timed_out;
+
+static void timeout_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void) l; (void) w; (void) revents;
+    timed_out = 1;
+}
+
+/* Spin the shared loop until cond holds or t seconds pass. */
+#define RUN_(cond, t, quiet) do {                                         \
+    ev_timer to_;                                                         \
+    timed_out = 0;                                                        \
+    ev_timer_init(&to_, timeout_cb, (t), 0.);                             \
+    ev_timer_start(loop, &to_);                                           \
+    while (!(cond) && !timed_out)                                         \
+        ev_run(loop, EVRUN_ONCE);                                         \
+    ev_timer_stop(loop, &to_);                                            \
+    if (!(quiet) && !(cond))                                              \
+        fprintf(stderr, "line %d: timed out waiting\n", __LINE__);        \
+} while (0)
+
+#define RUN_UNTIL(cond, t) RUN_(cond, t, 0)
+#define RUN_FOR(t)         RUN_(0, t, 1)
+
+/* ---- client: non-blocking socket + http-parser in response mode -------- */
+
+#define MAXR 8
+
+typedef struct {
+    int    status, done, hstate;
+    char   hdrs[4096];
+    size_t hlen;
+    char  *body;
+    size_t blen;
+} resp_t;
+
+typedef struct {
+    int         fd, eof, perr, n, head_mask;
+    ev_io       io;
+    http_parser p;
+    resp_t      r[MAXR];
+    char       *out;
+    size_t      out_len, out_off;
+} client_t;
+
+static void hdr_add(resp_t *r, const char *s, size_t n)
+{
+    if (r->hlen + n < sizeof(r->hdrs)) {
+        memcpy(r->hdrs + r->hlen, s, n);
+        r->hlen += n;
+        r->hdrs[r->hlen] = '\0';
+    }
+}
+
+static int c_begin(http_parser *p)
+{
+    client_t *c = p->data;
+
+    if (c->n == MAXR)
+        return -1;
+    memset(&c->r[c->n++], 0, sizeof(resp_t));
+    return 0;
+}
+
+#define CUR(p) (&((client_t *) (p)->data)->r[((client_t *) (p)->data)->n - 1])
+
+/* Headers are kept as "Name: value\n" lines for resp_hdr(). */
+static int c_hdr(http_parser *p, const char *at, size_t n, int state)
+{
+    resp_t *r = CUR(p);
+
+    if (r->hstate != 0 && r->hstate != state)
+        hdr_add(r, state == 1 ? "\n" : ": ", state == 1 ? 1 : 2);
+    r->hstate = state;
+    hdr_add(r, at, n);
+    return 0;
+}
+
+static int c_field(http_parser *p, const char *at, size_t n)
+{ return c_hdr(p, at, n, 1); }
+
+static int c_value(http_parser *p, const char *at, size_t n)
+{ return c_hdr(p, at, n, 2); }
+
+static int c_headers_done(http_parser *p)
+{
+    client_t *c = p->data;
+
+    hdr_add(&c->r[c->n - 1], "\n", 1);
+    return (c->head_mask >> (c->n - 1)) & 1;   /* HEAD: no body follows */
+}
+
+static int c_body(http_parser *p, const char *at, size_t n)
+{
+    resp_t *r = CUR(p);
+
+    r->body = realloc(r->body, r->blen + n + 1);
+    memcpy(r->body + r->blen, at, n);
+    r->blen += n;
+    r->body[r->blen] = '\0';
+    return 0;
+}
+
+static int c_done(http_parser *p)
+{
+    client_t *c = p->data;
+
+    c->r[c->n - 1].status = p->status_code;
+    c->r[c->n - 1].done = 1;
+    return 0;
+}
+
+static const http_parser_settings csettings = {
+    .on_message_begin = c_begin, .on_header_field = c_field,
+    .on_header_value = c_value, .on_headers_complete = c_headers_done,
+    .on_body = c_body, .on_message_complete = c_done,
+};
+
+static void client_events(client_t *c)
+{
+    int ev = c->eof ? 0 : EV_READ;
+
+    if (c->out_off < c->out_len)
+        ev |= EV_WRITE;
+    ev_io_stop(loop, &c->io);
+    if (ev) {
+        ev_io_set(&c->io, c->fd, ev);
+        ev_io_start(loop, &c->io);
+    }
+}
+
+static void client_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+    client_t *c = w->data;
+    char      buf[65536];
+    ssize_t   n;
+
+    (void) l;
+    if (revents & EV_WRITE) {
+        n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                 MSG_NOSIGNAL);
+        if (n > 0)
+            c->out_off += (size_t) n;
+        else if (errno != EAGAIN)
+            c->out_off = c->out_len;      /* server gone; reading tells */
+    }
+    if (revents & EV_READ) {
+        n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n > 0) {
+            if (http_parser_execute(&c->p, &csettings, buf, (size_t) n)
+                != (size_t) n)
+                c->perr = 1;
+        } else if (n == 0 || errno != EAGAIN) {
+            c->eof = 1;
+        }
+    }
+    client_events(c);
+}
+
+static void client_init(client_t *c, int fd)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = fd;
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    http_parser_init(&c->p, HTTP_RESPONSE);
+    c->p.data = c;
+    ev_io_init(&c->io, client_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_io_start(loop, &c->io);
+}
+
+static int client_connect(client_t *c, void *sa, socklen_t len)
+{
+    int fd = socket(((struct sockaddr *) sa)->sa_family, SOCK_STREAM, 0);
+
+    if (connect(fd, sa, len) != 0) {
+        close(fd);
+        return -1;
+    }
+    client_init(c, fd);
+    return 0;
+}
+
+static int client_unix(client_t *c, const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    return client_connect(c, &sa, sizeof(sa));
+}
+
+static int client_tcp(client_t *c, int port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+
+    sa.sin_port = htons((uint16_t) port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return client_connect(c, &sa, sizeof(sa));
+}
+
+static void client_send(client_t *c, const char *s, size_t n)
+{
+    c->out = realloc(c->out, c->out_len + n);
+    memcpy(c->out + c->out_len, s, n);
+    c->out_len += n;
+    client_events(c);
+}
+
+#define SEND(c, s) client_send((c), (s), strlen(s))
+
+/* Forget earlier responses so each test counts from r[0]. */
+static void client_clear(client_t *c)
+{
+    int i;
+
+    for (i = 0; i < MAXR; i++)
+        free(c->r[i].body);
+    memset(c->r, 0, sizeof(c->r));
+    c->n = c->head_mask = 0;
+}
+
+static void client_close(client_t *c)
+{
+    ev_io_stop(loop, &c->io);
+    close(c->fd);
+    client_clear(c);
+    free(c->out);
+    memset(c, 0, sizeof(*c));
+    c->fd = -1;
+}
+
+static int got(client_t *c, int k)
+{
+    return c->n >= k && c->r[k - 1].done;
+}
+
+static const char *resp_hdr(resp_t *r, const char *name)
+{
+    static char v[256];
+    const char *p = r->hdrs;
+    size_t      n = strlen(name);
+
+    while (*p) {
+        const char *e = strchr(p, '\n');
+
+        if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
+            snprintf(v, sizeof(v), "%.*s", (int) (e - p - n - 2), p + n + 2);
+            return v;
+        }
+        p = e + 1;
+    }
+    return NULL;
+}
+
+static int hdr_is(resp_t *r, const char *name, const char *want)
+{
+    const char *v = resp_hdr(r, name);
+
+    return v != NULL && strcmp(v, want) == 0;
+}
+
+/* Builds prefix + n copies of ch + suffix into buf; returns the length. */
+static size_t padded(char *buf, const char *prefix, int ch, size_t n,
+                     const char *suffix)
+{
+    size_t len = strlen(prefix);
+
+    memcpy(buf, prefix, len);
+    memset(buf + len, ch, n);
+    return len + n + (size_t) sprintf(buf + len + n, "%s", suffix);
+}
+
+/* ---- the handler under test --------------------------------------------- */
+
+static scout_http_req_t *parked;      /* the deferred request, if any */
+static int               nhandled, naborts;
+static char              big[1 << 20];
+
+static struct {
+    int  index, name, flag, missing, bad, nul, small, w;
+    char vindex[16], vname[16], vflag[4], vw[16], hdr[16];
+    int  has_nohdr, crlf;
+} q;
+
+static void on_abort(scout_http_req_t *req, void *data)
+{
+    CHECK(req == parked, "abort for an unknown request");
+    CHECK(data == &naborts, "abort data passed through");
+    CHECK(strcmp(scout_http_req_path(req), "/defer") == 0,
+          "req readable in on_abort");
+    CHECK(scout_http_respond(req, 200, NULL, "", 0) == SCOUT_ERROR,
+          "respond refused inside on_abort");
+    naborts++;
+    parked = NULL;
+}
+
+static int handler(void *ud, scout_http_req_t *req)
+{
+    const char *path = scout_http_req_path(req);
+    const char *m = scout_http_req_method(req);
+    char        body[256];
+    char        small[4];
+
+    (void) ud;
+    nhandled++;
+    if (strcmp(path, "/hello") == 0) {
+        scout_http_add_header(req, "X-Test", "yes");
+        return scout_http_respond(req, 200, "text/plain", "hello", 5);
+    }
+    if (strcmp(path, "/echo") == 0) {
+        snprintf(body, sizeof(body), "%s %s?%s", m, path,
+                 scout_http_req_query(req));
+        return scout_http_respond(req, 200, "text/plain", body, strlen(body));
+    }
+    if (strcmp(path, "/defer") == 0) {
+        parked = req;
+        scout_http_req_on_abort(req, on_abort, &naborts);
+        return SCOUT_AGAIN;
+    }
+    if (strcmp(path, "/big") == 0)
+        return scout_http_respond(req, 200, "application/octet-stream", big,
+                                  sizeof(big));
+    if (strcmp(path, "/noreply") == 0)
+        return SCOUT_OK;
+    if (strcmp(path, "/q") == 0) {
+        q.index = scout_http_query_get(req, "index", q.vindex,
+                                       sizeof(q.vindex));
+        q.name = scout_http_query_get(req, "name", q.vname, sizeof(q.vname));
+        q.flag = scout_http_query_get(req, "flag", q.vflag, sizeof(q.vflag));
+        q.w = scout_http_query_get(req, "wait", q.vw, sizeof(q.vw));
+        q.missing = scout_http_query_get(req, "nope", small, sizeof(small));
+        q.bad = scout_http_query_get(req, "bad", small, sizeof(small));
+        q.nul = scout_http_query_get(req, "nul", small, sizeof(small));
+        q.small = scout_http_query_get(req, "long", small, sizeof(small));
+        m = scout_http_req_header(req, "x-FOO");
+        snprintf(q.hdr, sizeof(q.hdr), "%s", m ? m : "(null)");
+        q.has_nohdr = scout_http_req_header(req, "X-None") != NULL;
+        q.crlf = scout_http_add_header(req, "X-Bad", "a\r\nInjected: 1");
+        return scout_http_respond(req, 204, NULL, NULL, 0);
+    }
+    if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
+        return scout_http_respond(req, 405, "text/plain", "no\n", 3);
+    return scout_http_respond(req, 404, "text/plain", "not found\n", 10);
+}
+
+static void respond_parked_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void) l; (void) w; (void) revents;
+    if (parked != NULL) {
+        scout_http_add_header(parked, "X-Scout-Index", "7");
+        CHECK(scout_http_respond(parked, 200, "text/plain", "deferred", 8)
+              == SCOUT_OK, "deferred respond");
+        parked = NULL;
+    }
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static char dir[64], sock[128];
+
+static void test_listen_errors(void)
+{
+    static const char *bad[] = { "0.0.0.0:8500", "10.1.2.3:80",
+        "example.com:80", ":80", "[::]:0", "[2001:db8::1]:80",
+        "[::ffff:127.0.0.1]:0", "128.0.0.1:1" };
+    char          err[SCOUT_ERR_LEN], path[160];
+    scout_http_t *h;
+    size_t        i;
+    int           fd;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        h = scout_http_new(loop, bad[i], handler, NULL, err);
+        CHECK(h == NULL, "%s accepted", bad[i]);
+        CHECK(strstr(err, "api must listen on loopback or a unix socket")
+              != NULL, "%s: err=%s", bad[i], err);
+        scout_http_free(h);
+    }
+    CHECK(scout_http_new(loop, "127.0.0.1:99999", handler, NULL, err) == NULL
+          && strstr(err, "bad port"), "port range: %s", err);
+    CHECK(scout_http_new(loop, "127.0.0.1", handler, NULL, err) == NULL,
+          "no port");
+    CHECK(scout_http_new(loop, "::1:80", handler, NULL, err) == NULL
+          && strstr(err, "[::1]"), "bare v6: %s", err);
+    CHECK(scout_http_new(loop, "unix:", handler, NULL, err) == NULL,
+          "empty unix path");
+
+    snprintf(path, sizeof(path), "%s/regular", dir);
+    fd = open(path, O_CREAT | O_WRONLY, 0644);
+    close(fd);
+    snprintf(err, sizeof(err), "unix:%s", path);
+    h = scout_http_new(loop, err, handler, NULL, err);
+    CHECK(h == NULL && strstr(err, "not a socket"), "regular file: %s", err);
+    CHECK(access(path, F_OK) == 0, "regular file left alone");
+    unlink(path);
+}
+
+static void test_basic(scout_http_t *h, client_t *c)
+{
+    resp_t *r;
+
+    SEND(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    RUN_UNTIL(got(c, 1), 5);
+    r = &c->r[0];
+    CHECK(got(c, 1), "no response");
+    CHECK(r->status == 200, "status %d", r->status);
+    CHECK(r->blen == 5 && strcmp(r->body, "hello") == 0, "body");
+    CHECK(hdr_is(r, "X-Test", "yes"), "added header: %s", r->hdrs);
+    CHECK(hdr_is(r, "Content-Type", "text/plain"), "ctype");
+    CHECK(hdr_is(r, "Content-Length", "5"), "clen");
+    CHECK(resp_hdr(r, "Date") != NULL, "date");
+    CHECK(resp_hdr(r, "Connection") == NULL, "keep-alive is implicit");
+    RUN_FOR(0.05);
+    CHECK(!c->eof && scout_http_nconns(h) == 1, "keep-alive kept open");
+}
+
+/* Two requests in one write, then one dribbled a byte at a time. */
+static void test_pipelining(client_t *c)
+{
+    const char *third = "GET /echo?n=3 HTTP/1.1\r\n\r\n";
+    size_t      i;
+
+    client_clear(c);
+    SEND(c, "GET /echo?n=1 HTTP/1.1\r\n\r\nGET /echo?n=2 HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(got(c, 2), 5);
+    CHECK(got(c, 2), "two pipelined responses");
+    CHECK(c->r[0].body && !strcmp(c->r[0].body, "GET /echo?n=1"), "first");
+    CHECK(c->r[1].body && !strcmp(c->r[1].body, "GET /echo?n=2"), "second");
+    for (i = 0; i < strlen(third); i++) {
+        client_send(c, third + i, 1);
+        RUN_FOR(0.001);
+    }
+    RUN_UNTIL(got(c, 3), 5);
+    CHECK(got(c, 3) && !strcmp(c->r[2].body, "GET /echo?n=3"), "dribbled");
+    CHECK(!c->eof && !c->perr, "still open");
+}
+
+static void test_closing(scout_http_t *h, int port)
+{
+    client_t c;
+    char    *req = malloc(120000);
+    int      st;
+    size_t   n;
+
+    /* One request on a fresh connection; it must be answered and closed. */
+#define SHOT(p, s, len, what, want) do {                                  \
+        client_t *cp_ = &c;                                               \
+        memset(cp_, 0, sizeof(*cp_));                                     \
+        if (port ? client_tcp(cp_, p) : client_unix(cp_, sock)) break;    \
+        client_send(cp_, s, len);                                         \
+        RUN_UNTIL(got(cp_, 1) && cp_->eof, 5);                            \
+        st = got(cp_, 1) ? cp_->r[0].status : -1;                         \
+        CHECK(st == (want), "%s: status %d", what, st);                   \
+        CHECK(cp_->eof, "%s: not closed", what);                          \
+        CHECK(got(cp_, 1) && hdr_is(&cp_->r[0], "Connection", "close"),   \
+              "%s: Connection: close", what);                             \
+        client_close(cp_);                                                \
+        RUN_UNTIL(scout_http_nconns(h) == 0, 5);                          \
+        CHECK(scout_http_nconns(h) == 0, "%s: conn leaked", what);        \
+    } while (0)
+
+    SHOT(port, "GET /hello HTTP/1.0\r\n\r\n", 23, "http/1.0", 200);
+    SHOT(port, "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n", 42,
+         "connection: close", 200);
+    SHOT(port, "GARBAGE\r\n\r\n", 11, "malformed", 400);
+    SHOT(port, "GET /he llo HTTP/1.1\r\n\r\n", 24, "space in url", 400);
+
+    n = padded(req, "GET /hello HTTP/1.1\r\nX-Big: ", 'a', 10000, "\r\n\r\n");
+    SHOT(port, req, n, "oversize header", 431);
+    n = padded(req, "GET /", 'a', 5000, " HTTP/1.1\r\n\r\n");
+    SHOT(port, req, n, "long url", 414);
+    /* The server stops reading at 64 KiB; the rest is drained, not RST. */
+    n = padded(req, "POST /x HTTP/1.1\r\nContent-Length: 100000\r\n\r\n",
+               'b', 100000, "");
+    SHOT(port, req, n, "big body", 413);
+#undef SHOT
+    free(req);
+}
+
+static void test_misc(client_t *c)
+{
+    char   req[9000];
+    size_t n;
+
+    client_clear(c);
+    /* Just under the header cap is fine and keeps the connection. */
+    n = padded(req, "GET /hello HTTP/1.1\r\nX-Big: ", 'a', 7000, "\r\n\r\n");
+    client_send(c, req, n);
+    /* A small body is skipped; the next pipelined request still parses. */
+    SEND(c, "POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+            "GET /noreply HTTP/1.1\r\n\r\n");
+    c->head_mask = 1 << 3;
+    SEND(c, "HEAD /hello HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(got(c, 5), 5);
+    CHECK(got(c, 5), "5 responses, got %d", c->n);
+    CHECK(c->r[0].status == 200, "7k header: %d", c->r[0].status);
+    CHECK(c->r[1].status == 200 && !strcmp(c->r[1].body, "POST /echo?"),
+          "post reaches handler");
+    CHECK(c->r[2].status == 500, "no reply -> 500: %d", c->r[2].status);
+    CHECK(c->r[3].status == 200 && c->r[3].blen == 0
+          && hdr_is(&c->r[3], "Content-Length", "5"), "HEAD");
+    CHECK(c->r[4].status == 200 && !strcmp(c->r[4].body, "hello"),
+          "after HEAD");
+    CHECK(!c->eof && !c->perr, "open after misc");
+}
+
+static void test_query(client_t *c)
+{
+    char buf[16];
+
+    SEND(c, "GET /q?index=42&wait=10s&name=a%20b+c&flag&bad=%zz&nul=%00"
+            "&long=abcdef HTTP/1.1\r\nX-Foo: bar\r\n\r\n");
+    RUN_UNTIL(got(c, 1), 5);
+    CHECK(got(c, 1) && c->r[0].status == 204, "204");
+    CHECK(resp_hdr(&c->r[0], "Content-Length") == NULL, "204 has no length");
+    CHECK(q.index == 2 && !strcmp(q.vindex, "42"), "index %d", q.index);
+    CHECK(q.w == 3 && !strcmp(q.vw, "10s"), "wait");
+    CHECK(q.name == 5 && !strcmp(q.vname, "a b c"), "name '%s'", q.vname);
+    CHECK(q.flag == 0 && q.vflag[0] == '\0', "bare flag %d", q.flag);
+    CHECK(q.missing == SCOUT_ERROR, "missing %d", q.missing);
+    CHECK(q.bad == SCOUT_HTTP_BAD, "bad escape %d", q.bad);
+    CHECK(q.nul == SCOUT_HTTP_BAD, "%%00 %d", q.nul);
+    CHECK(q.small == SCOUT_HTTP_BAD, "too long %d", q.small);
+    CHECK(!strcmp(q.hdr, "bar"), "header lookup '%s'", q.hdr);
+    CHECK(!q.has_nohdr, "absent header");
+    CHECK(q.crlf == SCOUT_ERROR, "CRLF header refused");
+    CHECK(resp_hdr(&c->r[0], "Injected") == NULL, "no injection");
+    CHECK(scout_http_unescape("a%2Fb+c", 7, buf, sizeof(buf)) == 5
+          && !strcmp(buf, "a/b+c"), "unescape");
+    CHECK(scout_http_unescape("a%2", 3, buf, sizeof(buf)) == SCOUT_HTTP_BAD,
+          "truncated escape");
+}
+
+static void test_deferred(scout_http_t *h, client_t *c)
+{
+    ev_timer t;
+    double   t0;
+
+    nhandled = 0;
+    SEND(c, "GET /defer HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
+    RUN_FOR(0.1);
+    CHECK(parked != NULL && nhandled == 1, "parked, pipelined one waits");
+    CHECK(c->n == 0, "nothing sent yet");
+    t0 = ev_time();
+    ev_timer_init(&t, respond_parked_cb, 0.1, 0.);
+    ev_timer_start(loop, &t);
+    RUN_UNTIL(got(c, 2), 5);
+    CHECK(got(c, 2), "deferred + next");
+    CHECK(ev_time() - t0 >= 0.09, "not before the timer");
+    CHECK(c->r[0].status == 200 && !strcmp(c->r[0].body, "deferred"),
+          "deferred body");
+    CHECK(hdr_is(&c->r[0], "X-Scout-Index", "7"), "index hdr");
+    CHECK(!strcmp(c->r[1].body, "hello"), "then the pipelined one");
+    CHECK(nhandled == 2 && naborts == 0, "no abort");
+    CHECK(!c->eof && scout_http_nconns(h) >= 1, "open");
+}
+
+static void test_abort(scout_http_t *h)
+{
+    client_t c;
+    double   t0;
+
+    naborts = 0;
+    client_unix(&c, sock);
+    SEND(&c, "GET /defer HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(parked != NULL, 5);
+    CHECK(parked != NULL, "parked");
+    client_close(&c);
+    RUN_UNTIL(naborts > 0, 5);
+    RUN_FOR(0.05);
+    CHECK(naborts == 1, "on_abort once, got %d", naborts);
+    CHECK(parked == NULL, "abort cleared it");
+    CHECK(scout_http_nconns(h) == 0, "conn closed");
+
+    /* Answered before the hang-up is noticed: no abort, no crash. */
+    naborts = 0;
+    client_unix(&c, sock);
+    SEND(&c, "GET /defer HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(parked != NULL, 5);
+    client_close(&c);
+    CHECK(scout_http_respond(parked, 200, "text/plain", big, sizeof(big))
+          == SCOUT_OK, "late respond");
+    parked = NULL;
+    t0 = ev_time();
+    RUN_UNTIL(scout_http_nconns(h) == 0, 5);
+    CHECK(naborts == 0 && scout_http_nconns(h) == 0, "late respond is quiet");
+    /* Answered from outside any loop callback: still no wait. */
+    CHECK(ev_time() - t0 < 1, "resumed after %.2fs", ev_time() - t0);
+}
+
+static void test_big_and_sigpipe(scout_http_t *h, client_t *c)
+{
+    client_t d;
+
+    SEND(c, "GET /big HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(got(c, 2), 10);
+    CHECK(got(c, 2), "big + next");
+    CHECK(c->r[0].blen == sizeof(big)
+          && memcmp(c->r[0].body, big, sizeof(big)) == 0, "1 MiB intact");
+
+    /* The peer is gone before we write: EPIPE, not SIGPIPE. */
+    client_unix(&d, sock);
+    RUN_UNTIL(scout_http_nconns(h) == 2, 5);
+    CHECK(send(d.fd, "GET /big HTTP/1.1\r\n\r\n", 21, 0) == 21, "send");
+    client_close(&d);
+    RUN_UNTIL(scout_http_nconns(h) == 1, 5);
+    CHECK(scout_http_nconns(h) == 1, "dead peer dropped");
+}
+
+static void test_limits(void)
+{
+    char          err[SCOUT_ERR_LEN];
+    scout_http_t *h;
+    client_t      a, b, x;
+    ev_timer      t;
+    double        t0;
+    int           port;
+
+    h = scout_http_new(loop, "localhost:0", handler, NULL, err);
+    CHECK(h != NULL, "localhost: %s", err);
+    if (h == NULL)
+        return;
+    port = scout_http_port(h);
+    scout_http_set_limits(h, 2, 0.2);
+
+    /* A parked request outlives the idle timeout. */
+    client_tcp(&a, port);
+    SEND(&a, "GET /defer HTTP/1.1\r\n\r\n");
+    ev_timer_init(&t, respond_parked_cb, 0.5, 0.);
+    ev_timer_start(loop, &t);
+    RUN_UNTIL(got(&a, 1), 5);
+    CHECK(got(&a, 1) && !strcmp(a.r[0].body, "deferred"), "defer > idle");
+
+    /* Then the idle timer closes it. */
+    t0 = ev_time();
+    RUN_UNTIL(a.eof, 5);
+    CHECK(a.eof && ev_time() - t0 >= 0.15, "idle close after %.2fs",
+          ev_time() - t0);
+    client_close(&a);
+    RUN_UNTIL(scout_http_nconns(h) == 0, 5);
+
+    client_tcp(&a, port);
+    client_tcp(&b, port);
+    RUN_UNTIL(scout_http_nconns(h) == 2, 5);
+    client_tcp(&x, port);
+    RUN_UNTIL(x.eof, 5);
+    CHECK(x.eof && x.n == 0, "third connection refused");
+    SEND(&a, "GET /hello HTTP/1.1\r\n\r\n");
+    SEND(&b, "GET /hello HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(got(&a, 1) && got(&b, 1), 5);
+    CHECK(got(&a, 1) && got(&b, 1), "first two still served");
+    client_close(&a);
+    client_close(&b);
+    client_close(&x);
+    scout_http_free(h);
+}
+
+static void test_unix_files(scout_http_t *h)
+{
+    char          err[SCOUT_ERR_LEN], addr[140], stale[100];
+    scout_http_t *h2;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    client_t      c;
+    int           fd;
+
+    snprintf(addr, sizeof(addr), "unix:%s", sock);
+    h2 = scout_http_new(loop, addr, handler, NULL, err);
+    CHECK(h2 == NULL && strstr(err, "another process is listening"),
+          "live socket: %s", err);
+    scout_http_free(h2);
+    CHECK(client_unix(&c, sock) == 0, "first server still reachable");
+    client_close(&c);
+    RUN_UNTIL(scout_http_nconns(h) == 0, 5);
+
+    /* A socket file left behind by a dead process is replaced. */
+    snprintf(stale, sizeof(stale), "%s/stale.sock", dir);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", stale);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0, "stale bind");
+    close(fd);
+    snprintf(addr, sizeof(addr), "unix:%s", stale);
+    h2 = scout_http_new(loop, addr, handler, NULL, err);
+    CHECK(h2 != NULL, "stale socket replaced: %s", err);
+    CHECK(client_unix(&c, stale) == 0, "new socket works");
+    SEND(&c, "GET /defer HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(parked != NULL, 5);
+
+    /* free() aborts what is parked and removes the socket. */
+    naborts = 0;
+    scout_http_free(h2);
+    CHECK(naborts == 1 && parked == NULL, "free aborts parked: %d", naborts);
+    CHECK(access(stale, F_OK) != 0, "free unlinks");
+    RUN_UNTIL(c.eof, 5);
+    CHECK(c.eof, "client sees close");
+    client_close(&c);
+}
+
+/* One debug line per request: through the stub, or through the real
+ * logger with stderr sent to a file for the length of one request. */
+static void test_log_line(void)
+{
+    client_t c;
+#ifdef HAVE_LOG_H
+    char     path[96], buf[8192], *line;
+    int      fd = -1, saved = -1, level = scout_log_get_level();
+    ssize_t  n;
+
+    if (!log_stub_used) {
+        snprintf(path, sizeof(path), "%s/log", dir);
+        fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+        saved = dup(2);
+        dup2(fd, 2);
+        scout_log_set_level(SCOUT_LOG_DEBUG);
+    }
+#endif
+    client_unix(&c, sock);
+    SEND(&c, "GET /hello?log=1 HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(got(&c, 1), 5);
+    client_close(&c);
+#ifdef HAVE_LOG_H
+    if (fd >= 0) {
+        dup2(saved, 2);
+        close(saved);
+        scout_log_set_level(level);
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        buf[n > 0 ? n : 0] = '\0';
+        if ((line = strstr(buf, "GET /hello?log=1 ")) != NULL)
+            snprintf(last_debug, sizeof(last_debug), "%.*s",
+                     (int) strcspn(line, "\n"), line);
+        close(fd);
+        unlink(path);
+    }
+#endif
+    CHECK(strstr(last_debug, "GET /hello?log=1 200 ") != NULL
+          && strstr(last_debug, "us") != NULL, "debug line: '%s'", last_debug);
+}
+
+int main(void)
+{
+    char          err[SCOUT_ERR_LEN], addr[160];
+    scout_http_t *hu, *ht, *h6;
+    struct stat   st;
+    client_t      cu, ct;
+    size_t        i;
+
+    loop = ev_loop_new(EVFLAG_AUTO);
+    for (i = 0; i < sizeof(big); i++)
+        big[i] = (char) ('a' + i % 26);
+    snprintf(dir, sizeof(dir), "/tmp/test_http.XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return 2;
+    snprintf(sock, sizeof(sock), "%s/api.sock", dir);
+
+    test_listen_errors();
+
+    snprintf(addr, sizeof(addr), "unix:%s", sock);
+    hu = scout_http_new(loop, addr, handler, NULL, err);
+    CHECK(hu != NULL, "unix: %s", err);
+    ht = scout_http_new(loop, "127.0.0.1:0", handler, NULL, err);
+    CHECK(ht != NULL, "tcp: %s", err);
+    if (hu == NULL || ht == NULL)
+        goto out;
+    CHECK(lstat(sock, &st) == 0 && S_ISSOCK(st.st_mode)
+          && (st.st_mode & 0777) == 0600, "mode %o", st.st_mode & 0777);
+    CHECK(scout_http_port(hu) == 0, "unix has no port");
+    CHECK(scout_http_port(ht) > 0, "ephemeral port %d", scout_http_port(ht));
+
+    h6 = scout_http_new(loop, "[::1]:0", handler, NULL, err);
+    if (h6 == NULL && ++skipped)   /* no IPv6 in some containers */
+        fprintf(stderr, "skip [::1]: %s\n", err);
+    CHECK(h6 == NULL || scout_http_port(h6) > 0, "v6 port");
+    scout_http_free(h6);
+
+    client_unix(&cu, sock);
+    CHECK(client_tcp(&ct, scout_http_port(ht)) == 0, "tcp connect");
+    test_basic(hu, &cu);
+    test_basic(ht, &ct);
+    test_pipelining(&cu);
+    test_pipelining(&ct);
+    test_misc(&ct);
+    client_close(&cu);
+    client_close(&ct);
+
+    test_closing(hu, 0);
+    test_closing(ht, scout_http_port(ht));
+
+    client_unix(&cu, sock);
+    test_query(&cu);
+    client_close(&cu);
+    client_unix(&cu, sock);
+    test_deferred(hu, &cu);
+    client_close(&cu);
+    test_abort(hu);
+    client_unix(&cu, sock);
+    test_big_and_sigpipe(hu, &cu);
+    client_close(&cu);
+    test_limits();
+    test_unix_files(hu);
+
+    test_log_line();
+    scout_http_free(ht);
+    scout_http_free(hu);
+    CHECK(access(sock, F_OK) != 0, "free unlinks %s", sock);
+out:
+    rmdir(dir);
+    ev_loop_destroy(loop);
+    if (skipped)
+        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else
+        printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
