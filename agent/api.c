@@ -58,12 +58,11 @@ list_services(scout_api_t *api, scout_http_req_t *req)
 
     for (int i = 0; i < scout_agent_nservices(api->agent); i++) {
         scout_service_t *s = scout_agent_service(api->agent, i);
-        const scout_epset_t *eps = scout_service_endpoints(s);
 
         json_array_append_new(arr, json_pack("{ss ss si sI ss}",
             "name", scout_service_name(s),
             "path", scout_service_path(s),
-            "endpoints", eps ? eps->n : 0,
+            "endpoints", (int)scout_service_count(s),
             "index", (json_int_t)scout_service_index(s),
             "state", scout_service_state(s)));
     }
@@ -75,7 +74,8 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
 {
     char name[1024], index[32];
     scout_service_t *s;
-    const scout_epset_t *eps;
+    const char *body;
+    size_t len;
 
     if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
         < 0)
@@ -83,14 +83,13 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
     s = scout_agent_find(api->agent, name);
     if (s == NULL)
         return respond_error(req, 404, "no such service");
-    eps = scout_service_endpoints(s);
     snprintf(index, sizeof(index), "%llu",
              (unsigned long long)scout_service_index(s));
     scout_http_add_header(req, "X-Scout-Index", index);
     scout_http_add_header(req, "X-Scout-State", scout_service_state(s));
-    if (eps == NULL)
-        return scout_http_respond(req, 200, JSON_TYPE, "[]", 2);
-    return scout_http_respond(req, 200, JSON_TYPE, eps->json, eps->json_len);
+    if ((body = scout_service_json(s, &len)) == NULL)
+        return respond_error(req, 500, "out of memory");
+    return scout_http_respond(req, 200, JSON_TYPE, body, len);
 }
 
 static int
@@ -159,9 +158,8 @@ metrics(scout_api_t *api, scout_http_req_t *req)
                  "# TYPE scout_service_endpoints gauge\n");
     for (int i = 0; i < n; i++) {
         scout_service_t *s = scout_agent_service(api->agent, i);
-        const scout_epset_t *eps = scout_service_endpoints(s);
-        fprintf(out, "scout_service_endpoints{service=\"%s\"} %d\n",
-                scout_service_name(s), eps ? eps->n : 0);
+        fprintf(out, "scout_service_endpoints{service=\"%s\"} %u\n",
+                scout_service_name(s), scout_service_count(s));
     }
     fprintf(out, "# HELP scout_session_connected 1 while the ZooKeeper "
                  "session is connected\n# TYPE scout_session_connected gauge\n"

@@ -1,7 +1,8 @@
 /*
- * endpoint.c -- endpoint lists and their JSON form.  JSON goes through
+ * endpoint.c -- endpoint sets and their JSON form.  JSON goes through
  * jansson (packaged, well kept, exact string escaping); we never build JSON
- * by hand.
+ * by hand.  Rendering is O(n log n) and happens at most once per change,
+ * and only when a reader asks.
  */
 #include "endpoint.h"
 
@@ -11,40 +12,64 @@
 
 #include "scout.h"
 
-scout_epset_t *
-scout_epset_new(int n)
+void
+scout_endpoint_free(scout_endpoint_t *ep)
 {
-    scout_epset_t *set = calloc(1, sizeof(*set));
-
-    if (set == NULL)
-        return NULL;
-    if (n > 0 && (set->eps = calloc((size_t)n, sizeof(*set->eps))) == NULL) {
-        free(set);
-        return NULL;
+    if (ep == NULL)
+        return;
+    free(ep->id);
+    free(ep->host);
+    free(ep->status);
+    for (int j = 0; j < ep->nmeta; j++) {
+        free(ep->meta[j].key);
+        free(ep->meta[j].value);
     }
-    set->n = n;
-    return set;
+    free(ep->meta);
+    free(ep);
+}
+
+void
+scout_epset_init(scout_epset_t *set)
+{
+    memset(set, 0, sizeof(*set));
 }
 
 void
 scout_epset_free(scout_epset_t *set)
 {
-    if (set == NULL)
-        return;
-    for (int i = 0; i < set->n; i++) {
-        scout_endpoint_t *ep = &set->eps[i];
-        free(ep->id);
-        free(ep->host);
-        free(ep->status);
-        for (int j = 0; j < ep->nmeta; j++) {
-            free(ep->meta[j].key);
-            free(ep->meta[j].value);
-        }
-        free(ep->meta);
+    scout_endpoint_t *ep, *tmp;
+
+    HASH_ITER(hh, set->map, ep, tmp) {
+        HASH_DEL(set->map, ep);
+        scout_endpoint_free(ep);
     }
-    free(set->eps);
     free(set->json);
-    free(set);
+    memset(set, 0, sizeof(*set));
+}
+
+void
+scout_epset_del(scout_epset_t *set, const char *id)
+{
+    scout_endpoint_t *ep;
+
+    HASH_FIND_STR(set->map, id, ep);
+    if (ep == NULL)
+        return;
+    HASH_DEL(set->map, ep);
+    scout_endpoint_free(ep);
+    set->n--;
+    free(set->json);
+    set->json = NULL;
+}
+
+void
+scout_epset_put(scout_epset_t *set, scout_endpoint_t *ep)
+{
+    scout_epset_del(set, ep->id);
+    HASH_ADD_KEYPTR(hh, set->map, ep->id, strlen(ep->id), ep);
+    set->n++;
+    free(set->json);
+    set->json = NULL;
 }
 
 static json_t *
@@ -70,26 +95,48 @@ endpoint_json(const scout_endpoint_t *ep)
     return o;
 }
 
-int
-scout_epset_render(scout_epset_t *set)
+static int
+by_id(const void *a, const void *b)
 {
-    json_t *arr = json_array();
+    return strcmp((*(scout_endpoint_t *const *)a)->id,
+                  (*(scout_endpoint_t *const *)b)->id);
+}
 
-    if (arr == NULL)
-        return SCOUT_ERROR;
-    for (int i = 0; i < set->n; i++) {
-        json_t *o = endpoint_json(&set->eps[i]);
-        if (o == NULL || json_array_append_new(arr, o) != 0) {
-            json_decref(arr);
-            return SCOUT_ERROR;
-        }
+const char *
+scout_epset_json(scout_epset_t *set, size_t *len)
+{
+    scout_endpoint_t **sorted, *ep, *tmp;
+    json_t *arr;
+    unsigned i = 0;
+
+    if (set->json != NULL) {
+        *len = set->json_len;
+        return set->json;
     }
-    free(set->json);
-    /* Meta keys are already sorted; ids too: output is deterministic. */
+    sorted = malloc((set->n ? set->n : 1) * sizeof(*sorted));
+    arr = json_array();
+    if (sorted == NULL || arr == NULL)
+        goto fail;
+    HASH_ITER(hh, set->map, ep, tmp) {
+        sorted[i++] = ep;
+    }
+    qsort(sorted, set->n, sizeof(*sorted), by_id);
+    for (i = 0; i < set->n; i++) {
+        json_t *o = endpoint_json(sorted[i]);
+        if (o == NULL || json_array_append_new(arr, o) != 0)
+            goto fail;
+    }
     set->json = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(arr);
     if (set->json == NULL)
-        return SCOUT_ERROR;
+        goto fail;
     set->json_len = strlen(set->json);
-    return SCOUT_OK;
+    json_decref(arr);
+    free(sorted);
+    *len = set->json_len;
+    return set->json;
+
+fail:
+    json_decref(arr);
+    free(sorted);
+    return NULL;
 }

@@ -1,39 +1,51 @@
 /*
- * endpoint.h -- a published endpoint list: immutable once built, rendered
- * to JSON exactly once, and shared by every reader until the next publish.
+ * endpoint.h -- a service's published endpoints, keyed by id.
+ *
+ * The policy hands over differences (endpoints new or replaced, ids gone);
+ * the set applies them in O(changes) and renders its JSON only when someone
+ * asks after a change, so a change costs nothing per endpoint that did not
+ * change.  JSON output is sorted by id and deterministic.
  */
 #ifndef SCOUT_ENDPOINT_H
 #define SCOUT_ENDPOINT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uthash.h>
 
 typedef struct {
     char *key;
     char *value;
 } scout_meta_t;
 
-typedef struct {
-    char         *id;        /* the znode name */
-    char         *host;
-    char         *status;
-    int           port;
-    int           weight;
-    int64_t       zxid;
-    scout_meta_t *meta;      /* sorted by key */
-    int           nmeta;
+typedef struct scout_endpoint_s {
+    char          *id;        /* the znode name */
+    char          *host;
+    char          *status;
+    int            port;
+    int            weight;
+    int64_t        zxid;
+    scout_meta_t  *meta;      /* sorted by key */
+    int            nmeta;
+    UT_hash_handle hh;
 } scout_endpoint_t;
 
 typedef struct {
-    scout_endpoint_t *eps;   /* sorted by id */
-    int               n;
-    char             *json;  /* the API body: a JSON array */
+    scout_endpoint_t *map;    /* uthash by id */
+    unsigned          n;
+    char             *json;   /* rendered on demand; NULL = stale */
     size_t            json_len;
 } scout_epset_t;
 
-scout_epset_t *scout_epset_new(int n);
-/* Render eps to JSON; SCOUT_ERROR on allocation failure. */
-int  scout_epset_render(scout_epset_t *set);
+void scout_endpoint_free(scout_endpoint_t *ep);
+
+void scout_epset_init(scout_epset_t *set);
 void scout_epset_free(scout_epset_t *set);
+/* Takes ownership of ep, replacing an endpoint with the same id. */
+void scout_epset_put(scout_epset_t *set, scout_endpoint_t *ep);
+void scout_epset_del(scout_epset_t *set, const char *id);
+/* The set as a JSON array sorted by id; NULL on allocation failure.  Valid
+ * until the next put/del. */
+const char *scout_epset_json(scout_epset_t *set, size_t *len);
 
 #endif

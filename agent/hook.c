@@ -19,7 +19,11 @@
 
 static timer_t                budget_timer;
 static int                    timer_ok;
-static lua_State *volatile    armed_L;
+static lua_State *volatile    armed_L;      /* the call in progress        */
+static volatile int64_t       call_start;   /* its start, CLOCK_MONOTONIC  */
+static volatile int64_t       call_budget;  /* its budget, ns              */
+static volatile sig_atomic_t  timer_armed;  /* the POSIX timer is running  */
+static volatile int64_t       timer_due;    /* when it fires               */
 static volatile sig_atomic_t  expired;
 static int                    current_budget;
 
@@ -43,12 +47,39 @@ budget_hook(lua_State *L, lua_Debug *ar)
 }
 
 static void
+arm(int64_t ns)
+{
+    struct itimerspec its;
+
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = ns / 1000000000;
+    its.it_value.tv_nsec = ns % 1000000000;
+    if (ns > 0 && its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+        its.it_value.tv_nsec = 1;
+    timer_due = scout_now_ns() + ns;
+    timer_armed = 1;
+    timer_settime(budget_timer, 0, &its, NULL);   /* async-signal-safe */
+}
+
+/* The timer is armed lazily and never disarmed after a call: a stream of
+ * short calls costs no system call each.  When it fires, the call then in
+ * progress (if any) is stopped only if it has really spent its budget;
+ * otherwise the timer is re-armed for what remains. */
+static void
 on_alarm(int sig)
 {
     lua_State *L = armed_L;
+    int64_t spent;
     (void)sig;
+
+    timer_armed = 0;
     if (L == NULL)
         return;
+    spent = scout_now_ns() - call_start;
+    if (spent < call_budget) {
+        arm(call_budget - spent);
+        return;
+    }
     expired = 1;
     lua_sethook(L, budget_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
                 1);
@@ -86,21 +117,10 @@ scout_hook_init(lua_State *L, char *err)
 void
 scout_hook_fini(void)
 {
+    armed_L = NULL;
     if (timer_ok)
         timer_delete(budget_timer);
     timer_ok = 0;
-}
-
-static void
-arm(int ms)
-{
-    struct itimerspec its;
-
-    memset(&its, 0, sizeof(its));
-    its.it_value.tv_sec = ms / 1000;
-    its.it_value.tv_nsec = (long)(ms % 1000) * 1000000;
-    if (timer_ok)
-        timer_settime(budget_timer, 0, &its, NULL);
 }
 
 int
@@ -114,13 +134,16 @@ scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
         budget_ms = 1;
     current_budget = budget_ms;
     expired = 0;
-    armed_L = L;
-    arm(budget_ms);
+    call_budget = (int64_t)budget_ms * 1000000;
+    call_start = scout_now_ns();
+    armed_L = L;        /* before looking at the timer: see on_alarm */
+    if (timer_ok && (!timer_armed || timer_due > call_start + call_budget))
+        arm(call_budget);
     rc = lua_pcall(L, nargs, nresults, 0);
-    arm(0);
     armed_L = NULL;
-    /* The signal may have landed between the call's return and disarming. */
-    lua_sethook(L, NULL, 0, 0);
+    /* The signal may have landed between the call's return and now. */
+    if (expired)
+        lua_sethook(L, NULL, 0, 0);
     *timed_out = expired ? 1 : 0;
     if (rc != 0) {
         scout_stats.hook_errors++;

@@ -20,9 +20,6 @@
 #include "log.h"
 #include "policy.h"
 #include "scout.h"
-#include "stats.h"
-
-scout_stats_t scout_stats;
 
 static const char usage[] =
 "usage: scout [run] -c POLICY [options]   run the agent\n"

@@ -376,13 +376,61 @@ meta_cmp(const void *a, const void *b)
                   ((const scout_meta_t *)b)->key);
 }
 
+static int
+read_meta(lua_State *L, int idx, scout_endpoint_t *ep)
+{
+    int n = 0, cap = 0, t;
+
+    lua_getfield(L, idx, "meta");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return SCOUT_OK;
+    }
+    t = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        /* string keys only; values are copied so tostring never changes
+         * the table while lua_next walks it */
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            const char *v;
+            if (n == cap) {
+                scout_meta_t *m;
+                cap = cap ? cap * 2 : 4;
+                m = realloc(ep->meta, (size_t)cap * sizeof(*m));
+                if (m == NULL) {
+                    lua_settop(L, t - 1);
+                    return SCOUT_ERROR;
+                }
+                ep->meta = m;
+            }
+            lua_pushvalue(L, -1);
+            v = lua_tostring(L, -1);
+            ep->meta[n].key = strdup(lua_tostring(L, -3));
+            ep->meta[n].value = strdup(v ? v : "");
+            lua_pop(L, 1);
+            ep->nmeta = ++n;
+            if (ep->meta[n - 1].key == NULL || ep->meta[n - 1].value == NULL) {
+                lua_settop(L, t - 1);
+                return SCOUT_ERROR;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (n > 1)
+        qsort(ep->meta, (size_t)n, sizeof(*ep->meta), meta_cmp);
+    return SCOUT_OK;
+}
+
 /* The runtime returns endpoints it validated; anything odd becomes a
  * default here rather than a crash. */
-static int
-read_endpoint(lua_State *L, int idx, scout_endpoint_t *ep)
+static scout_endpoint_t *
+read_endpoint(lua_State *L, int idx)
 {
-    int n = 0, cap = 0;
+    scout_endpoint_t *ep = calloc(1, sizeof(*ep));
 
+    if (ep == NULL)
+        return NULL;
     ep->id = str_field(L, idx, "id", "");
     ep->host = str_field(L, idx, "host", "");
     ep->status = str_field(L, idx, "status", "up");
@@ -391,40 +439,24 @@ read_endpoint(lua_State *L, int idx, scout_endpoint_t *ep)
     lua_getfield(L, idx, "zxid");
     ep->zxid = lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1) : 0;
     lua_pop(L, 1);
-    if (ep->id == NULL || ep->host == NULL || ep->status == NULL)
-        return SCOUT_ERROR;
-
-    lua_getfield(L, idx, "meta");
-    if (lua_istable(L, -1)) {
-        int t = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, t) != 0) {
-            if (lua_type(L, -2) == LUA_TSTRING) {
-                if (n == cap) {
-                    scout_meta_t *m;
-                    cap = cap ? cap * 2 : 4;
-                    m = realloc(ep->meta, (size_t)cap * sizeof(*m));
-                    if (m == NULL) {
-                        lua_pop(L, 3);
-                        return SCOUT_ERROR;
-                    }
-                    ep->meta = m;
-                }
-                ep->meta[n].key = strdup(lua_tostring(L, -2));
-                /* tostring in C does not convert a number key in place:
-                 * values only */
-                lua_pushvalue(L, -1);
-                ep->meta[n].value = strdup(lua_tostring(L, -1)
-                                               ? lua_tostring(L, -1) : "");
-                lua_pop(L, 1);
-                ep->nmeta = ++n;
-            }
-            lua_pop(L, 1);
-        }
-        qsort(ep->meta, (size_t)n, sizeof(*ep->meta), meta_cmp);
+    if (ep->id == NULL || ep->host == NULL || ep->status == NULL
+        || read_meta(L, idx, ep) != SCOUT_OK) {
+        scout_endpoint_free(ep);
+        return NULL;
     }
-    lua_pop(L, 1);
-    return SCOUT_OK;
+    return ep;
+}
+
+void
+scout_update_clear(scout_update_t *up)
+{
+    for (int i = 0; i < up->nup; i++)
+        scout_endpoint_free(up->up[i]);
+    for (int i = 0; i < up->ngone; i++)
+        free(up->gone[i]);
+    free(up->up);
+    free(up->gone);
+    memset(up, 0, sizeof(*up));
 }
 
 int
@@ -432,8 +464,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
                     scout_update_t *out, char *err)
 {
     lua_State *L = p->L;
-    int top = lua_gettop(L), timed_out, n, budget;
-    scout_epset_t *set;
+    int top = lua_gettop(L), timed_out, budget, n;
 
     memset(out, 0, sizeof(*out));
     push_runtime_fn(p, "update");
@@ -448,34 +479,38 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
         lua_settop(L, top);
         return SCOUT_ERROR;
     }
-    if (lua_isnil(L, top + 1)) {
-        snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, top + 2));
-        lua_settop(L, top);
-        return SCOUT_ERROR;
-    }
-    out->changed = (int)lua_tointeger(L, top + 2);
     out->decode_errors = (int)lua_tointeger(L, top + 3);
     out->hook_errors = (int)lua_tointeger(L, top + 4);
+
     n = (int)lua_objlen(L, top + 1);
-    set = scout_epset_new(n);
-    if (set == NULL)
+    if (n > 0 && (out->up = calloc((size_t)n, sizeof(*out->up))) == NULL)
         goto oom;
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, top + 1, i + 1);
-        if (read_endpoint(L, lua_gettop(L), &set->eps[i]) != SCOUT_OK)
-            goto oom;
+        out->up[i] = read_endpoint(L, lua_gettop(L));
         lua_pop(L, 1);
+        if (out->up[i] == NULL)
+            goto oom;
+        out->nup++;
     }
-    if (scout_epset_render(set) != SCOUT_OK)
+    n = (int)lua_objlen(L, top + 2);
+    if (n > 0 && (out->gone = calloc((size_t)n, sizeof(*out->gone))) == NULL)
         goto oom;
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, top + 2, i + 1);
+        out->gone[i] = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_pop(L, 1);
+        if (out->gone[i] == NULL)
+            goto oom;
+        out->ngone++;
+    }
     lua_settop(L, top);
-    out->list = set;
     return SCOUT_OK;
 
 oom:
-    scout_epset_free(set);
+    scout_update_clear(out);
     lua_settop(L, top);
-    snprintf(err, SCOUT_ERR_LEN, "out of memory building the endpoint list");
+    snprintf(err, SCOUT_ERR_LEN, "out of memory reading the policy's list");
     return SCOUT_ERROR;
 }
 

@@ -52,17 +52,23 @@ int scout_policy_needs_data(scout_policy_t *p, int svc, const char *child);
 int scout_policy_delay(scout_policy_t *p, int svc, const scout_event_t *ev,
                        int fallback);
 
+/* The policy's verdict on a batch of changes: endpoints that are new or
+ * replaced, and ids no longer published.  The caller owns both arrays and
+ * everything in them (scout_update_clear). */
 typedef struct {
-    scout_epset_t *list;          /* new list (caller owns), NULL on error */
-    int            changed;       /* the list differs from the last one    */
-    int            decode_errors; /* children skipped in this update       */
-    int            hook_errors;   /* on_change failures (list still good)  */
+    scout_endpoint_t **up;
+    int                nup;
+    char             **gone;
+    int                ngone;
+    int                decode_errors; /* children skipped in this batch     */
+    int                hook_errors;   /* on_change failures (list is good)  */
 } scout_update_t;
 
 /* Hand a service's pending changes to the policy.  SCOUT_ERROR with err set
  * when a hook failed; the changes then stay pending in the cache. */
 int scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
                         scout_update_t *out, char *err);
+void scout_update_clear(scout_update_t *up);
 
 void scout_policy_on_session(scout_policy_t *p, const char *state);
 

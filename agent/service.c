@@ -24,7 +24,8 @@ struct scout_service_s {
     scout_session_t         *session;
     scout_policy_t          *policy;
     scout_watch_t           *watch;
-    scout_epset_t           *published;
+    scout_epset_t            eps;          /* what is published       */
+    int                      published;    /* at least once           */
     uint64_t                 index;
     char                     last_error[SCOUT_ERR_LEN];
     scout_service_stats_t    stats;
@@ -54,18 +55,18 @@ delay_cb(void *ud, const scout_event_t *ev)
 }
 
 static void
-publish(scout_service_t *s, scout_epset_t *list)
+publish(scout_service_t *s)
 {
     scout_cache_t *c = scout_watch_cache(s->watch);
     uint64_t zx = (uint64_t)(c->pzxid > c->max_mzxid ? c->pzxid
                                                        : c->max_mzxid);
 
-    scout_epset_free(s->published);
-    s->published = list;
+    s->published = 1;
     s->index = zx > s->index ? zx : s->index + 1;
     s->stats.publishes++;
-    scout_log(SCOUT_LOG_DEBUG, "service", "%s: published %d endpoints "
-              "(index %llu)", s->name, list->n, (unsigned long long)s->index);
+    scout_log(SCOUT_LOG_DEBUG, "service", "%s: published %u endpoints "
+              "(index %llu)", s->name, s->eps.n,
+              (unsigned long long)s->index);
     if (s->on_publish != NULL)
         s->on_publish(s->on_publish_ud, s);
 }
@@ -82,18 +83,23 @@ on_update(void *ud)
         s->stats.hook_errors++;
         snprintf(s->last_error, sizeof(s->last_error), "%s", err);
         scout_log(SCOUT_LOG_WARN, "service", "%s: policy failed, keeping "
-                  "the last good list (%d endpoints): %s", s->name,
-                  s->published ? s->published->n : 0, err);
+                  "the last good list (%u endpoints): %s", s->name,
+                  s->eps.n, err);
         return;
     }
     scout_cache_commit(c);
     s->last_error[0] = '\0';
     s->stats.decode_errors += (uint64_t)up.decode_errors;
     s->stats.hook_errors += (uint64_t)up.hook_errors;
-    if (up.changed || s->published == NULL)
-        publish(s, up.list);
-    else
-        scout_epset_free(up.list);
+    for (int i = 0; i < up.ngone; i++)
+        scout_epset_del(&s->eps, up.gone[i]);
+    for (int i = 0; i < up.nup; i++) {
+        scout_epset_put(&s->eps, up.up[i]);
+        up.up[i] = NULL;                /* owned by the set now */
+    }
+    if (up.nup > 0 || up.ngone > 0 || !s->published)
+        publish(s);
+    scout_update_clear(&up);
 }
 
 static const scout_watch_cb_t watch_cb = {
@@ -118,6 +124,7 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
     s->delay_ms = conf->delay_ms;
     s->session = session;
     s->policy = policy;
+    scout_epset_init(&s->eps);
     s->watch = scout_watch_new(loop, session, conf->path, &watch_cb, s,
                                &s->stats, err);
     if (s->watch == NULL)
@@ -137,7 +144,7 @@ scout_service_free(scout_service_t *s)
     if (s == NULL)
         return;
     scout_watch_free(s->watch);
-    scout_epset_free(s->published);
+    scout_epset_free(&s->eps);
     free(s->name);
     free(s->path);
     free(s);
@@ -170,10 +177,16 @@ scout_service_path(const scout_service_t *s)
     return s->path;
 }
 
-const scout_epset_t *
-scout_service_endpoints(const scout_service_t *s)
+unsigned
+scout_service_count(const scout_service_t *s)
 {
-    return s->published;
+    return s->eps.n;
+}
+
+const char *
+scout_service_json(scout_service_t *s, size_t *len)
+{
+    return scout_epset_json(&s->eps, len);
 }
 
 uint64_t
@@ -185,13 +198,13 @@ scout_service_index(const scout_service_t *s)
 int
 scout_service_synced(const scout_service_t *s)
 {
-    return s->published != NULL;
+    return s->published;
 }
 
 const char *
 scout_service_state(const scout_service_t *s)
 {
-    if (s->published == NULL)
+    if (!s->published)
         return "syncing";
     if (scout_session_state(s->session) != SCOUT_SESSION_CONNECTED)
         return "stale";

@@ -37,8 +37,10 @@ void scout_service_on_session(scout_service_t *s, scout_session_state_t st,
 
 const char *scout_service_name(const scout_service_t *s);
 const char *scout_service_path(const scout_service_t *s);
-/* The last published list; NULL before the first. */
-const scout_epset_t *scout_service_endpoints(const scout_service_t *s);
+/* The published list: its size, and as a JSON array sorted by id (rendered
+ * on the first request after a change; NULL when out of memory). */
+unsigned    scout_service_count(const scout_service_t *s);
+const char *scout_service_json(scout_service_t *s, size_t *len);
 /* Monotonic: the newest zxid reflected in the list, or one more than the
  * previous index when a republish carries no newer zxid. */
 uint64_t    scout_service_index(const scout_service_t *s);

@@ -31,6 +31,10 @@ struct scout_session_s {
     ev_timer               timer;       /* the client's own deadline        */
     ev_timer               lost;        /* disconnected for too long        */
     int                    dirty;
+    int                    io_fd;       /* what the io watcher watches   */
+    int                    io_events;
+    int                    io_zstate;   /* zoo_state() when it was set    */
+    int                    io_force;    /* the socket may have changed    */
     int                    recreate;    /* close + init at next prepare     */
     int                    had_connection;
     scout_session_state_t  state;
@@ -200,6 +204,7 @@ close_handle(scout_session_t *s)
         return;
     ev_io_stop(s->loop, &s->io);
     ev_timer_stop(s->loop, &s->timer);
+    s->io_fd = -1;
     s->zh = NULL;           /* completions run inside close see no handle */
     zookeeper_close(zh);
 }
@@ -217,8 +222,13 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
         events |= ZOOKEEPER_WRITE;
     /* Any return code is fine: on connection loss the library has already
      * closed the socket and failed the pending completions. */
-    if (s->zh != NULL)
-        zookeeper_process(s->zh, events);
+    if (s->zh != NULL) {
+        int rc = zookeeper_process(s->zh, events);
+        /* on an error the library may have closed the socket and will
+         * open another, often with the same fd number */
+        if (rc != ZOK && rc != ZNOTHING)
+            s->io_force = 1;
+    }
     s->dirty = 1;
 }
 
@@ -255,7 +265,7 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     scout_session_t *s = w->data;
     struct timeval tv = { 0, 0 };
-    int fd = -1, interest = 0, rc;
+    int fd = -1, interest = 0, rc, events;
     double after;
     (void)revents;
 
@@ -280,10 +290,11 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     if (s->zh == NULL)
         return;
 
-    ev_io_stop(loop, &s->io);
     ev_timer_stop(loop, &s->timer);
     rc = zookeeper_interest(s->zh, &fd, &interest, &tv);
     if (rc == ZINVALIDSTATE) {
+        ev_io_stop(loop, &s->io);
+        s->io_fd = -1;
         /* expired or auth failed: the watcher has been (or will be) told */
         s->recreate = 1;
         s->dirty = 1;
@@ -299,10 +310,23 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
      * the EOF reaches zookeeper_process and the reconnect starts. */
     if (fd != -1 && rc != ZOK)
         interest |= ZOOKEEPER_READ;
-    if (fd != -1 && interest != 0) {
-        ev_io_set(&s->io, fd, (interest & ZOOKEEPER_READ ? EV_READ : 0)
-                                  | (interest & ZOOKEEPER_WRITE ? EV_WRITE : 0));
-        ev_io_start(loop, &s->io);
+    events = (fd == -1) ? 0 : (interest & ZOOKEEPER_READ ? EV_READ : 0)
+                                 | (interest & ZOOKEEPER_WRITE ? EV_WRITE : 0);
+    /* libev needs ev_io_set whenever the descriptor may have been replaced
+     * (a reconnect often reuses the number); when nothing moved -- same fd,
+     * same interest, same connection state, no error -- the watcher stays
+     * as it is and costs no epoll_ctl. */
+    if (fd != s->io_fd || events != s->io_events || rc != ZOK
+        || s->io_force || zoo_state(s->zh) != s->io_zstate) {
+        ev_io_stop(loop, &s->io);
+        if (events != 0) {
+            ev_io_set(&s->io, fd, events);
+            ev_io_start(loop, &s->io);
+        }
+        s->io_fd = events ? fd : -1;
+        s->io_events = events;
+        s->io_zstate = zoo_state(s->zh);
+        s->io_force = 0;
     }
     after = tv.tv_sec + tv.tv_usec / 1e6;
     if (rc != ZOK && after < 0.01)
@@ -337,6 +361,7 @@ scout_session_new(struct ev_loop *loop, const scout_session_opts_t *opts,
     ev_prepare_init(&s->prepare, on_prepare);
     s->prepare.data = s;
     ev_io_init(&s->io, on_io, -1, EV_READ);
+    s->io_fd = -1;
     s->io.data = s;
     ev_timer_init(&s->timer, on_timer, 0., 0.);
     s->timer.data = s;
