@@ -4,3 +4,12 @@ max_line_length = 120
 files["tests/lua"] = { std = "+busted" }
 files["bench"] = { globals = { "ngx" } }
 files["lua/resty"] = { read_globals = { "ngx" } }
+
+-- Policy files run in the DSL's environment (lua/scout/policy.lua).
+local policy_files = {
+  read_globals = { "zookeeper", "api", "agent", "service", "cache", "register" },
+  globals = { "on_session" },
+  unused_args = false,
+}
+files["examples"] = policy_files
+files["bench/propagation/policy.lua"] = policy_files

@@ -104,20 +104,20 @@ local function is_delay(v)
   end
 end
 
-local SELECTORS = { rr = true, swrr = true, random = true, chash = true, leastconn = true, p2c = true }
 local function is_selector(v)
-  if type(v) == "string" then
-    if SELECTORS[v] then return nil end
-    local ok, mod = pcall(require, v)
-    if not ok or type(mod) ~= "table" or type(mod.new) ~= "function" then
-      return "\"" .. v .. "\" is neither a built-in selector (rr, swrr, random, chash, leastconn, p2c) "
-        .. "nor a module with new()"
-    end
-    return nil
-  end
-  if type(v) ~= "table" or type(v.new) ~= "function" then
-    return "must be a selector name or a table with new()"
-  end
+  local ok, select = pcall(require, "scout.select")
+  if not ok then return "cannot be checked: " .. tostring(select) end
+  local mod, err = select.resolve(v)
+  -- require's search list is noise here: the first line says what is wrong
+  if not mod then return ": " .. (tostring(err):match("^[^\n]*"):gsub(":%s*$", "")) end
+end
+
+local function is_route(v)
+  local ok, route = pcall(require, "scout.route")
+  if not ok then return "cannot be checked: " .. tostring(route) end
+  if type(v) ~= "table" then return "must be a list of rules" end
+  local router, err = route.compile(v)
+  if not router then return ": " .. err end
 end
 
 local function unsupported(what)
@@ -140,6 +140,7 @@ local SERVICE = {
   delay = is_delay,
   selector = is_selector,
   selector_options = is_table,
+  route = is_route,
   on_change = is_function,
   protect = unsupported("mass-deregistration protection"),
 }

@@ -55,6 +55,8 @@ class Check(unittest.TestCase):
             ('cache { dir = "/tmp" }', r'policy\.lua:1: cache is not supported yet'),
             ('register "x" { }', r'policy\.lua:1: register is not supported yet'),
             ('error("top-level failure")', r'policy\.lua:1: top-level failure'),
+            ('service "a" { path = "/a", selector = "nope" }', r'policy\.lua:1: service "a": selector: unknown selector'),
+            ('service "a" { path = "/a", route = { "host = 1.2.3.4" } }', r'policy\.lua:1: service "a": route: rule 1'),
         ]
         for text, pattern in cases:
             with self.subTest(text=text):

@@ -77,9 +77,12 @@ end
 -- below 2^51 and tobit() reduces it mod 2^32 exactly.
 local MULT = 0x3A8F1
 
--- str(s[, seed]) -> [0, 2^32). Polynomial over little-endian 32-bit words (tail bytes one at a time) seeded with
--- the length, then fmix. Different seeds give unrelated hashes of the same key (routing splits use one seed,
--- chash another, so a split and a hash selector fed the same key do not correlate).
+-- str(s[, seed]) -> [0, 2^32). Polynomial over the string's little-endian 32-bit words (a last partial word
+-- zero-padded), seeded with the length, then fmix. Straight-line code up to 40 bytes and for the tail: a loop
+-- here, called from a caller's hot loop, made LuaJIT's trace tree fragile (the side trace at the inner loop's
+-- exit must link back into the caller's loop; when it is formed in another context it gets blacklisted into a
+-- stub back to the interpreter), and picks ran 3-5x slower depending on luck. Different seeds give unrelated
+-- hashes of the same key (routing splits use one seed, chash another, so the two do not correlate).
 local function str_portable(s, seed)
   local n = #s
   local h = tobit((seed or 0) + n)
@@ -89,8 +92,9 @@ local function str_portable(s, seed)
     h = tobit(h * MULT + (a + b * 256 + c * 65536 + d * 16777216))
     i = i + 4
   end
-  for k = i, n do
-    h = tobit(h * MULT + byte(s, k))
+  if i <= n then
+    local a, b, c = byte(s, i, n)
+    h = tobit(h * MULT + (a + (b or 0) * 256 + (c or 0) * 65536))
   end
   return fmix(h) % U32
 end
@@ -104,12 +108,32 @@ local function str(s, seed)
   local h = tobit((seed or 0) + n)
   local nw = rshift(n, 2)
   local p = cast(u32p, s)
-  for k = 0, nw - 1 do
+  -- keys up to 40 bytes (ids, addresses, UUIDs) without a loop; see the note above
+  if nw > 0 then h = tobit(h * MULT + p[0]) end
+  if nw > 1 then h = tobit(h * MULT + p[1]) end
+  if nw > 2 then h = tobit(h * MULT + p[2]) end
+  if nw > 3 then h = tobit(h * MULT + p[3]) end
+  if nw > 4 then h = tobit(h * MULT + p[4]) end
+  if nw > 5 then h = tobit(h * MULT + p[5]) end
+  if nw > 6 then h = tobit(h * MULT + p[6]) end
+  if nw > 7 then h = tobit(h * MULT + p[7]) end
+  if nw > 8 then h = tobit(h * MULT + p[8]) end
+  if nw > 9 then h = tobit(h * MULT + p[9]) end
+  for k = 10, nw - 1 do
     h = tobit(h * MULT + p[k])
   end
-  local q = cast(u8p, s)
-  for k = nw * 4, n - 1 do
-    h = tobit(h * MULT + q[k])
+  local t = n - nw * 4
+  if t > 0 then
+    local q = cast(u8p, s)
+    local b = nw * 4
+    local w = q[b]
+    if t > 1 then
+      w = w + q[b + 1] * 256
+      if t > 2 then
+        w = w + q[b + 2] * 65536
+      end
+    end
+    h = tobit(h * MULT + w)
   end
   return fmix(h) % U32
 end
