@@ -74,6 +74,8 @@ cmd_run(const scout_agent_opts_t *opts)
     scout_agent_t *agent;
 
     signal(SIGPIPE, SIG_IGN);
+    /* print() in a policy hook should reach a log file line by line */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     agent = scout_agent_new(loop, opts, err);
     if (agent == NULL) {
         fprintf(stderr, "scout: %s\n", err);

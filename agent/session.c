@@ -303,8 +303,11 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
         return;
     }
     /* The library may have closed the socket while returning an error and
-     * still hand us the old number; libev aborts on a closed fd. */
-    if (fd != -1 && fcntl(fd, F_GETFD) == -1)
+     * still hand us the old number; libev aborts on a closed fd.  A socket
+     * only closes behind our back on an error, so a quiet turn skips the
+     * check (it would be a syscall per loop iteration). */
+    if (fd != -1 && (rc != ZOK || s->io_force || fd != s->io_fd)
+        && fcntl(fd, F_GETFD) == -1)
         fd = -1;
     /* A failed ping send leaves interest 0 on a dead socket: keep reading so
      * the EOF reaches zookeeper_process and the reconnect starts. */
