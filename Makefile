@@ -24,16 +24,27 @@ FINAL_LDFLAGS = $(LDFLAGS)
 FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
 
 SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/endpoint.c \
-       agent/hook.c agent/http.c agent/log.c agent/policy.c agent/service.c \
-       agent/session.c agent/watch.c
+       agent/hook.c agent/http.c agent/http_listen.c agent/log.c agent/policy.c agent/service.c \
+       agent/session.c agent/stats.c agent/watch.c
 HDRS = $(wildcard agent/*.h)
 
 BUILD ?= build
 OBJS  = $(SRCS:agent/%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all asan setup test test-c test-lua test-integration run bench clean install lint
+.PHONY: all asan setup test tests-c run bench clean install lint
 
 all: $(BUILD)/scout
+
+# C unit tests: each tests/c/test_X.c links with the agent's objects (not main).
+LIB_OBJS   = $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+TEST_SRCS  = $(wildcard tests/c/test_*.c)
+TEST_BINS  = $(TEST_SRCS:tests/c/%.c=$(BUILD)/tests/%)
+
+tests-c: $(TEST_BINS)
+
+$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) -Iagent -o $@ $< $(LIB_OBJS) $(FINAL_LDFLAGS) $(FINAL_LIBS)
 
 $(BUILD)/obj/%.o: agent/%.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -51,7 +62,7 @@ setup:
 	@scripts/setup.sh
 
 test: setup
-	@$(MAKE) --no-print-directory all asan
+	@$(MAKE) --no-print-directory all tests-c asan
 	@tests/run.sh
 
 run: setup

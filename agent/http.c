@@ -8,25 +8,20 @@
  * are capped; output is buffered and drained by an ev_io write watcher. A
  * connection serves one request at a time: the parser pauses at each message
  * end, so a deferred (blocking-query) request parks its connection until it
- * is answered while pipelined requests wait in the input buffer. Never call
- * ev_run here, never listen off loopback, and never re-enter the handler from
+ * is answered while pipelined requests wait in the input buffer. Where and
+ * how we listen lives in http_listen.c; this file starts at an accepted fd.
+ * Never call ev_run here, and never re-enter the handler from
  * scout_http_respond(): the caller may be walking its own list of waiters.
  */
 
-#define _GNU_SOURCE /* accept4 */
-
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,30 +29,15 @@
 #include <http_parser.h>
 
 #include "http.h"
-
-#if defined(__has_include)
-# if __has_include("log.h")
-#  include "log.h"
-# endif
-#endif
-
-/* Fallback until agent/log.h lands; the lead deletes this block. */
-#ifndef SCOUT_LOG_ERROR
-# define SCOUT_LOG_ERROR 0
-# define SCOUT_LOG_WARN  1
-# define SCOUT_LOG_INFO  2
-# define SCOUT_LOG_DEBUG 3
-void scout_log(int level, const char *module, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-#endif
+#include "http_listen.h"
+#include "log.h"
+#include "scout.h"
 
 #define LOG(lvl, ...) scout_log(SCOUT_LOG_##lvl, "http", __VA_ARGS__)
 
 #define IN_BUF         8192         /* parsing streams: bounds memory only */
 #define RHDR_MAX       4096         /* added response headers */
 #define LINGER_TIMEOUT 2.0          /* draining a client after we close */
-#define ACCEPT_RETRY   1.0          /* back-off after EMFILE and friends */
-#define ACCEPT_BATCH   64           /* fairness to the rest of the loop */
 #define OUT_KEEP       (64 * 1024)  /* bigger buffers are freed once sent */
 
 typedef struct scout_http_conn_s conn_t;
@@ -98,15 +78,11 @@ struct scout_http_s {
     struct ev_loop        *loop;
     scout_http_handler_fn  handler;
     void                  *ud;
-    int                    fd, port, full_warned;
-    ev_io                  aio;
-    ev_timer               retry;
+    scout_http_listen_t    lis;
+    int                    full_warned;
     conn_t                *conns;
     unsigned               nconns, max_conns;
     double                 idle;
-    char                  *unix_path;  /* set only once we have bound it */
-    dev_t                  dev;
-    ino_t                  ino;
     time_t                 date_sec;
     char                   date[80];
 };
@@ -115,18 +91,6 @@ static void conn_step(conn_t *c);
 static void conn_close(conn_t *c);
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static int seterr(char *err, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL) {
-        va_start(ap, fmt);
-        vsnprintf(err, SCOUT_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return SCOUT_ERROR;
-}
 
 static const char *reason(int status)
 {
@@ -652,7 +616,7 @@ static void conn_new(scout_http_t *h, int fd)
         close(fd);
         return;
     }
-    if (h->unix_path == NULL)
+    if (h->lis.unix_path == NULL)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->h = h;
     c->fd = fd;
@@ -670,160 +634,20 @@ static void conn_new(scout_http_t *h, int fd)
     conn_timer_again(c, h->idle);
 }
 
-/* ---- listener ------------------------------------------------------------ */
-
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* The listener hands over every accepted fd; whether to serve it is ours,
+ * since only we count connections. */
+static void conn_accept(void *ud, int fd)
 {
-    scout_http_t *h = w->data;
-    int           i, fd;
+    scout_http_t *h = ud;
 
-    (void) revents;
-    for (i = 0; i < ACCEPT_BATCH; i++) {
-        fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
-            continue;
-        if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        if (fd < 0) {
-            /* The connection stays in the backlog, so a level-triggered
-             * watcher would spin on EMFILE: pause accepting instead. */
-            LOG(WARN, "accept: %s; pausing %.0fs", strerror(errno),
-                ACCEPT_RETRY);
-            ev_io_stop(loop, &h->aio);
-            ev_timer_set(&h->retry, ACCEPT_RETRY, 0.);
-            ev_timer_start(loop, &h->retry);
-            return;
-        }
-        if (h->nconns < h->max_conns) {
-            conn_new(h, fd);
-            continue;
-        }
-        if (!h->full_warned)
-            LOG(WARN, "%u connections open, refusing more", h->nconns);
-        h->full_warned = 1;
-        close(fd);
+    if (h->nconns < h->max_conns) {
+        conn_new(h, fd);
+        return;
     }
-}
-
-static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void) revents;
-    ev_io_start(loop, &((scout_http_t *) w->data)->aio);
-}
-
-static int listen_unix(scout_http_t *h, const char *addr, const char *path,
-                       char *err)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    struct stat        st;
-    mode_t             old;
-    int                rc, fd;
-
-    if (*path == '\0' || strlen(path) >= sizeof(sa.sun_path))
-        return seterr(err, "%s: socket path is empty or too long", addr);
-    strcpy(sa.sun_path, path);
-
-    /* Replace only a socket nobody answers on: anything else there is a
-     * live agent or something that is not ours to delete. */
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            return seterr(err, "%s: exists and is not a socket; refusing to "
-                          "replace it", addr);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        rc = fd < 0 ? -1 : connect(fd, (struct sockaddr *) &sa, sizeof(sa));
-        if (rc == 0 || errno != ECONNREFUSED) {
-            seterr(err, "%s: %s", addr, rc == 0 || errno == EAGAIN
-                   ? "another process is listening on it" : strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            return SCOUT_ERROR;
-        }
-        close(fd);
-        if (unlink(path) != 0 && errno != ENOENT)
-            return seterr(err, "%s: unlink: %s", addr, strerror(errno));
-        LOG(INFO, "replaced stale socket %s", path);
-    } else if (errno != ENOENT) {
-        return seterr(err, "%s: %s", addr, strerror(errno));
-    }
-
-    h->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (h->fd < 0)
-        return seterr(err, "%s: socket: %s", addr, strerror(errno));
-    /* The file mode is the API's only access control, so the socket is
-     * born 0600 rather than chmod'ed after a window. umask is process-wide:
-     * safe only because the agent is single-threaded. */
-    old = umask(0177);
-    rc = bind(h->fd, (struct sockaddr *) &sa, sizeof(sa));
-    umask(old);
-    if (rc != 0)
-        return seterr(err, "%s: bind: %s", addr, strerror(errno));
-    if (lstat(path, &st) != 0 || (h->unix_path = strdup(path)) == NULL) {
-        seterr(err, "%s: %s", addr, strerror(errno));
-        unlink(path);
-        return SCOUT_ERROR;
-    }
-    h->dev = st.st_dev;
-    h->ino = st.st_ino;
-    return SCOUT_OK;
-}
-
-static int listen_tcp(scout_http_t *h, const char *addr, char *err)
-{
-    struct sockaddr_storage ss;
-    struct sockaddr_in     *sin = (struct sockaddr_in *) &ss;
-    struct sockaddr_in6    *sin6 = (struct sockaddr_in6 *) &ss;
-    socklen_t               slen;
-    const char             *host = addr + (addr[0] == '['), *colon, *p;
-    char                    buf[64];
-    int                     v6 = addr[0] == '[', port = 0, one = 1;
-
-    colon = v6 ? strchr(addr, ']') : strrchr(addr, ':');
-    if (colon == NULL || (v6 && *++colon != ':'))
-        return seterr(err, "%s: expected unix:/path, HOST:PORT or "
-                      "[::1]:PORT", addr);
-    if (!v6 && memchr(host, ':', (size_t) (colon - host)) != NULL)
-        return seterr(err, "%s: write IPv6 addresses as [::1]:PORT", addr);
-    for (p = colon + 1; *p >= '0' && *p <= '9' && port <= 65535; p++)
-        port = port * 10 + (*p - '0');
-    if (p == colon + 1 || *p != '\0' || port > 65535)
-        return seterr(err, "%s: bad port", addr);
-    if ((size_t) (colon - host - v6) >= sizeof(buf))
-        goto loopback;
-    memcpy(buf, host, (size_t) (colon - host - v6));
-    buf[colon - host - v6] = '\0';
-
-    /* No resolver: /etc/hosts could point "localhost" anywhere. */
-    memset(&ss, 0, sizeof(ss));
-    if (!v6 && strcmp(buf, "localhost") == 0)
-        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    else if (v6 ? inet_pton(AF_INET6, buf, &sin6->sin6_addr) != 1
-                : inet_pton(AF_INET, buf, &sin->sin_addr) != 1)
-        goto loopback;
-    /* ::ffff:127.0.0.1 is refused too: one spelling per address. */
-    if (v6 ? !IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr)
-           : (ntohl(sin->sin_addr.s_addr) >> 24) != 127)
-        goto loopback;
-    ss.ss_family = v6 ? AF_INET6 : AF_INET;
-    if (v6)
-        sin6->sin6_port = htons((uint16_t) port);
-    else
-        sin->sin_port = htons((uint16_t) port);
-    slen = v6 ? sizeof(*sin6) : sizeof(*sin);
-
-    h->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                   0);
-    if (h->fd < 0)
-        return seterr(err, "%s: socket: %s", addr, strerror(errno));
-    setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(h->fd, (struct sockaddr *) &ss, slen) != 0
-        || getsockname(h->fd, (struct sockaddr *) &ss, &slen) != 0)
-        return seterr(err, "%s: bind: %s", addr, strerror(errno));
-    h->port = ntohs(v6 ? sin6->sin6_port : sin->sin_port);
-    return SCOUT_OK;
-
-loopback:
-    return seterr(err, "%s: api must listen on loopback or a unix socket",
-                  addr);
+    if (!h->full_warned)
+        LOG(WARN, "%u connections open, refusing more", h->nconns);
+    h->full_warned = 1;
+    close(fd);
 }
 
 /* ---- public API ---------------------------------------------------------- */
@@ -835,65 +659,37 @@ scout_http_new(struct ev_loop *loop, const char *listen_,
     scout_http_t *h;
 
     if (loop == NULL || listen_ == NULL || handler == NULL) {
-        seterr(err, "http: loop, listen address and handler are required");
+        scout_http_seterr(err, "http: loop, listen address and handler "
+                          "are required");
         return NULL;
     }
     if ((h = calloc(1, sizeof(*h))) == NULL) {
-        seterr(err, "http: out of memory");
+        scout_http_seterr(err, "http: out of memory");
         return NULL;
     }
     *h = (scout_http_t) { .loop = loop, .handler = handler, .ud = ud,
-        .fd = -1, .max_conns = SCOUT_HTTP_MAX_CONNS,
-        .idle = SCOUT_HTTP_IDLE_TIMEOUT };
+        .max_conns = SCOUT_HTTP_MAX_CONNS, .idle = SCOUT_HTTP_IDLE_TIMEOUT };
 
-    if (strncmp(listen_, "unix:", 5) == 0) {
-        if (listen_unix(h, listen_, listen_ + 5, err) != SCOUT_OK)
-            goto fail;
-    } else if (listen_tcp(h, listen_, err) != SCOUT_OK) {
-        goto fail;
+    if (scout_http_listen_open(&h->lis, loop, listen_, conn_accept, h, err)
+        != SCOUT_OK) {
+        free(h);
+        return NULL;
     }
-    if (listen(h->fd, SOMAXCONN) != 0) {
-        seterr(err, "%s: listen: %s", listen_, strerror(errno));
-        goto fail;
-    }
-    ev_io_init(&h->aio, accept_cb, h->fd, EV_READ);
-    ev_init(&h->retry, retry_cb);
-    h->aio.data = h->retry.data = h;
-    ev_io_start(loop, &h->aio);
-    LOG(INFO, "listening on %s", listen_);
     return h;
-
-fail:
-    if (h->fd >= 0)
-        close(h->fd);
-    if (h->unix_path != NULL)
-        unlink(h->unix_path);
-    free(h->unix_path);
-    free(h);
-    return NULL;
 }
 
 void
 scout_http_free(scout_http_t *h)
 {
-    struct stat st;
-
     if (h == NULL)
         return;
-    ev_io_stop(h->loop, &h->aio);
-    ev_timer_stop(h->loop, &h->retry);
-    close(h->fd);
+    scout_http_listen_close(&h->lis);
     while (h->conns != NULL)
         conn_close(h->conns);
-    /* A newer agent may have replaced our socket; leave that one alone. */
-    if (h->unix_path != NULL && lstat(h->unix_path, &st) == 0
-        && st.st_dev == h->dev && st.st_ino == h->ino)
-        unlink(h->unix_path);
-    free(h->unix_path);
     free(h);
 }
 
-int scout_http_port(const scout_http_t *h) { return h->port; }
+int scout_http_port(const scout_http_t *h) { return h->lis.port; }
 
 unsigned scout_http_nconns(const scout_http_t *h) { return h->nconns; }
 

@@ -19,21 +19,7 @@
 
 #include <stddef.h>
 
-#if defined(__has_include)
-# if __has_include("scout.h")
-#  include "scout.h"
-# endif
-#endif
-
-/* Fallbacks until agent/scout.h exists; guarded so they merge cleanly. */
-#ifndef SCOUT_OK
-# define SCOUT_OK     0
-# define SCOUT_ERROR -1
-# define SCOUT_AGAIN -2
-#endif
-#ifndef SCOUT_ERR_LEN
-# define SCOUT_ERR_LEN 256
-#endif
+#include "scout.h"
 
 /* A value was present but could not be decoded (bad %-escape, %00, or it
  * does not fit the caller's buffer). Distinct from SCOUT_ERROR ("absent") so
