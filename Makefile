@@ -56,7 +56,7 @@ $(BUILD)/scout: $(OBJS)
 # ASan+UBSan build in build-asan/; the test suite runs against it too.
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	        LDFLAGS="-fsanitize=address,undefined" build-asan/scout
+	        LDFLAGS="-fsanitize=address,undefined" build-asan/scout tests-c
 
 setup:
 	@scripts/setup.sh

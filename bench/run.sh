@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# run.sh -- every benchmark, for `make bench`. Benchmarks print ratios against a baseline measured in the same
+# run (the raw ZooKeeper client, a bare array loop); nothing here is a test and nothing asserts a time.
+#   BENCH="propagation select" limits the set; each bench's own knobs are documented at its top.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=${BENCH:-"propagation select"}
+for b in $BENCH; do
+  echo "=== bench/$b"
+  case "$b" in
+    propagation) bench/propagation/run.sh ;;
+    select)      luajit bench/select/bench.lua ;;
+    *)           echo "unknown bench: $b" >&2; exit 2 ;;
+  esac
+  echo
+done
