@@ -20,6 +20,7 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 SCOUT_BIN = os.environ.get("SCOUT_BIN", os.path.join(ROOT, "build", "scout"))
 
 _live = set()
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 def _stop_all():
@@ -104,6 +105,13 @@ class Scout:
         _live.discard(self)
         self.proc = None
         self.exit_code = rc
+        # a sanitizer report or a crash on the way out fails the test that ran this agent
+        log = self.log()
+        for marker in SANITIZER_MARKERS:
+            if marker in log:
+                raise AssertionError("scout log has %r:\n%s" % (marker, log[-4000:]))
+        if sig == signal.SIGTERM and rc not in (0, None):
+            raise AssertionError("scout exited %d on SIGTERM:\n%s" % (rc, log[-2000:]))
         return rc
 
     def alive(self):
