@@ -161,6 +161,13 @@ metrics(scout_api_t *api, scout_http_req_t *req)
         fprintf(out, "scout_service_endpoints{service=\"%s\"} %u\n",
                 scout_service_name(s), scout_service_count(s));
     }
+    fprintf(out, "# HELP scout_service_protected 1 while protection holds "
+                 "back a drop\n# TYPE scout_service_protected gauge\n");
+    for (int i = 0; i < n; i++) {
+        scout_service_t *s = scout_agent_service(api->agent, i);
+        fprintf(out, "scout_service_protected{service=\"%s\"} %d\n",
+                scout_service_name(s), scout_service_protected(s));
+    }
     fprintf(out, "# HELP scout_session_connected 1 while the ZooKeeper "
                  "session is connected\n# TYPE scout_session_connected gauge\n"
                  "scout_session_connected %d\n",

@@ -62,10 +62,12 @@ typedef struct {
     int                ngone;
     int                decode_errors; /* children skipped in this batch     */
     int                hook_errors;   /* on_change failures (list is good)  */
+    int                retry_ms;      /* held back: read again after this   */
 } scout_update_t;
 
 /* Hand a service's pending changes to the policy.  SCOUT_ERROR with err set
- * when a hook failed; the changes then stay pending in the cache. */
+ * when a hook failed, SCOUT_AGAIN when protection holds the batch back
+ * (retry_ms set); in both cases the changes stay pending in the cache. */
 int scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
                         scout_update_t *out, char *err);
 void scout_update_clear(scout_update_t *up);

@@ -26,6 +26,7 @@ struct scout_service_s {
     scout_watch_t           *watch;
     scout_epset_t            eps;          /* what is published       */
     int                      published;    /* at least once           */
+    int                      protected;    /* a drop is being held    */
     uint64_t                 index;
     char                     last_error[SCOUT_ERR_LEN];
     scout_service_stats_t    stats;
@@ -78,8 +79,19 @@ on_update(void *ud)
     scout_cache_t *c = scout_watch_cache(s->watch);
     scout_update_t up;
     char err[SCOUT_ERR_LEN];
+    int rc;
 
-    if (scout_policy_update(s->policy, s->idx, c, &up, err) != SCOUT_OK) {
+    rc = scout_policy_update(s->policy, s->idx, c, &up, err);
+    if (rc == SCOUT_AGAIN) {
+        /* protection holds the drop: the last list stands, the changes stay
+         * pending, and a re-read confirms (or undoes) the drop */
+        if (!s->protected)
+            s->stats.protections++;
+        s->protected = 1;
+        scout_watch_reread(s->watch, up.retry_ms);
+        return;
+    }
+    if (rc != SCOUT_OK) {
         s->stats.hook_errors++;
         snprintf(s->last_error, sizeof(s->last_error), "%s", err);
         scout_log(SCOUT_LOG_WARN, "service", "%s: policy failed, keeping "
@@ -88,6 +100,7 @@ on_update(void *ud)
         return;
     }
     scout_cache_commit(c);
+    s->protected = 0;
     s->last_error[0] = '\0';
     s->stats.decode_errors += (uint64_t)up.decode_errors;
     s->stats.hook_errors += (uint64_t)up.hook_errors;
@@ -196,6 +209,12 @@ scout_service_index(const scout_service_t *s)
 }
 
 int
+scout_service_protected(const scout_service_t *s)
+{
+    return s->protected;
+}
+
+int
 scout_service_synced(const scout_service_t *s)
 {
     return s->published;
@@ -208,6 +227,8 @@ scout_service_state(const scout_service_t *s)
         return "syncing";
     if (scout_session_state(s->session) != SCOUT_SESSION_CONNECTED)
         return "stale";
+    if (s->protected)
+        return "protected";
     return "synced";
 }
 

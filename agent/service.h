@@ -44,9 +44,11 @@ const char *scout_service_json(scout_service_t *s, size_t *len);
 /* Monotonic: the newest zxid reflected in the list, or one more than the
  * previous index when a republish carries no newer zxid. */
 uint64_t    scout_service_index(const scout_service_t *s);
-/* "syncing" | "synced" | "stale" */
+/* "syncing" | "synced" | "stale" | "protected" */
 const char *scout_service_state(const scout_service_t *s);
 int         scout_service_synced(const scout_service_t *s);
+/* 1 while protection holds back a drop (the last list is still served). */
+int         scout_service_protected(const scout_service_t *s);
 const char *scout_service_last_error(const scout_service_t *s);
 const scout_service_stats_t *scout_service_stats(const scout_service_t *s);
 

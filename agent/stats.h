@@ -31,7 +31,8 @@
     X(stale_results_dropped, "read results older than the cache, dropped")     \
     X(decode_errors,         "children whose znode could not be decoded")      \
     X(hook_errors,           "policy hook failures; the last good list stood") \
-    X(publishes,             "endpoint lists published")
+    X(publishes,             "endpoint lists published")                      \
+    X(protections,           "drops held back by protection")
 
 typedef struct {
 #define X(name, help) uint64_t name;

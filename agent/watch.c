@@ -467,6 +467,20 @@ scout_watch_on_session(scout_watch_t *w, scout_session_state_t state,
         do_reads(w);
 }
 
+void
+scout_watch_reread(scout_watch_t *w, int delay_ms)
+{
+    double due = ev_now(w->loop) + delay_ms / 1000.0;
+
+    w->children_dirty = 1;
+    if (ev_is_active(&w->timer) && w->deadline <= due)
+        return;
+    ev_timer_stop(w->loop, &w->timer);
+    w->deadline = due;
+    ev_timer_set(&w->timer, delay_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->timer);
+}
+
 scout_cache_t *
 scout_watch_cache(scout_watch_t *w)
 {

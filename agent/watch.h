@@ -64,6 +64,10 @@ void scout_watch_free(scout_watch_t *w);
 void scout_watch_on_session(scout_watch_t *w, scout_session_state_t state,
                             int new_session, int jitter_ms);
 
+/* Read the child list again after delay_ms (no delay hook): protection
+ * confirms a drop this way, anti-entropy checks for drift. */
+void scout_watch_reread(scout_watch_t *w, int delay_ms);
+
 scout_cache_t *scout_watch_cache(scout_watch_t *w);
 const char    *scout_watch_path(const scout_watch_t *w);
 /* 1 once the path has been read completely at least once. */

@@ -35,9 +35,16 @@ end
 
 -- ---- value checks: each returns nil when fine, or a phrase that completes "<key> ..." --------------------
 
+-- Integers cross into C as int: keep them well inside it.
+local MAX_INT = 2 ^ 31 - 1
 local function is_posint(v)
-  if type(v) ~= "number" or v ~= floor(v) or v <= 0 then return "must be a positive integer" end
+  if type(v) ~= "number" or v ~= floor(v) or v <= 0 or v > MAX_INT then
+    return "must be a positive integer (at most 2^31-1)"
+  end
 end
+
+local MAX_DELAY = 24 * 3600 * 1000
+M.MAX_DELAY = MAX_DELAY
 
 local function is_function(v)
   if type(v) ~= "function" then return "must be a function" end
@@ -64,11 +71,15 @@ end
 local function is_servers(v)
   if type(v) ~= "string" or v == "" then return "must be a string like \"127.0.0.1:2181,10.0.0.2:2181/chroot\"" end
   local hosts = v:match("^([^/]*)") or ""
+  local n = 0
   for hp in hosts:gmatch("[^,]+") do
-    if not (hp:match("^[%w%.%-]+:%d+$") or hp:match("^%[[%x:]+%]:%d+$")) then
+    local port = hp:match("^[%w%.%-]+:(%d+)$") or hp:match("^%[[%x:]+%]:(%d+)$")
+    if not port or tonumber(port) < 1 or tonumber(port) > 65535 then
       return "has a bad server \"" .. hp .. "\" (want host:port)"
     end
+    n = n + 1
   end
+  if n == 0 then return "names no server (want \"host:port[,host:port...][/chroot]\")" end
 end
 
 local function is_auth(v)
@@ -99,8 +110,8 @@ end
 
 local function is_delay(v)
   if type(v) == "function" then return nil end
-  if type(v) ~= "number" or v ~= v or v < 0 or v ~= floor(v) then
-    return "must be a number of milliseconds >= 0 or a function"
+  if type(v) ~= "number" or v ~= v or v < 0 or v ~= floor(v) or v > MAX_DELAY then
+    return "must be a number of milliseconds from 0 to 86400000 (a day), or a function"
   end
 end
 
@@ -109,7 +120,17 @@ local function is_selector(v)
   if not ok then return "cannot be checked: " .. tostring(select) end
   local mod, err = select.resolve(v)
   -- require's search list is noise here: the first line says what is wrong
-  if not mod then return ": " .. (tostring(err):match("^[^\n]*"):gsub(":%s*$", "")) end
+  if not mod then
+    err = tostring(err)
+    local first = err:match("^[^\n]*")
+    if first ~= err then                       -- cut before the search list: close what was opened
+      first = first:gsub(":%s*$", "")
+      local _, opened = first:gsub("%(", "")
+      local _, closed = first:gsub("%)", "")
+      first = first .. string.rep(")", opened - closed)
+    end
+    return ": " .. first
+  end
 end
 
 local function is_route(v)
@@ -120,8 +141,37 @@ local function is_route(v)
   if not router then return ": " .. err end
 end
 
-local function unsupported(what)
-  return function() return "is not supported yet (" .. what .. ")" end
+-- A duration: milliseconds as a number, or a string "500ms", "2s", "1m".
+local UNITS = { ms = 1, s = 1000, m = 60000, h = 3600000 }
+function M.duration(v)
+  if type(v) == "number" then
+    if v >= 0 and v == floor(v) then return v end
+    return nil
+  end
+  if type(v) ~= "string" then return nil end
+  local n, unit = v:match("^(%d+%.?%d*)(%a+)$")
+  if not n or not UNITS[unit] then return nil end
+  return floor(tonumber(n) * UNITS[unit])
+end
+
+local PROTECT_KEYS = { min_ratio = true, confirm = true, hold = true, confirm_interval = true }
+local function is_protect(v)
+  if v == false then return nil end
+  if type(v) ~= "table" then return "must be a table { min_ratio =, confirm =, hold = } or false" end
+  for k in pairs(v) do
+    if not PROTECT_KEYS[k] then return "has an unknown key \"" .. tostring(k) .. "\"" end
+  end
+  if v.min_ratio ~= nil and (type(v.min_ratio) ~= "number" or v.min_ratio <= 0 or v.min_ratio > 1) then
+    return "min_ratio must be a number in (0, 1]"
+  end
+  if v.confirm ~= nil and (type(v.confirm) ~= "number" or v.confirm < 0 or v.confirm ~= floor(v.confirm)) then
+    return "confirm must be a whole number of reads >= 0"
+  end
+  for _, k in ipairs({ "hold", "confirm_interval" }) do
+    if v[k] ~= nil and not M.duration(v[k]) then
+      return k .. " must be milliseconds or a duration like \"60s\""
+    end
+  end
 end
 
 -- ---- schemas ------------------------------------------------------------------------------------------------
@@ -142,7 +192,8 @@ local SERVICE = {
   selector_options = is_table,
   route = is_route,
   on_change = is_function,
-  protect = unsupported("mass-deregistration protection"),
+  protect = is_protect,
+  on_protect = is_function,
 }
 
 local UNSUPPORTED_BLOCKS = {
@@ -197,12 +248,16 @@ local function environment(policy)
 
   env.service = function(name)
     local at = where(3)
+    policy.unfinished = policy.unfinished or {}
+    policy.unfinished[#policy.unfinished + 1] = { name = name, at = at }
     if type(name) ~= "string" then fail(at, "service needs a name: service \"orders\" { ... }") end
     if not name:match(NAME_PATTERN) then
       fail(at, format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)", name))
     end
+    local mine = #policy.unfinished
     return function(t)
       local label = format("service \"%s\"", name)
+      policy.unfinished[mine] = false
       at = where(3)
       if policy.by_name[name] then
         fail(at, label .. " declared twice (first at " .. policy.by_name[name].at .. ")")
@@ -228,6 +283,10 @@ function M.load(path)
   setfenv(chunk, env)
   local ok, perr = pcall(chunk)
   if not ok then return nil, tostring(perr) end
+  for _, u in ipairs(policy.unfinished or {}) do
+    if u then return nil, format("%s: service \"%s\" has no { ... } block", u.at, tostring(u.name)) end
+  end
+  policy.unfinished = nil
   if env.on_session ~= nil then
     if type(env.on_session) ~= "function" then
       return nil, path .. ": on_session must be a function"

@@ -11,6 +11,8 @@ local tostring = tostring
 local format = string.format
 local floor = math.floor
 local sort = table.sort
+local setmetatable = setmetatable
+local ipairs = ipairs
 
 local policy_dsl = require "scout.policy"
 local codecs = require "scout.codec"
@@ -42,8 +44,10 @@ local function check_endpoint(ep)
   if type(port) ~= "number" or port ~= floor(port) or port < 1 or port > 65535 then
     return "codec returned an endpoint with a bad port"
   end
-  if ep.weight == nil then ep.weight = 1
-  elseif type(ep.weight) ~= "number" or ep.weight < 0 then return "codec returned a bad weight" end
+  local w = ep.weight
+  if w == nil then ep.weight = 1
+  elseif type(w) ~= "number" or w ~= w or w < 0 or w > 2147483647 then return "codec returned a bad weight"
+  else ep.weight = floor(w) end
   if ep.status == nil then ep.status = "up"
   elseif type(ep.status) ~= "string" then return "codec returned a bad status" end
   if ep.meta == nil then ep.meta = {}
@@ -61,6 +65,74 @@ local function same(a, b)
     and same_meta(a.meta, b.meta)
 end
 
+local now_ms = agent and agent.now_ms or function() return os.clock() * 1000 end
+function M.set_clock(fn) now_ms = fn end
+
+-- Protection is on by default: an empty list never replaces a non-empty one until confirmed by `confirm` more
+-- reads (one every `confirm_interval`) or `hold` has passed. `protect = false` turns it off; `min_ratio` also
+-- holds any drop below that share of the published list.
+local function protection(p)
+  if p == false then return nil end
+  p = p or {}
+  return {
+    min_ratio = p.min_ratio,
+    confirm = p.confirm or 3,
+    hold = policy_dsl.duration(p.hold or 60000),
+    interval = policy_dsl.duration(p.confirm_interval or 1000),
+  }
+end
+
+-- Should a change from `from` to `to` endpoints be held back? Returns nil (publish), or ms until the next look.
+--
+-- The ratio is taken against a baseline, the largest count published within the last `hold`, not against the
+-- previous list: deletions that arrive one read at a time (10 -> 9 -> ... -> 2) are a mass deletion too.
+local function hold_back(s, from, to, svc_view)
+  local pr = s.protect
+  if not pr then return nil end
+  local base = s.baseline
+  local now = now_ms()
+  if not base or from >= base.count or now - base.at > pr.hold then
+    base = { count = from, at = now }
+    s.baseline = base
+  end
+  if from == 0 or not (to == 0 or (pr.min_ratio and to < pr.min_ratio * base.count)) then
+    if s.held then
+      log(LOG_WARN, format("service \"%s\": protection released: the drop went away", s.name))
+      s.held = nil
+    end
+    return nil
+  end
+  local h = s.held
+  if not h then
+    h = { since = now, confirms = 0 }
+    s.held = h
+    log(LOG_WARN, format("service \"%s\": protection: holding a drop from %d to %d endpoints", s.name, from, to))
+  else
+    h.confirms = h.confirms + 1
+  end
+  local held_ms = now - h.since
+  local accept = h.confirms >= pr.confirm
+  if s.on_protect then
+    local ok, verdict = pcall(s.on_protect, svc_view, { from = from, to = to, confirms = h.confirms,
+                                                        held_ms = held_ms, hold_ms = pr.hold })
+    if not ok then
+      log(LOG_WARN, format("service \"%s\": on_protect failed: %s", s.name, tostring(verdict)))
+    elseif verdict == true or verdict == false then
+      accept = verdict
+    end
+  end
+  if accept or held_ms >= pr.hold then    -- protection never outlives hold
+    log(LOG_WARN, format("service \"%s\": protection: publishing the drop from %d to %d endpoints after %d "
+      .. "confirmations and %d ms", s.name, from, to, h.confirms, held_ms))
+    s.held = nil
+    s.baseline = { count = to, at = now }
+    return nil
+  end
+  local wait = pr.hold - held_ms
+  if pr.interval < wait then wait = pr.interval end
+  return wait < 1 and 1 or floor(wait)
+end
+
 -- Load the policy; returns what the C core needs (plain values only) or nil, "file:line: message".
 function M.load(path)
   local p, err = policy_dsl.load(path)
@@ -72,7 +144,11 @@ function M.load(path)
     state[i] = {
       name = svc.name, path = svc.path, codec = codec, options = svc.codec_options,
       filter = svc.filter, delay = svc.delay, on_change = svc.on_change,
-      children = {}, published = {}, by_id = {},
+      protect = protection(svc.protect), on_protect = svc.on_protect,
+      count = 0,       -- endpoints published
+      held = nil,      -- { since = ms, confirms = n } while a drop is held back
+      children = {},   -- name -> decoded endpoint, or the reason it is not one
+      published = {},  -- id -> endpoint, as last accepted by the C side
     }
     conf.services[i] = {
       name = svc.name, path = svc.path,
@@ -93,19 +169,45 @@ function M.delay(i, kind, child, pending, since_read)
   local s = services[i]
   local v = s.delay({ kind = kind, child = child, pending = pending, since_read = since_read,
                       service = s.name, path = s.path })
-  if type(v) ~= "number" or v ~= v or v < 0 then
-    error(format("service \"%s\": delay returned %s; want milliseconds >= 0", s.name, tostring(v)), 0)
+  if type(v) ~= "number" or v ~= v or v < 0 or v > policy_dsl.MAX_DELAY then
+    error(format("service \"%s\": delay returned %s; want milliseconds from 0 to %d", s.name, tostring(v),
+                 policy_dsl.MAX_DELAY), 0)
   end
   return floor(v)
 end
 
--- removed: array of child names gone; changed: array of { name, data (or nil), zxid }.
--- Returns list, ndiff, decode_errors, hook_errors; a failing filter raises (the C side keeps the last list).
+-- The list a hook sees as svc.endpoints: the published set with this batch's diff applied, built only if asked.
+local function endpoints_after(published, up, gone_ids)
+  local list, n, skip = {}, 0, {}
+  for k = 1, #gone_ids do skip[gone_ids[k]] = true end
+  for k = 1, #up do skip[up[k].id] = true; n = n + 1; list[n] = up[k] end
+  for id, ep in pairs(published) do
+    if not skip[id] then n = n + 1; list[n] = ep end
+  end
+  sort(list, by_id)
+  return list
+end
+
+local svc_mt = {
+  __index = function(t, k)
+    if k ~= "endpoints" then return nil end
+    local list = endpoints_after(t._published, t._up, t._gone)
+    rawset(t, "endpoints", list)
+    return list
+  end,
+}
+
+-- removed: array of child names gone; changed: array of { name, data (or nil), zxid } new or re-read.
+-- Work is proportional to the batch, never to the size of the service: the filter runs on new and changed
+-- endpoints only. Returns up (endpoints new or replaced), gone (ids no longer published), decode_errors,
+-- hook_errors, and -- when protection holds the batch back -- the ms until the C side should read again (nothing
+-- is committed then, and the batch is delivered again). A failing filter raises; the C side then keeps the last
+-- list and delivers the batch again.
 function M.update(i, removed, changed)
   local s = services[i]
-  local children = s.children
-  for k = 1, #removed do children[removed[k]] = nil end
+  local children, published = s.children, s.published
 
+  for k = 1, #removed do children[removed[k]] = nil end
   local nerr = 0
   local decode, options = s.codec.decode, s.options
   for k = 1, #changed do
@@ -133,46 +235,60 @@ function M.update(i, removed, changed)
     end
   end
 
-  local list, n = {}, 0
+  -- Verdicts for the names this batch touched; nothing is committed yet.
   local filter = s.filter
-  for _, ep in pairs(children) do
-    if type(ep) == "table" and ep.status == "up" and (not filter or filter(ep)) then
-      n = n + 1
-      list[n] = ep
+  local up, gone_ids, added, gone, changed_eps = {}, {}, {}, {}, {}
+  local function judge(name)
+    local ep = children[name]
+    local keep = type(ep) == "table" and ep.status == "up" and (not filter or filter(ep))
+    local old = published[name]
+    if keep then
+      if old ~= ep then
+        up[#up + 1] = ep
+        if not old then added[#added + 1] = ep
+        elseif not same(old, ep) then changed_eps[#changed_eps + 1] = ep end
+      end
+    elseif old then
+      gone_ids[#gone_ids + 1] = name
+      gone[#gone + 1] = old
     end
   end
-  sort(list, by_id)
-
-  local old, new_by_id = s.by_id, {}
-  local added, gone, changed_eps = {}, {}, {}
-  for k = 1, n do
-    local ep = list[k]
-    local o = old[ep.id]
-    new_by_id[ep.id] = ep
-    if not o then added[#added + 1] = ep
-    elseif o ~= ep and not same(o, ep) then changed_eps[#changed_eps + 1] = ep end
+  local seen = {}
+  for k = 1, #removed do
+    local name = removed[k]
+    if not seen[name] then seen[name] = true; judge(name) end
   end
-  for id, ep in pairs(old) do
-    if not new_by_id[id] then gone[#gone + 1] = ep end
+  for k = 1, #changed do
+    local name = changed[k][1]
+    if not seen[name] then seen[name] = true; judge(name) end
   end
-  sort(gone, by_id)
-  local ndiff = #added + #gone + #changed_eps
 
   local hook_errors = 0
-  if ndiff > 0 and s.on_change then
-    local ok, err = pcall(s.on_change, { name = s.name, path = s.path, endpoints = list },
-                          { added = added, removed = gone, changed = changed_eps })
+  local svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids },
+                           svc_mt)
+  local new_count = s.count + #added - #gone
+  local retry = hold_back(s, s.count, new_count, svc)
+  if retry then
+    return {}, {}, nerr, hook_errors, retry
+  end
+  if s.on_change and #added + #gone + #changed_eps > 0 then
+    sort(added, by_id)
+    sort(gone, by_id)
+    sort(changed_eps, by_id)
+    local ok, err = pcall(s.on_change, svc, { added = added, removed = gone, changed = changed_eps })
     if not ok then
       hook_errors = 1
       log(LOG_WARN, format("service \"%s\": on_change failed: %s", s.name, tostring(err)))
     end
   end
-  -- Only now: if anything above was stopped, the next call diffs against the same old list again.
-  s.by_id, s.published = new_by_id, list
-  if ndiff > 0 then
+  -- Only now: if anything above was stopped, the next call judges the same batch against the same state.
+  for k = 1, #gone_ids do published[gone_ids[k]] = nil end
+  for k = 1, #up do published[up[k].id] = up[k] end
+  s.count = new_count
+  if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
-  return list, ndiff, nerr, hook_errors
+  return up, gone_ids, nerr, hook_errors
 end
 
 function M.on_session(state)

@@ -1,0 +1,110 @@
+/*
+ * snapshot.h -- the disk snapshot: the published state of every service,
+ * written after changes so that a restarted agent can serve at once ("fail
+ * static") while it connects, or keep serving when ZooKeeper cannot be
+ * reached.  The format is in docs/snapshot.md.
+ *
+ * Writing is two steps so the caller may keep the blocking part off the
+ * loop: scout_snapshot_encode() turns the state into the file's bytes (pure,
+ * no I/O, touches nothing but its arguments) and scout_snapshot_commit()
+ * puts them on disk crash-safely (temp file, fsync, rename, fsync of the
+ * directory; touches no agent state, so it may run in a worker thread).
+ * scout_snapshot_write() does both.
+ *
+ * Reading validates the whole file before returning anything: a truncated,
+ * corrupt, foreign, oversize or inconsistent file gives NULL and one line
+ * of reason in err, never a half-loaded snapshot.  Which ensemble the file
+ * was written for is not judged by the reader; the caller asks
+ * scout_snapshot_check_ensemble() with its own connect string.
+ */
+#ifndef SCOUT_SNAPSHOT_H
+#define SCOUT_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "endpoint.h"
+
+#define SCOUT_SNAPSHOT_FILE     "scout.snapshot"      /* in the cache dir  */
+#define SCOUT_SNAPSHOT_TMP      "scout.snapshot.tmp"
+#define SCOUT_SNAPSHOT_VERSION  1
+#define SCOUT_SNAPSHOT_HDR_LEN  32
+
+/* Limits, enforced by the writer and the reader alike, so that whatever
+ * one writes the other reads. */
+#define SCOUT_SNAPSHOT_MAX_SIZE      (256u << 20)  /* whole file, bytes    */
+#define SCOUT_SNAPSHOT_MAX_STR       65536u        /* one string, bytes    */
+#define SCOUT_SNAPSHOT_MAX_SERVICES  1000000u
+#define SCOUT_SNAPSHOT_MAX_ENDPOINTS 1000000u      /* per service          */
+#define SCOUT_SNAPSHOT_MAX_META      65536u        /* per endpoint         */
+
+/* One service as written, or as read back (then every pointer is borrowed
+ * from the snapshot and valid until scout_snapshot_free). */
+typedef struct {
+    const char          *name;      /* service name                        */
+    const char          *path;      /* ZooKeeper path                      */
+    uint64_t             index;     /* X-Scout-Index at publish            */
+    int64_t              pzxid;     /* newest child-list zxid held         */
+    int64_t              max_mzxid; /* newest data zxid held               */
+    const scout_epset_t *eps;       /* the published endpoints             */
+} scout_snapshot_service_t;
+
+/* The file's bytes for these services, in a malloc'd *buf the caller frees.
+ * written_at_ms is wall-clock milliseconds since the epoch.  Refuses
+ * (SCOUT_ERROR, reason in err) what the reader would refuse: two services
+ * with one name, an endpoint whose meta keys are not strictly ascending, a
+ * string over SCOUT_SNAPSHOT_MAX_STR, a count or a size over its limit.
+ * NULL strings are written as empty ones.  Output is deterministic:
+ * services sorted by name, endpoints by id. */
+int scout_snapshot_encode(const char *ensemble, int64_t written_at_ms,
+                          const scout_snapshot_service_t *svcs, int n,
+                          char **buf, size_t *len, char *err);
+
+/* Put encoded bytes at DIR/scout.snapshot, atomically and durably: write
+ * DIR/scout.snapshot.tmp (mode 0600), fsync it, rename it over the old file,
+ * fsync DIR.  On any failure before the rename the temp file is removed and
+ * the old snapshot is untouched.  DIR must exist.  Blocking. */
+int scout_snapshot_commit(const char *dir, const void *buf, size_t len,
+                          char *err);
+
+/* encode (stamped with the current wall clock) + commit. */
+int scout_snapshot_write(const char *dir, const char *ensemble,
+                         const scout_snapshot_service_t *svcs, int n,
+                         char *err);
+
+typedef struct scout_snapshot_s scout_snapshot_t;
+
+/* Read and validate a snapshot file; NULL with the reason in err
+ * ("snapshot PATH: checksum mismatch ...") when it is not usable. */
+scout_snapshot_t *scout_snapshot_read(const char *path, char *err);
+/* The same from memory (buf is not kept); label names it in messages. */
+scout_snapshot_t *scout_snapshot_parse(const void *buf, size_t len,
+                                       const char *label, char *err);
+void scout_snapshot_free(scout_snapshot_t *s);
+
+int         scout_snapshot_count(const scout_snapshot_t *s);
+/* Index of the service with this name, or -1. O(log n). */
+int         scout_snapshot_find(const scout_snapshot_t *s, const char *name);
+/* The i-th service (0 <= i < count), sorted by name; see the type. */
+void        scout_snapshot_get(const scout_snapshot_t *s, int i,
+                               scout_snapshot_service_t *out);
+/* Move the i-th service's endpoints into dst, which must be initialised
+ * (its old content is freed); the snapshot keeps an empty set. */
+void        scout_snapshot_take(scout_snapshot_t *s, int i,
+                                scout_epset_t *dst);
+time_t      scout_snapshot_written_at(const scout_snapshot_t *s);
+int64_t     scout_snapshot_written_at_ms(const scout_snapshot_t *s);
+const char *scout_snapshot_ensemble(const scout_snapshot_t *s);
+/* "scout 0.1.0": who wrote it, for logs. */
+const char *scout_snapshot_writer(const scout_snapshot_t *s);
+
+/* SCOUT_OK when the snapshot was written for the same ZooKeeper data as
+ * the connect string given: the same chroot and at least one host:port in
+ * common (case-insensitive, order ignored), so replacing ensemble members
+ * one by one keeps the snapshot but another cluster or namespace does not.
+ * SCOUT_ERROR with "snapshot written for ensemble A, not B" otherwise. */
+int scout_snapshot_check_ensemble(const scout_snapshot_t *s,
+                                  const char *ensemble, char *err);
+
+#endif
