@@ -13,3 +13,4 @@ local policy_files = {
 }
 files["examples"] = policy_files
 files["bench/propagation/policy.lua"] = policy_files
+files["bench/storm/policy.lua"] = policy_files

@@ -44,7 +44,8 @@ service "orders" {
     return 0
   end,
 
-  -- Called on every change of the list, with the new list (svc.endpoints) and what changed. Keep it short: it runs in the
+  -- Called on every change of the list, with the new list (svc.endpoints) and what changed. Keep it short:
+  -- it runs in the
   -- agent's only thread. io.stderr is unbuffered, so the line lands in the agent's log right away.
   on_change = function(svc, diff)
     local function ids(eps)
