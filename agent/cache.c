@@ -134,10 +134,12 @@ int
 scout_cache_apply_children(scout_cache_t *c,
                            const struct String_vector *names,
                            const struct Stat *stat,
-                           scout_cache_needs_data_fn needs_data, void *ud)
+                           scout_cache_needs_data_fn needs_data, void *ud,
+                           unsigned *changed)
 {
     scout_child_t *child, *tmp;
 
+    *changed = 0;
     if (c->have_list && stat->pzxid < c->pzxid)
         return SCOUT_AGAIN;
     c->have_list = 1;
@@ -160,6 +162,7 @@ scout_cache_apply_children(scout_cache_t *c,
             continue;           /* the next list will bring it back */
         }
         child->seen = 1;
+        (*changed)++;
         child->needs_data = needs_data(ud, name) ? 1 : 0;
         /* Without a data read the best zxid we know is the listing's. */
         child->mzxid = stat->pzxid;
@@ -172,8 +175,10 @@ scout_cache_apply_children(scout_cache_t *c,
             make_pending(c, child);
     }
     HASH_ITER(hh, c->children, child, tmp) {
-        if (!child->seen)
+        if (!child->seen) {
             scout_cache_remove(c, child);
+            (*changed)++;
+        }
     }
     return SCOUT_OK;
 }

@@ -61,11 +61,13 @@ scout_child_t *scout_cache_find(scout_cache_t *c, const char *name);
 
 /* Apply a child list read with its parent's Stat.  Returns SCOUT_AGAIN (and
  * changes nothing) when the list is older than the one held.  New children
- * that need data are put on the dirty list; the others become pending. */
+ * that need data are put on the dirty list; the others become pending.
+ * *changed counts children added and removed. */
 int scout_cache_apply_children(scout_cache_t *c,
                                const struct String_vector *names,
                                const struct Stat *stat,
-                               scout_cache_needs_data_fn needs_data, void *ud);
+                               scout_cache_needs_data_fn needs_data, void *ud,
+                               unsigned *changed);
 
 /* The parent does not exist: every child is gone. */
 void scout_cache_apply_missing(scout_cache_t *c);

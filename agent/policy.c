@@ -210,7 +210,7 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
                   char *err)
 {
     lua_State *L = p->L;
-    int top = lua_gettop(L), timed_out, t;
+    int top = lua_gettop(L), timed_out, t, anti_entropy;
 
     memset(conf, 0, sizeof(*conf));
     push_runtime_fn(p, "load");
@@ -244,6 +244,7 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
     lua_getfield(L, t, "agent");
     conf->log_level = dup_field(L, -1, "log_level");
     conf->hook_budget_ms = int_field(L, -1, "hook_budget", 50);
+    anti_entropy = int_field(L, -1, "anti_entropy_ms", 60000);
     p->budget_ms = conf->hook_budget_ms;
     lua_pop(L, 1);
 
@@ -266,6 +267,7 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
         sc->path = dup_field(L, -1, "path");
         sc->needs_data = int_field(L, -1, "needs_data", -1);
         sc->delay_ms = int_field(L, -1, "delay_ms", -1);
+        sc->anti_entropy_ms = anti_entropy;
         lua_pop(L, 1);
         if (sc->name == NULL || sc->path == NULL) {
             snprintf(err, SCOUT_ERR_LEN, "out of memory");

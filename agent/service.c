@@ -142,6 +142,7 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
                                &s->stats, err);
     if (s->watch == NULL)
         goto fail;
+    scout_watch_set_anti_entropy(s->watch, conf->anti_entropy_ms);
     return s;
 
 oom:

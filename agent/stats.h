@@ -32,7 +32,9 @@
     X(decode_errors,         "children whose znode could not be decoded")      \
     X(hook_errors,           "policy hook failures; the last good list stood") \
     X(publishes,             "endpoint lists published")                      \
-    X(protections,           "drops held back by protection")
+    X(protections,           "drops held back by protection")                 \
+    X(anti_entropy_checks,   "periodic re-lists to catch drift")              \
+    X(anti_entropy_repairs,  "re-lists that found drift the watch missed")
 
 typedef struct {
 #define X(name, help) uint64_t name;

@@ -30,6 +30,8 @@ struct scout_watch_s {
     void                   *ud;
     scout_service_stats_t  *stats;
     ev_timer                timer;          /* delayed read              */
+    ev_timer                resync;         /* anti-entropy re-list      */
+    int                     resync_ms;      /* period; 0 = off           */
     double                  deadline;       /* ev_now() when it fires    */
     unsigned                pending_events; /* coalesced into next read  */
     double                  last_read;      /* ev_now() of last read     */
@@ -41,6 +43,8 @@ struct scout_watch_s {
     unsigned                exists:1;
     unsigned                synced:1;
     unsigned                notify:1;       /* first complete read       */
+    unsigned                verifying:1;    /* the list read is a check  */
+    unsigned                conclusive:1;   /* no event was pending      */
 };
 
 typedef struct {
@@ -205,13 +209,17 @@ children_done(int rc, const struct String_vector *names,
     scout_watch_t *w = r->w;
     zhandle_t *zh;
 
+    unsigned changed = 0;
+    int verifying = w->verifying;
+
     free(r);
     w->children_inflight = 0;
+    w->verifying = 0;
     if (rc == ZOK) {
         w->stats->reads_children++;
         w->exists = 1;
         if (scout_cache_apply_children(&w->cache, names, stat,
-                                       w->cb->needs_data, w->ud)
+                                       w->cb->needs_data, w->ud, &changed)
             == SCOUT_AGAIN) {
             w->stats->stale_results_dropped++;
             scout_log(SCOUT_LOG_DEBUG, "watch",
@@ -219,6 +227,16 @@ children_done(int rc, const struct String_vector *names,
                       w->path);
         } else if (!w->synced) {
             w->notify = 1;
+        } else if (verifying && changed && w->conclusive
+                   && !w->children_dirty) {
+            /* the list moved and no watch event told us, before the read
+             * or while it was in flight (ZooKeeper delivers an event ahead
+             * of a response that reflects it): drift, repaired by this very
+             * read (expected to stay 0) */
+            w->stats->anti_entropy_repairs++;
+            scout_log(SCOUT_LOG_WARN, "watch", "%s: anti-entropy found %u "
+                      "children the watch missed; repaired", w->path,
+                      changed);
         }
         if ((zh = live_zh(w)) != NULL)
             issue_data_reads(w, zh);    /* new children: same pull */
@@ -402,6 +420,52 @@ do_reads(scout_watch_t *w)
     scout_session_kick(w->session);
 }
 
+/* ---- anti-entropy ----------------------------------------------------------
+ * Watches are exact by construction; this is the belt to their braces.  Each
+ * path is re-listed on a jittered period (so a fleet never re-lists in
+ * lockstep) and shortly after every reconnect.  A difference found while no
+ * event was pending is drift and is counted; the read itself repairs it. */
+
+static void
+resync_arm(scout_watch_t *w, double seconds)
+{
+    ev_timer_stop(w->loop, &w->resync);
+    if (w->resync_ms <= 0)
+        return;
+    ev_timer_set(&w->resync, seconds, 0.);
+    ev_timer_start(w->loop, &w->resync);
+}
+
+static double
+resync_period(const scout_watch_t *w)
+{
+    return w->resync_ms / 1000.0 * (0.8 + 0.4 * rand() / (double)RAND_MAX);
+}
+
+static void
+on_resync(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    scout_watch_t *w = t->data;
+    (void)loop;
+    (void)revents;
+
+    resync_arm(w, resync_period(w));
+    if (live_zh(w) == NULL || w->children_inflight || w->exists_inflight)
+        return;
+    w->verifying = 1;
+    w->conclusive = !(w->children_dirty || w->cache.dirty
+                      || ev_is_active(&w->timer));
+    w->stats->anti_entropy_checks++;
+    w->children_dirty = 1;
+    do_reads(w);
+}
+
+void
+scout_watch_set_anti_entropy(scout_watch_t *w, int period_ms)
+{
+    w->resync_ms = period_ms;
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 scout_watch_t *
@@ -427,6 +491,9 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
     scout_cache_init(&w->cache);
     ev_init(&w->timer, on_timer);
     w->timer.data = w;
+    ev_init(&w->resync, on_resync);
+    w->resync.data = w;
+    w->resync_ms = 60000;
     return w;
 }
 
@@ -436,6 +503,7 @@ scout_watch_free(scout_watch_t *w)
     if (w == NULL)
         return;
     ev_timer_stop(w->loop, &w->timer);
+    ev_timer_stop(w->loop, &w->resync);
     scout_cache_free(&w->cache);
     free(w->path);
     free(w);
@@ -447,6 +515,9 @@ scout_watch_on_session(scout_watch_t *w, scout_session_state_t state,
 {
     if (state != SCOUT_SESSION_CONNECTED)
         return;
+    /* a fresh session re-reads everything anyway: check again a period
+     * later; a reconnect within the session is checked within a second */
+    resync_arm(w, new_session ? resync_period(w) : rand() % 1000 / 1000.0);
     if (new_session) {
         /* Every watch of the old handle is gone: read everything again.
          * Unchanged children compare equal and publish nothing. */

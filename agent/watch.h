@@ -68,6 +68,10 @@ void scout_watch_on_session(scout_watch_t *w, scout_session_state_t state,
  * confirms a drop this way, anti-entropy checks for drift. */
 void scout_watch_reread(scout_watch_t *w, int delay_ms);
 
+/* Re-list the path every period_ms (+-20%) to catch drift; 0 turns it off.
+ * Default 60000. */
+void scout_watch_set_anti_entropy(scout_watch_t *w, int period_ms);
+
 scout_cache_t *scout_watch_cache(scout_watch_t *w);
 const char    *scout_watch_path(const scout_watch_t *w);
 /* 1 once the path has been read completely at least once. */

@@ -154,6 +154,11 @@ function M.duration(v)
   return floor(tonumber(n) * UNITS[unit])
 end
 
+local function is_duration(v)
+  local ms = M.duration(v)
+  if not ms or ms > MAX_DELAY then return "must be milliseconds or a duration like \"60s\" (at most a day; 0 = off)" end
+end
+
 local PROTECT_KEYS = { min_ratio = true, confirm = true, hold = true, confirm_interval = true }
 local function is_protect(v)
   if v == false then return nil end
@@ -179,7 +184,7 @@ end
 local SECTIONS = {
   zookeeper = { servers = is_servers, session_timeout = is_posint, auth = is_auth },
   api = { listen = is_listen },
-  agent = { hook_budget = is_posint, log_level = is_level },
+  agent = { hook_budget = is_posint, log_level = is_level, anti_entropy = is_duration },
 }
 
 local SERVICE = {

@@ -138,6 +138,7 @@ function M.load(path)
   local p, err = policy_dsl.load(path)
   if not p then return nil, err end
   local conf = { zookeeper = p.zookeeper, api = p.api, agent = p.agent, services = {} }
+  if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = policy_dsl.duration(p.agent.anti_entropy) end
   local state = {}
   for i, svc in ipairs(p.services) do
     local codec = assert(codecs.get(svc.codec))  -- validated by the DSL

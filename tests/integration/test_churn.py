@@ -29,11 +29,16 @@ class Churn(unittest.TestCase):
 
     def test_2000_rapid_creates_and_deletes_from_four_writers(self):
         self.kz.ensure_path("/c1/svc")
-        self.scout = Scout(policy({"svc": 'path = "/c1/svc"'}), self.zk.connect).start()
+        # anti-entropy re-lists every ~300 ms during the churn: it must find no drift (watches are exact)
+        self.scout = Scout(policy({"svc": 'path = "/c1/svc"'}, extra='agent { anti_entropy = 300 }'),
+                           self.zk.connect).start()
         run_writers(self.zk, "/c1/svc", ops=2000, writers=4)
         want = self.converge("/c1/svc", "svc")
         self.assertGreater(len(want), 0)
         self.assertEqual(self.scout.metric("scout_service_hook_errors_total", "svc"), 0)
+        wait_until(lambda: self.scout.metric("scout_service_anti_entropy_checks_total", "svc") >= 2,
+                   what="anti-entropy re-lists")
+        self.assertEqual(self.scout.metric("scout_service_anti_entropy_repairs_total", "svc"), 0)
 
     def test_changes_during_a_delayed_read_are_not_lost(self):
         self.kz.ensure_path("/c2/svc")

@@ -88,10 +88,13 @@ class Protect(unittest.TestCase):
         for p in range(4):
             self.kz.delete("/p4/svc/127.0.0.1:%d" % (7000 + p))
         wait_until(lambda: s.state("svc") == "protected", what="protected")
-        for p in range(4, 6):                                   # the registry comes back with new instances
-            self.kz.create("/p4/svc/127.0.0.1:%d" % (7000 + p))
-        wait_until(lambda: s.state("svc") == "synced", what="healed")
-        self.assertEqual(s.ids("svc"), ["127.0.0.1:7004", "127.0.0.1:7005"])
+        self.watch_during(s, 0.3, lambda ids: self.assertEqual(len(ids), 4))
+        t = self.kz.transaction()                               # the registry comes back with new instances
+        for p in range(4, 6):
+            t.create("/p4/svc/127.0.0.1:%d" % (7000 + p))
+        t.commit()
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:7004", "127.0.0.1:7005"], what="healed")
+        self.assertEqual(s.state("svc"), "synced")
         self.assertIn("protection released", s.log())
 
     def test_on_protect_hook_decides(self):

@@ -1,0 +1,204 @@
+/*
+ * test_cache.c -- the cache's ordering gates and change bookkeeping, without
+ * ZooKeeper: stale lists and stale data are refused, removals of announced
+ * children are reported exactly once, and changes a failed policy call saw
+ * stay pending until commit.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cache.h"
+#include "scout.h"
+
+static int passed, failed;
+static unsigned last_changed;
+
+#define CHECK(cond)                                                         \
+    do {                                                                    \
+        if (cond) {                                                         \
+            passed++;                                                       \
+        } else {                                                            \
+            failed++;                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,          \
+                    __LINE__, #cond);                                       \
+        }                                                                   \
+    } while (0)
+
+static int
+needs_data_for_ids(void *ud, const char *name)
+{
+    (void)ud;
+    return strncmp(name, "id-", 3) == 0;
+}
+
+static int
+apply(scout_cache_t *c, int64_t pzxid, int n, const char **names)
+{
+    struct String_vector v = { n, (char **)names };
+    struct Stat st;
+
+    memset(&st, 0, sizeof(st));
+    st.pzxid = pzxid;
+    return scout_cache_apply_children(c, &v, &st, needs_data_for_ids, NULL,
+                                      &last_changed);
+}
+
+static int
+pending_count(const scout_cache_t *c)
+{
+    int n = 0;
+    for (scout_child_t *ch = c->pending; ch; ch = ch->next_pending)
+        n++;
+    return n;
+}
+
+static int
+dirty_count(const scout_cache_t *c)
+{
+    int n = 0;
+    for (scout_child_t *ch = c->dirty; ch; ch = ch->next_dirty)
+        n++;
+    return n;
+}
+
+static struct Stat
+stat_of(int64_t czxid, int64_t mzxid)
+{
+    struct Stat st;
+    memset(&st, 0, sizeof(st));
+    st.czxid = czxid;
+    st.mzxid = mzxid;
+    return st;
+}
+
+static void
+test_lists_and_ordering(void)
+{
+    scout_cache_t c;
+    const char *l1[] = { "a:1", "b:2", "id-x" };
+    const char *l2[] = { "b:2" };
+    const char *old[] = { "a:1", "b:2", "id-x", "zombie:9" };
+
+    scout_cache_init(&c);
+    CHECK(apply(&c, 10, 3, l1) == SCOUT_OK);
+    CHECK(c.count == 3 && last_changed == 3);
+    CHECK(apply(&c, 10, 3, l1) == SCOUT_OK && last_changed == 0);
+    CHECK(pending_count(&c) == 2);          /* names are endpoints        */
+    CHECK(dirty_count(&c) == 1);            /* id-x waits for its data    */
+    CHECK(scout_cache_find(&c, "a:1")->mzxid == 10);
+
+    scout_cache_delivered(&c);
+    scout_cache_commit(&c);
+    CHECK(!scout_cache_has_pending(&c));
+
+    /* an older list (a lagging follower after a new session) is refused
+     * and changes nothing */
+    CHECK(apply(&c, 9, 4, old) == SCOUT_AGAIN);
+    CHECK(c.count == 3 && scout_cache_find(&c, "zombie:9") == NULL);
+
+    CHECK(apply(&c, 12, 1, l2) == SCOUT_OK);
+    CHECK(c.count == 1 && last_changed == 2);
+    /* a:1 was announced: its removal is reported; id-x never was */
+    CHECK(c.nremoved == 1 && strcmp(c.removed[0], "a:1") == 0);
+    CHECK(dirty_count(&c) == 0);            /* removed child left dirty  */
+    scout_cache_commit(&c);
+    CHECK(c.nremoved == 0);
+
+    /* the path disappears: everything announced is reported removed */
+    scout_cache_apply_missing(&c);
+    CHECK(c.count == 0 && c.nremoved == 1);
+    scout_cache_free(&c);
+}
+
+static void
+test_data_gates(void)
+{
+    scout_cache_t c;
+    const char *l[] = { "id-1" };
+    scout_child_t *ch;
+    struct Stat st;
+
+    scout_cache_init(&c);
+    apply(&c, 5, 1, l);
+    ch = scout_cache_find(&c, "id-1");
+    st = stat_of(5, 7);
+    CHECK(scout_cache_apply_data(&c, ch, "v7", 2, &st) == SCOUT_OK);
+    CHECK(ch->has_data && ch->data_len == 2 && memcmp(ch->data, "v7", 2) == 0);
+    CHECK(pending_count(&c) == 1);
+    scout_cache_delivered(&c);
+    scout_cache_commit(&c);
+
+    st = stat_of(5, 6);                     /* older version: refused     */
+    CHECK(scout_cache_apply_data(&c, ch, "v6", 2, &st) == SCOUT_AGAIN);
+    CHECK(memcmp(ch->data, "v7", 2) == 0 && !scout_cache_has_pending(&c));
+
+    st = stat_of(5, 7);                     /* same version: no change    */
+    CHECK(scout_cache_apply_data(&c, ch, "v7", 2, &st) == SCOUT_OK);
+    CHECK(!scout_cache_has_pending(&c));
+
+    st = stat_of(3, 99);                    /* an older incarnation       */
+    CHECK(scout_cache_apply_data(&c, ch, "old", 3, &st) == SCOUT_AGAIN);
+
+    st = stat_of(20, 20);                   /* deleted and re-created     */
+    CHECK(scout_cache_apply_data(&c, ch, "", 0, &st) == SCOUT_OK);
+    CHECK(ch->has_data && ch->data == NULL && ch->czxid == 20);
+    CHECK(pending_count(&c) == 1);
+    CHECK(c.max_mzxid == 20);
+    scout_cache_free(&c);
+}
+
+static void
+test_failed_policy_keeps_changes(void)
+{
+    scout_cache_t c;
+    const char *l1[] = { "a:1", "b:2" };
+    const char *l2[] = { "b:2" };
+
+    scout_cache_init(&c);
+    apply(&c, 1, 2, l1);
+    /* the policy saw both and failed: nothing committed */
+    scout_cache_delivered(&c);
+    CHECK(pending_count(&c) == 2);
+    /* a:1 goes before the policy recovers: it must still be reported,
+     * because the failed call may have applied it */
+    apply(&c, 2, 1, l2);
+    CHECK(c.nremoved == 1 && strcmp(c.removed[0], "a:1") == 0);
+    CHECK(pending_count(&c) == 1);
+    scout_cache_commit(&c);
+    CHECK(!scout_cache_has_pending(&c));
+    scout_cache_free(&c);
+}
+
+static void
+test_many_children(void)
+{
+    enum { N = 20000 };
+    static char names[N][16];
+    static const char *ptrs[N];
+    scout_cache_t c;
+
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "10.0.%d.%d:80", i / 250,
+                 i % 250);
+        ptrs[i] = names[i];
+    }
+    scout_cache_init(&c);
+    CHECK(apply(&c, 1, N, ptrs) == SCOUT_OK);
+    CHECK(c.count == N && pending_count(&c) == N);
+    scout_cache_delivered(&c);
+    scout_cache_commit(&c);
+    CHECK(apply(&c, 2, N / 2, ptrs) == SCOUT_OK);
+    CHECK(c.count == N / 2 && c.nremoved == N / 2);
+    scout_cache_free(&c);
+}
+
+int
+main(void)
+{
+    test_lists_and_ordering();
+    test_data_gates();
+    test_failed_policy_keeps_changes();
+    test_many_children();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
