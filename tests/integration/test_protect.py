@@ -85,8 +85,10 @@ class Protect(unittest.TestCase):
 
     def test_a_drop_that_heals_is_never_published(self):
         s = self.start("/p4/svc", 4, 'protect = { confirm = 50, confirm_interval = 200 }')
+        t = self.kz.transaction()                               # the registry glitches: all gone at once
         for p in range(4):
-            self.kz.delete("/p4/svc/127.0.0.1:%d" % (7000 + p))
+            t.delete("/p4/svc/127.0.0.1:%d" % (7000 + p))
+        t.commit()
         wait_until(lambda: s.state("svc") == "protected", what="protected")
         self.watch_during(s, 0.3, lambda ids: self.assertEqual(len(ids), 4))
         t = self.kz.transaction()                               # the registry comes back with new instances
