@@ -1,8 +1,13 @@
 /*
- * agent.c -- wiring: the session's transitions reach every service and the
+ * agent.c -- wiring: a session's transitions reach its services and the
  * policy's on_session hook; services reach the API.  Start-up order matters:
- * the policy is loaded and every service built before the session starts,
+ * the policy is loaded and every service built before the sessions start,
  * so the first CONNECTED finds everything in place.
+ *
+ * Watches are sharded over several sessions (services round-robin): the C
+ * client re-sends every watch of a session in one SetWatches packet on
+ * reconnect, and past the server's 1 MB jute.maxbuffer that packet is
+ * refused and the session reconnects forever (ZOOKEEPER-706).
  */
 #include "agent.h"
 
@@ -18,21 +23,62 @@ struct scout_agent_s {
     struct ev_loop   *loop;
     scout_policy_t   *policy;
     scout_conf_t      conf;
-    scout_session_t  *session;
+    scout_session_t **sessions;
+    struct shard     *shards;      /* the on_session context of each */
+    int               nsessions;
     scout_service_t **services;
     int               nservices;
     scout_api_t      *api;
 };
 
+struct shard {
+    scout_agent_t *agent;
+    int            idx;
+    int            warned;     /* over SCOUT_WATCH_BYTES_WARN, said so */
+};
+
+/* Keep each session's SetWatches well under the server's 1 MB limit. */
+#define SCOUT_WATCH_BYTES_WARN (512 * 1024)
+
+/* After a publish the service's children may have grown: a session whose
+ * watches approach the SetWatches limit is reported once (and again after
+ * it went back under). */
+static void
+on_publish(void *ud, scout_service_t *svc)
+{
+    scout_agent_t *a = ud;
+    int idx = -1;
+    struct shard *sh;
+    size_t bytes;
+
+    for (int i = 0; i < a->nservices && idx < 0; i++)
+        if (a->services[i] == svc)
+            idx = i % a->nsessions;
+    if (idx < 0)
+        return;
+    sh = &a->shards[idx];
+    bytes = scout_agent_watch_bytes(a, idx);
+    if (bytes > SCOUT_WATCH_BYTES_WARN && !sh->warned) {
+        sh->warned = 1;
+        scout_log(SCOUT_LOG_WARN, "agent", "session %d watches %zu bytes of "
+                  "paths; above 1 MB ZooKeeper refuses the re-sent watches "
+                  "on reconnect: raise zookeeper { sessions = %d }", idx,
+                  bytes, a->nsessions * 2);
+    } else if (bytes < SCOUT_WATCH_BYTES_WARN / 2) {
+        sh->warned = 0;
+    }
+}
+
 static void
 on_session(void *ud, scout_session_state_t state, int new_session)
 {
-    scout_agent_t *a = ud;
+    struct shard *sh = ud;
+    scout_agent_t *a = sh->agent;
     /* Spread the re-reads of a new session over up to a second so a fleet
      * of agents does not hit the ensemble in lockstep. */
     int jitter = new_session && a->nservices > 1 ? 1000 : 0;
 
-    for (int i = 0; i < a->nservices; i++)
+    for (int i = sh->idx; i < a->nservices; i += a->nsessions)
         scout_service_on_session(a->services[i], state, new_session, jitter);
     if (a->policy != NULL)
         scout_policy_on_session(a->policy, scout_session_state_name(state));
@@ -104,16 +150,34 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
     so.timeout_ms = a->conf.zk_timeout_ms;
     so.auth_scheme = a->conf.auth_scheme;
     so.auth_cred = a->conf.auth_cred;
-    /* The session only connects once the loop runs: services built below
-     * are in place before the first CONNECTED. */
-    a->session = scout_session_new(loop, &so, on_session, a, err);
-    if (a->session == NULL)
+    /* One session per 2,000 services unless the policy says otherwise: at
+     * ~10 children of ~40 path bytes each that is ~800 KB of data watches
+     * worst case per session; scout_agent_check_watch_bytes warns sooner. */
+    a->nsessions = a->conf.zk_sessions > 0 ? a->conf.zk_sessions
+                                           : 1 + a->conf.nservices / 2000;
+    a->sessions = calloc((size_t)a->nsessions, sizeof(*a->sessions));
+    a->shards = calloc((size_t)a->nsessions, sizeof(*a->shards));
+    if (a->sessions == NULL || a->shards == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
         goto fail;
+    }
+    /* Sessions only connect once the loop runs: services built below are
+     * in place before the first CONNECTED. */
+    for (int i = 0; i < a->nsessions; i++) {
+        a->shards[i].agent = a;
+        a->shards[i].idx = i;
+        a->sessions[i] = scout_session_new(loop, &so, on_session,
+                                           &a->shards[i], err);
+        if (a->sessions[i] == NULL)
+            goto fail;
+    }
     for (int i = 0; i < a->conf.nservices; i++) {
-        a->services[i] = scout_service_new(loop, a->session, a->policy, i,
+        a->services[i] = scout_service_new(loop, a->sessions[i % a->nsessions],
+                                           a->policy, i,
                                            &a->conf.services[i], err);
         if (a->services[i] == NULL)
             goto fail;
+        scout_service_on_publish(a->services[i], on_publish, a);
         a->nservices++;
     }
     if (a->conf.api_listen != NULL) {
@@ -122,8 +186,9 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
             goto fail;
     }
     scout_log(SCOUT_LOG_INFO, "agent", "policy %s: %d services; "
-              "ZooKeeper %s; API %s", opts->policy_file, a->nservices,
-              a->conf.zk_servers,
+              "ZooKeeper %s (%d session%s); API %s", opts->policy_file,
+              a->nservices, a->conf.zk_servers, a->nsessions,
+              a->nsessions == 1 ? "" : "s",
               a->conf.api_listen ? a->conf.api_listen : "off");
     return a;
 
@@ -135,8 +200,9 @@ fail:
 void
 scout_agent_stop(scout_agent_t *a)
 {
-    if (a->session != NULL)
-        scout_session_close(a->session);
+    for (int i = 0; i < a->nsessions; i++)
+        if (a->sessions[i] != NULL)
+            scout_session_close(a->sessions[i]);
 }
 
 void
@@ -146,11 +212,14 @@ scout_agent_free(scout_agent_t *a)
         return;
     scout_api_free(a->api);
     /* Close first: pending completions still point into the services. */
-    if (a->session != NULL)
-        scout_session_close(a->session);
+    if (a->sessions != NULL)
+        scout_agent_stop(a);
     for (int i = 0; i < a->nservices; i++)
         scout_service_free(a->services[i]);
-    scout_session_free(a->session);
+    for (int i = 0; a->sessions != NULL && i < a->nsessions; i++)
+        scout_session_free(a->sessions[i]);
+    free(a->sessions);
+    free(a->shards);
     free(a->services);
     scout_conf_free(&a->conf);
     scout_policy_free(a->policy);
@@ -178,8 +247,24 @@ scout_agent_find(const scout_agent_t *a, const char *name)
     return NULL;
 }
 
-scout_session_t *
-scout_agent_session(const scout_agent_t *a)
+int
+scout_agent_nsessions(const scout_agent_t *a)
 {
-    return a->session;
+    return a->nsessions;
+}
+
+scout_session_t *
+scout_agent_session(const scout_agent_t *a, int i)
+{
+    return a->sessions[i];
+}
+
+size_t
+scout_agent_watch_bytes(const scout_agent_t *a, int session)
+{
+    size_t bytes = 0;
+
+    for (int i = session; i < a->nservices; i += a->nsessions)
+        bytes += scout_service_watch_bytes(a->services[i]);
+    return bytes;
 }

@@ -7,6 +7,7 @@
 #define SCOUT_AGENT_H
 
 #include <ev.h>
+#include <stddef.h>
 
 #include "service.h"
 #include "session.h"
@@ -31,6 +32,11 @@ void scout_agent_free(scout_agent_t *a);
 int              scout_agent_nservices(const scout_agent_t *a);
 scout_service_t *scout_agent_service(const scout_agent_t *a, int i);
 scout_service_t *scout_agent_find(const scout_agent_t *a, const char *name);
-scout_session_t *scout_agent_session(const scout_agent_t *a);
+/* Watches are sharded over several sessions: service i uses session
+ * i % nsessions. */
+int              scout_agent_nsessions(const scout_agent_t *a);
+scout_session_t *scout_agent_session(const scout_agent_t *a, int i);
+/* Bytes of watched paths a reconnect of session i re-sends (SetWatches). */
+size_t           scout_agent_watch_bytes(const scout_agent_t *a, int i);
 
 #endif

@@ -95,14 +95,18 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
 static int
 health(scout_api_t *api, scout_http_req_t *req)
 {
-    scout_session_t *session = scout_agent_session(api->agent);
-    scout_session_state_t st = scout_session_state(session);
     char reason[512] = "";
 
-    if (st != SCOUT_SESSION_CONNECTED) {
-        snprintf(reason, sizeof(reason), "ZooKeeper session %s",
-                 scout_session_state_name(st));
-    } else {
+    for (int i = 0; i < scout_agent_nsessions(api->agent); i++) {
+        scout_session_state_t st =
+            scout_session_state(scout_agent_session(api->agent, i));
+        if (st != SCOUT_SESSION_CONNECTED) {
+            snprintf(reason, sizeof(reason), "ZooKeeper session %d %s", i,
+                     scout_session_state_name(st));
+            break;
+        }
+    }
+    if (reason[0] == '\0') {
         for (int i = 0; i < scout_agent_nservices(api->agent); i++) {
             scout_service_t *s = scout_agent_service(api->agent, i);
             const char *e = scout_service_last_error(s);
@@ -131,7 +135,6 @@ metrics(scout_api_t *api, scout_http_req_t *req)
     char *buf = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
-    scout_session_t *session = scout_agent_session(api->agent);
     int n = scout_agent_nservices(api->agent), rc;
 
     if (out == NULL)
@@ -169,9 +172,17 @@ metrics(scout_api_t *api, scout_http_req_t *req)
                 scout_service_name(s), scout_service_protected(s));
     }
     fprintf(out, "# HELP scout_session_connected 1 while the ZooKeeper "
-                 "session is connected\n# TYPE scout_session_connected gauge\n"
-                 "scout_session_connected %d\n",
-            scout_session_state(session) == SCOUT_SESSION_CONNECTED);
+                 "session is connected\n# TYPE scout_session_connected gauge\n");
+    for (int i = 0; i < scout_agent_nsessions(api->agent); i++)
+        fprintf(out, "scout_session_connected{session=\"%d\"} %d\n", i,
+                scout_session_state(scout_agent_session(api->agent, i))
+                    == SCOUT_SESSION_CONNECTED);
+    fprintf(out, "# HELP scout_session_watch_bytes watched path bytes a "
+                 "reconnect re-sends (keep well under 1 MB)\n"
+                 "# TYPE scout_session_watch_bytes gauge\n");
+    for (int i = 0; i < scout_agent_nsessions(api->agent); i++)
+        fprintf(out, "scout_session_watch_bytes{session=\"%d\"} %zu\n", i,
+                scout_agent_watch_bytes(api->agent, i));
     fclose(out);
     rc = scout_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
     free(buf);

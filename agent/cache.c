@@ -127,6 +127,10 @@ scout_cache_remove(scout_cache_t *c, scout_child_t *child)
         list_unlink(&c->dirty, child, offsetof(scout_child_t, next_dirty));
     HASH_DEL(c->children, child);
     c->count--;
+    if (child->needs_data) {
+        c->data_children--;
+        c->data_name_bytes -= strlen(child->name);
+    }
     child_free(child);
 }
 
@@ -169,8 +173,11 @@ scout_cache_apply_children(scout_cache_t *c,
         HASH_ADD_KEYPTR(hh, c->children, child->name, strlen(child->name),
                         child);
         c->count++;
-        if (child->needs_data)
+        if (child->needs_data) {
+            c->data_children++;
+            c->data_name_bytes += strlen(name);
             scout_cache_mark_dirty(c, child);
+        }
         else
             make_pending(c, child);
     }

@@ -14,6 +14,7 @@
 #ifndef SCOUT_CACHE_H
 #define SCOUT_CACHE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uthash.h>
 #include <zookeeper/zookeeper.h>
@@ -43,6 +44,8 @@ struct scout_child_s {
 typedef struct {
     scout_child_t *children;       /* uthash, by name                   */
     unsigned       count;
+    unsigned       data_children;  /* children with a data watch        */
+    size_t         data_name_bytes;/* their names' bytes (SetWatches)   */
     int64_t        pzxid;          /* of the newest child list applied  */
     int64_t        max_mzxid;      /* newest data applied               */
     int            have_list;

@@ -29,6 +29,7 @@ typedef struct {
 typedef struct {
     char                 *zk_servers;
     int                   zk_timeout_ms;
+    int                   zk_sessions;   /* 0: one per 2,000 services */
     char                 *auth_scheme;
     char                 *auth_cred;
     char                 *api_listen;

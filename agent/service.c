@@ -233,6 +233,17 @@ scout_service_state(const scout_service_t *s)
     return "synced";
 }
 
+size_t
+scout_service_watch_bytes(const scout_service_t *s)
+{
+    const scout_cache_t *c = scout_watch_cache(s->watch);
+    size_t path = strlen(s->path);
+
+    /* the child watch (or exists watch) on the path, plus a data watch on
+     * every child that reads data: what SetWatches carries for us */
+    return path + c->data_children * (path + 1) + c->data_name_bytes;
+}
+
 const char *
 scout_service_last_error(const scout_service_t *s)
 {

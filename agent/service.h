@@ -50,6 +50,8 @@ int         scout_service_synced(const scout_service_t *s);
 /* 1 while protection holds back a drop (the last list is still served). */
 int         scout_service_protected(const scout_service_t *s);
 const char *scout_service_last_error(const scout_service_t *s);
+/* Bytes of watched paths this service adds to its session's SetWatches. */
+size_t      scout_service_watch_bytes(const scout_service_t *s);
 const scout_service_stats_t *scout_service_stats(const scout_service_t *s);
 
 #endif

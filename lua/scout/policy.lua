@@ -43,6 +43,10 @@ local function is_posint(v)
   end
 end
 
+local function is_sessions(v)
+  if type(v) ~= "number" or v ~= floor(v) or v < 1 or v > 64 then return "must be a whole number from 1 to 64" end
+end
+
 local MAX_DELAY = 24 * 3600 * 1000
 M.MAX_DELAY = MAX_DELAY
 
@@ -182,7 +186,7 @@ end
 -- ---- schemas ------------------------------------------------------------------------------------------------
 
 local SECTIONS = {
-  zookeeper = { servers = is_servers, session_timeout = is_posint, auth = is_auth },
+  zookeeper = { servers = is_servers, session_timeout = is_posint, auth = is_auth, sessions = is_sessions },
   api = { listen = is_listen },
   agent = { hook_budget = is_posint, log_level = is_level, anti_entropy = is_duration },
 }

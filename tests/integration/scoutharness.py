@@ -179,9 +179,10 @@ class Scout:
         self.proc.send_signal(signal.SIGCONT)
 
 
-def policy(services, session_timeout=4000, extra=""):
-    """A policy text: services is {name: lua-body-string}."""
-    out = ['zookeeper { servers = "127.0.0.1:1", session_timeout = %d }' % session_timeout, extra]
+def policy(services, session_timeout=4000, extra="", zookeeper=""):
+    """A policy text: services is {name: lua-body-string}; zookeeper adds keys to the zookeeper block."""
+    out = ['zookeeper { servers = "127.0.0.1:1", session_timeout = %d%s }'
+           % (session_timeout, (", " + zookeeper) if zookeeper else ""), extra]
     for name, body in services.items():
         out.append('service "%s" {\n%s\n}' % (name, body))
     return "\n".join(out) + "\n"

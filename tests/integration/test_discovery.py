@@ -29,8 +29,8 @@ class Discovery(unittest.TestCase):
         if self.scout:
             self.scout.stop()
 
-    def start(self, services, **kw):
-        self.scout = Scout(policy(services), self.zk.connect, **kw).start()
+    def start(self, services, zookeeper="", **kw):
+        self.scout = Scout(policy(services, zookeeper=zookeeper), self.zk.connect, **kw).start()
         return self.scout
 
     def test_create_delete_and_change_data_show_in_api(self):
@@ -110,6 +110,24 @@ class Discovery(unittest.TestCase):
         self.assertEqual((svcs["a"]["endpoints"], svcs["a"]["path"], svcs["a"]["state"]), (1, "/t5/a", "synced"))
         status, headers, body = s.request("/v1/services/nope")
         self.assertEqual((status, json.loads(body)), (404, {"error": "no such service"}))
+
+    def test_watches_sharded_over_sessions(self):
+        for i in range(6):
+            self.kz.create("/t7/s%d/127.0.0.1:%d" % (i, 100 + i), makepath=True)
+            self.kz.create("/t7/s%d/id-%d" % (i, i), b'{"host":"10.0.0.1","port":%d}' % (200 + i))
+        services = {"s%d" % i: 'path = "/t7/s%d"' % i for i in range(6)}
+        s = self.start(services, zookeeper="sessions = 3")
+        for i in range(6):
+            wait_until(lambda i=i: s.ids("s%d" % i) == ["127.0.0.1:%d" % (100 + i), "id-%d" % i],
+                       what="service s%d" % i)
+        m = s.metrics()
+        self.assertEqual(m["scout_zk_sessions_created_total"], 3)
+        for i in range(3):
+            self.assertEqual(m['scout_session_connected{session="%d"}' % i], 1)
+            # two services per session, each: its path plus one data-watched child path
+            self.assertEqual(m['scout_session_watch_bytes{session="%d"}' % i],
+                             2 * (len("/t7/s0") + len("/t7/s0/id-0")))
+        self.assertEqual(s.health()[0], 200)
 
     def test_sigterm_exits_zero_and_closes_the_session(self):
         s = self.start({"a": 'path = "/t6"'})

@@ -1,0 +1,572 @@
+/*
+ * shm.c -- the shared-memory snapshot's writer.  The file is a 4 KiB header
+ * and two slots (a double buffer); generation g lives in slot g & 1, so the
+ * header's one 8-byte generation word says both "something moved" and where
+ * to read.  Publishing g+1 rewrites the older slot under a per-slot
+ * sequence (seqlock: 0 while writing, g+1 when done) and only then moves the
+ * header's generation, so readers of slot g are never disturbed and a reader
+ * slow enough to be lapped twice sees the sequence change and retries.
+ * docs/shm.md has the byte layout and the reader's side of the protocol.
+ *
+ * Growing: a snapshot that does not fit a slot goes into a new, larger file
+ * written completely under a temporary name and renamed over the path; the
+ * old file is then marked retired and its generation bumped so readers'
+ * cheap check fires and they re-map.  No file is ever truncated or shrunk
+ * while mapped, so no reader can fault on a short mapping; the new file's
+ * pages are allocated up front (posix_fallocate) so a full /dev/shm is an
+ * error here and not a SIGBUS in the middle of a publish.
+ *
+ * Why XXH3-64 (libxxhash-dev, inlined from its header so nothing new is
+ * linked): packaged in Debian with bindings for most languages (python3-
+ * xxhash has xxh3_64), a frozen spec since 0.8.0, and fast enough (~20+
+ * GB/s) that checksumming a 10 MB snapshot is noise next to copying it --
+ * which every nginx worker does on every change.  It catches torn or
+ * scribbled snapshots; it is not a signature.
+ *
+ * What this module must never do: make a reader wait, let a reader accept a
+ * half-written snapshot, truncate a mapped file, or leave the previous
+ * snapshot unreadable when a publish fails.
+ */
+#include "shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../lib/scout_shm.h"
+#include "scout.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#define INITIAL_SLOT   (64 * 1024)
+#define SHRINK_ABOVE   (4 * 1024 * 1024)   /* never shrink slots below this */
+#define PAGE           4096
+
+#define S(s) ((s) != NULL ? (s) : "")
+
+struct scout_shm_s {
+    char               *path;
+    int                 fd;           /* holds the flock */
+    uint8_t            *map;
+    size_t              map_len;
+    scout_shm_file_t   *hdr;
+    dev_t               dev;
+    ino_t               ino;
+    uint64_t            gen;
+    size_t              last_body;
+    /* scratch, grown as needed and kept between publishes */
+    const scout_shm_service_t **order;
+    size_t              order_cap;
+    const scout_endpoint_t **eps;
+    size_t              eps_cap;
+};
+
+static int say(char *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+say(char *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(err, SCOUT_ERR_LEN, fmt, ap);
+        va_end(ap);
+    }
+    return SCOUT_ERROR;
+}
+
+static size_t
+round_page(size_t n)
+{
+    return (n + PAGE - 1) & ~(size_t)(PAGE - 1);
+}
+
+static scout_shm_slot_t *
+slot_at(uint8_t *map, const scout_shm_file_t *hdr, uint64_t gen)
+{
+    return (scout_shm_slot_t *)(map + hdr->header_size
+                                + (gen & 1) * hdr->slot_size);
+}
+
+/* ---- files ----------------------------------------------------------- */
+
+/*
+ * A new file of two slots of slot_size bytes under a temporary name next to
+ * path, locked, allocated, mapped, with a header at generation gen (nothing
+ * in either slot yet).  On success *tmp names it; the caller fills a slot
+ * and renames it into place, or unlinks it.
+ */
+static int
+file_create(const char *path, size_t slot_size, uint64_t gen, char *tmp,
+            size_t tmp_len, int *fd_out, uint8_t **map_out, char *err)
+{
+    size_t file_size = SCOUT_SHM_HDR_SIZE + 2 * slot_size;
+    scout_shm_file_t *hdr;
+    uint8_t *map;
+    int fd, rc;
+
+    if ((size_t)snprintf(tmp, tmp_len, "%s.XXXXXX", path) >= tmp_len)
+        return say(err, "%s: path too long", path);
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return say(err, "%s: %s", tmp, strerror(errno));
+    /* 0644: nginx workers run as another user and only read. */
+    if (fchmod(fd, 0644) != 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        say(err, "%s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (ftruncate(fd, (off_t)file_size) != 0) {
+        say(err, "%s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    rc = posix_fallocate(fd, 0, (off_t)file_size);
+    if (rc != 0) {
+        say(err, "%s: cannot allocate %zu bytes: %s", tmp, file_size,
+            strerror(rc));
+        goto fail;
+    }
+    map = mmap(NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        say(err, "%s: mmap: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    hdr = (scout_shm_file_t *)map;
+    memset(map, 0, SCOUT_SHM_HDR_SIZE);
+    memcpy(hdr->magic, SCOUT_SHM_MAGIC, 8);
+    hdr->version = SCOUT_SHM_VERSION;
+    hdr->header_size = SCOUT_SHM_HDR_SIZE;
+    hdr->generation = gen;
+    hdr->slot_size = slot_size;
+    hdr->file_size = file_size;
+    hdr->writer_pid = (uint32_t)getpid();
+    memset(slot_at(map, hdr, 0), 0, SCOUT_SHM_SLOT_HDR);
+    memset(slot_at(map, hdr, 1), 0, SCOUT_SHM_SLOT_HDR);
+    *fd_out = fd;
+    *map_out = map;
+    return SCOUT_OK;
+
+fail:
+    unlink(tmp);
+    close(fd);
+    return SCOUT_ERROR;
+}
+
+/* Make the new file current: rename it over the path, retire the old one
+ * (readers' generation check fires, they see retired and re-map), drop the
+ * old mapping.  On failure the new file is removed and nothing changed. */
+static int
+file_swap(scout_shm_t *shm, const char *tmp, int fd, uint8_t *map,
+          uint64_t gen, char *err)
+{
+    scout_shm_file_t *hdr = (scout_shm_file_t *)map;
+    struct stat st;
+
+    if (fstat(fd, &st) != 0 || rename(tmp, shm->path) != 0) {
+        say(err, "%s: %s", shm->path, strerror(errno));
+        munmap(map, hdr->file_size);
+        unlink(tmp);
+        close(fd);
+        return SCOUT_ERROR;
+    }
+    if (shm->hdr != NULL) {
+        __atomic_store_n(&shm->hdr->retired, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&shm->hdr->generation, gen, __ATOMIC_RELEASE);
+        munmap(shm->map, shm->map_len);
+    }
+    if (shm->fd >= 0)
+        close(shm->fd);
+    shm->fd = fd;
+    shm->map = map;
+    shm->map_len = hdr->file_size;
+    shm->hdr = hdr;
+    shm->dev = st.st_dev;
+    shm->ino = st.st_ino;
+    shm->gen = gen;
+    return SCOUT_OK;
+}
+
+/*
+ * Adopt the file at path if it is a snapshot file we can continue: ours to
+ * write, this version, sizes consistent with what is on disk.  1 adopted,
+ * 0 not a file to adopt (replace it), SCOUT_ERROR another agent holds it.
+ */
+static int
+file_adopt(scout_shm_t *shm, char *err)
+{
+    scout_shm_file_t h;
+    struct stat st;
+    uint8_t *map;
+    int fd;
+
+    fd = open(shm->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return 0;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int pid = 0;
+        if (pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h))
+            pid = (int)h.writer_pid;
+        close(fd);
+        return say(err, "%s: another agent (pid %d) is publishing here",
+                   shm->path, pid);
+    }
+    if (st.st_uid != geteuid()
+        || pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)
+        || memcmp(h.magic, SCOUT_SHM_MAGIC, 8) != 0
+        || h.version != SCOUT_SHM_VERSION
+        || h.header_size != SCOUT_SHM_HDR_SIZE
+        || h.slot_size < PAGE || h.slot_size % PAGE != 0
+        || h.slot_size > ((uint64_t)1 << 40)
+        || h.file_size != SCOUT_SHM_HDR_SIZE + 2 * h.slot_size
+        || (uint64_t)st.st_size != h.file_size || h.retired != 0) {
+        close(fd);
+        return 0;
+    }
+    /* Allocate any hole so that writing never faults on a full tmpfs. */
+    if (posix_fallocate(fd, 0, (off_t)h.file_size) != 0) {
+        close(fd);
+        return 0;
+    }
+    map = mmap(NULL, h.file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        close(fd);
+        return 0;
+    }
+    shm->fd = fd;
+    shm->map = map;
+    shm->map_len = h.file_size;
+    shm->hdr = (scout_shm_file_t *)map;
+    shm->hdr->writer_pid = (uint32_t)getpid();
+    shm->dev = st.st_dev;
+    shm->ino = st.st_ino;
+    shm->gen = __atomic_load_n(&shm->hdr->generation, __ATOMIC_ACQUIRE);
+    return 1;
+}
+
+scout_shm_t *
+scout_shm_open(const char *path, char *err)
+{
+    scout_shm_t *shm;
+    char tmp[4096];
+    uint8_t *map;
+    int fd, rc;
+
+    if (path == NULL || path[0] == '\0') {
+        say(err, "shm: empty path");
+        return NULL;
+    }
+    if (strlen(path) + 8 >= sizeof(tmp)) {
+        say(err, "%s: path too long", path);
+        return NULL;
+    }
+    shm = calloc(1, sizeof(*shm));
+    if (shm == NULL || (shm->path = strdup(path)) == NULL) {
+        say(err, "shm: out of memory");
+        goto fail;
+    }
+    shm->fd = -1;
+    rc = file_adopt(shm, err);
+    if (rc == SCOUT_ERROR)
+        goto fail;
+    if (rc == 1)
+        return shm;
+    /* Nothing to adopt: an empty file (generation 0, "no snapshot"), so
+     * readers started before the first publish attach at once. */
+    if (file_create(path, INITIAL_SLOT, 0, tmp, sizeof(tmp), &fd, &map,
+                    err) != SCOUT_OK
+        || file_swap(shm, tmp, fd, map, 0, err) != SCOUT_OK)
+        goto fail;
+    return shm;
+
+fail:
+    if (shm != NULL)
+        free(shm->path);
+    free(shm);
+    return NULL;
+}
+
+void
+scout_shm_close(scout_shm_t *shm, int unlink_file)
+{
+    struct stat st;
+
+    if (shm == NULL)
+        return;
+    if (unlink_file && stat(shm->path, &st) == 0 && st.st_dev == shm->dev
+        && st.st_ino == shm->ino)
+        unlink(shm->path);
+    if (shm->map != NULL)
+        munmap(shm->map, shm->map_len);
+    if (shm->fd >= 0)
+        close(shm->fd);
+    free(shm->order);
+    free(shm->eps);
+    free(shm->path);
+    free(shm);
+}
+
+uint64_t
+scout_shm_generation(const scout_shm_t *shm)
+{
+    return shm->gen;
+}
+
+size_t
+scout_shm_file_size(const scout_shm_t *shm)
+{
+    return shm->map_len;
+}
+
+size_t
+scout_shm_snapshot_size(const scout_shm_t *shm)
+{
+    return shm->last_body;
+}
+
+/* ---- encoding ---------------------------------------------------------- */
+
+static int
+by_name(const void *a, const void *b)
+{
+    return strcmp((*(const scout_shm_service_t *const *)a)->name,
+                  (*(const scout_shm_service_t *const *)b)->name);
+}
+
+static int
+by_id(const void *a, const void *b)
+{
+    return strcmp(S((*(const scout_endpoint_t *const *)a)->id),
+                  S((*(const scout_endpoint_t *const *)b)->id));
+}
+
+static int
+grow(void *pp, size_t *cap, size_t need, size_t size)
+{
+    void **p = pp;
+    void *q;
+    size_t n = *cap ? *cap : 16;
+
+    if (need <= *cap)
+        return SCOUT_OK;
+    while (n < need)
+        n *= 2;
+    q = realloc(*p, n * size);
+    if (q == NULL)
+        return SCOUT_ERROR;
+    *p = q;
+    *cap = n;
+    return SCOUT_OK;
+}
+
+typedef struct {
+    uint8_t  *strings;
+    uint32_t  pos;
+} strtab_t;
+
+static scout_shm_str_t
+put_str(strtab_t *t, const char *s, size_t len)
+{
+    scout_shm_str_t r = { t->pos, (uint32_t)len };
+
+    if (len > 0)
+        memcpy(t->strings + t->pos, s, len);
+    t->strings[t->pos + len] = '\0';
+    t->pos += (uint32_t)len + 1;
+    return r;
+}
+
+static scout_shm_str_t
+put_cstr(strtab_t *t, const char *s)
+{
+    s = S(s);
+    return put_str(t, s, strlen(s));
+}
+
+typedef struct {
+    uint64_t nendpoints, nmeta, strings;
+    size_t   max_eps;
+} sizes_t;
+
+/* Count what the snapshot will hold, so that it is written in one pass
+ * straight into the slot with every offset known. */
+static int
+measure(const scout_shm_service_t *const *order, int n, sizes_t *z,
+        char *err)
+{
+    memset(z, 0, sizeof(*z));
+    for (int i = 0; i < n; i++) {
+        const scout_shm_service_t *s = order[i];
+        const scout_endpoint_t *ep;
+        size_t neps = 0;
+
+        z->strings += strlen(s->name) + strlen(S(s->path))
+                      + strlen(S(s->state)) + s->settings_len + 4;
+        if (s->settings_len > 0 && s->settings == NULL)
+            return say(err, "service \"%s\": settings is NULL", s->name);
+        if (s->eps == NULL)
+            continue;
+        for (ep = s->eps->map; ep != NULL; ep = ep->hh.next) {
+            neps++;
+            z->nmeta += (uint64_t)(ep->nmeta > 0 ? ep->nmeta : 0);
+            z->strings += strlen(S(ep->id)) + strlen(S(ep->host))
+                          + strlen(S(ep->status)) + 3;
+            for (int j = 0; j < ep->nmeta; j++)
+                z->strings += strlen(S(ep->meta[j].key))
+                              + strlen(S(ep->meta[j].value)) + 2;
+        }
+        z->nendpoints += neps;
+        if (neps > z->max_eps)
+            z->max_eps = neps;
+    }
+    if (z->nendpoints > UINT32_MAX || z->nmeta > UINT32_MAX
+        || z->strings > UINT32_MAX)
+        return say(err, "snapshot too large (%llu endpoints, %llu bytes "
+                   "of strings)", (unsigned long long)z->nendpoints,
+                   (unsigned long long)z->strings);
+    return SCOUT_OK;
+}
+
+/* Write the body for generation gen at out (size bytes, as measured). */
+static void
+encode(scout_shm_t *shm, int n, const sizes_t *z, uint64_t gen,
+       uint8_t *out, size_t size)
+{
+    scout_shm_snap_t *snap = (scout_shm_snap_t *)out;
+    scout_shm_svc_t *svc = (scout_shm_svc_t *)(snap + 1);
+    scout_shm_ep_t *eprec = (scout_shm_ep_t *)(svc + n);
+    scout_shm_meta_t *mrec = (scout_shm_meta_t *)(eprec + z->nendpoints);
+    strtab_t t = { (uint8_t *)(mrec + z->nmeta), 0 };
+    uint32_t ep_i = 0, meta_i = 0;
+
+    snap->generation = gen;
+    snap->size = size;
+    snap->nservices = (uint32_t)n;
+    snap->nendpoints = (uint32_t)z->nendpoints;
+    snap->nmeta = (uint32_t)z->nmeta;
+    snap->strings_len = (uint32_t)z->strings;
+
+    for (int i = 0; i < n; i++, svc++) {
+        const scout_shm_service_t *s = shm->order[i];
+        const scout_endpoint_t *ep;
+        size_t k = 0;
+
+        svc->name = put_cstr(&t, s->name);
+        svc->path = put_cstr(&t, s->path);
+        svc->state = put_cstr(&t, s->state);
+        svc->settings = put_str(&t, s->settings, s->settings_len);
+        svc->index = s->index;
+        svc->ep_first = ep_i;
+        if (s->eps != NULL)
+            for (ep = s->eps->map; ep != NULL; ep = ep->hh.next)
+                shm->eps[k++] = ep;
+        qsort(shm->eps, k, sizeof(*shm->eps), by_id);
+        svc->ep_count = (uint32_t)k;
+        for (size_t e = 0; e < k; e++, eprec++, ep_i++) {
+            ep = shm->eps[e];
+            eprec->id = put_cstr(&t, ep->id);
+            eprec->host = put_cstr(&t, ep->host);
+            eprec->status = put_cstr(&t, ep->status);
+            eprec->port = ep->port;
+            eprec->weight = ep->weight;
+            eprec->zxid = ep->zxid;
+            eprec->meta_first = meta_i;
+            eprec->meta_count = (uint32_t)(ep->nmeta > 0 ? ep->nmeta : 0);
+            for (int j = 0; j < ep->nmeta; j++, mrec++, meta_i++) {
+                mrec->key = put_cstr(&t, ep->meta[j].key);
+                mrec->value = put_cstr(&t, ep->meta[j].value);
+            }
+        }
+    }
+}
+
+/* Body into the slot for gen under the slot's seqlock.  The release fence
+ * after "seq = 0" orders it before every body store (Boehm, "Can seqlocks
+ * get along with programming language memory models?", 2012); the release
+ * store of seq orders the body before "done". */
+static void
+slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
+           const sizes_t *z, size_t body_len)
+{
+    scout_shm_file_t *hdr = (scout_shm_file_t *)map;
+    scout_shm_slot_t *slot = slot_at(map, hdr, gen);
+    uint8_t *body = (uint8_t *)slot + SCOUT_SHM_SLOT_HDR;
+
+    __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    encode(shm, n, z, gen, body, body_len);
+    __atomic_store_n(&slot->len, (uint64_t)body_len, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->checksum, (uint64_t)XXH3_64bits(body, body_len),
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->seq, gen, __ATOMIC_RELEASE);
+}
+
+int
+scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs, int n,
+                  char *err)
+{
+    uint64_t gen = shm->gen + 1;
+    size_t body_len, need, slot_size = shm->hdr->slot_size;
+    sizes_t z;
+
+    if (n < 0 || (n > 0 && svcs == NULL))
+        return say(err, "shm: bad service list");
+    if (grow(&shm->order, &shm->order_cap, (size_t)n, sizeof(*shm->order))
+        != SCOUT_OK)
+        return say(err, "shm: out of memory");
+    for (int i = 0; i < n; i++) {
+        if (svcs[i].name == NULL || svcs[i].name[0] == '\0')
+            return say(err, "shm: service %d has no name", i);
+        shm->order[i] = &svcs[i];
+    }
+    qsort(shm->order, (size_t)n, sizeof(*shm->order), by_name);
+    for (int i = 1; i < n; i++)
+        if (strcmp(shm->order[i - 1]->name, shm->order[i]->name) == 0)
+            return say(err, "shm: duplicate service \"%s\"",
+                       shm->order[i]->name);
+    if (measure(shm->order, n, &z, err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    if (grow(&shm->eps, &shm->eps_cap, z.max_eps, sizeof(*shm->eps))
+        != SCOUT_OK)
+        return say(err, "shm: out of memory");
+
+    body_len = sizeof(scout_shm_snap_t) + (size_t)n * sizeof(scout_shm_svc_t)
+               + z.nendpoints * sizeof(scout_shm_ep_t)
+               + z.nmeta * sizeof(scout_shm_meta_t) + z.strings;
+    need = SCOUT_SHM_SLOT_HDR + body_len;
+
+    if (need > slot_size
+        || (slot_size > SHRINK_ABOVE && need < slot_size / 8)) {
+        /* A new file, 1.5x what is needed so growth by a few services does
+         * not move the file again; the old one stays intact for readers. */
+        char tmp[4096];
+        uint8_t *map;
+        int fd;
+
+        slot_size = round_page(need + need / 2 + INITIAL_SLOT);
+        if (file_create(shm->path, slot_size, gen, tmp, sizeof(tmp), &fd,
+                        &map, err) != SCOUT_OK)
+            return SCOUT_ERROR;
+        slot_write(shm, map, gen, n, &z, body_len);
+        if (file_swap(shm, tmp, fd, map, gen, err) != SCOUT_OK)
+            return SCOUT_ERROR;
+    } else {
+        slot_write(shm, shm->map, gen, n, &z, body_len);
+        __atomic_store_n(&shm->hdr->generation, gen, __ATOMIC_RELEASE);
+        shm->gen = gen;
+    }
+    shm->last_body = body_len;
+    return SCOUT_OK;
+}

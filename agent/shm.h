@@ -1,0 +1,57 @@
+/*
+ * shm.h -- publish every service into a shared-memory file for readers on
+ * the host (nginx workers via lua/scout/shm.lua, C via lib/scout_shm.h).
+ *
+ * Each publish writes one complete, immutable snapshot under the next
+ * generation number; readers never block the writer and never see a torn
+ * snapshot.  Format and protocol: docs/shm.md.  Single-threaded, like the
+ * rest of the agent: one scout_shm_t per loop, never shared between threads.
+ */
+#ifndef SCOUT_SHM_AGENT_H
+#define SCOUT_SHM_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "endpoint.h"
+
+typedef struct scout_shm_s scout_shm_t;
+
+/* One service as published.  Every pointer is borrowed for the duration of
+ * scout_shm_publish() only; NULL strings publish as "", a NULL eps as no
+ * endpoints.  settings is opaque bytes (the agent puts a JSON object there). */
+typedef struct {
+    const char          *name;        /* required, unique */
+    const char          *path;
+    const char          *state;       /* syncing | synced | stale | protected */
+    uint64_t             index;
+    const char          *settings;
+    size_t               settings_len;
+    const scout_epset_t *eps;
+} scout_shm_service_t;
+
+/* Open the snapshot file at path (e.g. /dev/shm/scout.snapshot), creating
+ * it mode 0644.  A valid file left by an earlier agent is adopted: readers
+ * keep serving its last snapshot and generations continue from it.  Another
+ * live agent on the same path is refused.  NULL with err filled on failure. */
+scout_shm_t *scout_shm_open(const char *path, char *err);
+
+/* Publish svcs[0..n) as the next generation.  SCOUT_OK, or SCOUT_ERROR with
+ * err filled and the previous snapshot still the current one.  Cost is one
+ * pass over the data plus a sort of service names and of each service's
+ * endpoint ids; no allocation once the scratch arrays have grown. */
+int scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs,
+                      int n, char *err);
+
+/* The generation of the last successful publish (or the adopted file's). */
+uint64_t scout_shm_generation(const scout_shm_t *shm);
+
+/* Bytes of the file and of the last snapshot body, for metrics. */
+size_t scout_shm_file_size(const scout_shm_t *shm);
+size_t scout_shm_snapshot_size(const scout_shm_t *shm);
+
+/* Unmap and close.  unlink_file removes the file too (only if the path still
+ * names ours); readers that mapped it keep their last snapshot. */
+void scout_shm_close(scout_shm_t *shm, int unlink_file);
+
+#endif
