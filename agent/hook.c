@@ -20,7 +20,7 @@
 static timer_t                budget_timer;
 static int                    timer_ok;
 static lua_State *volatile    armed_L;      /* the call in progress        */
-static volatile int64_t       call_start;   /* its start, CLOCK_MONOTONIC  */
+static volatile int64_t       call_start;   /* its start, in CPU time      */
 static volatile int64_t       call_budget;  /* its budget, ns              */
 static volatile sig_atomic_t  timer_armed;  /* the POSIX timer is running  */
 static volatile int64_t       timer_due;    /* when it fires               */
@@ -46,6 +46,19 @@ budget_hook(lua_State *L, lua_Debug *ar)
     lua_error(L);
 }
 
+/* Budgets are CPU time, not wall time: on a loaded host (50 agents on two
+ * cores) a trivial hook can wait longer than its budget for the CPU, and
+ * stopping it would be wrong; a runaway loop burns CPU and is stopped all
+ * the same.  clock_gettime is async-signal-safe. */
+static int64_t
+cpu_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void
 arm(int64_t ns)
 {
@@ -56,7 +69,7 @@ arm(int64_t ns)
     its.it_value.tv_nsec = ns % 1000000000;
     if (ns > 0 && its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
         its.it_value.tv_nsec = 1;
-    timer_due = scout_now_ns() + ns;
+    timer_due = cpu_now_ns() + ns;
     timer_armed = 1;
     timer_settime(budget_timer, 0, &its, NULL);   /* async-signal-safe */
 }
@@ -75,7 +88,7 @@ on_alarm(int sig)
     timer_armed = 0;
     if (L == NULL)
         return;
-    spent = scout_now_ns() - call_start;
+    spent = cpu_now_ns() - call_start;
     if (spent < call_budget) {
         arm(call_budget - spent);
         return;
@@ -106,7 +119,7 @@ scout_hook_init(lua_State *L, char *err)
     memset(&sev, 0, sizeof(sev));
     sev.sigev_notify = SIGEV_SIGNAL;
     sev.sigev_signo = SIGALRM;
-    if (timer_create(CLOCK_MONOTONIC, &sev, &budget_timer) != 0) {
+    if (timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &budget_timer) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "timer_create failed");
         return SCOUT_ERROR;
     }
@@ -135,7 +148,7 @@ scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
     current_budget = budget_ms;
     expired = 0;
     call_budget = (int64_t)budget_ms * 1000000;
-    call_start = scout_now_ns();
+    call_start = cpu_now_ns();
     armed_L = L;        /* before looking at the timer: see on_alarm */
     if (timer_ok && (!timer_armed || timer_due > call_start + call_budget))
         arm(call_budget);

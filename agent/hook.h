@@ -7,7 +7,9 @@
  * turns an overrun into an ordinary Lua error ("... exceeded its 50 ms
  * budget") that the caller logs and counts while the last good state stands.
  *
- * The mechanism: a POSIX timer raises SIGALRM when the budget is spent; the
+ * The budget is CPU time (a loaded host must not stop a hook that merely
+ * waited for the CPU).  The mechanism: a POSIX timer on the process CPU
+ * clock raises SIGALRM when the budget is spent; the
  * handler installs a count hook (lua_sethook is async-signal-safe in LuaJIT,
  * as luajit.c's own Ctrl-C handler relies on) and the hook raises the error
  * on the next instruction -- and again on every instruction after it, so an

@@ -30,6 +30,9 @@ struct scout_service_s {
     uint64_t                 index;
     char                     last_error[SCOUT_ERR_LEN];
     scout_service_stats_t    stats;
+    struct ev_loop          *loop;
+    ev_timer                 retry;        /* a failed policy call     */
+    double                   retry_s;      /* its back-off             */
     scout_service_publish_fn on_publish;
     void                    *on_publish_ud;
 };
@@ -95,10 +98,19 @@ on_update(void *ud)
         s->stats.hook_errors++;
         snprintf(s->last_error, sizeof(s->last_error), "%s", err);
         scout_log(SCOUT_LOG_WARN, "service", "%s: policy failed, keeping "
-                  "the last good list (%u endpoints): %s", s->name,
-                  s->eps.n, err);
+                  "the last good list (%u endpoints); retrying in %.0f s: %s",
+                  s->name, s->eps.n, s->retry_s, err);
+        /* Deliver the same changes again later even if ZooKeeper stays
+         * quiet: the hook may depend on something that recovers. */
+        ev_timer_stop(s->loop, &s->retry);
+        ev_timer_set(&s->retry, s->retry_s, 0.);
+        ev_timer_start(s->loop, &s->retry);
+        if (s->retry_s < 30.0)
+            s->retry_s *= 2;
         return;
     }
+    ev_timer_stop(s->loop, &s->retry);
+    s->retry_s = 1.0;
     scout_cache_commit(c);
     s->protected = 0;
     s->last_error[0] = '\0';
@@ -113,6 +125,18 @@ on_update(void *ud)
     if (up.nup > 0 || up.ngone > 0 || !s->published)
         publish(s);
     scout_update_clear(&up);
+}
+
+static void
+on_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    scout_service_t *s = t->data;
+    (void)loop;
+    (void)revents;
+
+    /* reads in flight end in on_update anyway */
+    if (scout_watch_settled(s->watch))
+        on_update(s);
 }
 
 static const scout_watch_cb_t watch_cb = {
@@ -137,6 +161,10 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
     s->delay_ms = conf->delay_ms;
     s->session = session;
     s->policy = policy;
+    s->loop = loop;
+    s->retry_s = 1.0;
+    ev_init(&s->retry, on_retry);
+    s->retry.data = s;
     scout_epset_init(&s->eps);
     s->watch = scout_watch_new(loop, session, conf->path, &watch_cb, s,
                                &s->stats, err);
@@ -157,6 +185,8 @@ scout_service_free(scout_service_t *s)
 {
     if (s == NULL)
         return;
+    if (s->loop != NULL)
+        ev_timer_stop(s->loop, &s->retry);
     scout_watch_free(s->watch);
     scout_epset_free(&s->eps);
     free(s->name);

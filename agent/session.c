@@ -59,22 +59,25 @@ scout_session_state_name(scout_session_state_t state)
 }
 
 /* ZooKeeper's log lines look like
- *   "2026-11-21 20:50:06,123:4242(0x7f..):ZOO_ERROR@handle_socket_error@2184: text"
- * We keep the level and the text.  The client logs every failed reconnect at
- * ERROR (about 13 a second during an outage), so identical consecutive texts
- * are folded into one "repeated N times" line. */
+ *   "2026-11-21 20:50:06,123:4242:ZOO_ERROR@check_events@2985: text"
+ * (the multi-threaded client adds "(0x7f..)" after the pid).  We keep the
+ * level and the text.  The client logs every failed reconnect at ERROR
+ * (several a second during an outage), so identical consecutive texts are
+ * folded into one "repeated N times" line. */
 static void
 zk_log_callback(const char *message)
 {
-    static char last[512];
+    /* the last two distinct texts: a reconnect loop alternates two lines */
+    static char last[2][512];
     static unsigned repeats;
     static int64_t last_ns;
-    const char *p = strstr(message, "):ZOO_");
+    const char *p = strstr(message, ":ZOO_");
     const char *text = message;
     int level = SCOUT_LOG_INFO;
+    int64_t now = scout_now_ns();
 
     if (p != NULL) {
-        p += 6;
+        p += 5;
         if (strncmp(p, "ERROR", 5) == 0)
             level = SCOUT_LOG_WARN;     /* the client calls retries errors */
         else if (strncmp(p, "WARN", 4) == 0)
@@ -88,17 +91,19 @@ zk_log_callback(const char *message)
     }
     if (!scout_log_enabled(level))
         return;
-    if (strncmp(last, text, sizeof(last) - 1) == 0
-        && scout_now_ns() - last_ns < 10LL * 1000000000) {
+    if (now - last_ns < 10LL * 1000000000
+        && (strncmp(last[0], text, sizeof(last[0]) - 1) == 0
+            || strncmp(last[1], text, sizeof(last[1]) - 1) == 0)) {
         repeats++;
         return;
     }
     if (repeats > 0)
-        scout_log(level, "zookeeper", "last message repeated %u times",
+        scout_log(level, "zookeeper", "(%u repeated messages folded)",
                   repeats);
     repeats = 0;
-    last_ns = scout_now_ns();
-    snprintf(last, sizeof(last), "%s", text);
+    last_ns = now;
+    memcpy(last[1], last[0], sizeof(last[1]));
+    snprintf(last[0], sizeof(last[0]), "%s", text);
     scout_log(level, "zookeeper", "%s", text);
 }
 
@@ -316,11 +321,14 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     events = (fd == -1) ? 0 : (interest & ZOOKEEPER_READ ? EV_READ : 0)
                                  | (interest & ZOOKEEPER_WRITE ? EV_WRITE : 0);
     /* libev needs ev_io_set whenever the descriptor may have been replaced
-     * (a reconnect often reuses the number); when nothing moved -- same fd,
-     * same interest, same connection state, no error -- the watcher stays
-     * as it is and costs no epoll_ctl. */
+     * (a reconnect often reuses the number, and epoll forgets a closed one).
+     * While connecting, the library may close a failed socket and open the
+     * next within one zookeeper_interest() call, same number, same interest,
+     * rc ZOK: always re-set then.  Only a quiet connected turn -- same fd,
+     * same interest, no error -- keeps the watcher and costs no epoll_ctl. */
     if (fd != s->io_fd || events != s->io_events || rc != ZOK
-        || s->io_force || zoo_state(s->zh) != s->io_zstate) {
+        || s->io_force || zoo_state(s->zh) != ZOO_CONNECTED_STATE
+        || zoo_state(s->zh) != s->io_zstate) {
         ev_io_stop(loop, &s->io);
         if (events != 0) {
             ev_io_set(&s->io, fd, events);

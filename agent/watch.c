@@ -318,12 +318,19 @@ child_watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx)
     scout_stats.zk_watch_events++;
     name = strrchr(path, '/');
     name = name ? name + 1 : path;
+    child = scout_cache_find(&w->cache, name);
     if (type == ZOO_DELETED_EVENT) {
-        w->children_dirty = 1;
+        /* The node is gone: drop it now (reported as removed at the next
+         * publish).  A node re-created under the same name then shows up as
+         * new in the next list and is read and watched again -- keeping the
+         * old entry would serve its old data forever.  The parent's child
+         * watch fires for the same deletion and brings the list read, so
+         * this event asks for none of its own. */
+        if (child != NULL)
+            scout_cache_remove(&w->cache, child);
         schedule(w, SCOUT_EVENT_REMOVED, name);
         return;
     }
-    child = scout_cache_find(&w->cache, name);
     if (child == NULL)
         return;                 /* already gone from our list */
     scout_cache_mark_dirty(&w->cache, child);
@@ -418,6 +425,11 @@ do_reads(scout_watch_t *w)
         issue_children(w, zh);
     issue_data_reads(w, zh);
     scout_session_kick(w->session);
+    /* Nothing to read but something to tell (a deletion seen through a
+     * child's own watch): publish it now, at the end of its delay. */
+    if (!w->children_inflight && !w->exists_inflight && !w->data_inflight
+        && !w->children_dirty && w->cache.dirty == NULL)
+        settle(w);
 }
 
 /* ---- anti-entropy ----------------------------------------------------------
@@ -562,6 +574,12 @@ const char *
 scout_watch_path(const scout_watch_t *w)
 {
     return w->path;
+}
+
+int
+scout_watch_settled(const scout_watch_t *w)
+{
+    return !w->children_inflight && !w->exists_inflight && !w->data_inflight;
 }
 
 int

@@ -74,6 +74,8 @@ void scout_watch_set_anti_entropy(scout_watch_t *w, int period_ms);
 
 scout_cache_t *scout_watch_cache(scout_watch_t *w);
 const char    *scout_watch_path(const scout_watch_t *w);
+/* 1 when no read is in flight: the cache is a consistent view. */
+int            scout_watch_settled(const scout_watch_t *w);
 /* 1 once the path has been read completely at least once. */
 int            scout_watch_synced(const scout_watch_t *w);
 /* 1 when the path exists (as of the last read). */

@@ -112,7 +112,8 @@ class Chaos(unittest.TestCase):
         wait_until(lambda: s.state("svc") == "synced" and exact_seen(s, "svc") == want, timeout=60,
                    what="synced and exact final state")
         self.assertTrue(s.alive())
-        self.assertGreaterEqual(s.metric("scout_zk_reconnects_total"), 3)
+        # it lost the connection at least once (both restarts may fall into one outage of the agent's)
+        self.assertGreaterEqual(s.metric("scout_zk_reconnects_total"), 2)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Exactness under churn: thousands of rapid changes from several writers, and changes made while a delayed re-read
 is pending or in flight (the window one-shot watches leave). The agent's final list must equal ZooKeeper's."""
 
+import time
 import unittest
 
 from churn import run_writers, seen, truth
@@ -49,15 +50,46 @@ class Churn(unittest.TestCase):
             run_writers(self.zk, "/c2/svc", ops=600, writers=3, data_every=3, seed=rnd + 10)
         want = self.converge("/c2/svc", "svc")
         self.assertTrue(any(k.startswith("id-") for k in want), "data-carrying children took part")
-        # the delay coalesced events: far fewer children reads than watch events
-        m = self.scout.metrics()
-        self.assertLess(m["scout_zk_requests_children_total"], m["scout_zk_watch_events_total"])
+        # the delay coalesced 1,800 changes into a few list reads (one per 200 ms window, give or take)
+        self.assertLess(self.scout.metric("scout_zk_requests_children_total"), 100)
 
     def test_data_rewrites_are_followed_exactly(self):
         self.kz.ensure_path("/c3/svc")
         self.scout = Scout(policy({"svc": 'path = "/c3/svc"'}), self.zk.connect).start()
         run_writers(self.zk, "/c3/svc", ops=1500, writers=3, data_every=1, seed=7)
         self.converge("/c3/svc", "svc")
+
+
+    def test_delete_and_recreate_under_the_same_name_inside_a_delay(self):
+        # an ephemeral provider re-registering the same id after its session expired
+        self.kz.ensure_path("/c4/svc")
+        self.kz.create("/c4/svc/id-x", b'{"host":"10.0.0.1","port":1,"weight":1}')
+        self.scout = s = Scout(policy({"svc": 'path = "/c4/svc", protect = false, delay = 500'}),
+                               self.zk.connect).start()
+        wait_until(lambda: seen(s, "svc") == truth(self.kz, "/c4/svc"), what="initial")
+        t = self.kz.transaction()
+        t.delete("/c4/svc/id-x")
+        t.create("/c4/svc/id-x", b'{"host":"10.0.0.2","port":1,"weight":1}')
+        t.commit()
+        wait_until(lambda: seen(s, "svc") == {"id-x": ("10.0.0.2", 1, 1)}, what="the new incarnation's data")
+        self.kz.set("/c4/svc/id-x", b'{"host":"10.0.0.3","port":1,"weight":1}')     # the new node is watched
+        wait_until(lambda: seen(s, "svc") == {"id-x": ("10.0.0.3", 1, 1)}, what="a change to the new node")
+        eps, _ = s.endpoints("svc")
+        self.assertEqual(eps[0]["zxid"], self.kz.get("/c4/svc/id-x")[1].mzxid)
+
+    def test_a_deletion_costs_one_list_read(self):
+        self.kz.ensure_path("/c5/svc")
+        for i in range(3):
+            self.kz.create("/c5/svc/id-%d" % i, b'{"host":"10.0.0.1","port":%d}' % (i + 1))
+            self.kz.create("/c5/svc/127.0.0.1:%d" % (i + 1))
+        self.scout = s = Scout(policy({"svc": 'path = "/c5/svc", protect = false'}), self.zk.connect).start()
+        wait_until(lambda: len(s.ids("svc")) == 6, what="initial")
+        for name in ("id-0", "127.0.0.1:1"):            # a data-watched child, a name-only child
+            before = s.metric("scout_zk_requests_children_total")
+            self.kz.delete("/c5/svc/" + name)
+            wait_until(lambda: name not in s.ids("svc"), what="%s gone" % name)
+            time.sleep(0.3)                                # any further read would have happened by now
+            self.assertEqual(s.metric("scout_zk_requests_children_total") - before, 1, name)
 
 
 if __name__ == "__main__":

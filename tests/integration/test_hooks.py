@@ -2,19 +2,27 @@
 agent keeps serving the last good list, logs the error with the policy's file:line, counts it, and recovers when
 the input that triggered it goes away."""
 
+import os
 import time
 import unittest
 
 from scoutharness import Scout, wait_until
 from zkharness import ZooKeeper
 
-POLICY = '''zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }
+FLAG = "/tmp/scout-hook-flag-%d" % os.getpid()
+
+POLICY = '''local FLAG = "%s"
+zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }
 agent { hook_budget = 50 }
 service "svc" {
   path = "/h/svc",
   filter = function(ep)
     if ep.meta.boom == "error" then error("boom from " .. ep.id) end
     if ep.meta.boom == "loop" then while true do end end
+    if ep.meta.boom == "flag" then
+      local f = io.open(FLAG)
+      if f then f:close(); error("flag file present") end
+    end
     if ep.meta.boom == "pcall-loop" then
       while true do pcall(function() while true do end end) end
     end
@@ -25,7 +33,7 @@ service "svc" {
     return 0
   end,
 }
-'''
+''' % FLAG
 
 
 class Hooks(unittest.TestCase):
@@ -62,12 +70,12 @@ class Hooks(unittest.TestCase):
 
     def test_filter_that_raises(self):
         self.poison("error", "scout_hook_errors_total")
-        self.assertRegex(self.scout.log(), r"policy\.lua:6: boom from poison")
+        self.assertRegex(self.scout.log(), r"policy\.lua:7: boom from poison")
         self.assertGreater(self.scout.metric("scout_service_hook_errors_total", "svc"), 0)
 
     def test_filter_that_loops_forever(self):
         self.poison("loop", "scout_hook_timeouts_total")
-        self.assertRegex(self.scout.log(), r"policy\.lua:7: exceeded its \d+ ms budget")
+        self.assertRegex(self.scout.log(), r"policy\.lua:8: exceeded its \d+ ms budget")
 
     def test_filter_that_hides_a_loop_inside_pcall(self):
         self.poison("pcall-loop", "scout_hook_timeouts_total")
@@ -83,6 +91,21 @@ class Hooks(unittest.TestCase):
         self.assertGreater(s.metric("scout_hook_errors_total"), before)
         self.assertIn("delay hook broke", s.log())
         self.kz.delete("/h/svc/bad-delay")
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"], what="cleanup")
+
+
+    def test_a_failed_update_is_retried_without_any_zookeeper_event(self):
+        s = self.scout
+        open(FLAG, "w").close()
+        try:
+            self.kz.create("/h/svc/flagged", b'{"host":"10.9.9.8","port":8,"meta":{"boom":"flag"}}')
+            wait_until(lambda: "flag file present" in s.log(), what="the hook failing")
+            self.assertEqual(s.ids("svc"), ["127.0.0.1:1"])
+        finally:
+            os.unlink(FLAG)
+        # nothing changes in ZooKeeper: the retry alone brings the endpoint in
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1", "flagged"], what="retried after the flag went")
+        self.kz.delete("/h/svc/flagged")
         wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"], what="cleanup")
 
 

@@ -235,15 +235,16 @@ function on_session(state) return state end
 
     it("lists the known keys for an unknown key in each section and in a service", function()
       fails(section_src("zookeeper", "server", '"a:1"'), 3,
-            'zookeeper: unknown key "server" (known: auth, servers, session_timeout)')
+            'zookeeper: unknown key "server" (known: auth, servers, session_timeout, sessions)')
       fails(section_src("api", "port", "80"), 3, 'api: unknown key "port" (known: listen)')
-      fails(section_src("agent", "budget", "1"), 3, 'agent: unknown key "budget" (known: hook_budget, log_level)')
+      fails(section_src("agent", "budget", "1"), 3,
+            'agent: unknown key "budget" (known: anti_entropy, hook_budget, log_level)')
       fails(svc_src("selecter", '"rr"'), 3, 'service "s": unknown key "selecter" (known: codec, codec_options, '
             .. "delay, filter, on_change, on_protect, path, protect, route, selector, selector_options)")
     end)
 
     it("reports a non-string key by its tostring", function()
-      fails('\nagent { [1] = 2 }\n', 2, 'agent: unknown key "1" (known: hook_budget, log_level)')
+      fails('\nagent { [1] = 2 }\n', 2, 'agent: unknown key "1" (known: anti_entropy, hook_budget, log_level)')
     end)
 
     it("reports the bad key that sorts first when several are bad", function()
@@ -260,6 +261,7 @@ function on_session(state) return state end
     local SERVERS_MSG = 'servers must be a string like "127.0.0.1:2181,10.0.0.2:2181/chroot"'
     local LISTEN_TYPE = 'listen must be a string like "unix:/run/scout.sock" or "127.0.0.1:8500"'
     local AUTH_TYPE = 'auth must be a table { scheme = "digest", credential = "user:pass" }'
+    local AE = 'anti_entropy must be milliseconds or a duration like "60s" (at most a day; 0 = off)'
     local SECTION_BAD = {
       { "zookeeper", "servers", "5", SERVERS_MSG },
       { "zookeeper", "servers", '""', SERVERS_MSG },
@@ -295,6 +297,12 @@ function on_session(state) return state end
       { "api", "listen", '"[zz]:80"', 'listen must be "unix:/path" or "host:port" (got "[zz]:80")' },
       { "api", "listen", '"http://h:80"', 'listen must be "unix:/path" or "host:port" (got "http://h:80")' },
       { "agent", "hook_budget", "0", "hook_budget must be a positive integer (at most 2^31-1)" },
+      { "agent", "anti_entropy", '"soon"', AE },
+      { "agent", "anti_entropy", "-5", AE },
+      { "agent", "anti_entropy", '"2d"', AE },
+      { "zookeeper", "sessions", "0", "sessions must be a whole number from 1 to 64" },
+      { "zookeeper", "sessions", "65", "sessions must be a whole number from 1 to 64" },
+      { "zookeeper", "sessions", "1.5", "sessions must be a whole number from 1 to 64" },
       { "agent", "hook_budget", "2.5", "hook_budget must be a positive integer (at most 2^31-1)" },
       { "agent", "hook_budget", "true", "hook_budget must be a positive integer (at most 2^31-1)" },
       { "agent", "log_level", '"trace"', "log_level must be one of error, warn, info, debug" },
