@@ -4,12 +4,13 @@
 #   BENCH="propagation select" limits the set; each bench's own knobs are documented at its top.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH=${BENCH:-"propagation select"}
+BENCH=${BENCH:-"propagation select storm"}
 for b in $BENCH; do
   echo "=== bench/$b"
   case "$b" in
     propagation) bench/propagation/run.sh ;;
     select)      luajit bench/select/bench.lua ;;
+    storm)       bench/storm/run.sh ;;
     *)           echo "unknown bench: $b" >&2; exit 2 ;;
   esac
   echo
