@@ -56,6 +56,8 @@ on_publish(void *ud, scout_service_t *svc)
             idx = i % a->nsessions;
     if (idx < 0)
         return;
+    if (a->api != NULL)
+        scout_api_notify(a->api, svc);
     sh = &a->shards[idx];
     bytes = scout_agent_watch_bytes(a, idx);
     if (bytes > SCOUT_WATCH_BYTES_WARN && !sh->warned) {

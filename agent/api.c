@@ -2,7 +2,9 @@
  * api.c -- routes of the HTTP API.
  *
  *   GET /v1/services        every watched service, its count, index, state
- *   GET /v1/services/NAME   the published list; X-Scout-Index header
+ *   GET /v1/services/NAME   the published list; X-Scout-Index header;
+ *                           ?index=I&wait=10s blocks until the index moves
+ *                           past I or the wait ends (Consul's convention)
  *   GET /v1/health          200 when connected and every service synced
  *   GET /metrics            Prometheus text, generated from stats.h
  *
@@ -23,10 +25,25 @@
 #include "scout.h"
 #include "stats.h"
 
+/* A parked blocking query: answered on the service's next publish or when
+ * its wait ends, whichever comes first; dropped if the client goes. */
+typedef struct waiter_s {
+    struct waiter_s  *prev, *next;
+    scout_api_t      *api;
+    scout_http_req_t *req;
+    scout_service_t  *svc;
+    ev_timer          timer;
+} waiter_t;
+
 struct scout_api_s {
-    scout_http_t  *http;
-    scout_agent_t *agent;
+    struct ev_loop *loop;
+    scout_http_t   *http;
+    scout_agent_t  *agent;
+    waiter_t       *waiters;
 };
+
+#define WAIT_DEFAULT 300.0      /* Consul's default: 5 minutes */
+#define WAIT_MAX     600.0
 
 static const char *const JSON_TYPE = "application/json";
 
@@ -70,19 +87,12 @@ list_services(scout_api_t *api, scout_http_req_t *req)
 }
 
 static int
-get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
+respond_service(scout_http_req_t *req, scout_service_t *s)
 {
-    char name[1024], index[32];
-    scout_service_t *s;
+    char index[32];
     const char *body;
     size_t len;
 
-    if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
-        < 0)
-        return respond_error(req, 400, "bad service name");
-    s = scout_agent_find(api->agent, name);
-    if (s == NULL)
-        return respond_error(req, 404, "no such service");
     snprintf(index, sizeof(index), "%llu",
              (unsigned long long)scout_service_index(s));
     scout_http_add_header(req, "X-Scout-Index", index);
@@ -90,6 +100,119 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
     if ((body = scout_service_json(s, &len)) == NULL)
         return respond_error(req, 500, "out of memory");
     return scout_http_respond(req, 200, JSON_TYPE, body, len);
+}
+
+static void
+waiter_unlink(waiter_t *w)
+{
+    ev_timer_stop(w->api->loop, &w->timer);
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        w->api->waiters = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    free(w);
+}
+
+static void
+waiter_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    waiter_t *w = t->data;
+    scout_http_req_t *req = w->req;
+    scout_service_t *svc = w->svc;
+    (void)loop;
+    (void)revents;
+
+    waiter_unlink(w);
+    respond_service(req, svc);          /* same index: nothing moved */
+}
+
+static void
+waiter_abort(scout_http_req_t *req, void *data)
+{
+    (void)req;
+    waiter_unlink(data);
+}
+
+/* "10s", "500ms", "2m" or plain seconds; -1 when malformed. */
+static double
+parse_wait(const char *v)
+{
+    char *end;
+    double n = strtod(v, &end);
+
+    if (end == v || n < 0)
+        return -1;
+    if (*end == '\0' || strcmp(end, "s") == 0)
+        return n;
+    if (strcmp(end, "ms") == 0)
+        return n / 1000.0;
+    if (strcmp(end, "m") == 0)
+        return n * 60.0;
+    return -1;
+}
+
+static int
+get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
+{
+    char name[1024], buf[64], *end;
+    scout_service_t *s;
+    unsigned long long after;
+    double wait = WAIT_DEFAULT;
+    waiter_t *w;
+
+    if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
+        < 0)
+        return respond_error(req, 400, "bad service name");
+    s = scout_agent_find(api->agent, name);
+    if (s == NULL)
+        return respond_error(req, 404, "no such service");
+    if (scout_http_query_get(req, "index", buf, sizeof(buf)) < 0)
+        return respond_service(req, s);
+    after = strtoull(buf, &end, 10);
+    if (end == buf || *end != '\0')
+        return respond_error(req, 400, "index must be a number");
+    if (scout_http_query_get(req, "wait", buf, sizeof(buf)) >= 0
+        && (wait = parse_wait(buf)) < 0)
+        return respond_error(req, 400, "wait must be a duration like 10s");
+    if (wait > WAIT_MAX)
+        wait = WAIT_MAX;
+    /* Past the index already (or a client that never saw one): at once. */
+    if (scout_service_index(s) > after || after == 0 || wait == 0)
+        return respond_service(req, s);
+    if ((w = calloc(1, sizeof(*w))) == NULL)
+        return respond_error(req, 500, "out of memory");
+    w->api = api;
+    w->req = req;
+    w->svc = s;
+    /* Consul adds up to 1/16 jitter so parked clients do not return in a
+     * herd; do the same. */
+    wait += wait / 16.0 * rand() / (double)RAND_MAX;
+    ev_timer_init(&w->timer, waiter_timeout, wait, 0.);
+    w->timer.data = w;
+    ev_timer_start(api->loop, &w->timer);
+    w->next = api->waiters;
+    if (w->next != NULL)
+        w->next->prev = w;
+    api->waiters = w;
+    scout_http_req_on_abort(req, waiter_abort, w);
+    return SCOUT_AGAIN;
+}
+
+void
+scout_api_notify(scout_api_t *api, scout_service_t *svc)
+{
+    waiter_t *w = api->waiters, *next;
+
+    for (; w != NULL; w = next) {
+        next = w->next;
+        if (w->svc == svc) {
+            scout_http_req_t *req = w->req;
+            waiter_unlink(w);
+            respond_service(req, svc);
+        }
+    }
 }
 
 static int
@@ -222,6 +345,7 @@ scout_api_new(struct ev_loop *loop, struct scout_agent_s *agent,
         return NULL;
     }
     api->agent = agent;
+    api->loop = loop;
     api->http = scout_http_new(loop, listen, handle, api, err);
     if (api->http == NULL) {
         free(api);
@@ -235,6 +359,8 @@ scout_api_free(scout_api_t *api)
 {
     if (api == NULL)
         return;
-    scout_http_free(api->http);
+    scout_http_free(api->http);     /* aborts parked queries: unlinks all */
+    while (api->waiters != NULL)
+        waiter_unlink(api->waiters);
     free(api);
 }

@@ -15,4 +15,8 @@ scout_api_t *scout_api_new(struct ev_loop *loop, struct scout_agent_s *agent,
                            const char *listen, char *err);
 void scout_api_free(scout_api_t *api);
 
+struct scout_service_s;
+/* A service published: answer the blocking queries parked on it. */
+void scout_api_notify(scout_api_t *api, struct scout_service_s *svc);
+
 #endif

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import stat
+import time
 import unittest
 
 from scoutharness import Scout, policy, wait_until
@@ -128,6 +129,50 @@ class Discovery(unittest.TestCase):
             self.assertEqual(m['scout_session_watch_bytes{session="%d"}' % i],
                              2 * (len("/t7/s0") + len("/t7/s0/id-0")))
         self.assertEqual(s.health()[0], 200)
+
+    def test_blocking_query_wakes_on_change_and_times_out_otherwise(self):
+        import threading
+        self.kz.ensure_path("/t8/svc")
+        self.kz.create("/t8/svc/127.0.0.1:1")
+        s = self.start({"svc": 'path = "/t8/svc"'})
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"], what="initial")
+        _, headers = s.endpoints("svc")
+        index = int(headers["X-Scout-Index"])
+
+        # already past the index: answers at once
+        t0 = time.monotonic()
+        status, _, _ = s.request("/v1/services/svc?index=%d&wait=5s" % (index - 1))
+        self.assertEqual(status, 200)
+        self.assertLess(time.monotonic() - t0, 4)
+
+        # nothing changes: answers after the wait with the same index
+        t0 = time.monotonic()
+        status, h, body = s.request("/v1/services/svc?index=%d&wait=700ms" % index)
+        waited = time.monotonic() - t0
+        self.assertEqual((status, int(h["X-Scout-Index"])), (200, index))
+        self.assertGreaterEqual(waited, 0.65)
+
+        # a change while parked: the query wakes with the new list and a larger index
+        result = {}
+
+        def parked():
+            result["r"] = s.request("/v1/services/svc?index=%d&wait=30s" % index)
+        th = threading.Thread(target=parked)
+        th.start()
+        time.sleep(0.3)
+        self.assertTrue(th.is_alive(), "the query is parked")
+        self.kz.create("/t8/svc/127.0.0.1:2")
+        th.join(timeout=10)
+        self.assertFalse(th.is_alive(), "woken by the change")
+        status, h, body = result["r"]
+        self.assertEqual(status, 200)
+        self.assertGreater(int(h["X-Scout-Index"]), index)
+        self.assertEqual(sorted(e["id"] for e in json.loads(body)), ["127.0.0.1:1", "127.0.0.1:2"])
+
+        status, _, body = s.request("/v1/services/svc?index=abc")
+        self.assertEqual(status, 400)
+        status, _, body = s.request("/v1/services/svc?index=%d&wait=soon" % index)
+        self.assertEqual(status, 400)
 
     def test_sigterm_exits_zero_and_closes_the_session(self):
         s = self.start({"a": 'path = "/t6"'})
