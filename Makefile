@@ -25,7 +25,7 @@ FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -
 
 SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/endpoint.c \
        agent/hook.c agent/http.c agent/http_listen.c agent/log.c agent/policy.c agent/service.c \
-       agent/session.c agent/stats.c agent/watch.c
+       agent/session.c agent/shm.c agent/snapshot.c agent/stats.c agent/watch.c
 HDRS = $(wildcard agent/*.h)
 
 BUILD ?= build
@@ -33,14 +33,14 @@ OBJS  = $(SRCS:agent/%.c=$(BUILD)/obj/%.o)
 
 .PHONY: all asan setup test tests-c run bench clean install lint
 
-all: $(BUILD)/scout
+all: $(BUILD)/scout $(BUILD)/libscout.so
 
 # C unit tests: each tests/c/test_X.c links with the agent's objects (not main).
 LIB_OBJS   = $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 TEST_SRCS  = $(wildcard tests/c/test_*.c)
 TEST_BINS  = $(TEST_SRCS:tests/c/%.c=$(BUILD)/tests/%)
 
-tests-c: $(TEST_BINS)
+tests-c: $(TEST_BINS) $(BUILD)/tests/shm_writer_tool
 
 $(BUILD)/tests/%: tests/c/%.c $(LIB_OBJS) $(HDRS)
 	@mkdir -p $(dir $@)
@@ -53,10 +53,53 @@ $(BUILD)/obj/%.o: agent/%.c $(HDRS)
 $(BUILD)/scout: $(OBJS)
 	$(CC) $(FINAL_LDFLAGS) -o $@ $(OBJS) $(FINAL_LIBS)
 
+# libscout.so: what the Lua/FFI side loads (lua/scout/shm.lua).  Only the
+# symbols the public headers declare are exported.  XXH3 is inlined from
+# libxxhash-dev's header, so nothing new is linked.
+LIBSCOUT_SRCS = lib/scout_shm_reader.c
+LIBSCOUT_HDRS = lib/scout_shm.h
+
+$(BUILD)/libscout.so: $(LIBSCOUT_SRCS) $(LIBSCOUT_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) -fPIC -fvisibility=hidden -shared -o $@ $(LIBSCOUT_SRCS) $(FINAL_LDFLAGS)
+
+# The agent's writer shares the format header with the reader; test_shm and
+# the spec's writer tool link the reader's object too.
+$(BUILD)/obj/shm.o: $(LIBSCOUT_HDRS)
+
+$(BUILD)/obj/lib/%.o: lib/%.c $(LIBSCOUT_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/test_shm $(BUILD)/tests/shm_writer_tool: $(BUILD)/tests/%: tests/c/%.c $(LIB_OBJS) \
+		$(BUILD)/obj/lib/scout_shm_reader.o $(HDRS) $(LIBSCOUT_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) -Iagent -Ilib -o $@ $< $(LIB_OBJS) $(BUILD)/obj/lib/scout_shm_reader.o \
+	        $(FINAL_LDFLAGS) $(FINAL_LIBS)
+
 # ASan+UBSan build in build-asan/; the test suite runs against it too.
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	        LDFLAGS="-fsanitize=address,undefined" build-asan/scout tests-c
+
+# Fuzz the snapshot reader with libFuzzer (clang, ASan+UBSan): a seed corpus
+# of valid snapshots, then FUZZ_TIME seconds of mutation.  New inputs and any
+# crash (crash-*) land in $(BUILD)/fuzz/.
+FUZZ_CC     ?= clang
+FUZZ_TIME   ?= 60
+FUZZ_CFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -g -O1 \
+               -fno-omit-frame-pointer -Iagent $(MY_CFLAGS)
+FUZZ_SRCS    = tests/fuzz/fuzz_snapshot.c agent/snapshot.c agent/endpoint.c
+
+.PHONY: fuzz
+fuzz:
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DSCOUT_FUZZ_SEEDS -o $(BUILD)/fuzz/seeds $(FUZZ_SRCS) $(JSON_LIBS)
+	$(BUILD)/fuzz/seeds $(BUILD)/fuzz/corpus
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	        -o $(BUILD)/fuzz/fuzz_snapshot $(FUZZ_SRCS) $(JSON_LIBS)
+	cd $(BUILD)/fuzz && ./fuzz_snapshot -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	        -artifact_prefix=./ corpus
 
 setup:
 	@scripts/setup.sh
