@@ -505,7 +505,7 @@ slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
     scout_shm_slot_t *slot = slot_at(map, hdr, gen);
     uint8_t *body = (uint8_t *)slot + SCOUT_SHM_SLOT_HDR;
 
-    /* MUTATION */
+    __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     encode(shm, n, z, gen, body, body_len);
     __atomic_store_n(&slot->len, (uint64_t)body_len, __ATOMIC_RELAXED);
