@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "persist.h"
 #include "log.h"
 #include "policy.h"
 #include "scout.h"
@@ -29,6 +30,7 @@ struct scout_agent_s {
     scout_service_t **services;
     int               nservices;
     scout_api_t      *api;
+    scout_persist_t  *persist;
 };
 
 struct shard {
@@ -58,6 +60,8 @@ on_publish(void *ud, scout_service_t *svc)
         return;
     if (a->api != NULL)
         scout_api_notify(a->api, svc);
+    if (a->persist != NULL)
+        scout_persist_changed(a->persist);
     sh = &a->shards[idx];
     bytes = scout_agent_watch_bytes(a, idx);
     if (bytes > SCOUT_WATCH_BYTES_WARN && !sh->warned) {
@@ -122,7 +126,8 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         goto fail;
     if ((zk && *zk && replace(&a->conf.zk_servers, zk) != SCOUT_OK)
         || replace(&a->conf.api_listen, opts->api) != SCOUT_OK
-        || replace(&a->conf.log_level, opts->log_level) != SCOUT_OK) {
+        || replace(&a->conf.log_level, opts->log_level) != SCOUT_OK
+        || replace(&a->conf.cache_dir, opts->cache_dir) != SCOUT_OK) {
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         goto fail;
     }
@@ -182,6 +187,17 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         scout_service_on_publish(a->services[i], on_publish, a);
         a->nservices++;
     }
+    if (a->conf.cache_dir != NULL) {
+        /* Before the loop runs, so the snapshot is served from the first
+         * request and ZooKeeper's first listing replaces it. */
+        a->persist = scout_persist_new(loop, a->conf.cache_dir,
+                                       a->conf.cache_max_age_s,
+                                       a->conf.zk_servers, a->services,
+                                       a->nservices, err);
+        if (a->persist == NULL)
+            goto fail;
+        scout_persist_load(a->persist);
+    }
     if (a->conf.api_listen != NULL) {
         a->api = scout_api_new(loop, a, a->conf.api_listen, err);
         if (a->api == NULL)
@@ -202,6 +218,8 @@ fail:
 void
 scout_agent_stop(scout_agent_t *a)
 {
+    if (a->persist != NULL)
+        scout_persist_flush(a->persist);
     for (int i = 0; i < a->nsessions; i++)
         if (a->sessions[i] != NULL)
             scout_session_close(a->sessions[i]);
@@ -216,6 +234,7 @@ scout_agent_free(scout_agent_t *a)
     /* Close first: pending completions still point into the services. */
     if (a->sessions != NULL)
         scout_agent_stop(a);
+    scout_persist_free(a->persist);
     for (int i = 0; i < a->nservices; i++)
         scout_service_free(a->services[i]);
     for (int i = 0; a->sessions != NULL && i < a->nsessions; i++)
@@ -247,6 +266,14 @@ scout_agent_find(const scout_agent_t *a, const char *name)
         if (strcmp(scout_service_name(a->services[i]), name) == 0)
             return a->services[i];
     return NULL;
+}
+
+int
+scout_agent_snapshot_too_old(const scout_agent_t *a, char *reason,
+                             size_t len)
+{
+    return a->persist != NULL
+           && scout_persist_too_old(a->persist, reason, len);
 }
 
 int

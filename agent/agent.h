@@ -20,6 +20,7 @@ typedef struct {
     const char *zk;            /* overrides the policy's servers       */
     const char *api;           /* overrides the policy's api.listen    */
     const char *log_level;     /* overrides the policy's log level     */
+    const char *cache_dir;     /* overrides the policy's cache.dir     */
 } scout_agent_opts_t;
 
 scout_agent_t *scout_agent_new(struct ev_loop *loop,
@@ -36,6 +37,10 @@ scout_service_t *scout_agent_find(const scout_agent_t *a, const char *name);
  * i % nsessions. */
 int              scout_agent_nsessions(const scout_agent_t *a);
 scout_session_t *scout_agent_session(const scout_agent_t *a, int i);
+/* 1 when health must fail because a service is served only from a disk
+ * snapshot older than cache.max_age; the reason goes to reason. */
+int              scout_agent_snapshot_too_old(const scout_agent_t *a,
+                                              char *reason, size_t len);
 /* Bytes of watched paths a reconnect of session i re-sends (SetWatches). */
 size_t           scout_agent_watch_bytes(const scout_agent_t *a, int i);
 

@@ -220,7 +220,10 @@ health(scout_api_t *api, scout_http_req_t *req)
 {
     char reason[512] = "";
 
-    for (int i = 0; i < scout_agent_nsessions(api->agent); i++) {
+    /* the most specific first: serving a snapshot past its max_age */
+    scout_agent_snapshot_too_old(api->agent, reason, sizeof(reason));
+    for (int i = 0; reason[0] == '\0'
+                    && i < scout_agent_nsessions(api->agent); i++) {
         scout_session_state_t st =
             scout_session_state(scout_agent_session(api->agent, i));
         if (st != SCOUT_SESSION_CONNECTED) {

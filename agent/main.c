@@ -30,7 +30,7 @@ static const char usage[] =
 "  -c, --config FILE      the policy file (Lua)\n"
 "      --zk SERVERS       host:port[,host:port...][/chroot]; also $SCOUT_ZK\n"
 "      --api ADDR         unix:/path/to.sock or 127.0.0.1:PORT\n"
-"      --cache-dir DIR    disk snapshot directory (not supported yet)\n"
+"      --cache-dir DIR    keep a disk snapshot there; serve it on restart\n"
 "      --log-level LEVEL  error | warn | info | debug\n"
 "      --lua-dir DIR      where the scout Lua modules live\n"
 "  -h, --help             this text\n";
@@ -134,10 +134,7 @@ main(int argc, char **argv)
             scout_log_set_level(scout_log_parse_level(optarg));
             break;
         case OPT_LUA: opts.lua_dir = optarg; break;
-        case OPT_CACHE:
-            fprintf(stderr, "scout: --cache-dir: the disk snapshot is not "
-                            "supported yet\n");
-            return 2;
+        case OPT_CACHE: opts.cache_dir = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }

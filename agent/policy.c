@@ -196,6 +196,7 @@ scout_conf_free(scout_conf_t *conf)
         memset(conf->auth_cred, 0, strlen(conf->auth_cred));
     free(conf->auth_cred);
     free(conf->api_listen);
+    free(conf->cache_dir);
     free(conf->log_level);
     for (int i = 0; i < conf->nservices; i++) {
         free(conf->services[i].name);
@@ -240,6 +241,11 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
 
     lua_getfield(L, t, "api");
     conf->api_listen = dup_field(L, -1, "listen");
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "cache");
+    conf->cache_dir = dup_field(L, -1, "dir");
+    conf->cache_max_age_s = int_field(L, -1, "max_age_s", 86400);
     lua_pop(L, 1);
 
     lua_getfield(L, t, "agent");
@@ -520,6 +526,49 @@ oom:
     lua_settop(L, top);
     snprintf(err, SCOUT_ERR_LEN, "out of memory reading the policy's list");
     return SCOUT_ERROR;
+}
+
+int
+scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
+                  char *err)
+{
+    lua_State *L = p->L;
+    int top = lua_gettop(L), timed_out, n = 0;
+    const scout_endpoint_t *ep, *tmp;
+
+    push_runtime_fn(p, "seed");
+    lua_pushinteger(L, svc + 1);
+    lua_createtable(L, (int)eps->n, 0);
+    HASH_ITER(hh, eps->map, ep, tmp) {
+        lua_createtable(L, 0, 7);
+        lua_pushstring(L, ep->id);
+        lua_setfield(L, -2, "id");
+        lua_pushstring(L, ep->host);
+        lua_setfield(L, -2, "host");
+        lua_pushinteger(L, ep->port);
+        lua_setfield(L, -2, "port");
+        lua_pushinteger(L, ep->weight);
+        lua_setfield(L, -2, "weight");
+        lua_pushstring(L, ep->status);
+        lua_setfield(L, -2, "status");
+        lua_pushnumber(L, (lua_Number)ep->zxid);
+        lua_setfield(L, -2, "zxid");
+        lua_createtable(L, 0, ep->nmeta);
+        for (int j = 0; j < ep->nmeta; j++) {
+            lua_pushstring(L, ep->meta[j].value);
+            lua_setfield(L, -2, ep->meta[j].key);
+        }
+        lua_setfield(L, -2, "meta");
+        lua_rawseti(L, -2, ++n);
+    }
+    if (scout_hook_pcall(L, 2, 0, p->budget_ms + (int)(eps->n / 20),
+                         &timed_out) != 0) {
+        snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
+        lua_settop(L, top);
+        return SCOUT_ERROR;
+    }
+    lua_settop(L, top);
+    return SCOUT_OK;
 }
 
 void

@@ -33,6 +33,8 @@ typedef struct {
     char                 *auth_scheme;
     char                 *auth_cred;
     char                 *api_listen;
+    char                 *cache_dir;     /* NULL: no disk snapshot     */
+    int                   cache_max_age_s;
     char                 *log_level;     /* NULL: not set in the policy */
     int                   hook_budget_ms;
     scout_service_conf_t *services;
@@ -73,6 +75,11 @@ typedef struct {
 int scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
                         scout_update_t *out, char *err);
 void scout_update_clear(scout_update_t *up);
+
+/* Tell the runtime what a service published before a restart (from the
+ * disk snapshot): diffs and protection start from it. */
+int scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
+                      char *err);
 
 void scout_policy_on_session(scout_policy_t *p, const char *state);
 

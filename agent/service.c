@@ -27,6 +27,7 @@ struct scout_service_s {
     scout_epset_t            eps;          /* what is published       */
     int                      published;    /* at least once           */
     int                      protected;    /* a drop is being held    */
+    int                      from_snapshot;/* not yet confirmed by ZK */
     uint64_t                 index;
     char                     last_error[SCOUT_ERR_LEN];
     scout_service_stats_t    stats;
@@ -111,6 +112,7 @@ on_update(void *ud)
     }
     ev_timer_stop(s->loop, &s->retry);
     s->retry_s = 1.0;
+    s->from_snapshot = 0;       /* ZooKeeper's own listing now stands */
     scout_cache_commit(c);
     s->protected = 0;
     s->last_error[0] = '\0';
@@ -258,9 +260,46 @@ scout_service_state(const scout_service_t *s)
         return "syncing";
     if (scout_session_state(s->session) != SCOUT_SESSION_CONNECTED)
         return "stale";
+    if (s->from_snapshot)
+        return s->protected ? "protected" : "stale";
     if (s->protected)
         return "protected";
     return "synced";
+}
+
+int
+scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
+                   int64_t pzxid, int64_t max_mzxid, char *err)
+{
+    if (scout_policy_seed(s->policy, s->idx, eps, err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    scout_epset_free(&s->eps);
+    s->eps = *eps;              /* moved: the caller's set is now empty */
+    scout_epset_init(eps);
+    s->index = index;
+    s->published = 1;
+    s->from_snapshot = 1;
+    scout_watch_set_floor(s->watch, pzxid, max_mzxid);
+    return SCOUT_OK;
+}
+
+int
+scout_service_from_snapshot(const scout_service_t *s)
+{
+    return s->from_snapshot;
+}
+
+void
+scout_service_snapshot(scout_service_t *s, scout_snapshot_service_t *out)
+{
+    scout_cache_t *c = scout_watch_cache(s->watch);
+
+    out->name = s->name;
+    out->path = s->path;
+    out->index = s->index;
+    out->pzxid = c->pzxid;
+    out->max_mzxid = c->max_mzxid;
+    out->eps = &s->eps;
 }
 
 size_t

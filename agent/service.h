@@ -14,6 +14,7 @@
 
 #include "endpoint.h"
 #include "policy.h"
+#include "snapshot.h"
 #include "session.h"
 #include "stats.h"
 
@@ -50,6 +51,13 @@ int         scout_service_synced(const scout_service_t *s);
 /* 1 while protection holds back a drop (the last list is still served). */
 int         scout_service_protected(const scout_service_t *s);
 const char *scout_service_last_error(const scout_service_t *s);
+/* Serve what the disk snapshot held (eps is moved; state "stale") until
+ * ZooKeeper's first full listing replaces it; older lists are refused. */
+int  scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
+                        int64_t pzxid, int64_t max_mzxid, char *err);
+int  scout_service_from_snapshot(const scout_service_t *s);
+/* The service as the disk snapshot records it (pointers borrowed). */
+void scout_service_snapshot(scout_service_t *s, scout_snapshot_service_t *out);
 /* Bytes of watched paths this service adds to its session's SetWatches. */
 size_t      scout_service_watch_bytes(const scout_service_t *s);
 const scout_service_stats_t *scout_service_stats(const scout_service_t *s);

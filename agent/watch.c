@@ -43,6 +43,8 @@ struct scout_watch_s {
     unsigned                exists:1;
     unsigned                synced:1;
     unsigned                notify:1;       /* first complete read       */
+    int64_t                 floor_pzxid;    /* from the disk snapshot    */
+    unsigned                floor_rejects;
     unsigned                verifying:1;    /* the list read is a check  */
     unsigned                conclusive:1;   /* no event was pending      */
 };
@@ -215,6 +217,23 @@ children_done(int rc, const struct String_vector *names,
     free(r);
     w->children_inflight = 0;
     w->verifying = 0;
+    if (rc == ZOK && w->floor_pzxid != 0 && stat->pzxid < w->floor_pzxid) {
+        /* Older than the snapshot we serve: a lagging server.  Ask again a
+         * few times; an ensemble restored from a backup stays older
+         * forever, so after three refusals ZooKeeper's view wins. */
+        w->stats->stale_results_dropped++;
+        if (++w->floor_rejects < 3) {
+            scout_watch_reread(w, 1000);
+            return;
+        }
+        scout_log(SCOUT_LOG_WARN, "watch", "%s: ZooKeeper stays older than "
+                  "the disk snapshot (pzxid 0x%llx < 0x%llx); taking "
+                  "ZooKeeper's view", w->path, (unsigned long long)stat->pzxid,
+                  (unsigned long long)w->floor_pzxid);
+        w->floor_pzxid = 0;
+    } else if (rc == ZOK) {
+        w->floor_pzxid = 0;     /* caught up: the cache gates from here */
+    }
     if (rc == ZOK) {
         w->stats->reads_children++;
         w->exists = 1;
@@ -470,6 +489,15 @@ on_resync(struct ev_loop *loop, ev_timer *t, int revents)
     w->stats->anti_entropy_checks++;
     w->children_dirty = 1;
     do_reads(w);
+}
+
+void
+scout_watch_set_floor(scout_watch_t *w, int64_t pzxid, int64_t max_mzxid)
+{
+    w->floor_pzxid = pzxid;
+    w->floor_rejects = 0;
+    if (max_mzxid > w->cache.max_mzxid)
+        w->cache.max_mzxid = max_mzxid;
 }
 
 void

@@ -18,6 +18,7 @@
 #define SCOUT_WATCH_H
 
 #include <ev.h>
+#include <stdint.h>
 
 #include "cache.h"
 #include "session.h"
@@ -71,6 +72,11 @@ void scout_watch_reread(scout_watch_t *w, int delay_ms);
 /* Re-list the path every period_ms (+-20%) to catch drift; 0 turns it off.
  * Default 60000. */
 void scout_watch_set_anti_entropy(scout_watch_t *w, int period_ms);
+
+/* What the disk snapshot held: child lists older than pzxid are refused
+ * (a lagging server must not roll back what we serve), a few times. */
+void scout_watch_set_floor(scout_watch_t *w, int64_t pzxid,
+                           int64_t max_mzxid);
 
 scout_cache_t *scout_watch_cache(scout_watch_t *w);
 const char    *scout_watch_path(const scout_watch_t *w);

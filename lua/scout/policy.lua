@@ -163,6 +163,21 @@ local function is_duration(v)
   if not ms or ms > MAX_DELAY then return "must be milliseconds or a duration like \"60s\" (at most a day; 0 = off)" end
 end
 
+local function is_dir(v)
+  if type(v) ~= "string" or v:sub(1, 1) ~= "/" then return "must be an absolute directory path" end
+  if v == "/dev/shm" then return "must not be /dev/shm (the shared-memory snapshot lives there)" end
+end
+
+-- max_age: seconds as a number (86400), or a duration string ("24h")
+local function is_age(v)
+  if type(v) == "number" then
+    if v > 0 and v == floor(v) and v <= MAX_INT then return nil end
+  elseif M.duration(v) and M.duration(v) >= 1000 then
+    return nil
+  end
+  return "must be seconds (a whole number) or a duration like \"24h\""
+end
+
 local PROTECT_KEYS = { min_ratio = true, confirm = true, hold = true, confirm_interval = true }
 local function is_protect(v)
   if v == false then return nil end
@@ -188,6 +203,7 @@ end
 local SECTIONS = {
   zookeeper = { servers = is_servers, session_timeout = is_posint, auth = is_auth, sessions = is_sessions },
   api = { listen = is_listen },
+  cache = { dir = is_dir, max_age = is_age },
   agent = { hook_budget = is_posint, log_level = is_level, anti_entropy = is_duration },
 }
 
@@ -206,7 +222,6 @@ local SERVICE = {
 }
 
 local UNSUPPORTED_BLOCKS = {
-  cache = "the disk snapshot",
   register = "registration",
 }
 
@@ -287,7 +302,7 @@ end
 function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
-  local policy = { file = path, zookeeper = {}, api = {}, agent = {}, services = {}, by_name = {} }
+  local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, services = {}, by_name = {} }
   local env = environment(policy)
   setfenv(chunk, env)
   local ok, perr = pcall(chunk)

@@ -137,7 +137,9 @@ end
 function M.load(path)
   local p, err = policy_dsl.load(path)
   if not p then return nil, err end
-  local conf = { zookeeper = p.zookeeper, api = p.api, agent = p.agent, services = {} }
+  local conf = { zookeeper = p.zookeeper, api = p.api, agent = p.agent, cache = p.cache, services = {} }
+  local age = p.cache.max_age
+  if age ~= nil then p.cache.max_age_s = type(age) == "number" and age or floor(policy_dsl.duration(age) / 1000) end
   if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = policy_dsl.duration(p.agent.anti_entropy) end
   local state = {}
   for i, svc in ipairs(p.services) do
@@ -255,6 +257,13 @@ function M.update(i, removed, changed)
     end
   end
   local seen = {}
+  if s.seeded then
+    -- the first batch after a cold start is ZooKeeper's full listing: what the snapshot had and the listing
+    -- does not is gone (protection still guards the drop)
+    for id in pairs(published) do
+      if children[id] == nil then seen[id] = true; judge(id) end
+    end
+  end
   for k = 1, #removed do
     local name = removed[k]
     if not seen[name] then seen[name] = true; judge(name) end
@@ -286,10 +295,19 @@ function M.update(i, removed, changed)
   for k = 1, #gone_ids do published[gone_ids[k]] = nil end
   for k = 1, #up do published[up[k].id] = up[k] end
   s.count = new_count
+  s.seeded = nil
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
   return up, gone_ids, nerr, hook_errors
+end
+
+-- What service i published before a restart (the disk snapshot): the starting point of diffs and protection.
+function M.seed(i, list)
+  local s = services[i]
+  local published = {}
+  for k = 1, #list do published[list[k].id] = list[k] end
+  s.published, s.count, s.seeded = published, #list, true
 end
 
 function M.on_session(state)

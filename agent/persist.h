@@ -1,0 +1,36 @@
+/*
+ * persist.h -- the disk snapshot in the agent's life: loaded before the
+ * first connection so a restarted agent serves at once ("fail static"),
+ * written after changes (at most once a second) and at shutdown.  The file
+ * format and its validation live in snapshot.c; this is only the policy of
+ * when to read, what to trust and when to write.
+ */
+#ifndef SCOUT_PERSIST_H
+#define SCOUT_PERSIST_H
+
+#include <ev.h>
+
+#include "service.h"
+
+typedef struct scout_persist_s scout_persist_t;
+
+/* dir is created if missing (0700).  max_age_s: how old a snapshot may be
+ * while it is all we serve before health says so. */
+scout_persist_t *scout_persist_new(struct ev_loop *loop, const char *dir,
+                                   int max_age_s, const char *ensemble,
+                                   scout_service_t **services, int n,
+                                   char *err);
+/* Read the snapshot and seed every service whose name and path match.  A
+ * missing, corrupt, foreign or mismatching file is logged and ignored. */
+void scout_persist_load(scout_persist_t *p);
+/* Something was published: write within a second. */
+void scout_persist_changed(scout_persist_t *p);
+/* Write now if anything changed since the last write (shutdown). */
+void scout_persist_flush(scout_persist_t *p);
+/* 1 when a service still serves only the snapshot and it is older than
+ * max_age: the reason goes to reason (for /v1/health). */
+int  scout_persist_too_old(const scout_persist_t *p, char *reason,
+                           size_t len);
+void scout_persist_free(scout_persist_t *p);
+
+#endif

@@ -1,0 +1,82 @@
+"""Cold start from the disk snapshot ("fail static"): an agent restarted while ZooKeeper is down serves what it
+last published, marked stale, and health says so once the snapshot passes max_age; when ZooKeeper comes back
+with a different truth the agent converges exactly. A corrupt snapshot is rejected with a clear log line and the
+agent runs on."""
+
+import os
+import shutil
+import tempfile
+import time
+import unittest
+
+from churn import seen, truth
+from scoutharness import Scout, policy, wait_until
+from zkharness import ZooKeeper
+
+
+class ColdStart(unittest.TestCase):
+    def setUp(self):
+        self.zk = ZooKeeper().start()
+        self.kz = self.zk.client()
+        self.cache = tempfile.mkdtemp(prefix="scout-cache-")
+        self.scouts = []
+
+    def tearDown(self):
+        for s in self.scouts:
+            s.stop()
+        self.zk.stop()
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+    def agent(self, max_age=86400):
+        s = Scout(policy({"svc": 'path = "/cs/svc"'},
+                         extra='cache { dir = "%s", max_age = %d }' % (self.cache, max_age)),
+                  self.zk.connect)
+        self.scouts.append(s)
+        return s
+
+    def test_restart_while_zookeeper_is_down_then_converge(self):
+        self.kz.ensure_path("/cs/svc")
+        for p in range(4):
+            self.kz.create("/cs/svc/127.0.0.1:%d" % (8000 + p))
+        self.kz.create("/cs/svc/id-1", b'{"host":"10.0.0.1","port":1,"weight":5}')
+        first = self.agent(max_age=2).start()
+        wait_until(lambda: len(first.ids("svc")) == 5, what="first agent synced")
+        before = seen(first, "svc")
+        self.assertEqual(first.stop(), 0)              # writes the snapshot on the way out
+        self.assertTrue(os.path.exists(os.path.join(self.cache, "scout.snapshot")))
+
+        # the truth moves while no agent runs, then ZooKeeper goes away
+        self.kz.delete("/cs/svc/127.0.0.1:8000")
+        self.kz.create("/cs/svc/127.0.0.1:8100")
+        self.kz.set("/cs/svc/id-1", b'{"host":"10.0.0.1","port":1,"weight":9}')
+        want = truth(self.kz, "/cs/svc")
+        self.zk.stop_node(1)
+
+        second = self.agent(max_age=2).start()
+        self.assertEqual(seen(second, "svc"), before)   # served at once from disk
+        self.assertEqual(second.state("svc"), "stale")
+        self.assertEqual(second.health()[0], 503)
+        time.sleep(2.5)                                 # past max_age: health names the snapshot
+        status, body = second.health()
+        self.assertEqual(status, 503)
+        self.assertIn("snapshot", body["reason"])
+        self.assertIn("max_age", body["reason"])
+        self.assertEqual(seen(second, "svc"), before)   # and keeps serving it
+
+        self.zk.start_node(1)
+        wait_until(lambda: second.state("svc") == "synced" and seen(second, "svc") == want,
+                   what="converged on ZooKeeper's truth")
+        self.assertEqual(second.health()[0], 200)
+
+    def test_corrupt_snapshot_is_rejected_and_the_agent_runs(self):
+        self.kz.create("/cs/svc/127.0.0.1:1", makepath=True)
+        with open(os.path.join(self.cache, "scout.snapshot"), "wb") as f:
+            f.write(b"SCOUTSNP" + os.urandom(200))
+        s = self.agent().start()
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"] and s.state("svc") == "synced", what="synced")
+        self.assertIn("ignoring the snapshot", s.log())
+        self.assertTrue(s.alive())
+
+
+if __name__ == "__main__":
+    unittest.main()
