@@ -52,7 +52,7 @@ class Check(unittest.TestCase):
             ('service "a" { path = "/a", filter = true }', r'policy\.lua:1: service "a": filter must be a function'),
             ('service "a" { path = "/a" }\nservice "a" { path = "/b" }', r'policy\.lua:2: service "a" declared twice'),
             ('service "a" { }', r'policy\.lua:1: service "a": path is required'),
-            ('cache { dir = "/tmp" }', r'policy\.lua:1: cache is not supported yet'),
+            ('cache { dir = "tmp" }', r'policy\.lua:1: cache: dir must be an absolute directory path'),
             ('register "x" { }', r'policy\.lua:1: register is not supported yet'),
             ('error("top-level failure")', r'policy\.lua:1: top-level failure'),
             ('service "a" { path = "/a", selector = "nope" }', r'policy\.lua:1: service "a": selector: unknown selector'),

@@ -124,7 +124,7 @@ function on_session(state) return state end
 
     it("loads an empty file as an empty policy", function()
       local p, _, path = load("")
-      assert.same({ file = path, zookeeper = {}, api = {}, agent = {}, services = {}, by_name = {} }, p)
+      assert.same({ file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, services = {}, by_name = {} }, p)
       assert.is_nil(p.on_session)
     end)
 
@@ -460,9 +460,21 @@ function on_session(state) return state end
       fails('\n\nservice "s" (5)\n', 3, 'service "s" expects a table { ... }')
     end)
 
-    it("rejects cache and register as not supported yet", function()
-      fails("\n\ncache { dir = \"/var/lib/scout\" }\n", 3, "cache is not supported yet (the disk snapshot)")
+    it("rejects register as not supported yet", function()
       fails('\nregister "me" { path = "/a" }\n', 2, "register is not supported yet (registration)")
+    end)
+
+    it("checks the cache block", function()
+      local p = loads('cache { dir = "/var/lib/scout", max_age = "24h" }\n')
+      assert.same({ dir = "/var/lib/scout", max_age = "24h" }, p.cache)
+      loads('cache { dir = "/var/lib/scout", max_age = 3600 }\n')
+      fails('\n\ncache { dir = "relative" }\n', 3, "cache: dir must be an absolute directory path")
+      fails('cache { dir = "/dev/shm" }\n', 1,
+            "cache: dir must not be /dev/shm (the shared-memory snapshot lives there)")
+      for _, v in ipairs({ "0", "-1", "1.5", '"soon"', '"10ms"' }) do
+        fails("cache { dir = \"/x\", max_age = " .. v .. " }\n", 1,
+              'cache: max_age must be seconds (a whole number) or a duration like "24h"')
+      end
     end)
 
     it("requires on_session to be a function", function()

@@ -155,8 +155,8 @@ describe("scout.runtime", function()
 
     it("returns empty sections for a policy that declares none", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z" }\n')))
-      assert.same({ zookeeper = {}, api = {}, agent = {}, services = { { name = "z", path = "/z", delay_ms = 0 } } },
-                  c)
+      assert.same({ zookeeper = {}, api = {}, agent = {}, cache = {},
+                    services = { { name = "z", path = "/z", delay_ms = 0 } } }, c)
     end)
 
     it("returns nil and the policy's file:line message", function()
