@@ -5,6 +5,9 @@
  *   GET /v1/services/NAME   the published list; X-Scout-Index header;
  *                           ?index=I&wait=10s blocks until the index moves
  *                           past I or the wait ends (Consul's convention)
+ *   GET /v1/pick/NAME       one endpoint, chosen by the service's routes and
+ *                           selector with the query parameters as context
+ *   GET /v1/explain/NAME    every child and why it is in or out
  *   GET /v1/health          200 when connected and every service synced
  *   GET /metrics            Prometheus text, generated from stats.h
  *
@@ -215,6 +218,33 @@ scout_api_notify(scout_api_t *api, scout_service_t *svc)
     }
 }
 
+/* /v1/pick/NAME and /v1/explain/NAME: the policy answers in JSON. */
+static int
+ask_policy(scout_api_t *api, scout_http_req_t *req, const char *raw_name,
+           int pick)
+{
+    char name[1024], err[SCOUT_ERR_LEN];
+    scout_service_t *s;
+    char *body;
+    int rc;
+
+    if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
+        < 0)
+        return respond_error(req, 400, "bad service name");
+    if ((s = scout_agent_find(api->agent, name)) == NULL)
+        return respond_error(req, 404, "no such service");
+    body = pick ? scout_service_pick(s, scout_http_req_query(req), err)
+                : scout_service_explain(s, err);
+    if (body == NULL) {
+        int status = strncmp(err, "bad query", 9) == 0 ? 400
+                     : strcmp(err, "no endpoint") == 0 ? 503 : 500;
+        return respond_error(req, status, err);
+    }
+    rc = scout_http_respond(req, 200, JSON_TYPE, body, strlen(body));
+    free(body);
+    return rc;
+}
+
 static int
 health(scout_api_t *api, scout_http_req_t *req)
 {
@@ -330,6 +360,12 @@ handle(void *ud, scout_http_req_t *req)
     if (strncmp(path, "/v1/services/", 13) == 0 && path[13] != '\0'
         && strchr(path + 13, '/') == NULL)
         return get_service(api, req, path + 13);
+    if (strncmp(path, "/v1/pick/", 9) == 0 && path[9] != '\0'
+        && strchr(path + 9, '/') == NULL)
+        return ask_policy(api, req, path + 9, 1);
+    if (strncmp(path, "/v1/explain/", 12) == 0 && path[12] != '\0'
+        && strchr(path + 12, '/') == NULL)
+        return ask_policy(api, req, path + 12, 0);
     if (strcmp(path, "/v1/health") == 0)
         return health(api, req);
     if (strcmp(path, "/metrics") == 0)

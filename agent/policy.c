@@ -571,6 +571,43 @@ scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
     return SCOUT_OK;
 }
 
+/* Call runtime[fn](svc, arg) expecting a string or nil, err. */
+static char *
+call_for_string(scout_policy_t *p, const char *fn, int svc, const char *arg,
+                char *err)
+{
+    lua_State *L = p->L;
+    int top = lua_gettop(L), timed_out;
+    char *out = NULL;
+
+    push_runtime_fn(p, fn);
+    lua_pushinteger(L, svc + 1);
+    lua_pushstring(L, arg ? arg : "");
+    if (scout_hook_pcall(L, 2, 2, p->budget_ms, &timed_out) != 0) {
+        snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
+    } else if (lua_type(L, top + 1) != LUA_TSTRING) {
+        snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, top + 2)
+                                               ? lua_tostring(L, top + 2)
+                                               : "no answer");
+    } else if ((out = strdup(lua_tostring(L, top + 1))) == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+    }
+    lua_settop(L, top);
+    return out;
+}
+
+char *
+scout_policy_explain(scout_policy_t *p, int svc, char *err)
+{
+    return call_for_string(p, "explain", svc, NULL, err);
+}
+
+char *
+scout_policy_pick(scout_policy_t *p, int svc, const char *query, char *err)
+{
+    return call_for_string(p, "pick", svc, query, err);
+}
+
 void
 scout_policy_on_session(scout_policy_t *p, const char *state)
 {

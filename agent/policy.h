@@ -81,6 +81,15 @@ void scout_update_clear(scout_update_t *up);
 int scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
                       char *err);
 
+/* /v1/explain: every child and its verdict, as JSON (malloc'd, caller
+ * frees), or NULL with err. */
+char *scout_policy_explain(scout_policy_t *p, int svc, char *err);
+/* /v1/pick: one endpoint as JSON (malloc'd) chosen by the service's route
+ * rules and selector for the request's query string; NULL with err ("no
+ * endpoint", "bad query: ...") otherwise. */
+char *scout_policy_pick(scout_policy_t *p, int svc, const char *query,
+                        char *err);
+
 void scout_policy_on_session(scout_policy_t *p, const char *state);
 
 #endif

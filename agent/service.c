@@ -283,6 +283,18 @@ scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
     return SCOUT_OK;
 }
 
+char *
+scout_service_explain(scout_service_t *s, char *err)
+{
+    return scout_policy_explain(s->policy, s->idx, err);
+}
+
+char *
+scout_service_pick(scout_service_t *s, const char *query, char *err)
+{
+    return scout_policy_pick(s->policy, s->idx, query, err);
+}
+
 int
 scout_service_from_snapshot(const scout_service_t *s)
 {

@@ -56,6 +56,9 @@ const char *scout_service_last_error(const scout_service_t *s);
 int  scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
                         int64_t pzxid, int64_t max_mzxid, char *err);
 int  scout_service_from_snapshot(const scout_service_t *s);
+/* JSON answers of the policy about this service (malloc'd; NULL + err). */
+char *scout_service_explain(scout_service_t *s, char *err);
+char *scout_service_pick(scout_service_t *s, const char *query, char *err);
 /* The service as the disk snapshot records it (pointers borrowed). */
 void scout_service_snapshot(scout_service_t *s, scout_snapshot_service_t *out);
 /* Bytes of watched paths this service adds to its session's SetWatches. */

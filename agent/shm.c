@@ -44,6 +44,11 @@
 #include "../lib/scout_shm.h"
 #include "scout.h"
 
+/* The format is little-endian (docs/shm.md) and written and read in place. */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the shm snapshot format is little-endian; this host is not"
+#endif
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -473,7 +478,8 @@ encode(scout_shm_t *shm, int n, const sizes_t *z, uint64_t gen,
         if (s->eps != NULL)
             for (ep = s->eps->map; ep != NULL; ep = ep->hh.next)
                 shm->eps[k++] = ep;
-        qsort(shm->eps, k, sizeof(*shm->eps), by_id);
+        if (k > 1)
+            qsort(shm->eps, k, sizeof(*shm->eps), by_id);
         svc->ep_count = (uint32_t)k;
         for (size_t e = 0; e < k; e++, eprec++, ep_i++) {
             ep = shm->eps[e];
@@ -532,7 +538,8 @@ scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs, int n,
             return say(err, "shm: service %d has no name", i);
         shm->order[i] = &svcs[i];
     }
-    qsort(shm->order, (size_t)n, sizeof(*shm->order), by_name);
+    if (n > 1)
+        qsort(shm->order, (size_t)n, sizeof(*shm->order), by_name);
     for (int i = 1; i < n; i++)
         if (strcmp(shm->order[i - 1]->name, shm->order[i]->name) == 0)
             return say(err, "shm: duplicate service \"%s\"",

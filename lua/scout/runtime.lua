@@ -16,6 +16,8 @@ local ipairs = ipairs
 
 local policy_dsl = require "scout.policy"
 local codecs = require "scout.codec"
+local url = require "scout.util.url"
+local json = require "cjson.safe"
 
 local M = {}
 
@@ -152,6 +154,10 @@ function M.load(path)
       held = nil,      -- { since = ms, confirms = n } while a drop is held back
       children = {},   -- name -> decoded endpoint, or the reason it is not one
       published = {},  -- id -> endpoint, as last accepted by the C side
+      filtered = {},   -- name -> true when the filter said no (for explain)
+      version = 0,     -- bumps with every accepted change (pick rebuilds its list)
+      selector = svc.selector or "swrr", selector_options = svc.selector_options,
+      router = svc.route and assert(require("scout.route").compile(svc.route)) or nil,
     }
     conf.services[i] = {
       name = svc.name, path = svc.path,
@@ -241,9 +247,12 @@ function M.update(i, removed, changed)
   -- Verdicts for the names this batch touched; nothing is committed yet.
   local filter = s.filter
   local up, gone_ids, added, gone, changed_eps = {}, {}, {}, {}, {}
+  local filtered = s.filtered
   local function judge(name)
     local ep = children[name]
-    local keep = type(ep) == "table" and ep.status == "up" and (not filter or filter(ep))
+    local up_ = type(ep) == "table" and ep.status == "up"
+    local keep = up_ and (not filter or filter(ep))
+    filtered[name] = (up_ and not keep) or nil
     local old = published[name]
     if keep then
       if old ~= ep then
@@ -296,6 +305,7 @@ function M.update(i, removed, changed)
   for k = 1, #up do published[up[k].id] = up[k] end
   s.count = new_count
   s.seeded = nil
+  if #up + #gone_ids > 0 then s.version = s.version + 1 end
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
@@ -308,6 +318,72 @@ function M.seed(i, list)
   local published = {}
   for k = 1, #list do published[list[k].id] = list[k] end
   s.published, s.count, s.seeded = published, #list, true
+end
+
+-- ---- the API's questions ---------------------------------------------------------------------------------
+
+local function view(ep)
+  return { id = ep.id, host = ep.host, port = ep.port, weight = ep.weight, status = ep.status, zxid = ep.zxid,
+           meta = ep.meta }
+end
+
+-- /v1/explain/NAME: every child scout knows and why it is in or out, as JSON.
+function M.explain(i)
+  local s = services[i]
+  local out = {}
+  for name, ep in pairs(s.children) do
+    local e = { id = name }
+    if type(ep) == "string" then
+      e.verdict, e.reason = QUIET[ep] and "ignored" or "decode_error", ep
+    else
+      e.endpoint = view(ep)
+      if ep.status ~= "up" then
+        e.verdict, e.reason = "down", "status is " .. tostring(ep.status)
+      elseif s.published[name] == ep then
+        e.verdict = "published"
+      elseif s.filtered[name] then
+        e.verdict, e.reason = "filtered", "the filter returned false"
+      elseif s.held then
+        e.verdict, e.reason = "held", "protection holds back a change of the list"
+      else
+        e.verdict, e.reason = "pending", "not yet accepted by the policy"
+      end
+    end
+    out[#out + 1] = e
+  end
+  for id, ep in pairs(s.published) do
+    if s.children[id] == nil then
+      out[#out + 1] = { id = id, endpoint = view(ep), verdict = s.held and "held" or "snapshot",
+                        reason = s.held and "protection keeps it while a drop is confirmed"
+                                 or "from the disk snapshot, not yet confirmed by ZooKeeper" }
+    end
+  end
+  sort(out, by_id)
+  -- Debian's lua-cjson encodes an empty table as {}: splice the array in
+  local head = json.encode({ service = s.name, path = s.path, protected = s.held ~= nil })
+  return head:sub(1, -2) .. ',"children":' .. (#out > 0 and json.encode(out) or "[]") .. "}"
+end
+
+-- /v1/pick/NAME?key=K&tag=T...: the query's parameters are the routing context; returns the endpoint as JSON,
+-- and the route's label, or nil, err.
+function M.pick(i, query)
+  local s = services[i]
+  local args, err = url.parse_query(query or "")
+  if not args then return nil, "bad query: " .. err end
+  local ctx = { args = {} }
+  for k, v in pairs(args) do ctx[k] = v[1]; ctx.args[k] = v[1] end
+  if s.list_version ~= s.version or not s.list then
+    local list = {}
+    for _, ep in pairs(s.published) do list[#list + 1] = ep end
+    sort(list, by_id)
+    s.list, s.list_version = list, s.version
+  end
+  local list, label = s.list, nil
+  if s.router then list, label = s.router:apply(list, ctx) end
+  if not s.pool then s.pool = require("scout.select").pool(s.selector, s.selector_options) end
+  local ep, perr = s.pool:get(list, label):pick(ctx)
+  if not ep then return nil, perr or "no endpoint" end
+  return json.encode(view(ep)), label
 end
 
 function M.on_session(state)
