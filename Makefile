@@ -4,9 +4,19 @@
 # User flags are appended, never replaced (CFLAGS, LDFLAGS, MY_CFLAGS), so
 # luarocks and sanitizer builds can pass theirs through.
 
+# Install layout.  LUA_DIR is compiled into the agent (where it looks for its
+# Lua runtime when lua/ is not beside the binary); LUADIR is where `install`
+# puts the modules, the same place unless a packager stages them elsewhere (the
+# rockspec does: luarocks moves them into the tree's share/lua/5.1 afterwards).
+# libscout.so goes in a package.cpath directory, which is where scout.shm
+# looks for it: $(PREFIX)/lib/lua/5.1 is on LuaJIT's default cpath for
+# PREFIX=/usr/local.  DESTDIR prefixes every install path, never LUA_DIR.
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 LUA_DIR  ?= $(PREFIX)/share/scout/lua
+LUADIR   ?= $(LUA_DIR)
+LIBDIR   ?= $(PREFIX)/lib/lua/5.1
+BINDIR   ?= $(PREFIX)/bin
 
 CC       ?= cc
 CFLAGS   ?= -O2 -g
@@ -25,7 +35,7 @@ FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -
 
 SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/endpoint.c \
        agent/hook.c agent/http.c agent/http_listen.c agent/log.c agent/persist.c agent/policy.c agent/service.c \
-       agent/session.c agent/shm.c agent/snapshot.c agent/stats.c agent/watch.c
+       agent/session.c agent/shm.c agent/shmpub.c agent/snapshot.c agent/stats.c agent/watch.c
 HDRS = $(wildcard agent/*.h)
 
 BUILD ?= build
@@ -120,9 +130,10 @@ lint:
 	luacheck lua tests/lua
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUA_DIR)
-	install -m 0755 $(BUILD)/scout $(DESTDIR)$(PREFIX)/bin/scout
-	cd lua && find . -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(LUA_DIR)/{} \;
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LUADIR)
+	install -m 0755 $(BUILD)/scout $(DESTDIR)$(BINDIR)/scout
+	install -m 0644 $(BUILD)/libscout.so $(DESTDIR)$(LIBDIR)/libscout.so
+	cd lua && find . -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(LUADIR)/{} \;
 
 clean:
 	rm -rf build build-asan

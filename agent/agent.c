@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "persist.h"
+#include "shmpub.h"
 #include "log.h"
 #include "policy.h"
 #include "scout.h"
@@ -31,6 +32,7 @@ struct scout_agent_s {
     int               nservices;
     scout_api_t      *api;
     scout_persist_t  *persist;
+    scout_shmpub_t   *shm;
 };
 
 struct shard {
@@ -62,6 +64,8 @@ on_publish(void *ud, scout_service_t *svc)
         scout_api_notify(a->api, svc);
     if (a->persist != NULL)
         scout_persist_changed(a->persist);
+    if (a->shm != NULL)
+        scout_shmpub_changed(a->shm);
     sh = &a->shards[idx];
     bytes = scout_agent_watch_bytes(a, idx);
     if (bytes > SCOUT_WATCH_BYTES_WARN && !sh->warned) {
@@ -86,6 +90,8 @@ on_session(void *ud, scout_session_state_t state, int new_session)
 
     for (int i = sh->idx; i < a->nservices; i += a->nsessions)
         scout_service_on_session(a->services[i], state, new_session, jitter);
+    if (a->shm != NULL)
+        scout_shmpub_changed(a->shm);   /* states changed for readers */
     if (a->policy != NULL)
         scout_policy_on_session(a->policy, scout_session_state_name(state));
 }
@@ -198,6 +204,12 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
             goto fail;
         scout_persist_load(a->persist);
     }
+    if (a->conf.shm_path != NULL) {
+        a->shm = scout_shmpub_new(loop, a->conf.shm_path, a->services,
+                                  a->nservices, err);
+        if (a->shm == NULL)
+            goto fail;
+    }
     if (a->conf.api_listen != NULL) {
         a->api = scout_api_new(loop, a, a->conf.api_listen, err);
         if (a->api == NULL)
@@ -235,6 +247,7 @@ scout_agent_free(scout_agent_t *a)
     if (a->sessions != NULL)
         scout_agent_stop(a);
     scout_persist_free(a->persist);
+    scout_shmpub_free(a->shm);
     for (int i = 0; i < a->nservices; i++)
         scout_service_free(a->services[i]);
     for (int i = 0; a->sessions != NULL && i < a->nsessions; i++)

@@ -197,6 +197,7 @@ scout_conf_free(scout_conf_t *conf)
     free(conf->auth_cred);
     free(conf->api_listen);
     free(conf->cache_dir);
+    free(conf->shm_path);
     free(conf->log_level);
     for (int i = 0; i < conf->nservices; i++) {
         free(conf->services[i].name);
@@ -241,6 +242,10 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
 
     lua_getfield(L, t, "api");
     conf->api_listen = dup_field(L, -1, "listen");
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "shm");
+    conf->shm_path = dup_field(L, -1, "path");
     lua_pop(L, 1);
 
     lua_getfield(L, t, "cache");
@@ -593,6 +598,18 @@ call_for_string(scout_policy_t *p, const char *fn, int svc, const char *arg,
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
     }
     lua_settop(L, top);
+    return out;
+}
+
+char *
+scout_policy_settings(scout_policy_t *p, int svc)
+{
+    char err[SCOUT_ERR_LEN];
+    char *out = call_for_string(p, "settings", svc, NULL, err);
+
+    if (out == NULL)
+        scout_log(SCOUT_LOG_WARN, "policy", "service %d settings: %s",
+                  svc + 1, err);
     return out;
 }
 

@@ -34,6 +34,7 @@ typedef struct {
     char                 *auth_cred;
     char                 *api_listen;
     char                 *cache_dir;     /* NULL: no disk snapshot     */
+    char                 *shm_path;      /* NULL: no shm snapshot      */
     int                   cache_max_age_s;
     char                 *log_level;     /* NULL: not set in the policy */
     int                   hook_budget_ms;
@@ -81,6 +82,9 @@ void scout_update_clear(scout_update_t *up);
 int scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
                       char *err);
 
+/* The service's settings for shm readers as JSON (selector, its options and
+ * route rules); malloc'd, NULL if the policy has none to give. */
+char *scout_policy_settings(scout_policy_t *p, int svc);
 /* /v1/explain: every child and its verdict, as JSON (malloc'd, caller
  * frees), or NULL with err. */
 char *scout_policy_explain(scout_policy_t *p, int svc, char *err);

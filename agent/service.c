@@ -17,6 +17,7 @@
 struct scout_service_s {
     char                    *name;
     char                    *path;
+    char                    *settings;     /* JSON for shm readers    */
     int                      idx;          /* position in the policy */
     int                      needs_data;   /* -1: ask the policy      */
     int                      delay_ms;     /* -1: ask the policy      */
@@ -168,6 +169,7 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
     ev_init(&s->retry, on_retry);
     s->retry.data = s;
     scout_epset_init(&s->eps);
+    s->settings = scout_policy_settings(policy, idx);
     s->watch = scout_watch_new(loop, session, conf->path, &watch_cb, s,
                                &s->stats, err);
     if (s->watch == NULL)
@@ -191,6 +193,7 @@ scout_service_free(scout_service_t *s)
         ev_timer_stop(s->loop, &s->retry);
     scout_watch_free(s->watch);
     scout_epset_free(&s->eps);
+    free(s->settings);
     free(s->name);
     free(s->path);
     free(s);
@@ -281,6 +284,19 @@ scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
     s->from_snapshot = 1;
     scout_watch_set_floor(s->watch, pzxid, max_mzxid);
     return SCOUT_OK;
+}
+
+const scout_epset_t *
+scout_service_epset(const scout_service_t *s)
+{
+    return &s->eps;
+}
+
+const char *
+scout_service_settings(const scout_service_t *s, size_t *len)
+{
+    *len = s->settings ? strlen(s->settings) : 0;
+    return s->settings ? s->settings : "";
 }
 
 char *

@@ -168,6 +168,10 @@ local function is_dir(v)
   if v == "/dev/shm" then return "must not be /dev/shm (the shared-memory snapshot lives there)" end
 end
 
+local function is_shm_path(v)
+  if type(v) ~= "string" or v:sub(1, 1) ~= "/" then return "must be an absolute file path (e.g. /dev/shm/scout)" end
+end
+
 -- max_age: seconds as a number (86400), or a duration string ("24h")
 local function is_age(v)
   if type(v) == "number" then
@@ -204,6 +208,7 @@ local SECTIONS = {
   zookeeper = { servers = is_servers, session_timeout = is_posint, auth = is_auth, sessions = is_sessions },
   api = { listen = is_listen },
   cache = { dir = is_dir, max_age = is_age },
+  shm = { path = is_shm_path },
   agent = { hook_budget = is_posint, log_level = is_level, anti_entropy = is_duration },
 }
 
@@ -302,7 +307,8 @@ end
 function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
-  local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, services = {}, by_name = {} }
+  local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
+                   by_name = {} }
   local env = environment(policy)
   setfenv(chunk, env)
   local ok, perr = pcall(chunk)

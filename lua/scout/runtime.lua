@@ -139,7 +139,8 @@ end
 function M.load(path)
   local p, err = policy_dsl.load(path)
   if not p then return nil, err end
-  local conf = { zookeeper = p.zookeeper, api = p.api, agent = p.agent, cache = p.cache, services = {} }
+  local conf = { zookeeper = p.zookeeper, api = p.api, agent = p.agent, cache = p.cache, shm = p.shm,
+                 services = {} }
   local age = p.cache.max_age
   if age ~= nil then p.cache.max_age_s = type(age) == "number" and age or floor(policy_dsl.duration(age) / 1000) end
   if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = policy_dsl.duration(p.agent.anti_entropy) end
@@ -318,6 +319,19 @@ function M.seed(i, list)
   local published = {}
   for k = 1, #list do published[list[k].id] = list[k] end
   s.published, s.count, s.seeded = published, #list, true
+end
+
+-- What an nginx worker reading the shm snapshot needs to pick like the agent does: the selector, its options and
+-- the route rules, as JSON. Only data travels: a selector given as a table of functions is named "custom", and
+-- readers fall back to their own default for it.
+function M.settings(i)
+  local svc = policy.services[i]
+  local sel = svc.selector
+  if type(sel) ~= "string" then sel = sel and "custom" or "swrr" end
+  local out, err = json.encode({ selector = sel, selector_options = svc.selector_options or json.null,
+                                 route = svc.route or json.null })
+  if not out then return nil, "settings are not plain data: " .. tostring(err) end
+  return out
 end
 
 -- ---- the API's questions ---------------------------------------------------------------------------------

@@ -124,7 +124,8 @@ function on_session(state) return state end
 
     it("loads an empty file as an empty policy", function()
       local p, _, path = load("")
-      assert.same({ file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, services = {}, by_name = {} }, p)
+      assert.same({ file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
+                    by_name = {} }, p)
       assert.is_nil(p.on_session)
     end)
 
@@ -462,6 +463,11 @@ function on_session(state) return state end
 
     it("rejects register as not supported yet", function()
       fails('\nregister "me" { path = "/a" }\n', 2, "register is not supported yet (registration)")
+    end)
+
+    it("checks the shm block", function()
+      assert.same({ path = "/dev/shm/scout" }, loads('shm { path = "/dev/shm/scout" }\n').shm)
+      fails('shm { path = "rel" }\n', 1, "shm: path must be an absolute file path (e.g. /dev/shm/scout)")
     end)
 
     it("checks the cache block", function()

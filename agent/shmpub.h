@@ -1,0 +1,25 @@
+/*
+ * shmpub.h -- when the shared-memory snapshot is written: after publishes
+ * and session changes, coalesced so that one loop iteration's changes (the
+ * first sync of thousands of services, say) cost one write.  The format and
+ * its torn-read safety live in shm.c.
+ */
+#ifndef SCOUT_SHMPUB_H
+#define SCOUT_SHMPUB_H
+
+#include <ev.h>
+
+#include "service.h"
+
+typedef struct scout_shmpub_s scout_shmpub_t;
+
+scout_shmpub_t *scout_shmpub_new(struct ev_loop *loop, const char *path,
+                                 scout_service_t **services, int n,
+                                 char *err);
+/* Something readers should see changed: write at the next loop turn. */
+void scout_shmpub_changed(scout_shmpub_t *p);
+/* Remove the file on a clean shutdown? Readers keep the last mapping either
+ * way; the file stays so a restarted agent's readers never see it missing. */
+void scout_shmpub_free(scout_shmpub_t *p);
+
+#endif
