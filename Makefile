@@ -34,7 +34,7 @@ FINAL_LDFLAGS = $(LDFLAGS)
 FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
 
 SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/endpoint.c \
-       agent/hook.c agent/http.c agent/http_listen.c agent/log.c agent/persist.c agent/policy.c agent/service.c \
+       agent/hook.c agent/http.c agent/http_listen.c agent/log.c agent/persist.c agent/policy.c agent/render.c agent/service.c \
        agent/session.c agent/shm.c agent/shmpub.c agent/snapshot.c agent/stats.c agent/watch.c
 HDRS = $(wildcard agent/*.h)
 

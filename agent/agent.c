@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "persist.h"
+#include "render.h"
 #include "shmpub.h"
 #include "log.h"
 #include "policy.h"
@@ -33,6 +34,8 @@ struct scout_agent_s {
     scout_api_t      *api;
     scout_persist_t  *persist;
     scout_shmpub_t   *shm;
+    scout_render_t  **renders;
+    int               nrenders;
 };
 
 struct shard {
@@ -66,6 +69,8 @@ on_publish(void *ud, scout_service_t *svc)
         scout_persist_changed(a->persist);
     if (a->shm != NULL)
         scout_shmpub_changed(a->shm);
+    for (int i = 0; i < a->nrenders; i++)
+        scout_render_changed(a->renders[i]);
     sh = &a->shards[idx];
     bytes = scout_agent_watch_bytes(a, idx);
     if (bytes > SCOUT_WATCH_BYTES_WARN && !sh->warned) {
@@ -204,6 +209,20 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
             goto fail;
         scout_persist_load(a->persist);
     }
+    if (a->conf.nrenders > 0
+        && (a->renders = calloc((size_t)a->conf.nrenders,
+                                sizeof(*a->renders))) == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < a->conf.nrenders; i++) {
+        a->renders[i] = scout_render_new(loop, a->policy, i,
+                                         &a->conf.renders[i], a->services,
+                                         a->nservices, err);
+        if (a->renders[i] == NULL)
+            goto fail;
+        a->nrenders++;
+    }
     if (a->conf.shm_path != NULL) {
         a->shm = scout_shmpub_new(loop, a->conf.shm_path, a->services,
                                   a->nservices, err);
@@ -248,6 +267,9 @@ scout_agent_free(scout_agent_t *a)
         scout_agent_stop(a);
     scout_persist_free(a->persist);
     scout_shmpub_free(a->shm);
+    for (int i = 0; i < a->nrenders; i++)
+        scout_render_free(a->renders[i]);
+    free(a->renders);
     for (int i = 0; i < a->nservices; i++)
         scout_service_free(a->services[i]);
     for (int i = 0; a->sessions != NULL && i < a->nsessions; i++)

@@ -204,6 +204,11 @@ scout_conf_free(scout_conf_t *conf)
         free(conf->services[i].path);
     }
     free(conf->services);
+    for (int i = 0; i < conf->nrenders; i++) {
+        free(conf->renders[i].dest);
+        free(conf->renders[i].command);
+    }
+    free(conf->renders);
     memset(conf, 0, sizeof(*conf));
 }
 
@@ -258,6 +263,27 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
     conf->hook_budget_ms = int_field(L, -1, "hook_budget", 50);
     anti_entropy = int_field(L, -1, "anti_entropy_ms", 60000);
     p->budget_ms = conf->hook_budget_ms;
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "renders");
+    conf->nrenders = (int)lua_objlen(L, -1);
+    if (conf->nrenders > 0) {
+        conf->renders = calloc((size_t)conf->nrenders, sizeof(*conf->renders));
+        if (conf->renders == NULL) {
+            conf->nrenders = 0;
+            snprintf(err, SCOUT_ERR_LEN, "out of memory");
+            goto fail;
+        }
+    }
+    for (int i = 0; i < conf->nrenders; i++) {
+        scout_render_conf_t *rc = &conf->renders[i];
+        lua_rawgeti(L, -1, i + 1);
+        rc->dest = dup_field(L, -1, "dest");
+        rc->command = dup_field(L, -1, "command");
+        rc->wait_min_ms = int_field(L, -1, "wait_min_ms", 0);
+        rc->wait_max_ms = int_field(L, -1, "wait_max_ms", 0);
+        lua_pop(L, 1);
+    }
     lua_pop(L, 1);
 
     lua_getfield(L, t, "services");
@@ -579,7 +605,7 @@ scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
 /* Call runtime[fn](svc, arg) expecting a string or nil, err. */
 static char *
 call_for_string(scout_policy_t *p, const char *fn, int svc, const char *arg,
-                char *err)
+                int budget_ms, char *err)
 {
     lua_State *L = p->L;
     int top = lua_gettop(L), timed_out;
@@ -588,7 +614,7 @@ call_for_string(scout_policy_t *p, const char *fn, int svc, const char *arg,
     push_runtime_fn(p, fn);
     lua_pushinteger(L, svc + 1);
     lua_pushstring(L, arg ? arg : "");
-    if (scout_hook_pcall(L, 2, 2, p->budget_ms, &timed_out) != 0) {
+    if (scout_hook_pcall(L, 2, 2, budget_ms, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
     } else if (lua_type(L, top + 1) != LUA_TSTRING) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, top + 2)
@@ -605,7 +631,7 @@ char *
 scout_policy_settings(scout_policy_t *p, int svc)
 {
     char err[SCOUT_ERR_LEN];
-    char *out = call_for_string(p, "settings", svc, NULL, err);
+    char *out = call_for_string(p, "settings", svc, NULL, p->budget_ms, err);
 
     if (out == NULL)
         scout_log(SCOUT_LOG_WARN, "policy", "service %d settings: %s",
@@ -616,13 +642,21 @@ scout_policy_settings(scout_policy_t *p, int svc)
 char *
 scout_policy_explain(scout_policy_t *p, int svc, char *err)
 {
-    return call_for_string(p, "explain", svc, NULL, err);
+    /* API questions may touch every child: a generous budget */
+    return call_for_string(p, "explain", svc, NULL, 20 * p->budget_ms, err);
 }
 
 char *
 scout_policy_pick(scout_policy_t *p, int svc, const char *query, char *err)
 {
-    return call_for_string(p, "pick", svc, query, err);
+    /* the first pick after a change builds the selector (chash: a table) */
+    return call_for_string(p, "pick", svc, query, 20 * p->budget_ms, err);
+}
+
+char *
+scout_policy_render(scout_policy_t *p, int idx, char *err)
+{
+    return call_for_string(p, "render", idx, NULL, 20 * p->budget_ms, err);
 }
 
 void

@@ -13,6 +13,7 @@
 #define SCOUT_POLICY_H
 
 #include "cache.h"
+#include "render_conf.h"
 #include "endpoint.h"
 #include "watch.h"
 
@@ -40,6 +41,8 @@ typedef struct {
     int                   hook_budget_ms;
     scout_service_conf_t *services;
     int                   nservices;
+    scout_render_conf_t  *renders;
+    int                   nrenders;
 } scout_conf_t;
 
 /* lua_dir holds the scout Lua modules; NULL finds it next to the binary or in the
@@ -82,6 +85,8 @@ void scout_update_clear(scout_update_t *up);
 int scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
                       char *err);
 
+/* The text of the policy's idx-th render block (malloc'd), or NULL + err. */
+char *scout_policy_render(scout_policy_t *p, int idx, char *err);
 /* The service's settings for shm readers as JSON (selector, its options and
  * route rules); malloc'd, NULL if the policy has none to give. */
 char *scout_policy_settings(scout_policy_t *p, int svc);

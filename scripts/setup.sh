@@ -11,7 +11,7 @@ PACKAGES=(
   libzookeeper-st-dev libev-dev libhttp-parser-dev libjansson-dev uthash-dev libxxhash-dev
   luajit2 libluajit2-5.1-dev          # OpenResty's LuaJIT: Debian's lua-nginx-module needs it
   # Lua modules the agent and the specs load
-  lua-cjson lua-busted lua-check
+  lua-cjson lua-cosmo lua-busted lua-check
   # real components for the tests and the demo
   zookeeper python3-kazoo libcurator-discovery-java
   nginx libnginx-mod-http-lua lua-resty-core

@@ -182,6 +182,39 @@ local function is_age(v)
   return "must be seconds (a whole number) or a duration like \"24h\""
 end
 
+-- render { template = "file.tpl" | function(view), dest = "/path", command = "...", wait = { min =, max = } }
+local RENDER_KEYS = { template = true, dest = true, command = true, wait = true }
+local function check_render(t, base_dir)
+  if type(t) ~= "table" then return "expects a table { template = ..., dest = ... }" end
+  for k in pairs(t) do
+    if not RENDER_KEYS[k] then return "unknown key \"" .. tostring(k) .. "\" (known: command, dest, template, wait)" end
+  end
+  if type(t.dest) ~= "string" or t.dest:sub(1, 1) ~= "/" then return "dest must be an absolute file path" end
+  if t.command ~= nil and (type(t.command) ~= "string" or t.command == "") then
+    return "command must be a shell command (a string)"
+  end
+  if type(t.template) == "string" then
+    local file = t.template:sub(1, 1) == "/" and t.template or (base_dir .. t.template)
+    local f, err = io.open(file, "r")
+    if not f then return "template: " .. tostring(err) end
+    local text = f:read("*a")
+    f:close()
+    local ok, cosmo = pcall(require, "cosmo")
+    if not ok then return "template: the cosmo library is missing (Debian package lua-cosmo)" end
+    local okc, cerr = pcall(cosmo.compile, text)
+    if not okc then return "template " .. file .. ": " .. tostring(cerr) end
+    t.template_file, t.template_text = file, text
+  elseif type(t.template) ~= "function" then
+    return "template must be a template file name or a function(view)"
+  end
+  local w = t.wait or {}
+  if type(w) ~= "table" then return "wait must be a table { min = \"2s\", max = \"10s\" }" end
+  local min, max = M.duration(w.min or 0), M.duration(w.max or w.min or 0)
+  if not min or not max then return "wait: min and max must be durations like \"2s\"" end
+  if max < min then return "wait: max must not be less than min" end
+  t.wait_min_ms, t.wait_max_ms = min, max
+end
+
 local PROTECT_KEYS = { min_ratio = true, confirm = true, hold = true, confirm_interval = true }
 local function is_protect(v)
   if v == false then return nil end
@@ -275,6 +308,14 @@ local function environment(policy)
     end
   end
 
+  env.render = function(t)
+    local at = where(3)
+    local dir = (policy.file:match("^(.*/)") or "./")
+    local why = check_render(t, dir)
+    if why then fail(at, "render: " .. why) end
+    policy.renders[#policy.renders + 1] = t
+  end
+
   env.service = function(name)
     local at = where(3)
     policy.unfinished = policy.unfinished or {}
@@ -308,7 +349,7 @@ function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
   local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
-                   by_name = {} }
+                   by_name = {}, renders = {} }
   local env = environment(policy)
   setfenv(chunk, env)
   local ok, perr = pcall(chunk)

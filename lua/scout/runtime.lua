@@ -140,7 +140,10 @@ function M.load(path)
   local p, err = policy_dsl.load(path)
   if not p then return nil, err end
   local conf = { zookeeper = p.zookeeper, api = p.api, agent = p.agent, cache = p.cache, shm = p.shm,
-                 services = {} }
+                 services = {}, renders = {} }
+  for k, r in ipairs(p.renders) do
+    conf.renders[k] = { dest = r.dest, command = r.command, wait_min_ms = r.wait_min_ms, wait_max_ms = r.wait_max_ms }
+  end
   local age = p.cache.max_age
   if age ~= nil then p.cache.max_age_s = type(age) == "number" and age or floor(policy_dsl.duration(age) / 1000) end
   if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = policy_dsl.duration(p.agent.anti_entropy) end
@@ -334,12 +337,48 @@ function M.settings(i)
   return out
 end
 
--- ---- the API's questions ---------------------------------------------------------------------------------
+-- ---- rendered files ----------------------------------------------------------------------------------------
 
-local function view(ep)
+local function view_of(ep)
   return { id = ep.id, host = ep.host, port = ep.port, weight = ep.weight, status = ep.status, zxid = ep.zxid,
            meta = ep.meta }
 end
+
+-- What a template sees: services = array of { name, path, state, index, endpoints = sorted array }, and each
+-- service's endpoints also under its name (for cosmo: $orders[[ server $id $host:$port ]]).
+local function render_view()
+  local view = { services = {} }
+  for i, s in ipairs(services) do
+    local eps = {}
+    for _, ep in pairs(s.published) do
+      local e = view_of(ep)
+      e.address = ep.host .. ":" .. ep.port
+      eps[#eps + 1] = e
+    end
+    sort(eps, by_id)
+    view.services[i] = { name = s.name, path = s.path, endpoints = eps }
+    view[s.name] = eps
+  end
+  sort(view.services, function(a, b) return a.name < b.name end)
+  return view
+end
+
+-- The k-th render's text, or nil, err. The C side writes it atomically when the bytes changed.
+local cosmo
+function M.render(k)
+  local r = policy.renders[k]
+  if type(r.template) == "function" then
+    local text = r.template(render_view())
+    if type(text) ~= "string" then return nil, "render template function returned " .. type(text) end
+    return text
+  end
+  cosmo = cosmo or require "cosmo"
+  r.compiled = r.compiled or cosmo.compile(r.template_text)
+  return r.compiled(render_view())
+end
+
+-- ---- the API's questions ---------------------------------------------------------------------------------
+
 
 -- /v1/explain/NAME: every child scout knows and why it is in or out, as JSON.
 function M.explain(i)
@@ -350,7 +389,7 @@ function M.explain(i)
     if type(ep) == "string" then
       e.verdict, e.reason = QUIET[ep] and "ignored" or "decode_error", ep
     else
-      e.endpoint = view(ep)
+      e.endpoint = view_of(ep)
       if ep.status ~= "up" then
         e.verdict, e.reason = "down", "status is " .. tostring(ep.status)
       elseif s.published[name] == ep then
@@ -367,7 +406,7 @@ function M.explain(i)
   end
   for id, ep in pairs(s.published) do
     if s.children[id] == nil then
-      out[#out + 1] = { id = id, endpoint = view(ep), verdict = s.held and "held" or "snapshot",
+      out[#out + 1] = { id = id, endpoint = view_of(ep), verdict = s.held and "held" or "snapshot",
                         reason = s.held and "protection keeps it while a drop is confirmed"
                                  or "from the disk snapshot, not yet confirmed by ZooKeeper" }
     end
@@ -397,7 +436,7 @@ function M.pick(i, query)
   if not s.pool then s.pool = require("scout.select").pool(s.selector, s.selector_options) end
   local ep, perr = s.pool:get(list, label):pick(ctx)
   if not ep then return nil, perr or "no endpoint" end
-  return json.encode(view(ep)), label
+  return json.encode(view_of(ep)), label
 end
 
 function M.on_session(state)

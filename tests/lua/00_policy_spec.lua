@@ -125,7 +125,7 @@ function on_session(state) return state end
     it("loads an empty file as an empty policy", function()
       local p, _, path = load("")
       assert.same({ file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
-                    by_name = {} }, p)
+                    by_name = {}, renders = {} }, p)
       assert.is_nil(p.on_session)
     end)
 
@@ -463,6 +463,23 @@ function on_session(state) return state end
 
     it("rejects register as not supported yet", function()
       fails('\nregister "me" { path = "/a" }\n', 2, "register is not supported yet (registration)")
+    end)
+
+    it("checks render blocks", function()
+      local p = loads('render { template = function(v) return "x" end, dest = "/tmp/o", command = "true",\n'
+                      .. '         wait = { min = "2s", max = "10s" } }\n'
+                      .. 'render { template = function() end, dest = "/o2" }\n')
+      assert.equals(2, #p.renders)
+      assert.equals(2000, p.renders[1].wait_min_ms)
+      assert.equals(10000, p.renders[1].wait_max_ms)
+      assert.equals(0, p.renders[2].wait_max_ms)
+      fails('render { template = function() end, dest = "rel" }\n', 1, "render: dest must be an absolute file path")
+      fails('render { template = function() end, dest = "/o", wait = { min = "5s", max = "1s" } }\n', 1,
+            "render: wait: max must not be less than min")
+      fails('render { template = 5, dest = "/o" }\n', 1,
+            "render: template must be a template file name or a function(view)")
+      fails('render { template = function() end, dest = "/o", cmd = "x" }\n', 1,
+            'render: unknown key "cmd" (known: command, dest, template, wait)')
     end)
 
     it("checks the shm block", function()
