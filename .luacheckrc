@@ -7,7 +7,7 @@ files["lua/resty"] = { read_globals = { "ngx" } }
 
 -- Policy files run in the DSL's environment (lua/scout/policy.lua).
 local policy_files = {
-  read_globals = { "zookeeper", "api", "agent", "service", "cache", "register" },
+  read_globals = { "zookeeper", "api", "agent", "service", "cache", "register", "render", "shm" },
   globals = { "on_session" },
   unused_args = false,
 }
