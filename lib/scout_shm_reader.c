@@ -32,6 +32,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The format is little-endian (docs/shm.md) and written and read in place. */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the shm snapshot format is little-endian; this host is not"
+#endif
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 

@@ -26,6 +26,8 @@ local error = error
 local type = type
 local tonumber = tonumber
 local setmetatable = setmetatable
+local pcall = pcall
+local tostring = tostring
 local concat = table.concat
 local getenv = os.getenv
 local io_open = io.open
@@ -146,6 +148,25 @@ local function load_lib()
 end
 
 local C, lib_path = load_lib()
+
+-- A libscout.so from another version would have this module read the wrong bytes: compare every size and offset
+-- the library was compiled with against the cdef above before anything is read.
+do
+  local abi = ffi_string(C.scout_shm_abi())
+  for key, val in gmatch(abi, "(%S+)=(%d+)") do
+    local t, f = match(key, "^([%w_]+)%.([%w_]+)$")
+    local ok, got
+    if t then
+      ok, got = pcall(ffi.offsetof, t, f)
+    else
+      ok, got = pcall(ffi.sizeof, key)
+    end
+    if not ok or got ~= tonumber(val) then
+      error("scout.shm: " .. lib_path .. " does not match this module (" .. key .. " is " .. val .. " there, "
+            .. tostring(got) .. " here)")
+    end
+  end
+end
 
 local snap_ptr_t = ffi.typeof("const scout_shm_snap_t *")
 local svc_ptr_t = ffi.typeof("const scout_shm_svc_t *")

@@ -59,11 +59,6 @@ local function write(path, lines, unlink)
   return gens
 end
 
-local n = 0
-local function tmppath()
-  n = n + 1
-  return ("/dev/shm/scout-spec-%d-%d-%d"):format(os.time(), math.random(1e9), n)
-end
 
 local SETTINGS = '{"selector":"swrr","route":[{"header":"x-canary","to":"canary"}]}\0 tail é'
 
@@ -115,9 +110,13 @@ local function check_small(snap)
 end
 
 describe("scout.shm", function()
+  -- A fresh /dev/shm path, unique across concurrent runs: named after a /tmp file os.tmpname created (and that
+  -- stays until teardown, so the name is not handed out again meanwhile).
   local paths = {}
   local function path()
-    local p = tmppath()
+    local t = os.tmpname()
+    local p = "/dev/shm/scout-spec-" .. t:match("[^/]+$")
+    paths[#paths + 1] = t
     paths[#paths + 1] = p
     return p
   end
