@@ -320,6 +320,14 @@ metrics(scout_api_t *api, scout_http_req_t *req)
         fprintf(out, "scout_service_endpoints{service=\"%s\"} %u\n",
                 scout_service_name(s), scout_service_count(s));
     }
+    fprintf(out, "# HELP scout_service_staleness_seconds seconds since the "
+                 "list was last confirmed by ZooKeeper (0 while synced)\n"
+                 "# TYPE scout_service_staleness_seconds gauge\n");
+    for (int i = 0; i < n; i++) {
+        scout_service_t *s = scout_agent_service(api->agent, i);
+        fprintf(out, "scout_service_staleness_seconds{service=\"%s\"} %.3f\n",
+                scout_service_name(s), scout_service_staleness(s));
+    }
     fprintf(out, "# HELP scout_service_protected 1 while protection holds "
                  "back a drop\n# TYPE scout_service_protected gauge\n");
     for (int i = 0; i < n; i++) {

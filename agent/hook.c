@@ -154,6 +154,8 @@ scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
         arm(call_budget);
     rc = lua_pcall(L, nargs, nresults, 0);
     armed_L = NULL;
+    scout_stats.hook_microseconds +=
+        (uint64_t)((cpu_now_ns() - call_start) / 1000);
     /* The signal may have landed between the call's return and now. */
     if (expired)
         lua_sethook(L, NULL, 0, 0);

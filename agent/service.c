@@ -29,6 +29,7 @@ struct scout_service_s {
     int                      published;    /* at least once           */
     int                      protected;    /* a drop is being held    */
     int                      from_snapshot;/* not yet confirmed by ZK */
+    double                   fresh_at;     /* last known in sync      */
     uint64_t                 index;
     char                     last_error[SCOUT_ERR_LEN];
     scout_service_stats_t    stats;
@@ -114,6 +115,7 @@ on_update(void *ud)
     ev_timer_stop(s->loop, &s->retry);
     s->retry_s = 1.0;
     s->from_snapshot = 0;       /* ZooKeeper's own listing now stands */
+    s->fresh_at = ev_now(s->loop);
     scout_cache_commit(c);
     s->protected = 0;
     s->last_error[0] = '\0';
@@ -211,6 +213,12 @@ void
 scout_service_on_session(scout_service_t *s, scout_session_state_t st,
                          int new_session, int jitter_ms)
 {
+    /* the moment the connection goes, the clock of staleness starts */
+    if (st != SCOUT_SESSION_CONNECTED && s->published && !s->from_snapshot
+        && scout_session_state(s->session) != SCOUT_SESSION_CONNECTED)
+        ;                       /* already counting */
+    else if (st != SCOUT_SESSION_CONNECTED && s->published)
+        s->fresh_at = ev_now(s->loop);
     scout_watch_on_session(s->watch, st, new_session, jitter_ms);
 }
 
@@ -328,6 +336,17 @@ scout_service_snapshot(scout_service_t *s, scout_snapshot_service_t *out)
     out->pzxid = c->pzxid;
     out->max_mzxid = c->max_mzxid;
     out->eps = &s->eps;
+}
+
+double
+scout_service_staleness(const scout_service_t *s)
+{
+    if (!s->published)
+        return 0;
+    if (strcmp(scout_service_state(s), "synced") == 0
+        || strcmp(scout_service_state(s), "protected") == 0)
+        return 0;
+    return s->fresh_at > 0 ? ev_now(s->loop) - s->fresh_at : 0;
 }
 
 size_t

@@ -65,6 +65,9 @@ char *scout_service_explain(scout_service_t *s, char *err);
 char *scout_service_pick(scout_service_t *s, const char *query, char *err);
 /* The service as the disk snapshot records it (pointers borrowed). */
 void scout_service_snapshot(scout_service_t *s, scout_snapshot_service_t *out);
+/* Seconds the published list has gone without confirmation from ZooKeeper
+ * (0 while synced). */
+double      scout_service_staleness(const scout_service_t *s);
 /* Bytes of watched paths this service adds to its session's SetWatches. */
 size_t      scout_service_watch_bytes(const scout_service_t *s);
 const scout_service_stats_t *scout_service_stats(const scout_service_t *s);

@@ -77,5 +77,43 @@ class Api(unittest.TestCase):
         self.assertEqual(self.get("/v1/pick/nope")[0], 404)
 
 
+    def test_metrics_is_strict_prometheus_text(self):
+        import re
+        status, headers, body = self.scout.request("/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Content-Type"].startswith("text/plain; version=0.0.4"))
+        name_re = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+        label_re = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+        sample = re.compile(r"^(%s)(\{%s(?:,%s)*\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)$" % (name_re, label_re, label_re))
+        types, helps, seen = {}, set(), set()
+        for line in body.decode().splitlines():
+            if line.startswith("# HELP "):
+                name = line.split(" ")[2]
+                self.assertNotIn(name, helps, "HELP twice: " + name)
+                helps.add(name)
+            elif line.startswith("# TYPE "):
+                _, _, name, kind = line.split(" ")
+                self.assertIn(kind, ("counter", "gauge", "histogram", "summary", "untyped"))
+                self.assertNotIn(name, types, "TYPE twice: " + name)
+                types[name] = kind
+            else:
+                m = sample.match(line)
+                self.assertIsNotNone(m, "not a valid sample line: %r" % line)
+                self.assertIn(m.group(1), types, "sample before its TYPE: " + line)
+                self.assertNotIn(line.rsplit(" ", 1)[0], seen, "duplicate series: " + line)
+                seen.add(line.rsplit(" ", 1)[0])
+                if types[m.group(1)] == "counter":
+                    self.assertTrue(m.group(1).endswith("_total"), m.group(1))
+                    self.assertGreaterEqual(float(m.group(3)), 0)
+        for family in ("scout_zk_requests_children_total", "scout_zk_watch_events_total",
+                       "scout_service_stale_results_dropped_total", "scout_service_anti_entropy_repairs_total",
+                       "scout_service_protected", "scout_hook_errors_total", "scout_hook_microseconds_total",
+                       "scout_service_endpoints", "scout_service_staleness_seconds", "scout_session_connected",
+                       "scout_zk_session_expirations_total", "scout_zk_reconnects_total"):
+            self.assertIn(family, types)
+        self.assertGreater(self.scout.metric("scout_hook_microseconds_total"), 0)
+        self.assertEqual(self.scout.metric("scout_service_staleness_seconds", "svc"), 0)
+
+
 if __name__ == "__main__":
     unittest.main()

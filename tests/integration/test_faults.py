@@ -34,9 +34,16 @@ class Faults(unittest.TestCase):
         status, body = s.health()
         self.assertEqual(status, 503)
         self.assertIn("session", body["reason"])
-        for _ in range(20):                       # a few seconds of outage: never empty, never partial
+        # 30 s of outage (past four session timeouts: the agent starts a new session meanwhile), polled every
+        # 50 ms: never empty, never partial
+        end = time.monotonic() + 30
+        polls = 0
+        while time.monotonic() < end:
             self.assertEqual(s.ids("svc"), before)
-            time.sleep(0.1)
+            polls += 1
+            time.sleep(0.05)
+        self.assertGreater(polls, 300)
+        self.assertGreaterEqual(s.metric("scout_service_staleness_seconds", "svc"), 25)
 
         self.zk.start_node(1)
         kz = self.zk.client()
