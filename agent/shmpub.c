@@ -1,8 +1,9 @@
 /*
  * shmpub.c -- feed the shared-memory snapshot (see shmpub.h).
  *
- * A zero-delay timer runs after the current loop iteration's callbacks, so
- * every publish of that iteration lands in one generation.  Services that
+ * A timer runs after the current loop iteration's callbacks, so every
+ * publish of that iteration lands in one generation, and generations are at
+ * least SHM_MIN_INTERVAL apart.  Services that
  * have never been synced are written too (state "syncing", no endpoints),
  * so a reader can tell "not yet known" from "no such service".
  */
@@ -21,7 +22,15 @@ struct scout_shmpub_s {
     scout_service_t **services;
     int               n;
     ev_timer          timer;
+    double            last;         /* ev_now() of the last write */
 };
+
+/* Every generation makes each nginx worker rebuild its tables (~100 ms at
+ * 10,000 services), so generations are at least this far apart; a single
+ * change still goes out at once. */
+#define SHM_MIN_INTERVAL 0.1
+/* A failed write (a full /dev/shm) is tried again this often. */
+#define SHM_RETRY 1.0
 
 static void
 write_now(struct ev_loop *loop, ev_timer *t, int revents)
@@ -44,8 +53,13 @@ write_now(struct ev_loop *loop, ev_timer *t, int revents)
         svcs[i].settings = scout_service_settings(s, &svcs[i].settings_len);
         svcs[i].eps = scout_service_epset(s);
     }
-    if (scout_shm_publish(p->shm, svcs, p->n, err) != SCOUT_OK)
-        scout_log(SCOUT_LOG_WARN, "shm", "publishing the snapshot: %s", err);
+    p->last = ev_now(p->loop);
+    if (scout_shm_publish(p->shm, svcs, p->n, err) != SCOUT_OK) {
+        scout_log(SCOUT_LOG_WARN, "shm", "publishing the snapshot: %s; "
+                  "retrying in %.0f s", err, SHM_RETRY);
+        ev_timer_set(&p->timer, SHM_RETRY, 0.);
+        ev_timer_start(p->loop, &p->timer);
+    }
     free(svcs);
 }
 
@@ -76,8 +90,12 @@ scout_shmpub_new(struct ev_loop *loop, const char *path,
 void
 scout_shmpub_changed(scout_shmpub_t *p)
 {
-    if (!ev_is_active(&p->timer))
-        ev_timer_start(p->loop, &p->timer);
+    double wait = p->last + SHM_MIN_INTERVAL - ev_now(p->loop);
+
+    if (ev_is_active(&p->timer))
+        return;                 /* already due: it will see this change */
+    ev_timer_set(&p->timer, wait > 0 ? wait : 0., 0.);
+    ev_timer_start(p->loop, &p->timer);
 }
 
 void
