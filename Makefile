@@ -22,14 +22,15 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 LUAJIT_CFLAGS ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   ?= $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
-ZK_CFLAGS ?= -I/usr/include/zookeeper
+ZK_CFLAGS ?=
+EV_CFLAGS ?=
 ZK_LIBS   ?= -lzookeeper_st
 EV_LIBS   ?= -lev
 HTTP_LIBS ?= -lhttp_parser
 JSON_LIBS ?= -ljansson
 
 FINAL_CFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation \
-                $(LUAJIT_CFLAGS) -DSCOUT_LUA_DIR='"$(LUA_DIR)"' $(CFLAGS) $(MY_CFLAGS)
+                $(LUAJIT_CFLAGS) $(ZK_CFLAGS) $(EV_CFLAGS) -DSCOUT_LUA_DIR='"$(LUA_DIR)"' $(CFLAGS) $(MY_CFLAGS)
 FINAL_LDFLAGS = $(LDFLAGS)
 FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
 
