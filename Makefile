@@ -34,8 +34,8 @@ FINAL_CFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-form
 FINAL_LDFLAGS = $(LDFLAGS)
 FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
 
-SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/endpoint.c \
-       agent/hook.c agent/http.c agent/http_listen.c agent/log.c agent/persist.c agent/policy.c agent/render.c agent/service.c \
+SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/check.c agent/endpoint.c \
+       agent/hook.c agent/http.c agent/http_listen.c agent/log.c agent/persist.c agent/policy.c agent/register.c agent/render.c agent/service.c \
        agent/session.c agent/shm.c agent/shmpub.c agent/snapshot.c agent/stats.c agent/watch.c
 HDRS = $(wildcard agent/*.h)
 

@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "persist.h"
+#include "register.h"
 #include "render.h"
 #include "shmpub.h"
 #include "log.h"
@@ -36,6 +37,14 @@ struct scout_agent_s {
     scout_shmpub_t   *shm;
     scout_render_t  **renders;
     int               nrenders;
+    scout_reg_t     **regs;          /* registrations, on session 0 */
+    int               nregs;
+    /* shutdown: withdraw registrations, drain, then done() */
+    int               withdrawing;
+    ev_timer          guard;         /* give up waiting for deletions */
+    ev_timer          drain;
+    void            (*done)(void *ud);
+    void             *done_ud;
 };
 
 struct shard {
@@ -95,6 +104,8 @@ on_session(void *ud, scout_session_state_t state, int new_session)
 
     for (int i = sh->idx; i < a->nservices; i += a->nsessions)
         scout_service_on_session(a->services[i], state, new_session, jitter);
+    for (int i = 0; sh->idx == 0 && i < a->nregs; i++)
+        scout_reg_on_session(a->regs[i], state, new_session);
     if (a->shm != NULL)
         scout_shmpub_changed(a->shm);   /* states changed for readers */
     if (a->policy != NULL)
@@ -209,6 +220,19 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
             goto fail;
         scout_persist_load(a->persist);
     }
+    if (a->conf.nregisters > 0
+        && (a->regs = calloc((size_t)a->conf.nregisters,
+                             sizeof(*a->regs))) == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < a->conf.nregisters; i++) {
+        a->regs[i] = scout_reg_new(loop, a->sessions[0], a->policy, i,
+                                   &a->conf.registers[i], err);
+        if (a->regs[i] == NULL)
+            goto fail;
+        a->nregs++;
+    }
     if (a->conf.nrenders > 0
         && (a->renders = calloc((size_t)a->conf.nrenders,
                                 sizeof(*a->renders))) == NULL) {
@@ -267,6 +291,13 @@ scout_agent_free(scout_agent_t *a)
         scout_agent_stop(a);
     scout_persist_free(a->persist);
     scout_shmpub_free(a->shm);
+    if (a->loop != NULL) {
+        ev_timer_stop(a->loop, &a->guard);
+        ev_timer_stop(a->loop, &a->drain);
+    }
+    for (int i = 0; i < a->nregs; i++)
+        scout_reg_free(a->regs[i]);
+    free(a->regs);
     for (int i = 0; i < a->nrenders; i++)
         scout_render_free(a->renders[i]);
     free(a->renders);
@@ -301,6 +332,74 @@ scout_agent_find(const scout_agent_t *a, const char *name)
         if (strcmp(scout_service_name(a->services[i]), name) == 0)
             return a->services[i];
     return NULL;
+}
+
+/* ---- shutdown: deregister first, drain, then close ------------------------ */
+
+static void
+on_drained(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    scout_agent_t *a = t->data;
+    (void)loop;
+    (void)revents;
+    if (a->done != NULL) {
+        void (*done)(void *) = a->done;
+        a->done = NULL;
+        done(a->done_ud);
+    }
+}
+
+static void
+start_drain(scout_agent_t *a)
+{
+    ev_timer_stop(a->loop, &a->guard);
+    if (a->conf.drain_ms > 0)
+        scout_log(SCOUT_LOG_INFO, "agent", "deregistered; draining for "
+                  "%d ms", a->conf.drain_ms);
+    ev_timer_set(&a->drain, a->conf.drain_ms / 1000.0, 0.);
+    ev_timer_start(a->loop, &a->drain);
+}
+
+static void
+on_withdrawn(void *ud, scout_reg_t *r)
+{
+    scout_agent_t *a = ud;
+    (void)r;
+    if (--a->withdrawing == 0)
+        start_drain(a);
+}
+
+static void
+on_guard(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    scout_agent_t *a = t->data;
+    (void)loop;
+    (void)revents;
+    scout_log(SCOUT_LOG_WARN, "agent", "%d registrations not confirmed "
+              "deleted; their ephemeral nodes go when the session closes",
+              a->withdrawing);
+    a->withdrawing = 0;
+    start_drain(a);
+}
+
+void
+scout_agent_shutdown(scout_agent_t *a, void (*done)(void *ud), void *ud)
+{
+    a->done = done;
+    a->done_ud = ud;
+    ev_init(&a->drain, on_drained);
+    a->drain.data = a;
+    ev_init(&a->guard, on_guard);
+    a->guard.data = a;
+    a->withdrawing = a->nregs;
+    if (a->nregs == 0) {
+        start_drain(a);
+        return;
+    }
+    ev_timer_set(&a->guard, 5.0, 0.);
+    ev_timer_start(a->loop, &a->guard);
+    for (int i = 0; i < a->nregs; i++)
+        scout_reg_withdraw(a->regs[i], on_withdrawn, a);
 }
 
 int

@@ -25,6 +25,10 @@ typedef struct {
 
 scout_agent_t *scout_agent_new(struct ev_loop *loop,
                                const scout_agent_opts_t *opts, char *err);
+/* The first step of a clean exit: delete every registration (so clients
+ * stop sending before we go), wait for the deletions (at most 5 s), keep
+ * serving for agent { drain = ... }, then call done. */
+void scout_agent_shutdown(scout_agent_t *a, void (*done)(void *ud), void *ud);
 /* Close the session (the server drops our ephemerals and watches at once),
  * stop serving.  Safe to call twice. */
 void scout_agent_stop(scout_agent_t *a);

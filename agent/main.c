@@ -35,12 +35,30 @@ static const char usage[] =
 "      --lua-dir DIR      where the scout Lua modules live\n"
 "  -h, --help             this text\n";
 
+static scout_agent_t *running_agent;
+
+static void
+on_shutdown_done(void *ud)
+{
+    ev_break((struct ev_loop *)ud, EVBREAK_ALL);
+}
+
+/* The first SIGTERM/SIGINT deregisters and drains while still serving; a
+ * second one stops at once. */
 static void
 on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    static int stopping;
     (void)revents;
+
+    if (stopping++ || running_agent == NULL) {
+        scout_log(SCOUT_LOG_INFO, "main", "signal %d again: stopping now",
+                  w->signum);
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
     scout_log(SCOUT_LOG_INFO, "main", "signal %d: shutting down", w->signum);
-    ev_break(loop, EVBREAK_ALL);
+    scout_agent_shutdown(running_agent, on_shutdown_done, loop);
 }
 
 static int
@@ -85,7 +103,9 @@ cmd_run(const scout_agent_opts_t *opts)
     ev_signal_init(&sigint, on_stop_signal, SIGINT);
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
+    running_agent = agent;
     ev_run(loop, 0);
+    running_agent = NULL;
 
     ev_signal_stop(loop, &sigterm);
     ev_signal_stop(loop, &sigint);

@@ -209,6 +209,15 @@ scout_conf_free(scout_conf_t *conf)
         free(conf->renders[i].command);
     }
     free(conf->renders);
+    for (int i = 0; i < conf->nregisters; i++) {
+        scout_reg_conf_t *rc = &conf->registers[i];
+        free(rc->name);
+        free(rc->path);
+        free(rc->acl);
+        free(rc->check_kind);
+        free(rc->check_target);
+    }
+    free(conf->registers);
     memset(conf, 0, sizeof(*conf));
 }
 
@@ -261,6 +270,7 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
     lua_getfield(L, t, "agent");
     conf->log_level = dup_field(L, -1, "log_level");
     conf->hook_budget_ms = int_field(L, -1, "hook_budget", 50);
+    conf->drain_ms = int_field(L, -1, "drain_ms", 0);
     anti_entropy = int_field(L, -1, "anti_entropy_ms", 60000);
     p->budget_ms = conf->hook_budget_ms;
     lua_pop(L, 1);
@@ -282,6 +292,35 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
         rc->command = dup_field(L, -1, "command");
         rc->wait_min_ms = int_field(L, -1, "wait_min_ms", 0);
         rc->wait_max_ms = int_field(L, -1, "wait_max_ms", 0);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "registers");
+    conf->nregisters = (int)lua_objlen(L, -1);
+    if (conf->nregisters > 0) {
+        conf->registers = calloc((size_t)conf->nregisters,
+                                 sizeof(*conf->registers));
+        if (conf->registers == NULL) {
+            conf->nregisters = 0;
+            snprintf(err, SCOUT_ERR_LEN, "out of memory");
+            goto fail;
+        }
+    }
+    for (int i = 0; i < conf->nregisters; i++) {
+        scout_reg_conf_t *rc = &conf->registers[i];
+        lua_rawgeti(L, -1, i + 1);
+        rc->name = dup_field(L, -1, "name");
+        rc->path = dup_field(L, -1, "path");
+        rc->ephemeral = int_field(L, -1, "ephemeral", 1);
+        rc->acl = dup_field(L, -1, "acl");
+        rc->authenticated = conf->auth_scheme != NULL;
+        rc->check_kind = dup_field(L, -1, "check_kind");
+        rc->check_target = dup_field(L, -1, "check_target");
+        rc->check_interval_ms = int_field(L, -1, "check_interval_ms", 2000);
+        rc->check_timeout_ms = int_field(L, -1, "check_timeout_ms", 1000);
+        rc->check_rise = int_field(L, -1, "check_rise", 2);
+        rc->check_fall = int_field(L, -1, "check_fall", 3);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -651,6 +690,67 @@ scout_policy_pick(scout_policy_t *p, int svc, const char *query, char *err)
 {
     /* the first pick after a change builds the selector (chash: a table) */
     return call_for_string(p, "pick", svc, query, 20 * p->budget_ms, err);
+}
+
+int
+scout_policy_register_body(scout_policy_t *p, int idx, char **name,
+                           char **data, int *len, int *seq, char *err)
+{
+    lua_State *L = p->L;
+    int top = lua_gettop(L), timed_out;
+    size_t n = 0, dn = 0;
+    const char *s, *d;
+
+    push_runtime_fn(p, "register_body");
+    lua_pushinteger(L, idx + 1);
+    if (scout_hook_pcall(L, 1, 3, p->budget_ms, &timed_out) != 0) {
+        snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
+        lua_settop(L, top);
+        return SCOUT_ERROR;
+    }
+    s = lua_tolstring(L, top + 1, &n);
+    d = lua_tolstring(L, top + 2, &dn);
+    if (s == NULL || n == 0 || memchr(s, '/', n) != NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "the codec gave no usable node name");
+        lua_settop(L, top);
+        return SCOUT_ERROR;
+    }
+    *name = strdup(s);
+    *data = malloc(dn + 1);
+    if (*name == NULL || *data == NULL) {
+        free(*name);
+        free(*data);
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        lua_settop(L, top);
+        return SCOUT_ERROR;
+    }
+    if (dn > 0)
+        memcpy(*data, d, dn);
+    (*data)[dn] = '\0';
+    *len = (int)dn;
+    *seq = lua_toboolean(L, top + 3);
+    lua_settop(L, top);
+    return SCOUT_OK;
+}
+
+int
+scout_policy_register_check(scout_policy_t *p, int idx, char *reason,
+                            size_t len)
+{
+    lua_State *L = p->L;
+    int top = lua_gettop(L), timed_out, up = 0;
+
+    push_runtime_fn(p, "register_check");
+    lua_pushinteger(L, idx + 1);
+    if (scout_hook_pcall(L, 1, 2, p->budget_ms, &timed_out) != 0) {
+        snprintf(reason, len, "%s", lua_tostring(L, -1));
+    } else {
+        up = lua_toboolean(L, top + 1);
+        snprintf(reason, len, "%s", lua_tostring(L, top + 2)
+                                        ? lua_tostring(L, top + 2) : "");
+    }
+    lua_settop(L, top);
+    return up;
 }
 
 char *

@@ -14,6 +14,21 @@
 
 #include "cache.h"
 #include "render_conf.h"
+
+/* One register block, as the C side keeps it. */
+typedef struct {
+    char *name;
+    char *path;             /* the parent: the node goes below it */
+    int   ephemeral;
+    char *acl;              /* NULL: creator+read with auth, else open */
+    int   authenticated;    /* the session adds digest auth */
+    char *check_kind;       /* NULL (always up) | tcp | http | exec | lua */
+    char *check_target;
+    int   check_interval_ms;
+    int   check_timeout_ms;
+    int   check_rise;
+    int   check_fall;
+} scout_reg_conf_t;
 #include "endpoint.h"
 #include "watch.h"
 
@@ -43,6 +58,9 @@ typedef struct {
     int                   nservices;
     scout_render_conf_t  *renders;
     int                   nrenders;
+    scout_reg_conf_t     *registers;
+    int                   nregisters;
+    int                   drain_ms;      /* after deregistering, at exit */
 } scout_conf_t;
 
 /* lua_dir holds the scout Lua modules; NULL finds it next to the binary or in the
@@ -85,6 +103,13 @@ void scout_update_clear(scout_update_t *up);
 int scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
                       char *err);
 
+/* The idx-th registration's node name (a prefix when seq), data and
+ * length (malloc'd, caller frees both), or SCOUT_ERROR + err. */
+int scout_policy_register_body(scout_policy_t *p, int idx, char **name,
+                               char **data, int *len, int *seq, char *err);
+/* A registration's Lua health check: 1 up, 0 down (reason filled). */
+int scout_policy_register_check(scout_policy_t *p, int idx, char *reason,
+                                size_t len);
 /* The text of the policy's idx-th render block (malloc'd), or NULL + err. */
 char *scout_policy_render(scout_policy_t *p, int idx, char *err);
 /* The service's settings for shm readers as JSON (selector, its options and

@@ -215,6 +215,48 @@ local function check_render(t, base_dir)
   t.wait_min_ms, t.wait_max_ms = min, max
 end
 
+-- register "name" { path, codec, codec_options, endpoint = {host, port, weight, meta} | function, ephemeral,
+--                   check = { tcp | http | exec | lua = ..., interval, timeout, rise, fall }, acl }
+local CHECK_KINDS = { tcp = "string", http = "string", exec = "string", lua = "function" }
+local CHECK_NUMS = { interval = true, timeout = true, rise = true, fall = true }
+local function is_check(v)
+  if type(v) ~= "table" then return "must be a table { tcp = \"host:port\", interval = 2000, ... }" end
+  local kinds = 0
+  for k, val in pairs(v) do
+    if CHECK_KINDS[k] then
+      if type(val) ~= CHECK_KINDS[k] then return k .. " must be a " .. CHECK_KINDS[k] end
+      kinds = kinds + 1
+    elseif CHECK_NUMS[k] then
+      local ms = (k == "rise" or k == "fall") and val or M.duration(val)
+      if type(ms) ~= "number" or ms < 1 or ms ~= floor(ms) or ms > MAX_DELAY then
+        return k .. " must be a positive " .. ((k == "rise" or k == "fall") and "count" or "duration")
+      end
+    else
+      return "has an unknown key \"" .. tostring(k) .. "\" (known: exec, fall, http, interval, lua, rise, tcp, timeout)"
+    end
+  end
+  if kinds ~= 1 then return "needs exactly one of tcp, http, exec, lua" end
+  if v.http and not v.http:match("^http://[^/]+") then return "http must be an http:// URL" end
+end
+
+local function is_endpoint(v)
+  if type(v) == "function" then return nil end
+  if type(v) ~= "table" then return "must be a table { host =, port = } or a function returning one" end
+  if type(v.host) ~= "string" or v.host == "" then return "needs a host" end
+  if type(v.port) ~= "number" or v.port ~= floor(v.port) or v.port < 1 or v.port > 65535 then
+    return "needs a port from 1 to 65535"
+  end
+end
+
+local ACLS = { open = true, creator = true, private = true }
+local function is_acl(v)
+  if not ACLS[v] then return "must be \"open\", \"creator\" (creator all, world read) or \"private\"" end
+end
+
+local function is_bool(v)
+  if type(v) ~= "boolean" then return "must be true or false" end
+end
+
 local PROTECT_KEYS = { min_ratio = true, confirm = true, hold = true, confirm_interval = true }
 local function is_protect(v)
   if v == false then return nil end
@@ -242,7 +284,7 @@ local SECTIONS = {
   api = { listen = is_listen },
   cache = { dir = is_dir, max_age = is_age },
   shm = { path = is_shm_path },
-  agent = { hook_budget = is_posint, log_level = is_level, anti_entropy = is_duration },
+  agent = { hook_budget = is_posint, log_level = is_level, anti_entropy = is_duration, drain = is_duration },
 }
 
 local SERVICE = {
@@ -259,8 +301,16 @@ local SERVICE = {
   on_protect = is_function,
 }
 
-local UNSUPPORTED_BLOCKS = {
-  register = "registration",
+local UNSUPPORTED_BLOCKS = {}
+
+local REGISTER = {
+  path = is_path,
+  codec = is_codec,
+  codec_options = is_table,
+  endpoint = is_endpoint,
+  ephemeral = is_bool,
+  check = is_check,
+  acl = is_acl,
 }
 
 local function sorted_keys(t)
@@ -308,6 +358,33 @@ local function environment(policy)
     end
   end
 
+  env.register = function(name)
+    local at = where(3)
+    if type(name) ~= "string" or not name:match(NAME_PATTERN) then
+      fail(at, "register needs a name: register \"orders-local\" { ... }")
+    end
+    policy.unfinished = policy.unfinished or {}
+    policy.unfinished[#policy.unfinished + 1] = { name = name, at = at, kind = "register" }
+    local mine = #policy.unfinished
+    return function(t)
+      local label = format("register \"%s\"", name)
+      policy.unfinished[mine] = false
+      at = where(3)
+      for _, r in ipairs(policy.registers) do
+        if r.name == name then fail(at, label .. " declared twice (first at " .. r.at .. ")") end
+      end
+      check_block(at, label, REGISTER, t)
+      if t.path == nil then fail(at, label .. ": path is required") end
+      if t.endpoint == nil then fail(at, label .. ": endpoint is required") end
+      local reg = { name = name, at = at, codec = "plain", ephemeral = true }
+      for k, v in pairs(t) do reg[k] = v end
+      -- the codec must be able to write what it reads
+      local codec = require("scout.codec").get(reg.codec)
+      if not codec.encode then fail(at, label .. ": codec " .. tostring(reg.codec) .. " cannot encode") end
+      policy.registers[#policy.registers + 1] = reg
+    end
+  end
+
   env.render = function(t)
     local at = where(3)
     local dir = (policy.file:match("^(.*/)") or "./")
@@ -349,13 +426,15 @@ function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
   local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
-                   by_name = {}, renders = {} }
+                   by_name = {}, renders = {}, registers = {} }
   local env = environment(policy)
   setfenv(chunk, env)
   local ok, perr = pcall(chunk)
   if not ok then return nil, tostring(perr) end
   for _, u in ipairs(policy.unfinished or {}) do
-    if u then return nil, format("%s: service \"%s\" has no { ... } block", u.at, tostring(u.name)) end
+    if u then
+      return nil, format("%s: %s \"%s\" has no { ... } block", u.at, u.kind or "service", tostring(u.name))
+    end
   end
   policy.unfinished = nil
   if env.on_session ~= nil then

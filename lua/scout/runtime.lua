@@ -141,12 +141,25 @@ function M.load(path)
   if not p then return nil, err end
   local conf = { zookeeper = p.zookeeper, api = p.api, agent = p.agent, cache = p.cache, shm = p.shm,
                  services = {}, renders = {} }
+  conf.registers = {}
+  for k, r in ipairs(p.registers) do
+    local c = r.check
+    local kind = c and (c.tcp and "tcp" or c.http and "http" or c.exec and "exec" or "lua") or nil
+    conf.registers[k] = {
+      name = r.name, path = r.path, ephemeral = r.ephemeral and 1 or 0, acl = r.acl,
+      check_kind = kind, check_target = c and (c.tcp or c.http or c.exec) or nil,
+      check_interval_ms = c and policy_dsl.duration(c.interval or 2000) or nil,
+      check_timeout_ms = c and policy_dsl.duration(c.timeout or 1000) or nil,
+      check_rise = c and (c.rise or 2) or nil, check_fall = c and (c.fall or 3) or nil,
+    }
+  end
   for k, r in ipairs(p.renders) do
     conf.renders[k] = { dest = r.dest, command = r.command, wait_min_ms = r.wait_min_ms, wait_max_ms = r.wait_max_ms }
   end
   local age = p.cache.max_age
   if age ~= nil then p.cache.max_age_s = type(age) == "number" and age or floor(policy_dsl.duration(age) / 1000) end
   if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = policy_dsl.duration(p.agent.anti_entropy) end
+  if p.agent.drain ~= nil then p.agent.drain_ms = policy_dsl.duration(p.agent.drain) end
   local state = {}
   for i, svc in ipairs(p.services) do
     local codec = assert(codecs.get(svc.codec))  -- validated by the DSL
@@ -335,6 +348,47 @@ function M.settings(i)
                                  route = svc.route or json.null })
   if not out then return nil, "settings are not plain data: " .. tostring(err) end
   return out
+end
+
+-- ---- registration ------------------------------------------------------------------------------------------
+
+local function ep_key(ep)
+  local keys = {}
+  for k, v in pairs(ep.meta or {}) do keys[#keys + 1] = tostring(k) .. "=" .. tostring(v) end
+  sort(keys)
+  return table.concat({ tostring(ep.host), tostring(ep.port), tostring(ep.weight), table.concat(keys, "&") }, "|")
+end
+
+-- The k-th registration's node: name (a prefix when sequential), data, sequential. The body is encoded again
+-- only when the endpoint changed (encoders stamp times and ids), so an unchanged endpoint never rewrites the node.
+function M.register_body(k)
+  local r = policy.registers[k]
+  local ep = r.endpoint
+  if type(ep) == "function" then ep = ep() end
+  if type(ep) ~= "table" or type(ep.host) ~= "string" or type(ep.port) ~= "number" then
+    error(format("register \"%s\": endpoint must give host and port", r.name), 0)
+  end
+  local key = ep_key(ep)
+  if r.last_key ~= key then
+    local codec = assert(codecs.get(r.codec))
+    local opts = {}
+    for kk, v in pairs(r.codec_options or {}) do opts[kk] = v end
+    opts.path = opts.path or r.path
+    opts.id = opts.id or r.name
+    local e = { id = ep.id or r.name, host = ep.host, port = ep.port, weight = ep.weight or 1,
+                meta = ep.meta or {}, status = "up" }
+    local name, data, extra = codec.encode(e, opts)
+    r.last_key, r.last_name, r.last_data = key, name, data or ""
+    r.last_seq = (type(extra) == "table" and extra.sequential) and true or false
+  end
+  return r.last_name, r.last_data, r.last_seq
+end
+
+-- A `check = { lua = function() ... end }`: true/false (or false, "reason").
+function M.register_check(k)
+  local r = policy.registers[k]
+  local ok, reason = r.check.lua()
+  return ok and true or false, reason and tostring(reason) or nil
 end
 
 -- ---- rendered files ----------------------------------------------------------------------------------------

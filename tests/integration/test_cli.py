@@ -53,7 +53,7 @@ class Check(unittest.TestCase):
             ('service "a" { path = "/a" }\nservice "a" { path = "/b" }', r'policy\.lua:2: service "a" declared twice'),
             ('service "a" { }', r'policy\.lua:1: service "a": path is required'),
             ('cache { dir = "tmp" }', r'policy\.lua:1: cache: dir must be an absolute directory path'),
-            ('register "x" { }', r'policy\.lua:1: register is not supported yet'),
+            ('register "x" { path = "/a" }', r'policy\.lua:1: register "x": endpoint is required'),
             ('error("top-level failure")', r'policy\.lua:1: top-level failure'),
             ('service "a" { path = "/a", selector = "nope" }', r'policy\.lua:1: service "a": selector: unknown selector'),
             ('service "a" { path = "/a", route = { "host = 1.2.3.4" } }', r'policy\.lua:1: service "a": route: rule 1'),

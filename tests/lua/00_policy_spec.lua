@@ -125,7 +125,7 @@ function on_session(state) return state end
     it("loads an empty file as an empty policy", function()
       local p, _, path = load("")
       assert.same({ file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
-                    by_name = {}, renders = {} }, p)
+                    by_name = {}, renders = {}, registers = {} }, p)
       assert.is_nil(p.on_session)
     end)
 
@@ -239,13 +239,13 @@ function on_session(state) return state end
             'zookeeper: unknown key "server" (known: auth, servers, session_timeout, sessions)')
       fails(section_src("api", "port", "80"), 3, 'api: unknown key "port" (known: listen)')
       fails(section_src("agent", "budget", "1"), 3,
-            'agent: unknown key "budget" (known: anti_entropy, hook_budget, log_level)')
+            'agent: unknown key "budget" (known: anti_entropy, drain, hook_budget, log_level)')
       fails(svc_src("selecter", '"rr"'), 3, 'service "s": unknown key "selecter" (known: codec, codec_options, '
             .. "delay, filter, on_change, on_protect, path, protect, route, selector, selector_options)")
     end)
 
     it("reports a non-string key by its tostring", function()
-      fails('\nagent { [1] = 2 }\n', 2, 'agent: unknown key "1" (known: anti_entropy, hook_budget, log_level)')
+      fails('\nagent { [1] = 2 }\n', 2, 'agent: unknown key "1" (known: anti_entropy, drain, hook_budget, log_level)')
     end)
 
     it("reports the bad key that sorts first when several are bad", function()
@@ -461,8 +461,20 @@ function on_session(state) return state end
       fails('\n\nservice "s" (5)\n', 3, 'service "s" expects a table { ... }')
     end)
 
-    it("rejects register as not supported yet", function()
-      fails('\nregister "me" { path = "/a" }\n', 2, "register is not supported yet (registration)")
+    it("checks register blocks", function()
+      local p = loads('register "me" { path = "/a", codec = "rpcx", endpoint = { host = "h", port = 1 },\n'
+                      .. '  check = { tcp = "127.0.0.1:1", interval = "2s", rise = 2 }, acl = "creator" }\n')
+      assert.equals("me", p.registers[1].name)
+      assert.is_true(p.registers[1].ephemeral)
+      fails('\nregister "me" { path = "/a" }\n', 2, 'register "me": endpoint is required')
+      fails('register "me" { endpoint = { host = "h", port = 1 } }\n', 1, 'register "me": path is required')
+      fails('register "me" { path = "/a", endpoint = { host = "h", port = 0 } }\n', 1,
+            'register "me": endpoint needs a port from 1 to 65535')
+      fails('register "me" { path = "/a", endpoint = { host = "h", port = 1 }, check = { tcp = "x", exec = "y" } }\n',
+            1, 'register "me": check needs exactly one of tcp, http, exec, lua')
+      fails('register "me" { path = "/a", endpoint = { host = "h", port = 1 }, acl = "world" }\n', 1,
+            'register "me": acl must be "open", "creator" (creator all, world read) or "private"')
+      fails('register "me"\n', 1, 'register "me" has no { ... } block')
     end)
 
     it("checks render blocks", function()

@@ -155,7 +155,7 @@ describe("scout.runtime", function()
 
     it("returns empty sections for a policy that declares none", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z" }\n')))
-      assert.same({ zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, renders = {},
+      assert.same({ zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, renders = {}, registers = {},
                     services = { { name = "z", path = "/z", delay_ms = 0 } } }, c)
     end)
 

@@ -1,0 +1,473 @@
+/*
+ * register.c -- one registration: what it wants (healthy, the current body)
+ * reconciled with what it has in ZooKeeper (a node path and its data).
+ *
+ * Every change -- health, session, body, a completion -- calls reconcile(),
+ * which issues at most one request chain at a time.  Creation creates the
+ * missing parents (persistent, pipelined: the server applies a session's
+ * requests in order) and then the node.  NODEEXISTS means a node from an
+ * earlier session, or from a session of ours the server has not expired
+ * yet: its ephemeralOwner decides -- ours is adopted, anything else is
+ * deleted and created again (dubbo's PR#5135 problem).  A new session
+ * forgets what it had, and the current body is written, never the first
+ * one (CURATOR-181).  The body is refreshed every interval and rewritten in
+ * place (setData) when it changed.
+ */
+#include "register.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "scout.h"
+
+struct scout_reg_s {
+    struct ev_loop    *loop;
+    scout_session_t   *session;
+    scout_policy_t    *policy;
+    int                idx;
+    char              *name;
+    char              *parent;
+    int                ephemeral;
+    struct ACL_vector *acl;
+    ev_timer           tick;        /* body refresh, retries */
+    int                healthy;
+    int                withdrawing;
+    scout_reg_done_fn  done;
+    void              *done_ud;
+    /* what we have */
+    char              *node;        /* full path, NULL = none */
+    char              *data;        /* what the node holds */
+    int                data_len;
+    /* what we want */
+    char              *want_name;
+    char              *want_data;
+    int                want_len;
+    int                want_seq;
+    int                busy;        /* a request chain in flight */
+    uint64_t           epoch;       /* session epoch of what we have */
+};
+
+static void reconcile(scout_reg_t *r);
+
+/* ZOO_PERM_* are extern const ints, not constants: filled in at first use */
+static struct ACL creator_read[2];
+static struct ACL creator_only[1];
+static struct ACL_vector acl_creator = { 2, creator_read };
+static struct ACL_vector acl_private = { 1, creator_only };
+
+static void
+init_acls(void)
+{
+    static struct Id auth = { "auth", "" }, anyone = { "world", "anyone" };
+
+    creator_read[0].perms = ZOO_PERM_ALL;
+    creator_read[0].id = auth;
+    creator_read[1].perms = ZOO_PERM_READ;
+    creator_read[1].id = anyone;
+    creator_only[0].perms = ZOO_PERM_ALL;
+    creator_only[0].id = auth;
+}
+
+typedef struct {
+    scout_reg_t *r;
+    uint64_t     epoch;
+    char         path[];
+} req_t;
+
+static req_t *
+req_new(scout_reg_t *r, const char *path)
+{
+    size_t n = strlen(path) + 1;
+    req_t *q = malloc(sizeof(*q) + n);
+
+    if (q != NULL) {
+        q->r = r;
+        q->epoch = scout_session_epoch(r->session);
+        memcpy(q->path, path, n);
+    }
+    return q;
+}
+
+static zhandle_t *
+live_zh(scout_reg_t *r)
+{
+    if (scout_session_state(r->session) != SCOUT_SESSION_CONNECTED)
+        return NULL;
+    return scout_session_zh(r->session);
+}
+
+static void
+forget_node(scout_reg_t *r)
+{
+    free(r->node);
+    free(r->data);
+    r->node = NULL;
+    r->data = NULL;
+    r->data_len = 0;
+}
+
+static void
+retry_later(scout_reg_t *r, double seconds)
+{
+    ev_timer_stop(r->loop, &r->tick);
+    ev_timer_set(&r->tick, seconds, 0.);
+    ev_timer_start(r->loop, &r->tick);
+}
+
+/* Ask the policy for the current body. */
+static int
+refresh_body(scout_reg_t *r)
+{
+    char *name = NULL, *data = NULL, err[SCOUT_ERR_LEN];
+    int len = 0, seq = 0;
+
+    if (scout_policy_register_body(r->policy, r->idx, &name, &data, &len,
+                                   &seq, err) != SCOUT_OK) {
+        scout_log(SCOUT_LOG_WARN, "register", "%s: %s; keeping the last "
+                  "body", r->name, err);
+        return SCOUT_ERROR;
+    }
+    free(r->want_name);
+    free(r->want_data);
+    r->want_name = name;
+    r->want_data = data;
+    r->want_len = len;
+    r->want_seq = seq;
+    return SCOUT_OK;
+}
+
+static void
+finish_if_withdrawn(scout_reg_t *r)
+{
+    if (r->withdrawing && r->node == NULL && !r->busy && r->done != NULL) {
+        scout_reg_done_fn done = r->done;
+        r->done = NULL;
+        done(r->done_ud, r);
+    }
+}
+
+static void
+parent_done(int rc, const char *value, const void *data)
+{
+    req_t *q = (req_t *)data;      /* parent creates: NODEEXISTS is fine */
+    (void)rc;
+    (void)value;
+    free(q);
+}
+
+static void create_done(int rc, const char *value, const void *data);
+
+static void
+deleted_done(int rc, const void *data)
+{
+    req_t *q = (req_t *)data;
+    scout_reg_t *r = q->r;
+
+    r->busy = 0;
+    if (rc == ZOK || rc == ZNONODE) {
+        if (r->node != NULL && strcmp(r->node, q->path) == 0)
+            forget_node(r);
+        scout_log(SCOUT_LOG_INFO, "register", "%s: %s removed", r->name,
+                  q->path);
+    } else if (rc != ZCLOSING) {
+        scout_log(SCOUT_LOG_WARN, "register", "%s: deleting %s: %s", r->name,
+                  q->path, zerror(rc));
+        retry_later(r, 1.0);
+    }
+    free(q);
+    finish_if_withdrawn(r);
+    if (rc != ZCLOSING)
+        reconcile(r);
+}
+
+/* NODEEXISTS: whose node is it? */
+static void
+owner_done(int rc, const struct Stat *stat, const void *data)
+{
+    req_t *q = (req_t *)data;
+    scout_reg_t *r = q->r;
+    zhandle_t *zh;
+
+    r->busy = 0;
+    if (rc == ZOK && stat->ephemeralOwner == scout_session_id(r->session)) {
+        /* ours (a retried create that had succeeded): adopt it */
+        r->node = strdup(q->path);
+        r->epoch = q->epoch;
+        scout_log(SCOUT_LOG_INFO, "register", "%s: adopted %s", r->name,
+                  q->path);
+    } else if (rc == ZOK && (zh = live_zh(r)) != NULL) {
+        req_t *d = req_new(r, q->path);
+        scout_log(SCOUT_LOG_WARN, "register", "%s: %s belongs to session "
+                  "0x%llx; replacing it", r->name, q->path,
+                  (unsigned long long)stat->ephemeralOwner);
+        if (d != NULL
+            && zoo_adelete(zh, q->path, stat->version, deleted_done, d)
+               == ZOK) {
+            r->busy = 1;
+            scout_session_kick(r->session);
+        } else {
+            free(d);
+        }
+    }
+    free(q);
+    if (rc != ZCLOSING)
+        reconcile(r);
+}
+
+static void
+create_done(int rc, const char *value, const void *data)
+{
+    req_t *q = (req_t *)data;
+    scout_reg_t *r = q->r;
+    zhandle_t *zh;
+
+    r->busy = 0;
+    if (rc == ZOK) {
+        r->node = strdup(value ? value : q->path);
+        r->data = malloc((size_t)r->want_len + 1);
+        if (r->data != NULL) {
+            memcpy(r->data, r->want_data, (size_t)r->want_len);
+            r->data_len = r->want_len;
+        }
+        r->epoch = q->epoch;
+        scout_log(SCOUT_LOG_INFO, "register", "%s: registered %s", r->name,
+                  r->node);
+    } else if (rc == ZNODEEXISTS && (zh = live_zh(r)) != NULL) {
+        req_t *o = req_new(r, q->path);
+        if (o != NULL
+            && zoo_aexists(zh, q->path, 0, owner_done, o) == ZOK) {
+            r->busy = 1;
+            scout_session_kick(r->session);
+        } else {
+            free(o);
+        }
+    } else if (rc != ZCLOSING && rc != ZSESSIONEXPIRED
+               && rc != ZCONNECTIONLOSS && rc != ZOPERATIONTIMEOUT) {
+        scout_log(SCOUT_LOG_WARN, "register", "%s: creating %s: %s", r->name,
+                  q->path, zerror(rc));
+        retry_later(r, 2.0);
+    }
+    free(q);
+    if (rc != ZCLOSING && !r->busy)
+        reconcile(r);
+}
+
+static void
+set_done(int rc, const struct Stat *stat, const void *data)
+{
+    req_t *q = (req_t *)data;
+    scout_reg_t *r = q->r;
+    (void)stat;
+
+    r->busy = 0;
+    if (rc == ZNONODE && r->node != NULL && strcmp(r->node, q->path) == 0)
+        forget_node(r);         /* gone behind our back: create again */
+    else if (rc != ZOK && rc != ZCLOSING)
+        retry_later(r, 1.0);
+    free(q);
+    if (rc != ZCLOSING)
+        reconcile(r);
+}
+
+/* Issue creates for every missing ancestor of parent, in order. */
+static void
+create_parents(scout_reg_t *r, zhandle_t *zh)
+{
+    char *p = strdup(r->parent);
+
+    if (p == NULL)
+        return;
+    for (char *s = strchr(p + 1, '/'); ; s = strchr(s + 1, '/')) {
+        req_t *q;
+        if (s != NULL)
+            *s = '\0';
+        q = req_new(r, p);
+        if (q != NULL && zoo_acreate(zh, p, "", 0, r->acl, 0, parent_done,
+                                     q) != ZOK)
+            free(q);
+        if (s == NULL)
+            break;
+        *s = '/';
+    }
+    free(p);
+}
+
+static void
+reconcile(scout_reg_t *r)
+{
+    zhandle_t *zh = live_zh(r);
+    int want = r->healthy && !r->withdrawing;
+    char path[4096];
+    req_t *q;
+
+    if (zh == NULL || r->busy)
+        return;
+    if (r->node != NULL && r->epoch != scout_session_epoch(r->session)
+        && r->ephemeral)
+        forget_node(r);         /* the session that owned it is gone */
+    if (!want && r->node != NULL) {
+        q = req_new(r, r->node);
+        if (q != NULL && zoo_adelete(zh, r->node, -1, deleted_done, q)
+                         == ZOK) {
+            r->busy = 1;
+            scout_session_kick(r->session);
+        } else {
+            free(q);
+        }
+        return;
+    }
+    if (!want || r->want_name == NULL)
+        return;
+    if (r->node == NULL) {
+        int flags = (r->ephemeral ? ZOO_EPHEMERAL : 0)
+                    | (r->want_seq ? ZOO_SEQUENCE : 0);
+        snprintf(path, sizeof(path), "%s/%s",
+                 strcmp(r->parent, "/") == 0 ? "" : r->parent, r->want_name);
+        create_parents(r, zh);
+        q = req_new(r, path);
+        if (q != NULL && zoo_acreate(zh, path, r->want_data, r->want_len,
+                                     r->acl, flags, create_done, q) == ZOK) {
+            r->busy = 1;
+            scout_session_kick(r->session);
+        } else {
+            free(q);
+        }
+        return;
+    }
+    if (r->data == NULL || r->data_len != r->want_len
+        || memcmp(r->data, r->want_data, (size_t)r->want_len) != 0) {
+        /* the body changed (weight, meta): rewrite in place */
+        char *copy = malloc((size_t)r->want_len + 1);
+        if (copy == NULL)
+            return;
+        memcpy(copy, r->want_data, (size_t)r->want_len);
+        free(r->data);
+        r->data = copy;
+        r->data_len = r->want_len;
+        q = req_new(r, r->node);
+        if (q != NULL && zoo_aset(zh, r->node, r->want_data, r->want_len, -1,
+                                  set_done, q) == ZOK) {
+            r->busy = 1;
+            scout_session_kick(r->session);
+        } else {
+            free(q);
+        }
+    }
+}
+
+static void
+on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    scout_reg_t *r = t->data;
+    (void)loop;
+    (void)revents;
+
+    refresh_body(r);
+    reconcile(r);
+    retry_later(r, 2.0);        /* the body may depend on the world */
+}
+
+scout_reg_t *
+scout_reg_new(struct ev_loop *loop, scout_session_t *session,
+              scout_policy_t *policy, int idx, const scout_reg_conf_t *conf,
+              char *err)
+{
+    scout_reg_t *r = calloc(1, sizeof(*r));
+
+    if (r == NULL || (r->name = strdup(conf->name)) == NULL
+        || (r->parent = strdup(conf->path)) == NULL) {
+        if (r != NULL)
+            free(r->name);
+        free(r);
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    r->loop = loop;
+    r->session = session;
+    r->policy = policy;
+    r->idx = idx;
+    r->ephemeral = conf->ephemeral;
+    r->healthy = 1;             /* until a check says otherwise */
+    init_acls();
+    if (conf->acl != NULL && strcmp(conf->acl, "open") == 0)
+        r->acl = &ZOO_OPEN_ACL_UNSAFE;
+    else if (conf->acl != NULL && strcmp(conf->acl, "private") == 0)
+        r->acl = &acl_private;
+    else if (conf->acl != NULL || conf->authenticated)
+        r->acl = &acl_creator;
+    else
+        r->acl = &ZOO_OPEN_ACL_UNSAFE;
+    ev_init(&r->tick, on_tick);
+    r->tick.data = r;
+    if (refresh_body(r) != SCOUT_OK) {
+        snprintf(err, SCOUT_ERR_LEN, "register \"%s\": the endpoint cannot "
+                 "be encoded (see the log)", conf->name);
+        scout_reg_free(r);
+        return NULL;
+    }
+    retry_later(r, 2.0);
+    return r;
+}
+
+void
+scout_reg_free(scout_reg_t *r)
+{
+    if (r == NULL)
+        return;
+    ev_timer_stop(r->loop, &r->tick);
+    forget_node(r);
+    free(r->want_name);
+    free(r->want_data);
+    free(r->name);
+    free(r->parent);
+    free(r);
+}
+
+void
+scout_reg_on_session(scout_reg_t *r, scout_session_state_t state,
+                     int new_session)
+{
+    if (state != SCOUT_SESSION_CONNECTED)
+        return;
+    if (new_session) {
+        r->busy = 0;            /* old completions ran at close */
+        refresh_body(r);        /* the current body, not the first */
+    }
+    reconcile(r);
+}
+
+void
+scout_reg_set_healthy(scout_reg_t *r, int up, const char *reason)
+{
+    if (r->healthy == up)
+        return;
+    r->healthy = up;
+    scout_log(up ? SCOUT_LOG_INFO : SCOUT_LOG_WARN, "register", "%s: %s%s%s",
+              r->name, up ? "healthy" : "unhealthy", reason ? ": " : "",
+              reason ? reason : "");
+    reconcile(r);
+}
+
+void
+scout_reg_withdraw(scout_reg_t *r, scout_reg_done_fn done, void *ud)
+{
+    r->withdrawing = 1;
+    r->done = done;
+    r->done_ud = ud;
+    ev_timer_stop(r->loop, &r->tick);
+    reconcile(r);
+    finish_if_withdrawn(r);
+}
+
+const char *
+scout_reg_name(const scout_reg_t *r)
+{
+    return r->name;
+}
+
+const char *
+scout_reg_node(const scout_reg_t *r)
+{
+    return r->node;
+}

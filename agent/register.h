@@ -1,0 +1,38 @@
+/*
+ * register.h -- announce a local service in ZooKeeper (the Nerve half of
+ * SmartStack, Curator's registerService): the node a dubbo consumer, an rpcx
+ * client or Curator expects, written by the codec's encode, present while
+ * the service is healthy, re-created with its current body on every new
+ * session, and deleted first on shutdown.
+ */
+#ifndef SCOUT_REGISTER_H
+#define SCOUT_REGISTER_H
+
+#include <ev.h>
+
+#include "policy.h"
+#include "session.h"
+
+typedef struct scout_reg_s scout_reg_t;
+
+/* Called when a registration has nothing left in ZooKeeper after
+ * scout_reg_withdraw() (or gave up trying). */
+typedef void (*scout_reg_done_fn)(void *ud, scout_reg_t *r);
+
+scout_reg_t *scout_reg_new(struct ev_loop *loop, scout_session_t *session,
+                           scout_policy_t *policy, int idx,
+                           const scout_reg_conf_t *conf, char *err);
+void scout_reg_free(scout_reg_t *r);
+
+void scout_reg_on_session(scout_reg_t *r, scout_session_state_t state,
+                          int new_session);
+/* The health check's verdict; without a check a registration is up. */
+void scout_reg_set_healthy(scout_reg_t *r, int up, const char *reason);
+/* Shutdown: delete the node; done is called once nothing is left. */
+void scout_reg_withdraw(scout_reg_t *r, scout_reg_done_fn done, void *ud);
+
+const char *scout_reg_name(const scout_reg_t *r);
+/* The node's full path while registered, else NULL. */
+const char *scout_reg_node(const scout_reg_t *r);
+
+#endif

@@ -1,0 +1,150 @@
+"""Registration, observed with an independent kazoo client: the node each codec must produce (the name and bytes a
+dubbo consumer, an rpcx client, Curator, Finagle or Synapse reads), re-created with its current body after session
+expiry, a stale node of another session replaced, gone before the process exits on SIGTERM, and protected by
+ACLs under digest auth."""
+
+import json
+import time
+import unittest
+import urllib.parse
+
+from kazoo.exceptions import NoAuthError
+from kazoo.security import make_digest_acl_credential  # noqa: F401  (kazoo's digest support is what we rely on)
+
+from scoutharness import Scout, wait_until
+from zkharness import ZooKeeper
+
+HEAD = 'zookeeper { servers = "127.0.0.1:1", session_timeout = %d%s }\n'
+
+
+def node(kz, parent):
+    kids = kz.get_children(parent) if kz.exists(parent) else []
+    if len(kids) != 1:
+        return None
+    data, stat = kz.get(parent + "/" + kids[0])
+    return kids[0], data, stat
+
+
+class Register(unittest.TestCase):
+    def setUp(self):
+        self.zk = ZooKeeper().start()
+        self.kz = self.zk.client()
+        self.scout = None
+
+    def tearDown(self):
+        if self.scout:
+            self.scout.stop()
+        self.zk.stop()
+
+    def start(self, body, timeout=4000, auth=""):
+        self.scout = Scout(HEAD % (timeout, auth) + body, self.zk.connect).start()
+        return self.scout
+
+    def test_each_codec_writes_what_its_clients_read(self):
+        self.start('''
+register "cur" { path = "/services/orders", codec = "curator",
+                 endpoint = { host = "10.0.0.5", port = 8080, meta = { zone = "a" } } }
+register "rp"  { path = "/rpcx_test/Arith", codec = "rpcx",
+                 endpoint = { host = "127.0.0.1", port = 8972, weight = 7, meta = { group = "online" } } }
+register "dub" { path = "/dubbo/com.acme.DemoService/providers", codec = "dubbo",
+                 codec_options = { interface = "com.acme.DemoService" },
+                 endpoint = { host = "10.0.0.6", port = 20880, weight = 50, meta = { application = "demo" } } }
+register "ss"  { path = "/aurora/www/prod/web", codec = "serverset",
+                 endpoint = { host = "10.0.0.7", port = 31943 } }
+register "nv"  { path = "/nerve/web", codec = "nerve",
+                 endpoint = { host = "10.0.0.8", port = 3000, weight = 2, meta = { az = "us-east-1a" } } }
+''')
+        kz = self.kz
+        cur = wait_until(lambda: node(kz, "/services/orders"), what="curator node")
+        self.assertEqual(cur[0], "cur")
+        doc = json.loads(cur[1])
+        self.assertEqual((doc["name"], doc["id"], doc["address"], doc["port"]), ("orders", "cur", "10.0.0.5", 8080))
+        self.assertEqual(doc["payload"]["metadata"], {"zone": "a"})
+        self.assertIn(doc["serviceType"], ("DYNAMIC", "STATIC", "PERMANENT", "DYNAMIC_SEQUENTIAL"))
+        self.assertNotEqual(cur[2].ephemeralOwner, 0)
+
+        rp = wait_until(lambda: node(kz, "/rpcx_test/Arith"), what="rpcx node")
+        self.assertEqual((rp[0], rp[1]), ("tcp@127.0.0.1:8972", b"group=online&weight=7"))
+
+        dub = wait_until(lambda: node(kz, "/dubbo/com.acme.DemoService/providers"), what="dubbo node")
+        url = urllib.parse.unquote(dub[0])
+        self.assertTrue(url.startswith("dubbo://10.0.0.6:20880/com.acme.DemoService?"), url)
+        q = urllib.parse.parse_qs(url.split("?", 1)[1])
+        self.assertEqual((q["interface"], q["side"], q["weight"], q["application"]),
+                         (["com.acme.DemoService"], ["provider"], ["50"], ["demo"]))
+
+        ss = wait_until(lambda: node(kz, "/aurora/www/prod/web"), what="serverset member")
+        self.assertRegex(ss[0], r"^member_\d{10}$")          # ephemeral sequential, as Finagle's
+        sdoc = json.loads(ss[1])
+        self.assertEqual((sdoc["serviceEndpoint"], sdoc["status"]), ({"host": "10.0.0.7", "port": 31943}, "ALIVE"))
+
+        nv = wait_until(lambda: node(kz, "/nerve/web"), what="nerve node")
+        self.assertRegex(nv[0], r"^10\.0\.0\.8_\d{10}$")        # Nerve names instances by host by default
+        ndoc = json.loads(nv[1])
+        self.assertEqual((ndoc["host"], ndoc["port"], ndoc["weight"]), ("10.0.0.8", 3000, 2))
+
+    def test_session_expiry_recreates_with_the_current_body(self):
+        open("/tmp/scout-reg-weight", "w").write("3")
+        s = self.start('''
+register "cur" { path = "/svc/a", codec = "rpcx",
+  endpoint = function()
+    local h = io.open("/tmp/scout-reg-weight"); local w = h and tonumber(h:read("*a")) or 1
+    if h then h:close() end
+    return { host = "127.0.0.1", port = 9000, weight = w }
+  end }
+''', timeout=2000)
+        try:
+            first = wait_until(lambda: node(self.kz, "/svc/a"), what="registered")
+            self.assertEqual(first[1], b"weight=3")
+            owner = first[2].ephemeralOwner
+            s.pause()
+            open("/tmp/scout-reg-weight", "w").write("5")   # the body changes while the agent is frozen
+            time.sleep(6)                                    # past the session timeout: the node is gone
+            self.assertIsNone(node(self.kz, "/svc/a"))
+            s.resume()
+            again = wait_until(lambda: node(self.kz, "/svc/a"), what="re-registered")
+            self.assertNotEqual(again[2].ephemeralOwner, owner)
+            wait_until(lambda: node(self.kz, "/svc/a")[1] == b"weight=5", what="the current body, in place")
+        finally:
+            import os
+            os.unlink("/tmp/scout-reg-weight")
+
+    def test_a_stale_node_of_another_session_is_replaced(self):
+        other = self.zk.client()
+        other.create("/svc/b/tcp@127.0.0.1:9001", b"state=inactive", ephemeral=True, makepath=True)
+        stale_owner = other.get("/svc/b/tcp@127.0.0.1:9001")[1].ephemeralOwner
+        self.start('register "b" { path = "/svc/b", codec = "rpcx",\n'
+                   '  endpoint = { host = "127.0.0.1", port = 9001, weight = 4 } }')
+        fresh = wait_until(lambda: (lambda n: n if n and n[2].ephemeralOwner != stale_owner else None)(
+            node(self.kz, "/svc/b")), what="replaced by the agent's own node")
+        self.assertEqual(fresh[1], b"weight=4")
+        self.assertIn("replacing it", self.scout.log())
+
+    def test_sigterm_deregisters_before_exit(self):
+        s = self.start('agent { drain = "500ms" }\n'
+                       'register "c" { path = "/svc/c", endpoint = { host = "127.0.0.1", port = 9002 } }')
+        wait_until(lambda: node(self.kz, "/svc/c"), what="registered")
+        s.proc.send_signal(15)
+        # gone while the agent still runs (it drains 500 ms, still answering the API)
+        wait_until(lambda: node(self.kz, "/svc/c") is None, timeout=5, what="node deleted")
+        self.assertIsNone(s.proc.poll(), "still draining when the node went")
+        self.assertEqual(s.request("/v1/health")[0], 200)
+        self.assertEqual(s.stop(), 0)
+
+    def test_digest_auth_lets_others_read_but_not_write(self):
+        self.start('register "d" { path = "/svc/d", endpoint = { host = "127.0.0.1", port = 9003 } }',
+                   auth=', auth = { scheme = "digest", credential = "scout:s3cret" }')
+        n = wait_until(lambda: node(self.kz, "/svc/d"), what="registered")
+        path = "/svc/d/" + n[0]
+        acls, _ = self.kz.get_acls(path)
+        self.assertEqual(sorted(a.perms for a in acls), [1, 31])        # world READ, creator ALL
+        self.assertEqual(self.kz.get(path)[0], b"")                     # anyone reads
+        with self.assertRaises(NoAuthError):
+            self.kz.set(path, b"x")
+        with self.assertRaises(NoAuthError):
+            self.kz.delete(path)
+        self.assertNotIn("s3cret", self.scout.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
