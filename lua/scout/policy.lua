@@ -86,15 +86,34 @@ local function is_servers(v)
   if n == 0 then return "names no server (want \"host:port[,host:port...][/chroot]\")" end
 end
 
+-- auth = { scheme = "digest", credential = "user:pass" | credential_env = "VAR" | credential_file = "/path" }
+-- The secret is read at load (file or environment) and never printed.
 local function is_auth(v)
   if type(v) ~= "table" then return "must be a table { scheme = \"digest\", credential = \"user:pass\" }" end
   if v.scheme ~= "digest" then return "scheme must be \"digest\" (the packaged client has no SASL)" end
-  if type(v.credential) ~= "string" or not v.credential:find(":", 1, true) then
+  local given = 0
+  for k in pairs(v) do
+    if k == "credential" or k == "credential_env" or k == "credential_file" then
+      given = given + 1
+    elseif k ~= "scheme" then
+      return "has an unknown key \"" .. tostring(k) .. "\""
+    end
+  end
+  if given ~= 1 then return "needs exactly one of credential, credential_env, credential_file" end
+  local cred = v.credential
+  if v.credential_env then
+    cred = os.getenv(tostring(v.credential_env))
+    if not cred then return "credential_env: $" .. tostring(v.credential_env) .. " is not set" end
+  elseif v.credential_file then
+    local f, err = io.open(tostring(v.credential_file), "r")
+    if not f then return "credential_file: " .. tostring(err) end
+    cred = (f:read("*l") or ""):gsub("%s+$", "")
+    f:close()
+  end
+  if type(cred) ~= "string" or not cred:find(":", 1, true) then
     return "credential must be \"user:password\""
   end
-  for k in pairs(v) do
-    if k ~= "scheme" and k ~= "credential" then return "has an unknown key \"" .. tostring(k) .. "\"" end
-  end
+  v.credential, v.credential_env, v.credential_file = cred, nil, nil
 end
 
 local function is_path(v)

@@ -132,8 +132,10 @@ register "cur" { path = "/svc/a", codec = "rpcx",
         self.assertEqual(s.stop(), 0)
 
     def test_digest_auth_lets_others_read_but_not_write(self):
+        import os
+        os.environ["SCOUT_TEST_ZK_CRED"] = "scout:s3cret"        # the secret stays out of the policy text
         self.start('register "d" { path = "/svc/d", endpoint = { host = "127.0.0.1", port = 9003 } }',
-                   auth=', auth = { scheme = "digest", credential = "scout:s3cret" }')
+                   auth=', auth = { scheme = "digest", credential_env = "SCOUT_TEST_ZK_CRED" }')
         n = wait_until(lambda: node(self.kz, "/svc/d"), what="registered")
         path = "/svc/d/" + n[0]
         acls, _ = self.kz.get_acls(path)
@@ -144,6 +146,7 @@ register "cur" { path = "/svc/a", codec = "rpcx",
         with self.assertRaises(NoAuthError):
             self.kz.delete(path)
         self.assertNotIn("s3cret", self.scout.log())
+        self.assertNotIn(b"s3cret", self.scout.request("/metrics")[2])
 
 
 if __name__ == "__main__":
