@@ -17,6 +17,7 @@
 #include "api.h"
 #include "persist.h"
 #include "register.h"
+#include "watch.h"
 #include "render.h"
 #include "shmpub.h"
 #include "log.h"
@@ -25,6 +26,7 @@
 
 struct scout_agent_s {
     struct ev_loop   *loop;
+    scout_agent_opts_t opts;         /* as given: a reload applies them again */
     scout_policy_t   *policy;
     scout_conf_t      conf;
     scout_session_t **sessions;
@@ -39,6 +41,8 @@ struct scout_agent_s {
     int               nrenders;
     scout_reg_t     **regs;          /* registrations, on session 0 */
     int               nregs;
+    scout_reg_t     **retiring;      /* dropped by a reload, deleting */
+    int               nretiring;
     /* shutdown: withdraw registrations, drain, then done() */
     int               withdrawing;
     ev_timer          guard;         /* give up waiting for deletions */
@@ -67,9 +71,9 @@ on_publish(void *ud, scout_service_t *svc)
     struct shard *sh;
     size_t bytes;
 
-    for (int i = 0; i < a->nservices && idx < 0; i++)
-        if (a->services[i] == svc)
-            idx = i % a->nsessions;
+    for (int i = 0; i < a->nsessions && idx < 0; i++)
+        if (scout_service_session(svc) == a->sessions[i])
+            idx = i;
     if (idx < 0)
         return;
     if (a->api != NULL)
@@ -102,8 +106,10 @@ on_session(void *ud, scout_session_state_t state, int new_session)
      * of agents does not hit the ensemble in lockstep. */
     int jitter = new_session && a->nservices > 1 ? 1000 : 0;
 
-    for (int i = sh->idx; i < a->nservices; i += a->nsessions)
-        scout_service_on_session(a->services[i], state, new_session, jitter);
+    for (int i = 0; i < a->nservices; i++)
+        if (scout_service_session(a->services[i]) == a->sessions[sh->idx])
+            scout_service_on_session(a->services[i], state, new_session,
+                                     jitter);
     for (int i = 0; sh->idx == 0 && i < a->nregs; i++)
         scout_reg_on_session(a->regs[i], state, new_session);
     if (a->shm != NULL)
@@ -140,6 +146,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         return NULL;
     }
     a->loop = loop;
+    a->opts = *opts;            /* main's strings live as long as we do */
     a->policy = scout_policy_new(opts->lua_dir, err);
     if (a->policy == NULL)
         goto fail;
@@ -298,6 +305,9 @@ scout_agent_free(scout_agent_t *a)
     for (int i = 0; i < a->nregs; i++)
         scout_reg_free(a->regs[i]);
     free(a->regs);
+    for (int i = 0; i < a->nretiring; i++)
+        scout_reg_free(a->retiring[i]);
+    free(a->retiring);
     for (int i = 0; i < a->nrenders; i++)
         scout_render_free(a->renders[i]);
     free(a->renders);
@@ -402,6 +412,216 @@ scout_agent_shutdown(scout_agent_t *a, void (*done)(void *ud), void *ud)
         scout_reg_withdraw(a->regs[i], on_withdrawn, a);
 }
 
+/* ---- SIGHUP: a new policy, applied as a difference ------------------------- */
+
+static void
+on_retired(void *ud, scout_reg_t *r)
+{
+    scout_agent_t *a = ud;
+
+    for (int i = 0; i < a->nretiring; i++) {
+        if (a->retiring[i] == r) {
+            a->retiring[i] = a->retiring[--a->nretiring];
+            break;
+        }
+    }
+    scout_reg_free(r);
+}
+
+static int
+same_str(const char *x, const char *y)
+{
+    return (x == NULL && y == NULL) || (x && y && strcmp(x, y) == 0);
+}
+
+/* What a reload cannot change without dropping the session (or the
+ * listening socket): kept as running, with a warning. */
+static void
+keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
+{
+    if (!same_str(a->conf.zk_servers, nc->zk_servers)
+        || a->conf.zk_timeout_ms != nc->zk_timeout_ms
+        || !same_str(a->conf.auth_scheme, nc->auth_scheme)
+        || !same_str(a->conf.auth_cred, nc->auth_cred)
+        || !same_str(a->conf.api_listen, nc->api_listen)
+        || !same_str(a->conf.cache_dir, nc->cache_dir)
+        || !same_str(a->conf.shm_path, nc->shm_path))
+        scout_log(SCOUT_LOG_WARN, "agent", "reload: zookeeper, api, cache "
+                  "and shm settings need a restart; keeping the running ones");
+#define KEEP(f) do { char *t = nc->f; nc->f = a->conf.f; a->conf.f = t; } \
+                while (0)
+    KEEP(zk_servers);
+    KEEP(auth_scheme);
+    KEEP(auth_cred);
+    KEEP(api_listen);
+    KEEP(cache_dir);
+    KEEP(shm_path);
+#undef KEEP
+    nc->zk_timeout_ms = a->conf.zk_timeout_ms;
+    nc->zk_sessions = a->conf.zk_sessions;
+    nc->cache_max_age_s = a->conf.cache_max_age_s;
+}
+
+int
+scout_agent_reload(scout_agent_t *a, char *err)
+{
+    scout_policy_t *np = scout_policy_new(a->opts.lua_dir, err);
+    scout_service_t **svcs = NULL, **old = a->services;
+    scout_reg_t **regs = NULL;
+    int kept = 0, added = 0, dropped = 0, nold = a->nservices;
+    scout_conf_t nc;
+
+    if (np == NULL)
+        return SCOUT_ERROR;
+    if (scout_policy_load(np, a->opts.policy_file, &nc, err) != SCOUT_OK) {
+        scout_policy_free(np);
+        return SCOUT_ERROR;
+    }
+    keep_running_settings(a, &nc);
+    svcs = calloc((size_t)(nc.nservices ? nc.nservices : 1), sizeof(*svcs));
+    regs = calloc((size_t)(nc.nregisters ? nc.nregisters : 1), sizeof(*regs));
+    if (svcs == NULL || regs == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        goto fail;
+    }
+    /* From here on the new policy is in force: nothing below backs out. */
+    for (int i = 0; i < nc.nservices; i++) {
+        scout_service_conf_t *sc = &nc.services[i];
+        for (int j = 0; j < nold; j++) {
+            scout_service_t *o = old[j];
+            const scout_service_conf_t *oc;
+            if (o == NULL || strcmp(scout_service_name(o), sc->name) != 0)
+                continue;
+            oc = &a->conf.services[j];
+            if (strcmp(oc->path, sc->path) == 0 && sc->codec != NULL
+                && same_str(oc->codec, sc->codec)
+                && scout_service_rebind(o, np, i, sc, err) == SCOUT_OK) {
+                svcs[i] = o;
+                old[j] = NULL;
+                kept++;
+            }
+            break;
+        }
+        if (svcs[i] == NULL) {
+            scout_session_t *ss = a->sessions[i % a->nsessions];
+            svcs[i] = scout_service_new(a->loop, ss, np, i, sc, err);
+            if (svcs[i] == NULL) {
+                scout_log(SCOUT_LOG_ERROR, "agent", "reload: service %s: %s",
+                          sc->name, err);
+                continue;
+            }
+            scout_service_on_publish(svcs[i], on_publish, a);
+            if (scout_session_state(ss) == SCOUT_SESSION_CONNECTED)
+                scout_service_on_session(svcs[i], SCOUT_SESSION_CONNECTED, 1,
+                                         0);
+            added++;
+        }
+    }
+    for (int j = 0; j < nold; j++) {
+        if (old[j] == NULL)
+            continue;
+        if (a->api != NULL)
+            scout_api_notify(a->api, old[j]);   /* wake parked queries */
+        scout_service_retire(old[j]);
+        dropped++;
+    }
+    /* compact: a service that failed to build is left out */
+    {
+        int n = 0;
+        for (int i = 0; i < nc.nservices; i++)
+            if (svcs[i] != NULL)
+                svcs[n++] = svcs[i];
+        a->nservices = n;
+    }
+    free(a->services);
+    a->services = svcs;
+
+    for (int i = 0; i < nc.nregisters; i++) {
+        for (int j = 0; j < a->nregs; j++) {
+            if (a->regs[j] != NULL
+                && strcmp(scout_reg_name(a->regs[j]), nc.registers[i].name)
+                   == 0
+                && scout_reg_rebind(a->regs[j], np, i, &nc.registers[i], err)
+                   == SCOUT_OK) {
+                regs[i] = a->regs[j];
+                a->regs[j] = NULL;
+                break;
+            }
+        }
+        if (regs[i] == NULL) {
+            regs[i] = scout_reg_new(a->loop, a->sessions[0], np, i,
+                                    &nc.registers[i], err);
+            if (regs[i] == NULL) {
+                scout_log(SCOUT_LOG_ERROR, "agent", "reload: %s", err);
+                continue;
+            }
+            scout_reg_on_session(regs[i], scout_session_state(a->sessions[0]),
+                                 1);
+        }
+    }
+    for (int j = 0; j < a->nregs; j++) {
+        scout_reg_t **t;
+        if (a->regs[j] == NULL)
+            continue;
+        t = realloc(a->retiring, (size_t)(a->nretiring + 1) * sizeof(*t));
+        if (t == NULL) {
+            scout_reg_free(a->regs[j]);     /* its ephemeral goes at exit */
+            continue;
+        }
+        a->retiring = t;
+        a->retiring[a->nretiring++] = a->regs[j];
+        scout_reg_withdraw(a->regs[j], on_retired, a);
+    }
+    {
+        int n = 0;
+        for (int i = 0; i < nc.nregisters; i++)
+            if (regs[i] != NULL)
+                regs[n++] = regs[i];
+        free(a->regs);
+        a->regs = regs;
+        a->nregs = n;
+    }
+
+    for (int i = 0; i < a->nrenders; i++)
+        scout_render_free(a->renders[i]);
+    free(a->renders);
+    a->renders = NULL;
+    a->nrenders = 0;
+    if (nc.nrenders > 0
+        && (a->renders = calloc((size_t)nc.nrenders, sizeof(*a->renders)))
+           != NULL) {
+        for (int i = 0; i < nc.nrenders; i++) {
+            a->renders[a->nrenders] = scout_render_new(
+                a->loop, np, i, &nc.renders[i], a->services, a->nservices, err);
+            if (a->renders[a->nrenders] != NULL)
+                scout_render_changed(a->renders[a->nrenders++]);
+        }
+    }
+    if (a->persist != NULL) {
+        scout_persist_set_services(a->persist, a->services, a->nservices);
+        scout_persist_changed(a->persist);
+    }
+    if (a->shm != NULL) {
+        scout_shmpub_set_services(a->shm, a->services, a->nservices);
+        scout_shmpub_changed(a->shm);
+    }
+    scout_conf_free(&a->conf);
+    a->conf = nc;
+    scout_policy_free(a->policy);
+    a->policy = np;
+    scout_log(SCOUT_LOG_INFO, "agent", "reloaded %s: %d services kept, %d "
+              "added, %d dropped; %d registrations", a->opts.policy_file,
+              kept, added, dropped, a->nregs);
+    return SCOUT_OK;
+
+fail:
+    free(svcs);
+    free(regs);
+    scout_conf_free(&nc);
+    scout_policy_free(np);
+    return SCOUT_ERROR;
+}
+
 int
 scout_agent_snapshot_too_old(const scout_agent_t *a, char *reason,
                              size_t len)
@@ -427,7 +647,8 @@ scout_agent_watch_bytes(const scout_agent_t *a, int session)
 {
     size_t bytes = 0;
 
-    for (int i = session; i < a->nservices; i += a->nsessions)
-        bytes += scout_service_watch_bytes(a->services[i]);
+    for (int i = 0; i < a->nservices; i++)
+        if (scout_service_session(a->services[i]) == a->sessions[session])
+            bytes += scout_service_watch_bytes(a->services[i]);
     return bytes;
 }

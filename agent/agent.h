@@ -25,6 +25,11 @@ typedef struct {
 
 scout_agent_t *scout_agent_new(struct ev_loop *loop,
                                const scout_agent_opts_t *opts, char *err);
+/* SIGHUP: load the policy file again into a new VM and apply it as a
+ * difference -- services and registrations kept by name keep their state
+ * and the session; others are added or dropped.  A policy that fails to
+ * load changes nothing (SCOUT_ERROR, "file:line: message" in err). */
+int  scout_agent_reload(scout_agent_t *a, char *err);
 /* The first step of a clean exit: delete every registration (so clients
  * stop sending before we go), wait for the deletions (at most 5 s), keep
  * serving for agent { drain = ... }, then call done. */

@@ -233,6 +233,19 @@ scout_cache_apply_data(scout_cache_t *c, scout_child_t *child,
     return SCOUT_OK;
 }
 
+void
+scout_cache_mark_all_pending(scout_cache_t *c)
+{
+    scout_child_t *child, *tmp;
+
+    HASH_ITER(hh, c->children, child, tmp) {
+        if (!child->needs_data || child->has_data) {
+            child->announced = 1;   /* a later removal must be reported */
+            make_pending(c, child);
+        }
+    }
+}
+
 int
 scout_cache_has_pending(const scout_cache_t *c)
 {

@@ -87,6 +87,9 @@ void scout_cache_mark_dirty(scout_cache_t *c, scout_child_t *child);
 void scout_cache_mark_all_dirty(scout_cache_t *c);
 
 int scout_cache_has_pending(const scout_cache_t *c);
+/* A new policy must judge every child again: every child that is ready
+ * (its data read, or none needed) becomes pending, as if just read. */
+void scout_cache_mark_all_pending(scout_cache_t *c);
 /* The pending changes were handed to the policy.  The policy may have
  * applied some of them even if it then failed, so from now on a removal of
  * any of these children must be reported; they stay pending until commit. */

@@ -19,6 +19,8 @@
 
 static timer_t                budget_timer;
 static int                    timer_ok;
+static int                    users;        /* VMs sharing the timer (a reload
+                                               briefly has two) */
 static lua_State *volatile    armed_L;      /* the call in progress        */
 static volatile int64_t       call_start;   /* its start, in CPU time      */
 static volatile int64_t       call_budget;  /* its budget, ns              */
@@ -108,6 +110,8 @@ scout_hook_init(lua_State *L, char *err)
      * `while true do end` would be unstoppable. */
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
 
+    if (users++ > 0)
+        return SCOUT_OK;        /* one timer and one handler for all VMs */
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_alarm;
     sa.sa_flags = SA_RESTART;
@@ -130,6 +134,8 @@ scout_hook_init(lua_State *L, char *err)
 void
 scout_hook_fini(void)
 {
+    if (users == 0 || --users > 0)
+        return;
     armed_L = NULL;
     if (timer_ok)
         timer_delete(budget_timer);

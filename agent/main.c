@@ -38,6 +38,22 @@ static const char usage[] =
 static scout_agent_t *running_agent;
 
 static void
+on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    char err[SCOUT_ERR_LEN];
+    (void)loop;
+    (void)w;
+    (void)revents;
+
+    if (running_agent == NULL)
+        return;
+    scout_log(SCOUT_LOG_INFO, "main", "SIGHUP: reloading the policy");
+    if (scout_agent_reload(running_agent, err) != SCOUT_OK)
+        scout_log(SCOUT_LOG_ERROR, "main", "reload refused, the running "
+                  "policy stays: %s", err);
+}
+
+static void
 on_shutdown_done(void *ud)
 {
     ev_break((struct ev_loop *)ud, EVBREAK_ALL);
@@ -87,7 +103,7 @@ static int
 cmd_run(const scout_agent_opts_t *opts)
 {
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
-    ev_signal sigterm, sigint;
+    ev_signal sigterm, sigint, sighup;
     char err[SCOUT_ERR_LEN];
     scout_agent_t *agent;
 
@@ -103,12 +119,15 @@ cmd_run(const scout_agent_opts_t *opts)
     ev_signal_init(&sigint, on_stop_signal, SIGINT);
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
+    ev_signal_init(&sighup, on_reload_signal, SIGHUP);
+    ev_signal_start(loop, &sighup);
     running_agent = agent;
     ev_run(loop, 0);
     running_agent = NULL;
 
     ev_signal_stop(loop, &sigterm);
     ev_signal_stop(loop, &sigint);
+    ev_signal_stop(loop, &sighup);
     scout_agent_stop(agent);
     scout_agent_free(agent);
     ev_loop_destroy(loop);

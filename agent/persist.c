@@ -202,6 +202,13 @@ scout_persist_too_old(const scout_persist_t *p, char *reason, size_t len)
 }
 
 void
+scout_persist_set_services(scout_persist_t *p, scout_service_t **services, int n)
+{
+    p->services = services;
+    p->n = n;
+}
+
+void
 scout_persist_free(scout_persist_t *p)
 {
     if (p == NULL)

@@ -31,6 +31,8 @@ void scout_persist_flush(scout_persist_t *p);
  * max_age: the reason goes to reason (for /v1/health). */
 int  scout_persist_too_old(const scout_persist_t *p, char *reason,
                            size_t len);
+/* A policy reload replaced the service list. */
+void scout_persist_set_services(scout_persist_t *p, scout_service_t **services, int n);
 void scout_persist_free(scout_persist_t *p);
 
 #endif

@@ -27,6 +27,7 @@ struct scout_policy_s {
     lua_State *L;
     int        runtime_ref;
     int        budget_ms;
+    int        hooked;      /* holds a reference on the budget timer */
 };
 
 /* ---- functions Lua may call: package.loaded["scout.agent"] ------------- */
@@ -105,6 +106,7 @@ scout_policy_new(const char *lua_dir, char *err)
     luaL_openlibs(p->L);
     if (scout_hook_init(p->L, err) != SCOUT_OK)
         goto fail;
+    p->hooked = 1;
 
     if (lua_dir != NULL)
         snprintf(dir, sizeof(dir), "%s", lua_dir);
@@ -148,7 +150,8 @@ scout_policy_free(scout_policy_t *p)
         return;
     if (p->L != NULL)
         lua_close(p->L);
-    scout_hook_fini();
+    if (p->hooked)
+        scout_hook_fini();
     free(p);
 }
 
@@ -202,6 +205,7 @@ scout_conf_free(scout_conf_t *conf)
     for (int i = 0; i < conf->nservices; i++) {
         free(conf->services[i].name);
         free(conf->services[i].path);
+        free(conf->services[i].codec);
     }
     free(conf->services);
     for (int i = 0; i < conf->nrenders; i++) {
@@ -345,6 +349,7 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
         sc->needs_data = int_field(L, -1, "needs_data", -1);
         sc->delay_ms = int_field(L, -1, "delay_ms", -1);
         sc->anti_entropy_ms = anti_entropy;
+        sc->codec = dup_field(L, -1, "codec");
         lua_pop(L, 1);
         if (sc->name == NULL || sc->path == NULL) {
             snprintf(err, SCOUT_ERR_LEN, "out of memory");

@@ -40,6 +40,7 @@ typedef struct {
     int   needs_data;     /* -1: ask per child; else fixed 0/1          */
     int   delay_ms;       /* -1: ask the delay hook per event           */
     int   anti_entropy_ms;/* re-list period; 0 = off                    */
+    char *codec;          /* built-in codec name; NULL for a user table  */
 } scout_service_conf_t;
 
 typedef struct {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "log.h"
 #include "scout.h"
 
@@ -31,6 +32,8 @@ struct scout_reg_s {
     int                ephemeral;
     struct ACL_vector *acl;
     ev_timer           tick;        /* body refresh, retries */
+    scout_check_t     *check;       /* NULL: always healthy */
+    scout_reg_conf_t   check_conf;  /* what it was built from (reloads) */
     int                healthy;
     int                withdrawing;
     scout_reg_done_fn  done;
@@ -176,9 +179,9 @@ deleted_done(int rc, const void *data)
         retry_later(r, 1.0);
     }
     free(q);
-    finish_if_withdrawn(r);
     if (rc != ZCLOSING)
         reconcile(r);
+    finish_if_withdrawn(r);     /* last: done() may free r */
 }
 
 /* NODEEXISTS: whose node is it? */
@@ -293,6 +296,21 @@ create_parents(scout_reg_t *r, zhandle_t *zh)
     free(p);
 }
 
+/* Is the node we have the one we want (parent and name; for a sequential
+ * node the name is the prefix)? */
+static int
+node_matches(const scout_reg_t *r)
+{
+    size_t pl = strcmp(r->parent, "/") == 0 ? 0 : strlen(r->parent);
+    const char *base = r->node + pl + 1;
+
+    if (strncmp(r->node, r->parent, pl) != 0 || r->node[pl] != '/')
+        return 0;
+    if (r->want_seq)
+        return strncmp(base, r->want_name, strlen(r->want_name)) == 0;
+    return strcmp(base, r->want_name) == 0;
+}
+
 static void
 reconcile(scout_reg_t *r)
 {
@@ -319,6 +337,19 @@ reconcile(scout_reg_t *r)
     }
     if (!want || r->want_name == NULL)
         return;
+    if (r->node != NULL && !node_matches(r)) {
+        /* a reload changed where the node lives or what it is called
+         * (parent, port, codec): the old one goes, the new one follows */
+        q = req_new(r, r->node);
+        if (q != NULL && zoo_adelete(zh, r->node, -1, deleted_done, q)
+                         == ZOK) {
+            r->busy = 1;
+            scout_session_kick(r->session);
+        } else {
+            free(q);
+        }
+        return;
+    }
     if (r->node == NULL) {
         int flags = (r->ephemeral ? ZOO_EPHEMERAL : 0)
                     | (r->want_seq ? ZOO_SEQUENCE : 0);
@@ -368,6 +399,75 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     retry_later(r, 2.0);        /* the body may depend on the world */
 }
 
+static void
+on_check(void *ud, int up, const char *reason)
+{
+    scout_reg_set_healthy(ud, up, reason);
+}
+
+/* check = { lua = function() ... end }: the policy answers. */
+static int
+lua_check(void *ud, char *reason, size_t len)
+{
+    scout_reg_t *r = ud;
+    return scout_policy_register_check(r->policy, r->idx, reason, len);
+}
+
+static int
+same_check(const scout_reg_conf_t *a, const scout_reg_conf_t *b)
+{
+    return ((a->check_kind == NULL && b->check_kind == NULL)
+            || (a->check_kind && b->check_kind
+                && strcmp(a->check_kind, b->check_kind) == 0))
+           && ((a->check_target == NULL && b->check_target == NULL)
+               || (a->check_target && b->check_target
+                   && strcmp(a->check_target, b->check_target) == 0))
+           && a->check_interval_ms == b->check_interval_ms
+           && a->check_timeout_ms == b->check_timeout_ms
+           && a->check_rise == b->check_rise && a->check_fall == b->check_fall;
+}
+
+/* A registration with a check starts unhealthy: nothing is announced
+ * before the service has been seen up `rise` times. */
+static int
+start_check(scout_reg_t *r, const scout_reg_conf_t *conf, char *err)
+{
+    scout_check_conf_t cc;
+
+    scout_check_free(r->check);
+    r->check = NULL;
+    free(r->check_conf.check_kind);
+    free(r->check_conf.check_target);
+    /* only the check settings are kept (for same_check); the strings are
+     * our own copies, the rest is not used */
+    memset(&r->check_conf, 0, sizeof(r->check_conf));
+    r->check_conf.check_interval_ms = conf->check_interval_ms;
+    r->check_conf.check_timeout_ms = conf->check_timeout_ms;
+    r->check_conf.check_rise = conf->check_rise;
+    r->check_conf.check_fall = conf->check_fall;
+    if (conf->check_kind == NULL) {
+        r->healthy = 1;
+        return SCOUT_OK;
+    }
+    memset(&cc, 0, sizeof(cc));
+    cc.kind = scout_check_kind_parse(conf->check_kind);
+    cc.target = conf->check_target;
+    cc.interval_ms = conf->check_interval_ms;
+    cc.timeout_ms = conf->check_timeout_ms;
+    cc.rise = conf->check_rise;
+    cc.fall = conf->check_fall;
+    cc.lua_fn = lua_check;
+    cc.lua_ud = r;
+    r->healthy = 0;
+    r->check = scout_check_new(r->loop, &cc, on_check, r, err);
+    if (r->check == NULL)
+        return SCOUT_ERROR;
+    r->check_conf.check_kind = strdup(conf->check_kind);
+    r->check_conf.check_target = conf->check_target
+                                 ? strdup(conf->check_target) : NULL;
+    return SCOUT_OK;
+}
+
 scout_reg_t *
 scout_reg_new(struct ev_loop *loop, scout_session_t *session,
               scout_policy_t *policy, int idx, const scout_reg_conf_t *conf,
@@ -400,6 +500,14 @@ scout_reg_new(struct ev_loop *loop, scout_session_t *session,
         r->acl = &ZOO_OPEN_ACL_UNSAFE;
     ev_init(&r->tick, on_tick);
     r->tick.data = r;
+    if (start_check(r, conf, err) != SCOUT_OK) {
+        char why[SCOUT_ERR_LEN];
+        snprintf(why, sizeof(why), "register \"%s\": check: %s", conf->name,
+                 err);
+        memcpy(err, why, SCOUT_ERR_LEN);
+        scout_reg_free(r);
+        return NULL;
+    }
     if (refresh_body(r) != SCOUT_OK) {
         snprintf(err, SCOUT_ERR_LEN, "register \"%s\": the endpoint cannot "
                  "be encoded (see the log)", conf->name);
@@ -410,12 +518,44 @@ scout_reg_new(struct ev_loop *loop, scout_session_t *session,
     return r;
 }
 
+int
+scout_reg_rebind(scout_reg_t *r, scout_policy_t *policy, int idx,
+                 const scout_reg_conf_t *conf, char *err)
+{
+    char *parent = strdup(conf->path);
+
+    if (parent == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        return SCOUT_ERROR;
+    }
+    r->policy = policy;
+    r->idx = idx;
+    r->ephemeral = conf->ephemeral;
+    free(r->parent);
+    r->parent = parent;
+    /* an unchanged check keeps running (a reload must not make the
+     * registration flap); a changed one starts over from unhealthy */
+    if (!same_check(&r->check_conf, conf)
+        && start_check(r, conf, err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    if (refresh_body(r) != SCOUT_OK) {
+        snprintf(err, SCOUT_ERR_LEN, "register \"%s\": the endpoint cannot "
+                 "be encoded (see the log)", r->name);
+        return SCOUT_ERROR;
+    }
+    reconcile(r);
+    return SCOUT_OK;
+}
+
 void
 scout_reg_free(scout_reg_t *r)
 {
     if (r == NULL)
         return;
     ev_timer_stop(r->loop, &r->tick);
+    scout_check_free(r->check);
+    free(r->check_conf.check_kind);
+    free(r->check_conf.check_target);
     forget_node(r);
     free(r->want_name);
     free(r->want_data);
@@ -453,6 +593,8 @@ void
 scout_reg_withdraw(scout_reg_t *r, scout_reg_done_fn done, void *ud)
 {
     r->withdrawing = 1;
+    scout_check_free(r->check);  /* no more flips while we leave */
+    r->check = NULL;
     r->done = done;
     r->done_ud = ud;
     ev_timer_stop(r->loop, &r->tick);

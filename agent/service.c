@@ -186,6 +186,37 @@ fail:
     return NULL;
 }
 
+int
+scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
+                     const scout_service_conf_t *conf, char *err)
+{
+    if (scout_policy_seed(policy, idx, &s->eps, err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    s->policy = policy;
+    s->idx = idx;
+    s->needs_data = conf->needs_data;
+    s->delay_ms = conf->delay_ms;
+    s->last_delay = 0;
+    scout_watch_set_anti_entropy(s->watch, conf->anti_entropy_ms);
+    free(s->settings);
+    s->settings = scout_policy_settings(policy, idx);
+    /* every child goes through the new codec, filter and protection; only
+     * what really differs gets published */
+    scout_cache_mark_all_pending(scout_watch_cache(s->watch));
+    if (scout_watch_settled(s->watch))
+        on_update(s);
+    return SCOUT_OK;
+}
+
+void
+scout_service_retire(scout_service_t *s)
+{
+    if (s->watch != NULL)
+        scout_watch_retire(s->watch);
+    s->watch = NULL;
+    scout_service_free(s);
+}
+
 void
 scout_service_free(scout_service_t *s)
 {
@@ -250,6 +281,12 @@ uint64_t
 scout_service_index(const scout_service_t *s)
 {
     return s->index;
+}
+
+scout_session_t *
+scout_service_session(const scout_service_t *s)
+{
+    return s->session;
 }
 
 int

@@ -28,6 +28,13 @@ scout_service_t *scout_service_new(struct ev_loop *loop,
                                    const scout_service_conf_t *conf,
                                    char *err);
 void scout_service_free(scout_service_t *s);
+/* A reload kept this service (same name, path and codec): it moves to the
+ * new policy, keeping its watches and cache, and everything it holds is
+ * judged again by the new hooks. */
+int  scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
+                          const scout_service_conf_t *conf, char *err);
+/* A reload dropped it: stop watching, free what can be freed. */
+void scout_service_retire(scout_service_t *s);
 
 /* Called after every publish (API blocking queries, files, snapshots). */
 void scout_service_on_publish(scout_service_t *s, scout_service_publish_fn fn,
@@ -37,6 +44,7 @@ void scout_service_on_session(scout_service_t *s, scout_session_state_t st,
                               int new_session, int jitter_ms);
 
 const char *scout_service_name(const scout_service_t *s);
+scout_session_t *scout_service_session(const scout_service_t *s);
 const char *scout_service_path(const scout_service_t *s);
 /* The published list: its size, and as a JSON array sorted by id (rendered
  * on the first request after a change; NULL when out of memory). */

@@ -99,6 +99,13 @@ scout_shmpub_changed(scout_shmpub_t *p)
 }
 
 void
+scout_shmpub_set_services(scout_shmpub_t *p, scout_service_t **services, int n)
+{
+    p->services = services;
+    p->n = n;
+}
+
+void
 scout_shmpub_free(scout_shmpub_t *p)
 {
     if (p == NULL)

@@ -20,6 +20,8 @@ scout_shmpub_t *scout_shmpub_new(struct ev_loop *loop, const char *path,
 void scout_shmpub_changed(scout_shmpub_t *p);
 /* Remove the file on a clean shutdown? Readers keep the last mapping either
  * way; the file stays so a restarted agent's readers never see it missing. */
+/* A policy reload replaced the service list. */
+void scout_shmpub_set_services(scout_shmpub_t *p, scout_service_t **services, int n);
 void scout_shmpub_free(scout_shmpub_t *p);
 
 #endif

@@ -45,6 +45,8 @@ struct scout_watch_s {
     unsigned                notify:1;       /* first complete read       */
     int64_t                 floor_pzxid;    /* from the disk snapshot    */
     unsigned                floor_rejects;
+    unsigned                dead:1;         /* retired by a reload       */
+    scout_watch_t          *next_dead;
     unsigned                verifying:1;    /* the list read is a check  */
     unsigned                conclusive:1;   /* no event was pending      */
 };
@@ -171,7 +173,7 @@ parent_watcher(zhandle_t *zh, int type, int state, const char *path,
     (void)state;
     (void)path;
 
-    if (type == ZOO_SESSION_EVENT)
+    if (type == ZOO_SESSION_EVENT || w->dead)
         return;                 /* the watch stays armed; session.c acts */
     scout_stats.zk_watch_events++;
     w->children_dirty = 1;
@@ -215,6 +217,8 @@ children_done(int rc, const struct String_vector *names,
     int verifying = w->verifying;
 
     free(r);
+    if (w->dead)
+        return;
     w->children_inflight = 0;
     w->verifying = 0;
     if (rc == ZOK && w->floor_pzxid != 0 && stat->pzxid < w->floor_pzxid) {
@@ -287,6 +291,8 @@ exists_done(int rc, const struct Stat *stat, const void *data)
     (void)stat;
 
     free(r);
+    if (w->dead)
+        return;
     w->exists_inflight = 0;
     if (rc == ZOK) {
         /* Created between our reads: list it now. */
@@ -332,7 +338,7 @@ child_watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx)
     (void)zh;
     (void)state;
 
-    if (type == ZOO_SESSION_EVENT)
+    if (type == ZOO_SESSION_EVENT || w->dead)
         return;
     scout_stats.zk_watch_events++;
     name = strrchr(path, '/');
@@ -362,8 +368,13 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
 {
     read_req_t *r = (read_req_t *)data;
     scout_watch_t *w = r->w;
-    scout_child_t *child = scout_cache_find(&w->cache, r->name);
+    scout_child_t *child;
 
+    if (w->dead) {
+        free(r);
+        return;
+    }
+    child = scout_cache_find(&w->cache, r->name);
     w->data_inflight--;
     if (child == NULL || child->data_req != r->id) {
         free(r);                /* removed or superseded meanwhile */
@@ -535,6 +546,33 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
     w->resync.data = w;
     w->resync_ms = 60000;
     return w;
+}
+
+/* Retired watches: ZooKeeper keeps their (fn, ctx) until they fire or the
+ * session ends, and 3.8's C client cannot remove them, so the shell lives
+ * until the sessions are closed (scout_watch_reap). */
+static scout_watch_t *graveyard;
+
+void
+scout_watch_retire(scout_watch_t *w)
+{
+    ev_timer_stop(w->loop, &w->timer);
+    ev_timer_stop(w->loop, &w->resync);
+    scout_cache_free(&w->cache);
+    w->dead = 1;
+    w->next_dead = graveyard;
+    graveyard = w;
+}
+
+void
+scout_watch_reap(void)
+{
+    while (graveyard != NULL) {
+        scout_watch_t *w = graveyard;
+        graveyard = w->next_dead;
+        free(w->path);
+        free(w);
+    }
 }
 
 void

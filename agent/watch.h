@@ -60,6 +60,12 @@ scout_watch_t *scout_watch_new(struct ev_loop *loop, scout_session_t *session,
  * pointers to the watch until then). */
 void scout_watch_free(scout_watch_t *w);
 
+/* Stop watching (a policy reload dropped the service): events and
+ * completions still in flight are ignored; the memory goes at
+ * scout_watch_reap(), once the sessions are closed. */
+void scout_watch_retire(scout_watch_t *w);
+void scout_watch_reap(void);
+
 /* The session changed state; on a new session every watch is re-armed by a
  * full re-read, spread over jitter_ms. */
 void scout_watch_on_session(scout_watch_t *w, scout_session_state_t state,

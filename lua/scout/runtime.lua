@@ -178,6 +178,7 @@ function M.load(path)
     }
     conf.services[i] = {
       name = svc.name, path = svc.path,
+      codec = type(svc.codec) == "string" and svc.codec or nil,  -- a reload keeps a service only if it matches
       -- a number is applied in C; a function is asked per event (nil here); no delay means read at once
       delay_ms = type(svc.delay) == "function" and -1 or svc.delay or 0,
     }

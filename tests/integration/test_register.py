@@ -148,6 +148,42 @@ register "cur" { path = "/svc/a", codec = "rpcx",
         self.assertNotIn("s3cret", self.scout.log())
         self.assertNotIn(b"s3cret", self.scout.request("/metrics")[2])
 
+    def test_health_checks_gate_the_registration(self):
+        import os
+        import socket
+        from scoutharness import free_port
+        port = free_port()
+
+        def listen():
+            ls = socket.socket()
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind(("127.0.0.1", port))
+            ls.listen(16)
+            return ls
+        flag = "/tmp/scout-reg-healthy-%d" % os.getpid()
+        ls = listen()
+        s = self.start(
+            'register "tcp" { path = "/svc/h", codec = "rpcx",\n'
+            '  endpoint = { host = "127.0.0.1", port = %d, weight = 2 },\n'
+            '  check = { tcp = "127.0.0.1:%d", interval = 200, timeout = 200, rise = 2, fall = 2 } }\n'
+            'register "lua" { path = "/svc/l", codec = "rpcx", endpoint = { host = "127.0.0.1", port = 9, weight = 2 },\n'
+            '  check = { lua = function() local f = io.open("%s"); if f then f:close() end; return f ~= nil end,\n'
+            '            interval = 200, rise = 1, fall = 1 } }\n' % (port, port, flag))
+        try:
+            wait_until(lambda: node(self.kz, "/svc/h"), what="registered once healthy")
+            self.assertIsNone(node(self.kz, "/svc/l"))          # its check never passed
+            ls.close()                                          # the service goes down
+            wait_until(lambda: node(self.kz, "/svc/h") is None, what="removed after fall")
+            self.assertIn("unhealthy", s.log())
+            ls = listen()                                       # and comes back
+            wait_until(lambda: node(self.kz, "/svc/h"), what="re-created after rise")
+            open(flag, "w").close()
+            wait_until(lambda: node(self.kz, "/svc/l"), what="the Lua check passes")
+        finally:
+            ls.close()
+            if os.path.exists(flag):
+                os.unlink(flag)
+
 
 if __name__ == "__main__":
     unittest.main()
