@@ -185,5 +185,44 @@ register "cur" { path = "/svc/a", codec = "rpcx",
                 os.unlink(flag)
 
 
+
+
+class CuratorReadsOurRegistration(unittest.TestCase):
+    """Curator 5.4's own JsonInstanceSerializer (Debian libcurator-discovery-java) reads the node scout registered."""
+
+    JARS = ["curator-x-discovery", "curator-framework", "curator-client", "jackson-databind", "jackson-core",
+            "jackson-annotations", "guava", "zookeeper", "zookeeper-jute", "slf4j-api", "slf4j-nop"]
+
+    def test_curator_deserializes_the_registered_node(self):
+        import os
+        import shutil
+        import subprocess
+        import tempfile
+        from scoutharness import ROOT
+        cp = ["/usr/share/java/%s.jar" % j for j in self.JARS]
+        if not shutil.which("javac") or not all(os.path.exists(j) for j in cp):
+            self.skipTest("javac or Curator jars missing (apt-get install libcurator-discovery-java)")
+        out = tempfile.mkdtemp(prefix="scout-curator-")
+        srcs = [os.path.join(ROOT, "tests/java", s) for s in (
+            "CuratorCheck.java", "org/springframework/cloud/zookeeper/discovery/ZookeeperInstance.java",
+            "org/apache/dubbo/registry/zookeeper/ZookeeperInstance.java")]
+        subprocess.run(["javac", "-nowarn", "-d", out, "-cp", ":".join(cp)] + srcs, check=True)
+        zk = ZooKeeper().start()
+        s = Scout(HEAD % (4000, "") + 'register "orders-7" { path = "/services/orders", codec = "curator",\n'
+                  '  endpoint = { host = "10.0.0.5", port = 8080, meta = { zone = "a" } } }\n', zk.connect).start()
+        try:
+            kz = zk.client()
+            n = wait_until(lambda: node(kz, "/services/orders"), what="registered")
+            p = subprocess.run(["java", "-cp", out + ":" + ":".join(cp), "CuratorCheck"], input=n[1],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True, timeout=120)
+            fields = dict(line.split("=", 1) for line in p.stdout.decode().splitlines() if "=" in line)
+            self.assertEqual((fields.get("name"), fields.get("id"), fields.get("address"), fields.get("port")),
+                             ("orders", "orders-7", "10.0.0.5", "8080"), p.stdout.decode())
+        finally:
+            s.stop()
+            zk.stop()
+            shutil.rmtree(out, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()
