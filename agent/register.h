@@ -23,6 +23,10 @@ scout_reg_t *scout_reg_new(struct ev_loop *loop, scout_session_t *session,
                            scout_policy_t *policy, int idx,
                            const scout_reg_conf_t *conf, char *err);
 void scout_reg_free(scout_reg_t *r);
+/* A reload kept this registration (same name): take the new settings and
+ * the current body; a changed node name replaces the node. */
+int  scout_reg_rebind(scout_reg_t *r, scout_policy_t *policy, int idx,
+                      const scout_reg_conf_t *conf, char *err);
 
 void scout_reg_on_session(scout_reg_t *r, scout_session_state_t state,
                           int new_session);
