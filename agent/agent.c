@@ -43,6 +43,7 @@ struct scout_agent_s {
     int               nregs;
     scout_reg_t     **retiring;      /* dropped by a reload, deleting */
     int               nretiring;
+    double            watch_check_at; /* last SetWatches size check */
     /* shutdown: withdraw registrations, drain, then done() */
     int               withdrawing;
     ev_timer          guard;         /* give up waiting for deletions */
@@ -67,15 +68,10 @@ static void
 on_publish(void *ud, scout_service_t *svc)
 {
     scout_agent_t *a = ud;
-    int idx = -1;
     struct shard *sh;
     size_t bytes;
+    int idx = -1;
 
-    for (int i = 0; i < a->nsessions && idx < 0; i++)
-        if (scout_service_session(svc) == a->sessions[i])
-            idx = i;
-    if (idx < 0)
-        return;
     if (a->api != NULL)
         scout_api_notify(a->api, svc);
     if (a->persist != NULL)
@@ -84,6 +80,17 @@ on_publish(void *ud, scout_service_t *svc)
         scout_shmpub_changed(a->shm);
     for (int i = 0; i < a->nrenders; i++)
         scout_render_changed(a->renders[i]);
+
+    /* The SetWatches size check walks the session's services: once a
+     * second is plenty, and keeps a first sync of 10,000 services linear. */
+    if (ev_now(a->loop) - a->watch_check_at < 1.0)
+        return;
+    a->watch_check_at = ev_now(a->loop);
+    for (int i = 0; i < a->nsessions && idx < 0; i++)
+        if (scout_service_session(svc) == a->sessions[i])
+            idx = i;
+    if (idx < 0)
+        return;
     sh = &a->shards[idx];
     bytes = scout_agent_watch_bytes(a, idx);
     if (bytes > SCOUT_WATCH_BYTES_WARN && !sh->warned) {

@@ -52,7 +52,7 @@ write_now(scout_persist_t *p)
     if (svcs == NULL)
         return;
     for (int i = 0; i < p->n; i++)
-        if (scout_service_synced(p->services[i]))
+        if (scout_service_serving(p->services[i]))
             scout_service_snapshot(p->services[i], &svcs[n++]);
     if (scout_snapshot_write(p->dir, p->ensemble, svcs, n, err) != SCOUT_OK)
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "

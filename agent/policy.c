@@ -425,7 +425,7 @@ push_changes(lua_State *L, scout_cache_t *cache)
     }
     lua_newtable(L);
     for (child = cache->pending; child != NULL; child = child->next_pending) {
-        lua_createtable(L, 3, 0);
+        lua_createtable(L, 4, 0);
         lua_pushstring(L, child->name);
         lua_rawseti(L, -2, 1);
         if (child->data != NULL)
@@ -437,6 +437,11 @@ push_changes(lua_State *L, scout_cache_t *cache)
         lua_rawseti(L, -2, 2);
         lua_pushnumber(L, (lua_Number)child->mzxid);
         lua_rawseti(L, -2, 3);
+        /* zxid is the node's mzxid only when its data was read; for a
+         * name-only child it is the listing's pzxid, which moves on every
+         * restart and must not count as a change */
+        lua_pushboolean(L, child->has_data);
+        lua_rawseti(L, -2, 4);
         lua_rawseti(L, -2, ++n);
     }
 }

@@ -135,7 +135,7 @@ static int
 all_published(const scout_render_t *r)
 {
     for (int i = 0; i < r->nservices; i++)
-        if (!scout_service_synced(r->services[i]))
+        if (!scout_service_serving(r->services[i]))
             return 0;
     return 1;
 }

@@ -298,6 +298,13 @@ scout_service_protected(const scout_service_t *s)
 int
 scout_service_synced(const scout_service_t *s)
 {
+    /* a list from the disk snapshot is served, but not yet confirmed */
+    return s->published && !s->from_snapshot;
+}
+
+int
+scout_service_serving(const scout_service_t *s)
+{
     return s->published;
 }
 
@@ -393,8 +400,9 @@ scout_service_watch_bytes(const scout_service_t *s)
     size_t path = strlen(s->path);
 
     /* the child watch (or exists watch) on the path, plus a data watch on
-     * every child that reads data: what SetWatches carries for us */
-    return path + c->data_children * (path + 1) + c->data_name_bytes;
+     * every child that reads data: what SetWatches carries for us, each
+     * path with its 4-byte length */
+    return 4 + path + c->data_children * (4 + path + 1) + c->data_name_bytes;
 }
 
 const char *

@@ -55,7 +55,10 @@ const char *scout_service_json(scout_service_t *s, size_t *len);
 uint64_t    scout_service_index(const scout_service_t *s);
 /* "syncing" | "synced" | "stale" | "protected" */
 const char *scout_service_state(const scout_service_t *s);
+/* 1 once ZooKeeper confirmed the list (not just the disk snapshot). */
 int         scout_service_synced(const scout_service_t *s);
+/* 1 when there is a list to serve (from ZooKeeper or the snapshot). */
+int         scout_service_serving(const scout_service_t *s);
 /* 1 while protection holds back a drop (the last list is still served). */
 int         scout_service_protected(const scout_service_t *s);
 const char *scout_service_last_error(const scout_service_t *s);

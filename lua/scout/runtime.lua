@@ -62,9 +62,11 @@ local function same_meta(a, b)
   return true
 end
 
-local function same(a, b)
+-- zxid_counts: the zxid is the node's mzxid (its data was read), so a rewrite with identical bytes is a new
+-- version to publish; a name-only child's zxid is the listing's and says nothing about the endpoint.
+local function same(a, b, zxid_counts)
   return a.host == b.host and a.port == b.port and a.weight == b.weight and a.status == b.status
-    and same_meta(a.meta, b.meta)
+    and same_meta(a.meta, b.meta) and (not zxid_counts or a.zxid == b.zxid)
 end
 
 local now_ms = agent and agent.now_ms or function() return os.clock() * 1000 end
@@ -224,7 +226,7 @@ local svc_mt = {
   end,
 }
 
--- removed: array of child names gone; changed: array of { name, data (or nil), zxid } new or re-read.
+-- removed: array of child names gone; changed: array of { name, data (or nil), zxid, data_read } new or re-read.
 -- Work is proportional to the batch, never to the size of the service: the filter runs on new and changed
 -- endpoints only. Returns up (endpoints new or replaced), gone (ids no longer published), decode_errors,
 -- hook_errors, and -- when protection holds the batch back -- the ms until the C side should read again (nothing
@@ -264,8 +266,10 @@ function M.update(i, removed, changed)
 
   -- Verdicts for the names this batch touched; nothing is committed yet.
   local filter = s.filter
-  local up, gone_ids, added, gone, changed_eps = {}, {}, {}, {}, {}
+  local up, gone_ids, added, gone, changed_eps, quiet = {}, {}, {}, {}, {}, {}
   local filtered = s.filtered
+  local data_read = {}
+  for k = 1, #changed do data_read[changed[k][1]] = changed[k][4] end
   local function judge(name)
     local ep = children[name]
     local up_ = type(ep) == "table" and ep.status == "up"
@@ -273,10 +277,16 @@ function M.update(i, removed, changed)
     filtered[name] = (up_ and not keep) or nil
     local old = published[name]
     if keep then
-      if old ~= ep then
+      if not old then
         up[#up + 1] = ep
-        if not old then added[#added + 1] = ep
-        elseif not same(old, ep) then changed_eps[#changed_eps + 1] = ep end
+        added[#added + 1] = ep
+      elseif old ~= ep and not same(old, ep) then
+        up[#up + 1] = ep
+        changed_eps[#changed_eps + 1] = ep
+      elseif old ~= ep and not same(old, ep, data_read[name]) then
+        up[#up + 1] = ep          -- a new version with the same content: the API's zxid follows it
+      elseif old ~= ep then
+        quiet[#quiet + 1] = ep    -- same content re-read (a restart, a reload): nothing to publish
       end
     elseif old then
       gone_ids[#gone_ids + 1] = name
@@ -321,6 +331,7 @@ function M.update(i, removed, changed)
   -- Only now: if anything above was stopped, the next call judges the same batch against the same state.
   for k = 1, #gone_ids do published[gone_ids[k]] = nil end
   for k = 1, #up do published[up[k].id] = up[k] end
+  for k = 1, #quiet do published[quiet[k].id] = quiet[k] end
   s.count = new_count
   s.seeded = nil
   if #up + #gone_ids > 0 then s.version = s.version + 1 end

@@ -68,6 +68,28 @@ class ColdStart(unittest.TestCase):
                    what="converged on ZooKeeper's truth")
         self.assertEqual(second.health()[0], 200)
 
+    def test_restart_on_an_unchanged_truth_publishes_nothing(self):
+        self.kz.ensure_path("/cs/svc")
+        for p in range(3):
+            self.kz.create("/cs/svc/127.0.0.1:%d" % (8000 + p))
+        self.kz.create("/cs/svc/id-1", b'{"host":"10.0.0.1","port":1,"weight":5}')
+        first = self.agent().start()
+        wait_until(lambda: len(first.ids("svc")) == 4, what="first agent synced")
+        body1, headers1 = first.endpoints("svc")
+        self.assertEqual(first.stop(), 0)
+
+        second = self.agent().start(wait=False)
+        # served from disk but not yet confirmed: health must not say ok
+        status = wait_until(lambda: second.request("/v1/health")[0], what="API up")
+        if second.state("svc") == "stale":
+            self.assertEqual(status, 503)
+        wait_until(lambda: second.state("svc") == "synced", what="confirmed by ZooKeeper")
+        body2, headers2 = second.endpoints("svc")
+        self.assertEqual(body2, body1)
+        self.assertEqual(headers2["X-Scout-Index"], headers1["X-Scout-Index"])    # nothing moved
+        self.assertEqual(second.metric("scout_service_publishes_total", "svc"), 0)
+        self.assertEqual(second.health()[0], 200)
+
     def test_corrupt_snapshot_is_rejected_and_the_agent_runs(self):
         self.kz.create("/cs/svc/127.0.0.1:1", makepath=True)
         with open(os.path.join(self.cache, "scout.snapshot"), "wb") as f:

@@ -58,6 +58,13 @@ class Discovery(unittest.TestCase):
                    what="data change")
         self.assertGreater(int(s.endpoints("orders")[1]["X-Scout-Index"]), index1)
 
+        # the same bytes written again are a new version: the endpoint's zxid follows the node's mzxid
+        same = b'{"host":"10.0.0.3","port":9000,"weight":7}'
+        self.kz.set("/t1/orders/node-a", same)
+        mzxid = self.kz.get("/t1/orders/node-a")[1].mzxid
+        wait_until(lambda: [ep["zxid"] for ep in s.endpoints("orders")[0] if ep["id"] == "node-a"] == [mzxid],
+                   what="zxid of the rewritten node")
+
         self.kz.delete("/t1/orders/10.0.0.1:8080")
         wait_until(lambda: s.ids("orders") == ["10.0.0.2:8080", "node-a"], what="delete")
 
@@ -127,7 +134,7 @@ class Discovery(unittest.TestCase):
             self.assertEqual(m['scout_session_connected{session="%d"}' % i], 1)
             # two services per session, each: its path plus one data-watched child path
             self.assertEqual(m['scout_session_watch_bytes{session="%d"}' % i],
-                             2 * (len("/t7/s0") + len("/t7/s0/id-0")))
+                             2 * (4 + len("/t7/s0") + 4 + len("/t7/s0/id-0")))
         self.assertEqual(s.health()[0], 200)
 
     def test_blocking_query_wakes_on_change_and_times_out_otherwise(self):

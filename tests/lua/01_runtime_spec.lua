@@ -138,25 +138,25 @@ describe("scout.runtime", function()
       assert.same({ listen = "127.0.0.1:8500" }, conf.api)
       assert.same({ hook_budget = 40, log_level = "debug" }, conf.agent)
       assert.same({
-        { name = "s", path = "/svc/s", delay_ms = 0 },
-        { name = "bare", path = "/svc/bare", delay_ms = 0 },
-        { name = "dubbo", path = "/dubbo/com.example.Foo/providers", delay_ms = 0 },
-        { name = "ss", path = "/aurora/jobs/web", delay_ms = 0 },
-        { name = "user", path = "/svc/user", delay_ms = 0 },
-        { name = "d", path = "/svc/d", delay_ms = -1 },
-        { name = "guarded", path = "/svc/guarded", delay_ms = 250 },
+        { name = "s", path = "/svc/s", delay_ms = 0, codec = "plain" },
+        { name = "bare", path = "/svc/bare", delay_ms = 0, codec = "plain" },
+        { name = "dubbo", path = "/dubbo/com.example.Foo/providers", delay_ms = 0, codec = "dubbo" },
+        { name = "ss", path = "/aurora/jobs/web", delay_ms = 0, codec = "serverset" },
+        { name = "user", path = "/svc/user", delay_ms = 0 },          -- a user codec table: never kept on reload
+        { name = "d", path = "/svc/d", delay_ms = -1, codec = "plain" },
+        { name = "guarded", path = "/svc/guarded", delay_ms = 250, codec = "plain" },
       }, conf.services)
     end)
 
     it("passes delay = 0 through as 0", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z", delay = 0 }\n')))
-      assert.same({ { name = "z", path = "/z", delay_ms = 0 } }, c.services)
+      assert.same({ { name = "z", path = "/z", delay_ms = 0, codec = "plain" } }, c.services)
     end)
 
     it("returns empty sections for a policy that declares none", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z" }\n')))
       assert.same({ zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, renders = {}, registers = {},
-                    services = { { name = "z", path = "/z", delay_ms = 0 } } }, c)
+                    services = { { name = "z", path = "/z", delay_ms = 0, codec = "plain" } } }, c)
     end)
 
     it("returns nil and the policy's file:line message", function()
@@ -241,19 +241,18 @@ service "b" { path = "/b", codec = { decode = function() end, needs_data = false
       assert.equals(2, #st.changes)
     end)
 
-    it("returns an identical re-read in up but not as a change, and calls no hook for it alone", function()
+    it("publishes nothing for an identical re-read (a restart, a reload), and calls no hook for it", function()
       update(S, {}, { { "a", json("10.0.0.1", 80), 1 } })
       local first = update(S, {}, {}).up
       assert.same({}, first)
       local r = update(S, {}, { { "a", json("10.0.0.1", 80), 2 } })
-      assert.equals("a", r.ids)
-      assert.equals(2, r.up[1].zxid)
+      assert.equals("", r.ids)                -- nothing for the C side to publish
       assert.same({}, r.gone)
       assert.equals(1, #st.changes)          -- no diff, no on_change
       assert.same({ 'service "s": +1 -0 ~0' }, debugs())
       -- in a batch with a real change it is still not reported as changed
       r = update(S, {}, { { "a", json("10.0.0.1", 80), 3 }, { "b", json("10.0.0.2", 80), 4 } })
-      assert.equals("a,b", r.ids)
+      assert.equals("b", r.ids)
       assert.equals(2, #st.changes)
       assert.equals("b", st.changes[2].added)
       assert.equals("", st.changes[2].changed)
@@ -414,9 +413,9 @@ service "b" { path = "/b", codec = { decode = function() end, needs_data = false
         assert.equals("b,c,e", ids(c.endpoints))
         assert.equals(9, c.endpoints[1].weight)
         assert.equals("10.0.0.1", c.diff.removed[1].host)
-        -- committed now: the same batch again is only re-reads
+        -- committed now: the same batch again is only re-reads, nothing to publish
         r = update(S, batch.removed, batch.changed)
-        assert.equals("b,c", r.ids)
+        assert.equals("", r.ids)
         assert.same({}, r.gone)
         assert.equals(2, #st.changes)
       end)
@@ -457,7 +456,7 @@ service "b" { path = "/b", codec = { decode = function() end, needs_data = false
         st.boom = nil
         -- a was removed by the failed call, but is still published; it comes back unchanged: a re-read
         local r = update(S, {}, { { "a", json("10.0.0.1", 80), 7 } })
-        assert.equals("a", r.ids)
+        assert.equals("", r.ids)
         assert.same({}, r.gone)
         assert.equals(1, #st.changes)
       end)

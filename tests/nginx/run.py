@@ -1,0 +1,455 @@
+"""nginx tests for resty.scout: Debian's nginx + libnginx-mod-http-lua, a real ZooKeeper, the real agent
+($SCOUT_BIN, default build/scout) and tiny HTTP backends on loopback, registered in ZooKeeper as `plain`
+children. Prints `N passed, N failed` at the end.
+
+Usage: /usr/bin/python3 tests/nginx/run.py [-k substring]
+Needs /usr/bin/python3 (kazoo), nginx, libnginx-mod-http-lua, lua-resty-core, lua-cjson, and `make` done.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+from nginxharness import ROOT, Backend, Nginx, free_port, shm_generation, wait_until  # noqa: E402
+from scoutharness import SCOUT_BIN, Scout  # noqa: E402
+from zkharness import ZooKeeper  # noqa: E402
+
+ZK = None
+KZ = None
+
+
+def setUpModule():
+    global ZK, KZ
+    ZK = ZooKeeper().start()
+    KZ = ZK.client()
+
+
+def tearDownModule():
+    if ZK:
+        ZK.stop()
+
+
+# -- config blocks ---------------------------------------------------------------------------------------------
+
+def upstream(name):
+    return """
+    upstream %(n)s {
+        server 0.0.0.1;
+        balancer_by_lua_block {
+            local ok, err = require("resty.scout").balance("%(n)s")
+            if not ok then
+                ngx.log(ngx.ERR, "scout %(n)s: ", err)
+                return ngx.exit(require("resty.scout").BUSY)
+            end
+        }
+    }
+""" % {"n": name}
+
+
+def scout_http(shm, services, opts="", init=""):
+    """A shared dict, init_worker (opts: more Lua fields for it; init: more Lua code in the same block) and an
+    upstream per service."""
+    return """
+    lua_shared_dict scout 1m;
+    init_worker_by_lua_block {
+        assert(require("resty.scout").init_worker{ path = "%s", dict = "scout", %s })
+        %s
+    }
+""" % (shm, opts, init) + "".join(upstream(s) for s in services)
+
+
+def proxy(name):
+    return """
+        location /%(n)s/ {
+            proxy_pass http://%(n)s/;
+            proxy_next_upstream error timeout http_502;
+            proxy_connect_timeout 2s;
+        }
+""" % {"n": name}
+
+
+STATUS = """
+        location = /gen {
+            content_by_lua_block { ngx.say(ngx.worker.pid(), " ", require("resty.scout").generation()) }
+        }
+        location = /peers {
+            content_by_lua_block {
+                local p, err = require("resty.scout").peers(ngx.var.arg_s)
+                ngx.say(ngx.worker.pid(), " ", p and require("cjson").encode(p) or err)
+            }
+        }
+"""
+
+
+def peer_ids(value, want_down=False):
+    """ids in a /peers answer (value part); with want_down, {id: down}."""
+    if not value.startswith("{"):
+        return None
+    eps = json.loads(value)["endpoints"]
+    if want_down:
+        return {e["id"]: e["down"] for e in eps}
+    return sorted(e["id"] for e in eps)
+
+
+class ScoutNginxTest(unittest.TestCase):
+    def setUp(self):
+        self.base = "/nt/%s" % self._testMethodName
+        self.shm = "/dev/shm/scout-nginx-test-%d-%s" % (os.getpid(), self._testMethodName)
+        self.backends = {}
+        self.agent = None
+        self.ng = None
+
+    def tearDown(self):
+        if self.ng:
+            self.ng.stop()
+        if self.agent:
+            self.agent.stop()
+        for b in self.backends.values():
+            b.stop()
+        for f in (self.shm,):
+            if os.path.exists(f):
+                os.unlink(f)
+        KZ.delete(self.base, recursive=True)
+        if self.ng:
+            if self._failed() or os.environ.get("NGINX_TEST_KEEP"):
+                print("\n  nginx prefix kept: %s" % self.ng.dir)
+            else:
+                self.ng.cleanup()
+
+    def _failed(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result is None:
+            return False
+        return any(t is self for t, _ in result.failures + result.errors)
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def backend(self, name):
+        b = self.backends[name] = Backend(name).start()
+        return b
+
+    def register(self, service, name, port=None, data=None):
+        """A plain child: "127.0.0.1:port" (no data), or id `name` with JSON data."""
+        KZ.ensure_path("%s/%s" % (self.base, service))
+        if data is None:
+            path = "%s/%s/127.0.0.1:%d" % (self.base, service, port)
+            KZ.create(path)
+        else:
+            path = "%s/%s/%s" % (self.base, service, name)
+            KZ.create(path, json.dumps(data).encode())
+        return path
+
+    def policy(self, services):
+        out = ['zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }',
+               'shm { path = "%s" }' % self.shm]
+        for name, body in services.items():
+            out.append('service "%s" {\n  path = "%s/%s", codec = "plain",\n  %s\n}' % (name, self.base, name, body))
+        return "\n".join(out) + "\n"
+
+    def start_agent(self, services):
+        for name in services:
+            KZ.ensure_path("%s/%s" % (self.base, name))
+        self.agent = Scout(self.policy(services), ZK.connect).start()
+        wait_until(lambda: shm_generation(self.shm) > 0, what="the agent's first snapshot")
+        return self.agent
+
+    def start_nginx(self, services, workers=1, server="", opts="", http=""):
+        self.ng = Nginx(http=scout_http(self.shm, services, opts) + http,
+                        server="".join(proxy(s) for s in services) + STATUS + server, workers=workers)
+        return self.ng.start()
+
+    def wait_peers(self, service, want, timeout=20):
+        """Every worker balances over exactly the ids in `want`."""
+        want = sorted(want)
+        return self.ng.per_worker("/peers?s=" + service, lambda v: peer_ids(v) == want, timeout)
+
+    def hits(self, path, n, headers=None):
+        out = []
+        for _ in range(n):
+            out.append(self.ng.body(path, headers).strip())
+        return out
+
+    # -- tests -----------------------------------------------------------------------------------------------------
+    def test_swrr_weights_exact_as_nginx(self):
+        """swrr over weights 5,1,1 gives nginx's own smooth sequence (a static upstream with the same weights,
+        same worker), and the weights exactly over every period."""
+        for n in "abc":
+            self.backend(n)
+        weights = {"a": 5, "b": 1, "c": 1}
+        self.start_agent({"orders": 'selector = "swrr"'})
+        for n, w in weights.items():
+            self.register("orders", n, data={"host": "127.0.0.1", "port": self.backends[n].port, "weight": w})
+        static = "    upstream static {\n%s    }\n" % "".join(
+            "        server %s weight=%d;\n" % (self.backends[n].addr, weights[n]) for n in "abc")
+        self.start_nginx(["orders"], http=static, server="        location /static/ { proxy_pass http://static/; }\n")
+        self.wait_peers("orders", ["a", "b", "c"])
+        got = self.hits("/orders/", 70)
+        ref = self.hits("/static/", 70)
+        self.assertEqual(got, ref)
+        self.assertEqual(got[:7], ["a", "a", "b", "a", "c", "a", "a"])
+        for k in range(10):
+            period = got[7 * k:7 * k + 7]
+            self.assertEqual((period.count("a"), period.count("b"), period.count("c")), (5, 1, 1), period)
+        self.ng.stop()
+        self.ng.check_log()
+
+    def test_chash_sticky_and_same_as_agent(self):
+        """chash: a key sticks to one backend in every worker and is the one the agent's /v1/pick names; keys
+        spread over all backends."""
+        for n in "abc":
+            self.backend(n)
+        agent = self.start_agent({"carts": 'selector = "chash"'})
+        for n in "abc":
+            self.register("carts", n, data={"host": "127.0.0.1", "port": self.backends[n].port})
+        self.start_nginx(["carts"], workers=2)
+        self.wait_peers("carts", ["a", "b", "c"])
+        spread = {"a": 0, "b": 0, "c": 0}
+        for i in range(120):
+            key = "user-%d" % i
+            got = self.ng.body("/carts/?key=" + key).strip()
+            spread[got] += 1
+            if i % 10 == 0:
+                st, _, body = agent.request("/v1/pick/carts?key=" + key)
+                self.assertEqual(st, 200, body)
+                self.assertEqual(json.loads(body)["id"], got, key)
+                # the header works as well as the argument, and the key sticks (new connections: any worker)
+                for _ in range(5):
+                    self.assertEqual(self.ng.body("/carts/", {"X-Scout-Key": key}).strip(), got)
+        for n, c in spread.items():
+            self.assertGreater(c, 20, spread)
+        self.ng.stop()
+        self.ng.check_log()
+
+    def test_delete_moves_traffic_off_no_5xx(self):
+        """Deleting a backend's znode takes it out of every worker's set under load with no 5xx; once all
+        workers moved the backend can go away and nobody notices."""
+        for n in "abc":
+            self.backend(n)
+        self.start_agent({"orders": 'selector = "swrr"'})
+        paths = {n: self.register("orders", n, port=self.backends[n].port) for n in "abc"}
+        self.start_nginx(["orders"], workers=2)
+        ids = {n: self.backends[n].addr for n in "abc"}
+        self.wait_peers("orders", ids.values())
+
+        results = []
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                t = time.monotonic()
+                st, body, _ = self.ng.get("/orders/")
+                results.append((t, st, body.strip()))
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.3)
+            KZ.delete(paths["b"])
+            self.wait_peers("orders", [ids["a"], ids["c"]])
+            moved = time.monotonic()
+            self.backends["b"].stop()
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        statuses = [st for _, st, _ in results]
+        self.assertGreater(len(results), 100)
+        self.assertEqual([s for s in statuses if s != 200], [])
+        self.assertIn("b", [b for _, _, b in results])                 # b served before
+        self.assertEqual([b for t, _, b in results if t > moved and b == "b"], [])
+        self.ng.stop()
+        self.ng.check_log()
+
+    def test_refused_is_retried_and_marked_down(self):
+        """A registered backend that refuses connections: requests are retried on another (no 5xx), it is marked
+        down in the shared dict so that every worker skips it, and tried again after fail_timeout."""
+        for n in "ab":
+            self.backend(n)
+        dead = free_port()
+        self.start_agent({"orders": 'selector = "rr"'})
+        for n in "ab":
+            self.register("orders", n, port=self.backends[n].port)
+        self.register("orders", "c", port=dead)
+        self.start_nginx(["orders"], workers=2, opts="fail_timeout = 2")
+        allow = [r"connect\(\) failed \(111: Connection refused\).*upstream: \"http://127\.0\.0\.1:%d/" % dead]
+        self.wait_peers("orders", [self.backends["a"].addr, self.backends["b"].addr, "127.0.0.1:%d" % dead])
+        t0 = time.monotonic()
+        got = self.hits("/orders/", 40)
+        self.assertEqual(set(got), {"a", "b"})
+        refused = self.ng.count_log(allow[0])
+        self.assertGreaterEqual(refused, 1)
+        self.assertLessEqual(refused, 2)         # one worker marks it, the other sees the mark (or tried once)
+        self.assertEqual(self.ng.count_log(r"marked down for 2s"), refused)
+        marks = self.ng.per_worker("/peers?s=orders", lambda v: (peer_ids(v, True) or {}).get(
+            "127.0.0.1:%d" % dead) is True, timeout=2)
+        self.assertLess(time.monotonic() - t0, 2.0, "too slow to check the mark within fail_timeout")
+        self.assertEqual(len(marks), 2)
+        # after fail_timeout it is tried again, and fails over again
+        time.sleep(2.2)
+        got = self.hits("/orders/", 20)
+        self.assertEqual(set(got), {"a", "b"})
+        self.assertGreater(self.ng.count_log(allow[0]), refused)
+        self.ng.stop()
+        self.ng.check_log(allow)
+
+    def test_canary_tag_routing(self):
+        """route { { tag = true } }: X-Scout-Tag: canary goes only to the canary, untagged requests never."""
+        for n in ("a", "b", "canary"):
+            self.backend(n)
+        self.start_agent({"orders": 'selector = "swrr", route = { { tag = true } }'})
+        for n in "ab":
+            self.register("orders", n, data={"host": "127.0.0.1", "port": self.backends[n].port})
+        self.register("orders", "canary", data={"host": "127.0.0.1", "port": self.backends["canary"].port,
+                                                "meta": {"tag": "canary"}})
+        self.start_nginx(["orders"], workers=2)
+        self.wait_peers("orders", ["a", "b", "canary"])
+        plain = self.hits("/orders/", 40)
+        tagged = self.hits("/orders/", 20, {"X-Scout-Tag": "canary"})
+        self.assertEqual(set(plain), {"a", "b"})
+        self.assertEqual(set(tagged), {"canary"})
+        self.ng.stop()
+        self.ng.check_log()
+
+    def test_four_workers_same_generation(self):
+        """worker_processes 4: after each change every worker reports the generation the agent last wrote."""
+        self.backend("a")
+        self.start_agent({"orders": ""})
+        self.start_nginx(["orders"], workers=4)
+        ports = [free_port() for _ in range(3)]
+        steps = [lambda: self.register("orders", "a", port=self.backends["a"].port)]
+        steps += [lambda p=p: self.register("orders", "x", port=p) for p in ports]
+        steps += [lambda: KZ.delete("%s/orders/127.0.0.1:%d" % (self.base, ports[0]))]
+        want = 0
+        for i, step in enumerate(steps):
+            step()
+            want += 1 if i < 4 else -1
+            wait_until(lambda: len(self.agent.ids("orders")) == want, what="the agent to see the change")
+            gens = self.ng.per_worker("/gen", lambda v: int(v) == shm_generation(self.shm))
+            self.assertEqual(len(gens), 4)
+            self.assertEqual(len(set(gens.values())), 1, gens)
+        self.ng.stop()
+        self.ng.check_log()
+
+    def test_no_snapshot_yet(self):
+        """Block: a snapshot file that does not exist yet: balance() says so and the caller answers 502; once
+        the file appears (written here with the test writer) every worker picks it up."""
+        self.backend("a")
+        self.ng = Nginx(http=scout_http(self.shm, ["orders"]), server=proxy("orders") + STATUS, workers=2).start()
+        st, _, _ = self.ng.get("/orders/")
+        self.assertEqual(st, 502)
+        self.assertEqual(self.ng.body("/gen").split()[1], "0")
+        tool = os.path.join(ROOT, "build", "tests", "shm_writer_tool")
+        if os.path.exists(tool):
+            script = "service orders /o synced 7 -\nep a 127.0.0.1 %d 1 up 1\npublish\n" % self.backends["a"].port
+            subprocess.run([tool, self.shm], input=script, universal_newlines=True, check=True,
+                           stdout=subprocess.DEVNULL)
+            self.ng.per_worker("/gen", lambda v: int(v) == 1, timeout=5)
+            self.assertEqual(self.ng.body("/orders/").strip(), "a")
+        self.ng.stop()
+        self.assertEqual(self.ng.count_log(r"\[error\].*scout orders: no snapshot"), 1)
+        self.ng.check_log([r"scout orders: no snapshot", r"no live upstreams"])
+
+    def test_unknown_service_and_empty(self):
+        """Block: a service the snapshot does not have, and one with no endpoint: nil, err; 502 by the caller."""
+        self.start_agent({"orders": ""})
+        self.start_nginx(["orders", "nosuch"])
+        self.assertEqual(self.ng.get("/nosuch/")[0], 502)
+        self.assertEqual(self.ng.get("/orders/")[0], 502)
+        self.assertEqual(self.ng.body("/peers?s=nosuch").split(" ", 1)[1].strip(), "no such service")
+        self.ng.stop()
+        self.assertEqual(self.ng.count_log(r"scout nosuch: no such service"), 1)
+        self.assertEqual(self.ng.count_log(r"scout orders: no endpoint"), 1)
+        self.assertEqual(self.ng.count_log(r"no live upstreams"), 2)
+        self.ng.check_log([r"scout nosuch: no such service", r"scout orders: no endpoint", r"no live upstreams"])
+
+    def test_spawned_agent_supervised(self):
+        """nginx starts the agent itself (spawn_agent from worker 0 on Debian's nginx), restarts it when it
+        exits, and stops it with nginx."""
+        self.backend("a")
+        KZ.ensure_path("%s/orders" % self.base)
+        self.register("orders", "a", port=self.backends["a"].port)
+        pdir = tempfile.mkdtemp(prefix="scout-nginx-spawn-")
+        os.chmod(pdir, 0o755)                     # the workers (nobody, when run as root) start the agent
+        self.addCleanup(shutil.rmtree, pdir, True)
+        policy_file = os.path.join(pdir, "policy.lua")
+        with open(policy_file, "w") as f:
+            f.write(self.policy({"orders": ""}))
+        os.chmod(policy_file, 0o644)
+        agent_log = os.path.join(pdir, "agent.log")
+        open(agent_log, "w").close()
+        os.chmod(agent_log, 0o666)
+        api = "127.0.0.1:%d" % free_port()
+        env = ""
+        if os.environ.get("ASAN_OPTIONS"):
+            env = ', env = { ASAN_OPTIONS = "%s" }' % os.environ["ASAN_OPTIONS"]
+        spawn = """
+        assert(require("resty.scout").spawn_agent{ bin = "%s", policy = "%s", log = "%s",
+            args = { "--zk", "%s", "--api", "%s" }, backoff = { min = 0.2 } %s })
+""" % (SCOUT_BIN, policy_file, agent_log, ZK.connect, api, env)
+        agent_loc = """
+        location = /agent {
+            content_by_lua_block {
+                local a = require("resty.scout").agent()
+                ngx.say(ngx.worker.pid(), " ", a and a.pid and (a.pid .. " " .. a.starts) or "-")
+            }
+        }
+"""
+        http = scout_http(self.shm, ["orders"], init=spawn)
+        self.ng = Nginx(http=http, server=proxy("orders") + STATUS + agent_loc, workers=2).start()
+        try:
+            def agent_pid():
+                _, body, _ = self.ng.get("/agent")
+                parts = body.split()
+                return parts[1:] if parts[1] != "-" else None
+            pid, starts = wait_until(agent_pid, what="worker 0 to report its agent")
+            self.assertEqual(starts, "1")
+            self.ng.per_worker("/gen", lambda v: int(v) > 0)
+            self.assertEqual(self.ng.body("/orders/").strip(), "a")
+            os.kill(int(pid), signal.SIGTERM)
+            pid2, starts2 = wait_until(lambda: (agent_pid() or [None, "1"])[1] == "2" and agent_pid(),
+                                       what="the agent restarted")
+            self.assertNotEqual(pid2, pid)
+            self.register("orders", "x", port=free_port())      # the new agent publishes into the same file
+            wait_until(lambda: len(json.loads(self.ng.body("/peers?s=orders").split(" ", 1)[1])["endpoints"]) == 2,
+                       what="the restarted agent's snapshot")
+        finally:
+            self.ng.stop()
+        wait_until(lambda: not os.path.exists("/proc/%s" % pid2), 10, what="the agent to stop with nginx")
+        self.assertEqual(self.ng.count_log(r"started the agent, pid"), 2)
+        with open(agent_log) as f:
+            log = f.read()
+        self.assertNotIn(" ERROR ", log)
+        self.ng.check_log()
+
+
+def main(argv):
+    pattern = None
+    if len(argv) >= 2 and argv[0] == "-k":
+        pattern = argv[1]
+    loader = unittest.TestLoader()
+    if pattern:
+        loader.testNamePatterns = ["*%s*" % pattern]
+    suite = loader.loadTestsFromModule(sys.modules[__name__])
+    t = time.monotonic()
+    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+    failed = len(result.failures) + len(result.errors)
+    passed = max(0, result.testsRun - failed - len(result.skipped))
+    print("nginx tests took %.1fs" % (time.monotonic() - t))
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
