@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# run.sh — scale benchmark: one agent, 10,000 services x 10 endpoints (100k data watches).
+#
+# Why: issue 4's bench/scale targets (sync <= 5 s, RSS <= 150 MB, publish <= 20 ms, cold start
+# <= 100 ms, sessions reconnect cleanly after a ZooKeeper restart) measured on a real server,
+# next to a bare libzookeeper_st client doing the same reads (rawsync.c). Builds rawsync,
+# starts ZooKeeper with scripts/zk.sh, runs scale.py (its header has the method), and on any
+# exit stops every process it started (by pid) and ZooKeeper. About 2 minutes.
+# Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (agent default), CHANGES (100),
+#      PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
+#      PERF=1 (perf record the agent during the sync and the restart), CC,
+#      SCOUT (default build/scout), SCOUT_LUA_DIR (default lua/ of this tree),
+#      ZK_HEAP (512m here), KEEP=1 keeps the temp dir (agent logs, policy, perf-*.data/txt).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+T=$(mktemp -d "${TMPDIR:-/tmp}/scout-bench-scale.XXXXXX")
+DRIVER=
+cleanup() {
+    trap - EXIT INT TERM
+    if [ -n "$DRIVER" ] && kill -0 "$DRIVER" 2>/dev/null; then
+        kill -TERM "$DRIVER" 2>/dev/null || true
+        wait "$DRIVER" 2>/dev/null || true
+    fi
+    # agents (and perf) the driver started and could not stop: only our pids, and only
+    # while their command line still names our temp dir (pid reuse)
+    if [ -f "$T/pids" ]; then
+        while read -r pid; do
+            if { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$T"; then
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
+        done < "$T/pids"
+    fi
+    "$ROOT/scripts/zk.sh" stop "$T/zk" || true
+    if [ "${KEEP:-0}" = 1 ]; then echo "scale: kept $T" >&2; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+${CC:-cc} -O2 -Wall -Wextra -o "$T/rawsync" "$HERE/rawsync.c" -I"$ROOT/bench/propagation" \
+    -I/usr/include/zookeeper -lzookeeper_st
+SCOUT=${SCOUT:-$ROOT/build/scout}
+[ -x "$SCOUT" ] || { echo "scale: $SCOUT not found (make, or set SCOUT=path)" >&2; exit 2; }
+export SCOUT SCOUT_LUA_DIR=${SCOUT_LUA_DIR:-$ROOT/lua}
+# 100k znodes and 100k watches: more heap than the 128m default
+export ZK_HEAP=${ZK_HEAP:-512m}
+ZK=$("$ROOT/scripts/zk.sh" start "$T/zk")
+echo "scale: ZooKeeper at $ZK (standalone, fsync off), temp $T" >&2
+/usr/bin/python3 "$HERE/scale.py" "$ZK" "$T/zk" "$T" "$ROOT" "$T/rawsync" &
+DRIVER=$!
+wait "$DRIVER"
