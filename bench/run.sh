@@ -4,13 +4,14 @@
 #   BENCH="propagation select" limits the set; each bench's own knobs are documented at its top.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH=${BENCH:-"propagation select storm"}
+BENCH=${BENCH:-"propagation select storm scale"}
 for b in $BENCH; do
   echo "=== bench/$b"
   case "$b" in
     propagation) bench/propagation/run.sh ;;
     select)      luajit bench/select/bench.lua ;;
     storm)       bench/storm/run.sh ;;
+    scale)       bench/scale/run.sh ;;
     *)           echo "unknown bench: $b" >&2; exit 2 ;;
   esac
   echo
