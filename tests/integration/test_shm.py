@@ -61,7 +61,8 @@ class Shm(unittest.TestCase):
                                        "later": 'path = "/shm/later"'},
                                       extra='shm { path = "%s" }' % self.path), self.zk.connect).start()
         want = ["127.0.0.1:1=127.0.0.1:1/1", "id-2=10.0.0.2:2/7"]
-        snap = wait_until(lambda: (lambda r: r if r["services"].get("svc", {}).get("ids") == want else None)(
+        snap = wait_until(lambda: (lambda r: r if r["services"].get("svc", {}).get("ids") == want
+                                   and r["services"].get("later", {}).get("state") == "synced" else None)(
             self.read()), what="the snapshot in shared memory")
         svc = snap["services"]["svc"]
         self.assertEqual(svc["state"], "synced")
