@@ -69,7 +69,8 @@ class Reload(unittest.TestCase):
 
     def test_a_broken_policy_is_refused_and_the_old_one_stays(self):
         s = self.scout
-        wait_until(lambda: s.ids("b") == ["127.0.0.1:3"], what="v1 synced")
+        wait_until(lambda: s.ids("a") == ["127.0.0.1:1", "127.0.0.1:2"] and s.ids("b") == ["127.0.0.1:3"],
+                   what="v1 synced")
         self.rewrite(BROKEN)
         wait_until(lambda: "reload refused" in s.log(), what="refusal logged")
         self.assertRegex(s.log(), r"policy\.lua:\d+: '}' expected")
