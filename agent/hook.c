@@ -146,6 +146,7 @@ int
 scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
                  int *timed_out)
 {
+    int64_t wall_start;
     int rc;
 
     scout_stats.hook_calls++;
@@ -158,10 +159,11 @@ scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
     armed_L = L;        /* before looking at the timer: see on_alarm */
     if (timer_ok && (!timer_armed || timer_due > call_start + call_budget))
         arm(call_budget);
+    wall_start = scout_now_ns();       /* vDSO: no syscall */
     rc = lua_pcall(L, nargs, nresults, 0);
     armed_L = NULL;
     scout_stats.hook_microseconds +=
-        (uint64_t)((cpu_now_ns() - call_start) / 1000);
+        (uint64_t)((scout_now_ns() - wall_start) / 1000);
     /* The signal may have landed between the call's return and now. */
     if (expired)
         lua_sethook(L, NULL, 0, 0);

@@ -24,7 +24,7 @@
     X(hook_calls,             "calls into Lua policy hooks")                   \
     X(hook_errors,            "Lua hook calls that raised an error")           \
     X(hook_timeouts,          "Lua hook calls stopped for exceeding the budget") \
-    X(hook_microseconds,      "CPU time spent in Lua hook calls, microseconds")
+    X(hook_microseconds,      "time spent in Lua hook calls, microseconds")
 
 #define SCOUT_SERVICE_STATS(X)                                                 \
     X(reads_children,        "children reads completed for this service")      \
