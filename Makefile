@@ -104,6 +104,7 @@ FUZZ_SRCS    = tests/fuzz/fuzz_snapshot.c agent/snapshot.c agent/endpoint.c
 
 .PHONY: fuzz
 fuzz:
+	@scripts/setup.sh fuzz
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -DSCOUT_FUZZ_SEEDS -o $(BUILD)/fuzz/seeds $(FUZZ_SRCS) $(JSON_LIBS)
 	$(BUILD)/fuzz/seeds $(BUILD)/fuzz/corpus

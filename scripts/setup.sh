@@ -18,6 +18,11 @@ PACKAGES=(
   curl procps
 )
 
+# `scripts/setup.sh fuzz` adds what `make fuzz` needs (clang with libFuzzer's runtime).
+if [ "${1:-}" = fuzz ]; then
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
