@@ -119,6 +119,12 @@ on_session(void *ud, scout_session_state_t state, int new_session)
                                      jitter);
     for (int i = 0; sh->idx == 0 && i < a->nregs; i++)
         scout_reg_on_session(a->regs[i], state, new_session);
+    /* the old handle is closed: its completions and watches are done */
+    if (new_session)
+        scout_watch_reap(a->sessions[sh->idx]);
+    /* registrations a reload dropped still need to delete their node */
+    for (int i = 0; sh->idx == 0 && i < a->nretiring; i++)
+        scout_reg_on_session(a->retiring[i], state, new_session);
     if (a->shm != NULL)
         scout_shmpub_changed(a->shm);   /* states changed for readers */
     if (a->policy != NULL)
@@ -322,6 +328,7 @@ scout_agent_free(scout_agent_t *a)
         scout_service_free(a->services[i]);
     for (int i = 0; a->sessions != NULL && i < a->nsessions; i++)
         scout_session_free(a->sessions[i]);
+    scout_watch_reap(NULL);     /* retired watches: their handles are gone */
     free(a->sessions);
     free(a->shards);
     free(a->services);
@@ -446,6 +453,13 @@ same_str(const char *x, const char *y)
 static void
 keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
 {
+    const char *zk = a->opts.zk ? a->opts.zk : getenv("SCOUT_ZK");
+
+    /* the command line and $SCOUT_ZK win over the file, as at start */
+    if ((zk && *zk && replace(&nc->zk_servers, zk) != SCOUT_OK)
+        || replace(&nc->api_listen, a->opts.api) != SCOUT_OK
+        || replace(&nc->cache_dir, a->opts.cache_dir) != SCOUT_OK)
+        return;
     if (!same_str(a->conf.zk_servers, nc->zk_servers)
         || a->conf.zk_timeout_ms != nc->zk_timeout_ms
         || !same_str(a->conf.auth_scheme, nc->auth_scheme)
@@ -472,12 +486,19 @@ keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
 int
 scout_agent_reload(scout_agent_t *a, char *err)
 {
-    scout_policy_t *np = scout_policy_new(a->opts.lua_dir, err);
+    scout_policy_t *np;
     scout_service_t **svcs = NULL, **old = a->services;
     scout_reg_t **regs = NULL;
     int kept = 0, added = 0, dropped = 0, nold = a->nservices;
+    char *taken = NULL;         /* old services moved over (a->services
+                                   stays whole: publishes walk it) */
     scout_conf_t nc;
 
+    if (a->done != NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "shutting down");
+        return SCOUT_ERROR;
+    }
+    np = scout_policy_new(a->opts.lua_dir, err);
     if (np == NULL)
         return SCOUT_ERROR;
     if (scout_policy_load(np, a->opts.policy_file, &nc, err) != SCOUT_OK) {
@@ -487,7 +508,8 @@ scout_agent_reload(scout_agent_t *a, char *err)
     keep_running_settings(a, &nc);
     svcs = calloc((size_t)(nc.nservices ? nc.nservices : 1), sizeof(*svcs));
     regs = calloc((size_t)(nc.nregisters ? nc.nregisters : 1), sizeof(*regs));
-    if (svcs == NULL || regs == NULL) {
+    taken = calloc((size_t)(nold ? nold : 1), 1);
+    if (svcs == NULL || regs == NULL || taken == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         goto fail;
     }
@@ -496,15 +518,18 @@ scout_agent_reload(scout_agent_t *a, char *err)
         scout_service_conf_t *sc = &nc.services[i];
         for (int j = 0; j < nold; j++) {
             scout_service_t *o = old[j];
-            const scout_service_conf_t *oc;
-            if (o == NULL || strcmp(scout_service_name(o), sc->name) != 0)
+            const scout_service_conf_t *oc = NULL;
+            if (taken[j] || strcmp(scout_service_name(o), sc->name) != 0)
                 continue;
-            oc = &a->conf.services[j];
-            if (strcmp(oc->path, sc->path) == 0 && sc->codec != NULL
-                && same_str(oc->codec, sc->codec)
+            /* the old config by name: a->services may be compacted */
+            for (int k = 0; k < a->conf.nservices; k++)
+                if (strcmp(a->conf.services[k].name, sc->name) == 0)
+                    oc = &a->conf.services[k];
+            if (oc != NULL && strcmp(oc->path, sc->path) == 0
+                && sc->codec != NULL && same_str(oc->codec, sc->codec)
                 && scout_service_rebind(o, np, i, sc, err) == SCOUT_OK) {
                 svcs[i] = o;
-                old[j] = NULL;
+                taken[j] = 1;
                 kept++;
             }
             break;
@@ -524,24 +549,26 @@ scout_agent_reload(scout_agent_t *a, char *err)
             added++;
         }
     }
+    /* the new list first (publishes walk it), then the dropped ones go */
+    {
+        int n = 0;
+        for (int i = 0; i < nc.nservices; i++)
+            if (svcs[i] != NULL)
+                svcs[n++] = svcs[i];
+        a->services = svcs;
+        a->nservices = n;
+    }
     for (int j = 0; j < nold; j++) {
-        if (old[j] == NULL)
+        if (taken[j])
             continue;
         if (a->api != NULL)
             scout_api_notify(a->api, old[j]);   /* wake parked queries */
         scout_service_retire(old[j]);
         dropped++;
     }
-    /* compact: a service that failed to build is left out */
-    {
-        int n = 0;
-        for (int i = 0; i < nc.nservices; i++)
-            if (svcs[i] != NULL)
-                svcs[n++] = svcs[i];
-        a->nservices = n;
-    }
-    free(a->services);
-    a->services = svcs;
+    free(old);
+    free(taken);
+    taken = NULL;
 
     for (int i = 0; i < nc.nregisters; i++) {
         for (int j = 0; j < a->nregs; j++) {
@@ -624,6 +651,7 @@ scout_agent_reload(scout_agent_t *a, char *err)
 fail:
     free(svcs);
     free(regs);
+    free(taken);
     scout_conf_free(&nc);
     scout_policy_free(np);
     return SCOUT_ERROR;

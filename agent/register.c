@@ -75,6 +75,8 @@ init_acls(void)
 typedef struct {
     scout_reg_t *r;
     uint64_t     epoch;
+    char        *body;          /* what a create or set sent */
+    int          body_len;
     char         path[];
 } req_t;
 
@@ -87,9 +89,31 @@ req_new(scout_reg_t *r, const char *path)
     if (q != NULL) {
         q->r = r;
         q->epoch = scout_session_epoch(r->session);
+        q->body = NULL;
+        q->body_len = 0;
         memcpy(q->path, path, n);
     }
     return q;
+}
+
+static void
+req_free(req_t *q)
+{
+    if (q != NULL)
+        free(q->body);
+    free(q);
+}
+
+/* Remember what a create or set sends: the node holds that, whatever the
+ * wanted body has become by the time the answer comes. */
+static int
+req_body(req_t *q, const char *body, int len)
+{
+    if (q == NULL || (q->body = malloc((size_t)len + 1)) == NULL)
+        return SCOUT_ERROR;
+    memcpy(q->body, body, (size_t)len);
+    q->body_len = len;
+    return SCOUT_OK;
 }
 
 static zhandle_t *
@@ -125,6 +149,8 @@ refresh_body(scout_reg_t *r)
     char *name = NULL, *data = NULL, err[SCOUT_ERR_LEN];
     int len = 0, seq = 0;
 
+    if (r->policy == NULL)
+        return SCOUT_ERROR;     /* withdrawn: its policy may be gone */
     if (scout_policy_register_body(r->policy, r->idx, &name, &data, &len,
                                    &seq, err) != SCOUT_OK) {
         scout_log(SCOUT_LOG_WARN, "register", "%s: %s; keeping the last "
@@ -156,7 +182,7 @@ parent_done(int rc, const char *value, const void *data)
     req_t *q = (req_t *)data;      /* parent creates: NODEEXISTS is fine */
     (void)rc;
     (void)value;
-    free(q);
+    req_free(q);
 }
 
 static void create_done(int rc, const char *value, const void *data);
@@ -178,7 +204,7 @@ deleted_done(int rc, const void *data)
                   q->path, zerror(rc));
         retry_later(r, 1.0);
     }
-    free(q);
+    req_free(q);
     if (rc != ZCLOSING)
         reconcile(r);
     finish_if_withdrawn(r);     /* last: done() may free r */
@@ -193,8 +219,11 @@ owner_done(int rc, const struct Stat *stat, const void *data)
     zhandle_t *zh;
 
     r->busy = 0;
-    if (rc == ZOK && stat->ephemeralOwner == scout_session_id(r->session)) {
-        /* ours (a retried create that had succeeded): adopt it */
+    if (rc == ZOK && (stat->ephemeralOwner == scout_session_id(r->session)
+                      || (!r->ephemeral && stat->ephemeralOwner == 0))) {
+        /* ours (a retried create that had succeeded, or our persistent
+         * node from before a restart): adopt it; reconcile rewrites the
+         * body if it differs */
         r->node = strdup(q->path);
         r->epoch = q->epoch;
         scout_log(SCOUT_LOG_INFO, "register", "%s: adopted %s", r->name,
@@ -210,12 +239,13 @@ owner_done(int rc, const struct Stat *stat, const void *data)
             r->busy = 1;
             scout_session_kick(r->session);
         } else {
-            free(d);
+            req_free(d);
         }
     }
-    free(q);
+    req_free(q);
     if (rc != ZCLOSING)
         reconcile(r);
+    finish_if_withdrawn(r);     /* last: done() may free r */
 }
 
 static void
@@ -228,11 +258,9 @@ create_done(int rc, const char *value, const void *data)
     r->busy = 0;
     if (rc == ZOK) {
         r->node = strdup(value ? value : q->path);
-        r->data = malloc((size_t)r->want_len + 1);
-        if (r->data != NULL) {
-            memcpy(r->data, r->want_data, (size_t)r->want_len);
-            r->data_len = r->want_len;
-        }
+        r->data = q->body;      /* what the node holds: what we sent */
+        r->data_len = q->body_len;
+        q->body = NULL;
         r->epoch = q->epoch;
         scout_log(SCOUT_LOG_INFO, "register", "%s: registered %s", r->name,
                   r->node);
@@ -243,7 +271,7 @@ create_done(int rc, const char *value, const void *data)
             r->busy = 1;
             scout_session_kick(r->session);
         } else {
-            free(o);
+            req_free(o);
         }
     } else if (rc != ZCLOSING && rc != ZSESSIONEXPIRED
                && rc != ZCONNECTIONLOSS && rc != ZOPERATIONTIMEOUT) {
@@ -251,9 +279,10 @@ create_done(int rc, const char *value, const void *data)
                   q->path, zerror(rc));
         retry_later(r, 2.0);
     }
-    free(q);
+    req_free(q);
     if (rc != ZCLOSING && !r->busy)
         reconcile(r);
+    finish_if_withdrawn(r);     /* last: done() may free r */
 }
 
 static void
@@ -264,13 +293,23 @@ set_done(int rc, const struct Stat *stat, const void *data)
     (void)stat;
 
     r->busy = 0;
-    if (rc == ZNONODE && r->node != NULL && strcmp(r->node, q->path) == 0)
+    if (rc == ZNONODE && r->node != NULL && strcmp(r->node, q->path) == 0) {
         forget_node(r);         /* gone behind our back: create again */
-    else if (rc != ZOK && rc != ZCLOSING)
+    } else if (rc == ZOK && r->node != NULL) {
+        free(r->data);          /* the node holds what this set sent */
+        r->data = q->body;
+        r->data_len = q->body_len;
+        q->body = NULL;
+    } else if (rc != ZOK && rc != ZCLOSING) {
+        free(r->data);          /* unknown: write it again */
+        r->data = NULL;
+        r->data_len = 0;
         retry_later(r, 1.0);
-    free(q);
+    }
+    req_free(q);
     if (rc != ZCLOSING)
         reconcile(r);
+    finish_if_withdrawn(r);     /* last: done() may free r */
 }
 
 /* Issue creates for every missing ancestor of parent, in order. */
@@ -288,7 +327,7 @@ create_parents(scout_reg_t *r, zhandle_t *zh)
         q = req_new(r, p);
         if (q != NULL && zoo_acreate(zh, p, "", 0, r->acl, 0, parent_done,
                                      q) != ZOK)
-            free(q);
+            req_free(q);
         if (s == NULL)
             break;
         *s = '/';
@@ -331,7 +370,7 @@ reconcile(scout_reg_t *r)
             r->busy = 1;
             scout_session_kick(r->session);
         } else {
-            free(q);
+            req_free(q);
         }
         return;
     }
@@ -346,7 +385,7 @@ reconcile(scout_reg_t *r)
             r->busy = 1;
             scout_session_kick(r->session);
         } else {
-            free(q);
+            req_free(q);
         }
         return;
     }
@@ -357,32 +396,28 @@ reconcile(scout_reg_t *r)
                  strcmp(r->parent, "/") == 0 ? "" : r->parent, r->want_name);
         create_parents(r, zh);
         q = req_new(r, path);
-        if (q != NULL && zoo_acreate(zh, path, r->want_data, r->want_len,
-                                     r->acl, flags, create_done, q) == ZOK) {
+        if (req_body(q, r->want_data, r->want_len) == SCOUT_OK
+            && zoo_acreate(zh, path, r->want_data, r->want_len, r->acl, flags,
+                           create_done, q) == ZOK) {
             r->busy = 1;
             scout_session_kick(r->session);
         } else {
-            free(q);
+            req_free(q);
         }
         return;
     }
     if (r->data == NULL || r->data_len != r->want_len
         || memcmp(r->data, r->want_data, (size_t)r->want_len) != 0) {
-        /* the body changed (weight, meta): rewrite in place */
-        char *copy = malloc((size_t)r->want_len + 1);
-        if (copy == NULL)
-            return;
-        memcpy(copy, r->want_data, (size_t)r->want_len);
-        free(r->data);
-        r->data = copy;
-        r->data_len = r->want_len;
+        /* the body changed (weight, meta): rewrite in place; r->data
+         * follows only once the server took it (set_done) */
         q = req_new(r, r->node);
-        if (q != NULL && zoo_aset(zh, r->node, r->want_data, r->want_len, -1,
-                                  set_done, q) == ZOK) {
+        if (req_body(q, r->want_data, r->want_len) == SCOUT_OK
+            && zoo_aset(zh, r->node, r->want_data, r->want_len, -1, set_done,
+                        q) == ZOK) {
             r->busy = 1;
             scout_session_kick(r->session);
         } else {
-            free(q);
+            req_free(q);
         }
     }
 }
@@ -394,9 +429,11 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
 
-    refresh_body(r);
+    if (!r->withdrawing)
+        refresh_body(r);
     reconcile(r);
-    retry_later(r, 2.0);        /* the body may depend on the world */
+    if (!r->withdrawing)
+        retry_later(r, 2.0);    /* the body may depend on the world */
 }
 
 static void
@@ -593,6 +630,7 @@ void
 scout_reg_withdraw(scout_reg_t *r, scout_reg_done_fn done, void *ud)
 {
     r->withdrawing = 1;
+    r->policy = NULL;           /* a reload may free it before we are done */
     scout_check_free(r->check);  /* no more flips while we leave */
     r->check = NULL;
     r->done = done;

@@ -30,6 +30,7 @@ struct scout_service_s {
     int                      protected;    /* a drop is being held    */
     int                      from_snapshot;/* not yet confirmed by ZK */
     double                   fresh_at;     /* last known in sync      */
+    int                      disconnected; /* staleness clock running */
     uint64_t                 index;
     char                     last_error[SCOUT_ERR_LEN];
     scout_service_stats_t    stats;
@@ -244,12 +245,15 @@ void
 scout_service_on_session(scout_service_t *s, scout_session_state_t st,
                          int new_session, int jitter_ms)
 {
-    /* the moment the connection goes, the clock of staleness starts */
+    /* the moment the connection goes, the clock of staleness starts (only
+     * once: later transitions while disconnected keep the first moment) */
     if (st != SCOUT_SESSION_CONNECTED && s->published && !s->from_snapshot
-        && scout_session_state(s->session) != SCOUT_SESSION_CONNECTED)
-        ;                       /* already counting */
-    else if (st != SCOUT_SESSION_CONNECTED && s->published)
+        && !s->disconnected) {
         s->fresh_at = ev_now(s->loop);
+        s->disconnected = 1;
+    } else if (st == SCOUT_SESSION_CONNECTED) {
+        s->disconnected = 0;
+    }
     scout_watch_on_session(s->watch, st, new_session, jitter_ms);
 }
 

@@ -615,7 +615,12 @@ scout_watch_set_floor(scout_watch_t *w, int64_t pzxid, int64_t max_mzxid)
 void
 scout_watch_set_anti_entropy(scout_watch_t *w, int period_ms)
 {
+    int changed = period_ms != w->resync_ms;
+
     w->resync_ms = period_ms;
+    if (changed && (ev_is_active(&w->resync) || period_ms > 0)
+        && live_zh(w) != NULL)
+        resync_arm(w, resync_period(w));    /* a reload took effect now */
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -673,11 +678,17 @@ scout_watch_retire(scout_watch_t *w)
 }
 
 void
-scout_watch_reap(void)
+scout_watch_reap(scout_session_t *session)
 {
-    while (graveyard != NULL) {
-        scout_watch_t *w = graveyard;
-        graveyard = w->next_dead;
+    scout_watch_t **pp = &graveyard;
+
+    while (*pp != NULL) {
+        scout_watch_t *w = *pp;
+        if (session != NULL && w->session != session) {
+            pp = &w->next_dead;
+            continue;
+        }
+        *pp = w->next_dead;
         free(w->path);
         free(w);
     }

@@ -62,9 +62,10 @@ void scout_watch_free(scout_watch_t *w);
 
 /* Stop watching (a policy reload dropped the service): events and
  * completions still in flight are ignored; the memory goes at
- * scout_watch_reap(), once the sessions are closed. */
+ * scout_watch_reap() once the handle those were issued on is closed (a new
+ * session of the same scout_session_t, or exit; NULL = every session). */
 void scout_watch_retire(scout_watch_t *w);
-void scout_watch_reap(void);
+void scout_watch_reap(scout_session_t *session);
 
 /* The session changed state; on a new session every watch is re-armed by a
  * full re-read, spread over jitter_ms. */

@@ -29,8 +29,11 @@ class Faults(unittest.TestCase):
         wait_until(lambda: len(s.ids("svc")) == 5, what="initial list")
         before = s.ids("svc")
 
+        time.sleep(3)                              # a quiet service: nothing changed for a while
         self.zk.stop_node(1)
         wait_until(lambda: s.state("svc") == "stale", what="stale while ZooKeeper is down")
+        # staleness counts from the disconnect, not from the last change
+        self.assertLess(s.metric("scout_service_staleness_seconds", "svc"), 2.5)
         status, body = s.health()
         self.assertEqual(status, 503)
         self.assertIn("session", body["reason"])

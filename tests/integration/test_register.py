@@ -109,6 +109,20 @@ register "cur" { path = "/svc/a", codec = "rpcx",
             import os
             os.unlink("/tmp/scout-reg-weight")
 
+    def test_a_persistent_registration_is_adopted_after_a_crash(self):
+        body = ('register "p" { path = "/svc/p", codec = "rpcx", ephemeral = false,\n'
+                '  endpoint = { host = "127.0.0.1", port = 9004, weight = 3 } }')
+        s = self.start(body)
+        first = wait_until(lambda: node(self.kz, "/svc/p"), what="registered")
+        self.assertEqual(first[2].ephemeralOwner, 0)
+        s.proc.kill()                                   # a crash: no deregistration
+        s.proc.wait()
+        self.scout.proc = None
+        self.start(body)
+        wait_until(lambda: "adopted" in self.scout.log(), what="adopted")
+        again = node(self.kz, "/svc/p")
+        self.assertEqual(again[2].czxid, first[2].czxid)   # the same node: consumers saw no churn
+
     def test_a_stale_node_of_another_session_is_replaced(self):
         other = self.zk.client()
         other.create("/svc/b/tcp@127.0.0.1:9001", b"state=inactive", ephemeral=True, makepath=True)

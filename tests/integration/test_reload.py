@@ -81,6 +81,19 @@ class Reload(unittest.TestCase):
         self.kz.create("/rl/b/127.0.0.1:7")
         wait_until(lambda: s.ids("b") == ["127.0.0.1:3", "127.0.0.1:7"], what="the old policy still running")
 
+    def test_a_reload_that_changes_a_later_service_keeps_the_agent_up(self):
+        # a regression: rebinding a kept service published while the service list still had holes
+        s = self.scout
+        self.kz.create("/rl/b/127.0.0.1:8")
+        wait_until(lambda: s.ids("a") == ["127.0.0.1:1", "127.0.0.1:2"]
+                   and s.ids("b") == ["127.0.0.1:3", "127.0.0.1:8"], what="v1 synced")
+        time.sleep(1.5)                        # past the once-a-second bookkeeping that walks every service
+        self.rewrite(V1.replace('service "b" { path = "/rl/b" }',
+                                'service "b" { path = "/rl/b", filter = function(ep) return ep.port ~= 3 end }'))
+        wait_until(lambda: s.ids("b") == ["127.0.0.1:8"], what="b judged by its new filter (and published)")
+        self.assertTrue(s.alive())
+        self.assertEqual(s.ids("a"), ["127.0.0.1:1", "127.0.0.1:2"])
+
 
 if __name__ == "__main__":
     unittest.main()
