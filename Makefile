@@ -36,7 +36,7 @@ FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -
 
 SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/check.c agent/endpoint.c \
        agent/hook.c agent/http.c agent/http_listen.c agent/log.c agent/persist.c agent/policy.c agent/register.c agent/render.c agent/service.c \
-       agent/session.c agent/shm.c agent/shmpub.c agent/snapshot.c agent/stats.c agent/watch.c
+       agent/session.c agent/shm.c agent/shmpub.c agent/snapshot_read.c agent/snapshot_write.c agent/stats.c agent/watch.c
 HDRS = $(wildcard agent/*.h)
 
 BUILD ?= build
@@ -100,7 +100,7 @@ FUZZ_CC     ?= clang
 FUZZ_TIME   ?= 60
 FUZZ_CFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -g -O1 \
                -fno-omit-frame-pointer -Iagent $(MY_CFLAGS)
-FUZZ_SRCS    = tests/fuzz/fuzz_snapshot.c agent/snapshot.c agent/endpoint.c
+FUZZ_SRCS    = tests/fuzz/fuzz_snapshot.c agent/snapshot_read.c agent/snapshot_write.c agent/endpoint.c
 
 .PHONY: fuzz
 fuzz:

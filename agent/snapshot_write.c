@@ -1,0 +1,317 @@
+/*
+ * snapshot_write.c -- the writer side of the disk snapshot (snapshot.h):
+ * encode the published state into the file's bytes, and commit them to
+ * disk crash-safely.  It is split from the reader because the two share
+ * only the format (snapshot_format.h).  Neither step touches agent state,
+ * so the caller may run the blocking commit off the loop.
+ *
+ * The encoder refuses whatever the reader would refuse, and writes only the
+ * canonical form the reader accepts (sorted, no duplicates), so a written
+ * snapshot always reads back.
+ *
+ * What this file must never do: leave a temp file behind after a failed
+ * write, or replace a good snapshot with a partial one.
+ */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "snapshot_format.h"
+
+#define S(s) ((s) != NULL ? (s) : "")
+
+/* ---- encode ------------------------------------------------------------ */
+
+static unsigned char *
+put_le(unsigned char *p, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+    return p + bytes;
+}
+
+static unsigned char *
+put_str(unsigned char *p, const char *s)
+{
+    size_t len = strlen(S(s));
+
+    p = put_le(p, len, 4);
+    memcpy(p, S(s), len);
+    return p + len;
+}
+
+/* Adds a string's encoded size to *size; SCOUT_ERROR if it is too long. */
+static int
+size_str(uint64_t *size, const char *s, const char *svc, const char *ep,
+         const char *what, char *err)
+{
+    size_t len = strlen(S(s));
+
+    if (len > SCOUT_SNAPSHOT_MAX_STR)
+        return say(err, "snapshot: service \"%s\"%s%s: %s is %zu bytes, over "
+                   "the %u limit", S(svc), ep ? " endpoint " : "", S(ep), what,
+                   len, SCOUT_SNAPSHOT_MAX_STR);
+    *size += STR_MIN + len;
+    return SCOUT_OK;
+}
+
+static int
+by_service_name(const void *a, const void *b)
+{
+    return strcmp(S((*(const scout_snapshot_service_t *const *)a)->name),
+                  S((*(const scout_snapshot_service_t *const *)b)->name));
+}
+
+static int
+by_endpoint_id(const void *a, const void *b)
+{
+    return strcmp((*(scout_endpoint_t *const *)a)->id,
+                  (*(scout_endpoint_t *const *)b)->id);
+}
+
+/* First pass: validate against the reader's rules and sum the size, so the
+ * buffer is allocated once and exactly. */
+static int
+size_service(const scout_snapshot_service_t *sv, uint64_t *size, char *err)
+{
+    scout_endpoint_t *ep, *tmp;
+    unsigned n = sv->eps != NULL ? sv->eps->n : 0;
+
+    if (size_str(size, sv->name, sv->name, NULL, "name", err) != SCOUT_OK
+        || size_str(size, sv->path, sv->name, NULL, "path", err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    if (n > SCOUT_SNAPSHOT_MAX_ENDPOINTS)
+        return say(err, "snapshot: service \"%s\": %u endpoints, over the %u "
+                   "limit", S(sv->name), n, SCOUT_SNAPSHOT_MAX_ENDPOINTS);
+    *size += SVC_MIN - 2 * STR_MIN;
+    if (sv->eps == NULL)
+        return SCOUT_OK;
+    HASH_ITER(hh, sv->eps->map, ep, tmp) {
+        *size += EP_MIN - 3 * STR_MIN;
+        if (size_str(size, ep->id, sv->name, ep->id, "id", err) != SCOUT_OK
+            || size_str(size, ep->host, sv->name, ep->id, "host", err)
+               != SCOUT_OK
+            || size_str(size, ep->status, sv->name, ep->id, "status", err)
+               != SCOUT_OK)
+            return SCOUT_ERROR;
+        if (ep->nmeta < 0 || (unsigned)ep->nmeta > SCOUT_SNAPSHOT_MAX_META)
+            return say(err, "snapshot: service \"%s\" endpoint %s: %d meta "
+                       "entries, over the %u limit", S(sv->name), ep->id,
+                       ep->nmeta, SCOUT_SNAPSHOT_MAX_META);
+        for (int j = 0; j < ep->nmeta; j++) {
+            if (j > 0 && strcmp(S(ep->meta[j - 1].key),
+                                S(ep->meta[j].key)) >= 0)
+                return say(err, "snapshot: service \"%s\" endpoint %s: meta "
+                           "keys not sorted and unique at \"%s\"", S(sv->name),
+                           ep->id, S(ep->meta[j].key));
+            if (size_str(size, ep->meta[j].key, sv->name, ep->id, "a meta key",
+                         err) != SCOUT_OK
+                || size_str(size, ep->meta[j].value, sv->name, ep->id,
+                            "a meta value", err) != SCOUT_OK)
+                return SCOUT_ERROR;
+        }
+        if (*size > SCOUT_SNAPSHOT_MAX_SIZE)
+            return SCOUT_OK;    /* the caller reports it */
+    }
+    return SCOUT_OK;
+}
+
+static unsigned char *
+put_service(unsigned char *p, const scout_snapshot_service_t *sv,
+            scout_endpoint_t **sorted)
+{
+    scout_endpoint_t *ep, *tmp;
+    unsigned n = 0;
+
+    p = put_str(p, sv->name);
+    p = put_str(p, sv->path);
+    p = put_le(p, sv->index, 8);
+    p = put_le(p, (uint64_t)sv->pzxid, 8);
+    p = put_le(p, (uint64_t)sv->max_mzxid, 8);
+    if (sv->eps != NULL) {
+        HASH_ITER(hh, sv->eps->map, ep, tmp) {
+            sorted[n++] = ep;
+        }
+    }
+    qsort(sorted, n, sizeof(*sorted), by_endpoint_id);
+    p = put_le(p, n, 4);
+    for (unsigned i = 0; i < n; i++) {
+        ep = sorted[i];
+        p = put_str(p, ep->id);
+        p = put_str(p, ep->host);
+        p = put_str(p, ep->status);
+        p = put_le(p, (uint32_t)ep->port, 4);
+        p = put_le(p, (uint32_t)ep->weight, 4);
+        p = put_le(p, (uint64_t)ep->zxid, 8);
+        p = put_le(p, (uint32_t)ep->nmeta, 4);
+        for (int j = 0; j < ep->nmeta; j++) {
+            p = put_str(p, ep->meta[j].key);
+            p = put_str(p, ep->meta[j].value);
+        }
+    }
+    return p;
+}
+
+int
+scout_snapshot_encode(const char *ensemble, int64_t written_at_ms,
+                      const scout_snapshot_service_t *svcs, int n,
+                      char **buf, size_t *len, char *err)
+{
+    static const char writer[] = "scout " SCOUT_VERSION;
+    const scout_snapshot_service_t **order = NULL;
+    scout_endpoint_t **sorted = NULL;
+    unsigned char *out = NULL, *p;
+    uint64_t size = SCOUT_SNAPSHOT_HDR_LEN + 8 + 4;
+    unsigned most = 0;
+
+    *buf = NULL;
+    *len = 0;
+    if (n < 0 || (unsigned)n > SCOUT_SNAPSHOT_MAX_SERVICES)
+        return say(err, "snapshot: %d services, over the %u limit", n,
+                   SCOUT_SNAPSHOT_MAX_SERVICES);
+    if (size_str(&size, writer, "", NULL, "writer", err) != SCOUT_OK
+        || size_str(&size, ensemble, "", NULL, "ensemble", err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    order = malloc((n > 0 ? (size_t)n : 1) * sizeof(*order));
+    if (order == NULL)
+        goto oom;
+    for (int i = 0; i < n; i++)
+        order[i] = &svcs[i];
+    qsort(order, (size_t)n, sizeof(*order), by_service_name);
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && strcmp(S(order[i - 1]->name), S(order[i]->name)) == 0) {
+            say(err, "snapshot: two services named \"%s\"",
+                S(order[i]->name));
+            goto fail;
+        }
+        if (size_service(order[i], &size, err) != SCOUT_OK)
+            goto fail;
+        if (size > SCOUT_SNAPSHOT_MAX_SIZE) {
+            say(err, "snapshot: over the %u-byte limit at service \"%s\"",
+                SCOUT_SNAPSHOT_MAX_SIZE, S(order[i]->name));
+            goto fail;
+        }
+        if (order[i]->eps != NULL && order[i]->eps->n > most)
+            most = order[i]->eps->n;
+    }
+
+    sorted = malloc((most > 0 ? most : 1) * sizeof(*sorted));
+    out = malloc((size_t)size);
+    if (sorted == NULL || out == NULL)
+        goto oom;
+    p = out + SCOUT_SNAPSHOT_HDR_LEN;
+    p = put_str(p, writer);
+    p = put_str(p, ensemble);
+    p = put_le(p, (uint64_t)written_at_ms, 8);
+    p = put_le(p, (uint32_t)n, 4);
+    for (int i = 0; i < n; i++)
+        p = put_service(p, order[i], sorted);
+    memcpy(out, magic, sizeof(magic));
+    put_le(out + 8, SCOUT_SNAPSHOT_VERSION, 4);
+    put_le(out + 12, 0, 4);
+    put_le(out + 16, size - SCOUT_SNAPSHOT_HDR_LEN, 8);
+    put_le(out + 24, XXH64(out + SCOUT_SNAPSHOT_HDR_LEN,
+                           (size_t)size - SCOUT_SNAPSHOT_HDR_LEN, 0), 8);
+    free(order);
+    free(sorted);
+    *buf = (char *)out;
+    *len = (size_t)size;
+    return SCOUT_OK;
+
+oom:
+    say(err, "snapshot: out of memory");
+fail:
+    free(order);
+    free(sorted);
+    free(out);
+    return SCOUT_ERROR;
+}
+
+/* ---- commit ------------------------------------------------------------ */
+
+int
+scout_snapshot_commit(const char *dir, const void *buf, size_t len,
+                      char *err)
+{
+    const char *p = buf, *what = "open", *name = SCOUT_SNAPSHOT_TMP;
+    int dfd, fd = -1, made = 0, rc, e;
+
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return say(err, "snapshot dir %s: %s", dir, strerror(errno));
+    /* A temp file left by a crash is replaced, never written through: it
+     * might be a link, and O_EXCL gives us our own file with our mode. */
+    (void)unlinkat(dfd, SCOUT_SNAPSHOT_TMP, 0);
+    fd = openat(dfd, SCOUT_SNAPSHOT_TMP,
+                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        goto fail;
+    made = 1;
+    what = "write";
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            goto fail;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    what = "fsync";
+    if (fsync(fd) != 0)
+        goto fail;
+    what = "close";
+    rc = close(fd);
+    fd = -1;
+    if (rc != 0)
+        goto fail;
+    what = "rename";
+    name = SCOUT_SNAPSHOT_FILE;
+    if (renameat(dfd, SCOUT_SNAPSHOT_TMP, dfd, SCOUT_SNAPSHOT_FILE) != 0)
+        goto fail;
+    made = 0;
+    /* Without this the rename itself may not survive a power cut; the new
+     * file is in place either way, so nothing is undone. */
+    what = "written, but fsync of the directory failed";
+    if (fsync(dfd) != 0)
+        goto fail;
+    close(dfd);
+    return SCOUT_OK;
+
+fail:
+    e = errno;
+    say(err, "snapshot %s/%s: %s: %s", dir, name, what, strerror(e));
+    if (fd >= 0)
+        close(fd);
+    if (made)
+        (void)unlinkat(dfd, SCOUT_SNAPSHOT_TMP, 0);
+    close(dfd);
+    return SCOUT_ERROR;
+}
+
+int
+scout_snapshot_write(const char *dir, const char *ensemble,
+                     const scout_snapshot_service_t *svcs, int n, char *err)
+{
+    struct timespec ts;
+    char *buf;
+    size_t len;
+    int rc;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (scout_snapshot_encode(ensemble,
+                              (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                              svcs, n, &buf, &len, err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    rc = scout_snapshot_commit(dir, buf, len, err);
+    free(buf);
+    return rc;
+}
