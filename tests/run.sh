@@ -2,14 +2,15 @@
 # run.sh -- every test suite, one summed line at the end: `N passed, N failed[, N skipped]`.
 #
 # Suites: luacheck, C unit tests (normal and ASan+UBSan builds), Lua specs (busted under LuaJIT), integration
-# tests against a real ZooKeeper (normal build, then the ASan+UBSan build), `luarocks make` into a temp tree. Each suite prints its own closing
+# tests against a real ZooKeeper (normal build, then the ASan+UBSan build), nginx tests against Debian's nginx with
+# lua-nginx-module (both builds), `luarocks make` into a temp tree. Each suite prints its own closing
 # count; this script reads it, adds them up and exits non-zero when anything failed. Run `make test`, which
 # builds first. SUITES="lua c" limits the run; timing is never asserted here (benchmarks live in bench/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 PY=/usr/bin/python3            # kazoo is packaged for Debian's python only
-SUITES=${SUITES:-"lint c lua integration integration-asan rockspec"}
+SUITES=${SUITES:-"lint c lua integration integration-asan nginx nginx-asan rockspec"}
 total_pass=0 total_fail=0 total_skip=0
 summary=()
 out=$(mktemp)
@@ -75,6 +76,17 @@ suite_integration-asan() {
   LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   SCOUT_BIN=build-asan/scout run_counted integration-asan "$PY" tests/integration/run.py
+}
+
+suite_nginx() {
+  SCOUT_BIN=build/scout run_counted nginx "$PY" tests/nginx/run.py
+}
+
+suite_nginx-asan() {
+  ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1" \
+  LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  SCOUT_BIN=build-asan/scout run_counted nginx-asan "$PY" tests/nginx/run.py
 }
 
 suite_rockspec() {

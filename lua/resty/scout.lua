@@ -122,6 +122,7 @@ int scout_resty_sigprocmask(int how, const scout_resty_sigset_t *set, scout_rest
     __asm__("sigprocmask");
 void *scout_resty_signal(int sig, void *handler) __asm__("signal");
 char *scout_resty_strerror(int errnum) __asm__("strerror");
+int scout_resty_usleep(unsigned int usec) __asm__("usleep");
 extern char **environ;
 ]]
 
@@ -336,7 +337,12 @@ local function rebuild()
   local new = {}
   for name, s in pairs(snap.services) do
     local old = services[name]
-    if old and old.settings == s.settings and same_list(old.raw, s.endpoints) then
+    if old and s.state == "syncing" and #s.endpoints == 0 and old.n > 0 then
+      -- a (re)started agent publishes its services as "syncing", empty, before it has read them: keep serving
+      -- what the last agent published rather than nothing
+      old.state = s.state
+      new[name] = old
+    elseif old and old.settings == s.settings and same_list(old.raw, s.endpoints) then
       old.index, old.state = s.index, s.state
       new[name] = old
     else
@@ -695,7 +701,8 @@ function _M.generation()
 end
 
 -- peers(name) -> { name, state, index, selector, generation, endpoints = { {id, host, port, weight, status,
--- meta, down} } } | nil, err: what this worker balances over, for status pages.
+-- meta, down, in_flight, ewma_ms} } } | nil, err: what this worker balances over, for status pages. in_flight
+-- and ewma_ms come from the selector of the unrouted set when it counts them (leastconn, p2c) and has been used.
 function _M.peers(name)
   local svc = services[name]
   if svc == nil then
@@ -705,11 +712,19 @@ function _M.peers(name)
     return nil, generation == 0 and "no snapshot" or "no such service"
   end
   local now = ngx_now()
+  local sels = svc.pool.sels
+  local sel = type(sels) == "table" and sels[""] or nil
   local list = {}
   for i = 1, svc.n do
     local ep = svc.eps[i]
-    list[i] = { id = ep.id, host = ep.host, port = ep.port, weight = ep.weight, status = ep.status,
+    local e = { id = ep.id, host = ep.host, port = ep.port, weight = ep.weight, status = ep.status,
                 meta = ep.meta, down = is_down(ep, now) }
+    if sel and type(sel.stats) == "function" then
+      e.in_flight, e.ewma_ms = sel:stats(ep.id)
+    elseif sel and type(sel.in_flight) == "function" then
+      e.in_flight = sel:in_flight(ep.id)
+    end
+    list[i] = e
   end
   return { name = svc.name, state = svc.state, index = svc.index, selector = svc.selector,
            generation = generation, endpoints = list }
@@ -829,6 +844,12 @@ function _M.spawn_agent(opts)
   if type(opts) ~= "table" or type(opts.policy) ~= "string" then
     error("opts.policy must be the agent's policy file", 2)
   end
+  if opts.args ~= nil and type(opts.args) ~= "table" then
+    error("opts.args must be an array of strings", 2)
+  end
+  if agent.mode then
+    error("spawn_agent called twice", 2)
+  end
   local ptype = process.type()
   local here
   if ptype == "privileged agent" then
@@ -899,7 +920,15 @@ function _M.spawn_agent(opts)
   local function supervise(premature)
     local pid = agent.pid
     if premature then
-      if pid then C.scout_resty_kill(pid, SIGTERM) end
+      -- nginx is stopping or reloading: stop the agent, and wait for it a little (the worker exits next; an
+      -- agent that outlives it would be left to init)
+      if pid then
+        C.scout_resty_kill(pid, SIGTERM)
+        for _ = 1, 200 do
+          if not alive(pid) then break end
+          C.scout_resty_usleep(10000)
+        end
+      end
       return
     end
     local now = ngx_now()
