@@ -45,8 +45,11 @@
 -- nginx has neither patch). A process spawned by a worker is killed with it (PR_SET_PDEATHSIG) and stopped when
 -- the worker shuts down; on `nginx -s reload` the new worker 0 starts a new agent, which adopts the snapshot
 -- file once the old one has let go (docs/shm.md), so readers never see a gap.
+--
+-- This file is the public module: the snapshot, the request context and picking. Passive health (the marks and
+-- the shared dict) is resty.scout.health; the agent's supervision (init, spawn_agent, agent) is
+-- resty.scout.agent, re-exported here unchanged.
 
-local ffi = require "ffi"
 local balancer = require "ngx.balancer"
 local process = require "ngx.process"
 local cjson = require "cjson.safe"
@@ -54,23 +57,26 @@ local clear_tab = require "table.clear"
 local shm = require "scout.shm"
 local select = require "scout.select"
 local route = require "scout.route"
+local health = require "resty.scout.health"
+local agent = require "resty.scout.agent"
 
 local ngx = ngx
 local ngx_var = ngx.var
 local ngx_log = ngx.log
 local ngx_now = ngx.now
-local ngx_update_time = ngx.update_time
 local ngx_shared = ngx.shared
-local ERR, WARN, NOTICE, INFO = ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.INFO
+local ERR, WARN, INFO = ngx.ERR, ngx.WARN, ngx.INFO
 local timer_every = ngx.timer.every
-local timer_at = ngx.timer.at
-local worker_id = ngx.worker.id
-local worker_exiting = ngx.worker.exiting
 local set_current_peer = balancer.set_current_peer
 local set_more_tries = balancer.set_more_tries
 local get_last_failure = balancer.get_last_failure
 local json_decode = cjson.decode
 local json_null = cjson.null
+local health_keys = health.keys
+local any_down = health.any
+local is_down = health.is_down
+local health_fail = health.fail
+local health_sync = health.sync
 
 local type = type
 local error = error
@@ -82,49 +88,13 @@ local tonumber = tonumber
 local setmetatable = setmetatable
 local rawset = rawset
 local find = string.find
-local sub = string.sub
 local gsub = string.gsub
 local lower = string.lower
 local match = string.match
 local gmatch = string.gmatch
-local concat = table.concat
 local sort = table.sort
 local min = math.min
 local floor = math.floor
-local io_open = io.open
-
-local ffi_new = ffi.new
-local ffi_cast = ffi.cast
-local ffi_errno = ffi.errno
-local C = ffi.C
-
--- libc, for spawn_agent. Names are bound to their symbols with __asm__ so nothing here can clash with another
--- module's declarations of the same functions.
-ffi.cdef [[
-typedef struct { unsigned long val[16]; } scout_resty_sigset_t;
-int scout_resty_fork(void) __asm__("fork");
-int scout_resty_execve(const char *path, const char *const argv[], const char *const envp[]) __asm__("execve");
-void scout_resty_exit(int status) __asm__("_exit");
-int scout_resty_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)
-    __asm__("prctl");
-int scout_resty_getppid(void) __asm__("getppid");
-int scout_resty_getpid(void) __asm__("getpid");
-int scout_resty_kill(int pid, int sig) __asm__("kill");
-int scout_resty_waitpid(int pid, int *status, int options) __asm__("waitpid");
-int scout_resty_open(const char *path, int flags, ...) __asm__("open");
-int scout_resty_dup2(int oldfd, int newfd) __asm__("dup2");
-int scout_resty_close(int fd) __asm__("close");
-int scout_resty_close_range(unsigned int first, unsigned int last, int flags) __asm__("close_range");
-int scout_resty_access(const char *path, int mode) __asm__("access");
-int scout_resty_sigfillset(scout_resty_sigset_t *set) __asm__("sigfillset");
-int scout_resty_sigemptyset(scout_resty_sigset_t *set) __asm__("sigemptyset");
-int scout_resty_sigprocmask(int how, const scout_resty_sigset_t *set, scout_resty_sigset_t *old)
-    __asm__("sigprocmask");
-void *scout_resty_signal(int sig, void *handler) __asm__("signal");
-char *scout_resty_strerror(int errnum) __asm__("strerror");
-int scout_resty_usleep(unsigned int usec) __asm__("usleep");
-extern char **environ;
-]]
 
 -- BUSY: ngx.exit(scout.BUSY) in balancer_by_lua ends the request with nginx's own "no live upstreams" and a 502.
 -- (ngx.exit(502) there becomes a 500 unless nginx carries OpenResty's balancer status code patch.)
@@ -134,10 +104,6 @@ local _M = { _VERSION = "0.1.0", BUSY = -3 }
 local STATELESS = { swrr = true, rr = true, random = true, chash = true }
 local DEFAULT_SELECTOR = "swrr"
 
-local DOWN_PREFIX = "scout:d:"    -- shared dict: "scout:d:<addr>" = time the mark ends; "scout:f:<addr>" = fails
-local FAIL_PREFIX = "scout:f:"
-local VERSION_KEY = "scout:v"     -- bumped on every mark, so workers re-read the marks only when it moves
-
 -- worker state ------------------------------------------------------------------------------------------------
 
 local conf                  -- init_worker's options, checked
@@ -145,12 +111,6 @@ local reader                -- scout.shm reader, nil until the file could be ope
 local services = {}         -- name -> svc (see build_service)
 local generation = 0        -- generation the current services were built from
 local last_error            -- last rebuild error logged (log once, not every tick)
-local dict                  -- ngx.shared[conf.dict] or nil
-local dict_version          -- VERSION_KEY as last seen
-local down = {}             -- addr -> time the mark ends (this worker's copy of the dict's marks)
-local ndown = 0             -- entries in down
-local down_until = 0        -- latest end among them: past it, down is cleared
-local local_fails = {}      -- addr -> { count, since } when there is no dict
 
 -- the request context -----------------------------------------------------------------------------------------
 
@@ -316,7 +276,7 @@ local function build_service(s, old)
       local phost = v6 and "[" .. ep.host .. "]" or ep.host
       local addr = phost .. ":" .. ep.port
       ep.phost, ep.addr = phost, addr
-      ep.dkey, ep.fkey = DOWN_PREFIX .. addr, FAIL_PREFIX .. addr
+      ep.dkey, ep.fkey = health_keys(addr)
       n = n + 1
       eps[n] = ep
       byaddr[addr] = ep
@@ -354,88 +314,11 @@ local function rebuild()
   return true
 end
 
--- passive health ------------------------------------------------------------------------------------------------
-
-local function clear_down()
-  clear_tab(down)
-  ndown, down_until = 0, 0
-end
-
-local function add_down(addr, untl)
-  if down[addr] == nil then ndown = ndown + 1 end
-  down[addr] = untl
-  if untl > down_until then down_until = untl end
-end
-
--- Re-read the marks when another worker (or this one) changed them.
-local function sync_down(now)
-  if dict then
-    local v = dict:get(VERSION_KEY)
-    if v ~= dict_version then
-      dict_version = v
-      clear_down()
-      local keys = dict:get_keys(0)
-      local plen = #DOWN_PREFIX
-      for i = 1, #keys do
-        local k = keys[i]
-        if sub(k, 1, plen) == DOWN_PREFIX then
-          local untl = dict:get(k)
-          if untl and untl > now then add_down(sub(k, plen + 1), untl) end
-        end
-      end
-      return
-    end
-  end
-  if ndown > 0 and now >= down_until then
-    clear_down()
-  end
-end
-
-local function is_down(ep, now)
-  local untl = down[ep.addr]
-  return untl ~= nil and untl > now
-end
-
--- A try on ep failed: count it and mark ep down after max_fails within fail_timeout.
-local function fail(ep)
-  local now = ngx_now()
-  local timeout, max_fails = conf.fail_timeout, conf.max_fails
-  local n
-  if dict then
-    local err
-    n, err = dict:incr(ep.fkey, 1, 0, timeout)
-    if not n then
-      ngx_log(WARN, "scout: shared dict \"", conf.dict, "\": ", err)
-      n = 1
-    end
-  else
-    local f = local_fails[ep.addr]
-    if f == nil or now - f[2] >= timeout then
-      f = { 0, now }
-      local_fails[ep.addr] = f
-    end
-    f[1] = f[1] + 1
-    n = f[1]
-  end
-  if n >= max_fails then
-    local untl = now + timeout
-    add_down(ep.addr, untl)
-    if dict then
-      dict:set(ep.dkey, untl, timeout)
-      dict:incr(VERSION_KEY, 1, 0)
-      dict:delete(ep.fkey)
-    else
-      local_fails[ep.addr] = nil
-    end
-    ngx_log(WARN, "scout: endpoint ", ep.id, " (", ep.addr, ") marked down for ", timeout, "s")
-  end
-end
-
 -- picking ---------------------------------------------------------------------------------------------------------
 
 local function acceptable(ep, tried, now)
   if tried and tried[ep.addr] then return false end
-  if ndown > 0 and is_down(ep, now) then return false end
+  if any_down() and is_down(ep, now) then return false end
   return true
 end
 
@@ -529,7 +412,7 @@ function _M.balance(name, ctx)
   local state = get_last_failure()
   if state == nil then
     -- first try
-    if ndown > 0 and is_down(ep, ngx_now()) then
+    if any_down() and is_down(ep, ngx_now()) then
       ep = pick_other(svc, sel, arr, ctx, ep, nil)
     end
     local ok
@@ -547,7 +430,7 @@ function _M.balance(name, ctx)
     local prev = last and svc.byaddr[last]
     if prev then
       if state == "failed" then
-        fail(prev)
+        health_fail(prev)
       end
       if svc.stateful then
         local c = ngx.ctx
@@ -628,7 +511,7 @@ local function check(premature)
       ngx_log(WARN, "scout: snapshot ", conf.path, ": ", err)
     end
   end
-  sync_down(now)
+  health_sync(now)
 end
 
 local function opt_number(opts, k, default, lo)
@@ -672,12 +555,14 @@ function _M.init_worker(opts)
     c.names = {}
     for _, n in ipairs(opts.services) do c.names[n] = true end
   end
+  local dict
   if c.dict ~= nil then
     dict = ngx_shared[c.dict]
     if dict == nil then
       error("no lua_shared_dict named \"" .. tostring(c.dict) .. "\"", 2)
     end
   end
+  health.configure(dict, c.dict, c.max_fails, c.fail_timeout)
   key_arg = arg_var(opts.key_arg or "key")
   key_hvar = opts.key_header ~= false and header_var(opts.key_header or "X-Scout-Key") or nil
   tag_hvar = header_var(opts.tag_header or "X-Scout-Tag")
@@ -738,231 +623,10 @@ function _M.services()
   return out
 end
 
--- the agent under nginx -------------------------------------------------------------------------------------------
+-- the agent under nginx: see resty.scout.agent ---------------------------------------------------------------
 
-local PR_SET_PDEATHSIG = 1
-local SIGTERM, SIGPIPE = 15, 13
-local SIG_BLOCK, SIG_SETMASK = 0, 2
-local WNOHANG = 1
-local O_RDWR, O_WRONLY, O_CREAT, O_APPEND = 2, 1, 0x40, 0x400
-local X_OK = 1
-
-local privileged         -- true once init() enabled the privileged agent process
-local agent = { pid = nil, starts = 0, mode = nil }
-
--- init([opts]) in init_by_lua: run the agent under the privileged agent process when this nginx can
--- (opts.privileged_agent = false to not try). Returns the mode spawn_agent will use: "privileged agent" or
--- "worker 0".
-function _M.init(opts)
-  if opts == nil or opts.privileged_agent ~= false then
-    local ok = process.enable_privileged_agent()
-    privileged = ok and true or false
-  end
-  return privileged and "privileged agent" or "worker 0"
-end
-
-local function errstr()
-  return ffi.string(C.scout_resty_strerror(ffi_errno()))
-end
-
-local function cstrings(list)
-  local arr = ffi_new("const char *[?]", #list + 1)
-  for i = 1, #list do arr[i - 1] = list[i] end
-  arr[#list] = nil
-  return arr
-end
-
-local function env_list(env)
-  if env == nil then return nil end
-  local out = {}
-  for k, v in pairs(env) do
-    if type(k) == "number" then out[#out + 1] = v else out[#out + 1] = k .. "=" .. tostring(v) end
-  end
-  sort(out)
-  return out
-end
-
--- fork and exec, the child closing every descriptor nginx has open (listening sockets, logs) but 0-2, and
--- dying with this worker.
-local function fork_exec(argv, env, log)
-  local bin = argv[1]
-  if C.scout_resty_access(bin, X_OK) ~= 0 then
-    return nil, bin .. ": " .. errstr()
-  end
-  local c_argv = cstrings(argv)
-  local c_env = env and cstrings(env) or ffi_cast("const char *const *", C.environ)
-  local all, old, none = ffi_new("scout_resty_sigset_t"), ffi_new("scout_resty_sigset_t"),
-                         ffi_new("scout_resty_sigset_t")
-  C.scout_resty_sigfillset(all)
-  C.scout_resty_sigemptyset(none)
-  local parent = C.scout_resty_getpid()
-  C.scout_resty_sigprocmask(SIG_BLOCK, all, old)   -- no nginx signal handler runs in the child
-  local pid = C.scout_resty_fork()
-  if pid == 0 then
-    C.scout_resty_prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0)
-    if C.scout_resty_getppid() ~= parent then C.scout_resty_exit(1) end
-    local null = C.scout_resty_open("/dev/null", O_RDWR)
-    if null >= 0 then C.scout_resty_dup2(null, 0) end
-    if log then
-      local fd = C.scout_resty_open(log, O_WRONLY + O_CREAT + O_APPEND, ffi_cast("int", 420))
-      if fd >= 0 then
-        C.scout_resty_dup2(fd, 1)
-        C.scout_resty_dup2(fd, 2)
-      end
-    end
-    local ok, rc = pcall(C.scout_resty_close_range, 3, 0xffffffff, 0)
-    if not ok or rc ~= 0 then
-      for fd = 3, 65535 do C.scout_resty_close(fd) end
-    end
-    C.scout_resty_signal(SIGPIPE, nil)              -- nginx ignores SIGPIPE; exec would keep that
-    C.scout_resty_sigprocmask(SIG_SETMASK, none, nil)
-    C.scout_resty_execve(bin, c_argv, c_env)
-    C.scout_resty_exit(127)
-  end
-  local e = ffi_errno()
-  C.scout_resty_sigprocmask(SIG_SETMASK, old, nil)
-  if pid < 0 then
-    return nil, "fork: " .. ffi.string(C.scout_resty_strerror(e))
-  end
-  return pid
-end
-
--- nginx reaps its workers' children itself (its SIGCHLD handler waits for any pid), so "gone" is what we can
--- tell, not the exit status: nginx logs that ("unknown process N exited with code C").
-local function alive(pid)
-  return C.scout_resty_waitpid(pid, nil, WNOHANG) == 0
-end
-
--- spawn_agent{ bin =, policy =, args = {...}, env = {...}, log =, backoff = {min, max} } -> true | nil, err.
--- Call it in init_worker_by_lua of every process: it does something in one of them only (see init). bin
--- defaults to "scout" next to this module's tree (build/scout); args are appended to `run -c POLICY`; env is
--- the agent's whole environment (a map or "K=V" strings; default: the worker's, which nginx strips down to
--- what `env` directives keep); log: a file for the agent's output (default: nginx's stderr, the error log).
--- An agent that exits is started again after backoff.min seconds (0.5), doubling up to backoff.max (30) while
--- it keeps exiting within a minute of its start.
-function _M.spawn_agent(opts)
-  if type(opts) ~= "table" or type(opts.policy) ~= "string" then
-    error("opts.policy must be the agent's policy file", 2)
-  end
-  if opts.args ~= nil and type(opts.args) ~= "table" then
-    error("opts.args must be an array of strings", 2)
-  end
-  if agent.mode then
-    error("spawn_agent called twice", 2)
-  end
-  local ptype = process.type()
-  local here
-  if ptype == "privileged agent" then
-    here = "privileged agent"
-  elseif ptype == "worker" or ptype == "single" then
-    here = not privileged and (worker_id() or 0) == 0 and "worker 0"
-  end
-  if not here then
-    return true
-  end
-  local bin = opts.bin
-  if bin == nil then
-    local src = debug.getinfo(1, "S").source
-    local root = match(src, "^@(.-)/?lua/resty/scout%.lua$")
-    bin = (root and root ~= "" and root .. "/" or "") .. "build/scout"
-  end
-  local argv = { bin, "run", "-c", opts.policy }
-  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = tostring(a) end
-  local env = env_list(opts.env)
-  local bmin = opts.backoff and opts.backoff.min or 0.5
-  local bmax = opts.backoff and opts.backoff.max or 30
-  local backoff = bmin
-  local log = opts.log
-  agent.mode = here
-
-  local use_pipe = here == "privileged agent" and pcall(require, "ngx.pipe")
-  if use_pipe then
-    local ngx_pipe = require "ngx.pipe"
-    local function run(premature)
-      while not premature and not worker_exiting() do
-        local started = ngx_now()
-        local proc, err = ngx_pipe.spawn(argv, { merge_stderr = true, environ = env })
-        if not proc then
-          ngx_log(ERR, "scout: cannot start the agent: ", err)
-        else
-          agent.proc, agent.pid, agent.starts = proc, proc:pid(), agent.starts + 1
-          proc:set_timeouts(nil, 0, 0, 0)
-          local f = log and io_open(log, "a")
-          while true do
-            local line, rerr = proc:stdout_read_line()
-            if line then
-              if f then f:write(line, "\n") f:flush() else ngx_log(NOTICE, "scout agent: ", line) end
-            elseif rerr ~= "timeout" then
-              break
-            end
-          end
-          if f then f:close() end
-          local _, reason, status = proc:wait()
-          agent.proc, agent.pid = nil, nil
-          if worker_exiting() then return end
-          ngx_log(WARN, "scout: the agent exited (", tostring(reason), " ", tostring(status), ")")
-        end
-        ngx_update_time()
-        if ngx_now() - started > 60 then backoff = bmin end
-        ngx.sleep(backoff)
-        backoff = min(backoff * 2, bmax)
-      end
-    end
-    local ok, err = timer_at(0, run)
-    if not ok then return nil, err end
-    -- stop it with nginx
-    return timer_every(1, function(premature)
-      if premature and agent.proc then agent.proc:kill(SIGTERM) end
-    end)
-  end
-
-  local next_start, started = 0, 0
-  local function supervise(premature)
-    local pid = agent.pid
-    if premature then
-      -- nginx is stopping or reloading: stop the agent, and wait for it a little (the worker exits next; an
-      -- agent that outlives it would be left to init)
-      if pid then
-        C.scout_resty_kill(pid, SIGTERM)
-        for _ = 1, 200 do
-          if not alive(pid) then break end
-          C.scout_resty_usleep(10000)
-        end
-      end
-      return
-    end
-    local now = ngx_now()
-    if pid then
-      if alive(pid) then return end
-      agent.pid = nil
-      if now - started > 60 then backoff = bmin end
-      next_start = now + backoff
-      ngx_log(WARN, "scout: the agent (pid ", pid, ") exited; starting it again in ", backoff, "s")
-      backoff = min(backoff * 2, bmax)
-      return
-    end
-    if now < next_start then return end
-    local err
-    pid, err = fork_exec(argv, env, log)
-    if not pid then
-      ngx_log(ERR, "scout: cannot start the agent: ", err)
-      next_start = now + backoff
-      backoff = min(backoff * 2, bmax)
-      return
-    end
-    agent.pid, agent.starts, started = pid, agent.starts + 1, now
-    ngx_log(NOTICE, "scout: started the agent, pid ", pid, ": ", concat(argv, " "))
-  end
-  supervise(false)
-  local ok, err = timer_every(0.1, supervise)
-  if not ok then return nil, err end
-  return true
-end
-
--- agent() -> { mode, pid, starts } in the process that supervises the agent; nil elsewhere.
-function _M.agent()
-  if agent.mode == nil then return nil end
-  return { mode = agent.mode, pid = agent.pid, starts = agent.starts }
-end
+_M.init = agent.init
+_M.spawn_agent = agent.spawn
+_M.agent = agent.status
 
 return _M

@@ -1,0 +1,312 @@
+-- resty.scout.agent: the scout agent under nginx, for resty.scout's init, spawn_agent and agent. It starts
+-- build/scout and restarts it with back-off when it exits: in the privileged agent process with ngx.pipe when
+-- this nginx has them (OpenResty), else from worker 0 with fork/exec through the FFI (Debian's nginx has neither
+-- patch). It is its own module because none of this is on the request path: balancing never needs it, and the
+-- libc declarations stay out of the module every request goes through.
+--
+-- What it must never do: leave an agent behind. A process spawned by a worker is killed with it
+-- (PR_SET_PDEATHSIG) and stopped when the worker shuts down; the child closes every descriptor nginx has open
+-- (listening sockets, logs) but 0-2 and runs no nginx signal handler before exec. On `nginx -s reload` the new
+-- worker 0 starts a new agent, which adopts the snapshot file once the old one has let go (docs/shm.md), so
+-- readers never see a gap.
+
+local ffi = require "ffi"
+local process = require "ngx.process"
+
+local ngx = ngx
+local ngx_log = ngx.log
+local ngx_now = ngx.now
+local ngx_sleep = ngx.sleep
+local ngx_update_time = ngx.update_time
+local ERR, WARN, NOTICE = ngx.ERR, ngx.WARN, ngx.NOTICE
+local timer_every = ngx.timer.every
+local timer_at = ngx.timer.at
+local worker_id = ngx.worker.id
+local worker_exiting = ngx.worker.exiting
+
+local type = type
+local error = error
+local pairs = pairs
+local ipairs = ipairs
+local pcall = pcall
+local require = require
+local tostring = tostring
+local match = string.match
+local concat = table.concat
+local sort = table.sort
+local min = math.min
+local io_open = io.open
+local getinfo = debug.getinfo
+
+local ffi_new = ffi.new
+local ffi_cast = ffi.cast
+local ffi_errno = ffi.errno
+local ffi_string = ffi.string
+local C = ffi.C
+
+-- libc, for spawn. Names are bound to their symbols with __asm__ so nothing here can clash with another
+-- module's declarations of the same functions.
+ffi.cdef [[
+typedef struct { unsigned long val[16]; } scout_resty_sigset_t;
+int scout_resty_fork(void) __asm__("fork");
+int scout_resty_execve(const char *path, const char *const argv[], const char *const envp[]) __asm__("execve");
+void scout_resty_exit(int status) __asm__("_exit");
+int scout_resty_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)
+    __asm__("prctl");
+int scout_resty_getppid(void) __asm__("getppid");
+int scout_resty_getpid(void) __asm__("getpid");
+int scout_resty_kill(int pid, int sig) __asm__("kill");
+int scout_resty_waitpid(int pid, int *status, int options) __asm__("waitpid");
+int scout_resty_open(const char *path, int flags, ...) __asm__("open");
+int scout_resty_dup2(int oldfd, int newfd) __asm__("dup2");
+int scout_resty_close(int fd) __asm__("close");
+int scout_resty_close_range(unsigned int first, unsigned int last, int flags) __asm__("close_range");
+int scout_resty_access(const char *path, int mode) __asm__("access");
+int scout_resty_sigfillset(scout_resty_sigset_t *set) __asm__("sigfillset");
+int scout_resty_sigemptyset(scout_resty_sigset_t *set) __asm__("sigemptyset");
+int scout_resty_sigprocmask(int how, const scout_resty_sigset_t *set, scout_resty_sigset_t *old)
+    __asm__("sigprocmask");
+void *scout_resty_signal(int sig, void *handler) __asm__("signal");
+char *scout_resty_strerror(int errnum) __asm__("strerror");
+int scout_resty_usleep(unsigned int usec) __asm__("usleep");
+extern char **environ;
+]]
+
+local PR_SET_PDEATHSIG = 1
+local SIGTERM, SIGPIPE = 15, 13
+local SIG_BLOCK, SIG_SETMASK = 0, 2
+local WNOHANG = 1
+local O_RDWR, O_WRONLY, O_CREAT, O_APPEND = 2, 1, 0x40, 0x400
+local X_OK = 1
+
+local _M = {}
+
+local privileged         -- true once init() enabled the privileged agent process
+local agent = { pid = nil, starts = 0, mode = nil }
+
+-- init([opts]) in init_by_lua: run the agent under the privileged agent process when this nginx can
+-- (opts.privileged_agent = false to not try). Returns the mode spawn will use: "privileged agent" or
+-- "worker 0".
+function _M.init(opts)
+  if opts == nil or opts.privileged_agent ~= false then
+    local ok = process.enable_privileged_agent()
+    privileged = ok and true or false
+  end
+  return privileged and "privileged agent" or "worker 0"
+end
+
+local function errstr()
+  return ffi_string(C.scout_resty_strerror(ffi_errno()))
+end
+
+local function cstrings(list)
+  local arr = ffi_new("const char *[?]", #list + 1)
+  for i = 1, #list do arr[i - 1] = list[i] end
+  arr[#list] = nil
+  return arr
+end
+
+local function env_list(env)
+  if env == nil then return nil end
+  local out = {}
+  for k, v in pairs(env) do
+    if type(k) == "number" then out[#out + 1] = v else out[#out + 1] = k .. "=" .. tostring(v) end
+  end
+  sort(out)
+  return out
+end
+
+-- fork and exec, the child closing every descriptor nginx has open (listening sockets, logs) but 0-2, and
+-- dying with this worker.
+local function fork_exec(argv, env, log)
+  local bin = argv[1]
+  if C.scout_resty_access(bin, X_OK) ~= 0 then
+    return nil, bin .. ": " .. errstr()
+  end
+  local c_argv = cstrings(argv)
+  local c_env = env and cstrings(env) or ffi_cast("const char *const *", C.environ)
+  local all, old, none = ffi_new("scout_resty_sigset_t"), ffi_new("scout_resty_sigset_t"),
+                         ffi_new("scout_resty_sigset_t")
+  C.scout_resty_sigfillset(all)
+  C.scout_resty_sigemptyset(none)
+  local parent = C.scout_resty_getpid()
+  C.scout_resty_sigprocmask(SIG_BLOCK, all, old)   -- no nginx signal handler runs in the child
+  local pid = C.scout_resty_fork()
+  if pid == 0 then
+    C.scout_resty_prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0)
+    if C.scout_resty_getppid() ~= parent then C.scout_resty_exit(1) end
+    local null = C.scout_resty_open("/dev/null", O_RDWR)
+    if null >= 0 then C.scout_resty_dup2(null, 0) end
+    if log then
+      local fd = C.scout_resty_open(log, O_WRONLY + O_CREAT + O_APPEND, ffi_cast("int", 420))
+      if fd >= 0 then
+        C.scout_resty_dup2(fd, 1)
+        C.scout_resty_dup2(fd, 2)
+      end
+    end
+    local ok, rc = pcall(C.scout_resty_close_range, 3, 0xffffffff, 0)
+    if not ok or rc ~= 0 then
+      for fd = 3, 65535 do C.scout_resty_close(fd) end
+    end
+    C.scout_resty_signal(SIGPIPE, nil)              -- nginx ignores SIGPIPE; exec would keep that
+    C.scout_resty_sigprocmask(SIG_SETMASK, none, nil)
+    C.scout_resty_execve(bin, c_argv, c_env)
+    C.scout_resty_exit(127)
+  end
+  local e = ffi_errno()
+  C.scout_resty_sigprocmask(SIG_SETMASK, old, nil)
+  if pid < 0 then
+    return nil, "fork: " .. ffi_string(C.scout_resty_strerror(e))
+  end
+  return pid
+end
+
+-- nginx reaps its workers' children itself (its SIGCHLD handler waits for any pid), so "gone" is what we can
+-- tell, not the exit status: nginx logs that ("unknown process N exited with code C").
+local function alive(pid)
+  return C.scout_resty_waitpid(pid, nil, WNOHANG) == 0
+end
+
+-- The privileged agent process: ngx.pipe spawns, reads the agent's output line by line (into opts.log or the
+-- error log) and waits for it, all in one timer that loops until nginx exits.
+local function run_piped(argv, env, log, bmin, bmax)
+  local ngx_pipe = require "ngx.pipe"
+  local backoff = bmin
+  local function run(premature)
+    while not premature and not worker_exiting() do
+      local started = ngx_now()
+      local proc, err = ngx_pipe.spawn(argv, { merge_stderr = true, environ = env })
+      if not proc then
+        ngx_log(ERR, "scout: cannot start the agent: ", err)
+      else
+        agent.proc, agent.pid, agent.starts = proc, proc:pid(), agent.starts + 1
+        proc:set_timeouts(nil, 0, 0, 0)
+        local f = log and io_open(log, "a")
+        while true do
+          local line, rerr = proc:stdout_read_line()
+          if line then
+            if f then f:write(line, "\n") f:flush() else ngx_log(NOTICE, "scout agent: ", line) end
+          elseif rerr ~= "timeout" then
+            break
+          end
+        end
+        if f then f:close() end
+        local _, reason, status = proc:wait()
+        agent.proc, agent.pid = nil, nil
+        if worker_exiting() then return end
+        ngx_log(WARN, "scout: the agent exited (", tostring(reason), " ", tostring(status), ")")
+      end
+      ngx_update_time()
+      if ngx_now() - started > 60 then backoff = bmin end
+      ngx_sleep(backoff)
+      backoff = min(backoff * 2, bmax)
+    end
+  end
+  local ok, err = timer_at(0, run)
+  if not ok then return nil, err end
+  -- stop it with nginx
+  return timer_every(1, function(premature)
+    if premature and agent.proc then agent.proc:kill(SIGTERM) end
+  end)
+end
+
+-- Worker 0: fork/exec, and a 0.1 s timer that notices the agent is gone and starts it again when its back-off
+-- is over.
+local function run_forked(argv, env, log, bmin, bmax)
+  local backoff = bmin
+  local next_start, started = 0, 0
+  local function supervise(premature)
+    local pid = agent.pid
+    if premature then
+      -- nginx is stopping or reloading: stop the agent, and wait for it a little (the worker exits next; an
+      -- agent that outlives it would be left to init)
+      if pid then
+        C.scout_resty_kill(pid, SIGTERM)
+        for _ = 1, 200 do
+          if not alive(pid) then break end
+          C.scout_resty_usleep(10000)
+        end
+      end
+      return
+    end
+    local now = ngx_now()
+    if pid then
+      if alive(pid) then return end
+      agent.pid = nil
+      if now - started > 60 then backoff = bmin end
+      next_start = now + backoff
+      ngx_log(WARN, "scout: the agent (pid ", pid, ") exited; starting it again in ", backoff, "s")
+      backoff = min(backoff * 2, bmax)
+      return
+    end
+    if now < next_start then return end
+    local err
+    pid, err = fork_exec(argv, env, log)
+    if not pid then
+      ngx_log(ERR, "scout: cannot start the agent: ", err)
+      next_start = now + backoff
+      backoff = min(backoff * 2, bmax)
+      return
+    end
+    agent.pid, agent.starts, started = pid, agent.starts + 1, now
+    ngx_log(NOTICE, "scout: started the agent, pid ", pid, ": ", concat(argv, " "))
+  end
+  supervise(false)
+  local ok, err = timer_every(0.1, supervise)
+  if not ok then return nil, err end
+  return true
+end
+
+-- spawn{ bin =, policy =, args = {...}, env = {...}, log =, backoff = {min, max} } -> true | nil, err.
+-- Call it in init_worker_by_lua of every process: it does something in one of them only (see init). bin
+-- defaults to "scout" next to this module's tree (build/scout); args are appended to `run -c POLICY`; env is
+-- the agent's whole environment (a map or "K=V" strings; default: the worker's, which nginx strips down to
+-- what `env` directives keep); log: a file for the agent's output (default: nginx's stderr, the error log).
+-- An agent that exits is started again after backoff.min seconds (0.5), doubling up to backoff.max (30) while
+-- it keeps exiting within a minute of its start.
+function _M.spawn(opts)
+  if type(opts) ~= "table" or type(opts.policy) ~= "string" then
+    error("opts.policy must be the agent's policy file", 2)
+  end
+  if opts.args ~= nil and type(opts.args) ~= "table" then
+    error("opts.args must be an array of strings", 2)
+  end
+  if agent.mode then
+    error("spawn_agent called twice", 2)
+  end
+  local ptype = process.type()
+  local here
+  if ptype == "privileged agent" then
+    here = "privileged agent"
+  elseif ptype == "worker" or ptype == "single" then
+    here = not privileged and (worker_id() or 0) == 0 and "worker 0"
+  end
+  if not here then
+    return true
+  end
+  local bin = opts.bin
+  if bin == nil then
+    local src = getinfo(1, "S").source
+    local root = match(src, "^@(.-)/?lua/resty/scout/agent%.lua$")
+    bin = (root and root ~= "" and root .. "/" or "") .. "build/scout"
+  end
+  local argv = { bin, "run", "-c", opts.policy }
+  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = tostring(a) end
+  local env = env_list(opts.env)
+  local bmin = opts.backoff and opts.backoff.min or 0.5
+  local bmax = opts.backoff and opts.backoff.max or 30
+  agent.mode = here
+
+  if here == "privileged agent" and pcall(require, "ngx.pipe") then
+    return run_piped(argv, env, opts.log, bmin, bmax)
+  end
+  return run_forked(argv, env, opts.log, bmin, bmax)
+end
+
+-- status() -> { mode, pid, starts } in the process that supervises the agent; nil elsewhere.
+function _M.status()
+  if agent.mode == nil then return nil end
+  return { mode = agent.mode, pid = agent.pid, starts = agent.starts }
+end
+
+return _M
