@@ -646,8 +646,3 @@ scout_reg_name(const scout_reg_t *r)
     return r->name;
 }
 
-const char *
-scout_reg_node(const scout_reg_t *r)
-{
-    return r->node;
-}

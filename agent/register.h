@@ -36,7 +36,5 @@ void scout_reg_set_healthy(scout_reg_t *r, int up, const char *reason);
 void scout_reg_withdraw(scout_reg_t *r, scout_reg_done_fn done, void *ud);
 
 const char *scout_reg_name(const scout_reg_t *r);
-/* The node's full path while registered, else NULL. */
-const char *scout_reg_node(const scout_reg_t *r);
 
 #endif

@@ -452,8 +452,3 @@ scout_session_id(const scout_session_t *s)
     return s->zh ? zoo_client_id(s->zh)->client_id : 0;
 }
 
-int
-scout_session_timeout(const scout_session_t *s)
-{
-    return s->zh ? zoo_recv_timeout(s->zh) : s->timeout_ms;
-}

@@ -54,7 +54,6 @@ const char *scout_session_state_name(scout_session_state_t state);
  * belong to a dead handle and must be ignored. */
 uint64_t scout_session_epoch(const scout_session_t *s);
 int64_t  scout_session_id(const scout_session_t *s);
-int      scout_session_timeout(const scout_session_t *s);
 
 /* Close the session now (SIGTERM).  May block briefly while the server
  * acknowledges the close; must not be called from a ZooKeeper callback. */

@@ -40,7 +40,6 @@ struct scout_watch_s {
     unsigned                children_inflight:1;
     unsigned                exists_inflight:1;
     unsigned                children_dirty:1;
-    unsigned                exists:1;
     unsigned                synced:1;
     unsigned                notify:1;       /* first complete read       */
     int64_t                 floor_pzxid;    /* from the disk snapshot    */
@@ -345,7 +344,6 @@ children_done(int rc, const struct String_vector *names,
     }
     if (rc == ZOK) {
         w->stats->reads_children++;
-        w->exists = 1;
         if (scout_cache_apply_children(&w->cache, names, stat,
                                        w->cb->needs_data, w->ud, &changed)
             == SCOUT_AGAIN) {
@@ -371,7 +369,6 @@ children_done(int rc, const struct String_vector *names,
     } else if (rc == ZNONODE) {
         /* A children read of a missing node sets no watch: arm an exists
          * watch so the creation wakes us. */
-        w->exists = 0;
         scout_cache_apply_missing(&w->cache);
         if ((zh = live_zh(w)) != NULL)
             issue_exists(w, zh);
@@ -756,11 +753,6 @@ scout_watch_cache(scout_watch_t *w)
     return &w->cache;
 }
 
-const char *
-scout_watch_path(const scout_watch_t *w)
-{
-    return w->path;
-}
 
 int
 scout_watch_settled(const scout_watch_t *w)
@@ -768,14 +760,4 @@ scout_watch_settled(const scout_watch_t *w)
     return !w->children_inflight && !w->exists_inflight && !w->data_inflight;
 }
 
-int
-scout_watch_synced(const scout_watch_t *w)
-{
-    return w->synced;
-}
 
-int
-scout_watch_exists(const scout_watch_t *w)
-{
-    return w->exists;
-}

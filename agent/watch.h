@@ -86,12 +86,7 @@ void scout_watch_set_floor(scout_watch_t *w, int64_t pzxid,
                            int64_t max_mzxid);
 
 scout_cache_t *scout_watch_cache(scout_watch_t *w);
-const char    *scout_watch_path(const scout_watch_t *w);
 /* 1 when no read is in flight: the cache is a consistent view. */
 int            scout_watch_settled(const scout_watch_t *w);
-/* 1 once the path has been read completely at least once. */
-int            scout_watch_synced(const scout_watch_t *w);
-/* 1 when the path exists (as of the last read). */
-int            scout_watch_exists(const scout_watch_t *w);
 
 #endif

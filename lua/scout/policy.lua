@@ -320,8 +320,6 @@ local SERVICE = {
   on_protect = is_function,
 }
 
-local UNSUPPORTED_BLOCKS = {}
-
 local REGISTER = {
   path = is_path,
   codec = is_codec,
@@ -368,12 +366,6 @@ local function environment(policy)
       seen[name] = at
       check_block(at, name, schema, t)
       for k, v in pairs(t) do policy[name][k] = v end
-    end
-  end
-
-  for name, what in pairs(UNSUPPORTED_BLOCKS) do
-    env[name] = function()
-      fail(where(3), name .. " is not supported yet (" .. what .. ")")
     end
   end
 
