@@ -12,6 +12,15 @@
  * forgets what it had, and the current body is written, never the first
  * one (CURATOR-181).  The body is refreshed every interval and rewritten in
  * place (setData) when it changed.
+ *
+ * A sequential create whose answer is lost (the connection dropped after
+ * the server took it) may have made a node we do not know of; creating
+ * again would leave a second ephemeral node of ours, a phantom endpoint
+ * for as long as the session lives (Curator's "protection mode" problem).
+ * So before creating again the parent is listed, and a child with our
+ * prefix, owned by our session and holding exactly the bytes of the lost
+ * create is adopted (find_lost_create).  Only one create can be in doubt:
+ * the next one is sent only once the look found nothing.
  */
 #include "register.h"
 
@@ -49,6 +58,12 @@ struct scout_reg_s {
     int                want_seq;
     int                busy;        /* a request chain in flight */
     uint64_t           epoch;       /* session epoch of what we have */
+    /* a sequential create whose answer was lost: its bytes and session */
+    char              *lost_body;
+    int                lost_len;
+    uint64_t           lost_epoch;
+    int                probing;     /* lost-create checks in flight */
+    int                probe_failed;
 };
 
 static void reconcile(scout_reg_t *r);
@@ -114,6 +129,20 @@ req_body(req_t *q, const char *body, int len)
     memcpy(q->body, body, (size_t)len);
     q->body_len = len;
     return SCOUT_OK;
+}
+
+/* After sending (ok) a request chain is in flight; if not, q is ours to
+ * free.  Returns ok. */
+static int
+in_flight(scout_reg_t *r, req_t *q, int ok)
+{
+    if (!ok) {
+        req_free(q);
+        return 0;
+    }
+    r->busy = 1;
+    scout_session_kick(r->session);
+    return 1;
 }
 
 static zhandle_t *
@@ -233,14 +262,8 @@ owner_done(int rc, const struct Stat *stat, const void *data)
         scout_log(SCOUT_LOG_WARN, "register", "%s: %s belongs to session "
                   "0x%llx; replacing it", r->name, q->path,
                   (unsigned long long)stat->ephemeralOwner);
-        if (d != NULL
-            && zoo_adelete(zh, q->path, stat->version, deleted_done, d)
-               == ZOK) {
-            r->busy = 1;
-            scout_session_kick(r->session);
-        } else {
-            req_free(d);
-        }
+        in_flight(r, d, d != NULL && zoo_adelete(zh, q->path, stat->version,
+                                                 deleted_done, d) == ZOK);
     }
     req_free(q);
     if (rc != ZCLOSING)
@@ -266,13 +289,19 @@ create_done(int rc, const char *value, const void *data)
                   r->node);
     } else if (rc == ZNODEEXISTS && (zh = live_zh(r)) != NULL) {
         req_t *o = req_new(r, q->path);
-        if (o != NULL
-            && zoo_aexists(zh, q->path, 0, owner_done, o) == ZOK) {
-            r->busy = 1;
-            scout_session_kick(r->session);
-        } else {
-            req_free(o);
-        }
+        in_flight(r, o, o != NULL
+                        && zoo_aexists(zh, q->path, 0, owner_done, o) == ZOK);
+    } else if ((rc == ZCONNECTIONLOSS || rc == ZOPERATIONTIMEOUT)
+               && r->want_seq && r->ephemeral) {
+        /* the server may have made it: look before creating another */
+        free(r->lost_body);
+        r->lost_body = q->body;
+        r->lost_len = q->body_len;
+        r->lost_epoch = q->epoch;
+        q->body = NULL;
+        scout_log(SCOUT_LOG_INFO, "register", "%s: the answer to creating "
+                  "%s was lost (%s); looking for it before creating again",
+                  r->name, q->path, zerror(rc));
     } else if (rc != ZCLOSING && rc != ZSESSIONEXPIRED
                && rc != ZCONNECTIONLOSS && rc != ZOPERATIONTIMEOUT) {
         scout_log(SCOUT_LOG_WARN, "register", "%s: creating %s: %s", r->name,
@@ -335,6 +364,118 @@ create_parents(scout_reg_t *r, zhandle_t *zh)
     free(p);
 }
 
+static void
+forget_lost(scout_reg_t *r)
+{
+    free(r->lost_body);
+    r->lost_body = NULL;
+    r->lost_len = 0;
+}
+
+static void
+stray_deleted(int rc, const void *data)
+{
+    req_t *q = (req_t *)data;
+
+    if (rc != ZOK && rc != ZNONODE && rc != ZCLOSING)
+        scout_log(SCOUT_LOG_WARN, "register", "%s: deleting the duplicate "
+                  "%s: %s", q->r->name, q->path, zerror(rc));
+    req_free(q);
+}
+
+/* One child with our prefix: is it the lost create? */
+static void
+lost_checked(int rc, const char *value, int value_len,
+             const struct Stat *stat, const void *data)
+{
+    req_t *q = (req_t *)data;
+    scout_reg_t *r = q->r;
+    zhandle_t *zh;
+
+    if (rc == ZOK && q->epoch == r->lost_epoch
+        && stat->ephemeralOwner == scout_session_id(r->session)
+        && r->lost_body != NULL && value_len == r->lost_len
+        && memcmp(value, r->lost_body, (size_t)value_len) == 0) {
+        if (r->node == NULL) {
+            r->node = strdup(q->path);
+            r->data = NULL;     /* reconcile writes the current body */
+            r->epoch = q->epoch;
+            scout_log(SCOUT_LOG_INFO, "register", "%s: adopted %s, created "
+                      "before the connection was lost", r->name, q->path);
+        } else if ((zh = live_zh(r)) != NULL) {
+            req_t *d = req_new(r, q->path);
+            scout_log(SCOUT_LOG_WARN, "register", "%s: deleting %s, a "
+                      "duplicate of %s", r->name, q->path, r->node);
+            if (d == NULL
+                || zoo_adelete(zh, q->path, -1, stray_deleted, d) != ZOK)
+                req_free(d);
+        }
+    } else if (rc != ZOK && rc != ZNONODE) {
+        r->probe_failed = 1;    /* could not tell: look again */
+    }
+    req_free(q);
+    if (--r->probing > 0)
+        return;
+    r->busy = 0;
+    if (r->node != NULL || !r->probe_failed)
+        forget_lost(r);         /* found, or surely not there */
+    r->probe_failed = 0;
+    if (rc != ZCLOSING)
+        reconcile(r);
+    finish_if_withdrawn(r);     /* last: done() may free r */
+}
+
+static void
+lost_listed(int rc, const struct String_vector *names, const void *data)
+{
+    req_t *q = (req_t *)data;
+    scout_reg_t *r = q->r;
+    size_t plen = strlen(r->want_name), need;
+    zhandle_t *zh = live_zh(r);
+    char *path;
+
+    r->busy = 0;
+    if (rc == ZNONODE)
+        forget_lost(r);         /* no parent, no node: create */
+    for (int i = 0; rc == ZOK && zh != NULL && i < names->count; i++) {
+        req_t *c;
+
+        if (strncmp(names->data[i], r->want_name, plen) != 0)
+            continue;
+        need = strlen(q->path) + strlen(names->data[i]) + 2;
+        if ((path = malloc(need)) == NULL)
+            continue;
+        snprintf(path, need, "%s/%s", strcmp(q->path, "/") == 0 ? ""
+                 : q->path, names->data[i]);
+        c = req_new(r, path);
+        free(path);
+        if (c != NULL && zoo_aget(zh, c->path, 0, lost_checked, c) == ZOK)
+            r->probing++;
+        else
+            req_free(c);
+    }
+    if (r->probing > 0)
+        in_flight(r, NULL, 1);
+    else if (rc == ZOK)
+        forget_lost(r);         /* not there: the create never happened */
+    req_free(q);
+    if (rc != ZCLOSING && !r->busy)
+        reconcile(r);
+    finish_if_withdrawn(r);     /* last: done() may free r */
+}
+
+/* Before creating again after a lost sequential create: list the parent
+ * (lost_listed), then read each child with our prefix (lost_checked). */
+static void
+find_lost_create(scout_reg_t *r, zhandle_t *zh)
+{
+    req_t *q = req_new(r, r->parent);
+
+    if (!in_flight(r, q, q != NULL && zoo_aget_children(zh, r->parent, 0,
+                                                        lost_listed, q) == ZOK))
+        retry_later(r, 1.0);
+}
+
 /* Is the node we have the one we want (parent and name; for a sequential
  * node the name is the prefix)? */
 static int
@@ -365,13 +506,8 @@ reconcile(scout_reg_t *r)
         forget_node(r);         /* the session that owned it is gone */
     if (!want && r->node != NULL) {
         q = req_new(r, r->node);
-        if (q != NULL && zoo_adelete(zh, r->node, -1, deleted_done, q)
-                         == ZOK) {
-            r->busy = 1;
-            scout_session_kick(r->session);
-        } else {
-            req_free(q);
-        }
+        in_flight(r, q, q != NULL && zoo_adelete(zh, r->node, -1,
+                                                 deleted_done, q) == ZOK);
         return;
     }
     if (!want || r->want_name == NULL)
@@ -380,14 +516,16 @@ reconcile(scout_reg_t *r)
         /* a reload changed where the node lives or what it is called
          * (parent, port, codec): the old one goes, the new one follows */
         q = req_new(r, r->node);
-        if (q != NULL && zoo_adelete(zh, r->node, -1, deleted_done, q)
-                         == ZOK) {
-            r->busy = 1;
-            scout_session_kick(r->session);
-        } else {
-            req_free(q);
-        }
+        in_flight(r, q, q != NULL && zoo_adelete(zh, r->node, -1,
+                                                 deleted_done, q) == ZOK);
         return;
+    }
+    if (r->node == NULL && r->lost_body != NULL) {
+        if (r->lost_epoch == scout_session_epoch(r->session)) {
+            find_lost_create(r, zh);
+            return;
+        }
+        forget_lost(r);         /* its session is gone, and the node too */
     }
     if (r->node == NULL) {
         int flags = (r->ephemeral ? ZOO_EPHEMERAL : 0)
@@ -396,14 +534,9 @@ reconcile(scout_reg_t *r)
                  strcmp(r->parent, "/") == 0 ? "" : r->parent, r->want_name);
         create_parents(r, zh);
         q = req_new(r, path);
-        if (req_body(q, r->want_data, r->want_len) == SCOUT_OK
-            && zoo_acreate(zh, path, r->want_data, r->want_len, r->acl, flags,
-                           create_done, q) == ZOK) {
-            r->busy = 1;
-            scout_session_kick(r->session);
-        } else {
-            req_free(q);
-        }
+        in_flight(r, q, req_body(q, r->want_data, r->want_len) == SCOUT_OK
+                        && zoo_acreate(zh, path, r->want_data, r->want_len,
+                                       r->acl, flags, create_done, q) == ZOK);
         return;
     }
     if (r->data == NULL || r->data_len != r->want_len
@@ -411,14 +544,9 @@ reconcile(scout_reg_t *r)
         /* the body changed (weight, meta): rewrite in place; r->data
          * follows only once the server took it (set_done) */
         q = req_new(r, r->node);
-        if (req_body(q, r->want_data, r->want_len) == SCOUT_OK
-            && zoo_aset(zh, r->node, r->want_data, r->want_len, -1, set_done,
-                        q) == ZOK) {
-            r->busy = 1;
-            scout_session_kick(r->session);
-        } else {
-            req_free(q);
-        }
+        in_flight(r, q, req_body(q, r->want_data, r->want_len) == SCOUT_OK
+                        && zoo_aset(zh, r->node, r->want_data, r->want_len, -1,
+                                    set_done, q) == ZOK);
     }
 }
 
@@ -594,6 +722,7 @@ scout_reg_free(scout_reg_t *r)
     free(r->check_conf.check_kind);
     free(r->check_conf.check_target);
     forget_node(r);
+    forget_lost(r);
     free(r->want_name);
     free(r->want_data);
     free(r->name);
@@ -609,6 +738,8 @@ scout_reg_on_session(scout_reg_t *r, scout_session_state_t state,
         return;
     if (new_session) {
         r->busy = 0;            /* old completions ran at close */
+        r->probing = 0;
+        r->probe_failed = 0;
         refresh_body(r);        /* the current body, not the first */
     }
     reconcile(r);

@@ -1,7 +1,7 @@
 """Registration, observed with an independent kazoo client: the node each codec must produce (the name and bytes a
 dubbo consumer, an rpcx client, Curator, Finagle or Synapse reads), re-created with its current body after session
-expiry, a stale node of another session replaced, gone before the process exits on SIGTERM, and protected by
-ACLs under digest auth."""
+expiry, a stale node of another session replaced, a sequential create whose answer was lost adopted rather than
+duplicated, gone before the process exits on SIGTERM, and protected by ACLs under digest auth."""
 
 import json
 import time
@@ -13,6 +13,7 @@ from kazoo.security import make_digest_acl_credential  # noqa: F401  (kazoo's di
 
 from scoutharness import Scout, wait_until
 from zkharness import ZooKeeper
+from zkproxy import ZkProxy
 
 HEAD = 'zookeeper { servers = "127.0.0.1:1", session_timeout = %d%s }\n'
 
@@ -36,9 +37,35 @@ class Register(unittest.TestCase):
             self.scout.stop()
         self.zk.stop()
 
-    def start(self, body, timeout=4000, auth=""):
-        self.scout = Scout(HEAD % (timeout, auth) + body, self.zk.connect).start()
+    def start(self, body, timeout=4000, auth="", connect=None):
+        self.scout = Scout(HEAD % (timeout, auth) + body, connect or self.zk.connect).start()
         return self.scout
+
+    def test_a_sequential_create_whose_answer_was_lost_is_adopted_not_duplicated(self):
+        # The server creates member_N, the answer never arrives, the session survives the reconnect: creating
+        # again would leave two ephemeral members of one agent, a phantom for as long as the session lives.
+        proxy = ZkProxy(self.zk.connect).start()
+        try:
+            proxy.cut_after(b"/aurora/www/prod/web/member_")
+            self.start('register "ss" { path = "/aurora/www/prod/web", codec = "serverset",\n'
+                       '  endpoint = { host = "10.0.0.7", port = 31943 } }', connect=proxy.connect)
+            wait_until(lambda: proxy.cuts == 1, what="the create's answer swallowed")
+            wait_until(lambda: "registered" in self.scout.log() or "adopted" in self.scout.log(),
+                       what="registered again after the reconnect")
+            time.sleep(1.5)                      # a second create, if any, would be there by now
+            kids = self.kz.get_children("/aurora/www/prod/web")
+            self.assertEqual(len(kids), 1, kids)
+            self.assertIn("adopted", self.scout.log())
+            self.assertRegex(kids[0], r"^member_\d{10}$")
+            owners = {self.kz.get("/aurora/www/prod/web/" + k)[1].ephemeralOwner for k in kids}
+            self.assertEqual(len(owners), 1)
+            self.assertIn("was lost", self.scout.log())
+            # and the adopted node is really the agent's: SIGTERM removes it
+            self.assertEqual(self.scout.stop(), 0)
+            self.scout = None
+            self.assertEqual(self.kz.get_children("/aurora/www/prod/web"), [])
+        finally:
+            proxy.stop()
 
     def test_each_codec_writes_what_its_clients_read(self):
         self.start('''

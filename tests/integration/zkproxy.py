@@ -1,0 +1,115 @@
+"""zkproxy — a TCP proxy between an agent and ZooKeeper that can lose one answer.
+
+Why: the nastiest connection loss is the one that comes after the server applied a request and before its answer
+reached the client: the client sees CONNECTIONLOSS for something that happened. No server setting provokes that on
+cue, so this proxy does: `cut_after(pattern)` forwards the first client packet holding `pattern` to the server,
+swallows everything the server says from then on, and closes both sides `linger` seconds later. The client
+reconnects through the proxy (which then passes everything) into the same session.
+
+    p = ZkProxy(zk.connect).start()          # agent uses p.connect
+    p.cut_after(b"/svc/member_")
+    ...
+    p.stop()
+
+Stdlib only.
+"""
+
+import socket
+import threading
+import time
+
+
+class ZkProxy:
+    def __init__(self, upstream):
+        host, port = upstream.split(",")[0].rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.pattern = None
+        self.linger = 0.5
+        self.cuts = 0              # answers swallowed so far
+        self.lock = threading.Lock()
+        self.ls = None
+        self.conns = []
+        self.stopped = False
+
+    @property
+    def connect(self):
+        return "127.0.0.1:%d" % self.ls.getsockname()[1]
+
+    def start(self):
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def cut_after(self, pattern, linger=0.5):
+        with self.lock:
+            self.pattern, self.linger = pattern, linger
+
+    def stop(self):
+        self.stopped = True
+        for s in [self.ls] + self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                c.close()
+                continue
+            u.settimeout(None)
+            self.conns += [c, u]
+            state = {"mute": False}
+            threading.Thread(target=self._up, args=(c, u, state), daemon=True).start()
+            threading.Thread(target=self._down, args=(u, c, state), daemon=True).start()
+
+    def _up(self, c, u, state):
+        """client -> server; arms the cut when the pattern passes"""
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                cut = False
+                with self.lock:
+                    if self.pattern is not None and self.pattern in b:
+                        self.pattern, cut = None, True
+                        state["mute"] = True         # before the request can be answered
+                u.sendall(b)
+                if cut:
+                    time.sleep(self.linger)          # the server applies it and answers into the void
+                    self.cuts += 1
+                    break
+        except OSError:
+            pass
+        for s in (c, u):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _down(self, u, c, state):
+        """server -> client, unless muted"""
+        try:
+            while True:
+                b = u.recv(65536)
+                if not b:
+                    break
+                if not state["mute"]:
+                    c.sendall(b)
+        except OSError:
+            pass
+        for s in (c, u):
+            try:
+                s.close()
+            except OSError:
+                pass
