@@ -51,13 +51,15 @@ budget_hook(lua_State *L, lua_Debug *ar)
 /* Budgets are CPU time, not wall time: on a loaded host (50 agents on two
  * cores) a trivial hook can wait longer than its budget for the CPU, and
  * stopping it would be wrong; a runaway loop burns CPU and is stopped all
- * the same.  clock_gettime is async-signal-safe. */
+ * the same.  The clock is the loop thread's own: the snapshot writer
+ * thread's CPU is not the hook's (it blocks SIGALRM, so the signal always
+ * lands here).  clock_gettime is async-signal-safe. */
 static int64_t
 cpu_now_ns(void)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -123,7 +125,7 @@ scout_hook_init(lua_State *L, char *err)
     memset(&sev, 0, sizeof(sev));
     sev.sigev_notify = SIGEV_SIGNAL;
     sev.sigev_signo = SIGALRM;
-    if (timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &budget_timer) != 0) {
+    if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &budget_timer) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "timer_create failed");
         return SCOUT_ERROR;
     }

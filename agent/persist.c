@@ -1,13 +1,21 @@
 /*
  * persist.c -- when the disk snapshot is read and written (see persist.h).
  *
- * Writes happen on the loop: encoding 10,000 services takes tens of ms and
- * the fsyncs about as long, at most once a second and only after a change;
- * a worker thread would hide that but is not worth its locks yet.
+ * A write is two halves.  Encoding reads the published sets, so it runs on
+ * the loop (a few ms for 10,000 services); the commit -- write, fsync,
+ * rename, fsync of the directory -- touches nothing of the agent and takes
+ * as long as the disk likes, so it runs in one writer thread and the loop
+ * hears back through an ev_async.  At most one write is in flight: a change
+ * during a commit is written by the next tick of the 1 s timer.
+ *
+ * The writer thread blocks every signal, so SIGTERM, SIGHUP and the hook
+ * budget's SIGALRM keep reaching the loop's thread.
  */
 #include "persist.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +25,17 @@
 #include "log.h"
 #include "scout.h"
 #include "snapshot.h"
+
+/* What the loop hands the writer thread and what comes back. */
+struct job {
+    char   *buf;            /* encoded file, owned by the job          */
+    size_t  len;
+    int     nservices;
+    double  encode_ms;      /* on the loop                              */
+    double  commit_ms;      /* in the writer thread                     */
+    int     rc;
+    char    err[SCOUT_ERR_LEN];
+};
 
 struct scout_persist_s {
     struct ev_loop   *loop;
@@ -29,6 +48,16 @@ struct scout_persist_s {
     ev_timer          timer;
     int               dirty;
     time_t            loaded_at;   /* written_at of what we loaded, or 0 */
+    /* the writer thread; everything below mu is guarded by it */
+    pthread_t         thread;
+    int               thread_ok;
+    ev_async          done;        /* the thread finished a job         */
+    int               busy;        /* a job is out: loop-only           */
+    pthread_mutex_t   mu;
+    pthread_cond_t    cv;
+    struct job       *todo;        /* handed over, not started          */
+    struct job       *finished;    /* committed, not yet collected      */
+    int               quit;
 };
 
 static int64_t
@@ -41,27 +70,160 @@ wall_ms(void)
 }
 
 static void
-write_now(scout_persist_t *p)
+job_free(struct job *j)
+{
+    if (j != NULL)
+        free(j->buf);
+    free(j);
+}
+
+/* The published state, encoded on the loop; NULL (logged) on failure. */
+static struct job *
+encode_now(scout_persist_t *p)
 {
     scout_snapshot_service_t *svcs;
-    char err[SCOUT_ERR_LEN];
-    int n = 0;
+    struct job *j = calloc(1, sizeof(*j));
     double t0 = scout_now_ms();
+    int n = 0, rc;
 
     svcs = calloc((size_t)(p->n ? p->n : 1), sizeof(*svcs));
-    if (svcs == NULL)
-        return;
+    if (j == NULL || svcs == NULL) {
+        scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: out of "
+                  "memory; will retry after the next change");
+        free(svcs);
+        free(j);
+        return NULL;
+    }
     for (int i = 0; i < p->n; i++)
         if (scout_service_serving(p->services[i]))
             scout_service_snapshot(p->services[i], &svcs[n++]);
-    if (scout_snapshot_write(p->dir, p->ensemble, svcs, n, err) != SCOUT_OK)
+    rc = scout_snapshot_encode(p->ensemble, wall_ms(), svcs, n, &j->buf,
+                               &j->len, j->err);
+    free(svcs);
+    if (rc != SCOUT_OK) {
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
-                  "will retry after the next change", err);
+                  "will retry after the next change", j->err);
+        job_free(j);
+        return NULL;
+    }
+    j->nservices = n;
+    j->encode_ms = scout_now_ms() - t0;
+    return j;
+}
+
+static void
+commit(scout_persist_t *p, struct job *j)
+{
+    double t0 = scout_now_ms();
+
+    j->rc = scout_snapshot_commit(p->dir, j->buf, j->len, j->err);
+    j->commit_ms = scout_now_ms() - t0;
+}
+
+/* On the loop: say how a write went and free it. */
+static void
+collect(scout_persist_t *p, struct job *j)
+{
+    if (j->rc != SCOUT_OK)
+        scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
+                  "will retry after the next change", j->err);
     else
         scout_log(SCOUT_LOG_DEBUG, "persist", "wrote %d services to %s in "
-                  "%.1f ms", n, p->file, scout_now_ms() - t0);
-    free(svcs);
+                  "%.1f ms (%.1f MB; encoded in %.1f ms on the loop, "
+                  "committed in %.1f ms by the writer thread)", j->nservices,
+                  p->file, j->encode_ms + j->commit_ms,
+                  (double)j->len / (1 << 20), j->encode_ms, j->commit_ms);
+    job_free(j);
+}
+
+static void *
+writer_main(void *arg)
+{
+    scout_persist_t *p = arg;
+    struct job *j;
+
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->todo == NULL && !p->quit)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->todo == NULL)
+            break;              /* quit, and nothing left to write */
+        j = p->todo;
+        p->todo = NULL;
+        pthread_mutex_unlock(&p->mu);
+        commit(p, j);
+        pthread_mutex_lock(&p->mu);
+        p->finished = j;
+        pthread_cond_broadcast(&p->cv);
+        ev_async_send(p->loop, &p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* On the loop: the job the writer finished, if any. */
+static struct job *
+take_finished(scout_persist_t *p)
+{
+    struct job *j;
+
+    pthread_mutex_lock(&p->mu);
+    j = p->finished;
+    p->finished = NULL;
+    pthread_mutex_unlock(&p->mu);
+    return j;
+}
+
+static void
+on_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    scout_persist_t *p = w->data;
+    struct job *j = take_finished(p);
+    (void)loop;
+    (void)revents;
+
+    if (j != NULL) {
+        p->busy = 0;
+        collect(p, j);
+    }
+}
+
+static int
+start_writer(scout_persist_t *p)
+{
+    sigset_t all, old;
+    int rc;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rc = pthread_create(&p->thread, NULL, writer_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return rc;
+    p->thread_ok = 1;
+    return 0;
+}
+
+static void
+write_soon(scout_persist_t *p)
+{
+    struct job *j;
+
+    if (p->busy)
+        return;                 /* dirty stays set: the next tick writes */
     p->dirty = 0;
+    if ((j = encode_now(p)) == NULL)
+        return;
+    if (!p->thread_ok) {        /* no thread: write on the loop */
+        commit(p, j);
+        collect(p, j);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->todo = j;
+    p->busy = 1;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
 }
 
 static void
@@ -72,7 +234,7 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
 
     if (p->dirty)
-        write_now(p);
+        write_soon(p);
 }
 
 scout_persist_t *
@@ -82,9 +244,12 @@ scout_persist_new(struct ev_loop *loop, const char *dir, int max_age_s,
 {
     scout_persist_t *p = calloc(1, sizeof(*p));
     size_t len = strlen(dir) + sizeof(SCOUT_SNAPSHOT_FILE) + 2;
+    int rc;
 
     if (p == NULL)
         goto oom;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
     p->dir = strdup(dir);
     p->ensemble = strdup(ensemble);
     p->file = malloc(len);
@@ -103,6 +268,12 @@ scout_persist_new(struct ev_loop *loop, const char *dir, int max_age_s,
     p->n = n;
     ev_timer_init(&p->timer, on_timer, 1.0, 1.0);
     p->timer.data = p;
+    ev_async_init(&p->done, on_done);
+    p->done.data = p;
+    ev_async_start(loop, &p->done);
+    if ((rc = start_writer(p)) != 0)
+        scout_log(SCOUT_LOG_WARN, "persist", "no writer thread (%s): "
+                  "snapshots are written on the loop", strerror(rc));
     return p;
 
 oom:
@@ -173,11 +344,28 @@ scout_persist_changed(scout_persist_t *p)
         ev_timer_start(p->loop, &p->timer);
 }
 
+/* Waits for the write in flight, then writes what changed since, on the
+ * loop: at shutdown nothing else is left to do. */
 void
 scout_persist_flush(scout_persist_t *p)
 {
-    if (p->dirty)
-        write_now(p);
+    struct job *j;
+
+    if (p->busy) {
+        pthread_mutex_lock(&p->mu);
+        while (p->finished == NULL)
+            pthread_cond_wait(&p->cv, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+        p->busy = 0;
+        collect(p, take_finished(p));
+    }
+    if (!p->dirty)
+        return;
+    p->dirty = 0;
+    if ((j = encode_now(p)) != NULL) {
+        commit(p, j);
+        collect(p, j);
+    }
 }
 
 int
@@ -213,8 +401,20 @@ scout_persist_free(scout_persist_t *p)
 {
     if (p == NULL)
         return;
-    if (p->loop != NULL)
+    if (p->thread_ok) {
+        pthread_mutex_lock(&p->mu);
+        p->quit = 1;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->thread, NULL);  /* after any write in flight */
+        job_free(p->finished);
+    }
+    if (p->loop != NULL) {
         ev_timer_stop(p->loop, &p->timer);
+        ev_async_stop(p->loop, &p->done);
+    }
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
     free(p->dir);
     free(p->file);
     free(p->ensemble);
