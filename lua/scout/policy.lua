@@ -20,13 +20,22 @@ local concat = table.concat
 
 local M = {}
 
--- Where a DSL call was made: the policy file and line (level 3 = the caller of the DSL function).
-local function where(level)
-  local info = getinfo(level, "Sl")
+-- Where a DSL call was made: the policy file and line (level 3 = the caller of the DSL function). Asked twice per
+-- block, so the source name is looked up once per calling function: with 10,000 services this is most of a load.
+local source_of = setmetatable({}, { __mode = "k" })
+local function at_of(info)
   if not info then return "?" end
-  local src = info.source or "?"
-  if src:sub(1, 1) == "@" then src = src:sub(2) end
-  return format("%s:%d", src, info.currentline or 0)
+  local src = source_of[info.func]
+  if not src then
+    src = getinfo(info.func, "S").source or "?"
+    if src:sub(1, 1) == "@" then src = src:sub(2) end
+    source_of[info.func] = src
+  end
+  return src .. ":" .. (info.currentline or 0)
+end
+
+local function where(level)
+  return at_of(getinfo(level, "fl"))
 end
 
 local function fail(at, msg)
@@ -119,9 +128,8 @@ end
 local function is_path(v)
   if type(v) ~= "string" or v:sub(1, 1) ~= "/" then return "must be an absolute ZooKeeper path" end
   if v ~= "/" and (v:sub(-1) == "/" or v:find("//", 1, true)) then return "must not end in / or contain //" end
-  for part in v:gmatch("[^/]+") do
-    if part == "." or part == ".." then return "must not contain . or .. components" end
-  end
+  -- every component follows a "/": a "." or ".." one is "/./", "/../" or the same at the end
+  if v:find("/%.%.?/") or v:find("/%.%.?$") then return "must not contain . or .. components" end
 end
 
 local function is_codec(v)
@@ -339,6 +347,13 @@ end
 
 local function check_block(at, label, schema, t)
   if type(t) ~= "table" then fail(at, label .. " expects a table { ... }") end
+  local bad = false
+  for k, v in pairs(t) do
+    local check = schema[k]
+    if not check or check(v) then bad = true; break end
+  end
+  if not bad then return end
+  -- something is wrong: walk the keys in order so that the same file always names the same first mistake
   for _, k in ipairs(sorted_keys(t)) do
     local check = schema[k]
     if not check then
@@ -405,12 +420,14 @@ local function environment(policy)
   end
 
   env.service = function(name)
-    local at = where(3)
+    local info = getinfo(2, "fl")   -- the line, made a string only if this call has no block
     policy.unfinished = policy.unfinished or {}
-    policy.unfinished[#policy.unfinished + 1] = { name = name, at = at }
-    if type(name) ~= "string" then fail(at, "service needs a name: service \"orders\" { ... }") end
+    policy.unfinished[#policy.unfinished + 1] = { name = name, info = info }
+    local at = info
+    if type(name) ~= "string" then fail(at_of(at), "service needs a name: service \"orders\" { ... }") end
     if not name:match(NAME_PATTERN) then
-      fail(at, format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)", name))
+      fail(at_of(at), format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)",
+                             name))
     end
     local mine = #policy.unfinished
     return function(t)
@@ -444,7 +461,8 @@ function M.load(path)
   if not ok then return nil, tostring(perr) end
   for _, u in ipairs(policy.unfinished or {}) do
     if u then
-      return nil, format("%s: %s \"%s\" has no { ... } block", u.at, u.kind or "service", tostring(u.name))
+      return nil, format("%s: %s \"%s\" has no { ... } block", u.at or at_of(u.info), u.kind or "service",
+                         tostring(u.name))
     end
   end
   policy.unfinished = nil
