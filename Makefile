@@ -29,12 +29,12 @@ EV_LIBS   ?= -lev
 HTTP_LIBS ?= -lhttp_parser
 JSON_LIBS ?= -ljansson
 
-FINAL_CFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation \
+FINAL_CFLAGS  = -std=gnu11 -pthread -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation \
                 $(LUAJIT_CFLAGS) $(ZK_CFLAGS) $(EV_CFLAGS) -DSCOUT_LUA_DIR='"$(LUA_DIR)"' $(CFLAGS) $(MY_CFLAGS)
-FINAL_LDFLAGS = $(LDFLAGS)
+FINAL_LDFLAGS = -pthread $(LDFLAGS)
 FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
 
-SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/check.c agent/endpoint.c \
+SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/check.c agent/endpoint.c agent/endpoint_lua.c \
        agent/hook.c agent/http.c agent/http_listen.c agent/log.c agent/persist.c agent/policy.c agent/register.c agent/render.c agent/service.c \
        agent/session.c agent/shm.c agent/shmpub.c agent/snapshot_read.c agent/snapshot_write.c agent/stats.c agent/watch.c
 HDRS = $(wildcard agent/*.h)

@@ -11,6 +11,7 @@
  */
 #include "agent.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,6 +153,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
     scout_agent_t *a = calloc(1, sizeof(*a));
     scout_session_opts_t so;
     const char *zk = opts->zk ? opts->zk : getenv("SCOUT_ZK");
+    double t0 = scout_now_ms(), t_policy, t_services, t_snapshot;
     int level;
 
     if (a == NULL) {
@@ -166,6 +168,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
     if (scout_policy_load(a->policy, opts->policy_file, &a->conf, err)
         != SCOUT_OK)
         goto fail;
+    t_policy = scout_now_ms();
     if ((zk && *zk && replace(&a->conf.zk_servers, zk) != SCOUT_OK)
         || replace(&a->conf.api_listen, opts->api) != SCOUT_OK
         || replace(&a->conf.log_level, opts->log_level) != SCOUT_OK
@@ -229,6 +232,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         scout_service_on_publish(a->services[i], on_publish, a);
         a->nservices++;
     }
+    t_services = scout_now_ms();
     if (a->conf.cache_dir != NULL) {
         /* Before the loop runs, so the snapshot is served from the first
          * request and ZooKeeper's first listing replaces it. */
@@ -240,6 +244,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
             goto fail;
         scout_persist_load(a->persist);
     }
+    t_snapshot = scout_now_ms();
     if (a->conf.nregisters > 0
         && (a->regs = calloc((size_t)a->conf.nregisters,
                              sizeof(*a->regs))) == NULL) {
@@ -283,6 +288,9 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
               a->nservices, a->conf.zk_servers, a->nsessions,
               a->nsessions == 1 ? "" : "s",
               a->conf.api_listen ? a->conf.api_listen : "off");
+    scout_log(SCOUT_LOG_INFO, "agent", "ready in %.0f ms: policy %.0f ms, "
+              "services %.0f ms, disk snapshot %.0f ms", scout_now_ms() - t0,
+              t_policy - t0, t_services - t_policy, t_snapshot - t_services);
     return a;
 
 fail:
@@ -686,4 +694,10 @@ scout_agent_watch_bytes(const scout_agent_t *a, int session)
         if (scout_service_session(a->services[i]) == a->sessions[session])
             bytes += scout_service_watch_bytes(a->services[i]);
     return bytes;
+}
+
+size_t
+scout_agent_lua_bytes(const scout_agent_t *a)
+{
+    return scout_policy_memory(a->policy);
 }

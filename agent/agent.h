@@ -52,5 +52,7 @@ int              scout_agent_snapshot_too_old(const scout_agent_t *a,
                                               char *reason, size_t len);
 /* Bytes of watched paths a reconnect of session i re-sends (SetWatches). */
 size_t           scout_agent_watch_bytes(const scout_agent_t *a, int i);
+/* Bytes held by the policy's Lua VM. */
+size_t           scout_agent_lua_bytes(const scout_agent_t *a);
 
 #endif

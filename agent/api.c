@@ -335,6 +335,10 @@ metrics(scout_api_t *api, scout_http_req_t *req)
         fprintf(out, "scout_service_protected{service=\"%s\"} %d\n",
                 scout_service_name(s), scout_service_protected(s));
     }
+    fprintf(out, "# HELP scout_lua_memory_bytes bytes held by the policy's "
+                 "Lua VM\n# TYPE scout_lua_memory_bytes gauge\n"
+                 "scout_lua_memory_bytes %zu\n",
+            scout_agent_lua_bytes(api->agent));
     fprintf(out, "# HELP scout_session_connected 1 while the ZooKeeper "
                  "session is connected\n# TYPE scout_session_connected gauge\n");
     for (int i = 0; i < scout_agent_nsessions(api->agent); i++)

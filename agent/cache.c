@@ -21,7 +21,6 @@ scout_cache_init(scout_cache_t *c)
 static void
 child_free(scout_child_t *child)
 {
-    free(child->name);
     free(child->data);
     free(child);
 }
@@ -142,6 +141,7 @@ scout_cache_apply_children(scout_cache_t *c,
                            unsigned *changed)
 {
     scout_child_t *child, *tmp;
+    size_t len;
 
     *changed = 0;
     if (c->have_list && stat->pzxid < c->pzxid)
@@ -160,22 +160,20 @@ scout_cache_apply_children(scout_cache_t *c,
             child->seen = 1;
             continue;
         }
-        child = calloc(1, sizeof(*child));
-        if (child == NULL || (child->name = strdup(name)) == NULL) {
-            free(child);
+        len = strlen(name);
+        if ((child = calloc(1, sizeof(*child) + len + 1)) == NULL)
             continue;           /* the next list will bring it back */
-        }
+        memcpy(child->name, name, len + 1);
         child->seen = 1;
         (*changed)++;
         child->needs_data = needs_data(ud, name) ? 1 : 0;
         /* Without a data read the best zxid we know is the listing's. */
         child->mzxid = stat->pzxid;
-        HASH_ADD_KEYPTR(hh, c->children, child->name, strlen(child->name),
-                        child);
+        HASH_ADD_KEYPTR(hh, c->children, child->name, len, child);
         c->count++;
         if (child->needs_data) {
             c->data_children++;
-            c->data_name_bytes += strlen(name);
+            c->data_name_bytes += len;
             scout_cache_mark_dirty(c, child);
         }
         else

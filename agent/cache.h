@@ -16,29 +16,31 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <uthash.h>
+#include "hash.h"
 #include <zookeeper/zookeeper.h>
 
 typedef struct scout_child_s scout_child_t;
 
 struct scout_child_s {
-    char          *name;
     char          *data;           /* NULL when not read (or empty)     */
-    int            data_len;
     int64_t        czxid;          /* 0 until a data read returned       */
     int64_t        mzxid;
-    int32_t        version;
     int64_t        announced_mzxid;
     uint64_t       data_req;       /* id of the read in flight, 0 = none */
+    scout_child_t *next_dirty;
+    scout_child_t *next_pending;
+    UT_hash_handle hh;
+    int            data_len;
+    int32_t        version;
     unsigned       needs_data:1;   /* the codec reads znode data         */
     unsigned       has_data:1;
     unsigned       data_dirty:1;   /* a data read is wanted              */
     unsigned       pending:1;      /* on the pending list                */
     unsigned       announced:1;    /* the policy knows this child        */
     unsigned       seen:1;         /* scratch for list diffs             */
-    scout_child_t *next_dirty;
-    scout_child_t *next_pending;
-    UT_hash_handle hh;
+    /* In the same allocation, and fields packed: there is one of these
+     * per znode watched (100k at scale). */
+    char           name[];
 };
 
 typedef struct {

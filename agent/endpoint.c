@@ -12,14 +12,39 @@
 
 #include "scout.h"
 
+static char *
+put(char *dst, const char *src, size_t len)
+{
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    return dst + len + 1;
+}
+
+scout_endpoint_t *
+scout_endpoint_new(const char *id, size_t id_len, const char *host,
+                   size_t host_len, const char *status, size_t status_len)
+{
+    scout_endpoint_t *ep = calloc(1, sizeof(*ep) + id_len + host_len
+                                     + status_len + 3);
+    char *p;
+
+    if (ep == NULL)
+        return NULL;
+    p = (char *)(ep + 1);
+    ep->id = p;
+    p = put(p, id, id_len);
+    ep->host = p;
+    p = put(p, host, host_len);
+    ep->status = p;
+    put(p, status, status_len);
+    return ep;
+}
+
 void
 scout_endpoint_free(scout_endpoint_t *ep)
 {
     if (ep == NULL)
         return;
-    free(ep->id);
-    free(ep->host);
-    free(ep->status);
     for (int j = 0; j < ep->nmeta; j++) {
         free(ep->meta[j].key);
         free(ep->meta[j].value);

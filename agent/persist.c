@@ -320,13 +320,7 @@ scout_persist_load(scout_persist_t *p)
             continue;           /* the policy moved it: not the same list */
         scout_epset_init(&eps);
         scout_snapshot_take(snap, k, &eps);
-        if (scout_service_seed(s, &eps, ss.index, ss.pzxid, ss.max_mzxid,
-                               err) != SCOUT_OK) {
-            scout_log(SCOUT_LOG_WARN, "persist", "service %s: not seeded: "
-                      "%s", scout_service_name(s), err);
-            scout_epset_free(&eps);
-            continue;
-        }
+        scout_service_seed(s, &eps, ss.index, ss.pzxid, ss.max_mzxid);
         seeded++;
     }
     p->loaded_at = scout_snapshot_written_at(snap);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "endpoint_lua.h"
 #include "hook.h"
 #include "log.h"
 #include "scout.h"
@@ -357,6 +358,13 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
         }
     }
     lua_settop(L, top);
+    /* From now on start a collection as soon as the last one ends (the
+     * default waits until the heap doubles): the heap is then mostly
+     * endpoints, and at 100k of them that is 13 MB less RSS for a few %
+     * more CPU while syncing, nothing when quiet.  Not while loading: a
+     * big policy makes mostly garbage, and collecting it eagerly made
+     * loading 10,000 services 40% slower. */
+    lua_gc(L, LUA_GCSETPAUSE, 100);
     return SCOUT_OK;
 
 fail:
@@ -446,96 +454,6 @@ push_changes(lua_State *L, scout_cache_t *cache)
     }
 }
 
-static char *
-str_field(lua_State *L, int idx, const char *key, const char *dflt)
-{
-    const char *s;
-
-    lua_getfield(L, idx, key);
-    s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : dflt;
-    s = s ? s : "";
-    lua_pop(L, 1);
-    return strdup(s);
-}
-
-static int
-meta_cmp(const void *a, const void *b)
-{
-    return strcmp(((const scout_meta_t *)a)->key,
-                  ((const scout_meta_t *)b)->key);
-}
-
-static int
-read_meta(lua_State *L, int idx, scout_endpoint_t *ep)
-{
-    int n = 0, cap = 0, t;
-
-    lua_getfield(L, idx, "meta");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        return SCOUT_OK;
-    }
-    t = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, t) != 0) {
-        /* string keys only; values are copied so tostring never changes
-         * the table while lua_next walks it */
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            const char *v;
-            if (n == cap) {
-                scout_meta_t *m;
-                cap = cap ? cap * 2 : 4;
-                m = realloc(ep->meta, (size_t)cap * sizeof(*m));
-                if (m == NULL) {
-                    lua_settop(L, t - 1);
-                    return SCOUT_ERROR;
-                }
-                ep->meta = m;
-            }
-            lua_pushvalue(L, -1);
-            v = lua_tostring(L, -1);
-            ep->meta[n].key = strdup(lua_tostring(L, -3));
-            ep->meta[n].value = strdup(v ? v : "");
-            lua_pop(L, 1);
-            ep->nmeta = ++n;
-            if (ep->meta[n - 1].key == NULL || ep->meta[n - 1].value == NULL) {
-                lua_settop(L, t - 1);
-                return SCOUT_ERROR;
-            }
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    if (n > 1)
-        qsort(ep->meta, (size_t)n, sizeof(*ep->meta), meta_cmp);
-    return SCOUT_OK;
-}
-
-/* The runtime returns endpoints it validated; anything odd becomes a
- * default here rather than a crash. */
-static scout_endpoint_t *
-read_endpoint(lua_State *L, int idx)
-{
-    scout_endpoint_t *ep = calloc(1, sizeof(*ep));
-
-    if (ep == NULL)
-        return NULL;
-    ep->id = str_field(L, idx, "id", "");
-    ep->host = str_field(L, idx, "host", "");
-    ep->status = str_field(L, idx, "status", "up");
-    ep->port = int_field(L, idx, "port", 0);
-    ep->weight = int_field(L, idx, "weight", 1);
-    lua_getfield(L, idx, "zxid");
-    ep->zxid = lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1) : 0;
-    lua_pop(L, 1);
-    if (ep->id == NULL || ep->host == NULL || ep->status == NULL
-        || read_meta(L, idx, ep) != SCOUT_OK) {
-        scout_endpoint_free(ep);
-        return NULL;
-    }
-    return ep;
-}
-
 void
 scout_update_clear(scout_update_t *up)
 {
@@ -581,7 +499,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
         goto oom;
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, top + 1, i + 1);
-        out->up[i] = read_endpoint(L, lua_gettop(L));
+        out->up[i] = scout_endpoint_from_lua(L, lua_gettop(L));
         lua_pop(L, 1);
         if (out->up[i] == NULL)
             goto oom;
@@ -620,25 +538,7 @@ scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
     lua_pushinteger(L, svc + 1);
     lua_createtable(L, (int)eps->n, 0);
     HASH_ITER(hh, eps->map, ep, tmp) {
-        lua_createtable(L, 0, 7);
-        lua_pushstring(L, ep->id);
-        lua_setfield(L, -2, "id");
-        lua_pushstring(L, ep->host);
-        lua_setfield(L, -2, "host");
-        lua_pushinteger(L, ep->port);
-        lua_setfield(L, -2, "port");
-        lua_pushinteger(L, ep->weight);
-        lua_setfield(L, -2, "weight");
-        lua_pushstring(L, ep->status);
-        lua_setfield(L, -2, "status");
-        lua_pushnumber(L, (lua_Number)ep->zxid);
-        lua_setfield(L, -2, "zxid");
-        lua_createtable(L, 0, ep->nmeta);
-        for (int j = 0; j < ep->nmeta; j++) {
-            lua_pushstring(L, ep->meta[j].value);
-            lua_setfield(L, -2, ep->meta[j].key);
-        }
-        lua_setfield(L, -2, "meta");
+        scout_endpoint_push_lua(L, ep);
         lua_rawseti(L, -2, ++n);
     }
     if (scout_hook_pcall(L, 2, 0, p->budget_ms + (int)(eps->n / 20),
@@ -782,4 +682,11 @@ scout_policy_on_session(scout_policy_t *p, const char *state)
                   lua_tostring(L, -1));
         lua_pop(L, 1);
     }
+}
+
+size_t
+scout_policy_memory(scout_policy_t *p)
+{
+    return (size_t)lua_gc(p->L, LUA_GCCOUNT, 0) * 1024
+           + (size_t)lua_gc(p->L, LUA_GCCOUNTB, 0);
 }

@@ -73,6 +73,8 @@ void scout_policy_free(scout_policy_t *p);
 int  scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
                        char *err);
 void scout_conf_free(scout_conf_t *conf);
+/* Bytes the policy's Lua VM holds (its GC heap): a /metrics gauge. */
+size_t scout_policy_memory(scout_policy_t *p);
 
 int scout_policy_needs_data(scout_policy_t *p, int svc, const char *child);
 /* The delay hook's answer in ms, or fallback when it fails. */

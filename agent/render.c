@@ -148,6 +148,8 @@ render_now(scout_render_t *r)
     size_t len;
 
     r->first_change = 0;
+    for (int i = 0; i < r->nservices; i++)     /* the view reads them all */
+        scout_service_seed_policy(r->services[i]);
     text = scout_policy_render(r->policy, r->idx, err);
     if (text == NULL) {
         scout_log(SCOUT_LOG_WARN, "render", "%s: template failed, the file "

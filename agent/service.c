@@ -17,7 +17,8 @@
 struct scout_service_s {
     char                    *name;
     char                    *path;
-    char                    *settings;     /* JSON for shm readers    */
+    char                    *settings;     /* JSON for shm readers, made
+                                              on first use (NULL: not yet) */
     int                      idx;          /* position in the policy */
     int                      needs_data;   /* -1: ask the policy      */
     int                      delay_ms;     /* -1: ask the policy      */
@@ -29,6 +30,8 @@ struct scout_service_s {
     int                      published;    /* at least once           */
     int                      protected;    /* a drop is being held    */
     int                      from_snapshot;/* not yet confirmed by ZK */
+    int                      policy_unseeded;/* seeded from the snapshot,
+                                                the policy not told yet */
     double                   fresh_at;     /* last known in sync      */
     int                      disconnected; /* staleness clock running */
     uint64_t                 index;
@@ -88,6 +91,7 @@ on_update(void *ud)
     char err[SCOUT_ERR_LEN];
     int rc;
 
+    scout_service_seed_policy(s);
     rc = scout_policy_update(s->policy, s->idx, c, &up, err);
     if (rc == SCOUT_AGAIN) {
         /* protection holds the drop: the last list stands, the changes stay
@@ -172,7 +176,6 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
     ev_init(&s->retry, on_retry);
     s->retry.data = s;
     scout_epset_init(&s->eps);
-    s->settings = scout_policy_settings(policy, idx);
     s->watch = scout_watch_new(loop, session, conf->path, &watch_cb, s,
                                &s->stats, err);
     if (s->watch == NULL)
@@ -193,6 +196,7 @@ scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
 {
     if (scout_policy_seed(policy, idx, &s->eps, err) != SCOUT_OK)
         return SCOUT_ERROR;
+    s->policy_unseeded = 0;     /* the new VM has it all */
     s->policy = policy;
     s->idx = idx;
     s->needs_data = conf->needs_data;
@@ -200,7 +204,7 @@ scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
     s->last_delay = 0;
     scout_watch_set_anti_entropy(s->watch, conf->anti_entropy_ms);
     free(s->settings);
-    s->settings = scout_policy_settings(policy, idx);
+    s->settings = NULL;
     /* every child goes through the new codec, filter and protection; only
      * what really differs gets published */
     scout_cache_mark_all_pending(scout_watch_cache(s->watch));
@@ -326,20 +330,36 @@ scout_service_state(const scout_service_t *s)
     return "synced";
 }
 
-int
-scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
-                   int64_t pzxid, int64_t max_mzxid, char *err)
+/* The policy's Lua side learns a snapshot's list only when it first needs
+ * it (an update, explain, pick, render): a cold start with 10,000 services
+ * serves the snapshot without building 100k Lua tables first, and most of
+ * them are built anyway when ZooKeeper's first listing arrives. */
+void
+scout_service_seed_policy(scout_service_t *s)
 {
-    if (scout_policy_seed(s->policy, s->idx, eps, err) != SCOUT_OK)
-        return SCOUT_ERROR;
+    char err[SCOUT_ERR_LEN];
+
+    if (!s->policy_unseeded)
+        return;
+    s->policy_unseeded = 0;
+    if (scout_policy_seed(s->policy, s->idx, &s->eps, err) != SCOUT_OK)
+        scout_log(SCOUT_LOG_WARN, "service", "%s: the policy could not "
+                  "take the snapshot's list (%s): ZooKeeper's first listing "
+                  "is judged as all new", s->name, err);
+}
+
+void
+scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
+                   int64_t pzxid, int64_t max_mzxid)
+{
     scout_epset_free(&s->eps);
     s->eps = *eps;              /* moved: the caller's set is now empty */
     scout_epset_init(eps);
     s->index = index;
     s->published = 1;
     s->from_snapshot = 1;
+    s->policy_unseeded = 1;
     scout_watch_set_floor(s->watch, pzxid, max_mzxid);
-    return SCOUT_OK;
 }
 
 const scout_epset_t *
@@ -348,9 +368,16 @@ scout_service_epset(const scout_service_t *s)
     return &s->eps;
 }
 
+/* Asked of the policy only when an shm snapshot is published: at 10,000
+ * services that is 10,000 Lua calls a start without shm need not pay. */
 const char *
-scout_service_settings(const scout_service_t *s, size_t *len)
+scout_service_settings(scout_service_t *s, size_t *len)
 {
+    if (s->settings == NULL) {
+        s->settings = scout_policy_settings(s->policy, s->idx);
+        if (s->settings == NULL)    /* logged once; readers use defaults */
+            s->settings = strdup("");
+    }
     *len = s->settings ? strlen(s->settings) : 0;
     return s->settings ? s->settings : "";
 }
@@ -358,12 +385,14 @@ scout_service_settings(const scout_service_t *s, size_t *len)
 char *
 scout_service_explain(scout_service_t *s, char *err)
 {
+    scout_service_seed_policy(s);
     return scout_policy_explain(s->policy, s->idx, err);
 }
 
 char *
 scout_service_pick(scout_service_t *s, const char *query, char *err)
 {
+    scout_service_seed_policy(s);
     return scout_policy_pick(s->policy, s->idx, query, err);
 }
 

@@ -64,13 +64,16 @@ int         scout_service_protected(const scout_service_t *s);
 const char *scout_service_last_error(const scout_service_t *s);
 /* Serve what the disk snapshot held (eps is moved; state "stale") until
  * ZooKeeper's first full listing replaces it; older lists are refused. */
-int  scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
-                        int64_t pzxid, int64_t max_mzxid, char *err);
+void scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
+                        int64_t pzxid, int64_t max_mzxid);
 int  scout_service_from_snapshot(const scout_service_t *s);
+/* Hand a seeded list to the policy's Lua side now, if not done yet (the
+ * service does so itself before an update, explain or pick). */
+void scout_service_seed_policy(scout_service_t *s);
 /* The published endpoints (borrowed, valid until the next publish). */
 const scout_epset_t *scout_service_epset(const scout_service_t *s);
 /* What shm readers need besides endpoints: selector and routes, as JSON. */
-const char *scout_service_settings(const scout_service_t *s, size_t *len);
+const char *scout_service_settings(scout_service_t *s, size_t *len);
 /* JSON answers of the policy about this service (malloc'd; NULL + err). */
 char *scout_service_explain(scout_service_t *s, char *err);
 char *scout_service_pick(scout_service_t *s, const char *query, char *err);

@@ -107,27 +107,41 @@ rd_count(reader_t *r, uint32_t *n, uint32_t limit, size_t min,
     return SCOUT_OK;
 }
 
+/* A string in place: validated, not copied (*s is not NUL-terminated). */
+static int
+rd_span(reader_t *r, const char **s, size_t *len, const char *what)
+{
+    uint64_t n;
+
+    if (rd_int(r, 4, &n, what) != SCOUT_OK)
+        return SCOUT_ERROR;
+    if (n > SCOUT_SNAPSHOT_MAX_STR)
+        return rd_fail(r, "%s is %llu bytes, over the %u limit", what,
+                       (unsigned long long)n, SCOUT_SNAPSHOT_MAX_STR);
+    if (n > (size_t)(r->end - r->p))
+        return rd_fail(r, "%s of %llu bytes runs past the end of the body",
+                       what, (unsigned long long)n);
+    if (memchr(r->p, '\0', n) != NULL)
+        return rd_fail(r, "%s contains a NUL byte", what);
+    *s = (const char *)r->p;
+    *len = (size_t)n;
+    r->p += n;
+    return SCOUT_OK;
+}
+
 static int
 rd_str(reader_t *r, char **out, const char *what)
 {
-    uint64_t len;
+    const char *span;
+    size_t len;
     char *s;
 
-    if (rd_int(r, 4, &len, what) != SCOUT_OK)
+    if (rd_span(r, &span, &len, what) != SCOUT_OK)
         return SCOUT_ERROR;
-    if (len > SCOUT_SNAPSHOT_MAX_STR)
-        return rd_fail(r, "%s is %llu bytes, over the %u limit", what,
-                       (unsigned long long)len, SCOUT_SNAPSHOT_MAX_STR);
-    if (len > (size_t)(r->end - r->p))
-        return rd_fail(r, "%s of %llu bytes runs past the end of the body",
-                       what, (unsigned long long)len);
-    if (memchr(r->p, '\0', len) != NULL)
-        return rd_fail(r, "%s contains a NUL byte", what);
     if ((s = malloc(len + 1)) == NULL)
         return rd_fail(r, "out of memory");
-    memcpy(s, r->p, len);
+    memcpy(s, span, len);
     s[len] = '\0';
-    r->p += len;
     *out = s;
     return SCOUT_OK;
 }
@@ -136,22 +150,25 @@ rd_str(reader_t *r, char **out, const char *what)
 static int
 rd_endpoint(reader_t *r, scout_epset_t *set, const char **prev_id)
 {
-    scout_endpoint_t *ep = calloc(1, sizeof(*ep));
+    scout_endpoint_t *ep;
+    const char *id, *host, *status;
+    size_t id_len, host_len, status_len;
     uint64_t port, weight, zxid;
     uint32_t nmeta;
 
+    if (rd_span(r, &id, &id_len, "endpoint id") != SCOUT_OK
+        || rd_span(r, &host, &host_len, "endpoint host") != SCOUT_OK
+        || rd_span(r, &status, &status_len, "endpoint status") != SCOUT_OK)
+        return SCOUT_ERROR;
+    ep = scout_endpoint_new(id, id_len, host, host_len, status, status_len);
     if (ep == NULL)
         return rd_fail(r, "out of memory");
-    if (rd_str(r, &ep->id, "endpoint id") != SCOUT_OK)
-        goto fail;
     if (*prev_id != NULL && strcmp(*prev_id, ep->id) >= 0) {
         rd_fail(r, "endpoint \"%s\" after \"%s\": ids not ascending "
                 "(duplicate or unsorted)", ep->id, *prev_id);
         goto fail;
     }
-    if (rd_str(r, &ep->host, "endpoint host") != SCOUT_OK
-        || rd_str(r, &ep->status, "endpoint status") != SCOUT_OK
-        || rd_int(r, 4, &port, "endpoint port") != SCOUT_OK
+    if (rd_int(r, 4, &port, "endpoint port") != SCOUT_OK
         || rd_int(r, 4, &weight, "endpoint weight") != SCOUT_OK
         || rd_int(r, 8, &zxid, "endpoint zxid") != SCOUT_OK
         || rd_count(r, &nmeta, SCOUT_SNAPSHOT_MAX_META, META_MIN,

@@ -145,11 +145,10 @@ static scout_endpoint_t *
 ep_new(const char *id, const char *host, int port, int weight,
        const char *status, int64_t zxid, int nmeta)
 {
-    scout_endpoint_t *ep = calloc(1, sizeof(*ep));
+    scout_endpoint_t *ep = scout_endpoint_new(id, strlen(id), host,
+                                              strlen(host), status,
+                                              strlen(status));
 
-    ep->id = strdup(id);
-    ep->host = strdup(host);
-    ep->status = strdup(status);
     ep->port = port;
     ep->weight = weight;
     ep->zxid = zxid;

@@ -73,12 +73,11 @@ static scout_endpoint_t *
 mk_ep(const char *id, const char *host, int port, int weight,
       const char *status, int64_t zxid, int nmeta, ...)
 {
-    scout_endpoint_t *ep = calloc(1, sizeof(*ep));
+    scout_endpoint_t *ep = scout_endpoint_new(id, strlen(id), host,
+                                              strlen(host), status,
+                                              strlen(status));
     va_list ap;
 
-    ep->id = strdup(id);
-    ep->host = strdup(host);
-    ep->status = strdup(status);
     ep->port = port;
     ep->weight = weight;
     ep->zxid = zxid;

@@ -3,6 +3,7 @@ last published, marked stale, and health says so once the snapshot passes max_ag
 with a different truth the agent converges exactly. A corrupt snapshot is rejected with a clear log line and the
 agent runs on."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -55,6 +56,15 @@ class ColdStart(unittest.TestCase):
         second = self.agent(max_age=2).start()
         self.assertEqual(seen(second, "svc"), before)   # served at once from disk
         self.assertEqual(second.state("svc"), "stale")
+        # the policy knows the snapshot's list too (it learns it lazily): explain names each endpoint
+        st, _, body = second.request("/v1/explain/svc")
+        self.assertEqual(st, 200)
+        self.assertEqual({c["id"]: c["verdict"] for c in json.loads(body)["children"]},
+                         {i: "snapshot" for i in second.ids("svc")})
+        # and pick chooses among them
+        st, _, body = second.request("/v1/pick/svc")
+        self.assertEqual(st, 200)
+        self.assertIn(json.loads(body)["id"], second.ids("svc"))
         self.assertEqual(second.health()[0], 503)
         time.sleep(2.5)                                 # past max_age: health names the snapshot
         status, body = second.health()
