@@ -47,7 +47,7 @@ struct scout_persist_s {
     int               n;
     ev_timer          timer;
     int               dirty;
-    time_t            loaded_at;   /* written_at of what we loaded, or 0 */
+    int64_t           loaded_at_ms;/* written_at of what we loaded, or 0 */
     /* the writer thread; everything below mu is guarded by it */
     pthread_t         thread;
     int               thread_ok;
@@ -323,10 +323,10 @@ scout_persist_load(scout_persist_t *p)
         scout_service_seed(s, &eps, ss.index, ss.pzxid, ss.max_mzxid);
         seeded++;
     }
-    p->loaded_at = scout_snapshot_written_at(snap);
+    p->loaded_at_ms = scout_snapshot_written_at_ms(snap);
     scout_log(SCOUT_LOG_INFO, "persist", "serving %d services from %s "
               "(written %lld s ago) until ZooKeeper confirms them", seeded,
-              p->file, (long long)(wall_ms() / 1000 - p->loaded_at));
+              p->file, (long long)((wall_ms() - p->loaded_at_ms) / 1000));
     scout_snapshot_free(snap);
 }
 
@@ -365,18 +365,20 @@ scout_persist_flush(scout_persist_t *p)
 int
 scout_persist_too_old(const scout_persist_t *p, char *reason, size_t len)
 {
-    long long age;
+    int64_t age_ms;
 
-    if (p->loaded_at == 0)
+    if (p->loaded_at_ms == 0)
         return 0;
-    age = (long long)(wall_ms() / 1000 - p->loaded_at);
-    if (age <= p->max_age_s)
+    /* in ms: whole seconds on both sides made max_age up to 1 s longer */
+    age_ms = wall_ms() - p->loaded_at_ms;
+    if (age_ms <= (int64_t)p->max_age_s * 1000)
         return 0;
     for (int i = 0; i < p->n; i++) {
         if (scout_service_from_snapshot(p->services[i])) {
             snprintf(reason, len, "service %s is served from a snapshot "
-                     "%lld s old (max_age %d s)",
-                     scout_service_name(p->services[i]), age, p->max_age_s);
+                     "%.1f s old (max_age %d s)",
+                     scout_service_name(p->services[i]),
+                     (double)age_ms / 1000, p->max_age_s);
             return 1;
         }
     }

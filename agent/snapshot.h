@@ -22,7 +22,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
 
 #include "endpoint.h"
 
@@ -93,7 +92,6 @@ void        scout_snapshot_get(const scout_snapshot_t *s, int i,
  * (its old content is freed); the snapshot keeps an empty set. */
 void        scout_snapshot_take(scout_snapshot_t *s, int i,
                                 scout_epset_t *dst);
-time_t      scout_snapshot_written_at(const scout_snapshot_t *s);
 int64_t     scout_snapshot_written_at_ms(const scout_snapshot_t *s);
 const char *scout_snapshot_ensemble(const scout_snapshot_t *s);
 /* "scout 0.1.0": who wrote it, for logs. */

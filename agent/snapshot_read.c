@@ -451,12 +451,6 @@ scout_snapshot_take(scout_snapshot_t *s, int i, scout_epset_t *dst)
     scout_epset_init(&s->svcs[i].eps);
 }
 
-time_t
-scout_snapshot_written_at(const scout_snapshot_t *s)
-{
-    return (time_t)(s->written_at_ms / 1000);
-}
-
 int64_t
 scout_snapshot_written_at_ms(const scout_snapshot_t *s)
 {

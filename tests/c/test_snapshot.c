@@ -171,8 +171,8 @@ test_roundtrip(void)
     }
     CHECK(strcmp(scout_snapshot_ensemble(s), "zk1:2181,zk2:2181/scout") == 0);
     CHECK(strcmp(scout_snapshot_writer(s), "scout " SCOUT_VERSION) == 0);
-    CHECK(scout_snapshot_written_at(s) >= now - 1
-          && scout_snapshot_written_at(s) <= now + 1);
+    CHECK(scout_snapshot_written_at_ms(s) / 1000 >= now - 1
+          && scout_snapshot_written_at_ms(s) / 1000 <= now + 1);
     CHECK(scout_snapshot_count(s) == 3);
     CHECK(scout_snapshot_find(s, "nope") == -1);
     for (int k = 0; k < 3; k++) {

@@ -49,7 +49,7 @@ exercise(scout_snapshot_t *s, const uint8_t *data, size_t size)
     size_t len = 0, a, b;
 
     (void)scout_snapshot_check_ensemble(s, "127.0.0.1:2181/x", err);
-    (void)scout_snapshot_written_at(s);
+    (void)scout_snapshot_written_at_ms(s);
     for (int i = 0; i < n; i++) {
         scout_snapshot_get(s, i, &svcs[i]);
         if (scout_snapshot_find(s, svcs[i].name) != i)
