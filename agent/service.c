@@ -35,7 +35,8 @@ struct scout_service_s {
     double                   fresh_at;     /* last known in sync      */
     int                      disconnected; /* staleness clock running */
     uint64_t                 index;
-    char                     last_error[SCOUT_ERR_LEN];
+    char                    *last_error;   /* NULL while none: 256 bytes
+                                              x 10,000 services otherwise */
     scout_service_stats_t    stats;
     struct ev_loop          *loop;
     ev_timer                 retry;        /* a failed policy call     */
@@ -104,7 +105,8 @@ on_update(void *ud)
     }
     if (rc != SCOUT_OK) {
         s->stats.hook_errors++;
-        snprintf(s->last_error, sizeof(s->last_error), "%s", err);
+        free(s->last_error);
+        s->last_error = strdup(err);
         scout_log(SCOUT_LOG_WARN, "service", "%s: policy failed, keeping "
                   "the last good list (%u endpoints); retrying in %.0f s: %s",
                   s->name, s->eps.n, s->retry_s, err);
@@ -123,7 +125,8 @@ on_update(void *ud)
     s->fresh_at = ev_now(s->loop);
     scout_cache_commit(c);
     s->protected = 0;
-    s->last_error[0] = '\0';
+    free(s->last_error);
+    s->last_error = NULL;
     s->stats.decode_errors += (uint64_t)up.decode_errors;
     s->stats.hook_errors += (uint64_t)up.hook_errors;
     for (int i = 0; i < up.ngone; i++)
@@ -232,6 +235,7 @@ scout_service_free(scout_service_t *s)
     scout_watch_free(s->watch);
     scout_epset_free(&s->eps);
     free(s->settings);
+    free(s->last_error);
     free(s->name);
     free(s->path);
     free(s);
@@ -441,7 +445,7 @@ scout_service_watch_bytes(const scout_service_t *s)
 const char *
 scout_service_last_error(const scout_service_t *s)
 {
-    return s->last_error;
+    return s->last_error ? s->last_error : "";
 }
 
 const scout_service_stats_t *

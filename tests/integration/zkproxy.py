@@ -19,6 +19,14 @@ import threading
 import time
 
 
+def _close(*socks):
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
 class ZkProxy:
     def __init__(self, upstream):
         host, port = upstream.split(",")[0].rsplit(":", 1)
@@ -49,11 +57,7 @@ class ZkProxy:
 
     def stop(self):
         self.stopped = True
-        for s in [self.ls] + self.conns:
-            try:
-                s.close()
-            except OSError:
-                pass
+        _close(self.ls, *self.conns)
 
     def _accept(self):
         while not self.stopped:
@@ -91,11 +95,7 @@ class ZkProxy:
                     break
         except OSError:
             pass
-        for s in (c, u):
-            try:
-                s.close()
-            except OSError:
-                pass
+        _close(c, u)
 
     def _down(self, u, c, state):
         """server -> client, unless muted"""
@@ -108,8 +108,4 @@ class ZkProxy:
                     c.sendall(b)
         except OSError:
             pass
-        for s in (c, u):
-            try:
-                s.close()
-            except OSError:
-                pass
+        _close(c, u)
