@@ -2,7 +2,7 @@
  * persist.c -- when the disk snapshot is read and written (see persist.h).
  *
  * A write is two halves.  Encoding reads the published sets, so it runs on
- * the loop (a few ms for 10,000 services); the commit -- write, fsync,
+ * the loop (about 15 ms for 10,000 services); the commit -- write, fsync,
  * rename, fsync of the directory -- touches nothing of the agent and takes
  * as long as the disk likes, so it runs in one writer thread and the loop
  * hears back through an ev_async.  At most one write is in flight: a change
