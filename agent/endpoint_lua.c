@@ -63,16 +63,15 @@ read_meta(lua_State *L, int idx, scout_endpoint_t *ep)
     return SCOUT_OK;
 }
 
+/* The string at stack index i, or dflt; valid while i stays on the stack
+ * (a field computed by an __index metamethod is held by nothing else). */
 static const char *
-lstr_field(lua_State *L, int idx, const char *key, const char *dflt,
-           size_t *len)
+str_at(lua_State *L, int i, const char *dflt, size_t *len)
 {
     const char *s = NULL;
 
-    lua_getfield(L, idx, key);
-    if (lua_type(L, -1) == LUA_TSTRING)
-        s = lua_tolstring(L, -1, len);
-    lua_pop(L, 1);              /* the table still holds the string */
+    if (lua_type(L, i) == LUA_TSTRING)
+        s = lua_tolstring(L, i, len);
     if (s == NULL) {
         s = dflt;
         *len = strlen(dflt);
@@ -85,13 +84,21 @@ scout_endpoint_from_lua(lua_State *L, int idx)
 {
     scout_endpoint_t *ep;
     size_t id_len, host_len, status_len;
-    const char *id = lstr_field(L, idx, "id", "", &id_len);
-    const char *host = lstr_field(L, idx, "host", "", &host_len);
-    const char *status = lstr_field(L, idx, "status", "up", &status_len);
+    const char *id, *host, *status;
 
+    if (idx < 0)
+        idx = lua_gettop(L) + idx + 1;
+    lua_getfield(L, idx, "id");
+    lua_getfield(L, idx, "host");
+    lua_getfield(L, idx, "status");
+    id = str_at(L, -3, "", &id_len);
+    host = str_at(L, -2, "", &host_len);
+    status = str_at(L, -1, "up", &status_len);
+    /* strnlen: a NUL inside a Lua string ends it, as strdup did */
     ep = scout_endpoint_new(id, strnlen(id, id_len), host,
                             strnlen(host, host_len), status,
                             strnlen(status, status_len));
+    lua_pop(L, 3);
     if (ep == NULL)
         return NULL;
     lua_getfield(L, idx, "port");
