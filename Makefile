@@ -35,7 +35,7 @@ FINAL_LDFLAGS = -pthread $(LDFLAGS)
 FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
 
 SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/check.c agent/endpoint.c agent/endpoint_lua.c \
-       agent/hook.c agent/http.c agent/http_listen.c agent/log.c agent/persist.c agent/policy.c agent/register.c agent/render.c agent/service.c \
+       agent/hook.c agent/http.c agent/http_listen.c agent/http_url.c agent/log.c agent/persist.c agent/policy.c agent/register.c agent/render.c agent/service.c \
        agent/session.c agent/shm.c agent/shmpub.c agent/snapshot_read.c agent/snapshot_write.c agent/stats.c agent/watch.c
 HDRS = $(wildcard agent/*.h)
 

@@ -9,7 +9,8 @@
  * connection serves one request at a time: the parser pauses at each message
  * end, so a deferred (blocking-query) request parks its connection until it
  * is answered while pipelined requests wait in the input buffer. Where and
- * how we listen lives in http_listen.c; this file starts at an accepted fd.
+ * how we listen lives in http_listen.c, what a URL means in http_url.c;
+ * this file starts at an accepted fd.
  * Never call ev_run here, and never re-enter the handler from
  * scout_http_respond(): the caller may be walking its own list of waiters.
  */
@@ -30,6 +31,7 @@
 
 #include "http.h"
 #include "http_listen.h"
+#include "http_url.h"
 #include "log.h"
 #include "scout.h"
 
@@ -128,45 +130,6 @@ static const char *http_date(scout_http_t *h)
                  tm.tm_min, tm.tm_sec);
     }
     return h->date;
-}
-
-static int hexval(int ch)
-{
-    return ch >= '0' && ch <= '9' ? ch - '0'
-         : (ch | 0x20) >= 'a' && (ch | 0x20) <= 'f' ? (ch | 0x20) - 'a' + 10
-         : -1;
-}
-
-/* %00 is refused: callers use the result as a C string, and "a%00b" cut
- * short to "a" would silently change its meaning. */
-static int unescape(const char *src, size_t n, char *dst, size_t dstlen,
-                    int plus)
-{
-    size_t i, o = 0;
-
-    if (dst == NULL || dstlen == 0)
-        return SCOUT_HTTP_BAD;
-    for (i = 0; i < n; i++) {
-        int ch = (unsigned char) src[i], hi, lo;
-
-        if (ch == '%') {
-            if (i + 2 >= n)
-                return SCOUT_HTTP_BAD;
-            hi = hexval((unsigned char) src[i + 1]);
-            lo = hexval((unsigned char) src[i + 2]);
-            if (hi < 0 || lo < 0 || (hi | lo) == 0)
-                return SCOUT_HTTP_BAD;
-            ch = hi << 4 | lo;
-            i += 2;
-        } else if (plus && ch == '+') {
-            ch = ' ';
-        }
-        if (o + 1 >= dstlen || o >= 0x7fffffff)
-            return SCOUT_HTTP_BAD;
-        dst[o++] = (char) ch;
-    }
-    dst[o] = '\0';
-    return (int) o;
 }
 
 /* ---- parser callbacks: copy what we keep, bail out with a status --------- */
@@ -728,25 +691,7 @@ int
 scout_http_query_get(const scout_http_req_t *req, const char *name,
                      char *buf, size_t len)
 {
-    const char *q = req->query, *end, *eq;
-    size_t      nlen = strlen(name);
-
-    for (; *q != '\0'; q = *end ? end + 1 : end) {
-        if ((end = strchr(q, '&')) == NULL)
-            end = q + strlen(q);
-        eq = memchr(q, '=', (size_t) (end - q));
-        if ((size_t) ((eq ? eq : end) - q) == nlen
-            && memcmp(q, name, nlen) == 0)
-            return eq ? unescape(eq + 1, (size_t) (end - eq - 1), buf, len, 1)
-                      : unescape("", 0, buf, len, 1);
-    }
-    return SCOUT_ERROR;
-}
-
-int
-scout_http_unescape(const char *src, size_t srclen, char *dst, size_t dstlen)
-{
-    return unescape(src, srclen, dst, dstlen, 0);
+    return scout_http_query_value(req->query, name, buf, len);
 }
 
 int
