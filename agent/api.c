@@ -18,6 +18,7 @@
 #include "api.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,7 +166,9 @@ parse_wait(const char *v)
     char *end;
     double n = strtod(v, &end);
 
-    if (end == v || n < 0)
+    /* strtod takes "nan" and "inf": a NaN timer never fires and stalls
+     * every other timer of the loop (ZooKeeper's included) */
+    if (end == v || !isfinite(n) || n < 0)
         return -1;
     if (*end == '\0' || strcmp(end, "s") == 0)
         return n;
