@@ -607,7 +607,9 @@ scout_agent_reload(scout_agent_t *a, char *err)
             continue;
         t = realloc(a->retiring, (size_t)(a->nretiring + 1) * sizeof(*t));
         if (t == NULL) {
-            scout_reg_free(a->regs[j]);     /* its ephemeral goes at exit */
+            /* out of memory: withdraw it untracked (leaked, never freed
+             * under its own requests in flight) */
+            scout_reg_withdraw(a->regs[j], NULL, NULL);
             continue;
         }
         a->retiring = t;

@@ -433,31 +433,38 @@ lost_listed(int rc, const struct String_vector *names, const void *data)
     size_t plen = strlen(r->want_name), need;
     zhandle_t *zh = live_zh(r);
     char *path;
+    int matched = 0, unprobed = 0;
 
     r->busy = 0;
     if (rc == ZNONODE)
         forget_lost(r);         /* no parent, no node: create */
-    for (int i = 0; rc == ZOK && zh != NULL && i < names->count; i++) {
-        req_t *c;
+    for (int i = 0; rc == ZOK && i < names->count; i++) {
+        req_t *c = NULL;
 
         if (strncmp(names->data[i], r->want_name, plen) != 0)
             continue;
+        matched++;
         need = strlen(q->path) + strlen(names->data[i]) + 2;
-        if ((path = malloc(need)) == NULL)
-            continue;
-        snprintf(path, need, "%s/%s", strcmp(q->path, "/") == 0 ? ""
-                 : q->path, names->data[i]);
-        c = req_new(r, path);
-        free(path);
-        if (c != NULL && zoo_aget(zh, c->path, 0, lost_checked, c) == ZOK)
+        if (zh != NULL && (path = malloc(need)) != NULL) {
+            snprintf(path, need, "%s/%s", strcmp(q->path, "/") == 0 ? ""
+                     : q->path, names->data[i]);
+            c = req_new(r, path);
+            free(path);
+        }
+        if (c != NULL && zoo_aget(zh, c->path, 0, lost_checked, c) == ZOK) {
             r->probing++;
-        else
+        } else {
             req_free(c);
+            unprobed++;         /* it may be the one: never forget unseen */
+        }
     }
+    r->probe_failed = unprobed > 0;    /* a new look: only its own misses */
     if (r->probing > 0)
         in_flight(r, NULL, 1);
-    else if (rc == ZOK)
+    else if (rc == ZOK && matched == 0)
         forget_lost(r);         /* not there: the create never happened */
+    else if (rc == ZOK)
+        retry_later(r, 1.0);    /* candidates unchecked: look again */
     req_free(q);
     if (rc != ZCLOSING && !r->busy)
         reconcile(r);
