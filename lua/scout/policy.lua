@@ -429,6 +429,9 @@ local function environment(policy)
       fail(at_of(at), format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)",
                              name))
     end
+    if name == "services" then   -- a template's view lists every service under that key
+      fail(at_of(at), 'service "services": the name is reserved; templates see the list of services under it')
+    end
     local mine = #policy.unfinished
     return function(t)
       local label = format("service \"%s\"", name)

@@ -17,6 +17,7 @@ local ipairs = ipairs
 local policy_dsl = require "scout.policy"
 local codecs = require "scout.codec"
 local url = require "scout.util.url"
+local E = require "scout.util.endpoint"
 local json = require "cjson.safe"
 
 local M = {}
@@ -191,6 +192,8 @@ function M.load(path)
       codec = type(svc.codec) == "string" and svc.codec or nil,  -- a reload keeps a service only if it matches
       -- a number is applied in C; a function is asked per event (nil here); no delay means read at once
       delay_ms = type(svc.delay) == "function" and -1 or svc.delay or 0,
+      -- a codec whose answer never depends on the child spares a Lua call per new child (-1: ask each time)
+      needs_data = codec.reads_data == nil and -1 or (codec.reads_data and 1 or 0),
     }
   end
   policy, services = p, state
@@ -426,7 +429,7 @@ local function render_view()
     local eps = {}
     for _, ep in pairs(s.published) do
       local e = view_of(ep)
-      e.address = ep.host .. ":" .. ep.port
+      e.address = E.join_hostport(ep.host, ep.port)   -- [v6]:port, as nginx and HAProxy want it
       eps[#eps + 1] = e
     end
     sort(eps, by_id)

@@ -459,6 +459,11 @@ function on_session(state) return state end
       end)
     end
 
+    it("reserves the service name services (a template's list of every service)", function()
+      fails('\n\nservice "services" { path = "/a" }\n', 3,
+            'service "services": the name is reserved; templates see the list of services under it')
+    end)
+
     it("rejects a service without a name or without a block", function()
       fails('\nservice { path = "/a" }\n', 2, 'service needs a name: service "orders" { ... }')
       fails("\nservice(5)\n", 2, 'service needs a name: service "orders" { ... }')

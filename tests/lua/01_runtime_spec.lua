@@ -132,31 +132,47 @@ describe("scout.runtime", function()
     runtime.set_logger(function(level, msg) if level <= 1 then io.stderr:write(msg, "\n") end end)
   end)
 
+  describe("render", function()
+    it("gives each endpoint an address a proxy can read, IPv6 in brackets", function()
+      assert(runtime.load(H.write('service "web" { path = "/web", protect = false }\n'
+        .. 'render { dest = "/tmp/x", template = function(v)\n'
+        .. '  local out = {}\n'
+        .. '  for _, e in ipairs(v.web) do out[#out + 1] = e.address end\n'
+        .. '  return table.concat(out, " ")\n'
+        .. 'end }\n')))
+      local r = update(1, {}, { { "a", '{"host":"::1","port":80}', 2 }, { "b", '{"host":"10.0.0.1","port":81}', 3 } })
+      assert.is_true(r.ok, r.err)
+      assert.equals("[::1]:80 10.0.0.1:81", runtime.render(1))
+    end)
+  end)
+
   describe("load", function()
-    it("returns the sections and, per service, name, path and delay_ms", function()
+    it("returns the sections and, per service, name, path, delay_ms and needs_data", function()
       assert.same({ servers = "127.0.0.1:2181/scout", session_timeout = 8000 }, conf.zookeeper)
       assert.same({ listen = "127.0.0.1:8500" }, conf.api)
       assert.same({ hook_budget = 40, log_level = "debug" }, conf.agent)
       assert.same({
-        { name = "s", path = "/svc/s", delay_ms = 0, codec = "plain" },
-        { name = "bare", path = "/svc/bare", delay_ms = 0, codec = "plain" },
-        { name = "dubbo", path = "/dubbo/com.example.Foo/providers", delay_ms = 0, codec = "dubbo" },
-        { name = "ss", path = "/aurora/jobs/web", delay_ms = 0, codec = "serverset" },
-        { name = "user", path = "/svc/user", delay_ms = 0 },          -- a user codec table: never kept on reload
-        { name = "d", path = "/svc/d", delay_ms = -1, codec = "plain" },
-        { name = "guarded", path = "/svc/guarded", delay_ms = 250, codec = "plain" },
+        -- needs_data: -1 when the codec's answer depends on the child's name, else the constant answer (dubbo
+        -- never reads data; a user codec without needs_data always does)
+        { name = "s", path = "/svc/s", delay_ms = 0, codec = "plain", needs_data = -1 },
+        { name = "bare", path = "/svc/bare", delay_ms = 0, codec = "plain", needs_data = -1 },
+        { name = "dubbo", path = "/dubbo/com.example.Foo/providers", delay_ms = 0, codec = "dubbo", needs_data = 0 },
+        { name = "ss", path = "/aurora/jobs/web", delay_ms = 0, codec = "serverset", needs_data = -1 },
+        { name = "user", path = "/svc/user", delay_ms = 0, needs_data = 1 },  -- a user codec: never kept on reload
+        { name = "d", path = "/svc/d", delay_ms = -1, codec = "plain", needs_data = -1 },
+        { name = "guarded", path = "/svc/guarded", delay_ms = 250, codec = "plain", needs_data = -1 },
       }, conf.services)
     end)
 
     it("passes delay = 0 through as 0", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z", delay = 0 }\n')))
-      assert.same({ { name = "z", path = "/z", delay_ms = 0, codec = "plain" } }, c.services)
+      assert.same({ { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -1 } }, c.services)
     end)
 
     it("returns empty sections for a policy that declares none", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z" }\n')))
       assert.same({ zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, renders = {}, registers = {},
-                    services = { { name = "z", path = "/z", delay_ms = 0, codec = "plain" } } }, c)
+                    services = { { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -1 } } }, c)
     end)
 
     it("returns nil and the policy's file:line message", function()

@@ -33,6 +33,7 @@ M.SPRING_PAYLOAD = "org.springframework.cloud.zookeeper.discovery.ZookeeperInsta
 local SERVICE_TYPES = { DYNAMIC = true, STATIC = true, PERMANENT = true, DYNAMIC_SEQUENTIAL = true }
 
 function M.needs_data() return true end
+M.reads_data = true   -- constant: the agent asks no per-child question
 
 local function opt_string(v, what)
   if v == nil or v == null then return true end

@@ -217,6 +217,7 @@ local function decode_name(name)
 end
 
 function M.needs_data() return false end
+M.reads_data = false  -- constant: the agent asks no per-child question
 
 local NOT_PROVIDER = { consumer = true, override = true, absent = true, route = true, condition = true,
   script = true, tag = true, empty = true }
@@ -402,6 +403,7 @@ local app = { name = "dubbo3" }
 M.app = app
 
 function app.needs_data() return true end
+app.reads_data = true
 
 function app.decode(name, data, opts)
   local ep, err = curator.parse(name, data, opts, { weight = M.DEFAULT_WEIGHT })

@@ -1,5 +1,6 @@
 -- Codec registry: turns a policy's `codec = "dubbo"` (or a user table) into the one codec shape the agent and
--- OpenResty call: { name, needs_data(name, opts), decode(name, data, opts), encode(ep, opts) }. Built-in codecs are
+-- OpenResty call: { name, needs_data(name, opts), decode(name, data, opts), encode(ep, opts), reads_data }, where
+-- reads_data (true, false or nil) says needs_data's answer is the same for every child. Built-in codecs are
 -- loaded lazily so a policy that uses only `plain` never loads cjson-heavy ones. Bad policy input returns
 -- `nil, err` (the agent turns it into `policy.lua:12: ...`); it is never raised from here.
 --
@@ -44,12 +45,12 @@ end
 -- accepted as shorthand. encode is optional (only `register` needs it).
 local function wrap_user(t)
   if type(t.decode) ~= "function" then return nil, "codec table has no decode function" end
-  local nd = t.needs_data
+  local nd, constant = t.needs_data, nil
   if nd == nil then
-    nd = always_true
+    nd, constant = always_true, true
   elseif type(nd) == "boolean" then
     local v = nd
-    nd = function() return v end
+    nd, constant = function() return v end, v
   elseif type(nd) ~= "function" then
     return nil, "codec needs_data must be a function or a boolean"
   end
@@ -58,6 +59,7 @@ local function wrap_user(t)
   return {
     name = t.name or "custom",
     needs_data = nd,
+    reads_data = constant,
     decode = t.decode,
     encode = t.encode,
     user = t,

@@ -22,6 +22,7 @@ local DEFAULT_WEIGHT = 1
 local PORTLESS = { unix = true, unixgram = true, unixpacket = true, memu = true }
 
 function M.needs_data() return true end
+M.reads_data = true   -- constant: the agent asks no per-child question
 
 local function split_name(name)
   if type(name) ~= "string" or name == "" then return nil, "bad name" end
