@@ -488,7 +488,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + (int)(cache->count / 20);
-    if (scout_hook_pcall(L, 3, 5, budget, &timed_out) != 0) {
+    if (scout_hook_pcall(L, 3, 6, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         lua_settop(L, top);
         return SCOUT_ERROR;
@@ -501,6 +501,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
         lua_settop(L, top);
         return SCOUT_AGAIN;
     }
+    out->reweigh_ms = (int)lua_tointeger(L, top + 6);   /* nil: 0 */
 
     n = (int)lua_objlen(L, top + 1);
     if (n > 0 && (out->up = calloc((size_t)n, sizeof(*out->up))) == NULL)

@@ -92,6 +92,7 @@ typedef struct {
     int                decode_errors; /* children skipped in this batch     */
     int                hook_errors;   /* on_change failures (list is good)  */
     int                retry_ms;      /* held back: read again after this   */
+    int                reweigh_ms;    /* weights still ramp: call again     */
 } scout_update_t;
 
 /* Hand a service's pending changes to the policy.  SCOUT_ERROR with err set

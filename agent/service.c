@@ -39,7 +39,8 @@ struct scout_service_s {
                                               x 10,000 services otherwise */
     scout_service_stats_t    stats;
     struct ev_loop          *loop;
-    ev_timer                 retry;        /* a failed policy call     */
+    ev_timer                 retry;        /* ask the policy again: after
+                                              a failure, or a ramp step */
     double                   retry_s;      /* its back-off             */
     scout_service_publish_fn on_publish;
     void                    *on_publish_ud;
@@ -121,6 +122,10 @@ on_update(void *ud)
     }
     ev_timer_stop(s->loop, &s->retry);
     s->retry_s = 1.0;
+    if (up.reweigh_ms > 0) {    /* a warm-up ramp moves on without events */
+        ev_timer_set(&s->retry, up.reweigh_ms / 1000.0, 0.);
+        ev_timer_start(s->loop, &s->retry);
+    }
     s->from_snapshot = 0;       /* ZooKeeper's own listing now stands */
     s->fresh_at = ev_now(s->loop);
     scout_cache_commit(c);

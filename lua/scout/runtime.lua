@@ -10,6 +10,7 @@ local error = error
 local tostring = tostring
 local format = string.format
 local floor = math.floor
+local min, max = math.min, math.max
 local sort = table.sort
 local setmetatable = setmetatable
 local ipairs = ipairs
@@ -72,6 +73,9 @@ end
 
 local now_ms = agent and agent.now_ms or function() return os.clock() * 1000 end
 function M.set_clock(fn) now_ms = fn end
+-- Wall-clock ms of the epoch, for what registries stamp in wall time (dubbo's timestamp).
+local wall_ms = function() return os.time() * 1000 end
+function M.set_wall_clock(fn) wall_ms = fn end
 
 -- Protection is on by default: an empty list never replaces a non-empty one until confirmed by `confirm` more
 -- reads (one every `confirm_interval`) or `hold` has passed. `protect = false` turns it off; `min_ratio` also
@@ -242,7 +246,55 @@ local svc_mt = {
 -- endpoints only. Returns up (endpoints new or replaced), gone (ids no longer published), decode_errors,
 -- hook_errors, and -- when protection holds the batch back -- the ms until the C side should read again (nothing
 -- is committed then, and the batch is delivered again). A failing filter raises; the C side then keeps the last
--- list and delivers the batch again.
+-- list and delivers the batch again. A sixth result, when some published endpoint's weight still ramps (dubbo's
+-- warm-up), is the ms after which the C side should call again with no changes so the ramp moves on.
+--
+-- Ramps: a codec may export effective_weight(ep) and warmup_until(ep) (ms of the epoch, nil once final). A decoded
+-- weight is right only at decode time, and a name-only child is never decoded again, so the runtime re-weighs the
+-- ramping endpoints on every call and publishes those whose weight moved.
+local RAMP_STEP_MS = 10000
+
+local function reweigh(s, children)
+  local ramping, weigh = s.ramping, s.codec.effective_weight
+  local moved = {}
+  if not ramping or not weigh then return moved end
+  for id in pairs(ramping) do
+    local cur = children[id]
+    if type(cur) == "table" then
+      local w = weigh(cur, wall_ms())
+      if w ~= cur.weight then
+        local copy = {}
+        for k, v in pairs(cur) do copy[k] = v end
+        copy.weight = w
+        children[id] = copy
+        moved[#moved + 1] = id
+      end
+    end
+  end
+  return moved
+end
+
+-- Which published endpoints still ramp after this batch, and when to look again (ms), or nil.
+local function next_ramp(s, up, gone_ids)
+  local until_ = s.codec.warmup_until
+  if not until_ or not s.codec.effective_weight then return nil end
+  local ramping, now, soonest = s.ramping or {}, wall_ms(), nil
+  for k = 1, #gone_ids do ramping[gone_ids[k]] = nil end
+  for k = 1, #up do ramping[up[k].id] = until_(up[k], now) and true or nil end
+  for id in pairs(ramping) do
+    local ep = s.published[id]
+    local t = ep and until_(ep, now)
+    if t then
+      soonest = min(soonest or t, t)
+    else
+      ramping[id] = nil
+    end
+  end
+  s.ramping = ramping
+  if not soonest then return nil end
+  return max(1, min(RAMP_STEP_MS, soonest - now))
+end
+
 function M.update(i, removed, changed)
   local s = services[i]
   local children, published = s.children, s.published
@@ -320,6 +372,10 @@ function M.update(i, removed, changed)
     local name = changed[k][1]
     if not seen[name] then seen[name] = true; judge(name) end
   end
+  local moved = reweigh(s, children)
+  for k = 1, #moved do
+    if not seen[moved[k]] then seen[moved[k]] = true; judge(moved[k]) end
+  end
 
   local hook_errors = 0
   local svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids },
@@ -349,7 +405,7 @@ function M.update(i, removed, changed)
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
-  return up, gone_ids, nerr, hook_errors
+  return up, gone_ids, nerr, hook_errors, nil, next_ramp(s, up, gone_ids)
 end
 
 -- What service i published before a restart (the disk snapshot): the starting point of diffs and protection.

@@ -68,6 +68,19 @@ class Discovery(unittest.TestCase):
         self.kz.delete("/t1/orders/10.0.0.1:8080")
         wait_until(lambda: s.ids("orders") == ["10.0.0.2:8080", "node-a"], what="delete")
 
+    def test_a_dubbo_warmup_ramp_reaches_full_weight_without_any_event(self):
+        # a provider registered 50 s ago with a 60 s warm-up: dubbo consumers ramp its weight up to 100; nothing
+        # in ZooKeeper changes meanwhile, so the agent has to move the ramp on by itself
+        import urllib.parse
+        stamp = int(time.time() * 1000) - 50000
+        url = ("dubbo://10.0.0.9:20880/com.example.Foo?side=provider&timestamp=%d&warmup=60000&weight=100"
+               % stamp)
+        self.kz.create("/t9/com.example.Foo/providers/" + urllib.parse.quote(url, safe=""), makepath=True)
+        s = self.start({"foo": 'path = "/t9/com.example.Foo/providers", codec = "dubbo"'})
+        first = wait_until(lambda: s.endpoints("foo")[0], what="the provider")[0]["weight"]
+        self.assertLess(first, 100)
+        wait_until(lambda: s.endpoints("foo")[0][0]["weight"] == 100, timeout=40, what="full weight")
+
     def test_path_created_later_is_discovered(self):
         s = self.start({"late": 'path = "/t2/late/providers"'})
         wait_until(lambda: s.state("late") == "synced", what="synced on a missing path")

@@ -89,9 +89,9 @@ end
 
 -- update() with its four results packed; `ok` = false and `err` when it raised.
 local function update(i, removed, changed)
-  local ok, up, gone, nerr, nhook, retry = pcall(runtime.update, i, removed, changed)
+  local ok, up, gone, nerr, nhook, retry, reweigh = pcall(runtime.update, i, removed, changed)
   if not ok then return { ok = false, err = up } end
-  return { ok = true, up = up, gone = gone, nerr = nerr, nhook = nhook, retry = retry, ids = ids(up),
+  return { ok = true, up = up, gone = gone, nerr = nerr, nhook = nhook, retry = retry, reweigh = reweigh, ids = ids(up),
            gone_ids = table.concat(gone, ",") }
 end
 
@@ -312,6 +312,27 @@ service "b" { path = "/b", codec = { decode = function() end, needs_data = false
         'service "s": skipping child c: no data',
       }, warns())
       assert.equals("a", st.changes[2].removed)
+    end)
+
+    it("moves a dubbo warm-up ramp on without any event, and stops asking once the weight is final", function()
+      local t = os.time() * 1000
+      runtime.set_wall_clock(function() return t end)
+      finally(function() runtime.set_wall_clock(function() return os.time() * 1000 end) end)
+      local name = "dubbo%3A%2F%2F10.0.0.9%3A20880%2Fcom.example.Foo%3Fside%3Dprovider%26timestamp%3D"
+                   .. string.format("%d", t - 30000) .. "%26warmup%3D60000%26weight%3D100"
+      local r = update(DUBBO, {}, { { name, nil, 1 } })
+      local w = r.up[1].weight
+      assert.is_true(w > 1 and w < 100, tostring(w))         -- half-way up the ramp when decoded
+      assert.is_true(r.reweigh > 0 and r.reweigh <= 10000, tostring(r.reweigh))
+      t = t + 15000
+      r = update(DUBBO, {}, {})                               -- no event: the C side's timer calling back
+      assert.equals(1, #r.up)
+      assert.is_true(r.up[1].weight > w and r.up[1].weight < 100, tostring(r.up[1].weight))
+      t = t + 60000
+      r = update(DUBBO, {}, {})
+      assert.equals(100, r.up[1].weight)
+      assert.is_nil(r.reweigh)                                -- final: no more calls
+      assert.equals(0, #update(DUBBO, {}, {}).up)
     end)
 
     it("does not count or log the quiet verdicts: dubbo empty:// and non-providers, serverset non-members", function()
