@@ -34,9 +34,9 @@ FINAL_CFLAGS  = -std=gnu11 -pthread -Wall -Wextra -Werror -Wno-unused-parameter 
 FINAL_LDFLAGS = -pthread $(LDFLAGS)
 FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
 
-SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/check.c agent/endpoint.c agent/endpoint_lua.c \
+SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/check.c agent/endpoint.c agent/endpoint_lua.c agent/file_replace.c \
        agent/hook.c agent/http.c agent/http_listen.c agent/http_url.c agent/log.c agent/persist.c agent/policy.c agent/register.c agent/render.c agent/service.c \
-       agent/session.c agent/shm.c agent/shmpub.c agent/snapshot_read.c agent/snapshot_write.c agent/stats.c agent/watch.c
+       agent/session.c agent/shm.c agent/shmpub.c agent/snapshot_read.c agent/snapshot_write.c agent/spawn.c agent/stats.c agent/watch.c
 HDRS = $(wildcard agent/*.h)
 
 BUILD ?= build
@@ -100,7 +100,8 @@ FUZZ_CC     ?= clang
 FUZZ_TIME   ?= 60
 FUZZ_CFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -g -O1 \
                -fno-omit-frame-pointer -Iagent $(MY_CFLAGS)
-FUZZ_SRCS    = tests/fuzz/fuzz_snapshot.c agent/snapshot_read.c agent/snapshot_write.c agent/endpoint.c
+FUZZ_SRCS    = tests/fuzz/fuzz_snapshot.c agent/snapshot_read.c agent/snapshot_write.c agent/endpoint.c \
+               agent/file_replace.c
 
 .PHONY: fuzz
 fuzz:

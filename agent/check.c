@@ -25,7 +25,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +37,7 @@
 #include <http_parser.h>
 
 #include "log.h"
-
-extern char **environ;
+#include "spawn.h"
 
 enum { IDLE, CONNECTING, SENDING, READING, RUNNING };
 
@@ -371,52 +369,11 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
 static void
 start_exec(scout_check_t *c)
 {
-    char *argv[] = { "/bin/sh", "-c", c->target, NULL };
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, dfl;
     char eb[128];
     pid_t pid;
     int rc;
 
-    if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
-        goto spawn_failed;
-    if ((rc = posix_spawnattr_init(&attr)) != 0) {
-        posix_spawn_file_actions_destroy(&fa);
-        goto spawn_failed;
-    }
-    /* own process group, so a timeout kills what sh started too; a clean
-     * signal state, whatever the agent ignores or blocks */
-    sigemptyset(&none);
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGPIPE);
-    sigaddset(&dfl, SIGCHLD);
-    sigaddset(&dfl, SIGHUP);
-    sigaddset(&dfl, SIGINT);
-    sigaddset(&dfl, SIGQUIT);
-    sigaddset(&dfl, SIGTERM);
-    sigaddset(&dfl, SIGUSR1);
-    sigaddset(&dfl, SIGUSR2);
-    rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP
-                                  | POSIX_SPAWN_SETSIGMASK
-                                  | POSIX_SPAWN_SETSIGDEF);
-    if (rc == 0)
-        rc = posix_spawnattr_setpgroup(&attr, 0);
-    if (rc == 0)
-        rc = posix_spawnattr_setsigmask(&attr, &none);
-    if (rc == 0)
-        rc = posix_spawnattr_setsigdefault(&attr, &dfl);
-    if (rc == 0)
-        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
-                                              O_RDONLY, 0);
-    if (rc == 0)
-        rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null",
-                                              O_WRONLY, 0);
-    if (rc == 0)
-        rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, environ);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
+    if ((rc = scout_spawn_sh(c->target, 1, &pid)) != 0)
         goto spawn_failed;
 
     c->pid = pid;

@@ -8,19 +8,15 @@
  */
 #include "render.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
+#include "file_replace.h"
 #include "log.h"
 #include "scout.h"
-
-extern char **environ;
+#include "spawn.h"
 
 struct scout_render_s {
     struct ev_loop   *loop;
@@ -32,6 +28,7 @@ struct scout_render_s {
     ev_timer          timer;
     double            first_change;   /* of the current burst, or 0 */
     char             *last;           /* bytes last written */
+    int               nready;         /* services[0..nready) serving */
     size_t            last_len;
     ev_child          child;
     int               running;        /* the command */
@@ -65,7 +62,6 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
 static void
 run_command(scout_render_t *r)
 {
-    char *argv[] = { "/bin/sh", "-c", r->conf.command, NULL };
     pid_t pid;
     int rc;
 
@@ -75,7 +71,7 @@ run_command(scout_render_t *r)
         r->again = 1;
         return;
     }
-    rc = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ);
+    rc = scout_spawn_sh(r->conf.command, 0, &pid);
     if (rc != 0) {
         scout_log(SCOUT_LOG_WARN, "render", "%s: cannot run \"%s\": %s",
                   r->conf.dest, r->conf.command, strerror(rc));
@@ -86,56 +82,62 @@ run_command(scout_render_t *r)
     ev_child_start(r->loop, &r->child);
 }
 
-/* temp file beside dest, fsync, rename: readers see the old file or the
- * new one, never a part */
+/* temp file beside dest (dest.scout-tmp), fsync, rename, fsync of the
+ * directory: readers see the old file or the new one, never a part */
 static int
 write_atomically(const char *dest, const char *text, size_t len, char *err)
 {
-    size_t plen = strlen(dest) + 16;
-    char *tmp = malloc(plen);
-    int fd = -1;
-    size_t off = 0;
+    const char *slash = strrchr(dest, '/');
+    size_t dlen = slash == NULL ? 1 : slash == dest ? 1 : (size_t)(slash - dest);
+    const char *name = slash == NULL ? dest : slash + 1;
+    char *dir = malloc(dlen + 1), *tmp = malloc(strlen(name) + 11);
+    int rc = SCOUT_ERROR;
 
-    if (tmp == NULL) {
+    if (dir == NULL || tmp == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
-        return SCOUT_ERROR;
+    } else {
+        memcpy(dir, slash == NULL ? "." : dest, dlen);
+        dir[dlen] = '\0';
+        sprintf(tmp, "%s.scout-tmp", name);
+        rc = scout_file_replace(dir, name, tmp, text, len, 0644, err);
     }
-    snprintf(tmp, plen, "%s.scout-tmp", dest);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        goto fail;
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto fail;
-        off += (size_t)n;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, dest) != 0)
-        goto fail;
+    free(dir);
     free(tmp);
-    return SCOUT_OK;
-
-fail:
-    snprintf(err, SCOUT_ERR_LEN, "%s: %s", tmp, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    free(tmp);
-    return SCOUT_ERROR;
+    return rc;
 }
 
-static int
-all_published(const scout_render_t *r)
+/* What dest holds now (up to 16 MB), so that the first render after a
+ * start or a reload writes and runs the command only on a real change, as
+ * consul-template does; NULL when there is no such file. */
+static char *
+read_existing(const char *dest, size_t *len)
 {
-    for (int i = 0; i < r->nservices; i++)
-        if (!scout_service_serving(r->services[i]))
+    FILE *f = fopen(dest, "rb");
+    char *buf = NULL;
+    long n;
+
+    if (f == NULL)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= (16 << 20)
+        && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) != NULL
+        && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        buf[n] = '\0';
+        *len = (size_t)n;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Once every service has a list it keeps one (lists are never cleared):
+ * the scan stops for good. */
+static int
+all_published(scout_render_t *r)
+{
+    for (; r->nready < r->nservices; r->nready++)
+        if (!scout_service_serving(r->services[r->nready]))
             return 0;
     return 1;
 }
@@ -221,6 +223,7 @@ scout_render_new(struct ev_loop *loop, scout_policy_t *policy, int idx,
     r->timer.data = r;
     ev_child_init(&r->child, on_child, 0, 0);
     r->child.data = r;
+    r->last = read_existing(conf->dest, &r->last_len);
     return r;
 }
 

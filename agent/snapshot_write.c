@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "file_replace.h"
 #include "snapshot_format.h"
 
 #define S(s) ((s) != NULL ? (s) : "")
@@ -237,64 +238,8 @@ int
 scout_snapshot_commit(const char *dir, const void *buf, size_t len,
                       char *err)
 {
-    const char *p = buf, *what = "open", *name = SCOUT_SNAPSHOT_TMP;
-    int dfd, fd = -1, made = 0, rc, e;
-
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return say(err, "snapshot dir %s: %s", dir, strerror(errno));
-    /* A temp file left by a crash is replaced, never written through: it
-     * might be a link, and O_EXCL gives us our own file with our mode. */
-    (void)unlinkat(dfd, SCOUT_SNAPSHOT_TMP, 0);
-    fd = openat(dfd, SCOUT_SNAPSHOT_TMP,
-                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        goto fail;
-    made = 1;
-    what = "write";
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = EIO;
-            goto fail;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    what = "fsync";
-    if (fsync(fd) != 0)
-        goto fail;
-    what = "close";
-    rc = close(fd);
-    fd = -1;
-    if (rc != 0)
-        goto fail;
-    what = "rename";
-    name = SCOUT_SNAPSHOT_FILE;
-    if (renameat(dfd, SCOUT_SNAPSHOT_TMP, dfd, SCOUT_SNAPSHOT_FILE) != 0)
-        goto fail;
-    made = 0;
-    /* Without this the rename itself may not survive a power cut; the new
-     * file is in place either way, so nothing is undone. */
-    what = "written, but fsync of the directory failed";
-    if (fsync(dfd) != 0)
-        goto fail;
-    close(dfd);
-    return SCOUT_OK;
-
-fail:
-    e = errno;
-    say(err, "snapshot %s/%s: %s: %s", dir, name, what, strerror(e));
-    if (fd >= 0)
-        close(fd);
-    if (made)
-        (void)unlinkat(dfd, SCOUT_SNAPSHOT_TMP, 0);
-    close(dfd);
-    return SCOUT_ERROR;
+    return scout_file_replace(dir, SCOUT_SNAPSHOT_FILE, SCOUT_SNAPSHOT_TMP,
+                              buf, len, 0600, err);
 }
 
 int

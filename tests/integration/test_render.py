@@ -1,6 +1,6 @@
 """Rendered files, consul-template's rules: a template over what scout knows is written atomically, the command
 runs once per real change (a burst of changes debounced into one run; a change that leaves the bytes alone runs
-nothing), and a broken template fails `scout check` with file:line."""
+nothing, also after a restart), and a broken template fails `scout check` with file:line."""
 
 import os
 import shutil
@@ -46,14 +46,14 @@ class Render(unittest.TestCase):
         self.kz.ensure_path("/r/orders")
         self.kz.create("/r/orders/a", b'{"host":"10.0.0.1","port":80,"weight":5}')
         extra = ('render { template = "%s/haproxy.tpl", dest = "%s", command = "echo run >> %s",\n'
-                 '         wait = { min = "300ms", max = "2s" } }' % (self.dir, self.dest, self.runs))
+                 '         wait = { min = "2s", max = "6s" } }' % (self.dir, self.dest, self.runs))
         self.scout = Scout(policy({"orders": 'path = "/r/orders", protect = false'}, extra=extra),
                            self.zk.connect).start()
         wait_until(lambda: self.nruns() == 1, what="first render and command")
         self.assertEqual(self.content(), "backend orders\n    server a 10.0.0.1:80 weight 5\n")
         inode = os.stat(self.dest).st_ino
 
-        for n in "bcdef":                                   # a burst inside wait.min: one render, one run
+        for n in "bcdef":                                   # a burst well inside wait.min: one render, one run
             self.kz.create("/r/orders/" + n, b'{"host":"10.0.0.2","port":81,"weight":1}')
         wait_until(lambda: "server f" in self.content(), what="the burst rendered")
         time.sleep(1.0)
@@ -62,9 +62,31 @@ class Render(unittest.TestCase):
 
         # a change the template does not show: same bytes, no command
         self.kz.set("/r/orders/a", b'{"host":"10.0.0.1","port":80,"weight":5,"meta":{"rack":"r1"}}')
-        time.sleep(1.5)
+        time.sleep(3.0)                                     # past wait.min: a render would have happened
         self.assertEqual(self.nruns(), 2)
         self.assertFalse([f for f in os.listdir(self.dir) if f.endswith(".scout-tmp")])
+
+    def test_a_restart_on_the_same_truth_rewrites_nothing_and_runs_nothing(self):
+        with open(os.path.join(self.dir, "haproxy.tpl"), "w") as f:
+            f.write(TEMPLATE)
+        self.kz.create("/r2/orders/a", b'{"host":"10.0.0.1","port":80,"weight":5}', makepath=True)
+        extra = ('render { template = "%s/haproxy.tpl", dest = "%s", command = "echo run >> %s",\n'
+                 '         wait = { min = "200ms", max = "1s" } }' % (self.dir, self.dest, self.runs))
+        pol = policy({"orders": 'path = "/r2/orders"'}, extra=extra)
+        self.scout = Scout(pol, self.zk.connect).start()
+        wait_until(lambda: self.nruns() == 1, what="first render and command")
+        inode = os.stat(self.dest).st_ino
+        self.scout.stop()
+        # a restart (or a reload) renders the same bytes: consul-template's rule, no write and no command
+        self.scout = Scout(pol, self.zk.connect).start()
+        wait_until(lambda: self.scout.state("orders") == "synced", what="synced again")
+        time.sleep(2.0)                                     # well past wait.max: a render would have happened
+        self.assertEqual(self.nruns(), 1)
+        self.assertEqual(os.stat(self.dest).st_ino, inode)
+        # and a real change still renders and runs
+        self.kz.create("/r2/orders/b", b'{"host":"10.0.0.2","port":81,"weight":1}')
+        wait_until(lambda: self.nruns() == 2, what="the change rendered")
+        self.assertIn("server b 10.0.0.2:81", self.content())
 
     def test_broken_template_fails_check(self):
         with open(os.path.join(self.dir, "bad.tpl"), "w") as f:

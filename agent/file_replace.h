@@ -1,0 +1,21 @@
+/*
+ * file_replace.h -- put bytes at a path so that readers see the old file or
+ * the new one, never a part, and the new one survives a power cut.  Used by
+ * the disk snapshot and by rendered files.
+ */
+#ifndef SCOUT_FILE_REPLACE_H
+#define SCOUT_FILE_REPLACE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Write buf to DIR/TMP (created with mode, O_EXCL|O_NOFOLLOW: a temp file
+ * left by a crash is removed first, never written through, since it could
+ * be a link), fsync it, rename it over DIR/NAME, fsync DIR.  On a failure
+ * before the rename the temp file is removed and NAME is untouched.
+ * Blocking; touches nothing but the files.  SCOUT_ERROR with
+ * "DIR/FILE: step: reason" in err. */
+int scout_file_replace(const char *dir, const char *name, const char *tmp,
+                       const void *buf, size_t len, mode_t mode, char *err);
+
+#endif
