@@ -637,7 +637,6 @@ static void test_deferred(scout_http_t *h, client_t *c)
 static void test_abort(scout_http_t *h)
 {
     client_t c;
-    double   t0;
 
     naborts = 0;
     client_unix(&c, sock);
@@ -660,11 +659,10 @@ static void test_abort(scout_http_t *h)
     CHECK(scout_http_respond(parked, 200, "text/plain", big, sizeof(big))
           == SCOUT_OK, "late respond");
     parked = NULL;
-    t0 = ev_time();
+    /* Answered from outside any loop callback: the connection carries on
+     * at once, not at the 60 s idle timer (RUN_UNTIL gives up after 5 s). */
     RUN_UNTIL(scout_http_nconns(h) == 0, 5);
     CHECK(naborts == 0 && scout_http_nconns(h) == 0, "late respond is quiet");
-    /* Answered from outside any loop callback: still no wait. */
-    CHECK(ev_time() - t0 < 1, "resumed after %.2fs", ev_time() - t0);
 }
 
 static void test_big_and_sigpipe(scout_http_t *h, client_t *c)

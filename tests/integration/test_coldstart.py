@@ -88,11 +88,9 @@ class ColdStart(unittest.TestCase):
         body1, headers1 = first.endpoints("svc")
         self.assertEqual(first.stop(), 0)
 
+        # (health while the snapshot is not yet confirmed is asserted, with ZooKeeper down so that it cannot
+        # race the confirmation, in test_restart_while_zookeeper_is_down_then_converge)
         second = self.agent().start(wait=False)
-        # served from disk but not yet confirmed: health must not say ok
-        status = wait_until(lambda: second.request("/v1/health")[0], what="API up")
-        if second.state("svc") == "stale":
-            self.assertEqual(status, 503)
         wait_until(lambda: second.state("svc") == "synced", what="confirmed by ZooKeeper")
         body2, headers2 = second.endpoints("svc")
         self.assertEqual(body2, body1)

@@ -30,10 +30,11 @@ class Faults(unittest.TestCase):
         before = s.ids("svc")
 
         time.sleep(3)                              # a quiet service: nothing changed for a while
+        down_at = time.monotonic()
         self.zk.stop_node(1)
         wait_until(lambda: s.state("svc") == "stale", what="stale while ZooKeeper is down")
-        # staleness counts from the disconnect, not from the last change
-        self.assertLess(s.metric("scout_service_staleness_seconds", "svc"), 2.5)
+        # staleness counts from the disconnect, not from the last change (which is 3 s older)
+        self.assertLessEqual(s.metric("scout_service_staleness_seconds", "svc"), time.monotonic() - down_at)
         status, body = s.health()
         self.assertEqual(status, 503)
         self.assertIn("session", body["reason"])
@@ -45,7 +46,7 @@ class Faults(unittest.TestCase):
             self.assertEqual(s.ids("svc"), before)
             polls += 1
             time.sleep(0.05)
-        self.assertGreater(polls, 300)
+        self.assertGreater(polls, 10)
         self.assertGreaterEqual(s.metric("scout_service_staleness_seconds", "svc"), 25)
 
         self.zk.start_node(1)

@@ -38,7 +38,8 @@ class Protect(unittest.TestCase):
             time.sleep(0.05)
 
     def test_mass_deletion_is_held_then_confirmed(self):
-        s = self.start("/p1/svc", 10, 'protect = { min_ratio = 0.5, confirm = 3, confirm_interval = 400 }')
+        # held for 3 confirmations 1 s apart: a 3 s window for the checks below, ample on a loaded machine
+        s = self.start("/p1/svc", 10, 'protect = { min_ratio = 0.5, confirm = 3, confirm_interval = 1000 }')
         before = s.ids("svc")
         t = self.kz.transaction()                            # a glitch: 80% gone in one step
         for p in range(8):
@@ -66,7 +67,7 @@ class Protect(unittest.TestCase):
         wait_until(lambda: s.ids("svc") == ["127.0.0.1:7008", "127.0.0.1:7009"], what="released")
 
     def test_deleting_everything_is_never_empty_until_confirmed(self):
-        s = self.start("/p2/svc", 4, 'protect = { confirm = 3, confirm_interval = 300 }')
+        s = self.start("/p2/svc", 4, 'protect = { confirm = 3, confirm_interval = 1000 }')  # held ~3 s
         for p in range(4):
             self.kz.delete("/p2/svc/127.0.0.1:%d" % (7000 + p))
         wait_until(lambda: s.state("svc") == "protected", what="protected")

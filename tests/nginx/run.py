@@ -290,7 +290,8 @@ class ScoutNginxTest(unittest.TestCase):
             for n in "ab":
                 self.register(svc, n, port=self.backends[n].port)
             self.register(svc, "c", port=dead)
-        self.start_nginx(["orders", "carts"], workers=2, opts="fail_timeout = 2")
+        # a mark lasts 8 s: far longer than the checks below take, so none of them races its expiry
+        self.start_nginx(["orders", "carts"], workers=2, opts="fail_timeout = 8")
         refused_re = r"connect\(\) failed \(111: Connection refused\).*upstream: \"http://%s/" % dead_addr
         everyone = [self.backends["a"].addr, self.backends["b"].addr, dead_addr]
         self.wait_peers("orders", everyone)
@@ -299,7 +300,6 @@ class ScoutNginxTest(unittest.TestCase):
                 if json.loads(agent.request("/v1/pick/carts?key=" + k)[2])["id"] == dead_addr][:3]
         self.assertEqual(len(keys), 3)
 
-        t0 = time.monotonic()
         for k in keys:
             got = self.hits("/carts/?key=" + k, 6)                     # the first one is retried
             self.assertEqual(len(set(got)), 1, (k, got))
@@ -309,16 +309,19 @@ class ScoutNginxTest(unittest.TestCase):
         refused = self.ng.count_log(refused_re)
         self.assertGreaterEqual(refused, 1)
         self.assertLessEqual(refused, 2)         # one worker marks it, the other sees the mark (or tried once)
-        self.assertEqual(self.ng.count_log(r"marked down for 2s"), refused)
+        self.assertEqual(self.ng.count_log(r"marked down for 8s"), refused)
         marks = self.ng.per_worker("/peers?s=orders", lambda v: (peer_ids(v, True) or {}).get(dead_addr) is True,
                                    timeout=1)
-        self.assertLess(time.monotonic() - t0, 2.0, "too slow to check the mark within fail_timeout")
         self.assertEqual(len(marks), 2)
-        # after fail_timeout it is tried again, and fails over again
-        time.sleep(2.2)
-        got = self.hits("/orders/", 20)
-        self.assertEqual(set(got), {"a", "b"})
-        self.assertGreater(self.ng.count_log(refused_re), refused)
+        # after fail_timeout it is tried again, and fails over again: no request ever sees the refusal
+        seen = []
+
+        def retried():
+            got = self.hits("/orders/", 4)
+            seen.extend(got)
+            return self.ng.count_log(refused_re) > refused
+        wait_until(retried, timeout=40, what="the mark to expire and the dead endpoint to be tried again")
+        self.assertEqual(set(seen), {"a", "b"})
         self.ng.stop()
         self.ng.check_log([refused_re])
 
@@ -437,12 +440,12 @@ class ScoutNginxTest(unittest.TestCase):
         self.assertEqual(st, 502)
         self.assertEqual(self.ng.body("/gen").split()[1], "0")
         tool = os.path.join(ROOT, "build", "tests", "shm_writer_tool")
-        if os.path.exists(tool):
-            script = "service orders /o synced 7 -\nep a 127.0.0.1 %d 1 up 1\npublish\n" % self.backends["a"].port
-            subprocess.run([tool, self.shm], input=script, universal_newlines=True, check=True,
-                           stdout=subprocess.DEVNULL)
-            self.ng.per_worker("/gen", lambda v: int(v) == 1, timeout=5)
-            self.assertEqual(self.ng.body("/orders/").strip(), "a")
+        self.assertTrue(os.path.exists(tool), "make test builds %s" % tool)
+        script = "service orders /o synced 7 -\nep a 127.0.0.1 %d 1 up 1\npublish\n" % self.backends["a"].port
+        subprocess.run([tool, self.shm], input=script, universal_newlines=True, check=True,
+                       stdout=subprocess.DEVNULL)
+        self.ng.per_worker("/gen", lambda v: int(v) == 1, timeout=5)
+        self.assertEqual(self.ng.body("/orders/").strip(), "a")
         self.ng.stop()
         self.assertEqual(self.ng.count_log(r"\[error\].*scout orders: no snapshot"), 1)
         self.ng.check_log([r"scout orders: no snapshot", r"no live upstreams"])
