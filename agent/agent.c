@@ -35,6 +35,7 @@ struct scout_agent_s {
     int               nsessions;
     scout_service_t **services;
     int               nservices;
+    scout_service_t **by_name;       /* services sorted by name */
     scout_api_t      *api;
     scout_persist_t  *persist;
     scout_shmpub_t   *shm;
@@ -146,15 +147,77 @@ replace(char **dst, const char *src)
     return SCOUT_OK;
 }
 
+/* The command line and $SCOUT_ZK win over the policy file, at start and
+ * on every reload; the log level applies at once. */
+static int
+apply_command_line(scout_conf_t *c, const scout_agent_opts_t *opts,
+                   char *err)
+{
+    const char *zk = opts->zk ? opts->zk : getenv("SCOUT_ZK");
+    int level;
+
+    if ((zk && *zk && replace(&c->zk_servers, zk) != SCOUT_OK)
+        || replace(&c->api_listen, opts->api) != SCOUT_OK
+        || replace(&c->log_level, opts->log_level) != SCOUT_OK
+        || replace(&c->cache_dir, opts->cache_dir) != SCOUT_OK) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        return SCOUT_ERROR;
+    }
+    if (c->log_level != NULL) {
+        if ((level = scout_log_parse_level(c->log_level)) < 0) {
+            snprintf(err, SCOUT_ERR_LEN, "unknown log level \"%s\"",
+                     c->log_level);
+            return SCOUT_ERROR;
+        }
+        scout_log_set_level(level);
+    }
+    return SCOUT_OK;
+}
+
+static int
+by_service_name(const void *x, const void *y)
+{
+    return strcmp(scout_service_name(*(scout_service_t *const *)x),
+                  scout_service_name(*(scout_service_t *const *)y));
+}
+
+/* Sort services (n of them) by name into idx, which has room for n. */
+static void
+index_by_name(scout_service_t **idx, scout_service_t *const *services, int n)
+{
+    if (n > 0)
+        memcpy(idx, services, (size_t)n * sizeof(*idx));
+    qsort(idx, (size_t)n, sizeof(*idx), by_service_name);
+}
+
+/* Position of name in a sorted index, or -1: every /v1/services/NAME,
+ * pick and explain, and a reload's matching, in O(log n). */
+static int
+find_by_name(scout_service_t *const *idx, int n, const char *name)
+{
+    int lo = 0, hi = n - 1;
+
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, scout_service_name(idx[mid]));
+
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
+
 scout_agent_t *
 scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
                 char *err)
 {
     scout_agent_t *a = calloc(1, sizeof(*a));
     scout_session_opts_t so;
-    const char *zk = opts->zk ? opts->zk : getenv("SCOUT_ZK");
     double t0 = scout_now_ms(), t_policy, t_services, t_snapshot;
-    int level;
 
     if (a == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
@@ -169,21 +232,8 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         != SCOUT_OK)
         goto fail;
     t_policy = scout_now_ms();
-    if ((zk && *zk && replace(&a->conf.zk_servers, zk) != SCOUT_OK)
-        || replace(&a->conf.api_listen, opts->api) != SCOUT_OK
-        || replace(&a->conf.log_level, opts->log_level) != SCOUT_OK
-        || replace(&a->conf.cache_dir, opts->cache_dir) != SCOUT_OK) {
-        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+    if (apply_command_line(&a->conf, opts, err) != SCOUT_OK)
         goto fail;
-    }
-    if (a->conf.log_level != NULL) {
-        if ((level = scout_log_parse_level(a->conf.log_level)) < 0) {
-            snprintf(err, SCOUT_ERR_LEN, "unknown log level \"%s\"",
-                     a->conf.log_level);
-            goto fail;
-        }
-        scout_log_set_level(level);
-    }
     if (a->conf.zk_servers == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "no ZooKeeper servers: set "
                  "zookeeper { servers = ... }, --zk or SCOUT_ZK");
@@ -232,6 +282,13 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         scout_service_on_publish(a->services[i], on_publish, a);
         a->nservices++;
     }
+    a->by_name = malloc((size_t)(a->nservices ? a->nservices : 1)
+                        * sizeof(*a->by_name));
+    if (a->by_name == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        goto fail;
+    }
+    index_by_name(a->by_name, a->services, a->nservices);
     t_services = scout_now_ms();
     if (a->conf.cache_dir != NULL) {
         /* Before the loop runs, so the snapshot is served from the first
@@ -340,6 +397,7 @@ scout_agent_free(scout_agent_t *a)
     free(a->sessions);
     free(a->shards);
     free(a->services);
+    free(a->by_name);
     scout_conf_free(&a->conf);
     scout_policy_free(a->policy);
     free(a);
@@ -360,10 +418,9 @@ scout_agent_service(const scout_agent_t *a, int i)
 scout_service_t *
 scout_agent_find(const scout_agent_t *a, const char *name)
 {
-    for (int i = 0; i < a->nservices; i++)
-        if (strcmp(scout_service_name(a->services[i]), name) == 0)
-            return a->services[i];
-    return NULL;
+    int k = find_by_name(a->by_name, a->nservices, name);
+
+    return k < 0 ? NULL : a->by_name[k];
 }
 
 /* ---- shutdown: deregister first, drain, then close ------------------------ */
@@ -461,13 +518,6 @@ same_str(const char *x, const char *y)
 static void
 keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
 {
-    const char *zk = a->opts.zk ? a->opts.zk : getenv("SCOUT_ZK");
-
-    /* the command line and $SCOUT_ZK win over the file, as at start */
-    if ((zk && *zk && replace(&nc->zk_servers, zk) != SCOUT_OK)
-        || replace(&nc->api_listen, a->opts.api) != SCOUT_OK
-        || replace(&nc->cache_dir, a->opts.cache_dir) != SCOUT_OK)
-        return;
     if (!same_str(a->conf.zk_servers, nc->zk_servers)
         || a->conf.zk_timeout_ms != nc->zk_timeout_ms
         || !same_str(a->conf.auth_scheme, nc->auth_scheme)
@@ -495,11 +545,14 @@ int
 scout_agent_reload(scout_agent_t *a, char *err)
 {
     scout_policy_t *np;
-    scout_service_t **svcs = NULL, **old = a->services;
+    scout_service_t **svcs = NULL, **old = a->by_name, **idx = NULL;
+    scout_service_t **old_list = a->services;   /* renders, persist and shm
+                                                   hold it until told */
     scout_reg_t **regs = NULL;
     int kept = 0, added = 0, dropped = 0, nold = a->nservices;
-    char *taken = NULL;         /* old services moved over (a->services
-                                   stays whole: publishes walk it) */
+    char *taken = NULL;         /* old services moved over, by position in
+                                   the old name index (a->services stays
+                                   whole: publishes walk it) */
     scout_conf_t nc;
 
     if (a->done != NULL) {
@@ -513,34 +566,38 @@ scout_agent_reload(scout_agent_t *a, char *err)
         scout_policy_free(np);
         return SCOUT_ERROR;
     }
+    if (apply_command_line(&nc, &a->opts, err) != SCOUT_OK) {
+        scout_conf_free(&nc);
+        scout_policy_free(np);
+        return SCOUT_ERROR;
+    }
     keep_running_settings(a, &nc);
     svcs = calloc((size_t)(nc.nservices ? nc.nservices : 1), sizeof(*svcs));
     regs = calloc((size_t)(nc.nregisters ? nc.nregisters : 1), sizeof(*regs));
+    idx = malloc((size_t)(nc.nservices ? nc.nservices : 1) * sizeof(*idx));
     taken = calloc((size_t)(nold ? nold : 1), 1);
-    if (svcs == NULL || regs == NULL || taken == NULL) {
+    if (svcs == NULL || regs == NULL || idx == NULL || taken == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         goto fail;
     }
     /* From here on the new policy is in force: nothing below backs out. */
     for (int i = 0; i < nc.nservices; i++) {
         scout_service_conf_t *sc = &nc.services[i];
-        for (int j = 0; j < nold; j++) {
+        int j = find_by_name(old, nold, sc->name);
+
+        if (j >= 0 && !taken[j]) {
             scout_service_t *o = old[j];
-            const scout_service_conf_t *oc = NULL;
-            if (taken[j] || strcmp(scout_service_name(o), sc->name) != 0)
-                continue;
-            /* the old config by name: a->services may be compacted */
-            for (int k = 0; k < a->conf.nservices; k++)
-                if (strcmp(a->conf.services[k].name, sc->name) == 0)
-                    oc = &a->conf.services[k];
-            if (oc != NULL && strcmp(oc->path, sc->path) == 0
+            /* its old config: idx is its place in the running policy */
+            const scout_service_conf_t *oc =
+                &a->conf.services[scout_service_idx(o)];
+
+            if (strcmp(oc->path, sc->path) == 0
                 && sc->codec != NULL && same_str(oc->codec, sc->codec)
                 && scout_service_rebind(o, np, i, sc, err) == SCOUT_OK) {
                 svcs[i] = o;
                 taken[j] = 1;
                 kept++;
             }
-            break;
         }
         if (svcs[i] == NULL) {
             scout_session_t *ss = a->sessions[i % a->nsessions];
@@ -565,6 +622,9 @@ scout_agent_reload(scout_agent_t *a, char *err)
                 svcs[n++] = svcs[i];
         a->services = svcs;
         a->nservices = n;
+        index_by_name(idx, svcs, n);
+        a->by_name = idx;       /* the old index stays in old until below */
+        idx = NULL;
     }
     for (int j = 0; j < nold; j++) {
         if (taken[j])
@@ -574,7 +634,7 @@ scout_agent_reload(scout_agent_t *a, char *err)
         scout_service_retire(old[j]);
         dropped++;
     }
-    free(old);
+    free(old);                  /* the old name index */
     free(taken);
     taken = NULL;
 
@@ -649,6 +709,7 @@ scout_agent_reload(scout_agent_t *a, char *err)
         scout_shmpub_set_services(a->shm, a->services, a->nservices);
         scout_shmpub_changed(a->shm);
     }
+    free(old_list);
     scout_conf_free(&a->conf);
     a->conf = nc;
     scout_policy_free(a->policy);
@@ -661,6 +722,7 @@ scout_agent_reload(scout_agent_t *a, char *err)
 fail:
     free(svcs);
     free(regs);
+    free(idx);
     free(taken);
     scout_conf_free(&nc);
     scout_policy_free(np);

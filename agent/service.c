@@ -447,6 +447,12 @@ scout_service_watch_bytes(const scout_service_t *s)
     return 4 + path + c->data_children * (4 + path + 1) + c->data_name_bytes;
 }
 
+int
+scout_service_idx(const scout_service_t *s)
+{
+    return s->idx;
+}
+
 const char *
 scout_service_last_error(const scout_service_t *s)
 {

@@ -83,8 +83,10 @@ class Scout:
         self.api = api or "127.0.0.1:%d" % free_port()
         self.zk = zk
         self.log_file = os.path.join(self.dir, "scout.log")
-        self.args = [SCOUT_BIN, "run", "-c", self.policy_file, "--zk", zk, "--api", self.api,
-                     "--log-level", log_level] + list(extra_args)
+        self.args = [SCOUT_BIN, "run", "-c", self.policy_file, "--zk", zk, "--api", self.api]
+        if log_level is not None:                  # None: the policy's agent { log_level } decides
+            self.args += ["--log-level", log_level]
+        self.args += list(extra_args)
         self.proc = None
 
     def start(self, wait=True):

@@ -43,6 +43,17 @@ class Reload(unittest.TestCase):
             f.write(text)
         self.scout.proc.send_signal(signal.SIGHUP)
 
+    def test_a_reload_applies_a_new_log_level(self):
+        self.scout.stop()
+        s = self.scout = Scout(V1, self.zk.connect, log_level=None).start()     # no --log-level to win over it
+        wait_until(lambda: s.ids("b") == ["127.0.0.1:3"], what="v1 synced")
+        self.assertNotIn(" DEBUG ", s.log())
+        self.rewrite(V1 + 'agent { log_level = "debug" }\n')
+        wait_until(lambda: "reloaded" in s.log(), what="reloaded")
+        self.kz.create("/rl/b/127.0.0.1:6")
+        wait_until(lambda: s.ids("b") == ["127.0.0.1:3", "127.0.0.1:6"], what="the change")
+        wait_until(lambda: " DEBUG " in s.log(), what="debug lines after the reload")
+
     def test_sighup_applies_the_difference_on_the_same_session(self):
         s = self.scout
         wait_until(lambda: s.ids("a") == ["127.0.0.1:1", "127.0.0.1:2"] and s.ids("b") == ["127.0.0.1:3"],
