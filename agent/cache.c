@@ -7,6 +7,7 @@
  */
 #include "cache.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,7 +162,8 @@ scout_cache_apply_children(scout_cache_t *c,
             continue;
         }
         len = strlen(name);
-        if ((child = calloc(1, sizeof(*child) + len + 1)) == NULL)
+        if ((child = calloc(1, offsetof(scout_child_t, name) + len + 1))
+            == NULL)
             continue;           /* the next list will bring it back */
         memcpy(child->name, name, len + 1);
         child->seen = 1;
@@ -223,7 +225,6 @@ scout_cache_apply_data(scout_cache_t *c, scout_child_t *child,
     child->has_data = 1;
     child->czxid = stat->czxid;
     child->mzxid = stat->mzxid;
-    child->version = stat->version;
     if (stat->mzxid > c->max_mzxid)
         c->max_mzxid = stat->mzxid;
     if (!child->announced || child->announced_mzxid != child->mzxid)

@@ -31,7 +31,6 @@ struct scout_child_s {
     scout_child_t *next_pending;
     UT_hash_handle hh;
     int            data_len;
-    int32_t        version;
     unsigned       needs_data:1;   /* the codec reads znode data         */
     unsigned       has_data:1;
     unsigned       data_dirty:1;   /* a data read is wanted              */

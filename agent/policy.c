@@ -427,7 +427,8 @@ scout_policy_delay(scout_policy_t *p, int svc, const scout_event_t *ev,
 
 /* ---- update: pending changes in, endpoint list out -------------------- */
 
-static void
+/* Pushes the removed names and the pending children; returns how many. */
+static int
 push_changes(lua_State *L, scout_cache_t *cache)
 {
     scout_child_t *child;
@@ -459,6 +460,7 @@ push_changes(lua_State *L, scout_cache_t *cache)
         lua_rawseti(L, -2, 4);
         lua_rawseti(L, -2, ++n);
     }
+    return n + (int)cache->nremoved;
 }
 
 void
@@ -483,11 +485,11 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     memset(out, 0, sizeof(*out));
     push_runtime_fn(p, "update");
     lua_pushinteger(L, svc + 1);
-    push_changes(L, cache);
+    n = push_changes(L, cache);
     scout_cache_delivered(cache);
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
-    budget = p->budget_ms + (int)(cache->count / 20);
+    budget = p->budget_ms + n / 20;
     if (scout_hook_pcall(L, 3, 6, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         lua_settop(L, top);

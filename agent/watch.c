@@ -59,7 +59,7 @@ typedef struct {
 } read_req_t;
 
 static const char *const kind_names[] = {
-    "children", "data", "removed", "created", "deleted", "resync"
+    "children", "data", "removed", "created", "deleted"
 };
 
 const char *
@@ -483,9 +483,12 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
     child->data_req = 0;
     if (rc == ZOK) {
         w->stats->reads_data++;
-        if (scout_cache_apply_data(&w->cache, child, value, len, stat)
-            == SCOUT_AGAIN)
+        int applied = scout_cache_apply_data(&w->cache, child, value, len,
+                                             stat);
+        if (applied == SCOUT_AGAIN)
             w->stats->stale_results_dropped++;
+        else if (applied == SCOUT_ERROR)    /* out of memory: read again */
+            scout_cache_mark_dirty(&w->cache, child);
     } else if (rc == ZNONODE) {
         /* Deleted after the list was read; the parent watch fires too. */
         scout_cache_remove(&w->cache, child);
@@ -598,6 +601,8 @@ on_resync(struct ev_loop *loop, ev_timer *t, int revents)
     w->stats->anti_entropy_checks++;
     w->children_dirty = 1;
     do_reads(w);
+    if (!w->children_inflight)
+        w->verifying = 0;       /* nothing went out: the next list is no check */
 }
 
 void

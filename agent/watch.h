@@ -32,8 +32,7 @@ typedef enum {
     SCOUT_EVENT_DATA,          /* a child's data changed                   */
     SCOUT_EVENT_REMOVED,       /* a child was deleted                      */
     SCOUT_EVENT_CREATED,       /* the watched path itself was created      */
-    SCOUT_EVENT_DELETED,       /* the watched path itself was deleted      */
-    SCOUT_EVENT_RESYNC         /* new session or anti-entropy              */
+    SCOUT_EVENT_DELETED        /* the watched path itself was deleted      */
 } scout_event_kind_t;
 
 typedef struct {

@@ -35,7 +35,7 @@ service "orders" {
   end,
 
   -- When to re-read after a watch fires, in ms (0 = now); events inside the wait are folded into one read.
-  -- ev.kind is one of: children, data, removed, created, deleted, resync. A child added or removed shows up as
+  -- ev.kind is one of: children, data, removed, created, deleted. A child added or removed shows up as
   -- "children" (on the parent; "removed" too, for a child whose data is watched): we wait 500 ms for those, so
   -- a rolling restart reaches clients as a few batched changes, not one per instance. A weight change ("data")
   -- goes out at once. ZooKeeper does not say which children changed, so "children" covers adds and removals.
