@@ -6,7 +6,9 @@
  * rename, fsync of the directory -- touches nothing of the agent and takes
  * as long as the disk likes, so it runs in one writer thread and the loop
  * hears back through an ev_async.  At most one write is in flight: a change
- * during a commit is written by the next tick of the 1 s timer.
+ * during a commit is written a second later.  A failed write is tried again
+ * (1 s, doubling to a minute) without waiting for another change: the
+ * snapshot on disk must catch up once the disk is back.
  *
  * The writer thread blocks every signal, so SIGTERM, SIGHUP and the hook
  * budget's SIGALRM keep reaching the loop's thread.
@@ -45,8 +47,9 @@ struct scout_persist_s {
     int               max_age_s;
     scout_service_t **services;
     int               n;
-    ev_timer          timer;
+    ev_timer          timer;       /* one-shot: the next write       */
     int               dirty;
+    double            backoff;     /* after a failed write, seconds  */
     int64_t           loaded_at_ms;/* written_at of what we loaded, or 0 */
     /* the writer thread; everything below mu is guarded by it */
     pthread_t         thread;
@@ -69,6 +72,26 @@ wall_ms(void)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/* Write in s seconds unless a write is due sooner. */
+static void
+write_in(scout_persist_t *p, double s)
+{
+    if (ev_is_active(&p->timer))
+        return;
+    ev_timer_set(&p->timer, s, 0.);
+    ev_timer_start(p->loop, &p->timer);
+}
+
+/* A write failed (reason logged by the caller): keep the state dirty and
+ * try again later, backing off. */
+static void
+retry_write(scout_persist_t *p)
+{
+    p->dirty = 1;
+    write_in(p, p->backoff);
+    p->backoff = p->backoff < 30 ? p->backoff * 2 : 60;
+}
+
 static void
 job_free(struct job *j)
 {
@@ -89,7 +112,7 @@ encode_now(scout_persist_t *p)
     svcs = calloc((size_t)(p->n ? p->n : 1), sizeof(*svcs));
     if (j == NULL || svcs == NULL) {
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: out of "
-                  "memory; will retry after the next change");
+                  "memory; will retry in %.0f s", p->backoff);
         free(svcs);
         free(j);
         return NULL;
@@ -102,7 +125,7 @@ encode_now(scout_persist_t *p)
     free(svcs);
     if (rc != SCOUT_OK) {
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
-                  "will retry after the next change", j->err);
+                  "will retry in %.0f s", j->err, p->backoff);
         job_free(j);
         return NULL;
     }
@@ -124,15 +147,20 @@ commit(scout_persist_t *p, struct job *j)
 static void
 collect(scout_persist_t *p, struct job *j)
 {
-    if (j->rc != SCOUT_OK)
+    if (j->rc != SCOUT_OK) {
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
-                  "will retry after the next change", j->err);
-    else
+                  "will retry in %.0f s", j->err, p->backoff);
+        retry_write(p);
+    } else {
+        p->backoff = 1.0;
+        if (p->dirty)           /* changed while this one was committed */
+            write_in(p, 1.0);
         scout_log(SCOUT_LOG_DEBUG, "persist", "wrote %d services to %s in "
                   "%.1f ms (%.1f MB; encoded in %.1f ms on the loop, "
                   "committed in %.1f ms by the writer thread)", j->nservices,
                   p->file, j->encode_ms + j->commit_ms,
                   (double)j->len / (1 << 20), j->encode_ms, j->commit_ms);
+    }
     job_free(j);
 }
 
@@ -210,10 +238,12 @@ write_soon(scout_persist_t *p)
     struct job *j;
 
     if (p->busy)
-        return;                 /* dirty stays set: the next tick writes */
+        return;                 /* dirty stays set: collect() re-arms */
     p->dirty = 0;
-    if ((j = encode_now(p)) == NULL)
+    if ((j = encode_now(p)) == NULL) {
+        retry_write(p);
         return;
+    }
     if (!p->thread_ok) {        /* no thread: write on the loop */
         commit(p, j);
         collect(p, j);
@@ -266,7 +296,8 @@ scout_persist_new(struct ev_loop *loop, const char *dir, int max_age_s,
     p->max_age_s = max_age_s;
     p->services = services;
     p->n = n;
-    ev_timer_init(&p->timer, on_timer, 1.0, 1.0);
+    ev_timer_init(&p->timer, on_timer, 1.0, 0.);
+    p->backoff = 1.0;
     p->timer.data = p;
     ev_async_init(&p->done, on_done);
     p->done.data = p;
@@ -334,8 +365,7 @@ void
 scout_persist_changed(scout_persist_t *p)
 {
     p->dirty = 1;
-    if (!ev_is_active(&p->timer))
-        ev_timer_start(p->loop, &p->timer);
+    write_in(p, 1.0);
 }
 
 /* Waits for the write in flight, then writes what changed since, on the

@@ -98,6 +98,19 @@ class ColdStart(unittest.TestCase):
         self.assertEqual(second.metric("scout_service_publishes_total", "svc"), 0)
         self.assertEqual(second.health()[0], 200)
 
+    def test_a_failed_snapshot_write_is_retried_without_another_change(self):
+        self.kz.create("/cs/svc/127.0.0.1:1", makepath=True)
+        s = self.agent().start()
+        snap = os.path.join(self.cache, "scout.snapshot")
+        wait_until(lambda: os.path.isfile(snap), what="first snapshot")
+        os.unlink(snap)
+        os.makedirs(os.path.join(snap, "in-the-way"))        # the rename over it fails
+        self.kz.create("/cs/svc/127.0.0.1:2")
+        wait_until(lambda: "will retry in" in s.log(), what="the failed write")
+        shutil.rmtree(snap)                                   # the disk is back; nothing changes in ZooKeeper
+        wait_until(lambda: os.path.isfile(snap), what="the snapshot written again")
+        self.assertFalse(os.path.exists(snap + ".tmp"))
+
     def test_corrupt_snapshot_is_rejected_and_the_agent_runs(self):
         self.kz.create("/cs/svc/127.0.0.1:1", makepath=True)
         with open(os.path.join(self.cache, "scout.snapshot"), "wb") as f:
