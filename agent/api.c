@@ -259,8 +259,10 @@ ask_policy(scout_api_t *api, scout_http_req_t *req, const char *raw_name,
     body = pick ? scout_service_pick(s, scout_http_req_query(req), err)
                 : scout_service_explain(s, err);
     if (body == NULL) {
+        /* the runtime words its refusals: "bad query..." is the
+         * caller's, "no endpoint..." (whatever the selector said) is 503 */
         int status = strncmp(err, "bad query", 9) == 0 ? 400
-                     : strcmp(err, "no endpoint") == 0 ? 503 : 500;
+                     : strncmp(err, "no endpoint", 11) == 0 ? 503 : 500;
         return respond_error(req, status, err);
     }
     rc = scout_http_respond(req, 200, JSON_TYPE, body, strlen(body));
@@ -374,7 +376,10 @@ metrics(scout_api_t *api, scout_http_req_t *req)
     for (int i = 0; i < scout_agent_nsessions(api->agent); i++)
         fprintf(out, "scout_session_watch_bytes{session=\"%d\"} %zu\n", i,
                 scout_agent_watch_bytes(api->agent, i));
-    fclose(out);
+    if (fclose(out) != 0) {
+        free(buf);
+        return respond_error(req, 500, "out of memory");
+    }
     rc = scout_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
     free(buf);
     return rc;

@@ -18,10 +18,10 @@ scout_shmpub_t *scout_shmpub_new(struct ev_loop *loop, const char *path,
                                  char *err);
 /* Something readers should see changed: write at the next loop turn. */
 void scout_shmpub_changed(scout_shmpub_t *p);
-/* Remove the file on a clean shutdown? Readers keep the last mapping either
- * way; the file stays so a restarted agent's readers never see it missing. */
 /* A policy reload replaced the service list. */
 void scout_shmpub_set_services(scout_shmpub_t *p, scout_service_t **services, int n);
+/* The file stays at shutdown: readers keep their mapping, and a restarted
+ * agent's readers never see it missing. */
 void scout_shmpub_free(scout_shmpub_t *p);
 
 #endif

@@ -568,7 +568,8 @@ function M.pick(i, query)
   if s.router then list, label = s.router:apply(list, ctx) end
   if not s.pool then s.pool = require("scout.select").pool(s.selector, s.selector_options) end
   local ep, perr = s.pool:get(list, label):pick(ctx)
-  if not ep then return nil, perr or "no endpoint" end
+  -- whatever a (custom) selector says, the answer starts "no endpoint": the API maps that to 503
+  if not ep then return nil, (perr == nil or perr == "no endpoint") and "no endpoint" or "no endpoint: " .. perr end
   return json.encode(view_of(ep)), label
 end
 

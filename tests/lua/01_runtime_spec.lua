@@ -132,6 +132,17 @@ describe("scout.runtime", function()
     runtime.set_logger(function(level, msg) if level <= 1 then io.stderr:write(msg, "\n") end end)
   end)
 
+  describe("pick", function()
+    it("words every refusal 'no endpoint...' (the API's 503), whatever a custom selector says", function()
+      assert(runtime.load(H.write('service "c" { path = "/c", protect = false, selector = { new = function()\n'
+        .. '  return { pick = function() return nil, "all busy" end } end } }\n')))
+      assert.is_true(update(1, {}, { { "a", '{"host":"10.0.0.1","port":80}', 2 } }).ok)
+      assert.same({ nil, "no endpoint: all busy" }, { runtime.pick(1, "") })
+      assert(runtime.load(H.write('service "e" { path = "/e", protect = false }\n')))
+      assert.same({ nil, "no endpoint" }, { runtime.pick(1, "") })
+    end)
+  end)
+
   describe("render", function()
     it("gives each endpoint an address a proxy can read, IPv6 in brackets", function()
       assert(runtime.load(H.write('service "web" { path = "/web", protect = false }\n'
