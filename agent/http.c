@@ -622,12 +622,12 @@ scout_http_new(struct ev_loop *loop, const char *listen_,
     scout_http_t *h;
 
     if (loop == NULL || listen_ == NULL || handler == NULL) {
-        scout_http_seterr(err, "http: loop, listen address and handler "
+        scout_seterr(err, "http: loop, listen address and handler "
                           "are required");
         return NULL;
     }
     if ((h = calloc(1, sizeof(*h))) == NULL) {
-        scout_http_seterr(err, "http: out of memory");
+        scout_seterr(err, "http: out of memory");
         return NULL;
     }
     *h = (scout_http_t) { .loop = loop, .handler = handler, .ud = ud,

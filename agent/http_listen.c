@@ -38,18 +38,6 @@
 #define ACCEPT_RETRY   1.0          /* back-off after EMFILE and friends */
 #define ACCEPT_BATCH   64           /* fairness to the rest of the loop */
 
-int scout_http_seterr(char *err, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL) {
-        va_start(ap, fmt);
-        vsnprintf(err, SCOUT_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return SCOUT_ERROR;
-}
-
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     scout_http_listen_t *l = w->data;
@@ -91,7 +79,7 @@ static int listen_unix(scout_http_listen_t *l, const char *addr,
     int                rc, fd;
 
     if (*path == '\0' || strlen(path) >= sizeof(sa.sun_path))
-        return scout_http_seterr(err, "%s: socket path is empty or too long",
+        return scout_seterr(err, "%s: socket path is empty or too long",
                                  addr);
     strcpy(sa.sun_path, path);
 
@@ -99,12 +87,12 @@ static int listen_unix(scout_http_listen_t *l, const char *addr,
      * live agent or something that is not ours to delete. */
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
-            return scout_http_seterr(err, "%s: exists and is not a socket; "
+            return scout_seterr(err, "%s: exists and is not a socket; "
                                      "refusing to replace it", addr);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         rc = fd < 0 ? -1 : connect(fd, (struct sockaddr *) &sa, sizeof(sa));
         if (rc == 0 || errno != ECONNREFUSED) {
-            scout_http_seterr(err, "%s: %s", addr, rc == 0 || errno == EAGAIN
+            scout_seterr(err, "%s: %s", addr, rc == 0 || errno == EAGAIN
                               ? "another process is listening on it"
                               : strerror(errno));
             if (fd >= 0)
@@ -113,16 +101,16 @@ static int listen_unix(scout_http_listen_t *l, const char *addr,
         }
         close(fd);
         if (unlink(path) != 0 && errno != ENOENT)
-            return scout_http_seterr(err, "%s: unlink: %s", addr,
+            return scout_seterr(err, "%s: unlink: %s", addr,
                                      strerror(errno));
         LOG(INFO, "replaced stale socket %s", path);
     } else if (errno != ENOENT) {
-        return scout_http_seterr(err, "%s: %s", addr, strerror(errno));
+        return scout_seterr(err, "%s: %s", addr, strerror(errno));
     }
 
     l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (l->fd < 0)
-        return scout_http_seterr(err, "%s: socket: %s", addr, strerror(errno));
+        return scout_seterr(err, "%s: socket: %s", addr, strerror(errno));
     /* The file mode is the API's only access control, so the socket is
      * born 0600 rather than chmod'ed after a window. umask is process-wide:
      * safe only because the agent is single-threaded. */
@@ -130,9 +118,9 @@ static int listen_unix(scout_http_listen_t *l, const char *addr,
     rc = bind(l->fd, (struct sockaddr *) &sa, sizeof(sa));
     umask(old);
     if (rc != 0)
-        return scout_http_seterr(err, "%s: bind: %s", addr, strerror(errno));
+        return scout_seterr(err, "%s: bind: %s", addr, strerror(errno));
     if (lstat(path, &st) != 0 || (l->unix_path = strdup(path)) == NULL) {
-        scout_http_seterr(err, "%s: %s", addr, strerror(errno));
+        scout_seterr(err, "%s: %s", addr, strerror(errno));
         unlink(path);
         return SCOUT_ERROR;
     }
@@ -153,15 +141,15 @@ static int listen_tcp(scout_http_listen_t *l, const char *addr, char *err)
 
     colon = v6 ? strchr(addr, ']') : strrchr(addr, ':');
     if (colon == NULL || (v6 && *++colon != ':'))
-        return scout_http_seterr(err, "%s: expected unix:/path, HOST:PORT "
+        return scout_seterr(err, "%s: expected unix:/path, HOST:PORT "
                                  "or [::1]:PORT", addr);
     if (!v6 && memchr(host, ':', (size_t) (colon - host)) != NULL)
-        return scout_http_seterr(err, "%s: write IPv6 addresses as "
+        return scout_seterr(err, "%s: write IPv6 addresses as "
                                  "[::1]:PORT", addr);
     for (p = colon + 1; *p >= '0' && *p <= '9' && port <= 65535; p++)
         port = port * 10 + (*p - '0');
     if (p == colon + 1 || *p != '\0' || port > 65535)
-        return scout_http_seterr(err, "%s: bad port", addr);
+        return scout_seterr(err, "%s: bad port", addr);
     if ((size_t) (colon - host - v6) >= sizeof(buf))
         goto loopback;
     memcpy(buf, host, (size_t) (colon - host - v6));
@@ -188,16 +176,16 @@ static int listen_tcp(scout_http_listen_t *l, const char *addr, char *err)
     l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                    0);
     if (l->fd < 0)
-        return scout_http_seterr(err, "%s: socket: %s", addr, strerror(errno));
+        return scout_seterr(err, "%s: socket: %s", addr, strerror(errno));
     setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(l->fd, (struct sockaddr *) &ss, slen) != 0
         || getsockname(l->fd, (struct sockaddr *) &ss, &slen) != 0)
-        return scout_http_seterr(err, "%s: bind: %s", addr, strerror(errno));
+        return scout_seterr(err, "%s: bind: %s", addr, strerror(errno));
     l->port = ntohs(v6 ? sin6->sin6_port : sin->sin_port);
     return SCOUT_OK;
 
 loopback:
-    return scout_http_seterr(err, "%s: api must listen on loopback or a "
+    return scout_seterr(err, "%s: api must listen on loopback or a "
                              "unix socket", addr);
 }
 
@@ -216,7 +204,7 @@ scout_http_listen_open(scout_http_listen_t *l, struct ev_loop *loop,
         goto fail;
     }
     if (listen(l->fd, SOMAXCONN) != 0) {
-        scout_http_seterr(err, "%s: listen: %s", addr, strerror(errno));
+        scout_seterr(err, "%s: listen: %s", addr, strerror(errno));
         goto fail;
     }
     ev_io_init(&l->aio, accept_cb, l->fd, EV_READ);

@@ -48,9 +48,4 @@ int scout_http_listen_open(scout_http_listen_t *l, struct ev_loop *loop,
  * still the one we bound. Accepted fds are the callee's and stay open. */
 void scout_http_listen_close(scout_http_listen_t *l);
 
-/* Format into a caller-owned err[SCOUT_ERR_LEN] (err may be NULL);
- * returns SCOUT_ERROR so that error paths can return it directly. */
-int scout_http_seterr(char *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 #endif /* SCOUT_HTTP_LISTEN_H */

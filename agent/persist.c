@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 
 #include "log.h"
 #include "scout.h"
@@ -62,15 +61,6 @@ struct scout_persist_s {
     struct job       *finished;    /* committed, not yet collected      */
     int               quit;
 };
-
-static int64_t
-wall_ms(void)
-{
-    struct timeval tv;
-
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* Write in s seconds unless a write is due sooner. */
 static void
@@ -120,7 +110,7 @@ encode_now(scout_persist_t *p)
     for (int i = 0; i < p->n; i++)
         if (scout_service_serving(p->services[i]))
             scout_service_snapshot(p->services[i], &svcs[n++]);
-    rc = scout_snapshot_encode(p->ensemble, wall_ms(), svcs, n, &j->buf,
+    rc = scout_snapshot_encode(p->ensemble, scout_wall_ms(), svcs, n, &j->buf,
                                &j->len, j->err);
     free(svcs);
     if (rc != SCOUT_OK) {
@@ -357,7 +347,7 @@ scout_persist_load(scout_persist_t *p)
     p->loaded_at_ms = scout_snapshot_written_at_ms(snap);
     scout_log(SCOUT_LOG_INFO, "persist", "serving %d services from %s "
               "(written %lld s ago) until ZooKeeper confirms them", seeded,
-              p->file, (long long)((wall_ms() - p->loaded_at_ms) / 1000));
+              p->file, (long long)((scout_wall_ms() - p->loaded_at_ms) / 1000));
     scout_snapshot_free(snap);
 }
 
@@ -400,7 +390,7 @@ scout_persist_too_old(const scout_persist_t *p, char *reason, size_t len)
     if (p->loaded_at_ms == 0)
         return 0;
     /* in ms: whole seconds on both sides made max_age up to 1 s longer */
-    age_ms = wall_ms() - p->loaded_at_ms;
+    age_ms = scout_wall_ms() - p->loaded_at_ms;
     if (age_ms <= (int64_t)p->max_age_s * 1000)
         return 0;
     for (int i = 0; i < p->n; i++) {

@@ -1,12 +1,15 @@
 /*
- * scout.h -- what every module of the agent shares: return codes, the size of
- * caller-owned error buffers, the version, and a monotonic clock.  Nothing
- * here may pull in ZooKeeper, libev or Lua: modules include those themselves.
+ * scout.h -- what every module of the agent shares: return codes, the size
+ * of caller-owned error buffers and how they are filled, the version, and
+ * the clocks.  Nothing here may pull in ZooKeeper, libev or Lua: modules
+ * include those themselves.
  */
 #ifndef SCOUT_H
 #define SCOUT_H
 
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #define SCOUT_VERSION "0.1.0"
@@ -31,6 +34,34 @@ static inline double
 scout_now_ms(void)
 {
     return (double)scout_now_ns() / 1e6;
+}
+
+/* Wall-clock milliseconds since the epoch: for what is stamped in wall
+ * time (the disk snapshot, its age). */
+static inline int64_t
+scout_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One line of reason into a caller's SCOUT_ERR_LEN buffer (if any); always
+ * SCOUT_ERROR, so that `return scout_seterr(err, ...)` reads as it does. */
+static inline int scout_seterr(char *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static inline int
+scout_seterr(char *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(err, SCOUT_ERR_LEN, fmt, ap);
+        va_end(ap);
+    }
+    return SCOUT_ERROR;
 }
 
 #endif

@@ -75,22 +75,6 @@ struct scout_shm_s {
     size_t              eps_cap;
 };
 
-static int say(char *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int
-say(char *err, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL) {
-        va_start(ap, fmt);
-        vsnprintf(err, SCOUT_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return SCOUT_ERROR;
-}
-
 static size_t
 round_page(size_t n)
 {
@@ -122,28 +106,28 @@ file_create(const char *path, size_t slot_size, uint64_t gen, char *tmp,
     int fd, rc;
 
     if ((size_t)snprintf(tmp, tmp_len, "%s.XXXXXX", path) >= tmp_len)
-        return say(err, "%s: path too long", path);
+        return scout_seterr(err, "%s: path too long", path);
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
-        return say(err, "%s: %s", tmp, strerror(errno));
+        return scout_seterr(err, "%s: %s", tmp, strerror(errno));
     /* 0644: nginx workers run as another user and only read. */
     if (fchmod(fd, 0644) != 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        say(err, "%s: %s", tmp, strerror(errno));
+        scout_seterr(err, "%s: %s", tmp, strerror(errno));
         goto fail;
     }
     if (ftruncate(fd, (off_t)file_size) != 0) {
-        say(err, "%s: %s", tmp, strerror(errno));
+        scout_seterr(err, "%s: %s", tmp, strerror(errno));
         goto fail;
     }
     rc = posix_fallocate(fd, 0, (off_t)file_size);
     if (rc != 0) {
-        say(err, "%s: cannot allocate %zu bytes: %s", tmp, file_size,
+        scout_seterr(err, "%s: cannot allocate %zu bytes: %s", tmp, file_size,
             strerror(rc));
         goto fail;
     }
     map = mmap(NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
-        say(err, "%s: mmap: %s", tmp, strerror(errno));
+        scout_seterr(err, "%s: mmap: %s", tmp, strerror(errno));
         goto fail;
     }
     hdr = (scout_shm_file_t *)map;
@@ -178,7 +162,7 @@ file_swap(scout_shm_t *shm, const char *tmp, int fd, uint8_t *map,
     struct stat st;
 
     if (fstat(fd, &st) != 0 || rename(tmp, shm->path) != 0) {
-        say(err, "%s: %s", shm->path, strerror(errno));
+        scout_seterr(err, "%s: %s", shm->path, strerror(errno));
         munmap(map, hdr->file_size);
         unlink(tmp);
         close(fd);
@@ -226,7 +210,7 @@ file_adopt(scout_shm_t *shm, char *err)
         if (pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h))
             pid = (int)h.writer_pid;
         close(fd);
-        return say(err, "%s: another agent (pid %d) is publishing here",
+        return scout_seterr(err, "%s: another agent (pid %d) is publishing here",
                    shm->path, pid);
     }
     if (st.st_uid != geteuid()
@@ -271,16 +255,16 @@ scout_shm_open(const char *path, char *err)
     int fd, rc;
 
     if (path == NULL || path[0] == '\0') {
-        say(err, "shm: empty path");
+        scout_seterr(err, "shm: empty path");
         return NULL;
     }
     if (strlen(path) + 8 >= sizeof(tmp)) {
-        say(err, "%s: path too long", path);
+        scout_seterr(err, "%s: path too long", path);
         return NULL;
     }
     shm = calloc(1, sizeof(*shm));
     if (shm == NULL || (shm->path = strdup(path)) == NULL) {
-        say(err, "shm: out of memory");
+        scout_seterr(err, "shm: out of memory");
         goto fail;
     }
     shm->fd = -1;
@@ -421,7 +405,7 @@ measure(const scout_shm_service_t *const *order, int n, sizes_t *z,
         z->strings += strlen(s->name) + strlen(S(s->path))
                       + strlen(S(s->state)) + s->settings_len + 4;
         if (s->settings_len > 0 && s->settings == NULL)
-            return say(err, "service \"%s\": settings is NULL", s->name);
+            return scout_seterr(err, "service \"%s\": settings is NULL", s->name);
         if (s->eps == NULL)
             continue;
         for (ep = s->eps->map; ep != NULL; ep = ep->hh.next) {
@@ -439,7 +423,7 @@ measure(const scout_shm_service_t *const *order, int n, sizes_t *z,
     }
     if (z->nendpoints > UINT32_MAX || z->nmeta > UINT32_MAX
         || z->strings > UINT32_MAX)
-        return say(err, "snapshot too large (%llu endpoints, %llu bytes "
+        return scout_seterr(err, "snapshot too large (%llu endpoints, %llu bytes "
                    "of strings)", (unsigned long long)z->nendpoints,
                    (unsigned long long)z->strings);
     return SCOUT_OK;
@@ -529,26 +513,26 @@ scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs, int n,
     sizes_t z;
 
     if (n < 0 || (n > 0 && svcs == NULL))
-        return say(err, "shm: bad service list");
+        return scout_seterr(err, "shm: bad service list");
     if (grow(&shm->order, &shm->order_cap, (size_t)n, sizeof(*shm->order))
         != SCOUT_OK)
-        return say(err, "shm: out of memory");
+        return scout_seterr(err, "shm: out of memory");
     for (int i = 0; i < n; i++) {
         if (svcs[i].name == NULL || svcs[i].name[0] == '\0')
-            return say(err, "shm: service %d has no name", i);
+            return scout_seterr(err, "shm: service %d has no name", i);
         shm->order[i] = &svcs[i];
     }
     if (n > 1)
         qsort(shm->order, (size_t)n, sizeof(*shm->order), by_name);
     for (int i = 1; i < n; i++)
         if (strcmp(shm->order[i - 1]->name, shm->order[i]->name) == 0)
-            return say(err, "shm: duplicate service \"%s\"",
+            return scout_seterr(err, "shm: duplicate service \"%s\"",
                        shm->order[i]->name);
     if (measure(shm->order, n, &z, err) != SCOUT_OK)
         return SCOUT_ERROR;
     if (grow(&shm->eps, &shm->eps_cap, z.max_eps, sizeof(*shm->eps))
         != SCOUT_OK)
-        return say(err, "shm: out of memory");
+        return scout_seterr(err, "shm: out of memory");
 
     body_len = sizeof(scout_shm_snap_t) + (size_t)n * sizeof(scout_shm_svc_t)
                + z.nendpoints * sizeof(scout_shm_ep_t)

@@ -21,8 +21,6 @@
 #ifndef SCOUT_SNAPSHOT_FORMAT_H
 #define SCOUT_SNAPSHOT_FORMAT_H
 
-#include <stdarg.h>
-#include <stdio.h>
 
 #include "scout.h"
 
@@ -37,20 +35,5 @@ static const char magic[8] = { 'S', 'C', 'O', 'U', 'T', 'S', 'N', 'P' };
 #define SVC_MIN  (2 * STR_MIN + 8 + 8 + 8 + 4)
 #define EP_MIN   (3 * STR_MIN + 4 + 4 + 8 + 4)
 #define META_MIN (2 * STR_MIN)
-
-static inline int say(char *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* One line of reason into the caller's err; always SCOUT_ERROR. */
-static inline int
-say(char *err, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, SCOUT_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return SCOUT_ERROR;
-}
 
 #endif

@@ -62,7 +62,7 @@ rd_fail(reader_t *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    return say(r->err, "snapshot %s: malformed at byte %zu: %s", r->label,
+    return scout_seterr(r->err, "snapshot %s: malformed at byte %zu: %s", r->label,
                (size_t)(r->p - r->base), what);
 }
 
@@ -242,39 +242,39 @@ check_header(const unsigned char *b, size_t len, const char *label,
     uint64_t version, flags, body_len, sum, want;
 
     if (len == 0)
-        return say(err, "snapshot %s: empty file", label);
+        return scout_seterr(err, "snapshot %s: empty file", label);
     if (memcmp(b, magic, len < sizeof(magic) ? len : sizeof(magic)) != 0)
-        return say(err, "snapshot %s: not a scout snapshot (bad magic)",
+        return scout_seterr(err, "snapshot %s: not a scout snapshot (bad magic)",
                    label);
     if (len < SCOUT_SNAPSHOT_HDR_LEN)
-        return say(err, "snapshot %s: truncated at byte %zu (the header is "
+        return scout_seterr(err, "snapshot %s: truncated at byte %zu (the header is "
                    "%d bytes)", label, len, SCOUT_SNAPSHOT_HDR_LEN);
     version = get_le(b + 8, 4);
     flags = get_le(b + 12, 4);
     body_len = get_le(b + 16, 8);
     sum = get_le(b + 24, 8);
     if (version != SCOUT_SNAPSHOT_VERSION)
-        return say(err, "snapshot %s: format version %llu, this build reads "
+        return scout_seterr(err, "snapshot %s: format version %llu, this build reads "
                    "%d", label, (unsigned long long)version,
                    SCOUT_SNAPSHOT_VERSION);
     if (flags != 0)
-        return say(err, "snapshot %s: unknown header flags 0x%llx", label,
+        return scout_seterr(err, "snapshot %s: unknown header flags 0x%llx", label,
                    (unsigned long long)flags);
     if (body_len > SCOUT_SNAPSHOT_MAX_SIZE - SCOUT_SNAPSHOT_HDR_LEN)
-        return say(err, "snapshot %s: body of %llu bytes, over the %u-byte "
+        return scout_seterr(err, "snapshot %s: body of %llu bytes, over the %u-byte "
                    "file limit", label, (unsigned long long)body_len,
                    SCOUT_SNAPSHOT_MAX_SIZE);
     if (len < SCOUT_SNAPSHOT_HDR_LEN + body_len)
-        return say(err, "snapshot %s: truncated at byte %zu of %llu", label,
+        return scout_seterr(err, "snapshot %s: truncated at byte %zu of %llu", label,
                    len, (unsigned long long)(SCOUT_SNAPSHOT_HDR_LEN
                                              + body_len));
     if (len > SCOUT_SNAPSHOT_HDR_LEN + body_len)
-        return say(err, "snapshot %s: %llu trailing bytes after the body",
+        return scout_seterr(err, "snapshot %s: %llu trailing bytes after the body",
                    label, (unsigned long long)(len - SCOUT_SNAPSHOT_HDR_LEN
                                                - body_len));
     want = XXH64(b + SCOUT_SNAPSHOT_HDR_LEN, (size_t)body_len, 0);
     if (want != sum)
-        return say(err, "snapshot %s: checksum mismatch (header says %016llx, "
+        return scout_seterr(err, "snapshot %s: checksum mismatch (header says %016llx, "
                    "body hashes to %016llx)", label, (unsigned long long)sum,
                    (unsigned long long)want);
     return SCOUT_OK;
@@ -343,24 +343,24 @@ scout_snapshot_read(const char *path, char *err)
     int fd;
 
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        say(err, "snapshot %s: %s", path, strerror(errno));
+        scout_seterr(err, "snapshot %s: %s", path, strerror(errno));
         return NULL;
     }
     if (fstat(fd, &st) != 0) {
-        say(err, "snapshot %s: %s", path, strerror(errno));
+        scout_seterr(err, "snapshot %s: %s", path, strerror(errno));
         goto done;
     }
     if (!S_ISREG(st.st_mode)) {
-        say(err, "snapshot %s: not a regular file", path);
+        scout_seterr(err, "snapshot %s: not a regular file", path);
         goto done;
     }
     if ((uint64_t)st.st_size > SCOUT_SNAPSHOT_MAX_SIZE) {
-        say(err, "snapshot %s: %lld bytes, over the %u limit", path,
+        scout_seterr(err, "snapshot %s: %lld bytes, over the %u limit", path,
             (long long)st.st_size, SCOUT_SNAPSHOT_MAX_SIZE);
         goto done;
     }
     if ((buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1)) == NULL) {
-        say(err, "snapshot %s: out of memory", path);
+        scout_seterr(err, "snapshot %s: out of memory", path);
         goto done;
     }
     /* A file that shrinks under us is parsed as read: it then fails as
@@ -371,7 +371,7 @@ scout_snapshot_read(const char *path, char *err)
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0) {
-            say(err, "snapshot %s: read: %s", path, strerror(errno));
+            scout_seterr(err, "snapshot %s: read: %s", path, strerror(errno));
             goto done;
         }
         if (k == 0)
@@ -524,6 +524,6 @@ scout_snapshot_check_ensemble(const scout_snapshot_t *s, const char *ensemble,
             }
         }
     }
-    return say(err, "snapshot written for ensemble %s, not %s", s->ensemble,
+    return scout_seterr(err, "snapshot written for ensemble %s, not %s", s->ensemble,
                ensemble);
 }

@@ -53,7 +53,7 @@ size_str(uint64_t *size, const char *s, const char *svc, const char *ep,
     size_t len = strlen(S(s));
 
     if (len > SCOUT_SNAPSHOT_MAX_STR)
-        return say(err, "snapshot: service \"%s\"%s%s: %s is %zu bytes, over "
+        return scout_seterr(err, "snapshot: service \"%s\"%s%s: %s is %zu bytes, over "
                    "the %u limit", S(svc), ep ? " endpoint " : "", S(ep), what,
                    len, SCOUT_SNAPSHOT_MAX_STR);
     *size += STR_MIN + len;
@@ -86,7 +86,7 @@ size_service(const scout_snapshot_service_t *sv, uint64_t *size, char *err)
         || size_str(size, sv->path, sv->name, NULL, "path", err) != SCOUT_OK)
         return SCOUT_ERROR;
     if (n > SCOUT_SNAPSHOT_MAX_ENDPOINTS)
-        return say(err, "snapshot: service \"%s\": %u endpoints, over the %u "
+        return scout_seterr(err, "snapshot: service \"%s\": %u endpoints, over the %u "
                    "limit", S(sv->name), n, SCOUT_SNAPSHOT_MAX_ENDPOINTS);
     *size += SVC_MIN - 2 * STR_MIN;
     if (sv->eps == NULL)
@@ -100,13 +100,13 @@ size_service(const scout_snapshot_service_t *sv, uint64_t *size, char *err)
                != SCOUT_OK)
             return SCOUT_ERROR;
         if (ep->nmeta < 0 || (unsigned)ep->nmeta > SCOUT_SNAPSHOT_MAX_META)
-            return say(err, "snapshot: service \"%s\" endpoint %s: %d meta "
+            return scout_seterr(err, "snapshot: service \"%s\" endpoint %s: %d meta "
                        "entries, over the %u limit", S(sv->name), ep->id,
                        ep->nmeta, SCOUT_SNAPSHOT_MAX_META);
         for (int j = 0; j < ep->nmeta; j++) {
             if (j > 0 && strcmp(S(ep->meta[j - 1].key),
                                 S(ep->meta[j].key)) >= 0)
-                return say(err, "snapshot: service \"%s\" endpoint %s: meta "
+                return scout_seterr(err, "snapshot: service \"%s\" endpoint %s: meta "
                            "keys not sorted and unique at \"%s\"", S(sv->name),
                            ep->id, S(ep->meta[j].key));
             if (size_str(size, ep->meta[j].key, sv->name, ep->id, "a meta key",
@@ -172,7 +172,7 @@ scout_snapshot_encode(const char *ensemble, int64_t written_at_ms,
     *buf = NULL;
     *len = 0;
     if (n < 0 || (unsigned)n > SCOUT_SNAPSHOT_MAX_SERVICES)
-        return say(err, "snapshot: %d services, over the %u limit", n,
+        return scout_seterr(err, "snapshot: %d services, over the %u limit", n,
                    SCOUT_SNAPSHOT_MAX_SERVICES);
     if (size_str(&size, writer, "", NULL, "writer", err) != SCOUT_OK
         || size_str(&size, ensemble, "", NULL, "ensemble", err) != SCOUT_OK)
@@ -185,14 +185,14 @@ scout_snapshot_encode(const char *ensemble, int64_t written_at_ms,
     qsort(order, (size_t)n, sizeof(*order), by_service_name);
     for (int i = 0; i < n; i++) {
         if (i > 0 && strcmp(S(order[i - 1]->name), S(order[i]->name)) == 0) {
-            say(err, "snapshot: two services named \"%s\"",
+            scout_seterr(err, "snapshot: two services named \"%s\"",
                 S(order[i]->name));
             goto fail;
         }
         if (size_service(order[i], &size, err) != SCOUT_OK)
             goto fail;
         if (size > SCOUT_SNAPSHOT_MAX_SIZE) {
-            say(err, "snapshot: over the %u-byte limit at service \"%s\"",
+            scout_seterr(err, "snapshot: over the %u-byte limit at service \"%s\"",
                 SCOUT_SNAPSHOT_MAX_SIZE, S(order[i]->name));
             goto fail;
         }
@@ -224,7 +224,7 @@ scout_snapshot_encode(const char *ensemble, int64_t written_at_ms,
     return SCOUT_OK;
 
 oom:
-    say(err, "snapshot: out of memory");
+    scout_seterr(err, "snapshot: out of memory");
 fail:
     free(order);
     free(sorted);
@@ -246,15 +246,12 @@ int
 scout_snapshot_write(const char *dir, const char *ensemble,
                      const scout_snapshot_service_t *svcs, int n, char *err)
 {
-    struct timespec ts;
     char *buf;
     size_t len;
     int rc;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (scout_snapshot_encode(ensemble,
-                              (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-                              svcs, n, &buf, &len, err) != SCOUT_OK)
+    if (scout_snapshot_encode(ensemble, scout_wall_ms(), svcs, n, &buf, &len,
+                              err) != SCOUT_OK)
         return SCOUT_ERROR;
     rc = scout_snapshot_commit(dir, buf, len, err);
     free(buf);
