@@ -87,6 +87,4 @@ function M.encode(ep, opts)
   return network .. "@" .. E.join_hostport(ep.host, ep.port), url.encode_values(values)
 end
 
-M.split_name = split_name
-
 return M

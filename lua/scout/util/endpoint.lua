@@ -6,7 +6,6 @@
 local type = type
 local tostring = tostring
 local pairs = pairs
-local next = next
 local floor = math.floor
 local find = string.find
 local sub = string.sub
@@ -65,15 +64,6 @@ function M.weight(v, default)
   return v
 end
 
--- weight from text: decimal digits only (dubbo writes "100", rpcx "7").
-function M.weight_str(s, default)
-  if s == nil then return default end
-  if type(s) ~= "string" or not find(s, "^%d+$") or #s > 10 then return nil, "bad weight" end
-  local v = tonumber(s)
-  if v > M.MAX_WEIGHT then return nil, "bad weight" end
-  return v
-end
-
 local function scalar_str(v)
   local t = type(v)
   if t == "string" then return v end
@@ -111,27 +101,7 @@ local function status_ok(s)
 end
 M.status_ok = status_ok
 
--- Validate a full endpoint; returns ep or nil, err. Used by encoders (as a caller check) and by specs.
-function M.valid(ep)
-  if type(ep) ~= "table" then return nil, "endpoint is not a table" end
-  if type(ep.id) ~= "string" or ep.id == "" then return nil, "bad id" end
-  local ok, err = M.host(ep.host)
-  if not ok then return nil, err end
-  if type(ep.port) ~= "number" then return nil, "port is not a number" end
-  ok, err = M.port(ep.port)
-  if not ok then return nil, err end
-  if type(ep.weight) ~= "number" then return nil, "weight is not a number" end
-  ok, err = M.weight(ep.weight)
-  if not ok then return nil, err end
-  if type(ep.meta) ~= "table" then return nil, "meta is not a table" end
-  for k, v in pairs(ep.meta) do
-    if type(k) ~= "string" or type(v) ~= "string" then return nil, "meta must map strings to strings" end
-  end
-  if not status_ok(ep.status) then return nil, "bad status" end
-  return ep
-end
-
--- For encoders: like valid() but id may be absent (encoders compute the name) and weight/meta/status default.
+-- For encoders: an endpoint to write; id may be absent (encoders compute the name), weight/meta/status default.
 function M.check(ep, level)
   level = (level or 1) + 1
   if type(ep) ~= "table" then error("endpoint must be a table", level) end
@@ -200,8 +170,6 @@ function M.trim(s)
   while find(sub(s, j, j), "^%s") do j = j - 1 end
   return sub(s, i, j)
 end
-
-function M.empty(t) return next(t) == nil end
 
 -- A string map as JSON text with sorted keys, so encoders' output is stable and diffable.
 function M.meta_json(meta)

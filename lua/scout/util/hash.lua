@@ -69,10 +69,6 @@ local function fmix(x)
   return bxor(x, rshift(x, 16))
 end
 
-function M.fmix32(x)
-  return fmix(tobit(x % U32)) % U32
-end
-
 -- Multiplier for the word loop: odd, well spread bits, and small enough (< 2^19) that h * MULT + word stays
 -- below 2^51 and tobit() reduces it mod 2^32 exactly.
 local MULT = 0x3A8F1
