@@ -53,7 +53,7 @@ TEST_BINS  = $(TEST_SRCS:tests/c/%.c=$(BUILD)/tests/%)
 
 tests-c: $(TEST_BINS) $(BUILD)/tests/shm_writer_tool
 
-$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJS) $(HDRS)
+$(BUILD)/tests/%: tests/c/%.c tests/c/testing.h tests/c/test_endpoints.h $(LIB_OBJS) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(FINAL_CFLAGS) -Iagent -o $@ $< $(LIB_OBJS) $(FINAL_LDFLAGS) $(FINAL_LIBS)
 
@@ -83,7 +83,7 @@ $(BUILD)/obj/lib/%.o: lib/%.c $(LIBSCOUT_HDRS)
 	$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/test_shm $(BUILD)/tests/shm_writer_tool: $(BUILD)/tests/%: tests/c/%.c $(LIB_OBJS) \
-		$(BUILD)/obj/lib/scout_shm_reader.o $(HDRS) $(LIBSCOUT_HDRS)
+		$(BUILD)/obj/lib/scout_shm_reader.o tests/c/testing.h tests/c/test_endpoints.h $(HDRS) $(LIBSCOUT_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(FINAL_CFLAGS) -Iagent -Ilib -o $@ $< $(LIB_OBJS) $(BUILD)/obj/lib/scout_shm_reader.o \
 	        $(FINAL_LDFLAGS) $(FINAL_LIBS)

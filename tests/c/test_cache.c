@@ -7,22 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "testing.h"
 #include "cache.h"
 #include "scout.h"
 
-static int passed, failed;
 static unsigned last_changed;
 
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        if (cond) {                                                         \
-            passed++;                                                       \
-        } else {                                                            \
-            failed++;                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,          \
-                    __LINE__, #cond);                                       \
-        }                                                                   \
-    } while (0)
 
 static int
 needs_data_for_ids(void *ud, const char *name)
@@ -199,6 +189,5 @@ main(void)
     test_data_gates();
     test_failed_policy_keeps_changes();
     test_many_children();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return test_summary();
 }

@@ -29,20 +29,12 @@
 
 #include <ev.h>
 
+#include "testing.h"
 #include "check.h"
 #include "log.h"
 #include "scout.h"
 
-static int passed, failed, skipped;
 
-#define CHECK(cond, ...) do {                                             \
-    if (cond) { passed++; } else {                                        \
-        failed++;                                                         \
-        fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-        fprintf(stderr, __VA_ARGS__);                                     \
-        fputc('\n', stderr);                                              \
-    }                                                                     \
-} while (0)
 
 static struct ev_loop *loop;
 
@@ -865,9 +857,5 @@ main(void)
     ev_timer_stop(loop, &tick);
     ev_loop_destroy(loop);
     fprintf(stderr, "(%.2f s)\n", now_s() - t0);
-    if (skipped)
-        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-    else
-        printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return test_summary();
 }

@@ -31,18 +31,10 @@
 #include <ev.h>
 #include <http_parser.h>
 
+#include "testing.h"
 #include "http.h"
 
-static int passed, failed, skipped;
 
-#define CHECK(cond, ...) do {                                             \
-    if (cond) { passed++; } else {                                        \
-        failed++;                                                         \
-        fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-        fprintf(stderr, __VA_ARGS__);                                     \
-        fputc('\n', stderr);                                              \
-    }                                                                     \
-} while (0)
 
 /* ---- log stub: weak, so agent/log.c wins when it is linked -------------- */
 
@@ -881,9 +873,5 @@ int main(void)
 out:
     rmdir(dir);
     ev_loop_destroy(loop);
-    if (skipped)
-        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-    else
-        printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return test_summary();
 }

@@ -27,6 +27,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_endpoints.h"
+#include "testing.h"
 #include "scout.h"
 #include "shm.h"
 #include "scout_shm.h"
@@ -34,27 +36,9 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-static int passed, failed;
 static int quick;
 
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        if (cond) {                                                         \
-            passed++;                                                       \
-        } else {                                                            \
-            failed++;                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,          \
-                    __LINE__, #cond);                                       \
-        }                                                                   \
-    } while (0)
 
-#define CHECK_ERR(err, what)                                                \
-    do {                                                                    \
-        int ok_ = strstr((err), (what)) != NULL;                            \
-        CHECK(ok_);                                                         \
-        if (!ok_)                                                           \
-            fprintf(stderr, "  err was: %s (wanted %s)\n", (err), (what));  \
-    } while (0)
 
 static char dir[] = "/dev/shm/scout-shm-test-XXXXXX";
 
@@ -67,29 +51,6 @@ path_in(const char *name)
     k = (k + 1) % 4;
     snprintf(buf[k], sizeof(buf[k]), "%s/%s", dir, name);
     return buf[k];
-}
-
-static scout_endpoint_t *
-mk_ep(const char *id, const char *host, int port, int weight,
-      const char *status, int64_t zxid, int nmeta, ...)
-{
-    scout_endpoint_t *ep = scout_endpoint_new(id, strlen(id), host,
-                                              strlen(host), status,
-                                              strlen(status));
-    va_list ap;
-
-    ep->port = port;
-    ep->weight = weight;
-    ep->zxid = zxid;
-    ep->nmeta = nmeta;
-    ep->meta = nmeta ? calloc((size_t)nmeta, sizeof(*ep->meta)) : NULL;
-    va_start(ap, nmeta);
-    for (int j = 0; j < nmeta; j++) {
-        ep->meta[j].key = strdup(va_arg(ap, const char *));
-        ep->meta[j].value = strdup(va_arg(ap, const char *));
-    }
-    va_end(ap);
-    return ep;
 }
 
 /* The string s in snapshot sn equals want (want_len bytes). */
@@ -1110,6 +1071,5 @@ main(void)
         if (system(cmd) != 0)
             fprintf(stderr, "could not remove %s\n", dir);
     }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return test_summary();
 }

@@ -17,33 +17,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_endpoints.h"
+#include "testing.h"
 #include "scout.h"
 #include "snapshot.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-static int passed, failed, skipped;
 
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        if (cond) {                                                         \
-            passed++;                                                       \
-        } else {                                                            \
-            failed++;                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,          \
-                    __LINE__, #cond);                                       \
-        }                                                                   \
-    } while (0)
 
-/* err must mention what; prints it when it does not. */
-#define CHECK_ERR(err, what)                                                \
-    do {                                                                    \
-        int ok_ = strstr((err), (what)) != NULL;                            \
-        CHECK(ok_);                                                         \
-        if (!ok_)                                                           \
-            fprintf(stderr, "  err was: %s\n", (err));                      \
-    } while (0)
 
 static char tmpdir[] = "/tmp/scout-snap-test-XXXXXX";
 
@@ -63,29 +46,6 @@ exists(const char *path)
 {
     struct stat st;
     return lstat(path, &st) == 0;
-}
-
-static scout_endpoint_t *
-mk_ep(const char *id, const char *host, int port, int weight,
-      const char *status, int64_t zxid, int nmeta, ...)
-{
-    scout_endpoint_t *ep = scout_endpoint_new(id, strlen(id), host,
-                                              strlen(host), status,
-                                              strlen(status));
-    va_list ap;
-
-    ep->port = port;
-    ep->weight = weight;
-    ep->zxid = zxid;
-    ep->nmeta = nmeta;
-    ep->meta = nmeta ? calloc((size_t)nmeta, sizeof(*ep->meta)) : NULL;
-    va_start(ap, nmeta);
-    for (int j = 0; j < nmeta; j++) {
-        ep->meta[j].key = strdup(va_arg(ap, const char *));
-        ep->meta[j].value = strdup(va_arg(ap, const char *));
-    }
-    va_end(ap);
-    return ep;
 }
 
 static int
@@ -908,6 +868,5 @@ main(void)
     unlink(path_in(tmpdir, SCOUT_SNAPSHOT_TMP));
     if (rmdir(tmpdir) != 0)
         fprintf(stderr, "leftover in %s: %s\n", tmpdir, strerror(errno));
-    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-    return failed ? 1 : 0;
+    return test_summary();
 }
