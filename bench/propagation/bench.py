@@ -38,6 +38,8 @@ import signal
 import subprocess
 import sys
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from common import four, pct  # noqa: E402
 
 CHANGES = int(os.environ.get("CHANGES", "2000"))
 CHILDREN = int(os.environ.get("CHILDREN", "50"))
@@ -131,22 +133,6 @@ def local_ports(pid, zk_ports):
         except OSError:
             pass
     return ports
-
-
-def four(port, cmd):
-    import socket
-    s = socket.create_connection(("127.0.0.1", port), timeout=3)
-    try:
-        s.sendall(cmd.encode())
-        out = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-        return out.decode()
-    finally:
-        s.close()
 
 
 def recved(zk_ports, lport):
@@ -250,13 +236,6 @@ class Observer:
         elif self.p.stdout:
             self.p.stdout.close()
 
-
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))]
-
-
-# -- the run -------------------------------------------------------------------
 
 def main():
     # SIGTERM -> SystemExit, so phase()'s finally still stops the observer

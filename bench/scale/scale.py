@@ -73,12 +73,13 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from datetime import datetime, timezone
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from common import four, pct, UnixHTTP  # noqa: E402
 
 SERVICES = int(os.environ.get("SERVICES", "10000"))
 ENDPOINTS = int(os.environ.get("ENDPOINTS", "10"))
@@ -115,13 +116,6 @@ def ep_data(s, e, gen=0):
                        "port": 20000 + (gen * ENDPOINTS + e) % 40000, "weight": 1},
                       separators=(",", ":")).encode()
 
-
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))]
-
-
-# -- /proc -----------------------------------------------------------------------
 
 def status_kb(pid, key):
     try:
@@ -184,21 +178,6 @@ def loadavg():
 
 # -- ZooKeeper -------------------------------------------------------------------
 
-def four(port, cmd, timeout=2):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(cmd.encode())
-        out = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-        return out.decode()
-    finally:
-        s.close()
-
-
 def serving(port):
     try:
         return "Mode:" in four(port, "srvr", timeout=0.5)
@@ -218,17 +197,6 @@ def kazoo(zk):
 
 
 # -- the agent -------------------------------------------------------------------
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout=60):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
-
 
 def get(sock, path, timeout=60):
     """(status, headers dict, body bytes); raises OSError when nobody answers."""

@@ -72,10 +72,11 @@ import json
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from common import four, pct, UnixHTTP  # noqa: E402
 
 M = int(os.environ.get("M", "50"))
 N = int(os.environ.get("N", "200"))
@@ -103,28 +104,6 @@ def fnv(names):
         for b in n.encode() + b"\n":
             h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
     return "%016x" % h
-
-
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))]
-
-
-# -- server side ---------------------------------------------------------------
-
-def four(port, cmd):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    try:
-        s.sendall(cmd.encode())
-        out = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-        return out.decode()
-    finally:
-        s.close()
 
 
 def cons(zk_ports):
@@ -183,17 +162,6 @@ def proc_kb(pid, key):
 
 
 # -- consumers -----------------------------------------------------------------
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=5)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
-
 
 LIVE = []  # every consumer started and not yet reaped: phase() stops these, whatever happened
 _launching = [False, None]  # inside Popen..record; a signal that came meanwhile
