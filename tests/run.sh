@@ -71,7 +71,7 @@ suite_integration() {
 
 suite_integration-asan() {
   # LuaJIT's allocator and the ZooKeeper client's one-time globals are not ours to fix: leaks are checked by
-  # ASan for our code paths, with the suppressions in tests/asan.supp.
+  # ASan for our code paths, with the suppressions in tests/lsan.supp.
   ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1" \
   LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \

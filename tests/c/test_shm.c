@@ -10,7 +10,7 @@
  * must be internally consistent.  Also measures publish, generation check
  * and full read of 10,000 services x 10 endpoints (printed, never asserted).
  *
- * SCOUT_TEST_QUICK=1 shrinks the torn-read run and the benchmark (valgrind).
+ * SCOUT_TEST_QUICK=1 shrinks the torn-read run and the scale test (valgrind).
  */
 #define _GNU_SOURCE     /* sched_setaffinity */
 #include <errno.h>
@@ -978,64 +978,39 @@ test_torn_reads(void)
     scout_shm_close(w, 1);
 }
 
-/* ---- numbers --------------------------------------------------------------- */
+/* ---- scale ----------------------------------------------------------------- */
 
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
+/* A big generation (10,000 services x 10 endpoints, 2 meta each; 1,000
+ * under valgrind): published twice, read whole by a reader, and the cheap
+ * generation check agrees with the writer (bench/scale and bench/nginx time
+ * the agent's and nginx's use of this). */
 static void
-bench(void)
+test_scale(void)
 {
     char err[SCOUT_ERR_LEN] = "";
-    const char *p = path_in("bench");
+    const char *p = path_in("scale");
     int nsvc = quick ? 1000 : 10000;
-    double pub[5], rd[5];
     const scout_shm_snap_t *sn = NULL;
     scout_shm_reader_t *r;
     scout_shm_t *w;
     big_t b;
-    uint64_t sink = 0, loops = quick ? 1000000 : 100000000;
-    int64_t t0;
+    uint64_t sink = 0;
 
     w = scout_shm_open(p, err);
     r = scout_shm_reader_open(p, err);
     if (w == NULL || r == NULL) {
-        CHECK(0);
+        CHECK(0, "%s", err);
         return;
     }
     big_make(&b, nsvc, 10, 1);
-    t0 = scout_now_ns();
-    CHECK(scout_shm_publish(w, b.svcs, b.n, err) == SCOUT_OK);
-    double first = (double)(scout_now_ns() - t0) / 1e6;
-    for (int i = 0; i < 5; i++) {
-        t0 = scout_now_ns();
+    for (int i = 0; i < 2; i++) {
         CHECK(scout_shm_publish(w, b.svcs, b.n, err) == SCOUT_OK);
-        pub[i] = (double)(scout_now_ns() - t0) / 1e6;
-        t0 = scout_now_ns();
         sn = scout_shm_reader_read(r, err);
-        rd[i] = (double)(scout_now_ns() - t0) / 1e6;
         CHECK(sn != NULL && sn->nendpoints == (uint32_t)nsvc * 10);
     }
-    t0 = scout_now_ns();
-    for (uint64_t i = 0; i < loops; i++)
+    for (int i = 0; i < 1000; i++)
         sink += scout_shm_reader_generation(r);
-    double ns = (double)(scout_now_ns() - t0) / (double)loops;
-    CHECK(sink == loops * scout_shm_generation(w));
-    qsort(pub, 5, sizeof(double), cmp_double);
-    qsort(rd, 5, sizeof(double), cmp_double);
-    printf("bench %d services x 10 endpoints (2 meta each): snapshot %.1f "
-           "MB, file %.1f MB\n", nsvc,
-           (double)scout_shm_snapshot_size(w) / 1e6,
-           (double)scout_shm_file_size(w) / 1e6);
-    printf("bench publish: %.1f ms median (first, growing the file: %.1f "
-           "ms)\n", pub[2], first);
-    printf("bench reader generation check: %.2f ns\n", ns);
-    printf("bench reader full read (copy + checksum + validate): %.1f ms "
-           "median\n", rd[2]);
+    CHECK(sink == 1000 * scout_shm_generation(w));
     big_free(&b);
     scout_shm_reader_close(r);
     scout_shm_close(w, 1);
@@ -1060,7 +1035,7 @@ main(void)
     test_foreign_files();
     test_checksum_and_structure();
     test_torn_reads();
-    bench();
+    test_scale();
 
     scout_epset_free(&orders);
     scout_epset_free(&users);

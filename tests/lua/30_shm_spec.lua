@@ -375,29 +375,17 @@ describe("scout.shm", function()
     end)
   end)
 
-  it("costs: generation check and a full read of 10,000 services x 10 endpoints (printed)", function()
+  it("reads 10,000 services x 10 endpoints whole, again and again, and checks the generation cheaply", function()
     local p = path()
     assert.same({ 1 }, write(p, { "bulk 10000 10 bench", "publish" }))
     local r = assert(shm.open(p))
-    local t0 = os.clock()
-    local snap = assert(r:read())
-    local first = os.clock() - t0
-    local best = math.huge
-    for _ = 1, 3 do
-      t0 = os.clock()
-      snap = assert(r:read())
-      best = math.min(best, os.clock() - t0)
-    end
+    local snap
+    for _ = 1, 2 do snap = assert(r:read()) end          -- the second read reuses the buffer
     local eps = 0
     for _, s in pairs(snap.services) do eps = eps + #s.endpoints end
     assert.equals(100000, eps)
-    local N = 1e7
     local g = 0
-    t0 = os.clock()
-    for _ = 1, N do g = g + r:generation() end
-    local ns = (os.clock() - t0) / N * 1e9
-    assert.equals(N, g)
-    io.stderr:write(("\n  scout.shm: generation() %.1f ns; read() of 10,000 x 10 into Lua tables %.0f ms "
-                     .. "(first, allocating the buffer: %.0f ms)\n"):format(ns, best * 1e3, first * 1e3))
+    for _ = 1, 1000 do g = g + r:generation() end
+    assert.equals(1000, g)
   end)
 end)
