@@ -65,8 +65,11 @@ describe("JIT: pick loops compile without aborts", function()
         for _ = 1, ITERS do obj:pick() end
       end, { pick = p })
       assert.is_false(ok)
+      -- the checker may catch it either way: the trace aborts (NYI, stitch) or, when LuaJIT gives up on the
+      -- loop altogether, nothing is compiled at all
       assert.truthy(tostring(err):find("NYI", 1, true) or tostring(err):find("stitch", 1, true)
-        or tostring(err):find("not compiled", 1, true), tostring(err))
+        or tostring(err):find("not compiled", 1, true) or tostring(err):find("no trace was compiled", 1, true),
+        tostring(err))
     end
   end)
 
