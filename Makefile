@@ -30,14 +30,15 @@ HTTP_LIBS ?= -lhttp_parser
 JSON_LIBS ?= -ljansson
 
 FINAL_CFLAGS  = -std=gnu11 -pthread -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation \
-                $(LUAJIT_CFLAGS) $(ZK_CFLAGS) $(EV_CFLAGS) -DSCOUT_LUA_DIR='"$(LUA_DIR)"' $(CFLAGS) $(MY_CFLAGS)
+                -Iagent -Ilib $(LUAJIT_CFLAGS) $(ZK_CFLAGS) $(EV_CFLAGS) -DSCOUT_LUA_DIR='"$(LUA_DIR)"' $(CFLAGS) $(MY_CFLAGS)
 FINAL_LDFLAGS = -pthread $(LDFLAGS)
 FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
 
-SRCS = agent/main.c agent/agent.c agent/api.c agent/cache.c agent/check.c agent/endpoint.c agent/endpoint_lua.c agent/file_replace.c \
-       agent/hook.c agent/http.c agent/http_listen.c agent/http_url.c agent/log.c agent/persist.c agent/policy.c agent/register.c agent/render.c agent/service.c \
-       agent/session.c agent/shm.c agent/shmpub.c agent/snapshot_read.c agent/snapshot_write.c agent/spawn.c agent/stats.c agent/watch.c
-HDRS = $(wildcard agent/*.h)
+# Sources are found by stage (docs/architecture.md): the wiring and shared
+# ground in agent/, one folder per stage of the data path below it.
+STAGES = zk policy publish api register
+SRCS = $(wildcard agent/*.c) $(foreach s,$(STAGES),$(wildcard agent/$(s)/*.c))
+HDRS = $(wildcard agent/*.h) $(foreach s,$(STAGES),$(wildcard agent/$(s)/*.h))
 
 BUILD ?= build
 OBJS  = $(SRCS:agent/%.c=$(BUILD)/obj/%.o)
@@ -55,7 +56,7 @@ tests-c: $(TEST_BINS) $(BUILD)/tests/shm_writer_tool
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/testing.h tests/c/test_endpoints.h $(LIB_OBJS) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(FINAL_CFLAGS) -Iagent -o $@ $< $(LIB_OBJS) $(FINAL_LDFLAGS) $(FINAL_LIBS)
+	$(CC) $(FINAL_CFLAGS) -o $@ $< $(LIB_OBJS) $(FINAL_LDFLAGS) $(FINAL_LIBS)
 
 $(BUILD)/obj/%.o: agent/%.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -76,7 +77,7 @@ $(BUILD)/libscout.so: $(LIBSCOUT_SRCS) $(LIBSCOUT_HDRS)
 
 # The agent's writer shares the format header with the reader; test_shm and
 # the spec's writer tool link the reader's object too.
-$(BUILD)/obj/shm.o: $(LIBSCOUT_HDRS)
+$(BUILD)/obj/publish/shm.o: $(LIBSCOUT_HDRS)
 
 $(BUILD)/obj/lib/%.o: lib/%.c $(LIBSCOUT_HDRS)
 	@mkdir -p $(dir $@)
@@ -85,7 +86,7 @@ $(BUILD)/obj/lib/%.o: lib/%.c $(LIBSCOUT_HDRS)
 $(BUILD)/tests/test_shm $(BUILD)/tests/shm_writer_tool: $(BUILD)/tests/%: tests/c/%.c $(LIB_OBJS) \
 		$(BUILD)/obj/lib/scout_shm_reader.o tests/c/testing.h tests/c/test_endpoints.h $(HDRS) $(LIBSCOUT_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(FINAL_CFLAGS) -Iagent -Ilib -o $@ $< $(LIB_OBJS) $(BUILD)/obj/lib/scout_shm_reader.o \
+	$(CC) $(FINAL_CFLAGS) -o $@ $< $(LIB_OBJS) $(BUILD)/obj/lib/scout_shm_reader.o \
 	        $(FINAL_LDFLAGS) $(FINAL_LIBS)
 
 # ASan+UBSan build in build-asan/; the test suite runs against it too.
@@ -99,9 +100,9 @@ asan:
 FUZZ_CC     ?= clang
 FUZZ_TIME   ?= 60
 FUZZ_CFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -g -O1 \
-               -fno-omit-frame-pointer -Iagent $(MY_CFLAGS)
-FUZZ_SRCS    = tests/fuzz/fuzz_snapshot.c agent/snapshot_read.c agent/snapshot_write.c agent/endpoint.c \
-               agent/file_replace.c
+               -fno-omit-frame-pointer -Iagent -Ilib $(MY_CFLAGS)
+FUZZ_SRCS    = tests/fuzz/fuzz_snapshot.c agent/publish/snapshot_read.c agent/publish/snapshot_write.c \
+               agent/endpoint.c agent/publish/file_replace.c
 
 .PHONY: fuzz
 fuzz:

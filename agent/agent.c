@@ -15,14 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
-#include "persist.h"
-#include "register.h"
-#include "watch.h"
-#include "render.h"
-#include "shmpub.h"
+#include "api/api.h"
+#include "publish/persist.h"
+#include "register/register.h"
+#include "zk/watch.h"
+#include "publish/render.h"
+#include "publish/shmpub.h"
 #include "log.h"
-#include "policy.h"
+#include "policy/policy.h"
 #include "scout.h"
 
 struct scout_agent_s {

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #include "service.h"
-#include "session.h"
+#include "zk/session.h"
 
 typedef struct scout_agent_s scout_agent_t;
 

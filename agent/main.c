@@ -19,7 +19,7 @@
 
 #include "agent.h"
 #include "log.h"
-#include "policy.h"
+#include "policy/policy.h"
 #include "scout.h"
 
 static const char usage[] =

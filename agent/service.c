@@ -12,7 +12,7 @@
 
 #include "log.h"
 #include "scout.h"
-#include "watch.h"
+#include "zk/watch.h"
 
 struct scout_service_s {
     char                    *name;

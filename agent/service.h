@@ -13,9 +13,9 @@
 #include <stdint.h>
 
 #include "endpoint.h"
-#include "policy.h"
-#include "snapshot.h"
-#include "session.h"
+#include "policy/policy.h"
+#include "publish/snapshot.h"
+#include "zk/session.h"
 #include "stats.h"
 
 typedef struct scout_service_s scout_service_t;

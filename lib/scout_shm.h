@@ -1,7 +1,7 @@
 /*
  * scout_shm.h -- read the agent's shared-memory snapshot (build/libscout.so).
  *
- * The agent (agent/shm.c) publishes every service it watches into one file
+ * The agent (agent/publish/shm.c) publishes every service it watches into one file
  * under /dev/shm; readers on the host (nginx workers through LuaJIT FFI, any C
  * program) map it read-only.  docs/shm.md is the format in full; this header
  * is its C form and the reader's whole interface.

@@ -1,7 +1,7 @@
 /*
  * shm_writer_tool.c -- test-only: publish shared-memory snapshots described
  * on stdin, so that tests/lua/30_shm_spec.lua can check the FFI reader
- * against the agent's real writer (agent/shm.c).
+ * against the agent's real writer (agent/publish/shm.c).
  *
  *   shm_writer_tool PATH [--unlink] < script
  *
@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "scout.h"
-#include "shm.h"
+#include "publish/shm.h"
 
 #define MAX_TOK 64
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "testing.h"
-#include "cache.h"
+#include "zk/cache.h"
 #include "scout.h"
 
 static unsigned last_changed;

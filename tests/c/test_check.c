@@ -1,5 +1,5 @@
 /*
- * test_check.c - agent/check.c against real local servers on one libev loop.
+ * test_check.c - agent/register/check.c against real local servers on one libev loop.
  *
  * Why: a health check is only as good as its behaviour against real peers:
  * refused connects, servers that answer 503 or never answer, commands that
@@ -30,7 +30,7 @@
 #include <ev.h>
 
 #include "testing.h"
-#include "check.h"
+#include "register/check.h"
 #include "log.h"
 #include "scout.h"
 

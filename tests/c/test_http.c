@@ -1,5 +1,5 @@
 /*
- * test_http.c - agent/http.c against real sockets on one libev loop.
+ * test_http.c - agent/api/http.c against real sockets on one libev loop.
  *
  * Why: the server's risky parts are the ones a unit test with fake buffers
  * would miss: partial reads and writes, pipelining, peers that vanish while
@@ -8,7 +8,7 @@
  * as the server (client watchers, never blocking reads), and the binary is
  * meant to run under ASan/UBSan and valgrind as well.
  *
- * Build: cc -Wall -Wextra -Werror -Iagent tests/c/test_http.c agent/http.c \
+ * Build: cc -Wall -Wextra -Werror -Iagent -Ilib tests/c/test_http.c agent/api/http.c \
  *           [agent/log.c] -lev -lhttp_parser   (or: make tests-c)
  */
 
@@ -32,7 +32,7 @@
 #include <http_parser.h>
 
 #include "testing.h"
-#include "http.h"
+#include "api/http.h"
 
 
 

@@ -1,6 +1,6 @@
 /*
  * test_shm.c -- the shared-memory snapshot: every field survives the writer
- * (agent/shm.c) and the reader (lib/scout_shm_reader.c); empty services and
+ * (agent/publish/shm.c) and the reader (lib/scout_shm_reader.c); empty services and
  * empty snapshots; growth into a new file while a reader holds the old one;
  * generations monotonic and continued by a restarted agent; a second agent
  * refused; foreign, short and lying files refused without a fault; checksum
@@ -30,7 +30,7 @@
 #include "test_endpoints.h"
 #include "testing.h"
 #include "scout.h"
-#include "shm.h"
+#include "publish/shm.h"
 #include "scout_shm.h"
 
 #define XXH_INLINE_ALL

@@ -20,7 +20,7 @@
 #include "test_endpoints.h"
 #include "testing.h"
 #include "scout.h"
-#include "snapshot.h"
+#include "publish/snapshot.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>

@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "scout.h"
-#include "snapshot.h"
+#include "publish/snapshot.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>

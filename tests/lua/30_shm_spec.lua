@@ -1,4 +1,4 @@
--- scout.shm: the LuaJIT FFI reader reads what the agent's C writer (agent/shm.c, driven here by
+-- scout.shm: the LuaJIT FFI reader reads what the agent's C writer (agent/publish/shm.c, driven here by
 -- build/tests/shm_writer_tool) wrote: every field, generations moving, the file growing into a new one, the agent
 -- restarting and removing its file, foreign files, caller mistakes; the cdef is the header's word for word and its
 -- layout is the compiled library's; libscout.so is found where the module says it looks.

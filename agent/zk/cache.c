@@ -5,7 +5,7 @@
  * lists of dirty and pending children are intrusive so that an event costs
  * O(1) and a child list costs O(children), never O(children^2).
  */
-#include "cache.h"
+#include "zk/cache.h"
 
 #include <stddef.h>
 #include <stdlib.h>

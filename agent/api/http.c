@@ -29,9 +29,9 @@
 #include <ev.h>
 #include <http_parser.h>
 
-#include "http.h"
-#include "http_listen.h"
-#include "http_url.h"
+#include "api/http.h"
+#include "api/http_listen.h"
+#include "api/http_url.h"
 #include "log.h"
 #include "scout.h"
 

@@ -7,14 +7,14 @@
  * have never been synced are written too (state "syncing", no endpoints),
  * so a reader can tell "not yet known" from "no such service".
  */
-#include "shmpub.h"
+#include "publish/shmpub.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "scout.h"
-#include "shm.h"
+#include "publish/shm.h"
 
 struct scout_shmpub_s {
     struct ev_loop   *loop;

@@ -12,7 +12,7 @@
  * What this file must never do: return a half-loaded snapshot, or allocate
  * for counts the file's bytes cannot back.
  */
-#include "snapshot.h"
+#include "publish/snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "snapshot_format.h"
+#include "publish/snapshot_format.h"
 
 /* ---- read -------------------------------------------------------------- */
 

@@ -10,7 +10,7 @@
 
 #include <ev.h>
 
-#include "policy.h"
+#include "policy/policy.h"
 #include "service.h"
 
 typedef struct scout_render_s scout_render_t;

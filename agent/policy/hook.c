@@ -5,7 +5,7 @@
  * few static variables are enough.  The signal handler touches nothing but
  * lua_sethook and two volatile flags.
  */
-#include "hook.h"
+#include "policy/hook.h"
 
 #include <lauxlib.h>
 #include <luajit.h>

@@ -12,7 +12,7 @@
  * What this file must never do: leave a temp file behind after a failed
  * write, or replace a good snapshot with a partial one.
  */
-#include "snapshot.h"
+#include "publish/snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,8 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "file_replace.h"
-#include "snapshot_format.h"
+#include "publish/file_replace.h"
+#include "publish/snapshot_format.h"
 
 #define S(s) ((s) != NULL ? (s) : "")
 

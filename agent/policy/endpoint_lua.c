@@ -3,7 +3,7 @@
  * One allocation per endpoint on the C side (scout_endpoint_new); strings
  * are copied, never borrowed from the Lua state.
  */
-#include "endpoint_lua.h"
+#include "policy/endpoint_lua.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -28,7 +28,7 @@
  * snapshot unreadable when a publish fails.
  */
 #define _GNU_SOURCE     /* mkostemp */
-#include "shm.h"
+#include "publish/shm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,7 +41,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../lib/scout_shm.h"
+#include "scout_shm.h"
 #include "scout.h"
 
 /* The format is little-endian (docs/shm.md) and written and read in place. */

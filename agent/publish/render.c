@@ -6,17 +6,17 @@
  * reaped by an ev_child watcher (the default loop owns SIGCHLD); at most one
  * runs at a time, and a change that lands meanwhile runs it once more after.
  */
-#include "render.h"
+#include "publish/render.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
-#include "file_replace.h"
+#include "publish/file_replace.h"
 #include "log.h"
 #include "scout.h"
-#include "spawn.h"
+#include "register/spawn.h"
 
 struct scout_render_s {
     struct ev_loop   *loop;

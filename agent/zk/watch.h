@@ -20,8 +20,8 @@
 #include <ev.h>
 #include <stdint.h>
 
-#include "cache.h"
-#include "session.h"
+#include "zk/cache.h"
+#include "zk/session.h"
 #include "stats.h"
 
 typedef struct scout_watch_s scout_watch_t;

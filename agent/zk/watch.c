@@ -12,7 +12,7 @@
  * a request id; it is freed by its completion, which ZooKeeper calls exactly
  * once, with ZCLOSING when the handle is closed.
  */
-#include "watch.h"
+#include "zk/watch.h"
 
 #include <stdlib.h>
 #include <string.h>

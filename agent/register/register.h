@@ -10,8 +10,8 @@
 
 #include <ev.h>
 
-#include "policy.h"
-#include "session.h"
+#include "policy/policy.h"
+#include "zk/session.h"
 
 typedef struct scout_reg_s scout_reg_t;
 

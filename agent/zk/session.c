@@ -12,7 +12,7 @@
  * re-created only from the prepare watcher, never inside a ZooKeeper
  * callback.  This module must never call ev_run or create a loop.
  */
-#include "session.h"
+#include "zk/session.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -12,8 +12,8 @@
 #ifndef SCOUT_POLICY_H
 #define SCOUT_POLICY_H
 
-#include "cache.h"
-#include "render_conf.h"
+#include "zk/cache.h"
+#include "publish/render_conf.h"
 
 /* One register block, as the C side keeps it. */
 typedef struct {
@@ -30,7 +30,7 @@ typedef struct {
     int   check_fall;
 } scout_reg_conf_t;
 #include "endpoint.h"
-#include "watch.h"
+#include "zk/watch.h"
 
 typedef struct scout_policy_s scout_policy_t;
 

@@ -13,7 +13,7 @@
  * The writer thread blocks every signal, so SIGTERM, SIGHUP and the hook
  * budget's SIGALRM keep reaching the loop's thread.
  */
-#include "persist.h"
+#include "publish/persist.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -25,7 +25,7 @@
 
 #include "log.h"
 #include "scout.h"
-#include "snapshot.h"
+#include "publish/snapshot.h"
 
 /* What the loop hands the writer thread and what comes back. */
 struct job {

@@ -8,7 +8,7 @@
  * What this file must never do: leave a temp file behind after a failed
  * write, or replace a good file with a partial one.
  */
-#include "file_replace.h"
+#include "publish/file_replace.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -22,12 +22,12 @@
  * create is adopted (find_lost_create).  Only one create can be in doubt:
  * the next one is sent only once the look found nothing.
  */
-#include "register.h"
+#include "register/register.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "register/check.h"
 #include "log.h"
 #include "scout.h"
 

@@ -29,7 +29,7 @@
 
 #include <ev.h>
 
-#include "http_listen.h"
+#include "api/http_listen.h"
 #include "log.h"
 #include "scout.h"
 

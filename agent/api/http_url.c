@@ -3,11 +3,11 @@
  * (http_url.h).  Pure string work, kept apart from http.c, which is about
  * connections: what a request's bytes mean, not how they arrive.
  */
-#include "http_url.h"
+#include "api/http_url.h"
 
 #include <string.h>
 
-#include "http.h"
+#include "api/http.h"
 #include "scout.h"
 
 static int

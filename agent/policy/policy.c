@@ -6,7 +6,7 @@
  * Lua is copied by Lua (lua_pushlstring); lists coming back are copied into
  * C before the stack is popped, so nothing here outlives a call.
  */
-#include "policy.h"
+#include "policy/policy.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "endpoint_lua.h"
-#include "hook.h"
+#include "policy/endpoint_lua.h"
+#include "policy/hook.h"
 #include "log.h"
 #include "scout.h"
 #include "stats.h"

@@ -17,7 +17,7 @@
  */
 #define _GNU_SOURCE
 
-#include "check.h"
+#include "register/check.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -37,7 +37,7 @@
 #include <http_parser.h>
 
 #include "log.h"
-#include "spawn.h"
+#include "register/spawn.h"
 
 enum { IDLE, CONNECTING, SENDING, READING, RUNNING };
 

@@ -15,7 +15,7 @@
  * service's endpoint list is already JSON (rendered once per publish), so
  * the hot request costs one copy.
  */
-#include "api.h"
+#include "api/api.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "agent.h"
-#include "http.h"
+#include "api/http.h"
 #include "log.h"
 #include "scout.h"
 #include "stats.h"
