@@ -63,6 +63,18 @@ struct shard {
 /* Keep each session's SetWatches well under the server's 1 MB limit. */
 #define SCOUT_WATCH_BYTES_WARN (512 * 1024)
 
+/* Bytes of watched paths a reconnect of session i re-sends (SetWatches). */
+static size_t
+watch_bytes(const scout_agent_t *a, int session)
+{
+    size_t bytes = 0;
+
+    for (int i = 0; i < a->nservices; i++)
+        if (scout_service_session(a->services[i]) == a->sessions[session])
+            bytes += scout_service_watch_bytes(a->services[i]);
+    return bytes;
+}
+
 /* After a publish the service's children may have grown: a session whose
  * watches approach the SetWatches limit is reported once (and again after
  * it went back under). */
@@ -94,7 +106,7 @@ on_publish(void *ud, scout_service_t *svc)
     if (idx < 0)
         return;
     sh = &a->shards[idx];
-    bytes = scout_agent_watch_bytes(a, idx);
+    bytes = watch_bytes(a, idx);
     if (bytes > SCOUT_WATCH_BYTES_WARN && !sh->warned) {
         sh->warned = 1;
         scout_log(SCOUT_LOG_WARN, "agent", "session %d watches %zu bytes of "
@@ -209,6 +221,77 @@ find_by_name(scout_service_t *const *idx, int n, const char *name)
             lo = mid + 1;
     }
     return -1;
+}
+
+/* ---- what the API may ask (api.h: scout_api_view_t) ------------------- */
+
+static int
+view_nservices(void *ctx)
+{
+    return ((scout_agent_t *)ctx)->nservices;
+}
+
+static scout_service_t *
+view_service(void *ctx, int i)
+{
+    return ((scout_agent_t *)ctx)->services[i];
+}
+
+static scout_service_t *
+view_find(void *ctx, const char *name)
+{
+    scout_agent_t *a = ctx;
+    int k = find_by_name(a->by_name, a->nservices, name);
+
+    return k < 0 ? NULL : a->by_name[k];
+}
+
+static int
+view_nsessions(void *ctx)
+{
+    return ((scout_agent_t *)ctx)->nsessions;
+}
+
+static scout_session_t *
+view_session(void *ctx, int i)
+{
+    return ((scout_agent_t *)ctx)->sessions[i];
+}
+
+static int
+view_snapshot_too_old(void *ctx, char *reason, size_t len)
+{
+    scout_agent_t *a = ctx;
+
+    return a->persist != NULL
+           && scout_persist_too_old(a->persist, reason, len);
+}
+
+static size_t
+view_watch_bytes(void *ctx, int i)
+{
+    return watch_bytes(ctx, i);
+}
+
+static size_t
+view_lua_bytes(void *ctx)
+{
+    return scout_policy_memory(((scout_agent_t *)ctx)->policy);
+}
+
+static scout_api_t *
+api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
+{
+    scout_api_view_t view = {
+        .ctx = a,
+        .nservices = view_nservices, .service = view_service,
+        .find = view_find,
+        .nsessions = view_nsessions, .session = view_session,
+        .snapshot_too_old = view_snapshot_too_old,
+        .watch_bytes = view_watch_bytes, .lua_bytes = view_lua_bytes,
+    };
+
+    return scout_api_new(loop, &view, a->conf.api_listen, err);
 }
 
 scout_agent_t *
@@ -336,7 +419,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
             goto fail;
     }
     if (a->conf.api_listen != NULL) {
-        a->api = scout_api_new(loop, a, a->conf.api_listen, err);
+        a->api = api_new(a, loop, err);
         if (a->api == NULL)
             goto fail;
     }
@@ -403,25 +486,6 @@ scout_agent_free(scout_agent_t *a)
     free(a);
 }
 
-int
-scout_agent_nservices(const scout_agent_t *a)
-{
-    return a->nservices;
-}
-
-scout_service_t *
-scout_agent_service(const scout_agent_t *a, int i)
-{
-    return a->services[i];
-}
-
-scout_service_t *
-scout_agent_find(const scout_agent_t *a, const char *name)
-{
-    int k = find_by_name(a->by_name, a->nservices, name);
-
-    return k < 0 ? NULL : a->by_name[k];
-}
 
 /* ---- shutdown: deregister first, drain, then close ------------------------ */
 
@@ -729,39 +793,3 @@ fail:
     return SCOUT_ERROR;
 }
 
-int
-scout_agent_snapshot_too_old(const scout_agent_t *a, char *reason,
-                             size_t len)
-{
-    return a->persist != NULL
-           && scout_persist_too_old(a->persist, reason, len);
-}
-
-int
-scout_agent_nsessions(const scout_agent_t *a)
-{
-    return a->nsessions;
-}
-
-scout_session_t *
-scout_agent_session(const scout_agent_t *a, int i)
-{
-    return a->sessions[i];
-}
-
-size_t
-scout_agent_watch_bytes(const scout_agent_t *a, int session)
-{
-    size_t bytes = 0;
-
-    for (int i = 0; i < a->nservices; i++)
-        if (scout_service_session(a->services[i]) == a->sessions[session])
-            bytes += scout_service_watch_bytes(a->services[i]);
-    return bytes;
-}
-
-size_t
-scout_agent_lua_bytes(const scout_agent_t *a)
-{
-    return scout_policy_memory(a->policy);
-}

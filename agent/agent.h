@@ -39,20 +39,5 @@ void scout_agent_shutdown(scout_agent_t *a, void (*done)(void *ud), void *ud);
 void scout_agent_stop(scout_agent_t *a);
 void scout_agent_free(scout_agent_t *a);
 
-int              scout_agent_nservices(const scout_agent_t *a);
-scout_service_t *scout_agent_service(const scout_agent_t *a, int i);
-scout_service_t *scout_agent_find(const scout_agent_t *a, const char *name);
-/* Watches are sharded over several sessions: service i uses session
- * i % nsessions. */
-int              scout_agent_nsessions(const scout_agent_t *a);
-scout_session_t *scout_agent_session(const scout_agent_t *a, int i);
-/* 1 when health must fail because a service is served only from a disk
- * snapshot older than cache.max_age; the reason goes to reason. */
-int              scout_agent_snapshot_too_old(const scout_agent_t *a,
-                                              char *reason, size_t len);
-/* Bytes of watched paths a reconnect of session i re-sends (SetWatches). */
-size_t           scout_agent_watch_bytes(const scout_agent_t *a, int i);
-/* Bytes held by the policy's Lua VM. */
-size_t           scout_agent_lua_bytes(const scout_agent_t *a);
 
 #endif

@@ -23,11 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
 #include "api/http.h"
 #include "log.h"
 #include "scout.h"
+#include "service.h"
 #include "stats.h"
+#include "zk/session.h"
 
 /* A parked blocking query: answered on the service's next publish or when
  * its wait ends, whichever comes first; dropped if the client goes. */
@@ -42,7 +43,7 @@ typedef struct waiter_s {
 struct scout_api_s {
     struct ev_loop *loop;
     scout_http_t   *http;
-    scout_agent_t  *agent;
+    scout_api_view_t view;
     waiter_t       *waiters;
 };
 
@@ -85,8 +86,8 @@ list_services(scout_api_t *api, scout_http_req_t *req)
     if (out == NULL)
         return respond_error(req, 500, "out of memory");
     fputc('[', out);
-    for (int i = 0; rc == 0 && i < scout_agent_nservices(api->agent); i++) {
-        scout_service_t *s = scout_agent_service(api->agent, i);
+    for (int i = 0; rc == 0 && i < api->view.nservices(api->view.ctx); i++) {
+        scout_service_t *s = api->view.service(api->view.ctx, i);
         json_t *o = json_pack("{ss ss si sI ss}",
             "name", scout_service_name(s),
             "path", scout_service_path(s),
@@ -191,7 +192,7 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
     if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
         < 0)
         return respond_error(req, 400, "bad service name");
-    s = scout_agent_find(api->agent, name);
+    s = api->view.find(api->view.ctx, name);
     if (s == NULL)
         return respond_error(req, 404, "no such service");
     if (scout_http_query_get(req, "index", buf, sizeof(buf)) < 0)
@@ -254,7 +255,7 @@ ask_policy(scout_api_t *api, scout_http_req_t *req, const char *raw_name,
     if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
         < 0)
         return respond_error(req, 400, "bad service name");
-    if ((s = scout_agent_find(api->agent, name)) == NULL)
+    if ((s = api->view.find(api->view.ctx, name)) == NULL)
         return respond_error(req, 404, "no such service");
     body = pick ? scout_service_pick(s, scout_http_req_query(req), err)
                 : scout_service_explain(s, err);
@@ -276,11 +277,11 @@ health(scout_api_t *api, scout_http_req_t *req)
     char reason[512] = "";
 
     /* the most specific first: serving a snapshot past its max_age */
-    scout_agent_snapshot_too_old(api->agent, reason, sizeof(reason));
+    api->view.snapshot_too_old(api->view.ctx, reason, sizeof(reason));
     for (int i = 0; reason[0] == '\0'
-                    && i < scout_agent_nsessions(api->agent); i++) {
+                    && i < api->view.nsessions(api->view.ctx); i++) {
         scout_session_state_t st =
-            scout_session_state(scout_agent_session(api->agent, i));
+            scout_session_state(api->view.session(api->view.ctx, i));
         if (st != SCOUT_SESSION_CONNECTED) {
             snprintf(reason, sizeof(reason), "ZooKeeper session %d %s", i,
                      scout_session_state_name(st));
@@ -288,8 +289,8 @@ health(scout_api_t *api, scout_http_req_t *req)
         }
     }
     if (reason[0] == '\0') {
-        for (int i = 0; i < scout_agent_nservices(api->agent); i++) {
-            scout_service_t *s = scout_agent_service(api->agent, i);
+        for (int i = 0; i < api->view.nservices(api->view.ctx); i++) {
+            scout_service_t *s = api->view.service(api->view.ctx, i);
             const char *e = scout_service_last_error(s);
 
             if (!scout_service_synced(s)) {
@@ -306,7 +307,7 @@ health(scout_api_t *api, scout_http_req_t *req)
                                                 reason));
     return respond_json(req, 200, json_pack("{ss si}", "status", "ok",
                                             "services",
-                                            scout_agent_nservices(api->agent)));
+                                            api->view.nservices(api->view.ctx)));
 }
 
 /* Prometheus text exposition; names and help come from stats.h. */
@@ -316,7 +317,7 @@ metrics(scout_api_t *api, scout_http_req_t *req)
     char *buf = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
-    int n = scout_agent_nservices(api->agent), rc;
+    int n = api->view.nservices(api->view.ctx), rc;
 
     if (out == NULL)
         return respond_error(req, 500, "out of memory");
@@ -331,7 +332,7 @@ metrics(scout_api_t *api, scout_http_req_t *req)
     fprintf(out, "# HELP scout_service_" #name "_total " help "\n"         \
                  "# TYPE scout_service_" #name "_total counter\n");        \
     for (int i = 0; i < n; i++) {                                          \
-        scout_service_t *s = scout_agent_service(api->agent, i);           \
+        scout_service_t *s = api->view.service(api->view.ctx, i);           \
         fprintf(out, "scout_service_" #name "_total{service=\"%s\"} %llu\n",\
                 scout_service_name(s),                                     \
                 (unsigned long long)scout_service_stats(s)->name);         \
@@ -341,7 +342,7 @@ metrics(scout_api_t *api, scout_http_req_t *req)
     fprintf(out, "# HELP scout_service_endpoints endpoints published\n"
                  "# TYPE scout_service_endpoints gauge\n");
     for (int i = 0; i < n; i++) {
-        scout_service_t *s = scout_agent_service(api->agent, i);
+        scout_service_t *s = api->view.service(api->view.ctx, i);
         fprintf(out, "scout_service_endpoints{service=\"%s\"} %u\n",
                 scout_service_name(s), scout_service_count(s));
     }
@@ -349,33 +350,33 @@ metrics(scout_api_t *api, scout_http_req_t *req)
                  "list was last confirmed by ZooKeeper (0 while synced)\n"
                  "# TYPE scout_service_staleness_seconds gauge\n");
     for (int i = 0; i < n; i++) {
-        scout_service_t *s = scout_agent_service(api->agent, i);
+        scout_service_t *s = api->view.service(api->view.ctx, i);
         fprintf(out, "scout_service_staleness_seconds{service=\"%s\"} %.3f\n",
                 scout_service_name(s), scout_service_staleness(s));
     }
     fprintf(out, "# HELP scout_service_protected 1 while protection holds "
                  "back a drop\n# TYPE scout_service_protected gauge\n");
     for (int i = 0; i < n; i++) {
-        scout_service_t *s = scout_agent_service(api->agent, i);
+        scout_service_t *s = api->view.service(api->view.ctx, i);
         fprintf(out, "scout_service_protected{service=\"%s\"} %d\n",
                 scout_service_name(s), scout_service_protected(s));
     }
     fprintf(out, "# HELP scout_lua_memory_bytes bytes held by the policy's "
                  "Lua VM\n# TYPE scout_lua_memory_bytes gauge\n"
                  "scout_lua_memory_bytes %zu\n",
-            scout_agent_lua_bytes(api->agent));
+            api->view.lua_bytes(api->view.ctx));
     fprintf(out, "# HELP scout_session_connected 1 while the ZooKeeper "
                  "session is connected\n# TYPE scout_session_connected gauge\n");
-    for (int i = 0; i < scout_agent_nsessions(api->agent); i++)
+    for (int i = 0; i < api->view.nsessions(api->view.ctx); i++)
         fprintf(out, "scout_session_connected{session=\"%d\"} %d\n", i,
-                scout_session_state(scout_agent_session(api->agent, i))
+                scout_session_state(api->view.session(api->view.ctx, i))
                     == SCOUT_SESSION_CONNECTED);
     fprintf(out, "# HELP scout_session_watch_bytes watched path bytes a "
                  "reconnect re-sends (keep well under 1 MB)\n"
                  "# TYPE scout_session_watch_bytes gauge\n");
-    for (int i = 0; i < scout_agent_nsessions(api->agent); i++)
+    for (int i = 0; i < api->view.nsessions(api->view.ctx); i++)
         fprintf(out, "scout_session_watch_bytes{session=\"%d\"} %zu\n", i,
-                scout_agent_watch_bytes(api->agent, i));
+                api->view.watch_bytes(api->view.ctx, i));
     if (fclose(out) != 0) {
         free(buf);
         return respond_error(req, 500, "out of memory");
@@ -414,7 +415,7 @@ handle(void *ud, scout_http_req_t *req)
 }
 
 scout_api_t *
-scout_api_new(struct ev_loop *loop, struct scout_agent_s *agent,
+scout_api_new(struct ev_loop *loop, const scout_api_view_t *view,
               const char *listen, char *err)
 {
     scout_api_t *api = calloc(1, sizeof(*api));
@@ -423,7 +424,7 @@ scout_api_new(struct ev_loop *loop, struct scout_agent_s *agent,
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         return NULL;
     }
-    api->agent = agent;
+    api->view = *view;
     api->loop = loop;
     api->http = scout_http_new(loop, listen, handle, api, err);
     if (api->http == NULL) {

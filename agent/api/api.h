@@ -1,22 +1,44 @@
 /*
  * api.h -- the HTTP API (DESIGN.md, "HTTP API"): what scout knows, as JSON,
  * for programs on the host.  Routing and rendering only; the transport is
- * http.c and the data belongs to the agent.
+ * http.c and the data belongs to the agent, seen through scout_api_view_t.
  */
 #ifndef SCOUT_API_H
 #define SCOUT_API_H
 
 #include <ev.h>
+#include <stddef.h>
 
-struct scout_agent_s;
+#include "service.h"
+#include "zk/session.h"
+
 typedef struct scout_api_s scout_api_t;
 
-scout_api_t *scout_api_new(struct ev_loop *loop, struct scout_agent_s *agent,
+/* What the API may ask of the agent, and nothing more: the wiring (agent.c)
+ * fills it in and hands it over, so the API never includes the agent and
+ * the agent's internals can change without it.  Every call is a read of
+ * the current state; ctx is passed back unchanged. */
+typedef struct {
+    void             *ctx;
+    int              (*nservices)(void *ctx);
+    scout_service_t *(*service)(void *ctx, int i);          /* 0..n-1 */
+    scout_service_t *(*find)(void *ctx, const char *name);  /* or NULL */
+    int              (*nsessions)(void *ctx);
+    scout_session_t *(*session)(void *ctx, int i);
+    /* 1 when health must fail because a service is served only from a
+     * disk snapshot older than cache.max_age; the reason goes to reason. */
+    int              (*snapshot_too_old)(void *ctx, char *reason, size_t len);
+    /* Bytes of watched paths a reconnect of session i re-sends. */
+    size_t           (*watch_bytes)(void *ctx, int i);
+    size_t           (*lua_bytes)(void *ctx);   /* the policy VM's heap */
+} scout_api_view_t;
+
+/* view is copied. */
+scout_api_t *scout_api_new(struct ev_loop *loop, const scout_api_view_t *view,
                            const char *listen, char *err);
 void scout_api_free(scout_api_t *api);
 
-struct scout_service_s;
 /* A service published: answer the blocking queries parked on it. */
-void scout_api_notify(scout_api_t *api, struct scout_service_s *svc);
+void scout_api_notify(scout_api_t *api, scout_service_t *svc);
 
 #endif
