@@ -412,16 +412,13 @@ scout_service_from_snapshot(const scout_service_t *s)
 }
 
 void
-scout_service_snapshot(scout_service_t *s, scout_snapshot_service_t *out)
+scout_service_zxids(const scout_service_t *s, int64_t *pzxid,
+                    int64_t *max_mzxid)
 {
     scout_cache_t *c = scout_watch_cache(s->watch);
 
-    out->name = s->name;
-    out->path = s->path;
-    out->index = s->index;
-    out->pzxid = c->pzxid;
-    out->max_mzxid = c->max_mzxid;
-    out->eps = &s->eps;
+    *pzxid = c->pzxid;
+    *max_mzxid = c->max_mzxid;
 }
 
 double

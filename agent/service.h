@@ -14,7 +14,6 @@
 
 #include "endpoint.h"
 #include "policy/policy.h"
-#include "publish/snapshot.h"
 #include "zk/session.h"
 #include "stats.h"
 
@@ -79,8 +78,10 @@ const char *scout_service_settings(scout_service_t *s, size_t *len);
 /* JSON answers of the policy about this service (malloc'd; NULL + err). */
 char *scout_service_explain(scout_service_t *s, char *err);
 char *scout_service_pick(scout_service_t *s, const char *query, char *err);
-/* The service as the disk snapshot records it (pointers borrowed). */
-void scout_service_snapshot(scout_service_t *s, scout_snapshot_service_t *out);
+/* The newest child-list zxid and data zxid its cache holds: what the disk
+ * snapshot records so that a cold start keeps the ordering gates. */
+void scout_service_zxids(const scout_service_t *s, int64_t *pzxid,
+                         int64_t *max_mzxid);
 /* Seconds the published list has gone without confirmation from ZooKeeper
  * (0 while synced). */
 double      scout_service_staleness(const scout_service_t *s);

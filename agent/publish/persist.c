@@ -107,9 +107,19 @@ encode_now(scout_persist_t *p)
         free(j);
         return NULL;
     }
-    for (int i = 0; i < p->n; i++)
-        if (scout_service_serving(p->services[i]))
-            scout_service_snapshot(p->services[i], &svcs[n++]);
+    for (int i = 0; i < p->n; i++) {
+        scout_service_t *s = p->services[i];
+        scout_snapshot_service_t *out = &svcs[n];
+
+        if (!scout_service_serving(s))
+            continue;
+        out->name = scout_service_name(s);
+        out->path = scout_service_path(s);
+        out->index = scout_service_index(s);
+        scout_service_zxids(s, &out->pzxid, &out->max_mzxid);
+        out->eps = scout_service_epset(s);
+        n++;
+    }
     rc = scout_snapshot_encode(p->ensemble, scout_wall_ms(), svcs, n, &j->buf,
                                &j->len, j->err);
     free(svcs);
