@@ -30,7 +30,7 @@ HTTP_LIBS ?= -lhttp_parser
 JSON_LIBS ?= -ljansson
 
 FINAL_CFLAGS  = -std=gnu11 -pthread -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation \
-                -Iagent -Ilib $(LUAJIT_CFLAGS) $(ZK_CFLAGS) $(EV_CFLAGS) -DSCOUT_LUA_DIR='"$(LUA_DIR)"' $(CFLAGS) $(MY_CFLAGS)
+                -iquote agent -iquote lib $(LUAJIT_CFLAGS) $(ZK_CFLAGS) $(EV_CFLAGS) -DSCOUT_LUA_DIR='"$(LUA_DIR)"' $(CFLAGS) $(MY_CFLAGS)
 FINAL_LDFLAGS = -pthread $(LDFLAGS)
 FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
 
@@ -100,7 +100,7 @@ asan:
 FUZZ_CC     ?= clang
 FUZZ_TIME   ?= 60
 FUZZ_CFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -g -O1 \
-               -fno-omit-frame-pointer -Iagent -Ilib $(MY_CFLAGS)
+               -fno-omit-frame-pointer -iquote agent -iquote lib $(MY_CFLAGS)
 FUZZ_SRCS    = tests/fuzz/fuzz_snapshot.c agent/publish/snapshot_read.c agent/publish/snapshot_write.c \
                agent/endpoint.c agent/publish/file_replace.c
 

@@ -3,7 +3,7 @@
  * for health checks and render commands: a render command once inherited
  * the agent's ignored SIGPIPE and its process group.
  */
-#include "register/spawn.h"
+#include "spawn.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -13,7 +13,7 @@
 #define SCOUT_POLICY_H
 
 #include "zk/cache.h"
-#include "publish/render_conf.h"
+#include "policy/render_conf.h"
 
 /* One register block, as the C side keeps it. */
 typedef struct {

@@ -16,7 +16,7 @@
 #include "publish/file_replace.h"
 #include "log.h"
 #include "scout.h"
-#include "register/spawn.h"
+#include "spawn.h"
 
 struct scout_render_s {
     struct ev_loop   *loop;

@@ -37,7 +37,7 @@
 #include <http_parser.h>
 
 #include "log.h"
-#include "register/spawn.h"
+#include "spawn.h"
 
 enum { IDLE, CONNECTING, SENDING, READING, RUNNING };
 
