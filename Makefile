@@ -28,15 +28,17 @@ ZK_LIBS   ?= -lzookeeper_st
 EV_LIBS   ?= -lev
 HTTP_LIBS ?= -lhttp_parser
 JSON_LIBS ?= -ljansson
+CURL_LIBS ?= -lcurl
+SYSTEMD_LIBS ?= -lsystemd
 
 FINAL_CFLAGS  = -std=gnu11 -pthread -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation \
                 -iquote agent -iquote lib $(LUAJIT_CFLAGS) $(ZK_CFLAGS) $(EV_CFLAGS) -DSCOUT_LUA_DIR='"$(LUA_DIR)"' $(CFLAGS) $(MY_CFLAGS)
 FINAL_LDFLAGS = -pthread $(LDFLAGS)
-FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) -lm
+FINAL_LIBS    = $(ZK_LIBS) $(EV_LIBS) $(LUAJIT_LIBS) $(HTTP_LIBS) $(JSON_LIBS) $(CURL_LIBS) $(SYSTEMD_LIBS) -lm
 
 # Sources are found by stage (docs/architecture.md): the wiring and shared
 # ground in agent/, one folder per stage of the data path below it.
-STAGES = zk policy publish api register
+STAGES = zk policy publish api register client
 SRCS = $(wildcard agent/*.c) $(foreach s,$(STAGES),$(wildcard agent/$(s)/*.c))
 HDRS = $(wildcard agent/*.h) $(foreach s,$(STAGES),$(wildcard agent/$(s)/*.h))
 
@@ -61,6 +63,17 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/testing.h tests/c/test_endpoints.h $(LIB_O
 $(BUILD)/obj/%.o: agent/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(FINAL_CFLAGS) -c -o $@ $<
+
+# The commit goes into `scout version`; the header is rewritten only when it
+# changes, so an unchanged tree does not rebuild main.o.
+$(BUILD)/gen/commit.h: FORCE
+	@mkdir -p $(dir $@)
+	@c=$$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown); \
+	 echo "#define SCOUT_COMMIT \"$$c\"" > $@.tmp; \
+	 cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/obj/main.o: $(BUILD)/gen/commit.h
+$(BUILD)/obj/main.o: MY_CFLAGS += -iquote $(BUILD)/gen
+.PHONY: FORCE
 
 $(BUILD)/scout: $(OBJS)
 	$(CC) $(FINAL_LDFLAGS) -o $@ $(OBJS) $(FINAL_LIBS)

@@ -3,14 +3,19 @@
  *
  *   scout [run] -c policy.lua [--zk H:P,...] [--api ADDR] [--log-level L]
  *   scout check policy.lua
- *   scout version | --help
+ *   scout status | services | show | explain | pick | watch  (client.c)
+ *   scout version | --version | --help
  *
  * SIGTERM and SIGINT stop the loop; the agent then closes its session (the
  * server drops our watches and ephemerals at once instead of after the
  * session timeout) and exits 0.  Nothing else in the agent may run a loop.
  */
+#include <curl/curl.h>
 #include <ev.h>
 #include <getopt.h>
+#include <http_parser.h>
+#include <jansson.h>
+#include <luajit.h>
 #include <signal.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -18,14 +23,20 @@
 #include <string.h>
 
 #include "agent.h"
+#include "client/client.h"
+#include "commit.h"                 /* generated: SCOUT_COMMIT */
 #include "log.h"
 #include "policy/policy.h"
 #include "scout.h"
+#include "sdnotify.h"
+#include <zookeeper/zookeeper_version.h>
 
 static const char usage[] =
 "usage: scout [run] -c POLICY [options]   run the agent\n"
 "       scout check POLICY                 validate a policy, do not connect\n"
-"       scout version                      print the version\n"
+"       scout status | services | show NAME | explain NAME | pick NAME |\n"
+"             watch NAME                   ask a running agent (--help)\n"
+"       scout version                      the version and its libraries\n"
 "\n"
 "options:\n"
 "  -c, --config FILE      the policy file (Lua)\n"
@@ -34,7 +45,27 @@ static const char usage[] =
 "      --cache-dir DIR    keep a disk snapshot there; serve it on restart\n"
 "      --log-level LEVEL  error | warn | info | debug\n"
 "      --lua-dir DIR      where the scout Lua modules live\n"
-"  -h, --help             this text\n";
+"  -h, --help             this text\n"
+"      --version          the version and its libraries\n";
+
+/* What a bug report needs: our commit and every library's version, as
+ * built (headers) and, where the library can say, as running. */
+static int
+cmd_version(void)
+{
+    curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+    unsigned long hp = http_parser_version();
+
+    printf("scout %s (commit %s)\n", SCOUT_VERSION, SCOUT_COMMIT);
+    printf("  %s\n", LUAJIT_VERSION);
+    printf("  ZooKeeper C client %s (single-threaded)\n", ZOO_VERSION);
+    printf("  libev %d.%d\n", ev_version_major(), ev_version_minor());
+    printf("  jansson %s\n", jansson_version_str());
+    printf("  http-parser %lu.%lu.%lu\n", (hp >> 16) & 255, (hp >> 8) & 255,
+           hp & 255);
+    printf("  libcurl %s (client commands)\n", curl->version);
+    return 0;
+}
 
 static scout_agent_t *running_agent;
 
@@ -49,9 +80,14 @@ on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
     if (running_agent == NULL)
         return;
     scout_log(SCOUT_LOG_INFO, "main", "SIGHUP: reloading the policy");
-    if (scout_agent_reload(running_agent, err) != SCOUT_OK)
+    scout_sdnotify_reloading();
+    if (scout_agent_reload(running_agent, err) != SCOUT_OK) {
         scout_log(SCOUT_LOG_ERROR, "main", "reload refused, the running "
                   "policy stays: %s", err);
+        scout_sdnotify_ready("reload refused; the running policy stays");
+    } else {
+        scout_sdnotify_ready("policy reloaded");
+    }
 }
 
 static void
@@ -75,6 +111,7 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     scout_log(SCOUT_LOG_INFO, "main", "signal %d: shutting down", w->signum);
+    scout_sdnotify_stopping();
     scout_agent_shutdown(running_agent, on_shutdown_done, loop);
 }
 
@@ -128,8 +165,11 @@ cmd_run(const scout_agent_opts_t *opts)
     ev_signal_init(&sighup, on_reload_signal, SIGHUP);
     ev_signal_start(loop, &sighup);
     running_agent = agent;
+    scout_sdnotify_start(loop);
+    scout_sdnotify_ready("serving");    /* the API answers from here on */
     ev_run(loop, 0);
     running_agent = NULL;
+    scout_sdnotify_stop(loop);
 
     ev_signal_stop(loop, &sigterm);
     ev_signal_stop(loop, &sigint);
@@ -153,6 +193,7 @@ main(int argc, char **argv)
         { "log-level", required_argument, NULL, OPT_LOG },
         { "lua-dir", required_argument, NULL, OPT_LUA },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
     scout_agent_opts_t opts;
@@ -165,6 +206,8 @@ main(int argc, char **argv)
         argv++;
         argc--;
     }
+    if (scout_client_is_verb(verb))
+        return scout_client_main(verb, argc, argv);
     while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': opts.policy_file = optarg; break;
@@ -181,13 +224,12 @@ main(int argc, char **argv)
         case OPT_LUA: opts.lua_dir = optarg; break;
         case OPT_CACHE: opts.cache_dir = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
+        case 'V': return cmd_version();
         default: fputs(usage, stderr); return 2;
         }
     }
-    if (strcmp(verb, "version") == 0) {
-        printf("scout %s\n", SCOUT_VERSION);
-        return 0;
-    }
+    if (strcmp(verb, "version") == 0)
+        return cmd_version();
     if (strcmp(verb, "help") == 0) {
         fputs(usage, stdout);
         return 0;

@@ -1,0 +1,179 @@
+"""The operator's side of a running agent: the client commands in the same binary (`scout status`, `services`,
+`show`, `explain`, `pick`, `watch`), found through --api, $SCOUT_ADDR or the policy, as tables or --json; and
+systemd's notify protocol (READY, RELOADING, STOPPING) sent to the $NOTIFY_SOCKET a test listens on."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import unittest
+
+from scoutharness import SCOUT_BIN, Scout, policy, wait_until
+from zkharness import ZooKeeper
+
+
+def scout(*args, env=None):
+    e = dict(os.environ)
+    e.pop("SCOUT_ADDR", None)
+    e.update(env or {})
+    p = subprocess.run([SCOUT_BIN] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=60, env=e)
+    return p.returncode, p.stdout, p.stderr
+
+
+class Client(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.zk = ZooKeeper().start()
+        kz = cls.kz = cls.zk.client()
+        kz.ensure_path("/op/svc")
+        kz.create("/op/svc/a", b'{"host":"10.0.0.1","port":1,"meta":{"zone":"z1"}}')
+        kz.create("/op/svc/b", b'{"host":"10.0.0.2","port":2}')
+        kz.create("/op/svc/canary", b'{"host":"10.0.0.9","port":9,"meta":{"tag":"canary"}}')
+        kz.create("/op/svc/broken", b'{"host":')
+        cls.dir = tempfile.mkdtemp(prefix="scout-op-")
+        cls.sock = os.path.join(cls.dir, "scout.sock")
+        cls.addr = "unix:" + cls.sock
+        text = policy({
+            "svc": 'path = "/op/svc", selector = "chash", route = { { tag = true } }',
+        }, extra='api { listen = "%s" }' % cls.addr)
+        cls.scout = Scout(text, cls.zk.connect, api=cls.addr).start()
+        wait_until(lambda: len(cls.scout.ids("svc")) == 3, what="initial list")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.scout.stop()
+        cls.zk.stop()
+
+    def test_status_shows_health_and_every_service(self):
+        rc, out, err = scout("status", "--api", self.addr)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("health  ok", out)
+        row = [line.split() for line in out.splitlines() if line.startswith("svc ")]
+        self.assertEqual(row[0][:3], ["svc", "synced", "3"], out)
+
+    def test_services_json_is_the_apis_answer(self):
+        rc, out, err = scout("services", "--json", "--api", self.addr)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out), json.loads(self.scout.request("/v1/services")[2]))
+
+    def test_show_lists_endpoints_as_a_table(self):
+        rc, out, err = scout("show", "svc", "--api", self.addr)
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["ID", "HOST", "PORT", "WEIGHT", "STATUS", "META"])
+        rows = {line.split()[0]: line.split() for line in lines[1:]}
+        self.assertEqual(sorted(rows), ["a", "b", "canary"])
+        self.assertEqual(rows["a"][1:3], ["10.0.0.1", "1"])
+        self.assertEqual(rows["a"][-1], "zone=z1")
+
+    def test_explain_says_why_a_child_is_out(self):
+        rc, out, err = scout("explain", "svc", "--api", self.addr)
+        self.assertEqual(rc, 0, err)
+        verdicts = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:]}
+        self.assertEqual(verdicts["broken"], "decode_error")
+        self.assertEqual(verdicts["a"], "published")
+
+    def test_pick_with_key_and_tag(self):
+        picks = {scout("pick", "svc", "--key", "user-42", "--api", self.addr)[1] for _ in range(3)}
+        self.assertEqual(len(picks), 1, picks)          # chash: one key, one endpoint
+        rc, out, err = scout("pick", "svc", "--tag", "canary", "--json", "--api", self.addr)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["id"], "canary")
+
+    def test_unknown_service_is_an_error_with_the_apis_reason(self):
+        rc, out, err = scout("show", "nope", "--api", self.addr)
+        self.assertEqual(rc, 1)
+        self.assertIn("no such service (HTTP 404)", err)
+
+    def test_agent_found_from_env_and_from_the_policy(self):
+        rc, out, err = scout("services", "--json", env={"SCOUT_ADDR": self.addr})
+        self.assertEqual(rc, 0, err)
+        self.assertIn("svc", [s["name"] for s in json.loads(out)])
+        rc, out, err = scout("services", "--json", "-c", self.scout.policy_file)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("svc", [s["name"] for s in json.loads(out)])
+
+    def test_unreachable_agent_exits_3_and_says_where_it_looked(self):
+        rc, out, err = scout("status", "--api", "unix:" + os.path.join(self.dir, "none.sock"))
+        self.assertEqual(rc, 3)
+        self.assertIn("cannot reach the agent at unix:", err)
+
+    def test_watch_prints_each_change(self):
+        p = subprocess.Popen([SCOUT_BIN, "watch", "svc", "--json", "--api", self.addr],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        try:
+            first = json.loads(p.stdout.readline())
+            self.kz.create("/op/svc/new", b'{"host":"10.0.0.7","port":7}')
+            second = json.loads(p.stdout.readline())
+            self.assertGreater(second["index"], first["index"])
+            self.assertIn("new", [ep["id"] for ep in second["endpoints"]])
+            self.assertNotIn("new", [ep["id"] for ep in first["endpoints"]])
+        finally:
+            p.kill()
+            p.wait()
+            self.kz.delete("/op/svc/new")
+
+
+class Version(unittest.TestCase):
+    def test_version_and_dash_dash_version_name_the_commit_and_libraries(self):
+        for arg in ("version", "--version"):
+            rc, out, err = scout(arg)
+            self.assertEqual(rc, 0, err)
+            self.assertRegex(out, r"^scout \d+\.\d+\.\d+ \(commit [0-9a-f]{7,}(-dirty)?\)\n")
+            for lib in ("LuaJIT 2.1", "ZooKeeper C client 3.", "libev 4.", "jansson 2.", "libcurl 7."):
+                self.assertIn(lib, out)
+
+
+class ClientUnhealthy(unittest.TestCase):
+    def test_status_exits_1_with_the_reason_while_zookeeper_is_unreachable(self):
+        s = Scout(policy({"svc": 'path = "/x"'}), "127.0.0.1:1").start()
+        try:
+            rc, out, err = scout("status", "--api", s.api)
+            self.assertEqual(rc, 1, out + err)
+            self.assertRegex(out, r"health  unavailable: ZooKeeper session 0 \w+")
+        finally:
+            s.stop()
+
+
+class Notify(unittest.TestCase):
+    """What systemd's Type=notify sees: the agent writes to $NOTIFY_SOCKET, a datagram socket we own."""
+
+    def setUp(self):
+        self.zk = ZooKeeper().start()
+        self.dir = tempfile.mkdtemp(prefix="scout-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(30)
+
+    def tearDown(self):
+        self.sock.close()
+        self.zk.stop()
+
+    def next_message(self):
+        return dict(line.split("=", 1) for line in self.sock.recv(4096).decode().splitlines())
+
+    def test_ready_reloading_stopping(self):
+        os.environ["NOTIFY_SOCKET"] = self.path
+        try:
+            s = Scout(policy({"svc": 'path = "/n"'}), self.zk.connect).start(wait=False)
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        msg = self.next_message()
+        self.assertEqual(msg["READY"], "1")
+        self.assertEqual(s.request("/v1/services")[0], 200)   # READY means the API answers
+        s.proc.send_signal(signal.SIGHUP)
+        msg = self.next_message()
+        self.assertEqual(msg["RELOADING"], "1")
+        self.assertIn("MONOTONIC_USEC", msg)
+        self.assertEqual(self.next_message()["READY"], "1")
+        s.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.next_message()["STOPPING"], "1")
+        self.assertEqual(s.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
