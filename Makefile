@@ -17,6 +17,7 @@ LUA_DIR  ?= $(PREFIX)/share/scout/lua
 LUADIR   ?= $(LUA_DIR)
 LIBDIR   ?= $(PREFIX)/lib/lua/5.1
 BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
 
 CC       ?= cc
 CFLAGS   ?= -O2 -g
@@ -147,8 +148,9 @@ lint:
 	luacheck lua tests/lua
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LUADIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LUADIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(BUILD)/scout $(DESTDIR)$(BINDIR)/scout
+	install -m 0644 docs/scout.1 $(DESTDIR)$(MANDIR)/man1/scout.1
 	install -m 0644 $(BUILD)/libscout.so $(DESTDIR)$(LIBDIR)/libscout.so
 	cd lua && find . -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(LUADIR)/{} \;
 

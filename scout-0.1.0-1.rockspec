@@ -23,6 +23,9 @@ source = {
 
 description = {
   summary = "ZooKeeper service discovery agent programmed in Lua, with an OpenResty balancer",
+  license = "MIT",
+  homepage = "https://github.com/scout-discovery/scout",  -- placeholder, like source.url: where the repository lives
+  labels = { "zookeeper", "service-discovery", "openresty", "dubbo" },
   detailed = [[
 A small C agent keeps a ZooKeeper session, watches and a cache, and hands every change to a Lua policy. Programs on
 the host read what it knows over a local HTTP API, or, from LuaJIT and OpenResty workers, straight from a
@@ -33,8 +36,11 @@ shared-memory snapshot (scout.shm, resty.scout).
 supported_platforms = { "linux" }
 
 -- scout.shm and resty.scout use LuaJIT's FFI; the agent embeds LuaJIT itself whatever Lua luarocks targets.
+-- lua-cjson: the policy runtime encodes and decodes JSON with it (Debian: lua-cjson, which a luarocks config can
+-- declare in rocks_provided, as tests/rockspec/run.sh does).
 dependencies = {
   "lua ~> 5.1",
+  "lua-cjson >= 2.1",
 }
 
 external_dependencies = {
@@ -46,6 +52,21 @@ external_dependencies = {
     header = "ev.h",
     library = "ev",
   },
+  JANSSON = {
+    header = "jansson.h",
+    library = "jansson",
+  },
+  HTTP_PARSER = {
+    header = "http_parser.h",
+    library = "http_parser",
+  },
+  CURL = {                -- the client commands (scout status, show, ...); Debian keeps curl/curl.h in the
+    library = "curl",     -- multiarch include directory, which luarocks does not search: the library is the test
+  },
+  LIBSYSTEMD = {          -- sd_notify for Type=notify units
+    header = "systemd/sd-daemon.h",
+    library = "systemd",
+  },
 }
 
 build = {
@@ -55,8 +76,10 @@ build = {
 
   -- Passed to both passes, so `install: all` finds everything up to date.
   variables = {
-    CFLAGS = '$(CFLAGS) -I"$(ZOOKEEPER_INCDIR)" -I"$(LIBEV_INCDIR)"',
-    LDFLAGS = '-L"$(ZOOKEEPER_LIBDIR)" -L"$(LIBEV_LIBDIR)"',
+    CFLAGS = '$(CFLAGS) -I"$(ZOOKEEPER_INCDIR)" -I"$(LIBEV_INCDIR)" -I"$(JANSSON_INCDIR)" -I"$(HTTP_PARSER_INCDIR)"'
+             .. ' -I"$(CURL_INCDIR)" -I"$(LIBSYSTEMD_INCDIR)"',
+    LDFLAGS = '-L"$(ZOOKEEPER_LIBDIR)" -L"$(LIBEV_LIBDIR)" -L"$(JANSSON_LIBDIR)" -L"$(HTTP_PARSER_LIBDIR)"'
+              .. ' -L"$(CURL_LIBDIR)" -L"$(LIBSYSTEMD_LIBDIR)"',
     LIBFLAG = "$(LIBFLAG)",
     LUA_LIBDIR = "$(LUA_LIBDIR)",
     -- Compiled into the agent: where the tree's Lua modules end up after luarocks deploys them (bin/../share/lua/5.1;

@@ -20,7 +20,7 @@
 #include "policy/policy.h"
 #include "scout.h"
 
-#define DEFAULT_ADDR   "unix:/run/scout.sock"
+#define DEFAULT_ADDR   "unix:/run/scout/scout.sock"   /* examples/systemd */
 #define WATCH_WAIT     "5m"         /* one blocking query's wait */
 
 static const char usage[] =

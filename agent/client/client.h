@@ -8,7 +8,7 @@
  * otherwise be a curl --unix-socket line.  The client only reads the HTTP
  * API (libcurl speaks HTTP over the socket); it never touches ZooKeeper or
  * the agent's files.  The agent is found from --api, then $SCOUT_ADDR, then
- * the policy's api { listen } (-c FILE), then unix:/run/scout.sock.
+ * the policy's api { listen } (-c FILE), then unix:/run/scout/scout.sock.
  * Human tables by default, --json for scripts.
  */
 #ifndef SCOUT_CLIENT_H

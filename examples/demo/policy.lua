@@ -11,7 +11,7 @@ zookeeper {
 }
 
 api {
-  listen = "127.0.0.1:8500",    -- or "unix:/run/scout.sock"; --api overrides it
+  listen = "127.0.0.1:8500",    -- or "unix:/run/scout/scout.sock"; --api overrides it
 }
 
 -- 1. The simplest registry: every child of the path is named host:port and is an endpoint (weight 1, no meta).

@@ -3,7 +3,7 @@
 # offline, then everything is used from the installed tree only (the copy is deleted first, the cwd is elsewhere,
 # SCOUT_LIB and SCOUT_LUA_DIR are unset): scout.select.swrr, scout.codec.dubbo, scout.shm (and that it loaded the
 # tree's libscout.so), resty.scout parses, bin/scout runs and finds its Lua runtime. Also `make install` with
-# PREFIX and DESTDIR still lays files out as before. Ends with `N passed, N failed, N skipped`.
+# PREFIX and DESTDIR still lays files out as before, with the man page, and the example systemd unit verifies. Ends with `N passed, N failed, N skipped`.
 #
 # Needs: luarocks (Debian's), luajit, the build dependencies of `make`. No network, no stdin, no root needed.
 set -uo pipefail
@@ -49,6 +49,8 @@ variables = {
 }
 rocks_trees = { { name = "test", root = "$TREE" } }
 rocks_servers = {}
+-- Debian's lua-cjson package provides the rockspec's lua-cjson dependency
+rocks_provided = { ["lua-cjson"] = "2.1.0-1" }
 EOF
 export LUAROCKS_CONFIG=$TMP/config.lua HOME=$TMP/home
 MAKEFLAGS="-j$(nproc 2>/dev/null || echo 2)"
@@ -87,6 +89,19 @@ if (cd "$SRC" && make --no-print-directory install PREFIX="$P" DESTDIR="$D") </d
     ok "make install: scout.shm loads PREFIX/lib/lua/5.1/libscout.so"
   else
     nok "make install: scout.shm loads PREFIX/lib/lua/5.1/libscout.so"; echo "$out"
+  fi
+  if [ -f "$P/share/man/man1/scout.1" ] && grep -q '^\.TH SCOUT 1' "$P/share/man/man1/scout.1"; then
+    ok "make install: the man page in PREFIX/share/man/man1/scout.1"
+  else
+    nok "make install: the man page in PREFIX/share/man/man1/scout.1"
+  fi
+  # The example unit, pointed at the installed binary and the example policy, passes systemd's own checks.
+  sed "s|/usr/local/bin/scout|$P/bin/scout|g; s|/etc/scout/policy.lua|$SRC/examples/systemd/policy.lua|g" \
+      "$SRC/examples/systemd/scout.service" > "$TMP/scout.service"
+  if out=$(systemd-analyze verify --man=no "$TMP/scout.service" 2>&1 </dev/null) && [ -z "$out" ]; then
+    ok "examples/systemd/scout.service passes systemd-analyze verify"
+  else
+    nok "examples/systemd/scout.service passes systemd-analyze verify"; echo "$out"
   fi
 else
   nok "make install PREFIX=P DESTDIR=D"; tail -n 20 "$TMP/install.log"; (cd "$D" && find . | sort | head -40)
@@ -144,7 +159,11 @@ else
 fi
 
 out=$("$TREE/bin/scout" version 2>&1 </dev/null)
-if [ "$out" = "scout $VERSION" ]; then ok "bin/scout version: $out"; else nok "bin/scout version: '$out'"; fi
+first=${out%%$'\n'*}
+case "$first" in
+  "scout $VERSION (commit "*")") ok "bin/scout version: $first" ;;
+  *) nok "bin/scout version: '$out'" ;;
+esac
 
 # The agent finds its Lua runtime in the tree (the path compiled in by the rockspec), with nothing pointing at it.
 cat > "$ELSEWHERE/policy.lua" <<'EOF'
