@@ -46,6 +46,11 @@ struct scout_agent_s {
     scout_reg_t     **retiring;      /* dropped by a reload, deleting */
     int               nretiring;
     double            watch_check_at; /* last SetWatches size check */
+    double            started_at;    /* wall clock, for /v1/agent */
+    unsigned          reloads;       /* SIGHUPs tried, and the last one's */
+    double            reload_at;     /* wall clock                        */
+    int               reload_ok;
+    char              reload_err[SCOUT_ERR_LEN];
     /* shutdown: withdraw registrations, drain, then done() */
     int               withdrawing;
     ev_timer          guard;         /* give up waiting for deletions */
@@ -279,6 +284,20 @@ view_lua_bytes(void *ctx)
     return scout_policy_memory(((scout_agent_t *)ctx)->policy);
 }
 
+static void
+view_agent(void *ctx, scout_api_agent_t *out)
+{
+    scout_agent_t *a = ctx;
+
+    out->policy_file = a->opts.policy_file;
+    out->zk_servers = a->conf.zk_servers;
+    out->started_at = a->started_at;
+    out->reloads = a->reloads;
+    out->reload_at = a->reload_at;
+    out->reload_ok = a->reload_ok;
+    out->reload_error = a->reload_err;
+}
+
 static scout_api_t *
 api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
 {
@@ -289,6 +308,7 @@ api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
         .nsessions = view_nsessions, .session = view_session,
         .snapshot_too_old = view_snapshot_too_old,
         .watch_bytes = view_watch_bytes, .lua_bytes = view_lua_bytes,
+        .agent = view_agent,
     };
 
     return scout_api_new(loop, &view, a->conf.api_listen, err);
@@ -307,6 +327,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         return NULL;
     }
     a->loop = loop;
+    a->started_at = scout_wall_ms() / 1000.0;
     a->opts = *opts;            /* main's strings live as long as we do */
     a->policy = scout_policy_new(opts->lua_dir, err);
     if (a->policy == NULL)
@@ -605,8 +626,25 @@ keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
     nc->cache_max_age_s = a->conf.cache_max_age_s;
 }
 
+static int reload(scout_agent_t *a, char *err);
+
+/* Every reload's result is kept for /v1/agent: an operator who sent a
+ * SIGHUP asks whether it took, without reading the log. */
 int
 scout_agent_reload(scout_agent_t *a, char *err)
+{
+    int rc = reload(a, err);
+
+    a->reloads++;
+    a->reload_at = scout_wall_ms() / 1000.0;
+    a->reload_ok = rc == SCOUT_OK;
+    snprintf(a->reload_err, sizeof(a->reload_err), "%s",
+             rc == SCOUT_OK ? "" : err);
+    return rc;
+}
+
+static int
+reload(scout_agent_t *a, char *err)
 {
     scout_policy_t *np;
     scout_service_t **svcs = NULL, **old = a->by_name, **idx = NULL;

@@ -8,7 +8,10 @@
  *   GET /v1/pick/NAME       one endpoint, chosen by the service's routes and
  *                           selector with the query parameters as context
  *   GET /v1/explain/NAME    every child and why it is in or out
- *   GET /v1/health          200 when connected and every service synced
+ *   GET /v1/health          readiness: 200 when connected and every service
+ *                           synced (also /v1/health/ready)
+ *   GET /v1/health/live     liveness: 200 while the agent answers at all
+ *   GET /v1/agent           version, uptime, sessions, the last reload
  *   GET /metrics            Prometheus text, generated from stats.h
  *
  * Responses are rendered per request from the agent's current state; a
@@ -23,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_agent.h"
 #include "api/http.h"
 #include "log.h"
 #include "scout.h"
@@ -407,8 +411,13 @@ handle(void *ud, scout_http_req_t *req)
     if (strncmp(path, "/v1/explain/", 12) == 0 && path[12] != '\0'
         && strchr(path + 12, '/') == NULL)
         return ask_policy(api, req, path + 12, 0);
-    if (strcmp(path, "/v1/health") == 0)
+    if (strcmp(path, "/v1/health") == 0
+        || strcmp(path, "/v1/health/ready") == 0)
         return health(api, req);
+    if (strcmp(path, "/v1/health/live") == 0)
+        return scout_api_live(req);
+    if (strcmp(path, "/v1/agent") == 0)
+        return scout_api_agent(&api->view, req);
     if (strcmp(path, "/metrics") == 0)
         return metrics(api, req);
     return respond_error(req, 404, "not found");

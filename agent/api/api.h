@@ -14,6 +14,18 @@
 
 typedef struct scout_api_s scout_api_t;
 
+/* The agent as /v1/agent shows it; strings are borrowed until the next
+ * return to the loop.  Times are wall-clock seconds since the epoch. */
+typedef struct {
+    const char *policy_file;
+    const char *zk_servers;
+    double      started_at;
+    unsigned    reloads;        /* SIGHUPs tried since start */
+    double      reload_at;      /* the last one, 0 if none   */
+    int         reload_ok;
+    const char *reload_error;   /* "" when it took           */
+} scout_api_agent_t;
+
 /* What the API may ask of the agent, and nothing more: the wiring (agent.c)
  * fills it in and hands it over, so the API never includes the agent and
  * the agent's internals can change without it.  Every call is a read of
@@ -31,6 +43,7 @@ typedef struct {
     /* Bytes of watched paths a reconnect of session i re-sends. */
     size_t           (*watch_bytes)(void *ctx, int i);
     size_t           (*lua_bytes)(void *ctx);   /* the policy VM's heap */
+    void             (*agent)(void *ctx, scout_api_agent_t *out);
 } scout_api_view_t;
 
 /* view is copied. */

@@ -137,6 +137,49 @@ class ClientUnhealthy(unittest.TestCase):
         finally:
             s.stop()
 
+    def test_liveness_stays_200_while_readiness_says_503(self):
+        s = Scout(policy({"svc": 'path = "/x"'}), "127.0.0.1:1").start()
+        try:
+            self.assertEqual(s.request("/v1/health")[0], 503)
+            self.assertEqual(s.request("/v1/health/ready")[0], 503)
+            status, _, body = s.request("/v1/health/live")
+            self.assertEqual((status, json.loads(body)), (200, {"status": "alive"}))
+        finally:
+            s.stop()
+
+
+class Agent(unittest.TestCase):
+    """GET /v1/agent: what runs, against what, and whether the last SIGHUP took."""
+
+    def test_agent_reports_sessions_and_each_reloads_result(self):
+        zk = ZooKeeper().start()
+        s = Scout(policy({"svc": 'path = "/x"'}), zk.connect).start()
+        try:
+            def agent():
+                return json.loads(s.request("/v1/agent")[2])
+            wait_until(lambda: agent()["zookeeper"]["sessions"][0]["state"] == "connected", what="connected")
+            a = agent()
+            self.assertEqual(a["pid"], s.proc.pid)
+            self.assertEqual(a["policy"], s.policy_file)
+            self.assertRegex(a["version"], r"^\d+\.\d+\.\d+$")
+            self.assertRegex(a["zookeeper"]["sessions"][0]["session_id"], r"^0x[0-9a-f]+$")
+            self.assertNotEqual(a["zookeeper"]["sessions"][0]["session_id"], "0x0")
+            self.assertEqual(a["reload"], {"count": 0})
+            s.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: agent()["reload"]["count"] == 1, what="first reload")
+            self.assertEqual(agent()["reload"]["result"], "ok")
+            with open(s.policy_file, "w") as f:
+                f.write('service "svc" {\n  path = 7,\n}\n')
+            s.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: agent()["reload"]["count"] == 2, what="second reload")
+            r = agent()["reload"]
+            self.assertEqual(r["result"], "refused")
+            self.assertIn("policy.lua:1:", r["error"])
+            self.assertEqual(s.request("/v1/services/svc")[0], 200)     # the old policy still serves
+        finally:
+            s.stop()
+            zk.stop()
+
 
 class Notify(unittest.TestCase):
     """What systemd's Type=notify sees: the agent writes to $NOTIFY_SOCKET, a datagram socket we own."""
