@@ -509,15 +509,27 @@ class ScoutNginxTest(unittest.TestCase):
                   r"/nonexistent/scout-test-bin: No such file or directory")]
         for what, spec, reason in cases:
             with self.subTest(what):
-                spawn = 'assert(require("resty.scout").spawn_agent{ bin = "%s", policy = "%s" })' % (
-                    spec["bin"], spec["policy"])
+                spawn = ('assert(require("resty.scout").spawn_agent{ bin = "%s", policy = "%s", '
+                         'backoff = { min = 0.05, max = 0.2 } })' % (spec["bin"], spec["policy"]))
+                agent_loc = """
+        location = /agent {
+            content_by_lua_block {
+                local a = require("resty.scout").agent()
+                ngx.say(ngx.worker.pid(), " ", a and a.attempts or "-")
+            }
+        }
+"""
                 ng = self.ng = Nginx(http=scout_http(self.shm, ["orders"], init=spawn),
-                                     server=proxy("orders") + STATUS, workers=2)
+                                     server=proxy("orders") + STATUS + agent_loc, workers=2)
                 ng.start()
                 worker_line = r"\[error\].*scout: the agent cannot start: " + reason
                 wait_until(lambda: ng.count_log(worker_line) == 2, what="both workers to report")
                 for _ in range(4):
                     self.assertEqual(ng.get("/orders/")[0], 502)
+                # worker 0 tries again and again (and the other worker checks once a second): none of that
+                # is news while the reason stays the same
+                wait_until(lambda: any(int(v) >= 12 for v in ng.per_worker("/agent").values() if v != "-"),
+                           what="a dozen start attempts")
                 ng.stop()
                 self.assertEqual(ng.count_log(r"\[error\].*scout orders: the agent cannot start: " + reason), 4)
                 self.assertEqual(ng.count_log(worker_line), 2)

@@ -85,7 +85,7 @@ local X_OK = 1
 local _M = {}
 
 local privileged         -- true once init() enabled the privileged agent process
-local agent = { pid = nil, starts = 0, mode = nil }
+local agent = { pid = nil, starts = 0, attempts = 0, mode = nil }
 local spec               -- { bin, policy, log } of spawn(), kept in every process for problem()
 local problem            -- why the agent cannot start, or nil
 local last_problem_check = 0
@@ -223,6 +223,7 @@ local function run_piped(argv, env, log, bmin, bmax)
       local started = ngx_now()
       local proc, err = nil, preflight()
       last_problem_check = started
+      agent.attempts = agent.attempts + 1
       if not err then
         proc, err = ngx_pipe.spawn(argv, { merge_stderr = true, environ = env })
         err = not proc and "the agent cannot start: " .. tostring(err) or nil
@@ -292,6 +293,7 @@ local function run_forked(argv, env, log, bmin, bmax)
     if now < next_start then return end
     local err = preflight()
     last_problem_check = now
+    agent.attempts = agent.attempts + 1
     if not err then
       pid, err = fork_exec(argv, env, log)
       err = not pid and "the agent cannot start: " .. err or nil
@@ -371,10 +373,11 @@ function _M.problem(now)
   return problem
 end
 
--- status() -> { mode, pid, starts } in the process that supervises the agent; nil elsewhere.
+-- status() -> { mode, pid, starts, attempts } in the process that supervises the agent (attempts counts the
+-- starts tried, those refused because the agent cannot start included); nil elsewhere.
 function _M.status()
   if agent.mode == nil then return nil end
-  return { mode = agent.mode, pid = agent.pid, starts = agent.starts }
+  return { mode = agent.mode, pid = agent.pid, starts = agent.starts, attempts = agent.attempts }
 end
 
 return _M
