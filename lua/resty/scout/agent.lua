@@ -363,10 +363,11 @@ end
 
 -- problem([now]) -> why the agent spawn() was given cannot start ("the agent cannot start: PATH: REASON (as
 -- USER)"), or nil: its binary not executable, its policy or log not readable by the user the agent runs as. The
--- process that starts the agent checks before every start; every other process checks at most once a second
--- when called with now (resty.scout's timer does), and logs a new reason at error level once.
+-- process that starts the agent checks before every start; when that is worker 0 (a worker user's agent), every
+-- other worker checks too, at most once a second when called with now (resty.scout's timer does). A new reason is
+-- logged at error level once. Under the privileged agent process (root's agent) only that process can tell.
 function _M.problem(now)
-  if spec and now and now - last_problem_check >= 1 and agent.mode ~= "worker 0" then
+  if spec and now and now - last_problem_check >= 1 and not privileged and agent.mode == nil then
     last_problem_check = now
     set_problem(preflight())
   end
