@@ -10,6 +10,7 @@
  * server drops our watches and ephemerals at once instead of after the
  * session timeout) and exits 0.  Nothing else in the agent may run a loop.
  */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <ev.h>
 #include <getopt.h>
@@ -68,6 +69,37 @@ cmd_version(void)
 }
 
 static scout_agent_t *running_agent;
+
+/* The rule and the words of is_listen() in lua/scout/policy.lua, which
+ * checks `api { listen = ... }`: the command line must not accept what the
+ * policy refuses (a relative unix path would bind wherever the agent was
+ * started).  Loopback-only is checked for both when the socket is made. */
+static int
+api_listen_ok(const char *v)
+{
+    const char *p = v, *digits;
+    unsigned long port = 0;
+
+    if (strncmp(v, "unix:/", 6) == 0)
+        return v[6] != '\0';
+    if (*p == '[') {
+        for (p++; isxdigit((unsigned char)*p) || *p == ':'; p++)
+            ;
+        if (p == v + 1 || *p++ != ']')
+            return 0;
+    } else {
+        for (; isalnum((unsigned char)*p) || *p == '.' || *p == '-'; p++)
+            ;
+        if (p == v)
+            return 0;
+    }
+    if (*p++ != ':')
+        return 0;
+    for (digits = p; isdigit((unsigned char)*p); p++)
+        if ((port = port * 10 + (unsigned long)(*p - '0')) > 65535)
+            return 0;
+    return p != digits && *p == '\0';
+}
 
 static void
 on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -250,6 +282,11 @@ main(int argc, char **argv)
         opts.policy_file = argv[optind];
     if (opts.policy_file == NULL) {
         fputs("scout run: a policy file is needed (-c FILE)\n", stderr);
+        return 2;
+    }
+    if (opts.api != NULL && !api_listen_ok(opts.api)) {
+        fprintf(stderr, "scout: --api must be \"unix:/path\" or "
+                "\"host:port\" (got \"%s\")\n", opts.api);
         return 2;
     }
     return cmd_run(&opts);

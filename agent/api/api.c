@@ -21,13 +21,14 @@
 #include "api/api.h"
 
 #include <jansson.h>
-#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api_agent.h"
 #include "api/http.h"
+#include "api/http_url.h"
 #include "log.h"
 #include "scout.h"
 #include "service.h"
@@ -164,33 +165,43 @@ waiter_abort(scout_http_req_t *req, void *data)
     waiter_unlink(data);
 }
 
-/* "10s", "500ms", "2m" or plain seconds; -1 when malformed. */
-static double
-parse_wait(const char *v)
+/* ?index=I&wait=D, read strictly (Consul answers 400 "Invalid wait time"
+ * and "Invalid index" the same way): a value that is present but bad is the
+ * client's mistake to hear about, never a reason to block for a default
+ * wait.  Unknown parameters are ignored, as Consul does.  *index stays 0
+ * when absent.  Returns NULL or the reason for a 400. */
+static const char *
+read_blocking_query(scout_http_req_t *req, uint64_t *index, double *wait)
 {
-    char *end;
-    double n = strtod(v, &end);
+    /* as long as any URL: SCOUT_HTTP_BAD then means a bad escape only */
+    char buf[SCOUT_HTTP_MAX_URL + 1];
+    int n;
 
-    /* strtod takes "nan" and "inf": a NaN timer never fires and stalls
-     * every other timer of the loop (ZooKeeper's included) */
-    if (end == v || !isfinite(n) || n < 0)
-        return -1;
-    if (*end == '\0' || strcmp(end, "s") == 0)
-        return n;
-    if (strcmp(end, "ms") == 0)
-        return n / 1000.0;
-    if (strcmp(end, "m") == 0)
-        return n * 60.0;
-    return -1;
+    *index = 0;
+    *wait = WAIT_DEFAULT;
+    n = scout_http_query_get(req, "index", buf, sizeof(buf));
+    if (n == SCOUT_HTTP_BAD)
+        return "index has a bad percent-encoding";
+    if (n != SCOUT_ERROR && scout_http_parse_u64(buf, index) != SCOUT_OK)
+        return "index must be a whole number from 0 to 18446744073709551615";
+    n = scout_http_query_get(req, "wait", buf, sizeof(buf));
+    if (n == SCOUT_HTTP_BAD)
+        return "wait has a bad percent-encoding";
+    if (n != SCOUT_ERROR && scout_http_parse_duration(buf, wait) != SCOUT_OK)
+        return "wait must be a duration like 10s, 500ms or 1m, or seconds";
+    if (*wait > WAIT_MAX)
+        *wait = WAIT_MAX;
+    return NULL;
 }
 
 static int
 get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
 {
-    char name[1024], buf[64], *end;
+    char name[1024];
+    const char *bad;
     scout_service_t *s;
-    unsigned long long after;
-    double wait = WAIT_DEFAULT;
+    uint64_t after;
+    double wait;
     waiter_t *w;
 
     if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
@@ -199,17 +210,10 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
     s = api->view.find(api->view.ctx, name);
     if (s == NULL)
         return respond_error(req, 404, "no such service");
-    if (scout_http_query_get(req, "index", buf, sizeof(buf)) < 0)
-        return respond_service(req, s);
-    after = strtoull(buf, &end, 10);
-    if (end == buf || *end != '\0')
-        return respond_error(req, 400, "index must be a number");
-    if (scout_http_query_get(req, "wait", buf, sizeof(buf)) >= 0
-        && (wait = parse_wait(buf)) < 0)
-        return respond_error(req, 400, "wait must be a duration like 10s");
-    if (wait > WAIT_MAX)
-        wait = WAIT_MAX;
-    /* Past the index already (or a client that never saw one): at once. */
+    if ((bad = read_blocking_query(req, &after, &wait)) != NULL)
+        return respond_error(req, 400, bad);
+    /* Past the index already (or a client that never saw one, or no
+     * ?index= at all): at once. */
     if (scout_service_index(s) > after || after == 0 || wait == 0)
         return respond_service(req, s);
     if ((w = calloc(1, sizeof(*w))) == NULL)

@@ -103,7 +103,8 @@ static const char *reason(int status)
         {413, "Payload Too Large"}, {414, "URI Too Long"},
         {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
         {500, "Internal Server Error"}, {501, "Not Implemented"},
-        {503, "Service Unavailable"}, {504, "Gateway Timeout"} };
+        {503, "Service Unavailable"}, {504, "Gateway Timeout"},
+        {505, "HTTP Version Not Supported"} };
     size_t i;
 
     for (i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
@@ -204,6 +205,12 @@ static int on_headers_complete(http_parser *p)
     if (r->hstate != 0 && hdr_put(c, "", 0, 1) != 0)
         return -1;
     r->hstate = 0;
+    /* http-parser takes any digits ("HTTP/9.9"); we speak 1.0 and 1.1 and
+     * must not answer a version we do not know as if it were one of them */
+    if (p->http_major != 1 || p->http_minor > 1) {
+        c->err_status = 505;
+        return -1;
+    }
     r->method = http_method_str((enum http_method) p->method);
     r->head = p->method == HTTP_HEAD;
     r->http10 = p->http_major == 1 && p->http_minor == 0;

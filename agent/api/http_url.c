@@ -1,10 +1,14 @@
 /*
- * http_url.c - percent-decoding and query strings for the HTTP server
- * (http_url.h).  Pure string work, kept apart from http.c, which is about
- * connections: what a request's bytes mean, not how they arrive.
+ * http_url.c - percent-decoding, query strings and the values of query
+ * parameters for the HTTP server (http_url.h).  Pure string work, kept apart
+ * from http.c, which is about connections: what a request's bytes mean, not
+ * how they arrive.  A value is read whole or refused: a parser here never
+ * stops at the first character it does not know and calls the rest a
+ * default (strtoull takes "-1", strtod takes "0x2" and " 5").
  */
 #include "api/http_url.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "api/http.h"
@@ -73,4 +77,68 @@ scout_http_query_value(const char *query, const char *name, char *buf,
                       : decode("", 0, buf, len, 1);
     }
     return SCOUT_ERROR;
+}
+
+int
+scout_http_parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t n = 0;
+
+    if (*s == '\0')
+        return SCOUT_ERROR;
+    for (; *s != '\0'; s++) {
+        unsigned d = (unsigned) (unsigned char) *s - '0';
+
+        if (d > 9 || n > (UINT64_MAX - d) / 10)
+            return SCOUT_ERROR;
+        n = n * 10 + d;
+    }
+    *out = n;
+    return SCOUT_OK;
+}
+
+/* Go's time.ParseDuration, which Consul uses for ?wait=, without its sign:
+ * "1m30s", "1.5s", "500ms".  A bare number is seconds, as scout has always
+ * taken it.  Digits are summed as doubles: a huge value only saturates
+ * (callers cap it), it never becomes NaN or negative. */
+int
+scout_http_parse_duration(const char *s, double *secs)
+{
+    static const struct { const char *unit; double scale; } units[] = {
+        { "ns", 1e-9 }, { "us", 1e-6 }, { "\xc2\xb5s", 1e-6 },
+        { "ms", 1e-3 }, { "s", 1. }, { "m", 60. }, { "h", 3600. } };
+    double total = 0;
+    int    parts = 0;
+
+    while (*s != '\0') {
+        double v = 0, scale = 1;
+        int    digits = 0;
+        size_t i, n = 0;
+
+        for (; *s >= '0' && *s <= '9'; s++, digits++)
+            v = v * 10 + (*s - '0');
+        if (*s == '.')
+            for (s++; *s >= '0' && *s <= '9'; s++, digits++)
+                v += (*s - '0') * (scale /= 10);
+        if (digits == 0)
+            return SCOUT_ERROR;
+        if (*s == '\0' && parts == 0) {        /* a bare number */
+            total = v;
+            parts++;
+            break;
+        }
+        /* "ms" is tried before "m", which would take its first letter */
+        for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+            if (strncmp(s, units[i].unit, n = strlen(units[i].unit)) == 0)
+                break;
+        if (i == sizeof(units) / sizeof(units[0]))
+            return SCOUT_ERROR;
+        total += v * units[i].scale;
+        s += n;
+        parts++;
+    }
+    if (parts == 0)
+        return SCOUT_ERROR;
+    *secs = total;
+    return SCOUT_OK;
 }

@@ -6,11 +6,22 @@
 #define SCOUT_HTTP_URL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* The decoded value of parameter name in query ("a=1&b=x%20y", '+' is a
  * space) into buf: its length, SCOUT_ERROR when absent, SCOUT_HTTP_BAD
  * when undecodable or too long for buf.  The first occurrence wins. */
 int scout_http_query_value(const char *query, const char *name, char *buf,
                            size_t len);
+
+/* A whole decimal number from 0 to 2^64-1, digits only (no sign, space or
+ * base prefix): SCOUT_OK with *out set, or SCOUT_ERROR. */
+int scout_http_parse_u64(const char *s, uint64_t *out);
+
+/* A Consul-style duration: "10s", "500ms", "1m30s", "1.5h" (units ns, us,
+ * ms, s, m, h), or a bare number of seconds ("2", "0.5").  No sign, no
+ * exponent, no hex, no "nan" or "inf", no spaces.  SCOUT_OK with *secs set
+ * (finite and >= 0), or SCOUT_ERROR. */
+int scout_http_parse_duration(const char *s, double *secs);
 
 #endif

@@ -19,10 +19,11 @@
 --   }
 --
 -- balance(service[, ctx]) -> true | nil, err ("no snapshot", "no such service", "no endpoint", or nginx's own
--- error from set_current_peer). What to do then is the caller's choice: ngx.exit(scout.BUSY) answers 502 at once,
--- as nginx does when every server of an upstream is down ("no live upstreams"); ngx.exit(ngx.ERROR) answers 500
--- (and so does ngx.exit(502) on nginx without OpenResty's balancer status patch, e.g. Debian's); doing nothing
--- leaves nginx with the upstream's placeholder server.
+-- error from set_current_peer; before any snapshot, why a spawned agent cannot start, e.g. "the agent cannot
+-- start: /etc/scout/policy.lua: Permission denied (as nobody)"). What to do then is the caller's choice:
+-- ngx.exit(scout.BUSY) answers 502 at once, as nginx does when every server of an upstream is down ("no live
+-- upstreams"); ngx.exit(ngx.ERROR) answers 500 (and so does ngx.exit(502) on nginx without OpenResty's
+-- balancer status patch, e.g. Debian's); doing nothing leaves nginx with the upstream's placeholder server.
 --
 -- The request context (routing rules and hash keys read it) is built lazily from the request when ctx is nil:
 -- ctx.key = ?key= or the X-Scout-Key header, ctx.tag = X-Scout-Tag, ctx.host = client address, ctx.method,
@@ -314,6 +315,56 @@ local function rebuild()
   return true
 end
 
+-- the timer -----------------------------------------------------------------------------------------------------
+
+local last_moved_check = 0
+local agent_problem = agent.problem
+
+-- Follow the snapshot: one 8-byte load while the file is mapped, and a stat() of the path (moved()) once a
+-- second for a file replaced behind a crashed agent; until this worker has built a first snapshot, that stat()
+-- runs every call, so the first generation is served from the tick after the agent writes it, not up to a
+-- second later. Returns true when the services were rebuilt.
+local function follow(now)
+  if reader == nil then
+    local r, err = shm.open(conf.path)
+    if not r then
+      if last_error ~= err then
+        last_error = err
+        ngx_log(WARN, "scout: snapshot ", conf.path, ": ", err)
+      end
+      return false
+    end
+    reader = r
+  end
+  local moved = false
+  if generation == 0 or now - last_moved_check >= 1 then
+    last_moved_check = now
+    moved = reader:moved()
+  end
+  local g = reader:generation()
+  if g ~= generation and g ~= 0 or moved then
+    local ok, err = rebuild()
+    if ok then
+      last_error = nil
+      return true
+    elseif err ~= last_error then
+      last_error = err
+      ngx_log(WARN, "scout: snapshot ", conf.path, ": ", err)
+    end
+  end
+  return false
+end
+
+local function check(premature)
+  if premature then
+    return
+  end
+  local now = ngx_now()
+  follow(now)
+  agent_problem(now)   -- logs a spawned agent that cannot start, once per change (at most one check a second)
+  health_sync(now)
+end
+
 -- picking ---------------------------------------------------------------------------------------------------------
 
 local function acceptable(ep, tried, now)
@@ -380,17 +431,26 @@ end
 
 function _M.balance(name, ctx)
   local svc = services[name]
-  if svc == nil then
+  if svc == nil or svc.n == 0 then
+    -- about to fail: first catch up with a snapshot written since the last tick (the timer would, up to
+    -- one interval later), so that the first request after the agent publishes is served
     if type(name) ~= "string" then
       error("service name must be a string", 2)
     end
-    if generation == 0 then return nil, "no snapshot" end
-    return nil, "no such service"
+    if follow(ngx_now()) then
+      svc = services[name]
+    end
+    if svc == nil then
+      if generation == 0 then
+        return nil, agent_problem(ngx_now()) or "no snapshot"
+      end
+      return nil, "no such service"
+    end
+    if svc.n == 0 then
+      return nil, "no endpoint"
+    end
   end
   local arr = svc.eps
-  if svc.n == 0 then
-    return nil, "no endpoint"
-  end
   if ctx == nil then
     ctx = req_ctx
     clear_tab(ctx)
@@ -471,49 +531,6 @@ function _M.log()
   c.scout_sel:feedback(ep, status ~= nil and status < 500, rt and rt * 1000 or nil)
 end
 
--- the timer -----------------------------------------------------------------------------------------------------
-
-local last_moved_check = 0
-local last_open_try = 0
-
-local function check(premature)
-  if premature then
-    return
-  end
-  local now = ngx_now()
-  if reader == nil then
-    if now - last_open_try < 1 then
-      return
-    end
-    last_open_try = now
-    local r, err = shm.open(conf.path)
-    if not r then
-      if last_error ~= err then
-        last_error = err
-        ngx_log(WARN, "scout: snapshot ", conf.path, ": ", err, " (retrying every second)")
-      end
-      return
-    end
-    reader = r
-  end
-  local moved = false
-  if now - last_moved_check >= 1 then
-    last_moved_check = now
-    moved = reader:moved()
-  end
-  local g = reader:generation()
-  if g ~= generation and g ~= 0 or moved then
-    local ok, err = rebuild()
-    if ok then
-      last_error = nil
-    elseif err ~= last_error then
-      last_error = err
-      ngx_log(WARN, "scout: snapshot ", conf.path, ": ", err)
-    end
-  end
-  health_sync(now)
-end
-
 local function opt_number(opts, k, default, lo)
   local v = opts[k]
   if v == nil then return default end
@@ -532,7 +549,8 @@ end
 --   tries         tries per request, the first included, at most the routed endpoint count (3)
 --   key_arg, key_header, tag_header   where ctx.key and ctx.tag come from ("key", "X-Scout-Key", "X-Scout-Tag")
 --   services      array of names: build only these (default: every service in the snapshot)
--- The file may not exist yet (an agent started by spawn_agent): it is looked for every second.
+-- The file may not exist yet (an agent started by spawn_agent): it is looked for on every tick (one stat()) until
+-- the first snapshot is built, and by balance() before it answers "no snapshot".
 function _M.init_worker(opts)
   if conf then
     error("init_worker called twice", 2)

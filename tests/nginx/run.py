@@ -95,6 +95,26 @@ STATUS = """
 """
 
 
+def shm_holds(path, needle):
+    """The snapshot the file's generation names (docs/shm.md) contains needle."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(48)
+            if len(head) < 48 or head[:8] != b"SCOUTSHM":
+                return False
+            gen = int.from_bytes(head[16:24], "little")
+            slot_size = int.from_bytes(head[24:32], "little")
+            if gen == 0:
+                return False
+            f.seek(4096 + (gen & 1) * slot_size)
+            slot = f.read(64)
+            if int.from_bytes(slot[0:8], "little") != gen:
+                return False
+            return needle in f.read(int.from_bytes(slot[8:16], "little"))
+    except FileNotFoundError:
+        return False
+
+
 def peer_ids(value, want_down=False):
     """ids in a /peers answer (value part); with want_down, {id: down}."""
     if not value.startswith("{"):
@@ -463,6 +483,61 @@ class ScoutNginxTest(unittest.TestCase):
         self.assertEqual(self.ng.count_log(r"no live upstreams"), 2)
         self.ng.check_log([r"scout nosuch: no such service", r"scout orders: no endpoint", r"no live upstreams"])
 
+    def test_first_request_after_publish_is_served(self):
+        """nginx up before the agent: 502 until the agent publishes, and the very first request after the
+        snapshot holding the endpoint is in the file is served (a worker must not sit out up to a second before
+        it looks at the file again)."""
+        self.backend("a")
+        self.register("orders", "a", port=self.backends["a"].port)
+        self.ng = Nginx(http=scout_http(self.shm, ["orders"]), server=proxy("orders") + STATUS, workers=2).start()
+        self.assertEqual(self.ng.get("/orders/")[0], 502)
+        self.agent = Scout(self.policy({"orders": ""}), ZK.connect).start()
+        wait_until(lambda: shm_holds(self.shm, self.backends["a"].addr.encode()), 20, 0.001,
+                   what="the agent's snapshot with the endpoint")
+        st, body, _ = self.ng.get("/orders/")
+        self.assertEqual((st, body.strip()), (200, "a"))
+        self.ng.stop()
+        self.ng.check_log([r"scout orders: no snapshot", r"no live upstreams"])
+
+    def test_agent_that_cannot_start_is_reported(self):
+        """spawn_agent with a policy path that does not exist, then with a binary that does not: every worker
+        logs why at error level, once (not per request), and balance() returns that reason, so the 502's own
+        log line names it too."""
+        cases = [("policy", {"bin": SCOUT_BIN, "policy": "/nonexistent/scout-test-policy.lua"},
+                  r"/nonexistent/scout-test-policy\.lua: No such file or directory"),
+                 ("bin", {"bin": "/nonexistent/scout-test-bin", "policy": "/dev/null"},
+                  r"/nonexistent/scout-test-bin: No such file or directory")]
+        for what, spec, reason in cases:
+            with self.subTest(what):
+                spawn = ('assert(require("resty.scout").spawn_agent{ bin = "%s", policy = "%s", '
+                         'backoff = { min = 0.05, max = 0.2 } })' % (spec["bin"], spec["policy"]))
+                agent_loc = """
+        location = /agent {
+            content_by_lua_block {
+                local a = require("resty.scout").agent()
+                ngx.say(ngx.worker.pid(), " ", a and a.attempts or "-")
+            }
+        }
+"""
+                ng = self.ng = Nginx(http=scout_http(self.shm, ["orders"], init=spawn),
+                                     server=proxy("orders") + STATUS + agent_loc, workers=2)
+                ng.start()
+                worker_line = r"\[error\].*scout: the agent cannot start: " + reason
+                wait_until(lambda: ng.count_log(worker_line) == 2, what="both workers to report")
+                for _ in range(4):
+                    self.assertEqual(ng.get("/orders/")[0], 502)
+                # worker 0 tries again and again (and the other worker checks once a second): none of that
+                # is news while the reason stays the same
+                wait_until(lambda: any(int(v) >= 12 for v in ng.per_worker("/agent").values() if v != "-"),
+                           what="a dozen start attempts")
+                ng.stop()
+                self.assertEqual(ng.count_log(r"\[error\].*scout orders: the agent cannot start: " + reason), 4)
+                self.assertEqual(ng.count_log(worker_line), 2)
+                ng.check_log([r"scout: the agent cannot start: ", r"scout orders: the agent cannot start: ",
+                               r"no live upstreams"])
+                ng.cleanup()
+                self.ng = None
+
     def test_spawned_agent_supervised(self):
         """nginx starts the agent itself (spawn_agent from worker 0 on Debian's nginx), restarts it when it
         exits and again on `nginx -s reload`, with no failed request meanwhile, and stops it (no zombie left)
@@ -521,7 +596,8 @@ class ScoutNginxTest(unittest.TestCase):
             pid, starts = wait_until(agent_pid, what="worker 0 to report its agent")
             self.assertEqual(starts, 1)
             pids.append(pid)
-            self.ng.per_worker("/gen", lambda v: int(v) > 0)
+            # the agent's first generation lists the service as syncing and empty: wait for the one with "a"
+            self.wait_peers("orders", [self.backends["a"].addr])
             self.assertEqual(count(5), 5)
             # from here on, a client must never see a failure: workers keep serving the last snapshot while
             # the agent restarts (the new agent's first, "syncing" and empty, does not blank the service)

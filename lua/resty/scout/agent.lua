@@ -69,6 +69,9 @@ int scout_resty_sigprocmask(int how, const scout_resty_sigset_t *set, scout_rest
 void *scout_resty_signal(int sig, void *handler) __asm__("signal");
 char *scout_resty_strerror(int errnum) __asm__("strerror");
 int scout_resty_usleep(unsigned int usec) __asm__("usleep");
+unsigned int scout_resty_geteuid(void) __asm__("geteuid");
+struct scout_resty_passwd { char *pw_name; };   /* only the first field is read */
+struct scout_resty_passwd *scout_resty_getpwuid(unsigned int uid) __asm__("getpwuid");
 extern char **environ;
 ]]
 
@@ -82,7 +85,10 @@ local X_OK = 1
 local _M = {}
 
 local privileged         -- true once init() enabled the privileged agent process
-local agent = { pid = nil, starts = 0, mode = nil }
+local agent = { pid = nil, starts = 0, attempts = 0, mode = nil }
+local spec               -- { bin, policy, log } of spawn(), kept in every process for problem()
+local problem            -- why the agent cannot start, or nil
+local last_problem_check = 0
 
 -- init([opts]) in init_by_lua: run the agent under the privileged agent process when this nginx can
 -- (opts.privileged_agent = false to not try). Returns the mode spawn will use: "privileged agent" or
@@ -161,6 +167,46 @@ local function fork_exec(argv, env, log)
   return pid
 end
 
+local function whoami()
+  local uid = C.scout_resty_geteuid()
+  local pw = C.scout_resty_getpwuid(uid)
+  if pw ~= nil and pw.pw_name ~= nil then return ffi_string(pw.pw_name) end
+  return "uid " .. tostring(uid)
+end
+
+-- What the agent needs and this process can check for it, as the same user (the agent is this worker's child,
+-- or the privileged agent's, and runs as nginx's worker user): the binary executable, the policy and the log
+-- readable or writable. nil, or the reason in the words an operator needs.
+local function preflight()
+  local why
+  if C.scout_resty_access(spec.bin, X_OK) ~= 0 then
+    why = spec.bin .. ": " .. errstr()
+  else
+    local f, err = io_open(spec.policy, "r")
+    if not f then
+      why = err
+    else
+      f:close()
+      if spec.log then
+        f, err = io_open(spec.log, "a")
+        if not f then why = err else f:close() end
+      end
+    end
+  end
+  return why and "the agent cannot start: " .. why .. " (as " .. whoami() .. ")"
+end
+
+-- A new reason is logged at error level, once; its end at notice.
+local function set_problem(why)
+  if why == problem then return end
+  if why then
+    ngx_log(ERR, "scout: ", why)
+  else
+    ngx_log(NOTICE, "scout: the agent can start again")
+  end
+  problem = why
+end
+
 -- nginx reaps its workers' children itself (its SIGCHLD handler waits for any pid), so "gone" is what we can
 -- tell, not the exit status: nginx logs that ("unknown process N exited with code C").
 local function alive(pid)
@@ -175,10 +221,15 @@ local function run_piped(argv, env, log, bmin, bmax)
   local function run(premature)
     while not premature and not worker_exiting() do
       local started = ngx_now()
-      local proc, err = ngx_pipe.spawn(argv, { merge_stderr = true, environ = env })
-      if not proc then
-        ngx_log(ERR, "scout: cannot start the agent: ", err)
-      else
+      local proc, err = nil, preflight()
+      last_problem_check = started
+      agent.attempts = agent.attempts + 1
+      if not err then
+        proc, err = ngx_pipe.spawn(argv, { merge_stderr = true, environ = env })
+        err = not proc and "the agent cannot start: " .. tostring(err) or nil
+      end
+      set_problem(err)
+      if proc then
         agent.proc, agent.pid, agent.starts = proc, proc:pid(), agent.starts + 1
         proc:set_timeouts(nil, 0, 0, 0)
         local f = log and io_open(log, "a")
@@ -240,10 +291,15 @@ local function run_forked(argv, env, log, bmin, bmax)
       return
     end
     if now < next_start then return end
-    local err
-    pid, err = fork_exec(argv, env, log)
+    local err = preflight()
+    last_problem_check = now
+    agent.attempts = agent.attempts + 1
+    if not err then
+      pid, err = fork_exec(argv, env, log)
+      err = not pid and "the agent cannot start: " .. err or nil
+    end
+    set_problem(err)
     if not pid then
-      ngx_log(ERR, "scout: cannot start the agent: ", err)
       next_start = now + backoff
       backoff = min(backoff * 2, bmax)
       return
@@ -274,6 +330,14 @@ function _M.spawn(opts)
   if agent.mode then
     error("spawn_agent called twice", 2)
   end
+  local bin = opts.bin
+  if bin == nil then
+    local src = getinfo(1, "S").source
+    local root = match(src, "^@(.-)/?lua/resty/scout/agent%.lua$")
+    bin = (root and root ~= "" and root .. "/" or "") .. "build/scout"
+  end
+  -- every worker can tell why the agent cannot start (problem()), not only the one that starts it
+  spec = { bin = bin, policy = opts.policy, log = opts.log }
   local ptype = process.type()
   local here
   if ptype == "privileged agent" then
@@ -283,12 +347,6 @@ function _M.spawn(opts)
   end
   if not here then
     return true
-  end
-  local bin = opts.bin
-  if bin == nil then
-    local src = getinfo(1, "S").source
-    local root = match(src, "^@(.-)/?lua/resty/scout/agent%.lua$")
-    bin = (root and root ~= "" and root .. "/" or "") .. "build/scout"
   end
   local argv = { bin, "run", "-c", opts.policy }
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = tostring(a) end
@@ -303,10 +361,24 @@ function _M.spawn(opts)
   return run_forked(argv, env, opts.log, bmin, bmax)
 end
 
--- status() -> { mode, pid, starts } in the process that supervises the agent; nil elsewhere.
+-- problem([now]) -> why the agent spawn() was given cannot start ("the agent cannot start: PATH: REASON (as
+-- USER)"), or nil: its binary not executable, its policy or log not readable by the user the agent runs as. The
+-- process that starts the agent checks before every start; when that is worker 0 (a worker user's agent), every
+-- other worker checks too, at most once a second when called with now (resty.scout's timer does). A new reason is
+-- logged at error level once. Under the privileged agent process (root's agent) only that process can tell.
+function _M.problem(now)
+  if spec and now and now - last_problem_check >= 1 and not privileged and agent.mode == nil then
+    last_problem_check = now
+    set_problem(preflight())
+  end
+  return problem
+end
+
+-- status() -> { mode, pid, starts, attempts } in the process that supervises the agent (attempts counts the
+-- starts tried, those refused because the agent cannot start included); nil elsewhere.
 function _M.status()
   if agent.mode == nil then return nil end
-  return { mode = agent.mode, pid = agent.pid, starts = agent.starts }
+  return { mode = agent.mode, pid = agent.pid, starts = agent.starts, attempts = agent.attempts }
 end
 
 return _M
