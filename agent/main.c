@@ -45,6 +45,7 @@ static const char usage[] =
 "      --api ADDR         unix:/path/to.sock or 127.0.0.1:PORT\n"
 "      --cache-dir DIR    keep a disk snapshot there; serve it on restart\n"
 "      --log-level LEVEL  error | warn | info | debug\n"
+"      --log-format FMT   text (the default) | json: one object a line\n"
 "      --lua-dir DIR      where the scout Lua modules live\n"
 "  -h, --help             this text\n"
 "      --version          the version and its libraries\n";
@@ -216,13 +217,14 @@ cmd_run(const scout_agent_opts_t *opts)
 int
 main(int argc, char **argv)
 {
-    enum { OPT_ZK = 256, OPT_API, OPT_CACHE, OPT_LOG, OPT_LUA };
+    enum { OPT_ZK = 256, OPT_API, OPT_CACHE, OPT_LOG, OPT_LUA, OPT_FORMAT };
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
         { "zk", required_argument, NULL, OPT_ZK },
         { "api", required_argument, NULL, OPT_API },
         { "cache-dir", required_argument, NULL, OPT_CACHE },
         { "log-level", required_argument, NULL, OPT_LOG },
+        { "log-format", required_argument, NULL, OPT_FORMAT },
         { "lua-dir", required_argument, NULL, OPT_LUA },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -252,6 +254,14 @@ main(int argc, char **argv)
             }
             opts.log_level = optarg;
             scout_log_set_level(scout_log_parse_level(optarg));
+            break;
+        case OPT_FORMAT:
+            if (scout_log_parse_format(optarg) < 0) {
+                fprintf(stderr, "scout: --log-format must be text or json "
+                        "(got \"%s\")\n", optarg);
+                return 2;
+            }
+            scout_log_set_format(scout_log_parse_format(optarg));
             break;
         case OPT_LUA: opts.lua_dir = optarg; break;
         case OPT_CACHE: opts.cache_dir = optarg; break;

@@ -181,6 +181,49 @@ class Agent(unittest.TestCase):
             zk.stop()
 
 
+class Logs(unittest.TestCase):
+    """--log-format=json for log shippers; syslog priorities when stderr is journald's stream."""
+
+    def test_json_lines_parse_whatever_the_message_holds(self):
+        zk = ZooKeeper().start()
+        kz = zk.client()
+        kz.ensure_path("/logs")
+        kz.create("/logs/a", b'{"host":"10.0.0.1","port":1}')
+        # a hook whose error quotes bytes that are not UTF-8, a quote, a newline and a control character
+        s = Scout(policy({"svc": 'path = "/logs", filter = function(ep) error("bad \\255\\254 \\"q\\"\\n\\1") end'}),
+                  zk.connect, extra_args=["--log-format", "json"]).start()
+        try:
+            wait_until(lambda: s.metric("scout_service_hook_errors_total", "svc") >= 1, what="the hook error")
+        finally:
+            s.stop()
+            zk.stop()
+        records = [json.loads(line) for line in s.log().splitlines() if line]
+        self.assertEqual(set(records[0]), {"ts", "level", "module", "msg"})
+        failed = [r for r in records if "bad " in r["msg"]]
+        self.assertTrue(failed, records)
+        self.assertIn('bad \ufffd\ufffd "q"\n\x01', failed[0]["msg"])
+        self.assertIn(failed[0]["level"], ("warn", "error"))
+
+    def test_journald_stream_gets_priorities(self):
+        s = Scout(policy({"svc": 'path = "/x"'}), "127.0.0.1:1")
+        open(s.log_file, "ab").close()
+        st = os.stat(s.log_file)
+        os.environ["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+        try:
+            s.start()
+        finally:
+            del os.environ["JOURNAL_STREAM"]
+        s.stop()
+        lines = [line for line in s.log().splitlines() if line]
+        self.assertTrue(lines[0].startswith("<6>http: listening on "), lines[0])
+        self.assertTrue(all(line[:3] in ("<3>", "<4>", "<6>", "<7>") for line in lines), lines)
+
+    def test_unknown_log_format_is_a_usage_error(self):
+        rc, out, err = scout("run", "-c", "/dev/null", "--log-format", "xml")
+        self.assertEqual(rc, 2)
+        self.assertIn("--log-format must be text or json", err)
+
+
 class Notify(unittest.TestCase):
     """What systemd's Type=notify sees: the agent writes to $NOTIFY_SOCKET, a datagram socket we own."""
 
