@@ -181,6 +181,10 @@ class Nginx:
     def per_worker(self, path, want=None, timeout=20.0):
         """Hit path (which must answer "<worker pid> <value>") on new connections until every current
         worker answered, and want(value) holds for each (when given). Returns {pid: value}."""
+        # the master forks its workers after it answers: on a loaded machine the first request can come before
+        # the last fork, so wait for all of them to exist before asking each
+        n = self.params["workers"]
+        wait_until(lambda: len(self.workers()) >= n, timeout, 0.01, "nginx's %d workers to exist" % n)
         pids = set(self.workers())
         seen = {}
 
