@@ -6,7 +6,11 @@
  * connection loss set no watch, so they stay "dirty" and are issued again on
  * the next CONNECTED; reads that complete with an older zxid than the cache
  * holds are dropped (the watch they armed fires again when the lagging server
- * catches up).  Nothing here blocks, and nothing here closes the handle.
+ * catches up).  "No node" carries no Stat to compare: a new session may sit
+ * on a server that lags behind what the cache learned before it, so such an
+ * answer is believed only after a sync() on this session has made the server
+ * catch up with the leader.  Nothing here blocks, and nothing here closes the
+ * handle.
  *
  * Every request carries a small context that names the watch, the child and
  * a request id; it is freed by its completion, which ZooKeeper calls exactly
@@ -39,6 +43,7 @@ struct scout_watch_s {
     unsigned                data_inflight;
     unsigned                children_inflight:1;
     unsigned                exists_inflight:1;
+    unsigned                sync_inflight:1;
     unsigned                children_dirty:1;
     unsigned                synced:1;
     unsigned                notify:1;       /* first complete read       */
@@ -50,6 +55,8 @@ struct scout_watch_s {
     scout_watch_t          *next_dead;
     unsigned                verifying:1;    /* the list read is a check  */
     unsigned                conclusive:1;   /* no event was pending      */
+    uint64_t                sync_epoch;     /* session epoch of the last
+                                               completed sync(), 0 = none */
 };
 
 typedef struct {
@@ -113,7 +120,8 @@ live_zh(scout_watch_t *w)
 static void
 settle(scout_watch_t *w)
 {
-    if (w->children_inflight || w->exists_inflight || w->data_inflight)
+    if (w->children_inflight || w->exists_inflight || w->data_inflight
+        || w->sync_inflight)
         return;
     if (w->notify || scout_cache_has_pending(&w->cache)) {
         w->notify = 0;
@@ -309,6 +317,67 @@ issue_exists(scout_watch_t *w, zhandle_t *zh)
     w->exists_inflight = 1;
 }
 
+/* ---- "no node": believed only from a server that has caught up ---------
+ * Every answer of this session is at least as new as the ones before it
+ * (ZooKeeper refuses a reconnect to a server behind the client's last zxid),
+ * but what the cache holds may come from an earlier session or the disk
+ * snapshot, and a new session can land on a lagging follower.  An answer
+ * with a Stat is gated by its zxids; "no node" has none.  So when it would
+ * take something away, the server is first made to catch up with the leader
+ * (sync), and the read is repeated: the answer after that is the truth.  A
+ * sync costs one round trip per watch and session, and only on a "no node"
+ * that would remove something.  On a server cut off from the leader the
+ * sync does not return: the cache stands until the session moves on. */
+
+static void
+sync_done(int rc, const char *value, const void *data)
+{
+    read_req_t *r = (read_req_t *)data;
+    scout_watch_t *w = r->w;
+    uint64_t epoch = r->id;
+    (void)value;
+
+    free(r);
+    if (w->dead)
+        return;
+    w->sync_inflight = 0;
+    if (rc == ZOK)
+        w->sync_epoch = epoch;
+    else if (!session_rc(rc) && !retry_rc(rc))
+        scout_log(SCOUT_LOG_ERROR, "watch", "%s: sync: %s", w->path,
+                  zerror(rc));
+    w->children_dirty = 1;      /* the read that said "no node", again */
+    if (!session_rc(rc))
+        settle(w);
+}
+
+/* 1 when a "no node" from this session can be believed; otherwise a sync is
+ * on its way (or cannot be sent: the read is retried on reconnect). */
+static int
+nonode_believed(scout_watch_t *w, const char *child)
+{
+    zhandle_t *zh = live_zh(w);
+    uint64_t epoch = scout_session_epoch(w->session);
+    read_req_t *r;
+
+    if (w->sync_epoch == epoch)
+        return 1;
+    if (w->sync_inflight)
+        return 0;
+    if (zh == NULL || (r = req_new(w, NULL)) == NULL)
+        return 0;
+    r->id = epoch;
+    if (zoo_async(zh, w->path, sync_done, r) != ZOK) {
+        free(r);
+        return 0;
+    }
+    w->sync_inflight = 1;
+    scout_log(SCOUT_LOG_INFO, "watch", "%s%s%s: the server says it does not "
+              "exist; syncing that server with the leader before "
+              "believing it", w->path, child ? "/" : "", child ? child : "");
+    return 0;
+}
+
 static void
 children_done(int rc, const struct String_vector *names,
               const struct Stat *stat, const void *data)
@@ -366,10 +435,14 @@ children_done(int rc, const struct String_vector *names,
         }
         if ((zh = live_zh(w)) != NULL)
             issue_data_reads(w, zh);    /* new children: same pull */
+    } else if (rc == ZNONODE && (w->cache.count > 0 || w->floor_pzxid != 0)
+               && !nonode_believed(w, NULL)) {
+        w->children_dirty = 1;  /* read again once the server caught up */
     } else if (rc == ZNONODE) {
         /* A children read of a missing node sets no watch: arm an exists
          * watch so the creation wakes us. */
         scout_cache_apply_missing(&w->cache);
+        w->floor_pzxid = 0;
         if ((zh = live_zh(w)) != NULL)
             issue_exists(w, zh);
         else
@@ -489,6 +562,8 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
             w->stats->stale_results_dropped++;
         else if (applied == SCOUT_ERROR)    /* out of memory: read again */
             scout_cache_mark_dirty(&w->cache, child);
+    } else if (rc == ZNONODE && !nonode_believed(w, NULL)) {
+        scout_cache_mark_dirty(&w->cache, child);   /* after the sync */
     } else if (rc == ZNONODE) {
         /* Deleted after the list was read; the parent watch fires too. */
         scout_cache_remove(&w->cache, child);
@@ -548,8 +623,8 @@ do_reads(scout_watch_t *w)
 {
     zhandle_t *zh = live_zh(w);
 
-    if (zh == NULL)
-        return;                 /* CONNECTED calls us again */
+    if (zh == NULL || w->sync_inflight)
+        return;                 /* CONNECTED (or the sync) calls us again */
     w->pending_events = 0;
     w->last_read = ev_now(w->loop);
     if (w->children_dirty && !w->children_inflight && !w->exists_inflight)
@@ -593,7 +668,8 @@ on_resync(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
 
     resync_arm(w, resync_period(w));
-    if (live_zh(w) == NULL || w->children_inflight || w->exists_inflight)
+    if (live_zh(w) == NULL || w->children_inflight || w->exists_inflight
+        || w->sync_inflight)
         return;
     w->verifying = 1;
     w->conclusive = !(w->children_dirty || w->cache.dirty
@@ -762,7 +838,8 @@ scout_watch_cache(scout_watch_t *w)
 int
 scout_watch_settled(const scout_watch_t *w)
 {
-    return !w->children_inflight && !w->exists_inflight && !w->data_inflight;
+    return !w->children_inflight && !w->exists_inflight && !w->data_inflight
+           && !w->sync_inflight;
 }
 
 
