@@ -528,7 +528,7 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
             w->stats->stale_results_dropped++;
         else if (applied == SCOUT_ERROR)    /* out of memory: read again */
             scout_cache_mark_dirty(&w->cache, child);
-    } else if (rc == ZNONODE && !nonode_believed(w, NULL)) {
+    } else if (rc == ZNONODE && !nonode_believed(w, child->name)) {
         scout_cache_mark_dirty(&w->cache, child);   /* after the sync */
     } else if (rc == ZNONODE) {
         /* Deleted after the list was read; the parent watch fires too. */

@@ -15,12 +15,8 @@ lagging follower, whose answers are older than what the agent holds:
   the list, even with `protect = false`).
 """
 
-import json
 import os
 import re
-import signal
-import threading
-import time
 import unittest
 
 from kazoo.client import KazooClient
@@ -107,7 +103,7 @@ class Lagging(unittest.TestCase):
             "gone": 'path = "/g4/was/gone", protect = false',
             "older": 'path = "/g4/older", protect = false',
             "data": 'path = "/g4/data", protect = false',
-        }, session_timeout=1500), self.proxy.connect, log_level="debug").start()
+        }, session_timeout=1500), self.proxy.connect, log_level="debug").start()   # debug: every answer is logged
         wait_until(lambda: s.ids("older") == ["127.0.0.1:7001", "127.0.0.1:7002"] and s.ids("data") == ["id-1"]
                    and s.state("gone") == "synced", what="first lists")
 
