@@ -161,5 +161,39 @@ class Lagging(unittest.TestCase):
             self.assertEqual(s.metric("scout_service_publishes_total", n), publishes[n] + 1, n)
 
 
+
+class NoNodeStillTrue(unittest.TestCase):
+    """The other side of the sync: a path really deleted with its children (one transaction, so the agent's next
+    read is "no node" while it holds children) is emptied after the sync confirms it, and created again is seen."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.zk = ZooKeeper().start()
+        cls.kz = cls.zk.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.zk.stop()
+
+    def test_a_path_deleted_with_its_children_empties_the_list(self):
+        kz = self.kz
+        kz.create("/nn1/svc/127.0.0.1:7001", makepath=True)
+        kz.create("/nn1/svc/id-1", b'{"host":"10.0.0.1","port":1}')
+        s = Scout(policy({"svc": 'path = "/nn1/svc", protect = false'}), self.zk.connect).start()
+        try:
+            wait_until(lambda: s.ids("svc") == ["127.0.0.1:7001", "id-1"], what="first list")
+            t = kz.transaction()
+            t.delete("/nn1/svc/127.0.0.1:7001")
+            t.delete("/nn1/svc/id-1")
+            t.delete("/nn1/svc")
+            t.commit()
+            wait_until(lambda: s.ids("svc") == [], what="the deletion published")
+            self.assertEqual(s.state("svc"), "synced")
+            kz.create("/nn1/svc/127.0.0.1:7002", makepath=True)
+            wait_until(lambda: s.ids("svc") == ["127.0.0.1:7002"], what="created again")
+        finally:
+            s.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
