@@ -34,8 +34,8 @@
     X(hook_errors,           "policy hook failures; the last good list stood") \
     X(publishes,             "endpoint lists published")                      \
     X(protections,           "drops held back by protection")                 \
-    X(anti_entropy_checks,   "periodic re-lists to catch drift")              \
-    X(anti_entropy_repairs,  "re-lists that found drift the watch missed")
+    X(anti_entropy_checks,   "periodic checks (list, data mzxids) for drift") \
+    X(anti_entropy_repairs,  "drift the watches missed, repaired")
 
 typedef struct {
 #define X(name, help) uint64_t name;

@@ -6,57 +6,23 @@
  * connection loss set no watch, so they stay "dirty" and are issued again on
  * the next CONNECTED; reads that complete with an older zxid than the cache
  * holds are dropped (the watch they armed fires again when the lagging server
- * catches up).  Nothing here blocks, and nothing here closes the handle.
+ * catches up).  "No node" carries no Stat to compare: a new session may sit
+ * on a server that lags behind what the cache learned before it, so such an
+ * answer is believed only after a sync() on this session has made the server
+ * catch up with the leader.  Nothing here blocks, and nothing here closes the
+ * handle.
  *
  * Every request carries a small context that names the watch, the child and
  * a request id; it is freed by its completion, which ZooKeeper calls exactly
  * once, with ZCLOSING when the handle is closed.
  */
-#include "zk/watch.h"
+#include "zk/watch_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "scout.h"
-
-struct scout_watch_s {
-    struct ev_loop         *loop;
-    scout_session_t        *session;
-    char                   *path;
-    size_t                  path_len;
-    scout_cache_t           cache;
-    const scout_watch_cb_t *cb;
-    void                   *ud;
-    scout_service_stats_t  *stats;
-    ev_timer                timer;          /* delayed read              */
-    ev_timer                resync;         /* anti-entropy re-list      */
-    int                     resync_ms;      /* period; 0 = off           */
-    double                  deadline;       /* ev_now() when it fires    */
-    unsigned                pending_events; /* coalesced into next read  */
-    double                  last_read;      /* ev_now() of last read     */
-    uint64_t                next_req;
-    unsigned                data_inflight;
-    unsigned                children_inflight:1;
-    unsigned                exists_inflight:1;
-    unsigned                children_dirty:1;
-    unsigned                synced:1;
-    unsigned                notify:1;       /* first complete read       */
-    int64_t                 floor_pzxid;    /* from the disk snapshot    */
-    unsigned                floor_rejects;
-    unsigned                dead:1;         /* retired by a reload       */
-    unsigned                indexed:1;      /* in the path index         */
-    scout_watch_t          *next_same_path;
-    scout_watch_t          *next_dead;
-    unsigned                verifying:1;    /* the list read is a check  */
-    unsigned                conclusive:1;   /* no event was pending      */
-};
-
-typedef struct {
-    scout_watch_t *w;
-    uint64_t       id;
-    char           name[];
-} read_req_t;
 
 static const char *const kind_names[] = {
     "children", "data", "removed", "created", "deleted"
@@ -68,11 +34,10 @@ scout_event_kind_name(scout_event_kind_t kind)
     return kind_names[kind];
 }
 
-static void do_reads(scout_watch_t *w);
 static void issue_data_reads(scout_watch_t *w, zhandle_t *zh);
 
-static read_req_t *
-req_new(scout_watch_t *w, const char *name)
+read_req_t *
+scout_watch_req_new(scout_watch_t *w, const char *name)
 {
     size_t len = name ? strlen(name) : 0;
     read_req_t *r = malloc(sizeof(*r) + len + 1);
@@ -100,8 +65,8 @@ retry_rc(int rc)
     return rc == ZCONNECTIONLOSS || rc == ZOPERATIONTIMEOUT;
 }
 
-static zhandle_t *
-live_zh(scout_watch_t *w)
+zhandle_t *
+scout_watch_live_zh(scout_watch_t *w)
 {
     if (scout_session_state(w->session) != SCOUT_SESSION_CONNECTED)
         return NULL;
@@ -113,7 +78,8 @@ live_zh(scout_watch_t *w)
 static void
 settle(scout_watch_t *w)
 {
-    if (w->children_inflight || w->exists_inflight || w->data_inflight)
+    if (w->children_inflight || w->exists_inflight || w->data_inflight
+        || w->sync_inflight)
         return;
     if (w->notify || scout_cache_has_pending(&w->cache)) {
         w->notify = 0;
@@ -123,7 +89,7 @@ settle(scout_watch_t *w)
     /* Events that arrived while reads were in flight and asked for an
      * immediate read found them busy: read now. */
     if ((w->children_dirty || w->cache.dirty) && !ev_is_active(&w->timer))
-        do_reads(w);
+        scout_watch_read_dirty(w);
 }
 
 static void
@@ -141,7 +107,7 @@ schedule(scout_watch_t *w, scout_event_kind_t kind, const char *child)
     w->pending_events++;
     if (ms <= 0) {
         ev_timer_stop(w->loop, &w->timer);
-        do_reads(w);
+        scout_watch_read_dirty(w);
         return;
     }
     due = now + ms / 1000.0;
@@ -158,7 +124,7 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    do_reads(t->data);
+    scout_watch_read_dirty(t->data);
 }
 
 /* ---- routing events -------------------------------------------------------
@@ -249,7 +215,8 @@ static void
 on_child_event(zhandle_t *zh, int type, int state, const char *path,
                void *ctx)
 {
-    char parent[4096];
+    char buf[1024];
+    char *parent = buf;
     const char *slash = strrchr(path, '/');
     path_entry_t *e;
     size_t len;
@@ -259,11 +226,18 @@ on_child_event(zhandle_t *zh, int type, int state, const char *path,
     if (type == ZOO_SESSION_EVENT || slash == NULL)
         return;
     len = slash == path ? 1 : (size_t)(slash - path);   /* "/x" -> "/" */
-    if (len >= sizeof(parent))
+    /* ZooKeeper's paths have no length limit of their own: a long one must
+     * not lose its events (it did, silently, past a fixed 4 KB buffer) */
+    if (len >= sizeof(buf) && (parent = malloc(len + 1)) == NULL) {
+        scout_log(SCOUT_LOG_ERROR, "watch", "out of memory: an event for a "
+                  "child of a %zu-byte path is lost", len);
         return;
+    }
     memcpy(parent, path, len);
     parent[len] = '\0';
     HASH_FIND_STR(by_path, parent, e);
+    if (parent != buf)
+        free(parent);
     for (scout_watch_t *w = e ? e->head : NULL, *next; w != NULL; w = next) {
         next = w->next_same_path;
         if (w->session == ctx)
@@ -295,7 +269,7 @@ parent_event(scout_watch_t *w, int type)
 static void
 issue_exists(scout_watch_t *w, zhandle_t *zh)
 {
-    read_req_t *r = req_new(w, NULL);
+    read_req_t *r = scout_watch_req_new(w, NULL);
 
     if (r == NULL)
         return;
@@ -307,6 +281,67 @@ issue_exists(scout_watch_t *w, zhandle_t *zh)
     }
     scout_stats.zk_requests_exists++;
     w->exists_inflight = 1;
+}
+
+/* ---- "no node": believed only from a server that has caught up ---------
+ * Every answer of this session is at least as new as the ones before it
+ * (ZooKeeper refuses a reconnect to a server behind the client's last zxid),
+ * but what the cache holds may come from an earlier session or the disk
+ * snapshot, and a new session can land on a lagging follower.  An answer
+ * with a Stat is gated by its zxids; "no node" has none.  So when it would
+ * take something away, the server is first made to catch up with the leader
+ * (sync), and the read is repeated: the answer after that is the truth.  A
+ * sync costs one round trip per watch and session, and only on a "no node"
+ * that would remove something.  On a server cut off from the leader the
+ * sync does not return: the cache stands until the session moves on. */
+
+static void
+sync_done(int rc, const char *value, const void *data)
+{
+    read_req_t *r = (read_req_t *)data;
+    scout_watch_t *w = r->w;
+    uint64_t epoch = r->id;
+    (void)value;
+
+    free(r);
+    if (w->dead)
+        return;
+    w->sync_inflight = 0;
+    if (rc == ZOK)
+        w->sync_epoch = epoch;
+    else if (!session_rc(rc) && !retry_rc(rc))
+        scout_log(SCOUT_LOG_ERROR, "watch", "%s: sync: %s", w->path,
+                  zerror(rc));
+    w->children_dirty = 1;      /* the read that said "no node", again */
+    if (!session_rc(rc))
+        settle(w);
+}
+
+/* 1 when a "no node" from this session can be believed; otherwise a sync is
+ * on its way (or cannot be sent: the read is retried on reconnect). */
+static int
+nonode_believed(scout_watch_t *w, const char *child)
+{
+    zhandle_t *zh = scout_watch_live_zh(w);
+    uint64_t epoch = scout_session_epoch(w->session);
+    read_req_t *r;
+
+    if (w->sync_epoch == epoch)
+        return 1;
+    if (w->sync_inflight)
+        return 0;
+    if (zh == NULL || (r = scout_watch_req_new(w, NULL)) == NULL)
+        return 0;
+    r->id = epoch;
+    if (zoo_async(zh, w->path, sync_done, r) != ZOK) {
+        free(r);
+        return 0;
+    }
+    w->sync_inflight = 1;
+    scout_log(SCOUT_LOG_INFO, "watch", "%s%s%s: the server says it does not "
+              "exist; syncing that server with the leader before "
+              "believing it", w->path, child ? "/" : "", child ? child : "");
+    return 0;
 }
 
 static void
@@ -364,13 +399,17 @@ children_done(int rc, const struct String_vector *names,
                       "children the watch missed; repaired", w->path,
                       changed);
         }
-        if ((zh = live_zh(w)) != NULL)
+        if ((zh = scout_watch_live_zh(w)) != NULL)
             issue_data_reads(w, zh);    /* new children: same pull */
+    } else if (rc == ZNONODE && (w->cache.count > 0 || w->floor_pzxid != 0)
+               && !nonode_believed(w, NULL)) {
+        w->children_dirty = 1;  /* read again once the server caught up */
     } else if (rc == ZNONODE) {
         /* A children read of a missing node sets no watch: arm an exists
          * watch so the creation wakes us. */
         scout_cache_apply_missing(&w->cache);
-        if ((zh = live_zh(w)) != NULL)
+        w->floor_pzxid = 0;
+        if ((zh = scout_watch_live_zh(w)) != NULL)
             issue_exists(w, zh);
         else
             w->children_dirty = 1;
@@ -414,7 +453,7 @@ exists_done(int rc, const struct Stat *stat, const void *data)
 static void
 issue_children(scout_watch_t *w, zhandle_t *zh)
 {
-    read_req_t *r = req_new(w, NULL);
+    read_req_t *r = scout_watch_req_new(w, NULL);
 
     if (r == NULL)
         return;
@@ -489,6 +528,8 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
             w->stats->stale_results_dropped++;
         else if (applied == SCOUT_ERROR)    /* out of memory: read again */
             scout_cache_mark_dirty(&w->cache, child);
+    } else if (rc == ZNONODE && !nonode_believed(w, child->name)) {
+        scout_cache_mark_dirty(&w->cache, child);   /* after the sync */
     } else if (rc == ZNONODE) {
         /* Deleted after the list was read; the parent watch fires too. */
         scout_cache_remove(&w->cache, child);
@@ -522,7 +563,7 @@ issue_data_reads(scout_watch_t *w, zhandle_t *zh)
             return;
         snprintf(path, need, "%s/%s",
                  strcmp(w->path, "/") == 0 ? "" : w->path, child->name);
-        r = req_new(w, child->name);
+        r = scout_watch_req_new(w, child->name);
         if (r == NULL
             || zoo_awget(zh, path, on_child_event, w->session, data_done, r)
                != ZOK) {
@@ -543,13 +584,13 @@ issue_data_reads(scout_watch_t *w, zhandle_t *zh)
     }
 }
 
-static void
-do_reads(scout_watch_t *w)
+void
+scout_watch_read_dirty(scout_watch_t *w)
 {
-    zhandle_t *zh = live_zh(w);
+    zhandle_t *zh = scout_watch_live_zh(w);
 
-    if (zh == NULL)
-        return;                 /* CONNECTED calls us again */
+    if (zh == NULL || w->sync_inflight)
+        return;                 /* CONNECTED (or the sync) calls us again */
     w->pending_events = 0;
     w->last_read = ev_now(w->loop);
     if (w->children_dirty && !w->children_inflight && !w->exists_inflight)
@@ -563,48 +604,6 @@ do_reads(scout_watch_t *w)
         settle(w);
 }
 
-/* ---- anti-entropy ----------------------------------------------------------
- * Watches are exact by construction; this is the belt to their braces.  Each
- * path is re-listed on a jittered period (so a fleet never re-lists in
- * lockstep) and shortly after every reconnect.  A difference found while no
- * event was pending is drift and is counted; the read itself repairs it. */
-
-static void
-resync_arm(scout_watch_t *w, double seconds)
-{
-    ev_timer_stop(w->loop, &w->resync);
-    if (w->resync_ms <= 0)
-        return;
-    ev_timer_set(&w->resync, seconds, 0.);
-    ev_timer_start(w->loop, &w->resync);
-}
-
-static double
-resync_period(const scout_watch_t *w)
-{
-    return w->resync_ms / 1000.0 * (0.8 + 0.4 * rand() / (double)RAND_MAX);
-}
-
-static void
-on_resync(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    scout_watch_t *w = t->data;
-    (void)loop;
-    (void)revents;
-
-    resync_arm(w, resync_period(w));
-    if (live_zh(w) == NULL || w->children_inflight || w->exists_inflight)
-        return;
-    w->verifying = 1;
-    w->conclusive = !(w->children_dirty || w->cache.dirty
-                      || ev_is_active(&w->timer));
-    w->stats->anti_entropy_checks++;
-    w->children_dirty = 1;
-    do_reads(w);
-    if (!w->children_inflight)
-        w->verifying = 0;       /* nothing went out: the next list is no check */
-}
-
 void
 scout_watch_set_floor(scout_watch_t *w, int64_t pzxid, int64_t max_mzxid)
 {
@@ -612,17 +611,6 @@ scout_watch_set_floor(scout_watch_t *w, int64_t pzxid, int64_t max_mzxid)
     w->floor_rejects = 0;
     if (max_mzxid > w->cache.max_mzxid)
         w->cache.max_mzxid = max_mzxid;
-}
-
-void
-scout_watch_set_anti_entropy(scout_watch_t *w, int period_ms)
-{
-    int changed = period_ms != w->resync_ms;
-
-    w->resync_ms = period_ms;
-    if (changed && (ev_is_active(&w->resync) || period_ms > 0)
-        && live_zh(w) != NULL)
-        resync_arm(w, resync_period(w));    /* a reload took effect now */
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -650,9 +638,7 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
     scout_cache_init(&w->cache);
     ev_init(&w->timer, on_timer);
     w->timer.data = w;
-    ev_init(&w->resync, on_resync);
-    w->resync.data = w;
-    w->resync_ms = 60000;
+    scout_watch_resync_init(w);
     index_add(w);
     if (!w->indexed) {
         scout_watch_free(w);
@@ -717,7 +703,8 @@ scout_watch_on_session(scout_watch_t *w, scout_session_state_t state,
         return;
     /* a fresh session re-reads everything anyway: check again a period
      * later; a reconnect within the session is checked within a second */
-    resync_arm(w, new_session ? resync_period(w) : rand() % 1000 / 1000.0);
+    scout_watch_resync_arm(w, new_session ? scout_watch_resync_period(w)
+                                          : rand() % 1000 / 1000.0);
     if (new_session) {
         /* Every watch of the old handle is gone: read everything again.
          * Unchanged children compare equal and publish nothing. */
@@ -735,7 +722,7 @@ scout_watch_on_session(scout_watch_t *w, scout_session_state_t state,
     /* Same session: the client re-set our watches itself; only reads that
      * failed with the connection need issuing again. */
     if ((w->children_dirty || w->cache.dirty) && !ev_is_active(&w->timer))
-        do_reads(w);
+        scout_watch_read_dirty(w);
 }
 
 void
@@ -762,7 +749,8 @@ scout_watch_cache(scout_watch_t *w)
 int
 scout_watch_settled(const scout_watch_t *w)
 {
-    return !w->children_inflight && !w->exists_inflight && !w->data_inflight;
+    return !w->children_inflight && !w->exists_inflight && !w->data_inflight
+           && !w->sync_inflight;
 }
 
 

@@ -1,0 +1,64 @@
+/*
+ * watch_int.h -- the watch's insides, shared by the files that make it up:
+ * watch.c (reads, events, lifecycle) and antientropy.c (the periodic check
+ * for drift).  Nothing outside agent/zk/watch*.c and antientropy.c includes
+ * this; the module's interface is watch.h.
+ */
+#ifndef SCOUT_WATCH_INT_H
+#define SCOUT_WATCH_INT_H
+
+#include "zk/watch.h"
+
+struct scout_watch_s {
+    struct ev_loop         *loop;
+    scout_session_t        *session;
+    char                   *path;
+    size_t                  path_len;
+    scout_cache_t           cache;
+    const scout_watch_cb_t *cb;
+    void                   *ud;
+    scout_service_stats_t  *stats;
+    ev_timer                timer;          /* delayed read              */
+    ev_timer                resync;         /* anti-entropy re-list      */
+    int                     resync_ms;      /* period; 0 = off           */
+    double                  deadline;       /* ev_now() when it fires    */
+    unsigned                pending_events; /* coalesced into next read  */
+    double                  last_read;      /* ev_now() of last read     */
+    uint64_t                next_req;
+    unsigned                data_inflight;
+    unsigned                children_inflight:1;
+    unsigned                exists_inflight:1;
+    unsigned                sync_inflight:1;
+    unsigned                children_dirty:1;
+    unsigned                synced:1;
+    unsigned                notify:1;       /* first complete read       */
+    int64_t                 floor_pzxid;    /* from the disk snapshot    */
+    unsigned                floor_rejects;
+    unsigned                dead:1;         /* retired by a reload       */
+    unsigned                indexed:1;      /* in the path index         */
+    scout_watch_t          *next_same_path;
+    scout_watch_t          *next_dead;
+    unsigned                verifying:1;    /* the list read is a check  */
+    unsigned                conclusive:1;   /* no event was pending      */
+    uint64_t                sync_epoch;     /* session epoch of the last
+                                               completed sync(), 0 = none */
+};
+
+typedef struct {
+    scout_watch_t *w;
+    uint64_t       id;
+    char           name[];
+} read_req_t;
+
+/* watch.c: a request context (freed by its completion), the handle when the
+ * session is connected (else NULL), and "read what is dirty now". */
+read_req_t *scout_watch_req_new(scout_watch_t *w, const char *name);
+zhandle_t  *scout_watch_live_zh(scout_watch_t *w);
+void        scout_watch_read_dirty(scout_watch_t *w);
+
+/* antientropy.c: set up, (re-)arm after a session event, a jittered period */
+void   scout_watch_resync_init(scout_watch_t *w);
+void   scout_watch_resync_arm(scout_watch_t *w, double seconds);
+double scout_watch_resync_period(const scout_watch_t *w);
+
+#endif
