@@ -4,7 +4,6 @@ expiry, a stale node of another session replaced, a sequential create whose answ
 duplicated, gone before the process exits on SIGTERM, and protected by ACLs under digest auth."""
 
 import json
-import time
 import unittest
 import urllib.parse
 
@@ -53,12 +52,17 @@ class Register(unittest.TestCase):
         proxy = ZkProxy(self.zk.connect).start()
         try:
             proxy.cut_after(b"/aurora/www/prod/web/member_")
+            self.kz.ensure_path("/m/svc")
             self.start('register "ss" { path = "/aurora/www/prod/web", codec = "serverset",\n'
-                       '  endpoint = { host = "10.0.0.7", port = 31943 } }', connect=proxy.connect)
+                       '  endpoint = { host = "10.0.0.7", port = 31943 } }\n'
+                       'service "m" { path = "/m/svc", protect = false }', connect=proxy.connect)
             wait_until(lambda: proxy.cuts == 1, what="the create's answer swallowed")
             wait_until(lambda: "registered" in self.scout.log() or "adopted" in self.scout.log(),
                        what="registered again after the reconnect")
-            time.sleep(1.5)                      # a second create, if any, would be there by now
+            # a later request of the same session (the read of a marker child), answered after the adoption: a
+            # second create, if the agent sent one, was sent before it
+            self.kz.create("/m/svc/127.0.0.1:1")
+            wait_until(lambda: self.scout.ids("m") == ["127.0.0.1:1"], what="the marker read")
             kids = self.kz.get_children("/aurora/www/prod/web")
             self.assertEqual(len(kids), 1, kids)
             self.assertIn("adopted", self.scout.log())
@@ -132,8 +136,8 @@ register "cur" { path = "/svc/a", codec = "rpcx",
             owner = first[2].ephemeralOwner
             s.pause()
             open("/tmp/scout-reg-weight", "w").write("5")   # the body changes while the agent is frozen
-            time.sleep(6)                                    # past the session timeout: the node is gone
-            self.assertIsNone(node(self.kz, "/svc/a"))
+            # the session expires while frozen: ZooKeeper deletes its ephemeral node
+            wait_until(lambda: node(self.kz, "/svc/a") is None, timeout=30, what="the session's node gone")
             s.resume()
             again = wait_until(lambda: node(self.kz, "/svc/a"), what="re-registered")
             self.assertNotEqual(again[2].ephemeralOwner, owner)

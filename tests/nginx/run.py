@@ -259,12 +259,14 @@ class ScoutNginxTest(unittest.TestCase):
         for t in threads:
             t.start()
         try:
-            time.sleep(0.3)
+            # counted in requests, not seconds: b serves some, then 100 more requests after b is gone
+            wait_until(lambda: [b for _, _, b in results].count("b") >= 5, what="b serving under load")
             KZ.delete(paths["b"])
             self.wait_peers("orders", [ids["a"], ids["c"]])
             moved = time.monotonic()
             self.backends["b"].stop()
-            time.sleep(0.5)
+            n = len(results)
+            wait_until(lambda: len(results) >= n + 100, what="100 requests after b stopped")
         finally:
             stop.set()
             for t in threads:
@@ -528,7 +530,7 @@ class ScoutNginxTest(unittest.TestCase):
             # the agent restarts (the new agent's first, "syncing" and empty, does not blank the service)
             t = threading.Thread(target=load)
             t.start()
-            time.sleep(0.2)
+            wait_until(lambda: len(statuses) >= 20, what="load running")
             os.kill(pid, signal.SIGTERM)
             pid2, _ = wait_until(lambda: (agent_pid() or (0, 0))[1] == 2 and agent_pid(), what="the restart")
             self.assertNotEqual(pid2, pid)
@@ -549,7 +551,8 @@ class ScoutNginxTest(unittest.TestCase):
             self.wait_peers("orders", [self.backends["a"].addr, "127.0.0.1:%d" % x])
             KZ.delete("%s/orders/127.0.0.1:%d" % (self.base, x))
             self.wait_peers("orders", [self.backends["a"].addr])
-            time.sleep(0.3)
+            n = len(statuses)
+            wait_until(lambda: len(statuses) >= n + 20, what="20 more requests")
         finally:
             stop.set()
             if t:
