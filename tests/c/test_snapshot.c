@@ -115,11 +115,12 @@ test_roundtrip(void)
     scout_snapshot_t *s;
     scout_epset_t taken;
     struct stat st;
-    time_t now = time(NULL);
+    int64_t before = scout_wall_ms(), after;
     int i;
 
     CHECK(scout_snapshot_write(tmpdir, "zk1:2181,zk2:2181/scout", small, 3,
                                err) == SCOUT_OK);
+    after = scout_wall_ms();
     CHECK(!exists(path_in(tmpdir, SCOUT_SNAPSHOT_TMP)));
     CHECK(stat(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), &st) == 0
           && (st.st_mode & 0777) == 0600);
@@ -131,8 +132,11 @@ test_roundtrip(void)
     }
     CHECK(strcmp(scout_snapshot_ensemble(s), "zk1:2181,zk2:2181/scout") == 0);
     CHECK(strcmp(scout_snapshot_writer(s), "scout " SCOUT_VERSION) == 0);
-    CHECK(scout_snapshot_written_at_ms(s) / 1000 >= now - 1
-          && scout_snapshot_written_at_ms(s) / 1000 <= now + 1);
+    /* stamped by the write: between the clock read before and after it */
+    CHECK(scout_snapshot_written_at_ms(s) >= before
+          && scout_snapshot_written_at_ms(s) <= after, "%lld not in "
+          "[%lld, %lld]", (long long)scout_snapshot_written_at_ms(s),
+          (long long)before, (long long)after);
     CHECK(scout_snapshot_count(s) == 3);
     CHECK(scout_snapshot_find(s, "nope") == -1);
     for (int k = 0; k < 3; k++) {
