@@ -21,7 +21,7 @@ trap 'rm -f "$out"' EXIT
 # record NAME PASSED FAILED SKIPPED
 record() {
   total_pass=$((total_pass + $2)); total_fail=$((total_fail + $3)); total_skip=$((total_skip + $4))
-  summary+=("$(printf '%-18s %4d passed, %d failed, %d skipped' "$1" "$2" "$3" "$4")")
+  summary+=("$(printf '%-22s %4d passed, %d failed, %d skipped' "$1" "$2" "$3" "$4")")
 }
 
 # run_counted NAME CMD...: the command's last `N passed, N failed[, N skipped]` line is its result. The exit
