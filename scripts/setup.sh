@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# setup.sh -- install the Debian packages scout needs to build, test and run, if any is missing.
+# setup.sh -- install the Debian packages scout needs to build, test, benchmark and run, if any is missing.
+#
+# Every tool any test or benchmark runs is named here: a test never skips for a missing tool, it fails, so a fresh
+# machine runs the same tests as a developer's.
 #
 # Why a script: `make run` and `make test` must work from a clean clone on a fresh Debian machine with nothing
 # pre-installed, and be quiet and instant when everything is already there. Idempotent; root or sudo.
@@ -16,8 +19,13 @@ PACKAGES=(
   lua-cjson lua-cosmo lua-busted lua-check
   # real components for the tests and the demo
   zookeeper python3-kazoo libcurator-discovery-java
+  default-jdk-headless                # javac: the Curator interop checks compile CuratorCheck.java
   nginx libnginx-mod-http-lua lua-resty-core
-  curl procps
+  curl procps python3                 # python3: the integration and nginx harnesses (kazoo is for Debian's python)
+  luarocks                            # tests/rockspec: `luarocks make` of the rockspec
+  wrk                                 # the nginx hot-path test and bench/nginx drive load with it
+  # benchmarks (PERF=1 profiles with perf)
+  linux-perf
 )
 
 # `scripts/setup.sh fuzz` adds what `make fuzz` needs (clang with libFuzzer's runtime).

@@ -4,8 +4,10 @@
 # Suites: luacheck, C unit tests (normal and ASan+UBSan builds), Lua specs (busted under LuaJIT), integration
 # tests against a real ZooKeeper (normal build, then the ASan+UBSan build), nginx tests against Debian's nginx with
 # lua-nginx-module (both builds), `luarocks make` into a temp tree. Each suite prints its own closing
-# count; this script reads it, adds them up and exits non-zero when anything failed. Run `make test`, which
-# builds first. SUITES="lua c" limits the run; timing is never asserted here (benchmarks live in bench/).
+# count of tests (a C test is a named behaviour, not a check); this script reads it, checks each runner's exit
+# status (and busted's plan), adds them up and exits non-zero when anything failed. Skips are counted and shown;
+# a missing C test binary, a runner that crashed before its count or ran no test is a failure. Run `make test`,
+# which builds first. SUITES="lua c" limits the run; timing is never asserted here (benchmarks live in bench/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +21,12 @@ trap 'rm -f "$out"' EXIT
 # record NAME PASSED FAILED SKIPPED
 record() {
   total_pass=$((total_pass + $2)); total_fail=$((total_fail + $3)); total_skip=$((total_skip + $4))
-  summary+=("$(printf '%-18s %4d passed, %d failed, %d skipped' "$1" "$2" "$3" "$4")")
+  summary+=("$(printf '%-22s %4d passed, %d failed, %d skipped' "$1" "$2" "$3" "$4")")
 }
 
-# run_counted NAME CMD...: the command's last `N passed, N failed[, N skipped]` line is its result; a command
-# that exits non-zero without reporting a failure counts as one failure.
+# run_counted NAME CMD...: the command's last `N passed, N failed[, N skipped]` line is its result. The exit
+# status is checked too: non-zero with no failure reported counts one failure, and so does a command that prints
+# no count at all (it crashed before its summary), whatever its status.
 run_counted() {
   local name=$1; shift
   echo "=== $name: $*"
@@ -35,8 +38,11 @@ run_counted() {
     p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
     f=$(echo "$line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
     s=$(echo "$line" | sed -nE 's/.*, ([0-9]+) skipped.*/\1/p'); s=${s:-0}
+  else
+    f=$((f + 1)); echo "!!! $name printed no 'N passed, N failed' line"
   fi
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "!!! $name exited $rc"; fi
+  if [ $((p + f + s)) -eq 0 ]; then f=1; echo "!!! $name ran no test"; fi
   record "$name" "$p" "$f" "$s"
 }
 
@@ -45,22 +51,53 @@ suite_lint() {
   if luacheck -q lua tests/lua bench examples; then record lint 1 0 0; else record lint 0 1 0; fi
 }
 
+# Sanitizer settings for everything run from build-asan/: leaks are errors, with only the ZooKeeper client's
+# own known leaks suppressed (tests/lsan.supp).
+asan_env() {
+  ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1" \
+  LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  "$@"
+}
+
+# One binary per tests/c/test_*.c, in both builds: one that is missing (not built, or the ASan build not made)
+# is a failed test, not a silent skip.
 suite_c() {
-  local t
-  for t in build/tests/test_*; do run_counted "c:$(basename "$t")" "$t"; done
-  for t in build-asan/tests/test_*; do
-    [ -x "$t" ] && run_counted "c-asan:$(basename "$t")" "$t"
+  local src t dir label
+  for dir in build build-asan; do
+    label=c; [ "$dir" = build-asan ] && label=c-asan
+    for src in tests/c/test_*.c; do
+      t=$dir/tests/$(basename "$src" .c)
+      if [ ! -x "$t" ]; then
+        echo "!!! $label: $t is missing (make tests-c; make asan)"
+        record "$label:$(basename "$t")" 0 1 0
+      elif [ "$dir" = build-asan ]; then
+        run_counted "$label:$(basename "$t")" asan_env "$t"
+      else
+        run_counted "$label:$(basename "$t")" "$t"
+      fi
+    done
   done
 }
 
+# busted's TAP: one `ok`/`not ok` line per spec (pending ones are `ok N - # SKIP`), then the plan `1..N`. Its exit
+# status is checked, and the plan must be there and match the lines: a crash half-way fails the suite.
 suite_lua() {
   echo "=== lua: busted --lua=luajit tests/lua"
   busted --lua=luajit -o TAP tests/lua 2>&1 | tee "$out"
-  local p f s
-  p=$(grep -cE '^ok [0-9]+' "$out" | head -1)
-  s=$(grep -cE '^ok [0-9]+ .*# SKIP' "$out" | head -1)
-  f=$(grep -cE '^not ok [0-9]+' "$out" | head -1)
+  local rc=${PIPESTATUS[0]}
+  local p f s plan
+  p=$(grep -cE '^ok [0-9]+' "$out")
+  s=$(grep -cE '^ok [0-9]+ .*# SKIP' "$out")
+  f=$(grep -cE '^not ok [0-9]+' "$out")
+  plan=$(sed -nE 's/^1\.\.([0-9]+)$/\1/p' "$out" | tail -n 1)
+  if [ -z "$plan" ]; then
+    f=$((f + 1)); echo "!!! busted printed no plan (1..N): it stopped half-way"
+  elif [ "$plan" -ne $((p + f)) ]; then
+    f=$((f + 1)); echo "!!! busted planned $plan specs but reported $((p + f))"
+  fi
   p=$((p - s))
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "!!! busted exited $rc"; fi
   if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; echo "!!! busted ran no spec"; fi
   record lua "$p" "$f" "$s"
 }
@@ -70,12 +107,7 @@ suite_integration() {
 }
 
 suite_integration-asan() {
-  # LuaJIT's allocator and the ZooKeeper client's one-time globals are not ours to fix: leaks are checked by
-  # ASan for our code paths, with the suppressions in tests/lsan.supp.
-  ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1" \
-  LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
-  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  SCOUT_BIN=build-asan/scout run_counted integration-asan "$PY" tests/integration/run.py
+  SCOUT_BIN=build-asan/scout run_counted integration-asan asan_env "$PY" tests/integration/run.py
 }
 
 suite_nginx() {
@@ -83,10 +115,7 @@ suite_nginx() {
 }
 
 suite_nginx-asan() {
-  ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1" \
-  LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
-  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  SCOUT_BIN=build-asan/scout run_counted nginx-asan "$PY" tests/nginx/run.py
+  SCOUT_BIN=build-asan/scout run_counted nginx-asan asan_env "$PY" tests/nginx/run.py
 }
 
 suite_rockspec() {

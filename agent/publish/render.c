@@ -162,6 +162,8 @@ render_now(scout_render_t *r)
     if (r->last != NULL && len == r->last_len
         && memcmp(text, r->last, len) == 0) {
         free(text);                     /* same bytes: nothing to do */
+        scout_log(SCOUT_LOG_INFO, "render", "%s: unchanged (%zu bytes), "
+                  "not written", r->conf.dest, len);
         return;
     }
     if (write_atomically(r->conf.dest, text, len, err) != SCOUT_OK) {

@@ -185,9 +185,9 @@ test_many_children(void)
 int
 main(void)
 {
-    test_lists_and_ordering();
-    test_data_gates();
-    test_failed_policy_keeps_changes();
-    test_many_children();
+    RUN(test_lists_and_ordering());
+    RUN(test_data_gates());
+    RUN(test_failed_policy_keeps_changes());
+    RUN(test_many_children());
     return test_summary();
 }

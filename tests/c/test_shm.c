@@ -1028,14 +1028,14 @@ main(void)
         return 1;
     }
     small_init();
-    test_fresh_and_missing();
-    test_round_trip();
-    test_growth();
-    test_adopt_and_refuse();
-    test_foreign_files();
-    test_checksum_and_structure();
-    test_torn_reads();
-    test_scale();
+    RUN(test_fresh_and_missing());
+    RUN(test_round_trip());
+    RUN(test_growth());
+    RUN(test_adopt_and_refuse());
+    RUN(test_foreign_files());
+    RUN(test_checksum_and_structure());
+    RUN(test_torn_reads());
+    RUN(test_scale());
 
     scout_epset_free(&orders);
     scout_epset_free(&users);

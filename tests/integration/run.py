@@ -1,4 +1,4 @@
-"""Run every integration test module (test_*.py) and print `N passed, N failed, N skipped`.
+"""Run every integration test module (test_*.py) and print `N passed, N failed[, N skipped]`; no test run is a failure.
 
 Usage: /usr/bin/python3 tests/integration/run.py [-k substring] [module ...]
 Needs /usr/bin/python3 (kazoo is packaged only for it).
@@ -35,6 +35,9 @@ def main(argv):
     skipped = len(result.skipped)
     # an error in setUpClass counts as a failure without a test having run
     passed = max(0, result.testsRun - failed - skipped)
+    if result.testsRun == 0:
+        print("no test ran")
+        failed += 1
     line = "%d passed, %d failed" % (passed, failed)
     if skipped:
         line += ", %d skipped" % skipped

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import unittest
 
 from churn import seen, truth
@@ -66,7 +65,8 @@ class ColdStart(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertIn(json.loads(body)["id"], second.ids("svc"))
         self.assertEqual(second.health()[0], 503)
-        time.sleep(2.5)                                 # past max_age: health names the snapshot
+        # past max_age, health names the snapshot
+        wait_until(lambda: "max_age" in second.health()[1].get("reason", ""), what="max_age passed")
         status, body = second.health()
         self.assertEqual(status, 503)
         self.assertIn("snapshot", body["reason"])

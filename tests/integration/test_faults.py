@@ -38,16 +38,20 @@ class Faults(unittest.TestCase):
         status, body = s.health()
         self.assertEqual(status, 503)
         self.assertIn("session", body["reason"])
-        # 30 s of outage (past four session timeouts: the agent starts a new session meanwhile), polled every
-        # 50 ms: never empty, never partial
-        end = time.monotonic() + 30
-        polls = 0
-        while time.monotonic() < end:
-            self.assertEqual(s.ids("svc"), before)
-            polls += 1
-            time.sleep(0.05)
-        self.assertGreater(polls, 10)
-        self.assertGreaterEqual(s.metric("scout_service_staleness_seconds", "svc"), 25)
+        # an outage long enough that the agent gives the session up and starts a new one (an event, not a
+        # clock): every answer until then is the last list, never empty, never partial
+        stale_at = time.monotonic()
+        sessions = s.metric("scout_zk_sessions_created_total")
+        polls = []
+
+        def new_session():
+            polls.append(s.ids("svc"))
+            return s.metric("scout_zk_sessions_created_total") > sessions
+        wait_until(new_session, timeout=90, what="a new session started while ZooKeeper is down")
+        self.assertEqual([p for p in polls if p != before], [])
+        # and staleness kept counting: at least the time since the test saw it stale
+        since = time.monotonic() - stale_at
+        self.assertGreaterEqual(s.metric("scout_service_staleness_seconds", "svc"), since)
 
         self.zk.start_node(1)
         kz = self.zk.client()
@@ -63,12 +67,16 @@ class Faults(unittest.TestCase):
             self.kz.create("/f2/svc/127.0.0.1:%d" % (9000 + p))
         self.kz.create("/f2/svc/id-1", b'{"host":"10.0.0.1","port":1,"weight":1}')
         # the harness's server caps sessions at 20 ticks (4 s)
-        self.scout = s = Scout(policy({"svc": 'path = "/f2/svc"'}, session_timeout=2000),
+        # the registration's ephemeral node shows when the server expires the frozen agent's session
+        self.scout = s = Scout(policy({"svc": 'path = "/f2/svc"'}, session_timeout=2000,
+                                      extra='register "r" { path = "/f2/reg", '
+                                            'endpoint = { host = "127.0.0.1", port = 9999 } }'),
                                self.zk.connect).start()
         wait_until(lambda: len(s.ids("svc")) == 6, what="initial list")
+        wait_until(lambda: self.kz.exists("/f2/reg") and self.kz.get_children("/f2/reg"), what="registered")
 
         s.pause()
-        time.sleep(6)                              # well past the session timeout
+        wait_until(lambda: self.kz.get_children("/f2/reg") == [], timeout=30, what="the session expired")
         self.kz.delete("/f2/svc/127.0.0.1:9000")   # changes the frozen agent cannot see
         self.kz.create("/f2/svc/127.0.0.1:9200")
         self.kz.set("/f2/svc/id-1", b'{"host":"10.0.0.1","port":1,"weight":9}')

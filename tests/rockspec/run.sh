@@ -155,7 +155,7 @@ local f = from_tree('resty.scout', package.path)
 assert(loadfile(f))
 io.write(f:sub(#tree + 2))"
 else
-  skp 'resty.scout: lua/resty/scout.lua does not exist yet'
+  nok 'resty.scout installed and parses: lua/resty/scout.lua is missing from the checkout'
 fi
 
 out=$("$TREE/bin/scout" version 2>&1 </dev/null)
