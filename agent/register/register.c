@@ -710,11 +710,10 @@ scout_reg_rebind(scout_reg_t *r, scout_policy_t *policy, int idx,
     if (!same_check(&r->check_conf, conf)
         && start_check(r, conf, err) != SCOUT_OK)
         return SCOUT_ERROR;
-    if (refresh_body(r) != SCOUT_OK) {
-        snprintf(err, SCOUT_ERR_LEN, "register \"%s\": the endpoint cannot "
-                 "be encoded (see the log)", r->name);
-        return SCOUT_ERROR;
-    }
+    /* the reload checked the endpoint already: one that raises now is a
+     * passing failure, like on a refresh tick, and the node keeps its last
+     * body rather than being dropped */
+    refresh_body(r);
     reconcile(r);
     return SCOUT_OK;
 }

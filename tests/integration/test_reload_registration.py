@@ -1,0 +1,57 @@
+"""A reload whose registration cannot be built is refused as a whole: the running registration keeps its node (the
+same node, the same session: consumers see no churn) and the old policy keeps serving. Real ZooKeeper, kazoo."""
+
+import signal
+import unittest
+
+from scoutharness import Scout, wait_until
+from zkharness import ZooKeeper
+
+HEAD = 'zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }\nservice "a" { path = "/rr/a" }\n'
+GOOD = HEAD + ('register "r" { path = "/rr/reg", codec = "rpcx",\n'
+               '  endpoint = function() return { host = "127.0.0.1", port = 9201, weight = 2 } end }\n')
+RAISES = HEAD + ('register "r" { path = "/rr/reg", codec = "rpcx",\n'
+                 '  endpoint = function() error("inventory service unreachable") end }\n')
+
+
+class ReloadRegistration(unittest.TestCase):
+    def setUp(self):
+        self.zk = ZooKeeper().start()
+        self.kz = self.zk.client()
+        self.kz.create("/rr/a/127.0.0.1:1", makepath=True)
+        self.scout = Scout(GOOD, self.zk.connect).start()
+
+    def tearDown(self):
+        self.scout.stop()
+        self.zk.stop()
+
+    def test_a_reload_whose_endpoint_function_raises_keeps_the_registration(self):
+        s = self.scout
+        wait_until(lambda: self.kz.get_children("/rr/reg") == ["tcp@127.0.0.1:9201"], what="registered")
+        wait_until(lambda: s.ids("a") == ["127.0.0.1:1"], what="a synced")
+        before = self.kz.get("/rr/reg/tcp@127.0.0.1:9201")[1]
+
+        with open(s.policy_file, "w") as f:
+            f.write(RAISES)
+        s.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused" in s.log() or "reloaded" in s.log(), what="the reload's verdict")
+        self.assertIn("reload refused", s.log())
+        self.assertIn("inventory service unreachable", s.log())
+        # a change the agent reads after the reload: whatever the reload sent ZooKeeper was applied before it
+        self.kz.create("/rr/a/127.0.0.1:2")
+        wait_until(lambda: s.ids("a") == ["127.0.0.1:1", "127.0.0.1:2"], what="the old policy still serving")
+        self.assertEqual(self.kz.get_children("/rr/reg"), ["tcp@127.0.0.1:9201"])
+        after = self.kz.get("/rr/reg/tcp@127.0.0.1:9201")[1]
+        self.assertEqual((after.czxid, after.ephemeralOwner), (before.czxid, before.ephemeralOwner))
+        self.assertNotIn("removed", s.log())
+
+        # and the old policy's registration is still driven: a later good reload still applies
+        with open(s.policy_file, "w") as f:
+            f.write(GOOD.replace("weight = 2", "weight = 5"))
+        s.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.kz.get("/rr/reg/tcp@127.0.0.1:9201")[0] == b"weight=5", what="rewritten in place")
+        self.assertEqual(self.kz.get("/rr/reg/tcp@127.0.0.1:9201")[1].czxid, before.czxid)
+
+
+if __name__ == "__main__":
+    unittest.main()
