@@ -6,7 +6,9 @@
  * mode" problem).  So before creating again the parent is listed, and a
  * child with our prefix, owned by our session and holding exactly the
  * bytes of the lost create is adopted.  Only one create can be in doubt:
- * the next one is sent only once the look found nothing.
+ * the next one is sent only once the look found nothing.  The look happens
+ * whatever the registration wants by then: one whose check failed or that
+ * is being withdrawn adopts the node to delete it.
  */
 #include "register/reg.h"
 
@@ -21,8 +23,17 @@ void
 scout_reg_forget_lost(scout_reg_t *r)
 {
     free(r->lost_body);
+    free(r->lost_path);
     r->lost_body = NULL;
+    r->lost_path = NULL;
     r->lost_len = 0;
+}
+
+/* The lost create's name, a prefix of the node the server made. */
+static const char *
+lost_prefix(const scout_reg_t *r)
+{
+    return strrchr(r->lost_path, '/') + 1;
 }
 
 static void
@@ -30,6 +41,8 @@ stray_deleted(int rc, const void *data)
 {
     req_t *q = (req_t *)data;
 
+    if (scout_reg_orphan(q))
+        return;
     if (rc != ZOK && rc != ZNONODE && rc != ZCLOSING)
         scout_log(SCOUT_LOG_WARN, "register", "%s: deleting the duplicate "
                   "%s: %s", q->r->name, q->path, zerror(rc));
@@ -45,17 +58,19 @@ lost_checked(int rc, const char *value, int value_len,
     scout_reg_t *r = q->r;
     zhandle_t *zh;
 
+    if (scout_reg_orphan(q))
+        return;
     if (rc == ZOK && q->epoch == r->lost_epoch
         && stat->ephemeralOwner == scout_session_id(r->session)
         && r->lost_body != NULL && value_len == r->lost_len
         && memcmp(value, r->lost_body, (size_t)value_len) == 0) {
-        if (r->node == NULL) {
-            r->node = strdup(q->path);
-            r->data = NULL;     /* scout_reg_reconcile writes the current body */
+        if (r->node == NULL && (r->node = strdup(q->path)) != NULL) {
+            r->data = NULL;     /* reconcile writes the current body */
             r->epoch = q->epoch;
             scout_log(SCOUT_LOG_INFO, "register", "%s: adopted %s, created "
                       "before the connection was lost", r->name, q->path);
-        } else if ((zh = scout_reg_live_zh(r)) != NULL) {
+            scout_reg_held(r);
+        } else if (r->node != NULL && (zh = scout_reg_live_zh(r)) != NULL) {
             req_t *d = scout_reg_req_new(r, q->path);
             scout_log(SCOUT_LOG_WARN, "register", "%s: deleting %s, a "
                       "duplicate of %s", r->name, q->path, r->node);
@@ -71,7 +86,7 @@ lost_checked(int rc, const char *value, int value_len,
         return;
     r->busy = 0;
     if (r->node != NULL || !r->probe_failed)
-        scout_reg_forget_lost(r);         /* found, or surely not there */
+        scout_reg_forget_lost(r);   /* found, or surely not there */
     r->probe_failed = 0;
     if (rc != ZCLOSING)
         scout_reg_reconcile(r);
@@ -83,18 +98,26 @@ lost_listed(int rc, const struct String_vector *names, const void *data)
 {
     req_t *q = (req_t *)data;
     scout_reg_t *r = q->r;
-    size_t plen = strlen(r->want_name), need;
-    zhandle_t *zh = scout_reg_live_zh(r);
+    zhandle_t *zh;
+    const char *prefix;
+    size_t plen, need;
     char *path;
     int matched = 0, unprobed = 0;
 
+    if (scout_reg_orphan(q))
+        return;
     r->busy = 0;
+    if (rc == ZOK && r->lost_path == NULL)
+        rc = ZNONODE;           /* forgotten meanwhile: nothing to look for */
+    zh = scout_reg_live_zh(r);
+    prefix = rc == ZOK ? lost_prefix(r) : "";
+    plen = strlen(prefix);
     if (rc == ZNONODE)
-        scout_reg_forget_lost(r);         /* no parent, no node: create */
+        scout_reg_forget_lost(r);   /* no parent, no node: create */
     for (int i = 0; rc == ZOK && i < names->count; i++) {
         req_t *c = NULL;
 
-        if (strncmp(names->data[i], r->want_name, plen) != 0)
+        if (strncmp(names->data[i], prefix, plen) != 0)
             continue;
         matched++;
         need = strlen(q->path) + strlen(names->data[i]) + 2;
@@ -115,9 +138,9 @@ lost_listed(int rc, const struct String_vector *names, const void *data)
     if (r->probing > 0)
         scout_reg_in_flight(r, NULL, 1);
     else if (rc == ZOK && matched == 0)
-        scout_reg_forget_lost(r);         /* not there: the create never happened */
+        scout_reg_forget_lost(r);   /* not there: never created */
     else if (rc == ZOK)
-        scout_reg_retry_later(r, 1.0);    /* candidates unchecked: look again */
+        scout_reg_retry_later(r, 1.0);  /* candidates unchecked: again */
     scout_reg_req_free(q);
     if (rc != ZCLOSING && !r->busy)
         scout_reg_reconcile(r);
@@ -125,13 +148,19 @@ lost_listed(int rc, const struct String_vector *names, const void *data)
 }
 
 /* Before creating again after a lost sequential create: list the parent
- * (lost_listed), then read each child with our prefix (lost_checked). */
+ * it was sent to (lost_listed), then read each child with its prefix
+ * (lost_checked). */
 void
 scout_reg_find_lost_create(scout_reg_t *r, zhandle_t *zh)
 {
-    req_t *q = scout_reg_req_new(r, r->parent);
+    size_t plen = (size_t)(strrchr(r->lost_path, '/') - r->lost_path);
+    char *parent = plen == 0 ? strdup("/") : strndup(r->lost_path, plen);
+    req_t *q = parent != NULL ? scout_reg_req_new(r, parent) : NULL;
 
-    if (!scout_reg_in_flight(r, q, q != NULL && zoo_aget_children(zh, r->parent, 0,
-                                                        lost_listed, q) == ZOK))
+    free(parent);
+    if (!scout_reg_in_flight(r, q, q != NULL
+                                   && zoo_aget_children(zh, q->path, 0,
+                                                        lost_listed, q)
+                                      == ZOK))
         scout_reg_retry_later(r, 1.0);
 }

@@ -40,12 +40,22 @@ struct scout_reg_s {
     int                want_seq;
     int                busy;        /* a request chain in flight */
     uint64_t           epoch;       /* session epoch of what we have */
-    /* a sequential create whose answer was lost: its bytes and session */
+    int                deleting;    /* the chain in flight deletes node */
+    char              *gone;        /* our node, deleted by another client */
+    /* a sequential create whose answer was lost: its path (parent and
+     * prefix), bytes and session */
+    char              *lost_path;
     char              *lost_body;
     int                lost_len;
     uint64_t           lost_epoch;
     int                probing;     /* lost-create checks in flight */
     int                probe_failed;
+    /* Lifetime: every request holds a reference, so a completion never
+     * reads a freed registration; scout_reg_free() only marks it freed
+     * when answers are still due, and the last of them frees it. */
+    int                refs;
+    int                freed;
+    scout_reg_t       *next_live;   /* node events find us here */
 };
 
 /* One request's context: freed by its completion, which ZooKeeper calls
@@ -58,6 +68,10 @@ typedef struct {
     char         path[];
 } req_t;
 
+/* register.c: drop a request's reference (frees a freed registration
+ * once nothing refers to it any more) */
+void       scout_reg_release(scout_reg_t *r);
+
 /* node.c */
 req_t     *scout_reg_req_new(scout_reg_t *r, const char *path);
 void       scout_reg_req_free(req_t *q);
@@ -68,6 +82,16 @@ void       scout_reg_forget_node(scout_reg_t *r);
 void       scout_reg_retry_later(scout_reg_t *r, double seconds);
 void       scout_reg_finish_if_withdrawn(scout_reg_t *r);
 void       scout_reg_reconcile(scout_reg_t *r);
+/* Node events reach only registrations on this list (scout_reg_new adds,
+ * scout_reg_free removes): ZooKeeper keeps a watch until it fires, and the
+ * 3.8 C client cannot remove one, so a watch never points at a
+ * registration. */
+void       scout_reg_track(scout_reg_t *r, int on);
+/* We hold r->node now (created or adopted): watch it, so a deletion by
+ * another client brings it back (and log one that did). */
+void       scout_reg_held(scout_reg_t *r);
+/* The completion of q: 1 (and q freed) when its registration is gone. */
+int        scout_reg_orphan(req_t *q);
 
 /* lost.c */
 void       scout_reg_forget_lost(scout_reg_t *r);

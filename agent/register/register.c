@@ -68,6 +68,8 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     scout_reg_reconcile(r);
     if (!r->withdrawing)
         scout_reg_retry_later(r, 2.0);    /* the body may depend on the world */
+    else
+        scout_reg_finish_if_withdrawn(r); /* last: done() may free r */
 }
 
 static void
@@ -186,6 +188,7 @@ scout_reg_new(struct ev_loop *loop, scout_session_t *session,
         return NULL;
     }
     scout_reg_retry_later(r, 2.0);
+    scout_reg_track(r, 1);
     return r;
 }
 
@@ -217,22 +220,43 @@ scout_reg_rebind(scout_reg_t *r, scout_policy_t *policy, int idx,
     return SCOUT_OK;
 }
 
-void
-scout_reg_free(scout_reg_t *r)
+static void
+destroy(scout_reg_t *r)
 {
-    if (r == NULL)
-        return;
-    ev_timer_stop(r->loop, &r->tick);
-    scout_check_free(r->check);
     free(r->check_conf.check_kind);
     free(r->check_conf.check_target);
     scout_reg_forget_node(r);
     scout_reg_forget_lost(r);
+    free(r->gone);
     free(r->want_name);
     free(r->want_data);
     free(r->name);
     free(r->parent);
     free(r);
+}
+
+void
+scout_reg_release(scout_reg_t *r)
+{
+    if (--r->refs == 0 && r->freed)
+        destroy(r);
+}
+
+/* Stops everything now; the memory goes with the last answer still due
+ * (a duplicate's delete, a node watch's exists), which then finds it
+ * freed and does nothing. */
+void
+scout_reg_free(scout_reg_t *r)
+{
+    if (r == NULL)
+        return;
+    scout_reg_track(r, 0);      /* no node event reaches it any more */
+    ev_timer_stop(r->loop, &r->tick);
+    scout_check_free(r->check);
+    r->check = NULL;
+    r->freed = 1;
+    if (r->refs == 0)
+        destroy(r);
 }
 
 void
@@ -243,11 +267,16 @@ scout_reg_on_session(scout_reg_t *r, scout_session_state_t state,
         return;
     if (new_session) {
         r->busy = 0;            /* old completions ran at close */
+        r->deleting = 0;
         r->probing = 0;
         r->probe_failed = 0;
         refresh_body(r);        /* the current body, not the first */
     }
     scout_reg_reconcile(r);
+    /* a withdrawn node may have gone with the old session: finish from the
+     * tick, not from under the caller walking its registrations */
+    if (r->withdrawing)
+        scout_reg_retry_later(r, 0.);
 }
 
 void
