@@ -1,5 +1,7 @@
 """A reload whose registration cannot be built is refused as a whole: the running registration keeps its node (the
-same node, the same session: consumers see no churn) and the old policy keeps serving. Real ZooKeeper, kazoo."""
+same node, the same session: consumers see no churn) and the old policy keeps serving. What reloads drop on a
+stable session is freed once ZooKeeper has answered for it: watches do not pile up. Real ZooKeeper, kazoo; run it
+under the ASan build (SCOUT_BIN=build-asan/scout) to check the lifetimes too."""
 
 import signal
 import unittest
@@ -25,9 +27,12 @@ class ReloadRegistration(unittest.TestCase):
         self.scout.stop()
         self.zk.stop()
 
+    def reg_kids(self):
+        return self.kz.get_children("/rr/reg") if self.kz.exists("/rr/reg") else []
+
     def test_a_reload_whose_endpoint_function_raises_keeps_the_registration(self):
         s = self.scout
-        wait_until(lambda: self.kz.get_children("/rr/reg") == ["tcp@127.0.0.1:9201"], what="registered")
+        wait_until(lambda: self.reg_kids() == ["tcp@127.0.0.1:9201"], what="registered")
         wait_until(lambda: s.ids("a") == ["127.0.0.1:1"], what="a synced")
         before = self.kz.get("/rr/reg/tcp@127.0.0.1:9201")[1]
 
@@ -40,7 +45,7 @@ class ReloadRegistration(unittest.TestCase):
         # a change the agent reads after the reload: whatever the reload sent ZooKeeper was applied before it
         self.kz.create("/rr/a/127.0.0.1:2")
         wait_until(lambda: s.ids("a") == ["127.0.0.1:1", "127.0.0.1:2"], what="the old policy still serving")
-        self.assertEqual(self.kz.get_children("/rr/reg"), ["tcp@127.0.0.1:9201"])
+        self.assertEqual(self.reg_kids(), ["tcp@127.0.0.1:9201"])
         after = self.kz.get("/rr/reg/tcp@127.0.0.1:9201")[1]
         self.assertEqual((after.czxid, after.ephemeralOwner), (before.czxid, before.ephemeralOwner))
         self.assertNotIn("removed", s.log())
@@ -51,6 +56,28 @@ class ReloadRegistration(unittest.TestCase):
         s.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: self.kz.get("/rr/reg/tcp@127.0.0.1:9201")[0] == b"weight=5", what="rewritten in place")
         self.assertEqual(self.kz.get("/rr/reg/tcp@127.0.0.1:9201")[1].czxid, before.czxid)
+
+    def test_reloads_on_a_stable_session_free_what_they_drop(self):
+        s = self.scout
+        wait_until(lambda: self.reg_kids() == ["tcp@127.0.0.1:9201"], what="registered")
+        for p in range(3):
+            self.kz.create("/rr/b/127.0.0.1:%d" % (10 + p), makepath=True)
+        flip = [HEAD.replace('service "a"', 'service "b"').replace("/rr/a", "/rr/b")
+                + GOOD.replace(HEAD, "").replace('"r"', '"rb"').replace("9201", "9202"), GOOD]
+        n = 12
+        for k in range(n):                       # each reload drops a service and a registration, adds the others
+            with open(s.policy_file, "w") as f:
+                f.write(flip[k % 2])
+            s.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: s.log().count("reloaded") == k + 1, what="reload %d" % (k + 1))
+        wait_until(lambda: s.ids("a") == ["127.0.0.1:1"], what="the last policy's service read")
+        wait_until(lambda: self.reg_kids() == ["tcp@127.0.0.1:9201"],
+                   what="only the last policy's registration left")
+        self.assertEqual(s.metric("scout_zk_watches_retired_total"), n)
+        wait_until(lambda: s.metric("scout_zk_watches_released_total") == n,
+                   what="every dropped watch freed on the same session")
+        self.assertEqual(s.metric("scout_zk_sessions_created_total"), 1)
+        self.assertEqual(s.stop(), 0)            # under ASan: no use after free, no leak
 
 
 if __name__ == "__main__":
