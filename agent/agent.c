@@ -605,31 +605,6 @@ keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
     nc->cache_max_age_s = a->conf.cache_max_age_s;
 }
 
-/* Every registration of the new policy must produce its node before the
- * policy is taken: a reload that would have to drop a running registration
- * (and delete its node) because its endpoint raises is refused instead,
- * like any other policy that fails to load.  The endpoint is asked again
- * when each registration is bound; this look only decides. */
-static int
-check_registrations(scout_policy_t *np, const scout_conf_t *nc, char *err)
-{
-    char why[SCOUT_ERR_LEN], *name, *data;
-    int len, seq;
-
-    for (int i = 0; i < nc->nregisters; i++) {
-        name = data = NULL;
-        if (scout_policy_register_body(np, i, &name, &data, &len, &seq, why)
-            != SCOUT_OK) {
-            snprintf(err, SCOUT_ERR_LEN, "register \"%s\": the endpoint "
-                     "cannot be encoded: %s", nc->registers[i].name, why);
-            return SCOUT_ERROR;
-        }
-        free(name);
-        free(data);
-    }
-    return SCOUT_OK;
-}
-
 int
 scout_agent_reload(scout_agent_t *a, char *err)
 {
@@ -660,10 +635,14 @@ scout_agent_reload(scout_agent_t *a, char *err)
         scout_policy_free(np);
         return SCOUT_ERROR;
     }
-    if (check_registrations(np, &nc, err) != SCOUT_OK) {
-        scout_conf_free(&nc);
-        scout_policy_free(np);
-        return SCOUT_ERROR;
+    /* a registration that cannot be built refuses the policy: taking it
+     * would retire the running one and delete its node */
+    for (int i = 0; i < nc.nregisters; i++) {
+        if (scout_reg_validate(np, i, &nc.registers[i], err) != SCOUT_OK) {
+            scout_conf_free(&nc);
+            scout_policy_free(np);
+            return SCOUT_ERROR;
+        }
     }
     keep_running_settings(a, &nc);
     svcs = calloc((size_t)(nc.nservices ? nc.nservices : 1), sizeof(*svcs));

@@ -193,6 +193,24 @@ scout_reg_new(struct ev_loop *loop, scout_session_t *session,
 }
 
 int
+scout_reg_validate(scout_policy_t *p, int idx, const scout_reg_conf_t *conf,
+                   char *err)
+{
+    char why[SCOUT_ERR_LEN], *name = NULL, *data = NULL;
+    int len, seq;
+
+    if (scout_policy_register_body(p, idx, &name, &data, &len, &seq, why)
+        != SCOUT_OK) {
+        snprintf(err, SCOUT_ERR_LEN, "register \"%s\": the endpoint cannot "
+                 "be encoded: %s", conf->name, why);
+        return SCOUT_ERROR;
+    }
+    free(name);
+    free(data);
+    return SCOUT_OK;
+}
+
+int
 scout_reg_rebind(scout_reg_t *r, scout_policy_t *policy, int idx,
                  const scout_reg_conf_t *conf, char *err)
 {
