@@ -20,19 +20,24 @@ from zkproxy import ZkProxy, _close
 
 HEAD = 'zookeeper { servers = "127.0.0.1:1", session_timeout = %d }\n'
 PARENT = "/guard/web"
+CREATE = PARENT.encode() + b"/member_\x00\x00"     # a create's path, then its data's length (a read has digits)
 
 
 class HeldProxy(ZkProxy):
     """ZkProxy whose cut holds the muted connection open until release() (rather than for a fixed linger), so a
-    test can change the agent's mind while the create's answer is lost, and only then let it reconnect."""
+    test can change the agent's mind while the create's answer is lost, and only then let it reconnect. Each cut
+    is held by its own release(); cut_after() may be armed again for the next one."""
 
     def __init__(self, upstream):
         super().__init__(upstream)
-        self.muted = threading.Event()
-        self.released = threading.Event()
+        self.holds = []                          # one Event per cut, in order
+        self.muted = threading.Event()           # the first cut happened
 
     def release(self):
-        self.released.set()
+        for h in self.holds:
+            if not h.is_set():
+                h.set()
+                return
 
     def _up(self, c, u, state):
         try:
@@ -40,15 +45,16 @@ class HeldProxy(ZkProxy):
                 b = c.recv(65536)
                 if not b:
                     break
-                cut = False
+                hold = None
                 with self.lock:
                     if self.pattern is not None and self.pattern in b:
-                        self.pattern, cut = None, True
+                        self.pattern, hold = None, threading.Event()
+                        self.holds.append(hold)
                         state["mute"] = True
                 u.sendall(b)
-                if cut:
+                if hold is not None:
                     self.muted.set()
-                    self.released.wait(60)       # the server applied it and answered into the void
+                    hold.wait(60)                # the server applied it and answered into the void
                     self.cuts += 1
                     break
         except OSError:
@@ -66,7 +72,8 @@ class RegisterGuarantees(unittest.TestCase):
 
     def tearDown(self):
         if self.proxy:
-            self.proxy.release()
+            for _ in range(len(self.proxy.holds)):
+                self.proxy.release()
         if self.scout:
             self.scout.stop()
         if self.proxy:
@@ -86,7 +93,7 @@ class RegisterGuarantees(unittest.TestCase):
         """Start an agent whose first create of a member under PARENT is applied by the server but whose answer is
         held back; returns once the server holds that member."""
         self.proxy = HeldProxy(self.zk.connect).start()
-        self.proxy.cut_after(PARENT.encode() + b"/member_")
+        self.proxy.cut_after(CREATE)
         self.kz.ensure_path(PARENT)
         self.start(body, connect=self.proxy.connect)
         self.assertTrue(self.proxy.muted.wait(30), "the create was never sent")
@@ -133,6 +140,39 @@ class RegisterGuarantees(unittest.TestCase):
         wait_until(lambda: "%s/%s removed" % (PARENT, member) in s.log(), what="the agent saw its delete answered")
         self.assertEqual(s.metric("scout_session_connected{session=\"0\"}"), 1)   # the same session, still up
         self.assertEqual(s.metric("scout_zk_sessions_created_total"), 1)
+
+    def test_a_duplicate_member_is_deleted_and_the_registration_withdrawn_cleanly(self):
+        # Two creates in doubt that both made a member with our bytes: the first one's answer is lost and its
+        # member altered by someone (so the look does not recognise it), the second one's answer is lost too, and
+        # the first member is then set back. The next look finds two members of ours: one is adopted, the other
+        # deleted as a duplicate. Then a reload drops the registration. Under ASan this runs the duplicate's
+        # delete and the withdrawal through freed-memory checks.
+        member = self.lose_the_create(
+            'service "a" { path = "/guard/a" }\n'
+            'register "ss" { path = "%s", codec = "serverset", endpoint = { host = "10.0.0.7", port = 31943 } }\n'
+            % PARENT)
+        s = self.scout
+        first = PARENT + "/" + member
+        body = self.kz.get(first)[0]
+        self.kz.set(first, b"altered by an operator")
+        self.proxy.cut_after(CREATE)                # the next create's answer is lost as well
+        self.proxy.release()
+        wait_until(lambda: len(self.proxy.holds) == 2, what="the second create sent and its answer held")
+        wait_until(lambda: len(self.kids()) == 2, what="the server made the second member")
+        self.kz.set(first, body)                     # both members now hold exactly what the agent sent
+        self.proxy.release()
+        wait_until(lambda: "a duplicate of" in s.log(), what="the duplicate found")
+        wait_until(lambda: len(self.kids()) == 1, what="the duplicate deleted")
+        kept = PARENT + "/" + self.kids()[0]
+        wait_until(lambda: "adopted %s" % kept in s.log(), what="the other one adopted")
+        with open(s.policy_file, "w") as f:
+            f.write(HEAD % 20000 + 'service "a" { path = "/guard/a" }\n')
+        s.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.kids() == [], what="withdrawn by the reload")
+        wait_until(lambda: "%s removed" % kept in s.log(), what="the agent saw its delete answered")
+        self.assertEqual(s.metric("scout_zk_sessions_created_total"), 1)
+        self.assertEqual(s.stop(), 0)               # under ASan: nothing read after it was freed
+        self.scout = None
 
     # -- a node deleted behind the agent's back is created again ---------------------------------------------------
     def test_a_node_deleted_by_another_client_is_recreated(self):
