@@ -9,7 +9,6 @@
 import os
 import signal
 import threading
-import time
 import unittest
 
 from kazoo.protocol.states import EventType
