@@ -673,6 +673,15 @@ reload(scout_agent_t *a, char *err)
         scout_policy_free(np);
         return SCOUT_ERROR;
     }
+    /* a registration that cannot be built refuses the policy: taking it
+     * would retire the running one and delete its node */
+    for (int i = 0; i < nc.nregisters; i++) {
+        if (scout_reg_validate(np, i, &nc.registers[i], err) != SCOUT_OK) {
+            scout_conf_free(&nc);
+            scout_policy_free(np);
+            return SCOUT_ERROR;
+        }
+    }
     keep_running_settings(a, &nc);
     svcs = calloc((size_t)(nc.nservices ? nc.nservices : 1), sizeof(*svcs));
     regs = calloc((size_t)(nc.nregisters ? nc.nregisters : 1), sizeof(*regs));

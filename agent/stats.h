@@ -24,7 +24,12 @@
     X(hook_calls,             "calls into Lua policy hooks")                   \
     X(hook_errors,            "Lua hook calls that raised an error")           \
     X(hook_timeouts,          "Lua hook calls stopped for exceeding the budget") \
-    X(hook_microseconds,      "time spent in Lua hook calls, microseconds")
+    X(hook_microseconds,      "time spent in Lua hook calls, microseconds")  \
+    X(registrations_recreated, "registration nodes deleted by another client " \
+                              "and created again")                            \
+    X(zk_watches_retired,     "watches of services a reload dropped")         \
+    X(zk_watches_released,    "dropped watches freed once their last answer " \
+                              "came back")
 
 #define SCOUT_SERVICE_STATS(X)                                                 \
     X(reads_children,        "children reads completed for this service")      \

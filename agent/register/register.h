@@ -23,6 +23,10 @@ scout_reg_t *scout_reg_new(struct ev_loop *loop, scout_session_t *session,
                            scout_policy_t *policy, int idx,
                            const scout_reg_conf_t *conf, char *err);
 void scout_reg_free(scout_reg_t *r);
+/* Can the idx-th registration of policy p be built (its endpoint raises
+ * nothing and encodes)?  A reload asks before it takes a policy. */
+int  scout_reg_validate(scout_policy_t *p, int idx,
+                        const scout_reg_conf_t *conf, char *err);
 /* A reload kept this registration (same name): take the new settings and
  * the current body; a changed node name replaces the node. */
 int  scout_reg_rebind(scout_reg_t *r, scout_policy_t *policy, int idx,

@@ -35,6 +35,7 @@ scout_event_kind_name(scout_event_kind_t kind)
 }
 
 static void issue_data_reads(scout_watch_t *w, zhandle_t *zh);
+static void dead_answered(scout_watch_t *w);
 
 read_req_t *
 scout_watch_req_new(scout_watch_t *w, const char *name)
@@ -356,9 +357,11 @@ children_done(int rc, const struct String_vector *names,
     int verifying = w->verifying;
 
     free(r);
-    if (w->dead)
-        return;
     w->children_inflight = 0;
+    if (w->dead) {
+        dead_answered(w);
+        return;
+    }
     w->verifying = 0;
     if (rc == ZOK && w->floor_pzxid != 0 && stat->pzxid < w->floor_pzxid) {
         /* Older than the snapshot we serve: a lagging server.  Ask again a
@@ -432,9 +435,11 @@ exists_done(int rc, const struct Stat *stat, const void *data)
     (void)stat;
 
     free(r);
-    if (w->dead)
-        return;
     w->exists_inflight = 0;
+    if (w->dead) {
+        dead_answered(w);
+        return;
+    }
     if (rc == ZOK) {
         /* Created between our reads: list it now. */
         w->children_dirty = 1;
@@ -508,6 +513,8 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
 
     if (w->dead) {
         free(r);
+        w->data_inflight--;
+        dead_answered(w);
         return;
     }
     child = scout_cache_find(&w->cache, r->name);
@@ -649,9 +656,36 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
 }
 
 /* Retired watches: ZooKeeper keeps their (fn, ctx) until they fire or the
- * session ends, and 3.8's C client cannot remove them, so the shell lives
- * until the sessions are closed (scout_watch_reap). */
+ * session ends, and 3.8's C client cannot remove them; but that context is
+ * the session, and events find watches through the path index, which a
+ * retired one has left.  Only the answers still due point at the shell:
+ * it is freed with the last of them (dead_answered), so reloads on a
+ * stable session do not pile shells up.  scout_watch_reap() is the net
+ * for a handle closed under them. */
 static scout_watch_t *graveyard;
+
+static void
+release_dead(scout_watch_t *w)
+{
+    scout_watch_t **pp;
+
+    for (pp = &graveyard; *pp != NULL; pp = &(*pp)->next_dead) {
+        if (*pp == w) {
+            *pp = w->next_dead;
+            break;
+        }
+    }
+    scout_stats.zk_watches_released++;
+    free(w->path);
+    free(w);
+}
+
+static void
+dead_answered(scout_watch_t *w)
+{
+    if (!w->children_inflight && !w->exists_inflight && !w->data_inflight)
+        release_dead(w);
+}
 
 void
 scout_watch_retire(scout_watch_t *w)
@@ -663,6 +697,8 @@ scout_watch_retire(scout_watch_t *w)
     w->dead = 1;
     w->next_dead = graveyard;
     graveyard = w;
+    scout_stats.zk_watches_retired++;
+    dead_answered(w);           /* nothing in flight: freed now */
 }
 
 void
@@ -677,6 +713,7 @@ scout_watch_reap(scout_session_t *session)
             continue;
         }
         *pp = w->next_dead;
+        scout_stats.zk_watches_released++;
         free(w->path);
         free(w);
     }

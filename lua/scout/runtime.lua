@@ -10,6 +10,7 @@ local error = error
 local tostring = tostring
 local format = string.format
 local floor = math.floor
+local ceil = math.ceil
 local min, max = math.min, math.max
 local sort = table.sort
 local setmetatable = setmetatable
@@ -115,13 +116,16 @@ local function hold_back(s, from, to, svc_view)
     end
     return nil
   end
+  -- A confirmation is a look at least `confirm_interval` after the last one (the re-read scheduled below):
+  -- the other reads while the drop is held (each step of a staggered mass deletion) confirm nothing.
   local h = s.held
   if not h then
-    h = { since = now, confirms = 0 }
+    h = { since = now, confirms = 0, looked = now }
     s.held = h
     log(LOG_WARN, format("service \"%s\": protection: holding a drop from %d to %d endpoints", s.name, from, to))
-  else
+  elseif now - h.looked >= pr.interval then
     h.confirms = h.confirms + 1
+    h.looked = now
   end
   local held_ms = now - h.since
   local accept = h.confirms >= pr.confirm
@@ -142,8 +146,9 @@ local function hold_back(s, from, to, svc_view)
     return nil
   end
   local wait = pr.hold - held_ms
-  if pr.interval < wait then wait = pr.interval end
-  return wait < 1 and 1 or floor(wait)
+  local due = h.looked + pr.interval - now
+  if due < wait then wait = due end
+  return wait < 1 and 1 or ceil(wait)
 end
 
 -- Load the policy; returns what the C core needs (plain values only) or nil, "file:line: message".
@@ -186,7 +191,7 @@ function M.load(path)
       version = 0,     -- bumps with every accepted change (pick rebuilds its list)
       selector = svc.selector or "swrr",
     }
-    -- held = { since = ms, confirms = n } while a drop is held back
+    -- held = { since = ms, confirms = n, looked = ms of the last confirmation } while a drop is held back
     st.options, st.filter, st.delay, st.on_change = svc.codec_options, svc.filter, svc.delay, svc.on_change
     st.on_protect, st.selector_options = svc.on_protect, svc.selector_options
     st.router = svc.route and assert(require("scout.route").compile(svc.route)) or nil
@@ -546,7 +551,8 @@ function M.explain(i)
   end
   sort(out, by_id)
   -- Debian's lua-cjson encodes an empty table as {}: splice the array in
-  local head = json.encode({ service = s.name, path = s.path, protected = s.held ~= nil })
+  local head = json.encode({ service = s.name, path = s.path, protected = s.held ~= nil,
+                             confirms = s.held and s.held.confirms or nil })
   return head:sub(1, -2) .. ',"children":' .. (#out > 0 and json.encode(out) or "[]") .. "}"
 end
 

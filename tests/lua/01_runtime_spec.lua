@@ -743,5 +743,25 @@ service "memo" {
       assert.same({ "10.0.0.1:80" }, r.gone)
       assert.is_nil(r.retry)
     end)
+
+    it("counts one confirmation per confirm_interval, however many reads come in between", function()
+      local t = 5000
+      runtime.set_clock(function() return t end)
+      finally(function() runtime.set_clock(function() return os.clock() * 1000 end) end)
+      update(GUARDED, {}, { { "10.0.0.2:80", nil, 1 } })
+      local r = update(GUARDED, { "10.0.0.2:80" }, {})      -- held (default: confirm = 3, 1 s apart)
+      assert.equals(1000, r.retry)
+      for _ = 1, 20 do                                      -- reads 10 ms apart confirm nothing
+        t = t + 10
+        r = update(GUARDED, { "10.0.0.2:80" }, {})
+        assert.same({}, r.gone)
+      end
+      assert.equals(800, r.retry)                           -- the scheduled re-read is still due on time
+      for _ = 1, 3 do                                       -- the re-reads one interval apart confirm
+        t = t + 1000
+        r = update(GUARDED, { "10.0.0.2:80" }, {})
+      end
+      assert.same({ "10.0.0.2:80" }, r.gone)
+    end)
   end)
 end)
