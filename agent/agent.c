@@ -298,6 +298,23 @@ view_agent(void *ctx, scout_api_agent_t *out)
     out->reload_error = a->reload_err;
 }
 
+static int
+view_nregs(void *ctx)
+{
+    scout_agent_t *a = ctx;
+
+    return a->nregs + a->nretiring;
+}
+
+static void
+view_reg(void *ctx, int i, scout_reg_info_t *out)
+{
+    scout_agent_t *a = ctx;
+
+    scout_reg_info(i < a->nregs ? a->regs[i] : a->retiring[i - a->nregs],
+                   out);
+}
+
 static scout_api_t *
 api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
 {
@@ -308,7 +325,7 @@ api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
         .nsessions = view_nsessions, .session = view_session,
         .snapshot_too_old = view_snapshot_too_old,
         .watch_bytes = view_watch_bytes, .lua_bytes = view_lua_bytes,
-        .agent = view_agent,
+        .agent = view_agent, .nregs = view_nregs, .reg = view_reg,
     };
 
     return scout_api_new(loop, &view, a->conf.api_listen, err);

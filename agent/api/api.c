@@ -12,6 +12,7 @@
  *                           synced (also /v1/health/ready)
  *   GET /v1/health/live     liveness: 200 while the agent answers at all
  *   GET /v1/agent           version, uptime, sessions, the last reload
+ *   GET /v1/registrations   each registration, its node, its check
  *   GET /metrics            Prometheus text, generated from stats.h
  *
  * Responses are rendered per request from the agent's current state; a
@@ -422,6 +423,8 @@ handle(void *ud, scout_http_req_t *req)
         return scout_api_live(req);
     if (strcmp(path, "/v1/agent") == 0)
         return scout_api_agent(&api->view, req);
+    if (strcmp(path, "/v1/registrations") == 0)
+        return scout_api_registrations(&api->view, req);
     if (strcmp(path, "/metrics") == 0)
         return metrics(api, req);
     return respond_error(req, 404, "not found");

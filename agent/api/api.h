@@ -9,6 +9,7 @@
 #include <ev.h>
 #include <stddef.h>
 
+#include "register/register.h"     /* scout_reg_info_t: a plain record */
 #include "service.h"
 #include "zk/session.h"
 
@@ -44,6 +45,9 @@ typedef struct {
     size_t           (*watch_bytes)(void *ctx, int i);
     size_t           (*lua_bytes)(void *ctx);   /* the policy VM's heap */
     void             (*agent)(void *ctx, scout_api_agent_t *out);
+    /* registrations, including those a reload or shutdown is withdrawing */
+    int              (*nregs)(void *ctx);
+    void             (*reg)(void *ctx, int i, scout_reg_info_t *out);
 } scout_api_view_t;
 
 /* view is copied. */

@@ -1,5 +1,5 @@
 /*
- * api_agent.c -- /v1/agent and /v1/health/live.
+ * api_agent.c -- /v1/agent, /v1/registrations and /v1/health/live.
  *
  * Liveness is apart from readiness (/v1/health) on purpose: during a
  * ZooKeeper outage scout is right to serve its last lists, marked stale,
@@ -77,4 +77,39 @@ int
 scout_api_live(scout_http_req_t *req)
 {
     return respond(req, json_pack("{ss}", "status", "alive"));
+}
+
+int
+scout_api_registrations(const scout_api_view_t *v, scout_http_req_t *req)
+{
+    json_t *out = json_array();
+    int n = v->nregs(v->ctx);
+
+    for (int i = 0; i < n; i++) {
+        scout_reg_info_t r;
+        json_t *flips = json_array(), *check = json_null();
+
+        v->reg(v->ctx, i, &r);
+        for (int k = 0; k < r.nflips; k++)
+            json_array_append_new(flips, json_pack("{sf ss ss}",
+                "at", r.flips[k]->at,
+                "state", r.flips[k]->up ? "up" : "down",
+                "reason", r.flips[k]->reason));
+        if (r.check_kind != NULL)
+            check = json_pack("{ss ss ss ss so}",
+                "kind", r.check_kind,
+                "target", r.check_target ? r.check_target : "",
+                "state", r.healthy ? "up" : "down",
+                "reason", r.check_reason ? r.check_reason : "",
+                "history", flips);
+        else
+            json_decref(flips);
+        json_array_append_new(out, json_pack("{ss so ss sb so}",
+            "name", r.name,
+            "node", r.node ? json_string(r.node) : json_null(),
+            "state", r.state,
+            "healthy", r.healthy,
+            "check", check));
+    }
+    return respond(req, out);
 }

@@ -26,6 +26,10 @@ struct scout_reg_s {
     scout_check_t     *check;       /* NULL: always healthy */
     scout_reg_conf_t   check_conf;  /* what it was built from (reloads) */
     int                healthy;
+    /* the check's flips for /v1/registrations: a ring, newest at
+     * flips[(nflips - 1) % SCOUT_REG_HISTORY] */
+    scout_reg_flip_t   flips[SCOUT_REG_HISTORY];
+    unsigned           nflips;
     int                withdrawing;
     scout_reg_done_fn  done;
     void              *done_ud;

@@ -7,6 +7,7 @@
  */
 #include "register/reg.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -300,9 +301,15 @@ scout_reg_on_session(scout_reg_t *r, scout_session_state_t state,
 void
 scout_reg_set_healthy(scout_reg_t *r, int up, const char *reason)
 {
+    scout_reg_flip_t *f;
+
     if (r->healthy == up)
         return;
     r->healthy = up;
+    f = &r->flips[r->nflips++ % SCOUT_REG_HISTORY];
+    f->at = scout_wall_ms() / 1000.0;
+    f->up = up;
+    snprintf(f->reason, sizeof(f->reason), "%s", reason ? reason : "");
     scout_log(up ? SCOUT_LOG_INFO : SCOUT_LOG_WARN, "register", "%s: %s%s%s",
               r->name, up ? "healthy" : "unhealthy", reason ? ": " : "",
               reason ? reason : "");
@@ -327,6 +334,27 @@ const char *
 scout_reg_name(const scout_reg_t *r)
 {
     return r->name;
+}
+
+void
+scout_reg_info(const scout_reg_t *r, scout_reg_info_t *out)
+{
+    unsigned n = r->nflips < SCOUT_REG_HISTORY ? r->nflips
+                                               : SCOUT_REG_HISTORY;
+
+    memset(out, 0, sizeof(*out));
+    out->name = r->name;
+    out->node = r->node;
+    out->state = r->withdrawing ? "withdrawing"
+                 : r->node != NULL ? "registered"
+                 : r->healthy ? "pending" : "unhealthy";
+    out->check_kind = r->check != NULL ? r->check_conf.check_kind : NULL;
+    out->check_target = r->check != NULL ? r->check_conf.check_target : NULL;
+    out->healthy = r->healthy;
+    out->check_reason = r->check != NULL ? scout_check_reason(r->check) : "";
+    out->nflips = (int)n;
+    for (unsigned i = 0; i < n; i++)
+        out->flips[i] = &r->flips[(r->nflips - 1 - i) % SCOUT_REG_HISTORY];
 }
 
 

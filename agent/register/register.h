@@ -41,4 +41,30 @@ void scout_reg_withdraw(scout_reg_t *r, scout_reg_done_fn done, void *ud);
 
 const char *scout_reg_name(const scout_reg_t *r);
 
+/* A registration as /v1/registrations shows it.  Strings are borrowed from
+ * the registration until the next return to the loop. */
+#define SCOUT_REG_HISTORY 8
+typedef struct {
+    double      at;             /* wall clock, seconds since the epoch */
+    int         up;
+    char        reason[160];
+} scout_reg_flip_t;
+
+typedef struct {
+    const char *name;
+    const char *node;           /* full path, NULL while there is none */
+    /* "registered" (node present), "pending" (wanted, not there yet),
+     * "unhealthy" (the check withdrew it), "withdrawing" (shutdown or a
+     * reload dropped it) */
+    const char *state;
+    const char *check_kind;     /* NULL: no check, always healthy */
+    const char *check_target;
+    int         healthy;
+    const char *check_reason;   /* what the last round saw, or "" */
+    int         nflips;         /* newest first, at most SCOUT_REG_HISTORY */
+    const scout_reg_flip_t *flips[SCOUT_REG_HISTORY];
+} scout_reg_info_t;
+
+void scout_reg_info(const scout_reg_t *r, scout_reg_info_t *out);
+
 #endif

@@ -181,6 +181,43 @@ class Agent(unittest.TestCase):
             zk.stop()
 
 
+class Registrations(unittest.TestCase):
+    """GET /v1/registrations: each registration's node, check and the check's recent flips."""
+
+    def test_node_check_state_and_history(self):
+        zk = ZooKeeper().start()
+        kz = zk.client()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        s = Scout(policy({}, extra='register "web" { path = "/reg/web", codec = "rpcx",\n'
+                                   '  endpoint = { host = "127.0.0.1", port = %d },\n'
+                                   '  check = { tcp = "127.0.0.1:%d", interval = 100, timeout = 500, rise = 1, fall = 1 } }\n'
+                                   % (port, port)), zk.connect).start()
+        try:
+            def regs():
+                return json.loads(s.request("/v1/registrations")[2])
+            wait_until(lambda: regs()[0]["state"] == "registered", what="registered")
+            r = regs()[0]
+            self.assertEqual(r["name"], "web")
+            self.assertEqual(kz.get_children("/reg/web"), [r["node"].rsplit("/", 1)[1]])
+            self.assertEqual((r["check"]["kind"], r["check"]["target"], r["check"]["state"]),
+                             ("tcp", "127.0.0.1:%d" % port, "up"))
+            self.assertEqual([f["state"] for f in r["check"]["history"]], ["up"])
+            listener.close()                                   # the service goes away: the check withdraws it
+            wait_until(lambda: regs()[0]["state"] == "unhealthy", what="withdrawn")
+            r = regs()[0]
+            self.assertIsNone(r["node"])
+            self.assertEqual(kz.get_children("/reg/web"), [])
+            self.assertEqual([f["state"] for f in r["check"]["history"]], ["down", "up"])
+            self.assertIn("refused", r["check"]["history"][0]["reason"])
+        finally:
+            listener.close()
+            s.stop()
+            zk.stop()
+
+
 class Logs(unittest.TestCase):
     """--log-format=json for log shippers; syslog priorities when stderr is journald's stream."""
 
