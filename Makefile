@@ -72,8 +72,8 @@ $(BUILD)/gen/commit.h: FORCE
 	@c=$$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown); \
 	 echo "#define SCOUT_COMMIT \"$$c\"" > $@.tmp; \
 	 cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
-$(BUILD)/obj/main.o $(BUILD)/obj/api/api_agent.o: $(BUILD)/gen/commit.h
-$(BUILD)/obj/main.o $(BUILD)/obj/api/api_agent.o: MY_CFLAGS += -iquote $(BUILD)/gen
+$(BUILD)/obj/main.o $(BUILD)/obj/api/api_agent.o $(BUILD)/obj/api/metrics.o: $(BUILD)/gen/commit.h
+$(BUILD)/obj/main.o $(BUILD)/obj/api/api_agent.o $(BUILD)/obj/api/metrics.o: MY_CFLAGS += -iquote $(BUILD)/gen
 .PHONY: FORCE
 
 $(BUILD)/scout: $(OBJS)

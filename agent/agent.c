@@ -48,6 +48,7 @@ struct scout_agent_s {
     double            watch_check_at; /* last SetWatches size check */
     double            started_at;    /* wall clock, for /v1/agent */
     unsigned          reloads;       /* SIGHUPs tried, and the last one's */
+    unsigned          reloads_ok;
     double            reload_at;     /* wall clock                        */
     int               reload_ok;
     char              reload_err[SCOUT_ERR_LEN];
@@ -293,6 +294,7 @@ view_agent(void *ctx, scout_api_agent_t *out)
     out->zk_servers = a->conf.zk_servers;
     out->started_at = a->started_at;
     out->reloads = a->reloads;
+    out->reloads_ok = a->reloads_ok;
     out->reload_at = a->reload_at;
     out->reload_ok = a->reload_ok;
     out->reload_error = a->reload_err;
@@ -655,6 +657,7 @@ scout_agent_reload(scout_agent_t *a, char *err)
     a->reloads++;
     a->reload_at = scout_wall_ms() / 1000.0;
     a->reload_ok = rc == SCOUT_OK;
+    a->reloads_ok += a->reload_ok;
     snprintf(a->reload_err, sizeof(a->reload_err), "%s",
              rc == SCOUT_OK ? "" : err);
     return rc;

@@ -14,6 +14,7 @@ PACKAGES=(
   libzookeeper-st-dev libev-dev libhttp-parser-dev libjansson-dev uthash-dev libxxhash-dev
   libcurl4-openssl-dev libsystemd-dev   # the client commands (HTTP over the unix socket); sd_notify
   systemd                               # systemd-analyze verifies the example unit
+  prometheus                            # promtool checks /metrics in the tests
   luajit2 libluajit2-5.1-dev          # OpenResty's LuaJIT: Debian's lua-nginx-module needs it
   # Lua modules the agent and the specs load
   lua-cjson lua-cosmo lua-busted lua-check

@@ -30,10 +30,10 @@
 #include "api/api_agent.h"
 #include "api/http.h"
 #include "api/http_url.h"
+#include "api/metrics.h"
 #include "log.h"
 #include "scout.h"
 #include "service.h"
-#include "stats.h"
 #include "zk/session.h"
 
 /* A parked blocking query: answered on the service's next publish or when
@@ -51,6 +51,7 @@ struct scout_api_s {
     scout_http_t   *http;
     scout_api_view_t view;
     waiter_t       *waiters;
+    unsigned        nwaiters;
 };
 
 #define WAIT_DEFAULT 300.0      /* Consul's default: 5 minutes */
@@ -143,6 +144,7 @@ waiter_unlink(waiter_t *w)
         w->api->waiters = w->next;
     if (w->next != NULL)
         w->next->prev = w->prev;
+    w->api->nwaiters--;
     free(w);
 }
 
@@ -232,6 +234,7 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
     if (w->next != NULL)
         w->next->prev = w;
     api->waiters = w;
+    api->nwaiters++;
     scout_http_req_on_abort(req, waiter_abort, w);
     return SCOUT_AGAIN;
 }
@@ -319,82 +322,6 @@ health(scout_api_t *api, scout_http_req_t *req)
                                             api->view.nservices(api->view.ctx)));
 }
 
-/* Prometheus text exposition; names and help come from stats.h. */
-static int
-metrics(scout_api_t *api, scout_http_req_t *req)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    int n = api->view.nservices(api->view.ctx), rc;
-
-    if (out == NULL)
-        return respond_error(req, 500, "out of memory");
-#define X(name, help)                                                      \
-    fprintf(out, "# HELP scout_" #name "_total " help "\n"                 \
-                 "# TYPE scout_" #name "_total counter\n"                  \
-                 "scout_" #name "_total %llu\n",                           \
-            (unsigned long long)scout_stats.name);
-    SCOUT_GLOBAL_STATS(X)
-#undef X
-#define X(name, help)                                                      \
-    fprintf(out, "# HELP scout_service_" #name "_total " help "\n"         \
-                 "# TYPE scout_service_" #name "_total counter\n");        \
-    for (int i = 0; i < n; i++) {                                          \
-        scout_service_t *s = api->view.service(api->view.ctx, i);           \
-        fprintf(out, "scout_service_" #name "_total{service=\"%s\"} %llu\n",\
-                scout_service_name(s),                                     \
-                (unsigned long long)scout_service_stats(s)->name);         \
-    }
-    SCOUT_SERVICE_STATS(X)
-#undef X
-    fprintf(out, "# HELP scout_service_endpoints endpoints published\n"
-                 "# TYPE scout_service_endpoints gauge\n");
-    for (int i = 0; i < n; i++) {
-        scout_service_t *s = api->view.service(api->view.ctx, i);
-        fprintf(out, "scout_service_endpoints{service=\"%s\"} %u\n",
-                scout_service_name(s), scout_service_count(s));
-    }
-    fprintf(out, "# HELP scout_service_staleness_seconds seconds since the "
-                 "list was last confirmed by ZooKeeper (0 while synced)\n"
-                 "# TYPE scout_service_staleness_seconds gauge\n");
-    for (int i = 0; i < n; i++) {
-        scout_service_t *s = api->view.service(api->view.ctx, i);
-        fprintf(out, "scout_service_staleness_seconds{service=\"%s\"} %.3f\n",
-                scout_service_name(s), scout_service_staleness(s));
-    }
-    fprintf(out, "# HELP scout_service_protected 1 while protection holds "
-                 "back a drop\n# TYPE scout_service_protected gauge\n");
-    for (int i = 0; i < n; i++) {
-        scout_service_t *s = api->view.service(api->view.ctx, i);
-        fprintf(out, "scout_service_protected{service=\"%s\"} %d\n",
-                scout_service_name(s), scout_service_protected(s));
-    }
-    fprintf(out, "# HELP scout_lua_memory_bytes bytes held by the policy's "
-                 "Lua VM\n# TYPE scout_lua_memory_bytes gauge\n"
-                 "scout_lua_memory_bytes %zu\n",
-            api->view.lua_bytes(api->view.ctx));
-    fprintf(out, "# HELP scout_session_connected 1 while the ZooKeeper "
-                 "session is connected\n# TYPE scout_session_connected gauge\n");
-    for (int i = 0; i < api->view.nsessions(api->view.ctx); i++)
-        fprintf(out, "scout_session_connected{session=\"%d\"} %d\n", i,
-                scout_session_state(api->view.session(api->view.ctx, i))
-                    == SCOUT_SESSION_CONNECTED);
-    fprintf(out, "# HELP scout_session_watch_bytes watched path bytes a "
-                 "reconnect re-sends (keep well under 1 MB)\n"
-                 "# TYPE scout_session_watch_bytes gauge\n");
-    for (int i = 0; i < api->view.nsessions(api->view.ctx); i++)
-        fprintf(out, "scout_session_watch_bytes{session=\"%d\"} %zu\n", i,
-                api->view.watch_bytes(api->view.ctx, i));
-    if (fclose(out) != 0) {
-        free(buf);
-        return respond_error(req, 500, "out of memory");
-    }
-    rc = scout_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
-    free(buf);
-    return rc;
-}
-
 static int
 handle(void *ud, scout_http_req_t *req)
 {
@@ -426,7 +353,8 @@ handle(void *ud, scout_http_req_t *req)
     if (strcmp(path, "/v1/registrations") == 0)
         return scout_api_registrations(&api->view, req);
     if (strcmp(path, "/metrics") == 0)
-        return metrics(api, req);
+        return scout_api_metrics(&api->view, req, scout_http_nconns(api->http),
+                                 api->nwaiters);
     return respond_error(req, 404, "not found");
 }
 

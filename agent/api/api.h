@@ -22,6 +22,7 @@ typedef struct {
     const char *zk_servers;
     double      started_at;
     unsigned    reloads;        /* SIGHUPs tried since start */
+    unsigned    reloads_ok;     /* of which took             */
     double      reload_at;      /* the last one, 0 if none   */
     int         reload_ok;
     const char *reload_error;   /* "" when it took           */

@@ -691,7 +691,7 @@ def main():
                      "blocked that long): %s" % ", ".join(map(str, deadline_lines)))
     notes.append("after the reconnect: %+d children reads, %+d data reads (anti-entropy re-lists every "
                  "service within ~1 s of a reconnect), %+d anti-entropy repairs"
-                 % (d("scout_zk_requests_children_total"), d("scout_zk_requests_data_total"),
+                 % (d("scout_zk_requests_total{op=\"children\"}"), d("scout_zk_requests_total{op=\"data\"}"),
                     sum(v for k, v in m1.items() if k == "scout_anti_entropy_repairs_total")
                     - sum(v for k, v in m0.items() if k == "scout_anti_entropy_repairs_total")))
     wa = warnings_of(a)

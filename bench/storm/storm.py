@@ -519,8 +519,8 @@ def main():
             s.hwm += [proc_kb(a.p.pid, "VmHWM") for a in agents]
             if s.kind == "scout":
                 m1 = [a.metrics() for a in agents]
-                keys = ["scout_zk_requests_children_total", "scout_zk_requests_data_total",
-                        "scout_zk_requests_exists_total", "scout_zk_watch_events_total",
+                keys = ["scout_zk_requests_total{op=\"children\"}", "scout_zk_requests_total{op=\"data\"}",
+                        "scout_zk_requests_total{op=\"exists\"}", "scout_zk_watch_events_total",
                         'scout_service_publishes_total{service="svc"}',
                         'scout_service_stale_results_dropped_total{service="svc"}',
                         "scout_zk_reconnects_total"]
@@ -617,9 +617,9 @@ def main():
             line += ("; per consumer: children reads %.2f (min %d), data reads %.2f (min %d), "
                      "exists %.2f, watch events %.1f, publishes %.2f, stale dropped %.0f, "
                      "reconnects %.0f; poll round %.1f ms" % (
-                         e["scout_zk_requests_children_total"] / n / M, len(batches),
-                         e["scout_zk_requests_data_total"] / n / M, N,
-                         e["scout_zk_requests_exists_total"] / n / M,
+                         e["scout_zk_requests_total{op=\"children\"}"] / n / M, len(batches),
+                         e["scout_zk_requests_total{op=\"data\"}"] / n / M, N,
+                         e["scout_zk_requests_total{op=\"exists\"}"] / n / M,
                          e["scout_zk_watch_events_total"] / n / M,
                          e['scout_service_publishes_total{service="svc"}'] / n / M,
                          e['scout_service_stale_results_dropped_total{service="svc"}'],

@@ -105,14 +105,14 @@ class Api(unittest.TestCase):
                 if types[m.group(1)] == "counter":
                     self.assertTrue(m.group(1).endswith("_total"), m.group(1))
                     self.assertGreaterEqual(float(m.group(3)), 0)
-        for family in ("scout_zk_requests_children_total", "scout_zk_watch_events_total",
+        for family in ("scout_zk_requests_total", "scout_zk_watch_events_total",
                        "scout_service_stale_results_dropped_total", "scout_service_anti_entropy_repairs_total",
-                       "scout_service_protected", "scout_hook_errors_total", "scout_hook_microseconds_total",
+                       "scout_service_protected", "scout_hook_errors_total", "scout_hook_seconds_total",
                        "scout_service_endpoints", "scout_service_staleness_seconds", "scout_session_connected",
                        "scout_zk_session_expirations_total", "scout_zk_reconnects_total",
                        "scout_lua_memory_bytes"):
             self.assertIn(family, types)
-        self.assertGreater(self.scout.metric("scout_hook_microseconds_total"), 0)
+        self.assertGreater(self.scout.metric("scout_hook_seconds_total"), 0)
         # the policy VM holds at least the runtime and its modules, and far less than a gigabyte here
         self.assertGreater(self.scout.metric("scout_lua_memory_bytes"), 100 * 1024)
         self.assertLess(self.scout.metric("scout_lua_memory_bytes"), 1 << 30)

@@ -61,7 +61,7 @@ class Churn(unittest.TestCase):
                                               'delay = function(ev) return ev.pending < 5 and 60000 or 0 end'}),
                                self.zk.connect).start()
         wait_until(lambda: seen(s, "svc") == truth(self.kz, "/c6/svc"), what="initial")
-        lists = s.metric("scout_zk_requests_children_total")
+        lists = s.metric("scout_zk_requests_total{op=\"children\"}")
         datas = s.metric("scout_service_reads_data_total", "svc")
         pubs = s.metric("scout_service_publishes_total", "svc")
         for i in range(6):                      # six data events; the sixth closes the window
@@ -69,7 +69,7 @@ class Churn(unittest.TestCase):
         wait_until(lambda: seen(s, "svc") == truth(self.kz, "/c6/svc"), what="all six changes")
         self.assertEqual(s.metric("scout_service_publishes_total", "svc") - pubs, 1, "one publish for six events")
         self.assertEqual(s.metric("scout_service_reads_data_total", "svc") - datas, 6, "each changed child read once")
-        self.assertEqual(s.metric("scout_zk_requests_children_total") - lists, 0, "no list read for data events")
+        self.assertEqual(s.metric("scout_zk_requests_total{op=\"children\"}") - lists, 0, "no list read for data events")
 
     def test_data_rewrites_are_followed_exactly(self):
         self.kz.ensure_path("/c3/svc")
@@ -103,15 +103,15 @@ class Churn(unittest.TestCase):
         self.scout = s = Scout(policy({"svc": 'path = "/c5/svc", protect = false'}), self.zk.connect).start()
         wait_until(lambda: len(s.ids("svc")) == 6, what="initial")
         for n, name in enumerate(("id-0", "127.0.0.1:1")):  # a data-watched child, a name-only child
-            before = s.metric("scout_zk_requests_children_total")
+            before = s.metric("scout_zk_requests_total{op=\"children\"}")
             self.kz.delete("/c5/svc/" + name)
             wait_until(lambda: name not in s.ids("svc")
-                       and s.metric("scout_zk_requests_children_total") > before, what="%s gone, list read" % name)
+                       and s.metric("scout_zk_requests_total{op=\"children\"}") > before, what="%s gone, list read" % name)
             # a later change, seen after the deletion's read: any further read for the deletion came before it
             marker = "127.0.0.1:%d" % (90 + n)
             self.kz.create("/c5/svc/" + marker)
             wait_until(lambda: marker in s.ids("svc"), what="marker %s" % marker)
-            self.assertEqual(s.metric("scout_zk_requests_children_total") - before, 2, "%s, then the marker" % name)
+            self.assertEqual(s.metric("scout_zk_requests_total{op=\"children\"}") - before, 2, "%s, then the marker" % name)
 
 
 if __name__ == "__main__":

@@ -218,6 +218,47 @@ class Registrations(unittest.TestCase):
             zk.stop()
 
 
+class Metrics(unittest.TestCase):
+    """/metrics as Prometheus's own linter reads it, with the families an operator's dashboards need."""
+
+    def test_promtool_accepts_a_live_scrape_with_build_process_registration_and_http_gauges(self):
+        zk = ZooKeeper().start()
+        kz = zk.client()
+        kz.ensure_path("/met/svc")
+        kz.create("/met/svc/a", b'{"host":"10.0.0.1","port":1}')
+        s = Scout(policy({"svc": 'path = "/met/svc"'},
+                         extra='register "w" { path = "/met/reg", endpoint = { host = "127.0.0.1", port = 1 } }'),
+                  zk.connect).start()
+        parked = None
+        try:
+            wait_until(lambda: s.ids("svc") == ["a"], what="the list")
+            _, headers, _ = s.request("/v1/services/svc")
+            index = headers["X-Scout-Index"]
+            parked = s._conn()                               # a blocking query that stays parked
+            parked.request("GET", "/v1/services/svc?index=%s&wait=5m" % index)
+            wait_until(lambda: s.metric("scout_http_parked_queries") == 1, what="the query parked")
+            wait_until(lambda: s.metric('scout_registration_up{registration="w"}') == 1, what="registered")
+            body = s.request("/metrics")[2]
+            p = subprocess.run(["promtool", "check", "metrics"], input=body, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+            self.assertEqual(p.returncode, 0, p.stdout.decode())
+            m = s.metrics()
+            self.assertEqual(m['scout_registration_healthy{registration="w"}'], 1)
+            self.assertGreaterEqual(m["scout_http_connections"], 2)          # the parked one and this scrape
+            self.assertGreaterEqual(m['scout_zk_requests_total{op="children"}'], 1)
+            self.assertLessEqual(m["process_open_fds"], m["process_max_fds"])
+            self.assertGreater(m["process_resident_memory_bytes"], 1 << 20)
+            build = [k for k in m if k.startswith("scout_build_info{")]
+            self.assertEqual(len(build), 1)
+            self.assertIn('version="', build[0])
+            self.assertEqual(m['scout_reloads_total{result="ok"}'], 0)
+        finally:
+            if parked is not None:
+                parked.close()
+            s.stop()
+            zk.stop()
+
+
 class Logs(unittest.TestCase):
     """--log-format=json for log shippers; syslog priorities when stderr is journald's stream."""
 
