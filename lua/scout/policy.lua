@@ -382,6 +382,7 @@ for k in pairs(CHECK_KINDS) do CHECK_KEYS[k] = true end
 for k in pairs(CHECK_NUMS) do CHECK_KEYS[k] = true end
 M.SCHEMA = {
   sections = SECTIONS,           -- zookeeper {}, api {}, cache {}, shm {}, agent {}
+  hooks = { on_session = true }, -- globals the policy may define, read by M.load
   service = SERVICE,
   register = REGISTER,
   render = RENDER_KEYS,
