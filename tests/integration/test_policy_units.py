@@ -114,6 +114,22 @@ class Agent(unittest.TestCase):
         wait_until(lambda: s.ids("svc") == ["127.0.0.1:8000", "127.0.0.1:8001"], what="the second endpoint")
         self.assertNotIn("max_age", s.log())
 
+    def test_session_timeout_and_hook_budget_as_strings_reach_the_agent(self):
+        # 7 s is what ZooKeeper is asked for (the test's server allows 0.4 s to 60 s): `cons` shows it per
+        # connection. The filter burns 200 ms of CPU: within a "1s" budget it ends and the endpoint is published;
+        # under the 50 ms default it would be stopped every time.
+        self.kz.ensure_path("/units/slow")
+        self.kz.create("/units/slow/127.0.0.1:8000")
+        s = Scout('zookeeper { servers = "127.0.0.1:1", session_timeout = "7s" }\n'
+                  'agent { hook_budget = "1s" }\n'
+                  'service "slow" {\n  path = "/units/slow",\n'
+                  '  filter = function() local t = os.clock() while os.clock() - t < 0.2 do end return true end,\n'
+                  '}\n', self.zk.connect)
+        self.scouts.append(s)
+        s.start()
+        wait_until(lambda: s.ids("slow") == ["127.0.0.1:8000"], what="published through the slow filter")
+        wait_until(lambda: "to=7000," in self.zk.four("cons"), what="a session with a 7000 ms timeout")
+
     def test_a_bare_max_age_is_milliseconds_and_the_agent_says_so(self):
         self.kz.ensure_path("/units/svc")
         self.kz.create("/units/svc/127.0.0.1:8000")
