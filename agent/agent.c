@@ -333,6 +333,15 @@ api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
     return scout_api_new(loop, &view, a->conf.api_listen, err);
 }
 
+/* What loaded but probably means something else (a bare number whose unit
+ * changed): said at every load, as `scout check` says it. */
+static void
+log_warnings(const scout_conf_t *conf)
+{
+    for (int i = 0; i < conf->nwarnings; i++)
+        scout_log(SCOUT_LOG_WARN, "policy", "%s", conf->warnings[i]);
+}
+
 scout_agent_t *
 scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
                 char *err)
@@ -354,6 +363,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
     if (scout_policy_load(a->policy, opts->policy_file, &a->conf, err)
         != SCOUT_OK)
         goto fail;
+    log_warnings(&a->conf);
     t_policy = scout_now_ms();
     if (apply_command_line(&a->conf, opts, err) != SCOUT_OK)
         goto fail;
@@ -417,7 +427,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         /* Before the loop runs, so the snapshot is served from the first
          * request and ZooKeeper's first listing replaces it. */
         a->persist = scout_persist_new(loop, a->conf.cache_dir,
-                                       a->conf.cache_max_age_s,
+                                       a->conf.cache_max_age_ms,
                                        a->conf.zk_servers, a->services,
                                        a->nservices, err);
         if (a->persist == NULL)
@@ -642,7 +652,7 @@ keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
 #undef KEEP
     nc->zk_timeout_ms = a->conf.zk_timeout_ms;
     nc->zk_sessions = a->conf.zk_sessions;
-    nc->cache_max_age_s = a->conf.cache_max_age_s;
+    nc->cache_max_age_ms = a->conf.cache_max_age_ms;
 }
 
 static int reload(scout_agent_t *a, char *err);
@@ -688,6 +698,7 @@ reload(scout_agent_t *a, char *err)
         scout_policy_free(np);
         return SCOUT_ERROR;
     }
+    log_warnings(&nc);
     if (apply_command_line(&nc, &a->opts, err) != SCOUT_OK) {
         scout_conf_free(&nc);
         scout_policy_free(np);

@@ -164,7 +164,13 @@ cmd_check(const char *file, const char *lua_dir)
         scout_policy_free(p);
         return 1;
     }
-    printf("%s: ok (%d services)\n", file, conf.nservices);
+    for (int i = 0; i < conf.nwarnings; i++)
+        fprintf(stderr, "%s\n", conf.warnings[i]);
+    if (conf.nwarnings > 0)
+        printf("%s: ok (%d services, %d warning%s)\n", file,
+               conf.nservices, conf.nwarnings, conf.nwarnings > 1 ? "s" : "");
+    else
+        printf("%s: ok (%d services)\n", file, conf.nservices);
     scout_conf_free(&conf);
     scout_policy_free(p);
     return 0;

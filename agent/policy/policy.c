@@ -191,6 +191,43 @@ int_field(lua_State *L, int idx, const char *key, int dflt)
     return v;
 }
 
+/* For ms that may pass 2^31 (cache.max_age): a double holds them exactly. */
+static int64_t
+int64_field(lua_State *L, int idx, const char *key, int64_t dflt)
+{
+    int64_t v = dflt;
+
+    lua_getfield(L, idx, key);
+    if (lua_isnumber(L, -1))
+        v = (int64_t)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* The policy's warnings ("file:line: message"), copied: they outlive the
+ * Lua call.  A warning that cannot be copied is dropped, never fatal. */
+static void
+copy_warnings(lua_State *L, int idx, scout_conf_t *conf)
+{
+    int n;
+
+    lua_getfield(L, idx, "warnings");
+    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    if (n > 0 && (conf->warnings = calloc((size_t)n, sizeof(char *))) != NULL) {
+        for (int i = 0; i < n; i++) {
+            const char *w;
+
+            lua_rawgeti(L, -1, i + 1);
+            w = lua_tostring(L, -1);
+            if (w != NULL && (conf->warnings[conf->nwarnings] = strdup(w))
+                             != NULL)
+                conf->nwarnings++;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 void
 scout_conf_free(scout_conf_t *conf)
 {
@@ -223,6 +260,9 @@ scout_conf_free(scout_conf_t *conf)
         free(rc->check_target);
     }
     free(conf->registers);
+    for (int i = 0; i < conf->nwarnings; i++)
+        free(conf->warnings[i]);
+    free(conf->warnings);
     memset(conf, 0, sizeof(*conf));
 }
 
@@ -260,10 +300,11 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
     }
     lua_pop(L, 1);
     t = lua_gettop(L);
+    copy_warnings(L, t, conf);
 
     lua_getfield(L, t, "zookeeper");
     conf->zk_servers = dup_field(L, -1, "servers");
-    conf->zk_timeout_ms = int_field(L, -1, "session_timeout", 10000);
+    conf->zk_timeout_ms = int_field(L, -1, "session_timeout_ms", 10000);
     conf->zk_sessions = int_field(L, -1, "sessions", 0);
     lua_getfield(L, -1, "auth");
     if (lua_istable(L, -1)) {
@@ -282,12 +323,12 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
 
     lua_getfield(L, t, "cache");
     conf->cache_dir = dup_field(L, -1, "dir");
-    conf->cache_max_age_s = int_field(L, -1, "max_age_s", 86400);
+    conf->cache_max_age_ms = int64_field(L, -1, "max_age_ms", 86400000);
     lua_pop(L, 1);
 
     lua_getfield(L, t, "agent");
     conf->log_level = dup_field(L, -1, "log_level");
-    conf->hook_budget_ms = int_field(L, -1, "hook_budget", 50);
+    conf->hook_budget_ms = int_field(L, -1, "hook_budget_ms", 50);
     conf->drain_ms = int_field(L, -1, "drain_ms", 0);
     anti_entropy = int_field(L, -1, "anti_entropy_ms", 60000);
     p->budget_ms = conf->hook_budget_ms;

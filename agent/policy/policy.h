@@ -12,6 +12,8 @@
 #ifndef SCOUT_POLICY_H
 #define SCOUT_POLICY_H
 
+#include <stdint.h>
+
 #include "zk/cache.h"
 #include "policy/render_conf.h"
 
@@ -52,7 +54,7 @@ typedef struct {
     char                 *api_listen;
     char                 *cache_dir;     /* NULL: no disk snapshot     */
     char                 *shm_path;      /* NULL: no shm snapshot      */
-    int                   cache_max_age_s;
+    int64_t               cache_max_age_ms;
     char                 *log_level;     /* NULL: not set in the policy */
     int                   hook_budget_ms;
     scout_service_conf_t *services;
@@ -62,6 +64,8 @@ typedef struct {
     scout_reg_conf_t     *registers;
     int                   nregisters;
     int                   drain_ms;      /* after deregistering, at exit */
+    char                **warnings;      /* "file:line: message": loaded, */
+    int                   nwarnings;     /* but check prints, agent logs  */
 } scout_conf_t;
 
 /* lua_dir holds the scout Lua modules; NULL finds it next to the binary or in the

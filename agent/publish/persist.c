@@ -43,7 +43,7 @@ struct scout_persist_s {
     char             *dir;
     char             *file;
     char             *ensemble;
-    int               max_age_s;
+    int64_t           max_age_ms;
     scout_service_t **services;
     int               n;
     ev_timer          timer;       /* one-shot: the next write       */
@@ -268,7 +268,7 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 scout_persist_t *
-scout_persist_new(struct ev_loop *loop, const char *dir, int max_age_s,
+scout_persist_new(struct ev_loop *loop, const char *dir, int64_t max_age_ms,
                   const char *ensemble, scout_service_t **services, int n,
                   char *err)
 {
@@ -293,7 +293,7 @@ scout_persist_new(struct ev_loop *loop, const char *dir, int max_age_s,
         return NULL;
     }
     p->loop = loop;
-    p->max_age_s = max_age_s;
+    p->max_age_ms = max_age_ms;
     p->services = services;
     p->n = n;
     ev_timer_init(&p->timer, on_timer, 1.0, 0.);
@@ -401,14 +401,15 @@ scout_persist_too_old(const scout_persist_t *p, char *reason, size_t len)
         return 0;
     /* in ms: whole seconds on both sides made max_age up to 1 s longer */
     age_ms = scout_wall_ms() - p->loaded_at_ms;
-    if (age_ms <= (int64_t)p->max_age_s * 1000)
+    if (age_ms <= p->max_age_ms)
         return 0;
     for (int i = 0; i < p->n; i++) {
         if (scout_service_from_snapshot(p->services[i])) {
             snprintf(reason, len, "service %s is served from a snapshot "
-                     "%.1f s old (max_age %d s)",
+                     "%.1f s old (max_age %.1f s)",
                      scout_service_name(p->services[i]),
-                     (double)age_ms / 1000, p->max_age_s);
+                     (double)age_ms / 1000,
+                     (double)p->max_age_ms / 1000);
             return 1;
         }
     }

@@ -9,15 +9,16 @@
 #define SCOUT_PERSIST_H
 
 #include <ev.h>
+#include <stdint.h>
 
 #include "service.h"
 
 typedef struct scout_persist_s scout_persist_t;
 
-/* dir is created if missing (0700).  max_age_s: how old a snapshot may be
+/* dir is created if missing (0700).  max_age_ms: how old a snapshot may be
  * while it is all we serve before health says so. */
 scout_persist_t *scout_persist_new(struct ev_loop *loop, const char *dir,
-                                   int max_age_s, const char *ensemble,
+                                   int64_t max_age_ms, const char *ensemble,
                                    scout_service_t **services, int n,
                                    char *err);
 /* Read the snapshot and seed every service whose name and path match.  A

@@ -7,7 +7,8 @@
 
 zookeeper {
   servers = "127.0.0.1:2181",   -- host:port[,host:port...][/chroot]; --zk or $SCOUT_ZK override it
-  session_timeout = 10000,      -- ms; while ZooKeeper is unreachable scout keeps serving what it last saw
+  session_timeout = "10s",      -- a duration; a bare number is ms. While ZooKeeper is unreachable scout keeps
+                                -- serving what it last saw
 }
 
 api {
@@ -34,7 +35,8 @@ service "orders" {
     return ep.meta.zone ~= "canary"
   end,
 
-  -- When to re-read after a watch fires, in ms (0 = now); events inside the wait are folded into one read.
+  -- When to re-read after a watch fires: ms or a duration like "500ms" (0 = now); events inside the wait are
+  -- folded into one read.
   -- ev.kind is one of: children, data, removed, created, deleted. A child added or removed shows up as
   -- "children" (on the parent; "removed" too, for a child whose data is watched): we wait 500 ms for those, so
   -- a rolling restart reaches clients as a few batched changes, not one per instance. A weight change ("data")

@@ -1,7 +1,7 @@
 -- The policy of examples/openresty: nginx (nginx.conf next to this file) starts the agent with it and balances
 -- "orders" from the shared-memory snapshot the agent writes. SCOUT_ZK (kept for the agent by nginx.conf's
 -- `env SCOUT_ZK;`) overrides the ZooKeeper address below.
-zookeeper { servers = "127.0.0.1:2181", session_timeout = 10000 }
+zookeeper { servers = "127.0.0.1:2181", session_timeout = "10s" }
 api       { listen = "127.0.0.1:8500" }                 -- curl 127.0.0.1:8500/v1/services/orders
 shm       { path = "/dev/shm/scout-openresty-example" }  -- nginx.conf's init_worker reads the same path
 

@@ -6,7 +6,7 @@
 -- (each with name, path, endpoints) and every service's endpoints under its own name; an endpoint has id, host,
 -- port, address ("host:port"), weight, status, zxid and meta.
 
-zookeeper { servers = "127.0.0.1:2181", session_timeout = 10000 }
+zookeeper { servers = "127.0.0.1:2181", session_timeout = "10s" }
 api { listen = "127.0.0.1:8500" }
 
 service "orders" { path = "/services/orders", codec = "curator" }

@@ -46,11 +46,6 @@ end
 
 -- Integers cross into C as int: keep them well inside it.
 local MAX_INT = 2 ^ 31 - 1
-local function is_posint(v)
-  if type(v) ~= "number" or v ~= floor(v) or v <= 0 or v > MAX_INT then
-    return "must be a positive integer (at most 2^31-1)"
-  end
-end
 
 local function is_sessions(v)
   if type(v) ~= "number" or v ~= floor(v) or v < 1 or v > 64 then return "must be a whole number from 1 to 64" end
@@ -97,15 +92,16 @@ end
 
 -- auth = { scheme = "digest", credential = "user:pass" | credential_env = "VAR" | credential_file = "/path" }
 -- The secret is read at load (file or environment) and never printed.
+local AUTH_KEYS = { scheme = true, credential = true, credential_env = true, credential_file = true }
 local function is_auth(v)
   if type(v) ~= "table" then return "must be a table { scheme = \"digest\", credential = \"user:pass\" }" end
   if v.scheme ~= "digest" then return "scheme must be \"digest\" (the packaged client has no SASL)" end
   local given = 0
   for k in pairs(v) do
-    if k == "credential" or k == "credential_env" or k == "credential_file" then
-      given = given + 1
-    elseif k ~= "scheme" then
+    if not AUTH_KEYS[k] then
       return "has an unknown key \"" .. tostring(k) .. "\""
+    elseif k ~= "scheme" then
+      given = given + 1
     end
   end
   if given ~= 1 then return "needs exactly one of credential, credential_env, credential_file" end
@@ -139,12 +135,7 @@ local function is_codec(v)
   if not c then return ": " .. err end
 end
 
-local function is_delay(v)
-  if type(v) == "function" then return nil end
-  if type(v) ~= "number" or v ~= v or v < 0 or v ~= floor(v) or v > MAX_DELAY then
-    return "must be a number of milliseconds from 0 to 86400000 (a day), or a function"
-  end
-end
+local is_delay   -- a duration from 0 to a day, or a function: defined with the durations below
 
 local function is_selector(v)
   local ok, select = pcall(require, "scout.select")
@@ -172,8 +163,10 @@ local function is_route(v)
   if not router then return ": " .. err end
 end
 
--- A duration: milliseconds as a number, or a string "500ms", "2s", "1m".
-local UNITS = { ms = 1, s = 1000, m = 60000, h = 3600000 }
+-- Durations follow one rule everywhere in a policy: a string with a unit ("250ms", "10s", "5m", "1h", "1d";
+-- "1.5s" too), or a bare number of milliseconds. (The HTTP API's ?wait= is Consul's and stays seconds.)
+local UNITS = { ms = 1, s = 1000, m = 60000, h = 3600000, d = 86400000 }
+M.UNITS = UNITS
 function M.duration(v)
   if type(v) == "number" then
     if v >= 0 and v == floor(v) then return v end
@@ -185,9 +178,46 @@ function M.duration(v)
   return floor(tonumber(n) * UNITS[unit])
 end
 
-local function is_duration(v)
-  local ms = M.duration(v)
-  if not ms or ms > MAX_DELAY then return "must be milliseconds or a duration like \"60s\" (at most a day; 0 = off)" end
+local DURATION = '("500ms", "10s", "1h"; a number is milliseconds)'
+
+-- A check for a duration key: min and max in ms, or_what says what else the key takes (" or a function").
+local function duration_check(min, max, range, or_what)
+  local msg = "must be a duration " .. DURATION .. " " .. range .. (or_what or "")
+  return function(v)
+    local ms = M.duration(v)
+    if not ms or ms < min or ms > max then return msg end
+  end
+end
+
+local is_duration = duration_check(0, MAX_DELAY, "from 0 (off) to 1d")
+local is_timeout = duration_check(1, MAX_DELAY, "from 1ms to 1d")
+local is_interval = duration_check(0, MAX_DELAY, "from 0 to 1d")
+local is_delay_value = duration_check(0, MAX_DELAY, "from 0 to 1d", ", or a function")
+is_delay = function(v)
+  if type(v) == "function" then return nil end
+  return is_delay_value(v)
+end
+
+-- A bare number whose unit changed in 0.2 (it was seconds): loaded with the new meaning, and warned about.
+local OLD_SECONDS = { cache = { max_age = true } }
+
+-- 86400000 -> "1d", 90000 -> "90s": the largest unit that writes ms exactly.
+local function duration_string(ms)
+  for _, u in ipairs({ "d", "h", "m", "s" }) do
+    if ms >= UNITS[u] and ms % UNITS[u] == 0 then return format("%d%s", ms / UNITS[u], u) end
+  end
+  return format("%dms", ms)
+end
+
+local function unit_warnings(policy, at, section, t)
+  for k in pairs(OLD_SECONDS[section] or {}) do
+    local v = t[k]
+    if type(v) == "number" then
+      policy.warnings[#policy.warnings + 1] = format(
+        '%s: %s.%s = %d is milliseconds (%s s) since 0.2; write "%s" if you meant %d seconds',
+        at, section, k, v, tostring(v / 1000), duration_string(v * 1000), v)
+    end
+  end
 end
 
 local function is_dir(v)
@@ -199,18 +229,12 @@ local function is_shm_path(v)
   if type(v) ~= "string" or v:sub(1, 1) ~= "/" then return "must be an absolute file path (e.g. /dev/shm/scout)" end
 end
 
--- max_age: seconds as a number (86400), or a duration string ("24h")
-local function is_age(v)
-  if type(v) == "number" then
-    if v > 0 and v == floor(v) and v <= MAX_INT then return nil end
-  elseif M.duration(v) and M.duration(v) >= 1000 then
-    return nil
-  end
-  return "must be seconds (a whole number) or a duration like \"24h\""
-end
+-- max_age: how long a disk snapshot may be served alone (C keeps it as 64-bit ms; the bound is the old one)
+local is_age = duration_check(1, MAX_INT * 1000, "from 1ms")
 
 -- render { template = "file.tpl" | function(view), dest = "/path", command = "...", wait = { min =, max = } }
 local RENDER_KEYS = { template = true, dest = true, command = true, wait = true }
+local WAIT_KEYS = { min = true, max = true }
 local function check_render(t, base_dir)
   if type(t) ~= "table" then return "expects a table { template = ..., dest = ... }" end
   for k in pairs(t) do
@@ -236,8 +260,14 @@ local function check_render(t, base_dir)
   end
   local w = t.wait or {}
   if type(w) ~= "table" then return "wait must be a table { min = \"2s\", max = \"10s\" }" end
+  for k in pairs(w) do
+    if not WAIT_KEYS[k] then return "wait: unknown key \"" .. tostring(k) .. "\" (known: max, min)" end
+  end
+  for _, k in ipairs({ "min", "max" }) do
+    local why = w[k] ~= nil and is_interval(w[k])
+    if why then return "wait: " .. k .. " " .. why end
+  end
   local min, max = M.duration(w.min or 0), M.duration(w.max or w.min or 0)
-  if not min or not max then return "wait: min and max must be durations like \"2s\"" end
   if max < min then return "wait: max must not be less than min" end
   t.wait_min_ms, t.wait_max_ms = min, max
 end
@@ -253,11 +283,13 @@ local function is_check(v)
     if CHECK_KINDS[k] then
       if type(val) ~= CHECK_KINDS[k] then return k .. " must be a " .. CHECK_KINDS[k] end
       kinds = kinds + 1
-    elseif CHECK_NUMS[k] then
-      local ms = (k == "rise" or k == "fall") and val or M.duration(val)
-      if type(ms) ~= "number" or ms < 1 or ms ~= floor(ms) or ms > MAX_DELAY then
-        return k .. " must be a positive " .. ((k == "rise" or k == "fall") and "count" or "duration")
+    elseif k == "rise" or k == "fall" then
+      if type(val) ~= "number" or val < 1 or val ~= floor(val) or val > MAX_INT then
+        return k .. " must be a positive count"
       end
+    elseif CHECK_NUMS[k] then
+      local why = is_timeout(val)
+      if why then return k .. " " .. why end
     else
       return "has an unknown key \"" .. tostring(k) .. "\" (known: exec, fall, http, interval, lua, rise, tcp, timeout)"
     end
@@ -266,9 +298,15 @@ local function is_check(v)
   if v.http and not v.http:match("^http://[^/]+") then return "http must be an http:// URL" end
 end
 
+local ENDPOINT_KEYS = { id = true, host = true, port = true, weight = true, meta = true }
 local function is_endpoint(v)
   if type(v) == "function" then return nil end
   if type(v) ~= "table" then return "must be a table { host =, port = } or a function returning one" end
+  for k in pairs(v) do
+    if not ENDPOINT_KEYS[k] then
+      return "has an unknown key \"" .. tostring(k) .. "\" (known: host, id, meta, port, weight)"
+    end
+  end
   if type(v.host) ~= "string" or v.host == "" then return "needs a host" end
   if type(v.port) ~= "number" or v.port ~= floor(v.port) or v.port < 1 or v.port > 65535 then
     return "needs a port from 1 to 65535"
@@ -298,20 +336,19 @@ local function is_protect(v)
     return "confirm must be a whole number of reads >= 0"
   end
   for _, k in ipairs({ "hold", "confirm_interval" }) do
-    if v[k] ~= nil and not M.duration(v[k]) then
-      return k .. " must be milliseconds or a duration like \"60s\""
-    end
+    local why = v[k] ~= nil and is_interval(v[k])
+    if why then return k .. " " .. why end
   end
 end
 
 -- ---- schemas ------------------------------------------------------------------------------------------------
 
 local SECTIONS = {
-  zookeeper = { servers = is_servers, session_timeout = is_posint, auth = is_auth, sessions = is_sessions },
+  zookeeper = { servers = is_servers, session_timeout = is_timeout, auth = is_auth, sessions = is_sessions },
   api = { listen = is_listen },
   cache = { dir = is_dir, max_age = is_age },
   shm = { path = is_shm_path },
-  agent = { hook_budget = is_posint, log_level = is_level, anti_entropy = is_duration, drain = is_duration },
+  agent = { hook_budget = is_timeout, log_level = is_level, anti_entropy = is_duration, drain = is_duration },
 }
 
 local SERVICE = {
@@ -336,6 +373,24 @@ local REGISTER = {
   ephemeral = is_bool,
   check = is_check,
   acl = is_acl,
+}
+
+-- What the loader accepts, for docs/policy.md's spec (tests/lua/06_policy_doc_spec.lua): each value is a table
+-- whose keys are the block's keys. Read it, never write it: these are the tables the checks use.
+local CHECK_KEYS = {}
+for k in pairs(CHECK_KINDS) do CHECK_KEYS[k] = true end
+for k in pairs(CHECK_NUMS) do CHECK_KEYS[k] = true end
+M.SCHEMA = {
+  sections = SECTIONS,           -- zookeeper {}, api {}, cache {}, shm {}, agent {}
+  hooks = { on_session = true }, -- globals the policy may define, read by M.load
+  service = SERVICE,
+  register = REGISTER,
+  render = RENDER_KEYS,
+  ["zookeeper.auth"] = AUTH_KEYS,
+  ["service.protect"] = PROTECT_KEYS,
+  ["register.endpoint"] = ENDPOINT_KEYS,
+  ["register.check"] = CHECK_KEYS,
+  ["render.wait"] = WAIT_KEYS,
 }
 
 local function sorted_keys(t)
@@ -380,6 +435,7 @@ local function environment(policy)
       if seen[name] then fail(at, name .. " {} given twice (first at " .. seen[name] .. ")") end
       seen[name] = at
       check_block(at, name, schema, t)
+      unit_warnings(policy, at, name, t)
       for k, v in pairs(t) do policy[name][k] = v end
     end
   end
@@ -452,12 +508,13 @@ local function environment(policy)
   return env
 end
 
--- Load and validate a policy file. Returns the policy table, or nil and "file:line: message".
+-- Load and validate a policy file. Returns the policy table, or nil and "file:line: message". What loads but
+-- probably means something else (a bare number whose unit changed) is in policy.warnings, as "file:line: message".
 function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
   local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
-                   by_name = {}, renders = {}, registers = {} }
+                   by_name = {}, renders = {}, registers = {}, warnings = {} }
   local env = environment(policy)
   setfenv(chunk, env)
   local ok, perr = pcall(chunk)

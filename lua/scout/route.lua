@@ -5,6 +5,8 @@
 -- that already exists: no per-request garbage, and arrays with a stable identity that callers can key selectors
 -- on. Nothing here depends on ngx or the agent; the same router runs in both.
 --
+-- The operator's reference for this syntax is docs/policy.md ("Route rules"); keep the two in step.
+--
 -- A policy gives rules as an array, applied IN ORDER as a pipeline: each rule narrows the previous rule's output
 -- (like dubbo's router chain). A rule whose result is empty applies its fallback instead:
 --   fallback = "all"   (default) the rule's input, i.e. the rule is skipped;

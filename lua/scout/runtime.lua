@@ -156,7 +156,7 @@ function M.load(path)
   local p, err = policy_dsl.load(path)
   if not p then return nil, err end
   local conf = { zookeeper = p.zookeeper, api = p.api, agent = p.agent, cache = p.cache, shm = p.shm,
-                 services = {}, renders = {} }
+                 services = {}, renders = {}, warnings = p.warnings }
   conf.registers = {}
   for k, r in ipairs(p.registers) do
     local c = r.check
@@ -172,10 +172,13 @@ function M.load(path)
   for k, r in ipairs(p.renders) do
     conf.renders[k] = { dest = r.dest, command = r.command, wait_min_ms = r.wait_min_ms, wait_max_ms = r.wait_max_ms }
   end
-  local age = p.cache.max_age
-  if age ~= nil then p.cache.max_age_s = type(age) == "number" and age or floor(policy_dsl.duration(age) / 1000) end
-  if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = policy_dsl.duration(p.agent.anti_entropy) end
-  if p.agent.drain ~= nil then p.agent.drain_ms = policy_dsl.duration(p.agent.drain) end
+  -- every duration reaches C in ms, under a name of its own (the DSL validated them all)
+  local ms = policy_dsl.duration
+  if p.zookeeper.session_timeout ~= nil then p.zookeeper.session_timeout_ms = ms(p.zookeeper.session_timeout) end
+  if p.cache.max_age ~= nil then p.cache.max_age_ms = ms(p.cache.max_age) end
+  if p.agent.hook_budget ~= nil then p.agent.hook_budget_ms = ms(p.agent.hook_budget) end
+  if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = ms(p.agent.anti_entropy) end
+  if p.agent.drain ~= nil then p.agent.drain_ms = ms(p.agent.drain) end
   local state = {}
   for i, svc in ipairs(p.services) do
     local codec = assert(codecs.get(svc.codec))  -- validated by the DSL
@@ -200,7 +203,7 @@ function M.load(path)
       name = svc.name, path = svc.path,
       codec = type(svc.codec) == "string" and svc.codec or nil,  -- a reload keeps a service only if it matches
       -- a number is applied in C; a function is asked per event (nil here); no delay means read at once
-      delay_ms = type(svc.delay) == "function" and -1 or svc.delay or 0,
+      delay_ms = type(svc.delay) == "function" and -1 or policy_dsl.duration(svc.delay or 0),
       -- a codec whose answer never depends on the child spares a Lua call per new child (-1: ask each time)
       needs_data = codec.reads_data == nil and -1 or (codec.reads_data and 1 or 0),
     }
@@ -218,9 +221,10 @@ function M.delay(i, kind, child, pending, since_read)
   local s = services[i]
   local v = s.delay({ kind = kind, child = child, pending = pending, since_read = since_read,
                       service = s.name, path = s.path })
+  if type(v) == "string" then v = policy_dsl.duration(v) or v end   -- "500ms", as the delay key takes
   if type(v) ~= "number" or v ~= v or v < 0 or v > policy_dsl.MAX_DELAY then
-    error(format("service \"%s\": delay returned %s; want milliseconds from 0 to %d", s.name, tostring(v),
-                 policy_dsl.MAX_DELAY), 0)
+    error(format("service \"%s\": delay returned %s; want milliseconds from 0 to %d or a duration like \"500ms\"",
+                 s.name, tostring(v), policy_dsl.MAX_DELAY), 0)
   end
   return floor(v)
 end

@@ -29,7 +29,7 @@ class ColdStart(unittest.TestCase):
 
     def agent(self, max_age=86400):
         s = Scout(policy({"svc": 'path = "/cs/svc"'},
-                         extra='cache { dir = "%s", max_age = %d }' % (self.cache, max_age)),
+                         extra='cache { dir = "%s", max_age = "%ds" }' % (self.cache, max_age)),
                   self.zk.connect)
         self.scouts.append(s)
         return s

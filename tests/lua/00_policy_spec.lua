@@ -17,6 +17,9 @@ local function fails(src, line, msg)
   assert.equals(path .. ":" .. line .. ": " .. msg, err)
 end
 
+-- How every duration key words its refusal.
+local DUR = 'must be a duration ("500ms", "10s", "1h"; a number is milliseconds)'
+
 -- A spec for a known bug: pending while the bug is there, a failure once it is fixed (so the marker is removed).
 
 local function loads(src)
@@ -125,7 +128,7 @@ function on_session(state) return state end
     it("loads an empty file as an empty policy", function()
       local p, _, path = load("")
       assert.same({ file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
-                    by_name = {}, renders = {}, registers = {} }, p)
+                    by_name = {}, renders = {}, registers = {}, warnings = {} }, p)
       assert.is_nil(p.on_session)
     end)
 
@@ -148,7 +151,7 @@ function on_session(state) return state end
       zookeeper = {
         servers = { '"127.0.0.1:2181"', '"zk-1.example.com:2181,zk-2:2182"', '"[::1]:2181"',
                     '"[::1]:2181,10.0.0.2:2181/scout/prod"', '"a:1/"' },
-        session_timeout = { "1", "30000" },
+        session_timeout = { "1", "30000", '"10s"', '"1.5s"', '"1d"' },
         auth = { '{ scheme = "digest", credential = "u:p" }', '{ scheme = "digest", credential = "u:p:q" }' },
       },
       api = {
@@ -156,8 +159,13 @@ function on_session(state) return state end
                    '"host:65535"' },
       },
       agent = {
-        hook_budget = { "1", "50" },
+        hook_budget = { "1", "50", '"50ms"', '"1s"' },
         log_level = { '"error"', '"warn"', '"info"', '"debug"' },
+        anti_entropy = { "0", "60000", '"0ms"', '"90s"', '"1d"' },
+        drain = { "0", "5000", '"5s"', '"2m"' },
+      },
+      cache = {
+        max_age = { "1", '"24h"', '"1d"', '"500ms"', '"30d"' },
       },
     }
     for section, keys in pairs(VALID) do
@@ -178,7 +186,7 @@ function on_session(state) return state end
                 '{ decode = function() end }', '{ decode = function() end, needs_data = false }' },
       codec_options = { "{}", '{ protocol = "tri" }' },
       filter = { "function() return true end" },
-      delay = { "0", "250", "function() return 1 end" },
+      delay = { "0", "250", '"0ms"', '"500ms"', '"1.5s"', '"1h"', '"1d"', "function() return 1 end" },
       selector = { '"rr"', '"swrr"', '"random"', '"chash"', '"leastconn"', '"p2c"', '"scout.select.rr"',
                    "{ new = function() end }" },
       selector_options = { "{}" },
@@ -254,15 +262,16 @@ function on_session(state) return state end
 
     it("reports the line where a multi-line block starts, not where the bad key is", function()
       local src = "-- one\n-- two\nservice \"s\" {\n  path = \"/s\",\n\n\n  delay = -5,\n}\n"
-      fails(src, 3, 'service "s": delay must be a number of milliseconds from 0 to 86400000 (a day), or a function')
+      fails(src, 3, 'service "s": delay ' .. DUR .. " from 0 to 1d, or a function")
       fails("\nzookeeper {\n  servers = \"a:1\",\n  session_timeout = 0,\n}\n", 2,
-            "zookeeper: session_timeout must be a positive integer (at most 2^31-1)")
+            "zookeeper: session_timeout " .. DUR .. " from 1ms to 1d")
     end)
 
     local SERVERS_MSG = 'servers must be a string like "127.0.0.1:2181,10.0.0.2:2181/chroot"'
     local LISTEN_TYPE = 'listen must be a string like "unix:/run/scout.sock" or "127.0.0.1:8500"'
     local AUTH_TYPE = 'auth must be a table { scheme = "digest", credential = "user:pass" }'
-    local AE = 'anti_entropy must be milliseconds or a duration like "60s" (at most a day; 0 = off)'
+    local AE = "anti_entropy " .. DUR .. " from 0 (off) to 1d"
+    local function TIMEOUT(key) return key .. " " .. DUR .. " from 1ms to 1d" end
     local SECTION_BAD = {
       { "zookeeper", "servers", "5", SERVERS_MSG },
       { "zookeeper", "servers", '""', SERVERS_MSG },
@@ -272,10 +281,10 @@ function on_session(state) return state end
       { "zookeeper", "servers", '"a:1;b:2"', 'servers has a bad server "a:1;b:2" (want host:port)' },
       { "zookeeper", "servers", '"[::1]2181"', 'servers has a bad server "[::1]2181" (want host:port)' },
       { "zookeeper", "servers", '"a:1,b/chroot"', 'servers has a bad server "b" (want host:port)' },
-      { "zookeeper", "session_timeout", "0", "session_timeout must be a positive integer (at most 2^31-1)" },
-      { "zookeeper", "session_timeout", "-1", "session_timeout must be a positive integer (at most 2^31-1)" },
-      { "zookeeper", "session_timeout", "1.5", "session_timeout must be a positive integer (at most 2^31-1)" },
-      { "zookeeper", "session_timeout", '"10"', "session_timeout must be a positive integer (at most 2^31-1)" },
+      { "zookeeper", "session_timeout", "0", TIMEOUT("session_timeout") },
+      { "zookeeper", "session_timeout", "-1", TIMEOUT("session_timeout") },
+      { "zookeeper", "session_timeout", "1.5", TIMEOUT("session_timeout") },
+      { "zookeeper", "session_timeout", '"10"', TIMEOUT("session_timeout") },
       { "zookeeper", "auth", '"u:p"', AUTH_TYPE },
       { "zookeeper", "auth", '{ scheme = "sasl", credential = "u:p" }',
         'auth scheme must be "digest" (the packaged client has no SASL)' },
@@ -302,15 +311,20 @@ function on_session(state) return state end
       { "api", "listen", '"[::1]80"', 'listen must be "unix:/path" or "host:port" (got "[::1]80")' },
       { "api", "listen", '"[zz]:80"', 'listen must be "unix:/path" or "host:port" (got "[zz]:80")' },
       { "api", "listen", '"http://h:80"', 'listen must be "unix:/path" or "host:port" (got "http://h:80")' },
-      { "agent", "hook_budget", "0", "hook_budget must be a positive integer (at most 2^31-1)" },
+      { "agent", "hook_budget", "0", TIMEOUT("hook_budget") },
       { "agent", "anti_entropy", '"soon"', AE },
       { "agent", "anti_entropy", "-5", AE },
       { "agent", "anti_entropy", '"2d"', AE },
+      { "agent", "anti_entropy", '"5 s"', AE },
+      { "agent", "drain", '"1w"', "drain " .. DUR .. " from 0 (off) to 1d" },
+      { "agent", "hook_budget", '"0ms"', TIMEOUT("hook_budget") },
+      { "agent", "hook_budget", '"25h"', TIMEOUT("hook_budget") },
+      { "zookeeper", "session_timeout", '"2d"', TIMEOUT("session_timeout") },
       { "zookeeper", "sessions", "0", "sessions must be a whole number from 1 to 64" },
       { "zookeeper", "sessions", "65", "sessions must be a whole number from 1 to 64" },
       { "zookeeper", "sessions", "1.5", "sessions must be a whole number from 1 to 64" },
-      { "agent", "hook_budget", "2.5", "hook_budget must be a positive integer (at most 2^31-1)" },
-      { "agent", "hook_budget", "true", "hook_budget must be a positive integer (at most 2^31-1)" },
+      { "agent", "hook_budget", "2.5", TIMEOUT("hook_budget") },
+      { "agent", "hook_budget", "true", TIMEOUT("hook_budget") },
       { "agent", "log_level", '"trace"', "log_level must be one of error, warn, info, debug" },
       { "agent", "log_level", '"INFO"', "log_level must be one of error, warn, info, debug" },
       { "agent", "log_level", "1", "log_level must be one of error, warn, info, debug" },
@@ -325,7 +339,7 @@ function on_session(state) return state end
     local PATH_ABS = "path must be an absolute ZooKeeper path"
     local PATH_SLASH = "path must not end in / or contain //"
     local PATH_DOT = "path must not contain . or .. components"
-    local DELAY = "delay must be a number of milliseconds from 0 to 86400000 (a day), or a function"
+    local DELAY = "delay " .. DUR .. " from 0 to 1d, or a function"
     local PROTECT_TYPE = "protect must be a table { min_ratio =, confirm =, hold = } or false"
     local SERVICE_BAD = {
       { "path", "5", PATH_ABS },
@@ -350,6 +364,9 @@ function on_session(state) return state end
       { "delay", '"100"', DELAY },
       { "delay", "0/0", DELAY },
       { "delay", "true", DELAY },
+      { "delay", '"2d"', DELAY },
+      { "delay", '"500 ms"', DELAY },
+      { "delay", '"-5ms"', DELAY },
       { "selector", "5", "selector: selector must be a name or a table, got number" },
       { "selector", "{}", "selector: selector has no new() function" },
       { "selector", "{ new = 1 }", "selector: selector has no new() function" },
@@ -373,12 +390,12 @@ function on_session(state) return state end
       { "protect", '{ min_ratio = "0.5" }', "protect min_ratio must be a number in (0, 1]" },
       { "protect", "{ confirm = -1 }", "protect confirm must be a whole number of reads >= 0" },
       { "protect", "{ confirm = 1.5 }", "protect confirm must be a whole number of reads >= 0" },
-      { "protect", '{ hold = "5" }', 'protect hold must be milliseconds or a duration like "60s"' },
-      { "protect", '{ hold = "5d" }', 'protect hold must be milliseconds or a duration like "60s"' },
-      { "protect", "{ hold = -5 }", 'protect hold must be milliseconds or a duration like "60s"' },
-      { "protect", "{ hold = 2.5 }", 'protect hold must be milliseconds or a duration like "60s"' },
+      { "protect", '{ hold = "5" }', "protect hold " .. DUR .. " from 0 to 1d" },
+      { "protect", '{ hold = "5d" }', "protect hold " .. DUR .. " from 0 to 1d" },
+      { "protect", "{ hold = -5 }", "protect hold " .. DUR .. " from 0 to 1d" },
+      { "protect", "{ hold = 2.5 }", "protect hold " .. DUR .. " from 0 to 1d" },
       { "protect", '{ confirm_interval = "soon" }',
-        'protect confirm_interval must be milliseconds or a duration like "60s"' },
+        "protect confirm_interval " .. DUR .. " from 0 to 1d" },
       { "on_protect", "{}", "on_protect must be a function" },
     }
     for _, c in ipairs(SERVICE_BAD) do
@@ -504,6 +521,34 @@ function on_session(state) return state end
             'render: unknown key "cmd" (known: command, dest, template, wait)')
     end)
 
+    it("checks durations inside register, render and protect blocks with the same rule", function()
+      local reg = 'register "me" { path = "/a", endpoint = { host = "h", port = 1 }, check = { tcp = "h:1", %s } }\n'
+      loads(reg:format('interval = "1.5s", timeout = 800'))
+      fails(reg:format('interval = "2d"'), 1, 'register "me": check interval ' .. DUR .. " from 1ms to 1d")
+      fails(reg:format("timeout = 0"), 1, 'register "me": check timeout ' .. DUR .. " from 1ms to 1d")
+      fails(reg:format("rise = 1.5"), 1, 'register "me": check rise must be a positive count')
+      local render = 'render { template = function() end, dest = "/o", wait = %s }\n'
+      assert.equals(1500, loads(render:format('{ min = 1500, max = "1m" }')).renders[1].wait_min_ms)
+      fails(render:format('{ min = "2d" }'), 1, "render: wait: min " .. DUR .. " from 0 to 1d")
+      fails(render:format('{ mni = "2s" }'), 1, 'render: wait: unknown key "mni" (known: max, min)')
+    end)
+
+    it("refuses an unknown key in a register's endpoint", function()
+      fails('register "me" { path = "/a", endpoint = { host = "h", port = 1, wieght = 5 } }\n', 1,
+            'register "me": endpoint has an unknown key "wieght" (known: host, id, meta, port, weight)')
+    end)
+
+    it("reads a bare cache.max_age as milliseconds and warns at its line, without refusing", function()
+      local p, _, path = load('-- policy\n\ncache { dir = "/x", max_age = 86400 }\n')
+      assert.equals(86400, p.cache.max_age)
+      assert.same({ path .. ':3: cache.max_age = 86400 is milliseconds (86.4 s) since 0.2; write "1d" if you meant '
+                    .. "86400 seconds" }, p.warnings)
+      p = loads('cache { max_age = 90 }\n')
+      assert.matches('max_age = 90 is milliseconds %(0.09 s%) since 0.2; write "90s" if you meant 90 seconds$',
+                     p.warnings[1])
+      assert.same({}, loads('cache { dir = "/x", max_age = "24h" }\n').warnings)
+    end)
+
     it("checks the shm block", function()
       assert.same({ path = "/dev/shm/scout" }, loads('shm { path = "/dev/shm/scout" }\n').shm)
       fails('shm { path = "rel" }\n', 1, "shm: path must be an absolute file path (e.g. /dev/shm/scout)")
@@ -516,9 +561,8 @@ function on_session(state) return state end
       fails('\n\ncache { dir = "relative" }\n', 3, "cache: dir must be an absolute directory path")
       fails('cache { dir = "/dev/shm" }\n', 1,
             "cache: dir must not be /dev/shm (the shared-memory snapshot lives there)")
-      for _, v in ipairs({ "0", "-1", "1.5", '"soon"', '"10ms"' }) do
-        fails("cache { dir = \"/x\", max_age = " .. v .. " }\n", 1,
-              'cache: max_age must be seconds (a whole number) or a duration like "24h"')
+      for _, v in ipairs({ "0", "-1", "1.5", '"soon"', '"0ms"', '"24"' }) do
+        fails("cache { dir = \"/x\", max_age = " .. v .. " }\n", 1, "cache: max_age " .. DUR .. " from 1ms")
       end
     end)
 

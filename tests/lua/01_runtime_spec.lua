@@ -159,9 +159,10 @@ describe("scout.runtime", function()
 
   describe("load", function()
     it("returns the sections and, per service, name, path, delay_ms and needs_data", function()
-      assert.same({ servers = "127.0.0.1:2181/scout", session_timeout = 8000 }, conf.zookeeper)
+      assert.same({ servers = "127.0.0.1:2181/scout", session_timeout = 8000, session_timeout_ms = 8000 },
+                  conf.zookeeper)
       assert.same({ listen = "127.0.0.1:8500" }, conf.api)
-      assert.same({ hook_budget = 40, log_level = "debug" }, conf.agent)
+      assert.same({ hook_budget = 40, hook_budget_ms = 40, log_level = "debug" }, conf.agent)
       assert.same({
         -- needs_data: -1 when the codec's answer depends on the child's name, else the constant answer (dubbo
         -- never reads data; a user codec without needs_data always does)
@@ -183,7 +184,39 @@ describe("scout.runtime", function()
     it("returns empty sections for a policy that declares none", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z" }\n')))
       assert.same({ zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, renders = {}, registers = {},
+                    warnings = {},
                     services = { { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -1 } } }, c)
+    end)
+
+    it("hands C every duration in milliseconds, whether written as a string or a bare number", function()
+      local c = assert(runtime.load(H.write(
+        'zookeeper { session_timeout = "8s" }\n'
+        .. 'agent { hook_budget = "40ms", anti_entropy = "2m", drain = "1.5s" }\n'
+        .. 'cache { dir = "/tmp/x", max_age = "30d" }\n'
+        .. 'service "z" { path = "/z", delay = "250ms" }\n'
+        .. 'service "y" { path = "/y", delay = 250 }\n'
+        .. 'register "r" { path = "/r", endpoint = { host = "h", port = 1 },\n'
+        .. '               check = { tcp = "h:1", interval = "1m", timeout = 1500 } }\n'
+        .. 'render { template = function() return "" end, dest = "/tmp/y", wait = { min = "1s", max = "1h" } }\n')))
+      assert.equals(8000, c.zookeeper.session_timeout_ms)
+      assert.equals(40, c.agent.hook_budget_ms)
+      assert.equals(120000, c.agent.anti_entropy_ms)
+      assert.equals(1500, c.agent.drain_ms)
+      assert.equals(30 * 86400000, c.cache.max_age_ms)   -- past 2^31: C reads it as 64 bits
+      assert.equals(250, c.services[1].delay_ms)
+      assert.equals(250, c.services[2].delay_ms)
+      assert.equals(60000, c.registers[1].check_interval_ms)
+      assert.equals(1500, c.registers[1].check_timeout_ms)
+      assert.same({ 1000, 3600000 }, { c.renders[1].wait_min_ms, c.renders[1].wait_max_ms })
+      assert.same({}, c.warnings)
+    end)
+
+    it("reads a bare cache.max_age as milliseconds, and hands C the warning", function()
+      local p = H.write('\n\ncache { dir = "/tmp/x", max_age = 86400 }\n')
+      local c = assert(runtime.load(p))
+      assert.equals(86400, c.cache.max_age_ms)
+      assert.same({ p .. ':3: cache.max_age = 86400 is milliseconds (86.4 s) since 0.2; write "1d" if you meant '
+                    .. "86400 seconds" }, c.warnings)
     end)
 
     it("returns nil and the policy's file:line message", function()
@@ -671,6 +704,7 @@ service "memo" {
   end)
 
   describe("delay", function()
+    local WANT_DELAY = 'want milliseconds from 0 to 86400000 or a duration like "500ms"'
     it("passes the event and returns the delay in whole milliseconds", function()
       st.delay_value = 12.7
       assert.equals(12, runtime.delay(D, "child", "n1", 3, 450.5))
@@ -681,15 +715,22 @@ service "memo" {
       assert.same({ kind = "children", pending = 0, since_read = 0, service = "d", path = "/svc/d" }, st.ev)
     end)
 
+    it("takes a duration string from the function, as the delay key does", function()
+      st.delay_value = "1.5s"
+      assert.equals(1500, runtime.delay(D, "child", "n1", 3, 0))
+      st.delay_value = "2d"
+      assert.is_false((pcall(runtime.delay, D, "child", "n1", 1, 0)))
+    end)
+
     for _, c in ipairs({ { '"5"', "5" }, { "-1", "-1" }, { "nil", "nil" }, { "true", "true" }, { "{}", "table" } }) do
       it("raises with the service name when the function returns " .. c[1], function()
         st.delay_value = assert(loadstring("return " .. c[1]))()
         local ok, err = pcall(runtime.delay, D, "child", "n1", 1, 0)
         assert.is_false(ok)
         if c[2] == "table" then
-          assert.matches('^service "d": delay returned table: 0x%x+; want milliseconds from 0 to 86400000$', err)
+          assert.matches('^service "d": delay returned table: 0x%x+; ' .. WANT_DELAY .. "$", err)
         else
-          assert.equals('service "d": delay returned ' .. c[2] .. "; want milliseconds from 0 to 86400000", err)
+          assert.equals('service "d": delay returned ' .. c[2] .. "; " .. WANT_DELAY, err)
         end
       end)
     end
@@ -698,7 +739,7 @@ service "memo" {
       st.delay_value = 0 / 0
       local ok, err = pcall(runtime.delay, D, "child", "n1", 1, 0)
       assert.is_false(ok)
-      assert.matches('^service "d": delay returned %-?nan; want milliseconds from 0 to 86400000$', err)
+      assert.matches('^service "d": delay returned %-?nan; ' .. WANT_DELAY .. "$", err)
     end)
 
     it("lets an error of the delay function through", function()
