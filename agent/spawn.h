@@ -13,5 +13,8 @@
 /* 0 with *pid set, or an errno value.  quiet: stdin and stdout on
  * /dev/null; otherwise they are the agent's. */
 int scout_spawn_sh(const char *cmd, int quiet, pid_t *pid);
+/* The same with stdin on /dev/null and stdout and stderr on out_fd (which
+ * the caller keeps and closes). */
+int scout_spawn_sh_out(const char *cmd, int out_fd, pid_t *pid);
 
 #endif
