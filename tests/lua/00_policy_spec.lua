@@ -247,7 +247,8 @@ function on_session(state) return state end
     end)
 
     it("reports a non-string key by its tostring", function()
-      fails('\nagent { [1] = 2 }\n', 2, 'agent: unknown key "1" (known: anti_entropy, drain, hook_budget, log_level, lua_memory)')
+      fails('\nagent { [1] = 2 }\n', 2,
+            'agent: unknown key "1" (known: anti_entropy, drain, hook_budget, log_level, lua_memory)')
     end)
 
     it("reports the bad key that sorts first when several are bad", function()
