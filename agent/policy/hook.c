@@ -47,18 +47,23 @@ struct scout_hook_mem_s {
 static int  mem_refused;    /* the call in progress hit a cap */
 static char mem_where[256]; /* the policy's file:line when it did */
 
+static char budget_where[256];  /* where the call was first stopped */
+
 static void
 budget_hook(lua_State *L, lua_Debug *ar)
 {
     lua_Debug here;
     (void)ar;
     /* Inside a hook, level 0 is the interrupted function: name its line,
-     * which is where the operator's loop is. */
-    if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here)
-        && here.currentline > 0)
-        lua_pushfstring(L, "%s:%d: ", here.short_src, here.currentline);
-    else
-        lua_pushliteral(L, "");
+     * which is where the operator's loop is.  Only the first time: the hook
+     * raises again wherever a pcall that caught it goes on (the loader's
+     * pcall around a policy's top level), and that place is not the
+     * operator's loop. */
+    if (budget_where[0] == '\0' && lua_getstack(L, 0, &here)
+        && lua_getinfo(L, "Sl", &here) && here.currentline > 0)
+        snprintf(budget_where, sizeof(budget_where), "%s:%d: ",
+                 here.short_src, here.currentline);
+    lua_pushstring(L, budget_where);
     lua_pushfstring(L, "exceeded its %d ms budget", current_budget);
     lua_concat(L, 2);
     /* The hook stays installed until the outer call returns: every further
@@ -282,6 +287,7 @@ scout_hook_pcall_wall(lua_State *L, int nargs, int nresults, int budget_ms,
     current_budget = budget_ms;
     expired = 0;
     mem_refused = 0;
+    budget_where[0] = '\0';
     call_budget = (int64_t)budget_ms * 1000000;
     wall_budget = (int64_t)wall_ms * 1000000;
     call_start = cpu_now_ns();
@@ -308,6 +314,10 @@ scout_hook_pcall_wall(lua_State *L, int nargs, int nresults, int budget_ms,
             lua_pushfstring(L, "%snot enough memory: the policy's Lua heap "
                             "reached its cap (agent { lua_memory = ... })",
                             mem_where);
+            /* LuaJIT collects on its own schedule, not when an allocation
+             * fails: what the stopped call built is garbage now, and
+             * without this the next calls would meet the cap again. */
+            lua_gc(L, LUA_GCCOLLECT, 0);
         }
     } else if (*timed_out) {
         *timed_out = 0;         /* finished before the hook could act */

@@ -9,6 +9,7 @@ good list stands. scout.exec, the asynchronous replacement, delivers its result 
 """
 
 import os
+import signal
 import tempfile
 import unittest
 
@@ -190,6 +191,24 @@ class PolicySandbox(unittest.TestCase):
         self.kz.delete("/sb/svc/exec-3")
         wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"], what="back to start")
         self.assert_unharmed()
+
+    def test_a_reload_that_loops_at_load_is_stopped_inside_the_session_timeout(self):
+        # the 4 s session gives a reload min(5 s, 4 s / 3) = 1333 ms; a 5 s load budget expired the session
+        s = self.scout
+        with open(s.policy_file) as f:
+            good = f.read()
+        mark = s.log().count("reload refused")
+        try:
+            with open(s.policy_file, "w") as f:
+                f.write(good.replace("local mod = require", "while true do end\nlocal mod = require"))
+            s.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: s.log().count("reload refused") > mark, what="reload refused")
+        finally:
+            with open(s.policy_file, "w") as f:
+                f.write(good)
+        self.assert_unharmed()
+        self.assertRegex(s.log(), r"reload refused.*policy\.lua:3: exceeded its 1333 ms budget")
+        self.assertEqual(s.ids("svc"), ["127.0.0.1:1"])
 
 
 if __name__ == "__main__":
