@@ -104,14 +104,14 @@ describe("scout.sandbox", function()
     end
 
     it("stops a hook that reaches a refused name, with its file:line", function()
-      local f = filter_of('    local name = "exe" .. "cute"\n    os[name]("sleep 15")')
+      local f = filter_of('    local name = "exe" .. "cute"\n    os[name]("true")')
       local ok, err = pcall(f, { port = 1 })
       assert.is_false(ok)
       assert.matches(":5: os.execute is not available in a policy", err, 1, true)
     end)
 
     it("stops a hook that turns the JIT on", function()
-      local f = filter_of('    jit["o" .. "n"]()\n    while true do end')
+      local f = filter_of('    jit["o" .. "n"]()\n    error("jit.on went through")')
       local ok, err = pcall(f, {})
       assert.is_false(ok)
       assert.matches(":4: jit.on is not available in a policy", err, 1, true)
