@@ -1,7 +1,7 @@
 /*
  * spawn.c -- /bin/sh -c CMD with a clean signal state (spawn.h).  One copy
- * for health checks and render commands: a render command once inherited
- * the agent's ignored SIGPIPE and its process group.
+ * for health checks, render commands and policies' scout.exec: a render
+ * command once inherited the agent's ignored SIGPIPE and its process group.
  */
 #include "spawn.h"
 

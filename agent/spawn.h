@@ -1,6 +1,6 @@
 /*
  * spawn.h -- run a shell command for the agent (health checks, render
- * commands): /bin/sh -c CMD in its own process group (so a timeout can kill
+ * commands, scout.exec): /bin/sh -c CMD in its own process group (so a timeout can kill
  * what sh started too), with a clean signal state whatever the agent
  * ignores or blocks (SIGPIPE is ignored in the agent).  The caller reaps it
  * with an ev_child watcher.
