@@ -360,6 +360,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
     a->policy = scout_policy_new(opts->lua_dir, err);
     if (a->policy == NULL)
         goto fail;
+    scout_policy_attach(a->policy, loop);
     if (scout_policy_load(a->policy, opts->policy_file, &a->conf, err)
         != SCOUT_OK)
         goto fail;
@@ -694,6 +695,11 @@ reload(scout_agent_t *a, char *err)
     np = scout_policy_new(a->opts.lua_dir, err);
     if (np == NULL)
         return SCOUT_ERROR;
+    scout_policy_attach(np, a->loop);
+    /* Loading holds the loop: it must end well inside the running
+     * session's timeout, whatever the policy's top level does. */
+    scout_policy_set_load_budget(np, a->conf.zk_timeout_ms / 3 < 5000
+                                     ? a->conf.zk_timeout_ms / 3 : 5000);
     if (scout_policy_load(np, a->opts.policy_file, &nc, err) != SCOUT_OK) {
         scout_policy_free(np);
         return SCOUT_ERROR;

@@ -1,7 +1,7 @@
 /*
  * spawn.c -- /bin/sh -c CMD with a clean signal state (spawn.h).  One copy
- * for health checks and render commands: a render command once inherited
- * the agent's ignored SIGPIPE and its process group.
+ * for health checks, render commands and policies' scout.exec: a render
+ * command once inherited the agent's ignored SIGPIPE and its process group.
  */
 #include "spawn.h"
 
@@ -11,8 +11,22 @@
 
 extern char **environ;
 
+static int spawn(const char *cmd, int quiet, int out_fd, pid_t *pid);
+
 int
 scout_spawn_sh(const char *cmd, int quiet, pid_t *pid)
+{
+    return spawn(cmd, quiet, -1, pid);
+}
+
+int
+scout_spawn_sh_out(const char *cmd, int out_fd, pid_t *pid)
+{
+    return spawn(cmd, 1, out_fd, pid);
+}
+
+static int
+spawn(const char *cmd, int quiet, int out_fd, pid_t *pid)
 {
     char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
     posix_spawn_file_actions_t fa;
@@ -48,9 +62,15 @@ scout_spawn_sh(const char *cmd, int quiet, pid_t *pid)
     if (rc == 0 && quiet)
         rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
                                               O_RDONLY, 0);
-    if (rc == 0 && quiet)
+    if (rc == 0 && quiet && out_fd < 0)
         rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null",
                                               O_WRONLY, 0);
+    /* a policy's scout.exec: stdout and stderr both go to its pipe (the
+     * pipe's own descriptors are close-on-exec) */
+    if (rc == 0 && out_fd >= 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    if (rc == 0 && out_fd >= 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
     if (rc == 0)
         rc = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, environ);
     posix_spawnattr_destroy(&attr);

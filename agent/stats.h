@@ -24,6 +24,8 @@
     X(hook_calls,             "calls into Lua policy hooks")                   \
     X(hook_errors,            "Lua hook calls that raised an error")           \
     X(hook_timeouts,          "Lua hook calls stopped for exceeding the budget") \
+    X(hook_memory_errors,     "Lua hook calls stopped at the Lua heap cap")    \
+    X(hook_refused,           "policy uses of what a policy may not call (os.execute...)") \
     X(hook_microseconds,      "time spent in Lua hook calls, microseconds")  \
     X(registrations_recreated, "registration nodes deleted by another client " \
                               "and created again")                            \

@@ -1,9 +1,13 @@
 /*
- * hook.c -- the time budget behind every call into Lua (see hook.h).
+ * hook.c -- the time and memory budgets behind every call into Lua (see
+ * hook.h).
  *
  * Only one Lua call runs at a time (one thread, one VM), so one timer and a
  * few static variables are enough.  The signal handler touches nothing but
- * lua_sethook and two volatile flags.
+ * lua_sethook and two volatile flags.  The heap cap is an allocator wrapped
+ * around LuaJIT's own: it refuses only inside a budgeted call, where the
+ * "not enough memory" it causes is caught; outside one (C pushing a
+ * ZooKeeper listing) a refusal would be an unprotected error, a panic.
  */
 #include "policy/hook.h"
 
@@ -11,6 +15,7 @@
 #include <luajit.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,10 +29,25 @@ static int                    users;        /* VMs sharing the timer (a reload
 static lua_State *volatile    armed_L;      /* the call in progress        */
 static volatile int64_t       call_start;   /* its start, in CPU time      */
 static volatile int64_t       call_budget;  /* its budget, ns              */
+static volatile int64_t       wall_start;   /* its start, monotonic        */
+static volatile int64_t       wall_budget;  /* its wall-clock budget, ns   */
 static volatile sig_atomic_t  timer_armed;  /* the POSIX timer is running  */
-static volatile int64_t       timer_due;    /* when it fires               */
+static volatile int64_t       timer_due;    /* when it fires (monotonic)   */
 static volatile sig_atomic_t  expired;
 static int                    current_budget;
+
+/* The heap cap of one VM: LuaJIT's allocator wrapped. */
+struct scout_hook_mem_s {
+    lua_Alloc  orig;
+    void      *orig_ud;
+    size_t     total;       /* bytes the VM holds, as LuaJIT counts them */
+    size_t     cap;
+    lua_State *L;
+};
+static int  mem_refused;    /* the call in progress hit a cap */
+static char mem_where[256]; /* the policy's file:line when it did */
+
+static char budget_where[256];  /* where the call was first stopped */
 
 static void
 budget_hook(lua_State *L, lua_Debug *ar)
@@ -35,12 +55,15 @@ budget_hook(lua_State *L, lua_Debug *ar)
     lua_Debug here;
     (void)ar;
     /* Inside a hook, level 0 is the interrupted function: name its line,
-     * which is where the operator's loop is. */
-    if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here)
-        && here.currentline > 0)
-        lua_pushfstring(L, "%s:%d: ", here.short_src, here.currentline);
-    else
-        lua_pushliteral(L, "");
+     * which is where the operator's loop is.  Only the first time: the hook
+     * raises again wherever a pcall that caught it goes on (the loader's
+     * pcall around a policy's top level), and that place is not the
+     * operator's loop. */
+    if (budget_where[0] == '\0' && lua_getstack(L, 0, &here)
+        && lua_getinfo(L, "Sl", &here) && here.currentline > 0)
+        snprintf(budget_where, sizeof(budget_where), "%s:%d: ",
+                 here.short_src, here.currentline);
+    lua_pushstring(L, budget_where);
     lua_pushfstring(L, "exceeded its %d ms budget", current_budget);
     lua_concat(L, 2);
     /* The hook stays installed until the outer call returns: every further
@@ -48,18 +71,32 @@ budget_hook(lua_State *L, lua_Debug *ar)
     lua_error(L);
 }
 
-/* Budgets are CPU time, not wall time: on a loaded host (50 agents on two
- * cores) a trivial hook can wait longer than its budget for the CPU, and
- * stopping it would be wrong; a runaway loop burns CPU and is stopped all
- * the same.  The clock is the loop thread's own: the snapshot writer
- * thread's CPU is not the hook's (it blocks SIGALRM, so the signal always
- * lands here).  clock_gettime is async-signal-safe. */
+/* Budgets are CPU time first: on a loaded host (50 agents on two cores) a
+ * trivial hook can wait longer than its budget for the CPU, and stopping it
+ * would be wrong; a runaway loop burns CPU and is stopped all the same.  The
+ * clock is the loop thread's own: the snapshot writer thread's CPU is not
+ * the hook's (it blocks SIGALRM, so the signal always lands here).
+ *
+ * But the session expires in wall time: a hook that stalls without burning
+ * CPU (anything that waits) is stopped at its wall-clock budget, a few times
+ * the CPU one (hook.h).  One timer on the monotonic clock serves both: CPU
+ * spent is never more than wall time spent, so arming it for the CPU budget
+ * left is never late.  clock_gettime is async-signal-safe. */
 static int64_t
 cpu_now_ns(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t
+wall_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -73,7 +110,7 @@ arm(int64_t ns)
     its.it_value.tv_nsec = ns % 1000000000;
     if (ns > 0 && its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
         its.it_value.tv_nsec = 1;
-    timer_due = cpu_now_ns() + ns;
+    timer_due = wall_now_ns() + ns;
     timer_armed = 1;
     timer_settime(budget_timer, 0, &its, NULL);   /* async-signal-safe */
 }
@@ -88,15 +125,19 @@ static void
 on_alarm(int sig)
 {
     lua_State *L = armed_L;
-    int64_t spent;
+    int64_t spent, waited;
     (void)sig;
 
     timer_armed = 0;
     if (L == NULL)
         return;
     spent = cpu_now_ns() - call_start;
-    if (spent < call_budget) {
-        arm(call_budget - spent);
+    waited = wall_now_ns() - wall_start;
+    if (spent < call_budget && waited < wall_budget) {
+        int64_t left = call_budget - spent;
+        if (wall_budget - waited < left)
+            left = wall_budget - waited;
+        arm(left);
         return;
     }
     expired = 1;
@@ -127,7 +168,7 @@ scout_hook_init(lua_State *L, char *err)
     memset(&sev, 0, sizeof(sev));
     sev.sigev_notify = SIGEV_SIGNAL;
     sev.sigev_signo = SIGALRM;
-    if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &budget_timer) != 0) {
+    if (timer_create(CLOCK_MONOTONIC, &sev, &budget_timer) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "timer_create failed");
         return SCOUT_ERROR;
     }
@@ -146,28 +187,118 @@ scout_hook_fini(void)
     timer_ok = 0;
 }
 
+/* Where the policy was when the cap refused: the innermost Lua frame.
+ * Nothing here allocates (short_src is a buffer in the lua_Debug). */
+static void
+note_where(lua_State *L)
+{
+    lua_Debug ar;
+
+    mem_where[0] = '\0';
+    for (int level = 0; level < 32 && lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(mem_where, sizeof(mem_where), "%s:%d: ", ar.short_src,
+                     ar.currentline);
+            return;
+        }
+    }
+}
+
+static void *
+capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    scout_hook_mem_t *m = ud;
+    size_t old = ptr != NULL ? osize : 0;
+    void *q;
+
+    /* Growing past the cap inside a budgeted call: refuse, and LuaJIT
+     * raises "not enough memory" there (string.rep("x", 1.5e9) never
+     * touches a page).  Shrinking and freeing always go through. */
+    if (nsize > old && armed_L != NULL && m->cap > 0
+        && m->total - old + nsize > m->cap) {
+        if (!mem_refused)
+            note_where(armed_L);
+        mem_refused = 1;
+        return NULL;
+    }
+    q = m->orig(m->orig_ud, ptr, osize, nsize);
+    if (q != NULL || nsize == 0)
+        m->total = m->total - old + nsize;
+    return q;
+}
+
+scout_hook_mem_t *
+scout_hook_mem_cap(lua_State *L, size_t cap)
+{
+    scout_hook_mem_t *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return NULL;
+    m->orig = lua_getallocf(L, &m->orig_ud);
+    m->total = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024
+               + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+    m->cap = cap;
+    m->L = L;
+    lua_setallocf(L, capped_alloc, m);
+    return m;
+}
+
+void
+scout_hook_mem_set(scout_hook_mem_t *m, size_t cap)
+{
+    if (m != NULL)
+        m->cap = cap;
+}
+
+size_t
+scout_hook_mem_cap_of(const scout_hook_mem_t *m)
+{
+    return m != NULL ? m->cap : 0;
+}
+
+void
+scout_hook_mem_free(scout_hook_mem_t *m)
+{
+    free(m);
+}
+
 int
 scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
                  int *timed_out)
 {
-    int64_t wall_start;
+    if (budget_ms <= 0)
+        budget_ms = 1;
+    return scout_hook_pcall_wall(L, nargs, nresults, budget_ms,
+                                 SCOUT_HOOK_WALL_MS(budget_ms), timed_out);
+}
+
+int
+scout_hook_pcall_wall(lua_State *L, int nargs, int nresults, int budget_ms,
+                      int wall_ms, int *timed_out)
+{
+    int64_t started;
     int rc;
 
     scout_stats.hook_calls++;
     if (budget_ms <= 0)
         budget_ms = 1;
+    if (wall_ms < budget_ms)
+        wall_ms = budget_ms;
     current_budget = budget_ms;
     expired = 0;
+    mem_refused = 0;
+    budget_where[0] = '\0';
     call_budget = (int64_t)budget_ms * 1000000;
+    wall_budget = (int64_t)wall_ms * 1000000;
     call_start = cpu_now_ns();
+    wall_start = started = wall_now_ns();
     armed_L = L;        /* before looking at the timer: see on_alarm */
-    if (timer_ok && (!timer_armed || timer_due > call_start + call_budget))
+    if (timer_ok && (!timer_armed || timer_due > started + call_budget))
         arm(call_budget);
-    wall_start = scout_now_ns();       /* vDSO: no syscall */
     rc = lua_pcall(L, nargs, nresults, 0);
     armed_L = NULL;
     scout_stats.hook_microseconds +=
-        (uint64_t)((scout_now_ns() - wall_start) / 1000);
+        (uint64_t)((wall_now_ns() - started) / 1000);
     /* The signal may have landed between the call's return and now. */
     if (expired)
         lua_sethook(L, NULL, 0, 0);
@@ -176,8 +307,21 @@ scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
         scout_stats.hook_errors++;
         if (*timed_out)
             scout_stats.hook_timeouts++;
+        if (mem_refused) {
+            /* LuaJIT's message names no place: say where and why */
+            scout_stats.hook_memory_errors++;
+            lua_pop(L, 1);
+            lua_pushfstring(L, "%snot enough memory: the policy's Lua heap "
+                            "reached its cap (agent { lua_memory = ... })",
+                            mem_where);
+            /* LuaJIT collects on its own schedule, not when an allocation
+             * fails: what the stopped call built is garbage now, and
+             * without this the next calls would meet the cap again. */
+            lua_gc(L, LUA_GCCOLLECT, 0);
+        }
     } else if (*timed_out) {
         *timed_out = 0;         /* finished before the hook could act */
     }
+    mem_refused = 0;
     return rc;
 }

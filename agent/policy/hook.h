@@ -8,14 +8,21 @@
  * budget") that the caller logs and counts while the last good state stands.
  *
  * The budget is CPU time (a loaded host must not stop a hook that merely
- * waited for the CPU).  The mechanism: a POSIX timer on the process CPU
- * clock raises SIGALRM when the budget is spent; the
+ * waited for the CPU), with a wall-clock bound a few times larger
+ * (SCOUT_HOOK_WALL_MS) for whatever stalls without burning CPU: the session
+ * expires in wall time.  The mechanism: a POSIX timer on the monotonic
+ * clock raises SIGALRM when a budget may be spent; the
  * handler installs a count hook (lua_sethook is async-signal-safe in LuaJIT,
  * as luajit.c's own Ctrl-C handler relies on) and the hook raises the error
  * on the next instruction -- and again on every instruction after it, so an
  * inner pcall in the hook cannot swallow it.  LuaJIT does not run hooks
  * inside compiled traces, so the agent's VM runs with the JIT off
- * (scout_hook_init() does that); the OpenResty side keeps its JIT.
+ * (scout_hook_init() does that, and the policy's VM cannot turn it back
+ * on: policy.c); the OpenResty side keeps its JIT.
+ *
+ * Memory is a budget too: scout_hook_mem_cap() wraps the VM's allocator so
+ * that a call growing the Lua heap past its cap gets "not enough memory"
+ * (named with the policy's file:line) instead of taking the host's RAM.
  */
 #ifndef SCOUT_HOOK_H
 #define SCOUT_HOOK_H
@@ -30,5 +37,25 @@ void scout_hook_fini(void);
  * when the budget stopped it. */
 int scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
                      int *timed_out);
+
+/* The wall-clock bound of a budget_ms CPU budget: generous, since a loaded
+ * host delays honest work too (a 10,000-child first listing must not be
+ * stopped for waiting on the CPU), yet well inside a session timeout for
+ * hooks' usual budgets.  Nothing a policy may call waits; this is for
+ * what stalls anyway. */
+#define SCOUT_HOOK_WALL_MS(budget_ms) (4 * (budget_ms) + 1000)
+
+/* The same with an explicit wall-clock budget (loading a policy: the whole
+ * load must fit well inside the session timeout). */
+int scout_hook_pcall_wall(lua_State *L, int nargs, int nresults,
+                          int budget_ms, int wall_ms, int *timed_out);
+
+/* Cap the Lua heap of L at cap bytes (0: no cap) from now on.  The returned
+ * handle must outlive L: free it after lua_close(). */
+typedef struct scout_hook_mem_s scout_hook_mem_t;
+scout_hook_mem_t *scout_hook_mem_cap(lua_State *L, size_t cap);
+void   scout_hook_mem_set(scout_hook_mem_t *m, size_t cap);
+size_t scout_hook_mem_cap_of(const scout_hook_mem_t *m);
+void   scout_hook_mem_free(scout_hook_mem_t *m);
 
 #endif

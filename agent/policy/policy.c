@@ -8,13 +8,17 @@
  */
 #include "policy/policy.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "policy/endpoint_lua.h"
+#include "policy/exec.h"
 #include "policy/hook.h"
 #include "log.h"
 #include "scout.h"
@@ -24,11 +28,22 @@
 #define SCOUT_LUA_DIR "/usr/local/share/scout/lua"
 #endif
 
+/* The Lua heap's cap until the policy sets its own (agent.lua_memory). */
+#define DEFAULT_LUA_MEMORY ((size_t)512 << 20)
+/* Loading runs the policy's top level: a generous budget, but one that a
+ * reload must be given below the session timeout. */
+#define DEFAULT_LOAD_BUDGET_MS 5000
+/* scout.read_file: small local files (flags, maintenance markers). */
+#define READ_FILE_MAX (1 << 20)
+
 struct scout_policy_s {
-    lua_State *L;
-    int        runtime_ref;
-    int        budget_ms;
-    int        hooked;      /* holds a reference on the budget timer */
+    lua_State        *L;
+    int               runtime_ref;
+    int               budget_ms;
+    int               load_budget_ms;
+    int               hooked;   /* holds a reference on the budget timer */
+    scout_hook_mem_t *mem;      /* the heap cap; outlives L */
+    scout_execs_t     execs;    /* scout.exec commands running */
 };
 
 /* ---- functions Lua may call: package.loaded["scout.agent"] ------------- */
@@ -49,6 +64,62 @@ static int
 l_now_ms(lua_State *L)
 {
     lua_pushnumber(L, scout_now_ms());
+    return 1;
+}
+
+static int
+l_exec(lua_State *L)
+{
+    scout_policy_t *p = lua_touserdata(L, lua_upvalueindex(1));
+
+    return scout_exec_lua(L, &p->execs);
+}
+
+/* A use of what a policy may not call (policy.lua raises the error). */
+static int
+l_refused(lua_State *L)
+{
+    (void)L;
+    scout_stats.hook_refused++;
+    return 0;
+}
+
+/* scout.read_file(path): a regular file's bytes (at most 1 MB), or nil,
+ * err.  Opened non-blocking and checked with fstat, so a FIFO or a device
+ * named by mistake cannot hold the loop the way io.open/io.read could. */
+static int
+l_read_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    luaL_Buffer b;
+    char chunk[8192];
+    size_t total = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
+        || st.st_size > READ_FILE_MAX) {
+        close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: not a regular file of at most 1 MB", path);
+        return 2;
+    }
+    luaL_buffinit(L, &b);
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (total += (size_t)n) > READ_FILE_MAX)
+            break;
+        luaL_addlstring(&b, chunk, (size_t)n);
+    }
+    close(fd);
+    luaL_pushresult(&b);
     return 1;
 }
 
@@ -99,9 +170,16 @@ scout_policy_new(const char *lua_dir, char *err)
     }
     p->runtime_ref = LUA_NOREF;
     p->budget_ms = 50;
+    p->load_budget_ms = DEFAULT_LOAD_BUDGET_MS;
     p->L = luaL_newstate();
     if (p->L == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "cannot create a Lua state");
+        goto fail;
+    }
+    p->execs.L = p->L;
+    p->execs.budget_ms = &p->budget_ms;
+    if ((p->mem = scout_hook_mem_cap(p->L, DEFAULT_LUA_MEMORY)) == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
         goto fail;
     }
     luaL_openlibs(p->L);
@@ -126,6 +204,13 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_setfield(p->L, -2, "log");
     lua_pushcfunction(p->L, l_now_ms);
     lua_setfield(p->L, -2, "now_ms");
+    lua_pushlightuserdata(p->L, p);
+    lua_pushcclosure(p->L, l_exec, 1);
+    lua_setfield(p->L, -2, "exec");
+    lua_pushcfunction(p->L, l_refused);
+    lua_setfield(p->L, -2, "refused");
+    lua_pushcfunction(p->L, l_read_file);
+    lua_setfield(p->L, -2, "read_file");
     lua_setfield(p->L, -2, "scout.agent");
     lua_pop(p->L, 2);
 
@@ -149,8 +234,11 @@ scout_policy_free(scout_policy_t *p)
 {
     if (p == NULL)
         return;
-    if (p->L != NULL)
+    if (p->L != NULL) {
+        scout_exec_stop_all(&p->execs);
         lua_close(p->L);
+    }
+    scout_hook_mem_free(p->mem);    /* lua_close still allocated through it */
     if (p->hooked)
         scout_hook_fini();
     free(p);
@@ -285,12 +373,15 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
 {
     lua_State *L = p->L;
     int top = lua_gettop(L), timed_out, t, anti_entropy;
+    lua_Number lua_memory;
 
     memset(conf, 0, sizeof(*conf));
     push_runtime_fn(p, "load");
     lua_pushstring(L, file);
-    /* Loading runs the policy's top level: give it a generous budget. */
-    if (scout_hook_pcall(L, 1, 2, 5000, &timed_out) != 0) {
+    /* The load budget is wall time as much as CPU: it is what the loop may
+     * be held for. */
+    if (scout_hook_pcall_wall(L, 1, 2, p->load_budget_ms, p->load_budget_ms,
+                              &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         goto fail;
     }
@@ -332,7 +423,11 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
     conf->drain_ms = int_field(L, -1, "drain_ms", 0);
     anti_entropy = int_field(L, -1, "anti_entropy_ms", 60000);
     p->budget_ms = conf->hook_budget_ms;
-    lua_pop(L, 1);
+    lua_getfield(L, -1, "lua_memory_bytes");
+    lua_memory = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 2);
+    scout_hook_mem_set(p->mem, lua_memory > 0 ? (size_t)lua_memory
+                                              : DEFAULT_LUA_MEMORY);
 
     lua_getfield(L, t, "renders");
     conf->nrenders = (int)lua_objlen(L, -1);
@@ -734,6 +829,24 @@ scout_policy_on_session(scout_policy_t *p, const char *state)
                   lua_tostring(L, -1));
         lua_pop(L, 1);
     }
+}
+
+void
+scout_policy_attach(scout_policy_t *p, struct ev_loop *loop)
+{
+    p->execs.loop = loop;
+}
+
+void
+scout_policy_set_load_budget(scout_policy_t *p, int ms)
+{
+    p->load_budget_ms = ms > 0 ? ms : DEFAULT_LOAD_BUDGET_MS;
+}
+
+size_t
+scout_policy_lua_memory_cap(scout_policy_t *p)
+{
+    return scout_hook_mem_cap_of(p->mem);
 }
 
 size_t

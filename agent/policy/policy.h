@@ -12,6 +12,7 @@
 #ifndef SCOUT_POLICY_H
 #define SCOUT_POLICY_H
 
+#include <ev.h>
 #include <stdint.h>
 
 #include "zk/cache.h"
@@ -79,6 +80,14 @@ int  scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
 void scout_conf_free(scout_conf_t *conf);
 /* Bytes the policy's Lua VM holds (its GC heap): a /metrics gauge. */
 size_t scout_policy_memory(scout_policy_t *p);
+/* The heap's cap (agent { lua_memory = ... }, 512 MB by default). */
+size_t scout_policy_lua_memory_cap(scout_policy_t *p);
+/* Give the policy the agent's loop: scout.exec runs commands on it.  Until
+ * then (scout check, loading) scout.exec answers nil, err. */
+void scout_policy_attach(scout_policy_t *p, struct ev_loop *loop);
+/* The budget (CPU and wall clock) of the next scout_policy_load; a reload
+ * must stay well inside the session timeout.  0: the default, 5 s. */
+void scout_policy_set_load_budget(scout_policy_t *p, int ms);
 
 int scout_policy_needs_data(scout_policy_t *p, int svc, const char *child);
 /* The delay hook's answer in ms, or fallback when it fails. */

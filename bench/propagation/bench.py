@@ -322,7 +322,8 @@ def main():
     sc = Observer("scout", [scout, "run", "-c", os.path.join(root, "bench", "propagation", "policy.lua"),
                             "--zk", zk, "--api", "unix:" + os.path.join(tmp, "scout.sock"),
                             "--log-level", "warn"],
-                  env={"SCOUT_BENCH_OUT": os.path.join(tmp, "scout.fifo")},
+                  env={"SCOUT_BENCH_OUT": os.path.join(tmp, "scout.fifo"),
+                       "LUA_PATH": os.path.join(root, "bench", "propagation", "?.lua") + ";;"},
                   fifo=os.path.join(tmp, "scout.fifo"), logfile=os.path.join(tmp, "scout.log"))
     if os.access(scout, os.X_OK):
         observers.append(sc)

@@ -55,7 +55,7 @@ service "orders" {
       for i, ep in ipairs(eps) do out[i] = ep.id end
       return table.concat(out, ",")
     end
-    io.stderr:write(string.format("on_change %s: %d endpoints; +[%s] -[%s] ~[%s]\n", svc.name, #svc.endpoints,
+    print(string.format("on_change %s: %d endpoints; +[%s] -[%s] ~[%s]", svc.name, #svc.endpoints,
       ids(diff.added), ids(diff.removed), ids(diff.changed)))
   end,
 }

@@ -1,8 +1,9 @@
 -- scout.policy: the policy DSL. A policy file is plain Lua run in an environment that offers `zookeeper {}`,
 -- `api {}`, `agent {}`, `service "name" {}` (and, later, `cache {}` and `register "name" {}`); each call is
 -- checked against a schema right away, so a mistake is reported as `policy.lua:12: service "orders": delay must
--- be a number or a function` with the line of the block that holds it. Loading never connects anywhere: what it
--- builds is a plain table that `scout check`, the agent and the specs can inspect.
+-- be a number or a function` with the line of the key that holds it. Loading never connects anywhere: what it
+-- builds is a plain table that `scout check`, the agent and the specs can inspect. The environment itself, and the
+-- check of every global the file reads before it runs, are scout.sandbox's.
 
 local type = type
 local pairs = pairs
@@ -17,6 +18,7 @@ local getinfo = debug.getinfo
 local floor = math.floor
 local sort = table.sort
 local concat = table.concat
+local sandbox = require "scout.sandbox"
 
 local M = {}
 
@@ -220,6 +222,27 @@ local function unit_warnings(policy, at, section, t)
   end
 end
 
+-- A size: bytes as a number, or a string "512MB", "2GB", "64KB".
+local SIZE_UNITS = { B = 1, KB = 1024, MB = 1024 ^ 2, GB = 1024 ^ 3 }
+function M.size(v)
+  if type(v) == "number" then
+    if v >= 0 and v == floor(v) then return v end
+    return nil
+  end
+  if type(v) ~= "string" then return nil end
+  local n, unit = v:match("^(%d+%.?%d*)%s*(%a+)$")
+  unit = unit and SIZE_UNITS[unit:upper()]
+  if not n or not unit then return nil end
+  return floor(tonumber(n) * unit)
+end
+
+local function is_lua_memory(v)
+  local n = M.size(v)
+  if not n or n < 16 * 1024 ^ 2 or n > 64 * 1024 ^ 3 then
+    return "must be a size like \"512MB\" (bytes as a number; from 16MB to 64GB)"
+  end
+end
+
 local function is_dir(v)
   if type(v) ~= "string" or v:sub(1, 1) ~= "/" then return "must be an absolute directory path" end
   if v == "/dev/shm" then return "must not be /dev/shm (the shared-memory snapshot lives there)" end
@@ -348,7 +371,8 @@ local SECTIONS = {
   api = { listen = is_listen },
   cache = { dir = is_dir, max_age = is_age },
   shm = { path = is_shm_path },
-  agent = { hook_budget = is_timeout, log_level = is_level, anti_entropy = is_duration, drain = is_duration },
+  agent = { hook_budget = is_timeout, log_level = is_level, anti_entropy = is_duration, drain = is_duration,
+            lua_memory = is_lua_memory },
 }
 
 local SERVICE = {
@@ -400,7 +424,8 @@ local function sorted_keys(t)
   return keys
 end
 
-local function check_block(at, label, schema, t)
+-- key_at(k): where key k of the block is written (its own line when the source shows it), for messages.
+local function check_block(at, label, schema, t, key_at)
   if type(t) ~= "table" then fail(at, label .. " expects a table { ... }") end
   local bad = false
   for k, v in pairs(t) do
@@ -408,17 +433,39 @@ local function check_block(at, label, schema, t)
     if not check or check(v) then bad = true; break end
   end
   if not bad then return end
+  key_at = key_at or function() return at end
   -- something is wrong: walk the keys in order so that the same file always names the same first mistake
   for _, k in ipairs(sorted_keys(t)) do
     local check = schema[k]
     if not check then
-      fail(at, format("%s: unknown key \"%s\" (known: %s)", label, k, concat(sorted_keys(schema), ", ")))
+      local near = sandbox.closest(k, sorted_keys(schema))
+      fail(key_at(k), format("%s: unknown key \"%s\" (%sknown: %s)", label, k,
+                             near and format("did you mean \"%s\"? ", near) or "", concat(sorted_keys(schema), ", ")))
     end
     local why = check(t[k])
     if why then
-      if why:sub(1, 1) == ":" then fail(at, format("%s: %s%s", label, k, why)) end
-      fail(at, format("%s: %s %s", label, k, why))
+      if why:sub(1, 1) == ":" then fail(key_at(k), format("%s: %s%s", label, k, why)) end
+      fail(key_at(k), format("%s: %s %s", label, k, why))
     end
+  end
+end
+
+-- A function key -> "file:line" for the block that `dsl_name` opens at `at` ("file:line"). The source is read
+-- and scanned only when a block has something to report.
+local function key_locator(policy, at, dsl_name)
+  return function(k)
+    local file, line = at:match("^(.*):(%d+)$")
+    if not file then return at end
+    local src = policy.source
+    if src == nil then
+      local f = io.open(policy.file, "r")
+      src = f and f:read("*a") or false
+      if f then f:close() end
+      policy.source = src
+    end
+    local lines = src and sandbox.key_lines(src, tonumber(line), dsl_name)
+    local own = lines and lines[k]
+    return own and (file .. ":" .. own) or at
   end
 end
 
@@ -426,7 +473,7 @@ local NAME_PATTERN = "^[%w][%w_.%-]*$"
 
 -- Build a fresh policy environment. `policy` collects what the file declares.
 local function environment(policy)
-  local env = setmetatable({}, { __index = _G })
+  local env = {}
   local seen = {}
 
   for name, schema in pairs(SECTIONS) do
@@ -434,7 +481,7 @@ local function environment(policy)
       local at = where(3)
       if seen[name] then fail(at, name .. " {} given twice (first at " .. seen[name] .. ")") end
       seen[name] = at
-      check_block(at, name, schema, t)
+      check_block(at, name, schema, t, key_locator(policy, at, name))
       unit_warnings(policy, at, name, t)
       for k, v in pairs(t) do policy[name][k] = v end
     end
@@ -455,7 +502,7 @@ local function environment(policy)
       for _, r in ipairs(policy.registers) do
         if r.name == name then fail(at, label .. " declared twice (first at " .. r.at .. ")") end
       end
-      check_block(at, label, REGISTER, t)
+      check_block(at, label, REGISTER, t, key_locator(policy, at, "register"))
       if t.path == nil then fail(at, label .. ": path is required") end
       if t.endpoint == nil then fail(at, label .. ": endpoint is required") end
       local reg = { name = name, at = at, codec = "plain", ephemeral = true }
@@ -496,7 +543,7 @@ local function environment(policy)
       if policy.by_name[name] then
         fail(at, label .. " declared twice (first at " .. policy.by_name[name].at .. ")")
       end
-      check_block(at, label, SERVICE, t)
+      check_block(at, label, SERVICE, t, key_locator(policy, at, "service"))
       if t.path == nil then fail(at, label .. ": path is required") end
       local svc = { name = name, at = at, codec = "plain" }
       for k, v in pairs(t) do svc[k] = v end
@@ -505,7 +552,7 @@ local function environment(policy)
     end
   end
 
-  return env
+  return sandbox.environment(env, package.loaded["scout.agent"])
 end
 
 -- Load and validate a policy file. Returns the policy table, or nil and "file:line: message". What loads but
@@ -516,8 +563,12 @@ function M.load(path)
   local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
                    by_name = {}, renders = {}, registers = {}, warnings = {} }
   local env = environment(policy)
+  -- every global the file reads, in functions that run only later too, before anything runs
+  local line, why = sandbox.lint(chunk, env)
+  if line then return nil, format("%s:%d: %s", path, line, why) end
   setfenv(chunk, env)
   local ok, perr = pcall(chunk)
+  policy.source = nil
   if not ok then return nil, tostring(perr) end
   for _, u in ipairs(policy.unfinished or {}) do
     if u then
@@ -526,11 +577,12 @@ function M.load(path)
     end
   end
   policy.unfinished = nil
-  if env.on_session ~= nil then
-    if type(env.on_session) ~= "function" then
+  local on_session = rawget(env, "on_session")
+  if on_session ~= nil then
+    if type(on_session) ~= "function" then
       return nil, path .. ": on_session must be a function"
     end
-    policy.on_session = env.on_session
+    policy.on_session = on_session
   end
   return policy
 end

@@ -27,6 +27,7 @@ local M = {}
 local LOG_WARN, LOG_DEBUG = 1, 3
 
 local agent = package.loaded["scout.agent"]
+if agent then require("scout.sandbox").harden(agent) end
 local log = agent and agent.log or function(level, msg)
   if level <= LOG_WARN then io.stderr:write(msg, "\n") end
 end
@@ -179,6 +180,7 @@ function M.load(path)
   if p.agent.hook_budget ~= nil then p.agent.hook_budget_ms = ms(p.agent.hook_budget) end
   if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = ms(p.agent.anti_entropy) end
   if p.agent.drain ~= nil then p.agent.drain_ms = ms(p.agent.drain) end
+  if p.agent.lua_memory ~= nil then p.agent.lua_memory_bytes = policy_dsl.size(p.agent.lua_memory) end
   local state = {}
   for i, svc in ipairs(p.services) do
     local codec = assert(codecs.get(svc.codec))  -- validated by the DSL

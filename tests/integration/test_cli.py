@@ -40,7 +40,8 @@ class Check(unittest.TestCase):
     def test_unknown_key(self):
         rc, out = self.check_text('zookeeper { servers = "h:1" }\n\nservice "a" {\n  pth = "/a",\n}\n')
         self.assertEqual(rc, 1)
-        self.assertRegex(out, r'^policy\.lua:3: service "a": unknown key "pth"')
+        # at the key's own line, with the key it is a typo of
+        self.assertRegex(out, r'^policy\.lua:4: service "a": unknown key "pth" \(did you mean "path"\?')
 
     def test_wrong_types(self):
         cases = [

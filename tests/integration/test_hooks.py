@@ -19,8 +19,7 @@ service "svc" {
     if ep.meta.boom == "error" then error("boom from " .. ep.id) end
     if ep.meta.boom == "loop" then while true do end end
     if ep.meta.boom == "flag" then
-      local f = io.open(FLAG)
-      if f then f:close(); error("flag file present") end
+      if scout.read_file(FLAG) then error("flag file present") end
     end
     if ep.meta.boom == "pcall-loop" then
       while true do pcall(function() while true do end end) end

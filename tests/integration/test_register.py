@@ -125,8 +125,7 @@ register "nv"  { path = "/nerve/web", codec = "nerve",
         s = self.start('''
 register "cur" { path = "/svc/a", codec = "rpcx",
   endpoint = function()
-    local h = io.open("/tmp/scout-reg-weight"); local w = h and tonumber(h:read("*a")) or 1
-    if h then h:close() end
+    local w = tonumber(scout.read_file("/tmp/scout-reg-weight") or "") or 1
     return { host = "127.0.0.1", port = 9000, weight = w }
   end }
 ''', timeout=2000)
@@ -218,7 +217,7 @@ register "cur" { path = "/svc/a", codec = "rpcx",
             '  endpoint = { host = "127.0.0.1", port = %d, weight = 2 },\n'
             '  check = { tcp = "127.0.0.1:%d", interval = 200, timeout = 200, rise = 2, fall = 2 } }\n'
             'register "lua" { path = "/svc/l", codec = "rpcx", endpoint = { host = "127.0.0.1", port = 9, weight = 2 },\n'
-            '  check = { lua = function() local f = io.open("%s"); if f then f:close() end; return f ~= nil end,\n'
+            '  check = { lua = function() return scout.read_file("%s") ~= nil end,\n'
             '            interval = 200, rise = 1, fall = 1 } }\n' % (port, port, flag))
         try:
             wait_until(lambda: node(self.kz, "/svc/h"), what="registered once healthy")

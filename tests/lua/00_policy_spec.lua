@@ -1,5 +1,6 @@
 -- scout.policy: the DSL a user writes. Every section and key that loads, what the returned table holds, and each
--- class of mistake with the exact `file:line: message` the user sees, pointing at the line of the block.
+-- class of mistake with the exact `file:line: message` the user sees, pointing at the line of the key at fault
+-- (or of the block, when the mistake is the block's).
 
 local policy = require "scout.policy"
 local H = require "policy_helper"
@@ -29,12 +30,12 @@ local function loads(src)
   return p
 end
 
--- A service block that starts on line 3 with `key = value` inside.
+-- A service block that starts on line 3 with `key = value` inside, on line 5.
 local function svc_src(key, value)
   return "-- policy\n\nservice \"s\" {\n  path = \"/s\",\n  " .. key .. " = " .. value .. ",\n}\n"
 end
 
--- A section block that starts on line 3.
+-- A section block that starts on line 3, its key on line 4.
 local function section_src(section, key, value)
   return "-- policy\n\n" .. section .. " {\n  " .. key .. " = " .. value .. ",\n}\n"
 end
@@ -235,7 +236,7 @@ function on_session(state) return state end
       fails("-- policy\nlocal x = nil\nlocal y = x + 1\n", 3,
             "attempt to perform arithmetic on local 'x' (a nil value)")
       fails('\nerror("boom")\n', 2, "boom")
-      fails('services "a" { path = "/a" }\n', 1, "attempt to call global 'services' (a nil value)")
+      fails('local x = {}\nx.f()\n', 2, "attempt to call field 'f' (a nil value)")
     end)
 
     it("reports an error raised inside a block at the line of the raise", function()
@@ -243,28 +244,33 @@ function on_session(state) return state end
     end)
 
     it("lists the known keys for an unknown key in each section and in a service", function()
-      fails(section_src("zookeeper", "server", '"a:1"'), 3,
-            'zookeeper: unknown key "server" (known: auth, servers, session_timeout, sessions)')
-      fails(section_src("api", "port", "80"), 3, 'api: unknown key "port" (known: listen)')
-      fails(section_src("agent", "budget", "1"), 3,
-            'agent: unknown key "budget" (known: anti_entropy, drain, hook_budget, log_level)')
-      fails(svc_src("selecter", '"rr"'), 3, 'service "s": unknown key "selecter" (known: codec, codec_options, '
+      fails(section_src("zookeeper", "server", '"a:1"'), 4,
+            'zookeeper: unknown key "server" (did you mean "servers"? known: auth, servers, session_timeout, sessions)')
+      fails(section_src("api", "port", "80"), 4, 'api: unknown key "port" (known: listen)')
+      fails(section_src("agent", "budget", "1"), 4,
+            'agent: unknown key "budget" (known: anti_entropy, drain, hook_budget, log_level, lua_memory)')
+      fails(svc_src("selecter", '"rr"'), 5, 'service "s": unknown key "selecter" (did you mean "selector"? known: '
+            .. "codec, codec_options, "
             .. "delay, filter, on_change, on_protect, path, protect, route, selector, selector_options)")
     end)
 
     it("reports a non-string key by its tostring", function()
-      fails('\nagent { [1] = 2 }\n', 2, 'agent: unknown key "1" (known: anti_entropy, drain, hook_budget, log_level)')
+      fails('\nagent { [1] = 2 }\n', 2,
+            'agent: unknown key "1" (known: anti_entropy, drain, hook_budget, log_level, lua_memory)')
     end)
 
     it("reports the bad key that sorts first when several are bad", function()
       fails('service "s" { path = 5, codec = "nope", zzz = 1 }\n', 1, 'service "s": codec: unknown codec "nope"')
     end)
 
-    it("reports the line where a multi-line block starts, not where the bad key is", function()
+    it("reports a bad key of a multi-line block at the key's own line", function()
       local src = "-- one\n-- two\nservice \"s\" {\n  path = \"/s\",\n\n\n  delay = -5,\n}\n"
-      fails(src, 3, 'service "s": delay ' .. DUR .. " from 0 to 1d, or a function")
-      fails("\nzookeeper {\n  servers = \"a:1\",\n  session_timeout = 0,\n}\n", 2,
+      fails(src, 7, 'service "s": delay ' .. DUR .. " from 0 to 1d, or a function")
+      fails("\nzookeeper {\n  servers = \"a:1\",\n  session_timeout = 0,\n}\n", 4,
             "zookeeper: session_timeout " .. DUR .. " from 1ms to 1d")
+      -- strings and comments that look like keys do not move it
+      fails('service "s" { -- x = 1\n  path = "/s", --[[ y =\n z = ]] codec = "a = b",\n  zzz = 1,\n}\n', 3,
+            'service "s": codec: unknown codec "a = b"')
     end)
 
     local SERVERS_MSG = 'servers must be a string like "127.0.0.1:2181,10.0.0.2:2181/chroot"'
@@ -332,7 +338,7 @@ function on_session(state) return state end
     for _, c in ipairs(SECTION_BAD) do
       local section, key, v, msg = c[1], c[2], c[3], c[4]
       it(section .. " rejects " .. key .. " = " .. v, function()
-        fails(section_src(section, key, v), 3, section .. ": " .. msg)
+        fails(section_src(section, key, v), 4, section .. ": " .. msg)
       end)
     end
 
@@ -401,12 +407,12 @@ function on_session(state) return state end
     for _, c in ipairs(SERVICE_BAD) do
       local key, v, msg = c[1], c[2], c[3]
       it("service rejects " .. key .. " = " .. v, function()
-        fails(svc_src(key, v), 3, 'service "s": ' .. msg)
+        fails(svc_src(key, v), 5, 'service "s": ' .. msg)
       end)
     end
 
     it("reports an unknown selector by its first line only", function()
-      fails(svc_src("selector", '"nope"'), 3,
+      fails(svc_src("selector", '"nope"'), 5,
             'service "s": selector: unknown selector "nope" '
             .. "(not built in and not loadable: module 'nope' not found)")
     end)

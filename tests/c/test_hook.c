@@ -1,0 +1,112 @@
+/*
+ * test_hook.c - agent/policy/hook.c: the budgets of a call into Lua.
+ *
+ * Why: the session expires in wall time, so a hook must be stopped whether
+ * it burns CPU or stalls without burning any (here a C function that
+ * sleeps, standing for whatever waits); and a hook that grows the heap past
+ * its cap must get "not enough memory" at once, named with its line,
+ * without the allocation ever being made -- while C code outside a call
+ * (pushing a ZooKeeper listing) is never refused, since an unprotected
+ * error there would be a panic.
+ *
+ * Build: make tests-c (links the agent's objects).
+ */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "testing.h"
+#include "policy/hook.h"
+#include "scout.h"
+#include "stats.h"
+
+static int
+l_sleep_ms(lua_State *L)
+{
+    struct timespec ts = { 0, (long)luaL_checkinteger(L, 1) * 1000000L };
+
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+static int
+run(lua_State *L, const char *code, int budget_ms, int *timed_out)
+{
+    if (luaL_loadbuffer(L, code, strlen(code), "=test") != 0)
+        return -1;
+    return scout_hook_pcall(L, 0, 0, budget_ms, timed_out);
+}
+
+int
+main(void)
+{
+    char err[SCOUT_ERR_LEN];
+    lua_State *L = luaL_newstate();
+    scout_hook_mem_t *mem;
+    int timed_out, rc;
+
+    CHECK(L != NULL);
+    mem = scout_hook_mem_cap(L, (size_t)64 << 20);
+    CHECK(mem != NULL);
+    luaL_openlibs(L);
+    CHECK(scout_hook_init(L, err) == SCOUT_OK, "%s", err);
+    lua_register(L, "sleep_ms", l_sleep_ms);
+
+    /* a CPU loop: the CPU budget */
+    rc = run(L, "while true do end", 50, &timed_out);
+    CHECK(rc != 0 && timed_out);
+    CHECK_ERR(lua_tostring(L, -1), "exceeded its 50 ms budget");
+    lua_pop(L, 1);
+
+    /* a stall that burns no CPU: the wall-clock bound (old: never ends) */
+    rc = run(L, "while true do sleep_ms(10) end", 50, &timed_out);
+    CHECK(rc != 0 && timed_out);
+    CHECK_ERR(lua_tostring(L, -1), "test:1: exceeded its 50 ms budget");
+    lua_pop(L, 1);
+
+    /* past the heap cap: refused, named, counted, and the heap unharmed */
+    rc = run(L, "local s = string.rep('x', 200e6)\nreturn #s", 5000,
+             &timed_out);
+    CHECK(rc != 0 && !timed_out);
+    CHECK_ERR(lua_tostring(L, -1), "test:1: not enough memory");
+    lua_pop(L, 1);
+    CHECK(scout_stats.hook_memory_errors == 1, "%llu",
+          (unsigned long long)scout_stats.hook_memory_errors);
+    CHECK(lua_gc(L, LUA_GCCOUNT, 0) < 64 * 1024);
+
+    /* growing by small steps: stopped too, and its garbage collected */
+    rc = run(L, "local t = {}\nfor i = 1, 2000 do t[i] = string.rep('y', 1e5) "
+                ".. i end", 5000, &timed_out);
+    CHECK(rc != 0 && !timed_out);
+    CHECK_ERR(lua_tostring(L, -1), "test:2: not enough memory");
+    lua_pop(L, 1);
+    CHECK(lua_gc(L, LUA_GCCOUNT, 0) < 16 * 1024, "%d KB",
+          lua_gc(L, LUA_GCCOUNT, 0));
+
+    /* under the cap all is well; a raised cap lets more through */
+    rc = run(L, "local s = string.rep('x', 1e6) assert(#s == 1e6)", 5000,
+             &timed_out);
+    CHECK(rc == 0, "%s", rc ? lua_tostring(L, -1) : "");
+    scout_hook_mem_set(mem, (size_t)256 << 20);
+    rc = run(L, "local s = string.rep('x', 100e6) assert(#s == 100e6)", 5000,
+             &timed_out);
+    CHECK(rc == 0, "%s", rc ? lua_tostring(L, -1) : "");
+    scout_hook_mem_set(mem, (size_t)64 << 20);
+
+    /* outside a call C is never refused (it would be a panic) */
+    {
+        static char big[80 << 20];
+        memset(big, 'z', sizeof(big));
+        lua_pushlstring(L, big, sizeof(big));
+        CHECK(lua_objlen(L, -1) == sizeof(big));
+        lua_pop(L, 1);
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    }
+
+    lua_close(L);
+    scout_hook_mem_free(mem);
+    scout_hook_fini();
+    return test_summary();
+}
