@@ -199,6 +199,36 @@ function M.environment(dsl, agent)
   end
   env.scout = scout
 
+  -- log.info(...) and print(...) go through the agent's logger: a timestamp and level, the policy's file:line,
+  -- journald priorities and --log-format=json, like every other line.  Outside the agent (scout check, specs)
+  -- print prints and log writes to stderr.
+  if agent and agent.log then
+    local getinfo, sel = debug.getinfo, select
+    local function emit(level, sep, ...)
+      local parts = {}
+      for i = 1, sel("#", ...) do parts[i] = tostring((sel(i, ...))) end
+      local info = getinfo(3, "Sl")
+      local src = info and info.source or ""
+      local at = info and src:sub(1, 1) == "@" and info.currentline > 0
+                 and format("%s:%d: ", src:sub(2), info.currentline) or ""
+      agent.log(level, at .. concat(parts, sep))
+    end
+    env.print = function(...) emit(2, "\t", ...) end
+    env.log = {
+      error = function(...) emit(0, " ", ...) end,
+      warn = function(...) emit(1, " ", ...) end,
+      info = function(...) emit(2, " ", ...) end,
+      debug = function(...) emit(3, " ", ...) end,
+    }
+  else
+    local function to_stderr(...)
+      local parts = {}
+      for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+      io.stderr:write(concat(parts, " "), "\n")
+    end
+    env.log = { error = to_stderr, warn = to_stderr, info = to_stderr, debug = to_stderr }
+  end
+
   for k, v in pairs(dsl) do env[k] = v end
   env._G = env
 

@@ -282,6 +282,27 @@ class Logs(unittest.TestCase):
         self.assertIn('bad \ufffd\ufffd "q"\n\x01', failed[0]["msg"])
         self.assertIn(failed[0]["level"], ("warn", "error"))
 
+    def test_policy_log_and_print_carry_level_and_file_line(self):
+        zk = ZooKeeper().start()
+        zk.client().ensure_path("/plog")
+        s = Scout(policy({"svc": 'path = "/plog",\n'
+                                 'on_change = function(svc, diff)\n'
+                                 '  log.warn("changed", svc.name)\n'
+                                 '  print("printed", 42)\n'
+                                 'end'}), zk.connect)
+        s.start()
+        try:
+            zk.client().create("/plog/a", b'{"host":"10.0.0.1","port":1}')
+            wait_until(lambda: "printed" in s.log(), what="the hook's print")
+        finally:
+            s.stop()
+            zk.stop()
+        lines = s.log().splitlines()
+        warn = [line for line in lines if line.endswith("changed svc")][0]
+        printed = [line for line in lines if line.endswith("printed\t42")][0]
+        self.assertRegex(warn, r"^\d{4}-\d\d-\d\dT[\d:.]+Z WARN  policy: %s:6: changed svc$" % s.policy_file)
+        self.assertRegex(printed, r"^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  policy: %s:7: printed\t42$" % s.policy_file)
+
     def test_journald_stream_gets_priorities(self):
         s = Scout(policy({"svc": 'path = "/x"'}), "127.0.0.1:1")
         open(s.log_file, "ab").close()
