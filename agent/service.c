@@ -37,6 +37,9 @@ struct scout_service_s {
     uint64_t                 index;
     char                    *last_error;   /* NULL while none: 256 bytes
                                               x 10,000 services otherwise */
+    char                    *degraded;     /* the policy's word on children
+                                              kept at their last good state
+                                              (NULL: the list is whole) */
     scout_service_stats_t    stats;
     struct ev_loop          *loop;
     ev_timer                 retry;        /* ask the policy again: after
@@ -106,6 +109,7 @@ on_update(void *ud)
     }
     if (rc != SCOUT_OK) {
         s->stats.hook_errors++;
+        s->stats.rejected += (uint64_t)up.rejected;
         free(s->last_error);
         s->last_error = strdup(err);
         scout_log(SCOUT_LOG_WARN, "service", "%s: policy failed, keeping "
@@ -134,6 +138,17 @@ on_update(void *ud)
     s->last_error = NULL;
     s->stats.decode_errors += (uint64_t)up.decode_errors;
     s->stats.hook_errors += (uint64_t)up.hook_errors;
+    s->stats.rejected += (uint64_t)up.rejected;
+    scout_stats.hook_errors += (uint64_t)up.hook_errors;
+    if (up.degraded != NULL && s->degraded == NULL)
+        scout_log(SCOUT_LOG_WARN, "service", "%s: degraded: %s", s->name,
+                  up.degraded);
+    else if (up.degraded == NULL && s->degraded != NULL)
+        scout_log(SCOUT_LOG_INFO, "service", "%s: no longer degraded: every "
+                  "child is as ZooKeeper has it", s->name);
+    free(s->degraded);
+    s->degraded = up.degraded;  /* moved */
+    up.degraded = NULL;
     for (int i = 0; i < up.ngone; i++)
         scout_epset_del(&s->eps, up.gone[i]);
     for (int i = 0; i < up.nup; i++) {
@@ -241,6 +256,7 @@ scout_service_free(scout_service_t *s)
     scout_epset_free(&s->eps);
     free(s->settings);
     free(s->last_error);
+    free(s->degraded);
     free(s->name);
     free(s->path);
     free(s);
@@ -315,8 +331,15 @@ scout_service_protected(const scout_service_t *s)
 int
 scout_service_synced(const scout_service_t *s)
 {
-    /* a list from the disk snapshot is served, but not yet confirmed */
-    return s->published && !s->from_snapshot;
+    /* a list from the disk snapshot is served, but not yet confirmed; a
+     * degraded one is not what ZooKeeper holds */
+    return s->published && !s->from_snapshot && !scout_service_degraded(s);
+}
+
+int
+scout_service_degraded(const scout_service_t *s)
+{
+    return s->last_error != NULL || s->degraded != NULL;
 }
 
 int
@@ -336,6 +359,8 @@ scout_service_state(const scout_service_t *s)
         return s->protected ? "protected" : "stale";
     if (s->protected)
         return "protected";
+    if (scout_service_degraded(s))
+        return "degraded";
     return "synced";
 }
 
@@ -359,8 +384,9 @@ scout_service_seed_policy(scout_service_t *s)
 
 void
 scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
-                   int64_t pzxid, int64_t max_mzxid)
+                   int64_t pzxid, int64_t max_mzxid, unsigned rejected)
 {
+    s->stats.rejected += rejected;
     scout_epset_free(&s->eps);
     s->eps = *eps;              /* moved: the caller's set is now empty */
     scout_epset_init(eps);
@@ -427,7 +453,8 @@ scout_service_staleness(const scout_service_t *s)
     if (!s->published)
         return 0;
     if (strcmp(scout_service_state(s), "synced") == 0
-        || strcmp(scout_service_state(s), "protected") == 0)
+        || strcmp(scout_service_state(s), "protected") == 0
+        || strcmp(scout_service_state(s), "degraded") == 0)
         return 0;
     return s->fresh_at > 0 ? ev_now(s->loop) - s->fresh_at : 0;
 }
@@ -453,7 +480,9 @@ scout_service_idx(const scout_service_t *s)
 const char *
 scout_service_last_error(const scout_service_t *s)
 {
-    return s->last_error ? s->last_error : "";
+    if (s->last_error != NULL)
+        return s->last_error;
+    return s->degraded ? s->degraded : "";
 }
 
 const scout_service_stats_t *

@@ -24,7 +24,11 @@
     X(hook_calls,             "calls into Lua policy hooks")                   \
     X(hook_errors,            "Lua hook calls that raised an error")           \
     X(hook_timeouts,          "Lua hook calls stopped for exceeding the budget") \
-    X(hook_microseconds,      "time spent in Lua hook calls, microseconds")
+    X(hook_microseconds,      "time spent in Lua hook calls, microseconds") \
+    X(snapshot_writes,        "disk snapshots written")                        \
+    X(snapshot_write_failures, "disk snapshot writes that failed (retried)")   \
+    X(snapshot_services_left_out, "services left out of a disk snapshot "       \
+                              "because their list breaks the format's limits")
 
 #define SCOUT_SERVICE_STATS(X)                                                 \
     X(reads_children,        "children reads completed for this service")      \
@@ -35,7 +39,10 @@
     X(publishes,             "endpoint lists published")                      \
     X(protections,           "drops held back by protection")                 \
     X(anti_entropy_checks,   "periodic re-lists to catch drift")              \
-    X(anti_entropy_repairs,  "re-lists that found drift the watch missed")
+    X(anti_entropy_repairs,  "re-lists that found drift the watch missed")  \
+    X(rejected,              "endpoints refused at the C boundary (NUL, bad " \
+                             "UTF-8, over a limit, invalid value; also when " \
+                             "read back from the disk snapshot)")
 
 typedef struct {
 #define X(name, help) uint64_t name;

@@ -361,6 +361,11 @@ metrics(scout_api_t *api, scout_http_req_t *req)
         fprintf(out, "scout_service_protected{service=\"%s\"} %d\n",
                 scout_service_name(s), scout_service_protected(s));
     }
+    fprintf(out, "# HELP scout_snapshot_last_write_timestamp_seconds when "
+                 "the disk snapshot was last written (0: not yet)\n"
+                 "# TYPE scout_snapshot_last_write_timestamp_seconds gauge\n"
+                 "scout_snapshot_last_write_timestamp_seconds %.3f\n",
+            api->view.snapshot_written_at(api->view.ctx));
     fprintf(out, "# HELP scout_lua_memory_bytes bytes held by the policy's "
                  "Lua VM\n# TYPE scout_lua_memory_bytes gauge\n"
                  "scout_lua_memory_bytes %zu\n",
