@@ -94,6 +94,7 @@ on_update(void *ud)
     scout_cache_t *c = scout_watch_cache(s->watch);
     scout_update_t up;
     char err[SCOUT_ERR_LEN];
+    double after;
     int rc;
 
     scout_service_seed_policy(s);
@@ -125,9 +126,21 @@ on_update(void *ud)
         return;
     }
     ev_timer_stop(s->loop, &s->retry);
-    s->retry_s = 1.0;
-    if (up.reweigh_ms > 0) {    /* a warm-up ramp moves on without events */
-        ev_timer_set(&s->retry, up.reweigh_ms / 1000.0, 0.);
+    after = 0;
+    if (up.degraded != NULL) {
+        /* children held by a failing filter are asked again, backing off:
+         * what the filter depends on may recover without any event */
+        after = s->retry_s;
+        if (s->retry_s < 30.0)
+            s->retry_s *= 2;
+    } else {
+        s->retry_s = 1.0;
+    }
+    /* a warm-up ramp moves on without events */
+    if (up.reweigh_ms > 0 && (after == 0 || up.reweigh_ms / 1000.0 < after))
+        after = up.reweigh_ms / 1000.0;
+    if (after > 0) {
+        ev_timer_set(&s->retry, after, 0.);
         ev_timer_start(s->loop, &s->retry);
     }
     s->from_snapshot = 0;       /* ZooKeeper's own listing now stands */

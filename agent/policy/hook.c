@@ -29,18 +29,28 @@ static volatile int64_t       timer_due;    /* when it fires               */
 static volatile sig_atomic_t  expired;
 static int                    current_budget;
 
+static char                   stopped_at[256]; /* "policy.lua:8: " */
+static int                    stopped;      /* this call raised already  */
+
 static void
 budget_hook(lua_State *L, lua_Debug *ar)
 {
     lua_Debug here;
     (void)ar;
     /* Inside a hook, level 0 is the interrupted function: name its line,
-     * which is where the operator's loop is. */
-    if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here)
-        && here.currentline > 0)
-        lua_pushfstring(L, "%s:%d: ", here.short_src, here.currentline);
-    else
-        lua_pushliteral(L, "");
+     * which is where the operator's loop is.  Every later raise names the
+     * same line: a pcall in the runtime (one child's filter) catches the
+     * first, and the next instruction, in the runtime, must not take the
+     * credit for the operator's loop. */
+    if (!stopped) {
+        stopped = 1;
+        stopped_at[0] = '\0';
+        if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here)
+            && here.currentline > 0)
+            snprintf(stopped_at, sizeof(stopped_at), "%s:%d: ",
+                     here.short_src, here.currentline);
+    }
+    lua_pushstring(L, stopped_at);
     lua_pushfstring(L, "exceeded its %d ms budget", current_budget);
     lua_concat(L, 2);
     /* The hook stays installed until the outer call returns: every further
@@ -158,6 +168,7 @@ scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
         budget_ms = 1;
     current_budget = budget_ms;
     expired = 0;
+    stopped = 0;
     call_budget = (int64_t)budget_ms * 1000000;
     call_start = cpu_now_ns();
     armed_L = L;        /* before looking at the timer: see on_alarm */

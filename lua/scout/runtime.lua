@@ -441,6 +441,15 @@ function M.update(i, removed, changed)
     local name = changed[k][1]
     if not seen[name] then seen[name] = true; judge(name) end
   end
+  -- children held by a failing filter are asked again on every call (the C side calls back while degraded):
+  -- what the filter depends on may have recovered without any ZooKeeper event
+  if s.failing then
+    local again = {}
+    for name in pairs(s.failing) do
+      if not seen[name] then again[#again + 1] = name end
+    end
+    for k = 1, #again do seen[again[k]] = true; judge(again[k]) end
+  end
   local moved = reweigh(s, children)
   for k = 1, #moved do
     if not seen[moved[k]] then seen[moved[k]] = true; judge(moved[k]) end

@@ -538,7 +538,8 @@ service "b" { path = "/b", codec = { decode = function() end, needs_data = false
 
     it("counts children the C boundary refuses, and keeps a published one at its last good state", function()
       runtime.set_boundary(function(ep) if ep.meta.bad then return "a meta value contains a NUL byte" end end)
-      local r = update(S, {}, { { "a", json("10.0.0.1", 80), 1 }, { "n", json("10.0.0.9", 80, ',"meta":{"bad":"1"}'), 2 } })
+      local r = update(S, {}, { { "a", json("10.0.0.1", 80), 1 },
+                                { "n", json("10.0.0.9", 80, ',"meta":{"bad":"1"}'), 2 } })
       assert.equals("a", r.ids)
       assert.equals(1, r.nrej)
       assert.equals(0, r.nerr)
