@@ -22,11 +22,19 @@ scout_reload_guard_check(const scout_conf_t *running,
                          char *err)
 {
     const char **names = NULL;
-    int dsvc = 0, dreg = 0;
-    int total = running->nservices + running->nregisters;
+    int dropped = 0;
     double share;
 
-    if (total == 0)
+    /* nothing at all where something ran: an empty or truncated file */
+    if (next->nservices + next->nregisters == 0
+        && running->nservices + running->nregisters > 0
+        && next->reload_max_drop < 1)
+        return scout_seterr(err, "%s defines no service and no registration "
+                            "(empty or truncated?) and would drop %d services "
+                            "and %d registrations; to do so on purpose, set "
+                            "agent { reload_max_drop = 1 } in it", file,
+                            running->nservices, running->nregisters);
+    if (running->nservices == 0)
         return SCOUT_OK;
     if (next->nservices > 0
         && (names = malloc((size_t)next->nservices * sizeof(*names)))
@@ -39,25 +47,15 @@ scout_reload_guard_check(const scout_conf_t *running,
         const char *n = running->services[j].name;
         if (names == NULL || bsearch(&n, names, (size_t)next->nservices,
                                      sizeof(*names), by_str) == NULL)
-            dsvc++;
+            dropped++;
     }
     free(names);
-    for (int j = 0; j < running->nregisters; j++) {
-        int found = 0;
-        for (int i = 0; !found && i < next->nregisters; i++)
-            found = strcmp(running->registers[j].name,
-                           next->registers[i].name) == 0;
-        dreg += !found;
-    }
-    share = (double)(dsvc + dreg) / total;
+    share = (double)dropped / running->nservices;
     if (share <= next->reload_max_drop)
         return SCOUT_OK;
-    return scout_seterr(err, "%s would drop %d of %d services and %d of %d "
-                        "registrations (%.0f%%, over agent.reload_max_drop = "
-                        "%g)%s; to drop them on purpose, set agent { "
-                        "reload_max_drop = 1 } in the new policy", file,
-                        dsvc, running->nservices, dreg, running->nregisters,
-                        share * 100, next->reload_max_drop,
-                        next->nservices + next->nregisters == 0
-                        ? " -- is the file empty or truncated?" : "");
+    return scout_seterr(err, "%s would drop %d of %d services (%.0f%%, over "
+                        "agent.reload_max_drop = %g); to drop them on "
+                        "purpose, set agent { reload_max_drop = 1 } in the "
+                        "new policy", file, dropped, running->nservices,
+                        share * 100, next->reload_max_drop);
 }

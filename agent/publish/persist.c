@@ -386,7 +386,7 @@ scout_persist_load(scout_persist_t *p)
         bad = scout_epset_drop_invalid(&eps, err, SCOUT_ERR_LEN);
         if (bad > 0)
             scout_log(SCOUT_LOG_WARN, "persist", "snapshot %s: service %s: "
-                      "dropped %u invalid endpoint%s, serving the %u others "
+                      "dropped %u invalid endpoint%s, serving the other %u "
                       "(first: %s)", p->file, scout_service_name(s), bad,
                       bad == 1 ? "" : "s", eps.n, err);
         scout_service_seed(s, &eps, ss.index, ss.pzxid, ss.max_mzxid, bad);
