@@ -110,7 +110,6 @@ on_update(void *ud)
     }
     if (rc != SCOUT_OK) {
         s->stats.hook_errors++;
-        s->stats.rejected += (uint64_t)up.rejected;
         free(s->last_error);
         s->last_error = strdup(err);
         scout_log(SCOUT_LOG_WARN, "service", "%s: policy failed, keeping "

@@ -314,7 +314,7 @@ local function set_failing(s, name, why)
   end
 end
 
--- "2 children kept at their last good state (a: the filter raised: ...)", or nil: the service's degraded reason.
+-- "2 children not as ZooKeeper has them (a: the filter raised: ...)", or nil: the service's degraded reason.
 local function degraded_reason(s)
   local f = s.failing
   if not f then return nil end
