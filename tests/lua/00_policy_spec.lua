@@ -158,6 +158,7 @@ function on_session(state) return state end
       agent = {
         hook_budget = { "1", "50" },
         log_level = { '"error"', '"warn"', '"info"', '"debug"' },
+        reload_max_drop = { "0", "0.5", "1" },
       },
     }
     for section, keys in pairs(VALID) do
@@ -239,13 +240,14 @@ function on_session(state) return state end
             'zookeeper: unknown key "server" (known: auth, servers, session_timeout, sessions)')
       fails(section_src("api", "port", "80"), 3, 'api: unknown key "port" (known: listen)')
       fails(section_src("agent", "budget", "1"), 3,
-            'agent: unknown key "budget" (known: anti_entropy, drain, hook_budget, log_level)')
+            'agent: unknown key "budget" (known: anti_entropy, drain, hook_budget, log_level, reload_max_drop)')
       fails(svc_src("selecter", '"rr"'), 3, 'service "s": unknown key "selecter" (known: codec, codec_options, '
             .. "delay, filter, on_change, on_protect, path, protect, route, selector, selector_options)")
     end)
 
     it("reports a non-string key by its tostring", function()
-      fails('\nagent { [1] = 2 }\n', 2, 'agent: unknown key "1" (known: anti_entropy, drain, hook_budget, log_level)')
+      fails('\nagent { [1] = 2 }\n', 2,
+            'agent: unknown key "1" (known: anti_entropy, drain, hook_budget, log_level, reload_max_drop)')
     end)
 
     it("reports the bad key that sorts first when several are bad", function()
@@ -311,6 +313,9 @@ function on_session(state) return state end
       { "zookeeper", "sessions", "1.5", "sessions must be a whole number from 1 to 64" },
       { "agent", "hook_budget", "2.5", "hook_budget must be a positive integer (at most 2^31-1)" },
       { "agent", "hook_budget", "true", "hook_budget must be a positive integer (at most 2^31-1)" },
+      { "agent", "reload_max_drop", "1.5", "reload_max_drop must be a number from 0 to 1" },
+      { "agent", "reload_max_drop", "-0.1", "reload_max_drop must be a number from 0 to 1" },
+      { "agent", "reload_max_drop", '"half"', "reload_max_drop must be a number from 0 to 1" },
       { "agent", "log_level", '"trace"', "log_level must be one of error, warn, info, debug" },
       { "agent", "log_level", '"INFO"', "log_level must be one of error, warn, info, debug" },
       { "agent", "log_level", "1", "log_level must be one of error, warn, info, debug" },
