@@ -13,6 +13,8 @@ local format = string.format
 local floor = math.floor
 local min, max = math.min, math.max
 local sort = table.sort
+local concat = table.concat
+local byte, sub, find = string.byte, string.sub, string.find
 local setmetatable = setmetatable
 local ipairs = ipairs
 
@@ -300,6 +302,35 @@ local function next_ramp(s, up, gone_ids)
   return max(1, min(RAMP_STEP_MS, soonest - now))
 end
 
+-- Reasons come from codecs and hooks and may quote bytes of a znode: explain's JSON must stay valid UTF-8 (cjson
+-- copies bytes as they are), so a malformed sequence becomes U+FFFD. Endpoints need none of this: they crossed the
+-- C boundary, which refuses invalid UTF-8.
+local SECOND = { [0xE0] = { 0xA0, 0xBF }, [0xED] = { 0x80, 0x9F }, [0xF0] = { 0x90, 0xBF }, [0xF4] = { 0x80, 0x8F } }
+local function utf8_clean(s)
+  if not find(s, "[\128-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    local len = c < 0x80 and 1 or (c >= 0xC2 and c <= 0xDF) and 2 or (c >= 0xE0 and c <= 0xEF) and 3
+                or (c >= 0xF0 and c <= 0xF4) and 4 or 0
+    local ok = len > 0 and i + len - 1 <= n
+    for k = 1, ok and len - 1 or 0 do
+      local b, lo, hi = byte(s, i + k), 0x80, 0xBF
+      if k == 1 and SECOND[c] then lo, hi = SECOND[c][1], SECOND[c][2] end
+      if b < lo or b > hi then ok = false; break end
+    end
+    if ok then
+      out[#out + 1] = sub(s, i, i + len - 1)
+      i = i + len
+    else
+      out[#out + 1] = "\239\191\189"
+      i = i + 1
+    end
+  end
+  return concat(out)
+end
+M.utf8_clean = utf8_clean
+
 -- A child whose data fails (decode, the C boundary) or whose filter raises keeps its last good endpoint, or stays
 -- out if it had none; s.failing[name] says why while that lasts, and makes the service "degraded": what is served
 -- is then not what ZooKeeper holds. A new child that simply does not decode is not an endpoint and degrades nothing.
@@ -323,8 +354,8 @@ local function degraded_reason(s)
     n = n + 1
     if not first or name < first then first = name end
   end
-  return format("%d %s not as ZooKeeper has %s (%s: %s)", n, n == 1 and "child" or "children",
-                n == 1 and "it" or "them", first, f[first])
+  return utf8_clean(format("%d %s not as ZooKeeper has %s (%s: %s)", n, n == 1 and "child" or "children",
+                           n == 1 and "it" or "them", first, f[first]))
 end
 
 function M.update(i, removed, changed)
@@ -625,6 +656,7 @@ function M.explain(i)
         e.verdict, e.reason = "pending", "not yet accepted by the policy"
       end
     end
+    if e.reason then e.reason = utf8_clean(e.reason) end
     out[#out + 1] = e
   end
   for id, ep in pairs(s.published) do

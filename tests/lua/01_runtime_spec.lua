@@ -143,6 +143,21 @@ describe("scout.runtime", function()
     end)
   end)
 
+  describe("explain", function()
+    it("keeps its JSON valid UTF-8 whatever bytes a codec's reason quotes", function()
+      assert.equals("ok \226\130\172", runtime.utf8_clean("ok \226\130\172"))
+      assert.equals("a\239\191\189b", runtime.utf8_clean("a\255b"))
+      assert.equals("\239\191\189\239\191\189", runtime.utf8_clean("\192\175"))         -- overlong
+      assert.equals("\239\191\189\239\191\189\239\191\189", runtime.utf8_clean("\237\160\128"))  -- surrogate
+      assert.equals("x\239\191\189\239\191\189", runtime.utf8_clean("x\226\130"))      -- cut short
+      assert(runtime.load(H.write('service "c" { path = "/c", protect = false, codec = { decode = function(n, d)\n'
+        .. '  return nil, "bad key " .. d end } }\n')))
+      assert.is_true(update(1, {}, { { "a", "\255\254", 2 } }).ok)
+      local ex = require("cjson").decode(runtime.explain(1))
+      assert.equals("bad key \239\191\189\239\191\189", ex.children[1].reason)
+    end)
+  end)
+
   describe("render", function()
     it("gives each endpoint an address a proxy can read, IPv6 in brackets", function()
       assert(runtime.load(H.write('service "web" { path = "/web", protect = false }\n'
