@@ -1,5 +1,5 @@
-"""Files and paths (issue 11, item 4): the disk snapshot is read only when it is a regular file -- a FIFO at its path
-used to hang start-up forever before the API opened -- and what is read back is trusted no more than ZooKeeper: a
+"""Files and paths (issue 11, item 4): the disk snapshot (and a rendered file's old content) is read only when it is
+a regular file -- a FIFO at its path used to hang start-up forever before the API opened -- and what is read back is trusted no more than ZooKeeper: a
 snapshot with a valid checksum but port 70000, weight -7, status "UP!!" or host "not a host; rm -rf /" has those
 endpoints dropped and counted, and the rest served."""
 
@@ -98,6 +98,17 @@ class BadFiles(unittest.TestCase):
         # the first write replaces the FIFO with a snapshot
         wait_until(lambda: s.metric("scout_snapshot_writes_total") >= 1, what="a snapshot written")
         self.assertTrue(os.path.isfile(self.file) and not os.path.islink(self.file))
+
+    def test_a_fifo_at_a_rendered_file_is_replaced_not_read(self):
+        self.kz.create("/bf/svc/127.0.0.1:1", makepath=True)
+        dest = os.path.join(self.cache, "out.txt")
+        os.mkfifo(dest)
+        extra = ('cache { dir = "%s" }\nrender { dest = "%s", wait = { min = "10ms", max = "100ms" },\n'
+                 '  template = function(v) return "n=" .. #v.svc .. "\\n" end }' % (self.cache, dest))
+        s = Scout(policy({"svc": 'path = "/bf/svc"'}, extra=extra), self.zk.connect)
+        self.scouts.append(s)
+        s.start()                            # the loop reading the FIFO would never answer
+        wait_until(lambda: os.path.isfile(dest) and open(dest).read() == "n=1\n", what="rendered over the FIFO")
 
     def test_a_symlink_at_the_snapshot_path_is_not_followed(self):
         target = os.path.join(self.cache, "elsewhere")
