@@ -42,7 +42,8 @@ scout_reload_guard_check(const scout_conf_t *running,
         return scout_seterr(err, "out of memory");
     for (int i = 0; i < next->nservices; i++)
         names[i] = next->services[i].name;
-    qsort(names, (size_t)next->nservices, sizeof(*names), by_str);
+    if (names != NULL)
+        qsort(names, (size_t)next->nservices, sizeof(*names), by_str);
     for (int j = 0; j < running->nservices; j++) {
         const char *n = running->services[j].name;
         if (names == NULL || bsearch(&n, names, (size_t)next->nservices,
