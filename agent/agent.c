@@ -23,6 +23,7 @@
 #include "publish/shmpub.h"
 #include "log.h"
 #include "policy/policy.h"
+#include "policy/reload_guard.h"
 #include "scout.h"
 
 struct scout_agent_s {
@@ -270,7 +271,17 @@ view_snapshot_too_old(void *ctx, char *reason, size_t len)
     scout_agent_t *a = ctx;
 
     return a->persist != NULL
-           && scout_persist_too_old(a->persist, reason, len);
+           && (scout_persist_too_old(a->persist, reason, len)
+               || scout_persist_write_failing(a->persist, reason, len));
+}
+
+static double
+view_snapshot_written_at(void *ctx)
+{
+    scout_agent_t *a = ctx;
+
+    return a->persist != NULL
+           ? (double)scout_persist_written_ms(a->persist) / 1000 : 0;
 }
 
 static size_t
@@ -326,6 +337,7 @@ api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
         .find = view_find,
         .nsessions = view_nsessions, .session = view_session,
         .snapshot_too_old = view_snapshot_too_old,
+        .snapshot_written_at = view_snapshot_written_at,
         .watch_bytes = view_watch_bytes, .lua_bytes = view_lua_bytes,
         .agent = view_agent, .nregs = view_nregs, .reg = view_reg,
     };
@@ -706,6 +718,12 @@ reload(scout_agent_t *a, char *err)
     }
     log_warnings(&nc);
     if (apply_command_line(&nc, &a->opts, err) != SCOUT_OK) {
+        scout_conf_free(&nc);
+        scout_policy_free(np);
+        return SCOUT_ERROR;
+    }
+    if (scout_reload_guard_check(&a->conf, &nc, a->opts.policy_file, err)
+        != SCOUT_OK) {
         scout_conf_free(&nc);
         scout_policy_free(np);
         return SCOUT_ERROR;

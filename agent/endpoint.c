@@ -7,6 +7,7 @@
 #include "endpoint.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,171 @@ scout_endpoint_free(scout_endpoint_t *ep)
     free(ep);
 }
 
+/* ---- the rule (endpoint.h) --------------------------------------------- */
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past
+ * U+10FFFF -- what jansson accepts, so JSON output never fails on it. */
+static int
+utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned c = s[i], n, cp;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (len - i <= n)
+            return 0;
+        for (unsigned k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)
+            || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+const char *
+scout_endpoint_check_text(const char *s, size_t len)
+{
+    if (len > SCOUT_ENDPOINT_MAX_STR)
+        return "is over the 65536-byte limit";
+    if (memchr(s, '\0', len) != NULL)
+        return "contains a NUL byte";
+    if (!utf8_valid((const unsigned char *)s, len))
+        return "is not valid UTF-8";
+    return NULL;
+}
+
+/* What the codecs produce (scout.util.endpoint's host()): characters only,
+ * no DNS-level checking. */
+static int
+host_valid(const char *h)
+{
+    size_t n = strlen(h);
+
+    if (n == 0 || n > SCOUT_ENDPOINT_MAX_HOST)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_'
+              || c == ':' || c == '%'))
+            return 0;
+    }
+    return 1;
+}
+
+/* scout.util.endpoint's status_ok(): ^[a-z][a-z0-9_]*$, at most 32. */
+static int
+status_valid(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 32 || s[0] < 'a' || s[0] > 'z')
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')
+              || s[i] == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* A string of the endpoint: text rule; its length is added to *total. */
+static int
+check_str(const char *s, const char *what, size_t *total, char *why,
+          size_t len)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    const char *bad = s != NULL ? scout_endpoint_check_text(s, n)
+                                : "is missing";
+
+    *total += n;
+    if (bad == NULL)
+        return SCOUT_OK;
+    snprintf(why, len, "%s %s", what, bad);
+    return SCOUT_ERROR;
+}
+
+int
+scout_endpoint_check(const scout_endpoint_t *ep, char *why, size_t len)
+{
+    size_t total = 0;
+
+    if (check_str(ep->id, "id", &total, why, len) != SCOUT_OK
+        || check_str(ep->host, "host", &total, why, len) != SCOUT_OK
+        || check_str(ep->status, "status", &total, why, len) != SCOUT_OK)
+        return SCOUT_ERROR;
+    if (ep->id[0] == '\0') {
+        snprintf(why, len, "empty id");
+        return SCOUT_ERROR;
+    }
+    if (!host_valid(ep->host)) {
+        snprintf(why, len, "host \"%.64s\" is not a host name or IP "
+                 "literal", ep->host);
+        return SCOUT_ERROR;
+    }
+    if (!status_valid(ep->status)) {
+        snprintf(why, len, "status \"%.40s\" is not a short lowercase word",
+                 ep->status);
+        return SCOUT_ERROR;
+    }
+    if (ep->port < 1 || ep->port > 65535) {
+        snprintf(why, len, "port %d is not in 1-65535", ep->port);
+        return SCOUT_ERROR;
+    }
+    if (ep->weight < 0) {
+        snprintf(why, len, "weight %d is negative", ep->weight);
+        return SCOUT_ERROR;
+    }
+    if (ep->nmeta < 0 || (unsigned)ep->nmeta > SCOUT_ENDPOINT_MAX_META
+        || (ep->nmeta > 0 && ep->meta == NULL)) {
+        snprintf(why, len, "%d meta entries, over the %u limit", ep->nmeta,
+                 SCOUT_ENDPOINT_MAX_META);
+        return SCOUT_ERROR;
+    }
+    for (int j = 0; j < ep->nmeta; j++) {
+        if (check_str(ep->meta[j].key, "a meta key", &total, why, len)
+            != SCOUT_OK
+            || check_str(ep->meta[j].value, "a meta value", &total, why, len)
+               != SCOUT_OK)
+            return SCOUT_ERROR;
+        if (j > 0 && strcmp(ep->meta[j - 1].key, ep->meta[j].key) >= 0) {
+            snprintf(why, len, "meta keys not sorted and unique at \"%.64s\"",
+                     ep->meta[j].key);
+            return SCOUT_ERROR;
+        }
+    }
+    if (total > SCOUT_ENDPOINT_MAX_BYTES) {
+        snprintf(why, len, "%zu bytes of strings, over the %u limit", total,
+                 SCOUT_ENDPOINT_MAX_BYTES);
+        return SCOUT_ERROR;
+    }
+    return SCOUT_OK;
+}
+
+/* ---- sets ---------------------------------------------------------------- */
+
 void
 scout_epset_init(scout_epset_t *set)
 {
@@ -85,6 +251,29 @@ scout_epset_del(scout_epset_t *set, const char *id)
     set->n--;
     free(set->json);
     set->json = NULL;
+}
+
+unsigned
+scout_epset_drop_invalid(scout_epset_t *set, char *why, size_t len)
+{
+    scout_endpoint_t *ep, *tmp;
+    char one[SCOUT_ERR_LEN];
+    unsigned n = 0;
+
+    HASH_ITER(hh, set->map, ep, tmp) {
+        if (scout_endpoint_check(ep, one, sizeof(one)) == SCOUT_OK)
+            continue;
+        if (n++ == 0)
+            snprintf(why, len, "endpoint %.64s: %s", ep->id, one);
+        HASH_DEL(set->map, ep);
+        scout_endpoint_free(ep);
+        set->n--;
+    }
+    if (n > 0) {
+        free(set->json);
+        set->json = NULL;
+    }
+    return n;
 }
 
 void

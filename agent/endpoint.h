@@ -47,11 +47,35 @@ scout_endpoint_t *scout_endpoint_new(const char *id, size_t id_len,
                                      const char *status, size_t status_len);
 void scout_endpoint_free(scout_endpoint_t *ep);
 
+/* The one rule an endpoint obeys before it is published anywhere (shm,
+ * disk snapshot, JSON, templates) and when it is read back from the disk
+ * snapshot: strings without NUL bytes, valid UTF-8 and within the limits
+ * below (which the snapshot format also holds, so whatever passes here is
+ * always written); id non-empty; host a host name or IP literal as the
+ * codecs produce it (1-255 bytes of letters, digits, ".-_:%"); status a
+ * short lowercase word; port 1-65535; weight 0..2^31-1; meta keys sorted
+ * and unique.  Anything else is refused whole: a value is never cut or
+ * rewritten on its way through. */
+#define SCOUT_ENDPOINT_MAX_STR   65536u   /* one string, bytes             */
+#define SCOUT_ENDPOINT_MAX_META  65536u   /* meta entries                  */
+#define SCOUT_ENDPOINT_MAX_BYTES (1u << 20) /* all its strings together   */
+#define SCOUT_ENDPOINT_MAX_HOST  255u
+
+/* NULL when s[0..len) may cross: no NUL, valid UTF-8, not over the string
+ * limit; else a short phrase ("contains a NUL byte"). */
+const char *scout_endpoint_check_text(const char *s, size_t len);
+/* SCOUT_OK, or SCOUT_ERROR with "host is not a host name or IP
+ * literal" and the like in why (len bytes). */
+int scout_endpoint_check(const scout_endpoint_t *ep, char *why, size_t len);
+
 void scout_epset_init(scout_epset_t *set);
 void scout_epset_free(scout_epset_t *set);
 /* Takes ownership of ep, replacing an endpoint with the same id. */
 void scout_epset_put(scout_epset_t *set, scout_endpoint_t *ep);
 void scout_epset_del(scout_epset_t *set, const char *id);
+/* Drop every endpoint that breaks the rule above (what a file on disk may
+ * hold); returns how many, and the first one's id and reason in why. */
+unsigned scout_epset_drop_invalid(scout_epset_t *set, char *why, size_t len);
 /* The set as a JSON array sorted by id; NULL on allocation failure.  Valid
  * until the next put/del. */
 const char *scout_epset_json(scout_epset_t *set, size_t *len);

@@ -37,6 +37,9 @@ struct scout_service_s {
     uint64_t                 index;
     char                    *last_error;   /* NULL while none: 256 bytes
                                               x 10,000 services otherwise */
+    char                    *degraded;     /* the policy's word on children
+                                              kept at their last good state
+                                              (NULL: the list is whole) */
     scout_service_stats_t    stats;
     struct ev_loop          *loop;
     ev_timer                 retry;        /* ask the policy again: after
@@ -91,6 +94,7 @@ on_update(void *ud)
     scout_cache_t *c = scout_watch_cache(s->watch);
     scout_update_t up;
     char err[SCOUT_ERR_LEN];
+    double after;
     int rc;
 
     scout_service_seed_policy(s);
@@ -121,9 +125,21 @@ on_update(void *ud)
         return;
     }
     ev_timer_stop(s->loop, &s->retry);
-    s->retry_s = 1.0;
-    if (up.reweigh_ms > 0) {    /* a warm-up ramp moves on without events */
-        ev_timer_set(&s->retry, up.reweigh_ms / 1000.0, 0.);
+    after = 0;
+    if (up.degraded != NULL) {
+        /* children held by a failing filter are asked again, backing off:
+         * what the filter depends on may recover without any event */
+        after = s->retry_s;
+        if (s->retry_s < 30.0)
+            s->retry_s *= 2;
+    } else {
+        s->retry_s = 1.0;
+    }
+    /* a warm-up ramp moves on without events */
+    if (up.reweigh_ms > 0 && (after == 0 || up.reweigh_ms / 1000.0 < after))
+        after = up.reweigh_ms / 1000.0;
+    if (after > 0) {
+        ev_timer_set(&s->retry, after, 0.);
         ev_timer_start(s->loop, &s->retry);
     }
     s->from_snapshot = 0;       /* ZooKeeper's own listing now stands */
@@ -134,6 +150,17 @@ on_update(void *ud)
     s->last_error = NULL;
     s->stats.decode_errors += (uint64_t)up.decode_errors;
     s->stats.hook_errors += (uint64_t)up.hook_errors;
+    s->stats.rejected += (uint64_t)up.rejected;
+    scout_stats.hook_errors += (uint64_t)up.hook_errors;
+    if (up.degraded != NULL && s->degraded == NULL)
+        scout_log(SCOUT_LOG_WARN, "service", "%s: degraded: %s", s->name,
+                  up.degraded);
+    else if (up.degraded == NULL && s->degraded != NULL)
+        scout_log(SCOUT_LOG_INFO, "service", "%s: no longer degraded: every "
+                  "child is as ZooKeeper has it", s->name);
+    free(s->degraded);
+    s->degraded = up.degraded;  /* moved */
+    up.degraded = NULL;
     for (int i = 0; i < up.ngone; i++)
         scout_epset_del(&s->eps, up.gone[i]);
     for (int i = 0; i < up.nup; i++) {
@@ -241,6 +268,7 @@ scout_service_free(scout_service_t *s)
     scout_epset_free(&s->eps);
     free(s->settings);
     free(s->last_error);
+    free(s->degraded);
     free(s->name);
     free(s->path);
     free(s);
@@ -315,8 +343,15 @@ scout_service_protected(const scout_service_t *s)
 int
 scout_service_synced(const scout_service_t *s)
 {
-    /* a list from the disk snapshot is served, but not yet confirmed */
-    return s->published && !s->from_snapshot;
+    /* a list from the disk snapshot is served, but not yet confirmed; a
+     * degraded one is not what ZooKeeper holds */
+    return s->published && !s->from_snapshot && !scout_service_degraded(s);
+}
+
+int
+scout_service_degraded(const scout_service_t *s)
+{
+    return s->last_error != NULL || s->degraded != NULL;
 }
 
 int
@@ -336,6 +371,8 @@ scout_service_state(const scout_service_t *s)
         return s->protected ? "protected" : "stale";
     if (s->protected)
         return "protected";
+    if (scout_service_degraded(s))
+        return "degraded";
     return "synced";
 }
 
@@ -359,8 +396,9 @@ scout_service_seed_policy(scout_service_t *s)
 
 void
 scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
-                   int64_t pzxid, int64_t max_mzxid)
+                   int64_t pzxid, int64_t max_mzxid, unsigned rejected)
 {
+    s->stats.rejected += rejected;
     scout_epset_free(&s->eps);
     s->eps = *eps;              /* moved: the caller's set is now empty */
     scout_epset_init(eps);
@@ -427,7 +465,8 @@ scout_service_staleness(const scout_service_t *s)
     if (!s->published)
         return 0;
     if (strcmp(scout_service_state(s), "synced") == 0
-        || strcmp(scout_service_state(s), "protected") == 0)
+        || strcmp(scout_service_state(s), "protected") == 0
+        || strcmp(scout_service_state(s), "degraded") == 0)
         return 0;
     return s->fresh_at > 0 ? ev_now(s->loop) - s->fresh_at : 0;
 }
@@ -453,7 +492,9 @@ scout_service_idx(const scout_service_t *s)
 const char *
 scout_service_last_error(const scout_service_t *s)
 {
-    return s->last_error ? s->last_error : "";
+    if (s->last_error != NULL)
+        return s->last_error;
+    return s->degraded ? s->degraded : "";
 }
 
 const scout_service_stats_t *

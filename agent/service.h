@@ -54,19 +54,25 @@ const char *scout_service_json(scout_service_t *s, size_t *len);
 /* Monotonic: the newest zxid reflected in the list, or one more than the
  * previous index when a republish carries no newer zxid. */
 uint64_t    scout_service_index(const scout_service_t *s);
-/* "syncing" | "synced" | "stale" | "protected" */
+/* "syncing" | "synced" | "stale" | "protected" | "degraded" (the list is
+ * not what ZooKeeper holds: the policy failed, or children whose data or
+ * filter fails are kept at their last good state; last_error says which) */
 const char *scout_service_state(const scout_service_t *s);
-/* 1 once ZooKeeper confirmed the list (not just the disk snapshot). */
+/* 1 once ZooKeeper confirmed the list (not just the disk snapshot) and it
+ * is whole (not degraded). */
 int         scout_service_synced(const scout_service_t *s);
+int         scout_service_degraded(const scout_service_t *s);
 /* 1 when there is a list to serve (from ZooKeeper or the snapshot). */
 int         scout_service_serving(const scout_service_t *s);
 /* 1 while protection holds back a drop (the last list is still served). */
 int         scout_service_protected(const scout_service_t *s);
+/* Why the service is degraded (the policy's failure first), or "". */
 const char *scout_service_last_error(const scout_service_t *s);
 /* Serve what the disk snapshot held (eps is moved; state "stale") until
- * ZooKeeper's first full listing replaces it; older lists are refused. */
+ * ZooKeeper's first full listing replaces it; older lists are refused.
+ * rejected: endpoints the caller dropped from it as invalid (counted). */
 void scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
-                        int64_t pzxid, int64_t max_mzxid);
+                        int64_t pzxid, int64_t max_mzxid, unsigned rejected);
 int  scout_service_from_snapshot(const scout_service_t *s);
 /* Hand a seeded list to the policy's Lua side now, if not done yet (the
  * service does so itself before an update, explain or pick). */

@@ -31,7 +31,11 @@
                               "and created again")                            \
     X(zk_watches_retired,     "watches of services a reload dropped")         \
     X(zk_watches_released,    "dropped watches freed once their last answer " \
-                              "came back")
+                              "came back") \
+    X(snapshot_writes,        "disk snapshots written")                        \
+    X(snapshot_write_failures, "disk snapshot writes that failed (retried)")   \
+    X(snapshot_services_left_out, "services left out of a disk snapshot "       \
+                              "because their list breaks the format's limits")
 
 #define SCOUT_SERVICE_STATS(X)                                                 \
     X(reads_children,        "children reads completed for this service")      \
@@ -42,7 +46,10 @@
     X(publishes,             "endpoint lists published")                      \
     X(protections,           "drops held back by protection")                 \
     X(anti_entropy_checks,   "periodic checks (list, data mzxids) for drift") \
-    X(anti_entropy_repairs,  "drift the watches missed, repaired")
+    X(anti_entropy_repairs,  "drift the watches missed, repaired")           \
+    X(rejected,              "endpoints refused at the C boundary (NUL, bad " \
+                             "UTF-8, over a limit, invalid value; also when " \
+                             "read back from the disk snapshot)")
 
 typedef struct {
 #define X(name, help) uint64_t name;

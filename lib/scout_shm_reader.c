@@ -131,7 +131,8 @@ attach(scout_shm_reader_t *r, char *err)
     const uint8_t *map;
     int fd;
 
-    fd = open(r->path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO at the path is refused below, never waited on */
+    fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT)
             return say(err, "no snapshot");

@@ -39,9 +39,13 @@ typedef struct {
     scout_service_t *(*find)(void *ctx, const char *name);  /* or NULL */
     int              (*nsessions)(void *ctx);
     scout_session_t *(*session)(void *ctx, int i);
-    /* 1 when health must fail because a service is served only from a
-     * disk snapshot older than cache.max_age; the reason goes to reason. */
+    /* 1 when health must fail because of the disk snapshot: a service is
+     * served only from one older than cache.max_age, or writing it fails;
+     * the reason goes to reason. */
     int              (*snapshot_too_old)(void *ctx, char *reason, size_t len);
+    /* Wall-clock seconds of the last good snapshot write (0: none, or no
+     * cache dir). */
+    double           (*snapshot_written_at)(void *ctx);
     /* Bytes of watched paths a reconnect of session i re-sends. */
     size_t           (*watch_bytes)(void *ctx, int i);
     size_t           (*lua_bytes)(void *ctx);   /* the policy VM's heap */

@@ -210,6 +210,11 @@ agent_metrics(FILE *out, const scout_api_view_t *v, unsigned conns,
                  "# HELP scout_http_parked_queries blocking queries waiting "
                  "for a change\n# TYPE scout_http_parked_queries gauge\n"
                  "scout_http_parked_queries %u\n", conns, parked);
+    fprintf(out, "# HELP scout_snapshot_last_write_timestamp_seconds when "
+                 "the disk snapshot was last written (0: not yet)\n"
+                 "# TYPE scout_snapshot_last_write_timestamp_seconds gauge\n"
+                 "scout_snapshot_last_write_timestamp_seconds %.3f\n",
+            v->snapshot_written_at(v->ctx));
     fprintf(out, "# HELP scout_lua_memory_bytes bytes held by the policy's "
                  "Lua VM\n# TYPE scout_lua_memory_bytes gauge\n"
                  "scout_lua_memory_bytes %zu\n", v->lua_bytes(v->ctx));

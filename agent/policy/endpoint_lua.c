@@ -1,10 +1,16 @@
 /*
  * endpoint_lua.c -- endpoints across the C/Lua boundary (endpoint_lua.h).
  * One allocation per endpoint on the C side (scout_endpoint_new); strings
- * are copied, never borrowed from the Lua state.
+ * are copied, never borrowed from the Lua state.  This is the boundary of
+ * endpoint.h's rule: every byte that reaches shm, the disk snapshot, JSON
+ * or a template came through here, so a value that breaks the rule is
+ * refused here, whole, and never cut (strdup used to stop at a NUL).
  */
 #include "policy/endpoint_lua.h"
 
+#include <lauxlib.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,102 +23,191 @@ meta_cmp(const void *a, const void *b)
                   ((const scout_meta_t *)b)->key);
 }
 
+/* The string at stack index i with its length, or NULL with why set (its
+ * type is wrong, or it breaks the text rule). */
+static const char *
+text_at(lua_State *L, int i, const char *what, size_t *n, char *why,
+        size_t len)
+{
+    const char *s, *bad;
+
+    if (lua_type(L, i) != LUA_TSTRING && lua_type(L, i) != LUA_TNUMBER) {
+        snprintf(why, len, "%s is a %s, not a string", what,
+                 luaL_typename(L, i));
+        return NULL;
+    }
+    s = lua_tolstring(L, i, n);     /* a number becomes a string in place */
+    if ((bad = scout_endpoint_check_text(s, *n)) != NULL) {
+        snprintf(why, len, "%s %s", what, bad);
+        return NULL;
+    }
+    return s;
+}
+
 static int
-read_meta(lua_State *L, int idx, scout_endpoint_t *ep)
+read_meta(lua_State *L, int idx, scout_endpoint_t *ep, char *why, size_t len)
 {
     int n = 0, cap = 0, t;
 
     lua_getfield(L, idx, "meta");
-    if (!lua_istable(L, -1)) {
+    if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         return SCOUT_OK;
+    }
+    if (!lua_istable(L, -1)) {
+        snprintf(why, len, "meta is a %s, not a table", luaL_typename(L, -1));
+        lua_pop(L, 1);
+        return SCOUT_ERROR;
     }
     t = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
-        /* string keys only; values are copied so tostring never changes
-         * the table while lua_next walks it */
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            const char *v;
-            if (n == cap) {
-                scout_meta_t *m;
-                cap = cap ? cap * 2 : 4;
-                m = realloc(ep->meta, (size_t)cap * sizeof(*m));
-                if (m == NULL) {
-                    lua_settop(L, t - 1);
-                    return SCOUT_ERROR;
-                }
-                ep->meta = m;
-            }
-            lua_pushvalue(L, -1);
-            v = lua_tostring(L, -1);
-            ep->meta[n].key = strdup(lua_tostring(L, -3));
-            ep->meta[n].value = strdup(v ? v : "");
-            lua_pop(L, 1);
-            ep->nmeta = ++n;
-            if (ep->meta[n - 1].key == NULL || ep->meta[n - 1].value == NULL) {
-                lua_settop(L, t - 1);
-                return SCOUT_ERROR;
-            }
+        const char *k, *v;
+        size_t kl, vl;
+
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            snprintf(why, len, "a meta key is a %s, not a string",
+                     luaL_typename(L, -2));
+            goto fail;
         }
-        lua_pop(L, 1);
+        if ((unsigned)n >= SCOUT_ENDPOINT_MAX_META) {
+            snprintf(why, len, "over %u meta entries",
+                     SCOUT_ENDPOINT_MAX_META);
+            goto fail;
+        }
+        /* the key is read as is (lua_next needs it unchanged); the value is
+         * copied so that tostring of a number never touches the table */
+        lua_pushvalue(L, -1);
+        if ((k = text_at(L, -3, "a meta key", &kl, why, len)) == NULL
+            || (v = text_at(L, -1, "a meta value", &vl, why, len)) == NULL)
+            goto fail;
+        if (n == cap) {
+            scout_meta_t *m;
+            cap = cap ? cap * 2 : 4;
+            m = realloc(ep->meta, (size_t)cap * sizeof(*m));
+            if (m == NULL)
+                goto oom;
+            ep->meta = m;
+        }
+        ep->meta[n].key = strndup(k, kl);
+        ep->meta[n].value = strndup(v, vl);
+        ep->nmeta = ++n;
+        if (ep->meta[n - 1].key == NULL || ep->meta[n - 1].value == NULL)
+            goto oom;
+        lua_pop(L, 2);
     }
     lua_pop(L, 1);
     if (n > 1)
         qsort(ep->meta, (size_t)n, sizeof(*ep->meta), meta_cmp);
     return SCOUT_OK;
+
+oom:
+    why[0] = '\0';
+fail:
+    lua_settop(L, t - 1);
+    return SCOUT_ERROR;
 }
 
-/* The string at stack index i, or dflt; valid while i stays on the stack
- * (a field computed by an __index metamethod is held by nothing else). */
-static const char *
-str_at(lua_State *L, int i, const char *dflt, size_t *len)
+/* An integer field, or dflt when absent; SCOUT_ERROR when it is something
+ * else, not integral, or out of [lo, hi]. */
+static int
+int_field(lua_State *L, int idx, const char *name, double dflt, double lo,
+          double hi, double *out, char *why, size_t len)
 {
-    const char *s = NULL;
+    double v;
 
-    if (lua_type(L, i) == LUA_TSTRING)
-        s = lua_tolstring(L, i, len);
-    if (s == NULL) {
-        s = dflt;
-        *len = strlen(dflt);
+    lua_getfield(L, idx, name);
+    if (lua_isnil(L, -1)) {
+        v = dflt;
+    } else if (lua_type(L, -1) != LUA_TNUMBER) {
+        snprintf(why, len, "%s is a %s, not a number", name,
+                 luaL_typename(L, -1));
+        lua_pop(L, 1);
+        return SCOUT_ERROR;
+    } else {
+        v = lua_tonumber(L, -1);
     }
-    return s;
+    lua_pop(L, 1);
+    if (!(v >= lo && v <= hi) || v != (double)(int64_t)v) {
+        snprintf(why, len, "%s %.17g is not an integer in %.0f..%.0f", name,
+                 v, lo, hi);
+        return SCOUT_ERROR;
+    }
+    *out = v;
+    return SCOUT_OK;
 }
 
 scout_endpoint_t *
-scout_endpoint_from_lua(lua_State *L, int idx)
+scout_endpoint_from_lua(lua_State *L, int idx, char *why, size_t len)
 {
-    scout_endpoint_t *ep;
+    scout_endpoint_t *ep = NULL;
     size_t id_len, host_len, status_len;
     const char *id, *host, *status;
+    double port, weight, zxid;
+    int top = lua_gettop(L);
 
+    why[0] = '\0';
     if (idx < 0)
-        idx = lua_gettop(L) + idx + 1;
+        idx = top + idx + 1;
+    if (!lua_istable(L, idx)) {
+        snprintf(why, len, "an endpoint is a %s, not a table",
+                 luaL_typename(L, idx));
+        return NULL;
+    }
     lua_getfield(L, idx, "id");
     lua_getfield(L, idx, "host");
     lua_getfield(L, idx, "status");
-    id = str_at(L, -3, "", &id_len);
-    host = str_at(L, -2, "", &host_len);
-    status = str_at(L, -1, "up", &status_len);
-    /* strnlen: a NUL inside a Lua string ends it, as strdup did */
-    ep = scout_endpoint_new(id, strnlen(id, id_len), host,
-                            strnlen(host, host_len), status,
-                            strnlen(status, status_len));
-    lua_pop(L, 3);
-    if (ep == NULL)
-        return NULL;
-    lua_getfield(L, idx, "port");
-    ep->port = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 0;
-    lua_getfield(L, idx, "weight");
-    ep->weight = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 1;
-    lua_getfield(L, idx, "zxid");
-    ep->zxid = lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1) : 0;
-    lua_pop(L, 3);
-    if (read_meta(L, idx, ep) != SCOUT_OK) {
-        scout_endpoint_free(ep);
-        return NULL;
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "up");
     }
+    if ((id = text_at(L, top + 1, "id", &id_len, why, len)) == NULL
+        || (host = text_at(L, top + 2, "host", &host_len, why, len)) == NULL
+        || (status = text_at(L, top + 3, "status", &status_len, why, len))
+           == NULL
+        || int_field(L, idx, "port", 0, 1, 65535, &port, why, len)
+           != SCOUT_OK
+        || int_field(L, idx, "weight", 1, 0, 2147483647.0, &weight, why, len)
+           != SCOUT_OK)
+        goto done;
+    /* the zxid is ours (the cache's mzxid), not the codec's: as given */
+    lua_getfield(L, idx, "zxid");
+    zxid = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 1);
+    if (!(zxid > -9.2e18 && zxid < 9.2e18))
+        zxid = 0;
+    ep = scout_endpoint_new(id, id_len, host, host_len, status, status_len);
+    if (ep == NULL)
+        goto done;              /* why stays empty: out of memory */
+    ep->port = (int)port;
+    ep->weight = (int)weight;
+    ep->zxid = (int64_t)zxid;
+    if (read_meta(L, idx, ep, why, len) != SCOUT_OK
+        || scout_endpoint_check(ep, why, len) != SCOUT_OK) {
+        scout_endpoint_free(ep);
+        ep = NULL;
+    }
+
+done:
+    lua_settop(L, top);
     return ep;
+}
+
+int
+scout_endpoint_lua_check(lua_State *L)
+{
+    char why[SCOUT_ERR_LEN];
+    scout_endpoint_t *ep = scout_endpoint_from_lua(L, 1, why, sizeof(why));
+
+    if (ep != NULL) {
+        scout_endpoint_free(ep);
+        lua_pushnil(L);
+        return 1;
+    }
+    if (why[0] == '\0')
+        return luaL_error(L, "out of memory");
+    lua_pushstring(L, why);
+    return 1;
 }
 
 void

@@ -11,10 +11,18 @@
 
 #include "endpoint.h"
 
-/* The endpoint table at idx as a new endpoint (the runtime validated it;
- * anything odd becomes a default, never a crash); NULL when out of memory.
- * Meta keys that are not strings are skipped; meta is sorted by key. */
-scout_endpoint_t *scout_endpoint_from_lua(lua_State *L, int idx);
+/* The endpoint table at idx as a new endpoint, meta sorted by key -- only
+ * if it obeys endpoint.h's rule: this is the one place bytes from Lua
+ * become C strings.  NULL with the reason in why (len bytes) when it does
+ * not ("meta value contains a NUL byte"); NULL with why empty when out of
+ * memory.  A missing status is "up", a missing weight 1. */
+scout_endpoint_t *scout_endpoint_from_lua(lua_State *L, int idx, char *why,
+                                          size_t len);
+
+/* agent.check_endpoint(ep) for the runtime: nil when ep may cross, else
+ * the reason.  The runtime asks before it commits a child, so a refused
+ * child keeps its last good endpoint on both sides. */
+int scout_endpoint_lua_check(lua_State *L);
 
 /* Push ep as the table a policy hook sees: id, host, port, weight, status,
  * zxid, meta. */

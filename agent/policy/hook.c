@@ -57,8 +57,8 @@ budget_hook(lua_State *L, lua_Debug *ar)
     /* Inside a hook, level 0 is the interrupted function: name its line,
      * which is where the operator's loop is.  Only the first time: the hook
      * raises again wherever a pcall that caught it goes on (the loader's
-     * pcall around a policy's top level), and that place is not the
-     * operator's loop. */
+     * pcall around a policy's top level, the runtime's per-child pcall
+     * around a filter), and that place is not the operator's loop. */
     if (budget_where[0] == '\0' && lua_getstack(L, 0, &here)
         && lua_getinfo(L, "Sl", &here) && here.currentline > 0)
         snprintf(budget_where, sizeof(budget_where), "%s:%d: ",

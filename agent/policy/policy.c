@@ -211,6 +211,8 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_setfield(p->L, -2, "refused");
     lua_pushcfunction(p->L, l_read_file);
     lua_setfield(p->L, -2, "read_file");
+    lua_pushcfunction(p->L, scout_endpoint_lua_check);
+    lua_setfield(p->L, -2, "check_endpoint");
     lua_setfield(p->L, -2, "scout.agent");
     lua_pop(p->L, 2);
 
@@ -421,6 +423,9 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
     conf->log_level = dup_field(L, -1, "log_level");
     conf->hook_budget_ms = int_field(L, -1, "hook_budget_ms", 50);
     conf->drain_ms = int_field(L, -1, "drain_ms", 0);
+    lua_getfield(L, -1, "reload_max_drop");
+    conf->reload_max_drop = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0.5;
+    lua_pop(L, 1);
     anti_entropy = int_field(L, -1, "anti_entropy_ms", 60000);
     p->budget_ms = conf->hook_budget_ms;
     lua_getfield(L, -1, "lua_memory_bytes");
@@ -608,6 +613,7 @@ scout_update_clear(scout_update_t *up)
         free(up->gone[i]);
     free(up->up);
     free(up->gone);
+    free(up->degraded);
     memset(up, 0, sizeof(*up));
 }
 
@@ -626,7 +632,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + n / 20;
-    if (scout_hook_pcall(L, 3, 6, budget, &timed_out) != 0) {
+    if (scout_hook_pcall(L, 3, 8, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         lua_settop(L, top);
         return SCOUT_ERROR;
@@ -640,17 +646,33 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
         return SCOUT_AGAIN;
     }
     out->reweigh_ms = (int)lua_tointeger(L, top + 6);   /* nil: 0 */
+    out->rejected = (int)lua_tointeger(L, top + 8);
+    if (lua_isstring(L, top + 7)
+        && (out->degraded = strdup(lua_tostring(L, top + 7))) == NULL)
+        goto oom;
 
     n = (int)lua_objlen(L, top + 1);
     if (n > 0 && (out->up = calloc((size_t)n, sizeof(*out->up))) == NULL)
         goto oom;
     for (int i = 0; i < n; i++) {
+        char why[SCOUT_ERR_LEN];
+        scout_endpoint_t *ep;
+
         lua_rawgeti(L, top + 1, i + 1);
-        out->up[i] = scout_endpoint_from_lua(L, lua_gettop(L));
+        ep = scout_endpoint_from_lua(L, lua_gettop(L), why, sizeof(why));
         lua_pop(L, 1);
-        if (out->up[i] == NULL)
+        if (ep == NULL && why[0] == '\0')
             goto oom;
-        out->nup++;
+        if (ep == NULL) {
+            /* the runtime checked every child before judging it; only a
+             * hook that changed an endpoint in place gets here: that one
+             * endpoint stays as C last had it, the rest is published */
+            scout_log(SCOUT_LOG_WARN, "policy", "service %d: an endpoint "
+                      "changed by a hook is refused: %s", svc + 1, why);
+            out->rejected++;
+            continue;
+        }
+        out->up[out->nup++] = ep;
     }
     n = (int)lua_objlen(L, top + 2);
     if (n > 0 && (out->gone = calloc((size_t)n, sizeof(*out->gone))) == NULL)

@@ -67,6 +67,9 @@ typedef struct {
     int                   drain_ms;      /* after deregistering, at exit */
     char                **warnings;      /* "file:line: message": loaded, */
     int                   nwarnings;     /* but check prints, agent logs  */
+    double                reload_max_drop;/* share of services and
+                                            registrations a reload may
+                                            drop (0..1; default 0.5)   */
 } scout_conf_t;
 
 /* lua_dir holds the scout Lua modules; NULL finds it next to the binary or in the
@@ -103,9 +106,14 @@ typedef struct {
     char             **gone;
     int                ngone;
     int                decode_errors; /* children skipped in this batch     */
-    int                hook_errors;   /* on_change failures (list is good)  */
+    int                hook_errors;   /* filter calls on one child, on_change
+                                         failures (the rest is published)   */
     int                retry_ms;      /* held back: read again after this   */
     int                reweigh_ms;    /* weights still ramp: call again     */
+    int                rejected;      /* refused by endpoint.h's rule       */
+    char              *degraded;      /* why the list is not what ZooKeeper
+                                         holds (children kept at their last
+                                         good state), or NULL               */
 } scout_update_t;
 
 /* Hand a service's pending changes to the policy.  SCOUT_ERROR with err set

@@ -12,6 +12,13 @@
  *
  * The writer thread blocks every signal, so SIGTERM, SIGHUP and the hook
  * budget's SIGALRM keep reaching the loop's thread.
+ *
+ * One service's data never stops the file: a service the format cannot
+ * hold is left out of it (logged, counted) and the others are written.  A
+ * write that fails for any other reason (disk full, permissions) is counted
+ * and makes /v1/health fail until a write succeeds.  What is read back is
+ * trusted no more than ZooKeeper: every endpoint passes endpoint.h's rule
+ * or is dropped and counted.
  */
 #include "publish/persist.h"
 
@@ -50,6 +57,9 @@ struct scout_persist_s {
     int               dirty;
     double            backoff;     /* after a failed write, seconds  */
     int64_t           loaded_at_ms;/* written_at of what we loaded, or 0 */
+    int64_t           written_ms;  /* wall clock of the last good write */
+    int64_t           failing_ms;  /* of the first failure since, or 0  */
+    char              last_err[SCOUT_ERR_LEN];
     /* the writer thread; everything below mu is guarded by it */
     pthread_t         thread;
     int               thread_ok;
@@ -72,11 +82,15 @@ write_in(scout_persist_t *p, double s)
     ev_timer_start(p->loop, &p->timer);
 }
 
-/* A write failed (reason logged by the caller): keep the state dirty and
- * try again later, backing off. */
+/* A write failed (reason logged by the caller): count it, keep the state
+ * dirty and try again later, backing off. */
 static void
-retry_write(scout_persist_t *p)
+retry_write(scout_persist_t *p, const char *err)
 {
+    scout_stats.snapshot_write_failures++;
+    if (p->failing_ms == 0)
+        p->failing_ms = scout_wall_ms();
+    snprintf(p->last_err, sizeof(p->last_err), "%s", err);
     p->dirty = 1;
     write_in(p, p->backoff);
     p->backoff = p->backoff < 30 ? p->backoff * 2 : 60;
@@ -97,7 +111,7 @@ encode_now(scout_persist_t *p)
     scout_snapshot_service_t *svcs;
     struct job *j = calloc(1, sizeof(*j));
     double t0 = scout_now_ms();
-    int n = 0, rc;
+    int n = 0, rc, left_out = 0;
 
     svcs = calloc((size_t)(p->n ? p->n : 1), sizeof(*svcs));
     if (j == NULL || svcs == NULL) {
@@ -105,6 +119,7 @@ encode_now(scout_persist_t *p)
                   "memory; will retry in %.0f s", p->backoff);
         free(svcs);
         free(j);
+        retry_write(p, "out of memory");
         return NULL;
     }
     for (int i = 0; i < p->n; i++) {
@@ -120,14 +135,23 @@ encode_now(scout_persist_t *p)
         out->eps = scout_service_epset(s);
         n++;
     }
-    rc = scout_snapshot_encode(p->ensemble, scout_wall_ms(), svcs, n, &j->buf,
-                               &j->len, j->err);
+    rc = scout_snapshot_encode_each(p->ensemble, scout_wall_ms(), svcs, n,
+                                    &j->buf, &j->len, &left_out, j->err);
     free(svcs);
     if (rc != SCOUT_OK) {
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
                   "will retry in %.0f s", j->err, p->backoff);
+        retry_write(p, j->err);
         job_free(j);
         return NULL;
+    }
+    if (left_out > 0) {
+        scout_stats.snapshot_services_left_out += (uint64_t)left_out;
+        scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %d "
+                  "service%s left out, the others written: %s", left_out,
+                  left_out == 1 ? "" : "s", j->err);
+        j->err[0] = '\0';
+        n -= left_out;
     }
     j->nservices = n;
     j->encode_ms = scout_now_ms() - t0;
@@ -150,8 +174,15 @@ collect(scout_persist_t *p, struct job *j)
     if (j->rc != SCOUT_OK) {
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
                   "will retry in %.0f s", j->err, p->backoff);
-        retry_write(p);
+        retry_write(p, j->err);
     } else {
+        scout_stats.snapshot_writes++;
+        if (p->failing_ms != 0)
+            scout_log(SCOUT_LOG_INFO, "persist", "the snapshot is written "
+                      "again after %.0f s of failures",
+                      (double)(scout_wall_ms() - p->failing_ms) / 1000);
+        p->failing_ms = 0;
+        p->written_ms = scout_wall_ms();
         p->backoff = 1.0;
         if (p->dirty)           /* changed while this one was committed */
             write_in(p, 1.0);
@@ -240,10 +271,8 @@ write_soon(scout_persist_t *p)
     if (p->busy)
         return;                 /* dirty stays set: collect() re-arms */
     p->dirty = 0;
-    if ((j = encode_now(p)) == NULL) {
-        retry_write(p);
-        return;
-    }
+    if ((j = encode_now(p)) == NULL)
+        return;                 /* retry_write() was called */
     if (!p->thread_ok) {        /* no thread: write on the loop */
         commit(p, j);
         collect(p, j);
@@ -321,7 +350,7 @@ scout_persist_load(scout_persist_t *p)
     int seeded = 0;
     struct stat st;
 
-    if (stat(p->file, &st) != 0) {
+    if (lstat(p->file, &st) != 0) {
         scout_log(SCOUT_LOG_INFO, "persist", "no snapshot at %s: a first "
                   "start", p->file);
         return;
@@ -343,6 +372,7 @@ scout_persist_load(scout_persist_t *p)
         int k = scout_snapshot_find(snap, scout_service_name(s));
         scout_snapshot_service_t ss;
         scout_epset_t eps;
+        unsigned bad;
 
         if (k < 0)
             continue;
@@ -351,7 +381,15 @@ scout_persist_load(scout_persist_t *p)
             continue;           /* the policy moved it: not the same list */
         scout_epset_init(&eps);
         scout_snapshot_take(snap, k, &eps);
-        scout_service_seed(s, &eps, ss.index, ss.pzxid, ss.max_mzxid);
+        /* checksummed is not trusted: a hand-edited or foreign file gets
+         * the codecs' rule like any znode */
+        bad = scout_epset_drop_invalid(&eps, err, SCOUT_ERR_LEN);
+        if (bad > 0)
+            scout_log(SCOUT_LOG_WARN, "persist", "snapshot %s: service %s: "
+                      "dropped %u invalid endpoint%s, serving the other %u "
+                      "(first: %s)", p->file, scout_service_name(s), bad,
+                      bad == 1 ? "" : "s", eps.n, err);
+        scout_service_seed(s, &eps, ss.index, ss.pzxid, ss.max_mzxid, bad);
         seeded++;
     }
     p->loaded_at_ms = scout_snapshot_written_at_ms(snap);
@@ -414,6 +452,24 @@ scout_persist_too_old(const scout_persist_t *p, char *reason, size_t len)
         }
     }
     return 0;
+}
+
+int
+scout_persist_write_failing(const scout_persist_t *p, char *reason,
+                            size_t len)
+{
+    if (p->failing_ms == 0)
+        return 0;
+    snprintf(reason, len, "the disk snapshot %s has not been written for "
+             "%.0f s: %s", p->file,
+             (double)(scout_wall_ms() - p->failing_ms) / 1000, p->last_err);
+    return 1;
+}
+
+int64_t
+scout_persist_written_ms(const scout_persist_t *p)
+{
+    return p->written_ms;
 }
 
 void

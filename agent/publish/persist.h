@@ -32,6 +32,12 @@ void scout_persist_flush(scout_persist_t *p);
  * max_age: the reason goes to reason (for /v1/health). */
 int  scout_persist_too_old(const scout_persist_t *p, char *reason,
                            size_t len);
+/* 1 while writes fail (from the first failure to the next success): the
+ * reason, with how long and the last error, goes to reason. */
+int  scout_persist_write_failing(const scout_persist_t *p, char *reason,
+                                 size_t len);
+/* Wall-clock ms of the last successful write, 0 for none yet. */
+int64_t scout_persist_written_ms(const scout_persist_t *p);
 /* A policy reload replaced the service list. */
 void scout_persist_set_services(scout_persist_t *p, scout_service_t **services, int n);
 void scout_persist_free(scout_persist_t *p);

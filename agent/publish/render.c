@@ -8,10 +8,13 @@
  */
 #include "publish/render.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "publish/file_replace.h"
 #include "log.h"
@@ -112,12 +115,21 @@ write_atomically(const char *dest, const char *text, size_t len, char *err)
 static char *
 read_existing(const char *dest, size_t *len)
 {
-    FILE *f = fopen(dest, "rb");
+    /* only a regular file is read: a FIFO at dest must not hang the loop
+     * (it is replaced by the first write) */
+    int fd = open(dest, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
     char *buf = NULL;
+    FILE *f;
     long n;
 
-    if (f == NULL)
+    if (fd < 0)
         return NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
+        || (f = fdopen(fd, "rb")) == NULL) {
+        close(fd);
+        return NULL;
+    }
     if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= (16 << 20)
         && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) != NULL
         && fread(buf, 1, (size_t)n, f) == (size_t)n) {

@@ -198,7 +198,8 @@ file_adopt(scout_shm_t *shm, char *err)
     uint8_t *map;
     int fd;
 
-    fd = open(shm->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO at the path must not stall us; it is replaced */
+    fd = open(shm->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return 0;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -60,6 +60,17 @@ int scout_snapshot_encode(const char *ensemble, int64_t written_at_ms,
                           const scout_snapshot_service_t *svcs, int n,
                           char **buf, size_t *len, char *err);
 
+/* The same, except that a service the reader would refuse (an endpoint
+ * breaking the format's rules, a string or count over its limit, or a list
+ * that would take the file past SCOUT_SNAPSHOT_MAX_SIZE) is left out rather
+ * than failing the file: one service's data never stops the others from
+ * being written.  *left_out counts them; the first reason goes to err (""
+ * when none).  Two services with one name still fail the whole file. */
+int scout_snapshot_encode_each(const char *ensemble, int64_t written_at_ms,
+                               const scout_snapshot_service_t *svcs, int n,
+                               char **buf, size_t *len, int *left_out,
+                               char *err);
+
 /* Put encoded bytes at DIR/scout.snapshot, atomically and durably: write
  * DIR/scout.snapshot.tmp (mode 0600), fsync it, rename it over the old file,
  * fsync DIR.  On any failure before the rename the temp file is removed and

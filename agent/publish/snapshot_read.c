@@ -342,8 +342,16 @@ scout_snapshot_read(const char *path, char *err)
     size_t got = 0;
     int fd;
 
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        scout_seterr(err, "snapshot %s: %s", path, strerror(errno));
+    /* Nothing but a regular file is ever read: O_NONBLOCK so that opening
+     * a FIFO does not wait for a writer (start-up would hang before the
+     * API opens), O_NOFOLLOW so that a link never points us elsewhere. */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW))
+        < 0) {
+        if (errno == ELOOP)
+            scout_seterr(err, "snapshot %s: is a symbolic link; not followed",
+                         path);
+        else
+            scout_seterr(err, "snapshot %s: %s", path, strerror(errno));
         return NULL;
     }
     if (fstat(fd, &st) != 0) {
@@ -351,7 +359,11 @@ scout_snapshot_read(const char *path, char *err)
         goto done;
     }
     if (!S_ISREG(st.st_mode)) {
-        scout_seterr(err, "snapshot %s: not a regular file", path);
+        scout_seterr(err, "snapshot %s: not a regular file (%s); not read",
+                     path, S_ISFIFO(st.st_mode) ? "a FIFO"
+                           : S_ISDIR(st.st_mode) ? "a directory"
+                           : S_ISSOCK(st.st_mode) ? "a socket"
+                           : "a device");
         goto done;
     }
     if ((uint64_t)st.st_size > SCOUT_SNAPSHOT_MAX_SIZE) {

@@ -157,10 +157,19 @@ put_service(unsigned char *p, const scout_snapshot_service_t *sv,
     return p;
 }
 
-int
-scout_snapshot_encode(const char *ensemble, int64_t written_at_ms,
-                      const scout_snapshot_service_t *svcs, int n,
-                      char **buf, size_t *len, char *err)
+/* Whatever the endpoint rule lets through, the format holds. */
+_Static_assert(SCOUT_ENDPOINT_MAX_STR <= SCOUT_SNAPSHOT_MAX_STR
+               && SCOUT_ENDPOINT_MAX_META <= SCOUT_SNAPSHOT_MAX_META,
+               "endpoint.h's limits must fit the snapshot's");
+
+/* left_out == NULL: strict, the first service the reader would refuse fails
+ * the whole encoding.  Otherwise such a service (or one that would take the
+ * file over its size limit) is left out, counted in *left_out, and the
+ * first reason goes to err. */
+static int
+encode(const char *ensemble, int64_t written_at_ms,
+       const scout_snapshot_service_t *svcs, int n, char **buf, size_t *len,
+       int *left_out, char *err)
 {
     static const char writer[] = "scout " SCOUT_VERSION;
     const scout_snapshot_service_t **order = NULL;
@@ -168,9 +177,12 @@ scout_snapshot_encode(const char *ensemble, int64_t written_at_ms,
     unsigned char *out = NULL, *p;
     uint64_t size = SCOUT_SNAPSHOT_HDR_LEN + 8 + 4;
     unsigned most = 0;
+    int kept = 0;
 
     *buf = NULL;
     *len = 0;
+    if (left_out != NULL)
+        *left_out = 0;
     if (n < 0 || (unsigned)n > SCOUT_SNAPSHOT_MAX_SERVICES)
         return scout_seterr(err, "snapshot: %d services, over the %u limit", n,
                    SCOUT_SNAPSHOT_MAX_SERVICES);
@@ -184,21 +196,35 @@ scout_snapshot_encode(const char *ensemble, int64_t written_at_ms,
         order[i] = &svcs[i];
     qsort(order, (size_t)n, sizeof(*order), by_service_name);
     for (int i = 0; i < n; i++) {
+        uint64_t before = size;
+        char why[SCOUT_ERR_LEN];
+
         if (i > 0 && strcmp(S(order[i - 1]->name), S(order[i]->name)) == 0) {
             scout_seterr(err, "snapshot: two services named \"%s\"",
                 S(order[i]->name));
             goto fail;
         }
-        if (size_service(order[i], &size, err) != SCOUT_OK)
-            goto fail;
-        if (size > SCOUT_SNAPSHOT_MAX_SIZE) {
-            scout_seterr(err, "snapshot: over the %u-byte limit at service \"%s\"",
-                SCOUT_SNAPSHOT_MAX_SIZE, S(order[i]->name));
-            goto fail;
+        why[0] = '\0';
+        if (size_service(order[i], &size, why) == SCOUT_OK
+            && size > SCOUT_SNAPSHOT_MAX_SIZE)
+            scout_seterr(why, "snapshot: over the %u-byte limit at service "
+                         "\"%s\"", SCOUT_SNAPSHOT_MAX_SIZE,
+                         S(order[i]->name));
+        if (why[0] != '\0') {
+            if (left_out == NULL) {
+                snprintf(err, SCOUT_ERR_LEN, "%s", why);
+                goto fail;
+            }
+            if ((*left_out)++ == 0)
+                snprintf(err, SCOUT_ERR_LEN, "%s", why);
+            size = before;      /* as if it were not there */
+            continue;
         }
+        order[kept++] = order[i];
         if (order[i]->eps != NULL && order[i]->eps->n > most)
             most = order[i]->eps->n;
     }
+    n = kept;
 
     sorted = malloc((most > 0 ? most : 1) * sizeof(*sorted));
     out = malloc((size_t)size);
@@ -230,6 +256,23 @@ fail:
     free(sorted);
     free(out);
     return SCOUT_ERROR;
+}
+
+int
+scout_snapshot_encode(const char *ensemble, int64_t written_at_ms,
+                      const scout_snapshot_service_t *svcs, int n,
+                      char **buf, size_t *len, char *err)
+{
+    return encode(ensemble, written_at_ms, svcs, n, buf, len, NULL, err);
+}
+
+int
+scout_snapshot_encode_each(const char *ensemble, int64_t written_at_ms,
+                           const scout_snapshot_service_t *svcs, int n,
+                           char **buf, size_t *len, int *left_out,
+                           char *err)
+{
+    return encode(ensemble, written_at_ms, svcs, n, buf, len, left_out, err);
 }
 
 /* ---- commit ------------------------------------------------------------ */

@@ -49,6 +49,11 @@ end
 -- Integers cross into C as int: keep them well inside it.
 local MAX_INT = 2 ^ 31 - 1
 
+-- A share of a whole: a number from 0 to 1.
+local function is_share(v)
+  if type(v) ~= "number" or v ~= v or v < 0 or v > 1 then return "must be a number from 0 to 1" end
+end
+
 local function is_sessions(v)
   if type(v) ~= "number" or v ~= floor(v) or v < 1 or v > 64 then return "must be a whole number from 1 to 64" end
 end
@@ -372,7 +377,7 @@ local SECTIONS = {
   cache = { dir = is_dir, max_age = is_age },
   shm = { path = is_shm_path },
   agent = { hook_budget = is_timeout, log_level = is_level, anti_entropy = is_duration, drain = is_duration,
-            lua_memory = is_lua_memory },
+            lua_memory = is_lua_memory, reload_max_drop = is_share },
 }
 
 local SERVICE = {

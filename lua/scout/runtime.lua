@@ -5,6 +5,7 @@
 
 local type = type
 local pairs = pairs
+local next = next
 local pcall = pcall
 local error = error
 local tostring = tostring
@@ -13,6 +14,8 @@ local floor = math.floor
 local ceil = math.ceil
 local min, max = math.min, math.max
 local sort = table.sort
+local concat = table.concat
+local byte, sub, find = string.byte, string.sub, string.find
 local setmetatable = setmetatable
 local ipairs = ipairs
 
@@ -31,6 +34,10 @@ if agent then require("scout.sandbox").harden(agent) end
 local log = agent and agent.log or function(level, msg)
   if level <= LOG_WARN then io.stderr:write(msg, "\n") end
 end
+-- The C side's rule for what may cross into it (NUL, UTF-8, sizes, host, port, status: endpoint.h): asked before a
+-- child is judged, so a refused child is handled like one that does not decode. Absent outside the agent (specs).
+local boundary = agent and agent.check_endpoint
+function M.set_boundary(fn) boundary = fn end
 
 function M.set_logger(fn) log = fn end
 
@@ -306,32 +313,105 @@ local function next_ramp(s, up, gone_ids)
   return max(1, min(RAMP_STEP_MS, soonest - now))
 end
 
+-- Reasons come from codecs and hooks and may quote bytes of a znode: explain's JSON must stay valid UTF-8 (cjson
+-- copies bytes as they are), so a malformed sequence becomes U+FFFD. Endpoints need none of this: they crossed the
+-- C boundary, which refuses invalid UTF-8.
+local SECOND = { [0xE0] = { 0xA0, 0xBF }, [0xED] = { 0x80, 0x9F }, [0xF0] = { 0x90, 0xBF }, [0xF4] = { 0x80, 0x8F } }
+local function utf8_clean(s)
+  if not find(s, "[\128-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    local len = c < 0x80 and 1 or (c >= 0xC2 and c <= 0xDF) and 2 or (c >= 0xE0 and c <= 0xEF) and 3
+                or (c >= 0xF0 and c <= 0xF4) and 4 or 0
+    local ok = len > 0 and i + len - 1 <= n
+    for k = 1, ok and len - 1 or 0 do
+      local b, lo, hi = byte(s, i + k), 0x80, 0xBF
+      if k == 1 and SECOND[c] then lo, hi = SECOND[c][1], SECOND[c][2] end
+      if b < lo or b > hi then ok = false; break end
+    end
+    if ok then
+      out[#out + 1] = sub(s, i, i + len - 1)
+      i = i + len
+    else
+      out[#out + 1] = "\239\191\189"
+      i = i + 1
+    end
+  end
+  return concat(out)
+end
+M.utf8_clean = utf8_clean
+
+-- A child whose data fails (decode, the C boundary) or whose filter raises keeps its last good endpoint, or stays
+-- out if it had none; s.failing[name] says why while that lasts, and makes the service "degraded": what is served
+-- is then not what ZooKeeper holds. A new child that simply does not decode is not an endpoint and degrades nothing.
+local function set_failing(s, name, why)
+  local f = s.failing
+  if why then
+    if not f then f = {}; s.failing = f end
+    f[name] = why
+  elseif f and f[name] then
+    f[name] = nil
+    if next(f) == nil then s.failing = nil end
+  end
+end
+
+-- "2 children not as ZooKeeper has them (a: the filter raised: ...)", or nil: the service's degraded reason.
+local function degraded_reason(s)
+  local f = s.failing
+  if not f then return nil end
+  local n, first = 0, nil
+  for name in pairs(f) do
+    n = n + 1
+    if not first or name < first then first = name end
+  end
+  return utf8_clean(format("%d %s not as ZooKeeper has %s (%s: %s)", n, n == 1 and "child" or "children",
+                           n == 1 and "it" or "them", first, f[first]))
+end
+
 function M.update(i, removed, changed)
   local s = services[i]
   local children, published = s.children, s.published
 
-  for k = 1, #removed do children[removed[k]] = nil end
-  local nerr = 0
+  for k = 1, #removed do
+    children[removed[k]] = nil
+    if s.rejected then s.rejected[removed[k]] = nil end
+  end
+  local nerr, nrej = 0, 0
   local decode, options = s.codec.decode, s.options
   for k = 1, #changed do
     local c = changed[k]
     local name = c[1]
     local ok, ep, err = pcall(decode, name, c[2], options)
-    local why
+    local why, refused
     if not ok then
       why = tostring(ep)
     elseif type(ep) ~= "table" then
       why = err or "codec returned nothing"
     else
       why = check_endpoint(ep)
+      if not why and boundary then
+        ep.id = name
+        ep.zxid = c[3]
+        refused = boundary(ep)
+        why = refused
+      end
     end
-    if why then
+    if refused then
+      s.rejected = s.rejected or {}
+      s.rejected[name] = true
+      nrej = nrej + 1
+      children[name] = why
+      log(LOG_WARN, format("service \"%s\": refusing child %s: %s", s.name, name, why))
+    elseif why then
+      if s.rejected then s.rejected[name] = nil end
       children[name] = why
       if not QUIET[why] then
         nerr = nerr + 1
         log(LOG_WARN, format("service \"%s\": skipping child %s: %s", s.name, name, why))
       end
     else
+      if s.rejected then s.rejected[name] = nil end
       ep.id = name
       ep.zxid = c[3]
       children[name] = ep
@@ -344,12 +424,32 @@ function M.update(i, removed, changed)
   local filtered = s.filtered
   local data_read = {}
   for k = 1, #changed do data_read[changed[k][1]] = changed[k][4] end
+  local hook_errors = 0
   local function judge(name)
     local ep = children[name]
-    local up_ = type(ep) == "table" and ep.status == "up"
-    local keep = up_ and (not filter or filter(ep))
-    filtered[name] = (up_ and not keep) or nil
     local old = published[name]
+    if type(ep) == "string" and not QUIET[ep] then
+      -- its data fails: the last good endpoint stands; a new one stays out (and is no endpoint yet)
+      set_failing(s, name, old and format("its data %s: %s", s.rejected and s.rejected[name] and "is refused"
+                                            or "does not decode", ep) or nil)
+      if old then return end
+    end
+    local up_ = type(ep) == "table" and ep.status == "up"
+    local keep = up_
+    if up_ and filter then
+      local ok, v = pcall(filter, ep)
+      if not ok then
+        -- this child's verdict is unknown: it keeps the last one (published or not), the others go on
+        hook_errors = hook_errors + 1
+        log(LOG_WARN, format("service \"%s\": filter failed on child %s, keeping its last verdict: %s", s.name,
+                             name, tostring(v)))
+        set_failing(s, name, "the filter raised: " .. tostring(v))
+        return
+      end
+      keep = v
+    end
+    if type(ep) ~= "string" or QUIET[ep] then set_failing(s, name, nil) end
+    filtered[name] = (up_ and not keep) or nil
     if keep then
       if not old then
         up[#up + 1] = ep
@@ -383,12 +483,20 @@ function M.update(i, removed, changed)
     local name = changed[k][1]
     if not seen[name] then seen[name] = true; judge(name) end
   end
+  -- children held by a failing filter are asked again on every call (the C side calls back while degraded):
+  -- what the filter depends on may have recovered without any ZooKeeper event
+  if s.failing then
+    local again = {}
+    for name in pairs(s.failing) do
+      if not seen[name] then again[#again + 1] = name end
+    end
+    for k = 1, #again do seen[again[k]] = true; judge(again[k]) end
+  end
   local moved = reweigh(s, children)
   for k = 1, #moved do
     if not seen[moved[k]] then seen[moved[k]] = true; judge(moved[k]) end
   end
 
-  local hook_errors = 0
   local svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids },
                            svc_mt)
   local new_count = s.count + #added - #gone
@@ -416,7 +524,7 @@ function M.update(i, removed, changed)
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
-  return up, gone_ids, nerr, hook_errors, nil, next_ramp(s, up, gone_ids)
+  return up, gone_ids, nerr, hook_errors, nil, next_ramp(s, up, gone_ids), degraded_reason(s), nrej
 end
 
 -- What service i published before a restart (the disk snapshot): the starting point of diffs and protection.
@@ -530,8 +638,21 @@ function M.explain(i)
   local out = {}
   for name, ep in pairs(s.children) do
     local e = { id = name }
-    if type(ep) == "string" then
-      e.verdict, e.reason = QUIET[ep] and "ignored" or "decode_error", ep
+    local failing = s.failing and s.failing[name]
+    if type(ep) == "string" and failing and s.published[name] then
+      e.endpoint = view_of(s.published[name])
+      e.verdict, e.reason = "kept", failing .. "; the last good endpoint stays published"
+    elseif type(ep) == "string" then
+      e.verdict = QUIET[ep] and "ignored" or s.rejected and s.rejected[name] and "rejected" or "decode_error"
+      e.reason = ep
+    elseif failing then
+      e.endpoint = view_of(ep)
+      if s.published[name] then
+        e.verdict, e.reason = "kept", failing .. "; the last good endpoint stays published"
+        e.endpoint = view_of(s.published[name])
+      else
+        e.verdict, e.reason = "filter_error", failing .. "; stays out until the filter answers"
+      end
     else
       e.endpoint = view_of(ep)
       if ep.status ~= "up" then
@@ -546,6 +667,7 @@ function M.explain(i)
         e.verdict, e.reason = "pending", "not yet accepted by the policy"
       end
     end
+    if e.reason then e.reason = utf8_clean(e.reason) end
     out[#out + 1] = e
   end
   for id, ep in pairs(s.published) do
@@ -558,7 +680,8 @@ function M.explain(i)
   sort(out, by_id)
   -- Debian's lua-cjson encodes an empty table as {}: splice the array in
   local head = json.encode({ service = s.name, path = s.path, protected = s.held ~= nil,
-                             confirms = s.held and s.held.confirms or nil })
+                             confirms = s.held and s.held.confirms or nil,
+                             degraded = degraded_reason(s) or false })
   return head:sub(1, -2) .. ',"children":' .. (#out > 0 and json.encode(out) or "[]") .. "}"
 end
 

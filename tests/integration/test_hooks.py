@@ -1,6 +1,7 @@
-"""Operators' Lua hooks that fail: a filter that raises and one that never returns must not stop discovery; the
-agent keeps serving the last good list, logs the error with the policy's file:line, counts it, and recovers when
-the input that triggered it goes away."""
+"""Operators' Lua hooks that fail: a filter that raises and one that never returns must not stop discovery. A filter
+that raises on one child holds only that child; one that never returns stops the whole update, and the agent keeps
+serving the last good list (state "degraded"). Either way the error is logged with the policy's file:line, counted,
+and the agent recovers when the input that triggered it goes away."""
 
 import os
 import unittest
@@ -50,14 +51,17 @@ class Hooks(unittest.TestCase):
         cls.zk.stop()
 
     def poison(self, kind, counter):
+        """A hook that never returns stops the whole update (its budget): the last good list stands, and the
+        state says the list is not what ZooKeeper holds."""
         s = self.scout
         before = s.metric(counter)
         self.kz.create("/h/svc/poison", b'{"host":"10.9.9.9","port":9,"meta":{"boom":"%s"}}' % kind.encode())
         self.kz.create("/h/svc/127.0.0.1:2")
         wait_until(lambda: s.metric(counter) > before, what="%s counted" % counter)
-        # counted: the failed call is over, and the last good list stands and the API keeps answering
+        # the last good list stands and the API keeps answering, saying it is not synced
         self.assertEqual(s.ids("svc"), ["127.0.0.1:1"])
-        self.assertEqual(s.state("svc"), "synced")
+        self.assertEqual(s.state("svc"), "degraded")
+        self.assertEqual(s.health()[0], 503)
         self.assertTrue(s.alive())
         # recovery: the poison goes, the pending change (127.0.0.1:2) is not lost
         self.kz.delete("/h/svc/poison")
@@ -65,10 +69,21 @@ class Hooks(unittest.TestCase):
         self.kz.delete("/h/svc/127.0.0.1:2")
         wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"], what="back to start")
 
-    def test_filter_that_raises(self):
-        self.poison("error", "scout_hook_errors_total")
-        self.assertRegex(self.scout.log(), r"policy\.lua:7: boom from poison")
-        self.assertGreater(self.scout.metric("scout_service_hook_errors_total", "svc"), 0)
+    def test_filter_that_raises_holds_only_that_child(self):
+        s = self.scout
+        before = s.metric("scout_hook_errors_total")
+        self.kz.create("/h/svc/poison", b'{"host":"10.9.9.9","port":9,"meta":{"boom":"error"}}')
+        self.kz.create("/h/svc/127.0.0.1:2")
+        # the other change is published; the poisoned child stays out and the state says why
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1", "127.0.0.1:2"], what="the other child published")
+        wait_until(lambda: s.state("svc") == "degraded", what="degraded")
+        self.assertGreater(s.metric("scout_hook_errors_total"), before)
+        self.assertGreater(s.metric("scout_service_hook_errors_total", "svc"), 0)
+        self.assertRegex(s.log(), r"policy\.lua:7: boom from poison")
+        self.kz.delete("/h/svc/poison")
+        wait_until(lambda: s.state("svc") == "synced", what="synced once the poison is gone")
+        self.kz.delete("/h/svc/127.0.0.1:2")
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"], what="back to start")
 
     def test_filter_that_loops_forever(self):
         self.poison("loop", "scout_hook_timeouts_total")

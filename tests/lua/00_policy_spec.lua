@@ -164,6 +164,7 @@ function on_session(state) return state end
         log_level = { '"error"', '"warn"', '"info"', '"debug"' },
         anti_entropy = { "0", "60000", '"0ms"', '"90s"', '"1d"' },
         drain = { "0", "5000", '"5s"', '"2m"' },
+        reload_max_drop = { "0", "0.5", "1" },
       },
       cache = {
         max_age = { "1", '"24h"', '"1d"', '"500ms"', '"30d"' },
@@ -248,7 +249,8 @@ function on_session(state) return state end
             'zookeeper: unknown key "server" (did you mean "servers"? known: auth, servers, session_timeout, sessions)')
       fails(section_src("api", "port", "80"), 4, 'api: unknown key "port" (known: listen)')
       fails(section_src("agent", "budget", "1"), 4,
-            'agent: unknown key "budget" (known: anti_entropy, drain, hook_budget, log_level, lua_memory)')
+            'agent: unknown key "budget" (known: anti_entropy, drain, hook_budget, log_level, lua_memory, '
+            .. 'reload_max_drop)')
       fails(svc_src("selecter", '"rr"'), 5, 'service "s": unknown key "selecter" (did you mean "selector"? known: '
             .. "codec, codec_options, "
             .. "delay, filter, on_change, on_protect, path, protect, route, selector, selector_options)")
@@ -256,7 +258,8 @@ function on_session(state) return state end
 
     it("reports a non-string key by its tostring", function()
       fails('\nagent { [1] = 2 }\n', 2,
-            'agent: unknown key "1" (known: anti_entropy, drain, hook_budget, log_level, lua_memory)')
+            'agent: unknown key "1" (known: anti_entropy, drain, hook_budget, log_level, lua_memory, '
+            .. 'reload_max_drop)')
     end)
 
     it("reports the bad key that sorts first when several are bad", function()
@@ -331,6 +334,9 @@ function on_session(state) return state end
       { "zookeeper", "sessions", "1.5", "sessions must be a whole number from 1 to 64" },
       { "agent", "hook_budget", "2.5", TIMEOUT("hook_budget") },
       { "agent", "hook_budget", "true", TIMEOUT("hook_budget") },
+      { "agent", "reload_max_drop", "1.5", "reload_max_drop must be a number from 0 to 1" },
+      { "agent", "reload_max_drop", "-0.1", "reload_max_drop must be a number from 0 to 1" },
+      { "agent", "reload_max_drop", '"half"', "reload_max_drop must be a number from 0 to 1" },
       { "agent", "log_level", '"trace"', "log_level must be one of error, warn, info, debug" },
       { "agent", "log_level", '"INFO"', "log_level must be one of error, warn, info, debug" },
       { "agent", "log_level", "1", "log_level must be one of error, warn, info, debug" },

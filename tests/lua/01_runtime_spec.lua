@@ -89,10 +89,10 @@ end
 
 -- update() with its four results packed; `ok` = false and `err` when it raised.
 local function update(i, removed, changed)
-  local ok, up, gone, nerr, nhook, retry, reweigh = pcall(runtime.update, i, removed, changed)
+  local ok, up, gone, nerr, nhook, retry, reweigh, degraded, nrej = pcall(runtime.update, i, removed, changed)
   if not ok then return { ok = false, err = up } end
   return { ok = true, up = up, gone = gone, nerr = nerr, nhook = nhook, retry = retry, reweigh = reweigh, ids = ids(up),
-           gone_ids = table.concat(gone, ",") }
+           gone_ids = table.concat(gone, ","), degraded = degraded, nrej = nrej }
 end
 
 local logs
@@ -140,6 +140,21 @@ describe("scout.runtime", function()
       assert.same({ nil, "no endpoint: all busy" }, { runtime.pick(1, "") })
       assert(runtime.load(H.write('service "e" { path = "/e", protect = false }\n')))
       assert.same({ nil, "no endpoint" }, { runtime.pick(1, "") })
+    end)
+  end)
+
+  describe("explain", function()
+    it("keeps its JSON valid UTF-8 whatever bytes a codec's reason quotes", function()
+      assert.equals("ok \226\130\172", runtime.utf8_clean("ok \226\130\172"))
+      assert.equals("a\239\191\189b", runtime.utf8_clean("a\255b"))
+      assert.equals("\239\191\189\239\191\189", runtime.utf8_clean("\192\175"))         -- overlong
+      assert.equals("\239\191\189\239\191\189\239\191\189", runtime.utf8_clean("\237\160\128"))  -- surrogate
+      assert.equals("x\239\191\189\239\191\189", runtime.utf8_clean("x\226\130"))      -- cut short
+      assert(runtime.load(H.write('service "c" { path = "/c", protect = false, codec = { decode = function(n, d)\n'
+        .. '  return nil, "bad key " .. d end } }\n')))
+      assert.is_true(update(1, {}, { { "a", "\255\254", 2 } }).ok)
+      local ex = require("cjson").decode(runtime.explain(1))
+      assert.equals("bad key \239\191\189\239\191\189", ex.children[1].reason)
     end)
   end)
 
@@ -344,18 +359,19 @@ service "b" { path = "/b", codec = { decode = function() end, needs_data = false
                     'service "s": +0 -0 ~1', 'service "s": +0 -0 ~1', 'service "s": +0 -0 ~2' }, debugs())
     end)
 
-    it("counts and logs decode errors, and withdraws an endpoint whose data went bad", function()
+    it("counts and logs decode errors, and keeps an endpoint whose data went bad at its last good state", function()
       update(S, {}, { { "a", json("10.0.0.1", 80), 1 } })
       local r = update(S, {}, { { "a", "{oops", 2 }, { "b", "not an address", 3 }, { "c", nil, 4 } })
       assert.same({}, r.up)
-      assert.same({ "a" }, r.gone)
+      assert.same({}, r.gone)
+      assert.equals("1 child not as ZooKeeper has it (a: its data does not decode: bad json)", r.degraded)
       assert.equals(3, r.nerr)
       assert.same({
         'service "s": skipping child a: bad json',
         'service "s": skipping child b: bad address',
         'service "s": skipping child c: no data',
       }, warns())
-      assert.equals("a", st.changes[2].removed)
+      assert.equals(1, #st.changes)
     end)
 
     it("moves a dubbo warm-up ramp on without any event, and stops asking once the weight is final", function()
@@ -457,7 +473,7 @@ service "b" { path = "/b", codec = { decode = function() end, needs_data = false
       assert.equals("b", st.changes[#st.changes].added)
     end)
 
-    describe("when the filter raises", function()
+    describe("when the filter raises on one child", function()
       local batch
 
       before_each(function()
@@ -470,77 +486,120 @@ service "b" { path = "/b", codec = { decode = function() end, needs_data = false
         st.boom = "c"
       end)
 
-      it("raises the filter's error and calls no hook", function()
+      it("publishes every other change; the new child stays out and the service says why", function()
         local r = update(S, batch.removed, batch.changed)
-        assert.is_false(r.ok)
-        assert.equals("filter exploded on c", r.err)
-        assert.equals(1, #st.changes)
-        assert.same({ 'service "s": +3 -0 ~0' }, debugs())   -- the set-up's, nothing since
+        assert.is_true(r.ok)
+        assert.equals("b", r.ids)
+        assert.equals(9, r.up[1].weight)
+        assert.same({ "a" }, r.gone)
+        assert.equals(1, r.nhook)
+        assert.equals("1 child not as ZooKeeper has it (c: the filter raised: filter exploded on c)", r.degraded)
+        assert.equals("b", st.changes[2].changed)
+        assert.equals("a", st.changes[2].removed)
+        assert.equals('service "s": filter failed on child c, keeping its last verdict: filter exploded on c',
+                      warns()[1])
+        local ex = require("cjson").decode(runtime.explain(S))
+        local v = {}
+        for _, c in ipairs(ex.children) do v[c.id] = c.verdict end
+        assert.same({ b = "published", c = "filter_error", e = "published" }, v)
+        -- the filter answers again: c comes in, and the service is whole again
+        st.boom = nil
+        r = update(S, {}, { { "c", json("10.0.0.3", 80), 5 } })
+        assert.equals("c", r.ids)
+        assert.is_nil(r.degraded)
       end)
 
-      it("commits nothing: the re-delivered batch gives the whole diff", function()
-        assert.is_false(update(S, batch.removed, batch.changed).ok)
-        st.boom = nil
+      it("keeps a published child's last good endpoint while its filter raises", function()
+        st.boom = "b"
         local r = update(S, batch.removed, batch.changed)
+        assert.equals("c", r.ids)           -- b's new weight is not published: its verdict is unknown
+        assert.same({ "a" }, r.gone)
+        assert.matches("b: the filter raised", r.degraded, 1, true)
+        local ex = require("cjson").decode(runtime.explain(S))
+        for _, c in ipairs(ex.children) do
+          if c.id == "b" then
+            assert.equals("kept", c.verdict)
+            assert.equals(1, c.endpoint.weight)
+          end
+        end
+        -- removed while failing: it goes, and takes the degradation with it
+        r = update(S, { "b" }, {})
+        assert.same({ "b" }, r.gone)
+        assert.is_nil(r.degraded)
+      end)
+
+      it("keeps a published child whose data stops decoding, and drops it once its node goes", function()
+        st.boom = nil
+        local r = update(S, {}, { { "b", "not json", 6 } })
+        assert.equals("", r.ids)
+        assert.same({}, r.gone)
+        assert.equals(1, r.nerr)
+        assert.matches("^1 child not as ZooKeeper has it %(b: its data does not decode", r.degraded)
+        -- a new child that does not decode is simply not an endpoint: nothing is degraded by it
+        r = update(S, {}, { { "b", json("10.0.0.2", 80), 7 }, { "z", "not json", 8 } })
+        assert.is_nil(r.degraded)
+      end)
+    end)
+
+    describe("when the update is stopped (the C side's budget, or out of memory)", function()
+      local batch
+
+      before_each(function()
+        st.peek = true
+        update(S, {}, { { "a", json("10.0.0.1", 80), 1 }, { "b", json("10.0.0.2", 80), 2 },
+                        { "e", json("10.0.0.5", 80), 3 } })
+        batch = { removed = { "a" },
+                  changed = { { "b", json("10.0.0.2", 80, ',"weight":9'), 4 }, { "c", json("10.0.0.3", 80), 5 } } }
+        runtime.set_boundary(function(ep) if st.stop == ep.id then error("stopped at " .. ep.id, 0) end end)
+        st.stop = "c"
+      end)
+
+      after_each(function() runtime.set_boundary(nil) end)
+
+      it("commits nothing: the re-delivered batch gives the whole diff", function()
+        local r = update(S, batch.removed, batch.changed)
+        assert.is_false(r.ok)
+        assert.equals("stopped at c", r.err)
+        assert.equals(1, #st.changes)
+        st.stop = nil
+        r = update(S, batch.removed, batch.changed)
         assert.is_true(r.ok)
         assert.equals("b,c", r.ids)
         assert.same({ "a" }, r.gone)
-        assert.equals(9, r.up[1].weight)
         assert.equals(2, #st.changes)
-        local c = st.changes[2]
-        assert.equals("c", c.added)
-        assert.equals("a", c.removed)
-        assert.equals("b", c.changed)
-        assert.equals("b,c,e", ids(c.endpoints))
-        assert.equals(9, c.endpoints[1].weight)
-        assert.equals("10.0.0.1", c.diff.removed[1].host)
+        assert.equals("b,c,e", ids(st.changes[2].endpoints))
         -- committed now: the same batch again is only re-reads, nothing to publish
         r = update(S, batch.removed, batch.changed)
         assert.equals("", r.ids)
         assert.same({}, r.gone)
-        assert.equals(2, #st.changes)
       end)
 
-      it("replays a batch whose input was fixed", function()
+      it("handles a child the stopped update had removed coming back", function()
         assert.is_false(update(S, batch.removed, batch.changed).ok)
-        st.boom = nil
-        -- the C side re-delivers what is pending; c's data changed meanwhile
-        local r = update(S, { "a" }, { { "b", json("10.0.0.2", 80, ',"weight":9'), 4 },
-                                       { "c", json("10.0.0.3", 81), 6 } })
-        assert.equals("b,c", r.ids)
-        assert.equals(81, r.up[2].port)
-        assert.equals(6, r.up[2].zxid)
-        assert.same({ "a" }, r.gone)
-        assert.equals("c", st.changes[2].added)
-      end)
-
-      it("handles the removal of a child the failed update had decoded", function()
-        assert.is_false(update(S, batch.removed, batch.changed).ok)
-        st.boom = nil
-        -- c was decoded by the failed call but never published: its removal withdraws nothing
-        local r = update(S, { "c" }, {})
-        assert.is_true(r.ok)
-        assert.same({}, r.up)
-        assert.same({}, r.gone)
-        assert.equals(1, #st.changes)
-        -- a and b are still as last published: a is still there to remove, b still at weight 1
-        r = update(S, { "a" }, { { "b", json("10.0.0.2", 80, ',"weight":9'), 4 } })
-        assert.same({ "a" }, r.gone)
-        assert.equals("b", r.ids)
-        assert.equals("b", st.changes[2].changed)
-        assert.equals("a", st.changes[2].removed)
-        assert.equals("b,e", ids(st.changes[2].endpoints))
-      end)
-
-      it("handles a child the failed update had removed coming back", function()
-        assert.is_false(update(S, batch.removed, batch.changed).ok)
-        st.boom = nil
-        -- a was removed by the failed call, but is still published; it comes back unchanged: a re-read
+        st.stop = nil
         local r = update(S, {}, { { "a", json("10.0.0.1", 80), 7 } })
         assert.equals("", r.ids)
         assert.same({}, r.gone)
         assert.equals(1, #st.changes)
       end)
+    end)
+
+    it("counts children the C boundary refuses, and keeps a published one at its last good state", function()
+      runtime.set_boundary(function(ep) if ep.meta.bad then return "a meta value contains a NUL byte" end end)
+      local r = update(S, {}, { { "a", json("10.0.0.1", 80), 1 },
+                                { "n", json("10.0.0.9", 80, ',"meta":{"bad":"1"}'), 2 } })
+      assert.equals("a", r.ids)
+      assert.equals(1, r.nrej)
+      assert.equals(0, r.nerr)
+      assert.is_nil(r.degraded)           -- n never was an endpoint
+      r = update(S, {}, { { "a", json("10.0.0.1", 80, ',"meta":{"bad":"1"}'), 3 } })
+      assert.equals("", r.ids)
+      assert.equals(1, r.nrej)
+      assert.matches("a: its data is refused: a meta value contains a NUL byte", r.degraded, 1, true)
+      local v = {}
+      for _, c in ipairs(require("cjson").decode(runtime.explain(S)).children) do v[c.id] = c.verdict end
+      assert.same({ a = "kept", n = "rejected" }, v)
+      runtime.set_boundary(nil)
     end)
 
     it("gives on_change sorted added, removed and changed, and the service's name and path", function()

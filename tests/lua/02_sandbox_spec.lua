@@ -213,7 +213,8 @@ describe("scout.sandbox", function()
 
     it("reports a bad nested value at the block's key line", function()
       fails('service "s" {\n  path = "/s",\n  protect = {\n    hold = -1,\n  },\n}\n', 3,
-            'service "s": protect hold must be a duration ("500ms", "10s", "1h"; a number is milliseconds) from 0 to 1d')
+            'service "s": protect hold must be a duration ("500ms", "10s", "1h"; a number is milliseconds) '
+            .. 'from 0 to 1d')
     end)
 
     it("falls back to the block's line when the block is built elsewhere", function()

@@ -1,0 +1,216 @@
+/*
+ * test_endpoint_rule.c -- the one rule bytes obey before they cross from
+ * Lua into C (endpoint.h): what it refuses, what it lets through, that the
+ * Lua boundary applies it whole (never cutting a string at a NUL), that a
+ * snapshot read back is held to it, and that a snapshot write leaves out a
+ * service it cannot hold instead of failing for every service.
+ */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "endpoint.h"
+#include "policy/endpoint_lua.h"
+#include "publish/snapshot.h"
+#include "scout.h"
+#include "testing.h"
+#include "test_endpoints.h"
+
+#define T(s) scout_endpoint_check_text((s), sizeof(s) - 1)
+
+static void
+test_text(void)
+{
+    char *big = malloc(SCOUT_ENDPOINT_MAX_STR + 1);
+
+    CHECK(T("") == NULL);
+    CHECK(T("plain ascii") == NULL);
+    CHECK(T("z\xc3\xbcrich \xe2\x82\xac \xf0\x9f\x98\x80") == NULL);
+    CHECK(T("a\0b") != NULL && strstr(T("a\0b"), "NUL") != NULL);
+    CHECK(T("\xff") != NULL && strstr(T("\xff"), "UTF-8") != NULL);
+    CHECK(T("\xc0\xaf") != NULL);               /* overlong '/' */
+    CHECK(T("\xe0\x80\xaf") != NULL);           /* overlong, 3 bytes */
+    CHECK(T("\xed\xa0\x80") != NULL);           /* a surrogate */
+    CHECK(T("\xf4\x90\x80\x80") != NULL);       /* past U+10FFFF */
+    CHECK(T("\xe2\x82") != NULL);               /* cut short */
+    CHECK(T("\xc3\x28") != NULL);               /* bad continuation */
+    memset(big, 'x', SCOUT_ENDPOINT_MAX_STR + 1);
+    CHECK(scout_endpoint_check_text(big, SCOUT_ENDPOINT_MAX_STR) == NULL);
+    CHECK(scout_endpoint_check_text(big, SCOUT_ENDPOINT_MAX_STR + 1) != NULL);
+    free(big);
+}
+
+static int
+ok(scout_endpoint_t *ep, const char *want)
+{
+    char why[SCOUT_ERR_LEN] = "";
+    int rc = scout_endpoint_check(ep, why, sizeof(why));
+
+    scout_endpoint_free(ep);
+    if (want == NULL)
+        return rc == SCOUT_OK;
+    if (rc == SCOUT_OK || strstr(why, want) == NULL) {
+        fprintf(stderr, "wanted \"%s\", got rc %d \"%s\"\n", want, rc, why);
+        return 0;
+    }
+    return 1;
+}
+
+static void
+test_check(void)
+{
+    CHECK(ok(mk_ep("a", "10.0.0.1", 1, 0, "up", 1, 0), NULL));
+    CHECK(ok(mk_ep("a", "fe80::1%eth0", 65535, 2147483647, "down", 1, 1, "k",
+                   "v"), NULL));
+    CHECK(ok(mk_ep("a", "svc-1.example_x", 80, 1, "starting", 1, 0), NULL));
+    CHECK(ok(mk_ep("", "h", 1, 1, "up", 1, 0), "empty id"));
+    CHECK(ok(mk_ep("a", "", 1, 1, "up", 1, 0), "is not a host name"));
+    CHECK(ok(mk_ep("a", "not a host; rm -rf /", 1, 1, "up", 1, 0),
+             "is not a host name"));
+    CHECK(ok(mk_ep("a", "h", 0, 1, "up", 1, 0), "port 0 is not in 1-65535"));
+    CHECK(ok(mk_ep("a", "h", 70000, 1, "up", 1, 0), "port 70000"));
+    CHECK(ok(mk_ep("a", "h", -1, 1, "up", 1, 0), "port -1"));
+    CHECK(ok(mk_ep("a", "h", 1, -7, "up", 1, 0), "weight -7 is negative"));
+    CHECK(ok(mk_ep("a", "h", 1, 1, "UP!!", 1, 0), "status \"UP!!\""));
+    CHECK(ok(mk_ep("a", "h", 1, 1, "", 1, 0), "status"));
+    CHECK(ok(mk_ep("a", "h", 1, 1, "up", 1, 2, "b", "1", "a", "2"),
+             "meta keys not sorted and unique at \"a\""));
+    CHECK(ok(mk_ep("a", "h", 1, 1, "up", 1, 2, "a", "1", "a", "2"),
+             "not sorted and unique"));
+    CHECK(ok(mk_ep("a", "h", 1, 1, "up", 1, 1, "k", "\xff"),
+             "a meta value is not valid UTF-8"));
+}
+
+/* The rule as the Lua boundary applies it: bytes as Lua holds them. */
+static scout_endpoint_t *
+from_lua(lua_State *L, const char *mkey, size_t mklen, const char *mval,
+         size_t mvlen, char *why)
+{
+    scout_endpoint_t *ep;
+
+    lua_createtable(L, 0, 6);
+    lua_pushliteral(L, "id-1");
+    lua_setfield(L, -2, "id");
+    lua_pushliteral(L, "10.0.0.1");
+    lua_setfield(L, -2, "host");
+    lua_pushinteger(L, 80);
+    lua_setfield(L, -2, "port");
+    lua_newtable(L);
+    if (mkey != NULL) {
+        lua_pushlstring(L, mkey, mklen);
+        if (mval != NULL)
+            lua_pushlstring(L, mval, mvlen);
+        else
+            lua_pushboolean(L, 1);
+        lua_settable(L, -3);
+    }
+    lua_setfield(L, -2, "meta");
+    ep = scout_endpoint_from_lua(L, -1, why, SCOUT_ERR_LEN);
+    lua_pop(L, 1);
+    return ep;
+}
+
+static void
+test_lua_boundary(void)
+{
+    lua_State *L = luaL_newstate();
+    char why[SCOUT_ERR_LEN];
+    scout_endpoint_t *ep;
+    int top = lua_gettop(L);
+
+    ep = from_lua(L, "zone", 4, "a", 1, why);
+    CHECK(ep != NULL && ep->nmeta == 1 && strcmp(ep->meta[0].value, "a") == 0
+          && strcmp(ep->status, "up") == 0 && ep->weight == 1);
+    scout_endpoint_free(ep);
+    /* a NUL inside a key or a value refuses the endpoint: never cut */
+    CHECK(from_lua(L, "a\0x", 3, "1", 1, why) == NULL);
+    CHECK_ERR(why, "a meta key contains a NUL byte");
+    CHECK(from_lua(L, "k", 1, "before\0after", 12, why) == NULL);
+    CHECK_ERR(why, "a meta value contains a NUL byte");
+    CHECK(from_lua(L, "k", 1, "\xfe", 1, why) == NULL);
+    CHECK_ERR(why, "not valid UTF-8");
+    CHECK(from_lua(L, "k", 1, NULL, 0, why) == NULL);
+    CHECK_ERR(why, "a meta value is a boolean, not a string");
+    {
+        char *big = malloc(SCOUT_ENDPOINT_MAX_STR + 1);
+        memset(big, 'x', SCOUT_ENDPOINT_MAX_STR + 1);
+        CHECK(from_lua(L, "k", 1, big, SCOUT_ENDPOINT_MAX_STR + 1, why)
+              == NULL);
+        CHECK_ERR(why, "over the 65536-byte limit");
+        free(big);
+    }
+    CHECK(lua_gettop(L) == top);
+
+    /* agent.check_endpoint: the same answer, for the runtime */
+    lua_pushcfunction(L, scout_endpoint_lua_check);
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "x");
+    lua_setfield(L, -2, "id");
+    lua_pushliteral(L, "h");
+    lua_setfield(L, -2, "host");
+    lua_pushinteger(L, 70000);
+    lua_setfield(L, -2, "port");
+    CHECK(lua_pcall(L, 1, 1, 0) == 0 && lua_isstring(L, -1));
+    CHECK_ERR(lua_tostring(L, -1), "port 70000 is not an integer in 1..65535");
+    lua_close(L);
+}
+
+static void
+test_snapshot(void)
+{
+    scout_epset_t good, bad;
+    scout_snapshot_service_t svcs[2];
+    char err[SCOUT_ERR_LEN], *buf;
+    size_t len;
+    int left_out = -1;
+    scout_snapshot_t *s;
+
+    scout_epset_init(&good);
+    scout_epset_init(&bad);
+    scout_epset_put(&good, mk_ep("a", "10.0.0.1", 80, 1, "up", 1, 0));
+    scout_epset_put(&good, mk_ep("b", "10.0.0.2", 70000, -7, "UP!!", 2, 0));
+    scout_epset_put(&bad, mk_ep("x", "h", 1, 1, "up", 1, 2, "b", "1", "a",
+                                "2"));
+    svcs[0] = (scout_snapshot_service_t){ "good", "/g", 1, 0, 0, &good };
+    svcs[1] = (scout_snapshot_service_t){ "bad", "/b", 1, 0, 0, &bad };
+
+    /* one service the format cannot hold does not stop the others */
+    CHECK(scout_snapshot_encode("e", 0, svcs, 2, &buf, &len, err)
+          == SCOUT_ERROR);
+    CHECK(scout_snapshot_encode_each("e", 0, svcs, 2, &buf, &len, &left_out,
+                                     err) == SCOUT_OK);
+    CHECK(left_out == 1);
+    CHECK_ERR(err, "service \"bad\" endpoint x: meta keys not sorted");
+    s = scout_snapshot_parse(buf, len, "mem", err);
+    CHECK(s != NULL && scout_snapshot_count(s) == 1
+          && scout_snapshot_find(s, "good") == 0);
+    free(buf);
+
+    /* read back, the file's endpoints are held to the rule */
+    if (s != NULL) {
+        scout_epset_t got;
+        char why[SCOUT_ERR_LEN] = "";
+
+        scout_epset_init(&got);
+        scout_snapshot_take(s, 0, &got);
+        CHECK(got.n == 2);
+        CHECK(scout_epset_drop_invalid(&got, why, sizeof(why)) == 1);
+        CHECK(got.n == 1);
+        CHECK_ERR(why, "endpoint b: status \"UP!!\"");
+        scout_epset_free(&got);
+        scout_snapshot_free(s);
+    }
+    scout_epset_free(&good);
+    scout_epset_free(&bad);
+}
+
+int
+main(void)
+{
+    RUN(test_text());
+    RUN(test_check());
+    RUN(test_lua_boundary());
+    RUN(test_snapshot());
+    return test_summary();
+}
