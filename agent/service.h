@@ -75,8 +75,11 @@ void scout_service_seed_policy(scout_service_t *s);
 const scout_epset_t *scout_service_epset(const scout_service_t *s);
 /* What shm readers need besides endpoints: selector and routes, as JSON. */
 const char *scout_service_settings(scout_service_t *s, size_t *len);
-/* JSON answers of the policy about this service (malloc'd; NULL + err). */
-char *scout_service_explain(scout_service_t *s, char *err);
+/* JSON answers of the policy about this service (NULL + err).  explain's
+ * is kept by the service until the policy's view of it changes (borrowed:
+ * valid until the next call into the service); pick's is malloc'd. */
+const char *scout_service_explain(scout_service_t *s, size_t *len,
+                                  char *err);
 char *scout_service_pick(scout_service_t *s, const char *query, char *err);
 /* The newest child-list zxid and data zxid its cache holds: what the disk
  * snapshot records so that a cold start keeps the ordering gates. */

@@ -11,9 +11,13 @@
  *   GET /v1/health          200 when connected and every service synced
  *   GET /metrics            Prometheus text, generated from stats.h
  *
- * Responses are rendered per request from the agent's current state; a
- * service's endpoint list is already JSON (rendered once per publish), so
- * the hot request costs one copy.
+ * A service's endpoint list is already JSON (rendered once per publish),
+ * and its explain answer is kept by the service until the policy's view
+ * moves, so a flood of either costs one copy per request, not one render.
+ * The service table and /metrics are rendered at most once per loop
+ * iteration: requests that arrive together share one answer.  Nothing
+ * here may hold the loop: http.c bounds how much of this runs per
+ * iteration, ZooKeeper's socket goes first.
  */
 #include "api/api.h"
 
@@ -40,12 +44,36 @@ typedef struct waiter_s {
     ev_timer          timer;
 } waiter_t;
 
+/* An answer that stays good for the rest of one loop iteration. */
+typedef struct {
+    unsigned  iteration;
+    char     *buf;
+    size_t    len;
+} iter_cache_t;
+
 struct scout_api_s {
     struct ev_loop *loop;
     scout_http_t   *http;
     scout_api_view_t view;
     waiter_t       *waiters;
+    iter_cache_t    list, metrics;
 };
+
+static int
+iter_cache_get(scout_api_t *api, iter_cache_t *c)
+{
+    return c->buf != NULL && c->iteration == ev_iteration(api->loop);
+}
+
+/* Takes buf. */
+static void
+iter_cache_put(scout_api_t *api, iter_cache_t *c, char *buf, size_t len)
+{
+    free(c->buf);
+    c->buf = buf;
+    c->len = len;
+    c->iteration = ev_iteration(api->loop);
+}
 
 #define WAIT_DEFAULT 300.0      /* Consul's default: 5 minutes */
 #define WAIT_MAX     600.0
@@ -80,10 +108,13 @@ list_services(scout_api_t *api, scout_http_req_t *req)
 {
     char *buf = NULL;
     size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
+    FILE *out;
     int rc = 0;
 
-    if (out == NULL)
+    if (iter_cache_get(api, &api->list))
+        return scout_http_respond(req, 200, JSON_TYPE, api->list.buf,
+                                  api->list.len);
+    if ((out = open_memstream(&buf, &len)) == NULL)
         return respond_error(req, 500, "out of memory");
     fputc('[', out);
     for (int i = 0; rc == 0 && i < api->view.nservices(api->view.ctx); i++) {
@@ -106,9 +137,8 @@ list_services(scout_api_t *api, scout_http_req_t *req)
         free(buf);
         return respond_error(req, 500, "out of memory");
     }
-    rc = scout_http_respond(req, 200, JSON_TYPE, buf, len);
-    free(buf);
-    return rc;
+    iter_cache_put(api, &api->list, buf, len);
+    return scout_http_respond(req, 200, JSON_TYPE, buf, len);
 }
 
 static int
@@ -249,7 +279,9 @@ ask_policy(scout_api_t *api, scout_http_req_t *req, const char *raw_name,
 {
     char name[1024], err[SCOUT_ERR_LEN];
     scout_service_t *s;
-    char *body;
+    char *body = NULL;
+    const char *text;
+    size_t len = 0;
     int rc;
 
     if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
@@ -257,16 +289,19 @@ ask_policy(scout_api_t *api, scout_http_req_t *req, const char *raw_name,
         return respond_error(req, 400, "bad service name");
     if ((s = api->view.find(api->view.ctx, name)) == NULL)
         return respond_error(req, 404, "no such service");
-    body = pick ? scout_service_pick(s, scout_http_req_query(req), err)
-                : scout_service_explain(s, err);
-    if (body == NULL) {
+    if (pick)
+        text = body = scout_service_pick(s, scout_http_req_query(req), err);
+    else
+        text = scout_service_explain(s, &len, err);     /* borrowed */
+    if (text == NULL) {
         /* the runtime words its refusals: "bad query..." is the
          * caller's, "no endpoint..." (whatever the selector said) is 503 */
         int status = strncmp(err, "bad query", 9) == 0 ? 400
                      : strncmp(err, "no endpoint", 11) == 0 ? 503 : 500;
         return respond_error(req, status, err);
     }
-    rc = scout_http_respond(req, 200, JSON_TYPE, body, strlen(body));
+    rc = scout_http_respond(req, 200, JSON_TYPE, text,
+                            pick ? strlen(text) : len);
     free(body);
     return rc;
 }
@@ -316,10 +351,13 @@ metrics(scout_api_t *api, scout_http_req_t *req)
 {
     char *buf = NULL;
     size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    int n = api->view.nservices(api->view.ctx), rc;
+    FILE *out;
+    int n = api->view.nservices(api->view.ctx);
 
-    if (out == NULL)
+    if (iter_cache_get(api, &api->metrics))
+        return scout_http_respond(req, 200, "text/plain; version=0.0.4",
+                                  api->metrics.buf, api->metrics.len);
+    if ((out = open_memstream(&buf, &len)) == NULL)
         return respond_error(req, 500, "out of memory");
 #define X(name, help)                                                      \
     fprintf(out, "# HELP scout_" #name "_total " help "\n"                 \
@@ -377,13 +415,34 @@ metrics(scout_api_t *api, scout_http_req_t *req)
     for (int i = 0; i < api->view.nsessions(api->view.ctx); i++)
         fprintf(out, "scout_session_watch_bytes{session=\"%d\"} %zu\n", i,
                 api->view.watch_bytes(api->view.ctx, i));
+    fprintf(out, "# HELP scout_loop_stall_seconds how long each loop "
+                 "iteration's callbacks held the loop\n"
+                 "# TYPE scout_loop_stall_seconds histogram\n");
+    {
+        static const char *const le[] = {
+#define X(b) #b,
+            SCOUT_LOOP_STALL_BUCKETS(X)
+#undef X
+        };
+        for (size_t i = 0; i < sizeof(le) / sizeof(le[0]); i++)
+            fprintf(out, "scout_loop_stall_seconds_bucket{le=\"%s\"} %llu\n",
+                    le[i], (unsigned long long)scout_loop_stats.bucket[i]);
+    }
+    fprintf(out, "scout_loop_stall_seconds_bucket{le=\"+Inf\"} %llu\n"
+                 "scout_loop_stall_seconds_sum %.6f\n"
+                 "scout_loop_stall_seconds_count %llu\n",
+            (unsigned long long)scout_loop_stats.count, scout_loop_stats.sum,
+            (unsigned long long)scout_loop_stats.count);
+    fprintf(out, "# HELP scout_loop_stall_max_seconds the longest loop "
+                 "iteration since the start\n"
+                 "# TYPE scout_loop_stall_max_seconds gauge\n"
+                 "scout_loop_stall_max_seconds %.6f\n", scout_loop_stats.max);
     if (fclose(out) != 0) {
         free(buf);
         return respond_error(req, 500, "out of memory");
     }
-    rc = scout_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
-    free(buf);
-    return rc;
+    iter_cache_put(api, &api->metrics, buf, len);
+    return scout_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
 }
 
 static int
@@ -442,5 +501,7 @@ scout_api_free(scout_api_t *api)
     scout_http_free(api->http);     /* aborts parked queries: unlinks all */
     while (api->waiters != NULL)
         waiter_unlink(api->waiters);
+    free(api->list.buf);
+    free(api->metrics.buf);
     free(api);
 }

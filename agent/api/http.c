@@ -13,6 +13,16 @@
  * this file starts at an accepted fd.
  * Never call ev_run here, and never re-enter the handler from
  * scout_http_respond(): the caller may be walking its own list of waiters.
+ *
+ * The loop also carries the ZooKeeper session, so the API's work is
+ * bounded per loop iteration: every watcher here runs below ZooKeeper's
+ * priority, and once the handlers have used SCOUT_HTTP_BUDGET in one
+ * iteration, complete requests wait in a FIFO (one per connection) that is
+ * drained in later iterations, after ZooKeeper has had its turn. A queued
+ * request whose client has gone (EOF, reset) is dropped unrendered. A
+ * request must arrive whole within SCOUT_HTTP_REQUEST_TIMEOUT of its first
+ * byte (slowloris), and when every slot is taken the longest-idle
+ * keep-alive connection makes room for a new client.
  */
 
 #include <errno.h>
@@ -22,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,7 +44,9 @@
 #include "api/http_listen.h"
 #include "api/http_url.h"
 #include "log.h"
+#include "loop.h"
 #include "scout.h"
+#include "stats.h"
 
 #define LOG(lvl, ...) scout_log(SCOUT_LOG_##lvl, "http", __VA_ARGS__)
 
@@ -70,7 +83,11 @@ struct scout_http_conn_s {
     http_parser       parser;
     scout_http_req_t *req;         /* being parsed, dispatched or deferred */
     int               err_status;  /* set by a parser callback that bailed */
-    unsigned          eof:1, closing:1, lingering:1, dispatching:1, resume:1;
+    unsigned          eof:1, closing:1, lingering:1, dispatching:1, resume:1,
+                      ready:1,     /* req complete, not yet dispatched */
+                      queued:1;    /* ... and waiting in h's ready FIFO */
+    conn_t           *rprev, *rnext;  /* the ready FIFO */
+    double            req_start;   /* first byte of a partial request, or 0 */
     char             *out;
     size_t            out_off, out_len, out_cap, in_off, in_len;
     char              in[IN_BUF];
@@ -85,12 +102,28 @@ struct scout_http_s {
     conn_t                *conns;
     unsigned               nconns, max_conns;
     double                 idle;
+    conn_t                *ready, *ready_tail;  /* over-budget requests */
+    double                 spent;      /* handler seconds this iteration */
+    ev_prepare             budget_reset;
+    ev_check               drain;
+    ev_idle                spin;       /* no blocking poll while queued */
     time_t                 date_sec;
     char                   date[80];
 };
 
 static void conn_step(conn_t *c);
 static void conn_close(conn_t *c);
+static void conn_timer_again(conn_t *c, double repeat);
+
+/* Below ZooKeeper's EV_MAXPRI (zk/session.c): its socket goes first. */
+#define API_PRI (EV_MINPRI + 1)
+
+static double
+request_timeout(const scout_http_t *h)
+{
+    return h->idle < SCOUT_HTTP_REQUEST_TIMEOUT ? h->idle
+                                                : SCOUT_HTTP_REQUEST_TIMEOUT;
+}
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -162,6 +195,12 @@ static int on_message_begin(http_parser *p)
     }
     c->req->conn = c;
     c->req->t0 = ev_time();
+    /* The whole request is due this long after its first byte: a client
+     * dribbling a byte at a time does not get to reset the clock. */
+    if (c->req_start == 0) {
+        c->req_start = ev_now(c->h->loop);
+        conn_timer_again(c, request_timeout(c->h));
+    }
     return 0;
 }
 
@@ -232,6 +271,7 @@ static int on_message_complete(http_parser *p)
 
     /* After an upgrade the stream is no longer HTTP: answer, then close. */
     r->keepalive = http_should_keep_alive(p) && !p->upgrade;
+    c->req_start = 0;
     r->url[r->url_len] = '\0';
     http_parser_url_init(&u);
     if (http_parser_parse_url(r->url, r->url_len, p->method == HTTP_CONNECT,
@@ -313,9 +353,15 @@ static void conn_timer_again(conn_t *c, double repeat)
 
 static void conn_touch(conn_t *c)
 {
-    /* A parked request waits as long as its owner says, not our idle. */
-    if (c->req == NULL || !c->req->deferred)
+    /* A parked request waits as long as its owner says, not our idle; a
+     * partial one only as long as its deadline, however it trickles in. */
+    if (c->req_start > 0) {
+        double left = c->req_start + request_timeout(c->h)
+                      - ev_now(c->h->loop);
+        conn_timer_again(c, left > 1e-3 ? left : 1e-3);
+    } else if (c->req == NULL || !c->req->deferred) {
         conn_timer_again(c, c->h->idle);
+    }
 }
 
 /* SCOUT_OK: flushed. SCOUT_AGAIN: waiting for EV_WRITE. SCOUT_ERROR: the
@@ -399,7 +445,11 @@ static void conn_dispatch(conn_t *c)
     scout_http_t     *h = c->h;
     scout_http_req_t *r = c->req;
     int               rc;
+    double            t0 = ev_time(), dt;
+    char              what[96];
 
+    snprintf(what, sizeof(what), "%s %s", r->method, r->path);
+    scout_stats.api_requests++;
     c->dispatching = 1;
     if (r->bad_url) {
         r->keepalive = 0;
@@ -408,6 +458,9 @@ static void conn_dispatch(conn_t *c)
         rc = h->handler(h->ud, r);
     }
     c->dispatching = 0;
+    dt = ev_time() - t0;
+    h->spent += dt;
+    scout_loop_note(what, dt);
     if (c->req == NULL)
         return;   /* answered */
     if (rc == SCOUT_AGAIN) {
@@ -419,6 +472,96 @@ static void conn_dispatch(conn_t *c)
     LOG(WARN, "%s %s: handler returned %d without responding", r->method,
         r->path, rc);
     scout_http_respond(r, 500, "text/plain", "internal error\n", 15);
+}
+
+/* ---- the work budget: complete requests past it wait their turn ---------- */
+
+static void ready_push(conn_t *c)
+{
+    scout_http_t *h = c->h;
+
+    c->queued = 1;
+    c->rnext = NULL;
+    c->rprev = h->ready_tail;
+    if (h->ready_tail != NULL)
+        h->ready_tail->rnext = c;
+    else
+        h->ready = c;
+    h->ready_tail = c;
+    /* it waits on us now, not on the client */
+    ev_timer_stop(h->loop, &c->timer);
+    c->resume = 0;
+    ev_idle_start(h->loop, &h->spin);
+    scout_stats.api_requests_deferred++;
+}
+
+static void ready_unlink(conn_t *c)
+{
+    scout_http_t *h = c->h;
+
+    if (!c->queued)
+        return;
+    c->queued = 0;
+    if (c->rprev != NULL)
+        c->rprev->rnext = c->rnext;
+    else
+        h->ready = c->rnext;
+    if (c->rnext != NULL)
+        c->rnext->rprev = c->rprev;
+    else
+        h->ready_tail = c->rprev;
+    c->rprev = c->rnext = NULL;
+    if (h->ready == NULL)
+        ev_idle_stop(h->loop, &h->spin);
+}
+
+/* A client that closed (or reset) while its request waited is not worth
+ * rendering for. A half-close looks the same as a close here, as it does
+ * to a parked blocking query (see conn_read_cb). */
+static int conn_peer_gone(conn_t *c)
+{
+    char    b;
+    ssize_t n;
+
+    if (c->eof)
+        return 1;
+    n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+                      && errno != EINTR);
+}
+
+static void budget_reset_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    scout_http_t *h = w->data;
+
+    (void) loop; (void) revents;
+    h->spent = 0;
+}
+
+/* Runs every iteration after everything of higher priority (ZooKeeper
+ * first): serves the FIFO until the iteration's budget is used. */
+static void drain_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    scout_http_t *h = w->data;
+    conn_t       *c;
+
+    (void) loop; (void) revents;
+    while ((c = h->ready) != NULL && h->spent < SCOUT_HTTP_BUDGET) {
+        ready_unlink(c);
+        if (conn_peer_gone(c)) {
+            LOG(DEBUG, "fd %d: client gone, %s %s not answered", c->fd,
+                c->req->method, c->req->path);
+            scout_stats.api_requests_dropped++;
+            conn_close(c);
+            continue;
+        }
+        conn_step(c);
+    }
+}
+
+static void spin_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void) loop; (void) w; (void) revents;
 }
 
 /* 1: a message is complete. 0: input ran out. -1: bad request. */
@@ -457,12 +600,23 @@ static void conn_step(conn_t *c)
             conn_linger(c);
             return;
         }
-        if (c->req != NULL && c->req->deferred) {
+        if ((c->req != NULL && c->req->deferred) || c->queued) {
             conn_read_interest(c);   /* to notice a hang-up */
             return;
         }
+        if (c->ready) {
+            c->ready = 0;
+            conn_dispatch(c);
+            continue;
+        }
         rc = conn_parse(c);
         if (rc > 0) {
+            /* FIFO: nobody overtakes a request already waiting */
+            if (c->h->ready != NULL || c->h->spent >= SCOUT_HTTP_BUDGET) {
+                c->ready = 1;
+                ready_push(c);
+                return;
+            }
             conn_dispatch(c);
         } else if (rc < 0) {
             conn_fail(c);
@@ -514,7 +668,12 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     /* A hang-up cancels a parked request, as in Go's net/http; a client
      * that half-closes after sending cannot use deferred endpoints. */
-    if (c->eof && c->req != NULL && c->req->deferred)
+    if (c->eof && c->queued) {
+        LOG(DEBUG, "fd %d: client gone, %s %s not answered", c->fd,
+            c->req->method, c->req->path);
+        scout_stats.api_requests_dropped++;
+        conn_close(c);
+    } else if (c->eof && c->req != NULL && c->req->deferred)
         conn_close(c);
     else
         conn_step(c);
@@ -536,7 +695,14 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         conn_step(c);
         return;
     }
-    LOG(DEBUG, "fd %d: %s timeout", c->fd, c->lingering ? "linger" : "idle");
+    if (c->req_start > 0 && !c->lingering) {
+        LOG(DEBUG, "fd %d: request not complete %.0fs after its first byte",
+            c->fd, request_timeout(c->h));
+        scout_stats.api_deadline_closes++;
+    } else {
+        LOG(DEBUG, "fd %d: %s timeout", c->fd,
+            c->lingering ? "linger" : "idle");
+    }
     conn_close(c);
 }
 
@@ -548,6 +714,7 @@ static void conn_close(conn_t *c)
     ev_io_stop(h->loop, &c->rio);   /* stopping also drops pending events */
     ev_io_stop(h->loop, &c->wio);
     ev_timer_stop(h->loop, &c->timer);
+    ready_unlink(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -586,6 +753,9 @@ static void conn_new(scout_http_t *h, int fd)
     ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
     ev_init(&c->timer, conn_timer_cb);
+    ev_set_priority(&c->rio, API_PRI);
+    ev_set_priority(&c->wio, API_PRI);
+    ev_set_priority(&c->timer, API_PRI);
     c->rio.data = c->wio.data = c->timer.data = c;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
@@ -599,10 +769,33 @@ static void conn_new(scout_http_t *h, int fd)
 
 /* The listener hands over every accepted fd; whether to serve it is ours,
  * since only we count connections. */
+/* The oldest keep-alive connection that holds nothing: no request begun
+ * or waiting, no output, not closing. O(connections), paid only when
+ * every slot is taken. */
+static conn_t *conn_oldest_idle(scout_http_t *h)
+{
+    conn_t *c, *found = NULL;
+
+    for (c = h->conns; c != NULL; c = c->next)   /* newest first */
+        if (c->req == NULL && !c->ready && c->req_start == 0
+            && c->in_off == c->in_len && c->out_off == c->out_len
+            && !c->closing && !c->lingering && !c->eof)
+            found = c;
+    return found;
+}
+
 static void conn_accept(void *ud, int fd)
 {
     scout_http_t *h = ud;
+    conn_t       *idle;
 
+    if (h->nconns == h->max_conns && (idle = conn_oldest_idle(h)) != NULL) {
+        /* Idle connections must not lock new clients out (nginx's
+         * reusable connections): the one idle longest goes. */
+        LOG(DEBUG, "fd %d: closed, idle, to make room", idle->fd);
+        scout_stats.api_idle_evictions++;
+        conn_close(idle);
+    }
     if (h->nconns < h->max_conns) {
         conn_new(h, fd);
         return;
@@ -614,6 +807,27 @@ static void conn_accept(void *ud, int fd)
 }
 
 /* ---- public API ---------------------------------------------------------- */
+
+/* Connections may take what the fd limit leaves after a reserve for the
+ * ZooKeeper sessions, health checks, rendered files, snapshots and spawned
+ * children: a quarter of the limit, at least 64 (main.c raised the soft
+ * limit to the hard one before we get here). */
+static unsigned conns_cap(void)
+{
+    struct rlimit rl;
+    unsigned long long lim, reserve, cap = SCOUT_HTTP_MAX_CONNS;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        lim = (unsigned long long) rl.rlim_cur;
+        reserve = lim / 4 > 64 ? lim / 4 : 64;
+        cap = lim > reserve + 16 ? lim - reserve : 16;
+        if (cap > SCOUT_HTTP_MAX_CONNS)
+            cap = SCOUT_HTTP_MAX_CONNS;
+        LOG(INFO, "fd limit %llu, %llu kept for sessions, checks, renders "
+            "and files: up to %llu API connections", lim, lim - cap, cap);
+    }
+    return (unsigned) cap;
+}
 
 scout_http_t *
 scout_http_new(struct ev_loop *loop, const char *listen_,
@@ -631,13 +845,21 @@ scout_http_new(struct ev_loop *loop, const char *listen_,
         return NULL;
     }
     *h = (scout_http_t) { .loop = loop, .handler = handler, .ud = ud,
-        .max_conns = SCOUT_HTTP_MAX_CONNS, .idle = SCOUT_HTTP_IDLE_TIMEOUT };
+        .max_conns = conns_cap(), .idle = SCOUT_HTTP_IDLE_TIMEOUT };
 
     if (scout_http_listen_open(&h->lis, loop, listen_, conn_accept, h, err)
         != SCOUT_OK) {
         free(h);
         return NULL;
     }
+    ev_prepare_init(&h->budget_reset, budget_reset_cb);
+    ev_check_init(&h->drain, drain_cb);
+    ev_idle_init(&h->spin, spin_cb);
+    ev_set_priority(&h->drain, EV_MINPRI);
+    ev_set_priority(&h->spin, EV_MINPRI);
+    h->budget_reset.data = h->drain.data = h->spin.data = h;
+    ev_prepare_start(loop, &h->budget_reset);
+    ev_check_start(loop, &h->drain);
     return h;
 }
 
@@ -649,6 +871,9 @@ scout_http_free(scout_http_t *h)
     scout_http_listen_close(&h->lis);
     while (h->conns != NULL)
         conn_close(h->conns);
+    ev_prepare_stop(h->loop, &h->budget_reset);
+    ev_check_stop(h->loop, &h->drain);
+    ev_idle_stop(h->loop, &h->spin);
     free(h);
 }
 

@@ -708,17 +708,37 @@ static void test_limits(void)
     client_close(&a);
     RUN_UNTIL(scout_http_nconns(h) == 0, 5);
 
+    /* Every slot held by an idle connection: the oldest makes room, so
+     * idle clients cannot lock new ones out (an idle timeout longer than
+     * the test, so that only the eviction can close a). */
+    scout_http_set_limits(h, 0, 30.0);
     client_tcp(&a, port);
+    RUN_UNTIL(scout_http_nconns(h) == 1, 5);
     client_tcp(&b, port);
     RUN_UNTIL(scout_http_nconns(h) == 2, 5);
     client_tcp(&x, port);
-    RUN_UNTIL(x.eof, 5);
-    CHECK(x.eof && x.n == 0, "third connection refused");
-    SEND(&a, "GET /hello HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(a.eof, 5);
+    CHECK(a.eof && a.n == 0, "the oldest idle connection made room");
+    SEND(&x, "GET /hello HTTP/1.1\r\n\r\n");
     SEND(&b, "GET /hello HTTP/1.1\r\n\r\n");
-    RUN_UNTIL(got(&a, 1) && got(&b, 1), 5);
-    CHECK(got(&a, 1) && got(&b, 1), "first two still served");
+    RUN_UNTIL(got(&x, 1) && got(&b, 1), 5);
+    CHECK(got(&x, 1) && got(&b, 1), "the new one and the other served");
     client_close(&a);
+    client_close(&x);
+    RUN_UNTIL(scout_http_nconns(h) == 1, 5);
+
+    /* Every slot busy (a parked request): a new connection is refused. */
+    client_clear(&b);
+    SEND(&b, "GET /defer HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(parked != NULL, 5);
+    scout_http_set_limits(h, 1, 0);
+    client_tcp(&x, port);
+    RUN_UNTIL(x.eof, 5);
+    CHECK(x.eof && x.n == 0, "refused while every slot is busy");
+    ev_timer_init(&t, respond_parked_cb, 0., 0.);
+    ev_timer_start(loop, &t);
+    RUN_UNTIL(got(&b, 1), 5);
+    CHECK(got(&b, 1) && !strcmp(b.r[0].body, "deferred"), "parked answered");
     client_close(&b);
     client_close(&x);
     scout_http_free(h);
