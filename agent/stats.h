@@ -25,13 +25,13 @@
     X(hook_errors,            "Lua hook calls that raised an error")           \
     X(hook_timeouts,          "Lua hook calls stopped for exceeding the budget") \
     X(hook_microseconds,      "time spent in Lua hook calls, microseconds") \
-    X(loop_stalls,            "loop iterations that held the loop past 100 ms") \
+    X(loop_stalls,            "loop iterations that held it past 100 ms")     \
     X(api_requests,           "API requests handed to a route")                \
-    X(api_requests_dropped,   "API requests not answered: the client had gone") \
-    X(api_requests_deferred,  "API requests left to a later loop iteration (work budget)") \
-    X(api_deadline_closes,    "API connections closed: request not complete in time") \
-    X(api_idle_evictions,     "idle API connections closed to serve a new one") \
-    X(check_unknown,          "health check rounds that could not run (EMFILE, fork failure): not a verdict")
+    X(api_requests_dropped,   "API requests dropped: the client had gone")     \
+    X(api_requests_deferred,  "API requests left to a later loop iteration")   \
+    X(api_deadline_closes,    "API connections closed: request not in time")   \
+    X(api_idle_evictions,     "idle API connections closed for a new one")     \
+    X(check_unknown,          "check rounds that could not run (no fd, fork)")
 
 #define SCOUT_SERVICE_STATS(X)                                                 \
     X(reads_children,        "children reads completed for this service")      \

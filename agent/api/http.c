@@ -9,8 +9,9 @@
  * connection serves one request at a time: the parser pauses at each message
  * end, so a deferred (blocking-query) request parks its connection until it
  * is answered while pipelined requests wait in the input buffer. Where and
- * how we listen lives in http_listen.c, what a URL means in http_url.c;
- * this file starts at an accepted fd.
+ * how we listen lives in http_listen.c, what a URL means in http_url.c,
+ * parsing in http_parse.c and a request's accessors in http_req.c; this
+ * file starts at an accepted fd.
  * Never call ev_run here, and never re-enter the handler from
  * scout_http_respond(): the caller may be walking its own list of waiters.
  *
@@ -41,8 +42,8 @@
 #include <http_parser.h>
 
 #include "api/http.h"
+#include "api/http_conn.h"
 #include "api/http_listen.h"
-#include "api/http_url.h"
 #include "log.h"
 #include "loop.h"
 #include "scout.h"
@@ -50,80 +51,11 @@
 
 #define LOG(lvl, ...) scout_log(SCOUT_LOG_##lvl, "http", __VA_ARGS__)
 
-#define IN_BUF         8192         /* parsing streams: bounds memory only */
-#define RHDR_MAX       4096         /* added response headers */
 #define LINGER_TIMEOUT 2.0          /* draining a client after we close */
 #define OUT_KEEP       (64 * 1024)  /* bigger buffers are freed once sent */
 
-typedef struct scout_http_conn_s conn_t;
-
-struct scout_http_req_s {
-    conn_t              *conn;
-    const char          *method;
-    char                *path, *query;  /* both into pq */
-    double               t0;
-    scout_http_abort_fn  on_abort;
-    void                *abort_data;
-    size_t               url_len, hdr_len, body_len, rhdr_len;
-    int                  hstate;        /* 0 none, 1 in field, 2 in value */
-    unsigned             keepalive:1, head:1, http10:1, bad_url:1,
-                         deferred:1, aborted:1;
-    char                 url[SCOUT_HTTP_MAX_URL + 1];
-    char                 pq[SCOUT_HTTP_MAX_URL + 2];
-    char                 hdr[SCOUT_HTTP_MAX_HEADER];  /* name\0value\0... */
-    char                 rhdr[RHDR_MAX];              /* "N: v\r\n"... */
-};
-
-struct scout_http_conn_s {
-    scout_http_t     *h;
-    conn_t           *prev, *next;
-    int               fd;
-    ev_io             rio, wio;
-    ev_timer          timer;       /* idle; linger; or a zero-delay resume */
-    http_parser       parser;
-    scout_http_req_t *req;         /* being parsed, dispatched or deferred */
-    int               err_status;  /* set by a parser callback that bailed */
-    unsigned          eof:1, closing:1, lingering:1, dispatching:1, resume:1,
-                      ready:1,     /* req complete, not yet dispatched */
-                      queued:1;    /* ... and waiting in h's ready FIFO */
-    conn_t           *rprev, *rnext;  /* the ready FIFO */
-    double            req_start;   /* first byte of a partial request, or 0 */
-    char             *out;
-    size_t            out_off, out_len, out_cap, in_off, in_len;
-    char              in[IN_BUF];
-};
-
-struct scout_http_s {
-    struct ev_loop        *loop;
-    scout_http_handler_fn  handler;
-    void                  *ud;
-    scout_http_listen_t    lis;
-    int                    full_warned;
-    conn_t                *conns;
-    unsigned               nconns, max_conns;
-    double                 idle;
-    conn_t                *ready, *ready_tail;  /* over-budget requests */
-    double                 spent;      /* handler seconds this iteration */
-    ev_prepare             budget_reset;
-    ev_check               drain;
-    ev_idle                spin;       /* no blocking poll while queued */
-    time_t                 date_sec;
-    char                   date[80];
-};
-
 static void conn_step(conn_t *c);
 static void conn_close(conn_t *c);
-static void conn_timer_again(conn_t *c, double repeat);
-
-/* Below ZooKeeper's EV_MAXPRI (zk/session.c): its socket goes first. */
-#define API_PRI (EV_MINPRI + 1)
-
-static double
-request_timeout(const scout_http_t *h)
-{
-    return h->idle < SCOUT_HTTP_REQUEST_TIMEOUT ? h->idle
-                                                : SCOUT_HTTP_REQUEST_TIMEOUT;
-}
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -164,141 +96,6 @@ static const char *http_date(scout_http_t *h)
     }
     return h->date;
 }
-
-/* ---- parser callbacks: copy what we keep, bail out with a status --------- */
-
-static int hdr_put(conn_t *c, const char *at, size_t n, int nul)
-{
-    scout_http_req_t *r = c->req;
-
-    /* The request line shares the header budget: it is part of the head. */
-    if (r->url_len + r->hdr_len + n + 2 > SCOUT_HTTP_MAX_HEADER) {
-        c->err_status = 431;
-        return -1;
-    }
-    if (nul)
-        r->hdr[r->hdr_len++] = '\0';
-    memcpy(r->hdr + r->hdr_len, at, n);
-    r->hdr_len += n;
-    return 0;
-}
-
-static int on_message_begin(http_parser *p)
-{
-    conn_t *c = p->data;
-
-    free(c->req);   /* defensive: a message always ends before the next */
-    c->req = calloc(1, sizeof(*c->req));
-    if (c->req == NULL) {
-        c->err_status = 503;
-        return -1;
-    }
-    c->req->conn = c;
-    c->req->t0 = ev_time();
-    /* The whole request is due this long after its first byte: a client
-     * dribbling a byte at a time does not get to reset the clock. */
-    if (c->req_start == 0) {
-        c->req_start = ev_now(c->h->loop);
-        conn_timer_again(c, request_timeout(c->h));
-    }
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t n)
-{
-    conn_t           *c = p->data;
-    scout_http_req_t *r = c->req;
-
-    if (r->url_len + n > SCOUT_HTTP_MAX_URL) {
-        c->err_status = 414;
-        return -1;
-    }
-    memcpy(r->url + r->url_len, at, n);
-    r->url_len += n;
-    return 0;
-}
-
-/* Field and value may each arrive in pieces across reads; a NUL goes in
- * only when the parser switches from one to the other. */
-static int hdr_piece(http_parser *p, const char *at, size_t n, int state)
-{
-    conn_t *c = p->data;
-    int     nul = c->req->hstate != 0 && c->req->hstate != state;
-
-    c->req->hstate = state;
-    return hdr_put(c, at, n, nul);
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t n)
-{ return hdr_piece(p, at, n, 1); }
-
-static int on_header_value(http_parser *p, const char *at, size_t n)
-{ return hdr_piece(p, at, n, 2); }
-
-static int on_headers_complete(http_parser *p)
-{
-    conn_t           *c = p->data;
-    scout_http_req_t *r = c->req;
-
-    if (r->hstate != 0 && hdr_put(c, "", 0, 1) != 0)
-        return -1;
-    r->hstate = 0;
-    r->method = http_method_str((enum http_method) p->method);
-    r->head = p->method == HTTP_HEAD;
-    r->http10 = p->http_major == 1 && p->http_minor == 0;
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t n)
-{
-    conn_t *c = p->data;
-
-    (void) at;
-    c->req->body_len += n;
-    if (c->req->body_len > SCOUT_HTTP_MAX_BODY) {
-        c->err_status = 413;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    conn_t                *c = p->data;
-    scout_http_req_t      *r = c->req;
-    struct http_parser_url u;
-    size_t                 plen = 0, qlen = 0;
-
-    /* After an upgrade the stream is no longer HTTP: answer, then close. */
-    r->keepalive = http_should_keep_alive(p) && !p->upgrade;
-    c->req_start = 0;
-    r->url[r->url_len] = '\0';
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(r->url, r->url_len, p->method == HTTP_CONNECT,
-                              &u) != 0) {
-        r->bad_url = 1;
-    } else {
-        if (u.field_set & (1 << UF_PATH))
-            plen = u.field_data[UF_PATH].len;
-        if (u.field_set & (1 << UF_QUERY))
-            qlen = u.field_data[UF_QUERY].len;
-        memcpy(r->pq, r->url + u.field_data[UF_PATH].off, plen);
-        memcpy(r->pq + plen + 1, r->url + u.field_data[UF_QUERY].off, qlen);
-    }
-    r->pq[plen] = '\0';
-    r->pq[plen + 1 + qlen] = '\0';
-    r->path = r->pq;
-    r->query = r->pq + plen + 1;
-    http_parser_pause(p, 1);   /* one at a time; the rest waits in c->in */
-    return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin, .on_url = on_url,
-    .on_header_field = on_header_field, .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete, .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -344,7 +141,7 @@ static int out_response(conn_t *c, int status, const char *ctype,
 
 /* Re-arming cancels a pending resume; every caller is on its way through
  * conn_step() anyway. */
-static void conn_timer_again(conn_t *c, double repeat)
+void scout_http_conn_timer_again(conn_t *c, double repeat)
 {
     c->resume = 0;
     c->timer.repeat = repeat;
@@ -356,11 +153,11 @@ static void conn_touch(conn_t *c)
     /* A parked request waits as long as its owner says, not our idle; a
      * partial one only as long as its deadline, however it trickles in. */
     if (c->req_start > 0) {
-        double left = c->req_start + request_timeout(c->h)
+        double left = c->req_start + scout_http_request_timeout(c->h)
                       - ev_now(c->h->loop);
-        conn_timer_again(c, left > 1e-3 ? left : 1e-3);
+        scout_http_conn_timer_again(c, left > 1e-3 ? left : 1e-3);
     } else if (c->req == NULL || !c->req->deferred) {
-        conn_timer_again(c, c->h->idle);
+        scout_http_conn_timer_again(c, c->h->idle);
     }
 }
 
@@ -380,7 +177,7 @@ static int conn_flush(conn_t *c)
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             ev_io_start(c->h->loop, &c->wio);
             if (!ev_is_active(&c->timer))   /* a client that never reads */
-                conn_timer_again(c, c->h->idle);
+                scout_http_conn_timer_again(c, c->h->idle);
             return SCOUT_AGAIN;
         } else {
             LOG(DEBUG, "fd %d: send: %s", c->fd, strerror(errno));
@@ -409,7 +206,7 @@ static void conn_linger(conn_t *c)
         c->lingering = 1;
         shutdown(c->fd, SHUT_WR);
         c->in_off = c->in_len = 0;
-        conn_timer_again(c, LINGER_TIMEOUT);
+        scout_http_conn_timer_again(c, LINGER_TIMEOUT);
         ev_io_start(c->h->loop, &c->rio);
     }
 }
@@ -571,8 +368,8 @@ static int conn_parse(conn_t *c)
         size_t          n;
         enum http_errno e;
 
-        n = http_parser_execute(&c->parser, &settings, c->in + c->in_off,
-                                c->in_len - c->in_off);
+        n = http_parser_execute(&c->parser, &scout_http_parser_settings,
+                                c->in + c->in_off, c->in_len - c->in_off);
         c->in_off += n;
         e = HTTP_PARSER_ERRNO(&c->parser);
         if (e == HPE_PAUSED) {
@@ -626,7 +423,7 @@ static void conn_step(conn_t *c)
         } else {
             conn_read_interest(c);
             if (!ev_is_active(&c->timer))
-                conn_timer_again(c, c->h->idle);
+                scout_http_conn_timer_again(c, c->h->idle);
             return;
         }
     }
@@ -697,7 +494,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     if (c->req_start > 0 && !c->lingering) {
         LOG(DEBUG, "fd %d: request not complete %.0fs after its first byte",
-            c->fd, request_timeout(c->h));
+            c->fd, scout_http_request_timeout(c->h));
         scout_stats.api_deadline_closes++;
     } else {
         LOG(DEBUG, "fd %d: %s timeout", c->fd,
@@ -753,9 +550,9 @@ static void conn_new(scout_http_t *h, int fd)
     ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
     ev_init(&c->timer, conn_timer_cb);
-    ev_set_priority(&c->rio, API_PRI);
-    ev_set_priority(&c->wio, API_PRI);
-    ev_set_priority(&c->timer, API_PRI);
+    ev_set_priority(&c->rio, SCOUT_HTTP_PRI);
+    ev_set_priority(&c->wio, SCOUT_HTTP_PRI);
+    ev_set_priority(&c->timer, SCOUT_HTTP_PRI);
     c->rio.data = c->wio.data = c->timer.data = c;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
@@ -764,7 +561,7 @@ static void conn_new(scout_http_t *h, int fd)
     h->conns = c;
     h->nconns++;
     ev_io_start(h->loop, &c->rio);
-    conn_timer_again(c, h->idle);
+    scout_http_conn_timer_again(c, h->idle);
 }
 
 /* The listener hands over every accepted fd; whether to serve it is ours,
@@ -890,54 +687,6 @@ scout_http_set_limits(scout_http_t *h, unsigned max_conns, double idle)
         h->idle = idle;
 }
 
-const char *scout_http_req_method(const scout_http_req_t *r)
-{ return r->method; }
-
-const char *scout_http_req_path(const scout_http_req_t *r)
-{ return r->path; }
-
-const char *scout_http_req_query(const scout_http_req_t *r)
-{ return r->query; }
-
-const char *
-scout_http_req_header(const scout_http_req_t *req, const char *name)
-{
-    const char *p = req->hdr, *end = req->hdr + req->hdr_len, *v;
-
-    for (; p < end; p = v + strlen(v) + 1) {
-        v = p + strlen(p) + 1;
-        if (strcasecmp(p, name) == 0)
-            return v;
-    }
-    return NULL;
-}
-
-int
-scout_http_query_get(const scout_http_req_t *req, const char *name,
-                     char *buf, size_t len)
-{
-    return scout_http_query_value(req->query, name, buf, len);
-}
-
-int
-scout_http_add_header(scout_http_req_t *req, const char *name,
-                      const char *value)
-{
-    size_t      nlen = strlen(name), vlen = strlen(value);
-    const char *s;
-
-    if (req->aborted || nlen == 0 || strpbrk(value, "\r\n") != NULL
-        || req->rhdr_len + nlen + vlen + 5 > RHDR_MAX)
-        return SCOUT_ERROR;
-    for (s = name; *s; s++)
-        if ((unsigned char) *s <= ' ' || *s == ':' || *s == 127)
-            return SCOUT_ERROR;
-    req->rhdr_len += (size_t) snprintf(req->rhdr + req->rhdr_len,
-                                       RHDR_MAX - req->rhdr_len, "%s: %s\r\n",
-                                       name, value);
-    return SCOUT_OK;
-}
-
 int
 scout_http_respond(scout_http_req_t *req, int status,
                    const char *content_type, const char *body, size_t len)
@@ -970,12 +719,4 @@ scout_http_respond(scout_http_req_t *req, int status,
         c->resume = 1;
     }
     return SCOUT_OK;
-}
-
-void
-scout_http_req_on_abort(scout_http_req_t *req, scout_http_abort_fn fn,
-                        void *data)
-{
-    req->on_abort = fn;
-    req->abort_data = data;
 }
