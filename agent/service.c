@@ -6,6 +6,7 @@
  * committed to the cache.  Nothing here talks to ZooKeeper directly.
  */
 #include "service.h"
+#include "rcbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +20,12 @@ struct scout_service_s {
     char                    *path;
     char                    *settings;     /* JSON for shm readers, made
                                               on first use (NULL: not yet) */
-    char                    *explain;      /* /v1/explain's answer, made on
+    scout_rcbuf_t           *explain;      /* /v1/explain's answer, made on
                                               first ask, dropped whenever
                                               the policy learns anything */
-    size_t                   explain_len;
+    scout_rcbuf_t           *list;         /* the list's JSON, shared by
+                                              the clients that asked */
+    uint64_t                 list_index;   /* ... at this index */
     int                      idx;          /* position in the policy */
     int                      needs_data;   /* -1: ask the policy      */
     int                      delay_ms;     /* -1: ask the policy      */
@@ -75,7 +78,7 @@ delay_cb(void *ud, const scout_event_t *ev)
 static void
 explain_drop(scout_service_t *s)
 {
-    free(s->explain);
+    scout_rcbuf_unref(s->explain);    /* clients still sending keep theirs */
     s->explain = NULL;
 }
 
@@ -254,7 +257,8 @@ scout_service_free(scout_service_t *s)
     scout_watch_free(s->watch);
     scout_epset_free(&s->eps);
     free(s->settings);
-    free(s->explain);
+    scout_rcbuf_unref(s->explain);
+    scout_rcbuf_unref(s->list);
     free(s->last_error);
     free(s->name);
     free(s->path);
@@ -303,10 +307,21 @@ scout_service_count(const scout_service_t *s)
     return s->eps.n;
 }
 
-const char *
-scout_service_json(scout_service_t *s, size_t *len)
+/* One copy per index: every client of this index shares it. */
+scout_rcbuf_t *
+scout_service_json(scout_service_t *s)
 {
-    return scout_epset_json(&s->eps, len);
+    const char *json;
+    size_t len;
+
+    if (s->list != NULL && s->list_index == s->index)
+        return s->list;
+    if ((json = scout_epset_json(&s->eps, &len)) == NULL)
+        return NULL;
+    scout_rcbuf_unref(s->list);
+    if ((s->list = scout_rcbuf_copy(json, len)) != NULL)
+        s->list_index = s->index;
+    return s->list;
 }
 
 uint64_t
@@ -385,6 +400,8 @@ scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
     s->from_snapshot = 1;
     s->policy_unseeded = 1;
     explain_drop(s);
+    scout_rcbuf_unref(s->list);
+    s->list = NULL;
     scout_watch_set_floor(s->watch, pzxid, max_mzxid);
 }
 
@@ -410,17 +427,20 @@ scout_service_settings(scout_service_t *s, size_t *len)
 
 /* At 5,000 children one answer costs the loop ~130 ms: built once per
  * state of the policy's view, not once per request. */
-const char *
-scout_service_explain(scout_service_t *s, size_t *len, char *err)
+scout_rcbuf_t *
+scout_service_explain(scout_service_t *s, char *err)
 {
+    char *text;
+
     scout_service_seed_policy(s);
     if (s->explain == NULL) {
-        if ((s->explain = scout_policy_explain(s->policy, s->idx, err))
-            == NULL)
+        if ((text = scout_policy_explain(s->policy, s->idx, err)) == NULL)
             return NULL;
-        s->explain_len = strlen(s->explain);
+        if ((s->explain = scout_rcbuf_adopt(text, strlen(text))) == NULL) {
+            scout_seterr(err, "out of memory");
+            return NULL;
+        }
     }
-    *len = s->explain_len;
     return s->explain;
 }
 

@@ -145,16 +145,15 @@ static int
 respond_service(scout_http_req_t *req, scout_service_t *s)
 {
     char index[32];
-    const char *body;
-    size_t len;
+    scout_rcbuf_t *body;
 
     snprintf(index, sizeof(index), "%llu",
              (unsigned long long)scout_service_index(s));
     scout_http_add_header(req, "X-Scout-Index", index);
     scout_http_add_header(req, "X-Scout-State", scout_service_state(s));
-    if ((body = scout_service_json(s, &len)) == NULL)
+    if ((body = scout_service_json(s)) == NULL)
         return respond_error(req, 500, "out of memory");
-    return scout_http_respond(req, 200, JSON_TYPE, body, len);
+    return scout_http_respond_shared(req, 200, JSON_TYPE, body);
 }
 
 static void
@@ -280,8 +279,7 @@ ask_policy(scout_api_t *api, scout_http_req_t *req, const char *raw_name,
     char name[1024], err[SCOUT_ERR_LEN];
     scout_service_t *s;
     char *body = NULL;
-    const char *text;
-    size_t len = 0;
+    scout_rcbuf_t *shared = NULL;
     int rc;
 
     if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
@@ -290,18 +288,19 @@ ask_policy(scout_api_t *api, scout_http_req_t *req, const char *raw_name,
     if ((s = api->view.find(api->view.ctx, name)) == NULL)
         return respond_error(req, 404, "no such service");
     if (pick)
-        text = body = scout_service_pick(s, scout_http_req_query(req), err);
+        body = scout_service_pick(s, scout_http_req_query(req), err);
     else
-        text = scout_service_explain(s, &len, err);     /* borrowed */
-    if (text == NULL) {
+        shared = scout_service_explain(s, err);     /* borrowed */
+    if (body == NULL && shared == NULL) {
         /* the runtime words its refusals: "bad query..." is the
          * caller's, "no endpoint..." (whatever the selector said) is 503 */
         int status = strncmp(err, "bad query", 9) == 0 ? 400
                      : strncmp(err, "no endpoint", 11) == 0 ? 503 : 500;
         return respond_error(req, status, err);
     }
-    rc = scout_http_respond(req, 200, JSON_TYPE, text,
-                            pick ? strlen(text) : len);
+    if (shared != NULL)
+        return scout_http_respond_shared(req, 200, JSON_TYPE, shared);
+    rc = scout_http_respond(req, 200, JSON_TYPE, body, strlen(body));
     free(body);
     return rc;
 }

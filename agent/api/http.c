@@ -35,6 +35,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,7 +104,8 @@ static const char *http_date(scout_http_t *h)
  * writes would meet Nagle and delayed ACKs. */
 static int out_response(conn_t *c, int status, const char *ctype,
                         const char *extra, size_t extra_len, const char *body,
-                        size_t len, int keepalive, int http10, int head)
+                        size_t len, scout_rcbuf_t *shared, int keepalive,
+                        int http10, int head)
 {
     int    nobody = status == 204 || status == 304, n;
     size_t room = 200 + (ctype ? strlen(ctype) : 0) + extra_len, cap;
@@ -112,6 +114,12 @@ static int out_response(conn_t *c, int status, const char *ctype,
     if (!nobody)
         snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", len);
     if (nobody || head)
+        len = 0;
+    /* A shared body is sent from where it is (one request at a time: no
+     * other body can be waiting); only the head is written here. */
+    if (shared == NULL || len == 0 || c->body != NULL)
+        shared = NULL;
+    else
         len = 0;
     for (cap = c->out_cap ? c->out_cap : 4096; cap < c->out_len + room + len;)
         cap *= 2;
@@ -134,6 +142,10 @@ static int out_response(conn_t *c, int status, const char *ctype,
     if (len > 0)   /* body may be NULL when empty */
         memcpy(c->out + c->out_len, body, len);
     c->out_len += len;
+    if (shared != NULL) {
+        c->body = scout_rcbuf_ref(shared);
+        c->body_off = 0;
+    }
     return SCOUT_OK;
 }
 
@@ -165,12 +177,29 @@ static void conn_touch(conn_t *c)
  * connection is gone and c freed. */
 static int conn_flush(conn_t *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                         MSG_NOSIGNAL);
+    while (c->out_off < c->out_len || c->body != NULL) {
+        struct iovec  iov[2];
+        struct msghdr m = { .msg_iov = iov, .msg_iovlen = 0 };
+        size_t        head = c->out_len - c->out_off;
+        ssize_t       n;
 
+        if (head > 0)
+            iov[m.msg_iovlen++] = (struct iovec) { c->out + c->out_off, head };
+        if (c->body != NULL)
+            iov[m.msg_iovlen++] = (struct iovec) {
+                c->body->data + c->body_off, c->body->len - c->body_off };
+        n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
         if (n > 0) {
-            c->out_off += (size_t) n;
+            size_t k = (size_t) n < head ? (size_t) n : head;
+
+            c->out_off += k;
+            if (c->body != NULL) {
+                c->body_off += (size_t) n - k;
+                if (c->body_off == c->body->len) {
+                    scout_rcbuf_unref(c->body);
+                    c->body = NULL;
+                }
+            }
             conn_touch(c);
         } else if (n < 0 && errno == EINTR) {
             continue;
@@ -234,7 +263,8 @@ static void conn_fail(conn_t *c)
     c->req = NULL;
     c->in_off = c->in_len = 0;
     c->closing = 1;
-    out_response(c, status, "text/plain", "", 0, text, strlen(text), 0, 0, 0);
+    out_response(c, status, "text/plain", "", 0, text, strlen(text), NULL,
+                 0, 0, 0);
 }
 
 static void conn_dispatch(conn_t *c)
@@ -391,7 +421,8 @@ static void conn_step(conn_t *c)
         int rc;
 
         /* Never parse ahead of unsent output: that is the backpressure. */
-        if (c->out_off < c->out_len && conn_flush(c) != SCOUT_OK)
+        if ((c->out_off < c->out_len || c->body != NULL)
+            && conn_flush(c) != SCOUT_OK)
             return;
         if (c->closing) {
             conn_linger(c);
@@ -529,6 +560,7 @@ static void conn_close(conn_t *c)
         }
         free(r);
     }
+    scout_rcbuf_unref(c->body);
     free(c->out);
     free(c);
 }
@@ -576,6 +608,7 @@ static conn_t *conn_oldest_idle(scout_http_t *h)
     for (c = h->conns; c != NULL; c = c->next)   /* newest first */
         if (c->req == NULL && !c->ready && c->req_start == 0
             && c->in_off == c->in_len && c->out_off == c->out_len
+            && c->body == NULL
             && !c->closing && !c->lingering && !c->eof)
             found = c;
     return found;
@@ -687,9 +720,9 @@ scout_http_set_limits(scout_http_t *h, unsigned max_conns, double idle)
         h->idle = idle;
 }
 
-int
-scout_http_respond(scout_http_req_t *req, int status,
-                   const char *content_type, const char *body, size_t len)
+static int
+respond(scout_http_req_t *req, int status, const char *content_type,
+        const char *body, size_t len, scout_rcbuf_t *shared)
 {
     conn_t *c = req->conn;
 
@@ -699,7 +732,7 @@ scout_http_respond(scout_http_req_t *req, int status,
         *req->query ? "?" : "", req->query, status,
         (long) ((ev_time() - req->t0) * 1e6));
     if (out_response(c, status, content_type, req->rhdr, req->rhdr_len, body,
-                     len, req->keepalive, req->http10, req->head)
+                     len, shared, req->keepalive, req->http10, req->head)
         != SCOUT_OK) {
         LOG(ERROR, "out of memory for a %zu byte response", len);
         c->closing = 1;
@@ -719,4 +752,18 @@ scout_http_respond(scout_http_req_t *req, int status,
         c->resume = 1;
     }
     return SCOUT_OK;
+}
+
+int
+scout_http_respond(scout_http_req_t *req, int status,
+                   const char *content_type, const char *body, size_t len)
+{
+    return respond(req, status, content_type, body, len, NULL);
+}
+
+int
+scout_http_respond_shared(scout_http_req_t *req, int status,
+                          const char *content_type, scout_rcbuf_t *body)
+{
+    return respond(req, status, content_type, body->data, body->len, body);
 }

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 
+#include "rcbuf.h"
 #include "scout.h"
 
 /* A value was present but could not be decoded (bad %-escape, %00, or it
@@ -134,6 +135,12 @@ int scout_http_add_header(scout_http_req_t *req, const char *name,
 int scout_http_respond(scout_http_req_t *req, int status,
                        const char *content_type, const char *body,
                        size_t len);
+
+/* Like scout_http_respond(), but the body is not copied: the connection
+ * takes a reference (rcbuf.h) and sends from the shared buffer, so a
+ * thousand clients of one big answer hold it once. */
+int scout_http_respond_shared(scout_http_req_t *req, int status,
+                              const char *content_type, scout_rcbuf_t *body);
 
 /* Register the abort callback of a deferred request (one per request; a
  * second call replaces the first). */

@@ -15,6 +15,7 @@
 
 #include "api/http.h"
 #include "api/http_listen.h"
+#include "rcbuf.h"
 
 #define IN_BUF         8192         /* parsing streams: bounds memory only */
 #define RHDR_MAX       4096         /* added response headers */
@@ -52,7 +53,9 @@ struct scout_http_conn_s {
                       queued:1;    /* ... and waiting in h's ready FIFO */
     conn_t           *rprev, *rnext;  /* the ready FIFO */
     double            req_start;   /* first byte of a partial request, or 0 */
-    char             *out;
+    char             *out;         /* head (and a copied body) */
+    scout_rcbuf_t    *body;        /* a shared body, sent after out */
+    size_t            body_off;
     size_t            out_off, out_len, out_cap, in_off, in_len;
     char              in[IN_BUF];
 };

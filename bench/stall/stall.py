@@ -75,6 +75,18 @@ def metrics(port):
     return out
 
 
+def metrics_patient(port, within=60):
+    """metrics(), retried while the agent does not answer (an agent without these fixes may be held for long);
+    {} if it never does."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return metrics(port)
+        except OSError:
+            if time.monotonic() > deadline:
+                return {}
+
+
 class Probe:
     def __init__(self, port):
         self.port = port
@@ -170,11 +182,11 @@ def main():
         rows = []
 
         def phase(name, attack):
-            m0 = metrics(port)
+            m0 = metrics_patient(port)
             log0 = len(open(logf, errors="replace").read())
             with Probe(port) as probe:
                 note = attack(m0)
-            m1 = metrics(port)
+            m1 = metrics_patient(port)
             held = held_lines(open(logf, errors="replace").read(), log0)
             wb = worst_bucket(m0, m1)
             if held:

@@ -346,6 +346,7 @@ static size_t padded(char *buf, const char *prefix, int ch, size_t n,
 static scout_http_req_t *parked;      /* the deferred request, if any */
 static int               nhandled, naborts;
 static char              big[1 << 20];
+static scout_rcbuf_t    *shared_big;    /* big, shared by every answer */
 
 static struct {
     int  index, name, flag, missing, bad, nul, small, w;
@@ -391,6 +392,9 @@ static int handler(void *ud, scout_http_req_t *req)
     if (strcmp(path, "/big") == 0)
         return scout_http_respond(req, 200, "application/octet-stream", big,
                                   sizeof(big));
+    if (strcmp(path, "/shared") == 0)
+        return scout_http_respond_shared(req, 200, "application/octet-stream",
+                                         shared_big);
     if (strcmp(path, "/noreply") == 0)
         return SCOUT_OK;
     if (strcmp(path, "/q") == 0) {
@@ -676,6 +680,31 @@ static void test_big_and_sigpipe(scout_http_t *h, client_t *c)
     CHECK(scout_http_nconns(h) == 1, "dead peer dropped");
 }
 
+/* One big answer shared by its clients: each gets all of it, nobody holds
+ * a copy, and the references go once it is sent. */
+static void test_shared(scout_http_t *h, client_t *c)
+{
+    client_t d;
+
+    (void) h;
+    client_unix(&d, sock);
+    SEND(c, "GET /shared HTTP/1.1\r\n\r\nGET /shared HTTP/1.1\r\n\r\n"
+            "GET /hello HTTP/1.1\r\n\r\n");
+    SEND(&d, "GET /shared HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(got(c, 3) && got(&d, 1), 10);
+    CHECK(got(c, 3) && got(&d, 1), "shared twice + next, and another client");
+    CHECK(c->r[0].blen == sizeof(big) && c->r[1].blen == sizeof(big)
+          && d.r[0].blen == sizeof(big)
+          && memcmp(c->r[0].body, big, sizeof(big)) == 0
+          && memcmp(c->r[1].body, big, sizeof(big)) == 0
+          && memcmp(d.r[0].body, big, sizeof(big)) == 0, "1 MiB intact x3");
+    CHECK(c->r[2].status == 200 && !strcmp(c->r[2].body, "hello"),
+          "pipelined answer after a shared body");
+    CHECK(shared_big->refs == 1, "sent: references dropped (%u)",
+          shared_big->refs);
+    client_close(&d);
+}
+
 static void test_limits(void)
 {
     char          err[SCOUT_ERR_LEN];
@@ -835,6 +864,7 @@ int main(void)
     loop = ev_loop_new(EVFLAG_AUTO);
     for (i = 0; i < sizeof(big); i++)
         big[i] = (char) ('a' + i % 26);
+    shared_big = scout_rcbuf_copy(big, sizeof(big));
     snprintf(dir, sizeof(dir), "/tmp/test_http.XXXXXX");
     if (mkdtemp(dir) == NULL)
         return 2;
@@ -883,6 +913,9 @@ int main(void)
     client_unix(&cu, sock);
     test_big_and_sigpipe(hu, &cu);
     client_close(&cu);
+    client_unix(&cu, sock);
+    test_shared(hu, &cu);
+    client_close(&cu);
     test_limits();
     test_unix_files(hu);
 
@@ -890,6 +923,7 @@ int main(void)
     scout_http_free(ht);
     scout_http_free(hu);
     CHECK(access(sock, F_OK) != 0, "free unlinks %s", sock);
+    scout_rcbuf_unref(shared_big);
 out:
     rmdir(dir);
     ev_loop_destroy(loop);
