@@ -63,7 +63,10 @@ def http_get(port, path, timeout=10):
     finally:
         s.close()
     head, _, body = out.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
+    parts = head.split(b" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ConnectionError("no HTTP answer (%d bytes)" % len(out))
+    return int(parts[1]), body
 
 
 def metrics(port):
