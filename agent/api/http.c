@@ -496,14 +496,9 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     /* A hang-up cancels a parked request, as in Go's net/http; a client
      * that half-closes after sending cannot use deferred endpoints. */
-    if (c->eof && c->queued) {
-        LOG(DEBUG, "fd %d: client gone, %s %s not answered", c->fd,
-            c->req->method, c->req->path);
-        scout_stats.api_requests_dropped++;
+    if (c->eof && c->req != NULL && c->req->deferred)
         conn_close(c);
-    } else if (c->eof && c->req != NULL && c->req->deferred)
-        conn_close(c);
-    else
+    else    /* a queued one is dropped at its turn (drain_cb): no work */
         conn_step(c);
 }
 

@@ -33,6 +33,7 @@
 
 #include "testing.h"
 #include "api/http.h"
+#include "stats.h"
 
 
 
@@ -347,6 +348,9 @@ static scout_http_req_t *parked;      /* the deferred request, if any */
 static int               nhandled, naborts;
 static char              big[1 << 20];
 static scout_rcbuf_t    *shared_big;    /* big, shared by every answer */
+static unsigned          zk_ticks;      /* a ZooKeeper-like watcher ran */
+static unsigned          slow_ticks[16];
+static int               nslow;         /* /slow answers rendered */
 
 static struct {
     int  index, name, flag, missing, bad, nul, small, w;
@@ -392,6 +396,16 @@ static int handler(void *ud, scout_http_req_t *req)
     if (strcmp(path, "/big") == 0)
         return scout_http_respond(req, 200, "application/octet-stream", big,
                                   sizeof(big));
+    if (strcmp(path, "/slow") == 0) {   /* 30 ms of work on the loop */
+        double t0 = ev_time();
+
+        while (ev_time() - t0 < 0.03)
+            ;
+        if (nslow < 16)
+            slow_ticks[nslow] = zk_ticks;
+        nslow++;
+        return scout_http_respond(req, 200, "text/plain", "slow", 4);
+    }
     if (strcmp(path, "/shared") == 0)
         return scout_http_respond_shared(req, 200, "application/octet-stream",
                                          shared_big);
@@ -705,6 +719,76 @@ static void test_shared(scout_http_t *h, client_t *c)
     client_close(&d);
 }
 
+static void zk_like_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+    (void) l; (void) w; (void) revents;
+    zk_ticks++;
+}
+
+/* Six slow requests that arrive together are not all served in one loop
+ * iteration: past the budget they wait, and a watcher of higher priority
+ * (as ZooKeeper's socket is) runs between them. */
+static void test_budget(scout_http_t *h)
+{
+    client_t c[6];
+    ev_io    zk;
+    int      p[2], i, all;
+
+    CHECK(pipe(p) == 0 && write(p[1], "x", 1) == 1, "pipe");
+    ev_io_init(&zk, zk_like_cb, p[0], EV_READ);   /* always ready */
+    ev_set_priority(&zk, EV_MAXPRI);
+    ev_io_start(loop, &zk);
+    nslow = 0;
+    for (i = 0; i < 6; i++)
+        client_unix(&c[i], sock);
+    RUN_UNTIL(scout_http_nconns(h) == 6, 5);
+    for (i = 0; i < 6; i++)
+        CHECK(send(c[i].fd, "GET /slow HTTP/1.1\r\n\r\n", 22, 0) == 22,
+              "send");
+    RUN_UNTIL(got(&c[0], 1) && got(&c[1], 1) && got(&c[2], 1)
+              && got(&c[3], 1) && got(&c[4], 1) && got(&c[5], 1), 10);
+    for (i = 0, all = 1; i < 6; i++)
+        all = all && got(&c[i], 1) && c[i].r[0].status == 200;
+    CHECK(all && nslow == 6, "six slow answers (%d)", nslow);
+    for (i = 1; i < 6 && i < nslow; i++)
+        CHECK(slow_ticks[i] > slow_ticks[i - 1], "the higher-priority "
+              "watcher ran between slow request %d and %d", i, i + 1);
+    ev_io_stop(loop, &zk);
+    close(p[0]);
+    close(p[1]);
+    for (i = 0; i < 6; i++)
+        client_close(&c[i]);
+    RUN_UNTIL(scout_http_nconns(h) == 0, 5);
+}
+
+/* Requests that had to wait, from clients that have closed meanwhile, are
+ * dropped unrendered: only the first (dispatched before the budget ran
+ * out) and the client still there cost any work. */
+static void test_gone(scout_http_t *h)
+{
+    client_t c[6];
+    uint64_t dropped = scout_stats.api_requests_dropped;
+    int      i;
+
+    nslow = 0;
+    for (i = 0; i < 6; i++)
+        client_unix(&c[i], sock);
+    RUN_UNTIL(scout_http_nconns(h) == 6, 5);
+    for (i = 0; i < 6; i++)
+        CHECK(send(c[i].fd, "GET /slow HTTP/1.1\r\n\r\n", 22, 0) == 22,
+              "send");
+    for (i = 1; i < 6; i++)
+        client_close(&c[i]);
+    RUN_UNTIL(got(&c[0], 1) && scout_http_nconns(h) == 1, 10);
+    CHECK(got(&c[0], 1) && c[0].r[0].status == 200, "the one still there");
+    CHECK(nslow <= 2 && nslow + (int) (scout_stats.api_requests_dropped
+                                       - dropped) == 6,
+          "%d rendered, %d dropped", nslow,
+          (int) (scout_stats.api_requests_dropped - dropped));
+    client_close(&c[0]);
+    RUN_UNTIL(scout_http_nconns(h) == 0, 5);
+}
+
 static void test_limits(void)
 {
     char          err[SCOUT_ERR_LEN];
@@ -916,6 +1000,9 @@ int main(void)
     client_unix(&cu, sock);
     test_shared(hu, &cu);
     client_close(&cu);
+    RUN_UNTIL(scout_http_nconns(hu) == 0, 5);
+    test_budget(hu);
+    test_gone(hu);
     test_limits();
     test_unix_files(hu);
 
