@@ -109,7 +109,7 @@ on_update(void *ud)
     int rc;
 
     scout_service_seed_policy(s);
-    explain_drop(s);
+    explain_drop(s);            /* the policy is about to learn more */
     rc = scout_policy_update(s->policy, s->idx, c, &up, err);
     if (rc == SCOUT_AGAIN) {
         /* protection holds the drop: the last list stands, the changes stay

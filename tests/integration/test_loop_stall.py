@@ -9,6 +9,7 @@ ephemeralOwner) is the same after the attack as before, the node is never delete
 - EMFILE: a TCP check that cannot get an fd is "unknown", never a reason to deregister
 """
 
+import json
 import os
 import re
 import resource
@@ -170,6 +171,38 @@ class LoopStall(unittest.TestCase):
         self.assertGreater(m["scout_loop_stall_seconds_count"], stalls0)
         self.assertEqual(m['scout_loop_stall_seconds_bucket{le="+Inf"}'], m["scout_loop_stall_seconds_count"])
         self.assertIn("scout_loop_stall_max_seconds", m)
+
+    def test_a_cached_explain_follows_every_change(self):
+        # explain is built once and shared until the policy's view moves: then the next answer is the new one
+        self.kz.ensure_path("/loop/svc")
+        self.kz.create("/loop/svc/10.0.0.1:80")
+        s = self.start('service "svc" { path = "/loop/svc", codec = "plain",\n'
+                       '  filter = function(ep) return ep.host ~= "10.0.0.3" end }\n')
+        wait_until(lambda: s.ids("svc") == ["10.0.0.1:80"], what="first list")
+
+        def verdicts():
+            st, _, body = s.request("/v1/explain/svc")
+            self.assertEqual(st, 200)
+            return {c["id"]: c["verdict"] for c in json.loads(body)["children"]}
+        self.assertEqual(verdicts(), {"10.0.0.1:80": "published"})
+        self.assertEqual(verdicts(), {"10.0.0.1:80": "published"})      # the same answer, from the cache
+        self.kz.create("/loop/svc/10.0.0.2:80")
+        wait_until(lambda: "10.0.0.2:80" in s.ids("svc"), what="the new child published")
+        self.assertEqual(verdicts(), {"10.0.0.1:80": "published", "10.0.0.2:80": "published"})
+        # a change that publishes nothing (the filter drops it) still shows
+        reads = s.metric("scout_service_reads_children_total", "svc")
+        self.kz.create("/loop/svc/10.0.0.3:80")
+        wait_until(lambda: s.metric("scout_service_reads_children_total", "svc") > reads, what="the child read")
+        wait_until(lambda: verdicts().get("10.0.0.3:80") == "filtered", what="the filtered child explained")
+
+    def test_the_soft_fd_limit_is_raised_to_the_hard_one(self):
+        s = self.start('service "a" { path = "/loop/a", codec = "plain" }\n', prefix=("prlimit", "--nofile=256:512"))
+        with open("/proc/%d/limits" % s.proc.pid) as f:
+            line = [ln for ln in f if ln.startswith("Max open files")][0]
+        self.assertEqual(line.split()[3:5], ["512", "512"], line)
+        self.assertRegex(s.log(), r"file descriptors: limit 512 \(soft was 256, hard 512\)")
+        self.assertRegex(s.log(), r"fd limit 512, \d+ kept for sessions, checks, renders and files: "
+                                  r"up to \d+ API connections")
 
     def test_slowloris_connections_are_closed_by_the_request_deadline(self):
         s = self.start('register "me" { path = "%s", codec = "rpcx", endpoint = { host = "127.0.0.1", port = 9 } }\n'
