@@ -261,6 +261,7 @@ static void conn_fail(conn_t *c)
         c->err_status ? "limit exceeded" : http_errno_description(e));
     free(c->req);   /* the handler never saw it: no abort due */
     c->req = NULL;
+    c->req_start = 0;   /* from here on only the answer's send is timed */
     c->in_off = c->in_len = 0;
     c->closing = 1;
     out_response(c, status, "text/plain", "", 0, text, strlen(text), NULL,
@@ -637,19 +638,18 @@ static void conn_accept(void *ud, int fd)
  * ZooKeeper sessions, health checks, rendered files, snapshots and spawned
  * children: a quarter of the limit, at least 64 (main.c raised the soft
  * limit to the hard one before we get here). */
-static unsigned conns_cap(void)
+static unsigned conns_cap(unsigned long long *lim)
 {
     struct rlimit rl;
-    unsigned long long lim, reserve, cap = SCOUT_HTTP_MAX_CONNS;
+    unsigned long long reserve, cap = SCOUT_HTTP_MAX_CONNS;
 
+    *lim = 0;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        lim = (unsigned long long) rl.rlim_cur;
-        reserve = lim / 4 > 64 ? lim / 4 : 64;
-        cap = lim > reserve + 16 ? lim - reserve : 16;
+        *lim = (unsigned long long) rl.rlim_cur;
+        reserve = *lim / 4 > 64 ? *lim / 4 : 64;
+        cap = *lim > reserve + 16 ? *lim - reserve : 16;
         if (cap > SCOUT_HTTP_MAX_CONNS)
             cap = SCOUT_HTTP_MAX_CONNS;
-        LOG(INFO, "fd limit %llu, %llu kept for sessions, checks, renders "
-            "and files: up to %llu API connections", lim, lim - cap, cap);
     }
     return (unsigned) cap;
 }
@@ -658,7 +658,8 @@ scout_http_t *
 scout_http_new(struct ev_loop *loop, const char *listen_,
                scout_http_handler_fn handler, void *ud, char *err)
 {
-    scout_http_t *h;
+    scout_http_t      *h;
+    unsigned long long lim;
 
     if (loop == NULL || listen_ == NULL || handler == NULL) {
         scout_seterr(err, "http: loop, listen address and handler "
@@ -670,13 +671,17 @@ scout_http_new(struct ev_loop *loop, const char *listen_,
         return NULL;
     }
     *h = (scout_http_t) { .loop = loop, .handler = handler, .ud = ud,
-        .max_conns = conns_cap(), .idle = SCOUT_HTTP_IDLE_TIMEOUT };
+        .max_conns = conns_cap(&lim), .idle = SCOUT_HTTP_IDLE_TIMEOUT };
 
     if (scout_http_listen_open(&h->lis, loop, listen_, conn_accept, h, err)
         != SCOUT_OK) {
         free(h);
         return NULL;
     }
+    if (lim > 0)
+        LOG(INFO, "fd limit %llu, %llu kept for sessions, checks, renders "
+            "and files: up to %u API connections", lim, lim - h->max_conns,
+            h->max_conns);
     ev_prepare_init(&h->budget_reset, budget_reset_cb);
     ev_check_init(&h->drain, drain_cb);
     ev_idle_init(&h->spin, spin_cb);
