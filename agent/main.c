@@ -12,6 +12,7 @@
  */
 #include <ctype.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <ev.h>
 #include <getopt.h>
 #include <http_parser.h>
@@ -22,11 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "agent.h"
 #include "client/client.h"
 #include "commit.h"                 /* generated: SCOUT_COMMIT */
 #include "log.h"
+#include "loop.h"
 #include "policy/policy.h"
 #include "scout.h"
 #include "sdnotify.h"
@@ -176,6 +179,33 @@ cmd_check(const char *file, const char *lua_dir)
     return 0;
 }
 
+/* systemd's default soft limit is 1024: a thousand idle API connections
+ * would leave the health checks and the ZooKeeper reconnects no fd.  The
+ * hard limit is what the operator allowed; take it (the API sizes its
+ * connection cap from what we get, see http.c). */
+static void
+raise_fd_limit(void)
+{
+    struct rlimit rl;
+    rlim_t was;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            scout_log(SCOUT_LOG_WARN, "main", "cannot raise the fd limit "
+                      "from %llu to %llu: %s", (unsigned long long)was,
+                      (unsigned long long)rl.rlim_max, strerror(errno));
+            return;
+        }
+    }
+    scout_log(SCOUT_LOG_INFO, "main", "file descriptors: limit %llu "
+              "(soft was %llu, hard %llu)", (unsigned long long)rl.rlim_cur,
+              (unsigned long long)was, (unsigned long long)rl.rlim_max);
+}
+
 static int
 cmd_run(const scout_agent_opts_t *opts)
 {
@@ -183,8 +213,10 @@ cmd_run(const scout_agent_opts_t *opts)
     ev_signal sigterm, sigint, sighup;
     char err[SCOUT_ERR_LEN];
     scout_agent_t *agent;
+    scout_loop_watch_t *stall;
 
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     /* Big buffers (the disk snapshot's 5 MB at 10,000 services, /metrics)
      * come from mmap and go back on free.  Without this glibc raises its
      * threshold to the size of the first one freed, and every later one
@@ -192,9 +224,14 @@ cmd_run(const scout_agent_opts_t *opts)
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     /* print() in a policy hook should reach a log file line by line */
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if ((stall = scout_loop_watch_new(loop, err)) == NULL) {
+        fprintf(stderr, "scout: %s\n", err);
+        return 1;
+    }
     agent = scout_agent_new(loop, opts, err);
     if (agent == NULL) {
         fprintf(stderr, "scout: %s\n", err);
+        scout_loop_watch_free(stall);
         return 1;
     }
     ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
@@ -215,6 +252,7 @@ cmd_run(const scout_agent_opts_t *opts)
     ev_signal_stop(loop, &sighup);
     scout_agent_stop(agent);
     scout_agent_free(agent);
+    scout_loop_watch_free(stall);
     ev_loop_destroy(loop);
     scout_log(SCOUT_LOG_INFO, "main", "stopped");
     return 0;

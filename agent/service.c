@@ -6,6 +6,7 @@
  * committed to the cache.  Nothing here talks to ZooKeeper directly.
  */
 #include "service.h"
+#include "rcbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,12 @@ struct scout_service_s {
     char                    *path;
     char                    *settings;     /* JSON for shm readers, made
                                               on first use (NULL: not yet) */
+    scout_rcbuf_t           *explain;      /* /v1/explain's answer, made on
+                                              first ask, dropped whenever
+                                              the policy learns anything */
+    scout_rcbuf_t           *list;         /* the list's JSON, shared by
+                                              the clients that asked */
+    uint64_t                 list_index;   /* ... at this index */
     int                      idx;          /* position in the policy */
     int                      needs_data;   /* -1: ask the policy      */
     int                      delay_ms;     /* -1: ask the policy      */
@@ -70,6 +77,14 @@ delay_cb(void *ud, const scout_event_t *ev)
     return s->last_delay;
 }
 
+/* The policy's view changed (or may have): the next explain asks again. */
+static void
+explain_drop(scout_service_t *s)
+{
+    scout_rcbuf_unref(s->explain);    /* clients still sending keep theirs */
+    s->explain = NULL;
+}
+
 static void
 publish(scout_service_t *s)
 {
@@ -98,6 +113,7 @@ on_update(void *ud)
     int rc;
 
     scout_service_seed_policy(s);
+    explain_drop(s);            /* the policy is about to learn more */
     rc = scout_policy_update(s->policy, s->idx, c, &up, err);
     if (rc == SCOUT_AGAIN) {
         /* protection holds the drop: the last list stands, the changes stay
@@ -232,6 +248,7 @@ scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
     if (scout_policy_seed(policy, idx, &s->eps, err) != SCOUT_OK)
         return SCOUT_ERROR;
     s->policy_unseeded = 0;     /* the new VM has it all */
+    explain_drop(s);
     s->policy = policy;
     s->idx = idx;
     s->needs_data = conf->needs_data;
@@ -267,6 +284,8 @@ scout_service_free(scout_service_t *s)
     scout_watch_free(s->watch);
     scout_epset_free(&s->eps);
     free(s->settings);
+    scout_rcbuf_unref(s->explain);
+    scout_rcbuf_unref(s->list);
     free(s->last_error);
     free(s->degraded);
     free(s->name);
@@ -316,10 +335,21 @@ scout_service_count(const scout_service_t *s)
     return s->eps.n;
 }
 
-const char *
-scout_service_json(scout_service_t *s, size_t *len)
+/* One copy per index: every client of this index shares it. */
+scout_rcbuf_t *
+scout_service_json(scout_service_t *s)
 {
-    return scout_epset_json(&s->eps, len);
+    const char *json;
+    size_t len;
+
+    if (s->list != NULL && s->list_index == s->index)
+        return s->list;
+    if ((json = scout_epset_json(&s->eps, &len)) == NULL)
+        return NULL;
+    scout_rcbuf_unref(s->list);
+    if ((s->list = scout_rcbuf_copy(json, len)) != NULL)
+        s->list_index = s->index;
+    return s->list;
 }
 
 uint64_t
@@ -388,6 +418,7 @@ scout_service_seed_policy(scout_service_t *s)
     if (!s->policy_unseeded)
         return;
     s->policy_unseeded = 0;
+    explain_drop(s);
     if (scout_policy_seed(s->policy, s->idx, &s->eps, err) != SCOUT_OK)
         scout_log(SCOUT_LOG_WARN, "service", "%s: the policy could not "
                   "take the snapshot's list (%s): ZooKeeper's first listing "
@@ -406,6 +437,9 @@ scout_service_seed(scout_service_t *s, scout_epset_t *eps, uint64_t index,
     s->published = 1;
     s->from_snapshot = 1;
     s->policy_unseeded = 1;
+    explain_drop(s);
+    scout_rcbuf_unref(s->list);
+    s->list = NULL;
     scout_watch_set_floor(s->watch, pzxid, max_mzxid);
 }
 
@@ -429,11 +463,23 @@ scout_service_settings(scout_service_t *s, size_t *len)
     return s->settings ? s->settings : "";
 }
 
-char *
+/* At 5,000 children one answer costs the loop ~130 ms: built once per
+ * state of the policy's view, not once per request. */
+scout_rcbuf_t *
 scout_service_explain(scout_service_t *s, char *err)
 {
+    char *text;
+
     scout_service_seed_policy(s);
-    return scout_policy_explain(s->policy, s->idx, err);
+    if (s->explain == NULL) {
+        if ((text = scout_policy_explain(s->policy, s->idx, err)) == NULL)
+            return NULL;
+        if ((s->explain = scout_rcbuf_adopt(text, strlen(text))) == NULL) {
+            scout_seterr(err, "out of memory");
+            return NULL;
+        }
+    }
+    return s->explain;
 }
 
 char *

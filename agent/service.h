@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "endpoint.h"
+#include "rcbuf.h"
 #include "policy/policy.h"
 #include "zk/session.h"
 #include "stats.h"
@@ -50,7 +51,9 @@ const char *scout_service_path(const scout_service_t *s);
 /* The published list: its size, and as a JSON array sorted by id (rendered
  * on the first request after a change; NULL when out of memory). */
 unsigned    scout_service_count(const scout_service_t *s);
-const char *scout_service_json(scout_service_t *s, size_t *len);
+/* The published list as JSON, shared (see rcbuf.h): borrowed, valid until
+ * the next publish; take a reference to keep it longer.  NULL: no memory. */
+scout_rcbuf_t *scout_service_json(scout_service_t *s);
 /* Monotonic: the newest zxid reflected in the list, or one more than the
  * previous index when a republish carries no newer zxid. */
 uint64_t    scout_service_index(const scout_service_t *s);
@@ -81,8 +84,11 @@ void scout_service_seed_policy(scout_service_t *s);
 const scout_epset_t *scout_service_epset(const scout_service_t *s);
 /* What shm readers need besides endpoints: selector and routes, as JSON. */
 const char *scout_service_settings(scout_service_t *s, size_t *len);
-/* JSON answers of the policy about this service (malloc'd; NULL + err). */
-char *scout_service_explain(scout_service_t *s, char *err);
+/* JSON answers of the policy about this service (NULL + err).  explain's
+ * is kept by the service until the policy's view of it changes (borrowed,
+ * valid until the next call into the service; take a reference to keep
+ * it); pick's is malloc'd. */
+scout_rcbuf_t *scout_service_explain(scout_service_t *s, char *err);
 char *scout_service_pick(scout_service_t *s, const char *query, char *err);
 /* The newest child-list zxid and data zxid its cache holds: what the disk
  * snapshot records so that a cold start keeps the ordering gates. */

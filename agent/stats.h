@@ -35,7 +35,14 @@
     X(snapshot_writes,        "disk snapshots written")                        \
     X(snapshot_write_failures, "disk snapshot writes that failed (retried)")   \
     X(snapshot_services_left_out, "services left out of a disk snapshot "       \
-                              "because their list breaks the format's limits")
+                              "because their list breaks the format's limits") \
+    X(loop_stalls,            "loop iterations that held it past 100 ms")     \
+    X(api_requests,           "API requests handed to a route")                \
+    X(api_requests_dropped,   "API requests dropped: the client had gone")     \
+    X(api_requests_deferred,  "API requests left to a later loop iteration")   \
+    X(api_deadline_closes,    "API connections closed: request not in time")   \
+    X(api_idle_evictions,     "idle API connections closed for a new one")     \
+    X(check_unknown,          "check rounds that could not run (no fd, fork)")
 
 #define SCOUT_SERVICE_STATS(X)                                                 \
     X(reads_children,        "children reads completed for this service")      \
@@ -64,5 +71,22 @@ typedef struct {
 } scout_service_stats_t;
 
 extern scout_stats_t scout_stats;
+
+/* scout_loop_stall_seconds, a Prometheus histogram of how long each loop
+ * iteration's callbacks held the loop (loop.c fills it): the bucket bounds,
+ * in seconds, and the largest seen. */
+#define SCOUT_LOOP_STALL_BUCKETS(X)                                            \
+    X(0.001) X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1)     \
+    X(2.5) X(5) X(10)
+
+typedef struct {
+#define X(b) + 1
+    uint64_t bucket[0 SCOUT_LOOP_STALL_BUCKETS(X)];     /* cumulative */
+#undef X
+    uint64_t count;
+    double   sum, max;
+} scout_loop_stats_t;
+
+extern scout_loop_stats_t scout_loop_stats;
 
 #endif

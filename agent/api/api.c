@@ -15,9 +15,13 @@
  *   GET /v1/registrations   each registration, its node, its check
  *   GET /metrics            Prometheus text, generated from stats.h
  *
- * Responses are rendered per request from the agent's current state; a
- * service's endpoint list is already JSON (rendered once per publish), so
- * the hot request costs one copy.
+ * A service's endpoint list is already JSON (rendered once per publish),
+ * and its explain answer is kept by the service until the policy's view
+ * moves, so a flood of either costs one copy per request, not one render.
+ * The service table and /metrics are rendered at most once per loop
+ * iteration: requests that arrive together share one answer.  Nothing
+ * here may hold the loop: http.c bounds how much of this runs per
+ * iteration, ZooKeeper's socket goes first.
  */
 #include "api/api.h"
 
@@ -46,13 +50,37 @@ typedef struct waiter_s {
     ev_timer          timer;
 } waiter_t;
 
+/* An answer that stays good for the rest of one loop iteration. */
+typedef struct {
+    unsigned  iteration;
+    char     *buf;
+    size_t    len;
+} iter_cache_t;
+
 struct scout_api_s {
     struct ev_loop *loop;
     scout_http_t   *http;
     scout_api_view_t view;
     waiter_t       *waiters;
     unsigned        nwaiters;
+    iter_cache_t    list, metrics;
 };
+
+static int
+iter_cache_get(scout_api_t *api, iter_cache_t *c)
+{
+    return c->buf != NULL && c->iteration == ev_iteration(api->loop);
+}
+
+/* Takes buf. */
+static void
+iter_cache_put(scout_api_t *api, iter_cache_t *c, char *buf, size_t len)
+{
+    free(c->buf);
+    c->buf = buf;
+    c->len = len;
+    c->iteration = ev_iteration(api->loop);
+}
 
 #define WAIT_DEFAULT 300.0      /* Consul's default: 5 minutes */
 #define WAIT_MAX     600.0
@@ -87,10 +115,13 @@ list_services(scout_api_t *api, scout_http_req_t *req)
 {
     char *buf = NULL;
     size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
+    FILE *out;
     int rc = 0;
 
-    if (out == NULL)
+    if (iter_cache_get(api, &api->list))
+        return scout_http_respond(req, 200, JSON_TYPE, api->list.buf,
+                                  api->list.len);
+    if ((out = open_memstream(&buf, &len)) == NULL)
         return respond_error(req, 500, "out of memory");
     fputc('[', out);
     for (int i = 0; rc == 0 && i < api->view.nservices(api->view.ctx); i++) {
@@ -113,25 +144,23 @@ list_services(scout_api_t *api, scout_http_req_t *req)
         free(buf);
         return respond_error(req, 500, "out of memory");
     }
-    rc = scout_http_respond(req, 200, JSON_TYPE, buf, len);
-    free(buf);
-    return rc;
+    iter_cache_put(api, &api->list, buf, len);
+    return scout_http_respond(req, 200, JSON_TYPE, buf, len);
 }
 
 static int
 respond_service(scout_http_req_t *req, scout_service_t *s)
 {
     char index[32];
-    const char *body;
-    size_t len;
+    scout_rcbuf_t *body;
 
     snprintf(index, sizeof(index), "%llu",
              (unsigned long long)scout_service_index(s));
     scout_http_add_header(req, "X-Scout-Index", index);
     scout_http_add_header(req, "X-Scout-State", scout_service_state(s));
-    if ((body = scout_service_json(s, &len)) == NULL)
+    if ((body = scout_service_json(s)) == NULL)
         return respond_error(req, 500, "out of memory");
-    return scout_http_respond(req, 200, JSON_TYPE, body, len);
+    return scout_http_respond_shared(req, 200, JSON_TYPE, body);
 }
 
 static void
@@ -261,7 +290,8 @@ ask_policy(scout_api_t *api, scout_http_req_t *req, const char *raw_name,
 {
     char name[1024], err[SCOUT_ERR_LEN];
     scout_service_t *s;
-    char *body;
+    char *body = NULL;
+    scout_rcbuf_t *shared = NULL;
     int rc;
 
     if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
@@ -269,15 +299,19 @@ ask_policy(scout_api_t *api, scout_http_req_t *req, const char *raw_name,
         return respond_error(req, 400, "bad service name");
     if ((s = api->view.find(api->view.ctx, name)) == NULL)
         return respond_error(req, 404, "no such service");
-    body = pick ? scout_service_pick(s, scout_http_req_query(req), err)
-                : scout_service_explain(s, err);
-    if (body == NULL) {
+    if (pick)
+        body = scout_service_pick(s, scout_http_req_query(req), err);
+    else
+        shared = scout_service_explain(s, err);     /* borrowed */
+    if (body == NULL && shared == NULL) {
         /* the runtime words its refusals: "bad query..." is the
          * caller's, "no endpoint..." (whatever the selector said) is 503 */
         int status = strncmp(err, "bad query", 9) == 0 ? 400
                      : strncmp(err, "no endpoint", 11) == 0 ? 503 : 500;
         return respond_error(req, status, err);
     }
+    if (shared != NULL)
+        return scout_http_respond_shared(req, 200, JSON_TYPE, shared);
     rc = scout_http_respond(req, 200, JSON_TYPE, body, strlen(body));
     free(body);
     return rc;
@@ -322,6 +356,25 @@ health(scout_api_t *api, scout_http_req_t *req)
                                             api->view.nservices(api->view.ctx)));
 }
 
+/* Prometheus text: rendered by metrics.c at most once per loop iteration,
+ * however many scrapers ask in it. */
+static int
+metrics(scout_api_t *api, scout_http_req_t *req)
+{
+    size_t len;
+    char *buf;
+
+    if (iter_cache_get(api, &api->metrics))
+        return scout_http_respond(req, 200, "text/plain; version=0.0.4",
+                                  api->metrics.buf, api->metrics.len);
+    buf = scout_api_metrics_render(&api->view, scout_http_nconns(api->http),
+                                   api->nwaiters, &len);
+    if (buf == NULL)
+        return respond_error(req, 500, "out of memory");
+    iter_cache_put(api, &api->metrics, buf, len);
+    return scout_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
+}
+
 static int
 handle(void *ud, scout_http_req_t *req)
 {
@@ -353,8 +406,7 @@ handle(void *ud, scout_http_req_t *req)
     if (strcmp(path, "/v1/registrations") == 0)
         return scout_api_registrations(&api->view, req);
     if (strcmp(path, "/metrics") == 0)
-        return scout_api_metrics(&api->view, req, scout_http_nconns(api->http),
-                                 api->nwaiters);
+        return metrics(api, req);
     return respond_error(req, 404, "not found");
 }
 
@@ -386,5 +438,7 @@ scout_api_free(scout_api_t *api)
     scout_http_free(api->http);     /* aborts parked queries: unlinks all */
     while (api->waiters != NULL)
         waiter_unlink(api->waiters);
+    free(api->list.buf);
+    free(api->metrics.buf);
     free(api);
 }

@@ -9,10 +9,21 @@
  * connection serves one request at a time: the parser pauses at each message
  * end, so a deferred (blocking-query) request parks its connection until it
  * is answered while pipelined requests wait in the input buffer. Where and
- * how we listen lives in http_listen.c, what a URL means in http_url.c;
- * this file starts at an accepted fd.
+ * how we listen lives in http_listen.c, what a URL means in http_url.c,
+ * parsing in http_parse.c and a request's accessors in http_req.c; this
+ * file starts at an accepted fd.
  * Never call ev_run here, and never re-enter the handler from
  * scout_http_respond(): the caller may be walking its own list of waiters.
+ *
+ * The loop also carries the ZooKeeper session, so the API's work is
+ * bounded per loop iteration: every watcher here runs below ZooKeeper's
+ * priority, and once the handlers have used SCOUT_HTTP_BUDGET in one
+ * iteration, complete requests wait in a FIFO (one per connection) that is
+ * drained in later iterations, after ZooKeeper has had its turn. A queued
+ * request whose client has gone (EOF, reset) is dropped unrendered. A
+ * request must arrive whole within SCOUT_HTTP_REQUEST_TIMEOUT of its first
+ * byte (slowloris), and when every slot is taken the longest-idle
+ * keep-alive connection makes room for a new client.
  */
 
 #include <errno.h>
@@ -22,7 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,64 +43,17 @@
 #include <http_parser.h>
 
 #include "api/http.h"
+#include "api/http_conn.h"
 #include "api/http_listen.h"
-#include "api/http_url.h"
 #include "log.h"
+#include "loop.h"
 #include "scout.h"
+#include "stats.h"
 
 #define LOG(lvl, ...) scout_log(SCOUT_LOG_##lvl, "http", __VA_ARGS__)
 
-#define IN_BUF         8192         /* parsing streams: bounds memory only */
-#define RHDR_MAX       4096         /* added response headers */
 #define LINGER_TIMEOUT 2.0          /* draining a client after we close */
 #define OUT_KEEP       (64 * 1024)  /* bigger buffers are freed once sent */
-
-typedef struct scout_http_conn_s conn_t;
-
-struct scout_http_req_s {
-    conn_t              *conn;
-    const char          *method;
-    char                *path, *query;  /* both into pq */
-    double               t0;
-    scout_http_abort_fn  on_abort;
-    void                *abort_data;
-    size_t               url_len, hdr_len, body_len, rhdr_len;
-    int                  hstate;        /* 0 none, 1 in field, 2 in value */
-    unsigned             keepalive:1, head:1, http10:1, bad_url:1,
-                         deferred:1, aborted:1;
-    char                 url[SCOUT_HTTP_MAX_URL + 1];
-    char                 pq[SCOUT_HTTP_MAX_URL + 2];
-    char                 hdr[SCOUT_HTTP_MAX_HEADER];  /* name\0value\0... */
-    char                 rhdr[RHDR_MAX];              /* "N: v\r\n"... */
-};
-
-struct scout_http_conn_s {
-    scout_http_t     *h;
-    conn_t           *prev, *next;
-    int               fd;
-    ev_io             rio, wio;
-    ev_timer          timer;       /* idle; linger; or a zero-delay resume */
-    http_parser       parser;
-    scout_http_req_t *req;         /* being parsed, dispatched or deferred */
-    int               err_status;  /* set by a parser callback that bailed */
-    unsigned          eof:1, closing:1, lingering:1, dispatching:1, resume:1;
-    char             *out;
-    size_t            out_off, out_len, out_cap, in_off, in_len;
-    char              in[IN_BUF];
-};
-
-struct scout_http_s {
-    struct ev_loop        *loop;
-    scout_http_handler_fn  handler;
-    void                  *ud;
-    scout_http_listen_t    lis;
-    int                    full_warned;
-    conn_t                *conns;
-    unsigned               nconns, max_conns;
-    double                 idle;
-    time_t                 date_sec;
-    char                   date[80];
-};
 
 static void conn_step(conn_t *c);
 static void conn_close(conn_t *c);
@@ -133,147 +99,14 @@ static const char *http_date(scout_http_t *h)
     return h->date;
 }
 
-/* ---- parser callbacks: copy what we keep, bail out with a status --------- */
-
-static int hdr_put(conn_t *c, const char *at, size_t n, int nul)
-{
-    scout_http_req_t *r = c->req;
-
-    /* The request line shares the header budget: it is part of the head. */
-    if (r->url_len + r->hdr_len + n + 2 > SCOUT_HTTP_MAX_HEADER) {
-        c->err_status = 431;
-        return -1;
-    }
-    if (nul)
-        r->hdr[r->hdr_len++] = '\0';
-    memcpy(r->hdr + r->hdr_len, at, n);
-    r->hdr_len += n;
-    return 0;
-}
-
-static int on_message_begin(http_parser *p)
-{
-    conn_t *c = p->data;
-
-    free(c->req);   /* defensive: a message always ends before the next */
-    c->req = calloc(1, sizeof(*c->req));
-    if (c->req == NULL) {
-        c->err_status = 503;
-        return -1;
-    }
-    c->req->conn = c;
-    c->req->t0 = ev_time();
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t n)
-{
-    conn_t           *c = p->data;
-    scout_http_req_t *r = c->req;
-
-    if (r->url_len + n > SCOUT_HTTP_MAX_URL) {
-        c->err_status = 414;
-        return -1;
-    }
-    memcpy(r->url + r->url_len, at, n);
-    r->url_len += n;
-    return 0;
-}
-
-/* Field and value may each arrive in pieces across reads; a NUL goes in
- * only when the parser switches from one to the other. */
-static int hdr_piece(http_parser *p, const char *at, size_t n, int state)
-{
-    conn_t *c = p->data;
-    int     nul = c->req->hstate != 0 && c->req->hstate != state;
-
-    c->req->hstate = state;
-    return hdr_put(c, at, n, nul);
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t n)
-{ return hdr_piece(p, at, n, 1); }
-
-static int on_header_value(http_parser *p, const char *at, size_t n)
-{ return hdr_piece(p, at, n, 2); }
-
-static int on_headers_complete(http_parser *p)
-{
-    conn_t           *c = p->data;
-    scout_http_req_t *r = c->req;
-
-    if (r->hstate != 0 && hdr_put(c, "", 0, 1) != 0)
-        return -1;
-    r->hstate = 0;
-    /* http-parser takes any digits ("HTTP/9.9"); we speak 1.0 and 1.1 and
-     * must not answer a version we do not know as if it were one of them */
-    if (p->http_major != 1 || p->http_minor > 1) {
-        c->err_status = 505;
-        return -1;
-    }
-    r->method = http_method_str((enum http_method) p->method);
-    r->head = p->method == HTTP_HEAD;
-    r->http10 = p->http_major == 1 && p->http_minor == 0;
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t n)
-{
-    conn_t *c = p->data;
-
-    (void) at;
-    c->req->body_len += n;
-    if (c->req->body_len > SCOUT_HTTP_MAX_BODY) {
-        c->err_status = 413;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    conn_t                *c = p->data;
-    scout_http_req_t      *r = c->req;
-    struct http_parser_url u;
-    size_t                 plen = 0, qlen = 0;
-
-    /* After an upgrade the stream is no longer HTTP: answer, then close. */
-    r->keepalive = http_should_keep_alive(p) && !p->upgrade;
-    r->url[r->url_len] = '\0';
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(r->url, r->url_len, p->method == HTTP_CONNECT,
-                              &u) != 0) {
-        r->bad_url = 1;
-    } else {
-        if (u.field_set & (1 << UF_PATH))
-            plen = u.field_data[UF_PATH].len;
-        if (u.field_set & (1 << UF_QUERY))
-            qlen = u.field_data[UF_QUERY].len;
-        memcpy(r->pq, r->url + u.field_data[UF_PATH].off, plen);
-        memcpy(r->pq + plen + 1, r->url + u.field_data[UF_QUERY].off, qlen);
-    }
-    r->pq[plen] = '\0';
-    r->pq[plen + 1 + qlen] = '\0';
-    r->path = r->pq;
-    r->query = r->pq + plen + 1;
-    http_parser_pause(p, 1);   /* one at a time; the rest waits in c->in */
-    return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin, .on_url = on_url,
-    .on_header_field = on_header_field, .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete, .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
 /* ---- output -------------------------------------------------------------- */
 
 /* One buffer, so a response usually leaves in a single send(): two small
  * writes would meet Nagle and delayed ACKs. */
 static int out_response(conn_t *c, int status, const char *ctype,
                         const char *extra, size_t extra_len, const char *body,
-                        size_t len, int keepalive, int http10, int head)
+                        size_t len, scout_rcbuf_t *shared, int keepalive,
+                        int http10, int head)
 {
     int    nobody = status == 204 || status == 304, n;
     size_t room = 200 + (ctype ? strlen(ctype) : 0) + extra_len, cap;
@@ -282,6 +115,12 @@ static int out_response(conn_t *c, int status, const char *ctype,
     if (!nobody)
         snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", len);
     if (nobody || head)
+        len = 0;
+    /* A shared body is sent from where it is (one request at a time: no
+     * other body can be waiting); only the head is written here. */
+    if (shared == NULL || len == 0 || c->body != NULL)
+        shared = NULL;
+    else
         len = 0;
     for (cap = c->out_cap ? c->out_cap : 4096; cap < c->out_len + room + len;)
         cap *= 2;
@@ -304,6 +143,10 @@ static int out_response(conn_t *c, int status, const char *ctype,
     if (len > 0)   /* body may be NULL when empty */
         memcpy(c->out + c->out_len, body, len);
     c->out_len += len;
+    if (shared != NULL) {
+        c->body = scout_rcbuf_ref(shared);
+        c->body_off = 0;
+    }
     return SCOUT_OK;
 }
 
@@ -311,7 +154,7 @@ static int out_response(conn_t *c, int status, const char *ctype,
 
 /* Re-arming cancels a pending resume; every caller is on its way through
  * conn_step() anyway. */
-static void conn_timer_again(conn_t *c, double repeat)
+void scout_http_conn_timer_again(conn_t *c, double repeat)
 {
     c->resume = 0;
     c->timer.repeat = repeat;
@@ -320,28 +163,51 @@ static void conn_timer_again(conn_t *c, double repeat)
 
 static void conn_touch(conn_t *c)
 {
-    /* A parked request waits as long as its owner says, not our idle. */
-    if (c->req == NULL || !c->req->deferred)
-        conn_timer_again(c, c->h->idle);
+    /* A parked request waits as long as its owner says, not our idle; a
+     * partial one only as long as its deadline, however it trickles in. */
+    if (c->req_start > 0) {
+        double left = c->req_start + scout_http_request_timeout(c->h)
+                      - ev_now(c->h->loop);
+        scout_http_conn_timer_again(c, left > 1e-3 ? left : 1e-3);
+    } else if (c->req == NULL || !c->req->deferred) {
+        scout_http_conn_timer_again(c, c->h->idle);
+    }
 }
 
 /* SCOUT_OK: flushed. SCOUT_AGAIN: waiting for EV_WRITE. SCOUT_ERROR: the
  * connection is gone and c freed. */
 static int conn_flush(conn_t *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                         MSG_NOSIGNAL);
+    while (c->out_off < c->out_len || c->body != NULL) {
+        struct iovec  iov[2];
+        struct msghdr m = { .msg_iov = iov, .msg_iovlen = 0 };
+        size_t        head = c->out_len - c->out_off;
+        ssize_t       n;
 
+        if (head > 0)
+            iov[m.msg_iovlen++] = (struct iovec) { c->out + c->out_off, head };
+        if (c->body != NULL)
+            iov[m.msg_iovlen++] = (struct iovec) {
+                c->body->data + c->body_off, c->body->len - c->body_off };
+        n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
         if (n > 0) {
-            c->out_off += (size_t) n;
+            size_t k = (size_t) n < head ? (size_t) n : head;
+
+            c->out_off += k;
+            if (c->body != NULL) {
+                c->body_off += (size_t) n - k;
+                if (c->body_off == c->body->len) {
+                    scout_rcbuf_unref(c->body);
+                    c->body = NULL;
+                }
+            }
             conn_touch(c);
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             ev_io_start(c->h->loop, &c->wio);
             if (!ev_is_active(&c->timer))   /* a client that never reads */
-                conn_timer_again(c, c->h->idle);
+                scout_http_conn_timer_again(c, c->h->idle);
             return SCOUT_AGAIN;
         } else {
             LOG(DEBUG, "fd %d: send: %s", c->fd, strerror(errno));
@@ -370,7 +236,7 @@ static void conn_linger(conn_t *c)
         c->lingering = 1;
         shutdown(c->fd, SHUT_WR);
         c->in_off = c->in_len = 0;
-        conn_timer_again(c, LINGER_TIMEOUT);
+        scout_http_conn_timer_again(c, LINGER_TIMEOUT);
         ev_io_start(c->h->loop, &c->rio);
     }
 }
@@ -396,9 +262,11 @@ static void conn_fail(conn_t *c)
         c->err_status ? "limit exceeded" : http_errno_description(e));
     free(c->req);   /* the handler never saw it: no abort due */
     c->req = NULL;
+    c->req_start = 0;   /* from here on only the answer's send is timed */
     c->in_off = c->in_len = 0;
     c->closing = 1;
-    out_response(c, status, "text/plain", "", 0, text, strlen(text), 0, 0, 0);
+    out_response(c, status, "text/plain", "", 0, text, strlen(text), NULL,
+                 0, 0, 0);
 }
 
 static void conn_dispatch(conn_t *c)
@@ -406,7 +274,11 @@ static void conn_dispatch(conn_t *c)
     scout_http_t     *h = c->h;
     scout_http_req_t *r = c->req;
     int               rc;
+    double            t0 = ev_time(), dt;
+    char              what[96];
 
+    snprintf(what, sizeof(what), "%s %s", r->method, r->path);
+    scout_stats.api_requests++;
     c->dispatching = 1;
     if (r->bad_url) {
         r->keepalive = 0;
@@ -415,6 +287,9 @@ static void conn_dispatch(conn_t *c)
         rc = h->handler(h->ud, r);
     }
     c->dispatching = 0;
+    dt = ev_time() - t0;
+    h->spent += dt;
+    scout_loop_note(what, dt);
     if (c->req == NULL)
         return;   /* answered */
     if (rc == SCOUT_AGAIN) {
@@ -428,6 +303,96 @@ static void conn_dispatch(conn_t *c)
     scout_http_respond(r, 500, "text/plain", "internal error\n", 15);
 }
 
+/* ---- the work budget: complete requests past it wait their turn ---------- */
+
+static void ready_push(conn_t *c)
+{
+    scout_http_t *h = c->h;
+
+    c->queued = 1;
+    c->rnext = NULL;
+    c->rprev = h->ready_tail;
+    if (h->ready_tail != NULL)
+        h->ready_tail->rnext = c;
+    else
+        h->ready = c;
+    h->ready_tail = c;
+    /* it waits on us now, not on the client */
+    ev_timer_stop(h->loop, &c->timer);
+    c->resume = 0;
+    ev_idle_start(h->loop, &h->spin);
+    scout_stats.api_requests_deferred++;
+}
+
+static void ready_unlink(conn_t *c)
+{
+    scout_http_t *h = c->h;
+
+    if (!c->queued)
+        return;
+    c->queued = 0;
+    if (c->rprev != NULL)
+        c->rprev->rnext = c->rnext;
+    else
+        h->ready = c->rnext;
+    if (c->rnext != NULL)
+        c->rnext->rprev = c->rprev;
+    else
+        h->ready_tail = c->rprev;
+    c->rprev = c->rnext = NULL;
+    if (h->ready == NULL)
+        ev_idle_stop(h->loop, &h->spin);
+}
+
+/* A client that closed (or reset) while its request waited is not worth
+ * rendering for. A half-close looks the same as a close here, as it does
+ * to a parked blocking query (see conn_read_cb). */
+static int conn_peer_gone(conn_t *c)
+{
+    char    b;
+    ssize_t n;
+
+    if (c->eof)
+        return 1;
+    n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+                      && errno != EINTR);
+}
+
+static void budget_reset_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    scout_http_t *h = w->data;
+
+    (void) loop; (void) revents;
+    h->spent = 0;
+}
+
+/* Runs every iteration after everything of higher priority (ZooKeeper
+ * first): serves the FIFO until the iteration's budget is used. */
+static void drain_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    scout_http_t *h = w->data;
+    conn_t       *c;
+
+    (void) loop; (void) revents;
+    while ((c = h->ready) != NULL && h->spent < SCOUT_HTTP_BUDGET) {
+        ready_unlink(c);
+        if (conn_peer_gone(c)) {
+            LOG(DEBUG, "fd %d: client gone, %s %s not answered", c->fd,
+                c->req->method, c->req->path);
+            scout_stats.api_requests_dropped++;
+            conn_close(c);
+            continue;
+        }
+        conn_step(c);
+    }
+}
+
+static void spin_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void) loop; (void) w; (void) revents;
+}
+
 /* 1: a message is complete. 0: input ran out. -1: bad request. */
 static int conn_parse(conn_t *c)
 {
@@ -435,8 +400,8 @@ static int conn_parse(conn_t *c)
         size_t          n;
         enum http_errno e;
 
-        n = http_parser_execute(&c->parser, &settings, c->in + c->in_off,
-                                c->in_len - c->in_off);
+        n = http_parser_execute(&c->parser, &scout_http_parser_settings,
+                                c->in + c->in_off, c->in_len - c->in_off);
         c->in_off += n;
         e = HTTP_PARSER_ERRNO(&c->parser);
         if (e == HPE_PAUSED) {
@@ -458,18 +423,30 @@ static void conn_step(conn_t *c)
         int rc;
 
         /* Never parse ahead of unsent output: that is the backpressure. */
-        if (c->out_off < c->out_len && conn_flush(c) != SCOUT_OK)
+        if ((c->out_off < c->out_len || c->body != NULL)
+            && conn_flush(c) != SCOUT_OK)
             return;
         if (c->closing) {
             conn_linger(c);
             return;
         }
-        if (c->req != NULL && c->req->deferred) {
+        if ((c->req != NULL && c->req->deferred) || c->queued) {
             conn_read_interest(c);   /* to notice a hang-up */
             return;
         }
+        if (c->ready) {
+            c->ready = 0;
+            conn_dispatch(c);
+            continue;
+        }
         rc = conn_parse(c);
         if (rc > 0) {
+            /* FIFO: nobody overtakes a request already waiting */
+            if (c->h->ready != NULL || c->h->spent >= SCOUT_HTTP_BUDGET) {
+                c->ready = 1;
+                ready_push(c);
+                return;
+            }
             conn_dispatch(c);
         } else if (rc < 0) {
             conn_fail(c);
@@ -479,7 +456,7 @@ static void conn_step(conn_t *c)
         } else {
             conn_read_interest(c);
             if (!ev_is_active(&c->timer))
-                conn_timer_again(c, c->h->idle);
+                scout_http_conn_timer_again(c, c->h->idle);
             return;
         }
     }
@@ -523,7 +500,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
      * that half-closes after sending cannot use deferred endpoints. */
     if (c->eof && c->req != NULL && c->req->deferred)
         conn_close(c);
-    else
+    else    /* a queued one is dropped at its turn (drain_cb): no work */
         conn_step(c);
 }
 
@@ -543,7 +520,14 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         conn_step(c);
         return;
     }
-    LOG(DEBUG, "fd %d: %s timeout", c->fd, c->lingering ? "linger" : "idle");
+    if (c->req_start > 0 && !c->lingering) {
+        LOG(DEBUG, "fd %d: request not complete %.0fs after its first byte",
+            c->fd, scout_http_request_timeout(c->h));
+        scout_stats.api_deadline_closes++;
+    } else {
+        LOG(DEBUG, "fd %d: %s timeout", c->fd,
+            c->lingering ? "linger" : "idle");
+    }
     conn_close(c);
 }
 
@@ -555,6 +539,7 @@ static void conn_close(conn_t *c)
     ev_io_stop(h->loop, &c->rio);   /* stopping also drops pending events */
     ev_io_stop(h->loop, &c->wio);
     ev_timer_stop(h->loop, &c->timer);
+    ready_unlink(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -572,6 +557,7 @@ static void conn_close(conn_t *c)
         }
         free(r);
     }
+    scout_rcbuf_unref(c->body);
     free(c->out);
     free(c);
 }
@@ -593,6 +579,9 @@ static void conn_new(scout_http_t *h, int fd)
     ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
     ev_init(&c->timer, conn_timer_cb);
+    ev_set_priority(&c->rio, SCOUT_HTTP_PRI);
+    ev_set_priority(&c->wio, SCOUT_HTTP_PRI);
+    ev_set_priority(&c->timer, SCOUT_HTTP_PRI);
     c->rio.data = c->wio.data = c->timer.data = c;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
@@ -601,15 +590,39 @@ static void conn_new(scout_http_t *h, int fd)
     h->conns = c;
     h->nconns++;
     ev_io_start(h->loop, &c->rio);
-    conn_timer_again(c, h->idle);
+    scout_http_conn_timer_again(c, h->idle);
 }
 
 /* The listener hands over every accepted fd; whether to serve it is ours,
  * since only we count connections. */
+/* The oldest keep-alive connection that holds nothing: no request begun
+ * or waiting, no output, not closing. O(connections), paid only when
+ * every slot is taken. */
+static conn_t *conn_oldest_idle(scout_http_t *h)
+{
+    conn_t *c, *found = NULL;
+
+    for (c = h->conns; c != NULL; c = c->next)   /* newest first */
+        if (c->req == NULL && !c->ready && c->req_start == 0
+            && c->in_off == c->in_len && c->out_off == c->out_len
+            && c->body == NULL
+            && !c->closing && !c->lingering && !c->eof)
+            found = c;
+    return found;
+}
+
 static void conn_accept(void *ud, int fd)
 {
     scout_http_t *h = ud;
+    conn_t       *idle;
 
+    if (h->nconns == h->max_conns && (idle = conn_oldest_idle(h)) != NULL) {
+        /* Idle connections must not lock new clients out (nginx's
+         * reusable connections): the one idle longest goes. */
+        LOG(DEBUG, "fd %d: closed, idle, to make room", idle->fd);
+        scout_stats.api_idle_evictions++;
+        conn_close(idle);
+    }
     if (h->nconns < h->max_conns) {
         conn_new(h, fd);
         return;
@@ -622,11 +635,32 @@ static void conn_accept(void *ud, int fd)
 
 /* ---- public API ---------------------------------------------------------- */
 
+/* Connections may take what the fd limit leaves after a reserve for the
+ * ZooKeeper sessions, health checks, rendered files, snapshots and spawned
+ * children: a quarter of the limit, at least 64 (main.c raised the soft
+ * limit to the hard one before we get here). */
+static unsigned conns_cap(unsigned long long *lim)
+{
+    struct rlimit rl;
+    unsigned long long reserve, cap = SCOUT_HTTP_MAX_CONNS;
+
+    *lim = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        *lim = (unsigned long long) rl.rlim_cur;
+        reserve = *lim / 4 > 64 ? *lim / 4 : 64;
+        cap = *lim > reserve + 16 ? *lim - reserve : 16;
+        if (cap > SCOUT_HTTP_MAX_CONNS)
+            cap = SCOUT_HTTP_MAX_CONNS;
+    }
+    return (unsigned) cap;
+}
+
 scout_http_t *
 scout_http_new(struct ev_loop *loop, const char *listen_,
                scout_http_handler_fn handler, void *ud, char *err)
 {
-    scout_http_t *h;
+    scout_http_t      *h;
+    unsigned long long lim;
 
     if (loop == NULL || listen_ == NULL || handler == NULL) {
         scout_seterr(err, "http: loop, listen address and handler "
@@ -638,13 +672,25 @@ scout_http_new(struct ev_loop *loop, const char *listen_,
         return NULL;
     }
     *h = (scout_http_t) { .loop = loop, .handler = handler, .ud = ud,
-        .max_conns = SCOUT_HTTP_MAX_CONNS, .idle = SCOUT_HTTP_IDLE_TIMEOUT };
+        .max_conns = conns_cap(&lim), .idle = SCOUT_HTTP_IDLE_TIMEOUT };
 
     if (scout_http_listen_open(&h->lis, loop, listen_, conn_accept, h, err)
         != SCOUT_OK) {
         free(h);
         return NULL;
     }
+    if (lim > 0)
+        LOG(INFO, "fd limit %llu, %llu kept for sessions, checks, renders "
+            "and files: up to %u API connections", lim, lim - h->max_conns,
+            h->max_conns);
+    ev_prepare_init(&h->budget_reset, budget_reset_cb);
+    ev_check_init(&h->drain, drain_cb);
+    ev_idle_init(&h->spin, spin_cb);
+    ev_set_priority(&h->drain, EV_MINPRI);
+    ev_set_priority(&h->spin, EV_MINPRI);
+    h->budget_reset.data = h->drain.data = h->spin.data = h;
+    ev_prepare_start(loop, &h->budget_reset);
+    ev_check_start(loop, &h->drain);
     return h;
 }
 
@@ -656,6 +702,9 @@ scout_http_free(scout_http_t *h)
     scout_http_listen_close(&h->lis);
     while (h->conns != NULL)
         conn_close(h->conns);
+    ev_prepare_stop(h->loop, &h->budget_reset);
+    ev_check_stop(h->loop, &h->drain);
+    ev_idle_stop(h->loop, &h->spin);
     free(h);
 }
 
@@ -672,57 +721,9 @@ scout_http_set_limits(scout_http_t *h, unsigned max_conns, double idle)
         h->idle = idle;
 }
 
-const char *scout_http_req_method(const scout_http_req_t *r)
-{ return r->method; }
-
-const char *scout_http_req_path(const scout_http_req_t *r)
-{ return r->path; }
-
-const char *scout_http_req_query(const scout_http_req_t *r)
-{ return r->query; }
-
-const char *
-scout_http_req_header(const scout_http_req_t *req, const char *name)
-{
-    const char *p = req->hdr, *end = req->hdr + req->hdr_len, *v;
-
-    for (; p < end; p = v + strlen(v) + 1) {
-        v = p + strlen(p) + 1;
-        if (strcasecmp(p, name) == 0)
-            return v;
-    }
-    return NULL;
-}
-
-int
-scout_http_query_get(const scout_http_req_t *req, const char *name,
-                     char *buf, size_t len)
-{
-    return scout_http_query_value(req->query, name, buf, len);
-}
-
-int
-scout_http_add_header(scout_http_req_t *req, const char *name,
-                      const char *value)
-{
-    size_t      nlen = strlen(name), vlen = strlen(value);
-    const char *s;
-
-    if (req->aborted || nlen == 0 || strpbrk(value, "\r\n") != NULL
-        || req->rhdr_len + nlen + vlen + 5 > RHDR_MAX)
-        return SCOUT_ERROR;
-    for (s = name; *s; s++)
-        if ((unsigned char) *s <= ' ' || *s == ':' || *s == 127)
-            return SCOUT_ERROR;
-    req->rhdr_len += (size_t) snprintf(req->rhdr + req->rhdr_len,
-                                       RHDR_MAX - req->rhdr_len, "%s: %s\r\n",
-                                       name, value);
-    return SCOUT_OK;
-}
-
-int
-scout_http_respond(scout_http_req_t *req, int status,
-                   const char *content_type, const char *body, size_t len)
+static int
+respond(scout_http_req_t *req, int status, const char *content_type,
+        const char *body, size_t len, scout_rcbuf_t *shared)
 {
     conn_t *c = req->conn;
 
@@ -732,7 +733,7 @@ scout_http_respond(scout_http_req_t *req, int status,
         *req->query ? "?" : "", req->query, status,
         (long) ((ev_time() - req->t0) * 1e6));
     if (out_response(c, status, content_type, req->rhdr, req->rhdr_len, body,
-                     len, req->keepalive, req->http10, req->head)
+                     len, shared, req->keepalive, req->http10, req->head)
         != SCOUT_OK) {
         LOG(ERROR, "out of memory for a %zu byte response", len);
         c->closing = 1;
@@ -754,10 +755,16 @@ scout_http_respond(scout_http_req_t *req, int status,
     return SCOUT_OK;
 }
 
-void
-scout_http_req_on_abort(scout_http_req_t *req, scout_http_abort_fn fn,
-                        void *data)
+int
+scout_http_respond(scout_http_req_t *req, int status,
+                   const char *content_type, const char *body, size_t len)
 {
-    req->on_abort = fn;
-    req->abort_data = data;
+    return respond(req, status, content_type, body, len, NULL);
+}
+
+int
+scout_http_respond_shared(scout_http_req_t *req, int status,
+                          const char *content_type, scout_rcbuf_t *body)
+{
+    return respond(req, status, content_type, body->data, body->len, body);
 }

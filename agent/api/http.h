@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 
+#include "rcbuf.h"
 #include "scout.h"
 
 /* A value was present but could not be decoded (bad %-escape, %00, or it
@@ -29,8 +30,18 @@
 #define SCOUT_HTTP_MAX_URL      4096         /* longer: 414 */
 #define SCOUT_HTTP_MAX_HEADER   8192         /* request line + headers: 431 */
 #define SCOUT_HTTP_MAX_BODY     (64 * 1024)  /* discarded; longer: 413 */
-#define SCOUT_HTTP_MAX_CONNS    1024         /* beyond: accept and close */
+#define SCOUT_HTTP_MAX_CONNS    1024         /* at most; fewer when the fd
+                                                limit is low. Beyond: the
+                                                longest-idle keep-alive one
+                                                is closed, else the new one */
 #define SCOUT_HTTP_IDLE_TIMEOUT 60.0         /* seconds without progress */
+/* A request (line, headers, body) must be complete this many seconds after
+ * its first byte, however it trickles in (or within the idle timeout, if
+ * that is shorter). */
+#define SCOUT_HTTP_REQUEST_TIMEOUT 10.0
+/* Handler time per loop iteration; past it, complete requests wait for a
+ * later iteration (ZooKeeper's socket is served in between). */
+#define SCOUT_HTTP_BUDGET       0.02
 
 struct ev_loop;
 
@@ -124,6 +135,12 @@ int scout_http_add_header(scout_http_req_t *req, const char *name,
 int scout_http_respond(scout_http_req_t *req, int status,
                        const char *content_type, const char *body,
                        size_t len);
+
+/* Like scout_http_respond(), but the body is not copied: the connection
+ * takes a reference (rcbuf.h) and sends from the shared buffer, so a
+ * thousand clients of one big answer hold it once. */
+int scout_http_respond_shared(scout_http_req_t *req, int status,
+                              const char *content_type, scout_rcbuf_t *body);
 
 /* Register the abort callback of a deferred request (one per request; a
  * second call replaces the first). */

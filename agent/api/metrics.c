@@ -22,6 +22,7 @@
 #include <zookeeper/zookeeper_version.h>
 
 #include "commit.h"                 /* generated: SCOUT_COMMIT */
+#include "loop.h"
 #include "scout.h"
 #include "stats.h"
 
@@ -278,29 +279,51 @@ process_metrics(FILE *out)
             (unsigned long long)rl.rlim_cur);
 }
 
-int
-scout_api_metrics(const scout_api_view_t *v, scout_http_req_t *req,
-                  unsigned http_conns, unsigned parked)
+/* How long each loop iteration's callbacks held the loop (loop.c). */
+static void
+loop_metrics(FILE *out)
+{
+    static const char *const le[] = {
+#define X(b) #b,
+        SCOUT_LOOP_STALL_BUCKETS(X)
+#undef X
+    };
+
+    fprintf(out, "# HELP scout_loop_stall_seconds how long each loop "
+                 "iteration's callbacks held the loop\n"
+                 "# TYPE scout_loop_stall_seconds histogram\n");
+    for (size_t i = 0; i < sizeof(le) / sizeof(le[0]); i++)
+        fprintf(out, "scout_loop_stall_seconds_bucket{le=\"%s\"} %llu\n",
+                le[i], (unsigned long long)scout_loop_stats.bucket[i]);
+    fprintf(out, "scout_loop_stall_seconds_bucket{le=\"+Inf\"} %llu\n"
+                 "scout_loop_stall_seconds_sum %.6f\n"
+                 "scout_loop_stall_seconds_count %llu\n",
+            (unsigned long long)scout_loop_stats.count, scout_loop_stats.sum,
+            (unsigned long long)scout_loop_stats.count);
+    fprintf(out, "# HELP scout_loop_stall_max_seconds the longest loop "
+                 "iteration since the start\n"
+                 "# TYPE scout_loop_stall_max_seconds gauge\n"
+                 "scout_loop_stall_max_seconds %.6f\n", scout_loop_stats.max);
+}
+
+char *
+scout_api_metrics_render(const scout_api_view_t *v, unsigned http_conns,
+                         unsigned parked, size_t *len)
 {
     char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    int rc;
+    FILE *out = open_memstream(&buf, len);
 
     if (out == NULL)
-        return scout_http_respond(req, 500, "text/plain", "out of memory\n",
-                                  14);
+        return NULL;
     global_counters(out);
     service_metrics(out, v);
     session_metrics(out, v);
     agent_metrics(out, v, http_conns, parked);
+    loop_metrics(out);
     process_metrics(out);
     if (fclose(out) != 0) {
         free(buf);
-        return scout_http_respond(req, 500, "text/plain", "out of memory\n",
-                                  14);
+        return NULL;
     }
-    rc = scout_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
-    free(buf);
-    return rc;
+    return buf;
 }

@@ -6,9 +6,11 @@
 #define SCOUT_METRICS_H
 
 #include "api/api.h"
-#include "api/http.h"
 
-int scout_api_metrics(const scout_api_view_t *view, scout_http_req_t *req,
-                      unsigned http_conns, unsigned parked);
+/* The whole exposition in a malloc'd buffer (*len bytes) the caller
+ * frees, or NULL when out of memory. */
+char *scout_api_metrics_render(const scout_api_view_t *view,
+                               unsigned http_conns, unsigned parked,
+                               size_t *len);
 
 #endif

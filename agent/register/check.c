@@ -10,6 +10,12 @@
  * right after it: the callback may free the check, so nothing may touch it
  * once the callback has been entered.
  *
+ * A round the agent itself could not run (no fd left, no process to fork)
+ * says nothing about the service: it ends in unknown(), which is logged and
+ * counted but is no verdict -- it neither flips the state nor breaks a
+ * streak, so a healthy service is never withdrawn for the agent's own
+ * shortage.
+ *
  * This module must never block the loop: no DNS (names other than localhost
  * are refused at setup), non-blocking sockets only, and waitpid only on a
  * child that has already been sent SIGKILL (in _free; the normal path reaps
@@ -38,6 +44,7 @@
 
 #include "log.h"
 #include "spawn.h"
+#include "stats.h"
 
 enum { IDLE, CONNECTING, SENDING, READING, RUNNING };
 
@@ -75,6 +82,7 @@ struct scout_check_s {
 
     int                 up;
     int                 streak;       /* results disagreeing with up */
+    int                 unknown;      /* the last round could not run */
     char                reason[SCOUT_ERR_LEN];
 };
 
@@ -139,6 +147,7 @@ finish(scout_check_t *c, int ok, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
     va_end(ap);
+    c->unknown = 0;
 
     if (ok == c->up) {
         c->streak = 0;
@@ -153,6 +162,42 @@ finish(scout_check_t *c, int ok, const char *fmt, ...)
               : c->target, ok ? "up" : "down", c->reason);
     if (c->on_change != NULL)
         c->on_change(c->ud, ok, c->reason);     /* last: may free c */
+}
+
+/* A local failure to run the probe at all: EMFILE, ENFILE, no memory, no
+ * ephemeral port, fork refused. */
+static int
+local_errno(int e)
+{
+    return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM
+           || e == EAGAIN || e == EADDRNOTAVAIL;
+}
+
+/* Ends the round without a verdict: the state and the streak stand.  The
+ * first of a run is a warning, the rest are debug lines (the counter
+ * tells how many). */
+static void
+unknown(scout_check_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+unknown(scout_check_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    stop_probe(c);
+    arm_round(c, c->interval);
+    n = snprintf(c->reason, sizeof(c->reason), "unknown: ");
+    va_start(ap, fmt);
+    vsnprintf(c->reason + n, sizeof(c->reason) - (size_t)n, fmt, ap);
+    va_end(ap);
+    scout_stats.check_unknown++;
+    scout_log(c->unknown ? SCOUT_LOG_DEBUG : SCOUT_LOG_WARN, "check",
+              "%s %s: %s; the check could not run, it stays %s",
+              kind_names[c->kind], c->target, c->reason,
+              c->up ? "up" : "down");
+    c->unknown = 1;
 }
 
 static void
@@ -327,13 +372,22 @@ start_connect(scout_check_t *c)
     c->fd = socket(c->addr.ss_family,
                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
-        finish(c, 0, "%s %s: socket: %s", kind_names[c->kind], c->label,
-               errstr(errno, eb, sizeof(eb)));
+        if (local_errno(errno))
+            unknown(c, "%s %s: socket: %s", kind_names[c->kind], c->label,
+                    errstr(errno, eb, sizeof(eb)));
+        else
+            finish(c, 0, "%s %s: socket: %s", kind_names[c->kind], c->label,
+                   errstr(errno, eb, sizeof(eb)));
         return;
     }
     c->state = CONNECTING;
     if (connect(c->fd, (struct sockaddr *)&c->addr, c->addrlen) == 0) {
         connected(c);
+        return;
+    }
+    if (errno == EADDRNOTAVAIL) {           /* no local port left */
+        unknown(c, "%s %s: %s", kind_names[c->kind], c->label,
+                errstr(errno, eb, sizeof(eb)));
         return;
     }
     if (errno != EINPROGRESS && errno != EINTR) {
@@ -384,7 +438,12 @@ start_exec(scout_check_t *c)
     return;
 
 spawn_failed:
-    finish(c, 0, "exec: cannot run /bin/sh: %s", errstr(rc, eb, sizeof(eb)));
+    if (local_errno(rc))
+        unknown(c, "exec: cannot run /bin/sh: %s",
+                errstr(rc, eb, sizeof(eb)));
+    else
+        finish(c, 0, "exec: cannot run /bin/sh: %s",
+               errstr(rc, eb, sizeof(eb)));
 }
 
 /* ---- rounds -------------------------------------------------------------- */

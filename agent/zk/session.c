@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "loop.h"
 #include "scout.h"
 #include "stats.h"
 
@@ -228,7 +229,11 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
     /* Any return code is fine: on connection loss the library has already
      * closed the socket and failed the pending completions. */
     if (s->zh != NULL) {
+        double t0 = ev_time();
         int rc = zookeeper_process(s->zh, events);
+
+        /* completions run inside: watch results, policy updates, publish */
+        scout_loop_note("zookeeper completions", ev_time() - t0);
         /* on an error the library may have closed the socket and will
          * open another, often with the same fd number */
         if (rc != ZOK && rc != ZNOTHING)
@@ -379,6 +384,13 @@ scout_session_new(struct ev_loop *loop, const scout_session_opts_t *opts,
     ev_init(&s->lost, on_lost);
     s->lost.repeat = 4.0 * s->timeout_ms / 1000.0;
     s->lost.data = s;
+    /* ZooKeeper first: when its socket or deadline is ready in the same
+     * iteration as API or policy work, libev runs it before them, so pings
+     * and watch events never wait behind a burst of requests. */
+    ev_set_priority(&s->prepare, EV_MAXPRI);
+    ev_set_priority(&s->io, EV_MAXPRI);
+    ev_set_priority(&s->timer, EV_MAXPRI);
+    ev_set_priority(&s->lost, EV_MAXPRI);
     ev_prepare_start(loop, &s->prepare);
 
     zoo_set_debug_level(scout_log_enabled(SCOUT_LOG_DEBUG)

@@ -33,6 +33,7 @@
 
 #include "testing.h"
 #include "api/http.h"
+#include "stats.h"
 
 
 
@@ -345,6 +346,10 @@ static size_t padded(char *buf, const char *prefix, int ch, size_t n,
 static scout_http_req_t *parked;      /* the deferred request, if any */
 static int               nhandled, naborts;
 static char              big[1 << 20];
+static scout_rcbuf_t    *shared_big;    /* big, shared by every answer */
+static unsigned          zk_ticks;      /* a ZooKeeper-like watcher ran */
+static unsigned          slow_ticks[16];
+static int               nslow;         /* /slow answers rendered */
 
 static struct {
     int  index, name, flag, missing, bad, nul, small, w;
@@ -390,6 +395,19 @@ static int handler(void *ud, scout_http_req_t *req)
     if (strcmp(path, "/big") == 0)
         return scout_http_respond(req, 200, "application/octet-stream", big,
                                   sizeof(big));
+    if (strcmp(path, "/slow") == 0) {   /* 30 ms of work on the loop */
+        double t0 = ev_time();
+
+        while (ev_time() - t0 < 0.03)
+            ;
+        if (nslow < 16)
+            slow_ticks[nslow] = zk_ticks;
+        nslow++;
+        return scout_http_respond(req, 200, "text/plain", "slow", 4);
+    }
+    if (strcmp(path, "/shared") == 0)
+        return scout_http_respond_shared(req, 200, "application/octet-stream",
+                                         shared_big);
     if (strcmp(path, "/noreply") == 0)
         return SCOUT_OK;
     if (strcmp(path, "/q") == 0) {
@@ -701,6 +719,101 @@ static void test_big_and_sigpipe(scout_http_t *h, client_t *c)
     CHECK(scout_http_nconns(h) == 1, "dead peer dropped");
 }
 
+/* One big answer shared by its clients: each gets all of it, nobody holds
+ * a copy, and the references go once it is sent. */
+static void test_shared(scout_http_t *h, client_t *c)
+{
+    client_t d;
+
+    (void) h;
+    client_unix(&d, sock);
+    SEND(c, "GET /shared HTTP/1.1\r\n\r\nGET /shared HTTP/1.1\r\n\r\n"
+            "GET /hello HTTP/1.1\r\n\r\n");
+    SEND(&d, "GET /shared HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(got(c, 3) && got(&d, 1), 10);
+    CHECK(got(c, 3) && got(&d, 1), "shared twice + next, and another client");
+    CHECK(c->r[0].blen == sizeof(big) && c->r[1].blen == sizeof(big)
+          && d.r[0].blen == sizeof(big)
+          && memcmp(c->r[0].body, big, sizeof(big)) == 0
+          && memcmp(c->r[1].body, big, sizeof(big)) == 0
+          && memcmp(d.r[0].body, big, sizeof(big)) == 0, "1 MiB intact x3");
+    CHECK(c->r[2].status == 200 && !strcmp(c->r[2].body, "hello"),
+          "pipelined answer after a shared body");
+    CHECK(shared_big->refs == 1, "sent: references dropped (%u)",
+          shared_big->refs);
+    client_close(&d);
+}
+
+static void zk_like_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+    (void) l; (void) w; (void) revents;
+    zk_ticks++;
+}
+
+/* Six slow requests that arrive together are not all served in one loop
+ * iteration: past the budget they wait, and a watcher of higher priority
+ * (as ZooKeeper's socket is) runs between them. */
+static void test_budget(scout_http_t *h)
+{
+    client_t c[6];
+    ev_io    zk;
+    int      p[2], i, all;
+
+    CHECK(pipe(p) == 0 && write(p[1], "x", 1) == 1, "pipe");
+    ev_io_init(&zk, zk_like_cb, p[0], EV_READ);   /* always ready */
+    ev_set_priority(&zk, EV_MAXPRI);
+    ev_io_start(loop, &zk);
+    nslow = 0;
+    for (i = 0; i < 6; i++)
+        client_unix(&c[i], sock);
+    RUN_UNTIL(scout_http_nconns(h) == 6, 5);
+    for (i = 0; i < 6; i++)
+        CHECK(send(c[i].fd, "GET /slow HTTP/1.1\r\n\r\n", 22, 0) == 22,
+              "send");
+    RUN_UNTIL(got(&c[0], 1) && got(&c[1], 1) && got(&c[2], 1)
+              && got(&c[3], 1) && got(&c[4], 1) && got(&c[5], 1), 10);
+    for (i = 0, all = 1; i < 6; i++)
+        all = all && got(&c[i], 1) && c[i].r[0].status == 200;
+    CHECK(all && nslow == 6, "six slow answers (%d)", nslow);
+    for (i = 1; i < 6 && i < nslow; i++)
+        CHECK(slow_ticks[i] > slow_ticks[i - 1], "the higher-priority "
+              "watcher ran between slow request %d and %d", i, i + 1);
+    ev_io_stop(loop, &zk);
+    close(p[0]);
+    close(p[1]);
+    for (i = 0; i < 6; i++)
+        client_close(&c[i]);
+    RUN_UNTIL(scout_http_nconns(h) == 0, 5);
+}
+
+/* Requests that had to wait, from clients that have closed meanwhile, are
+ * dropped unrendered: only the first (dispatched before the budget ran
+ * out) and the client still there cost any work. */
+static void test_gone(scout_http_t *h)
+{
+    client_t c[6];
+    uint64_t dropped = scout_stats.api_requests_dropped;
+    int      i;
+
+    nslow = 0;
+    for (i = 0; i < 6; i++)
+        client_unix(&c[i], sock);
+    RUN_UNTIL(scout_http_nconns(h) == 6, 5);
+    for (i = 0; i < 6; i++)
+        CHECK(send(c[i].fd, "GET /slow HTTP/1.1\r\n\r\n", 22, 0) == 22,
+              "send");
+    for (i = 1; i < 6; i++)
+        client_close(&c[i]);
+    RUN_UNTIL(got(&c[0], 1) && scout_http_nconns(h) == 1, 10);
+    CHECK(got(&c[0], 1) && c[0].r[0].status == 200, "the one still there");
+    CHECK(nslow <= 2 && nslow + (int) (scout_stats.api_requests_dropped
+                                       - dropped) == 6,
+          "%d rendered, %d dropped", nslow,
+          (int) (scout_stats.api_requests_dropped - dropped));
+    client_close(&c[0]);
+    RUN_UNTIL(scout_http_nconns(h) == 0, 5);
+}
+
 static void test_limits(void)
 {
     char          err[SCOUT_ERR_LEN];
@@ -733,17 +846,37 @@ static void test_limits(void)
     client_close(&a);
     RUN_UNTIL(scout_http_nconns(h) == 0, 5);
 
+    /* Every slot held by an idle connection: the oldest makes room, so
+     * idle clients cannot lock new ones out (an idle timeout longer than
+     * the test, so that only the eviction can close a). */
+    scout_http_set_limits(h, 0, 30.0);
     client_tcp(&a, port);
+    RUN_UNTIL(scout_http_nconns(h) == 1, 5);
     client_tcp(&b, port);
     RUN_UNTIL(scout_http_nconns(h) == 2, 5);
     client_tcp(&x, port);
-    RUN_UNTIL(x.eof, 5);
-    CHECK(x.eof && x.n == 0, "third connection refused");
-    SEND(&a, "GET /hello HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(a.eof, 5);
+    CHECK(a.eof && a.n == 0, "the oldest idle connection made room");
+    SEND(&x, "GET /hello HTTP/1.1\r\n\r\n");
     SEND(&b, "GET /hello HTTP/1.1\r\n\r\n");
-    RUN_UNTIL(got(&a, 1) && got(&b, 1), 5);
-    CHECK(got(&a, 1) && got(&b, 1), "first two still served");
+    RUN_UNTIL(got(&x, 1) && got(&b, 1), 5);
+    CHECK(got(&x, 1) && got(&b, 1), "the new one and the other served");
     client_close(&a);
+    client_close(&x);
+    RUN_UNTIL(scout_http_nconns(h) == 1, 5);
+
+    /* Every slot busy (a parked request): a new connection is refused. */
+    client_clear(&b);
+    SEND(&b, "GET /defer HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(parked != NULL, 5);
+    scout_http_set_limits(h, 1, 0);
+    client_tcp(&x, port);
+    RUN_UNTIL(x.eof, 5);
+    CHECK(x.eof && x.n == 0, "refused while every slot is busy");
+    ev_timer_init(&t, respond_parked_cb, 0., 0.);
+    ev_timer_start(loop, &t);
+    RUN_UNTIL(got(&b, 1), 5);
+    CHECK(got(&b, 1) && !strcmp(b.r[0].body, "deferred"), "parked answered");
     client_close(&b);
     client_close(&x);
     scout_http_free(h);
@@ -872,6 +1005,7 @@ int main(void)
     loop = ev_loop_new(EVFLAG_AUTO);
     for (i = 0; i < sizeof(big); i++)
         big[i] = (char) ('a' + i % 26);
+    shared_big = scout_rcbuf_copy(big, sizeof(big));
     snprintf(dir, sizeof(dir), "/tmp/test_http.XXXXXX");
     if (mkdtemp(dir) == NULL)
         return 2;
@@ -912,12 +1046,19 @@ int main(void)
     client_unix(&cu, sock);
     RUN(test_big_and_sigpipe(hu, &cu));
     client_close(&cu);
+    client_unix(&cu, sock);
+    RUN(test_shared(hu, &cu));
+    client_close(&cu);
+    RUN_UNTIL(scout_http_nconns(hu) == 0, 5);
+    RUN(test_budget(hu));
+    RUN(test_gone(hu));
     RUN(test_limits());
     RUN(test_unix_files(hu));
 
     RUN(test_log_line());
     scout_http_free(ht);
     RUN(test_free_unlinks(hu));
+    scout_rcbuf_unref(shared_big);
 out:
     rmdir(dir);
     ev_loop_destroy(loop);

@@ -99,6 +99,10 @@ class Api(unittest.TestCase):
             else:
                 m = sample.match(line)
                 self.assertIsNotNone(m, "not a valid sample line: %r" % line)
+                family = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+                if types.get(family) == "histogram":       # a histogram's series carry a suffix
+                    self.assertRegex(line, r'_sum |_count |_bucket\{le="[^"]+"\} ')
+                    continue
                 self.assertIn(m.group(1), types, "sample before its TYPE: " + line)
                 self.assertNotIn(line.rsplit(" ", 1)[0], seen, "duplicate series: " + line)
                 seen.add(line.rsplit(" ", 1)[0])
@@ -110,7 +114,7 @@ class Api(unittest.TestCase):
                        "scout_service_protected", "scout_hook_errors_total", "scout_hook_seconds_total",
                        "scout_service_endpoints", "scout_service_staleness_seconds", "scout_session_connected",
                        "scout_zk_session_expirations_total", "scout_zk_reconnects_total",
-                       "scout_lua_memory_bytes"):
+                       "scout_lua_memory_bytes", "scout_loop_stall_seconds"):
             self.assertIn(family, types)
         self.assertGreater(self.scout.metric("scout_hook_seconds_total"), 0)
         # the policy VM holds at least the runtime and its modules, and far less than a gigabyte here

@@ -1,0 +1,304 @@
+"""The loop never stalls (issue 10): attacks driven from outside against a real ZooKeeper, each while the agent holds a
+registration under a 4 s session timeout. What a user needs is asserted: the registration's session (its
+ephemeralOwner) is the same after the attack as before, the node is never deleted (a kazoo watch records any deletion),
+/v1/health answers 200 throughout, new clients are served, and the loop-stall histogram exists and moves.
+
+- explain flood: 300 `GET /v1/explain/big` at 5,000 children from clients that close without reading
+- slowloris: connections dribbling one header byte a second are closed by the request deadline
+- idle-connection flood under a low fd limit: the connection cap leaves fds to the health check
+- EMFILE: a TCP check that cannot get an fd is "unknown", never a reason to deregister
+"""
+
+import json
+import os
+import re
+import resource
+import socket
+import threading
+import time
+import unittest
+
+from scoutharness import Scout, free_port, wait_until
+from zkharness import ZooKeeper
+
+REG = "/loop/reg"
+
+
+def populate(kz, path, n):
+    kz.ensure_path(path)
+    for start in range(0, n, 1000):
+        pending = [kz.create_async("%s/10.%d.%d.%d:8080" % (path, i // 65536, i // 256 % 256, i % 256), b"")
+                   for i in range(start, min(n, start + 1000))]
+        for p in pending:
+            p.get(timeout=30)
+
+
+class Listener:
+    """A local TCP service for health checks: accepts and counts."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            c.close()
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class HealthProbe:
+    """Asks /v1/health on fresh connections, back to back, until stopped; records every answer or failure."""
+
+    def __init__(self, scout):
+        self.scout = scout
+        self.results = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stopping:
+            try:
+                self.results.append(self.scout.request("/v1/health")[0])
+            except Exception as e:      # a timeout or a refused connection is a failure to report
+                self.results.append(repr(e))
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping = True
+        self.thread.join()
+
+
+class LoopStall(unittest.TestCase):
+    def setUp(self):
+        self.zk = ZooKeeper().start()
+        self.kz = self.zk.client()
+        self.scout = None
+        self.deleted = []
+        self.listener = None
+
+    def tearDown(self):
+        if self.scout:
+            self.scout.stop()
+        if self.listener:
+            self.listener.close()
+        self.zk.stop()
+
+    def start(self, body, log_level="info", prefix=()):
+        text = 'zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }\n' + body
+        self.scout = Scout(text, self.zk.connect, log_level=log_level)
+        self.scout.args = list(prefix) + self.scout.args
+        return self.scout.start()
+
+    def registered(self):
+        """Waits for the registration node; returns its ephemeralOwner and records any later deletion of it."""
+        kids = wait_until(lambda: self.kz.exists(REG) and self.kz.get_children(REG), what="registration node")
+        self.assertEqual(len(kids), 1, kids)
+        path = REG + "/" + kids[0]
+        owner = self.kz.get(path)[1].ephemeralOwner
+
+        def watch(data, stat, event):
+            if event is not None and event.type == "DELETED":
+                self.deleted.append(event)
+        self.kz.DataWatch(path, watch)
+        self.reg_path = path
+        return owner
+
+    def assert_registration_kept(self, owner):
+        self.assertEqual(self.deleted, [], "the registration node was deleted")
+        self.assertEqual(self.kz.get(self.reg_path)[1].ephemeralOwner, owner, "the session changed")
+        self.assertEqual(self.scout.metric("scout_zk_session_expirations_total"), 0)
+
+    def test_explain_flood_keeps_the_session_and_health(self):
+        populate(self.kz, "/loop/big", 5000)
+        s = self.start('service "big" { path = "/loop/big", codec = "plain" }\n'
+                       'register "me" { path = "%s", codec = "rpcx", endpoint = { host = "127.0.0.1", port = 9 } }\n'
+                       % REG)
+        wait_until(lambda: s.services()["big"]["endpoints"] == 5000, what="5,000 endpoints")
+        owner = self.registered()
+        stalls0 = s.metric("scout_loop_stall_seconds_count")
+        host, port = s.api.rsplit(":", 1)
+        req = b"GET /v1/explain/big HTTP/1.1\r\nHost: x\r\n\r\n"
+        base = s.metrics()
+        base_total = base.get("scout_api_requests_total", 0) + base.get("scout_api_requests_dropped_total", 0)
+        reads = [0]
+
+        def handled(probes, in_flight):
+            """The flood is handled (answered or dropped) once the agent has seen base + 300 + our own requests."""
+            if self.deleted:
+                return True             # no point waiting: the assertions below fail
+            m = s.metrics()
+            reads[0] += 1
+            seen = m.get("scout_api_requests_total", 0) + m.get("scout_api_requests_dropped_total", 0)
+            return seen >= base_total + 300 + len(probes.results) + reads[0] - in_flight
+        with HealthProbe(s) as probe:
+            for _ in range(300):                     # 300 requests; nobody reads an answer
+                c = socket.create_connection((host, int(port)))
+                c.sendall(req)
+                c.close()
+            # while the probe runs, one of its requests may be in flight: all but one of the flood
+            wait_until(lambda: handled(probe, 1), timeout=120, what="the flood handled")
+        wait_until(lambda: handled(probe, 0), what="the whole flood handled")
+        self.assertEqual(set(probe.results), {200}, probe.results)
+        self.assertGreaterEqual(len(probe.results), 3)
+        self.assert_registration_kept(owner)
+        # a new client still gets the full answer, and the stall histogram moved
+        st, _, body = s.request("/v1/explain/big")
+        self.assertEqual(st, 200)
+        self.assertEqual(body.count(b'"verdict"'), 5000)
+        m = s.metrics()
+        self.assertGreater(stalls0, 0)
+        self.assertGreater(m["scout_loop_stall_seconds_count"], stalls0)
+        self.assertEqual(m['scout_loop_stall_seconds_bucket{le="+Inf"}'], m["scout_loop_stall_seconds_count"])
+        self.assertIn("scout_loop_stall_max_seconds", m)
+
+    def test_a_cached_explain_follows_every_change(self):
+        # explain is built once and shared until the policy's view moves: then the next answer is the new one
+        self.kz.ensure_path("/loop/svc")
+        self.kz.create("/loop/svc/10.0.0.1:80")
+        s = self.start('service "svc" { path = "/loop/svc", codec = "plain",\n'
+                       '  filter = function(ep) return ep.host ~= "10.0.0.3" end }\n')
+        wait_until(lambda: s.ids("svc") == ["10.0.0.1:80"], what="first list")
+
+        def verdicts():
+            st, _, body = s.request("/v1/explain/svc")
+            self.assertEqual(st, 200)
+            return {c["id"]: c["verdict"] for c in json.loads(body)["children"]}
+        self.assertEqual(verdicts(), {"10.0.0.1:80": "published"})
+        self.assertEqual(verdicts(), {"10.0.0.1:80": "published"})      # the same answer, from the cache
+        self.kz.create("/loop/svc/10.0.0.2:80")
+        wait_until(lambda: "10.0.0.2:80" in s.ids("svc"), what="the new child published")
+        self.assertEqual(verdicts(), {"10.0.0.1:80": "published", "10.0.0.2:80": "published"})
+        # a change that publishes nothing (the filter drops it) still shows
+        reads = s.metric("scout_service_reads_children_total", "svc")
+        self.kz.create("/loop/svc/10.0.0.3:80")
+        wait_until(lambda: s.metric("scout_service_reads_children_total", "svc") > reads, what="the child read")
+        wait_until(lambda: verdicts().get("10.0.0.3:80") == "filtered", what="the filtered child explained")
+
+    def test_the_soft_fd_limit_is_raised_to_the_hard_one(self):
+        s = self.start('service "a" { path = "/loop/a", codec = "plain" }\n', prefix=("prlimit", "--nofile=256:512"))
+        with open("/proc/%d/limits" % s.proc.pid) as f:
+            line = [ln for ln in f if ln.startswith("Max open files")][0]
+        self.assertEqual(line.split()[3:5], ["512", "512"], line)
+        self.assertRegex(s.log(), r"file descriptors: limit 512 \(soft was 256, hard 512\)")
+        self.assertRegex(s.log(), r"fd limit 512, \d+ kept for sessions, checks, renders and files: "
+                                  r"up to \d+ API connections")
+
+    def test_slowloris_connections_are_closed_by_the_request_deadline(self):
+        s = self.start('register "me" { path = "%s", codec = "rpcx", endpoint = { host = "127.0.0.1", port = 9 } }\n'
+                       % REG)
+        owner = self.registered()
+        host, port = s.api.rsplit(":", 1)
+        conns = []
+        for _ in range(40):
+            c = socket.create_connection((host, int(port)))
+            c.sendall(b"GET /v1/health HTTP/1.1\r\nX-Pad: ")
+            conns.append(c)
+        closed = [False] * len(conns)
+        stop = threading.Event()
+
+        def dribble():                  # one header byte a second on every connection, forever
+            while not stop.wait(1.0):
+                for i, c in enumerate(conns):
+                    if not closed[i]:
+                        try:
+                            c.send(b"a")
+                        except OSError:
+                            closed[i] = True
+        t = threading.Thread(target=dribble, daemon=True)
+        t.start()
+        try:
+            # a fresh client is served while all of them are open
+            self.assertEqual(s.health()[0], 200)
+            for i, c in enumerate(conns):
+                c.settimeout(40)        # well past the deadline (10 s); the idle timer (60 s) would reset each second
+                try:
+                    while c.recv(4096):
+                        pass
+                except ConnectionResetError:
+                    pass
+                except socket.timeout:
+                    self.fail("connection %d still open after 40 s of dribbling" % i)
+                closed[i] = True
+        finally:
+            stop.set()
+            t.join()
+            for c in conns:
+                c.close()
+        self.assertGreaterEqual(s.metric("scout_api_deadline_closes_total"), 40)
+        self.assertEqual(s.health()[0], 200)
+        self.assert_registration_kept(owner)
+
+    def test_idle_connections_cannot_take_the_checks_fds(self):
+        self.listener = Listener()
+        s = self.start('register "me" { path = "%s", codec = "rpcx",\n'
+                       '  endpoint = { host = "127.0.0.1", port = %d },\n'
+                       '  check = { tcp = "127.0.0.1:%d", interval = 100, timeout = 500, rise = 1, fall = 1 } }\n'
+                       % (REG, self.listener.port, self.listener.port), prefix=("prlimit", "--nofile=200:200"))
+        owner = self.registered()
+        host, port = s.api.rsplit(":", 1)
+        idle = []
+        try:
+            for _ in range(300):        # more than the fd limit, never a request
+                idle.append(socket.create_connection((host, int(port))))
+            # the check keeps running with these open (3 more rounds), and the registration stays
+            seen = self.listener.accepted
+            wait_until(lambda: self.listener.accepted >= seen + 3 or self.deleted, what="check rounds")
+            self.assertEqual(self.deleted, [], "deregistered: the health check ran out of fds")
+            self.assertEqual(s.health()[0], 200)         # a new client is served
+            cap = int(re.search(r"up to (\d+) API connections", s.log()).group(1))
+            self.assertLess(cap, 200)
+            wait_until(lambda: s.metric("scout_api_idle_evictions_total") >= 300 - cap, what="idle ones evicted")
+        finally:
+            for c in idle:
+                c.close()
+        self.assert_registration_kept(owner)
+
+    def test_a_check_without_fds_is_unknown_and_keeps_the_registration(self):
+        self.listener = Listener()
+        s = self.start('register "me" { path = "%s", codec = "rpcx",\n'
+                       '  endpoint = { host = "127.0.0.1", port = %d },\n'
+                       '  check = { tcp = "127.0.0.1:%d", interval = 100, timeout = 500, rise = 1, fall = 1 } }\n'
+                       % (REG, self.listener.port, self.listener.port), log_level="debug")
+        owner = self.registered()
+        pid = s.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (3, hard))     # every new fd fails: EMFILE
+        try:
+            wait_until(lambda: s.log().count("the check could not run") >= 3 or self.deleted,
+                       what="check rounds without an fd")
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        self.assertEqual(self.deleted, [], "deregistered because the agent had no fd")
+        self.assertRegex(s.log(), r"WARN +check: tcp 127\.0\.0\.1:\d+: unknown: tcp .*too many open files; "
+                                  r"the check could not run, it stays up")
+        self.assertGreaterEqual(s.metric("scout_check_unknown_total"), 3)
+        # and with fds back the check runs again (the listener sees it)
+        seen = self.listener.accepted
+        wait_until(lambda: self.listener.accepted > seen, what="the check running again")
+        self.assertEqual(s.health()[0], 200)
+        self.assert_registration_kept(owner)
+
+
+if __name__ == "__main__":
+    unittest.main()
