@@ -39,13 +39,92 @@ run(lua_State *L, const char *code, int budget_ms, int *timed_out)
     return scout_hook_pcall(L, 0, 0, budget_ms, timed_out);
 }
 
+/* a CPU loop: the CPU budget */
+static void
+test_cpu_budget(lua_State *L)
+{
+    int timed_out, rc = run(L, "while true do end", 50, &timed_out);
+
+    CHECK(rc != 0 && timed_out);
+    CHECK_ERR(lua_tostring(L, -1), "exceeded its 50 ms budget");
+    lua_pop(L, 1);
+}
+
+/* a stall that burns no CPU: the wall-clock bound (old: never ends) */
+static void
+test_wall_clock_bound(lua_State *L)
+{
+    int timed_out, rc = run(L, "while true do sleep_ms(10) end", 50,
+                            &timed_out);
+
+    CHECK(rc != 0 && timed_out);
+    CHECK_ERR(lua_tostring(L, -1), "test:1: exceeded its 50 ms budget");
+    lua_pop(L, 1);
+}
+
+/* past the heap cap: refused, named, counted, and the heap unharmed */
+static void
+test_heap_cap_refuses_at_once(lua_State *L)
+{
+    int timed_out, rc = run(L, "local s = string.rep('x', 200e6)\nreturn #s",
+                            5000, &timed_out);
+
+    CHECK(rc != 0 && !timed_out);
+    CHECK_ERR(lua_tostring(L, -1), "test:1: not enough memory");
+    lua_pop(L, 1);
+    CHECK(scout_stats.hook_memory_errors == 1, "%llu",
+          (unsigned long long)scout_stats.hook_memory_errors);
+    CHECK(lua_gc(L, LUA_GCCOUNT, 0) < 64 * 1024);
+}
+
+/* growing by small steps: stopped too, and its garbage collected */
+static void
+test_heap_cap_stops_growth(lua_State *L)
+{
+    int timed_out, rc = run(L, "local t = {}\nfor i = 1, 2000 do t[i] = "
+                            "string.rep('y', 1e5) .. i end", 5000, &timed_out);
+
+    CHECK(rc != 0 && !timed_out);
+    CHECK_ERR(lua_tostring(L, -1), "test:2: not enough memory");
+    lua_pop(L, 1);
+    CHECK(lua_gc(L, LUA_GCCOUNT, 0) < 16 * 1024, "%d KB",
+          lua_gc(L, LUA_GCCOUNT, 0));
+}
+
+/* under the cap all is well; a raised cap lets more through */
+static void
+test_under_and_raised_cap(lua_State *L, scout_hook_mem_t *mem)
+{
+    int timed_out, rc = run(L, "local s = string.rep('x', 1e6) "
+                            "assert(#s == 1e6)", 5000, &timed_out);
+
+    CHECK(rc == 0, "%s", rc ? lua_tostring(L, -1) : "");
+    scout_hook_mem_set(mem, (size_t)256 << 20);
+    rc = run(L, "local s = string.rep('x', 100e6) assert(#s == 100e6)", 5000,
+             &timed_out);
+    CHECK(rc == 0, "%s", rc ? lua_tostring(L, -1) : "");
+    scout_hook_mem_set(mem, (size_t)64 << 20);
+}
+
+/* outside a call C is never refused (it would be a panic) */
+static void
+test_c_outside_a_call_is_never_refused(lua_State *L)
+{
+    static char big[80 << 20];
+
+    memset(big, 'z', sizeof(big));
+    lua_pushlstring(L, big, sizeof(big));
+    CHECK(lua_objlen(L, -1) == sizeof(big));
+    lua_pop(L, 1);
+    lua_gc(L, LUA_GCCOLLECT, 0);
+}
+
 int
 main(void)
 {
     char err[SCOUT_ERR_LEN];
     lua_State *L = luaL_newstate();
     scout_hook_mem_t *mem;
-    int timed_out, rc;
 
     CHECK(L != NULL);
     mem = scout_hook_mem_cap(L, (size_t)64 << 20);
@@ -54,56 +133,12 @@ main(void)
     CHECK(scout_hook_init(L, err) == SCOUT_OK, "%s", err);
     lua_register(L, "sleep_ms", l_sleep_ms);
 
-    /* a CPU loop: the CPU budget */
-    rc = run(L, "while true do end", 50, &timed_out);
-    CHECK(rc != 0 && timed_out);
-    CHECK_ERR(lua_tostring(L, -1), "exceeded its 50 ms budget");
-    lua_pop(L, 1);
-
-    /* a stall that burns no CPU: the wall-clock bound (old: never ends) */
-    rc = run(L, "while true do sleep_ms(10) end", 50, &timed_out);
-    CHECK(rc != 0 && timed_out);
-    CHECK_ERR(lua_tostring(L, -1), "test:1: exceeded its 50 ms budget");
-    lua_pop(L, 1);
-
-    /* past the heap cap: refused, named, counted, and the heap unharmed */
-    rc = run(L, "local s = string.rep('x', 200e6)\nreturn #s", 5000,
-             &timed_out);
-    CHECK(rc != 0 && !timed_out);
-    CHECK_ERR(lua_tostring(L, -1), "test:1: not enough memory");
-    lua_pop(L, 1);
-    CHECK(scout_stats.hook_memory_errors == 1, "%llu",
-          (unsigned long long)scout_stats.hook_memory_errors);
-    CHECK(lua_gc(L, LUA_GCCOUNT, 0) < 64 * 1024);
-
-    /* growing by small steps: stopped too, and its garbage collected */
-    rc = run(L, "local t = {}\nfor i = 1, 2000 do t[i] = string.rep('y', 1e5) "
-                ".. i end", 5000, &timed_out);
-    CHECK(rc != 0 && !timed_out);
-    CHECK_ERR(lua_tostring(L, -1), "test:2: not enough memory");
-    lua_pop(L, 1);
-    CHECK(lua_gc(L, LUA_GCCOUNT, 0) < 16 * 1024, "%d KB",
-          lua_gc(L, LUA_GCCOUNT, 0));
-
-    /* under the cap all is well; a raised cap lets more through */
-    rc = run(L, "local s = string.rep('x', 1e6) assert(#s == 1e6)", 5000,
-             &timed_out);
-    CHECK(rc == 0, "%s", rc ? lua_tostring(L, -1) : "");
-    scout_hook_mem_set(mem, (size_t)256 << 20);
-    rc = run(L, "local s = string.rep('x', 100e6) assert(#s == 100e6)", 5000,
-             &timed_out);
-    CHECK(rc == 0, "%s", rc ? lua_tostring(L, -1) : "");
-    scout_hook_mem_set(mem, (size_t)64 << 20);
-
-    /* outside a call C is never refused (it would be a panic) */
-    {
-        static char big[80 << 20];
-        memset(big, 'z', sizeof(big));
-        lua_pushlstring(L, big, sizeof(big));
-        CHECK(lua_objlen(L, -1) == sizeof(big));
-        lua_pop(L, 1);
-        lua_gc(L, LUA_GCCOLLECT, 0);
-    }
+    RUN(test_cpu_budget(L));
+    RUN(test_wall_clock_bound(L));
+    RUN(test_heap_cap_refuses_at_once(L));
+    RUN(test_heap_cap_stops_growth(L));
+    RUN(test_under_and_raised_cap(L, mem));
+    RUN(test_c_outside_a_call_is_never_refused(L));
 
     lua_close(L);
     scout_hook_mem_free(mem);
