@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "policy/conf.h"
 #include "policy/endpoint_lua.h"
 #include "policy/exec.h"
 #include "policy/hook.h"
@@ -255,113 +256,6 @@ push_runtime_fn(scout_policy_t *p, const char *fn)
     lua_remove(p->L, -2);
 }
 
-static char *
-dup_field(lua_State *L, int idx, const char *key)
-{
-    const char *s;
-    char *copy = NULL;
-
-    lua_getfield(L, idx, key);
-    s = lua_tostring(L, -1);
-    if (s != NULL)
-        copy = strdup(s);
-    lua_pop(L, 1);
-    return copy;
-}
-
-static int
-int_field(lua_State *L, int idx, const char *key, int dflt)
-{
-    int v = dflt;
-
-    lua_getfield(L, idx, key);
-    if (lua_isnumber(L, -1))
-        v = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-/* For ms that may pass 2^31 (cache.max_age): a double holds them exactly. */
-static int64_t
-int64_field(lua_State *L, int idx, const char *key, int64_t dflt)
-{
-    int64_t v = dflt;
-
-    lua_getfield(L, idx, key);
-    if (lua_isnumber(L, -1))
-        v = (int64_t)lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-/* The policy's warnings ("file:line: message"), copied: they outlive the
- * Lua call.  A warning that cannot be copied is dropped, never fatal. */
-static void
-copy_warnings(lua_State *L, int idx, scout_conf_t *conf)
-{
-    int n;
-
-    lua_getfield(L, idx, "warnings");
-    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
-    if (n > 0 && (conf->warnings = calloc((size_t)n, sizeof(char *))) != NULL) {
-        for (int i = 0; i < n; i++) {
-            const char *w;
-
-            lua_rawgeti(L, -1, i + 1);
-            w = lua_tostring(L, -1);
-            if (w != NULL && (conf->warnings[conf->nwarnings] = strdup(w))
-                             != NULL)
-                conf->nwarnings++;
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
-}
-
-void
-scout_conf_free(scout_conf_t *conf)
-{
-    free(conf->zk_servers);
-    free(conf->auth_scheme);
-    if (conf->auth_cred != NULL)
-        memset(conf->auth_cred, 0, strlen(conf->auth_cred));
-    free(conf->auth_cred);
-    free(conf->api_listen);
-    free(conf->cache_dir);
-    free(conf->shm_path);
-    free(conf->log_level);
-    for (int i = 0; i < conf->nservices; i++) {
-        free(conf->services[i].name);
-        free(conf->services[i].path);
-        free(conf->services[i].codec);
-    }
-    free(conf->services);
-    for (int i = 0; i < conf->nrenders; i++) {
-        free(conf->renders[i].dest);
-        free(conf->renders[i].command);
-    }
-    free(conf->renders);
-    for (int i = 0; i < conf->nregisters; i++) {
-        scout_reg_conf_t *rc = &conf->registers[i];
-        free(rc->name);
-        free(rc->path);
-        free(rc->acl);
-        free(rc->check_kind);
-        free(rc->check_target);
-    }
-    free(conf->registers);
-    for (int i = 0; i < conf->nwarnings; i++)
-        free(conf->warnings[i]);
-    free(conf->warnings);
-    memset(conf, 0, sizeof(*conf));
-}
-
-/* Past 32 MB the heap is mostly endpoints: start a collection as soon as
- * the last one ends rather than when the heap has doubled (13 MB less RSS
- * at 100k endpoints).  A small heap keeps the default: collecting eagerly
- * cost 6% CPU per change in bench/propagation and saves nothing worth it.
- * Asked after loading (not during: eager collection of a big policy's
- * garbage made loading 10,000 services 40% slower) and after each update. */
 static void
 tune_gc(lua_State *L)
 {
@@ -374,8 +268,8 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
                   char *err)
 {
     lua_State *L = p->L;
-    int top = lua_gettop(L), timed_out, t, anti_entropy;
-    lua_Number lua_memory;
+    int top = lua_gettop(L), timed_out, t;
+    size_t lua_memory = 0;
 
     memset(conf, 0, sizeof(*conf));
     push_runtime_fn(p, "load");
@@ -393,124 +287,11 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
     }
     lua_pop(L, 1);
     t = lua_gettop(L);
-    copy_warnings(L, t, conf);
-
-    lua_getfield(L, t, "zookeeper");
-    conf->zk_servers = dup_field(L, -1, "servers");
-    conf->zk_timeout_ms = int_field(L, -1, "session_timeout_ms", 10000);
-    conf->zk_sessions = int_field(L, -1, "sessions", 0);
-    lua_getfield(L, -1, "auth");
-    if (lua_istable(L, -1)) {
-        conf->auth_scheme = dup_field(L, -1, "scheme");
-        conf->auth_cred = dup_field(L, -1, "credential");
-    }
-    lua_pop(L, 2);
-
-    lua_getfield(L, t, "api");
-    conf->api_listen = dup_field(L, -1, "listen");
-    lua_pop(L, 1);
-
-    lua_getfield(L, t, "shm");
-    conf->shm_path = dup_field(L, -1, "path");
-    lua_pop(L, 1);
-
-    lua_getfield(L, t, "cache");
-    conf->cache_dir = dup_field(L, -1, "dir");
-    conf->cache_max_age_ms = int64_field(L, -1, "max_age_ms", 86400000);
-    lua_pop(L, 1);
-
-    lua_getfield(L, t, "agent");
-    conf->log_level = dup_field(L, -1, "log_level");
-    conf->hook_budget_ms = int_field(L, -1, "hook_budget_ms", 50);
-    conf->drain_ms = int_field(L, -1, "drain_ms", 0);
-    lua_getfield(L, -1, "reload_max_drop");
-    conf->reload_max_drop = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0.5;
-    lua_pop(L, 1);
-    anti_entropy = int_field(L, -1, "anti_entropy_ms", 60000);
+    if (scout_conf_read(L, t, conf, &lua_memory, err) != SCOUT_OK)
+        goto fail;
     p->budget_ms = conf->hook_budget_ms;
-    lua_getfield(L, -1, "lua_memory_bytes");
-    lua_memory = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
-    lua_pop(L, 2);
-    scout_hook_mem_set(p->mem, lua_memory > 0 ? (size_t)lua_memory
+    scout_hook_mem_set(p->mem, lua_memory > 0 ? lua_memory
                                               : DEFAULT_LUA_MEMORY);
-
-    lua_getfield(L, t, "renders");
-    conf->nrenders = (int)lua_objlen(L, -1);
-    if (conf->nrenders > 0) {
-        conf->renders = calloc((size_t)conf->nrenders, sizeof(*conf->renders));
-        if (conf->renders == NULL) {
-            conf->nrenders = 0;
-            snprintf(err, SCOUT_ERR_LEN, "out of memory");
-            goto fail;
-        }
-    }
-    for (int i = 0; i < conf->nrenders; i++) {
-        scout_render_conf_t *rc = &conf->renders[i];
-        lua_rawgeti(L, -1, i + 1);
-        rc->dest = dup_field(L, -1, "dest");
-        rc->command = dup_field(L, -1, "command");
-        rc->wait_min_ms = int_field(L, -1, "wait_min_ms", 0);
-        rc->wait_max_ms = int_field(L, -1, "wait_max_ms", 0);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-
-    lua_getfield(L, t, "registers");
-    conf->nregisters = (int)lua_objlen(L, -1);
-    if (conf->nregisters > 0) {
-        conf->registers = calloc((size_t)conf->nregisters,
-                                 sizeof(*conf->registers));
-        if (conf->registers == NULL) {
-            conf->nregisters = 0;
-            snprintf(err, SCOUT_ERR_LEN, "out of memory");
-            goto fail;
-        }
-    }
-    for (int i = 0; i < conf->nregisters; i++) {
-        scout_reg_conf_t *rc = &conf->registers[i];
-        lua_rawgeti(L, -1, i + 1);
-        rc->name = dup_field(L, -1, "name");
-        rc->path = dup_field(L, -1, "path");
-        rc->ephemeral = int_field(L, -1, "ephemeral", 1);
-        rc->acl = dup_field(L, -1, "acl");
-        rc->authenticated = conf->auth_scheme != NULL;
-        rc->check_kind = dup_field(L, -1, "check_kind");
-        rc->check_target = dup_field(L, -1, "check_target");
-        rc->check_interval_ms = int_field(L, -1, "check_interval_ms", 2000);
-        rc->check_timeout_ms = int_field(L, -1, "check_timeout_ms", 1000);
-        rc->check_rise = int_field(L, -1, "check_rise", 2);
-        rc->check_fall = int_field(L, -1, "check_fall", 3);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-
-    lua_getfield(L, t, "services");
-    conf->nservices = (int)lua_objlen(L, -1);
-    if (conf->nservices > 0) {
-        conf->services = calloc((size_t)conf->nservices,
-                                sizeof(*conf->services));
-        if (conf->services == NULL) {
-            snprintf(err, SCOUT_ERR_LEN, "out of memory");
-            conf->nservices = 0;
-            goto fail;
-        }
-    }
-    for (int i = 0; i < conf->nservices; i++) {
-        scout_service_conf_t *sc = &conf->services[i];
-
-        lua_rawgeti(L, -1, i + 1);
-        sc->name = dup_field(L, -1, "name");
-        sc->path = dup_field(L, -1, "path");
-        sc->needs_data = int_field(L, -1, "needs_data", -1);
-        sc->delay_ms = int_field(L, -1, "delay_ms", -1);
-        sc->anti_entropy_ms = anti_entropy;
-        sc->codec = dup_field(L, -1, "codec");
-        lua_pop(L, 1);
-        if (sc->name == NULL || sc->path == NULL) {
-            snprintf(err, SCOUT_ERR_LEN, "out of memory");
-            goto fail;
-        }
-    }
     lua_settop(L, top);
     tune_gc(L);
     return SCOUT_OK;
