@@ -288,8 +288,15 @@ health(scout_api_t *api, scout_http_req_t *req)
     api->view.snapshot_too_old(api->view.ctx, reason, sizeof(reason));
     for (int i = 0; reason[0] == '\0'
                     && i < api->view.nsessions(api->view.ctx); i++) {
-        scout_session_state_t st =
-            scout_session_state(api->view.session(api->view.ctx, i));
+        scout_session_t *ss = api->view.session(api->view.ctx, i);
+        scout_session_state_t st = scout_session_state(ss);
+
+        if (scout_session_looping(ss)) {
+            snprintf(reason, sizeof(reason), "ZooKeeper session %d was in a "
+                     "reconnect loop; a new session replaced it and is %s, "
+                     "not yet stable", i, scout_session_state_name(st));
+            break;
+        }
         if (st != SCOUT_SESSION_CONNECTED) {
             snprintf(reason, sizeof(reason), "ZooKeeper session %d %s", i,
                      scout_session_state_name(st));
@@ -379,6 +386,12 @@ metrics(scout_api_t *api, scout_http_req_t *req)
         fprintf(out, "scout_session_connected{session=\"%d\"} %d\n", i,
                 scout_session_state(api->view.session(api->view.ctx, i))
                     == SCOUT_SESSION_CONNECTED);
+    fprintf(out, "# HELP scout_session_reconnect_loop 1 from a reconnect "
+                 "loop's end until the new session is stable\n"
+                 "# TYPE scout_session_reconnect_loop gauge\n");
+    for (int i = 0; i < api->view.nsessions(api->view.ctx); i++)
+        fprintf(out, "scout_session_reconnect_loop{session=\"%d\"} %d\n", i,
+                scout_session_looping(api->view.session(api->view.ctx, i)));
     fprintf(out, "# HELP scout_session_watch_bytes watched path bytes a "
                  "reconnect re-sends (keep well under 1 MB)\n"
                  "# TYPE scout_session_watch_bytes gauge\n");

@@ -30,6 +30,12 @@ struct scout_session_s {
     ev_io                  io;          /* the client's socket              */
     ev_timer               timer;       /* the client's own deadline        */
     ev_timer               lost;        /* disconnected for too long        */
+    ev_timer               stable;      /* connected long enough to trust   */
+    int64_t                connected_ns; /* when the current connection came */
+    int64_t                streak_ns;   /* first short connection of a run  */
+    int                    short_conns; /* short connections in that run    */
+    int                    looping;     /* a reconnect loop was ended; the
+                                         * new session is not stable yet    */
     int                    dirty;
     int                    io_fd;       /* what the io watcher watches   */
     int                    io_events;
@@ -122,6 +128,65 @@ set_state(scout_session_t *s, scout_session_state_t state, int new_session)
     s->on_state(s->ud, state, new_session);
 }
 
+/* A connection that ends sooner than this after CONNECTED is "short". */
+#define STABLE_SECONDS 3.0
+/* This many short connections in a row within the window, none stable, is a
+ * reconnect loop: the server takes the session back and then closes the
+ * socket each time, typically because the SetWatches the client re-sends on
+ * reconnect is over jute.maxbuffer (ZOOKEEPER-706).  Each short connection
+ * also re-arms the "no connection for 4x timeout" timer, so nothing else
+ * would ever end it. */
+#define LOOP_SHORT_CONNECTIONS 5
+#define LOOP_WINDOW_SECONDS    30.0
+
+static void
+on_stable(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    scout_session_t *s = w->data;
+    (void)loop;
+    (void)revents;
+    if (s->state != SCOUT_SESSION_CONNECTED)
+        return;
+    s->short_conns = 0;
+    if (s->looping)
+        scout_log(SCOUT_LOG_INFO, "session", "session 0x%llx stable for "
+                  "%.0f s; reconnect loop over",
+                  (unsigned long long)scout_session_id(s), STABLE_SECONDS);
+    s->looping = 0;
+}
+
+/* The connection that came at connected_ns is gone: count it if it was
+ * short, and end the run of short connections with a new session (it has no
+ * watches to re-send; its owners re-read everything as after an expiry). */
+static void
+connection_lost(scout_session_t *s)
+{
+    int64_t now = scout_now_ns();
+
+    ev_timer_stop(s->loop, &s->stable);
+    if (s->connected_ns == 0
+        || now - s->connected_ns >= (int64_t)(STABLE_SECONDS * 1e9))
+        return;
+    if (s->short_conns == 0
+        || now - s->streak_ns > (int64_t)(LOOP_WINDOW_SECONDS * 1e9)) {
+        s->short_conns = 0;
+        s->streak_ns = now;
+    }
+    if (++s->short_conns < LOOP_SHORT_CONNECTIONS)
+        return;
+    scout_stats.zk_reconnect_loops++;
+    scout_log(SCOUT_LOG_WARN, "session", "reconnect loop: session 0x%llx "
+              "had %d connections in %.1f s, none lasting %.0f s (watches "
+              "re-sent on reconnect over the server's packet limit?); "
+              "starting a new session", (unsigned long long)
+              scout_session_id(s), s->short_conns,
+              (double)(now - s->streak_ns) / 1e9, STABLE_SECONDS);
+    s->short_conns = 0;
+    s->looping = 1;
+    s->recreate = 1;
+    s->dirty = 1;
+}
+
 static void
 global_watcher(zhandle_t *zh, int type, int state, const char *path,
                void *ctx)
@@ -136,6 +201,9 @@ global_watcher(zhandle_t *zh, int type, int state, const char *path,
         int fresh = !s->had_connection;
 
         s->had_connection = 1;
+        s->connected_ns = scout_now_ns();
+        ev_timer_set(&s->stable, STABLE_SECONDS, 0.);
+        ev_timer_start(s->loop, &s->stable);
         scout_stats.zk_reconnects++;
         scout_log(SCOUT_LOG_INFO, "session",
                   "%s session 0x%llx (timeout %d ms)",
@@ -148,6 +216,7 @@ global_watcher(zhandle_t *zh, int type, int state, const char *path,
             scout_log(SCOUT_LOG_WARN, "session",
                       "connection lost; serving cached data as stale");
             set_state(s, SCOUT_SESSION_DISCONNECTED, 0);
+            connection_lost(s);
         }
     } else if (state == ZOO_EXPIRED_SESSION_STATE) {
         scout_log(SCOUT_LOG_WARN, "session",
@@ -209,6 +278,8 @@ close_handle(scout_session_t *s)
         return;
     ev_io_stop(s->loop, &s->io);
     ev_timer_stop(s->loop, &s->timer);
+    ev_timer_stop(s->loop, &s->stable);
+    s->connected_ns = 0;
     s->io_fd = -1;
     s->zh = NULL;           /* completions run inside close see no handle */
     zookeeper_close(zh);
@@ -379,6 +450,8 @@ scout_session_new(struct ev_loop *loop, const scout_session_opts_t *opts,
     ev_init(&s->lost, on_lost);
     s->lost.repeat = 4.0 * s->timeout_ms / 1000.0;
     s->lost.data = s;
+    ev_init(&s->stable, on_stable);
+    s->stable.data = s;
     ev_prepare_start(loop, &s->prepare);
 
     zoo_set_debug_level(scout_log_enabled(SCOUT_LOG_DEBUG)
@@ -444,6 +517,12 @@ uint64_t
 scout_session_epoch(const scout_session_t *s)
 {
     return s->epoch;
+}
+
+int
+scout_session_looping(const scout_session_t *s)
+{
+    return s->looping;
 }
 
 int64_t

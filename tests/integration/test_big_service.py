@@ -1,0 +1,98 @@
+"""One service big enough that its watches exceed ZooKeeper's 1 MB packet limit stays reconnectable.
+
+The C client re-sends every watch of a session in one SetWatches packet when it reconnects (ZOOKEEPER-706); the
+server closes the socket on a packet over jute.maxbuffer, the client reconnects at once and does it again, forever.
+The agent must notice that loop (many short connections, none stable), say so in health and metrics, log it once,
+and end it with a fresh session (which has no watches to re-send), then publish changes made after the restart."""
+
+import json
+import time
+import unittest
+
+from scoutharness import Scout, policy, wait_until
+from zkharness import ZooKeeper
+
+PATH = "/big/svc"
+PAD = "x" * 200                     # long names: ~215 bytes of watched path per child
+CHILDREN = 5600                     # 5,600 data watches + the list watch: ~1.2 MB in one SetWatches
+
+
+def child(i):
+    return "id-%05d-%s" % (i, PAD)
+
+
+def create_children(kz, n):
+    data = [json.dumps({"host": "10.9.%d.%d" % (i // 250 % 250, i % 250), "port": 1000 + i}).encode()
+            for i in range(n)]
+    for start in range(0, n, 500):                     # pipelined async creates, 500 in flight
+        futs = [kz.create_async("%s/%s" % (PATH, child(i)), data[i]) for i in range(start, min(n, start + 500))]
+        for f in futs:
+            f.get(timeout=30)
+
+
+class BigService(unittest.TestCase):
+    def setUp(self):
+        self.zk = ZooKeeper().start()
+        self.scout = None
+
+    def tearDown(self):
+        if self.scout:
+            self.scout.stop()
+        self.zk.stop()
+
+    def test_reconnects_after_restart_with_watches_over_1mb(self):
+        kz = self.zk.client()
+        kz.ensure_path(PATH)
+        create_children(kz, CHILDREN)
+        self.scout = s = Scout(policy({"svc": 'path = "%s", protect = false' % PATH}, session_timeout=4000),
+                               self.zk.connect).start()
+        wait_until(lambda: s.state("svc") == "synced" and len(s.endpoints("svc")[0]) == CHILDREN, timeout=60,
+                   what="the big service synced")
+        self.assertGreater(s.metric('scout_session_watch_bytes{session="0"}'), 1048576,
+                           "the session's watches exceed what one SetWatches may carry")
+        sessions_before = s.metric("scout_zk_sessions_created_total")
+
+        self.zk.stop_node(1)
+        self.zk.start_node(1)
+        t0 = time.monotonic()
+        kz = self.zk.client()
+        kz.create("%s/after-restart" % PATH, json.dumps({"host": "10.8.0.1", "port": 9}).encode())
+
+        # the loop is seen and ended: a new session starts, and the change made after the restart is published
+        wait_until(lambda: "after-restart" in s.ids("svc"), timeout=45, what="a change after the restart published")
+        wait_until(lambda: s.health()[0] == 200, timeout=45, what="healthy again")
+        print("\n  reconnect after restart with %d watched bytes: %.1f s (healthy)"
+              % (s.metric('scout_session_watch_bytes{session="0"}'), time.monotonic() - t0))
+        loops = s.metric("scout_zk_reconnect_loops_total")
+        self.assertGreaterEqual(loops, 1, "the reconnect loop was detected")
+        self.assertGreater(s.metric("scout_zk_sessions_created_total"), sessions_before, "ended by a new session")
+        self.assertEqual(s.log().count("reconnect loop:"), loops, "logged once per loop")
+        self.assertEqual(s.metric('scout_session_reconnect_loop{session="0"}'), 0, "the gauge is back to 0")
+        self.assertEqual(len(s.endpoints("svc")[0]), CHILDREN + 1)
+        self.assertTrue(s.alive())
+
+    def test_health_names_the_reconnect_loop(self):
+        kz = self.zk.client()
+        kz.ensure_path(PATH)
+        create_children(kz, CHILDREN)
+        # a long session timeout: the old code's "new session after 4x timeout" cannot rescue it either way
+        self.scout = s = Scout(policy({"svc": 'path = "%s", protect = false' % PATH}, session_timeout=30000),
+                               self.zk.connect).start()
+        wait_until(lambda: s.state("svc") == "synced" and len(s.endpoints("svc")[0]) == CHILDREN, timeout=60,
+                   what="the big service synced")
+        self.zk.stop_node(1)
+        self.zk.start_node(1)
+        seen = []
+
+        def loop_reported():
+            status, body = s.health()
+            if status == 503 and "reconnect loop" in body.get("reason", ""):
+                seen.append(body["reason"])
+            return bool(seen) and s.metric("scout_zk_reconnect_loops_total") >= 1
+
+        wait_until(loop_reported, timeout=45, interval=0.01, what="health names the reconnect loop")
+        wait_until(lambda: s.health()[0] == 200, timeout=45, what="healthy again")
+
+
+if __name__ == "__main__":
+    unittest.main()
