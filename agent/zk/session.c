@@ -22,6 +22,10 @@
 #include "log.h"
 #include "scout.h"
 #include "stats.h"
+#include "zk/resolve.h"
+
+/* Host names of the connect string are resolved again this often. */
+#define RESOLVE_EVERY_SECONDS 60.0
 
 struct scout_session_s {
     struct ev_loop        *loop;
@@ -46,6 +50,7 @@ struct scout_session_s {
     scout_session_state_t  state;
     uint64_t               epoch;
     char                  *servers;
+    scout_resolve_t       *resolve;     /* names -> IP literals, off-loop  */
     char                  *auth_scheme;
     char                  *auth_cred;
     int                    timeout_ms;
@@ -216,6 +221,7 @@ global_watcher(zhandle_t *zh, int type, int state, const char *path,
             scout_log(SCOUT_LOG_WARN, "session",
                       "connection lost; serving cached data as stale");
             set_state(s, SCOUT_SESSION_DISCONNECTED, 0);
+            scout_resolve_refresh(s->resolve);
             connection_lost(s);
         }
     } else if (state == ZOO_EXPIRED_SESSION_STATE) {
@@ -244,19 +250,39 @@ auth_done(int rc, const void *data)
                   zerror(rc));
 }
 
+/* The client only ever sees IP literals: before the first resolution of a
+ * host name finished there is no handle yet (the session stays
+ * "connecting"); on_resolved opens it. */
 static int
 open_handle(scout_session_t *s, char *err)
 {
+    const char *hosts = scout_resolve_hosts(s->resolve);
+    const char *chroot = scout_resolve_chroot(s->resolve);
+    char *connect;
+
     s->had_connection = 0;
     s->epoch++;
-    s->zh = zookeeper_init2(s->servers, global_watcher, s->timeout_ms, NULL,
+    if (hosts == NULL) {
+        set_state(s, SCOUT_SESSION_CONNECTING, 0);
+        return SCOUT_OK;
+    }
+    connect = malloc(strlen(hosts) + strlen(chroot) + 1);
+    if (connect == NULL) {
+        if (err)
+            snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        return SCOUT_ERROR;
+    }
+    stpcpy(stpcpy(connect, hosts), chroot);
+    s->zh = zookeeper_init2(connect, global_watcher, s->timeout_ms, NULL,
                             s, ZOO_NO_LOG_CLIENTENV, zk_log_callback);
     if (s->zh == NULL) {
         if (err)
-            snprintf(err, SCOUT_ERR_LEN, "zookeeper_init(\"%s\"): %s",
-                     s->servers, strerror(errno));
+            snprintf(err, SCOUT_ERR_LEN, "zookeeper_init(\"%s\" = \"%s\"): %s",
+                     s->servers, connect, strerror(errno));
+        free(connect);
         return SCOUT_ERROR;
     }
+    free(connect);
     scout_stats.zk_sessions_created++;
     /* Resolve host names only after a connection loss, not on every
      * zookeeper_interest() call (ZOOKEEPER-1998: blocking DNS in our loop). */
@@ -267,6 +293,28 @@ open_handle(scout_session_t *s, char *err)
     set_state(s, SCOUT_SESSION_CONNECTING, 0);
     s->dirty = 1;
     return SCOUT_OK;
+}
+
+/* A resolution changed the addresses: a live handle gets them through
+ * zoo_set_servers (it may move to another server); without a handle (the
+ * first resolution) one is opened at the next prepare. */
+static void
+on_resolved(void *ud, const char *hosts)
+{
+    scout_session_t *s = ud;
+
+    if (s->state == SCOUT_SESSION_CLOSED)
+        return;
+    if (s->zh == NULL) {
+        s->recreate = 1;
+    } else {
+        int rc = zoo_set_servers(s->zh, hosts);
+
+        if (rc != ZOK)
+            scout_log(SCOUT_LOG_WARN, "session", "zoo_set_servers(\"%s\"): "
+                      "%s", hosts, zerror(rc));
+    }
+    s->dirty = 1;
 }
 
 static void
@@ -434,6 +482,10 @@ scout_session_new(struct ev_loop *loop, const scout_session_opts_t *opts,
     s->servers = strdup(opts->servers);
     if (s->servers == NULL)
         goto oom;
+    s->resolve = scout_resolve_new(loop, opts->servers, RESOLVE_EVERY_SECONDS,
+                                   on_resolved, s, err);
+    if (s->resolve == NULL)
+        goto fail;
     if (opts->auth_scheme != NULL) {
         s->auth_scheme = strdup(opts->auth_scheme);
         s->auth_cred = strdup(opts->auth_cred ? opts->auth_cred : "");
@@ -487,6 +539,7 @@ scout_session_free(scout_session_t *s)
     close_handle(s);
     ev_prepare_stop(s->loop, &s->prepare);
     ev_timer_stop(s->loop, &s->lost);
+    scout_resolve_free(s->resolve);
     free(s->servers);
     if (s->auth_cred != NULL)
         memset(s->auth_cred, 0, strlen(s->auth_cred));
