@@ -265,6 +265,7 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
     conf->zk_servers = dup_field(L, -1, "servers");
     conf->zk_timeout_ms = int_field(L, -1, "session_timeout", 10000);
     conf->zk_sessions = int_field(L, -1, "sessions", 0);
+    conf->zk_watch_budget = int_field(L, -1, "watch_budget", 512 * 1024);
     lua_getfield(L, -1, "auth");
     if (lua_istable(L, -1)) {
         conf->auth_scheme = dup_field(L, -1, "scheme");

@@ -34,7 +34,101 @@ scout_event_kind_name(scout_event_kind_t kind)
     return kind_names[kind];
 }
 
-static void issue_data_reads(scout_watch_t *w, zhandle_t *zh);
+static void issue_data_reads(scout_watch_t *w);
+
+/* the pool of extra sessions for data watches (scout_watch_set_pool) */
+static size_t              pool_budget;
+static scout_watch_pool_fn pool_fn;
+static void               *pool_ud;
+
+void
+scout_watch_set_pool(size_t budget, scout_watch_pool_fn fn, void *ud)
+{
+    pool_budget = budget;
+    pool_fn = fn;
+    pool_ud = ud;
+}
+
+static int
+slot_of(const scout_watch_t *w, const void *session)
+{
+    for (int i = 0; i < w->nslots; i++)
+        if (w->slot_session[i] == session)
+            return i;
+    return -1;
+}
+
+static zhandle_t *
+slot_zh(scout_watch_t *w, int slot)
+{
+    scout_session_t *s = w->slot_session[slot];
+
+    if (scout_session_state(s) != SCOUT_SESSION_CONNECTED)
+        return NULL;
+    return scout_session_zh(s);
+}
+
+static void
+kick_slots(scout_watch_t *w)
+{
+    for (int i = 0; i < w->nslots; i++)
+        scout_session_kick(w->slot_session[i]);
+}
+
+/* The slot a child's data watch lives on: the first with room under the
+ * budget (slot 0 is the service's session, shared with other services, so
+ * it gets half), else a new session from the pool, else the least full. */
+static int
+assign_slot(scout_watch_t *w, scout_child_t *child)
+{
+    size_t bytes = w->cache.slot_base + strlen(child->name);
+    int best = 0;
+
+    if (child->slotted)
+        return child->slot;
+    for (int i = 0; pool_budget > 0 && i < w->nslots; i++) {
+        size_t budget = i == 0 ? pool_budget / 2 : pool_budget;
+
+        if (w->slot_bytes[i] + bytes <= budget) {
+            best = i;
+            goto found;
+        }
+        if (w->slot_bytes[i] < w->slot_bytes[best])
+            best = i;
+    }
+    if (pool_budget > 0 && pool_fn != NULL
+        && w->nslots < SCOUT_WATCH_MAX_SLOTS) {
+        scout_session_t *s = pool_fn(pool_ud);
+
+        if (s != NULL) {
+            best = w->nslots++;
+            w->slot_session[best] = s;
+            w->slot_bytes[best] = 0;
+            scout_log(SCOUT_LOG_INFO, "watch", "%s: data watches over %zu "
+                      "bytes per session; spreading them to session slot %d",
+                      w->path, pool_budget, best);
+        }
+    }
+found:
+    child->slot = (unsigned)best;
+    child->slotted = 1;
+    w->slot_bytes[best] += bytes;
+    return best;
+}
+
+size_t
+scout_watch_session_bytes(const scout_watch_t *w,
+                          const scout_session_t *session)
+{
+    size_t bytes = 0;
+
+    if (w->session == session)      /* the child-list (or exists) watch */
+        bytes += 4 + w->path_len;
+    for (int i = 0; i < w->nslots; i++)
+        if (w->slot_session[i] == session)
+            bytes += w->slot_bytes[i];
+    return bytes;
+}
 
 read_req_t *
 scout_watch_req_new(scout_watch_t *w, const char *name)
@@ -240,7 +334,7 @@ on_child_event(zhandle_t *zh, int type, int state, const char *path,
         free(parent);
     for (scout_watch_t *w = e ? e->head : NULL, *next; w != NULL; w = next) {
         next = w->next_same_path;
-        if (w->session == ctx)
+        if (slot_of(w, ctx) >= 0)
             child_event(w, type, path);
     }
 }
@@ -399,8 +493,8 @@ children_done(int rc, const struct String_vector *names,
                       "children the watch missed; repaired", w->path,
                       changed);
         }
-        if ((zh = scout_watch_live_zh(w)) != NULL)
-            issue_data_reads(w, zh);    /* new children: same pull */
+        issue_data_reads(w);            /* new children: same pull */
+        kick_slots(w);
     } else if (rc == ZNONODE && (w->cache.count > 0 || w->floor_pzxid != 0)
                && !nonode_believed(w, NULL)) {
         w->children_dirty = 1;  /* read again once the server caught up */
@@ -528,6 +622,12 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
             w->stats->stale_results_dropped++;
         else if (applied == SCOUT_ERROR)    /* out of memory: read again */
             scout_cache_mark_dirty(&w->cache, child);
+    } else if (rc == ZNONODE && child->slot != 0) {
+        /* from another session's server, which may lag: the child list (on
+         * the service's session, synced before "no node" is believed there)
+         * decides; the data is read again with it */
+        scout_cache_mark_dirty(&w->cache, child);
+        scout_watch_reread(w, 100);
     } else if (rc == ZNONODE && !nonode_believed(w, child->name)) {
         scout_cache_mark_dirty(&w->cache, child);   /* after the sync */
     } else if (rc == ZNONODE) {
@@ -543,8 +643,10 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
         settle(w);
 }
 
+/* Each dirty child is read (and its watch set) on its slot's session; a
+ * child whose session is not connected stays dirty until it is. */
 static void
-issue_data_reads(scout_watch_t *w, zhandle_t *zh)
+issue_data_reads(scout_watch_t *w)
 {
     scout_child_t **pp = &w->cache.dirty;
     char buf[1024];
@@ -554,8 +656,15 @@ issue_data_reads(scout_watch_t *w, zhandle_t *zh)
         scout_child_t *child = *pp;
         size_t need = w->path_len + strlen(child->name) + 2;
         read_req_t *r;
+        int slot;
+        zhandle_t *zh;
 
         if (child->data_req != 0) {     /* one read per child at a time */
+            pp = &child->next_dirty;
+            continue;
+        }
+        slot = assign_slot(w, child);
+        if ((zh = slot_zh(w, slot)) == NULL) {
             pp = &child->next_dirty;
             continue;
         }
@@ -565,8 +674,8 @@ issue_data_reads(scout_watch_t *w, zhandle_t *zh)
                  strcmp(w->path, "/") == 0 ? "" : w->path, child->name);
         r = scout_watch_req_new(w, child->name);
         if (r == NULL
-            || zoo_awget(zh, path, on_child_event, w->session, data_done, r)
-               != ZOK) {
+            || zoo_awget(zh, path, on_child_event, w->slot_session[slot],
+                         data_done, r) != ZOK) {
             free(r);
             if (path != buf)
                 free(path);
@@ -589,18 +698,21 @@ scout_watch_read_dirty(scout_watch_t *w)
 {
     zhandle_t *zh = scout_watch_live_zh(w);
 
-    if (zh == NULL || w->sync_inflight)
-        return;                 /* CONNECTED (or the sync) calls us again */
+    /* CONNECTED (or the sync) calls us again; data on other sessions'
+     * slots is read meanwhile */
+    if ((zh == NULL && w->nslots == 1) || w->sync_inflight)
+        return;
     w->pending_events = 0;
     w->last_read = ev_now(w->loop);
-    if (w->children_dirty && !w->children_inflight && !w->exists_inflight)
+    if (zh != NULL && w->children_dirty && !w->children_inflight
+        && !w->exists_inflight)
         issue_children(w, zh);
-    issue_data_reads(w, zh);
-    scout_session_kick(w->session);
+    issue_data_reads(w);
+    kick_slots(w);
     /* Nothing to read but something to tell (a deletion seen through a
      * child's own watch): publish it now, at the end of its delay. */
-    if (!w->children_inflight && !w->exists_inflight && !w->data_inflight
-        && !w->children_dirty && w->cache.dirty == NULL)
+    if (zh != NULL && !w->children_inflight && !w->exists_inflight
+        && !w->data_inflight && !w->children_dirty && w->cache.dirty == NULL)
         settle(w);
 }
 
@@ -636,6 +748,10 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
     w->children_dirty = 1;
     w->last_read = ev_now(loop);
     scout_cache_init(&w->cache);
+    w->slot_session[0] = session;
+    w->nslots = 1;
+    w->cache.slot_bytes = w->slot_bytes;
+    w->cache.slot_base = 4 + (strcmp(path, "/") == 0 ? 1 : w->path_len + 1);
     ev_init(&w->timer, on_timer);
     w->timer.data = w;
     scout_watch_resync_init(w);
@@ -672,7 +788,9 @@ scout_watch_reap(scout_session_t *session)
 
     while (*pp != NULL) {
         scout_watch_t *w = *pp;
-        if (session != NULL && w->session != session) {
+        /* one with data slots may still hear from the other sessions'
+         * handles: it waits for the exit */
+        if (session != NULL && (w->session != session || w->nslots > 1)) {
             pp = &w->next_dead;
             continue;
         }
@@ -754,3 +872,41 @@ scout_watch_settled(const scout_watch_t *w)
 }
 
 
+
+void
+scout_watch_on_pool_session(scout_session_t *session,
+                            scout_session_state_t state, int new_session,
+                            int jitter_ms)
+{
+    path_entry_t *e, *tmp;
+
+    if (state != SCOUT_SESSION_CONNECTED)
+        return;
+    HASH_ITER(hh, by_path, e, tmp) {
+        for (scout_watch_t *w = e->head; w != NULL; w = w->next_same_path) {
+            int slot = slot_of(w, session);
+            scout_child_t *child, *ctmp;
+
+            if (slot < 1)
+                continue;       /* slot 0: scout_watch_on_session */
+            if (new_session) {
+                /* that session's watches are gone: read its children again */
+                HASH_ITER(hh, w->cache.children, child, ctmp)
+                    if (child->slotted && (int)child->slot == slot
+                        && child->needs_data)
+                        scout_cache_mark_dirty(&w->cache, child);
+            }
+            if (w->cache.dirty == NULL || ev_is_active(&w->timer))
+                continue;
+            if (new_session && jitter_ms > 0) {
+                int ms = rand() % (jitter_ms + 1);
+
+                w->deadline = ev_now(w->loop) + ms / 1000.0;
+                ev_timer_set(&w->timer, ms / 1000.0, 0.);
+                ev_timer_start(w->loop, &w->timer);
+            } else {
+                scout_watch_read_dirty(w);
+            }
+        }
+    }
+}

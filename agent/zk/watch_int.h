@@ -42,6 +42,11 @@ struct scout_watch_s {
     unsigned                conclusive:1;   /* no event was pending      */
     uint64_t                sync_epoch;     /* session epoch of the last
                                                completed sync(), 0 = none */
+    /* Data watches spread over sessions (ZOOKEEPER-706): slot 0 is
+     * `session`, the others come from the pool; a child keeps its slot. */
+    scout_session_t        *slot_session[SCOUT_WATCH_MAX_SLOTS];
+    size_t                  slot_bytes[SCOUT_WATCH_MAX_SLOTS];
+    int                     nslots;
 };
 
 typedef struct {

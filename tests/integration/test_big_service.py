@@ -40,48 +40,62 @@ class BigService(unittest.TestCase):
             self.scout.stop()
         self.zk.stop()
 
-    def test_reconnects_after_restart_with_watches_over_1mb(self):
+    def start(self, zookeeper=""):
         kz = self.zk.client()
         kz.ensure_path(PATH)
         create_children(kz, CHILDREN)
-        self.scout = s = Scout(policy({"svc": 'path = "%s", protect = false' % PATH}, session_timeout=4000),
-                               self.zk.connect).start()
+        self.scout = s = Scout(policy({"svc": 'path = "%s", protect = false' % PATH}, session_timeout=4000,
+                                      zookeeper=zookeeper), self.zk.connect).start()
         wait_until(lambda: s.state("svc") == "synced" and len(s.endpoints("svc")[0]) == CHILDREN, timeout=60,
                    what="the big service synced")
-        self.assertGreater(s.metric('scout_session_watch_bytes{session="0"}'), 1048576,
-                           "the session's watches exceed what one SetWatches may carry")
-        sessions_before = s.metric("scout_zk_sessions_created_total")
+        return s
 
+    def restart_and_change(self):
         self.zk.stop_node(1)
         self.zk.start_node(1)
-        t0 = time.monotonic()
         kz = self.zk.client()
         kz.create("%s/after-restart" % PATH, json.dumps({"host": "10.8.0.1", "port": 9}).encode())
 
-        # the loop is seen and ended: a new session starts, and the change made after the restart is published
+    @staticmethod
+    def watch_bytes(s):
+        return {k: v for k, v in s.metrics().items() if k.startswith("scout_session_watch_bytes{")}
+
+    def test_watches_spread_so_every_session_reconnects(self):
+        s = self.start()
+        per_session = self.watch_bytes(s)
+        self.assertGreater(sum(per_session.values()), 1048576, "the service watches more than one packet holds")
+        self.assertGreater(len(per_session), 1, "spread over more than one session")
+        self.assertLessEqual(max(per_session.values()), 512 * 1024, "no session over the default budget")
+        sessions_before = s.metric("scout_zk_sessions_created_total")
+        reconnects = s.metric("scout_zk_reconnects_total")
+
+        t0 = time.monotonic()
+        self.restart_and_change()
         wait_until(lambda: "after-restart" in s.ids("svc"), timeout=45, what="a change after the restart published")
         wait_until(lambda: s.health()[0] == 200, timeout=45, what="healthy again")
-        print("\n  reconnect after restart with %d watched bytes: %.1f s (healthy)"
-              % (s.metric('scout_session_watch_bytes{session="0"}'), time.monotonic() - t0))
-        loops = s.metric("scout_zk_reconnect_loops_total")
-        self.assertGreaterEqual(loops, 1, "the reconnect loop was detected")
-        self.assertGreater(s.metric("scout_zk_sessions_created_total"), sessions_before, "ended by a new session")
-        self.assertEqual(s.log().count("reconnect loop:"), loops, "logged once per loop")
-        self.assertEqual(s.metric('scout_session_reconnect_loop{session="0"}'), 0, "the gauge is back to 0")
+        print("\n  spread: %d sessions; reconnect after restart: %.1f s (healthy)"
+              % (len(per_session), time.monotonic() - t0))
+        # every session reconnected within itself: no loop, no new session, the watches re-sent and accepted
+        self.assertGreaterEqual(s.metric("scout_zk_reconnects_total"), reconnects + len(per_session))
+        self.assertEqual(s.metric("scout_zk_reconnect_loops_total"), 0)
+        self.assertEqual(s.metric("scout_zk_sessions_created_total"), sessions_before)
         self.assertEqual(len(s.endpoints("svc")[0]), CHILDREN + 1)
-        self.assertTrue(s.alive())
 
-    def test_health_names_the_reconnect_loop(self):
+        # a data change of a child whose watch lives on another session is published too
         kz = self.zk.client()
-        kz.ensure_path(PATH)
-        create_children(kz, CHILDREN)
-        # a long session timeout: the old code's "new session after 4x timeout" cannot rescue it either way
-        self.scout = s = Scout(policy({"svc": 'path = "%s", protect = false' % PATH}, session_timeout=30000),
-                               self.zk.connect).start()
-        wait_until(lambda: s.state("svc") == "synced" and len(s.endpoints("svc")[0]) == CHILDREN, timeout=60,
-                   what="the big service synced")
-        self.zk.stop_node(1)
-        self.zk.start_node(1)
+        for i in (0, CHILDREN // 2, CHILDREN - 1):
+            kz.set("%s/%s" % (PATH, child(i)), json.dumps({"host": "10.7.0.1", "port": 7000 + i}).encode())
+        wait_until(lambda: sum(1 for e in s.endpoints("svc")[0] if e["host"] == "10.7.0.1") == 3,
+                   what="data changes on every session published")
+
+    def test_reconnect_loop_is_detected_reported_and_ended(self):
+        # watch_budget = 0: the old behaviour, one session holds every watch of the service
+        s = self.start(zookeeper="watch_budget = 0")
+        self.assertGreater(s.metric('scout_session_watch_bytes{session="0"}'), 1048576,
+                           "the session's watches exceed what one SetWatches may carry")
+        sessions_before = s.metric("scout_zk_sessions_created_total")
+        t0 = time.monotonic()
+        self.restart_and_change()
         seen = []
 
         def loop_reported():
@@ -91,7 +105,18 @@ class BigService(unittest.TestCase):
             return bool(seen) and s.metric("scout_zk_reconnect_loops_total") >= 1
 
         wait_until(loop_reported, timeout=45, interval=0.01, what="health names the reconnect loop")
+        self.assertEqual(s.metric('scout_session_reconnect_loop{session="0"}'), 1)
+        # the loop is ended: a new session starts, and the change made after the restart is published
+        wait_until(lambda: "after-restart" in s.ids("svc"), timeout=45, what="a change after the restart published")
         wait_until(lambda: s.health()[0] == 200, timeout=45, what="healthy again")
+        print("\n  one session, %d watched bytes: reconnect after restart: %.1f s (healthy)"
+              % (s.metric('scout_session_watch_bytes{session="0"}'), time.monotonic() - t0))
+        loops = s.metric("scout_zk_reconnect_loops_total")
+        self.assertGreater(s.metric("scout_zk_sessions_created_total"), sessions_before, "ended by a new session")
+        self.assertEqual(s.log().count("reconnect loop:"), loops, "logged once per loop")
+        self.assertEqual(s.metric('scout_session_reconnect_loop{session="0"}'), 0, "the gauge is back to 0")
+        self.assertEqual(len(s.endpoints("svc")[0]), CHILDREN + 1)
+        self.assertTrue(s.alive())
 
 
 if __name__ == "__main__":
