@@ -236,7 +236,7 @@ function on_session(state) return state end
 
     it("lists the known keys for an unknown key in each section and in a service", function()
       fails(section_src("zookeeper", "server", '"a:1"'), 3,
-            'zookeeper: unknown key "server" (known: auth, servers, session_timeout, sessions)')
+            'zookeeper: unknown key "server" (known: auth, servers, session_timeout, sessions, watch_budget)')
       fails(section_src("api", "port", "80"), 3, 'api: unknown key "port" (known: listen)')
       fails(section_src("agent", "budget", "1"), 3,
             'agent: unknown key "budget" (known: anti_entropy, drain, hook_budget, log_level)')
@@ -309,6 +309,9 @@ function on_session(state) return state end
       { "zookeeper", "sessions", "0", "sessions must be a whole number from 1 to 64" },
       { "zookeeper", "sessions", "65", "sessions must be a whole number from 1 to 64" },
       { "zookeeper", "sessions", "1.5", "sessions must be a whole number from 1 to 64" },
+      { "zookeeper", "watch_budget", "100", "watch_budget must be 0 (do not spread) or a whole number of bytes from 4096 to 900000" },
+      { "zookeeper", "watch_budget", "1048576", "watch_budget must be 0 (do not spread) or a whole number of bytes from 4096 to 900000" },
+      { "zookeeper", "watch_budget", '"512k"', "watch_budget must be 0 (do not spread) or a whole number of bytes from 4096 to 900000" },
       { "agent", "hook_budget", "2.5", "hook_budget must be a positive integer (at most 2^31-1)" },
       { "agent", "hook_budget", "true", "hook_budget must be a positive integer (at most 2^31-1)" },
       { "agent", "log_level", '"trace"', "log_level must be one of error, warn, info, debug" },
