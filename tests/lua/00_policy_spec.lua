@@ -261,6 +261,7 @@ function on_session(state) return state end
 
     local SERVERS_MSG = 'servers must be a string like "127.0.0.1:2181,10.0.0.2:2181/chroot"'
     local LISTEN_TYPE = 'listen must be a string like "unix:/run/scout.sock" or "127.0.0.1:8500"'
+    local WATCH_BUDGET = "watch_budget must be 0 (do not spread) or a whole number of bytes from 4096 to 900000"
     local AUTH_TYPE = 'auth must be a table { scheme = "digest", credential = "user:pass" }'
     local AE = 'anti_entropy must be milliseconds or a duration like "60s" (at most a day; 0 = off)'
     local SECTION_BAD = {
@@ -309,9 +310,9 @@ function on_session(state) return state end
       { "zookeeper", "sessions", "0", "sessions must be a whole number from 1 to 64" },
       { "zookeeper", "sessions", "65", "sessions must be a whole number from 1 to 64" },
       { "zookeeper", "sessions", "1.5", "sessions must be a whole number from 1 to 64" },
-      { "zookeeper", "watch_budget", "100", "watch_budget must be 0 (do not spread) or a whole number of bytes from 4096 to 900000" },
-      { "zookeeper", "watch_budget", "1048576", "watch_budget must be 0 (do not spread) or a whole number of bytes from 4096 to 900000" },
-      { "zookeeper", "watch_budget", '"512k"', "watch_budget must be 0 (do not spread) or a whole number of bytes from 4096 to 900000" },
+      { "zookeeper", "watch_budget", "100", WATCH_BUDGET },
+      { "zookeeper", "watch_budget", "1048576", WATCH_BUDGET },
+      { "zookeeper", "watch_budget", '"512k"', WATCH_BUDGET },
       { "agent", "hook_budget", "2.5", "hook_budget must be a positive integer (at most 2^31-1)" },
       { "agent", "hook_budget", "true", "hook_budget must be a positive integer (at most 2^31-1)" },
       { "agent", "log_level", '"trace"', "log_level must be one of error, warn, info, debug" },
