@@ -36,100 +36,6 @@ scout_event_kind_name(scout_event_kind_t kind)
 
 static void issue_data_reads(scout_watch_t *w);
 
-/* the pool of extra sessions for data watches (scout_watch_set_pool) */
-static size_t              pool_budget;
-static scout_watch_pool_fn pool_fn;
-static void               *pool_ud;
-
-void
-scout_watch_set_pool(size_t budget, scout_watch_pool_fn fn, void *ud)
-{
-    pool_budget = budget;
-    pool_fn = fn;
-    pool_ud = ud;
-}
-
-static int
-slot_of(const scout_watch_t *w, const void *session)
-{
-    for (int i = 0; i < w->nslots; i++)
-        if (w->slot_session[i] == session)
-            return i;
-    return -1;
-}
-
-static zhandle_t *
-slot_zh(scout_watch_t *w, int slot)
-{
-    scout_session_t *s = w->slot_session[slot];
-
-    if (scout_session_state(s) != SCOUT_SESSION_CONNECTED)
-        return NULL;
-    return scout_session_zh(s);
-}
-
-static void
-kick_slots(scout_watch_t *w)
-{
-    for (int i = 0; i < w->nslots; i++)
-        scout_session_kick(w->slot_session[i]);
-}
-
-/* The slot a child's data watch lives on: the first with room under the
- * budget (slot 0 is the service's session, shared with other services, so
- * it gets half), else a new session from the pool, else the least full. */
-static int
-assign_slot(scout_watch_t *w, scout_child_t *child)
-{
-    size_t bytes = w->cache.slot_base + strlen(child->name);
-    int best = 0;
-
-    if (child->slotted)
-        return child->slot;
-    for (int i = 0; pool_budget > 0 && i < w->nslots; i++) {
-        size_t budget = i == 0 ? pool_budget / 2 : pool_budget;
-
-        if (w->slot_bytes[i] + bytes <= budget) {
-            best = i;
-            goto found;
-        }
-        if (w->slot_bytes[i] < w->slot_bytes[best])
-            best = i;
-    }
-    if (pool_budget > 0 && pool_fn != NULL
-        && w->nslots < SCOUT_WATCH_MAX_SLOTS) {
-        scout_session_t *s = pool_fn(pool_ud);
-
-        if (s != NULL) {
-            best = w->nslots++;
-            w->slot_session[best] = s;
-            w->slot_bytes[best] = 0;
-            scout_log(SCOUT_LOG_INFO, "watch", "%s: data watches over %zu "
-                      "bytes per session; spreading them to session slot %d",
-                      w->path, pool_budget, best);
-        }
-    }
-found:
-    child->slot = (unsigned)best;
-    child->slotted = 1;
-    w->slot_bytes[best] += bytes;
-    return best;
-}
-
-size_t
-scout_watch_session_bytes(const scout_watch_t *w,
-                          const scout_session_t *session)
-{
-    size_t bytes = 0;
-
-    if (w->session == session)      /* the child-list (or exists) watch */
-        bytes += 4 + w->path_len;
-    for (int i = 0; i < w->nslots; i++)
-        if (w->slot_session[i] == session)
-            bytes += w->slot_bytes[i];
-    return bytes;
-}
-
 read_req_t *
 scout_watch_req_new(scout_watch_t *w, const char *name)
 {
@@ -175,7 +81,11 @@ settle(scout_watch_t *w)
     if (w->children_inflight || w->exists_inflight || w->data_inflight
         || w->sync_inflight)
         return;
-    if (w->notify || scout_cache_has_pending(&w->cache)) {
+    /* The first publish is complete: with data slots, children whose
+     * session is still connecting (a pool session just started) are waited
+     * for; their reads settle here again. */
+    if ((w->notify || scout_cache_has_pending(&w->cache))
+        && (w->synced || w->nslots == 1 || w->cache.dirty == NULL)) {
         w->notify = 0;
         w->synced = 1;
         w->cb->on_update(w->ud);
@@ -334,7 +244,7 @@ on_child_event(zhandle_t *zh, int type, int state, const char *path,
         free(parent);
     for (scout_watch_t *w = e ? e->head : NULL, *next; w != NULL; w = next) {
         next = w->next_same_path;
-        if (slot_of(w, ctx) >= 0)
+        if (scout_watch_slot_of(w, ctx) >= 0)
             child_event(w, type, path);
     }
 }
@@ -494,7 +404,7 @@ children_done(int rc, const struct String_vector *names,
                       changed);
         }
         issue_data_reads(w);            /* new children: same pull */
-        kick_slots(w);
+        scout_watch_kick_slots(w);
     } else if (rc == ZNONODE && (w->cache.count > 0 || w->floor_pzxid != 0)
                && !nonode_believed(w, NULL)) {
         w->children_dirty = 1;  /* read again once the server caught up */
@@ -663,8 +573,8 @@ issue_data_reads(scout_watch_t *w)
             pp = &child->next_dirty;
             continue;
         }
-        slot = assign_slot(w, child);
-        if ((zh = slot_zh(w, slot)) == NULL) {
+        slot = scout_watch_assign_slot(w, child);
+        if ((zh = scout_watch_slot_zh(w, slot)) == NULL) {
             pp = &child->next_dirty;
             continue;
         }
@@ -708,7 +618,7 @@ scout_watch_read_dirty(scout_watch_t *w)
         && !w->exists_inflight)
         issue_children(w, zh);
     issue_data_reads(w);
-    kick_slots(w);
+    scout_watch_kick_slots(w);
     /* Nothing to read but something to tell (a deletion seen through a
      * child's own watch): publish it now, at the end of its delay. */
     if (zh != NULL && !w->children_inflight && !w->exists_inflight
@@ -772,7 +682,8 @@ static scout_watch_t *graveyard;
 void
 scout_watch_retire(scout_watch_t *w)
 {
-    index_del(w);               /* no event reaches it any more */
+    index_del(w);
+    scout_watch_spread_del(w);               /* no event reaches it any more */
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
     scout_cache_free(&w->cache);
@@ -806,6 +717,7 @@ scout_watch_free(scout_watch_t *w)
     if (w == NULL)
         return;
     index_del(w);
+    scout_watch_spread_del(w);
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
     scout_cache_free(&w->cache);
@@ -873,40 +785,3 @@ scout_watch_settled(const scout_watch_t *w)
 
 
 
-void
-scout_watch_on_pool_session(scout_session_t *session,
-                            scout_session_state_t state, int new_session,
-                            int jitter_ms)
-{
-    path_entry_t *e, *tmp;
-
-    if (state != SCOUT_SESSION_CONNECTED)
-        return;
-    HASH_ITER(hh, by_path, e, tmp) {
-        for (scout_watch_t *w = e->head; w != NULL; w = w->next_same_path) {
-            int slot = slot_of(w, session);
-            scout_child_t *child, *ctmp;
-
-            if (slot < 1)
-                continue;       /* slot 0: scout_watch_on_session */
-            if (new_session) {
-                /* that session's watches are gone: read its children again */
-                HASH_ITER(hh, w->cache.children, child, ctmp)
-                    if (child->slotted && (int)child->slot == slot
-                        && child->needs_data)
-                        scout_cache_mark_dirty(&w->cache, child);
-            }
-            if (w->cache.dirty == NULL || ev_is_active(&w->timer))
-                continue;
-            if (new_session && jitter_ms > 0) {
-                int ms = rand() % (jitter_ms + 1);
-
-                w->deadline = ev_now(w->loop) + ms / 1000.0;
-                ev_timer_set(&w->timer, ms / 1000.0, 0.);
-                ev_timer_start(w->loop, &w->timer);
-            } else {
-                scout_watch_read_dirty(w);
-            }
-        }
-    }
-}

@@ -21,6 +21,10 @@ def child(i):
     return "id-%05d-%s" % (i, PAD)
 
 
+def small(i):
+    return "/small/svc/id-%03d-%s" % (i, "y" * 40)      # ~64 bytes of watched path
+
+
 def create_children(kz, n):
     data = [json.dumps({"host": "10.9.%d.%d" % (i // 250 % 250, i % 250), "port": 1000 + i}).encode()
             for i in range(n)]
@@ -117,6 +121,39 @@ class BigService(unittest.TestCase):
         self.assertEqual(s.metric('scout_session_reconnect_loop{session="0"}'), 0, "the gauge is back to 0")
         self.assertEqual(len(s.endpoints("svc")[0]), CHILDREN + 1)
         self.assertTrue(s.alive())
+
+    def test_spread_watches_rearm_after_every_session_expires(self):
+        # a tiny budget spreads 120 children (~7.7 KB of watches) over several sessions; all of them expire while
+        # the agent is frozen
+        kz = self.zk.client()
+        kz.ensure_path("/small/svc")
+        for i in range(120):
+            kz.create(small(i), json.dumps({"host": "10.6.0.1", "port": 1000 + i}).encode())
+        self.scout = s = Scout(policy({"svc": 'path = "/small/svc"'}, session_timeout=2000,
+                                      zookeeper="watch_budget = 4096"), self.zk.connect).start()
+        wait_until(lambda: s.state("svc") == "synced" and len(s.ids("svc")) == 120, what="synced")
+        nsessions = len(self.watch_bytes(s))
+        self.assertGreaterEqual(nsessions, 3, "spread over the pool")
+        self.assertLessEqual(max(self.watch_bytes(s).values()), 4096)
+
+        def ports():
+            return {e["id"]: e["port"] for e in s.endpoints("svc")[0]}
+
+        s.pause()
+        time.sleep(6)                               # well past the session timeout (the server caps it at 4 s)
+        for i in range(0, 120, 7):
+            kz.set(small(i), json.dumps({"host": "10.6.0.1", "port": 2000 + i}).encode())
+        s.resume()
+        wait_until(lambda: s.metric("scout_zk_session_expirations_total") >= nsessions, what="every session expired")
+        want = {small(i)[len("/small/svc/"):]: (2000 + i if i % 7 == 0 else 1000 + i) for i in range(120)}
+        wait_until(lambda: ports() == want, what="the changes made while frozen, on every session")
+        # the data watches were re-armed on each new session: later changes arrive through them
+        for i in range(0, 120, 5):
+            kz.set(small(i), json.dumps({"host": "10.6.0.1", "port": 3000 + i}).encode())
+            want[small(i)[len("/small/svc/"):]] = 3000 + i
+        wait_until(lambda: ports() == want, what="later changes on every session")
+        self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "svc"), 0, "no watch was missed")
+        wait_until(lambda: s.health()[0] == 200, what="healthy")
 
 
 if __name__ == "__main__":
