@@ -24,7 +24,8 @@
 #include "scout.h"
 #include "stats.h"
 
-#define RETRY_SECONDS 1.0       /* no address yet: try again this soon */
+#define RETRY_SECONDS 1.0       /* no address yet: try again this soon, */
+#define RETRY_MAX_SECONDS 30.0  /* doubling up to this */
 
 struct job {
     pthread_mutex_t  mu;
@@ -42,6 +43,7 @@ struct scout_resolve_s {
     ev_async         async;
     ev_timer         timer;     /* periodic re-resolution / retry */
     double           every;
+    double           retry;     /* the next retry's delay, 0 = none due */
     char            *spec;
     char            *chroot;
     char            *hosts;     /* the latest IP-literal list */
@@ -289,14 +291,20 @@ on_async(struct ev_loop *loop, ev_async *w, int revents)
     out = j->result;
     j->result = NULL;
     if (out == NULL) {
+        r->retry = r->retry == 0 ? RETRY_SECONDS
+                   : r->retry * 2 > RETRY_MAX_SECONDS ? RETRY_MAX_SECONDS
+                   : r->retry * 2;
         scout_log(SCOUT_LOG_WARN, "resolve", "no address for the ZooKeeper "
-                  "servers %s (%s); retrying", r->spec, j->err);
+                  "servers %s (%s); retrying in %.0f s", r->spec, j->err,
+                  r->hosts == NULL ? r->retry : r->every);
     } else if (j->err[0] != '\0') {
         scout_log(SCOUT_LOG_WARN, "resolve", "ZooKeeper servers: %s; "
                   "using the others", j->err);
     }
     job_free(j);
-    ev_timer_set(&r->timer, out == NULL && r->hosts == NULL ? RETRY_SECONDS
+    if (out != NULL)
+        r->retry = 0;
+    ev_timer_set(&r->timer, out == NULL && r->hosts == NULL ? r->retry
                                                             : r->every, 0.);
     ev_timer_start(loop, &r->timer);
     if (out == NULL)
