@@ -33,7 +33,9 @@ struct scout_agent_s {
     scout_conf_t      conf;
     scout_session_t **sessions;
     struct shard     *shards;      /* the on_session context of each */
-    int               nsessions;
+    int               nsessions;     /* nbase + the data-watch pool's */
+    int               nbase;         /* the services are sharded over */
+    scout_session_opts_t so;         /* for the pool's new sessions */
     scout_service_t **services;
     int               nservices;
     scout_service_t **by_name;       /* services sorted by name */
@@ -77,8 +79,8 @@ watch_bytes(const scout_agent_t *a, int session)
     size_t bytes = 0;
 
     for (int i = 0; i < a->nservices; i++)
-        if (scout_service_session(a->services[i]) == a->sessions[session])
-            bytes += scout_service_watch_bytes(a->services[i]);
+        bytes += scout_service_watch_bytes(a->services[i],
+                                           a->sessions[session]);
     return bytes;
 }
 
@@ -140,6 +142,9 @@ on_session(void *ud, scout_session_state_t state, int new_session)
                                      jitter);
     for (int i = 0; sh->idx == 0 && i < a->nregs; i++)
         scout_reg_on_session(a->regs[i], state, new_session);
+    /* data watches that big services spread to this session */
+    scout_watch_on_pool_session(a->sessions[sh->idx], state, new_session,
+                                jitter);
     /* the old handle is closed: its completions and watches are done */
     if (new_session)
         scout_watch_reap(a->sessions[sh->idx]);
@@ -150,6 +155,38 @@ on_session(void *ud, scout_session_state_t state, int new_session)
         scout_shmpub_changed(a->shm);   /* states changed for readers */
     if (a->policy != NULL)
         scout_policy_on_session(a->policy, scout_session_state_name(state));
+}
+
+/* Data watches of a big service spread to sessions of their own (see
+ * zk/watch.h): the pool adds one when every slot is over the budget. */
+#define SCOUT_POOL_SESSIONS 64
+
+static scout_session_t *
+pool_session(void *ud)
+{
+    scout_agent_t *a = ud;
+    char err[SCOUT_ERR_LEN];
+    int i = a->nsessions;
+
+    if (i >= a->nbase + SCOUT_POOL_SESSIONS) {
+        scout_log(SCOUT_LOG_ERROR, "agent", "all %d extra sessions for data "
+                  "watches in use; a session may exceed ZooKeeper's 1 MB on "
+                  "reconnect", SCOUT_POOL_SESSIONS);
+        return NULL;
+    }
+    a->shards[i].agent = a;
+    a->shards[i].idx = i;
+    a->sessions[i] = scout_session_new(a->loop, &a->so, on_session,
+                                       &a->shards[i], err);
+    if (a->sessions[i] == NULL) {
+        scout_log(SCOUT_LOG_ERROR, "agent", "a session for data watches: %s",
+                  err);
+        return NULL;
+    }
+    a->nsessions++;
+    scout_log(SCOUT_LOG_INFO, "agent", "session %d started for the data "
+              "watches of big services", i);
+    return a->sessions[i];
 }
 
 static int
@@ -403,12 +440,17 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
      * worst case per session; scout_agent_check_watch_bytes warns sooner. */
     a->nsessions = a->conf.zk_sessions > 0 ? a->conf.zk_sessions
                                            : 1 + a->conf.nservices / 2000;
-    a->sessions = calloc((size_t)a->nsessions, sizeof(*a->sessions));
-    a->shards = calloc((size_t)a->nsessions, sizeof(*a->shards));
+    a->nbase = a->nsessions;
+    a->so = so;                 /* its strings live in a->conf */
+    a->sessions = calloc((size_t)(a->nbase + SCOUT_POOL_SESSIONS),
+                         sizeof(*a->sessions));
+    a->shards = calloc((size_t)(a->nbase + SCOUT_POOL_SESSIONS),
+                       sizeof(*a->shards));
     if (a->sessions == NULL || a->shards == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         goto fail;
     }
+    scout_watch_set_pool((size_t)a->conf.zk_watch_budget, pool_session, a);
     /* Sessions only connect once the loop runs: services built below are
      * in place before the first CONNECTED. */
     for (int i = 0; i < a->nsessions; i++) {
@@ -420,7 +462,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
             goto fail;
     }
     for (int i = 0; i < a->conf.nservices; i++) {
-        a->services[i] = scout_service_new(loop, a->sessions[i % a->nsessions],
+        a->services[i] = scout_service_new(loop, a->sessions[i % a->nbase],
                                            a->policy, i,
                                            &a->conf.services[i], err);
         if (a->services[i] == NULL)
@@ -516,6 +558,7 @@ scout_agent_free(scout_agent_t *a)
 {
     if (a == NULL)
         return;
+    scout_watch_set_pool(0, NULL, NULL);
     scout_api_free(a->api);
     /* Close first: pending completions still point into the services. */
     if (a->sessions != NULL)
@@ -665,6 +708,7 @@ keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
 #undef KEEP
     nc->zk_timeout_ms = a->conf.zk_timeout_ms;
     nc->zk_sessions = a->conf.zk_sessions;
+    nc->zk_watch_budget = a->conf.zk_watch_budget;
     nc->cache_max_age_ms = a->conf.cache_max_age_ms;
 }
 
@@ -766,7 +810,7 @@ reload(scout_agent_t *a, char *err)
             }
         }
         if (svcs[i] == NULL) {
-            scout_session_t *ss = a->sessions[i % a->nsessions];
+            scout_session_t *ss = a->sessions[i % a->nbase];
             svcs[i] = scout_service_new(a->loop, ss, np, i, sc, err);
             if (svcs[i] == NULL) {
                 scout_log(SCOUT_LOG_ERROR, "agent", "reload: service %s: %s",

@@ -518,15 +518,12 @@ scout_service_staleness(const scout_service_t *s)
 }
 
 size_t
-scout_service_watch_bytes(const scout_service_t *s)
+scout_service_watch_bytes(const scout_service_t *s,
+                          const scout_session_t *session)
 {
-    const scout_cache_t *c = scout_watch_cache(s->watch);
-    size_t path = strlen(s->path);
-
-    /* the child watch (or exists watch) on the path, plus a data watch on
-     * every child that reads data: what SetWatches carries for us, each
-     * path with its 4-byte length */
-    return 4 + path + c->data_children * (4 + path + 1) + c->data_name_bytes;
+    /* the child watch (or exists watch) on the path, plus the data watches
+     * on that session: what its SetWatches carries for us */
+    return scout_watch_session_bytes(s->watch, session);
 }
 
 int

@@ -98,7 +98,8 @@ void scout_service_zxids(const scout_service_t *s, int64_t *pzxid,
  * (0 while synced). */
 double      scout_service_staleness(const scout_service_t *s);
 /* Bytes of watched paths this service adds to its session's SetWatches. */
-size_t      scout_service_watch_bytes(const scout_service_t *s);
+size_t      scout_service_watch_bytes(const scout_service_t *s,
+                                      const scout_session_t *session);
 const scout_service_stats_t *scout_service_stats(const scout_service_t *s);
 
 #endif

@@ -21,6 +21,8 @@
     X(zk_reconnects,          "connections (re-)established within a session") \
     X(zk_session_expirations, "sessions expired and replaced by a new one")    \
     X(zk_sessions_created,    "ZooKeeper handles created")                     \
+    X(zk_name_resolutions,    "connect-string host name resolutions, run off the loop") \
+    X(zk_reconnect_loops,     "reconnect loops (short connections, none stable) ended with a new session") \
     X(hook_calls,             "calls into Lua policy hooks")                   \
     X(hook_errors,            "Lua hook calls that raised an error")           \
     X(hook_timeouts,          "Lua hook calls stopped for exceeding the budget") \

@@ -326,8 +326,15 @@ health(scout_api_t *api, scout_http_req_t *req)
     api->view.snapshot_too_old(api->view.ctx, reason, sizeof(reason));
     for (int i = 0; reason[0] == '\0'
                     && i < api->view.nsessions(api->view.ctx); i++) {
-        scout_session_state_t st =
-            scout_session_state(api->view.session(api->view.ctx, i));
+        scout_session_t *ss = api->view.session(api->view.ctx, i);
+        scout_session_state_t st = scout_session_state(ss);
+
+        if (scout_session_looping(ss)) {
+            snprintf(reason, sizeof(reason), "ZooKeeper session %d was in a "
+                     "reconnect loop; a new session replaced it and is %s, "
+                     "not yet stable", i, scout_session_state_name(st));
+            break;
+        }
         if (st != SCOUT_SESSION_CONNECTED) {
             snprintf(reason, sizeof(reason), "ZooKeeper session %d %s", i,
                      scout_session_state_name(st));

@@ -152,6 +152,12 @@ session_metrics(FILE *out, const scout_api_view_t *v)
         fprintf(out, "scout_session_connected{session=\"%d\"} %d\n", i,
                 scout_session_state(v->session(v->ctx, i))
                     == SCOUT_SESSION_CONNECTED);
+    fprintf(out, "# HELP scout_session_reconnect_loop 1 from a reconnect "
+                 "loop's end until the new session is stable\n"
+                 "# TYPE scout_session_reconnect_loop gauge\n");
+    for (int i = 0; i < n; i++)
+        fprintf(out, "scout_session_reconnect_loop{session=\"%d\"} %d\n", i,
+                scout_session_looping(v->session(v->ctx, i)));
     fprintf(out, "# HELP scout_session_watch_bytes watched path bytes a "
                  "reconnect re-sends (keep well under 1 MB)\n"
                  "# TYPE scout_session_watch_bytes gauge\n");

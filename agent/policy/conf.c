@@ -132,6 +132,7 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
     conf->zk_servers = dup_field(L, -1, "servers");
     conf->zk_timeout_ms = int_field(L, -1, "session_timeout_ms", 10000);
     conf->zk_sessions = int_field(L, -1, "sessions", 0);
+    conf->zk_watch_budget = int_field(L, -1, "watch_budget", 512 * 1024);
     lua_getfield(L, -1, "auth");
     if (lua_istable(L, -1)) {
         conf->auth_scheme = dup_field(L, -1, "scheme");

@@ -50,6 +50,7 @@ typedef struct {
     char                 *zk_servers;
     int                   zk_timeout_ms;
     int                   zk_sessions;   /* 0: one per 2,000 services */
+    int                   zk_watch_budget; /* bytes per session; 0 = off */
     char                 *auth_scheme;
     char                 *auth_cred;
     char                 *api_listen;

@@ -37,6 +37,8 @@ struct scout_child_s {
     unsigned       pending:1;      /* on the pending list                */
     unsigned       announced:1;    /* the policy knows this child        */
     unsigned       seen:1;         /* scratch for list diffs             */
+    unsigned       slotted:1;      /* its data watch has a session slot  */
+    unsigned       slot:6;         /* which one (watch.c spreading)      */
     /* In the same allocation, and fields packed: there is one of these
      * per znode watched (100k at scale). */
     char           name[];
@@ -47,6 +49,9 @@ typedef struct {
     unsigned       count;
     unsigned       data_children;  /* children with a data watch        */
     size_t         data_name_bytes;/* their names' bytes (SetWatches)   */
+    size_t        *slot_bytes;     /* watch.c's per-slot watched bytes   */
+    size_t         slot_base;      /* bytes a data watch costs beyond
+                                      its name ("/path/" + length)     */
     int64_t        pzxid;          /* of the newest child list applied  */
     int64_t        max_mzxid;      /* newest data applied               */
     int            have_list;

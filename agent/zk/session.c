@@ -23,6 +23,10 @@
 #include "loop.h"
 #include "scout.h"
 #include "stats.h"
+#include "zk/resolve.h"
+
+/* Host names of the connect string are resolved again this often. */
+#define RESOLVE_EVERY_SECONDS 60.0
 
 struct scout_session_s {
     struct ev_loop        *loop;
@@ -31,6 +35,12 @@ struct scout_session_s {
     ev_io                  io;          /* the client's socket              */
     ev_timer               timer;       /* the client's own deadline        */
     ev_timer               lost;        /* disconnected for too long        */
+    ev_timer               stable;      /* connected long enough to trust   */
+    int64_t                connected_ns; /* when the current connection came */
+    int64_t                streak_ns;   /* first short connection of a run  */
+    int                    short_conns; /* short connections in that run    */
+    int                    looping;     /* a reconnect loop was ended; the
+                                         * new session is not stable yet    */
     int                    dirty;
     int                    io_fd;       /* what the io watcher watches   */
     int                    io_events;
@@ -41,6 +51,7 @@ struct scout_session_s {
     scout_session_state_t  state;
     uint64_t               epoch;
     char                  *servers;
+    scout_resolve_t       *resolve;     /* names -> IP literals, off-loop  */
     char                  *auth_scheme;
     char                  *auth_cred;
     int                    timeout_ms;
@@ -123,6 +134,65 @@ set_state(scout_session_t *s, scout_session_state_t state, int new_session)
     s->on_state(s->ud, state, new_session);
 }
 
+/* A connection that ends sooner than this after CONNECTED is "short". */
+#define STABLE_SECONDS 3.0
+/* This many short connections in a row within the window, none stable, is a
+ * reconnect loop: the server takes the session back and then closes the
+ * socket each time, typically because the SetWatches the client re-sends on
+ * reconnect is over jute.maxbuffer (ZOOKEEPER-706).  Each short connection
+ * also re-arms the "no connection for 4x timeout" timer, so nothing else
+ * would ever end it. */
+#define LOOP_SHORT_CONNECTIONS 5
+#define LOOP_WINDOW_SECONDS    30.0
+
+static void
+on_stable(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    scout_session_t *s = w->data;
+    (void)loop;
+    (void)revents;
+    if (s->state != SCOUT_SESSION_CONNECTED)
+        return;
+    s->short_conns = 0;
+    if (s->looping)
+        scout_log(SCOUT_LOG_INFO, "session", "session 0x%llx stable for "
+                  "%.0f s; reconnect loop over",
+                  (unsigned long long)scout_session_id(s), STABLE_SECONDS);
+    s->looping = 0;
+}
+
+/* The connection that came at connected_ns is gone: count it if it was
+ * short, and end the run of short connections with a new session (it has no
+ * watches to re-send; its owners re-read everything as after an expiry). */
+static void
+connection_lost(scout_session_t *s)
+{
+    int64_t now = scout_now_ns();
+
+    ev_timer_stop(s->loop, &s->stable);
+    if (s->connected_ns == 0
+        || now - s->connected_ns >= (int64_t)(STABLE_SECONDS * 1e9))
+        return;
+    if (s->short_conns == 0
+        || now - s->streak_ns > (int64_t)(LOOP_WINDOW_SECONDS * 1e9)) {
+        s->short_conns = 0;
+        s->streak_ns = now;
+    }
+    if (++s->short_conns < LOOP_SHORT_CONNECTIONS)
+        return;
+    scout_stats.zk_reconnect_loops++;
+    scout_log(SCOUT_LOG_WARN, "session", "reconnect loop: session 0x%llx "
+              "had %d connections in %.1f s, none lasting %.0f s (watches "
+              "re-sent on reconnect over the server's packet limit?); "
+              "starting a new session", (unsigned long long)
+              scout_session_id(s), s->short_conns,
+              (double)(now - s->streak_ns) / 1e9, STABLE_SECONDS);
+    s->short_conns = 0;
+    s->looping = 1;
+    s->recreate = 1;
+    s->dirty = 1;
+}
+
 static void
 global_watcher(zhandle_t *zh, int type, int state, const char *path,
                void *ctx)
@@ -137,6 +207,9 @@ global_watcher(zhandle_t *zh, int type, int state, const char *path,
         int fresh = !s->had_connection;
 
         s->had_connection = 1;
+        s->connected_ns = scout_now_ns();
+        ev_timer_set(&s->stable, STABLE_SECONDS, 0.);
+        ev_timer_start(s->loop, &s->stable);
         scout_stats.zk_reconnects++;
         scout_log(SCOUT_LOG_INFO, "session",
                   "%s session 0x%llx (timeout %d ms)",
@@ -149,6 +222,8 @@ global_watcher(zhandle_t *zh, int type, int state, const char *path,
             scout_log(SCOUT_LOG_WARN, "session",
                       "connection lost; serving cached data as stale");
             set_state(s, SCOUT_SESSION_DISCONNECTED, 0);
+            scout_resolve_refresh(s->resolve);
+            connection_lost(s);
         }
     } else if (state == ZOO_EXPIRED_SESSION_STATE) {
         scout_log(SCOUT_LOG_WARN, "session",
@@ -176,19 +251,39 @@ auth_done(int rc, const void *data)
                   zerror(rc));
 }
 
+/* The client only ever sees IP literals: before the first resolution of a
+ * host name finished there is no handle yet (the session stays
+ * "connecting"); on_resolved opens it. */
 static int
 open_handle(scout_session_t *s, char *err)
 {
+    const char *hosts = scout_resolve_hosts(s->resolve);
+    const char *chroot = scout_resolve_chroot(s->resolve);
+    char *connect;
+
     s->had_connection = 0;
     s->epoch++;
-    s->zh = zookeeper_init2(s->servers, global_watcher, s->timeout_ms, NULL,
+    if (hosts == NULL) {
+        set_state(s, SCOUT_SESSION_CONNECTING, 0);
+        return SCOUT_OK;
+    }
+    connect = malloc(strlen(hosts) + strlen(chroot) + 1);
+    if (connect == NULL) {
+        if (err)
+            snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        return SCOUT_ERROR;
+    }
+    stpcpy(stpcpy(connect, hosts), chroot);
+    s->zh = zookeeper_init2(connect, global_watcher, s->timeout_ms, NULL,
                             s, ZOO_NO_LOG_CLIENTENV, zk_log_callback);
     if (s->zh == NULL) {
         if (err)
-            snprintf(err, SCOUT_ERR_LEN, "zookeeper_init(\"%s\"): %s",
-                     s->servers, strerror(errno));
+            snprintf(err, SCOUT_ERR_LEN, "zookeeper_init(\"%s\" = \"%s\"): %s",
+                     s->servers, connect, strerror(errno));
+        free(connect);
         return SCOUT_ERROR;
     }
+    free(connect);
     scout_stats.zk_sessions_created++;
     /* Resolve host names only after a connection loss, not on every
      * zookeeper_interest() call (ZOOKEEPER-1998: blocking DNS in our loop). */
@@ -201,6 +296,28 @@ open_handle(scout_session_t *s, char *err)
     return SCOUT_OK;
 }
 
+/* A resolution changed the addresses: a live handle gets them through
+ * zoo_set_servers (it may move to another server); without a handle (the
+ * first resolution) one is opened at the next prepare. */
+static void
+on_resolved(void *ud, const char *hosts)
+{
+    scout_session_t *s = ud;
+
+    if (s->state == SCOUT_SESSION_CLOSED)
+        return;
+    if (s->zh == NULL) {
+        s->recreate = 1;
+    } else {
+        int rc = zoo_set_servers(s->zh, hosts);
+
+        if (rc != ZOK)
+            scout_log(SCOUT_LOG_WARN, "session", "zoo_set_servers(\"%s\"): "
+                      "%s", hosts, zerror(rc));
+    }
+    s->dirty = 1;
+}
+
 static void
 close_handle(scout_session_t *s)
 {
@@ -210,6 +327,8 @@ close_handle(scout_session_t *s)
         return;
     ev_io_stop(s->loop, &s->io);
     ev_timer_stop(s->loop, &s->timer);
+    ev_timer_stop(s->loop, &s->stable);
+    s->connected_ns = 0;
     s->io_fd = -1;
     s->zh = NULL;           /* completions run inside close see no handle */
     zookeeper_close(zh);
@@ -368,6 +487,10 @@ scout_session_new(struct ev_loop *loop, const scout_session_opts_t *opts,
     s->servers = strdup(opts->servers);
     if (s->servers == NULL)
         goto oom;
+    s->resolve = scout_resolve_new(loop, opts->servers, RESOLVE_EVERY_SECONDS,
+                                   on_resolved, s, err);
+    if (s->resolve == NULL)
+        goto fail;
     if (opts->auth_scheme != NULL) {
         s->auth_scheme = strdup(opts->auth_scheme);
         s->auth_cred = strdup(opts->auth_cred ? opts->auth_cred : "");
@@ -391,6 +514,8 @@ scout_session_new(struct ev_loop *loop, const scout_session_opts_t *opts,
     ev_set_priority(&s->io, EV_MAXPRI);
     ev_set_priority(&s->timer, EV_MAXPRI);
     ev_set_priority(&s->lost, EV_MAXPRI);
+    ev_init(&s->stable, on_stable);
+    s->stable.data = s;
     ev_prepare_start(loop, &s->prepare);
 
     zoo_set_debug_level(scout_log_enabled(SCOUT_LOG_DEBUG)
@@ -426,6 +551,7 @@ scout_session_free(scout_session_t *s)
     close_handle(s);
     ev_prepare_stop(s->loop, &s->prepare);
     ev_timer_stop(s->loop, &s->lost);
+    scout_resolve_free(s->resolve);
     free(s->servers);
     if (s->auth_cred != NULL)
         memset(s->auth_cred, 0, strlen(s->auth_cred));
@@ -456,6 +582,12 @@ uint64_t
 scout_session_epoch(const scout_session_t *s)
 {
     return s->epoch;
+}
+
+int
+scout_session_looping(const scout_session_t *s)
+{
+    return s->looping;
 }
 
 int64_t

@@ -54,6 +54,10 @@ const char *scout_session_state_name(scout_session_state_t state);
  * belong to a dead handle and must be ignored. */
 uint64_t scout_session_epoch(const scout_session_t *s);
 int64_t  scout_session_id(const scout_session_t *s);
+/* 1 from the moment a reconnect loop (many short connections, none stable)
+ * was detected and ended with a new session until that session has stayed
+ * connected for a few seconds. */
+int      scout_session_looping(const scout_session_t *s);
 
 /* Close the session now (SIGTERM).  May block briefly while the server
  * acknowledges the close; must not be called from a ZooKeeper callback. */

@@ -34,7 +34,7 @@ scout_event_kind_name(scout_event_kind_t kind)
     return kind_names[kind];
 }
 
-static void issue_data_reads(scout_watch_t *w, zhandle_t *zh);
+static void issue_data_reads(scout_watch_t *w);
 static void dead_answered(scout_watch_t *w);
 
 read_req_t *
@@ -82,7 +82,11 @@ settle(scout_watch_t *w)
     if (w->children_inflight || w->exists_inflight || w->data_inflight
         || w->sync_inflight)
         return;
-    if (w->notify || scout_cache_has_pending(&w->cache)) {
+    /* The first publish is complete: with data slots, children whose
+     * session is still connecting (a pool session just started) are waited
+     * for; their reads settle here again. */
+    if ((w->notify || scout_cache_has_pending(&w->cache))
+        && (w->synced || w->nslots == 1 || w->cache.dirty == NULL)) {
         w->notify = 0;
         w->synced = 1;
         w->cb->on_update(w->ud);
@@ -241,7 +245,7 @@ on_child_event(zhandle_t *zh, int type, int state, const char *path,
         free(parent);
     for (scout_watch_t *w = e ? e->head : NULL, *next; w != NULL; w = next) {
         next = w->next_same_path;
-        if (w->session == ctx)
+        if (scout_watch_slot_of(w, ctx) >= 0)
             child_event(w, type, path);
     }
 }
@@ -402,8 +406,8 @@ children_done(int rc, const struct String_vector *names,
                       "children the watch missed; repaired", w->path,
                       changed);
         }
-        if ((zh = scout_watch_live_zh(w)) != NULL)
-            issue_data_reads(w, zh);    /* new children: same pull */
+        issue_data_reads(w);            /* new children: same pull */
+        scout_watch_kick_slots(w);
     } else if (rc == ZNONODE && (w->cache.count > 0 || w->floor_pzxid != 0)
                && !nonode_believed(w, NULL)) {
         w->children_dirty = 1;  /* read again once the server caught up */
@@ -535,6 +539,12 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
             w->stats->stale_results_dropped++;
         else if (applied == SCOUT_ERROR)    /* out of memory: read again */
             scout_cache_mark_dirty(&w->cache, child);
+    } else if (rc == ZNONODE && child->slot != 0) {
+        /* from another session's server, which may lag: the child list (on
+         * the service's session, synced before "no node" is believed there)
+         * decides; the data is read again with it */
+        scout_cache_mark_dirty(&w->cache, child);
+        scout_watch_reread(w, 100);
     } else if (rc == ZNONODE && !nonode_believed(w, child->name)) {
         scout_cache_mark_dirty(&w->cache, child);   /* after the sync */
     } else if (rc == ZNONODE) {
@@ -550,8 +560,10 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
         settle(w);
 }
 
+/* Each dirty child is read (and its watch set) on its slot's session; a
+ * child whose session is not connected stays dirty until it is. */
 static void
-issue_data_reads(scout_watch_t *w, zhandle_t *zh)
+issue_data_reads(scout_watch_t *w)
 {
     scout_child_t **pp = &w->cache.dirty;
     char buf[1024];
@@ -561,8 +573,15 @@ issue_data_reads(scout_watch_t *w, zhandle_t *zh)
         scout_child_t *child = *pp;
         size_t need = w->path_len + strlen(child->name) + 2;
         read_req_t *r;
+        int slot;
+        zhandle_t *zh;
 
         if (child->data_req != 0) {     /* one read per child at a time */
+            pp = &child->next_dirty;
+            continue;
+        }
+        slot = scout_watch_assign_slot(w, child);
+        if ((zh = scout_watch_slot_zh(w, slot)) == NULL) {
             pp = &child->next_dirty;
             continue;
         }
@@ -572,8 +591,8 @@ issue_data_reads(scout_watch_t *w, zhandle_t *zh)
                  strcmp(w->path, "/") == 0 ? "" : w->path, child->name);
         r = scout_watch_req_new(w, child->name);
         if (r == NULL
-            || zoo_awget(zh, path, on_child_event, w->session, data_done, r)
-               != ZOK) {
+            || zoo_awget(zh, path, on_child_event, w->slot_session[slot],
+                         data_done, r) != ZOK) {
             free(r);
             if (path != buf)
                 free(path);
@@ -596,18 +615,21 @@ scout_watch_read_dirty(scout_watch_t *w)
 {
     zhandle_t *zh = scout_watch_live_zh(w);
 
-    if (zh == NULL || w->sync_inflight)
-        return;                 /* CONNECTED (or the sync) calls us again */
+    /* CONNECTED (or the sync) calls us again; data on other sessions'
+     * slots is read meanwhile */
+    if ((zh == NULL && w->nslots == 1) || w->sync_inflight)
+        return;
     w->pending_events = 0;
     w->last_read = ev_now(w->loop);
-    if (w->children_dirty && !w->children_inflight && !w->exists_inflight)
+    if (zh != NULL && w->children_dirty && !w->children_inflight
+        && !w->exists_inflight)
         issue_children(w, zh);
-    issue_data_reads(w, zh);
-    scout_session_kick(w->session);
+    issue_data_reads(w);
+    scout_watch_kick_slots(w);
     /* Nothing to read but something to tell (a deletion seen through a
      * child's own watch): publish it now, at the end of its delay. */
-    if (!w->children_inflight && !w->exists_inflight && !w->data_inflight
-        && !w->children_dirty && w->cache.dirty == NULL)
+    if (zh != NULL && !w->children_inflight && !w->exists_inflight
+        && !w->data_inflight && !w->children_dirty && w->cache.dirty == NULL)
         settle(w);
 }
 
@@ -643,6 +665,10 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
     w->children_dirty = 1;
     w->last_read = ev_now(loop);
     scout_cache_init(&w->cache);
+    w->slot_session[0] = session;
+    w->nslots = 1;
+    w->cache.slot_bytes = w->slot_bytes;
+    w->cache.slot_base = 4 + (strcmp(path, "/") == 0 ? 1 : w->path_len + 1);
     ev_init(&w->timer, on_timer);
     w->timer.data = w;
     scout_watch_resync_init(w);
@@ -690,7 +716,8 @@ dead_answered(scout_watch_t *w)
 void
 scout_watch_retire(scout_watch_t *w)
 {
-    index_del(w);               /* no event reaches it any more */
+    index_del(w);
+    scout_watch_spread_del(w);               /* no event reaches it any more */
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
     scout_cache_free(&w->cache);
@@ -708,7 +735,9 @@ scout_watch_reap(scout_session_t *session)
 
     while (*pp != NULL) {
         scout_watch_t *w = *pp;
-        if (session != NULL && w->session != session) {
+        /* one with data slots may still hear from the other sessions'
+         * handles: it waits for the exit */
+        if (session != NULL && (w->session != session || w->nslots > 1)) {
             pp = &w->next_dead;
             continue;
         }
@@ -725,6 +754,7 @@ scout_watch_free(scout_watch_t *w)
     if (w == NULL)
         return;
     index_del(w);
+    scout_watch_spread_del(w);
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
     scout_cache_free(&w->cache);
@@ -789,5 +819,6 @@ scout_watch_settled(const scout_watch_t *w)
     return !w->children_inflight && !w->exists_inflight && !w->data_inflight
            && !w->sync_inflight;
 }
+
 
 

@@ -26,6 +26,27 @@
 
 typedef struct scout_watch_s scout_watch_t;
 
+/* ---- spreading one path's data watches over sessions --------------------
+ * The C client re-sends every watch of a session in one SetWatches packet on
+ * reconnect, and the server refuses a packet over 1 MB (ZOOKEEPER-706): one
+ * big service would never reconnect.  So a child's data watch goes to a
+ * session slot with room under the budget (the child keeps that slot; its
+ * reads always set their watch in the same request, on that session), and
+ * when every slot is full the pool provides a new session.  The child-list
+ * watch, syncs and anti-entropy stay on the service's own session. */
+#define SCOUT_WATCH_MAX_SLOTS 64
+typedef scout_session_t *(*scout_watch_pool_fn)(void *ud);
+/* budget: watched bytes per session and path, 0 = never spread. */
+void scout_watch_set_pool(size_t budget, scout_watch_pool_fn fn, void *ud);
+/* A pool session changed state: the watches with data slots on it re-read
+ * what it lost (everything of theirs on it, for a new session). */
+void scout_watch_on_pool_session(scout_session_t *session,
+                                 scout_session_state_t state, int new_session,
+                                 int jitter_ms);
+/* Watched bytes this path holds on that session (what SetWatches re-sends). */
+size_t scout_watch_session_bytes(const scout_watch_t *w,
+                                 const scout_session_t *session);
+
 /* What woke a watch; the delay hook sees the name (event_kind_name). */
 typedef enum {
     SCOUT_EVENT_CHILDREN = 0,  /* the child list changed                   */

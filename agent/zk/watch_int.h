@@ -42,6 +42,12 @@ struct scout_watch_s {
     unsigned                conclusive:1;   /* no event was pending      */
     uint64_t                sync_epoch;     /* session epoch of the last
                                                completed sync(), 0 = none */
+    /* Data watches spread over sessions (ZOOKEEPER-706): slot 0 is
+     * `session`, the others come from the pool; a child keeps its slot. */
+    scout_session_t        *slot_session[SCOUT_WATCH_MAX_SLOTS];
+    size_t                  slot_bytes[SCOUT_WATCH_MAX_SLOTS];
+    int                     nslots;
+    scout_watch_t          *next_spread;    /* spread.c's list */
 };
 
 typedef struct {
@@ -55,6 +61,15 @@ typedef struct {
 read_req_t *scout_watch_req_new(scout_watch_t *w, const char *name);
 zhandle_t  *scout_watch_live_zh(scout_watch_t *w);
 void        scout_watch_read_dirty(scout_watch_t *w);
+
+/* spread.c: the slot of a session (-1: none), a slot's handle when its
+ * session is connected, kick every slot's session, the slot of a child's
+ * data watch (assigned on first use), leave the spread list. */
+int         scout_watch_slot_of(const scout_watch_t *w, const void *session);
+zhandle_t  *scout_watch_slot_zh(scout_watch_t *w, int slot);
+void        scout_watch_kick_slots(scout_watch_t *w);
+int         scout_watch_assign_slot(scout_watch_t *w, scout_child_t *child);
+void        scout_watch_spread_del(scout_watch_t *w);
 
 /* antientropy.c: set up, (re-)arm after a session event, a jittered period */
 void   scout_watch_resync_init(scout_watch_t *w);

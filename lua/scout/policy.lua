@@ -58,6 +58,13 @@ local function is_sessions(v)
   if type(v) ~= "number" or v ~= floor(v) or v < 1 or v > 64 then return "must be a whole number from 1 to 64" end
 end
 
+-- bytes of watched paths per session before a big service's data watches spread to more sessions; 0 = never spread
+local function is_watch_budget(v)
+  if type(v) ~= "number" or v ~= floor(v) or (v ~= 0 and (v < 4096 or v > 900000)) then
+    return "must be 0 (do not spread) or a whole number of bytes from 4096 to 900000"
+  end
+end
+
 local MAX_DELAY = 24 * 3600 * 1000
 M.MAX_DELAY = MAX_DELAY
 
@@ -372,7 +379,8 @@ end
 -- ---- schemas ------------------------------------------------------------------------------------------------
 
 local SECTIONS = {
-  zookeeper = { servers = is_servers, session_timeout = is_timeout, auth = is_auth, sessions = is_sessions },
+  zookeeper = { servers = is_servers, session_timeout = is_timeout, auth = is_auth, sessions = is_sessions,
+                watch_budget = is_watch_budget },
   api = { listen = is_listen },
   cache = { dir = is_dir, max_age = is_age },
   shm = { path = is_shm_path },

@@ -246,7 +246,8 @@ function on_session(state) return state end
 
     it("lists the known keys for an unknown key in each section and in a service", function()
       fails(section_src("zookeeper", "server", '"a:1"'), 4,
-            'zookeeper: unknown key "server" (did you mean "servers"? known: auth, servers, session_timeout, sessions)')
+            'zookeeper: unknown key "server" (did you mean "servers"? known: auth, servers, session_timeout, sessions, '
+            .. 'watch_budget)')
       fails(section_src("api", "port", "80"), 4, 'api: unknown key "port" (known: listen)')
       fails(section_src("agent", "budget", "1"), 4,
             'agent: unknown key "budget" (known: anti_entropy, drain, hook_budget, log_level, lua_memory, '
@@ -278,6 +279,7 @@ function on_session(state) return state end
 
     local SERVERS_MSG = 'servers must be a string like "127.0.0.1:2181,10.0.0.2:2181/chroot"'
     local LISTEN_TYPE = 'listen must be a string like "unix:/run/scout.sock" or "127.0.0.1:8500"'
+    local WATCH_BUDGET = "watch_budget must be 0 (do not spread) or a whole number of bytes from 4096 to 900000"
     local AUTH_TYPE = 'auth must be a table { scheme = "digest", credential = "user:pass" }'
     local AE = "anti_entropy " .. DUR .. " from 0 (off) to 1d"
     local function TIMEOUT(key) return key .. " " .. DUR .. " from 1ms to 1d" end
@@ -332,6 +334,9 @@ function on_session(state) return state end
       { "zookeeper", "sessions", "0", "sessions must be a whole number from 1 to 64" },
       { "zookeeper", "sessions", "65", "sessions must be a whole number from 1 to 64" },
       { "zookeeper", "sessions", "1.5", "sessions must be a whole number from 1 to 64" },
+      { "zookeeper", "watch_budget", "100", WATCH_BUDGET },
+      { "zookeeper", "watch_budget", "1048576", WATCH_BUDGET },
+      { "zookeeper", "watch_budget", '"512k"', WATCH_BUDGET },
       { "agent", "hook_budget", "2.5", TIMEOUT("hook_budget") },
       { "agent", "hook_budget", "true", TIMEOUT("hook_budget") },
       { "agent", "reload_max_drop", "1.5", "reload_max_drop must be a number from 0 to 1" },

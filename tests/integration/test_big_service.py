@@ -1,0 +1,160 @@
+"""One service big enough that its watches exceed ZooKeeper's 1 MB packet limit stays reconnectable.
+
+The C client re-sends every watch of a session in one SetWatches packet when it reconnects (ZOOKEEPER-706); the
+server closes the socket on a packet over jute.maxbuffer, the client reconnects at once and does it again, forever.
+The agent must notice that loop (many short connections, none stable), say so in health and metrics, log it once,
+and end it with a fresh session (which has no watches to re-send), then publish changes made after the restart."""
+
+import json
+import time
+import unittest
+
+from scoutharness import Scout, policy, wait_until
+from zkharness import ZooKeeper
+
+PATH = "/big/svc"
+PAD = "x" * 200                     # long names: ~215 bytes of watched path per child
+CHILDREN = 5600                     # 5,600 data watches + the list watch: ~1.2 MB in one SetWatches
+
+
+def child(i):
+    return "id-%05d-%s" % (i, PAD)
+
+
+def small(i):
+    return "/small/svc/id-%03d-%s" % (i, "y" * 40)      # ~64 bytes of watched path
+
+
+def create_children(kz, n):
+    data = [json.dumps({"host": "10.9.%d.%d" % (i // 250 % 250, i % 250), "port": 1000 + i}).encode()
+            for i in range(n)]
+    for start in range(0, n, 500):                     # pipelined async creates, 500 in flight
+        futs = [kz.create_async("%s/%s" % (PATH, child(i)), data[i]) for i in range(start, min(n, start + 500))]
+        for f in futs:
+            f.get(timeout=30)
+
+
+class BigService(unittest.TestCase):
+    def setUp(self):
+        self.zk = ZooKeeper().start()
+        self.scout = None
+
+    def tearDown(self):
+        if self.scout:
+            self.scout.stop()
+        self.zk.stop()
+
+    def start(self, zookeeper=""):
+        kz = self.zk.client()
+        kz.ensure_path(PATH)
+        create_children(kz, CHILDREN)
+        self.scout = s = Scout(policy({"svc": 'path = "%s", protect = false' % PATH}, session_timeout=4000,
+                                      zookeeper=zookeeper), self.zk.connect).start()
+        wait_until(lambda: s.state("svc") == "synced" and len(s.endpoints("svc")[0]) == CHILDREN, timeout=60,
+                   what="the big service synced")
+        return s
+
+    def restart_and_change(self):
+        self.zk.stop_node(1)
+        self.zk.start_node(1)
+        kz = self.zk.client()
+        kz.create("%s/after-restart" % PATH, json.dumps({"host": "10.8.0.1", "port": 9}).encode())
+
+    @staticmethod
+    def watch_bytes(s):
+        return {k: v for k, v in s.metrics().items() if k.startswith("scout_session_watch_bytes{")}
+
+    def test_watches_spread_so_every_session_reconnects(self):
+        s = self.start()
+        per_session = self.watch_bytes(s)
+        self.assertGreater(sum(per_session.values()), 1048576, "the service watches more than one packet holds")
+        self.assertGreater(len(per_session), 1, "spread over more than one session")
+        self.assertLessEqual(max(per_session.values()), 512 * 1024, "no session over the default budget")
+        sessions_before = s.metric("scout_zk_sessions_created_total")
+        reconnects = s.metric("scout_zk_reconnects_total")
+
+        t0 = time.monotonic()
+        self.restart_and_change()
+        wait_until(lambda: "after-restart" in s.ids("svc"), timeout=45, what="a change after the restart published")
+        wait_until(lambda: s.health()[0] == 200, timeout=45, what="healthy again")
+        print("\n  spread: %d sessions; reconnect after restart: %.1f s (healthy)"
+              % (len(per_session), time.monotonic() - t0))
+        # every session reconnected within itself: no loop, no new session, the watches re-sent and accepted
+        self.assertGreaterEqual(s.metric("scout_zk_reconnects_total"), reconnects + len(per_session))
+        self.assertEqual(s.metric("scout_zk_reconnect_loops_total"), 0)
+        self.assertEqual(s.metric("scout_zk_sessions_created_total"), sessions_before)
+        self.assertEqual(len(s.endpoints("svc")[0]), CHILDREN + 1)
+
+        # a data change of a child whose watch lives on another session is published too
+        kz = self.zk.client()
+        for i in (0, CHILDREN // 2, CHILDREN - 1):
+            kz.set("%s/%s" % (PATH, child(i)), json.dumps({"host": "10.7.0.1", "port": 7000 + i}).encode())
+        wait_until(lambda: sum(1 for e in s.endpoints("svc")[0] if e["host"] == "10.7.0.1") == 3,
+                   what="data changes on every session published")
+
+    def test_reconnect_loop_is_detected_reported_and_ended(self):
+        # watch_budget = 0: the old behaviour, one session holds every watch of the service
+        s = self.start(zookeeper="watch_budget = 0")
+        self.assertGreater(s.metric('scout_session_watch_bytes{session="0"}'), 1048576,
+                           "the session's watches exceed what one SetWatches may carry")
+        sessions_before = s.metric("scout_zk_sessions_created_total")
+        t0 = time.monotonic()
+        self.restart_and_change()
+        seen = []
+
+        def loop_reported():
+            status, body = s.health()
+            if status == 503 and "reconnect loop" in body.get("reason", ""):
+                seen.append(body["reason"])
+            return bool(seen) and s.metric("scout_zk_reconnect_loops_total") >= 1
+
+        wait_until(loop_reported, timeout=45, interval=0.01, what="health names the reconnect loop")
+        self.assertEqual(s.metric('scout_session_reconnect_loop{session="0"}'), 1)
+        # the loop is ended: a new session starts, and the change made after the restart is published
+        wait_until(lambda: "after-restart" in s.ids("svc"), timeout=45, what="a change after the restart published")
+        wait_until(lambda: s.health()[0] == 200, timeout=45, what="healthy again")
+        print("\n  one session, %d watched bytes: reconnect after restart: %.1f s (healthy)"
+              % (s.metric('scout_session_watch_bytes{session="0"}'), time.monotonic() - t0))
+        loops = s.metric("scout_zk_reconnect_loops_total")
+        self.assertGreater(s.metric("scout_zk_sessions_created_total"), sessions_before, "ended by a new session")
+        self.assertEqual(s.log().count("reconnect loop:"), loops, "logged once per loop")
+        self.assertEqual(s.metric('scout_session_reconnect_loop{session="0"}'), 0, "the gauge is back to 0")
+        self.assertEqual(len(s.endpoints("svc")[0]), CHILDREN + 1)
+        self.assertTrue(s.alive())
+
+    def test_spread_watches_rearm_after_every_session_expires(self):
+        # a tiny budget spreads 120 children (~7.7 KB of watches) over several sessions; all of them expire while
+        # the agent is frozen
+        kz = self.zk.client()
+        kz.ensure_path("/small/svc")
+        for i in range(120):
+            kz.create(small(i), json.dumps({"host": "10.6.0.1", "port": 1000 + i}).encode())
+        self.scout = s = Scout(policy({"svc": 'path = "/small/svc"'}, session_timeout=2000,
+                                      zookeeper="watch_budget = 4096"), self.zk.connect).start()
+        wait_until(lambda: s.state("svc") == "synced" and len(s.ids("svc")) == 120, what="synced")
+        nsessions = len(self.watch_bytes(s))
+        self.assertGreaterEqual(nsessions, 3, "spread over the pool")
+        self.assertLessEqual(max(self.watch_bytes(s).values()), 4096)
+
+        def ports():
+            return {e["id"]: e["port"] for e in s.endpoints("svc")[0]}
+
+        s.pause()
+        time.sleep(6)                               # well past the session timeout (the server caps it at 4 s)
+        for i in range(0, 120, 7):
+            kz.set(small(i), json.dumps({"host": "10.6.0.1", "port": 2000 + i}).encode())
+        s.resume()
+        wait_until(lambda: s.metric("scout_zk_session_expirations_total") >= nsessions, what="every session expired")
+        want = {small(i)[len("/small/svc/"):]: (2000 + i if i % 7 == 0 else 1000 + i) for i in range(120)}
+        wait_until(lambda: ports() == want, what="the changes made while frozen, on every session")
+        # the data watches were re-armed on each new session: later changes arrive through them
+        for i in range(0, 120, 5):
+            kz.set(small(i), json.dumps({"host": "10.6.0.1", "port": 3000 + i}).encode())
+            want[small(i)[len("/small/svc/"):]] = 3000 + i
+        wait_until(lambda: ports() == want, what="later changes on every session")
+        self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "svc"), 0, "no watch was missed")
+        wait_until(lambda: s.health()[0] == 200, what="healthy")
+
+
+if __name__ == "__main__":
+    unittest.main()
