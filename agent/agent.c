@@ -8,69 +8,19 @@
  * client re-sends every watch of a session in one SetWatches packet on
  * reconnect, and past the server's 1 MB jute.maxbuffer that packet is
  * refused and the session reconnects forever (ZOOKEEPER-706).
+ *
+ * SIGHUP is agent_reload.c; the two share the state in agent_int.h.
  */
 #include "agent.h"
+#include "agent_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api.h"
-#include "publish/persist.h"
-#include "register/register.h"
-#include "zk/watch.h"
-#include "publish/render.h"
-#include "publish/shmpub.h"
 #include "log.h"
-#include "policy/policy.h"
-#include "policy/reload_guard.h"
-#include "scout.h"
+#include "zk/watch.h"
 
-struct scout_agent_s {
-    struct ev_loop   *loop;
-    scout_agent_opts_t opts;         /* as given: a reload applies them again */
-    scout_policy_t   *policy;
-    scout_conf_t      conf;
-    scout_session_t **sessions;
-    struct shard     *shards;      /* the on_session context of each */
-    int               nsessions;     /* nbase + the data-watch pool's */
-    int               nbase;         /* the services are sharded over */
-    scout_session_opts_t so;         /* for the pool's new sessions */
-    scout_service_t **services;
-    int               nservices;
-    scout_service_t **by_name;       /* services sorted by name */
-    scout_api_t      *api;
-    scout_persist_t  *persist;
-    scout_shmpub_t   *shm;
-    scout_render_t  **renders;
-    int               nrenders;
-    scout_reg_t     **regs;          /* registrations, on session 0 */
-    int               nregs;
-    scout_reg_t     **retiring;      /* dropped by a reload, deleting */
-    int               nretiring;
-    double            watch_check_at; /* last SetWatches size check */
-    double            started_at;    /* wall clock, for /v1/agent */
-    unsigned          reloads;       /* SIGHUPs tried, and the last one's */
-    unsigned          reloads_ok;
-    double            reload_at;     /* wall clock                        */
-    int               reload_ok;
-    char              reload_err[SCOUT_ERR_LEN];
-    /* shutdown: withdraw registrations, drain, then done() */
-    int               withdrawing;
-    ev_timer          guard;         /* give up waiting for deletions */
-    ev_timer          drain;
-    void            (*done)(void *ud);
-    void             *done_ud;
-};
-
-struct shard {
-    scout_agent_t *agent;
-    int            idx;
-    int            warned;     /* over SCOUT_WATCH_BYTES_WARN, said so */
-};
-
-/* Keep each session's SetWatches well under the server's 1 MB limit. */
-#define SCOUT_WATCH_BYTES_WARN (512 * 1024)
 
 /* Bytes of watched paths a reconnect of session i re-sends (SetWatches). */
 static size_t
@@ -87,8 +37,8 @@ watch_bytes(const scout_agent_t *a, int session)
 /* After a publish the service's children may have grown: a session whose
  * watches approach the SetWatches limit is reported once (and again after
  * it went back under). */
-static void
-on_publish(void *ud, scout_service_t *svc)
+void
+scout_agent_on_publish(void *ud, scout_service_t *svc)
 {
     scout_agent_t *a = ud;
     struct shard *sh;
@@ -205,8 +155,8 @@ replace(char **dst, const char *src)
 
 /* The command line and $SCOUT_ZK win over the policy file, at start and
  * on every reload; the log level applies at once. */
-static int
-apply_command_line(scout_conf_t *c, const scout_agent_opts_t *opts,
+int
+scout_agent_apply_command_line(scout_conf_t *c, const scout_agent_opts_t *opts,
                    char *err)
 {
     const char *zk = opts->zk ? opts->zk : getenv("SCOUT_ZK");
@@ -238,8 +188,8 @@ by_service_name(const void *x, const void *y)
 }
 
 /* Sort services (n of them) by name into idx, which has room for n. */
-static void
-index_by_name(scout_service_t **idx, scout_service_t *const *services, int n)
+void
+scout_agent_index_by_name(scout_service_t **idx, scout_service_t *const *services, int n)
 {
     if (n > 0)
         memcpy(idx, services, (size_t)n * sizeof(*idx));
@@ -248,8 +198,8 @@ index_by_name(scout_service_t **idx, scout_service_t *const *services, int n)
 
 /* Position of name in a sorted index, or -1: every /v1/services/NAME,
  * pick and explain, and a reload's matching, in O(log n). */
-static int
-find_by_name(scout_service_t *const *idx, int n, const char *name)
+int
+scout_agent_find_by_name(scout_service_t *const *idx, int n, const char *name)
 {
     int lo = 0, hi = n - 1;
 
@@ -285,7 +235,7 @@ static scout_service_t *
 view_find(void *ctx, const char *name)
 {
     scout_agent_t *a = ctx;
-    int k = find_by_name(a->by_name, a->nservices, name);
+    int k = scout_agent_find_by_name(a->by_name, a->nservices, name);
 
     return k < 0 ? NULL : a->by_name[k];
 }
@@ -384,8 +334,8 @@ api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
 
 /* What loaded but probably means something else (a bare number whose unit
  * changed): said at every load, as `scout check` says it. */
-static void
-log_warnings(const scout_conf_t *conf)
+void
+scout_agent_log_warnings(const scout_conf_t *conf)
 {
     for (int i = 0; i < conf->nwarnings; i++)
         scout_log(SCOUT_LOG_WARN, "policy", "%s", conf->warnings[i]);
@@ -413,9 +363,9 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
     if (scout_policy_load(a->policy, opts->policy_file, &a->conf, err)
         != SCOUT_OK)
         goto fail;
-    log_warnings(&a->conf);
+    scout_agent_log_warnings(&a->conf);
     t_policy = scout_now_ms();
-    if (apply_command_line(&a->conf, opts, err) != SCOUT_OK)
+    if (scout_agent_apply_command_line(&a->conf, opts, err) != SCOUT_OK)
         goto fail;
     if (a->conf.zk_servers == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "no ZooKeeper servers: set "
@@ -467,7 +417,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
                                            &a->conf.services[i], err);
         if (a->services[i] == NULL)
             goto fail;
-        scout_service_on_publish(a->services[i], on_publish, a);
+        scout_service_on_publish(a->services[i], scout_agent_on_publish, a);
         a->nservices++;
     }
     a->by_name = malloc((size_t)(a->nservices ? a->nservices : 1)
@@ -476,7 +426,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         goto fail;
     }
-    index_by_name(a->by_name, a->services, a->nservices);
+    scout_agent_index_by_name(a->by_name, a->services, a->nservices);
     t_services = scout_now_ms();
     if (a->conf.cache_dir != NULL) {
         /* Before the loop runs, so the snapshot is served from the first
@@ -660,282 +610,3 @@ scout_agent_shutdown(scout_agent_t *a, void (*done)(void *ud), void *ud)
     for (int i = 0; i < a->nregs; i++)
         scout_reg_withdraw(a->regs[i], on_withdrawn, a);
 }
-
-/* ---- SIGHUP: a new policy, applied as a difference ------------------------- */
-
-static void
-on_retired(void *ud, scout_reg_t *r)
-{
-    scout_agent_t *a = ud;
-
-    for (int i = 0; i < a->nretiring; i++) {
-        if (a->retiring[i] == r) {
-            a->retiring[i] = a->retiring[--a->nretiring];
-            break;
-        }
-    }
-    scout_reg_free(r);
-}
-
-static int
-same_str(const char *x, const char *y)
-{
-    return (x == NULL && y == NULL) || (x && y && strcmp(x, y) == 0);
-}
-
-/* What a reload cannot change without dropping the session (or the
- * listening socket): kept as running, with a warning. */
-static void
-keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
-{
-    if (!same_str(a->conf.zk_servers, nc->zk_servers)
-        || a->conf.zk_timeout_ms != nc->zk_timeout_ms
-        || !same_str(a->conf.auth_scheme, nc->auth_scheme)
-        || !same_str(a->conf.auth_cred, nc->auth_cred)
-        || !same_str(a->conf.api_listen, nc->api_listen)
-        || !same_str(a->conf.cache_dir, nc->cache_dir)
-        || !same_str(a->conf.shm_path, nc->shm_path))
-        scout_log(SCOUT_LOG_WARN, "agent", "reload: zookeeper, api, cache "
-                  "and shm settings need a restart; keeping the running ones");
-#define KEEP(f) do { char *t = nc->f; nc->f = a->conf.f; a->conf.f = t; } \
-                while (0)
-    KEEP(zk_servers);
-    KEEP(auth_scheme);
-    KEEP(auth_cred);
-    KEEP(api_listen);
-    KEEP(cache_dir);
-    KEEP(shm_path);
-#undef KEEP
-    nc->zk_timeout_ms = a->conf.zk_timeout_ms;
-    nc->zk_sessions = a->conf.zk_sessions;
-    nc->zk_watch_budget = a->conf.zk_watch_budget;
-    nc->cache_max_age_ms = a->conf.cache_max_age_ms;
-}
-
-static int reload(scout_agent_t *a, char *err);
-
-/* Every reload's result is kept for /v1/agent: an operator who sent a
- * SIGHUP asks whether it took, without reading the log. */
-int
-scout_agent_reload(scout_agent_t *a, char *err)
-{
-    int rc = reload(a, err);
-
-    a->reloads++;
-    a->reload_at = scout_wall_ms() / 1000.0;
-    a->reload_ok = rc == SCOUT_OK;
-    a->reloads_ok += a->reload_ok;
-    snprintf(a->reload_err, sizeof(a->reload_err), "%s",
-             rc == SCOUT_OK ? "" : err);
-    return rc;
-}
-
-static int
-reload(scout_agent_t *a, char *err)
-{
-    scout_policy_t *np;
-    scout_service_t **svcs = NULL, **old = a->by_name, **idx = NULL;
-    scout_service_t **old_list = a->services;   /* renders, persist and shm
-                                                   hold it until told */
-    scout_reg_t **regs = NULL;
-    int kept = 0, added = 0, dropped = 0, nold = a->nservices;
-    char *taken = NULL;         /* old services moved over, by position in
-                                   the old name index (a->services stays
-                                   whole: publishes walk it) */
-    scout_conf_t nc;
-
-    if (a->done != NULL) {
-        snprintf(err, SCOUT_ERR_LEN, "shutting down");
-        return SCOUT_ERROR;
-    }
-    np = scout_policy_new(a->opts.lua_dir, err);
-    if (np == NULL)
-        return SCOUT_ERROR;
-    scout_policy_attach(np, a->loop);
-    /* Loading holds the loop: it must end well inside the running
-     * session's timeout, whatever the policy's top level does. */
-    scout_policy_set_load_budget(np, a->conf.zk_timeout_ms / 3 < 5000
-                                     ? a->conf.zk_timeout_ms / 3 : 5000);
-    if (scout_policy_load(np, a->opts.policy_file, &nc, err) != SCOUT_OK) {
-        scout_policy_free(np);
-        return SCOUT_ERROR;
-    }
-    log_warnings(&nc);
-    if (apply_command_line(&nc, &a->opts, err) != SCOUT_OK) {
-        scout_conf_free(&nc);
-        scout_policy_free(np);
-        return SCOUT_ERROR;
-    }
-    if (scout_reload_guard_check(&a->conf, &nc, a->opts.policy_file, err)
-        != SCOUT_OK) {
-        scout_conf_free(&nc);
-        scout_policy_free(np);
-        return SCOUT_ERROR;
-    }
-    /* a registration that cannot be built refuses the policy: taking it
-     * would retire the running one and delete its node */
-    for (int i = 0; i < nc.nregisters; i++) {
-        if (scout_reg_validate(np, i, &nc.registers[i], err) != SCOUT_OK) {
-            scout_conf_free(&nc);
-            scout_policy_free(np);
-            return SCOUT_ERROR;
-        }
-    }
-    keep_running_settings(a, &nc);
-    svcs = calloc((size_t)(nc.nservices ? nc.nservices : 1), sizeof(*svcs));
-    regs = calloc((size_t)(nc.nregisters ? nc.nregisters : 1), sizeof(*regs));
-    idx = malloc((size_t)(nc.nservices ? nc.nservices : 1) * sizeof(*idx));
-    taken = calloc((size_t)(nold ? nold : 1), 1);
-    if (svcs == NULL || regs == NULL || idx == NULL || taken == NULL) {
-        snprintf(err, SCOUT_ERR_LEN, "out of memory");
-        goto fail;
-    }
-    /* From here on the new policy is in force: nothing below backs out. */
-    for (int i = 0; i < nc.nservices; i++) {
-        scout_service_conf_t *sc = &nc.services[i];
-        int j = find_by_name(old, nold, sc->name);
-
-        if (j >= 0 && !taken[j]) {
-            scout_service_t *o = old[j];
-            /* its old config: idx is its place in the running policy */
-            const scout_service_conf_t *oc =
-                &a->conf.services[scout_service_idx(o)];
-
-            if (strcmp(oc->path, sc->path) == 0
-                && sc->codec != NULL && same_str(oc->codec, sc->codec)
-                && scout_service_rebind(o, np, i, sc, err) == SCOUT_OK) {
-                svcs[i] = o;
-                taken[j] = 1;
-                kept++;
-            }
-        }
-        if (svcs[i] == NULL) {
-            scout_session_t *ss = a->sessions[i % a->nbase];
-            svcs[i] = scout_service_new(a->loop, ss, np, i, sc, err);
-            if (svcs[i] == NULL) {
-                scout_log(SCOUT_LOG_ERROR, "agent", "reload: service %s: %s",
-                          sc->name, err);
-                continue;
-            }
-            scout_service_on_publish(svcs[i], on_publish, a);
-            if (scout_session_state(ss) == SCOUT_SESSION_CONNECTED)
-                scout_service_on_session(svcs[i], SCOUT_SESSION_CONNECTED, 1,
-                                         0);
-            added++;
-        }
-    }
-    /* the new list first (publishes walk it), then the dropped ones go */
-    {
-        int n = 0;
-        for (int i = 0; i < nc.nservices; i++)
-            if (svcs[i] != NULL)
-                svcs[n++] = svcs[i];
-        a->services = svcs;
-        a->nservices = n;
-        index_by_name(idx, svcs, n);
-        a->by_name = idx;       /* the old index stays in old until below */
-        idx = NULL;
-    }
-    for (int j = 0; j < nold; j++) {
-        if (taken[j])
-            continue;
-        if (a->api != NULL)
-            scout_api_notify(a->api, old[j]);   /* wake parked queries */
-        scout_service_retire(old[j]);
-        dropped++;
-    }
-    free(old);                  /* the old name index */
-    free(taken);
-    taken = NULL;
-
-    for (int i = 0; i < nc.nregisters; i++) {
-        for (int j = 0; j < a->nregs; j++) {
-            if (a->regs[j] != NULL
-                && strcmp(scout_reg_name(a->regs[j]), nc.registers[i].name)
-                   == 0
-                && scout_reg_rebind(a->regs[j], np, i, &nc.registers[i], err)
-                   == SCOUT_OK) {
-                regs[i] = a->regs[j];
-                a->regs[j] = NULL;
-                break;
-            }
-        }
-        if (regs[i] == NULL) {
-            regs[i] = scout_reg_new(a->loop, a->sessions[0], np, i,
-                                    &nc.registers[i], err);
-            if (regs[i] == NULL) {
-                scout_log(SCOUT_LOG_ERROR, "agent", "reload: %s", err);
-                continue;
-            }
-            scout_reg_on_session(regs[i], scout_session_state(a->sessions[0]),
-                                 1);
-        }
-    }
-    for (int j = 0; j < a->nregs; j++) {
-        scout_reg_t **t;
-        if (a->regs[j] == NULL)
-            continue;
-        t = realloc(a->retiring, (size_t)(a->nretiring + 1) * sizeof(*t));
-        if (t == NULL) {
-            /* out of memory: withdraw it untracked (leaked, never freed
-             * under its own requests in flight) */
-            scout_reg_withdraw(a->regs[j], NULL, NULL);
-            continue;
-        }
-        a->retiring = t;
-        a->retiring[a->nretiring++] = a->regs[j];
-        scout_reg_withdraw(a->regs[j], on_retired, a);
-    }
-    {
-        int n = 0;
-        for (int i = 0; i < nc.nregisters; i++)
-            if (regs[i] != NULL)
-                regs[n++] = regs[i];
-        free(a->regs);
-        a->regs = regs;
-        a->nregs = n;
-    }
-
-    for (int i = 0; i < a->nrenders; i++)
-        scout_render_free(a->renders[i]);
-    free(a->renders);
-    a->renders = NULL;
-    a->nrenders = 0;
-    if (nc.nrenders > 0
-        && (a->renders = calloc((size_t)nc.nrenders, sizeof(*a->renders)))
-           != NULL) {
-        for (int i = 0; i < nc.nrenders; i++) {
-            a->renders[a->nrenders] = scout_render_new(
-                a->loop, np, i, &nc.renders[i], a->services, a->nservices, err);
-            if (a->renders[a->nrenders] != NULL)
-                scout_render_changed(a->renders[a->nrenders++]);
-        }
-    }
-    if (a->persist != NULL) {
-        scout_persist_set_services(a->persist, a->services, a->nservices);
-        scout_persist_changed(a->persist);
-    }
-    if (a->shm != NULL) {
-        scout_shmpub_set_services(a->shm, a->services, a->nservices);
-        scout_shmpub_changed(a->shm);
-    }
-    free(old_list);
-    scout_conf_free(&a->conf);
-    a->conf = nc;
-    scout_policy_free(a->policy);
-    a->policy = np;
-    scout_log(SCOUT_LOG_INFO, "agent", "reloaded %s: %d services kept, %d "
-              "added, %d dropped; %d registrations", a->opts.policy_file,
-              kept, added, dropped, a->nregs);
-    return SCOUT_OK;
-
-fail:
-    free(svcs);
-    free(regs);
-    free(idx);
-    free(taken);
-    scout_conf_free(&nc);
-    scout_policy_free(np);
-    return SCOUT_ERROR;
-}
-

@@ -1,0 +1,80 @@
+/*
+ * agent_int.h -- the agent's state, shared by the two files that wire it:
+ * agent.c (start, sessions, publishes, the API's view, shutdown) and
+ * agent_reload.c (SIGHUP).  Nothing else includes it; agent.h stays the
+ * agent's whole interface.
+ */
+#ifndef SCOUT_AGENT_INT_H
+#define SCOUT_AGENT_INT_H
+
+#include "agent.h"
+#include "api/api.h"
+#include "policy/policy.h"
+#include "publish/persist.h"
+#include "publish/render.h"
+#include "publish/shmpub.h"
+#include "register/register.h"
+#include "scout.h"
+
+struct scout_agent_s {
+    struct ev_loop   *loop;
+    scout_agent_opts_t opts;         /* as given: a reload applies them again */
+    scout_policy_t   *policy;
+    scout_conf_t      conf;
+    scout_session_t **sessions;
+    struct shard     *shards;      /* the on_session context of each */
+    int               nsessions;     /* nbase + the data-watch pool's */
+    int               nbase;         /* the services are sharded over */
+    scout_session_opts_t so;         /* for the pool's new sessions */
+    scout_service_t **services;
+    int               nservices;
+    scout_service_t **by_name;       /* services sorted by name */
+    scout_api_t      *api;
+    scout_persist_t  *persist;
+    scout_shmpub_t   *shm;
+    scout_render_t  **renders;
+    int               nrenders;
+    scout_reg_t     **regs;          /* registrations, on session 0 */
+    int               nregs;
+    scout_reg_t     **retiring;      /* dropped by a reload, deleting */
+    int               nretiring;
+    double            watch_check_at; /* last SetWatches size check */
+    double            started_at;    /* wall clock, for /v1/agent */
+    unsigned          reloads;       /* SIGHUPs tried, and the last one's */
+    unsigned          reloads_ok;
+    double            reload_at;     /* wall clock                        */
+    int               reload_ok;
+    char              reload_err[SCOUT_ERR_LEN];
+    /* shutdown: withdraw registrations, drain, then done() */
+    int               withdrawing;
+    ev_timer          guard;         /* give up waiting for deletions */
+    ev_timer          drain;
+    void            (*done)(void *ud);
+    void             *done_ud;
+};
+
+struct shard {
+    scout_agent_t *agent;
+    int            idx;
+    int            warned;     /* over SCOUT_WATCH_BYTES_WARN, said so */
+};
+
+/* Keep each session's SetWatches well under the server's 1 MB limit. */
+#define SCOUT_WATCH_BYTES_WARN (512 * 1024)
+
+/* A service published: wake the API's parked queries, schedule the
+ * snapshots and renders, watch the session's SetWatches size. */
+void scout_agent_on_publish(void *ud, scout_service_t *svc);
+/* The command line's overrides (--zk, --api, ...) over a loaded policy. */
+int  scout_agent_apply_command_line(scout_conf_t *c,
+                                    const scout_agent_opts_t *opts,
+                                    char *err);
+/* idx: the services sorted by name; find: a name's position in it, or -1. */
+void scout_agent_index_by_name(scout_service_t **idx,
+                               scout_service_t *const *services, int n);
+int  scout_agent_find_by_name(scout_service_t *const *idx, int n,
+                              const char *name);
+/* The policy's load-time warnings ("file:line: message"), logged. */
+void scout_agent_log_warnings(const scout_conf_t *conf);
+
+#endif
