@@ -227,6 +227,19 @@ capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return q;
 }
 
+#define MEM_MESSAGE "not enough memory: the policy's Lua heap reached its " \
+                    "cap (agent { lua_memory = ... })"
+
+int
+scout_hook_lua_memory_error(lua_State *L)
+{
+    if (mem_refused)
+        lua_pushfstring(L, "%s" MEM_MESSAGE, mem_where);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 scout_hook_mem_t *
 scout_hook_mem_cap(lua_State *L, size_t cap)
 {
@@ -311,16 +324,22 @@ scout_hook_pcall_wall(lua_State *L, int nargs, int nresults, int budget_ms,
             /* LuaJIT's message names no place: say where and why */
             scout_stats.hook_memory_errors++;
             lua_pop(L, 1);
-            lua_pushfstring(L, "%snot enough memory: the policy's Lua heap "
-                            "reached its cap (agent { lua_memory = ... })",
-                            mem_where);
+            lua_pushfstring(L, "%s" MEM_MESSAGE, mem_where);
             /* LuaJIT collects on its own schedule, not when an allocation
              * fails: what the stopped call built is garbage now, and
              * without this the next calls would meet the cap again. */
             lua_gc(L, LUA_GCCOLLECT, 0);
         }
-    } else if (*timed_out) {
-        *timed_out = 0;         /* finished before the hook could act */
+    } else {
+        if (*timed_out)
+            *timed_out = 0;     /* finished before the hook could act */
+        if (mem_refused) {
+            /* the cap was met inside a pcall of the runtime's own (one
+             * child's filter), which kept the other children going: it is
+             * still a stopped hook, and its garbage must go */
+            scout_stats.hook_memory_errors++;
+            lua_gc(L, LUA_GCCOLLECT, 0);
+        }
     }
     mem_refused = 0;
     return rc;

@@ -57,5 +57,9 @@ scout_hook_mem_t *scout_hook_mem_cap(lua_State *L, size_t cap);
 void   scout_hook_mem_set(scout_hook_mem_t *m, size_t cap);
 size_t scout_hook_mem_cap_of(const scout_hook_mem_t *m);
 void   scout_hook_mem_free(scout_hook_mem_t *m);
+/* Inside a call that met its heap cap: pushes "file:line: not enough
+ * memory: ..." naming where, for a pcall of the runtime's own that caught
+ * LuaJIT's bare message (one child's filter); pushes nil otherwise. */
+int    scout_hook_lua_memory_error(lua_State *L);
 
 #endif

@@ -214,6 +214,8 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_setfield(p->L, -2, "read_file");
     lua_pushcfunction(p->L, scout_endpoint_lua_check);
     lua_setfield(p->L, -2, "check_endpoint");
+    lua_pushcfunction(p->L, scout_hook_lua_memory_error);
+    lua_setfield(p->L, -2, "memory_error");
     lua_setfield(p->L, -2, "scout.agent");
     lua_pop(p->L, 2);
 

@@ -438,6 +438,9 @@ function M.update(i, removed, changed)
     local keep = up_
     if up_ and filter then
       local ok, v = pcall(filter, ep)
+      if not ok and v == "not enough memory" and agent and agent.memory_error then
+        v = agent.memory_error() or v  -- LuaJIT's bare message: say where, and which cap
+      end
       if not ok then
         -- this child's verdict is unknown: it keeps the last one (published or not), the others go on
         hook_errors = hook_errors + 1

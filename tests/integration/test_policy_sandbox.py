@@ -106,7 +106,8 @@ class PolicySandbox(unittest.TestCase):
         self.assertEqual(s.metric("scout_zk_session_expirations_total"), 0)
 
     def poison(self, kind, counter):
-        """A child whose filter call attacks; the counter must move; the last good list stands; recovery."""
+        """A child whose filter call attacks: the counter moves, only that child is held (the other change is
+        published, the service says degraded), nothing else is harmed, and all is well once it is gone."""
         s = self.scout
         before = s.metric(counter)
         node = "/sb/svc/poison-" + kind
@@ -116,12 +117,14 @@ class PolicySandbox(unittest.TestCase):
             wait_until(lambda: s.metric(counter) > before, what="%s counted" % counter)
         except AssertionError:
             raise AssertionError("%s did not move; log:\n%s" % (counter, s.log()[-3000:]))
-        self.assertEqual(s.ids("svc"), ["127.0.0.1:1"])
-        self.assert_unharmed()
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1", "127.0.0.1:2"], what="the other child published")
+        status, body = s.health()
+        self.assertEqual(status, 503)
+        self.assertIn("poison-" + kind, body["reason"])
+        self.assertEqual(s.state("svc"), "degraded")
         self.kz.delete(node)
-        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1", "127.0.0.1:2"], what="recovered list")
         self.kz.delete("/sb/svc/127.0.0.1:2")
-        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"], what="back to start")
+        wait_until(lambda: s.ids("svc") == ["127.0.0.1:1"] and s.health()[0] == 200, what="back to start")
         self.assert_unharmed()
 
     def test_os_execute_is_refused(self):
