@@ -174,7 +174,7 @@ class Agent(unittest.TestCase):
             wait_until(lambda: agent()["reload"]["count"] == 2, what="second reload")
             r = agent()["reload"]
             self.assertEqual(r["result"], "refused")
-            self.assertIn("policy.lua:1:", r["error"])
+            self.assertRegex(r["error"], r"policy\.lua:\d+: service \"svc\": path must be")
             self.assertEqual(s.request("/v1/services/svc")[0], 200)     # the old policy still serves
         finally:
             s.stop()
@@ -314,7 +314,7 @@ class Logs(unittest.TestCase):
             del os.environ["JOURNAL_STREAM"]
         s.stop()
         lines = [line for line in s.log().splitlines() if line]
-        self.assertTrue(lines[0].startswith("<6>http: listening on "), lines[0])
+        self.assertTrue(any(line.startswith("<6>http: listening on ") for line in lines), lines)
         self.assertTrue(all(line[:3] in ("<3>", "<4>", "<6>", "<7>") for line in lines), lines)
 
     def test_unknown_log_format_is_a_usage_error(self):

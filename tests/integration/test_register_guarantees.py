@@ -104,7 +104,7 @@ class RegisterGuarantees(unittest.TestCase):
         open(self.flag, "w").close()
         member = self.lose_the_create(
             'register "ss" { path = "%s", codec = "serverset", endpoint = { host = "10.0.0.7", port = 31943 },\n'
-            '  check = { lua = function() local f = io.open("%s"); if f then f:close() end; return f ~= nil end,\n'
+            '  check = { lua = function() return scout.read_file("%s") ~= nil end,\n'
             '            interval = 100, rise = 1, fall = 1 } }\n' % (PARENT, self.flag))
         s = self.scout
         os.unlink(self.flag)                      # the service goes down while the answer is lost
@@ -216,7 +216,7 @@ class RegisterGuarantees(unittest.TestCase):
         open(self.flag, "w").close()
         s = self.start('register "r" { path = "/guard/h", codec = "rpcx",\n'
                        '  endpoint = { host = "127.0.0.1", port = 9302, weight = 3 },\n'
-                       '  check = { lua = function() local f = io.open("%s"); if f then f:close() end;\n'
+                       '  check = { lua = function() local f = scout.read_file("%s");\n'
                        '            return f ~= nil end, interval = 100, rise = 1, fall = 1 } }\n' % self.flag,
                        timeout=4000)
         path = "/guard/h/tcp@127.0.0.1:9302"

@@ -62,8 +62,10 @@ class ReloadRegistration(unittest.TestCase):
         wait_until(lambda: self.reg_kids() == ["tcp@127.0.0.1:9201"], what="registered")
         for p in range(3):
             self.kz.create("/rr/b/127.0.0.1:%d" % (10 + p), makepath=True)
+        # each flip drops the only service on purpose: say so, or the reload guard refuses it
+        shrink = 'agent { reload_max_drop = 1 }\n'
         flip = [HEAD.replace('service "a"', 'service "b"').replace("/rr/a", "/rr/b")
-                + GOOD.replace(HEAD, "").replace('"r"', '"rb"').replace("9201", "9202"), GOOD]
+                + GOOD.replace(HEAD, "").replace('"r"', '"rb"').replace("9201", "9202") + shrink, GOOD + shrink]
         n = 12
         for k in range(n):                       # each reload drops a service and a registration, adds the others
             with open(s.policy_file, "w") as f:
