@@ -200,13 +200,13 @@ class Guarantees(unittest.TestCase):
 
             second = self.agent({"svc": 'path = "/g4/svc"'}, extra=cached, zk=zk.connect)
             warning = "ZooKeeper stays older than the disk snapshot"
-            # until the agent says it gives in, it serves the snapshot (the list is read before the log: the
-            # warning is logged before ZooKeeper's list is taken)
+            # until the agent says it gives in, it serves the snapshot, marked stale (the list and state are read
+            # before the log: the warning is logged before ZooKeeper's list is taken)
             def gave_in():
-                ids = second.ids("svc")
+                ids, state = second.ids("svc"), second.state("svc")
                 if warning in second.log():
                     return True
-                self.assertEqual(ids, snapshot)
+                self.assertEqual((ids, state), (snapshot, "stale"))
                 return False
             wait_until(gave_in, timeout=60, what="the agent giving in to ZooKeeper")
             wait_until(lambda: seen(second, "svc") == want, what="ZooKeeper's view")

@@ -15,7 +15,7 @@
 #   MUTANTS=id1,id2     run only these
 #   MUTANTS_BASELINE=1  first run every distinct test command on the unmutated tree; any failure stops the run
 #                       (a test that fails anyway would read as "caught")
-#   MUTANTS_CHECK=1     only check that every mutant still applies (no build, no tests)
+#   MUTANTS_CHECK=1     only check that every mutant still applies and its integration tests exist (no build)
 #   MUTANTS_TIMEOUT=s   limit for one test command (default 900); a test stopped by it counts as failing
 #   MUTANTS_FILE=path   another list
 set -uo pipefail
@@ -154,8 +154,11 @@ run_test() {
   rc=$?
   cat "$log.part" >>"$log"
   [ "$rc" -eq 124 ] && echo "!!! stopped after ${TIMEOUT}s" >>"$log"
-  # a run of no test proves nothing: run.py says "0 passed, 0 failed", busted's TAP plan "1..0"
+  # a run of no test proves nothing: run.py says "0 passed, 0 failed", busted's TAP plan "1..0"; and a module
+  # that is not there fails without testing anything
   if [ "$rc" -eq 0 ] && grep -qE '^(0 passed, 0 failed|1\.\.0)$' "$log.part"; then rc=3; fi
+  if grep -qE "^ModuleNotFoundError: No module named 'test_|^AttributeError: module '[a-z_]+' has no attribute" \
+       "$log.part"; then rc=3; fi
   rm -f "$log.part"
   return "$rc"
 }
@@ -169,7 +172,19 @@ if [ -n "${MUTANTS_CHECK:-}" ]; then
       f=$(cat "$d/$e.file")
       [ -f "$f" ] && mkdir -p "$work/m/$(dirname "$f")" && cp "$f" "$work/m/$f"
     done
-    if why=$(apply_edits "$d" "$work/m"); then
+    if ! why=$(apply_edits "$d" "$work/m"); then
+      :
+    else                                            # integration tests named that exist
+      while IFS= read -r t; do
+        case $t in 'it '*) ;; *) continue ;; esac
+        set -- ${t#it }
+        mod=tests/integration/$1 pat=
+        [ "${2:-}" = -k ] && pat=${3:-}
+        if [ ! -f "$mod" ]; then why="stale: no $mod"; break; fi
+        if ! grep -qE "def test_[A-Za-z0-9_]*${pat}" "$mod"; then why="stale: no test matches -k $pat in $mod"; break; fi
+      done <"$d/tests"
+    fi
+    if [ -z "$why" ]; then
       printf 'applies  %s\n' "$(cat "$d/id")"
     else
       printf 'stale    %s  %s\n' "$(cat "$d/id")" "$why"; bad=$((bad + 1))
