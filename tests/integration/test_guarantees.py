@@ -308,6 +308,25 @@ class Guarantees(unittest.TestCase):
                    what="a re-list after the reconnect")
         self.assertEqual(s.metric("scout_zk_sessions_created_total"), sessions)   # the same session
 
+    # ---- Announcing local services: expiry ------------------------------------------------------------------------
+
+    def test_session_expiry_recreates_an_unchanged_registration(self):
+        # the body is the same before and after: nothing but the expiry itself can bring the node back
+        s = Scout(policy({}, session_timeout=2000,
+                         extra='register "same" { path = "/g11/reg", codec = "rpcx",\n'
+                               '  endpoint = { host = "127.0.0.1", port = 9100, weight = 2 } }'), self.zk.connect)
+        self.scouts.append(s)
+        s.start()
+        node = "/g11/reg/tcp@127.0.0.1:9100"
+        first = wait_until(lambda: self.kz.exists(node), what="registered")
+        s.pause()
+        wait_until(lambda: self.kz.exists(node) is None, what="the session expired and its node went")
+        s.resume()
+        again = wait_until(lambda: (lambda st: st if st and st.ephemeralOwner != first.ephemeralOwner else None)(
+            self.kz.exists(node)), what="registered again by the new session")
+        self.assertNotEqual(again.ephemeralOwner, 0)
+        self.assertEqual(self.kz.get(node)[0], b"weight=2")
+
     # ---- Many services: the SetWatches size ----------------------------------------------------------------------
 
     def test_warns_at_512_kb_of_watches_in_one_session(self):
