@@ -46,7 +46,7 @@ HDRS = $(wildcard agent/*.h) $(foreach s,$(STAGES),$(wildcard agent/$(s)/*.h))
 BUILD ?= build
 OBJS  = $(SRCS:agent/%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all asan setup test tests-c run bench clean install lint
+.PHONY: all asan setup test tests-c run bench clean install lint mutants
 
 all: $(BUILD)/scout $(BUILD)/libscout.so
 
@@ -135,6 +135,12 @@ setup:
 test: setup
 	@$(MAKE) --no-print-directory all tests-c asan
 	@tests/run.sh
+
+# Mutation check (tests/mutants/): each guarantee broken on purpose in a scratch copy of the working tree, and the
+# tests that should notice must fail.  Not part of `make test`: it takes about half an hour.  MUTANTS=id1,id2 runs
+# a few; MUTANTS_CHECK=1 only checks that every mutant still applies.
+mutants: setup
+	@tests/mutants/run.sh
 
 run: setup
 	@$(MAKE) --no-print-directory all
