@@ -17,6 +17,7 @@
 #                       (a test that fails anyway would read as "caught")
 #   MUTANTS_CHECK=1     only check that every mutant still applies and its integration tests exist (no build)
 #   MUTANTS_TIMEOUT=s   limit for one test command (default 900); a test stopped by it counts as failing
+#   MUTANTS_JOBS=n      mutants run at once (default 3; each has its own tree, ZooKeeper and ports)
 #   MUTANTS_FILE=path   another list
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -213,22 +214,23 @@ if [ -n "${MUTANTS_BASELINE:-}" ]; then
   done
 fi
 
-caught=0 missed=0
-for i in "${RUN[@]}"; do
-  d=$work/spec/$i
+# one_mutant I: applies mutant I to its own copy of the built tree, builds what changed, runs its tests, and writes
+# "verdict<TAB>id<TAB>guarantee<TAB>note" to $work/result/I.  Mutants run MUTANTS_JOBS at a time: most of a caught
+# mutant's time is an integration test waiting for what never comes, not CPU.
+one_mutant() {
+  local i=$1 d=$work/spec/$1 id g log tree verdict=missed note= t
   id=$(cat "$d/id") g=$(cat "$d/guarantee")
-  log=$LOGDIR/$id.log
+  log=$LOGDIR/$id.log tree=$work/m$i
   : >"$log"
-  rm -rf "$work/m"
-  cp -a "$work/base" "$work/m"
-  verdict=missed note=
-  if ! note=$(apply_edits "$d" "$work/m"); then
+  rm -rf "$tree"
+  cp -a "$work/base" "$tree"
+  if ! note=$(apply_edits "$d" "$tree"); then
     :                                       # stale: counted missed, with the reason
-  elif ! make -C "$work/m" -j"$JOBS" all tests-c >>"$log" 2>&1; then
+  elif ! make -C "$tree" -j"$JOBS" all tests-c >>"$log" 2>&1; then
     note="broken: the mutant does not build (see $log)"
   else
     while IFS= read -r t; do
-      run_test "$work/m" "$t" "$log"
+      run_test "$tree" "$t" "$log"
       case $? in
         0) ;;
         3) note="stale: '$t' runs no test"; break ;;
@@ -236,10 +238,26 @@ for i in "${RUN[@]}"; do
       esac
     done <"$d/tests"
   fi
+  printf '%s\t%s\t%s\t%s\n' "$verdict" "$id" "$g" "$note" >"$work/result/$i"
+  rm -rf "$tree"
+}
+
+PAR=${MUTANTS_JOBS:-3}
+mkdir -p "$work/result"
+running=0
+for i in "${RUN[@]}"; do
+  one_mutant "$i" &
+  running=$((running + 1))
+  if [ "$running" -ge "$PAR" ]; then wait -n; running=$((running - 1)); fi
+done
+wait
+
+caught=0 missed=0
+for i in "${RUN[@]}"; do
+  IFS=$'\t' read -r verdict id g note <"$work/result/$i" || { verdict=missed id="#$i" g="(no result)" note=; }
   if [ "$verdict" = caught ]; then caught=$((caught + 1)); else missed=$((missed + 1)); fi
   printf '%-6s  %-32s  %s%s\n' "$verdict" "$id" "$g" "${note:+  [$note]}"
-  rm -rf "$work/m"
 done
-echo "($(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s; logs in $LOGDIR)"
+echo "($(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s, $PAR at a time; logs in $LOGDIR)"
 echo "mutants: $caught caught, $missed missed"
 [ "$missed" -eq 0 ]
