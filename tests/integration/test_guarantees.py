@@ -97,8 +97,8 @@ class Guarantees(unittest.TestCase):
         if self.proxy:
             self.proxy.stop()
 
-    def agent(self, services, extra="", zk=None, start=True):
-        s = Scout(policy(services, extra=extra), zk or self.zk.connect)
+    def agent(self, services, extra="", zk=None, start=True, zookeeper=""):
+        s = Scout(policy(services, extra=extra, zookeeper=zookeeper), zk or self.zk.connect)
         self.scouts.append(s)
         return s.start() if start else s
 
@@ -330,12 +330,13 @@ class Guarantees(unittest.TestCase):
     # ---- Many services: the SetWatches size ----------------------------------------------------------------------
 
     def test_warns_at_512_kb_of_watches_in_one_session(self):
-        # 180 data children under a 3,000-byte path: ~540 KB of watched paths for one session to re-send
+        # 180 data children under a 3,000-byte path: ~540 KB of watched paths for one session to re-send, with
+        # watch_budget = 0 keeping them on the service's one session (spreading is test_big_service's)
         path = "/g9/" + "p" * 3000
         self.kz.ensure_path(path)
         for i in range(180):
             self.kz.create("%s/id-%d" % (path, i), ep_json(9000 + i))
-        s = self.agent({"big": 'path = "%s", protect = false' % path})
+        s = self.agent({"big": 'path = "%s", protect = false' % path}, zookeeper="watch_budget = 0")
         wait_until(lambda: len(s.ids("big")) == 180, what="every child")
         self.assertGreater(s.metric('scout_session_watch_bytes{session="0"}'), 512 * 1024)
         wait_until(lambda: "raise zookeeper { sessions = 2 }" in s.log(), what="the warning")
