@@ -357,7 +357,9 @@ class Notify(unittest.TestCase):
         self.assertEqual(self.next_message()["READY"], "1")
         s.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.next_message()["STOPPING"], "1")
-        self.assertEqual(s.stop(), 0)
+        # the one SIGTERM is the whole shutdown: wait for the exit (a second signal would stop it at once)
+        self.assertEqual(s.proc.wait(timeout=30), 0)
+        s.stop()
 
 
 if __name__ == "__main__":
