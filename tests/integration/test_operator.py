@@ -275,7 +275,8 @@ class Logs(unittest.TestCase):
         finally:
             s.stop()
             zk.stop()
-        records = [json.loads(line) for line in s.log().splitlines() if line]
+        with open(s.log_file, "rb") as f:                 # bytes: every line must be UTF-8 and JSON as written
+            records = [json.loads(line.decode("utf-8")) for line in f.read().splitlines() if line]
         self.assertEqual(set(records[0]), {"ts", "level", "module", "msg"})
         failed = [r for r in records if "bad " in r["msg"]]
         self.assertTrue(failed, records)
