@@ -31,7 +31,12 @@ run_counted() {
   local name=$1; shift
   echo "=== $name: $*"
   "$@" 2>&1 | tee "$out"
-  local rc=${PIPESTATUS[0]}
+  count_result "$name" "${PIPESTATUS[0]}" "$out"
+}
+
+# count_result NAME RC FILE: reads FILE's last count line and records it (run_counted's second half).
+count_result() {
+  local name=$1 rc=$2 out=$3
   local line p=0 f=0 s=0
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
   if [ -n "$line" ]; then
@@ -102,19 +107,46 @@ suite_lua() {
   record lua "$p" "$f" "$s"
 }
 
+# The ASan run of a suite goes beside its normal run when both are asked for: every test starts its own
+# ZooKeeper, nginx and agent on free ports in temp dirs, and most of a test's time is waiting for an event, so the
+# two share the machine's two cores well. The ASan run's output is shown after the normal one, whole.
+declare -A BESIDE=()
+in_suites() { [[ " $SUITES " == *" $1 "* ]]; }
+
+# both NAME CMD...: NAME (build/scout) in the foreground and NAME-asan (build-asan/scout) beside it.
+both() {
+  local name=$1 side rc; shift
+  if ! in_suites "$name-asan"; then
+    SCOUT_BIN=build/scout run_counted "$name" "$@"
+    return
+  fi
+  side=$(mktemp)
+  (SCOUT_BIN=build-asan/scout asan_env "$@" >"$side" 2>&1; echo $? >"$side.rc") &
+  SCOUT_BIN=build/scout run_counted "$name" "$@"
+  wait
+  echo "=== $name-asan (ran beside $name): asan_env $*"
+  cat "$side"
+  rc=$(cat "$side.rc" 2>/dev/null || echo 1)
+  count_result "$name-asan" "$rc" "$side"
+  rm -f "$side" "$side.rc"
+  BESIDE[$name-asan]=1
+}
+
 suite_integration() {
-  SCOUT_BIN=build/scout run_counted integration "$PY" tests/integration/run.py
+  both integration "$PY" tests/integration/run.py
 }
 
 suite_integration-asan() {
+  [ -n "${BESIDE[integration-asan]:-}" ] && return
   SCOUT_BIN=build-asan/scout run_counted integration-asan asan_env "$PY" tests/integration/run.py
 }
 
 suite_nginx() {
-  SCOUT_BIN=build/scout run_counted nginx "$PY" tests/nginx/run.py
+  both nginx "$PY" tests/nginx/run.py
 }
 
 suite_nginx-asan() {
+  [ -n "${BESIDE[nginx-asan]:-}" ] && return
   SCOUT_BIN=build-asan/scout run_counted nginx-asan asan_env "$PY" tests/nginx/run.py
 }
 

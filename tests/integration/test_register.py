@@ -121,20 +121,22 @@ register "nv"  { path = "/nerve/web", codec = "nerve",
         self.assertEqual((ndoc["host"], ndoc["port"], ndoc["weight"]), ("10.0.0.8", 3000, 2))
 
     def test_session_expiry_recreates_with_the_current_body(self):
-        open("/tmp/scout-reg-weight", "w").write("3")
+        import os
+        weight = "/tmp/scout-reg-weight-%d" % os.getpid()    # one per run: the ASan run goes beside this one
+        open(weight, "w").write("3")
         s = self.start('''
 register "cur" { path = "/svc/a", codec = "rpcx",
   endpoint = function()
-    local w = tonumber(scout.read_file("/tmp/scout-reg-weight") or "") or 1
+    local w = tonumber(scout.read_file("%s") or "") or 1
     return { host = "127.0.0.1", port = 9000, weight = w }
   end }
-''', timeout=2000)
+''' % weight, timeout=2000)
         try:
             first = wait_until(lambda: node(self.kz, "/svc/a"), what="registered")
             self.assertEqual(first[1], b"weight=3")
             owner = first[2].ephemeralOwner
             s.pause()
-            open("/tmp/scout-reg-weight", "w").write("5")   # the body changes while the agent is frozen
+            open(weight, "w").write("5")   # the body changes while the agent is frozen
             # the session expires while frozen: ZooKeeper deletes its ephemeral node
             wait_until(lambda: node(self.kz, "/svc/a") is None, timeout=30, what="the session's node gone")
             s.resume()
@@ -143,7 +145,7 @@ register "cur" { path = "/svc/a", codec = "rpcx",
             wait_until(lambda: node(self.kz, "/svc/a")[1] == b"weight=5", what="the current body, in place")
         finally:
             import os
-            os.unlink("/tmp/scout-reg-weight")
+            os.unlink(weight)
 
     def test_a_persistent_registration_is_adopted_after_a_crash(self):
         body = ('register "p" { path = "/svc/p", codec = "rpcx", ephemeral = false,\n'
