@@ -156,11 +156,12 @@ class LoopStall(unittest.TestCase):
                 c = socket.create_connection((host, int(port)))
                 c.sendall(req)
                 c.close()
+            # health answered while the flood was queued (an ordering fact, not a count that depends on speed)
+            wait_until(lambda: len(probe.results) >= 1, what="a health probe answered during the flood")
             # while the probe runs, one of its requests may be in flight: all but one of the flood
             wait_until(lambda: handled(probe, 1), timeout=120, what="the flood handled")
         wait_until(lambda: handled(probe, 0), what="the whole flood handled")
         self.assertEqual(set(probe.results), {200}, probe.results)
-        self.assertGreaterEqual(len(probe.results), 3)
         self.assert_registration_kept(owner)
         # a new client still gets the full answer, and the stall histogram moved
         st, _, body = s.request("/v1/explain/big")
