@@ -12,12 +12,14 @@ PACKAGES=(
   # build
   gcc make pkg-config
   libzookeeper-st-dev libev-dev libhttp-parser-dev libjansson-dev uthash-dev libxxhash-dev
+  libmicrohttpd-dev                     # the HTTP API's server (external-loop mode in libev)
   libcurl4-openssl-dev libsystemd-dev   # the client commands (HTTP over the unix socket); sd_notify
   systemd                               # systemd-analyze verifies the example unit
   prometheus                            # promtool checks /metrics in the tests
   luajit2 libluajit2-5.1-dev          # OpenResty's LuaJIT: Debian's lua-nginx-module needs it
   # Lua modules the agent and the specs load
   lua-cjson lua-cosmo lua-busted lua-check
+  lua-yaml                            # dubbo's config-center rules are YAML (lyaml, on LibYAML)
   # real components for the tests and the demo
   zookeeper python3-kazoo libcurator-discovery-java
   default-jdk-headless                # javac: the Curator interop checks compile CuratorCheck.java
