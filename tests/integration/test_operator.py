@@ -4,6 +4,7 @@ systemd's notify protocol (READY, RELOADING, STOPPING) sent to the $NOTIFY_SOCKE
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +47,7 @@ class Client(unittest.TestCase):
     def tearDownClass(cls):
         cls.scout.stop()
         cls.zk.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def test_status_shows_health_and_every_service(self):
         rc, out, err = scout("status", "--api", self.addr)
@@ -338,6 +340,7 @@ class Notify(unittest.TestCase):
     def tearDown(self):
         self.sock.close()
         self.zk.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def next_message(self):
         return dict(line.split("=", 1) for line in self.sock.recv(4096).decode().splitlines())

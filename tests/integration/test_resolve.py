@@ -7,6 +7,7 @@ a gate file, which is how a dead DNS server looks from inside the process."""
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -37,6 +38,7 @@ class Resolve(unittest.TestCase):
         if self.scout:
             self.scout.stop()
         self.zk.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def start_scout(self, connect, env=None):
         kz = self.zk.client()
