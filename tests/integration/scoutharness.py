@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -197,3 +198,31 @@ def policy(services, session_timeout=4000, extra="", zookeeper=""):
     for name, body in services.items():
         out.append('service "%s" {\n%s\n}' % (name, body))
     return "\n".join(out) + "\n"
+
+
+class OneServiceCase(unittest.TestCase):
+    """One ZooKeeper for the class, one agent per test serving one service "svc" whose children are written first.
+
+    The protection suites share this shape: each test starts its own agent on its own path."""
+
+    @classmethod
+    def setUpClass(cls):
+        from zkharness import ZooKeeper
+        cls.zk = ZooKeeper().start()
+        cls.kz = cls.zk.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.zk.stop()
+
+    def tearDown(self):
+        self.scout.stop()
+
+    def start(self, path, n, body):
+        """n children 127.0.0.1:7000.. under path, then an agent whose "svc" reads path; returns it serving all n."""
+        self.kz.ensure_path(path)
+        for p in range(n):
+            self.kz.create("%s/127.0.0.1:%d" % (path, 7000 + p))
+        self.scout = Scout(policy({"svc": 'path = "%s",\n%s' % (path, body)}), self.zk.connect).start()
+        wait_until(lambda: len(self.scout.ids("svc")) == n, what="initial list")
+        return self.scout

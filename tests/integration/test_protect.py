@@ -5,31 +5,10 @@ published; an on_protect hook can decide. Real ZooKeeper, driven with kazoo."""
 import re
 import unittest
 
-from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from scoutharness import OneServiceCase, wait_until
 
 
-class Protect(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
-        cls.kz = cls.zk.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.zk.stop()
-
-    def tearDown(self):
-        self.scout.stop()
-
-    def start(self, path, n, body):
-        self.kz.ensure_path(path)
-        for p in range(n):
-            self.kz.create("%s/127.0.0.1:%d" % (path, 7000 + p))
-        self.scout = Scout(policy({"svc": 'path = "%s",\n%s' % (path, body)}), self.zk.connect).start()
-        wait_until(lambda: len(self.scout.ids("svc")) == n, what="initial list")
-        return self.scout
-
+class Protect(OneServiceCase):
     def served_until(self, s, done, what):
         """Poll the API until done(ids) holds; every distinct answer on the way, in order, as (index, ids, state).
         What the test asserts on is this history, ended by an event (the list it waits for), not by a clock."""

@@ -5,31 +5,10 @@ watch event) confirm nothing, or a rolling glitch would confirm itself in millis
 import json
 import unittest
 
-from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from scoutharness import OneServiceCase, wait_until
 
 
-class ProtectConfirm(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
-        cls.kz = cls.zk.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.zk.stop()
-
-    def tearDown(self):
-        self.scout.stop()
-
-    def start(self, path, n, body):
-        self.kz.ensure_path(path)
-        for p in range(n):
-            self.kz.create("%s/127.0.0.1:%d" % (path, 7000 + p))
-        self.scout = Scout(policy({"svc": 'path = "%s",\n%s' % (path, body)}), self.zk.connect).start()
-        wait_until(lambda: len(self.scout.ids("svc")) == n, what="initial list")
-        return self.scout
-
+class ProtectConfirm(OneServiceCase):
     def explain(self):
         status, _, body = self.scout.request("/v1/explain/svc")
         self.assertEqual(status, 200)
