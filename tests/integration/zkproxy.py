@@ -27,21 +27,39 @@ def _close(*socks):
             pass
 
 
-class ZkProxy:
+def _kill(*socks):
+    """shutdown, then close: a bare close() leaves a socket that another thread blocks in recv() on open, and
+    the peer never sees it end"""
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    _close(*socks)
+
+
+def _host(hostport):
+    host, port = hostport.split(",")[0].rsplit(":", 1)
+    return host, int(port)
+
+
+class Relay:
+    """A loopback listener that opens one upstream connection per client and hands the pair to `_link`.
+    Subclasses decide what flows (`_link`), how a client is admitted (`_open`) and how sockets end (`_end`)."""
+
     def __init__(self, upstream):
-        host, port = upstream.split(",")[0].rsplit(":", 1)
-        self.upstream = (host, int(port))
-        self.pattern = None
-        self.linger = 0.5
-        self.cuts = 0              # answers swallowed so far
-        self.lock = threading.Lock()
+        self.upstream = _host(upstream)
         self.ls = None
         self.conns = []
         self.stopped = False
 
     @property
+    def port(self):
+        return self.ls.getsockname()[1]
+
+    @property
     def connect(self):
-        return "127.0.0.1:%d" % self.ls.getsockname()[1]
+        return "127.0.0.1:%d" % self.port
 
     def start(self):
         self.ls = socket.socket()
@@ -51,13 +69,12 @@ class ZkProxy:
         threading.Thread(target=self._accept, daemon=True).start()
         return self
 
-    def cut_after(self, pattern, linger=0.5):
-        with self.lock:
-            self.pattern, self.linger = pattern, linger
-
     def stop(self):
         self.stopped = True
-        _close(self.ls, *self.conns)
+        self._end(self.ls, *self.conns)
+
+    def _end(self, *socks):
+        _close(*socks)
 
     def _accept(self):
         while not self.stopped:
@@ -65,16 +82,46 @@ class ZkProxy:
                 c, _ = self.ls.accept()
             except OSError:
                 return
-            try:
-                u = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                c.close()
-                continue
-            u.settimeout(None)
-            self.conns += [c, u]
-            state = {"mute": False}
-            threading.Thread(target=self._up, args=(c, u, state), daemon=True).start()
-            threading.Thread(target=self._down, args=(u, c, state), daemon=True).start()
+            self._open(c)
+
+    def _dial(self, c, target=None, first=b""):
+        """The upstream for client c (first: bytes already read from c, sent on); None when it cannot be reached."""
+        try:
+            u = socket.create_connection(target or self.upstream, timeout=5)
+        except OSError:
+            _close(c)
+            return None
+        u.settimeout(None)
+        if first:
+            u.sendall(first)
+        self.conns += [c, u]
+        return u
+
+    def _open(self, c):
+        u = self._dial(c)
+        if u is not None:
+            self._link(c, u)
+
+    def _link(self, c, u):
+        raise NotImplementedError
+
+
+class ZkProxy(Relay):
+    def __init__(self, upstream):
+        super().__init__(upstream)
+        self.pattern = None
+        self.linger = 0.5
+        self.cuts = 0              # answers swallowed so far
+        self.lock = threading.Lock()
+
+    def cut_after(self, pattern, linger=0.5):
+        with self.lock:
+            self.pattern, self.linger = pattern, linger
+
+    def _link(self, c, u):
+        state = {"mute": False}
+        threading.Thread(target=self._up, args=(c, u, state), daemon=True).start()
+        threading.Thread(target=self._down, args=(u, c, state), daemon=True).start()
 
     def _up(self, c, u, state):
         """client -> server; arms the cut when the pattern passes"""

@@ -19,24 +19,12 @@ client packet is ConnectRequest(protocolVersion int, lastZxidSeen long, timeOut 
 Stdlib only.
 """
 
-import socket
 import struct
 import threading
 
-from zkproxy import ZkProxy, _close
+from zkproxy import Relay, ZkProxy, _close, _host, _kill
 
 CREATED, DELETED, CHANGED, CHILD = 1, 2, 3, 4     # ZooKeeper event types
-
-
-def _kill(*socks):
-    """shutdown, then close: a bare close() leaves a socket that another thread blocks in recv() on open, and
-    the peer never sees it end"""
-    for s in socks:
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    _close(*socks)
 
 
 def _recv_exact(sock, n):
@@ -58,11 +46,6 @@ def _read_frame(sock):
     return None if body is None else head + body
 
 
-def _host(hostport):
-    host, port = hostport.split(",")[0].rsplit(":", 1)
-    return host, int(port)
-
-
 class WireProxy(ZkProxy):
     def __init__(self, upstream):
         super().__init__(upstream)
@@ -71,9 +54,8 @@ class WireProxy(ZkProxy):
         self.to_swallow = []           # [(path bytes, type)] still to drop
         self.swallowed = 0             # notifications dropped so far
 
-    def stop(self):
-        self.stopped = True
-        _kill(self.ls, *self.conns)
+    def _end(self, *socks):
+        _kill(*socks)
 
     def route_new_sessions(self, hostport):
         with self.lock:
@@ -83,15 +65,10 @@ class WireProxy(ZkProxy):
         with self.lock:
             self.to_swallow.append((path.encode() if isinstance(path, str) else path, type))
 
-    def _accept(self):
-        while not self.stopped:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._open, args=(c,), daemon=True).start()
-
     def _open(self, c):
+        threading.Thread(target=self._route, args=(c,), daemon=True).start()
+
+    def _route(self, c):
         """Read the ConnectRequest first: it says whether this is a new session."""
         first = _read_frame(c)
         if first is None or len(first) < 28:
@@ -103,17 +80,9 @@ class WireProxy(ZkProxy):
             if session_id == 0 and self.new_session_upstream is not None:
                 target = self.new_session_upstream
                 self.new_sessions_routed += 1
-        try:
-            u = socket.create_connection(target, timeout=5)
-        except OSError:
-            _close(c)
-            return
-        u.settimeout(None)
-        u.sendall(first)
-        self.conns += [c, u]
-        state = {"mute": False}
-        threading.Thread(target=self._up, args=(c, u, state), daemon=True).start()
-        threading.Thread(target=self._down, args=(u, c, state), daemon=True).start()
+        u = self._dial(c, target, first)
+        if u is not None:
+            self._link(c, u)
 
     def _down(self, u, c, state):
         """server -> client, frame by frame, minus the notifications asked to be swallowed"""
@@ -144,27 +113,12 @@ class WireProxy(ZkProxy):
         return False
 
 
-class Stall:
+class Stall(Relay):
     """A TCP relay for a quorum link that can be frozen (a partition both ways that no side notices at once)."""
 
     def __init__(self, upstream):
-        self.upstream = _host(upstream)
+        super().__init__(upstream)
         self.frozen = False
-        self.ls = None
-        self.conns = []
-        self.stopped = False
-
-    @property
-    def port(self):
-        return self.ls.getsockname()[1]
-
-    def start(self):
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
 
     def freeze(self):
         self.frozen = True
@@ -175,28 +129,18 @@ class Stall:
         conns, self.conns = self.conns, []
         _kill(*conns)
 
-    def stop(self):
-        self.stopped = True
-        _kill(self.ls, *self.conns)
+    def _end(self, *socks):
+        _kill(*socks)
 
-    def _accept(self):
-        while not self.stopped:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            if self.frozen:                      # partitioned: nothing gets through, not even a connect
-                _close(c)
-                continue
-            try:
-                u = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                _close(c)
-                continue
-            u.settimeout(None)
-            self.conns += [c, u]
-            threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
+    def _open(self, c):
+        if self.frozen:                          # partitioned: nothing gets through, not even a connect
+            _close(c)
+            return
+        super()._open(c)
+
+    def _link(self, c, u):
+        threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
 
     def _pipe(self, a, b):
         try:
