@@ -200,10 +200,8 @@ def policy(services, session_timeout=4000, extra="", zookeeper=""):
     return "\n".join(out) + "\n"
 
 
-class OneServiceCase(unittest.TestCase):
-    """One ZooKeeper for the class, one agent per test serving one service "svc" whose children are written first.
-
-    The protection suites share this shape: each test starts its own agent on its own path."""
+class ZkCase(unittest.TestCase):
+    """One real ZooKeeper for the whole class (cls.zk) and a kazoo client on it (cls.kz); tests use their own paths."""
 
     @classmethod
     def setUpClass(cls):
@@ -214,6 +212,12 @@ class OneServiceCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.zk.stop()
+
+
+class OneServiceCase(ZkCase):
+    """One agent per test serving one service "svc" whose children are written first.
+
+    The protection suites share this shape: each test starts its own agent on its own path."""
 
     def tearDown(self):
         self.scout.stop()

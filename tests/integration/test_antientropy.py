@@ -6,24 +6,14 @@ its children's data events."""
 
 import unittest
 
-from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from scoutharness import policy, wait_until, Scout, ZkCase
 from zkwire import CHANGED, CHILD, WireProxy
 
 REPAIRS = "scout_service_anti_entropy_repairs_total"
 CHECKS = "scout_service_anti_entropy_checks_total"
 
 
-class AntiEntropy(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
-        cls.kz = cls.zk.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.zk.stop()
-
+class AntiEntropy(ZkCase):
     def setUp(self):
         self.proxy = WireProxy(self.zk.connect).start()
         self.scout = None

@@ -4,20 +4,10 @@ is pending or in flight (the window one-shot watches leave). The agent's final l
 import unittest
 
 from churn import run_writers, seen, truth
-from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from scoutharness import policy, wait_until, Scout, ZkCase
 
 
-class Churn(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
-        cls.kz = cls.zk.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.zk.stop()
-
+class Churn(ZkCase):
     def tearDown(self):
         self.scout.stop()
 

@@ -10,20 +10,10 @@ import stat
 import time
 import unittest
 
-from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from scoutharness import policy, wait_until, Scout, ZkCase
 
 
-class Discovery(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
-        cls.kz = cls.zk.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.zk.stop()
-
+class Discovery(ZkCase):
     def setUp(self):
         self.scout = None
 

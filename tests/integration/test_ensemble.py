@@ -3,7 +3,6 @@ connected to dies (found with 4lw `cons` by session id) or the leader dies, it m
 same session and loses no change. Also: a chroot in the connect string."""
 
 import re
-import time
 import unittest
 
 from churn import seen, truth

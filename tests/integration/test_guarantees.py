@@ -12,7 +12,7 @@ import unittest
 import urllib.parse
 
 from churn import seen, truth
-from scoutharness import Scout, policy, wait_until
+from scoutharness import policy, wait_until, Scout, ZkCase
 from zkharness import ZooKeeper
 from zkproxy import ZkProxy, _close
 
@@ -77,16 +77,7 @@ def ep_json(port, weight=1):
     return b'{"host":"10.0.0.1","port":%d,"weight":%d}' % (port, weight)
 
 
-class Guarantees(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
-        cls.kz = cls.zk.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.zk.stop()
-
+class Guarantees(ZkCase):
     def setUp(self):
         self.scouts = []
         self.proxy = None

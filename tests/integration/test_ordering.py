@@ -21,7 +21,7 @@ import unittest
 
 from kazoo.client import KazooClient
 
-from scoutharness import Scout, policy, wait_until
+from scoutharness import policy, wait_until, Scout, ZkCase
 from zkharness import ZooKeeper
 from zkwire import Stall, WireProxy
 
@@ -162,18 +162,9 @@ class Lagging(unittest.TestCase):
 
 
 
-class NoNodeStillTrue(unittest.TestCase):
+class NoNodeStillTrue(ZkCase):
     """The other side of the sync: a path really deleted with its children (one transaction, so the agent's next
     read is "no node" while it holds children) is emptied after the sync confirms it, and created again is seen."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
-        cls.kz = cls.zk.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.zk.stop()
 
     def test_a_path_deleted_with_its_children_empties_the_list(self):
         kz = self.kz

@@ -4,20 +4,10 @@ runs, so it cannot tell a hook that is never asked.) The hook sees the service a
 
 import unittest
 
-from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from scoutharness import policy, wait_until, Scout, ZkCase
 
 
-class ProtectHook(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
-        cls.kz = cls.zk.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.zk.stop()
-
+class ProtectHook(ZkCase):
     def tearDown(self):
         self.scout.stop()
 
