@@ -6,7 +6,7 @@
  * the hand-written server (agent/api/http.c, http_parse.c, http_req.c), not
  * the one the agent ships; docs/http-server.md has what it holds, what it
  * cannot, and the numbers. bench/http/run.sh builds it in place of those
- * three files (build/http-mhd/scout and test_http) and runs the same tests
+ * three files (build/scout-mhd and build/http-mhd/test_http) and runs the same tests
  * and wrk against both.
  *
  * Shape: MHD in external-loop mode (MHD_USE_EPOLL, no thread): its epoll fd
@@ -527,12 +527,17 @@ access_cb(void *cls, struct MHD_Connection *mc, const char *url,
     const char               *cl;
     const union MHD_ConnectionInfo *hi;
 
-    (void) url; (void) version; (void) upload;
+    (void) url; (void) upload;
     if (r == NULL)
         return MHD_NO;   /* out of memory in uri_log */
     if (!r->seen) {
         r->seen = 1;
         r->method = method;
+        /* MHD answers 1.2 as 1.1 (RFC 9112 allows it); we speak 1.0 and
+         * 1.1 and say so, as the hand-written server does */
+        if (strcmp(version, "HTTP/1.1") != 0
+            && strcmp(version, "HTTP/1.0") != 0)
+            return early(r, 505, "HTTP Version Not Supported");
         if (strlen(r->path) + strlen(r->query) + 1 > SCOUT_HTTP_MAX_URL)
             return early(r, 414, "URI Too Long");
         hi = MHD_get_connection_info(mc,
