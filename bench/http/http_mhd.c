@@ -5,16 +5,17 @@
  * Why it is here and not in agent/api/: it is the measured alternative to
  * the hand-written server (agent/api/http.c, http_parse.c, http_req.c), not
  * the one the agent ships; docs/http-server.md has what it holds, what it
- * cannot, and the numbers. bench/http/run.sh builds it in place of those
- * three files (build/scout-mhd and build/http-mhd/test_http) and runs the same tests
- * and wrk against both.
+ * cannot, and the numbers. bench/http/build.sh links it in place of those
+ * three files (build/scout-mhd, build/http-mhd/test_http); run.sh runs the
+ * same requests and wrk against both.
  *
  * Shape: MHD in external-loop mode (MHD_USE_EPOLL, no thread): its epoll fd
  * sits in an ev_io, MHD_run() is called from it, MHD_get_timeout() re-arms
  * an ev_timer before every poll. Where and how we listen stays in
- * http_listen.c (0600 unix socket, loopback only): the bound fd is handed
- * to MHD with MHD_OPTION_LISTEN_SOCKET. What MHD does not do is built from
- * its hooks:
+ * http_listen.c (0600 unix socket, loopback only), and so does accepting:
+ * each accepted fd is handed over with MHD_add_connection() (a first cut
+ * gave MHD the listening fd with MHD_OPTION_LISTEN_SOCKET; see conn_accept
+ * for why not). What MHD does not do is built from its hooks:
  *   - the request is dispatched on the access handler's last call only
  *     (MHD 0.9.75 closes a connection whose response is queued in the first
  *     call), except for 400/413/414/431, which are queued early on purpose
@@ -49,66 +50,7 @@
 #include "loop.h"
 #include "scout.h"
 #include "stats.h"
-
-#define LOG(lvl, ...) scout_log(SCOUT_LOG_##lvl, "http", __VA_ARGS__)
-
-#define SCOUT_HTTP_PRI (EV_MINPRI + 1)
-#define RHDR_MAX       4096
-#define CONN_SLACK     64    /* MHD's own cap above ours: room to evict */
-
-typedef struct conn_s conn_t;
-
-enum { PH_IDLE, PH_REQ, PH_BUSY };
-
-struct scout_http_req_s {
-    conn_t              *c;
-    struct MHD_Connection *mc;
-    const char          *method;
-    char                *path, *query;     /* into raw */
-    double               t0;
-    scout_http_abort_fn  on_abort;
-    void                *abort_data;
-    size_t               body_len, rhdr_len;
-    unsigned             seen:1, deferred:1, aborted:1, queued:1, go:1,
-                         drop:1, failed:1, dispatched:1;
-    struct MHD_Response *resp;             /* answered, not yet queued */
-    int                  status;
-    char                 rhdr[RHDR_MAX];   /* name\0value\0... */
-    char                 raw[];            /* path\0query\0 */
-};
-
-struct conn_s {
-    scout_http_t          *h;
-    struct MHD_Connection *mc;
-    conn_t                *prev, *next;
-    int                    fd, phase, shut;
-    double                 idle_since;
-    ev_timer               deadline;
-    ev_io                  hup;            /* a parked request's hang-up */
-    scout_http_req_t      *req;
-    conn_t                *rprev, *rnext;  /* the ready FIFO */
-    unsigned               rqueued:1, suspended:1;
-};
-
-struct scout_http_s {
-    struct ev_loop        *loop;
-    struct MHD_Daemon     *d;
-    scout_http_handler_fn  handler;
-    void                  *ud;
-    scout_http_listen_t    lis;
-    conn_t                *conns;
-    unsigned               nconns, max_conns;
-    double                 idle;
-    int                    dispatching, full_warned;
-    int                    kick;   /* resumed: MHD_run at the next turn */
-    conn_t                *ready, *ready_tail;
-    double                 spent;
-    ev_io                  eio;
-    ev_timer               etimer;
-    ev_prepare             prep;
-    ev_check               drain;
-    ev_idle                spin;
-};
+#include "http_mhd.h"
 
 static double req_timeout(const scout_http_t *h)
 {
@@ -252,7 +194,7 @@ static void conn_suspend(conn_t *c)
     MHD_suspend_connection(c->mc);
 }
 
-static void conn_resume(conn_t *c)
+void scout_http_mhd_resume(conn_t *c)
 {
     ev_io_stop(c->h->loop, &c->hup);
     if (c->suspended) {
@@ -278,7 +220,7 @@ static void drain_cb(struct ev_loop *loop, ev_check *w, int revents)
         } else {
             c->req->go = 1;
         }
-        conn_resume(c);
+        scout_http_mhd_resume(c);
         mhd_run(h);   /* the handler runs now, inside this budget */
     }
 }
@@ -310,7 +252,7 @@ static void hup_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (r->on_abort != NULL)
             r->on_abort(r, r->abort_data);
     }
-    conn_resume(c);
+    scout_http_mhd_resume(c);
     mhd_run(c->h);
 }
 
@@ -580,6 +522,30 @@ access_cb(void *cls, struct MHD_Connection *mc, const char *url,
     return r->resp != NULL ? queue(r) : MHD_YES;
 }
 
+/* We accept, not MHD: its epoll mode takes at most 10 connections per
+ * MHD_run (daemon.c, series_length), which under a connection flood keeps
+ * a new client waiting in the backlog behind the flood; http_listen.c
+ * takes 64 per loop iteration and pauses on EMFILE. */
+static void conn_accept(void *ud, int fd)
+{
+    scout_http_t           *h = ud;
+    struct sockaddr_storage ss;
+    socklen_t               len = sizeof(ss);
+
+    if (getpeername(fd, (struct sockaddr *) &ss, &len) != 0) {
+        close(fd);
+        return;
+    }
+    if (len == 0 || ss.ss_family == AF_UNIX) {   /* unnamed peer */
+        ss.ss_family = AF_UNIX;
+        len = sizeof(sa_family_t);
+    }
+    if (MHD_add_connection(h->d, fd, (struct sockaddr *) &ss, len)
+        != MHD_YES)
+        return;   /* MHD closed it (over its limit, out of memory) */
+    mhd_kick(h);
+}
+
 /* ---- public API ---------------------------------------------------------- */
 
 static unsigned conns_cap(unsigned long long *lim)
@@ -627,15 +593,15 @@ scout_http_new(struct ev_loop *loop, const char *listen_,
     }
     *h = (scout_http_t) { .loop = loop, .handler = handler, .ud = ud,
         .max_conns = conns_cap(&lim), .idle = SCOUT_HTTP_IDLE_TIMEOUT };
-    if (scout_http_listen_open(&h->lis, loop, listen_, NULL, h, err)
+    if (scout_http_listen_open(&h->lis, loop, listen_, conn_accept, h, err)
         != SCOUT_OK) {
         free(h);
         return NULL;
     }
     h->d = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG
+        | MHD_USE_NO_LISTEN_SOCKET,
         0, NULL, NULL, access_cb, h,
-        MHD_OPTION_LISTEN_SOCKET, h->lis.fd,
         MHD_OPTION_CONNECTION_LIMIT, h->max_conns + CONN_SLACK,
         MHD_OPTION_CONNECTION_TIMEOUT,
             (unsigned) SCOUT_HTTP_IDLE_TIMEOUT,
@@ -694,7 +660,7 @@ scout_http_free(scout_http_t *h)
         }
         if (r != NULL)
             r->drop = 1;
-        conn_resume(c);
+        scout_http_mhd_resume(c);
     }
     ev_io_stop(h->loop, &h->eio);
     ev_timer_stop(h->loop, &h->etimer);
@@ -717,117 +683,4 @@ scout_http_set_limits(scout_http_t *h, unsigned max_conns, double idle)
         h->max_conns = max_conns;
     if (idle > 0)
         h->idle = idle;
-}
-
-const char *scout_http_req_method(const scout_http_req_t *r)
-{ return r->method; }
-
-const char *scout_http_req_path(const scout_http_req_t *r)
-{ return r->path; }
-
-const char *scout_http_req_query(const scout_http_req_t *r)
-{ return r->query; }
-
-const char *
-scout_http_req_header(const scout_http_req_t *r, const char *name)
-{
-    return MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, name);
-}
-
-int
-scout_http_query_get(const scout_http_req_t *r, const char *name, char *buf,
-                     size_t len)
-{
-    return scout_http_query_value(r->query, name, buf, len);
-}
-
-int
-scout_http_add_header(scout_http_req_t *r, const char *name,
-                      const char *value)
-{
-    size_t      nlen = strlen(name), vlen = strlen(value);
-    const char *s;
-
-    if (r->aborted || nlen == 0 || strpbrk(value, "\r\n") != NULL
-        || r->rhdr_len + nlen + vlen + 2 > RHDR_MAX)
-        return SCOUT_ERROR;
-    for (s = name; *s; s++)
-        if ((unsigned char) *s <= ' ' || *s == ':' || *s == 127)
-            return SCOUT_ERROR;
-    memcpy(r->rhdr + r->rhdr_len, name, nlen + 1);
-    memcpy(r->rhdr + r->rhdr_len + nlen + 1, value, vlen + 1);
-    r->rhdr_len += nlen + vlen + 2;
-    return SCOUT_OK;
-}
-
-void
-scout_http_req_on_abort(scout_http_req_t *r, scout_http_abort_fn fn,
-                        void *data)
-{
-    r->on_abort = fn;
-    r->abort_data = data;
-}
-
-static void unref_body(void *cls)
-{
-    scout_rcbuf_unref(cls);
-}
-
-static int
-respond(scout_http_req_t *r, int status, const char *ctype, const char *body,
-        size_t len, scout_rcbuf_t *shared)
-{
-    struct MHD_Response *resp;
-    size_t               off;
-
-    if (r->aborted || r->resp != NULL || r->queued || status < 200
-        || status > 599)
-        return SCOUT_ERROR;
-    if (shared != NULL) {
-        resp = MHD_create_response_from_buffer_with_free_callback_cls(
-            len, shared->data, unref_body, scout_rcbuf_ref(shared));
-        if (resp == NULL)
-            scout_rcbuf_unref(shared);
-    } else {
-        resp = MHD_create_response_from_buffer(len, (void *) (body ? body
-                                               : ""), MHD_RESPMEM_MUST_COPY);
-    }
-    if (resp == NULL) {
-        LOG(ERROR, "out of memory for a %zu byte response", len);
-        return SCOUT_ERROR;
-    }
-    if (ctype != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    for (off = 0; off < r->rhdr_len;) {
-        const char *n = r->rhdr + off, *v = n + strlen(n) + 1;
-
-        MHD_add_response_header(resp, n, v);
-        off = (size_t) (v + strlen(v) + 1 - r->rhdr);
-    }
-    if (r->failed)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    LOG(DEBUG, "%s %s%s%s %d %ldus", r->method, r->path,
-        *r->query ? "?" : "", r->query, status,
-        (long) ((ev_time() - r->t0) * 1e6));
-    r->resp = resp;
-    r->status = status;
-    /* Deferred: carry on from the loop (MHD's run after the resume calls
-     * the handler again, which queues it), never from here. */
-    if (r->deferred && r->c != NULL)
-        conn_resume(r->c);
-    return SCOUT_OK;
-}
-
-int
-scout_http_respond(scout_http_req_t *r, int status, const char *ctype,
-                   const char *body, size_t len)
-{
-    return respond(r, status, ctype, body, len, NULL);
-}
-
-int
-scout_http_respond_shared(scout_http_req_t *r, int status, const char *ctype,
-                          scout_rcbuf_t *body)
-{
-    return respond(r, status, ctype, body->data, body->len, body);
 }
