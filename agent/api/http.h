@@ -5,7 +5,8 @@
  * loopback port (DESIGN.md, "HTTP API"). This module only speaks HTTP; it
  * knows nothing about services. It parses with http-parser, never blocks,
  * never owns the loop, and refuses to listen anywhere but loopback or a unix
- * socket, because the API has no authentication.
+ * socket, because the API has no authentication. (Why not libmicrohttpd:
+ * docs/http-server.md, with the trial's numbers.)
  *
  * Ownership: the server owns every connection and every request object. A
  * request pointer handed to the handler stays valid until the request is

@@ -210,7 +210,8 @@ scout_http_listen_open(scout_http_listen_t *l, struct ev_loop *loop,
     ev_io_init(&l->aio, accept_cb, l->fd, EV_READ);
     ev_init(&l->retry, retry_cb);
     l->aio.data = l->retry.data = l;
-    ev_io_start(loop, &l->aio);
+    if (on_accept != NULL)   /* NULL: another server accepts on l->fd */
+        ev_io_start(loop, &l->aio);
     LOG(INFO, "listening on %s", addr);
     return SCOUT_OK;
 

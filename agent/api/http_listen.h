@@ -37,7 +37,8 @@ typedef struct {
 
 /*
  * Validate addr (the syntax and rules are in http.h, scout_http_new), bind,
- * listen and start accepting on loop. On failure writes err and leaves
+ * listen and start accepting on loop (with on_accept NULL, only bind and
+ * listen: someone else accepts on l->fd, which stays ours to close). On failure writes err and leaves
  * nothing behind: no fd, no socket file, no watcher.
  */
 int scout_http_listen_open(scout_http_listen_t *l, struct ev_loop *loop,

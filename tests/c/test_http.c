@@ -882,6 +882,58 @@ static void test_limits(void)
     scout_http_free(h);
 }
 
+/* One byte of a request line every 20 ms: an idle timer (0.5 s here) would
+ * never fire, so only the request's total deadline (the idle timeout, when
+ * shorter than SCOUT_HTTP_REQUEST_TIMEOUT) can close it, and it is counted
+ * as a deadline close. The deadline runs from the request's first byte,
+ * not from the end of its request line. */
+static client_t dribbler;
+static size_t   dribbled;
+
+static void dribble_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+    static const char line[] = "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    (void) l; (void) revents;
+    if (dribbler.eof || dribbled >= sizeof(line) - 1) {
+        ev_timer_stop(loop, w);
+        return;
+    }
+    client_send(&dribbler, line + dribbled++, 1);
+}
+
+static void test_request_line_deadline(void)
+{
+    char          err[SCOUT_ERR_LEN];
+    scout_http_t *h;
+    ev_timer      t;
+    uint64_t      closes = scout_stats.api_deadline_closes;
+
+    h = scout_http_new(loop, "127.0.0.1:0", handler, NULL, err);
+    CHECK(h != NULL, "tcp: %s", err);
+    if (h == NULL)
+        return;
+    scout_http_set_limits(h, 0, 0.5);
+    client_tcp(&dribbler, scout_http_port(h));
+    dribbled = 0;
+    ev_timer_init(&t, dribble_cb, 0.02, 0.02);
+    ev_timer_start(loop, &t);
+    RUN_UNTIL(dribbler.eof, 5);
+    ev_timer_stop(loop, &t);
+    CHECK(dribbler.eof, "a dribbled request line was never closed "
+          "(%zu bytes sent)", dribbled);
+    CHECK(scout_stats.api_deadline_closes == closes + 1,
+          "closed by the request deadline: %llu",
+          (unsigned long long) (scout_stats.api_deadline_closes - closes));
+    CHECK(dribbler.n == 0, "no answer to half a request line");
+    client_close(&dribbler);
+    scout_http_free(h);
+}
+
 static void test_unix_files(scout_http_t *h)
 {
     char          err[SCOUT_ERR_LEN], addr[140], stale[100];
@@ -1053,6 +1105,7 @@ int main(void)
     RUN(test_budget(hu));
     RUN(test_gone(hu));
     RUN(test_limits());
+    RUN(test_request_line_deadline());
     RUN(test_unix_files(hu));
 
     RUN(test_log_line());
