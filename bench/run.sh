@@ -4,7 +4,7 @@
 #   BENCH="propagation select" limits the set; each bench's own knobs are documented at its top.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH=${BENCH:-"propagation select storm scale nginx stall"}
+BENCH=${BENCH:-"propagation select storm scale nginx stall http"}
 for b in $BENCH; do
   echo "=== bench/$b"
   case "$b" in
@@ -14,6 +14,7 @@ for b in $BENCH; do
     scale)       bench/scale/run.sh ;;
     nginx)       bench/nginx/run.sh ;;
     stall)       bench/stall/run.sh ;;
+    http)        bench/http/run.sh ;;
     *)           echo "unknown bench: $b" >&2; exit 2 ;;
   esac
   echo
