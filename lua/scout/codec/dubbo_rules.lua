@@ -29,6 +29,7 @@ local RT = require "scout.codec.dubbo.router"
 local R = {}
 
 R.TAG_KEY = RT.TAG_KEY
+R.SHADOWED = "shadowed-by-tag-router:"  -- prefix of a static tag a dynamic tag rule makes unreachable
 R.CONFIG_ROOT = "/dubbo/config/dubbo"  -- ZookeeperDynamicConfiguration: /<namespace>/config/<group>
 R.MAPPING_ROOT = "/dubbo/mapping"      -- ZookeeperMetadataReport: /<root>/<mapping group>/<interface>
 
@@ -276,15 +277,27 @@ function R.configure(ep, sets, scope)
       end
     end
   end
+  -- TagRouter with a dynamic rule for the provider's application: a provider in a tag's addresses carries that
+  -- tag; one outside every address whose static tag is one of the rule's tag names is reached by no request
+  -- (a request for that tag gets the rule's addresses only; one without a tag skips the rule's tag names), so its
+  -- tag is replaced by one no request carries.
   local tags = tag_rules(sets, keys)
   local app = meta.application
   if tags and app and tags[app] then
     local rule = tags[app]
+    local cur = (copy and copy.meta or meta)[R.TAG_KEY]
     local t = RT.tag_of(rule, ep)
-    if t and (copy and copy.meta or meta)[R.TAG_KEY] ~= t then
+    local why
+    if t then
+      why = " tags " .. ep.host .. ":" .. format("%d", ep.port) .. " " .. t
+    elseif present(cur) and RT.has_tag(rule, cur) then
+      t = R.SHADOWED .. cur
+      why = " shadows the static tag " .. cur .. " of " .. ep.host .. ":" .. format("%d", ep.port)
+    end
+    if t and t ~= cur then
       if not copy then copy = E.copy(ep) end
       copy.meta[R.TAG_KEY] = t
-      notes[#notes + 1] = rule.label .. " tags " .. ep.host .. ":" .. format("%d", ep.port) .. " " .. t
+      notes[#notes + 1] = rule.label .. why
     end
   end
   if not copy then return ep, notes end
@@ -390,6 +403,77 @@ function R.migrate(step, icount, acount, opts)
   end
   local which = use_app and "application" or "interface"
   return which, "step APPLICATION_FIRST: " .. which .. " addresses (" .. why .. ")"
+end
+
+------------------------------------------------------------------------------------------------------------------
+-- dubbo 3 application-level instances as providers of one interface
+
+-- where a provider application's MetadataInfo lives when dubbo.metadata.storage-type is "remote"
+-- (ZookeeperMetadataReport.publishAppMetadata: /<root>/metadata/<application>/<revision>)
+function R.metadata_path(app, revision)
+  if not present(app) or not present(revision) then return nil end
+  return "/dubbo/metadata/" .. app .. "/" .. revision
+end
+
+local function scope_service_key(scope)
+  local s = scope.interface
+  if present(scope.group) then s = scope.group .. "/" .. s end
+  if present(scope.version) then s = s .. ":" .. scope.version end
+  return s
+end
+
+-- R.instance_provider(ep, app, scope, opts) -> ep2, note | nil, why. ep: scout.codec.dubbo's `app` decoder output
+-- for /services/<app>/<host:port>. Gives what the interface-level list holds for the same provider: the port of
+-- opts.protocol (default "dubbo") from dubbo.endpoints, meta.application = app, interface/path/protocol, and when
+-- opts.metadata (the MetadataInfo JSON, see R.metadata_path) is given, the service's own params (group, version,
+-- weight, dubbo.tag, ...) and a check that the application really serves the interface in scope. Without
+-- metadata (storage-type "local": dubbo asks the provider's MetadataService over RPC) the mapping is trusted.
+function R.instance_provider(ep, app, scope, opts)
+  if type(ep) ~= "table" or type(ep.meta) ~= "table" or type(ep.host) ~= "string" then return nil, "bad instance" end
+  if not present(app) then return nil, "no application" end
+  local ok, why = check_scope(scope)
+  if not ok then return nil, why end
+  opts = opts or {}
+  local protocol = opts.protocol or "dubbo"
+  local port = ep.port
+  local eps = ep.meta["dubbo.endpoints"]
+  if present(eps) then
+    local list = E.json.decode(eps)
+    if type(list) ~= "table" then return nil, "bad dubbo.endpoints" end
+    port = nil
+    for _, x in ipairs(list) do
+      if type(x) == "table" and x.protocol == protocol then port = E.port(x.port) end
+    end
+    if not port then return nil, "no " .. protocol .. " endpoint" end
+  end
+  local c = E.copy(ep)
+  c.port = port
+  c.meta.application = app
+  c.meta.interface = scope.interface
+  c.meta.path = scope.interface
+  c.meta.protocol = protocol
+  c.meta.side = "provider"
+  local note = "instance " .. app .. "/" .. tostring(ep.id or ep.host) .. " serves " .. scope.interface
+  if opts.metadata ~= nil then
+    local md = type(opts.metadata) == "string" and E.json.decode(opts.metadata) or opts.metadata
+    if type(md) ~= "table" or type(md.services) ~= "table" then return nil, "bad metadata" end
+    local want = scope_service_key(scope)
+    local svc = md.services[want .. ":" .. protocol]
+    if type(svc) ~= "table" then return nil, app .. " does not serve " .. want .. " over " .. protocol end
+    if type(svc.params) == "table" then
+      for k, v in pairs(svc.params) do
+        if type(k) == "string" and (type(v) == "string" or type(v) == "number") then
+          c.meta[k] = type(v) == "number" and format("%d", v) or v
+        end
+      end
+    end
+    if type(svc.port) == "number" and svc.port > 0 and svc.port < 65536 then c.port = svc.port end
+    note = note .. " (metadata " .. tostring(md.revision) .. ")"
+  end
+  c.meta.application = app
+  c.status = dubbo.status_of(c.meta)
+  c.weight = dubbo.effective_weight(c, opts.now)
+  return c, note
 end
 
 return R

@@ -161,6 +161,13 @@ local function address_matches(addr, ep)
   return false
 end
 
+function M.has_tag(rule, name)
+  for _, t in ipairs(rule.tags) do
+    if t.name == name then return true end
+  end
+  return false
+end
+
 -- the dynamic tag a tag rule gives this provider, or nil
 function M.tag_of(rule, ep)
   for _, t in ipairs(rule.tags) do
