@@ -247,6 +247,66 @@ describe("dubbo_rules configurators", function()
   end)
 end)
 
+describe("dubbo_rules config-center YAML", function()
+  local scope = { interface = "I", application = "app", host = "10.0.0.5" }
+  local e = { id = "x", host = "10.0.0.1", port = 20880, weight = 100, status = "up", meta = { application = "p" } }
+  local function apply(name, yaml)
+    local set, errs = R.compile("config", { { name = name, data = yaml } }, scope)
+    local ep2, notes = R.configure(e, { config = set }, scope)
+    return ep2, errs, notes
+  end
+
+  it("takes a typed item's enabled from the item: without one, ConfigParser writes enabled=null (off)", function()
+    local on = "configVersion: v2.7\nkey: I\nconfigs:\n- type: weight\n  enabled: true\n  side: provider\n"
+      .. "  parameters: {weight: 7}\n"
+    assert.equal(7, apply("I::.configurators", on).weight)
+    local off = on:gsub("  enabled: true\n", "")
+    local ep2, errs = apply("I::.configurators", off)
+    assert.equal(e, ep2)
+    assert.same({}, errs)
+  end)
+
+  it("reads only the keys of this consumer: its application's and its service's", function()
+    local y = "configVersion: v2.7\nkey: I\nconfigs:\n- side: consumer\n  parameters: {timeout: 9}\n"
+    assert.equal("9", apply("I::.configurators", y).meta.timeout)
+    assert.equal(e, (apply("other.configurators", y)))
+    assert.equal(e, (apply("I:1.0.0:.configurators", y)))
+  end)
+
+  it("splits an item over its addresses and applications as ConfigParser does", function()
+    local y = "configVersion: v2.7\nkey: I\nconfigs:\n- side: consumer\n  addresses: [10.0.0.9, 10.0.0.5]\n"
+      .. "  applications: [other, app]\n  parameters: {retries: 3}\n"
+    local ep2, _, notes = apply("I::.configurators", y)
+    assert.equal("3", ep2.meta.retries)
+    assert.equal(1, #notes)
+    assert.truthy(notes[1]:find("override://10.0.0.5/I?", 1, true))
+    assert.truthy(notes[1]:find("application=app", 1, true))
+  end)
+
+  it("refuses a rule whole, with a reason, for every shape dubbo cannot load", function()
+    local bad = {
+      ["configs: [\n"] = "invalid yaml",
+      ["- a\n- b\n"] = "not a yaml mapping",
+      [""] = "empty document",
+      ["key: I\nconfigs: x\n"] = "configs must be a list",
+      ["key: I\nscope: global\nconfigs:\n- parameters: {a: 1}\n"] = "scope must be",
+      ["key: I\nconfigs:\n- side: both\n  parameters: {a: 1}\n"] = "side must be",
+      ["key: I\nconfigs:\n- side: consumer\n  parameters: {a: [1]}\n"] = "must be a scalar",
+      ["key: I\nconfigs:\n- side: consumer\n  match: {}\n  parameters: {a: 1}\n"] = "not supported",
+      ["configs:\n- side: consumer\n  parameters: {a: 1}\n"] = "no key",
+      ["key: I\nconfigs:\n- side: consumer\n  parameters: {a: 1}\n- side: consumer\n"] = "configs[2].",
+    }
+    for yaml, why in pairs(bad) do
+      local ep2, errs = apply("I::.configurators", yaml)
+      assert.equal(e, ep2, yaml)
+      assert.equal(1, #errs, yaml)
+      assert.truthy(errs[1].why:find(why, 1, true), yaml .. " -> " .. errs[1].why)
+    end
+    local _, errs = apply("I::.configurators", nil)
+    assert.equal("no data", errs[1].why)
+  end)
+end)
+
 describe("dubbo 3 mapping, migration and instances", function()
   it("reads /dubbo/mapping/<interface> as ServiceNameMapping.getAppNames does", function()
     for _, m in ipairs(FX.dubbo3.mapping) do

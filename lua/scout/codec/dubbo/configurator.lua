@@ -184,8 +184,8 @@ function M.from_yaml(text)
   local key = Y.get(doc, "key")
   if not key or key == "" then return nil, "no key" end
   key = Y.scalar(key)
-  local version = Y.get(doc, "configVersion")
-  if not version then return nil, "no configVersion" end
+  -- ConfigParser appends configVersion as it is, so a rule without one still counts as a 2.7+ rule ("null")
+  local version = Y.get(doc, "configVersion") or "null"
   local configs = Y.get(doc, "configs")
   if not configs or #configs == 0 then return nil, "no configs" end
   local urls = {}
