@@ -247,6 +247,35 @@ describe("dubbo_rules configurators", function()
   end)
 end)
 
+describe("dubbo_rules routers", function()
+  local function routers(scope, ...)
+    local nodes = {}
+    for i, s in ipairs({ ... }) do nodes[i] = { name = url.encode_java(s) } end
+    return R.compile("routers", nodes, scope)
+  end
+  local rule = "rule=" .. url.encode_java("=> host = 10.0.0.1")
+
+  it("keeps the routers of this consumer's group and version, and lists the others as not for it", function()
+    local set, errs = routers({ interface = "I", group = "g1,g2" },
+      "condition://0.0.0.0/I?category=routers&group=g2&" .. rule,
+      "condition://0.0.0.0/I?category=routers&group=g3&" .. rule,
+      "condition://0.0.0.0/I?category=routers&enabled=false&group=g1&" .. rule)
+    assert.same({}, errs)
+    assert.equal(1, #set.routers)
+    assert.equal(2, #set.ignored)
+    assert.equal(2, #R.routes({ routers = set }, {}))  -- the condition and the tag router
+  end)
+
+  it("refuses what route.lua cannot run, whole", function()
+    local _, errs = routers({ interface = "I" },
+      "condition://0.0.0.0/I?category=routers&rule=" .. url.encode_java("arguments[0] = 1 => host = 1"),
+      "condition://0.0.0.0/I?category=routers",
+      "condition://0.0.0.0/I?category=routers&priority=high&" .. rule,
+      "file://0.0.0.0/I?category=routers&" .. rule)
+    assert.equal(4, #errs)
+  end)
+end)
+
 describe("dubbo_rules config-center YAML", function()
   local scope = { interface = "I", application = "app", host = "10.0.0.5" }
   local e = { id = "x", host = "10.0.0.1", port = 20880, weight = 100, status = "up", meta = { application = "p" } }

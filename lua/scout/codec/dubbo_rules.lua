@@ -260,9 +260,9 @@ function R.configure(ep, sets, scope)
   local copy
   for _, list in ipairs(lists) do
     for _, rule in ipairs(list) do
-      if rule.enabled and C.matches(rule, copy or ep, scope) then
+      if C.matches(rule, copy or ep, scope) then
         local set_kv = {}
-        for _, k in ipairs(C.effect(rule)) do
+        for _, k in ipairs(rule.effect) do
           local v = rule.params[k]
           local cur = copy and copy.meta or meta
           if rule.protocol == "override" or cur[k] == nil then

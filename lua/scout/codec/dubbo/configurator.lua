@@ -12,6 +12,8 @@ local type = type
 local pairs = pairs
 local ipairs = ipairs
 local tonumber = tonumber
+local tostring = tostring
+local next = next
 local find = string.find
 local sub = string.sub
 local lower = string.lower
@@ -49,6 +51,16 @@ local function int_param(v)
   return n
 end
 
+-- the parameters a matching rule writes (doConfigure with the condition keys removed), sorted
+function M.effect(rule)
+  local keys = {}
+  for k in pairs(rule.params) do
+    if not CONDITION_KEYS[k] and sub(k, 1, 1) ~= "~" then keys[#keys + 1] = k end
+  end
+  sort(keys)
+  return keys
+end
+
 -- a configurator from a URL string (already decoded once, as URL.valueOf sees it)
 function M.from_url(s)
   local protocol, host, port, path, params = dubbo.parse_url(s)
@@ -67,11 +79,13 @@ function M.from_url(s)
   end
   -- Configurator.toConfigurators: a rule with no parameters but anyhost does nothing
   if merged == 0 then return nil, "no parameters" end
-  return {
+  local rule = {
     text = s, protocol = protocol, host = host, port = port, path = path or "", params = params,
     enabled = bool_param(params.enabled, true), priority = int_param(params.priority) or 0,
     v27 = present(params.configVersion),
   }
+  rule.effect = M.effect(rule)
+  return rule
 end
 
 -- a configurator from a znode name (URL.encode of the URL)
@@ -84,9 +98,8 @@ end
 
 -- UrlUtils.isMatch, the registry's filter of what a consumer subscribed to: interface, group, version, enabled.
 -- Returns true, or false and why the rule is not for this consumer.
-function M.for_consumer(rule, scope)
-  local p = rule.params
-  if rule.path ~= scope.interface and rule.path ~= "*" then return false, "for interface " .. rule.path end
+function M.is_match(path, p, enabled, scope)
+  if path ~= scope.interface and path ~= "*" then return false, "for interface " .. tostring(path) end
   local cg, rg = scope.group, p.group
   if cg ~= "*" and cg ~= rg then
     local hit = false
@@ -99,8 +112,12 @@ function M.for_consumer(rule, scope)
   end
   local cv, rv = scope.version, p.version
   if cv ~= "*" and cv ~= rv then return false, "for version " .. (rv or "(none)") end
-  if not rule.enabled then return false, "enabled=false" end
+  if not enabled then return false, "enabled=false" end
   return true
+end
+
+function M.for_consumer(rule, scope)
+  return M.is_match(rule.path, rule.params, rule.enabled, scope)
 end
 
 ------------------------------------------------------------------------------------------------------------------
@@ -331,16 +348,6 @@ function M.matches(rule, ep, scope)
     return if_match(rule, view, ep, scope)
   end
   return if_match(rule, view, ep, scope)
-end
-
--- the parameters a matching rule writes (doConfigure with the condition keys removed), sorted
-function M.effect(rule)
-  local keys = {}
-  for k in pairs(rule.params) do
-    if not CONDITION_KEYS[k] and sub(k, 1, 1) ~= "~" then keys[#keys + 1] = k end
-  end
-  sort(keys)
-  return keys
 end
 
 return M

@@ -12,11 +12,14 @@ local gsub = string.gsub
 local lower = string.lower
 local format = string.format
 local tonumber = tonumber
+local tostring = tostring
+local pairs = pairs
 
 local url = require "scout.util.url"
 local dubbo = require "scout.codec.dubbo"
 local route = require "scout.route"
 local Y = require "scout.codec.dubbo.yaml"
+local C = require "scout.codec.dubbo.configurator"
 
 local M = {}
 
@@ -67,10 +70,8 @@ function M.from_name(name, scope)
   if protocol == "empty" then return nil, "empty" end
   local cat = params.category
   if cat and cat ~= "routers" then return nil, "not a router (category=" .. cat .. ")" end
-  if path ~= scope.interface and path ~= "*" then return nil, "for interface " .. tostring(path), true end
-  if scope.group ~= "*" and params.group ~= scope.group then return nil, "for another group", true end
-  if scope.version ~= "*" and params.version ~= scope.version then return nil, "for another version", true end
-  if not bool_param(params.enabled, true) then return nil, "enabled=false", true end
+  local mine, why = C.is_match(path, params, bool_param(params.enabled, true), scope)
+  if not mine then return nil, why, true end
   if protocol ~= "condition" and protocol ~= "route" then
     return nil, protocol .. ":// routers are not supported"
   end
