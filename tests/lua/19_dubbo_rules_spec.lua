@@ -312,6 +312,13 @@ describe("dubbo_rules config-center YAML", function()
     assert.truthy(notes[1]:find("application=app", 1, true))
   end)
 
+  it("writes YAML scalars into params as SnakeYAML and Java print them", function()
+    local y = "configVersion: v2.7\nkey: I\nenabled: yes\nconfigs:\n- side: consumer\n"
+      .. "  parameters: {release: 1.0, timeout: 010, ratio: 0.25, sticky: on, name: \"1.0\"}\n"
+    local m = apply("I::.configurators", y).meta
+    assert.same({ "1.0", "8", "0.25", "true", "1.0" }, { m.release, m.timeout, m.ratio, m.sticky, m.name })
+  end)
+
   it("refuses a rule whole, with a reason, for every shape dubbo cannot load", function()
     local bad = {
       ["configs: [\n"] = "invalid yaml",

@@ -13,7 +13,6 @@ local pairs = pairs
 local ipairs = ipairs
 local tonumber = tonumber
 local tostring = tostring
-local next = next
 local find = string.find
 local sub = string.sub
 local lower = string.lower
@@ -146,27 +145,18 @@ local function append_service(key)
   return iface .. "?" .. out
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = Y.scalar(k) end
-  sort(keys)
-  return keys
-end
-
 -- ConfigParser.toParameterString (dubbo 3: side=provider without providerAddresses scopes to the addresses).
 -- Parameters are written in sorted order (Java's HashMap order is not an API; only the set matters).
 local function param_string(item, addresses)
   local parts = { "category=dynamicconfigurators" }
   local side = Y.get(item, "side")
   if side then parts[#parts + 1] = "side=" .. Y.scalar(side) end
-  local params = Y.get(item, "parameters")
-  if not params or next(params) == nil then
+  local params = Y.pairs(item, "parameters")
+  if #params == 0 then
     return nil, "a config item needs at least one parameter"
   end
-  for _, k in ipairs(sorted_keys(params)) do
-    local v = params[k]
-    if v == nil then v = params[tonumber(k)] end
-    parts[#parts + 1] = k .. "=" .. Y.scalar(v)
+  for _, kv in ipairs(params) do
+    parts[#parts + 1] = kv[1] .. "=" .. kv[2]
   end
   local pa = Y.strings(item, "providerAddresses")
   if #pa > 0 then
