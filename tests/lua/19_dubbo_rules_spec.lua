@@ -368,6 +368,20 @@ describe("dubbo 3 mapping, migration and instances", function()
     assert.truthy(note:find("unknown", 1, true))
   end)
 
+  it("reads the consumer's MigrationRule: interface entry, then mapped application, then the rule", function()
+    local m = FX.dubbo3.migration[1]
+    assert.equal(m.path, R.migration_path({ interface = "x", application = "demo-consumer" }))
+    for _, c in ipairs(m.cases) do
+      local r = assert(R.migration_rule(read(m.file), c.scope, c.apps))
+      assert.equal(c.step, r.step, c.scope.interface)
+      assert.equal(c.threshold, r.threshold, c.scope.interface)
+    end
+    assert.same({}, R.migration_rule("key: x\n", { interface = "I" }))  -- dubbo's defaults apply in R.migrate
+    assert.is_nil((R.migration_rule("step: SOMETIMES\n", { interface = "I" })))
+    assert.is_nil((R.migration_rule("threshold: high\n", { interface = "I" })))
+    assert.is_nil((R.migration_rule("interfaces: [1]\n", { interface = "I" })))
+  end)
+
   it("turns an application-level instance into a provider of the interface", function()
     local inst = FX.dubbo3.instances[1]
     local raw = assert(dubbo.app.decode(inst.path:match("[^/]+$"), read(inst.file)))

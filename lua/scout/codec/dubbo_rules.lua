@@ -25,6 +25,7 @@ local dubbo = require "scout.codec.dubbo"
 local E = require "scout.util.endpoint"
 local C = require "scout.codec.dubbo.configurator"
 local RT = require "scout.codec.dubbo.router"
+local Y = require "scout.codec.dubbo.yaml"
 
 local R = {}
 
@@ -403,6 +404,61 @@ function R.migrate(step, icount, acount, opts)
   end
   local which = use_app and "application" or "interface"
   return which, "step APPLICATION_FIRST: " .. which .. " addresses (" .. why .. ")"
+end
+
+-- the consumer application's migration rule in the config center (MigrationRuleListener: key
+-- "<application>.migration", group DUBBO_SERVICEDISCOVERY_MIGRATION)
+function R.migration_path(scope)
+  if type(scope) ~= "table" or not present(scope.application) then return nil end
+  return "/dubbo/config/DUBBO_SERVICEDISCOVERY_MIGRATION/" .. scope.application .. ".migration"
+end
+
+local MIGRATION_FIELDS = { key = "string", step = "string", threshold = "number", proportion = "integer",
+  delay = "integer", force = "boolean", interfaces = "items", applications = "items" }
+local SUB_FIELDS = { serviceKey = "string", step = "string", threshold = "number", proportion = "integer",
+  delay = "integer", force = "boolean" }
+
+-- R.migration_rule(data, scope, apps) -> { step, threshold, why } | nil, why. MigrationRule.getStep/getThreshold:
+-- the interfaces entry for this service ("<interface>[:<version>]", URL.getDisplayServiceKey) first, then the
+-- applications entry of the first mapped application (apps, as R.mapping_apps returns them) that has one, then
+-- the rule's own step and threshold; R.migrate fills in dubbo's defaults for what is still missing.
+function R.migration_rule(data, scope, apps)
+  local ok, why = check_scope(scope)
+  if not ok then return nil, why end
+  local doc
+  doc, why = Y.load(data)
+  if not doc then return nil, why end
+  ok, why = Y.check(doc, MIGRATION_FIELDS, "")
+  if not ok then return nil, why end
+  local subs = {}
+  for _, list in ipairs({ "interfaces", "applications" }) do
+    subs[list] = {}
+    for i, sub in ipairs(Y.get(doc, list) or {}) do
+      ok, why = Y.check(sub, SUB_FIELDS, list .. "[" .. i .. "].")
+      if not ok then return nil, why end
+      local k = Y.scalar(Y.get(sub, "serviceKey"))
+      if k then subs[list][k] = sub end
+    end
+  end
+  local chain = {}
+  local display = scope.interface .. (present(scope.version) and ":" .. scope.version or "")
+  chain[#chain + 1] = subs.interfaces[display]
+  for _, app in ipairs(type(apps) == "table" and apps or {}) do
+    if subs.applications[app] then chain[#chain + 1] = subs.applications[app] end
+  end
+  chain[#chain + 1] = doc
+  local out = {}
+  for _, field in ipairs({ "step", "threshold" }) do
+    for _, t in ipairs(chain) do
+      local v = Y.get(t, field)
+      if v ~= nil then
+        out[field] = field == "step" and Y.scalar(v) or tonumber(Y.scalar(v))
+        break
+      end
+    end
+  end
+  if out.step and not STEPS[out.step] then return nil, "unknown step " .. out.step end
+  return out
 end
 
 ------------------------------------------------------------------------------------------------------------------

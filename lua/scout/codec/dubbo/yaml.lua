@@ -120,6 +120,8 @@ function M.check(doc, fields, where)
         if not M.scalar(v) or type(v) == "boolean" then return nil, name .. " must be a string" end
       elseif want == "boolean" then
         if type(v) ~= "boolean" then return nil, name .. " must be true or false" end
+      elseif want == "number" then
+        if not is_num(v) then return nil, name .. " must be a number" end
       elseif want == "integer" then
         if not is_num(v) or v.n ~= floor(v.n) then return nil, name .. " must be an integer" end
       elseif want == "list" then
