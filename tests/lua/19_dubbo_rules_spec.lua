@@ -340,6 +340,8 @@ describe("dubbo_rules config-center YAML", function()
     end
     local _, errs = apply("I::.configurators", nil)
     assert.equal("no data", errs[1].why)
+    _, errs = apply("I::.configurators", "key: I\n#" .. string.rep("x", 70000) .. "\n")
+    assert.truthy(errs[1].why:find("larger than", 1, true))
   end)
 end)
 

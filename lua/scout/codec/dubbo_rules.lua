@@ -258,10 +258,11 @@ function R.configure(ep, sets, scope)
   if type(sets) ~= "table" or not check_scope(scope) then return ep, notes end
   local lists, keys = configurator_lists(sets)
   local meta = ep.meta or {}
+  local svc = C.service_of(ep, scope)
   local copy
   for _, list in ipairs(lists) do
     for _, rule in ipairs(list) do
-      if C.matches(rule, copy or ep, scope) then
+      if C.matches(rule, copy or ep, scope, svc) then
         local set_kv = {}
         for _, k in ipairs(rule.effect) do
           local v = rule.params[k]

@@ -27,6 +27,7 @@ local Y = require "scout.codec.dubbo.yaml"
 local M = {}
 
 local ANYHOST = "0.0.0.0"
+local prepare  -- below, with the matching it serves
 
 -- AbstractConfigurator: never merged into the provider (plus every ~key)
 local CONDITION_KEYS = {
@@ -84,6 +85,7 @@ function M.from_url(s)
     v27 = present(params.configVersion),
   }
   rule.effect = M.effect(rule)
+  prepare(rule)
   return rule
 end
 
@@ -269,75 +271,93 @@ local function service_key(iface, group, version)
   return s
 end
 
--- AbstractConfigurator.configureIfMatch against the URL as seen from one side. view: { host = the host compared
--- with the rule's, address = "host:port" of the provider, port, application, param = function(k) }.
-local function if_match(rule, view, ep, scope)
-  if rule.host ~= ANYHOST and rule.host ~= view.host then return false end
+-- what configureIfMatch compares, worked out once per rule: the service key, the `providers` list, and the
+-- conditions on the configured URL's params (every ~key, application, side; "*" matches anything)
+function prepare(rule)
   local p = rule.params
-  local providers = p.providers
-  if present(providers) then
+  rule.side = p.side
+  rule.app = p.application
+  if rule.path ~= "*" then rule.svc = service_key(rule.path, p.group, p.version) end
+  if present(p.providers) then
+    local list = {}
+    for a in (p.providers .. ","):gmatch("([^,]*),") do list[#list + 1] = a end
+    rule.providers = list
+  end
+  local conds = {}
+  for k, v in pairs(p) do
+    local tilde = sub(k, 1, 1) == "~"
+    if (tilde or k == "application" or k == "side") and v ~= "*" then
+      conds[#conds + 1] = { tilde and sub(k, 2) or k, v }
+    end
+  end
+  rule.conds = conds
+end
+M.prepare = prepare
+
+-- the service key of the URL a rule configures (the provider's group and version: they are never merged)
+function M.service_of(ep, scope)
+  local meta = ep.meta or {}
+  return service_key(scope.interface or meta.interface or meta.path, meta.group, meta.version)
+end
+
+-- Does the rule configure this provider? AbstractConfigurator.configure and configureIfMatch, from the side the
+-- rule is for: side=provider as the provider configures its own URL (its own application, side=provider); any
+-- other rule as the consumer configures the merged URL (side=consumer, the consumer's application and host).
+-- svc: M.service_of(ep, scope), computed once per provider by the caller.
+function M.matches(rule, ep, scope, svc)
+  local side = rule.side
+  local provider_view = side == "provider"
+  local host
+  if rule.v27 then
+    if provider_view then
+      host = ep.host
+    elseif side == "consumer" then
+      host = scope.host
+    else
+      return false  -- 2.7+: a rule for neither side applies on neither side
+    end
+  elseif rule.port then
+    if rule.port ~= ep.port then return false end
+    host = ep.host
+  elseif provider_view then
+    host = ANYHOST    -- a provider takes a port-less rule only for 0.0.0.0
+  else
+    host = scope.host -- a port-less host is a consumer address
+  end
+  if rule.host ~= ANYHOST and rule.host ~= host then return false end
+  local providers = rule.providers
+  if providers then
+    local address = ep.host .. ":" .. format("%d", ep.port)
     local hit = false
-    for a in (providers .. ","):gmatch("([^,]*),") do
-      if a == view.address or a == ANYHOST or a == ANYHOST .. ":*" or a == ANYHOST .. ":" .. format("%d", ep.port)
+    for i = 1, #providers do
+      local a = providers[i]
+      if a == address or a == ANYHOST or a == ANYHOST .. ":*" or a == ANYHOST .. ":" .. format("%d", ep.port)
           or a == ep.host then
         hit = true
+        break
       end
     end
     if not hit then return false end
   end
-  local app = p.application
-  if app ~= nil and app ~= "*" and app ~= view.application then return false end
-  if rule.path ~= "*" then
-    local meta = ep.meta or {}
-    local mine = service_key(scope.interface or meta.interface or meta.path, meta.group, meta.version)
-    if service_key(rule.path, p.group, p.version) ~= mine then return false end
-  end
-  for k, v in pairs(p) do
-    local tilde = sub(k, 1, 1) == "~"
-    if tilde or k == "application" or k == "side" then
-      if v ~= "*" and v ~= view.param(tilde and sub(k, 2) or k) then return false end
+  local meta = ep.meta or {}
+  local app = rule.app
+  local my_app = provider_view and meta.application or scope.application
+  if app ~= nil and app ~= "*" and app ~= my_app then return false end
+  if rule.svc and rule.svc ~= (svc or M.service_of(ep, scope)) then return false end
+  local conds = rule.conds
+  for i = 1, #conds do
+    local k, v = conds[i][1], conds[i][2]
+    local mine
+    if k == "side" then
+      mine = provider_view and "provider" or "consumer"
+    elseif k == "application" then
+      mine = my_app
+    else
+      mine = meta[k]
     end
+    if v ~= mine then return false end
   end
   return true
-end
-
--- Does the rule configure this provider? Returns true or false.
-function M.matches(rule, ep, scope)
-  local p = rule.params
-  local meta = ep.meta or {}
-  local address = ep.host .. ":" .. format("%d", ep.port)
-  local side = p.side
-  if side == "provider" then
-    -- as the provider configures its own URL (side=provider, its own application)
-    local view = { host = ep.host, address = address, application = meta.application,
-      param = function(k)
-        if k == "side" then return "provider" end
-        return meta[k]
-      end }
-    if rule.v27 then return if_match(rule, view, ep, scope) end
-    if rule.port then
-      return rule.port == ep.port and if_match(rule, view, ep, scope)
-    end
-    view.host = ANYHOST
-    return if_match(rule, view, ep, scope)
-  end
-  -- as the consumer configures the merged URL (side=consumer, the consumer's application)
-  local view = { host = scope.host, address = address, application = scope.application,
-    param = function(k)
-      if k == "side" then return "consumer" end
-      if k == "application" then return scope.application end
-      return meta[k]
-    end }
-  if rule.v27 then
-    if side ~= "consumer" then return false end
-    return if_match(rule, view, ep, scope)
-  end
-  if rule.port then
-    if rule.port ~= ep.port then return false end
-    view.host = ep.host
-    return if_match(rule, view, ep, scope)
-  end
-  return if_match(rule, view, ep, scope)
 end
 
 return M
