@@ -300,6 +300,10 @@ describe("dubbo_rules config-center YAML", function()
     assert.equal("9", apply("I::.configurators", y).meta.timeout)
     assert.equal(e, (apply("other.configurators", y)))
     assert.equal(e, (apply("I:1.0.0:.configurators", y)))
+    local other = "configVersion: v2.7\nscope: application\nkey: app\nconfigs:\n- side: consumer\n"
+      .. "  services: [com.acme.Other, g/I]\n  parameters: {timeout: 9}\n"
+    assert.equal(e, (apply("app.configurators", other)))  -- for other services of the application
+    assert.equal("9", apply("app.configurators", other:gsub("g/I", "I")).meta.timeout)
   end)
 
   it("splits an item over its addresses and applications as ConfigParser does", function()

@@ -276,7 +276,6 @@ end
 function prepare(rule)
   local p = rule.params
   rule.side = p.side
-  rule.app = p.application
   if rule.path ~= "*" then rule.svc = service_key(rule.path, p.group, p.version) end
   if present(p.providers) then
     local list = {}
@@ -340,9 +339,7 @@ function M.matches(rule, ep, scope, svc)
     if not hit then return false end
   end
   local meta = ep.meta or {}
-  local app = rule.app
   local my_app = provider_view and meta.application or scope.application
-  if app ~= nil and app ~= "*" and app ~= my_app then return false end
   if rule.svc and rule.svc ~= (svc or M.service_of(ep, scope)) then return false end
   local conds = rule.conds
   for i = 1, #conds do
