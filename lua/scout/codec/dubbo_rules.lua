@@ -151,6 +151,9 @@ local function compile_config(nodes, scope, set, errors)
     local name, data = node.name, node.data
     if type(name) ~= "string" then
       errors[#errors + 1] = { name = tostring(name), why = "bad name" }
+    elseif data == nil then
+      -- a node whose data was not read (not one of R.sources' `data` names, or not read yet): no rule
+      set.ignored[#set.ignored + 1] = { name = name, why = "no data read" }
     elseif ends_with(name, ".configurators") and (name == sk .. ".configurators"
         or (present(app) and name == app .. ".configurators")) then
       local rules, why = C.from_yaml(data)
