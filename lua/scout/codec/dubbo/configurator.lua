@@ -99,7 +99,10 @@ end
 
 -- UrlUtils.isMatch, the registry's filter of what a consumer subscribed to: interface, group, version, enabled.
 -- Returns true, or false and why the rule is not for this consumer.
+-- RegistryDirectory (2.7+) also drops what dubbo-admin registers for 2.6 consumers only (compatible_config=...):
+-- a 2.7+ consumer reads the same rule from the config center.
 function M.is_match(path, p, enabled, scope)
+  if present(p.compatible_config) then return false, "compatible_config: a copy of a config-center rule" end
   if path ~= scope.interface and path ~= "*" then return false, "for interface " .. tostring(path) end
   local cg, rg = scope.group, p.group
   if cg ~= "*" and cg ~= rg then
