@@ -194,7 +194,12 @@ local function compile_config(nodes, scope, set, errors)
   end
 end
 
--- R.compile(kind, nodes, scope) -> set, errors
+-- R.compile(kind, nodes, scope) -> set, errors. kind: "configurators" | "routers" | "config" (R.sources' kinds).
+-- nodes: { name = child name, data = string | nil }. errors: { name, why } for each node refused (counted as
+-- invalid). The set is opaque to callers except set.ignored: { name, why } for valid rules that are not for this
+-- consumer (another group, enabled=false, a compatible_config copy, config data not read), for explain.
+-- scope may carry `now` (ms) for the warmup ramp R.configure recomputes, and `provider_applications` (the
+-- applications seen in the provider list) so R.sources names their "<app>.tag-router" nodes.
 function R.compile(kind, nodes, scope)
   local errors = {}
   local set = { kind = kind, ignored = {} }
@@ -422,7 +427,7 @@ local MIGRATION_FIELDS = { key = "string", step = "string", threshold = "number"
 local SUB_FIELDS = { serviceKey = "string", step = "string", threshold = "number", proportion = "integer",
   delay = "integer", force = "boolean" }
 
--- R.migration_rule(data, scope, apps) -> { step, threshold, why } | nil, why. MigrationRule.getStep/getThreshold:
+-- R.migration_rule(data, scope, apps) -> { step, threshold } | nil, why. MigrationRule.getStep/getThreshold:
 -- the interfaces entry for this service ("<interface>[:<version>]", URL.getDisplayServiceKey) first, then the
 -- applications entry of the first mapped application (apps, as R.mapping_apps returns them) that has one, then
 -- the rule's own step and threshold; R.migrate fills in dubbo's defaults for what is still missing.
