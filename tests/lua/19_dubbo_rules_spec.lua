@@ -415,6 +415,46 @@ describe("dubbo 3 mapping, migration and instances", function()
   end)
 end)
 
+describe("dubbo_rules never raises on bad input", function()
+  local H = require "codec_helper"
+  local YAML_TOKENS = { "\n", "  ", "- ", ": ", "[", "]", "{", "}", ",", "~", "null", "yes", "no", "1.0", "010",
+    "key", "configs", "conditions", "tags", "addresses", "parameters", "side", "provider", "consumer", "enabled",
+    "force", "priority", "scope", "application", "service", "name", "&a", "*a", "!!int", "!!str", "'", "\"", "#",
+    "=>", "host = ", "method != ", "$", "*", "0.0.0.0", ":20880", "\t", "\0", "\255", "---", "..." }
+
+  it("compiles, configures and routes garbage without an error (names and YAML data)", function()
+    local r = H.rng(20261205)
+    local scope = { interface = "com.acme.DemoService", application = "demo-consumer", host = "10.0.0.5" }
+    local names, yamls = {}, {}
+    for _, sc in ipairs(FX.scenarios) do
+      for _, n in ipairs(sc.nodes) do
+        names[#names + 1] = n.name
+        if n.file then yamls[#yamls + 1] = read(n.file) end
+      end
+    end
+    local base = providers()
+    for _ = 1, 400 do
+      local sets = {}
+      local cnodes, rnodes, ynodes = {}, {}, {}
+      for i = 1, r.int(0, 4) do cnodes[i] = { name = H.garbage(r, names, H.URL_TOKENS) } end
+      for i = 1, r.int(0, 4) do rnodes[i] = { name = H.garbage(r, names, H.URL_TOKENS) } end
+      for i = 1, r.int(0, 3) do
+        ynodes[i] = { name = r.pick({ "com.acme.DemoService::.configurators", "demo-consumer.configurators",
+          "com.acme.DemoService::.condition-router", "demo-consumer.condition-router", "demo-provider.tag-router" }),
+          data = H.garbage(r, yamls, YAML_TOKENS) }
+      end
+      sets.configurators = R.compile("configurators", cnodes, scope)
+      sets.routers = R.compile("routers", rnodes, scope)
+      sets.config = R.compile("config", ynodes, scope)
+      for _, ep in ipairs(base) do
+        local ep2 = R.configure(ep, sets, scope)
+        assert.is_table(ep2)
+      end
+      assert.truthy(route.compile(R.routes(sets, scope)))
+    end
+  end)
+end)
+
 describe("route.lua tag rule with force (dubbo's tag router)", function()
   local eps = {
     { id = "a", host = "a", port = 1, weight = 1, status = "up", meta = { ["dubbo.tag"] = "gray" } },
