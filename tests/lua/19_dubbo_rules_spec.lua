@@ -454,30 +454,3 @@ describe("dubbo_rules never raises on bad input", function()
     end
   end)
 end)
-
-describe("route.lua tag rule with force (dubbo's tag router)", function()
-  local eps = {
-    { id = "a", host = "a", port = 1, weight = 1, status = "up", meta = { ["dubbo.tag"] = "gray" } },
-    { id = "b", host = "b", port = 1, weight = 1, status = "up", meta = {} },
-  }
-  local function ids(list)
-    local out = {}
-    for i, e in ipairs(list) do out[i] = e.id end
-    return out
-  end
-  it("falls back to the untagged providers, or to nothing when forced", function()
-    local soft = assert(route.compile({ { tag = "dubbo.tag", force = false } }))
-    assert.same({ "a" }, ids(soft:apply(eps, { tag = "gray" })))
-    assert.same({ "b" }, ids(soft:apply(eps, { tag = "red" })))
-    assert.same({ "b" }, ids(soft:apply(eps, {})))
-    local hard = assert(route.compile({ { tag = "dubbo.tag", force = true } }))
-    assert.same({}, ids(hard:apply(eps, { tag = "red" })))
-    local all_tagged = { eps[1] }
-    assert.same({}, ids(soft:apply(all_tagged, {})))
-  end)
-  it("refuses force on other rules and beside fallback", function()
-    assert.is_nil(route.compile({ { condition = "=> host = a", force = true } }))
-    assert.is_nil(route.compile({ { tag = true, force = true, fallback = "all" } }))
-    assert.is_nil(route.compile({ { tag = true, force = "yes" } }))
-  end)
-end)
