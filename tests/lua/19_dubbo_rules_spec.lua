@@ -96,6 +96,18 @@ describe("dubbo fixtures are byte for byte what dubbo writes", function()
     assert.is_true(n > 20)
   end)
 
+  it("every name is a valid znode name and every path an absolute one (kazoo can publish them as they are)", function()
+    local function check(node)
+      assert.truthy(node.path:match("^/[^%z]+[^/]$"), node.path)
+      assert.is_nil(node.name:find("[/%z]"), node.name)
+      assert.is_true(node.name ~= "." and node.name ~= ".." and node.name ~= "zookeeper", node.name)
+    end
+    for _, p in ipairs(FX.providers) do check(p) end
+    for _, sc in ipairs(FX.scenarios) do
+      for _, node in ipairs(sc.nodes) do check(node) end
+    end
+  end)
+
   it("every data file exists and is named in the README", function()
     local readme = read("README.md")
     for _, sc in ipairs(FX.scenarios) do
