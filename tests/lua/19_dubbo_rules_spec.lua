@@ -289,6 +289,32 @@ describe("dubbo_rules routers", function()
   end)
 end)
 
+describe("dubbo_rules tag rules", function()
+  local scope = { interface = "I" }
+  local e = { id = "x", host = "10.0.0.1", port = 20880, weight = 100, status = "up",
+    meta = { application = "p", release = "3.2.0" } }
+  local function tag(yaml)
+    local set, errs = R.compile("config", { { name = "p.tag-router", data = yaml } }, scope)
+    assert.same({}, errs)
+    return R.configure(e, { config = set }, scope).meta["dubbo.tag"]
+  end
+  local MATCH = "key: p\ntags:\n- name: new\n  match:\n  - key: release\n    value: {prefix: '3.'}\n"
+
+  it("matches provider params only in a v3.0 rule, and only for a tag without addresses", function()
+    assert.equal("new", tag("configVersion: v3.0\n" .. MATCH))
+    assert.is_nil(tag("configVersion: v2.7\n" .. MATCH))
+    assert.is_nil(tag("configVersion: v3.0\n" .. MATCH .. "  addresses: [10.9.9.9:1]\n"))
+    assert.equal("new", tag("configVersion: v3.0\n" .. MATCH:gsub("prefix: '3.'", "noempty: x")))
+    assert.is_nil(tag("configVersion: v3.0\n" .. MATCH:gsub("prefix: '3.'", "exact: '3.2'")))
+  end)
+
+  it("tags only the providers of the application the rule is named after", function()
+    local set = R.compile("config", { { name = "other.tag-router",
+      data = "key: other\ntags:\n- name: t\n  addresses: [10.0.0.1:20880]\n" } }, scope)
+    assert.equal(e, (R.configure(e, { config = set }, scope)))
+  end)
+end)
+
 describe("dubbo_rules config-center YAML", function()
   local scope = { interface = "I", application = "app", host = "10.0.0.5" }
   local e = { id = "x", host = "10.0.0.1", port = 20880, weight = 100, status = "up", meta = { application = "p" } }

@@ -339,6 +339,18 @@ describe("route tag rule with force (dubbo's tag router)", function()
     assert.equal("b,c", ids((hard:apply(eps, {}))))
   end)
 
+  it("with names, lets an untagged request reach endpoints whose tag is not one of them", function()
+    local list = { eps[1], eps[2], ep("d", "10.0.0.4", { ["dubbo.tag"] = "blue" }) }
+    local r = compile({ { tag = "dubbo.tag", force = false, names = { "gray" } } })
+    assert.equal("b,d", ids((r:apply(list, {}))))
+    assert.equal("d", ids((r:apply(list, { tag = "blue" }))))
+    assert.equal("b", ids((r:apply(list, { tag = "red" }))))  -- a tag with no endpoint: the untagged ones only
+    local _, err = route.compile({ { tag = true, names = { "x" } } })
+    assert.equal("rule 1: names needs force (dubbo's tag router)", err)
+    _, err = route.compile({ { tag = true, force = true, names = { x = 1 } } })
+    assert.equal("rule 1: names must be an array of tags", err)
+  end)
+
   it("keeps force to tag rules, boolean, and apart from fallback", function()
     local _, err = route.compile({ { condition = "=> host = a", force = true } })
     assert.equal("rule 1: force is only for a tag rule", err)

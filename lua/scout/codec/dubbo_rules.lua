@@ -287,10 +287,10 @@ function R.configure(ep, sets, scope)
       end
     end
   end
-  -- TagRouter with a dynamic rule for the provider's application: a provider in a tag's addresses carries that
-  -- tag; one outside every address whose static tag is one of the rule's tag names is reached by no request
-  -- (a request for that tag gets the rule's addresses only; one without a tag skips the rule's tag names), so its
-  -- tag is replaced by one no request carries.
+  -- TagRouter with a dynamic rule for the provider's application: a provider in a tag's addresses (or matched by
+  -- a v3.0 tag's params) carries that tag; one outside them whose static tag names a tag with addresses is reached
+  -- by no request (a request for that tag gets the rule's addresses only; one without a tag skips the rule's tag
+  -- names), so its tag is replaced by one no request carries.
   local tags = tag_rules(sets, keys)
   local app = meta.application
   if tags and app and tags[app] then
@@ -300,7 +300,7 @@ function R.configure(ep, sets, scope)
     local why
     if t then
       why = " tags " .. ep.host .. ":" .. format("%d", ep.port) .. " " .. t
-    elseif present(cur) and RT.has_tag(rule, cur) then
+    elseif present(cur) and RT.has_addresses(rule, cur) then
       t = R.SHADOWED .. cur
       why = " shadows the static tag " .. cur .. " of " .. ep.host .. ":" .. format("%d", ep.port)
     end
@@ -335,6 +335,7 @@ function R.routes(sets, _scope)
   for k in pairs(sets) do keys[#keys + 1] = tostring(k) end
   sort(keys)
   local force_tag = false
+  local names = {}
   for _, k in ipairs(keys) do
     local set = sets[k]
     if type(set) == "table" then
@@ -347,10 +348,22 @@ function R.routes(sets, _scope)
       end
       for _, t in pairs(set.tags or {}) do
         if t.force then force_tag = true end
+        for _, tag in ipairs(t.tags) do
+          names[tag.name] = true
+          names[R.SHADOWED .. tag.name] = true
+        end
       end
     end
   end
-  add(RT.TAG_PRIORITY, "tag router", { tag = R.TAG_KEY, force = force_tag })
+  -- with a dynamic tag rule, an untagged request also reaches providers whose static tag is not one of its names
+  local tag_spec = { tag = R.TAG_KEY, force = force_tag }
+  local list = {}
+  for n in pairs(names) do list[#list + 1] = n end
+  if #list > 0 then
+    sort(list)
+    tag_spec.names = list
+  end
+  add(RT.TAG_PRIORITY, "tag router", tag_spec)
   sort(entries, function(a, b)
     if a.p ~= b.p then return a.p < b.p end
     return a.n < b.n

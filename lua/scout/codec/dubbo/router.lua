@@ -31,6 +31,11 @@ M.TAG_KEY = "dubbo.tag"   -- CommonConstants.TAG_KEY: the provider URL param and
 
 local function present(v) return v ~= nil and v ~= "" end
 
+-- StringMatch's kinds, in the order isMatch tries them (regex is refused: it is a Java regex)
+local STRING_MATCH = { "exact", "prefix", "wildcard", "empty", "noempty" }
+for _, k in ipairs(STRING_MATCH) do STRING_MATCH[k] = true end
+STRING_MATCH.regex = true
+
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
 -- ConditionRouter.init: "consumer."/"provider." prefixes dropped, "true" when and "false" then, no "=>" means a
@@ -137,13 +142,40 @@ function M.tag_yaml(text)
   if not tags or #tags == 0 then return nil, "no tags" end
   local out = { key = Y.scalar(Y.get(doc, "key")), enabled = Y.get(doc, "enabled") ~= false,
     force = Y.get(doc, "force") == true, tags = {} }
+  -- TagRouterRule.init: `match` picks a tag's providers by their params, only in a v3.0 rule and only for a tag
+  -- without addresses
+  local v30 = find(Y.scalar(Y.get(doc, "configVersion")) or "", "v3.0", 1, true) == 1
   for i, t in ipairs(tags) do
-    ok, why = Y.check(t, { name = "string", addresses = "list", match = "items" }, "tags[" .. i .. "].")
+    local where = "tags[" .. i .. "]."
+    ok, why = Y.check(t, { name = "string", addresses = "list", match = "items" }, where)
     if not ok then return nil, why end
-    if Y.get(t, "match") then return nil, "tags[" .. i .. "].match (dubbo 3 param match) is not supported" end
     local name = Y.scalar(Y.get(t, "name"))
     if not present(name) then return nil, "tags[" .. i .. "] has no name" end
-    out.tags[i] = { name = name, addresses = Y.strings(t, "addresses") }
+    local tag = { name = name, addresses = Y.strings(t, "addresses") }
+    local match = Y.get(t, "match")
+    if match then
+      tag.match = {}
+      for j, m in ipairs(match) do
+        local at = where .. "match[" .. j .. "]."
+        ok, why = Y.check(m, { key = "string", value = "map" }, at)
+        if not ok then return nil, why end
+        local key, value = Y.scalar(Y.get(m, "key")), Y.get(m, "value")
+        if not present(key) or not value then return nil, at .. "needs a key and a value" end
+        local cond = {}
+        for _, op in ipairs(STRING_MATCH) do
+          local v = value[op]
+          if v ~= nil then cond[#cond + 1] = { op, Y.scalar(v) } end
+        end
+        for k in pairs(value) do
+          if k == "regex" then return nil, at .. "value.regex (a Java regex) is not supported" end
+          if not STRING_MATCH[k] then return nil, "unknown field \"" .. at .. "value." .. tostring(k) .. "\"" end
+        end
+        if #cond == 0 then return nil, at .. "value needs one of exact, prefix, wildcard, empty, noempty" end
+        tag.match[j] = { key = key, op = cond[1][1], arg = cond[1][2] }
+      end
+      if not v30 or #tag.addresses > 0 then tag.match = nil end
+    end
+    out.tags[i] = tag
   end
   return out
 end
@@ -162,11 +194,33 @@ local function address_matches(addr, ep)
   return false
 end
 
-function M.has_tag(rule, name)
+-- Does a request for this tag go to the rule's addresses only (TagRouter: tagnameToAddresses holds the tag)?
+-- True for a tag with addresses; a `match` tag depends on the whole provider list, which one provider at a time
+-- cannot see, so it is taken as not (the provider keeps its static tag).
+function M.has_addresses(rule, name)
   for _, t in ipairs(rule.tags) do
-    if t.name == name then return true end
+    if t.name == name and #t.addresses > 0 then return true end
   end
   return false
+end
+
+-- StringMatch.isMatch, in its order of precedence
+local function string_match(op, arg, input)
+  if op == "exact" then return input ~= nil and input == arg end
+  if op == "prefix" then return input ~= nil and input:sub(1, #arg) == arg end
+  if op == "wildcard" then return input ~= nil and (input == arg or arg == "*") end
+  if op == "empty" then return input == nil or input == "" end
+  return input ~= nil and input ~= ""  -- noempty
+end
+
+local function params_match(match, ep)
+  local meta = ep.meta or {}
+  for _, m in ipairs(match) do
+    local v = meta[m.key]
+    if v ~= nil then v = tostring(v) end
+    if not string_match(m.op, m.arg, v) then return false end
+  end
+  return true
 end
 
 -- the dynamic tag a tag rule gives this provider, or nil
@@ -175,6 +229,7 @@ function M.tag_of(rule, ep)
     for _, a in ipairs(t.addresses) do
       if address_matches(a, ep) then return t.name end
     end
+    if t.match and params_match(t.match, ep) then return t.name end
   end
   return nil
 end
