@@ -362,6 +362,30 @@ describe("dubbo_rules config-center YAML", function()
     assert.same({ "1.0", "8", "0.25", "true", "1.0" }, { m.release, m.timeout, m.ratio, m.sticky, m.name })
   end)
 
+  it("matches a v3.0 rule by its `match` (dubbo 3.1 ConditionMatch) instead of ~key conditions", function()
+    local function with(m, version)
+      return "configVersion: " .. (version or "v3.0") .. "\nkey: I\nconfigs:\n- side: consumer\n  match: " .. m
+        .. "\n  parameters: {timeout: 9}\n"
+    end
+    local function applies(m, version) return apply("I::.configurators", with(m, version)).meta.timeout == "9" end
+    assert.is_true(applies("{address: {cird: 10.0.0.0/24}}"))          -- the consumer's host, 10.0.0.5
+    assert.is_false(applies("{address: {cird: 10.0.1.0/24}}"))
+    assert.is_true(applies("{address: {wildcard: '10.0.0.*'}}"))
+    assert.is_true(applies("{providerAddress: {exact: '10.0.0.1:20880'}}"))
+    assert.is_false(applies("{providerAddress: {exact: '10.0.0.1:20881'}}"))
+    assert.is_true(applies("{service: {oneof: [{exact: other}, {prefix: I}]}}"))
+    assert.is_false(applies("{app: {oneof: [{exact: other}]}}"))
+    assert.is_true(applies("{app: {oneof: [{exact: app}]}}"))              -- the consumer's application
+    assert.is_true(applies("{param: [{key: application, value: {exact: app}}, {key: side, value: {exact: consumer}}]}"))
+    assert.is_false(applies("{param: [{key: release, value: {noempty: x}}]}"))
+    assert.is_true(applies("{param: [{key: release, value: {empty: x}}]}"))
+    assert.is_true(applies("{app: {oneof: [{exact: other}]}}", "v2.7"))    -- only a v3.0 rule reads match
+    -- and only a 2.7 rule reads ~key conditions (in parameters, as ConfigParser copies them into the URL)
+    local tilde = "key: I\nconfigs:\n- side: consumer\n  parameters: {'~release': x, timeout: 9}\n"
+    assert.is_nil(apply("I::.configurators", "configVersion: v2.7\n" .. tilde).meta.timeout)
+    assert.equal("9", apply("I::.configurators", "configVersion: v3.0\n" .. tilde).meta.timeout)
+  end)
+
   it("refuses a rule whole, with a reason, for every shape dubbo cannot load", function()
     local bad = {
       ["configs: [\n"] = "invalid yaml",
@@ -371,7 +395,12 @@ describe("dubbo_rules config-center YAML", function()
       ["key: I\nscope: global\nconfigs:\n- parameters: {a: 1}\n"] = "scope must be",
       ["key: I\nconfigs:\n- side: both\n  parameters: {a: 1}\n"] = "side must be",
       ["key: I\nconfigs:\n- side: consumer\n  parameters: {a: [1]}\n"] = "must be a scalar",
-      ["key: I\nconfigs:\n- side: consumer\n  match: {}\n  parameters: {a: 1}\n"] = "not supported",
+      ["key: I\nconfigs:\n- side: consumer\n  match: {param: [{key: a, value: {regex: x}}]}\n  parameters: {a: 1}\n"]
+        = "not supported",
+      ["key: I\nconfigs:\n- side: consumer\n  match: {address: {cird: 10.0.0.1-9}}\n  parameters: {a: 1}\n"]
+        = "only an IPv4",
+      ["key: I\nconfigs:\n- side: consumer\n  match: {host: {exact: x}}\n  parameters: {a: 1}\n"]
+        = "unknown field",
       ["configs:\n- side: consumer\n  parameters: {a: 1}\n"] = "no key",
       ["key: I\nconfigs:\n- side: consumer\n  parameters: {a: 1}\n- side: consumer\n"] = "configs[2].",
     }

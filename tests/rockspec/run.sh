@@ -141,7 +141,7 @@ io.write(f:sub(#tree + 2))"
 # dubbo_rules and its helpers under scout/codec/dubbo/ (a subfolder), and the YAML it reads through Debian's lyaml
 lj 'require "scout.codec.dubbo_rules" from the tree, with its helpers' "$PREAMBLE
 from_tree('scout.codec.dubbo_rules', package.path)
-for _, m in ipairs({ 'yaml', 'configurator', 'router' }) do from_tree('scout.codec.dubbo.' .. m, package.path) end
+for _, m in ipairs({ 'yaml', 'match', 'configurator', 'router' }) do from_tree('scout.codec.dubbo.' .. m, package.path) end
 local R = require 'scout.codec.dubbo_rules'
 local set, errs = R.compile('config', { { name = 'I::.configurators',
   data = 'configVersion: v2.7\\nkey: I\\nconfigs:\\n- side: consumer\\n  parameters: {timeout: 9}\\n' } }, { interface = 'I' })

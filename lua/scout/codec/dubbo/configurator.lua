@@ -23,6 +23,7 @@ local concat = table.concat
 local url = require "scout.util.url"
 local dubbo = require "scout.codec.dubbo"
 local Y = require "scout.codec.dubbo.yaml"
+local MT = require "scout.codec.dubbo.match"
 
 local M = {}
 
@@ -83,6 +84,7 @@ function M.from_url(s)
     text = s, protocol = protocol, host = host, port = port, path = path or "", params = params,
     enabled = bool_param(params.enabled, true), priority = int_param(params.priority) or 0,
     v27 = present(params.configVersion),
+    v30 = find(params.configVersion or "", "v3.0", 1, true) == 1,
   }
   rule.effect = M.effect(rule)
   prepare(rule)
@@ -130,7 +132,28 @@ end
 local CONFIG_FIELDS = { configVersion = "string", scope = "string", key = "string", enabled = "boolean",
   configs = "items" }
 local ITEM_FIELDS = { type = "string", enabled = "boolean", addresses = "list", providerAddresses = "list",
-  services = "list", applications = "list", parameters = "map", side = "string", match = "map" }
+  services = "list", applications = "list", parameters = "map", side = "string", match = "any" }
+local MATCH_FIELDS = { address = "any", providerAddress = "any", service = "any", app = "any", param = "any" }
+
+-- ConfigItem.match (dubbo 3.1 ConditionMatch): used by v3.0 rules instead of ~key conditions
+local function compile_condition(m, at)
+  if type(m) ~= "table" or Y.is_num(m) or m[1] ~= nil then return nil, at .. " must be a mapping" end
+  local ok, why = Y.check(m, MATCH_FIELDS, at .. ".")
+  if not ok then return nil, why end
+  local out = {}
+  local parts = {
+    { "address", MT.compile_address }, { "providerAddress", MT.compile_address },
+    { "service", MT.compile_list }, { "app", MT.compile_list }, { "param", MT.compile_params },
+  }
+  for _, part in ipairs(parts) do
+    local v = Y.get(m, part[1])
+    if v ~= nil then
+      out[part[1]], why = part[2](v, at .. "." .. part[1])
+      if not out[part[1]] then return nil, why end
+    end
+  end
+  return out
+end
 
 -- ConfigParser.appendService: "group/interface:version" -> "interface?group=g&version=v&"
 local function append_service(key)
@@ -200,12 +223,16 @@ function M.from_yaml(text)
   local version = Y.get(doc, "configVersion") or "null"
   local configs = Y.get(doc, "configs")
   if not configs or #configs == 0 then return nil, "no configs" end
-  local urls = {}
+  local urls, match_of = {}, {}
   for i, item in ipairs(configs) do
     local where = "configs[" .. i .. "]."
     ok, why = Y.check(item, ITEM_FIELDS, where)
     if not ok then return nil, why end
-    if Y.get(item, "match") then return nil, where .. "match (dubbo 3.1 match conditions) is not supported" end
+    local cond
+    if Y.get(item, "match") then
+      cond, why = compile_condition(Y.get(item, "match"), where .. "match")
+      if not cond then return nil, why end
+    end
     local side = Y.get(item, "side")
     if side and side ~= "provider" and side ~= "consumer" then
       return nil, where .. "side must be \"provider\" or \"consumer\""
@@ -216,6 +243,7 @@ function M.from_yaml(text)
     params, why = param_string(item, addresses)
     if not params then return nil, where .. why end
     local tail = enabled_string(item, doc)
+    local first = #urls + 1
     for _, addr in ipairs(addresses) do
       if scope == "application" then
         local services = Y.strings(item, "services")
@@ -240,12 +268,15 @@ function M.from_yaml(text)
         end
       end
     end
+    for k = first, #urls do match_of[k] = cond end
   end
   local rules = {}
   for i, u in ipairs(urls) do
     local r
     r, why = M.from_url(u)
     if not r then return nil, "configs: " .. why .. " in " .. u end
+    -- ConfigParser.appendMatchCondition: the match travels beside the URL; only a v3.0 rule consults it
+    if match_of[i] and r.v30 then r.match = match_of[i] end
     rules[i] = r
   end
   return rules
@@ -288,7 +319,8 @@ function prepare(rule)
   local conds = {}
   for k, v in pairs(p) do
     local tilde = sub(k, 1, 1) == "~"
-    if (tilde or k == "application" or k == "side") and v ~= "*" then
+    -- a v3.0 rule is matched by its `match` instead of ~key conditions (AbstractConfigurator, dubbo 3)
+    if (tilde and not rule.v30 or k == "application" or k == "side") and v ~= "*" then
       conds[#conds + 1] = { tilde and sub(k, 2) or k, v }
     end
   end
@@ -356,6 +388,23 @@ function M.matches(rule, ep, scope, svc)
       mine = meta[k]
     end
     if v ~= mine then return false end
+  end
+  local m = rule.match
+  if m then
+    -- ConditionMatch.isMatch(host, url): the host configureIfMatch compared, and the configured URL
+    if m.address and not MT.address(m.address, host) then return false end
+    if m.providerAddress and not MT.address(m.providerAddress, ep.host .. ":" .. format("%d", ep.port)) then
+      return false
+    end
+    if m.service and not MT.list(m.service, svc or M.service_of(ep, scope)) then return false end
+    if m.app and not MT.list(m.app, my_app) then return false end
+    if m.param and not MT.params(m.param, function(k)
+      if k == "side" then return provider_view and "provider" or "consumer" end
+      if k == "application" then return my_app end
+      return meta[k]
+    end) then
+      return false
+    end
   end
   return true
 end

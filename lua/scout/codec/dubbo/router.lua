@@ -20,6 +20,7 @@ local dubbo = require "scout.codec.dubbo"
 local route = require "scout.route"
 local Y = require "scout.codec.dubbo.yaml"
 local C = require "scout.codec.dubbo.configurator"
+local MT = require "scout.codec.dubbo.match"
 
 local M = {}
 
@@ -30,11 +31,6 @@ M.APP_PRIORITY = 150      -- AppRouter: <application>.condition-router
 M.TAG_KEY = "dubbo.tag"   -- CommonConstants.TAG_KEY: the provider URL param and the request attachment
 
 local function present(v) return v ~= nil and v ~= "" end
-
--- StringMatch's kinds, in the order isMatch tries them (regex is refused: it is a Java regex)
-local STRING_MATCH = { "exact", "prefix", "wildcard", "empty", "noempty" }
-for _, k in ipairs(STRING_MATCH) do STRING_MATCH[k] = true end
-STRING_MATCH.regex = true
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
@@ -154,25 +150,8 @@ function M.tag_yaml(text)
     local tag = { name = name, addresses = Y.strings(t, "addresses") }
     local match = Y.get(t, "match")
     if match then
-      tag.match = {}
-      for j, m in ipairs(match) do
-        local at = where .. "match[" .. j .. "]."
-        ok, why = Y.check(m, { key = "string", value = "map" }, at)
-        if not ok then return nil, why end
-        local key, value = Y.scalar(Y.get(m, "key")), Y.get(m, "value")
-        if not present(key) or not value then return nil, at .. "needs a key and a value" end
-        local cond = {}
-        for _, op in ipairs(STRING_MATCH) do
-          local v = value[op]
-          if v ~= nil then cond[#cond + 1] = { op, Y.scalar(v) } end
-        end
-        for k in pairs(value) do
-          if k == "regex" then return nil, at .. "value.regex (a Java regex) is not supported" end
-          if not STRING_MATCH[k] then return nil, "unknown field \"" .. at .. "value." .. tostring(k) .. "\"" end
-        end
-        if #cond == 0 then return nil, at .. "value needs one of exact, prefix, wildcard, empty, noempty" end
-        tag.match[j] = { key = key, op = cond[1][1], arg = cond[1][2] }
-      end
+      tag.match, why = MT.compile_params(match, where .. "match")
+      if not tag.match then return nil, why end
       if not v30 or #tag.addresses > 0 then tag.match = nil end
     end
     out.tags[i] = tag
@@ -204,32 +183,18 @@ function M.has_addresses(rule, name)
   return false
 end
 
--- StringMatch.isMatch, in its order of precedence
-local function string_match(op, arg, input)
-  if op == "exact" then return input ~= nil and input == arg end
-  if op == "prefix" then return input ~= nil and input:sub(1, #arg) == arg end
-  if op == "wildcard" then return input ~= nil and (input == arg or arg == "*") end
-  if op == "empty" then return input == nil or input == "" end
-  return input ~= nil and input ~= ""  -- noempty
-end
-
-local function params_match(match, ep)
-  local meta = ep.meta or {}
-  for _, m in ipairs(match) do
-    local v = meta[m.key]
-    if v ~= nil then v = tostring(v) end
-    if not string_match(m.op, m.arg, v) then return false end
-  end
-  return true
-end
-
 -- the dynamic tag a tag rule gives this provider, or nil
 function M.tag_of(rule, ep)
   for _, t in ipairs(rule.tags) do
     for _, a in ipairs(t.addresses) do
       if address_matches(a, ep) then return t.name end
     end
-    if t.match and params_match(t.match, ep) then return t.name end
+    if t.match then
+      local meta = ep.meta or {}
+      if MT.params(t.match, function(k) return meta[k] ~= nil and tostring(meta[k]) or nil end) then
+        return t.name
+      end
+    end
   end
   return nil
 end

@@ -118,7 +118,7 @@ function M.check(doc, fields, where)
     local want = type(k) == "string" and fields[k]
     local name = where .. key
     if not want then return nil, "unknown field \"" .. name .. "\"" end
-    if not null(v) then
+    if not null(v) and want ~= "any" then  -- "any": the caller checks it
       if want == "string" then
         if not M.scalar(v) or type(v) == "boolean" then return nil, name .. " must be a string" end
       elseif want == "boolean" then
