@@ -487,7 +487,8 @@ describe("dubbo_rules never raises on bad input", function()
   local YAML_TOKENS = { "\n", "  ", "- ", ": ", "[", "]", "{", "}", ",", "~", "null", "yes", "no", "1.0", "010",
     "key", "configs", "conditions", "tags", "addresses", "parameters", "side", "provider", "consumer", "enabled",
     "force", "priority", "scope", "application", "service", "name", "&a", "*a", "!!int", "!!str", "'", "\"", "#",
-    "=>", "host = ", "method != ", "$", "*", "0.0.0.0", ":20880", "\t", "\0", "\255", "---", "..." }
+    "=>", "host = ", "method != ", "$", "*", "0.0.0.0", ":20880", "\t", "\0", "\255", "---", "...", "match",
+    "oneof", "exact", "prefix", "cird", "wildcard", "param", "value", "configVersion: v3.0\n", "10.0.0.0/8" }
 
   it("compiles, configures and routes garbage without an error (names and YAML data)", function()
     local r = H.rng(20261205)
