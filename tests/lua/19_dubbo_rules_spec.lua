@@ -207,6 +207,8 @@ describe("dubbo_rules sources", function()
     assert.equal(1, #errs)
     errs = select(2, R.compile("nope", {}, { interface = "I" }))
     assert.equal("unknown kind nope", errs[1].why)
+    errs = select(2, R.compile("config", { 1, "x", { name = 2 }, { name = "a", data = {} } }, { interface = "I" }))
+    assert.equal(4, #errs)
     local ep = { host = "10.0.0.1", port = 1, meta = {}, status = "up", weight = 100 }
     assert.equal(ep, (R.configure(ep, nil, { interface = "I" })))
     assert.equal(ep, (R.configure(ep, {}, nil)))

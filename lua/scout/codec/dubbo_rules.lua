@@ -161,10 +161,12 @@ local function compile_config(nodes, scope, set, errors)
         errors[#errors + 1] = { name = name, why = why }
       else
         local mine = {}
-        for i, r in ipairs(rules) do
+        for _, r in ipairs(rules) do
           r.label = "config " .. name .. ": " .. r.text
           if r.enabled then mine[#mine + 1] = r end
-          rules[i] = nil
+        end
+        if #mine == 0 and #rules > 0 then
+          set.ignored[#set.ignored + 1] = { name = name, why = "enabled: false" }
         end
         if name == sk .. ".configurators" then
           set.service_configurators = C.sort(mine)
@@ -179,6 +181,8 @@ local function compile_config(nodes, scope, set, errors)
       elseif rule.enabled then
         rule.label = "config " .. name
         if name == sk .. ".condition-router" then set.service_router = rule else set.app_router = rule end
+      else
+        set.ignored[#set.ignored + 1] = { name = name, why = "enabled: false" }
       end
     elseif ends_with(name, ".tag-router") then
       local rule, why = RT.tag_yaml(data)
@@ -188,6 +192,8 @@ local function compile_config(nodes, scope, set, errors)
         rule.label = "config " .. name
         -- keyed by the provider application the node is named after (TagRouter: remote.application)
         set.tags[name:sub(1, -#".tag-router" - 1)] = rule
+      else
+        set.ignored[#set.ignored + 1] = { name = name, why = "enabled: false" }
       end
     end
     -- any other node under /dubbo/config/dubbo is not for this consumer: not an error
@@ -212,6 +218,16 @@ function R.compile(kind, nodes, scope)
     errors[1] = { name = "", why = "nodes must be an array" }
     nodes = {}
   end
+  local clean = {}
+  for i = 1, #nodes do
+    local n = nodes[i]
+    if type(n) == "table" and type(n.name) == "string" and (n.data == nil or type(n.data) == "string") then
+      clean[#clean + 1] = n
+    else
+      errors[#errors + 1] = { name = type(n) == "table" and tostring(n.name) or "", why = "not a { name, data } node" }
+    end
+  end
+  nodes = clean
   if kind == "configurators" then
     compile_configurators(nodes, scope, set, errors)
   elseif kind == "routers" then
