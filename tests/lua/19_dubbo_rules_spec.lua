@@ -212,6 +212,9 @@ describe("dubbo_rules sources", function()
     local ep = { host = "10.0.0.1", port = 1, meta = {}, status = "up", weight = 100 }
     assert.equal(ep, (R.configure(ep, nil, { interface = "I" })))
     assert.equal(ep, (R.configure(ep, {}, nil)))
+    local odd = { host = "h", port = 1, meta = "x" }
+    local empty = R.compile("config", {}, { interface = "I" })
+    assert.equal(odd, (R.configure(odd, { config = empty }, { interface = "I" })))
   end)
 end)
 

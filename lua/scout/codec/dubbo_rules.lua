@@ -253,9 +253,9 @@ local function configurator_lists(sets)
   for _, k in ipairs(keys) do
     local set = sets[k]
     if type(set) == "table" then
-      if set.configurators then url_lists[#url_lists + 1] = set.configurators end
-      if set.app_configurators then app_lists[#app_lists + 1] = set.app_configurators end
-      if set.service_configurators then svc_lists[#svc_lists + 1] = set.service_configurators end
+      if type(set.configurators) == "table" then url_lists[#url_lists + 1] = set.configurators end
+      if type(set.app_configurators) == "table" then app_lists[#app_lists + 1] = set.app_configurators end
+      if type(set.service_configurators) == "table" then svc_lists[#svc_lists + 1] = set.service_configurators end
     end
   end
   local out = {}
@@ -268,7 +268,7 @@ end
 local function tag_rules(sets, keys)
   for _, k in ipairs(keys) do
     local set = sets[k]
-    if type(set) == "table" and set.tags then return set.tags end
+    if type(set) == "table" and type(set.tags) == "table" then return set.tags end
   end
   return nil
 end
@@ -276,7 +276,8 @@ end
 -- R.configure(ep, sets, scope) -> ep2, notes
 function R.configure(ep, sets, scope)
   local notes = {}
-  if type(ep) ~= "table" or type(ep.host) ~= "string" or type(ep.port) ~= "number" then
+  if type(ep) ~= "table" or type(ep.host) ~= "string" or type(ep.port) ~= "number"
+      or (ep.meta ~= nil and type(ep.meta) ~= "table") then
     return ep, notes
   end
   if type(sets) ~= "table" or not check_scope(scope) then return ep, notes end
