@@ -425,6 +425,9 @@ end)
 
 describe("dubbo 3 mapping, migration and instances", function()
   it("reads /dubbo/mapping/<interface> as ServiceNameMapping.getAppNames does", function()
+    assert.equal(FX.dubbo3.mapping[1].path, R.mapping_path({ interface = "com.acme.DemoService" }))
+    assert.equal(FX.dubbo3.instances[1].path:match("^(.*)/[^/]+$"), R.instances_path("demo-provider"))
+    assert.is_nil(R.instances_path("a/b"))
     for _, m in ipairs(FX.dubbo3.mapping) do
       assert.same(m.apps, R.mapping_apps(read(m.file)))
     end

@@ -397,6 +397,18 @@ end
 ------------------------------------------------------------------------------------------------------------------
 -- dubbo 3: mapping and migration
 
+-- where a dubbo 3 consumer finds which applications serve an interface, and where an application's instances are
+-- (ZookeeperMetadataReport: /<root>/mapping/<interface>; ZookeeperServiceDiscovery: /services/<application>)
+function R.mapping_path(scope)
+  if not check_scope(scope) then return nil end
+  return R.MAPPING_ROOT .. "/" .. scope.interface
+end
+
+function R.instances_path(app)
+  if not present(app) or type(app) ~= "string" or find(app, "/", 1, true) then return nil end
+  return "/services/" .. app
+end
+
 -- ServiceNameMapping.getAppNames: comma separated, trimmed, empties dropped, sorted (a TreeSet)
 function R.mapping_apps(data)
   local out = {}
