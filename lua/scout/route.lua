@@ -20,6 +20,11 @@
 --   { tag = true }  (or tag = "<meta key>", default "tag")
 --       endpoints whose meta tag equals ctx.tag; a request without a tag gets the untagged endpoints (meta tag
 --       absent or ""), like dubbo's tag router.
+--   { tag = "dubbo.tag", force = false|true [, names = { "gray", ... }] }
+--       dubbo's tag router exactly (no fallback): a request with a tag gets the endpoints with that tag, and
+--       when there are none, the untagged ones (force = false) or nothing (force = true); a request without a
+--       tag gets the untagged endpoints, even when there are none, plus, with `names` (the tag names of dubbo's
+--       dynamic tag rule), the endpoints whose tag is none of those names.
 --   "host = 10.20.* & method = get* => host = 10.20.*"   or   { condition = "...", fallback = ... }
 --       dubbo condition rule. Left of "=>": the request must match all conditions (empty: always); right: the
 --       endpoints kept (empty: none, see fallback). Conditions are `key = v1,v2` or `key != v1,v2`, joined by
@@ -480,7 +485,7 @@ local function compile_split(rule, buckets)
   return true
 end
 
-local RULE_FIELDS = { tag = true, condition = true, split = true, fallback = true }
+local RULE_FIELDS = { tag = true, condition = true, split = true, fallback = true, force = true, names = true }
 
 local function compile_rule(spec)
   if type(spec) == "string" then
@@ -496,6 +501,22 @@ local function compile_rule(spec)
   end
   local rule = { cache = setmetatable({}, { __mode = "k" }) }
   local ok, err
+  if spec.force ~= nil then
+    if spec.tag == nil then return nil, "force is only for a tag rule" end
+    if type(spec.force) ~= "boolean" then return nil, "force must be true or false" end
+    if spec.fallback ~= nil then return nil, "a tag rule takes force or fallback, not both" end
+    rule.strict, rule.force = true, spec.force
+  end
+  if spec.names ~= nil then
+    if spec.force == nil then return nil, "names needs force (dubbo's tag router)" end
+    if type(spec.names) ~= "table" then return nil, "names must be an array of tags" end
+    local names = {}
+    for k, v in pairs(spec.names) do
+      if type(k) ~= "number" or type(v) ~= "string" or v == "" then return nil, "names must be an array of tags" end
+      names[v] = true
+    end
+    rule.names = names
+  end
   if spec.tag ~= nil then
     local t = spec.tag
     if t == true then t = "tag" end
@@ -570,7 +591,18 @@ local function prepare(rule, eps, labels, r)
       labels[g] = prefix .. "tag=" .. t
     end
     labels[untagged] = prefix .. "untagged"
-    st.groups, st.untagged = groups, untagged
+    st.groups, st.untagged, st.open = groups, untagged, untagged
+    local names = rule.names
+    if names then
+      -- a request without a tag also reaches endpoints whose tag is none of the rule's names
+      local open = {}
+      for i = 1, #eps do
+        local t = tag_of(eps[i], rule.tagkey)
+        if t == nil or not names[t] then open[#open + 1] = eps[i] end
+      end
+      labels[open] = prefix .. "untagged"
+      st.open = open
+    end
   elseif kind == R_COND then
     if rule.blacklist then
       st.kept = EMPTY
@@ -692,10 +724,16 @@ local function apply_rule(rule, st, eps, ctx)
   if kind == R_TAG then
     local t = ctx.tag
     if t == nil or t == "" then
-      out = st.untagged
+      out = st.open
     else
       if type(t) ~= "string" then t = tostring(t) end
       out = st.groups[t]
+      if rule.strict and (out == nil or #out == 0) then
+        out = rule.force and EMPTY or st.untagged
+      end
+    end
+    if rule.strict then
+      return #out > 0 and out or EMPTY
     end
   elseif kind == R_COND then
     if not left_match(rule.when, ctx) then

@@ -312,3 +312,51 @@ describe("scout.route", function()
     end)
   end)
 end)
+
+describe("route tag rule with force (dubbo's tag router)", function()
+  local eps = {
+    ep("a", "10.0.0.1", { ["dubbo.tag"] = "gray" }),
+    ep("b", "10.0.0.2", {}),
+    ep("c", "10.0.0.3", { ["dubbo.tag"] = "" }),
+  }
+
+  it("sends a tagged request to its tag, else to the untagged endpoints, never to all", function()
+    local soft = compile({ { tag = "dubbo.tag", force = false } })
+    assert.equal("a", ids((soft:apply(eps, { tag = "gray" }))))
+    assert.equal("b,c", ids((soft:apply(eps, { tag = "red" }))))
+    assert.equal("b,c", ids((soft:apply(eps, {}))))
+    local _, label = soft:apply({ eps[1] }, {})
+    assert.equal("none", label)  -- every endpoint tagged: an untagged request reaches none (dubbo does the same)
+    assert.equal(0, #(soft:apply({ eps[1] }, { tag = "red" })))
+  end)
+
+  it("sends a tagged request nowhere when forced and its tag has no endpoint", function()
+    local hard = compile({ { tag = "dubbo.tag", force = true } })
+    assert.equal("a", ids((hard:apply(eps, { tag = "gray" }))))
+    local out, label = hard:apply(eps, { tag = "red" })
+    assert.equal(0, #out)
+    assert.equal("none", label)
+    assert.equal("b,c", ids((hard:apply(eps, {}))))
+  end)
+
+  it("with names, lets an untagged request reach endpoints whose tag is not one of them", function()
+    local list = { eps[1], eps[2], ep("d", "10.0.0.4", { ["dubbo.tag"] = "blue" }) }
+    local r = compile({ { tag = "dubbo.tag", force = false, names = { "gray" } } })
+    assert.equal("b,d", ids((r:apply(list, {}))))
+    assert.equal("d", ids((r:apply(list, { tag = "blue" }))))
+    assert.equal("b", ids((r:apply(list, { tag = "red" }))))  -- a tag with no endpoint: the untagged ones only
+    local _, err = route.compile({ { tag = true, names = { "x" } } })
+    assert.equal("rule 1: names needs force (dubbo's tag router)", err)
+    _, err = route.compile({ { tag = true, force = true, names = { x = 1 } } })
+    assert.equal("rule 1: names must be an array of tags", err)
+  end)
+
+  it("keeps force to tag rules, boolean, and apart from fallback", function()
+    local _, err = route.compile({ { condition = "=> host = a", force = true } })
+    assert.equal("rule 1: force is only for a tag rule", err)
+    _, err = route.compile({ { tag = true, force = true, fallback = "all" } })
+    assert.equal("rule 1: a tag rule takes force or fallback, not both", err)
+    _, err = route.compile({ { tag = true, force = "yes" } })
+    assert.equal("rule 1: force must be true or false", err)
+  end)
+end)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh -- the rockspec works: `luarocks make` from a clean copy of this checkout into a temp tree, for LuaJIT,
 # offline, then everything is used from the installed tree only (the copy is deleted first, the cwd is elsewhere,
-# SCOUT_LIB and SCOUT_LUA_DIR are unset): scout.select.swrr, scout.codec.dubbo, scout.shm (and that it loaded the
+# SCOUT_LIB and SCOUT_LUA_DIR are unset): scout.select.swrr, scout.codec.dubbo (and dubbo_rules), scout.shm (and that it loaded the
 # tree's libscout.so), resty.scout parses, bin/scout runs and finds its Lua runtime. Also `make install` with
 # PREFIX and DESTDIR still lays files out as before, with the man page, and the example systemd unit verifies. Ends with `N passed, N failed, N skipped`.
 #
@@ -137,6 +137,18 @@ local f = from_tree('scout.codec.dubbo', package.path)
 local m = require 'scout.codec.dubbo'
 assert(type(m) == 'table', 'module is not a table')
 io.write(f:sub(#tree + 2))"
+
+# dubbo_rules and its helpers under scout/codec/dubbo/ (a subfolder), and the YAML it reads through Debian's lyaml
+lj 'require "scout.codec.dubbo_rules" from the tree, with its helpers' "$PREAMBLE
+from_tree('scout.codec.dubbo_rules', package.path)
+for _, m in ipairs({ 'yaml', 'match', 'configurator', 'router' }) do from_tree('scout.codec.dubbo.' .. m, package.path) end
+local R = require 'scout.codec.dubbo_rules'
+local set, errs = R.compile('config', { { name = 'I::.configurators',
+  data = 'configVersion: v2.7\\nkey: I\\nconfigs:\\n- side: consumer\\n  parameters: {timeout: 9}\\n' } }, { interface = 'I' })
+assert(#errs == 0, errs[1] and errs[1].why)
+local ep = R.configure({ host = 'h', port = 1, weight = 100, status = 'up', meta = {} }, { config = set }, { interface = 'I' })
+assert(ep.meta.timeout == '9', 'the YAML rule did not apply')
+io.write('ok')"
 
 # scout.shm checks the library's ABI against its cdef on load, so a successful require has called into it.
 lj 'require "scout.shm" loads the tree'"'"'s libscout.so' "$PREAMBLE

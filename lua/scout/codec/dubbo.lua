@@ -14,6 +14,8 @@
 -- (host 0.0.0.0 = every provider, else that provider host, and its port if given) rather than dubbo 2.7's
 -- consumer-side code, which reads a port-less specific host as a consumer host; conditions (application, side,
 -- group, version, ~key, providers) and the condition keys that are never merged are dubbo's.
+-- What a dubbo consumer really does with configurators, routers and config-center rules is
+-- scout.codec.dubbo_rules (the agent uses that); these two stay for policies that call them.
 --
 -- Dubbo 3 app level (codec "dubbo3" = M.app): /services/<app>/<host:port> holds Curator JSON whose payload is
 -- org.apache.dubbo.registry.zookeeper.ZookeeperInstance; it reuses scout.codec.curator's parser, with weight
@@ -145,6 +147,7 @@ local function status_of(meta)
   if e ~= nil and e ~= "" and lower(e) ~= "true" then return "disabled" end
   return "up"
 end
+M.status_of = status_of
 
 -- URL.valueOf, reduced to what a registry URL can hold. Returns protocol, host, port|nil, path, params.
 local function parse_url(s)
