@@ -44,7 +44,19 @@ typedef struct {
     int   delay_ms;       /* -1: ask the delay hook per event           */
     int   anti_entropy_ms;/* re-list period; 0 = off                    */
     char *codec;          /* built-in codec name; NULL for a user table  */
+    int   has_sources;    /* 1: the codec declares source paths besides
+                             path (scout_policy_sources)               */
 } scout_service_conf_t;
+
+/* One source path a service depends on besides its own (dubbo's
+ * configurators): key names it to the policy; only the children named in
+ * data have their data read. */
+typedef struct {
+    char  *key;
+    char  *path;
+    char **data;
+    int    ndata;
+} scout_source_conf_t;
 
 typedef struct {
     char                 *zk_servers;
@@ -151,5 +163,18 @@ char *scout_policy_pick(scout_policy_t *p, int svc, const char *query,
                         char *err);
 
 void scout_policy_on_session(scout_policy_t *p, const char *state);
+
+/* ---- sources (policy_source.c) ----------------------------------------- */
+
+/* The sources service svc depends on now: *out is malloc'd (the caller
+ * frees it with scout_source_conf_free), sorted by key. */
+int  scout_policy_sources(scout_policy_t *p, int svc,
+                          scout_source_conf_t **out, int *n, char *err);
+void scout_source_conf_free(scout_source_conf_t *v, int n);
+/* Hand source key's pending changes to the policy (cache NULL: the source
+ * is dropped).  *invalid: nodes of the batch refused as rules. */
+int  scout_policy_source_update(scout_policy_t *p, int svc, const char *key,
+                                scout_cache_t *cache, int *invalid,
+                                char *err);
 
 #endif

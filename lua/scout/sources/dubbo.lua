@@ -1,0 +1,58 @@
+-- scout.sources.dubbo: the sources of a dubbo interface-level service (codec "dubbo"), as a dubbo consumer
+-- subscribes to them: its providers (the primary path) plus configurators, routers and the config center's
+-- governance rules. The rule semantics are scout.codec.dubbo_rules' (R.sources, R.compile, R.configure, R.routes);
+-- this module only derives the consumer's scope from the service's conf and adapts the calls to scout.sources.
+
+local type = type
+local pcall = pcall
+local require = require
+local match = string.match
+
+local url = require "scout.util.url"
+
+local M = {}
+
+local R
+local function rules()
+  if R == nil then
+    local ok, mod = pcall(require, "scout.codec.dubbo_rules")
+    R = ok and type(mod) == "table" and mod or false
+  end
+  return R or nil
+end
+
+-- The consumer's scope: the interface from the providers path (/dubbo/<iface>/providers, the name URL-encoded
+-- as dubbo's ZookeeperRegistry writes it) unless the conf names it, plus group, version and application.
+function M.scope(conf)
+  local s = conf.scope
+  if type(s) == "table" and s.interface then return s end
+  local opts = type(conf.options) == "table" and conf.options or {}
+  local iface = match(conf.path or "", "^/[^/]+/([^/]+)/providers$")
+  if iface then iface = url.decode(iface) or iface end
+  s = { interface = iface, group = opts.group, version = opts.version, application = opts.application,
+        host = opts.host }
+  conf.scope = s
+  return s
+end
+
+function M.sources(conf, sets)
+  local s = M.scope(conf)
+  if not s.interface then return {} end
+  local r = rules()
+  if not r then return {} end
+  return r.sources(s, sets)
+end
+
+function M.compile(kind, nodes, conf)
+  return rules().compile(kind, nodes, M.scope(conf))
+end
+
+function M.configure(ep, sets, conf)
+  return rules().configure(ep, sets, M.scope(conf))
+end
+
+function M.routes(sets, conf)
+  return rules().routes(sets, M.scope(conf))
+end
+
+return M
