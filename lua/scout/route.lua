@@ -20,6 +20,10 @@
 --   { tag = true }  (or tag = "<meta key>", default "tag")
 --       endpoints whose meta tag equals ctx.tag; a request without a tag gets the untagged endpoints (meta tag
 --       absent or ""), like dubbo's tag router.
+--   { tag = "dubbo.tag", force = false|true }
+--       dubbo's tag router exactly (no fallback): a request with a tag gets the endpoints with that tag, and
+--       when there are none, the untagged ones (force = false) or nothing (force = true); a request without a
+--       tag gets the untagged endpoints, even when there are none.
 --   "host = 10.20.* & method = get* => host = 10.20.*"   or   { condition = "...", fallback = ... }
 --       dubbo condition rule. Left of "=>": the request must match all conditions (empty: always); right: the
 --       endpoints kept (empty: none, see fallback). Conditions are `key = v1,v2` or `key != v1,v2`, joined by
@@ -480,7 +484,7 @@ local function compile_split(rule, buckets)
   return true
 end
 
-local RULE_FIELDS = { tag = true, condition = true, split = true, fallback = true }
+local RULE_FIELDS = { tag = true, condition = true, split = true, fallback = true, force = true }
 
 local function compile_rule(spec)
   if type(spec) == "string" then
@@ -496,6 +500,12 @@ local function compile_rule(spec)
   end
   local rule = { cache = setmetatable({}, { __mode = "k" }) }
   local ok, err
+  if spec.force ~= nil then
+    if spec.tag == nil then return nil, "force is only for a tag rule" end
+    if type(spec.force) ~= "boolean" then return nil, "force must be true or false" end
+    if spec.fallback ~= nil then return nil, "a tag rule takes force or fallback, not both" end
+    rule.strict, rule.force = true, spec.force
+  end
   if spec.tag ~= nil then
     local t = spec.tag
     if t == true then t = "tag" end
@@ -696,6 +706,12 @@ local function apply_rule(rule, st, eps, ctx)
     else
       if type(t) ~= "string" then t = tostring(t) end
       out = st.groups[t]
+      if rule.strict and (out == nil or #out == 0) then
+        out = rule.force and EMPTY or st.untagged
+      end
+    end
+    if rule.strict then
+      return #out > 0 and out or EMPTY
     end
   elseif kind == R_COND then
     if not left_match(rule.when, ctx) then

@@ -145,6 +145,7 @@ local function status_of(meta)
   if e ~= nil and e ~= "" and lower(e) ~= "true" then return "disabled" end
   return "up"
 end
+M.status_of = status_of
 
 -- URL.valueOf, reduced to what a registry URL can hold. Returns protocol, host, port|nil, path, params.
 local function parse_url(s)
