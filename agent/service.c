@@ -177,6 +177,11 @@ scout_service_judge(scout_service_t *s)
     if (up.nup > 0 || up.ngone > 0 || !s->published || force)
         publish(s);
     scout_update_clear(&up);
+    /* the sources may follow the list (dubbo's tag rules are keyed by the
+     * providers' application) */
+    if (s->has_sources && scout_service_sources_sync(s, err) != SCOUT_OK)
+        scout_log(SCOUT_LOG_WARN, "service", "%s: sources: %s", s->name,
+                  err);
 }
 
 static void

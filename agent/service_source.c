@@ -115,14 +115,35 @@ source_new(scout_service_t *s, scout_source_conf_t *d, char *err)
     return src;
 }
 
+/* The watched source for d: same key, path and names whose data is read
+ * (a child's need for data is settled when it is first listed, so other
+ * names mean a new watch). */
 static scout_source_t *
-find_source(scout_service_t *s, const char *key, const char *path)
+find_source(scout_service_t *s, scout_source_conf_t *d)
+{
+    if (d->ndata > 1)
+        qsort(d->data, (size_t)d->ndata, sizeof(char *), cmp_str);
+    for (int i = 0; i < s->nsources; i++) {
+        scout_source_t *src = s->sources[i];
+        int same = strcmp(src->key, d->key) == 0
+                   && strcmp(src->path, d->path) == 0
+                   && src->ndata == d->ndata;
+
+        for (int k = 0; same && k < d->ndata; k++)
+            same = strcmp(src->data[k], d->data[k]) == 0;
+        if (same)
+            return src;
+    }
+    return NULL;
+}
+
+static int
+is_watched(scout_service_t *s, scout_source_t *src)
 {
     for (int i = 0; i < s->nsources; i++)
-        if (strcmp(s->sources[i]->key, key) == 0
-            && strcmp(s->sources[i]->path, path) == 0)
-            return s->sources[i];
-    return NULL;
+        if (s->sources[i] == src)
+            return 1;
+    return 0;
 }
 
 /* Make the watched sources the ones the policy wants now. */
@@ -143,23 +164,10 @@ scout_service_sources_sync(scout_service_t *s, char *err)
         goto done;
     }
     for (int i = 0; i < nwant; i++) {
-        scout_source_t *src = find_source(s, want[i].key, want[i].path);
+        scout_source_t *src = find_source(s, &want[i]);
 
-        if (src != NULL) {
-            /* kept: the names whose data is read follow the policy */
-            for (int k = 0; k < src->ndata; k++)
-                free(src->data[k]);
-            free(src->data);
-            src->data = want[i].data;
-            src->ndata = want[i].ndata;
-            want[i].data = NULL;
-            want[i].ndata = 0;
-            if (src->ndata > 1)
-                qsort(src->data, (size_t)src->ndata, sizeof(char *),
-                      cmp_str);
-        } else if ((src = source_new(s, &want[i], err)) == NULL) {
+        if (src == NULL && (src = source_new(s, &want[i], err)) == NULL)
             goto done;
-        }
         next[n++] = src;
     }
     /* the ones no longer wanted: retired, and the policy forgets them */
@@ -189,7 +197,7 @@ scout_service_sources_sync(scout_service_t *s, char *err)
 done:
     if (next != NULL) {         /* new ones made before a failure stay */
         for (int k = 0; k < n; k++)
-            if (find_source(s, next[k]->key, next[k]->path) != next[k])
+            if (!is_watched(s, next[k]))
                 source_free(next[k], 0);
         free(next);
     }

@@ -556,6 +556,7 @@ function M.update(i, removed, changed)
     s.router, s.route_list = nil, nil   -- rebuilt with the sources' routes on the next pick or settings
     s.version = s.version + 1
   end
+  if src and #up + #gone_ids > 0 then src:observe(published) end
   if #up + #gone_ids > 0 then s.version = s.version + 1 end
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))

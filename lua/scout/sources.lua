@@ -142,6 +142,15 @@ function S:shape(name, ep)
   return out, notes
 end
 
+-- The endpoints the service now publishes, for a provider whose sources depend on them (dubbo's tag router is
+-- keyed by the providers' application). true when the sources may have changed.
+function S:observe(published)
+  local observe = self.p.observe
+  if not observe then return false end
+  local ok, moved = pcall(observe, self.conf, published)
+  return ok and moved and true or false
+end
+
 function S:forget(name)
   self.shaped[name] = nil
 end

@@ -7,6 +7,8 @@ local type = type
 local pcall = pcall
 local require = require
 local match = string.match
+local pairs = pairs
+local sort = table.sort
 
 local url = require "scout.util.url"
 
@@ -33,6 +35,28 @@ function M.scope(conf)
         host = opts.host }
   conf.scope = s
   return s
+end
+
+-- The providers' applications: dubbo's tag router rule is keyed by the PROVIDER application (TagRouter reads
+-- "<provider application>.tag-router"), so the config center's nodes to read follow the providers. Returns true
+-- when they changed (the sources are asked again).
+function M.observe(conf, published)
+  local s = M.scope(conf)
+  local seen, apps = {}, {}
+  for _, ep in pairs(published) do
+    local a = type(ep) == "table" and ep.meta and ep.meta.application
+    if type(a) == "string" and a ~= "" and not seen[a] then
+      seen[a] = true
+      apps[#apps + 1] = a
+    end
+  end
+  sort(apps)
+  local old = s.provider_applications or {}
+  local same = #old == #apps
+  for k = 1, #apps do if old[k] ~= apps[k] then same = false end end
+  if same then return false end
+  s.provider_applications = apps
+  return true
 end
 
 function M.sources(conf, sets)

@@ -1,0 +1,256 @@
+"""dubbo governance as a dubbo consumer sees it (issue 12): configurators, routers and the config center's YAML
+rules, published with kazoo into a real ZooKeeper byte for byte as dubbo 2.6, 2.7 and 3.x write them (the
+fixtures in tests/fixtures/dubbo/, each naming the dubbo class or page it comes from), change what the API lists
+and what /v1/pick answers, exactly as the fixture says a dubbo consumer behaves. Every fixture scenario is a test
+of its own (rules there before scout starts); more tests move rules and providers after the start, in between,
+and count refused rules."""
+
+import json
+import os
+import re
+import unittest
+import urllib.parse
+
+from scoutharness import Scout, policy, wait_until
+from zkharness import ZooKeeper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "..", "fixtures", "dubbo")
+with open(os.path.join(FIXTURES, "fixtures.json")) as f:
+    FX = json.load(f)
+PROVIDERS = FX["providers"][0]["path"]
+ADDRS = sorted(p["address"] for p in FX["providers"])
+SOURCE_OF = {"/dubbo/%s/configurators" % FX["interface"]: "configurators",
+             "/dubbo/%s/routers" % FX["interface"]: "routers",
+             "/dubbo/config/dubbo": "config"}
+
+
+def node_bytes(node):
+    if node.get("file"):
+        with open(os.path.join(FIXTURES, node["file"]), "rb") as f:
+            return f.read()
+    return b""
+
+
+def service_body(consumer, extra=""):
+    opts = ", ".join('%s = "%s"' % (k, consumer[k]) for k in ("application", "host") if consumer.get(k))
+    return ('path = "%s", codec = "dubbo", codec_options = { %s },\n'
+            'selector = "rr", protect = false,%s' % (PROVIDERS, opts, extra))
+
+
+def invalid(s, source):
+    return s.metrics().get('scout_rules_invalid_total{service="demo",source="%s"}' % source, 0)
+
+
+class Base(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.zk = ZooKeeper().start()
+        cls.kz = cls.zk.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.zk.stop()
+
+    def setUp(self):
+        self.scout = None
+        if self.kz.exists("/dubbo"):
+            self.kz.delete("/dubbo", recursive=True)
+
+    def tearDown(self):
+        if self.scout:
+            self.scout.stop()
+
+    def start(self, consumer=None, extra=""):
+        c = dict(FX["consumer"])
+        c.update(consumer or {})
+        self.scout = Scout(policy({"demo": service_body(c, extra)}), self.zk.connect).start()
+        return self.scout
+
+    def add_providers(self, addrs=None):
+        for p in FX["providers"]:
+            if addrs is None or p["address"] in addrs:
+                self.kz.create(p["path"] + "/" + p["name"], makepath=True)
+
+    def remove_provider(self, addr):
+        p = [p for p in FX["providers"] if p["address"] == addr][0]
+        self.kz.delete(p["path"] + "/" + p["name"])
+
+    def add_nodes(self, nodes):
+        for n in nodes:
+            self.kz.create(n["path"] + "/" + n["name"], node_bytes(n), makepath=True)
+
+    def remove_nodes(self, nodes):
+        for n in nodes:
+            self.kz.delete(n["path"] + "/" + n["name"])
+
+    # -- what a user sees --------------------------------------------------------------------------------------
+    def listed(self, s=None):
+        """address -> (weight, dubbo.tag, meta) of every provider served."""
+        out = {}
+        for ep in (s or self.scout).endpoints("demo")[0]:
+            out["%s:%d" % (ep["host"], ep["port"])] = (ep["weight"], ep["meta"].get("dubbo.tag"), ep["meta"])
+        return out
+
+    def picks(self, ctx, n=8):
+        """The set of providers /v1/pick answers for a request (rr: n picks visit every candidate)."""
+        q = urllib.parse.urlencode(ctx)
+        got = set()
+        for _ in range(n):
+            status, _, body = self.scout.request("/v1/pick/demo" + ("?" + q if q else ""))
+            if status == 503:
+                self.assertEqual(got, set(), "some picks answered, others found no endpoint")
+                return set()
+            self.assertEqual(status, 200, body)
+            ep = json.loads(body)
+            got.add("%s:%d" % (ep["host"], ep["port"]))
+        return got
+
+    def source_nodes(self):
+        ex = json.loads(self.scout.request("/v1/explain/demo")[2])
+        return {x["key"]: x["nodes"] for x in ex.get("sources") or []}
+
+
+def expected_list(sc):
+    out = {}
+    for addr, e in sc["expect"].items():
+        if e["status"] == "up":
+            out[addr] = (e["weight"], e["tag"])
+    return out
+
+
+def make_scenario_test(sc):
+    def test(self):
+        self.add_providers()
+        self.add_nodes(sc["nodes"])
+        s = self.start(sc.get("consumer"))
+        want = expected_list(sc)
+        counts = {}
+        for n in sc["nodes"]:
+            key = SOURCE_OF[n["path"]]
+            counts[key] = counts.get(key, 0) + 1
+        refused = {}
+        for n in sc["nodes"]:
+            if n.get("refused"):
+                key = SOURCE_OF[n["path"]]
+                refused[key] = refused.get(key, 0) + 1
+
+        def seen():
+            got = {a: (w, t) for a, (w, t, _) in self.listed().items()}
+            nodes = self.source_nodes()
+            return (got == want and all(nodes.get(k) == v for k, v in counts.items())
+                    and all(invalid(s, k) == v for k, v in refused.items()))
+        wait_until(seen, what="%s: list %r, rules read and refusals counted" % (sc["id"], want))
+        for addr, kv in (sc.get("meta") or {}).items():
+            for k, v in kv.items():
+                self.assertEqual(self.listed()[addr][2].get(k), v, "%s meta.%s" % (addr, k))
+        for p in sc["picks"]:
+            self.assertEqual(self.picks(p["ctx"]), set(p["addresses"]), "pick for %r" % p["ctx"])
+        if refused:
+            # the refused rules are named in explain, with why
+            ex = json.loads(s.request("/v1/explain/demo")[2])
+            named = {e["name"] for x in ex["sources"] for e in (x["invalid"] or [])}
+            for n in sc["nodes"]:
+                if n.get("refused"):
+                    self.assertIn(n["name"], named)
+    test.__doc__ = "%s (dubbo %s): %s" % (sc["id"], sc["dubbo"], sc["source"])
+    return test
+
+
+class Fixtures(Base):
+    """Every fixture scenario, its rules in ZooKeeper before scout starts."""
+
+
+for _sc in FX["scenarios"]:
+    setattr(Fixtures, "test_fixture_" + re.sub(r"\W", "_", _sc["id"]), make_scenario_test(_sc))
+
+
+def scenario(sid):
+    return [s for s in FX["scenarios"] if s["id"] == sid][0]
+
+
+class Governance(Base):
+    def test_a_provider_disabled_by_an_override_after_start_is_no_longer_served(self):
+        self.add_providers()
+        s = self.start()
+        wait_until(lambda: sorted(self.listed()) == ADDRS, what="three providers")
+        rule = scenario("26-admin-disable")["nodes"]
+        self.add_nodes(rule)
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.2:20880", "10.0.0.3:20880"], what="disabled")
+        self.assertNotIn("10.0.0.1:20880", self.picks({}) | self.picks({"tag": "gray"}))
+        ex = json.loads(s.request("/v1/explain/demo")[2])
+        one = [c for c in ex["children"] if c.get("endpoint", {}).get("host") == "10.0.0.1"][0]
+        self.assertEqual(one["verdict"], "down")
+        self.assertTrue(any("override://10.0.0.1:20880" in r for r in one["rules"]), one)
+        # the override goes: the provider is back
+        self.remove_nodes(rule)
+        wait_until(lambda: sorted(self.listed()) == ADDRS, what="enabled again")
+
+    def test_a_weight_override_changes_the_weight_of_providers_that_come_later(self):
+        # the rule is there first; the provider it names arrives, leaves and comes back: every time it is
+        # served with the rule's weight, never with its own
+        self.add_providers(["10.0.0.1:20880"])
+        self.add_nodes(scenario("26-admin-weight")["nodes"])
+        s = self.start()
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.1:20880"], what="one provider")
+        index = int(s.endpoints("demo")[1]["X-Scout-Index"])
+        self.add_providers(["10.0.0.2:20880"])
+        wait_until(lambda: "10.0.0.2:20880" in self.listed(), what="second provider")
+        self.assertEqual(self.listed()["10.0.0.2:20880"][0], 50)
+        self.assertGreater(int(s.endpoints("demo")[1]["X-Scout-Index"]), index)
+        self.remove_provider("10.0.0.2:20880")
+        wait_until(lambda: "10.0.0.2:20880" not in self.listed(), what="gone")
+        self.add_providers(["10.0.0.2:20880"])
+        wait_until(lambda: "10.0.0.2:20880" in self.listed(), what="back")
+        self.assertEqual(self.listed()["10.0.0.2:20880"][0], 50)
+
+    def test_rules_between_provider_changes_and_a_rule_replaced(self):
+        self.add_providers(["10.0.0.1:20880"])
+        s = self.start()
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.1:20880"], what="one provider")
+        # config-center YAML weight for 10.0.0.2 arrives before that provider does
+        yaml = scenario("27-admin-weight")["nodes"]
+        self.add_nodes(yaml)
+        wait_until(lambda: self.source_nodes().get("config") == 1, what="rule read")
+        self.add_providers(["10.0.0.2:20880", "10.0.0.3:20880"])
+        wait_until(lambda: sorted(self.listed()) == ADDRS, what="all providers")
+        self.assertEqual({a: w for a, (w, _, _) in self.listed().items()},
+                         {"10.0.0.1:20880": 100, "10.0.0.2:20880": 200, "10.0.0.3:20880": 100})
+        # the rule is rewritten in place (dubbo-admin sets the node's data): the data watch fires
+        with open(os.path.join(FIXTURES, "config/27-admin-weight.configurators.yaml"), "rb") as f:
+            text = f.read()
+        self.assertIn(b"weight: 200", text)
+        self.kz.set(yaml[0]["path"] + "/" + yaml[0]["name"], text.replace(b"weight: 200", b"weight: 300"))
+        wait_until(lambda: self.listed()["10.0.0.2:20880"][0] == 300, what="rewritten rule")
+        # and a rule that stops parsing is refused whole: the weight is the provider's own again, and counted
+        self.kz.set(yaml[0]["path"] + "/" + yaml[0]["name"], b"configs: [oops")
+        wait_until(lambda: self.listed()["10.0.0.2:20880"][0] == 100, what="refused rule")
+        self.assertEqual(invalid(s, "config"), 1)
+
+    def test_a_condition_router_changes_pick_for_the_consumer_host(self):
+        self.add_providers()
+        s = self.start()
+        wait_until(lambda: sorted(self.listed()) == ADDRS, what="three providers")
+        self.assertEqual(self.picks({"host": "10.0.0.5"}), {"10.0.0.1:20880", "10.0.0.2:20880"})
+        rule = scenario("26-admin-route")["nodes"]
+        self.add_nodes(rule)
+        wait_until(lambda: self.picks({"host": "10.0.0.5"}) == {"10.0.0.2:20880"}, what="routed")
+        # another consumer host is not concerned, and the list itself is unchanged
+        self.assertEqual(self.picks({"host": "10.0.0.6"}), {"10.0.0.1:20880", "10.0.0.2:20880"})
+        self.assertEqual(sorted(self.listed()), ADDRS)
+        routes = json.loads(s.request("/v1/explain/demo")[2])["routes"]
+        self.assertTrue(any("10.0.0.1" in json.dumps(r["rule"]) for r in routes), routes)
+
+    def test_a_tag_router_routes_a_tagged_request(self):
+        self.add_providers()
+        self.start()
+        wait_until(lambda: sorted(self.listed()) == ADDRS, what="three providers")
+        self.assertEqual(self.picks({"tag": "gray"}), {"10.0.0.3:20880"})    # the static tag
+        self.add_nodes(scenario("27-docs-tag")["nodes"])
+        wait_until(lambda: self.picks({"tag": "blue"}) == {"10.0.0.1:20880"}, what="tag rule applied")
+        self.assertEqual(self.picks({"tag": "gray"}), {"10.0.0.2:20880"})
+        self.assertEqual(self.listed()["10.0.0.1:20880"][1], "blue")
+
+
+if __name__ == "__main__":
+    unittest.main()
