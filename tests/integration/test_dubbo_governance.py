@@ -252,5 +252,29 @@ class Governance(Base):
         self.assertEqual(self.listed()["10.0.0.1:20880"][1], "blue")
 
 
+class PolicySurface(Base):
+    def test_dubbo_block_derives_path_codec_and_scope(self):
+        # service "demo" { dubbo = { interface, group, application } }: the providers path and codec come from the
+        # interface; the group picks the providers a dubbo consumer of that group calls, and rules scoped to it
+        self.add_providers()
+        grouped = ("dubbo://10.0.0.9:20880/com.acme.DemoService?application=demo-provider&group=g"
+                   "&interface=com.acme.DemoService&side=provider&timestamp=1700000000000")
+        self.kz.create(PROVIDERS + "/" + urllib.parse.quote(grouped, safe=""))
+        body = ('dubbo = { interface = "com.acme.DemoService", group = "g", application = "demo-consumer" },\n'
+                'selector = "rr", protect = false,')
+        s = Scout(policy({"demo": body}), self.zk.connect).start()
+        self.scout = s
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.9:20880"], what="only the group's provider")
+        self.assertEqual(s.services()["demo"]["path"], PROVIDERS)
+        rule = ("override://0.0.0.0/com.acme.DemoService?category=configurators&dynamic=false&group=g&weight=7")
+        self.kz.create("/dubbo/com.acme.DemoService/configurators/" + urllib.parse.quote(rule, safe=""),
+                       makepath=True)
+        wait_until(lambda: self.listed()["10.0.0.9:20880"][0] == 7, what="the group's rule")
+        ex = json.loads(s.request("/v1/explain/demo")[2])
+        other = [c for c in ex["children"] if c.get("endpoint", {}).get("host") == "10.0.0.1"][0]
+        self.assertEqual(other["verdict"], "down")
+        self.assertIn("group (none) is not the consumer's group g", other["rules"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -11,6 +11,8 @@ local pairs = pairs
 local sort = table.sort
 
 local url = require "scout.util.url"
+local E = require "scout.util.endpoint"
+local gmatch = string.gmatch
 
 local M = {}
 
@@ -68,15 +70,48 @@ function M.sources(conf, sets)
 end
 
 function M.compile(kind, nodes, conf)
-  return rules().compile(kind, nodes, M.scope(conf))
+  local r = rules()
+  if not r then return nil, {} end
+  return r.compile(kind, nodes, M.scope(conf))
+end
+
+-- UrlUtils.isMatch: a consumer that names a group (several: comma-separated; "*": any) or a version ("*": any)
+-- takes only the providers of it. One that names neither keeps every provider of the path, as scout always did.
+local function subscribed(ep, s)
+  local meta = ep.meta or {}
+  if s.group and s.group ~= "*" then
+    local g, ok = meta.group or "", false
+    for part in gmatch(s.group .. ",", "([^,]*),") do
+      if part == g then ok = true end
+    end
+    if not ok then
+      return false, "group " .. (g == "" and "(none)" or g) .. " is not the consumer's group " .. s.group
+    end
+  end
+  if s.version and s.version ~= "*" and (meta.version or "") ~= s.version then
+    return false, "version " .. ((meta.version or "") == "" and "(none)" or meta.version)
+      .. " is not the consumer's version " .. s.version
+  end
+  return true
 end
 
 function M.configure(ep, sets, conf)
-  return rules().configure(ep, sets, M.scope(conf))
+  local s = M.scope(conf)
+  local ok, why = subscribed(ep, s)
+  if not ok then
+    local c = E.copy(ep)
+    c.status = "not-subscribed"
+    return c, { why }
+  end
+  local r = rules()
+  if not r then return ep, {} end
+  return r.configure(ep, sets, s)
 end
 
 function M.routes(sets, conf)
-  return rules().routes(sets, M.scope(conf))
+  local r = rules()
+  if not r then return {} end
+  return r.routes(sets, M.scope(conf))
 end
 
 return M
