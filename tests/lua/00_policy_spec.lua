@@ -461,7 +461,8 @@ function on_session(state) return state end
     end)
 
     it("rejects a service without a path", function()
-      fails('\n\nservice "s" {\n  codec = "plain",\n}\n', 3, 'service "s": path is required (or dubbo = { interface = ... })')
+      fails('\n\nservice "s" {\n  codec = "plain",\n}\n', 3,
+            'service "s": path is required (or dubbo = { interface = ... })')
       fails('service "s" {}\n', 1, 'service "s": path is required (or dubbo = { interface = ... })')
     end)
 
