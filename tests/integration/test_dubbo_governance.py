@@ -8,6 +8,7 @@ and count refused rules."""
 import json
 import os
 import re
+import signal
 import unittest
 import urllib.parse
 
@@ -250,6 +251,22 @@ class Governance(Base):
         wait_until(lambda: self.picks({"tag": "blue"}) == {"10.0.0.1:20880"}, what="tag rule applied")
         self.assertEqual(self.picks({"tag": "gray"}), {"10.0.0.2:20880"})
         self.assertEqual(self.listed()["10.0.0.1:20880"][1], "blue")
+
+    def test_a_reload_keeps_the_rules_and_applies_the_new_scope(self):
+        # the service is kept across SIGHUP (same name, path, codec): the new policy VM learns every source's
+        # rules again, and a rule scoped to the consumer application it now names starts to apply
+        self.add_providers()
+        app_rule = scenario("26-manual-other-app")["nodes"]        # weight=10 for application other-consumer
+        self.add_nodes(scenario("26-admin-disable")["nodes"] + app_rule)
+        s = self.start()
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.2:20880", "10.0.0.3:20880"], what="disabled")
+        self.assertEqual({w for w, _, _ in self.listed().values()}, {100})
+        with open(s.policy_file, "w") as f:
+            f.write(policy({"demo": service_body({"application": "other-consumer", "host": "10.0.0.5"})}))
+        s.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: {w for w, _, _ in self.listed().values()} == {10}, what="the new scope's rule")
+        self.assertEqual(sorted(self.listed()), ["10.0.0.2:20880", "10.0.0.3:20880"])   # still disabled
+        self.assertEqual(s.metric("scout_zk_sessions_created_total"), 1)
 
 
 class PolicySurface(Base):
