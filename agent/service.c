@@ -222,6 +222,7 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
     s->retry_s = 1.0;
     ev_init(&s->retry, on_retry);
     s->retry.data = s;
+    scout_service_sources_init(s);
     scout_epset_init(&s->eps);
     s->watch = scout_watch_new(loop, session, conf->path, &watch_cb, s,
                                &s->stats, err);

@@ -14,7 +14,8 @@ typedef struct {
     scout_service_t *svc;
     char            *key;
     char            *path;
-    char           **data;         /* names whose data is read, sorted */
+    char           **data;         /* names whose data is read, sorted;
+                                      ndata -1: every child's         */
     int              ndata;
     scout_watch_t   *watch;
     int              seen;         /* read completely once            */
@@ -64,6 +65,12 @@ struct scout_service_s {
     int                      has_sources;  /* the codec declares some    */
     scout_source_t         **sources;      /* sorted by key              */
     int                      nsources;
+    scout_source_t         **dropped;      /* no longer wanted: retired on
+                                              the next loop iteration, never
+                                              inside their own watch's
+                                              callback                    */
+    int                      ndropped;
+    ev_timer                 reap;
     int                      anti_entropy_ms;/* for source watches too */
     int                      primary_seen; /* its path read once         */
     int                      rules_changed;/* a source was delivered: the
@@ -76,6 +83,7 @@ void scout_service_judge(scout_service_t *s);
 /* The delay of a read (the policy's delay hook or its fixed delay). */
 int  scout_service_delay(void *ud, const scout_event_t *ev);
 /* service_source.c */
+void scout_service_sources_init(scout_service_t *s);
 int  scout_service_sources_sync(scout_service_t *s, char *err);
 void scout_service_refresh(scout_service_t *s);
 void scout_service_sources_free(scout_service_t *s, int retire);

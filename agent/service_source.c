@@ -35,6 +35,8 @@ src_needs_data(void *ud, const char *child)
     scout_source_t *src = ud;
     const char *key = child;
 
+    if (src->ndata < 0)
+        return 1;               /* data = true: every child's */
     return src->ndata > 0
            && bsearch(&key, src->data, (size_t)src->ndata, sizeof(char *),
                       cmp_str) != NULL;
@@ -118,6 +120,49 @@ source_new(scout_service_t *s, scout_source_conf_t *d, char *err)
 /* The watched source for d: same key, path and names whose data is read
  * (a child's need for data is settled when it is first listed, so other
  * names mean a new watch). */
+/* A watch may be dropped from inside its own on_update (the batch it just
+ * delivered moved the sources): retiring it there would free it under its
+ * caller, so it is retired on the next loop iteration. */
+static void
+on_reap(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    scout_service_t *s = t->data;
+    (void)loop;
+    (void)revents;
+
+    for (int i = 0; i < s->ndropped; i++)
+        source_free(s->dropped[i], 1);
+    free(s->dropped);
+    s->dropped = NULL;
+    s->ndropped = 0;
+}
+
+void
+scout_service_sources_init(scout_service_t *s)
+{
+    ev_init(&s->reap, on_reap);
+    s->reap.data = s;
+}
+
+static void
+drop_later(scout_service_t *s, scout_source_t *src)
+{
+    scout_source_t **d = realloc(s->dropped,
+                                 (size_t)(s->ndropped + 1) * sizeof(*d));
+
+    if (d == NULL) {            /* leaks the shell, never frees it early */
+        scout_log(SCOUT_LOG_ERROR, "service", "%s: out of memory retiring "
+                  "source %s", s->name, src->key);
+        return;
+    }
+    s->dropped = d;
+    s->dropped[s->ndropped++] = src;
+    if (!ev_is_active(&s->reap)) {
+        ev_timer_set(&s->reap, 0., 0.);
+        ev_timer_start(s->loop, &s->reap);
+    }
+}
+
 static scout_source_t *
 find_source(scout_service_t *s, scout_source_conf_t *d)
 {
@@ -186,7 +231,7 @@ scout_service_sources_sync(scout_service_t *s, char *err)
             scout_log(SCOUT_LOG_WARN, "service", "%s: dropping source %s: "
                       "%s", s->name, s->sources[i]->key, derr);
         s->rules_changed = 1;
-        source_free(s->sources[i], 1);
+        drop_later(s, s->sources[i]);
     }
     free(s->sources);
     s->sources = next;
@@ -208,6 +253,13 @@ done:
 void
 scout_service_sources_free(scout_service_t *s, int retire)
 {
+    if (s->loop != NULL)
+        ev_timer_stop(s->loop, &s->reap);
+    for (int i = 0; i < s->ndropped; i++)
+        source_free(s->dropped[i], retire);
+    free(s->dropped);
+    s->dropped = NULL;
+    s->ndropped = 0;
     for (int i = 0; i < s->nsources; i++)
         source_free(s->sources[i], retire);
     free(s->sources);

@@ -50,7 +50,7 @@ typedef struct {
 
 /* One source path a service depends on besides its own (dubbo's
  * configurators): key names it to the policy; only the children named in
- * data have their data read. */
+ * data have their data read (ndata -1: every child's). */
 typedef struct {
     char  *key;
     char  *path;

@@ -50,7 +50,9 @@ read_source(lua_State *L, scout_source_conf_t *d)
     if (d->key == NULL || d->path == NULL)
         return SCOUT_ERROR;
     lua_getfield(L, t, "data");
-    if (lua_istable(L, -1) && (n = (int)lua_objlen(L, -1)) > 0) {
+    if (lua_isboolean(L, -1) && lua_toboolean(L, -1))
+        d->ndata = -1;          /* every child's data */
+    else if (lua_istable(L, -1) && (n = (int)lua_objlen(L, -1)) > 0) {
         if ((d->data = calloc((size_t)n, sizeof(*d->data))) == NULL) {
             lua_pop(L, 1);
             return SCOUT_ERROR;

@@ -378,18 +378,24 @@ end
 
 -- service "x" { dubbo = { interface = ..., group =, version =, application =, host = } }: a dubbo consumer's
 -- subscription. scout derives the providers path, the codec and the scope of the governance rules from it.
-local DUBBO_KEYS = { interface = true, group = true, version = true, application = true, host = true }
+local DUBBO_KEYS = { interface = true, group = true, version = true, application = true, host = true,
+                     migration = true }
+local MIGRATION = { FORCE_INTERFACE = true, APPLICATION_FIRST = true, FORCE_APPLICATION = true }
 local function is_dubbo(v)
   if type(v) ~= "table" then
     return "must be a table { interface = \"com.acme.OrderService\", group =, version =, application = }"
   end
   for k in pairs(v) do
     if not DUBBO_KEYS[k] then
-      return "has an unknown key \"" .. tostring(k) .. "\" (known: application, group, host, interface, version)"
+      return "has an unknown key \"" .. tostring(k) .. "\" (known: application, group, host, interface, migration, "
+        .. "version)"
     end
   end
   if type(v.interface) ~= "string" or not v.interface:match("^[%a_$][%w_$]*[%.%w_$]*$") then
     return "interface must be a Java interface name like \"com.acme.OrderService\""
+  end
+  if v.migration ~= nil and not MIGRATION[v.migration] then
+    return "migration must be \"FORCE_INTERFACE\", \"APPLICATION_FIRST\" or \"FORCE_APPLICATION\""
   end
   for _, k in ipairs({ "group", "version", "application", "host" }) do
     if v[k] ~= nil and (type(v[k]) ~= "string" or v[k] == "" or v[k]:find("[%c/]")) then
@@ -599,7 +605,9 @@ local function environment(policy)
         -- what a dubbo consumer subscribes to: the interface's providers, and (scout.sources.dubbo) its rules
         svc.path, svc.codec = "/dubbo/" .. dubbo.interface .. "/providers", "dubbo"
         svc.scope = { interface = dubbo.interface, group = dubbo.group, version = dubbo.version,
-                      application = dubbo.application, host = dubbo.host }
+                      application = dubbo.application, host = dubbo.host,
+                      -- dubbo 3's default: application-level discovery, the interface's list as fallback
+                      migration = dubbo.migration or "APPLICATION_FIRST" }
       end
       policy.services[#policy.services + 1] = svc
       policy.by_name[name] = svc

@@ -436,6 +436,28 @@ function M.update(i, removed, changed)
   local hook_errors = 0
   local src = s.src
   local notes = src and s.notes
+  local rejudge = src and src.dirty
+  if rejudge then
+    -- endpoints the sources provide themselves (dubbo 3's application-level instances) join the children
+    local extra = src:endpoints()
+    for id in pairs(s.extra or {}) do
+      if not (extra and extra[id]) then children[id] = nil end
+    end
+    for id, ep in pairs(extra or {}) do children[id] = ep end
+    s.extra = extra
+  end
+  -- which of the two lists is served (dubbo 3's migration between interface and application level)
+  local which, which_note
+  if src and s.extra then
+    local icount, acount = 0, 0
+    for name, ep in pairs(children) do
+      if type(ep) == "table" and ep.status == "up" then
+        if s.extra[name] then acount = acount + 1 else icount = icount + 1 end
+      end
+    end
+    which, which_note = src:choose(icount, acount)
+    if which ~= s.which then rejudge = true end
+  end
   local function judge(name)
     local ep = children[name]
     local old = published[name]
@@ -447,6 +469,17 @@ function M.update(i, removed, changed)
     elseif src then
       src:forget(name)
       notes[name] = nil
+    end
+    if which and type(ep) == "table" and (s.extra[name] ~= nil) ~= (which == "application") then
+      -- the other list: not served while the migration step prefers this one
+      local c = {}
+      for k, v in pairs(ep) do c[k] = v end
+      c.status = "not-chosen"
+      ep = c
+      local nn = {}
+      for k, v in ipairs(notes[name] or {}) do nn[k] = v end
+      nn[#nn + 1] = "migration: " .. tostring(which_note)
+      notes[name] = nn
     end
     if type(ep) == "string" and not QUIET[ep] then
       -- its data fails: the last good endpoint stands; a new one stays out (and is no endpoint yet)
@@ -491,7 +524,7 @@ function M.update(i, removed, changed)
     end
   end
   local seen = {}
-  if src and src.dirty then
+  if rejudge then
     -- a source changed: its rules may concern any endpoint, so every child is judged again (and any published
     -- one, in case its child went while the rules changed)
     for name in pairs(children) do seen[name] = true; judge(name) end
@@ -557,6 +590,7 @@ function M.update(i, removed, changed)
     s.version = s.version + 1
   end
   if src and #up + #gone_ids > 0 then src:observe(published) end
+  if src then s.which, s.which_note = which, which_note end
   if #up + #gone_ids > 0 then s.version = s.version + 1 end
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
@@ -749,6 +783,16 @@ function M.explain(i)
     if s.src and type(ep) == "table" then
       local notes
       ep, notes = s.src:shape(name, ep)     -- what the rules made of it, and which rule did what
+      if s.which and (s.extra and s.extra[name] ~= nil) ~= (s.which == "application") then
+        local c = {}
+        for k, v in pairs(ep) do c[k] = v end
+        c.status = "not-chosen"
+        ep = c
+        local nn = {}
+        for k, v in ipairs(type(notes) == "table" and notes or {}) do nn[k] = v end
+        nn[#nn + 1] = "migration: " .. tostring(s.which_note)
+        notes = nn
+      end
       if type(notes) == "table" and #notes > 0 then
         local clean = {}
         for k = 1, #notes do clean[k] = utf8_clean(tostring(notes[k])) end

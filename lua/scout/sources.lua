@@ -7,7 +7,8 @@
 -- a rule that does not compile is skipped and reported, never applied half.
 --
 -- A codec opts in with plain functions (a user codec table may define them too):
---   sources(conf, sets)         -> array of { key =, path =, kind =, data = { names whose data is read } | nil }
+--   sources(conf, sets)         -> array of { key =, path =, kind =, data = { names whose data is read } | true
+--                                  (every child's) | nil (none) }
 --                                  (sets: the compiled sets so far, so a source may name others: dubbo 3's mapping)
 --   compile(kind, nodes, conf)  -> set, errors    nodes: array of { name =, data = }; errors: { { name =, why = } }
 --   configure(ep, sets, conf)   -> ep2, notes     never modifies ep; notes: array of strings
@@ -57,6 +58,8 @@ function S:refresh()
         data = {}
         for _, n in pairs(d.data) do if type(n) == "string" then data[#data + 1] = n end end
         sort(data)
+      elseif d.data == true then
+        data = true     -- every child's data
       end
       local e = { key = d.key, path = d.path, kind = d.kind, data = data }
       by_key[d.key] = e
@@ -76,9 +79,9 @@ end
 local function compile(self, key)
   local d = self.desc[key]
   local nodes, n = {}, 0
-  for name, data in pairs(self.nodes[key] or {}) do
+  for name, node in pairs(self.nodes[key] or {}) do
     n = n + 1
-    nodes[n] = { name = name, data = data or nil }
+    nodes[n] = { name = name, data = node.data, zxid = node.zxid }
   end
   sort(nodes, function(a, b) return a.name < b.name end)
   local ok, set, errors = pcall(self.p.compile, d and d.kind, nodes, self.conf)
@@ -99,7 +102,7 @@ function S:update(key, removed, changed)
   local touched = {}
   for k = 1, #changed do
     local c = changed[k]
-    nodes[c[1]] = c[2] or false
+    nodes[c[1]] = { data = c[2], zxid = c[3] }
     touched[c[1]] = true
   end
   compile(self, key)
@@ -149,6 +152,22 @@ function S:observe(published)
   if not observe then return false end
   local ok, moved = pcall(observe, self.conf, published)
   return ok and moved and true or false
+end
+
+-- Endpoints the sources themselves provide (dubbo 3's application-level instances): id -> endpoint, or nil.
+function S:endpoints()
+  if not self.p.endpoints then return nil end
+  local ok, eps = pcall(self.p.endpoints, self.sets, self.conf)
+  return ok and type(eps) == "table" and eps or nil
+end
+
+-- Which list to serve when the sources provide endpoints too (dubbo 3's migration): "interface" (the service's
+-- own children) | "application" (the sources'), and a note; nil: both.
+function S:choose(icount, acount)
+  if not self.p.choose then return nil end
+  local ok, which, note = pcall(self.p.choose, self.conf, icount, acount)
+  if not ok or (which ~= "interface" and which ~= "application") then return nil end
+  return which, note
 end
 
 function S:forget(name)

@@ -293,5 +293,71 @@ class PolicySurface(Base):
         self.assertIn("group (none) is not the consumer's group g", other["rules"])
 
 
+class ApplicationLevel(Base):
+    """dubbo 3 application-level discovery: the mapping /dubbo/mapping/<interface> names the applications whose
+    instances (/services/<app>) provide the interface; APPLICATION_FIRST (dubbo 3's default) serves them when
+    there are any, else the interface-level list; the mapping is followed as it changes."""
+
+    def instance(self, app, host):
+        fx = FX["dubbo3"]["instances"][0]
+        with open(os.path.join(FIXTURES, fx["file"]), "rb") as f:
+            data = f.read()
+        data = data.replace(b"10.0.0.4", host.encode()).replace(b'"demo-provider"', b'"%s"' % app.encode())
+        self.kz.create("/services/%s/%s:20880" % (app, host), data, makepath=True)
+
+    def mapping(self, which):
+        fx = [m for m in FX["dubbo3"]["mapping"] if m["file"].endswith(which)][0]
+        with open(os.path.join(FIXTURES, fx["file"]), "rb") as f:
+            data = f.read()
+        if self.kz.exists(fx["path"]):
+            self.kz.set(fx["path"], data)
+        else:
+            self.kz.create(fx["path"], data, makepath=True)
+
+    def setUp(self):
+        super().setUp()
+        if self.kz.exists("/services"):
+            self.kz.delete("/services", recursive=True)
+
+    def start_app(self, migration=None):
+        body = 'dubbo = { interface = "com.acme.DemoService", application = "demo-consumer"%s },\nprotect = false,' % (
+            ', migration = "%s"' % migration if migration else "")
+        self.scout = Scout(policy({"demo": body}), self.zk.connect).start()
+        return self.scout
+
+    def test_the_mapping_moves_the_interface_between_applications(self):
+        self.add_providers(["10.0.0.1:20880", "10.0.0.2:20880"])
+        self.mapping("mapping-one.txt")
+        self.instance("demo-provider", "10.0.0.4")
+        s = self.start_app()
+        # application-level addresses exist: a dubbo 3 consumer calls them
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.4:20880"], what="application-level list")
+        ex = json.loads(s.request("/v1/explain/demo")[2])
+        one = [c for c in ex["children"] if c.get("endpoint", {}).get("host") == "10.0.0.1"][0]
+        self.assertEqual(one["verdict"], "down")
+        self.assertTrue(any(r.startswith("migration: step APPLICATION_FIRST: application") for r in one["rules"]))
+        # the interface moves to an application with no instances yet: back to the interface-level list
+        self.mapping("mapping-moved.txt")
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.1:20880", "10.0.0.2:20880"], what="interface list")
+        self.assertEqual([x["key"] for x in json.loads(s.request("/v1/explain/demo")[2])["sources"]],
+                         ["app:demo-provider-v2", "config", "configurators", "mapping", "routers"])
+        # its first instance: the new application's list
+        self.instance("demo-provider-v2", "10.0.0.6")
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.6:20880"], what="the new application's instance")
+        # the old application is no longer followed
+        self.instance("demo-provider", "10.0.0.7")
+        self.instance("demo-provider-v2", "10.0.0.8")
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.6:20880", "10.0.0.8:20880"], what="a later instance")
+
+    def test_force_interface_ignores_the_mapping(self):
+        self.add_providers(["10.0.0.1:20880"])
+        self.mapping("mapping-one.txt")
+        self.instance("demo-provider", "10.0.0.4")
+        s = self.start_app("FORCE_INTERFACE")
+        wait_until(lambda: s.state("demo") == "synced", what="synced")
+        self.assertEqual(sorted(self.listed()), ["10.0.0.1:20880"])
+        self.assertNotIn("mapping", [x["key"] for x in json.loads(s.request("/v1/explain/demo")[2])["sources"]])
+
+
 if __name__ == "__main__":
     unittest.main()

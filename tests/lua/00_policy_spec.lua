@@ -472,12 +472,13 @@ function on_session(state) return state end
       local svc = p.services[1]
       assert.equal("/dubbo/com.acme.OrderService/providers", svc.path)
       assert.equal("dubbo", svc.codec)
-      assert.same({ interface = "com.acme.OrderService", group = "g", version = "1.0.0", application = "my-consumer" },
-                  svc.scope)
+      assert.same({ interface = "com.acme.OrderService", group = "g", version = "1.0.0", application = "my-consumer",
+                    migration = "APPLICATION_FIRST" }, svc.scope)
       fails('service "o" {\n  dubbo = { interface = "com/acme" },\n}\n', 2,
             'service "o": dubbo interface must be a Java interface name like "com.acme.OrderService"')
       fails('service "o" {\n  dubbo = { interface = "a.B", grup = "g" },\n}\n', 2,
-            'service "o": dubbo has an unknown key "grup" (known: application, group, host, interface, version)')
+            'service "o": dubbo has an unknown key "grup" (known: application, group, host, interface, migration, '
+            .. 'version)')
       fails('service "o" {\n  dubbo = { interface = "a.B" },\n  path = "/x",\n}\n', 3,
             'service "o": give path or dubbo, not both (dubbo\'s providers path is /dubbo/a.B/providers)')
       fails('service "o" {\n  dubbo = { interface = "a.B" },\n  codec = "plain",\n}\n', 3,

@@ -11,6 +11,8 @@ local pairs = pairs
 local sort = table.sort
 
 local url = require "scout.util.url"
+local dubbo = require "scout.codec.dubbo"
+local ipairs = ipairs
 local E = require "scout.util.endpoint"
 local gmatch = string.gmatch
 
@@ -34,7 +36,7 @@ function M.scope(conf)
   local iface = match(conf.path or "", "^/[^/]+/([^/]+)/providers$")
   if iface then iface = url.decode(iface) or iface end
   s = { interface = iface, group = opts.group, version = opts.version, application = opts.application,
-        host = opts.host }
+        host = opts.host, migration = opts.migration }
   conf.scope = s
   return s
 end
@@ -61,18 +63,82 @@ function M.observe(conf, published)
   return true
 end
 
+-- dubbo 3 application-level discovery, when the scope has a migration step (the dubbo = { } form always does:
+-- dubbo 3's default is APPLICATION_FIRST): the interface -> application mapping (/dubbo/mapping/<interface>, its
+-- data "app1,app2") is followed like any source, and every application it names is a source of its own,
+-- /services/<app>, whose instances become providers of the interface. The set follows the mapping as it changes.
+local function app_level(s)
+  return s.migration ~= nil and s.migration ~= "FORCE_INTERFACE"
+end
+
 function M.sources(conf, sets)
   local s = M.scope(conf)
   if not s.interface then return {} end
   local r = rules()
   if not r then return {} end
-  return r.sources(s, sets)
+  local list = r.sources(s)
+  if app_level(s) then
+    list[#list + 1] = { key = "mapping", path = r.MAPPING_ROOT, kind = "mapping", data = { s.interface } }
+    local m = sets and sets.mapping
+    for _, app in ipairs(m and m.apps or {}) do
+      list[#list + 1] = { key = "app:" .. app, path = "/services/" .. app, kind = "instances:" .. app, data = true }
+    end
+  end
+  return list
+end
+
+-- One application's instances as providers of the interface (R.instance_provider: the port of the protocol,
+-- the application's params), keyed "<app>/<instance>".
+local function compile_instances(app, nodes, conf, s, r)
+  local set, errors = { instances = {} }, {}
+  local opts = type(conf.options) == "table" and conf.options or {}
+  for _, n in ipairs(nodes) do
+    local ep, why = dubbo.app.decode(n.name, n.data, { protocol = nil })
+    if ep then ep, why = r.instance_provider(ep, app, s, { protocol = opts.protocol }) end
+    if ep then
+      local id = app .. "/" .. n.name
+      ep.id, ep.zxid = id, n.zxid or 0
+      set.instances[id] = ep
+    else
+      errors[#errors + 1] = { name = n.name, why = why or "not an instance" }
+    end
+  end
+  return set, errors
 end
 
 function M.compile(kind, nodes, conf)
   local r = rules()
   if not r then return nil, {} end
-  return r.compile(kind, nodes, M.scope(conf))
+  local s = M.scope(conf)
+  if kind == "mapping" then
+    for _, n in ipairs(nodes) do
+      if n.name == s.interface then return { apps = r.mapping_apps(n.data) }, {} end
+    end
+    return { apps = {} }, {}
+  end
+  local app = type(kind) == "string" and match(kind, "^instances:(.+)$")
+  if app then return compile_instances(app, nodes, conf, s, r) end
+  return r.compile(kind, nodes, s)
+end
+
+-- The application-level providers: id -> endpoint (nil when the scope has no migration step).
+function M.endpoints(sets, conf)
+  local s = M.scope(conf)
+  if not app_level(s) then return nil end
+  local out = {}
+  for key, set in pairs(sets) do
+    if type(key) == "string" and key:sub(1, 4) == "app:" and type(set) == "table" and set.instances then
+      for id, ep in pairs(set.instances) do out[id] = ep end
+    end
+  end
+  return out
+end
+
+-- Which list a dubbo 3 consumer calls (MigrationInvoker): "interface" | "application", and a note.
+function M.choose(conf, icount, acount)
+  local s = M.scope(conf)
+  if not app_level(s) then return nil end
+  return rules().migrate(s.migration, icount, acount)
 end
 
 -- UrlUtils.isMatch: a consumer that names a group (several: comma-separated; "*": any) or a version ("*": any)
