@@ -8,9 +8,12 @@ api       { listen = "127.0.0.1:8500" }
 -- The short form: scout derives /dubbo/com.acme.DemoService/providers, codec "dubbo", and the rules' scope.
 -- group/version pick the providers this consumer calls (leave them out to take every provider of the path);
 -- application scopes the rules written for this consumer ("<application>.configurators" ...); host is this
--- consumer's address, for rules scoped to consumer hosts.
+-- consumer's address, for rules scoped to consumer hosts. migration is dubbo 3's step: APPLICATION_FIRST (the
+-- default) also follows /dubbo/mapping/<interface> to the applications' instances under /services/<app> and
+-- serves them when there are any.
 service "demo" {
-  dubbo = { interface = "com.acme.DemoService", application = "demo-consumer", host = "10.0.0.5" },
+  dubbo = { interface = "com.acme.DemoService", application = "demo-consumer", host = "10.0.0.5",
+            migration = "APPLICATION_FIRST" },
   selector = "swrr",
 }
 
