@@ -100,7 +100,12 @@ scout_service_judge(scout_service_t *s)
 
     scout_service_seed_policy(s);
     explain_drop(s);            /* the policy is about to learn more */
-    rc = scout_policy_update(s->policy, s->idx, c, &up, err);
+    /* a source's rules changed: every child is judged again (dubbo's
+     * configurators on 5,000 providers take ~60 ms), and the budget says so */
+    rc = scout_policy_update(s->policy, s->idx, c,
+                             s->rules_changed ? c->count + scout_service_sources_children(s)
+                                              : 0,
+                             &up, err);
     if (rc == SCOUT_AGAIN) {
         /* protection holds the drop: the last list stands, the changes stay
          * pending, and a re-read confirms (or undoes) the drop */

@@ -88,5 +88,7 @@ int  scout_service_sources_sync(scout_service_t *s, char *err);
 void scout_service_refresh(scout_service_t *s);
 void scout_service_sources_free(scout_service_t *s, int retire);
 void scout_service_sources_rebind(scout_service_t *s);
+/* Children of every source (dubbo 3's instances are endpoints too). */
+unsigned scout_service_sources_children(const scout_service_t *s);
 
 #endif

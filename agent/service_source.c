@@ -355,6 +355,16 @@ scout_service_refresh(scout_service_t *s)
     }
 }
 
+unsigned
+scout_service_sources_children(const scout_service_t *s)
+{
+    unsigned n = 0;
+
+    for (int i = 0; i < s->nsources; i++)
+        n += scout_watch_cache(s->sources[i]->watch)->count;
+    return n;
+}
+
 int
 scout_service_nsources(const scout_service_t *s)
 {

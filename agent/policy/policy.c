@@ -403,7 +403,7 @@ scout_update_clear(scout_update_t *up)
 
 int
 scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
-                    scout_update_t *out, char *err)
+                    unsigned rejudge, scout_update_t *out, char *err)
 {
     lua_State *L = p->L;
     int top = lua_gettop(L), timed_out, budget, n;
@@ -415,7 +415,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     scout_cache_delivered(cache);
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
-    budget = p->budget_ms + n / 20;
+    budget = p->budget_ms + (n + (int)rejudge) / 20;
     if (scout_hook_pcall(L, 3, 8, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         lua_settop(L, top);

@@ -131,9 +131,11 @@ typedef struct {
 
 /* Hand a service's pending changes to the policy.  SCOUT_ERROR with err set
  * when a hook failed, SCOUT_AGAIN when protection holds the batch back
- * (retry_ms set); in both cases the changes stay pending in the cache. */
+ * (retry_ms set); in both cases the changes stay pending in the cache.
+ * rejudge: children the call judges besides the batch (a source's rules
+ * changed: every child), for its budget. */
 int scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
-                        scout_update_t *out, char *err);
+                        unsigned rejudge, scout_update_t *out, char *err);
 void scout_update_clear(scout_update_t *up);
 
 /* Tell the runtime what a service published before a restart (from the
