@@ -240,7 +240,9 @@ class Governance(Base):
         self.assertEqual(self.picks({"host": "10.0.0.6"}), {"10.0.0.1:20880", "10.0.0.2:20880"})
         self.assertEqual(sorted(self.listed()), ADDRS)
         routes = json.loads(s.request("/v1/explain/demo")[2])["routes"]
-        self.assertTrue(any("10.0.0.1" in json.dumps(r["rule"]) for r in routes), routes)
+        # explain lists the route rules in the order they apply, each with the source it comes from
+        self.assertEqual([r["source"] for r in routes], ["routers", "tag router"])
+        self.assertIn("10.0.0.1", json.dumps(routes[0]["rule"]))
 
     def test_a_tag_router_routes_a_tagged_request(self):
         self.add_providers()

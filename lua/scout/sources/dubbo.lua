@@ -9,6 +9,9 @@ local require = require
 local match = string.match
 local pairs = pairs
 local sort = table.sort
+local concat = table.concat
+local tostring = tostring
+local tonumber = tonumber
 
 local url = require "scout.util.url"
 local dubbo = require "scout.codec.dubbo"
@@ -174,10 +177,38 @@ function M.configure(ep, sets, conf)
   return r.configure(ep, sets, s)
 end
 
+-- A canonical text of a plain value (sorted keys), to recognise one route spec in two lists.
+local function canon(v)
+  if type(v) ~= "table" then return type(v) .. ":" .. tostring(v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  local out = {}
+  for i, k in ipairs(keys) do out[i] = k .. "=" .. canon(v[k] == nil and v[tonumber(k)] or v[k]) end
+  return "{" .. concat(out, ",") .. "}"
+end
+
+-- R.routes in dubbo's order, each spec naming the source it comes from (explain lists them so): the one whose
+-- set alone yields it; dubbo's tag router is always there (static tags route too).
 function M.routes(sets, conf)
   local r = rules()
   if not r then return {} end
-  return r.routes(sets, M.scope(conf))
+  local s = M.scope(conf)
+  local all = r.routes(sets, s)
+  local from = {}
+  local keys = {}
+  for k in pairs(sets) do keys[#keys + 1] = k end
+  sort(keys)
+  for _, k in ipairs(keys) do
+    for _, spec in ipairs(r.routes({ [k] = sets[k] }, s)) do
+      local c = canon(spec)
+      if from[c] == nil and spec.tag == nil then from[c] = k end
+    end
+  end
+  for _, spec in ipairs(all) do
+    spec.source = spec.tag ~= nil and "tag router" or from[canon(spec)] or "dubbo"
+  end
+  return all
 end
 
 return M
