@@ -474,6 +474,8 @@ class ScoutNginxTest(unittest.TestCase):
         url = ("condition://0.0.0.0/%s?category=routers&dynamic=false&force=true&rule=%s" % (iface, rule))
         KZ.create("%s/routers/%s" % (root, urllib.parse.quote(url, safe="")), makepath=True)
         wait_until(lambda: shm_holds(self.shm, b"host = 127.0.0.1"), what="the router in the snapshot's settings")
+        gen = shm_generation(self.shm)
+        self.ng.per_worker("/gen", lambda v: int(v) >= gen)      # the worker has built that snapshot
         self.assertEqual(set(self.hits("/demo/", 20)), {"a"})
         pick = json.loads(self.agent.request("/v1/pick/demo?host=127.0.0.1")[2])
         self.assertEqual(pick["port"], self.backends["a"].port)
