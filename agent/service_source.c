@@ -211,8 +211,15 @@ scout_service_sources_sync(scout_service_t *s, char *err)
     for (int i = 0; i < nwant; i++) {
         scout_source_t *src = find_source(s, &want[i]);
 
-        if (src == NULL && (src = source_new(s, &want[i], err)) == NULL)
-            goto done;
+        if (src == NULL) {
+            if ((src = source_new(s, &want[i], err)) == NULL)
+                goto done;
+            /* the same source with other names to read: its counter of
+             * refused rules goes on (a counter never goes back) */
+            for (int k = 0; k < s->nsources; k++)
+                if (strcmp(s->sources[k]->key, src->key) == 0)
+                    src->invalid = s->sources[k]->invalid;
+        }
         next[n++] = src;
     }
     /* the ones no longer wanted: retired, and the policy forgets them */

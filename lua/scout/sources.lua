@@ -40,7 +40,7 @@ end
 -- A service's sources state. name: the service's name (for messages).
 function M.new(provider, conf, name)
   local st = setmetatable({ p = provider, conf = conf, name = name, nodes = {}, sets = {}, errors = {},
-                            gen = 0, shaped = {}, list = {}, desc = {} }, S)
+                            gen = 0, shaped = {}, list = {}, desc = {}, counted = {} }, S)
   st:refresh()
   return st
 end
@@ -109,9 +109,22 @@ function S:update(key, removed, changed)
   self.gen = self.gen + 1
   self.dirty = true
   self.routes_cache = nil
+  -- each version of a refused node is counted once, also when the same source is watched anew (other names to
+  -- read) and delivers it again
+  local counted = self.counted[key]
+  if not counted then counted = {}; self.counted[key] = counted end
   local bad = 0
   for _, e in pairs(self.errors[key]) do
-    if touched[e.name] or e.name == "*" then bad = bad + 1 end
+    local node = nodes[e.name]
+    if e.name == "*" then
+      bad = bad + 1
+    elseif touched[e.name] and node and counted[e.name] ~= node.zxid then
+      counted[e.name] = node.zxid
+      bad = bad + 1
+    end
+  end
+  for name in pairs(counted) do
+    if not nodes[name] then counted[name] = nil end
   end
   return bad
 end
