@@ -247,10 +247,10 @@ scout_service_sources_sync(scout_service_t *s, char *err)
     rc = SCOUT_OK;
 
 done:
-    if (next != NULL) {         /* new ones made before a failure stay */
-        for (int k = 0; k < n; k++)
+    if (next != NULL) {         /* new ones made before a failure go */
+        for (int k = 0; k < n; k++)     /* (their first reads may be out) */
             if (!is_watched(s, next[k]))
-                source_free(next[k], 0);
+                source_free(next[k], 1);
         free(next);
     }
     scout_source_conf_free(want, nwant);
