@@ -5,7 +5,7 @@
  * changes go to the policy, and only an accepted result is published and
  * committed to the cache.  Nothing here talks to ZooKeeper directly.
  */
-#include "service.h"
+#include "service_int.h"
 #include "rcbuf.h"
 
 #include <stdlib.h>
@@ -15,46 +15,6 @@
 #include "scout.h"
 #include "zk/watch.h"
 
-struct scout_service_s {
-    char                    *name;
-    char                    *path;
-    char                    *settings;     /* JSON for shm readers, made
-                                              on first use (NULL: not yet) */
-    scout_rcbuf_t           *explain;      /* /v1/explain's answer, made on
-                                              first ask, dropped whenever
-                                              the policy learns anything */
-    scout_rcbuf_t           *list;         /* the list's JSON, shared by
-                                              the clients that asked */
-    uint64_t                 list_index;   /* ... at this index */
-    int                      idx;          /* position in the policy */
-    int                      needs_data;   /* -1: ask the policy      */
-    int                      delay_ms;     /* -1: ask the policy      */
-    int                      last_delay;   /* fallback if hook fails  */
-    scout_session_t         *session;
-    scout_policy_t          *policy;
-    scout_watch_t           *watch;
-    scout_epset_t            eps;          /* what is published       */
-    int                      published;    /* at least once           */
-    int                      protected;    /* a drop is being held    */
-    int                      from_snapshot;/* not yet confirmed by ZK */
-    int                      policy_unseeded;/* seeded from the snapshot,
-                                                the policy not told yet */
-    double                   fresh_at;     /* last known in sync      */
-    int                      disconnected; /* staleness clock running */
-    uint64_t                 index;
-    char                    *last_error;   /* NULL while none: 256 bytes
-                                              x 10,000 services otherwise */
-    char                    *degraded;     /* the policy's word on children
-                                              kept at their last good state
-                                              (NULL: the list is whole) */
-    scout_service_stats_t    stats;
-    struct ev_loop          *loop;
-    ev_timer                 retry;        /* ask the policy again: after
-                                              a failure, or a ramp step */
-    double                   retry_s;      /* its back-off             */
-    scout_service_publish_fn on_publish;
-    void                    *on_publish_ud;
-};
 
 static int
 needs_data_cb(void *ud, const char *child)
@@ -66,8 +26,8 @@ needs_data_cb(void *ud, const char *child)
     return scout_policy_needs_data(s->policy, s->idx, child);
 }
 
-static int
-delay_cb(void *ud, const scout_event_t *ev)
+int
+scout_service_delay(void *ud, const scout_event_t *ev)
 {
     scout_service_t *s = ud;
 
@@ -102,19 +62,50 @@ publish(scout_service_t *s)
         s->on_publish(s->on_publish_ud, s);
 }
 
+/* The rules of the sources changed: so may the route rules that shm readers
+ * apply (dubbo's routers), even when no endpoint did.  1 when they differ
+ * from what was last published. */
+static int
+settings_moved(scout_service_t *s)
+{
+    char *old = s->settings;
+    const char *now;
+    size_t len;
+    int moved;
+
+    s->settings = NULL;
+    now = scout_service_settings(s, &len);
+    moved = old == NULL || strcmp(old, now) != 0;
+    free(old);
+    return moved;
+}
+
 static void
 on_update(void *ud)
 {
     scout_service_t *s = ud;
+
+    s->primary_seen = 1;
+    scout_service_refresh(s);
+}
+
+void
+scout_service_judge(scout_service_t *s)
+{
     scout_cache_t *c = scout_watch_cache(s->watch);
     scout_update_t up;
     char err[SCOUT_ERR_LEN];
     double after;
-    int rc;
+    int rc, force = 0;
 
     scout_service_seed_policy(s);
     explain_drop(s);            /* the policy is about to learn more */
-    rc = scout_policy_update(s->policy, s->idx, c, &up, err);
+    /* a source's rules changed: every child is judged again (dubbo's
+     * configurators on 5,000 providers take ~60 ms), and the budget says so */
+    rc = scout_policy_update(s->policy, s->idx, c,
+                             s->rules_changed ? c->count + scout_service_sources_children(s)
+                                              : 0,
+                             &up, err);
     if (rc == SCOUT_AGAIN) {
         /* protection holds the drop: the last list stands, the changes stay
          * pending, and a re-read confirms (or undoes) the drop */
@@ -183,9 +174,19 @@ on_update(void *ud)
         scout_epset_put(&s->eps, up.up[i]);
         up.up[i] = NULL;                /* owned by the set now */
     }
-    if (up.nup > 0 || up.ngone > 0 || !s->published)
+    if (s->rules_changed) {
+        s->rules_changed = 0;
+        if (settings_moved(s) && s->published)
+            force = 1;
+    }
+    if (up.nup > 0 || up.ngone > 0 || !s->published || force)
         publish(s);
     scout_update_clear(&up);
+    /* the sources may follow the list (dubbo's tag rules are keyed by the
+     * providers' application) */
+    if (s->has_sources && scout_service_sources_sync(s, err) != SCOUT_OK)
+        scout_log(SCOUT_LOG_WARN, "service", "%s: sources: %s", s->name,
+                  err);
 }
 
 static void
@@ -197,11 +198,11 @@ on_retry(struct ev_loop *loop, ev_timer *t, int revents)
 
     /* reads in flight end in on_update anyway */
     if (scout_watch_settled(s->watch))
-        on_update(s);
+        scout_service_refresh(s);
 }
 
 static const scout_watch_cb_t watch_cb = {
-    needs_data_cb, delay_cb, on_update
+    needs_data_cb, scout_service_delay, on_update
 };
 
 scout_service_t *
@@ -226,12 +227,17 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
     s->retry_s = 1.0;
     ev_init(&s->retry, on_retry);
     s->retry.data = s;
+    scout_service_sources_init(s);
     scout_epset_init(&s->eps);
     s->watch = scout_watch_new(loop, session, conf->path, &watch_cb, s,
                                &s->stats, err);
     if (s->watch == NULL)
         goto fail;
     scout_watch_set_anti_entropy(s->watch, conf->anti_entropy_ms);
+    s->has_sources = conf->has_sources;
+    s->anti_entropy_ms = conf->anti_entropy_ms;
+    if (s->has_sources && scout_service_sources_sync(s, err) != SCOUT_OK)
+        goto fail;
     return s;
 
 oom:
@@ -255,13 +261,18 @@ scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
     s->delay_ms = conf->delay_ms;
     s->last_delay = 0;
     scout_watch_set_anti_entropy(s->watch, conf->anti_entropy_ms);
+    s->anti_entropy_ms = conf->anti_entropy_ms;
     free(s->settings);
     s->settings = NULL;
     /* every child goes through the new codec, filter and protection; only
      * what really differs gets published */
     scout_cache_mark_all_pending(scout_watch_cache(s->watch));
+    /* the new VM learns every source's nodes again (and the sources it
+     * wants may differ) */
+    s->has_sources = conf->has_sources;
+    scout_service_sources_rebind(s);
     if (scout_watch_settled(s->watch))
-        on_update(s);
+        scout_service_refresh(s);
     return SCOUT_OK;
 }
 
@@ -271,6 +282,7 @@ scout_service_retire(scout_service_t *s)
     if (s->watch != NULL)
         scout_watch_retire(s->watch);
     s->watch = NULL;
+    scout_service_sources_free(s, 1);
     scout_service_free(s);
 }
 
@@ -282,6 +294,7 @@ scout_service_free(scout_service_t *s)
     if (s->loop != NULL)
         ev_timer_stop(s->loop, &s->retry);
     scout_watch_free(s->watch);
+    scout_service_sources_free(s, 0);
     scout_epset_free(&s->eps);
     free(s->settings);
     scout_rcbuf_unref(s->explain);
@@ -315,6 +328,9 @@ scout_service_on_session(scout_service_t *s, scout_session_state_t st,
         s->disconnected = 0;
     }
     scout_watch_on_session(s->watch, st, new_session, jitter_ms);
+    for (int i = 0; i < s->nsources; i++)
+        scout_watch_on_session(s->sources[i]->watch, st, new_session,
+                               jitter_ms);
 }
 
 const char *
@@ -523,7 +539,11 @@ scout_service_watch_bytes(const scout_service_t *s,
 {
     /* the child watch (or exists watch) on the path, plus the data watches
      * on that session: what its SetWatches carries for us */
-    return scout_watch_session_bytes(s->watch, session);
+    size_t bytes = scout_watch_session_bytes(s->watch, session);
+
+    for (int i = 0; i < s->nsources; i++)
+        bytes += scout_watch_session_bytes(s->sources[i]->watch, session);
+    return bytes;
 }
 
 int

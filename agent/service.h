@@ -101,5 +101,10 @@ double      scout_service_staleness(const scout_service_t *s);
 size_t      scout_service_watch_bytes(const scout_service_t *s,
                                       const scout_session_t *session);
 const scout_service_stats_t *scout_service_stats(const scout_service_t *s);
+/* The source paths it depends on besides its own (dubbo's configurators):
+ * how many, the k-th one's key, and how many of its rules were refused. */
+int         scout_service_nsources(const scout_service_t *s);
+const char *scout_service_source_key(const scout_service_t *s, int k);
+uint64_t    scout_service_source_invalid(const scout_service_t *s, int k);
 
 #endif

@@ -139,6 +139,21 @@ service_metrics(FILE *out, const scout_api_view_t *v)
     GAUGE("service_protected", "1 while protection holds back a drop",
           "%d", scout_service_protected(s))
 #undef GAUGE
+    fprintf(out, "# HELP scout_rules_invalid_total rules in a service's "
+                 "source paths refused (skipped whole)\n"
+                 "# TYPE scout_rules_invalid_total counter\n");
+    for (int i = 0; i < n; i++) {
+        scout_service_t *s = v->service(v->ctx, i);
+
+        for (int k = 0; k < scout_service_nsources(s); k++) {
+            fputs("scout_rules_invalid_total{service=\"", out);
+            label(out, scout_service_name(s));
+            fputs("\",source=\"", out);
+            label(out, scout_service_source_key(s, k));
+            fprintf(out, "\"} %llu\n", (unsigned long long)
+                    scout_service_source_invalid(s, k));
+        }
+    }
 }
 
 static void

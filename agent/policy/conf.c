@@ -237,6 +237,7 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
         sc->delay_ms = int_field(L, -1, "delay_ms", -1);
         sc->anti_entropy_ms = anti_entropy;
         sc->codec = dup_field(L, -1, "codec");
+        sc->has_sources = int_field(L, -1, "has_sources", 0);
         lua_pop(L, 1);
         if (sc->name == NULL || sc->path == NULL) {
             snprintf(err, SCOUT_ERR_LEN, "out of memory");

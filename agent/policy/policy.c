@@ -21,6 +21,7 @@
 #include "policy/endpoint_lua.h"
 #include "policy/exec.h"
 #include "policy/hook.h"
+#include "policy/policy_int.h"
 #include "log.h"
 #include "scout.h"
 #include "stats.h"
@@ -250,8 +251,8 @@ scout_policy_free(scout_policy_t *p)
 }
 
 /* Push runtime[fn]. */
-static void
-push_runtime_fn(scout_policy_t *p, const char *fn)
+void
+scout_policy_push_fn(scout_policy_t *p, const char *fn)
 {
     lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->runtime_ref);
     lua_getfield(p->L, -1, fn);
@@ -274,7 +275,7 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
     size_t lua_memory = 0;
 
     memset(conf, 0, sizeof(*conf));
-    push_runtime_fn(p, "load");
+    scout_policy_push_fn(p, "load");
     lua_pushstring(L, file);
     /* The load budget is wall time as much as CPU: it is what the loop may
      * be held for. */
@@ -310,7 +311,7 @@ scout_policy_needs_data(scout_policy_t *p, int svc, const char *child)
     lua_State *L = p->L;
     int timed_out, v = 1;
 
-    push_runtime_fn(p, "needs_data");
+    scout_policy_push_fn(p, "needs_data");
     lua_pushinteger(L, svc + 1);
     lua_pushstring(L, child);
     if (scout_hook_pcall(L, 2, 1, p->budget_ms, &timed_out) != 0) {
@@ -330,7 +331,7 @@ scout_policy_delay(scout_policy_t *p, int svc, const scout_event_t *ev,
     lua_State *L = p->L;
     int timed_out, v = fallback;
 
-    push_runtime_fn(p, "delay");
+    scout_policy_push_fn(p, "delay");
     lua_pushinteger(L, svc + 1);
     lua_pushstring(L, scout_event_kind_name(ev->kind));
     if (ev->child != NULL)
@@ -352,8 +353,8 @@ scout_policy_delay(scout_policy_t *p, int svc, const scout_event_t *ev,
 /* ---- update: pending changes in, endpoint list out -------------------- */
 
 /* Pushes the removed names and the pending children; returns how many. */
-static int
-push_changes(lua_State *L, scout_cache_t *cache)
+int
+scout_policy_push_changes(lua_State *L, scout_cache_t *cache)
 {
     scout_child_t *child;
     int n = 0;
@@ -402,19 +403,19 @@ scout_update_clear(scout_update_t *up)
 
 int
 scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
-                    scout_update_t *out, char *err)
+                    unsigned rejudge, scout_update_t *out, char *err)
 {
     lua_State *L = p->L;
     int top = lua_gettop(L), timed_out, budget, n;
 
     memset(out, 0, sizeof(*out));
-    push_runtime_fn(p, "update");
+    scout_policy_push_fn(p, "update");
     lua_pushinteger(L, svc + 1);
-    n = push_changes(L, cache);
+    n = scout_policy_push_changes(L, cache);
     scout_cache_delivered(cache);
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
-    budget = p->budget_ms + n / 20;
+    budget = p->budget_ms + (n + (int)rejudge) / 20;
     if (scout_hook_pcall(L, 3, 8, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         lua_settop(L, top);
@@ -486,7 +487,7 @@ scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
     int top = lua_gettop(L), timed_out, n = 0;
     const scout_endpoint_t *ep, *tmp;
 
-    push_runtime_fn(p, "seed");
+    scout_policy_push_fn(p, "seed");
     lua_pushinteger(L, svc + 1);
     lua_createtable(L, (int)eps->n, 0);
     HASH_ITER(hh, eps->map, ep, tmp) {
@@ -512,7 +513,7 @@ call_for_string(scout_policy_t *p, const char *fn, int svc, const char *arg,
     int top = lua_gettop(L), timed_out;
     char *out = NULL;
 
-    push_runtime_fn(p, fn);
+    scout_policy_push_fn(p, fn);
     lua_pushinteger(L, svc + 1);
     lua_pushstring(L, arg ? arg : "");
     if (scout_hook_pcall(L, 2, 2, budget_ms, &timed_out) != 0) {
@@ -563,7 +564,7 @@ scout_policy_register_body(scout_policy_t *p, int idx, char **name,
     size_t n = 0, dn = 0;
     const char *s, *d;
 
-    push_runtime_fn(p, "register_body");
+    scout_policy_push_fn(p, "register_body");
     lua_pushinteger(L, idx + 1);
     if (scout_hook_pcall(L, 1, 3, p->budget_ms, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
@@ -602,7 +603,7 @@ scout_policy_register_check(scout_policy_t *p, int idx, char *reason,
     lua_State *L = p->L;
     int top = lua_gettop(L), timed_out, up = 0;
 
-    push_runtime_fn(p, "register_check");
+    scout_policy_push_fn(p, "register_check");
     lua_pushinteger(L, idx + 1);
     if (scout_hook_pcall(L, 1, 2, p->budget_ms, &timed_out) != 0) {
         snprintf(reason, len, "%s", lua_tostring(L, -1));
@@ -627,7 +628,7 @@ scout_policy_on_session(scout_policy_t *p, const char *state)
     lua_State *L = p->L;
     int timed_out;
 
-    push_runtime_fn(p, "on_session");
+    scout_policy_push_fn(p, "on_session");
     lua_pushstring(L, state);
     if (scout_hook_pcall(L, 1, 0, p->budget_ms, &timed_out) != 0) {
         scout_log(SCOUT_LOG_WARN, "policy", "on_session hook failed: %s",
@@ -659,4 +660,16 @@ scout_policy_memory(scout_policy_t *p)
 {
     return (size_t)lua_gc(p->L, LUA_GCCOUNT, 0) * 1024
            + (size_t)lua_gc(p->L, LUA_GCCOUNTB, 0);
+}
+
+lua_State *
+scout_policy_L(scout_policy_t *p)
+{
+    return p->L;
+}
+
+int
+scout_policy_budget_ms(const scout_policy_t *p)
+{
+    return p->budget_ms;
 }

@@ -44,7 +44,19 @@ typedef struct {
     int   delay_ms;       /* -1: ask the delay hook per event           */
     int   anti_entropy_ms;/* re-list period; 0 = off                    */
     char *codec;          /* built-in codec name; NULL for a user table  */
+    int   has_sources;    /* 1: the codec declares source paths besides
+                             path (scout_policy_sources)               */
 } scout_service_conf_t;
+
+/* One source path a service depends on besides its own (dubbo's
+ * configurators): key names it to the policy; only the children named in
+ * data have their data read (ndata -1: every child's). */
+typedef struct {
+    char  *key;
+    char  *path;
+    char **data;
+    int    ndata;
+} scout_source_conf_t;
 
 typedef struct {
     char                 *zk_servers;
@@ -119,9 +131,11 @@ typedef struct {
 
 /* Hand a service's pending changes to the policy.  SCOUT_ERROR with err set
  * when a hook failed, SCOUT_AGAIN when protection holds the batch back
- * (retry_ms set); in both cases the changes stay pending in the cache. */
+ * (retry_ms set); in both cases the changes stay pending in the cache.
+ * rejudge: children the call judges besides the batch (a source's rules
+ * changed: every child), for its budget. */
 int scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
-                        scout_update_t *out, char *err);
+                        unsigned rejudge, scout_update_t *out, char *err);
 void scout_update_clear(scout_update_t *up);
 
 /* Tell the runtime what a service published before a restart (from the
@@ -151,5 +165,18 @@ char *scout_policy_pick(scout_policy_t *p, int svc, const char *query,
                         char *err);
 
 void scout_policy_on_session(scout_policy_t *p, const char *state);
+
+/* ---- sources (policy_source.c) ----------------------------------------- */
+
+/* The sources service svc depends on now: *out is malloc'd (the caller
+ * frees it with scout_source_conf_free), sorted by key. */
+int  scout_policy_sources(scout_policy_t *p, int svc,
+                          scout_source_conf_t **out, int *n, char *err);
+void scout_source_conf_free(scout_source_conf_t *v, int n);
+/* Hand source key's pending changes to the policy (cache NULL: the source
+ * is dropped).  *invalid: nodes of the batch refused as rules. */
+int  scout_policy_source_update(scout_policy_t *p, int svc, const char *key,
+                                scout_cache_t *cache, int *invalid,
+                                char *err);
 
 #endif

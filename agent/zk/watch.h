@@ -108,5 +108,8 @@ void scout_watch_set_floor(scout_watch_t *w, int64_t pzxid,
 scout_cache_t *scout_watch_cache(scout_watch_t *w);
 /* 1 when no read is in flight: the cache is a consistent view. */
 int            scout_watch_settled(const scout_watch_t *w);
+/* Call on_update when the reads in flight settle, even if they change
+ * nothing (an owner whose other paths changed waits for this one). */
+void           scout_watch_notify(scout_watch_t *w);
 
 #endif

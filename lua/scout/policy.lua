@@ -376,6 +376,34 @@ local function is_protect(v)
   end
 end
 
+-- service "x" { dubbo = { interface = ..., group =, version =, application =, host = } }: a dubbo consumer's
+-- subscription. scout derives the providers path, the codec and the scope of the governance rules from it.
+local DUBBO_KEYS = { interface = true, group = true, version = true, application = true, host = true,
+                     migration = true }
+local MIGRATION = { FORCE_INTERFACE = true, APPLICATION_FIRST = true, FORCE_APPLICATION = true }
+local function is_dubbo(v)
+  if type(v) ~= "table" then
+    return "must be a table { interface = \"com.acme.OrderService\", group =, version =, application = }"
+  end
+  for k in pairs(v) do
+    if not DUBBO_KEYS[k] then
+      return "has an unknown key \"" .. tostring(k) .. "\" (known: application, group, host, interface, migration, "
+        .. "version)"
+    end
+  end
+  if type(v.interface) ~= "string" or not v.interface:match("^[%a_$][%w_$]*[%.%w_$]*$") then
+    return "interface must be a Java interface name like \"com.acme.OrderService\""
+  end
+  if v.migration ~= nil and not MIGRATION[v.migration] then
+    return "migration must be \"FORCE_INTERFACE\", \"APPLICATION_FIRST\" or \"FORCE_APPLICATION\""
+  end
+  for _, k in ipairs({ "group", "version", "application", "host" }) do
+    if v[k] ~= nil and (type(v[k]) ~= "string" or v[k] == "" or v[k]:find("[%c/]")) then
+      return k .. " must be a non-empty string without \"/\""
+    end
+  end
+end
+
 -- ---- schemas ------------------------------------------------------------------------------------------------
 
 local SECTIONS = {
@@ -400,6 +428,7 @@ local SERVICE = {
   on_change = is_function,
   protect = is_protect,
   on_protect = is_function,
+  dubbo = is_dubbo,
 }
 
 local REGISTER = {
@@ -425,6 +454,7 @@ M.SCHEMA = {
   render = RENDER_KEYS,
   ["zookeeper.auth"] = AUTH_KEYS,
   ["service.protect"] = PROTECT_KEYS,
+  ["service.dubbo"] = DUBBO_KEYS,
   ["register.endpoint"] = ENDPOINT_KEYS,
   ["register.check"] = CHECK_KEYS,
   ["render.wait"] = WAIT_KEYS,
@@ -557,9 +587,28 @@ local function environment(policy)
         fail(at, label .. " declared twice (first at " .. policy.by_name[name].at .. ")")
       end
       check_block(at, label, SERVICE, t, key_locator(policy, at, "service"))
-      if t.path == nil then fail(at, label .. ": path is required") end
+      local dubbo = t.dubbo
+      if dubbo and t.path ~= nil then
+        fail(key_locator(policy, at, "service")("path"), label .. ": give path or dubbo, not both (dubbo's "
+          .. "providers path is /dubbo/" .. dubbo.interface .. "/providers)")
+      end
+      if dubbo and t.codec ~= nil and t.codec ~= "dubbo" then
+        fail(key_locator(policy, at, "service")("codec"), label .. ": dubbo = { ... } reads dubbo's providers; "
+          .. "codec must be \"dubbo\" or left out")
+      end
+      if t.path == nil and not dubbo then
+        fail(at, label .. ": path is required (or dubbo = { interface = ... })")
+      end
       local svc = { name = name, at = at, codec = "plain" }
       for k, v in pairs(t) do svc[k] = v end
+      if dubbo then
+        -- what a dubbo consumer subscribes to: the interface's providers, and (scout.sources.dubbo) its rules
+        svc.path, svc.codec = "/dubbo/" .. dubbo.interface .. "/providers", "dubbo"
+        svc.scope = { interface = dubbo.interface, group = dubbo.group, version = dubbo.version,
+                      application = dubbo.application, host = dubbo.host,
+                      -- dubbo 3's default: application-level discovery, the interface's list as fallback
+                      migration = dubbo.migration or "APPLICATION_FIRST" }
+      end
       policy.services[#policy.services + 1] = svc
       policy.by_name[name] = svc
     end

@@ -21,6 +21,7 @@ local ipairs = ipairs
 
 local policy_dsl = require "scout.policy"
 local codecs = require "scout.codec"
+local sources = require "scout.sources"
 local url = require "scout.util.url"
 local E = require "scout.util.endpoint"
 local json = require "cjson.safe"
@@ -207,6 +208,13 @@ function M.load(path)
     st.options, st.filter, st.delay, st.on_change = svc.codec_options, svc.filter, svc.delay, svc.on_change
     st.on_protect, st.selector_options = svc.on_protect, svc.selector_options
     st.router = svc.route and assert(require("scout.route").compile(svc.route)) or nil
+    -- a codec with sources (dubbo's configurators, routers...) makes this a service over several paths
+    local provider = sources.provider(svc.codec, codec)
+    if provider then
+      st.src = sources.new(provider, { path = svc.path, options = svc.codec_options, scope = svc.scope }, svc.name)
+      st.notes = {}    -- child name -> the rules' notes on it (explain)
+      st.own_route, st.router = svc.route, nil
+    end
     state[i] = st
     conf.services[i] = {
       name = svc.name, path = svc.path,
@@ -215,6 +223,7 @@ function M.load(path)
       delay_ms = type(svc.delay) == "function" and -1 or policy_dsl.duration(svc.delay or 0),
       -- a codec whose answer never depends on the child spares a Lua call per new child (-1: ask each time)
       needs_data = codec.reads_data == nil and -1 or (codec.reads_data and 1 or 0),
+      has_sources = st.src and 1 or nil,  -- C asks M.sources(i) only then
     }
   end
   policy, services = p, state
@@ -425,9 +434,53 @@ function M.update(i, removed, changed)
   local data_read = {}
   for k = 1, #changed do data_read[changed[k][1]] = changed[k][4] end
   local hook_errors = 0
+  local src = s.src
+  local notes = src and s.notes
+  local rejudge = src and src.dirty
+  if rejudge then
+    -- endpoints the sources provide themselves (dubbo 3's application-level instances) join the children
+    local extra = src:endpoints()
+    for id in pairs(s.extra or {}) do
+      if not (extra and extra[id]) then children[id] = nil end
+    end
+    for id, ep in pairs(extra or {}) do children[id] = ep end
+    s.extra = extra
+  end
+  -- which of the two lists is served (dubbo 3's migration between interface and application level)
+  local which, which_note
+  if src and s.extra then
+    local icount, acount = 0, 0
+    for name, ep in pairs(children) do
+      if type(ep) == "table" and ep.status == "up" then
+        if s.extra[name] then acount = acount + 1 else icount = icount + 1 end
+      end
+    end
+    which, which_note = src:choose(icount, acount)
+    if which ~= s.which then rejudge = true end
+  end
   local function judge(name)
     local ep = children[name]
     local old = published[name]
+    if src and type(ep) == "table" then
+      -- the sources' rules (dubbo's configurators) make the endpoint this service judges
+      local why
+      ep, why = src:shape(name, ep)
+      notes[name] = why
+    elseif src then
+      src:forget(name)
+      notes[name] = nil
+    end
+    if which and type(ep) == "table" and (s.extra[name] ~= nil) ~= (which == "application") then
+      -- the other list: not served while the migration step prefers this one
+      local c = {}
+      for k, v in pairs(ep) do c[k] = v end
+      c.status = "not-chosen"
+      ep = c
+      local nn = {}
+      for k, v in ipairs(notes[name] or {}) do nn[k] = v end
+      nn[#nn + 1] = "migration: " .. tostring(which_note)
+      notes[name] = nn
+    end
     if type(ep) == "string" and not QUIET[ep] then
       -- its data fails: the last good endpoint stands; a new one stays out (and is no endpoint yet)
       set_failing(s, name, old and format("its data %s: %s", s.rejected and s.rejected[name] and "is refused"
@@ -471,6 +524,14 @@ function M.update(i, removed, changed)
     end
   end
   local seen = {}
+  if rejudge then
+    -- a source changed: its rules may concern any endpoint, so every child is judged again (and any published
+    -- one, in case its child went while the rules changed)
+    for name in pairs(children) do seen[name] = true; judge(name) end
+    for id in pairs(published) do
+      if not seen[id] then seen[id] = true; judge(id) end
+    end
+  end
   if s.seeded then
     -- the first batch after a cold start is ZooKeeper's full listing: what the snapshot had and the listing
     -- does not is gone (protection still guards the drop)
@@ -523,11 +584,86 @@ function M.update(i, removed, changed)
   for k = 1, #quiet do published[quiet[k].id] = quiet[k] end
   s.count = new_count
   s.seeded = nil
+  if src and src.dirty then
+    src.dirty = nil
+    s.router, s.route_list = nil, nil   -- rebuilt with the sources' routes on the next pick or settings
+    s.version = s.version + 1
+  end
+  if src and #up + #gone_ids > 0 then src:observe(published) end
+  if src then s.which, s.which_note = which, which_note end
   if #up + #gone_ids > 0 then s.version = s.version + 1 end
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
   return up, gone_ids, nerr, hook_errors, nil, next_ramp(s, up, gone_ids), degraded_reason(s), nrej
+end
+
+-- ---- sources: a service over several paths -------------------------------------------------------------------
+
+-- The sources service i depends on now, for the C side to watch: array of { key, path, data = names | nil }.
+-- Asked at start and after every source batch (a source may add or drop others: dubbo 3's mapping).
+function M.sources(i)
+  local s = services[i]
+  if not s.src then return {} end
+  local out = {}
+  for k, d in ipairs(s.src:refresh()) do out[k] = { key = d.key, path = d.path, data = d.data } end
+  return out
+end
+
+-- One batch of source `key`'s nodes (removed names; changed = { {name, data, zxid, data_read} }), or removed ==
+-- nil when the source is no longer watched. The next M.update judges every child again. Returns the number of
+-- changed nodes refused as rules (counted by the C side) and, when some are, a line for the log.
+function M.source_update(i, key, removed, changed)
+  local s = services[i]
+  if not s.src then return 0 end
+  if removed == nil then
+    s.src:drop(key)
+    return 0
+  end
+  local bad = s.src:update(key, removed, changed)
+  return bad, bad > 0 and s.src:invalid_summary(key) or nil
+end
+
+-- The route rules of service i: the sources' (dubbo's routers) first, then the policy's own; and, beside them,
+-- which source each rule comes from (explain). A rule may name its source (.source), which route.lua does not take.
+local route_mod
+local function routes_of(s, i)
+  if not s.src then return policy.services[i].route end
+  local list, from = {}, {}
+  for _, r in ipairs(s.src:routes()) do
+    if type(r) == "table" and r.source ~= nil then
+      local c = {}
+      for k, v in pairs(r) do if k ~= "source" then c[k] = v end end
+      from[#list + 1] = tostring(r.source)
+      r = c
+    else
+      from[#list + 1] = "rules"
+    end
+    list[#list + 1] = r
+  end
+  for _, r in ipairs(s.own_route or {}) do
+    list[#list + 1] = r
+    from[#list] = "policy"
+  end
+  s.route_from = from
+  return #list > 0 and list or nil
+end
+
+local function router_of(s, i)
+  if not s.src or s.router ~= nil then return s.router or nil end
+  local list = routes_of(s, i)
+  route_mod = route_mod or require "scout.route"
+  local r, err = nil, nil
+  if list then r, err = route_mod.compile(list) end
+  if list and not r then
+    -- a source's rule the router refuses: the policy's own rules stand alone, and the log says why
+    log(LOG_WARN, format("service \"%s\": the sources' route rules do not compile (%s); using the policy's own",
+                         s.name, tostring(err)))
+    list = s.own_route
+    r = list and route_mod.compile(list) or nil
+  end
+  s.router, s.route_list = r or false, list
+  return r
 end
 
 -- What service i published before a restart (the disk snapshot): the starting point of diffs and protection.
@@ -545,8 +681,11 @@ function M.settings(i)
   local svc = policy.services[i]
   local sel = svc.selector
   if type(sel) ~= "string" then sel = sel and "custom" or "swrr" end
+  local s = services[i]
+  local route = svc.route
+  if s.src then router_of(s, i); route = s.route_list end   -- what the agent itself applies
   local out, err = json.encode({ selector = sel, selector_options = svc.selector_options or json.null,
-                                 route = svc.route or json.null })
+                                 route = route or json.null })
   if not out then return nil, "settings are not plain data: " .. tostring(err) end
   return out
 end
@@ -641,6 +780,25 @@ function M.explain(i)
   local out = {}
   for name, ep in pairs(s.children) do
     local e = { id = name }
+    if s.src and type(ep) == "table" then
+      local notes
+      ep, notes = s.src:shape(name, ep)     -- what the rules made of it, and which rule did what
+      if s.which and (s.extra and s.extra[name] ~= nil) ~= (s.which == "application") then
+        local c = {}
+        for k, v in pairs(ep) do c[k] = v end
+        c.status = "not-chosen"
+        ep = c
+        local nn = {}
+        for k, v in ipairs(type(notes) == "table" and notes or {}) do nn[k] = v end
+        nn[#nn + 1] = "migration: " .. tostring(s.which_note)
+        notes = nn
+      end
+      if type(notes) == "table" and #notes > 0 then
+        local clean = {}
+        for k = 1, #notes do clean[k] = utf8_clean(tostring(notes[k])) end
+        e.rules = clean
+      end
+    end
     local failing = s.failing and s.failing[name]
     if type(ep) == "string" and failing and s.published[name] then
       e.endpoint = view_of(s.published[name])
@@ -682,9 +840,19 @@ function M.explain(i)
   end
   sort(out, by_id)
   -- Debian's lua-cjson encodes an empty table as {}: splice the array in
-  local head = json.encode({ service = s.name, path = s.path, protected = s.held ~= nil,
-                             confirms = s.held and s.held.confirms or nil,
-                             degraded = degraded_reason(s) or false })
+  local head = { service = s.name, path = s.path, protected = s.held ~= nil,
+                 confirms = s.held and s.held.confirms or nil, degraded = degraded_reason(s) or false }
+  if s.src then
+    -- every source with its refused rules, and the route rules in the order they apply, each with its source
+    head.sources = s.src:explain()
+    local routes = {}
+    router_of(s, i)
+    for k, r in ipairs(s.route_list or {}) do
+      routes[k] = { source = s.route_list == s.own_route and "policy" or s.route_from[k], rule = r }
+    end
+    head.routes = routes
+  end
+  head = json.encode(head)
   return head:sub(1, -2) .. ',"children":' .. (#out > 0 and json.encode(out) or "[]") .. "}"
 end
 
@@ -703,7 +871,8 @@ function M.pick(i, query)
     s.list, s.list_version = list, s.version
   end
   local list, label = s.list, nil
-  if s.router then list, label = s.router:apply(list, ctx) end
+  local router = router_of(s, i)
+  if router then list, label = router:apply(list, ctx) end
   if not s.pool then s.pool = require("scout.select").pool(s.selector, s.selector_options) end
   local ep, perr = s.pool:get(list, label):pick(ctx)
   -- whatever a (custom) selector says, the answer starts "no endpoint": the API maps that to 503

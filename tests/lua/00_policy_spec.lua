@@ -254,7 +254,7 @@ function on_session(state) return state end
             .. 'reload_max_drop)')
       fails(svc_src("selecter", '"rr"'), 5, 'service "s": unknown key "selecter" (did you mean "selector"? known: '
             .. "codec, codec_options, "
-            .. "delay, filter, on_change, on_protect, path, protect, route, selector, selector_options)")
+            .. "delay, dubbo, filter, on_change, on_protect, path, protect, route, selector, selector_options)")
     end)
 
     it("reports a non-string key by its tostring", function()
@@ -461,8 +461,28 @@ function on_session(state) return state end
     end)
 
     it("rejects a service without a path", function()
-      fails('\n\nservice "s" {\n  codec = "plain",\n}\n', 3, 'service "s": path is required')
-      fails('service "s" {}\n', 1, 'service "s": path is required')
+      fails('\n\nservice "s" {\n  codec = "plain",\n}\n', 3,
+            'service "s": path is required (or dubbo = { interface = ... })')
+      fails('service "s" {}\n', 1, 'service "s": path is required (or dubbo = { interface = ... })')
+    end)
+
+    it("derives path, codec and scope from dubbo = { ... }, and names the line of a bad one", function()
+      local p = loads('service "o" { dubbo = { interface = "com.acme.OrderService", group = "g", version = "1.0.0",\n'
+                      .. '  application = "my-consumer" } }\n')
+      local svc = p.services[1]
+      assert.equal("/dubbo/com.acme.OrderService/providers", svc.path)
+      assert.equal("dubbo", svc.codec)
+      assert.same({ interface = "com.acme.OrderService", group = "g", version = "1.0.0", application = "my-consumer",
+                    migration = "APPLICATION_FIRST" }, svc.scope)
+      fails('service "o" {\n  dubbo = { interface = "com/acme" },\n}\n', 2,
+            'service "o": dubbo interface must be a Java interface name like "com.acme.OrderService"')
+      fails('service "o" {\n  dubbo = { interface = "a.B", grup = "g" },\n}\n', 2,
+            'service "o": dubbo has an unknown key "grup" (known: application, group, host, interface, migration, '
+            .. 'version)')
+      fails('service "o" {\n  dubbo = { interface = "a.B" },\n  path = "/x",\n}\n', 3,
+            'service "o": give path or dubbo, not both (dubbo\'s providers path is /dubbo/a.B/providers)')
+      fails('service "o" {\n  dubbo = { interface = "a.B" },\n  codec = "plain",\n}\n', 3,
+            'service "o": dubbo = { ... } reads dubbo\'s providers; codec must be "dubbo" or left out')
     end)
 
     it("rejects a service declared twice, at the second, naming the first", function()

@@ -183,7 +183,9 @@ describe("scout.runtime", function()
         -- never reads data; a user codec without needs_data always does)
         { name = "s", path = "/svc/s", delay_ms = 0, codec = "plain", needs_data = -1 },
         { name = "bare", path = "/svc/bare", delay_ms = 0, codec = "plain", needs_data = -1 },
-        { name = "dubbo", path = "/dubbo/com.example.Foo/providers", delay_ms = 0, codec = "dubbo", needs_data = 0 },
+        -- dubbo's configurators and routers are sources besides the providers: C asks which (has_sources)
+        { name = "dubbo", path = "/dubbo/com.example.Foo/providers", delay_ms = 0, codec = "dubbo", needs_data = 0,
+          has_sources = 1 },
         { name = "ss", path = "/aurora/jobs/web", delay_ms = 0, codec = "serverset", needs_data = -1 },
         { name = "user", path = "/svc/user", delay_ms = 0, needs_data = 1 },  -- a user codec: never kept on reload
         { name = "d", path = "/svc/d", delay_ms = -1, codec = "plain", needs_data = -1 },

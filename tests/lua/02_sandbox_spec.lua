@@ -219,8 +219,8 @@ describe("scout.sandbox", function()
 
     it("falls back to the block's line when the block is built elsewhere", function()
       fails('local t = {\n  path = "/s",\n  pathh = 1,\n}\nservice "s" (t)\n', 5,
-            'service "s": unknown key "pathh" (did you mean "path"? known: codec, codec_options, delay, filter, '
-            .. "on_change, on_protect, path, protect, route, selector, selector_options)")
+            'service "s": unknown key "pathh" (did you mean "path"? known: codec, codec_options, delay, dubbo, '
+            .. "filter, on_change, on_protect, path, protect, route, selector, selector_options)")
     end)
   end)
 end)

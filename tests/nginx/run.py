@@ -434,6 +434,54 @@ class ScoutNginxTest(unittest.TestCase):
         self.ng.stop()
         self.ng.check_log()
 
+    def test_dubbo_governance_reaches_nginx(self):
+        """codec dubbo (issue 12): a provider disabled by a dubbo-admin override leaves nginx's list, a weight
+        override changes how nginx balances, and a condition router in /routers (through the settings in shm)
+        steers the requests of a consumer host, the same rules the agent's /v1/pick applies."""
+        import urllib.parse
+        iface = "com.acme.NginxDemo"
+        root = "/dubbo/" + iface
+        self.addCleanup(lambda: KZ.delete(root, recursive=True))
+        names = {}
+        for n in "abc":
+            b = self.backend(n)
+            url = ("dubbo://127.0.0.1:%d/%s?application=demo-provider&interface=%s&methods=get,put&side=provider"
+                   "&timestamp=1700000000000&weight=100" % (b.port, iface, iface))
+            names[n] = urllib.parse.quote(url, safe="")
+            KZ.create("%s/providers/%s" % (root, names[n]), makepath=True)
+        pol = ('zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }\nshm { path = "%s" }\n'
+               'service "demo" { path = "%s/providers", codec = "dubbo", selector = "swrr" }\n' % (self.shm, root))
+        self.agent = Scout(pol, ZK.connect).start()
+        wait_until(lambda: shm_generation(self.shm) > 0, what="the agent's first snapshot")
+        self.start_nginx(["demo"], workers=1)      # one worker: swrr's counts are exact
+        self.wait_peers("demo", names.values())
+        self.assertEqual(set(self.hits("/demo/", 30)), {"a", "b", "c"})
+
+        def override(n, params):
+            url = ("override://127.0.0.1:%d/%s?category=configurators&dynamic=false&enabled=true&%s"
+                   % (self.backends[n].port, iface, params))
+            KZ.create("%s/configurators/%s" % (root, urllib.parse.quote(url, safe="")), makepath=True)
+        override("b", "disabled=true")
+        self.wait_peers("demo", [names["a"], names["c"]])
+        override("c", "weight=300")
+        self.ng.per_worker("/peers?s=demo", lambda v: v.startswith("{") and sorted(
+            e["weight"] for e in json.loads(v)["endpoints"]) == [100, 300])
+        got = self.hits("/demo/", 40)
+        self.assertEqual((got.count("a"), got.count("b"), got.count("c")), (10, 0, 30))
+        # a condition router for this consumer host (nginx's ctx.host is the client address): its requests go to
+        # a only; the agent's settings carry the rule to nginx, and /v1/pick answers the same
+        rule = urllib.parse.quote("host = 127.0.0.1 => port = %d" % self.backends["a"].port)
+        url = ("condition://0.0.0.0/%s?category=routers&dynamic=false&force=true&rule=%s" % (iface, rule))
+        KZ.create("%s/routers/%s" % (root, urllib.parse.quote(url, safe="")), makepath=True)
+        wait_until(lambda: shm_holds(self.shm, b"host = 127.0.0.1"), what="the router in the snapshot's settings")
+        gen = shm_generation(self.shm)
+        self.ng.per_worker("/gen", lambda v: int(v) >= gen)      # the worker has built that snapshot
+        self.assertEqual(set(self.hits("/demo/", 20)), {"a"})
+        pick = json.loads(self.agent.request("/v1/pick/demo?host=127.0.0.1")[2])
+        self.assertEqual(pick["port"], self.backends["a"].port)
+        self.ng.stop()
+        self.ng.check_log()
+
     def test_four_workers_same_generation(self):
         """worker_processes 4: after each change every worker reports the generation the agent last wrote."""
         self.backend("a")
