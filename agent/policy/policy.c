@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <luajit.h>
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,14 @@ find_lua_dir(char *out, size_t len)
     snprintf(out, len, "%s", SCOUT_LUA_DIR);
 }
 
+static int
+jit_wanted(void)
+{
+    const char *env = getenv("SCOUT_JIT");
+
+    return env == NULL || strcmp(env, "off") != 0;
+}
+
 scout_policy_t *
 scout_policy_new(const char *lua_dir, char *err)
 {
@@ -216,6 +225,8 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_setfield(p->L, -2, "check_endpoint");
     lua_pushcfunction(p->L, scout_hook_lua_memory_error);
     lua_setfield(p->L, -2, "memory_error");
+    lua_pushstring(p->L, dir);      /* modules from here are scout's own */
+    lua_setfield(p->L, -2, "lua_dir");
     lua_setfield(p->L, -2, "scout.agent");
     lua_pop(p->L, 2);
 
@@ -227,6 +238,13 @@ scout_policy_new(const char *lua_dir, char *err)
         goto fail;
     }
     p->runtime_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+    /* scout's library runs compiled; the runtime has hardened the VM so
+     * that everything an operator writes stays interpreted, where budgets
+     * can stop it (hook.h, sandbox.lua).  SCOUT_JIT=off interprets all. */
+    if (jit_wanted())
+        luaJIT_setmode(p->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+    else
+        luaJIT_setmode(p->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
     return p;
 
 fail:

@@ -573,6 +573,7 @@ end
 function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
+  sandbox.interpreted(chunk)   -- the operator's code: a budget must be able to stop any of it
   local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
                    by_name = {}, renders = {}, registers = {}, warnings = {} }
   local env = environment(policy)
