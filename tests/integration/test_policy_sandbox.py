@@ -9,6 +9,7 @@ good list stands. scout.exec, the asynchronous replacement, delivers its result 
 """
 
 import os
+import shutil
 import signal
 import tempfile
 import unittest
@@ -94,6 +95,7 @@ class PolicySandbox(unittest.TestCase):
     def tearDownClass(cls):
         cls.scout.stop()
         cls.zk.stop()
+        shutil.rmtree(cls.moddir, ignore_errors=True)
 
     def assert_unharmed(self):
         s = self.scout
