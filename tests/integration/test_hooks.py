@@ -79,9 +79,9 @@ class Hooks(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        shutil.rmtree(cls.moddir, ignore_errors=True)   # first: a stuck agent's stop() may raise
         cls.scout.stop()
         cls.zk.stop()
-        shutil.rmtree(cls.moddir, ignore_errors=True)
 
     def poison(self, kind, counter):
         """A hook that never returns stops the whole update (its budget): the last good list stands, and the
