@@ -3,7 +3,11 @@
 Why: the core agent issue asks what scout costs, per change, next to a bare
 ZooKeeper C client and kazoo: latency from just before a write to the
 observer's publication (all processes stamp CLOCK_MONOTONIC, so the clocks
-are the same), CPU, peak RSS and ZooKeeper requests per change.
+are the same), CPU, peak RSS and ZooKeeper requests per change.  scout is
+measured twice: with a hook observer (policy.lua), and serving a consumer
+that reads it through blocking queries (blockwatch.py, issue 14 item 2:
+CPU, RSS and requests are the agent's, latency the consumer's, including
+the consumer's own Python parsing).
 
 How:
 - One writer (writer.c) keeps ~CHILDREN persistent children "127.0.0.1:<port>"
