@@ -4,7 +4,9 @@
  * The policy hands over differences (endpoints new or replaced, ids gone);
  * the set applies them in O(changes) and renders its JSON only when someone
  * asks after a change, so a change costs nothing per endpoint that did not
- * change.  JSON output is sorted by id and deterministic.
+ * change: each endpoint's JSON object is made once and kept (an endpoint
+ * never changes; a change replaces it), and the set's array is those
+ * objects joined.  JSON output is sorted by id and deterministic.
  */
 #ifndef SCOUT_ENDPOINT_H
 #define SCOUT_ENDPOINT_H
@@ -30,6 +32,9 @@ typedef struct scout_endpoint_s {
     int64_t        zxid;
     scout_meta_t  *meta;      /* sorted by key */
     int            nmeta;
+    char          *json;      /* its JSON object, made the first time a
+                                 set holding it is rendered; NULL before */
+    size_t         json_len;
     UT_hash_handle hh;
 } scout_endpoint_t;
 

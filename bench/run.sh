@@ -4,12 +4,13 @@
 #   BENCH="propagation select" limits the set; each bench's own knobs are documented at its top.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH=${BENCH:-"propagation select storm scale nginx stall http"}
+BENCH=${BENCH:-"propagation select jit storm scale nginx stall http"}
 for b in $BENCH; do
   echo "=== bench/$b"
   case "$b" in
     propagation) bench/propagation/run.sh ;;
     select)      luajit bench/select/bench.lua ;;
+    jit)         bench/jit/run.sh ;;
     storm)       bench/storm/run.sh ;;
     scale)       bench/scale/run.sh ;;
     nginx)       bench/nginx/run.sh ;;

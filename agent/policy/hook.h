@@ -16,9 +16,15 @@
  * as luajit.c's own Ctrl-C handler relies on) and the hook raises the error
  * on the next instruction -- and again on every instruction after it, so an
  * inner pcall in the hook cannot swallow it.  LuaJIT does not run hooks
- * inside compiled traces, so the agent's VM runs with the JIT off
- * (scout_hook_init() does that, and the policy's VM cannot turn it back
- * on: policy.c); the OpenResty side keeps its JIT.
+ * inside compiled traces, so a budget can stop only code that stays
+ * interpreted: the caller marks every function it did not write itself
+ * (luaJIT_setmode(L, idx, LUAJIT_MODE_ALLFUNC | LUAJIT_MODE_OFF), or
+ * jit.off(fn, true) in Lua) before running it.  The agent's VM does that
+ * for all operator code (lua/scout/sandbox.lua) and runs scout's own
+ * library compiled (policy.c); a trace never enters a marked function, and
+ * scout's code returns to the operator's interpreted frame, where the hook
+ * fires.  What no budget stops, with or without the JIT, is one long C call
+ * (a pattern bomb in string.find): the hook acts when it returns.
  *
  * Memory is a budget too: scout_hook_mem_cap() wraps the VM's allocator so
  * that a call growing the Lua heap past its cap gets "not enough memory"

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <luajit.h>
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ struct scout_policy_s {
     int               budget_ms;
     int               load_budget_ms;
     int               hooked;   /* holds a reference on the budget timer */
+    int               jit;      /* scout's library runs compiled (hook.h) */
     scout_hook_mem_t *mem;      /* the heap cap; outlives L */
     scout_execs_t     execs;    /* scout.exec commands running */
 };
@@ -160,6 +162,14 @@ find_lua_dir(char *out, size_t len)
     snprintf(out, len, "%s", SCOUT_LUA_DIR);
 }
 
+static int
+jit_wanted(void)
+{
+    const char *env = getenv("SCOUT_JIT");
+
+    return env == NULL || strcmp(env, "off") != 0;
+}
+
 scout_policy_t *
 scout_policy_new(const char *lua_dir, char *err)
 {
@@ -217,6 +227,8 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_setfield(p->L, -2, "check_endpoint");
     lua_pushcfunction(p->L, scout_hook_lua_memory_error);
     lua_setfield(p->L, -2, "memory_error");
+    lua_pushstring(p->L, dir);      /* modules from here are scout's own */
+    lua_setfield(p->L, -2, "lua_dir");
     lua_setfield(p->L, -2, "scout.agent");
     lua_pop(p->L, 2);
 
@@ -228,6 +240,12 @@ scout_policy_new(const char *lua_dir, char *err)
         goto fail;
     }
     p->runtime_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+    /* scout's library runs compiled; the runtime has hardened the VM so
+     * that everything an operator writes stays interpreted, where budgets
+     * can stop it (hook.h, sandbox.lua).  SCOUT_JIT=off interprets all. */
+    p->jit = jit_wanted();
+    luaJIT_setmode(p->L, 0, LUAJIT_MODE_ENGINE
+                            | (p->jit ? LUAJIT_MODE_ON : LUAJIT_MODE_OFF));
     return p;
 
 fail:
@@ -271,16 +289,24 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
                   char *err)
 {
     lua_State *L = p->L;
-    int top = lua_gettop(L), timed_out, t;
+    int top = lua_gettop(L), timed_out, t, rc;
     size_t lua_memory = 0;
 
     memset(conf, 0, sizeof(*conf));
     scout_policy_push_fn(p, "load");
     lua_pushstring(L, file);
     /* The load budget is wall time as much as CPU: it is what the loop may
-     * be held for. */
-    if (scout_hook_pcall_wall(L, 1, 2, p->load_budget_ms, p->load_budget_ms,
-                              &timed_out) != 0) {
+     * be held for.  It runs interpreted: a one-off pass over the file that
+     * the JIT only slows down (10,000 services: ~150 ms instead of ~110,
+     * recording traces that abort at every return into the operator's
+     * chunk, which stays interpreted anyway). */
+    if (p->jit)
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    rc = scout_hook_pcall_wall(L, 1, 2, p->load_budget_ms, p->load_budget_ms,
+                               &timed_out);
+    if (p->jit)
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+    if (rc != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         goto fail;
     }

@@ -3,7 +3,11 @@
 Why: the core agent issue asks what scout costs, per change, next to a bare
 ZooKeeper C client and kazoo: latency from just before a write to the
 observer's publication (all processes stamp CLOCK_MONOTONIC, so the clocks
-are the same), CPU, peak RSS and ZooKeeper requests per change.
+are the same), CPU, peak RSS and ZooKeeper requests per change.  scout is
+measured twice: with a hook observer (policy.lua), and serving a consumer
+that reads it through blocking queries (blockwatch.py, issue 14 item 2:
+CPU, RSS and requests are the agent's, latency the consumer's, including
+the consumer's own Python parsing).
 
 How:
 - One writer (writer.c) keeps ~CHILDREN persistent children "127.0.0.1:<port>"
@@ -237,6 +241,39 @@ class Observer:
             self.p.stdout.close()
 
 
+class ApiObserver(Observer):
+    """scout with a blocking-query consumer (blockwatch.py): CPU, RSS and requests are scout's (self.p), the
+    lines the consumer's, so latency is what an app reading the API sees."""
+
+    def __init__(self, name, argv, consumer, logfile=None):
+        super().__init__(name, argv, logfile=logfile)
+        self.consumer_argv = consumer
+
+    def launch(self):
+        lf = open(self.logfile, "ab") if self.logfile else subprocess.DEVNULL
+        self.p = subprocess.Popen(self.argv, stdout=lf, stderr=lf, stdin=subprocess.DEVNULL)
+        self.c = subprocess.Popen(self.consumer_argv, stdout=subprocess.PIPE, stderr=lf,
+                                  stdin=subprocess.DEVNULL)
+        self.fd = self.c.stdout.fileno()
+        self.lines = Lines(self.fd)
+        self.seen = {}
+        self.view = set()
+
+    def alive(self):
+        return self.p.poll() is None and self.c.poll() is None
+
+    def stop(self):
+        for p in (self.c, self.p):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.c.stdout.close()
+
+
 def main():
     # SIGTERM -> SystemExit, so phase()'s finally still stops the observer
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -325,10 +362,17 @@ def main():
                   env={"SCOUT_BENCH_OUT": os.path.join(tmp, "scout.fifo"),
                        "LUA_PATH": os.path.join(root, "bench", "propagation", "?.lua") + ";;"},
                   fifo=os.path.join(tmp, "scout.fifo"), logfile=os.path.join(tmp, "scout.log"))
+    sock = os.path.join(tmp, "scout.sock")
+    api = ApiObserver("scout, blocking query",
+                      [scout, "run", "-c", os.path.join(root, "bench", "propagation", "policy_api.lua"),
+                       "--zk", zk, "--api", "unix:" + sock, "--log-level", "warn"],
+                      ["/usr/bin/python3", os.path.join(root, "bench", "propagation", "blockwatch.py"), sock, "svc"],
+                      logfile=os.path.join(tmp, "scout-api.log"))
     if os.access(scout, os.X_OK):
         observers.append(sc)
+        observers.append(api)
     else:
-        sc.skipped = "build/scout not built"
+        sc.skipped = api.skipped = "build/scout not built"
         log("skipping scout: %s not found (make, or set SCOUT=path)" % scout)
 
     def phase(obs, n, measure=True):
@@ -422,7 +466,7 @@ def main():
            "cpu/change ratio", "peak RSS MB", "requests/change")
     rows = []
     base = None
-    for obs in [raw, kaz, sc]:
+    for obs in [raw, kaz, sc, api]:
         if not obs.lat:
             rows.append((obs.name, "skipped: %s" % (obs.skipped or "no data")))
             continue
@@ -444,7 +488,7 @@ def main():
         print(fmt(r) if len(r) == len(hdr) else "%s | %s" % (r[0].ljust(widths[0]), r[1]))
     print()
     print("details: observer | changes | misses | unexpected lines | p90 ms | max ms | start cpu s")
-    for obs in [raw, kaz, sc]:
+    for obs in [raw, kaz, sc, api]:
         if obs.lat:
             print("  %s | %d | %d | %d | %.3f | %.3f | %.3f" % (
                 obs.name, len(obs.lat) + obs.misses, obs.misses, obs.unexpected,
@@ -454,7 +498,7 @@ def main():
     if sc.skipped and not sc.lat:
         print("scout: skipped (%s)" % sc.skipped)
     # non-zero on lost changes, or an observer that exists but failed
-    bad = [o.name for o in (raw, kaz, sc)
+    bad = [o.name for o in (raw, kaz, sc, api)
            if o.misses or (o.skipped and o.skipped != "build/scout not built")]
     if bad:
         log("FAILED: %s" % ", ".join(bad))

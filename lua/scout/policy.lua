@@ -19,6 +19,7 @@ local floor = math.floor
 local sort = table.sort
 local concat = table.concat
 local sandbox = require "scout.sandbox"
+local tab_new = require "table.new"
 
 local M = {}
 
@@ -467,8 +468,12 @@ local function sorted_keys(t)
   return keys
 end
 
--- key_at(k): where key k of the block is written (its own line when the source shows it), for messages.
-local function check_block(at, label, schema, t, key_at)
+local key_locator
+
+-- Messages name where key k of the block is written (its own line when the source shows it): the block that
+-- dsl_name opens at `at` in policy's file. The locator is made only when something is wrong (a closure per block
+-- was a good part of loading 10,000 services).
+local function check_block(at, label, schema, t, policy, dsl_name)
   if type(t) ~= "table" then fail(at, label .. " expects a table { ... }") end
   local bad = false
   for k, v in pairs(t) do
@@ -476,7 +481,7 @@ local function check_block(at, label, schema, t, key_at)
     if not check or check(v) then bad = true; break end
   end
   if not bad then return end
-  key_at = key_at or function() return at end
+  local key_at = policy and key_locator(policy, at, dsl_name) or function() return at end
   -- something is wrong: walk the keys in order so that the same file always names the same first mistake
   for _, k in ipairs(sorted_keys(t)) do
     local check = schema[k]
@@ -495,7 +500,7 @@ end
 
 -- A function key -> "file:line" for the block that `dsl_name` opens at `at` ("file:line"). The source is read
 -- and scanned only when a block has something to report.
-local function key_locator(policy, at, dsl_name)
+function key_locator(policy, at, dsl_name)
   return function(k)
     local file, line = at:match("^(.*):(%d+)$")
     if not file then return at end
@@ -524,7 +529,7 @@ local function environment(policy)
       local at = where(3)
       if seen[name] then fail(at, name .. " {} given twice (first at " .. seen[name] .. ")") end
       seen[name] = at
-      check_block(at, name, schema, t, key_locator(policy, at, name))
+      check_block(at, name, schema, t, policy, name)
       unit_warnings(policy, at, name, t)
       for k, v in pairs(t) do policy[name][k] = v end
     end
@@ -545,7 +550,7 @@ local function environment(policy)
       for _, r in ipairs(policy.registers) do
         if r.name == name then fail(at, label .. " declared twice (first at " .. r.at .. ")") end
       end
-      check_block(at, label, REGISTER, t, key_locator(policy, at, "register"))
+      check_block(at, label, REGISTER, t, policy, "register")
       if t.path == nil then fail(at, label .. ": path is required") end
       if t.endpoint == nil then fail(at, label .. ": endpoint is required") end
       local reg = { name = name, at = at, codec = "plain", ephemeral = true }
@@ -567,8 +572,9 @@ local function environment(policy)
 
   env.service = function(name)
     local info = getinfo(2, "fl")   -- the line, made a string only if this call has no block
+    info.name = name                -- the unfinished entry itself: one table less per service
     policy.unfinished = policy.unfinished or {}
-    policy.unfinished[#policy.unfinished + 1] = { name = name, info = info }
+    policy.unfinished[#policy.unfinished + 1] = info
     local at = info
     if type(name) ~= "string" then fail(at_of(at), "service needs a name: service \"orders\" { ... }") end
     if not name:match(NAME_PATTERN) then
@@ -586,7 +592,7 @@ local function environment(policy)
       if policy.by_name[name] then
         fail(at, label .. " declared twice (first at " .. policy.by_name[name].at .. ")")
       end
-      check_block(at, label, SERVICE, t, key_locator(policy, at, "service"))
+      check_block(at, label, SERVICE, t, policy, "service")
       local dubbo = t.dubbo
       if dubbo and t.path ~= nil then
         fail(key_locator(policy, at, "service")("path"), label .. ": give path or dubbo, not both (dubbo's "
@@ -599,7 +605,8 @@ local function environment(policy)
       if t.path == nil and not dubbo then
         fail(at, label .. ": path is required (or dubbo = { interface = ... })")
       end
-      local svc = { name = name, at = at, codec = "plain" }
+      local svc = tab_new(0, 8)   -- sized once: filled key by key it was rehashed twice, per service
+      svc.name, svc.at, svc.codec = name, at, "plain"
       for k, v in pairs(t) do svc[k] = v end
       if dubbo then
         -- what a dubbo consumer subscribes to: the interface's providers, and (scout.sources.dubbo) its rules
@@ -622,6 +629,7 @@ end
 function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
+  sandbox.interpreted(chunk)   -- the operator's code: a budget must be able to stop any of it
   local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
                    by_name = {}, renders = {}, registers = {}, warnings = {} }
   local env = environment(policy)
@@ -634,7 +642,7 @@ function M.load(path)
   if not ok then return nil, tostring(perr) end
   for _, u in ipairs(policy.unfinished or {}) do
     if u then
-      return nil, format("%s: %s \"%s\" has no { ... } block", u.at or at_of(u.info), u.kind or "service",
+      return nil, format("%s: %s \"%s\" has no { ... } block", u.at or at_of(u.info or u), u.kind or "service",
                          tostring(u.name))
     end
   end

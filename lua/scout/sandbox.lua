@@ -1,11 +1,15 @@
 -- scout.sandbox: the environment a policy file runs in, and the checks `scout check` makes before running it.
 --
--- scout is one thread: a policy that blocks (os.execute, io.read), exits (os.exit) or turns the JIT back on (after
--- which a loop cannot be stopped) takes the ZooKeeper session down with it. So the environment holds what a policy
--- needs and nothing else, with no fallback to the real globals: a name it does not hold is an error, named with
--- the policy's file:line. Before the file runs, its bytecode is read (jit.util) for every global it reads,
--- including inside functions that only run later, so a typo or a refused call fails `scout check` rather than a
--- hook at 3 a.m.
+-- scout is one thread: a policy that blocks (os.execute, io.read), exits (os.exit) or gets its loops compiled (a
+-- compiled loop never runs the budget's hook, so it cannot be stopped) takes the ZooKeeper session down with it.
+-- The agent's VM runs scout's own library compiled, and every function an operator wrote stays interpreted:
+-- the policy file, modules it requires from outside scout's Lua directory, and code it builds with load or
+-- loadstring are marked jit.off(fn, true), which LuaJIT honours for every nested function too, and a trace that
+-- reaches such a function is abandoned (a compiled loop of scout's that calls a filter just stays interpreted).
+-- So the environment holds what a policy needs and nothing else, with no fallback to the real globals: a name it
+-- does not hold is an error, named with the policy's file:line. Before the file runs, its bytecode is read
+-- (jit.util) for every global it reads, including inside functions that only run later, so a typo or a refused
+-- call fails `scout check` rather than a hook at 3 a.m.
 
 local type = type
 local pairs = pairs
@@ -20,6 +24,8 @@ local concat = table.concat
 local min = math.min
 local band, shr = bit.band, bit.rshift
 local jutil = require "jit.util"
+local jit_off = jit.off   -- taken now: a module with the real globals may replace jit.off later
+local real_loadfile = loadfile
 local funcinfo, funcbc, funck = jutil.funcinfo, jutil.funcbc, jutil.funck
 
 local M = {}
@@ -72,6 +78,13 @@ local function string_values()
   if oks and type(select.names) == "table" then for _, n in ipairs(select.names) do out[n] = true end end
   return out
 end
+
+-- Operator code stays interpreted: fn and every function nested in it (see the top of this file). Returns fn.
+local function interpreted(fn)
+  if type(fn) == "function" then jit_off(fn, true) end
+  return fn
+end
+M.interpreted = interpreted
 
 -- ---- suggestions ---------------------------------------------------------------------------------------------
 
@@ -161,12 +174,12 @@ function M.environment(dsl, agent)
   -- code built at run time sees this environment too, never the real one
   env.loadstring = function(s, chunkname)
     local f, err = loadstring(s, chunkname)
-    if f then setfenv(f, env) end
+    if f then setfenv(interpreted(f), env) end
     return f, err
   end
   env.load = function(fn, chunkname)
     local f, err = load(fn, chunkname)
-    if f then setfenv(f, env) end
+    if f then setfenv(interpreted(f), env) end
     return f, err
   end
 
@@ -250,6 +263,22 @@ end
 -- or undoes the budgets, so that no path leads to it. (The agent's own Lua uses none of these.)
 local HARDEN = { os = { "execute", "exit" }, io = { "popen", "read", "lines", "input" }, debug = { "sethook" },
                  jit = { "on" } }
+
+-- The Lua searcher of package.loaders, but a module found outside scout's own Lua directory (lua_dir: the agent's
+-- package.path entry for it) is operator code and stays interpreted.
+local function interpreting_searcher(lua_dir)
+  local searchpath = package.searchpath
+  local ours = lua_dir and (lua_dir:gsub("/+$", "") .. "/") or nil
+  return function(name)
+    local path, why = searchpath(name, package.path)
+    if not path then return why end
+    local f, err = real_loadfile(path)
+    if not f then error(format("error loading module '%s' from file '%s':\n\t%s", name, path, err), 0) end
+    if not (ours and path:sub(1, #ours) == ours) then interpreted(f) end
+    return f, path
+  end
+end
+
 function M.harden(agent)
   for lib, fns in pairs(HARDEN) do
     local t = _G[lib]
@@ -261,6 +290,25 @@ function M.harden(agent)
       end
     end
   end
+  -- code built or loaded at run time is the operator's: interpreted, whoever asks
+  local real_loadstring, real_load = loadstring, load
+  _G.loadstring = function(...)
+    local f, err = real_loadstring(...)
+    return interpreted(f), err
+  end
+  _G.load = function(...)
+    local f, err = real_load(...)
+    return interpreted(f), err
+  end
+  _G.loadfile = function(...)
+    local f, err = real_loadfile(...)
+    return interpreted(f), err
+  end
+  _G.dofile = function(path)
+    local f = interpreted(assert(real_loadfile(path)))
+    return f()
+  end
+  package.loaders[2] = interpreting_searcher(agent and agent.lua_dir)
 end
 
 -- ---- the static check -------------------------------------------------------------------------------------------

@@ -205,6 +205,41 @@ test_snapshot(void)
     scout_epset_free(&bad);
 }
 
+/* The set's JSON, joined from each endpoint's own object, is byte for byte
+ * jansson's dump of the whole array (what the API always answered), and
+ * follows every put and del. */
+static void
+expect_json(scout_epset_t *set, const char *want)
+{
+    size_t len = 0;
+    const char *got = scout_epset_json(set, &len);
+
+    CHECK(got != NULL && strcmp(got, want) == 0 && len == strlen(want),
+          "got %s", got ? got : "(null)");
+}
+
+static void
+test_set_json(void)
+{
+    scout_epset_t set;
+
+    scout_epset_init(&set);
+    expect_json(&set, "[]");
+    scout_epset_put(&set, mk_ep("b", "10.0.0.2", 81, 5, "up", 7, 2,
+                                "k\"q", "line\nbreak\t\x01", "z", "\xc3\xa9/"));
+    scout_epset_put(&set, mk_ep("a", "h.example", 80, 100, "down", 1, 0));
+    expect_json(&set, "[{\"id\":\"a\",\"host\":\"h.example\",\"port\":80,"
+                "\"weight\":100,\"status\":\"down\",\"zxid\":1,\"meta\":{}},"
+                "{\"id\":\"b\",\"host\":\"10.0.0.2\",\"port\":81,\"weight\":5,"
+                "\"status\":\"up\",\"zxid\":7,\"meta\":{\"k\\\"q\":"
+                "\"line\\nbreak\\t\\u0001\",\"z\":\"\xc3\xa9/\"}}]");
+    scout_epset_put(&set, mk_ep("a", "h.example", 80, 3, "up", 9, 0));
+    scout_epset_del(&set, "b");
+    expect_json(&set, "[{\"id\":\"a\",\"host\":\"h.example\",\"port\":80,"
+                "\"weight\":3,\"status\":\"up\",\"zxid\":9,\"meta\":{}}]");
+    scout_epset_free(&set);
+}
+
 int
 main(void)
 {
@@ -212,5 +247,6 @@ main(void)
     RUN(test_check());
     RUN(test_lua_boundary());
     RUN(test_snapshot());
+    RUN(test_set_json());
     return test_summary();
 }

@@ -203,6 +203,40 @@ describe("scout.sandbox", function()
     end)
   end)
 
+  -- The agent runs scout's library compiled and the operator's code interpreted, where a budget's count hook
+  -- fires (issue 14): a compiled loop would run to its end however long it takes. The hook below counts every
+  -- 1000 instructions; a loop of 3e6 iterations interpreted trips it thousands of times, compiled a handful.
+  describe("operator code stays interpreted", function()
+    local LOOP = "local n = 0 for i = 1, 3e6 do n = n + i end return n > 0"
+    local function hook_fires(fn)
+      fn()          -- hot now: compiled, if it may be
+      local n = 0
+      debug.sethook(function() n = n + 1 end, "", 1000)
+      fn()
+      debug.sethook()
+      return n
+    end
+
+    it("the policy's own functions", function()
+      local p = loads('service "s" {\n  path = "/s",\n  filter = function(ep)\n    ' .. LOOP .. '\n  end,\n}\n')
+      local filter = p.services[1].filter
+      assert.is_true(hook_fires(function() filter({}) end) > 1000)
+    end)
+
+    it("code it builds with loadstring or load", function()
+      local env = sandbox.environment({}, nil)
+      local f = env.loadstring(LOOP)
+      assert.is_true(hook_fires(f) > 1000)
+      local chunks = { LOOP }
+      local g = env.load(function() return table.remove(chunks) end)
+      assert.is_true(hook_fires(g) > 1000)
+    end)
+
+    it("while scout's own code compiles", function()
+      assert.is_true(hook_fires(loadstring(LOOP)) < 100)
+    end)
+  end)
+
   describe("keys at their own line", function()
     it("finds nested keys and skips strings and comments", function()
       local src = 'service "a" { -- path = 1\n  path = "/x", note = "k = v",\n  protect = {\n    hold = 1,\n'

@@ -1,0 +1,7 @@
+-- policy_api.lua -- scout for the propagation benchmark's blocking-query consumer (bench.py, blockwatch.py).
+--
+-- Why: the consumer sees changes through the HTTP API, so no hook: the same service as policy.lua, with the work
+-- any operator's agent does (decode, publish: shm, disk snapshot when configured, the API's answer).
+zookeeper { servers = "127.0.0.1:2181", session_timeout = 10000 }  -- --zk overrides servers
+
+service "svc" { path = "/bench/svc", codec = "plain", delay = 0 }
