@@ -125,8 +125,9 @@ class Render(unittest.TestCase):
         with open(os.path.join(self.dir, "haproxy.tpl"), "w") as f:
             f.write(TEMPLATE)
         self.kz.create("/r4/orders/a", b'{"host":"10.0.0.1","port":80,"weight":5}', makepath=True)
-        extra = ('render { template = "%s/haproxy.tpl", dest = "%s", command = "echo run >> %s",\n'
-                 '         wait = { min = "0ms", max = "0ms" } }' % (self.dir, dest, self.runs))
+        # the command logs how many lines the file had when it ran
+        extra = ('render { template = "%s/haproxy.tpl", dest = "%s", command = "wc -l < %s >> %s",\n'
+                 '         wait = { min = "0ms", max = "0ms" } }' % (self.dir, dest, dest, self.runs))
         self.scout = Scout(policy({"orders": 'path = "/r4/orders", protect = false'}, extra=extra),
                            self.zk.connect).start()
         wait_until(lambda: self.nruns() == 1, what="first render and command")
@@ -142,15 +143,16 @@ class Render(unittest.TestCase):
             self.assertEqual(f.read(), first, "the old file must stay whole")
         self.assertEqual(sorted(os.listdir(mnt)), ["backends.cfg"], "no temp file left behind")
         self.assertIn("No space left on device", self.scout.log())
-        self.assertEqual(self.nruns(), 1, "no command for a file that was not written")
         # room again: the next change writes the whole newest state and runs the command
         subprocess.check_call(["mount", "-o", "remount,size=4m", mnt])
         self.kz.create("/r4/orders/z", b'{"host":"10.0.0.9","port":80,"weight":1}')
-        wait_until(lambda: self.nruns() == 2, what="the write after the disk came back")
+        wait_until(lambda: self.runlog().endswith("3003\n"), what="the command after the disk came back")
         with open(dest) as f:
             text = f.read()
         self.assertEqual(text.count("server "), 3002)
         self.assertIn("server z 10.0.0.9:80", text)
+        # one run per file written, each seeing its whole file: none for the write that failed
+        self.assertEqual(self.runlog().split(), ["2", "3003"])
 
     def runlog(self):
         if not os.path.exists(self.runs):
