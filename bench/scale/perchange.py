@@ -17,6 +17,9 @@ Method, for each size N in SIZES (one ZooKeeper, one tree per size: /pc<N>/svc-N
        - loop time per change: scout_loop_stall_seconds_sum (every iteration's callback time) / CHANGES, which
          includes the prober's and the blocking queries' API work (the same at every size);
        - the loop's own CPU (main thread's /proc/PID/task/PID/stat) per change: the threads' work left out.
+     Background work is not a change's: before the changes, IDLE_S (20) s with no change give the loop time and
+     CPU per second the agent spends anyway (at 10,000 services anti-entropy alone re-checks ~1,700 data children a
+     second); that rate times the change phase's duration is subtracted (the raw totals are printed too).
      Then PROBE_CHANGES (40) more changes the same way while a prober thread GETs /v1/health back-to-back over
      its own connection: its worst and p99 answer time is the API stall while snapshots are written (any loop
      hold in the window shows in some probe). The prober is kept out of the per-change figures above.
@@ -26,8 +29,8 @@ Method, for each size N in SIZES (one ZooKeeper, one tree per size: /pc<N>/svc-N
 Then, for the largest size, cold start from disk with ZooKeeper stopped: COLD_ROUNDS times Popen -> the first
 /v1/services/svc-00000 answer with its endpoints (polled every 1 ms); the median.
 
-Env: SIZES (100,1000,10000), ENDPOINTS (10), CHANGES (150), PROBE_CHANGES (40), SNAPSHOT_SAMPLES (5),
-     COLD_ROUNDS (3), SCOUT.
+Env: SIZES (100,1000,10000), ENDPOINTS (10), CHANGES (150), PROBE_CHANGES (40), IDLE_S (20), SNAPSHOT_SAMPLES
+     (5), COLD_ROUNDS (3), SCOUT.
 """
 
 import json
@@ -50,6 +53,7 @@ ENDPOINTS = int(os.environ.get("ENDPOINTS", "10"))
 CHANGES = int(os.environ.get("CHANGES", "150"))
 SNAPSHOT_SAMPLES = int(os.environ.get("SNAPSHOT_SAMPLES", "5"))
 PROBE_CHANGES = int(os.environ.get("PROBE_CHANGES", "40"))
+IDLE_S = float(os.environ.get("IDLE_S", "20"))
 COLD_ROUNDS = int(os.environ.get("COLD_ROUNDS", "3"))
 scale.ENDPOINTS = ENDPOINTS
 FAILED = []
@@ -146,6 +150,18 @@ def loop_sum(a):
     return m.get("scout_loop_stall_seconds_sum", 0.0), m.get("scout_loop_stall_seconds_count", 0.0)
 
 
+def idle_rates(a):
+    """Background work per second with no change (anti-entropy re-lists every data child once a period, pings,
+    timers): what the change phase's totals carry besides the changes, subtracted from them."""
+    cpu0, main0, (l0, _) = cpu_s(a.pid), thread_cpu_s(a.pid, a.pid), loop_sum(a)
+    t0 = time.monotonic()
+    time.sleep(IDLE_S)
+    dur = time.monotonic() - t0
+    l1, _ = loop_sum(a)
+    return {"cpu": (cpu_s(a.pid) - cpu0) / dur, "main": (thread_cpu_s(a.pid, a.pid) - main0) / dur,
+            "loop": (l1 - l0) / dur}
+
+
 def measure_size(scout, zk, tmp, kz, n):
     root = "/pc%d" % n
     cache = os.path.join(tmp, "cache-%d" % n)
@@ -159,12 +175,15 @@ def measure_size(scout, zk, tmp, kz, n):
     sync_s = wait_synced(a)
     time.sleep(2)                                   # the first snapshot write and shm generation are done
     rnd = random.Random(n)
+    idle = idle_rates(a)
     cpu0, main0 = cpu_s(a.pid), thread_cpu_s(a.pid, a.pid)
     l0, c0 = loop_sum(a)
     writes0 = a.metrics().get("scout_snapshot_writes_total", 0)
+    t0 = time.monotonic()
     for k in range(CHANGES):
         one_change(a, kz, root, n, rnd, k)
         time.sleep(rnd.uniform(0.1, 0.2))
+    dur = time.monotonic() - t0
     l1, c1 = loop_sum(a)
     cpu = cpu_s(a.pid) - cpu0
     main = thread_cpu_s(a.pid, a.pid) - main0
@@ -181,8 +200,12 @@ def measure_size(scout, zk, tmp, kz, n):
     th.join()
     pwrites = a.metrics().get("scout_snapshot_writes_total", 0) - pw0
     a.stop()
-    row = {"n": n, "sync_s": sync_s, "cpu_ms": cpu * 1000 / CHANGES, "main_ms": main * 1000 / CHANGES,
-           "loop_ms": (l1 - l0) * 1000 / CHANGES, "iters": (c1 - c0) / CHANGES, "writes": writes,
+    row = {"n": n, "sync_s": sync_s, "cpu_ms": (cpu - idle["cpu"] * dur) * 1000 / CHANGES,
+           "main_ms": (main - idle["main"] * dur) * 1000 / CHANGES,
+           "loop_ms": (l1 - l0 - idle["loop"] * dur) * 1000 / CHANGES,
+           "raw_cpu_ms": cpu * 1000 / CHANGES, "raw_loop_ms": (l1 - l0) * 1000 / CHANGES,
+           "idle_loop_ms_s": idle["loop"] * 1000, "idle_cpu_ms_s": idle["cpu"] * 1000,
+           "iters": (c1 - c0) / CHANGES, "writes": writes,
            "probe_worst": max(probes) if probes else 0, "probe_p99": pct(probes, .99) if probes else 0,
            "probes": len(probes), "probe_writes": pwrites}
     # the loop's part of one disk-snapshot write (debug log line), warm start on the same cache
@@ -245,7 +268,8 @@ def main():
     print()
     print("per change, %s (%d changes per size, %d endpoints per service; ratio to the %d row)"
           % (scout, CHANGES, ENDPOINTS, base["n"]))
-    hdr = ("services", "agent CPU/change", "loop time/change", "loop thread CPU/change",
+    hdr = ("services", "agent CPU/change", "loop time/change", "loop thread CPU/change", "raw CPU / loop per change",
+           "idle loop / CPU per s",
            "snapshot write: loop ms p50 (max)", "API stall during writes: worst / p99")
     print(" | ".join(hdr))
     print("-|-".join("-" * len(h) for h in hdr))
@@ -255,6 +279,8 @@ def main():
             "%.2f ms (%.2fx)" % (r["cpu_ms"], r["cpu_ms"] / base["cpu_ms"] if base["cpu_ms"] else 0),
             "%.2f ms (%.2fx)" % (r["loop_ms"], r["loop_ms"] / base["loop_ms"] if base["loop_ms"] else 0),
             "%.2f ms (%.2fx)" % (r["main_ms"], r["main_ms"] / base["main_ms"] if base["main_ms"] else 0),
+            "%.2f / %.2f ms" % (r["raw_cpu_ms"], r["raw_loop_ms"]),
+            "%.1f / %.1f ms" % (r["idle_loop_ms_s"], r["idle_cpu_ms_s"]),
             "%.2f (%.2f), %d writes" % (r["snap_loop_ms"], r["snap_loop_max"], r["snap_samples"]),
             "%.1f / %.1f ms (%d probes, %d writes)" % (r["probe_worst"], r["probe_p99"], r["probes"],
                                                        r["probe_writes"])]))
