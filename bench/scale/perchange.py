@@ -18,7 +18,7 @@ Method, for each size N in SIZES (one ZooKeeper, one tree per size: /pc<N>/svc-N
          includes the prober's and the blocking queries' API work (the same at every size);
        - the loop's own CPU (main thread's /proc/PID/task/PID/stat) per change: the threads' work left out.
      Background work is not a change's: the policy sets anti-entropy to 1 h (at its 60 s default it re-checks
-     ~1,700 data children a second at 10,000 services), and IDLE_S (20) s with no change, before the changes, give
+     ~1,700 data children a second at 10,000 services), and IDLE_S (20) s with no change, after the changes, give
      the loop time and CPU per second the agent spends anyway; that rate times the change phase's duration is
      subtracted (the raw totals are printed too). On a loaded machine the loop's wall time includes preemption;
      the loop thread's CPU does not.
@@ -178,9 +178,8 @@ def measure_size(scout, zk, tmp, kz, n):
     write_policy(policy, root, n, cache, shm)
     a = Agent(scout, policy, zk, tmp, "pc%d" % n, cache_dir=cache)
     sync_s = wait_synced(a)
-    time.sleep(2)                                   # the first snapshot write and shm generation are done
+    time.sleep(10)          # the first snapshot write and shm generation (every service encoded once) are done
     rnd = random.Random(n)
-    idle = idle_rates(a)
     cpu0, main0 = cpu_s(a.pid), thread_cpu_s(a.pid, a.pid)
     l0, c0 = loop_sum(a)
     writes0 = a.metrics().get("scout_snapshot_writes_total", 0)
@@ -193,6 +192,7 @@ def measure_size(scout, zk, tmp, kz, n):
     cpu = cpu_s(a.pid) - cpu0
     main = thread_cpu_s(a.pid, a.pid) - main0
     writes = a.metrics().get("scout_snapshot_writes_total", 0) - writes0
+    idle = idle_rates(a)    # after the changes: right after a big sync the agent is still settling
     # the API stall while snapshots are written: a prober on /v1/health during PROBE_CHANGES more changes
     probes, stop = [], threading.Event()
     th = threading.Thread(target=prober, args=(a.sock, probes, stop))
