@@ -349,7 +349,7 @@ render_now(scout_render_t *r)
     }
     if ((j = calloc(1, sizeof(*j))) == NULL) {
         free(text);
-        scout_stats.render_write_failures++;
+        scout_stats.render_write_failures += 1;   /* no job: not written */
         scout_log(SCOUT_LOG_WARN, "render", "%s: out of memory, the file "
                   "stays as it is", r->conf.dest);
         return;
