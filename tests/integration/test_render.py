@@ -19,6 +19,8 @@ class Render(unittest.TestCase):
         self.zk = ZooKeeper().start()
         self.kz = self.zk.client()
         self.dir = tempfile.mkdtemp(prefix="scout-render-")
+        # a cleanup, not tearDown: cleanups run last-in first-out, so a test's tmpfs is unmounted before this
+        self.addCleanup(shutil.rmtree, self.dir, True)
         self.dest = os.path.join(self.dir, "backends.cfg")
         self.runs = os.path.join(self.dir, "runs.log")
         self.scout = None
@@ -27,7 +29,6 @@ class Render(unittest.TestCase):
         if self.scout:
             self.scout.stop()
         self.zk.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def nruns(self):
         if not os.path.exists(self.runs):
@@ -120,7 +121,7 @@ class Render(unittest.TestCase):
         mnt = os.path.join(self.dir, "full")
         os.mkdir(mnt)
         subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", mnt])
-        self.addCleanup(lambda: subprocess.call(["umount", "-l", mnt]))
+        self.addCleanup(subprocess.call, ["umount", mnt])
         dest = os.path.join(mnt, "backends.cfg")
         with open(os.path.join(self.dir, "haproxy.tpl"), "w") as f:
             f.write(TEMPLATE)
