@@ -38,6 +38,8 @@
     X(snapshot_write_failures, "disk snapshot writes that failed (retried)")   \
     X(snapshot_services_left_out, "services left out of a disk snapshot "       \
                               "because their list breaks the format's limits") \
+    X(render_writes,          "rendered files written (bytes changed)")        \
+    X(render_write_failures,  "rendered file writes that failed; the old file stayed") \
     X(loop_stalls,            "loop iterations that held it past 100 ms")     \
     X(api_requests,           "API requests handed to a route")                \
     X(api_requests_dropped,   "API requests dropped: the client had gone")     \

@@ -1,12 +1,16 @@
 /*
  * persist.c -- when the disk snapshot is read and written (see persist.h).
  *
- * A write is two halves.  Encoding reads the published sets, so it runs on
- * the loop (about 15 ms for 10,000 services); the commit -- write, fsync,
- * rename, fsync of the directory -- touches nothing of the agent and takes
- * as long as the disk likes, so it runs in one writer thread and the loop
- * hears back through an ev_async.  At most one write is in flight: a change
- * during a commit is written a second later.  A failed write is tried again
+ * A write is two halves, and the loop's half does not grow with the
+ * registry.  Each service's record in the file is encoded once per index
+ * (and zxids) and kept: on a write the loop re-encodes only the services
+ * that published since the last one and hands the writer thread a
+ * reference to every record -- an immutable set.  The thread assembles the
+ * file (sort by name, concatenate, checksum) and commits it -- write,
+ * fsync, rename, fsync of the directory -- taking as long as the disk
+ * likes; the loop hears back through an ev_async.  At most one write is in
+ * flight: a change during a commit is written a second later, from the
+ * newest state (coalesced, never queued).  A failed write is tried again
  * (1 s, doubling to a minute) without waiting for another change: the
  * snapshot on disk must catch up once the disk is back.
  *
@@ -36,13 +40,30 @@
 
 /* What the loop hands the writer thread and what comes back. */
 struct job {
-    char   *buf;            /* encoded file, owned by the job          */
+    scout_snapshot_rec_t **recs;  /* one reference each, owned by the job */
+    int     nrecs;
+    int64_t written_at_ms;
+    char   *buf;            /* the assembled file (writer thread)       */
     size_t  len;
     int     nservices;
+    int     encoded;        /* records re-encoded on the loop           */
+    int     left_out;       /* by the format's rules or its size limit  */
     double  encode_ms;      /* on the loop                              */
     double  commit_ms;      /* in the writer thread                     */
     int     rc;
     char    err[SCOUT_ERR_LEN];
+    char    why[SCOUT_ERR_LEN]; /* the first service left out, or ""     */
+};
+
+/* A service's record as last encoded, valid while the service (the same
+ * object) has the same index and zxids; rec NULL with a reason when the
+ * format cannot hold its list (left out of every write until it changes). */
+struct cached {
+    const scout_service_t *svc;
+    uint64_t               index;
+    int64_t                pzxid, max_mzxid;
+    scout_snapshot_rec_t  *rec;
+    char                  *why;
 };
 
 struct scout_persist_s {
@@ -53,6 +74,7 @@ struct scout_persist_s {
     int64_t           max_age_ms;
     scout_service_t **services;
     int               n;
+    struct cached    *cache;       /* [n], parallel to services      */
     ev_timer          timer;       /* one-shot: the next write       */
     int               dirty;
     double            backoff;     /* after a failed write, seconds  */
@@ -99,71 +121,126 @@ retry_write(scout_persist_t *p, const char *err)
 static void
 job_free(struct job *j)
 {
-    if (j != NULL)
-        free(j->buf);
+    if (j == NULL)
+        return;
+    for (int i = 0; i < j->nrecs; i++)
+        scout_snapshot_rec_unref(j->recs[i]);
+    free(j->recs);
+    free(j->buf);
     free(j);
 }
 
-/* The published state, encoded on the loop; NULL (logged) on failure. */
+static void
+cache_clear(scout_persist_t *p)
+{
+    for (int i = 0; p->cache != NULL && i < p->n; i++) {
+        scout_snapshot_rec_unref(p->cache[i].rec);
+        free(p->cache[i].why);
+    }
+    free(p->cache);
+    p->cache = NULL;
+}
+
+/* The record of service i as published now: the cached one while its
+ * index and zxids hold, else encoded again.  NULL when it is left out
+ * (reason in c->why) or out of memory (err). */
+static scout_snapshot_rec_t *
+record_of(scout_persist_t *p, int i, int *encoded, char *err)
+{
+    scout_service_t *s = p->services[i];
+    struct cached *c = &p->cache[i];
+    scout_snapshot_service_t sv;
+
+    sv.index = scout_service_index(s);
+    scout_service_zxids(s, &sv.pzxid, &sv.max_mzxid);
+    if (c->svc == s && c->index == sv.index && c->pzxid == sv.pzxid
+        && c->max_mzxid == sv.max_mzxid && (c->rec != NULL || c->why != NULL))
+        return c->rec;
+    scout_snapshot_rec_unref(c->rec);
+    free(c->why);
+    memset(c, 0, sizeof(*c));
+    sv.name = scout_service_name(s);
+    sv.path = scout_service_path(s);
+    sv.eps = scout_service_epset(s);
+    (*encoded)++;
+    err[0] = '\0';
+    if ((c->rec = scout_snapshot_rec_new(&sv, err)) == NULL) {
+        if (strstr(err, "out of memory") != NULL)
+            return NULL;        /* not cached: tried again next time */
+        if ((c->why = strdup(err)) == NULL)
+            return NULL;
+    }
+    c->svc = s;
+    c->index = sv.index;
+    c->pzxid = sv.pzxid;
+    c->max_mzxid = sv.max_mzxid;
+    return c->rec;
+}
+
+/* The published state as references to per-service records (only what
+ * changed is encoded); NULL (logged) on failure. */
 static struct job *
 encode_now(scout_persist_t *p)
 {
-    scout_snapshot_service_t *svcs;
     struct job *j = calloc(1, sizeof(*j));
     double t0 = scout_now_ms();
-    int n = 0, rc, left_out = 0;
+    char err[SCOUT_ERR_LEN];
 
-    svcs = calloc((size_t)(p->n ? p->n : 1), sizeof(*svcs));
-    if (j == NULL || svcs == NULL) {
-        scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: out of "
-                  "memory; will retry in %.0f s", p->backoff);
-        free(svcs);
-        free(j);
-        retry_write(p, "out of memory");
-        return NULL;
-    }
+    if (j != NULL && p->cache == NULL)
+        p->cache = calloc((size_t)(p->n ? p->n : 1), sizeof(*p->cache));
+    if (j == NULL || p->cache == NULL
+        || (j->recs = malloc((size_t)(p->n ? p->n : 1) * sizeof(*j->recs)))
+           == NULL)
+        goto oom;
     for (int i = 0; i < p->n; i++) {
-        scout_service_t *s = p->services[i];
-        scout_snapshot_service_t *out = &svcs[n];
+        scout_snapshot_rec_t *r;
 
-        if (!scout_service_serving(s))
+        if (!scout_service_serving(p->services[i]))
             continue;
-        out->name = scout_service_name(s);
-        out->path = scout_service_path(s);
-        out->index = scout_service_index(s);
-        scout_service_zxids(s, &out->pzxid, &out->max_mzxid);
-        out->eps = scout_service_epset(s);
-        n++;
+        r = record_of(p, i, &j->encoded, err);
+        if (r != NULL) {
+            j->recs[j->nrecs++] = scout_snapshot_rec_ref(r);
+        } else if (p->cache[i].why != NULL) {
+            if (j->left_out++ == 0)
+                snprintf(j->why, sizeof(j->why), "%s", p->cache[i].why);
+        } else {
+            goto oom;
+        }
     }
-    rc = scout_snapshot_encode_each(p->ensemble, scout_wall_ms(), svcs, n,
-                                    &j->buf, &j->len, &left_out, j->err);
-    free(svcs);
-    if (rc != SCOUT_OK) {
-        scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
-                  "will retry in %.0f s", j->err, p->backoff);
-        retry_write(p, j->err);
-        job_free(j);
-        return NULL;
-    }
-    if (left_out > 0) {
-        scout_stats.snapshot_services_left_out += (uint64_t)left_out;
-        scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %d "
-                  "service%s left out, the others written: %s", left_out,
-                  left_out == 1 ? "" : "s", j->err);
-        j->err[0] = '\0';
-        n -= left_out;
-    }
-    j->nservices = n;
+    j->written_at_ms = scout_wall_ms();
     j->encode_ms = scout_now_ms() - t0;
     return j;
+
+oom:
+    scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: out of "
+              "memory; will retry in %.0f s", p->backoff);
+    job_free(j);
+    retry_write(p, "out of memory");
+    return NULL;
 }
 
+/* In the writer thread (or on the loop without one): assemble the file
+ * from the records and put it on disk.  Touches only the job, the
+ * immutable records and the files. */
 static void
 commit(scout_persist_t *p, struct job *j)
 {
     double t0 = scout_now_ms();
+    int more = 0;
 
-    j->rc = scout_snapshot_commit(p->dir, j->buf, j->len, j->err);
+    j->rc = scout_snapshot_assemble(p->ensemble, j->written_at_ms, j->recs,
+                                    j->nrecs, &j->buf, &j->len, &more,
+                                    j->err);
+    if (j->rc == SCOUT_OK) {
+        if (more > 0 && j->left_out == 0)
+            snprintf(j->why, sizeof(j->why), "%s", j->err);
+        j->left_out += more;
+        j->nservices = j->nrecs - more;
+        j->rc = scout_snapshot_commit(p->dir, j->buf, j->len, j->err);
+    }
+    /* the file is out: its bytes are not needed until the next write */
+    free(j->buf);
+    j->buf = NULL;
     j->commit_ms = scout_now_ms() - t0;
 }
 
@@ -171,6 +248,12 @@ commit(scout_persist_t *p, struct job *j)
 static void
 collect(scout_persist_t *p, struct job *j)
 {
+    if (j->left_out > 0) {
+        scout_stats.snapshot_services_left_out += (uint64_t)j->left_out;
+        scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %d "
+                  "service%s left out, the others written: %s", j->left_out,
+                  j->left_out == 1 ? "" : "s", j->why);
+    }
     if (j->rc != SCOUT_OK) {
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
                   "will retry in %.0f s", j->err, p->backoff);
@@ -187,10 +270,12 @@ collect(scout_persist_t *p, struct job *j)
         if (p->dirty)           /* changed while this one was committed */
             write_in(p, 1.0);
         scout_log(SCOUT_LOG_DEBUG, "persist", "wrote %d services to %s in "
-                  "%.1f ms (%.1f MB; encoded in %.1f ms on the loop, "
-                  "committed in %.1f ms by the writer thread)", j->nservices,
-                  p->file, j->encode_ms + j->commit_ms,
-                  (double)j->len / (1 << 20), j->encode_ms, j->commit_ms);
+                  "%.1f ms (%.1f MB; encoded in %.1f ms on the loop, %d "
+                  "service%s re-encoded, committed in %.1f ms by the writer "
+                  "thread)", j->nservices, p->file,
+                  j->encode_ms + j->commit_ms, (double)j->len / (1 << 20),
+                  j->encode_ms, j->encoded, j->encoded == 1 ? "" : "s",
+                  j->commit_ms);
     }
     job_free(j);
 }
@@ -475,6 +560,7 @@ scout_persist_written_ms(const scout_persist_t *p)
 void
 scout_persist_set_services(scout_persist_t *p, scout_service_t **services, int n)
 {
+    cache_clear(p);             /* encoded again once, for the new list */
     p->services = services;
     p->n = n;
 }
@@ -498,6 +584,7 @@ scout_persist_free(scout_persist_t *p)
     }
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    cache_clear(p);
     free(p->dir);
     free(p->file);
     free(p->ensemble);

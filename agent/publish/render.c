@@ -5,10 +5,22 @@
  * The command runs through /bin/sh with the agent's environment and is
  * reaped by an ev_child watcher (the default loop owns SIGCHLD); at most one
  * runs at a time, and a change that lands meanwhile runs it once more after.
+ *
+ * The loop only renders (Lua) and compares with what it wrote last; the
+ * file system work -- reading what dest holds before the first write (up to
+ * 16 MB), the temp file, fsync, rename, fsync of the directory -- runs in
+ * the render's writer thread, and the result comes back through an
+ * ev_async.  At most one write is in flight; a render that lands meanwhile
+ * waits as the one pending write (a newer one replaces it), so the file and
+ * the command follow the renders in order.  The command runs only once its
+ * file is in place.  The writer thread blocks every signal, so SIGTERM,
+ * SIGHUP and the hook budget's SIGALRM keep reaching the loop's thread.
  */
 #include "publish/render.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +32,19 @@
 #include "log.h"
 #include "scout.h"
 #include "spawn.h"
+#include "stats.h"
+
+/* One write, handed to the writer thread and back. */
+struct job {
+    char   *text;           /* owned by the job until collected         */
+    size_t  len;
+    int     compare;        /* first write: dest may hold these bytes    */
+    int     rc;             /* WROTE, SAME or SCOUT_ERROR                */
+    char    err[SCOUT_ERR_LEN];
+};
+
+#define WROTE 0
+#define SAME  1
 
 struct scout_render_s {
     struct ev_loop   *loop;
@@ -36,6 +61,18 @@ struct scout_render_s {
     ev_child          child;
     int               running;        /* the command */
     int               again;          /* run it once more when it exits */
+    int               written;        /* a write went through: dest known */
+    /* the writer thread; below mu, guarded by it */
+    pthread_t         thread;
+    int               thread_ok;
+    ev_async          done;
+    struct job       *busy;           /* out with the thread: loop-only */
+    struct job       *pending;        /* the next write: loop-only      */
+    pthread_mutex_t   mu;
+    pthread_cond_t    cv;
+    struct job       *todo;
+    struct job       *finished;
+    int               quit;
 };
 
 static void run_command(scout_render_t *r);
@@ -155,9 +192,141 @@ all_published(scout_render_t *r)
 }
 
 static void
+job_free(struct job *j)
+{
+    if (j != NULL)
+        free(j->text);
+    free(j);
+}
+
+/* In the writer thread (or on the loop without one): touches only the job
+ * and the file system. */
+static void
+job_run(const char *dest, struct job *j)
+{
+    if (j->compare) {
+        size_t len = 0;
+        char *old = read_existing(dest, &len);
+        int same = old != NULL && len == j->len
+                   && memcmp(old, j->text, len) == 0;
+
+        free(old);
+        if (same) {
+            j->rc = SAME;
+            return;
+        }
+    }
+    j->rc = write_atomically(dest, j->text, j->len, j->err) == SCOUT_OK
+            ? WROTE : SCOUT_ERROR;
+}
+
+static void submit(scout_render_t *r, struct job *j);
+
+/* On the loop: what a write did; the command runs after its file is in
+ * place, then the pending write (if any) goes out. */
+static void
+collect(scout_render_t *r, struct job *j)
+{
+    if (j->rc == SCOUT_ERROR) {
+        scout_stats.render_write_failures++;
+        scout_log(SCOUT_LOG_WARN, "render", "%s: %s; the file stays as it "
+                  "was", r->conf.dest, j->err);
+        job_free(j);
+    } else {
+        r->written = 1;
+        free(r->last);
+        r->last = j->text;
+        r->last_len = j->len;
+        j->text = NULL;
+        if (j->rc == SAME) {
+            scout_log(SCOUT_LOG_INFO, "render", "%s: unchanged (%zu bytes), "
+                      "not written", r->conf.dest, r->last_len);
+        } else {
+            scout_stats.render_writes++;
+            scout_log(SCOUT_LOG_INFO, "render", "%s: written (%zu bytes)",
+                      r->conf.dest, r->last_len);
+            run_command(r);
+        }
+        job_free(j);
+    }
+    if (r->pending != NULL) {
+        j = r->pending;
+        r->pending = NULL;
+        if (r->last != NULL && j->len == r->last_len
+            && memcmp(j->text, r->last, j->len) == 0) {
+            scout_log(SCOUT_LOG_INFO, "render", "%s: unchanged (%zu bytes), "
+                      "not written", r->conf.dest, j->len);
+            job_free(j);
+            return;
+        }
+        submit(r, j);
+    }
+}
+
+static void
+submit(scout_render_t *r, struct job *j)
+{
+    j->compare = !r->written;
+    if (!r->thread_ok) {        /* no thread: write on the loop */
+        job_run(r->conf.dest, j);
+        collect(r, j);
+        return;
+    }
+    r->busy = j;
+    pthread_mutex_lock(&r->mu);
+    r->todo = j;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void *
+writer_main(void *arg)
+{
+    scout_render_t *r = arg;
+    struct job *j;
+
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (r->todo == NULL && !r->quit)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (r->todo == NULL)
+            break;              /* quit, and nothing left to write */
+        j = r->todo;
+        r->todo = NULL;
+        pthread_mutex_unlock(&r->mu);
+        job_run(r->conf.dest, j);
+        pthread_mutex_lock(&r->mu);
+        r->finished = j;
+        if (!r->quit)
+            ev_async_send(r->loop, &r->done);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+static void
+on_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    scout_render_t *r = w->data;
+    struct job *j;
+    (void)loop;
+    (void)revents;
+
+    pthread_mutex_lock(&r->mu);
+    j = r->finished;
+    r->finished = NULL;
+    pthread_mutex_unlock(&r->mu);
+    if (j == NULL)
+        return;
+    r->busy = NULL;
+    collect(r, j);
+}
+
+static void
 render_now(scout_render_t *r)
 {
     char err[SCOUT_ERR_LEN];
+    struct job *j;
     char *text;
     size_t len;
 
@@ -171,24 +340,28 @@ render_now(scout_render_t *r)
         return;
     }
     len = strlen(text);
-    if (r->last != NULL && len == r->last_len
+    if (r->busy == NULL && r->last != NULL && len == r->last_len
         && memcmp(text, r->last, len) == 0) {
         free(text);                     /* same bytes: nothing to do */
         scout_log(SCOUT_LOG_INFO, "render", "%s: unchanged (%zu bytes), "
                   "not written", r->conf.dest, len);
         return;
     }
-    if (write_atomically(r->conf.dest, text, len, err) != SCOUT_OK) {
-        scout_log(SCOUT_LOG_WARN, "render", "%s: %s", r->conf.dest, err);
+    if ((j = calloc(1, sizeof(*j))) == NULL) {
         free(text);
+        scout_stats.render_write_failures += 1;   /* no job: not written */
+        scout_log(SCOUT_LOG_WARN, "render", "%s: out of memory, the file "
+                  "stays as it is", r->conf.dest);
         return;
     }
-    free(r->last);
-    r->last = text;
-    r->last_len = len;
-    scout_log(SCOUT_LOG_INFO, "render", "%s: written (%zu bytes)",
-              r->conf.dest, len);
-    run_command(r);
+    j->text = text;
+    j->len = len;
+    if (r->busy != NULL) {      /* after the write in flight; newest wins */
+        job_free(r->pending);
+        r->pending = j;
+        return;
+    }
+    submit(r, j);
 }
 
 static void
@@ -216,12 +389,28 @@ scout_render_changed(scout_render_t *r)
     ev_timer_start(r->loop, &r->timer);
 }
 
+static int
+start_writer(scout_render_t *r)
+{
+    sigset_t all, old;
+    int rc;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rc = pthread_create(&r->thread, NULL, writer_main, r);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0)
+        r->thread_ok = 1;
+    return rc;
+}
+
 scout_render_t *
 scout_render_new(struct ev_loop *loop, scout_policy_t *policy, int idx,
                  const scout_render_conf_t *conf, scout_service_t **services,
                  int nservices, char *err)
 {
     scout_render_t *r = calloc(1, sizeof(*r));
+    int rc;
 
     if (r == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
@@ -237,7 +426,15 @@ scout_render_new(struct ev_loop *loop, scout_policy_t *policy, int idx,
     r->timer.data = r;
     ev_child_init(&r->child, on_child, 0, 0);
     r->child.data = r;
-    r->last = read_existing(conf->dest, &r->last_len);
+    /* what dest holds is read by the first write, in the thread */
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    ev_async_init(&r->done, on_done);
+    r->done.data = r;
+    ev_async_start(loop, &r->done);
+    if ((rc = start_writer(r)) != 0)
+        scout_log(SCOUT_LOG_WARN, "render", "%s: no writer thread (%s): "
+                  "written on the loop", conf->dest, strerror(rc));
     return r;
 }
 
@@ -246,8 +443,22 @@ scout_render_free(scout_render_t *r)
 {
     if (r == NULL)
         return;
+    /* A write in flight is finished first (a reload's new render must not
+     * race it on the same dest); what is pending is dropped with the rest. */
+    if (r->thread_ok) {
+        pthread_mutex_lock(&r->mu);
+        r->quit = 1;
+        pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->thread, NULL);
+        job_free(r->finished);
+    }
+    ev_async_stop(r->loop, &r->done);
     ev_timer_stop(r->loop, &r->timer);
     ev_child_stop(r->loop, &r->child);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    job_free(r->pending);
     free(r->last);
     free(r);
 }

@@ -488,9 +488,13 @@ encode(scout_shm_t *shm, int n, const sizes_t *z, uint64_t gen,
  * after "seq = 0" orders it before every body store (Boehm, "Can seqlocks
  * get along with programming language memory models?", 2012); the release
  * store of seq orders the body before "done". */
+static void assemble(scout_shm_slice_t *const *slices, int n,
+                     const sizes_t *z, uint64_t gen, uint8_t *out,
+                     size_t size);
+
 static void
 slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
-           const sizes_t *z, size_t body_len)
+           const sizes_t *z, size_t body_len, scout_shm_slice_t *const *slices)
 {
     scout_shm_file_t *hdr = (scout_shm_file_t *)map;
     scout_shm_slot_t *slot = slot_at(map, hdr, gen);
@@ -498,19 +502,58 @@ slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
 
     __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    encode(shm, n, z, gen, body, body_len);
+    if (slices != NULL)
+        assemble(slices, n, z, gen, body, body_len);
+    else
+        encode(shm, n, z, gen, body, body_len);
     __atomic_store_n(&slot->len, (uint64_t)body_len, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->checksum, (uint64_t)XXH3_64bits(body, body_len),
                      __ATOMIC_RELAXED);
     __atomic_store_n(&slot->seq, gen, __ATOMIC_RELEASE);
 }
 
+/* The body of the next generation into its slot, or into a new file when
+ * it does not fit (or would waste most of a big one). */
+static int
+put_body(scout_shm_t *shm, int n, const sizes_t *z,
+         scout_shm_slice_t *const *slices, char *err)
+{
+    uint64_t gen = shm->gen + 1;
+    size_t body_len, need, slot_size = shm->hdr->slot_size;
+
+    body_len = sizeof(scout_shm_snap_t) + (size_t)n * sizeof(scout_shm_svc_t)
+               + z->nendpoints * sizeof(scout_shm_ep_t)
+               + z->nmeta * sizeof(scout_shm_meta_t) + z->strings;
+    need = SCOUT_SHM_SLOT_HDR + body_len;
+
+    if (need > slot_size
+        || (slot_size > SHRINK_ABOVE && need < slot_size / 8)) {
+        /* A new file, 1.5x what is needed so growth by a few services does
+         * not move the file again; the old one stays intact for readers. */
+        char tmp[4096];
+        uint8_t *map;
+        int fd;
+
+        slot_size = round_page(need + need / 2 + INITIAL_SLOT);
+        if (file_create(shm->path, slot_size, gen, tmp, sizeof(tmp), &fd,
+                        &map, err) != SCOUT_OK)
+            return SCOUT_ERROR;
+        slot_write(shm, map, gen, n, z, body_len, slices);
+        if (file_swap(shm, tmp, fd, map, gen, err) != SCOUT_OK)
+            return SCOUT_ERROR;
+    } else {
+        slot_write(shm, shm->map, gen, n, z, body_len, slices);
+        __atomic_store_n(&shm->hdr->generation, gen, __ATOMIC_RELEASE);
+        shm->gen = gen;
+    }
+    shm->last_body = body_len;
+    return SCOUT_OK;
+}
+
 int
 scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs, int n,
                   char *err)
 {
-    uint64_t gen = shm->gen + 1;
-    size_t body_len, need, slot_size = shm->hdr->slot_size;
     sizes_t z;
 
     if (n < 0 || (n > 0 && svcs == NULL))
@@ -535,31 +578,197 @@ scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs, int n,
         != SCOUT_OK)
         return scout_seterr(err, "shm: out of memory");
 
-    body_len = sizeof(scout_shm_snap_t) + (size_t)n * sizeof(scout_shm_svc_t)
-               + z.nendpoints * sizeof(scout_shm_ep_t)
-               + z.nmeta * sizeof(scout_shm_meta_t) + z.strings;
-    need = SCOUT_SHM_SLOT_HDR + body_len;
+    return put_body(shm, n, &z, NULL, err);
+}
 
-    if (need > slot_size
-        || (slot_size > SHRINK_ABOVE && need < slot_size / 8)) {
-        /* A new file, 1.5x what is needed so growth by a few services does
-         * not move the file again; the old one stays intact for readers. */
-        char tmp[4096];
-        uint8_t *map;
-        int fd;
+/* ---- slices: one service encoded once, relocated into each body ------- */
 
-        slot_size = round_page(need + need / 2 + INITIAL_SLOT);
-        if (file_create(shm->path, slot_size, gen, tmp, sizeof(tmp), &fd,
-                        &map, err) != SCOUT_OK)
-            return SCOUT_ERROR;
-        slot_write(shm, map, gen, n, &z, body_len);
-        if (file_swap(shm, tmp, fd, map, gen, err) != SCOUT_OK)
-            return SCOUT_ERROR;
-    } else {
-        slot_write(shm, shm->map, gen, n, &z, body_len);
-        __atomic_store_n(&shm->hdr->generation, gen, __ATOMIC_RELEASE);
-        shm->gen = gen;
+/*
+ * A service's part of a body is contiguous in every array: its svc record,
+ * a run of ep records, a run of meta records and a run of strings.  A slice
+ * holds that part encoded as if the service were alone (offsets from 0);
+ * assembling relocates it by the runs before it.  Copying records and
+ * adding three bases is what a publish costs per unchanged service: no
+ * strlen, no hash walk, no sort -- and it touches nothing but slices, so
+ * a writer thread may do it.
+ */
+struct scout_shm_slice_s {
+    int               refs;       /* atomic */
+    const char       *name;       /* NUL-terminated, inside strings */
+    scout_shm_svc_t   svc;
+    uint32_t          neps, nmeta, nstr;
+    scout_shm_ep_t   *eps;        /* [neps], then meta, then strings */
+    scout_shm_meta_t *meta;
+    uint8_t          *strings;
+};
+
+scout_shm_slice_t *
+scout_shm_slice_new(const scout_shm_service_t *s, char *err)
+{
+    const scout_shm_service_t *one = s;
+    const scout_endpoint_t **eps = NULL;
+    scout_shm_slice_t *sl = NULL;
+    const scout_endpoint_t *ep;
+    scout_shm_ep_t *eprec;
+    scout_shm_meta_t *mrec;
+    strtab_t t;
+    sizes_t z;
+    size_t k = 0, size;
+    uint32_t meta_i = 0;
+
+    if (s->name == NULL || s->name[0] == '\0') {
+        scout_seterr(err, "shm: a service has no name");
+        return NULL;
     }
-    shm->last_body = body_len;
-    return SCOUT_OK;
+    if (measure(&one, 1, &z, err) != SCOUT_OK)
+        return NULL;
+    size = sizeof(*sl) + z.nendpoints * sizeof(scout_shm_ep_t)
+           + z.nmeta * sizeof(scout_shm_meta_t) + z.strings;
+    if ((sl = calloc(1, size)) == NULL
+        || (eps = malloc((z.max_eps ? z.max_eps : 1) * sizeof(*eps)))
+           == NULL) {
+        free(sl);
+        scout_seterr(err, "shm: out of memory");
+        return NULL;
+    }
+    sl->refs = 1;
+    sl->neps = (uint32_t)z.nendpoints;
+    sl->nmeta = (uint32_t)z.nmeta;
+    sl->nstr = (uint32_t)z.strings;
+    sl->eps = eprec = (scout_shm_ep_t *)(sl + 1);
+    sl->meta = mrec = (scout_shm_meta_t *)(sl->eps + sl->neps);
+    sl->strings = t.strings = (uint8_t *)(sl->meta + sl->nmeta);
+    t.pos = 0;
+    /* the same order of strings and records as encode() */
+    sl->svc.name = put_cstr(&t, s->name);
+    sl->svc.path = put_cstr(&t, s->path);
+    sl->svc.state = put_cstr(&t, s->state);
+    sl->svc.settings = put_str(&t, s->settings, s->settings_len);
+    sl->svc.index = s->index;
+    sl->svc.ep_first = 0;
+    sl->name = (const char *)sl->strings + sl->svc.name.off;
+    if (s->eps != NULL)
+        for (ep = s->eps->map; ep != NULL; ep = ep->hh.next)
+            eps[k++] = ep;
+    if (k > 1)
+        qsort(eps, k, sizeof(*eps), by_id);
+    sl->svc.ep_count = (uint32_t)k;
+    for (size_t e = 0; e < k; e++, eprec++) {
+        ep = eps[e];
+        eprec->id = put_cstr(&t, ep->id);
+        eprec->host = put_cstr(&t, ep->host);
+        eprec->status = put_cstr(&t, ep->status);
+        eprec->port = ep->port;
+        eprec->weight = ep->weight;
+        eprec->zxid = ep->zxid;
+        eprec->meta_first = meta_i;
+        eprec->meta_count = (uint32_t)(ep->nmeta > 0 ? ep->nmeta : 0);
+        for (int j = 0; j < ep->nmeta; j++, mrec++, meta_i++) {
+            mrec->key = put_cstr(&t, ep->meta[j].key);
+            mrec->value = put_cstr(&t, ep->meta[j].value);
+        }
+    }
+    free(eps);
+    return sl;
+}
+
+scout_shm_slice_t *
+scout_shm_slice_ref(scout_shm_slice_t *sl)
+{
+    if (sl != NULL)
+        __atomic_add_fetch(&sl->refs, 1, __ATOMIC_RELAXED);
+    return sl;
+}
+
+void
+scout_shm_slice_unref(scout_shm_slice_t *sl)
+{
+    if (sl != NULL && __atomic_sub_fetch(&sl->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(sl);
+}
+
+static scout_shm_str_t
+moved(scout_shm_str_t s, uint32_t base)
+{
+    s.off += base;
+    return s;
+}
+
+static void
+assemble(scout_shm_slice_t *const *slices, int n, const sizes_t *z,
+         uint64_t gen, uint8_t *out, size_t size)
+{
+    scout_shm_snap_t *snap = (scout_shm_snap_t *)out;
+    scout_shm_svc_t *svc = (scout_shm_svc_t *)(snap + 1);
+    scout_shm_ep_t *eprec = (scout_shm_ep_t *)(svc + n);
+    scout_shm_meta_t *mrec = (scout_shm_meta_t *)(eprec + z->nendpoints);
+    uint8_t *strings = (uint8_t *)(mrec + z->nmeta);
+    uint32_t ep_i = 0, meta_i = 0, str_i = 0;
+
+    snap->generation = gen;
+    snap->size = size;
+    snap->nservices = (uint32_t)n;
+    snap->nendpoints = (uint32_t)z->nendpoints;
+    snap->nmeta = (uint32_t)z->nmeta;
+    snap->strings_len = (uint32_t)z->strings;
+    for (int i = 0; i < n; i++, svc++) {
+        const scout_shm_slice_t *sl = slices[i];
+
+        *svc = sl->svc;
+        svc->name = moved(sl->svc.name, str_i);
+        svc->path = moved(sl->svc.path, str_i);
+        svc->state = moved(sl->svc.state, str_i);
+        svc->settings = moved(sl->svc.settings, str_i);
+        svc->ep_first = ep_i;
+        for (uint32_t e = 0; e < sl->neps; e++, eprec++) {
+            *eprec = sl->eps[e];
+            eprec->id = moved(eprec->id, str_i);
+            eprec->host = moved(eprec->host, str_i);
+            eprec->status = moved(eprec->status, str_i);
+            eprec->meta_first += meta_i;
+        }
+        for (uint32_t m = 0; m < sl->nmeta; m++, mrec++) {
+            mrec->key = moved(sl->meta[m].key, str_i);
+            mrec->value = moved(sl->meta[m].value, str_i);
+        }
+        memcpy(strings + str_i, sl->strings, sl->nstr);
+        ep_i += sl->neps;
+        meta_i += sl->nmeta;
+        str_i += sl->nstr;
+    }
+}
+
+static int
+by_slice_name(const void *a, const void *b)
+{
+    return strcmp((*(scout_shm_slice_t *const *)a)->name,
+                  (*(scout_shm_slice_t *const *)b)->name);
+}
+
+int
+scout_shm_publish_slices(scout_shm_t *shm, scout_shm_slice_t **slices, int n,
+                         char *err)
+{
+    sizes_t z;
+
+    if (n < 0 || (n > 0 && slices == NULL))
+        return scout_seterr(err, "shm: bad service list");
+    if (n > 1)
+        qsort(slices, (size_t)n, sizeof(*slices), by_slice_name);
+    memset(&z, 0, sizeof(z));
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && strcmp(slices[i - 1]->name, slices[i]->name) == 0)
+            return scout_seterr(err, "shm: duplicate service \"%s\"",
+                                slices[i]->name);
+        z.nendpoints += slices[i]->neps;
+        z.nmeta += slices[i]->nmeta;
+        z.strings += slices[i]->nstr;
+    }
+    if (z.nendpoints > UINT32_MAX || z.nmeta > UINT32_MAX
+        || z.strings > UINT32_MAX)
+        return scout_seterr(err, "snapshot too large (%llu endpoints, %llu "
+                            "bytes of strings)",
+                            (unsigned long long)z.nendpoints,
+                            (unsigned long long)z.strings);
+    return put_body(shm, n, &z, slices, err);
 }

@@ -4,8 +4,8 @@
  *
  * Each publish writes one complete, immutable snapshot under the next
  * generation number; readers never block the writer and never see a torn
- * snapshot.  Format and protocol: docs/shm.md.  Single-threaded, like the
- * rest of the agent: one scout_shm_t per loop, never shared between threads.
+ * snapshot.  Format and protocol: docs/shm.md.  One writer: a scout_shm_t is
+ * used by one thread at a time, never concurrently.
  */
 #ifndef SCOUT_SHM_AGENT_H
 #define SCOUT_SHM_AGENT_H
@@ -42,6 +42,23 @@ scout_shm_t *scout_shm_open(const char *path, char *err);
  * endpoint ids; no allocation once the scratch arrays have grown. */
 int scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs,
                       int n, char *err);
+
+/* One service encoded for the snapshot once, to be published again while
+ * it does not change (the agent keeps one per service and index).
+ * Immutable; nothing of s is kept.  The reference count is atomic, so a
+ * slice may be released by another thread.  NULL + err on failure. */
+typedef struct scout_shm_slice_s scout_shm_slice_t;
+scout_shm_slice_t *scout_shm_slice_new(const scout_shm_service_t *s,
+                                       char *err);
+scout_shm_slice_t *scout_shm_slice_ref(scout_shm_slice_t *sl);
+void scout_shm_slice_unref(scout_shm_slice_t *sl);
+
+/* scout_shm_publish() from slices: the very same bytes for the same
+ * services, at the cost of copying them (slices is reordered by name).
+ * It touches only shm and the slices, so one thread at a time may call it
+ * -- the agent's shm writer thread, which owns shm once it has started. */
+int scout_shm_publish_slices(scout_shm_t *shm, scout_shm_slice_t **slices,
+                             int n, char *err);
 
 /* The generation of the last successful publish (or the adopted file's). */
 uint64_t scout_shm_generation(const scout_shm_t *shm);

@@ -6,9 +6,21 @@
  * least SHM_MIN_INTERVAL apart.  Services that
  * have never been synced are written too (state "syncing", no endpoints),
  * so a reader can tell "not yet known" from "no such service".
+ *
+ * What the loop pays per generation does not grow with the registry's
+ * bytes: each service is encoded into a slice once per (index, state,
+ * settings) and kept; a generation re-encodes only the services that
+ * changed and hands the writer thread a reference to every slice (an
+ * immutable set).  The thread owns the scout_shm_t from then on: it copies
+ * the slices into the slot, checksums and moves the generation.  One
+ * generation is in flight at a time; changes meanwhile are coalesced into
+ * one more, from the newest state, when it is done.  The thread blocks
+ * every signal, so they keep reaching the loop's thread.
  */
 #include "publish/shmpub.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,13 +28,43 @@
 #include "scout.h"
 #include "publish/shm.h"
 
+/* A service's slice as last encoded, valid while the service (the same
+ * object) has the same index, state and settings. */
+struct cached {
+    const scout_service_t *svc;
+    uint64_t               index;
+    const char            *state;
+    const char            *settings;
+    size_t                 settings_len;
+    scout_shm_slice_t     *slice;
+};
+
+struct job {
+    scout_shm_slice_t **slices;     /* one reference each */
+    int                 n;
+    int                 rc;
+    char                err[SCOUT_ERR_LEN];
+};
+
 struct scout_shmpub_s {
     struct ev_loop   *loop;
-    scout_shm_t      *shm;
+    scout_shm_t      *shm;          /* the thread's once it runs */
     scout_service_t **services;
     int               n;
+    struct cached    *cache;        /* [n], parallel to services */
     ev_timer          timer;
     double            last;         /* ev_now() of the last write */
+    int               busy;         /* a job is out: loop-only */
+    int               dirty;        /* changed while busy */
+    /* the writer thread; below mu, guarded by it */
+    pthread_t         thread;
+    int               thread_ok;
+    ev_async          done;
+    pthread_mutex_t   mu;
+    pthread_cond_t    cv;
+    struct job       *todo;
+    struct job       *finished;
+    int               quit;
 };
 
 /* Every generation makes each nginx worker rebuild its tables (~100 ms at
@@ -33,34 +75,177 @@ struct scout_shmpub_s {
 #define SHM_RETRY 1.0
 
 static void
+job_free(struct job *j)
+{
+    if (j == NULL)
+        return;
+    for (int i = 0; i < j->n; i++)
+        scout_shm_slice_unref(j->slices[i]);
+    free(j->slices);
+    free(j);
+}
+
+static void
+cache_clear(scout_shmpub_t *p)
+{
+    for (int i = 0; p->cache != NULL && i < p->n; i++)
+        scout_shm_slice_unref(p->cache[i].slice);
+    free(p->cache);
+    p->cache = NULL;
+}
+
+/* Service i's slice as it is now: kept, or encoded again.  NULL + err. */
+static scout_shm_slice_t *
+slice_of(scout_shmpub_t *p, int i, char *err)
+{
+    scout_service_t *s = p->services[i];
+    struct cached *c = &p->cache[i];
+    scout_shm_service_t sv;
+
+    sv.index = scout_service_index(s);
+    sv.state = scout_service_state(s);
+    sv.settings = scout_service_settings(s, &sv.settings_len);
+    if (c->slice != NULL && c->svc == s && c->index == sv.index
+        && c->settings == sv.settings && c->settings_len == sv.settings_len
+        && strcmp(c->state, sv.state) == 0)
+        return c->slice;
+    scout_shm_slice_unref(c->slice);
+    memset(c, 0, sizeof(*c));
+    sv.name = scout_service_name(s);
+    sv.path = scout_service_path(s);
+    sv.eps = scout_service_epset(s);
+    if ((c->slice = scout_shm_slice_new(&sv, err)) == NULL)
+        return NULL;
+    c->svc = s;
+    c->index = sv.index;
+    c->state = sv.state;        /* a constant of service.c */
+    c->settings = sv.settings;
+    c->settings_len = sv.settings_len;
+    return c->slice;
+}
+
+static void
+retry_later(scout_shmpub_t *p, const char *err)
+{
+    scout_log(SCOUT_LOG_WARN, "shm", "publishing the snapshot: %s; "
+              "retrying in %.0f s", err, SHM_RETRY);
+    ev_timer_stop(p->loop, &p->timer);
+    ev_timer_set(&p->timer, SHM_RETRY, 0.);
+    ev_timer_start(p->loop, &p->timer);
+}
+
+static void
+collect(scout_shmpub_t *p, struct job *j)
+{
+    p->busy = 0;
+    if (j->rc != SCOUT_OK)
+        retry_later(p, j->err);
+    else if (p->dirty)
+        scout_shmpub_changed(p);
+    p->dirty = 0;
+    job_free(j);
+}
+
+static void
 write_now(struct ev_loop *loop, ev_timer *t, int revents)
 {
     scout_shmpub_t *p = t->data;
-    scout_shm_service_t *svcs = calloc((size_t)(p->n ? p->n : 1),
-                                       sizeof(*svcs));
     char err[SCOUT_ERR_LEN];
+    struct job *j;
     (void)loop;
     (void)revents;
 
-    if (svcs == NULL)
+    if (p->busy) {
+        p->dirty = 1;           /* collect() schedules the next one */
         return;
+    }
+    if (p->cache == NULL)
+        p->cache = calloc((size_t)(p->n ? p->n : 1), sizeof(*p->cache));
+    j = calloc(1, sizeof(*j));
+    if (p->cache == NULL || j == NULL
+        || (j->slices = malloc((size_t)(p->n ? p->n : 1)
+                               * sizeof(*j->slices))) == NULL) {
+        job_free(j);
+        retry_later(p, "out of memory");
+        return;
+    }
     for (int i = 0; i < p->n; i++) {
-        scout_service_t *s = p->services[i];
-        svcs[i].name = scout_service_name(s);
-        svcs[i].path = scout_service_path(s);
-        svcs[i].state = scout_service_state(s);
-        svcs[i].index = scout_service_index(s);
-        svcs[i].settings = scout_service_settings(s, &svcs[i].settings_len);
-        svcs[i].eps = scout_service_epset(s);
+        scout_shm_slice_t *sl = slice_of(p, i, err);
+
+        if (sl == NULL) {
+            job_free(j);
+            retry_later(p, err);
+            return;
+        }
+        j->slices[j->n++] = scout_shm_slice_ref(sl);
     }
     p->last = ev_now(p->loop);
-    if (scout_shm_publish(p->shm, svcs, p->n, err) != SCOUT_OK) {
-        scout_log(SCOUT_LOG_WARN, "shm", "publishing the snapshot: %s; "
-                  "retrying in %.0f s", err, SHM_RETRY);
-        ev_timer_set(&p->timer, SHM_RETRY, 0.);
-        ev_timer_start(p->loop, &p->timer);
+    if (!p->thread_ok) {        /* no thread: publish on the loop */
+        j->rc = scout_shm_publish_slices(p->shm, j->slices, j->n, j->err);
+        collect(p, j);
+        return;
     }
-    free(svcs);
+    p->busy = 1;
+    pthread_mutex_lock(&p->mu);
+    p->todo = j;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *
+writer_main(void *arg)
+{
+    scout_shmpub_t *p = arg;
+    struct job *j;
+
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->todo == NULL && !p->quit)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->todo == NULL)
+            break;
+        j = p->todo;
+        p->todo = NULL;
+        pthread_mutex_unlock(&p->mu);
+        j->rc = scout_shm_publish_slices(p->shm, j->slices, j->n, j->err);
+        pthread_mutex_lock(&p->mu);
+        p->finished = j;
+        if (!p->quit)
+            ev_async_send(p->loop, &p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void
+on_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    scout_shmpub_t *p = w->data;
+    struct job *j;
+    (void)loop;
+    (void)revents;
+
+    pthread_mutex_lock(&p->mu);
+    j = p->finished;
+    p->finished = NULL;
+    pthread_mutex_unlock(&p->mu);
+    if (j != NULL)
+        collect(p, j);
+}
+
+static int
+start_writer(scout_shmpub_t *p)
+{
+    sigset_t all, old;
+    int rc;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rc = pthread_create(&p->thread, NULL, writer_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0)
+        p->thread_ok = 1;
+    return rc;
 }
 
 scout_shmpub_t *
@@ -68,6 +253,7 @@ scout_shmpub_new(struct ev_loop *loop, const char *path,
                  scout_service_t **services, int n, char *err)
 {
     scout_shmpub_t *p = calloc(1, sizeof(*p));
+    int rc;
 
     if (p == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
@@ -83,6 +269,14 @@ scout_shmpub_new(struct ev_loop *loop, const char *path,
     p->n = n;
     ev_timer_init(&p->timer, write_now, 0., 0.);
     p->timer.data = p;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    ev_async_init(&p->done, on_done);
+    p->done.data = p;
+    ev_async_start(loop, &p->done);
+    if ((rc = start_writer(p)) != 0)
+        scout_log(SCOUT_LOG_WARN, "shm", "no writer thread (%s): the "
+                  "snapshot is published on the loop", strerror(rc));
     scout_shmpub_changed(p);    /* readers learn the service list at once */
     return p;
 }
@@ -101,6 +295,7 @@ scout_shmpub_changed(scout_shmpub_t *p)
 void
 scout_shmpub_set_services(scout_shmpub_t *p, scout_service_t **services, int n)
 {
+    cache_clear(p);             /* encoded again once, for the new list */
     p->services = services;
     p->n = n;
 }
@@ -110,7 +305,19 @@ scout_shmpub_free(scout_shmpub_t *p)
 {
     if (p == NULL)
         return;
+    if (p->thread_ok) {         /* a generation in flight is finished */
+        pthread_mutex_lock(&p->mu);
+        p->quit = 1;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->thread, NULL);
+        job_free(p->finished);
+    }
+    ev_async_stop(p->loop, &p->done);
     ev_timer_stop(p->loop, &p->timer);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    cache_clear(p);
     scout_shm_close(p->shm, 0);
     free(p);
 }

@@ -71,6 +71,32 @@ int scout_snapshot_encode_each(const char *ensemble, int64_t written_at_ms,
                                char **buf, size_t *len, int *left_out,
                                char *err);
 
+/* One service's record in the file, encoded once and immutable after: the
+ * agent keeps it while the service's index and zxids stay the same, so a
+ * write costs the loop only the services that changed, and the writer
+ * thread assembles the file from the records (scout_snapshot_assemble).
+ * The reference count is atomic: a record may be released by any thread. */
+typedef struct scout_snapshot_rec_s scout_snapshot_rec_t;
+
+/* The record of sv (copied: nothing of sv is kept), one reference.  NULL
+ * with the reason in err when the reader would refuse it (the same checks
+ * as scout_snapshot_encode) or memory ran out. */
+scout_snapshot_rec_t *scout_snapshot_rec_new(const scout_snapshot_service_t *sv,
+                                             char *err);
+scout_snapshot_rec_t *scout_snapshot_rec_ref(scout_snapshot_rec_t *r);
+void scout_snapshot_rec_unref(scout_snapshot_rec_t *r);
+size_t scout_snapshot_rec_size(const scout_snapshot_rec_t *r);
+
+/* The file's bytes from records (in any order: they are sorted by name
+ * here), exactly what scout_snapshot_encode_each gives for the same
+ * services.  Touches nothing but its arguments, so it may run in a worker
+ * thread.  A record that would take the file past SCOUT_SNAPSHOT_MAX_SIZE
+ * is left out and counted in *left_out (first reason in err); two records
+ * with one name fail the whole file.  recs is reordered. */
+int scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
+                            scout_snapshot_rec_t **recs, int n, char **buf,
+                            size_t *len, int *left_out, char *err);
+
 /* Put encoded bytes at DIR/scout.snapshot, atomically and durably: write
  * DIR/scout.snapshot.tmp (mode 0600), fsync it, rename it over the old file,
  * fsync DIR.  On any failure before the rename the temp file is removed and

@@ -275,6 +275,152 @@ scout_snapshot_encode_each(const char *ensemble, int64_t written_at_ms,
     return encode(ensemble, written_at_ms, svcs, n, buf, len, left_out, err);
 }
 
+/* ---- records, assembled ------------------------------------------------- */
+
+struct scout_snapshot_rec_s {
+    int            refs;        /* atomic */
+    size_t         len;         /* of data */
+    size_t         name_len;
+    const unsigned char *name;  /* inside data, not NUL-terminated */
+    unsigned char  data[];      /* the service's bytes as in the file */
+};
+
+scout_snapshot_rec_t *
+scout_snapshot_rec_new(const scout_snapshot_service_t *sv, char *err)
+{
+    scout_endpoint_t **sorted;
+    scout_snapshot_rec_t *r;
+    uint64_t size = 0;
+    unsigned n = sv->eps != NULL ? sv->eps->n : 0;
+
+    if (size_service(sv, &size, err) != SCOUT_OK)
+        return NULL;
+    if (size > SCOUT_SNAPSHOT_MAX_SIZE) {
+        scout_seterr(err, "snapshot: over the %u-byte limit at service "
+                     "\"%s\"", SCOUT_SNAPSHOT_MAX_SIZE, S(sv->name));
+        return NULL;
+    }
+    sorted = malloc((n > 0 ? n : 1) * sizeof(*sorted));
+    r = malloc(sizeof(*r) + (size_t)size);
+    if (sorted == NULL || r == NULL) {
+        free(sorted);
+        free(r);
+        scout_seterr(err, "snapshot: out of memory");
+        return NULL;
+    }
+    r->refs = 1;
+    r->len = (size_t)size;
+    put_service(r->data, sv, sorted);
+    free(sorted);
+    r->name_len = strlen(S(sv->name));
+    r->name = r->data + STR_MIN;
+    return r;
+}
+
+scout_snapshot_rec_t *
+scout_snapshot_rec_ref(scout_snapshot_rec_t *r)
+{
+    if (r != NULL)
+        __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+    return r;
+}
+
+void
+scout_snapshot_rec_unref(scout_snapshot_rec_t *r)
+{
+    if (r != NULL && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(r);
+}
+
+size_t
+scout_snapshot_rec_size(const scout_snapshot_rec_t *r)
+{
+    return r->len;
+}
+
+/* strcmp's order on names that hold no NUL (the encoder's order) */
+static int
+rec_cmp(const scout_snapshot_rec_t *a, const scout_snapshot_rec_t *b)
+{
+    size_t m = a->name_len < b->name_len ? a->name_len : b->name_len;
+    int c = memcmp(a->name, b->name, m);
+
+    if (c != 0)
+        return c;
+    return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
+}
+
+static int
+by_rec_name(const void *a, const void *b)
+{
+    return rec_cmp(*(scout_snapshot_rec_t *const *)a,
+                   *(scout_snapshot_rec_t *const *)b);
+}
+
+int
+scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
+                        scout_snapshot_rec_t **recs, int n, char **buf,
+                        size_t *len, int *left_out, char *err)
+{
+    static const char writer[] = "scout " SCOUT_VERSION;
+    uint64_t size = SCOUT_SNAPSHOT_HDR_LEN + 8 + 4;
+    unsigned char *out, *p;
+    int kept = 0;
+
+    *buf = NULL;
+    *len = 0;
+    *left_out = 0;
+    if (n < 0 || (unsigned)n > SCOUT_SNAPSHOT_MAX_SERVICES)
+        return scout_seterr(err, "snapshot: %d services, over the %u limit", n,
+                   SCOUT_SNAPSHOT_MAX_SERVICES);
+    if (size_str(&size, writer, "", NULL, "writer", err) != SCOUT_OK
+        || size_str(&size, ensemble, "", NULL, "ensemble", err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    if (n > 1)
+        qsort(recs, (size_t)n, sizeof(*recs), by_rec_name);
+    for (int i = 1; i < n; i++)
+        if (rec_cmp(recs[i - 1], recs[i]) == 0)
+            return scout_seterr(err, "snapshot: two services named \"%.*s\"",
+                                (int)recs[i]->name_len,
+                                (const char *)recs[i]->name);
+    /* kept records move to the front in name order (the ones left out go
+     * behind them, still the caller's to release) */
+    for (int i = 0; i < n; i++) {
+        scout_snapshot_rec_t *r = recs[i];
+
+        if (size + r->len > SCOUT_SNAPSHOT_MAX_SIZE) {
+            if ((*left_out)++ == 0)
+                scout_seterr(err, "snapshot: over the %u-byte limit at "
+                             "service \"%.*s\"", SCOUT_SNAPSHOT_MAX_SIZE,
+                             (int)r->name_len, (const char *)r->name);
+            continue;
+        }
+        size += r->len;
+        recs[i] = recs[kept];
+        recs[kept++] = r;
+    }
+    if ((out = malloc((size_t)size)) == NULL)
+        return scout_seterr(err, "snapshot: out of memory");
+    p = out + SCOUT_SNAPSHOT_HDR_LEN;
+    p = put_str(p, writer);
+    p = put_str(p, ensemble);
+    p = put_le(p, (uint64_t)written_at_ms, 8);
+    p = put_le(p, (uint32_t)kept, 4);
+    for (int i = 0; i < kept; i++) {
+        memcpy(p, recs[i]->data, recs[i]->len);
+        p += recs[i]->len;
+    }
+    memcpy(out, magic, sizeof(magic));
+    put_le(out + 8, SCOUT_SNAPSHOT_VERSION, 4);
+    put_le(out + 12, 0, 4);
+    put_le(out + 16, size - SCOUT_SNAPSHOT_HDR_LEN, 8);
+    put_le(out + 24, XXH64(out + SCOUT_SNAPSHOT_HDR_LEN,
+                           (size_t)size - SCOUT_SNAPSHOT_HDR_LEN, 0), 8);
+    *buf = (char *)out;
+    *len = (size_t)size;
+    return SCOUT_OK;
+}
+
 /* ---- commit ------------------------------------------------------------ */
 
 int

@@ -11,6 +11,9 @@
 #      PERF=1 (perf record the agent during the sync and the restart), CC,
 #      SCOUT (default build/scout), SCOUT_LUA_DIR (default lua/ of this tree),
 #      ZK_HEAP (512m here), KEEP=1 keeps the temp dir (agent logs, policy, perf-*.data/txt).
+# PERCHANGE=1 runs perchange.py instead (issue 14 item 1: per-change CPU and loop time at 100, 1,000
+#      and 10,000 services side by side, the loop's part of a snapshot write, the API stall during
+#      writes, cold start; its header has the method; env SIZES, CHANGES, SNAPSHOT_SAMPLES).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -47,6 +50,10 @@ export SCOUT SCOUT_LUA_DIR=${SCOUT_LUA_DIR:-$ROOT/lua}
 export ZK_HEAP=${ZK_HEAP:-512m}
 ZK=$("$ROOT/scripts/zk.sh" start "$T/zk")
 echo "scale: ZooKeeper at $ZK (standalone, fsync off), temp $T" >&2
-/usr/bin/python3 "$HERE/scale.py" "$ZK" "$T/zk" "$T" "$ROOT" "$T/rawsync" &
+if [ "${PERCHANGE:-0}" = 1 ]; then
+    /usr/bin/python3 "$HERE/perchange.py" "$ZK" "$T/zk" "$T" "$ROOT" &
+else
+    /usr/bin/python3 "$HERE/scale.py" "$ZK" "$T/zk" "$T" "$ROOT" "$T/rawsync" &
+fi
 DRIVER=$!
 wait "$DRIVER"

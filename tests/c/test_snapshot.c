@@ -242,6 +242,77 @@ test_encode(void)
     free(a);
 }
 
+/* The agent's path: one record per service, encoded once and assembled by
+ * the writer thread, must give the very bytes scout_snapshot_encode_each
+ * gives for the same services -- in any order, with a service the format
+ * refuses left out -- and a record must not depend on the set it was
+ * encoded from (the agent keeps it after the set is gone). */
+static void
+test_records(void)
+{
+    char err[SCOUT_ERR_LEN] = "", *a, *b;
+    size_t la, lb;
+    int left_a, left_b;
+    scout_epset_t bad, *copy = malloc(sizeof(*copy));
+    scout_snapshot_service_t all[4], rev[3] = { small[2], small[0], small[1] };
+    scout_snapshot_rec_t *recs[4];
+
+    scout_epset_init(&bad);
+    scout_epset_put(&bad, mk_ep("x", "h", 1, 1, "up", 1, 2, "b", "1", "a",
+                                "2"));
+    all[0] = small[0];
+    all[1] = (scout_snapshot_service_t){ "bad", "/bad", 1, 1, 1, &bad };
+    all[2] = small[1];
+    all[3] = small[2];
+    CHECK(scout_snapshot_encode_each("e", 99, all, 4, &a, &la, &left_a, err)
+          == SCOUT_OK);
+    CHECK(left_a == 1);
+    /* the refused service gets no record, with the encoder's reason */
+    CHECK(scout_snapshot_rec_new(&all[1], err) == NULL);
+    CHECK_ERR(err, "meta keys not sorted and unique");
+    /* encoded from a copy of orders' set that is freed before assembling */
+    scout_epset_init(copy);
+    {
+        scout_endpoint_t *ep, *tmp;
+        HASH_ITER(hh, orders.map, ep, tmp) {
+            scout_epset_put(copy, mk_ep(ep->id, ep->host, ep->port,
+                                        ep->weight, ep->status, ep->zxid, 0));
+        }
+    }
+    recs[0] = scout_snapshot_rec_new(&rev[0], err);
+    recs[1] = scout_snapshot_rec_new(&rev[1], err);
+    recs[2] = scout_snapshot_rec_new(&rev[2], err);
+    CHECK(recs[0] != NULL && recs[1] != NULL && recs[2] != NULL);
+    if (recs[0] == NULL || recs[1] == NULL || recs[2] == NULL)
+        return;
+    CHECK(scout_snapshot_assemble("e", 99, recs, 3, &b, &lb, &left_b, err)
+          == SCOUT_OK);
+    CHECK(left_b == 0);
+    CHECK(la == lb && memcmp(a, b, la) == 0, "assembled bytes differ");
+    free(b);
+    {
+        scout_snapshot_service_t o = small[1];
+        scout_snapshot_rec_t *r;
+
+        o.eps = copy;
+        r = scout_snapshot_rec_new(&o, err);
+        scout_epset_free(copy);
+        memset(copy, 0xa5, sizeof(*copy));
+        CHECK(r != NULL && scout_snapshot_rec_size(r) > 0);
+        scout_snapshot_rec_unref(r);
+    }
+    free(copy);
+    /* two records of one name fail the whole file */
+    recs[3] = scout_snapshot_rec_ref(recs[1]);
+    CHECK(scout_snapshot_assemble("e", 99, recs, 4, &b, &lb, &left_b, err)
+          == SCOUT_ERROR);
+    CHECK_ERR(err, "two services named");
+    for (int i = 0; i < 4; i++)
+        scout_snapshot_rec_unref(recs[i]);
+    free(a);
+    scout_epset_free(&bad);
+}
+
 /* A small valid file in memory. */
 static char *
 small_file(size_t *len)
@@ -825,6 +896,7 @@ main(void)
     small_init();
     RUN(test_roundtrip());
     RUN(test_encode());
+    RUN(test_records());
     RUN(test_truncation_and_flips());
     RUN(test_foreign());
     RUN(test_inconsistent());
