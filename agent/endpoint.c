@@ -354,3 +354,15 @@ fail:
     free(sorted);
     return NULL;
 }
+
+char *
+scout_epset_json_take(scout_epset_t *set, size_t *len)
+{
+    char *json;
+
+    if (scout_epset_json(set, len) == NULL)
+        return NULL;
+    json = set->json;
+    set->json = NULL;
+    return json;
+}

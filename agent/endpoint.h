@@ -79,5 +79,9 @@ unsigned scout_epset_drop_invalid(scout_epset_t *set, char *why, size_t len);
 /* The set as a JSON array sorted by id; NULL on allocation failure.  Valid
  * until the next put/del. */
 const char *scout_epset_json(scout_epset_t *set, size_t *len);
+/* The same JSON handed over: the caller owns it (free) and the set keeps no
+ * copy, so a list someone asked for is held once, by its reader (the
+ * service's shared answer), not twice.  NULL on allocation failure. */
+char *scout_epset_json_take(scout_epset_t *set, size_t *len);
 
 #endif

@@ -94,6 +94,8 @@ publish(scout_service_t *s)
 
     s->published = 1;
     s->index = zx > s->index ? zx : s->index + 1;
+    scout_rcbuf_unref(s->list);     /* the old index's answer: clients */
+    s->list = NULL;                 /* still sending keep their ref     */
     s->stats.publishes++;
     scout_log(SCOUT_LOG_DEBUG, "service", "%s: published %u endpoints "
               "(index %llu)", s->name, s->eps.n,
@@ -335,19 +337,21 @@ scout_service_count(const scout_service_t *s)
     return s->eps.n;
 }
 
-/* One copy per index: every client of this index shares it. */
+/* One copy per index: every client of this index shares it, and it is the
+ * only one (the set renders it and lets go; publish() drops it, so a list
+ * nobody asks for again is not held). */
 scout_rcbuf_t *
 scout_service_json(scout_service_t *s)
 {
-    const char *json;
+    char *json;
     size_t len;
 
     if (s->list != NULL && s->list_index == s->index)
         return s->list;
-    if ((json = scout_epset_json(&s->eps, &len)) == NULL)
+    if ((json = scout_epset_json_take(&s->eps, &len)) == NULL)
         return NULL;
     scout_rcbuf_unref(s->list);
-    if ((s->list = scout_rcbuf_copy(json, len)) != NULL)
+    if ((s->list = scout_rcbuf_adopt(json, len)) != NULL)
         s->list_index = s->index;
     return s->list;
 }

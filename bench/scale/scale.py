@@ -423,7 +423,8 @@ def main():
     for run in ("warm-up", "measured"):
         t = time.monotonic()
         r = subprocess.run([rawsync, zk, ROOT_PATH, str(SERVICES), str(nsess)],
-                           capture_output=True, text=True, timeout=180)
+                           capture_output=True, text=True, timeout=SYNC_TIMEOUT_S + 60,
+                           env=dict(os.environ, RAWSYNC_TIMEOUT_S=str(int(SYNC_TIMEOUT_S))))
         if r.returncode != 0 or not r.stdout.startswith("done"):
             raise SystemExit("scale: rawsync failed: %s%s" % (r.stdout, r.stderr))
         f = r.stdout.split()

@@ -156,6 +156,32 @@ test_lua_boundary(void)
     lua_close(L);
 }
 
+/* A list asked for is held once: taken, the set keeps no copy, and the
+ * next take renders what the set holds then. */
+static void
+test_json_take(void)
+{
+    scout_epset_t set;
+    size_t len = 0;
+    char *j1, *j2;
+
+    scout_epset_init(&set);
+    scout_epset_put(&set, mk_ep("b", "10.0.0.2", 81, 1, "up", 7, 0));
+    scout_epset_put(&set, mk_ep("a", "10.0.0.1", 80, 1, "up", 5, 0));
+    j1 = scout_epset_json_take(&set, &len);
+    CHECK(j1 != NULL && len == strlen(j1));
+    CHECK(set.json == NULL, "the set kept its copy");
+    CHECK(j1 != NULL && strstr(j1, "\"id\":\"a\"") < strstr(j1, "\"id\":\"b\""),
+          "not sorted by id: %s", j1 ? j1 : "(null)");
+    scout_epset_del(&set, "a");
+    j2 = scout_epset_json_take(&set, &len);
+    CHECK(j2 != NULL && strstr(j2, "\"id\":\"a\"") == NULL
+          && strstr(j2, "\"id\":\"b\"") != NULL, "got %s", j2 ? j2 : "(null)");
+    free(j1);
+    free(j2);
+    scout_epset_free(&set);
+}
+
 static void
 test_snapshot(void)
 {
@@ -212,5 +238,6 @@ main(void)
     RUN(test_check());
     RUN(test_lua_boundary());
     RUN(test_snapshot());
+    RUN(test_json_take());
     return test_summary();
 }
