@@ -62,8 +62,14 @@ Phases, one agent at a time (each started by this driver, its pid recorded for r
      and every endpoint changed in phases 2-5 (the last 20 unknown to the snapshot) must be
      what ZooKeeper holds.
 
+Memory (issue 14): before the populate, an agent on the same policy with none of its paths
+(MEM_EMPTY=1, the default) gives the services' own cost; after the sync (phase 1), bytes per
+endpoint: VmRSS, malloc's [heap], LuaJIT's count (scout_lua_memory_bytes), each over
+SERVICES x ENDPOINTS, against rawsync's VmHWM at the same size, and with the services' cost
+taken out.
+
 Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (unset: the agent's default, 1 per 2,000
-     services), CHANGES (100), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
+     services), CHANGES (100), MEM_EMPTY (1), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
      POPULATE_WINDOW (1000), SYNC_TIMEOUT_S (120), PERF (0), SCOUT, SCOUT_LUA_DIR.
 """
 
@@ -353,6 +359,69 @@ def warnings_of(agent, since=0):
     return out
 
 
+
+# -- memory (issue 14 item 3): bytes per endpoint, by layer ----------------------
+
+def memory_probe(agent):
+    """What agent holds now: VmRSS, VmHWM, [heap] (malloc's main arena), all anonymous
+    mappings (LuaJIT's arena, thread arenas, big mallocs), kB; and the Lua VM's own
+    count (scout_lua_memory_bytes: live objects plus garbage not yet collected), bytes."""
+    heap, anon, _ = smaps_split(agent.pid)
+    try:
+        lua = agent.metrics().get("scout_lua_memory_bytes", 0.0)
+    except OSError:
+        lua = 0.0
+    return {"rss": status_kb(agent.pid, "VmRSS"), "hwm": status_kb(agent.pid, "VmHWM"),
+            "heap": heap, "anon": anon, "lua": lua}
+
+
+def memory_empty(scout, policy, zk, tmp):
+    """The same policy on a registry that has none of its paths yet (run before the
+    populate): what the services cost without a single endpoint. None if it never
+    answers health 200 (then the per-endpoint rows count the services' cost too)."""
+    a = Agent(scout, policy, zk, tmp, "mem0", cache_dir=os.path.join(tmp, "cache-mem0"))
+    mem = None
+    while time.monotonic() - a.t0 < SYNC_TIMEOUT_S and a.alive():
+        try:
+            if a.get("/v1/health", timeout=10)[0] == 200:
+                time.sleep(1)
+                mem = memory_probe(a)
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    a.stop()
+    return mem
+
+
+def memory_rows(mem, empty, raw_hwm_kb):
+    """Table rows: bytes per endpoint, total and by layer, against the raw client (rawsync's
+    VmHWM at the same size: the ZooKeeper client's own buffers and watch tables, nothing
+    kept). With `empty`, the services' fixed cost is shown apart and taken out."""
+    n = float(SERVICES * ENDPOINTS)
+    per = lambda kb: kb * 1024.0 / n
+    rows = [("memory per endpoint: VmRSS / endpoints",
+             "%.0f B (%.1f MB)" % (per(mem["rss"]), mem["rss"] / 1024.0), "",
+             "%.2fx the raw client's %.0f B (VmHWM %.1f MB)"
+             % (mem["rss"] / max(raw_hwm_kb, 1), per(raw_hwm_kb), raw_hwm_kb / 1024.0))]
+    rows.append(("  by layer: malloc [heap] / other anon / Lua VM",
+                 "%.0f / %.0f / %.0f B" % (per(mem["heap"]), per(max(mem["anon"] - mem["lua"] / 1024.0, 0)),
+                                           mem["lua"] / n), "",
+                 "Lua %.1f MB incl. garbage not yet collected; anon %.1f MB holds LuaJIT's arena"
+                 % (mem["lua"] / 1048576.0, mem["anon"] / 1024.0)))
+    if empty:
+        d = lambda k: mem[k] - empty[k]
+        rows.append(("  services alone (same policy, no endpoints)",
+                     "%.1f MB RSS, Lua %.1f MB" % (empty["rss"] / 1024.0, empty["lua"] / 1048576.0), "",
+                     "%.0f B per service (%d services; binary and libraries included)"
+                     % (empty["rss"] * 1024.0 / SERVICES, SERVICES)))
+        rows.append(("  per endpoint, services' cost taken out",
+                     "%.0f B (RSS)" % per(d("rss")), "",
+                     "malloc %.0f B, Lua %.0f B, other %.0f B"
+                     % (per(d("heap")), d("lua") / n, per(d("rss") - d("heap")) - d("lua") / n)))
+    return rows
+
+
 def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -386,6 +455,8 @@ def main():
             raise SystemExit("scale: scout check failed: %s%s" % (r.stdout, r.stderr))
     log("policy: %d services, %d bytes; scout check %.0f ms (fastest of 3)"
         % (SERVICES, os.path.getsize(policy), min(checks) * 1000))
+
+    mem_empty = memory_empty(scout, policy, zk, tmp) if os.environ.get("MEM_EMPTY", "1") == "1" else None
 
     # -- populate ------------------------------------------------------------------
     kz = kazoo(zk)
@@ -496,6 +567,7 @@ def main():
                  % (arena_kb / 1024, rss_sync / 1024)))
     if perf_note:
         notes.append(perf_note)
+    rows.extend(memory_rows(memory_probe(a), mem_empty, raw["hwm_kb"]))
 
     # -- 2. publish ------------------------------------------------------------------
     lat, acks = [], []
