@@ -69,7 +69,7 @@ SERVICES x ENDPOINTS, against rawsync's VmHWM at the same size, and with the ser
 taken out.
 
 Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (unset: the agent's default, 1 per 2,000
-     services), CHANGES (100), MEM_EMPTY (1), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
+     services), CHANGES (100), MEM_EMPTY (1), STOP_AFTER (unset; "reconnect": phases 0-4), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
      POPULATE_WINDOW (1000), SYNC_TIMEOUT_S (120), PERF (0), SCOUT, SCOUT_LUA_DIR.
 """
 
@@ -420,6 +420,31 @@ def memory_rows(mem, empty, raw_hwm_kb):
                      "malloc %.0f B, Lua %.0f B, other %.0f B"
                      % (per(d("heap")), d("lua") / n, per(d("rss") - d("heap")) - d("lua") / n)))
     return rows
+
+
+
+def print_rows_so_far(rows, notes, warns, populate_s, raw, nsess, t_run):
+    """STOP_AFTER=reconnect: the table of phases 0-4 (sync, memory, publish, reconnect,
+    SIGTERM), for sizes where each later restart is another full sync (1M endpoints)."""
+    print()
+    print("scale: %d services x %d endpoints = %d data znodes, %d sessions; %d CPUs, load avg %s; "
+          "phases 0-4 only (STOP_AFTER=reconnect)" % (SERVICES, ENDPOINTS, SERVICES * ENDPOINTS,
+                                                     nsess, os.cpu_count(), loadavg()))
+    print("populate: %.2f s; baseline rawsync %.2f s, VmHWM %.1f MB"
+          % (populate_s, raw["total_s"], raw["hwm_kb"] / 1024.0))
+    print()
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(" | ".join([r[i].ljust(widths[i]) for i in range(3)] + [r[3]]))
+    print()
+    for n in notes:
+        print("- " + n)
+    for shape, cnt in sorted(warns.items(), key=lambda kv: -kv[1])[:8]:
+        print("- WARN/ERROR x%d: %s" % (cnt, shape[:140]))
+    print("- wall %.0f s" % (time.monotonic() - t_run))
+    for f in FAILURES:
+        print("FAILED: " + f.splitlines()[0])
+    return 1 if FAILURES else 0
 
 
 def main():
@@ -782,6 +807,9 @@ def main():
                  "log 'signal' -> 'stopped' %s; snapshot %.1f MB"
                  % ("%.0f ms" % ((t_stp - t_sig) * 1000) if t_sig and t_stp else "n/a",
                     snap_size / 1048576.0)))
+
+    if os.environ.get("STOP_AFTER") == "reconnect":
+        return print_rows_so_far(rows, notes, wa, populate_s, raw, nsess, t_run)
 
     # -- 5. warm restart (info), then snapshot write times (debug) --------------------
     def warm(tag, level):
