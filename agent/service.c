@@ -114,6 +114,10 @@ on_update(void *ud)
     double after;
     int rc;
 
+    /* a new policy judging part of the list would take the rest for gone:
+     * the refetch's last read calls again */
+    if (scout_cache_refetching(c))
+        return;
     scout_service_seed_policy(s);
     explain_drop(s);            /* the policy is about to learn more */
     rc = scout_policy_update(s->policy, s->idx, c, &up, err);
@@ -260,9 +264,11 @@ scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
     free(s->settings);
     s->settings = NULL;
     /* every child goes through the new codec, filter and protection; only
-     * what really differs gets published */
-    scout_cache_mark_all_pending(scout_watch_cache(s->watch));
-    if (scout_watch_settled(s->watch))
+     * what really differs gets published (data the cache let go of is read
+     * again first: on_update waits for it) */
+    if (scout_cache_mark_all_pending(scout_watch_cache(s->watch)) > 0)
+        scout_watch_reread(s->watch, 0);
+    else if (scout_watch_settled(s->watch))
         on_update(s);
     return SCOUT_OK;
 }
