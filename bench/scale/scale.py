@@ -468,9 +468,16 @@ def main():
         f.write('zookeeper { servers = "x:1"%s }  -- --zk overrides servers\n'
                 % (", sessions = %d" % int(SESSIONS) if SESSIONS else ""))
         f.write('cache { dir = "%s" }\n' % cache)
-        for i in range(SERVICES):
-            f.write('service "%s" { path = "%s/%s", codec = "plain" }\n'
-                    % (svc_name(i), ROOT_PATH, svc_name(i)))
+        if SERVICES <= 20000:
+            for i in range(SERVICES):
+                f.write('service "%s" { path = "%s/%s", codec = "plain" }\n'
+                        % (svc_name(i), ROOT_PATH, svc_name(i)))
+        else:
+            # a chunk holds at most 65,536 constants (LuaJIT): 100,000 literal service blocks
+            # do not load; a generated registry is written as a loop
+            f.write('for i = 0, %d do\n  local n = string.format("svc-%%05d", i)\n'
+                    '  service(n) { path = "%s/" .. n, codec = "plain" }\nend\n'
+                    % (SERVICES - 1, ROOT_PATH))
     checks = []
     for _ in range(3):
         t = time.monotonic()
