@@ -14,10 +14,10 @@
  * then closes its sessions (so the server drops the watches at once) and
  * exits 0; exits 1 on any read error or after RAWSYNC_TIMEOUT_S (120) s.
  *
- * Reads in flight are bounded per session (WINDOW requests, a child list
- * counting for its children to come): at 1,000,000 endpoints, 170,000
+ * Reads in flight are bounded (WINDOW requests over all sessions, a child
+ * list counting for its children to come): at 1,000,000 endpoints, 170,000
  * requests queued at once on one session starved its pings and the server
- * closed it. The window costs nothing at 100,000 (the sync is as fast).
+ * closed it.
  *
  *   rawsync HOSTS PREFIX NSVC NSESS
  */
@@ -28,7 +28,7 @@
 #include "zkpoll.h"
 
 #define MAXSESS 64
-#define WINDOW  4000
+#define WINDOW  24000
 
 static zhandle_t *zh[MAXSESS];
 static int nsess, connected[MAXSESS], failed;
@@ -191,7 +191,8 @@ main(int argc, char **argv)
     for (long i = 0; !failed && (i < nsvc || children_done < nsvc
                                  || data_pending > 0);) {
         /* each session gets lists while its window has room */
-        for (; i < nsvc && inflight[i % nsess] + last_count <= WINDOW; i++) {
+        for (; i < nsvc && inflight[i % nsess] + last_count <= WINDOW / nsess;
+             i++) {
             char p[256];
             snprintf(p, sizeof(p), "%s/svc-%05ld", prefix, i);
             paths[i] = strdup(p);       /* lives as the completion's data */
