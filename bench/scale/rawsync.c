@@ -169,8 +169,10 @@ main(int argc, char **argv)
                      : 120) * 1000000000LL;
     zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
     for (long i = 0; i < nsess; i++) {
-        zh[i] = zookeeper_init(argv[1], session_watcher, 10000, NULL,
-                               (void *) i, 0);
+        zh[i] = zookeeper_init(argv[1], session_watcher,
+                               getenv("SESSION_TIMEOUT_MS")
+                               ? atoi(getenv("SESSION_TIMEOUT_MS")) : 10000,
+                               NULL, (void *) i, 0);
         if (zh[i] == NULL)
             return 1;
         zoo_set_servers_resolution_delay(zh[i], -1);
