@@ -21,17 +21,30 @@ put(char *dst, const char *src, size_t len)
     return dst + len + 1;
 }
 
+/* Layout of one allocation: the struct, the meta array (aligned, as it
+ * follows the struct), id, host, status, then the meta strings. */
 scout_endpoint_t *
-scout_endpoint_new(const char *id, size_t id_len, const char *host,
-                   size_t host_len, const char *status, size_t status_len)
+scout_endpoint_new_meta(const char *id, size_t id_len, const char *host,
+                        size_t host_len, const char *status,
+                        size_t status_len, unsigned nmeta, size_t meta_bytes)
 {
-    scout_endpoint_t *ep = calloc(1, sizeof(*ep) + id_len + host_len
-                                     + status_len + 3);
+    size_t arr = (size_t)nmeta * sizeof(scout_meta_t);
+    scout_endpoint_t *ep;
     char *p;
 
+    if (nmeta > SCOUT_ENDPOINT_MAX_META
+        || meta_bytes > SCOUT_ENDPOINT_MAX_BYTES)
+        return NULL;
+    ep = malloc(sizeof(*ep) + arr + id_len + host_len + status_len + 3
+                + meta_bytes + 2 * (size_t)nmeta);
     if (ep == NULL)
         return NULL;
-    p = (char *)(ep + 1);
+    memset(ep, 0, sizeof(*ep));
+    if (nmeta > 0) {
+        ep->meta = (scout_meta_t *)(ep + 1);
+        ep->meta_inline = 1;
+    }
+    p = (char *)(ep + 1) + arr;
     ep->id = p;
     p = put(p, id, id_len);
     ep->host = p;
@@ -41,16 +54,57 @@ scout_endpoint_new(const char *id, size_t id_len, const char *host,
     return ep;
 }
 
+scout_endpoint_t *
+scout_endpoint_new(const char *id, size_t id_len, const char *host,
+                   size_t host_len, const char *status, size_t status_len)
+{
+    return scout_endpoint_new_meta(id, id_len, host, host_len, status,
+                                   status_len, 0, 0);
+}
+
+void
+scout_endpoint_add_meta(scout_endpoint_t *ep, const char *k, size_t kl,
+                        const char *v, size_t vl)
+{
+    scout_meta_t *m = &ep->meta[ep->nmeta];
+    /* the room starts after status; each entry follows the last one */
+    char *p = ep->nmeta == 0 ? ep->status + strlen(ep->status) + 1
+              : ep->meta[ep->nmeta - 1].value
+                + strlen(ep->meta[ep->nmeta - 1].value) + 1;
+
+    m->key = p;
+    p = put(p, k, kl);
+    m->value = p;
+    put(p, v, vl);
+    ep->nmeta++;
+}
+
+static int
+meta_cmp(const void *a, const void *b)
+{
+    return strcmp(((const scout_meta_t *)a)->key,
+                  ((const scout_meta_t *)b)->key);
+}
+
+void
+scout_endpoint_sort_meta(scout_endpoint_t *ep)
+{
+    if (ep->nmeta > 1)
+        qsort(ep->meta, (size_t)ep->nmeta, sizeof(*ep->meta), meta_cmp);
+}
+
 void
 scout_endpoint_free(scout_endpoint_t *ep)
 {
     if (ep == NULL)
         return;
-    for (int j = 0; j < ep->nmeta; j++) {
-        free(ep->meta[j].key);
-        free(ep->meta[j].value);
+    if (!ep->meta_inline) {
+        for (int j = 0; j < ep->nmeta; j++) {
+            free(ep->meta[j].key);
+            free(ep->meta[j].value);
+        }
+        free(ep->meta);
     }
-    free(ep->meta);
     free(ep->json);
     free(ep);
 }
@@ -382,4 +436,16 @@ scout_epset_json(scout_epset_t *set, size_t *len)
     set->json_len = (size_t)(p - out);
     *len = set->json_len;
     return set->json;
+}
+
+char *
+scout_epset_json_take(scout_epset_t *set, size_t *len)
+{
+    char *json;
+
+    if (scout_epset_json(set, len) == NULL)
+        return NULL;
+    json = set->json;
+    set->json = NULL;
+    return json;
 }

@@ -21,8 +21,11 @@ typedef struct {
 } scout_meta_t;
 
 /* id, host and status live in the endpoint's own allocation (one malloc
- * instead of four: at 100k endpoints that is 8 MB of RSS); meta, rare in
- * practice, is a separate array of strdup'd strings. */
+ * instead of four: at 100k endpoints that is 8 MB of RSS).  Meta made by
+ * scout_endpoint_new_meta lives there too (meta_inline): a dubbo endpoint
+ * has 15-25 entries, and two mallocs each cost more than the bytes.  Meta
+ * built by hand (the snapshot reader, tests) is an array of malloc'd
+ * strings, freed one by one. */
 typedef struct scout_endpoint_s {
     char          *id;        /* the znode name */
     char          *host;
@@ -35,6 +38,7 @@ typedef struct scout_endpoint_s {
     char          *json;      /* its JSON object, made the first time a
                                  set holding it is rendered; NULL before */
     size_t         json_len;
+    int            meta_inline;/* meta is in this allocation */
     UT_hash_handle hh;
 } scout_endpoint_t;
 
@@ -50,6 +54,18 @@ typedef struct {
 scout_endpoint_t *scout_endpoint_new(const char *id, size_t id_len,
                                      const char *host, size_t host_len,
                                      const char *status, size_t status_len);
+/* The same with room, in the one allocation, for up to nmeta meta entries
+ * whose keys and values take meta_bytes (without their NULs); add them with
+ * scout_endpoint_add_meta, in any order, then scout_endpoint_sort_meta. */
+scout_endpoint_t *scout_endpoint_new_meta(const char *id, size_t id_len,
+                                          const char *host, size_t host_len,
+                                          const char *status,
+                                          size_t status_len, unsigned nmeta,
+                                          size_t meta_bytes);
+/* Copies k and v into the room; the caller stays within what it asked. */
+void scout_endpoint_add_meta(scout_endpoint_t *ep, const char *k, size_t kl,
+                             const char *v, size_t vl);
+void scout_endpoint_sort_meta(scout_endpoint_t *ep);
 void scout_endpoint_free(scout_endpoint_t *ep);
 
 /* The one rule an endpoint obeys before it is published anywhere (shm,
@@ -84,5 +100,9 @@ unsigned scout_epset_drop_invalid(scout_epset_t *set, char *why, size_t len);
 /* The set as a JSON array sorted by id; NULL on allocation failure.  Valid
  * until the next put/del. */
 const char *scout_epset_json(scout_epset_t *set, size_t *len);
+/* The same JSON handed over: the caller owns it (free) and the set keeps no
+ * copy, so a list someone asked for is held once, by its reader (the
+ * service's shared answer), not twice.  NULL on allocation failure. */
+char *scout_epset_json_take(scout_epset_t *set, size_t *len);
 
 #endif

@@ -54,6 +54,8 @@ publish(scout_service_t *s)
 
     s->published = 1;
     s->index = zx > s->index ? zx : s->index + 1;
+    scout_rcbuf_unref(s->list);     /* the old index's answer: clients */
+    s->list = NULL;                 /* still sending keep their ref     */
     s->stats.publishes++;
     scout_log(SCOUT_LOG_DEBUG, "service", "%s: published %u endpoints "
               "(index %llu)", s->name, s->eps.n,
@@ -98,6 +100,10 @@ scout_service_judge(scout_service_t *s)
     double after;
     int rc, force = 0;
 
+    /* a new policy judging part of the list would take the rest for gone:
+     * the refetch's last read calls again */
+    if (scout_cache_refetching(c))
+        return;
     scout_service_seed_policy(s);
     explain_drop(s);            /* the policy is about to learn more */
     /* a source's rules changed: every child is judged again (dubbo's
@@ -251,6 +257,8 @@ int
 scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
                      const scout_service_conf_t *conf, char *err)
 {
+    int refetch;
+
     if (scout_policy_seed(policy, idx, &s->eps, err) != SCOUT_OK)
         return SCOUT_ERROR;
     s->policy_unseeded = 0;     /* the new VM has it all */
@@ -265,13 +273,16 @@ scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
     free(s->settings);
     s->settings = NULL;
     /* every child goes through the new codec, filter and protection; only
-     * what really differs gets published */
-    scout_cache_mark_all_pending(scout_watch_cache(s->watch));
+     * what really differs gets published (data the cache let go of is read
+     * again first: on_update waits for it) */
+    refetch = scout_cache_mark_all_pending(scout_watch_cache(s->watch)) > 0;
     /* the new VM learns every source's nodes again (and the sources it
      * wants may differ) */
     s->has_sources = conf->has_sources;
     scout_service_sources_rebind(s);
-    if (scout_watch_settled(s->watch))
+    if (refetch)
+        scout_watch_reread(s->watch, 0);
+    else if (scout_watch_settled(s->watch))
         scout_service_refresh(s);
     return SCOUT_OK;
 }
@@ -351,19 +362,21 @@ scout_service_count(const scout_service_t *s)
     return s->eps.n;
 }
 
-/* One copy per index: every client of this index shares it. */
+/* One copy per index: every client of this index shares it, and it is the
+ * only one (the set renders it and lets go; publish() drops it, so a list
+ * nobody asks for again is not held). */
 scout_rcbuf_t *
 scout_service_json(scout_service_t *s)
 {
-    const char *json;
+    char *json;
     size_t len;
 
     if (s->list != NULL && s->list_index == s->index)
         return s->list;
-    if ((json = scout_epset_json(&s->eps, &len)) == NULL)
+    if ((json = scout_epset_json_take(&s->eps, &len)) == NULL)
         return NULL;
     scout_rcbuf_unref(s->list);
-    if ((s->list = scout_rcbuf_copy(json, len)) != NULL)
+    if ((s->list = scout_rcbuf_adopt(json, len)) != NULL)
         s->list_index = s->index;
     return s->list;
 }

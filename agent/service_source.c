@@ -109,6 +109,7 @@ source_new(scout_service_t *s, scout_source_conf_t *d, char *err)
         return NULL;
     }
     scout_watch_set_anti_entropy(src->watch, s->anti_entropy_ms);
+    scout_watch_cache(src->watch)->keep_data = 1;
     /* a session already connected sends no event: read now */
     if (scout_session_state(s->session) == SCOUT_SESSION_CONNECTED)
         scout_watch_on_session(src->watch, SCOUT_SESSION_CONNECTED, 1, 0);

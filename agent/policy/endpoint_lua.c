@@ -1,7 +1,8 @@
 /*
  * endpoint_lua.c -- endpoints across the C/Lua boundary (endpoint_lua.h).
- * One allocation per endpoint on the C side (scout_endpoint_new); strings
- * are copied, never borrowed from the Lua state.  This is the boundary of
+ * One allocation per endpoint on the C side, meta included
+ * (scout_endpoint_new_meta); strings are copied, never borrowed from the Lua
+ * state.  This is the boundary of
  * endpoint.h's rule: every byte that reaches shm, the disk snapshot, JSON
  * or a template came through here, so a value that breaks the rule is
  * refused here, whole, and never cut (strdup used to stop at a NUL).
@@ -15,13 +16,6 @@
 #include <string.h>
 
 #include "scout.h"
-
-static int
-meta_cmp(const void *a, const void *b)
-{
-    return strcmp(((const scout_meta_t *)a)->key,
-                  ((const scout_meta_t *)b)->key);
-}
 
 /* The string at stack index i with its length, or NULL with why set (its
  * type is wrong, or it breaks the text rule). */
@@ -44,68 +38,62 @@ text_at(lua_State *L, int i, const char *what, size_t *n, char *why,
     return s;
 }
 
+/* First pass over ep.meta (at stack index t): every entry is checked, and
+ * counted with its bytes, so that the endpoint is allocated once, meta and
+ * all (endpoint.h).  The table is not changed between the two passes, so
+ * lua_next visits the same entries in the same order. */
 static int
-read_meta(lua_State *L, int idx, scout_endpoint_t *ep, char *why, size_t len)
+meta_size(lua_State *L, int t, unsigned *n, size_t *bytes, char *why,
+          size_t len)
 {
-    int n = 0, cap = 0, t;
-
-    lua_getfield(L, idx, "meta");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return SCOUT_OK;
-    }
-    if (!lua_istable(L, -1)) {
-        snprintf(why, len, "meta is a %s, not a table", luaL_typename(L, -1));
-        lua_pop(L, 1);
-        return SCOUT_ERROR;
-    }
-    t = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
-        const char *k, *v;
         size_t kl, vl;
 
         if (lua_type(L, -2) != LUA_TSTRING) {
             snprintf(why, len, "a meta key is a %s, not a string",
                      luaL_typename(L, -2));
-            goto fail;
+            return SCOUT_ERROR;
         }
-        if ((unsigned)n >= SCOUT_ENDPOINT_MAX_META) {
+        if (*n >= SCOUT_ENDPOINT_MAX_META) {
             snprintf(why, len, "over %u meta entries",
                      SCOUT_ENDPOINT_MAX_META);
-            goto fail;
+            return SCOUT_ERROR;
         }
         /* the key is read as is (lua_next needs it unchanged); the value is
          * copied so that tostring of a number never touches the table */
         lua_pushvalue(L, -1);
-        if ((k = text_at(L, -3, "a meta key", &kl, why, len)) == NULL
-            || (v = text_at(L, -1, "a meta value", &vl, why, len)) == NULL)
-            goto fail;
-        if (n == cap) {
-            scout_meta_t *m;
-            cap = cap ? cap * 2 : 4;
-            m = realloc(ep->meta, (size_t)cap * sizeof(*m));
-            if (m == NULL)
-                goto oom;
-            ep->meta = m;
+        if (text_at(L, -3, "a meta key", &kl, why, len) == NULL
+            || text_at(L, -1, "a meta value", &vl, why, len) == NULL)
+            return SCOUT_ERROR;
+        (*n)++;
+        *bytes += kl + vl;
+        if (*bytes > SCOUT_ENDPOINT_MAX_BYTES) {
+            snprintf(why, len, "%zu bytes of strings, over the %u limit",
+                     *bytes, SCOUT_ENDPOINT_MAX_BYTES);
+            return SCOUT_ERROR;
         }
-        ep->meta[n].key = strndup(k, kl);
-        ep->meta[n].value = strndup(v, vl);
-        ep->nmeta = ++n;
-        if (ep->meta[n - 1].key == NULL || ep->meta[n - 1].value == NULL)
-            goto oom;
         lua_pop(L, 2);
     }
-    lua_pop(L, 1);
-    if (n > 1)
-        qsort(ep->meta, (size_t)n, sizeof(*ep->meta), meta_cmp);
     return SCOUT_OK;
+}
 
-oom:
-    why[0] = '\0';
-fail:
-    lua_settop(L, t - 1);
-    return SCOUT_ERROR;
+/* Second pass: copy the entries meta_size checked into ep's room. */
+static void
+meta_fill(lua_State *L, int t, scout_endpoint_t *ep)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        const char *k, *v;
+        size_t kl, vl;
+
+        lua_pushvalue(L, -1);
+        k = lua_tolstring(L, -3, &kl);
+        v = lua_tolstring(L, -1, &vl);
+        scout_endpoint_add_meta(ep, k, kl, v, vl);
+        lua_pop(L, 2);
+    }
+    scout_endpoint_sort_meta(ep);
 }
 
 /* An integer field, or dflt when absent; SCOUT_ERROR when it is something
@@ -144,7 +132,9 @@ scout_endpoint_from_lua(lua_State *L, int idx, char *why, size_t len)
     size_t id_len, host_len, status_len;
     const char *id, *host, *status;
     double port, weight, zxid;
-    int top = lua_gettop(L);
+    int top = lua_gettop(L), meta;
+    unsigned nmeta = 0;
+    size_t meta_bytes = 0;
 
     why[0] = '\0';
     if (idx < 0)
@@ -176,14 +166,27 @@ scout_endpoint_from_lua(lua_State *L, int idx, char *why, size_t len)
     lua_pop(L, 1);
     if (!(zxid > -9.2e18 && zxid < 9.2e18))
         zxid = 0;
-    ep = scout_endpoint_new(id, id_len, host, host_len, status, status_len);
+    lua_getfield(L, idx, "meta");
+    meta = lua_gettop(L);
+    if (!lua_isnil(L, meta) && !lua_istable(L, meta)) {
+        snprintf(why, len, "meta is a %s, not a table",
+                 luaL_typename(L, meta));
+        goto done;
+    }
+    if (lua_istable(L, meta)
+        && meta_size(L, meta, &nmeta, &meta_bytes, why, len) != SCOUT_OK)
+        goto done;
+    lua_settop(L, meta);
+    ep = scout_endpoint_new_meta(id, id_len, host, host_len, status,
+                                 status_len, nmeta, meta_bytes);
     if (ep == NULL)
         goto done;              /* why stays empty: out of memory */
     ep->port = (int)port;
     ep->weight = (int)weight;
     ep->zxid = (int64_t)zxid;
-    if (read_meta(L, idx, ep, why, len) != SCOUT_OK
-        || scout_endpoint_check(ep, why, len) != SCOUT_OK) {
+    if (nmeta > 0)
+        meta_fill(L, meta, ep);
+    if (scout_endpoint_check(ep, why, len) != SCOUT_OK) {
         scout_endpoint_free(ep);
         ep = NULL;
     }

@@ -125,6 +125,8 @@ scout_cache_remove(scout_cache_t *c, scout_child_t *child)
                     offsetof(scout_child_t, next_pending));
     if (child->data_dirty)
         list_unlink(&c->dirty, child, offsetof(scout_child_t, next_dirty));
+    if (child->refetch)
+        c->refetching--;
     HASH_DEL(c->children, child);
     c->count--;
     if (child->needs_data) {
@@ -210,11 +212,14 @@ scout_cache_apply_data(scout_cache_t *c, scout_child_t *child,
 {
     char *copy = NULL;
 
-    /* An older incarnation of the name, or an older version of this one. */
-    if (child->czxid != 0 && stat->czxid < child->czxid)
+    /* An older incarnation of the name, or an older version of this one.
+     * A refetch must bring bytes back: it is read again. */
+    if ((child->czxid != 0 && stat->czxid < child->czxid)
+        || (stat->czxid == child->czxid && stat->mzxid < child->mzxid)) {
+        if (child->refetch)
+            scout_cache_mark_dirty(c, child);
         return SCOUT_AGAIN;
-    if (stat->czxid == child->czxid && stat->mzxid < child->mzxid)
-        return SCOUT_AGAIN;
+    }
     if (len > 0) {
         copy = malloc((size_t)len + 1);
         if (copy == NULL)
@@ -230,22 +235,45 @@ scout_cache_apply_data(scout_cache_t *c, scout_child_t *child,
     child->mzxid = stat->mzxid;
     if (stat->mzxid > c->max_mzxid)
         c->max_mzxid = stat->mzxid;
+    if (child->refetch) {
+        child->refetch = 0;
+        c->refetching--;
+        make_pending(c, child);
+    }
     if (!child->announced || child->announced_mzxid != child->mzxid)
         make_pending(c, child);
     return SCOUT_OK;
 }
 
-void
+unsigned
 scout_cache_mark_all_pending(scout_cache_t *c)
 {
     scout_child_t *child, *tmp;
+    unsigned n = 0;
 
     HASH_ITER(hh, c->children, child, tmp) {
-        if (!child->needs_data || child->has_data) {
+        if (child->needs_data && child->has_data && child->data == NULL
+            && child->data_len > 0) {
+            /* its bytes were let go at commit: read them again */
+            if (!child->refetch) {
+                child->refetch = 1;
+                c->refetching++;
+            }
+            child->announced = 1;
+            scout_cache_mark_dirty(c, child);
+            n++;
+        } else if (!child->needs_data || child->has_data) {
             child->announced = 1;   /* a later removal must be reported */
             make_pending(c, child);
         }
     }
+    return n;
+}
+
+int
+scout_cache_refetching(const scout_cache_t *c)
+{
+    return c->refetching > 0;
 }
 
 int
@@ -272,6 +300,11 @@ scout_cache_commit(scout_cache_t *c)
         child->pending = 0;
         child->announced = 1;
         child->announced_mzxid = child->mzxid;
+        /* the policy holds what it decoded; data_len stays: it was read */
+        if (!c->keep_data) {
+            free(child->data);
+            child->data = NULL;
+        }
     }
     c->pending = NULL;
     for (unsigned i = 0; i < c->nremoved; i++)

@@ -10,6 +10,13 @@
  * Pending changes are kept until the policy accepts them
  * (scout_cache_commit): a hook that fails leaves them pending, so nothing is
  * lost and the next successful update sees everything.
+ *
+ * Node data is held only until the policy accepted it: the policy keeps
+ * what it decoded, ordering and anti-entropy compare zxids, and a dubbo URL
+ * is hundreds of bytes per endpoint.  Only a new policy (a reload) needs the
+ * bytes again: those children are read again ("refetch"), and until every
+ * one is back the service does not update (a new VM judging a partial list
+ * would take the missing children for gone).
  */
 #ifndef SCOUT_CACHE_H
 #define SCOUT_CACHE_H
@@ -22,7 +29,9 @@
 typedef struct scout_child_s scout_child_t;
 
 struct scout_child_s {
-    char          *data;           /* NULL when not read (or empty)     */
+    char          *data;           /* NULL when not read, empty, or let
+                                      go after the policy accepted it
+                                      (has_data && data_len > 0)      */
     int64_t        czxid;          /* 0 until a data read returned       */
     int64_t        mzxid;
     int64_t        announced_mzxid;
@@ -37,6 +46,7 @@ struct scout_child_s {
     unsigned       pending:1;      /* on the pending list                */
     unsigned       announced:1;    /* the policy knows this child        */
     unsigned       seen:1;         /* scratch for list diffs             */
+    unsigned       refetch:1;      /* read again for a new policy        */
     unsigned       slotted:1;      /* its data watch has a session slot  */
     unsigned       slot:6;         /* which one (watch.c spreading)      */
     /* In the same allocation, and fields packed: there is one of these
@@ -59,6 +69,10 @@ typedef struct {
     scout_child_t *pending;        /* added/changed, not yet accepted   */
     char         **removed;        /* announced names gone since        */
     unsigned       nremoved, removed_cap;
+    unsigned       refetching;     /* children with refetch set         */
+    int            keep_data;      /* commit keeps node data (a source's
+                                      rules: few, small, and a reload must
+                                      compile them without a re-read)  */
 } scout_cache_t;
 
 typedef int (*scout_cache_needs_data_fn)(void *ud, const char *name);
@@ -94,13 +108,18 @@ void scout_cache_mark_all_dirty(scout_cache_t *c);
 
 int scout_cache_has_pending(const scout_cache_t *c);
 /* A new policy must judge every child again: every child that is ready
- * (its data read, or none needed) becomes pending, as if just read. */
-void scout_cache_mark_all_pending(scout_cache_t *c);
+ * (its data read, or none needed) becomes pending, as if just read; one
+ * whose data was let go is marked dirty and refetching instead, and becomes
+ * pending when its read returns.  Returns how many were marked so: the
+ * caller has them read (scout_watch_reread). */
+unsigned scout_cache_mark_all_pending(scout_cache_t *c);
+/* Children are being read again for a new policy: no update until done. */
+int scout_cache_refetching(const scout_cache_t *c);
 /* The pending changes were handed to the policy.  The policy may have
  * applied some of them even if it then failed, so from now on a removal of
  * any of these children must be reported; they stay pending until commit. */
 void scout_cache_delivered(scout_cache_t *c);
-/* The policy accepted every pending change. */
+/* The policy accepted every pending change; their data is let go. */
 void scout_cache_commit(scout_cache_t *c);
 
 #endif

@@ -61,6 +61,54 @@ scout_watch_kick_slots(scout_watch_t *w)
         scout_session_kick(w->slot_session[i]);
 }
 
+void
+scout_watch_slots_init(scout_watch_t *w, scout_session_t *session)
+{
+    w->slot_session = &w->slot0_session;
+    w->slot_bytes = &w->slot0_bytes;
+    w->slot0_session = session;
+    w->slot0_bytes = 0;
+    w->nslots = 1;
+    w->cache.slot_bytes = w->slot_bytes;
+}
+
+void
+scout_watch_slots_free(scout_watch_t *w)
+{
+    if (w->slot_session != NULL && w->slot_session != &w->slot0_session) {
+        free(w->slot_session);
+        free(w->slot_bytes);
+    }
+    w->slot_session = NULL;
+    w->slot_bytes = NULL;
+}
+
+/* Room for every slot, allocated the first time a path spreads; on failure
+ * the path stays on the slots it has (the least full takes the child). */
+static int
+slots_grow(scout_watch_t *w)
+{
+    scout_session_t **ss;
+    size_t *sb;
+
+    if (w->slot_session != &w->slot0_session)
+        return SCOUT_OK;
+    ss = calloc(SCOUT_WATCH_MAX_SLOTS, sizeof(*ss));
+    sb = calloc(SCOUT_WATCH_MAX_SLOTS, sizeof(*sb));
+    if (ss == NULL || sb == NULL) {
+        free(ss);
+        free(sb);
+        return SCOUT_ERROR;
+    }
+    ss[0] = w->slot0_session;
+    sb[0] = w->slot0_bytes;
+    w->slot_session = ss;
+    w->slot_bytes = sb;
+    if (w->cache.slot_bytes != NULL)    /* NULL once retired */
+        w->cache.slot_bytes = sb;
+    return SCOUT_OK;
+}
+
 /* The slot a child's data watch lives on: the first with room under the
  * budget (slot 0 is the service's session, shared with other services, so
  * it gets half), else a new session from the pool, else the least full. */
@@ -83,7 +131,7 @@ scout_watch_assign_slot(scout_watch_t *w, scout_child_t *child)
             best = i;
     }
     if (pool_budget > 0 && pool_fn != NULL
-        && w->nslots < SCOUT_WATCH_MAX_SLOTS) {
+        && w->nslots < SCOUT_WATCH_MAX_SLOTS && slots_grow(w) == SCOUT_OK) {
         scout_session_t *s = pool_fn(pool_ud);
 
         if (s != NULL) {

@@ -665,9 +665,7 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
     w->children_dirty = 1;
     w->last_read = ev_now(loop);
     scout_cache_init(&w->cache);
-    w->slot_session[0] = session;
-    w->nslots = 1;
-    w->cache.slot_bytes = w->slot_bytes;
+    scout_watch_slots_init(w, session);
     w->cache.slot_base = 4 + (strcmp(path, "/") == 0 ? 1 : w->path_len + 1);
     ev_init(&w->timer, on_timer);
     w->timer.data = w;
@@ -702,6 +700,7 @@ release_dead(scout_watch_t *w)
         }
     }
     scout_stats.zk_watches_released++;
+    scout_watch_slots_free(w);
     free(w->path);
     free(w);
 }
@@ -743,6 +742,7 @@ scout_watch_reap(scout_session_t *session)
         }
         *pp = w->next_dead;
         scout_stats.zk_watches_released++;
+        scout_watch_slots_free(w);
         free(w->path);
         free(w);
     }
@@ -758,6 +758,7 @@ scout_watch_free(scout_watch_t *w)
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
     scout_cache_free(&w->cache);
+    scout_watch_slots_free(w);
     free(w->path);
     free(w);
 }

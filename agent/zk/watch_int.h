@@ -43,9 +43,14 @@ struct scout_watch_s {
     uint64_t                sync_epoch;     /* session epoch of the last
                                                completed sync(), 0 = none */
     /* Data watches spread over sessions (ZOOKEEPER-706): slot 0 is
-     * `session`, the others come from the pool; a child keeps its slot. */
-    scout_session_t        *slot_session[SCOUT_WATCH_MAX_SLOTS];
-    size_t                  slot_bytes[SCOUT_WATCH_MAX_SLOTS];
+     * `session`, the others come from the pool; a child keeps its slot.
+     * The arrays point at slot0_* until the path spreads (spread.c): most
+     * never do, and two arrays of SCOUT_WATCH_MAX_SLOTS inline cost 1 KB
+     * per service, 100 MB at 100,000 services. */
+    scout_session_t       **slot_session;
+    size_t                 *slot_bytes;
+    scout_session_t        *slot0_session;
+    size_t                  slot0_bytes;
     int                     nslots;
     scout_watch_t          *next_spread;    /* spread.c's list */
 };
@@ -70,6 +75,10 @@ zhandle_t  *scout_watch_slot_zh(scout_watch_t *w, int slot);
 void        scout_watch_kick_slots(scout_watch_t *w);
 int         scout_watch_assign_slot(scout_watch_t *w, scout_child_t *child);
 void        scout_watch_spread_del(scout_watch_t *w);
+/* spread.c: the slot arrays start inline (one slot); free what spreading
+ * allocated (before the watch itself is freed). */
+void        scout_watch_slots_init(scout_watch_t *w, scout_session_t *s);
+void        scout_watch_slots_free(scout_watch_t *w);
 
 /* antientropy.c: set up, (re-)arm after a session event, a jittered period */
 void   scout_watch_resync_init(scout_watch_t *w);

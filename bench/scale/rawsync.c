@@ -12,7 +12,12 @@
  *   done <ns from start> <ns from all connected> <children reads> <data reads>
  *        <data bytes> <VmHWM kB>
  * then closes its sessions (so the server drops the watches at once) and
- * exits 0; exits 1 on any read error or after 120 s.
+ * exits 0; exits 1 on any read error or after RAWSYNC_TIMEOUT_S (120) s.
+ *
+ * Reads in flight are bounded (WINDOW requests over all sessions, a child
+ * list counting for its children to come): at 1,000,000 endpoints, 170,000
+ * requests queued at once on one session starved its pings and the server
+ * closed it.
  *
  *   rawsync HOSTS PREFIX NSVC NSESS
  */
@@ -23,10 +28,14 @@
 #include "zkpoll.h"
 
 #define MAXSESS 64
+#define WINDOW  24000
 
 static zhandle_t *zh[MAXSESS];
 static int nsess, connected[MAXSESS], failed;
 static long children_done, data_done, data_pending, data_bytes;
+static long inflight[MAXSESS];    /* requests, a list counting as its */
+static long last_count = 10;      /* children to come: estimated as    */
+static long *est;                 /* the last list's size              */
 static const char *prefix;
 
 static void
@@ -47,7 +56,8 @@ static void
 data_cb(int rc, const char *value, int len, const struct Stat *st,
         const void *data)
 {
-    (void) value; (void) st; (void) data;
+    (void) value; (void) st;
+    inflight[(long) data]--;
     if (rc != ZOK) {
         fprintf(stderr, "rawsync: get: %s\n", zerror(rc));
         failed = 1;
@@ -65,6 +75,7 @@ children_cb(int rc, const struct String_vector *sv, const struct Stat *st,
     const char *parent = data;
     char path[512];
     zhandle_t *z;
+    long sess, svc;
     (void) st;
 
     if (rc != ZOK) {
@@ -73,10 +84,15 @@ children_cb(int rc, const struct String_vector *sv, const struct Stat *st,
         return;
     }
     children_done++;
-    z = zh[atol(parent + strlen(prefix) + 5) % nsess];  /* ".../svc-NNNNN" */
+    svc = atol(parent + strlen(prefix) + 5);        /* ".../svc-NNNNN" */
+    sess = svc % nsess;
+    z = zh[sess];
+    inflight[sess] += sv->count - est[svc];     /* the estimate, made real */
+    last_count = sv->count > 0 ? sv->count : 1;
     for (int i = 0; i < sv->count; i++) {
         snprintf(path, sizeof(path), "%s/%s", parent, sv->data[i]);
-        if (zoo_awget(z, path, nop_watcher, NULL, data_cb, NULL) != ZOK) {
+        if (zoo_awget(z, path, nop_watcher, (void *) sess, data_cb,
+                      (void *) sess) != ZOK) {
             failed = 1;
             return;
         }
@@ -149,11 +165,14 @@ main(int argc, char **argv)
     nsess = atoi(argv[4]);
     if (nsess < 1 || nsess > MAXSESS)
         return 2;
-    deadline = t0 + 120LL * 1000000000;
+    deadline = t0 + (getenv("RAWSYNC_TIMEOUT_S") ? atol(getenv("RAWSYNC_TIMEOUT_S"))
+                     : 120) * 1000000000LL;
     zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
     for (long i = 0; i < nsess; i++) {
-        zh[i] = zookeeper_init(argv[1], session_watcher, 10000, NULL,
-                               (void *) i, 0);
+        zh[i] = zookeeper_init(argv[1], session_watcher,
+                               getenv("SESSION_TIMEOUT_MS")
+                               ? atoi(getenv("SESSION_TIMEOUT_MS")) : 10000,
+                               NULL, (void *) i, 0);
         if (zh[i] == NULL)
             return 1;
         zoo_set_servers_resolution_delay(zh[i], -1);
@@ -170,17 +189,23 @@ main(int argc, char **argv)
     }
     t1 = zkpoll_now_ns();
     paths = calloc((size_t) nsvc, sizeof(*paths));
-    for (long i = 0; i < nsvc; i++) {
-        char p[256];
-        snprintf(p, sizeof(p), "%s/svc-%05ld", prefix, i);
-        paths[i] = strdup(p);           /* lives as the completion's data */
-        if (zoo_awget_children2(zh[i % nsess], paths[i], nop_watcher, NULL,
-                                children_cb, paths[i]) != ZOK)
-            return 1;
-    }
-    while (!failed && (children_done < nsvc || data_pending > 0)) {
+    est = calloc((size_t) nsvc, sizeof(*est));
+    for (long i = 0; !failed && (i < nsvc || children_done < nsvc
+                                 || data_pending > 0);) {
+        /* each session gets lists while its window has room */
+        for (; i < nsvc && inflight[i % nsess] + last_count <= WINDOW / nsess;
+             i++) {
+            char p[256];
+            snprintf(p, sizeof(p), "%s/svc-%05ld", prefix, i);
+            paths[i] = strdup(p);       /* lives as the completion's data */
+            if (zoo_awget_children2(zh[i % nsess], paths[i], nop_watcher, NULL,
+                                    children_cb, paths[i]) != ZOK)
+                return 1;
+            est[i] = last_count;
+            inflight[i % nsess] += last_count;
+        }
         if (zkpoll_now_ns() > deadline) {
-            fprintf(stderr, "rawsync: not done after 120 s\n");
+            fprintf(stderr, "rawsync: not done in time\n");
             return 1;
         }
         turn(50);

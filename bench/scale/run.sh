@@ -6,7 +6,9 @@
 # next to a bare libzookeeper_st client doing the same reads (rawsync.c). Builds rawsync,
 # starts ZooKeeper with scripts/zk.sh, runs scale.py (its header has the method), and on any
 # exit stops every process it started (by pid) and ZooKeeper. About 2 minutes.
-# Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (agent default), CHANGES (100),
+# Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (agent default), SESSION_TIMEOUT_MS (10000),
+#      CHANGES (100), MEM_EMPTY (1),
+#      STOP_AFTER=reconnect (phases 0-4 only: at 1M endpoints each later restart is a full sync),
 #      PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
 #      PERF=1 (perf record the agent during the sync and the restart), CC,
 #      SCOUT (default build/scout), SCOUT_LUA_DIR (default lua/ of this tree),

@@ -62,8 +62,14 @@ Phases, one agent at a time (each started by this driver, its pid recorded for r
      and every endpoint changed in phases 2-5 (the last 20 unknown to the snapshot) must be
      what ZooKeeper holds.
 
+Memory (issue 14): before the populate, an agent on the same policy with none of its paths
+(MEM_EMPTY=1, the default) gives the services' own cost; after the sync (phase 1), bytes per
+endpoint: VmRSS, malloc's [heap], LuaJIT's count (scout_lua_memory_bytes), each over
+SERVICES x ENDPOINTS, against rawsync's VmHWM at the same size, and with the services' cost
+taken out.
+
 Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (unset: the agent's default, 1 per 2,000
-     services), CHANGES (100), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
+     services), SESSION_TIMEOUT_MS (10000), CHANGES (100), MEM_EMPTY (1), STOP_AFTER (unset; "reconnect": phases 0-4), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
      POPULATE_WINDOW (1000), SYNC_TIMEOUT_S (120), PERF (0), SCOUT, SCOUT_LUA_DIR.
 """
 
@@ -84,6 +90,7 @@ from common import four, pct, UnixHTTP  # noqa: E402
 SERVICES = int(os.environ.get("SERVICES", "10000"))
 ENDPOINTS = int(os.environ.get("ENDPOINTS", "10"))
 SESSIONS = os.environ.get("SESSIONS", "")
+SESSION_TIMEOUT_MS = os.environ.get("SESSION_TIMEOUT_MS", "")   # agent and rawsync; 10000 if unset
 CHANGES = int(os.environ.get("CHANGES", "100"))
 PERSIST_SAMPLES = int(os.environ.get("PERSIST_SAMPLES", "5"))
 COLD_ROUNDS = int(os.environ.get("COLD_ROUNDS", "3"))
@@ -353,6 +360,94 @@ def warnings_of(agent, since=0):
     return out
 
 
+
+# -- memory (issue 14 item 3): bytes per endpoint, by layer ----------------------
+
+def memory_probe(agent):
+    """What agent holds now: VmRSS, VmHWM, [heap] (malloc's main arena), all anonymous
+    mappings (LuaJIT's arena, thread arenas, big mallocs), kB; and the Lua VM's own
+    count (scout_lua_memory_bytes: live objects plus garbage not yet collected), bytes."""
+    heap, anon, _ = smaps_split(agent.pid)
+    try:
+        lua = agent.metrics().get("scout_lua_memory_bytes", 0.0)
+    except OSError:
+        lua = 0.0
+    return {"rss": status_kb(agent.pid, "VmRSS"), "hwm": status_kb(agent.pid, "VmHWM"),
+            "heap": heap, "anon": anon, "lua": lua}
+
+
+def memory_empty(scout, policy, zk, tmp):
+    """The same policy on a registry that has none of its paths yet (run before the
+    populate): what the services cost without a single endpoint. None if it never
+    answers health 200 (then the per-endpoint rows count the services' cost too)."""
+    a = Agent(scout, policy, zk, tmp, "mem0", cache_dir=os.path.join(tmp, "cache-mem0"))
+    mem = None
+    while time.monotonic() - a.t0 < SYNC_TIMEOUT_S and a.alive():
+        try:
+            if a.get("/v1/health", timeout=10)[0] == 200:
+                time.sleep(1)
+                mem = memory_probe(a)
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    a.stop()
+    return mem
+
+
+def memory_rows(mem, empty, raw_hwm_kb):
+    """Table rows: bytes per endpoint, total and by layer, against the raw client (rawsync's
+    VmHWM at the same size: the ZooKeeper client's own buffers and watch tables, nothing
+    kept). With `empty`, the services' fixed cost is shown apart and taken out."""
+    n = float(SERVICES * ENDPOINTS)
+    per = lambda kb: kb * 1024.0 / n
+    rows = [("memory per endpoint: VmRSS / endpoints",
+             "%.0f B (%.1f MB)" % (per(mem["rss"]), mem["rss"] / 1024.0), "",
+             "%.2fx the raw client's %.0f B (VmHWM %.1f MB)"
+             % (mem["rss"] / max(raw_hwm_kb, 1), per(raw_hwm_kb), raw_hwm_kb / 1024.0))]
+    rows.append(("  by layer: malloc [heap] / other anon / Lua VM",
+                 "%.0f / %.0f / %.0f B" % (per(mem["heap"]), per(max(mem["anon"] - mem["lua"] / 1024.0, 0)),
+                                           mem["lua"] / n), "",
+                 "Lua %.1f MB incl. garbage not yet collected; anon %.1f MB holds LuaJIT's arena"
+                 % (mem["lua"] / 1048576.0, mem["anon"] / 1024.0)))
+    if empty:
+        d = lambda k: mem[k] - empty[k]
+        rows.append(("  services alone (same policy, no endpoints)",
+                     "%.1f MB RSS, Lua %.1f MB" % (empty["rss"] / 1024.0, empty["lua"] / 1048576.0), "",
+                     "%.0f B per service (%d services; binary and libraries included)"
+                     % (empty["rss"] * 1024.0 / SERVICES, SERVICES)))
+        rows.append(("  per endpoint, services' cost taken out",
+                     "%.0f B (RSS)" % per(d("rss")), "",
+                     "malloc %.0f B, Lua %.0f B, other %.0f B"
+                     % (per(d("heap")), d("lua") / n, per(d("rss") - d("heap")) - d("lua") / n)))
+    return rows
+
+
+
+def print_rows_so_far(rows, notes, warns, populate_s, raw, nsess, t_run):
+    """STOP_AFTER=reconnect: the table of phases 0-4 (sync, memory, publish, reconnect,
+    SIGTERM), for sizes where each later restart is another full sync (1M endpoints)."""
+    print()
+    print("scale: %d services x %d endpoints = %d data znodes, %d sessions; %d CPUs, load avg %s; "
+          "phases 0-4 only (STOP_AFTER=reconnect)" % (SERVICES, ENDPOINTS, SERVICES * ENDPOINTS,
+                                                     nsess, os.cpu_count(), loadavg()))
+    print("populate: %.2f s; baseline rawsync %.2f s, VmHWM %.1f MB"
+          % (populate_s, raw["total_s"], raw["hwm_kb"] / 1024.0))
+    print()
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(" | ".join([r[i].ljust(widths[i]) for i in range(3)] + [r[3]]))
+    print()
+    for n in notes:
+        print("- " + n)
+    for shape, cnt in sorted(warns.items(), key=lambda kv: -kv[1])[:8]:
+        print("- WARN/ERROR x%d: %s" % (cnt, shape[:140]))
+    print("- wall %.0f s" % (time.monotonic() - t_run))
+    for f in FAILURES:
+        print("FAILED: " + f.splitlines()[0])
+    return 1 if FAILURES else 0
+
+
 def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -371,12 +466,20 @@ def main():
     with open(policy, "w") as f:
         f.write("-- generated by bench/scale/scale.py: %d services x %d endpoints\n"
                 % (SERVICES, ENDPOINTS))
-        f.write('zookeeper { servers = "x:1"%s }  -- --zk overrides servers\n'
-                % (", sessions = %d" % int(SESSIONS) if SESSIONS else ""))
+        f.write('zookeeper { servers = "x:1"%s%s }  -- --zk overrides servers\n'
+                % (", sessions = %d" % int(SESSIONS) if SESSIONS else "",
+                   ", session_timeout = %d" % int(SESSION_TIMEOUT_MS) if SESSION_TIMEOUT_MS else ""))
         f.write('cache { dir = "%s" }\n' % cache)
-        for i in range(SERVICES):
-            f.write('service "%s" { path = "%s/%s", codec = "plain" }\n'
-                    % (svc_name(i), ROOT_PATH, svc_name(i)))
+        if SERVICES <= 20000:
+            for i in range(SERVICES):
+                f.write('service "%s" { path = "%s/%s", codec = "plain" }\n'
+                        % (svc_name(i), ROOT_PATH, svc_name(i)))
+        else:
+            # a chunk holds at most 65,536 constants (LuaJIT): 100,000 literal service blocks
+            # do not load; a generated registry is written as a loop
+            f.write('for i = 0, %d do\n  local n = string.format("svc-%%05d", i)\n'
+                    '  service(n) { path = "%s/" .. n, codec = "plain" }\nend\n'
+                    % (SERVICES - 1, ROOT_PATH))
     checks = []
     for _ in range(3):
         t = time.monotonic()
@@ -386,6 +489,8 @@ def main():
             raise SystemExit("scale: scout check failed: %s%s" % (r.stdout, r.stderr))
     log("policy: %d services, %d bytes; scout check %.0f ms (fastest of 3)"
         % (SERVICES, os.path.getsize(policy), min(checks) * 1000))
+
+    mem_empty = memory_empty(scout, policy, zk, tmp) if os.environ.get("MEM_EMPTY", "1") == "1" else None
 
     # -- populate ------------------------------------------------------------------
     kz = kazoo(zk)
@@ -423,7 +528,8 @@ def main():
     for run in ("warm-up", "measured"):
         t = time.monotonic()
         r = subprocess.run([rawsync, zk, ROOT_PATH, str(SERVICES), str(nsess)],
-                           capture_output=True, text=True, timeout=180)
+                           capture_output=True, text=True, timeout=SYNC_TIMEOUT_S + 60,
+                           env=dict(os.environ, RAWSYNC_TIMEOUT_S=str(int(SYNC_TIMEOUT_S))))
         if r.returncode != 0 or not r.stdout.startswith("done"):
             raise SystemExit("scale: rawsync failed: %s%s" % (r.stdout, r.stderr))
         f = r.stdout.split()
@@ -495,6 +601,7 @@ def main():
                  % (arena_kb / 1024, rss_sync / 1024)))
     if perf_note:
         notes.append(perf_note)
+    rows.extend(memory_rows(memory_probe(a), mem_empty, raw["hwm_kb"]))
 
     # -- 2. publish ------------------------------------------------------------------
     lat, acks = [], []
@@ -709,6 +816,9 @@ def main():
                  "log 'signal' -> 'stopped' %s; snapshot %.1f MB"
                  % ("%.0f ms" % ((t_stp - t_sig) * 1000) if t_sig and t_stp else "n/a",
                     snap_size / 1048576.0)))
+
+    if os.environ.get("STOP_AFTER") == "reconnect":
+        return print_rows_so_far(rows, notes, wa, populate_s, raw, nsess, t_run)
 
     # -- 5. warm restart (info), then snapshot write times (debug) --------------------
     def warm(tag, level):

@@ -117,10 +117,12 @@ test_data_gates(void)
     CHECK(pending_count(&c) == 1);
     scout_cache_delivered(&c);
     scout_cache_commit(&c);
+    /* accepted: the policy holds what it decoded, the bytes are let go */
+    CHECK(ch->data == NULL && ch->has_data && ch->data_len == 2);
 
     st = stat_of(5, 6);                     /* older version: refused     */
     CHECK(scout_cache_apply_data(&c, ch, "v6", 2, &st) == SCOUT_AGAIN);
-    CHECK(memcmp(ch->data, "v7", 2) == 0 && !scout_cache_has_pending(&c));
+    CHECK(ch->data == NULL && ch->mzxid == 7 && !scout_cache_has_pending(&c));
 
     st = stat_of(5, 7);                     /* same version: no change    */
     CHECK(scout_cache_apply_data(&c, ch, "v7", 2, &st) == SCOUT_OK);
@@ -134,6 +136,60 @@ test_data_gates(void)
     CHECK(ch->has_data && ch->data == NULL && ch->czxid == 20);
     CHECK(pending_count(&c) == 1);
     CHECK(c.max_mzxid == 20);
+    scout_cache_free(&c);
+}
+
+/* A reload's new policy needs the bytes the cache let go of: those children
+ * are read again, and the service waits until every one is back. */
+static void
+test_reload_refetches_data(void)
+{
+    scout_cache_t c;
+    const char *l[] = { "id-1", "id-2", "id-3", "n:1" };
+    scout_child_t *ch1, *ch2, *ch3;
+    struct Stat st;
+
+    scout_cache_init(&c);
+    apply(&c, 5, 4, l);
+    ch1 = scout_cache_find(&c, "id-1");
+    ch2 = scout_cache_find(&c, "id-2");
+    ch3 = scout_cache_find(&c, "id-3");
+    st = stat_of(5, 7);
+    scout_cache_apply_data(&c, ch1, "v7", 2, &st);
+    scout_cache_apply_data(&c, ch2, "w7", 2, &st);
+    scout_cache_apply_data(&c, ch3, "x7", 2, &st);
+    scout_cache_delivered(&c);
+    scout_cache_commit(&c);
+    CHECK(ch1->data == NULL && !scout_cache_refetching(&c));
+
+    /* reload: the name-only child is pending at once, the others are read */
+    CHECK(scout_cache_mark_all_pending(&c) == 3);
+    CHECK(scout_cache_refetching(&c) && pending_count(&c) == 1
+          && dirty_count(&c) == 3);
+    /* the same version comes back: pending again, with its bytes */
+    st = stat_of(5, 7);
+    c.dirty = NULL;                     /* the watch took them to read */
+    ch1->data_dirty = ch2->data_dirty = ch3->data_dirty = 0;
+    CHECK(scout_cache_apply_data(&c, ch1, "v7", 2, &st) == SCOUT_OK);
+    CHECK(ch1->pending && ch1->data != NULL && memcmp(ch1->data, "v7", 2) == 0);
+    CHECK(scout_cache_refetching(&c));
+    /* an older answer (a lagging server) does not end a refetch: read again */
+    st = stat_of(5, 6);
+    CHECK(scout_cache_apply_data(&c, ch2, "w6", 2, &st) == SCOUT_AGAIN);
+    CHECK(!ch2->pending && ch2->data_dirty && scout_cache_refetching(&c));
+    /* one deleted meanwhile is not waited for */
+    {
+        const char *l2[] = { "id-1", "id-2", "n:1" };
+        apply(&c, 9, 3, l2);
+    }
+    CHECK(scout_cache_find(&c, "id-3") == NULL && scout_cache_refetching(&c));
+    st = stat_of(5, 8);
+    CHECK(scout_cache_apply_data(&c, ch2, "w8", 2, &st) == SCOUT_OK);
+    CHECK(!scout_cache_refetching(&c) && ch2->pending);
+    CHECK(pending_count(&c) == 3 && c.nremoved == 1);
+    scout_cache_delivered(&c);
+    scout_cache_commit(&c);
+    CHECK(ch1->data == NULL && ch2->data == NULL && ch2->data_len == 2);
     scout_cache_free(&c);
 }
 
@@ -188,6 +244,7 @@ main(void)
     RUN(test_lists_and_ordering());
     RUN(test_data_gates());
     RUN(test_failed_policy_keeps_changes());
+    RUN(test_reload_refetches_data());
     RUN(test_many_children());
     return test_summary();
 }

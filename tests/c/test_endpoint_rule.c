@@ -156,6 +156,104 @@ test_lua_boundary(void)
     lua_close(L);
 }
 
+/* A dubbo-like endpoint: many meta entries, numbers among the values, held
+ * in the endpoint's one allocation (ASan sees any write past it), sorted,
+ * every byte as Lua had it, and the same JSON as before. */
+static void
+test_lua_meta_inline(void)
+{
+    lua_State *L = luaL_newstate();
+    char why[SCOUT_ERR_LEN], key[32], val[64];
+    scout_endpoint_t *ep;
+    scout_epset_t set;
+    const char *json;
+    size_t len;
+    int ok_all = 1;
+
+    lua_createtable(L, 0, 6);
+    lua_pushliteral(L, "dubbo%3A%2F%2F10.0.0.1");
+    lua_setfield(L, -2, "id");
+    lua_pushliteral(L, "10.0.0.1");
+    lua_setfield(L, -2, "host");
+    lua_pushinteger(L, 20880);
+    lua_setfield(L, -2, "port");
+    lua_newtable(L);
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "k%02d", 39 - i);
+        if (i % 3 == 0) {
+            lua_pushinteger(L, 1000 + i);       /* a number: becomes "10NN" */
+        } else {
+            snprintf(val, sizeof(val), "value-%d-%.*s", i, i, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+            lua_pushstring(L, val);
+        }
+        lua_setfield(L, -2, key);
+    }
+    lua_pushliteral(L, "");                     /* empty strings too */
+    lua_setfield(L, -2, "empty");
+    lua_setfield(L, -2, "meta");
+    ep = scout_endpoint_from_lua(L, -1, why, SCOUT_ERR_LEN);
+    CHECK(ep != NULL, "refused: %s", why);
+    if (ep == NULL) {
+        lua_close(L);
+        return;
+    }
+    CHECK(ep->meta_inline && ep->nmeta == 41, "nmeta %d", ep->nmeta);
+    CHECK(strcmp(ep->meta[0].key, "empty") == 0
+          && ep->meta[0].value[0] == '\0');
+    for (int i = 0; i < 40; i++) {
+        int src = 39 - i;       /* k<i> was set at loop index 39 - i */
+        const scout_meta_t *m = &ep->meta[i + 1];
+
+        snprintf(key, sizeof(key), "k%02d", i);
+        if (src % 3 == 0)
+            snprintf(val, sizeof(val), "%d", 1000 + src);
+        else
+            snprintf(val, sizeof(val), "value-%d-%.*s", src, src, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        ok_all &= strcmp(m->key, key) == 0 && strcmp(m->value, val) == 0;
+    }
+    CHECK(ok_all, "meta not sorted or not as Lua had it");
+    CHECK(strcmp(ep->id, "dubbo%3A%2F%2F10.0.0.1") == 0
+          && strcmp(ep->host, "10.0.0.1") == 0 && strcmp(ep->status, "up") == 0);
+    /* the table is left as it was: the number stays a number */
+    lua_getfield(L, -1, "meta");
+    lua_getfield(L, -1, "k39");
+    CHECK(lua_type(L, -1) == LUA_TNUMBER);
+    lua_pop(L, 3);
+    scout_epset_init(&set);
+    scout_epset_put(&set, ep);
+    json = scout_epset_json(&set, &len);
+    CHECK(json != NULL && strstr(json, "\"meta\":{\"empty\":\"\",\"k00\":\"1039\",\"k01\":\"value-38-x") != NULL,
+          "json %s", json ? json : "(null)");
+    scout_epset_free(&set);
+    lua_close(L);
+}
+
+/* A list asked for is held once: taken, the set keeps no copy, and the
+ * next take renders what the set holds then. */
+static void
+test_json_take(void)
+{
+    scout_epset_t set;
+    size_t len = 0;
+    char *j1, *j2;
+
+    scout_epset_init(&set);
+    scout_epset_put(&set, mk_ep("b", "10.0.0.2", 81, 1, "up", 7, 0));
+    scout_epset_put(&set, mk_ep("a", "10.0.0.1", 80, 1, "up", 5, 0));
+    j1 = scout_epset_json_take(&set, &len);
+    CHECK(j1 != NULL && len == strlen(j1));
+    CHECK(set.json == NULL, "the set kept its copy");
+    CHECK(j1 != NULL && strstr(j1, "\"id\":\"a\"") < strstr(j1, "\"id\":\"b\""),
+          "not sorted by id: %s", j1 ? j1 : "(null)");
+    scout_epset_del(&set, "a");
+    j2 = scout_epset_json_take(&set, &len);
+    CHECK(j2 != NULL && strstr(j2, "\"id\":\"a\"") == NULL
+          && strstr(j2, "\"id\":\"b\"") != NULL, "got %s", j2 ? j2 : "(null)");
+    free(j1);
+    free(j2);
+    scout_epset_free(&set);
+}
+
 static void
 test_snapshot(void)
 {
@@ -248,5 +346,7 @@ main(void)
     RUN(test_lua_boundary());
     RUN(test_snapshot());
     RUN(test_set_json());
+    RUN(test_json_take());
+    RUN(test_lua_meta_inline());
     return test_summary();
 }
