@@ -22,8 +22,9 @@ local ipairs = ipairs
 local policy_dsl = require "scout.policy"
 local codecs = require "scout.codec"
 local sources = require "scout.sources"
+local announce = require "scout.announce"
+local render = require "scout.render"
 local url = require "scout.util.url"
-local E = require "scout.util.endpoint"
 local json = require "cjson.safe"
 
 local M = {}
@@ -690,85 +691,15 @@ function M.settings(i)
   return out
 end
 
--- ---- registration ------------------------------------------------------------------------------------------
+-- ---- registration and rendered files (scout.announce, scout.render) ----------------------------------------
 
-local function ep_key(ep)
-  local keys = {}
-  for k, v in pairs(ep.meta or {}) do keys[#keys + 1] = tostring(k) .. "=" .. tostring(v) end
-  sort(keys)
-  return table.concat({ tostring(ep.host), tostring(ep.port), tostring(ep.weight), table.concat(keys, "&") }, "|")
-end
-
--- The k-th registration's node: name (a prefix when sequential), data, sequential. The body is encoded again
--- only when the endpoint changed (encoders stamp times and ids), so an unchanged endpoint never rewrites the node.
-function M.register_body(k)
-  local r = policy.registers[k]
-  local ep = r.endpoint
-  if type(ep) == "function" then ep = ep() end
-  if type(ep) ~= "table" or type(ep.host) ~= "string" or type(ep.port) ~= "number" then
-    error(format("register \"%s\": endpoint must give host and port", r.name), 0)
-  end
-  local key = ep_key(ep)
-  if r.last_key ~= key then
-    local codec = assert(codecs.get(r.codec))
-    local opts = {}
-    for kk, v in pairs(r.codec_options or {}) do opts[kk] = v end
-    opts.path = opts.path or r.path
-    opts.id = opts.id or r.name
-    local e = { id = ep.id or r.name, host = ep.host, port = ep.port, weight = ep.weight or 1,
-                meta = ep.meta or {}, status = "up" }
-    local name, data, extra = codec.encode(e, opts)
-    r.last_key, r.last_name, r.last_data = key, name, data or ""
-    r.last_seq = (type(extra) == "table" and extra.sequential) and true or false
-  end
-  return r.last_name, r.last_data, r.last_seq
-end
-
--- A `check = { lua = function() ... end }`: true/false (or false, "reason").
-function M.register_check(k)
-  local r = policy.registers[k]
-  local ok, reason = r.check.lua()
-  return ok and true or false, reason and tostring(reason) or nil
-end
-
--- ---- rendered files ----------------------------------------------------------------------------------------
+function M.register_body(k) return announce.body(policy.registers[k]) end
+function M.register_check(k) return announce.check(policy.registers[k]) end
+function M.render(k) return render.text(policy.renders[k], services) end
 
 local function view_of(ep)
   return { id = ep.id, host = ep.host, port = ep.port, weight = ep.weight, status = ep.status, zxid = ep.zxid,
            meta = ep.meta }
-end
-
--- What a template sees: services = array of { name, path, state, index, endpoints = sorted array }, and each
--- service's endpoints also under its name (for cosmo: $orders[[ server $id $host:$port ]]).
-local function render_view()
-  local view = { services = {} }
-  for i, s in ipairs(services) do
-    local eps = {}
-    for _, ep in pairs(s.published) do
-      local e = view_of(ep)
-      e.address = E.join_hostport(ep.host, ep.port)   -- [v6]:port, as nginx and HAProxy want it
-      eps[#eps + 1] = e
-    end
-    sort(eps, by_id)
-    view.services[i] = { name = s.name, path = s.path, endpoints = eps }
-    view[s.name] = eps
-  end
-  sort(view.services, function(a, b) return a.name < b.name end)
-  return view
-end
-
--- The k-th render's text, or nil, err. The C side writes it atomically when the bytes changed.
-local cosmo
-function M.render(k)
-  local r = policy.renders[k]
-  if type(r.template) == "function" then
-    local text = r.template(render_view())
-    if type(text) ~= "string" then return nil, "render template function returned " .. type(text) end
-    return text
-  end
-  cosmo = cosmo or require "cosmo"
-  r.compiled = r.compiled or cosmo.compile(r.template_text)
-  return r.compiled(render_view())
 end
 
 -- ---- the API's questions ---------------------------------------------------------------------------------
