@@ -411,6 +411,25 @@ class ApplicationLevel(Base):
         named = {e["name"] for x in ex["sources"] if x["key"] == "migration" for e in (x["invalid"] or [])}
         self.assertEqual(named, {"demo-consumer.migration"})
 
+    def test_a_migration_rule_moves_a_path_form_consumer_to_application_level(self):
+        # the explicit form with no migration step reads interface-level providers only, until its application's
+        # rule asks for application-level addresses; with the rule gone it stops following the mapping again
+        self.add_providers(["10.0.0.1:20880"])
+        self.mapping("mapping-one.txt")
+        self.instance("demo-provider", "10.0.0.4")
+        s = self.start()        # path = ..., codec = "dubbo", codec_options = { application = "demo-consumer" }
+
+        def keys():
+            return [x["key"] for x in json.loads(s.request("/v1/explain/demo")[2])["sources"]]
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.1:20880"], what="interface-level list")
+        self.assertNotIn("mapping", keys())
+        self.migration_rule(b"key: demo-consumer\nstep: FORCE_APPLICATION\n")
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.4:20880"], what="application-level list")
+        self.assertIn("mapping", keys())
+        self.kz.delete(self.MIGRATION)
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.1:20880"], what="interface-level list again")
+        self.assertNotIn("mapping", keys())
+
     def test_force_interface_ignores_the_mapping(self):
         self.add_providers(["10.0.0.1:20880"])
         self.mapping("mapping-one.txt")
