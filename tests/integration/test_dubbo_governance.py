@@ -342,7 +342,7 @@ class ApplicationLevel(Base):
         self.mapping("mapping-moved.txt")
         wait_until(lambda: sorted(self.listed()) == ["10.0.0.1:20880", "10.0.0.2:20880"], what="interface list")
         self.assertEqual([x["key"] for x in json.loads(s.request("/v1/explain/demo")[2])["sources"]],
-                         ["app:demo-provider-v2", "config", "configurators", "mapping", "routers"])
+                         ["app:demo-provider-v2", "config", "configurators", "mapping", "migration", "routers"])
         # its first instance: the new application's list
         self.instance("demo-provider-v2", "10.0.0.6")
         wait_until(lambda: sorted(self.listed()) == ["10.0.0.6:20880"], what="the new application's instance")
@@ -350,6 +350,85 @@ class ApplicationLevel(Base):
         self.instance("demo-provider", "10.0.0.7")
         self.instance("demo-provider-v2", "10.0.0.8")
         wait_until(lambda: sorted(self.listed()) == ["10.0.0.6:20880", "10.0.0.8:20880"], what="a later instance")
+
+    MIGRATION = "/dubbo/config/DUBBO_SERVICEDISCOVERY_MIGRATION/demo-consumer.migration"
+
+    def migration_rule(self, text):
+        """The consumer application's MigrationRule as dubbo-admin writes it (key <application>.migration, group
+        DUBBO_SERVICEDISCOVERY_MIGRATION; fields from MigrationRule, see the fixture dubbo3/migration-*.yaml)."""
+        if self.kz.exists(self.MIGRATION):
+            self.kz.set(self.MIGRATION, text)
+        else:
+            self.kz.create(self.MIGRATION, text, makepath=True)
+
+    def migration_notes(self, s, host):
+        ex = json.loads(s.request("/v1/explain/demo")[2])
+        one = [c for c in ex["children"] if c.get("endpoint", {}).get("host") == host][0]
+        return [r for r in one.get("rules") or [] if r.startswith("migration: ")]
+
+    def test_the_migration_rule_moves_the_consumer_between_lists(self):
+        # interface-level providers 10.0.0.1 and .2, and demo-provider's application-level instance 10.0.0.4
+        self.add_providers(["10.0.0.1:20880", "10.0.0.2:20880"])
+        self.mapping("mapping-one.txt")
+        self.instance("demo-provider", "10.0.0.4")
+        iface, app = ["10.0.0.1:20880", "10.0.0.2:20880"], ["10.0.0.4:20880"]
+        s = self.start_app()        # the policy's step: APPLICATION_FIRST, dubbo 3's default
+        wait_until(lambda: sorted(self.listed()) == app, what="application-level list (the policy's step)")
+        # the operator moves the consumer application to interface-level addresses
+        self.migration_rule(b"key: demo-consumer\nstep: FORCE_INTERFACE\n")
+        wait_until(lambda: sorted(self.listed()) == iface, what="interface-level list (the rule's step)")
+        notes = self.migration_notes(s, "10.0.0.4")
+        self.assertTrue(notes and notes[0].startswith("migration: step FORCE_INTERFACE: interface addresses"), notes)
+        self.assertIn("demo-consumer.migration", notes[0])
+        # edited: the rule's entry for this interface comes before the rule's own step
+        self.migration_rule(b"key: demo-consumer\nstep: FORCE_INTERFACE\ninterfaces:\n"
+                            b"  - serviceKey: com.acme.DemoService\n    step: FORCE_APPLICATION\n")
+        wait_until(lambda: sorted(self.listed()) == app, what="application-level list (the interface entry)")
+        notes = self.migration_notes(s, "10.0.0.1")
+        self.assertTrue(notes and "interfaces entry com.acme.DemoService" in notes[0], notes)
+        # edited again: the entry for the mapped application gives step and threshold, over the rule's own; one
+        # application address for two interface ones is under its threshold
+        self.migration_rule(b"key: demo-consumer\nstep: FORCE_APPLICATION\napplications:\n"
+                            b"  - serviceKey: demo-provider\n    step: APPLICATION_FIRST\n    threshold: 0.8\n")
+        wait_until(lambda: sorted(self.listed()) == iface, what="interface-level list (the application entry)")
+        notes = self.migration_notes(s, "10.0.0.4")
+        self.assertTrue(notes and "1/2 < threshold 0.8" in notes[0], notes)
+        # deleted: the policy's step again
+        self.kz.delete(self.MIGRATION)
+        wait_until(lambda: sorted(self.listed()) == app, what="application-level list (the policy's step again)")
+        # a rule that does not parse (a threshold that is no number) is counted and refused whole: its step, valid
+        # on its own, is not applied; a later instance is judged with it in place, under the policy's step
+        self.migration_rule(b"key: demo-consumer\nstep: FORCE_INTERFACE\nthreshold: high\n")
+        wait_until(lambda: invalid(s, "migration") == 1, what="the refused rule counted")
+        # so is one whose entry for another interface names a step dubbo does not know (MigrationRule.parse throws)
+        self.migration_rule(b"key: demo-consumer\nstep: FORCE_INTERFACE\ninterfaces:\n"
+                            b"  - serviceKey: com.acme.OtherService\n    step: SOMETIMES\n")
+        wait_until(lambda: invalid(s, "migration") == 2, what="the second refused rule counted")
+        self.instance("demo-provider", "10.0.0.7")
+        wait_until(lambda: "10.0.0.7:20880" in self.listed(), what="a later instance")
+        self.assertEqual(sorted(self.listed()), ["10.0.0.4:20880", "10.0.0.7:20880"])
+        ex = json.loads(s.request("/v1/explain/demo")[2])
+        named = {e["name"] for x in ex["sources"] if x["key"] == "migration" for e in (x["invalid"] or [])}
+        self.assertEqual(named, {"demo-consumer.migration"})
+
+    def test_a_migration_rule_moves_a_path_form_consumer_to_application_level(self):
+        # the explicit form with no migration step reads interface-level providers only, until its application's
+        # rule asks for application-level addresses; with the rule gone it stops following the mapping again
+        self.add_providers(["10.0.0.1:20880"])
+        self.mapping("mapping-one.txt")
+        self.instance("demo-provider", "10.0.0.4")
+        s = self.start()        # path = ..., codec = "dubbo", codec_options = { application = "demo-consumer" }
+
+        def keys():
+            return [x["key"] for x in json.loads(s.request("/v1/explain/demo")[2])["sources"]]
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.1:20880"], what="interface-level list")
+        self.assertNotIn("mapping", keys())
+        self.migration_rule(b"key: demo-consumer\nstep: FORCE_APPLICATION\n")
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.4:20880"], what="application-level list")
+        self.assertIn("mapping", keys())
+        self.kz.delete(self.MIGRATION)
+        wait_until(lambda: sorted(self.listed()) == ["10.0.0.1:20880"], what="interface-level list again")
+        self.assertNotIn("mapping", keys())
 
     def test_force_interface_ignores_the_mapping(self):
         self.add_providers(["10.0.0.1:20880"])

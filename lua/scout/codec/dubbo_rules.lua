@@ -469,10 +469,20 @@ local MIGRATION_FIELDS = { key = "string", step = "string", threshold = "number"
 local SUB_FIELDS = { serviceKey = "string", step = "string", threshold = "number", proportion = "integer",
   delay = "integer", force = "boolean" }
 
--- R.migration_rule(data, scope, apps) -> { step, threshold } | nil, why. MigrationRule.getStep/getThreshold:
--- the interfaces entry for this service ("<interface>[:<version>]", URL.getDisplayServiceKey) first, then the
--- applications entry of the first mapped application (apps, as R.mapping_apps returns them) that has one, then
--- the rule's own step and threshold; R.migrate fills in dubbo's defaults for what is still missing.
+-- a step dubbo's MigrationStep.valueOf takes, or nil, why (it throws on any other: the whole rule is refused)
+local function check_step(t, where)
+  local v = Y.get(t, "step")
+  if v ~= nil and not STEPS[Y.scalar(v)] then return nil, "unknown " .. where .. "step " .. tostring(Y.scalar(v)) end
+  return true
+end
+
+-- R.migration_rule(data, scope, apps) -> { step, threshold, step_from, threshold_from } | nil, why.
+-- MigrationRule.getStep/getThreshold: the interfaces entry for this service ("<interface>[:<version>]",
+-- URL.getDisplayServiceKey) first, then the applications entry of the first mapped application (apps, as
+-- R.mapping_apps returns them) that has one, then the rule's own step and threshold; R.migrate fills in dubbo's
+-- defaults for what is still missing. *_from says which of them gave the value ("interfaces entry I",
+-- "applications entry A", "rule"). A step dubbo does not know, in any entry, refuses the rule whole, as
+-- MigrationRule.parse does.
 function R.migration_rule(data, scope, apps)
   local ok, why = check_scope(scope)
   if not ok then return nil, why end
@@ -481,34 +491,44 @@ function R.migration_rule(data, scope, apps)
   if not doc then return nil, why end
   ok, why = Y.check(doc, MIGRATION_FIELDS, "")
   if not ok then return nil, why end
+  ok, why = check_step(doc, "")
+  if not ok then return nil, why end
   local subs = {}
   for _, list in ipairs({ "interfaces", "applications" }) do
     subs[list] = {}
     for i, sub in ipairs(Y.get(doc, list) or {}) do
       ok, why = Y.check(sub, SUB_FIELDS, list .. "[" .. i .. "].")
+      if ok then ok, why = check_step(sub, list .. "[" .. i .. "].") end
       if not ok then return nil, why end
       local k = Y.scalar(Y.get(sub, "serviceKey"))
       if k then subs[list][k] = sub end
     end
   end
-  local chain = {}
+  local chain, from = {}, {}
   local display = scope.interface .. (present(scope.version) and ":" .. scope.version or "")
-  chain[#chain + 1] = subs.interfaces[display]
+  if subs.interfaces[display] then
+    chain[#chain + 1] = subs.interfaces[display]
+    from[#chain] = "interfaces entry " .. display
+  end
   for _, app in ipairs(type(apps) == "table" and apps or {}) do
-    if subs.applications[app] then chain[#chain + 1] = subs.applications[app] end
+    if subs.applications[app] then
+      chain[#chain + 1] = subs.applications[app]
+      from[#chain] = "applications entry " .. app
+    end
   end
   chain[#chain + 1] = doc
+  from[#chain] = "rule"
   local out = {}
   for _, field in ipairs({ "step", "threshold" }) do
-    for _, t in ipairs(chain) do
+    for k, t in ipairs(chain) do
       local v = Y.get(t, field)
       if v ~= nil then
         out[field] = field == "step" and Y.scalar(v) or tonumber(Y.scalar(v))
+        out[field .. "_from"] = from[k]
         break
       end
     end
   end
-  if out.step and not STEPS[out.step] then return nil, "unknown step " .. out.step end
   return out
 end
 

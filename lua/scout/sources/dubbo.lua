@@ -66,12 +66,70 @@ function M.observe(conf, published)
   return true
 end
 
+-- dubbo 3's migration rule (MigrationRuleListener): the consumer application's "<application>.migration" in the
+-- config center group DUBBO_SERVICEDISCOVERY_MIGRATION, watched as one more source (its parent, only that node's
+-- data read). A valid rule decides the step and threshold over the policy's `migration` with MigrationRule's
+-- precedence (this interface's entry, then a mapped application's, then the rule's own); the policy's step is the
+-- default the consumer was configured with (dubbo.application.migration.step). No rule, an empty node (dubbo's
+-- INIT) or a refused one: the policy's step. A rule is refused whole (counted, listed in explain), never half used.
+local function migration_source(s, r)
+  local p = r.migration_path(s)
+  if not p or match(s.application, "/") then return nil end   -- no node of ZooKeeper's is named so
+  local dir, name = match(p, "^(/.+)/([^/]+)$")
+  return { key = "migration", path = dir, kind = "migration", data = { name } }
+end
+
+local function compile_migration(nodes, s, r)
+  local want = match(r.migration_path(s) or "", "([^/]+)$")
+  for _, n in ipairs(nodes) do
+    if n.name == want and n.data ~= nil and n.data ~= "" then
+      -- checked with no mapped application: validity does not depend on them (R.migration_rule checks every entry)
+      local ok, why = r.migration_rule(n.data, s, {})
+      if not ok then return {}, { { name = n.name, why = why } } end
+      return { rule = { name = n.name, data = n.data } }, {}
+    end
+  end
+  return {}, {}
+end
+
+-- The step and threshold that apply now and where they come from: { step, threshold, from, rule = bool }.
+-- Kept in the scope for M.choose (which is given no sets), and recomputed whenever the sets are seen anew.
+local function decide(s, sets, r)
+  local m = type(sets) == "table" and sets.migration or nil
+  local mp = type(sets) == "table" and sets.mapping or nil
+  local d = s.decision
+  if d and d.m == m and d.mp == mp then return d end
+  d = { m = m, mp = mp, step = s.migration, from = "step from the policy" }
+  local got = m and m.rule and r.migration_rule(m.rule.data, s, mp and mp.apps or {})
+  if got then
+    d.rule = true
+    local where = "the migration rule " .. m.rule.name .. " ("
+    if got.step then
+      d.step, d.from = got.step, "step from " .. where .. got.step_from .. ")"
+    elseif s.migration then
+      d.from = "step from the policy, the migration rule " .. m.rule.name .. " names none"
+    else
+      d.from = "dubbo's default step, neither the migration rule " .. m.rule.name .. " nor the policy names one"
+    end
+    if got.threshold and got.threshold_from == got.step_from then
+      d.threshold, d.from = got.threshold, "step and threshold" .. d.from:sub(5)
+    elseif got.threshold then
+      d.threshold = got.threshold
+      d.from = d.from .. ", threshold from " .. where .. got.threshold_from .. ")"
+    end
+  end
+  s.decision = d
+  return d
+end
+
 -- dubbo 3 application-level discovery, when the scope has a migration step (the dubbo = { } form always does:
--- dubbo 3's default is APPLICATION_FIRST): the interface -> application mapping (/dubbo/mapping/<interface>, its
--- data "app1,app2") is followed like any source, and every application it names is a source of its own,
--- /services/<app>, whose instances become providers of the interface. The set follows the mapping as it changes.
-local function app_level(s)
-  return s.migration ~= nil and s.migration ~= "FORCE_INTERFACE"
+-- dubbo 3's default is APPLICATION_FIRST) or a migration rule applies (its entries may name steps per
+-- application: the mapping is needed to read it, and the instances are read before its step can call them): the
+-- interface -> application mapping (/dubbo/mapping/<interface>, its data "app1,app2") is followed like any
+-- source, and every application it names is a source of its own, /services/<app>, whose instances become
+-- providers of the interface. The set follows the mapping as it changes.
+local function app_level(s, d)
+  return d.rule or (s.migration ~= nil and s.migration ~= "FORCE_INTERFACE")
 end
 
 function M.sources(conf, sets)
@@ -80,7 +138,8 @@ function M.sources(conf, sets)
   local r = rules()
   if not r then return {} end
   local list = r.sources(s)
-  if app_level(s) then
+  list[#list + 1] = migration_source(s, r)
+  if app_level(s, decide(s, sets, r)) then
     list[#list + 1] = { key = "mapping", path = r.MAPPING_ROOT, kind = "mapping", data = { s.interface } }
     local m = sets and sets.mapping
     for _, app in ipairs(m and m.apps or {}) do
@@ -119,6 +178,7 @@ function M.compile(kind, nodes, conf)
     end
     return { apps = {} }, {}
   end
+  if kind == "migration" then return compile_migration(nodes, s, r) end
   local app = type(kind) == "string" and match(kind, "^instances:(.+)$")
   if app then return compile_instances(app, nodes, conf, s, r) end
   return r.compile(kind, nodes, s)
@@ -127,7 +187,8 @@ end
 -- The application-level providers: id -> endpoint (nil when the scope has no migration step).
 function M.endpoints(sets, conf)
   local s = M.scope(conf)
-  if not app_level(s) then return nil end
+  local r = rules()
+  if not r or not app_level(s, decide(s, sets, r)) then return nil end
   local out = {}
   for key, set in pairs(sets) do
     if type(key) == "string" and key:sub(1, 4) == "app:" and type(set) == "table" and set.instances then
@@ -137,11 +198,17 @@ function M.endpoints(sets, conf)
   return out
 end
 
--- Which list a dubbo 3 consumer calls (MigrationInvoker): "interface" | "application", and a note.
+-- Which list a dubbo 3 consumer calls (MigrationInvoker): "interface" | "application", and a note that says
+-- which step applies and where it comes from. Asked after M.endpoints saw the same sets (the runtime asks for the
+-- endpoints whenever a source changed), so the decision kept in the scope is current.
 function M.choose(conf, icount, acount)
   local s = M.scope(conf)
-  if not app_level(s) then return nil end
-  return rules().migrate(s.migration, icount, acount)
+  local r = rules()
+  if not r then return nil end
+  local d = s.decision or decide(s, nil, r)
+  if not app_level(s, d) then return nil end
+  local which, note = r.migrate(d.step, icount, acount, { threshold = d.threshold })
+  return which, note .. "; " .. d.from
 end
 
 -- UrlUtils.isMatch: a consumer that names a group (several: comma-separated; "*": any) or a version ("*": any)
