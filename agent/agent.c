@@ -22,16 +22,12 @@
 #include "zk/watch.h"
 
 
-/* Bytes of watched paths a reconnect of session i re-sends (SetWatches). */
+/* Bytes of watched paths a reconnect of session i re-sends (SetWatches):
+ * zk/spread.c keeps each session's total as watches come and go. */
 static size_t
 watch_bytes(const scout_agent_t *a, int session)
 {
-    size_t bytes = 0;
-
-    for (int i = 0; i < a->nservices; i++)
-        bytes += scout_service_watch_bytes(a->services[i],
-                                           a->sessions[session]);
-    return bytes;
+    return scout_watch_session_total(a->sessions[session]);
 }
 
 /* After a publish the service's children may have grown: a session whose
