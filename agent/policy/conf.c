@@ -170,10 +170,12 @@ warn_sessions(lua_State *L, int t, scout_conf_t *conf)
     lua_pop(L, 1);
     snprintf(msg, sizeof(msg), "%s: zookeeper: sessions = %d is too few: the "
              "child-list watches of %d services need %d sessions to stay "
-             "under half the watch budget (%d bytes) each; set sessions = %d "
-             "or leave it out", at ? at : "policy", conf->zk_sessions,
-             conf->nservices, conf->zk_sessions_needed, conf->zk_watch_budget,
-             conf->zk_sessions_needed);
+             "under half the watch budget (%d bytes) each; %s%d or leave it "
+             "out", at ? at : "policy", conf->zk_sessions, conf->nservices,
+             conf->zk_sessions_needed, conf->zk_watch_budget,
+             conf->zk_sessions_needed > 64 ? "sessions stops at 64: raise "
+             "watch_budget, or set sessions = " : "set sessions = ",
+             conf->zk_sessions_needed > 64 ? 64 : conf->zk_sessions_needed);
     free(at);
     w = realloc(conf->warnings, (size_t)(conf->nwarnings + 1) * sizeof(*w));
     if (w == NULL)
