@@ -22,16 +22,12 @@
 #include "zk/watch.h"
 
 
-/* Bytes of watched paths a reconnect of session i re-sends (SetWatches). */
+/* Bytes of watched paths a reconnect of session i re-sends (SetWatches):
+ * zk/spread.c keeps each session's total as watches come and go. */
 static size_t
 watch_bytes(const scout_agent_t *a, int session)
 {
-    size_t bytes = 0;
-
-    for (int i = 0; i < a->nservices; i++)
-        bytes += scout_service_watch_bytes(a->services[i],
-                                           a->sessions[session]);
-    return bytes;
+    return scout_watch_session_total(a->sessions[session]);
 }
 
 /* After a publish the service's children may have grown: a session whose
@@ -385,11 +381,22 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
     so.timeout_ms = a->conf.zk_timeout_ms;
     so.auth_scheme = a->conf.auth_scheme;
     so.auth_cred = a->conf.auth_cred;
-    /* One session per 2,000 services unless the policy says otherwise: at
-     * ~10 children of ~40 path bytes each that is ~800 KB of data watches
-     * worst case per session; scout_agent_check_watch_bytes warns sooner. */
+    /* One session per 2,000 services unless the policy says otherwise, and
+     * more when the services' child-list watches alone need them (long
+     * paths, a lowered watch budget): those cannot move to the pool, data
+     * watches can (zk/spread.c).  A policy's too-low `sessions` is warned
+     * about where it is written (conf.c). */
     a->nsessions = a->conf.zk_sessions > 0 ? a->conf.zk_sessions
                                            : 1 + a->conf.nservices / 2000;
+    if (a->conf.zk_sessions == 0
+        && a->conf.zk_sessions_needed > a->nsessions) {
+        scout_log(SCOUT_LOG_INFO, "agent", "%d sessions instead of %d: the "
+                  "child-list watches of %d services need them to stay under "
+                  "half the watch budget (%d bytes) each",
+                  a->conf.zk_sessions_needed, a->nsessions, a->conf.nservices,
+                  a->conf.zk_watch_budget);
+        a->nsessions = a->conf.zk_sessions_needed;
+    }
     a->nbase = a->nsessions;
     a->so = so;                 /* its strings live in a->conf */
     a->sessions = calloc((size_t)(a->nbase + SCOUT_POOL_SESSIONS),

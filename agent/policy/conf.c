@@ -113,6 +113,78 @@ scout_conf_free(scout_conf_t *conf)
     memset(conf, 0, sizeof(*conf));
 }
 
+/* The base sessions the services' child-list watches need: services are
+ * dealt round-robin over the base sessions (agent.c), and each session's
+ * share of "/path" watches must stay under half the watch budget, the other
+ * half left for data watches (zk/spread.c sends the rest to the pool).  Data
+ * watches can move to pool sessions; a child-list watch cannot, so past the
+ * budget a reconnect would re-send more than ZooKeeper accepts.  O(services)
+ * per try; one try unless the paths are very uneven. */
+#define SCOUT_SESSIONS_MAX 256
+
+static int
+sessions_needed(const scout_conf_t *conf)
+{
+    size_t total = 0, half = (size_t)conf->zk_watch_budget / 2;
+    size_t *share;
+    int n;
+
+    if (half == 0 || conf->nservices == 0)
+        return 1;
+    for (int i = 0; i < conf->nservices; i++)
+        total += 4 + strlen(conf->services[i].path);
+    n = (int)((total + half - 1) / half);
+    if (n < 1)
+        n = 1;
+    if ((share = calloc(SCOUT_SESSIONS_MAX, sizeof(*share))) == NULL)
+        return n;
+    for (; n < SCOUT_SESSIONS_MAX; n++) {
+        size_t worst = 0;
+
+        memset(share, 0, (size_t)n * sizeof(*share));
+        for (int i = 0; i < conf->nservices; i++) {
+            share[i % n] += 4 + strlen(conf->services[i].path);
+            if (share[i % n] > worst)
+                worst = share[i % n];
+        }
+        if (worst <= half)
+            break;
+    }
+    free(share);
+    return n;
+}
+
+/* An explicit `sessions` below what the child lists need: said where it is
+ * written, with the number, by `scout check` and at every load. */
+static void
+warn_sessions(lua_State *L, int t, scout_conf_t *conf)
+{
+    char msg[SCOUT_ERR_LEN], **w;
+    char *at;
+
+    conf->zk_sessions_needed = sessions_needed(conf);
+    if (conf->zk_sessions == 0 || conf->zk_sessions >= conf->zk_sessions_needed)
+        return;
+    lua_getfield(L, t, "zookeeper");
+    at = dup_field(L, -1, "sessions_at");
+    lua_pop(L, 1);
+    snprintf(msg, sizeof(msg), "%s: zookeeper: sessions = %d is too few: the "
+             "child-list watches of %d services need %d sessions to stay "
+             "under half the watch budget (%d bytes) each; %s%d or leave it "
+             "out", at ? at : "policy", conf->zk_sessions, conf->nservices,
+             conf->zk_sessions_needed, conf->zk_watch_budget,
+             conf->zk_sessions_needed > 64 ? "sessions stops at 64: raise "
+             "watch_budget, or set sessions = " : "set sessions = ",
+             conf->zk_sessions_needed > 64 ? 64 : conf->zk_sessions_needed);
+    free(at);
+    w = realloc(conf->warnings, (size_t)(conf->nwarnings + 1) * sizeof(*w));
+    if (w == NULL)
+        return;                 /* a warning is never fatal */
+    conf->warnings = w;
+    if ((w[conf->nwarnings] = strdup(msg)) != NULL)
+        conf->nwarnings++;
+}
+
 /* Past 32 MB the heap is mostly endpoints: start a collection as soon as
  * the last one ends rather than when the heap has doubled (13 MB less RSS
  * at 100k endpoints).  A small heap keeps the default: collecting eagerly
@@ -244,5 +316,7 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
             return SCOUT_ERROR;
         }
     }
+    lua_pop(L, 1);
+    warn_sessions(L, t, conf);
     return SCOUT_OK;
 }

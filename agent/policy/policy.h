@@ -63,6 +63,8 @@ typedef struct {
     int                   zk_timeout_ms;
     int                   zk_sessions;   /* 0: one per 2,000 services */
     int                   zk_watch_budget; /* bytes per session; 0 = off */
+    int                   zk_sessions_needed; /* for the services' child
+                                             lists (scout_conf_read)   */
     char                 *auth_scheme;
     char                 *auth_cred;
     char                 *api_listen;

@@ -134,8 +134,12 @@ scout_cache_remove(scout_cache_t *c, scout_child_t *child)
         c->data_name_bytes -= strlen(child->name);
     }
     /* a deleted child's data watch fired (or fires) and leaves the client */
-    if (child->slotted && c->slot_bytes != NULL)
-        c->slot_bytes[child->slot] -= c->slot_base + strlen(child->name);
+    if (child->slotted && c->slot_bytes != NULL) {
+        size_t bytes = c->slot_base + strlen(child->name);
+
+        c->slot_bytes[child->slot] -= bytes;
+        *c->slot_total[child->slot] -= bytes;
+    }
     child_free(child);
 }
 

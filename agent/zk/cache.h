@@ -60,6 +60,7 @@ typedef struct {
     unsigned       data_children;  /* children with a data watch        */
     size_t         data_name_bytes;/* their names' bytes (SetWatches)   */
     size_t        *slot_bytes;     /* watch.c's per-slot watched bytes   */
+    size_t       **slot_total;     /* each slot's session total (spread.c) */
     size_t         slot_base;      /* bytes a data watch costs beyond
                                       its name ("/path/" + length)     */
     int64_t        pzxid;          /* of the newest child list applied  */

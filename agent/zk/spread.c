@@ -1,16 +1,22 @@
 /*
- * spread.c -- one path's data watches spread over several sessions.
+ * spread.c -- data watches spread over sessions, so that no session's
+ * re-sent watches pass what ZooKeeper accepts.
  *
  * The C client re-sends all watches of a session in one SetWatches packet
  * when it reconnects, and the server closes the connection on a packet over
- * jute.maxbuffer (1 MB; ZOOKEEPER-706): a service with enough children with
- * data could never reconnect.  Each child's data watch therefore lives on a
- * session "slot" with room under the budget, kept for as long as the child
- * is known (a read always sets its watch in the same request, on the slot's
- * session); the agent's pool adds sessions when every slot is full.  The
- * child list, syncs and anti-entropy stay on the watch's own session (slot
- * 0).  Watches with more than one slot are on the `spread` list, which the
- * pool sessions' transitions walk.
+ * jute.maxbuffer (1 MB; ZOOKEEPER-706): a session that watched too much
+ * could never reconnect.  Room is judged per session, over every path on
+ * it: each session has a total of watched bytes (child-list and exists
+ * watches, data watches), kept here as watches are placed and dropped, O(1)
+ * each.  A child's data watch goes to a session "slot" of its path whose
+ * total stays under the budget, else to a pool session with room (shared by
+ * every path), else to a new pool session; the child keeps that slot for as
+ * long as it is known (a read always sets its watch in the same request, on
+ * the slot's session).  Judging per path was not enough: 10,000 services of
+ * 100 children each stayed under the budget one by one and filled their
+ * shared session to 4 MB.  The child list, syncs and anti-entropy stay on
+ * the watch's own session (slot 0).  Watches with more than one slot are on
+ * the `spread` list, which the pool sessions' transitions walk.
  */
 #include "zk/watch_int.h"
 
@@ -21,6 +27,54 @@
 #include "scout.h"
 
 static scout_watch_t *spread;   /* watches with more than one slot */
+
+/* Each session's watched bytes: what its SetWatches would carry. */
+typedef struct {
+    const scout_session_t *session;
+    size_t                 bytes;
+    UT_hash_handle         hh;
+} acct_t;
+
+static acct_t  *accts;              /* by session pointer */
+static size_t   acct_lost;          /* the total of a session without one */
+static acct_t  *pool[SCOUT_WATCH_MAX_SLOTS];    /* the pool's sessions */
+static int      npool;
+
+static size_t *
+total_of(const scout_session_t *session)
+{
+    acct_t *a;
+
+    HASH_FIND_PTR(accts, &session, a);
+    if (a == NULL) {
+        if ((a = calloc(1, sizeof(*a))) == NULL)
+            return &acct_lost;      /* counted nowhere: never over budget */
+        a->session = session;
+        HASH_ADD_PTR(accts, session, a);
+    }
+    return &a->bytes;
+}
+
+size_t
+scout_watch_session_total(const scout_session_t *session)
+{
+    acct_t *a;
+
+    HASH_FIND_PTR(accts, &session, a);
+    return a != NULL ? a->bytes : 0;
+}
+
+void
+scout_watch_accts_free(void)
+{
+    acct_t *a, *tmp;
+
+    HASH_ITER(hh, accts, a, tmp) {
+        HASH_DEL(accts, a);
+        free(a);
+    }
+    npool = 0;
+}
 
 /* the pool of extra sessions for data watches (scout_watch_set_pool) */
 static size_t              pool_budget;
@@ -61,20 +115,49 @@ scout_watch_kick_slots(scout_watch_t *w)
         scout_session_kick(w->slot_session[i]);
 }
 
+/* The child-list (or exists) watch on the path: "/path" with its length. */
+static size_t
+list_bytes(const scout_watch_t *w)
+{
+    return 4 + w->path_len;
+}
+
 void
 scout_watch_slots_init(scout_watch_t *w, scout_session_t *session)
 {
     w->slot_session = &w->slot0_session;
     w->slot_bytes = &w->slot0_bytes;
+    w->slot_total = &w->slot0_total;
     w->slot0_session = session;
     w->slot0_bytes = 0;
+    w->slot0_total = total_of(session);
     w->nslots = 1;
     w->cache.slot_bytes = w->slot_bytes;
+    w->cache.slot_total = w->slot_total;
+    *w->slot0_total += list_bytes(w);
+}
+
+void
+scout_watch_acct_drop(scout_watch_t *w)
+{
+    if (w->slot_total == NULL)
+        return;
+    for (int i = 0; i < w->nslots; i++) {
+        *w->slot_total[i] -= w->slot_bytes[i];
+        w->slot_bytes[i] = 0;
+    }
+    *w->slot_total[0] -= list_bytes(w);
+    w->cache.slot_bytes = NULL;     /* removals no longer count */
+    w->cache.slot_total = NULL;
+    if (w->slot_total != &w->slot0_total)
+        free(w->slot_total);
+    w->slot_total = NULL;
 }
 
 void
 scout_watch_slots_free(scout_watch_t *w)
 {
+    scout_watch_acct_drop(w);
     if (w->slot_session != NULL && w->slot_session != &w->slot0_session) {
         free(w->slot_session);
         free(w->slot_bytes);
@@ -90,67 +173,102 @@ slots_grow(scout_watch_t *w)
 {
     scout_session_t **ss;
     size_t *sb;
+    size_t **st;
 
     if (w->slot_session != &w->slot0_session)
         return SCOUT_OK;
     ss = calloc(SCOUT_WATCH_MAX_SLOTS, sizeof(*ss));
     sb = calloc(SCOUT_WATCH_MAX_SLOTS, sizeof(*sb));
-    if (ss == NULL || sb == NULL) {
+    st = calloc(SCOUT_WATCH_MAX_SLOTS, sizeof(*st));
+    if (ss == NULL || sb == NULL || st == NULL) {
         free(ss);
         free(sb);
+        free(st);
         return SCOUT_ERROR;
     }
     ss[0] = w->slot0_session;
     sb[0] = w->slot0_bytes;
+    st[0] = w->slot0_total;
     w->slot_session = ss;
     w->slot_bytes = sb;
-    if (w->cache.slot_bytes != NULL)    /* NULL once retired */
-        w->cache.slot_bytes = sb;
+    w->slot_total = st;
+    w->cache.slot_bytes = sb;
+    w->cache.slot_total = st;
     return SCOUT_OK;
 }
 
-/* The slot a child's data watch lives on: the first with room under the
- * budget (slot 0 is the service's session, shared with other services, so
- * it gets half), else a new session from the pool, else the least full. */
+/* A pool session whose total has room for bytes more (first fit: the
+ * pool fills in order, and a path's earlier slots were tried already). */
+static acct_t *
+pool_with_room(size_t bytes)
+{
+    for (int i = 0; i < npool; i++)
+        if (pool[i]->bytes + bytes <= pool_budget)
+            return pool[i];
+    return NULL;
+}
+
+/* A new session from the agent's pool, counted as one of the pool's. */
+static acct_t *
+pool_new(void)
+{
+    scout_session_t *s;
+    acct_t *a;
+
+    if (pool_fn == NULL || npool >= SCOUT_WATCH_MAX_SLOTS
+        || (s = pool_fn(pool_ud)) == NULL)
+        return NULL;
+    total_of(s);
+    HASH_FIND_PTR(accts, &s, a);
+    if (a == NULL)
+        return NULL;
+    pool[npool++] = a;
+    return a;
+}
+
+/* The slot a child's data watch lives on: the first of the path's slots
+ * whose session's total stays under the budget, else a pool session with
+ * room (a new slot of the path), else a new pool session, else the least
+ * full slot. */
 int
 scout_watch_assign_slot(scout_watch_t *w, scout_child_t *child)
 {
     size_t bytes = w->cache.slot_base + strlen(child->name);
+    acct_t *a;
     int best = 0;
 
     if (child->slotted)
         return child->slot;
-    for (int i = 0; pool_budget > 0 && i < w->nslots; i++) {
-        size_t budget = i == 0 ? pool_budget / 2 : pool_budget;
-
-        if (w->slot_bytes[i] + bytes <= budget) {
+    if (pool_budget == 0)
+        goto found;
+    for (int i = 0; i < w->nslots; i++) {
+        if (*w->slot_total[i] + bytes <= pool_budget) {
             best = i;
             goto found;
         }
-        if (w->slot_bytes[i] < w->slot_bytes[best])
+        if (*w->slot_total[i] < *w->slot_total[best])
             best = i;
     }
-    if (pool_budget > 0 && pool_fn != NULL
-        && w->nslots < SCOUT_WATCH_MAX_SLOTS && slots_grow(w) == SCOUT_OK) {
-        scout_session_t *s = pool_fn(pool_ud);
-
-        if (s != NULL) {
-            if (w->nslots == 1) {      /* now on the spread list */
-                w->next_spread = spread;
-                spread = w;
-            }
-            best = w->nslots++;
-            w->slot_session[best] = s;
-            w->slot_bytes[best] = 0;
-            scout_log(SCOUT_LOG_INFO, "watch", "%s: data watches over %zu "
-                      "bytes per session; spreading them to session slot %d",
-                      w->path, pool_budget, best);
-        }
+    if (w->nslots >= SCOUT_WATCH_MAX_SLOTS || slots_grow(w) != SCOUT_OK)
+        goto found;
+    if ((a = pool_with_room(bytes)) == NULL && (a = pool_new()) == NULL)
+        goto found;
+    if (w->nslots == 1) {           /* now on the spread list */
+        w->next_spread = spread;
+        spread = w;
     }
+    best = w->nslots++;
+    w->slot_session[best] = (scout_session_t *)a->session;
+    w->slot_bytes[best] = 0;
+    w->slot_total[best] = &a->bytes;
+    scout_log(SCOUT_LOG_DEBUG, "watch", "%s: its sessions are over %zu "
+              "watched bytes; data watches go to session slot %d too",
+              w->path, pool_budget, best);
 found:
     child->slot = (unsigned)best;
     child->slotted = 1;
     w->slot_bytes[best] += bytes;
+    *w->slot_total[best] += bytes;
     return best;
 }
 

@@ -719,6 +719,7 @@ scout_watch_retire(scout_watch_t *w)
     scout_watch_spread_del(w);               /* no event reaches it any more */
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
+    scout_watch_acct_drop(w);   /* its watches leave the sessions' totals */
     scout_cache_free(&w->cache);
     w->dead = 1;
     w->next_dead = graveyard;
@@ -746,6 +747,8 @@ scout_watch_reap(scout_session_t *session)
         free(w->path);
         free(w);
     }
+    if (session == NULL)
+        scout_watch_accts_free();
 }
 
 void

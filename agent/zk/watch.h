@@ -29,20 +29,26 @@ typedef struct scout_watch_s scout_watch_t;
 /* ---- spreading one path's data watches over sessions --------------------
  * The C client re-sends every watch of a session in one SetWatches packet on
  * reconnect, and the server refuses a packet over 1 MB (ZOOKEEPER-706): one
- * big service would never reconnect.  So a child's data watch goes to a
- * session slot with room under the budget (the child keeps that slot; its
- * reads always set their watch in the same request, on that session), and
- * when every slot is full the pool provides a new session.  The child-list
+ * big service, or many mid-sized ones sharing a session, would never
+ * reconnect.  So a child's data watch goes to a session slot whose total of
+ * watched bytes (every path on it) has room under the budget (the child
+ * keeps that slot; its reads always set their watch in the same request, on
+ * that session), and when no session has room the pool provides a new
+ * one.  The child-list
  * watch, syncs and anti-entropy stay on the service's own session. */
 #define SCOUT_WATCH_MAX_SLOTS 64
 typedef scout_session_t *(*scout_watch_pool_fn)(void *ud);
-/* budget: watched bytes per session and path, 0 = never spread. */
+/* budget: watched bytes per session, all paths on it together; 0 = never
+ * spread. */
 void scout_watch_set_pool(size_t budget, scout_watch_pool_fn fn, void *ud);
 /* A pool session changed state: the watches with data slots on it re-read
  * what it lost (everything of theirs on it, for a new session). */
 void scout_watch_on_pool_session(scout_session_t *session,
                                  scout_session_state_t state, int new_session,
                                  int jitter_ms);
+/* Every watched byte on that session, all paths together: what its
+ * SetWatches re-sends on reconnect (kept as watches come and go, O(1)). */
+size_t scout_watch_session_total(const scout_session_t *session);
 /* Watched bytes this path holds on that session (what SetWatches re-sends). */
 size_t scout_watch_session_bytes(const scout_watch_t *w,
                                  const scout_session_t *session);

@@ -49,8 +49,10 @@ struct scout_watch_s {
      * per service, 100 MB at 100,000 services. */
     scout_session_t       **slot_session;
     size_t                 *slot_bytes;
+    size_t                **slot_total;     /* the slot session's total */
     scout_session_t        *slot0_session;
     size_t                  slot0_bytes;
+    size_t                 *slot0_total;
     int                     nslots;
     scout_watch_t          *next_spread;    /* spread.c's list */
 };
@@ -75,10 +77,15 @@ zhandle_t  *scout_watch_slot_zh(scout_watch_t *w, int slot);
 void        scout_watch_kick_slots(scout_watch_t *w);
 int         scout_watch_assign_slot(scout_watch_t *w, scout_child_t *child);
 void        scout_watch_spread_del(scout_watch_t *w);
-/* spread.c: the slot arrays start inline (one slot); free what spreading
- * allocated (before the watch itself is freed). */
+/* spread.c: the slot arrays start inline (one slot) and the path's watch
+ * counts on its session's total; free what spreading allocated (before the
+ * watch itself is freed).  acct_drop takes every watch of the path off its
+ * sessions' totals (retired or freed: once). */
 void        scout_watch_slots_init(scout_watch_t *w, scout_session_t *s);
 void        scout_watch_slots_free(scout_watch_t *w);
+void        scout_watch_acct_drop(scout_watch_t *w);
+/* spread.c: at exit (scout_watch_reap(NULL)), when every watch is gone. */
+void        scout_watch_accts_free(void);
 
 /* antientropy.c: set up, (re-)arm after a session event, a jittered period */
 void   scout_watch_resync_init(scout_watch_t *w);

@@ -532,6 +532,10 @@ local function environment(policy)
       check_block(at, name, schema, t, policy, name)
       unit_warnings(policy, at, name, t)
       for k, v in pairs(t) do policy[name][k] = v end
+      -- where `sessions` is written: the agent names it if the services' child lists need more
+      if name == "zookeeper" and t.sessions ~= nil then
+        policy.zookeeper.sessions_at = key_locator(policy, at, name)("sessions")
+      end
     end
   end
 
