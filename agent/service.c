@@ -546,19 +546,6 @@ scout_service_staleness(const scout_service_t *s)
     return s->fresh_at > 0 ? ev_now(s->loop) - s->fresh_at : 0;
 }
 
-size_t
-scout_service_watch_bytes(const scout_service_t *s,
-                          const scout_session_t *session)
-{
-    /* the child watch (or exists watch) on the path, plus the data watches
-     * on that session: what its SetWatches carries for us */
-    size_t bytes = scout_watch_session_bytes(s->watch, session);
-
-    for (int i = 0; i < s->nsources; i++)
-        bytes += scout_watch_session_bytes(s->sources[i]->watch, session);
-    return bytes;
-}
-
 int
 scout_service_idx(const scout_service_t *s)
 {

@@ -97,9 +97,6 @@ void scout_service_zxids(const scout_service_t *s, int64_t *pzxid,
 /* Seconds the published list has gone without confirmation from ZooKeeper
  * (0 while synced). */
 double      scout_service_staleness(const scout_service_t *s);
-/* Bytes of watched paths this service adds to its session's SetWatches. */
-size_t      scout_service_watch_bytes(const scout_service_t *s,
-                                      const scout_session_t *session);
 const scout_service_stats_t *scout_service_stats(const scout_service_t *s);
 /* The source paths it depends on besides its own (dubbo's configurators):
  * how many, the k-th one's key, and how many of its rules were refused. */

@@ -272,20 +272,6 @@ found:
     return best;
 }
 
-size_t
-scout_watch_session_bytes(const scout_watch_t *w,
-                          const scout_session_t *session)
-{
-    size_t bytes = 0;
-
-    if (w->session == session)      /* the child-list (or exists) watch */
-        bytes += 4 + w->path_len;
-    for (int i = 0; i < w->nslots; i++)
-        if (w->slot_session[i] == session)
-            bytes += w->slot_bytes[i];
-    return bytes;
-}
-
 void
 scout_watch_on_pool_session(scout_session_t *session,
                             scout_session_state_t state, int new_session,

@@ -49,9 +49,6 @@ void scout_watch_on_pool_session(scout_session_t *session,
 /* Every watched byte on that session, all paths together: what its
  * SetWatches re-sends on reconnect (kept as watches come and go, O(1)). */
 size_t scout_watch_session_total(const scout_session_t *session);
-/* Watched bytes this path holds on that session (what SetWatches re-sends). */
-size_t scout_watch_session_bytes(const scout_watch_t *w,
-                                 const scout_session_t *session);
 
 /* What woke a watch; the delay hook sees the name (event_kind_name). */
 typedef enum {
