@@ -719,6 +719,7 @@ scout_watch_retire(scout_watch_t *w)
     scout_watch_spread_del(w);               /* no event reaches it any more */
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
+    scout_watch_resync_del(w);
     scout_cache_free(&w->cache);
     w->dead = 1;
     w->next_dead = graveyard;
@@ -757,6 +758,7 @@ scout_watch_free(scout_watch_t *w)
     scout_watch_spread_del(w);
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
+    scout_watch_resync_del(w);
     scout_cache_free(&w->cache);
     scout_watch_slots_free(w);
     free(w->path);
