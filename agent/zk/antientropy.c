@@ -21,7 +21,10 @@
  * and when a full pass over every path costs more than the period allows
  * at that rate, the period stretches (logged, and the pass time is the
  * gauge scout_anti_entropy_period_seconds) -- every path still gets its
- * turn, first due first checked.  Nothing is asked of a path before its
+ * turn, first due first checked.  A big path's check goes out in chunks
+ * (at most AE_CHUNK exists per turn, then it waits behind the others), so
+ * neither the loop nor the other paths wait for a path of a million
+ * children.  Nothing is asked of a path before its
  * first complete read, nor while its session is not connected: there is
  * nothing to compare yet, and the sync needs the server more.  Nothing here
  * blocks or publishes; the reads it triggers settle like any other.
@@ -33,6 +36,8 @@
 
 #include "log.h"
 #include "scout.h"
+
+#define AE_CHUNK 1024           /* exists per turn: ~1 ms of the loop */
 
 /* The pacer: watches due for a check, first due first served. */
 static struct {
@@ -137,6 +142,9 @@ scout_watch_resync_del(scout_watch_t *w)
 {
     dequeue(w);
     cost_set(w, 0);
+    free(w->ae_at);
+    w->ae_at = NULL;
+    w->ae_inpass = 0;
     if (ae.enrolled == 0 && ae.head == NULL && ae.loop != NULL) {
         /* the last path is gone: the next loop may be another one */
         ev_timer_stop(ae.loop, &ae.pace);
@@ -198,19 +206,41 @@ stat_done(int rc, const struct Stat *stat, const void *data)
     scout_watch_read_dirty(w);
 }
 
-/* Ask every child with data for its Stat; returns the requests sent. */
+/* Ask up to budget children with data for their Stat, from where this
+ * pass stopped (ae_at: the next child's name; by position if that child
+ * went meanwhile); returns the requests sent, *done once every child was
+ * passed (or a request could not be made: the next pass asks again). */
 static size_t
-check_data(scout_watch_t *w, zhandle_t *zh)
+check_data(scout_watch_t *w, zhandle_t *zh, size_t budget, int *done)
 {
-    scout_child_t *child, *tmp;
+    scout_child_t *child = w->cache.children, *next;
     char buf[1024];
     char *path;
     size_t sent = 0;
 
-    HASH_ITER(hh, w->cache.children, child, tmp) {
+    *done = 1;
+    if (w->ae_at != NULL) {
+        child = scout_cache_find(&w->cache, w->ae_at);
+        if (child == NULL) {
+            child = w->cache.children;
+            for (size_t i = 0; child != NULL && i < w->ae_pos; i++)
+                child = (scout_child_t *)child->hh.next;
+        }
+        free(w->ae_at);
+        w->ae_at = NULL;
+    }
+    for (; child != NULL; child = next) {
         size_t need = w->path_len + strlen(child->name) + 2;
         read_req_t *r;
 
+        next = (scout_child_t *)child->hh.next;
+        if (sent == budget) {
+            /* the rest at the next turn (no copy: end the pass here) */
+            if ((w->ae_at = strdup(child->name)) != NULL)
+                *done = 0;
+            return sent;
+        }
+        w->ae_pos++;
         if (!child->has_data || child->data_dirty || child->data_req != 0)
             continue;
         path = need > sizeof(buf) ? malloc(need) : buf;
@@ -233,42 +263,68 @@ check_data(scout_watch_t *w, zhandle_t *zh)
     return sent;
 }
 
-/* One path's check, if it may be checked now; returns the requests sent
- * (0: skipped, asked again a period later). */
+static void
+pass_end(scout_watch_t *w)
+{
+    free(w->ae_at);
+    w->ae_at = NULL;
+    w->ae_pos = 0;
+    w->ae_inpass = 0;
+    scout_watch_resync_arm(w, scout_watch_resync_period(w));
+}
+
+/* One turn of a path's check, if it may be checked now: up to budget
+ * exists, and the list read once every child was asked; returns the
+ * requests sent (0: skipped, asked again a period later). */
 static size_t
-check(scout_watch_t *w)
+check(scout_watch_t *w, size_t budget)
 {
     zhandle_t *zh = scout_watch_live_zh(w);
     size_t sent;
+    int done;
 
-    cost_set(w, 1 + w->cache.count);
-    scout_watch_resync_arm(w, scout_watch_resync_period(w));
-    /* Before the first complete read there is nothing to compare, and the
-     * sync needs the server more; without a connection nothing can go. */
-    if (zh == NULL || !w->synced || w->children_inflight
-        || w->exists_inflight || w->sync_inflight)
+    if (!w->ae_inpass) {
+        cost_set(w, 1 + w->cache.count);
+        /* Before the first complete read there is nothing to compare, and
+         * the sync needs the server more; without a connection nothing can
+         * go. */
+        if (zh == NULL || !w->synced || w->children_inflight
+            || w->exists_inflight || w->sync_inflight) {
+            pass_end(w);
+            return 0;
+        }
+        w->ae_inpass = 1;
+        w->stats->anti_entropy_checks++;
+    } else if (zh == NULL) {
+        pass_end(w);            /* disconnected: the reconnect re-arms */
         return 0;
-    w->verifying = 1;
-    w->conclusive = !(w->children_dirty || w->cache.dirty
-                      || ev_is_active(&w->timer));
-    w->stats->anti_entropy_checks++;
+    }
     /* before the list read: a child the list finds gone is not asked */
-    sent = check_data(w, zh);
-    w->children_dirty = 1;
-    scout_watch_read_dirty(w);
-    if (!w->children_inflight)
-        w->verifying = 0;       /* nothing went out: the next list is no check */
-    else
-        sent++;
-    scout_log(SCOUT_LOG_DEBUG, "watch", "%s: anti-entropy check, %zu "
-              "requests", w->path, sent);
+    sent = check_data(w, zh, budget, &done);
+    if (!done) {
+        enqueue(w);             /* the rest after the others' turn */
+        return sent;
+    }
+    pass_end(w);
+    if (!w->children_inflight && !w->exists_inflight && !w->sync_inflight) {
+        w->verifying = 1;
+        w->conclusive = !(w->children_dirty || w->cache.dirty
+                          || ev_is_active(&w->timer));
+        w->children_dirty = 1;
+        scout_watch_read_dirty(w);
+        if (!w->children_inflight)
+            w->verifying = 0;   /* nothing went out: the next list is no check */
+        else
+            sent++;
+    }
+    scout_log(SCOUT_LOG_DEBUG, "watch", "%s: anti-entropy check done, %zu "
+              "requests in its last turn", w->path, sent);
     return sent;
 }
 
 /* Let due watches go while the bucket holds tokens; a check is sent
- * whole (a big path may take the bucket below 0: the next waits until it
- * is paid back), so over any span the requests stay within the rate plus
- * one burst and one path's check. */
+ * in turns of at most the tokens held plus one (and AE_CHUNK), so over any
+ * span the requests stay within the rate plus one burst and one turn. */
 static void
 pace_run(void)
 {
@@ -281,8 +337,11 @@ pace_run(void)
     while (ae.head != NULL && ae.tokens > 0) {
         scout_watch_t *w = ae.head;
 
+        size_t budget = ae.tokens >= AE_CHUNK ? AE_CHUNK
+                                              : (size_t)ae.tokens + 1;
+
         dequeue(w);
-        ae.tokens -= (double)check(w);
+        ae.tokens -= (double)check(w, budget);
     }
     ev_timer_stop(ae.loop, &ae.pace);
     if (ae.head != NULL) {

@@ -58,7 +58,10 @@ struct scout_watch_s {
      * the global total while the period is on). */
     scout_watch_t          *ae_prev, *ae_next;
     unsigned                ae_queued:1;
+    unsigned                ae_inpass:1;    /* a check is part-way     */
     size_t                  ae_cost;
+    char                   *ae_at;          /* the next child to ask   */
+    size_t                  ae_pos;         /* children passed so far  */
 };
 
 typedef struct {
