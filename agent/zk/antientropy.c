@@ -44,7 +44,7 @@ static struct {
     struct ev_loop *loop;           /* NULL until the first watch */
     ev_timer        pace;
     double          rate;           /* requests per second */
-    double          tokens;         /* may go below 0: a check goes whole */
+    double          tokens;         /* may go below 0 by one turn */
     double          refilled;       /* ev_now() of the last refill */
     scout_watch_t  *head, *tail;
     size_t          total;          /* requests a pass over every path costs */
@@ -359,14 +359,27 @@ on_pace(struct ev_loop *loop, ev_timer *t, int revents)
     pace_run();
 }
 
+/* The pacer runs on the loop of the watches (one loop in the agent; the
+ * last watch to leave unbinds it, see scout_watch_resync_del). */
+static void
+pacer_bind(struct ev_loop *loop)
+{
+    if (ae.loop != NULL)
+        return;
+    ae.loop = loop;
+    ae.refilled = ev_now(loop);
+    ae.tokens = 0;
+    ev_init(&ae.pace, on_pace);
+}
+
 /* A path's period came due: it joins the queue. */
 static void
 on_resync(struct ev_loop *loop, ev_timer *t, int revents)
 {
     scout_watch_t *w = t->data;
-    (void)loop;
     (void)revents;
 
+    pacer_bind(loop);           /* unbound while every period was 0 */
     enqueue(w);
     pace_run();
 }
@@ -377,12 +390,7 @@ scout_watch_resync_init(scout_watch_t *w)
     ev_init(&w->resync, on_resync);
     w->resync.data = w;
     w->resync_ms = ae.period_ms;
-    if (ae.loop == NULL) {
-        ae.loop = w->loop;
-        ae.refilled = ev_now(w->loop);
-        ae.tokens = 0;
-        ev_init(&ae.pace, on_pace);
-    }
+    pacer_bind(w->loop);
     cost_set(w, 1);
 }
 

@@ -8,6 +8,7 @@ The cost side (issue 14 item 5): all checks together stay within agent { anti_en
 the period stretching (scout_anti_entropy_period_seconds) when the registry outgrows it, repairs still happening;
 and no check goes out before a path's first complete read."""
 
+import signal
 import time
 import unittest
 
@@ -132,6 +133,26 @@ class AntiEntropy(ZkCase):
         self.assertGreater(observed, 0)
         wait_until(lambda: len(self.ports(s)) == 50, what="every endpoint")
         wait_until(lambda: s.metric(CHECKS, "svc") > 0, what="checks once synced")
+
+    def test_a_reload_turns_anti_entropy_on_and_off(self):
+        self.kz.create("/ae6/svc/id-1", b'{"host":"10.0.0.1","port":1}', makepath=True)
+        s = self.start("/ae6/svc", anti_entropy="0ms")
+        wait_until(lambda: self.ports(s) == [1], what="first list")
+        self.assertEqual(s.metric(PERIOD), 0)                   # off everywhere: no pass at all
+
+        def reload(anti_entropy):
+            with open(s.policy_file, "w") as f:
+                f.write(policy({"svc": 'path = "/ae6/svc"'}, extra='agent { anti_entropy = "%s" }' % anti_entropy))
+            n = s.log().count("reloaded")
+            s.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: s.log().count("reloaded") > n, what="reloaded")
+
+        reload("1s")                                            # on again: the checks run on the same loop
+        wait_until(lambda: s.metric(CHECKS, "svc") >= 2, what="checks after the reload")
+        self.assertEqual(s.metric(PERIOD), 1)
+        reload("0ms")
+        self.assertEqual(s.metric(PERIOD), 0)
+        self.assertIsNone(s.proc.poll())
 
 
 if __name__ == "__main__":
