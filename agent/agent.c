@@ -408,6 +408,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         goto fail;
     }
     scout_watch_set_pool((size_t)a->conf.zk_watch_budget, pool_session, a);
+    scout_watch_set_anti_entropy_rate(a->conf.anti_entropy_rate);
     /* Sessions only connect once the loop runs: services built below are
      * in place before the first CONNECTED. */
     for (int i = 0; i < a->nsessions; i++) {

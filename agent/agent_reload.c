@@ -276,6 +276,7 @@ reload(scout_agent_t *a, char *err)
     free(old_list);
     scout_conf_free(&a->conf);
     a->conf = nc;
+    scout_watch_set_anti_entropy_rate(a->conf.anti_entropy_rate);
     scout_policy_free(a->policy);
     a->policy = np;
     scout_log(SCOUT_LOG_INFO, "agent", "reloaded %s: %d services kept, %d "

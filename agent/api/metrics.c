@@ -25,6 +25,7 @@
 #include "loop.h"
 #include "scout.h"
 #include "stats.h"
+#include "zk/watch.h"
 
 /* How a stats.h counter is exposed, where not simply as scout_NAME_total
  * with its own help text.  Members of one family must be adjacent in
@@ -240,6 +241,12 @@ agent_metrics(FILE *out, const scout_api_view_t *v, unsigned conns,
     fprintf(out, "# HELP scout_lua_memory_bytes bytes held by the policy's "
                  "Lua VM\n# TYPE scout_lua_memory_bytes gauge\n"
                  "scout_lua_memory_bytes %zu\n", v->lua_bytes(v->ctx));
+    fprintf(out, "# HELP scout_anti_entropy_period_seconds how long one "
+                 "anti-entropy pass over every path takes: the period, or "
+                 "longer when the rate stretches it (0: off)\n"
+                 "# TYPE scout_anti_entropy_period_seconds gauge\n"
+                 "scout_anti_entropy_period_seconds %.3f\n",
+            scout_watch_anti_entropy_period());
 }
 
 /* process_* as the Prometheus client libraries define them, from /proc. */

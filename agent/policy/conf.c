@@ -233,6 +233,7 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
     conf->reload_max_drop = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0.5;
     lua_pop(L, 1);
     anti_entropy = int_field(L, -1, "anti_entropy_ms", 60000);
+    conf->anti_entropy_rate = int_field(L, -1, "anti_entropy_rate", 500);
     lua_getfield(L, -1, "lua_memory_bytes");
     *lua_memory = lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0
                   ? (size_t)lua_tonumber(L, -1) : 0;

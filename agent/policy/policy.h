@@ -80,6 +80,7 @@ typedef struct {
     scout_reg_conf_t     *registers;
     int                   nregisters;
     int                   drain_ms;      /* after deregistering, at exit */
+    int                   anti_entropy_rate; /* requests per second */
     char                **warnings;      /* "file:line: message": loaded, */
     int                   nwarnings;     /* but check prints, agent logs  */
     double                reload_max_drop;/* share of services and

@@ -715,6 +715,7 @@ dead_answered(scout_watch_t *w)
 void
 scout_watch_retire(scout_watch_t *w)
 {
+    scout_watch_resync_del(w);  /* out of the anti-entropy queue and total */
     index_del(w);
     scout_watch_spread_del(w);               /* no event reaches it any more */
     ev_timer_stop(w->loop, &w->timer);
@@ -760,6 +761,7 @@ scout_watch_free(scout_watch_t *w)
     scout_watch_spread_del(w);
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
+    scout_watch_resync_del(w);
     scout_cache_free(&w->cache);
     scout_watch_slots_free(w);
     free(w->path);

@@ -102,6 +102,14 @@ void scout_watch_reread(scout_watch_t *w, int delay_ms);
 /* Re-list the path every period_ms (+-20%) to catch drift; 0 turns it off.
  * Default 60000. */
 void scout_watch_set_anti_entropy(scout_watch_t *w, int period_ms);
+/* Requests per second all anti-entropy checks together may send (a check
+ * costs one list plus one exists per child with data); when a full pass
+ * of every path at that rate takes longer than the period, the period
+ * stretches.  Default 500. */
+void scout_watch_set_anti_entropy_rate(int per_second);
+/* Seconds one full pass over every path takes: the period, or longer
+ * when the rate stretches it (0: anti-entropy is off everywhere). */
+double scout_watch_anti_entropy_period(void);
 
 /* What the disk snapshot held: child lists older than pzxid are refused
  * (a lagging server must not roll back what we serve), a few times. */

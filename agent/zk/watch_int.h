@@ -55,6 +55,15 @@ struct scout_watch_s {
     size_t                 *slot0_total;
     int                     nslots;
     scout_watch_t          *next_spread;    /* spread.c's list */
+    /* antientropy.c: the queue of watches due for a check, paced by the
+     * global rate; the requests one pass of this path costs (counted in
+     * the global total while the period is on). */
+    scout_watch_t          *ae_prev, *ae_next;
+    unsigned                ae_queued:1;
+    unsigned                ae_inpass:1;    /* a check is part-way     */
+    size_t                  ae_cost;
+    char                   *ae_at;          /* the next child to ask   */
+    size_t                  ae_pos;         /* children passed so far  */
 };
 
 typedef struct {
@@ -91,5 +100,7 @@ void        scout_watch_accts_free(void);
 void   scout_watch_resync_init(scout_watch_t *w);
 void   scout_watch_resync_arm(scout_watch_t *w, double seconds);
 double scout_watch_resync_period(const scout_watch_t *w);
+/* antientropy.c: leave the queue and the cost total (retire, free). */
+void   scout_watch_resync_del(scout_watch_t *w);
 
 #endif

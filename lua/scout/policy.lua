@@ -66,6 +66,13 @@ local function is_watch_budget(v)
   end
 end
 
+-- anti-entropy requests per second, all paths together
+local function is_ae_rate(v)
+  if type(v) ~= "number" or v ~= floor(v) or v < 1 or v > 1000000 then
+    return "must be a whole number of requests per second from 1 to 1000000"
+  end
+end
+
 local MAX_DELAY = 24 * 3600 * 1000
 M.MAX_DELAY = MAX_DELAY
 
@@ -414,7 +421,7 @@ local SECTIONS = {
   cache = { dir = is_dir, max_age = is_age },
   shm = { path = is_shm_path },
   agent = { hook_budget = is_timeout, log_level = is_level, anti_entropy = is_duration, drain = is_duration,
-            lua_memory = is_lua_memory, reload_max_drop = is_share },
+            lua_memory = is_lua_memory, reload_max_drop = is_share, anti_entropy_rate = is_ae_rate },
 }
 
 local SERVICE = {

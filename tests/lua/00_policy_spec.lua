@@ -163,6 +163,7 @@ function on_session(state) return state end
         hook_budget = { "1", "50", '"50ms"', '"1s"' },
         log_level = { '"error"', '"warn"', '"info"', '"debug"' },
         anti_entropy = { "0", "60000", '"0ms"', '"90s"', '"1d"' },
+        anti_entropy_rate = { "1", "500", "1000000" },
         drain = { "0", "5000", '"5s"', '"2m"' },
         reload_max_drop = { "0", "0.5", "1" },
       },
@@ -250,8 +251,8 @@ function on_session(state) return state end
             .. 'watch_budget)')
       fails(section_src("api", "port", "80"), 4, 'api: unknown key "port" (known: listen)')
       fails(section_src("agent", "budget", "1"), 4,
-            'agent: unknown key "budget" (known: anti_entropy, drain, hook_budget, log_level, lua_memory, '
-            .. 'reload_max_drop)')
+            'agent: unknown key "budget" (known: anti_entropy, anti_entropy_rate, drain, hook_budget, log_level, '
+            .. 'lua_memory, reload_max_drop)')
       fails(svc_src("selecter", '"rr"'), 5, 'service "s": unknown key "selecter" (did you mean "selector"? known: '
             .. "codec, codec_options, "
             .. "delay, dubbo, filter, on_change, on_protect, path, protect, route, selector, selector_options)")
@@ -259,8 +260,8 @@ function on_session(state) return state end
 
     it("reports a non-string key by its tostring", function()
       fails('\nagent { [1] = 2 }\n', 2,
-            'agent: unknown key "1" (known: anti_entropy, drain, hook_budget, log_level, lua_memory, '
-            .. 'reload_max_drop)')
+            'agent: unknown key "1" (known: anti_entropy, anti_entropy_rate, drain, hook_budget, log_level, '
+            .. 'lua_memory, reload_max_drop)')
     end)
 
     it("reports the bad key that sorts first when several are bad", function()
@@ -282,6 +283,7 @@ function on_session(state) return state end
     local WATCH_BUDGET = "watch_budget must be 0 (do not spread) or a whole number of bytes from 4096 to 900000"
     local AUTH_TYPE = 'auth must be a table { scheme = "digest", credential = "user:pass" }'
     local AE = "anti_entropy " .. DUR .. " from 0 (off) to 1d"
+    local RATE = "anti_entropy_rate must be a whole number of requests per second from 1 to 1000000"
     local function TIMEOUT(key) return key .. " " .. DUR .. " from 1ms to 1d" end
     local SECTION_BAD = {
       { "zookeeper", "servers", "5", SERVERS_MSG },
@@ -327,6 +329,10 @@ function on_session(state) return state end
       { "agent", "anti_entropy", "-5", AE },
       { "agent", "anti_entropy", '"2d"', AE },
       { "agent", "anti_entropy", '"5 s"', AE },
+      { "agent", "anti_entropy_rate", 0, RATE },
+      { "agent", "anti_entropy_rate", 2.5, RATE },
+      { "agent", "anti_entropy_rate", 1000001, RATE },
+      { "agent", "anti_entropy_rate", '"500/s"', RATE },
       { "agent", "drain", '"1w"', "drain " .. DUR .. " from 0 (off) to 1d" },
       { "agent", "hook_budget", '"0ms"', TIMEOUT("hook_budget") },
       { "agent", "hook_budget", '"25h"', TIMEOUT("hook_budget") },
