@@ -13,4 +13,5 @@ local policy_files = {
 }
 files["examples"] = policy_files
 files["bench/propagation/policy.lua"] = policy_files
+files["bench/propagation/policy_api.lua"] = policy_files
 files["bench/storm/policy.lua"] = policy_files

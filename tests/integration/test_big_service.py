@@ -9,6 +9,8 @@ import json
 import time
 import unittest
 
+from kazoo.exceptions import ConnectionLoss, NodeExistsError
+
 from scoutharness import Scout, policy, wait_until
 from zkharness import ZooKeeper
 
@@ -42,9 +44,22 @@ def create_children(kz, n):
     data = [json.dumps({"host": "10.9.%d.%d" % (i // 250 % 250, i % 250), "port": 1000 + i}).encode()
             for i in range(n)]
     for start in range(0, n, 500):                     # pipelined async creates, 500 in flight
-        futs = [kz.create_async("%s/%s" % (PATH, child(i)), data[i]) for i in range(start, min(n, start + 500))]
-        for f in futs:
-            f.get(timeout=30)
+        batch = range(start, min(n, start + 500))
+        futs = [kz.create_async("%s/%s" % (PATH, child(i)), data[i]) for i in batch]
+        for i, f in zip(batch, futs):
+            try:
+                f.get(timeout=30)
+            except ConnectionLoss:
+                # a loaded machine can drop the writer's connection mid-batch: the create may or may not have
+                # been applied, so it is made again, by kazoo's retry, and an existing node is the same node
+                kz.retry(create_once, kz, "%s/%s" % (PATH, child(i)), data[i])
+
+
+def create_once(kz, path, data):
+    try:
+        kz.create(path, data)
+    except NodeExistsError:
+        pass
 
 
 class BigService(unittest.TestCase):
