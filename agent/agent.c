@@ -44,9 +44,9 @@ scout_agent_on_publish(void *ud, scout_service_t *svc)
     if (a->api != NULL)
         scout_api_notify(a->api, svc);
     if (a->persist != NULL)
-        scout_persist_changed(a->persist);
+        scout_persist_changed(a->persist, svc);
     if (a->shm != NULL)
-        scout_shmpub_changed(a->shm);
+        scout_shmpub_changed(a->shm, svc);
     for (int i = 0; i < a->nrenders; i++)
         scout_render_changed(a->renders[i]);
 
@@ -98,7 +98,7 @@ on_session(void *ud, scout_session_state_t state, int new_session)
     for (int i = 0; sh->idx == 0 && i < a->nretiring; i++)
         scout_reg_on_session(a->retiring[i], state, new_session);
     if (a->shm != NULL)
-        scout_shmpub_changed(a->shm);   /* states changed for readers */
+        scout_shmpub_changed(a->shm, NULL); /* states changed for readers */
     if (a->policy != NULL)
         scout_policy_on_session(a->policy, scout_session_state_name(state));
 }

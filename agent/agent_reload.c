@@ -267,11 +267,11 @@ reload(scout_agent_t *a, char *err)
     }
     if (a->persist != NULL) {
         scout_persist_set_services(a->persist, a->services, a->nservices);
-        scout_persist_changed(a->persist);
+        scout_persist_changed(a->persist, NULL);
     }
     if (a->shm != NULL) {
         scout_shmpub_set_services(a->shm, a->services, a->nservices);
-        scout_shmpub_changed(a->shm);
+        scout_shmpub_changed(a->shm, NULL);
     }
     free(old_list);
     scout_conf_free(&a->conf);

@@ -19,7 +19,10 @@
  * and its explain answer is kept by the service until the policy's view
  * moves, so a flood of either costs one copy per request, not one render.
  * The service table and /metrics are rendered at most once per loop
- * iteration: requests that arrive together share one answer.  Nothing
+ * iteration: requests that arrive together share one answer.  Parked
+ * blocking queries hang off their service (a table by service), so a
+ * publish wakes its own waiters and costs nothing per waiter of another
+ * service.  Nothing
  * here may hold the loop: http.c bounds how much of this runs per
  * iteration, ZooKeeper's socket goes first.
  */
@@ -35,15 +38,26 @@
 #include "api/http.h"
 #include "api/http_url.h"
 #include "api/metrics.h"
+#include "hash.h"
 #include "log.h"
 #include "scout.h"
 #include "service.h"
 #include "zk/session.h"
 
+/* The queries parked on one service.  In the API's table while it has
+ * any; a notify takes it out first and answers them from it. */
+typedef struct parked_s {
+    scout_service_t   *svc;         /* the key */
+    struct waiter_s   *head;
+    int                in_table;
+    UT_hash_handle     hh;
+} parked_t;
+
 /* A parked blocking query: answered on the service's next publish or when
  * its wait ends, whichever comes first; dropped if the client goes. */
 typedef struct waiter_s {
     struct waiter_s  *prev, *next;
+    parked_t         *owner;
     scout_api_t      *api;
     scout_http_req_t *req;
     scout_service_t  *svc;
@@ -61,7 +75,7 @@ struct scout_api_s {
     struct ev_loop *loop;
     scout_http_t   *http;
     scout_api_view_t view;
-    waiter_t       *waiters;
+    parked_t       *parked;         /* by service */
     unsigned        nwaiters;
     iter_cache_t    list, metrics;
 };
@@ -166,14 +180,20 @@ respond_service(scout_http_req_t *req, scout_service_t *s)
 static void
 waiter_unlink(waiter_t *w)
 {
+    parked_t *pk = w->owner;
+
     ev_timer_stop(w->api->loop, &w->timer);
     if (w->prev != NULL)
         w->prev->next = w->next;
     else
-        w->api->waiters = w->next;
+        pk->head = w->next;
     if (w->next != NULL)
         w->next->prev = w->prev;
     w->api->nwaiters--;
+    if (pk->head == NULL && pk->in_table) {
+        HASH_DEL(w->api->parked, pk);
+        free(pk);
+    }
     free(w);
 }
 
@@ -234,6 +254,7 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
     scout_service_t *s;
     uint64_t after;
     double wait;
+    parked_t *pk;
     waiter_t *w;
 
     if (scout_http_unescape(raw_name, strlen(raw_name), name, sizeof(name))
@@ -248,8 +269,22 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
      * ?index= at all): at once. */
     if (scout_service_index(s) > after || after == 0 || wait == 0)
         return respond_service(req, s);
-    if ((w = calloc(1, sizeof(*w))) == NULL)
+    HASH_FIND_PTR(api->parked, &s, pk);
+    if (pk == NULL) {
+        if ((pk = calloc(1, sizeof(*pk))) == NULL)
+            return respond_error(req, 500, "out of memory");
+        pk->svc = s;
+        pk->in_table = 1;
+        HASH_ADD_PTR(api->parked, svc, pk);
+    }
+    if ((w = calloc(1, sizeof(*w))) == NULL) {
+        if (pk->head == NULL) {
+            HASH_DEL(api->parked, pk);
+            free(pk);
+        }
         return respond_error(req, 500, "out of memory");
+    }
+    w->owner = pk;
     w->api = api;
     w->req = req;
     w->svc = s;
@@ -259,10 +294,10 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
     ev_timer_init(&w->timer, waiter_timeout, wait, 0.);
     w->timer.data = w;
     ev_timer_start(api->loop, &w->timer);
-    w->next = api->waiters;
+    w->next = pk->head;
     if (w->next != NULL)
         w->next->prev = w;
-    api->waiters = w;
+    pk->head = w;
     api->nwaiters++;
     scout_http_req_on_abort(req, waiter_abort, w);
     return SCOUT_AGAIN;
@@ -271,16 +306,24 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
 void
 scout_api_notify(scout_api_t *api, scout_service_t *svc)
 {
-    waiter_t *w = api->waiters, *next;
+    parked_t *pk;
+    waiter_t *w;
 
-    for (; w != NULL; w = next) {
-        next = w->next;
-        if (w->svc == svc) {
-            scout_http_req_t *req = w->req;
-            waiter_unlink(w);
-            respond_service(req, svc);
-        }
+    HASH_FIND_PTR(api->parked, &svc, pk);
+    if (pk == NULL)
+        return;                 /* nobody waits on it: nothing to do */
+    /* out of the table first: only the queries parked before this publish
+     * are answered by it (one parked while answering finds the new index
+     * and is answered at once, or parks in a new entry) */
+    HASH_DEL(api->parked, pk);
+    pk->in_table = 0;
+    while ((w = pk->head) != NULL) {
+        scout_http_req_t *req = w->req;
+
+        waiter_unlink(w);
+        respond_service(req, svc);
     }
+    free(pk);
 }
 
 /* /v1/pick/NAME and /v1/explain/NAME: the policy answers in JSON. */
@@ -443,8 +486,8 @@ scout_api_free(scout_api_t *api)
     if (api == NULL)
         return;
     scout_http_free(api->http);     /* aborts parked queries: unlinks all */
-    while (api->waiters != NULL)
-        waiter_unlink(api->waiters);
+    while (api->parked != NULL)
+        waiter_unlink(api->parked->head);   /* frees the entry last */
     free(api->list.buf);
     free(api->metrics.buf);
     free(api);

@@ -3,10 +3,14 @@
  *
  * A write is two halves, and the loop's half does not grow with the
  * registry.  Each service's record in the file is encoded once per index
- * (and zxids) and kept: on a write the loop re-encodes only the services
- * that published since the last one and hands the writer thread a
- * reference to every record -- an immutable set.  The thread assembles the
- * file (sort by name, concatenate, checksum) and commits it -- write,
+ * (and zxids) and kept in an array parallel to the service list: a publish
+ * names its service (svcmap.h finds its slot), and a write re-encodes only
+ * the services named since the last one -- all of them only for a new
+ * list.  The writer thread is lent the array itself (the loop leaves it
+ * alone while a write is out and only marks what changes meanwhile), so
+ * handing it over costs nothing per service.  The thread gathers the
+ * records, assembles the file (sort by name, concatenate, checksum) and
+ * commits it -- write,
  * fsync, rename, fsync of the directory -- taking as long as the disk
  * likes; the loop hears back through an ev_async.  At most one write is in
  * flight: a change during a commit is written a second later, from the
@@ -37,10 +41,13 @@
 #include "log.h"
 #include "scout.h"
 #include "publish/snapshot.h"
+#include "publish/svcmap.h"
 
 /* What the loop hands the writer thread and what comes back. */
 struct job {
-    scout_snapshot_rec_t **recs;  /* one reference each, owned by the job */
+    const struct cached *lent;  /* p->cache, [nlent]: the loop's, lent  */
+    int     nlent;
+    scout_snapshot_rec_t **recs;  /* gathered from lent by the thread   */
     int     nrecs;
     int64_t written_at_ms;
     char   *buf;            /* the assembled file (writer thread)       */
@@ -60,6 +67,7 @@ struct job {
  * format cannot hold its list (left out of every write until it changes). */
 struct cached {
     const scout_service_t *svc;
+    int                    serving;  /* else not in the file at all */
     uint64_t               index;
     int64_t                pzxid, max_mzxid;
     scout_snapshot_rec_t  *rec;
@@ -75,6 +83,13 @@ struct scout_persist_s {
     scout_service_t **services;
     int               n;
     struct cached    *cache;       /* [n], parallel to services      */
+    scout_svcmap_t    map;         /* service -> its slot            */
+    int              *marked;      /* [n]: slots named since the last */
+    int               nmarked;     /*   write, each once              */
+    unsigned char    *is_marked;   /* [n]                             */
+    int               all;         /* every slot may have moved       */
+    struct cached    *old_cache;   /* a replaced list's, lent to the  */
+    int               old_n;       /*   write in flight               */
     ev_timer          timer;       /* one-shot: the next write       */
     int               dirty;
     double            backoff;     /* after a failed write, seconds  */
@@ -123,22 +138,52 @@ job_free(struct job *j)
 {
     if (j == NULL)
         return;
-    for (int i = 0; i < j->nrecs; i++)
-        scout_snapshot_rec_unref(j->recs[i]);
-    free(j->recs);
+    free(j->recs);              /* the records are lent, not its own */
     free(j->buf);
     free(j);
 }
 
 static void
+cache_free(struct cached *cache, int n)
+{
+    for (int i = 0; cache != NULL && i < n; i++) {
+        scout_snapshot_rec_unref(cache[i].rec);
+        free(cache[i].why);
+    }
+    free(cache);
+}
+
+static void
 cache_clear(scout_persist_t *p)
 {
-    for (int i = 0; p->cache != NULL && i < p->n; i++) {
-        scout_snapshot_rec_unref(p->cache[i].rec);
-        free(p->cache[i].why);
-    }
-    free(p->cache);
+    cache_free(p->cache, p->n);
     p->cache = NULL;
+    free(p->marked);
+    free(p->is_marked);
+    p->marked = NULL;
+    p->is_marked = NULL;
+    p->nmarked = 0;
+    scout_svcmap_free(&p->map);
+}
+
+/* The per-service arrays for p->services; SCOUT_ERROR when out of
+ * memory. */
+static int
+cache_make(scout_persist_t *p)
+{
+    size_t n = (size_t)(p->n ? p->n : 1);
+
+    p->cache = calloc(n, sizeof(*p->cache));
+    p->marked = malloc(n * sizeof(*p->marked));
+    p->is_marked = calloc(n, 1);
+    if (p->cache == NULL || p->marked == NULL || p->is_marked == NULL
+        || scout_svcmap_build(&p->map, (void *const *)p->services, p->n)
+           != SCOUT_OK) {
+        cache_clear(p);
+        return SCOUT_ERROR;
+    }
+    p->all = 1;
+    return SCOUT_OK;
 }
 
 /* The record of service i as published now: the cached one while its
@@ -159,6 +204,7 @@ record_of(scout_persist_t *p, int i, int *encoded, char *err)
     scout_snapshot_rec_unref(c->rec);
     free(c->why);
     memset(c, 0, sizeof(*c));
+    c->serving = 1;
     sv.name = scout_service_name(s);
     sv.path = scout_service_path(s);
     sv.eps = scout_service_epset(s);
@@ -177,8 +223,23 @@ record_of(scout_persist_t *p, int i, int *encoded, char *err)
     return c->rec;
 }
 
-/* The published state as references to per-service records (only what
- * changed is encoded); NULL (logged) on failure. */
+/* Slot i as published now: SCOUT_ERROR only when out of memory. */
+static int
+refresh(scout_persist_t *p, int i, int *encoded, char *err)
+{
+    if (!scout_service_serving(p->services[i])) {
+        p->cache[i].serving = 0;
+        return SCOUT_OK;
+    }
+    if (record_of(p, i, encoded, err) == NULL && p->cache[i].why == NULL)
+        return SCOUT_ERROR;
+    p->cache[i].serving = 1;
+    return SCOUT_OK;
+}
+
+/* The published state: the services named since the last write are
+ * encoded again, and the job is lent the per-service array; NULL (logged)
+ * on failure. */
 static struct job *
 encode_now(scout_persist_t *p)
 {
@@ -186,27 +247,24 @@ encode_now(scout_persist_t *p)
     double t0 = scout_now_ms();
     char err[SCOUT_ERR_LEN];
 
-    if (j != NULL && p->cache == NULL)
-        p->cache = calloc((size_t)(p->n ? p->n : 1), sizeof(*p->cache));
-    if (j == NULL || p->cache == NULL
-        || (j->recs = malloc((size_t)(p->n ? p->n : 1) * sizeof(*j->recs)))
-           == NULL)
+    if (j == NULL || (p->cache == NULL && cache_make(p) != SCOUT_OK))
         goto oom;
-    for (int i = 0; i < p->n; i++) {
-        scout_snapshot_rec_t *r;
-
-        if (!scout_service_serving(p->services[i]))
-            continue;
-        r = record_of(p, i, &j->encoded, err);
-        if (r != NULL) {
-            j->recs[j->nrecs++] = scout_snapshot_rec_ref(r);
-        } else if (p->cache[i].why != NULL) {
-            if (j->left_out++ == 0)
-                snprintf(j->why, sizeof(j->why), "%s", p->cache[i].why);
-        } else {
-            goto oom;
-        }
+    if (p->all) {
+        for (int i = 0; i < p->n; i++)
+            if (refresh(p, i, &j->encoded, err) != SCOUT_OK)
+                goto oom;
+        p->all = 0;
     }
+    while (p->nmarked > 0) {
+        int i = p->marked[p->nmarked - 1];
+
+        if (refresh(p, i, &j->encoded, err) != SCOUT_OK)
+            goto oom;
+        p->is_marked[i] = 0;
+        p->nmarked--;
+    }
+    j->lent = p->cache;
+    j->nlent = p->n;
     j->written_at_ms = scout_wall_ms();
     j->encode_ms = scout_now_ms() - t0;
     return j;
@@ -219,6 +277,28 @@ oom:
     return NULL;
 }
 
+/* In the writer thread: the records of the lent array, in service order;
+ * what the format cannot hold is counted, the first reason kept. */
+static int
+gather(struct job *j)
+{
+    if ((j->recs = malloc((size_t)(j->nlent ? j->nlent : 1)
+                          * sizeof(*j->recs))) == NULL)
+        return SCOUT_ERROR;
+    for (int i = 0; i < j->nlent; i++) {
+        const struct cached *c = &j->lent[i];
+
+        if (!c->serving)
+            continue;
+        if (c->rec != NULL) {
+            j->recs[j->nrecs++] = c->rec;
+        } else if (j->left_out++ == 0) {
+            snprintf(j->why, sizeof(j->why), "%s", c->why);
+        }
+    }
+    return SCOUT_OK;
+}
+
 /* In the writer thread (or on the loop without one): assemble the file
  * from the records and put it on disk.  Touches only the job, the
  * immutable records and the files. */
@@ -228,6 +308,12 @@ commit(scout_persist_t *p, struct job *j)
     double t0 = scout_now_ms();
     int more = 0;
 
+    if (gather(j) != SCOUT_OK) {
+        j->rc = SCOUT_ERROR;
+        snprintf(j->err, sizeof(j->err), "out of memory");
+        j->commit_ms = scout_now_ms() - t0;
+        return;
+    }
     j->rc = scout_snapshot_assemble(p->ensemble, j->written_at_ms, j->recs,
                                     j->nrecs, &j->buf, &j->len, &more,
                                     j->err);
@@ -248,6 +334,8 @@ commit(scout_persist_t *p, struct job *j)
 static void
 collect(scout_persist_t *p, struct job *j)
 {
+    cache_free(p->old_cache, p->old_n);     /* the job was their last user */
+    p->old_cache = NULL;
     if (j->left_out > 0) {
         scout_stats.snapshot_services_left_out += (uint64_t)j->left_out;
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %d "
@@ -485,8 +573,19 @@ scout_persist_load(scout_persist_t *p)
 }
 
 void
-scout_persist_changed(scout_persist_t *p)
+scout_persist_changed(scout_persist_t *p, scout_service_t *svc)
 {
+    int i;
+
+    if (svc == NULL) {
+        p->all = 1;
+    } else if ((i = scout_svcmap_find(&p->map, svc)) >= 0
+               && !p->is_marked[i]) {
+        p->is_marked[i] = 1;
+        p->marked[p->nmarked++] = i;
+    }
+    /* (a service not in the map: the arrays are made, every slot
+     * refreshed, at the next write) */
     p->dirty = 1;
     write_in(p, 1.0);
 }
@@ -560,6 +659,12 @@ scout_persist_written_ms(const scout_persist_t *p)
 void
 scout_persist_set_services(scout_persist_t *p, scout_service_t **services, int n)
 {
+    if (p->busy && p->old_cache == NULL && p->cache != NULL) {
+        /* the write in flight reads it: freed when it is collected */
+        p->old_cache = p->cache;
+        p->old_n = p->n;
+        p->cache = NULL;
+    }
     cache_clear(p);             /* encoded again once, for the new list */
     p->services = services;
     p->n = n;
@@ -585,6 +690,7 @@ scout_persist_free(scout_persist_t *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     cache_clear(p);
+    cache_free(p->old_cache, p->old_n);
     free(p->dir);
     free(p->file);
     free(p->ensemble);

@@ -24,8 +24,9 @@ scout_persist_t *scout_persist_new(struct ev_loop *loop, const char *dir,
 /* Read the snapshot and seed every service whose name and path match.  A
  * missing, corrupt, foreign or mismatching file is logged and ignored. */
 void scout_persist_load(scout_persist_t *p);
-/* Something was published: write within a second. */
-void scout_persist_changed(scout_persist_t *p);
+/* svc published (NULL: any service may have, a new list): write within a
+ * second, re-encoding only the services named since the last write. */
+void scout_persist_changed(scout_persist_t *p, scout_service_t *svc);
 /* Write now if anything changed since the last write (shutdown). */
 void scout_persist_flush(scout_persist_t *p);
 /* 1 when a service still serves only the snapshot and it is older than

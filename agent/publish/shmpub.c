@@ -7,14 +7,18 @@
  * have never been synced are written too (state "syncing", no endpoints),
  * so a reader can tell "not yet known" from "no such service".
  *
- * What the loop pays per generation does not grow with the registry's
- * bytes: each service is encoded into a slice once per (index, state,
- * settings) and kept; a generation re-encodes only the services that
- * changed and hands the writer thread a reference to every slice (an
- * immutable set).  The thread owns the scout_shm_t from then on: it copies
- * the slices into the slot, checksums and moves the generation.  One
- * generation is in flight at a time; changes meanwhile are coalesced into
- * one more, from the newest state, when it is done.  The thread blocks
+ * What the loop pays per generation does not grow with the registry: each
+ * service is encoded into a slice once per (index, state, settings) and
+ * kept in an array parallel to the service list.  A publish names its
+ * service (svcmap.h finds its slot), and a generation re-encodes only the
+ * services named since the last one -- all of them only when every state
+ * may have moved (a session change, a new list).  The writer thread is
+ * lent the array itself: the loop leaves it alone while a generation is
+ * out (changes meanwhile are only marked, and coalesced into one more
+ * generation, from the newest state, when it is done), so handing it over
+ * costs nothing per service.  The thread copies the pointers, sorts its
+ * copy, copies the slices into the slot, checksums and moves the
+ * generation; it owns the scout_shm_t once it runs.  The thread blocks
  * every signal, so they keep reaching the loop's thread.
  */
 #include "publish/shmpub.h"
@@ -27,6 +31,7 @@
 #include "log.h"
 #include "scout.h"
 #include "publish/shm.h"
+#include "publish/svcmap.h"
 
 /* A service's slice as last encoded, valid while the service (the same
  * object) has the same index, state and settings. */
@@ -40,7 +45,7 @@ struct cached {
 };
 
 struct job {
-    scout_shm_slice_t **slices;     /* one reference each */
+    scout_shm_slice_t **slices;     /* lent: p->set, [n] */
     int                 n;
     int                 rc;
     char                err[SCOUT_ERR_LEN];
@@ -52,6 +57,17 @@ struct scout_shmpub_s {
     scout_service_t **services;
     int               n;
     struct cached    *cache;        /* [n], parallel to services */
+    scout_shm_slice_t **set;        /* [n]: cache[i].slice, lent to jobs */
+    scout_svcmap_t    map;          /* service -> its slot */
+    int              *marked;       /* [n]: slots named since the last */
+    int               nmarked;      /*   generation, each once          */
+    unsigned char    *is_marked;    /* [n] */
+    int               all;          /* every slot may have moved */
+    /* the arrays of a list replaced while a job had them: freed when the
+     * job is collected */
+    struct cached    *old_cache;
+    scout_shm_slice_t **old_set;
+    int               old_n;
     ev_timer          timer;
     double            last;         /* ev_now() of the last write */
     int               busy;         /* a job is out: loop-only */
@@ -65,6 +81,9 @@ struct scout_shmpub_s {
     struct job       *todo;
     struct job       *finished;
     int               quit;
+    /* the writer's copy of a job's slices, sorted by name (its own) */
+    scout_shm_slice_t **sorted;
+    int               sorted_cap;
 };
 
 /* Every generation makes each nginx worker rebuild its tables (~100 ms at
@@ -77,21 +96,75 @@ struct scout_shmpub_s {
 static void
 job_free(struct job *j)
 {
-    if (j == NULL)
-        return;
-    for (int i = 0; i < j->n; i++)
-        scout_shm_slice_unref(j->slices[i]);
-    free(j->slices);
-    free(j);
+    free(j);                    /* the slices are lent, not its own */
+}
+
+static void
+cache_free(struct cached *cache, scout_shm_slice_t **set, int n)
+{
+    for (int i = 0; cache != NULL && i < n; i++)
+        scout_shm_slice_unref(cache[i].slice);
+    free(cache);
+    free(set);
 }
 
 static void
 cache_clear(scout_shmpub_t *p)
 {
-    for (int i = 0; p->cache != NULL && i < p->n; i++)
-        scout_shm_slice_unref(p->cache[i].slice);
-    free(p->cache);
+    cache_free(p->cache, p->set, p->n);
     p->cache = NULL;
+    p->set = NULL;
+    free(p->marked);
+    free(p->is_marked);
+    p->marked = NULL;
+    p->is_marked = NULL;
+    p->nmarked = 0;
+    scout_svcmap_free(&p->map);
+}
+
+/* The per-service arrays for p->services; SCOUT_ERROR when out of memory
+ * (tried again at the next generation). */
+static int
+cache_make(scout_shmpub_t *p)
+{
+    size_t n = (size_t)(p->n ? p->n : 1);
+
+    p->cache = calloc(n, sizeof(*p->cache));
+    p->set = calloc(n, sizeof(*p->set));
+    p->marked = malloc(n * sizeof(*p->marked));
+    p->is_marked = calloc(n, 1);
+    if (p->cache == NULL || p->set == NULL || p->marked == NULL
+        || p->is_marked == NULL
+        || scout_svcmap_build(&p->map, (void *const *)p->services, p->n)
+           != SCOUT_OK) {
+        cache_clear(p);
+        return SCOUT_ERROR;
+    }
+    p->all = 1;
+    return SCOUT_OK;
+}
+
+/* In the writer thread (or on the loop without one): publish the lent
+ * slices from a sorted copy of their pointers, leaving the loop's array as
+ * it is. */
+static void
+publish_job(scout_shmpub_t *p, struct job *j)
+{
+    if (j->n > p->sorted_cap) {
+        scout_shm_slice_t **s = realloc(p->sorted,
+                                        (size_t)j->n * sizeof(*s));
+
+        if (s == NULL) {
+            j->rc = SCOUT_ERROR;
+            snprintf(j->err, sizeof(j->err), "out of memory");
+            return;
+        }
+        p->sorted = s;
+        p->sorted_cap = j->n;
+    }
+    if (j->n > 0)
+        memcpy(p->sorted, j->slices, (size_t)j->n * sizeof(*p->sorted));
+    j->rc = scout_shm_publish_slices(p->shm, p->sorted, j->n, j->err);
 }
 
 /* Service i's slice as it is now: kept, or encoded again.  NULL + err. */
@@ -114,8 +187,10 @@ slice_of(scout_shmpub_t *p, int i, char *err)
     sv.name = scout_service_name(s);
     sv.path = scout_service_path(s);
     sv.eps = scout_service_epset(s);
+    p->set[i] = NULL;
     if ((c->slice = scout_shm_slice_new(&sv, err)) == NULL)
         return NULL;
+    p->set[i] = c->slice;
     c->svc = s;
     c->index = sv.index;
     c->state = sv.state;        /* a constant of service.c */
@@ -134,16 +209,28 @@ retry_later(scout_shmpub_t *p, const char *err)
     ev_timer_start(p->loop, &p->timer);
 }
 
+static void schedule(scout_shmpub_t *p);
+
 static void
 collect(scout_shmpub_t *p, struct job *j)
 {
     p->busy = 0;
+    cache_free(p->old_cache, p->old_set, p->old_n);
+    p->old_cache = NULL;
+    p->old_set = NULL;
     if (j->rc != SCOUT_OK)
         retry_later(p, j->err);
     else if (p->dirty)
-        scout_shmpub_changed(p);
+        schedule(p);
     p->dirty = 0;
     job_free(j);
+}
+
+/* Re-encode slot i if it moved; SCOUT_ERROR (err) leaves it marked. */
+static int
+refresh(scout_shmpub_t *p, int i, char *err)
+{
+    return slice_of(p, i, err) == NULL ? SCOUT_ERROR : SCOUT_OK;
 }
 
 static void
@@ -159,29 +246,32 @@ write_now(struct ev_loop *loop, ev_timer *t, int revents)
         p->dirty = 1;           /* collect() schedules the next one */
         return;
     }
-    if (p->cache == NULL)
-        p->cache = calloc((size_t)(p->n ? p->n : 1), sizeof(*p->cache));
-    j = calloc(1, sizeof(*j));
-    if (p->cache == NULL || j == NULL
-        || (j->slices = malloc((size_t)(p->n ? p->n : 1)
-                               * sizeof(*j->slices))) == NULL) {
-        job_free(j);
+    if ((p->cache == NULL && cache_make(p) != SCOUT_OK)
+        || (j = calloc(1, sizeof(*j))) == NULL) {
         retry_later(p, "out of memory");
         return;
     }
-    for (int i = 0; i < p->n; i++) {
-        scout_shm_slice_t *sl = slice_of(p, i, err);
-
-        if (sl == NULL) {
-            job_free(j);
-            retry_later(p, err);
-            return;
-        }
-        j->slices[j->n++] = scout_shm_slice_ref(sl);
+    /* only what was named since the last generation: the loop's cost is
+     * the services that changed, not the registry */
+    if (p->all) {
+        for (int i = 0; i < p->n; i++)
+            if (refresh(p, i, err) != SCOUT_OK)
+                goto fail;
+        p->all = 0;
     }
+    while (p->nmarked > 0) {
+        int i = p->marked[p->nmarked - 1];
+
+        if (refresh(p, i, err) != SCOUT_OK)
+            goto fail;
+        p->is_marked[i] = 0;
+        p->nmarked--;
+    }
+    j->slices = p->set;
+    j->n = p->n;
     p->last = ev_now(p->loop);
     if (!p->thread_ok) {        /* no thread: publish on the loop */
-        j->rc = scout_shm_publish_slices(p->shm, j->slices, j->n, j->err);
+        publish_job(p, j);
         collect(p, j);
         return;
     }
@@ -190,6 +280,11 @@ write_now(struct ev_loop *loop, ev_timer *t, int revents)
     p->todo = j;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    return;
+
+fail:
+    job_free(j);
+    retry_later(p, err);
 }
 
 static void *
@@ -207,7 +302,7 @@ writer_main(void *arg)
         j = p->todo;
         p->todo = NULL;
         pthread_mutex_unlock(&p->mu);
-        j->rc = scout_shm_publish_slices(p->shm, j->slices, j->n, j->err);
+        publish_job(p, j);
         pthread_mutex_lock(&p->mu);
         p->finished = j;
         if (!p->quit)
@@ -277,12 +372,14 @@ scout_shmpub_new(struct ev_loop *loop, const char *path,
     if ((rc = start_writer(p)) != 0)
         scout_log(SCOUT_LOG_WARN, "shm", "no writer thread (%s): the "
                   "snapshot is published on the loop", strerror(rc));
-    scout_shmpub_changed(p);    /* readers learn the service list at once */
+    scout_shmpub_changed(p, NULL); /* readers learn the service list at once */
     return p;
 }
 
-void
-scout_shmpub_changed(scout_shmpub_t *p)
+/* The next generation at the next loop turn, SHM_MIN_INTERVAL after the
+ * last one at the earliest. */
+static void
+schedule(scout_shmpub_t *p)
 {
     double wait = p->last + SHM_MIN_INTERVAL - ev_now(p->loop);
 
@@ -293,8 +390,33 @@ scout_shmpub_changed(scout_shmpub_t *p)
 }
 
 void
+scout_shmpub_changed(scout_shmpub_t *p, scout_service_t *svc)
+{
+    int i;
+
+    if (svc == NULL) {
+        p->all = 1;
+    } else if ((i = scout_svcmap_find(&p->map, svc)) >= 0
+               && !p->is_marked[i]) {
+        p->is_marked[i] = 1;
+        p->marked[p->nmarked++] = i;
+    }
+    /* (a service not in the map: the arrays are made, every slot
+     * refreshed, at the next generation) */
+    schedule(p);
+}
+
+void
 scout_shmpub_set_services(scout_shmpub_t *p, scout_service_t **services, int n)
 {
+    if (p->busy && p->old_cache == NULL && p->cache != NULL) {
+        /* the job in flight reads them: freed when it is collected */
+        p->old_cache = p->cache;
+        p->old_set = p->set;
+        p->old_n = p->n;
+        p->cache = NULL;
+        p->set = NULL;
+    }
     cache_clear(p);             /* encoded again once, for the new list */
     p->services = services;
     p->n = n;
@@ -318,6 +440,8 @@ scout_shmpub_free(scout_shmpub_t *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     cache_clear(p);
+    cache_free(p->old_cache, p->old_set, p->old_n);
+    free(p->sorted);
     scout_shm_close(p->shm, 0);
     free(p);
 }

@@ -16,8 +16,10 @@ typedef struct scout_shmpub_s scout_shmpub_t;
 scout_shmpub_t *scout_shmpub_new(struct ev_loop *loop, const char *path,
                                  scout_service_t **services, int n,
                                  char *err);
-/* Something readers should see changed: write at the next loop turn. */
-void scout_shmpub_changed(scout_shmpub_t *p);
+/* svc published (or, NULL, any service's state may have moved: a session
+ * change, a new list): write at the next loop turn, re-encoding only the
+ * services named since the last write. */
+void scout_shmpub_changed(scout_shmpub_t *p, scout_service_t *svc);
 /* A policy reload replaced the service list. */
 void scout_shmpub_set_services(scout_shmpub_t *p, scout_service_t **services, int n);
 /* The file stays at shutdown: readers keep their mapping, and a restarted

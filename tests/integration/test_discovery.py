@@ -187,6 +187,54 @@ class Discovery(ZkCase):
             self.assertEqual(status, 400, bad)
         self.assertEqual(s.health()[0], 200)
 
+    def test_a_change_answers_exactly_its_services_parked_queries(self):
+        # issue 14: parked queries hang off their service; a publish answers its own waiters, at the new index,
+        # and leaves every other service's waiters parked
+        names = ["s%d" % i for i in range(5)]
+        for n in names:
+            self.kz.create("/t9/%s/127.0.0.1:1" % n, makepath=True)
+        s = self.start({n: 'path = "/t9/%s"' % n for n in names})
+        for n in names:
+            wait_until(lambda n=n: s.ids(n) == ["127.0.0.1:1"], what="initial " + n)
+        index = {n: int(s.endpoints(n)[1]["X-Scout-Index"]) for n in names}
+        parked = {}
+        for n in names:
+            parked[n] = []
+            for _ in range(3):
+                c = s._conn()
+                c.request("GET", "/v1/services/%s?index=%d&wait=60s" % (n, index[n]))
+                parked[n].append(c)
+        wait_until(lambda: s.metrics()["scout_http_parked_queries"] == 15, what="15 parked")
+
+        def answers(n, new_id):
+            for c in parked.pop(n):
+                r = c.getresponse()
+                status, h, body = r.status, dict(r.getheaders()), r.read()
+                c.close()
+                self.assertEqual(status, 200)
+                self.assertGreater(int(h["X-Scout-Index"]), index[n])
+                self.assertEqual(int(h["X-Scout-Index"]), int(s.endpoints(n)[1]["X-Scout-Index"]))
+                self.assertEqual(sorted(e["id"] for e in json.loads(body)), ["127.0.0.1:1", new_id])
+
+        self.kz.create("/t9/s2/127.0.0.1:2")
+        answers("s2", "127.0.0.1:2")
+        # a later change on another service is answered after s2's: had s2's publish woken anyone else, that
+        # answer would already be on its socket
+        self.kz.create("/t9/s4/127.0.0.1:3")
+        answers("s4", "127.0.0.1:3")
+        for n, conns in parked.items():
+            for c in conns:
+                c.sock.setblocking(False)
+                with self.assertRaises(BlockingIOError, msg="%s's query is still parked" % n):
+                    c.sock.recv(1, socket.MSG_PEEK)
+        self.assertEqual(s.metrics()["scout_http_parked_queries"], 9)
+        for conns in parked.values():
+            for c in conns:
+                c.close()
+        # the closed clients' queries are dropped, not answered into the void
+        wait_until(lambda: s.metrics()["scout_http_parked_queries"] == 0, what="parked dropped")
+        self.assertEqual(s.health()[0], 200)
+
     def test_sigterm_exits_zero_and_closes_the_session(self):
         s = self.start({"a": 'path = "/t6"'})
         wait_until(lambda: s.health()[0] == 200, what="healthy")
