@@ -73,6 +73,19 @@ scout_agent_on_publish(void *ud, scout_service_t *svc)
     }
 }
 
+/* A service's state moved without a publish: the outputs that carry the
+ * state (shm, disk snapshot) re-encode that service. */
+void
+scout_agent_on_state(void *ud, scout_service_t *svc)
+{
+    scout_agent_t *a = ud;
+
+    if (a->persist != NULL)
+        scout_persist_changed(a->persist, svc);
+    if (a->shm != NULL)
+        scout_shmpub_changed(a->shm, svc);
+}
+
 static void
 on_session(void *ud, scout_session_state_t state, int new_session)
 {
@@ -426,6 +439,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         if (a->services[i] == NULL)
             goto fail;
         scout_service_on_publish(a->services[i], scout_agent_on_publish, a);
+        scout_service_on_state(a->services[i], scout_agent_on_state);
         a->nservices++;
     }
     a->by_name = malloc((size_t)(a->nservices ? a->nservices : 1)

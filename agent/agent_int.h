@@ -65,6 +65,7 @@ struct shard {
 /* A service published: wake the API's parked queries, schedule the
  * snapshots and renders, watch the session's SetWatches size. */
 void scout_agent_on_publish(void *ud, scout_service_t *svc);
+void scout_agent_on_state(void *ud, scout_service_t *svc);
 /* The command line's overrides (--zk, --api, ...) over a loaded policy. */
 int  scout_agent_apply_command_line(scout_conf_t *c,
                                     const scout_agent_opts_t *opts,

@@ -172,6 +172,7 @@ reload(scout_agent_t *a, char *err)
                 continue;
             }
             scout_service_on_publish(svcs[i], scout_agent_on_publish, a);
+            scout_service_on_state(svcs[i], scout_agent_on_state);
             if (scout_session_state(ss) == SCOUT_SESSION_CONNECTED)
                 scout_service_on_session(svcs[i], SCOUT_SESSION_CONNECTED, 1,
                                          0);

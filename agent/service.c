@@ -91,8 +91,25 @@ on_update(void *ud)
     scout_service_refresh(s);
 }
 
+static void judge(scout_service_t *s);
+
+/* A judgement may change the state without publishing (protection holds a
+ * drop, a filter starts failing): readers of the state (the shm snapshot,
+ * the disk snapshot) hear of it, since they re-encode only who told them. */
 void
 scout_service_judge(scout_service_t *s)
+{
+    const char *before = scout_service_state(s);
+    uint64_t publishes = s->stats.publishes;
+
+    judge(s);
+    if (s->stats.publishes == publishes && s->on_state != NULL
+        && strcmp(before, scout_service_state(s)) != 0)
+        s->on_state(s->on_publish_ud, s);
+}
+
+static void
+judge(scout_service_t *s)
 {
     scout_cache_t *c = scout_watch_cache(s->watch);
     scout_update_t up;
@@ -323,6 +340,12 @@ scout_service_on_publish(scout_service_t *s, scout_service_publish_fn fn,
 {
     s->on_publish = fn;
     s->on_publish_ud = ud;
+}
+
+void
+scout_service_on_state(scout_service_t *s, scout_service_publish_fn fn)
+{
+    s->on_state = fn;
 }
 
 void

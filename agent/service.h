@@ -39,6 +39,8 @@ void scout_service_retire(scout_service_t *s);
 /* Called after every publish (API blocking queries, files, snapshots). */
 void scout_service_on_publish(scout_service_t *s, scout_service_publish_fn fn,
                               void *ud);
+/* Called when a judgement changed the state without a publish (same ud). */
+void scout_service_on_state(scout_service_t *s, scout_service_publish_fn fn);
 
 void scout_service_on_session(scout_service_t *s, scout_session_state_t st,
                               int new_session, int jitter_ms);

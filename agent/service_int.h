@@ -61,6 +61,7 @@ struct scout_service_s {
     double                   retry_s;      /* its back-off             */
     scout_service_publish_fn on_publish;
     void                    *on_publish_ud;
+    scout_service_publish_fn on_state;  /* same ud as on_publish */
     /* sources: the other paths the list depends on (service_source.c) */
     int                      has_sources;  /* the codec declares some    */
     scout_source_t         **sources;      /* sorted by key              */

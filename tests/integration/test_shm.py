@@ -79,6 +79,28 @@ class Shm(unittest.TestCase):
         self.assertGreater(snap2["generation"], gen)
         self.assertEqual(s.ids("svc"), ["id-2"])
 
+    def test_a_state_change_without_a_publish_reaches_readers(self):
+        # protection holds a mass deletion: the list (and so the index) stays, only the state moves to "protected";
+        # readers learn it although the service published nothing and no other service exists to publish
+        self.kz.ensure_path("/shm/held")
+        for p in range(10):
+            self.kz.create("/shm/held/127.0.0.1:%d" % (7000 + p))
+        self.scout = s = Scout(policy({"held": 'path = "/shm/held", protect = { min_ratio = 0.5, confirm = 3, '
+                                               'confirm_interval = "1h", hold = "2h" }'},
+                                      extra='shm { path = "%s" }' % self.path), self.zk.connect).start()
+        wait_until(lambda: len(self.read()["services"].get("held", {}).get("ids") or []) == 10,
+                   what="the full list in shared memory")
+        index = int(s.endpoints("held")[1]["X-Scout-Index"])
+        t = self.kz.transaction()                   # one drop, in one read: nothing of it is published
+        for p in range(8):
+            t.delete("/shm/held/127.0.0.1:%d" % (7000 + p))
+        self.assertTrue(all(r is True for r in t.commit()))
+        wait_until(lambda: s.state("held") == "protected", what="the API says protected")
+        snap = wait_until(lambda: (lambda r: r if r["services"]["held"]["state"] == "protected" else None)(
+            self.read()), what="readers see protected")
+        self.assertEqual(len(snap["services"]["held"]["ids"]), 10)     # the list stands
+        self.assertEqual(snap["services"]["held"]["index"], index)      # nothing was published
+
 
 if __name__ == "__main__":
     unittest.main()
