@@ -180,6 +180,16 @@ class OutputsChurn(unittest.TestCase):
         wait_until(lambda: self.read_shm() == api, what="the shm snapshot on the truth")
         self.assertEqual(a.metric("scout_snapshot_services_left_out_total"), 0)
 
+        # a last change that only deletes: the child list's zxid moves, no data zxid does; both files follow
+        for s in range(NSVC):
+            kids = sorted(self.kz.get_children(self.path(s)))
+            self.kz.delete("%s/%s" % (self.path(s), kids[0]))
+        want = self.want()
+        wait_until(lambda: {n: eps for n, (_, eps) in self.api(a).items()} == want, what="the API after the deletes")
+        api = self.api(a)
+        wait_until(lambda: read_disk(snap) == api, timeout=60, what="the disk snapshot after the deletes")
+        wait_until(lambda: self.read_shm() == api, what="the shm snapshot after the deletes")
+
     def test_a_kill_while_changes_flow_leaves_a_valid_snapshot(self):
         a = self.agent().start()
         wait_until(lambda: all(st["state"] == "synced" for st in a.services().values()), what="first sync")
