@@ -558,6 +558,7 @@ static void conn_close(conn_t *c)
         free(r);
     }
     scout_rcbuf_unref(c->body);
+    free(c->spare);
     free(c->out);
     free(c);
 }
@@ -721,6 +722,40 @@ scout_http_set_limits(scout_http_t *h, unsigned max_conns, double idle)
         h->idle = idle;
 }
 
+/* A request's buffers (20 KB) are kept for the connection's next one:
+ * a parked client asks again at every change, and a fresh calloc of that
+ * size each time zeroed it all and made malloc consolidate its bins. */
+static void req_release(conn_t *c, scout_http_req_t *r)
+{
+    if (c->spare == NULL)
+        c->spare = r;
+    else
+        free(r);
+}
+
+/* A deferred answer, given from outside the handler (a publish waking its
+ * parked queries, a wait that ended): written at once, from the caller's
+ * stack, so the client has it in this iteration rather than after one more
+ * poll.  Only the write happens here, never the handler: the caller may be
+ * walking its own list of waiters.  What may call it (a pipelined request
+ * already read, a close, a write that must wait) carries on from the loop
+ * through a zero-delay timer: ev_feed_event() made outside a callback would
+ * wait for the next poll to return, which may be as late as the idle
+ * timeout. */
+static void conn_answered(conn_t *c)
+{
+    if (!c->closing && conn_flush(c) != SCOUT_OK)
+        return;                 /* EV_WRITE carries on, or c is gone */
+    if (!c->closing && !c->eof && c->in_off == c->in_len) {
+        conn_read_interest(c);  /* conn_flush re-armed the idle timer */
+        return;
+    }
+    ev_timer_stop(c->h->loop, &c->timer);
+    ev_timer_set(&c->timer, 0., c->h->idle);
+    ev_timer_start(c->h->loop, &c->timer);
+    c->resume = 1;
+}
+
 static int
 respond(scout_http_req_t *req, int status, const char *content_type,
         const char *body, size_t len, scout_rcbuf_t *shared)
@@ -741,17 +776,9 @@ respond(scout_http_req_t *req, int status, const char *content_type,
     if (!req->keepalive)
         c->closing = 1;
     c->req = NULL;
-    free(req);
-    /* Inside the handler, the dispatcher carries on. Otherwise carry on
-     * from the loop, not from the caller's stack, through a zero-delay
-     * timer: ev_feed_event() made outside a callback would wait for the
-     * next poll to return, which may be as late as the idle timeout. */
-    if (!c->dispatching) {
-        ev_timer_stop(c->h->loop, &c->timer);
-        ev_timer_set(&c->timer, 0., c->h->idle);
-        ev_timer_start(c->h->loop, &c->timer);
-        c->resume = 1;
-    }
+    req_release(c, req);
+    if (!c->dispatching)
+        conn_answered(c);
     return SCOUT_OK;
 }
 

@@ -47,6 +47,7 @@ struct scout_http_conn_s {
     ev_timer          timer;       /* idle; linger; or a zero-delay resume */
     http_parser       parser;
     scout_http_req_t *req;         /* being parsed, dispatched or deferred */
+    scout_http_req_t *spare;       /* a finished one, for the next request */
     int               err_status;  /* set by a parser callback that bailed */
     unsigned          eof:1, closing:1, lingering:1, dispatching:1, resume:1,
                       ready:1,     /* req complete, not yet dispatched */

@@ -7,6 +7,7 @@
  */
 
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <ev.h>
@@ -37,11 +38,15 @@ static int on_message_begin(http_parser *p)
     conn_t *c = p->data;
 
     free(c->req);   /* defensive: a message always ends before the next */
-    c->req = calloc(1, sizeof(*c->req));
-    if (c->req == NULL) {
+    if ((c->req = c->spare) != NULL)
+        c->spare = NULL;
+    else if ((c->req = malloc(sizeof(*c->req))) == NULL) {
         c->err_status = 503;
         return -1;
     }
+    /* the buffers are written before they are read (lengths say how
+     * far): only the fields before them need zeroing */
+    memset(c->req, 0, offsetof(scout_http_req_t, url));
     c->req->conn = c;
     c->req->t0 = ev_time();
     /* The whole request is due this long after its first byte: a client

@@ -368,9 +368,21 @@ def main():
                        "--zk", zk, "--api", "unix:" + sock, "--log-level", "warn"],
                       ["/usr/bin/python3", os.path.join(root, "bench", "propagation", "blockwatch.py"), sock, "svc"],
                       logfile=os.path.join(tmp, "scout-api.log"))
+    # SCOUT_BASE: a second agent binary (the one before a change) measured in the same run, phases rotated
+    # with the others, so a before/after pair shares the machine's load
+    base = os.environ.get("SCOUT_BASE")
+    extra = []
+    if base:
+        sc_b = Observer("scout [base]", [base] + sc.argv[1:], env=sc.env,
+                        fifo=os.path.join(tmp, "scout-base.fifo"), logfile=os.path.join(tmp, "scout-base.log"))
+        sc_b.env = dict(sc.env, SCOUT_BENCH_OUT=sc_b.fifo)
+        api_b = ApiObserver("scout [base], blocking query", [base] + api.argv[1:], api.consumer_argv,
+                            logfile=os.path.join(tmp, "scout-api-base.log"))
+        extra = [sc_b, api_b]
     if os.access(scout, os.X_OK):
         observers.append(sc)
         observers.append(api)
+        observers.extend(extra)
     else:
         sc.skipped = api.skipped = "build/scout not built"
         log("skipping scout: %s not found (make, or set SCOUT=path)" % scout)
@@ -466,7 +478,7 @@ def main():
            "cpu/change ratio", "peak RSS MB", "requests/change")
     rows = []
     base = None
-    for obs in [raw, kaz, sc, api]:
+    for obs in [raw, kaz, sc, api] + extra:
         if not obs.lat:
             rows.append((obs.name, "skipped: %s" % (obs.skipped or "no data")))
             continue
@@ -488,7 +500,7 @@ def main():
         print(fmt(r) if len(r) == len(hdr) else "%s | %s" % (r[0].ljust(widths[0]), r[1]))
     print()
     print("details: observer | changes | misses | unexpected lines | p90 ms | max ms | start cpu s")
-    for obs in [raw, kaz, sc, api]:
+    for obs in [raw, kaz, sc, api] + extra:
         if obs.lat:
             print("  %s | %d | %d | %d | %.3f | %.3f | %.3f" % (
                 obs.name, len(obs.lat) + obs.misses, obs.misses, obs.unexpected,
@@ -498,7 +510,7 @@ def main():
     if sc.skipped and not sc.lat:
         print("scout: skipped (%s)" % sc.skipped)
     # non-zero on lost changes, or an observer that exists but failed
-    bad = [o.name for o in (raw, kaz, sc, api)
+    bad = [o.name for o in [raw, kaz, sc, api] + extra
            if o.misses or (o.skipped and o.skipped != "build/scout not built")]
     if bad:
         log("FAILED: %s" % ", ".join(bad))

@@ -7,7 +7,9 @@
 # with scripts/zk.sh, runs bench.py (see its header for the method), cleans up.
 # Env: CHANGES (2000 per observer), CHILDREN (50), ROUNDS (5), WARMUP (1000),
 #      TIMEOUT_MS (5000 per change), CC, KEEP=1 keeps the temp dir (logs),
-#      SCOUT (default build/scout), LAT_DIR (append raw latencies, ns, per observer).
+#      SCOUT (default build/scout), SCOUT_BASE (a second agent binary, e.g. the one
+#      before a change, measured in the same run: before/after under one load),
+#      LAT_DIR (append raw latencies, ns, per observer).
 # scout is skipped with a message when build/scout does not exist.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
