@@ -662,6 +662,37 @@ static void test_deferred(scout_http_t *h, client_t *c)
     CHECK(!c->eof && scout_http_nconns(h) >= 1, "open");
 }
 
+/* A deferred answer given outside the loop (a publish waking its parked
+ * queries from inside a ZooKeeper completion) is on the client's socket
+ * when respond returns, not one loop iteration later; the connection then
+ * carries on reading its next request. */
+static void test_deferred_written_at_once(scout_http_t *h)
+{
+    client_t c;
+    char     b;
+
+    (void) h;
+    nhandled = 0;
+    client_unix(&c, sock);
+    SEND(&c, "GET /defer HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(parked != NULL, 5);
+    CHECK(parked != NULL, "parked");
+    CHECK(recv(c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0, "nothing yet");
+    CHECK(scout_http_respond(parked, 200, "text/plain", "deferred", 8)
+          == SCOUT_OK, "respond");
+    parked = NULL;
+    CHECK(recv(c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1,
+          "the answer is on the socket before the loop runs again");
+    RUN_UNTIL(got(&c, 1), 5);
+    CHECK(got(&c, 1) && !strcmp(c.r[0].body, "deferred"), "deferred body");
+    SEND(&c, "GET /hello HTTP/1.1\r\n\r\n");
+    RUN_UNTIL(got(&c, 2), 5);
+    CHECK(got(&c, 2) && !strcmp(c.r[1].body, "hello"),
+          "the connection reads its next request");
+    CHECK(nhandled == 2 && !c.eof, "open, two handled");
+    client_close(&c);
+}
+
 static void test_abort(scout_http_t *h)
 {
     client_t c;
@@ -1094,6 +1125,7 @@ int main(void)
     client_unix(&cu, sock);
     RUN(test_deferred(hu, &cu));
     client_close(&cu);
+    RUN(test_deferred_written_at_once(hu));
     RUN(test_abort(hu));
     client_unix(&cu, sock);
     RUN(test_big_and_sigpipe(hu, &cu));
