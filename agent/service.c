@@ -398,6 +398,7 @@ scout_service_json(scout_service_t *s)
         return s->list;
     if ((json = scout_epset_json_take(&s->eps, &len)) == NULL)
         return NULL;
+    scout_stats.api_list_encodings++;
     scout_rcbuf_unref(s->list);
     if ((s->list = scout_rcbuf_adopt(json, len)) != NULL)
         s->list_index = s->index;

@@ -46,6 +46,8 @@
     X(api_requests_deferred,  "API requests left to a later loop iteration")   \
     X(api_deadline_closes,    "API connections closed: request not in time")   \
     X(api_idle_evictions,     "idle API connections closed for a new one")     \
+    X(api_list_encodings,     "endpoint lists encoded as JSON for the API: once " \
+                              "per index, shared by every client that asks") \
     X(check_unknown,          "check rounds that could not run (no fd, fork)")
 
 #define SCOUT_SERVICE_STATS(X)                                                 \

@@ -235,6 +235,36 @@ class Discovery(ZkCase):
         wait_until(lambda: s.metrics()["scout_http_parked_queries"] == 0, what="parked dropped")
         self.assertEqual(s.health()[0], 200)
 
+    def test_one_encoding_of_the_new_index_serves_every_parked_query(self):
+        # issue 14: a publish answers its parked queries from one JSON encoding of the new index, shared (not
+        # encoded, nor joined, once per client); the agent counts encodings in scout_api_list_encodings_total
+        self.kz.create("/t10/127.0.0.1:1", makepath=True)
+        s = self.start({"a": 'path = "/t10"'})
+        wait_until(lambda: s.ids("a") == ["127.0.0.1:1"], what="initial list")
+        index = int(s.endpoints("a")[1]["X-Scout-Index"])
+        conns = []
+        for _ in range(20):
+            c = s._conn()
+            c.request("GET", "/v1/services/a?index=%d&wait=60s" % index)
+            conns.append(c)
+        wait_until(lambda: s.metrics()["scout_http_parked_queries"] == 20, what="20 parked")
+        before = s.metrics()["scout_api_list_encodings_total"]
+        self.kz.create("/t10/127.0.0.1:2")
+        answers = set()
+        for c in conns:
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            answers.add((int(r.getheader("X-Scout-Index")), r.read()))
+            c.close()
+        self.assertEqual(len(answers), 1, "every parked query has the same index and bytes")
+        new_index, body = answers.pop()
+        self.assertGreater(new_index, index)
+        self.assertEqual(sorted(ep["id"] for ep in json.loads(body)), ["127.0.0.1:1", "127.0.0.1:2"])
+        self.assertEqual(s.metrics()["scout_api_list_encodings_total"] - before, 1)
+        # asked again at the same index: the same encoding, not a new one
+        self.assertEqual(s.endpoints("a")[1]["X-Scout-Index"], str(new_index))
+        self.assertEqual(s.metrics()["scout_api_list_encodings_total"] - before, 1)
+
     def test_sigterm_exits_zero_and_closes_the_session(self):
         s = self.start({"a": 'path = "/t6"'})
         wait_until(lambda: s.health()[0] == 200, what="healthy")
