@@ -269,6 +269,22 @@ static void conn_fail(conn_t *c)
                  0, 0, 0);
 }
 
+/* "GET /v1/services/x" for the loop's stall report, copied rather than
+ * formatted: it is made for every request. */
+static void what_of(const scout_http_req_t *r, char *out, size_t len)
+{
+    size_t m = strlen(r->method), p = strlen(r->path);
+
+    if (m > len - 2)
+        m = len - 2;
+    if (p > len - 2 - m)
+        p = len - 2 - m;
+    memcpy(out, r->method, m);
+    out[m] = ' ';
+    memcpy(out + m + 1, r->path, p);
+    out[m + 1 + p] = '\0';
+}
+
 static void conn_dispatch(conn_t *c)
 {
     scout_http_t     *h = c->h;
@@ -277,7 +293,7 @@ static void conn_dispatch(conn_t *c)
     double            t0 = ev_time(), dt;
     char              what[96];
 
-    snprintf(what, sizeof(what), "%s %s", r->method, r->path);
+    what_of(r, what, sizeof(what));
     scout_stats.api_requests++;
     c->dispatching = 1;
     if (r->bad_url) {
@@ -289,6 +305,7 @@ static void conn_dispatch(conn_t *c)
     c->dispatching = 0;
     dt = ev_time() - t0;
     h->spent += dt;
+    /* r may be answered and gone: named from a copy made before */
     scout_loop_note(what, dt);
     if (c->req == NULL)
         return;   /* answered */
@@ -764,9 +781,10 @@ respond(scout_http_req_t *req, int status, const char *content_type,
 
     if (req->aborted || status < 200 || status > 599)
         return SCOUT_ERROR;
-    LOG(DEBUG, "%s %s%s%s %d %ldus", req->method, req->path,
-        *req->query ? "?" : "", req->query, status,
-        (long) ((ev_time() - req->t0) * 1e6));
+    if (scout_log_enabled(SCOUT_LOG_DEBUG))
+        LOG(DEBUG, "%s %s%s%s %d %ldus", req->method, req->path,
+            *req->query ? "?" : "", req->query, status,
+            (long) ((ev_time() - req->t0) * 1e6));
     if (out_response(c, status, content_type, req->rhdr, req->rhdr_len, body,
                      len, shared, req->keepalive, req->http10, req->head)
         != SCOUT_OK) {
