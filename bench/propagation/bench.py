@@ -34,6 +34,10 @@ How:
 - CPU: on-CPU time of all the observer's threads (/proc/PID/task/*/schedstat,
   ns) over the same window, so interpreter/VM start-up is excluded (reported
   separately as "start cpu s"). Peak RSS: VmHWM at the end of the phase.
+- Wakeups: voluntary context switches of the observer's threads over the same
+  window (/proc/PID/task/*/status): how often it blocked and was woken. On a
+  loaded machine CPU per change moves by tens of percent from run to run;
+  this count does not, and each wakeup is a large part of a change's cost.
 """
 
 import os
@@ -92,6 +96,25 @@ def cpu_ns(pid):
             try:
                 with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
                     total += int(f.read().split()[0])
+            except (OSError, ValueError):
+                pass
+    except OSError:
+        return None
+    return total
+
+
+def wakeups(pid):
+    """Voluntary context switches of all pid's threads: how often it slept (blocked) and was woken. Unlike CPU
+    time it does not depend on the machine's load: a structural count (the raw client sleeps twice per change,
+    for the watch event and for the read's answer)."""
+    total = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                    for ln in f:
+                        if ln.startswith("voluntary_ctxt_switches:"):
+                            total += int(ln.split()[1])
             except (OSError, ValueError):
                 pass
     except OSError:
@@ -186,6 +209,7 @@ class Observer:
         self.start_cpu = 0     # ns, start-up to ready
         self.hwm = 0.0
         self.reqs = 0
+        self.wakes = 0
         self.req_ok = True
         self.skipped = None
         self.phases = 0
@@ -413,6 +437,7 @@ def main():
                     return
             obs.seen.clear()
             c0 = cpu_ns(obs.p.pid)
+            w0 = wakeups(obs.p.pid)
             ports = local_ports(obs.p.pid, zk_ports)
             r0 = recved(zk_ports, ports[0]) if len(ports) == 1 else None
             lats = []
@@ -429,6 +454,7 @@ def main():
             time.sleep(0.05)
             obs.pump()
             c1 = cpu_ns(obs.p.pid)
+            w1 = wakeups(obs.p.pid)
             ports1 = local_ports(obs.p.pid, zk_ports)
             r1 = recved(zk_ports, ports[0]) if r0 is not None and ports1 == ports else None
             if not measure:
@@ -441,6 +467,7 @@ def main():
                 with open(fn, "a") as f:
                     f.write("".join("%d\n" % x for x in lats))
             obs.cpu += c1 - c0
+            obs.wakes += (w1 or 0) - (w0 or 0)
             obs.start_cpu += c0
             obs.hwm = max(obs.hwm, vm_hwm_mb(obs.p.pid) or 0)
             if r0 is None or r1 is None:
@@ -472,10 +499,11 @@ def main():
           "active at a time), %d children under %s, warm-up %d" % (per * ROUNDS, ROUNDS, per,
                                                                     CHILDREN, PATH, WARMUP))
     print("latency = observer's CLOCK_MONOTONIC at publication - writer's just before the write;"
-          " requests = server-side `cons` recved delta")
+          " requests = server-side `cons` recved delta; wakeups = the observer's voluntary context switches"
+          " (CPU, unlike them, depends on the load)")
     print()
     hdr = ("observer", "p50 ms", "p99 ms", "ratio p50", "ratio p99", "cpu s",
-           "cpu/change ratio", "peak RSS MB", "requests/change")
+           "cpu/change ratio", "peak RSS MB", "requests/change", "wakeups/change")
     rows = []
     base = None
     for obs in [raw, kaz, sc, api] + extra:
@@ -490,7 +518,7 @@ def main():
         rq = "%.3f" % (obs.reqs / n) if obs.req_ok else "n/a"
         rows.append((obs.name + (" (partial: %s)" % obs.skipped if obs.skipped else ""), "%.3f" % p50, "%.3f" % p99, "%.2f" % (p50 / base[0]),
                      "%.2f" % (p99 / base[1]), "%.3f" % (obs.cpu / 1e9), "%.2f" % (cpc / base[2]),
-                     "%.1f" % obs.hwm, rq))
+                     "%.1f" % obs.hwm, rq, "%.2f" % (obs.wakes / n)))
     full = [r for r in rows if len(r) == len(hdr)]
     widths = [max([len(hdr[i])] + [len(r[i]) for r in full]) for i in range(len(hdr))]
     fmt = lambda r: " | ".join(c.ljust(widths[i]) for i, c in enumerate(r))
