@@ -269,25 +269,31 @@ class ApiObserver(Observer):
     """scout with a blocking-query consumer (blockwatch.py): CPU, RSS and requests are scout's (self.p), the
     lines the consumer's, so latency is what an app reading the API sees."""
 
-    def __init__(self, name, argv, consumer, logfile=None):
+    def __init__(self, name, argv, consumer, logfile=None, parkers=None):
         super().__init__(name, argv, logfile=logfile)
         self.consumer_argv = consumer
+        self.parkers_argv = parkers     # more parked clients beside the consumer (parkers.py), or None
+        self.k = None
 
     def launch(self):
         lf = open(self.logfile, "ab") if self.logfile else subprocess.DEVNULL
         self.p = subprocess.Popen(self.argv, stdout=lf, stderr=lf, stdin=subprocess.DEVNULL)
         self.c = subprocess.Popen(self.consumer_argv, stdout=subprocess.PIPE, stderr=lf,
                                   stdin=subprocess.DEVNULL)
+        if self.parkers_argv:
+            self.k = subprocess.Popen(self.parkers_argv, stdout=lf, stderr=lf, stdin=subprocess.DEVNULL)
         self.fd = self.c.stdout.fileno()
         self.lines = Lines(self.fd)
         self.seen = {}
         self.view = set()
 
     def alive(self):
-        return self.p.poll() is None and self.c.poll() is None
+        return self.p.poll() is None and self.c.poll() is None and (self.k is None or self.k.poll() is None)
 
     def stop(self):
-        for p in (self.c, self.p):
+        for p in (self.c, self.k, self.p):
+            if p is None:
+                continue
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
@@ -403,6 +409,14 @@ def main():
         api_b = ApiObserver("scout [base], blocking query", [base] + api.argv[1:], api.consumer_argv,
                             logfile=os.path.join(tmp, "scout-api-base.log"))
         extra = [sc_b, api_b]
+    # PARKED=N: one more row, the blocking-query consumer with N more parked clients (parkers.py) on the same
+    # service; against the plain blocking-query row it is the agent's cost per waiter
+    parked = int(os.environ.get("PARKED", "0"))
+    if parked > 0:
+        extra.append(ApiObserver("scout, blocking query + %d parked" % parked, api.argv, api.consumer_argv,
+                                 logfile=os.path.join(tmp, "scout-api-parked.log"),
+                                 parkers=["/usr/bin/python3", os.path.join(root, "bench", "propagation", "parkers.py"),
+                                          sock, "svc", str(parked)]))
     if os.access(scout, os.X_OK):
         observers.append(sc)
         observers.append(api)

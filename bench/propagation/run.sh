@@ -9,6 +9,8 @@
 #      TIMEOUT_MS (5000 per change), CC, KEEP=1 keeps the temp dir (logs),
 #      SCOUT (default build/scout), SCOUT_BASE (a second agent binary, e.g. the one
 #      before a change, measured in the same run: before/after under one load),
+#      PARKED=N (one more row: the blocking-query consumer with N more parked
+#      clients, parkers.py, beside it: the agent's cost per waiter),
 #      LAT_DIR (append raw latencies, ns, per observer).
 # scout is skipped with a message when build/scout does not exist.
 set -euo pipefail
