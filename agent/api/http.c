@@ -269,22 +269,6 @@ static void conn_fail(conn_t *c)
                  0, 0, 0);
 }
 
-/* "GET /v1/services/x" for the loop's stall report, copied rather than
- * formatted: it is made for every request. */
-static void what_of(const scout_http_req_t *r, char *out, size_t len)
-{
-    size_t m = strlen(r->method), p = strlen(r->path);
-
-    if (m > len - 2)
-        m = len - 2;
-    if (p > len - 2 - m)
-        p = len - 2 - m;
-    memcpy(out, r->method, m);
-    out[m] = ' ';
-    memcpy(out + m + 1, r->path, p);
-    out[m + 1 + p] = '\0';
-}
-
 static void conn_dispatch(conn_t *c)
 {
     scout_http_t     *h = c->h;
@@ -293,7 +277,7 @@ static void conn_dispatch(conn_t *c)
     double            t0 = ev_time(), dt;
     char              what[96];
 
-    what_of(r, what, sizeof(what));
+    scout_http_req_what(r, what, sizeof(what));
     scout_stats.api_requests++;
     c->dispatching = 1;
     if (r->bad_url) {

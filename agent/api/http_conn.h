@@ -86,6 +86,10 @@ struct scout_http_s {
 /* The parser callbacks (http_parse.c); p->data is the conn_t. */
 extern const http_parser_settings scout_http_parser_settings;
 
+/* "METHOD path" of r into out[len] (len > 2), for the loop's stall report
+ * (http_req.c). */
+void scout_http_req_what(const scout_http_req_t *r, char *out, size_t len);
+
 /* Re-arm c's one timer (cancels a pending zero-delay resume). */
 void scout_http_conn_timer_again(conn_t *c, double repeat);
 

@@ -77,3 +77,19 @@ scout_http_req_on_abort(scout_http_req_t *req, scout_http_abort_fn fn,
     req->on_abort = fn;
     req->abort_data = data;
 }
+
+/* "GET /v1/services/x" for the loop's stall report, copied rather than
+ * formatted: it is made for every request. */
+void scout_http_req_what(const scout_http_req_t *r, char *out, size_t len)
+{
+    size_t m = strlen(r->method), p = strlen(r->path);
+
+    if (m > len - 2)
+        m = len - 2;
+    if (p > len - 2 - m)
+        p = len - 2 - m;
+    memcpy(out, r->method, m);
+    out[m] = ' ';
+    memcpy(out + m + 1, r->path, p);
+    out[m + 1 + p] = '\0';
+}
