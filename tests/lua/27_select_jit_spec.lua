@@ -142,12 +142,14 @@ end)
 -- it into this code. A construct LuaJIT cannot compile (NYI: a closure made, or upvalues closed, on the way) then
 -- aborts that trace: that is what tests/nginx's test_hot_path_compiles saw once on a loaded machine. Here the
 -- building is looped until it is recorded, so an NYI in it is found on every run. Other aborts (loop shapes, too
--- long a trace for a 65537-slot table fill) are how traces of one-off code end, and are allowed.
+-- long a trace for a 65537-slot table fill) are how traces of one-off code end, and are allowed; so is "NYI:
+-- register coalescing too complex", which is no construct but the assembler's limit on one trace's shape: it
+-- comes and goes with which traces form (hot-counter collisions, i.e. addresses), 3 runs in 14 here.
 local function check_no_nyi(name, fn)
   local _, aborts = H.record_traces(fn)
   local bad = {}
   for _, a in ipairs(aborts) do
-    if a:find("NYI", 1, true) then bad[#bad + 1] = a end
+    if a:find("NYI", 1, true) and not a:find("register coalescing", 1, true) then bad[#bad + 1] = a end
   end
   assert.same({}, bad, name .. ": NYI while building")
 end
