@@ -72,8 +72,8 @@ scout_watch_index_del(scout_watch_t *w)
 
 /* Events on a watched path (child list, existence). */
 void
-scout_watch_on_parent_event(zhandle_t *zh, int type, int state, const char *path,
-                void *ctx)
+scout_watch_on_parent_event(zhandle_t *zh, int type, int state,
+                            const char *path, void *ctx)
 {
     path_entry_t *e;
     (void)zh;
@@ -91,8 +91,8 @@ scout_watch_on_parent_event(zhandle_t *zh, int type, int state, const char *path
 
 /* Events on a child's data: its parent is the watched path. */
 void
-scout_watch_on_child_event(zhandle_t *zh, int type, int state, const char *path,
-               void *ctx)
+scout_watch_on_child_event(zhandle_t *zh, int type, int state,
+                           const char *path, void *ctx)
 {
     char buf[1024];
     char *parent = buf;
