@@ -17,6 +17,7 @@
  * once, with ZCLOSING when the handle is closed.
  */
 #include "zk/watch_int.h"
+#include "zk/watch_index.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -132,130 +133,12 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     scout_watch_read_dirty(t->data);
 }
 
-/* ---- routing events -------------------------------------------------------
- * Every watch of a session is registered with the same (function, context):
- * the session itself.  On every session event the C client walks its
- * watchers and removes duplicate (function, context) pairs with a linear
- * search per watch; one context per service made that watches x services
- * (a 150 ms stall per session and state change at 10,000 services).  Events
- * find their watches here instead, by path; a retired watch leaves the
- * index and so hears nothing more. */
-
-typedef struct path_entry_s {
-    char           *path;
-    scout_watch_t  *head;           /* watches of this path, any session */
-    UT_hash_handle  hh;
-} path_entry_t;
-
-static path_entry_t *by_path;
-
-static void parent_event(scout_watch_t *w, int type);
-static void child_event(scout_watch_t *w, int type, const char *path);
-
-static void
-index_add(scout_watch_t *w)
-{
-    path_entry_t *e;
-
-    HASH_FIND_STR(by_path, w->path, e);
-    if (e == NULL) {
-        if ((e = calloc(1, sizeof(*e))) == NULL
-            || (e->path = strdup(w->path)) == NULL) {
-            free(e);
-            return;             /* events for it are lost: logged below */
-        }
-        HASH_ADD_KEYPTR(hh, by_path, e->path, strlen(e->path), e);
-    }
-    w->next_same_path = e->head;
-    e->head = w;
-    w->indexed = 1;
-}
-
-static void
-index_del(scout_watch_t *w)
-{
-    path_entry_t *e;
-    scout_watch_t **pp;
-
-    if (!w->indexed)
-        return;
-    w->indexed = 0;
-    HASH_FIND_STR(by_path, w->path, e);
-    if (e == NULL)
-        return;
-    for (pp = &e->head; *pp != NULL; pp = &(*pp)->next_same_path) {
-        if (*pp == w) {
-            *pp = w->next_same_path;
-            break;
-        }
-    }
-    if (e->head == NULL) {
-        HASH_DEL(by_path, e);
-        free(e->path);
-        free(e);
-    }
-}
-
-/* Events on a watched path (child list, existence). */
-static void
-on_parent_event(zhandle_t *zh, int type, int state, const char *path,
-                void *ctx)
-{
-    path_entry_t *e;
-    (void)zh;
-    (void)state;
-
-    if (type == ZOO_SESSION_EVENT)
-        return;                 /* the watch stays armed; session.c acts */
-    HASH_FIND_STR(by_path, path, e);
-    for (scout_watch_t *w = e ? e->head : NULL, *next; w != NULL; w = next) {
-        next = w->next_same_path;
-        if (w->session == ctx)
-            parent_event(w, type);
-    }
-}
-
-/* Events on a child's data: its parent is the watched path. */
-static void
-on_child_event(zhandle_t *zh, int type, int state, const char *path,
-               void *ctx)
-{
-    char buf[1024];
-    char *parent = buf;
-    const char *slash = strrchr(path, '/');
-    path_entry_t *e;
-    size_t len;
-    (void)zh;
-    (void)state;
-
-    if (type == ZOO_SESSION_EVENT || slash == NULL)
-        return;
-    len = slash == path ? 1 : (size_t)(slash - path);   /* "/x" -> "/" */
-    /* ZooKeeper's paths have no length limit of their own: a long one must
-     * not lose its events (it did, silently, past a fixed 4 KB buffer) */
-    if (len >= sizeof(buf) && (parent = malloc(len + 1)) == NULL) {
-        scout_log(SCOUT_LOG_ERROR, "watch", "out of memory: an event for a "
-                  "child of a %zu-byte path is lost", len);
-        return;
-    }
-    memcpy(parent, path, len);
-    parent[len] = '\0';
-    HASH_FIND_STR(by_path, parent, e);
-    if (parent != buf)
-        free(parent);
-    for (scout_watch_t *w = e ? e->head : NULL, *next; w != NULL; w = next) {
-        next = w->next_same_path;
-        if (scout_watch_slot_of(w, ctx) >= 0)
-            child_event(w, type, path);
-    }
-}
-
 /* ---- the parent: children and existence ------------------------------ */
 
 static void exists_done(int rc, const struct Stat *stat, const void *data);
 
-static void
-parent_event(scout_watch_t *w, int type)
+void
+scout_watch_parent_event(scout_watch_t *w, int type)
 {
     scout_stats.zk_watch_events++;
     w->children_dirty = 1;
@@ -278,8 +161,8 @@ issue_exists(scout_watch_t *w, zhandle_t *zh)
 
     if (r == NULL)
         return;
-    if (zoo_awexists(zh, w->path, on_parent_event, w->session, exists_done,
-                     r) != ZOK) {
+    if (zoo_awexists(zh, w->path, scout_watch_on_parent_event, w->session,
+                     exists_done, r) != ZOK) {
         free(r);
         w->children_dirty = 1;
         return;
@@ -467,8 +350,8 @@ issue_children(scout_watch_t *w, zhandle_t *zh)
     if (r == NULL)
         return;
     w->children_dirty = 0;
-    if (zoo_awget_children2(zh, w->path, on_parent_event, w->session,
-                            children_done, r) != ZOK) {
+    if (zoo_awget_children2(zh, w->path, scout_watch_on_parent_event,
+                            w->session, children_done, r) != ZOK) {
         free(r);
         w->children_dirty = 1;
         return;
@@ -479,8 +362,8 @@ issue_children(scout_watch_t *w, zhandle_t *zh)
 
 /* ---- children's data --------------------------------------------------- */
 
-static void
-child_event(scout_watch_t *w, int type, const char *path)
+void
+scout_watch_child_event(scout_watch_t *w, int type, const char *path)
 {
     scout_child_t *child;
     const char *name;
@@ -591,8 +474,8 @@ issue_data_reads(scout_watch_t *w)
                  strcmp(w->path, "/") == 0 ? "" : w->path, child->name);
         r = scout_watch_req_new(w, child->name);
         if (r == NULL
-            || zoo_awget(zh, path, on_child_event, w->slot_session[slot],
-                         data_done, r) != ZOK) {
+            || zoo_awget(zh, path, scout_watch_on_child_event,
+                         w->slot_session[slot], data_done, r) != ZOK) {
             free(r);
             if (path != buf)
                 free(path);
@@ -670,7 +553,7 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
     ev_init(&w->timer, on_timer);
     w->timer.data = w;
     scout_watch_resync_init(w);
-    index_add(w);
+    scout_watch_index_add(w);
     if (!w->indexed) {
         scout_watch_free(w);
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
@@ -716,7 +599,7 @@ void
 scout_watch_retire(scout_watch_t *w)
 {
     scout_watch_resync_del(w);  /* out of the anti-entropy queue and total */
-    index_del(w);
+    scout_watch_index_del(w);
     scout_watch_spread_del(w);               /* no event reaches it any more */
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
@@ -757,7 +640,7 @@ scout_watch_free(scout_watch_t *w)
 {
     if (w == NULL)
         return;
-    index_del(w);
+    scout_watch_index_del(w);
     scout_watch_spread_del(w);
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);

@@ -1,8 +1,10 @@
 /*
  * watch_int.h -- the watch's insides, shared by the files that make it up:
- * watch.c (reads, events, lifecycle) and antientropy.c (the periodic check
- * for drift).  Nothing outside agent/zk/watch*.c and antientropy.c includes
- * this; the module's interface is watch.h.
+ * watch.c (reads, events, lifecycle), watch_index.c (events find their
+ * watches by path), spread.c (data watches over sessions) and antientropy.c
+ * (the periodic check for drift).  Nothing outside agent/zk/watch*.c,
+ * spread.c and antientropy.c includes this; the module's interface is
+ * watch.h.
  */
 #ifndef SCOUT_WATCH_INT_H
 #define SCOUT_WATCH_INT_H
@@ -77,6 +79,11 @@ typedef struct {
 read_req_t *scout_watch_req_new(scout_watch_t *w, const char *name);
 zhandle_t  *scout_watch_live_zh(scout_watch_t *w);
 void        scout_watch_read_dirty(scout_watch_t *w);
+/* watch.c: an event the path index routed to this watch (watch_index.c):
+ * on the path itself, or on the data of its child at `path`. */
+void        scout_watch_parent_event(scout_watch_t *w, int type);
+void        scout_watch_child_event(scout_watch_t *w, int type,
+                                    const char *path);
 
 /* spread.c: the slot of a session (-1: none), a slot's handle when its
  * session is connected, kick every slot's session, the slot of a child's

@@ -409,9 +409,16 @@ class ScoutNginxTest(unittest.TestCase):
         # trace selection timing; that the pick loops compile is asserted deterministically by
         # tests/lua/27_select_jit_spec.lua. What must never show under real nginx load is a construct in our code
         # the JIT cannot compile (NYI): it would stop every request's trace. (Blacklisting of code that runs once
-        # per snapshot -- selector construction, chash tables -- is harmless and allowed.)
+        # per snapshot -- selector construction, chash tables -- is harmless and allowed.) That code runs inside
+        # balance() too, and whether a trace is recording when it does depends on which exits got hot first, i.e.
+        # on load and ordering (once: a side trace from require's return followed a first canary request into
+        # select's complete() and met an upvalue close, "NYI: bytecode 50"). So it must be free of NYI as well;
+        # tests/lua/27_select_jit_spec.lua loops that building until it is recorded and asserts it every run.
+        # "NYI: register coalescing too complex" is no construct but the assembler's limit on one trace's shape,
+        # which comes and goes with the traces that happen to form: it does not count.
         self.assertTrue([l for l in lines if "TRACE" in l and ours.search(l)], "no trace in scout's code at all")
-        aborts = [l for l in lines if "TRACE ---" in l and ours.search(l) and "NYI" in l]
+        aborts = [l for l in lines if "TRACE ---" in l and ours.search(l) and "NYI" in l
+                  and "register coalescing" not in l]
         self.maxDiff = None
         self.assertEqual(aborts, [])
         self.ng.check_log()

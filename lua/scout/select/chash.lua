@@ -60,6 +60,21 @@ local function ident(ep)
   return tostring(ep.host) .. ":" .. tostring(ep.port)
 end
 
+-- The sort orders, as functions made once: a comparator made per build would be a closure over build()'s locals,
+-- and making it (FNEW) and closing those locals when build() returns (UCLO) are NYI for LuaJIT. build() runs
+-- inside balance() in nginx when a snapshot changes, where a trace may be recording (tests/lua/27_select_jit).
+-- The keys are set for the one sort call and dropped after it (nothing yields in between).
+local by_ids, by_frac, by_rank
+
+local function id_order(a, b)
+  return by_ids[a] < by_ids[b]
+end
+
+local function frac_order(a, b)
+  if by_frac[a] ~= by_frac[b] then return by_frac[a] > by_frac[b] end
+  return by_rank[a] < by_rank[b]
+end
+
 local function build(self, endpoints)
   local eps, ws, n, total = prepare(endpoints, 3)
   local m = self.size
@@ -74,7 +89,9 @@ local function build(self, endpoints)
     ids[i] = ident(eps[i])
     order[i] = i
   end
-  sort(order, function(a, b) return ids[a] < ids[b] end)
+  by_ids = ids
+  sort(order, id_order)
+  by_ids = nil
 
   -- quotas: floor(m * w / total) each, the remainder to the largest fractions (ties in id order)
   local quota, frac = tab_new(n, 0), tab_new(n, 0)
@@ -91,10 +108,9 @@ local function build(self, endpoints)
     for k = 1, n do byfrac[k] = order[k] end
     local rank = tab_new(n, 0)
     for k = 1, n do rank[order[k]] = k end
-    sort(byfrac, function(a, b)
-      if frac[a] ~= frac[b] then return frac[a] > frac[b] end
-      return rank[a] < rank[b]
-    end)
+    by_frac, by_rank = frac, rank
+    sort(byfrac, frac_order)
+    by_frac, by_rank = nil, nil
     for k = 1, m - given do
       local i = byfrac[(k - 1) % n + 1]
       quota[i] = quota[i] + 1

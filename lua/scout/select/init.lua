@@ -139,21 +139,26 @@ function M.check(sel)
   return sel
 end
 
+-- The update() of a selector that has none. A function of its own so that complete() captures nothing: closing
+-- upvalues (UCLO) and making a closure (FNEW) are NYI for LuaJIT's trace compiler, and complete() runs inside
+-- balance() in nginx whenever a subset gets its selector, where a trace may be recording (tests/lua/27_select_jit).
+local function rebuilder(mod, opts)
+  local function rebuild(self, endpoints)
+    local fresh = mod.new(endpoints, opts)
+    local ok, err = M.check(fresh)
+    if not ok then error(err, 2) end
+    for k in pairs(self) do self[k] = nil end
+    for k, v in pairs(fresh) do self[k] = v end
+    setmetatable(self, getmetatable(fresh))
+    if self.feedback == nil then self.feedback = noop end
+    if self.update == nil then self.update = rebuild end
+  end
+  return rebuild
+end
+
 local function complete(sel, mod, opts)
   if sel.feedback == nil then sel.feedback = noop end
-  if sel.update == nil then
-    local function rebuild(self, endpoints)
-      local fresh = mod.new(endpoints, opts)
-      local ok, err = M.check(fresh)
-      if not ok then error(err, 2) end
-      for k in pairs(self) do self[k] = nil end
-      for k, v in pairs(fresh) do self[k] = v end
-      setmetatable(self, getmetatable(fresh))
-      if self.feedback == nil then self.feedback = noop end
-      if self.update == nil then self.update = rebuild end
-    end
-    sel.update = rebuild
-  end
+  if sel.update == nil then sel.update = rebuilder(mod, opts) end
   return sel
 end
 
