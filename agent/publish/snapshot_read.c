@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -371,29 +372,27 @@ scout_snapshot_read(const char *path, char *err)
             (long long)st.st_size, SCOUT_SNAPSHOT_MAX_SIZE);
         goto done;
     }
-    if ((buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1)) == NULL) {
-        scout_seterr(err, "snapshot %s: out of memory", path);
+    /* Mapped, not read: the page cache's pages are the buffer, so a start
+     * neither copies the file nor faults in a private copy of it (at
+     * 10,000 services, 5 MB and a tenth of reading the snapshot).  A file
+     * that shrinks under us could fault past its end: the writer only ever
+     * renames a complete file over it, so the inode mapped never changes. */
+    if (st.st_size == 0) {
+        got = 0;
+        buf = NULL;
+    } else if ((buf = mmap(NULL, (size_t)st.st_size, PROT_READ,
+                           MAP_PRIVATE | MAP_POPULATE, fd, 0)) == MAP_FAILED) {
+        buf = NULL;
+        scout_seterr(err, "snapshot %s: mmap: %s", path, strerror(errno));
         goto done;
-    }
-    /* A file that shrinks under us is parsed as read: it then fails as
-     * truncated, which is the truth. */
-    while (got < (size_t)st.st_size) {
-        ssize_t k = read(fd, buf + got, (size_t)st.st_size - got);
-
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            scout_seterr(err, "snapshot %s: read: %s", path, strerror(errno));
-            goto done;
-        }
-        if (k == 0)
-            break;
-        got += (size_t)k;
+    } else {
+        got = (size_t)st.st_size;
     }
     s = scout_snapshot_parse(buf, got, path, err);
 
 done:
-    free(buf);
+    if (buf != NULL)
+        munmap(buf, (size_t)st.st_size);
     close(fd);
     return s;
 }
