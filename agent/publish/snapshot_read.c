@@ -372,27 +372,38 @@ scout_snapshot_read(const char *path, char *err)
             (long long)st.st_size, SCOUT_SNAPSHOT_MAX_SIZE);
         goto done;
     }
-    /* Mapped, not read: the page cache's pages are the buffer, so a start
-     * neither copies the file nor faults in a private copy of it (at
-     * 10,000 services, 5 MB and a tenth of reading the snapshot).  A file
-     * that shrinks under us could fault past its end: the writer only ever
-     * renames a complete file over it, so the inode mapped never changes. */
-    if (st.st_size == 0) {
-        got = 0;
+    /* Read into pages populated in one call, not into malloc's: a fresh
+     * buffer is faulted in a page at a time as read() fills it, and a page
+     * fault costs ~14 us on a VM, ~20 ms for a 10,000-service snapshot, a
+     * fifth of reading it (mapping the file would skip the copy too, but a
+     * file truncated in place under the map kills the process). */
+    if ((buf = mmap(NULL, st.st_size > 0 ? (size_t)st.st_size : 1,
+                    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
+                    | MAP_POPULATE, -1, 0)) == MAP_FAILED) {
         buf = NULL;
-    } else if ((buf = mmap(NULL, (size_t)st.st_size, PROT_READ,
-                           MAP_PRIVATE | MAP_POPULATE, fd, 0)) == MAP_FAILED) {
-        buf = NULL;
-        scout_seterr(err, "snapshot %s: mmap: %s", path, strerror(errno));
+        scout_seterr(err, "snapshot %s: out of memory", path);
         goto done;
-    } else {
-        got = (size_t)st.st_size;
+    }
+    /* A file that shrinks under us is parsed as read: it then fails as
+     * truncated, which is the truth. */
+    while (got < (size_t)st.st_size) {
+        ssize_t k = read(fd, buf + got, (size_t)st.st_size - got);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            scout_seterr(err, "snapshot %s: read: %s", path, strerror(errno));
+            goto done;
+        }
+        if (k == 0)
+            break;
+        got += (size_t)k;
     }
     s = scout_snapshot_parse(buf, got, path, err);
 
 done:
     if (buf != NULL)
-        munmap(buf, (size_t)st.st_size);
+        munmap(buf, st.st_size > 0 ? (size_t)st.st_size : 1);
     close(fd);
     return s;
 }
