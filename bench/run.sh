@@ -4,7 +4,7 @@
 #   BENCH="propagation select" limits the set; each bench's own knobs are documented at its top.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH=${BENCH:-"propagation select jit storm scale nginx stall http"}
+BENCH=${BENCH:-"propagation select jit storm scale coldstart nginx stall http"}
 for b in $BENCH; do
   echo "=== bench/$b"
   case "$b" in
@@ -13,6 +13,7 @@ for b in $BENCH; do
     jit)         bench/jit/run.sh ;;
     storm)       bench/storm/run.sh ;;
     scale)       bench/scale/run.sh ;;
+    coldstart)   bench/coldstart/run.sh ;;
     nginx)       bench/nginx/run.sh ;;
     stall)       bench/stall/run.sh ;;
     http)        bench/http/run.sh ;;

@@ -34,8 +34,15 @@
 /* The Lua heap's cap until the policy sets its own (agent.lua_memory). */
 #define DEFAULT_LUA_MEMORY ((size_t)512 << 20)
 /* Loading runs the policy's top level: a generous budget, but one that a
- * reload must be given below the session timeout. */
+ * reload must be given below the session timeout.  At start the budget is
+ * CPU time, what stops a runaway top level; the wall clock is bounded only
+ * at LOAD_WALL_FACTOR times that (a minute by default, inside systemd's
+ * start timeout), since nothing waits on the loop yet and a loaded host
+ * delays honest work: 100,000 services take ~2 s of CPU, and 20 s of wall
+ * time at a load of 20 on two cores.  SCOUT_LOAD_BUDGET sets it. */
 #define DEFAULT_LOAD_BUDGET_MS 5000
+#define MAX_LOAD_BUDGET_MS     3600000
+#define LOAD_WALL_FACTOR       12
 /* scout.read_file: small local files (flags, maintenance markers). */
 #define READ_FILE_MAX (1 << 20)
 
@@ -44,6 +51,9 @@ struct scout_policy_s {
     int               runtime_ref;
     int               budget_ms;
     int               load_budget_ms;
+    int               load_holds_loop; /* a reload: the wall clock is the
+                                          CPU budget, well inside the
+                                          sessions' timeout */
     int               hooked;   /* holds a reference on the budget timer */
     int               jit;      /* scout's library runs compiled (hook.h) */
     scout_hook_mem_t *mem;      /* the heap cap; outlives L */
@@ -170,6 +180,27 @@ jit_wanted(void)
     return env == NULL || strcmp(env, "off") != 0;
 }
 
+/* SCOUT_LOAD_BUDGET: milliseconds, as a bare number or with "ms" or "s"
+ * ("10s"); 0 when unset, -1 when it says something else. */
+static int
+load_budget_env(void)
+{
+    const char *env = getenv("SCOUT_LOAD_BUDGET");
+    char *end;
+    double v;
+
+    if (env == NULL || *env == '\0')
+        return 0;
+    v = strtod(env, &end);
+    if (end == env || v != v)
+        return -1;
+    if (strcmp(end, "s") == 0)
+        v *= 1000;
+    else if (*end != '\0' && strcmp(end, "ms") != 0)
+        return -1;
+    return v >= 1 && v <= MAX_LOAD_BUDGET_MS ? (int)v : -1;
+}
+
 scout_policy_t *
 scout_policy_new(const char *lua_dir, char *err)
 {
@@ -182,7 +213,15 @@ scout_policy_new(const char *lua_dir, char *err)
     }
     p->runtime_ref = LUA_NOREF;
     p->budget_ms = 50;
-    p->load_budget_ms = DEFAULT_LOAD_BUDGET_MS;
+    if ((p->load_budget_ms = load_budget_env()) < 0) {
+        snprintf(err, SCOUT_ERR_LEN, "SCOUT_LOAD_BUDGET=%s: want a duration "
+                 "from 1ms to 1h, like \"10s\" or \"2500ms\"",
+                 getenv("SCOUT_LOAD_BUDGET"));
+        free(p);
+        return NULL;
+    }
+    if (p->load_budget_ms == 0)
+        p->load_budget_ms = DEFAULT_LOAD_BUDGET_MS;
     p->L = luaL_newstate();
     if (p->L == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "cannot create a Lua state");
@@ -290,6 +329,8 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
 {
     lua_State *L = p->L;
     int top = lua_gettop(L), timed_out, t, rc;
+    int wall_ms = p->load_holds_loop ? p->load_budget_ms
+                                     : LOAD_WALL_FACTOR * p->load_budget_ms;
     size_t lua_memory = 0;
 
     memset(conf, 0, sizeof(*conf));
@@ -302,10 +343,25 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
      * chunk, which stays interpreted anyway). */
     if (p->jit)
         luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-    rc = scout_hook_pcall_wall(L, 1, 2, p->load_budget_ms, p->load_budget_ms,
+    rc = scout_hook_pcall_wall(L, 1, 2, p->load_budget_ms, wall_ms,
                                &timed_out);
     if (p->jit)
         luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+    if (rc != 0 && timed_out) {
+        /* which budget, and what sets it: a big policy on a busy host is
+         * honest work, and its operator needs the knob's name */
+        if (p->load_holds_loop)
+            snprintf(err, SCOUT_ERR_LEN, "%s (a reload holds the loop: "
+                     "%d ms of CPU and of wall-clock time, a third of the "
+                     "session timeout, at most 5 s)", lua_tostring(L, -1),
+                     p->load_budget_ms);
+        else
+            snprintf(err, SCOUT_ERR_LEN, "%s (loading the policy may take "
+                     "%d ms of CPU and %d ms of wall-clock time; "
+                     "SCOUT_LOAD_BUDGET=10s sets it)", lua_tostring(L, -1),
+                     p->load_budget_ms, wall_ms);
+        goto fail;
+    }
     if (rc != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         goto fail;
@@ -673,6 +729,7 @@ void
 scout_policy_set_load_budget(scout_policy_t *p, int ms)
 {
     p->load_budget_ms = ms > 0 ? ms : DEFAULT_LOAD_BUDGET_MS;
+    p->load_holds_loop = 1;
 }
 
 size_t

@@ -104,8 +104,11 @@ size_t scout_policy_lua_memory_cap(scout_policy_t *p);
 /* Give the policy the agent's loop: scout.exec runs commands on it.  Until
  * then (scout check, loading) scout.exec answers nil, err. */
 void scout_policy_attach(scout_policy_t *p, struct ev_loop *loop);
-/* The budget (CPU and wall clock) of the next scout_policy_load; a reload
- * must stay well inside the session timeout.  0: the default, 5 s. */
+/* The budget (CPU and wall clock alike) of the next scout_policy_load: a
+ * reload holds the loop and must stay well inside the session timeout.
+ * 0: the default.  Without it (a start, scout check) the load may take
+ * SCOUT_LOAD_BUDGET (default 5 s) of CPU and twelve times that of wall
+ * clock (nothing waits on the loop yet). */
 void scout_policy_set_load_budget(scout_policy_t *p, int ms);
 
 int scout_policy_needs_data(scout_policy_t *p, int svc, const char *child);

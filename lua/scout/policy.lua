@@ -480,7 +480,10 @@ local key_locator
 -- Messages name where key k of the block is written (its own line when the source shows it): the block that
 -- dsl_name opens at `at` in policy's file. The locator is made only when something is wrong (a closure per block
 -- was a good part of loading 10,000 services).
-local function check_block(at, label, schema, t, policy, dsl_name)
+-- label_arg: when given, label is a format for it, made only when something is wrong (a string per service block
+-- was a good part of loading 10,000 services).
+local function check_block(at, label, schema, t, policy, dsl_name, label_arg)
+  if label_arg ~= nil and type(t) ~= "table" then label = format(label, label_arg) end
   if type(t) ~= "table" then fail(at, label .. " expects a table { ... }") end
   local bad = false
   for k, v in pairs(t) do
@@ -488,6 +491,7 @@ local function check_block(at, label, schema, t, policy, dsl_name)
     if not check or check(v) then bad = true; break end
   end
   if not bad then return end
+  if label_arg ~= nil then label = format(label, label_arg) end
   local key_at = policy and key_locator(policy, at, dsl_name) or function() return at end
   -- something is wrong: walk the keys in order so that the same file always names the same first mistake
   for _, k in ipairs(sorted_keys(t)) do
@@ -597,14 +601,14 @@ local function environment(policy)
     end
     local mine = #policy.unfinished
     return function(t)
-      local label = format("service \"%s\"", name)
       policy.unfinished[mine] = false
       at = where(3)
       if policy.by_name[name] then
-        fail(at, label .. " declared twice (first at " .. policy.by_name[name].at .. ")")
+        fail(at, format("service \"%s\" declared twice (first at %s)", name, policy.by_name[name].at))
       end
-      check_block(at, label, SERVICE, t, policy, "service")
+      check_block(at, "service \"%s\"", SERVICE, t, policy, "service", name)
       local dubbo = t.dubbo
+      local label = (dubbo or t.path == nil) and format("service \"%s\"", name)
       if dubbo and t.path ~= nil then
         fail(key_locator(policy, at, "service")("path"), label .. ": give path or dubbo, not both (dubbo's "
           .. "providers path is /dubbo/" .. dubbo.interface .. "/providers)")

@@ -26,15 +26,24 @@ local M = {}
 local S = {}
 S.__index = S
 
+-- The built-in providers looked up so far: codec name -> module, or false when there is none. A failed require
+-- is not remembered by require itself, and it searches every entry of package.path and cpath (19 file opens and
+-- an error string): once per service, that was half of loading a 10,000-service policy.
+local builtin = {}
+
 -- The provider of a codec: the built-in one for a codec name (scout.sources.<name>), or the functions a user codec
 -- table carries. nil when the codec has no sources.
 function M.provider(codec_name, codec)
   local user = type(codec) == "table" and codec.user
   if type(user) == "table" and type(user.sources) == "function" then return user end
   if type(codec_name) ~= "string" then return nil end
-  local ok, mod = pcall(require, "scout.sources." .. codec_name)
-  if ok and type(mod) == "table" and type(mod.sources) == "function" then return mod end
-  return nil
+  local found = builtin[codec_name]
+  if found == nil then
+    local ok, mod = pcall(require, "scout.sources." .. codec_name)
+    found = ok and type(mod) == "table" and type(mod.sources) == "function" and mod or false
+    builtin[codec_name] = found
+  end
+  return found or nil
 end
 
 -- A service's sources state. name: the service's name (for messages).

@@ -9,19 +9,20 @@ import unittest
 from scoutharness import SCOUT_BIN, ROOT
 
 
-def scout(*args):
+def scout(*args, env=None):
     p = subprocess.run([SCOUT_BIN] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       universal_newlines=True, timeout=30)
+                       universal_newlines=True, timeout=30,
+                       env=dict(os.environ, **env) if env else None)
     return p.returncode, p.stdout + p.stderr
 
 
 class Check(unittest.TestCase):
-    def check_text(self, text):
+    def check_text(self, text, env=None):
         fd, path = tempfile.mkstemp(suffix=".lua")
         with os.fdopen(fd, "w") as f:
             f.write(text)
         try:
-            rc, out = scout("check", path)
+            rc, out = scout("check", path, env=env)
             return rc, out.replace(path, "policy.lua")
         finally:
             os.unlink(path)
@@ -31,6 +32,21 @@ class Check(unittest.TestCase):
         self.assertEqual((rc, out.strip()), (0, "policy.lua: ok (1 services)"))
         rc, out = scout("check", os.path.join(ROOT, "examples", "demo", "policy.lua"))
         self.assertEqual(rc, 0, out)
+
+    def test_a_top_level_that_never_ends_is_stopped_by_the_load_budget_it_names(self):
+        # a big policy on a busy host is honest work: the operator is told which budget ran out and what sets it
+        looping = 'zookeeper { servers = "h:1" }\nlocal n = 0\nwhile true do n = n + 1 end\n'
+        rc, out = self.check_text(looping, env={"SCOUT_LOAD_BUDGET": "200ms"})
+        self.assertEqual(rc, 1, out)
+        self.assertIn("policy.lua:3: exceeded its 200 ms budget", out)
+        # CPU is what stops a runaway top level; at start the wall clock is bounded only at 12x (a busy host)
+        self.assertIn("200 ms of CPU and 2400 ms of wall-clock time", out)
+        self.assertIn("SCOUT_LOAD_BUDGET", out)
+        rc, out = self.check_text('service "a" { path = "/a" }\n', env={"SCOUT_LOAD_BUDGET": "soon"})
+        self.assertEqual(rc, 1, out)
+        self.assertIn('SCOUT_LOAD_BUDGET=soon: want a duration', out)
+        rc, out = self.check_text('service "a" { path = "/a" }\n', env={"SCOUT_LOAD_BUDGET": "2s"})
+        self.assertEqual((rc, out.strip()), (0, "policy.lua: ok (1 services)"))
 
     def test_syntax_error(self):
         rc, out = self.check_text('service "a" {\n  path = "/a"\n  codec = "plain"\n}\n')
