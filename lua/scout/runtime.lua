@@ -12,7 +12,6 @@ local tostring = tostring
 local format = string.format
 local floor = math.floor
 local ceil = math.ceil
-local min, max = math.min, math.max
 local sort = table.sort
 local setmetatable = setmetatable
 local ipairs = ipairs
@@ -24,7 +23,9 @@ local announce = require "scout.announce"
 local render = require "scout.render"
 local url = require "scout.util.url"
 local u8 = require "scout.util.utf8"
+local ramp = require "scout.ramp"
 local json = require "cjson.safe"
+local EMPTY_META = require("scout.util.endpoint").EMPTY_META
 
 local M = {}
 
@@ -64,7 +65,7 @@ local function check_endpoint(ep)
   else ep.weight = floor(w) end
   if ep.status == nil then ep.status = "up"
   elseif type(ep.status) ~= "string" then return "codec returned a bad status" end
-  if ep.meta == nil then ep.meta = {}
+  if ep.meta == nil then ep.meta = EMPTY_META
   elseif type(ep.meta) ~= "table" then return "codec returned a bad meta" end
 end
 
@@ -286,52 +287,7 @@ local svc_mt = {
 -- is committed then, and the batch is delivered again). A failing filter raises; the C side then keeps the last
 -- list and delivers the batch again. A sixth result, when some published endpoint's weight still ramps (dubbo's
 -- warm-up), is the ms after which the C side should call again with no changes so the ramp moves on.
---
--- Ramps: a codec may export effective_weight(ep) and warmup_until(ep) (ms of the epoch, nil once final). A decoded
--- weight is right only at decode time, and a name-only child is never decoded again, so the runtime re-weighs the
--- ramping endpoints on every call and publishes those whose weight moved.
-local RAMP_STEP_MS = 10000
-
-local function reweigh(s, children)
-  local ramping, weigh = s.ramping, s.codec.effective_weight
-  local moved = {}
-  if not ramping or not weigh then return moved end
-  for id in pairs(ramping) do
-    local cur = children[id]
-    if type(cur) == "table" then
-      local w = weigh(cur, wall_ms())
-      if w ~= cur.weight then
-        local copy = {}
-        for k, v in pairs(cur) do copy[k] = v end
-        copy.weight = w
-        children[id] = copy
-        moved[#moved + 1] = id
-      end
-    end
-  end
-  return moved
-end
-
--- Which published endpoints still ramp after this batch, and when to look again (ms), or nil.
-local function next_ramp(s, up, gone_ids)
-  local until_ = s.codec.warmup_until
-  if not until_ or not s.codec.effective_weight then return nil end
-  local ramping, now, soonest = s.ramping or {}, wall_ms(), nil
-  for k = 1, #gone_ids do ramping[gone_ids[k]] = nil end
-  for k = 1, #up do ramping[up[k].id] = until_(up[k], now) and true or nil end
-  for id in pairs(ramping) do
-    local ep = s.published[id]
-    local t = ep and until_(ep, now)
-    if t then
-      soonest = min(soonest or t, t)
-    else
-      ramping[id] = nil
-    end
-  end
-  s.ramping = ramping
-  if not soonest then return nil end
-  return max(1, min(RAMP_STEP_MS, soonest - now))
-end
+-- (ramps: scout.ramp)
 
 -- Reasons come from codecs and hooks and may quote bytes of a znode: explain's JSON must stay valid UTF-8.
 local utf8_clean = u8.clean
@@ -546,7 +502,7 @@ function M.update(i, removed, changed)
     end
     for k = 1, #again do seen[again[k]] = true; judge(again[k]) end
   end
-  local moved = reweigh(s, children)
+  local moved = ramp.reweigh(s, children, wall_ms())
   for k = 1, #moved do
     if not seen[moved[k]] then seen[moved[k]] = true; judge(moved[k]) end
   end
@@ -585,7 +541,7 @@ function M.update(i, removed, changed)
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
-  return up, gone_ids, nerr, hook_errors, nil, next_ramp(s, up, gone_ids), degraded_reason(s), nrej
+  return up, gone_ids, nerr, hook_errors, nil, ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s), nrej
 end
 
 -- ---- sources: a service over several paths -------------------------------------------------------------------
