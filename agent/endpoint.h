@@ -26,18 +26,20 @@ typedef struct {
  * has 15-25 entries, and two mallocs each cost more than the bytes.  Meta
  * built by hand (the snapshot reader, tests) is an array of malloc'd
  * strings, freed one by one. */
+/* Fields ordered by size, no padding: one of these per published endpoint
+ * (100k at scale), and 8 bytes less here is 16 less in malloc's rounding. */
 typedef struct scout_endpoint_s {
     char          *id;        /* the znode name */
     char          *host;
     char          *status;
-    int            port;
-    int            weight;
-    int64_t        zxid;
     scout_meta_t  *meta;      /* sorted by key */
-    int            nmeta;
     char          *json;      /* its JSON object, made the first time a
                                  set holding it is rendered; NULL before */
     size_t         json_len;
+    int64_t        zxid;
+    int            port;
+    int            weight;
+    int            nmeta;
     int            meta_inline;/* meta is in this allocation */
     UT_hash_handle hh;
 } scout_endpoint_t;

@@ -9,6 +9,7 @@
 # Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (agent default), SESSION_TIMEOUT_MS (10000),
 #      CHANGES (100), MEM_EMPTY (1),
 #      STOP_AFTER=reconnect (phases 0-4 only: at 1M endpoints each later restart is a full sync),
+#      STOP_AFTER=memory (phases 0-1: sync and the memory rows, about 1 minute),
 #      PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
 #      PERF=1 (perf record the agent during the sync and the restart), CC,
 #      SCOUT (default build/scout), SCOUT_LUA_DIR (default lua/ of this tree),

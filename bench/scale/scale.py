@@ -69,7 +69,7 @@ SERVICES x ENDPOINTS, against rawsync's VmHWM at the same size, and with the ser
 taken out.
 
 Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (unset: the agent's default, 1 per 2,000
-     services), SESSION_TIMEOUT_MS (10000), CHANGES (100), MEM_EMPTY (1), STOP_AFTER (unset; "reconnect": phases 0-4), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
+     services), SESSION_TIMEOUT_MS (10000), CHANGES (100), MEM_EMPTY (1), STOP_AFTER (unset; "reconnect": phases 0-4; "memory": 0-1), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
      POPULATE_WINDOW (1000), SYNC_TIMEOUT_S (120), PERF (0), SCOUT, SCOUT_LUA_DIR.
 """
 
@@ -429,8 +429,8 @@ def print_rows_so_far(rows, notes, warns, populate_s, raw, nsess, t_run):
     SIGTERM), for sizes where each later restart is another full sync (1M endpoints)."""
     print()
     print("scale: %d services x %d endpoints = %d data znodes, %d sessions; %d CPUs, load avg %s; "
-          "phases 0-4 only (STOP_AFTER=reconnect)" % (SERVICES, ENDPOINTS, SERVICES * ENDPOINTS,
-                                                     nsess, os.cpu_count(), loadavg()))
+          "phases up to STOP_AFTER=%s" % (SERVICES, ENDPOINTS, SERVICES * ENDPOINTS,
+                                                     nsess, os.cpu_count(), loadavg(), os.environ.get("STOP_AFTER")))
     print("populate: %.2f s; baseline rawsync %.2f s, VmHWM %.1f MB"
           % (populate_s, raw["total_s"], raw["hwm_kb"] / 1024.0))
     print()
@@ -602,6 +602,10 @@ def main():
     if perf_note:
         notes.append(perf_note)
     rows.extend(memory_rows(memory_probe(a), mem_empty, raw["hwm_kb"]))
+    if os.environ.get("STOP_AFTER") == "memory":     # phases 0-1 only: the memory rows
+        wa = warnings_of(a)
+        a.stop()
+        return print_rows_so_far(rows, notes, wa, populate_s, raw, nsess, t_run)
 
     # -- 2. publish ------------------------------------------------------------------
     lat, acks = [], []

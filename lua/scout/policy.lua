@@ -620,7 +620,11 @@ local function environment(policy)
       if t.path == nil and not dubbo then
         fail(at, label .. ": path is required (or dubbo = { interface = ... })")
       end
-      local svc = tab_new(0, 8)   -- sized once: filled key by key it was rehashed twice, per service
+      -- sized once (filled key by key it was rehashed twice) and to fit: LuaJIT rounds to a power of two, and
+      -- the usual block (path, codec) with name and at is 4 slots, not 8 (96 bytes a service)
+      local n = 3
+      for k in pairs(t) do if k ~= "codec" then n = n + 1 end end
+      local svc = tab_new(0, n)
       svc.name, svc.at, svc.codec = name, at, "plain"
       for k, v in pairs(t) do svc[k] = v end
       if dubbo then

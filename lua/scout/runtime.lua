@@ -12,10 +12,7 @@ local tostring = tostring
 local format = string.format
 local floor = math.floor
 local ceil = math.ceil
-local min, max = math.min, math.max
 local sort = table.sort
-local concat = table.concat
-local byte, sub, find = string.byte, string.sub, string.find
 local setmetatable = setmetatable
 local ipairs = ipairs
 
@@ -25,7 +22,10 @@ local sources = require "scout.sources"
 local announce = require "scout.announce"
 local render = require "scout.render"
 local url = require "scout.util.url"
+local u8 = require "scout.util.utf8"
+local ramp = require "scout.ramp"
 local json = require "cjson.safe"
+local EMPTY_META = require("scout.util.endpoint").EMPTY_META
 
 local M = {}
 
@@ -65,7 +65,7 @@ local function check_endpoint(ep)
   else ep.weight = floor(w) end
   if ep.status == nil then ep.status = "up"
   elseif type(ep.status) ~= "string" then return "codec returned a bad status" end
-  if ep.meta == nil then ep.meta = {}
+  if ep.meta == nil then ep.meta = EMPTY_META
   elseif type(ep.meta) ~= "table" then return "codec returned a bad meta" end
 end
 
@@ -114,6 +114,9 @@ local function hold_back(s, from, to, svc_view)
   local pr = s.protect
   if not pr then return nil end
   local base = s.baseline
+  -- Counts only grow until the first drop, so the baseline is taken then (the count before it), not kept
+  -- from the start: 10,000 services spare a table each.
+  if not base and to >= from then return nil end
   local now = now_ms()
   if not base or from >= base.count or now - base.at > pr.hold then
     base = { count = from, at = now }
@@ -161,6 +164,11 @@ local function hold_back(s, from, to, svc_view)
   return wait < 1 and 1 or ceil(wait)
 end
 
+-- A service's settings its state keeps when the policy gives them: { policy's key, state's key }.
+local OPTIONAL = { { "codec_options", "options" }, { "filter", "filter" }, { "delay", "delay" },
+                   { "on_change", "on_change" }, { "on_protect", "on_protect" },
+                   { "selector_options", "selector_options" }, { "selector", "selector" } }
+
 -- Load the policy; returns what the C core needs (plain values only) or nil, "file:line: message".
 function M.load(path)
   local p, err = policy_dsl.load(path)
@@ -193,22 +201,25 @@ function M.load(path)
   local state = {}
   for i, svc in ipairs(p.services) do
     local codec = assert(codecs.get(svc.codec))  -- validated by the DSL
-    -- Only the fields every service has go in the constructor: LuaJIT sizes a table for every key its
-    -- constructor names, nil or not, and at 10,000 services each slot is 240 KB.
+    -- Only the fields every service has go in the constructor, eight of them: LuaJIT sizes a table for every
+    -- key its constructor names, nil or not, in powers of two (a ninth key doubles the table: 192 bytes a
+    -- service). The others are set only when the policy gives them, or when first needed: filtered (name ->
+    -- true when the filter said no, for explain), baseline (protection), held, failing, list, pool.
     local st = {
       name = svc.name, path = svc.path, codec = codec,
       protect = protection(svc.protect),
       count = 0,       -- endpoints published
       children = {},   -- name -> decoded endpoint, or the reason it is not one
       published = {},  -- id -> endpoint, as last accepted by the C side
-      filtered = {},   -- name -> true when the filter said no (for explain)
       version = 0,     -- bumps with every accepted change (pick rebuilds its list)
-      selector = svc.selector or "swrr",
     }
     -- held = { since = ms, confirms = n, looked = ms of the last confirmation } while a drop is held back
-    st.options, st.filter, st.delay, st.on_change = svc.codec_options, svc.filter, svc.delay, svc.on_change
-    st.on_protect, st.selector_options = svc.on_protect, svc.selector_options
-    st.router = svc.route and assert(require("scout.route").compile(svc.route)) or nil
+    -- (a nil stored under a new key still takes a slot, and the ninth doubles the table: copied if given)
+    for k = 1, #OPTIONAL do
+      local from, to = OPTIONAL[k][1], OPTIONAL[k][2]
+      if svc[from] ~= nil then st[to] = svc[from] end
+    end
+    if svc.route then st.router = assert(require("scout.route").compile(svc.route)) end
     -- a codec with sources (dubbo's configurators, routers...) makes this a service over several paths
     local provider = sources.provider(svc.codec, codec)
     if provider then
@@ -276,80 +287,10 @@ local svc_mt = {
 -- is committed then, and the batch is delivered again). A failing filter raises; the C side then keeps the last
 -- list and delivers the batch again. A sixth result, when some published endpoint's weight still ramps (dubbo's
 -- warm-up), is the ms after which the C side should call again with no changes so the ramp moves on.
---
--- Ramps: a codec may export effective_weight(ep) and warmup_until(ep) (ms of the epoch, nil once final). A decoded
--- weight is right only at decode time, and a name-only child is never decoded again, so the runtime re-weighs the
--- ramping endpoints on every call and publishes those whose weight moved.
-local RAMP_STEP_MS = 10000
+-- (ramps: scout.ramp)
 
-local function reweigh(s, children)
-  local ramping, weigh = s.ramping, s.codec.effective_weight
-  local moved = {}
-  if not ramping or not weigh then return moved end
-  for id in pairs(ramping) do
-    local cur = children[id]
-    if type(cur) == "table" then
-      local w = weigh(cur, wall_ms())
-      if w ~= cur.weight then
-        local copy = {}
-        for k, v in pairs(cur) do copy[k] = v end
-        copy.weight = w
-        children[id] = copy
-        moved[#moved + 1] = id
-      end
-    end
-  end
-  return moved
-end
-
--- Which published endpoints still ramp after this batch, and when to look again (ms), or nil.
-local function next_ramp(s, up, gone_ids)
-  local until_ = s.codec.warmup_until
-  if not until_ or not s.codec.effective_weight then return nil end
-  local ramping, now, soonest = s.ramping or {}, wall_ms(), nil
-  for k = 1, #gone_ids do ramping[gone_ids[k]] = nil end
-  for k = 1, #up do ramping[up[k].id] = until_(up[k], now) and true or nil end
-  for id in pairs(ramping) do
-    local ep = s.published[id]
-    local t = ep and until_(ep, now)
-    if t then
-      soonest = min(soonest or t, t)
-    else
-      ramping[id] = nil
-    end
-  end
-  s.ramping = ramping
-  if not soonest then return nil end
-  return max(1, min(RAMP_STEP_MS, soonest - now))
-end
-
--- Reasons come from codecs and hooks and may quote bytes of a znode: explain's JSON must stay valid UTF-8 (cjson
--- copies bytes as they are), so a malformed sequence becomes U+FFFD. Endpoints need none of this: they crossed the
--- C boundary, which refuses invalid UTF-8.
-local SECOND = { [0xE0] = { 0xA0, 0xBF }, [0xED] = { 0x80, 0x9F }, [0xF0] = { 0x90, 0xBF }, [0xF4] = { 0x80, 0x8F } }
-local function utf8_clean(s)
-  if not find(s, "[\128-\255]") then return s end
-  local out, i, n = {}, 1, #s
-  while i <= n do
-    local c = byte(s, i)
-    local len = c < 0x80 and 1 or (c >= 0xC2 and c <= 0xDF) and 2 or (c >= 0xE0 and c <= 0xEF) and 3
-                or (c >= 0xF0 and c <= 0xF4) and 4 or 0
-    local ok = len > 0 and i + len - 1 <= n
-    for k = 1, ok and len - 1 or 0 do
-      local b, lo, hi = byte(s, i + k), 0x80, 0xBF
-      if k == 1 and SECOND[c] then lo, hi = SECOND[c][1], SECOND[c][2] end
-      if b < lo or b > hi then ok = false; break end
-    end
-    if ok then
-      out[#out + 1] = sub(s, i, i + len - 1)
-      i = i + len
-    else
-      out[#out + 1] = "\239\191\189"
-      i = i + 1
-    end
-  end
-  return concat(out)
-end
+-- Reasons come from codecs and hooks and may quote bytes of a znode: explain's JSON must stay valid UTF-8.
+local utf8_clean = u8.clean
 M.utf8_clean = utf8_clean
 
 -- A child whose data fails (decode, the C boundary) or whose filter raises keeps its last good endpoint, or stays
@@ -431,7 +372,6 @@ function M.update(i, removed, changed)
   -- Verdicts for the names this batch touched; nothing is committed yet.
   local filter = s.filter
   local up, gone_ids, added, gone, changed_eps, quiet = {}, {}, {}, {}, {}, {}
-  local filtered = s.filtered
   local data_read = {}
   for k = 1, #changed do data_read[changed[k][1]] = changed[k][4] end
   local hook_errors = 0
@@ -506,7 +446,12 @@ function M.update(i, removed, changed)
       keep = v
     end
     if type(ep) ~= "string" or QUIET[ep] then set_failing(s, name, nil) end
-    filtered[name] = (up_ and not keep) or nil
+    if up_ and not keep then
+      local f = s.filtered or {}
+      s.filtered, f[name] = f, true
+    elseif s.filtered then
+      s.filtered[name] = nil
+    end
     if keep then
       if not old then
         up[#up + 1] = ep
@@ -557,7 +502,7 @@ function M.update(i, removed, changed)
     end
     for k = 1, #again do seen[again[k]] = true; judge(again[k]) end
   end
-  local moved = reweigh(s, children)
+  local moved = ramp.reweigh(s, children, wall_ms())
   for k = 1, #moved do
     if not seen[moved[k]] then seen[moved[k]] = true; judge(moved[k]) end
   end
@@ -584,7 +529,7 @@ function M.update(i, removed, changed)
   for k = 1, #up do published[up[k].id] = up[k] end
   for k = 1, #quiet do published[quiet[k].id] = quiet[k] end
   s.count = new_count
-  s.seeded = nil
+  if s.seeded then s.seeded = nil end   -- (a nil stored under a missing key still takes a slot)
   if src and src.dirty then
     src.dirty = nil
     s.router, s.route_list = nil, nil   -- rebuilt with the sources' routes on the next pick or settings
@@ -596,7 +541,7 @@ function M.update(i, removed, changed)
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
-  return up, gone_ids, nerr, hook_errors, nil, next_ramp(s, up, gone_ids), degraded_reason(s), nrej
+  return up, gone_ids, nerr, hook_errors, nil, ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s), nrej
 end
 
 -- ---- sources: a service over several paths -------------------------------------------------------------------
@@ -751,7 +696,7 @@ function M.explain(i)
         e.verdict, e.reason = "down", "status is " .. tostring(ep.status)
       elseif s.published[name] == ep then
         e.verdict = "published"
-      elseif s.filtered[name] then
+      elseif s.filtered and s.filtered[name] then
         e.verdict, e.reason = "filtered", "the filter returned false"
       elseif s.held then
         e.verdict, e.reason = "held", "protection holds back a change of the list"
@@ -804,7 +749,7 @@ function M.pick(i, query)
   local list, label = s.list, nil
   local router = router_of(s, i)
   if router then list, label = router:apply(list, ctx) end
-  if not s.pool then s.pool = require("scout.select").pool(s.selector, s.selector_options) end
+  if not s.pool then s.pool = require("scout.select").pool(s.selector or "swrr", s.selector_options) end
   local ep, perr = s.pool:get(list, label):pick(ctx)
   -- whatever a (custom) selector says, the answer starts "no endpoint": the API maps that to 503
   if not ep then return nil, (perr == nil or perr == "no endpoint") and "no endpoint" or "no endpoint: " .. perr end

@@ -7,6 +7,7 @@
  */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -228,6 +229,24 @@ test_lua_meta_inline(void)
     lua_close(L);
 }
 
+/* One published endpoint per znode watched (100k at 10,000 x 10): a usual
+ * one ("ep-1", an IPv4 host, "up", no meta) is one malloc chunk of 160
+ * bytes, not 176 (the struct's fields without padding).  Under ASan the
+ * usable size is the request itself, which must fit as well. */
+static void
+test_endpoint_footprint(void)
+{
+    scout_endpoint_t *ep = scout_endpoint_new("ep-1", 4, "10.0.12.34", 10,
+                                              "up", 2);
+
+    CHECK(ep != NULL);
+    CHECK(malloc_usable_size(ep) <= 152, "%zu usable bytes",
+          malloc_usable_size(ep));
+    CHECK(strcmp(ep->id, "ep-1") == 0 && strcmp(ep->host, "10.0.12.34") == 0
+          && strcmp(ep->status, "up") == 0);
+    scout_endpoint_free(ep);
+}
+
 /* A list asked for is held once: taken, the set keeps no copy, and the
  * next take renders what the set holds then. */
 static void
@@ -348,5 +367,6 @@ main(void)
     RUN(test_set_json());
     RUN(test_json_take());
     RUN(test_lua_meta_inline());
+    RUN(test_endpoint_footprint());
     return test_summary();
 }

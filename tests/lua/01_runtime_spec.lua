@@ -867,3 +867,50 @@ service "memo" {
     end)
   end)
 end)
+
+-- Issue 14: what a big registry keeps in Lua once the garbage is gone, per service and per endpoint (2,000 services
+-- of 5 plain endpoints, read the way the agent reads them). The bounds sit between what it cost before and now
+-- (per service 1,258 -> ~800 B: the state's table in 8 slots, no baseline before a drop, the policy's block sized to
+-- its keys; per endpoint ~420 -> ~350 B: one shared empty meta).
+describe("scout.runtime memory at rest", function()
+  local N, E = 2000, 5
+
+  local function live_kb()
+    collectgarbage()
+    collectgarbage()
+    return collectgarbage("count")
+  end
+
+  teardown(function() H.cleanup() end)
+
+  it("keeps under 950 bytes a service and 400 bytes an endpoint", function()
+    assert(runtime.load(H.write('zookeeper { servers = "127.0.0.1:2181" }\nservice "one" { path = "/one" }\n')))
+    local src = { 'zookeeper { servers = "127.0.0.1:2181" }' }
+    for i = 1, N do
+      src[#src + 1] = string.format('service "svc-%05d" { path = "/scale/svc-%05d", codec = "plain" }', i, i)
+    end
+    local path = H.write(table.concat(src, "\n"))
+    local b0 = live_kb()
+    assert(runtime.load(path))
+    for i = 1, N do runtime.update(i, {}, {}) end       -- the first (empty) listing: every service judged once
+    local b1 = live_kb()
+    for i = 1, N do
+      local changed = {}
+      for e = 1, E do
+        changed[e] = { "ep-" .. e, string.format('{"host":"10.%d.%d.%d","port":%d}', i % 200, e, i % 250, 8000 + e),
+                       100 + e, true }
+      end
+      local up = runtime.update(i, {}, changed)
+      assert.equals(E, #up)
+    end
+    local b2 = live_kb()
+    local per_service, per_endpoint = (b1 - b0) * 1024 / N, (b2 - b1) * 1024 / (N * E)
+    assert.is_true(per_service < 950, string.format("%.0f bytes a service", per_service))
+    assert.is_true(per_endpoint < 400, string.format("%.0f bytes an endpoint", per_endpoint))
+    -- and what is kept is still what the hooks and the API see
+    local ex = require("cjson").decode(runtime.explain(N))
+    assert.equals(E, #ex.children)
+    assert.equals("published", ex.children[1].verdict)
+    assert.same({}, ex.children[1].endpoint.meta)
+  end)
+end)

@@ -126,4 +126,26 @@ describe("scout.util.endpoint", function()
     assert.has_error(function() E.check({ host = "h", port = 1, status = "UP" }) end)
     assert.has_error(function() E.check({ host = "h", port = 1, meta = { a = true } }) end)
   end)
+
+  -- issue 14: 100k endpoints without meta share one empty table instead of a table each
+  it("gives endpoints without meta one shared, read-only empty meta; a copy gets its own", function()
+    local plain = require "scout.codec.plain"
+    local a = plain.decode("a", '{"host":"10.0.0.1","port":80}')
+    local b = plain.decode("b", "10.0.0.2:80")
+    assert.same({}, a.meta)
+    assert.equals(a.meta, b.meta)
+    assert.equals(E.EMPTY_META, E.new("c", "h", 1, 1, {}).meta)
+    local ok, err = pcall(function() a.meta.zone = "x" end)
+    assert.is_false(ok)
+    assert.matches("shared empty one", err)
+    assert.is_nil(next(b.meta))                    -- nothing leaked into the others
+    local c = E.copy(a)
+    c.meta.zone = "x"
+    assert.equals("x", c.meta.zone)
+    assert.is_nil(a.meta.zone)
+    local m = plain.decode("d", '{"host":"10.0.0.1","port":80,"meta":{"zone":"a"}}').meta
+    assert.are_not.equal(E.EMPTY_META, m)
+    m.extra = "y"                                  -- a meta of its own stays writable
+    assert.equals("y", m.extra)
+  end)
 end)
