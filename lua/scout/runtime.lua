@@ -65,8 +65,10 @@ local function check_endpoint(ep)
   else ep.weight = floor(w) end
   if ep.status == nil then ep.status = "up"
   elseif type(ep.status) ~= "string" then return "codec returned a bad status" end
-  if ep.meta == nil then ep.meta = EMPTY_META
-  elseif type(ep.meta) ~= "table" then return "codec returned a bad meta" end
+  local meta = ep.meta
+  if meta == nil then ep.meta = EMPTY_META
+  elseif type(meta) ~= "table" then return "codec returned a bad meta"
+  elseif meta ~= EMPTY_META and next(meta) == nil then ep.meta = EMPTY_META end
 end
 
 local function same_meta(a, b)

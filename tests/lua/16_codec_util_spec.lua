@@ -130,11 +130,11 @@ describe("scout.util.endpoint", function()
   -- issue 14: 100k endpoints without meta share one empty table instead of a table each
   it("gives endpoints without meta one shared, read-only empty meta; a copy gets its own", function()
     local plain = require "scout.codec.plain"
-    local a = plain.decode("a", '{"host":"10.0.0.1","port":80}')
+    local a = plain.decode("a", "10.0.0.1:80")
     local b = plain.decode("b", "10.0.0.2:80")
     assert.same({}, a.meta)
     assert.equals(a.meta, b.meta)
-    assert.equals(E.EMPTY_META, E.new("c", "h", 1, 1, {}).meta)
+    assert.equals(E.EMPTY_META, E.new("c", "h", 1, 1).meta)
     local ok, err = pcall(function() a.meta.zone = "x" end)
     assert.is_false(ok)
     assert.matches("shared empty one", err)
@@ -147,5 +147,14 @@ describe("scout.util.endpoint", function()
     assert.are_not.equal(E.EMPTY_META, m)
     m.extra = "y"                                  -- a meta of its own stays writable
     assert.equals("y", m.extra)
+  end)
+
+  -- a custom codec may build its meta after E.new: an empty table it passed must stay its own, or what it adds
+  -- is lost without a word
+  it("keeps an empty meta table a codec passes, so what it adds later is kept", function()
+    local m = {}
+    local ep = E.new("c", "h", 1, 1, m)
+    m.zone = "a"
+    assert.equals("a", ep.meta.zone)
   end)
 end)

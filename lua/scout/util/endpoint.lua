@@ -138,8 +138,10 @@ function M.check(ep, level)
   return ep
 end
 
+-- A meta table the caller passes stays the endpoint's own, even empty (a codec may fill it after this call); the
+-- runtime swaps an empty one for EMPTY_META when it takes the endpoint.
 function M.new(id, host, port, weight, meta, status)
-  if meta == nil or next(meta) == nil then meta = EMPTY_META end
+  if meta == nil then meta = EMPTY_META end
   return { id = id, host = host, port = port, weight = weight, meta = meta, status = status or "up" }
 end
 
