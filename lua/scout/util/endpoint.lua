@@ -14,7 +14,6 @@ local tonumber = tonumber
 local format = string.format
 local sort = table.sort
 local concat = table.concat
-local next = next
 local error = error
 local setmetatable = setmetatable
 
