@@ -32,6 +32,15 @@ MANY_CHILDREN = 110                 # ~224 bytes of watched path each: ~24.6 KB 
 MANY_BUDGET = 65536                 # each service is under the budget (and under half of it); together ~1.2 MB
 
 
+WIDE = 3                            # services under /wide, each with more children than the read window
+WIDE_CHILDREN = 1200                # 3,600 data reads at once: over the agent's window of 1,000 in flight
+WINDOW = 1000                       # SCOUT_WATCH_READ_WINDOW (zk/watch.h)
+
+
+def wide_path(k):
+    return "/wide/svc-%d" % k
+
+
 def many_path(k):
     return "/many/svc-%02d" % k
 
@@ -190,6 +199,42 @@ class BigService(unittest.TestCase):
         self.assertEqual(s.metric("scout_zk_reconnect_loops_total"), 0)
         self.assertEqual(s.metric("scout_zk_sessions_created_total"), sessions_before)
         self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "svc00"), 0)
+
+    def test_reads_in_flight_stay_within_the_window(self):
+        # At 1,000,000 endpoints every child list asked for all its data reads at once; ZooKeeper, a million
+        # requests behind, stopped hearing sessions and expired them mid-sync, and each expiry started that
+        # session's reads again.  The agent keeps at most WINDOW data reads in flight, all sessions together; the
+        # rest wait their turn and are read as answers come back, with their watches set
+        kz = self.zk.client()
+        for k in range(WIDE):
+            kz.ensure_path(wide_path(k))
+            for start in range(0, WIDE_CHILDREN, 500):
+                futs = [kz.create_async("%s/ep-%04d" % (wide_path(k), i),
+                                        json.dumps({"host": "10.4.%d.1" % k, "port": 1000 + i}).encode())
+                        for i in range(start, min(WIDE_CHILDREN, start + 500))]
+                for f in futs:
+                    f.get(timeout=30)
+        services = {"wide%d" % k: 'path = "%s", protect = false' % wide_path(k) for k in range(WIDE)}
+        self.scout = s = Scout(policy(services, session_timeout=4000), self.zk.connect).start()
+        wait_until(lambda: all(v["state"] == "synced" and v["endpoints"] == WIDE_CHILDREN
+                               for v in s.services().values()) and len(s.services()) == WIDE,
+                   timeout=60, what="every service synced")
+        for k in range(WIDE):
+            eps = s.endpoints("wide%d" % k)[0]
+            self.assertEqual(sorted(e["port"] for e in eps), list(range(1000, 1000 + WIDE_CHILDREN)))
+            self.assertTrue(all(e["host"] == "10.4.%d.1" % k for e in eps))
+        m = s.metrics()
+        self.assertEqual(m.get("scout_zk_reads_in_flight_max"), WINDOW,
+                         "the window was filled and never passed (%d data reads wanted at once)" % (WIDE * WIDE_CHILDREN))
+        self.assertEqual(m.get("scout_zk_reads_in_flight"), 0, "every read answered")
+        self.assertEqual(m.get("scout_zk_reads_waiting"), 0, "nothing left waiting")
+        # the reads that waited set their watches too: a change to the last child of every service arrives
+        for k in range(WIDE):
+            kz.set("%s/ep-%04d" % (wide_path(k), WIDE_CHILDREN - 1),
+                   json.dumps({"host": "10.4.%d.9" % k, "port": 9}).encode())
+        wait_until(lambda: all(any(e["host"] == "10.4.%d.9" % k for e in s.endpoints("wide%d" % k)[0])
+                               for k in range(WIDE)), what="a change to a child read late, on every service")
+        wait_until(lambda: s.health()[0] == 200, what="healthy")
 
     @staticmethod
     def session_ids(s):
