@@ -360,6 +360,7 @@ children_done(int rc, const struct String_vector *names,
     unsigned changed = 0;
     int verifying = w->verifying;
 
+    scout_watch_window_give(w);
     free(r);
     w->children_inflight = 0;
     if (w->dead) {
@@ -462,13 +463,18 @@ exists_done(int rc, const struct Stat *stat, const void *data)
 static void
 issue_children(scout_watch_t *w, zhandle_t *zh)
 {
-    read_req_t *r = scout_watch_req_new(w, NULL);
+    read_req_t *r;
 
-    if (r == NULL)
+    if (!scout_watch_window_take(w))
+        return;                 /* still dirty: read on from window.c */
+    if ((r = scout_watch_req_new(w, NULL)) == NULL) {
+        scout_watch_window_give(w);
         return;
+    }
     w->children_dirty = 0;
     if (zoo_awget_children2(zh, w->path, on_parent_event, w->session,
                             children_done, r) != ZOK) {
+        scout_watch_window_give(w);
         free(r);
         w->children_dirty = 1;
         return;

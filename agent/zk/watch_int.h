@@ -99,9 +99,9 @@ void        scout_watch_acct_drop(scout_watch_t *w);
 /* spread.c: at exit (scout_watch_reap(NULL)), when every watch is gone. */
 void        scout_watch_accts_free(void);
 
-/* window.c: a credit for one data read (0: none; the watch waits and is
- * read again when credits come back), given back by its completion (or a
- * failed send); leave the waiting line (retire, free). */
+/* window.c: a credit for one read, list or data (0: none; the watch
+ * waits and is read again when credits come back), given back by its
+ * completion (or a failed send); leave the waiting line (retire, free). */
 int         scout_watch_window_take(scout_watch_t *w);
 void        scout_watch_window_give(scout_watch_t *w);
 void        scout_watch_window_del(scout_watch_t *w);

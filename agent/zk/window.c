@@ -1,5 +1,5 @@
 /*
- * window.c -- a bound on the data reads in flight, all sessions together.
+ * window.c -- a bound on the reads in flight, all sessions together.
  *
  * A service's child list asks for one data read per child at once.  At
  * 1,000,000 endpoints that put a million reads in ZooKeeper's queues within
@@ -8,13 +8,15 @@
  * stopped hearing sessions for longer than their timeout, expired dozens of
  * them in the middle of the sync, and every expiry started all of that
  * session's reads again.  The bare client in bench/scale learnt the same
- * (rawsync keeps a window).  So a data read takes a credit before it is sent
- * and gives it back in its completion (every request gets exactly one, with
- * ZCLOSING when its handle closes); a watch that finds no credit waits here,
- * in order, its children staying dirty, and is read again from a timer once
- * credits came back -- never from inside another watch's completion.
- * Child-list, exists and sync requests are not counted: one per path, and
- * anti-entropy has its own rate.  This file must never block or call Lua.
+ * (rawsync keeps a window).  100,000 services ask for 100,000 child lists at
+ * once the same way.  So a read (a child list or a child's data) takes a
+ * credit before it is sent and gives it back in its completion (every
+ * request gets exactly one, with ZCLOSING when its handle closes); a watch
+ * that finds no credit waits here, in order, what it would have read staying
+ * dirty, and is read again from a timer once credits came back -- never from
+ * inside another watch's completion.  Exists and sync requests are not
+ * counted: rare, and anti-entropy's exists have their own rate.  This file
+ * must never block or call Lua.
  */
 #include "zk/watch_int.h"
 
