@@ -200,21 +200,24 @@ class BigService(unittest.TestCase):
         self.assertEqual(s.metric("scout_zk_sessions_created_total"), sessions_before)
         self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "svc00"), 0)
 
+    def create_wide(self, services, children):
+        kz = self.zk.client()
+        for k in range(services):
+            kz.ensure_path(wide_path(k))
+            for start in range(0, children, 500):
+                futs = [kz.create_async("%s/ep-%04d" % (wide_path(k), i),
+                                        json.dumps({"host": "10.4.%d.1" % k, "port": 1000 + i}).encode())
+                        for i in range(start, min(children, start + 500))]
+                for f in futs:
+                    f.get(timeout=30)
+        return kz, {"wide%d" % k: 'path = "%s", protect = false' % wide_path(k) for k in range(services)}
+
     def test_reads_in_flight_stay_within_the_window(self):
         # At 1,000,000 endpoints every child list asked for all its data reads at once; ZooKeeper, a million
         # requests behind, stopped hearing sessions and expired them mid-sync, and each expiry started that
         # session's reads again.  The agent keeps at most WINDOW data reads in flight, all sessions together; the
         # rest wait their turn and are read as answers come back, with their watches set
-        kz = self.zk.client()
-        for k in range(WIDE):
-            kz.ensure_path(wide_path(k))
-            for start in range(0, WIDE_CHILDREN, 500):
-                futs = [kz.create_async("%s/ep-%04d" % (wide_path(k), i),
-                                        json.dumps({"host": "10.4.%d.1" % k, "port": 1000 + i}).encode())
-                        for i in range(start, min(WIDE_CHILDREN, start + 500))]
-                for f in futs:
-                    f.get(timeout=30)
-        services = {"wide%d" % k: 'path = "%s", protect = false' % wide_path(k) for k in range(WIDE)}
+        kz, services = self.create_wide(WIDE, WIDE_CHILDREN)
         self.scout = s = Scout(policy(services, session_timeout=4000), self.zk.connect).start()
         wait_until(lambda: all(v["state"] == "synced" and v["endpoints"] == WIDE_CHILDREN
                                for v in s.services().values()) and len(s.services()) == WIDE,
@@ -235,6 +238,35 @@ class BigService(unittest.TestCase):
         wait_until(lambda: all(any(e["host"] == "10.4.%d.9" % k for e in s.endpoints("wide%d" % k)[0])
                                for k in range(WIDE)), what="a change to a child read late, on every service")
         wait_until(lambda: s.health()[0] == 200, what="healthy")
+
+    def test_anti_entropy_waits_while_reads_wait(self):
+        # The paths read first came due for their anti-entropy check while most of the registry was still
+        # waiting to be read: at a million endpoints the checks took a third of the server's requests during
+        # the sync.  No check goes out while reads wait for room in the window; the checks come after
+        n = 4
+        kz, services = self.create_wide(n, 1500)           # 6,000 reads: the window is full for a while
+        self.scout = s = Scout(policy(services, session_timeout=4000,
+                                      extra='agent { anti_entropy = "100ms", anti_entropy_rate = 100000 }'),
+                               self.zk.connect).start()
+        waiting_samples, exists_while_waiting = 0, 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                m = s.metrics()
+            except OSError:
+                continue                                    # not listening yet
+            if m.get("scout_zk_reads_waiting", 0) > 0:
+                waiting_samples += 1
+                exists_while_waiting = max(exists_while_waiting, m.get('scout_zk_requests_total{op="exists"}', 0))
+            v = s.services()
+            if len(v) == n and all(x["state"] == "synced" and x["endpoints"] == 1500 for x in v.values()):
+                break
+        self.assertGreater(waiting_samples, 0, "seen while reads waited for the window")
+        self.assertEqual(exists_while_waiting, 0, "no anti-entropy exists while reads waited")
+        # the checks were held back, not dropped: once nothing waits they run (every child is asked)
+        wait_until(lambda: s.metric('scout_zk_requests_total{op="exists"}') >= n * 1500,
+                   what="anti-entropy checks after the sync")
+        self.assertEqual(sum(s.metric("scout_service_anti_entropy_repairs_total", k) for k in services), 0)
 
     @staticmethod
     def session_ids(s):
