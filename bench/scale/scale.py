@@ -504,15 +504,23 @@ def main():
             f.write('for i = 0, %d do\n  local n = string.format("svc-%%05d", i)\n'
                     '  service(n) { path = "%s/" .. n, codec = "plain" }\nend\n'
                     % (SERVICES - 1, ROOT_PATH))
-    checks = []
-    for _ in range(3):
+    checks, over = [], 0
+    for _ in range(3 + LOAD_RETRIES):
         t = time.monotonic()
         r = subprocess.run([scout, "check", policy], capture_output=True, text=True)
-        checks.append(time.monotonic() - t)
+        if r.returncode != 0 and "budget" in r.stdout + r.stderr:
+            over += 1               # the wall-clock load budget on a loaded machine: see start_agent
+            continue
         if r.returncode != 0:
             raise SystemExit("scale: scout check failed: %s%s" % (r.stdout, r.stderr))
-    log("policy: %d services, %d bytes; scout check %.0f ms (fastest of 3)"
-        % (SERVICES, os.path.getsize(policy), min(checks) * 1000))
+        checks.append(time.monotonic() - t)
+        if len(checks) == 3:
+            break
+    if not checks:
+        raise SystemExit("scale: scout check passed its load budget %d times (load average %s)"
+                         % (over, loadavg()))
+    log("policy: %d services, %d bytes; scout check %.0f ms (fastest of %d; %d over the load budget)"
+        % (SERVICES, os.path.getsize(policy), min(checks) * 1000, len(checks), over))
 
     mem_empty = memory_empty(scout, policy, zk, tmp) if os.environ.get("MEM_EMPTY", "1") == "1" else None
 
