@@ -35,6 +35,7 @@ MANY_BUDGET = 65536                 # each service is under the budget (and unde
 WIDE = 3                            # services under /wide, each with more children than the read window
 WIDE_CHILDREN = 1200                # 3,600 data reads at once: over the agent's window of 1,000 in flight
 WINDOW = 1000                       # SCOUT_WATCH_READ_WINDOW (zk/watch.h)
+SMALL = 40                          # services of one child each, read beside the wide ones
 
 
 def wide_path(k):
@@ -218,9 +219,16 @@ class BigService(unittest.TestCase):
         # session's reads again.  The agent keeps at most WINDOW data reads in flight, all sessions together; the
         # rest wait their turn and are read as answers come back, with their watches set
         kz, services = self.create_wide(WIDE, WIDE_CHILDREN)
+        # small services whose first read (spread over the session's first second) mostly comes while the wide
+        # ones fill the window: they have nothing in flight to carry them on, only their turn in the line
+        for k in range(SMALL):
+            kz.create("/narrow/svc-%02d/ep-0" % k, json.dumps({"host": "10.3.0.1", "port": 100 + k}).encode(),
+                      makepath=True)
+            services["narrow%02d" % k] = 'path = "/narrow/svc-%02d", protect = false' % k
         self.scout = s = Scout(policy(services, session_timeout=4000), self.zk.connect).start()
-        wait_until(lambda: all(v["state"] == "synced" and v["endpoints"] == WIDE_CHILDREN
-                               for v in s.services().values()) and len(s.services()) == WIDE,
+        wait_until(lambda: all(v["state"] == "synced"
+                               and v["endpoints"] == (WIDE_CHILDREN if k.startswith("wide") else 1)
+                               for k, v in s.services().items()) and len(s.services()) == WIDE + SMALL,
                    timeout=60, what="every service synced")
         for k in range(WIDE):
             eps = s.endpoints("wide%d" % k)[0]
