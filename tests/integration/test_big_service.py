@@ -250,31 +250,37 @@ class BigService(unittest.TestCase):
     def test_anti_entropy_waits_while_reads_wait(self):
         # The paths read first came due for their anti-entropy check while most of the registry was still
         # waiting to be read: at a million endpoints the checks took a third of the server's requests during
-        # the sync.  No check goes out while reads wait for room in the window; the checks come after
-        n = 4
-        kz, services = self.create_wide(n, 1500)           # 6,000 reads: the window is full for a while
+        # the sync.  No check goes out while reads wait for room in the window or fill it; the checks come after.
+        # One wide service keeps the window full for its whole sync (its last reads carry themselves on, so
+        # nothing waits again once its tail is in flight); a small one is read (and due every ~10 ms) beside it
+        kz, services = self.create_wide(1, 4000)
+        kz.ensure_path("/narrow/svc")                      # 200 children: a check is 200 exists at once
+        for f in [kz.create_async("/narrow/svc/ep-%d" % i, json.dumps({"host": "10.3.0.1", "port": 100 + i}).encode())
+                  for i in range(200)]:
+            f.get(timeout=30)
+        services["narrow"] = 'path = "/narrow/svc", protect = false'
         self.scout = s = Scout(policy(services, session_timeout=4000,
-                                      extra='agent { anti_entropy = "100ms", anti_entropy_rate = 100000 }'),
+                                      extra='agent { anti_entropy = "10ms", anti_entropy_rate = 100000 }'),
                                self.zk.connect).start()
-        waiting_samples, exists_while_waiting = 0, 0
+        # (the small one may be read, and checked, before the wide one's first read: the session's first reads
+        # are spread over a second; what counts is what goes out while reads wait)
+        exists_while_waiting = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            try:
-                m = s.metrics()
-            except OSError:
-                continue                                    # not listening yet
+            m = s.metrics()
             if m.get("scout_zk_reads_waiting", 0) > 0:
-                waiting_samples += 1
-                exists_while_waiting = max(exists_while_waiting, m.get('scout_zk_requests_total{op="exists"}', 0))
+                exists_while_waiting.append(m.get('scout_zk_requests_total{op="exists"}', 0))
             v = s.services()
-            if len(v) == n and all(x["state"] == "synced" and x["endpoints"] == 1500 for x in v.values()):
+            if v["wide0"]["state"] == "synced" and v["wide0"]["endpoints"] == 4000 and v["narrow"]["state"] == "synced":
                 break
-        self.assertGreater(waiting_samples, 0, "seen while reads waited for the window")
-        self.assertEqual(exists_while_waiting, 0, "no anti-entropy exists while reads waited")
+        self.assertGreater(len(exists_while_waiting), 1, "seen while reads waited for the window")
+        self.assertEqual(exists_while_waiting[-1], exists_while_waiting[0],
+                         "no anti-entropy exists while reads waited (%d samples)" % len(exists_while_waiting))
         # the checks were held back, not dropped: once nothing waits they run (every child is asked)
-        wait_until(lambda: s.metric('scout_zk_requests_total{op="exists"}') >= n * 1500,
+        wait_until(lambda: s.metric('scout_zk_requests_total{op="exists"}') >= 4200,
                    what="anti-entropy checks after the sync")
-        self.assertEqual(sum(s.metric("scout_service_anti_entropy_repairs_total", k) for k in services), 0)
+        self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "wide0"), 0)
+        self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "narrow"), 0)
 
     @staticmethod
     def session_ids(s):
