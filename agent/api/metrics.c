@@ -247,6 +247,21 @@ agent_metrics(FILE *out, const scout_api_view_t *v, unsigned conns,
                  "# TYPE scout_anti_entropy_period_seconds gauge\n"
                  "scout_anti_entropy_period_seconds %.3f\n",
             scout_watch_anti_entropy_period());
+    fprintf(out, "# HELP scout_zk_reads_in_flight reads (child lists, data) "
+                 "sent and not yet answered, all sessions together "
+                 "(bounded at %d)\n"
+                 "# TYPE scout_zk_reads_in_flight gauge\n"
+                 "scout_zk_reads_in_flight %zu\n"
+                 "# HELP scout_zk_reads_in_flight_max the most reads ever "
+                 "in flight at once\n"
+                 "# TYPE scout_zk_reads_in_flight_max gauge\n"
+                 "scout_zk_reads_in_flight_max %zu\n"
+                 "# HELP scout_zk_reads_waiting paths whose reads wait for "
+                 "room in the window\n"
+                 "# TYPE scout_zk_reads_waiting gauge\n"
+                 "scout_zk_reads_waiting %zu\n", SCOUT_WATCH_READ_WINDOW,
+            scout_watch_reads_in_flight(), scout_watch_reads_in_flight_max(),
+            scout_watch_reads_waiting());
 }
 
 /* process_* as the Prometheus client libraries define them, from /proc. */

@@ -324,7 +324,14 @@ check(scout_watch_t *w, size_t budget)
 
 /* Let due watches go while the bucket holds tokens; a check is sent
  * in turns of at most the tokens held plus one (and AE_CHUNK), so over any
- * span the requests stay within the rate plus one burst and one turn. */
+ * span the requests stay within the rate plus one burst and one turn.
+ * While reads wait for room in the window, or fill it (window.c: a sync
+ * or a re-read bigger than the server takes at once; the line empties for
+ * a moment while the last paths carry themselves on), no check goes out:
+ * at a million endpoints the checks of the paths read first took a third
+ * of the server's requests from the paths still to read; the queue waits. */
+#define AE_YIELD_SECONDS 0.1
+
 static void
 pace_run(void)
 {
@@ -334,6 +341,14 @@ pace_run(void)
     if (ae.tokens > burst)
         ae.tokens = burst;
     ae.refilled = now;
+    if (ae.head != NULL
+        && (scout_watch_reads_waiting() > 0
+            || scout_watch_reads_in_flight() >= SCOUT_WATCH_READ_WINDOW)) {
+        ev_timer_stop(ae.loop, &ae.pace);
+        ev_timer_set(&ae.pace, AE_YIELD_SECONDS, 0.);
+        ev_timer_start(ae.loop, &ae.pace);
+        return;
+    }
     while (ae.head != NULL && ae.tokens > 0) {
         scout_watch_t *w = ae.head;
 

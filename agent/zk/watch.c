@@ -243,6 +243,7 @@ children_done(int rc, const struct String_vector *names,
     unsigned changed = 0;
     int verifying = w->verifying;
 
+    scout_watch_window_give(w);
     free(r);
     w->children_inflight = 0;
     if (w->dead) {
@@ -345,13 +346,18 @@ exists_done(int rc, const struct Stat *stat, const void *data)
 static void
 issue_children(scout_watch_t *w, zhandle_t *zh)
 {
-    read_req_t *r = scout_watch_req_new(w, NULL);
+    read_req_t *r;
 
-    if (r == NULL)
+    if (!scout_watch_window_take(w))
+        return;                 /* still dirty: read on from window.c */
+    if ((r = scout_watch_req_new(w, NULL)) == NULL) {
+        scout_watch_window_give(w);
         return;
+    }
     w->children_dirty = 0;
     if (zoo_awget_children2(zh, w->path, scout_watch_on_parent_event,
                             w->session, children_done, r) != ZOK) {
+        scout_watch_window_give(w);
         free(r);
         w->children_dirty = 1;
         return;
@@ -398,6 +404,7 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
     scout_watch_t *w = r->w;
     scout_child_t *child;
 
+    scout_watch_window_give(w);
     if (w->dead) {
         free(r);
         w->data_inflight--;
@@ -468,14 +475,19 @@ issue_data_reads(scout_watch_t *w)
             pp = &child->next_dirty;
             continue;
         }
-        if (need > sizeof(buf) && (path = malloc(need)) == NULL)
+        if (!scout_watch_window_take(w))
+            return;             /* window full: read on from window.c */
+        if (need > sizeof(buf) && (path = malloc(need)) == NULL) {
+            scout_watch_window_give(w);
             return;
+        }
         snprintf(path, need, "%s/%s",
                  strcmp(w->path, "/") == 0 ? "" : w->path, child->name);
         r = scout_watch_req_new(w, child->name);
         if (r == NULL
             || zoo_awget(zh, path, scout_watch_on_child_event,
                          w->slot_session[slot], data_done, r) != ZOK) {
+            scout_watch_window_give(w);
             free(r);
             if (path != buf)
                 free(path);
@@ -599,6 +611,7 @@ void
 scout_watch_retire(scout_watch_t *w)
 {
     scout_watch_resync_del(w);  /* out of the anti-entropy queue and total */
+    scout_watch_window_del(w);
     scout_watch_index_del(w);
     scout_watch_spread_del(w);               /* no event reaches it any more */
     ev_timer_stop(w->loop, &w->timer);
@@ -645,6 +658,7 @@ scout_watch_free(scout_watch_t *w)
     ev_timer_stop(w->loop, &w->timer);
     ev_timer_stop(w->loop, &w->resync);
     scout_watch_resync_del(w);
+    scout_watch_window_del(w);
     scout_cache_free(&w->cache);
     scout_watch_slots_free(w);
     free(w->path);

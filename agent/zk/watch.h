@@ -50,6 +50,15 @@ void scout_watch_on_pool_session(scout_session_t *session,
  * SetWatches re-sends on reconnect (kept as watches come and go, O(1)). */
 size_t scout_watch_session_total(const scout_session_t *session);
 
+/* Reads in flight (child lists and data), all sessions together, are
+ * bounded (window.c): a million queued at once made ZooKeeper expire
+ * sessions mid-sync.  The gauges: in flight now, the most ever, watches
+ * waiting for room. */
+#define SCOUT_WATCH_READ_WINDOW 1000
+size_t scout_watch_reads_in_flight(void);
+size_t scout_watch_reads_in_flight_max(void);
+size_t scout_watch_reads_waiting(void);
+
 /* What woke a watch; the delay hook sees the name (event_kind_name). */
 typedef enum {
     SCOUT_EVENT_CHILDREN = 0,  /* the child list changed                   */

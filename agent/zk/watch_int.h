@@ -66,6 +66,9 @@ struct scout_watch_s {
     size_t                  ae_cost;
     char                   *ae_at;          /* the next child to ask   */
     size_t                  ae_pos;         /* children passed so far  */
+    /* window.c: waiting for room in the data reads' window */
+    scout_watch_t          *win_prev, *win_next;
+    unsigned                win_queued:1;
 };
 
 typedef struct {
@@ -102,6 +105,13 @@ void        scout_watch_slots_free(scout_watch_t *w);
 void        scout_watch_acct_drop(scout_watch_t *w);
 /* spread.c: at exit (scout_watch_reap(NULL)), when every watch is gone. */
 void        scout_watch_accts_free(void);
+
+/* window.c: a credit for one read, list or data (0: none; the watch
+ * waits and is read again when credits come back), given back by its
+ * completion (or a failed send); leave the waiting line (retire, free). */
+int         scout_watch_window_take(scout_watch_t *w);
+void        scout_watch_window_give(scout_watch_t *w);
+void        scout_watch_window_del(scout_watch_t *w);
 
 /* antientropy.c: set up, (re-)arm after a session event, a jittered period */
 void   scout_watch_resync_init(scout_watch_t *w);

@@ -376,11 +376,35 @@ def memory_probe(agent):
             "heap": heap, "anon": anon, "lua": lua}
 
 
+LOAD_RETRIES = 5
+
+
+def start_agent(scout, policy, zk, tmp, tag, notes, **kw):
+    """Agent(...), started again (at most LOAD_RETRIES times) when it exits because loading
+    the policy passed its wall-clock budget (5 s at start: on this shared machine, under
+    nice, 100,000 services -- even 10,000 -- can wait that long for a CPU). Each retry is
+    noted in the table: it is the machine's load, not a measure of the agent."""
+    for attempt in range(LOAD_RETRIES + 1):
+        a = Agent(scout, policy, zk, tmp, tag, **kw)
+        while a.alive() and not os.path.exists(a.sock) and time.monotonic() - a.t0 < 120:
+            time.sleep(0.01)
+        if a.alive() or attempt == LOAD_RETRIES:
+            return a
+        tail = a.log_tail(3)
+        if "exceeded its" not in tail or "budget" not in tail:
+            return a                    # another failure: the caller reports it
+        notes.append("agent %s: the policy load passed its wall-clock budget (load average %s); "
+                     "started again" % (tag, loadavg()))
+        log("agent %s: policy load over budget, starting it again: %s" % (tag, tail.splitlines()[-1]))
+        a.stop()
+    return a
+
+
 def memory_empty(scout, policy, zk, tmp):
     """The same policy on a registry that has none of its paths yet (run before the
     populate): what the services cost without a single endpoint. None if it never
     answers health 200 (then the per-endpoint rows count the services' cost too)."""
-    a = Agent(scout, policy, zk, tmp, "mem0", cache_dir=os.path.join(tmp, "cache-mem0"))
+    a = start_agent(scout, policy, zk, tmp, "mem0", [], cache_dir=os.path.join(tmp, "cache-mem0"))
     mem = None
     while time.monotonic() - a.t0 < SYNC_TIMEOUT_S and a.alive():
         try:
@@ -480,15 +504,23 @@ def main():
             f.write('for i = 0, %d do\n  local n = string.format("svc-%%05d", i)\n'
                     '  service(n) { path = "%s/" .. n, codec = "plain" }\nend\n'
                     % (SERVICES - 1, ROOT_PATH))
-    checks = []
-    for _ in range(3):
+    checks, over = [], 0
+    for _ in range(3 + LOAD_RETRIES):
         t = time.monotonic()
         r = subprocess.run([scout, "check", policy], capture_output=True, text=True)
-        checks.append(time.monotonic() - t)
+        if r.returncode != 0 and "budget" in r.stdout + r.stderr:
+            over += 1               # the wall-clock load budget on a loaded machine: see start_agent
+            continue
         if r.returncode != 0:
             raise SystemExit("scale: scout check failed: %s%s" % (r.stdout, r.stderr))
-    log("policy: %d services, %d bytes; scout check %.0f ms (fastest of 3)"
-        % (SERVICES, os.path.getsize(policy), min(checks) * 1000))
+        checks.append(time.monotonic() - t)
+        if len(checks) == 3:
+            break
+    if not checks:
+        raise SystemExit("scale: scout check passed its load budget %d times (load average %s)"
+                         % (over, loadavg()))
+    log("policy: %d services, %d bytes; scout check %.0f ms (fastest of %d; %d over the load budget)"
+        % (SERVICES, os.path.getsize(policy), min(checks) * 1000, len(checks), over))
 
     mem_empty = memory_empty(scout, policy, zk, tmp) if os.environ.get("MEM_EMPTY", "1") == "1" else None
 
@@ -544,7 +576,7 @@ def main():
     # -- 1. sync ---------------------------------------------------------------------
     load0 = loadavg()
     zk_cpu0 = cpu_s(zk_pid)
-    a = Agent(scout, policy, zk, tmp, "a")
+    a = start_agent(scout, policy, zk, tmp, "a", notes)
     perf = None
     if PERF:                        # attach at once: the policy load is part of the sync
         perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384",
@@ -756,8 +788,11 @@ def main():
         notes.append(perf_note)
     m1 = a.metrics()
     d = lambda k: m1.get(k, 0) - m0.get(k, 0)
-    connected = [m1.get('scout_session_connected{session="%d"}' % i, 0) for i in range(nsess)]
-    wbytes = [int(m1.get('scout_session_watch_bytes{session="%d"}' % i, 0)) for i in range(nsess)]
+    # every session the agent has: the base ones and the pool sessions for data watches
+    # (zk/spread.c), which /metrics lists after them; each must reconnect exactly once
+    nall = sum(1 for k in m1 if k.startswith("scout_session_connected{"))
+    connected = [m1.get('scout_session_connected{session="%d"}' % i, 0) for i in range(nall)]
+    wbytes = [int(m1.get('scout_session_watch_bytes{session="%d"}' % i, 0)) for i in range(nall)]
     lines = a.log_lines()[log_mark:]
     reconnected = sum(1 for ln in lines if "session: reconnected to session" in ln)
     established = sum(1 for ln in lines if "session: established session" in ln)
@@ -767,10 +802,10 @@ def main():
     len_errors = zklog.count("Len error")
     if not all(connected):
         fail("sessions not connected %.0f s after the restart: %r" % (RECOVER_S, connected))
-    if d("scout_zk_reconnects_total") != nsess or d("scout_zk_sessions_created_total") != 0 \
+    if d("scout_zk_reconnects_total") != nall or d("scout_zk_sessions_created_total") != 0 \
             or d("scout_zk_session_expirations_total") != 0:
         fail("reconnect not clean: reconnects +%d (want %d), sessions created +%d, expirations +%d"
-             % (d("scout_zk_reconnects_total"), nsess, d("scout_zk_sessions_created_total"),
+             % (d("scout_zk_reconnects_total"), nall, d("scout_zk_sessions_created_total"),
                 d("scout_zk_session_expirations_total")))
     if len_errors:
         fail("the server refused %d packets (Len error: SetWatches over jute.maxbuffer)" % len_errors)
@@ -783,14 +818,14 @@ def main():
                  "the change itself %.1f ms (written at health 200 + new kazoo session)"
                  % ((t_seen - t_w) * 1000)))
     rows.append(("reconnect: sessions", "%d/%d connected, %d reconnects, %d new, %d expired"
-                 % (sum(1 for x in connected if x), nsess, d("scout_zk_reconnects_total"),
+                 % (sum(1 for x in connected if x), nall, d("scout_zk_reconnects_total"),
                     d("scout_zk_sessions_created_total"), d("scout_zk_session_expirations_total")),
                  "clean", "log: %d 'connection lost', %d 'reconnected', %d 'established'; server "
                  "'Len error' %d" % (lost, reconnected, established, len_errors)))
     rows.append(("max watch bytes per session", "%.0f KB (metric)" % (max(wbytes) / 1024.0),
-                 "well under 1 MB", "%.2fx 1 MB; SetWatches ~%.0f KB with length prefixes"
-                 % (max(wbytes) / 1048576.0,
-                    (max(wbytes) + 4 * (SERVICES // nsess + 1) * (ENDPOINTS + 1)) / 1024.0)))
+                 "well under 1 MB", "%.2fx 1 MB (the metric counts each path's 4-byte length "
+                 "prefix: it is the SetWatches size); %d sessions, %d of them pool"
+                 % (max(wbytes) / 1048576.0, nall, nall - nsess)))
     rows.append(("API during the restart (poll every 20 ms)",
                  "slowest answer %.0f ms" % (poll["worst"] * 1000), "never empty",
                  "%d answers, %d empty/partial, %d errors, states %s; health while down: %d %s"

@@ -32,6 +32,16 @@ MANY_CHILDREN = 110                 # ~224 bytes of watched path each: ~24.6 KB 
 MANY_BUDGET = 65536                 # each service is under the budget (and under half of it); together ~1.2 MB
 
 
+WIDE = 3                            # services under /wide, each with more children than the read window
+WIDE_CHILDREN = 1200                # 3,600 data reads at once: over the agent's window of 1,000 in flight
+WINDOW = 1000                       # SCOUT_WATCH_READ_WINDOW (zk/watch.h)
+SMALL = 40                          # services of one child each, read beside the wide ones
+
+
+def wide_path(k):
+    return "/wide/svc-%d" % k
+
+
 def many_path(k):
     return "/many/svc-%02d" % k
 
@@ -190,6 +200,87 @@ class BigService(unittest.TestCase):
         self.assertEqual(s.metric("scout_zk_reconnect_loops_total"), 0)
         self.assertEqual(s.metric("scout_zk_sessions_created_total"), sessions_before)
         self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "svc00"), 0)
+
+    def create_wide(self, services, children):
+        kz = self.zk.client()
+        for k in range(services):
+            kz.ensure_path(wide_path(k))
+            for start in range(0, children, 500):
+                futs = [kz.create_async("%s/ep-%04d" % (wide_path(k), i),
+                                        json.dumps({"host": "10.4.%d.1" % k, "port": 1000 + i}).encode())
+                        for i in range(start, min(children, start + 500))]
+                for f in futs:
+                    f.get(timeout=30)
+        return kz, {"wide%d" % k: 'path = "%s", protect = false' % wide_path(k) for k in range(services)}
+
+    def test_reads_in_flight_stay_within_the_window(self):
+        # At 1,000,000 endpoints every child list asked for all its data reads at once; ZooKeeper, a million
+        # requests behind, stopped hearing sessions and expired them mid-sync, and each expiry started that
+        # session's reads again.  The agent keeps at most WINDOW data reads in flight, all sessions together; the
+        # rest wait their turn and are read as answers come back, with their watches set
+        kz, services = self.create_wide(WIDE, WIDE_CHILDREN)
+        # small services whose first read (spread over the session's first second) mostly comes while the wide
+        # ones fill the window: they have nothing in flight to carry them on, only their turn in the line
+        for k in range(SMALL):
+            kz.create("/narrow/svc-%02d/ep-0" % k, json.dumps({"host": "10.3.0.1", "port": 100 + k}).encode(),
+                      makepath=True)
+            services["narrow%02d" % k] = 'path = "/narrow/svc-%02d", protect = false' % k
+        self.scout = s = Scout(policy(services, session_timeout=4000), self.zk.connect).start()
+        wait_until(lambda: all(v["state"] == "synced"
+                               and v["endpoints"] == (WIDE_CHILDREN if k.startswith("wide") else 1)
+                               for k, v in s.services().items()) and len(s.services()) == WIDE + SMALL,
+                   timeout=60, what="every service synced")
+        for k in range(WIDE):
+            eps = s.endpoints("wide%d" % k)[0]
+            self.assertEqual(sorted(e["port"] for e in eps), list(range(1000, 1000 + WIDE_CHILDREN)))
+            self.assertTrue(all(e["host"] == "10.4.%d.1" % k for e in eps))
+        m = s.metrics()
+        self.assertEqual(m.get("scout_zk_reads_in_flight_max"), WINDOW,
+                         "the window was filled and never passed (%d data reads wanted at once)" % (WIDE * WIDE_CHILDREN))
+        self.assertEqual(m.get("scout_zk_reads_in_flight"), 0, "every read answered")
+        self.assertEqual(m.get("scout_zk_reads_waiting"), 0, "nothing left waiting")
+        # the reads that waited set their watches too: a change to the last child of every service arrives
+        for k in range(WIDE):
+            kz.set("%s/ep-%04d" % (wide_path(k), WIDE_CHILDREN - 1),
+                   json.dumps({"host": "10.4.%d.9" % k, "port": 9}).encode())
+        wait_until(lambda: all(any(e["host"] == "10.4.%d.9" % k for e in s.endpoints("wide%d" % k)[0])
+                               for k in range(WIDE)), what="a change to a child read late, on every service")
+        wait_until(lambda: s.health()[0] == 200, what="healthy")
+
+    def test_anti_entropy_waits_while_reads_wait(self):
+        # The paths read first came due for their anti-entropy check while most of the registry was still
+        # waiting to be read: at a million endpoints the checks took a third of the server's requests during
+        # the sync.  No check goes out while reads wait for room in the window or fill it; the checks come after.
+        # One wide service keeps the window full for its whole sync (its last reads carry themselves on, so
+        # nothing waits again once its tail is in flight); a small one is read (and due every ~10 ms) beside it
+        kz, services = self.create_wide(1, 4000)
+        kz.ensure_path("/narrow/svc")                      # 200 children: a check is 200 exists at once
+        for f in [kz.create_async("/narrow/svc/ep-%d" % i, json.dumps({"host": "10.3.0.1", "port": 100 + i}).encode())
+                  for i in range(200)]:
+            f.get(timeout=30)
+        services["narrow"] = 'path = "/narrow/svc", protect = false'
+        self.scout = s = Scout(policy(services, session_timeout=4000,
+                                      extra='agent { anti_entropy = "10ms", anti_entropy_rate = 100000 }'),
+                               self.zk.connect).start()
+        # (the small one may be read, and checked, before the wide one's first read: the session's first reads
+        # are spread over a second; what counts is what goes out while reads wait)
+        exists_while_waiting = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            m = s.metrics()
+            if m.get("scout_zk_reads_waiting", 0) > 0:
+                exists_while_waiting.append(m.get('scout_zk_requests_total{op="exists"}', 0))
+            v = s.services()
+            if v["wide0"]["state"] == "synced" and v["wide0"]["endpoints"] == 4000 and v["narrow"]["state"] == "synced":
+                break
+        self.assertGreater(len(exists_while_waiting), 1, "seen while reads waited for the window")
+        self.assertEqual(exists_while_waiting[-1], exists_while_waiting[0],
+                         "no anti-entropy exists while reads waited (%d samples)" % len(exists_while_waiting))
+        # the checks were held back, not dropped: once nothing waits they run (every child is asked)
+        wait_until(lambda: s.metric('scout_zk_requests_total{op="exists"}') >= 4200,
+                   what="anti-entropy checks after the sync")
+        self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "wide0"), 0)
+        self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "narrow"), 0)
 
     @staticmethod
     def session_ids(s):
