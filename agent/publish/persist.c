@@ -3,7 +3,8 @@
  *
  * A write is two halves, and the loop's half does not grow with the
  * registry.  Each service's record in the file is encoded once per index
- * (and zxids) and kept in an array parallel to the service list: a publish
+ * (and zxids) and kept in an array in name order (svcmap.h, sorted once per
+ * list, the order the file needs, so no write sorts): a publish
  * names its service (svcmap.h finds its slot), and a write re-encodes only
  * the services named since the last one -- all of them only for a new
  * list.  The writer thread is lent the array itself (the loop leaves it
@@ -78,7 +79,7 @@ struct scout_persist_s {
     int64_t           max_age_ms;
     scout_service_t **services;
     int               n;
-    struct cached    *cache;       /* [n], parallel to services      */
+    struct cached    *cache;       /* [n], slot i: marks.keys[i]     */
     scout_svcmap_marks_t marks;    /* slots named since the last write */
     struct cached    *old_cache;   /* a replaced list's, lent to the  */
     int               old_n;       /*   write in flight               */
@@ -154,7 +155,8 @@ cache_make(scout_persist_t *p)
     p->cache = calloc(n, sizeof(*p->cache));
     if (p->cache == NULL
         || scout_svcmap_marks_build(&p->marks, (void *const *)p->services,
-                                    p->n) != SCOUT_OK) {
+                                    p->n, scout_service_by_name)
+           != SCOUT_OK) {
         cache_clear(p);
         return SCOUT_ERROR;
     }
@@ -167,7 +169,7 @@ cache_make(scout_persist_t *p)
 static scout_snapshot_rec_t *
 record_of(scout_persist_t *p, int i, int *encoded, char *err)
 {
-    scout_service_t *s = p->services[i];
+    scout_service_t *s = p->marks.keys[i];
     struct cached *c = &p->cache[i];
     scout_snapshot_service_t sv;
 
@@ -202,7 +204,7 @@ record_of(scout_persist_t *p, int i, int *encoded, char *err)
 static int
 refresh(scout_persist_t *p, int i, int *encoded, char *err)
 {
-    if (!scout_service_serving(p->services[i])) {
+    if (!scout_service_serving(p->marks.keys[i])) {
         p->cache[i].serving = 0;
         return SCOUT_OK;
     }
@@ -249,7 +251,7 @@ oom:
     return NULL;
 }
 
-/* In the writer thread: the records of the lent array, in service order;
+/* In the writer thread: the records of the lent array, in name order;
  * what the format cannot hold is counted, the first reason kept. */
 static int
 gather(struct job *j)

@@ -9,16 +9,17 @@
  *
  * What the loop pays per generation does not grow with the registry: each
  * service is encoded into a slice once per (index, state, settings) and
- * kept in an array parallel to the service list.  A publish names its
+ * kept in an array in name order (svcmap.h, sorted once per list, the
+ * order the file needs, so no generation sorts).  A publish names its
  * service (svcmap.h finds its slot), and a generation re-encodes only the
  * services named since the last one -- all of them only when every state
  * may have moved (a session change, a new list).  The writer thread is
  * lent the array itself: the loop leaves it alone while a generation is
  * out (changes meanwhile are only marked, and coalesced into one more
  * generation, from the newest state, when it is done), so handing it over
- * costs nothing per service.  The thread (writer.h) copies the pointers,
- * sorts its copy, copies the slices into the slot, checksums and moves the
- * generation; it owns the scout_shm_t once it runs.
+ * costs nothing per service.  The thread (writer.h) copies the pointers
+ * (already in name order), copies the slices into the slot, checksums and
+ * moves the generation; it owns the scout_shm_t once it runs.
  */
 #include "publish/shmpub.h"
 
@@ -54,7 +55,7 @@ struct scout_shmpub_s {
     scout_shm_t      *shm;          /* the thread's once it runs */
     scout_service_t **services;
     int               n;
-    struct cached    *cache;        /* [n], parallel to services */
+    struct cached    *cache;        /* [n], slot i: marks.keys[i] */
     scout_shm_slice_t **set;        /* [n]: cache[i].slice, lent to jobs */
     scout_svcmap_marks_t marks;     /* slots named since the last one */
     /* the arrays of a list replaced while a job had them: freed when the
@@ -113,7 +114,8 @@ cache_make(scout_shmpub_t *p)
     p->set = calloc(n, sizeof(*p->set));
     if (p->cache == NULL || p->set == NULL
         || scout_svcmap_marks_build(&p->marks, (void *const *)p->services,
-                                    p->n) != SCOUT_OK) {
+                                    p->n, scout_service_by_name)
+           != SCOUT_OK) {
         cache_clear(p);
         return SCOUT_ERROR;
     }
@@ -150,7 +152,7 @@ publish_job(void *owner, void *job)
 static scout_shm_slice_t *
 slice_of(scout_shmpub_t *p, int i, char *err)
 {
-    scout_service_t *s = p->services[i];
+    scout_service_t *s = p->marks.keys[i];
     struct cached *c = &p->cache[i];
     scout_shm_service_t sv;
 

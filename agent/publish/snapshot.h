@@ -88,7 +88,7 @@ void scout_snapshot_rec_unref(scout_snapshot_rec_t *r);
 size_t scout_snapshot_rec_size(const scout_snapshot_rec_t *r);
 
 /* The file's bytes from records (in any order: they are sorted by name
- * here), exactly what scout_snapshot_encode_each gives for the same
+ * here, unless they come in that order), exactly what scout_snapshot_encode_each gives for the same
  * services.  Touches nothing but its arguments, so it may run in a worker
  * thread.  A record that would take the file past SCOUT_SNAPSHOT_MAX_SIZE
  * is left out and counted in *left_out (first reason in err); two records

@@ -376,8 +376,13 @@ scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
     if (size_str(&size, writer, "", NULL, "writer", err) != SCOUT_OK
         || size_str(&size, ensemble, "", NULL, "ensemble", err) != SCOUT_OK)
         return SCOUT_ERROR;
-    if (n > 1)
-        qsort(recs, (size_t)n, sizeof(*recs), by_rec_name);
+    /* the agent hands them over in name order (it sorts once per service
+     * list): one pass tells, instead of a sort of the registry per write */
+    for (int i = 1; i < n; i++)
+        if (rec_cmp(recs[i - 1], recs[i]) > 0) {
+            qsort(recs, (size_t)n, sizeof(*recs), by_rec_name);
+            break;
+        }
     for (int i = 1; i < n; i++)
         if (rec_cmp(recs[i - 1], recs[i]) == 0)
             return scout_seterr(err, "snapshot: two services named \"%.*s\"",

@@ -7,7 +7,9 @@
  * open-addressing table keyed by the service's address, built once per
  * service list (start, reload), at most half full.  On it, the marks: the
  * slots named since the output last wrote, each once, so that a write
- * visits what changed and not the list.  Loop-only.
+ * visits what changed and not the list; and the slots' order, chosen once
+ * per list (the outputs keep theirs in name order, which their files need,
+ * so that no write sorts the whole registry again).  Loop-only.
  */
 #ifndef SCOUT_SVCMAP_H
 #define SCOUT_SVCMAP_H
@@ -91,6 +93,7 @@ scout_svcmap_find(const scout_svcmap_t *m, const void *key)
  * when every slot may have moved (a new list, a session change). */
 typedef struct {
     scout_svcmap_t  map;
+    void          **keys;       /* [n]: slot i's key */
     int            *marked;     /* [n] */
     int             nmarked;
     unsigned char  *is_marked;  /* [n] */
@@ -100,26 +103,38 @@ typedef struct {
 static inline void
 scout_svcmap_marks_free(scout_svcmap_marks_t *m)
 {
+    free(m->keys);
     free(m->marked);
     free(m->is_marked);
+    m->keys = NULL;
     m->marked = NULL;
     m->is_marked = NULL;
     m->nmarked = 0;
     scout_svcmap_free(&m->map);
 }
 
-/* Marks for keys[0..n), every slot named (all).  SCOUT_OK, or SCOUT_ERROR
- * (out of memory) with m empty. */
+/* Marks for keys[0..n), every slot named (all); slots in cmp's order (a
+ * qsort comparator on the keys), or in keys' order when cmp is NULL.
+ * SCOUT_OK, or SCOUT_ERROR (out of memory) with m empty. */
 static inline int
-scout_svcmap_marks_build(scout_svcmap_marks_t *m, void *const *keys, int n)
+scout_svcmap_marks_build(scout_svcmap_marks_t *m, void *const *keys, int n,
+                         int (*cmp)(const void *, const void *))
 {
     size_t size = (size_t)(n ? n : 1);
 
     scout_svcmap_marks_free(m);
+    m->keys = malloc(size * sizeof(*m->keys));
     m->marked = malloc(size * sizeof(*m->marked));
     m->is_marked = calloc(size, 1);
-    if (m->marked == NULL || m->is_marked == NULL
-        || scout_svcmap_build(&m->map, keys, n) != SCOUT_OK) {
+    if (m->keys == NULL || m->marked == NULL || m->is_marked == NULL) {
+        scout_svcmap_marks_free(m);
+        return SCOUT_ERROR;
+    }
+    for (int i = 0; i < n; i++)
+        m->keys[i] = keys[i];
+    if (cmp != NULL && n > 1)
+        qsort(m->keys, (size_t)n, sizeof(*m->keys), cmp);
+    if (scout_svcmap_build(&m->map, m->keys, n) != SCOUT_OK) {
         scout_svcmap_marks_free(m);
         return SCOUT_ERROR;
     }

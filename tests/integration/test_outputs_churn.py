@@ -102,7 +102,8 @@ class OutputsChurn(unittest.TestCase):
         return "/oc/s%02d" % s
 
     def agent(self):
-        svcs = {"s%02d" % s: 'path = "%s", protect = false' % self.path(s) for s in range(NSVC)}
+        # declared against name order: the outputs keep their slots in name order, which must not mix services up
+        svcs = {"s%02d" % s: 'path = "%s", protect = false' % self.path(s) for s in reversed(range(NSVC))}
         a = Scout(policy(svcs, extra='cache { dir = "%s" }\nshm { path = "%s" }' % (self.cache, self.shm)),
                   self.zk.connect)
         self.scouts.append(a)
