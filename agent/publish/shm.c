@@ -58,6 +58,17 @@
 
 #define S(s) ((s) != NULL ? (s) : "")
 
+/* What a slot's body was last assembled from, in this file: the next
+ * publish into the slot rewrites only the services whose slice is another
+ * one, when every slice keeps its size (so every offset stays).  The slot
+ * holds g - 1 while g is current, so a patch covers two publishes' changes.
+ * The slices are held (a reference each), so a pointer compares equal only
+ * to the very bytes it was written from. */
+typedef struct {
+    scout_shm_slice_t **slices;     /* [n], held; NULL: not known */
+    int                 n;
+} held_t;
+
 struct scout_shm_s {
     char               *path;
     int                 fd;           /* holds the flock */
@@ -73,7 +84,10 @@ struct scout_shm_s {
     size_t              order_cap;
     const scout_endpoint_t **eps;
     size_t              eps_cap;
+    held_t              held[2];      /* by slot: gen & 1 */
 };
+
+static void held_drop(held_t *h);
 
 static size_t
 round_page(size_t n)
@@ -182,6 +196,8 @@ file_swap(scout_shm_t *shm, const char *tmp, int fd, uint8_t *map,
     shm->dev = st.st_dev;
     shm->ino = st.st_ino;
     shm->gen = gen;
+    held_drop(&shm->held[0]);     /* a new file: nothing in it is known */
+    held_drop(&shm->held[1]);
     return SCOUT_OK;
 }
 
@@ -305,6 +321,8 @@ scout_shm_close(scout_shm_t *shm, int unlink_file)
         close(shm->fd);
     free(shm->order);
     free(shm->eps);
+    held_drop(&shm->held[0]);
+    held_drop(&shm->held[1]);
     free(shm->path);
     free(shm);
 }
@@ -491,6 +509,9 @@ encode(scout_shm_t *shm, int n, const sizes_t *z, uint64_t gen,
 static void assemble(scout_shm_slice_t *const *slices, int n,
                      const sizes_t *z, uint64_t gen, uint8_t *out,
                      size_t size);
+static int patch(const held_t *h, scout_shm_slice_t *const *slices, int n,
+                 const sizes_t *z, uint64_t gen, uint8_t *out);
+static void hold(held_t *h, scout_shm_slice_t *const *slices, int n);
 
 static void
 slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
@@ -499,13 +520,21 @@ slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
     scout_shm_file_t *hdr = (scout_shm_file_t *)map;
     scout_shm_slot_t *slot = slot_at(map, hdr, gen);
     uint8_t *body = (uint8_t *)slot + SCOUT_SHM_SLOT_HDR;
+    held_t *h = &shm->held[gen & 1];
+    int in_place = map == shm->map;     /* else a new file's slot */
 
     __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    if (slices != NULL)
+    if (slices != NULL && in_place && patch(h, slices, n, z, gen, body))
+        ;                       /* only what changed since the slot's body */
+    else if (slices != NULL)
         assemble(slices, n, z, gen, body, body_len);
     else
         encode(shm, n, z, gen, body, body_len);
+    if (slices != NULL && in_place)
+        hold(h, slices, n);
+    else
+        held_drop(h);
     __atomic_store_n(&slot->len, (uint64_t)body_len, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->checksum, (uint64_t)XXH3_64bits(body, body_len),
                      __ATOMIC_RELAXED);
@@ -694,48 +723,147 @@ moved(scout_shm_str_t s, uint32_t base)
     return s;
 }
 
+/* The arrays of a body of n services with z's totals. */
+typedef struct {
+    scout_shm_snap_t *snap;
+    scout_shm_svc_t  *svc;
+    scout_shm_ep_t   *ep;
+    scout_shm_meta_t *meta;
+    uint8_t          *strings;
+} body_t;
+
+static body_t
+body_at(uint8_t *out, int n, const sizes_t *z)
+{
+    body_t b;
+
+    b.snap = (scout_shm_snap_t *)out;
+    b.svc = (scout_shm_svc_t *)(b.snap + 1);
+    b.ep = (scout_shm_ep_t *)(b.svc + n);
+    b.meta = (scout_shm_meta_t *)(b.ep + z->nendpoints);
+    b.strings = (uint8_t *)(b.meta + z->nmeta);
+    return b;
+}
+
+/* Slice sl as service i of body b, its runs starting at ep_i, meta_i and
+ * str_i (the runs of the services before it). */
+static void
+put_slice(const body_t *b, int i, const scout_shm_slice_t *sl, uint32_t ep_i,
+          uint32_t meta_i, uint32_t str_i)
+{
+    scout_shm_svc_t *svc = b->svc + i;
+    scout_shm_ep_t *eprec = b->ep + ep_i;
+    scout_shm_meta_t *mrec = b->meta + meta_i;
+
+    *svc = sl->svc;
+    svc->name = moved(sl->svc.name, str_i);
+    svc->path = moved(sl->svc.path, str_i);
+    svc->state = moved(sl->svc.state, str_i);
+    svc->settings = moved(sl->svc.settings, str_i);
+    svc->ep_first = ep_i;
+    for (uint32_t e = 0; e < sl->neps; e++, eprec++) {
+        *eprec = sl->eps[e];
+        eprec->id = moved(eprec->id, str_i);
+        eprec->host = moved(eprec->host, str_i);
+        eprec->status = moved(eprec->status, str_i);
+        eprec->meta_first += meta_i;
+    }
+    for (uint32_t m = 0; m < sl->nmeta; m++, mrec++) {
+        mrec->key = moved(sl->meta[m].key, str_i);
+        mrec->value = moved(sl->meta[m].value, str_i);
+    }
+    memcpy(b->strings + str_i, sl->strings, sl->nstr);
+}
+
 static void
 assemble(scout_shm_slice_t *const *slices, int n, const sizes_t *z,
          uint64_t gen, uint8_t *out, size_t size)
 {
-    scout_shm_snap_t *snap = (scout_shm_snap_t *)out;
-    scout_shm_svc_t *svc = (scout_shm_svc_t *)(snap + 1);
-    scout_shm_ep_t *eprec = (scout_shm_ep_t *)(svc + n);
-    scout_shm_meta_t *mrec = (scout_shm_meta_t *)(eprec + z->nendpoints);
-    uint8_t *strings = (uint8_t *)(mrec + z->nmeta);
+    body_t b = body_at(out, n, z);
     uint32_t ep_i = 0, meta_i = 0, str_i = 0;
 
-    snap->generation = gen;
-    snap->size = size;
-    snap->nservices = (uint32_t)n;
-    snap->nendpoints = (uint32_t)z->nendpoints;
-    snap->nmeta = (uint32_t)z->nmeta;
-    snap->strings_len = (uint32_t)z->strings;
-    for (int i = 0; i < n; i++, svc++) {
+    b.snap->generation = gen;
+    b.snap->size = size;
+    b.snap->nservices = (uint32_t)n;
+    b.snap->nendpoints = (uint32_t)z->nendpoints;
+    b.snap->nmeta = (uint32_t)z->nmeta;
+    b.snap->strings_len = (uint32_t)z->strings;
+    for (int i = 0; i < n; i++) {
         const scout_shm_slice_t *sl = slices[i];
 
-        *svc = sl->svc;
-        svc->name = moved(sl->svc.name, str_i);
-        svc->path = moved(sl->svc.path, str_i);
-        svc->state = moved(sl->svc.state, str_i);
-        svc->settings = moved(sl->svc.settings, str_i);
-        svc->ep_first = ep_i;
-        for (uint32_t e = 0; e < sl->neps; e++, eprec++) {
-            *eprec = sl->eps[e];
-            eprec->id = moved(eprec->id, str_i);
-            eprec->host = moved(eprec->host, str_i);
-            eprec->status = moved(eprec->status, str_i);
-            eprec->meta_first += meta_i;
-        }
-        for (uint32_t m = 0; m < sl->nmeta; m++, mrec++) {
-            mrec->key = moved(sl->meta[m].key, str_i);
-            mrec->value = moved(sl->meta[m].value, str_i);
-        }
-        memcpy(strings + str_i, sl->strings, sl->nstr);
+        put_slice(&b, i, sl, ep_i, meta_i, str_i);
         ep_i += sl->neps;
         meta_i += sl->nmeta;
         str_i += sl->nstr;
     }
+}
+
+/* The body the slot holds (assembled from h) made the one of slices, by
+ * rewriting only the services whose slice is another one: 1, or 0 when
+ * that cannot be (nothing known, another count, a slice of another size
+ * moves every offset after it) and nothing was written.  The walk over the
+ * list compares pointers and adds sizes; the bytes written are the changed
+ * services' -- the same bytes assemble() would write, since a slice is
+ * immutable and held. */
+static int
+patch(const held_t *h, scout_shm_slice_t *const *slices, int n,
+      const sizes_t *z, uint64_t gen, uint8_t *out)
+{
+    body_t b = body_at(out, n, z);
+    uint32_t ep_i = 0, meta_i = 0, str_i = 0;
+
+    if (h->slices == NULL || h->n != n)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        const scout_shm_slice_t *was = h->slices[i], *sl = slices[i];
+
+        if (was != sl && (was->neps != sl->neps || was->nmeta != sl->nmeta
+                          || was->nstr != sl->nstr))
+            return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        const scout_shm_slice_t *sl = slices[i];
+
+        if (h->slices[i] != sl)
+            put_slice(&b, i, sl, ep_i, meta_i, str_i);
+        ep_i += sl->neps;
+        meta_i += sl->nmeta;
+        str_i += sl->nstr;
+    }
+    b.snap->generation = gen;
+    return 1;
+}
+
+static void
+held_drop(held_t *h)
+{
+    for (int i = 0; h->slices != NULL && i < h->n; i++)
+        scout_shm_slice_unref(h->slices[i]);
+    free(h->slices);
+    h->slices = NULL;
+    h->n = 0;
+}
+
+/* The slot now holds slices: a reference to each that is new to it (out of
+ * memory: the slot is not known, and the next publish into it assembles). */
+static void
+hold(held_t *h, scout_shm_slice_t *const *slices, int n)
+{
+    if (h->slices == NULL || h->n != n) {
+        held_drop(h);
+        if ((h->slices = malloc((size_t)(n ? n : 1) * sizeof(*h->slices)))
+            == NULL)
+            return;
+        h->n = n;
+        for (int i = 0; i < n; i++)
+            h->slices[i] = scout_shm_slice_ref(slices[i]);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        if (h->slices[i] != slices[i]) {
+            scout_shm_slice_unref(h->slices[i]);
+            h->slices[i] = scout_shm_slice_ref(slices[i]);
+        }
 }
 
 static int

@@ -1076,6 +1076,15 @@ test_slices(void)
     b.svcs[517].index += 9;
     b.svcs[517].state = "stale";
     CHECK(same_bytes(wa, wb, ra, rb, b.svcs, b.n, sl, 517));
+    /* the slot a publish reuses holds g - 1: rewriting it in place (every
+     * slice the same size) must bring both publishes' changes, the very
+     * bytes of a full encode, slot after slot */
+    for (int k = 0; k < 6; k++) {
+        int i = (k * 389 + 11) % 1000;
+
+        b.svcs[i].index += 1 + (uint64_t)k;
+        CHECK(same_bytes(wa, wb, ra, rb, b.svcs, b.n, sl, i), "step %d", k);
+    }
     /* a kept slice does not read the set it was made from */
     scout_epset_free(&b.sets[3]);
     scout_epset_init(&b.sets[3]);
