@@ -35,7 +35,7 @@ Then, for the largest size, cold start from disk with ZooKeeper stopped: COLD_RO
 /v1/services/svc-00000 answer with its endpoints (polled every 1 ms); the median.
 
 Env: SIZES (100,1000,10000), ENDPOINTS (10), CHANGES (150), PROBE_CHANGES (40), IDLE_S (20), SNAPSHOT_SAMPLES
-     (5), COLD_ROUNDS (3), SCOUT, PERF=1 (perf record the loop's thread, at PERF_FREQ (4999) Hz, during step 2's
+     (5), COLD_ROUNDS (3), LOAD_TRIES (10), LOAD_PAUSE_S (10), SCOUT, PERF=1 (perf record the loop's thread, at PERF_FREQ (4999) Hz, during step 2's
      changes at each size: perf-change-N.* in the temp dir with KEEP=1; the writer threads show in the CPU figures).
 """
 
@@ -61,6 +61,8 @@ SNAPSHOT_SAMPLES = int(os.environ.get("SNAPSHOT_SAMPLES", "5"))
 PROBE_CHANGES = int(os.environ.get("PROBE_CHANGES", "40"))
 IDLE_S = float(os.environ.get("IDLE_S", "20"))
 COLD_ROUNDS = int(os.environ.get("COLD_ROUNDS", "3"))
+LOAD_TRIES = int(os.environ.get("LOAD_TRIES", "10"))
+LOAD_PAUSE_S = float(os.environ.get("LOAD_PAUSE_S", "10"))
 scale.ENDPOINTS = ENDPOINTS
 FAILED = []
 
@@ -205,16 +207,19 @@ def idle_rates(a, scrape):
 
 def start_synced(scout, policy, zk, tmp, tag, **kw):
     """An agent, synced: (agent, seconds).  Loading 10,000 service blocks has a 5 s wall-clock budget, which a
-    machine at load 15 can exceed; that start is tried again (twice), not a change's cost."""
-    for attempt in range(3):
+    machine at load 15 can exceed; that start is tried again (LOAD_TRIES times, LOAD_PAUSE_S apart), not a change's
+    cost."""
+    for attempt in range(LOAD_TRIES):
         a = Agent(scout, policy, zk, tmp, tag, **kw)
         try:
             return a, wait_synced(a)
         except LoadBudget as e:
             a.stop()
-            if attempt == 2:
-                raise SystemExit("perchange: policy load over its budget 3 times:\n" + str(e))
-            log("%s: policy load over its budget (machine busy), starting again" % tag)
+            if attempt == LOAD_TRIES - 1:
+                raise SystemExit("perchange: policy load over its budget %d times:\n%s" % (LOAD_TRIES, e))
+            log("%s: policy load over its budget (machine busy, load %s), starting again in %.0f s"
+                % (tag, os.getloadavg()[0], LOAD_PAUSE_S))
+            time.sleep(LOAD_PAUSE_S)
 
 
 def measure_size(scout, zk, tmp, kz, n):
