@@ -36,7 +36,7 @@ Then, for the largest size, cold start from disk with ZooKeeper stopped: COLD_RO
 
 Env: SIZES (100,1000,10000), ENDPOINTS (10), CHANGES (150), PROBE_CHANGES (40), IDLE_S (20), SNAPSHOT_SAMPLES
      (5), COLD_ROUNDS (3), LOAD_TRIES (10), LOAD_PAUSE_S (10), SCOUT, PERF=1 (perf record the loop's thread, at PERF_FREQ (4999) Hz, during step 2's
-     changes at each size: perf-change-N.* in the temp dir with KEEP=1; the writer threads show in the CPU figures).
+     changes at each size: perf-change-N.* in the temp dir with KEEP=1; PERF_THREADS=all: every thread).
 """
 
 import json
@@ -83,7 +83,8 @@ def perf_start(pid, tmp, tag):
         return None
     p = subprocess.Popen(["perf", "record", "-F", os.environ.get("PERF_FREQ", "4999"),
                           "--call-graph", "dwarf,16384", "-o", os.path.join(tmp, "perf-%s.data" % tag),
-                          "-t", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "-p" if os.environ.get("PERF_THREADS") == "all" else "-t", str(pid)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(os.path.join(tmp, "pids"), "a") as f:
         f.write("%d\n" % p.pid)
     time.sleep(0.3)                 # attached before what it should see
