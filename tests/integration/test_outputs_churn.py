@@ -191,6 +191,16 @@ class OutputsChurn(unittest.TestCase):
         wait_until(lambda: read_disk(snap) == api, timeout=60, what="the disk snapshot after the deletes")
         wait_until(lambda: self.read_shm() == api, what="the shm snapshot after the deletes")
 
+        # one service alone changes: only its slot is named, and it must be that service's (the slots are in
+        # name order, the policy declares them the other way round)
+        kids = sorted(self.kz.get_children(self.path(3)))
+        self.kz.delete("%s/%s" % (self.path(3), kids[0]))
+        want = self.want()
+        wait_until(lambda: {n: eps for n, (_, eps) in self.api(a).items()} == want, what="the API after one delete")
+        api = self.api(a)
+        wait_until(lambda: read_disk(snap) == api, timeout=60, what="the disk snapshot after one delete")
+        wait_until(lambda: self.read_shm() == api, what="the shm snapshot after one delete")
+
     def test_a_kill_while_changes_flow_leaves_a_valid_snapshot(self):
         a = self.agent().start()
         wait_until(lambda: all(st["state"] == "synced" for st in a.services().values()), what="first sync")
