@@ -10,9 +10,10 @@
  * list.  The writer thread is lent the array itself (the loop leaves it
  * alone while a write is out and only marks what changes meanwhile), so
  * handing it over costs nothing per service.  The writer thread
- * (writer.h) gathers the records, assembles the file (sort by name,
- * concatenate, checksum) and commits it -- write, fsync, rename, fsync of
- * the directory -- taking as long as the disk likes; the loop hears back
+ * (writer.h) gathers the records and commits the file from them where
+ * they are (checksum, writev, fsync, rename, fsync of the directory: no
+ * copy of the registry but the file's), taking as long as the disk
+ * likes; the loop hears back
  * through an ev_async.  At most one write is in
  * flight: a change during a commit is written a second later, from the
  * newest state (coalesced, never queued).  A failed write is tried again
@@ -47,8 +48,7 @@ struct job {
     scout_snapshot_rec_t **recs;  /* gathered from lent by the thread   */
     int     nrecs;
     int64_t written_at_ms;
-    char   *buf;            /* the assembled file (writer thread)       */
-    size_t  len;
+    size_t  len;            /* of the file written                      */
     int     nservices;
     int     encoded;        /* records re-encoded on the loop           */
     int     left_out;       /* by the format's rules or its size limit  */
@@ -123,7 +123,6 @@ job_free(struct job *j)
     if (j == NULL)
         return;
     free(j->recs);              /* the records are lent, not its own */
-    free(j->buf);
     free(j);
 }
 
@@ -273,8 +272,8 @@ gather(struct job *j)
     return SCOUT_OK;
 }
 
-/* In the writer thread (or on the loop without one): assemble the file
- * from the records and put it on disk.  Touches only the job, the
+/* In the writer thread (or on the loop without one): the file from the
+ * records, on disk.  Touches only the job, the
  * immutable records and the files. */
 static void
 commit(void *owner, void *job)
@@ -290,19 +289,15 @@ commit(void *owner, void *job)
         j->commit_ms = scout_now_ms() - t0;
         return;
     }
-    j->rc = scout_snapshot_assemble(p->ensemble, j->written_at_ms, j->recs,
-                                    j->nrecs, &j->buf, &j->len, &more,
-                                    j->err);
-    if (j->rc == SCOUT_OK) {
-        if (more > 0 && j->left_out == 0)
-            snprintf(j->why, sizeof(j->why), "%s", j->err);
-        j->left_out += more;
-        j->nservices = j->nrecs - more;
-        j->rc = scout_snapshot_commit(p->dir, j->buf, j->len, j->err);
-    }
-    /* the file is out: its bytes are not needed until the next write */
-    free(j->buf);
-    j->buf = NULL;
+    /* written from the records where they are: a write copies the registry
+     * only into the file, not into a buffer first */
+    j->rc = scout_snapshot_commit_recs(p->dir, p->ensemble, j->written_at_ms,
+                                       j->recs, j->nrecs, &j->len, &more,
+                                       j->err);
+    if (more > 0 && j->left_out == 0)
+        snprintf(j->why, sizeof(j->why), "%s", j->err);
+    j->left_out += more;
+    j->nservices = j->nrecs - more;
     j->commit_ms = scout_now_ms() - t0;
 }
 
