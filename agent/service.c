@@ -373,6 +373,13 @@ scout_service_name(const scout_service_t *s)
     return s->name;
 }
 
+int
+scout_service_by_name(const void *a, const void *b)
+{
+    return strcmp((*(scout_service_t *const *)a)->name,
+                  (*(scout_service_t *const *)b)->name);
+}
+
 const char *
 scout_service_path(const scout_service_t *s)
 {

@@ -46,6 +46,8 @@ void scout_service_on_session(scout_service_t *s, scout_session_state_t st,
                               int new_session, int jitter_ms);
 
 const char *scout_service_name(const scout_service_t *s);
+/* qsort's comparator for scout_service_t * by name (strcmp's order). */
+int scout_service_by_name(const void *a, const void *b);
 /* Its position in the policy it is bound to (conf.services). */
 int         scout_service_idx(const scout_service_t *s);
 scout_session_t *scout_service_session(const scout_service_t *s);

@@ -12,17 +12,31 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "scout.h"
 
+#ifndef IOV_MAX
+#define IOV_MAX 1024            /* Linux's UIO_MAXIOV */
+#endif
+
 int
 scout_file_replace(const char *dir, const char *name, const char *tmp,
                    const void *buf, size_t len, mode_t mode, char *err)
 {
-    const char *p = buf, *what = "open", *file = tmp;
+    struct iovec one = { (void *)buf, len };
+
+    return scout_file_replace_iov(dir, name, tmp, &one, 1, mode, err);
+}
+
+int
+scout_file_replace_iov(const char *dir, const char *name, const char *tmp,
+                       struct iovec *iov, int iovcnt, mode_t mode, char *err)
+{
+    const char *what = "open", *file = tmp;
     int dfd, fd = -1, made = 0, rc, e;
 
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -40,9 +54,16 @@ scout_file_replace(const char *dir, const char *name, const char *tmp,
         goto fail;
     made = 1;
     what = "write";
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
+    for (;;) {
+        ssize_t w;
 
+        while (iovcnt > 0 && iov->iov_len == 0) {
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt == 0)
+            break;
+        w = writev(fd, iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -50,8 +71,17 @@ scout_file_replace(const char *dir, const char *name, const char *tmp,
                 errno = EIO;
             goto fail;
         }
-        p += w;
-        len -= (size_t)w;
+        for (size_t left = (size_t)w; left > 0; ) {   /* advance past w */
+            size_t k = left < iov->iov_len ? left : iov->iov_len;
+
+            iov->iov_base = (char *)iov->iov_base + k;
+            iov->iov_len -= k;
+            left -= k;
+            if (iov->iov_len == 0 && left > 0) {
+                iov++;
+                iovcnt--;
+            }
+        }
     }
     what = "fsync";
     if (fsync(fd) != 0)

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /* Write buf to DIR/TMP (created with mode, O_EXCL|O_NOFOLLOW: a temp file
  * left by a crash is removed first, never written through, since it could
@@ -17,5 +18,12 @@
  * "DIR/FILE: step: reason" in err. */
 int scout_file_replace(const char *dir, const char *name, const char *tmp,
                        const void *buf, size_t len, mode_t mode, char *err);
+
+/* The same from pieces, written in order (writev): a file assembled from
+ * parts the caller keeps need not be copied into one buffer first.  iov is
+ * consumed (its entries are advanced as bytes are written). */
+int scout_file_replace_iov(const char *dir, const char *name,
+                           const char *tmp, struct iovec *iov, int iovcnt,
+                           mode_t mode, char *err);
 
 #endif

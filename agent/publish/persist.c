@@ -3,23 +3,22 @@
  *
  * A write is two halves, and the loop's half does not grow with the
  * registry.  Each service's record in the file is encoded once per index
- * (and zxids) and kept in an array parallel to the service list: a publish
+ * (and zxids) and kept in an array in name order (svcmap.h, sorted once per
+ * list, the order the file needs, so no write sorts): a publish
  * names its service (svcmap.h finds its slot), and a write re-encodes only
  * the services named since the last one -- all of them only for a new
  * list.  The writer thread is lent the array itself (the loop leaves it
  * alone while a write is out and only marks what changes meanwhile), so
- * handing it over costs nothing per service.  The thread gathers the
- * records, assembles the file (sort by name, concatenate, checksum) and
- * commits it -- write,
- * fsync, rename, fsync of the directory -- taking as long as the disk
- * likes; the loop hears back through an ev_async.  At most one write is in
+ * handing it over costs nothing per service.  The writer thread
+ * (writer.h) gathers the records and commits the file from them where
+ * they are (checksum, writev, fsync, rename, fsync of the directory: no
+ * copy of the registry but the file's), taking as long as the disk
+ * likes; the loop hears back
+ * through an ev_async.  At most one write is in
  * flight: a change during a commit is written a second later, from the
  * newest state (coalesced, never queued).  A failed write is tried again
  * (1 s, doubling to a minute) without waiting for another change: the
  * snapshot on disk must catch up once the disk is back.
- *
- * The writer thread blocks every signal, so SIGTERM, SIGHUP and the hook
- * budget's SIGALRM keep reaching the loop's thread.
  *
  * One service's data never stops the file: a service the format cannot
  * hold is left out of it (logged, counted) and the others are written.  A
@@ -31,8 +30,6 @@
 #include "publish/persist.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +39,7 @@
 #include "scout.h"
 #include "publish/snapshot.h"
 #include "publish/svcmap.h"
+#include "publish/writer.h"
 
 /* What the loop hands the writer thread and what comes back. */
 struct job {
@@ -50,8 +48,7 @@ struct job {
     scout_snapshot_rec_t **recs;  /* gathered from lent by the thread   */
     int     nrecs;
     int64_t written_at_ms;
-    char   *buf;            /* the assembled file (writer thread)       */
-    size_t  len;
+    size_t  len;            /* of the file written                      */
     int     nservices;
     int     encoded;        /* records re-encoded on the loop           */
     int     left_out;       /* by the format's rules or its size limit  */
@@ -82,12 +79,8 @@ struct scout_persist_s {
     int64_t           max_age_ms;
     scout_service_t **services;
     int               n;
-    struct cached    *cache;       /* [n], parallel to services      */
-    scout_svcmap_t    map;         /* service -> its slot            */
-    int              *marked;      /* [n]: slots named since the last */
-    int               nmarked;     /*   write, each once              */
-    unsigned char    *is_marked;   /* [n]                             */
-    int               all;         /* every slot may have moved       */
+    struct cached    *cache;       /* [n], slot i: marks.keys[i]     */
+    scout_svcmap_marks_t marks;    /* slots named since the last write */
     struct cached    *old_cache;   /* a replaced list's, lent to the  */
     int               old_n;       /*   write in flight               */
     ev_timer          timer;       /* one-shot: the next write       */
@@ -97,16 +90,7 @@ struct scout_persist_s {
     int64_t           written_ms;  /* wall clock of the last good write */
     int64_t           failing_ms;  /* of the first failure since, or 0  */
     char              last_err[SCOUT_ERR_LEN];
-    /* the writer thread; everything below mu is guarded by it */
-    pthread_t         thread;
-    int               thread_ok;
-    ev_async          done;        /* the thread finished a job         */
-    int               busy;        /* a job is out: loop-only           */
-    pthread_mutex_t   mu;
-    pthread_cond_t    cv;
-    struct job       *todo;        /* handed over, not started          */
-    struct job       *finished;    /* committed, not yet collected      */
-    int               quit;
+    scout_writer_t    writer;
 };
 
 /* Write in s seconds unless a write is due sooner. */
@@ -139,7 +123,6 @@ job_free(struct job *j)
     if (j == NULL)
         return;
     free(j->recs);              /* the records are lent, not its own */
-    free(j->buf);
     free(j);
 }
 
@@ -158,12 +141,7 @@ cache_clear(scout_persist_t *p)
 {
     cache_free(p->cache, p->n);
     p->cache = NULL;
-    free(p->marked);
-    free(p->is_marked);
-    p->marked = NULL;
-    p->is_marked = NULL;
-    p->nmarked = 0;
-    scout_svcmap_free(&p->map);
+    scout_svcmap_marks_free(&p->marks);
 }
 
 /* The per-service arrays for p->services; SCOUT_ERROR when out of
@@ -174,15 +152,13 @@ cache_make(scout_persist_t *p)
     size_t n = (size_t)(p->n ? p->n : 1);
 
     p->cache = calloc(n, sizeof(*p->cache));
-    p->marked = malloc(n * sizeof(*p->marked));
-    p->is_marked = calloc(n, 1);
-    if (p->cache == NULL || p->marked == NULL || p->is_marked == NULL
-        || scout_svcmap_build(&p->map, (void *const *)p->services, p->n)
+    if (p->cache == NULL
+        || scout_svcmap_marks_build(&p->marks, (void *const *)p->services,
+                                    p->n, scout_service_by_name)
            != SCOUT_OK) {
         cache_clear(p);
         return SCOUT_ERROR;
     }
-    p->all = 1;
     return SCOUT_OK;
 }
 
@@ -192,7 +168,7 @@ cache_make(scout_persist_t *p)
 static scout_snapshot_rec_t *
 record_of(scout_persist_t *p, int i, int *encoded, char *err)
 {
-    scout_service_t *s = p->services[i];
+    scout_service_t *s = p->marks.keys[i];
     struct cached *c = &p->cache[i];
     scout_snapshot_service_t sv;
 
@@ -227,7 +203,7 @@ record_of(scout_persist_t *p, int i, int *encoded, char *err)
 static int
 refresh(scout_persist_t *p, int i, int *encoded, char *err)
 {
-    if (!scout_service_serving(p->services[i])) {
+    if (!scout_service_serving(p->marks.keys[i])) {
         p->cache[i].serving = 0;
         return SCOUT_OK;
     }
@@ -249,19 +225,16 @@ encode_now(scout_persist_t *p)
 
     if (j == NULL || (p->cache == NULL && cache_make(p) != SCOUT_OK))
         goto oom;
-    if (p->all) {
+    if (p->marks.all) {
         for (int i = 0; i < p->n; i++)
             if (refresh(p, i, &j->encoded, err) != SCOUT_OK)
                 goto oom;
-        p->all = 0;
+        p->marks.all = 0;
     }
-    while (p->nmarked > 0) {
-        int i = p->marked[p->nmarked - 1];
-
+    for (int i; (i = scout_svcmap_next(&p->marks)) >= 0;) {
         if (refresh(p, i, &j->encoded, err) != SCOUT_OK)
             goto oom;
-        p->is_marked[i] = 0;
-        p->nmarked--;
+        scout_svcmap_taken(&p->marks);
     }
     j->lent = p->cache;
     j->nlent = p->n;
@@ -277,7 +250,7 @@ oom:
     return NULL;
 }
 
-/* In the writer thread: the records of the lent array, in service order;
+/* In the writer thread: the records of the lent array, in name order;
  * what the format cannot hold is counted, the first reason kept. */
 static int
 gather(struct job *j)
@@ -299,12 +272,14 @@ gather(struct job *j)
     return SCOUT_OK;
 }
 
-/* In the writer thread (or on the loop without one): assemble the file
- * from the records and put it on disk.  Touches only the job, the
+/* In the writer thread (or on the loop without one): the file from the
+ * records, on disk.  Touches only the job, the
  * immutable records and the files. */
 static void
-commit(scout_persist_t *p, struct job *j)
+commit(void *owner, void *job)
 {
+    scout_persist_t *p = owner;
+    struct job *j = job;
     double t0 = scout_now_ms();
     int more = 0;
 
@@ -314,26 +289,25 @@ commit(scout_persist_t *p, struct job *j)
         j->commit_ms = scout_now_ms() - t0;
         return;
     }
-    j->rc = scout_snapshot_assemble(p->ensemble, j->written_at_ms, j->recs,
-                                    j->nrecs, &j->buf, &j->len, &more,
-                                    j->err);
-    if (j->rc == SCOUT_OK) {
-        if (more > 0 && j->left_out == 0)
-            snprintf(j->why, sizeof(j->why), "%s", j->err);
-        j->left_out += more;
-        j->nservices = j->nrecs - more;
-        j->rc = scout_snapshot_commit(p->dir, j->buf, j->len, j->err);
-    }
-    /* the file is out: its bytes are not needed until the next write */
-    free(j->buf);
-    j->buf = NULL;
+    /* written from the records where they are: a write copies the registry
+     * only into the file, not into a buffer first */
+    j->rc = scout_snapshot_commit_recs(p->dir, p->ensemble, j->written_at_ms,
+                                       j->recs, j->nrecs, &j->len, &more,
+                                       j->err);
+    if (more > 0 && j->left_out == 0)
+        snprintf(j->why, sizeof(j->why), "%s", j->err);
+    j->left_out += more;
+    j->nservices = j->nrecs - more;
     j->commit_ms = scout_now_ms() - t0;
 }
 
 /* On the loop: say how a write went and free it. */
 static void
-collect(scout_persist_t *p, struct job *j)
+collect(void *owner, void *job)
 {
+    scout_persist_t *p = owner;
+    struct job *j = job;
+
     cache_free(p->old_cache, p->old_n);     /* the job was their last user */
     p->old_cache = NULL;
     if (j->left_out > 0) {
@@ -368,94 +342,17 @@ collect(scout_persist_t *p, struct job *j)
     job_free(j);
 }
 
-static void *
-writer_main(void *arg)
-{
-    scout_persist_t *p = arg;
-    struct job *j;
-
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->todo == NULL && !p->quit)
-            pthread_cond_wait(&p->cv, &p->mu);
-        if (p->todo == NULL)
-            break;              /* quit, and nothing left to write */
-        j = p->todo;
-        p->todo = NULL;
-        pthread_mutex_unlock(&p->mu);
-        commit(p, j);
-        pthread_mutex_lock(&p->mu);
-        p->finished = j;
-        pthread_cond_broadcast(&p->cv);
-        ev_async_send(p->loop, &p->done);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-/* On the loop: the job the writer finished, if any. */
-static struct job *
-take_finished(scout_persist_t *p)
-{
-    struct job *j;
-
-    pthread_mutex_lock(&p->mu);
-    j = p->finished;
-    p->finished = NULL;
-    pthread_mutex_unlock(&p->mu);
-    return j;
-}
-
-static void
-on_done(struct ev_loop *loop, ev_async *w, int revents)
-{
-    scout_persist_t *p = w->data;
-    struct job *j = take_finished(p);
-    (void)loop;
-    (void)revents;
-
-    if (j != NULL) {
-        p->busy = 0;
-        collect(p, j);
-    }
-}
-
-static int
-start_writer(scout_persist_t *p)
-{
-    sigset_t all, old;
-    int rc;
-
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    rc = pthread_create(&p->thread, NULL, writer_main, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
-        return rc;
-    p->thread_ok = 1;
-    return 0;
-}
-
 static void
 write_soon(scout_persist_t *p)
 {
     struct job *j;
 
-    if (p->busy)
+    if (scout_writer_busy(&p->writer))
         return;                 /* dirty stays set: collect() re-arms */
     p->dirty = 0;
     if ((j = encode_now(p)) == NULL)
         return;                 /* retry_write() was called */
-    if (!p->thread_ok) {        /* no thread: write on the loop */
-        commit(p, j);
-        collect(p, j);
-        return;
-    }
-    pthread_mutex_lock(&p->mu);
-    p->todo = j;
-    p->busy = 1;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    scout_writer_submit(&p->writer, j);
 }
 
 static void
@@ -480,8 +377,6 @@ scout_persist_new(struct ev_loop *loop, const char *dir, int64_t max_age_ms,
 
     if (p == NULL)
         goto oom;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
     p->dir = strdup(dir);
     p->ensemble = strdup(ensemble);
     p->file = malloc(len);
@@ -501,10 +396,7 @@ scout_persist_new(struct ev_loop *loop, const char *dir, int64_t max_age_ms,
     ev_timer_init(&p->timer, on_timer, 1.0, 0.);
     p->backoff = 1.0;
     p->timer.data = p;
-    ev_async_init(&p->done, on_done);
-    p->done.data = p;
-    ev_async_start(loop, &p->done);
-    if ((rc = start_writer(p)) != 0)
+    if ((rc = scout_writer_start(&p->writer, loop, commit, collect, p)) != 0)
         scout_log(SCOUT_LOG_WARN, "persist", "no writer thread (%s): "
                   "snapshots are written on the loop", strerror(rc));
     return p;
@@ -575,15 +467,7 @@ scout_persist_load(scout_persist_t *p)
 void
 scout_persist_changed(scout_persist_t *p, scout_service_t *svc)
 {
-    int i;
-
-    if (svc == NULL) {
-        p->all = 1;
-    } else if ((i = scout_svcmap_find(&p->map, svc)) >= 0
-               && !p->is_marked[i]) {
-        p->is_marked[i] = 1;
-        p->marked[p->nmarked++] = i;
-    }
+    scout_svcmap_mark(&p->marks, svc);
     /* (a service not in the map: the arrays are made, every slot
      * refreshed, at the next write) */
     p->dirty = 1;
@@ -597,14 +481,8 @@ scout_persist_flush(scout_persist_t *p)
 {
     struct job *j;
 
-    if (p->busy) {
-        pthread_mutex_lock(&p->mu);
-        while (p->finished == NULL)
-            pthread_cond_wait(&p->cv, &p->mu);
-        pthread_mutex_unlock(&p->mu);
-        p->busy = 0;
-        collect(p, take_finished(p));
-    }
+    if ((j = scout_writer_wait(&p->writer)) != NULL)
+        collect(p, j);
     if (!p->dirty)
         return;
     p->dirty = 0;
@@ -659,7 +537,8 @@ scout_persist_written_ms(const scout_persist_t *p)
 void
 scout_persist_set_services(scout_persist_t *p, scout_service_t **services, int n)
 {
-    if (p->busy && p->old_cache == NULL && p->cache != NULL) {
+    if (scout_writer_busy(&p->writer) && p->old_cache == NULL
+        && p->cache != NULL) {
         /* the write in flight reads it: freed when it is collected */
         p->old_cache = p->cache;
         p->old_n = p->n;
@@ -675,20 +554,9 @@ scout_persist_free(scout_persist_t *p)
 {
     if (p == NULL)
         return;
-    if (p->thread_ok) {
-        pthread_mutex_lock(&p->mu);
-        p->quit = 1;
-        pthread_cond_signal(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-        pthread_join(p->thread, NULL);  /* after any write in flight */
-        job_free(p->finished);
-    }
-    if (p->loop != NULL) {
+    job_free(scout_writer_stop(&p->writer));    /* after any write in flight */
+    if (p->loop != NULL)
         ev_timer_stop(p->loop, &p->timer);
-        ev_async_stop(p->loop, &p->done);
-    }
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
     cache_clear(p);
     cache_free(p->old_cache, p->old_n);
     free(p->dir);

@@ -9,18 +9,15 @@
  * The loop only renders (Lua) and compares with what it wrote last; the
  * file system work -- reading what dest holds before the first write (up to
  * 16 MB), the temp file, fsync, rename, fsync of the directory -- runs in
- * the render's writer thread, and the result comes back through an
- * ev_async.  At most one write is in flight; a render that lands meanwhile
+ * the render's writer thread (writer.h), and the result comes back on the
+ * loop.  At most one write is in flight; a render that lands meanwhile
  * waits as the one pending write (a newer one replaces it), so the file and
  * the command follow the renders in order.  The command runs only once its
- * file is in place.  The writer thread blocks every signal, so SIGTERM,
- * SIGHUP and the hook budget's SIGALRM keep reaching the loop's thread.
+ * file is in place.
  */
 #include "publish/render.h"
 
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +26,7 @@
 #include <unistd.h>
 
 #include "publish/file_replace.h"
+#include "publish/writer.h"
 #include "log.h"
 #include "scout.h"
 #include "spawn.h"
@@ -62,17 +60,8 @@ struct scout_render_s {
     int               running;        /* the command */
     int               again;          /* run it once more when it exits */
     int               written;        /* a write went through: dest known */
-    /* the writer thread; below mu, guarded by it */
-    pthread_t         thread;
-    int               thread_ok;
-    ev_async          done;
-    struct job       *busy;           /* out with the thread: loop-only */
+    scout_writer_t    writer;
     struct job       *pending;        /* the next write: loop-only      */
-    pthread_mutex_t   mu;
-    pthread_cond_t    cv;
-    struct job       *todo;
-    struct job       *finished;
-    int               quit;
 };
 
 static void run_command(scout_render_t *r);
@@ -202,8 +191,11 @@ job_free(struct job *j)
 /* In the writer thread (or on the loop without one): touches only the job
  * and the file system. */
 static void
-job_run(const char *dest, struct job *j)
+job_run(void *owner, void *job)
 {
+    const char *dest = ((scout_render_t *)owner)->conf.dest;
+    struct job *j = job;
+
     if (j->compare) {
         size_t len = 0;
         char *old = read_existing(dest, &len);
@@ -225,8 +217,11 @@ static void submit(scout_render_t *r, struct job *j);
 /* On the loop: what a write did; the command runs after its file is in
  * place, then the pending write (if any) goes out. */
 static void
-collect(scout_render_t *r, struct job *j)
+collect(void *owner, void *job)
 {
+    scout_render_t *r = owner;
+    struct job *j = job;
+
     if (j->rc == SCOUT_ERROR) {
         scout_stats.render_write_failures++;
         scout_log(SCOUT_LOG_WARN, "render", "%s: %s; the file stays as it "
@@ -267,59 +262,7 @@ static void
 submit(scout_render_t *r, struct job *j)
 {
     j->compare = !r->written;
-    if (!r->thread_ok) {        /* no thread: write on the loop */
-        job_run(r->conf.dest, j);
-        collect(r, j);
-        return;
-    }
-    r->busy = j;
-    pthread_mutex_lock(&r->mu);
-    r->todo = j;
-    pthread_cond_signal(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-}
-
-static void *
-writer_main(void *arg)
-{
-    scout_render_t *r = arg;
-    struct job *j;
-
-    pthread_mutex_lock(&r->mu);
-    for (;;) {
-        while (r->todo == NULL && !r->quit)
-            pthread_cond_wait(&r->cv, &r->mu);
-        if (r->todo == NULL)
-            break;              /* quit, and nothing left to write */
-        j = r->todo;
-        r->todo = NULL;
-        pthread_mutex_unlock(&r->mu);
-        job_run(r->conf.dest, j);
-        pthread_mutex_lock(&r->mu);
-        r->finished = j;
-        if (!r->quit)
-            ev_async_send(r->loop, &r->done);
-    }
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
-}
-
-static void
-on_done(struct ev_loop *loop, ev_async *w, int revents)
-{
-    scout_render_t *r = w->data;
-    struct job *j;
-    (void)loop;
-    (void)revents;
-
-    pthread_mutex_lock(&r->mu);
-    j = r->finished;
-    r->finished = NULL;
-    pthread_mutex_unlock(&r->mu);
-    if (j == NULL)
-        return;
-    r->busy = NULL;
-    collect(r, j);
+    scout_writer_submit(&r->writer, j);
 }
 
 static void
@@ -340,7 +283,7 @@ render_now(scout_render_t *r)
         return;
     }
     len = strlen(text);
-    if (r->busy == NULL && r->last != NULL && len == r->last_len
+    if (!scout_writer_busy(&r->writer) && r->last != NULL && len == r->last_len
         && memcmp(text, r->last, len) == 0) {
         free(text);                     /* same bytes: nothing to do */
         scout_log(SCOUT_LOG_INFO, "render", "%s: unchanged (%zu bytes), "
@@ -356,7 +299,7 @@ render_now(scout_render_t *r)
     }
     j->text = text;
     j->len = len;
-    if (r->busy != NULL) {      /* after the write in flight; newest wins */
+    if (scout_writer_busy(&r->writer)) {  /* after it; the newest wins */
         job_free(r->pending);
         r->pending = j;
         return;
@@ -389,21 +332,6 @@ scout_render_changed(scout_render_t *r)
     ev_timer_start(r->loop, &r->timer);
 }
 
-static int
-start_writer(scout_render_t *r)
-{
-    sigset_t all, old;
-    int rc;
-
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    rc = pthread_create(&r->thread, NULL, writer_main, r);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc == 0)
-        r->thread_ok = 1;
-    return rc;
-}
-
 scout_render_t *
 scout_render_new(struct ev_loop *loop, scout_policy_t *policy, int idx,
                  const scout_render_conf_t *conf, scout_service_t **services,
@@ -427,12 +355,7 @@ scout_render_new(struct ev_loop *loop, scout_policy_t *policy, int idx,
     ev_child_init(&r->child, on_child, 0, 0);
     r->child.data = r;
     /* what dest holds is read by the first write, in the thread */
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    ev_async_init(&r->done, on_done);
-    r->done.data = r;
-    ev_async_start(loop, &r->done);
-    if ((rc = start_writer(r)) != 0)
+    if ((rc = scout_writer_start(&r->writer, loop, job_run, collect, r)) != 0)
         scout_log(SCOUT_LOG_WARN, "render", "%s: no writer thread (%s): "
                   "written on the loop", conf->dest, strerror(rc));
     return r;
@@ -445,19 +368,9 @@ scout_render_free(scout_render_t *r)
         return;
     /* A write in flight is finished first (a reload's new render must not
      * race it on the same dest); what is pending is dropped with the rest. */
-    if (r->thread_ok) {
-        pthread_mutex_lock(&r->mu);
-        r->quit = 1;
-        pthread_cond_signal(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-        pthread_join(r->thread, NULL);
-        job_free(r->finished);
-    }
-    ev_async_stop(r->loop, &r->done);
+    job_free(scout_writer_stop(&r->writer));
     ev_timer_stop(r->loop, &r->timer);
     ev_child_stop(r->loop, &r->child);
-    pthread_mutex_destroy(&r->mu);
-    pthread_cond_destroy(&r->cv);
     job_free(r->pending);
     free(r->last);
     free(r);

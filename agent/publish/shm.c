@@ -8,13 +8,8 @@
  * slow enough to be lapped twice sees the sequence change and retries.
  * docs/shm.md has the byte layout and the reader's side of the protocol.
  *
- * Growing: a snapshot that does not fit a slot goes into a new, larger file
- * written completely under a temporary name and renamed over the path; the
- * old file is then marked retired and its generation bumped so readers'
- * cheap check fires and they re-map.  No file is ever truncated or shrunk
- * while mapped, so no reader can fault on a short mapping; the new file's
- * pages are allocated up front (posix_fallocate) so a full /dev/shm is an
- * error here and not a SIGBUS in the middle of a publish.
+ * Growing (a snapshot that does not fit a slot goes into a new file) and
+ * the file itself are shm_file.c's.
  *
  * Why XXH3-64 (libxxhash-dev, inlined from its header so nothing new is
  * linked): packaged in Debian with bindings for most languages (python3-
@@ -27,21 +22,12 @@
  * half-written snapshot, truncate a mapped file, or leave the previous
  * snapshot unreadable when a publish fails.
  */
-#define _GNU_SOURCE     /* mkostemp */
-#include "publish/shm.h"
+#include "publish/shm_int.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "scout_shm.h"
 #include "scout.h"
 
 /* The format is little-endian (docs/shm.md) and written and read in place. */
@@ -52,280 +38,10 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#define INITIAL_SLOT   (64 * 1024)
 #define SHRINK_ABOVE   (4 * 1024 * 1024)   /* never shrink slots below this */
-#define PAGE           4096
 
 #define S(s) ((s) != NULL ? (s) : "")
 
-struct scout_shm_s {
-    char               *path;
-    int                 fd;           /* holds the flock */
-    uint8_t            *map;
-    size_t              map_len;
-    scout_shm_file_t   *hdr;
-    dev_t               dev;
-    ino_t               ino;
-    uint64_t            gen;
-    size_t              last_body;
-    /* scratch, grown as needed and kept between publishes */
-    const scout_shm_service_t **order;
-    size_t              order_cap;
-    const scout_endpoint_t **eps;
-    size_t              eps_cap;
-};
-
-static size_t
-round_page(size_t n)
-{
-    return (n + PAGE - 1) & ~(size_t)(PAGE - 1);
-}
-
-static scout_shm_slot_t *
-slot_at(uint8_t *map, const scout_shm_file_t *hdr, uint64_t gen)
-{
-    return (scout_shm_slot_t *)(map + hdr->header_size
-                                + (gen & 1) * hdr->slot_size);
-}
-
-/* ---- files ----------------------------------------------------------- */
-
-/*
- * A new file of two slots of slot_size bytes under a temporary name next to
- * path, locked, allocated, mapped, with a header at generation gen (nothing
- * in either slot yet).  On success *tmp names it; the caller fills a slot
- * and renames it into place, or unlinks it.
- */
-static int
-file_create(const char *path, size_t slot_size, uint64_t gen, char *tmp,
-            size_t tmp_len, int *fd_out, uint8_t **map_out, char *err)
-{
-    size_t file_size = SCOUT_SHM_HDR_SIZE + 2 * slot_size;
-    scout_shm_file_t *hdr;
-    uint8_t *map;
-    int fd, rc;
-
-    if ((size_t)snprintf(tmp, tmp_len, "%s.XXXXXX", path) >= tmp_len)
-        return scout_seterr(err, "%s: path too long", path);
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return scout_seterr(err, "%s: %s", tmp, strerror(errno));
-    /* 0644: nginx workers run as another user and only read. */
-    if (fchmod(fd, 0644) != 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        scout_seterr(err, "%s: %s", tmp, strerror(errno));
-        goto fail;
-    }
-    if (ftruncate(fd, (off_t)file_size) != 0) {
-        scout_seterr(err, "%s: %s", tmp, strerror(errno));
-        goto fail;
-    }
-    rc = posix_fallocate(fd, 0, (off_t)file_size);
-    if (rc != 0) {
-        scout_seterr(err, "%s: cannot allocate %zu bytes: %s", tmp, file_size,
-            strerror(rc));
-        goto fail;
-    }
-    map = mmap(NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
-        scout_seterr(err, "%s: mmap: %s", tmp, strerror(errno));
-        goto fail;
-    }
-    hdr = (scout_shm_file_t *)map;
-    memset(map, 0, SCOUT_SHM_HDR_SIZE);
-    memcpy(hdr->magic, SCOUT_SHM_MAGIC, 8);
-    hdr->version = SCOUT_SHM_VERSION;
-    hdr->header_size = SCOUT_SHM_HDR_SIZE;
-    hdr->generation = gen;
-    hdr->slot_size = slot_size;
-    hdr->file_size = file_size;
-    hdr->writer_pid = (uint32_t)getpid();
-    memset(slot_at(map, hdr, 0), 0, SCOUT_SHM_SLOT_HDR);
-    memset(slot_at(map, hdr, 1), 0, SCOUT_SHM_SLOT_HDR);
-    *fd_out = fd;
-    *map_out = map;
-    return SCOUT_OK;
-
-fail:
-    unlink(tmp);
-    close(fd);
-    return SCOUT_ERROR;
-}
-
-/* Make the new file current: rename it over the path, retire the old one
- * (readers' generation check fires, they see retired and re-map), drop the
- * old mapping.  On failure the new file is removed and nothing changed. */
-static int
-file_swap(scout_shm_t *shm, const char *tmp, int fd, uint8_t *map,
-          uint64_t gen, char *err)
-{
-    scout_shm_file_t *hdr = (scout_shm_file_t *)map;
-    struct stat st;
-
-    if (fstat(fd, &st) != 0 || rename(tmp, shm->path) != 0) {
-        scout_seterr(err, "%s: %s", shm->path, strerror(errno));
-        munmap(map, hdr->file_size);
-        unlink(tmp);
-        close(fd);
-        return SCOUT_ERROR;
-    }
-    if (shm->hdr != NULL) {
-        __atomic_store_n(&shm->hdr->retired, 1, __ATOMIC_RELEASE);
-        __atomic_store_n(&shm->hdr->generation, gen, __ATOMIC_RELEASE);
-        munmap(shm->map, shm->map_len);
-    }
-    if (shm->fd >= 0)
-        close(shm->fd);
-    shm->fd = fd;
-    shm->map = map;
-    shm->map_len = hdr->file_size;
-    shm->hdr = hdr;
-    shm->dev = st.st_dev;
-    shm->ino = st.st_ino;
-    shm->gen = gen;
-    return SCOUT_OK;
-}
-
-/*
- * Adopt the file at path if it is a snapshot file we can continue: ours to
- * write, this version, sizes consistent with what is on disk.  1 adopted,
- * 0 not a file to adopt (replace it), SCOUT_ERROR another agent holds it.
- */
-static int
-file_adopt(scout_shm_t *shm, char *err)
-{
-    scout_shm_file_t h;
-    struct stat st;
-    uint8_t *map;
-    int fd;
-
-    /* O_NONBLOCK: a FIFO at the path must not stall us; it is replaced */
-    fd = open(shm->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0)
-        return 0;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return 0;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int pid = 0;
-        if (pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h))
-            pid = (int)h.writer_pid;
-        close(fd);
-        return scout_seterr(err, "%s: another agent (pid %d) is publishing here",
-                   shm->path, pid);
-    }
-    if (st.st_uid != geteuid()
-        || pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)
-        || memcmp(h.magic, SCOUT_SHM_MAGIC, 8) != 0
-        || h.version != SCOUT_SHM_VERSION
-        || h.header_size != SCOUT_SHM_HDR_SIZE
-        || h.slot_size < PAGE || h.slot_size % PAGE != 0
-        || h.slot_size > ((uint64_t)1 << 40)
-        || h.file_size != SCOUT_SHM_HDR_SIZE + 2 * h.slot_size
-        || (uint64_t)st.st_size != h.file_size || h.retired != 0) {
-        close(fd);
-        return 0;
-    }
-    /* Allocate any hole so that writing never faults on a full tmpfs. */
-    if (posix_fallocate(fd, 0, (off_t)h.file_size) != 0) {
-        close(fd);
-        return 0;
-    }
-    map = mmap(NULL, h.file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
-        close(fd);
-        return 0;
-    }
-    shm->fd = fd;
-    shm->map = map;
-    shm->map_len = h.file_size;
-    shm->hdr = (scout_shm_file_t *)map;
-    shm->hdr->writer_pid = (uint32_t)getpid();
-    shm->dev = st.st_dev;
-    shm->ino = st.st_ino;
-    shm->gen = __atomic_load_n(&shm->hdr->generation, __ATOMIC_ACQUIRE);
-    return 1;
-}
-
-scout_shm_t *
-scout_shm_open(const char *path, char *err)
-{
-    scout_shm_t *shm;
-    char tmp[4096];
-    uint8_t *map;
-    int fd, rc;
-
-    if (path == NULL || path[0] == '\0') {
-        scout_seterr(err, "shm: empty path");
-        return NULL;
-    }
-    if (strlen(path) + 8 >= sizeof(tmp)) {
-        scout_seterr(err, "%s: path too long", path);
-        return NULL;
-    }
-    shm = calloc(1, sizeof(*shm));
-    if (shm == NULL || (shm->path = strdup(path)) == NULL) {
-        scout_seterr(err, "shm: out of memory");
-        goto fail;
-    }
-    shm->fd = -1;
-    rc = file_adopt(shm, err);
-    if (rc == SCOUT_ERROR)
-        goto fail;
-    if (rc == 1)
-        return shm;
-    /* Nothing to adopt: an empty file (generation 0, "no snapshot"), so
-     * readers started before the first publish attach at once. */
-    if (file_create(path, INITIAL_SLOT, 0, tmp, sizeof(tmp), &fd, &map,
-                    err) != SCOUT_OK
-        || file_swap(shm, tmp, fd, map, 0, err) != SCOUT_OK)
-        goto fail;
-    return shm;
-
-fail:
-    if (shm != NULL)
-        free(shm->path);
-    free(shm);
-    return NULL;
-}
-
-void
-scout_shm_close(scout_shm_t *shm, int unlink_file)
-{
-    struct stat st;
-
-    if (shm == NULL)
-        return;
-    if (unlink_file && stat(shm->path, &st) == 0 && st.st_dev == shm->dev
-        && st.st_ino == shm->ino)
-        unlink(shm->path);
-    if (shm->map != NULL)
-        munmap(shm->map, shm->map_len);
-    if (shm->fd >= 0)
-        close(shm->fd);
-    free(shm->order);
-    free(shm->eps);
-    free(shm->path);
-    free(shm);
-}
-
-uint64_t
-scout_shm_generation(const scout_shm_t *shm)
-{
-    return shm->gen;
-}
-
-size_t
-scout_shm_file_size(const scout_shm_t *shm)
-{
-    return shm->map_len;
-}
-
-size_t
-scout_shm_snapshot_size(const scout_shm_t *shm)
-{
-    return shm->last_body;
-}
 
 /* ---- encoding ---------------------------------------------------------- */
 
@@ -491,6 +207,10 @@ encode(scout_shm_t *shm, int n, const sizes_t *z, uint64_t gen,
 static void assemble(scout_shm_slice_t *const *slices, int n,
                      const sizes_t *z, uint64_t gen, uint8_t *out,
                      size_t size);
+static int patch(const scout_shm_held_t *h,
+                 scout_shm_slice_t *const *slices, int n,
+                 const sizes_t *z, uint64_t gen, uint8_t *out);
+static void hold(scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n);
 
 static void
 slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
@@ -499,13 +219,21 @@ slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
     scout_shm_file_t *hdr = (scout_shm_file_t *)map;
     scout_shm_slot_t *slot = slot_at(map, hdr, gen);
     uint8_t *body = (uint8_t *)slot + SCOUT_SHM_SLOT_HDR;
+    scout_shm_held_t *h = &shm->held[gen & 1];
+    int in_place = map == shm->map;     /* else a new file's slot */
 
     __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    if (slices != NULL)
+    if (slices != NULL && in_place && patch(h, slices, n, z, gen, body))
+        ;                       /* only what changed since the slot's body */
+    else if (slices != NULL)
         assemble(slices, n, z, gen, body, body_len);
     else
         encode(shm, n, z, gen, body, body_len);
+    if (slices != NULL && in_place)
+        hold(h, slices, n);
+    else
+        scout_shm_held_drop(h);
     __atomic_store_n(&slot->len, (uint64_t)body_len, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->checksum, (uint64_t)XXH3_64bits(body, body_len),
                      __ATOMIC_RELAXED);
@@ -535,11 +263,11 @@ put_body(scout_shm_t *shm, int n, const sizes_t *z,
         int fd;
 
         slot_size = round_page(need + need / 2 + INITIAL_SLOT);
-        if (file_create(shm->path, slot_size, gen, tmp, sizeof(tmp), &fd,
-                        &map, err) != SCOUT_OK)
+        if (scout_shm_file_create(shm->path, slot_size, gen, tmp,
+                                  sizeof(tmp), &fd, &map, err) != SCOUT_OK)
             return SCOUT_ERROR;
         slot_write(shm, map, gen, n, z, body_len, slices);
-        if (file_swap(shm, tmp, fd, map, gen, err) != SCOUT_OK)
+        if (scout_shm_file_swap(shm, tmp, fd, map, gen, err) != SCOUT_OK)
             return SCOUT_ERROR;
     } else {
         slot_write(shm, shm->map, gen, n, z, body_len, slices);
@@ -694,48 +422,147 @@ moved(scout_shm_str_t s, uint32_t base)
     return s;
 }
 
+/* The arrays of a body of n services with z's totals. */
+typedef struct {
+    scout_shm_snap_t *snap;
+    scout_shm_svc_t  *svc;
+    scout_shm_ep_t   *ep;
+    scout_shm_meta_t *meta;
+    uint8_t          *strings;
+} body_t;
+
+static body_t
+body_at(uint8_t *out, int n, const sizes_t *z)
+{
+    body_t b;
+
+    b.snap = (scout_shm_snap_t *)out;
+    b.svc = (scout_shm_svc_t *)(b.snap + 1);
+    b.ep = (scout_shm_ep_t *)(b.svc + n);
+    b.meta = (scout_shm_meta_t *)(b.ep + z->nendpoints);
+    b.strings = (uint8_t *)(b.meta + z->nmeta);
+    return b;
+}
+
+/* Slice sl as service i of body b, its runs starting at ep_i, meta_i and
+ * str_i (the runs of the services before it). */
+static void
+put_slice(const body_t *b, int i, const scout_shm_slice_t *sl, uint32_t ep_i,
+          uint32_t meta_i, uint32_t str_i)
+{
+    scout_shm_svc_t *svc = b->svc + i;
+    scout_shm_ep_t *eprec = b->ep + ep_i;
+    scout_shm_meta_t *mrec = b->meta + meta_i;
+
+    *svc = sl->svc;
+    svc->name = moved(sl->svc.name, str_i);
+    svc->path = moved(sl->svc.path, str_i);
+    svc->state = moved(sl->svc.state, str_i);
+    svc->settings = moved(sl->svc.settings, str_i);
+    svc->ep_first = ep_i;
+    for (uint32_t e = 0; e < sl->neps; e++, eprec++) {
+        *eprec = sl->eps[e];
+        eprec->id = moved(eprec->id, str_i);
+        eprec->host = moved(eprec->host, str_i);
+        eprec->status = moved(eprec->status, str_i);
+        eprec->meta_first += meta_i;
+    }
+    for (uint32_t m = 0; m < sl->nmeta; m++, mrec++) {
+        mrec->key = moved(sl->meta[m].key, str_i);
+        mrec->value = moved(sl->meta[m].value, str_i);
+    }
+    memcpy(b->strings + str_i, sl->strings, sl->nstr);
+}
+
 static void
 assemble(scout_shm_slice_t *const *slices, int n, const sizes_t *z,
          uint64_t gen, uint8_t *out, size_t size)
 {
-    scout_shm_snap_t *snap = (scout_shm_snap_t *)out;
-    scout_shm_svc_t *svc = (scout_shm_svc_t *)(snap + 1);
-    scout_shm_ep_t *eprec = (scout_shm_ep_t *)(svc + n);
-    scout_shm_meta_t *mrec = (scout_shm_meta_t *)(eprec + z->nendpoints);
-    uint8_t *strings = (uint8_t *)(mrec + z->nmeta);
+    body_t b = body_at(out, n, z);
     uint32_t ep_i = 0, meta_i = 0, str_i = 0;
 
-    snap->generation = gen;
-    snap->size = size;
-    snap->nservices = (uint32_t)n;
-    snap->nendpoints = (uint32_t)z->nendpoints;
-    snap->nmeta = (uint32_t)z->nmeta;
-    snap->strings_len = (uint32_t)z->strings;
-    for (int i = 0; i < n; i++, svc++) {
+    b.snap->generation = gen;
+    b.snap->size = size;
+    b.snap->nservices = (uint32_t)n;
+    b.snap->nendpoints = (uint32_t)z->nendpoints;
+    b.snap->nmeta = (uint32_t)z->nmeta;
+    b.snap->strings_len = (uint32_t)z->strings;
+    for (int i = 0; i < n; i++) {
         const scout_shm_slice_t *sl = slices[i];
 
-        *svc = sl->svc;
-        svc->name = moved(sl->svc.name, str_i);
-        svc->path = moved(sl->svc.path, str_i);
-        svc->state = moved(sl->svc.state, str_i);
-        svc->settings = moved(sl->svc.settings, str_i);
-        svc->ep_first = ep_i;
-        for (uint32_t e = 0; e < sl->neps; e++, eprec++) {
-            *eprec = sl->eps[e];
-            eprec->id = moved(eprec->id, str_i);
-            eprec->host = moved(eprec->host, str_i);
-            eprec->status = moved(eprec->status, str_i);
-            eprec->meta_first += meta_i;
-        }
-        for (uint32_t m = 0; m < sl->nmeta; m++, mrec++) {
-            mrec->key = moved(sl->meta[m].key, str_i);
-            mrec->value = moved(sl->meta[m].value, str_i);
-        }
-        memcpy(strings + str_i, sl->strings, sl->nstr);
+        put_slice(&b, i, sl, ep_i, meta_i, str_i);
         ep_i += sl->neps;
         meta_i += sl->nmeta;
         str_i += sl->nstr;
     }
+}
+
+/* The body the slot holds (assembled from h) made the one of slices, by
+ * rewriting only the services whose slice is another one: 1, or 0 when
+ * that cannot be (nothing known, another count, a slice of another size
+ * moves every offset after it) and nothing was written.  The walk over the
+ * list compares pointers and adds sizes; the bytes written are the changed
+ * services' -- the same bytes assemble() would write, since a slice is
+ * immutable and held. */
+static int
+patch(const scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n,
+      const sizes_t *z, uint64_t gen, uint8_t *out)
+{
+    body_t b = body_at(out, n, z);
+    uint32_t ep_i = 0, meta_i = 0, str_i = 0;
+
+    if (h->slices == NULL || h->n != n)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        const scout_shm_slice_t *was = h->slices[i], *sl = slices[i];
+
+        if (was != sl && (was->neps != sl->neps || was->nmeta != sl->nmeta
+                          || was->nstr != sl->nstr))
+            return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        const scout_shm_slice_t *sl = slices[i];
+
+        if (h->slices[i] != sl)
+            put_slice(&b, i, sl, ep_i, meta_i, str_i);
+        ep_i += sl->neps;
+        meta_i += sl->nmeta;
+        str_i += sl->nstr;
+    }
+    b.snap->generation = gen;
+    return 1;
+}
+
+void
+scout_shm_held_drop(scout_shm_held_t *h)
+{
+    for (int i = 0; h->slices != NULL && i < h->n; i++)
+        scout_shm_slice_unref(h->slices[i]);
+    free(h->slices);
+    h->slices = NULL;
+    h->n = 0;
+}
+
+/* The slot now holds slices: a reference to each that is new to it (out of
+ * memory: the slot is not known, and the next publish into it assembles). */
+static void
+hold(scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n)
+{
+    if (h->slices == NULL || h->n != n) {
+        scout_shm_held_drop(h);
+        if ((h->slices = malloc((size_t)(n ? n : 1) * sizeof(*h->slices)))
+            == NULL)
+            return;
+        h->n = n;
+        for (int i = 0; i < n; i++)
+            h->slices[i] = scout_shm_slice_ref(slices[i]);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        if (h->slices[i] != slices[i]) {
+            scout_shm_slice_unref(h->slices[i]);
+            h->slices[i] = scout_shm_slice_ref(slices[i]);
+        }
 }
 
 static int
@@ -743,6 +570,17 @@ by_slice_name(const void *a, const void *b)
 {
     return strcmp((*(scout_shm_slice_t *const *)a)->name,
                   (*(scout_shm_slice_t *const *)b)->name);
+}
+
+/* The agent hands its slices over in name order (it sorts once per service
+ * list): one pass tells, instead of a sort of the registry per generation. */
+static int
+in_name_order(scout_shm_slice_t *const *slices, int n)
+{
+    for (int i = 1; i < n; i++)
+        if (strcmp(slices[i - 1]->name, slices[i]->name) > 0)
+            return 0;
+    return 1;
 }
 
 int
@@ -753,7 +591,7 @@ scout_shm_publish_slices(scout_shm_t *shm, scout_shm_slice_t **slices, int n,
 
     if (n < 0 || (n > 0 && slices == NULL))
         return scout_seterr(err, "shm: bad service list");
-    if (n > 1)
+    if (n > 1 && !in_name_order(slices, n))
         qsort(slices, (size_t)n, sizeof(*slices), by_slice_name);
     memset(&z, 0, sizeof(z));
     for (int i = 0; i < n; i++) {

@@ -54,7 +54,8 @@ scout_shm_slice_t *scout_shm_slice_ref(scout_shm_slice_t *sl);
 void scout_shm_slice_unref(scout_shm_slice_t *sl);
 
 /* scout_shm_publish() from slices: the very same bytes for the same
- * services, at the cost of copying them (slices is reordered by name).
+ * services, at the cost of copying them (slices is reordered by name; in
+ * that order already, one pass over the names checks it).
  * It touches only shm and the slices, so one thread at a time may call it
  * -- the agent's shm writer thread, which owns shm once it has started. */
 int scout_shm_publish_slices(scout_shm_t *shm, scout_shm_slice_t **slices,

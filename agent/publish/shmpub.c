@@ -9,22 +9,20 @@
  *
  * What the loop pays per generation does not grow with the registry: each
  * service is encoded into a slice once per (index, state, settings) and
- * kept in an array parallel to the service list.  A publish names its
+ * kept in an array in name order (svcmap.h, sorted once per list, the
+ * order the file needs, so no generation sorts).  A publish names its
  * service (svcmap.h finds its slot), and a generation re-encodes only the
  * services named since the last one -- all of them only when every state
  * may have moved (a session change, a new list).  The writer thread is
  * lent the array itself: the loop leaves it alone while a generation is
  * out (changes meanwhile are only marked, and coalesced into one more
  * generation, from the newest state, when it is done), so handing it over
- * costs nothing per service.  The thread copies the pointers, sorts its
- * copy, copies the slices into the slot, checksums and moves the
- * generation; it owns the scout_shm_t once it runs.  The thread blocks
- * every signal, so they keep reaching the loop's thread.
+ * costs nothing per service.  The thread (writer.h) copies the pointers
+ * (already in name order), copies the slices into the slot, checksums and
+ * moves the generation; it owns the scout_shm_t once it runs.
  */
 #include "publish/shmpub.h"
 
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +30,7 @@
 #include "scout.h"
 #include "publish/shm.h"
 #include "publish/svcmap.h"
+#include "publish/writer.h"
 
 /* A service's slice as last encoded, valid while the service (the same
  * object) has the same index, state and settings. */
@@ -56,13 +55,9 @@ struct scout_shmpub_s {
     scout_shm_t      *shm;          /* the thread's once it runs */
     scout_service_t **services;
     int               n;
-    struct cached    *cache;        /* [n], parallel to services */
+    struct cached    *cache;        /* [n], slot i: marks.keys[i] */
     scout_shm_slice_t **set;        /* [n]: cache[i].slice, lent to jobs */
-    scout_svcmap_t    map;          /* service -> its slot */
-    int              *marked;       /* [n]: slots named since the last */
-    int               nmarked;      /*   generation, each once          */
-    unsigned char    *is_marked;    /* [n] */
-    int               all;          /* every slot may have moved */
+    scout_svcmap_marks_t marks;     /* slots named since the last one */
     /* the arrays of a list replaced while a job had them: freed when the
      * job is collected */
     struct cached    *old_cache;
@@ -70,17 +65,8 @@ struct scout_shmpub_s {
     int               old_n;
     ev_timer          timer;
     double            last;         /* ev_now() of the last write */
-    int               busy;         /* a job is out: loop-only */
     int               dirty;        /* changed while busy */
-    /* the writer thread; below mu, guarded by it */
-    pthread_t         thread;
-    int               thread_ok;
-    ev_async          done;
-    pthread_mutex_t   mu;
-    pthread_cond_t    cv;
-    struct job       *todo;
-    struct job       *finished;
-    int               quit;
+    scout_writer_t    writer;
     /* the writer's copy of a job's slices, sorted by name (its own) */
     scout_shm_slice_t **sorted;
     int               sorted_cap;
@@ -114,12 +100,7 @@ cache_clear(scout_shmpub_t *p)
     cache_free(p->cache, p->set, p->n);
     p->cache = NULL;
     p->set = NULL;
-    free(p->marked);
-    free(p->is_marked);
-    p->marked = NULL;
-    p->is_marked = NULL;
-    p->nmarked = 0;
-    scout_svcmap_free(&p->map);
+    scout_svcmap_marks_free(&p->marks);
 }
 
 /* The per-service arrays for p->services; SCOUT_ERROR when out of memory
@@ -131,16 +112,13 @@ cache_make(scout_shmpub_t *p)
 
     p->cache = calloc(n, sizeof(*p->cache));
     p->set = calloc(n, sizeof(*p->set));
-    p->marked = malloc(n * sizeof(*p->marked));
-    p->is_marked = calloc(n, 1);
-    if (p->cache == NULL || p->set == NULL || p->marked == NULL
-        || p->is_marked == NULL
-        || scout_svcmap_build(&p->map, (void *const *)p->services, p->n)
+    if (p->cache == NULL || p->set == NULL
+        || scout_svcmap_marks_build(&p->marks, (void *const *)p->services,
+                                    p->n, scout_service_by_name)
            != SCOUT_OK) {
         cache_clear(p);
         return SCOUT_ERROR;
     }
-    p->all = 1;
     return SCOUT_OK;
 }
 
@@ -148,8 +126,11 @@ cache_make(scout_shmpub_t *p)
  * slices from a sorted copy of their pointers, leaving the loop's array as
  * it is. */
 static void
-publish_job(scout_shmpub_t *p, struct job *j)
+publish_job(void *owner, void *job)
 {
+    scout_shmpub_t *p = owner;
+    struct job *j = job;
+
     if (j->n > p->sorted_cap) {
         scout_shm_slice_t **s = realloc(p->sorted,
                                         (size_t)j->n * sizeof(*s));
@@ -171,7 +152,7 @@ publish_job(scout_shmpub_t *p, struct job *j)
 static scout_shm_slice_t *
 slice_of(scout_shmpub_t *p, int i, char *err)
 {
-    scout_service_t *s = p->services[i];
+    scout_service_t *s = p->marks.keys[i];
     struct cached *c = &p->cache[i];
     scout_shm_service_t sv;
 
@@ -212,9 +193,11 @@ retry_later(scout_shmpub_t *p, const char *err)
 static void schedule(scout_shmpub_t *p);
 
 static void
-collect(scout_shmpub_t *p, struct job *j)
+collect(void *owner, void *job)
 {
-    p->busy = 0;
+    scout_shmpub_t *p = owner;
+    struct job *j = job;
+
     cache_free(p->old_cache, p->old_set, p->old_n);
     p->old_cache = NULL;
     p->old_set = NULL;
@@ -242,7 +225,7 @@ write_now(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
 
-    if (p->busy) {
+    if (scout_writer_busy(&p->writer)) {
         p->dirty = 1;           /* collect() schedules the next one */
         return;
     }
@@ -253,94 +236,26 @@ write_now(struct ev_loop *loop, ev_timer *t, int revents)
     }
     /* only what was named since the last generation: the loop's cost is
      * the services that changed, not the registry */
-    if (p->all) {
+    if (p->marks.all) {
         for (int i = 0; i < p->n; i++)
             if (refresh(p, i, err) != SCOUT_OK)
                 goto fail;
-        p->all = 0;
+        p->marks.all = 0;
     }
-    while (p->nmarked > 0) {
-        int i = p->marked[p->nmarked - 1];
-
+    for (int i; (i = scout_svcmap_next(&p->marks)) >= 0;) {
         if (refresh(p, i, err) != SCOUT_OK)
             goto fail;
-        p->is_marked[i] = 0;
-        p->nmarked--;
+        scout_svcmap_taken(&p->marks);
     }
     j->slices = p->set;
     j->n = p->n;
     p->last = ev_now(p->loop);
-    if (!p->thread_ok) {        /* no thread: publish on the loop */
-        publish_job(p, j);
-        collect(p, j);
-        return;
-    }
-    p->busy = 1;
-    pthread_mutex_lock(&p->mu);
-    p->todo = j;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    scout_writer_submit(&p->writer, j);
     return;
 
 fail:
     job_free(j);
     retry_later(p, err);
-}
-
-static void *
-writer_main(void *arg)
-{
-    scout_shmpub_t *p = arg;
-    struct job *j;
-
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->todo == NULL && !p->quit)
-            pthread_cond_wait(&p->cv, &p->mu);
-        if (p->todo == NULL)
-            break;
-        j = p->todo;
-        p->todo = NULL;
-        pthread_mutex_unlock(&p->mu);
-        publish_job(p, j);
-        pthread_mutex_lock(&p->mu);
-        p->finished = j;
-        if (!p->quit)
-            ev_async_send(p->loop, &p->done);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-static void
-on_done(struct ev_loop *loop, ev_async *w, int revents)
-{
-    scout_shmpub_t *p = w->data;
-    struct job *j;
-    (void)loop;
-    (void)revents;
-
-    pthread_mutex_lock(&p->mu);
-    j = p->finished;
-    p->finished = NULL;
-    pthread_mutex_unlock(&p->mu);
-    if (j != NULL)
-        collect(p, j);
-}
-
-static int
-start_writer(scout_shmpub_t *p)
-{
-    sigset_t all, old;
-    int rc;
-
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    rc = pthread_create(&p->thread, NULL, writer_main, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc == 0)
-        p->thread_ok = 1;
-    return rc;
 }
 
 scout_shmpub_t *
@@ -364,12 +279,8 @@ scout_shmpub_new(struct ev_loop *loop, const char *path,
     p->n = n;
     ev_timer_init(&p->timer, write_now, 0., 0.);
     p->timer.data = p;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    ev_async_init(&p->done, on_done);
-    p->done.data = p;
-    ev_async_start(loop, &p->done);
-    if ((rc = start_writer(p)) != 0)
+    if ((rc = scout_writer_start(&p->writer, loop, publish_job, collect,
+                                 p)) != 0)
         scout_log(SCOUT_LOG_WARN, "shm", "no writer thread (%s): the "
                   "snapshot is published on the loop", strerror(rc));
     scout_shmpub_changed(p, NULL); /* readers learn the service list at once */
@@ -392,15 +303,7 @@ schedule(scout_shmpub_t *p)
 void
 scout_shmpub_changed(scout_shmpub_t *p, scout_service_t *svc)
 {
-    int i;
-
-    if (svc == NULL) {
-        p->all = 1;
-    } else if ((i = scout_svcmap_find(&p->map, svc)) >= 0
-               && !p->is_marked[i]) {
-        p->is_marked[i] = 1;
-        p->marked[p->nmarked++] = i;
-    }
+    scout_svcmap_mark(&p->marks, svc);
     /* (a service not in the map: the arrays are made, every slot
      * refreshed, at the next generation) */
     schedule(p);
@@ -409,7 +312,8 @@ scout_shmpub_changed(scout_shmpub_t *p, scout_service_t *svc)
 void
 scout_shmpub_set_services(scout_shmpub_t *p, scout_service_t **services, int n)
 {
-    if (p->busy && p->old_cache == NULL && p->cache != NULL) {
+    if (scout_writer_busy(&p->writer) && p->old_cache == NULL
+        && p->cache != NULL) {
         /* the job in flight reads them: freed when it is collected */
         p->old_cache = p->cache;
         p->old_set = p->set;
@@ -427,18 +331,9 @@ scout_shmpub_free(scout_shmpub_t *p)
 {
     if (p == NULL)
         return;
-    if (p->thread_ok) {         /* a generation in flight is finished */
-        pthread_mutex_lock(&p->mu);
-        p->quit = 1;
-        pthread_cond_signal(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-        pthread_join(p->thread, NULL);
-        job_free(p->finished);
-    }
-    ev_async_stop(p->loop, &p->done);
+    /* a generation in flight is finished */
+    job_free(scout_writer_stop(&p->writer));
     ev_timer_stop(p->loop, &p->timer);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
     cache_clear(p);
     cache_free(p->old_cache, p->old_set, p->old_n);
     free(p->sorted);

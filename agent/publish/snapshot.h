@@ -88,14 +88,23 @@ void scout_snapshot_rec_unref(scout_snapshot_rec_t *r);
 size_t scout_snapshot_rec_size(const scout_snapshot_rec_t *r);
 
 /* The file's bytes from records (in any order: they are sorted by name
- * here), exactly what scout_snapshot_encode_each gives for the same
- * services.  Touches nothing but its arguments, so it may run in a worker
+ * here, unless they come in that order), exactly what
+ * scout_snapshot_encode_each gives for the same services.  Touches nothing but its arguments, so it may run in a worker
  * thread.  A record that would take the file past SCOUT_SNAPSHOT_MAX_SIZE
  * is left out and counted in *left_out (first reason in err); two records
  * with one name fail the whole file.  recs is reordered. */
 int scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
                             scout_snapshot_rec_t **recs, int n, char **buf,
                             size_t *len, int *left_out, char *err);
+
+/* scout_snapshot_assemble + scout_snapshot_commit without the file in one
+ * buffer: the records are written where they are (writev) and the checksum
+ * taken over them in place, so a write copies nothing but into the file.
+ * *len: the file's size once written. */
+int scout_snapshot_commit_recs(const char *dir, const char *ensemble,
+                               int64_t written_at_ms,
+                               scout_snapshot_rec_t **recs, int n,
+                               size_t *len, int *left_out, char *err);
 
 /* Put encoded bytes at DIR/scout.snapshot, atomically and durably: write
  * DIR/scout.snapshot.tmp (mode 0600), fsync it, rename it over the old file,

@@ -357,18 +357,25 @@ by_rec_name(const void *a, const void *b)
                    *(scout_snapshot_rec_t *const *)b);
 }
 
-int
-scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
-                        scout_snapshot_rec_t **recs, int n, char **buf,
-                        size_t *len, int *left_out, char *err)
+/* What the file of recs is: the records kept (moved to the front, in name
+ * order; *kept of them), its size, and its head -- the header, checksum
+ * included, and the fields before the first record -- in a buffer of its
+ * own (*head, *head_len: the caller frees it).  The checksum is taken over
+ * the head's fields and the records where they are, so the file need never
+ * be copied into one buffer. */
+static int
+plan(const char *ensemble, int64_t written_at_ms, scout_snapshot_rec_t **recs,
+     int n, unsigned char **head, size_t *head_len, int *kept_out,
+     uint64_t *size_out, int *left_out, char *err)
 {
     static const char writer[] = "scout " SCOUT_VERSION;
     uint64_t size = SCOUT_SNAPSHOT_HDR_LEN + 8 + 4;
     unsigned char *out, *p;
+    XXH64_state_t st;
+    size_t hlen;
     int kept = 0;
 
-    *buf = NULL;
-    *len = 0;
+    *head = NULL;
     *left_out = 0;
     if (n < 0 || (unsigned)n > SCOUT_SNAPSHOT_MAX_SERVICES)
         return scout_seterr(err, "snapshot: %d services, over the %u limit", n,
@@ -376,8 +383,14 @@ scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
     if (size_str(&size, writer, "", NULL, "writer", err) != SCOUT_OK
         || size_str(&size, ensemble, "", NULL, "ensemble", err) != SCOUT_OK)
         return SCOUT_ERROR;
-    if (n > 1)
-        qsort(recs, (size_t)n, sizeof(*recs), by_rec_name);
+    hlen = (size_t)size;
+    /* the agent hands them over in name order (it sorts once per service
+     * list): one pass tells, instead of a sort of the registry per write */
+    for (int i = 1; i < n; i++)
+        if (rec_cmp(recs[i - 1], recs[i]) > 0) {
+            qsort(recs, (size_t)n, sizeof(*recs), by_rec_name);
+            break;
+        }
     for (int i = 1; i < n; i++)
         if (rec_cmp(recs[i - 1], recs[i]) == 0)
             return scout_seterr(err, "snapshot: two services named \"%.*s\"",
@@ -399,26 +412,93 @@ scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
         recs[i] = recs[kept];
         recs[kept++] = r;
     }
-    if ((out = malloc((size_t)size)) == NULL)
+    if ((out = malloc(hlen)) == NULL)
         return scout_seterr(err, "snapshot: out of memory");
     p = out + SCOUT_SNAPSHOT_HDR_LEN;
     p = put_str(p, writer);
     p = put_str(p, ensemble);
     p = put_le(p, (uint64_t)written_at_ms, 8);
-    p = put_le(p, (uint32_t)kept, 4);
-    for (int i = 0; i < kept; i++) {
-        memcpy(p, recs[i]->data, recs[i]->len);
-        p += recs[i]->len;
-    }
+    put_le(p, (uint32_t)kept, 4);
+    XXH64_reset(&st, 0);
+    XXH64_update(&st, out + SCOUT_SNAPSHOT_HDR_LEN,
+                 hlen - SCOUT_SNAPSHOT_HDR_LEN);
+    for (int i = 0; i < kept; i++)
+        XXH64_update(&st, recs[i]->data, recs[i]->len);
     memcpy(out, magic, sizeof(magic));
     put_le(out + 8, SCOUT_SNAPSHOT_VERSION, 4);
     put_le(out + 12, 0, 4);
     put_le(out + 16, size - SCOUT_SNAPSHOT_HDR_LEN, 8);
-    put_le(out + 24, XXH64(out + SCOUT_SNAPSHOT_HDR_LEN,
-                           (size_t)size - SCOUT_SNAPSHOT_HDR_LEN, 0), 8);
+    put_le(out + 24, XXH64_digest(&st), 8);
+    *head = out;
+    *head_len = hlen;
+    *kept_out = kept;
+    *size_out = size;
+    return SCOUT_OK;
+}
+
+int
+scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
+                        scout_snapshot_rec_t **recs, int n, char **buf,
+                        size_t *len, int *left_out, char *err)
+{
+    unsigned char *head, *out, *p;
+    size_t hlen;
+    uint64_t size;
+    int kept;
+
+    *buf = NULL;
+    *len = 0;
+    if (plan(ensemble, written_at_ms, recs, n, &head, &hlen, &kept, &size,
+             left_out, err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    if ((out = malloc((size_t)size)) == NULL) {
+        free(head);
+        return scout_seterr(err, "snapshot: out of memory");
+    }
+    memcpy(out, head, hlen);
+    p = out + hlen;
+    for (int i = 0; i < kept; i++) {
+        memcpy(p, recs[i]->data, recs[i]->len);
+        p += recs[i]->len;
+    }
+    free(head);
     *buf = (char *)out;
     *len = (size_t)size;
     return SCOUT_OK;
+}
+
+int
+scout_snapshot_commit_recs(const char *dir, const char *ensemble,
+                           int64_t written_at_ms, scout_snapshot_rec_t **recs,
+                           int n, size_t *len, int *left_out, char *err)
+{
+    unsigned char *head;
+    struct iovec *iov;
+    size_t hlen;
+    uint64_t size;
+    int kept, rc;
+
+    *len = 0;
+    if (plan(ensemble, written_at_ms, recs, n, &head, &hlen, &kept, &size,
+             left_out, err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    if ((iov = malloc((size_t)(kept + 1) * sizeof(*iov))) == NULL) {
+        free(head);
+        return scout_seterr(err, "snapshot: out of memory");
+    }
+    iov[0].iov_base = head;
+    iov[0].iov_len = hlen;
+    for (int i = 0; i < kept; i++) {
+        iov[i + 1].iov_base = (void *)recs[i]->data;
+        iov[i + 1].iov_len = recs[i]->len;
+    }
+    rc = scout_file_replace_iov(dir, SCOUT_SNAPSHOT_FILE, SCOUT_SNAPSHOT_TMP,
+                                iov, kept + 1, 0600, err);
+    free(iov);
+    free(head);
+    if (rc == SCOUT_OK)
+        *len = (size_t)size;
+    return rc;
 }
 
 /* ---- commit ------------------------------------------------------------ */

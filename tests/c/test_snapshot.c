@@ -290,6 +290,27 @@ test_records(void)
     CHECK(left_b == 0);
     CHECK(la == lb && memcmp(a, b, la) == 0, "assembled bytes differ");
     free(b);
+    /* written where the records are (writev, the checksum taken over them
+     * in place): the very same file, from records out of name order too */
+    {
+        scout_snapshot_rec_t *mixed[3] = { recs[2], recs[0], recs[1] };
+        size_t lw = 0;
+        struct stat st;
+        FILE *f;
+
+        CHECK(scout_snapshot_commit_recs(tmpdir, "e", 99, mixed, 3, &lw,
+                                         &left_b, err) == SCOUT_OK, "%s", err);
+        CHECK(left_b == 0 && lw == la);
+        b = malloc(la + 1);
+        f = fopen(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), "rb");
+        CHECK(f != NULL && stat(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), &st) == 0
+              && (size_t)st.st_size == la && fread(b, 1, la, f) == la
+              && memcmp(a, b, la) == 0, "written bytes differ");
+        CHECK(!exists(path_in(tmpdir, SCOUT_SNAPSHOT_TMP)));
+        if (f != NULL)
+            fclose(f);
+        free(b);
+    }
     {
         scout_snapshot_service_t o = small[1];
         scout_snapshot_rec_t *r;
@@ -857,7 +878,29 @@ test_scale(void)
                                &buf, &len, err);
     CHECK(rc == SCOUT_OK);
     if (rc == SCOUT_OK) {
-        CHECK(scout_snapshot_commit(tmpdir, buf, len, err) == SCOUT_OK);
+        /* the agent's way: one record per service, written where they are
+         * (10,001 pieces, more than one writev takes): the encoder's bytes */
+        scout_snapshot_rec_t **recs = calloc(NSVC, sizeof(*recs));
+        char *back = malloc(len);
+        size_t lw = 0;
+        int left = -1;
+        FILE *f;
+
+        for (int i = 0; i < NSVC; i++)
+            recs[i] = scout_snapshot_rec_new(&svcs[i], err);
+        CHECK(scout_snapshot_commit_recs(tmpdir, "zk1:2181,zk2:2181,zk3:2181",
+                                         1, recs, NSVC, &lw, &left, err)
+              == SCOUT_OK, "%s", err);
+        CHECK(lw == len && left == 0);
+        f = fopen(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), "rb");
+        CHECK(f != NULL && fread(back, 1, len, f) == len && fgetc(f) == EOF
+              && memcmp(back, buf, len) == 0, "written bytes differ");
+        if (f != NULL)
+            fclose(f);
+        for (int i = 0; i < NSVC; i++)
+            scout_snapshot_rec_unref(recs[i]);
+        free(recs);
+        free(back);
         free(buf);
     }
     s = scout_snapshot_read(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), err);

@@ -102,7 +102,8 @@ class OutputsChurn(unittest.TestCase):
         return "/oc/s%02d" % s
 
     def agent(self):
-        svcs = {"s%02d" % s: 'path = "%s", protect = false' % self.path(s) for s in range(NSVC)}
+        # declared against name order: the outputs keep their slots in name order, which must not mix services up
+        svcs = {"s%02d" % s: 'path = "%s", protect = false' % self.path(s) for s in reversed(range(NSVC))}
         a = Scout(policy(svcs, extra='cache { dir = "%s" }\nshm { path = "%s" }' % (self.cache, self.shm)),
                   self.zk.connect)
         self.scouts.append(a)
@@ -189,6 +190,16 @@ class OutputsChurn(unittest.TestCase):
         api = self.api(a)
         wait_until(lambda: read_disk(snap) == api, timeout=60, what="the disk snapshot after the deletes")
         wait_until(lambda: self.read_shm() == api, what="the shm snapshot after the deletes")
+
+        # one service alone changes: only its slot is named, and it must be that service's (the slots are in
+        # name order, the policy declares them the other way round)
+        kids = sorted(self.kz.get_children(self.path(3)))
+        self.kz.delete("%s/%s" % (self.path(3), kids[0]))
+        want = self.want()
+        wait_until(lambda: {n: eps for n, (_, eps) in self.api(a).items()} == want, what="the API after one delete")
+        api = self.api(a)
+        wait_until(lambda: read_disk(snap) == api, timeout=60, what="the disk snapshot after one delete")
+        wait_until(lambda: self.read_shm() == api, what="the shm snapshot after one delete")
 
     def test_a_kill_while_changes_flow_leaves_a_valid_snapshot(self):
         a = self.agent().start()
