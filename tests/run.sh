@@ -159,7 +159,5 @@ for s in $SUITES; do "suite_$s"; done
 echo
 echo "=== summary"
 for l in "${summary[@]}"; do echo "$l"; done
-line="$total_pass passed, $total_fail failed"
-[ "$total_skip" -gt 0 ] && line="$line, $total_skip skipped"
-echo "$line"
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]
