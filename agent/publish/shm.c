@@ -102,6 +102,50 @@ put_cstr(strtab_t *t, const char *s)
     return put_str(t, s, strlen(s));
 }
 
+/* One service's record, its endpoints (sorted by id, through the scratch
+ * array eps) and their meta, at *eprec / *mrec; the cursors and the running
+ * ep / meta indexes move past what was written.  The whole-body encode and
+ * a slice write the same bytes through this one function. */
+static void
+put_service(strtab_t *t, const scout_shm_service_t *s,
+            const scout_endpoint_t **eps, scout_shm_svc_t *svc,
+            scout_shm_ep_t **eprec, scout_shm_meta_t **mrec, uint32_t *ep_i,
+            uint32_t *meta_i)
+{
+    const scout_endpoint_t *ep;
+    size_t k = 0;
+
+    svc->name = put_cstr(t, s->name);
+    svc->path = put_cstr(t, s->path);
+    svc->state = put_cstr(t, s->state);
+    svc->settings = put_str(t, s->settings, s->settings_len);
+    svc->index = s->index;
+    svc->ep_first = *ep_i;
+    if (s->eps != NULL)
+        for (ep = s->eps->map; ep != NULL; ep = ep->hh.next)
+            eps[k++] = ep;
+    if (k > 1)
+        qsort(eps, k, sizeof(*eps), by_id);
+    svc->ep_count = (uint32_t)k;
+    for (size_t e = 0; e < k; e++, (*eprec)++, (*ep_i)++) {
+        scout_shm_ep_t *r = *eprec;
+
+        ep = eps[e];
+        r->id = put_cstr(t, ep->id);
+        r->host = put_cstr(t, ep->host);
+        r->status = put_cstr(t, ep->status);
+        r->port = ep->port;
+        r->weight = ep->weight;
+        r->zxid = ep->zxid;
+        r->meta_first = *meta_i;
+        r->meta_count = (uint32_t)(ep->nmeta > 0 ? ep->nmeta : 0);
+        for (int j = 0; j < ep->nmeta; j++, (*mrec)++, (*meta_i)++) {
+            (*mrec)->key = put_cstr(t, ep->meta[j].key);
+            (*mrec)->value = put_cstr(t, ep->meta[j].value);
+        }
+    }
+}
+
 typedef struct {
     uint64_t nendpoints, nmeta, strings;
     size_t   max_eps;
@@ -165,39 +209,9 @@ encode(scout_shm_t *shm, int n, const sizes_t *z, uint64_t gen,
     snap->nmeta = (uint32_t)z->nmeta;
     snap->strings_len = (uint32_t)z->strings;
 
-    for (int i = 0; i < n; i++, svc++) {
-        const scout_shm_service_t *s = shm->order[i];
-        const scout_endpoint_t *ep;
-        size_t k = 0;
-
-        svc->name = put_cstr(&t, s->name);
-        svc->path = put_cstr(&t, s->path);
-        svc->state = put_cstr(&t, s->state);
-        svc->settings = put_str(&t, s->settings, s->settings_len);
-        svc->index = s->index;
-        svc->ep_first = ep_i;
-        if (s->eps != NULL)
-            for (ep = s->eps->map; ep != NULL; ep = ep->hh.next)
-                shm->eps[k++] = ep;
-        if (k > 1)
-            qsort(shm->eps, k, sizeof(*shm->eps), by_id);
-        svc->ep_count = (uint32_t)k;
-        for (size_t e = 0; e < k; e++, eprec++, ep_i++) {
-            ep = shm->eps[e];
-            eprec->id = put_cstr(&t, ep->id);
-            eprec->host = put_cstr(&t, ep->host);
-            eprec->status = put_cstr(&t, ep->status);
-            eprec->port = ep->port;
-            eprec->weight = ep->weight;
-            eprec->zxid = ep->zxid;
-            eprec->meta_first = meta_i;
-            eprec->meta_count = (uint32_t)(ep->nmeta > 0 ? ep->nmeta : 0);
-            for (int j = 0; j < ep->nmeta; j++, mrec++, meta_i++) {
-                mrec->key = put_cstr(&t, ep->meta[j].key);
-                mrec->value = put_cstr(&t, ep->meta[j].value);
-            }
-        }
-    }
+    for (int i = 0; i < n; i++, svc++)
+        put_service(&t, shm->order[i], shm->eps, svc, &eprec, &mrec, &ep_i,
+                    &meta_i);
 }
 
 /* Body into the slot for gen under the slot's seqlock.  The release fence
@@ -336,13 +350,12 @@ scout_shm_slice_new(const scout_shm_service_t *s, char *err)
     const scout_shm_service_t *one = s;
     const scout_endpoint_t **eps = NULL;
     scout_shm_slice_t *sl = NULL;
-    const scout_endpoint_t *ep;
     scout_shm_ep_t *eprec;
     scout_shm_meta_t *mrec;
     strtab_t t;
     sizes_t z;
-    size_t k = 0, size;
-    uint32_t meta_i = 0;
+    size_t size;
+    uint32_t ep_i = 0, meta_i = 0;
 
     if (s->name == NULL || s->name[0] == '\0') {
         scout_seterr(err, "shm: a service has no name");
@@ -368,34 +381,8 @@ scout_shm_slice_new(const scout_shm_service_t *s, char *err)
     sl->strings = t.strings = (uint8_t *)(sl->meta + sl->nmeta);
     t.pos = 0;
     /* the same order of strings and records as encode() */
-    sl->svc.name = put_cstr(&t, s->name);
-    sl->svc.path = put_cstr(&t, s->path);
-    sl->svc.state = put_cstr(&t, s->state);
-    sl->svc.settings = put_str(&t, s->settings, s->settings_len);
-    sl->svc.index = s->index;
-    sl->svc.ep_first = 0;
+    put_service(&t, s, eps, &sl->svc, &eprec, &mrec, &ep_i, &meta_i);
     sl->name = (const char *)sl->strings + sl->svc.name.off;
-    if (s->eps != NULL)
-        for (ep = s->eps->map; ep != NULL; ep = ep->hh.next)
-            eps[k++] = ep;
-    if (k > 1)
-        qsort(eps, k, sizeof(*eps), by_id);
-    sl->svc.ep_count = (uint32_t)k;
-    for (size_t e = 0; e < k; e++, eprec++) {
-        ep = eps[e];
-        eprec->id = put_cstr(&t, ep->id);
-        eprec->host = put_cstr(&t, ep->host);
-        eprec->status = put_cstr(&t, ep->status);
-        eprec->port = ep->port;
-        eprec->weight = ep->weight;
-        eprec->zxid = ep->zxid;
-        eprec->meta_first = meta_i;
-        eprec->meta_count = (uint32_t)(ep->nmeta > 0 ? ep->nmeta : 0);
-        for (int j = 0; j < ep->nmeta; j++, mrec++, meta_i++) {
-            mrec->key = put_cstr(&t, ep->meta[j].key);
-            mrec->value = put_cstr(&t, ep->meta[j].value);
-        }
-    }
     free(eps);
     return sl;
 }
