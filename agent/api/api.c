@@ -40,6 +40,7 @@
 #include "api/metrics.h"
 #include "hash.h"
 #include "log.h"
+#include "loop.h"
 #include "scout.h"
 #include "service.h"
 #include "zk/session.h"
@@ -469,12 +470,16 @@ metrics_slice(struct ev_loop *loop, ev_idle *w, int revents)
     scout_api_t *api = w->data;
     char *buf = NULL;
     size_t len = 0;
+    int64_t t0;
     int rc;
     (void)loop;
     (void)revents;
 
-    rc = scout_api_metrics_step(api->mjob, scout_now_ns()
-                                + (int64_t)(SCOUT_API_METRICS_SLICE * 1e9));
+    t0 = scout_now_ns();
+    rc = scout_api_metrics_step(api->mjob, t0 + (int64_t)
+                                (SCOUT_API_METRICS_SLICE * 1e9));
+    scout_loop_note("GET /metrics, a slice",
+                    (double)(scout_now_ns() - t0) / 1e9);
     if (rc == SCOUT_AGAIN)
         return;
     ev_idle_stop(api->loop, &api->mjob_idle);
