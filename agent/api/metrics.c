@@ -7,7 +7,9 @@
  * are one family with a label (scout_zk_requests_total{op="data"}), and
  * durations are in seconds, Prometheus's base unit, whatever the agent
  * counts internally.  Process metrics use the names every Prometheus client
- * library uses, so the usual dashboards work unchanged.
+ * library uses, so the usual dashboards work unchanged.  It must never
+ * hold the loop for a scrape: the per-service families, the part that
+ * grows with the registry, are rendered in slices (see below).
  */
 #include "api/metrics.h"
 
@@ -599,19 +601,4 @@ scout_api_metrics_finish(scout_api_metrics_t *m, unsigned http_conns,
     *len = last_len = m->out.len;
     free(m);
     return buf;
-}
-
-char *
-scout_api_metrics_render(const scout_api_view_t *v, unsigned http_conns,
-                         unsigned parked, size_t *len)
-{
-    scout_api_metrics_t *m = scout_api_metrics_begin(v);
-
-    if (m == NULL)
-        return NULL;
-    if (scout_api_metrics_step(m, INT64_MAX) != SCOUT_OK) {
-        scout_api_metrics_free(m);
-        return NULL;
-    }
-    return scout_api_metrics_finish(m, http_conns, parked, len);
 }

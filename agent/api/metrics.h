@@ -33,11 +33,4 @@ char *scout_api_metrics_finish(scout_api_metrics_t *m, unsigned http_conns,
 /* Drops a render that is not finished. */
 void scout_api_metrics_free(scout_api_metrics_t *m);
 
-/* All of the above in one go (tests, small registries): the whole
- * exposition in a malloc'd buffer (*len bytes) the caller
- * frees, or NULL when out of memory. */
-char *scout_api_metrics_render(const scout_api_view_t *view,
-                               unsigned http_conns, unsigned parked,
-                               size_t *len);
-
 #endif
