@@ -40,6 +40,7 @@
 #include "api/metrics.h"
 #include "hash.h"
 #include "log.h"
+#include "loop.h"
 #include "scout.h"
 #include "service.h"
 #include "zk/session.h"
@@ -77,7 +78,16 @@ struct scout_api_s {
     scout_api_view_t view;
     parked_t       *parked;         /* by service */
     unsigned        nwaiters;
-    iter_cache_t    list, metrics;
+    iter_cache_t    list;
+    /* a /metrics render in slices (metrics.h) and the scrapes waiting for
+     * it; the idle watcher runs a slice whenever the loop has nothing
+     * else to do */
+    scout_rcbuf_t  *mcache;         /* the last exposition, shared */
+    unsigned        mcache_iter;    /* the iteration it was finished in */
+    scout_api_metrics_t *mjob;
+    ev_idle         mjob_idle;
+    scout_http_req_t **mwait;
+    size_t          nmwait, capmwait;
 };
 
 static int
@@ -406,23 +416,125 @@ health(scout_api_t *api, scout_http_req_t *req)
                                             api->view.nservices(api->view.ctx)));
 }
 
-/* Prometheus text: rendered by metrics.c at most once per loop iteration,
- * however many scrapers ask in it. */
+/* Prometheus text: rendered by metrics.c in slices of
+ * SCOUT_API_METRICS_SLICE, from the handler and then from an idle watcher,
+ * so a scrape of a big registry never holds the loop; every scrape that
+ * arrives meanwhile waits for the same render.  A finished one serves the
+ * rest of its loop iteration. */
+#define METRICS_TYPE "text/plain; version=0.0.4"
+
+/* Takes buf (NULL: out of memory); 0 if there is no answer to send. */
+static int
+metrics_done(scout_api_t *api, char *buf, size_t len)
+{
+    scout_rcbuf_unref(api->mcache);
+    api->mcache = buf != NULL ? scout_rcbuf_adopt(buf, len) : NULL;
+    api->mcache_iter = ev_iteration(api->loop);
+    return api->mcache != NULL;
+}
+
+static int
+metrics_answer(scout_api_t *api, scout_http_req_t *req)
+{
+    return api->mcache != NULL
+        ? scout_http_respond_shared(req, 200, METRICS_TYPE, api->mcache)
+        : respond_error(req, 500, "out of memory");
+}
+
+static void
+metrics_job_end(scout_api_t *api)
+{
+    ev_idle_stop(api->loop, &api->mjob_idle);
+    scout_api_metrics_free(api->mjob);
+    api->mjob = NULL;
+}
+
+static void
+metrics_abort(scout_http_req_t *req, void *data)
+{
+    scout_api_t *api = data;
+
+    for (size_t i = 0; i < api->nmwait; i++)
+        if (api->mwait[i] == req) {
+            api->mwait[i] = api->mwait[--api->nmwait];
+            break;
+        }
+    if (api->nmwait == 0)
+        metrics_job_end(api);       /* nobody left to answer */
+}
+
+/* One slice; at the end, the answer to every waiting scrape. */
+static void
+metrics_slice(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    scout_api_t *api = w->data;
+    char *buf = NULL;
+    size_t len = 0;
+    int64_t t0;
+    int rc;
+    (void)loop;
+    (void)revents;
+
+    t0 = scout_now_ns();
+    rc = scout_api_metrics_step(api->mjob, t0 + (int64_t)
+                                (SCOUT_API_METRICS_SLICE * 1e9));
+    scout_loop_note("GET /metrics, a slice",
+                    (double)(scout_now_ns() - t0) / 1e9);
+    if (rc == SCOUT_AGAIN)
+        return;
+    ev_idle_stop(api->loop, &api->mjob_idle);
+    if (rc == SCOUT_OK)
+        buf = scout_api_metrics_finish(api->mjob, scout_http_nconns(api->http),
+                                       api->nwaiters, &len);
+    else
+        scout_api_metrics_free(api->mjob);
+    api->mjob = NULL;
+    metrics_done(api, buf, len);
+    for (size_t i = 0; i < api->nmwait; i++)
+        metrics_answer(api, api->mwait[i]);
+    api->nmwait = 0;
+}
+
 static int
 metrics(scout_api_t *api, scout_http_req_t *req)
 {
     size_t len;
     char *buf;
+    int rc;
 
-    if (iter_cache_get(api, &api->metrics))
-        return scout_http_respond(req, 200, "text/plain; version=0.0.4",
-                                  api->metrics.buf, api->metrics.len);
-    buf = scout_api_metrics_render(&api->view, scout_http_nconns(api->http),
-                                   api->nwaiters, &len);
-    if (buf == NULL)
-        return respond_error(req, 500, "out of memory");
-    iter_cache_put(api, &api->metrics, buf, len);
-    return scout_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
+    if (api->mcache != NULL && api->mcache_iter == ev_iteration(api->loop))
+        return metrics_answer(api, req);
+    if (api->nmwait == api->capmwait) {
+        size_t cap = api->capmwait ? api->capmwait * 2 : 8;
+        scout_http_req_t **p = realloc(api->mwait, cap * sizeof(*p));
+
+        if (p == NULL)
+            return respond_error(req, 500, "out of memory");
+        api->mwait = p;
+        api->capmwait = cap;
+    }
+    if (api->mjob == NULL) {
+        if ((api->mjob = scout_api_metrics_begin(&api->view)) == NULL)
+            return respond_error(req, 500, "out of memory");
+        rc = scout_api_metrics_step(api->mjob, scout_now_ns()
+                                    + (int64_t)(SCOUT_API_METRICS_SLICE * 1e9));
+        if (rc != SCOUT_AGAIN) {    /* small registries: done at once */
+            buf = NULL;
+            if (rc == SCOUT_OK)
+                buf = scout_api_metrics_finish(api->mjob,
+                                               scout_http_nconns(api->http),
+                                               api->nwaiters, &len);
+            else
+                scout_api_metrics_free(api->mjob);
+            api->mjob = NULL;
+            metrics_done(api, buf, len);
+            return metrics_answer(api, req);
+        }
+        ev_idle_start(api->loop, &api->mjob_idle);
+    }
+    api->mwait[api->nmwait++] = req;
+    scout_http_req_on_abort(req, metrics_abort, api);
+    return SCOUT_AGAIN;
 }
 
 static int
@@ -472,6 +584,8 @@ scout_api_new(struct ev_loop *loop, const scout_api_view_t *view,
     }
     api->view = *view;
     api->loop = loop;
+    ev_idle_init(&api->mjob_idle, metrics_slice);
+    api->mjob_idle.data = api;
     api->http = scout_http_new(loop, listen, handle, api, err);
     if (api->http == NULL) {
         free(api);
@@ -485,10 +599,13 @@ scout_api_free(scout_api_t *api)
 {
     if (api == NULL)
         return;
-    scout_http_free(api->http);     /* aborts parked queries: unlinks all */
+    scout_http_free(api->http);     /* aborts parked queries: unlinks all,
+                                       and waiting scrapes: ends the job */
+    metrics_job_end(api);
+    free(api->mwait);
     while (api->parked != NULL)
         waiter_unlink(api->parked->head);   /* frees the entry last */
     free(api->list.buf);
-    free(api->metrics.buf);
+    scout_rcbuf_unref(api->mcache);
     free(api);
 }

@@ -7,7 +7,9 @@
  * are one family with a label (scout_zk_requests_total{op="data"}), and
  * durations are in seconds, Prometheus's base unit, whatever the agent
  * counts internally.  Process metrics use the names every Prometheus client
- * library uses, so the usual dashboards work unchanged.
+ * library uses, so the usual dashboards work unchanged.  It must never
+ * hold the loop for a scrape: the per-service families, the part that
+ * grows with the registry, are rendered in slices (see below).
  */
 #include "api/metrics.h"
 
@@ -91,7 +93,276 @@ global_counters(FILE *out)
     }
 }
 
-/* Label values are escaped as the exposition format asks: \\, \" and \n. */
+/* ---- the per-service families, rendered in slices ---------------------
+ *
+ * At 10,000 services these are ~130,000 lines: rendered in one go (an
+ * fprintf per line) a scrape held the loop 100-300 ms.  So they are built
+ * service by service, a slice at a time under a deadline, into one buffer
+ * per family (the format wants a family's lines together), and joined when
+ * the last service is done; api.c runs the slices from an idle watcher, so
+ * ZooKeeper and other clients are served in between.  A line is a memcpy of
+ * the metric name and of the service's label set, rendered once per
+ * service, plus a hand-formatted integer: no printf on the hot path.
+ * Values may come from slightly different moments across services, which
+ * Prometheus accepts; a reload in the middle restarts the render, so a
+ * scrape never lists a service twice or misses one. */
+
+typedef struct {
+    char   *p;
+    size_t  len, cap;
+    int     oom;
+} mbuf_t;
+
+static void
+mb_grow(mbuf_t *b, size_t more)
+{
+    size_t cap = b->cap ? b->cap : 4096;
+    char *p;
+
+    while (cap < b->len + more)
+        cap *= 2;
+    if ((p = realloc(b->p, cap)) == NULL) {
+        b->oom = 1;
+        return;
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static inline void
+mb_put(mbuf_t *b, const char *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        mb_grow(b, n);
+        if (b->oom)
+            return;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+#define MB_LIT(b, lit) mb_put((b), lit, sizeof(lit) - 1)
+
+static inline void
+mb_u64(mbuf_t *b, uint64_t v)
+{
+    char d[24], *e = d + sizeof(d), *q = e;
+
+    do
+        *--q = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    mb_put(b, q, (size_t)(e - q));
+}
+
+/* Label values are escaped as the exposition format asks: \\, \" and \n;
+ * a name that needs none (the usual case) is one memcpy. */
+static void
+mb_label(mbuf_t *b, const char *v)
+{
+    for (;;) {
+        size_t n = strcspn(v, "\\\"\n");
+
+        mb_put(b, v, n);
+        v += n;
+        if (*v == '\0')
+            return;
+        if (*v == '\n')
+            MB_LIT(b, "\\n");
+        else {
+            mb_put(b, "\\", 1);
+            mb_put(b, v, 1);
+        }
+        v++;
+    }
+}
+
+static const char *const SVC_HEAD[] = {
+#define X(name, help) "# HELP scout_service_" #name "_total " help "\n"      \
+                      "# TYPE scout_service_" #name "_total counter\n",
+    SCOUT_SERVICE_STATS(X)
+#undef X
+    "# HELP scout_service_endpoints endpoints published\n"
+    "# TYPE scout_service_endpoints gauge\n",
+    "# HELP scout_service_staleness_seconds seconds since the list was last "
+    "confirmed by ZooKeeper (0 while synced)\n"
+    "# TYPE scout_service_staleness_seconds gauge\n",
+    "# HELP scout_service_protected 1 while protection holds back a drop\n"
+    "# TYPE scout_service_protected gauge\n",
+    "# HELP scout_rules_invalid_total rules in a service's source paths "
+    "refused (skipped whole)\n"
+    "# TYPE scout_rules_invalid_total counter\n",
+};
+#define NFAM ((int)(sizeof(SVC_HEAD) / sizeof(SVC_HEAD[0])))
+#define NCOUNTERS (NFAM - 4)
+
+static const struct { const char *s; size_t n; } SVC_NAME[] = {
+#define X(name, help) { "scout_service_" #name "_total{service=\"",          \
+                        sizeof("scout_service_" #name "_total{service=\"") - 1 },
+    SCOUT_SERVICE_STATS(X)
+#undef X
+#define N(lit) { lit, sizeof(lit) - 1 },
+    N("scout_service_endpoints{service=\"")
+    N("scout_service_staleness_seconds{service=\"")
+    N("scout_service_protected{service=\"")
+    N("scout_rules_invalid_total{service=\"")
+#undef N
+};
+
+struct scout_api_metrics_s {
+    const scout_api_view_t *v;
+    int       n;                    /* services when the render began */
+    int       fam, next;            /* the family, the service, to render */
+    unsigned  reloads;              /* a reload in between restarts */
+    size_t    head;                 /* bytes before the service families */
+    mbuf_t    out;
+};
+
+/* The last exposition's size: the next one's buffer is allocated once. */
+static size_t last_len;
+
+static unsigned
+reloads_of(const scout_api_view_t *v)
+{
+    scout_api_agent_t a;
+
+    memset(&a, 0, sizeof(a));
+    v->agent(v->ctx, &a);
+    return a.reloads;
+}
+
+static void
+restart(scout_api_metrics_t *m)
+{
+    m->out.len = m->head;
+    m->n = m->v->nservices(m->v->ctx);
+    m->reloads = reloads_of(m->v);
+    m->fam = m->next = 0;
+}
+
+/* The fprintf'd parts (small, however big the registry) into b. */
+static void
+put_stream(mbuf_t *b, void (*fn)(FILE *, const void *), const void *arg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    if (f == NULL) {
+        b->oom = 1;
+        return;
+    }
+    fn(f, arg);
+    if (fclose(f) != 0)
+        b->oom = 1;
+    else
+        mb_put(b, buf, len);
+    free(buf);
+}
+
+static void
+global_counters_of(FILE *out, const void *unused)
+{
+    (void)unused;
+    global_counters(out);
+}
+
+scout_api_metrics_t *
+scout_api_metrics_begin(const scout_api_view_t *v)
+{
+    scout_api_metrics_t *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return NULL;
+    m->v = v;
+    mb_grow(&m->out, last_len + last_len / 8);
+    put_stream(&m->out, global_counters_of, NULL);
+    if (m->out.oom) {
+        scout_api_metrics_free(m);
+        return NULL;
+    }
+    m->head = m->out.len;
+    restart(m);
+    return m;
+}
+
+void
+scout_api_metrics_free(scout_api_metrics_t *m)
+{
+    if (m == NULL)
+        return;
+    free(m->out.p);
+    free(m);
+}
+
+/* One service's line(s) of family k. */
+static void
+one_line(mbuf_t *b, int k, scout_service_t *s)
+{
+    char num[64];
+    int len;
+
+    if (k == NFAM - 1) {
+        for (int j = 0; j < scout_service_nsources(s); j++) {
+            mb_put(b, SVC_NAME[k].s, SVC_NAME[k].n);
+            mb_label(b, scout_service_name(s));
+            MB_LIT(b, "\",source=\"");
+            mb_label(b, scout_service_source_key(s, j));
+            MB_LIT(b, "\"} ");
+            mb_u64(b, scout_service_source_invalid(s, j));
+            MB_LIT(b, "\n");
+        }
+        return;
+    }
+    mb_put(b, SVC_NAME[k].s, SVC_NAME[k].n);
+    mb_label(b, scout_service_name(s));
+    if (k < NCOUNTERS) {
+        const scout_service_stats_t *st = scout_service_stats(s);
+        const uint64_t val[] = {
+#define X(name, help) st->name,
+            SCOUT_SERVICE_STATS(X)
+#undef X
+        };
+
+        MB_LIT(b, "\"} ");
+        mb_u64(b, val[k]);
+        MB_LIT(b, "\n");
+    } else if (k == NCOUNTERS) {
+        MB_LIT(b, "\"} ");
+        mb_u64(b, scout_service_count(s));
+        MB_LIT(b, "\n");
+    } else {
+        len = k == NCOUNTERS + 1
+            ? snprintf(num, sizeof(num), "\"} %.3f\n",
+                       scout_service_staleness(s))
+            : snprintf(num, sizeof(num), "\"} %d\n",
+                       scout_service_protected(s));
+        mb_put(b, num, (size_t)len);
+    }
+}
+
+int
+scout_api_metrics_step(scout_api_metrics_t *m, int64_t deadline_ns)
+{
+    const scout_api_view_t *v = m->v;
+    unsigned done = 0;
+
+    if (v->nservices(v->ctx) != m->n || reloads_of(v) != m->reloads)
+        restart(m);
+    for (; m->fam < NFAM; m->fam++, m->next = 0) {
+        if (m->next == 0)
+            mb_put(&m->out, SVC_HEAD[m->fam], strlen(SVC_HEAD[m->fam]));
+        while (m->next < m->n) {
+            one_line(&m->out, m->fam, v->service(v->ctx, m->next++));
+            /* a clock read per 64 lines: well under 1% of their cost */
+            if ((++done & 63) == 0 && m->next < m->n
+                && scout_now_ns() >= deadline_ns)
+                return m->out.oom ? SCOUT_ERROR : SCOUT_AGAIN;
+        }
+    }
+    return m->out.oom ? SCOUT_ERROR : SCOUT_OK;
+}
+
+/* Label values in the fprintf'd families below. */
 static void
 label(FILE *out, const char *v)
 {
@@ -103,57 +374,6 @@ label(FILE *out, const char *v)
             continue;
         }
         fputc(*v, out);
-    }
-}
-
-static void
-service_metrics(FILE *out, const scout_api_view_t *v)
-{
-    int n = v->nservices(v->ctx);
-
-#define X(name, help)                                                      \
-    fprintf(out, "# HELP scout_service_" #name "_total " help "\n"         \
-                 "# TYPE scout_service_" #name "_total counter\n");        \
-    for (int i = 0; i < n; i++) {                                          \
-        scout_service_t *s = v->service(v->ctx, i);                        \
-        fputs("scout_service_" #name "_total{service=\"", out);            \
-        label(out, scout_service_name(s));                                 \
-        fprintf(out, "\"} %llu\n",                                         \
-                (unsigned long long)scout_service_stats(s)->name);         \
-    }
-    SCOUT_SERVICE_STATS(X)
-#undef X
-#define GAUGE(metric, help, fmt, expr)                                     \
-    fprintf(out, "# HELP scout_" metric " " help "\n"                      \
-                 "# TYPE scout_" metric " gauge\n");                        \
-    for (int i = 0; i < n; i++) {                                          \
-        scout_service_t *s = v->service(v->ctx, i);                        \
-        fputs("scout_" metric "{service=\"", out);                         \
-        label(out, scout_service_name(s));                                 \
-        fprintf(out, "\"} " fmt "\n", expr);                               \
-    }
-    GAUGE("service_endpoints", "endpoints published", "%u",
-          scout_service_count(s))
-    GAUGE("service_staleness_seconds", "seconds since the list was last "
-          "confirmed by ZooKeeper (0 while synced)", "%.3f",
-          scout_service_staleness(s))
-    GAUGE("service_protected", "1 while protection holds back a drop",
-          "%d", scout_service_protected(s))
-#undef GAUGE
-    fprintf(out, "# HELP scout_rules_invalid_total rules in a service's "
-                 "source paths refused (skipped whole)\n"
-                 "# TYPE scout_rules_invalid_total counter\n");
-    for (int i = 0; i < n; i++) {
-        scout_service_t *s = v->service(v->ctx, i);
-
-        for (int k = 0; k < scout_service_nsources(s); k++) {
-            fputs("scout_rules_invalid_total{service=\"", out);
-            label(out, scout_service_name(s));
-            fputs("\",source=\"", out);
-            label(out, scout_service_source_key(s, k));
-            fprintf(out, "\"} %llu\n", (unsigned long long)
-                    scout_service_source_invalid(s, k));
-        }
     }
 }
 
@@ -349,24 +569,36 @@ loop_metrics(FILE *out)
                  "scout_loop_stall_max_seconds %.6f\n", scout_loop_stats.max);
 }
 
-char *
-scout_api_metrics_render(const scout_api_view_t *v, unsigned http_conns,
-                         unsigned parked, size_t *len)
-{
-    char *buf = NULL;
-    FILE *out = open_memstream(&buf, len);
+struct tail_args {
+    const scout_api_view_t *v;
+    unsigned conns, parked;
+};
 
-    if (out == NULL)
-        return NULL;
-    global_counters(out);
-    service_metrics(out, v);
-    session_metrics(out, v);
-    agent_metrics(out, v, http_conns, parked);
+static void
+tail_of(FILE *out, const void *arg)
+{
+    const struct tail_args *t = arg;
+
+    session_metrics(out, t->v);
+    agent_metrics(out, t->v, t->conns, t->parked);
     loop_metrics(out);
     process_metrics(out);
-    if (fclose(out) != 0) {
-        free(buf);
+}
+
+char *
+scout_api_metrics_finish(scout_api_metrics_t *m, unsigned http_conns,
+                         unsigned parked, size_t *len)
+{
+    struct tail_args t = { m->v, http_conns, parked };
+    char *buf;
+
+    put_stream(&m->out, tail_of, &t);
+    if (m->out.oom) {
+        scout_api_metrics_free(m);
         return NULL;
     }
+    buf = m->out.p;
+    *len = last_len = m->out.len;
+    free(m);
     return buf;
 }
