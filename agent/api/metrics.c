@@ -14,6 +14,7 @@
 #include "api/metrics.h"
 
 #include <dirent.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,6 +468,12 @@ agent_metrics(FILE *out, const scout_api_view_t *v, unsigned conns,
                  "# TYPE scout_anti_entropy_period_seconds gauge\n"
                  "scout_anti_entropy_period_seconds %.3f\n",
             scout_watch_anti_entropy_period());
+    fprintf(out, "# HELP scout_anti_entropy_held_total times due anti-entropy "
+                 "checks were held back because reads waited for the window "
+                 "or filled it\n"
+                 "# TYPE scout_anti_entropy_held_total counter\n"
+                 "scout_anti_entropy_held_total %" PRIu64 "\n",
+            scout_watch_anti_entropy_held());
     fprintf(out, "# HELP scout_zk_reads_in_flight reads (child lists, data) "
                  "sent and not yet answered, all sessions together "
                  "(bounded at %d)\n"

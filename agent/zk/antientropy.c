@@ -51,6 +51,7 @@ static struct {
     unsigned        enrolled;       /* watches with a period */
     int             period_ms;      /* the configured period */
     double          logged;         /* stretched pass last logged; 0: none */
+    uint64_t        held;           /* turns held back while reads waited */
 } ae = { .rate = 500, .period_ms = 60000 };
 
 /* Seconds a pass over every path takes at the rate. */
@@ -58,6 +59,12 @@ static double
 pass_seconds(void)
 {
     return (double)ae.total / ae.rate;
+}
+
+uint64_t
+scout_watch_anti_entropy_held(void)
+{
+    return ae.held;
 }
 
 double
@@ -344,6 +351,7 @@ pace_run(void)
     if (ae.head != NULL
         && (scout_watch_reads_waiting() > 0
             || scout_watch_reads_in_flight() >= SCOUT_WATCH_READ_WINDOW)) {
+        ae.held++;
         ev_timer_stop(ae.loop, &ae.pace);
         ev_timer_set(&ae.pace, AE_YIELD_SECONDS, 0.);
         ev_timer_start(ae.loop, &ae.pace);

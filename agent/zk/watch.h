@@ -119,6 +119,9 @@ void scout_watch_set_anti_entropy_rate(int per_second);
 /* Seconds one full pass over every path takes: the period, or longer
  * when the rate stretches it (0: anti-entropy is off everywhere). */
 double scout_watch_anti_entropy_period(void);
+/* How many times due checks were held back because reads waited for the
+ * window or filled it (they go out once the reads are answered). */
+uint64_t scout_watch_anti_entropy_held(void);
 
 /* What the disk snapshot held: child lists older than pzxid are refused
  * (a lagging server must not roll back what we serve), a few times. */

@@ -282,6 +282,33 @@ class BigService(unittest.TestCase):
         self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "wide0"), 0)
         self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "narrow"), 0)
 
+    def test_due_checks_are_held_while_a_burst_of_reads_waits(self):
+        # The ordering fact behind the test above, made certain: a synced service is due for a check every 10 ms
+        # when 4,000 children appear at once (one transaction: the next list read sees all of them), so 3,000
+        # of their data reads wait for the window; the checks due meanwhile are held back and counted
+        kz = self.zk.client()
+        kz.ensure_path("/narrow/svc")
+        for i in range(20):
+            kz.create("/narrow/svc/ep-%d" % i, json.dumps({"host": "10.3.0.1", "port": 100 + i}).encode())
+        kz.ensure_path(wide_path(0))
+        services = {"narrow": 'path = "/narrow/svc", protect = false',
+                    "wide0": 'path = "%s", protect = false' % wide_path(0)}
+        self.scout = s = Scout(policy(services, session_timeout=4000,
+                                      extra='agent { anti_entropy = "10ms", anti_entropy_rate = 100000 }'),
+                               self.zk.connect).start()
+        wait_until(lambda: s.state("narrow") == "synced" and s.state("wide0") == "synced"
+                   and s.metric("scout_service_anti_entropy_checks_total", "narrow") > 0,
+                   what="both synced and the small one checked")
+        held = s.metric("scout_anti_entropy_held_total")
+        tx = kz.transaction()
+        for i in range(4000):
+            tx.create("%s/ep-%04d" % (wide_path(0), i), json.dumps({"host": "10.4.0.1", "port": 1000 + i}).encode())
+        self.assertTrue(all(r is True or isinstance(r, str) for r in tx.commit()), "the 4,000 creates applied")
+        wait_until(lambda: len(s.ids("wide0")) == 4000, timeout=120, what="the burst published")
+        self.assertGreater(s.metric("scout_anti_entropy_held_total"), held,
+                           "checks due while 3,000 reads waited were held back")
+        self.assertEqual(s.metric("scout_service_anti_entropy_repairs_total", "narrow"), 0)
+
     @staticmethod
     def session_ids(s):
         status, _, body = s.request("/v1/agent")
