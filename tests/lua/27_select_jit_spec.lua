@@ -146,7 +146,8 @@ end)
 -- register coalescing too complex", which is no construct but the assembler's limit on one trace's shape: it
 -- comes and goes with which traces form (hot-counter collisions, i.e. addresses), 3 runs in 14 here.
 local function check_no_nyi(name, fn)
-  local _, aborts = H.record_traces(fn)
+  local stops, aborts = H.record_traces(fn)
+  assert.is_true(stops + #aborts >= 1, name .. ": nothing was recorded (is the JIT on?)")
   local bad = {}
   for _, a in ipairs(aborts) do
     if a:find("NYI", 1, true) and not a:find("register coalescing", 1, true) then bad[#bad + 1] = a end
@@ -160,11 +161,17 @@ describe("JIT: building per snapshot has no NYI", function()
       local f = function() return list[1] end   -- FNEW: NYI
       return f()
     end
-    local ok, err = pcall(check_no_nyi, "bad", function()
-      for i = 1, 500 do build({ i }) end
-    end)
-    assert.is_false(ok)
-    assert.truthy(tostring(err):find("NYI", 1, true), tostring(err))
+    -- which attempt records through build() depends on hot counters and penalties (it failed to once in a
+    -- full run on a loaded machine): a few rounds, each flushed, and the detector must see the NYI in one
+    local errs = {}
+    for _ = 1, 5 do
+      local ok, err = pcall(check_no_nyi, "bad", function()
+        for i = 1, 2000 do build({ i }) end
+      end)
+      if not ok and tostring(err):find("NYI", 1, true) then errs = nil; break end
+      errs[#errs + 1] = tostring(err)
+    end
+    assert.is_nil(errs, "the closure was never seen: " .. table.concat(errs or {}, " | "))
   end)
 
   for _, name in ipairs({ "rr", "swrr", "chash", "random", "p2c", "leastconn" }) do
