@@ -54,10 +54,11 @@ all: $(BUILD)/scout $(BUILD)/libscout.so
 LIB_OBJS   = $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 TEST_SRCS  = $(wildcard tests/c/test_*.c)
 TEST_BINS  = $(TEST_SRCS:tests/c/%.c=$(BUILD)/tests/%)
+TEST_HDRS  = $(wildcard tests/c/*.h)
 
 tests-c: $(TEST_BINS) $(BUILD)/tests/shm_writer_tool
 
-$(BUILD)/tests/%: tests/c/%.c tests/c/testing.h tests/c/test_endpoints.h $(LIB_OBJS) $(HDRS)
+$(BUILD)/tests/%: tests/c/%.c $(TEST_HDRS) $(LIB_OBJS) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(FINAL_CFLAGS) -o $@ $< $(LIB_OBJS) $(FINAL_LDFLAGS) $(FINAL_LIBS)
 
@@ -98,7 +99,7 @@ $(BUILD)/obj/lib/%.o: lib/%.c $(LIBSCOUT_HDRS)
 	$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/test_shm $(BUILD)/tests/shm_writer_tool: $(BUILD)/tests/%: tests/c/%.c $(LIB_OBJS) \
-		$(BUILD)/obj/lib/scout_shm_reader.o tests/c/testing.h tests/c/test_endpoints.h $(HDRS) $(LIBSCOUT_HDRS)
+		$(BUILD)/obj/lib/scout_shm_reader.o $(TEST_HDRS) $(HDRS) $(LIBSCOUT_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(FINAL_CFLAGS) -o $@ $< $(LIB_OBJS) $(BUILD)/obj/lib/scout_shm_reader.o \
 	        $(FINAL_LDFLAGS) $(FINAL_LIBS)
