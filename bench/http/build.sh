@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build.sh — the libmicrohttpd prototype (bench/http/http_mhd*.c) linked in place of the hand-written server
 # (agent/api/http.c, http_parse.c, http_req.c): build/scout-mhd (in build/, so it finds lua/ beside it) and
-# build/http-mhd/test_http, from the objects `make all tests-c` left in build/obj.  The shipped build is unchanged.
+# build/http-mhd/test_http and test_http_conn, from the objects `make all tests-c` left in build/obj.  The shipped build is unchanged.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -15,5 +15,7 @@ cc $CFLAGS -c -o "$OUT/http_mhd.o" bench/http/http_mhd.c
 cc $CFLAGS -c -o "$OUT/http_mhd_req.o" bench/http/http_mhd_req.c
 MHD_OBJS="$OUT/http_mhd.o $OUT/http_mhd_req.o"
 cc $CFLAGS -pthread -o build/scout-mhd build/obj/main.o $MHD_OBJS $OBJS $LIBS
-cc $CFLAGS -pthread -o "$OUT/test_http" tests/c/test_http.c $MHD_OBJS $OBJS $LIBS
-echo "build/scout-mhd $OUT/test_http"
+for t in test_http test_http_conn; do
+    cc $CFLAGS -pthread -o "$OUT/$t" "tests/c/$t.c" $MHD_OBJS $OBJS $LIBS
+done
+echo "build/scout-mhd $OUT/test_http $OUT/test_http_conn"

@@ -293,17 +293,6 @@ static int hdr_is(resp_t *r, const char *name, const char *want)
     return v != NULL && strcmp(v, want) == 0;
 }
 
-/* Builds prefix + n copies of ch + suffix into buf; returns the length. */
-static size_t padded(char *buf, const char *prefix, int ch, size_t n,
-                     const char *suffix)
-{
-    size_t len = strlen(prefix);
-
-    memcpy(buf, prefix, len);
-    memset(buf + len, ch, n);
-    return len + n + (size_t) sprintf(buf + len + n, "%s", suffix);
-}
-
 /* ---- the handler under test --------------------------------------------- */
 
 static scout_http_req_t *parked;      /* the deferred request, if any */
@@ -394,22 +383,32 @@ static int handler(void *ud, scout_http_req_t *req)
     return scout_http_respond(req, 404, "text/plain", "not found\n", 10);
 }
 
-static client_t *deferred_client;    /* its responses, counted below */
-static int       deferred_seen = -1; /* responses it had when answered */
+static char dir[64], sock[128];
 
-static void respond_parked_cb(struct ev_loop *l, ev_timer *w, int revents)
+/* One loop, the shared 1 MiB body and a temp dir holding sock; 0 or -1. */
+static inline int
+harness_start(const char *name)
 {
-    (void) l; (void) w; (void) revents;
-    if (deferred_client != NULL)
-        deferred_seen = deferred_client->n;
-    if (parked != NULL) {
-        scout_http_add_header(parked, "X-Scout-Index", "7");
-        CHECK(scout_http_respond(parked, 200, "text/plain", "deferred", 8)
-              == SCOUT_OK, "deferred respond");
-        parked = NULL;
-    }
+    size_t i;
+
+    loop = ev_loop_new(EVFLAG_AUTO);
+    for (i = 0; i < sizeof(big); i++)
+        big[i] = (char) ('a' + i % 26);
+    shared_big = scout_rcbuf_copy(big, sizeof(big));
+    snprintf(dir, sizeof(dir), "/tmp/%s.XXXXXX", name);
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    snprintf(sock, sizeof(sock), "%s/api.sock", dir);
+    return 0;
 }
 
-static char dir[64], sock[128];
+/* What harness_start made goes, the temp dir with it (it must be empty). */
+static inline void
+harness_stop(void)
+{
+    scout_rcbuf_unref(shared_big);
+    rmdir(dir);
+    ev_loop_destroy(loop);
+}
 
 #endif
