@@ -30,7 +30,7 @@ static int quick;
 
 static char dir[] = "/dev/shm/scout-shm-test-XXXXXX";
 
-static const char *
+static inline const char *
 path_in(const char *name)
 {
     static char buf[4][512];
@@ -42,7 +42,7 @@ path_in(const char *name)
 }
 
 /* The string s in snapshot sn equals want (want_len bytes). */
-static int
+static inline int
 str_is(const scout_shm_snap_t *sn, scout_shm_str_t s, const char *want,
        size_t want_len)
 {
@@ -57,7 +57,7 @@ static scout_epset_t orders, users, empty;
 static scout_shm_service_t small[4];
 static const char settings[] = "{\"selector\":\"swrr\"}\0tail";
 
-static void
+static inline void
 small_init(void)
 {
     scout_epset_init(&orders);
@@ -90,7 +90,7 @@ typedef struct {
 } big_t;
 
 /* n services of eps endpoints with 2 meta each; every value carries tag. */
-static void
+static inline void
 big_make(big_t *b, int n, int eps, uint64_t tag)
 {
     char s[64], h[64];
@@ -116,7 +116,7 @@ big_make(big_t *b, int n, int eps, uint64_t tag)
     }
 }
 
-static void
+static inline void
 big_free(big_t *b)
 {
     for (int i = 0; i < b->n; i++) {
@@ -126,6 +126,41 @@ big_free(big_t *b)
     free(b->svcs);
     free(b->sets);
     free(b->names);
+}
+
+/* The small set's endpoints go (after small_init). */
+static inline void
+small_free(void)
+{
+    scout_epset_free(&orders);
+    scout_epset_free(&users);
+    scout_epset_free(&empty);
+}
+
+/* SCOUT_TEST_QUICK read, stdout line-buffered, dir made; 0 or -1. */
+static inline int
+shm_fixtures_start(void)
+{
+    const char *q = getenv("SCOUT_TEST_QUICK");
+
+    quick = q != NULL && q[0] != '\0' && strcmp(q, "0") != 0;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp /dev/shm");
+        return -1;
+    }
+    return 0;
+}
+
+/* dir and everything a test left in it go. */
+static inline void
+shm_fixtures_stop(void)
+{
+    char cmd[600];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
 }
 
 #endif

@@ -1,0 +1,169 @@
+/*
+ * test_shm_slices.c -- the agent publishes the shared-memory snapshot from
+ * kept per-service slices, rewriting in place only what changed: the body
+ * must be the very bytes a whole encode (scout_shm_publish) writes, whatever
+ * changed and in whatever order the slices come.  Also a big generation
+ * (10,000 services x 10 endpoints) published, read whole and checked by
+ * generation (timings are bench/scale's, never asserted here).
+ *
+ * Why a binary of its own: these are the publish paths the agent takes at
+ * scale (issue 14); test_shm.c keeps the format's field-by-field checks.
+ * SCOUT_TEST_QUICK=1 shrinks the scale test (valgrind).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_endpoints.h"
+#include "testing.h"
+#include "scout.h"
+#include "publish/shm.h"
+#include "scout_shm.h"
+#include "shm_fixtures.h"
+
+/* ---- scale ----------------------------------------------------------------- */
+
+/* A big generation (10,000 services x 10 endpoints, 2 meta each; 1,000
+ * under valgrind): published twice, read whole by a reader, and the cheap
+ * generation check agrees with the writer (bench/scale and bench/nginx time
+ * the agent's and nginx's use of this). */
+static void
+test_scale(void)
+{
+    char err[SCOUT_ERR_LEN] = "";
+    const char *p = path_in("scale");
+    int nsvc = quick ? 1000 : 10000;
+    const scout_shm_snap_t *sn = NULL;
+    scout_shm_reader_t *r;
+    scout_shm_t *w;
+    big_t b;
+    uint64_t sink = 0;
+
+    w = scout_shm_open(p, err);
+    r = scout_shm_reader_open(p, err);
+    if (w == NULL || r == NULL) {
+        CHECK(0, "%s", err);
+        return;
+    }
+    big_make(&b, nsvc, 10, 1);
+    for (int i = 0; i < 2; i++) {
+        CHECK(scout_shm_publish(w, b.svcs, b.n, err) == SCOUT_OK);
+        sn = scout_shm_reader_read(r, err);
+        CHECK(sn != NULL && sn->nendpoints == (uint32_t)nsvc * 10);
+    }
+    for (int i = 0; i < 1000; i++)
+        sink += scout_shm_reader_generation(r);
+    CHECK(sink == 1000 * scout_shm_generation(w));
+    big_free(&b);
+    scout_shm_reader_close(r);
+    scout_shm_close(w, 1);
+}
+
+/* Slices handed to scout_shm_publish_slices last first (the agent hands
+ * them in name order, which is then not sorted again). */
+static int slices_reversed;
+
+/* Publish svcs on wa with scout_shm_publish and on wb from slices (made
+ * fresh for the services in `fresh`, kept in slices[] otherwise), then
+ * compare the two bodies byte for byte. */
+static int
+same_bytes(scout_shm_t *wa, scout_shm_t *wb, scout_shm_reader_t *ra,
+           scout_shm_reader_t *rb, const scout_shm_service_t *svcs, int n,
+           scout_shm_slice_t **slices, int fresh)
+{
+    char err[SCOUT_ERR_LEN] = "";
+    scout_shm_slice_t **order = malloc((n ? n : 1) * sizeof(*order));
+    const scout_shm_snap_t *a, *b;
+    int ok;
+
+    for (int i = 0; i < n; i++) {
+        if (i == fresh || slices[i] == NULL) {
+            scout_shm_slice_unref(slices[i]);
+            slices[i] = scout_shm_slice_new(&svcs[i], err);
+        }
+        order[slices_reversed ? n - 1 - i : i] = slices[i];
+    }
+    ok = scout_shm_publish(wa, svcs, n, err) == SCOUT_OK
+         && scout_shm_publish_slices(wb, order, n, err) == SCOUT_OK;
+    free(order);
+    a = ok ? scout_shm_reader_read(ra, err) : NULL;
+    b = ok ? scout_shm_reader_read(rb, err) : NULL;
+    CHECK(a != NULL && b != NULL, "%s", err);
+    return a != NULL && b != NULL && a->size == b->size
+           && memcmp(a, b, a->size) == 0;
+}
+
+/* The agent publishes from kept per-service slices: the body must be the
+ * very bytes scout_shm_publish writes (readers in lib/ and resty.scout read
+ * it), for the small odd set (NULL strings, settings with a NUL, empty
+ * services) and for 1,000 services after one of them changed. */
+static void
+test_slices(void)
+{
+    char err[SCOUT_ERR_LEN] = "";
+    const char *pa = path_in("slices-a"), *pb = path_in("slices-b");
+    scout_shm_t *wa = scout_shm_open(pa, err), *wb = scout_shm_open(pb, err);
+    scout_shm_reader_t *ra = scout_shm_reader_open(pa, err);
+    scout_shm_reader_t *rb = scout_shm_reader_open(pb, err);
+    scout_shm_slice_t *sl[1000] = { NULL }, *dup[2];
+    big_t b;
+
+    if (wa == NULL || wb == NULL || ra == NULL || rb == NULL) {
+        CHECK(0, "%s", err);
+        return;
+    }
+    CHECK(same_bytes(wa, wb, ra, rb, small, 4, sl, -1));
+    for (int i = 0; i < 4; i++) {
+        scout_shm_slice_unref(sl[i]);
+        sl[i] = NULL;
+    }
+    big_make(&b, 1000, 10, 3);
+    CHECK(same_bytes(wa, wb, ra, rb, b.svcs, b.n, sl, -1));
+    /* one service changes: only its slice is made again */
+    b.svcs[517].index += 9;
+    b.svcs[517].state = "stale";
+    CHECK(same_bytes(wa, wb, ra, rb, b.svcs, b.n, sl, 517));
+    /* the slot a publish reuses holds g - 1: rewriting it in place (every
+     * slice the same size) must bring both publishes' changes, the very
+     * bytes of a full encode, slot after slot */
+    for (int k = 0; k < 8; k++) {
+        int i = (k * 389 + 11) % 1000;
+
+        b.svcs[i].index += 1 + (uint64_t)k;
+        if (k == 4)             /* longer: every offset after it moves */
+            b.svcs[i].state = "protected";
+        slices_reversed = k == 6;   /* not in name order: sorted */
+        CHECK(same_bytes(wa, wb, ra, rb, b.svcs, b.n, sl, i), "step %d", k);
+    }
+    slices_reversed = 0;
+    /* a kept slice does not read the set it was made from */
+    scout_epset_free(&b.sets[3]);
+    scout_epset_init(&b.sets[3]);
+    b.svcs[3].eps = NULL;
+    CHECK(!same_bytes(wa, wb, ra, rb, b.svcs, b.n, sl, -1));
+    /* two slices of one name are refused; the last snapshot stands */
+    dup[0] = sl[0];
+    dup[1] = sl[0];
+    CHECK(scout_shm_publish_slices(wb, dup, 2, err) == SCOUT_ERROR);
+    CHECK_ERR(err, "duplicate service");
+    for (int i = 0; i < 1000; i++)
+        scout_shm_slice_unref(sl[i]);
+    big_free(&b);
+    scout_shm_reader_close(ra);
+    scout_shm_reader_close(rb);
+    scout_shm_close(wa, 1);
+    scout_shm_close(wb, 1);
+}
+
+int
+main(void)
+{
+    if (shm_fixtures_start() != 0)
+        return 1;
+    small_init();
+    RUN(test_slices());
+    RUN(test_scale());
+    small_free();
+    shm_fixtures_stop();
+    return test_summary();
+}
