@@ -11,6 +11,7 @@
 #ifndef SCOUT_TESTS_SNAPSHOT_FIXTURES_H
 #define SCOUT_TESTS_SNAPSHOT_FIXTURES_H
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@
 
 static char tmpdir[] = "/tmp/scout-snap-test-XXXXXX";
 
-static char *
+static inline char *
 path_in(const char *dir, const char *name)
 {
     static char buf[4][512];
@@ -36,14 +37,14 @@ path_in(const char *dir, const char *name)
     return buf[k];
 }
 
-static int
+static inline int
 exists(const char *path)
 {
     struct stat st;
     return lstat(path, &st) == 0;
 }
 
-static int
+static inline int
 ep_equal(const scout_endpoint_t *a, const scout_endpoint_t *b)
 {
     if (strcmp(a->id, b->id) || strcmp(a->host, b->host)
@@ -58,7 +59,7 @@ ep_equal(const scout_endpoint_t *a, const scout_endpoint_t *b)
     return 1;
 }
 
-static int
+static inline int
 set_equal(const scout_epset_t *a, const scout_epset_t *b)
 {
     scout_endpoint_t *ep, *tmp, *other;
@@ -77,7 +78,7 @@ set_equal(const scout_epset_t *a, const scout_epset_t *b)
 static scout_epset_t orders, users, empty;
 static scout_snapshot_service_t small[3];
 
-static void
+static inline void
 small_init(void)
 {
     static char big[SCOUT_SNAPSHOT_MAX_STR + 1];
@@ -103,7 +104,7 @@ small_init(void)
 }
 
 /* A small valid file in memory. */
-static char *
+static inline char *
 small_file(size_t *len)
 {
     char err[SCOUT_ERR_LEN], *buf;
@@ -124,7 +125,7 @@ small_file(size_t *len)
     return buf;
 }
 
-static int
+static inline int
 put_file(const char *path, const void *buf, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -133,6 +134,31 @@ put_file(const char *path, const void *buf, size_t len)
     if (fd >= 0)
         close(fd);
     return ok ? 0 : -1;
+}
+
+/* tmpdir made and the small state built; 0 or -1. */
+static inline int
+snapshot_fixtures_start(void)
+{
+    if (mkdtemp(tmpdir) == NULL) {
+        perror("mkdtemp");
+        return -1;
+    }
+    small_init();
+    return 0;
+}
+
+/* The small state freed, tmpdir and the snapshot files a test left go. */
+static inline void
+snapshot_fixtures_stop(void)
+{
+    scout_epset_free(&orders);
+    scout_epset_free(&users);
+    scout_epset_free(&empty);
+    unlink(path_in(tmpdir, SCOUT_SNAPSHOT_FILE));
+    unlink(path_in(tmpdir, SCOUT_SNAPSHOT_TMP));
+    if (rmdir(tmpdir) != 0)
+        fprintf(stderr, "leftover in %s: %s\n", tmpdir, strerror(errno));
 }
 
 #endif
