@@ -354,7 +354,8 @@ local function rule_matches(rule, ep)
   return true
 end
 
--- dubbo's Configurator order: by host string, then priority; later rules win. Ties keep input order.
+-- dubbo's Configurator order (Configurator.compareTo): by host string, then priority; later rules win. Ties keep
+-- input order, as Collections.sort is stable. scout.codec.dubbo.configurator sorts its rules with this too.
 local function ordered(rules)
   local list = {}
   for i, r in ipairs(rules) do list[i] = { r = r, i = i } end
@@ -366,6 +367,7 @@ local function ordered(rules)
   for i, x in ipairs(list) do list[i] = x.r end
   return list
 end
+M.sort_configurators = ordered
 
 -- apply_configurators(endpoints, rules, opts) -> new list of copies; inputs are never mutated. Status and weight
 -- are recomputed from the merged params (opts.now for the warmup ramp).

@@ -286,17 +286,8 @@ end
 -- order and application
 
 -- Configurator.compareTo: by host string, then priority; Collections.sort is stable (ties keep their order).
-function M.sort(rules)
-  local list = {}
-  for i, r in ipairs(rules) do list[i] = { r = r, i = i } end
-  sort(list, function(a, b)
-    if a.r.host ~= b.r.host then return a.r.host < b.r.host end
-    if a.r.priority ~= b.r.priority then return a.r.priority < b.r.priority end
-    return a.i < b.i
-  end)
-  for i, x in ipairs(list) do list[i] = x.r end
-  return list
-end
+-- The codec's own order, one copy: a rule applies the same whichever way it came.
+M.sort = dubbo.sort_configurators
 
 local function service_key(iface, group, version)
   local s = iface or ""
