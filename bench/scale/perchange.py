@@ -51,6 +51,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from common import pct, UnixHTTP  # noqa: E402
+import config  # noqa: E402
 import scale  # noqa: E402
 from scale import Agent, LIVE, cpu_s, kazoo, log  # noqa: E402
 
@@ -63,7 +64,7 @@ IDLE_S = float(os.environ.get("IDLE_S", "20"))
 COLD_ROUNDS = int(os.environ.get("COLD_ROUNDS", "3"))
 LOAD_TRIES = int(os.environ.get("LOAD_TRIES", "10"))
 LOAD_PAUSE_S = float(os.environ.get("LOAD_PAUSE_S", "10"))
-scale.ENDPOINTS = ENDPOINTS
+config.ENDPOINTS = ENDPOINTS      # what scale.ep_data (config.ep_data) writes
 FAILED = []
 
 
