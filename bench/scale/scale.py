@@ -49,7 +49,7 @@ Phases, one agent at a time (each started by this driver, its pid recorded for r
      changed (sum of scout_service_publishes_total) and whether svc-00000's body changed.
      Then agent D, the same at --log-level debug, for the snapshot write times:
      PERSIST_SAMPLES changes 1.3 s apart, each makes the agent write the whole snapshot once
-     ("persist: wrote N services to F in X ms (... encoded in E ms on the loop, committed in C
+     ("persist: wrote N services to F in X ms (... encoded in E ms on the loop, K services re-encoded, committed in C
      ms by the writer thread)"); E is what the loop is blocked for. Debug is not used elsewhere: the ZooKeeper
      client then logs every request, which slows a re-read 2-3x.
      Then 20 more data changes while no agent runs: the snapshot no longer holds the truth.
@@ -542,7 +542,7 @@ def main():
     writes = []
     for ln in b.log_lines()[mark:]:
         m = re.search(r"persist: wrote (\d+) services to \S+ in ([\d.]+) ms .*encoded in "
-                      r"([\d.]+) ms on the loop, committed in ([\d.]+) ms", ln)
+                      r"([\d.]+) ms on the loop, (?:\d+ services? re-encoded, )?committed in ([\d.]+) ms", ln)
         if m:
             writes.append((int(m.group(1)), float(m.group(2)), float(m.group(3)),
                            float(m.group(4))))
