@@ -6,7 +6,10 @@
  * a request is parked, and the socket file's permissions. So every check
  * here goes through a real unix or loopback socket, driven by the same loop
  * as the server (client watchers, never blocking reads), and the binary is
- * meant to run under ASan/UBSan and valgrind as well.
+ * meant to run under ASan/UBSan and valgrind as well. This binary checks one
+ * request on the wire (parsing, pipelining, malformed input, queries,
+ * listeners, the log line); what the server does while requests wait
+ * (parked answers, aborts, budgets, limits, deadlines) is test_http_conn.c.
  *
  * Build: cc -Wall -Wextra -Werror -Iagent -Ilib tests/c/test_http.c agent/api/http.c \
  *           [agent/log.c] -lev -lhttp_parser   (or: make tests-c)
