@@ -26,7 +26,11 @@ static int                    timer_ok;
 static int                    users;        /* VMs sharing the timer (a reload
                                                briefly has two) */
 static lua_State *volatile    armed_L;      /* the call in progress        */
-static volatile int64_t       call_start;   /* its start, in CPU time      */
+static volatile int64_t       call_start;   /* its start, in CPU time, or a
+                                               little after: see below  */
+static int64_t                ref_cpu;      /* the last reading of the CPU
+                                               clock...                 */
+static int64_t                ref_wall;     /* ...and when (monotonic)   */
 static volatile int64_t       call_budget;  /* its budget, ns              */
 static volatile int64_t       wall_start;   /* its start, monotonic        */
 static volatile int64_t       wall_budget;  /* its wall-clock budget, ns   */
@@ -115,9 +119,7 @@ arm(int64_t ns)
 }
 
 /* The timer is armed lazily and never disarmed after a call: a stream of
- * short calls costs no timer_settime each (reading the thread's CPU clock
- * at the start of a call is one cheap syscall, ~0.2 us).  When it fires,
- * the call then in
+ * short calls costs no timer_settime each.  When it fires, the call then in
  * progress (if any) is stopped only if it has really spent its budget;
  * otherwise the timer is re-armed for what remains. */
 static void
@@ -281,6 +283,26 @@ scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
                                  SCOUT_HOOK_WALL_MS(budget_ms), timed_out);
 }
 
+/* Where a call starts in CPU time, without a syscall per call.  The thread's
+ * CPU clock is not in the vDSO: each reading is a real syscall, and the
+ * agent makes one to three calls per ZooKeeper change, close together.  CPU
+ * time never runs faster than the wall clock, so from the last reading
+ * (ref_cpu at ref_wall, read in that order) the CPU clock now is at most
+ * ref_cpu + (now - ref_wall): charging the call from there charges it no
+ * more than it spends (a hook is never stopped early, nor one that waited
+ * for the CPU), and at most now - ref_wall less.  The clock is read again
+ * once that slack would pass an eighth of the budget, so a runaway loop is
+ * stopped after at most 9/8 of its budget of CPU. */
+static int64_t
+cpu_start(int64_t now, int64_t budget)
+{
+    if (ref_wall == 0 || now - ref_wall > budget / 8) {
+        ref_wall = now;
+        ref_cpu = cpu_now_ns();
+    }
+    return ref_cpu + (now - ref_wall);
+}
+
 int
 scout_hook_pcall_wall(lua_State *L, int nargs, int nresults, int budget_ms,
                       int wall_ms, int *timed_out)
@@ -299,8 +321,8 @@ scout_hook_pcall_wall(lua_State *L, int nargs, int nresults, int budget_ms,
     budget_where[0] = '\0';
     call_budget = (int64_t)budget_ms * 1000000;
     wall_budget = (int64_t)wall_ms * 1000000;
-    call_start = cpu_now_ns();
     wall_start = started = wall_now_ns();
+    call_start = cpu_start(started, call_budget);
     armed_L = L;        /* before looking at the timer: see on_alarm */
     if (timer_ok && (!timer_armed || timer_due > started + call_budget))
         arm(call_budget);

@@ -109,6 +109,34 @@ local function load_policy()
   assert(conf, err)
 end
 
+-- The agent's per-change work: runtime.update of a 50-child plain service, one child created or deleted per
+-- call, as bench/propagation drives it (no hook: the blocking-query consumer's agent).
+local update_file = os.tmpname()
+do
+  local f = assert(io.open(update_file, "w"))
+  f:write('zookeeper { servers = "127.0.0.1:2181" }\nservice "svc" { path = "/bench/svc", codec = "plain" }\n')
+  f:close()
+end
+
+local function updates()
+  assert(runtime.load(update_file))
+  local port, oldest, zxid = 10000, 10000, 0
+  local function add()
+    zxid = zxid + 1
+    runtime.update(1, {}, { { format("127.0.0.1:%d", port), "", zxid, true } })
+    port = port + 1
+  end
+  for _ = 1, 50 do add() end
+  for k = 1, 1000 do
+    if k % 2 == 1 then
+      add()
+    else
+      runtime.update(1, { format("127.0.0.1:%d", oldest) }, {})
+      oldest = oldest + 1
+    end
+  end
+end
+
 -- ---- timing --------------------------------------------------------------------------------------------------
 
 -- Best ms of one run of fn (CPU time, os.clock): warmed up first, then repeated for BUDGET seconds (at least 5
@@ -138,6 +166,7 @@ local CELLS = {
   { "swrr 10,000 picks (100 eps)", picks("swrr") },
   { "chash 10,000 picks (100 eps)", picks("chash") },
   { format("load a %d-service policy", SERVICES), load_policy },
+  { "1,000 one-child updates (50 children)", updates },
 }
 
 local results = {}
@@ -150,6 +179,7 @@ for _, mode in ipairs({ "off", "on" }) do
   end
 end
 os.remove(policy_file)
+os.remove(update_file)
 
 print(format("%-44s %12s %12s %9s", "workload (CPU ms, best of runs)", "JIT off ms", "JIT on ms", "off/on"))
 for k, cell in ipairs(CELLS) do

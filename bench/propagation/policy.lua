@@ -2,7 +2,7 @@
 --
 -- Why: scout publishes through on_change; the hook (observer.lua, a module because it needs ffi and a file)
 -- stamps CLOCK_MONOTONIC at publication and writes one "<ns> +id" / "<ns> -id" line per endpoint of the diff to
--- $SCOUT_BENCH_OUT (a FIFO the driver reads), flushed per diff. delay = 0 and the plain codec keep scout's work
+-- $SCOUT_BENCH_OUT (a pipe the driver reads), flushed per diff. delay = 0 and the plain codec keep scout's work
 -- to what the raw client does, plus its own.
 zookeeper { servers = "127.0.0.1:2181", session_timeout = 10000 }  -- --zk overrides servers
 

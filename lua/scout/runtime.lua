@@ -322,6 +322,82 @@ local function degraded_reason(s)
                            n == 1 and "it" or "them", first, f[first]))
 end
 
+-- One name's verdict for M.update, recorded in j (the update's lists and context). A function of its own, not a
+-- closure inside update: creating a closure (FNEW) is not compiled by LuaJIT, so it kept every update interpreted.
+local function judge(j, name)
+  local s, children, published, src, notes, filter = j.s, j.children, j.published, j.src, j.notes, j.filter
+  local which, which_note, data_read = j.which, j.which_note, j.data_read
+  local up, gone_ids, added, gone, changed_eps, quiet = j.up, j.gone_ids, j.added, j.gone, j.changed_eps, j.quiet
+  local ep = children[name]
+  local old = published[name]
+  if src and type(ep) == "table" then
+    -- the sources' rules (dubbo's configurators) make the endpoint this service judges
+    local why
+    ep, why = src:shape(name, ep)
+    notes[name] = why
+  elseif src then
+    src:forget(name)
+    notes[name] = nil
+  end
+  if which and type(ep) == "table" and (s.extra[name] ~= nil) ~= (which == "application") then
+    -- the other list: not served while the migration step prefers this one
+    local c = {}
+    for k, v in pairs(ep) do c[k] = v end
+    c.status = "not-chosen"
+    ep = c
+    local nn = {}
+    for k, v in ipairs(notes[name] or {}) do nn[k] = v end
+    nn[#nn + 1] = "migration: " .. tostring(which_note)
+    notes[name] = nn
+  end
+  if type(ep) == "string" and not QUIET[ep] then
+    -- its data fails: the last good endpoint stands; a new one stays out (and is no endpoint yet)
+    set_failing(s, name, old and format("its data %s: %s", s.rejected and s.rejected[name] and "is refused"
+                                          or "does not decode", ep) or nil)
+    if old then return end
+  end
+  local up_ = type(ep) == "table" and ep.status == "up"
+  local keep = up_
+  if up_ and filter then
+    local ok, v = pcall(filter, ep)
+    if not ok and v == "not enough memory" and agent and agent.memory_error then
+      v = agent.memory_error() or v  -- LuaJIT's bare message: say where, and which cap
+    end
+    if not ok then
+      -- this child's verdict is unknown: it keeps the last one (published or not), the others go on
+      j.hook_errors = j.hook_errors + 1
+      log(LOG_WARN, format("service \"%s\": filter failed on child %s, keeping its last verdict: %s", s.name,
+                           name, tostring(v)))
+      set_failing(s, name, "the filter raised: " .. tostring(v))
+      return
+    end
+    keep = v
+  end
+  if type(ep) ~= "string" or QUIET[ep] then set_failing(s, name, nil) end
+  if up_ and not keep then
+    local f = s.filtered or {}
+    s.filtered, f[name] = f, true
+  elseif s.filtered then
+    s.filtered[name] = nil
+  end
+  if keep then
+    if not old then
+      up[#up + 1] = ep
+      added[#added + 1] = ep
+    elseif old ~= ep and not same(old, ep) then
+      up[#up + 1] = ep
+      changed_eps[#changed_eps + 1] = ep
+    elseif old ~= ep and not same(old, ep, data_read[name]) then
+      up[#up + 1] = ep          -- a new version with the same content: the API's zxid follows it
+    elseif old ~= ep then
+      quiet[#quiet + 1] = ep    -- same content re-read (a restart, a reload): nothing to publish
+    end
+  elseif old then
+    gone_ids[#gone_ids + 1] = name
+    gone[#gone + 1] = old
+  end
+end
+
 function M.update(i, removed, changed)
   local s = services[i]
   local children, published = s.children, s.published
@@ -376,7 +452,6 @@ function M.update(i, removed, changed)
   local up, gone_ids, added, gone, changed_eps, quiet = {}, {}, {}, {}, {}, {}
   local data_read = {}
   for k = 1, #changed do data_read[changed[k][1]] = changed[k][4] end
-  local hook_errors = 0
   local src = s.src
   local notes = src and s.notes
   local rejudge = src and src.dirty
@@ -401,99 +476,32 @@ function M.update(i, removed, changed)
     which, which_note = src:choose(icount, acount)
     if which ~= s.which then rejudge = true end
   end
-  local function judge(name)
-    local ep = children[name]
-    local old = published[name]
-    if src and type(ep) == "table" then
-      -- the sources' rules (dubbo's configurators) make the endpoint this service judges
-      local why
-      ep, why = src:shape(name, ep)
-      notes[name] = why
-    elseif src then
-      src:forget(name)
-      notes[name] = nil
-    end
-    if which and type(ep) == "table" and (s.extra[name] ~= nil) ~= (which == "application") then
-      -- the other list: not served while the migration step prefers this one
-      local c = {}
-      for k, v in pairs(ep) do c[k] = v end
-      c.status = "not-chosen"
-      ep = c
-      local nn = {}
-      for k, v in ipairs(notes[name] or {}) do nn[k] = v end
-      nn[#nn + 1] = "migration: " .. tostring(which_note)
-      notes[name] = nn
-    end
-    if type(ep) == "string" and not QUIET[ep] then
-      -- its data fails: the last good endpoint stands; a new one stays out (and is no endpoint yet)
-      set_failing(s, name, old and format("its data %s: %s", s.rejected and s.rejected[name] and "is refused"
-                                            or "does not decode", ep) or nil)
-      if old then return end
-    end
-    local up_ = type(ep) == "table" and ep.status == "up"
-    local keep = up_
-    if up_ and filter then
-      local ok, v = pcall(filter, ep)
-      if not ok and v == "not enough memory" and agent and agent.memory_error then
-        v = agent.memory_error() or v  -- LuaJIT's bare message: say where, and which cap
-      end
-      if not ok then
-        -- this child's verdict is unknown: it keeps the last one (published or not), the others go on
-        hook_errors = hook_errors + 1
-        log(LOG_WARN, format("service \"%s\": filter failed on child %s, keeping its last verdict: %s", s.name,
-                             name, tostring(v)))
-        set_failing(s, name, "the filter raised: " .. tostring(v))
-        return
-      end
-      keep = v
-    end
-    if type(ep) ~= "string" or QUIET[ep] then set_failing(s, name, nil) end
-    if up_ and not keep then
-      local f = s.filtered or {}
-      s.filtered, f[name] = f, true
-    elseif s.filtered then
-      s.filtered[name] = nil
-    end
-    if keep then
-      if not old then
-        up[#up + 1] = ep
-        added[#added + 1] = ep
-      elseif old ~= ep and not same(old, ep) then
-        up[#up + 1] = ep
-        changed_eps[#changed_eps + 1] = ep
-      elseif old ~= ep and not same(old, ep, data_read[name]) then
-        up[#up + 1] = ep          -- a new version with the same content: the API's zxid follows it
-      elseif old ~= ep then
-        quiet[#quiet + 1] = ep    -- same content re-read (a restart, a reload): nothing to publish
-      end
-    elseif old then
-      gone_ids[#gone_ids + 1] = name
-      gone[#gone + 1] = old
-    end
-  end
+  local j = { s = s, children = children, published = published, src = src, notes = notes, filter = filter,
+              which = which, which_note = which_note, data_read = data_read, up = up, gone_ids = gone_ids,
+              added = added, gone = gone, changed_eps = changed_eps, quiet = quiet, hook_errors = 0 }
   local seen = {}
   if rejudge then
     -- a source changed: its rules may concern any endpoint, so every child is judged again (and any published
     -- one, in case its child went while the rules changed)
-    for name in pairs(children) do seen[name] = true; judge(name) end
+    for name in pairs(children) do seen[name] = true; judge(j, name) end
     for id in pairs(published) do
-      if not seen[id] then seen[id] = true; judge(id) end
+      if not seen[id] then seen[id] = true; judge(j, id) end
     end
   end
   if s.seeded then
     -- the first batch after a cold start is ZooKeeper's full listing: what the snapshot had and the listing
     -- does not is gone (protection still guards the drop)
     for id in pairs(published) do
-      if children[id] == nil then seen[id] = true; judge(id) end
+      if children[id] == nil then seen[id] = true; judge(j, id) end
     end
   end
   for k = 1, #removed do
     local name = removed[k]
-    if not seen[name] then seen[name] = true; judge(name) end
+    if not seen[name] then seen[name] = true; judge(j, name) end
   end
   for k = 1, #changed do
     local name = changed[k][1]
-    if not seen[name] then seen[name] = true; judge(name) end
+    if not seen[name] then seen[name] = true; judge(j, name) end
   end
   -- children held by a failing filter are asked again on every call (the C side calls back while degraded):
   -- what the filter depends on may have recovered without any ZooKeeper event
@@ -502,13 +510,14 @@ function M.update(i, removed, changed)
     for name in pairs(s.failing) do
       if not seen[name] then again[#again + 1] = name end
     end
-    for k = 1, #again do seen[again[k]] = true; judge(again[k]) end
+    for k = 1, #again do seen[again[k]] = true; judge(j, again[k]) end
   end
   local moved = ramp.reweigh(s, children, wall_ms())
   for k = 1, #moved do
-    if not seen[moved[k]] then seen[moved[k]] = true; judge(moved[k]) end
+    if not seen[moved[k]] then seen[moved[k]] = true; judge(j, moved[k]) end
   end
 
+  local hook_errors = j.hook_errors
   local svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids },
                            svc_mt)
   local new_count = s.count + #added - #gone

@@ -70,6 +70,57 @@ test_wall_clock_bound(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* A hook that waits longer than its CPU budget (for the CPU, on a loaded
+ * host, or here for a sleep) but spends little: not stopped.  The budget is
+ * CPU time; only the wall-clock bound, far larger, stops a stall. */
+static void
+test_waiting_is_not_spending(lua_State *L)
+{
+    int timed_out, rc = run(L, "for i = 1, 10 do sleep_ms(10) end", 20,
+                            &timed_out);
+
+    CHECK(rc == 0 && !timed_out, "%s", rc ? lua_tostring(L, -1) : "");
+    if (rc != 0)
+        lua_pop(L, 1);
+}
+
+static int64_t
+thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The loop's own work between two calls is not the second call's: a call
+ * right after a short one and a few ms of CPU outside any call, spending
+ * nearly all of its budget, is not stopped.  (hook.c reads the CPU clock
+ * at most once per eighth of a budget; a call starting sooner is charged
+ * from the last reading plus the wall time since, never from the reading
+ * alone.)  Five tries, so that one of them falls inside that eighth even
+ * when the host is loaded. */
+static void
+test_cpu_between_calls_is_not_charged(lua_State *L)
+{
+    for (int i = 0; i < 5; i++) {
+        int timed_out, rc = run(L, "return", 100, &timed_out);
+        int64_t t0;
+
+        CHECK(rc == 0);
+        for (t0 = thread_cpu_ns(); thread_cpu_ns() - t0 < 6000000; )
+            ;
+        rc = run(L, "local t = os.clock()\n"
+                    "while os.clock() - t < 0.096 do end", 100, &timed_out);
+        CHECK(rc == 0 && !timed_out, "try %d: %s", i,
+              rc ? lua_tostring(L, -1) : "");
+        if (rc != 0) {
+            lua_pop(L, 1);
+            return;
+        }
+    }
+}
+
 /* Library code, compiled: a byte sum (a loop LuaJIT compiles) and a
  * pattern match whose pattern the caller chooses.  Loaded unmarked and run
  * hot before the test, so its traces exist (checked: jit.util). */
@@ -208,6 +259,8 @@ main(void)
 
     RUN(test_cpu_budget(L));
     RUN(test_wall_clock_bound(L));
+    RUN(test_waiting_is_not_spending(L));
+    RUN(test_cpu_between_calls_is_not_charged(L));
     RUN(test_loop_around_compiled_library(L));
     RUN(test_pattern_bomb_through_library(L));
     RUN(test_wall_clock_bound_in_library(L));
