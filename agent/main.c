@@ -28,6 +28,7 @@
 #include "agent.h"
 #include "client/client.h"
 #include "commit.h"                 /* generated: SCOUT_COMMIT */
+#include "heap.h"
 #include "log.h"
 #include "loop.h"
 #include "policy/policy.h"
@@ -155,10 +156,11 @@ static int
 cmd_check(const char *file, const char *lua_dir)
 {
     char err[SCOUT_ERR_LEN];
-    scout_policy_t *p = scout_policy_new(lua_dir, err);
+    scout_policy_t *p;
     scout_conf_t conf;
 
-    if (p == NULL) {
+    scout_heap_populate_start(SCOUT_HEAP_STEP);  /* as the agent's start */
+    if ((p = scout_policy_new(lua_dir, err)) == NULL) {
         fprintf(stderr, "scout: %s\n", err);
         return 1;
     }

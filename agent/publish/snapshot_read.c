@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "heap.h"
 #include "publish/snapshot_format.h"
 
 /* ---- read -------------------------------------------------------------- */
@@ -321,6 +322,7 @@ scout_snapshot_parse(const void *buf, size_t len, const char *label,
         if (rd_service(&r, &s->svcs[i], i > 0 ? s->svcs[i - 1].name : NULL)
             != SCOUT_OK)
             goto fail;
+        scout_heap_populate_check();    /* at start: see heap.h */
     }
     if (r.p != r.end) {
         rd_fail(&r, "%zu bytes after the last service",
