@@ -11,7 +11,6 @@
  * session timeout) and exits 0.  Nothing else in the agent may run a loop.
  */
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
@@ -27,6 +26,7 @@
 
 #include "agent.h"
 #include "client/client.h"
+#include "client/libcurl.h"
 #include "commit.h"                 /* generated: SCOUT_COMMIT */
 #include "heap.h"
 #include "log.h"
@@ -59,7 +59,8 @@ static const char usage[] =
 static int
 cmd_version(void)
 {
-    curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+    char err[SCOUT_ERR_LEN];
+    const scout_libcurl_t *lc = scout_libcurl_open(err);
     unsigned long hp = http_parser_version();
 
     printf("scout %s (commit %s)\n", SCOUT_VERSION, SCOUT_COMMIT);
@@ -69,7 +70,11 @@ cmd_version(void)
     printf("  jansson %s\n", jansson_version_str());
     printf("  http-parser %lu.%lu.%lu\n", (hp >> 16) & 255, (hp >> 8) & 255,
            hp & 255);
-    printf("  libcurl %s (client commands)\n", curl->version);
+    if (lc != NULL)
+        printf("  libcurl %s (client commands)\n",
+               lc->version_info(CURLVERSION_NOW)->version);
+    else
+        printf("  libcurl: none (%s)\n", err);
     return 0;
 }
 
