@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "log.h"
 #include "zk/watch.h"
 
@@ -374,6 +375,9 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         return NULL;
     }
+    /* Half the start's CPU was first touches of fresh heap pages: the
+     * heap grows in steps made resident in one call each, until ready. */
+    scout_heap_populate_start(SCOUT_HEAP_STEP);
     a->loop = loop;
     a->started_at = scout_wall_ms() / 1000.0;
     a->opts = *opts;            /* main's strings live as long as we do */
@@ -454,6 +458,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         scout_service_on_publish(a->services[i], scout_agent_on_publish, a);
         scout_service_on_state(a->services[i], scout_agent_on_state);
         a->nservices++;
+        scout_heap_populate_check();
     }
     a->by_name = malloc((size_t)(a->nservices ? a->nservices : 1)
                         * sizeof(*a->by_name));
@@ -527,9 +532,12 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
               t_policy - t0, t_services - t_policy, t_snapshot - t_services,
               c0, cpu_ms() - c0, c_policy - c0, c_services - c_policy,
               c_snapshot - c_services);
+    scout_log(SCOUT_LOG_DEBUG, "agent", "start: %zu MB of heap made resident "
+              "in steps", scout_heap_populate_stop() >> 20);
     return a;
 
 fail:
+    scout_heap_populate_stop();
     scout_agent_free(a);
     return NULL;
 }

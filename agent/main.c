@@ -11,7 +11,6 @@
  * session timeout) and exits 0.  Nothing else in the agent may run a loop.
  */
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
@@ -27,7 +26,9 @@
 
 #include "agent.h"
 #include "client/client.h"
+#include "client/libcurl.h"
 #include "commit.h"                 /* generated: SCOUT_COMMIT */
+#include "heap.h"
 #include "log.h"
 #include "loop.h"
 #include "policy/policy.h"
@@ -58,7 +59,8 @@ static const char usage[] =
 static int
 cmd_version(void)
 {
-    curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+    char err[SCOUT_ERR_LEN];
+    const scout_libcurl_t *lc = scout_libcurl_open(err);
     unsigned long hp = http_parser_version();
 
     printf("scout %s (commit %s)\n", SCOUT_VERSION, SCOUT_COMMIT);
@@ -68,7 +70,11 @@ cmd_version(void)
     printf("  jansson %s\n", jansson_version_str());
     printf("  http-parser %lu.%lu.%lu\n", (hp >> 16) & 255, (hp >> 8) & 255,
            hp & 255);
-    printf("  libcurl %s (client commands)\n", curl->version);
+    if (lc != NULL)
+        printf("  libcurl %s (client commands)\n",
+               lc->version_info(CURLVERSION_NOW)->version);
+    else
+        printf("  libcurl: none (%s)\n", err);
     return 0;
 }
 
@@ -155,10 +161,11 @@ static int
 cmd_check(const char *file, const char *lua_dir)
 {
     char err[SCOUT_ERR_LEN];
-    scout_policy_t *p = scout_policy_new(lua_dir, err);
+    scout_policy_t *p;
     scout_conf_t conf;
 
-    if (p == NULL) {
+    scout_heap_populate_start(SCOUT_HEAP_STEP);  /* as the agent's start */
+    if ((p = scout_policy_new(lua_dir, err)) == NULL) {
         fprintf(stderr, "scout: %s\n", err);
         return 1;
     }

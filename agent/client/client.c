@@ -10,13 +10,13 @@
 #define _GNU_SOURCE                 /* asprintf */
 #include "client/client.h"
 
-#include <curl/curl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/libcurl.h"
 #include "policy/policy.h"
 #include "scout.h"
 
@@ -48,6 +48,8 @@ typedef struct {
     char   *buf;
     size_t  len;
 } body_t;
+
+static const scout_libcurl_t *lc;  /* opened by scout_client_main */
 
 static const char *const VERBS[] = {
     "status", "services", "show", "explain", "pick", "watch", NULL
@@ -112,18 +114,18 @@ find_addr(const char *api, const char *policy, const char *lua_dir,
 static int
 client_open(client_t *c, const char *addr)
 {
-    if ((c->curl = curl_easy_init()) == NULL) {
+    if ((c->curl = lc->easy_init()) == NULL) {
         fprintf(stderr, "scout: cannot start libcurl\n");
         return -1;
     }
     if (strncmp(addr, "unix:", 5) == 0) {
-        curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, addr + 5);
+        lc->easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, addr + 5);
         snprintf(c->base, sizeof(c->base), "http://scout");
     } else {
         snprintf(c->base, sizeof(c->base), "http://%s", addr);
     }
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+    lc->easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
+    lc->easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
     return 0;
 }
 
@@ -138,18 +140,18 @@ get(client_t *c, const char *path, long timeout_s, body_t *out,
 
     memset(out, 0, sizeof(*out));
     snprintf(url, sizeof(url), "%s%s", c->base, path);
-    curl_easy_setopt(c->curl, CURLOPT_URL, url);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, timeout_s);
-    if ((rc = curl_easy_perform(c->curl)) != CURLE_OK) {
+    lc->easy_setopt(c->curl, CURLOPT_URL, url);
+    lc->easy_setopt(c->curl, CURLOPT_WRITEDATA, out);
+    lc->easy_setopt(c->curl, CURLOPT_TIMEOUT, timeout_s);
+    if ((rc = lc->easy_perform(c->curl)) != CURLE_OK) {
         fprintf(stderr, "scout: cannot reach the agent at %s: %s\n"
                 "(point at it with --api ADDR, $SCOUT_ADDR or -c POLICY)\n",
-                addr, curl_easy_strerror(rc));
+                addr, lc->easy_strerror(rc));
         free(out->buf);
         out->buf = NULL;
         return 3;
     }
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
+    lc->easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
     if (out->buf == NULL)
         out->buf = strdup("");
     return 0;
@@ -368,11 +370,11 @@ refused(const char *verb, long status, const char *body)
 static char *
 service_path(client_t *c, const char *prefix, const char *name)
 {
-    char *esc = curl_easy_escape(c->curl, name, 0), *path = NULL;
+    char *esc = lc->easy_escape(c->curl, name, 0), *path = NULL;
 
     if (esc == NULL || asprintf(&path, "%s%s", prefix, esc) < 0)
         path = NULL;
-    curl_free(esc);
+    lc->free(esc);
     return path;
 }
 
@@ -477,7 +479,7 @@ cmd_watch(client_t *c, const char *name, const char *addr)
             free(b.buf);
             break;
         }
-        if (curl_easy_header(c->curl, "X-Scout-Index", 0, CURLH_HEADER, -1,
+        if (lc->easy_header(c->curl, "X-Scout-Index", 0, CURLH_HEADER, -1,
                              &h) == CURLHE_OK)
             now = strtoull(h->value, NULL, 10);
         if (now != index) {
@@ -516,8 +518,13 @@ scout_client_main(const char *verb, int argc, char **argv)
     const char *api = NULL, *policy = NULL, *lua_dir = NULL, *name = NULL;
     char addr[1024], query[2048] = "", *path = NULL;
     client_t c = { 0 };
+    char err[SCOUT_ERR_LEN];
     int opt, rc;
 
+    if ((lc = scout_libcurl_open(err)) == NULL) {
+        fprintf(stderr, "scout %s: %s\n", verb, err);
+        return 3;
+    }
     while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         char *esc, *eq;
         size_t used = strlen(query);
@@ -535,12 +542,12 @@ scout_client_main(const char *verb, int argc, char **argv)
                 fprintf(stderr, "scout pick: --arg wants k=v\n");
                 return 2;
             }
-            esc = curl_escape(eq ? eq + 1 : optarg, 0);
+            esc = lc->escape(eq ? eq + 1 : optarg, 0);
             snprintf(query + used, sizeof(query) - used, "%s%.*s=%s",
                      used ? "&" : "?",
                      eq ? (int)(eq - optarg) : 3,
                      eq ? optarg : opt == OPT_KEY ? "key" : "tag", esc);
-            curl_free(esc);
+            lc->free(esc);
             break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
@@ -555,7 +562,7 @@ scout_client_main(const char *verb, int argc, char **argv)
     }
     if (find_addr(api, policy, lua_dir, addr, sizeof(addr)) != 0)
         return 2;
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    lc->global_init(CURL_GLOBAL_DEFAULT);
     if (client_open(&c, addr) != 0)
         return 3;
     if (strcmp(verb, "status") == 0) {
@@ -579,7 +586,7 @@ scout_client_main(const char *verb, int argc, char **argv)
         free(full);
     }
     free(path);
-    curl_easy_cleanup(c.curl);
-    curl_global_cleanup();
+    lc->easy_cleanup(c.curl);
+    lc->global_cleanup();
     return rc;
 }

@@ -23,6 +23,7 @@
 #include "policy/exec.h"
 #include "policy/hook.h"
 #include "policy/policy_int.h"
+#include "heap.h"
 #include "log.h"
 #include "scout.h"
 #include "stats.h"
@@ -201,6 +202,39 @@ load_budget_env(void)
     return v >= 1 && v <= MAX_LOAD_BUDGET_MS ? (int)v : -1;
 }
 
+/* The policy's Lua heap comes from malloc, not from LuaJIT's own
+ * allocator: its segments are mapped apart and faulted in page by page,
+ * while the C heap's growth at start is made resident in steps (heap.h);
+ * a policy of 10,000 services is a 13 MB heap, 3,000 faults.  Where
+ * LuaJIT refuses an allocator (64-bit without GC64) its own is used. */
+static void *
+heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    void *q;
+    (void)ud;
+    (void)osize;
+
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    q = realloc(ptr, nsize);
+    scout_heap_populate_check();
+    return q;
+}
+
+/* What luaL_newstate would have set: an error outside any protected call
+ * (a bug of ours) is said before LuaJIT aborts. */
+static int
+heap_state_panic(lua_State *L)
+{
+    const char *s = lua_tostring(L, -1);
+
+    fprintf(stderr, "PANIC: unprotected error in call to Lua API (%s)\n",
+            s != NULL ? s : "?");
+    return 0;
+}
+
 scout_policy_t *
 scout_policy_new(const char *lua_dir, char *err)
 {
@@ -222,7 +256,10 @@ scout_policy_new(const char *lua_dir, char *err)
     }
     if (p->load_budget_ms == 0)
         p->load_budget_ms = DEFAULT_LOAD_BUDGET_MS;
-    p->L = luaL_newstate();
+    if ((p->L = lua_newstate(heap_alloc, NULL)) != NULL)
+        lua_atpanic(p->L, heap_state_panic);
+    else
+        p->L = luaL_newstate();
     if (p->L == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "cannot create a Lua state");
         goto fail;

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "heap.h"
 #include "log.h"
 #include "scout.h"
 #include "publish/snapshot.h"
@@ -456,6 +457,7 @@ scout_persist_load(scout_persist_t *p)
                       bad == 1 ? "" : "s", eps.n, err);
         scout_service_seed(s, &eps, ss.index, ss.pzxid, ss.max_mzxid, bad);
         seeded++;
+        scout_heap_populate_check();    /* at start: see heap.h */
     }
     p->loaded_at_ms = scout_snapshot_written_at_ms(snap);
     scout_log(SCOUT_LOG_INFO, "persist", "serving %d services from %s "

@@ -6,7 +6,8 @@
  * populate.  Built by run.sh against the agent's own snapshot writer, so
  * the file is exactly what scout writes.
  *
- * usage: mksnap DIR SERVICES ENDPOINTS ENSEMBLE
+ * usage: [META=N] mksnap DIR SERVICES ENDPOINTS ENSEMBLE (N meta entries
+ *        per endpoint, 0 by default)
  *        -> DIR/policy.lua, DIR/cache/scout.snapshot
  */
 #include <stdio.h>
@@ -25,7 +26,7 @@ main(int argc, char **argv)
     scout_snapshot_service_t *svcs;
     scout_epset_t *sets;
     char (*names)[32], (*paths)[64];
-    int n, m;
+    int n, m, meta;
     FILE *f;
 
     if (argc != 5) {
@@ -34,6 +35,9 @@ main(int argc, char **argv)
     }
     n = atoi(argv[2]);
     m = atoi(argv[3]);
+    meta = getenv("META") != NULL ? atoi(getenv("META")) : 0;
+    if (meta < 0 || meta > 64)
+        meta = 0;
     snprintf(cache, sizeof(cache), "%s/cache", argv[1]);
     mkdir(cache, 0700);
     snprintf(path, sizeof(path), "%s/policy.lua", argv[1]);
@@ -74,10 +78,21 @@ main(int argc, char **argv)
             snprintf(id, sizeof(id), "ep-%d", e);
             snprintf(host, sizeof(host), "10.%d.%d.%d", (k >> 16) & 255,
                      (k >> 8) & 255, k & 255);
-            ep = scout_endpoint_new(id, strlen(id), host, strlen(host),
-                                    "up", 2);
+            /* META parameters per endpoint, dubbo-like ("application",
+             * "methods", ...: 10-20 bytes each): a real registry's
+             * endpoints carry them, and the reader allocates per entry */
+            ep = scout_endpoint_new_meta(id, strlen(id), host, strlen(host),
+                                         "up", 2, (unsigned)meta,
+                                         (size_t)meta * 32);
             if (ep == NULL)
                 return 1;
+            for (int j = 0; j < meta; j++) {
+                char mk[16], mv[16];
+
+                snprintf(mk, sizeof(mk), "param-%02d", j);
+                snprintf(mv, sizeof(mv), "value-%d-%d", j, k % 1000);
+                scout_endpoint_add_meta(ep, mk, strlen(mk), mv, strlen(mv));
+            }
             ep->port = 20000 + e;
             ep->weight = 1;
             ep->zxid = 1000 + k;

@@ -3,7 +3,7 @@
 # seconds instead of bench/scale's two-minute populate: mksnap.c writes the policy and the snapshot with the
 # agent's own snapshot writer, coldstart.py (its header has the method) starts the agent ROUNDS times against a
 # closed port and prints the time to the first answer, the agent's CPU and the phases from its "ready in" line.
-# Env: SERVICES (10000), ENDPOINTS (10), ROUNDS (7), SCOUT (default build/scout), CC, KEEP=1 keeps the temp dir.
+# Env: SERVICES (10000), ENDPOINTS (10), META (0: meta entries per endpoint), ROUNDS (7), SCOUT (default build/scout), CC, KEEP=1 keeps the temp dir.
 # Not a test: it prints, and fails only when the snapshot is never served.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
