@@ -58,9 +58,51 @@ struct scout_policy_s {
     int               jit;      /* scout's library runs compiled (hook.h) */
     scout_hook_mem_t *mem;      /* the heap cap; outlives L */
     scout_execs_t     execs;    /* scout.exec commands running */
+    /* each service's published set, by index (scout_policy_bind): the
+     * runtime rebuilds a service's endpoint tables from it when it judges
+     * the service again, instead of keeping them between changes */
+    const scout_epset_t **bound;
+    int               nbound;
 };
 
 /* ---- functions Lua may call: package.loaded["scout.agent"] ------------- */
+
+/* agent.published(i, empty_meta): service i's published endpoints, id ->
+ * the table a hook sees (endpoints without meta share empty_meta), made
+ * anew at each call; nil when no set is bound to i (the runtime then keeps
+ * its own tables).  O(the service's endpoints): the runtime asks for small
+ * services only. */
+static int
+l_published(lua_State *L)
+{
+    scout_policy_t *p = lua_touserdata(L, lua_upvalueindex(1));
+    int i = (int)luaL_checkinteger(L, 1) - 1;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (i < 0 || i >= p->nbound || p->bound[i] == NULL)
+        return 0;
+    scout_epset_push_lua(L, p->bound[i], 2);
+    return 1;
+}
+
+int
+scout_policy_bind(scout_policy_t *p, int svc, const scout_epset_t *eps)
+{
+    if (svc < 0)
+        return SCOUT_ERROR;
+    if (svc >= p->nbound) {
+        int n = svc + 1 > 2 * p->nbound ? svc + 1 : 2 * p->nbound;
+        const scout_epset_t **b = realloc(p->bound, (size_t)n * sizeof(*b));
+
+        if (b == NULL)
+            return SCOUT_ERROR;
+        memset(b + p->nbound, 0, (size_t)(n - p->nbound) * sizeof(*b));
+        p->bound = b;
+        p->nbound = n;
+    }
+    p->bound[svc] = eps;
+    return SCOUT_OK;
+}
 
 static int
 l_log(lua_State *L)
@@ -264,6 +306,9 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_setfield(p->L, -2, "read_file");
     lua_pushcfunction(p->L, scout_endpoint_lua_check);
     lua_setfield(p->L, -2, "check_endpoint");
+    lua_pushlightuserdata(p->L, p);
+    lua_pushcclosure(p->L, l_published, 1);
+    lua_setfield(p->L, -2, "published");
     lua_pushcfunction(p->L, scout_hook_lua_memory_error);
     lua_setfield(p->L, -2, "memory_error");
     lua_pushstring(p->L, dir);      /* modules from here are scout's own */
@@ -302,6 +347,7 @@ scout_policy_free(scout_policy_t *p)
         lua_close(p->L);
     }
     scout_hook_mem_free(p->mem);    /* lua_close still allocated through it */
+    free(p->bound);
     if (p->hooked)
         scout_hook_fini();
     free(p);
@@ -584,7 +630,7 @@ scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
     lua_pushinteger(L, svc + 1);
     lua_createtable(L, (int)eps->n, 0);
     HASH_ITER(hh, eps->map, ep, tmp) {
-        scout_endpoint_push_lua(L, ep);
+        scout_endpoint_push_lua(L, ep, 0);
         lua_rawseti(L, -2, ++n);
     }
     if (scout_hook_pcall(L, 2, 0, p->budget_ms + (int)(eps->n / 20),

@@ -36,6 +36,19 @@ if agent then require("scout.sandbox").harden(agent) end
 local log = agent and agent.log or function(level, msg)
   if level <= LOG_WARN then io.stderr:write(msg, "\n") end
 end
+-- Endpoint tables between changes. A small service's decoded endpoints are not kept in Lua once a change is
+-- committed: C holds the published set (agent.published rebuilds it, the same seven fields, read-only EMPTY_META
+-- included), and the runtime keeps only what C cannot give back, the children that are not the published
+-- endpoint itself (filtered, down, failing, not an endpoint: rare). At 10,000 services x 10 that is ~340 bytes an
+-- endpoint and most of the garbage of a sync. Kept warm instead: services over FREEZE_MAX children (a rebuild per
+-- change would cost O(service)), services with sources or a ramp (their tables are not C's), a user's codec (its
+-- tables may carry more than C keeps), and anything run outside the agent unless a store is set (specs).
+local published_of = agent and agent.published
+function M.set_store(fn) published_of = fn end
+local FREEZE_MAX = 256
+local NO_REST = setmetatable({}, { __newindex = function() error("frozen service state is read-only", 2) end })
+local builtin = setmetatable({}, { __mode = "k" })   -- codec tables of scout's own codecs
+
 -- The C side's rule for what may cross into it (NUL, UTF-8, sizes, host, port, status: endpoint.h): asked before a
 -- child is judged, so a refused child is handled like one that does not decode. Absent outside the agent (specs).
 local boundary = agent and agent.check_endpoint
@@ -71,8 +84,13 @@ local function check_endpoint(ep)
   elseif meta ~= EMPTY_META and next(meta) == nil then ep.meta = EMPTY_META end
 end
 
+-- A meta value crosses into C as a string: 5 and "5" publish the same bytes (and an endpoint rebuilt from C holds
+-- the string).
 local function same_meta(a, b)
-  for k, v in pairs(a) do if b[k] ~= v then return false end end
+  for k, v in pairs(a) do
+    local w = b[k]
+    if w ~= v and (w == nil or tostring(w) ~= tostring(v)) then return false end
+  end
   for k in pairs(b) do if a[k] == nil then return false end end
   return true
 end
@@ -203,6 +221,7 @@ function M.load(path)
   local state = {}
   for i, svc in ipairs(p.services) do
     local codec = assert(codecs.get(svc.codec))  -- validated by the DSL
+    if type(svc.codec) == "string" then builtin[codec] = true end
     -- Only the fields every service has go in the constructor, eight of them: LuaJIT sizes a table for every
     -- key its constructor names, nil or not, in powers of two (a ninth key doubles the table: 192 bytes a
     -- service). The others are set only when the policy gives them, or when first needed: filtered (name ->
@@ -322,8 +341,49 @@ local function degraded_reason(s)
                            n == 1 and "it" or "them", first, f[first]))
 end
 
+-- A frozen service (published == false, children = the rest) gets its tables back: C's published set, and the
+-- children that are not published endpoints themselves (false: published, but no child of that name).
+local function thaw(s, i)
+  if s.published ~= false then return end
+  local rest = s.children
+  local published = published_of(i, EMPTY_META) or {}
+  local children = {}
+  for id, ep in pairs(published) do children[id] = ep end
+  for name, v in pairs(rest) do children[name] = v or nil end
+  s.children, s.published = children, published
+end
+M.thaw = thaw
+
+-- After a commit (or a question answered): let the endpoint tables go if C can give them back (see published_of).
+local function freeze(s)
+  if not published_of or s.published == false or s.src or s.ramping or s.count > FREEZE_MAX
+     or not builtin[s.codec] then
+    return
+  end
+  local children, published = s.children, s.published
+  local rest, n = nil, 0
+  for name, v in pairs(children) do
+    if published[name] ~= v then
+      n = n + 1
+      if n > FREEZE_MAX then return end
+      rest = rest or {}
+      rest[name] = v
+    end
+  end
+  for id in pairs(published) do
+    if children[id] == nil then
+      n = n + 1
+      if n > FREEZE_MAX then return end
+      rest = rest or {}
+      rest[id] = false
+    end
+  end
+  s.children, s.published = rest or NO_REST, false
+end
+
 function M.update(i, removed, changed)
   local s = services[i]
+  thaw(s, i)
   local children, published = s.children, s.published
 
   for k = 1, #removed do
@@ -543,7 +603,9 @@ function M.update(i, removed, changed)
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
-  return up, gone_ids, nerr, hook_errors, nil, ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s), nrej
+  local reweigh, degraded = ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s)
+  freeze(s)
+  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej
 end
 
 -- ---- sources: a service over several paths -------------------------------------------------------------------
@@ -617,6 +679,7 @@ end
 -- What service i published before a restart (the disk snapshot): the starting point of diffs and protection.
 function M.seed(i, list)
   local s = services[i]
+  thaw(s, i)
   local published = {}
   for k = 1, #list do published[list[k].id] = list[k] end
   s.published, s.count, s.seeded = published, #list, true
@@ -642,7 +705,15 @@ end
 
 function M.register_body(k) return announce.body(policy.registers[k]) end
 function M.register_check(k) return announce.check(policy.registers[k]) end
-function M.render(k) return render.text(policy.renders[k], services) end
+-- A template sees every service's published endpoints: a frozen service's are rebuilt for it, and not kept.
+function M.render(k)
+  local view = {}
+  for i, s in ipairs(services) do
+    view[i] = s.published == false and { name = s.name, path = s.path, published = published_of(i, EMPTY_META) or {} }
+              or s
+  end
+  return render.text(policy.renders[k], view)
+end
 
 local function view_of(ep)
   return { id = ep.id, host = ep.host, port = ep.port, weight = ep.weight, status = ep.status, zxid = ep.zxid,
@@ -655,6 +726,7 @@ end
 -- /v1/explain/NAME: every child scout knows and why it is in or out, as JSON.
 function M.explain(i)
   local s = services[i]
+  thaw(s, i)
   local out = {}
   for name, ep in pairs(s.children) do
     local e = { id = name }
@@ -731,6 +803,7 @@ function M.explain(i)
     head.routes = routes
   end
   head = json.encode(head)
+  freeze(s)
   return head:sub(1, -2) .. ',"children":' .. (#out > 0 and json.encode(out) or "[]") .. "}"
 end
 
@@ -743,10 +816,12 @@ function M.pick(i, query)
   local ctx = { args = {} }
   for k, v in pairs(args) do ctx[k] = v[1]; ctx.args[k] = v[1] end
   if s.list_version ~= s.version or not s.list then
+    thaw(s, i)
     local list = {}
     for _, ep in pairs(s.published) do list[#list + 1] = ep end
     sort(list, by_id)
     s.list, s.list_version = list, s.version
+    freeze(s)
   end
   local list, label = s.list, nil
   local router = router_of(s, i)
