@@ -194,8 +194,10 @@ judge(scout_service_t *s)
     for (int i = 0; i < up.ngone; i++)
         scout_epset_del(&s->eps, up.gone[i]);
     for (int i = 0; i < up.nup; i++) {
-        scout_epset_put(&s->eps, up.up[i]);
-        up.up[i] = NULL;                /* owned by the set now */
+        if (scout_epset_put(&s->eps, up.up[i]) != SCOUT_OK)
+            scout_log(SCOUT_LOG_WARN, "service", "%s: out of memory: "
+                      "endpoint not published", s->name);
+        up.up[i] = NULL;                /* owned (or freed) by the set */
     }
     if (s->rules_changed) {
         s->rules_changed = 0;

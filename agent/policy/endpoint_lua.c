@@ -248,13 +248,11 @@ scout_endpoint_push_lua(lua_State *L, const scout_endpoint_t *ep,
 void
 scout_epset_push_lua(lua_State *L, const scout_epset_t *eps, int empty_meta)
 {
-    const scout_endpoint_t *ep, *tmp;
-
     if (empty_meta < 0)
         empty_meta = lua_gettop(L) + empty_meta + 1;
     lua_createtable(L, 0, (int)eps->n);
-    HASH_ITER(hh, eps->map, ep, tmp) {
-        scout_endpoint_push_lua(L, ep, empty_meta);
-        lua_setfield(L, -2, ep->id);
+    for (unsigned i = 0; i < eps->n; i++) {
+        scout_endpoint_push_lua(L, eps->eps[i], empty_meta);
+        lua_setfield(L, -2, eps->eps[i]->id);
     }
 }

@@ -624,13 +624,12 @@ scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
 {
     lua_State *L = p->L;
     int top = lua_gettop(L), timed_out, n = 0;
-    const scout_endpoint_t *ep, *tmp;
 
     scout_policy_push_fn(p, "seed");
     lua_pushinteger(L, svc + 1);
     lua_createtable(L, (int)eps->n, 0);
-    HASH_ITER(hh, eps->map, ep, tmp) {
-        scout_endpoint_push_lua(L, ep, 0);
+    for (unsigned i = 0; i < eps->n; i++) {
+        scout_endpoint_push_lua(L, eps->eps[i], 0);
         lua_rawseti(L, -2, ++n);
     }
     if (scout_hook_pcall(L, 2, 0, p->budget_ms + (int)(eps->n / 20),

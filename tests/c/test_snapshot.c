@@ -66,13 +66,12 @@ ep_equal(const scout_endpoint_t *a, const scout_endpoint_t *b)
 static int
 set_equal(const scout_epset_t *a, const scout_epset_t *b)
 {
-    scout_endpoint_t *ep, *tmp, *other;
-
-    if (a->n != b->n || HASH_COUNT(a->map) != b->n)
+    if (a->n != b->n)
         return 0;
-    HASH_ITER(hh, a->map, ep, tmp) {
-        HASH_FIND_STR(b->map, ep->id, other);
-        if (other == NULL || !ep_equal(ep, other))
+    for (unsigned i = 0; i < a->n; i++) {
+        const scout_endpoint_t *other = scout_epset_find(b, a->eps[i]->id);
+
+        if (other == NULL || !ep_equal(a->eps[i], other))
             return 0;
     }
     return 1;
@@ -170,7 +169,7 @@ test_roundtrip(void)
         CHECK(json != NULL && strstr(json, "\"zone\":\"a\xc3\xa9\"") != NULL);
     }
     scout_snapshot_get(s, i, &got);
-    CHECK(got.eps->n == 0 && got.eps->map == NULL);
+    CHECK(got.eps->n == 0 && got.eps->eps == NULL);
     scout_epset_free(&taken);
     scout_snapshot_free(s);
 
@@ -273,8 +272,9 @@ test_records(void)
     /* encoded from a copy of orders' set that is freed before assembling */
     scout_epset_init(copy);
     {
-        scout_endpoint_t *ep, *tmp;
-        HASH_ITER(hh, orders.map, ep, tmp) {
+        for (unsigned k = 0; k < orders.n; k++) {
+            const scout_endpoint_t *ep = orders.eps[k];
+
             scout_epset_put(copy, mk_ep(ep->id, ep->host, ep->port,
                                         ep->weight, ep->status, ep->zxid, 0));
         }
