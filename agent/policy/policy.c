@@ -551,11 +551,15 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     scout_policy_push_fn(p, "update");
     lua_pushinteger(L, svc + 1);
     n = scout_policy_push_changes(L, cache);
+    /* more reads of this path are coming (children waiting for a read
+     * slot: an initial sync): the runtime keeps the service's tables warm
+     * for them instead of letting go and rebuilding at each batch */
+    lua_pushboolean(L, cache->dirty != NULL);
     scout_cache_delivered(cache);
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + (n + (int)rejudge) / 20;
-    if (scout_hook_pcall(L, 3, 8, budget, &timed_out) != 0) {
+    if (scout_hook_pcall(L, 4, 8, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         lua_settop(L, top);
         return SCOUT_ERROR;

@@ -381,7 +381,8 @@ local function freeze(s)
   s.children, s.published = rest or NO_REST, false
 end
 
-function M.update(i, removed, changed)
+-- more: the C side has more reads of this path coming (an initial sync's batches): the tables stay warm for them.
+function M.update(i, removed, changed, more)
   local s = services[i]
   thaw(s, i)
   local children, published = s.children, s.published
@@ -604,7 +605,7 @@ function M.update(i, removed, changed)
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
   local reweigh, degraded = ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s)
-  freeze(s)
+  if not more then freeze(s) end
   return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej
 end
 

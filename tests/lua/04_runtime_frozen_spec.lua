@@ -67,8 +67,8 @@ local function install()
     end
     return conf, err
   end
-  runtime.update = function(i, removed, changed)
-    return apply(i, pcall(real.update, i, removed, changed))
+  runtime.update = function(i, removed, changed, more)
+    return apply(i, pcall(real.update, i, removed, changed, more))
   end
   runtime.seed = function(i, list)
     local set = {}
@@ -131,6 +131,32 @@ service "s" {
     assert.equals(49, #ex.children)
     assert.equals("published", ex.children[1].verdict)
     assert.equals("z10", ex.children[2].endpoint.meta.zone)
+    H.cleanup()
+  end)
+
+  it("keeps a service's tables while C says more reads of it are coming, and lets them go after the last", function()
+    assert(runtime.load(H.write('service "s" { path = "/s", protect = false }\n')))
+    local weak = setmetatable({}, { __mode = "v" })
+    local function batch(from, more)
+      local changed = {}
+      for k = from, from + 9 do
+        changed[#changed + 1] = { "n" .. k, '{"host":"10.0.0.' .. k .. '","port":80}', k, true }
+      end
+      local up = runtime.update(1, {}, changed, more)
+      for k = 1, #up do weak[#weak + 1] = up[k] end
+      return #up
+    end
+    pushed = 0
+    assert.equals(10, batch(1, true))      -- an initial sync's first batch: more to come
+    assert.equals(10, batch(11, true))
+    assert.equals(0, pushed)               -- warm: nothing rebuilt from C between the batches
+    collectgarbage()
+    collectgarbage()
+    assert.equals(20, #weak)               -- and nothing let go
+    assert.equals(10, batch(21))           -- the last batch
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak), "the runtime still holds the endpoint tables after the last batch")
     H.cleanup()
   end)
 end)
