@@ -1,7 +1,8 @@
 -- scout.runtime: the agent's side of the policy. The C core hands it ZooKeeper children (name, data, zxid) as they
--- change; it decodes them with the service's codec, keeps the decoded endpoints, applies the filter and returns
--- the list to publish, calling on_change with the difference. It must survive being stopped at any instruction
--- (hook budgets): state that a later call depends on is only replaced once the call can no longer fail.
+-- change; it decodes them with the service's codec, applies the filter and returns the list to publish, calling
+-- on_change with the difference. Between changes a small service's endpoints live in C only (see published_of).
+-- It must survive being stopped at any instruction (hook budgets): state that a later call depends on is only
+-- replaced once the call can no longer fail.
 
 local type = type
 local pairs = pairs
