@@ -2,8 +2,9 @@
  * endpoint.h -- a service's published endpoints, sorted by id.
  *
  * The policy hands over differences (endpoints new or replaced, ids gone);
- * the set applies them in O(changes) and renders its JSON only when someone
- * asks after a change, so a change costs nothing per endpoint that did not
+ * the set applies them with a binary search each (and a memmove of the
+ * pointers after the place) and renders its JSON only when someone asks
+ * after a change, so a change does no work per endpoint that did not
  * change: each endpoint's JSON object is made once and kept (an endpoint
  * never changes; a change replaces it), and the set's array is those
  * objects joined.  JSON output is sorted by id and deterministic.
