@@ -1,6 +1,6 @@
 -- scout.runtime: the agent's side of the policy. The C core hands it ZooKeeper children (name, data, zxid) as they
 -- change; it decodes them with the service's codec, applies the filter and returns the list to publish, calling
--- on_change with the difference. Between changes a small service's endpoints live in C only (see published_of).
+-- on_change with the difference. Between changes a small service's endpoints live in C only (scout.keep).
 -- It must survive being stopped at any instruction (hook budgets): state that a later call depends on is only
 -- replaced once the call can no longer fail.
 
@@ -27,8 +27,13 @@ local u8 = require "scout.util.utf8"
 local ramp = require "scout.ramp"
 local json = require "cjson.safe"
 local EMPTY_META = require("scout.util.endpoint").EMPTY_META
+-- Endpoint tables between changes live in C for a small service (scout.keep): thaw before reading s.children or
+-- s.published, freeze after a commit.
+local store = require "scout.keep"
+local thaw, freeze = store.thaw, store.freeze
 
 local M = {}
+M.set_store = store.set_store
 
 local LOG_WARN, LOG_DEBUG = 1, 3
 
@@ -37,18 +42,6 @@ if agent then require("scout.sandbox").harden(agent) end
 local log = agent and agent.log or function(level, msg)
   if level <= LOG_WARN then io.stderr:write(msg, "\n") end
 end
--- Endpoint tables between changes. A small service's decoded endpoints are not kept in Lua once a change is
--- committed: C holds the published set (agent.published rebuilds it, the same seven fields, read-only EMPTY_META
--- included), and the runtime keeps only what C cannot give back, the children that are not the published
--- endpoint itself (filtered, down, failing, not an endpoint: rare). At 10,000 services x 10 that is ~340 bytes an
--- endpoint and most of the garbage of a sync. Kept warm instead: services over FREEZE_MAX children (a rebuild per
--- change would cost O(service)), services with sources or a ramp (their tables are not C's), a user's codec (its
--- tables may carry more than C keeps), and anything run outside the agent unless a store is set (specs).
-local published_of = agent and agent.published
-function M.set_store(fn) published_of = fn end
-local FREEZE_MAX = 256
-local NO_REST = setmetatable({}, { __newindex = function() error("frozen service state is read-only", 2) end })
-local builtin = setmetatable({}, { __mode = "k" })   -- codec tables of scout's own codecs
 
 -- The C side's rule for what may cross into it (NUL, UTF-8, sizes, host, port, status: endpoint.h): asked before a
 -- child is judged, so a refused child is handled like one that does not decode. Absent outside the agent (specs).
@@ -222,7 +215,7 @@ function M.load(path)
   local state = {}
   for i, svc in ipairs(p.services) do
     local codec = assert(codecs.get(svc.codec))  -- validated by the DSL
-    if type(svc.codec) == "string" then builtin[codec] = true end
+    if type(svc.codec) == "string" then store.builtin(codec) end
     -- Only the fields every service has go in the constructor, eight of them: LuaJIT sizes a table for every
     -- key its constructor names, nil or not, in powers of two (a ninth key doubles the table: 192 bytes a
     -- service). The others are set only when the policy gives them, or when first needed: filtered (name ->
@@ -342,45 +335,6 @@ local function degraded_reason(s)
                            n == 1 and "it" or "them", first, f[first]))
 end
 
--- A frozen service (published == false, children = the rest) gets its tables back: C's published set, and the
--- children that are not published endpoints themselves (false: published, but no child of that name).
-local function thaw(s, i)
-  if s.published ~= false then return end
-  local rest = s.children
-  local published = published_of(i, EMPTY_META) or {}
-  local children = {}
-  for id, ep in pairs(published) do children[id] = ep end
-  for name, v in pairs(rest) do children[name] = v or nil end
-  s.children, s.published = children, published
-end
-M.thaw = thaw
-
--- After a commit (or a question answered): let the endpoint tables go if C can give them back (see published_of).
-local function freeze(s)
-  if not published_of or s.published == false or s.src or s.ramping or s.count > FREEZE_MAX
-     or not builtin[s.codec] then
-    return
-  end
-  local children, published = s.children, s.published
-  local rest, n = nil, 0
-  for name, v in pairs(children) do
-    if published[name] ~= v then
-      n = n + 1
-      if n > FREEZE_MAX then return end
-      rest = rest or {}
-      rest[name] = v
-    end
-  end
-  for id in pairs(published) do
-    if children[id] == nil then
-      n = n + 1
-      if n > FREEZE_MAX then return end
-      rest = rest or {}
-      rest[id] = false
-    end
-  end
-  s.children, s.published = rest or NO_REST, false
-end
 
 -- more: the C side has more reads of this path coming (an initial sync's batches): the tables stay warm for them.
 function M.update(i, removed, changed, more)
@@ -711,8 +665,7 @@ function M.register_check(k) return announce.check(policy.registers[k]) end
 function M.render(k)
   local view = {}
   for i, s in ipairs(services) do
-    view[i] = s.published == false and { name = s.name, path = s.path, published = published_of(i, EMPTY_META) or {} }
-              or s
+    view[i] = s.published == false and { name = s.name, path = s.path, published = store.published(i) } or s
   end
   return render.text(policy.renders[k], view)
 end
