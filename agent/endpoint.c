@@ -283,62 +283,136 @@ scout_epset_init(scout_epset_t *set)
 void
 scout_epset_free(scout_epset_t *set)
 {
-    scout_endpoint_t *ep, *tmp;
-
-    HASH_ITER(hh, set->map, ep, tmp) {
-        HASH_DEL(set->map, ep);
-        scout_endpoint_free(ep);
-    }
+    for (unsigned i = 0; i < set->n; i++)
+        scout_endpoint_free(set->eps[i]);
+    free(set->eps);
     free(set->json);
     memset(set, 0, sizeof(*set));
+}
+
+/* The index of id in the set, or -(where it would go) - 1. */
+static long
+epset_search(const scout_epset_t *set, const char *id)
+{
+    unsigned lo = 0, hi = set->n;
+
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        int c = strcmp(set->eps[mid]->id, id);
+
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -(long)lo - 1;
+}
+
+scout_endpoint_t *
+scout_epset_find(const scout_epset_t *set, const char *id)
+{
+    long i = epset_search(set, id);
+
+    return i >= 0 ? set->eps[i] : NULL;
+}
+
+static void
+stale(scout_epset_t *set)
+{
+    free(set->json);
+    set->json = NULL;
 }
 
 void
 scout_epset_del(scout_epset_t *set, const char *id)
 {
-    scout_endpoint_t *ep;
+    long i = epset_search(set, id);
 
-    HASH_FIND_STR(set->map, id, ep);
-    if (ep == NULL)
+    if (i < 0)
         return;
-    HASH_DEL(set->map, ep);
-    scout_endpoint_free(ep);
+    scout_endpoint_free(set->eps[i]);
     set->n--;
-    free(set->json);
-    set->json = NULL;
+    memmove(&set->eps[i], &set->eps[i + 1],
+            (set->n - (unsigned)i) * sizeof(*set->eps));
+    stale(set);
 }
 
 unsigned
 scout_epset_drop_invalid(scout_epset_t *set, char *why, size_t len)
 {
-    scout_endpoint_t *ep, *tmp;
     char one[SCOUT_ERR_LEN];
-    unsigned n = 0;
+    unsigned n = 0, kept = 0;
 
-    HASH_ITER(hh, set->map, ep, tmp) {
-        if (scout_endpoint_check(ep, one, sizeof(one)) == SCOUT_OK)
+    for (unsigned i = 0; i < set->n; i++) {
+        scout_endpoint_t *ep = set->eps[i];
+
+        if (scout_endpoint_check(ep, one, sizeof(one)) == SCOUT_OK) {
+            set->eps[kept++] = ep;
             continue;
+        }
         if (n++ == 0)
             snprintf(why, len, "endpoint %.64s: %s", ep->id, one);
-        HASH_DEL(set->map, ep);
         scout_endpoint_free(ep);
-        set->n--;
     }
-    if (n > 0) {
-        free(set->json);
-        set->json = NULL;
-    }
+    set->n = kept;
+    if (n > 0)
+        stale(set);
     return n;
 }
 
-void
+/* Room for one more: grows by half (small services stay small: a set of
+ * 10 holds 12 slots, not 16). */
+static int
+epset_room(scout_epset_t *set)
+{
+    scout_endpoint_t **e;
+    unsigned cap;
+
+    if (set->n < set->cap)
+        return SCOUT_OK;
+    cap = set->cap < 4 ? 4 : set->cap + set->cap / 2;
+    if ((e = realloc(set->eps, (size_t)cap * sizeof(*e))) == NULL)
+        return SCOUT_ERROR;
+    set->eps = e;
+    set->cap = cap;
+    return SCOUT_OK;
+}
+
+int
 scout_epset_put(scout_epset_t *set, scout_endpoint_t *ep)
 {
-    scout_epset_del(set, ep->id);
-    HASH_ADD_KEYPTR(hh, set->map, ep->id, strlen(ep->id), ep);
-    set->n++;
-    free(set->json);
-    set->json = NULL;
+    long i = epset_search(set, ep->id);
+
+    if (i >= 0) {
+        scout_endpoint_free(set->eps[i]);
+        set->eps[i] = ep;
+    } else {
+        if (epset_room(set) != SCOUT_OK) {
+            scout_endpoint_free(ep);
+            return SCOUT_ERROR;
+        }
+        i = -i - 1;
+        memmove(&set->eps[i + 1], &set->eps[i],
+                (set->n - (unsigned)i) * sizeof(*set->eps));
+        set->eps[i] = ep;
+        set->n++;
+    }
+    stale(set);
+    return SCOUT_OK;
+}
+
+int
+scout_epset_append(scout_epset_t *set, scout_endpoint_t *ep)
+{
+    if (epset_room(set) != SCOUT_OK) {
+        scout_endpoint_free(ep);
+        return SCOUT_ERROR;
+    }
+    set->eps[set->n++] = ep;
+    stale(set);
+    return SCOUT_OK;
 }
 
 static json_t *
@@ -362,13 +436,6 @@ endpoint_json(const scout_endpoint_t *ep)
     json_object_set_new(o, "zxid", json_integer(ep->zxid));
     json_object_set_new(o, "meta", meta);
     return o;
-}
-
-static int
-by_id(const void *a, const void *b)
-{
-    return strcmp((*(scout_endpoint_t *const *)a)->id,
-                  (*(scout_endpoint_t *const *)b)->id);
 }
 
 /* One endpoint's JSON object, made by jansson once in its life.  Building a
@@ -397,8 +464,6 @@ endpoint_text(scout_endpoint_t *ep)
 const char *
 scout_epset_json(scout_epset_t *set, size_t *len)
 {
-    scout_endpoint_t **sorted, *ep, *tmp;
-    unsigned i = 0;
     size_t total = 2;
     char *out, *p;
 
@@ -406,32 +471,23 @@ scout_epset_json(scout_epset_t *set, size_t *len)
         *len = set->json_len;
         return set->json;
     }
-    if ((sorted = malloc((set->n ? set->n : 1) * sizeof(*sorted))) == NULL)
-        return NULL;
-    HASH_ITER(hh, set->map, ep, tmp) {
-        if (endpoint_text(ep) != SCOUT_OK) {
-            free(sorted);
+    for (unsigned i = 0; i < set->n; i++) {
+        if (endpoint_text(set->eps[i]) != SCOUT_OK)
             return NULL;
-        }
-        total += ep->json_len + 1;
-        sorted[i++] = ep;
+        total += set->eps[i]->json_len + 1;
     }
-    qsort(sorted, set->n, sizeof(*sorted), by_id);
-    if ((out = malloc(total + 1)) == NULL) {
-        free(sorted);
+    if ((out = malloc(total + 1)) == NULL)
         return NULL;
-    }
     p = out;
     *p++ = '[';
-    for (i = 0; i < set->n; i++) {
+    for (unsigned i = 0; i < set->n; i++) {
         if (i > 0)
             *p++ = ',';
-        memcpy(p, sorted[i]->json, sorted[i]->json_len);
-        p += sorted[i]->json_len;
+        memcpy(p, set->eps[i]->json, set->eps[i]->json_len);
+        p += set->eps[i]->json_len;
     }
     *p++ = ']';
     *p = '\0';
-    free(sorted);
     set->json = out;
     set->json_len = (size_t)(p - out);
     *len = set->json_len;

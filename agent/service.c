@@ -194,8 +194,10 @@ judge(scout_service_t *s)
     for (int i = 0; i < up.ngone; i++)
         scout_epset_del(&s->eps, up.gone[i]);
     for (int i = 0; i < up.nup; i++) {
-        scout_epset_put(&s->eps, up.up[i]);
-        up.up[i] = NULL;                /* owned by the set now */
+        if (scout_epset_put(&s->eps, up.up[i]) != SCOUT_OK)
+            scout_log(SCOUT_LOG_WARN, "service", "%s: out of memory: "
+                      "endpoint not published", s->name);
+        up.up[i] = NULL;                /* owned (or freed) by the set */
     }
     if (s->rules_changed) {
         s->rules_changed = 0;
@@ -261,6 +263,9 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
     s->anti_entropy_ms = conf->anti_entropy_ms;
     if (s->has_sources && scout_service_sources_sync(s, err) != SCOUT_OK)
         goto fail;
+    /* bound last, once nothing can fail: a service that failed is never
+     * bound.  Out of memory here only keeps the runtime's tables. */
+    (void)scout_policy_bind(policy, idx, &s->eps);
     return s;
 
 oom:
@@ -280,6 +285,7 @@ scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
         return SCOUT_ERROR;
     s->policy_unseeded = 0;     /* the new VM has it all */
     explain_drop(s);
+    (void)scout_policy_bind(policy, idx, &s->eps);
     s->policy = policy;
     s->idx = idx;
     s->needs_data = conf->needs_data;

@@ -214,8 +214,11 @@ scout_endpoint_lua_check(lua_State *L)
 }
 
 void
-scout_endpoint_push_lua(lua_State *L, const scout_endpoint_t *ep)
+scout_endpoint_push_lua(lua_State *L, const scout_endpoint_t *ep,
+                        int empty_meta)
 {
+    if (empty_meta < 0)
+        empty_meta = lua_gettop(L) + empty_meta + 1;
     lua_createtable(L, 0, 7);
     lua_pushstring(L, ep->id);
     lua_setfield(L, -2, "id");
@@ -229,10 +232,27 @@ scout_endpoint_push_lua(lua_State *L, const scout_endpoint_t *ep)
     lua_setfield(L, -2, "status");
     lua_pushnumber(L, (lua_Number)ep->zxid);
     lua_setfield(L, -2, "zxid");
+    if (ep->nmeta == 0 && empty_meta != 0) {
+        lua_pushvalue(L, empty_meta);
+        lua_setfield(L, -2, "meta");
+        return;
+    }
     lua_createtable(L, 0, ep->nmeta);
     for (int j = 0; j < ep->nmeta; j++) {
         lua_pushstring(L, ep->meta[j].value);
         lua_setfield(L, -2, ep->meta[j].key);
     }
     lua_setfield(L, -2, "meta");
+}
+
+void
+scout_epset_push_lua(lua_State *L, const scout_epset_t *eps, int empty_meta)
+{
+    if (empty_meta < 0)
+        empty_meta = lua_gettop(L) + empty_meta + 1;
+    lua_createtable(L, 0, (int)eps->n);
+    for (unsigned i = 0; i < eps->n; i++) {
+        scout_endpoint_push_lua(L, eps->eps[i], empty_meta);
+        lua_setfield(L, -2, eps->eps[i]->id);
+    }
 }

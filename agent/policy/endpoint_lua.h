@@ -25,7 +25,13 @@ scout_endpoint_t *scout_endpoint_from_lua(lua_State *L, int idx, char *why,
 int scout_endpoint_lua_check(lua_State *L);
 
 /* Push ep as the table a policy hook sees: id, host, port, weight, status,
- * zxid, meta. */
-void scout_endpoint_push_lua(lua_State *L, const scout_endpoint_t *ep);
+ * zxid, meta.  empty_meta: the stack index of the table an endpoint without
+ * meta shares (the runtime's read-only EMPTY_META, as decoded endpoints
+ * have it), or 0 for a new empty table each. */
+void scout_endpoint_push_lua(lua_State *L, const scout_endpoint_t *ep,
+                             int empty_meta);
+/* Push the set as a table id -> endpoint table (as above), made anew. */
+void scout_epset_push_lua(lua_State *L, const scout_epset_t *eps,
+                          int empty_meta);
 
 #endif

@@ -59,9 +59,51 @@ struct scout_policy_s {
     int               jit;      /* scout's library runs compiled (hook.h) */
     scout_hook_mem_t *mem;      /* the heap cap; outlives L */
     scout_execs_t     execs;    /* scout.exec commands running */
+    /* each service's published set, by index (scout_policy_bind): the
+     * runtime rebuilds a service's endpoint tables from it when it judges
+     * the service again, instead of keeping them between changes */
+    const scout_epset_t **bound;
+    int               nbound;
 };
 
 /* ---- functions Lua may call: package.loaded["scout.agent"] ------------- */
+
+/* agent.published(i, empty_meta): service i's published endpoints, id ->
+ * the table a hook sees (endpoints without meta share empty_meta), made
+ * anew at each call; nil when no set is bound to i (the runtime then keeps
+ * its own tables).  O(the service's endpoints): the runtime asks for small
+ * services only. */
+static int
+l_published(lua_State *L)
+{
+    scout_policy_t *p = lua_touserdata(L, lua_upvalueindex(1));
+    int i = (int)luaL_checkinteger(L, 1) - 1;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (i < 0 || i >= p->nbound || p->bound[i] == NULL)
+        return 0;
+    scout_epset_push_lua(L, p->bound[i], 2);
+    return 1;
+}
+
+int
+scout_policy_bind(scout_policy_t *p, int svc, const scout_epset_t *eps)
+{
+    if (svc < 0)
+        return SCOUT_ERROR;
+    if (svc >= p->nbound) {
+        int n = svc + 1 > 2 * p->nbound ? svc + 1 : 2 * p->nbound;
+        const scout_epset_t **b = realloc(p->bound, (size_t)n * sizeof(*b));
+
+        if (b == NULL)
+            return SCOUT_ERROR;
+        memset(b + p->nbound, 0, (size_t)(n - p->nbound) * sizeof(*b));
+        p->bound = b;
+        p->nbound = n;
+    }
+    p->bound[svc] = eps;
+    return SCOUT_OK;
+}
 
 static int
 l_log(lua_State *L)
@@ -301,6 +343,9 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_setfield(p->L, -2, "read_file");
     lua_pushcfunction(p->L, scout_endpoint_lua_check);
     lua_setfield(p->L, -2, "check_endpoint");
+    lua_pushlightuserdata(p->L, p);
+    lua_pushcclosure(p->L, l_published, 1);
+    lua_setfield(p->L, -2, "published");
     lua_pushcfunction(p->L, scout_hook_lua_memory_error);
     lua_setfield(p->L, -2, "memory_error");
     lua_pushstring(p->L, dir);      /* modules from here are scout's own */
@@ -339,6 +384,7 @@ scout_policy_free(scout_policy_t *p)
         lua_close(p->L);
     }
     scout_hook_mem_free(p->mem);    /* lua_close still allocated through it */
+    free(p->bound);
     if (p->hooked)
         scout_hook_fini();
     free(p);
@@ -542,11 +588,15 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     scout_policy_push_fn(p, "update");
     lua_pushinteger(L, svc + 1);
     n = scout_policy_push_changes(L, cache);
+    /* more reads of this path are coming (children waiting for a read
+     * slot: an initial sync): the runtime keeps the service's tables warm
+     * for them instead of letting go and rebuilding at each batch */
+    lua_pushboolean(L, cache->dirty != NULL);
     scout_cache_delivered(cache);
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + (n + (int)rejudge) / 20;
-    if (scout_hook_pcall(L, 3, 8, budget, &timed_out) != 0) {
+    if (scout_hook_pcall(L, 4, 8, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         lua_settop(L, top);
         return SCOUT_ERROR;
@@ -615,13 +665,12 @@ scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,
 {
     lua_State *L = p->L;
     int top = lua_gettop(L), timed_out, n = 0;
-    const scout_endpoint_t *ep, *tmp;
 
     scout_policy_push_fn(p, "seed");
     lua_pushinteger(L, svc + 1);
     lua_createtable(L, (int)eps->n, 0);
-    HASH_ITER(hh, eps->map, ep, tmp) {
-        scout_endpoint_push_lua(L, ep);
+    for (unsigned i = 0; i < eps->n; i++) {
+        scout_endpoint_push_lua(L, eps->eps[i], 0);
         lua_rawseti(L, -2, ++n);
     }
     if (scout_hook_pcall(L, 2, 0, p->budget_ms + (int)(eps->n / 20),

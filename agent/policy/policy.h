@@ -144,6 +144,13 @@ int scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
                         unsigned rejudge, scout_update_t *out, char *err);
 void scout_update_clear(scout_update_t *up);
 
+/* Bind service svc's published set (owned by the service, valid until the
+ * service is freed or bound anew; NULL unbinds): the runtime reads a small
+ * service's endpoints from it when it judges the service again, and keeps
+ * no Lua table per endpoint in between.  SCOUT_ERROR when out of memory
+ * (the runtime then keeps its own tables for that service). */
+int scout_policy_bind(scout_policy_t *p, int svc, const scout_epset_t *eps);
+
 /* Tell the runtime what a service published before a restart (from the
  * disk snapshot): diffs and protection start from it. */
 int scout_policy_seed(scout_policy_t *p, int svc, const scout_epset_t *eps,

@@ -122,8 +122,8 @@ put_service(strtab_t *t, const scout_shm_service_t *s,
     svc->index = s->index;
     svc->ep_first = *ep_i;
     if (s->eps != NULL)
-        for (ep = s->eps->map; ep != NULL; ep = ep->hh.next)
-            eps[k++] = ep;
+        for (unsigned i = 0; i < s->eps->n; i++)
+            eps[k++] = s->eps->eps[i];
     if (k > 1)
         qsort(eps, k, sizeof(*eps), by_id);
     svc->ep_count = (uint32_t)k;
@@ -169,7 +169,8 @@ measure(const scout_shm_service_t *const *order, int n, sizes_t *z,
             return scout_seterr(err, "service \"%s\": settings is NULL", s->name);
         if (s->eps == NULL)
             continue;
-        for (ep = s->eps->map; ep != NULL; ep = ep->hh.next) {
+        for (unsigned i = 0; i < s->eps->n; i++) {
+            ep = s->eps->eps[i];
             neps++;
             z->nmeta += (uint64_t)(ep->nmeta > 0 ? ep->nmeta : 0);
             z->strings += strlen(S(ep->id)) + strlen(S(ep->host))

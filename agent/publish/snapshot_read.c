@@ -253,10 +253,12 @@ rd_endpoint(reader_t *r, scout_epset_t *set, const char **prev_id)
     ep->port = (int32_t)(uint32_t)port;
     ep->weight = (int32_t)(uint32_t)weight;
     ep->zxid = (int64_t)zxid;
-    /* ids ascend, so none is in the set yet: add without the lookup and
-     * the JSON invalidation scout_epset_put pays for a replace */
-    HASH_ADD_KEYPTR(hh, set->map, ep->id, strlen(ep->id), ep);
-    set->n++;
+    /* ids ascend, so none is in the set yet: added at the end, without
+     * the lookup scout_epset_put pays for */
+    if (scout_epset_append(set, ep) != SCOUT_OK) {   /* it freed ep */
+        rd_fail(r, "out of memory");
+        return SCOUT_ERROR;
+    }
     *prev_id = ep->id;
     return SCOUT_OK;
 }

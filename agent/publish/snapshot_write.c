@@ -79,7 +79,7 @@ by_endpoint_id(const void *a, const void *b)
 static int
 size_service(const scout_snapshot_service_t *sv, uint64_t *size, char *err)
 {
-    scout_endpoint_t *ep, *tmp;
+    scout_endpoint_t *ep;
     unsigned n = sv->eps != NULL ? sv->eps->n : 0;
 
     if (size_str(size, sv->name, sv->name, NULL, "name", err) != SCOUT_OK
@@ -91,7 +91,8 @@ size_service(const scout_snapshot_service_t *sv, uint64_t *size, char *err)
     *size += SVC_MIN - 2 * STR_MIN;
     if (sv->eps == NULL)
         return SCOUT_OK;
-    HASH_ITER(hh, sv->eps->map, ep, tmp) {
+    for (unsigned i = 0; i < sv->eps->n; i++) {
+        ep = sv->eps->eps[i];
         *size += EP_MIN - 3 * STR_MIN;
         if (size_str(size, ep->id, sv->name, ep->id, "id", err) != SCOUT_OK
             || size_str(size, ep->host, sv->name, ep->id, "host", err)
@@ -125,7 +126,7 @@ static unsigned char *
 put_service(unsigned char *p, const scout_snapshot_service_t *sv,
             scout_endpoint_t **sorted)
 {
-    scout_endpoint_t *ep, *tmp;
+    scout_endpoint_t *ep;
     unsigned n = 0;
 
     p = put_str(p, sv->name);
@@ -134,9 +135,8 @@ put_service(unsigned char *p, const scout_snapshot_service_t *sv,
     p = put_le(p, (uint64_t)sv->pzxid, 8);
     p = put_le(p, (uint64_t)sv->max_mzxid, 8);
     if (sv->eps != NULL) {
-        HASH_ITER(hh, sv->eps->map, ep, tmp) {
-            sorted[n++] = ep;
-        }
+        for (unsigned i = 0; i < sv->eps->n; i++)
+            sorted[n++] = sv->eps->eps[i];
     }
     qsort(sorted, n, sizeof(*sorted), by_endpoint_id);
     p = put_le(p, n, 4);

@@ -1,7 +1,8 @@
 -- scout.runtime: the agent's side of the policy. The C core hands it ZooKeeper children (name, data, zxid) as they
--- change; it decodes them with the service's codec, keeps the decoded endpoints, applies the filter and returns
--- the list to publish, calling on_change with the difference. It must survive being stopped at any instruction
--- (hook budgets): state that a later call depends on is only replaced once the call can no longer fail.
+-- change; it decodes them with the service's codec, applies the filter and returns the list to publish, calling
+-- on_change with the difference. Between changes a small service's endpoints live in C only (scout.keep).
+-- It must survive being stopped at any instruction (hook budgets): state that a later call depends on is only
+-- replaced once the call can no longer fail.
 
 local type = type
 local pairs = pairs
@@ -26,8 +27,13 @@ local u8 = require "scout.util.utf8"
 local ramp = require "scout.ramp"
 local json = require "cjson.safe"
 local EMPTY_META = require("scout.util.endpoint").EMPTY_META
+-- Endpoint tables between changes live in C for a small service (scout.keep): thaw before reading s.children or
+-- s.published, freeze after a commit.
+local store = require "scout.keep"
+local thaw, freeze = store.thaw, store.freeze
 
 local M = {}
+M.set_store = store.set_store
 
 local LOG_WARN, LOG_DEBUG = 1, 3
 
@@ -36,6 +42,7 @@ if agent then require("scout.sandbox").harden(agent) end
 local log = agent and agent.log or function(level, msg)
   if level <= LOG_WARN then io.stderr:write(msg, "\n") end
 end
+
 -- The C side's rule for what may cross into it (NUL, UTF-8, sizes, host, port, status: endpoint.h): asked before a
 -- child is judged, so a refused child is handled like one that does not decode. Absent outside the agent (specs).
 local boundary = agent and agent.check_endpoint
@@ -71,8 +78,13 @@ local function check_endpoint(ep)
   elseif meta ~= EMPTY_META and next(meta) == nil then ep.meta = EMPTY_META end
 end
 
+-- A meta value crosses into C as a string: 5 and "5" publish the same bytes (and an endpoint rebuilt from C holds
+-- the string).
 local function same_meta(a, b)
-  for k, v in pairs(a) do if b[k] ~= v then return false end end
+  for k, v in pairs(a) do
+    local w = b[k]
+    if w ~= v and (w == nil or tostring(w) ~= tostring(v)) then return false end
+  end
   for k in pairs(b) do if a[k] == nil then return false end end
   return true
 end
@@ -203,6 +215,7 @@ function M.load(path)
   local state = {}
   for i, svc in ipairs(p.services) do
     local codec = assert(codecs.get(svc.codec))  -- validated by the DSL
+    if type(svc.codec) == "string" then store.builtin(codec) end
     -- Only the fields every service has go in the constructor, eight of them: LuaJIT sizes a table for every
     -- key its constructor names, nil or not, in powers of two (a ninth key doubles the table: 192 bytes a
     -- service). The others are set only when the policy gives them, or when first needed: filtered (name ->
@@ -398,8 +411,11 @@ local function judge(j, name)
   end
 end
 
-function M.update(i, removed, changed)
+
+-- more: the C side has more reads of this path coming (an initial sync's batches): the tables stay warm for them.
+function M.update(i, removed, changed, more)
   local s = services[i]
+  thaw(s, i)
   local children, published = s.children, s.published
 
   for k = 1, #removed do
@@ -552,7 +568,9 @@ function M.update(i, removed, changed)
   if #added + #gone + #changed_eps > 0 then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
-  return up, gone_ids, nerr, hook_errors, nil, ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s), nrej
+  local reweigh, degraded = ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s)
+  if not more then freeze(s) end
+  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej
 end
 
 -- ---- sources: a service over several paths -------------------------------------------------------------------
@@ -626,6 +644,7 @@ end
 -- What service i published before a restart (the disk snapshot): the starting point of diffs and protection.
 function M.seed(i, list)
   local s = services[i]
+  thaw(s, i)
   local published = {}
   for k = 1, #list do published[list[k].id] = list[k] end
   s.published, s.count, s.seeded = published, #list, true
@@ -651,7 +670,14 @@ end
 
 function M.register_body(k) return announce.body(policy.registers[k]) end
 function M.register_check(k) return announce.check(policy.registers[k]) end
-function M.render(k) return render.text(policy.renders[k], services) end
+-- A template sees every service's published endpoints: a frozen service's are rebuilt for it, and not kept.
+function M.render(k)
+  local view = {}
+  for i, s in ipairs(services) do
+    view[i] = s.published == false and { name = s.name, path = s.path, published = store.published(i) } or s
+  end
+  return render.text(policy.renders[k], view)
+end
 
 local function view_of(ep)
   return { id = ep.id, host = ep.host, port = ep.port, weight = ep.weight, status = ep.status, zxid = ep.zxid,
@@ -664,6 +690,7 @@ end
 -- /v1/explain/NAME: every child scout knows and why it is in or out, as JSON.
 function M.explain(i)
   local s = services[i]
+  thaw(s, i)
   local out = {}
   for name, ep in pairs(s.children) do
     local e = { id = name }
@@ -740,6 +767,7 @@ function M.explain(i)
     head.routes = routes
   end
   head = json.encode(head)
+  freeze(s)
   return head:sub(1, -2) .. ',"children":' .. (#out > 0 and json.encode(out) or "[]") .. "}"
 end
 
@@ -752,10 +780,12 @@ function M.pick(i, query)
   local ctx = { args = {} }
   for k, v in pairs(args) do ctx[k] = v[1]; ctx.args[k] = v[1] end
   if s.list_version ~= s.version or not s.list then
+    thaw(s, i)
     local list = {}
     for _, ep in pairs(s.published) do list[#list + 1] = ep end
     sort(list, by_id)
     s.list, s.list_version = list, s.version
+    freeze(s)
   end
   local list, label = s.list, nil
   local router = router_of(s, i)

@@ -62,13 +62,12 @@ ep_equal(const scout_endpoint_t *a, const scout_endpoint_t *b)
 static inline int
 set_equal(const scout_epset_t *a, const scout_epset_t *b)
 {
-    scout_endpoint_t *ep, *tmp, *other;
-
-    if (a->n != b->n || HASH_COUNT(a->map) != b->n)
+    if (a->n != b->n)
         return 0;
-    HASH_ITER(hh, a->map, ep, tmp) {
-        HASH_FIND_STR(b->map, ep->id, other);
-        if (other == NULL || !ep_equal(ep, other))
+    for (unsigned i = 0; i < a->n; i++) {
+        const scout_endpoint_t *other = scout_epset_find(b, a->eps[i]->id);
+
+        if (other == NULL || !ep_equal(a->eps[i], other))
             return 0;
     }
     return 1;

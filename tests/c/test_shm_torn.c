@@ -155,7 +155,8 @@ torn_publish(scout_shm_t *w, uint64_t g, char *err)
         sh->svcs[i].path = path;
         sh->svcs[i].settings = blen ? blob : settings_buf;
         sh->svcs[i].settings_len = blen ? blen : strlen(settings_buf);
-        for (ep = sh->sets[i].map; ep != NULL; ep = ep->hh.next) {
+        for (unsigned k = 0; k < sh->sets[i].n; k++) {
+            ep = sh->sets[i].eps[k];
             memcpy(ep->host, gs, 20);
             memcpy(ep->meta[0].value, gs, 20);
             ep->zxid = (int64_t)g;

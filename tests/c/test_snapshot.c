@@ -88,7 +88,7 @@ test_roundtrip(void)
         CHECK(json != NULL && strstr(json, "\"zone\":\"a\xc3\xa9\"") != NULL);
     }
     scout_snapshot_get(s, i, &got);
-    CHECK(got.eps->n == 0 && got.eps->map == NULL);
+    CHECK(got.eps->n == 0 && got.eps->eps == NULL);
     scout_epset_free(&taken);
     scout_snapshot_free(s);
 
@@ -191,8 +191,9 @@ test_records(void)
     /* encoded from a copy of orders' set that is freed before assembling */
     scout_epset_init(copy);
     {
-        scout_endpoint_t *ep, *tmp;
-        HASH_ITER(hh, orders.map, ep, tmp) {
+        for (unsigned k = 0; k < orders.n; k++) {
+            const scout_endpoint_t *ep = orders.eps[k];
+
             scout_epset_put(copy, mk_ep(ep->id, ep->host, ep->port,
                                         ep->weight, ep->status, ep->zxid, 0));
         }

@@ -1,0 +1,176 @@
+-- scout.runtime as the agent runs it: a small service's endpoint tables are let go once a change is committed, and
+-- rebuilt from the C side's published set when the service is judged again (issue 14: ~340 bytes an endpoint).
+-- A fake of that C side (what scout_endpoint_from_lua keeps, what agent.published pushes back) stands in for the
+-- agent here; with it, the whole runtime spec (01) runs again and must behave identically, and a spec of its own
+-- checks that no endpoint table outlives its change.
+
+local runtime = require "scout.runtime"
+local H = require "policy_helper"
+
+local pairs, next, tostring = pairs, next, tostring
+
+-- [i] = id -> the endpoint as C keeps it: the seven fields, meta values as strings (lua_tolstring), defaults
+-- applied; nil when no set is bound to service i.
+local store = {}
+
+local function c_copy(ep)
+  local meta = {}
+  for k, v in pairs(ep.meta or {}) do meta[k] = tostring(v) end
+  local zxid = ep.zxid
+  return { id = tostring(ep.id), host = tostring(ep.host), port = ep.port, weight = ep.weight or 1,
+           status = ep.status and tostring(ep.status) or "up", zxid = type(zxid) == "number" and zxid or 0,
+           meta = meta }
+end
+
+-- scout_endpoint_push_lua: a new table per endpoint, the shared empty meta when it has none
+local function c_push(ep, empty)
+  local meta = empty
+  if next(ep.meta) ~= nil then
+    meta = {}
+    for k, v in pairs(ep.meta) do meta[k] = v end
+  end
+  return { id = ep.id, host = ep.host, port = ep.port, weight = ep.weight, status = ep.status, zxid = ep.zxid,
+           meta = meta }
+end
+
+local pushed = 0     -- endpoint tables agent.published made
+local function published(i, empty)
+  local set = store[i]
+  if not set then return nil end
+  local out = {}
+  for id, ep in pairs(set) do
+    out[id] = c_push(ep, empty)
+    pushed = pushed + 1
+  end
+  return out
+end
+
+-- service.c: the policy's answer is applied to the set only when the call returned a list to publish
+local real = { load = runtime.load, update = runtime.update, seed = runtime.seed }
+local function apply(i, ok, up, gone, ...)
+  if ok and up and select(3, ...) == nil then   -- retry_ms: protection holds, nothing is committed
+    local set = store[i]
+    for k = 1, #gone do set[gone[k]] = nil end
+    for k = 1, #up do set[up[k].id] = c_copy(up[k]) end
+  end
+  if not ok then error(up, 0) end
+  return up, gone, ...
+end
+
+local function install()
+  runtime.set_store(published)
+  runtime.load = function(path)
+    local conf, err = real.load(path)
+    if conf then    -- a policy that fails to load leaves the running one, and its sets, alone
+      store = {}
+      for i = 1, #conf.services do store[i] = {} end
+    end
+    return conf, err
+  end
+  runtime.update = function(i, removed, changed, more)
+    return apply(i, pcall(real.update, i, removed, changed, more))
+  end
+  runtime.seed = function(i, list)
+    local set = {}
+    for k = 1, #list do set[list[k].id] = c_copy(list[k]) end
+    store[i] = set
+    return real.seed(i, list)
+  end
+end
+
+-- A full collection. Compiled traces are flushed first: a trace may keep a reference to a table it saw (a stray
+-- one, outside the runtime, seen when other specs ran first in the same VM).
+local function collect()
+  if jit then jit.flush() end
+  collectgarbage()
+  collectgarbage()
+end
+
+local function uninstall()
+  runtime.set_store(nil)
+  runtime.load, runtime.update, runtime.seed = real.load, real.update, real.seed
+end
+
+describe("scout.runtime with the endpoint tables in C", function()
+  setup(install)
+  teardown(uninstall)
+
+  it("keeps no endpoint table of a small service between changes, and rebuilds the ones a hook sees", function()
+    local seen = H.reset_state()
+    local path = H.write([[
+local st = require("policy_helper").state
+service "s" {
+  path = "/s", protect = false,
+  on_change = function(svc, diff)
+    local ids = {}
+    for _, ep in ipairs(svc.endpoints) do ids[#ids + 1] = ep.id .. "=" .. ep.host .. ":" .. ep.port end
+    st.endpoints = table.concat(ids, ",")
+    st.removed = diff.removed[1] and diff.removed[1].id .. ":" .. diff.removed[1].meta.zone or nil
+  end,
+}
+]])
+    assert(runtime.load(path))
+    local weak = setmetatable({}, { __mode = "v" })
+    -- in a frame of its own, so that no dead stack slot of this one holds a table
+    local function first()
+      local changed = {}
+      for k = 1, 50 do
+        changed[k] = { "n" .. k, '{"host":"10.0.0.' .. k .. '","port":80,"meta":{"zone":"z' .. k .. '"}}', k, true }
+      end
+      local up = runtime.update(1, {}, changed)
+      for k = 1, #up do weak[k] = up[k] end
+      return #up
+    end
+    assert.equals(50, first())
+    collect()
+    assert.is_nil(next(weak), "the runtime still holds the decoded endpoint tables")
+
+    -- judged again: the hooks see the endpoints as they were published, rebuilt from C
+    pushed = 0
+    local up = runtime.update(1, { "n2" }, { { "n1", '{"host":"10.0.1.1","port":81}', 60, true } })
+    assert.equals(50, pushed)
+    assert.equals("n1", up[1].id)
+    assert.equals("n2:z2", seen.removed)
+    assert.truthy(seen.endpoints:find("^n1=10%.0%.1%.1:81,n10=10%.0%.0%.10:80,"))
+    assert.is_nil(seen.endpoints:find("n2=", 1, true))
+    -- explain answers from the rebuilt tables too, and lets them go again
+    local ex = require("cjson").decode(runtime.explain(1))
+    assert.equals(49, #ex.children)
+    assert.equals("published", ex.children[1].verdict)
+    assert.equals("z10", ex.children[2].endpoint.meta.zone)
+    H.cleanup()
+  end)
+
+  it("keeps a service's tables while C says more reads of it are coming, and lets them go after the last", function()
+    assert(runtime.load(H.write('service "s" { path = "/s", protect = false }\n')))
+    local weak = setmetatable({}, { __mode = "v" })
+    local function batch(from, more)
+      local changed = {}
+      for k = from, from + 9 do
+        changed[#changed + 1] = { "n" .. k, '{"host":"10.0.0.' .. k .. '","port":80}', k, true }
+      end
+      local up = runtime.update(1, {}, changed, more)
+      for k = 1, #up do weak[#weak + 1] = up[k] end
+      return #up
+    end
+    pushed = 0
+    assert.equals(10, batch(1, true))      -- an initial sync's first batch: more to come
+    assert.equals(10, batch(11, true))
+    assert.equals(0, pushed)               -- warm: nothing rebuilt from C between the batches
+    collect()
+    assert.equals(20, #weak)               -- and nothing let go
+    assert.equals(10, batch(21))           -- the last batch
+    collect()
+    assert.is_nil(next(weak), "the runtime still holds the endpoint tables after the last batch")
+    H.cleanup()
+  end)
+end)
+
+-- The whole runtime spec again, this time with the tables let go between changes: same answers.
+describe("the runtime spec with the endpoint tables in C", function()
+  setup(install)
+  teardown(uninstall)
+  local chunk = assert(loadfile("tests/lua/01_runtime_spec.lua"))
+  setfenv(chunk, getfenv(1))
+  chunk()
+end)
