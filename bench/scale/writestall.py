@@ -1,0 +1,134 @@
+"""writestall.py — what holds the loop while the outputs are written, and how long SIGTERM takes, at one size, for
+two agent binaries side by side (run by run.sh with WRITESTALL=1, /usr/bin/python3).
+
+Why: issue 14 asks that the worst API stall during a snapshot write stay within 5 ms whatever the size, that the
+service table (GET /v1/services) not hold the loop, and that SIGTERM at a big registry exit fast. Earlier figures came
+from runs minutes apart on a shared 2-core machine; this driver alternates the base binary (SCOUT_BASE, e.g. one
+built from main) and the new one (SCOUT) on the same ZooKeeper tree in one run, so the ratios share one load.
+Nothing is asserted; only an agent that cannot be started exits non-zero.
+
+Method: SERVICES (10000) x ENDPOINTS (10) under /ws (data as scale.py's), populated once. Then ROUNDS (2) times, for
+each binary in turn: an agent with a cache dir and an shm file (both snapshots written on every change) syncs
+(health 200) and settles SETTLE_S (10) s (the first writes, every service encoded once); then
+  1. writes: a prober thread GETs /v1/health back-to-back on its own connection while CHANGES (40) single data
+     changes, 100-200 ms apart, each wait for its blocking query (each is one shm generation; the 1 s snapshot timer
+     writes about every 6th). Worst and p99 probe answer time; the longest loop iteration in the window (the
+     highest scout_loop_stall_seconds bucket that moved, printed as "<= X ms"); disk snapshot writes in the window.
+  2. table: TABLES (5) GET /v1/services while the prober runs: the prober's worst answer and the longest loop
+     iteration, as above.
+  3. SIGTERM -> exit, wall clock (the agent flushes the snapshot and closes its sessions first).
+Env: SERVICES, ENDPOINTS, ROUNDS, CHANGES, TABLES, SETTLE_S, SCOUT, SCOUT_BASE (unset: SCOUT alone).
+"""
+
+import os
+import random
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from common import pct  # noqa: E402
+import scale  # noqa: E402
+from scale import kazoo, log  # noqa: E402
+import perchange  # noqa: E402
+from perchange import populate, prober, start_synced, svc, write_policy  # noqa: E402
+
+SERVICES = int(os.environ.get("SERVICES", "10000"))
+ROUNDS = int(os.environ.get("ROUNDS", "2"))
+CHANGES = int(os.environ.get("CHANGES", "40"))
+TABLES = int(os.environ.get("TABLES", "5"))
+SETTLE_S = float(os.environ.get("SETTLE_S", "10"))
+BUCKETS = ["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
+
+
+def buckets(a):
+    m = a.metrics()
+    return [m.get('scout_loop_stall_seconds_bucket{le="%s"}' % b, 0) for b in BUCKETS]
+
+
+def longest(b0, b1):
+    """The upper bound of the highest bucket that moved between two readings (cumulative buckets)."""
+    moved = [i for i in range(len(BUCKETS)) if (b1[i] - (b1[i - 1] if i else 0)) > (b0[i] - (b0[i - 1] if i else 0))]
+    return "<= %s ms" % ("%g" % (float(BUCKETS[moved[-1]]) * 1000) if BUCKETS[moved[-1]] != "+Inf" else "inf") \
+        if moved else "-"
+
+
+def probed(a, work):
+    """Runs work() while a prober GETs /v1/health; (worst ms, p99 ms, probes, longest loop iteration)."""
+    probes, stop = [], threading.Event()
+    th = threading.Thread(target=prober, args=(a.sock, probes, stop))
+    b0 = buckets(a)
+    th.start()
+    work()
+    stop.set()
+    th.join()
+    return max(probes), pct(probes, .99), len(probes), longest(b0, buckets(a))
+
+
+def one_round(scout, tag, zk, tmp, kz, policy, cache, rnd):
+    a, sync_s = start_synced(scout, policy, zk, tmp, tag, cache_dir=cache)
+    time.sleep(SETTLE_S)
+    w0 = a.metrics().get("scout_snapshot_writes_total", 0)
+
+    def changes():
+        for k in range(CHANGES):
+            perchange.one_change(a, kz, "/ws", SERVICES, rnd, rnd.randrange(1 << 30))
+            time.sleep(rnd.uniform(0.1, 0.2))
+    wr = probed(a, changes)
+    writes = a.metrics().get("scout_snapshot_writes_total", 0) - w0
+
+    def tables():
+        for _ in range(TABLES):
+            a.get("/v1/services")
+    tb = probed(a, tables)
+    exit_s = a.stop()
+    return {"sync": sync_s, "write": wr, "writes": writes, "table": tb, "exit": exit_s}
+
+
+def main():
+    zk, _zkdir, tmp, _root = sys.argv[1:5]
+    scout = os.environ["SCOUT"]
+    base = os.environ.get("SCOUT_BASE")
+    bins = ([("base", base)] if base else []) + [("new", scout)]
+    scale.ENDPOINTS = perchange.ENDPOINTS
+    kz = kazoo(zk)
+    t = time.monotonic()
+    populate(kz, "/ws", SERVICES)
+    log("writestall: %d x %d populated in %.0f s" % (SERVICES, perchange.ENDPOINTS, time.monotonic() - t))
+    rows = {tag: [] for tag, _ in bins}
+    for r in range(ROUNDS):
+        for tag, binary in bins:
+            cache, shm = os.path.join(tmp, "cache-%s" % tag), os.path.join(tmp, "shm-%s" % tag)
+            policy = os.path.join(tmp, "policy-%s.lua" % tag)
+            write_policy(policy, "/ws", SERVICES, cache, shm)
+            row = one_round(binary, "%s-%d" % (tag, r), zk, tmp, kz, policy, cache, random.Random(r))
+            log("writestall: %s round %d: %r (load %.1f)" % (tag, r, row, os.getloadavg()[0]))
+            rows[tag].append(row)
+    print("\n%d services x %d endpoints, %d rounds per binary, alternating; load average now %.1f\n"
+          % (SERVICES, perchange.ENDPOINTS, ROUNDS, os.getloadavg()[0]))
+    print("| binary | API worst / p99 during %d changes (snapshot writes) | longest loop iteration | "
+          "API worst during %d GET /v1/services | longest loop iteration | SIGTERM -> exit |" % (CHANGES, TABLES))
+    print("|---|---|---|---|---|---|")
+    for tag, _ in bins:
+        for x in rows[tag]:
+            print("| %s | %.1f / %.1f ms (%d writes, %d probes) | %s | %.1f ms | %s | %.2f s |"
+                  % (tag, x["write"][0], x["write"][1], x["writes"], x["write"][2], x["write"][3],
+                     x["table"][0], x["table"][3], x["exit"]))
+    if base:
+        def med(tag, f):
+            v = sorted(f(x) for x in rows[tag])
+            return v[len(v) // 2]
+        for what, f in (("API worst during writes", lambda x: x["write"][0]),
+                        ("API worst during tables", lambda x: x["table"][0]),
+                        ("SIGTERM -> exit", lambda x: x["exit"])):
+            b, n = med("base", f), med("new", f)
+            print("- %s: base %.3g -> new %.3g (%.2fx)" % (what, b, n, n / b if b else float("nan")))
+    if perchange.FAILED:
+        print("FAILED: %s" % perchange.FAILED)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
