@@ -115,37 +115,56 @@ typedef struct {
     const scout_api_view_t *v;
     int       n, next;              /* services at the start, the next */
     unsigned  reloads;
-    FILE     *out;
     char     *buf;
-    size_t    len;
+    size_t    len, cap;
 } list_job_t;
+
+/* The last table's size: the next one's buffer is allocated once (grown
+ * by doubling, a render of 10,000 services spent most of a slice copying
+ * and faulting in the buffer it outgrew). */
+static size_t list_last_len;
+
+static int
+list_put(list_job_t *j, const char *s, size_t n)
+{
+    if (j->len + n > j->cap) {
+        size_t cap = j->cap ? j->cap : 4096;
+        char *p;
+
+        while (cap < j->len + n)
+            cap *= 2;
+        if ((p = realloc(j->buf, cap)) == NULL)
+            return SCOUT_ERROR;
+        j->buf = p;
+        j->cap = cap;
+    }
+    memcpy(j->buf + j->len, s, n);
+    j->len += n;
+    return SCOUT_OK;
+}
+
+static int
+list_dump(const char *s, size_t n, void *job)
+{
+    return list_put(job, s, n) == SCOUT_OK ? 0 : -1;
+}
 
 static void
 list_job_drop(void *job)
 {
     list_job_t *j = job;
 
-    if (j->out != NULL)
-        fclose(j->out);
     free(j->buf);
     free(j);
 }
 
-static int
+static void
 list_job_open(list_job_t *j)
 {
-    if (j->out != NULL)
-        fclose(j->out);
-    free(j->buf);
-    j->buf = NULL;
     j->len = 0;
     j->n = j->v->nservices(j->v->ctx);
     j->reloads = scout_api_metrics_reloads(j->v);
     j->next = 0;
-    if ((j->out = open_memstream(&j->buf, &j->len)) == NULL)
-        return SCOUT_ERROR;
-    fputc('[', j->out);
-    return SCOUT_OK;
 }
 
 static void *
@@ -153,14 +172,15 @@ list_job_begin(void *ud)
 {
     scout_api_t *api = ud;
     list_job_t *j = calloc(1, sizeof(*j));
+    size_t want = list_last_len + list_last_len / 8 + 2;
 
-    if (j == NULL)
-        return NULL;
-    j->v = &api->view;
-    if (list_job_open(j) != SCOUT_OK) {
-        list_job_drop(j);
+    if (j == NULL || (j->buf = malloc(want)) == NULL) {
+        free(j);
         return NULL;
     }
+    j->cap = want;
+    j->v = &api->view;
+    list_job_open(j);
     return j;
 }
 
@@ -171,10 +191,9 @@ list_job_step(void *job, int64_t deadline_ns)
     const scout_api_view_t *v = j->v;
     unsigned done = 0;
 
-    if ((v->nservices(v->ctx) != j->n
-         || scout_api_metrics_reloads(v) != j->reloads)
-        && list_job_open(j) != SCOUT_OK)
-        return SCOUT_ERROR;
+    if (v->nservices(v->ctx) != j->n
+        || scout_api_metrics_reloads(v) != j->reloads)
+        list_job_open(j);
     while (j->next < j->n) {
         scout_service_t *s = v->service(v->ctx, j->next);
         json_t *o = json_pack("{ss ss si sI ss}",
@@ -185,11 +204,11 @@ list_job_step(void *job, int64_t deadline_ns)
             "state", scout_service_state(s));
         int rc;
 
-        if (j->next++ > 0)
-            fputc(',', j->out);
-        rc = o == NULL ? -1
-                       : json_dumpf(o, j->out,
-                                    JSON_COMPACT | JSON_PRESERVE_ORDER);
+        rc = list_put(j, j->next++ > 0 ? "," : "[", 1);
+        if (rc == SCOUT_OK)
+            rc = o == NULL ? -1
+                           : json_dump_callback(o, list_dump, j,
+                                   JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(o);
         if (rc != 0)
             return SCOUT_ERROR;
@@ -207,13 +226,11 @@ list_job_finish(void *ud, void *job, size_t *len)
     char *buf = NULL;
     (void)ud;
 
-    fputc(']', j->out);
-    if (fclose(j->out) == 0) {
+    if (list_put(j, j->n > 0 ? "]" : "[]", j->n > 0 ? 1 : 2) == SCOUT_OK) {
         buf = j->buf;
-        *len = j->len;
+        *len = list_last_len = j->len;
         j->buf = NULL;
     }
-    j->out = NULL;
     list_job_drop(j);
     return buf;
 }
