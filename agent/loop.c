@@ -6,8 +6,8 @@
  * between them is what this iteration's callbacks held the loop.  The
  * prepare is also the one place that records and logs, so the cost is four
  * clock reads per iteration: the wall clock, and the loop thread's own CPU
- * time.  An iteration past the threshold that was mostly not on the CPU
- * was the host's doing (other processes, the writer threads on a busy
+ * time.  An iteration past the threshold whose own CPU time was under it
+ * was made long by the host (other processes, the writer threads on a busy
  * 2-core machine): it is logged and counted apart (loop_cpu_waits), so
  * loop_stalls and its warning name only work the agent did.
  */
@@ -103,7 +103,7 @@ on_end(struct ev_loop *loop, ev_prepare *p, int revents)
     if (s >= SCOUT_LOOP_STALL_WARN) {
         double cpu = (double)(thread_cpu_ns() - w->cpu0) / 1e9;
 
-        if (cpu < s / 2) {
+        if (cpu < SCOUT_LOOP_STALL_WARN) {
             scout_stats.loop_cpu_waits++;
             scout_log(SCOUT_LOG_WARN, "loop", "one iteration took %.0f ms "
                       "but ran only %.1f ms of it: the agent waited for a "

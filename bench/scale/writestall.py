@@ -17,7 +17,12 @@ each binary in turn: an agent with a cache dir and an shm file (both snapshots w
   2. table: TABLES (5) GET /v1/services while the prober runs: the prober's worst answer and the longest loop
      iteration, as above.
   3. SIGTERM -> exit, wall clock (the agent flushes the snapshot and closes its sessions first).
-Env: SERVICES, ENDPOINTS, ROUNDS, CHANGES, TABLES, SETTLE_S, SCOUT, SCOUT_BASE (unset: SCOUT alone).
+"past 100 ms" counts the iterations over the stall threshold the agent spent on the CPU (scout_loop_stalls_total) and
+those it mostly spent waiting for a CPU (scout_loop_cpu_waits_total; binaries before it count all as the first).
+FULL_FREE=1 adds a third agent: SCOUT with SCOUT_FREE_AT_EXIT=1 (it frees everything at exit, as leak-checking builds
+do), so the exit's freeing shows against the same binary; each agent logs what its exit spent ("agent: exit: ...").
+Env: SERVICES, ENDPOINTS, ROUNDS, CHANGES, TABLES, SETTLE_S, SYNC_TIMEOUT_S (900), SCOUT, SCOUT_BASE (unset: SCOUT
+alone), FULL_FREE.
 """
 
 import os
@@ -39,6 +44,7 @@ ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CHANGES = int(os.environ.get("CHANGES", "40"))
 TABLES = int(os.environ.get("TABLES", "5"))
 SETTLE_S = float(os.environ.get("SETTLE_S", "10"))
+SYNC_TIMEOUT_S = float(os.environ.get("SYNC_TIMEOUT_S", "900"))
 BUCKETS = ["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
 
 
@@ -54,19 +60,29 @@ def longest(b0, b1):
         if moved else "-"
 
 
+def stalls(a):
+    m = a.metrics()
+    return m.get("scout_loop_stalls_total", 0), m.get("scout_loop_cpu_waits_total", float("nan"))
+
+
 def probed(a, work):
-    """Runs work() while a prober GETs /v1/health; (worst ms, p99 ms, probes, longest loop iteration)."""
+    """Runs work() while a prober GETs /v1/health; (worst ms, p99 ms, probes, longest loop iteration,
+    "H/W": iterations past 100 ms the agent held on the CPU / spent waiting for one (binaries before the
+    distinction count every one as held))."""
     probes, stop = [], threading.Event()
     th = threading.Thread(target=prober, args=(a.sock, probes, stop))
-    b0 = buckets(a)
+    b0, s0 = buckets(a), stalls(a)
     th.start()
     work()
     stop.set()
     th.join()
-    return max(probes), pct(probes, .99), len(probes), longest(b0, buckets(a))
+    s1 = stalls(a)
+    return (max(probes), pct(probes, .99), len(probes), longest(b0, buckets(a)),
+            "%d/%s" % (s1[0] - s0[0], "-" if s1[1] != s1[1] else "%d" % (s1[1] - s0[1])))
 
 
 def one_round(scout, tag, zk, tmp, kz, policy, cache, rnd):
+    perchange.wait_synced.__defaults__ = (SYNC_TIMEOUT_S,)
     a, sync_s = start_synced(scout, policy, zk, tmp, tag, cache_dir=cache)
     time.sleep(SETTLE_S)
     w0 = a.metrics().get("scout_snapshot_writes_total", 0)
@@ -83,6 +99,9 @@ def one_round(scout, tag, zk, tmp, kz, policy, cache, rnd):
             a.get("/v1/services")
     tb = probed(a, tables)
     exit_s = a.stop()
+    for ln in a.log_lines()[-5:]:
+        if "agent: exit:" in ln:
+            log("writestall: %s: %s" % (tag, ln.split("agent: ", 1)[1]))
     return {"sync": sync_s, "write": wr, "writes": writes, "table": tb, "exit": exit_s}
 
 
@@ -91,6 +110,12 @@ def main():
     scout = os.environ["SCOUT"]
     base = os.environ.get("SCOUT_BASE")
     bins = ([("base", base)] if base else []) + [("new", scout)]
+    if os.environ.get("FULL_FREE") == "1":       # the new binary freeing everything at exit, as leak checks need
+        wrap = os.path.join(tmp, "scout-full-free")
+        with open(wrap, "w") as f:
+            f.write('#!/bin/sh\nSCOUT_FREE_AT_EXIT=1 exec "%s" "$@"\n' % scout)
+        os.chmod(wrap, 0o755)
+        bins.insert(len(bins) - 1, ("full-free", wrap))
     scale.ENDPOINTS = perchange.ENDPOINTS
     kz = kazoo(zk)
     t = time.monotonic()
@@ -107,19 +132,21 @@ def main():
             rows[tag].append(row)
     print("\n%d services x %d endpoints, %d rounds per binary, alternating; load average now %.1f\n"
           % (SERVICES, perchange.ENDPOINTS, ROUNDS, os.getloadavg()[0]))
-    print("| binary | API worst / p99 during %d changes (snapshot writes) | longest loop iteration | "
-          "API worst during %d GET /v1/services | longest loop iteration | SIGTERM -> exit |" % (CHANGES, TABLES))
-    print("|---|---|---|---|---|---|")
+    print("| binary | API worst / p99 during %d changes (snapshot writes) | longest loop iteration | past 100 ms: "
+          "held / waited for a CPU | API worst during %d GET /v1/services | longest loop iteration | past 100 ms | "
+          "SIGTERM -> exit |" % (CHANGES, TABLES))
+    print("|---|---|---|---|---|---|---|---|")
     for tag, _ in bins:
         for x in rows[tag]:
-            print("| %s | %.1f / %.1f ms (%d writes, %d probes) | %s | %.1f ms | %s | %.2f s |"
-                  % (tag, x["write"][0], x["write"][1], x["writes"], x["write"][2], x["write"][3],
-                     x["table"][0], x["table"][3], x["exit"]))
+            print("| %s | %.1f / %.1f ms (%d writes, %d probes) | %s | %s | %.1f ms | %s | %s | %.2f s |"
+                  % (tag, x["write"][0], x["write"][1], x["writes"], x["write"][2], x["write"][3], x["write"][4],
+                     x["table"][0], x["table"][3], x["table"][4], x["exit"]))
     if base:
         def med(tag, f):
             v = sorted(f(x) for x in rows[tag])
             return v[len(v) // 2]
         for what, f in (("API worst during writes", lambda x: x["write"][0]),
+                        ("API p99 during writes", lambda x: x["write"][1]),
                         ("API worst during tables", lambda x: x["table"][0]),
                         ("SIGTERM -> exit", lambda x: x["exit"])):
             b, n = med("base", f), med("new", f)
