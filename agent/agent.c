@@ -620,7 +620,7 @@ scout_agent_exit(scout_agent_t *a)
     int n = a->nsessions;
 
     if (a->persist != NULL)
-        scout_persist_flush(a->persist);
+        scout_persist_flush(a->persist);    /* before anything stops */
     t1 = scout_now_ms();
     for (int i = 0; a->sessions != NULL && i < n; i++)
         if (a->sessions[i] != NULL)
