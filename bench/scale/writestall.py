@@ -34,10 +34,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from common import pct  # noqa: E402
-import scale  # noqa: E402
-from scale import kazoo, log  # noqa: E402
-import perchange  # noqa: E402
-from perchange import populate, prober, start_synced, svc, write_policy  # noqa: E402
+import perchange  # noqa: E402  (it sets the endpoints per service the data helpers write)
+from perchange import kazoo, log, populate, prober, start_synced, write_policy  # noqa: E402
 
 SERVICES = int(os.environ.get("SERVICES", "10000"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
@@ -116,7 +114,6 @@ def main():
             f.write('#!/bin/sh\nSCOUT_FREE_AT_EXIT=1 exec "%s" "$@"\n' % scout)
         os.chmod(wrap, 0o755)
         bins.insert(len(bins) - 1, ("full-free", wrap))
-    scale.ENDPOINTS = perchange.ENDPOINTS
     kz = kazoo(zk)
     t = time.monotonic()
     populate(kz, "/ws", SERVICES)
