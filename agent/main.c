@@ -257,8 +257,7 @@ cmd_run(const scout_agent_opts_t *opts)
     ev_signal_stop(loop, &sigterm);
     ev_signal_stop(loop, &sigint);
     ev_signal_stop(loop, &sighup);
-    scout_agent_stop(agent);
-    scout_agent_free(agent);
+    scout_agent_exit(agent);        /* flushes, closes; frees if checked */
     scout_loop_watch_free(stall);
     ev_loop_destroy(loop);
     scout_log(SCOUT_LOG_INFO, "main", "stopped");

@@ -40,7 +40,8 @@
                               "because their list breaks the format's limits") \
     X(render_writes,          "rendered files written (bytes changed)")        \
     X(render_write_failures,  "rendered file writes that failed; the old file stayed") \
-    X(loop_stalls,            "loop iterations that held it past 100 ms")     \
+    X(loop_stalls,            "loop iterations whose callbacks ran past 100 ms of CPU")     \
+    X(loop_cpu_waits,         "loop iterations past 100 ms that ran under 100 ms of it: the rest was waiting for a CPU") \
     X(api_requests,           "API requests handed to a route")                \
     X(api_requests_dropped,   "API requests dropped: the client had gone")     \
     X(api_requests_deferred,  "API requests left to a later loop iteration")   \

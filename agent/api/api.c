@@ -18,8 +18,9 @@
  * A service's endpoint list is already JSON (rendered once per publish),
  * and its explain answer is kept by the service until the policy's view
  * moves, so a flood of either costs one copy per request, not one render.
- * The service table and /metrics are rendered at most once per loop
- * iteration: requests that arrive together share one answer.  Parked
+ * The service table and /metrics, which grow with the registry, are
+ * rendered in slices of a few ms (sliced.h), and every request that
+ * arrives meanwhile (or in the iteration it ends) shares that answer.  Parked
  * blocking queries hang off their service (a table by service), so a
  * publish wakes its own waiters and costs nothing per waiter of another
  * service.  Nothing
@@ -38,6 +39,7 @@
 #include "api/http.h"
 #include "api/http_url.h"
 #include "api/metrics.h"
+#include "api/sliced.h"
 #include "hash.h"
 #include "log.h"
 #include "loop.h"
@@ -65,46 +67,16 @@ typedef struct waiter_s {
     ev_timer          timer;
 } waiter_t;
 
-/* An answer that stays good for the rest of one loop iteration. */
-typedef struct {
-    unsigned  iteration;
-    char     *buf;
-    size_t    len;
-} iter_cache_t;
-
 struct scout_api_s {
     struct ev_loop *loop;
     scout_http_t   *http;
     scout_api_view_t view;
     parked_t       *parked;         /* by service */
     unsigned        nwaiters;
-    iter_cache_t    list;
-    /* a /metrics render in slices (metrics.h) and the scrapes waiting for
-     * it; the idle watcher runs a slice whenever the loop has nothing
-     * else to do */
-    scout_rcbuf_t  *mcache;         /* the last exposition, shared */
-    unsigned        mcache_iter;    /* the iteration it was finished in */
-    scout_api_metrics_t *mjob;
-    ev_idle         mjob_idle;
-    scout_http_req_t **mwait;
-    size_t          nmwait, capmwait;
+    /* the answers that grow with the registry, rendered in slices */
+    scout_sliced_t *list;           /* GET /v1/services */
+    scout_sliced_t *metrics;        /* GET /metrics */
 };
-
-static int
-iter_cache_get(scout_api_t *api, iter_cache_t *c)
-{
-    return c->buf != NULL && c->iteration == ev_iteration(api->loop);
-}
-
-/* Takes buf. */
-static void
-iter_cache_put(scout_api_t *api, iter_cache_t *c, char *buf, size_t len)
-{
-    free(c->buf);
-    c->buf = buf;
-    c->len = len;
-    c->iteration = ev_iteration(api->loop);
-}
 
 #define WAIT_DEFAULT 300.0      /* Consul's default: 5 minutes */
 #define WAIT_MAX     600.0
@@ -132,44 +104,146 @@ respond_error(scout_http_req_t *req, int status, const char *msg)
     return respond_json(req, status, json_pack("{ss}", "error", msg));
 }
 
-/* Written one service at a time: a jansson tree of all 10,000 services
- * at once left 9 MB of heap behind for good. */
-static int
-list_services(scout_api_t *api, scout_http_req_t *req)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out;
-    int rc = 0;
+/* The service table, in slices (sliced.h): a service at a time, each one
+ * json_dumpf'd into the answer (a jansson tree of all 10,000 services at
+ * once left 9 MB of heap behind for good), a clock read every 64.  It
+ * re-reads the view at every step and starts again when the list was
+ * replaced meanwhile (a reload), so it never lists a service twice or
+ * misses one; counts and states may come from different iterations, as
+ * they would from two requests. */
+typedef struct {
+    const scout_api_view_t *v;
+    int       n, next;              /* services at the start, the next */
+    unsigned  reloads;
+    char     *buf;
+    size_t    len, cap;
+} list_job_t;
 
-    if (iter_cache_get(api, &api->list))
-        return scout_http_respond(req, 200, JSON_TYPE, api->list.buf,
-                                  api->list.len);
-    if ((out = open_memstream(&buf, &len)) == NULL)
-        return respond_error(req, 500, "out of memory");
-    fputc('[', out);
-    for (int i = 0; rc == 0 && i < api->view.nservices(api->view.ctx); i++) {
-        scout_service_t *s = api->view.service(api->view.ctx, i);
+/* The last table's size: the next one's buffer is allocated once (grown
+ * by doubling, a render of 10,000 services spent most of a slice copying
+ * and faulting in the buffer it outgrew). */
+static size_t list_last_len;
+
+static int
+list_put(list_job_t *j, const char *s, size_t n)
+{
+    if (j->len + n > j->cap) {
+        size_t cap = j->cap ? j->cap : 4096;
+        char *p;
+
+        while (cap < j->len + n)
+            cap *= 2;
+        if ((p = realloc(j->buf, cap)) == NULL)
+            return SCOUT_ERROR;
+        j->buf = p;
+        j->cap = cap;
+    }
+    memcpy(j->buf + j->len, s, n);
+    j->len += n;
+    return SCOUT_OK;
+}
+
+static int
+list_dump(const char *s, size_t n, void *job)
+{
+    return list_put(job, s, n) == SCOUT_OK ? 0 : -1;
+}
+
+static void
+list_job_drop(void *job)
+{
+    list_job_t *j = job;
+
+    free(j->buf);
+    free(j);
+}
+
+static void
+list_job_open(list_job_t *j)
+{
+    j->len = 0;
+    j->n = j->v->nservices(j->v->ctx);
+    j->reloads = scout_api_metrics_reloads(j->v);
+    j->next = 0;
+}
+
+static void *
+list_job_begin(void *ud)
+{
+    scout_api_t *api = ud;
+    list_job_t *j = calloc(1, sizeof(*j));
+    size_t want = list_last_len + list_last_len / 8 + 2;
+
+    if (j == NULL || (j->buf = malloc(want)) == NULL) {
+        free(j);
+        return NULL;
+    }
+    j->cap = want;
+    j->v = &api->view;
+    list_job_open(j);
+    return j;
+}
+
+static int
+list_job_step(void *job, int64_t deadline_ns)
+{
+    list_job_t *j = job;
+    const scout_api_view_t *v = j->v;
+    unsigned done = 0;
+
+    if (v->nservices(v->ctx) != j->n
+        || scout_api_metrics_reloads(v) != j->reloads)
+        list_job_open(j);
+    while (j->next < j->n) {
+        scout_service_t *s = v->service(v->ctx, j->next);
         json_t *o = json_pack("{ss ss si sI ss}",
             "name", scout_service_name(s),
             "path", scout_service_path(s),
             "endpoints", (int)scout_service_count(s),
             "index", (json_int_t)scout_service_index(s),
             "state", scout_service_state(s));
+        int rc;
 
-        if (i > 0)
-            fputc(',', out);
-        rc = o == NULL ? -1
-                       : json_dumpf(o, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        rc = list_put(j, j->next++ > 0 ? "," : "[", 1);
+        if (rc == SCOUT_OK)
+            rc = o == NULL ? -1
+                           : json_dump_callback(o, list_dump, j,
+                                   JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(o);
+        if (rc != 0)
+            return SCOUT_ERROR;
+        if ((++done & 63) == 0 && j->next < j->n
+            && scout_now_ns() >= deadline_ns)
+            return SCOUT_AGAIN;
     }
-    fputc(']', out);
-    if (fclose(out) != 0 || rc != 0) {
-        free(buf);
-        return respond_error(req, 500, "out of memory");
+    return SCOUT_OK;
+}
+
+static char *
+list_job_finish(void *ud, void *job, size_t *len)
+{
+    list_job_t *j = job;
+    char *buf = NULL;
+    (void)ud;
+
+    if (list_put(j, j->n > 0 ? "]" : "[]", j->n > 0 ? 1 : 2) == SCOUT_OK) {
+        buf = j->buf;
+        *len = list_last_len = j->len;
+        j->buf = NULL;
     }
-    iter_cache_put(api, &api->list, buf, len);
-    return scout_http_respond(req, 200, JSON_TYPE, buf, len);
+    list_job_drop(j);
+    return buf;
+}
+
+static const scout_sliced_ops_t LIST_OPS = {
+    "GET /v1/services, a slice", "application/json",
+    list_job_begin, list_job_step, list_job_finish, list_job_drop,
+};
+
+static int
+list_services(scout_api_t *api, scout_http_req_t *req)
+{
+    return scout_sliced_answer(api->list, req);
 }
 
 static int
@@ -416,126 +490,40 @@ health(scout_api_t *api, scout_http_req_t *req)
                                             api->view.nservices(api->view.ctx)));
 }
 
-/* Prometheus text: rendered by metrics.c in slices of
- * SCOUT_API_METRICS_SLICE, from the handler and then from an idle watcher,
- * so a scrape of a big registry never holds the loop; every scrape that
- * arrives meanwhile waits for the same render.  A finished one serves the
- * rest of its loop iteration. */
-#define METRICS_TYPE "text/plain; version=0.0.4"
-
-/* Takes buf (NULL: out of memory); 0 if there is no answer to send. */
-static int
-metrics_done(scout_api_t *api, char *buf, size_t len)
+/* Prometheus text: rendered by metrics.c in slices (sliced.h). */
+static void *
+metrics_begin(void *ud)
 {
-    scout_rcbuf_unref(api->mcache);
-    api->mcache = buf != NULL ? scout_rcbuf_adopt(buf, len) : NULL;
-    api->mcache_iter = ev_iteration(api->loop);
-    return api->mcache != NULL;
+    scout_api_t *api = ud;
+
+    return scout_api_metrics_begin(&api->view);
 }
 
 static int
-metrics_answer(scout_api_t *api, scout_http_req_t *req)
+metrics_step(void *job, int64_t deadline_ns)
 {
-    return api->mcache != NULL
-        ? scout_http_respond_shared(req, 200, METRICS_TYPE, api->mcache)
-        : respond_error(req, 500, "out of memory");
+    return scout_api_metrics_step(job, deadline_ns);
+}
+
+static char *
+metrics_finish(void *ud, void *job, size_t *len)
+{
+    scout_api_t *api = ud;
+
+    return scout_api_metrics_finish(job, scout_http_nconns(api->http),
+                                    api->nwaiters, len);
 }
 
 static void
-metrics_job_end(scout_api_t *api)
+metrics_drop(void *job)
 {
-    ev_idle_stop(api->loop, &api->mjob_idle);
-    scout_api_metrics_free(api->mjob);
-    api->mjob = NULL;
+    scout_api_metrics_free(job);
 }
 
-static void
-metrics_abort(scout_http_req_t *req, void *data)
-{
-    scout_api_t *api = data;
-
-    for (size_t i = 0; i < api->nmwait; i++)
-        if (api->mwait[i] == req) {
-            api->mwait[i] = api->mwait[--api->nmwait];
-            break;
-        }
-    if (api->nmwait == 0)
-        metrics_job_end(api);       /* nobody left to answer */
-}
-
-/* One slice; at the end, the answer to every waiting scrape. */
-static void
-metrics_slice(struct ev_loop *loop, ev_idle *w, int revents)
-{
-    scout_api_t *api = w->data;
-    char *buf = NULL;
-    size_t len = 0;
-    int64_t t0;
-    int rc;
-    (void)loop;
-    (void)revents;
-
-    t0 = scout_now_ns();
-    rc = scout_api_metrics_step(api->mjob, t0 + (int64_t)
-                                (SCOUT_API_METRICS_SLICE * 1e9));
-    scout_loop_note("GET /metrics, a slice",
-                    (double)(scout_now_ns() - t0) / 1e9);
-    if (rc == SCOUT_AGAIN)
-        return;
-    ev_idle_stop(api->loop, &api->mjob_idle);
-    if (rc == SCOUT_OK)
-        buf = scout_api_metrics_finish(api->mjob, scout_http_nconns(api->http),
-                                       api->nwaiters, &len);
-    else
-        scout_api_metrics_free(api->mjob);
-    api->mjob = NULL;
-    metrics_done(api, buf, len);
-    for (size_t i = 0; i < api->nmwait; i++)
-        metrics_answer(api, api->mwait[i]);
-    api->nmwait = 0;
-}
-
-static int
-metrics(scout_api_t *api, scout_http_req_t *req)
-{
-    size_t len;
-    char *buf;
-    int rc;
-
-    if (api->mcache != NULL && api->mcache_iter == ev_iteration(api->loop))
-        return metrics_answer(api, req);
-    if (api->nmwait == api->capmwait) {
-        size_t cap = api->capmwait ? api->capmwait * 2 : 8;
-        scout_http_req_t **p = realloc(api->mwait, cap * sizeof(*p));
-
-        if (p == NULL)
-            return respond_error(req, 500, "out of memory");
-        api->mwait = p;
-        api->capmwait = cap;
-    }
-    if (api->mjob == NULL) {
-        if ((api->mjob = scout_api_metrics_begin(&api->view)) == NULL)
-            return respond_error(req, 500, "out of memory");
-        rc = scout_api_metrics_step(api->mjob, scout_now_ns()
-                                    + (int64_t)(SCOUT_API_METRICS_SLICE * 1e9));
-        if (rc != SCOUT_AGAIN) {    /* small registries: done at once */
-            buf = NULL;
-            if (rc == SCOUT_OK)
-                buf = scout_api_metrics_finish(api->mjob,
-                                               scout_http_nconns(api->http),
-                                               api->nwaiters, &len);
-            else
-                scout_api_metrics_free(api->mjob);
-            api->mjob = NULL;
-            metrics_done(api, buf, len);
-            return metrics_answer(api, req);
-        }
-        ev_idle_start(api->loop, &api->mjob_idle);
-    }
-    api->mwait[api->nmwait++] = req;
-    scout_http_req_on_abort(req, metrics_abort, api);
-    return SCOUT_AGAIN;
-}
+static const scout_sliced_ops_t METRICS_OPS = {
+    "GET /metrics, a slice", "text/plain; version=0.0.4",
+    metrics_begin, metrics_step, metrics_finish, metrics_drop,
+};
 
 static int
 handle(void *ud, scout_http_req_t *req)
@@ -568,7 +556,7 @@ handle(void *ud, scout_http_req_t *req)
     if (strcmp(path, "/v1/registrations") == 0)
         return scout_api_registrations(&api->view, req);
     if (strcmp(path, "/metrics") == 0)
-        return metrics(api, req);
+        return scout_sliced_answer(api->metrics, req);
     return respond_error(req, 404, "not found");
 }
 
@@ -584,14 +572,22 @@ scout_api_new(struct ev_loop *loop, const scout_api_view_t *view,
     }
     api->view = *view;
     api->loop = loop;
-    ev_idle_init(&api->mjob_idle, metrics_slice);
-    api->mjob_idle.data = api;
-    api->http = scout_http_new(loop, listen, handle, api, err);
-    if (api->http == NULL) {
-        free(api);
-        return NULL;
+    if ((api->list = scout_sliced_new(loop, &LIST_OPS, api)) == NULL
+        || (api->metrics = scout_sliced_new(loop, &METRICS_OPS, api))
+           == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        goto fail;
     }
+    api->http = scout_http_new(loop, listen, handle, api, err);
+    if (api->http == NULL)
+        goto fail;
     return api;
+
+fail:
+    scout_sliced_free(api->list);
+    scout_sliced_free(api->metrics);
+    free(api);
+    return NULL;
 }
 
 void
@@ -600,12 +596,10 @@ scout_api_free(scout_api_t *api)
     if (api == NULL)
         return;
     scout_http_free(api->http);     /* aborts parked queries: unlinks all,
-                                       and waiting scrapes: ends the job */
-    metrics_job_end(api);
-    free(api->mwait);
+                                       and waiting renders: ends them */
+    scout_sliced_free(api->list);
+    scout_sliced_free(api->metrics);
     while (api->parked != NULL)
         waiter_unlink(api->parked->head);   /* frees the entry last */
-    free(api->list.buf);
-    scout_rcbuf_unref(api->mcache);
     free(api);
 }

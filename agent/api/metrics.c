@@ -100,7 +100,7 @@ global_counters(FILE *out)
  * fprintf per line) a scrape held the loop 100-300 ms.  So they are built
  * service by service, a slice at a time under a deadline, into one buffer
  * per family (the format wants a family's lines together), and joined when
- * the last service is done; api.c runs the slices from an idle watcher, so
+ * the last service is done; sliced.c runs the slices from an idle watcher, so
  * ZooKeeper and other clients are served in between.  A line is a memcpy of
  * the metric name and of the service's label set, rendered once per
  * service, plus a hand-formatted integer: no printf on the hot path.
@@ -221,8 +221,8 @@ struct scout_api_metrics_s {
 /* The last exposition's size: the next one's buffer is allocated once. */
 static size_t last_len;
 
-static unsigned
-reloads_of(const scout_api_view_t *v)
+unsigned
+scout_api_metrics_reloads(const scout_api_view_t *v)
 {
     scout_api_agent_t a;
 
@@ -236,7 +236,7 @@ restart(scout_api_metrics_t *m)
 {
     m->out.len = m->head;
     m->n = m->v->nservices(m->v->ctx);
-    m->reloads = reloads_of(m->v);
+    m->reloads = scout_api_metrics_reloads(m->v);
     m->fam = m->next = 0;
 }
 
@@ -347,7 +347,7 @@ scout_api_metrics_step(scout_api_metrics_t *m, int64_t deadline_ns)
     const scout_api_view_t *v = m->v;
     unsigned done = 0;
 
-    if (v->nservices(v->ctx) != m->n || reloads_of(v) != m->reloads)
+    if (v->nservices(v->ctx) != m->n || scout_api_metrics_reloads(v) != m->reloads)
         restart(m);
     for (; m->fam < NFAM; m->fam++, m->next = 0) {
         if (m->next == 0)

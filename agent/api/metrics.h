@@ -9,10 +9,6 @@
 
 #include "api/api.h"
 
-/* Time one slice of the per-service families may take (seconds); api.c
- * runs the next from an idle watcher, so the loop is never held longer. */
-#define SCOUT_API_METRICS_SLICE 0.002
-
 typedef struct scout_api_metrics_s scout_api_metrics_t;
 
 /* A render in progress; view is borrowed and must outlive it.  NULL when
@@ -32,5 +28,9 @@ char *scout_api_metrics_finish(scout_api_metrics_t *m, unsigned http_conns,
 
 /* Drops a render that is not finished. */
 void scout_api_metrics_free(scout_api_metrics_t *m);
+
+/* Policy reloads so far: a render in slices that sees it move (or the
+ * number of services change) starts again. */
+unsigned scout_api_metrics_reloads(const scout_api_view_t *view);
 
 #endif

@@ -20,6 +20,10 @@
 #include <ev.h>
 #include <pthread.h>
 
+/* How much nicer than the loop a writer thread runs (named
+ * "scout-writer" in ps -L). */
+#define SCOUT_WRITER_NICE 10
+
 /* run: in the thread (or on the loop without one); touches only the job
  * and what the job was lent.  done: on the loop; the job is the owner's
  * again. */

@@ -17,6 +17,8 @@
 # PERCHANGE=1 runs perchange.py instead (issue 14 item 1: per-change CPU and loop time at 100, 1,000
 #      and 10,000 services side by side, the loop's part of a snapshot write, the API stall during
 #      writes, cold start; its header has the method; env SIZES, CHANGES, SNAPSHOT_SAMPLES).
+# WRITESTALL=1 runs writestall.py instead (the API stall during snapshot writes and GET /v1/services, and
+#      SIGTERM -> exit, for SCOUT_BASE and SCOUT alternating in one run; its header has the method).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -53,7 +55,9 @@ export SCOUT SCOUT_LUA_DIR=${SCOUT_LUA_DIR:-$ROOT/lua}
 export ZK_HEAP=${ZK_HEAP:-512m}
 ZK=$("$ROOT/scripts/zk.sh" start "$T/zk")
 echo "scale: ZooKeeper at $ZK (standalone, fsync off), temp $T" >&2
-if [ "${PERCHANGE:-0}" = 1 ]; then
+if [ "${WRITESTALL:-0}" = 1 ]; then
+    /usr/bin/python3 "$HERE/writestall.py" "$ZK" "$T/zk" "$T" "$ROOT" &
+elif [ "${PERCHANGE:-0}" = 1 ]; then
     /usr/bin/python3 "$HERE/perchange.py" "$ZK" "$T/zk" "$T" "$ROOT" &
 else
     /usr/bin/python3 "$HERE/scale.py" "$ZK" "$T/zk" "$T" "$ROOT" "$T/rawsync" &

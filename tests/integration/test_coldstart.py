@@ -79,6 +79,22 @@ class ColdStart(unittest.TestCase):
                    what="converged on ZooKeeper's truth")
         self.assertEqual(second.health()[0], 200)
 
+    def test_a_change_published_just_before_sigterm_is_in_the_snapshot(self):
+        # the snapshot timer writes a change a second after it is published; SIGTERM sooner than that must still
+        # leave it on disk (the exit flushes the snapshot, whatever memory it leaves to the process exit)
+        self.kz.ensure_path("/cs/svc")
+        self.kz.create("/cs/svc/127.0.0.1:8000")
+        first = self.agent().start()
+        wait_until(lambda: first.ids("svc") == ["127.0.0.1:8000"], what="first agent synced")
+        wait_until(lambda: first.metric("scout_snapshot_writes_total") >= 1, what="the first snapshot write")
+        self.kz.create("/cs/svc/127.0.0.1:8001")
+        wait_until(lambda: "127.0.0.1:8001" in first.ids("svc"), interval=0.005, what="the change published")
+        self.assertEqual(first.stop(), 0)
+        self.zk.stop_node(1)
+        second = self.agent().start()
+        self.assertEqual(second.ids("svc"), ["127.0.0.1:8000", "127.0.0.1:8001"])
+        self.assertEqual(second.state("svc"), "stale")
+
     def test_restart_on_an_unchanged_truth_publishes_nothing(self):
         self.kz.ensure_path("/cs/svc")
         for p in range(3):
