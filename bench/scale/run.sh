@@ -17,6 +17,8 @@
 # PERCHANGE=1 runs perchange.py instead (issue 14 item 1: per-change CPU and loop time at 100, 1,000
 #      and 10,000 services side by side, the loop's part of a snapshot write, the API stall during
 #      writes, cold start; its header has the method; env SIZES, CHANGES, SNAPSHOT_SAMPLES).
+# SYNC=1 runs sync.py instead (issue 14: the initial sync, agent vs raw client with the same sessions,
+#      wall and CPU, ROUNDS rounds; SCOUT_BASE=old/scout adds a before/after pair to the same run).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -55,6 +57,8 @@ ZK=$("$ROOT/scripts/zk.sh" start "$T/zk")
 echo "scale: ZooKeeper at $ZK (standalone, fsync off), temp $T" >&2
 if [ "${PERCHANGE:-0}" = 1 ]; then
     /usr/bin/python3 "$HERE/perchange.py" "$ZK" "$T/zk" "$T" "$ROOT" &
+elif [ "${SYNC:-0}" = 1 ]; then
+    /usr/bin/python3 "$HERE/sync.py" "$ZK" "$T/zk" "$T" "$ROOT" "$T/rawsync" &
 else
     /usr/bin/python3 "$HERE/scale.py" "$ZK" "$T/zk" "$T" "$ROOT" "$T/rawsync" &
 fi
