@@ -14,9 +14,9 @@
  * request gets exactly one, with ZCLOSING when its handle closes); a watch
  * that finds no credit waits here, in order, what it would have read staying
  * dirty, and is read again from a timer once a quarter of the window came
- * back -- never from inside another watch's completion.  Exists and sync requests are not
- * counted: rare, and anti-entropy's exists have their own rate.  This file
- * must never block or call Lua.
+ * back -- never from inside another watch's completion.  Exists and sync
+ * requests are not counted: rare, and anti-entropy's exists have their own
+ * rate.  This file must never block or call Lua.
  */
 #include "zk/watch_int.h"
 
