@@ -16,6 +16,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +49,7 @@ struct scout_session_s {
     int                    io_events;
     int                    io_zstate;   /* zoo_state() when it was set    */
     int                    io_force;    /* the socket may have changed    */
+    int                    corked_fd;   /* TCP_CORK set this iteration    */
     int                    recreate;    /* close + init at next prepare     */
     int                    had_connection;
     scout_session_state_t  state;
@@ -398,6 +402,12 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     double after;
     (void)revents;
 
+    if (s->corked_fd >= 0) {       /* what this iteration asked, sent now */
+        int zero = 0;
+        (void)setsockopt(s->corked_fd, IPPROTO_TCP, TCP_CORK, &zero,
+                         sizeof(zero));
+        s->corked_fd = -1;
+    }
     if (!s->dirty)
         return;
     s->dirty = 0;
@@ -501,6 +511,7 @@ scout_session_new(struct ev_loop *loop, const scout_session_opts_t *opts,
     s->prepare.data = s;
     ev_io_init(&s->io, on_io, -1, EV_READ);
     s->io_fd = -1;
+    s->corked_fd = -1;
     s->io.data = s;
     ev_timer_init(&s->timer, on_timer, 0., 0.);
     s->timer.data = s;
@@ -560,9 +571,27 @@ scout_session_free(scout_session_t *s)
     free(s);
 }
 
+/* The handle is asked for to send a request: the client sends each one at
+ * once (two send()s, and with TCP_NODELAY a segment, an ACK and a wakeup
+ * of the server each), so the socket is corked for the rest of this loop
+ * iteration and uncorked by the prepare watcher before the loop blocks: the
+ * requests of one iteration go out together (a sync sends thousands per
+ * second).  io_fd is the socket the io watcher was set to while connected;
+ * if the library replaced it within this iteration, the number is either
+ * the new socket or something else, uncorked just as soon. */
 zhandle_t *
 scout_session_zh(scout_session_t *s)
 {
+    if (s->zh != NULL && s->corked_fd < 0 && s->io_fd >= 0
+        && s->state == SCOUT_SESSION_CONNECTED
+        && s->io_zstate == ZOO_CONNECTED_STATE) {
+        int one = 1;
+        if (setsockopt(s->io_fd, IPPROTO_TCP, TCP_CORK, &one,
+                       sizeof(one)) == 0) {
+            s->corked_fd = s->io_fd;
+            s->dirty = 1;
+        }
+    }
     return s->zh;
 }
 

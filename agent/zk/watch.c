@@ -85,8 +85,11 @@ settle(scout_watch_t *w)
         return;
     /* The first publish is complete: with data slots, children whose
      * session is still connecting (a pool session just started) are waited
-     * for; their reads settle here again. */
-    if ((w->notify || scout_cache_has_pending(&w->cache))
+     * for; their reads settle here again.  Any publish waits for reads
+     * that wait for the window (window.c): with none of its own in flight
+     * such a path looked settled, and was published ("synced", the first
+     * time) with part of its children, then again with each batch. */
+    if ((w->notify || scout_cache_has_pending(&w->cache)) && !w->win_queued
         && (w->synced || w->nslots == 1 || w->cache.dirty == NULL)) {
         w->notify = 0;
         w->synced = 1;

@@ -19,6 +19,8 @@
 #      writes, cold start; its header has the method; env SIZES, CHANGES, SNAPSHOT_SAMPLES).
 # WRITESTALL=1 runs writestall.py instead (the API stall during snapshot writes and GET /v1/services, and
 #      SIGTERM -> exit, for SCOUT_BASE and SCOUT alternating in one run; its header has the method).
+# SYNC=1 runs sync.py instead (issue 14: the initial sync, agent vs raw client with the same sessions,
+#      wall and CPU, ROUNDS rounds; SCOUT_BASE=old/scout adds a before/after pair to the same run).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -59,6 +61,8 @@ if [ "${WRITESTALL:-0}" = 1 ]; then
     /usr/bin/python3 "$HERE/writestall.py" "$ZK" "$T/zk" "$T" "$ROOT" &
 elif [ "${PERCHANGE:-0}" = 1 ]; then
     /usr/bin/python3 "$HERE/perchange.py" "$ZK" "$T/zk" "$T" "$ROOT" &
+elif [ "${SYNC:-0}" = 1 ]; then
+    /usr/bin/python3 "$HERE/sync.py" "$ZK" "$T/zk" "$T" "$ROOT" "$T/rawsync" &
 else
     /usr/bin/python3 "$HERE/scale.py" "$ZK" "$T/zk" "$T" "$ROOT" "$T/rawsync" &
 fi

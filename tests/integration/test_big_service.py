@@ -38,6 +38,14 @@ WINDOW = 1000                       # SCOUT_WATCH_READ_WINDOW (zk/watch.h)
 SMALL = 40                          # services of one child each, read beside the wide ones
 
 
+MID = 1200                          # services created at once: more list reads than the window holds
+MID_CHILDREN = 3
+
+
+def mid_path(k):
+    return "/mid/s%04d" % k
+
+
 def wide_path(k):
     return "/wide/svc-%d" % k
 
@@ -246,6 +254,39 @@ class BigService(unittest.TestCase):
         wait_until(lambda: all(any(e["host"] == "10.4.%d.9" % k for e in s.endpoints("wide%d" % k)[0])
                                for k in range(WIDE)), what="a change to a child read late, on every service")
         wait_until(lambda: s.health()[0] == 200, what="healthy")
+
+    def test_a_service_is_published_whole_while_its_reads_wait(self):
+        # A service whose data reads waited for the window (none of its own in flight) counted as settled: it was
+        # published with the children read so far and again with each batch (at 10,000 x 10, 544 services were
+        # "synced" with part of their endpoints when health said 200).  A publish now waits for every read the
+        # window held back: a consumer sees each service whole, once.  Made certain: MID services are watched
+        # while their paths do not exist, then created in one transaction, so MID list reads go out at once and
+        # fill the window, and every list answer finds it full
+        kz = self.zk.client()
+        kz.ensure_path("/mid")
+        services = {"mid%04d" % k: 'path = "%s", protect = false' % mid_path(k) for k in range(MID)}
+        self.scout = s = Scout(policy(services, session_timeout=4000), self.zk.connect).start()
+        wait_until(lambda: s.health()[0] == 200, timeout=60, what="healthy, every path missing")
+        before = s.metrics()
+        tx = kz.transaction()
+        for k in range(MID):
+            tx.create(mid_path(k))
+            for i in range(MID_CHILDREN):
+                tx.create("%s/e%d" % (mid_path(k), i), b'{"host":"10.5.0.1","port":%d}' % (1000 + i))
+        self.assertTrue(all(r is True or isinstance(r, str) for r in tx.commit()), "every service created")
+        wait_until(lambda: all(x["endpoints"] == MID_CHILDREN for x in s.services().values()), timeout=60,
+                   what="every service whole")
+        m = s.metrics()
+        self.assertEqual(m.get("scout_zk_reads_in_flight_max"), WINDOW, "reads waited for the window")
+        # one publish each for the creation: the one that holds every child, nothing before it
+        pubs = {k: m.get('scout_service_publishes_total{service="%s"}' % k, 0)
+                - before.get('scout_service_publishes_total{service="%s"}' % k, 0) for k in services}
+        more = sorted((k, n) for k, n in pubs.items() if n != 1)
+        self.assertEqual(len(more), 0, "%d services published other than once, e.g. %r" % (len(more), more[:3]))
+        # the reads that waited set their watches: a change to a child arrives
+        kz.set("%s/e%d" % (mid_path(MID - 1), MID_CHILDREN - 1), b'{"host":"10.4.0.9","port":9}')
+        wait_until(lambda: any(e["host"] == "10.4.0.9" for e in s.endpoints("mid%04d" % (MID - 1))[0]),
+                   what="a change to a child read late")
 
     def test_anti_entropy_waits_while_reads_wait(self):
         # The paths read first came due for their anti-entropy check while most of the registry was still

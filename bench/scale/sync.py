@@ -1,0 +1,243 @@
+"""sync.py — the initial sync, the agent against the raw ZooKeeper C client, with the same number of sessions (run by
+run.sh with SYNC=1, /usr/bin/python3).
+
+Why: issue 14 asks that an agent's initial sync of a registry cost no more than 1.05x what a bare libzookeeper_st
+client pays for the same reads (rawsync.c: every child list and every child's data, each read with its watch set,
+nothing decoded or kept). On a shared machine the wall clock includes waiting for a CPU, so both are printed, and
+the CPU (utime + stime of every thread, at the moment each is done) is the figure to compare.
+
+Method: one ZooKeeper, /scale/svc-NNNNN/ep-E as scale.py writes it (SERVICES x ENDPOINTS, codec "plain", JSON
+data). The policy is scale.py's, with anti-entropy at its default. First a warm-up agent (the number of ZooKeeper
+sessions it opened, scout_zk_sessions_created_total, base and pool, is what rawsync is then given, so both spread
+the same reads over the same sessions; SESSIONS overrides both) and a warm-up rawsync (the server's JIT). Then
+ROUNDS rounds, each running in a rotated order: rawsync; the agent (SCOUT); and, with SCOUT_BASE=path/to/old/scout,
+that agent too (its Lua from SCOUT_BASE_LUA_DIR, default the lua/ beside its build/). An agent is measured from
+Popen (its policy load included) to the first 200 from GET /v1/health (polled every 20 ms over the unix socket),
+every service then checked synced with ENDPOINTS endpoints; its CPU is read at that moment from /proc/PID/stat,
+then it is stopped (SIGTERM) and its cache dir removed, so every round starts cold. rawsync is measured from its
+exec to its last read (its own clock) and its CPU from wait4's rusage. Printed: each round, then the median per
+contender and the ratio of medians to rawsync's (wall and CPU; and CPU without the agent's start and policy load,
+from its "ready in" log line), and ratios of the agents to each other.
+PERF=1: one more agent run under `perf record --call-graph dwarf` (perf-sync-new.data with KEEP=1) and under
+`perf stat` (printed).
+
+Env: SERVICES (10000), ENDPOINTS (10), ROUNDS (3), SESSIONS (unset: the agent's own count), SESSION_TIMEOUT_MS
+     (30000: a loaded machine must not expire sessions mid-sync, which adds a re-read to one contender only),
+     SYNC_TIMEOUT_S (300), SCOUT, SCOUT_BASE, SCOUT_BASE_LUA_DIR, PERF.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import scale  # noqa: E402
+from scale import Agent, LIVE, cpu_s, kazoo, log, schedstat, loadavg  # noqa: E402
+
+SERVICES = int(os.environ.get("SERVICES", "10000"))
+ENDPOINTS = int(os.environ.get("ENDPOINTS", "10"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+SESSIONS = os.environ.get("SESSIONS", "")
+SESSION_TIMEOUT_MS = int(os.environ.get("SESSION_TIMEOUT_MS", "30000"))
+SYNC_TIMEOUT_S = float(os.environ.get("SYNC_TIMEOUT_S", "300"))
+PERF = os.environ.get("PERF", "0") == "1"
+scale.ENDPOINTS = ENDPOINTS
+ROOT_PATH = "/scale"
+
+
+def populate(kz):
+    kz.ensure_path(ROOT_PATH)
+    inflight = []
+    for s in range(SERVICES):
+        tx = kz.transaction()
+        p = "%s/%s" % (ROOT_PATH, scale.svc_name(s))
+        tx.create(p)
+        for e in range(ENDPOINTS):
+            tx.create("%s/ep-%d" % (p, e), scale.ep_data(s, e))
+        inflight.append(tx.commit_async())
+        if len(inflight) >= 1000:
+            for a in inflight[:500]:
+                a.get(timeout=60)
+            inflight = inflight[500:]
+    for a in inflight:
+        a.get(timeout=60)
+
+
+def write_policy(path, cache):
+    with open(path, "w") as f:
+        f.write('zookeeper { servers = "x:1", session_timeout = %d%s }\ncache { dir = "%s" }\n'
+                % (SESSION_TIMEOUT_MS, ", sessions = %d" % int(SESSIONS) if SESSIONS else "", cache))
+        for i in range(SERVICES):
+            f.write('service "%s" { path = "%s/%s", codec = "plain" }\n'
+                    % (scale.svc_name(i), ROOT_PATH, scale.svc_name(i)))
+
+
+def run_agent(scout, lua_dir, policy, zk, tmp, cache, tag, perf=None):
+    """(wall s, CPU s all threads, main thread on-CPU s, sessions created, perf stat text, CPU s of the start
+    and policy load, from the agent's "ready in" line)."""
+    shutil.rmtree(cache, ignore_errors=True)
+    os.environ["SCOUT_LUA_DIR"] = lua_dir
+    a = Agent(scout, policy, zk, tmp, tag, cache_dir=cache)
+    rec = stat = None
+    if perf == "record":
+        rec = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", "dwarf,16384",
+                                "-o", os.path.join(tmp, "perf-sync-%s.data" % tag), "-p", str(a.pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif perf == "stat":
+        stat = subprocess.Popen(["perf", "stat", "-e", "task-clock,context-switches,page-faults,"
+                                 "instructions,cycles", "-p", str(a.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for p in (rec, stat):
+        if p is not None:
+            with open(os.path.join(tmp, "pids"), "a") as f:
+                f.write("%d\n" % p.pid)
+    wall = None
+    while time.monotonic() - a.t0 < SYNC_TIMEOUT_S:
+        if not a.alive():
+            raise SystemExit("sync: agent %s exited:\n%s" % (tag, a.log_tail()))
+        try:
+            if a.get("/v1/health", timeout=10)[0] == 200:
+                wall = time.monotonic() - a.t0
+                break
+        except OSError:
+            pass
+        time.sleep(0.02)
+    cpu = cpu_s(a.pid)
+    main_cpu = schedstat(a.pid)[0]
+    stat_txt = ""
+    for p in (rec, stat):
+        if p is not None:
+            p.send_signal(signal.SIGINT)
+            out = p.communicate(timeout=120)[1]
+            if p is stat:
+                stat_txt = out
+    if wall is None:
+        raise SystemExit("sync: agent %s not synced in %.0f s:\n%s" % (tag, SYNC_TIMEOUT_S, a.log_tail()))
+    st, _, body = a.get("/v1/services")
+    bad = [s for s in json.loads(body) if s["state"] != "synced" or s["endpoints"] != ENDPOINTS]
+    if bad:     # noted, not fatal: a build from before that fix answers health 200 with services partial
+        log("agent %s: %d services not whole when health said 200, e.g. %r" % (tag, len(bad), bad[:2]))
+    load_cpu = 0.0
+    for ln in a.log_lines():
+        mm = re.search(r"ready in .*CPU (\d+) ms before the agent, then (\d+) ms", ln)
+        if mm:
+            load_cpu = (int(mm.group(1)) + int(mm.group(2))) / 1000.0
+            break
+    m = a.metrics()
+    sessions = int(m.get("scout_zk_sessions_created_total", 0))
+    expired = int(m.get("scout_zk_session_expirations_total", 0))
+    if expired:
+        log("agent %s: %d sessions expired during the sync (its figures include the re-reads)" % (tag, expired))
+    a.stop()
+    shutil.rmtree(cache, ignore_errors=True)
+    return wall, cpu, main_cpu, sessions, stat_txt, load_cpu
+
+
+def run_raw(rawsync, zk, nsess):
+    """(wall s, CPU s): rawsync's own clock from exec to its last read, and wait4's rusage."""
+    p = subprocess.Popen([rawsync, zk, ROOT_PATH, str(SERVICES), str(nsess)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, RAWSYNC_TIMEOUT_S=str(int(SYNC_TIMEOUT_S)),
+                                  SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS)))
+    out, err = p.communicate(timeout=SYNC_TIMEOUT_S + 60)
+    # communicate() reaped it: its rusage is in RUSAGE_CHILDREN's delta, taken by the caller
+    if p.returncode != 0 or not out.startswith("done"):
+        raise SystemExit("sync: rawsync failed: %s%s" % (out, err))
+    f = out.split()
+    if int(f[4]) != SERVICES * ENDPOINTS:
+        raise SystemExit("sync: rawsync read %s data nodes" % f[4])
+    return int(f[1]) / 1e9
+
+
+def children_cpu():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def med(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def main():
+    zk, zkdir, tmp, root, rawsync = sys.argv[1:6]
+    scout = os.environ.get("SCOUT") or os.path.join(root, "build", "scout")
+    lua_new = os.environ.get("SCOUT_LUA_DIR") or os.path.join(root, "lua")
+    base = os.environ.get("SCOUT_BASE", "")
+    lua_base = os.environ.get("SCOUT_BASE_LUA_DIR") or (
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(base))), "lua") if base else "")
+    cache = os.path.join(tmp, "cache")
+    policy = os.path.join(tmp, "policy.lua")
+    write_policy(policy, cache)
+    kz = kazoo(zk)
+    t = time.monotonic()
+    populate(kz)
+    kz.stop()
+    kz.close()
+    log("populated %d services x %d endpoints in %.1f s" % (SERVICES, ENDPOINTS, time.monotonic() - t))
+
+    # warm-up: the agent's session count, the server's JIT
+    w = run_agent(scout, lua_new, policy, zk, tmp, cache, "warm")
+    nsess = int(SESSIONS) if SESSIONS else w[3]
+    log("warm-up agent: %.2f s, CPU %.2f s, %d sessions" % (w[0], w[1], w[3]))
+    run_raw(rawsync, zk, nsess)
+
+    contenders = [("raw", None, None), ("new", scout, lua_new)]
+    if base:
+        contenders.append(("base", base, lua_base))
+    res = {c[0]: [] for c in contenders}
+    for r in range(ROUNDS):
+        order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+        for tag, binary, lua in order:
+            load = loadavg()
+            if binary is None:
+                c0 = children_cpu()
+                wall = run_raw(rawsync, zk, nsess)
+                cpu = children_cpu() - c0
+                res[tag].append((wall, cpu, 0.0))
+                log("round %d raw: %.2f s, CPU %.2f s (%d sessions; load %s)" % (r + 1, wall, cpu, nsess, load))
+            else:
+                wall, cpu, main_cpu, s, _, load_cpu = run_agent(binary, lua, policy, zk, tmp, cache, tag)
+                res[tag].append((wall, cpu, load_cpu))
+                log("round %d %s: %.2f s, CPU %.2f s (loop thread %.2f s; start and policy load %.2f s; "
+                    "%d sessions; load %s)" % (r + 1, tag, wall, cpu, main_cpu, load_cpu, s, load))
+                if s != nsess:
+                    log("  %s opened %d sessions, rawsync %d" % (tag, s, nsess))
+    perf_txt = ""
+    if PERF:
+        run_agent(scout, lua_new, policy, zk, tmp, cache, "new", perf="record")
+        perf_txt = run_agent(scout, lua_new, policy, zk, tmp, cache, "new", perf="stat")[4]
+
+    print()
+    print("sync: %d services x %d endpoints, %d sessions, %d rounds (medians); %d CPUs, load avg %s"
+          % (SERVICES, ENDPOINTS, nsess, ROUNDS, os.cpu_count(), loadavg()))
+    rw, rc = med([x[0] for x in res["raw"]]), med([x[1] for x in res["raw"]])
+    print("| contender | wall to synced | CPU to synced | wall / raw | CPU / raw | CPU after the policy load / raw |")
+    print("|---|---|---|---|---|---|")
+    for tag, _, _ in contenders:
+        w_, c_ = med([x[0] for x in res[tag]]), med([x[1] for x in res[tag]])
+        l_ = med([x[1] - x[2] for x in res[tag]])
+        print("| %s | %.2f s | %.2f s | %.2fx | %.2fx | %.2fx |" % (tag, w_, c_, w_ / rw, c_ / rc, l_ / rc))
+    if base:
+        print("new / base: wall %.2fx, CPU %.2fx (medians); per round CPU: %s"
+              % (med([x[0] for x in res["new"]]) / med([x[0] for x in res["base"]]),
+                 med([x[1] for x in res["new"]]) / med([x[1] for x in res["base"]]),
+                 ", ".join("%.2fx" % (n[1] / b[1]) for n, b in zip(res["new"], res["base"]))))
+    if perf_txt:
+        print(perf_txt)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        for a in list(LIVE):
+            a.stop()
