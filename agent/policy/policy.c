@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "policy/agent_lib.h"
 #include "policy/conf.h"
 #include "policy/endpoint_lua.h"
 #include "policy/exec.h"
@@ -44,8 +45,6 @@
 #define DEFAULT_LOAD_BUDGET_MS 5000
 #define MAX_LOAD_BUDGET_MS     3600000
 #define LOAD_WALL_FACTOR       12
-/* scout.read_file: small local files (flags, maintenance markers). */
-#define READ_FILE_MAX (1 << 20)
 
 struct scout_policy_s {
     lua_State        *L;
@@ -106,78 +105,11 @@ scout_policy_bind(scout_policy_t *p, int svc, const scout_epset_t *eps)
 }
 
 static int
-l_log(lua_State *L)
-{
-    int level = (int)luaL_checkinteger(L, 1);
-    const char *msg = luaL_checkstring(L, 2);
-
-    if (level < SCOUT_LOG_ERROR || level > SCOUT_LOG_DEBUG)
-        level = SCOUT_LOG_INFO;
-    scout_log(level, "policy", "%s", msg);
-    return 0;
-}
-
-static int
-l_now_ms(lua_State *L)
-{
-    lua_pushnumber(L, scout_now_ms());
-    return 1;
-}
-
-static int
 l_exec(lua_State *L)
 {
     scout_policy_t *p = lua_touserdata(L, lua_upvalueindex(1));
 
     return scout_exec_lua(L, &p->execs);
-}
-
-/* A use of what a policy may not call (policy.lua raises the error). */
-static int
-l_refused(lua_State *L)
-{
-    (void)L;
-    scout_stats.hook_refused++;
-    return 0;
-}
-
-/* scout.read_file(path): a regular file's bytes (at most 1 MB), or nil,
- * err.  Opened non-blocking and checked with fstat, so a FIFO or a device
- * named by mistake cannot hold the loop the way io.open/io.read could. */
-static int
-l_read_file(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    struct stat st;
-    luaL_Buffer b;
-    char chunk[8192];
-    size_t total = 0;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-
-    if (fd < 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
-        || st.st_size > READ_FILE_MAX) {
-        close(fd);
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: not a regular file of at most 1 MB", path);
-        return 2;
-    }
-    luaL_buffinit(L, &b);
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || (total += (size_t)n) > READ_FILE_MAX)
-            break;
-        luaL_addlstring(&b, chunk, (size_t)n);
-    }
-    close(fd);
-    luaL_pushresult(&b);
-    return 1;
 }
 
 static int
@@ -329,27 +261,7 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_pushstring(p->L, path);
     lua_setfield(p->L, -2, "path");
     lua_getfield(p->L, -1, "loaded");
-    lua_newtable(p->L);
-    lua_pushcfunction(p->L, l_log);
-    lua_setfield(p->L, -2, "log");
-    lua_pushcfunction(p->L, l_now_ms);
-    lua_setfield(p->L, -2, "now_ms");
-    lua_pushlightuserdata(p->L, p);
-    lua_pushcclosure(p->L, l_exec, 1);
-    lua_setfield(p->L, -2, "exec");
-    lua_pushcfunction(p->L, l_refused);
-    lua_setfield(p->L, -2, "refused");
-    lua_pushcfunction(p->L, l_read_file);
-    lua_setfield(p->L, -2, "read_file");
-    lua_pushcfunction(p->L, scout_endpoint_lua_check);
-    lua_setfield(p->L, -2, "check_endpoint");
-    lua_pushlightuserdata(p->L, p);
-    lua_pushcclosure(p->L, l_published, 1);
-    lua_setfield(p->L, -2, "published");
-    lua_pushcfunction(p->L, scout_hook_lua_memory_error);
-    lua_setfield(p->L, -2, "memory_error");
-    lua_pushstring(p->L, dir);      /* modules from here are scout's own */
-    lua_setfield(p->L, -2, "lua_dir");
+    scout_agent_lib_push(p->L, p, l_exec, l_published, dir);
     lua_setfield(p->L, -2, "scout.agent");
     lua_pop(p->L, 2);
 

@@ -1,0 +1,118 @@
+/*
+ * agent_lib.c -- what Lua may call in C: package.loaded["scout.agent"].
+ *
+ * Out of policy.c, which is about the VM and the calls into it; these are
+ * the calls out.  None of them may block the loop: read_file refuses
+ * anything but a small regular file, exec hands the command to a child.
+ */
+#include "policy/agent_lib.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "policy/endpoint_lua.h"
+#include "policy/hook.h"
+#include "log.h"
+#include "scout.h"
+#include "stats.h"
+
+/* scout.read_file: small local files (flags, maintenance markers). */
+#define READ_FILE_MAX (1 << 20)
+
+static int
+l_log(lua_State *L)
+{
+    int level = (int)luaL_checkinteger(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+
+    if (level < SCOUT_LOG_ERROR || level > SCOUT_LOG_DEBUG)
+        level = SCOUT_LOG_INFO;
+    scout_log(level, "policy", "%s", msg);
+    return 0;
+}
+
+static int
+l_now_ms(lua_State *L)
+{
+    lua_pushnumber(L, scout_now_ms());
+    return 1;
+}
+
+/* A use of what a policy may not call (policy.lua raises the error). */
+static int
+l_refused(lua_State *L)
+{
+    (void)L;
+    scout_stats.hook_refused++;
+    return 0;
+}
+
+/* scout.read_file(path): a regular file's bytes (at most 1 MB), or nil,
+ * err.  Opened non-blocking and checked with fstat, so a FIFO or a device
+ * named by mistake cannot hold the loop the way io.open/io.read could. */
+static int
+l_read_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    luaL_Buffer b;
+    char chunk[8192];
+    size_t total = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
+        || st.st_size > READ_FILE_MAX) {
+        close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: not a regular file of at most 1 MB", path);
+        return 2;
+    }
+    luaL_buffinit(L, &b);
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (total += (size_t)n) > READ_FILE_MAX)
+            break;
+        luaL_addlstring(&b, chunk, (size_t)n);
+    }
+    close(fd);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+void
+scout_agent_lib_push(lua_State *L, void *ud, lua_CFunction exec,
+                     lua_CFunction published, const char *dir)
+{
+    lua_newtable(L);
+    lua_pushcfunction(L, l_log);
+    lua_setfield(L, -2, "log");
+    lua_pushcfunction(L, l_now_ms);
+    lua_setfield(L, -2, "now_ms");
+    lua_pushlightuserdata(L, ud);
+    lua_pushcclosure(L, exec, 1);
+    lua_setfield(L, -2, "exec");
+    lua_pushcfunction(L, l_refused);
+    lua_setfield(L, -2, "refused");
+    lua_pushcfunction(L, l_read_file);
+    lua_setfield(L, -2, "read_file");
+    lua_pushcfunction(L, scout_endpoint_lua_check);
+    lua_setfield(L, -2, "check_endpoint");
+    lua_pushlightuserdata(L, ud);
+    lua_pushcclosure(L, published, 1);
+    lua_setfield(L, -2, "published");
+    lua_pushcfunction(L, scout_hook_lua_memory_error);
+    lua_setfield(L, -2, "memory_error");
+    lua_pushstring(L, dir);         /* modules from here are scout's own */
+    lua_setfield(L, -2, "lua_dir");
+}
