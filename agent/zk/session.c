@@ -50,6 +50,7 @@ struct scout_session_s {
     int                    io_zstate;   /* zoo_state() when it was set    */
     int                    io_force;    /* the socket may have changed    */
     int                    corked_fd;   /* TCP_CORK set this iteration    */
+    int                    asked;       /* handles asked for this iteration */
     int                    recreate;    /* close + init at next prepare     */
     int                    had_connection;
     scout_session_state_t  state;
@@ -402,6 +403,7 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     double after;
     (void)revents;
 
+    s->asked = 0;
     if (s->corked_fd >= 0) {       /* what this iteration asked, sent now */
         int zero = 0;
         (void)setsockopt(s->corked_fd, IPPROTO_TCP, TCP_CORK, &zero,
@@ -578,13 +580,16 @@ scout_session_free(scout_session_t *s)
  * requests of one iteration go out together (a sync sends thousands per
  * second).  io_fd is the socket the io watcher was set to while connected;
  * if the library replaced it within this iteration, the number is either
- * the new socket or something else, uncorked just as soon. */
+ * the new socket or something else, uncorked just as soon.  The first
+ * request of an iteration goes out uncorked: a change in steady state asks
+ * one read, and corking it would add two setsockopt calls to every change
+ * for nothing to join (asked is reset by the prepare watcher). */
 zhandle_t *
 scout_session_zh(scout_session_t *s)
 {
     if (s->zh != NULL && s->corked_fd < 0 && s->io_fd >= 0
         && s->state == SCOUT_SESSION_CONNECTED
-        && s->io_zstate == ZOO_CONNECTED_STATE) {
+        && s->io_zstate == ZOO_CONNECTED_STATE && s->asked++ > 0) {
         int one = 1;
         if (setsockopt(s->io_fd, IPPROTO_TCP, TCP_CORK, &one,
                        sizeof(one)) == 0) {
