@@ -616,7 +616,8 @@ scout_agent_free(scout_agent_t *a)
  * (flushed by scout_agent_stop), the sessions closed (the server deletes
  * our ephemerals now, not a session timeout later), and the outputs' writer
  * threads joined, so no file is left half written or as a temp file, and
- * the checks' and renders' child processes stopped.  The services, their
+ * the checks', renders' and scout.exec child processes stopped, and the
+ * API closed (a unix socket's file removed).  The services, their
  * caches and endpoints, the sessions' memory and the Lua VM are left to the
  * process exit: that is where SIGTERM's seconds went at a million
  * endpoints. */
@@ -642,6 +643,7 @@ scout_agent_exit(scout_agent_t *a)
                   "%.0f ms", t1 - t0, n, t2 - t1, scout_now_ms() - t2);
         return;
     }
+    scout_api_free(a->api);         /* a unix socket's file is removed */
     scout_persist_free(a->persist);
     scout_shmpub_free(a->shm);
     for (int i = 0; i < a->nregs; i++)
@@ -650,6 +652,7 @@ scout_agent_exit(scout_agent_t *a)
         scout_reg_free(a->retiring[i]);
     for (int i = 0; i < a->nrenders; i++)
         scout_render_free(a->renders[i]);
+    scout_policy_stop_children(a->policy);
     scout_log(SCOUT_LOG_INFO, "agent", "exit: snapshot flushed in %.0f ms, "
               "%d sessions closed in %.0f ms, outputs stopped in %.0f ms; "
               "the rest of the memory is left to the process exit",

@@ -287,6 +287,13 @@ fail:
 }
 
 void
+scout_policy_stop_children(scout_policy_t *p)
+{
+    if (p != NULL && p->L != NULL)
+        scout_exec_stop_all(&p->execs);
+}
+
+void
 scout_policy_free(scout_policy_t *p)
 {
     if (p == NULL)

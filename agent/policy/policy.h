@@ -92,6 +92,10 @@ typedef struct {
  * installed share directory. */
 scout_policy_t *scout_policy_new(const char *lua_dir, char *err);
 void scout_policy_free(scout_policy_t *p);
+/* At a fast exit: stop what the policy started outside the process (the
+ * process groups of scout.exec commands still running); the VM is left to
+ * the process exit. */
+void scout_policy_stop_children(scout_policy_t *p);
 
 /* Load and validate a policy file.  On error err holds "file:line: msg". */
 int  scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,

@@ -218,3 +218,53 @@ class PolicySandbox(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+EXIT_POLICY = '''zookeeper { servers = "%s", session_timeout = 4000 }
+service "svc" {
+  path = "/sbexit/svc",
+  filter = function(ep)
+    scout.exec("echo $$ > %s; exec sleep 120", { timeout = "300s" }, function() end)
+    return true
+  end,
+}
+'''
+
+
+class ExecAtExit(unittest.TestCase):
+    """A scout.exec command still running when the agent is told to stop is stopped with it: the fast exit
+    (the registry's memory left to the process exit) still kills the commands' process groups."""
+
+    def test_running_command_is_stopped_at_exit(self):
+        zk = ZooKeeper().start()
+        d = tempfile.mkdtemp(prefix="scout-sbexit-")
+        pid = None
+        try:
+            kz = zk.client()
+            kz.create("/sbexit/svc/127.0.0.1:1", makepath=True)
+            pidfile = os.path.join(d, "pid")
+            s = Scout(EXIT_POLICY % (zk.connect, pidfile), zk.connect).start()
+            wait_until(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="command started")
+            pid = int(open(pidfile).read())
+            os.kill(pid, 0)                      # running now
+            self.assertEqual(s.stop(), 0)
+
+            def gone():
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return True
+                # a zombie of a reaped-late parent counts as gone
+                with open("/proc/%d/stat" % pid) as f:
+                    return f.read().split(") ")[1].startswith("Z")
+            wait_until(gone, what="the command stopped with the agent")
+            pid = None
+            kz.stop()
+        finally:
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            zk.stop()
+            shutil.rmtree(d, ignore_errors=True)
