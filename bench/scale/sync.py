@@ -38,6 +38,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import scale  # noqa: E402
+import perchange  # noqa: E402  (it sets the endpoints per service the data helpers write)
 from scale import Agent, LIVE, cpu_s, kazoo, log, schedstat, loadavg  # noqa: E402
 
 SERVICES = int(os.environ.get("SERVICES", "10000"))
@@ -47,26 +48,11 @@ SESSIONS = os.environ.get("SESSIONS", "")
 SESSION_TIMEOUT_MS = int(os.environ.get("SESSION_TIMEOUT_MS", "30000"))
 SYNC_TIMEOUT_S = float(os.environ.get("SYNC_TIMEOUT_S", "300"))
 PERF = os.environ.get("PERF", "0") == "1"
-scale.ENDPOINTS = ENDPOINTS
 ROOT_PATH = "/scale"
 
 
 def populate(kz):
-    kz.ensure_path(ROOT_PATH)
-    inflight = []
-    for s in range(SERVICES):
-        tx = kz.transaction()
-        p = "%s/%s" % (ROOT_PATH, scale.svc_name(s))
-        tx.create(p)
-        for e in range(ENDPOINTS):
-            tx.create("%s/ep-%d" % (p, e), scale.ep_data(s, e))
-        inflight.append(tx.commit_async())
-        if len(inflight) >= 1000:
-            for a in inflight[:500]:
-                a.get(timeout=60)
-            inflight = inflight[500:]
-    for a in inflight:
-        a.get(timeout=60)
+    perchange.populate(kz, ROOT_PATH, SERVICES)     # one multi per service, 1000 in flight
 
 
 def write_policy(path, cache):
