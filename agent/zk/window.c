@@ -35,6 +35,9 @@ static struct ev_loop *resume_loop;
  * quarters of the window to work on meanwhile. */
 #define WINDOW_REFILL (SCOUT_WATCH_READ_WINDOW / 4)
 static ev_timer       resume;
+/* How long one turn may serve the line: a watch served may publish, which
+ * calls the policy, so the line is served over several loop turns. */
+#define RESUME_SLICE 0.005
 
 size_t
 scout_watch_reads_in_flight(void)
@@ -99,11 +102,19 @@ on_resume(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)t;
     (void)revents;
+    ev_tstamp until = ev_time() + RESUME_SLICE;
+
     while (head != NULL && in_flight < SCOUT_WATCH_READ_WINDOW) {
         scout_watch_t *w = head;
 
         scout_watch_window_del(w);
-        scout_watch_read_dirty(w);
+        scout_watch_read_dirty(w);      /* may settle and publish: Lua */
+        if (head != NULL && in_flight < SCOUT_WATCH_READ_WINDOW
+            && ev_time() > until) {     /* the rest on the next turn */
+            ev_timer_set(&resume, 0., 0.);
+            ev_timer_start(loop, &resume);
+            return;
+        }
     }
 }
 
