@@ -29,6 +29,8 @@
     X(hook_memory_errors,     "Lua hook calls stopped at the Lua heap cap")    \
     X(hook_refused,           "policy uses of what a policy may not call (os.execute...)") \
     X(hook_microseconds,      "time spent in Lua hook calls, microseconds")  \
+    X(writer_wakeups,         "loop wakeups for a writer thread's finished job (shm, disk snapshot, rendered files)") \
+    X(hook_alarms,            "signals of the hook budget's timer: each interrupts the loop, and wakes it when idle") \
     X(registrations_recreated, "registration nodes deleted by another client " \
                               "and created again")                            \
     X(zk_watches_retired,     "watches of services a reload dropped")         \

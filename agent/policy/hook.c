@@ -11,6 +11,7 @@
  */
 #include "policy/hook.h"
 
+#include <ev.h>
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +39,8 @@ static volatile sig_atomic_t  timer_armed;  /* the POSIX timer is running  */
 static volatile int64_t       timer_due;    /* when it fires (monotonic)   */
 static volatile sig_atomic_t  expired;
 static int                    current_budget;
+static struct ev_loop        *idle_loop;    /* where disarm_w runs        */
+static ev_prepare             disarm_w;
 
 /* The heap cap of one VM: LuaJIT's allocator wrapped. */
 struct scout_hook_mem_s {
@@ -118,8 +121,29 @@ arm(int64_t ns)
     timer_settime(budget_timer, 0, &its, NULL);   /* async-signal-safe */
 }
 
-/* The timer is armed lazily and never disarmed after a call: a stream of
- * short calls costs no timer_settime each.  When it fires, the call then in
+/* The loop is about to wait: a timer the iteration's calls left running is
+ * stopped, since it can only find the loop idle and wake it for nothing
+ * (once per change of a quiet registry: a wakeup costs more than the
+ * change).  One timer_settime per iteration that called into Lua; the
+ * signal landing between the test and the call finds no call and returns. */
+static void
+disarm_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct itimerspec its;
+    (void)loop;
+    (void)w;
+    (void)revents;
+
+    if (!timer_armed || armed_L != NULL)
+        return;
+    memset(&its, 0, sizeof(its));
+    timer_armed = 0;
+    timer_settime(budget_timer, 0, &its, NULL);
+}
+
+/* The timer is armed lazily and not disarmed after a call, only before the
+ * loop waits (disarm_cb): a stream of short calls costs no timer_settime
+ * each.  When it fires, the call then in
  * progress (if any) is stopped only if it has really spent its budget;
  * otherwise the timer is re-armed for what remains. */
 static void
@@ -129,6 +153,7 @@ on_alarm(int sig)
     int64_t spent, waited;
     (void)sig;
 
+    scout_stats.hook_alarms++;  /* the loop's thread only: see above */
     timer_armed = 0;
     if (L == NULL)
         return;
@@ -180,9 +205,26 @@ scout_hook_fini(void)
     if (users == 0 || --users > 0)
         return;
     armed_L = NULL;
+    if (idle_loop != NULL) {
+        ev_ref(idle_loop);
+        ev_prepare_stop(idle_loop, &disarm_w);
+        idle_loop = NULL;
+    }
     if (timer_ok)
         timer_delete(budget_timer);
     timer_ok = 0;
+}
+
+void
+scout_hook_attach(struct ev_loop *loop)
+{
+    if (idle_loop != NULL || !timer_ok)
+        return;                 /* one watcher for all VMs, like the timer */
+    idle_loop = loop;
+    ev_prepare_init(&disarm_w, disarm_cb);
+    ev_set_priority(&disarm_w, EV_MINPRI);
+    ev_prepare_start(loop, &disarm_w);
+    ev_unref(loop);             /* it never keeps the loop running */
 }
 
 /* Where the policy was when the cap refused: the innermost Lua frame.

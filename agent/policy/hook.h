@@ -38,6 +38,13 @@
 int  scout_hook_init(lua_State *L, char *err);
 void scout_hook_fini(void);
 
+struct ev_loop;
+
+/* The loop the calls run on: before it waits, a budget timer still running
+ * is stopped, so that it never wakes an idle agent.  Once; fini undoes it.
+ * Without it (tests, `scout check`) the timer stays armed after a call. */
+void scout_hook_attach(struct ev_loop *loop);
+
 /* lua_pcall(L, nargs, nresults, 0) within budget_ms.  Returns 0 or the
  * lua_pcall error code with the message on the stack; *timed_out is set
  * when the budget stopped it. */

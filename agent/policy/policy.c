@@ -739,6 +739,7 @@ void
 scout_policy_attach(scout_policy_t *p, struct ev_loop *loop)
 {
     p->execs.loop = loop;
+    scout_hook_attach(loop);
 }
 
 void

@@ -209,6 +209,15 @@ collect(void *owner, void *job)
     job_free(j);
 }
 
+/* In the thread: a generation written is news to nobody on the loop (its
+ * collect only frees); a failure is, to be retried. */
+static int
+job_quiet(void *owner, void *job)
+{
+    (void)owner;
+    return ((struct job *)job)->rc == SCOUT_OK;
+}
+
 /* Re-encode slot i if it moved; SCOUT_ERROR (err) leaves it marked. */
 static int
 refresh(scout_shmpub_t *p, int i, char *err)
@@ -283,6 +292,7 @@ scout_shmpub_new(struct ev_loop *loop, const char *path,
                                  p)) != 0)
         scout_log(SCOUT_LOG_WARN, "shm", "no writer thread (%s): the "
                   "snapshot is published on the loop", strerror(rc));
+    scout_writer_set_quiet(&p->writer, job_quiet);
     scout_shmpub_changed(p, NULL); /* readers learn the service list at once */
     return p;
 }

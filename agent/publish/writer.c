@@ -22,6 +22,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "stats.h"
+
 /* The writer's thread: named for ps and top, and nicer than the loop (no
  * privilege needed to lower one's own priority; a failure changes
  * nothing but the share). */
@@ -53,14 +55,21 @@ writer_main(void *arg)
             pthread_cond_wait(&w->cv, &w->mu);
         if (w->todo == NULL)
             break;              /* quit, and nothing left to run */
+        int quiet;
+
         j = w->todo;
         w->todo = NULL;
         pthread_mutex_unlock(&w->mu);
         w->run(w->owner, j);
+        quiet = w->quiet != NULL && w->quiet(w->owner, j);
         pthread_mutex_lock(&w->mu);
         w->finished = j;
+        /* a quiet job is left for the loop's next look, unless it looked
+         * already (it has something waiting on this one) */
+        w->told = !quiet || w->asked;
+        w->asked = 0;
         pthread_cond_broadcast(&w->cv);     /* scout_writer_wait */
-        if (!w->quit)
+        if (!w->quit && w->told)
             ev_async_send(w->loop, &w->async);
     }
     pthread_mutex_unlock(&w->mu);
@@ -89,9 +98,32 @@ on_async(struct ev_loop *loop, ev_async *a, int revents)
     (void)revents;
 
     if (j == NULL)
-        return;                 /* taken by scout_writer_wait */
+        return;                 /* taken by scout_writer_wait or _busy */
+    scout_stats.writer_wakeups++;
     w->busy = 0;
     w->done(w->owner, j);
+}
+
+int
+scout_writer_busy(scout_writer_t *w)
+{
+    void *j = NULL;
+
+    if (!w->busy || !w->thread_ok)
+        return w->busy;
+    pthread_mutex_lock(&w->mu);
+    if (w->finished != NULL && !w->told) {
+        j = w->finished;        /* quiet, and nobody woken for it */
+        w->finished = NULL;
+    } else if (w->finished == NULL) {
+        w->asked = 1;           /* running: wake us when it is done */
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (j == NULL)
+        return 1;               /* running, or its wakeup is on the way */
+    w->busy = 0;
+    w->done(w->owner, j);
+    return w->busy;
 }
 
 int

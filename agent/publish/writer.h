@@ -7,7 +7,9 @@
  * over only when none is out (scout_writer_busy) and coalesces what changes
  * meanwhile into its own next job, so nothing queues.  The result comes
  * back on the loop through an ev_async, to the owner's done callback, with
- * busy already cleared (the callback may submit the next job).  Without a
+ * busy already cleared (the callback may submit the next job); a "quiet"
+ * job (scout_writer_set_quiet) wakes nobody and is collected when the owner
+ * next asks scout_writer_busy, unless the loop asked while it ran.  Without a
  * thread (pthread_create failed) a job runs on the loop, at submit.  The
  * thread blocks every signal, so SIGTERM, SIGHUP and the hook budget's
  * SIGALRM keep reaching the loop's thread.
@@ -29,6 +31,12 @@
  * again. */
 typedef void (*scout_writer_fn)(void *owner, void *job);
 
+/* In the thread, after run: may the loop learn of this finished job when it
+ * next looks (scout_writer_busy) rather than be woken for it?  A wakeup of
+ * an idle loop costs more than a small change; a job whose done has
+ * nothing to say (no error, no follow-up) need not pay it. */
+typedef int (*scout_writer_quiet_fn)(void *owner, void *job);
+
 typedef struct {
     struct ev_loop  *loop;      /* NULL until started */
     scout_writer_fn  run;
@@ -43,7 +51,10 @@ typedef struct {
     pthread_cond_t   cv;
     void            *todo;      /* handed over, not started */
     void            *finished;  /* done, not yet collected */
+    int              told;      /* ...and the loop was woken for it */
+    int              asked;     /* the loop looked while it ran: wake it */
     int              quit;
+    scout_writer_quiet_fn quiet;    /* NULL: every job wakes the loop */
 } scout_writer_t;
 
 /* Starts the thread.  0, or the error number of pthread_create: the writer
@@ -56,11 +67,18 @@ int scout_writer_start(scout_writer_t *w, struct ev_loop *loop,
  * done before returning. */
 void scout_writer_submit(scout_writer_t *w, void *job);
 
-static inline int
-scout_writer_busy(const scout_writer_t *w)
+/* Jobs for which quiet says so finish without waking the loop; the owner
+ * collects them (done) at its next scout_writer_busy.  Set after start. */
+static inline void
+scout_writer_set_quiet(scout_writer_t *w, scout_writer_quiet_fn quiet)
 {
-    return w->busy;
+    w->quiet = quiet;
 }
+
+/* Is a job out?  A quiet job finished meanwhile is collected here (done is
+ * called first, and may submit); a job still running is asked to wake the
+ * loop when it finishes. */
+int scout_writer_busy(scout_writer_t *w);
 
 /* On the loop: waits for the job out, if any, and returns it without
  * calling done (busy cleared); NULL when none was out.  For a shutdown

@@ -38,8 +38,13 @@ How:
   window (/proc/PID/task/*/status): how often it blocked and was woken. On a
   loaded machine CPU per change moves by tens of percent from run to run;
   this count does not, and each wakeup is a large part of a change's cost.
+- GAP_MS (0): a pause after each change is seen, before the next write: the pace of a quiet registry, where
+  whatever a change leaves behind (a timer firing later, a thread's wakeup) is paid per change rather than shared.
+  SHM=1: both scout policies also write a shared-memory snapshot (/dev/shm, removed at the end), as an agent
+  feeding nginx does.
 """
 
+import atexit
 import os
 import selectors
 import signal
@@ -55,6 +60,7 @@ ROUNDS = int(os.environ.get("ROUNDS", "5"))
 WARMUP = int(os.environ.get("WARMUP", "1000"))
 TIMEOUT_MS = int(os.environ.get("TIMEOUT_MS", "5000"))
 READY_S = float(os.environ.get("READY_S", "30"))
+GAP_S = float(os.environ.get("GAP_MS", "0")) / 1000.0
 PATH = "/bench/svc"
 
 
@@ -310,6 +316,9 @@ def main():
     # SIGTERM -> SystemExit, so phase()'s finally still stops the observer
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     zk, bindir, root, tmp = sys.argv[1:5]
+    if os.environ.get("SHM") == "1":
+        shm = os.environ["SCOUT_BENCH_SHM"] = "/dev/shm/scout-bench-prop-%d" % os.getpid()
+        atexit.register(lambda: os.path.exists(shm) and os.unlink(shm))
     zk_ports = {int(h.rsplit(":", 1)[1]) for h in zk.split("/")[0].split(",")}
     sel = selectors.DefaultSelector()
 
@@ -459,6 +468,8 @@ def main():
             lats = []
             for _ in range(n):
                 lat = one_change(obs)
+                if GAP_S > 0:
+                    time.sleep(GAP_S)
                 if lat is None:
                     obs.misses += 1
                 else:

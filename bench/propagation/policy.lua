@@ -5,6 +5,7 @@
 -- $SCOUT_BENCH_OUT (a pipe the driver reads), flushed per diff. delay = 0 and the plain codec keep scout's work
 -- to what the raw client does, plus its own.
 zookeeper { servers = "127.0.0.1:2181", session_timeout = 10000 }  -- --zk overrides servers
+if os.getenv("SCOUT_BENCH_SHM") then shm { path = os.getenv("SCOUT_BENCH_SHM") } end  -- bench.py SHM=1
 
 local observer = require "observer"
 

@@ -3,5 +3,6 @@
 -- Why: the consumer sees changes through the HTTP API, so no hook: the same service as policy.lua, with the work
 -- any operator's agent does (decode, publish: shm, disk snapshot when configured, the API's answer).
 zookeeper { servers = "127.0.0.1:2181", session_timeout = 10000 }  -- --zk overrides servers
+if os.getenv("SCOUT_BENCH_SHM") then shm { path = os.getenv("SCOUT_BENCH_SHM") } end  -- bench.py SHM=1
 
 service "svc" { path = "/bench/svc", codec = "plain", delay = 0 }

@@ -11,7 +11,9 @@
 #      before a change, measured in the same run: before/after under one load),
 #      PARKED=N (one more row: the blocking-query consumer with N more parked
 #      clients, parkers.py, beside it: the agent's cost per waiter),
-#      LAT_DIR (append raw latencies, ns, per observer).
+#      LAT_DIR (append raw latencies, ns, per observer), GAP_MS (a pause after
+#      each change: a quiet registry's pace), SHM=1 (scout also writes a
+#      shared-memory snapshot).
 # scout is skipped with a message when build/scout does not exist.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)

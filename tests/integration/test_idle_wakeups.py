@@ -1,0 +1,135 @@
+"""What a change costs an agent that is otherwise idle: nothing of the change's may wake it again once the change is
+served. Each wakeup of the loop's thread is a context switch, which on a small host costs more than the work of a
+one-endpoint change (bench/propagation); a quiet registry changes rarely, so a wakeup left behind by every change is
+paid in full each time.
+
+- The hook budget's timer: every call into Lua runs under a budget enforced by a POSIX timer (SIGALRM). Left armed
+  after the call, it fired once per change, 50 ms later, into an agent waiting for nothing: one more wakeup per
+  change than the change itself. The loop now disarms it before it waits (agent/policy/hook.c), so a budget timer
+  only ever fires while a call is running.
+- The shared-memory snapshot's writer thread: it woke the loop (ev_async) after every generation it wrote, only for
+  the loop to free the job. A generation written without error now wakes nobody; the loop collects it when it next
+  looks (its next generation), and is woken only for a failure (to retry) or when it asked while the job ran
+  (agent/publish/writer.c). scout_writer_wakeups_total counts these wakeups.
+
+Ordering, not timing: each check waits for the end of a blocking query the agent itself times (its own libev timer,
+started after the change's hook call returned and far past that call's budget), so the budget timer, due earlier on
+the same clock, has fired by then if it was left armed; scout_hook_alarms_total counts its signals."""
+
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+import test_shm
+from scoutharness import ROOT, Scout, wait_until
+from zkharness import ZooKeeper
+
+POLICY = '''zookeeper { servers = "127.0.0.1:1", session_timeout = 10000 }
+agent { hook_budget = 20 }
+service "svc" {
+  path = "/idle/svc",
+  delay = 0,
+  on_change = function(svc, diff) end,
+}
+'''
+
+
+class IdleWakeups(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.zk = ZooKeeper().start()
+        cls.kz = cls.zk.client()
+        cls.kz.ensure_path("/idle/svc")
+        cls.kz.create("/idle/svc/127.0.0.1:1")
+        cls.scout = Scout(POLICY, cls.zk.connect).start()
+        wait_until(lambda: cls.scout.ids("svc") == ["127.0.0.1:1"], what="initial list")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.scout.stop()
+        cls.zk.stop()
+
+    def index(self):
+        return int(self.scout.endpoints("svc")[1]["X-Scout-Index"])
+
+    def quiet_wait(self, index):
+        """A blocking query on an index that does not move: the agent answers it when its own wait (libev timer,
+        500 ms, 25 budgets) ends."""
+        status, headers, body = self.scout.request("/v1/services/svc?index=%d&wait=500ms" % index)
+        self.assertEqual(status, 200)
+        self.assertEqual(int(headers["X-Scout-Index"]), index)   # nothing moved: the wait ended it
+        return json.loads(body)
+
+    def test_hook_budget_timer_never_wakes_an_idle_agent(self):
+        s = self.scout
+        self.quiet_wait(self.index())            # whatever the start left armed has fired by now
+        alarms, calls = s.metric("scout_hook_alarms_total"), s.metric("scout_hook_calls_total")
+        for port in (2, 3, 4):
+            before = self.index()
+            self.kz.create("/idle/svc/127.0.0.1:%d" % port)
+            wait_until(lambda: self.index() > before, what="change %d published" % port)
+            eps = self.quiet_wait(self.index())
+            self.assertIn("127.0.0.1:%d" % port, [ep["id"] for ep in eps])
+        self.assertGreater(s.metric("scout_hook_calls_total"), calls)   # the changes did run Lua
+        # no call ran past its budget, so no signal was due: none came
+        self.assertEqual(s.metric("scout_hook_alarms_total"), alarms)
+
+
+class ShmWriterWakeups(unittest.TestCase):
+    """A shm generation written does not wake the loop: each change is waited for in the snapshot (its generation
+    moved and it holds the new endpoint), so every generation is a job of its own; the loop collects each when it
+    submits the next. Only a generation the loop looked at while it was still being written may wake it (the loop
+    has a change waiting on it); with 5 changes a gap of 0.1 s apart that leaves room for one, not for every one."""
+
+    CHANGES = 5
+
+    @classmethod
+    def setUpClass(cls):
+        cls.zk = ZooKeeper().start()
+        cls.kz = cls.zk.client()
+        cls.kz.ensure_path("/idle/shm")
+        cls.kz.create("/idle/shm/127.0.0.1:1")
+        cls.path = tempfile.mktemp(prefix="scout-shm-idle-", dir="/dev/shm")
+        cls.scout = Scout('zookeeper { servers = "127.0.0.1:1", session_timeout = 10000 }\n'
+                          'shm { path = "%s" }\n'
+                          'service "svc" { path = "/idle/shm", delay = 0 }\n' % cls.path, cls.zk.connect).start()
+        wait_until(lambda: cls.scout.ids("svc") == ["127.0.0.1:1"], what="initial list")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.scout.stop()
+        cls.zk.stop()
+        for f in (cls.path, cls.path + ".lua"):
+            if os.path.exists(f):
+                os.unlink(f)
+
+    def read(self):
+        env = dict(os.environ, SCOUT_LIB=os.path.join(ROOT, "build", "libscout.so"))
+        script = self.path + ".lua"
+        with open(script, "w") as f:
+            f.write(test_shm.READER % {"root": ROOT})
+        p = subprocess.run(["luajit", script, self.path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, env=env, timeout=30)
+        if p.returncode != 0:
+            raise ValueError(p.stderr)
+        return json.loads(p.stdout)
+
+    def seen(self, port, gen):
+        snap = self.read()
+        ids = [i.split("=")[0] for i in snap["services"]["svc"]["ids"]]
+        return snap["generation"] if snap["generation"] > gen and "127.0.0.1:%d" % port in ids else None
+
+    def test_a_generation_written_does_not_wake_the_loop(self):
+        s = self.scout
+        gen = wait_until(lambda: self.seen(1, 0), what="the first list in the snapshot")
+        wakeups = s.metric("scout_writer_wakeups_total")
+        for port in range(2, 2 + self.CHANGES):
+            self.kz.create("/idle/shm/127.0.0.1:%d" % port)
+            gen = wait_until(lambda: self.seen(port, gen), what="change %d in the snapshot" % port)
+        self.assertLessEqual(s.metric("scout_writer_wakeups_total") - wakeups, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
