@@ -12,7 +12,11 @@ wall time includes run-queue waits, the CPU does not. Phases from the agent's lo
 same policy, CPU, best of ROUNDS: the policy load alone. Benchmarks print; only a cold start that never serves
 the snapshot exits non-zero.
 
-Env: SERVICES (10000), ENDPOINTS (10), ROUNDS (7), SCOUT.
+Then, when READSNAP names bench/coldstart/readsnap.c built, the CPU of a process that only reads the snapshot:
+the floor under serving it before the policy is loaded; and of one that only maps it and checks its checksum:
+the floor under a lazy reader.
+
+Env: SERVICES (10000), ENDPOINTS (10), ROUNDS (7), SCOUT, READSNAP.
 """
 
 import json
@@ -95,6 +99,18 @@ def main():
             raise SystemExit("coldstart: scout check failed: %s%s" % (r.stdout, r.stderr))
         u, s = r.stderr.strip().splitlines()[-1].split()
         checks.append(((float(u) + float(s)) * 1000, (time.monotonic() - t) * 1000))
+    # the floor under serving the snapshot before the policy: a process that only reads it (readsnap.c)
+    # and under a lazy one: a process that only maps it and checks its checksum (readsnap -c)
+    reads, checks_only = [], []
+    if os.environ.get("READSNAP"):
+        for _ in range(ROUNDS):
+            for args, out in (([], reads), (["-c"], checks_only)):
+                r = subprocess.run([os.environ["READSNAP"]] + args + [os.path.join(tmp, "cache", "scout.snapshot")],
+                                   capture_output=True, text=True)
+                m = re.search(r"CPU ([\d.]+) ms", r.stdout)
+                if r.returncode != 0 or not m:
+                    raise SystemExit("coldstart: readsnap failed: %s%s" % (r.stdout, r.stderr))
+                out.append(float(m.group(1)))
     print("cold start, %d services x %d endpoints, ZooKeeper down, %d rounds (load %s)"
           % (SERVICES, ENDPOINTS, ROUNDS, open("/proc/loadavg").read().split()[0]))
     print("%-52s %10s %10s" % ("", "median", "best"))
@@ -111,6 +127,10 @@ def main():
                                    min(c[0] for c in checks)))
     print("%-52s %10.0f %10.0f" % ("scout check of the same policy (wall ms)", median([c[1] for c in checks]),
                                    min(c[1] for c in checks)))
+    if reads:
+        print("%-52s %10.0f %10.0f" % ("a process that only reads the snapshot (CPU ms)", median(reads), min(reads)))
+        print("%-52s %10.0f %10.0f" % ("  only maps it and checks its checksum (CPU ms)", median(checks_only),
+                                       min(checks_only)))
 
 
 if __name__ == "__main__":

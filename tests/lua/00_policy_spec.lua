@@ -374,6 +374,8 @@ function on_session(state) return state end
       { "path", '"/a/./b"', PATH_DOT },
       { "path", '"/.."', PATH_DOT },
       { "path", '"/a/.."', PATH_DOT },
+      { "path", '"/a/."', PATH_DOT },
+      { "path", '"/a/../b"', PATH_DOT },
       { "codec", '"nope"', 'codec: unknown codec "nope"' },
       { "codec", "5", "codec: codec must be a name or a table" },
       { "codec", "{}", "codec: codec table has no decode function" },
