@@ -13,12 +13,12 @@ the same reads over the same sessions; SESSIONS overrides both) and a warm-up ra
 ROUNDS rounds, each running in a rotated order: rawsync; rawsync parsing every child's JSON (raw+json,
 RAWSYNC_PARSE=1: the agent decodes what it reads, so this is the fairer baseline for it); the agent (SCOUT); and,
 with SCOUT_BASE=path/to/old/scout, that agent too (its Lua from SCOUT_BASE_LUA_DIR, default the lua/ beside its
-build/). An agent is measured from Popen (its policy load included) to the first 200 from GET /v1/health (polled every 20 ms over the unix socket),
-every service then checked synced with ENDPOINTS endpoints; its CPU is read at that moment from /proc/PID/stat,
-then it is stopped (SIGTERM) and its cache dir removed, so every round starts cold. rawsync is measured from its
-exec to its last read (its own clock) and its CPU from wait4's rusage. Printed: each round, then the median per
-contender and the ratio of medians to rawsync's (wall and CPU; and CPU without the agent's start and policy load,
-from its "ready in" log line), and ratios of the agents to each other.
+build/). An agent is measured from Popen (its policy load included) to the first 200 from GET /v1/health (polled
+every 20 ms over the unix socket), every service then checked synced with ENDPOINTS endpoints; its CPU is read at
+that moment from /proc/PID/stat, then it is stopped (SIGTERM) and its cache dir removed, so every round starts cold.
+rawsync is measured from its exec to its last read (its own clock) and its CPU from wait4's rusage. Printed: each
+round, then the median per contender and the ratio of medians to rawsync's and to raw+json's (wall and CPU; and CPU
+without the agent's start and policy load, from its "ready in" log line), and ratios of the agents to each other.
 PERF=1: one more agent run under `perf record --call-graph dwarf` (perf-sync-new.data with KEEP=1) and under
 `perf stat` (printed).
 
