@@ -16,14 +16,25 @@
 #include "zk/watch.h"
 
 
-static int
-needs_data_cb(void *ud, const char *child)
+/* A codec whose answer depends on the name is asked per list, in slices so
+ * that one call into Lua stays short whatever the list's size. */
+#define NEEDS_DATA_SLICE 1024
+
+static void
+needs_data_cb(void *ud, const char *const *names, unsigned n,
+              unsigned char *need)
 {
     scout_service_t *s = ud;
 
-    if (s->needs_data >= 0)
-        return s->needs_data;
-    return scout_policy_needs_data(s->policy, s->idx, child);
+    if (s->needs_data >= 0) {
+        memset(need, s->needs_data ? 1 : 0, n);
+        return;
+    }
+    for (unsigned k = 0; k < n; k += NEEDS_DATA_SLICE)
+        scout_policy_needs_data(s->policy, s->idx, names + k,
+                                n - k < NEEDS_DATA_SLICE ? n - k
+                                                         : NEEDS_DATA_SLICE,
+                                need + k);
 }
 
 int

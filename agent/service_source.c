@@ -29,17 +29,22 @@ cmp_str(const void *a, const void *b)
 }
 
 /* Only the nodes a source names have their data read. */
-static int
-src_needs_data(void *ud, const char *child)
+static void
+src_needs_data(void *ud, const char *const *names, unsigned n,
+               unsigned char *need)
 {
     scout_source_t *src = ud;
-    const char *key = child;
 
-    if (src->ndata < 0)
-        return 1;               /* data = true: every child's */
-    return src->ndata > 0
-           && bsearch(&key, src->data, (size_t)src->ndata, sizeof(char *),
-                      cmp_str) != NULL;
+    for (unsigned k = 0; k < n; k++) {
+        const char *key = names[k];
+
+        if (src->ndata < 0)
+            need[k] = 1;        /* data = true: every child's */
+        else
+            need[k] = src->ndata > 0
+                      && bsearch(&key, src->data, (size_t)src->ndata,
+                                 sizeof(char *), cmp_str) != NULL;
+    }
 }
 
 static int

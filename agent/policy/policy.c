@@ -400,23 +400,34 @@ fail:
     return SCOUT_ERROR;
 }
 
-int
-scout_policy_needs_data(scout_policy_t *p, int svc, const char *child)
+void
+scout_policy_needs_data(scout_policy_t *p, int svc, const char *const *names,
+                        unsigned n, unsigned char *need)
 {
     lua_State *L = p->L;
-    int timed_out, v = 1;
+    int timed_out;
 
+    memset(need, 1, n);     /* reading data when unsure is always safe */
+    if (n == 0)
+        return;
     scout_policy_push_fn(p, "needs_data");
     lua_pushinteger(L, svc + 1);
-    lua_pushstring(L, child);
+    lua_createtable(L, (int)n, 0);
+    for (unsigned k = 0; k < n; k++) {
+        lua_pushstring(L, names[k]);
+        lua_rawseti(L, -2, (int)k + 1);
+    }
     if (scout_hook_pcall(L, 2, 1, p->budget_ms, &timed_out) != 0) {
         scout_log(SCOUT_LOG_WARN, "policy", "needs_data: %s",
                   lua_tostring(L, -1));
-    } else {
-        v = lua_toboolean(L, -1);
+    } else if (lua_istable(L, -1)) {
+        for (unsigned k = 0; k < n; k++) {
+            lua_rawgeti(L, -1, (int)k + 1);
+            need[k] = lua_toboolean(L, -1) ? 1 : 0;
+            lua_pop(L, 1);
+        }
     }
     lua_pop(L, 1);
-    return v;               /* reading data when unsure is always safe */
 }
 
 int

@@ -115,7 +115,12 @@ void scout_policy_attach(scout_policy_t *p, struct ev_loop *loop);
  * clock (nothing waits on the loop yet). */
 void scout_policy_set_load_budget(scout_policy_t *p, int ms);
 
-int scout_policy_needs_data(scout_policy_t *p, int svc, const char *child);
+/* need[k] = whether names[k] (a new child of service svc) has its data read:
+ * one call into Lua for all n (the codec's needs_data per name); 1 for
+ * every name when the call fails. */
+void scout_policy_needs_data(scout_policy_t *p, int svc,
+                             const char *const *names, unsigned n,
+                             unsigned char *need);
 /* The delay hook's answer in ms, or fallback when it fails. */
 int scout_policy_delay(scout_policy_t *p, int svc, const scout_event_t *ev,
                        int fallback);

@@ -143,6 +143,45 @@ scout_cache_remove(scout_cache_t *c, scout_child_t *child)
     child_free(child);
 }
 
+/* A new child, once its codec has said whether its data is read. */
+static void
+place_new(scout_cache_t *c, scout_child_t *child, int needs_data)
+{
+    child->needs_data = needs_data ? 1 : 0;
+    if (child->needs_data) {
+        c->data_children++;
+        c->data_name_bytes += strlen(child->name);
+        scout_cache_mark_dirty(c, child);
+    }
+    else
+        make_pending(c, child);
+}
+
+/* The codec is asked once for every new child of a list. */
+static void
+ask_needs_data(scout_cache_t *c, scout_child_t **fresh, unsigned n,
+               scout_cache_needs_data_fn needs_data, void *ud)
+{
+    const char **names;
+    unsigned char *need;
+
+    if (n == 0)
+        return;
+    names = malloc(n * (sizeof(*names) + 1));
+    if (names == NULL) {
+        for (unsigned k = 0; k < n; k++)
+            place_new(c, fresh[k], 1);
+        return;
+    }
+    need = (unsigned char *)(names + n);
+    for (unsigned k = 0; k < n; k++)
+        names[k] = fresh[k]->name;
+    needs_data(ud, names, n, need);
+    for (unsigned k = 0; k < n; k++)
+        place_new(c, fresh[k], need[k]);
+    free(names);
+}
+
 int
 scout_cache_apply_children(scout_cache_t *c,
                            const struct String_vector *names,
@@ -150,7 +189,8 @@ scout_cache_apply_children(scout_cache_t *c,
                            scout_cache_needs_data_fn needs_data, void *ud,
                            unsigned *changed)
 {
-    scout_child_t *child, *tmp;
+    scout_child_t *child, *tmp, **fresh = NULL;
+    unsigned nfresh = 0, cap = 0;
     size_t len;
 
     *changed = 0;
@@ -177,19 +217,24 @@ scout_cache_apply_children(scout_cache_t *c,
         memcpy(child->name, name, len + 1);
         child->seen = 1;
         (*changed)++;
-        child->needs_data = needs_data(ud, name) ? 1 : 0;
         /* Without a data read the best zxid we know is the listing's. */
         child->mzxid = stat->pzxid;
         HASH_ADD_KEYPTR(hh, c->children, child->name, len, child);
         c->count++;
-        if (child->needs_data) {
-            c->data_children++;
-            c->data_name_bytes += len;
-            scout_cache_mark_dirty(c, child);
+        if (nfresh == cap) {    /* grows with the new names, not the list */
+            scout_child_t **f = realloc(fresh, (cap ? 2 * cap : 16)
+                                               * sizeof(*fresh));
+            if (f == NULL) {
+                place_new(c, child, 1);     /* reading is always safe */
+                continue;
+            }
+            fresh = f;
+            cap = cap ? 2 * cap : 16;
         }
-        else
-            make_pending(c, child);
+        fresh[nfresh++] = child;
     }
+    ask_needs_data(c, fresh, nfresh, needs_data, ud);
+    free(fresh);
     HASH_ITER(hh, c->children, child, tmp) {
         if (!child->seen) {
             scout_cache_remove(c, child);

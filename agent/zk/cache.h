@@ -76,7 +76,10 @@ typedef struct {
                                       compile them without a re-read)  */
 } scout_cache_t;
 
-typedef int (*scout_cache_needs_data_fn)(void *ud, const char *name);
+/* Sets need[k] (0 or 1) for each of the n names new in one child list: asked
+ * once per list, not once per child (a policy call each). */
+typedef void (*scout_cache_needs_data_fn)(void *ud, const char *const *names,
+                                          unsigned n, unsigned char *need);
 
 void scout_cache_init(scout_cache_t *c);
 void scout_cache_free(scout_cache_t *c);

@@ -76,7 +76,9 @@ typedef struct {
 } scout_event_t;
 
 typedef struct {
-    int  (*needs_data)(void *ud, const char *child);
+    /* need[k] for each of n new children of one list (scout_cache_needs_data_fn) */
+    void (*needs_data)(void *ud, const char *const *names, unsigned n,
+                       unsigned char *need);
     /* Milliseconds to wait before reading; 0 = now. */
     int  (*delay)(void *ud, const scout_event_t *ev);
     void (*on_update)(void *ud);

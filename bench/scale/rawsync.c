@@ -14,6 +14,11 @@
  * then closes its sessions (so the server drops the watches at once) and
  * exits 0; exits 1 on any read error or after RAWSYNC_TIMEOUT_S (120) s.
  *
+ * RAWSYNC_PARSE=1 also parses each child's data as JSON (jansson) and takes
+ * its host and port, then drops it: a second, fairer baseline for an agent
+ * that must decode what it reads (the rest of its work -- filters, judging,
+ * publishing, snapshots -- is still its own).
+ *
  * Reads in flight are bounded (WINDOW requests over all sessions, a child
  * list counting for its children to come): at 1,000,000 endpoints, 170,000
  * requests queued at once on one session starved its pings and the server
@@ -25,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include "zkpoll.h"
 
 #define MAXSESS 64
@@ -37,6 +43,8 @@ static long inflight[MAXSESS];    /* requests, a list counting as its */
 static long last_count = 10;      /* children to come: estimated as    */
 static long *est;                 /* the last list's size              */
 static const char *prefix;
+static int parse;                 /* RAWSYNC_PARSE=1                   */
+static long parsed;               /* endpoints with a host and a port  */
 
 static void
 nop_watcher(zhandle_t *z, int type, int state, const char *path, void *ctx)
@@ -64,6 +72,14 @@ data_cb(int rc, const char *value, int len, const struct Stat *st,
         return;
     }
     data_bytes += len;
+    if (parse && value != NULL && len > 0) {
+        json_t *o = json_loadb(value, (size_t) len, 0, NULL);
+        json_t *h = json_object_get(o, "host"), *p = json_object_get(o, "port");
+
+        if (json_is_string(h) && json_is_integer(p))
+            parsed++;
+        json_decref(o);
+    }
     data_done++;
     data_pending--;
 }
@@ -163,6 +179,7 @@ main(int argc, char **argv)
     prefix = argv[2];
     nsvc = atol(argv[3]);
     nsess = atoi(argv[4]);
+    parse = getenv("RAWSYNC_PARSE") != NULL && atoi(getenv("RAWSYNC_PARSE")) == 1;
     if (nsess < 1 || nsess > MAXSESS)
         return 2;
     deadline = t0 + (getenv("RAWSYNC_TIMEOUT_S") ? atol(getenv("RAWSYNC_TIMEOUT_S"))
@@ -212,6 +229,11 @@ main(int argc, char **argv)
     }
     if (failed)
         return 1;
+    if (parse && parsed != data_done) {
+        fprintf(stderr, "rawsync: %ld of %ld data parsed as JSON with a host and a port\n",
+                parsed, data_done);
+        return 1;
+    }
     if ((f = fopen("/proc/self/status", "r")) != NULL) {
         while (fgets(line, sizeof(line), f))
             if (strncmp(line, "VmHWM:", 6) == 0)

@@ -49,7 +49,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 ${CC:-cc} -O2 -Wall -Wextra -o "$T/rawsync" "$HERE/rawsync.c" -I"$ROOT/bench/propagation" \
-    -I/usr/include/zookeeper -lzookeeper_st
+    -I/usr/include/zookeeper -lzookeeper_st -ljansson
 SCOUT=${SCOUT:-$ROOT/build/scout}
 [ -x "$SCOUT" ] || { echo "scale: $SCOUT not found (make, or set SCOUT=path)" >&2; exit 2; }
 export SCOUT SCOUT_LUA_DIR=${SCOUT_LUA_DIR:-$ROOT/lua}

@@ -12,7 +12,6 @@ local error = error
 local tostring = tostring
 local format = string.format
 local floor = math.floor
-local ceil = math.ceil
 local sort = table.sort
 local setmetatable = setmetatable
 local ipairs = ipairs
@@ -25,6 +24,7 @@ local render = require "scout.render"
 local url = require "scout.util.url"
 local u8 = require "scout.util.utf8"
 local ramp = require "scout.ramp"
+local protect = require "scout.protect"
 local json = require "cjson.safe"
 local EMPTY_META = require("scout.util.endpoint").EMPTY_META
 -- Endpoint tables between changes live in C for a small service (scout.keep): thaw before reading s.children or
@@ -102,82 +102,6 @@ function M.set_clock(fn) now_ms = fn end
 local wall_ms = function() return os.time() * 1000 end
 function M.set_wall_clock(fn) wall_ms = fn end
 
--- Protection is on by default: an empty list never replaces a non-empty one until confirmed by `confirm` more
--- reads (one every `confirm_interval`) or `hold` has passed. `protect = false` turns it off; `min_ratio` also
--- holds any drop below that share of the published list.
-local DEFAULT_PROTECTION
-local function protection(p)
-  if p == false then return nil end
-  if p == nil then
-    DEFAULT_PROTECTION = DEFAULT_PROTECTION or protection({})   -- shared: never written to
-    return DEFAULT_PROTECTION
-  end
-  return {
-    min_ratio = p.min_ratio,
-    confirm = p.confirm or 3,
-    hold = policy_dsl.duration(p.hold or 60000),
-    interval = policy_dsl.duration(p.confirm_interval or 1000),
-  }
-end
-
--- Should a change from `from` to `to` endpoints be held back? Returns nil (publish), or ms until the next look.
---
--- The ratio is taken against a baseline, the largest count published within the last `hold`, not against the
--- previous list: deletions that arrive one read at a time (10 -> 9 -> ... -> 2) are a mass deletion too.
-local function hold_back(s, from, to, svc_view)
-  local pr = s.protect
-  if not pr then return nil end
-  local base = s.baseline
-  -- Counts only grow until the first drop, so the baseline is taken then (the count before it), not kept
-  -- from the start: 10,000 services spare a table each.
-  if not base and to >= from then return nil end
-  local now = now_ms()
-  if not base or from >= base.count or now - base.at > pr.hold then
-    base = { count = from, at = now }
-    s.baseline = base
-  end
-  if from == 0 or not (to == 0 or (pr.min_ratio and to < pr.min_ratio * base.count)) then
-    if s.held then
-      log(LOG_WARN, format("service \"%s\": protection released: the drop went away", s.name))
-      s.held = nil
-    end
-    return nil
-  end
-  -- A confirmation is a look at least `confirm_interval` after the last one (the re-read scheduled below):
-  -- the other reads while the drop is held (each step of a staggered mass deletion) confirm nothing.
-  local h = s.held
-  if not h then
-    h = { since = now, confirms = 0, looked = now }
-    s.held = h
-    log(LOG_WARN, format("service \"%s\": protection: holding a drop from %d to %d endpoints", s.name, from, to))
-  elseif now - h.looked >= pr.interval then
-    h.confirms = h.confirms + 1
-    h.looked = now
-  end
-  local held_ms = now - h.since
-  local accept = h.confirms >= pr.confirm
-  if s.on_protect then
-    local ok, verdict = pcall(s.on_protect, svc_view, { from = from, to = to, confirms = h.confirms,
-                                                        held_ms = held_ms, hold_ms = pr.hold })
-    if not ok then
-      log(LOG_WARN, format("service \"%s\": on_protect failed: %s", s.name, tostring(verdict)))
-    elseif verdict == true or verdict == false then
-      accept = verdict
-    end
-  end
-  if accept or held_ms >= pr.hold then    -- protection never outlives hold
-    log(LOG_WARN, format("service \"%s\": protection: publishing the drop from %d to %d endpoints after %d "
-      .. "confirmations and %d ms", s.name, from, to, h.confirms, held_ms))
-    s.held = nil
-    s.baseline = { count = to, at = now }
-    return nil
-  end
-  local wait = pr.hold - held_ms
-  local due = h.looked + pr.interval - now
-  if due < wait then wait = due end
-  return wait < 1 and 1 or ceil(wait)
-end
-
 -- A service's settings its state keeps when the policy gives them: { policy's key, state's key }.
 local OPTIONAL = { { "codec_options", "options" }, { "filter", "filter" }, { "delay", "delay" },
                    { "on_change", "on_change" }, { "on_protect", "on_protect" },
@@ -222,7 +146,7 @@ function M.load(path)
     -- true when the filter said no, for explain), baseline (protection), held, failing, list, pool.
     local st = {
       name = svc.name, path = svc.path, codec = codec,
-      protect = protection(svc.protect),
+      protect = protect.settings(svc.protect),
       count = 0,       -- endpoints published
       children = {},   -- name -> decoded endpoint, or the reason it is not one
       published = {},  -- id -> endpoint, as last accepted by the C side
@@ -257,9 +181,13 @@ function M.load(path)
   return conf
 end
 
-function M.needs_data(i, name)
+-- names: the new children of one child list (a slice of it when long), overwritten in place by true (read its
+-- data) or false: one call into Lua per list, not one per child.
+function M.needs_data(i, names)
   local s = services[i]
-  return s.codec.needs_data(name, s.options) and true or false
+  local nd, options = s.codec.needs_data, s.options
+  for k = 1, #names do names[k] = nd(names[k], options) and true or false end
+  return names
 end
 
 function M.delay(i, kind, child, pending, since_read)
@@ -537,7 +465,7 @@ function M.update(i, removed, changed, more)
   local svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids },
                            svc_mt)
   local new_count = s.count + #added - #gone
-  local retry = hold_back(s, s.count, new_count, svc)
+  local retry = protect.hold_back(s, s.count, new_count, svc, now_ms, log)
   if retry then
     return {}, {}, nerr, hook_errors, retry
   end

@@ -14,11 +14,17 @@
 static unsigned last_changed;
 
 
-static int
-needs_data_for_ids(void *ud, const char *name)
+static unsigned asked_calls, asked_names;
+
+static void
+needs_data_for_ids(void *ud, const char *const *names, unsigned n,
+                   unsigned char *need)
 {
     (void)ud;
-    return strncmp(name, "id-", 3) == 0;
+    asked_calls++;
+    asked_names += n;
+    for (unsigned k = 0; k < n; k++)
+        need[k] = strncmp(names[k], "id-", 3) == 0;
 }
 
 static int
@@ -238,6 +244,41 @@ test_many_children(void)
     scout_cache_free(&c);
 }
 
+/* The codec is asked once per child list, about the new names only: a
+ * 10,000-service sync made one policy call per child before. */
+static void
+test_needs_data_once_per_list(void)
+{
+    enum { N = 100 };
+    static char names[N][16];
+    static const char *ptrs[N + 1];
+    scout_cache_t c;
+
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), i % 2 ? "id-%d" : "h%d:80", i);
+        ptrs[i] = names[i];
+    }
+    scout_cache_init(&c);
+    asked_calls = asked_names = 0;
+    CHECK(apply(&c, 1, N, ptrs) == SCOUT_OK);
+    CHECK(asked_calls == 1 && asked_names == N);
+    /* each name got its own answer */
+    CHECK(dirty_count(&c) == N / 2 && pending_count(&c) == N / 2);
+    CHECK(scout_cache_find(&c, "id-1")->needs_data == 1);
+    CHECK(scout_cache_find(&c, "h0:80")->needs_data == 0);
+    CHECK(c.data_children == N / 2);
+
+    ptrs[N] = "id-new";
+    asked_calls = asked_names = 0;
+    CHECK(apply(&c, 2, N + 1, ptrs) == SCOUT_OK);
+    CHECK(asked_calls == 1 && asked_names == 1);
+    CHECK(scout_cache_find(&c, "id-new")->needs_data == 1);
+
+    asked_calls = 0;                        /* nothing new: not asked */
+    CHECK(apply(&c, 3, N + 1, ptrs) == SCOUT_OK && asked_calls == 0);
+    scout_cache_free(&c);
+}
+
 int
 main(void)
 {
@@ -246,5 +287,6 @@ main(void)
     RUN(test_failed_policy_keeps_changes());
     RUN(test_reload_refetches_data());
     RUN(test_many_children());
+    RUN(test_needs_data_once_per_list());
     return test_summary();
 }

@@ -263,15 +263,23 @@ describe("scout.runtime", function()
   end)
 
   describe("needs_data", function()
+    local function one(i, name) return runtime.needs_data(i, { name })[1] end
+
     it("asks the codec and returns a boolean", function()
-      assert.is_false(runtime.needs_data(S, "10.0.0.1:80"))
-      assert.is_false(runtime.needs_data(S, "[::1]:80"))
-      assert.is_true(runtime.needs_data(S, "n1"))
-      assert.is_false(runtime.needs_data(DUBBO, "dubbo%3A%2F%2F10.0.0.1%3A20880%2Fx"))
-      assert.is_true(runtime.needs_data(SS, "member_0000000001"))
-      assert.is_false(runtime.needs_data(SS, "lock_1"))
+      assert.is_false(one(S, "10.0.0.1:80"))
+      assert.is_false(one(S, "[::1]:80"))
+      assert.is_true(one(S, "n1"))
+      assert.is_false(one(DUBBO, "dubbo%3A%2F%2F10.0.0.1%3A20880%2Fx"))
+      assert.is_true(one(SS, "member_0000000001"))
+      assert.is_false(one(SS, "lock_1"))
       -- a user codec without needs_data always reads data
-      assert.is_true(runtime.needs_data(USER, "10.0.0.1:80"))
+      assert.is_true(one(USER, "10.0.0.1:80"))
+    end)
+
+    it("answers a whole child list in one call, each name in its place", function()
+      assert.same({ false, true, false, true },
+                  runtime.needs_data(S, { "10.0.0.1:80", "n1", "[::1]:80", "n2" }))
+      assert.same({}, runtime.needs_data(S, {}))
     end)
 
     it("turns a user codec's truthy or falsy answer into true or false", function()
@@ -279,8 +287,8 @@ describe("scout.runtime", function()
 service "a" { path = "/a", codec = { decode = function() end, needs_data = function(name) return name end } }
 service "b" { path = "/b", codec = { decode = function() end, needs_data = false } }
 ]])))
-      assert.equals(true, runtime.needs_data(1, "yes"))
-      assert.equals(false, runtime.needs_data(2, "yes"))
+      assert.equals(true, one(1, "yes"))
+      assert.equals(false, one(2, "yes"))
     end)
   end)
 

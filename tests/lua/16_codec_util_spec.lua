@@ -119,6 +119,18 @@ describe("scout.util.endpoint", function()
     assert.equal("", E.trim(string.rep(" ", 100000)))
   end)
 
+  it("trims every ASCII space at either end, and returns untouched data as it is", function()
+    for _, ws in ipairs({ " ", "\t", "\n", "\v", "\f", "\r" }) do
+      assert.equal("x y", E.trim(ws .. "x y"))
+      assert.equal("x y", E.trim("x y" .. ws))
+      assert.equal("", E.trim(ws))
+    end
+    assert.equal("{\"a\":1}", E.trim("{\"a\":1}"))
+    assert.equal("x", E.trim("x"))
+    assert.equal("", E.trim(""))
+    assert.equal("\1x\31", E.trim("\1x\31"))   -- control bytes that are not %s stay
+  end)
+
   it("checks encoder input and raises at the caller's level", function()
     local ok, err = pcall(E.check, { host = "h", port = 0 })
     assert.is_false(ok)
