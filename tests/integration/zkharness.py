@@ -9,9 +9,10 @@ A standalone server takes seconds to start (a JVM), and most test classes want
 a fresh one per test: so each default start() (one node, default tick, own temp
 dir) is handed a server started ahead in the background, and starts the next one
 while the test runs. Each is still the test's own server (own ports, own dir,
-stopped with it); the one left unused is stopped at exit. On with ZKH_PREFETCH=1,
-which tests/integration/run.py sets (a runner that starts one server for all its
-tests, as tests/nginx does, gains nothing from a spare).
+stopped with it, behind the test: the next one does not wait for the JVM to
+exit); the one left unused is stopped at exit, and every stop is waited for.
+On with ZKH_PREFETCH=1, which tests/integration/run.py sets (a runner that
+starts one server for all its tests, as tests/nginx does, gains nothing).
 
     from zkharness import ZooKeeper
     with ZooKeeper(nodes=3) as zk:          # or ZooKeeper().start()
@@ -45,6 +46,8 @@ def _stop_all():
             zk.stop()
         except Exception as e:  # best effort at exit
             sys.stderr.write("zkharness: stop failed: %s\n" % e)
+    for t in list(_stopping):
+        t.join()
 
 
 atexit.register(_stop_all)
@@ -113,6 +116,22 @@ def _discard(result):
         shutil.rmtree(result["dir"], ignore_errors=True)
 
 
+# servers being stopped behind the tests (a JVM takes a second or more to exit); joined at exit
+_stopping = []
+
+
+def _stop_behind(d):
+    """Stops the server in d and removes d on a thread: the caller does not wait for the JVM to exit (its ports and
+    dir are its own, nothing reuses them). Used with PREFETCH, i.e. under tests/integration/run.py."""
+    def run():
+        subprocess.run([ZK_SH, "stop", d], check=False)
+        shutil.rmtree(d, ignore_errors=True)
+
+    t = threading.Thread(target=run, name="zkharness-stop", daemon=True)
+    t.start()
+    _stopping[:] = [x for x in _stopping if x.is_alive()] + [t]
+
+
 def _drop_spare():
     """At exit: a spare still starting is stopped at once (its java already has a pid file, or the stop after the
     join gets it), not waited for."""
@@ -173,7 +192,10 @@ class ZooKeeper:
             except Exception:
                 pass
         self._clients = []
-        if self.dir is not None:
+        if self.dir is not None and PREFETCH and self._own_dir and not self.keep_dir:
+            _stop_behind(self.dir)
+            self.dir = None
+        elif self.dir is not None:
             subprocess.run([ZK_SH, "stop", self.dir], check=False)
             if self._own_dir and not self.keep_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
