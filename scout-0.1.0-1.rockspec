@@ -63,10 +63,6 @@ external_dependencies = {
   CURL = {                -- the client commands (scout status, show, ...); Debian keeps curl/curl.h in the
     library = "curl",     -- multiarch include directory, which luarocks does not search: the library is the test
   },
-  LIBSYSTEMD = {          -- sd_notify for Type=notify units
-    header = "systemd/sd-daemon.h",
-    library = "systemd",
-  },
 }
 
 build = {
@@ -77,9 +73,9 @@ build = {
   -- Passed to both passes, so `install: all` finds everything up to date.
   variables = {
     CFLAGS = '$(CFLAGS) -I"$(ZOOKEEPER_INCDIR)" -I"$(LIBEV_INCDIR)" -I"$(JANSSON_INCDIR)" -I"$(HTTP_PARSER_INCDIR)"'
-             .. ' -I"$(CURL_INCDIR)" -I"$(LIBSYSTEMD_INCDIR)"',
+             .. ' -I"$(CURL_INCDIR)"',
     LDFLAGS = '-L"$(ZOOKEEPER_LIBDIR)" -L"$(LIBEV_LIBDIR)" -L"$(JANSSON_LIBDIR)" -L"$(HTTP_PARSER_LIBDIR)"'
-              .. ' -L"$(CURL_LIBDIR)" -L"$(LIBSYSTEMD_LIBDIR)"',
+              .. ' -L"$(CURL_LIBDIR)"',
     LIBFLAG = "$(LIBFLAG)",
     LUA_LIBDIR = "$(LUA_LIBDIR)",
     -- Compiled into the agent: where the tree's Lua modules end up after luarocks deploys them (bin/../share/lua/5.1;

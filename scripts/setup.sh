@@ -13,7 +13,8 @@ PACKAGES=(
   gcc make pkg-config
   libzookeeper-st-dev libev-dev libhttp-parser-dev libjansson-dev uthash-dev libxxhash-dev
   libmicrohttpd-dev                     # the HTTP API's server (external-loop mode in libev)
-  libcurl4-openssl-dev libsystemd-dev   # the client commands (HTTP over the unix socket); sd_notify
+  libcurl4-openssl-dev                  # the client commands (HTTP over the unix socket); libsystemd0 (sd_notify,
+                                        # dlopen'd, no header needed) comes with systemd below
   systemd                               # systemd-analyze verifies the example unit
   prometheus                            # promtool checks /metrics in the tests
   luajit2 libluajit2-5.1-dev          # OpenResty's LuaJIT: Debian's lua-nginx-module needs it

@@ -8,7 +8,11 @@
 # status (and busted's plan), adds them up and exits non-zero when anything failed. Skips are counted and shown;
 # a missing C test binary, a runner that crashed before its count or ran no test is a failure. Run `make test`,
 # which builds first. SUITES="lua c" limits the run; timing is never asserted here (benchmarks live in bench/).
+# The suites that only need the CPU (lint, c, lua, rockspec) run beside those that wait on ZooKeeper and nginx,
+# and each ASan run of integration and nginx beside its normal run (SIDE=0: the CPU-only ones in turn); each output
+# is still printed whole, once it has ended. The integration runs list their 20 slowest tests.
 set -uo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/.."
 
 PY=/usr/bin/python3            # kazoo is packaged for Debian's python only
@@ -18,10 +22,13 @@ summary=()
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
+records=()
+
 # record NAME PASSED FAILED SKIPPED
 record() {
   total_pass=$((total_pass + $2)); total_fail=$((total_fail + $3)); total_skip=$((total_skip + $4))
   summary+=("$(printf '%-22s %4d passed, %d failed, %d skipped' "$1" "$2" "$3" "$4")")
+  records+=("$1 $2 $3 $4")
 }
 
 # run_counted NAME CMD...: the command's last `N passed, N failed[, N skipped]` line is its result. The exit
@@ -133,12 +140,12 @@ both() {
 }
 
 suite_integration() {
-  both integration "$PY" tests/integration/run.py
+  both integration "$PY" tests/integration/run.py --durations 20
 }
 
 suite_integration-asan() {
   [ -n "${BESIDE[integration-asan]:-}" ] && return
-  SCOUT_BIN=build-asan/scout run_counted integration-asan asan_env "$PY" tests/integration/run.py
+  SCOUT_BIN=build-asan/scout run_counted integration-asan asan_env "$PY" tests/integration/run.py --durations 20
 }
 
 suite_nginx() {
@@ -154,7 +161,57 @@ suite_rockspec() {
   run_counted rockspec tests/rockspec/run.sh
 }
 
-for s in $SUITES; do "suite_$s"; done
+# The suites that only need the CPU (no ZooKeeper, nginx or agent; temp files and port-0 sockets of their own) run
+# beside the ones that mostly wait on events (a ZooKeeper, an agent, nginx), as one child run of this script: its
+# output is printed whole once it has ended (between two of the others, or at the end), and its per-suite results
+# and exit status are added here. SIDE=0 runs every suite in turn.
+SIDE_SUITES=${SIDE_SUITES:-"lint c lua rockspec"}
+side=() fore=()
+for s in $SUITES; do
+  if [ "${SIDE:-1}" = 1 ] && [ -z "${RUN_SUMMARY_FILE:-}" ] && [[ " $SIDE_SUITES " == *" $s "* ]]; then
+    side+=("$s")
+  else
+    fore+=("$s")
+  fi
+done
+if [ ${#fore[@]} -eq 0 ]; then fore=("${side[@]}"); side=(); fi
+
+side_pid=
+if [ ${#side[@]} -gt 0 ]; then
+  side_out=$(mktemp) side_sum=$(mktemp)
+  trap 'rm -f "$out" "$side_out" "$side_out.rc" "$side_sum"' EXIT
+  (SUITES="${side[*]}" RUN_SUMMARY_FILE=$side_sum "$SELF" >"$side_out" 2>&1; echo $? >"$side_out.rc") &
+  side_pid=$!
+  echo "=== ${side[*]}: running beside ${fore[*]}, shown once done"
+fi
+
+# side_done: prints the side run's output and adds its results (waits for it first).
+side_done() {
+  local rc name p f s n=0 bad=0
+  wait "$side_pid"
+  side_pid=
+  echo "=== ${side[*]} (ran beside ${fore[*]}): SUITES=\"${side[*]}\" tests/run.sh"
+  cat "$side_out"
+  rc=$(cat "$side_out.rc" 2>/dev/null || echo 1)
+  while read -r name p f s; do
+    record "$name" "$p" "$f" "$s"; n=$((n + 1)); bad=$((bad + f))
+  done <"$side_sum"
+  if [ "$n" -eq 0 ]; then record "${side[*]}" 0 1 0; echo "!!! the run of ${side[*]} recorded no suite"
+  elif [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then record "${side[*]}" 0 1 0; echo "!!! the run of ${side[*]} exited $rc"
+  fi
+}
+
+for s in "${fore[@]}"; do
+  "suite_$s"
+  if [ -n "$side_pid" ] && [ -s "$side_out.rc" ]; then side_done; fi
+done
+[ -n "$side_pid" ] && side_done
+
+if [ -n "${RUN_SUMMARY_FILE:-}" ]; then            # a side run: its parent prints the summary
+  for l in "${records[@]}"; do echo "$l"; done >"$RUN_SUMMARY_FILE"
+  [ "$total_fail" -eq 0 ]
+  exit
+fi
 
 echo
 echo "=== summary"

@@ -1,24 +1,59 @@
 """Run every integration test module (test_*.py) and print `N passed, N failed[, N skipped]`; no test run is a failure.
 
-Usage: /usr/bin/python3 tests/integration/run.py [-k substring] [module ...]
-Needs /usr/bin/python3 (kazoo is packaged only for it).
+Usage: /usr/bin/python3 tests/integration/run.py [-k substring] [--durations N] [module ...]
+Needs /usr/bin/python3 (kazoo is packaged only for it). --durations N lists the N slowest tests and each module's
+tests summed (a class's or module's set-up is not in them), to find where the suite waits.
 """
 
 import os
 import sys
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+# most classes start a ZooKeeper per test: zkharness starts the next one while a test runs (ZKH_PREFETCH=0: off)
+os.environ.setdefault("ZKH_PREFETCH", "1")
+
+
+class TimedResult(unittest.TextTestResult):
+    """Each test's wall time, from its start to its end (its setUp and tearDown included)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.times = []
+
+    def startTest(self, test):
+        self._t0 = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self.times.append((time.monotonic() - self._t0, test.id()))
+
+
+def print_durations(times, n, wall):
+    print("\nslowest %d tests:" % n)
+    for t, name in sorted(times, reverse=True)[:n]:
+        print("%7.1fs  %s" % (t, name))
+    modules = {}
+    for t, name in times:
+        modules[name.split(".")[0]] = modules.get(name.split(".")[0], 0) + t
+    print("per module, tests only (whole run %.0fs; the rest is class and module set-up):" % wall)
+    for name, t in sorted(modules.items(), key=lambda kv: -kv[1]):
+        print("%7.1fs  %s" % (t, name))
 
 
 def main(argv):
     pattern = None
+    durations = 0
     names = []
     args = iter(argv)
     for a in args:
         if a == "-k":
             pattern = next(args)
+        elif a == "--durations":
+            durations = int(next(args))
         else:
             names.append(a)
     loader = unittest.TestLoader()
@@ -29,8 +64,11 @@ def main(argv):
                                    for n in names)
     else:
         suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
-    runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
+    runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout, resultclass=TimedResult)
+    t0 = time.monotonic()
     result = runner.run(suite)
+    if durations:
+        print_durations(result.times, durations, time.monotonic() - t0)
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     skipped = len(result.skipped)
     # an error in setUpClass counts as a failure without a test having run

@@ -5,6 +5,15 @@ scripts/zk.sh (the single place that knows how to start one) so a test never
 leaks a java process: every instance is stopped on stop(), on `with` exit, at
 interpreter exit (atexit) and on SIGTERM.
 
+A standalone server takes seconds to start (a JVM), and most test classes want
+a fresh one per test: so each default start() (one node, default tick, own temp
+dir) is handed a server started ahead in the background, and starts the next one
+while the test runs. Each is still the test's own server (own ports, own dir,
+stopped with it, behind the test: the next one does not wait for the JVM to
+exit); the one left unused is stopped at exit, and every stop is waited for.
+On with ZKH_PREFETCH=1, which tests/integration/run.py sets (a runner that
+starts one server for all its tests, as tests/nginx does, gains nothing).
+
     from zkharness import ZooKeeper
     with ZooKeeper(nodes=3) as zk:          # or ZooKeeper().start()
         c = zk.client()                     # started KazooClient, closed on stop()
@@ -22,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ZK_SH = os.path.normpath(os.path.join(HERE, "..", "..", "scripts", "zk.sh"))
@@ -30,11 +40,14 @@ _live = set()
 
 
 def _stop_all():
+    _drop_spare()
     for zk in list(_live):
         try:
             zk.stop()
         except Exception as e:  # best effort at exit
             sys.stderr.write("zkharness: stop failed: %s\n" % e)
+    for t in list(_stopping):
+        t.join()
 
 
 atexit.register(_stop_all)
@@ -56,6 +69,84 @@ except ValueError:
     pass
 
 
+# -- a standalone server started ahead: (thread, result) where result gets "dir" and "connect", or "error" ----------
+_spare = None
+_spare_lock = threading.Lock()
+PREFETCH = os.environ.get("ZKH_PREFETCH") == "1"
+
+
+def _start_spare():
+    global _spare
+    result = {}
+
+    def run():
+        d = tempfile.mkdtemp(prefix="zkh-")
+        result["dir"] = d
+        p = subprocess.run([ZK_SH, "start", d, "--nodes", "1", "--tick", "200"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True)
+        if p.returncode == 0:
+            result["connect"] = p.stdout.strip()
+        else:
+            result["error"] = "zk.sh start failed (%d):\n%s" % (p.returncode, p.stderr)
+
+    t = threading.Thread(target=run, name="zkharness-spare", daemon=True)
+    _spare = (t, result)
+    t.start()
+
+
+def _take_spare():
+    """The spare's (dir, connect) once it serves, or None (none started, or it failed: then it is cleaned up)."""
+    global _spare
+    with _spare_lock:
+        spare, _spare = _spare, None
+        if spare is None:
+            return None
+        t, result = spare
+        t.join()
+        if "connect" in result:
+            return result["dir"], result["connect"]
+        _discard(result)
+        return None
+
+
+def _discard(result):
+    if "dir" in result:
+        subprocess.run([ZK_SH, "stop", result["dir"]], check=False, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        shutil.rmtree(result["dir"], ignore_errors=True)
+
+
+# servers being stopped behind the tests (a JVM takes a second or more to exit); joined at exit
+_stopping = []
+
+
+def _stop_behind(d):
+    """Stops the server in d and removes d on a thread: the caller does not wait for the JVM to exit (its ports and
+    dir are its own, nothing reuses them). Used with PREFETCH, i.e. under tests/integration/run.py."""
+    def run():
+        subprocess.run([ZK_SH, "stop", d], check=False)
+        shutil.rmtree(d, ignore_errors=True)
+
+    t = threading.Thread(target=run, name="zkharness-stop", daemon=True)
+    t.start()
+    _stopping[:] = [x for x in _stopping if x.is_alive()] + [t]
+
+
+def _drop_spare():
+    """At exit: a spare still starting is stopped at once (its java already has a pid file, or the stop after the
+    join gets it), not waited for."""
+    global _spare
+    with _spare_lock:
+        spare, _spare = _spare, None
+        if spare is not None:
+            t, result = spare
+            if t.is_alive() and "dir" in result:
+                subprocess.run([ZK_SH, "stop", result["dir"]], check=False, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+            t.join()
+            _discard(result)
+
+
 class ZooKeeper:
     def __init__(self, nodes=1, tick=200, dir=None, keep_dir=False):
         self.nodes = nodes
@@ -72,6 +163,16 @@ class ZooKeeper:
             self.nodes = nodes
         if self.connect is not None:
             raise RuntimeError("already started")
+        prefetch = PREFETCH and self.dir is None and self.nodes == 1 and self.tick == 200
+        if prefetch:
+            taken = _take_spare()
+            if taken is not None:
+                self.dir, self.connect = taken
+                _live.add(self)
+            with _spare_lock:
+                _start_spare()                 # the next test's server starts while this one runs
+            if taken is not None:
+                return self
         if self.dir is None:
             self.dir = tempfile.mkdtemp(prefix="zkh-")
         _live.add(self)
@@ -91,7 +192,10 @@ class ZooKeeper:
             except Exception:
                 pass
         self._clients = []
-        if self.dir is not None:
+        if self.dir is not None and PREFETCH and self._own_dir and not self.keep_dir:
+            _stop_behind(self.dir)
+            self.dir = None
+        elif self.dir is not None:
             subprocess.run([ZK_SH, "stop", self.dir], check=False)
             if self._own_dir and not self.keep_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)

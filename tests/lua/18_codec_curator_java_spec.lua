@@ -13,6 +13,11 @@ local JARS = { "curator-x-discovery", "curator-framework", "curator-client", "ja
 local SOURCES = { "CuratorCheck.java", "org/springframework/cloud/zookeeper/discovery/ZookeeperInstance.java",
   "org/apache/dubbo/registry/zookeeper/ZookeeperInstance.java" }
 
+-- short runs: the client compiler only and the serial collector take about half the CPU of the defaults (javac
+-- 1.2-1.4 s of user time against 2.2-2.8 s here), and the classes and the checks are the same
+local JVM_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+local JAVAC_OPTS = "-J-XX:TieredStopAtLevel=1 -J-XX:+UseSerialGC"
+
 local function exists(p)
   local f = io.open(p, "rb")
   if f then f:close() end
@@ -45,13 +50,15 @@ local function build()
   assert(sh("mkdir -p " .. tmp))
   local srcs = {}
   for i, s in ipairs(SOURCES) do srcs[i] = "tests/java/" .. s end
-  local ok, out = sh("javac -nowarn -d " .. tmp .. " -cp " .. table.concat(cp, ":") .. " " .. table.concat(srcs, " "))
+  local ok, out = sh("javac " .. JAVAC_OPTS .. " -nowarn -d " .. tmp .. " -cp " .. table.concat(cp, ":") .. " "
+    .. table.concat(srcs, " "))
   assert(ok, out)
   return tmp
 end
 
 local function java(args)
-  local ok, out = sh("java -cp " .. build() .. ":" .. table.concat(cp, ":") .. " CuratorCheck " .. args)
+  local ok, out = sh("java " .. JVM_OPTS .. " -cp " .. build() .. ":" .. table.concat(cp, ":") .. " CuratorCheck "
+    .. args)
   assert(ok, out)
   return out
 end
