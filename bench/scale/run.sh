@@ -22,6 +22,8 @@
 #      writes, cold start; its header has the method; env SIZES, CHANGES, SNAPSHOT_SAMPLES).
 # WRITESTALL=1 runs writestall.py instead (the API stall during snapshot writes and GET /v1/services, and
 #      SIGTERM -> exit, for SCOUT_BASE and SCOUT alternating in one run; its header has the method).
+# EXITPAIR=1 runs exitpair.py instead (SIGTERM -> exit of SCOUT_BASE and SCOUT synced side by side on a registry
+#      a scale.py run left in ZK_DATA; its header has the method).
 # SYNC=1 runs sync.py instead (issue 14: the initial sync, agent vs raw client with the same sessions,
 #      wall and CPU, ROUNDS rounds; SCOUT_BASE=old/scout adds a before/after pair to the same run).
 set -euo pipefail
@@ -69,6 +71,8 @@ if [ "${WRITESTALL:-0}" = 1 ]; then
     /usr/bin/python3 "$HERE/writestall.py" "$ZK" "$T/zk" "$T" "$ROOT" &
 elif [ "${PERCHANGE:-0}" = 1 ]; then
     /usr/bin/python3 "$HERE/perchange.py" "$ZK" "$T/zk" "$T" "$ROOT" &
+elif [ "${EXITPAIR:-0}" = 1 ]; then
+    /usr/bin/python3 "$HERE/exitpair.py" "$ZK" "$T/zk" "$T" &
 elif [ "${SYNC:-0}" = 1 ]; then
     /usr/bin/python3 "$HERE/sync.py" "$ZK" "$T/zk" "$T" "$ROOT" "$T/rawsync" &
 else
