@@ -573,7 +573,7 @@ scout_agent_stop(scout_agent_t *a)
     if (a->persist != NULL)
         scout_persist_flush(a->persist);
     (void)scout_session_close_all(a->sessions, a->nsessions,
-                                  SESSION_CLOSE_WAIT_MS);
+                                  SESSION_CLOSE_WAIT_MS, 0);
 }
 
 void
@@ -630,14 +630,16 @@ scout_agent_exit(scout_agent_t *a)
     const char *full = getenv("SCOUT_FREE_AT_EXIT");
     double t0 = scout_now_ms(), t1, t2;
     int n = a->sessions != NULL ? a->nsessions : 0, ended;
+    int free_all = LEAK_CHECKED_BUILD || RUNNING_ON_VALGRIND
+                   || (full != NULL && strcmp(full, "1") == 0);
 
     if (a->persist != NULL)
         scout_persist_flush(a->persist);    /* before anything stops */
     t1 = scout_now_ms();
-    ended = scout_session_close_all(a->sessions, n, SESSION_CLOSE_WAIT_MS);
+    ended = scout_session_close_all(a->sessions, n, SESSION_CLOSE_WAIT_MS,
+                                    !free_all);
     t2 = scout_now_ms();
-    if (LEAK_CHECKED_BUILD || RUNNING_ON_VALGRIND
-        || (full != NULL && strcmp(full, "1") == 0)) {
+    if (free_all) {
         scout_agent_free(a);
         scout_log(SCOUT_LOG_INFO, "agent", "exit: snapshot flushed in %.0f "
                   "ms, %d sessions closed in %.0f ms (%d ended by the "

@@ -623,8 +623,25 @@ send_close(scout_session_t *s, double deadline)
     return fd;
 }
 
+/* At exit, once the server has ended the session: the handle is left to the
+ * process exit.  zookeeper_close() would free its watch tables entry by
+ * entry (a million at a million endpoints) and run every pending
+ * completion, for a process that is about to end. */
+static void
+leave_handle(scout_session_t *s)
+{
+    s->state = SCOUT_SESSION_CLOSED;
+    ev_timer_stop(s->loop, &s->lost);
+    ev_io_stop(s->loop, &s->io);
+    ev_timer_stop(s->loop, &s->timer);
+    ev_timer_stop(s->loop, &s->stable);
+    s->io_fd = -1;
+    s->zh = NULL;
+    s->on_state(s->ud, SCOUT_SESSION_CLOSED, 0);
+}
+
 int
-scout_session_close_all(scout_session_t **v, int n, int wait_ms)
+scout_session_close_all(scout_session_t **v, int n, int wait_ms, int at_exit)
 {
     double deadline = scout_now_ms() + wait_ms;
     struct pollfd *p = calloc(n > 0 ? (size_t)n : 1, sizeof(*p));
@@ -649,7 +666,7 @@ scout_session_close_all(scout_session_t **v, int n, int wait_ms)
             while ((r = recv(p[i].fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0)
                 ;
             if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
-                p[i].fd = -1;       /* the server ended it: closed */
+                p[i].fd = -2;       /* the server ended it: closed */
                 waiting--;
                 ended++;
             }
@@ -658,10 +675,15 @@ scout_session_close_all(scout_session_t **v, int n, int wait_ms)
     for (int i = 0; p != NULL && i < n; i++)
         if (p[i].fd >= 0)           /* no answer in time: do not wait again */
             (void)shutdown(p[i].fd, SHUT_RD);
-    free(p);
-    for (int i = 0; i < n; i++)
-        if (v[i] != NULL)
+    for (int i = 0; i < n; i++) {
+        if (v[i] == NULL)
+            continue;
+        if (at_exit && p != NULL && p[i].fd == -2)
+            leave_handle(v[i]);
+        else
             scout_session_close(v[i]);
+    }
+    free(p);
     return ended;
 }
 
