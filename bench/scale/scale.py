@@ -448,7 +448,8 @@ def main():
         fail("the server refused %d packets (Len error: SetWatches over jute.maxbuffer)" % len_errors)
     if poll["bad"]:
         fail("%d empty or partial answers during the restart: %r" % (len(poll["bad"]), poll["bad"][:3]))
-    rows.append(("reconnect: ZK serving -> health 200", "%.2f s" % (t_health - t_serving), "",
+    rows.append(("reconnect: ZK serving -> health 200",
+                 "%.2f s" % (t_health - t_serving) if t_health is not None else "not within 60 s", "",
                  "ZK down %.2f s (stop %.2f s), restart to serving %.2f s"
                  % (t_serving - t_stop, t_stopped - t_stop, t_serving - t_launch)))
     rows.append(("reconnect: ZK serving -> fresh change visible", "%.2f s" % (t_seen - t_serving), "",
