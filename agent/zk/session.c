@@ -623,10 +623,13 @@ send_close(scout_session_t *s, double deadline)
     return fd;
 }
 
-/* At exit, once the server has ended the session: the handle is left to the
+/* At exit, once the close request is on the wire: the handle is left to the
  * process exit.  zookeeper_close() would free its watch tables entry by
- * entry (a million at a million endpoints) and run every pending
- * completion, for a process that is about to end. */
+ * entry (a million at a million endpoints: 52 sessions took 4.6 s of the
+ * exit on a busy host) and run every pending completion, for a process
+ * that is about to end.  A close the server has not answered within the
+ * wait still reaches it: the request is in the socket before the kernel
+ * closes it at the process exit. */
 static void
 leave_handle(scout_session_t *s)
 {
@@ -678,8 +681,8 @@ scout_session_close_all(scout_session_t **v, int n, int wait_ms, int at_exit)
     for (int i = 0; i < n; i++) {
         if (v[i] == NULL)
             continue;
-        if (at_exit && p != NULL && p[i].fd == -2)
-            leave_handle(v[i]);
+        if (at_exit && p != NULL && p[i].fd != -1)
+            leave_handle(v[i]);     /* its close is on the wire */
         else
             scout_session_close(v[i]);
     }
