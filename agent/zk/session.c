@@ -657,10 +657,14 @@ scout_session_close_all(scout_session_t **v, int n, int wait_ms, int at_exit)
     }
     while (waiting > 0) {
         static char sink[65536];
-        int left = (int)(deadline - scout_now_ms());
+        int left = (int)(deadline - scout_now_ms()), rc;
 
-        if (left <= 0 || poll(p, (nfds_t)n, left) < 0)
+        if (left <= 0)
             break;
+        if ((rc = poll(p, (nfds_t)n, left)) < 0 && errno != EINTR)
+            break;
+        if (rc <= 0)
+            continue;
         for (int i = 0; i < n; i++) {
             ssize_t r;
 
