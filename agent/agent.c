@@ -28,6 +28,10 @@
 #include "log.h"
 #include "zk/watch.h"
 
+/* Exit: how long the sessions' closes are awaited, all of them together
+ * (zookeeper_close waits this long for one). */
+#define SESSION_CLOSE_WAIT_MS 1500
+
 /* Builds whose leak check must see every block freed at exit. */
 #if defined(__SANITIZE_ADDRESS__)
 #define LEAK_CHECKED_BUILD 1
@@ -568,9 +572,8 @@ scout_agent_stop(scout_agent_t *a)
 {
     if (a->persist != NULL)
         scout_persist_flush(a->persist);
-    for (int i = 0; i < a->nsessions; i++)
-        if (a->sessions[i] != NULL)
-            scout_session_close(a->sessions[i]);
+    (void)scout_session_close_all(a->sessions, a->nsessions,
+                                  SESSION_CLOSE_WAIT_MS, 0);
 }
 
 void
@@ -626,21 +629,22 @@ scout_agent_exit(scout_agent_t *a)
 {
     const char *full = getenv("SCOUT_FREE_AT_EXIT");
     double t0 = scout_now_ms(), t1, t2;
-    int n = a->nsessions;
+    int n = a->sessions != NULL ? a->nsessions : 0, ended;
+    int free_all = LEAK_CHECKED_BUILD || RUNNING_ON_VALGRIND
+                   || (full != NULL && strcmp(full, "1") == 0);
 
     if (a->persist != NULL)
         scout_persist_flush(a->persist);    /* before anything stops */
     t1 = scout_now_ms();
-    for (int i = 0; a->sessions != NULL && i < n; i++)
-        if (a->sessions[i] != NULL)
-            scout_session_close(a->sessions[i]);
+    ended = scout_session_close_all(a->sessions, n, SESSION_CLOSE_WAIT_MS,
+                                    !free_all);
     t2 = scout_now_ms();
-    if (LEAK_CHECKED_BUILD || RUNNING_ON_VALGRIND
-        || (full != NULL && strcmp(full, "1") == 0)) {
+    if (free_all) {
         scout_agent_free(a);
         scout_log(SCOUT_LOG_INFO, "agent", "exit: snapshot flushed in %.0f "
-                  "ms, %d sessions closed in %.0f ms, everything freed in "
-                  "%.0f ms", t1 - t0, n, t2 - t1, scout_now_ms() - t2);
+                  "ms, %d sessions closed in %.0f ms (%d ended by the "
+                  "server together), everything freed in %.0f ms", t1 - t0,
+                  n, t2 - t1, ended, scout_now_ms() - t2);
         return;
     }
     scout_api_free(a->api);         /* a unix socket's file is removed */
@@ -654,9 +658,10 @@ scout_agent_exit(scout_agent_t *a)
         scout_render_free(a->renders[i]);
     scout_policy_stop_children(a->policy);
     scout_log(SCOUT_LOG_INFO, "agent", "exit: snapshot flushed in %.0f ms, "
-              "%d sessions closed in %.0f ms, outputs stopped in %.0f ms; "
-              "the rest of the memory is left to the process exit",
-              t1 - t0, n, t2 - t1, scout_now_ms() - t2);
+              "%d sessions closed in %.0f ms (%d ended by the server "
+              "together), outputs stopped in %.0f ms; the rest of the "
+              "memory is left to the process exit",
+              t1 - t0, n, t2 - t1, ended, scout_now_ms() - t2);
 }
 
 

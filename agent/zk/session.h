@@ -63,4 +63,13 @@ int      scout_session_looping(const scout_session_t *s);
  * acknowledges the close; must not be called from a ZooKeeper callback. */
 void scout_session_close(scout_session_t *s);
 
+/* Close n sessions (entries may be NULL) at once: every connected session's
+ * close request is sent first, then the server's answers (it ends each
+ * connection) are awaited together for at most wait_ms, so n sessions cost
+ * one round trip, not n.  at_exit: a handle whose close was sent is not
+ * freed (the process is ending; only scout_session_free may follow).  Returns how
+ * many the server ended within wait_ms; each session is CLOSED on return. */
+int  scout_session_close_all(scout_session_t **v, int n, int wait_ms,
+                             int at_exit);
+
 #endif

@@ -13,12 +13,17 @@
 #      PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
 #      PERF=1 (perf record the agent during the sync and the restart), CC,
 #      SCOUT (default build/scout), SCOUT_LUA_DIR (default lua/ of this tree),
-#      ZK_HEAP (512m here), KEEP=1 keeps the temp dir (agent logs, policy, perf-*.data/txt).
+#      ZK_HEAP (512m here), KEEP=1 keeps the temp dir (agent logs, policy, perf-*.data/txt),
+#      ZK_DATA=DIR: ZooKeeper's dataDir, kept after the run (e.g. /work/zk-data-100000x10, outside
+#      the repo); a re-run on the same SERVICES x ENDPOINTS finds the registry there and skips the
+#      populate (minutes at a million endpoints) and the services-only memory probe.
 # PERCHANGE=1 runs perchange.py instead (issue 14 item 1: per-change CPU and loop time at 100, 1,000
 #      and 10,000 services side by side, the loop's part of a snapshot write, the API stall during
 #      writes, cold start; its header has the method; env SIZES, CHANGES, SNAPSHOT_SAMPLES).
 # WRITESTALL=1 runs writestall.py instead (the API stall during snapshot writes and GET /v1/services, and
 #      SIGTERM -> exit, for SCOUT_BASE and SCOUT alternating in one run; its header has the method).
+# EXITPAIR=1 runs exitpair.py instead (SIGTERM -> exit of SCOUT_BASE and SCOUT synced side by side on a registry
+#      a scale.py run left in ZK_DATA; its header has the method).
 # SYNC=1 runs sync.py instead (issue 14: the initial sync, agent vs raw client with the same sessions,
 #      wall and CPU, ROUNDS rounds; SCOUT_BASE=old/scout adds a before/after pair to the same run).
 set -euo pipefail
@@ -55,12 +60,19 @@ SCOUT=${SCOUT:-$ROOT/build/scout}
 export SCOUT SCOUT_LUA_DIR=${SCOUT_LUA_DIR:-$ROOT/lua}
 # 100k znodes and 100k watches: more heap than the 128m default
 export ZK_HEAP=${ZK_HEAP:-512m}
+if [ -n "${ZK_DATA:-}" ]; then
+    # zk.sh writes dataDir=DIR/node1/data: make that the kept directory
+    mkdir -p "$ZK_DATA" "$T/zk/node1"
+    ln -s "$(cd "$ZK_DATA" && pwd)" "$T/zk/node1/data"
+fi
 ZK=$("$ROOT/scripts/zk.sh" start "$T/zk")
 echo "scale: ZooKeeper at $ZK (standalone, fsync off), temp $T" >&2
 if [ "${WRITESTALL:-0}" = 1 ]; then
     /usr/bin/python3 "$HERE/writestall.py" "$ZK" "$T/zk" "$T" "$ROOT" &
 elif [ "${PERCHANGE:-0}" = 1 ]; then
     /usr/bin/python3 "$HERE/perchange.py" "$ZK" "$T/zk" "$T" "$ROOT" &
+elif [ "${EXITPAIR:-0}" = 1 ]; then
+    /usr/bin/python3 "$HERE/exitpair.py" "$ZK" "$T/zk" "$T" &
 elif [ "${SYNC:-0}" = 1 ]; then
     /usr/bin/python3 "$HERE/sync.py" "$ZK" "$T/zk" "$T" "$ROOT" "$T/rawsync" &
 else

@@ -154,3 +154,78 @@ class Stall(Relay):
             pass
         if not self.frozen:                      # a frozen link dies only at thaw()
             _kill(a, b)
+
+
+class CloseGate(Relay):
+    """Between the agent and a server: holds every closeSession request (a 12-byte frame: length 8, xid, type -11)
+    until each connection still open has sent one, then passes them all, and records what the client did in order:
+    `events` is [("close", n) | ("end", n)], n counting connections from 1. An agent that closes its sessions one
+    after the other ends the first connection (its close unanswered) before it sends the second close; one that
+    closes them together sends every close first."""
+
+    CLOSE = -11
+
+    def __init__(self, upstream):
+        super().__init__(upstream)
+        self.lock = threading.Lock()
+        self.events = []
+        self.n = 0
+        self.open = {}             # n -> upstream socket
+        self.held = {}             # n -> the close frame not yet passed
+
+    def _end(self, *socks):
+        _kill(*socks)
+
+    def _link(self, c, u):
+        with self.lock:
+            self.n += 1
+            k = self.n
+            self.open[k] = u
+        threading.Thread(target=self._up, args=(c, u, k), daemon=True).start()
+        threading.Thread(target=self._down, args=(u, c), daemon=True).start()
+
+    def _release(self):
+        """with self.lock: every open connection has a close held -> pass them"""
+        if self.open and all(k in self.held for k in self.open):
+            for k, frame in list(self.held.items()):
+                if frame is not None and k in self.open:
+                    try:
+                        self.open[k].sendall(frame)
+                    except OSError:
+                        pass
+                self.held[k] = None        # passed: later frames of k flow
+
+    def _up(self, c, u, k):
+        first = True                       # ConnectRequest has no RequestHeader
+        try:
+            while True:
+                f = _read_frame(c)
+                if f is None:
+                    break
+                if not first and len(f) == 12 and struct.unpack(">i", f[8:12])[0] == self.CLOSE:
+                    with self.lock:
+                        self.events.append(("close", k))
+                        if k not in self.held:
+                            self.held[k] = f
+                            self._release()
+                            continue
+                first = False
+                u.sendall(f)
+        except OSError:
+            pass
+        with self.lock:
+            self.events.append(("end", k))
+            self.open.pop(k, None)
+            self._release()
+        _kill(c, u)
+
+    def _down(self, u, c):
+        try:
+            while True:
+                b = u.recv(65536)
+                if not b:
+                    break
+                c.sendall(b)
+        except OSError:
+            pass
+        _kill(c, u)
