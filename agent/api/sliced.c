@@ -163,6 +163,12 @@ scout_sliced_answer(scout_sliced_t *s, scout_http_req_t *req)
     return SCOUT_AGAIN;
 }
 
+size_t
+scout_sliced_held(const scout_sliced_t *s)
+{
+    return s->cache != NULL ? s->cache->len : 0;
+}
+
 scout_sliced_t *
 scout_sliced_new(struct ev_loop *loop, const scout_sliced_ops_t *ops,
                  void *ud)
