@@ -44,7 +44,6 @@ struct scout_child_s {
     unsigned       data_dirty:1;   /* a data read is wanted              */
     unsigned       pending:1;      /* on the pending list                */
     unsigned       announced:1;    /* the policy knows this child        */
-    unsigned       seen:1;         /* scratch for list diffs             */
     unsigned       refetch:1;      /* read again for a new policy        */
     unsigned       slotted:1;      /* its data watch has a session slot  */
     unsigned       slot:6;         /* which one (watch.c spreading)      */
