@@ -293,7 +293,9 @@ scout_cache_apply_children(scout_cache_t *c,
 
     for (int32_t i = 0; i < n; i++)
         order[i] = i;
-    qsort_r(order, (size_t)n, sizeof(*order), name_idx_cmp, names->data);
+    if (n > 1)                  /* order is NULL when the list is empty */
+        qsort_r(order, (size_t)n, sizeof(*order), name_idx_cmp,
+                names->data);
     /* the walk: a held child before the next name is gone from the list */
     child = scout_cache_next(c, &at);
     for (int32_t k = 0; k < n; k++) {

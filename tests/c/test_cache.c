@@ -330,6 +330,10 @@ test_sorted_children(void)
     CHECK(walk_sorted(&c, seen, sizeof(seen)) && strcmp(seen, "a,q") == 0,
           "walk %s", seen);
     CHECK(c.count == 2 && c.nkids == 2);
+    /* an empty list: every child gone (no sort of nothing) */
+    CHECK(apply(&c, 6, 0, NULL) == SCOUT_OK && last_changed == 2
+          && c.count == 0 && c.nkids == 0);
+    CHECK(apply(&c, 7, 3, dup) == SCOUT_OK && c.count == 2);
     scout_cache_apply_missing(&c);
     CHECK(c.count == 0 && c.nkids == 0 && c.kids == NULL);
     CHECK(scout_cache_find(&c, "a") == NULL);
