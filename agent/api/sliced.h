@@ -56,6 +56,10 @@ scout_sliced_t *scout_sliced_new(struct ev_loop *loop,
  * meanwhile is dropped; when none is left the render stops. */
 int scout_sliced_answer(scout_sliced_t *s, scout_http_req_t *req);
 
+/* The bytes of a finished answer it still holds (0: none).  An answer is
+ * held only for the rest of the loop iteration it was finished in. */
+size_t scout_sliced_held(const scout_sliced_t *s);
+
 /* Call after the HTTP server is freed (which aborts the waiting
  * requests). */
 void scout_sliced_free(scout_sliced_t *s);

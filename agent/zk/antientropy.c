@@ -214,33 +214,29 @@ stat_done(int rc, const struct Stat *stat, const void *data)
 }
 
 /* Ask up to budget children with data for their Stat, from where this
- * pass stopped (ae_at: the next child's name; by position if that child
- * went meanwhile); returns the requests sent, *done once every child was
- * passed (or a request could not be made: the next pass asks again). */
+ * pass stopped (ae_at: the next child's name; the children are in name
+ * order, so if that one went meanwhile the pass goes on at the one after
+ * it); returns the requests sent, *done once every child was passed (or a
+ * request could not be made: the next pass asks again). */
 static size_t
 check_data(scout_watch_t *w, zhandle_t *zh, size_t budget, int *done)
 {
-    scout_child_t *child = w->cache.children, *next;
+    scout_child_t *child;
+    unsigned at = 0;
     char buf[1024];
     char *path;
     size_t sent = 0;
 
     *done = 1;
     if (w->ae_at != NULL) {
-        child = scout_cache_find(&w->cache, w->ae_at);
-        if (child == NULL) {
-            child = w->cache.children;
-            for (size_t i = 0; child != NULL && i < w->ae_pos; i++)
-                child = (scout_child_t *)child->hh.next;
-        }
+        at = scout_cache_seek(&w->cache, w->ae_at);
         free(w->ae_at);
         w->ae_at = NULL;
     }
-    for (; child != NULL; child = next) {
+    while ((child = scout_cache_next(&w->cache, &at)) != NULL) {
         size_t need = w->path_len + strlen(child->name) + 2;
         read_req_t *r;
 
-        next = (scout_child_t *)child->hh.next;
         if (sent == budget) {
             /* the rest at the next turn (no copy: end the pass here) */
             if ((w->ae_at = strdup(child->name)) != NULL)

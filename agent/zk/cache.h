@@ -23,7 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "hash.h"
+#include "hash.h"              /* for the zk/ files that include it through here */
 #include <zookeeper/zookeeper.h>
 
 typedef struct scout_child_s scout_child_t;
@@ -38,25 +38,33 @@ struct scout_child_s {
     uint64_t       data_req;       /* id of the read in flight, 0 = none */
     scout_child_t *next_dirty;
     scout_child_t *next_pending;
-    UT_hash_handle hh;
     int            data_len;
     unsigned       needs_data:1;   /* the codec reads znode data         */
     unsigned       has_data:1;
     unsigned       data_dirty:1;   /* a data read is wanted              */
     unsigned       pending:1;      /* on the pending list                */
     unsigned       announced:1;    /* the policy knows this child        */
-    unsigned       seen:1;         /* scratch for list diffs             */
     unsigned       refetch:1;      /* read again for a new policy        */
     unsigned       slotted:1;      /* its data watch has a session slot  */
     unsigned       slot:6;         /* which one (watch.c spreading)      */
+    unsigned       gone:1;         /* removed; freed at the next compaction */
     /* In the same allocation, and fields packed: there is one of these
-     * per znode watched (100k at scale). */
+     * per znode watched (100k at scale): no hash handle (56 bytes and a
+     * share of buckets), an 8-byte slot in the sorted array instead. */
     char           name[];
 };
 
+/* The children are an array sorted by name (strcmp), binary-searched: a
+ * lookup is O(log n), a child list is merged in O(n + new log new).  A
+ * single removal (a child's delete event) leaves a tombstone (gone) rather
+ * than moving the array, so a service losing its children one event at a
+ * time stays O(1) a removal amortized: the array is compacted once half of
+ * it is tombstones, and at every child list applied. */
 typedef struct {
-    scout_child_t *children;       /* uthash, by name                   */
-    unsigned       count;
+    scout_child_t **kids;          /* sorted by name, gone ones included */
+    unsigned       nkids;          /* slots used                        */
+    unsigned       ngone;          /* of them, tombstones               */
+    unsigned       count;          /* live children                     */
     unsigned       data_children;  /* children with a data watch        */
     size_t         data_name_bytes;/* their names' bytes (SetWatches)   */
     size_t        *slot_bytes;     /* watch.c's per-slot watched bytes   */
@@ -85,6 +93,13 @@ void scout_cache_init(scout_cache_t *c);
 void scout_cache_free(scout_cache_t *c);
 
 scout_child_t *scout_cache_find(scout_cache_t *c, const char *name);
+/* Walk the live children in name order, from position *at (0: the first);
+ * *at moves past the child returned.  NULL at the end.  A walk must not
+ * call scout_cache_remove, which may compact the array under it. */
+scout_child_t *scout_cache_next(const scout_cache_t *c, unsigned *at);
+/* The position of the first child whose name sorts at or after name: a
+ * walk resumed there continues where it stopped, even if that child went. */
+unsigned scout_cache_seek(const scout_cache_t *c, const char *name);
 
 /* Apply a child list read with its parent's Stat.  Returns SCOUT_AGAIN (and
  * changes nothing) when the list is older than the one held.  New children

@@ -281,13 +281,14 @@ scout_watch_on_pool_session(scout_session_t *session,
         return;
     for (scout_watch_t *w = spread; w != NULL; w = w->next_spread) {
         int slot = scout_watch_slot_of(w, session);
-        scout_child_t *child, *ctmp;
+        scout_child_t *child;
 
         if (slot < 1)
             continue;       /* slot 0: scout_watch_on_session */
         if (new_session) {
             /* that session's watches are gone: read its children again */
-            HASH_ITER(hh, w->cache.children, child, ctmp)
+            for (unsigned at = 0;
+                 (child = scout_cache_next(&w->cache, &at)) != NULL;)
                 if (child->slotted && (int)child->slot == slot
                     && child->needs_data)
                     scout_cache_mark_dirty(&w->cache, child);

@@ -279,6 +279,139 @@ test_needs_data_once_per_list(void)
     scout_cache_free(&c);
 }
 
+/* Every live child in walk order: sorted, unique, as many as count, each
+ * found by name; what the walk saw is written to out (joined by ','). */
+static int
+walk_sorted(scout_cache_t *c, char *out, size_t outlen)
+{
+    scout_child_t *child, *prev = NULL;
+    unsigned n = 0;
+    size_t used = 0;
+
+    out[0] = '\0';
+    for (unsigned at = 0; (child = scout_cache_next(c, &at)) != NULL;) {
+        if (prev != NULL && strcmp(prev->name, child->name) >= 0)
+            return 0;
+        if (scout_cache_find(c, child->name) != child)
+            return 0;
+        used += (size_t)snprintf(out + used, used < outlen ? outlen - used : 0,
+                                 "%s%s", n ? "," : "", child->name);
+        prev = child;
+        n++;
+    }
+    return n == c->count;
+}
+
+/* The sorted array: lists in any order come out in name order, new names
+ * merge in, missing ones go, a single removal leaves a tombstone that no
+ * lookup or walk sees and that a later list or half the array gone frees;
+ * the array grows to hold 20,000 and shrinks back. */
+static void
+test_sorted_children(void)
+{
+    scout_cache_t c;
+    char seen[256];
+    const char *l1[] = { "m", "c", "x", "a" };
+    const char *l2[] = { "x", "b", "a", "z", "m", "c" };
+    const char *l3[] = { "z", "a" };
+    const char *dup[] = { "q", "q", "a" };
+    scout_child_t *ch;
+
+    scout_cache_init(&c);
+    CHECK(apply(&c, 1, 4, l1) == SCOUT_OK && last_changed == 4);
+    CHECK(walk_sorted(&c, seen, sizeof(seen)) && strcmp(seen, "a,c,m,x") == 0,
+          "walk %s", seen);
+    CHECK(scout_cache_find(&c, "b") == NULL && scout_cache_find(&c, "") == NULL
+          && scout_cache_find(&c, "zz") == NULL);
+    /* two new names, between and after the held ones */
+    CHECK(apply(&c, 2, 6, l2) == SCOUT_OK && last_changed == 2);
+    CHECK(walk_sorted(&c, seen, sizeof(seen))
+          && strcmp(seen, "a,b,c,m,x,z") == 0, "walk %s", seen);
+    CHECK(c.nkids == 6 && c.ngone == 0);
+    scout_cache_delivered(&c);
+    scout_cache_commit(&c);
+
+    /* a delete event: a tombstone, invisible, reported once */
+    scout_cache_remove(&c, scout_cache_find(&c, "c"));
+    CHECK(c.count == 5 && c.ngone == 1 && c.nkids == 6);
+    CHECK(scout_cache_find(&c, "c") == NULL);
+    CHECK(walk_sorted(&c, seen, sizeof(seen))
+          && strcmp(seen, "a,b,m,x,z") == 0, "walk %s", seen);
+    CHECK(c.nremoved == 1 && strcmp(c.removed[0], "c") == 0);
+    /* a walk resumed at a name that went goes on at the next one */
+    {
+        unsigned at = scout_cache_seek(&c, "c");
+
+        ch = scout_cache_next(&c, &at);
+        CHECK(ch != NULL && strcmp(ch->name, "m") == 0);
+        at = scout_cache_seek(&c, "zz");
+        CHECK(scout_cache_next(&c, &at) == NULL);
+    }
+    /* more than half gone: compacted, the array shrinks */
+    scout_cache_remove(&c, scout_cache_find(&c, "a"));
+    scout_cache_remove(&c, scout_cache_find(&c, "m"));
+    CHECK(c.ngone == 3 && c.nkids == 6, "ngone %u nkids %u", c.ngone, c.nkids);
+    scout_cache_remove(&c, scout_cache_find(&c, "b"));
+    CHECK(c.ngone == 0 && c.nkids == 2 && c.count == 2,
+          "ngone %u nkids %u", c.ngone, c.nkids);
+    CHECK(walk_sorted(&c, seen, sizeof(seen)) && strcmp(seen, "x,z") == 0,
+          "walk %s", seen);
+    /* a name back after its tombstone: one child, found */
+    scout_cache_remove(&c, scout_cache_find(&c, "x"));
+    CHECK(c.ngone == 1 && scout_cache_find(&c, "x") == NULL);
+    CHECK(apply(&c, 3, 2, l3) == SCOUT_OK && last_changed == 1);
+    CHECK(apply(&c, 4, 3, (const char *[]){ "z", "a", "x" }) == SCOUT_OK
+          && last_changed == 1);
+    CHECK(c.ngone == 0 && c.nkids == 3 && scout_cache_find(&c, "x") != NULL);
+    CHECK(walk_sorted(&c, seen, sizeof(seen)) && strcmp(seen, "a,x,z") == 0,
+          "walk %s", seen);
+    /* a name twice in one list is one child */
+    CHECK(apply(&c, 5, 3, dup) == SCOUT_OK && last_changed == 3,
+          "changed %u", last_changed);
+    CHECK(walk_sorted(&c, seen, sizeof(seen)) && strcmp(seen, "a,q") == 0,
+          "walk %s", seen);
+    CHECK(c.count == 2 && c.nkids == 2);
+    /* an empty list: every child gone (no sort of nothing) */
+    CHECK(apply(&c, 6, 0, NULL) == SCOUT_OK && last_changed == 2
+          && c.count == 0 && c.nkids == 0);
+    CHECK(apply(&c, 7, 3, dup) == SCOUT_OK && c.count == 2);
+    scout_cache_apply_missing(&c);
+    CHECK(c.count == 0 && c.nkids == 0 && c.kids == NULL);
+    CHECK(scout_cache_find(&c, "a") == NULL);
+    scout_cache_free(&c);
+
+    /* growth to 20,000 in an order that is not the names', and back */
+    {
+        enum { N = 20000 };
+        static char names[N][16];
+        static const char *ptrs[N];
+        unsigned n = 0;
+        char prev[16] = "";
+
+        for (int i = 0; i < N; i++) {
+            snprintf(names[i], sizeof(names[i]), "ep-%d", (i * 7919) % N);
+            ptrs[i] = names[i];
+        }
+        scout_cache_init(&c);
+        CHECK(apply(&c, 1, N / 2, ptrs) == SCOUT_OK && c.count == N / 2);
+        CHECK(apply(&c, 2, N, ptrs) == SCOUT_OK && c.count == N
+              && c.nkids == N && last_changed == N / 2);
+        for (unsigned at = 0; (ch = scout_cache_next(&c, &at)) != NULL; n++) {
+            CHECK(strcmp(prev, ch->name) < 0, "%s after %s", ch->name, prev);
+            snprintf(prev, sizeof(prev), "%s", ch->name);
+        }
+        CHECK(n == N);
+        for (int i = 0; i < N; i++)
+            CHECK(scout_cache_find(&c, names[i]) != NULL, "%s", names[i]);
+        for (int i = 0; i < N - 10; i++)
+            scout_cache_remove(&c, scout_cache_find(&c, names[i]));
+        CHECK(c.count == 10 && c.nkids <= 20, "nkids %u", c.nkids);
+        for (int i = N - 10; i < N; i++)
+            CHECK(scout_cache_find(&c, names[i]) != NULL, "%s", names[i]);
+        scout_cache_free(&c);
+    }
+}
+
 int
 main(void)
 {
@@ -288,5 +421,6 @@ main(void)
     RUN(test_reload_refetches_data());
     RUN(test_many_children());
     RUN(test_needs_data_once_per_list());
+    RUN(test_sorted_children());
     return test_summary();
 }
