@@ -340,13 +340,38 @@ close_handle(scout_session_t *s)
     zookeeper_close(zh);
 }
 
+/* How long one loop iteration may spend in zookeeper_process before the
+ * other sessions' ready sockets wait for the next iteration.  A session
+ * event costs the 3.8 client a walk over every watch of the session, and a
+ * reconnect a copy of every path for SetWatches: at ~20,000 watches a
+ * session, 10-15 ms of CPU each.  When every session's socket is ready at
+ * once (ZooKeeper restarted) that was one iteration of 0.5-1.75 s of CPU,
+ * 21.8 s of wall clock on a loaded host, with no session's
+ * zookeeper_interest() -- its pings -- run until it ended.  Past the budget
+ * a ready socket is left for the next iteration (epoll is level-triggered:
+ * it is reported again at once); the first session of an iteration
+ * always runs, so each iteration makes progress. */
+#define IO_ITERATION_BUDGET 0.010
+
+static unsigned io_iteration;       /* ev_iteration() the budget is for */
+static int      io_served;          /* sessions processed in it */
+
 static void
 on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     scout_session_t *s = w->data;
     int events = 0;
-    (void)loop;
 
+    if (io_iteration != ev_iteration(loop)) {
+        io_iteration = ev_iteration(loop);
+        io_served = 0;
+    }
+    if (io_served > 0 && ev_time() - ev_now(loop) > IO_ITERATION_BUDGET) {
+        scout_stats.zk_io_deferred++;
+        s->dirty = 1;           /* its deadlines are still asked this turn */
+        return;
+    }
+    io_served++;
     if (revents & EV_READ)
         events |= ZOOKEEPER_READ;
     if (revents & EV_WRITE)

@@ -19,7 +19,8 @@ COLD_ROUNDS = int(os.environ.get("COLD_ROUNDS", "3"))
 RECOVER_S = float(os.environ.get("RECOVER_S", "5"))
 POPULATE_WINDOW = int(os.environ.get("POPULATE_WINDOW", "1000"))
 SYNC_TIMEOUT_S = float(os.environ.get("SYNC_TIMEOUT_S", "120"))
-PERF = os.environ.get("PERF", "0") == "1"
+PERF = os.environ.get("PERF", "0") in ("1", "restart")   # "restart": phase 3 only
+PERF_SYNC = os.environ.get("PERF", "0") == "1"
 ROOT_PATH = "/scale"
 
 FAILURES = []

@@ -70,7 +70,8 @@ taken out.
 
 Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (unset: the agent's default, 1 per 2,000
      services), SESSION_TIMEOUT_MS (10000), CHANGES (100), MEM_EMPTY (1), STOP_AFTER (unset; "reconnect": phases 0-4; "memory": 0-1), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
-     POPULATE_WINDOW (1000), SYNC_TIMEOUT_S (120), PERF (0), SCOUT, SCOUT_LUA_DIR.
+     POPULATE_WINDOW (1000), SYNC_TIMEOUT_S (120), PERF (0; "restart": phase 3 only), RAW_WARMUP (1;
+     0 skips the raw client's warm-up run), SCOUT, SCOUT_LUA_DIR.
 """
 
 import http.client
@@ -85,7 +86,7 @@ import threading
 import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from common import pct, UnixHTTP  # noqa: E402
-from config import (CHANGES, COLD_ROUNDS, ENDPOINTS, FAILURES, PERF, PERSIST_SAMPLES,  # noqa: E402,F401
+from config import (CHANGES, COLD_ROUNDS, ENDPOINTS, FAILURES, PERF, PERF_SYNC, PERSIST_SAMPLES,  # noqa: E402,F401
                     POPULATE_WINDOW, RECOVER_S, ROOT_PATH, SERVICES, SESSIONS, SESSION_TIMEOUT_MS,
                     SYNC_TIMEOUT_S, ep_data, fail, log, svc_name)
 from measure import (cpu_s, loadavg, memory_probe, perf_start, perf_stop, schedstat,  # noqa: E402,F401
@@ -194,7 +195,7 @@ def main():
     # -- 0. baseline -----------------------------------------------------------------
     nsess = int(SESSIONS) if SESSIONS else 1 + SERVICES // 2000
     raw = None
-    for run in ("warm-up", "measured"):
+    for run in (("warm-up", "measured") if os.environ.get("RAW_WARMUP", "1") == "1" else ("measured",)):
         t = time.monotonic()
         r = subprocess.run([rawsync, zk, ROOT_PATH, str(SERVICES), str(nsess)],
                            capture_output=True, text=True, timeout=SYNC_TIMEOUT_S + 60,
@@ -215,7 +216,7 @@ def main():
     zk_cpu0 = cpu_s(zk_pid)
     a = start_agent(scout, policy, zk, tmp, "a", notes)
     perf = None
-    if PERF:                        # attach at once: the policy load is part of the sync
+    if PERF_SYNC:                   # attach at once: the policy load is part of the sync
         perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384",
                                  "-o", os.path.join(tmp, "perf-sync.data"), "-p", str(a.pid)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
