@@ -125,7 +125,7 @@ judge(scout_service_t *s)
     scout_cache_t *c = scout_watch_cache(s->watch);
     scout_update_t up;
     char err[SCOUT_ERR_LEN];
-    double after;
+    double after, t0;
     int rc, force = 0;
 
     /* a new policy judging part of the list would take the rest for gone:
@@ -144,6 +144,7 @@ judge(scout_service_t *s)
     explain_drop(s);            /* the policy is about to learn more */
     /* a source's rules changed: every child is judged again (dubbo's
      * configurators on 5,000 providers take ~60 ms), and the budget says so */
+    t0 = scout_now_ms();
     rc = scout_policy_update(s->policy, s->idx, c,
                              s->rules_changed ? c->count + scout_service_sources_children(s)
                                               : 0,
@@ -158,18 +159,30 @@ judge(scout_service_t *s)
         return;
     }
     if (rc != SCOUT_OK) {
+        char why[SCOUT_ERR_LEN + 96];
+        /* never sooner than 10 times what the failed call held the loop:
+         * a loaded host stretches a budget's CPU into seconds of wall
+         * clock, and retried every second it would hold the loop most of
+         * the time (the runtime backs a failed child off likewise) */
+        double wait = (scout_now_ms() - t0) * 10 / 1000;
+
+        if (wait < s->retry_s)
+            wait = s->retry_s;
         s->stats.hook_errors++;
         free(s->last_error);
-        s->last_error = strdup(err);
+        /* /v1/health and /v1/services say until when the list stays */
+        snprintf(why, sizeof(why), "%s (the policy is asked again in %.0f s, "
+                 "or after a reload; changes wait)", err, wait);
+        s->last_error = strdup(why);
         scout_log(SCOUT_LOG_WARN, "service", "%s: policy failed, keeping "
                   "the last good list (%u endpoints); retrying in %.0f s "
                   "(changes until then wait for it): %s",
-                  s->name, s->eps.n, s->retry_s, err);
+                  s->name, s->eps.n, wait, err);
         s->backing_off = 1;
         /* Deliver the same changes again later even if ZooKeeper stays
          * quiet: the hook may depend on something that recovers. */
         ev_timer_stop(s->loop, &s->retry);
-        ev_timer_set(&s->retry, s->retry_s, 0.);
+        ev_timer_set(&s->retry, wait, 0.);
         ev_timer_start(s->loop, &s->retry);
         if (s->retry_s < 30.0)
             s->retry_s *= 2;

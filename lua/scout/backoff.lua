@@ -2,7 +2,10 @@
 -- the Lua heap cap costs ~100-200 ms of CPU each time; asked again at every change of a busy service, it held the
 -- loop for seconds and expired the session. A failed child is asked again when its own data changes (its input
 -- moved), when the policy is reloaded (a new VM starts with no back-off), or when its back-off is due: 1 s, doubling
--- to 30 s. Until then its last verdict stands (runtime.lua's s.failing) and explain says until when.
+-- to 30 s, and never less than COST times what the failed call held the loop (a heap-cap hit on a host at load 16
+-- took 3.5 s of wall clock for 0.3 s of CPU: retried after 1-4 s it held the loop most of the time and expired the
+-- session; at 10x a failing child takes at most ~9% of the loop). Until then its last verdict stands (runtime.lua's
+-- s.failing) and explain says until when.
 -- s.backoff[name] = { at = ms when it is asked again, wait = ms of the last back-off }
 
 local pairs = pairs
@@ -10,16 +13,19 @@ local next = next
 
 local M = {}
 
-M.FIRST_MS, M.MAX_MS = 1000, 30000
+M.FIRST_MS, M.MAX_MS, M.COST = 1000, 30000, 10
 
--- name's filter failed now: back off, twice as long as last time.
-function M.failed(s, name, now)
+-- name's filter failed at now, after holding the loop cost ms: back off, twice as long as last time, and at least
+-- COST times what it cost.
+function M.failed(s, name, now, cost)
   local b = s.backoff
   if not b then b = {}; s.backoff = b end
   local e = b[name]
   local wait = e and e.wait * 2 or M.FIRST_MS
   if wait > M.MAX_MS then wait = M.MAX_MS end
-  b[name] = { at = now + wait, wait = wait }
+  local at = now + wait
+  if cost and now + M.COST * cost > at then at = now + M.COST * cost end
+  b[name] = { at = at, wait = wait }
 end
 
 -- name answered (or is gone): no back-off.

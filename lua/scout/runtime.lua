@@ -302,6 +302,7 @@ local function judge(j, name)
   local up_ = type(ep) == "table" and ep.status == "up"
   local keep = up_
   if up_ and filter then
+    local t0 = now_ms()
     local ok, v = pcall(filter, ep)
     if not ok and v == "not enough memory" and agent and agent.memory_error then
       v = agent.memory_error() or v  -- LuaJIT's bare message: say where, and which cap
@@ -312,7 +313,8 @@ local function judge(j, name)
       log(LOG_WARN, format("service \"%s\": filter failed on child %s, keeping its last verdict: %s", s.name,
                            name, tostring(v)))
       set_failing(s, name, "the filter raised: " .. tostring(v))
-      backoff.failed(s, name, j.now)
+      local t1 = now_ms()
+      backoff.failed(s, name, t1, t1 - t0)
       return
     end
     keep = v

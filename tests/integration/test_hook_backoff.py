@@ -11,6 +11,7 @@ import json
 import unittest
 
 from scoutharness import Scout, ZkCase, policy, wait_until
+from zkharness import ZooKeeper
 
 FILTER = '''filter = function(ep)
     local b = ep.meta.boom
@@ -27,6 +28,13 @@ CHANGES = 20
 
 
 class HookBackoff(ZkCase):
+    @classmethod
+    def setUpClass(cls):
+        # a 10 s session (20 ticks of 500 ms): one heap-cap hit, 0.3 s of CPU, took 3.5 s of wall clock at load 16,
+        # and hook_budget = 1000 allows 5 s; what is tested is how often it runs, not whether one run fits 4 s
+        cls.zk = ZooKeeper(tick=500).start()
+        cls.kz = cls.zk.client()
+
     def setUp(self):
         self.scout = None
 
@@ -37,7 +45,8 @@ class HookBackoff(ZkCase):
     def start(self, path, extra='agent { hook_budget = 1000, lua_memory = "64MB" }'):
         self.kz.ensure_path(path)
         self.kz.create(path + "/127.0.0.1:1")
-        text = policy({"svc": 'path = "%s",\n  %s' % (path, FILTER)}, extra=extra + "\nlocal calls = {}")
+        text = policy({"svc": 'path = "%s",\n  %s' % (path, FILTER)}, session_timeout=10000,
+                      extra=extra + "\nlocal calls = {}")
         self.scout = Scout(text, self.zk.connect).start()
         wait_until(lambda: self.scout.ids("svc") == ["127.0.0.1:1"], what="initial list")
         return self.scout
@@ -96,6 +105,9 @@ class HookBackoff(ZkCase):
         self.assertLess(runs, CHANGES, "the update ran into its budget at every change")
         self.assertGreater(s.metric("scout_service_hook_backoffs_total", "svc"), 0)
         self.assertEqual(s.ids("svc"), ["127.0.0.1:1"])          # the last good list stood
+        status, body = s.health()
+        self.assertEqual(status, 503)
+        self.assertRegex(body["reason"], r"exceeded its \d+ ms budget \(the policy is asked again in \d+ s")
         # the culprit goes: the next retry publishes everything that waited
         self.kz.delete("/hb3/svc/poison")
         want = ["127.0.0.1:1"] + ["127.0.0.1:%d" % (100 + k) for k in range(CHANGES)]

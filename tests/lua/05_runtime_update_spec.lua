@@ -281,6 +281,21 @@ describe("scout.runtime", function()
         assert.is_nil(r.reweigh)                -- nothing backs off any more
       end)
 
+      it("backs a failed child off at least ten times what its failure held the loop", function()
+        -- a heap-cap hit on a loaded host: 0.3 s of CPU, 3.5 s of wall clock; retried after 1 s it held the loop
+        local backoff = require "scout.backoff"
+        local s = {}
+        backoff.failed(s, "x", 0, 20)           -- cheap: the doubling decides (1 s)
+        assert.equals(1000, backoff.left(s, "x", 0))
+        backoff.failed(s, "x", 1000, 300)       -- 2 s by doubling, 3 s by its cost
+        assert.equals(3000, backoff.left(s, "x", 1000))
+        assert.equals(3000, backoff.next(s, 1000))
+        backoff.failed(s, "x", 5000, 0)         -- the doubling goes on underneath: 4 s
+        assert.equals(4000, backoff.left(s, "x", 5000))
+        backoff.clear(s, "x")
+        assert.is_nil(s.backoff)
+      end)
+
       it("keeps a published child's last good endpoint while its filter raises", function()
         st.boom = "b"
         local r = update(S, batch.removed, batch.changed)
