@@ -8,6 +8,7 @@ throughout, the skipped runs are counted (scout_service_hook_backoffs_total) and
 """
 
 import json
+import re
 import unittest
 
 from scoutharness import Scout, ZkCase, policy, wait_until
@@ -113,6 +114,19 @@ class HookBackoff(ZkCase):
         want = ["127.0.0.1:1"] + ["127.0.0.1:%d" % (100 + k) for k in range(CHANGES)]
         wait_until(lambda: s.ids("svc") == sorted(want), timeout=90, what="every change published")
         self.assertEqual(s.metric("scout_zk_session_expirations_total"), 0)
+
+    def test_a_failed_update_waits_ten_times_what_it_held_the_loop(self):
+        # stopped by a 1000 ms CPU budget, it held the loop at least 1 s: the next attempt is 10 s away, not 1 s
+        s = self.start("/hb4/svc")
+        before = s.metric("scout_hook_timeouts_total")
+        self.poison("/hb4/svc", "loop")
+        wait_until(lambda: s.metric("scout_hook_timeouts_total") > before, what="the budget stopped it")
+        status, body = s.health()
+        self.assertEqual(status, 503)
+        m = re.search(r"exceeded its 1000 ms budget \(the policy is asked again in (\d+) s", body["reason"])
+        self.assertIsNotNone(m, body["reason"])
+        self.assertGreaterEqual(int(m.group(1)), 10)
+        self.assertEqual(s.ids("svc"), ["127.0.0.1:1"])
 
 
 if __name__ == "__main__":
