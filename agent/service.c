@@ -134,7 +134,8 @@ judge(scout_service_t *s)
         return;
     /* The whole update failed (its budget, an error outside the filter's
      * own protection): a change of the service does not run it again at
-     * full cost, the retry timer does (1 s, doubling to 30 s), or a reload.
+     * full cost, the retry timer does (1 s, doubling to 30 s, and at least
+     * 10 times what the failure held the loop), or a reload.
      * The changes stay pending meanwhile, and the last good list stands. */
     if (s->backing_off) {
         s->stats.hook_backoffs++;
