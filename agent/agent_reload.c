@@ -187,6 +187,7 @@ reload(scout_agent_t *a, char *err)
                 svcs[n++] = svcs[i];
         a->services = svcs;
         a->nservices = n;
+        a->by_session_stale = 1;    /* on_session indexes them again */
         scout_agent_index_by_name(idx, svcs, n);
         a->by_name = idx;       /* the old index stays in old until below */
         idx = NULL;

@@ -125,17 +125,27 @@ judge(scout_service_t *s)
     scout_cache_t *c = scout_watch_cache(s->watch);
     scout_update_t up;
     char err[SCOUT_ERR_LEN];
-    double after;
+    double after, t0;
     int rc, force = 0;
 
     /* a new policy judging part of the list would take the rest for gone:
      * the refetch's last read calls again */
     if (scout_cache_refetching(c))
         return;
+    /* The whole update failed (its budget, an error outside the filter's
+     * own protection): a change of the service does not run it again at
+     * full cost, the retry timer does (1 s, doubling to 30 s, and at least
+     * 10 times what the failure held the loop), or a reload.
+     * The changes stay pending meanwhile, and the last good list stands. */
+    if (s->backing_off) {
+        s->stats.hook_backoffs++;
+        return;
+    }
     scout_service_seed_policy(s);
     explain_drop(s);            /* the policy is about to learn more */
     /* a source's rules changed: every child is judged again (dubbo's
      * configurators on 5,000 providers take ~60 ms), and the budget says so */
+    t0 = scout_now_ms();
     rc = scout_policy_update(s->policy, s->idx, c,
                              s->rules_changed ? c->count + scout_service_sources_children(s)
                                               : 0,
@@ -150,16 +160,30 @@ judge(scout_service_t *s)
         return;
     }
     if (rc != SCOUT_OK) {
+        char why[SCOUT_ERR_LEN + 96];
+        /* never sooner than 10 times what the failed call held the loop:
+         * a loaded host stretches a budget's CPU into seconds of wall
+         * clock, and retried every second it would hold the loop most of
+         * the time (the runtime backs a failed child off likewise) */
+        double wait = (scout_now_ms() - t0) * 10 / 1000;
+
+        if (wait < s->retry_s)
+            wait = s->retry_s;
         s->stats.hook_errors++;
         free(s->last_error);
-        s->last_error = strdup(err);
+        /* /v1/health and /v1/services say until when the list stays */
+        snprintf(why, sizeof(why), "%s (the policy is asked again in %.0f s, "
+                 "or after a reload; changes wait)", err, wait);
+        s->last_error = strdup(why);
         scout_log(SCOUT_LOG_WARN, "service", "%s: policy failed, keeping "
-                  "the last good list (%u endpoints); retrying in %.0f s: %s",
-                  s->name, s->eps.n, s->retry_s, err);
+                  "the last good list (%u endpoints); retrying in %.0f s "
+                  "(changes until then wait for it): %s",
+                  s->name, s->eps.n, wait, err);
+        s->backing_off = 1;
         /* Deliver the same changes again later even if ZooKeeper stays
          * quiet: the hook may depend on something that recovers. */
         ev_timer_stop(s->loop, &s->retry);
-        ev_timer_set(&s->retry, s->retry_s, 0.);
+        ev_timer_set(&s->retry, wait, 0.);
         ev_timer_start(s->loop, &s->retry);
         if (s->retry_s < 30.0)
             s->retry_s *= 2;
@@ -167,13 +191,15 @@ judge(scout_service_t *s)
     }
     ev_timer_stop(s->loop, &s->retry);
     after = 0;
-    if (up.degraded != NULL) {
-        /* children held by a failing filter are asked again, backing off:
-         * what the filter depends on may recover without any event */
+    s->stats.hook_backoffs += (uint64_t)up.spared;
+    if (up.degraded != NULL && up.reweigh_ms <= 0) {
+        /* children held by failing data are read again, backing off: what
+         * they depend on may recover without any event (a failed filter's
+         * own back-off comes from the runtime, as reweigh_ms) */
         after = s->retry_s;
         if (s->retry_s < 30.0)
             s->retry_s *= 2;
-    } else {
+    } else if (up.degraded == NULL) {
         s->retry_s = 1.0;
     }
     /* a warm-up ramp moves on without events */
@@ -232,7 +258,8 @@ on_retry(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
 
-    /* reads in flight end in on_update anyway */
+    /* the update runs again (reads in flight end in on_update anyway) */
+    s->backing_off = 0;
     if (scout_watch_settled(s->watch))
         scout_service_refresh(s);
 }
@@ -295,6 +322,8 @@ scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
     if (scout_policy_seed(policy, idx, &s->eps, err) != SCOUT_OK)
         return SCOUT_ERROR;
     s->policy_unseeded = 0;     /* the new VM has it all */
+    s->backing_off = 0;         /* a new policy is asked at once */
+    s->retry_s = 1.0;
     explain_drop(s);
     (void)scout_policy_bind(policy, idx, &s->eps);
     s->policy = policy;

@@ -59,6 +59,9 @@ struct scout_service_s {
     ev_timer                 retry;        /* ask the policy again: after
                                               a failure, or a ramp step */
     double                   retry_s;      /* its back-off             */
+    int                      backing_off;  /* the whole update failed:
+                                              changes wait for the retry
+                                              timer (or a reload)      */
     scout_service_publish_fn on_publish;
     void                    *on_publish_ud;
     scout_service_publish_fn on_state;  /* same ud as on_publish */

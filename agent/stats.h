@@ -60,6 +60,10 @@
     X(stale_results_dropped, "read results older than the cache, dropped")     \
     X(decode_errors,         "children whose znode could not be decoded")      \
     X(hook_errors,           "policy hook failures; the last good list stood") \
+    X(hook_backoffs,         "failed hooks not run again at a change: backing " \
+                             "off (a failed child's filter, or the whole "   \
+                             "update after its budget), the last good list " \
+                             "standing")                                      \
     X(publishes,             "endpoint lists published")                      \
     X(protections,           "drops held back by protection")                 \
     X(anti_entropy_checks,   "periodic checks (list, data mzxids) for drift") \

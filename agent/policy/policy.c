@@ -526,7 +526,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + (n + (int)rejudge) / 20;
-    if (scout_hook_pcall(L, 4, 8, budget, &timed_out) != 0) {
+    if (scout_hook_pcall(L, 4, 9, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         lua_settop(L, top);
         return SCOUT_ERROR;
@@ -541,6 +541,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     }
     out->reweigh_ms = (int)lua_tointeger(L, top + 6);   /* nil: 0 */
     out->rejected = (int)lua_tointeger(L, top + 8);
+    out->spared = (int)lua_tointeger(L, top + 9);       /* nil: 0 */
     if (lua_isstring(L, top + 7)
         && (out->degraded = strdup(lua_tostring(L, top + 7))) == NULL)
         goto oom;

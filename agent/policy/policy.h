@@ -137,7 +137,10 @@ typedef struct {
     int                hook_errors;   /* filter calls on one child, on_change
                                          failures (the rest is published)   */
     int                retry_ms;      /* held back: read again after this   */
-    int                reweigh_ms;    /* weights still ramp: call again     */
+    int                reweigh_ms;    /* weights still ramp, or a failed
+                                         child's back-off ends: call again */
+    int                spared;        /* failed children not asked again:
+                                         backing off (scout.backoff)       */
     int                rejected;      /* refused by endpoint.h's rule       */
     char              *degraded;      /* why the list is not what ZooKeeper
                                          holds (children kept at their last

@@ -25,6 +25,7 @@ local url = require "scout.util.url"
 local u8 = require "scout.util.utf8"
 local ramp = require "scout.ramp"
 local protect = require "scout.protect"
+local backoff = require "scout.backoff"
 local json = require "cjson.safe"
 local EMPTY_META = require("scout.util.endpoint").EMPTY_META
 -- Endpoint tables between changes live in C for a small service (scout.keep): thaw before reading s.children or
@@ -247,6 +248,7 @@ local function set_failing(s, name, why)
   elseif f and f[name] then
     f[name] = nil
     if next(f) == nil then s.failing = nil end
+    backoff.clear(s, name)
   end
 end
 
@@ -300,6 +302,7 @@ local function judge(j, name)
   local up_ = type(ep) == "table" and ep.status == "up"
   local keep = up_
   if up_ and filter then
+    local t0 = now_ms()
     local ok, v = pcall(filter, ep)
     if not ok and v == "not enough memory" and agent and agent.memory_error then
       v = agent.memory_error() or v  -- LuaJIT's bare message: say where, and which cap
@@ -310,6 +313,8 @@ local function judge(j, name)
       log(LOG_WARN, format("service \"%s\": filter failed on child %s, keeping its last verdict: %s", s.name,
                            name, tostring(v)))
       set_failing(s, name, "the filter raised: " .. tostring(v))
+      local t1 = now_ms()
+      backoff.failed(s, name, t1, t1 - t0)
       return
     end
     keep = v
@@ -422,7 +427,8 @@ function M.update(i, removed, changed, more)
   end
   local j = { s = s, children = children, published = published, src = src, notes = notes, filter = filter,
               which = which, which_note = which_note, data_read = data_read, up = up, gone_ids = gone_ids,
-              added = added, gone = gone, changed_eps = changed_eps, quiet = quiet, hook_errors = 0 }
+              added = added, gone = gone, changed_eps = changed_eps, quiet = quiet, hook_errors = 0,
+              now = now_ms() }
   local seen = {}
   if rejudge then
     -- a source changed: its rules may concern any endpoint, so every child is judged again (and any published
@@ -447,12 +453,16 @@ function M.update(i, removed, changed, more)
     local name = changed[k][1]
     if not seen[name] then seen[name] = true; judge(j, name) end
   end
-  -- children held by a failing filter are asked again on every call (the C side calls back while degraded):
-  -- what the filter depends on may have recovered without any ZooKeeper event
+  -- children held by a failing filter are asked again once their back-off is due (the C side calls back then):
+  -- what the filter depends on may have recovered without any ZooKeeper event; not at every change of the
+  -- service, which paid the failure (a heap cap: ~200 ms) each time (scout.backoff)
+  local spared = 0
   if s.failing then
     local again = {}
     for name in pairs(s.failing) do
-      if not seen[name] then again[#again + 1] = name end
+      if not seen[name] then
+        if backoff.due(s, name, j.now) then again[#again + 1] = name else spared = spared + 1 end
+      end
     end
     for k = 1, #again do seen[again[k]] = true; judge(j, again[k]) end
   end
@@ -497,8 +507,10 @@ function M.update(i, removed, changed, more)
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
   local reweigh, degraded = ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s)
+  local due = backoff.next(s, j.now)     -- a failed child's back-off ends: call again then
+  if due and (not reweigh or due < reweigh) then reweigh = due end
   if not more then freeze(s) end
-  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej
+  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared
 end
 
 -- ---- sources: a service over several paths -------------------------------------------------------------------
@@ -642,6 +654,11 @@ function M.explain(i)
       end
     end
     local failing = s.failing and s.failing[name]
+    local left = failing and backoff.left(s, name, now_ms())
+    if left then
+      e.retry_in_ms = floor(left)
+      failing = format("%s; asked again in %.1f s (backing off), or when its data changes", failing, left / 1000)
+    end
     if type(ep) == "string" and failing and s.published[name] then
       e.endpoint = view_of(s.published[name])
       e.verdict, e.reason = "kept", failing .. "; the last good endpoint stays published"

@@ -3,9 +3,13 @@
 scout is one thread: a filter that ran os.execute("sleep 15"), os.exit(7), string.rep("x", 1.5e9) or jit.on() and a
 loop used to expire the ZooKeeper session (every registration gone), kill the agent, or take gigabytes. Each attack
 here is reached at run time in a way `scout check` cannot see (a computed field name, or a module the policy
-requires, which runs with the real globals), against a real ZooKeeper, a registration and a 4 s session: the hook
+requires, which runs with the real globals), against a real ZooKeeper, a registration and a 10 s session: the hook
 is stopped and logged with file:line and counted, the session and the registration stay, health answers, the last
 good list stands. scout.exec, the asynchronous replacement, delivers its result on the loop.
+
+The session is 10 s (a 500 ms tick lets the server grant it), not 4 s: a hook's 1000 ms CPU budget may take up to
+4 x 1000 + 1000 ms of wall clock, and filling the 64 MB heap (0.3 s of CPU) took 2.6-3.5 s of wall clock with the
+host at load 16; with 4 s the session expired there and every later test of the class failed with it.
 """
 
 import os
@@ -27,7 +31,7 @@ function M.execute() local rc = os.execute("sleep 15"); return rc end
 return M
 '''
 
-POLICY = '''zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }
+POLICY = '''zookeeper { servers = "127.0.0.1:1", session_timeout = 10000 }
 agent { hook_budget = 1000, lua_memory = "64MB" }
 local mod = require "sbmod"
 -- (the filter's line numbers below are named by the tests)
@@ -66,7 +70,7 @@ service "svc" {
 class PolicySandbox(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = ZooKeeper(tick=500).start()     # sessions up to 20 ticks: 10 s
         cls.kz = cls.zk.client()
         cls.kz.ensure_path("/sb/svc")
         cls.kz.ensure_path("/sb/reg")
@@ -84,6 +88,7 @@ class PolicySandbox(unittest.TestCase):
             else:
                 os.environ["LUA_PATH"] = old
         wait_until(lambda: cls.scout.ids("svc") == ["127.0.0.1:1"], what="initial list")
+        assert "(timeout 10000 ms)" in cls.scout.log(), "the server did not grant the 10 s session"
         wait_until(lambda: cls.kz.get_children("/sb/reg"), what="registration")
         cls.reg = "/sb/reg/" + cls.kz.get_children("/sb/reg")[0]
         cls.owner = cls.kz.exists(cls.reg).ephemeralOwner
@@ -198,7 +203,7 @@ class PolicySandbox(unittest.TestCase):
         self.assert_unharmed()
 
     def test_a_reload_that_loops_at_load_is_stopped_inside_the_session_timeout(self):
-        # the 4 s session gives a reload min(5 s, 4 s / 3) = 1333 ms; a 5 s load budget expired the session
+        # the 10 s session gives a reload min(5 s, 10 s / 3) = 3333 ms; a 5 s load budget would not fit a 4 s one
         s = self.scout
         with open(s.policy_file) as f:
             good = f.read()
@@ -212,7 +217,7 @@ class PolicySandbox(unittest.TestCase):
             with open(s.policy_file, "w") as f:
                 f.write(good)
         self.assert_unharmed()
-        self.assertRegex(s.log(), r"reload refused.*policy\.lua:3: exceeded its 1333 ms budget")
+        self.assertRegex(s.log(), r"reload refused.*policy\.lua:3: exceeded its 3333 ms budget")
         self.assertEqual(s.ids("svc"), ["127.0.0.1:1"])
 
 

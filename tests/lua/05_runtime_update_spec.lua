@@ -244,6 +244,58 @@ describe("scout.runtime", function()
         assert.is_nil(r.degraded)
       end)
 
+      it("asks a failed child again only when its back-off is due or its own data changes", function()
+        -- a filter at the heap cap costs ~200 ms: asked at every change of a busy service it held the loop
+        local now = 0
+        runtime.set_clock(function() return now end)
+        finally(function() runtime.set_clock(function() return os.clock() * 1000 end) end)
+        local r = update(S, batch.removed, batch.changed)
+        local calls = st.filter_calls
+        assert.equals(1000, r.reweigh)          -- the C side calls again when the back-off ends
+        -- another child changes: c's filter is not asked, its verdict stands, the skip is counted
+        r = update(S, {}, { { "e", json("10.0.0.5", 81), 6 } })
+        assert.equals(calls + 1, st.filter_calls)
+        assert.equals("e", r.ids)
+        assert.equals(1, r.spared)
+        assert.matches("c: the filter raised", r.degraded, 1, true)
+        local ex = require("cjson").decode(runtime.explain(S))
+        for _, c in ipairs(ex.children) do
+          if c.id == "c" then
+            assert.equals("filter_error", c.verdict)
+            assert.equals(1000, c.retry_in_ms)
+            assert.matches("asked again in 1.0 s (backing off), or when its data changes", c.reason, 1, true)
+          end
+        end
+        -- due: asked again without any change; it fails again and backs off twice as long
+        now = 1000
+        r = update(S, {}, {})
+        assert.equals(calls + 2, st.filter_calls)
+        assert.equals(2000, r.reweigh)
+        assert.equals(0, r.spared)
+        -- its own data changes: asked at once, whatever its back-off
+        st.boom = nil
+        now = 1500
+        r = update(S, {}, { { "c", json("10.0.0.3", 80), 7 } })
+        assert.equals("c", r.ids)
+        assert.is_nil(r.degraded)
+        assert.is_nil(r.reweigh)                -- nothing backs off any more
+      end)
+
+      it("backs a failed child off at least ten times what its failure held the loop", function()
+        -- a heap-cap hit on a loaded host: 0.3 s of CPU, 3.5 s of wall clock; retried after 1 s it held the loop
+        local backoff = require "scout.backoff"
+        local s = {}
+        backoff.failed(s, "x", 0, 20)           -- cheap: the doubling decides (1 s)
+        assert.equals(1000, backoff.left(s, "x", 0))
+        backoff.failed(s, "x", 1000, 300)       -- 2 s by doubling, 3 s by its cost
+        assert.equals(3000, backoff.left(s, "x", 1000))
+        assert.equals(3000, backoff.next(s, 1000))
+        backoff.failed(s, "x", 5000, 0)         -- the doubling goes on underneath: 4 s
+        assert.equals(4000, backoff.left(s, "x", 5000))
+        backoff.clear(s, "x")
+        assert.is_nil(s.backoff)
+      end)
+
       it("keeps a published child's last good endpoint while its filter raises", function()
         st.boom = "b"
         local r = update(S, batch.removed, batch.changed)

@@ -89,10 +89,11 @@ end
 
 -- update() with its four results packed; `ok` = false and `err` when it raised.
 function R.update(i, removed, changed)
-  local ok, up, gone, nerr, nhook, retry, reweigh, degraded, nrej = pcall(runtime.update, i, removed, changed)
+  local ok, up, gone, nerr, nhook, retry, reweigh, degraded, nrej, spared =
+    pcall(runtime.update, i, removed, changed)
   if not ok then return { ok = false, err = up } end
   return { ok = true, up = up, gone = gone, nerr = nerr, nhook = nhook, retry = retry, reweigh = reweigh, ids = ids(up),
-           gone_ids = table.concat(gone, ","), degraded = degraded, nrej = nrej }
+           gone_ids = table.concat(gone, ","), degraded = degraded, nrej = nrej, spared = spared }
 end
 
 local logs
