@@ -446,6 +446,7 @@ static int
 endpoint_text(scout_endpoint_t *ep)
 {
     json_t *o;
+    size_t len;
 
     if (ep->json != NULL)
         return SCOUT_OK;
@@ -455,7 +456,13 @@ endpoint_text(scout_endpoint_t *ep)
     json_decref(o);
     if (ep->json == NULL)
         return SCOUT_ERROR;
-    ep->json_len = strlen(ep->json);
+    len = strlen(ep->json);
+    if (len >= SCOUT_ENDPOINT_MAX_JSON) {   /* cannot be: see endpoint.h */
+        free(ep->json);
+        ep->json = NULL;
+        return SCOUT_ERROR;
+    }
+    ep->json_len = (uint32_t)len;
     return SCOUT_OK;
 }
 

@@ -26,10 +26,11 @@ typedef struct {
  * has 15-25 entries, and two mallocs each cost more than the bytes.  Meta
  * built by hand (the snapshot reader, tests) is an array of malloc'd
  * strings, freed one by one. */
-/* Fields ordered by size, no padding: one of these per published endpoint
- * (100k at scale), and 8 bytes less here is 16 less in malloc's rounding.
- * No hash handle: a set is a sorted array of pointers (8 bytes an endpoint
- * where uthash's handle and buckets took ~70). */
+/* Fields ordered by size, no padding, 64 bytes: one of these per published
+ * endpoint (100k at scale), and with its three short strings a typical one
+ * fits malloc's 96-byte chunk (80 bytes of fields took the 112 one, 1.6 MB
+ * at 10,000 x 10).  No hash handle: a set is a sorted array of pointers
+ * (8 bytes an endpoint where uthash's handle and buckets took ~70). */
 typedef struct scout_endpoint_s {
     char          *id;        /* the znode name */
     char          *host;
@@ -37,13 +38,18 @@ typedef struct scout_endpoint_s {
     scout_meta_t  *meta;      /* sorted by key */
     char          *json;      /* its JSON object, made the first time a
                                  set holding it is rendered; NULL before */
-    size_t         json_len;
     int64_t        zxid;
     int            port;
     int            weight;
     int            nmeta;
-    int            meta_inline;/* meta is in this allocation */
+    uint32_t       json_len:31;/* under SCOUT_ENDPOINT_MAX_JSON */
+    uint32_t       meta_inline:1;/* meta is in this allocation */
 } scout_endpoint_t;
+
+/* An endpoint's JSON is its strings (SCOUT_ENDPOINT_MAX_BYTES, each byte
+ * at most 6 escaped) and their syntax: far below this, which json_len
+ * holds. */
+#define SCOUT_ENDPOINT_MAX_JSON  (1u << 30)
 
 /* A set is an array sorted by id (strcmp): a lookup is a binary search, a
  * put or a delete moves the pointers after it (a 5,000-endpoint service

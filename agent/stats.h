@@ -41,6 +41,8 @@
     X(snapshot_write_failures, "disk snapshot writes that failed (retried)")   \
     X(snapshot_services_left_out, "services left out of a disk snapshot "       \
                               "because their list breaks the format's limits") \
+    X(snapshot_read_back_failures, "disk snapshot writes that found the last " \
+                              "file not as written: every service encoded again") \
     X(render_writes,          "rendered files written (bytes changed)")        \
     X(render_write_failures,  "rendered file writes that failed; the old file stayed") \
     X(loop_stalls,            "loop iterations whose callbacks ran past 100 ms of CPU")     \

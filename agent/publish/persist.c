@@ -13,7 +13,10 @@
  * (writer.h) gathers the records and commits the file from them where
  * they are (checksum, writev, fsync, rename, fsync of the directory: no
  * copy of the registry but the file's), taking as long as the disk
- * likes; the loop hears back
+ * likes.  Once written, a record's bytes go back to the file
+ * (snapshot.h): the next write reads an unchanged service from the file
+ * it wrote last, so the agent does not hold a second copy of the file
+ * between writes; the loop hears back
  * through an ev_async.  At most one write is in
  * flight: a change during a commit is written a second later, from the
  * newest state (coalesced, never queued).  A failed write is tried again
@@ -90,6 +93,9 @@ struct scout_persist_s {
     int64_t           loaded_at_ms;/* written_at of what we loaded, or 0 */
     int64_t           written_ms;  /* wall clock of the last good write */
     int64_t           failing_ms;  /* of the first failure since, or 0  */
+    scout_snapshot_file_t last;    /* the last written: the writer's while
+                                    * a write is out, the loop's between */
+    int               read_back_failed; /* the last write's SCOUT_AGAIN */
     char              last_err[SCOUT_ERR_LEN];
     scout_writer_t    writer;
 };
@@ -176,7 +182,9 @@ record_of(scout_persist_t *p, int i, int *encoded, char *err)
     sv.index = scout_service_index(s);
     scout_service_zxids(s, &sv.pzxid, &sv.max_mzxid);
     if (c->svc == s && c->index == sv.index && c->pzxid == sv.pzxid
-        && c->max_mzxid == sv.max_mzxid && (c->rec != NULL || c->why != NULL))
+        && c->max_mzxid == sv.max_mzxid
+        && (c->rec != NULL ? scout_snapshot_rec_current(c->rec, &p->last)
+                           : c->why != NULL))
         return c->rec;
     scout_snapshot_rec_unref(c->rec);
     free(c->why);
@@ -293,8 +301,11 @@ commit(void *owner, void *job)
     /* written from the records where they are: a write copies the registry
      * only into the file, not into a buffer first */
     j->rc = scout_snapshot_commit_recs(p->dir, p->ensemble, j->written_at_ms,
-                                       j->recs, j->nrecs, &j->len, &more,
-                                       j->err);
+                                       j->recs, j->nrecs, &p->last, &j->len,
+                                       &more, j->err);
+    if (j->rc == SCOUT_OK)      /* the file holds them now */
+        for (int i = 0; i < j->nrecs; i++)
+            scout_snapshot_rec_release(j->recs[i], &p->last);
     if (more > 0 && j->left_out == 0)
         snprintf(j->why, sizeof(j->why), "%s", j->err);
     j->left_out += more;
@@ -317,12 +328,28 @@ collect(void *owner, void *job)
                   "service%s left out, the others written: %s", j->left_out,
                   j->left_out == 1 ? "" : "s", j->why);
     }
-    if (j->rc != SCOUT_OK) {
+    if (j->rc == SCOUT_AGAIN) {
+        /* the last file is not what was written: every service is encoded
+         * again for the next write (soon: this is not the disk failing,
+         * unless it happens twice in a row) */
+        scout_stats.snapshot_read_back_failures++;
+        scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
+                  "every service is encoded again", j->err);
+        p->marks.all = 1;
+        if (p->read_back_failed)
+            retry_write(p, j->err);
+        else {
+            p->dirty = 1;
+            write_in(p, 0.);
+        }
+        p->read_back_failed = 1;
+    } else if (j->rc != SCOUT_OK) {
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
                   "will retry in %.0f s", j->err, p->backoff);
         retry_write(p, j->err);
     } else {
         scout_stats.snapshot_writes++;
+        p->read_back_failed = 0;
         if (p->failing_ms != 0)
             scout_log(SCOUT_LOG_INFO, "persist", "the snapshot is written "
                       "again after %.0f s of failures",
@@ -378,6 +405,7 @@ scout_persist_new(struct ev_loop *loop, const char *dir, int64_t max_age_ms,
 
     if (p == NULL)
         goto oom;
+    p->last = (scout_snapshot_file_t)SCOUT_SNAPSHOT_FILE_INIT;
     p->dir = strdup(dir);
     p->ensemble = strdup(ensemble);
     p->file = malloc(len);
@@ -487,10 +515,16 @@ scout_persist_flush(scout_persist_t *p)
         collect(p, j);
     if (!p->dirty)
         return;
-    p->dirty = 0;
-    if ((j = encode_now(p)) != NULL) {
+    /* once more when the last file was found changed under us: written
+     * again from services all encoded again (collect() leaves it dirty) */
+    for (int tries = 0; tries < 2; tries++) {
+        p->dirty = 0;
+        if ((j = encode_now(p)) == NULL)
+            return;
         commit(p, j);
         collect(p, j);
+        if (!p->read_back_failed || !p->dirty)
+            return;
     }
 }
 
@@ -561,6 +595,7 @@ scout_persist_free(scout_persist_t *p)
         ev_timer_stop(p->loop, &p->timer);
     cache_clear(p);
     cache_free(p->old_cache, p->old_n);
+    scout_snapshot_file_close(&p->last);
     free(p->dir);
     free(p->file);
     free(p->ensemble);

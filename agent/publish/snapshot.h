@@ -75,7 +75,9 @@ int scout_snapshot_encode_each(const char *ensemble, int64_t written_at_ms,
  * agent keeps it while the service's index and zxids stay the same, so a
  * write costs the loop only the services that changed, and the writer
  * thread assembles the file from the records (scout_snapshot_assemble).
- * The reference count is atomic: a record may be released by any thread. */
+ * The reference count is atomic: a record may be released by any thread.
+ * Its bytes may go back to the file they were written to
+ * (scout_snapshot_rec_release); scout_snapshot_assemble then refuses it. */
 typedef struct scout_snapshot_rec_s scout_snapshot_rec_t;
 
 /* The record of sv (copied: nothing of sv is kept), one reference.  NULL
@@ -97,14 +99,49 @@ int scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
                             scout_snapshot_rec_t **recs, int n, char **buf,
                             size_t *len, int *left_out, char *err);
 
+/* The file the records were last committed to.  A record written there
+ * may give its bytes back (scout_snapshot_rec_release): the next commit
+ * reads them from this file instead of keeping them in memory for the
+ * whole life of the service (at 10,000 x 10 that is the file's 5.5 MB).
+ * Owned by the caller, used by one commit at a time; zero-initialise with
+ * SCOUT_SNAPSHOT_FILE_INIT, close with scout_snapshot_file_close. */
+typedef struct {
+    int      fd;        /* the file as this process wrote it; -1: none  */
+    uint64_t id;        /* which commit wrote it; changes when it goes  */
+} scout_snapshot_file_t;
+
+#define SCOUT_SNAPSHOT_FILE_INIT { -1, 0 }
+
+/* Forgets the file: every record that gave its bytes back is then stale
+ * (scout_snapshot_rec_current says 0) and must be encoded again. */
+void scout_snapshot_file_close(scout_snapshot_file_t *f);
+
 /* scout_snapshot_assemble + scout_snapshot_commit without the file in one
  * buffer: the records are written where they are (writev) and the checksum
  * taken over them in place, so a write copies nothing but into the file.
- * *len: the file's size once written. */
+ * A record whose bytes went back to the file is read from file (pread,
+ * into pages unmapped once written; each record checked against its own
+ * XXH64 taken when it was encoded).  file may be NULL when no record has
+ * given its bytes back.  Once written, file is the new file.
+ * SCOUT_AGAIN when such a record cannot be read back as it was written
+ * (the file changed under the agent, or file is not the one the record
+ * was written to): nothing is replaced, file is forgotten, and every
+ * record must be encoded again.  *len: the file's size once written. */
 int scout_snapshot_commit_recs(const char *dir, const char *ensemble,
                                int64_t written_at_ms,
                                scout_snapshot_rec_t **recs, int n,
+                               scout_snapshot_file_t *file,
                                size_t *len, int *left_out, char *err);
+
+/* Frees r's bytes when file holds them (r was in the last commit to it);
+ * else does nothing.  Not while a commit that uses r is in flight. */
+void scout_snapshot_rec_release(scout_snapshot_rec_t *r,
+                                const scout_snapshot_file_t *file);
+
+/* 1 while r can be written: its bytes in memory, or in file as they were
+ * written there; 0 once that file is gone (encode the service again). */
+int scout_snapshot_rec_current(const scout_snapshot_rec_t *r,
+                               const scout_snapshot_file_t *file);
 
 /* Put encoded bytes at DIR/scout.snapshot, atomically and durably: write
  * DIR/scout.snapshot.tmp (mode 0600), fsync it, rename it over the old file,

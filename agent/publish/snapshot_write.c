@@ -9,16 +9,29 @@
  * canonical form the reader accepts (sorted, no duplicates), so a written
  * snapshot always reads back.
  *
+ * A record kept for an unchanged service need not keep its bytes: once a
+ * commit has put them in the file, they are read back from it by the next
+ * commit (checked against the record's own XXH64 first), so the agent holds
+ * ~60 bytes a service instead of its whole record.
+ *
  * What this file must never do: leave a temp file behind after a failed
- * write, or replace a good snapshot with a partial one.
+ * write, replace a good snapshot with a partial one, or write bytes read
+ * back from the old file that are not what was encoded.
  */
 #include "publish/snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23          /* Linux 5.14 */
+#endif
 
 #include "publish/file_replace.h"
 #include "publish/snapshot_format.h"
@@ -279,10 +292,14 @@ scout_snapshot_encode_each(const char *ensemble, int64_t written_at_ms,
 
 struct scout_snapshot_rec_s {
     int            refs;        /* atomic */
-    size_t         len;         /* of data */
-    size_t         name_len;
-    const unsigned char *name;  /* inside data, not NUL-terminated */
-    unsigned char  data[];      /* the service's bytes as in the file */
+    uint32_t       name_len;
+    size_t         len;         /* of the bytes */
+    unsigned char *data;        /* the service's bytes as in the file, or
+                                 * NULL once given back to the file    */
+    uint64_t       hash;        /* XXH64 of the bytes                  */
+    uint64_t       file_id;     /* the last commit that wrote them...  */
+    uint64_t       off;         /* ...and where, in that file          */
+    unsigned char  name[];      /* not NUL-terminated                  */
 };
 
 scout_snapshot_rec_t *
@@ -290,7 +307,9 @@ scout_snapshot_rec_new(const scout_snapshot_service_t *sv, char *err)
 {
     scout_endpoint_t **sorted;
     scout_snapshot_rec_t *r;
+    unsigned char *data;
     uint64_t size = 0;
+    size_t name_len;
     unsigned n = sv->eps != NULL ? sv->eps->n : 0;
 
     if (size_service(sv, &size, err) != SCOUT_OK)
@@ -300,20 +319,27 @@ scout_snapshot_rec_new(const scout_snapshot_service_t *sv, char *err)
                      "\"%s\"", SCOUT_SNAPSHOT_MAX_SIZE, S(sv->name));
         return NULL;
     }
+    name_len = strlen(S(sv->name));
     sorted = malloc((n > 0 ? n : 1) * sizeof(*sorted));
-    r = malloc(sizeof(*r) + (size_t)size);
-    if (sorted == NULL || r == NULL) {
+    r = malloc(sizeof(*r) + name_len);
+    data = malloc((size_t)size > 0 ? (size_t)size : 1);
+    if (sorted == NULL || r == NULL || data == NULL) {
         free(sorted);
         free(r);
+        free(data);
         scout_seterr(err, "snapshot: out of memory");
         return NULL;
     }
     r->refs = 1;
     r->len = (size_t)size;
+    r->data = data;
     put_service(r->data, sv, sorted);
     free(sorted);
-    r->name_len = strlen(S(sv->name));
-    r->name = r->data + STR_MIN;
+    r->hash = XXH64(r->data, r->len, 0);
+    r->file_id = 0;             /* in no file yet */
+    r->off = 0;
+    r->name_len = (uint32_t)name_len;
+    memcpy(r->name, S(sv->name), name_len);
     return r;
 }
 
@@ -328,8 +354,38 @@ scout_snapshot_rec_ref(scout_snapshot_rec_t *r)
 void
 scout_snapshot_rec_unref(scout_snapshot_rec_t *r)
 {
-    if (r != NULL && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    if (r != NULL && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        free(r->data);
         free(r);
+    }
+}
+
+void
+scout_snapshot_rec_release(scout_snapshot_rec_t *r,
+                           const scout_snapshot_file_t *file)
+{
+    if (r->data != NULL && file != NULL && file->fd >= 0
+        && r->file_id == file->id) {
+        free(r->data);
+        r->data = NULL;
+    }
+}
+
+int
+scout_snapshot_rec_current(const scout_snapshot_rec_t *r,
+                           const scout_snapshot_file_t *file)
+{
+    return r->data != NULL || (file != NULL && file->fd >= 0
+                               && r->file_id == file->id);
+}
+
+void
+scout_snapshot_file_close(scout_snapshot_file_t *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+    f->id++;                    /* what was written to it is stale now */
 }
 
 size_t
@@ -358,11 +414,10 @@ by_rec_name(const void *a, const void *b)
 }
 
 /* What the file of recs is: the records kept (moved to the front, in name
- * order; *kept of them), its size, and its head -- the header, checksum
- * included, and the fields before the first record -- in a buffer of its
- * own (*head, *head_len: the caller frees it).  The checksum is taken over
- * the head's fields and the records where they are, so the file need never
- * be copied into one buffer. */
+ * order; *kept of them), its size, and its head -- the header and the
+ * fields before the first record -- in a buffer of its own (*head,
+ * *head_len: the caller frees it).  The checksum is left to seal(), once
+ * the records' bytes are at hand. */
 static int
 plan(const char *ensemble, int64_t written_at_ms, scout_snapshot_rec_t **recs,
      int n, unsigned char **head, size_t *head_len, int *kept_out,
@@ -371,7 +426,6 @@ plan(const char *ensemble, int64_t written_at_ms, scout_snapshot_rec_t **recs,
     static const char writer[] = "scout " SCOUT_VERSION;
     uint64_t size = SCOUT_SNAPSHOT_HDR_LEN + 8 + 4;
     unsigned char *out, *p;
-    XXH64_state_t st;
     size_t hlen;
     int kept = 0;
 
@@ -419,16 +473,11 @@ plan(const char *ensemble, int64_t written_at_ms, scout_snapshot_rec_t **recs,
     p = put_str(p, ensemble);
     p = put_le(p, (uint64_t)written_at_ms, 8);
     put_le(p, (uint32_t)kept, 4);
-    XXH64_reset(&st, 0);
-    XXH64_update(&st, out + SCOUT_SNAPSHOT_HDR_LEN,
-                 hlen - SCOUT_SNAPSHOT_HDR_LEN);
-    for (int i = 0; i < kept; i++)
-        XXH64_update(&st, recs[i]->data, recs[i]->len);
     memcpy(out, magic, sizeof(magic));
     put_le(out + 8, SCOUT_SNAPSHOT_VERSION, 4);
     put_le(out + 12, 0, 4);
     put_le(out + 16, size - SCOUT_SNAPSHOT_HDR_LEN, 8);
-    put_le(out + 24, XXH64_digest(&st), 8);
+    put_le(out + 24, 0, 8);     /* the checksum: seal() */
     *head = out;
     *head_len = hlen;
     *kept_out = kept;
@@ -448,6 +497,12 @@ scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
 
     *buf = NULL;
     *len = 0;
+    for (int i = 0; i < n; i++)
+        if (recs[i]->data == NULL)
+            return scout_seterr(err, "snapshot: the record of \"%.*s\" is "
+                                "in the file, not in memory",
+                                (int)recs[i]->name_len,
+                                (const char *)recs[i]->name);
     if (plan(ensemble, written_at_ms, recs, n, &head, &hlen, &kept, &size,
              left_out, err) != SCOUT_OK)
         return SCOUT_ERROR;
@@ -461,20 +516,161 @@ scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
         memcpy(p, recs[i]->data, recs[i]->len);
         p += recs[i]->len;
     }
+    put_le(out + 24, XXH64(out + SCOUT_SNAPSHOT_HDR_LEN,
+                           (size_t)size - SCOUT_SNAPSHOT_HDR_LEN, 0), 8);
     free(head);
     *buf = (char *)out;
     *len = (size_t)size;
     return SCOUT_OK;
 }
 
+/* The checksum over the head's fields and the records where they are
+ * (iov[1..kept]), so the file need never be copied into one buffer. */
+static void
+seal(unsigned char *head, size_t hlen, const struct iovec *iov, int kept)
+{
+    XXH64_state_t st;
+
+    XXH64_reset(&st, 0);
+    XXH64_update(&st, head + SCOUT_SNAPSHOT_HDR_LEN,
+                 hlen - SCOUT_SNAPSHOT_HDR_LEN);
+    for (int i = 1; i <= kept; i++)
+        XXH64_update(&st, iov[i].iov_base, iov[i].iov_len);
+    put_le(head + 24, XXH64_digest(&st), 8);
+}
+
+static int
+pread_all(int fd, unsigned char *buf, size_t len, uint64_t off)
+{
+    while (len > 0) {
+        ssize_t k = pread(fd, buf, len, (off_t)off);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return SCOUT_ERROR;         /* errno 0: shorter than written */
+        buf += k;
+        len -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return SCOUT_OK;
+}
+
+/* iov[1 + i] := the bytes of kept record i: in memory, or read back from
+ * file into pages of their own (*map, *map_len: unmapped once written, so
+ * a write leaves nothing behind in the heap).  Records that follow each
+ * other in the old file are read in one pread (an unchanged registry is
+ * one read).  SCOUT_AGAIN when one cannot be read back as it was encoded;
+ * SCOUT_ERROR when out of memory. */
+static int
+read_back(const char *dir, scout_snapshot_rec_t **recs, int kept,
+          const scout_snapshot_file_t *file, struct iovec *iov,
+          unsigned char **map, size_t *map_len, char *err)
+{
+    size_t total = 0, at = 0;
+
+    *map = NULL;
+    *map_len = 0;
+    for (int i = 0; i < kept; i++) {
+        iov[i + 1].iov_base = recs[i]->data;
+        iov[i + 1].iov_len = recs[i]->len;
+        if (recs[i]->data == NULL)
+            total += recs[i]->len;
+    }
+    if (total == 0)
+        return SCOUT_OK;
+    *map = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (*map == MAP_FAILED) {
+        *map = NULL;
+        return scout_seterr(err, "snapshot: out of memory");
+    }
+    *map_len = total;
+    /* a few huge pages instead of a fault per 4 KB page, where the kernel
+     * has them; then resident in one call (the same as MAP_POPULATE) */
+    (void)madvise(*map, total, MADV_HUGEPAGE);
+    (void)madvise(*map, total, MADV_POPULATE_WRITE);
+    for (int i = 0; i < kept;) {
+        scout_snapshot_rec_t *r = recs[i];
+        uint64_t off = r->off;
+        size_t run = 0;
+        int j = i;
+
+        if (r->data != NULL) {
+            i++;
+            continue;
+        }
+        if (file == NULL || file->fd < 0 || r->file_id != file->id) {
+            scout_seterr(err, "snapshot: the record of \"%.*s\" was in a "
+                         "file that is gone", (int)r->name_len,
+                         (const char *)r->name);
+            return SCOUT_AGAIN;
+        }
+        while (j < kept && recs[j]->data == NULL
+               && recs[j]->file_id == file->id && recs[j]->off == off + run)
+            run += recs[j++]->len;
+        errno = 0;
+        if (pread_all(file->fd, *map + at, run, off) != SCOUT_OK) {
+            scout_seterr(err, "snapshot: reading back %s/%s: %s", dir,
+                         SCOUT_SNAPSHOT_FILE, errno ? strerror(errno)
+                         : "shorter than it was written");
+            return SCOUT_AGAIN;
+        }
+        for (; i < j; i++) {
+            iov[i + 1].iov_base = *map + at;
+            at += recs[i]->len;
+            if (XXH64(iov[i + 1].iov_base, recs[i]->len, 0)
+                != recs[i]->hash) {
+                scout_seterr(err, "snapshot: %s/%s changed under the agent "
+                             "(the record of \"%.*s\" is not what was "
+                             "written)", dir, SCOUT_SNAPSHOT_FILE,
+                             (int)recs[i]->name_len,
+                             (const char *)recs[i]->name);
+                return SCOUT_AGAIN;
+            }
+        }
+    }
+    return SCOUT_OK;
+}
+
+/* After the rename: file is the new file, and each record written knows
+ * where it is in it.  Opened by name: the checksum of each record read
+ * back catches a file that is not what was written. */
+static void
+now_in(const char *dir, scout_snapshot_file_t *file,
+       scout_snapshot_rec_t **recs, int kept, size_t hlen, uint64_t size)
+{
+    char path[4096];
+    struct stat st;
+    uint64_t off = hlen, id = file->id + 1;
+    int fd = -1;
+
+    if (snprintf(path, sizeof(path), "%s/%s", dir, SCOUT_SNAPSHOT_FILE)
+        < (int)sizeof(path))
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && (fstat(fd, &st) != 0 || (uint64_t)st.st_size != size)) {
+        close(fd);
+        fd = -1;
+    }
+    for (int i = 0; i < kept; i++) {
+        recs[i]->file_id = id;
+        recs[i]->off = off;
+        off += recs[i]->len;
+    }
+    scout_snapshot_file_close(file);
+    file->fd = fd;
+    file->id = id;
+}
+
 int
 scout_snapshot_commit_recs(const char *dir, const char *ensemble,
                            int64_t written_at_ms, scout_snapshot_rec_t **recs,
-                           int n, size_t *len, int *left_out, char *err)
+                           int n, scout_snapshot_file_t *file, size_t *len,
+                           int *left_out, char *err)
 {
-    unsigned char *head;
+    unsigned char *head, *map = NULL;
     struct iovec *iov;
-    size_t hlen;
+    size_t hlen, map_len = 0;
     uint64_t size;
     int kept, rc;
 
@@ -488,16 +684,24 @@ scout_snapshot_commit_recs(const char *dir, const char *ensemble,
     }
     iov[0].iov_base = head;
     iov[0].iov_len = hlen;
-    for (int i = 0; i < kept; i++) {
-        iov[i + 1].iov_base = (void *)recs[i]->data;
-        iov[i + 1].iov_len = recs[i]->len;
+    rc = read_back(dir, recs, kept, file, iov, &map, &map_len, err);
+    if (rc == SCOUT_OK) {
+        seal(head, hlen, iov, kept);
+        rc = scout_file_replace_iov(dir, SCOUT_SNAPSHOT_FILE,
+                                    SCOUT_SNAPSHOT_TMP, iov, kept + 1, 0600,
+                                    err);
+    } else if (rc == SCOUT_AGAIN && file != NULL) {
+        scout_snapshot_file_close(file);    /* all of it is suspect now */
     }
-    rc = scout_file_replace_iov(dir, SCOUT_SNAPSHOT_FILE, SCOUT_SNAPSHOT_TMP,
-                                iov, kept + 1, 0600, err);
+    if (map != NULL)
+        munmap(map, map_len);
     free(iov);
     free(head);
-    if (rc == SCOUT_OK)
+    if (rc == SCOUT_OK) {
         *len = (size_t)size;
+        if (file != NULL)
+            now_in(dir, file, recs, kept, hlen, size);
+    }
     return rc;
 }
 

@@ -1,6 +1,8 @@
 /*
  * test_snapshot.c -- the disk snapshot: every field survives a round trip;
- * records are encoded and written in place, the very bytes of the encoder;
+ * records are encoded and written in place, the very bytes of the encoder,
+ * also once their bytes went back to the file (and never from a file that
+ * changed under the writer);
  * a failed write leaves no temp file and the old snapshot intact.  Also
  * measures encode/commit/read of 10,000 services x 10 endpoints (printed,
  * never asserted).  Files that must be refused are in test_snapshot_refuse.c
@@ -16,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test_endpoints.h"
@@ -217,7 +220,7 @@ test_records(void)
         struct stat st;
         FILE *f;
 
-        CHECK(scout_snapshot_commit_recs(tmpdir, "e", 99, mixed, 3, &lw,
+        CHECK(scout_snapshot_commit_recs(tmpdir, "e", 99, mixed, 3, NULL, &lw,
                                          &left_b, err) == SCOUT_OK, "%s", err);
         CHECK(left_b == 0 && lw == la);
         b = malloc(la + 1);
@@ -251,6 +254,114 @@ test_records(void)
         scout_snapshot_rec_unref(recs[i]);
     free(a);
     scout_epset_free(&bad);
+}
+
+/* The whole file at path in a malloc'd buffer (*len bytes), or NULL. */
+static char *
+slurp(const char *path, size_t *len)
+{
+    struct stat st;
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+
+    if (f != NULL && fstat(fileno(f), &st) == 0
+        && (buf = malloc((size_t)st.st_size + 1)) != NULL
+        && fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        free(buf);
+        buf = NULL;
+    }
+    if (f != NULL)
+        fclose(f);
+    *len = buf != NULL ? (size_t)st.st_size : 0;
+    return buf;
+}
+
+/* A record whose bytes went back to the file is written again from the
+ * file: the next file is byte for byte what the encoder gives, with a
+ * changed service among unchanged ones; and bytes that are not what was
+ * written (the file edited under the agent) are never copied into a new
+ * file: the commit says SCOUT_AGAIN, the file on disk stays as it was,
+ * and the records are stale until encoded again. */
+static void
+test_records_in_file(void)
+{
+    char err[SCOUT_ERR_LEN] = "", *want, *got, *before;
+    size_t lwant, lgot, lbefore, lw;
+    int left;
+    scout_snapshot_file_t file = SCOUT_SNAPSHOT_FILE_INIT;
+    scout_snapshot_service_t now[3] = { small[0], small[1], small[2] };
+    scout_snapshot_rec_t *recs[3], *old;
+    const char *path = path_in(tmpdir, SCOUT_SNAPSHOT_FILE);
+
+    for (int i = 0; i < 3; i++)
+        recs[i] = scout_snapshot_rec_new(&small[i], err);
+    CHECK(recs[0] != NULL && recs[1] != NULL && recs[2] != NULL);
+    if (recs[0] == NULL || recs[1] == NULL || recs[2] == NULL)
+        return;
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 5, recs, 3, &file, &lw,
+                                     &left, err) == SCOUT_OK, "%s", err);
+    CHECK(file.fd >= 0);
+    for (int i = 0; i < 3; i++) {
+        scout_snapshot_rec_release(recs[i], &file);
+        CHECK(scout_snapshot_rec_current(recs[i], &file));
+    }
+    /* its bytes are gone from memory: only a commit can have them */
+    CHECK(scout_snapshot_assemble("e", 5, recs, 3, &got, &lgot, &left, err)
+          == SCOUT_ERROR);
+    CHECK_ERR(err, "in the file, not in memory");
+    /* "users" changed (a new index): encoded again, the others from disk */
+    now[0].index = 8;
+    old = recs[2];              /* the commit sorted them: idle, orders, users */
+    recs[2] = scout_snapshot_rec_new(&now[0], err);
+    scout_snapshot_rec_unref(old);
+    CHECK(recs[2] != NULL);
+    if (recs[2] == NULL)
+        goto out;
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 6, recs, 3, &file, &lw,
+                                     &left, err) == SCOUT_OK, "%s", err);
+    CHECK(scout_snapshot_encode("e", 6, now, 3, &want, &lwant, err)
+          == SCOUT_OK);
+    got = slurp(path, &lgot);
+    CHECK(got != NULL && lgot == lwant && lw == lwant
+          && memcmp(got, want, lwant) == 0, "the file from records read "
+          "back differs from the encoder's");
+    free(got);
+    free(want);
+    /* every record is in the new file now, the changed one too */
+    for (int i = 0; i < 3; i++) {
+        scout_snapshot_rec_release(recs[i], &file);
+        CHECK(scout_snapshot_rec_current(recs[i], &file));
+    }
+    /* one byte of the file changed under the writer: refused, not copied */
+    {
+        int fd = open(path, O_WRONLY);
+        char x = 0x5a;
+
+        CHECK(fd >= 0 && pwrite(fd, &x, 1, (off_t)lw - 1) == 1);
+        if (fd >= 0)
+            close(fd);
+    }
+    before = slurp(path, &lbefore);
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 7, recs, 3, &file, &lw,
+                                     &left, err) == SCOUT_AGAIN);
+    CHECK_ERR(err, "changed under the agent");
+    got = slurp(path, &lgot);
+    CHECK(before != NULL && got != NULL && lgot == lbefore
+          && memcmp(got, before, lgot) == 0, "the file was replaced");
+    CHECK(!exists(path_in(tmpdir, SCOUT_SNAPSHOT_TMP)));
+    free(got);
+    free(before);
+    for (int i = 0; i < 3; i++)
+        CHECK(!scout_snapshot_rec_current(recs[i], &file));
+    CHECK(file.fd < 0);
+    /* and a record of a file that is gone is refused the same way */
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 8, recs, 3, &file, &lw,
+                                     &left, err) == SCOUT_AGAIN);
+    CHECK_ERR(err, "in a file that is gone");
+out:
+    for (int i = 0; i < 3; i++)
+        scout_snapshot_rec_unref(recs[i]);
+    scout_snapshot_file_close(&file);
 }
 
 static void
@@ -414,6 +525,15 @@ test_write_failures(void)
 /* 10,000 services x 10 endpoints with meta: encoded, committed, read back
  * and taken, every set equal to what went in (bench/scale times the same
  * path inside the agent). */
+static double
+thread_cpu_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static void
 test_scale(void)
 {
@@ -451,22 +571,38 @@ test_scale(void)
         /* the agent's way: one record per service, written where they are
          * (10,001 pieces, more than one writev takes): the encoder's bytes */
         scout_snapshot_rec_t **recs = calloc(NSVC, sizeof(*recs));
+        scout_snapshot_file_t file = SCOUT_SNAPSHOT_FILE_INIT;
         char *back = malloc(len);
         size_t lw = 0;
         int left = -1;
+        double cpu[2];
         FILE *f;
 
         for (int i = 0; i < NSVC; i++)
             recs[i] = scout_snapshot_rec_new(&svcs[i], err);
-        CHECK(scout_snapshot_commit_recs(tmpdir, "zk1:2181,zk2:2181,zk3:2181",
-                                         1, recs, NSVC, &lw, &left, err)
-              == SCOUT_OK, "%s", err);
-        CHECK(lw == len && left == 0);
-        f = fopen(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), "rb");
-        CHECK(f != NULL && fread(back, 1, len, f) == len && fgetc(f) == EOF
-              && memcmp(back, buf, len) == 0, "written bytes differ");
-        if (f != NULL)
-            fclose(f);
+        /* then again with every record's bytes back in the file: read back
+         * (one pread: they follow each other) into the same bytes */
+        for (int round = 0; round < 2; round++) {
+            cpu[round] = thread_cpu_ms();
+            CHECK(scout_snapshot_commit_recs(tmpdir,
+                                             "zk1:2181,zk2:2181,zk3:2181", 1,
+                                             recs, NSVC, &file, &lw, &left,
+                                             err) == SCOUT_OK, "%s", err);
+            cpu[round] = thread_cpu_ms() - cpu[round];
+            CHECK(lw == len && left == 0);
+            f = fopen(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), "rb");
+            CHECK(f != NULL && fread(back, 1, len, f) == len
+                  && fgetc(f) == EOF && memcmp(back, buf, len) == 0,
+                  "written bytes differ (round %d)", round);
+            if (f != NULL)
+                fclose(f);
+            for (int i = 0; i < NSVC; i++)
+                scout_snapshot_rec_release(recs[i], &file);
+        }
+        fprintf(stderr, "  commit of %d x %d (%.1f MB), CPU: %.1f ms from "
+                "memory, %.1f ms read back from the file\n", NSVC, NEP,
+                (double)len / (1 << 20), cpu[0], cpu[1]);
+        scout_snapshot_file_close(&file);
         for (int i = 0; i < NSVC; i++)
             scout_snapshot_rec_unref(recs[i]);
         free(recs);
@@ -507,6 +643,7 @@ main(void)
     RUN(test_roundtrip());
     RUN(test_encode());
     RUN(test_records());
+    RUN(test_records_in_file());
     RUN(test_ensemble());
     RUN(test_write_failures());
     RUN(test_scale());

@@ -2,7 +2,8 @@
 exactly what ZooKeeper holds (endpoints and each service's index), although the agent now encodes a service's
 record only when it changed and the writer thread assembles the file from kept records. Every read of the disk
 file on the way is a whole, checksummed file ("nothing partial"), and an agent killed (SIGKILL) while changes
-flow leaves a valid snapshot that the next agent serves with ZooKeeper down."""
+flow leaves a valid snapshot that the next agent serves with ZooKeeper down. An unchanged service's record is read
+back from the file the agent wrote last, and a file edited under it is never copied forward."""
 
 import json
 import os
@@ -200,6 +201,29 @@ class OutputsChurn(unittest.TestCase):
         api = self.api(a)
         wait_until(lambda: read_disk(snap) == api, timeout=60, what="the disk snapshot after one delete")
         wait_until(lambda: self.read_shm() == api, what="the shm snapshot after one delete")
+
+    def test_a_snapshot_edited_under_the_agent_is_not_copied_into_the_next(self):
+        # an unchanged service's record is not kept in memory but read back from the file the agent wrote last;
+        # bytes that are not what it wrote there must never reach the next file: every service is encoded again
+        a = self.agent().start()
+        wait_until(lambda: all(st["state"] == "synced" for st in a.services().values()), what="first sync")
+        snap = os.path.join(self.cache, "scout.snapshot")
+        api = self.api(a)
+        wait_until(lambda: read_disk(snap) == api, timeout=60, what="the disk snapshot on the first sync")
+        with open(snap, "r+b") as f:                    # in place, the very file the agent wrote; still whole
+            data = bytearray(f.read())
+            at = data.index(struct.pack("<I", 9) + b"127.0.7.1") + 4    # the host, not the id
+            data[at:at + 9] = b"127.0.7.9"
+            struct.pack_into("<Q", data, 24, xxh64(bytes(data[32:])))
+            f.seek(0)
+            f.write(data)
+        self.assertEqual(read_disk(snap)["s07"][1]["127.0.7.1:1001"][0], "127.0.7.9")
+        self.kz.create("%s/127.0.0.9:1009" % self.path(0))
+        wait_until(lambda: "127.0.0.9:1009" in self.api(a)["s00"][1], what="the change served")
+        api = self.api(a)
+        wait_until(lambda: read_disk(snap) == api, timeout=60, what="the disk snapshot after the change")
+        self.assertEqual(a.metric("scout_snapshot_read_back_failures_total"), 1)
+        self.assertEqual(a.metric("scout_snapshot_write_failures_total"), 0)
 
     def test_a_kill_while_changes_flow_leaves_a_valid_snapshot(self):
         a = self.agent().start()
