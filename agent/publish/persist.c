@@ -39,6 +39,7 @@
 #include "log.h"
 #include "scout.h"
 #include "publish/snapshot.h"
+#include "publish/snapside.h"
 #include "publish/svcmap.h"
 #include "publish/writer.h"
 
@@ -58,6 +59,10 @@ struct job {
     int     rc;
     char    err[SCOUT_ERR_LEN];
     char    why[SCOUT_ERR_LEN]; /* the first service left out, or ""     */
+    char   *side;           /* the side file to write after it (a copy) */
+    size_t  side_len;
+    int     side_rc;
+    char    side_err[SCOUT_ERR_LEN];
 };
 
 /* A service's record as last encoded, valid while the service (the same
@@ -92,6 +97,10 @@ struct scout_persist_s {
     int64_t           failing_ms;  /* of the first failure since, or 0  */
     char              last_err[SCOUT_ERR_LEN];
     scout_writer_t    writer;
+    char             *side;        /* snapside.h, or NULL: none written */
+    size_t            side_len;
+    int               loaded_clean;/* the start read every service whole */
+    uint64_t          loaded_sum;  /*   from the snapshot with this sum  */
 };
 
 /* Write in s seconds unless a write is due sooner. */
@@ -124,6 +133,7 @@ job_free(struct job *j)
     if (j == NULL)
         return;
     free(j->recs);              /* the records are lent, not its own */
+    free(j->side);
     free(j);
 }
 
@@ -237,6 +247,10 @@ encode_now(scout_persist_t *p)
             goto oom;
         scout_svcmap_taken(&p->marks);
     }
+    if (p->side != NULL && (j->side = malloc(p->side_len)) != NULL) {
+        memcpy(j->side, p->side, p->side_len);
+        j->side_len = p->side_len;
+    }
     j->lent = p->cache;
     j->nlent = p->n;
     j->written_at_ms = scout_wall_ms();
@@ -299,6 +313,19 @@ commit(void *owner, void *job)
         snprintf(j->why, sizeof(j->why), "%s", j->err);
     j->left_out += more;
     j->nservices = j->nrecs - more;
+    /* the side file after the snapshot it vouches for (its checksum): a
+     * crash in between leaves the old one, which then vouches for nothing
+     * and the next start is a normal one */
+    if (j->rc == SCOUT_OK && j->side != NULL) {
+        uint64_t sum;
+
+        j->side_rc = scout_snapside_snapshot_sum(p->file, &sum, j->side_err);
+        if (j->side_rc == SCOUT_OK) {
+            scout_snapside_set_sum(j->side, j->side_len, sum);
+            j->side_rc = scout_snapside_write(p->dir, j->side, j->side_len,
+                                              1, j->side_err);
+        }
+    }
     j->commit_ms = scout_now_ms() - t0;
 }
 
@@ -317,6 +344,9 @@ collect(void *owner, void *job)
                   "service%s left out, the others written: %s", j->left_out,
                   j->left_out == 1 ? "" : "s", j->why);
     }
+    if (j->rc == SCOUT_OK && j->side != NULL && j->side_rc != SCOUT_OK)
+        scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot's side "
+                  "file: %s (the next start is a normal one)", j->side_err);
     if (j->rc != SCOUT_OK) {
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %s; "
                   "will retry in %.0f s", j->err, p->backoff);
@@ -413,7 +443,7 @@ scout_persist_load(scout_persist_t *p)
 {
     char err[SCOUT_ERR_LEN];
     scout_snapshot_t *snap;
-    int seeded = 0;
+    int seeded = 0, clean = 1;
     struct stat st;
 
     if (lstat(p->file, &st) != 0) {
@@ -450,6 +480,7 @@ scout_persist_load(scout_persist_t *p)
         /* checksummed is not trusted: a hand-edited or foreign file gets
          * the codecs' rule like any znode */
         bad = scout_epset_drop_invalid(&eps, err, SCOUT_ERR_LEN);
+        clean &= bad == 0;
         if (bad > 0)
             scout_log(SCOUT_LOG_WARN, "persist", "snapshot %s: service %s: "
                       "dropped %u invalid endpoint%s, serving the other %u "
@@ -460,6 +491,9 @@ scout_persist_load(scout_persist_t *p)
         scout_heap_populate_check();    /* at start: see heap.h */
     }
     p->loaded_at_ms = scout_snapshot_written_at_ms(snap);
+    p->loaded_clean = clean
+        && scout_snapside_snapshot_sum(p->file, &p->loaded_sum, err)
+           == SCOUT_OK;
     scout_log(SCOUT_LOG_INFO, "persist", "serving %d services from %s "
               "(written %lld s ago) until ZooKeeper confirms them", seeded,
               p->file, (long long)((scout_wall_ms() - p->loaded_at_ms) / 1000));
@@ -552,6 +586,25 @@ scout_persist_set_services(scout_persist_t *p, scout_service_t **services, int n
 }
 
 void
+scout_persist_set_side(scout_persist_t *p, const char *buf, size_t len)
+{
+    free(p->side);
+    p->side = NULL;
+    p->side_len = 0;
+    if (buf != NULL && (p->side = malloc(len)) != NULL) {
+        memcpy(p->side, buf, len);
+        p->side_len = len;
+    }
+}
+
+int
+scout_persist_loaded(const scout_persist_t *p, uint64_t *sum)
+{
+    *sum = p->loaded_sum;
+    return p->loaded_clean;
+}
+
+void
 scout_persist_free(scout_persist_t *p)
 {
     if (p == NULL)
@@ -564,5 +617,6 @@ scout_persist_free(scout_persist_t *p)
     free(p->dir);
     free(p->file);
     free(p->ensemble);
+    free(p->side);
     free(p);
 }
