@@ -34,7 +34,8 @@ scout_agent_t *scout_agent_new_early(struct ev_loop *loop,
                                      int *loading, char *err);
 /* After that loop: SCOUT_OK, the agent is whole; SCOUT_ERROR, the policy
  * (or the start) failed, err says how ("file:line: message"); SCOUT_AGAIN,
- * stopped by a signal before the load ended.  Free a after either. */
+ * stopped by a signal before the load ended: then a is left to the process
+ * exit (the load may still run).  Free a after SCOUT_ERROR. */
 int  scout_agent_early_end(scout_agent_t *a, char *err);
 /* SIGHUP: load the policy file again into a new VM and apply it as a
  * difference -- services and registrations kept by name keep their state

@@ -57,6 +57,7 @@ inputs(const scout_agent_t *a, scout_snapside_inputs_t *in)
     in->cache_dir = a->opts.cache_dir;
     in->lua_dir = a->opts.lua_dir;
     in->lua_dir_env = getenv("SCOUT_LUA_DIR");
+    in->lua_path_env = getenv("LUA_PATH");
     in->listen = a->conf.api_listen;
 }
 
@@ -302,10 +303,14 @@ scout_agent_early_end(scout_agent_t *a, char *err)
 
     if (l == NULL)
         return SCOUT_OK;
-    if (!l->loaded) {           /* stopped by a signal during the load */
+    if (!l->loaded) {
+        /* stopped by a signal during the load, which may wait on anything
+         * (its budget's wall clock is a minute): the process exits without
+         * it, the thread and the VM go with the process */
         ev_async_stop(a->loop, &l->done);
-        join(a);
-        rc = SCOUT_AGAIN;
+        scout_agent_early_free(a);      /* the loop's: a unix socket goes */
+        scout_heap_populate_stop();
+        return SCOUT_AGAIN;
     } else {
         rc = l->rc;
         if (rc != SCOUT_OK)

@@ -147,8 +147,9 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
 
     if (stopping++ || running_agent == NULL) {
-        scout_log(SCOUT_LOG_INFO, "main", "signal %d again: stopping now",
-                  w->signum);
+        scout_log(SCOUT_LOG_INFO, "main", stopping > 1
+                  ? "signal %d again: stopping now" : "signal %d: stopping "
+                  "now", w->signum);
         ev_break(loop, EVBREAK_ALL);
         return;
     }
@@ -258,9 +259,13 @@ cmd_run(const scout_agent_opts_t *opts)
             ev_signal_stop(loop, &sigterm);
             ev_signal_stop(loop, &sigint);
             ev_signal_stop(loop, &sighup);
-            scout_agent_free(agent);
+            if (rc == SCOUT_ERROR)
+                scout_agent_free(agent);
             scout_loop_watch_free(stall);
             ev_loop_destroy(loop);
+            if (rc != SCOUT_ERROR)
+                scout_log(SCOUT_LOG_INFO, "main", "stopped while the policy "
+                          "was loading");
             return rc == SCOUT_ERROR ? 1 : 0;
         }
     }

@@ -273,6 +273,8 @@ park(scout_early_t *e, scout_http_req_t *req)
     }
     e->parked[e->nparked++] = req;
     scout_http_req_on_abort(req, on_parked_abort, e);
+    scout_log(SCOUT_LOG_DEBUG, "early", "%s %s parked until the policy is "
+              "loaded", scout_http_req_method(req), scout_http_req_path(req));
     return SCOUT_AGAIN;
 }
 

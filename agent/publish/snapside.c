@@ -103,6 +103,7 @@ scout_snapside_fingerprint(const scout_snapside_inputs_t *in,
     fp_str(&st, in->cache_dir);
     fp_str(&st, in->lua_dir);
     fp_str(&st, in->lua_dir_env);
+    fp_str(&st, in->lua_path_env);
     fp_str(&st, in->listen);
     for (int i = 0; i < nfiles; i++)
         if (fp_file(&st, files[i], err) != SCOUT_OK)

@@ -34,6 +34,7 @@ typedef struct {
     const char *api;                    /* --api                  */
     const char *cache_dir;              /* --cache-dir            */
     const char *lua_dir, *lua_dir_env;  /* --lua-dir, $SCOUT_LUA_DIR */
+    const char *lua_path_env;           /* $LUA_PATH: where modules are */
     const char *listen;                 /* resolved api.listen    */
 } scout_snapside_inputs_t;
 
