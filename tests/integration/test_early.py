@@ -179,6 +179,50 @@ class Early(unittest.TestCase):
         self.assertEqual(len(second.endpoints("alpha")[0]), 3)
         self.assertEqual(second.stop(), 0)
 
+    def test_a_side_file_vouches_for_its_snapshot_only(self):
+        self.first_run()
+        snap = os.path.join(self.cache, "scout.snapshot")
+        with open(snap, "rb") as f:
+            old = f.read()
+        # another run moves the truth: a new snapshot and a new side file
+        self.kz.create("/early/alpha/127.0.0.1:7005")
+        again = self.agent()
+        wait_until(lambda: _answers(again, "/v1/services/alpha") and len(again.endpoints("alpha")[0]) == 4,
+                   what="second agent synced")
+        wait_until(lambda: open(snap, "rb").read() != old, what="snapshot rewritten")
+        self.assertEqual(again.stop(), 0)
+        # the old snapshot back under the new side file (what a crash between the two renames would leave)
+        with open(snap, "wb") as f:
+            f.write(old)
+        self.zk.stop_node(1)
+        third = self.agent(gate=True)
+        wait_until(lambda: "the disk snapshot is served once the policy is loaded" in third.log(),
+                   what="the early check's verdict")
+        self.assertIn("the side file vouches for another snapshot", third.log())
+        with self.assertRaises(ConnectionRefusedError):
+            third.request("/v1/services")
+        self.release()
+        wait_until(lambda: _answers(third, "/v1/services/alpha"), what="normal start")
+        self.assertEqual(len(third.endpoints("alpha")[0]), 3)      # the snapshot on disk, as a normal start serves it
+        self.assertEqual(third.stop(), 0)
+
+    def test_a_start_that_read_the_snapshot_whole_leaves_the_side_file(self):
+        self.first_run()
+        side = os.path.join(self.cache, "scout.snapshot.policy")
+        os.unlink(side)
+        self.zk.stop_node(1)                            # nothing is written while ZooKeeper is down
+        second = self.agent()
+        wait_until(lambda: _answers(second, "/v1/services/alpha"), what="normal start")
+        self.assertIn("no usable side file", second.log())
+        self.assertEqual(second.stop(), 0)
+        self.assertTrue(os.path.exists(side))
+        third = self.agent(gate=True)
+        wait_until(lambda: _answers(third, "/v1/services/alpha"), what="early answer")
+        self.assertIn("serving the disk snapshot", third.log())
+        self.release()
+        wait_until(lambda: "the loaded agent serves" in third.log(), what="hand-over")
+        self.assertEqual(third.stop(), 0)
+
     def test_a_policy_that_fails_to_load_exits_with_its_message(self):
         self.first_run()
         self.zk.stop_node(1)
