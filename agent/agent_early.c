@@ -129,14 +129,15 @@ scout_agent_side_start(scout_agent_t *a)
     size_t len = 0;
     char *buf;
 
-    scout_agent_side_update(a);
-    if (a->opts.cache_dir == NULL || a->fp == 0
-        || !scout_persist_loaded(a->persist, &sum))
+    if (a->persist == NULL)
         return;
-    if (a->early != NULL && scout_early_fingerprint(a->early) == a->fp)
-        return;                 /* the one on disk says just this */
-    if ((buf = side_encode(a, &len)) == NULL)
+    buf = side_encode(a, &len);
+    scout_persist_set_side(a->persist, buf, len);   /* NULL: none */
+    if (buf == NULL || !scout_persist_loaded(a->persist, &sum)
+        || (a->early != NULL && scout_early_fingerprint(a->early) == a->fp)) {
+        free(buf);              /* (the one on disk says just this) */
         return;
+    }
     scout_snapside_set_sum(buf, len, sum);
     if (scout_snapside_write(a->opts.cache_dir, buf, len, 0, err)
         != SCOUT_OK)
