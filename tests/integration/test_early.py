@@ -223,6 +223,29 @@ class Early(unittest.TestCase):
         wait_until(lambda: "the loaded agent serves" in third.log(), what="hand-over")
         self.assertEqual(third.stop(), 0)
 
+    def test_after_a_reload_the_side_file_names_the_new_policy(self):
+        self.kz.ensure_path("/early/alpha")
+        self.kz.create("/early/alpha/127.0.0.1:7000")
+        self.kz.ensure_path("/early/delta")
+        self.kz.create("/early/delta/127.0.0.1:7300")
+        first = self.agent()
+        wait_until(lambda: _ok(first, "/v1/health"), what="first agent synced")
+        with open(self.policy, "a") as f:
+            f.write('service "delta" { path = "/early/delta" }\n')
+        first.proc.send_signal(signal.SIGHUP)
+        side = os.path.join(self.cache, "scout.snapshot.policy")
+        wait_until(lambda: os.path.exists(side) and b"delta" in open(side, "rb").read(),
+                   what="the side file names the reloaded policy")
+        self.assertEqual(first.stop(), 0)
+        self.zk.stop_node(1)
+        second = self.agent(gate=True)
+        wait_until(lambda: _answers(second, "/v1/services/delta"), what="early answer")
+        self.assertIn("serving the disk snapshot", second.log())
+        self.assertEqual([e["id"] for e in second.endpoints("delta")[0]], ["127.0.0.1:7300"])
+        self.release()
+        wait_until(lambda: "the loaded agent serves" in second.log(), what="hand-over")
+        self.assertEqual(second.stop(), 0)
+
     def test_a_policy_that_fails_to_load_exits_with_its_message(self):
         self.first_run()
         self.zk.stop_node(1)
