@@ -603,6 +603,7 @@ scout_agent_finish(scout_agent_t *a, char *err)
         if (a->api == NULL)
             goto fail;
     }
+    scout_agent_early_free(a);  /* a policy without an API: it goes */
     scout_log(SCOUT_LOG_INFO, "agent", "policy %s: %d services; "
               "ZooKeeper %s (%d session%s); API %s", opts->policy_file,
               a->nservices, a->conf.zk_servers, a->nsessions,
