@@ -66,15 +66,17 @@ class Early(unittest.TestCase):
             os.close(fd)
         except OSError:
             pass
-        for s in self.scouts:
-            s.stop()
-        for k, v in self.old_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        self.zk.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            for s in self.scouts:
+                s.stop()
+        finally:                        # a failed stop leaves nothing behind either
+            for k, v in self.old_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            self.zk.stop()
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def agent(self, gate=False, fail=False, log_level="info"):
         s = Scout("-- replaced\n", self.zk.connect, api=self.api, log_level=log_level,
