@@ -255,7 +255,7 @@ scout_agent_new_early(struct ev_loop *loop, const scout_agent_opts_t *opts,
 
     *loading = 0;
     if (opts->cache_dir == NULL) {
-        scout_log(SCOUT_LOG_INFO, "agent", "the disk snapshot is served "
+        scout_log(SCOUT_LOG_DEBUG, "agent", "a disk snapshot is served "
                   "once the policy is loaded (only --cache-dir says where "
                   "it is before)");
         return scout_agent_new(loop, opts, err);
