@@ -135,18 +135,28 @@ class Early(unittest.TestCase):
         self.assertEqual(health[0], 503)
         self.assertIn("loading the policy", json.loads(health[2])["reason"])
 
-        # pick waits for the policy: parked (the log says so) and answered once it is loaded
-        picked = {}
+        # pick and a blocking query wait for the policy: parked (the log says so), answered once it is loaded
+        picked, blocked = {}, {}
+        beta_index = json.loads(early_list[2])[0]["index"]         # beta: the policy's first service
         t = threading.Thread(target=lambda: picked.update(r=second.request("/v1/pick/alpha")))
         t.start()
         wait_until(lambda: "GET /v1/pick/alpha parked until the policy is loaded" in second.log(),
                    what="pick parked")
+        b = threading.Thread(target=lambda: blocked.update(
+            r=second.request("/v1/services/beta?index=%d&wait=1s" % beta_index)))
+        b.start()
+        wait_until(lambda: "GET /v1/services/beta parked until the policy is loaded" in second.log(),
+                   what="blocking query parked")
         self.release()
         t.join(30)
+        b.join(30)
         self.assertEqual(picked["r"][0], 200, picked)
         self.assertIn(json.loads(picked["r"][2])["id"], ["127.0.0.1:%d" % (7000 + p) for p in range(3)])
+        # the loaded agent's index has not moved (ZooKeeper is down): its wait ends, with the same list
+        self.assertEqual(blocked["r"][0], 200, blocked)
+        self.assertEqual([e["id"] for e in json.loads(blocked["r"][2])], ["127.0.0.1:7100"])
         wait_until(lambda: "the loaded agent serves" in second.log(), what="hand-over")
-        self.assertIn("1 of them parked and answered now", second.log())
+        self.assertIn("2 of them parked and answered now", second.log())
 
         # the loaded agent answers the same bytes for the same snapshot
         for early, path in ((early_list, "/v1/services"), (early_alpha, "/v1/services/alpha"),
