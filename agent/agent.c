@@ -357,8 +357,8 @@ view_reg(void *ctx, int i, scout_reg_info_t *out)
                    out);
 }
 
-static scout_api_t *
-api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
+void
+scout_agent_api_view(scout_agent_t *a, scout_api_view_t *out)
 {
     scout_api_view_t view = {
         .ctx = a,
@@ -371,6 +371,17 @@ api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
         .agent = view_agent, .nregs = view_nregs, .reg = view_reg,
     };
 
+    *out = view;
+}
+
+static scout_api_t *
+api_new(scout_agent_t *a, struct ev_loop *loop, char *err)
+{
+    scout_api_view_t view;
+
+    if (a->early != NULL)       /* its server and parked requests: ours */
+        return scout_agent_early_adopt(a, err);
+    scout_agent_api_view(a, &view);
     return scout_api_new(loop, &view, a->conf.api_listen, err);
 }
 
@@ -394,35 +405,81 @@ cpu_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* The start is three steps so that the policy may load on another thread
+ * while the loop serves the disk snapshot (agent_early.c): begin and
+ * finish on the loop's thread, load on either, one at a time. */
 scout_agent_t *
-scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
-                char *err)
+scout_agent_begin(struct ev_loop *loop, const scout_agent_opts_t *opts,
+                  char *err)
 {
     scout_agent_t *a = calloc(1, sizeof(*a));
-    scout_session_opts_t so;
-    double t0 = scout_now_ms(), t_policy, t_services, t_snapshot;
-    double c0 = cpu_ms(), c_policy, c_services, c_snapshot;
 
     if (a == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         return NULL;
     }
+    a->t0 = scout_now_ms();
+    a->c0 = cpu_ms();
     /* Half the start's CPU was first touches of fresh heap pages: the
      * heap grows in steps made resident in one call each, until ready. */
     scout_heap_populate_start(SCOUT_HEAP_STEP);
     a->loop = loop;
     a->started_at = scout_wall_ms() / 1000.0;
     a->opts = *opts;            /* main's strings live as long as we do */
-    a->policy = scout_policy_new(opts->lua_dir, err);
+    return a;
+}
+
+/* Touches no loop: the VM, the policy's top level, its conf.  With attach
+ * the policy gets the loop first (scout.exec while loading), as before. */
+int
+scout_agent_load(scout_agent_t *a, int attach, char *err)
+{
+    a->policy = scout_policy_new(a->opts.lua_dir, err);
     if (a->policy == NULL)
-        goto fail;
-    scout_policy_attach(a->policy, loop);
-    if (scout_policy_load(a->policy, opts->policy_file, &a->conf, err)
+        return SCOUT_ERROR;
+    if (attach) {
+        scout_policy_attach(a->policy, a->loop);
+        a->attached = 1;
+    }
+    if (scout_policy_load(a->policy, a->opts.policy_file, &a->conf, err)
         != SCOUT_OK)
-        goto fail;
+        return SCOUT_ERROR;
     scout_agent_log_warnings(&a->conf);
-    t_policy = scout_now_ms();
-    c_policy = cpu_ms();
+    a->t_policy = scout_now_ms();
+    a->c_policy = cpu_ms();
+    return SCOUT_OK;
+}
+
+scout_agent_t *
+scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
+                char *err)
+{
+    scout_agent_t *a = scout_agent_begin(loop, opts, err);
+
+    if (a == NULL)
+        return NULL;
+    if (scout_agent_load(a, 1, err) != SCOUT_OK
+        || scout_agent_finish(a, err) != SCOUT_OK) {
+        scout_heap_populate_stop();
+        scout_agent_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+int
+scout_agent_finish(scout_agent_t *a, char *err)
+{
+    const scout_agent_opts_t *opts = &a->opts;
+    struct ev_loop *loop = a->loop;
+    scout_session_opts_t so;
+    double t0 = a->t0, t_policy = a->t_policy, t_services, t_snapshot;
+    double c0 = a->c0, c_policy = a->c_policy, c_services, c_snapshot;
+
+    if (!a->attached) {
+        scout_policy_attach(a->policy, loop);
+        a->attached = 1;
+    }
     if (scout_agent_apply_command_line(&a->conf, opts, err) != SCOUT_OK)
         goto fail;
     if (a->conf.zk_servers == NULL) {
@@ -511,6 +568,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         if (a->persist == NULL)
             goto fail;
         scout_persist_load(a->persist);
+        scout_agent_side_start(a);
     }
     t_snapshot = scout_now_ms();
     c_snapshot = cpu_ms();
@@ -552,6 +610,7 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
         if (a->api == NULL)
             goto fail;
     }
+    scout_agent_early_free(a);  /* a policy without an API: it goes */
     scout_log(SCOUT_LOG_INFO, "agent", "policy %s: %d services; "
               "ZooKeeper %s (%d session%s); API %s", opts->policy_file,
               a->nservices, a->conf.zk_servers, a->nsessions,
@@ -566,12 +625,10 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
               c_snapshot - c_services);
     scout_log(SCOUT_LOG_DEBUG, "agent", "start: %zu MB of heap made resident "
               "in steps", scout_heap_populate_stop() >> 20);
-    return a;
+    return SCOUT_OK;
 
 fail:
-    scout_heap_populate_stop();
-    scout_agent_free(a);
-    return NULL;
+    return SCOUT_ERROR;
 }
 
 void
@@ -589,6 +646,7 @@ scout_agent_free(scout_agent_t *a)
     if (a == NULL)
         return;
     scout_watch_set_pool(0, NULL, NULL);
+    scout_agent_early_free(a);
     scout_api_free(a->api);
     /* Close first: pending completions still point into the services. */
     if (a->sessions != NULL)

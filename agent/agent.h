@@ -25,6 +25,18 @@ typedef struct {
 
 scout_agent_t *scout_agent_new(struct ev_loop *loop,
                                const scout_agent_opts_t *opts, char *err);
+/* The same, serving the disk snapshot while the policy loads when
+ * --cache-dir holds one that the side file ties to this policy
+ * (agent_early.c): then *loading is 1, the caller runs the loop until it
+ * breaks and asks scout_agent_early_end.  Otherwise scout_agent_new. */
+scout_agent_t *scout_agent_new_early(struct ev_loop *loop,
+                                     const scout_agent_opts_t *opts,
+                                     int *loading, char *err);
+/* After that loop: SCOUT_OK, the agent is whole; SCOUT_ERROR, the policy
+ * (or the start) failed, err says how ("file:line: message"); SCOUT_AGAIN,
+ * stopped by a signal before the load ended: then a is left to the process
+ * exit (the load may still run).  Free a after SCOUT_ERROR. */
+int  scout_agent_early_end(scout_agent_t *a, char *err);
 /* SIGHUP: load the policy file again into a new VM and apply it as a
  * difference -- services and registrations kept by name keep their state
  * and the session; others are added or dropped.  A policy that fails to

@@ -59,6 +59,13 @@ struct scout_agent_s {
     ev_timer          drain;
     void            (*done)(void *ud);
     void             *done_ud;
+    /* the start (agent_early.c): its steps' times, the early server and
+     * the thread the policy loads on meanwhile */
+    double            t0, c0, t_policy, c_policy;
+    int               attached;      /* the policy has the loop */
+    struct scout_early_s *early;
+    struct loader    *loader;
+    uint64_t          fp;            /* the side file's fingerprint, 0 */
 };
 
 struct shard {
@@ -86,6 +93,20 @@ int  scout_agent_find_by_name(scout_service_t *const *idx, int n,
 /* agent_sessions.c: by_session made fresh (SCOUT_ERROR: out of memory,
  * the old index is not to be used). */
 int  scout_agent_index_sessions(scout_agent_t *a);
+/* The start's steps (agent.c): begin and finish on the loop's thread, load
+ * on any one thread (attach: give the policy the loop first). */
+scout_agent_t *scout_agent_begin(struct ev_loop *loop,
+                                 const scout_agent_opts_t *opts, char *err);
+int  scout_agent_load(scout_agent_t *a, int attach, char *err);
+int  scout_agent_finish(scout_agent_t *a, char *err);
+void scout_agent_api_view(scout_agent_t *a, scout_api_view_t *out);
+/* agent_early.c: the API on the early server, the side file at start and
+ * after a reload, the early server freed (if any). */
+scout_api_t *scout_agent_early_adopt(scout_agent_t *a, char *err);
+void scout_agent_side_start(scout_agent_t *a);
+void scout_agent_side_update(scout_agent_t *a);
+void scout_agent_early_free(scout_agent_t *a);
+
 /* The policy's load-time warnings ("file:line: message"), logged. */
 void scout_agent_log_warnings(const scout_conf_t *conf);
 

@@ -281,6 +281,7 @@ reload(scout_agent_t *a, char *err)
     scout_watch_set_anti_entropy_rate(a->conf.anti_entropy_rate);
     scout_policy_free(a->policy);
     a->policy = np;
+    scout_agent_side_update(a);     /* the new policy writes what follows */
     scout_log(SCOUT_LOG_INFO, "agent", "reloaded %s: %d services kept, %d "
               "added, %d dropped; %d registrations", a->opts.policy_file,
               kept, added, dropped, a->nregs);

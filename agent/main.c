@@ -147,8 +147,9 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
 
     if (stopping++ || running_agent == NULL) {
-        scout_log(SCOUT_LOG_INFO, "main", "signal %d again: stopping now",
-                  w->signum);
+        scout_log(SCOUT_LOG_INFO, "main", stopping > 1
+                  ? "signal %d again: stopping now" : "signal %d: stopping "
+                  "now", w->signum);
         ev_break(loop, EVBREAK_ALL);
         return;
     }
@@ -221,6 +222,7 @@ cmd_run(const scout_agent_opts_t *opts)
     char err[SCOUT_ERR_LEN];
     scout_agent_t *agent;
     scout_loop_watch_t *stall;
+    int loading, rc;
 
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
@@ -235,7 +237,7 @@ cmd_run(const scout_agent_opts_t *opts)
         fprintf(stderr, "scout: %s\n", err);
         return 1;
     }
-    agent = scout_agent_new(loop, opts, err);
+    agent = scout_agent_new_early(loop, opts, &loading, err);
     if (agent == NULL) {
         fprintf(stderr, "scout: %s\n", err);
         scout_loop_watch_free(stall);
@@ -247,6 +249,26 @@ cmd_run(const scout_agent_opts_t *opts)
     ev_signal_start(loop, &sigint);
     ev_signal_init(&sighup, on_reload_signal, SIGHUP);
     ev_signal_start(loop, &sighup);
+    if (loading) {
+        /* the disk snapshot is served while the policy loads; the loop
+         * breaks when it is loaded (or a stop signal came first) */
+        ev_run(loop, 0);
+        if ((rc = scout_agent_early_end(agent, err)) != SCOUT_OK) {
+            if (rc == SCOUT_ERROR)
+                fprintf(stderr, "scout: %s\n", err);
+            ev_signal_stop(loop, &sigterm);
+            ev_signal_stop(loop, &sigint);
+            ev_signal_stop(loop, &sighup);
+            if (rc == SCOUT_ERROR)
+                scout_agent_free(agent);
+            scout_loop_watch_free(stall);
+            ev_loop_destroy(loop);
+            if (rc != SCOUT_ERROR)
+                scout_log(SCOUT_LOG_INFO, "main", "stopped while the policy "
+                          "was loading");
+            return rc == SCOUT_ERROR ? 1 : 0;
+        }
+    }
     running_agent = agent;
     scout_sdnotify_start(loop);
     scout_sdnotify_ready("serving");    /* the API answers from here on */

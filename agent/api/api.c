@@ -560,9 +560,9 @@ handle(void *ud, scout_http_req_t *req)
     return respond_error(req, 404, "not found");
 }
 
-scout_api_t *
-scout_api_new(struct ev_loop *loop, const scout_api_view_t *view,
-              const char *listen, char *err)
+static scout_api_t *
+api_make(struct ev_loop *loop, const scout_api_view_t *view,
+         const char *listen, scout_http_t *http, char *err)
 {
     scout_api_t *api = calloc(1, sizeof(*api));
 
@@ -578,6 +578,11 @@ scout_api_new(struct ev_loop *loop, const scout_api_view_t *view,
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         goto fail;
     }
+    if (http != NULL) {
+        api->http = http;
+        scout_http_set_handler(http, handle, api);
+        return api;
+    }
     api->http = scout_http_new(loop, listen, handle, api, err);
     if (api->http == NULL)
         goto fail;
@@ -588,6 +593,30 @@ fail:
     scout_sliced_free(api->metrics);
     free(api);
     return NULL;
+}
+
+scout_api_t *
+scout_api_new(struct ev_loop *loop, const scout_api_view_t *view,
+              const char *listen, char *err)
+{
+    return api_make(loop, view, listen, NULL, err);
+}
+
+scout_api_t *
+scout_api_adopt(struct ev_loop *loop, const scout_api_view_t *view,
+                scout_http_t *http, char *err)
+{
+    return api_make(loop, view, NULL, http, err);
+}
+
+void
+scout_api_dispatch(scout_api_t *api, scout_http_req_t *req)
+{
+    int rc = handle(api, req);
+
+    /* as http.c does for a handler that neither answered nor deferred */
+    if (rc != SCOUT_OK && rc != SCOUT_AGAIN)
+        scout_http_respond(req, 500, "text/plain", "internal error\n", 15);
 }
 
 void

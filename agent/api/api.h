@@ -9,6 +9,7 @@
 #include <ev.h>
 #include <stddef.h>
 
+#include "api/http.h"
 #include "register/register.h"     /* scout_reg_info_t: a plain record */
 #include "service.h"
 #include "zk/session.h"
@@ -59,6 +60,15 @@ typedef struct {
 scout_api_t *scout_api_new(struct ev_loop *loop, const scout_api_view_t *view,
                            const char *listen, char *err);
 void scout_api_free(scout_api_t *api);
+
+/* The same on a server that already listens (the early server's, early.h):
+ * its requests come here from now on. */
+scout_api_t *scout_api_adopt(struct ev_loop *loop,
+                             const scout_api_view_t *view,
+                             scout_http_t *http, char *err);
+/* A request the early server parked: answered now, or parked here as any
+ * request would be. */
+void scout_api_dispatch(scout_api_t *api, scout_http_req_t *req);
 
 /* A service published: answer the blocking queries parked on it. */
 void scout_api_notify(scout_api_t *api, scout_service_t *svc);

@@ -143,6 +143,12 @@ int scout_http_respond(scout_http_req_t *req, int status,
 int scout_http_respond_shared(scout_http_req_t *req, int status,
                               const char *content_type, scout_rcbuf_t *body);
 
+/* Hand the server to another handler: the requests complete from here on
+ * go to it; the deferred ones stay with whoever holds them.  The early
+ * server (early.h) passes its listener and connections to the API so. */
+void scout_http_set_handler(scout_http_t *h, scout_http_handler_fn handler,
+                            void *ud);
+
 /* Register the abort callback of a deferred request (one per request; a
  * second call replaces the first). */
 void scout_http_req_on_abort(scout_http_req_t *req, scout_http_abort_fn fn,

@@ -78,6 +78,14 @@ scout_http_req_on_abort(scout_http_req_t *req, scout_http_abort_fn fn,
     req->abort_data = data;
 }
 
+void
+scout_http_set_handler(scout_http_t *h, scout_http_handler_fn handler,
+                       void *ud)
+{
+    h->handler = handler;
+    h->ud = ud;
+}
+
 /* "GET /v1/services/x" for the loop's stall report, copied rather than
  * formatted: it is made for every request. */
 void scout_http_req_what(const scout_http_req_t *r, char *out, size_t len)

@@ -169,6 +169,12 @@ scout_sliced_held(const scout_sliced_t *s)
     return s->cache != NULL ? s->cache->len : 0;
 }
 
+int
+scout_sliced_busy(const scout_sliced_t *s)
+{
+    return s->job != NULL;
+}
+
 scout_sliced_t *
 scout_sliced_new(struct ev_loop *loop, const scout_sliced_ops_t *ops,
                  void *ud)

@@ -60,6 +60,9 @@ int scout_sliced_answer(scout_sliced_t *s, scout_http_req_t *req);
  * held only for the rest of the loop iteration it was finished in. */
 size_t scout_sliced_held(const scout_sliced_t *s);
 
+/* 1 while a render is under way (requests wait for it). */
+int scout_sliced_busy(const scout_sliced_t *s);
+
 /* Call after the HTTP server is freed (which aborts the waiting
  * requests). */
 void scout_sliced_free(scout_sliced_t *s);

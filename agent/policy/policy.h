@@ -101,6 +101,13 @@ void scout_policy_stop_children(scout_policy_t *p);
 int  scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
                        char *err);
 void scout_conf_free(scout_conf_t *conf);
+/* After a load: every file it read as Lua, the policy file first, then the
+ * modules in package.loaded that package.path finds (scout's library and
+ * the operator's), sorted: what the disk snapshot's side file fingerprints
+ * (publish/snapside.h).  *files is one malloc'd block the caller frees.
+ * Files read otherwise (io.open, a C module) are not in it. */
+int  scout_policy_files(scout_policy_t *p, const char *file, char ***files,
+                        int *n, char *err);
 /* Bytes the policy's Lua VM holds (its GC heap): a /metrics gauge. */
 size_t scout_policy_memory(scout_policy_t *p);
 /* The heap's cap (agent { lua_memory = ... }, 512 MB by default). */

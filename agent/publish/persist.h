@@ -24,6 +24,12 @@ scout_persist_t *scout_persist_new(struct ev_loop *loop, const char *dir,
 /* Read the snapshot and seed every service whose name and path match.  A
  * missing, corrupt, foreign or mismatching file is logged and ignored. */
 void scout_persist_load(scout_persist_t *p);
+/* The side file (publish/snapside.h) to write after every snapshot, with
+ * that snapshot's checksum put in it (copied; NULL: none). */
+void scout_persist_set_side(scout_persist_t *p, const char *buf, size_t len);
+/* 1 when the start's scout_persist_load read the snapshot whole (for this
+ * ensemble, no endpoint dropped): its checksum in *sum. */
+int  scout_persist_loaded(const scout_persist_t *p, uint64_t *sum);
 /* svc published (NULL: any service may have, a new list): write within a
  * second, re-encoding only the services named since the last write. */
 void scout_persist_changed(scout_persist_t *p, scout_service_t *svc);

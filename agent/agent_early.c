@@ -1,0 +1,336 @@
+/*
+ * agent_early.c -- wiring of a start that serves the disk snapshot before
+ * the policy is loaded (api/early.h), and of the side file that makes it
+ * safe (publish/snapside.h).
+ *
+ * The choice, checked against the code: the loop's thread keeps every
+ * socket.  It checks the side file, indexes the snapshot and listens
+ * (api/early.c); the policy's VM is built and its file run on a second
+ * thread, which touches no loop and no agent state but a->policy and
+ * a->conf (scout_agent_load), and says it is done with an ev_async.  Then,
+ * on the loop's thread again, the agent is finished as a normal start
+ * finishes it, and the API adopts the early server (scout_http_set_handler)
+ * and answers what it parked.  No socket or connection crosses threads;
+ * the VM does, once, and only one thread touches it at a time.  The load's
+ * budget timer (policy/hook.c) raises SIGALRM for the whole process and
+ * measures the CPU of the thread its handler runs on: the loop's thread
+ * blocks SIGALRM while the load runs, so the signal lands on the loader as
+ * it lands on the loop's thread in a normal start.  scout.exec is not
+ * given the loop until the load is over (it answers nil, err meanwhile,
+ * as in `scout check`).
+ *
+ * Where the side file is found before the policy says where the cache is:
+ * only --cache-dir.  A policy's cache { dir = ... } alone means a normal
+ * start (said in the log): a pre-scan of the policy's text would guess.
+ */
+#include "agent.h"
+#include "agent_int.h"
+
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/early.h"
+#include "heap.h"
+#include "log.h"
+#include "loop.h"
+#include "publish/snapside.h"
+
+struct loader {
+    pthread_t thread;
+    ev_async  done;
+    sigset_t  loop_mask;    /* the loop thread's, restored after the load */
+    int       running;      /* the thread is not joined yet */
+    int       loaded;       /* done's callback ran */
+    int       rc;
+    char      err[SCOUT_ERR_LEN];
+};
+
+static void
+inputs(const scout_agent_t *a, scout_snapside_inputs_t *in)
+{
+    in->zk = a->opts.zk;
+    in->zk_env = getenv("SCOUT_ZK");
+    in->api = a->opts.api;
+    in->cache_dir = a->opts.cache_dir;
+    in->lua_dir = a->opts.lua_dir;
+    in->lua_dir_env = getenv("SCOUT_LUA_DIR");
+    in->lua_path_env = getenv("LUA_PATH");
+    in->listen = a->conf.api_listen;
+}
+
+/* The side file's bytes for the running policy (snapshot checksum 0:
+ * persist.c puts the real one in), or NULL when there is none to make. */
+static char *
+side_encode(scout_agent_t *a, size_t *len)
+{
+    char err[SCOUT_ERR_LEN], **files = NULL;
+    const char **names = NULL, **paths = NULL;
+    scout_snapside_inputs_t in;
+    char *buf = NULL;
+    int nfiles = 0;
+
+    if (a->persist == NULL || a->conf.api_listen == NULL
+        || a->opts.cache_dir == NULL)
+        return NULL;            /* early serving needs --cache-dir: above */
+    inputs(a, &in);
+    if (scout_policy_files(a->policy, a->opts.policy_file, &files, &nfiles,
+                           err) != SCOUT_OK
+        || scout_snapside_fingerprint(&in, (const char *const *)files,
+                                      nfiles, &a->fp, err) != SCOUT_OK) {
+        scout_log(SCOUT_LOG_WARN, "agent", "no side file for the snapshot "
+                  "(the next start is a normal one): %s", err);
+        free(files);
+        return NULL;
+    }
+    names = malloc(((size_t)a->nservices + 1) * sizeof(*names));
+    paths = malloc(((size_t)a->nservices + 1) * sizeof(*paths));
+    if (names != NULL && paths != NULL) {
+        for (int i = 0; i < a->nservices; i++) {
+            names[i] = scout_service_name(a->services[i]);
+            paths[i] = scout_service_path(a->services[i]);
+        }
+        buf = scout_snapside_encode(a->fp, 0, a->conf.api_listen,
+                                    (const char *const *)files, nfiles,
+                                    names, paths, a->nservices, len);
+    }
+    free(names);
+    free(paths);
+    free(files);
+    return buf;
+}
+
+void
+scout_agent_side_update(scout_agent_t *a)
+{
+    size_t len = 0;
+    char *buf;
+
+    if (a->persist == NULL)
+        return;
+    buf = side_encode(a, &len);
+    scout_persist_set_side(a->persist, buf, len);   /* NULL: none */
+    free(buf);
+}
+
+/* At start: the writer thread writes the side file after each snapshot;
+ * a start that read a snapshot whole (ZooKeeper down: nothing is written
+ * yet) says now which policy serves it, so that the next start may too.
+ * Not durable (no fsync on the loop): a torn one is refused, which only
+ * means a normal start. */
+void
+scout_agent_side_start(scout_agent_t *a)
+{
+    char err[SCOUT_ERR_LEN];
+    uint64_t sum;
+    size_t len = 0;
+    char *buf;
+
+    if (a->persist == NULL)
+        return;
+    buf = side_encode(a, &len);
+    scout_persist_set_side(a->persist, buf, len);   /* NULL: none */
+    if (buf == NULL || !scout_persist_loaded(a->persist, &sum)
+        || (a->early != NULL && scout_early_fingerprint(a->early) == a->fp)) {
+        free(buf);              /* (the one on disk says just this) */
+        return;
+    }
+    scout_snapside_set_sum(buf, len, sum);
+    if (scout_snapside_write(a->opts.cache_dir, buf, len, 0, err)
+        != SCOUT_OK)
+        scout_log(SCOUT_LOG_WARN, "agent", "writing the snapshot's side "
+                  "file: %s", err);
+    free(buf);
+}
+
+scout_api_t *
+scout_agent_early_adopt(scout_agent_t *a, char *err)
+{
+    scout_early_t *e = a->early;
+    scout_http_req_t **parked;
+    scout_api_view_t view;
+    scout_http_t *http;
+    scout_api_t *api;
+    int n;
+
+    scout_agent_api_view(a, &view);
+    /* the policy read something besides its files (the environment): its
+     * answers may differ from the early ones; say so */
+    if (a->fp != 0 && a->fp != scout_early_fingerprint(e))
+        scout_log(SCOUT_LOG_WARN, "agent", "the loaded policy is not the "
+                  "one the early answers were for (it depends on more than "
+                  "its files and the command line)");
+    if (strcmp(a->conf.api_listen, scout_early_listen(e)) != 0) {
+        scout_log(SCOUT_LOG_WARN, "agent", "the policy listens on %s, not "
+                  "on %s where the snapshot was served: moving",
+                  a->conf.api_listen, scout_early_listen(e));
+        scout_agent_early_free(a);  /* its clients are disconnected */
+        return scout_api_new(a->loop, &view, a->conf.api_listen, err);
+    }
+    http = scout_early_handover(e, &parked, &n);
+    if ((api = scout_api_adopt(a->loop, &view, http, err)) == NULL) {
+        scout_http_free(http);      /* aborts the parked requests */
+        free(parked);
+        return NULL;
+    }
+    scout_log(SCOUT_LOG_INFO, "agent", "the loaded agent serves %s now: "
+              "%u requests came before, %d of them parked and answered now",
+              a->conf.api_listen, scout_early_answered(e), n);
+    for (int i = 0; i < n; i++)
+        scout_api_dispatch(api, parked[i]);
+    free(parked);
+    scout_agent_early_free(a);
+    return api;
+}
+
+void
+scout_agent_early_free(scout_agent_t *a)
+{
+    scout_early_free(a->early);
+    a->early = NULL;
+}
+
+/* ---- the loader thread ---------------------------------------------------- */
+
+static void *
+load_main(void *ud)
+{
+    scout_agent_t *a = ud;
+    struct loader *l = a->loader;
+
+    l->rc = scout_agent_load(a, 0, l->err);
+    ev_async_send(a->loop, &l->done);
+    return NULL;
+}
+
+static void
+join(scout_agent_t *a)
+{
+    struct loader *l = a->loader;
+
+    if (!l->running)
+        return;
+    pthread_join(l->thread, NULL);
+    l->running = 0;
+    pthread_sigmask(SIG_SETMASK, &l->loop_mask, NULL);
+}
+
+static void
+on_loaded(struct ev_loop *loop, ev_async *w, int revents)
+{
+    scout_agent_t *a = w->data;
+    struct loader *l = a->loader;
+    (void)revents;
+
+    ev_async_stop(loop, w);
+    join(a);
+    l->loaded = 1;
+    if (l->rc == SCOUT_OK) {
+        double t0 = ev_time();
+
+        l->rc = scout_agent_finish(a, l->err);
+        /* what a normal start does before the loop runs: named, since
+         * here the loop's early clients wait for it */
+        scout_loop_note("the start after the policy loaded: services, "
+                        "the disk snapshot, the API", ev_time() - t0);
+    }
+    ev_break(loop, EVBREAK_ONE);
+}
+
+scout_agent_t *
+scout_agent_new_early(struct ev_loop *loop, const scout_agent_opts_t *opts,
+                      int *loading, char *err)
+{
+    scout_snapside_inputs_t in;
+    char why[SCOUT_ERR_LEN];
+    sigset_t all;
+    scout_agent_t *a;
+    struct loader *l;
+    struct timespec c0, c1;
+    int rc;
+
+    *loading = 0;
+    if (opts->cache_dir == NULL) {
+        scout_log(SCOUT_LOG_DEBUG, "agent", "a disk snapshot is served "
+                  "once the policy is loaded (only --cache-dir says where "
+                  "it is before)");
+        return scout_agent_new(loop, opts, err);
+    }
+    if ((a = scout_agent_begin(loop, opts, err)) == NULL)
+        return NULL;
+    inputs(a, &in);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    if ((a->early = scout_early_new(loop, opts->cache_dir, &in, why))
+        == NULL) {
+        scout_log(SCOUT_LOG_INFO, "agent", "the disk snapshot is served "
+                  "once the policy is loaded: %s", why);
+        scout_agent_free(a);
+        return scout_agent_new(loop, opts, err);
+    }
+    if ((l = a->loader = calloc(1, sizeof(*l))) == NULL) {
+        scout_agent_free(a);
+        return scout_agent_new(loop, opts, err);
+    }
+    /* One malloc arena for every thread: the policy's heap is the loader's
+     * mallocs, and a thread's own arena grows by mmap, a page fault per
+     * first touch (~14 us here: the load took twice its wall time); the
+     * main arena's growth is made resident in steps (heap.h). */
+    mallopt(M_ARENA_MAX, 1);
+    ev_async_init(&l->done, on_loaded);
+    l->done.data = a;
+    ev_async_start(loop, &l->done);
+    /* the loader takes no signal but the load budget's; the loop thread
+     * leaves that one to it until it is joined */
+    sigfillset(&all);
+    sigdelset(&all, SIGALRM);
+    pthread_sigmask(SIG_SETMASK, &all, &l->loop_mask);
+    rc = pthread_create(&l->thread, NULL, load_main, a);
+    all = l->loop_mask;
+    sigaddset(&all, SIGALRM);
+    pthread_sigmask(SIG_SETMASK, rc == 0 ? &all : &l->loop_mask, NULL);
+    if (rc != 0) {
+        ev_async_stop(loop, &l->done);
+        scout_agent_free(a);
+        return scout_agent_new(loop, opts, err);
+    }
+    l->running = 1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    scout_log(SCOUT_LOG_INFO, "agent", "serving the disk snapshot of %s on "
+              "%s while the policy loads (checked, indexed and listening in "
+              "%.1f ms of CPU)", opts->cache_dir, scout_early_listen(a->early),
+              (c1.tv_sec - c0.tv_sec) * 1e3 + (c1.tv_nsec - c0.tv_nsec) / 1e6);
+    *loading = 1;
+    return a;
+}
+
+int
+scout_agent_early_end(scout_agent_t *a, char *err)
+{
+    struct loader *l = a->loader;
+    int rc;
+
+    if (l == NULL)
+        return SCOUT_OK;
+    if (!l->loaded) {
+        /* stopped by a signal during the load, which may wait on anything
+         * (its budget's wall clock is a minute): the process exits without
+         * it, the thread and the VM go with the process */
+        ev_async_stop(a->loop, &l->done);
+        scout_agent_early_free(a);      /* the loop's: a unix socket goes */
+        scout_heap_populate_stop();
+        return SCOUT_AGAIN;
+    } else {
+        rc = l->rc;
+        if (rc != SCOUT_OK)
+            snprintf(err, SCOUT_ERR_LEN, "%s", l->err);
+    }
+    free(l);
+    a->loader = NULL;
+    if (rc != SCOUT_OK)
+        scout_heap_populate_stop();
+    return rc;
+}

@@ -1,0 +1,287 @@
+"""The disk snapshot served before the policy is loaded (issue 14): a restarted agent whose --cache-dir holds a
+snapshot and the side file that ties it to this policy answers /v1/services and /v1/services/NAME at once, marked
+stale, while its policy loads on another thread; /v1/health says it is loading; pick waits and is answered by the
+loaded agent; the loaded agent's answers are the early ones byte for byte. An edited module means a normal start;
+a policy that fails to load still exits non-zero with its file:line message.
+
+The policy's load is held by a module that reads a FIFO when EARLY_GATE names one (the environment is not part of
+the fingerprint, the module's text is): every early answer below is taken while the load cannot have ended, and the
+test releases it by writing the FIFO -- an ordering fact, no timing."""
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import unittest
+
+from scoutharness import Scout, free_port, wait_until
+from zkharness import ZooKeeper
+
+MODULE = '''-- held by the test: the load waits for a line on the FIFO named by EARLY_GATE
+local gate = os.getenv("EARLY_GATE")
+if gate then
+  local f = assert(io.open(gate, "r"))
+  f:read("*l")
+  f:close()
+end
+if os.getenv("EARLY_FAIL") then error("failing on purpose") end
+return { weight = 1 }
+'''
+
+POLICY = '''zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }
+local gate = require "earlygate"
+service "beta" { path = "/early/beta" }
+service "alpha" { path = "/early/alpha", selector = "rr" }
+service "gamma" { path = "/early/gamma" }
+'''
+
+
+class Early(unittest.TestCase):
+    def setUp(self):
+        self.zk = ZooKeeper().start()
+        self.kz = self.zk.client()
+        self.dir = tempfile.mkdtemp(prefix="scout-early-")
+        self.cache = os.path.join(self.dir, "cache")
+        self.moddir = os.path.join(self.dir, "mod")
+        os.mkdir(self.moddir)
+        self.module = os.path.join(self.moddir, "earlygate.lua")
+        with open(self.module, "w") as f:
+            f.write(MODULE)
+        self.policy = os.path.join(self.dir, "policy.lua")
+        with open(self.policy, "w") as f:
+            f.write(POLICY)
+        self.gate = os.path.join(self.dir, "gate")
+        os.mkfifo(self.gate)
+        self.api = "127.0.0.1:%d" % free_port()
+        self.old_env = {k: os.environ.get(k) for k in ("LUA_PATH", "EARLY_GATE", "EARLY_FAIL")}
+        os.environ["LUA_PATH"] = self.moddir + "/?.lua;;"
+        self.scouts = []
+
+    def tearDown(self):
+        try:                            # a load still held: let it go
+            fd = os.open(self.gate, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(fd, b"go\n")
+            os.close(fd)
+        except OSError:
+            pass
+        try:
+            for s in self.scouts:
+                s.stop()
+        finally:                        # a failed stop leaves nothing behind either
+            for k, v in self.old_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            self.zk.stop()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def agent(self, gate=False, fail=False, log_level="info"):
+        s = Scout("-- replaced\n", self.zk.connect, api=self.api, log_level=log_level,
+                  extra_args=["--cache-dir", self.cache])
+        s.args[s.args.index("-c") + 1] = self.policy    # the same file every time: its path is fingerprinted
+        os.environ.pop("EARLY_GATE", None)
+        os.environ.pop("EARLY_FAIL", None)
+        if gate:
+            os.environ["EARLY_GATE"] = self.gate
+        if fail:
+            os.environ["EARLY_FAIL"] = "1"
+        s.start(wait=False)
+        os.environ.pop("EARLY_GATE", None)
+        os.environ.pop("EARLY_FAIL", None)
+        self.scouts.append(s)
+        return s
+
+    def release(self):
+        with open(self.gate, "w") as f:
+            f.write("go\n")
+
+    def first_run(self):
+        """An agent that syncs with ZooKeeper and leaves the snapshot and its side file behind."""
+        self.kz.ensure_path("/early/alpha")
+        self.kz.ensure_path("/early/beta")
+        for p in range(3):
+            self.kz.create("/early/alpha/127.0.0.1:%d" % (7000 + p))
+        self.kz.create("/early/beta/127.0.0.1:7100")
+        first = self.agent()
+        wait_until(lambda: first.alive() and _ok(first, "/v1/health"), what="first agent synced")
+        self.assertIn("no usable side file", first.log())
+        self.assertEqual(first.stop(), 0)
+        self.assertTrue(os.path.exists(os.path.join(self.cache, "scout.snapshot.policy")))
+
+    def test_snapshot_served_before_the_policy_loads_then_the_same_bytes(self):
+        self.first_run()
+        self.zk.stop_node(1)
+        second = self.agent(gate=True, log_level="debug")
+        wait_until(lambda: _answers(second, "/v1/services"), what="early answer")
+        # the load is held by the gate: everything until release() is the early server's
+        early_list = second.request("/v1/services")
+        early_alpha = second.request("/v1/services/alpha")
+        early_gamma = second.request("/v1/services/gamma")
+        early_missing = second.request("/v1/services/nope")
+        health = second.request("/v1/health")
+        self.assertIn("serving the disk snapshot", second.log())
+        self.assertNotIn("the loaded agent serves", second.log())
+        self.assertEqual(early_list[0], 200)
+        self.assertEqual([(s["name"], s["endpoints"], s["state"]) for s in json.loads(early_list[2])],
+                         [("beta", 1, "stale"), ("alpha", 3, "stale"), ("gamma", 0, "stale")])
+        self.assertEqual(early_alpha[0], 200)
+        self.assertEqual(early_alpha[1]["X-Scout-State"], "stale")
+        self.assertEqual(sorted(e["id"] for e in json.loads(early_alpha[2])),
+                         ["127.0.0.1:%d" % (7000 + p) for p in range(3)])
+        self.assertEqual(early_missing[0], 404)
+        self.assertEqual(health[0], 503)
+        self.assertIn("loading the policy", json.loads(health[2])["reason"])
+
+        # pick and a blocking query wait for the policy: parked (the log says so), answered once it is loaded
+        picked, blocked = {}, {}
+        beta_index = json.loads(early_list[2])[0]["index"]         # beta: the policy's first service
+        t = threading.Thread(target=lambda: picked.update(r=second.request("/v1/pick/alpha")))
+        t.start()
+        wait_until(lambda: "GET /v1/pick/alpha parked until the policy is loaded" in second.log(),
+                   what="pick parked")
+        b = threading.Thread(target=lambda: blocked.update(
+            r=second.request("/v1/services/beta?index=%d&wait=1s" % beta_index)))
+        b.start()
+        wait_until(lambda: "GET /v1/services/beta parked until the policy is loaded" in second.log(),
+                   what="blocking query parked")
+        self.release()
+        t.join(30)
+        b.join(30)
+        self.assertEqual(picked["r"][0], 200, picked)
+        self.assertIn(json.loads(picked["r"][2])["id"], ["127.0.0.1:%d" % (7000 + p) for p in range(3)])
+        # the loaded agent's index has not moved (ZooKeeper is down): its wait ends, with the same list
+        self.assertEqual(blocked["r"][0], 200, blocked)
+        self.assertEqual([e["id"] for e in json.loads(blocked["r"][2])], ["127.0.0.1:7100"])
+        wait_until(lambda: "the loaded agent serves" in second.log(), what="hand-over")
+        self.assertIn("2 of them parked and answered now", second.log())
+
+        # the loaded agent answers the same bytes for the same snapshot
+        for early, path in ((early_list, "/v1/services"), (early_alpha, "/v1/services/alpha"),
+                            (early_gamma, "/v1/services/gamma"), (early_missing, "/v1/services/nope")):
+            late = second.request(path)
+            self.assertEqual(late[0], early[0], path)
+            self.assertEqual(late[2], early[2], path)
+            for h in ("X-Scout-Index", "X-Scout-State", "Content-Type"):
+                self.assertEqual(late[1].get(h), early[1].get(h), (path, h))
+        self.assertNotIn("loading the policy", json.loads(second.request("/v1/health")[2])["reason"])
+
+        # and becomes fully itself: ZooKeeper back, synced
+        self.zk.start_node(1)
+        wait_until(lambda: _ok(second, "/v1/health"), what="synced after ZooKeeper came back")
+        self.assertEqual(second.stop(), 0)
+
+    def test_an_edited_module_means_a_normal_start(self):
+        self.first_run()
+        self.zk.stop_node(1)
+        with open(self.module, "a") as f:
+            f.write("-- edited\n")
+        second = self.agent(gate=True)
+        wait_until(lambda: "the disk snapshot is served once the policy is loaded" in second.log(),
+                   what="the early check's verdict")
+        self.assertIn("a module it loads", second.log())
+        # the load is held by the gate and nothing listens before it: a normal start
+        with self.assertRaises(ConnectionRefusedError):
+            second.request("/v1/services")
+        self.release()
+        wait_until(lambda: _answers(second, "/v1/services/alpha"), what="normal start")
+        self.assertEqual(second.services()["alpha"]["state"], "stale")
+        self.assertEqual(len(second.endpoints("alpha")[0]), 3)
+        self.assertEqual(second.stop(), 0)
+
+    def test_a_side_file_vouches_for_its_snapshot_only(self):
+        self.first_run()
+        snap = os.path.join(self.cache, "scout.snapshot")
+        with open(snap, "rb") as f:
+            old = f.read()
+        # another run moves the truth: a new snapshot and a new side file
+        self.kz.create("/early/alpha/127.0.0.1:7005")
+        again = self.agent()
+        wait_until(lambda: _answers(again, "/v1/services/alpha") and len(again.endpoints("alpha")[0]) == 4,
+                   what="second agent synced")
+        wait_until(lambda: open(snap, "rb").read() != old, what="snapshot rewritten")
+        self.assertEqual(again.stop(), 0)
+        # the old snapshot back under the new side file (what a crash between the two renames would leave)
+        with open(snap, "wb") as f:
+            f.write(old)
+        self.zk.stop_node(1)
+        third = self.agent(gate=True)
+        wait_until(lambda: "the disk snapshot is served once the policy is loaded" in third.log(),
+                   what="the early check's verdict")
+        self.assertIn("the side file vouches for another snapshot", third.log())
+        with self.assertRaises(ConnectionRefusedError):
+            third.request("/v1/services")
+        self.release()
+        wait_until(lambda: _answers(third, "/v1/services/alpha"), what="normal start")
+        self.assertEqual(len(third.endpoints("alpha")[0]), 3)      # the snapshot on disk, as a normal start serves it
+        self.assertEqual(third.stop(), 0)
+
+    def test_a_start_that_read_the_snapshot_whole_leaves_the_side_file(self):
+        self.first_run()
+        side = os.path.join(self.cache, "scout.snapshot.policy")
+        os.unlink(side)
+        self.zk.stop_node(1)                            # nothing is written while ZooKeeper is down
+        second = self.agent()
+        wait_until(lambda: _answers(second, "/v1/services/alpha"), what="normal start")
+        self.assertIn("no usable side file", second.log())
+        self.assertEqual(second.stop(), 0)
+        self.assertTrue(os.path.exists(side))
+        third = self.agent(gate=True)
+        wait_until(lambda: _answers(third, "/v1/services/alpha"), what="early answer")
+        self.assertIn("serving the disk snapshot", third.log())
+        self.release()
+        wait_until(lambda: "the loaded agent serves" in third.log(), what="hand-over")
+        self.assertEqual(third.stop(), 0)
+
+    def test_after_a_reload_the_side_file_names_the_new_policy(self):
+        self.kz.ensure_path("/early/alpha")
+        self.kz.create("/early/alpha/127.0.0.1:7000")
+        self.kz.ensure_path("/early/delta")
+        self.kz.create("/early/delta/127.0.0.1:7300")
+        first = self.agent()
+        wait_until(lambda: _ok(first, "/v1/health"), what="first agent synced")
+        with open(self.policy, "a") as f:
+            f.write('service "delta" { path = "/early/delta" }\n')
+        first.proc.send_signal(signal.SIGHUP)
+        side = os.path.join(self.cache, "scout.snapshot.policy")
+        wait_until(lambda: os.path.exists(side) and b"delta" in open(side, "rb").read(),
+                   what="the side file names the reloaded policy")
+        self.assertEqual(first.stop(), 0)
+        self.zk.stop_node(1)
+        second = self.agent(gate=True)
+        wait_until(lambda: _answers(second, "/v1/services/delta"), what="early answer")
+        self.assertIn("serving the disk snapshot", second.log())
+        self.assertEqual([e["id"] for e in second.endpoints("delta")[0]], ["127.0.0.1:7300"])
+        self.release()
+        wait_until(lambda: "the loaded agent serves" in second.log(), what="hand-over")
+        self.assertEqual(second.stop(), 0)
+
+    def test_a_policy_that_fails_to_load_exits_with_its_message(self):
+        self.first_run()
+        self.zk.stop_node(1)
+        second = self.agent(gate=True, fail=True)
+        wait_until(lambda: _answers(second, "/v1/services/alpha"), what="early answer")
+        self.release()
+        wait_until(lambda: not second.alive(), what="the agent exits")
+        self.assertEqual(second.stop(sig=signal.SIGKILL), 1)   # exited already: its code
+        self.assertIn("scout: %s:8: failing on purpose" % self.module, second.log())
+
+
+def _answers(s, path):
+    try:
+        return s.request(path)[0] == 200
+    except OSError:
+        return False
+
+
+def _ok(s, path):
+    try:
+        return s.request(path)[0] == 200
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    unittest.main()
