@@ -42,17 +42,17 @@ lazy_skip_endpoint(reader_t *r)
     uint64_t v;
     uint32_t nmeta = 0;
 
-    if (rd_span(r, &s, &len, "endpoint id") != SCOUT_OK
-        || rd_span(r, &s, &len, "endpoint host") != SCOUT_OK
-        || rd_span(r, &s, &len, "endpoint status") != SCOUT_OK
-        || rd_int(r, 8, &v, "endpoint port and weight") != SCOUT_OK
-        || rd_int(r, 8, &v, "endpoint zxid") != SCOUT_OK
-        || rd_count(r, &nmeta, SCOUT_SNAPSHOT_MAX_META, META_MIN,
+    if (scout_snaprd_span(r, &s, &len, "endpoint id") != SCOUT_OK
+        || scout_snaprd_span(r, &s, &len, "endpoint host") != SCOUT_OK
+        || scout_snaprd_span(r, &s, &len, "endpoint status") != SCOUT_OK
+        || scout_snaprd_int(r, 8, &v, "endpoint port and weight") != SCOUT_OK
+        || scout_snaprd_int(r, 8, &v, "endpoint zxid") != SCOUT_OK
+        || scout_snaprd_count(r, &nmeta, SCOUT_SNAPSHOT_MAX_META, META_MIN,
                     "meta count") != SCOUT_OK)
         return SCOUT_ERROR;
     for (uint32_t j = 0; j < nmeta; j++)
-        if (rd_span(r, &s, &len, "meta key") != SCOUT_OK
-            || rd_span(r, &s, &len, "meta value") != SCOUT_OK)
+        if (scout_snaprd_span(r, &s, &len, "meta key") != SCOUT_OK
+            || scout_snaprd_span(r, &s, &len, "meta value") != SCOUT_OK)
             return SCOUT_ERROR;
     return SCOUT_OK;
 }
@@ -74,19 +74,19 @@ scout_snaplazy_read(const char *path, char *err)
         return NULL;
     }
     z->label = path;
-    if (load_file(path, &z->buf, &z->size, &z->len, err) != SCOUT_OK
-        || check_header(z->buf, z->len, path, err) != SCOUT_OK)
+    if (scout_snaprd_load_file(path, &z->buf, &z->size, &z->len, err) != SCOUT_OK
+        || scout_snaprd_check_header(z->buf, z->len, path, err) != SCOUT_OK)
         goto fail;
-    z->sum = get_le(z->buf + 24, 8);
+    z->sum = scout_snaprd_le(z->buf + 24, 8);
     r.base = z->buf;
     r.p = r.base + SCOUT_SNAPSHOT_HDR_LEN;
     r.end = r.base + z->len;
     r.label = path;
     r.err = err;
-    if (rd_span(&r, &writer, &wl, "writer") != SCOUT_OK
-        || rd_span(&r, &ens, &el, "ensemble") != SCOUT_OK
-        || rd_int(&r, 8, &at, "written_at") != SCOUT_OK
-        || rd_count(&r, &n, SCOUT_SNAPSHOT_MAX_SERVICES, SVC_MIN,
+    if (scout_snaprd_span(&r, &writer, &wl, "writer") != SCOUT_OK
+        || scout_snaprd_span(&r, &ens, &el, "ensemble") != SCOUT_OK
+        || scout_snaprd_int(&r, 8, &at, "written_at") != SCOUT_OK
+        || scout_snaprd_count(&r, &n, SCOUT_SNAPSHOT_MAX_SERVICES, SVC_MIN,
                     "service count") != SCOUT_OK)
         goto fail;
     if ((z->ensemble = strndup(ens, el)) == NULL
@@ -98,23 +98,23 @@ scout_snaplazy_read(const char *path, char *err)
     for (uint32_t i = 0; i < n; i++) {
         lazy_service_t *sv = &z->svcs[i];
 
-        if (rd_span(&r, &nm, &nl, "service name") != SCOUT_OK)
+        if (scout_snaprd_span(&r, &nm, &nl, "service name") != SCOUT_OK)
             goto fail;
         if (prev != NULL && (memcmp(prev, nm, prevl < nl ? prevl : nl) > 0
                              || (memcmp(prev, nm, prevl < nl ? prevl : nl)
                                  == 0 && prevl >= nl))) {
-            rd_fail(&r, "service \"%.*s\" after \"%.*s\": names not "
+            scout_snaprd_fail(&r, "service \"%.*s\" after \"%.*s\": names not "
                     "ascending (duplicate or unsorted)", (int)nl, nm,
                     (int)prevl, prev);
             goto fail;
         }
         prev = nm;
         prevl = nl;
-        if (rd_span(&r, &pa, &pl, "service path") != SCOUT_OK
-            || rd_int(&r, 8, &sv->index, "service index") != SCOUT_OK
-            || rd_int(&r, 8, &pzxid, "service pzxid") != SCOUT_OK
-            || rd_int(&r, 8, &mzxid, "service max_mzxid") != SCOUT_OK
-            || rd_count(&r, &sv->neps, SCOUT_SNAPSHOT_MAX_ENDPOINTS, EP_MIN,
+        if (scout_snaprd_span(&r, &pa, &pl, "service path") != SCOUT_OK
+            || scout_snaprd_int(&r, 8, &sv->index, "service index") != SCOUT_OK
+            || scout_snaprd_int(&r, 8, &pzxid, "service pzxid") != SCOUT_OK
+            || scout_snaprd_int(&r, 8, &mzxid, "service max_mzxid") != SCOUT_OK
+            || scout_snaprd_count(&r, &sv->neps, SCOUT_SNAPSHOT_MAX_ENDPOINTS, EP_MIN,
                         "endpoint count") != SCOUT_OK)
             goto fail;
         sv->eps_at = (size_t)(r.p - r.base);
@@ -128,7 +128,7 @@ scout_snaplazy_read(const char *path, char *err)
         strings += nl + pl + 2;
     }
     if (r.p != r.end) {
-        rd_fail(&r, "%zu bytes after the last service", (size_t)(r.end - r.p));
+        scout_snaprd_fail(&r, "%zu bytes after the last service", (size_t)(r.end - r.p));
         goto fail;
     }
     if ((z->arena = malloc(strings ? strings : 1)) == NULL) {
@@ -229,7 +229,7 @@ scout_snaplazy_decode(const scout_snaplazy_t *z, int i, scout_epset_t *dst,
     r.label = z->label;
     r.err = err;
     for (uint32_t e = 0; e < z->svcs[i].neps; e++) {
-        if (rd_endpoint(&r, dst, &prev_id) != SCOUT_OK) {
+        if (scout_snaprd_endpoint(&r, dst, &prev_id) != SCOUT_OK) {
             scout_epset_free(dst);
             scout_epset_init(dst);
             return SCOUT_ERROR;

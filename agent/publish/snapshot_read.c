@@ -53,22 +53,22 @@ rd_service(reader_t *r, snap_service_t *sv, const char *prev_name)
     uint32_t neps;
     const char *prev_id = NULL;
 
-    if (rd_str(r, &sv->name, "service name") != SCOUT_OK)
+    if (scout_snaprd_str(r, &sv->name, "service name") != SCOUT_OK)
         return SCOUT_ERROR;
     if (prev_name != NULL && strcmp(prev_name, sv->name) >= 0)
-        return rd_fail(r, "service \"%s\" after \"%s\": names not ascending "
+        return scout_snaprd_fail(r, "service \"%s\" after \"%s\": names not ascending "
                        "(duplicate or unsorted)", sv->name, prev_name);
-    if (rd_str(r, &sv->path, "service path") != SCOUT_OK
-        || rd_int(r, 8, &sv->index, "service index") != SCOUT_OK
-        || rd_int(r, 8, &pzxid, "service pzxid") != SCOUT_OK
-        || rd_int(r, 8, &max_mzxid, "service max_mzxid") != SCOUT_OK
-        || rd_count(r, &neps, SCOUT_SNAPSHOT_MAX_ENDPOINTS, EP_MIN,
+    if (scout_snaprd_str(r, &sv->path, "service path") != SCOUT_OK
+        || scout_snaprd_int(r, 8, &sv->index, "service index") != SCOUT_OK
+        || scout_snaprd_int(r, 8, &pzxid, "service pzxid") != SCOUT_OK
+        || scout_snaprd_int(r, 8, &max_mzxid, "service max_mzxid") != SCOUT_OK
+        || scout_snaprd_count(r, &neps, SCOUT_SNAPSHOT_MAX_ENDPOINTS, EP_MIN,
                     "endpoint count") != SCOUT_OK)
         return SCOUT_ERROR;
     sv->pzxid = (int64_t)pzxid;
     sv->max_mzxid = (int64_t)max_mzxid;
     for (uint32_t i = 0; i < neps; i++) {
-        if (rd_endpoint(r, &sv->eps, &prev_id) != SCOUT_OK)
+        if (scout_snaprd_endpoint(r, &sv->eps, &prev_id) != SCOUT_OK)
             return SCOUT_ERROR;
     }
     return SCOUT_OK;
@@ -85,7 +85,7 @@ scout_snapshot_parse(const void *buf, size_t len, const char *label,
 
     if (label == NULL)
         label = "(memory)";
-    if (check_header(buf, len, label, err) != SCOUT_OK)
+    if (scout_snaprd_check_header(buf, len, label, err) != SCOUT_OK)
         return NULL;
     r.base = buf;
     r.p = r.base + SCOUT_SNAPSHOT_HDR_LEN;
@@ -93,20 +93,20 @@ scout_snapshot_parse(const void *buf, size_t len, const char *label,
     r.label = label;
     r.err = err;
     if ((s = calloc(1, sizeof(*s))) == NULL) {
-        rd_fail(&r, "out of memory");
+        scout_snaprd_fail(&r, "out of memory");
         return NULL;
     }
-    if (rd_str(&r, &s->writer, "writer") != SCOUT_OK
-        || rd_str(&r, &s->ensemble, "ensemble") != SCOUT_OK
-        || rd_int(&r, 8, &at, "written_at") != SCOUT_OK
-        || rd_count(&r, &n, SCOUT_SNAPSHOT_MAX_SERVICES, SVC_MIN,
+    if (scout_snaprd_str(&r, &s->writer, "writer") != SCOUT_OK
+        || scout_snaprd_str(&r, &s->ensemble, "ensemble") != SCOUT_OK
+        || scout_snaprd_int(&r, 8, &at, "written_at") != SCOUT_OK
+        || scout_snaprd_count(&r, &n, SCOUT_SNAPSHOT_MAX_SERVICES, SVC_MIN,
                     "service count") != SCOUT_OK)
         goto fail;
     s->written_at_ms = (int64_t)at;
     /* zeroed entries are valid empty services, so free() works at any
      * point of the loop */
     if (n > 0 && (s->svcs = calloc(n, sizeof(*s->svcs))) == NULL) {
-        rd_fail(&r, "out of memory");
+        scout_snaprd_fail(&r, "out of memory");
         goto fail;
     }
     s->n = (int)n;
@@ -117,7 +117,7 @@ scout_snapshot_parse(const void *buf, size_t len, const char *label,
         scout_heap_populate_check();    /* at start: see heap.h */
     }
     if (r.p != r.end) {
-        rd_fail(&r, "%zu bytes after the last service",
+        scout_snaprd_fail(&r, "%zu bytes after the last service",
                 (size_t)(r.end - r.p));
         goto fail;
     }
@@ -135,7 +135,7 @@ scout_snapshot_read(const char *path, char *err)
     unsigned char *buf;
     size_t size, got;
 
-    if (load_file(path, &buf, &size, &got, err) != SCOUT_OK)
+    if (scout_snaprd_load_file(path, &buf, &size, &got, err) != SCOUT_OK)
         return NULL;
     s = scout_snapshot_parse(buf, got, path, err);
     munmap(buf, size);
