@@ -80,6 +80,23 @@ class IdleWakeups(unittest.TestCase):
         # no call ran past its budget, so no signal was due: none came
         self.assertEqual(s.metric("scout_hook_alarms_total"), alarms)
 
+    def test_quiet_changes_read_the_cpu_clock_less_than_once_each(self):
+        # the loop's thread CPU clock (a syscall here, not in the vDSO) was read again after each idle pause: by the
+        # stall clock at every iteration that began 10 ms after the last reading, by the hook budget at every call
+        # 1/8 of a budget after its last; a quiet registry paid both for every change, and every request. Both now
+        # count from one reading for as long as the loop was *busy* 10 ms (budget/8: 2.5 ms here) since it, however
+        # long it slept: five changes, each with its requests, cost fewer reads than changes
+        s = self.scout
+        self.quiet_wait(self.index())
+        reads, calls = s.metric("scout_cpu_clock_reads_total"), s.metric("scout_hook_calls_total")
+        for port in range(10, 15):
+            before = self.index()
+            self.kz.create("/idle/svc/127.0.0.1:%d" % port)
+            wait_until(lambda: self.index() > before, what="change %d published" % port)
+            self.quiet_wait(self.index())
+        self.assertGreaterEqual(s.metric("scout_hook_calls_total") - calls, 5)   # every change ran Lua
+        self.assertLess(s.metric("scout_cpu_clock_reads_total") - reads, 5)
+
 
 class ShmSnapshot:
     """An agent writing a shm snapshot at cls.path, and a reader of it (libscout.so from luajit)."""
