@@ -26,9 +26,9 @@
  * one ~10 us, 12 MB at 10,000 services 1-3 ms), while handing it to the
  * thread cost every change of a quiet registry three futex calls and a
  * wakeup of the thread (bench/propagation), more than the write itself.
- * And the generation starts in a prepare watcher rather than a zero timer:
- * the same place (after the iteration's callbacks), without the extra
- * zero-timeout poll a due timer makes the loop do.
+ * And the generation starts in a prepare watcher, which stops the zero
+ * timer armed beside it: the same place (after the iteration's callbacks),
+ * without the extra zero-timeout poll a due timer makes the loop do.
  */
 #include "publish/shmpub.h"
 
@@ -75,7 +75,6 @@ struct scout_shmpub_s {
     int               old_n;
     ev_timer          timer;
     ev_prepare        soon;         /* the next write, this iteration */
-    int               in_soon;      /* soon's callback is running */
     size_t            body;         /* the last generation's bytes; 0:
                                        none yet */
     double            last;         /* ev_now() of the last write */
@@ -295,9 +294,11 @@ fail:
 static void
 on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
+    scout_shmpub_t *p = t->data;
     (void)revents;
-    write_now(t->data);
+
+    ev_prepare_stop(loop, &p->soon);
+    write_now(p);
 }
 
 static void
@@ -307,9 +308,8 @@ on_soon(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)revents;
 
     ev_prepare_stop(loop, w);
-    p->in_soon = 1;
+    ev_timer_stop(loop, &p->timer);     /* before the poll looks at it */
     write_now(p);
-    p->in_soon = 0;
 }
 
 scout_shmpub_t *
@@ -355,14 +355,14 @@ schedule(scout_shmpub_t *p)
 
     if (ev_is_active(&p->timer) || ev_is_active(&p->soon))
         return;                 /* already due: it will see this change */
-    if (wait <= 0 && !p->in_soon) {
-        /* (a prepare started from a prepare would wait for the next
-         * wakeup: from soon's own callback, the timer) */
-        ev_prepare_start(p->loop, &p->soon);
-        return;
-    }
     ev_timer_set(&p->timer, wait > 0 ? wait : 0., 0.);
     ev_timer_start(p->loop, &p->timer);
+    /* Due now: the prepare writes before the poll and stops the timer,
+     * so the loop does not poll once more with a zero timeout.  Started
+     * from another prepare callback (a session recreated in one) it would
+     * wait for the next wakeup; then the timer, due at once, writes. */
+    if (wait <= 0)
+        ev_prepare_start(p->loop, &p->soon);
 }
 
 void
