@@ -31,7 +31,10 @@
     X(hook_refused,           "policy uses of what a policy may not call (os.execute...)") \
     X(hook_microseconds,      "time spent in Lua hook calls, microseconds")  \
     X(writer_wakeups,         "loop wakeups for a writer thread's finished job (shm, disk snapshot, rendered files)") \
+    X(writer_handoffs,        "jobs handed to a writer thread (shm, disk snapshot, rendered files): each wakes it") \
+    X(shm_inline_writes,      "shared-memory generations small enough to be written on the loop, without the writer thread") \
     X(hook_alarms,            "signals of the hook budget's timer: each interrupts the loop, and wakes it when idle") \
+    X(cpu_clock_reads,        "reads of the loop thread's CPU clock (a syscall each: stall detection, hook budgets)") \
     X(registrations_recreated, "registration nodes deleted by another client " \
                               "and created again")                            \
     X(zk_watches_retired,     "watches of services a reload dropped")         \

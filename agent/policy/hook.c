@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "loop.h"
 #include "scout.h"
 #include "stats.h"
 
@@ -334,13 +335,26 @@ scout_hook_pcall(lua_State *L, int nargs, int nresults, int budget_ms,
  * more than it spends (a hook is never stopped early, nor one that waited
  * for the CPU), and at most now - ref_wall less.  The clock is read again
  * once that slack would pass an eighth of the budget, so a runaway loop is
- * stopped after at most 9/8 of its budget of CPU. */
+ * stopped after at most 9/8 of its budget of CPU.
+ *
+ * On the loop, the loop's own bound is tighter (loop.h): it counts only
+ * the time the loop was busy since the last reading, not the time it slept,
+ * so a quiet agent's calls, seconds apart, still share one reading (it
+ * used to be read again for nearly every change).  A reading taken here is
+ * handed to the loop, for both to count from. */
 static int64_t
 cpu_start(int64_t now, int64_t budget)
 {
+    int64_t cpu, loose;
+
+    if (scout_loop_cpu_ceiling(now, &cpu, &loose) == SCOUT_OK
+        && loose <= budget / 8)
+        return cpu;
     if (ref_wall == 0 || now - ref_wall > budget / 8) {
         ref_wall = now;
         ref_cpu = cpu_now_ns();
+        scout_stats.cpu_clock_reads++;
+        scout_loop_cpu_read(ref_wall, ref_cpu);
     }
     return ref_cpu + (now - ref_wall);
 }

@@ -160,11 +160,19 @@ scout_writer_submit(scout_writer_t *w, void *job)
         w->done(w->owner, job);
         return;
     }
+    scout_stats.writer_handoffs++;
     w->busy = 1;
     pthread_mutex_lock(&w->mu);
     w->todo = job;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+}
+
+void
+scout_writer_run_here(scout_writer_t *w, void *job)
+{
+    w->run(w->owner, job);
+    w->done(w->owner, job);
 }
 
 void *

@@ -42,6 +42,9 @@ How:
   whatever a change leaves behind (a timer firing later, a thread's wakeup) is paid per change rather than shared.
   SHM=1: both scout policies also write a shared-memory snapshot (/dev/shm, removed at the end), as an agent
   feeding nginx does.
+- STRACE=1: `strace -f -c` is attached to each observer for its measured changes and the syscalls per change are
+  printed (the busiest ones by name): a count that, unlike CPU, does not depend on the load. strace slows every
+  syscall, so the CPU and latency columns of such a run mean nothing.
 """
 
 import atexit
@@ -61,6 +64,7 @@ WARMUP = int(os.environ.get("WARMUP", "1000"))
 TIMEOUT_MS = int(os.environ.get("TIMEOUT_MS", "5000"))
 READY_S = float(os.environ.get("READY_S", "30"))
 GAP_S = float(os.environ.get("GAP_MS", "0")) / 1000.0
+STRACE = os.environ.get("STRACE") == "1"
 PATH = "/bench/svc"
 
 
@@ -219,6 +223,7 @@ class Observer:
         self.req_ok = True
         self.skipped = None
         self.phases = 0
+        self.sys = {}          # syscall -> calls, measured windows (STRACE=1)
 
     def launch(self):
         env = dict(os.environ)
@@ -310,6 +315,31 @@ class ApiObserver(Observer):
                     p.kill()
                     p.wait()
         self.c.stdout.close()
+
+
+def strace_start(pid, tmp):
+    """strace -f -c attached to pid (all its threads); returns once it is attached."""
+    out = os.path.join(tmp, "strace-%d.txt" % pid)
+    st = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-p", str(pid)], stderr=subprocess.PIPE,
+                          universal_newlines=True)
+    st.stderr.readline()    # "strace: Process N attached ..."
+    st.out = out
+    return st
+
+
+def strace_stop(st):
+    """Detaches; returns {syscall: calls} from strace's summary."""
+    st.send_signal(signal.SIGINT)
+    st.wait(timeout=30)
+    st.stderr.close()
+    calls = {}
+    with open(st.out) as f:
+        for ln in f:
+            parts = ln.split()
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                calls[parts[-1]] = int(parts[3])
+    os.unlink(st.out)
+    return calls
 
 
 def main():
@@ -465,6 +495,7 @@ def main():
             w0 = wakeups(obs.p.pid)
             ports = local_ports(obs.p.pid, zk_ports)
             r0 = recved(zk_ports, ports[0]) if len(ports) == 1 else None
+            st = strace_start(obs.p.pid, tmp) if STRACE and measure else None
             lats = []
             for _ in range(n):
                 lat = one_change(obs)
@@ -480,6 +511,9 @@ def main():
                     return
             time.sleep(0.05)
             obs.pump()
+            if st is not None:
+                for name, calls in strace_stop(st).items():
+                    obs.sys[name] = obs.sys.get(name, 0) + calls
             c1 = cpu_ns(obs.p.pid)
             w1 = wakeups(obs.p.pid)
             ports1 = local_ports(obs.p.pid, zk_ports)
@@ -560,6 +594,14 @@ def main():
             print("  %s | %d | %d | %d | %.3f | %.3f | %.3f" % (
                 obs.name, len(obs.lat) + obs.misses, obs.misses, obs.unexpected,
                 pct(obs.lat, 0.90) / 1e6, max(obs.lat) / 1e6, obs.start_cpu / 1e9 / max(1, obs.phases)))
+    if STRACE:
+        print("syscalls per change (strace -f -c; CPU and latency above are strace's, not the observer's):")
+        for obs in [raw, kaz, sc, api] + extra:
+            if obs.lat and obs.sys:
+                n = len(obs.lat) + obs.misses
+                top = sorted(obs.sys.items(), key=lambda kv: -kv[1])
+                print("  %s | all %.2f | %s" % (obs.name, sum(obs.sys.values()) / n,
+                                                " ".join("%s %.2f" % (k, v / n) for k, v in top[:9])))
     print("ratios are to the raw C client; cpu s = on-CPU time over the measured changes "
           "(start-up excluded, shown as start cpu s per phase); wall %.1fs" % elapsed)
     if sc.skipped and not sc.lat:

@@ -21,6 +21,62 @@
 #include "scout_shm.h"
 #include "shm_fixtures.h"
 
+/* ---- endpoint order ------------------------------------------------------- */
+
+/* Endpoints go into the snapshot in id order (docs/shm.md).  An epset is
+ * kept in that order, so the encoder checks it in one pass rather than
+ * sorting every changed service; a set handed over in another order (built
+ * by hand, not through scout_epset_put) is still sorted, by the slice and
+ * by the whole encode alike. */
+static void
+test_endpoints_out_of_order(void)
+{
+    char err[SCOUT_ERR_LEN] = "";
+    const char *p = path_in("order");
+    scout_endpoint_t *e[3] = {
+        mk_ep("c:3", "c", 3, 1, "up", 3, 0),
+        mk_ep("a:1", "a", 1, 1, "up", 1, 0),
+        mk_ep("b:2", "b", 2, 1, "up", 2, 0),
+    };
+    scout_epset_t set = { e, 3, 3, NULL, 0 };
+    scout_shm_service_t sv = { .name = "svc", .path = "/svc",
+                               .state = "synced", .settings = "",
+                               .settings_len = 0, .index = 7,
+                               .eps = &set };
+    scout_shm_slice_t *sl;
+    scout_shm_reader_t *r;
+    scout_shm_t *w;
+
+    w = scout_shm_open(p, err);
+    r = scout_shm_reader_open(p, err);
+    CHECK(w != NULL && r != NULL, "%s", err);
+    for (int way = 0; w != NULL && r != NULL && way < 2; way++) {
+        const scout_shm_snap_t *sn;
+        const scout_shm_ep_t *ep;
+
+        sl = way == 0 ? scout_shm_slice_new(&sv, err) : NULL;
+        CHECK(way == 1 || sl != NULL, "%s", err);
+        CHECK((way == 0 ? scout_shm_publish_slices(w, &sl, 1, err)
+                        : scout_shm_publish(w, &sv, 1, err)) == SCOUT_OK,
+              "%s", err);
+        scout_shm_slice_unref(sl);
+        sn = scout_shm_reader_read(r, err);
+        CHECK(sn != NULL && sn->nendpoints == 3, "%s", err);
+        if (sn == NULL || sn->nendpoints != 3)
+            continue;
+        ep = scout_shm_snap_endpoints(sn);
+        CHECK(STR_IS(sn, ep[0].id, "a:1") && STR_IS(sn, ep[1].id, "b:2")
+              && STR_IS(sn, ep[2].id, "c:3"), "way %d", way);
+        CHECK(ep[0].port == 1 && ep[2].port == 3);
+    }
+    for (int i = 0; i < 3; i++)
+        scout_endpoint_free(e[i]);
+    if (r != NULL)
+        scout_shm_reader_close(r);
+    if (w != NULL)
+        scout_shm_close(w, 1);
+}
+
 /* ---- scale ----------------------------------------------------------------- */
 
 /* A big generation (10,000 services x 10 endpoints, 2 meta each; 1,000
@@ -162,6 +218,7 @@ main(void)
         return 1;
     small_init();
     RUN(test_slices());
+    RUN(test_endpoints_out_of_order());
     RUN(test_scale());
     small_free();
     shm_fixtures_stop();
