@@ -20,47 +20,6 @@ sys.path.insert(0, HERE)
 os.environ.setdefault("ZKH_PREFETCH", "1")
 
 
-class TimedResult(unittest.TextTestResult):
-    """Each test's wall time, from its start to its end (its setUp and tearDown included)."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.times = []
-        self.current = None             # a test started with no outcome yet: the one an interrupted run names
-        self.passes = 0
-
-    def outcomes(self):
-        return self.passes + len(self.failures) + len(self.errors) + len(self.skipped) + \
-            len(self.expectedFailures) + len(self.unexpectedSuccesses)
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.passes += 1
-
-    def startTest(self, test):
-        self._t0 = time.monotonic()
-        self._before = self.outcomes()
-        self.current = test
-        super().startTest(test)
-
-    def stopTest(self, test):
-        super().stopTest(test)          # also on the way out of an interrupted test
-        if self.outcomes() > self._before:
-            self.current = None
-        self.times.append((time.monotonic() - self._t0, test.id()))
-
-
-class Runner(unittest.TextTestRunner):
-    """Keeps its result, so that an interrupted run can still count what ran."""
-
-    resultclass = TimedResult
-    result = None
-
-    def _makeResult(self):
-        self.result = super()._makeResult()
-        return self.result
-
-
 def print_durations(times, n, wall):
     print("\nslowest %d tests:" % n)
     for t, name in sorted(times, reverse=True)[:n]:
@@ -93,39 +52,13 @@ def main(argv):
                                    for n in names)
     else:
         suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
-    runner = Runner(verbosity=2, stream=sys.stdout)
     runguard.install("scout-it-run-")
     t0 = time.monotonic()
-    interrupted = None
-    try:
-        result = runner.run(suite)
-    except runguard.Interrupted as e:
-        interrupted, result = e, runner.result
-        print("\ninterrupted by %s%s: stopping what the run started" % (
-            e, " in " + result.current.id() if result and result.current else ""))
-    finally:
-        runguard.finish()
-    if result is None:              # the signal came before the first test
-        result = TimedResult(sys.stdout, True, 2)
+    result, interrupted = runguard.run(suite)
+    runguard.finish()
     if durations:
         print_durations(result.times, durations, time.monotonic() - t0)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    skipped = len(result.skipped)
-    # an error in setUpClass counts as a failure without a test having run
-    passed = max(0, result.testsRun - failed - skipped - (1 if result.current else 0))
-    if interrupted:
-        failed += 1                 # the test (or set-up) the signal stopped
-    elif result.testsRun == 0:
-        print("no test ran")
-        failed += 1
-    line = "%d passed, %d failed" % (passed, failed)
-    if skipped:
-        line += ", %d skipped" % skipped
-    print(line)
-    if interrupted:
-        sys.stdout.flush()
-        os._exit(128 + interrupted.signum)    # a test's client threads are not waited for
-    return 1 if failed else 0
+    return runguard.report(result, interrupted)
 
 
 if __name__ == "__main__":
