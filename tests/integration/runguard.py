@@ -115,6 +115,10 @@ def finish(remove=True):
             sys.stderr.write("runguard: kept %s\n" % _run_dir)
     else:
         shutil.rmtree(_run_dir, ignore_errors=True)
+    # what is left (the count line, the interpreter's exit) can be killed again: a test thread that never ends
+    # would otherwise hold the exit with the signals ignored
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _alive(pid):
