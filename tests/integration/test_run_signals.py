@@ -61,6 +61,7 @@ class RunSignals(unittest.TestCase):
         ready = wait_until(lambda: re.search(r"READY scout=(\d+) java=(\d+) own=(\d+) dir=(\S+)",
                                              b"".join(chunks).decode()), timeout=120, what="the first test's READY")
         pids = [int(x) for x in ready.groups()[:3]]
+        self.addCleanup(self.reap, pids)        # after p's kill: what a broken run left is not left to the next test
         self.assertTrue(all(alive(x) for x in pids), pids)
         self.assertTrue(ready.group(4).startswith(self.tmp), ready.group(4))   # the run's temp dirs are under $TMPDIR
         p.send_signal(sig)
@@ -74,6 +75,13 @@ class RunSignals(unittest.TestCase):
         self.assertEqual([x for x in pids if alive(x)], [])
         self.assertEqual(mentioning(self.tmp), [])
         self.assertEqual(os.listdir(self.tmp), [])
+
+    def reap(self, pids):
+        for pid in set(pids + mentioning(self.tmp)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def test_sigterm_stops_the_run_and_leaves_nothing(self):
         self.kill_run(signal.SIGTERM)
