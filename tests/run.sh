@@ -43,7 +43,7 @@ run_to() {
   : >"$o"
   "$@" >"$o" 2>&1 &
   cur=$!
-  tail -n +1 -f --pid="$cur" "$o" &
+  tail -n +1 -f -s 0.05 --pid="$cur" "$o" &   # -s: it checks the pid this often (1 s by default, per suite)
   t=$!
   tails="$tails $t"
   wait "$cur"; rc=$?
