@@ -11,6 +11,10 @@
 # The suites that only need the CPU (lint, c, lua, rockspec) run beside those that wait on ZooKeeper and nginx,
 # and each ASan run of integration and nginx beside its normal run (SIDE=0: the CPU-only ones in turn); each output
 # is still printed whole, once it has ended. The integration runs list their 20 slowest tests.
+# SIGTERM or SIGINT stops the run: every suite running is sent the signal (the Python runners stop what their
+# tests started and print their count), the interrupted suites count as failed, the summary is printed and the
+# exit status is 128+signal. So the runners run in the background, waited for: bash runs a trap only once a
+# foreground command has ended.
 set -uo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/.."
@@ -31,14 +35,33 @@ record() {
   records+=("$1 $2 $3 $4")
 }
 
+# run_to OUT CMD...: CMD's output into OUT and onto stdout; returns its status. CMD runs in the background and is
+# waited for, so that a signal reaches on_signal at once; `cur` is its pid meanwhile, `tails` the copies to stdout.
+cur='' cur_name='' cur_out='' tails=''
+run_to() {
+  local o=$1 rc t; shift
+  : >"$o"
+  "$@" >"$o" 2>&1 &
+  cur=$!
+  tail -n +1 -f -s 0.05 --pid="$cur" "$o" &   # -s: it checks the pid this often (1 s by default, per suite)
+  t=$!
+  tails="$tails $t"
+  wait "$cur"; rc=$?
+  wait "$t"
+  cur=
+  return "$rc"
+}
+
 # run_counted NAME CMD...: the command's last `N passed, N failed[, N skipped]` line is its result. The exit
 # status is checked too: non-zero with no failure reported counts one failure, and so does a command that prints
 # no count at all (it crashed before its summary), whatever its status.
 run_counted() {
-  local name=$1; shift
+  local name=$1 rc; shift
   echo "=== $name: $*"
-  "$@" 2>&1 | tee "$out"
-  count_result "$name" "${PIPESTATUS[0]}" "$out"
+  cur_name=$name cur_out=$out
+  run_to "$out" "$@"; rc=$?
+  cur_name=
+  count_result "$name" "$rc" "$out"
 }
 
 # count_result NAME RC FILE: reads FILE's last count line and records it (run_counted's second half).
@@ -96,9 +119,11 @@ suite_c() {
 # status is checked, and the plan must be there and match the lines: a crash half-way fails the suite.
 suite_lua() {
   echo "=== lua: busted --lua=luajit tests/lua"
-  busted --lua=luajit -o TAP tests/lua 2>&1 | tee "$out"
-  local rc=${PIPESTATUS[0]}
+  cur_name=lua cur_out=$out
+  run_to "$out" busted --lua=luajit -o TAP tests/lua
+  local rc=$?
   local p f s plan
+  cur_name=
   p=$(grep -cE '^ok [0-9]+' "$out")
   s=$(grep -cE '^ok [0-9]+ .*# SKIP' "$out")
   f=$(grep -cE '^not ok [0-9]+' "$out")
@@ -118,24 +143,27 @@ suite_lua() {
 # ZooKeeper, nginx and agent on free ports in temp dirs, and most of a test's time is waiting for an event, so the
 # two share the machine's two cores well. The ASan run's output is shown after the normal one, whole.
 declare -A BESIDE=()
+beside='' beside_out='' beside_pid=''
 in_suites() { [[ " $SUITES " == *" $1 "* ]]; }
 
 # both NAME CMD...: NAME (build/scout) in the foreground and NAME-asan (build-asan/scout) beside it.
 both() {
-  local name=$1 side rc; shift
+  local name=$1 out_asan rc; shift
   if ! in_suites "$name-asan"; then
     SCOUT_BIN=build/scout run_counted "$name" "$@"
     return
   fi
-  side=$(mktemp)
-  (SCOUT_BIN=build-asan/scout asan_env "$@" >"$side" 2>&1; echo $? >"$side.rc") &
+  out_asan=$(mktemp)
+  beside=$name-asan beside_out=$out_asan
+  SCOUT_BIN=build-asan/scout asan_env "$@" >"$out_asan" 2>&1 &
+  beside_pid=$!
   SCOUT_BIN=build/scout run_counted "$name" "$@"
-  wait
+  wait "$beside_pid"; rc=$?
+  beside='' beside_pid=''
   echo "=== $name-asan (ran beside $name): asan_env $*"
-  cat "$side"
-  rc=$(cat "$side.rc" 2>/dev/null || echo 1)
-  count_result "$name-asan" "$rc" "$side"
-  rm -f "$side" "$side.rc"
+  cat "$out_asan"
+  count_result "$name-asan" "$rc" "$out_asan"
+  rm -f "$out_asan"
   BESIDE[$name-asan]=1
 }
 
@@ -179,20 +207,31 @@ if [ ${#fore[@]} -eq 0 ]; then fore=("${side[@]}"); side=(); fi
 side_pid=
 if [ ${#side[@]} -gt 0 ]; then
   side_out=$(mktemp) side_sum=$(mktemp)
-  trap 'rm -f "$out" "$side_out" "$side_out.rc" "$side_sum"' EXIT
-  (SUITES="${side[*]}" RUN_SUMMARY_FILE=$side_sum "$SELF" >"$side_out" 2>&1; echo $? >"$side_out.rc") &
+  trap 'rm -f "$out" "$side_out" "$side_sum"' EXIT
+  SUITES="${side[*]}" RUN_SUMMARY_FILE=$side_sum "$SELF" >"$side_out" 2>&1 &
   side_pid=$!
   echo "=== ${side[*]}: running beside ${fore[*]}, shown once done"
 fi
 
+# finish: the summary (a side run writes its records for its parent instead).
+finish() {
+  if [ -n "${RUN_SUMMARY_FILE:-}" ]; then
+    for l in "${records[@]}"; do echo "$l"; done >"$RUN_SUMMARY_FILE"
+    return
+  fi
+  echo
+  echo "=== summary"
+  for l in "${summary[@]}"; do echo "$l"; done
+  echo "$total_pass passed, $total_fail failed, $total_skip skipped"
+}
+
 # side_done: prints the side run's output and adds its results (waits for it first).
 side_done() {
   local rc name p f s n=0 bad=0
-  wait "$side_pid"
+  wait "$side_pid" 2>/dev/null; rc=$?        # 127 after on_signal's wait: the records still tell
   side_pid=
   echo "=== ${side[*]} (ran beside ${fore[*]}): SUITES=\"${side[*]}\" tests/run.sh"
   cat "$side_out"
-  rc=$(cat "$side_out.rc" 2>/dev/null || echo 1)
   while read -r name p f s; do
     record "$name" "$p" "$f" "$s"; n=$((n + 1)); bad=$((bad + f))
   done <"$side_sum"
@@ -201,20 +240,41 @@ side_done() {
   fi
 }
 
+# descendants PID: every process under PID, children first
+descendants() {
+  local c
+  for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done
+}
+
+# on_signal NAME NUMBER: SIGTERM goes to every process this run started (but the copies to stdout; TERM, not INT:
+# a background job ignores SIGINT), each suite running ends (the Python runners clean up first) and counts as
+# failed, the summary is printed.
+on_signal() {
+  trap '' TERM INT
+  echo "!!! tests/run.sh: $1: stopping the suites running"
+  local p
+  for p in $(descendants $$); do
+    [[ " $tails " == *" $p "* ]] || kill -s TERM "$p" 2>/dev/null
+  done
+  wait
+  [ -n "$cur_name" ] && count_result "$cur_name" 1 "$cur_out"
+  if [ -n "$beside" ]; then
+    echo "=== $beside (ran beside, interrupted)"; cat "$beside_out"; count_result "$beside" 1 "$beside_out"
+    rm -f "$beside_out"
+  fi
+  [ -n "$side_pid" ] && side_done
+  record "interrupted:$1" 0 1 0
+  finish
+  exit $((128 + $2))
+}
+trap 'on_signal TERM 15' TERM
+trap 'on_signal INT 2' INT
+
 for s in "${fore[@]}"; do
   "suite_$s"
-  if [ -n "$side_pid" ] && [ -s "$side_out.rc" ]; then side_done; fi
+  if [ -n "$side_pid" ] && ! kill -0 "$side_pid" 2>/dev/null; then side_done; fi
 done
 [ -n "$side_pid" ] && side_done
 
-if [ -n "${RUN_SUMMARY_FILE:-}" ]; then            # a side run: its parent prints the summary
-  for l in "${records[@]}"; do echo "$l"; done >"$RUN_SUMMARY_FILE"
-  [ "$total_fail" -eq 0 ]
-  exit
-fi
-
-echo
-echo "=== summary"
-for l in "${summary[@]}"; do echo "$l"; done
-echo "$total_pass passed, $total_fail failed, $total_skip skipped"
+finish
 [ "$total_fail" -eq 0 ]

@@ -95,7 +95,19 @@ scout_watch_window_del(scout_watch_t *w)
 
 /* Credits came back: the waiting watches read what is dirty, first come
  * first, until the window is full again (a watch that fills it goes back to
- * the end of the line: its reads were sent up to there). */
+ * the end of the line: its reads were sent up to there).
+ *
+ * No test holds the two halves of 5fbc149 (this slice, and settle() letting
+ * a watch whose reads another path sent leave the line): both change only
+ * when a watch in the line publishes, and at a test's size the line's turn
+ * comes one loop iteration after a quarter of the window is back, so the old
+ * and the new order differ by an iteration, not by an event a test can wait
+ * for.  Telling them apart takes 1,000 reads held unanswered ahead of the
+ * watch while another path (its delay timer, a session's connect) finds
+ * credits for all of its reads: credits free and not free at once, which
+ * only the interleaving of many completions produced (100,000 x 10).  The
+ * slice has no observable short of a loop hold of seconds (loop_stalls at
+ * 100,000 services, bench/). */
 static void
 on_resume(struct ev_loop *loop, ev_timer *t, int revents)
 {

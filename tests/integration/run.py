@@ -3,6 +3,8 @@
 Usage: /usr/bin/python3 tests/integration/run.py [-k substring] [--durations N] [module ...]
 Needs /usr/bin/python3 (kazoo is packaged only for it). --durations N lists the N slowest tests and each module's
 tests summed (a class's or module's set-up is not in them), to find where the suite waits.
+SIGTERM or SIGINT stops the run at once (runguard.py): what its tests started is stopped, its temp dir removed, the
+interrupted test counts as failed, the count line is printed and the exit status is 128+signal.
 """
 
 import os
@@ -10,26 +12,12 @@ import sys
 import time
 import unittest
 
+import runguard
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 # most classes start a ZooKeeper per test: zkharness starts the next one while a test runs (ZKH_PREFETCH=0: off)
 os.environ.setdefault("ZKH_PREFETCH", "1")
-
-
-class TimedResult(unittest.TextTestResult):
-    """Each test's wall time, from its start to its end (its setUp and tearDown included)."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.times = []
-
-    def startTest(self, test):
-        self._t0 = time.monotonic()
-        super().startTest(test)
-
-    def stopTest(self, test):
-        super().stopTest(test)
-        self.times.append((time.monotonic() - self._t0, test.id()))
 
 
 def print_durations(times, n, wall):
@@ -64,23 +52,13 @@ def main(argv):
                                    for n in names)
     else:
         suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
-    runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout, resultclass=TimedResult)
+    runguard.install("scout-it-run-")
     t0 = time.monotonic()
-    result = runner.run(suite)
+    result, interrupted = runguard.run(suite)
+    runguard.finish()
     if durations:
         print_durations(result.times, durations, time.monotonic() - t0)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    skipped = len(result.skipped)
-    # an error in setUpClass counts as a failure without a test having run
-    passed = max(0, result.testsRun - failed - skipped)
-    if result.testsRun == 0:
-        print("no test ran")
-        failed += 1
-    line = "%d passed, %d failed" % (passed, failed)
-    if skipped:
-        line += ", %d skipped" % skipped
-    print(line)
-    return 1 if failed else 0
+    return runguard.report(result, interrupted)
 
 
 if __name__ == "__main__":

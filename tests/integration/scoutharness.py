@@ -179,6 +179,19 @@ class Scout:
         key = name if service is None else '%s{service="%s"}' % (name, service)
         return self.metrics().get(key, 0)
 
+    def uptime(self):
+        """The agent's own clock: /v1/agent's uptime_seconds."""
+        status, _, body = self.request("/v1/agent")
+        assert status == 200, status
+        return json.loads(body)["uptime_seconds"]
+
+    def wait_clock(self, seconds, what="the agent's clock"):
+        """Waits until the agent's own clock has moved `seconds` past what it reads now: for a test that needs time
+        to have passed in the agent (a once-a-second walk, a gap before a disconnect), ordered on the agent's
+        clock as it answers, not on a sleep in the test."""
+        start = self.uptime()
+        return wait_until(lambda: self.uptime() >= start + seconds, what=what)
+
     def health(self):
         status, _, body = self.request("/v1/health")
         return status, json.loads(body)

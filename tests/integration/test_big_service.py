@@ -373,8 +373,11 @@ class BigService(unittest.TestCase):
         def ports():
             return {e["id"]: e["port"] for e in s.endpoints("svc")[0]}
 
+        sids = set(self.session_ids(s).values())
         s.pause()
-        time.sleep(6)                               # well past the session timeout (the server caps it at 4 s)
+        # until the server has expired every session of the frozen agent (and closed its connection)
+        wait_until(lambda: not any("sid=%s" % sid in self.zk.four("cons") for sid in sids),
+                   what="the server expired every session of the frozen agent")
         for i in range(0, 120, 7):
             kz.set(small(i), json.dumps({"host": "10.6.0.1", "port": 2000 + i}).encode())
         s.resume()

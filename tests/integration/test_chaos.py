@@ -17,8 +17,9 @@ from zkharness import ZooKeeper
 TRANSIENT = (ConnectionLoss, OperationTimeoutError, SessionExpiredError)
 
 
-def chaos_writer(zk, path, ops, seed, done, restarts_over):
-    """At least `ops` changes, and on until both restarts are over: the writes always span them."""
+def chaos_writer(zk, path, ops, seed, done, restarts_over, applied, outages):
+    """At least `ops` changes, and on until both restarts are over: the writes always span them. applied[seed] and
+    outages[seed] count the changes made and the failures seen (ZooKeeper away): the restarts are ordered on them."""
     rnd = random.Random(seed)
     kz = zk.client(connection_retry=KazooRetry(max_tries=-1, max_delay=0.5))
     live, n = [], 0
@@ -51,8 +52,10 @@ def chaos_writer(zk, path, ops, seed, done, restarts_over):
                     pass
                 live.append(name)
             i += 1
-            time.sleep(0.003)                # spread the writes over both restarts
+            applied[seed] += 1
+            time.sleep(0.003)                # pace: the writes spread over both restarts
         except TRANSIENT:
+            outages[seed] += 1
             time.sleep(0.05)                 # ZooKeeper is restarting: try again (the op may have applied)
     done.append(seed)
 
@@ -94,17 +97,24 @@ class Chaos(unittest.TestCase):
                                self.zk.connect).start()
         done = []
         restarts_over = threading.Event()
+        applied, outages = [0] * 5, [0] * 5      # one slot per writer (seed), each written by its writer only
         writers = [threading.Thread(target=chaos_writer,
-                                    args=(self.zk, "/chaos/svc", 1250, seed, done, restarts_over))
+                                    args=(self.zk, "/chaos/svc", 1250, seed, done, restarts_over, applied, outages))
                    for seed in range(1, 5)]
         for t in writers:
             t.start()
-        for _ in range(2):                       # two restarts while the writers run
-            time.sleep(1.0)
-            self.zk.stop_node(1)
-            time.sleep(2.0)
-            self.zk.start_node(1)
-        restarts_over.set()
+        try:
+            for _ in range(2):                   # two restarts while the writers run
+                before = list(applied)
+                wait_until(lambda: all(applied[w] >= before[w] + 100 for w in range(1, 5)),
+                           timeout=120, what="every writer's changes before the restart")
+                failed = list(outages)           # taken first: a writer may see the stop before it returns
+                self.zk.stop_node(1)
+                wait_until(lambda: s.state("svc") == "stale" and all(outages[w] > failed[w] for w in range(1, 5)),
+                           timeout=120, what="the agent and every writer without ZooKeeper")
+                self.zk.start_node(1)
+        finally:
+            restarts_over.set()                  # the writers end even when a wait failed
         for t in writers:
             t.join(timeout=300)
         self.assertEqual(sorted(done), [1, 2, 3, 4], "every writer finished")
@@ -115,7 +125,7 @@ class Chaos(unittest.TestCase):
         wait_until(lambda: s.state("svc") == "synced" and exact_seen(s, "svc") == want, timeout=60,
                    what="synced and exact final state")
         self.assertTrue(s.alive())
-        # it lost the connection at least once (both restarts may fall into one outage of the agent's)
+        # it lost the connection in each restart (it was stale before each start)
         self.assertGreaterEqual(s.metric("scout_zk_reconnects_total"), 2)
 
 

@@ -4,7 +4,6 @@ dropped registration is deleted, a new one created), and a policy that fails to 
 file:line while the old one keeps running."""
 
 import signal
-import time
 import unittest
 
 from scoutharness import Scout, wait_until
@@ -98,7 +97,9 @@ class Reload(unittest.TestCase):
         self.kz.create("/rl/b/127.0.0.1:8")
         wait_until(lambda: s.ids("a") == ["127.0.0.1:1", "127.0.0.1:2"]
                    and s.ids("b") == ["127.0.0.1:3", "127.0.0.1:8"], what="v1 synced")
-        time.sleep(1.5)                        # past the once-a-second bookkeeping that walks every service
+        # past the once-a-second bookkeeping that walks every service (agent.c, on_publish): the reload's
+        # publish of "b" walks the list while it is rebuilt
+        s.wait_clock(1.0, what="a second past v1's last publish, on the agent's clock")
         self.rewrite(V1.replace('service "b" { path = "/rl/b" }',
                                 'service "b" { path = "/rl/b", filter = function(ep) return ep.port ~= 3 end }'))
         wait_until(lambda: s.ids("b") == ["127.0.0.1:8"], what="b judged by its new filter (and published)")

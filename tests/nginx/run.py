@@ -6,6 +6,7 @@ Usage: /usr/bin/python3 tests/nginx/run.py [-k substring]
 Needs /usr/bin/python3 (kazoo), nginx, libnginx-mod-http-lua, lua-resty-core, lua-cjson, wrk and luajit2's
 jit/v.lua (for the JIT test, which fails without them: scripts/setup.sh installs both), and `make` done. Env: SCOUT_BIN (default build/scout),
 NGINX_TEST_KEEP=1 keeps every nginx prefix (a failed test's is always kept), JITDUMP=1 prints jit.v's log.
+SIGTERM or SIGINT stops the run at once and leaves nothing behind (tests/integration/runguard.py).
 """
 
 import json
@@ -24,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
+import runguard  # noqa: E402
 from nginxharness import ROOT, Backend, Nginx, free_port, shm_generation, wait_until  # noqa: E402
 from scoutharness import SCOUT_BIN, Scout  # noqa: E402
 from zkharness import ZooKeeper  # noqa: E402
@@ -707,20 +709,13 @@ def main(argv):
     if pattern:
         loader.testNamePatterns = ["*%s*" % pattern]
     suite = loader.loadTestsFromModule(sys.modules[__name__])
+    runguard.install("scout-nginx-run-")
     t = time.monotonic()
-    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    skipped = len(result.skipped)
-    passed = max(0, result.testsRun - failed - skipped)
-    if result.testsRun == 0:
-        print("no test ran")
-        failed += 1
+    result, interrupted = runguard.run(suite)
+    # a failed test's nginx prefix is kept (it says where); a killed run leaves nothing
+    runguard.finish(remove=bool(interrupted) or result.wasSuccessful())
     print("nginx tests took %.1fs" % (time.monotonic() - t))
-    line = "%d passed, %d failed" % (passed, failed)
-    if skipped:
-        line += ", %d skipped" % skipped
-    print(line)
-    return 1 if failed else 0
+    return runguard.report(result, interrupted)
 
 
 if __name__ == "__main__":

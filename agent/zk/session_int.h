@@ -1,0 +1,48 @@
+/*
+ * session_int.h -- the session struct, shared by session.c (the client on
+ * the loop, the state machine) and session_close.c (closing many sessions at
+ * once at exit), and by nothing else: every other module goes through
+ * session.h.
+ */
+#ifndef SCOUT_SESSION_INT_H
+#define SCOUT_SESSION_INT_H
+
+#include <stdint.h>
+
+#include "zk/resolve.h"
+#include "zk/session.h"
+
+struct scout_session_s {
+    struct ev_loop        *loop;
+    zhandle_t             *zh;
+    ev_prepare             prepare;     /* re-asks interest when dirty      */
+    ev_io                  io;          /* the client's socket              */
+    ev_timer               timer;       /* the client's own deadline        */
+    ev_timer               lost;        /* disconnected for too long        */
+    ev_timer               stable;      /* connected long enough to trust   */
+    int64_t                connected_ns; /* when the current connection came */
+    int64_t                streak_ns;   /* first short connection of a run  */
+    int                    short_conns; /* short connections in that run    */
+    int                    looping;     /* a reconnect loop was ended; the
+                                         * new session is not stable yet    */
+    int                    dirty;
+    int                    io_fd;       /* what the io watcher watches   */
+    int                    io_events;
+    int                    io_zstate;   /* zoo_state() when it was set    */
+    int                    io_force;    /* the socket may have changed    */
+    int                    corked_fd;   /* TCP_CORK set this iteration    */
+    int                    asked;       /* handles asked for this iteration */
+    int                    recreate;    /* close + init at next prepare     */
+    int                    had_connection;
+    scout_session_state_t  state;
+    uint64_t               epoch;
+    char                  *servers;
+    scout_resolve_t       *resolve;     /* names -> IP literals, off-loop  */
+    char                  *auth_scheme;
+    char                  *auth_cred;
+    int                    timeout_ms;
+    scout_session_state_fn on_state;
+    void                  *ud;
+};
+
+#endif
