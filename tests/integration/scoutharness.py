@@ -9,6 +9,7 @@ import atexit
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,7 +41,29 @@ def _stop_all():
 atexit.register(_stop_all)
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def free_port():
+    """A loopback port free now, for a listener started later. Taken below the kernel's ephemeral range: a port the
+    kernel handed out for bind(0) and we let go can be handed again to any outgoing connection (a ZooKeeper client, a
+    kazoo publisher) before the agent binds it ("bind: Address already in use", seen in a full run)."""
+    low = _ephemeral_low()
+    if low is not None and low > 12000:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(10000, low)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

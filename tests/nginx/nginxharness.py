@@ -29,6 +29,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from scoutharness import free_port  # noqa: E402,F401  (re-exported: below the ephemeral range)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
@@ -50,10 +53,6 @@ def _stop_all():
 atexit.register(_stop_all)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(fn, timeout=20.0, interval=0.02, what="condition"):
