@@ -121,17 +121,7 @@ on_session(void *ud, scout_session_state_t state, int new_session)
      * of agents does not hit the ensemble in lockstep. */
     int jitter = new_session && a->nservices > 1 ? 1000 : 0;
 
-    if (scout_agent_index_sessions(a) != SCOUT_OK) {   /* out of memory */
-        for (int i = 0; i < a->nservices; i++)
-            if (scout_service_session(a->services[i]) == a->sessions[sh->idx])
-                scout_service_on_session(a->services[i], state, new_session,
-                                         jitter);
-    } else {
-        for (int k = a->by_session_at[sh->idx];
-             k < a->by_session_at[sh->idx + 1]; k++)
-            scout_service_on_session(a->by_session[k], state, new_session,
-                                     jitter);
-    }
+    scout_agent_sessions_notify(a, sh->idx, state, new_session, jitter);
     for (int i = 0; sh->idx == 0 && i < a->nregs; i++)
         scout_reg_on_session(a->regs[i], state, new_session);
     /* data watches that big services spread to this session */

@@ -93,6 +93,11 @@ int  scout_agent_find_by_name(scout_service_t *const *idx, int n,
 /* agent_sessions.c: by_session made fresh (SCOUT_ERROR: out of memory,
  * the old index is not to be used). */
 int  scout_agent_index_sessions(scout_agent_t *a);
+/* agent_sessions.c: tell each service of session idx its new state, through
+ * the index (or a scan of every service if it cannot be made). */
+void scout_agent_sessions_notify(scout_agent_t *a, int idx,
+                                 scout_session_state_t state, int new_session,
+                                 int jitter);
 /* The start's steps (agent.c): begin and finish on the loop's thread, load
  * on any one thread (attach: give the policy the loop first). */
 scout_agent_t *scout_agent_begin(struct ev_loop *loop,

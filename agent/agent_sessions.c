@@ -89,3 +89,20 @@ scout_agent_index_sessions(scout_agent_t *a)
         return SCOUT_OK;
     return build(a);
 }
+
+void
+scout_agent_sessions_notify(scout_agent_t *a, int idx,
+                            scout_session_state_t state, int new_session,
+                            int jitter)
+{
+    if (scout_agent_index_sessions(a) != SCOUT_OK) {   /* out of memory */
+        for (int i = 0; i < a->nservices; i++)
+            if (scout_service_session(a->services[i]) == a->sessions[idx])
+                scout_service_on_session(a->services[i], state, new_session,
+                                         jitter);
+        return;
+    }
+    for (int k = a->by_session_at[idx]; k < a->by_session_at[idx + 1]; k++)
+        scout_service_on_session(a->by_session[k], state, new_session,
+                                 jitter);
+}
