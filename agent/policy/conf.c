@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/hook.h"
 #include "scout.h"
 
 static char *
@@ -185,6 +186,38 @@ warn_sessions(lua_State *L, int t, scout_conf_t *conf)
         conf->nwarnings++;
 }
 
+/* A hook budget whose wall-clock bound (policy/hook.h: 4 x budget + 1 s,
+ * for a hook that waits rather than burns CPU) passes two thirds of the
+ * session timeout: one such hook holds the loop past the point where the
+ * ZooKeeper client gives its connection up, and the session may expire.
+ * Said where hook_budget is written, by `scout check` and at every load. */
+static void
+warn_hook_budget(lua_State *L, int t, scout_conf_t *conf)
+{
+    int wall_ms = SCOUT_HOOK_WALL_MS(conf->hook_budget_ms);
+    char msg[2 * SCOUT_ERR_LEN], **w;
+    char *at;
+
+    if ((int64_t)wall_ms * 3 <= (int64_t)conf->zk_timeout_ms * 2)
+        return;
+    lua_getfield(L, t, "agent");
+    at = dup_field(L, -1, "hook_budget_at");
+    lua_pop(L, 1);
+    snprintf(msg, sizeof(msg), "%s: agent: hook_budget = %d ms lets a hook "
+             "that waits hold the loop %d ms (4 x budget + 1 s), past 2/3 "
+             "of the %d ms session timeout: the session may expire; lower "
+             "hook_budget or raise session_timeout above %d ms",
+             at ? at : "policy", conf->hook_budget_ms, wall_ms,
+             conf->zk_timeout_ms, wall_ms * 3 / 2);
+    free(at);
+    w = realloc(conf->warnings, (size_t)(conf->nwarnings + 1) * sizeof(*w));
+    if (w == NULL)
+        return;                 /* a warning is never fatal */
+    conf->warnings = w;
+    if ((w[conf->nwarnings] = strdup(msg)) != NULL)
+        conf->nwarnings++;
+}
+
 /* Past 32 MB the heap is mostly endpoints: start a collection as soon as
  * the last one ends rather than when the heap has doubled (13 MB less RSS
  * at 100k endpoints).  A small heap keeps the default: collecting eagerly
@@ -319,5 +352,6 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
     }
     lua_pop(L, 1);
     warn_sessions(L, t, conf);
+    warn_hook_budget(L, t, conf);
     return SCOUT_OK;
 }

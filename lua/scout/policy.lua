@@ -559,6 +559,10 @@ local function environment(policy)
       if name == "zookeeper" and t.sessions ~= nil then
         policy.zookeeper.sessions_at = key_locator(policy, at, name)("sessions")
       end
+      -- where `hook_budget` is written: the agent names it if a hook may hold the loop past the session's reach
+      if name == "agent" and t.hook_budget ~= nil then
+        policy.agent.hook_budget_at = key_locator(policy, at, name)("hook_budget")
+      end
     end
   end
 

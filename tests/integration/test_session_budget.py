@@ -82,5 +82,36 @@ class CheckNamesTooFewSessions(unittest.TestCase):
             self.assertEqual((rc, out.strip()), (0, "policy.lua: ok (%d services)" % SERVICES))
 
 
+class CheckNamesHookBudgetPastTheSession(unittest.TestCase):
+    """A hook budget whose wall-clock bound (4 x budget + 1 s) passes 2/3 of the session timeout is named where it is
+    written: one waiting hook would lose the connection (a sandbox test's 1 s budget under a 4 s session did)."""
+
+    def check(self, text):
+        fd, name = tempfile.mkstemp(suffix=".lua")
+        with os.fdopen(fd, "w") as f:
+            f.write(text + 'service "svc" { path = "/svc" }\n')
+        try:
+            p = subprocess.run([SCOUT_BIN, "check", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               universal_newlines=True, timeout=30)
+            return p.returncode, (p.stdout + p.stderr).replace(name, "policy.lua")
+        finally:
+            os.unlink(name)
+
+    def test_a_budget_past_the_session_is_named_where_it_is_written(self):
+        rc, out = self.check('zookeeper { servers = "127.0.0.1:2181", session_timeout = "4s" }\n'
+                             'agent {\n  log_level = "info",\n  hook_budget = "1s",\n}\n')
+        self.assertEqual(rc, 0, out)
+        self.assertIn("policy.lua:4: agent: hook_budget = 1000 ms lets a hook that waits hold the loop 5000 ms "
+                      "(4 x budget + 1 s), past 2/3 of the 4000 ms session timeout", out)
+        self.assertIn("raise session_timeout above 7500 ms", out)
+        self.assertIn("ok (1 services, 1 warning)", out)
+
+    def test_a_budget_within_the_session_says_nothing(self):
+        for text in ('zookeeper { servers = "127.0.0.1:2181", session_timeout = "8s" }\nagent { hook_budget = "1s" }\n',
+                     'zookeeper { servers = "127.0.0.1:2181" }\n'):
+            rc, out = self.check(text)
+            self.assertEqual((rc, out.strip()), (0, "policy.lua: ok (1 services)"))
+
+
 if __name__ == "__main__":
     unittest.main()
