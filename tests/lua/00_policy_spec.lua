@@ -85,6 +85,9 @@ function on_session(state) return state end
         auth = { scheme = "digest", credential = "user:pass" },
       }, p.zookeeper)
       assert.same({ listen = "unix:/run/scout.sock" }, p.api)
+      -- where hook_budget is written, for the agent's warning when it passes the session's reach
+      assert.matches(":%d+$", p.agent.hook_budget_at)
+      p.agent.hook_budget_at = nil
       assert.same({ hook_budget = 25, log_level = "info" }, p.agent)
 
       assert.equals(2, #p.services)

@@ -68,6 +68,8 @@ describe("scout.runtime", function()
       assert.same({ servers = "127.0.0.1:2181/scout", session_timeout = 8000, session_timeout_ms = 8000 },
                   conf.zookeeper)
       assert.same({ listen = "127.0.0.1:8500" }, conf.api)
+      assert.matches(":%d+$", conf.agent.hook_budget_at)
+      conf.agent.hook_budget_at = nil
       assert.same({ hook_budget = 40, hook_budget_ms = 40, log_level = "debug" }, conf.agent)
       assert.same({
         -- needs_data: -1 when the codec's answer depends on the child's name, else the constant answer (dubbo
