@@ -155,12 +155,27 @@ sessions_needed(const scout_conf_t *conf)
     return n;
 }
 
+/* One more load-time warning, copied; a warning that cannot be kept is
+ * dropped, never fatal. */
+static void
+add_warning(scout_conf_t *conf, const char *msg)
+{
+    char **w = realloc(conf->warnings,
+                       (size_t)(conf->nwarnings + 1) * sizeof(*w));
+
+    if (w == NULL)
+        return;
+    conf->warnings = w;
+    if ((w[conf->nwarnings] = strdup(msg)) != NULL)
+        conf->nwarnings++;
+}
+
 /* An explicit `sessions` below what the child lists need: said where it is
  * written, with the number, by `scout check` and at every load. */
 static void
 warn_sessions(lua_State *L, int t, scout_conf_t *conf)
 {
-    char msg[SCOUT_ERR_LEN], **w;
+    char msg[SCOUT_ERR_LEN];
     char *at;
 
     conf->zk_sessions_needed = sessions_needed(conf);
@@ -178,12 +193,7 @@ warn_sessions(lua_State *L, int t, scout_conf_t *conf)
              "watch_budget, or set sessions = " : "set sessions = ",
              conf->zk_sessions_needed > 64 ? 64 : conf->zk_sessions_needed);
     free(at);
-    w = realloc(conf->warnings, (size_t)(conf->nwarnings + 1) * sizeof(*w));
-    if (w == NULL)
-        return;                 /* a warning is never fatal */
-    conf->warnings = w;
-    if ((w[conf->nwarnings] = strdup(msg)) != NULL)
-        conf->nwarnings++;
+    add_warning(conf, msg);
 }
 
 /* A hook budget whose wall-clock bound (policy/hook.h: 4 x budget + 1 s,
@@ -195,7 +205,7 @@ static void
 warn_hook_budget(lua_State *L, int t, scout_conf_t *conf)
 {
     int wall_ms = SCOUT_HOOK_WALL_MS(conf->hook_budget_ms);
-    char msg[2 * SCOUT_ERR_LEN], **w;
+    char msg[2 * SCOUT_ERR_LEN];
     char *at;
 
     if ((int64_t)wall_ms * 3 <= (int64_t)conf->zk_timeout_ms * 2)
@@ -210,12 +220,7 @@ warn_hook_budget(lua_State *L, int t, scout_conf_t *conf)
              at ? at : "policy", conf->hook_budget_ms, wall_ms,
              conf->zk_timeout_ms, wall_ms * 3 / 2);
     free(at);
-    w = realloc(conf->warnings, (size_t)(conf->nwarnings + 1) * sizeof(*w));
-    if (w == NULL)
-        return;                 /* a warning is never fatal */
-    conf->warnings = w;
-    if ((w[conf->nwarnings] = strdup(msg)) != NULL)
-        conf->nwarnings++;
+    add_warning(conf, msg);
 }
 
 /* Past 32 MB the heap is mostly endpoints: start a collection as soon as
