@@ -557,7 +557,7 @@ scout_agent_finish(scout_agent_t *a, char *err)
                                        a->nservices, err);
         if (a->persist == NULL)
             goto fail;
-        scout_persist_load(a->persist);
+        scout_agent_snapshot_load(a);
         scout_agent_side_start(a);
     }
     t_snapshot = scout_now_ms();

@@ -8,9 +8,20 @@
  * (api/early.c); the policy's VM is built and its file run on a second
  * thread, which touches no loop and no agent state but a->policy and
  * a->conf (scout_agent_load), and says it is done with an ev_async.  Then,
- * on the loop's thread again, the agent is finished as a normal start
- * finishes it, and the API adopts the early server (scout_http_set_handler)
- * and answers what it parked.  No socket or connection crosses threads;
+ * on the loop's thread again, the hand-over: the policy's services' lists
+ * are decoded from the snapshot the early server read and checked
+ * (publish/persist.h's stage: no second read, no second checksum), in
+ * slices of at most 2 ms or 128 services, one per loop iteration (an
+ * ev_check after the poll, an ev_idle so the poll does not block), the
+ * early server answering between them; then, in one iteration, the agent
+ * is finished as a normal start finishes it, its services seeded from
+ * those lists (a move each), and the API adopts the early server
+ * (scout_http_set_handler) and answers what it parked.  The slices come
+ * before the agent has a ZooKeeper session or a service: nothing
+ * ZooKeeper says can be overwritten by a seed, and no output (disk, shm,
+ * renders, the API) sees a half-seeded registry.  What still holds one
+ * iteration is building the services themselves (~4 us each): they need
+ * their sessions, which may connect between slices.  No socket or connection crosses threads;
  * the VM does, once, and only one thread touches it at a time.  The load's
  * budget timer (policy/hook.c) raises SIGALRM for the whole process and
  * measures the CPU of the thread its handler runs on: the loop's thread
@@ -38,11 +49,24 @@
 #include "heap.h"
 #include "log.h"
 #include "loop.h"
+#include "publish/persist.h"
+#include "publish/snapshot.h"
 #include "publish/snapside.h"
+
+/* The hand-over's slices: at most this long or this many services each,
+ * then the loop polls and the early server answers (the count keeps a
+ * fast machine's slices many too, and the test's ordering facts). */
+#define SEED_SLICE_NS  (2 * 1000 * 1000)
+#define SEED_SLICE_MAX 128
 
 struct loader {
     pthread_t thread;
     ev_async  done;
+    ev_check  seed;         /* one slice per iteration, after the poll */
+    ev_idle   spin;         /*   and the poll does not block meanwhile */
+    scout_persist_stage_t *stage;   /* the lists decoded, until seeded */
+    unsigned  answered0;    /* the early server's count when it began */
+    char      file[4096];   /* the snapshot's, for the log */
     sigset_t  loop_mask;    /* the loop thread's, restored after the load */
     int       running;      /* the thread is not joined yet */
     int       loaded;       /* done's callback ran */
@@ -219,6 +243,83 @@ join(scout_agent_t *a)
     pthread_sigmask(SIG_SETMASK, &l->loop_mask, NULL);
 }
 
+/* What a normal start does before the loop runs: named, since here the
+ * loop's early clients wait for it.  Its time in ms. */
+static double
+finish(scout_agent_t *a)
+{
+    struct loader *l = a->loader;
+    double t0 = ev_time();
+
+    l->rc = scout_agent_finish(a, l->err);
+    scout_loop_note("the start after the policy loaded: services, the "
+                    "disk snapshot, the API", ev_time() - t0);
+    return (ev_time() - t0) * 1e3;
+}
+
+/* A slice of the lists decoded from the early index; once all are, the
+ * agent is finished and seeded from them in one iteration (no session
+ * existed before it: nothing ZooKeeper said can be overwritten). */
+static void
+on_seed(struct ev_loop *loop, ev_check *w, int revents)
+{
+    scout_agent_t *a = w->data;
+    struct loader *l = a->loader;
+    double longest, total, held;
+    int slices, n = a->conf.nservices;
+    unsigned answered;
+    (void)revents;
+
+    if (scout_persist_stage_step(l->stage, scout_now_ns() + SEED_SLICE_NS,
+                                 SEED_SLICE_MAX) == SCOUT_AGAIN)
+        return;
+    ev_check_stop(loop, w);
+    ev_idle_stop(loop, &l->spin);
+    answered = scout_early_answered(a->early) - l->answered0;
+    scout_persist_stage_stats(l->stage, &slices, &longest, &total);
+    held = finish(a);
+    scout_log(SCOUT_LOG_INFO, "agent", "the hand-over decoded %d services' "
+              "lists from the early index in %d slices (longest %.1f ms, "
+              "%.1f ms in all; %u early requests came meanwhile), then held "
+              "the loop %.1f ms for the services, their seeds and the API",
+              n, slices, longest, total, answered, held);
+    ev_break(loop, EVBREAK_ONE);
+}
+
+static void
+on_spin(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+/* The lists to decode in slices, or NULL: finished at once, the snapshot
+ * read again by scout_persist_load (out of memory). */
+static scout_persist_stage_t *
+stage_new(scout_agent_t *a)
+{
+    const char **names, **paths;
+    scout_persist_stage_t *st = NULL;
+    int n = a->conf.nservices;
+
+    if (a->early == NULL)       /* (only with --cache-dir: the policy's dir) */
+        return NULL;
+    names = malloc((size_t)(n + 1) * sizeof(*names));
+    paths = malloc((size_t)(n + 1) * sizeof(*paths));
+    if (names != NULL && paths != NULL) {
+        for (int i = 0; i < n; i++) {
+            names[i] = a->conf.services[i].name;
+            paths[i] = a->conf.services[i].path;
+        }
+        st = scout_persist_stage_new(scout_early_snapshot(a->early),
+                                     a->loader->file, names, paths, n);
+    }
+    free(names);
+    free(paths);
+    return st;
+}
+
 static void
 on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 {
@@ -229,16 +330,34 @@ on_loaded(struct ev_loop *loop, ev_async *w, int revents)
     ev_async_stop(loop, w);
     join(a);
     l->loaded = 1;
-    if (l->rc == SCOUT_OK) {
-        double t0 = ev_time();
-
-        l->rc = scout_agent_finish(a, l->err);
-        /* what a normal start does before the loop runs: named, since
-         * here the loop's early clients wait for it */
-        scout_loop_note("the start after the policy loaded: services, "
-                        "the disk snapshot, the API", ev_time() - t0);
+    if (l->rc == SCOUT_OK && (l->stage = stage_new(a)) != NULL) {
+        l->answered0 = scout_early_answered(a->early);
+        ev_check_init(&l->seed, on_seed);
+        l->seed.data = a;
+        ev_check_start(loop, &l->seed);
+        ev_idle_init(&l->spin, on_spin);
+        ev_idle_start(loop, &l->spin);
+        return;
     }
+    if (l->rc == SCOUT_OK)
+        finish(a);
     ev_break(loop, EVBREAK_ONE);
+}
+
+/* In scout_agent_finish: the services seeded from the lists the hand-over
+ * decoded, or from the file when there are none. */
+void
+scout_agent_snapshot_load(scout_agent_t *a)
+{
+    struct loader *l = a->loader;
+
+    if (l == NULL || l->stage == NULL) {
+        scout_persist_load(a->persist);
+        return;
+    }
+    scout_persist_load_staged(a->persist, l->stage);
+    scout_persist_stage_free(l->stage);
+    l->stage = NULL;
 }
 
 scout_agent_t *
@@ -275,6 +394,8 @@ scout_agent_new_early(struct ev_loop *loop, const scout_agent_opts_t *opts,
         scout_agent_free(a);
         return scout_agent_new(loop, opts, err);
     }
+    snprintf(l->file, sizeof(l->file), "%s/%s", opts->cache_dir,
+             SCOUT_SNAPSHOT_FILE);
     /* One malloc arena for every thread: the policy's heap is the loader's
      * mallocs, and a thread's own arena grows by mmap, a page fault per
      * first touch (~14 us here: the load took twice its wall time); the
@@ -315,6 +436,14 @@ scout_agent_early_end(scout_agent_t *a, char *err)
 
     if (l == NULL)
         return SCOUT_OK;
+    if (l->stage != NULL && ev_is_active(&l->seed)) {
+        /* stopped during the hand-over's slices: as during the load */
+        ev_check_stop(a->loop, &l->seed);
+        ev_idle_stop(a->loop, &l->spin);
+        l->loaded = 0;
+    }
+    scout_persist_stage_free(l->stage);     /* borrows the early index */
+    l->stage = NULL;
     if (!l->loaded) {
         /* stopped by a signal during the load, which may wait on anything
          * (its budget's wall clock is a minute): the process exits without

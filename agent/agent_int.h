@@ -111,6 +111,9 @@ scout_api_t *scout_agent_early_adopt(scout_agent_t *a, char *err);
 void scout_agent_side_start(scout_agent_t *a);
 void scout_agent_side_update(scout_agent_t *a);
 void scout_agent_early_free(scout_agent_t *a);
+/* agent_early.c: scout_persist_load, from the early start's index when the
+ * hand-over decoded it (persist_stage.c). */
+void scout_agent_snapshot_load(scout_agent_t *a);
 
 /* The policy's load-time warnings ("file:line: message"), logged. */
 void scout_agent_log_warnings(const scout_conf_t *conf);

@@ -422,6 +422,12 @@ scout_early_fingerprint(const scout_early_t *e)
     return e->fp;
 }
 
+const scout_snaplazy_t *
+scout_early_snapshot(const scout_early_t *e)
+{
+    return e->snap;
+}
+
 unsigned
 scout_early_answered(const scout_early_t *e)
 {

@@ -36,6 +36,9 @@ const char *scout_early_listen(const scout_early_t *e);
 /* The fingerprint it checked (the loaded policy's must equal it). */
 uint64_t scout_early_fingerprint(const scout_early_t *e);
 
+/* The snapshot it serves, read and checked (borrowed until the free). */
+const struct scout_snaplazy_s *scout_early_snapshot(const scout_early_t *e);
+
 /* Requests answered and parked so far (for the log and the tests). */
 unsigned scout_early_answered(const scout_early_t *e);
 

@@ -24,6 +24,45 @@ scout_persist_t *scout_persist_new(struct ev_loop *loop, const char *dir,
 /* Read the snapshot and seed every service whose name and path match.  A
  * missing, corrupt, foreign or mismatching file is logged and ignored. */
 void scout_persist_load(scout_persist_t *p);
+/* The start after an early one (agent_early.c): every service's list
+ * decoded from the snapshot the early server read and checked
+ * (snapshot_lazy.h), in slices on the loop (persist_stage.c), then seeded
+ * at once by scout_persist_load_staged with every rule of
+ * scout_persist_load, without reading the file again. */
+typedef struct scout_persist_stage_s scout_persist_stage_t;
+typedef struct scout_snaplazy_s scout_snaplazy_t;
+typedef struct {
+    scout_epset_t eps;              /* the caller's now */
+    uint64_t      index;
+    int64_t       pzxid, max_mzxid;
+    unsigned      bad;              /* endpoints dropped */
+} scout_persist_seed_t;
+/* z and label are borrowed until the free; names and paths (the policy's
+ * services, in its order) are copied.  NULL: out of memory. */
+scout_persist_stage_t *scout_persist_stage_new(const scout_snaplazy_t *z,
+                                               const char *label,
+                                               const char *const *names,
+                                               const char *const *paths,
+                                               int n);
+/* Decodes services until deadline_ns (CLOCK_MONOTONIC, at least one) or
+ * max of them: SCOUT_AGAIN while some are left, SCOUT_OK when all are. */
+int  scout_persist_stage_step(scout_persist_stage_t *st, int64_t deadline_ns,
+                              int max);
+int  scout_persist_stage_done(const scout_persist_stage_t *st);
+void scout_persist_stage_stats(const scout_persist_stage_t *st, int *slices,
+                               double *longest_ms, double *total_ms);
+/* Service i (named name) moved to out: SCOUT_ERROR when it is not seeded
+ * (absent, moved, not decoded yet, or another name at i). */
+int  scout_persist_stage_take(scout_persist_stage_t *st, int i,
+                              const char *name, scout_persist_seed_t *out);
+int  scout_persist_stage_clean(const scout_persist_stage_t *st);
+/* The first list the format refuses (then nothing is seeded), or NULL. */
+const char *scout_persist_stage_broken(const scout_persist_stage_t *st);
+const scout_snaplazy_t *scout_persist_stage_snapshot(
+    const scout_persist_stage_t *st);
+void scout_persist_stage_free(scout_persist_stage_t *st);
+/* scout_persist_load from a finished stage (which it leaves empty). */
+void scout_persist_load_staged(scout_persist_t *p, scout_persist_stage_t *st);
 /* The side file (publish/snapside.h) to write after every snapshot, with
  * that snapshot's checksum put in it (copied; NULL: none). */
 void scout_persist_set_side(scout_persist_t *p, const char *buf, size_t len);

@@ -187,5 +187,8 @@ const char *scout_snapshot_writer(const scout_snapshot_t *s);
  * SCOUT_ERROR with "snapshot written for ensemble A, not B" otherwise. */
 int scout_snapshot_check_ensemble(const scout_snapshot_t *s,
                                   const char *ensemble, char *err);
+/* The same for the ensemble a snapshot names (snapshot_lazy.h's). */
+int scout_snapshot_same_ensemble(const char *written, const char *ensemble,
+                                 char *err);
 
 #endif

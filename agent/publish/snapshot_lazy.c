@@ -17,6 +17,7 @@
 typedef struct {
     const char *name, *path;        /* in the arena */
     uint64_t    index;
+    int64_t     pzxid, max_mzxid;
     uint32_t    neps;
     size_t      eps_at;             /* offset of its first endpoint */
 } lazy_service_t;
@@ -25,6 +26,7 @@ struct scout_snaplazy_s {
     unsigned char  *buf;
     size_t          size, len;
     uint64_t        sum;
+    int64_t         written_at_ms;
     char           *ensemble;
     int             n;
     lazy_service_t *svcs;
@@ -89,6 +91,7 @@ scout_snaplazy_read(const char *path, char *err)
         || scout_snaprd_count(&r, &n, SCOUT_SNAPSHOT_MAX_SERVICES, SVC_MIN,
                     "service count") != SCOUT_OK)
         goto fail;
+    z->written_at_ms = (int64_t)at;
     if ((z->ensemble = strndup(ens, el)) == NULL
         || (z->svcs = calloc(n ? n : 1, sizeof(*z->svcs))) == NULL
         || (spans = malloc((n ? n : 1) * 4 * sizeof(*spans))) == NULL) {
@@ -117,6 +120,8 @@ scout_snaplazy_read(const char *path, char *err)
             || scout_snaprd_count(&r, &sv->neps, SCOUT_SNAPSHOT_MAX_ENDPOINTS, EP_MIN,
                         "endpoint count") != SCOUT_OK)
             goto fail;
+        sv->pzxid = (int64_t)pzxid;
+        sv->max_mzxid = (int64_t)mzxid;
         sv->eps_at = (size_t)(r.p - r.base);
         for (uint32_t e = 0; e < sv->neps; e++)
             if (lazy_skip_endpoint(&r) != SCOUT_OK)
@@ -175,6 +180,12 @@ scout_snaplazy_checksum(const scout_snaplazy_t *z)
     return z->sum;
 }
 
+int64_t
+scout_snaplazy_written_at_ms(const scout_snaplazy_t *z)
+{
+    return z->written_at_ms;
+}
+
 const char *
 scout_snaplazy_ensemble(const scout_snaplazy_t *z)
 {
@@ -213,6 +224,8 @@ scout_snaplazy_get(const scout_snaplazy_t *z, int i,
     out->name = z->svcs[i].name;
     out->path = z->svcs[i].path;
     out->index = z->svcs[i].index;
+    out->pzxid = z->svcs[i].pzxid;
+    out->max_mzxid = z->svcs[i].max_mzxid;
     out->nendpoints = z->svcs[i].neps;
 }
 

@@ -20,6 +20,7 @@ typedef struct scout_snaplazy_s scout_snaplazy_t;
 typedef struct {
     const char *name, *path;        /* borrowed, until the free */
     uint64_t    index;
+    int64_t     pzxid, max_mzxid;   /* the floor ZooKeeper's reads meet */
     unsigned    nendpoints;
 } scout_snaplazy_service_t;
 
@@ -30,6 +31,7 @@ void scout_snaplazy_free(scout_snaplazy_t *z);
 
 uint64_t    scout_snaplazy_checksum(const scout_snaplazy_t *z);
 const char *scout_snaplazy_ensemble(const scout_snaplazy_t *z);
+int64_t     scout_snaplazy_written_at_ms(const scout_snaplazy_t *z);
 int         scout_snaplazy_count(const scout_snaplazy_t *z);
 /* by name, O(log n); -1 when absent */
 int         scout_snaplazy_find(const scout_snaplazy_t *z, const char *name);

@@ -266,10 +266,17 @@ int
 scout_snapshot_check_ensemble(const scout_snapshot_t *s, const char *ensemble,
                               char *err)
 {
-    const char *ra, *rb, *ca = s->ensemble, *cb, *ha, *hb;
+    return scout_snapshot_same_ensemble(s->ensemble, ensemble, err);
+}
+
+int
+scout_snapshot_same_ensemble(const char *written, const char *ensemble,
+                             char *err)
+{
+    const char *ra, *rb, *ca = written, *cb, *ha, *hb;
     size_t la, lb, hla, hlb;
 
-    ra = ensemble_chroot(s->ensemble, &la);
+    ra = ensemble_chroot(written, &la);
     rb = ensemble_chroot(ensemble, &lb);
     if (la == lb && memcmp(ra, rb, la) == 0) {
         while (ensemble_next(&ca, ra, &ha, &hla)) {
@@ -280,6 +287,6 @@ scout_snapshot_check_ensemble(const scout_snapshot_t *s, const char *ensemble,
             }
         }
     }
-    return scout_seterr(err, "snapshot written for ensemble %s, not %s", s->ensemble,
+    return scout_seterr(err, "snapshot written for ensemble %s, not %s", written,
                ensemble);
 }

@@ -8,6 +8,7 @@ The policy's load is held by a module that reads a FIFO when EARLY_GATE names on
 the fingerprint, the module's text is): every early answer below is taken while the load cannot have ended, and the
 test releases it by writing the FIFO -- an ordering fact, no timing."""
 
+import http.client
 import json
 import os
 import re
@@ -173,6 +174,80 @@ class Early(unittest.TestCase):
         self.zk.start_node(1)
         wait_until(lambda: _ok(second, "/v1/health"), what="synced after ZooKeeper came back")
         self.assertEqual(second.stop(), 0)
+
+    def test_the_hand_over_seeds_in_slices_while_the_early_server_answers(self):
+        """The hand-over decodes the services' lists from what the early start read, in slices: between them the
+        loop polls, and requests that came meanwhile are answered by the early server, before the loaded agent takes
+        the socket (the agent counts them: an ordering fact). The seeds are then the snapshot's lists."""
+        many = 1500                     # > SEED_SLICE_MAX (128) services: at least that many slices
+        with open(self.policy, "a") as f:
+            f.write('for i = 1, %d do\n  local n = string.format("m%%04d", i)\n'
+                    '  service(n) { path = "/early/many/" .. n }\nend\n' % many)
+        self.kz.ensure_path("/early/many")
+        pending = [self.kz.create_async("/early/many/m%04d" % i) for i in range(1, many + 1)]
+        for r in pending:
+            r.get(timeout=30)
+        pending = [self.kz.create_async("/early/many/m%04d/127.0.0.1:%d" % (i, 8000 + p))
+                   for i in range(1, many + 1) for p in range(2)]
+        for r in pending:
+            r.get(timeout=30)
+        self.first_run()
+        self.zk.stop_node(1)
+        host, port = self.api.rsplit(":", 1)
+        for attempt in range(3):        # the clients are other processes' turns: each try is a fresh start
+            agent = self.agent(gate=True)
+            wait_until(lambda: _answers(agent, "/v1/services/m0001"), what="early answer")
+            stop, answered = threading.Event(), []
+
+            def client():
+                c = http.client.HTTPConnection(host, int(port), timeout=10)
+                try:
+                    while not stop.is_set():
+                        c.request("GET", "/v1/services/m0001")
+                        r = c.getresponse()
+                        answered.append((r.status, r.getheader("X-Scout-State"), r.read()))
+                except OSError:
+                    pass
+                finally:
+                    c.close()
+            clients = [threading.Thread(target=client) for _ in range(4)]
+            for t in clients:
+                t.start()
+            try:
+                self.release()
+                try:
+                    wait_until(lambda: "the hand-over decoded" in agent.log(), what="the hand-over's slices")
+                except AssertionError:
+                    print(agent.log()[-5000:])
+                    raise
+                wait_until(lambda: "the loaded agent serves" in agent.log(), what="hand-over")
+            finally:
+                stop.set()
+                for t in clients:
+                    t.join(30)
+            log = agent.log()
+            m = re.search(r"the hand-over decoded (\d+) services' lists from the early index in (\d+) slices "
+                          r"\(longest [\d.]+ ms, [\d.]+ ms in all; (\d+) early requests came meanwhile\)", log)
+            self.assertIsNotNone(m, log[-3000:])
+            self.assertEqual(int(m.group(1)), many + 3)
+            self.assertGreaterEqual(int(m.group(2)), (many + 3) // 128)
+            # the early answers (stale, the snapshot's two endpoints) and the loaded agent's agree
+            self.assertTrue(answered)
+            for st, state, body in answered:
+                self.assertEqual(st, 200)
+                self.assertEqual(len(json.loads(body)), 2)
+            # seeded from the early index, not the file read again: every service's list, as before
+            self.assertIn("serving %d services from" % (many + 3), log)
+            self.assertIn("as the early start read it", log)
+            listed = agent.services()
+            self.assertEqual(sum(1 for s in listed.values() if s["name"].startswith("m") and s["endpoints"] == 2
+                                 and s["state"] == "stale"), many)
+            self.assertEqual(agent.ids("alpha"), ["127.0.0.1:%d" % (7000 + p) for p in range(3)])
+            self.assertEqual(agent.stop(), 0)
+            if int(m.group(3)) > 0:
+                break                   # a request came between two slices and the early server answered it
+        else:
+            self.fail("no early request came during the hand-over's slices in 3 starts")
 
     def test_an_edited_module_means_a_normal_start(self):
         self.first_run()
