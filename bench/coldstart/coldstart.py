@@ -109,8 +109,11 @@ def main():
                       r"(?:; CPU (\d+) ms before the agent, then (\d+) ms: policy (\d+) ms, services (\d+) ms, "
                       r"disk snapshot (\d+) ms)?", text)
         phases = tuple(int(x or 0) for x in m.groups()) if m else (0,) * 9
+        # the hand-over's own account (an agent that seeds in slices): its longest slice, then the one iteration
+        h = re.search(r"in \d+ slices \(longest ([\d.]+) ms.*?held the loop ([\d.]+) ms \(([\d.]+) ms of CPU\)", text)
+        hand = tuple(float(x) for x in h.groups()) if h else (0.0, 0.0, 0.0)
         if k >= 0:
-            rows.append((ok[0] * 1000, ok[1]) + phases + (stall,))
+            rows.append((ok[0] * 1000, ok[1]) + phases + (stall,) + hand)
     checks = []
     for _ in range(ROUNDS):
         t = time.monotonic()
@@ -140,7 +143,9 @@ def main():
              "  agent CPU: process start to the agent (ms)", "  agent CPU: the agent's start (ms)",
              "    policy: Lua VM, scout's library, the policy (ms)", "    services built (ms)",
              "    disk snapshot read + served (ms)",
-             "longest loop iteration by then (wall ms, /metrics)"]
+             "longest loop iteration by then (wall ms, /metrics)",
+             "  hand-over: longest decoding slice (wall ms)", "  hand-over: the finishing iteration (wall ms)",
+             "  hand-over: the finishing iteration (CPU ms)"]
     for i, name in enumerate(names):
         col = [r[i] for r in rows]
         print("%-52s %10.0f %10.0f" % (name, median(col), min(col)))
