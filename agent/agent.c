@@ -14,6 +14,8 @@
 #include "agent.h"
 #include "agent_int.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,58 +388,13 @@ scout_agent_log_warnings(const scout_conf_t *conf)
 
 /* The process's CPU time: on a shared machine the start's wall time is
  * mostly other processes' turns, and only this says what each phase costs. */
-static double
-cpu_ms(void)
+double
+scout_agent_cpu_ms(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* The start is three steps so that the policy may load on another thread
- * while the loop serves the disk snapshot (agent_early.c): begin and
- * finish on the loop's thread, load on either, one at a time. */
-scout_agent_t *
-scout_agent_begin(struct ev_loop *loop, const scout_agent_opts_t *opts,
-                  char *err)
-{
-    scout_agent_t *a = calloc(1, sizeof(*a));
-
-    if (a == NULL) {
-        snprintf(err, SCOUT_ERR_LEN, "out of memory");
-        return NULL;
-    }
-    a->t0 = scout_now_ms();
-    a->c0 = cpu_ms();
-    /* Half the start's CPU was first touches of fresh heap pages: the
-     * heap grows in steps made resident in one call each, until ready. */
-    scout_heap_populate_start(SCOUT_HEAP_STEP);
-    a->loop = loop;
-    a->started_at = scout_wall_ms() / 1000.0;
-    a->opts = *opts;            /* main's strings live as long as we do */
-    return a;
-}
-
-/* Touches no loop: the VM, the policy's top level, its conf.  With attach
- * the policy gets the loop first (scout.exec while loading), as before. */
-int
-scout_agent_load(scout_agent_t *a, int attach, char *err)
-{
-    a->policy = scout_policy_new(a->opts.lua_dir, err);
-    if (a->policy == NULL)
-        return SCOUT_ERROR;
-    if (attach) {
-        scout_policy_attach(a->policy, a->loop);
-        a->attached = 1;
-    }
-    if (scout_policy_load(a->policy, a->opts.policy_file, &a->conf, err)
-        != SCOUT_OK)
-        return SCOUT_ERROR;
-    scout_agent_log_warnings(&a->conf);
-    a->t_policy = scout_now_ms();
-    a->c_policy = cpu_ms();
-    return SCOUT_OK;
 }
 
 scout_agent_t *
@@ -460,17 +417,26 @@ scout_agent_new(struct ev_loop *loop, const scout_agent_opts_t *opts,
 int
 scout_agent_finish(scout_agent_t *a, char *err)
 {
-    const scout_agent_opts_t *opts = &a->opts;
+    if (scout_agent_finish_begin(a, err) != SCOUT_OK
+        || scout_agent_build_services(a, INT64_MAX, INT_MAX, err) != SCOUT_OK)
+        return SCOUT_ERROR;
+    return scout_agent_finish_end(a, err);
+}
+
+/* The start's last step in three: sessions (not yet connected), then the
+ * services (in slices when the early start hands over: agent_early.c),
+ * then the outputs and the API. */
+int
+scout_agent_finish_begin(scout_agent_t *a, char *err)
+{
     struct ev_loop *loop = a->loop;
     scout_session_opts_t so;
-    double t0 = a->t0, t_policy = a->t_policy, t_services, t_snapshot;
-    double c0 = a->c0, c_policy = a->c_policy, c_services, c_snapshot;
 
     if (!a->attached) {
         scout_policy_attach(a->policy, loop);
         a->attached = 1;
     }
-    if (scout_agent_apply_command_line(&a->conf, opts, err) != SCOUT_OK)
+    if (scout_agent_apply_command_line(&a->conf, &a->opts, err) != SCOUT_OK)
         goto fail;
     if (a->conf.zk_servers == NULL) {
         snprintf(err, SCOUT_ERR_LEN, "no ZooKeeper servers: set "
@@ -528,17 +494,50 @@ scout_agent_finish(scout_agent_t *a, char *err)
         if (a->sessions[i] == NULL)
             goto fail;
     }
-    for (int i = 0; i < a->conf.nservices; i++) {
-        a->services[i] = scout_service_new(loop, a->sessions[i % a->nbase],
-                                           a->policy, i,
+    return SCOUT_OK;
+
+fail:
+    return SCOUT_ERROR;
+}
+
+/* Services until deadline_ns or max of them (SCOUT_AGAIN: more left).  A
+ * session may have connected between two calls: a service built on it
+ * then starts as a reload's new one does, after its seed. */
+int
+scout_agent_build_services(scout_agent_t *a, int64_t deadline_ns, int max,
+                           char *err)
+{
+    for (int n = 0; a->nservices < a->conf.nservices; n++) {
+        int i = a->nservices;
+        scout_session_t *ss = a->sessions[i % a->nbase];
+
+        if (n >= max || (n > 0 && scout_now_ns() >= deadline_ns))
+            return SCOUT_AGAIN;
+        a->services[i] = scout_service_new(a->loop, ss, a->policy, i,
                                            &a->conf.services[i], err);
         if (a->services[i] == NULL)
-            goto fail;
+            return SCOUT_ERROR;
         scout_service_on_publish(a->services[i], scout_agent_on_publish, a);
         scout_service_on_state(a->services[i], scout_agent_on_state);
         a->nservices++;
+        a->by_session_stale = 1;
+        scout_agent_seed_service(a, i);
+        if (scout_session_state(ss) == SCOUT_SESSION_CONNECTED)
+            scout_service_on_session(a->services[i],
+                                     SCOUT_SESSION_CONNECTED, 1, 0);
         scout_heap_populate_check();
     }
+    return SCOUT_OK;
+}
+
+int
+scout_agent_finish_end(scout_agent_t *a, char *err)
+{
+    const scout_agent_opts_t *opts = &a->opts;
+    struct ev_loop *loop = a->loop;
+    double t0 = a->t0, t_policy = a->t_policy, t_services, t_snapshot;
+    double c0 = a->c0, c_policy = a->c_policy, c_services, c_snapshot;
+
     a->by_name = malloc((size_t)(a->nservices ? a->nservices : 1)
                         * sizeof(*a->by_name));
     if (a->by_name == NULL) {
@@ -547,7 +546,7 @@ scout_agent_finish(scout_agent_t *a, char *err)
     }
     scout_agent_index_by_name(a->by_name, a->services, a->nservices);
     t_services = scout_now_ms();
-    c_services = cpu_ms();
+    c_services = scout_agent_cpu_ms();
     if (a->conf.cache_dir != NULL) {
         /* Before the loop runs, so the snapshot is served from the first
          * request and ZooKeeper's first listing replaces it. */
@@ -561,7 +560,7 @@ scout_agent_finish(scout_agent_t *a, char *err)
         scout_agent_side_start(a);
     }
     t_snapshot = scout_now_ms();
-    c_snapshot = cpu_ms();
+    c_snapshot = scout_agent_cpu_ms();
     if (a->conf.nregisters > 0
         && (a->regs = calloc((size_t)a->conf.nregisters,
                              sizeof(*a->regs))) == NULL) {
@@ -611,7 +610,8 @@ scout_agent_finish(scout_agent_t *a, char *err)
               "agent, then %.0f ms: policy %.0f ms, services %.0f ms, disk "
               "snapshot %.0f ms", scout_now_ms() - t0,
               t_policy - t0, t_services - t_policy, t_snapshot - t_services,
-              c0, cpu_ms() - c0, c_policy - c0, c_services - c_policy,
+              c0, scout_agent_cpu_ms() - c0, c_policy - c0,
+              c_services - c_policy,
               c_snapshot - c_services);
     scout_log(SCOUT_LOG_DEBUG, "agent", "start: %zu MB of heap made resident "
               "in steps", scout_heap_populate_stop() >> 20);

@@ -65,6 +65,11 @@ struct loader {
     ev_check  seed;         /* one slice per iteration, after the poll */
     ev_idle   spin;         /*   and the poll does not block meanwhile */
     scout_persist_stage_t *stage;   /* the lists decoded, until seeded */
+    int       staged;       /* the hand-over loads the snapshot (stage
+                               NULL then: refused, said in the log) */
+    int       building;     /* decoded: the services are being built */
+    int       slices;       /* building's, and its longest, ms */
+    double    longest_ms, total_ms;
     unsigned  answered0;    /* the early server's count when it began */
     char      file[4096];   /* the snapshot's, for the log */
     sigset_t  loop_mask;    /* the loop thread's, restored after the load */
@@ -218,6 +223,53 @@ scout_agent_early_free(scout_agent_t *a)
     a->early = NULL;
 }
 
+/* ---- the start's first two steps (agent.c finishes it) -------------------- */
+
+/* The start is three steps so that the policy may load on another thread
+ * while the loop serves the disk snapshot (agent_early.c): begin and
+ * finish on the loop's thread, load on either, one at a time. */
+scout_agent_t *
+scout_agent_begin(struct ev_loop *loop, const scout_agent_opts_t *opts,
+                  char *err)
+{
+    scout_agent_t *a = calloc(1, sizeof(*a));
+
+    if (a == NULL) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    a->t0 = scout_now_ms();
+    a->c0 = scout_agent_cpu_ms();
+    /* Half the start's CPU was first touches of fresh heap pages: the
+     * heap grows in steps made resident in one call each, until ready. */
+    scout_heap_populate_start(SCOUT_HEAP_STEP);
+    a->loop = loop;
+    a->started_at = scout_wall_ms() / 1000.0;
+    a->opts = *opts;            /* main's strings live as long as we do */
+    return a;
+}
+
+/* Touches no loop: the VM, the policy's top level, its conf.  With attach
+ * the policy gets the loop first (scout.exec while loading), as before. */
+int
+scout_agent_load(scout_agent_t *a, int attach, char *err)
+{
+    a->policy = scout_policy_new(a->opts.lua_dir, err);
+    if (a->policy == NULL)
+        return SCOUT_ERROR;
+    if (attach) {
+        scout_policy_attach(a->policy, a->loop);
+        a->attached = 1;
+    }
+    if (scout_policy_load(a->policy, a->opts.policy_file, &a->conf, err)
+        != SCOUT_OK)
+        return SCOUT_ERROR;
+    scout_agent_log_warnings(&a->conf);
+    a->t_policy = scout_now_ms();
+    a->c_policy = scout_agent_cpu_ms();
+    return SCOUT_OK;
+}
+
 /* ---- the loader thread ---------------------------------------------------- */
 
 static void *
@@ -243,51 +295,104 @@ join(scout_agent_t *a)
     pthread_sigmask(SIG_SETMASK, &l->loop_mask, NULL);
 }
 
-/* What a normal start does before the loop runs: named, since here the
- * loop's early clients wait for it.  Its time in ms. */
+/* What a normal start does before the loop runs, the services aside:
+ * named, since here the loop's early clients wait for it.  Its time in
+ * ms, wall and CPU. */
 static double
-finish(scout_agent_t *a, double *cpu_ms)
+finish_end(scout_agent_t *a, double *cpu_ms)
 {
     struct loader *l = a->loader;
     double t0 = ev_time();
     struct timespec c0, c1;
 
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
-    l->rc = scout_agent_finish(a, l->err);
+    l->rc = scout_agent_finish_end(a, l->err);
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
     *cpu_ms = (c1.tv_sec - c0.tv_sec) * 1e3 + (c1.tv_nsec - c0.tv_nsec) / 1e6;
-    scout_loop_note("the start after the policy loaded: services, the "
-                    "disk snapshot, the API", ev_time() - t0);
+    scout_loop_note("the start after the policy loaded: the disk snapshot, "
+                    "the outputs, the API", ev_time() - t0);
     return (ev_time() - t0) * 1e3;
 }
 
-/* A slice of the lists decoded from the early index; once all are, the
- * agent is finished and seeded from them in one iteration (no session
- * existed before it: nothing ZooKeeper said can be overwritten). */
+static void
+seed_stop(scout_agent_t *a)
+{
+    struct loader *l = a->loader;
+
+    ev_check_stop(a->loop, &l->seed);
+    ev_idle_stop(a->loop, &l->spin);
+}
+
+/* Decoded: the sessions (not connected before the loop polls again), and
+ * the snapshot checked against the policy's ensemble before any seed. */
+static int
+build_begin(scout_agent_t *a)
+{
+    struct loader *l = a->loader;
+    char err[SCOUT_ERR_LEN];
+
+    if ((l->rc = scout_agent_finish_begin(a, l->err)) != SCOUT_OK)
+        return SCOUT_ERROR;
+    if (scout_persist_stage_check(l->stage, a->conf.zk_servers, err)
+        != SCOUT_OK) {
+        scout_log(SCOUT_LOG_WARN, "persist", "ignoring the snapshot: %s",
+                  err);
+        scout_persist_stage_free(l->stage);
+        l->stage = NULL;
+    }
+    l->building = 1;
+    return SCOUT_OK;
+}
+
+/* One slice per loop iteration: first the lists decoded from the early
+ * index, then the services built, each seeded as it is made.  Then the
+ * rest of the start in one iteration, and the API takes the socket. */
 static void
 on_seed(struct ev_loop *loop, ev_check *w, int revents)
 {
     scout_agent_t *a = w->data;
     struct loader *l = a->loader;
-    double longest, total, held, cpu;
-    int slices, n = a->conf.nservices;
+    double longest, total, held, cpu, ms;
+    int slices, rc;
     unsigned answered;
+    int64_t t0 = scout_now_ns();
     (void)revents;
 
-    if (scout_persist_stage_step(l->stage, scout_now_ns() + SEED_SLICE_NS,
-                                 SEED_SLICE_MAX) == SCOUT_AGAIN)
+    if (!l->building) {
+        if (scout_persist_stage_step(l->stage, t0 + SEED_SLICE_NS,
+                                     SEED_SLICE_MAX) == SCOUT_AGAIN)
+            return;
+        if (build_begin(a) != SCOUT_OK)
+            goto out;
+        return;                 /* the services from the next iteration */
+    }
+    rc = scout_agent_build_services(a, t0 + SEED_SLICE_NS, SEED_SLICE_MAX,
+                                    l->err);
+    ms = (double)(scout_now_ns() - t0) / 1e6;
+    l->slices++;
+    l->total_ms += ms;
+    if (ms > l->longest_ms)
+        l->longest_ms = ms;
+    if (rc == SCOUT_AGAIN)
         return;
-    ev_check_stop(loop, w);
-    ev_idle_stop(loop, &l->spin);
+    if ((l->rc = rc) != SCOUT_OK)
+        goto out;
+    slices = 0;
+    longest = total = 0;
+    if (l->stage != NULL)
+        scout_persist_stage_stats(l->stage, &slices, &longest, &total);
     answered = scout_early_answered(a->early) - l->answered0;
-    scout_persist_stage_stats(l->stage, &slices, &longest, &total);
-    held = finish(a, &cpu);
+    held = finish_end(a, &cpu);     /* a->early goes to the API */
     scout_log(SCOUT_LOG_INFO, "agent", "the hand-over decoded %d services' "
               "lists from the early index in %d slices (longest %.1f ms, "
-              "%.1f ms in all; %u early requests came meanwhile), then held "
-              "the loop %.1f ms (%.1f ms of CPU) for the services, their "
-              "seeds and the API", n, slices, longest, total, answered, held,
-              cpu);
+              "%.1f ms in all) and built and seeded the services in %d "
+              "(longest %.1f ms, %.1f ms in all); %u early requests came "
+              "meanwhile; then it held the loop %.1f ms (%.1f ms of CPU) "
+              "for the disk snapshot, the outputs and the API",
+              a->conf.nservices, slices, longest, total, l->slices,
+              l->longest_ms, l->total_ms, answered, held, cpu);
+out:
+    seed_stop(a);
     ev_break(loop, EVBREAK_ONE);
 }
 
@@ -330,13 +435,14 @@ on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 {
     scout_agent_t *a = w->data;
     struct loader *l = a->loader;
-    double cpu;
+    double t0 = ev_time();
     (void)revents;
 
     ev_async_stop(loop, w);
     join(a);
     l->loaded = 1;
     if (l->rc == SCOUT_OK && (l->stage = stage_new(a)) != NULL) {
+        l->staged = 1;
         l->answered0 = scout_early_answered(a->early);
         ev_check_init(&l->seed, on_seed);
         l->seed.data = a;
@@ -345,25 +451,44 @@ on_loaded(struct ev_loop *loop, ev_async *w, int revents)
         ev_idle_start(loop, &l->spin);
         return;
     }
-    if (l->rc == SCOUT_OK)
-        finish(a, &cpu);
+    if (l->rc == SCOUT_OK) {
+        l->rc = scout_agent_finish(a, l->err);
+        scout_loop_note("the start after the policy loaded: services, the "
+                        "disk snapshot, the API", ev_time() - t0);
+    }
     ev_break(loop, EVBREAK_ONE);
 }
 
-/* In scout_agent_finish: the services seeded from the lists the hand-over
- * decoded, or from the file when there are none. */
+void
+scout_agent_seed_service(scout_agent_t *a, int i)
+{
+    struct loader *l = a->loader;
+
+    if (l != NULL && l->stage != NULL)
+        scout_persist_stage_seed(l->stage, i, a->services[i]);
+}
+
+/* In scout_agent_finish_end: what the hand-over seeded, recorded (or the
+ * snapshot read from the file by a normal start).  A service ZooKeeper
+ * listed while the services were built published before there was a disk
+ * snapshot to write: it is written now. */
 void
 scout_agent_snapshot_load(scout_agent_t *a)
 {
     struct loader *l = a->loader;
 
-    if (l == NULL || l->stage == NULL) {
+    if (l == NULL || !l->staged) {
         scout_persist_load(a->persist);
         return;
     }
-    scout_persist_load_staged(a->persist, l->stage);
+    if (l->stage != NULL)
+        scout_persist_load_staged(a->persist, l->stage);
     scout_persist_stage_free(l->stage);
     l->stage = NULL;
+    for (int i = 0; i < a->nservices; i++)
+        if (scout_service_serving(a->services[i])
+            && !scout_service_from_snapshot(a->services[i]))
+            scout_persist_changed(a->persist, a->services[i]);
 }
 
 scout_agent_t *
@@ -442,10 +567,10 @@ scout_agent_early_end(scout_agent_t *a, char *err)
 
     if (l == NULL)
         return SCOUT_OK;
-    if (l->stage != NULL && ev_is_active(&l->seed)) {
-        /* stopped during the hand-over's slices: as during the load */
-        ev_check_stop(a->loop, &l->seed);
-        ev_idle_stop(a->loop, &l->spin);
+    if (ev_is_active(&l->seed)) {
+        /* stopped during the hand-over's slices: as during the load (the
+         * process exits; sessions and services go with it) */
+        seed_stop(a);
         l->loaded = 0;
     }
     scout_persist_stage_free(l->stage);     /* borrows the early index */

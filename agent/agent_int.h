@@ -104,6 +104,15 @@ scout_agent_t *scout_agent_begin(struct ev_loop *loop,
                                  const scout_agent_opts_t *opts, char *err);
 int  scout_agent_load(scout_agent_t *a, int attach, char *err);
 int  scout_agent_finish(scout_agent_t *a, char *err);
+/* finish in three steps (agent.c): sessions; services, SCOUT_AGAIN while
+ * some are left (until deadline_ns, CLOCK_MONOTONIC, or max of them);
+ * then the disk snapshot, the outputs and the API. */
+int  scout_agent_finish_begin(scout_agent_t *a, char *err);
+int  scout_agent_build_services(scout_agent_t *a, int64_t deadline_ns,
+                                int max, char *err);
+int  scout_agent_finish_end(scout_agent_t *a, char *err);
+/* agent.c: the process's CPU time, ms. */
+double scout_agent_cpu_ms(void);
 void scout_agent_api_view(scout_agent_t *a, scout_api_view_t *out);
 /* agent_early.c: the API on the early server, the side file at start and
  * after a reload, the early server freed (if any). */
@@ -114,6 +123,9 @@ void scout_agent_early_free(scout_agent_t *a);
 /* agent_early.c: scout_persist_load, from the early start's index when the
  * hand-over decoded it (persist_stage.c). */
 void scout_agent_snapshot_load(scout_agent_t *a);
+/* agent_early.c: service i just built seeded from the hand-over's lists,
+ * if any (before its session may read it). */
+void scout_agent_seed_service(scout_agent_t *a, int i);
 
 /* The policy's load-time warnings ("file:line: message"), logged. */
 void scout_agent_log_warnings(const scout_conf_t *conf);

@@ -534,49 +534,21 @@ scout_persist_load(scout_persist_t *p)
     scout_snapshot_free(snap);
 }
 
-/* scout_persist_load's rules, from what the early start read and checked
- * (persist_stage.c): no second read of the file, no second checksum. */
+/* scout_persist_load's record, for services seeded from what the early
+ * start read and checked (persist_stage.c): no second read of the file,
+ * no second checksum. */
 void
-scout_persist_load_staged(scout_persist_t *p, scout_persist_stage_t *st)
+scout_persist_load_staged(scout_persist_t *p, const scout_persist_stage_t *st)
 {
     const scout_snaplazy_t *z = scout_persist_stage_snapshot(st);
-    char err[SCOUT_ERR_LEN];
-    int seeded = 0;
 
-    if (!scout_persist_stage_done(st)) {
-        scout_log(SCOUT_LOG_WARN, "persist", "the snapshot's lists are not "
-                  "all decoded: reading %s again", p->file);
-        scout_persist_load(p);
-        return;
-    }
-    if (scout_persist_stage_broken(st) != NULL) {
-        scout_log(SCOUT_LOG_WARN, "persist", "ignoring the snapshot: %s",
-                  scout_persist_stage_broken(st));
-        return;
-    }
-    if (scout_snapshot_same_ensemble(scout_snaplazy_ensemble(z), p->ensemble,
-                                     err) != SCOUT_OK) {
-        scout_log(SCOUT_LOG_WARN, "persist", "ignoring the snapshot: %s",
-                  err);
-        return;
-    }
-    for (int i = 0; i < p->n; i++) {
-        scout_service_t *s = p->services[i];
-        scout_persist_seed_t sd;
-
-        if (scout_persist_stage_take(st, i, scout_service_name(s), &sd)
-            != SCOUT_OK)
-            continue;
-        scout_service_seed(s, &sd.eps, sd.index, sd.pzxid, sd.max_mzxid,
-                           sd.bad);
-        seeded++;
-    }
     p->loaded_at_ms = scout_snaplazy_written_at_ms(z);
     p->loaded_clean = scout_persist_stage_clean(st);
     p->loaded_sum = scout_snaplazy_checksum(z);
     scout_log(SCOUT_LOG_INFO, "persist", "serving %d services from %s "
               "(written %lld s ago, as the early start read it) until "
-              "ZooKeeper confirms them", seeded, p->file,
+              "ZooKeeper confirms them", scout_persist_stage_seeded(st),
+              p->file,
               (long long)((scout_wall_ms() - p->loaded_at_ms) / 1000));
 }
 

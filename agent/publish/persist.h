@@ -26,9 +26,9 @@ scout_persist_t *scout_persist_new(struct ev_loop *loop, const char *dir,
 void scout_persist_load(scout_persist_t *p);
 /* The start after an early one (agent_early.c): every service's list
  * decoded from the snapshot the early server read and checked
- * (snapshot_lazy.h), in slices on the loop (persist_stage.c), then seeded
- * at once by scout_persist_load_staged with every rule of
- * scout_persist_load, without reading the file again. */
+ * (snapshot_lazy.h), in slices on the loop (persist_stage.c), each seeded
+ * as its service is built, with every rule of scout_persist_load, without
+ * reading the file again. */
 typedef struct scout_persist_stage_s scout_persist_stage_t;
 typedef struct scout_snaplazy_s scout_snaplazy_t;
 typedef struct {
@@ -60,9 +60,20 @@ int  scout_persist_stage_clean(const scout_persist_stage_t *st);
 const char *scout_persist_stage_broken(const scout_persist_stage_t *st);
 const scout_snaplazy_t *scout_persist_stage_snapshot(
     const scout_persist_stage_t *st);
+/* SCOUT_OK when every list is decoded, none refused, and the snapshot is
+ * for this ensemble (scout_snapshot_check_ensemble's rule); else why. */
+int  scout_persist_stage_check(const scout_persist_stage_t *st,
+                               const char *ensemble, char *err);
+/* Service s (the policy's i-th) seeded from it: 1, or 0 when it has no
+ * seed (not in the snapshot, moved, another name at i). */
+int  scout_persist_stage_seed(scout_persist_stage_t *st, int i,
+                              scout_service_t *s);
+int  scout_persist_stage_seeded(const scout_persist_stage_t *st);
 void scout_persist_stage_free(scout_persist_stage_t *st);
-/* scout_persist_load from a finished stage (which it leaves empty). */
-void scout_persist_load_staged(scout_persist_t *p, scout_persist_stage_t *st);
+/* What scout_persist_load records and says, for services seeded from a
+ * checked stage (scout_persist_loaded's answer, the snapshot's age). */
+void scout_persist_load_staged(scout_persist_t *p,
+                               const scout_persist_stage_t *st);
 /* The side file (publish/snapside.h) to write after every snapshot, with
  * that snapshot's checksum put in it (copied; NULL: none). */
 void scout_persist_set_side(scout_persist_t *p, const char *buf, size_t len);

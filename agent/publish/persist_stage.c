@@ -11,12 +11,14 @@
  * a deadline and a count each), on the loop's thread, before the agent's
  * services exist: the loop answers the early clients between slices, and
  * no ZooKeeper session exists yet, so nothing ZooKeeper says can be
- * overwritten by a seed and nothing is published half-seeded.  The seeds
- * are then moved into the services all at once (a pointer move each).
- * Every rule of scout_persist_load holds: the same name and path (a moved
- * path is not the same list), endpoint.h's rule on every endpoint
- * (scout_epset_drop_invalid: checksummed is not trusted), the ensemble
- * (checked when the seeds are taken, against the policy's connect string).
+ * overwritten by a seed and nothing is published half-seeded.  Each seed
+ * is then moved into its service as the service is built (a pointer move,
+ * before its session may read it: agent_early.c).  Every rule of
+ * scout_persist_load holds: the same name and path (a moved path is not
+ * the same list), endpoint.h's rule on every endpoint
+ * (scout_epset_drop_invalid: checksummed is not trusted), a list the
+ * format refuses refuses the file, the ensemble (scout_persist_stage_check,
+ * against the policy's connect string, before any seed).
  */
 #include "publish/persist.h"
 
@@ -25,6 +27,7 @@
 
 #include "heap.h"
 #include "log.h"
+#include "publish/snapshot.h"
 #include "publish/snapshot_lazy.h"
 #include "scout.h"
 
@@ -41,6 +44,7 @@ struct scout_persist_stage_s {
     char       **names, **paths;/* copies: the policy's conf may move */
     int          n, next;
     int          clean;         /* no endpoint dropped so far */
+    int          seeded;        /* services seeded from it */
     char        *broken;        /* a list the format refuses: the full
                                    reader refuses the file, and so do we */
     int          slices;
@@ -161,6 +165,38 @@ scout_persist_stage_take(scout_persist_stage_t *st, int i, const char *name,
     out->bad = sd->bad;
     sd->k = -1;
     return SCOUT_OK;
+}
+
+int
+scout_persist_stage_check(const scout_persist_stage_t *st,
+                          const char *ensemble, char *err)
+{
+    if (st->next < st->n)
+        return scout_seterr(err, "the snapshot's lists are not all decoded");
+    if (st->broken != NULL)
+        return scout_seterr(err, "%s", st->broken);
+    return scout_snapshot_same_ensemble(scout_snaplazy_ensemble(st->z),
+                                        ensemble, err);
+}
+
+int
+scout_persist_stage_seed(scout_persist_stage_t *st, int i,
+                         scout_service_t *s)
+{
+    scout_persist_seed_t sd;
+
+    if (scout_persist_stage_take(st, i, scout_service_name(s), &sd)
+        != SCOUT_OK)
+        return 0;
+    scout_service_seed(s, &sd.eps, sd.index, sd.pzxid, sd.max_mzxid, sd.bad);
+    st->seeded++;
+    return 1;
+}
+
+int
+scout_persist_stage_seeded(const scout_persist_stage_t *st)
+{
+    return st->seeded;
 }
 
 int

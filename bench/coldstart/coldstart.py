@@ -110,8 +110,9 @@ def main():
                       r"disk snapshot (\d+) ms)?", text)
         phases = tuple(int(x or 0) for x in m.groups()) if m else (0,) * 9
         # the hand-over's own account (an agent that seeds in slices): its longest slice, then the one iteration
-        h = re.search(r"in \d+ slices \(longest ([\d.]+) ms.*?held the loop ([\d.]+) ms \(([\d.]+) ms of CPU\)", text)
-        hand = tuple(float(x) for x in h.groups()) if h else (0.0, 0.0, 0.0)
+        h = re.search(r"in \d+ slices \(longest ([\d.]+) ms.*?in \d+ \(longest ([\d.]+) ms.*?held the loop "
+                      r"([\d.]+) ms \(([\d.]+) ms of CPU\)", text)
+        hand = tuple(float(x) for x in h.groups()) if h else (0.0,) * 4
         if k >= 0:
             rows.append((ok[0] * 1000, ok[1]) + phases + (stall,) + hand)
     checks = []
@@ -144,7 +145,8 @@ def main():
              "    policy: Lua VM, scout's library, the policy (ms)", "    services built (ms)",
              "    disk snapshot read + served (ms)",
              "longest loop iteration by then (wall ms, /metrics)",
-             "  hand-over: longest decoding slice (wall ms)", "  hand-over: the finishing iteration (wall ms)",
+             "  hand-over: longest decoding slice (wall ms)", "  hand-over: longest building slice (wall ms)",
+             "  hand-over: the finishing iteration (wall ms)",
              "  hand-over: the finishing iteration (CPU ms)"]
     for i, name in enumerate(names):
         col = [r[i] for r in rows]

@@ -176,9 +176,10 @@ class Early(unittest.TestCase):
         self.assertEqual(second.stop(), 0)
 
     def test_the_hand_over_seeds_in_slices_while_the_early_server_answers(self):
-        """The hand-over decodes the services' lists from what the early start read, in slices: between them the
-        loop polls, and requests that came meanwhile are answered by the early server, before the loaded agent takes
-        the socket (the agent counts them: an ordering fact). The seeds are then the snapshot's lists."""
+        """The hand-over decodes the services' lists from what the early start read, then builds and seeds the
+        services, in slices: between them the loop polls, and requests that came meanwhile are answered by the early
+        server, before the loaded agent takes the socket (the agent counts them: an ordering fact). The seeds are
+        the snapshot's lists."""
         many = 1500                     # > SEED_SLICE_MAX (128) services: at least that many slices
         with open(self.policy, "a") as f:
             f.write('for i = 1, %d do\n  local n = string.format("m%%04d", i)\n'
@@ -227,10 +228,12 @@ class Early(unittest.TestCase):
                     t.join(30)
             log = agent.log()
             m = re.search(r"the hand-over decoded (\d+) services' lists from the early index in (\d+) slices "
-                          r"\(longest [\d.]+ ms, [\d.]+ ms in all; (\d+) early requests came meanwhile\)", log)
+                          r"\(longest [\d.]+ ms, [\d.]+ ms in all\) and built and seeded the services in (\d+) "
+                          r"\(longest [\d.]+ ms, [\d.]+ ms in all\); (\d+) early requests came meanwhile", log)
             self.assertIsNotNone(m, log[-3000:])
             self.assertEqual(int(m.group(1)), many + 3)
-            self.assertGreaterEqual(int(m.group(2)), (many + 3) // 128)
+            self.assertGreaterEqual(int(m.group(2)), (many + 3) // 128)     # decoded in slices
+            self.assertGreaterEqual(int(m.group(3)), (many + 3) // 128)     # and built in slices
             # the early answers (stale, the snapshot's two endpoints) and the loaded agent's agree
             self.assertTrue(answered)
             for st, state, body in answered:
@@ -244,7 +247,7 @@ class Early(unittest.TestCase):
                                  and s["state"] == "stale"), many)
             self.assertEqual(agent.ids("alpha"), ["127.0.0.1:%d" % (7000 + p) for p in range(3)])
             self.assertEqual(agent.stop(), 0)
-            if int(m.group(3)) > 0:
+            if int(m.group(4)) > 0:
                 break                   # a request came between two slices and the early server answered it
         else:
             self.fail("no early request came during the hand-over's slices in 3 starts")
