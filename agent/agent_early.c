@@ -69,6 +69,7 @@ struct loader {
                                NULL then: refused, said in the log) */
     int       building;     /* decoded: the services are being built */
     int       slices;       /* building's, and its longest, ms */
+    int       on_connected; /* services built on a connected session */
     double    longest_ms, total_ms;
     unsigned  answered0;    /* the early server's count when it began */
     char      file[4096];   /* the snapshot's, for the log */
@@ -353,7 +354,7 @@ on_seed(struct ev_loop *loop, ev_check *w, int revents)
     scout_agent_t *a = w->data;
     struct loader *l = a->loader;
     double longest, total, held, cpu, ms;
-    int slices, rc;
+    int slices, rc, n0;
     unsigned answered;
     int64_t t0 = scout_now_ns();
     (void)revents;
@@ -366,8 +367,12 @@ on_seed(struct ev_loop *loop, ev_check *w, int revents)
             goto out;
         return;                 /* the services from the next iteration */
     }
+    n0 = a->nservices;
     rc = scout_agent_build_services(a, t0 + SEED_SLICE_NS, SEED_SLICE_MAX,
                                     l->err);
+    for (int i = n0; i < a->nservices; i++)
+        l->on_connected += scout_session_state(scout_service_session(
+                               a->services[i])) == SCOUT_SESSION_CONNECTED;
     ms = (double)(scout_now_ns() - t0) / 1e6;
     l->slices++;
     l->total_ms += ms;
@@ -386,11 +391,12 @@ on_seed(struct ev_loop *loop, ev_check *w, int revents)
     scout_log(SCOUT_LOG_INFO, "agent", "the hand-over decoded %d services' "
               "lists from the early index in %d slices (longest %.1f ms, "
               "%.1f ms in all) and built and seeded the services in %d "
-              "(longest %.1f ms, %.1f ms in all); %u early requests came "
-              "meanwhile; then it held the loop %.1f ms (%.1f ms of CPU) "
-              "for the disk snapshot, the outputs and the API",
-              a->conf.nservices, slices, longest, total, l->slices,
-              l->longest_ms, l->total_ms, answered, held, cpu);
+              "(longest %.1f ms, %.1f ms in all; %d on a session already "
+              "connected); %u early requests came meanwhile; then it held "
+              "the loop %.1f ms (%.1f ms of CPU) for the disk snapshot, the "
+              "outputs and the API", a->conf.nservices, slices, longest,
+              total, l->slices, l->longest_ms, l->total_ms, l->on_connected,
+              answered, held, cpu);
 out:
     seed_stop(a);
     ev_break(loop, EVBREAK_ONE);

@@ -229,7 +229,8 @@ class Early(unittest.TestCase):
             log = agent.log()
             m = re.search(r"the hand-over decoded (\d+) services' lists from the early index in (\d+) slices "
                           r"\(longest [\d.]+ ms, [\d.]+ ms in all\) and built and seeded the services in (\d+) "
-                          r"\(longest [\d.]+ ms, [\d.]+ ms in all\); (\d+) early requests came meanwhile", log)
+                          r"\(longest [\d.]+ ms, [\d.]+ ms in all; \d+ on a session already connected\); (\d+) early requests came "
+                          r"meanwhile", log)
             self.assertIsNotNone(m, log[-3000:])
             self.assertEqual(int(m.group(1)), many + 3)
             self.assertGreaterEqual(int(m.group(2)), (many + 3) // 128)     # decoded in slices
@@ -251,6 +252,34 @@ class Early(unittest.TestCase):
                 break                   # a request came between two slices and the early server answered it
         else:
             self.fail("no early request came during the hand-over's slices in 3 starts")
+
+    def test_with_zookeeper_up_the_hand_over_never_overwrites_its_listing(self):
+        """ZooKeeper up while the hand-over builds the services in slices: a session may connect between two of
+        them, and a service's first listing must replace its seed, never the other way round. The truth moved
+        since the snapshot (a fourth alpha endpoint, a second beta one): the loaded agent must publish it, synced."""
+        many = 4000                     # services on alpha's path: slices for the session to connect between
+        with open(self.policy, "a") as f:
+            f.write('for i = 1, %d do\n  service(string.format("m%%04d", i)) { path = "/early/alpha" }\nend\n'
+                    % many)
+        self.first_run()
+        self.kz.create("/early/alpha/127.0.0.1:7003")
+        self.kz.create("/early/beta/127.0.0.1:7101")
+        second = self.agent(gate=True)
+        wait_until(lambda: _answers(second, "/v1/services/m0001"), what="early answer")
+        self.assertEqual(len(second.endpoints("m0600")[0]), 3)        # the snapshot's, early
+        self.release()
+        wait_until(lambda: "the loaded agent serves" in second.log(), what="hand-over")
+        self.assertIn("as the early start read it", second.log())
+        wait_until(lambda: _ok(second, "/v1/health"), what="synced")
+        want = ["127.0.0.1:%d" % (7000 + p) for p in range(4)]
+        listed = second.services()
+        for name in ["alpha"] + ["m%04d" % i for i in range(1, many + 1)]:
+            self.assertEqual(listed[name]["state"], "synced", name)
+            self.assertEqual(listed[name]["endpoints"], 4, name)
+        self.assertEqual(second.ids("alpha"), want)
+        self.assertEqual(second.ids("m%04d" % many), want)
+        self.assertEqual(second.ids("beta"), ["127.0.0.1:7100", "127.0.0.1:7101"])
+        self.assertEqual(second.stop(), 0)
 
     def test_an_edited_module_means_a_normal_start(self):
         self.first_run()
