@@ -10,18 +10,21 @@
  * a->conf (scout_agent_load), and says it is done with an ev_async.  Then,
  * on the loop's thread again, the hand-over: the policy's services' lists
  * are decoded from the snapshot the early server read and checked
- * (publish/persist.h's stage: no second read, no second checksum), in
- * slices of at most 2 ms or 128 services, one per loop iteration (an
- * ev_check after the poll, an ev_idle so the poll does not block), the
- * early server answering between them; then, in one iteration, the agent
- * is finished as a normal start finishes it, its services seeded from
- * those lists (a move each), and the API adopts the early server
- * (scout_http_set_handler) and answers what it parked.  The slices come
- * before the agent has a ZooKeeper session or a service: nothing
- * ZooKeeper says can be overwritten by a seed, and no output (disk, shm,
- * renders, the API) sees a half-seeded registry.  What still holds one
- * iteration is building the services themselves (~4 us each): they need
- * their sessions, which may connect between slices.  No socket or connection crosses threads;
+ * (publish/persist.h's stage: no second read, no second checksum); then
+ * the sessions are made, and the services built, each seeded from its list
+ * as it is made (a move).  Both in slices of at most 2 ms or 128 services,
+ * one per loop iteration (an ev_check after the poll, an ev_idle so the
+ * poll does not block), the early server answering between them.  Then,
+ * in one iteration, the rest of a normal start (the disk snapshot, the
+ * outputs) and the API adopts the early server (scout_http_set_handler)
+ * and answers what it parked.  Ordering with ZooKeeper: a session may
+ * connect between two building slices, but a service is seeded in the
+ * slice that builds it, before it can send a read, and one built on a
+ * connected session starts as a reload's new service does: its first
+ * listing always comes after its seed and replaces it.  No output (disk,
+ * shm, renders, the API) exists before the last slice, so none sees a
+ * half-seeded registry; a service ZooKeeper listed meanwhile is written
+ * to disk once there is a disk snapshot (scout_agent_snapshot_load).  No socket or connection crosses threads;
  * the VM does, once, and only one thread touches it at a time.  The load's
  * budget timer (policy/hook.c) raises SIGALRM for the whole process and
  * measures the CPU of the thread its handler runs on: the loop's thread

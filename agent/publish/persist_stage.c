@@ -1,7 +1,8 @@
 /*
  * persist_stage.c -- the services' lists decoded from what the early start
  * already read and checked (snapshot_lazy.h), for the hand-over to seed the
- * services with (scout_persist_load_staged, persist.c).
+ * services with (scout_persist_stage_seed; scout_persist_load_staged
+ * records it in persist.c).
  *
  * Why: the early start (api/early.h) has the snapshot in memory, its
  * checksum checked and its services indexed; reading the file again and
