@@ -31,12 +31,6 @@ void scout_persist_load(scout_persist_t *p);
  * reading the file again. */
 typedef struct scout_persist_stage_s scout_persist_stage_t;
 typedef struct scout_snaplazy_s scout_snaplazy_t;
-typedef struct {
-    scout_epset_t eps;              /* the caller's now */
-    uint64_t      index;
-    int64_t       pzxid, max_mzxid;
-    unsigned      bad;              /* endpoints dropped */
-} scout_persist_seed_t;
 /* z and label are borrowed until the free; names and paths (the policy's
  * services, in its order) are copied.  NULL: out of memory. */
 scout_persist_stage_t *scout_persist_stage_new(const scout_snaplazy_t *z,
@@ -48,16 +42,9 @@ scout_persist_stage_t *scout_persist_stage_new(const scout_snaplazy_t *z,
  * max of them: SCOUT_AGAIN while some are left, SCOUT_OK when all are. */
 int  scout_persist_stage_step(scout_persist_stage_t *st, int64_t deadline_ns,
                               int max);
-int  scout_persist_stage_done(const scout_persist_stage_t *st);
 void scout_persist_stage_stats(const scout_persist_stage_t *st, int *slices,
                                double *longest_ms, double *total_ms);
-/* Service i (named name) moved to out: SCOUT_ERROR when it is not seeded
- * (absent, moved, not decoded yet, or another name at i). */
-int  scout_persist_stage_take(scout_persist_stage_t *st, int i,
-                              const char *name, scout_persist_seed_t *out);
 int  scout_persist_stage_clean(const scout_persist_stage_t *st);
-/* The first list the format refuses (then nothing is seeded), or NULL. */
-const char *scout_persist_stage_broken(const scout_persist_stage_t *st);
 const scout_snaplazy_t *scout_persist_stage_snapshot(
     const scout_persist_stage_t *st);
 /* SCOUT_OK when every list is decoded, none refused, and the snapshot is

@@ -38,6 +38,13 @@ struct seed {
     scout_epset_t eps;
 };
 
+struct taken {
+    scout_epset_t eps;              /* the caller's now */
+    uint64_t      index;
+    int64_t       pzxid, max_mzxid;
+    unsigned      bad;              /* endpoints dropped */
+};
+
 struct scout_persist_stage_s {
     const scout_snaplazy_t *z;  /* borrowed: the early server's */
     const char *label;          /* the file, for the log */
@@ -145,9 +152,11 @@ scout_persist_stage_stats(const scout_persist_stage_t *st, int *slices,
     *total_ms = st->total_ms;
 }
 
-int
-scout_persist_stage_take(scout_persist_stage_t *st, int i, const char *name,
-                         scout_persist_seed_t *out)
+/* Service i (named name) moved to out: SCOUT_ERROR when it is not seeded
+ * (absent, moved, not decoded yet, or another name at i). */
+static int
+stage_take(scout_persist_stage_t *st, int i, const char *name,
+           struct taken *out)
 {
     struct seed *sd;
     scout_snaplazy_service_t sv;
@@ -184,9 +193,9 @@ int
 scout_persist_stage_seed(scout_persist_stage_t *st, int i,
                          scout_service_t *s)
 {
-    scout_persist_seed_t sd;
+    struct taken sd;
 
-    if (scout_persist_stage_take(st, i, scout_service_name(s), &sd)
+    if (stage_take(st, i, scout_service_name(s), &sd)
         != SCOUT_OK)
         return 0;
     scout_service_seed(s, &sd.eps, sd.index, sd.pzxid, sd.max_mzxid, sd.bad);
@@ -201,21 +210,9 @@ scout_persist_stage_seeded(const scout_persist_stage_t *st)
 }
 
 int
-scout_persist_stage_done(const scout_persist_stage_t *st)
-{
-    return st->next >= st->n;
-}
-
-int
 scout_persist_stage_clean(const scout_persist_stage_t *st)
 {
     return st->clean;
-}
-
-const char *
-scout_persist_stage_broken(const scout_persist_stage_t *st)
-{
-    return st->broken != NULL ? st->broken : NULL;
 }
 
 const scout_snaplazy_t *
