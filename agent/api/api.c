@@ -40,6 +40,7 @@
 #include "api/http_url.h"
 #include "api/metrics.h"
 #include "api/sliced.h"
+#include "api/svclist.h"
 #include "hash.h"
 #include "log.h"
 #include "loop.h"
@@ -115,8 +116,7 @@ typedef struct {
     const scout_api_view_t *v;
     int       n, next;              /* services at the start, the next */
     unsigned  reloads;
-    char     *buf;
-    size_t    len, cap;
+    scout_svclist_t out;            /* svclist.h: early.c's bytes too */
 } list_job_t;
 
 /* The last table's size: the next one's buffer is allocated once (grown
@@ -124,44 +124,19 @@ typedef struct {
  * and faulting in the buffer it outgrew). */
 static size_t list_last_len;
 
-static int
-list_put(list_job_t *j, const char *s, size_t n)
-{
-    if (j->len + n > j->cap) {
-        size_t cap = j->cap ? j->cap : 4096;
-        char *p;
-
-        while (cap < j->len + n)
-            cap *= 2;
-        if ((p = realloc(j->buf, cap)) == NULL)
-            return SCOUT_ERROR;
-        j->buf = p;
-        j->cap = cap;
-    }
-    memcpy(j->buf + j->len, s, n);
-    j->len += n;
-    return SCOUT_OK;
-}
-
-static int
-list_dump(const char *s, size_t n, void *job)
-{
-    return list_put(job, s, n) == SCOUT_OK ? 0 : -1;
-}
-
 static void
 list_job_drop(void *job)
 {
     list_job_t *j = job;
 
-    free(j->buf);
+    scout_svclist_free(&j->out);
     free(j);
 }
 
 static void
 list_job_open(list_job_t *j)
 {
-    j->len = 0;
+    scout_svclist_reset(&j->out);
     j->n = j->v->nservices(j->v->ctx);
     j->reloads = scout_api_metrics_reloads(j->v);
     j->next = 0;
@@ -174,11 +149,10 @@ list_job_begin(void *ud)
     list_job_t *j = calloc(1, sizeof(*j));
     size_t want = list_last_len + list_last_len / 8 + 2;
 
-    if (j == NULL || (j->buf = malloc(want)) == NULL) {
+    if (j == NULL || scout_svclist_init(&j->out, want) != SCOUT_OK) {
         free(j);
         return NULL;
     }
-    j->cap = want;
     j->v = &api->view;
     list_job_open(j);
     return j;
@@ -195,22 +169,12 @@ list_job_step(void *job, int64_t deadline_ns)
         || scout_api_metrics_reloads(v) != j->reloads)
         list_job_open(j);
     while (j->next < j->n) {
-        scout_service_t *s = v->service(v->ctx, j->next);
-        json_t *o = json_pack("{ss ss si sI ss}",
-            "name", scout_service_name(s),
-            "path", scout_service_path(s),
-            "endpoints", (int)scout_service_count(s),
-            "index", (json_int_t)scout_service_index(s),
-            "state", scout_service_state(s));
-        int rc;
+        scout_service_t *s = v->service(v->ctx, j->next++);
 
-        rc = list_put(j, j->next++ > 0 ? "," : "[", 1);
-        if (rc == SCOUT_OK)
-            rc = o == NULL ? -1
-                           : json_dump_callback(o, list_dump, j,
-                                   JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref(o);
-        if (rc != 0)
+        if (scout_svclist_add(&j->out, scout_service_name(s),
+                              scout_service_path(s), scout_service_count(s),
+                              scout_service_index(s),
+                              scout_service_state(s)) != SCOUT_OK)
             return SCOUT_ERROR;
         if ((++done & 63) == 0 && j->next < j->n
             && scout_now_ns() >= deadline_ns)
@@ -226,11 +190,8 @@ list_job_finish(void *ud, void *job, size_t *len)
     char *buf = NULL;
     (void)ud;
 
-    if (list_put(j, j->n > 0 ? "]" : "[]", j->n > 0 ? 1 : 2) == SCOUT_OK) {
-        buf = j->buf;
-        *len = list_last_len = j->len;
-        j->buf = NULL;
-    }
+    if ((buf = scout_svclist_finish(&j->out, len)) != NULL)
+        list_last_len = *len;
     list_job_drop(j);
     return buf;
 }

@@ -6,7 +6,7 @@
  * its checksum and indexing its services takes a few.  So the loop thread
  * does only that and listens, the policy loads on another thread, and a
  * service's endpoints are decoded when someone asks for it.  The answers
- * are built with what the API uses (the same jansson calls for the table,
+ * are built with what the API uses (svclist.h for the table,
  * scout_epset_json_take for a list, the same headers), so the loaded
  * agent's answers for the same snapshot are these bytes; the integration
  * test compares them.  What must never happen here: an answer the loaded
@@ -25,6 +25,7 @@
 
 #include "api/api_agent.h"
 #include "api/sliced.h"
+#include "api/svclist.h"
 #include "endpoint.h"
 #include "log.h"
 #include "loop.h"
@@ -62,35 +63,18 @@ static const char *const JSON_TYPE = "application/json";
 /* ---- GET /v1/services, as api.c renders it ------------------------------ */
 
 typedef struct {
-    scout_early_t *e;
-    int            next;
-    char          *buf;
-    size_t         len, cap;
+    scout_early_t  *e;
+    int             next;
+    scout_svclist_t out;            /* svclist.h: api.c's bytes */
 } list_job_t;
 
-static int
-put(list_job_t *j, const char *s, size_t n)
+static void
+list_drop(void *job)
 {
-    if (j->len + n > j->cap) {
-        size_t cap = j->cap ? j->cap : 4096;
-        char *p;
+    list_job_t *j = job;
 
-        while (cap < j->len + n)
-            cap *= 2;
-        if ((p = realloc(j->buf, cap)) == NULL)
-            return SCOUT_ERROR;
-        j->buf = p;
-        j->cap = cap;
-    }
-    memcpy(j->buf + j->len, s, n);
-    j->len += n;
-    return SCOUT_OK;
-}
-
-static int
-dump(const char *s, size_t n, void *job)
-{
-    return put(job, s, n) == SCOUT_OK ? 0 : -1;
+    scout_svclist_free(&j->out);
+    free(j);
 }
 
 static void *
@@ -98,6 +82,10 @@ list_begin(void *ud)
 {
     list_job_t *j = calloc(1, sizeof(*j));
 
+    if (j != NULL && scout_svclist_init(&j->out, 4096) != SCOUT_OK) {
+        free(j);
+        return NULL;
+    }
     if (j != NULL)
         j->e = ud;
     return j;
@@ -111,19 +99,10 @@ list_step(void *job, int64_t deadline_ns)
     unsigned done = 0;
 
     while (j->next < n) {
-        const entry_t *t = &j->e->ent[j->next];
-        /* the same object, keys and flags as api.c's list_job_step */
-        json_t *o = json_pack("{ss ss si sI ss}", "name", t->name,
-                              "path", t->path, "endpoints", (int)t->count,
-                              "index", (json_int_t)t->index,
-                              "state", t->k >= 0 ? "stale" : "syncing");
-        int rc = put(j, j->next++ > 0 ? "," : "[", 1);
+        const entry_t *t = &j->e->ent[j->next++];
 
-        if (rc == SCOUT_OK)
-            rc = o == NULL ? -1 : json_dump_callback(o, dump, j,
-                                      JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref(o);
-        if (rc != 0)
+        if (scout_svclist_add(&j->out, t->name, t->path, t->count, t->index,
+                              t->k >= 0 ? "stale" : "syncing") != SCOUT_OK)
             return SCOUT_ERROR;
         if ((++done & 63) == 0 && j->next < n
             && scout_now_ns() >= deadline_ns)
@@ -132,28 +111,13 @@ list_step(void *job, int64_t deadline_ns)
     return SCOUT_OK;
 }
 
-static void
-list_drop(void *job)
-{
-    list_job_t *j = job;
-
-    free(j->buf);
-    free(j);
-}
-
 static char *
 list_finish(void *ud, void *job, size_t *len)
 {
     list_job_t *j = job;
-    char *buf = NULL;
+    char *buf = scout_svclist_finish(&j->out, len);
     (void)ud;
 
-    if (put(j, j->e->side->n > 0 ? "]" : "[]", j->e->side->n > 0 ? 1 : 2)
-        == SCOUT_OK) {
-        buf = j->buf;
-        *len = j->len;
-        j->buf = NULL;
-    }
     list_drop(j);
     return buf;
 }
