@@ -211,7 +211,12 @@ scout_endpoint_from_lua(lua_State *L, int idx, char *why, size_t len)
     ep->zxid = (int64_t)zxid;
     if (f.nmeta > 0)
         meta_fill(L, f.meta, ep);
-    if (scout_endpoint_check(ep, why, len) != SCOUT_OK) {
+    /* read_fields held every string to the text rule and Lua's keys are
+     * unique: the rest of the rule, without a second pass over the bytes */
+    if (scout_endpoint_check_parts(f.id, f.host, f.status, ep->port,
+                                   ep->weight,
+                                   f.id_len + f.host_len + f.status_len
+                                   + f.meta_bytes, why, len) != SCOUT_OK) {
         scout_endpoint_free(ep);
         ep = NULL;
     }
