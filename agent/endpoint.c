@@ -272,6 +272,43 @@ scout_endpoint_check(const scout_endpoint_t *ep, char *why, size_t len)
     return SCOUT_OK;
 }
 
+int
+scout_endpoint_check_parts(const char *id, const char *host,
+                           const char *status, int port, int weight,
+                           size_t total, char *why, size_t len)
+{
+    /* the same phrases as scout_endpoint_check, in the same order: a child
+     * refused at the boundary says what the endpoint itself would say */
+    if (id[0] == '\0') {
+        snprintf(why, len, "empty id");
+        return SCOUT_ERROR;
+    }
+    if (!host_valid(host)) {
+        snprintf(why, len, "host \"%.64s\" is not a host name or IP "
+                 "literal", host);
+        return SCOUT_ERROR;
+    }
+    if (!status_valid(status)) {
+        snprintf(why, len, "status \"%.40s\" is not a short lowercase word",
+                 status);
+        return SCOUT_ERROR;
+    }
+    if (port < 1 || port > 65535) {
+        snprintf(why, len, "port %d is not in 1-65535", port);
+        return SCOUT_ERROR;
+    }
+    if (weight < 0) {
+        snprintf(why, len, "weight %d is negative", weight);
+        return SCOUT_ERROR;
+    }
+    if (total > SCOUT_ENDPOINT_MAX_BYTES) {
+        snprintf(why, len, "%zu bytes of strings, over the %u limit", total,
+                 SCOUT_ENDPOINT_MAX_BYTES);
+        return SCOUT_ERROR;
+    }
+    return SCOUT_OK;
+}
+
 /* ---- sets ---------------------------------------------------------------- */
 
 void

@@ -101,6 +101,14 @@ const char *scout_endpoint_check_text(const char *s, size_t len);
 /* SCOUT_OK, or SCOUT_ERROR with "host is not a host name or IP
  * literal" and the like in why (len bytes). */
 int scout_endpoint_check(const scout_endpoint_t *ep, char *why, size_t len);
+/* The rest of scout_endpoint_check's rule, in its order, for an endpoint
+ * not built yet whose strings already passed scout_endpoint_check_text (and
+ * whose meta keys are unique): id, host, status, port, weight, and total,
+ * the bytes of all its strings.  The Lua boundary asks it once per decoded
+ * child without allocating the endpoint. */
+int scout_endpoint_check_parts(const char *id, const char *host,
+                               const char *status, int port, int weight,
+                               size_t total, char *why, size_t len);
 
 void scout_epset_init(scout_epset_t *set);
 void scout_epset_free(scout_epset_t *set);

@@ -490,8 +490,16 @@ issue_data_reads(scout_watch_t *w)
             scout_watch_window_give(w);
             return;
         }
-        snprintf(path, need, "%s/%s",
-                 strcmp(w->path, "/") == 0 ? "" : w->path, child->name);
+        /* parent "/" + name, without a format per read (a sync's 100,000
+         * data reads paid snprintf's parsing each: 1.6% of its work) */
+        {
+            size_t pl = strcmp(w->path, "/") == 0 ? 0 : w->path_len;
+            size_t nl = need - w->path_len - 2;
+
+            memcpy(path, w->path, pl);
+            path[pl] = '/';
+            memcpy(path + pl + 1, child->name, nl + 1);
+        }
         r = scout_watch_req_new(w, child->name);
         if (r == NULL
             || zoo_awget(zh, path, scout_watch_on_child_event,

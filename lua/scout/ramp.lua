@@ -4,16 +4,20 @@
 -- on every call and publishes those whose weight moved. s is the runtime's state of one service.
 
 local pairs, next, type = pairs, next, type
+local setmetatable, error = setmetatable, error
 local min, max = math.min, math.max
 
 local M = {}
 
 local RAMP_STEP_MS = 10000
 
+-- what reweigh returns when nothing ramps (every call of a service without a ramp): read only, never a new table
+local NONE = setmetatable({}, { __newindex = function() error("ramp.reweigh's empty list is read-only", 2) end })
+
 function M.reweigh(s, children, now)
   local ramping, weigh = s.ramping, s.codec.effective_weight
+  if not ramping or not weigh then return NONE end
   local moved = {}
-  if not ramping or not weigh then return moved end
   for id in pairs(ramping) do
     local cur = children[id]
     if type(cur) == "table" then

@@ -15,6 +15,10 @@ local floor = math.floor
 local sort = table.sort
 local setmetatable = setmetatable
 local ipairs = ipairs
+local new_table = (function()
+  local ok, tnew = pcall(require, "table.new")
+  return ok and tnew or function() return {} end
+end)()
 
 local policy_dsl = require "scout.policy"
 local codecs = require "scout.codec"
@@ -265,11 +269,24 @@ local function degraded_reason(s)
                            n == 1 and "it" or "them", first, f[first]))
 end
 
+-- Whether a changed child's data was read (its zxid is then its mzxid): asked only of a child re-read with the
+-- same content, so the map is built on the first such question, not for every batch (a sync's are all new).
+local function data_read_of(j, name)
+  local m = j.data_read
+  if not m then
+    m = {}
+    local changed = j.changed
+    for k = 1, #changed do m[changed[k][1]] = changed[k][4] end
+    j.data_read = m
+  end
+  return m[name]
+end
+
 -- One name's verdict for M.update, recorded in j (the update's lists and context). A function of its own, not a
 -- closure inside update: creating a closure (FNEW) is not compiled by LuaJIT, so it kept every update interpreted.
 local function judge(j, name)
   local s, children, published, src, notes, filter = j.s, j.children, j.published, j.src, j.notes, j.filter
-  local which, which_note, data_read = j.which, j.which_note, j.data_read
+  local which, which_note = j.which, j.which_note
   local up, gone_ids, added, gone, changed_eps, quiet = j.up, j.gone_ids, j.added, j.gone, j.changed_eps, j.quiet
   local ep = children[name]
   local old = published[name]
@@ -333,7 +350,7 @@ local function judge(j, name)
     elseif old ~= ep and not same(old, ep) then
       up[#up + 1] = ep
       changed_eps[#changed_eps + 1] = ep
-    elseif old ~= ep and not same(old, ep, data_read[name]) then
+    elseif old ~= ep and not same(old, ep, data_read_of(j, name)) then
       up[#up + 1] = ep          -- a new version with the same content: the API's zxid follows it
     elseif old ~= ep then
       quiet[#quiet + 1] = ep    -- same content re-read (a restart, a reload): nothing to publish
@@ -349,6 +366,10 @@ end
 function M.update(i, removed, changed, more)
   local s = services[i]
   thaw(s, i)
+  if #changed > 4 and not s.src and next(s.children) == nil and next(s.published) == nil then
+    -- a first listing (a sync): sized once for it instead of rehashed at every power of 2 as it fills
+    s.children, s.published = new_table(0, #changed), new_table(0, #changed)
+  end
   local children, published = s.children, s.published
 
   for k = 1, #removed do
@@ -399,8 +420,6 @@ function M.update(i, removed, changed, more)
   -- Verdicts for the names this batch touched; nothing is committed yet.
   local filter = s.filter
   local up, gone_ids, added, gone, changed_eps, quiet = {}, {}, {}, {}, {}, {}
-  local data_read = {}
-  for k = 1, #changed do data_read[changed[k][1]] = changed[k][4] end
   local src = s.src
   local notes = src and s.notes
   local rejudge = src and src.dirty
@@ -426,10 +445,10 @@ function M.update(i, removed, changed, more)
     if which ~= s.which then rejudge = true end
   end
   local j = { s = s, children = children, published = published, src = src, notes = notes, filter = filter,
-              which = which, which_note = which_note, data_read = data_read, up = up, gone_ids = gone_ids,
+              which = which, which_note = which_note, changed = changed, up = up, gone_ids = gone_ids,
               added = added, gone = gone, changed_eps = changed_eps, quiet = quiet, hook_errors = 0,
               now = now_ms() }
-  local seen = {}
+  local seen = new_table(0, #removed + #changed)   -- sized once: a sync's batch would rehash it at every power of 2
   if rejudge then
     -- a source changed: its rules may concern any endpoint, so every child is judged again (and any published
     -- one, in case its child went while the rules changed)
@@ -472,9 +491,12 @@ function M.update(i, removed, changed, more)
   end
 
   local hook_errors = j.hook_errors
-  local svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids },
-                           svc_mt)
   local new_count = s.count + #added - #gone
+  -- the view hooks see: only when one may be called (on_change, or protection past its early "no drop" return)
+  local svc
+  if s.on_change or (s.protect and (s.baseline or new_count < s.count)) then
+    svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids }, svc_mt)
+  end
   local retry = protect.hold_back(s, s.count, new_count, svc, now_ms, log)
   if retry then
     return {}, {}, nerr, hook_errors, retry

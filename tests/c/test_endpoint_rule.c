@@ -157,6 +157,64 @@ test_lua_boundary(void)
     lua_close(L);
 }
 
+/* agent.check_endpoint (the runtime asks it of every decoded child) does
+ * not build the endpoint; its verdict must stay scout_endpoint_from_lua's,
+ * word for word, for each rule: a child it let through would be refused
+ * only at publish time, one it refused would be a lost endpoint. */
+static void
+test_lua_check_same_verdict(void)
+{
+    static const char *cases =
+        "local big = string.rep('x', 65536)\n"
+        "local full = {}\n"        /* 1,048,574 bytes of meta: with the 4 of */
+        "for c in ('abcdefghijklmno'):gmatch('.') do full[c] = big end\n"
+        "full.z = string.rep('y', 65518)\n"    /* id, host, status, over */
+        "local function ep(t) t.id = t.id or 'a'; t.host = t.host or 'h';\n"
+        "  t.port = t.port or 80; return t end\n"
+        "return { ep{}, ep{ meta = { zone = 'a', n = 5 }, weight = 0 },\n"
+        "  ep{ status = 'drain' }, ep{ host = 'fe80::1%eth0' },\n"
+        "  ep{ id = '' }, ep{ host = '' }, ep{ host = 'a b' },\n"
+        "  ep{ host = 'h\\195\\169' }, ep{ host = string.rep('h', 256) },\n"
+        "  ep{ host = 'h\\0x' }, ep{ host = 5 }, ep{ host = true },\n"
+        "  ep{ status = 'UP' }, ep{ status = '' }, ep{ status = 7 },\n"
+        "  ep{ status = string.rep('s', 33) }, ep{ port = 0 },\n"
+        "  ep{ port = 1.5 }, ep{ port = 65536 }, ep{ port = '80' },\n"
+        "  ep{ weight = -1 }, ep{ weight = 2^31 }, ep{ weight = 'x' },\n"
+        "  ep{ meta = 5 }, ep{ meta = { k = true } }, ep{ meta = { 'x' } },\n"
+        "  ep{ meta = { k = '\\255' } }, ep{ meta = full },\n"
+        "  ep{ id = 'i', meta = full }, 'not a table' }\n";
+    lua_State *L = luaL_newstate();
+    int n, agree = 0, refused = 0;
+
+    luaL_openlibs(L);
+    CHECK(luaL_dostring(L, cases) == 0, "%s", lua_tostring(L, -1));
+    n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        char why[SCOUT_ERR_LEN];
+        const char *said;
+        scout_endpoint_t *ep;
+
+        lua_rawgeti(L, -1, i);
+        ep = scout_endpoint_from_lua(L, -1, why, sizeof(why));
+        lua_pushcfunction(L, scout_endpoint_lua_check);
+        lua_pushvalue(L, -2);
+        CHECK(lua_pcall(L, 1, 1, 0) == 0);
+        said = lua_tostring(L, -1);
+        if (ep != NULL ? said == NULL : said != NULL && !strcmp(said, why))
+            agree++;
+        else
+            fprintf(stderr, "case %d: from_lua \"%s\", check \"%s\"\n", i,
+                    ep != NULL ? "ok" : why, said ? said : "ok");
+        refused += ep == NULL;
+        scout_endpoint_free(ep);
+        lua_pop(L, 2);
+    }
+    CHECK(n == 30 && agree == n, "%d of %d cases agree", agree, n);
+    /* the first 4 pass, and a number for host (it becomes "5") */
+    CHECK(refused == 25, "%d refused", refused);
+    lua_close(L);
+}
+
 /* A dubbo-like endpoint: many meta entries, numbers among the values, held
  * in the endpoint's one allocation (ASan sees any write past it), sorted,
  * every byte as Lua had it, and the same JSON as before. */
@@ -364,6 +422,7 @@ main(void)
     RUN(test_text());
     RUN(test_check());
     RUN(test_lua_boundary());
+    RUN(test_lua_check_same_verdict());
     RUN(test_snapshot());
     RUN(test_set_json());
     RUN(test_json_take());

@@ -68,6 +68,15 @@ describe("scout.runtime", function()
       assert.equals("", st.changes[2].changed)
     end)
 
+    it("publishes the new zxid of a same-bytes rewrite whose data was read, not of a name-only re-listing", function()
+      update(S, {}, { { "a", json("10.0.0.1", 80), 1, true }, { "b", json("10.0.0.2", 80), 2, true } })
+      -- b's data read again with the same bytes: a new version (its mzxid), published without a diff
+      local r = update(S, {}, { { "a", json("10.0.0.1", 80), 3, false }, { "b", json("10.0.0.2", 80), 4, true } })
+      assert.equals("b", r.ids)
+      assert.equals(4, r.up[1].zxid)
+      assert.equals(1, #st.changes)          -- the content did not change: no on_change
+    end)
+
     it("reports changed content as a change, and svc.endpoints shows the new version", function()
       st.peek = true
       update(S, {}, { { "a", json("10.0.0.1", 80), 1 }, { "b", json("10.0.0.2", 80), 2 } })

@@ -4,7 +4,7 @@
 -- (the agent does not even read it), so weight and meta can only be carried by the JSON form.
 
 local type = type
-local find = string.find
+local byte = string.byte
 
 local E = require "scout.util.endpoint"
 
@@ -30,9 +30,12 @@ local function decode_json(name, data)
   local weight
   weight, err = E.weight(t.weight, DEFAULT_WEIGHT)
   if not weight then return nil, err end
-  local meta
-  meta, err = E.meta_from_json(t.meta)
-  if not meta then return nil, err end
+  local meta, m = nil, t.meta
+  if m ~= nil and m ~= E.null then
+    -- no meta: the shared EMPTY_META (E.new), not a new empty table per child that the runtime swaps for it
+    meta, err = E.meta_from_json(m)
+    if not meta then return nil, err end
+  end
   local status = t.status
   if status == nil or status == E.null then
     status = "up"
@@ -50,7 +53,7 @@ function M.decode(name, data)
   if type(data) ~= "string" then return nil, "data is not a string" end
   local body = E.trim(data)
   if body == "" then return nil, "empty data" end
-  if find(body, "^{") then return decode_json(name, body) end
+  if byte(body, 1) == 123 then return decode_json(name, body) end   -- "{"
   host, port = split_hostport(body)
   if not host then return nil, port end
   return E.new(name, host, port, DEFAULT_WEIGHT)

@@ -44,13 +44,23 @@ M.MAX_WEIGHT = 2147483647  -- Java int, what dubbo and Curator can carry
 
 local MAX_HOST = 255
 
+-- the bytes a host may hold (what endpoint.c's host_valid allows too)
+local HOST_BYTE = {}
+for c in ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%"):gmatch(".") do
+  HOST_BYTE[byte(c)] = true
+end
+
 -- host: hostname, IPv4, IPv6 (without brackets, optional %zone). Characters only; no DNS-level checking.
 function M.host(h)
   if type(h) ~= "string" then return nil, "host is not a string" end
   local n = #h
   if n == 0 then return nil, "empty host" end
   if n > MAX_HOST then return nil, "host too long" end
-  if find(h, "[^%w%.%-_:%%]") then return nil, "bad host" end
+  -- [%w%.%-_:%%] byte by byte: compiled, where find's class pattern is not (LuaJIT's %w is ASCII, as here); a sync
+  -- checks a host per child
+  for k = 1, n do
+    if not HOST_BYTE[byte(h, k)] then return nil, "bad host" end
+  end
   return h
 end
 
@@ -148,6 +158,8 @@ end
 -- "host:port" or "[v6]:port" -> host, port. Bare IPv6 without brackets is ambiguous and rejected.
 function M.split_hostport(s)
   if type(s) ~= "string" then return nil, "bad address" end
+  -- both forms need a colon: a name like "ep-1" (plain's ids, asked twice a child in a sync) skips the patterns
+  if not find(s, ":", 1, true) then return nil, "bad address" end
   local host, port
   if sub(s, 1, 1) == "[" then
     host, port = match(s, "^%[([^%]]*)%]:([^:]*)$")
