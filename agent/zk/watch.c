@@ -134,9 +134,13 @@ schedule(scout_watch_t *w, scout_event_kind_t kind, const char *child)
 static void
 on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    scout_watch_t *w = t->data;
     (void)loop;
     (void)revents;
-    scout_watch_read_dirty(t->data);
+
+    free(w->delay);             /* fired, so inactive: nothing waits now */
+    w->delay = NULL;
+    scout_watch_read_dirty(w);
 }
 
 int
@@ -148,8 +152,11 @@ scout_watch_delay_armed(const scout_watch_t *w)
 void
 scout_watch_delay_stop(scout_watch_t *w)
 {
-    if (w->delay != NULL)
+    if (w->delay != NULL) {
         ev_timer_stop(w->loop, &w->delay->timer);
+        free(w->delay);
+        w->delay = NULL;
+    }
 }
 
 void

@@ -11,9 +11,11 @@
 
 #include "zk/watch.h"
 
-/* The delayed read: its timer and when it fires.  Allocated the first time
- * a read is delayed (a delay hook, a reload, a new session's jitter) and
- * kept: most watches never wait, and inline it cost 56 bytes each. */
+/* The delayed read: its timer and when it fires.  Allocated while a read
+ * waits (a delay hook, a reload, a new session's jitter), freed when it
+ * fires or is stopped: at rest no watch waits, and inline it cost 56
+ * bytes each (kept after the first wait, every watch would hold one: the
+ * first session's jitter delays them all). */
 typedef struct {
     ev_timer                timer;
     double                  deadline;       /* ev_now() when it fires    */
@@ -30,7 +32,7 @@ struct scout_watch_s {
     const scout_watch_cb_t *cb;
     void                   *ud;
     scout_service_stats_t  *stats;
-    scout_watch_delay_t    *delay;          /* NULL until a read waits   */
+    scout_watch_delay_t    *delay;          /* NULL unless a read waits  */
     ev_timer                resync;         /* anti-entropy re-list      */
     double                  last_read;      /* ev_now() of last read     */
     uint64_t                next_req;
