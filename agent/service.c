@@ -308,8 +308,7 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
     if (s == NULL)
         goto oom;
     s->name = strdup(conf->name);
-    s->path = strdup(conf->path);
-    if (s->name == NULL || s->path == NULL)
+    if (s->name == NULL)
         goto oom;
     s->idx = idx;
     s->needs_data = conf->needs_data;
@@ -323,6 +322,7 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
                                &s->stats, err);
     if (s->watch == NULL)
         goto fail;
+    s->path = scout_watch_path(s->watch);
     scout_watch_set_anti_entropy(s->watch, conf->anti_entropy_ms);
     s->has_sources = conf->has_sources != 0;
     s->anti_entropy_ms = conf->anti_entropy_ms;
@@ -404,7 +404,6 @@ scout_service_free(scout_service_t *s)
     free(s->last_error);
     free(s->degraded);
     free(s->name);
-    free(s->path);
     free(s);
 }
 

@@ -39,7 +39,9 @@ typedef struct {
 
 struct scout_service_s {
     char                    *name;
-    char                    *path;
+    const char              *path;         /* the watch's string (NULL
+                                              until it exists): a copy
+                                              was 32 bytes a service   */
     char                    *settings;     /* JSON for shm readers, made
                                               on first use (NULL: not yet) */
     scout_rcbuf_t           *explain;      /* /v1/explain's answer, made on

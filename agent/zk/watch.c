@@ -617,6 +617,12 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
     return w;
 }
 
+const char *
+scout_watch_path(const scout_watch_t *w)
+{
+    return w->path;
+}
+
 /* Retired watches: ZooKeeper keeps their (fn, ctx) until they fire or the
  * session ends, and 3.8's C client cannot remove them; but that context is
  * the session, and events find watches through the path index, which a

@@ -3,8 +3,9 @@
  * structs.  There is one watch (zk/watch) and one service per path, 10,000
  * at scale: fields only a failing service, a service whose sources move or
  * a delayed read use live in side structs (the delayed read's only while a
- * read waits: the first session's jitter delays every watch once), and the
- * flags share a word.  Each struct must stay one malloc chunk of the size
+ * read waits: the first session's jitter delays every watch once), the
+ * flags share a word, and the path is one string (the service and the
+ * path index borrow the watch's).  Each struct must stay one malloc chunk of the size
  * below (glibc: request + 8 rounded up to 16): 432 bytes for a watch (512
  * with its delayed-read timer inline) and 320 for a service (480 with its
  * retry and reap timers inline), 2.4 MB at 10,000 services.
@@ -15,6 +16,7 @@
 #include "testing.h"
 #include "scout.h"
 #include "zk/watch_int.h"
+#include "zk/watch_index.h"
 #include "service_int.h"
 
 /* glibc's chunk for a request of n bytes (64-bit) */
@@ -100,11 +102,60 @@ test_delay_only_while_waiting(void)
     ev_loop_destroy(loop);
 }
 
+static unsigned delays_asked;
+
+static int
+count_delay(void *ud, const scout_event_t *ev)
+{
+    (void)ud;
+    (void)ev;
+    delays_asked++;
+    return 0;
+}
+
+/* The path index borrows a watch's own path string as its key: when that
+ * watch goes and another watches the same path (a reload's old and new
+ * service), the key moves to the other's string, and events on the path
+ * still find it. */
+static void
+test_index_key_outlives_its_watch(void)
+{
+    static const scout_watch_cb_t cb = { NULL, count_delay, on_update };
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    scout_session_opts_t opts = { "127.0.0.1:1", 10000, NULL, NULL };
+    scout_service_stats_t stats = { 0 };
+    char err[SCOUT_ERR_LEN] = "";
+    scout_session_t *session = scout_session_new(loop, &opts, on_state, NULL,
+                                                 err);
+    scout_watch_t *first, *second;
+
+    CHECK(session != NULL, "%s", err);
+    if (session == NULL)
+        return;
+    first = scout_watch_new(loop, session, "/svc/shared", &cb, NULL, &stats,
+                            err);
+    second = scout_watch_new(loop, session, "/svc/shared", &cb, NULL, &stats,
+                             err);
+    CHECK(first != NULL && second != NULL, "%s", err);
+    if (first == NULL || second == NULL)
+        return;
+    scout_watch_free(first);            /* the key's owner */
+    delays_asked = 0;
+    scout_watch_on_parent_event(NULL, ZOO_CHILD_EVENT, ZOO_CONNECTED_STATE,
+                                "/svc/shared", session);
+    CHECK(delays_asked == 1, "the event reached %u watches", delays_asked);
+    scout_session_close(session);
+    scout_watch_free(second);
+    scout_session_free(session);
+    ev_loop_destroy(loop);
+}
+
 int
 main(void)
 {
     RUN(test_watch_footprint());
     RUN(test_service_footprint());
     RUN(test_delay_only_while_waiting());
+    RUN(test_index_key_outlives_its_watch());
     return test_summary();
 }
