@@ -182,14 +182,13 @@ judge(scout_service_t *s)
         s->backing_off = 1;
         /* Deliver the same changes again later even if ZooKeeper stays
          * quiet: the hook may depend on something that recovers. */
-        ev_timer_stop(s->loop, &s->retry);
-        ev_timer_set(&s->retry, wait, 0.);
-        ev_timer_start(s->loop, &s->retry);
+        scout_service_retry_arm(s, wait);
         if (s->retry_s < 30.0)
             s->retry_s *= 2;
         return;
     }
-    ev_timer_stop(s->loop, &s->retry);
+    if (s->timers != NULL)
+        ev_timer_stop(s->loop, &s->timers->retry);
     after = 0;
     s->stats.hook_backoffs += (uint64_t)up.spared;
     if (up.degraded != NULL && up.reweigh_ms <= 0) {
@@ -205,10 +204,8 @@ judge(scout_service_t *s)
     /* a warm-up ramp moves on without events */
     if (up.reweigh_ms > 0 && (after == 0 || up.reweigh_ms / 1000.0 < after))
         after = up.reweigh_ms / 1000.0;
-    if (after > 0) {
-        ev_timer_set(&s->retry, after, 0.);
-        ev_timer_start(s->loop, &s->retry);
-    }
+    if (after > 0)
+        scout_service_retry_arm(s, after);
     s->from_snapshot = 0;       /* ZooKeeper's own listing now stands */
     s->fresh_at = ev_now(s->loop);
     scout_cache_commit(c);
@@ -264,6 +261,39 @@ on_retry(struct ev_loop *loop, ev_timer *t, int revents)
         scout_service_refresh(s);
 }
 
+scout_service_timers_t *
+scout_service_timers(scout_service_t *s)
+{
+    if (s->timers != NULL)
+        return s->timers;
+    if ((s->timers = calloc(1, sizeof(*s->timers))) == NULL) {
+        scout_log(SCOUT_LOG_ERROR, "service", "%s: out of memory for its "
+                  "timers", s->name);
+        return NULL;
+    }
+    ev_init(&s->timers->retry, on_retry);
+    s->timers->retry.data = s;
+    return s->timers;
+}
+
+void
+scout_service_retry_arm(scout_service_t *s, double after)
+{
+    scout_service_timers_t *t = scout_service_timers(s);
+
+    if (t == NULL)
+        return;
+    ev_timer_stop(s->loop, &t->retry);
+    ev_timer_set(&t->retry, after, 0.);
+    ev_timer_start(s->loop, &t->retry);
+}
+
+int
+scout_service_retry_armed(const scout_service_t *s)
+{
+    return s->timers != NULL && ev_is_active(&s->timers->retry);
+}
+
 static const scout_watch_cb_t watch_cb = {
     needs_data_cb, scout_service_delay, on_update
 };
@@ -278,8 +308,7 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
     if (s == NULL)
         goto oom;
     s->name = strdup(conf->name);
-    s->path = strdup(conf->path);
-    if (s->name == NULL || s->path == NULL)
+    if (s->name == NULL)
         goto oom;
     s->idx = idx;
     s->needs_data = conf->needs_data;
@@ -288,16 +317,14 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
     s->policy = policy;
     s->loop = loop;
     s->retry_s = 1.0;
-    ev_init(&s->retry, on_retry);
-    s->retry.data = s;
-    scout_service_sources_init(s);
     scout_epset_init(&s->eps);
     s->watch = scout_watch_new(loop, session, conf->path, &watch_cb, s,
                                &s->stats, err);
     if (s->watch == NULL)
         goto fail;
+    s->path = scout_watch_path(s->watch);
     scout_watch_set_anti_entropy(s->watch, conf->anti_entropy_ms);
-    s->has_sources = conf->has_sources;
+    s->has_sources = conf->has_sources != 0;
     s->anti_entropy_ms = conf->anti_entropy_ms;
     if (s->has_sources && scout_service_sources_sync(s, err) != SCOUT_OK)
         goto fail;
@@ -341,7 +368,7 @@ scout_service_rebind(scout_service_t *s, scout_policy_t *policy, int idx,
     refetch = scout_cache_mark_all_pending(scout_watch_cache(s->watch)) > 0;
     /* the new VM learns every source's nodes again (and the sources it
      * wants may differ) */
-    s->has_sources = conf->has_sources;
+    s->has_sources = conf->has_sources != 0;
     scout_service_sources_rebind(s);
     if (refetch)
         scout_watch_reread(s->watch, 0);
@@ -365,10 +392,11 @@ scout_service_free(scout_service_t *s)
 {
     if (s == NULL)
         return;
-    if (s->loop != NULL)
-        ev_timer_stop(s->loop, &s->retry);
+    if (s->loop != NULL && s->timers != NULL)
+        ev_timer_stop(s->loop, &s->timers->retry);
     scout_watch_free(s->watch);
     scout_service_sources_free(s, 0);
+    free(s->timers);
     scout_epset_free(&s->eps);
     free(s->settings);
     scout_rcbuf_unref(s->explain);
@@ -376,7 +404,6 @@ scout_service_free(scout_service_t *s)
     free(s->last_error);
     free(s->degraded);
     free(s->name);
-    free(s->path);
     free(s);
 }
 

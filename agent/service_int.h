@@ -22,9 +22,26 @@ typedef struct {
     uint64_t         invalid;      /* its rules refused (a counter)   */
 } scout_source_t;
 
+/* What only a failing service or one whose sources move needs: the retry
+ * timer, the reap timer and the sources waiting to be retired.  Allocated
+ * on first use (scout_service_timers), freed with the service: inline,
+ * they cost 120 bytes a service that never fails (1.2 MB at 10,000). */
+typedef struct {
+    ev_timer                 retry;        /* ask the policy again: after
+                                              a failure, or a ramp step */
+    ev_timer                 reap;
+    scout_source_t         **dropped;      /* no longer wanted: retired on
+                                              the next loop iteration, never
+                                              inside their own watch's
+                                              callback                    */
+    int                      ndropped;
+} scout_service_timers_t;
+
 struct scout_service_s {
     char                    *name;
-    char                    *path;
+    const char              *path;         /* the watch's string (NULL
+                                              until it exists): a copy
+                                              was 32 bytes a service   */
     char                    *settings;     /* JSON for shm readers, made
                                               on first use (NULL: not yet) */
     scout_rcbuf_t           *explain;      /* /v1/explain's answer, made on
@@ -41,13 +58,7 @@ struct scout_service_s {
     scout_policy_t          *policy;
     scout_watch_t           *watch;
     scout_epset_t            eps;          /* what is published       */
-    int                      published;    /* at least once           */
-    int                      protected;    /* a drop is being held    */
-    int                      from_snapshot;/* not yet confirmed by ZK */
-    int                      policy_unseeded;/* seeded from the snapshot,
-                                                the policy not told yet */
     double                   fresh_at;     /* last known in sync      */
-    int                      disconnected; /* staleness clock running */
     uint64_t                 index;
     char                    *last_error;   /* NULL while none: 256 bytes
                                               x 10,000 services otherwise */
@@ -56,30 +67,39 @@ struct scout_service_s {
                                               (NULL: the list is whole) */
     scout_service_stats_t    stats;
     struct ev_loop          *loop;
-    ev_timer                 retry;        /* ask the policy again: after
-                                              a failure, or a ramp step */
-    double                   retry_s;      /* its back-off             */
-    int                      backing_off;  /* the whole update failed:
-                                              changes wait for the retry
-                                              timer (or a reload)      */
+    scout_service_timers_t  *timers;       /* NULL until first needed  */
+    double                   retry_s;      /* the retry's back-off     */
     scout_service_publish_fn on_publish;
     void                    *on_publish_ud;
     scout_service_publish_fn on_state;  /* same ud as on_publish */
     /* sources: the other paths the list depends on (service_source.c) */
-    int                      has_sources;  /* the codec declares some    */
     scout_source_t         **sources;      /* sorted by key              */
     int                      nsources;
-    scout_source_t         **dropped;      /* no longer wanted: retired on
-                                              the next loop iteration, never
-                                              inside their own watch's
-                                              callback                    */
-    int                      ndropped;
-    ev_timer                 reap;
     int                      anti_entropy_ms;/* for source watches too */
-    int                      primary_seen; /* its path read once         */
-    int                      rules_changed;/* a source was delivered: the
+    /* flags, one bit each (10,000 services: ints and their holes were
+     * 60 bytes a service) */
+    unsigned                 published:1;  /* at least once           */
+    unsigned                 protected:1;  /* a drop is being held    */
+    unsigned                 from_snapshot:1;/* not yet confirmed by ZK */
+    unsigned                 policy_unseeded:1;/* seeded from the snapshot,
+                                                the policy not told yet */
+    unsigned                 disconnected:1;/* staleness clock running */
+    unsigned                 backing_off:1;/* the whole update failed:
+                                              changes wait for the retry
+                                              timer (or a reload)      */
+    unsigned                 has_sources:1;/* the codec declares some    */
+    unsigned                 primary_seen:1;/* its path read once        */
+    unsigned                 rules_changed:1;/* a source was delivered: the
                                               settings may differ        */
 };
+
+/* service.c: the rarely used timers, allocated on first use (NULL: out
+ * of memory, logged); (re-)arm the retry timer to fire in `after` s (not
+ * armed when out of memory: changes then wait for the next event or a
+ * reload); is it armed. */
+scout_service_timers_t *scout_service_timers(scout_service_t *s);
+void scout_service_retry_arm(scout_service_t *s, double after);
+int  scout_service_retry_armed(const scout_service_t *s);
 
 /* service.c: judge the pending changes of the service's own path (the
  * policy sees every source delivered before). */
@@ -87,7 +107,6 @@ void scout_service_judge(scout_service_t *s);
 /* The delay of a read (the policy's delay hook or its fixed delay). */
 int  scout_service_delay(void *ud, const scout_event_t *ev);
 /* service_source.c */
-void scout_service_sources_init(scout_service_t *s);
 int  scout_service_sources_sync(scout_service_t *s, char *err);
 void scout_service_refresh(scout_service_t *s);
 void scout_service_sources_free(scout_service_t *s, int retire);

@@ -133,39 +133,38 @@ static void
 on_reap(struct ev_loop *loop, ev_timer *t, int revents)
 {
     scout_service_t *s = t->data;
+    scout_service_timers_t *tm = s->timers;
     (void)loop;
     (void)revents;
 
-    for (int i = 0; i < s->ndropped; i++)
-        source_free(s->dropped[i], 1);
-    free(s->dropped);
-    s->dropped = NULL;
-    s->ndropped = 0;
-}
-
-void
-scout_service_sources_init(scout_service_t *s)
-{
-    ev_init(&s->reap, on_reap);
-    s->reap.data = s;
+    for (int i = 0; i < tm->ndropped; i++)
+        source_free(tm->dropped[i], 1);
+    free(tm->dropped);
+    tm->dropped = NULL;
+    tm->ndropped = 0;
 }
 
 static void
 drop_later(scout_service_t *s, scout_source_t *src)
 {
-    scout_source_t **d = realloc(s->dropped,
-                                 (size_t)(s->ndropped + 1) * sizeof(*d));
+    scout_service_timers_t *t = scout_service_timers(s);
+    scout_source_t **d = t == NULL ? NULL
+        : realloc(t->dropped, (size_t)(t->ndropped + 1) * sizeof(*d));
 
     if (d == NULL) {            /* leaks the shell, never frees it early */
         scout_log(SCOUT_LOG_ERROR, "service", "%s: out of memory retiring "
                   "source %s", s->name, src->key);
         return;
     }
-    s->dropped = d;
-    s->dropped[s->ndropped++] = src;
-    if (!ev_is_active(&s->reap)) {
-        ev_timer_set(&s->reap, 0., 0.);
-        ev_timer_start(s->loop, &s->reap);
+    t->dropped = d;
+    t->dropped[t->ndropped++] = src;
+    if (ev_cb(&t->reap) == NULL) {      /* once: it may be pending */
+        ev_init(&t->reap, on_reap);
+        t->reap.data = s;
+    }
+    if (!ev_is_active(&t->reap)) {
+        ev_timer_set(&t->reap, 0., 0.);
+        ev_timer_start(s->loop, &t->reap);
     }
 }
 
@@ -266,13 +265,17 @@ done:
 void
 scout_service_sources_free(scout_service_t *s, int retire)
 {
-    if (s->loop != NULL)
-        ev_timer_stop(s->loop, &s->reap);
-    for (int i = 0; i < s->ndropped; i++)
-        source_free(s->dropped[i], retire);
-    free(s->dropped);
-    s->dropped = NULL;
-    s->ndropped = 0;
+    scout_service_timers_t *t = s->timers;
+
+    if (t != NULL) {
+        if (s->loop != NULL)
+            ev_timer_stop(s->loop, &t->reap);
+        for (int i = 0; i < t->ndropped; i++)
+            source_free(t->dropped[i], retire);
+        free(t->dropped);
+        t->dropped = NULL;
+        t->ndropped = 0;
+    }
     for (int i = 0; i < s->nsources; i++)
         source_free(s->sources[i], retire);
     free(s->sources);
@@ -359,10 +362,9 @@ scout_service_refresh(scout_service_t *s)
         scout_watch_notify(s->watch);   /* judged when its reads settle */
     else
         scout_service_judge(s);
-    if (failed && !ev_is_active(&s->retry)) {
+    if (failed && !scout_service_retry_armed(s)) {
         /* the failed batch is delivered again, backing off */
-        ev_timer_set(&s->retry, s->retry_s, 0.);
-        ev_timer_start(s->loop, &s->retry);
+        scout_service_retry_arm(s, s->retry_s);
         if (s->retry_s < 30.0)
             s->retry_s *= 2;
     }

@@ -312,7 +312,7 @@ check(scout_watch_t *w, size_t budget)
     if (!w->children_inflight && !w->exists_inflight && !w->sync_inflight) {
         w->verifying = 1;
         w->conclusive = !(w->children_dirty || w->cache.dirty
-                          || ev_is_active(&w->timer));
+                          || scout_watch_delay_armed(w));
         w->children_dirty = 1;
         scout_watch_read_dirty(w);
         if (!w->children_inflight)

@@ -293,14 +293,10 @@ scout_watch_on_pool_session(scout_session_t *session,
                     && child->needs_data)
                     scout_cache_mark_dirty(&w->cache, child);
         }
-        if (w->cache.dirty == NULL || ev_is_active(&w->timer))
+        if (w->cache.dirty == NULL || scout_watch_delay_armed(w))
             continue;
         if (new_session && jitter_ms > 0) {
-            int ms = rand() % (jitter_ms + 1);
-
-            w->deadline = ev_now(w->loop) + ms / 1000.0;
-            ev_timer_set(&w->timer, ms / 1000.0, 0.);
-            ev_timer_start(w->loop, &w->timer);
+            scout_watch_delay_arm(w, rand() % (jitter_ms + 1));
         } else {
             scout_watch_read_dirty(w);
         }

@@ -103,7 +103,7 @@ settle(scout_watch_t *w)
     }
     /* Events that arrived while reads were in flight and asked for an
      * immediate read found them busy: read now. */
-    if ((w->children_dirty || w->cache.dirty) && !ev_is_active(&w->timer))
+    if ((w->children_dirty || w->cache.dirty) && !scout_watch_delay_armed(w))
         scout_watch_read_dirty(w);
 }
 
@@ -121,25 +121,61 @@ schedule(scout_watch_t *w, scout_event_kind_t kind, const char *child)
     ms = w->cb->delay(w->ud, &ev);
     w->pending_events++;
     if (ms <= 0) {
-        ev_timer_stop(w->loop, &w->timer);
+        scout_watch_delay_stop(w);
         scout_watch_read_dirty(w);
         return;
     }
     due = now + ms / 1000.0;
-    if (ev_is_active(&w->timer) && w->deadline <= due)
+    if (scout_watch_delay_armed(w) && w->delay->deadline <= due)
         return;                 /* an earlier read already covers it */
-    ev_timer_stop(w->loop, &w->timer);
-    w->deadline = due;
-    ev_timer_set(&w->timer, ms / 1000.0, 0.);
-    ev_timer_start(w->loop, &w->timer);
+    scout_watch_delay_arm(w, ms);
 }
 
 static void
 on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    scout_watch_t *w = t->data;
     (void)loop;
     (void)revents;
-    scout_watch_read_dirty(t->data);
+
+    free(w->delay);             /* fired, so inactive: nothing waits now */
+    w->delay = NULL;
+    scout_watch_read_dirty(w);
+}
+
+int
+scout_watch_delay_armed(const scout_watch_t *w)
+{
+    return w->delay != NULL && ev_is_active(&w->delay->timer);
+}
+
+void
+scout_watch_delay_stop(scout_watch_t *w)
+{
+    if (w->delay != NULL) {
+        ev_timer_stop(w->loop, &w->delay->timer);
+        free(w->delay);
+        w->delay = NULL;
+    }
+}
+
+void
+scout_watch_delay_arm(scout_watch_t *w, int ms)
+{
+    if (w->delay == NULL) {
+        if ((w->delay = calloc(1, sizeof(*w->delay))) == NULL) {
+            scout_log(SCOUT_LOG_ERROR, "watch", "%s: out of memory for a "
+                      "delayed read: reading now", w->path);
+            scout_watch_read_dirty(w);
+            return;
+        }
+        ev_init(&w->delay->timer, on_timer);
+        w->delay->timer.data = w;
+    }
+    ev_timer_stop(w->loop, &w->delay->timer);
+    w->delay->deadline = ev_now(w->loop) + ms / 1000.0;
+    ev_timer_set(&w->delay->timer, ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->delay->timer);
 }
 
 /* ---- the parent: children and existence ------------------------------ */
@@ -579,8 +615,6 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
     scout_cache_init(&w->cache);
     scout_watch_slots_init(w, session);
     w->cache.slot_base = 4 + (strcmp(path, "/") == 0 ? 1 : w->path_len + 1);
-    ev_init(&w->timer, on_timer);
-    w->timer.data = w;
     scout_watch_resync_init(w);
     scout_watch_index_add(w);
     if (!w->indexed) {
@@ -589,6 +623,12 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
         return NULL;
     }
     return w;
+}
+
+const char *
+scout_watch_path(const scout_watch_t *w)
+{
+    return w->path;
 }
 
 /* Retired watches: ZooKeeper keeps their (fn, ctx) until they fire or the
@@ -613,6 +653,7 @@ release_dead(scout_watch_t *w)
     }
     scout_stats.zk_watches_released++;
     scout_watch_slots_free(w);
+    free(w->delay);
     free(w->path);
     free(w);
 }
@@ -631,7 +672,7 @@ scout_watch_retire(scout_watch_t *w)
     scout_watch_window_del(w);
     scout_watch_index_del(w);
     scout_watch_spread_del(w);               /* no event reaches it any more */
-    ev_timer_stop(w->loop, &w->timer);
+    scout_watch_delay_stop(w);
     ev_timer_stop(w->loop, &w->resync);
     scout_watch_acct_drop(w);   /* its watches leave the sessions' totals */
     scout_cache_free(&w->cache);
@@ -658,6 +699,7 @@ scout_watch_reap(scout_session_t *session)
         *pp = w->next_dead;
         scout_stats.zk_watches_released++;
         scout_watch_slots_free(w);
+        free(w->delay);
         free(w->path);
         free(w);
     }
@@ -672,12 +714,13 @@ scout_watch_free(scout_watch_t *w)
         return;
     scout_watch_index_del(w);
     scout_watch_spread_del(w);
-    ev_timer_stop(w->loop, &w->timer);
+    scout_watch_delay_stop(w);
     ev_timer_stop(w->loop, &w->resync);
     scout_watch_resync_del(w);
     scout_watch_window_del(w);
     scout_cache_free(&w->cache);
     scout_watch_slots_free(w);
+    free(w->delay);
     free(w->path);
     free(w);
 }
@@ -698,17 +741,13 @@ scout_watch_on_session(scout_watch_t *w, scout_session_state_t state,
         w->children_dirty = 1;
         scout_cache_mark_all_dirty(&w->cache);
         if (jitter_ms > 0) {
-            int ms = rand() % (jitter_ms + 1);
-            ev_timer_stop(w->loop, &w->timer);
-            w->deadline = ev_now(w->loop) + ms / 1000.0;
-            ev_timer_set(&w->timer, ms / 1000.0, 0.);
-            ev_timer_start(w->loop, &w->timer);
+            scout_watch_delay_arm(w, rand() % (jitter_ms + 1));
             return;
         }
     }
     /* Same session: the client re-set our watches itself; only reads that
      * failed with the connection need issuing again. */
-    if ((w->children_dirty || w->cache.dirty) && !ev_is_active(&w->timer))
+    if ((w->children_dirty || w->cache.dirty) && !scout_watch_delay_armed(w))
         scout_watch_read_dirty(w);
 }
 
@@ -718,12 +757,9 @@ scout_watch_reread(scout_watch_t *w, int delay_ms)
     double due = ev_now(w->loop) + delay_ms / 1000.0;
 
     w->children_dirty = 1;
-    if (ev_is_active(&w->timer) && w->deadline <= due)
+    if (scout_watch_delay_armed(w) && w->delay->deadline <= due)
         return;
-    ev_timer_stop(w->loop, &w->timer);
-    w->deadline = due;
-    ev_timer_set(&w->timer, delay_ms / 1000.0, 0.);
-    ev_timer_start(w->loop, &w->timer);
+    scout_watch_delay_arm(w, delay_ms);
 }
 
 scout_cache_t *

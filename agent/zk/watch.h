@@ -90,6 +90,8 @@ scout_watch_t *scout_watch_new(struct ev_loop *loop, scout_session_t *session,
                                const char *path, const scout_watch_cb_t *cb,
                                void *ud, scout_service_stats_t *stats,
                                char *err);
+/* The watched path (the watch's own string: valid until it is freed). */
+const char    *scout_watch_path(const scout_watch_t *w);
 /* Must be called after the session is closed (pending completions hold
  * pointers to the watch until then). */
 void scout_watch_free(scout_watch_t *w);

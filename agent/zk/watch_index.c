@@ -18,8 +18,11 @@
 
 #include "log.h"
 
+/* The key is the path string of one of the entry's watches (every watch
+ * leaves the index before its path is freed, and the entry borrows the
+ * next one's): a copy of each path was 32 bytes a service. */
 typedef struct path_entry_s {
-    char           *path;
+    const char     *path;
     scout_watch_t  *head;           /* watches of this path, any session */
     UT_hash_handle  hh;
 } path_entry_t;
@@ -33,11 +36,9 @@ scout_watch_index_add(scout_watch_t *w)
 
     HASH_FIND_STR(by_path, w->path, e);
     if (e == NULL) {
-        if ((e = calloc(1, sizeof(*e))) == NULL
-            || (e->path = strdup(w->path)) == NULL) {
-            free(e);
+        if ((e = calloc(1, sizeof(*e))) == NULL)
             return;             /* scout_watch_new() fails for it */
-        }
+        e->path = w->path;      /* borrowed: see path_entry_t */
         HASH_ADD_KEYPTR(hh, by_path, e->path, strlen(e->path), e);
     }
     w->next_same_path = e->head;
@@ -65,8 +66,12 @@ scout_watch_index_del(scout_watch_t *w)
     }
     if (e->head == NULL) {
         HASH_DEL(by_path, e);
-        free(e->path);
         free(e);
+    } else if (e->path == w->path) {
+        /* the key was this watch's string: borrow the next one's */
+        HASH_DEL(by_path, e);
+        e->path = e->head->path;
+        HASH_ADD_KEYPTR(hh, by_path, e->path, strlen(e->path), e);
     }
 }
 

@@ -11,6 +11,18 @@
 
 #include "zk/watch.h"
 
+/* The delayed read: its timer and when it fires.  Allocated while a read
+ * waits (a delay hook, a reload, a new session's jitter), freed when it
+ * fires or is stopped: at rest no watch waits, and inline it cost 56
+ * bytes each (kept after the first wait, every watch would hold one: the
+ * first session's jitter delays them all). */
+typedef struct {
+    ev_timer                timer;
+    double                  deadline;       /* ev_now() when it fires    */
+} scout_watch_delay_t;
+
+/* Fields are ordered by size, the flags in one word: there is one of these
+ * per watched path (10,000 at scale), and holes cost 40 bytes each. */
 struct scout_watch_s {
     struct ev_loop         *loop;
     scout_session_t        *session;
@@ -20,30 +32,15 @@ struct scout_watch_s {
     const scout_watch_cb_t *cb;
     void                   *ud;
     scout_service_stats_t  *stats;
-    ev_timer                timer;          /* delayed read              */
+    scout_watch_delay_t    *delay;          /* NULL unless a read waits  */
     ev_timer                resync;         /* anti-entropy re-list      */
-    int                     resync_ms;      /* period; 0 = off           */
-    double                  deadline;       /* ev_now() when it fires    */
-    unsigned                pending_events; /* coalesced into next read  */
     double                  last_read;      /* ev_now() of last read     */
     uint64_t                next_req;
-    unsigned                data_inflight;
-    unsigned                children_inflight:1;
-    unsigned                exists_inflight:1;
-    unsigned                sync_inflight:1;
-    unsigned                children_dirty:1;
-    unsigned                synced:1;
-    unsigned                notify:1;       /* first complete read       */
     int64_t                 floor_pzxid;    /* from the disk snapshot    */
-    unsigned                floor_rejects;
-    unsigned                dead:1;         /* retired by a reload       */
-    unsigned                indexed:1;      /* in the path index         */
-    scout_watch_t          *next_same_path;
-    scout_watch_t          *next_dead;
-    unsigned                verifying:1;    /* the list read is a check  */
-    unsigned                conclusive:1;   /* no event was pending      */
     uint64_t                sync_epoch;     /* session epoch of the last
                                                completed sync(), 0 = none */
+    scout_watch_t          *next_same_path;
+    scout_watch_t          *next_dead;
     /* Data watches spread over sessions (ZOOKEEPER-706): slot 0 is
      * `session`, the others come from the pool; a child keeps its slot.
      * The arrays point at slot0_* until the path spreads (spread.c): most
@@ -55,19 +52,33 @@ struct scout_watch_s {
     scout_session_t        *slot0_session;
     size_t                  slot0_bytes;
     size_t                 *slot0_total;
-    int                     nslots;
     scout_watch_t          *next_spread;    /* spread.c's list */
     /* antientropy.c: the queue of watches due for a check, paced by the
      * global rate; the requests one pass of this path costs (counted in
      * the global total while the period is on). */
     scout_watch_t          *ae_prev, *ae_next;
-    unsigned                ae_queued:1;
-    unsigned                ae_inpass:1;    /* a check is part-way     */
     size_t                  ae_cost;
     char                   *ae_at;          /* the next child to ask   */
     size_t                  ae_pos;         /* children passed so far  */
     /* window.c: waiting for room in the data reads' window */
     scout_watch_t          *win_prev, *win_next;
+    int                     resync_ms;      /* period; 0 = off           */
+    unsigned                pending_events; /* coalesced into next read  */
+    unsigned                data_inflight;
+    unsigned                floor_rejects;
+    int                     nslots;
+    unsigned                children_inflight:1;
+    unsigned                exists_inflight:1;
+    unsigned                sync_inflight:1;
+    unsigned                children_dirty:1;
+    unsigned                synced:1;
+    unsigned                notify:1;       /* first complete read       */
+    unsigned                dead:1;         /* retired by a reload       */
+    unsigned                indexed:1;      /* in the path index         */
+    unsigned                verifying:1;    /* the list read is a check  */
+    unsigned                conclusive:1;   /* no event was pending      */
+    unsigned                ae_queued:1;
+    unsigned                ae_inpass:1;    /* a check is part-way     */
     unsigned                win_queued:1;
 };
 
@@ -77,6 +88,11 @@ typedef struct {
     char           name[];
 } read_req_t;
 
+/* watch.c: the delayed read.  Is it armed; (re-)arm it to fire in ms
+ * (out of memory for it: read at once instead); stop it. */
+int         scout_watch_delay_armed(const scout_watch_t *w);
+void        scout_watch_delay_arm(scout_watch_t *w, int ms);
+void        scout_watch_delay_stop(scout_watch_t *w);
 /* watch.c: a request context (freed by its completion), the handle when the
  * session is connected (else NULL), and "read what is dirty now". */
 read_req_t *scout_watch_req_new(scout_watch_t *w, const char *name);

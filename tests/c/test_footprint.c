@@ -1,0 +1,161 @@
+/*
+ * test_footprint.c -- what one watched path costs in the agent's own
+ * structs.  There is one watch (zk/watch) and one service per path, 10,000
+ * at scale: fields only a failing service, a service whose sources move or
+ * a delayed read use live in side structs (the delayed read's only while a
+ * read waits: the first session's jitter delays every watch once), the
+ * flags share a word, and the path is one string (the service and the
+ * path index borrow the watch's).  Each struct must stay one malloc chunk of the size
+ * below (glibc: request + 8 rounded up to 16): 432 bytes for a watch (512
+ * with its delayed-read timer inline) and 320 for a service (480 with its
+ * retry and reap timers inline), 2.4 MB at 10,000 services.
+ */
+#include <stdio.h>
+#include <ev.h>
+
+#include "testing.h"
+#include "scout.h"
+#include "zk/watch_int.h"
+#include "zk/watch_index.h"
+#include "service_int.h"
+
+/* glibc's chunk for a request of n bytes (64-bit) */
+static size_t
+chunk(size_t n)
+{
+    return n + 8 < 32 ? 32 : (n + 8 + 15) & ~(size_t)15;
+}
+
+static void
+test_watch_footprint(void)
+{
+    CHECK(chunk(sizeof(struct scout_watch_s)) <= 432, "watch: %zu bytes, "
+          "a chunk of %zu", sizeof(struct scout_watch_s),
+          chunk(sizeof(struct scout_watch_s)));
+}
+
+static void
+test_service_footprint(void)
+{
+    CHECK(chunk(sizeof(struct scout_service_s)) <= 320, "service: %zu "
+          "bytes, a chunk of %zu", sizeof(struct scout_service_s),
+          chunk(sizeof(struct scout_service_s)));
+}
+
+static void
+on_update(void *ud)
+{
+    (void)ud;
+}
+
+static void
+on_state(void *ud, scout_session_state_t state, int new_session)
+{
+    (void)ud;
+    (void)state;
+    (void)new_session;
+}
+
+static int
+no_delay(void *ud, const scout_event_t *ev)
+{
+    (void)ud;
+    (void)ev;
+    return 0;
+}
+
+/* A delayed read holds its timer only while it waits: armed, the watch has
+ * it; fired (nothing connected: the read finds no handle), it is gone.  A
+ * stopped one is freed by scout_watch_free (ASan's leak check). */
+static void
+test_delay_only_while_waiting(void)
+{
+    static const scout_watch_cb_t cb = { NULL, no_delay, on_update };
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    scout_session_opts_t opts = { "127.0.0.1:1", 10000, NULL, NULL };
+    scout_service_stats_t stats = { 0 };
+    char err[SCOUT_ERR_LEN] = "";
+    scout_session_t *session = scout_session_new(loop, &opts, on_state, NULL,
+                                                 err);
+    scout_watch_t *w;
+    int turns = 0;
+
+    CHECK(session != NULL, "%s", err);
+    if (session == NULL)
+        return;
+    w = scout_watch_new(loop, session, "/svc/a", &cb, NULL, &stats, err);
+    CHECK(w != NULL, "%s", err);
+    if (w == NULL)
+        return;
+    CHECK(w->delay == NULL);
+    scout_watch_reread(w, 1);
+    CHECK(w->delay != NULL && scout_watch_delay_armed(w));
+    while (scout_watch_delay_armed(w) && turns++ < 10000)
+        ev_run(loop, EVRUN_ONCE);
+    CHECK(!scout_watch_delay_armed(w));
+    CHECK(w->delay == NULL, "the fired read's timer is still held");
+    scout_watch_reread(w, 60000);       /* waits until the free below */
+    CHECK(w->delay != NULL);
+    scout_session_close(session);
+    scout_watch_free(w);
+    scout_session_free(session);
+    ev_loop_destroy(loop);
+}
+
+static unsigned delays_asked;
+
+static int
+count_delay(void *ud, const scout_event_t *ev)
+{
+    (void)ud;
+    (void)ev;
+    delays_asked++;
+    return 0;
+}
+
+/* The path index borrows a watch's own path string as its key: when that
+ * watch goes and another watches the same path (a reload's old and new
+ * service), the key moves to the other's string, and events on the path
+ * still find it. */
+static void
+test_index_key_outlives_its_watch(void)
+{
+    static const scout_watch_cb_t cb = { NULL, count_delay, on_update };
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    scout_session_opts_t opts = { "127.0.0.1:1", 10000, NULL, NULL };
+    scout_service_stats_t stats = { 0 };
+    char err[SCOUT_ERR_LEN] = "";
+    scout_session_t *session = scout_session_new(loop, &opts, on_state, NULL,
+                                                 err);
+    scout_watch_t *first, *second;
+
+    CHECK(session != NULL, "%s", err);
+    if (session == NULL)
+        return;
+    first = scout_watch_new(loop, session, "/svc/shared", &cb, NULL, &stats,
+                            err);
+    second = scout_watch_new(loop, session, "/svc/shared", &cb, NULL, &stats,
+                             err);
+    CHECK(first != NULL && second != NULL, "%s", err);
+    if (first == NULL || second == NULL)
+        return;
+    scout_watch_free(first);            /* the key's owner */
+    delays_asked = 0;
+    scout_watch_on_parent_event(NULL, ZOO_CHILD_EVENT, ZOO_CONNECTED_STATE,
+                                "/svc/shared", session);
+    CHECK(delays_asked == 1, "the event reached %u watches", delays_asked);
+    scout_session_close(session);
+    scout_watch_free(second);
+    scout_session_free(session);
+    ev_loop_destroy(loop);
+}
+
+int
+main(void)
+{
+    RUN(test_watch_footprint());
+    RUN(test_service_footprint());
+    RUN(test_delay_only_while_waiting());
+    RUN(test_index_key_outlives_its_watch());
+    return test_summary();
+}
