@@ -215,70 +215,12 @@ check_str(const char *s, const char *what, size_t *total, char *why,
     return SCOUT_ERROR;
 }
 
-int
-scout_endpoint_check(const scout_endpoint_t *ep, char *why, size_t len)
+/* The rule's phrases, once: a child refused at the Lua boundary
+ * (scout_endpoint_check_parts) says what the endpoint itself would say. */
+static int
+check_fields(const char *id, const char *host, const char *status, int port,
+             int weight, char *why, size_t len)
 {
-    size_t total = 0;
-
-    if (check_str(ep->id, "id", &total, why, len) != SCOUT_OK
-        || check_str(ep->host, "host", &total, why, len) != SCOUT_OK
-        || check_str(ep->status, "status", &total, why, len) != SCOUT_OK)
-        return SCOUT_ERROR;
-    if (ep->id[0] == '\0') {
-        snprintf(why, len, "empty id");
-        return SCOUT_ERROR;
-    }
-    if (!host_valid(ep->host)) {
-        snprintf(why, len, "host \"%.64s\" is not a host name or IP "
-                 "literal", ep->host);
-        return SCOUT_ERROR;
-    }
-    if (!status_valid(ep->status)) {
-        snprintf(why, len, "status \"%.40s\" is not a short lowercase word",
-                 ep->status);
-        return SCOUT_ERROR;
-    }
-    if (ep->port < 1 || ep->port > 65535) {
-        snprintf(why, len, "port %d is not in 1-65535", ep->port);
-        return SCOUT_ERROR;
-    }
-    if (ep->weight < 0) {
-        snprintf(why, len, "weight %d is negative", ep->weight);
-        return SCOUT_ERROR;
-    }
-    if (ep->nmeta < 0 || (unsigned)ep->nmeta > SCOUT_ENDPOINT_MAX_META
-        || (ep->nmeta > 0 && ep->meta == NULL)) {
-        snprintf(why, len, "%d meta entries, over the %u limit", ep->nmeta,
-                 SCOUT_ENDPOINT_MAX_META);
-        return SCOUT_ERROR;
-    }
-    for (int j = 0; j < ep->nmeta; j++) {
-        if (check_str(ep->meta[j].key, "a meta key", &total, why, len)
-            != SCOUT_OK
-            || check_str(ep->meta[j].value, "a meta value", &total, why, len)
-               != SCOUT_OK)
-            return SCOUT_ERROR;
-        if (j > 0 && strcmp(ep->meta[j - 1].key, ep->meta[j].key) >= 0) {
-            snprintf(why, len, "meta keys not sorted and unique at \"%.64s\"",
-                     ep->meta[j].key);
-            return SCOUT_ERROR;
-        }
-    }
-    if (total > SCOUT_ENDPOINT_MAX_BYTES) {
-        snprintf(why, len, "%zu bytes of strings, over the %u limit", total,
-                 SCOUT_ENDPOINT_MAX_BYTES);
-        return SCOUT_ERROR;
-    }
-    return SCOUT_OK;
-}
-
-int
-scout_endpoint_check_parts(const char *id, const char *host,
-                           const char *status, int port, int weight,
-                           size_t total, char *why, size_t len)
-{
-    /* the same phrases as scout_endpoint_check, in the same order: a child
-     * refused at the boundary says what the endpoint itself would say */
     if (id[0] == '\0') {
         snprintf(why, len, "empty id");
         return SCOUT_ERROR;
@@ -301,12 +243,60 @@ scout_endpoint_check_parts(const char *id, const char *host,
         snprintf(why, len, "weight %d is negative", weight);
         return SCOUT_ERROR;
     }
+    return SCOUT_OK;
+}
+
+static int
+check_total(size_t total, char *why, size_t len)
+{
     if (total > SCOUT_ENDPOINT_MAX_BYTES) {
         snprintf(why, len, "%zu bytes of strings, over the %u limit", total,
                  SCOUT_ENDPOINT_MAX_BYTES);
         return SCOUT_ERROR;
     }
     return SCOUT_OK;
+}
+
+int
+scout_endpoint_check(const scout_endpoint_t *ep, char *why, size_t len)
+{
+    size_t total = 0;
+
+    if (check_str(ep->id, "id", &total, why, len) != SCOUT_OK
+        || check_str(ep->host, "host", &total, why, len) != SCOUT_OK
+        || check_str(ep->status, "status", &total, why, len) != SCOUT_OK
+        || check_fields(ep->id, ep->host, ep->status, ep->port, ep->weight,
+                        why, len) != SCOUT_OK)
+        return SCOUT_ERROR;
+    if (ep->nmeta < 0 || (unsigned)ep->nmeta > SCOUT_ENDPOINT_MAX_META
+        || (ep->nmeta > 0 && ep->meta == NULL)) {
+        snprintf(why, len, "%d meta entries, over the %u limit", ep->nmeta,
+                 SCOUT_ENDPOINT_MAX_META);
+        return SCOUT_ERROR;
+    }
+    for (int j = 0; j < ep->nmeta; j++) {
+        if (check_str(ep->meta[j].key, "a meta key", &total, why, len)
+            != SCOUT_OK
+            || check_str(ep->meta[j].value, "a meta value", &total, why, len)
+               != SCOUT_OK)
+            return SCOUT_ERROR;
+        if (j > 0 && strcmp(ep->meta[j - 1].key, ep->meta[j].key) >= 0) {
+            snprintf(why, len, "meta keys not sorted and unique at \"%.64s\"",
+                     ep->meta[j].key);
+            return SCOUT_ERROR;
+        }
+    }
+    return check_total(total, why, len);
+}
+
+int
+scout_endpoint_check_parts(const char *id, const char *host,
+                           const char *status, int port, int weight,
+                           size_t total, char *why, size_t len)
+{
+    if (check_fields(id, host, status, port, weight, why, len) != SCOUT_OK)
+        return SCOUT_ERROR;
+    return check_total(total, why, len);
 }
 
 /* ---- sets ---------------------------------------------------------------- */
