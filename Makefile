@@ -134,6 +134,13 @@ fuzz:
 	cd $(BUILD)/fuzz && ./fuzz_snapshot -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 	        -artifact_prefix=./ corpus
 
+# Memcheck over the C unit tests and the agent under a few integration tests (tests/valgrind.sh): any
+# invalid access, uninitialised value used or definite leak fails it.  About 5-8 minutes on 2 cores.
+.PHONY: valgrind
+valgrind: setup
+	@$(MAKE) --no-print-directory all tests-c
+	@tests/valgrind.sh
+
 setup:
 	@scripts/setup.sh
 
