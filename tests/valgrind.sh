@@ -25,13 +25,12 @@ read -ra extra <<<"${VG_FLAGS:-}"
 VG=(valgrind --tool=memcheck --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
     --show-leak-kinds=definite --num-callers=30 --suppressions="$SUPP" "${extra[@]}")
 # The integration tests picked (MODULE or MODULE:NAME_SUBSTRING): the agent starts, syncs, serves blocking queries
-# and takes changes (discovery), reloads good and bad policies (reload, bad_reload), meets hooks that raise or hit
-# their budget or heap cap (hooks:raise, hook_backoff), restarts from its disk snapshot (coldstart), renders a file
+# and takes changes (discovery), reloads good and bad policies (reload, bad_reload), meets hooks that raise, loop or
+# hit their budget or heap cap (hooks, hook_backoff), restarts from its disk snapshot (coldstart), renders a file
 # and runs its command on a writer thread (render:once_per_real_change), registers and deregisters
-# (register:sigterm); every agent is stopped with SIGTERM and frees everything. Not test_hooks' loop tests: a 50 ms
-# budget can stop a first require() half-way under valgrind, and the module stays broken (a later error, not a
-# timeout). Not the scale tests (3,000 endpoints).
-IT_TESTS=${VG_IT_TESTS:-"test_discovery.py test_reload.py test_bad_reload.py test_hooks.py:raise test_hook_backoff.py
+# (register:sigterm); every agent is stopped with SIGTERM and frees everything. Not the scale tests (3,000
+# endpoints), nor test_api's chash pick, whose 1 s selector budget the slowdown itself exceeds.
+IT_TESTS=${VG_IT_TESTS:-"test_discovery.py test_reload.py test_bad_reload.py test_hooks.py test_hook_backoff.py
   test_coldstart.py test_render.py:once_per_real_change test_register.py:sigterm"}
 
 logs=$(mktemp -d /tmp/scout-vg-XXXXXX)
