@@ -135,7 +135,8 @@ fuzz:
 	        -artifact_prefix=./ corpus
 
 # Memcheck over the C unit tests and the agent under a few integration tests (tests/valgrind.sh): any
-# invalid access, uninitialised value used or definite leak fails it.  About 5-8 minutes on 2 cores.
+# invalid access, uninitialised value used or definite leak fails it.  4 minutes on a quiet 2-core
+# machine, 13 at load 12-20.
 .PHONY: valgrind
 valgrind: setup
 	@$(MAKE) --no-print-directory all tests-c

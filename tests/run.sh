@@ -118,8 +118,8 @@ suite_c() {
 
 # The C unit tests under valgrind's memcheck (tests/valgrind.sh c, SCOUT_TEST_QUICK=1): its count line sums the
 # binaries' tests, and a binary with a valgrind error (invalid access, uninitialised value used, definite leak)
-# counts one failure more. Not in the default SUITES: 74 s of CPU, 58 s of wall clock on a quiet 2-core machine
-# (load 2) but 4-5 minutes at load 8-20. `make valgrind` runs it, and the agent under memcheck.
+# counts one failure more. Not in the default SUITES: 74 s of CPU, 58-91 s of wall clock on a quiet 2-core machine
+# (load 1.4-4) but 4-5 minutes at load 8-20. `make valgrind` runs it, and the agent under memcheck.
 suite_c-valgrind() {
   run_counted c-valgrind tests/valgrind.sh c
 }
