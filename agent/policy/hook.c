@@ -359,6 +359,54 @@ cpu_start(int64_t now, int64_t budget)
     return ref_cpu + (now - ref_wall);
 }
 
+/* A require() stopped half-way by the budget or the heap cap leaves
+ * LuaJIT's "loading" mark in package.loaded, and every later require of
+ * that module fails with "loop or previous error loading module" for the
+ * VM's life: valgrind's slowdown stopped the runtime's first require of
+ * scout.route, and /v1/explain failed until a restart.  The call has
+ * unwound, so no load is in progress: the marks go.  The mark is a light
+ * userdata that GC64 builds show as a number, so it is learnt once per VM,
+ * from a load that fails on purpose, and kept in the registry. */
+#define LOADING_MARK "scout.loading_mark"
+static const char learn_mark[] =
+    "local n = 'scout.loading-mark-probe' "
+    "package.preload[n] = function() error('') end "
+    "pcall(require, n) local m = package.loaded[n] "
+    "package.loaded[n], package.preload[n] = nil, nil return m";
+
+static void
+clear_stopped_requires(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, LOADING_MARK);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        if (luaL_loadstring(L, learn_mark) != 0
+            || lua_pcall(L, 0, 1, 0) != 0) {
+            lua_pop(L, 1);
+            return;
+        }
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, LOADING_MARK);
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    if (lua_isnil(L, -2) || !lua_istable(L, -1)) {
+        lua_pop(L, 2);
+        return;
+    }
+    lua_pushnil(L);                             /* mark, loaded, key */
+    while (lua_next(L, -2) != 0) {
+        if (lua_rawequal(L, -1, -4)) {
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            lua_pushnil(L);
+            lua_rawset(L, -4);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 2);
+}
+
 int
 scout_hook_pcall_wall(lua_State *L, int nargs, int nresults, int budget_ms,
                       int wall_ms, int *timed_out)
@@ -390,6 +438,8 @@ scout_hook_pcall_wall(lua_State *L, int nargs, int nresults, int budget_ms,
     if (expired)
         lua_sethook(L, NULL, 0, 0);
     *timed_out = expired ? 1 : 0;
+    if (*timed_out || mem_refused)
+        clear_stopped_requires(L);
     if (rc != 0) {
         scout_stats.hook_errors++;
         if (*timed_out)

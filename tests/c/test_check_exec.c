@@ -102,7 +102,8 @@ test_exec_status(void)
     c = mk(&r, SCOUT_CHECK_EXEC, cmd, 30, 2000, 1, 1);
     CHECK(RUN_UNTIL(strcmp(scout_check_reason(c), "exec exited 1") == 0, 3),
           "false: %s", scout_check_reason(c));
-    CHECK(RUN_UNTIL(lines_in(runs) >= 3, 3), "runs: %d", lines_in(runs));
+    /* generous: each run forks a shell, slow under valgrind on a busy host */
+    CHECK(RUN_UNTIL(lines_in(runs) >= 3, 15), "runs: %d", lines_in(runs));
     CHECK(r.n == 0 && !scout_check_up(c), "false stays down");
     scout_check_free(c);
     unlink(runs);

@@ -10,6 +10,8 @@ import http.client
 import json
 import os
 import random
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -20,10 +22,15 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 SCOUT_BIN = os.environ.get("SCOUT_BIN", os.path.join(ROOT, "build", "scout"))
+# SCOUT_WRAP: a command the agent runs under ("valgrind --error-exitcode=99 ...", tests/valgrind.sh); its
+# waits are then SCOUT_TIMEOUT_SCALE times longer (valgrind runs the agent 20-50x slower).
+SCOUT_WRAP = shlex.split(os.environ.get("SCOUT_WRAP", ""))
+TIMEOUT_SCALE = float(os.environ.get("SCOUT_TIMEOUT_SCALE", "1"))
 
 _live = set()
 _dirs = []          # removed at exit: tests read logs after stopping an agent
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+VALGRIND_ERRORS = re.compile(r"^==\d+== ERROR SUMMARY: [1-9]", re.M)
 
 
 def _stop_all():
@@ -71,7 +78,7 @@ def free_port():
 
 def wait_until(fn, timeout=30.0, interval=0.05, what="condition"):
     """Poll fn() until it returns a truthy value; generous timeouts, never a speed assertion."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * TIMEOUT_SCALE
     last = None
     while time.monotonic() < deadline:
         try:
@@ -81,7 +88,7 @@ def wait_until(fn, timeout=30.0, interval=0.05, what="condition"):
         except (OSError, http.client.HTTPException, ValueError) as e:
             last = e
         time.sleep(interval)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
+    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout * TIMEOUT_SCALE, what, last))
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -107,7 +114,7 @@ class Scout:
         self.api = api or "127.0.0.1:%d" % free_port()
         self.zk = zk
         self.log_file = os.path.join(self.dir, "scout.log")
-        self.args = [SCOUT_BIN, "run", "-c", self.policy_file, "--zk", zk, "--api", self.api]
+        self.args = SCOUT_WRAP + [SCOUT_BIN, "run", "-c", self.policy_file, "--zk", zk, "--api", self.api]
         if log_level is not None:                  # None: the policy's agent { log_level } decides
             self.args += ["--log-level", log_level]
         self.args += list(extra_args)
@@ -131,7 +138,7 @@ class Scout:
             try:
                 self.proc.send_signal(signal.SIGCONT)
                 self.proc.send_signal(sig)
-                self.proc.wait(timeout=timeout)
+                self.proc.wait(timeout=timeout * TIMEOUT_SCALE)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -145,6 +152,8 @@ class Scout:
         for marker in SANITIZER_MARKERS:
             if marker in log:
                 raise AssertionError("scout log has %r:\n%s" % (marker, log[-4000:]))
+        if VALGRIND_ERRORS.search(log):
+            raise AssertionError("valgrind reported errors:\n%s" % log[-8000:])
         if sig == signal.SIGTERM and rc not in (0, None):
             raise AssertionError("scout exited %d on SIGTERM:\n%s" % (rc, log[-2000:]))
         return rc
