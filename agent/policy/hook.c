@@ -42,6 +42,8 @@ static volatile sig_atomic_t  expired;
 static int                    current_budget;
 static struct ev_loop        *idle_loop;    /* where disarm_w runs        */
 static ev_prepare             disarm_w;
+static ev_check               polled_w;     /* the loop's wait has ended  */
+static volatile sig_atomic_t  polling;      /* between the two: waiting   */
 
 /* The heap cap of one VM: LuaJIT's allocator wrapped. */
 struct scout_hook_mem_s {
@@ -135,11 +137,21 @@ disarm_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)w;
     (void)revents;
 
+    polling = 1;    /* the last prepare: an alarm from here on wakes it */
     if (!timer_armed || armed_L != NULL)
         return;
     memset(&its, 0, sizeof(its));
     timer_armed = 0;
     timer_settime(budget_timer, 0, &its, NULL);
+}
+
+static void
+polled_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    polling = 0;
 }
 
 /* The timer is armed lazily and not disarmed after a call, only before the
@@ -155,6 +167,8 @@ on_alarm(int sig)
     (void)sig;
 
     scout_stats.hook_alarms++;  /* the loop's thread only: see above */
+    if (polling)                /* what disarm_cb is there to prevent */
+        scout_stats.hook_idle_alarms++;
     timer_armed = 0;
     if (L == NULL)
         return;
@@ -209,6 +223,8 @@ scout_hook_fini(void)
     if (idle_loop != NULL) {
         ev_ref(idle_loop);
         ev_prepare_stop(idle_loop, &disarm_w);
+        ev_ref(idle_loop);
+        ev_check_stop(idle_loop, &polled_w);
         idle_loop = NULL;
     }
     if (timer_ok)
@@ -226,6 +242,10 @@ scout_hook_attach(struct ev_loop *loop)
     ev_set_priority(&disarm_w, EV_MINPRI);
     ev_prepare_start(loop, &disarm_w);
     ev_unref(loop);             /* it never keeps the loop running */
+    ev_check_init(&polled_w, polled_cb);
+    ev_set_priority(&polled_w, EV_MAXPRI);
+    ev_check_start(loop, &polled_w);
+    ev_unref(loop);
 }
 
 /* Where the policy was when the cap refused: the innermost Lua frame.
