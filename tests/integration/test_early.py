@@ -247,6 +247,14 @@ class Early(unittest.TestCase):
             self.assertEqual(sum(1 for s in listed.values() if s["name"].startswith("m") and s["endpoints"] == 2
                                  and s["state"] == "stale"), many)
             self.assertEqual(agent.ids("alpha"), ["127.0.0.1:%d" % (7000 + p) for p in range(3)])
+            # the last iteration is the outputs and the API alone: the early server's freeing, the side file for
+            # the next start and the heap's steps come one per later iteration, after the loaded agent serves
+            wait_until(lambda: "after the hand-over:" in agent.log(), what="the steps after the hand-over")
+            log = agent.log()
+            after = re.search(r"after the hand-over: (\d+) steps in later iterations", log)
+            self.assertIsNotNone(after, log[-3000:])
+            self.assertEqual(int(after.group(1)), 5)
+            self.assertLess(log.index("the loaded agent serves"), after.start())
             self.assertEqual(agent.stop(), 0)
             if int(m.group(4)) > 0:
                 break                   # a request came between two slices and the early server answered it
