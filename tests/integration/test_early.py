@@ -351,6 +351,35 @@ class Early(unittest.TestCase):
         wait_until(lambda: "the loaded agent serves" in third.log(), what="hand-over")
         self.assertEqual(third.stop(), 0)
 
+    def test_an_early_start_leaves_the_side_file_beside_its_next_snapshot(self):
+        """After an early start the side file for the next snapshot is made in a step after the hand-over (not in its
+        last iteration): the writer thread still writes it beside the next snapshot, so the start after that one is
+        early again, with that snapshot."""
+        self.first_run()
+        side = os.path.join(self.cache, "scout.snapshot.policy")
+        with open(side, "rb") as f:
+            before = f.read()
+        second = self.agent()
+        wait_until(lambda: "after the hand-over:" in second.log(), what="the steps after the hand-over")
+        self.assertIn("serving the disk snapshot", second.log())
+        self.kz.create("/early/alpha/127.0.0.1:7003")
+        wait_until(lambda: len(second.ids("alpha")) == 4, what="the fourth alpha endpoint")
+
+        def rewritten():
+            with open(side, "rb") as f:
+                return f.read() != before
+        wait_until(rewritten, what="the side file beside the new snapshot")
+        self.assertEqual(second.stop(), 0)
+        self.zk.stop_node(1)
+        third = self.agent(gate=True)
+        wait_until(lambda: _answers(third, "/v1/services/alpha"), what="early answer")
+        self.assertIn("serving the disk snapshot", third.log())
+        self.assertEqual(sorted(e["id"] for e in third.endpoints("alpha")[0]),
+                         ["127.0.0.1:%d" % (7000 + p) for p in range(4)])
+        self.release()
+        wait_until(lambda: "the loaded agent serves" in third.log(), what="hand-over")
+        self.assertEqual(third.stop(), 0)
+
     def test_after_a_reload_the_side_file_names_the_new_policy(self):
         self.kz.ensure_path("/early/alpha")
         self.kz.create("/early/alpha/127.0.0.1:7000")
