@@ -14,10 +14,13 @@
  * the sessions are made, and the services built, each seeded from its list
  * as it is made (a move).  Both in slices of at most 2 ms or 128 services,
  * one per loop iteration (an ev_check after the poll, an ev_idle so the
- * poll does not block), the early server answering between them.  Then,
- * in one iteration, the rest of a normal start (the disk snapshot, the
- * outputs) and the API adopts the early server (scout_http_set_handler)
- * and answers what it parked.  Ordering with ZooKeeper: a session may
+ * poll does not block), the early server answering between them (and,
+ * in one of them, the name index's order sorted).  Then, in one
+ * iteration, the rest of a normal start (the disk snapshot, the outputs)
+ * and the API adopts the early server (scout_http_set_handler) and
+ * answers what it parked; what only the next start or nobody waits for
+ * (the side file, the early server's memory) comes in later iterations,
+ * one step each (agent_side.c).  Ordering with ZooKeeper: a session may
  * connect between two building slices, but a service is seeded in the
  * slice that builds it, before it can send a read, and one built on a
  * connected session starts as a reload's new service does: its first
