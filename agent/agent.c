@@ -538,13 +538,15 @@ scout_agent_finish_end(scout_agent_t *a, char *err)
     double t0 = a->t0, t_policy = a->t_policy, t_services, t_snapshot;
     double c0 = a->c0, c_policy = a->c_policy, c_services, c_snapshot;
 
-    a->by_name = malloc((size_t)(a->nservices ? a->nservices : 1)
-                        * sizeof(*a->by_name));
-    if (a->by_name == NULL) {
-        snprintf(err, SCOUT_ERR_LEN, "out of memory");
-        goto fail;
+    if (a->by_name == NULL) {   /* (an early start sorted it in a slice) */
+        a->by_name = malloc((size_t)(a->nservices ? a->nservices : 1)
+                            * sizeof(*a->by_name));
+        if (a->by_name == NULL) {
+            snprintf(err, SCOUT_ERR_LEN, "out of memory");
+            goto fail;
+        }
+        scout_agent_index_by_name(a->by_name, a->services, a->nservices);
     }
-    scout_agent_index_by_name(a->by_name, a->services, a->nservices);
     t_services = scout_now_ms();
     c_services = scout_agent_cpu_ms();
     if (a->conf.cache_dir != NULL) {
@@ -613,8 +615,9 @@ scout_agent_finish_end(scout_agent_t *a, char *err)
               c0, scout_agent_cpu_ms() - c0, c_policy - c0,
               c_services - c_policy,
               c_snapshot - c_services);
-    scout_log(SCOUT_LOG_DEBUG, "agent", "start: %zu MB of heap made resident "
-              "in steps", scout_heap_populate_stop() >> 20);
+    if (a->loader == NULL)      /* (an early start's: later, agent_early.c) */
+        scout_log(SCOUT_LOG_DEBUG, "agent", "start: %zu MB of heap made "
+                  "resident in steps", scout_heap_populate_stop() >> 20);
     return SCOUT_OK;
 
 fail:

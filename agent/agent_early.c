@@ -14,10 +14,13 @@
  * the sessions are made, and the services built, each seeded from its list
  * as it is made (a move).  Both in slices of at most 2 ms or 128 services,
  * one per loop iteration (an ev_check after the poll, an ev_idle so the
- * poll does not block), the early server answering between them.  Then,
- * in one iteration, the rest of a normal start (the disk snapshot, the
- * outputs) and the API adopts the early server (scout_http_set_handler)
- * and answers what it parked.  Ordering with ZooKeeper: a session may
+ * poll does not block), the early server answering between them (and,
+ * in one of them, the name index's order sorted).  Then, in one
+ * iteration, the rest of a normal start (the disk snapshot, the outputs)
+ * and the API adopts the early server (scout_http_set_handler) and
+ * answers what it parked; what only the next start or nobody waits for
+ * (the side file, the early server's memory) comes in later iterations,
+ * one step each (agent_side.c).  Ordering with ZooKeeper: a session may
  * connect between two building slices, but a service is seeded in the
  * slice that builds it, before it can send a read, and one built on a
  * connected session starts as a reload's new service does: its first
@@ -38,7 +41,7 @@
  * start (said in the log): a pre-scan of the policy's text would guess.
  */
 #include "agent.h"
-#include "agent_int.h"
+#include "agent_early_int.h"
 
 #include <malloc.h>
 #include <pthread.h>
@@ -62,124 +65,6 @@
 #define SEED_SLICE_NS  (2 * 1000 * 1000)
 #define SEED_SLICE_MAX 128
 
-struct loader {
-    pthread_t thread;
-    ev_async  done;
-    ev_check  seed;         /* one slice per iteration, after the poll */
-    ev_idle   spin;         /*   and the poll does not block meanwhile */
-    scout_persist_stage_t *stage;   /* the lists decoded, until seeded */
-    int       staged;       /* the hand-over loads the snapshot (stage
-                               NULL then: refused, said in the log) */
-    int       building;     /* decoded: the services are being built */
-    int       slices;       /* building's, and its longest, ms */
-    int       on_connected; /* services built on a connected session */
-    double    longest_ms, total_ms;
-    unsigned  answered0;    /* the early server's count when it began */
-    char      file[4096];   /* the snapshot's, for the log */
-    sigset_t  loop_mask;    /* the loop thread's, restored after the load */
-    int       running;      /* the thread is not joined yet */
-    int       loaded;       /* done's callback ran */
-    int       rc;
-    char      err[SCOUT_ERR_LEN];
-};
-
-static void
-inputs(const scout_agent_t *a, scout_snapside_inputs_t *in)
-{
-    in->zk = a->opts.zk;
-    in->zk_env = getenv("SCOUT_ZK");
-    in->api = a->opts.api;
-    in->cache_dir = a->opts.cache_dir;
-    in->lua_dir = a->opts.lua_dir;
-    in->lua_dir_env = getenv("SCOUT_LUA_DIR");
-    in->lua_path_env = getenv("LUA_PATH");
-    in->listen = a->conf.api_listen;
-}
-
-/* The side file's bytes for the running policy (snapshot checksum 0:
- * persist.c puts the real one in), or NULL when there is none to make. */
-static char *
-side_encode(scout_agent_t *a, size_t *len)
-{
-    char err[SCOUT_ERR_LEN], **files = NULL;
-    const char **names = NULL, **paths = NULL;
-    scout_snapside_inputs_t in;
-    char *buf = NULL;
-    int nfiles = 0;
-
-    if (a->persist == NULL || a->conf.api_listen == NULL
-        || a->opts.cache_dir == NULL)
-        return NULL;            /* early serving needs --cache-dir: above */
-    inputs(a, &in);
-    if (scout_policy_files(a->policy, a->opts.policy_file, &files, &nfiles,
-                           err) != SCOUT_OK
-        || scout_snapside_fingerprint(&in, (const char *const *)files,
-                                      nfiles, &a->fp, err) != SCOUT_OK) {
-        scout_log(SCOUT_LOG_WARN, "agent", "no side file for the snapshot "
-                  "(the next start is a normal one): %s", err);
-        free(files);
-        return NULL;
-    }
-    names = malloc(((size_t)a->nservices + 1) * sizeof(*names));
-    paths = malloc(((size_t)a->nservices + 1) * sizeof(*paths));
-    if (names != NULL && paths != NULL) {
-        for (int i = 0; i < a->nservices; i++) {
-            names[i] = scout_service_name(a->services[i]);
-            paths[i] = scout_service_path(a->services[i]);
-        }
-        buf = scout_snapside_encode(a->fp, 0, a->conf.api_listen,
-                                    (const char *const *)files, nfiles,
-                                    names, paths, a->nservices, len);
-    }
-    free(names);
-    free(paths);
-    free(files);
-    return buf;
-}
-
-void
-scout_agent_side_update(scout_agent_t *a)
-{
-    size_t len = 0;
-    char *buf;
-
-    if (a->persist == NULL)
-        return;
-    buf = side_encode(a, &len);
-    scout_persist_set_side(a->persist, buf, len);   /* NULL: none */
-    free(buf);
-}
-
-/* At start: the writer thread writes the side file after each snapshot;
- * a start that read a snapshot whole (ZooKeeper down: nothing is written
- * yet) says now which policy serves it, so that the next start may too.
- * Not durable (no fsync on the loop): a torn one is refused, which only
- * means a normal start. */
-void
-scout_agent_side_start(scout_agent_t *a)
-{
-    char err[SCOUT_ERR_LEN];
-    uint64_t sum;
-    size_t len = 0;
-    char *buf;
-
-    if (a->persist == NULL)
-        return;
-    buf = side_encode(a, &len);
-    scout_persist_set_side(a->persist, buf, len);   /* NULL: none */
-    if (buf == NULL || !scout_persist_loaded(a->persist, &sum)
-        || (a->early != NULL && scout_early_fingerprint(a->early) == a->fp)) {
-        free(buf);              /* (the one on disk says just this) */
-        return;
-    }
-    scout_snapside_set_sum(buf, len, sum);
-    if (scout_snapside_write(a->opts.cache_dir, buf, len, 0, err)
-        != SCOUT_OK)
-        scout_log(SCOUT_LOG_WARN, "agent", "writing the snapshot's side "
-                  "file: %s", err);
-    free(buf);
-}
-
 scout_api_t *
 scout_agent_early_adopt(scout_agent_t *a, char *err)
 {
@@ -191,12 +76,6 @@ scout_agent_early_adopt(scout_agent_t *a, char *err)
     int n;
 
     scout_agent_api_view(a, &view);
-    /* the policy read something besides its files (the environment): its
-     * answers may differ from the early ones; say so */
-    if (a->fp != 0 && a->fp != scout_early_fingerprint(e))
-        scout_log(SCOUT_LOG_WARN, "agent", "the loaded policy is not the "
-                  "one the early answers were for (it depends on more than "
-                  "its files and the command line)");
     if (strcmp(a->conf.api_listen, scout_early_listen(e)) != 0) {
         scout_log(SCOUT_LOG_WARN, "agent", "the policy listens on %s, not "
                   "on %s where the snapshot was served: moving",
@@ -216,15 +95,31 @@ scout_agent_early_adopt(scout_agent_t *a, char *err)
     for (int i = 0; i < n; i++)
         scout_api_dispatch(api, parked[i]);
     free(parked);
-    scout_agent_early_free(a);
+    /* its index and the snapshot's bytes: freed in a later iteration
+     * (munmap of tens of MB is not free) */
+    if (a->loader != NULL && a->loader->after_step != 0) {
+        a->loader->retired = e;
+        a->early = NULL;
+    } else {
+        scout_agent_early_free(a);
+    }
     return api;
 }
 
+/* The early server; and once the start is over (scout_agent_early_end),
+ * the steps still pending after it (the agent is freed). */
 void
 scout_agent_early_free(scout_agent_t *a)
 {
+    struct loader *l = a->loader;
+
     scout_early_free(a->early);
     a->early = NULL;
+    if (l == NULL || !l->ended)
+        return;
+    scout_agent_after_stop(a);
+    free(l);
+    a->loader = NULL;
 }
 
 /* ---- the start's first two steps (agent.c finishes it) -------------------- */
@@ -348,9 +243,55 @@ build_begin(scout_agent_t *a)
     return SCOUT_OK;
 }
 
+static int
+by_name(const void *x, const void *y)
+{
+    return strcmp(((const struct byname *)x)->name,
+                  ((const struct byname *)y)->name);
+}
+
+/* The name index's order, from the policy's names, in an iteration of its
+ * own (NULL if out of memory: agent.c sorts the services then). */
+static void
+order_sort(scout_agent_t *a)
+{
+    struct loader *l = a->loader;
+    int n = a->conf.nservices;
+
+    int64_t t0 = scout_now_ns();
+
+    l->ordered = 1;
+    if ((l->order = malloc(((size_t)n + 1) * sizeof(*l->order))) == NULL)
+        return;
+    for (int i = 0; i < n; i++) {
+        l->order[i].name = a->conf.services[i].name;
+        l->order[i].i = i;
+    }
+    qsort(l->order, (size_t)n, sizeof(*l->order), by_name);
+    l->sort_ms = (double)(scout_now_ns() - t0) / 1e6;
+}
+
+/* Every service built: the index agent.c would sort in the last iteration
+ * (scout_agent_index_by_name's order: a service is named as in conf). */
+static void
+order_apply(scout_agent_t *a)
+{
+    struct loader *l = a->loader;
+
+    if (l->order != NULL && a->by_name == NULL
+        && a->nservices == a->conf.nservices
+        && (a->by_name = malloc(((size_t)a->nservices + 1)
+                                * sizeof(*a->by_name))) != NULL)
+        for (int k = 0; k < a->nservices; k++)
+            a->by_name[k] = a->services[l->order[k].i];
+    free(l->order);
+    l->order = NULL;
+}
+
 /* One slice per loop iteration: first the lists decoded from the early
- * index, then the services built, each seeded as it is made.  Then the
- * rest of the start in one iteration, and the API takes the socket. */
+ * index, the name index's order, then the services built, each seeded as
+ * it is made.  Then the rest of the start in one iteration, and the API
+ * takes the socket. */
 static void
 on_seed(struct ev_loop *loop, ev_check *w, int revents)
 {
@@ -366,6 +307,10 @@ on_seed(struct ev_loop *loop, ev_check *w, int revents)
         if (scout_persist_stage_step(l->stage, t0 + SEED_SLICE_NS,
                                      SEED_SLICE_MAX) == SCOUT_AGAIN)
             return;
+        if (!l->ordered) {
+            order_sort(a);
+            return;
+        }
         if (build_begin(a) != SCOUT_OK)
             goto out;
         return;                 /* the services from the next iteration */
@@ -390,6 +335,7 @@ on_seed(struct ev_loop *loop, ev_check *w, int revents)
     if (l->stage != NULL)
         scout_persist_stage_stats(l->stage, &slices, &longest, &total);
     answered = scout_early_answered(a->early) - l->answered0;
+    order_apply(a);
     held = finish_end(a, &cpu);     /* a->early goes to the API */
     scout_log(SCOUT_LOG_INFO, "agent", "the hand-over decoded %d services' "
               "lists from the early index in %d slices (longest %.1f ms, "
@@ -521,7 +467,7 @@ scout_agent_new_early(struct ev_loop *loop, const scout_agent_opts_t *opts,
     }
     if ((a = scout_agent_begin(loop, opts, err)) == NULL)
         return NULL;
-    inputs(a, &in);
+    scout_agent_side_inputs(a, &in);
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     if ((a->early = scout_early_new(loop, opts->cache_dir, &in, why))
         == NULL) {
@@ -584,6 +530,8 @@ scout_agent_early_end(scout_agent_t *a, char *err)
     }
     scout_persist_stage_free(l->stage);     /* borrows the early index */
     l->stage = NULL;
+    free(l->order);
+    l->order = NULL;
     if (!l->loaded) {
         /* stopped by a signal during the load, which may wait on anything
          * (its budget's wall clock is a minute): the process exits without
@@ -597,9 +545,13 @@ scout_agent_early_end(scout_agent_t *a, char *err)
         if (rc != SCOUT_OK)
             snprintf(err, SCOUT_ERR_LEN, "%s", l->err);
     }
+    if (rc == SCOUT_OK && l->after_step != 0) {
+        l->ended = 1;           /* the rest in the next iterations */
+        return rc;
+    }
+    scout_agent_after_stop(a);
     free(l);
     a->loader = NULL;
-    if (rc != SCOUT_OK)
-        scout_heap_populate_stop();
+    scout_heap_populate_stop();
     return rc;
 }

@@ -84,9 +84,16 @@ def main():
                     pass
                 time.sleep(0.001)
             # then the whole start, for its phases (an early answer comes before the policy is loaded)
+            # and, for an agent that has them, the steps after the hand-over (one per later iteration; an agent
+            # without them, 3343ce2 and older, is given 2 s)
+            t_ready = None
             while ok is not None and time.monotonic() - t0 < 60 and p.poll() is None:
                 with open(logf, errors="replace") as f:
-                    if "ready in" in f.read():
+                    text = f.read()
+                if "ready in" in text:
+                    t_ready = t_ready or time.monotonic()
+                    if ("the hand-over decoded" not in text or "after the hand-over:" in text
+                            or time.monotonic() - t_ready > 2):
                         break
                 time.sleep(0.01)
             # the longest loop iteration so far (wall): the hand-over's hold, for any binary
@@ -113,6 +120,10 @@ def main():
         h = re.search(r"in \d+ slices \(longest ([\d.]+) ms.*?in \d+ \(longest ([\d.]+) ms.*?held the loop "
                       r"([\d.]+) ms \(([\d.]+) ms of CPU\)", text)
         hand = tuple(float(x) for x in h.groups()) if h else (0.0,) * 4
+        # after it (agent_side.c): its longest later step, and the name index's sort in an iteration of its own
+        a = re.search(r"after the hand-over: \d+ steps in later iterations, the longest ([\d.]+) ms of CPU.*?"
+                      r"sorted in an iteration of its own in ([\d.]+) ms", text)
+        hand += tuple(float(x) for x in a.groups()) if a else (0.0,) * 2
         if k >= 0:
             rows.append((ok[0] * 1000, ok[1]) + phases + (stall,) + hand)
     checks = []
@@ -147,10 +158,11 @@ def main():
              "longest loop iteration by then (wall ms, /metrics)",
              "  hand-over: longest decoding slice (wall ms)", "  hand-over: longest building slice (wall ms)",
              "  hand-over: the finishing iteration (wall ms)",
-             "  hand-over: the finishing iteration (CPU ms)"]
+             "  hand-over: the finishing iteration (CPU ms)",
+             "  after it: the longest later step (CPU ms)", "  before it: the name sort's own iteration (wall ms)"]
     for i, name in enumerate(names):
         col = [r[i] for r in rows]
-        print("%-52s %10.0f %10.0f" % (name, median(col), min(col)))
+        print("%-52s %10.1f %10.1f" % (name, median(col), min(col)))
     print("%-52s %10.0f %10.0f" % ("scout check of the same policy (CPU ms)", median([c[0] for c in checks]),
                                    min(c[0] for c in checks)))
     print("%-52s %10.0f %10.0f" % ("scout check of the same policy (wall ms)", median([c[1] for c in checks]),

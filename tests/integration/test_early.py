@@ -247,6 +247,14 @@ class Early(unittest.TestCase):
             self.assertEqual(sum(1 for s in listed.values() if s["name"].startswith("m") and s["endpoints"] == 2
                                  and s["state"] == "stale"), many)
             self.assertEqual(agent.ids("alpha"), ["127.0.0.1:%d" % (7000 + p) for p in range(3)])
+            # the last iteration is the outputs and the API alone: the early server's freeing, the side file for
+            # the next start and the heap's steps come one per later iteration, after the loaded agent serves
+            wait_until(lambda: "after the hand-over:" in agent.log(), what="the steps after the hand-over")
+            log = agent.log()
+            after = re.search(r"after the hand-over: (\d+) steps in later iterations", log)
+            self.assertIsNotNone(after, log[-3000:])
+            self.assertEqual(int(after.group(1)), 5)
+            self.assertLess(log.index("the loaded agent serves"), after.start())
             self.assertEqual(agent.stop(), 0)
             if int(m.group(4)) > 0:
                 break                   # a request came between two slices and the early server answered it
@@ -339,6 +347,35 @@ class Early(unittest.TestCase):
         third = self.agent(gate=True)
         wait_until(lambda: _answers(third, "/v1/services/alpha"), what="early answer")
         self.assertIn("serving the disk snapshot", third.log())
+        self.release()
+        wait_until(lambda: "the loaded agent serves" in third.log(), what="hand-over")
+        self.assertEqual(third.stop(), 0)
+
+    def test_an_early_start_leaves_the_side_file_beside_its_next_snapshot(self):
+        """After an early start the side file for the next snapshot is made in a step after the hand-over (not in its
+        last iteration): the writer thread still writes it beside the next snapshot, so the start after that one is
+        early again, with that snapshot."""
+        self.first_run()
+        side = os.path.join(self.cache, "scout.snapshot.policy")
+        with open(side, "rb") as f:
+            before = f.read()
+        second = self.agent()
+        wait_until(lambda: "after the hand-over:" in second.log(), what="the steps after the hand-over")
+        self.assertIn("serving the disk snapshot", second.log())
+        self.kz.create("/early/alpha/127.0.0.1:7003")
+        wait_until(lambda: len(second.ids("alpha")) == 4, what="the fourth alpha endpoint")
+
+        def rewritten():
+            with open(side, "rb") as f:
+                return f.read() != before
+        wait_until(rewritten, what="the side file beside the new snapshot")
+        self.assertEqual(second.stop(), 0)
+        self.zk.stop_node(1)
+        third = self.agent(gate=True)
+        wait_until(lambda: _answers(third, "/v1/services/alpha"), what="early answer")
+        self.assertIn("serving the disk snapshot", third.log())
+        self.assertEqual(sorted(e["id"] for e in third.endpoints("alpha")[0]),
+                         ["127.0.0.1:%d" % (7000 + p) for p in range(4)])
         self.release()
         wait_until(lambda: "the loaded agent serves" in third.log(), what="hand-over")
         self.assertEqual(third.stop(), 0)
