@@ -9,10 +9,13 @@
  * below (glibc: request + 8 rounded up to 16): 384 bytes for a watch (512
  * with its delayed-read timer inline, 432 with the anti-entropy pass's
  * unused position, a second copy of the slot totals' pointer and the
- * graveyard link beside the queue's) and 320 for a service (480 with its
- * retry and reap timers inline), 2.4 MB at 10,000 services.
+ * graveyard link beside the queue's) and 320 for a service with its name
+ * (480 with its retry and reap timers inline, and the name was a chunk of
+ * its own), 2.4 MB at 10,000 services.
  */
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <ev.h>
 
 #include "testing.h"
@@ -42,6 +45,24 @@ test_service_footprint(void)
     CHECK(chunk(sizeof(struct scout_service_s)) <= 320, "service: %zu "
           "bytes, a chunk of %zu", sizeof(struct scout_service_s),
           chunk(sizeof(struct scout_service_s)));
+}
+
+/* The service's name is in its own allocation, not a malloc of its own (a
+ * 32-byte chunk a service), and a name like the bench's "svc-00001" still
+ * fits the 320-byte chunk. */
+static void
+test_service_name_inline(void)
+{
+    static const char name[] = "svc-00001";
+    size_t need = offsetof(struct scout_service_s, name) + sizeof(name);
+    struct scout_service_s *s = calloc(1, sizeof(*s) + sizeof(name));
+
+    CHECK(s != NULL);
+    CHECK((const void *)s->name == (const void *)&s->name,
+          "the name is a pointer to a string of its own");
+    CHECK(chunk(need) <= 320, "service named %s: %zu bytes, a chunk of %zu",
+          name, need, chunk(need));
+    free(s);
 }
 
 static void
@@ -157,6 +178,7 @@ main(void)
 {
     RUN(test_watch_footprint());
     RUN(test_service_footprint());
+    RUN(test_service_name_inline());
     RUN(test_delay_only_while_waiting());
     RUN(test_index_key_outlives_its_watch());
     return test_summary();
