@@ -173,6 +173,59 @@ test_index_key_outlives_its_watch(void)
     ev_loop_destroy(loop);
 }
 
+/* The index is a table of each path's first watch, its runs shifted back
+ * on removal: after many paths came (the table grew) and a third of them
+ * went, in an order that empties slots in the middle of runs, an event on
+ * every path still reaches its watch, and only its watch. */
+static void
+test_index_many_paths(void)
+{
+    enum { N = 3000 };
+    static const scout_watch_cb_t cb = { NULL, count_delay, on_update };
+    static scout_watch_t *w[N];
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    scout_session_opts_t opts = { "127.0.0.1:1", 10000, NULL, NULL };
+    scout_service_stats_t stats = { 0 };
+    char err[SCOUT_ERR_LEN] = "";
+    char path[64];
+    scout_session_t *session = scout_session_new(loop, &opts, on_state, NULL,
+                                                 err);
+    unsigned missed = 0, extra = 0;
+
+    CHECK(session != NULL, "%s", err);
+    if (session == NULL)
+        return;
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/dubbo/com.example.Svc%d/providers", i);
+        w[i] = scout_watch_new(loop, session, path, &cb, NULL, &stats, err);
+        CHECK(w[i] != NULL, "%s", err);
+        if (w[i] == NULL)
+            return;
+    }
+    for (int i = N - 1; i >= 0; i--)
+        if (i % 3 == 1) {
+            scout_watch_free(w[i]);
+            w[i] = NULL;
+        }
+    for (int i = 0; i < N; i++) {
+        delays_asked = 0;
+        snprintf(path, sizeof(path), "/dubbo/com.example.Svc%d/providers", i);
+        scout_watch_on_parent_event(NULL, ZOO_CHILD_EVENT, ZOO_CONNECTED_STATE,
+                                    path, session);
+        if (w[i] != NULL && delays_asked != 1)
+            missed++;
+        if (w[i] == NULL && delays_asked != 0)
+            extra++;
+    }
+    CHECK(missed == 0, "%u kept paths did not hear their event", missed);
+    CHECK(extra == 0, "%u freed paths still heard one", extra);
+    scout_session_close(session);
+    for (int i = 0; i < N; i++)
+        scout_watch_free(w[i]);
+    scout_session_free(session);
+    ev_loop_destroy(loop);
+}
+
 int
 main(void)
 {
@@ -181,5 +234,6 @@ main(void)
     RUN(test_service_name_inline());
     RUN(test_delay_only_while_waiting());
     RUN(test_index_key_outlives_its_watch());
+    RUN(test_index_many_paths());
     return test_summary();
 }
