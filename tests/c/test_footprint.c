@@ -136,10 +136,11 @@ count_delay(void *ud, const scout_event_t *ev)
     return 0;
 }
 
-/* The path index borrows a watch's own path string as its key: when that
- * watch goes and another watches the same path (a reload's old and new
- * service), the key moves to the other's string, and events on the path
- * still find it. */
+/* The path index borrows a watch's own path string as its key (the
+ * path's first watch's): when that watch goes and others watch the same
+ * path (a reload's old and new service), the key moves to another's
+ * string, and events on the path still find them.  Three watches: the
+ * first and the last to come go, whichever of them holds the key. */
 static void
 test_index_key_outlives_its_watch(void)
 {
@@ -150,7 +151,7 @@ test_index_key_outlives_its_watch(void)
     char err[SCOUT_ERR_LEN] = "";
     scout_session_t *session = scout_session_new(loop, &opts, on_state, NULL,
                                                  err);
-    scout_watch_t *first, *second;
+    scout_watch_t *first, *second, *third;
 
     CHECK(session != NULL, "%s", err);
     if (session == NULL)
@@ -159,10 +160,13 @@ test_index_key_outlives_its_watch(void)
                             err);
     second = scout_watch_new(loop, session, "/svc/shared", &cb, NULL, &stats,
                              err);
-    CHECK(first != NULL && second != NULL, "%s", err);
-    if (first == NULL || second == NULL)
+    third = scout_watch_new(loop, session, "/svc/shared", &cb, NULL, &stats,
+                            err);
+    CHECK(first != NULL && second != NULL && third != NULL, "%s", err);
+    if (first == NULL || second == NULL || third == NULL)
         return;
-    scout_watch_free(first);            /* the key's owner */
+    scout_watch_free(first);
+    scout_watch_free(third);
     delays_asked = 0;
     scout_watch_on_parent_event(NULL, ZOO_CHILD_EVENT, ZOO_CONNECTED_STATE,
                                 "/svc/shared", session);
