@@ -24,7 +24,8 @@
  * uthash entry per path was a 72-byte malloc (an 80-byte chunk) a service,
  * a slot here is 8 bytes at a load of at most 3/4.  Linear probing, and a
  * removal shifts the rest of its run back (no tombstones).  Growing
- * rehashes every path once per doubling (~1 ms at 100,000 paths). */
+ * rehashes every path once per doubling, as uthash's bucket expansion
+ * walked every entry (both a few ms a doubling at 100,000 paths). */
 static scout_watch_t **slots;
 static size_t          nslot;       /* a power of two, or 0 */
 static size_t          used;
@@ -36,7 +37,11 @@ hash_of(const char *path)
 
     for (const unsigned char *p = (const unsigned char *)path; *p; p++)
         h = (h ^ *p) * 1099511628211ULL;
-    return (size_t)(h ^ (h >> 29));
+    /* FNV's low bits, the ones a mask keeps, mix poorly: a finalizer */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return (size_t)h;
 }
 
 /* The slot of path: its first watch, or the empty slot it would take
@@ -66,9 +71,17 @@ grow(void)
         return SCOUT_ERROR;
     }
     nslot = n;
-    for (size_t i = 0; i < oldn; i++)
-        if (old[i] != NULL)
-            *slot_of(old[i]->path) = old[i];
+    for (size_t i = 0; i < oldn; i++) {
+        size_t j;
+
+        if (old[i] == NULL)
+            continue;
+        /* paths are unique here: the first free slot, no comparisons */
+        for (j = hash_of(old[i]->path) & (n - 1); slots[j] != NULL;
+             j = (j + 1) & (n - 1))
+            ;
+        slots[j] = old[i];
+    }
     free(old);
     return SCOUT_OK;
 }
