@@ -8,6 +8,7 @@
 #include "service_int.h"
 #include "rcbuf.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -303,13 +304,12 @@ scout_service_new(struct ev_loop *loop, scout_session_t *session,
                   scout_policy_t *policy, int idx,
                   const scout_service_conf_t *conf, char *err)
 {
-    scout_service_t *s = calloc(1, sizeof(*s));
+    size_t nlen = strlen(conf->name);
+    scout_service_t *s = calloc(1, offsetof(scout_service_t, name) + nlen + 1);
 
     if (s == NULL)
         goto oom;
-    s->name = strdup(conf->name);
-    if (s->name == NULL)
-        goto oom;
+    memcpy(s->name, conf->name, nlen + 1);
     s->idx = idx;
     s->needs_data = conf->needs_data;
     s->delay_ms = conf->delay_ms;
@@ -403,7 +403,6 @@ scout_service_free(scout_service_t *s)
     scout_rcbuf_unref(s->list);
     free(s->last_error);
     free(s->degraded);
-    free(s->name);
     free(s);
 }
 

@@ -38,7 +38,6 @@ typedef struct {
 } scout_service_timers_t;
 
 struct scout_service_s {
-    char                    *name;
     const char              *path;         /* the watch's string (NULL
                                               until it exists): a copy
                                               was 32 bytes a service   */
@@ -91,6 +90,10 @@ struct scout_service_s {
     unsigned                 primary_seen:1;/* its path read once        */
     unsigned                 rules_changed:1;/* a source was delivered: the
                                               settings may differ        */
+    /* in the service's own allocation: a name as short as "svc-00001"
+     * fits the 320-byte chunk's tail, and a malloc of its own was a
+     * 32-byte chunk a service (test_footprint) */
+    char                     name[];
 };
 
 /* service.c: the rarely used timers, allocated on first use (NULL: out

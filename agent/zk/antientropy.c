@@ -101,7 +101,7 @@ stretch_log(void)
 
 /* What one pass of this path costs, in the total while it has a period. */
 static void
-cost_set(scout_watch_t *w, size_t cost)
+cost_set(scout_watch_t *w, unsigned cost)
 {
     if (w->ae_cost == 0 && cost > 0)
         ae.enrolled++;
@@ -243,7 +243,6 @@ check_data(scout_watch_t *w, zhandle_t *zh, size_t budget, int *done)
                 *done = 0;
             return sent;
         }
-        w->ae_pos++;
         if (!child->has_data || child->data_dirty || child->data_req != 0)
             continue;
         path = need > sizeof(buf) ? malloc(need) : buf;
@@ -271,7 +270,6 @@ pass_end(scout_watch_t *w)
 {
     free(w->ae_at);
     w->ae_at = NULL;
-    w->ae_pos = 0;
     w->ae_inpass = 0;
     scout_watch_resync_arm(w, scout_watch_resync_period(w));
 }

@@ -127,31 +127,29 @@ scout_watch_slots_init(scout_watch_t *w, scout_session_t *session)
 {
     w->slot_session = &w->slot0_session;
     w->slot_bytes = &w->slot0_bytes;
-    w->slot_total = &w->slot0_total;
     w->slot0_session = session;
     w->slot0_bytes = 0;
     w->slot0_total = total_of(session);
     w->nslots = 1;
     w->cache.slot_bytes = w->slot_bytes;
-    w->cache.slot_total = w->slot_total;
+    w->cache.slot_total = &w->slot0_total;
     *w->slot0_total += list_bytes(w);
 }
 
 void
 scout_watch_acct_drop(scout_watch_t *w)
 {
-    if (w->slot_total == NULL)
+    if (w->cache.slot_total == NULL)
         return;
     for (int i = 0; i < w->nslots; i++) {
-        *w->slot_total[i] -= w->slot_bytes[i];
+        *w->cache.slot_total[i] -= w->slot_bytes[i];
         w->slot_bytes[i] = 0;
     }
-    *w->slot_total[0] -= list_bytes(w);
+    *w->cache.slot_total[0] -= list_bytes(w);
+    if (w->cache.slot_total != &w->slot0_total)
+        free(w->cache.slot_total);
     w->cache.slot_bytes = NULL;     /* removals no longer count */
     w->cache.slot_total = NULL;
-    if (w->slot_total != &w->slot0_total)
-        free(w->slot_total);
-    w->slot_total = NULL;
 }
 
 void
@@ -191,7 +189,6 @@ slots_grow(scout_watch_t *w)
     st[0] = w->slot0_total;
     w->slot_session = ss;
     w->slot_bytes = sb;
-    w->slot_total = st;
     w->cache.slot_bytes = sb;
     w->cache.slot_total = st;
     return SCOUT_OK;
@@ -242,11 +239,11 @@ scout_watch_assign_slot(scout_watch_t *w, scout_child_t *child)
     if (pool_budget == 0)
         goto found;
     for (int i = 0; i < w->nslots; i++) {
-        if (*w->slot_total[i] + bytes <= pool_budget) {
+        if (*w->cache.slot_total[i] + bytes <= pool_budget) {
             best = i;
             goto found;
         }
-        if (*w->slot_total[i] < *w->slot_total[best])
+        if (*w->cache.slot_total[i] < *w->cache.slot_total[best])
             best = i;
     }
     if (w->nslots >= SCOUT_WATCH_MAX_SLOTS || slots_grow(w) != SCOUT_OK)
@@ -260,7 +257,7 @@ scout_watch_assign_slot(scout_watch_t *w, scout_child_t *child)
     best = w->nslots++;
     w->slot_session[best] = (scout_session_t *)a->session;
     w->slot_bytes[best] = 0;
-    w->slot_total[best] = &a->bytes;
+    w->cache.slot_total[best] = &a->bytes;
     scout_log(SCOUT_LOG_DEBUG, "watch", "%s: its sessions are over %zu "
               "watched bytes; data watches go to session slot %d too",
               w->path, pool_budget, best);
@@ -268,7 +265,7 @@ found:
     child->slot = (unsigned)best;
     child->slotted = 1;
     w->slot_bytes[best] += bytes;
-    *w->slot_total[best] += bytes;
+    *w->cache.slot_total[best] += bytes;
     return best;
 }
 

@@ -301,7 +301,9 @@ children_done(int rc, const struct String_vector *names,
          * few times; an ensemble restored from a backup stays older
          * forever, so after three refusals ZooKeeper's view wins. */
         w->stats->stale_results_dropped++;
-        if (++w->floor_rejects < 3) {
+        if (w->floor_rejects < UINT8_MAX)
+            w->floor_rejects++;
+        if (w->floor_rejects < 3) {
             scout_watch_reread(w, 1000);
             return;
         }
@@ -604,7 +606,7 @@ scout_watch_new(struct ev_loop *loop, scout_session_t *session,
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         return NULL;
     }
-    w->path_len = strlen(path);
+    w->path_len = (unsigned)strlen(path);
     w->loop = loop;
     w->session = session;
     w->cb = cb;

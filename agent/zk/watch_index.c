@@ -17,61 +17,132 @@
 #include <string.h>
 
 #include "log.h"
+#include "scout.h"
 
-/* The key is the path string of one of the entry's watches (every watch
- * leaves the index before its path is freed, and the entry borrows the
- * next one's): a copy of each path was 32 bytes a service. */
-typedef struct path_entry_s {
-    const char     *path;
-    scout_watch_t  *head;           /* watches of this path, any session */
-    UT_hash_handle  hh;
-} path_entry_t;
+/* An open-addressed table of the first watch of each path (the others
+ * follow on next_same_path), keyed by that watch's own path string: a
+ * uthash entry per path was a 72-byte malloc (an 80-byte chunk) a service,
+ * a slot here is 8 bytes at a load of at most 3/4.  Linear probing, and a
+ * removal shifts the rest of its run back (no tombstones).  Growing
+ * rehashes every path once per doubling, as uthash's bucket expansion
+ * walked every entry (both a few ms a doubling at 100,000 paths). */
+static scout_watch_t **slots;
+static size_t          nslot;       /* a power of two, or 0 */
+static size_t          used;
 
-static path_entry_t *by_path;
+static size_t
+hash_of(const char *path)
+{
+    uint64_t h = 1469598103934665603ULL;            /* FNV-1a */
+
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    /* FNV's low bits, the ones a mask keeps, mix poorly: a finalizer */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return (size_t)h;
+}
+
+/* The slot of path: its first watch, or the empty slot it would take
+ * (NULL: no table yet). */
+static scout_watch_t **
+slot_of(const char *path)
+{
+    size_t i;
+
+    if (nslot == 0)
+        return NULL;
+    for (i = hash_of(path) & (nslot - 1);
+         slots[i] != NULL && strcmp(slots[i]->path, path) != 0;
+         i = (i + 1) & (nslot - 1))
+        ;
+    return &slots[i];
+}
+
+static int
+grow(void)
+{
+    scout_watch_t **old = slots;
+    size_t oldn = nslot, n = nslot ? nslot * 2 : 64;
+
+    if ((slots = calloc(n, sizeof(*slots))) == NULL) {
+        slots = old;
+        return SCOUT_ERROR;
+    }
+    nslot = n;
+    for (size_t i = 0; i < oldn; i++) {
+        size_t j;
+
+        if (old[i] == NULL)
+            continue;
+        /* paths are unique here: the first free slot, no comparisons */
+        for (j = hash_of(old[i]->path) & (n - 1); slots[j] != NULL;
+             j = (j + 1) & (n - 1))
+            ;
+        slots[j] = old[i];
+    }
+    free(old);
+    return SCOUT_OK;
+}
+
+/* Slot i was emptied: move the run after it back so that no lookup stops
+ * short of its path. */
+static void
+shift_back(size_t i)
+{
+    size_t mask = nslot - 1;
+
+    for (size_t j = (i + 1) & mask; slots[j] != NULL; j = (j + 1) & mask) {
+        size_t k = hash_of(slots[j]->path) & mask;
+
+        /* j's path may move to i when its home k is not in (i, j] */
+        if (i <= j ? (k <= i || k > j) : (k <= i && k > j)) {
+            slots[i] = slots[j];
+            slots[j] = NULL;
+            i = j;
+        }
+    }
+}
 
 void
 scout_watch_index_add(scout_watch_t *w)
 {
-    path_entry_t *e;
+    scout_watch_t **slot;
 
-    HASH_FIND_STR(by_path, w->path, e);
-    if (e == NULL) {
-        if ((e = calloc(1, sizeof(*e))) == NULL)
-            return;             /* scout_watch_new() fails for it */
-        e->path = w->path;      /* borrowed: see path_entry_t */
-        HASH_ADD_KEYPTR(hh, by_path, e->path, strlen(e->path), e);
-    }
-    w->next_same_path = e->head;
-    e->head = w;
+    if ((used + 1) * 4 > nslot * 3 && grow() != SCOUT_OK)
+        return;                 /* scout_watch_new() fails for it */
+    slot = slot_of(w->path);
+    if (*slot == NULL)
+        used++;
+    w->next_same_path = *slot;
+    *slot = w;
     w->indexed = 1;
 }
 
 void
 scout_watch_index_del(scout_watch_t *w)
 {
-    path_entry_t *e;
-    scout_watch_t **pp;
+    scout_watch_t **slot, **pp;
 
     if (!w->indexed)
         return;
     w->indexed = 0;
-    HASH_FIND_STR(by_path, w->path, e);
-    if (e == NULL)
+    if ((slot = slot_of(w->path)) == NULL || *slot == NULL)
         return;
-    for (pp = &e->head; *pp != NULL; pp = &(*pp)->next_same_path) {
+    for (pp = slot; *pp != NULL; pp = &(*pp)->next_same_path) {
         if (*pp == w) {
             *pp = w->next_same_path;
             break;
         }
     }
-    if (e->head == NULL) {
-        HASH_DEL(by_path, e);
-        free(e);
-    } else if (e->path == w->path) {
-        /* the key was this watch's string: borrow the next one's */
-        HASH_DEL(by_path, e);
-        e->path = e->head->path;
-        HASH_ADD_KEYPTR(hh, by_path, e->path, strlen(e->path), e);
+    if (*slot != NULL)
+        return;                 /* the path's next watch is its key now */
+    shift_back((size_t)(slot - slots));
+    if (--used == 0) {
+        free(slots);            /* the last watch left: nothing held */
+        slots = NULL;
+        nslot = 0;
     }
 }
 
@@ -80,14 +151,14 @@ void
 scout_watch_on_parent_event(zhandle_t *zh, int type, int state,
                             const char *path, void *ctx)
 {
-    path_entry_t *e;
+    scout_watch_t **slot;
     (void)zh;
     (void)state;
 
     if (type == ZOO_SESSION_EVENT)
         return;                 /* the watch stays armed; session.c acts */
-    HASH_FIND_STR(by_path, path, e);
-    for (scout_watch_t *w = e ? e->head : NULL, *next; w != NULL; w = next) {
+    slot = slot_of(path);
+    for (scout_watch_t *w = slot ? *slot : NULL, *next; w != NULL; w = next) {
         next = w->next_same_path;
         if (w->session == ctx)
             scout_watch_parent_event(w, type);
@@ -102,7 +173,7 @@ scout_watch_on_child_event(zhandle_t *zh, int type, int state,
     char buf[1024];
     char *parent = buf;
     const char *slash = strrchr(path, '/');
-    path_entry_t *e;
+    scout_watch_t **slot;
     size_t len;
     (void)zh;
     (void)state;
@@ -119,10 +190,10 @@ scout_watch_on_child_event(zhandle_t *zh, int type, int state,
     }
     memcpy(parent, path, len);
     parent[len] = '\0';
-    HASH_FIND_STR(by_path, parent, e);
+    slot = slot_of(parent);
     if (parent != buf)
         free(parent);
-    for (scout_watch_t *w = e ? e->head : NULL, *next; w != NULL; w = next) {
+    for (scout_watch_t *w = slot ? *slot : NULL, *next; w != NULL; w = next) {
         next = w->next_same_path;
         if (scout_watch_slot_of(w, ctx) >= 0)
             scout_watch_child_event(w, type, path);

@@ -21,13 +21,14 @@ typedef struct {
     double                  deadline;       /* ev_now() when it fires    */
 } scout_watch_delay_t;
 
-/* Fields are ordered by size, the flags in one word: there is one of these
- * per watched path (10,000 at scale), and holes cost 40 bytes each. */
+/* Fields are ordered by size, the small counters and the flags in one word:
+ * there is one of these per watched path (10,000 at scale), and 8 bytes
+ * more would take it from a 384-byte malloc chunk to a 400-byte one
+ * (test_footprint). */
 struct scout_watch_s {
     struct ev_loop         *loop;
     scout_session_t        *session;
     char                   *path;
-    size_t                  path_len;
     scout_cache_t           cache;
     const scout_watch_cb_t *cb;
     void                   *ud;
@@ -40,33 +41,39 @@ struct scout_watch_s {
     uint64_t                sync_epoch;     /* session epoch of the last
                                                completed sync(), 0 = none */
     scout_watch_t          *next_same_path;
-    scout_watch_t          *next_dead;
     /* Data watches spread over sessions (ZOOKEEPER-706): slot 0 is
      * `session`, the others come from the pool; a child keeps its slot.
      * The arrays point at slot0_* until the path spreads (spread.c): most
      * never do, and two arrays of SCOUT_WATCH_MAX_SLOTS inline cost 1 KB
-     * per service, 100 MB at 100,000 services. */
+     * per service, 100 MB at 100,000 services.  Each slot's session total
+     * is cache.slot_total (one copy: the cache subtracts removals). */
     scout_session_t       **slot_session;
     size_t                 *slot_bytes;
-    size_t                **slot_total;     /* the slot session's total */
     scout_session_t        *slot0_session;
     size_t                  slot0_bytes;
     size_t                 *slot0_total;
     scout_watch_t          *next_spread;    /* spread.c's list */
     /* antientropy.c: the queue of watches due for a check, paced by the
      * global rate; the requests one pass of this path costs (counted in
-     * the global total while the period is on). */
-    scout_watch_t          *ae_prev, *ae_next;
-    size_t                  ae_cost;
+     * the global total while the period is on, ae_cost below).  A retired
+     * watch has left the queue for good (scout_watch_retire): its graveyard
+     * link shares ae_prev's word (dequeue looks at ae_queued, never at a
+     * stale link). */
+    union {
+        scout_watch_t      *ae_prev;
+        scout_watch_t      *next_dead;      /* dead: the graveyard list */
+    };
+    scout_watch_t          *ae_next;
     char                   *ae_at;          /* the next child to ask   */
-    size_t                  ae_pos;         /* children passed so far  */
     /* window.c: waiting for room in the data reads' window */
     scout_watch_t          *win_prev, *win_next;
     int                     resync_ms;      /* period; 0 = off           */
     unsigned                pending_events; /* coalesced into next read  */
     unsigned                data_inflight;
-    unsigned                floor_rejects;
-    int                     nslots;
+    unsigned                ae_cost;        /* antientropy.c           */
+    unsigned                path_len;
+    uint8_t                 nslots;         /* <= SCOUT_WATCH_MAX_SLOTS */
+    uint8_t                 floor_rejects;  /* stops counting at 255   */
     unsigned                children_inflight:1;
     unsigned                exists_inflight:1;
     unsigned                sync_inflight:1;

@@ -6,11 +6,16 @@
  * read waits: the first session's jitter delays every watch once), the
  * flags share a word, and the path is one string (the service and the
  * path index borrow the watch's).  Each struct must stay one malloc chunk of the size
- * below (glibc: request + 8 rounded up to 16): 432 bytes for a watch (512
- * with its delayed-read timer inline) and 320 for a service (480 with its
- * retry and reap timers inline), 2.4 MB at 10,000 services.
+ * below (glibc: request + 8 rounded up to 16): 384 bytes for a watch (512
+ * with its delayed-read timer inline, 432 with the anti-entropy pass's
+ * unused position, a second copy of the slot totals' pointer and the
+ * graveyard link beside the queue's) and 320 for a service with its name
+ * (480 with its retry and reap timers inline, and the name was a chunk of
+ * its own), 2.4 MB at 10,000 services.
  */
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <ev.h>
 
 #include "testing.h"
@@ -29,7 +34,7 @@ chunk(size_t n)
 static void
 test_watch_footprint(void)
 {
-    CHECK(chunk(sizeof(struct scout_watch_s)) <= 432, "watch: %zu bytes, "
+    CHECK(chunk(sizeof(struct scout_watch_s)) <= 384, "watch: %zu bytes, "
           "a chunk of %zu", sizeof(struct scout_watch_s),
           chunk(sizeof(struct scout_watch_s)));
 }
@@ -40,6 +45,24 @@ test_service_footprint(void)
     CHECK(chunk(sizeof(struct scout_service_s)) <= 320, "service: %zu "
           "bytes, a chunk of %zu", sizeof(struct scout_service_s),
           chunk(sizeof(struct scout_service_s)));
+}
+
+/* The service's name is in its own allocation, not a malloc of its own (a
+ * 32-byte chunk a service), and a name like the bench's "svc-00001" still
+ * fits the 320-byte chunk. */
+static void
+test_service_name_inline(void)
+{
+    static const char name[] = "svc-00001";
+    size_t need = offsetof(struct scout_service_s, name) + sizeof(name);
+    struct scout_service_s *s = calloc(1, sizeof(*s) + sizeof(name));
+
+    CHECK(s != NULL);
+    CHECK((const void *)s->name == (const void *)&s->name,
+          "the name is a pointer to a string of its own");
+    CHECK(chunk(need) <= 320, "service named %s: %zu bytes, a chunk of %zu",
+          name, need, chunk(need));
+    free(s);
 }
 
 static void
@@ -113,10 +136,11 @@ count_delay(void *ud, const scout_event_t *ev)
     return 0;
 }
 
-/* The path index borrows a watch's own path string as its key: when that
- * watch goes and another watches the same path (a reload's old and new
- * service), the key moves to the other's string, and events on the path
- * still find it. */
+/* The path index borrows a watch's own path string as its key (the
+ * path's first watch's): when that watch goes and others watch the same
+ * path (a reload's old and new service), the key moves to another's
+ * string, and events on the path still find them.  Three watches: the
+ * first and the last to come go, whichever of them holds the key. */
 static void
 test_index_key_outlives_its_watch(void)
 {
@@ -127,7 +151,7 @@ test_index_key_outlives_its_watch(void)
     char err[SCOUT_ERR_LEN] = "";
     scout_session_t *session = scout_session_new(loop, &opts, on_state, NULL,
                                                  err);
-    scout_watch_t *first, *second;
+    scout_watch_t *first, *second, *third;
 
     CHECK(session != NULL, "%s", err);
     if (session == NULL)
@@ -136,10 +160,13 @@ test_index_key_outlives_its_watch(void)
                             err);
     second = scout_watch_new(loop, session, "/svc/shared", &cb, NULL, &stats,
                              err);
-    CHECK(first != NULL && second != NULL, "%s", err);
-    if (first == NULL || second == NULL)
+    third = scout_watch_new(loop, session, "/svc/shared", &cb, NULL, &stats,
+                            err);
+    CHECK(first != NULL && second != NULL && third != NULL, "%s", err);
+    if (first == NULL || second == NULL || third == NULL)
         return;
-    scout_watch_free(first);            /* the key's owner */
+    scout_watch_free(first);
+    scout_watch_free(third);
     delays_asked = 0;
     scout_watch_on_parent_event(NULL, ZOO_CHILD_EVENT, ZOO_CONNECTED_STATE,
                                 "/svc/shared", session);
@@ -150,12 +177,67 @@ test_index_key_outlives_its_watch(void)
     ev_loop_destroy(loop);
 }
 
+/* The index is a table of each path's first watch, its runs shifted back
+ * on removal: after many paths came (the table grew) and a third of them
+ * went, in an order that empties slots in the middle of runs, an event on
+ * every path still reaches its watch, and only its watch. */
+static void
+test_index_many_paths(void)
+{
+    enum { N = 3000 };
+    static const scout_watch_cb_t cb = { NULL, count_delay, on_update };
+    static scout_watch_t *w[N];
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    scout_session_opts_t opts = { "127.0.0.1:1", 10000, NULL, NULL };
+    scout_service_stats_t stats = { 0 };
+    char err[SCOUT_ERR_LEN] = "";
+    char path[64];
+    scout_session_t *session = scout_session_new(loop, &opts, on_state, NULL,
+                                                 err);
+    unsigned missed = 0, extra = 0;
+
+    CHECK(session != NULL, "%s", err);
+    if (session == NULL)
+        return;
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/dubbo/com.example.Svc%d/providers", i);
+        w[i] = scout_watch_new(loop, session, path, &cb, NULL, &stats, err);
+        CHECK(w[i] != NULL, "%s", err);
+        if (w[i] == NULL)
+            return;
+    }
+    for (int i = N - 1; i >= 0; i--)
+        if (i % 3 == 1) {
+            scout_watch_free(w[i]);
+            w[i] = NULL;
+        }
+    for (int i = 0; i < N; i++) {
+        delays_asked = 0;
+        snprintf(path, sizeof(path), "/dubbo/com.example.Svc%d/providers", i);
+        scout_watch_on_parent_event(NULL, ZOO_CHILD_EVENT, ZOO_CONNECTED_STATE,
+                                    path, session);
+        if (w[i] != NULL && delays_asked != 1)
+            missed++;
+        if (w[i] == NULL && delays_asked != 0)
+            extra++;
+    }
+    CHECK(missed == 0, "%u kept paths did not hear their event", missed);
+    CHECK(extra == 0, "%u freed paths still heard one", extra);
+    scout_session_close(session);
+    for (int i = 0; i < N; i++)
+        scout_watch_free(w[i]);
+    scout_session_free(session);
+    ev_loop_destroy(loop);
+}
+
 int
 main(void)
 {
     RUN(test_watch_footprint());
     RUN(test_service_footprint());
+    RUN(test_service_name_inline());
     RUN(test_delay_only_while_waiting());
     RUN(test_index_key_outlives_its_watch());
+    RUN(test_index_many_paths());
     return test_summary();
 }
