@@ -450,6 +450,7 @@ scout_agent_finish_begin(scout_agent_t *a, char *err)
             snprintf(err, SCOUT_ERR_LEN, "out of memory");
             goto fail;
         }
+        scout_watch_index_reserve((size_t)a->conf.nservices);
     }
     memset(&so, 0, sizeof(so));
     so.servers = a->conf.zk_servers;

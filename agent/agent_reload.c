@@ -137,6 +137,8 @@ reload(scout_agent_t *a, char *err)
     }
     keep_running_settings(a, &nc);
     svcs = calloc((size_t)(nc.nservices ? nc.nservices : 1), sizeof(*svcs));
+    /* the old services' paths stay indexed until they are retired */
+    scout_watch_index_reserve((size_t)a->nservices + (size_t)nc.nservices);
     regs = calloc((size_t)(nc.nregisters ? nc.nregisters : 1), sizeof(*regs));
     idx = malloc((size_t)(nc.nservices ? nc.nservices : 1) * sizeof(*idx));
     taken = calloc((size_t)(nold ? nold : 1), 1);

@@ -86,6 +86,10 @@ typedef struct {
 
 const char *scout_event_kind_name(scout_event_kind_t kind);
 
+/* Room in the path index for this many watched paths in all, made at once
+ * (before a start or a reload adds its services in slices). */
+void scout_watch_index_reserve(size_t paths);
+
 scout_watch_t *scout_watch_new(struct ev_loop *loop, scout_session_t *session,
                                const char *path, const scout_watch_cb_t *cb,
                                void *ud, scout_service_stats_t *stats,
