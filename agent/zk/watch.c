@@ -720,8 +720,9 @@ scout_watch_free(scout_watch_t *w)
     ev_timer_stop(w->loop, &w->resync);
     scout_watch_resync_del(w);
     scout_watch_window_del(w);
-    scout_cache_free(&w->cache);
+    /* before the cache goes: the slots' totals are found through it */
     scout_watch_slots_free(w);
+    scout_cache_free(&w->cache);
     free(w->delay);
     free(w->path);
     free(w);
