@@ -123,6 +123,20 @@ scout_agent_side_update(scout_agent_t *a)
     free(buf);
 }
 
+/* The side file for the snapshot read at start (sum), written now from
+ * the loop: the writer thread has written none for it yet. */
+static void
+side_write_now(scout_agent_t *a, char *buf, size_t len, uint64_t sum)
+{
+    char err[SCOUT_ERR_LEN];
+
+    scout_snapside_set_sum(buf, len, sum);
+    if (scout_snapside_write(a->opts.cache_dir, buf, len, 0, err)
+        != SCOUT_OK)
+        scout_log(SCOUT_LOG_WARN, "agent", "writing the snapshot's side "
+                  "file: %s", err);
+}
+
 /* At start: the writer thread writes the side file after each snapshot;
  * a start that read a snapshot whole (ZooKeeper down: nothing is written
  * yet) says now which policy serves it, so that the next start may too.
@@ -131,7 +145,6 @@ scout_agent_side_update(scout_agent_t *a)
 void
 scout_agent_side_start(scout_agent_t *a)
 {
-    char err[SCOUT_ERR_LEN];
     uint64_t sum;
     size_t len = 0;
     char *buf;
@@ -149,11 +162,7 @@ scout_agent_side_start(scout_agent_t *a)
         free(buf);              /* (the one on disk says just this) */
         return;
     }
-    scout_snapside_set_sum(buf, len, sum);
-    if (scout_snapside_write(a->opts.cache_dir, buf, len, 0, err)
-        != SCOUT_OK)
-        scout_log(SCOUT_LOG_WARN, "agent", "writing the snapshot's side "
-                  "file: %s", err);
+    side_write_now(a, buf, len, sum);
     free(buf);
 }
 
@@ -199,7 +208,7 @@ static void
 after_step(scout_agent_t *a)
 {
     struct loader *l = a->loader;
-    char err[SCOUT_ERR_LEN], *buf;
+    char *buf;
     uint64_t sum;
     size_t len = 0;
 
@@ -227,11 +236,7 @@ after_step(scout_agent_t *a)
         scout_persist_set_side(a->persist, buf, len);   /* NULL: none */
         if (buf != NULL && scout_persist_loaded(a->persist, &sum)
             && a->fp != l->early_fp) {
-            scout_snapside_set_sum(buf, len, sum);
-            if (scout_snapside_write(a->opts.cache_dir, buf, len, 0, err)
-                != SCOUT_OK)
-                scout_log(SCOUT_LOG_WARN, "agent", "writing the snapshot's "
-                          "side file: %s", err);
+            side_write_now(a, buf, len, sum);
         }
         free(buf);
         scout_log(SCOUT_LOG_DEBUG, "agent", "the side file for the next "
