@@ -130,13 +130,19 @@ put_service(strtab_t *t, const scout_shm_service_t *s,
     svc->settings = put_str(t, s->settings, s->settings_len);
     svc->index = s->index;
     svc->ep_first = *ep_i;
-    if (s->eps != NULL)
-        for (unsigned i = 0; i < s->eps->n; i++)
-            eps[k++] = s->eps->eps[i];
     /* an epset is kept in id order already (endpoint.h): one pass says
-     * so, where the sort cost a 50-endpoint change 10k instructions */
-    if (k > 1 && !ids_in_order(eps, k))
-        qsort(eps, k, sizeof(*eps), by_id);
+     * so, and its own array is read, where a copy and a sort cost a
+     * 50-endpoint change 10k instructions; only another order is copied
+     * into eps (room for every endpoint) and sorted */
+    if (s->eps != NULL && s->eps->n > 0) {
+        k = s->eps->n;
+        if (!ids_in_order((const scout_endpoint_t **)s->eps->eps, k)) {
+            memcpy(eps, s->eps->eps, k * sizeof(*eps));
+            qsort(eps, k, sizeof(*eps), by_id);
+        } else {
+            eps = (const scout_endpoint_t **)s->eps->eps;
+        }
+    }
     svc->ep_count = (uint32_t)k;
     for (size_t e = 0; e < k; e++, (*eprec)++, (*ep_i)++) {
         scout_shm_ep_t *r = *eprec;
@@ -348,6 +354,7 @@ scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs, int n,
  */
 struct scout_shm_slice_s {
     int               refs;       /* atomic */
+    size_t            cap;        /* bytes allocated, this header included */
     const char       *name;       /* NUL-terminated, inside strings */
     scout_shm_svc_t   svc;
     uint32_t          neps, nmeta, nstr;
@@ -356,11 +363,75 @@ struct scout_shm_slice_s {
     uint8_t          *strings;
 };
 
+/*
+ * Spare slice buffers.  A changed service's slice used to be a fresh
+ * calloc per index: half of the 30k instructions a 50-endpoint slice cost
+ * (glibc consolidating its fast bins for a request past 1 KB, then zeroing
+ * bytes that are all written again).  A slice let go (by the loop, or by
+ * the writer thread dropping a slot's hold) parks its buffer here and the
+ * next slice of a size that fits takes it: exchange and compare-and-swap
+ * on a few words, so either thread may park or take, no lock.  A buffer is
+ * sized with a quarter to spare, so a service that grows by an endpoint
+ * fits its old buffer; big ones are not kept (a registry's worth of
+ * spares is memory nobody uses).  Nothing is zeroed: put_service writes
+ * every byte of the records and strings (no padding: scout_shm.h), which
+ * test_shm_slices' reused-buffer test holds against a whole encode.
+ */
+#define SPARES       4
+#define SPARE_MAX    (64 * 1024)
+
+static scout_shm_slice_t *spares[SPARES];
+
+static scout_shm_slice_t *
+slice_alloc(size_t size)
+{
+    scout_shm_slice_t *sl;
+    size_t cap;
+
+    for (int i = 0; i < SPARES; i++) {
+        if (__atomic_load_n(&spares[i], __ATOMIC_RELAXED) == NULL)
+            continue;
+        sl = __atomic_exchange_n(&spares[i], NULL, __ATOMIC_ACQUIRE);
+        if (sl == NULL)
+            continue;
+        if (sl->cap >= size)
+            return sl;
+        free(sl);               /* too small for this one: made anew */
+        break;
+    }
+    cap = (size + size / 4 + 63) & ~(size_t)63;
+    if ((sl = malloc(cap)) != NULL)
+        sl->cap = cap;
+    return sl;
+}
+
+static void
+slice_park(scout_shm_slice_t *sl)
+{
+    if (sl->cap <= SPARE_MAX)
+        for (int i = 0; i < SPARES; i++) {
+            scout_shm_slice_t *none = NULL;
+
+            if (__atomic_compare_exchange_n(&spares[i], &none, sl, 0,
+                                            __ATOMIC_RELEASE,
+                                            __ATOMIC_RELAXED))
+                return;
+        }
+    free(sl);
+}
+
+void
+scout_shm_slice_spares_free(void)
+{
+    for (int i = 0; i < SPARES; i++)
+        free(__atomic_exchange_n(&spares[i], NULL, __ATOMIC_ACQUIRE));
+}
+
 scout_shm_slice_t *
 scout_shm_slice_new(const scout_shm_service_t *s, char *err)
 {
     const scout_shm_service_t *one = s;
-    const scout_endpoint_t **eps = NULL;
+    const scout_endpoint_t *few[64], **eps = few;
     scout_shm_slice_t *sl = NULL;
     scout_shm_ep_t *eprec;
     scout_shm_meta_t *mrec;
@@ -377,10 +448,13 @@ scout_shm_slice_new(const scout_shm_service_t *s, char *err)
         return NULL;
     size = sizeof(*sl) + z.nendpoints * sizeof(scout_shm_ep_t)
            + z.nmeta * sizeof(scout_shm_meta_t) + z.strings;
-    if ((sl = calloc(1, size)) == NULL
-        || (eps = malloc((z.max_eps ? z.max_eps : 1) * sizeof(*eps)))
-           == NULL) {
-        free(sl);
+    /* the scratch for endpoints not in id order: on the stack but for a
+     * big service */
+    if ((z.max_eps > 64
+         && (eps = malloc(z.max_eps * sizeof(*eps))) == NULL)
+        || (sl = slice_alloc(size)) == NULL) {
+        if (eps != few)
+            free(eps);
         scout_seterr(err, "shm: out of memory");
         return NULL;
     }
@@ -395,7 +469,8 @@ scout_shm_slice_new(const scout_shm_service_t *s, char *err)
     /* the same order of strings and records as encode() */
     put_service(&t, s, eps, &sl->svc, &eprec, &mrec, &ep_i, &meta_i);
     sl->name = (const char *)sl->strings + sl->svc.name.off;
-    free(eps);
+    if (eps != few)
+        free(eps);
     return sl;
 }
 
@@ -411,7 +486,7 @@ void
 scout_shm_slice_unref(scout_shm_slice_t *sl)
 {
     if (sl != NULL && __atomic_sub_fetch(&sl->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        free(sl);
+        slice_park(sl);
 }
 
 static scout_shm_str_t

@@ -53,6 +53,11 @@ scout_shm_slice_t *scout_shm_slice_new(const scout_shm_service_t *s,
 scout_shm_slice_t *scout_shm_slice_ref(scout_shm_slice_t *sl);
 void scout_shm_slice_unref(scout_shm_slice_t *sl);
 
+/* A slice let go keeps its buffer for the next one (a few, of at most
+ * 64 KB, shared by every thread).  This frees them: at exit, for the leak
+ * checks; any time is safe. */
+void scout_shm_slice_spares_free(void);
+
 /* scout_shm_publish() from slices: the very same bytes for the same
  * services, at the cost of copying them (slices is reordered by name; in
  * that order already, one pass over the names checks it).

@@ -404,5 +404,6 @@ scout_shmpub_free(scout_shmpub_t *p)
     cache_free(p->old_cache, p->old_set, p->old_n);
     free(p->sorted);
     scout_shm_close(p->shm, 0);
+    scout_shm_slice_spares_free();  /* every slice is let go by now */
     free(p);
 }

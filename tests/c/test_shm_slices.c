@@ -211,6 +211,68 @@ test_slices(void)
     scout_shm_close(wb, 1);
 }
 
+/* A slice let go parks its buffer and the next slice takes it, unzeroed
+ * (the calloc was half a changed service's cost): every byte of the
+ * records and strings must be written again, or a reader gets the last
+ * service's bytes.  The buffer left behind is a twin of the odd set's
+ * "orders" -- the same records, every string 40 bytes longer -- so its
+ * strings lie where the new slice's strings and their NULs go; the body
+ * must be the bytes a whole encode writes into a fresh file (zeros). */
+static void
+test_reused_buffer(void)
+{
+    char err[SCOUT_ERR_LEN] = "", pad[48], id[3][64], host[3][64];
+    scout_epset_t twin_set;
+    scout_shm_service_t twin = small[1];
+    scout_shm_slice_t *sl[1] = { NULL }, *parked;
+    const char *pa = path_in("reuse-a"), *pb = path_in("reuse-b");
+    scout_shm_t *wa = scout_shm_open(pa, err), *wb = scout_shm_open(pb, err);
+    scout_shm_reader_t *ra = scout_shm_reader_open(pa, err);
+    scout_shm_reader_t *rb = scout_shm_reader_open(pb, err);
+
+    if (wa == NULL || wb == NULL || ra == NULL || rb == NULL) {
+        CHECK(0, "%s", err);
+        return;
+    }
+    memset(pad, 'x', 40);
+    pad[40] = '\0';
+    scout_epset_init(&twin_set);
+    for (int i = 0; i < 3; i++) {
+        snprintf(id[i], sizeof(id[i]), "%d%s", i, pad);
+        snprintf(host[i], sizeof(host[i]), "h%s", pad);
+    }
+    /* orders: 3 endpoints, 4 meta */
+    scout_epset_put(&twin_set, mk_ep(id[0], host[0], 1, 1, pad, 1, 3,
+                                     pad, pad, pad, pad, pad, pad));
+    scout_epset_put(&twin_set, mk_ep(id[1], host[1], 2, 1, pad, 2, 1,
+                                     pad, pad));
+    scout_epset_put(&twin_set, mk_ep(id[2], host[2], 3, 1, pad, 3, 0));
+    twin.name = "ordersxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    twin.path = pad;
+    twin.state = pad;
+    twin.eps = &twin_set;
+    scout_shm_slice_spares_free();      /* the twin's is the only spare */
+    parked = scout_shm_slice_new(&twin, err);
+    CHECK(parked != NULL, "%s", err);
+    scout_shm_slice_unref(parked);
+    sl[0] = scout_shm_slice_new(&small[1], err);
+    CHECK(sl[0] == parked, "the parked buffer was not taken");
+    CHECK(same_bytes(wa, wb, ra, rb, &small[1], 1, sl, -1));
+    scout_shm_slice_unref(sl[0]);
+    /* and every service of the odd set, each in the last one's buffer */
+    for (int i = 0; i < 4; i++) {
+        sl[0] = NULL;
+        CHECK(same_bytes(wa, wb, ra, rb, &small[i], 1, sl, -1), "%d", i);
+        scout_shm_slice_unref(sl[0]);
+    }
+    scout_shm_slice_spares_free();
+    scout_epset_free(&twin_set);
+    scout_shm_reader_close(ra);
+    scout_shm_reader_close(rb);
+    scout_shm_close(wa, 1);
+    scout_shm_close(wb, 1);
+}
+
 int
 main(void)
 {
@@ -219,6 +281,7 @@ main(void)
     small_init();
     RUN(test_slices());
     RUN(test_endpoints_out_of_order());
+    RUN(test_reused_buffer());
     RUN(test_scale());
     small_free();
     shm_fixtures_stop();
