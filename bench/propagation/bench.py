@@ -45,6 +45,12 @@ How:
 - STRACE=1: `strace -f -c` is attached to each observer for its measured changes and the syscalls per change are
   printed (the busiest ones by name): a count that, unlike CPU, does not depend on the load. strace slows every
   syscall, so the CPU and latency columns of such a run mean nothing.
+- CALLGRIND=1: the raw client and every scout observer run under `valgrind --tool=callgrind` (kazoo is skipped:
+  an interpreter's instructions say nothing here); the counters are zeroed when a measured window starts
+  (`callgrind_control -z`) and dumped when it ends (`-d`), and the instructions per change are printed with the
+  inclusive cost of the functions named in CG_FUNCS (comma-separated; a default list of the consumer's path):
+  instructions, unlike CPU, do not move with the machine's load. CPU, latency and wakeups of such a run mean
+  nothing; use GAP_MS=50 or more so that each change is one update.
 """
 
 import atexit
@@ -65,6 +71,11 @@ TIMEOUT_MS = int(os.environ.get("TIMEOUT_MS", "5000"))
 READY_S = float(os.environ.get("READY_S", "30"))
 GAP_S = float(os.environ.get("GAP_MS", "0")) / 1000.0
 STRACE = os.environ.get("STRACE") == "1"
+CALLGRIND = os.environ.get("CALLGRIND") == "1"
+CG_FUNCS = os.environ.get("CG_FUNCS", "scout_shm_slice_new,scout_shmpub_service,scout_service_json,"
+                          "scout_epset_json,scout_rcbuf_adopt,malloc_consolidate,calloc,json_dumps").split(",")
+if CALLGRIND:
+    READY_S = max(READY_S, 180.0)
 PATH = "/bench/svc"
 
 
@@ -342,6 +353,41 @@ def strace_stop(st):
     return calls
 
 
+def callgrind_zero(pid):
+    subprocess.run(["callgrind_control", "-z", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=True)
+
+
+def callgrind_dump(pid, tmp):
+    """Dumps pid's counters since the last zero; returns (instructions, {function: inclusive instructions})."""
+    import glob
+    before = set(glob.glob(os.path.join(tmp, "cg-*.%d.*" % pid)))
+    subprocess.run(["callgrind_control", "-d", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=True)
+    new = sorted(set(glob.glob(os.path.join(tmp, "cg-*.%d.*" % pid))) - before)
+    if not new:
+        raise SystemExit("bench: callgrind wrote no dump for %d" % pid)
+    ir, fn = 0, {}
+    for path in new:
+        out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", path],
+                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+        for ln in out.splitlines():
+            parts = ln.split()
+            if not parts or not parts[0].replace(",", "").isdigit():
+                continue
+            v = int(parts[0].replace(",", ""))
+            if ln.rstrip().endswith("PROGRAM TOTALS"):
+                ir += v
+                continue
+            name = parts[-2] if parts[-1].startswith("[") else parts[-1]
+            name = name.split(":", 1)[-1].split("'")[0]
+            if name in CG_FUNCS:
+                fn[name] = fn.get(name, 0) + v
+        if os.environ.get("KEEP") != "1":
+            os.unlink(path)
+    return ir, fn
+
+
 def main():
     # SIGTERM -> SystemExit, so phase()'s finally still stops the observer
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -458,6 +504,11 @@ def main():
                                  logfile=os.path.join(tmp, "scout-api-parked.log"),
                                  parkers=["/usr/bin/python3", os.path.join(root, "bench", "propagation", "parkers.py"),
                                           sock, "svc", str(parked)]))
+    if CALLGRIND:
+        kaz.skipped = "not under callgrind (an interpreter)"
+        for i, o in enumerate([raw, sc, api] + extra):
+            o.argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s/cg-%d.%%p" % (tmp, i)] + o.argv
+            o.cg_ir, o.cg_fn = 0, {}
     if os.access(scout, os.X_OK):
         observers.append(sc)
         observers.append(api)
@@ -496,6 +547,8 @@ def main():
             ports = local_ports(obs.p.pid, zk_ports)
             r0 = recved(zk_ports, ports[0]) if len(ports) == 1 else None
             st = strace_start(obs.p.pid, tmp) if STRACE and measure else None
+            if CALLGRIND and measure:
+                callgrind_zero(obs.p.pid)
             lats = []
             for _ in range(n):
                 lat = one_change(obs)
@@ -514,6 +567,11 @@ def main():
             if st is not None:
                 for name, calls in strace_stop(st).items():
                     obs.sys[name] = obs.sys.get(name, 0) + calls
+            if CALLGRIND and measure:
+                ir, fn = callgrind_dump(obs.p.pid, tmp)
+                obs.cg_ir += ir
+                for k, v in fn.items():
+                    obs.cg_fn[k] = obs.cg_fn.get(k, 0) + v
             c1 = cpu_ns(obs.p.pid)
             w1 = wakeups(obs.p.pid)
             ports1 = local_ports(obs.p.pid, zk_ports)
@@ -602,13 +660,21 @@ def main():
                 top = sorted(obs.sys.items(), key=lambda kv: -kv[1])
                 print("  %s | all %.2f | %s" % (obs.name, sum(obs.sys.values()) / n,
                                                 " ".join("%s %.2f" % (k, v / n) for k, v in top[:9])))
+    if CALLGRIND:
+        print("callgrind instructions per change (the measured windows; inclusive cost of CG_FUNCS):")
+        for obs in [raw, sc, api] + extra:
+            if obs.lat and obs.cg_ir:
+                n = len(obs.lat) + obs.misses
+                print("  %s | all %.1fk | %s" % (obs.name, obs.cg_ir / n / 1e3, " ".join(
+                    "%s %.1fk" % (k, v / n / 1e3) for k, v in obs.cg_fn.items() if v)))
     print("ratios are to the raw C client; cpu s = on-CPU time over the measured changes "
           "(start-up excluded, shown as start cpu s per phase); wall %.1fs" % elapsed)
     if sc.skipped and not sc.lat:
         print("scout: skipped (%s)" % sc.skipped)
     # non-zero on lost changes, or an observer that exists but failed
     bad = [o.name for o in [raw, kaz, sc, api] + extra
-           if o.misses or (o.skipped and o.skipped != "build/scout not built")]
+           if o.misses or (o.skipped and o.skipped != "build/scout not built"
+                           and not o.skipped.startswith("not under callgrind"))]
     if bad:
         log("FAILED: %s" % ", ".join(bad))
     return 1 if bad else 0
