@@ -359,8 +359,9 @@ def callgrind_zero(pid):
 
 
 def callgrind_dump(pid, tmp):
-    """Dumps pid's counters since the last zero; returns (instructions, {function: inclusive instructions})."""
+    """Dumps pid's counters since the last zero; returns (instructions, {function: [inclusive instructions, calls]})."""
     import glob
+    import re
     before = set(glob.glob(os.path.join(tmp, "cg-*.%d.*" % pid)))
     subprocess.run(["callgrind_control", "-d", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    check=True)
@@ -369,20 +370,28 @@ def callgrind_dump(pid, tmp):
         raise SystemExit("bench: callgrind wrote no dump for %d" % pid)
     ir, fn = 0, {}
     for path in new:
-        out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", path],
+        out = subprocess.run(["callgrind_annotate", "--tree=caller", "--inclusive=yes", "--threshold=100", path],
                              stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+        calls = 0           # callers' counts ("< caller (Nx)") of the function a block is about
         for ln in out.splitlines():
             parts = ln.split()
-            if not parts or not parts[0].replace(",", "").isdigit():
+            if not parts:
+                calls = 0
+                continue
+            if not parts[0].replace(",", "").isdigit():
                 continue
             v = int(parts[0].replace(",", ""))
             if ln.rstrip().endswith("PROGRAM TOTALS"):
                 ir += v
-                continue
-            name = parts[-2] if parts[-1].startswith("[") else parts[-1]
-            name = name.split(":", 1)[-1].split("'")[0]
-            if name in CG_FUNCS:
-                fn[name] = fn.get(name, 0) + v
+            elif "  < " in ln:
+                m = re.search(r"\((\d+)x\)", ln)
+                calls += int(m.group(1)) if m else 0
+            elif "  *  " in ln:
+                name = ln.split("  *  ", 1)[1].split(" [", 1)[0].split(":", 1)[-1].split("'")[0]
+                if name in CG_FUNCS:
+                    f = fn.setdefault(name, [0, 0])
+                    f[0] += v
+                    f[1] += calls
         if os.environ.get("KEEP") != "1":
             os.unlink(path)
     return ir, fn
@@ -571,7 +580,9 @@ def main():
                 ir, fn = callgrind_dump(obs.p.pid, tmp)
                 obs.cg_ir += ir
                 for k, v in fn.items():
-                    obs.cg_fn[k] = obs.cg_fn.get(k, 0) + v
+                    f = obs.cg_fn.setdefault(k, [0, 0])
+                    f[0] += v[0]
+                    f[1] += v[1]
             c1 = cpu_ns(obs.p.pid)
             w1 = wakeups(obs.p.pid)
             ports1 = local_ports(obs.p.pid, zk_ports)
@@ -661,12 +672,14 @@ def main():
                 print("  %s | all %.2f | %s" % (obs.name, sum(obs.sys.values()) / n,
                                                 " ".join("%s %.2f" % (k, v / n) for k, v in top[:9])))
     if CALLGRIND:
-        print("callgrind instructions per change (the measured windows; inclusive cost of CG_FUNCS):")
+        print("callgrind instructions per change (the measured windows); CG_FUNCS inclusive: per change, "
+              "calls per change, per call")
         for obs in [raw, sc, api] + extra:
             if obs.lat and obs.cg_ir:
                 n = len(obs.lat) + obs.misses
-                print("  %s | all %.1fk | %s" % (obs.name, obs.cg_ir / n / 1e3, " ".join(
-                    "%s %.1fk" % (k, v / n / 1e3) for k, v in obs.cg_fn.items() if v)))
+                print("  %s | all %.1fk | %s" % (obs.name, obs.cg_ir / n / 1e3, " | ".join(
+                    "%s %.1fk, %.2f, %.1fk" % (k, v[0] / n / 1e3, v[1] / n, v[0] / max(1, v[1]) / 1e3)
+                    for k, v in obs.cg_fn.items() if v[0])))
     print("ratios are to the raw C client; cpu s = on-CPU time over the measured changes "
           "(start-up excluded, shown as start cpu s per phase); wall %.1fs" % elapsed)
     if sc.skipped and not sc.lat:
