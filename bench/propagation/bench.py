@@ -368,8 +368,9 @@ def callgrind_dump(pid, tmp):
     new = sorted(set(glob.glob(os.path.join(tmp, "cg-*.%d.*" % pid))) - before)
     if not new:
         raise SystemExit("bench: callgrind wrote no dump for %d" % pid)
-    ir, fn = 0, {}
+    ir, total = 0, {}
     for path in new:
+        fn = {}
         out = subprocess.run(["callgrind_annotate", "--tree=caller", "--inclusive=yes", "--threshold=100", path],
                              stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
         calls = 0           # callers' counts ("< caller (Nx)") of the function a block is about
@@ -389,12 +390,17 @@ def callgrind_dump(pid, tmp):
             elif "  *  " in ln:
                 name = ln.split("  *  ", 1)[1].split(" [", 1)[0].split(":", 1)[-1].split("'")[0]
                 if name in CG_FUNCS:
+                    # a function may show twice (once per spelling of its file name, its callers in one): the
+                    # same function, not twice the cost
                     f = fn.setdefault(name, [0, 0])
-                    f[0] += v
-                    f[1] += calls
+                    f[0], f[1] = max(f[0], v), max(f[1], calls)
+        for k, v in fn.items():
+            t = total.setdefault(k, [0, 0])
+            t[0] += v[0]
+            t[1] += v[1]
         if os.environ.get("KEEP") != "1":
             os.unlink(path)
-    return ir, fn
+    return ir, total
 
 
 def main():
