@@ -119,7 +119,7 @@ static void
 put_service(strtab_t *t, const scout_shm_service_t *s,
             const scout_endpoint_t **eps, scout_shm_svc_t *svc,
             scout_shm_ep_t **eprec, scout_shm_meta_t **mrec, uint32_t *ep_i,
-            uint32_t *meta_i)
+            uint32_t *meta_i, const uint32_t *lens)
 {
     const scout_endpoint_t *ep;
     size_t k = 0;
@@ -139,6 +139,7 @@ put_service(strtab_t *t, const scout_shm_service_t *s,
         if (!ids_in_order((const scout_endpoint_t **)s->eps->eps, k)) {
             memcpy(eps, s->eps->eps, k * sizeof(*eps));
             qsort(eps, k, sizeof(*eps), by_id);
+            lens = NULL;        /* measured in the set's order */
         } else {
             eps = (const scout_endpoint_t **)s->eps->eps;
         }
@@ -148,17 +149,28 @@ put_service(strtab_t *t, const scout_shm_service_t *s,
         scout_shm_ep_t *r = *eprec;
 
         ep = eps[e];
-        r->id = put_cstr(t, ep->id);
-        r->host = put_cstr(t, ep->host);
-        r->status = put_cstr(t, ep->status);
+        if (lens != NULL) {
+            r->id = put_str(t, S(ep->id), *lens++);
+            r->host = put_str(t, S(ep->host), *lens++);
+            r->status = put_str(t, S(ep->status), *lens++);
+        } else {
+            r->id = put_cstr(t, ep->id);
+            r->host = put_cstr(t, ep->host);
+            r->status = put_cstr(t, ep->status);
+        }
         r->port = ep->port;
         r->weight = ep->weight;
         r->zxid = ep->zxid;
         r->meta_first = *meta_i;
         r->meta_count = (uint32_t)(ep->nmeta > 0 ? ep->nmeta : 0);
         for (int j = 0; j < ep->nmeta; j++, (*mrec)++, (*meta_i)++) {
-            (*mrec)->key = put_cstr(t, ep->meta[j].key);
-            (*mrec)->value = put_cstr(t, ep->meta[j].value);
+            if (lens != NULL) {
+                (*mrec)->key = put_str(t, S(ep->meta[j].key), *lens++);
+                (*mrec)->value = put_str(t, S(ep->meta[j].value), *lens++);
+            } else {
+                (*mrec)->key = put_cstr(t, ep->meta[j].key);
+                (*mrec)->value = put_cstr(t, ep->meta[j].value);
+            }
         }
     }
 }
@@ -169,16 +181,19 @@ typedef struct {
 } sizes_t;
 
 /* Count what the snapshot will hold, so that it is written in one pass
- * straight into the slot with every offset known. */
+ * straight into the slot with every offset known.  lens, when given (one
+ * service: a slice), gets each endpoint's string lengths in the set's
+ * order -- id, host, status, then each meta key and value -- so that the
+ * write does not measure them again. */
 static int
 measure(const scout_shm_service_t *const *order, int n, sizes_t *z,
-        char *err)
+        uint32_t *lens, char *err)
 {
     memset(z, 0, sizeof(*z));
     for (int i = 0; i < n; i++) {
         const scout_shm_service_t *s = order[i];
         const scout_endpoint_t *ep;
-        size_t neps = 0;
+        size_t neps = 0, l;
 
         z->strings += strlen(s->name) + strlen(S(s->path))
                       + strlen(S(s->state)) + s->settings_len + 4;
@@ -187,14 +202,27 @@ measure(const scout_shm_service_t *const *order, int n, sizes_t *z,
         if (s->eps == NULL)
             continue;
         for (unsigned i = 0; i < s->eps->n; i++) {
+            const char *str[3];
+
             ep = s->eps->eps[i];
             neps++;
             z->nmeta += (uint64_t)(ep->nmeta > 0 ? ep->nmeta : 0);
-            z->strings += strlen(S(ep->id)) + strlen(S(ep->host))
-                          + strlen(S(ep->status)) + 3;
-            for (int j = 0; j < ep->nmeta; j++)
-                z->strings += strlen(S(ep->meta[j].key))
-                              + strlen(S(ep->meta[j].value)) + 2;
+            str[0] = ep->id;
+            str[1] = ep->host;
+            str[2] = ep->status;
+            for (int k = 0; k < 3; k++) {
+                z->strings += (l = strlen(S(str[k]))) + 1;
+                if (lens != NULL)
+                    *lens++ = (uint32_t)l;
+            }
+            for (int j = 0; j < ep->nmeta; j++) {
+                z->strings += (l = strlen(S(ep->meta[j].key))) + 1;
+                if (lens != NULL)
+                    *lens++ = (uint32_t)l;
+                z->strings += (l = strlen(S(ep->meta[j].value))) + 1;
+                if (lens != NULL)
+                    *lens++ = (uint32_t)l;
+            }
         }
         z->nendpoints += neps;
         if (neps > z->max_eps)
@@ -229,7 +257,7 @@ encode(scout_shm_t *shm, int n, const sizes_t *z, uint64_t gen,
 
     for (int i = 0; i < n; i++, svc++)
         put_service(&t, shm->order[i], shm->eps, svc, &eprec, &mrec, &ep_i,
-                    &meta_i);
+                    &meta_i, NULL);
 }
 
 /* Body into the slot for gen under the slot's seqlock.  The release fence
@@ -332,7 +360,7 @@ scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs, int n,
         if (strcmp(shm->order[i - 1]->name, shm->order[i]->name) == 0)
             return scout_seterr(err, "shm: duplicate service \"%s\"",
                        shm->order[i]->name);
-    if (measure(shm->order, n, &z, err) != SCOUT_OK)
+    if (measure(shm->order, n, &z, NULL, err) != SCOUT_OK)
         return SCOUT_ERROR;
     if (grow(&shm->eps, &shm->eps_cap, z.max_eps, sizeof(*shm->eps))
         != SCOUT_OK)
@@ -432,31 +460,38 @@ scout_shm_slice_new(const scout_shm_service_t *s, char *err)
 {
     const scout_shm_service_t *one = s;
     const scout_endpoint_t *few[64], **eps = few;
+    uint32_t few_lens[256], *lens = few_lens;
     scout_shm_slice_t *sl = NULL;
     scout_shm_ep_t *eprec;
     scout_shm_meta_t *mrec;
     strtab_t t;
     sizes_t z;
-    size_t size;
+    size_t size, nlens = 0;
     uint32_t ep_i = 0, meta_i = 0;
 
     if (s->name == NULL || s->name[0] == '\0') {
         scout_seterr(err, "shm: a service has no name");
         return NULL;
     }
-    if (measure(&one, 1, &z, err) != SCOUT_OK)
-        return NULL;
+    /* the scratch, on the stack but for a big service: each string's
+     * length, measured once (measure, then put_service), and room for
+     * endpoints not in id order */
+    for (unsigned i = 0; s->eps != NULL && i < s->eps->n; i++)
+        nlens += 3 + 2 * (size_t)(s->eps->eps[i]->nmeta > 0
+                                  ? s->eps->eps[i]->nmeta : 0);
+    if ((nlens > 256 && (lens = malloc(nlens * sizeof(*lens))) == NULL)
+        || (s->eps != NULL && s->eps->n > 64
+            && (eps = malloc(s->eps->n * sizeof(*eps))) == NULL)) {
+        scout_seterr(err, "shm: out of memory");
+        goto fail;
+    }
+    if (measure(&one, 1, &z, lens, err) != SCOUT_OK)
+        goto fail;
     size = sizeof(*sl) + z.nendpoints * sizeof(scout_shm_ep_t)
            + z.nmeta * sizeof(scout_shm_meta_t) + z.strings;
-    /* the scratch for endpoints not in id order: on the stack but for a
-     * big service */
-    if ((z.max_eps > 64
-         && (eps = malloc(z.max_eps * sizeof(*eps))) == NULL)
-        || (sl = slice_alloc(size)) == NULL) {
-        if (eps != few)
-            free(eps);
+    if ((sl = slice_alloc(size)) == NULL) {
         scout_seterr(err, "shm: out of memory");
-        return NULL;
+        goto fail;
     }
     sl->refs = 1;
     sl->neps = (uint32_t)z.nendpoints;
@@ -467,10 +502,13 @@ scout_shm_slice_new(const scout_shm_service_t *s, char *err)
     sl->strings = t.strings = (uint8_t *)(sl->meta + sl->nmeta);
     t.pos = 0;
     /* the same order of strings and records as encode() */
-    put_service(&t, s, eps, &sl->svc, &eprec, &mrec, &ep_i, &meta_i);
+    put_service(&t, s, eps, &sl->svc, &eprec, &mrec, &ep_i, &meta_i, lens);
     sl->name = (const char *)sl->strings + sl->svc.name.off;
+fail:
     if (eps != few)
         free(eps);
+    if (lens != few_lens)
+        free(lens);
     return sl;
 }
 

@@ -197,6 +197,18 @@ test_slices(void)
     scout_epset_init(&b.sets[3]);
     b.svcs[3].eps = NULL;
     CHECK(!same_bytes(wa, wb, ra, rb, b.svcs, b.n, sl, -1));
+    /* services past the slice's stack scratch (64 endpoints, 256 string
+     * lengths): the same bytes from its heap scratch */
+    {
+        scout_shm_slice_t *wide[3] = { NULL, NULL, NULL };
+        big_t w;
+
+        big_make(&w, 3, 100, 5);
+        CHECK(same_bytes(wa, wb, ra, rb, w.svcs, w.n, wide, -1));
+        for (int i = 0; i < 3; i++)
+            scout_shm_slice_unref(wide[i]);
+        big_free(&w);
+    }
     /* two slices of one name are refused; the last snapshot stands */
     dup[0] = sl[0];
     dup[1] = sl[0];
