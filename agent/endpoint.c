@@ -1,15 +1,12 @@
 /*
- * endpoint.c -- endpoint sets and their JSON form.  The API's JSON is
- * jansson's (its escaping and number format); an endpoint's object, made
- * once in its life, is written here in exactly jansson's bytes (JSON_COMPACT,
- * keys in insertion order), because a jansson tree per new endpoint -- a
- * dozen mallocs for an object of seven members -- was most of the list's
- * cost per change; test_epset holds the bytes to json_dumps' for every
- * escape.  Rendering happens at most once per change, and only when a
- * reader asks.
+ * endpoint.c -- endpoint sets and their JSON form.  JSON goes through
+ * jansson (packaged, well kept, exact string escaping); we never build JSON
+ * by hand.  Rendering is O(n log n) and happens at most once per change,
+ * and only when a reader asks.
  */
 #include "endpoint.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -445,159 +442,54 @@ scout_epset_append(scout_epset_t *set, scout_endpoint_t *ep)
     return SCOUT_OK;
 }
 
-/* ---- an endpoint's JSON object ----------------------------------------- */
-
-/* A writer that counts (p NULL) or writes: the same walk sizes the object
- * and then fills it, so it is one malloc of the exact size. */
-typedef struct {
-    char   *p;
-    size_t  n;
-    int     first;          /* no member yet in the current object */
-} jw_t;
-
-static void
-jw_raw(jw_t *w, const char *s, size_t len)
+static json_t *
+endpoint_json(const scout_endpoint_t *ep)
 {
-    if (w->p != NULL)
-        memcpy(w->p + w->n, s, len);
-    w->n += len;
+    json_t *o = json_object(), *meta = json_object();
+
+    if (o == NULL || meta == NULL) {
+        json_decref(o);
+        json_decref(meta);
+        return NULL;
+    }
+    for (int j = 0; j < ep->nmeta; j++)
+        json_object_set_new(meta, ep->meta[j].key,
+                            json_string(ep->meta[j].value));
+    json_object_set_new(o, "id", json_string(ep->id));
+    json_object_set_new(o, "host", json_string(ep->host));
+    json_object_set_new(o, "port", json_integer(ep->port));
+    json_object_set_new(o, "weight", json_integer(ep->weight));
+    json_object_set_new(o, "status", json_string(ep->status));
+    json_object_set_new(o, "zxid", json_integer(ep->zxid));
+    json_object_set_new(o, "meta", meta);
+    return o;
 }
 
-/* A string as jansson's dump.c writes it without JSON_ENSURE_ASCII or
- * JSON_ESCAPE_SLASH: '"' and '\\' escaped, the controls below 0x20 as
- * \b \f \n \r \t or \u00XX (upper-case hex), every other byte as it is
- * (UTF-8 included: the rule in endpoint.h made it valid). */
-static void
-jw_str(jw_t *w, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *run = (const unsigned char *)s, *c = run;
-    char esc[6];
-
-    jw_raw(w, "\"", 1);
-    for (;; c++) {
-        size_t k = 2;
-
-        if (*c >= 0x20 && *c != '"' && *c != '\\')
-            continue;
-        jw_raw(w, (const char *)run, (size_t)(c - run));
-        if (*c == '\0')
-            break;
-        run = c + 1;
-        esc[0] = '\\';
-        switch (*c) {
-        case '"':  esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[*c >> 4];
-            esc[5] = hex[*c & 15];
-            k = 6;
-        }
-        jw_raw(w, esc, k);
-    }
-    jw_raw(w, "\"", 1);
-}
-
-/* A member's key (a C literal, or a meta key to escape). */
-static void
-jw_key(jw_t *w, const char *key, int escape)
-{
-    if (!w->first)
-        jw_raw(w, ",", 1);
-    w->first = 0;
-    if (escape) {
-        jw_str(w, key);
-        jw_raw(w, ":", 1);
-    } else {
-        jw_raw(w, "\"", 1);
-        jw_raw(w, key, strlen(key));
-        jw_raw(w, "\":", 2);
-    }
-}
-
-/* An integer as jansson's "%lld". */
-static void
-jw_int(jw_t *w, int64_t v)
-{
-    char d[24];
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    int n = (int)sizeof(d);
-
-    do {
-        d[--n] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        d[--n] = '-';
-    jw_raw(w, d + n, sizeof(d) - (size_t)n);
-}
-
-/* The object jansson made of {id, host, port, weight, status, zxid, meta}
- * in that order, meta's keys in the endpoint's order (sorted, unique); a
- * NULL string is a member jansson could not make, so it is left out. */
-static void
-jw_endpoint(jw_t *w, const scout_endpoint_t *ep)
-{
-    w->first = 1;
-    jw_raw(w, "{", 1);
-    if (ep->id != NULL) {
-        jw_key(w, "id", 0);
-        jw_str(w, ep->id);
-    }
-    if (ep->host != NULL) {
-        jw_key(w, "host", 0);
-        jw_str(w, ep->host);
-    }
-    jw_key(w, "port", 0);
-    jw_int(w, ep->port);
-    jw_key(w, "weight", 0);
-    jw_int(w, ep->weight);
-    if (ep->status != NULL) {
-        jw_key(w, "status", 0);
-        jw_str(w, ep->status);
-    }
-    jw_key(w, "zxid", 0);
-    jw_int(w, ep->zxid);
-    jw_key(w, "meta", 0);
-    jw_raw(w, "{", 1);
-    w->first = 1;
-    for (int j = 0; j < ep->nmeta; j++) {
-        if (ep->meta[j].key == NULL || ep->meta[j].value == NULL)
-            continue;
-        jw_key(w, ep->meta[j].key, 1);
-        jw_str(w, ep->meta[j].value);
-    }
-    jw_raw(w, "}}", 2);
-}
-
-/* One endpoint's JSON object, made once in its life.  Building a jansson
- * tree of the whole set for each index was a quarter of the agent's CPU
- * per change seen by a blocking-query consumer (50 endpoints; perf,
- * bench/propagation): a change renders only the endpoints it brought, and
- * since then each without jansson's tree (14k instructions -> ~1k). */
+/* One endpoint's JSON object, made by jansson once in its life.  Building a
+ * jansson tree of the whole set for each index was a quarter of the agent's
+ * CPU per change seen by a blocking-query consumer (50 endpoints; perf,
+ * bench/propagation): now a change renders only the endpoints it brought. */
 static int
 endpoint_text(scout_endpoint_t *ep)
 {
-    jw_t w = { NULL, 0, 1 };
+    json_t *o;
+    size_t len;
 
     if (ep->json != NULL)
         return SCOUT_OK;
-    jw_endpoint(&w, ep);
-    if (w.n >= SCOUT_ENDPOINT_MAX_JSON)     /* cannot be: see endpoint.h */
+    if ((o = endpoint_json(ep)) == NULL)
         return SCOUT_ERROR;
-    if ((w.p = malloc(w.n + 1)) == NULL)
+    ep->json = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (ep->json == NULL)
         return SCOUT_ERROR;
-    w.n = 0;
-    jw_endpoint(&w, ep);
-    w.p[w.n] = '\0';
-    ep->json = w.p;
-    ep->json_len = (uint32_t)w.n;
+    len = strlen(ep->json);
+    if (len >= SCOUT_ENDPOINT_MAX_JSON) {   /* cannot be: see endpoint.h */
+        free(ep->json);
+        ep->json = NULL;
+        return SCOUT_ERROR;
+    }
+    ep->json_len = (uint32_t)len;
     return SCOUT_OK;
 }
 

@@ -5,8 +5,6 @@
  * and nothing else, and the JSON is in id order after every change -- what
  * the API, the snapshots and the runtime's rebuilt tables read.
  */
-#include <jansson.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,70 +105,6 @@ test_json_follows(void)
     scout_epset_free(&set);
 }
 
-/* What the API sent when each endpoint went through a jansson tree: the
- * list must stay those very bytes (consumers and test_discovery compare
- * them), now that endpoint.c writes each object itself. */
-static json_t *
-jansson_endpoint(const scout_endpoint_t *ep)
-{
-    json_t *o = json_object(), *meta = json_object();
-
-    for (int j = 0; j < ep->nmeta; j++)
-        json_object_set_new(meta, ep->meta[j].key,
-                            json_string(ep->meta[j].value));
-    json_object_set_new(o, "id", json_string(ep->id));
-    json_object_set_new(o, "host", json_string(ep->host));
-    json_object_set_new(o, "port", json_integer(ep->port));
-    json_object_set_new(o, "weight", json_integer(ep->weight));
-    json_object_set_new(o, "status", json_string(ep->status));
-    json_object_set_new(o, "zxid", json_integer(ep->zxid));
-    json_object_set_new(o, "meta", meta);
-    return o;
-}
-
-/* Every byte that jansson escapes (the controls, '"', '\\') and the ones
- * it does not ('/', DEL, UTF-8 of 2, 3 and 4 bytes), in ids, hosts,
- * statuses, meta keys and values; the integers' extremes; no meta; a
- * string jansson could not hold (NULL) left out as jansson left it out. */
-static void
-test_json_as_jansson(void)
-{
-    static const char tail[] = "\"\\/\x7f\xc3\xa9\xe2\x82\xac"
-                               "\xf0\x9f\x98\x80 e";
-    char all[64], key[16];
-    scout_epset_t set;
-    json_t *arr = json_array();
-    const char *j;
-    char *want;
-    size_t len;
-    int k = 0;
-
-    for (int c = 1; c < 0x20; c++)
-        all[k++] = (char)c;
-    memcpy(all + k, tail, sizeof(tail));     /* its NUL too */
-    snprintf(key, sizeof(key), "k\"\\\n\x1f/");
-    scout_epset_init(&set);
-    scout_epset_put(&set, mk_ep(all, "h", 1, 1, all, 1, 2, "", all, key,
-                                "\t"));
-    scout_epset_put(&set, mk_ep("b/\"q\"", "10.0.0.1", 65535, INT_MAX,
-                                "up", INT64_MAX, 0));
-    scout_epset_put(&set, mk_ep("c", "", INT_MIN, INT_MIN, "", INT64_MIN,
-                                1, "zone", "a\xc3\xa9"));
-    scout_epset_put(&set, mk_ep("d", "h", 0, -1, "down", -1, 0));
-    scout_epset_put(&set, mk_ep("e", "h", 10, 0, "up", 0, 0));
-    set.eps[4]->status = NULL;          /* inline: not freed on its own */
-    for (unsigned i = 0; i < set.n; i++)
-        json_array_append_new(arr, jansson_endpoint(set.eps[i]));
-    want = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    j = scout_epset_json(&set, &len);
-    CHECK(want != NULL && j != NULL && len == strlen(want)
-          && strcmp(j, want) == 0, "\n got  %s\n want %s", j ? j : "NULL",
-          want ? want : "NULL");
-    free(want);
-    json_decref(arr);
-    scout_epset_free(&set);
-}
-
 /* A reader of sorted input appends without lookups; a put after it still
  * lands in its place. */
 static void
@@ -194,7 +128,6 @@ main(void)
 {
     RUN(test_put_replace_del());
     RUN(test_json_follows());
-    RUN(test_json_as_jansson());
     RUN(test_append());
     return test_summary();
 }
