@@ -90,6 +90,26 @@ l_read_file(lua_State *L)
     return 1;
 }
 
+/* where(level): "file:line" of the function at that level of the stack, as
+ * debug.getinfo counts it (0 = where itself), or nil.  The DSL asks it once
+ * per `service "x"`: debug.getinfo makes a table of 16 slots per call, a
+ * good part of loading 10,000 services and of the garbage it leaves. */
+static int
+l_where(lua_State *L)
+{
+    lua_Debug ar;
+    const char *src;
+
+    if (!lua_getstack(L, (int)luaL_checkinteger(L, 1), &ar)
+        || !lua_getinfo(L, "Sl", &ar) || ar.source == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    src = ar.source[0] == '@' ? ar.source + 1 : ar.source;
+    lua_pushfstring(L, "%s:%d", src, ar.currentline);
+    return 1;
+}
+
 void
 scout_agent_lib_push(lua_State *L, void *ud, lua_CFunction exec,
                      lua_CFunction published, const char *dir)
@@ -113,6 +133,8 @@ scout_agent_lib_push(lua_State *L, void *ud, lua_CFunction exec,
     lua_setfield(L, -2, "published");
     lua_pushcfunction(L, scout_hook_lua_memory_error);
     lua_setfield(L, -2, "memory_error");
+    lua_pushcfunction(L, l_where);
+    lua_setfield(L, -2, "where");
     lua_pushstring(L, dir);         /* modules from here are scout's own */
     lua_setfield(L, -2, "lua_dir");
 }

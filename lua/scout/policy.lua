@@ -42,6 +42,9 @@ local function where(level)
   return at_of(getinfo(level, "fl"))
 end
 
+-- The same "file:line" from C, without the table debug.getinfo makes (absent outside the agent: specs, tools).
+local agent_where = package.loaded["scout.agent"] and package.loaded["scout.agent"].where
+
 local function fail(at, msg)
   error(at .. ": " .. msg, 0)
 end
@@ -601,62 +604,66 @@ local function environment(policy)
     policy.renders[#policy.renders + 1] = t
   end
 
+  -- `service "x"` returns the block's taker: a table called through BLOCK (one allocation; a closure over name, at
+  -- and its slot was four), holding { name, at, slot in policy.unfinished }.
+  local BLOCK = { __call = function(self, t)
+    local name, at = self[1], self[2]
+    policy.unfinished[self[3]] = false
+    if policy.by_name[name] then
+      fail(at, format("service \"%s\" declared twice (first at %s)", name, policy.by_name[name].at))
+    end
+    check_block(at, "service \"%s\"", SERVICE, t, policy, "service", name)
+    local dubbo = t.dubbo
+    local label = (dubbo or t.path == nil) and format("service \"%s\"", name)
+    if dubbo and t.path ~= nil then
+      fail(key_locator(policy, at, "service")("path"), label .. ": give path or dubbo, not both (dubbo's "
+        .. "providers path is /dubbo/" .. dubbo.interface .. "/providers)")
+    end
+    if dubbo and t.codec ~= nil and t.codec ~= "dubbo" then
+      fail(key_locator(policy, at, "service")("codec"), label .. ": dubbo = { ... } reads dubbo's providers; "
+        .. "codec must be \"dubbo\" or left out")
+    end
+    if t.path == nil and not dubbo then
+      fail(at, label .. ": path is required (or dubbo = { interface = ... })")
+    end
+    -- sized once (filled key by key it was rehashed twice) and to fit: LuaJIT rounds to a power of two, and
+    -- the usual block (path, codec) with name and at is 4 slots, not 8 (96 bytes a service)
+    local n = 3
+    for k in pairs(t) do if k ~= "codec" then n = n + 1 end end
+    local svc = tab_new(0, n)
+    svc.name, svc.at, svc.codec = name, at, "plain"
+    for k, v in pairs(t) do svc[k] = v end
+    if dubbo then
+      -- what a dubbo consumer subscribes to: the interface's providers, and (scout.sources.dubbo) its rules
+      svc.path, svc.codec = "/dubbo/" .. dubbo.interface .. "/providers", "dubbo"
+      svc.scope = { interface = dubbo.interface, group = dubbo.group, version = dubbo.version,
+                    application = dubbo.application, host = dubbo.host,
+                    -- dubbo 3's default: application-level discovery, the interface's list as fallback
+                    migration = dubbo.migration or "APPLICATION_FIRST" }
+    end
+    policy.services[#policy.services + 1] = svc
+    policy.by_name[name] = svc
+  end }
+
   env.service = function(name)
-    local info = getinfo(2, "fl")   -- the line, made a string only if this call has no block
-    info.name = name                -- the unfinished entry itself: one table less per service
-    policy.unfinished = policy.unfinished or {}
-    policy.unfinished[#policy.unfinished + 1] = info
-    local at = info
-    if type(name) ~= "string" then fail(at_of(at), "service needs a name: service \"orders\" { ... }") end
-    if not name:match(NAME_PATTERN) then
-      fail(at_of(at), format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)",
-                             name))
+    -- where `service "name"` is written, also the block's "at": a second lookup per service was an eighth of
+    -- loading 10,000 of them; the block is almost always on the same line, and where it is not, the name's line
+    -- is the one to point at (a key's own line is found from it)
+    local at = agent_where and agent_where(2) or where(3)
+    local unfinished = policy.unfinished
+    if not unfinished then unfinished = {}; policy.unfinished = unfinished end
+    local mine = #unfinished + 1
+    unfinished[mine] = at             -- a service's entry is its "at"; its name is in unfinished_names
+    policy.unfinished_names = policy.unfinished_names or {}
+    policy.unfinished_names[mine] = name
+    if type(name) ~= "string" then fail(at, "service needs a name: service \"orders\" { ... }") end
+    if not find(name, NAME_PATTERN) then
+      fail(at, format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)", name))
     end
     if name == "services" then   -- a template's view lists every service under that key
-      fail(at_of(at), 'service "services": the name is reserved; templates see the list of services under it')
+      fail(at, 'service "services": the name is reserved; templates see the list of services under it')
     end
-    local mine = #policy.unfinished
-    return function(t)
-      policy.unfinished[mine] = false
-      -- where `service "name"` is written (its getinfo above), not asked again for the block: a second getinfo
-      -- per service was an eighth of loading 10,000 of them; the block is almost always on the same line, and
-      -- where it is not, the name's line is the one to point at (a key's own line is found from it)
-      at = at_of(info)
-      if policy.by_name[name] then
-        fail(at, format("service \"%s\" declared twice (first at %s)", name, policy.by_name[name].at))
-      end
-      check_block(at, "service \"%s\"", SERVICE, t, policy, "service", name)
-      local dubbo = t.dubbo
-      local label = (dubbo or t.path == nil) and format("service \"%s\"", name)
-      if dubbo and t.path ~= nil then
-        fail(key_locator(policy, at, "service")("path"), label .. ": give path or dubbo, not both (dubbo's "
-          .. "providers path is /dubbo/" .. dubbo.interface .. "/providers)")
-      end
-      if dubbo and t.codec ~= nil and t.codec ~= "dubbo" then
-        fail(key_locator(policy, at, "service")("codec"), label .. ": dubbo = { ... } reads dubbo's providers; "
-          .. "codec must be \"dubbo\" or left out")
-      end
-      if t.path == nil and not dubbo then
-        fail(at, label .. ": path is required (or dubbo = { interface = ... })")
-      end
-      -- sized once (filled key by key it was rehashed twice) and to fit: LuaJIT rounds to a power of two, and
-      -- the usual block (path, codec) with name and at is 4 slots, not 8 (96 bytes a service)
-      local n = 3
-      for k in pairs(t) do if k ~= "codec" then n = n + 1 end end
-      local svc = tab_new(0, n)
-      svc.name, svc.at, svc.codec = name, at, "plain"
-      for k, v in pairs(t) do svc[k] = v end
-      if dubbo then
-        -- what a dubbo consumer subscribes to: the interface's providers, and (scout.sources.dubbo) its rules
-        svc.path, svc.codec = "/dubbo/" .. dubbo.interface .. "/providers", "dubbo"
-        svc.scope = { interface = dubbo.interface, group = dubbo.group, version = dubbo.version,
-                      application = dubbo.application, host = dubbo.host,
-                      -- dubbo 3's default: application-level discovery, the interface's list as fallback
-                      migration = dubbo.migration or "APPLICATION_FIRST" }
-      end
-      policy.services[#policy.services + 1] = svc
-      policy.by_name[name] = svc
-    end
+    return setmetatable({ name, at, mine }, BLOCK)
   end
 
   return sandbox.environment(env, package.loaded["scout.agent"])
@@ -678,13 +685,14 @@ function M.load(path)
   local ok, perr = pcall(chunk)
   policy.source = nil
   if not ok then return nil, tostring(perr) end
-  for _, u in ipairs(policy.unfinished or {}) do
-    if u then
-      return nil, format("%s: %s \"%s\" has no { ... } block", u.at or at_of(u.info or u), u.kind or "service",
-                         tostring(u.name))
+  for k, u in ipairs(policy.unfinished or {}) do
+    if type(u) == "table" then
+      return nil, format("%s: %s \"%s\" has no { ... } block", u.at, u.kind, tostring(u.name))
+    elseif u then
+      return nil, format("%s: service \"%s\" has no { ... } block", u, tostring(policy.unfinished_names[k]))
     end
   end
-  policy.unfinished = nil
+  policy.unfinished, policy.unfinished_names = nil, nil
   local on_session = rawget(env, "on_session")
   if on_session ~= nil then
     if type(on_session) ~= "function" then

@@ -112,6 +112,8 @@ function M.set_wall_clock(fn) wall_ms = fn end
 local OPTIONAL = { { "codec_options", "options" }, { "filter", "filter" }, { "delay", "delay" },
                    { "on_change", "on_change" }, { "on_protect", "on_protect" },
                    { "selector_options", "selector_options" }, { "selector", "selector" }, { "route", "route" } }
+local OPTIONAL_TO = {}
+for k = 1, #OPTIONAL do OPTIONAL_TO[OPTIONAL[k][1]] = OPTIONAL[k][2] end
 
 -- Load the policy; returns what the C core needs (plain values only) or nil, "file:line: message".
 function M.load(path)
@@ -143,9 +145,20 @@ function M.load(path)
   if p.agent.drain ~= nil then p.agent.drain_ms = ms(p.agent.drain) end
   if p.agent.lua_memory ~= nil then p.agent.lua_memory_bytes = policy_dsl.size(p.agent.lua_memory) end
   local state = {}
+  local by_codec = {}   -- a built-in codec's name -> { codec, provider or false }: 10,000 services name one or two
   for i, svc in ipairs(p.services) do
-    local codec = assert(codecs.get(svc.codec))  -- validated by the DSL
-    if type(svc.codec) == "string" then store.builtin(codec) end
+    local named = type(svc.codec) == "string"
+    local known = named and by_codec[svc.codec]
+    local codec, provider
+    if known then
+      codec, provider = known[1], known[2] or nil
+    else
+      codec = assert(codecs.get(svc.codec))  -- validated by the DSL
+      if named then store.builtin(codec) end
+      -- a codec with sources (dubbo's configurators, routers...) makes this a service over several paths
+      provider = sources.provider(svc.codec, codec)
+      if named then by_codec[svc.codec] = { codec, provider or false } end
+    end
     -- Only the fields every service has go in the constructor, eight of them: LuaJIT sizes a table for every
     -- key its constructor names, nil or not, in powers of two (a ninth key doubles the table: 192 bytes a
     -- service). The others are set only when the policy gives them, or when first needed: filtered (name ->
@@ -160,13 +173,12 @@ function M.load(path)
     }
     -- held = { since = ms, confirms = n, looked = ms of the last confirmation } while a drop is held back
     -- (a nil stored under a new key still takes a slot, and the ninth doubles the table: copied if given)
-    for k = 1, #OPTIONAL do
-      local from, to = OPTIONAL[k][1], OPTIONAL[k][2]
-      if svc[from] ~= nil then st[to] = svc[from] end
+    -- the block's own keys (four, usually) rather than the eight it may give
+    for k, v in next, svc do
+      local to = OPTIONAL_TO[k]
+      if to then st[to] = v end
     end
     if svc.route then st.router = assert(require("scout.route").compile(svc.route)) end
-    -- a codec with sources (dubbo's configurators, routers...) makes this a service over several paths
-    local provider = sources.provider(svc.codec, codec)
     if provider then
       st.src = sources.new(provider, { path = svc.path, options = svc.codec_options, scope = svc.scope }, svc.name)
       st.notes = {}    -- child name -> the rules' notes on it (explain)

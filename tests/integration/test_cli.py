@@ -81,6 +81,27 @@ class Check(unittest.TestCase):
                 self.assertEqual(rc, 1, out)
                 self.assertRegex(out, "^" + pattern)
 
+    def test_each_service_is_placed_at_the_line_that_names_it(self):
+        # the DSL asks C where each `service "x"` is written (scout.agent.where, not debug.getinfo): the file and
+        # line of every message, and of the first declaration a second one points at, are the caller's
+        cases = [
+            ('\nservice "a" { path = "/a" }\n\nservice "a" { path = "/b" }',
+             'policy.lua:4: service "a" declared twice (first at policy.lua:2)'),
+            ('service "a" { path = "/a" }\nservice "b"\nservice "c" { path = "/c" }',
+             'policy.lua:2: service "b" has no { ... } block'),
+            ('\n\nservice "-a" { path = "/a" }',
+             'policy.lua:3: service "-a": names are letters, digits, _ . - (starting with a letter or digit)'),
+            ('for i = 1, 3 do\n  service("s" .. i % 2) {\n    path = "/s" .. i,\n  }\nend',
+             'policy.lua:2: service "s1" declared twice (first at policy.lua:2)'),
+            ('local s = service "late"\nservice "x" { path = "/x" }\ns { }',
+             'policy.lua:1: service "late": path is required (or dubbo = { interface = ... })'),
+        ]
+        for text, message in cases:
+            with self.subTest(text=text):
+                rc, out = self.check_text(text + "\n")
+                self.assertEqual(rc, 1, out)
+                self.assertEqual(out.strip(), message)
+
     def test_missing_file(self):
         rc, out = scout("check", "/nonexistent/policy.lua")
         self.assertEqual(rc, 1)

@@ -86,6 +86,36 @@ describe("scout.runtime", function()
       }, conf.services)
     end)
 
+    it("gives every service that names a codec its own sources, whichever service named it first", function()
+      -- the codec and its sources are looked up once per name: the second and third dubbo services get them too
+      local c = assert(runtime.load(H.write(
+        'service "p" { path = "/p" }\n'
+        .. 'service "a" { dubbo = { interface = "com.example.A" } }\n'
+        .. 'service "q" { path = "/q", codec = "plain" }\n'
+        .. 'service "b" { dubbo = { interface = "com.example.B" } }\n'
+        .. 'service "c" { dubbo = { interface = "com.example.C" } }\n')))
+      assert.same({ "plain", "dubbo", "plain", "dubbo", "dubbo" },
+                  { c.services[1].codec, c.services[2].codec, c.services[3].codec, c.services[4].codec,
+                    c.services[5].codec })
+      assert.same({ -1, 0, -1, 0, 0 }, { c.services[1].needs_data, c.services[2].needs_data,
+                                         c.services[3].needs_data, c.services[4].needs_data,
+                                         c.services[5].needs_data })
+      assert.same({ false, true, false, true, true },
+                  { c.services[1].has_sources == 1, c.services[2].has_sources == 1, c.services[3].has_sources == 1,
+                    c.services[4].has_sources == 1, c.services[5].has_sources == 1 })
+      -- each its own sources, on its own interface's paths
+      assert.same({}, runtime.sources(3))
+      local function paths(i)
+        local out = {}
+        for _, d in ipairs(runtime.sources(i)) do out[#out + 1] = d.path end
+        table.sort(out)
+        return table.concat(out, " ")
+      end
+      assert.matches("com.example.B", paths(4))
+      assert.matches("com.example.C", paths(5))
+      assert.is_nil(paths(5):find("com.example.B", 1, true))
+    end)
+
     it("passes delay = 0 through as 0", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z", delay = 0 }\n')))
       assert.same({ { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -1 } }, c.services)
