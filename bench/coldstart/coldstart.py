@@ -122,7 +122,7 @@ def main():
         hand = tuple(float(x) for x in h.groups()) if h else (0.0,) * 4
         # after it (agent_side.c): its longest later step, and the name index's sort in an iteration of its own
         a = re.search(r"after the hand-over: \d+ steps in later iterations, the longest ([\d.]+) ms of CPU.*?"
-                      r"sorted in an iteration of its own in ([\d.]+) ms", text)
+                      r"sorted (?:in an iteration of its own|by the loader thread) in ([\d.]+) ms", text)
         hand += tuple(float(x) for x in a.groups()) if a else (0.0,) * 2
         if k >= 0:
             rows.append((ok[0] * 1000, ok[1]) + phases + (stall,) + hand)
