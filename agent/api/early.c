@@ -440,6 +440,15 @@ on_retire(struct ev_loop *loop, ev_check *w, int revents)
     really_free(e);
 }
 
+int
+scout_early_release(scout_early_t *e, size_t max)
+{
+    if (e == NULL || e->http != NULL
+        || (e->list != NULL && scout_sliced_busy(e->list)))
+        return SCOUT_OK;
+    return scout_snaplazy_release(e->snap, max) > 0 ? SCOUT_AGAIN : SCOUT_OK;
+}
+
 void
 scout_early_free(scout_early_t *e)
 {
