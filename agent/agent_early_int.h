@@ -29,6 +29,7 @@ struct loader {
     int       slices;       /* building's, and its longest, ms */
     int       on_connected; /* services built on a connected session */
     double    longest_ms, total_ms;
+    double    staged_ms, begin_ms;  /* on_loaded's and build_begin's CPU */
     unsigned  answered0;    /* the early server's count when it began */
     char      file[4096];   /* the snapshot's, for the log */
     sigset_t  loop_mask;    /* the loop thread's, restored after the load */
@@ -55,7 +56,7 @@ struct loader {
     int       after_step;   /* 0: nothing pending */
     int       mark_next;    /* AFTER_MARK's next service, */
     int       bytes_next;   /*   and AFTER_BYTES's */
-    int       mark_slices, bytes_slices;
+    int       mark_slices, bytes_slices, retire_slices;
     scout_snapside_enc_t *enc;      /* AFTER_BYTES's, between slices */
     uint64_t  bytes_req0;   /* scout_stats.api_requests at its first */
     uint64_t  bytes_reqs;   /*   slice, and how many came until its last */
@@ -76,6 +77,9 @@ struct loader {
 #define SEED_SLICE_NS  (2 * 1000 * 1000)
 #define SEED_SLICE_MAX 128
 #define AFTER_SLICE_MAX 512
+/* the early server's snapshot unmapped this much per iteration (~0.1 ms
+ * a MB here) */
+#define RETIRE_SLICE_BYTES ((size_t)8 << 20)
 
 /* agent_side.c: the side file's inputs from the command line and conf. */
 void scout_agent_side_inputs(const scout_agent_t *a,
