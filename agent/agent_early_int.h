@@ -79,7 +79,7 @@ struct loader {
 #define AFTER_SLICE_MAX 512
 /* the early server's snapshot unmapped this much per iteration (~0.1 ms
  * a MB here) */
-#define RETIRE_SLICE_BYTES ((size_t)8 << 20)
+#define RETIRE_SLICE_BYTES ((size_t)4 << 20)
 
 /* agent_side.c: the side file's inputs from the command line and conf. */
 void scout_agent_side_inputs(const scout_agent_t *a,

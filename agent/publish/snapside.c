@@ -186,7 +186,9 @@ scout_snapside_enc_new(uint64_t fp, uint64_t sum, const char *listen,
 
     if (e == NULL)
         return NULL;
-    if (w_grow(&e->w, 8) != SCOUT_OK) {
+    /* room for 48 bytes a service at once: growing a buffer of MBs by
+     * doubling copies it, in one slice of the caller's */
+    if (w_grow(&e->w, 4096 + (size_t)(n > 0 ? n : 0) * 48) != SCOUT_OK) {
         free(e);
         return NULL;
     }
