@@ -54,6 +54,7 @@ struct loader {
     ev_check  after;
     ev_idle   after_spin;
     int       after_step;   /* 0: nothing pending */
+    int       skip_side;    /* a reload made the side file meanwhile */
     int       mark_next;    /* AFTER_MARK's next service, */
     int       bytes_next;   /*   and AFTER_BYTES's */
     int       mark_slices, bytes_slices, retire_slices;

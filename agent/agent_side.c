@@ -314,7 +314,7 @@ after_step(scout_agent_t *a)
             l->after_step = AFTER_MARK;
         return;
     case AFTER_FILES:
-        if (side_files(a, &l->files, &l->nfiles) != SCOUT_OK)
+        if (l->skip_side || side_files(a, &l->files, &l->nfiles) != SCOUT_OK)
             l->after_step = AFTER_HEAP;
         return;
     case AFTER_FP:
@@ -393,10 +393,13 @@ scout_agent_after_stop(scout_agent_t *a)
     l->retired = NULL;
 }
 
-/* A reload made its own side file: the start's is not made. */
+/* A reload made its own side file: the start's is not made (nor, when the
+ * reload came before its steps, compared with the early one's). */
 static void
 after_skip_side(struct loader *l)
 {
+    if (l->after_step != 0 && l->after_step < AFTER_FILES)
+        l->skip_side = 1;       /* (the marking goes on) */
     if (l->after_step >= AFTER_FILES && l->after_step <= AFTER_BYTES) {
         l->after_step = AFTER_HEAP;
         free(l->files);
