@@ -14,8 +14,11 @@
  * the sessions are made, and the services built, each seeded from its list
  * as it is made (a move).  Both in slices of at most 2 ms or 128 services,
  * one per loop iteration (an ev_check after the poll, an ev_idle so the
- * poll does not block), the early server answering between them (and,
- * in one of them, the name index's order sorted).  Then, in one
+ * poll does not block), the early server answering between them.  What
+ * would walk or sort the whole registry in one iteration is done by the
+ * loader thread before it says it is done, on the conf nobody changes
+ * meanwhile: the names and paths the decoding borrows, the name index's
+ * order (each service put in its place as it is built).  Then, in one
  * iteration, the rest of a normal start (the disk snapshot, the outputs)
  * and the API adopts the early server (scout_http_set_handler) and
  * answers what it parked; what only the next start or nobody waits for
@@ -58,12 +61,6 @@
 #include "publish/persist.h"
 #include "publish/snapshot.h"
 #include "publish/snapside.h"
-
-/* The hand-over's slices: at most this long or this many services each,
- * then the loop polls and the early server answers (the count keeps a
- * fast machine's slices many too, and the test's ordering facts). */
-#define SEED_SLICE_NS  (2 * 1000 * 1000)
-#define SEED_SLICE_MAX 128
 
 scout_api_t *
 scout_agent_early_adopt(scout_agent_t *a, char *err)
@@ -171,6 +168,62 @@ scout_agent_load(scout_agent_t *a, int attach, char *err)
 
 /* ---- the loader thread ---------------------------------------------------- */
 
+struct byname {
+    const char *name;
+    int         i;
+};
+
+static int
+by_name(const void *x, const void *y)
+{
+    return strcmp(((const struct byname *)x)->name,
+                  ((const struct byname *)y)->name);
+}
+
+/* On the loader thread, the policy loaded: what the hand-over would
+ * otherwise walk or sort on the loop (agent_early_int.h).  Out of memory
+ * leaves the part NULL, and the loop does it as before. */
+static void
+load_prep(scout_agent_t *a)
+{
+    struct loader *l = a->loader;
+    int n = a->conf.nservices;
+    size_t m = (size_t)n + 1;
+    struct byname *order;
+    struct timespec c0, c1;
+
+    l->names = malloc(m * sizeof(*l->names));
+    l->paths = malloc(m * sizeof(*l->paths));
+    if (l->names != NULL && l->paths != NULL) {
+        for (int i = 0; i < n; i++) {
+            l->names[i] = a->conf.services[i].name;
+            l->paths[i] = a->conf.services[i].path;
+        }
+    }
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    order = malloc(m * sizeof(*order));
+    l->rank = malloc(m * sizeof(*l->rank));
+    l->by_name = calloc(m, sizeof(*l->by_name));
+    if (order == NULL || l->rank == NULL || l->by_name == NULL) {
+        free(l->rank);
+        free(l->by_name);
+        l->rank = NULL;
+        l->by_name = NULL;
+    } else {
+        for (int i = 0; i < n; i++) {
+            order[i].name = a->conf.services[i].name;
+            order[i].i = i;
+        }
+        qsort(order, (size_t)n, sizeof(*order), by_name);
+        for (int k = 0; k < n; k++)
+            l->rank[order[k].i] = k;
+    }
+    free(order);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    l->sort_ms = (c1.tv_sec - c0.tv_sec) * 1e3
+                 + (c1.tv_nsec - c0.tv_nsec) / 1e6;
+}
+
 static void *
 load_main(void *ud)
 {
@@ -178,6 +231,8 @@ load_main(void *ud)
     struct loader *l = a->loader;
 
     l->rc = scout_agent_load(a, 0, l->err);
+    if (l->rc == SCOUT_OK)
+        load_prep(a);
     ev_async_send(a->loop, &l->done);
     return NULL;
 }
@@ -213,6 +268,15 @@ finish_end(scout_agent_t *a, double *cpu_ms)
     return (ev_time() - t0) * 1e3;
 }
 
+static double
+cpu_ms_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static void
 seed_stop(scout_agent_t *a)
 {
@@ -229,8 +293,11 @@ build_begin(scout_agent_t *a)
 {
     struct loader *l = a->loader;
     char err[SCOUT_ERR_LEN];
+    double c0 = cpu_ms_now();
 
-    if ((l->rc = scout_agent_finish_begin(a, l->err)) != SCOUT_OK)
+    l->rc = scout_agent_finish_begin(a, l->err);
+    l->begin_ms = cpu_ms_now() - c0;
+    if (l->rc != SCOUT_OK)
         return SCOUT_ERROR;
     if (scout_persist_stage_check(l->stage, a->conf.zk_servers, err)
         != SCOUT_OK) {
@@ -243,54 +310,36 @@ build_begin(scout_agent_t *a)
     return SCOUT_OK;
 }
 
-static int
-by_name(const void *x, const void *y)
-{
-    return strcmp(((const struct byname *)x)->name,
-                  ((const struct byname *)y)->name);
-}
-
-/* The name index's order, from the policy's names, in an iteration of its
- * own (NULL if out of memory: agent.c sorts the services then). */
 static void
-order_sort(scout_agent_t *a)
+prep_free(struct loader *l)
 {
-    struct loader *l = a->loader;
-    int n = a->conf.nservices;
-
-    int64_t t0 = scout_now_ns();
-
-    l->ordered = 1;
-    if ((l->order = malloc(((size_t)n + 1) * sizeof(*l->order))) == NULL)
-        return;
-    for (int i = 0; i < n; i++) {
-        l->order[i].name = a->conf.services[i].name;
-        l->order[i].i = i;
-    }
-    qsort(l->order, (size_t)n, sizeof(*l->order), by_name);
-    l->sort_ms = (double)(scout_now_ns() - t0) / 1e6;
+    free(l->names);
+    free(l->paths);
+    free(l->rank);
+    free(l->by_name);
+    l->names = l->paths = NULL;
+    l->rank = NULL;
+    l->by_name = NULL;
 }
 
-/* Every service built: the index agent.c would sort in the last iteration
- * (scout_agent_index_by_name's order: a service is named as in conf). */
+/* Every service built, each put in its place in the loader's index as it
+ * was (scout_agent_seed_service): the index, in O(1); agent.c sorts the
+ * services in the last iteration only when the loader had no memory. */
 static void
 order_apply(scout_agent_t *a)
 {
     struct loader *l = a->loader;
 
-    if (l->order != NULL && a->by_name == NULL
-        && a->nservices == a->conf.nservices
-        && (a->by_name = malloc(((size_t)a->nservices + 1)
-                                * sizeof(*a->by_name))) != NULL)
-        for (int k = 0; k < a->nservices; k++)
-            a->by_name[k] = a->services[l->order[k].i];
-    free(l->order);
-    l->order = NULL;
+    if (l->by_name != NULL && a->by_name == NULL
+        && a->nservices == a->conf.nservices) {
+        a->by_name = l->by_name;
+        l->by_name = NULL;
+        l->by_loader = 1;
+    }
 }
 
 /* One slice per loop iteration: first the lists decoded from the early
- * index, the name index's order, then the services built, each seeded as
- * it is made.  Then the rest of the start in one iteration, and the API
+ * index, then the services built, each seeded as it is made.  Then the rest of the start in one iteration, and the API
  * takes the socket. */
 static void
 on_seed(struct ev_loop *loop, ev_check *w, int revents)
@@ -307,10 +356,6 @@ on_seed(struct ev_loop *loop, ev_check *w, int revents)
         if (scout_persist_stage_step(l->stage, t0 + SEED_SLICE_NS,
                                      SEED_SLICE_MAX) == SCOUT_AGAIN)
             return;
-        if (!l->ordered) {
-            order_sort(a);
-            return;
-        }
         if (build_begin(a) != SCOUT_OK)
             goto out;
         return;                 /* the services from the next iteration */
@@ -343,9 +388,12 @@ on_seed(struct ev_loop *loop, ev_check *w, int revents)
               "(longest %.1f ms, %.1f ms in all; %d on a session already "
               "connected); %u early requests came meanwhile; then it held "
               "the loop %.1f ms (%.1f ms of CPU) for the disk snapshot, the "
-              "outputs and the API", a->conf.nservices, slices, longest,
+              "outputs and the API; its first iteration %.1f ms of CPU (the "
+              "lists staged), the sessions' %.1f ms; the name index %s",
+              a->conf.nservices, slices, longest,
               total, l->slices, l->longest_ms, l->total_ms, l->on_connected,
-              answered, held, cpu);
+              answered, held, cpu, l->staged_ms, l->begin_ms, l->by_loader
+              ? "sorted by the loader thread" : "sorted in the last iteration");
 out:
     seed_stop(a);
     ev_break(loop, EVBREAK_ONE);
@@ -360,29 +408,20 @@ on_spin(struct ev_loop *loop, ev_idle *w, int revents)
 }
 
 /* The lists to decode in slices, or NULL: finished at once, the snapshot
- * read again by scout_persist_load (out of memory). */
+ * read again by scout_persist_load (out of memory).  O(1): the loader
+ * made the names and paths it borrows. */
 static scout_persist_stage_t *
 stage_new(scout_agent_t *a)
 {
-    const char **names, **paths;
-    scout_persist_stage_t *st = NULL;
-    int n = a->conf.nservices;
+    struct loader *l = a->loader;
 
-    if (a->early == NULL)       /* (only with --cache-dir: the policy's dir) */
+    if (a->early == NULL        /* (only with --cache-dir: the policy's dir) */
+        || l->names == NULL || l->paths == NULL)
         return NULL;
-    names = malloc((size_t)(n + 1) * sizeof(*names));
-    paths = malloc((size_t)(n + 1) * sizeof(*paths));
-    if (names != NULL && paths != NULL) {
-        for (int i = 0; i < n; i++) {
-            names[i] = a->conf.services[i].name;
-            paths[i] = a->conf.services[i].path;
-        }
-        st = scout_persist_stage_new(scout_early_snapshot(a->early),
-                                     a->loader->file, names, paths, n);
-    }
-    free(names);
-    free(paths);
-    return st;
+    return scout_persist_stage_new(scout_early_snapshot(a->early), l->file,
+                                   (const char *const *)l->names,
+                                   (const char *const *)l->paths,
+                                   a->conf.nservices);
 }
 
 static void
@@ -390,7 +429,7 @@ on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 {
     scout_agent_t *a = w->data;
     struct loader *l = a->loader;
-    double t0 = ev_time();
+    double t0 = ev_time(), c0 = cpu_ms_now();
     (void)revents;
 
     ev_async_stop(loop, w);
@@ -404,6 +443,7 @@ on_loaded(struct ev_loop *loop, ev_async *w, int revents)
         ev_check_start(loop, &l->seed);
         ev_idle_init(&l->spin, on_spin);
         ev_idle_start(loop, &l->spin);
+        l->staged_ms = cpu_ms_now() - c0;
         return;
     }
     if (l->rc == SCOUT_OK) {
@@ -419,14 +459,19 @@ scout_agent_seed_service(scout_agent_t *a, int i)
 {
     struct loader *l = a->loader;
 
-    if (l != NULL && l->stage != NULL)
+    if (l == NULL)
+        return;
+    if (l->stage != NULL)
         scout_persist_stage_seed(l->stage, i, a->services[i]);
+    if (l->by_name != NULL)     /* its place in the loader's name index */
+        l->by_name[l->rank[i]] = a->services[i];
 }
 
 /* In scout_agent_finish_end: what the hand-over seeded, recorded (or the
- * snapshot read from the file by a normal start).  A service ZooKeeper
- * listed while the services were built published before there was a disk
- * snapshot to write: it is written now. */
+ * snapshot read from the file by a normal start), in O(1).  A service
+ * ZooKeeper listed while the services were built published before there
+ * was a disk snapshot to write: it is marked in the steps after
+ * (agent_side.c's AFTER_MARK, in slices), for the next write. */
 void
 scout_agent_snapshot_load(scout_agent_t *a)
 {
@@ -440,10 +485,6 @@ scout_agent_snapshot_load(scout_agent_t *a)
         scout_persist_load_staged(a->persist, l->stage);
     scout_persist_stage_free(l->stage);
     l->stage = NULL;
-    for (int i = 0; i < a->nservices; i++)
-        if (scout_service_serving(a->services[i])
-            && !scout_service_from_snapshot(a->services[i]))
-            scout_persist_changed(a->persist, a->services[i]);
 }
 
 scout_agent_t *
@@ -530,8 +571,7 @@ scout_agent_early_end(scout_agent_t *a, char *err)
     }
     scout_persist_stage_free(l->stage);     /* borrows the early index */
     l->stage = NULL;
-    free(l->order);
-    l->order = NULL;
+    prep_free(l);
     if (!l->loaded) {
         /* stopped by a signal during the load, which may wait on anything
          * (its budget's wall clock is a minute): the process exits without

@@ -5,7 +5,10 @@
  * made in steps, one per loop iteration, with the other work only the
  * next start or nobody waits for (the early server freed, the heap's
  * steps ended), so that the hand-over's last iteration holds the loop for
- * the outputs and the API alone (issue 14's loop rule).
+ * the outputs and the API alone (issue 14's loop rule).  A step that walks
+ * the services (marking those ZooKeeper listed during the hand-over, the
+ * side file's bytes) is itself in slices of at most 2 ms or
+ * AFTER_SLICE_MAX services, the API answering between them.
  */
 #include "agent.h"
 #include "agent_early_int.h"
@@ -17,6 +20,7 @@
 
 #include "heap.h"
 #include "log.h"
+#include "stats.h"
 
 void
 scout_agent_side_inputs(const scout_agent_t *a, scout_snapside_inputs_t *in)
@@ -168,12 +172,15 @@ scout_agent_side_start(scout_agent_t *a)
 
 /* ---- after the start's last slice ---------------------------------------- */
 
-enum { AFTER_RETIRE = 1, AFTER_FILES, AFTER_FP, AFTER_BYTES, AFTER_HEAP };
+enum { AFTER_RETIRE = 1, AFTER_MARK, AFTER_FILES, AFTER_FP, AFTER_BYTES,
+       AFTER_HEAP };
 
 /* One step per loop iteration, once scout_agent_early_end has run: the
- * early server freed; then the side file, which only the next start reads
- * (the one on disk still says this policy and this snapshot unless the
- * loaded policy differs: then it is written); then the heap's steps end. */
+ * early server freed; the services ZooKeeper listed while they were built
+ * (they published before there was a disk snapshot) marked for the next
+ * write; then the side file, which only the next start reads (the one on
+ * disk still says this policy and this snapshot unless the loaded policy
+ * differs: then it is written); then the heap's steps end. */
 static double
 thread_ms(void)
 {
@@ -185,11 +192,89 @@ thread_ms(void)
 
 static void after_step(scout_agent_t *a);
 
+static const char *const step_names[] = {
+    "none", "a slice of the early server's freeing", "a marking slice",
+    "the policy's files", "their fingerprint", "a slice of the side file",
+    "the heap's steps ended"
+};
+
+/* A slice's bound: over once it did AFTER_SLICE_MAX services or its time
+ * (at least one service each). */
+static int
+slice_over(int done, int64_t deadline_ns)
+{
+    return done >= AFTER_SLICE_MAX
+           || (done > 0 && scout_now_ns() >= deadline_ns);
+}
+
+static int
+after_mark(scout_agent_t *a)
+{
+    struct loader *l = a->loader;
+    int64_t deadline = scout_now_ns() + SEED_SLICE_NS;
+
+    l->mark_slices++;
+    for (int done = 0; l->mark_next < a->nservices; done++) {
+        scout_service_t *s;
+
+        if (slice_over(done, deadline))
+            return SCOUT_AGAIN;
+        s = a->services[l->mark_next++];
+        if (scout_service_serving(s) && !scout_service_from_snapshot(s))
+            scout_persist_changed(a->persist, s);
+    }
+    return SCOUT_OK;
+}
+
+/* The side file's bytes, a slice of services per call; then given to the
+ * writer (and written at once when the loaded policy is not the one the
+ * early start read). */
+static int
+after_bytes(scout_agent_t *a)
+{
+    struct loader *l = a->loader;
+    int64_t deadline = scout_now_ns() + SEED_SLICE_NS;
+    char *buf;
+    uint64_t sum;
+    size_t len = 0;
+
+    if (l->bytes_slices++ == 0) {
+        l->bytes_req0 = scout_stats.api_requests;
+        l->enc = scout_snapside_enc_new(a->fp, 0, a->conf.api_listen,
+                                        (const char *const *)l->files,
+                                        l->nfiles, a->nservices);
+    }
+    for (int done = 0; l->enc != NULL && l->bytes_next < a->nservices;
+         done++) {
+        scout_service_t *s;
+
+        if (slice_over(done, deadline))
+            return SCOUT_AGAIN;
+        s = a->services[l->bytes_next++];
+        scout_snapside_enc_add(l->enc, scout_service_name(s),
+                               scout_service_path(s));
+    }
+    l->bytes_reqs = scout_stats.api_requests - l->bytes_req0;
+    buf = l->enc != NULL ? scout_snapside_enc_end(l->enc, &len) : NULL;
+    l->enc = NULL;
+    if (buf != NULL && scout_persist_loaded(a->persist, &sum)
+        && a->fp != l->early_fp) {
+        side_write_now(a, buf, len, sum);
+    }
+    /* given, not copied: the copy alone was most of this step at 100,000
+     * services (the writer puts each snapshot's checksum in its own) */
+    scout_persist_adopt_side(a->persist, buf, len);     /* NULL: none */
+    scout_log(SCOUT_LOG_DEBUG, "agent", "the side file for the next "
+              "start made, after the hand-over");
+    return SCOUT_OK;
+}
+
 static void
 on_after(struct ev_loop *loop, ev_check *w, int revents)
 {
     scout_agent_t *a = w->data;
     struct loader *l = a->loader;
+    int step = l->after_step;
     double c0, ms;
     (void)loop;
     (void)revents;
@@ -200,25 +285,36 @@ on_after(struct ev_loop *loop, ev_check *w, int revents)
     l->after_steps++;
     after_step(a);              /* may free l: the last step logs its own */
     ms = thread_ms() - c0;
-    if (a->loader == l && ms > l->after_longest_ms)
+    if (a->loader == l && ms > l->after_longest_ms) {
         l->after_longest_ms = ms;
+        l->after_longest = step;
+    }
 }
 
 static void
 after_step(scout_agent_t *a)
 {
     struct loader *l = a->loader;
-    char *buf;
-    uint64_t sum;
-    size_t len = 0;
 
     switch (l->after_step++) {
     case AFTER_RETIRE:
+        /* its snapshot's bytes (55 MB at 100,000 x 10) unmapped a slice
+         * per iteration, then the rest of it */
+        l->retire_slices++;
+        if (scout_early_release(l->retired, RETIRE_SLICE_BYTES)
+            == SCOUT_AGAIN) {
+            l->after_step = AFTER_RETIRE;
+            return;
+        }
         scout_early_free(l->retired);
         l->retired = NULL;
         return;
+    case AFTER_MARK:
+        if (after_mark(a) == SCOUT_AGAIN)
+            l->after_step = AFTER_MARK;
+        return;
     case AFTER_FILES:
-        if (side_files(a, &l->files, &l->nfiles) != SCOUT_OK)
+        if (l->skip_side || side_files(a, &l->files, &l->nfiles) != SCOUT_OK)
             l->after_step = AFTER_HEAP;
         return;
     case AFTER_FP:
@@ -232,15 +328,8 @@ after_step(scout_agent_t *a)
                       "more than its files and the command line)");
         return;
     case AFTER_BYTES:
-        buf = side_bytes(a, l->files, l->nfiles, &len);
-        scout_persist_set_side(a->persist, buf, len);   /* NULL: none */
-        if (buf != NULL && scout_persist_loaded(a->persist, &sum)
-            && a->fp != l->early_fp) {
-            side_write_now(a, buf, len, sum);
-        }
-        free(buf);
-        scout_log(SCOUT_LOG_DEBUG, "agent", "the side file for the next "
-                  "start made, after the hand-over");
+        if (after_bytes(a) == SCOUT_AGAIN)
+            l->after_step = AFTER_BYTES;
         return;
     default:                    /* AFTER_HEAP */
         scout_log(SCOUT_LOG_DEBUG, "agent", "start: %zu MB of heap made "
@@ -248,10 +337,17 @@ after_step(scout_agent_t *a)
         break;
     }
     scout_log(SCOUT_LOG_INFO, "agent", "after the hand-over: %d steps in "
-              "later iterations, the longest %.1f ms of CPU (the early server "
-              "freed, the side file for the next start, the heap's steps "
-              "ended); the name index sorted in an iteration of its own in "
-              "%.1f ms", l->after_steps, l->after_longest_ms, l->sort_ms);
+              "later iterations, the longest %.1f ms of CPU (%s; the early "
+              "server freed in %d, the services ZooKeeper listed meanwhile marked in %d "
+              "slices, the side file for the next start with its bytes in "
+              "%d slices of at most %d services and %llu API requests "
+              "answered between the first and the last, the heap's steps "
+              "ended); the name index sorted by the loader thread in %.1f ms",
+              l->after_steps, l->after_longest_ms,
+              step_names[l->after_longest], l->retire_slices,
+              l->mark_slices,
+              l->bytes_slices, AFTER_SLICE_MAX,
+              (unsigned long long)l->bytes_reqs, l->sort_ms);
     scout_agent_after_stop(a);
     free(l);
     a->loader = NULL;
@@ -291,17 +387,24 @@ scout_agent_after_stop(scout_agent_t *a)
     l->after_step = 0;
     free(l->files);
     l->files = NULL;
+    scout_snapside_enc_free(l->enc);
+    l->enc = NULL;
     scout_early_free(l->retired);
     l->retired = NULL;
 }
 
-/* A reload made its own side file: the start's is not made. */
+/* A reload made its own side file: the start's is not made (nor, when the
+ * reload came before its steps, compared with the early one's). */
 static void
 after_skip_side(struct loader *l)
 {
+    if (l->after_step != 0 && l->after_step < AFTER_FILES)
+        l->skip_side = 1;       /* (the marking goes on) */
     if (l->after_step >= AFTER_FILES && l->after_step <= AFTER_BYTES) {
         l->after_step = AFTER_HEAP;
         free(l->files);
         l->files = NULL;
+        scout_snapside_enc_free(l->enc);
+        l->enc = NULL;
     }
 }

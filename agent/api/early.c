@@ -55,6 +55,7 @@ struct scout_early_s {
     scout_http_req_t **parked;
     int                nparked, capparked;
     unsigned           answered;
+    int                released;    /* scout_early_release's pieces freed */
     ev_check           retire;      /* frees it once its render ended */
 };
 
@@ -438,6 +439,34 @@ on_retire(struct ev_loop *loop, ev_check *w, int revents)
         return;
     ev_check_stop(loop, w);
     really_free(e);
+}
+
+int
+scout_early_release(scout_early_t *e, size_t max)
+{
+    if (e == NULL || e->http != NULL
+        || (e->list != NULL && scout_sliced_busy(e->list)))
+        return SCOUT_OK;
+    if (e->snap != NULL && scout_snaplazy_release(e->snap, max) > 0)
+        return SCOUT_AGAIN;
+    /* then its index and the snapshot's, each MBs at 100,000 services, one
+     * per call; really_free the rest */
+    switch (e->released++) {
+    case 0:
+        for (int i = 0; e->ent != NULL && i < e->side->n; i++)
+            scout_rcbuf_unref(e->ent[i].json);
+        free(e->ent);
+        free(e->by_name);
+        e->ent = NULL;
+        e->by_name = NULL;
+        return SCOUT_AGAIN;
+    case 1:
+        scout_snaplazy_free(e->snap);
+        e->snap = NULL;
+        return SCOUT_AGAIN;
+    default:
+        return SCOUT_OK;
+    }
 }
 
 void

@@ -51,5 +51,10 @@ scout_http_t *scout_early_handover(scout_early_t *e,
 
 /* Closes the server too unless it was handed over. */
 void scout_early_free(scout_early_t *e);
+/* Before scout_early_free of a server handed over: its snapshot's bytes
+ * given back a slice per call, max bytes each; SCOUT_AGAIN while some are
+ * left, SCOUT_OK when none (or a list render under way still reads the
+ * server: scout_early_free waits for it then, as before). */
+int  scout_early_release(scout_early_t *e, size_t max);
 
 #endif

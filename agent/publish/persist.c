@@ -650,6 +650,15 @@ scout_persist_set_side(scout_persist_t *p, const char *buf, size_t len)
     p->side = buf != NULL ? scout_rcbuf_copy(buf, len) : NULL;
 }
 
+void
+scout_persist_adopt_side(scout_persist_t *p, char *buf, size_t len)
+{
+    scout_rcbuf_unref(p->side);
+    p->side = buf != NULL ? scout_rcbuf_adopt(buf, len) : NULL;
+    if (p->side == NULL)
+        free(buf);              /* (out of memory: none, as a NULL) */
+}
+
 int
 scout_persist_loaded(const scout_persist_t *p, uint64_t *sum)
 {

@@ -31,8 +31,9 @@ void scout_persist_load(scout_persist_t *p);
  * reading the file again. */
 typedef struct scout_persist_stage_s scout_persist_stage_t;
 typedef struct scout_snaplazy_s scout_snaplazy_t;
-/* z and label are borrowed until the free; names and paths (the policy's
- * services, in its order) are copied.  NULL: out of memory. */
+/* z, label, names and paths (the policy's services, in its order: the
+ * arrays and their strings) are borrowed until the free, which is O(1)
+ * once every seed was taken.  NULL: out of memory. */
 scout_persist_stage_t *scout_persist_stage_new(const scout_snaplazy_t *z,
                                                const char *label,
                                                const char *const *names,
@@ -64,6 +65,9 @@ void scout_persist_load_staged(scout_persist_t *p,
 /* The side file (publish/snapside.h) to write after every snapshot, with
  * that snapshot's checksum put in it (copied; NULL: none). */
 void scout_persist_set_side(scout_persist_t *p, const char *buf, size_t len);
+/* The same without the copy: buf (malloc'd, or NULL) is the persist's now,
+ * and no one may change it (the writer thread reads it). */
+void scout_persist_adopt_side(scout_persist_t *p, char *buf, size_t len);
 /* 1 when the start's scout_persist_load read the snapshot whole (for this
  * ensemble, no endpoint dropped): its checksum in *sum. */
 int  scout_persist_loaded(const scout_persist_t *p, uint64_t *sum);

@@ -20,6 +20,12 @@
  * (scout_epset_drop_invalid: checksummed is not trusted), a list the
  * format refuses refuses the file, the ensemble (scout_persist_stage_check,
  * against the policy's connect string, before any seed).
+ *
+ * Nothing here is done once per service outside a slice: the stage is
+ * made in O(1) (the policy's names and paths borrowed, each seed set up by
+ * the slice that decodes it), and freed in O(1) once every seed was taken
+ * (the count of seeds still held), so the iteration that makes it and the
+ * hand-over's last one do not grow with the registry (issue 14).
  */
 #include "publish/persist.h"
 
@@ -33,7 +39,8 @@
 #include "scout.h"
 
 struct seed {
-    int           k;            /* in the snapshot, -1: not seeded */
+    int           k;            /* in the snapshot, -1: not seeded (set
+                                   by stage_one: [next, n) are not) */
     unsigned      bad;          /* endpoints dropped by endpoint.h's rule */
     scout_epset_t eps;
 };
@@ -49,8 +56,10 @@ struct scout_persist_stage_s {
     const scout_snaplazy_t *z;  /* borrowed: the early server's */
     const char *label;          /* the file, for the log */
     struct seed *seeds;         /* [n], the policy's order */
-    char       **names, **paths;/* copies: the policy's conf may move */
+    const char *const *names;   /* borrowed, strings and arrays: the */
+    const char *const *paths;   /*   policy's conf, fixed until free */
     int          n, next;
+    int          held;          /* seeds decoded and not taken yet */
     int          clean;         /* no endpoint dropped so far */
     int          seeded;        /* services seeded from it */
     char        *broken;        /* a list the format refuses: the full
@@ -73,23 +82,14 @@ scout_persist_stage_new(const scout_snaplazy_t *z, const char *label,
     st->label = label;
     st->n = n;
     st->clean = 1;
-    st->seeds = calloc(m, sizeof(*st->seeds));
-    st->names = calloc(m, sizeof(*st->names));
-    st->paths = calloc(m, sizeof(*st->paths));
-    if (st->seeds == NULL || st->names == NULL || st->paths == NULL)
-        goto fail;
-    for (int i = 0; i < n; i++) {
-        st->seeds[i].k = -1;
-        scout_epset_init(&st->seeds[i].eps);
-        if ((st->names[i] = strdup(names[i])) == NULL
-            || (st->paths[i] = strdup(paths[i])) == NULL)
-            goto fail;
+    st->names = names;
+    st->paths = paths;
+    /* (no loop over the services: stage_one sets each seed up) */
+    if ((st->seeds = malloc(m * sizeof(*st->seeds))) == NULL) {
+        free(st);
+        return NULL;
     }
     return st;
-
-fail:
-    scout_persist_stage_free(st);
-    return NULL;
 }
 
 /* One service: what scout_persist_load does with it, from the index. */
@@ -101,6 +101,9 @@ stage_one(scout_persist_stage_t *st, int i)
     scout_snaplazy_service_t sv;
     int k = scout_snaplazy_find(st->z, st->names[i]);
 
+    sd->k = -1;
+    sd->bad = 0;
+    scout_epset_init(&sd->eps);
     if (k < 0 || st->broken != NULL)
         return;
     scout_snaplazy_get(st->z, k, &sv);
@@ -120,6 +123,7 @@ stage_one(scout_persist_stage_t *st, int i)
                   "(first: %s)", st->label, st->names[i], sd->bad,
                   sd->bad == 1 ? "" : "s", sd->eps.n, err);
     sd->k = k;
+    st->held++;
     scout_heap_populate_check();    /* at start: see heap.h */
 }
 
@@ -174,6 +178,7 @@ stage_take(scout_persist_stage_t *st, int i, const char *name,
     out->max_mzxid = sv.max_mzxid;
     out->bad = sd->bad;
     sd->k = -1;
+    st->held--;
     return SCOUT_OK;
 }
 
@@ -226,15 +231,11 @@ scout_persist_stage_free(scout_persist_stage_t *st)
 {
     if (st == NULL)
         return;
-    for (int i = 0; st->seeds != NULL && i < st->n; i++)
-        scout_epset_free(&st->seeds[i].eps);
-    for (int i = 0; st->names != NULL && i < st->n; i++)
-        free(st->names[i]);
-    for (int i = 0; st->paths != NULL && i < st->n; i++)
-        free(st->paths[i]);
+    /* every seed taken (the hand-over's end): nothing to walk */
+    for (int i = 0; st->held > 0 && i < st->next; i++)
+        if (st->seeds[i].k >= 0)
+            scout_epset_free(&st->seeds[i].eps);
     free(st->broken);
     free(st->seeds);
-    free(st->names);
-    free(st->paths);
     free(st);
 }

@@ -11,6 +11,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "publish/snapshot_rd.h"
 
@@ -172,6 +174,30 @@ scout_snaplazy_free(scout_snaplazy_t *z)
     free(z->svcs);
     free(z->arena);
     free(z);
+}
+
+size_t
+scout_snaplazy_release(scout_snaplazy_t *z, size_t max)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), keep;
+
+    if (z->buf == NULL)
+        return 0;
+    /* from the end, to a page boundary (the mapping's start stays): at
+     * least a page, at most max and a page */
+    keep = z->size > max ? z->size - max : 0;
+    keep = keep / page * page;
+    if (keep >= z->size)
+        keep = z->size > page ? (z->size - 1) / page * page : 0;
+    if (keep == 0) {
+        munmap(z->buf, z->size);
+        z->buf = NULL;
+    } else {
+        munmap(z->buf + keep, z->size - keep);
+    }
+    z->size = keep;
+    z->len = keep < z->len ? keep : z->len;
+    return keep;
 }
 
 uint64_t

@@ -37,6 +37,11 @@ int         scout_snaplazy_count(const scout_snaplazy_t *z);
 int         scout_snaplazy_find(const scout_snaplazy_t *z, const char *name);
 void        scout_snaplazy_get(const scout_snaplazy_t *z, int i,
                                scout_snaplazy_service_t *out);
+/* Gives the file's bytes back to the system, at most max from the end per
+ * call (unmapping tens of MB takes milliseconds: a caller on the loop
+ * spreads it); the bytes left.  Nothing may be decoded after the first
+ * call; the names, paths and counts stay. */
+size_t      scout_snaplazy_release(scout_snaplazy_t *z, size_t max);
 /* The i-th service's endpoints into dst (initialised, empty): SCOUT_ERROR
  * with the reason in err when they break the format (dst is then left
  * empty). */

@@ -158,39 +158,107 @@ w_str(wbuf_t *w, const char *s)
     return SCOUT_OK;
 }
 
+/* The encoder: the header at once, then the services one by one, so that
+ * the steps after an early start's hand-over add them in slices (issue
+ * 14's loop rule) and a start adds them all in one call. */
+struct scout_snapside_enc_s {
+    wbuf_t w;
+    int    n, added;
+    int    rc;
+    XXH64_state_t h;        /* of w's bytes up to hashed: the end hashes */
+    size_t hashed;          /*   only the last service's, not the file  */
+};
+
+static void
+enc_hash(scout_snapside_enc_t *e)
+{
+    if (e->rc == SCOUT_OK && e->w.len > e->hashed) {
+        XXH64_update(&e->h, e->w.p + e->hashed, e->w.len - e->hashed);
+        e->hashed = e->w.len;
+    }
+}
+
+scout_snapside_enc_t *
+scout_snapside_enc_new(uint64_t fp, uint64_t sum, const char *listen,
+                       const char *const *files, int nfiles, int n)
+{
+    scout_snapside_enc_t *e = calloc(1, sizeof(*e));
+
+    if (e == NULL)
+        return NULL;
+    /* room for 48 bytes a service at once: growing a buffer of MBs by
+     * doubling copies it, in one slice of the caller's */
+    if (w_grow(&e->w, 4096 + (size_t)(n > 0 ? n : 0) * 48) != SCOUT_OK) {
+        free(e);
+        return NULL;
+    }
+    memcpy(e->w.p, side_magic, 8);
+    e->w.len = 8;
+    e->n = n;
+    XXH64_reset(&e->h, 0);
+    e->rc |= w_int(&e->w, SIDE_VERSION, 4);
+    e->rc |= w_int(&e->w, 0, 4);
+    e->rc |= w_int(&e->w, sum, 8);
+    e->rc |= w_int(&e->w, fp, 8);
+    e->rc |= w_str(&e->w, listen);
+    e->rc |= w_int(&e->w, (uint64_t)nfiles, 4);
+    for (int i = 0; i < nfiles; i++)
+        e->rc |= w_str(&e->w, files[i]);
+    e->rc |= w_int(&e->w, (uint64_t)n, 4);
+    enc_hash(e);
+    return e;
+}
+
+void
+scout_snapside_enc_add(scout_snapside_enc_t *e, const char *name,
+                       const char *path)
+{
+    e->rc |= w_str(&e->w, name);
+    e->rc |= w_str(&e->w, path);
+    e->added++;
+    enc_hash(e);
+}
+
+char *
+scout_snapside_enc_end(scout_snapside_enc_t *e, size_t *len)
+{
+    char *buf = NULL;
+
+    enc_hash(e);
+    if (e->added == e->n)
+        e->rc |= w_int(&e->w, XXH64_digest(&e->h), 8);
+    if (e->rc == SCOUT_OK && e->added == e->n) {
+        *len = e->w.len;
+        buf = (char *)e->w.p;
+        e->w.p = NULL;
+    }
+    scout_snapside_enc_free(e);
+    return buf;
+}
+
+void
+scout_snapside_enc_free(scout_snapside_enc_t *e)
+{
+    if (e == NULL)
+        return;
+    free(e->w.p);
+    free(e);
+}
+
 char *
 scout_snapside_encode(uint64_t fp, uint64_t sum, const char *listen,
                       const char *const *files, int nfiles,
                       const char *const *names, const char *const *paths,
                       int n, size_t *len)
 {
-    wbuf_t w = { NULL, 0, 0 };
-    int rc = SCOUT_OK;
+    scout_snapside_enc_t *e = scout_snapside_enc_new(fp, sum, listen, files,
+                                                     nfiles, n);
 
-    if (w_grow(&w, 8) != SCOUT_OK)
+    if (e == NULL)
         return NULL;
-    memcpy(w.p, side_magic, 8);
-    w.len = 8;
-    rc |= w_int(&w, SIDE_VERSION, 4);
-    rc |= w_int(&w, 0, 4);
-    rc |= w_int(&w, sum, 8);
-    rc |= w_int(&w, fp, 8);
-    rc |= w_str(&w, listen);
-    rc |= w_int(&w, (uint64_t)nfiles, 4);
-    for (int i = 0; i < nfiles; i++)
-        rc |= w_str(&w, files[i]);
-    rc |= w_int(&w, (uint64_t)n, 4);
-    for (int i = 0; i < n; i++) {
-        rc |= w_str(&w, names[i]);
-        rc |= w_str(&w, paths[i]);
-    }
-    rc |= w_int(&w, XXH64(w.p, w.len, 0), 8);
-    if (rc != SCOUT_OK) {
-        free(w.p);
-        return NULL;
-    }
-    *len = w.len;
-    return (char *)w.p;
+    for (int i = 0; i < n; i++)
+        scout_snapside_enc_add(e, names[i], paths[i]);
+    return scout_snapside_enc_end(e, len);
 }
 
 void

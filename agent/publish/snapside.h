@@ -51,6 +51,21 @@ char *scout_snapside_encode(uint64_t fp, uint64_t sum, const char *listen,
                             const char *const *names,
                             const char *const *paths, int n, size_t *len);
 
+/* The same bytes made in pieces: the header, then each of the n services
+ * in order (a service at a time, so a caller may spread them over loop
+ * iterations), then the end: the bytes (malloc'd, *len; the encoder is
+ * freed) or NULL when out of memory or not n services were added.  The
+ * strings are copied as they are added. */
+typedef struct scout_snapside_enc_s scout_snapside_enc_t;
+scout_snapside_enc_t *scout_snapside_enc_new(uint64_t fp, uint64_t sum,
+                                             const char *listen,
+                                             const char *const *files,
+                                             int nfiles, int n);
+void  scout_snapside_enc_add(scout_snapside_enc_t *e, const char *name,
+                             const char *path);
+char *scout_snapside_enc_end(scout_snapside_enc_t *e, size_t *len);
+void  scout_snapside_enc_free(scout_snapside_enc_t *e);
+
 /* The same bytes vouching for another snapshot (sum), in place. */
 void scout_snapside_set_sum(char *buf, size_t len, uint64_t sum);
 

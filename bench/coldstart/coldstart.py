@@ -20,7 +20,12 @@ the floor under serving it before the policy is loaded; and of one that only map
 the floor under a lazy reader.  After "ready in", /metrics' scout_loop_stall_max_seconds: the longest loop iteration
 of the start (wall time: the hand-over's hold while early clients wait).
 
-Env: SERVICES (10000), ENDPOINTS (10), ROUNDS (7), SCOUT, READSNAP.
+With a binary built by itertrace.sh and SCOUT_ITER_TRACE=1 (run.sh passes the environment on), every loop
+iteration over 1 ms of the loop thread's CPU is in the log: the longest from the start to the end of the steps after
+the hand-over (CPU and wall) is printed, and the last round's iterations over 2 ms of CPU, each after the log line
+that preceded it (what it was doing).
+
+Env: SERVICES (10000), ENDPOINTS (10), ROUNDS (7), SCOUT, READSNAP, SCOUT_ITER_TRACE.
 """
 
 import json
@@ -63,7 +68,7 @@ def median(xs):
 def main():
     scout, tmp, zk = sys.argv[1], sys.argv[2], sys.argv[3]
     policy = os.path.join(tmp, "policy.lua")
-    rows = []
+    rows, over = [], []
     sock = os.path.join(tmp, "c.sock")
     for k in range(-1, ROUNDS):
         logf = os.path.join(tmp, "c%d.log" % k)
@@ -122,8 +127,26 @@ def main():
         hand = tuple(float(x) for x in h.groups()) if h else (0.0,) * 4
         # after it (agent_side.c): its longest later step, and the name index's sort in an iteration of its own
         a = re.search(r"after the hand-over: \d+ steps in later iterations, the longest ([\d.]+) ms of CPU.*?"
-                      r"sorted in an iteration of its own in ([\d.]+) ms", text)
+                      r"sorted (?:in an iteration of its own|by the loader thread) in ([\d.]+) ms", text)
         hand += tuple(float(x) for x in a.groups()) if a else (0.0,) * 2
+        # the hand-over's first iteration (the lists staged) and its sessions (an agent that says them)
+        b = re.search(r"its first iteration ([\d.]+) ms of CPU \(the lists staged\), the sessions' ([\d.]+) ms", text)
+        hand += tuple(float(x) for x in b.groups()) if b else (0.0,) * 2
+        # itertrace.sh's lines: every iteration over 1 ms of CPU, up to the end of the steps after the hand-over
+        end = text.find("after the hand-over:")
+        traced = [(float(c), float(w_)) for w_, c in
+                  re.findall(r"trace: iteration wall ([\d.]+) ms cpu ([\d.]+) ms", text[:end if end >= 0 else None])]
+        hand += max(traced) if traced else (0.0, 0.0)
+        hand += (float(sum(1 for c, _ in traced if c > 2.0)),)
+        if k == ROUNDS - 1 and traced:
+            over = []
+            before = ""
+            for line in text[:end if end >= 0 else None].splitlines():
+                t = re.search(r"trace: iteration wall ([\d.]+) ms cpu ([\d.]+) ms", line)
+                if t is None:
+                    before = line[25:110]
+                elif float(t.group(2)) > 2.0:
+                    over.append("  cpu %6s ms, wall %6s ms, after: %s" % (t.group(2), t.group(1), before))
         if k >= 0:
             rows.append((ok[0] * 1000, ok[1]) + phases + (stall,) + hand)
     checks = []
@@ -159,7 +182,11 @@ def main():
              "  hand-over: longest decoding slice (wall ms)", "  hand-over: longest building slice (wall ms)",
              "  hand-over: the finishing iteration (wall ms)",
              "  hand-over: the finishing iteration (CPU ms)",
-             "  after it: the longest later step (CPU ms)", "  before it: the name sort's own iteration (wall ms)"]
+             "  after it: the longest later step (CPU ms)",
+             "  name sort (own iteration wall, or loader CPU, ms)",
+             "  hand-over: first iteration, lists staged (CPU ms)", "  hand-over: the sessions made (CPU ms)",
+             "longest iteration to the later steps (CPU, trace)", "  its wall time (ms)",
+             "  iterations over 2 ms of CPU (trace)"]
     for i, name in enumerate(names):
         col = [r[i] for r in rows]
         print("%-52s %10.1f %10.1f" % (name, median(col), min(col)))
@@ -167,6 +194,9 @@ def main():
                                    min(c[0] for c in checks)))
     print("%-52s %10.0f %10.0f" % ("scout check of the same policy (wall ms)", median([c[1] for c in checks]),
                                    min(c[1] for c in checks)))
+    if rows and rows[-1][-1] > 0 and over:
+        print("the last round's iterations over 2 ms of CPU (SCOUT_ITER_TRACE), each after the log line before it:")
+        print("\n".join(over))
     if reads:
         print("%-52s %10.0f %10.0f" % ("a process that only reads the snapshot (CPU ms)", median(reads), min(reads)))
         print("%-52s %10.0f %10.0f" % ("  only maps it and checks its checksum (CPU ms)", median(checks_only),

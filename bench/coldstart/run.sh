@@ -5,6 +5,8 @@
 # closed port and prints the time to the first answer, the agent's CPU and the phases from its "ready in" line;
 # then readsnap.c: the CPU of a process that only reads the snapshot, the floor under serving it before the policy.
 # Env: SERVICES (10000), ENDPOINTS (10), META (0: meta entries per endpoint), ROUNDS (7), SCOUT (default build/scout), CC, KEEP=1 keeps the temp dir.
+# Every loop iteration over 2 ms of CPU, for any two binaries alike: build each with itertrace.sh SRC OUT (a bench-only
+# patch of agent/loop.c) and run with SCOUT=OUT SCOUT_ITER_TRACE=1.
 # Not a test: it prints, and fails only when the snapshot is never served.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)

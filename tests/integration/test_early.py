@@ -179,7 +179,9 @@ class Early(unittest.TestCase):
         """The hand-over decodes the services' lists from what the early start read, then builds and seeds the
         services, in slices: between them the loop polls, and requests that came meanwhile are answered by the early
         server, before the loaded agent takes the socket (the agent counts them: an ordering fact). The seeds are
-        the snapshot's lists."""
+        the snapshot's lists. Nothing after it walks the registry in one iteration either: the name index was
+        sorted by the loader thread, and the side file's bytes for the next start are made in slices of at most
+        512 services, the loaded API answering between them (the agent counts those too)."""
         many = 1500                     # > SEED_SLICE_MAX (128) services: at least that many slices
         with open(self.policy, "a") as f:
             f.write('for i = 1, %d do\n  local n = string.format("m%%04d", i)\n'
@@ -195,7 +197,8 @@ class Early(unittest.TestCase):
         self.first_run()
         self.zk.stop_node(1)
         host, port = self.api.rsplit(":", 1)
-        for attempt in range(3):        # the clients are other processes' turns: each try is a fresh start
+        seen_early = seen_after = False
+        for attempt in range(4):        # the clients are other processes' turns: each try is a fresh start
             agent = self.agent(gate=True)
             wait_until(lambda: _answers(agent, "/v1/services/m0001"), what="early answer")
             stop, answered = threading.Event(), []
@@ -222,6 +225,8 @@ class Early(unittest.TestCase):
                     print(agent.log()[-5000:])
                     raise
                 wait_until(lambda: "the loaded agent serves" in agent.log(), what="hand-over")
+                # the steps after it, the clients still asking
+                wait_until(lambda: "after the hand-over:" in agent.log(), what="the steps after the hand-over")
             finally:
                 stop.set()
                 for t in clients:
@@ -230,7 +235,7 @@ class Early(unittest.TestCase):
             m = re.search(r"the hand-over decoded (\d+) services' lists from the early index in (\d+) slices "
                           r"\(longest [\d.]+ ms, [\d.]+ ms in all\) and built and seeded the services in (\d+) "
                           r"\(longest [\d.]+ ms, [\d.]+ ms in all; \d+ on a session already connected\); (\d+) early requests came "
-                          r"meanwhile", log)
+                          r"meanwhile; .*?the name index sorted by the loader thread", log)
             self.assertIsNotNone(m, log[-3000:])
             self.assertEqual(int(m.group(1)), many + 3)
             self.assertGreaterEqual(int(m.group(2)), (many + 3) // 128)     # decoded in slices
@@ -247,19 +252,31 @@ class Early(unittest.TestCase):
             self.assertEqual(sum(1 for s in listed.values() if s["name"].startswith("m") and s["endpoints"] == 2
                                  and s["state"] == "stale"), many)
             self.assertEqual(agent.ids("alpha"), ["127.0.0.1:%d" % (7000 + p) for p in range(3)])
-            # the last iteration is the outputs and the API alone: the early server's freeing, the side file for
-            # the next start and the heap's steps come one per later iteration, after the loaded agent serves
-            wait_until(lambda: "after the hand-over:" in agent.log(), what="the steps after the hand-over")
-            log = agent.log()
-            after = re.search(r"after the hand-over: (\d+) steps in later iterations", log)
+            # found by name through the loader's index, each service in its place (beta comes first in the policy)
+            self.assertEqual(agent.ids("beta"), ["127.0.0.1:7100"])
+            self.assertEqual(agent.ids("m%04d" % many), ["127.0.0.1:8000", "127.0.0.1:8001"])
+            # the last iteration is the outputs and the API alone: the early server's freeing, the marking of what
+            # ZooKeeper listed meanwhile and the side file for the next start (both in slices of at most 512
+            # services) and the heap's steps come in later iterations, after the loaded agent serves
+            after = re.search(r"after the hand-over: (\d+) steps in later iterations, .*?the early server freed in "
+                              r"(\d+), the services ZooKeeper listed meanwhile marked in (\d+) slices, "
+                              r"the side file for the next start with its bytes in (\d+) slices of at most 512 "
+                              r"services and (\d+) API requests answered between the first and the last", log)
             self.assertIsNotNone(after, log[-3000:])
-            self.assertEqual(int(after.group(1)), 5)
+            slices = -(-(many + 3) // 512)
+            self.assertGreaterEqual(int(after.group(2)), 1)
+            self.assertGreaterEqual(int(after.group(3)), slices)
+            self.assertGreaterEqual(int(after.group(4)), slices)
+            self.assertEqual(int(after.group(1)), 3 + sum(int(after.group(g)) for g in (2, 3, 4)))
             self.assertLess(log.index("the loaded agent serves"), after.start())
             self.assertEqual(agent.stop(), 0)
-            if int(m.group(4)) > 0:
-                break                   # a request came between two slices and the early server answered it
+            seen_early |= int(m.group(4)) > 0   # a request came between two slices: the early server answered it
+            seen_after |= int(after.group(5)) > 0   # and between two of the side file's: the loaded API did
+            if seen_early and seen_after:
+                break
         else:
-            self.fail("no early request came during the hand-over's slices in 3 starts")
+            self.fail("no request came between the slices in 4 starts (early: %s, after: %s)"
+                      % (seen_early, seen_after))
 
     def test_with_zookeeper_up_the_hand_over_never_overwrites_its_listing(self):
         """ZooKeeper up while the hand-over builds the services in slices: a session may connect between two of
