@@ -63,6 +63,9 @@ struct scout_policy_s {
      * the service again, instead of keeping them between changes */
     const scout_epset_t **bound;
     int               nbound;
+    /* endpoints the runtime's check built during an update, taken by the
+     * publish (endpoint_lua.h); empty between updates */
+    scout_endpoint_stash_t built;
 };
 
 /* ---- functions Lua may call: package.loaded["scout.agent"] ------------- */
@@ -262,6 +265,9 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_setfield(p->L, -2, "path");
     lua_getfield(p->L, -1, "loaded");
     scout_agent_lib_push(p->L, p, l_exec, l_published, dir);
+    lua_pushlightuserdata(p->L, &p->built);
+    lua_pushcclosure(p->L, scout_endpoint_lua_build, 1);
+    lua_setfield(p->L, -2, "build_endpoint");
     lua_setfield(p->L, -2, "scout.agent");
     lua_pop(p->L, 2);
 
@@ -303,6 +309,7 @@ scout_policy_free(scout_policy_t *p)
         lua_close(p->L);
     }
     scout_hook_mem_free(p->mem);    /* lua_close still allocated through it */
+    scout_endpoint_stash_free(&p->built);
     free(p->bound);
     if (p->hooked)
         scout_hook_fini();
@@ -526,8 +533,9 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + (n + (int)rejudge) / 20;
-    if (scout_hook_pcall(L, 4, 9, budget, &timed_out) != 0) {
+    if (scout_hook_pcall(L, 4, 10, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
+        scout_endpoint_stash_clear(&p->built);
         lua_settop(L, top);
         return SCOUT_ERROR;
     }
@@ -536,6 +544,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     out->hook_errors = (int)lua_tointeger(L, top + 4);
     if (lua_isnumber(L, top + 5)) {
         out->retry_ms = (int)lua_tointeger(L, top + 5);
+        scout_endpoint_stash_clear(&p->built);
         lua_settop(L, top);
         return SCOUT_AGAIN;
     }
@@ -551,10 +560,21 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
         goto oom;
     for (int i = 0; i < n; i++) {
         char why[SCOUT_ERR_LEN];
-        scout_endpoint_t *ep;
+        scout_endpoint_t *ep = NULL;
 
         lua_rawgeti(L, top + 1, i + 1);
-        ep = scout_endpoint_from_lua(L, lua_gettop(L), why, sizeof(why));
+        /* built at the check, when nothing could change the table since
+         * (the runtime's 10th result maps such tables to their place) */
+        if (lua_istable(L, top + 10)) {
+            lua_pushvalue(L, -1);
+            lua_rawget(L, top + 10);
+            if (lua_type(L, -1) == LUA_TNUMBER)
+                ep = scout_endpoint_stash_take(&p->built,
+                                               lua_tointeger(L, -1));
+            lua_pop(L, 1);
+        }
+        if (ep == NULL)
+            ep = scout_endpoint_from_lua(L, lua_gettop(L), why, sizeof(why));
         lua_pop(L, 1);
         if (ep == NULL && why[0] == '\0')
             goto oom;
@@ -580,11 +600,13 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
             goto oom;
         out->ngone++;
     }
+    scout_endpoint_stash_clear(&p->built);
     lua_settop(L, top);
     return SCOUT_OK;
 
 oom:
     scout_update_clear(out);
+    scout_endpoint_stash_clear(&p->built);
     lua_settop(L, top);
     snprintf(err, SCOUT_ERR_LEN, "out of memory reading the policy's list");
     return SCOUT_ERROR;

@@ -27,6 +27,7 @@ local builtin = setmetatable({}, { __mode = "k" })   -- codec tables of scout's 
 
 -- codec is one of scout's own: its endpoints carry nothing C does not keep
 function M.builtin(codec) builtin[codec] = true end
+function M.is_builtin(codec) return builtin[codec] == true end
 
 -- Service i's published endpoints rebuilt from C (not kept: a render's view of a frozen service).
 function M.published(i)

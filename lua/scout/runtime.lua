@@ -51,7 +51,10 @@ end
 -- The C side's rule for what may cross into it (NUL, UTF-8, sizes, host, port, status: endpoint.h): asked before a
 -- child is judged, so a refused child is handled like one that does not decode. Absent outside the agent (specs).
 local boundary = agent and agent.check_endpoint
-function M.set_boundary(fn) boundary = fn end
+-- The same check that also builds the C endpoint and returns nil, its place: asked instead when no code of the
+-- user's runs between the check and the publish (a hook could change the table), which then takes it as built.
+local builder = agent and agent.build_endpoint
+function M.set_boundary(fn, build) boundary, builder = fn, build end
 
 function M.set_logger(fn) log = fn end
 
@@ -382,6 +385,9 @@ function M.update(i, removed, changed, more)
   end
   local nerr, nrej = 0, 0
   local decode, options = s.codec.decode, s.options
+  -- built: endpoint table -> its place among those the check built (policy.c's publish takes them as they are)
+  local build, built = builder and not (s.filter or s.on_change or s.on_protect or s.src)
+    and store.is_builtin(s.codec), nil
   for k = 1, #changed do
     local c = changed[k]
     local name = c[1]
@@ -396,7 +402,16 @@ function M.update(i, removed, changed, more)
       if not why and boundary then
         ep.id = name
         ep.zxid = c[3]
-        refused = boundary(ep)
+        if build then
+          local at
+          refused, at = builder(ep)
+          if at then
+            built = built or new_table(0, #changed)
+            built[ep] = at
+          end
+        else
+          refused = boundary(ep)
+        end
         why = refused
       end
     end
@@ -536,7 +551,7 @@ function M.update(i, removed, changed, more)
   local due = backoff.next(s, j.now)     -- a failed child's back-off ends: call again then
   if due and (not reweigh or due < reweigh) then reweigh = due end
   if not more then freeze(s) end
-  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared
+  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built
 end
 
 -- ---- sources: a service over several paths -------------------------------------------------------------------
