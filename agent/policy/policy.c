@@ -88,6 +88,26 @@ l_published(lua_State *L)
     return 1;
 }
 
+/* agent.published_one(i, id, empty_meta): the one endpoint of service i's
+ * published set with that id, as agent.published makes it, or nil.  The
+ * runtime asks it for the few children an update touches, instead of the
+ * whole set (scout.keep's thaw_part). */
+static int
+l_published_one(lua_State *L)
+{
+    scout_policy_t *p = lua_touserdata(L, lua_upvalueindex(1));
+    int i = (int)luaL_checkinteger(L, 1) - 1;
+    const char *id = luaL_checkstring(L, 2);
+    const scout_endpoint_t *ep;
+
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (i < 0 || i >= p->nbound || p->bound[i] == NULL
+        || (ep = scout_epset_find(p->bound[i], id)) == NULL)
+        return 0;
+    scout_endpoint_push_lua(L, ep, 3);
+    return 1;
+}
+
 int
 scout_policy_bind(scout_policy_t *p, int svc, const scout_epset_t *eps)
 {
@@ -268,6 +288,9 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_pushlightuserdata(p->L, &p->built);
     lua_pushcclosure(p->L, scout_endpoint_lua_build, 1);
     lua_setfield(p->L, -2, "build_endpoint");
+    lua_pushlightuserdata(p->L, p);
+    lua_pushcclosure(p->L, l_published_one, 1);
+    lua_setfield(p->L, -2, "published_one");
     lua_setfield(p->L, -2, "scout.agent");
     lua_pop(p->L, 2);
 

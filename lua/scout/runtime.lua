@@ -229,7 +229,8 @@ end
 local svc_mt = {
   __index = function(t, k)
     if k ~= "endpoints" then return nil end
-    local list = endpoints_after(t._published, t._up, t._gone)
+    -- a partly thawed service (scout.keep): the whole set from C, as it stands until this update is published
+    local list = endpoints_after(t._i and store.published(t._i) or t._published, t._up, t._gone)
     rawset(t, "endpoints", list)
     return list
   end,
@@ -372,12 +373,18 @@ end
 -- more: the C side has more reads of this path coming (an initial sync's batches): the tables stay warm for them.
 function M.update(i, removed, changed, more)
   local s = services[i]
-  thaw(s, i)
-  if #changed > 4 and not s.src and next(s.children) == nil and next(s.published) == nil then
-    -- a first listing (a sync): sized once for it instead of rehashed at every power of 2 as it fills
-    s.children, s.published = new_table(0, #changed), new_table(0, #changed)
+  -- a frozen service's change: only the tables of the names it touches come back from C (scout.keep)
+  local children, published
+  if not more then children, published = store.thaw_part(s, i, removed, changed) end
+  local part = children ~= nil
+  if not part then
+    thaw(s, i)
+    if #changed > 4 and not s.src and next(s.children) == nil and next(s.published) == nil then
+      -- a first listing (a sync): sized once for it instead of rehashed at every power of 2 as it fills
+      s.children, s.published = new_table(0, #changed), new_table(0, #changed)
+    end
+    children, published = s.children, s.published
   end
-  local children, published = s.children, s.published
 
   for k = 1, #removed do
     children[removed[k]] = nil
@@ -514,7 +521,8 @@ function M.update(i, removed, changed, more)
   -- the view hooks see: only when one may be called (on_change, or protection past its early "no drop" return)
   local svc
   if s.on_change or (s.protect and (s.baseline or new_count < s.count)) then
-    svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids }, svc_mt)
+    svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids,
+                         _i = part and i or nil }, svc_mt)
   end
   local retry = protect.hold_back(s, s.count, new_count, svc, now_ms, log)
   if retry then
@@ -550,7 +558,7 @@ function M.update(i, removed, changed, more)
   local reweigh, degraded = ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s)
   local due = backoff.next(s, j.now)     -- a failed child's back-off ends: call again then
   if due and (not reweigh or due < reweigh) then reweigh = due end
-  if not more then freeze(s) end
+  if part then store.freeze_part(s, children, published, removed) elseif not more then freeze(s) end
   return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built
 end
 
