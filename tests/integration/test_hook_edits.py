@@ -57,6 +57,17 @@ class HookEdits(unittest.TestCase):
     def view(self, svc):
         return {ep["id"]: (ep["weight"], ep["meta"].get("zone")) for ep in self.scout.endpoints(svc)[0]}
 
+    def test_a_removal_alone_brings_back_no_earlier_child(self):
+        """The list of changed children handed to the runtime is refilled at each update (issue 14): one with
+        none must not deliver the last update's children again (here the same names, under another service)."""
+        for svc in SERVICES:
+            self.kz.delete("/e/%s/ep-6" % svc)
+            wait_until(lambda svc=svc: "ep-6" not in self.view(svc), what="ep-6 gone from %s" % svc)
+        for svc in SERVICES:
+            self.assertEqual(len(self.view(svc)), 5)
+            self.kz.create("/e/%s/ep-6" % svc, body(6))
+        wait_until(lambda: all(len(self.view(svc)) == 6 for svc in SERVICES), what="ep-6 back")
+
     def test_sync_publishes_what_the_hooks_made(self):
         self.assertEqual(set(self.view("plain").values()), {(3, "zk")})
         self.assertEqual(set(self.view("filtered").values()), {(103, "by-filter")})
