@@ -37,8 +37,16 @@ function M.published(i)
   return published_of(i, EMPTY_META) or {}
 end
 
+-- An update of a partly thawed service that was stopped, or held back by protection, before its commit: its
+-- children as decoded are what a whole thaw would have kept (explain tells them "pending", "held"). Noted by
+-- M.opened as the update goes, put into rest only if a later call finds the update never closed.
+local open_s, open_c, open_p, open_r
+
+local settle   -- (below)
+
 -- A frozen service gets its tables back: C's published set, and the children that are not published endpoints.
 function M.thaw(s, i)
+  if open_s then settle() end
   if s.published ~= false then return end
   local rest = s.children
   local published = published_of(i, EMPTY_META) or {}
@@ -64,6 +72,7 @@ end
 -- the update could leave it too large to freeze again (then thaw it whole). The service stays frozen meanwhile, so
 -- an update stopped half-way leaves it as it was; freeze_part puts the result back.
 function M.thaw_part(s, i, removed, changed)
+  if open_s then settle() end
   if s.published ~= false or not one_of or s.seeded or s.codec.warmup_until
      or s.count + #changed > FREEZE_MAX then
     return nil
@@ -89,14 +98,39 @@ local function rest_of(children, published, name)
   return nil
 end
 
--- After a partly thawed update's commit: rest anew (a copy: replaced in one step), the names it held re-decided.
+-- One name re-decided: rest copied at the first that changes it (replaced in one step, never changed in place).
+local function redo(old, rest, children, published, name)
+  local r = rest_of(children, published, name)
+  if r == (rest or old)[name] then return rest end
+  if not rest then
+    rest = {}
+    for k, v in pairs(old) do rest[k] = v end
+  end
+  rest[name] = r
+  return rest
+end
+
+-- After a partly thawed update's commit: rest with the names it held re-decided; most changes leave it as it was.
 function M.freeze_part(s, children, published, removed)
-  local rest = {}
-  for name, v in pairs(s.children) do rest[name] = v end
-  for name in pairs(children) do rest[name] = rest_of(children, published, name) end
-  for id in pairs(published) do rest[id] = rest_of(children, published, id) end
-  for k = 1, #removed do rest[removed[k]] = rest_of(children, published, removed[k]) end
-  s.children = next(rest) ~= nil and rest or NO_REST
+  local old, rest = s.children, nil
+  for name in pairs(children) do rest = redo(old, rest, children, published, name) end
+  for id in pairs(published) do rest = redo(old, rest, children, published, id) end
+  for k = 1, #removed do rest = redo(old, rest, children, published, removed[k]) end
+  if rest then s.children = next(rest) ~= nil and rest or NO_REST end
+  if open_s == s then open_s, open_c, open_p, open_r = nil, nil, nil, nil end
+end
+
+-- The update of partly thawed s has decoded its children (children, published, removed: its tables): until it
+-- commits, they are what any later look at s must find.
+function M.opened(s, children, published, removed)
+  open_s, open_c, open_p, open_r = s, children, published, removed
+end
+
+settle = function()
+  local s = open_s
+  open_s = nil
+  if s.published == false then M.freeze_part(s, open_c, open_p, open_r) end
+  open_c, open_p, open_r = nil, nil, nil
 end
 
 -- After a commit (or a question answered): let the endpoint tables go if C can give them back.

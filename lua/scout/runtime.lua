@@ -443,8 +443,8 @@ function M.update(i, removed, changed, more)
     end
   end
 
-  -- a partly thawed service's children as decoded, as a whole thaw would hold them now (explain: "pending", "held")
-  if part then store.freeze_part(s, children, published, removed) end
+  -- a partly thawed service's children as decoded: what a whole thaw would hold if it stops here (explain)
+  if part then store.opened(s, children, published, removed) end
   -- Verdicts for the names this batch touched; nothing is committed yet.
   local filter = s.filter
   local up, gone_ids, added, gone, changed_eps, quiet = {}, {}, {}, {}, {}, {}
