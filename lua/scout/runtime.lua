@@ -229,7 +229,6 @@ end
 local svc_mt = {
   __index = function(t, k)
     if k ~= "endpoints" then return nil end
-    -- a partly thawed service (scout.keep): the whole set from C, as it stands until this update is published
     local list = endpoints_after(t._i and store.published(t._i) or t._published, t._up, t._gone)
     rawset(t, "endpoints", list)
     return list
@@ -373,7 +372,8 @@ end
 -- more: the C side has more reads of this path coming (an initial sync's batches): the tables stay warm for them.
 function M.update(i, removed, changed, more)
   local s = services[i]
-  -- a frozen service's change: only the tables of the names it touches come back from C (scout.keep)
+  -- a frozen service's change: only the tables of the names it touches come back from C (scout.keep; _i in the
+  -- hooks' view then says the whole set is C's)
   local children, published
   if not more then children, published = store.thaw_part(s, i, removed, changed) end
   local part = children ~= nil
@@ -412,13 +412,8 @@ function M.update(i, removed, changed, more)
         if build then
           local at
           refused, at = builder(ep)
-          if at then
-            built = built or new_table(0, #changed)
-            built[ep] = at
-          end
-        else
-          refused = boundary(ep)
-        end
+          if at then built = built or new_table(0, #changed); built[ep] = at end
+        else refused = boundary(ep) end
         why = refused
       end
     end
