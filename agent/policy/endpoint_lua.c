@@ -252,6 +252,66 @@ scout_endpoint_lua_check(lua_State *L)
     return 1;
 }
 
+int
+scout_endpoint_lua_build(lua_State *L)
+{
+    scout_endpoint_stash_t *st = lua_touserdata(L, lua_upvalueindex(1));
+    char why[SCOUT_ERR_LEN];
+    scout_endpoint_t *ep;
+
+    ep = scout_endpoint_from_lua(L, 1, why, sizeof(why));
+    if (ep == NULL && why[0] != '\0') {
+        lua_pushstring(L, why);
+        return 1;
+    }
+    lua_pushnil(L);
+    if (ep == NULL)
+        return 1;               /* out of memory: the publish builds it */
+    if (st->n == st->cap) {
+        unsigned cap = st->cap ? st->cap * 2 : 64;
+        scout_endpoint_t **eps = realloc(st->eps, cap * sizeof(*eps));
+
+        if (eps == NULL) {
+            scout_endpoint_free(ep);
+            return 1;
+        }
+        st->eps = eps;
+        st->cap = cap;
+    }
+    st->eps[st->n++] = ep;
+    lua_pushinteger(L, (lua_Integer)st->n);
+    return 2;
+}
+
+scout_endpoint_t *
+scout_endpoint_stash_take(scout_endpoint_stash_t *st, lua_Integer k)
+{
+    scout_endpoint_t *ep;
+
+    if (k < 1 || k > (lua_Integer)st->n)
+        return NULL;
+    ep = st->eps[k - 1];
+    st->eps[k - 1] = NULL;
+    return ep;
+}
+
+void
+scout_endpoint_stash_clear(scout_endpoint_stash_t *st)
+{
+    for (unsigned i = 0; i < st->n; i++)
+        scout_endpoint_free(st->eps[i]);
+    st->n = 0;
+}
+
+void
+scout_endpoint_stash_free(scout_endpoint_stash_t *st)
+{
+    scout_endpoint_stash_clear(st);
+    free(st->eps);
+    st->eps = NULL;
+    st->cap = 0;
+}
+
 void
 scout_endpoint_push_lua(lua_State *L, const scout_endpoint_t *ep,
                         int empty_meta)

@@ -24,6 +24,31 @@ scout_endpoint_t *scout_endpoint_from_lua(lua_State *L, int idx, char *why,
  * child keeps its last good endpoint on both sides. */
 int scout_endpoint_lua_check(lua_State *L);
 
+/* Endpoints built at the check, for the publish to take as they are.  The
+ * runtime asks agent.build_endpoint instead of check_endpoint when nothing
+ * between the check and the publish can change the table (no filter, no
+ * hook, no sources, a codec of scout's own): the build then costs what the
+ * check did, and the publish does not read the table again.  Owned by the
+ * policy; whatever the publish did not take is freed at the end of the
+ * update (scout_endpoint_stash_clear), on every path. */
+typedef struct {
+    scout_endpoint_t **eps;
+    unsigned           n, cap;
+} scout_endpoint_stash_t;
+
+/* agent.build_endpoint(ep), with the stash as upvalue 1: the check's
+ * verdict (a reason, or nil), and after nil the endpoint's place k in the
+ * stash -- or no k (out of memory: the publish then builds it itself). */
+int scout_endpoint_lua_build(lua_State *L);
+/* The endpoint at place k, now the caller's; NULL when there is none (a
+ * place never given, or already taken). */
+scout_endpoint_t *scout_endpoint_stash_take(scout_endpoint_stash_t *st,
+                                            lua_Integer k);
+/* Frees what was not taken; the stash stays usable. */
+void scout_endpoint_stash_clear(scout_endpoint_stash_t *st);
+/* Frees the stash's own memory too (the policy's end). */
+void scout_endpoint_stash_free(scout_endpoint_stash_t *st);
+
 /* Push ep as the table a policy hook sees: id, host, port, weight, status,
  * zxid, meta.  empty_meta: the stack index of the table an endpoint without
  * meta shares (the runtime's read-only EMPTY_META, as decoded endpoints

@@ -21,6 +21,7 @@
 #include "policy/agent_lib.h"
 #include "policy/conf.h"
 #include "policy/endpoint_lua.h"
+#include "policy/json_flat.h"
 #include "policy/exec.h"
 #include "policy/hook.h"
 #include "policy/policy_int.h"
@@ -63,6 +64,12 @@ struct scout_policy_s {
      * the service again, instead of keeping them between changes */
     const scout_epset_t **bound;
     int               nbound;
+    /* endpoints the runtime's check built during an update, taken by the
+     * publish (endpoint_lua.h); empty between updates */
+    scout_endpoint_stash_t built;
+    /* the update's list of changed children and the tables it holds, kept
+     * in the registry and refilled at each update (push_changes_reused) */
+    int               changed_ref;
 };
 
 /* ---- functions Lua may call: package.loaded["scout.agent"] ------------- */
@@ -82,6 +89,26 @@ l_published(lua_State *L)
     if (i < 0 || i >= p->nbound || p->bound[i] == NULL)
         return 0;
     scout_epset_push_lua(L, p->bound[i], 2);
+    return 1;
+}
+
+/* agent.published_one(i, id, empty_meta): the one endpoint of service i's
+ * published set with that id, as agent.published makes it, or nil.  The
+ * runtime asks it for the few children an update touches, instead of the
+ * whole set (scout.keep's thaw_part). */
+static int
+l_published_one(lua_State *L)
+{
+    scout_policy_t *p = lua_touserdata(L, lua_upvalueindex(1));
+    int i = (int)luaL_checkinteger(L, 1) - 1;
+    const char *id = luaL_checkstring(L, 2);
+    const scout_endpoint_t *ep;
+
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (i < 0 || i >= p->nbound || p->bound[i] == NULL
+        || (ep = scout_epset_find(p->bound[i], id)) == NULL)
+        return 0;
+    scout_endpoint_push_lua(L, ep, 3);
     return 1;
 }
 
@@ -220,6 +247,7 @@ scout_policy_new(const char *lua_dir, char *err)
         return NULL;
     }
     p->runtime_ref = LUA_NOREF;
+    p->changed_ref = LUA_NOREF;
     p->budget_ms = 50;
     if ((p->load_budget_ms = load_budget_env()) < 0) {
         snprintf(err, SCOUT_ERR_LEN, "SCOUT_LOAD_BUDGET=%s: want a duration "
@@ -262,6 +290,14 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_setfield(p->L, -2, "path");
     lua_getfield(p->L, -1, "loaded");
     scout_agent_lib_push(p->L, p, l_exec, l_published, dir);
+    lua_pushlightuserdata(p->L, &p->built);
+    lua_pushcclosure(p->L, scout_endpoint_lua_build, 1);
+    lua_setfield(p->L, -2, "build_endpoint");
+    lua_pushlightuserdata(p->L, p);
+    lua_pushcclosure(p->L, l_published_one, 1);
+    lua_setfield(p->L, -2, "published_one");
+    lua_pushcfunction(p->L, scout_json_flat_lua);
+    lua_setfield(p->L, -2, "json_flat");
     lua_setfield(p->L, -2, "scout.agent");
     lua_pop(p->L, 2);
 
@@ -303,6 +339,7 @@ scout_policy_free(scout_policy_t *p)
         lua_close(p->L);
     }
     scout_hook_mem_free(p->mem);    /* lua_close still allocated through it */
+    scout_endpoint_stash_free(&p->built);
     free(p->bound);
     if (p->hooked)
         scout_hook_fini();
@@ -494,6 +531,77 @@ scout_policy_push_changes(lua_State *L, scout_cache_t *cache)
     return n + (int)cache->nremoved;
 }
 
+/* The same lists for runtime.update, whose changed list and the tables in
+ * it are refilled, not made anew, at each update: a sync made and dropped
+ * one table a child (12% of its Lua allocations).  The runtime must not
+ * keep them past the call (it does not: they are its input).  Up to
+ * CHANGED_REUSED child tables are kept between updates; the list is
+ * cleared past the batch so that its length is the batch's.  The registry
+ * holds { list, spare } where spare[k] is the k-th child table. */
+#define CHANGED_REUSED 1024
+
+static int
+push_changes_reused(scout_policy_t *p, scout_cache_t *cache)
+{
+    lua_State *L = p->L;
+    scout_child_t *child;
+    int list, spare, had, n = 0;
+
+    lua_createtable(L, (int)cache->nremoved, 0);
+    for (unsigned i = 0; i < cache->nremoved; i++) {
+        lua_pushstring(L, cache->removed[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    if (p->changed_ref == LUA_NOREF) {
+        lua_createtable(L, 2, 0);
+        lua_newtable(L);
+        lua_rawseti(L, -2, 1);
+        lua_newtable(L);
+        lua_rawseti(L, -2, 2);
+        p->changed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->changed_ref);
+    lua_rawgeti(L, -1, 2);
+    lua_rawgeti(L, -2, 1);
+    lua_remove(L, -3);
+    list = lua_gettop(L);       /* the list handed to the runtime */
+    spare = list - 1;
+    had = (int)lua_objlen(L, list);
+    for (child = cache->pending; child != NULL; child = child->next_pending) {
+        n++;
+        lua_rawgeti(L, spare, n);
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 1);
+            lua_createtable(L, 4, 0);
+            if (n <= CHANGED_REUSED) {
+                lua_pushvalue(L, -1);
+                lua_rawseti(L, spare, n);
+            }
+        }
+        lua_pushstring(L, child->name);
+        lua_rawseti(L, -2, 1);
+        if (child->data != NULL)
+            lua_pushlstring(L, child->data, (size_t)child->data_len);
+        else if (child->has_data)
+            lua_pushliteral(L, "");
+        else
+            lua_pushnil(L);
+        lua_rawseti(L, -2, 2);
+        lua_pushnumber(L, (lua_Number)child->mzxid);
+        lua_rawseti(L, -2, 3);
+        /* as in scout_policy_push_changes */
+        lua_pushboolean(L, child->has_data);
+        lua_rawseti(L, -2, 4);
+        lua_rawseti(L, list, n);
+    }
+    for (int k = had; k > n; k--) {
+        lua_pushnil(L);
+        lua_rawseti(L, list, k);
+    }
+    lua_remove(L, spare);
+    return n + (int)cache->nremoved;
+}
+
 void
 scout_update_clear(scout_update_t *up)
 {
@@ -517,7 +625,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     memset(out, 0, sizeof(*out));
     scout_policy_push_fn(p, "update");
     lua_pushinteger(L, svc + 1);
-    n = scout_policy_push_changes(L, cache);
+    n = push_changes_reused(p, cache);
     /* more reads of this path are coming (children waiting for a read
      * slot: an initial sync): the runtime keeps the service's tables warm
      * for them instead of letting go and rebuilding at each batch */
@@ -526,8 +634,9 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + (n + (int)rejudge) / 20;
-    if (scout_hook_pcall(L, 4, 9, budget, &timed_out) != 0) {
+    if (scout_hook_pcall(L, 4, 10, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
+        scout_endpoint_stash_clear(&p->built);
         lua_settop(L, top);
         return SCOUT_ERROR;
     }
@@ -536,6 +645,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     out->hook_errors = (int)lua_tointeger(L, top + 4);
     if (lua_isnumber(L, top + 5)) {
         out->retry_ms = (int)lua_tointeger(L, top + 5);
+        scout_endpoint_stash_clear(&p->built);
         lua_settop(L, top);
         return SCOUT_AGAIN;
     }
@@ -551,10 +661,21 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
         goto oom;
     for (int i = 0; i < n; i++) {
         char why[SCOUT_ERR_LEN];
-        scout_endpoint_t *ep;
+        scout_endpoint_t *ep = NULL;
 
         lua_rawgeti(L, top + 1, i + 1);
-        ep = scout_endpoint_from_lua(L, lua_gettop(L), why, sizeof(why));
+        /* built at the check, when nothing could change the table since
+         * (the runtime's 10th result maps such tables to their place) */
+        if (lua_istable(L, top + 10)) {
+            lua_pushvalue(L, -1);
+            lua_rawget(L, top + 10);
+            if (lua_type(L, -1) == LUA_TNUMBER)
+                ep = scout_endpoint_stash_take(&p->built,
+                                               lua_tointeger(L, -1));
+            lua_pop(L, 1);
+        }
+        if (ep == NULL)
+            ep = scout_endpoint_from_lua(L, lua_gettop(L), why, sizeof(why));
         lua_pop(L, 1);
         if (ep == NULL && why[0] == '\0')
             goto oom;
@@ -580,11 +701,13 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
             goto oom;
         out->ngone++;
     }
+    scout_endpoint_stash_clear(&p->built);
     lua_settop(L, top);
     return SCOUT_OK;
 
 oom:
     scout_update_clear(out);
+    scout_endpoint_stash_clear(&p->built);
     lua_settop(L, top);
     snprintf(err, SCOUT_ERR_LEN, "out of memory reading the policy's list");
     return SCOUT_ERROR;

@@ -9,6 +9,7 @@
 -- published == false and children = the rest (name -> endpoint, reason, or false: published, no such child).
 
 local pairs = pairs
+local next = next
 local error = error
 local setmetatable = setmetatable
 
@@ -18,8 +19,10 @@ local M = {}
 
 local agent = package.loaded["scout.agent"]
 local published_of = agent and agent.published
--- fn(i, empty_meta) -> id -> endpoint table, made anew (agent.published's contract), or nil for no store
-function M.set_store(fn) published_of = fn end
+local one_of = agent and agent.published_one
+-- fn(i, empty_meta) -> id -> endpoint table, made anew (agent.published's contract), or nil for no store;
+-- one(i, id, empty_meta) -> that one endpoint table or nil (agent.published_one), or nil: thaw whole always
+function M.set_store(fn, one) published_of, one_of = fn, one end
 
 local FREEZE_MAX = 256
 local NO_REST = setmetatable({}, { __newindex = function() error("frozen service state is read-only", 2) end })
@@ -27,14 +30,23 @@ local builtin = setmetatable({}, { __mode = "k" })   -- codec tables of scout's 
 
 -- codec is one of scout's own: its endpoints carry nothing C does not keep
 function M.builtin(codec) builtin[codec] = true end
+function M.is_builtin(codec) return builtin[codec] == true end
 
 -- Service i's published endpoints rebuilt from C (not kept: a render's view of a frozen service).
 function M.published(i)
   return published_of(i, EMPTY_META) or {}
 end
 
+-- An update of a partly thawed service that was stopped, or held back by protection, before its commit: its
+-- children as decoded are what a whole thaw would have kept (explain tells them "pending", "held"). Noted by
+-- M.opened as the update goes, put into rest only if a later call finds the update never closed.
+local open_s, open_c, open_p, open_r
+
+local settle   -- (below)
+
 -- A frozen service gets its tables back: C's published set, and the children that are not published endpoints.
 function M.thaw(s, i)
+  if open_s then settle() end
   if s.published ~= false then return end
   local rest = s.children
   local published = published_of(i, EMPTY_META) or {}
@@ -42,6 +54,83 @@ function M.thaw(s, i)
   for id, ep in pairs(published) do children[id] = ep end
   for name, v in pairs(rest) do children[name] = v or nil end
   s.children, s.published = children, published
+end
+
+-- One name of a partly thawed service: its published endpoint from C, its child from rest or that endpoint.
+local function hold(i, rest, published, children, name)
+  if published[name] == nil then
+    local ep = one_of(i, name, EMPTY_META)
+    if ep then published[name] = ep end
+  end
+  local v = rest[name]
+  if v then children[name] = v elseif v == nil then children[name] = published[name] end
+end
+
+-- For one update of a frozen service: the tables of only the names it touches (removed, changed, the failing
+-- children it may judge again), from C one by one, not the whole set (one change under a service of 200 rebuilt
+-- 200 tables: issue 14). Returns children, published holding just those, or nil when the service is not frozen or
+-- the update could leave it too large to freeze again (then thaw it whole). The service stays frozen meanwhile, so
+-- an update stopped half-way leaves it as it was; freeze_part puts the result back.
+function M.thaw_part(s, i, removed, changed)
+  if open_s then settle() end
+  if s.published ~= false or not one_of or s.seeded or s.codec.warmup_until
+     or s.count + #changed > FREEZE_MAX then
+    return nil
+  end
+  local rest, failing = s.children, s.failing
+  local n = #removed + #changed
+  for _ in pairs(rest) do n = n + 1 end
+  if failing then for _ in pairs(failing) do n = n + 1 end end
+  if n > FREEZE_MAX then return nil end
+  local children, published = {}, {}
+  for k = 1, #removed do hold(i, rest, published, children, removed[k]) end
+  for k = 1, #changed do hold(i, rest, published, children, changed[k][1]) end
+  if failing then for name in pairs(failing) do hold(i, rest, published, children, name) end end
+  return children, published
+end
+
+-- One name's entry in rest after the update: the child when it is not the published endpoint, false when an
+-- endpoint is published with no child, nil otherwise.
+local function rest_of(children, published, name)
+  local v, p = children[name], published[name]
+  if v ~= nil and v ~= p then return v end
+  if v == nil and p ~= nil then return false end
+  return nil
+end
+
+-- One name re-decided: rest copied at the first that changes it (replaced in one step, never changed in place).
+local function redo(old, rest, children, published, name)
+  local r = rest_of(children, published, name)
+  if r == (rest or old)[name] then return rest end
+  if not rest then
+    rest = {}
+    for k, v in pairs(old) do rest[k] = v end
+  end
+  rest[name] = r
+  return rest
+end
+
+-- After a partly thawed update's commit: rest with the names it held re-decided; most changes leave it as it was.
+function M.freeze_part(s, children, published, removed)
+  local old, rest = s.children, nil
+  for name in pairs(children) do rest = redo(old, rest, children, published, name) end
+  for id in pairs(published) do rest = redo(old, rest, children, published, id) end
+  for k = 1, #removed do rest = redo(old, rest, children, published, removed[k]) end
+  if rest then s.children = next(rest) ~= nil and rest or NO_REST end
+  if open_s == s then open_s, open_c, open_p, open_r = nil, nil, nil, nil end
+end
+
+-- The update of partly thawed s has decoded its children (children, published, removed: its tables): until it
+-- commits, they are what any later look at s must find.
+function M.opened(s, children, published, removed)
+  open_s, open_c, open_p, open_r = s, children, published, removed
+end
+
+settle = function()
+  local s = open_s
+  open_s = nil
+  if s.published == false then M.freeze_part(s, open_c, open_p, open_r) end
+  open_c, open_p, open_r = nil, nil, nil
 end
 
 -- After a commit (or a question answered): let the endpoint tables go if C can give them back.

@@ -51,7 +51,10 @@ end
 -- The C side's rule for what may cross into it (NUL, UTF-8, sizes, host, port, status: endpoint.h): asked before a
 -- child is judged, so a refused child is handled like one that does not decode. Absent outside the agent (specs).
 local boundary = agent and agent.check_endpoint
-function M.set_boundary(fn) boundary = fn end
+-- The same check that also builds the C endpoint and returns nil, its place: asked instead when no code of the
+-- user's runs between the check and the publish (a hook could change the table), which then takes it as built.
+local builder = agent and agent.build_endpoint
+function M.set_boundary(fn, build) boundary, builder = fn, build end
 
 function M.set_logger(fn) log = fn end
 
@@ -238,7 +241,7 @@ end
 local svc_mt = {
   __index = function(t, k)
     if k ~= "endpoints" then return nil end
-    local list = endpoints_after(t._published, t._up, t._gone)
+    local list = endpoints_after(t._i and store.published(t._i) or t._published, t._up, t._gone)
     rawset(t, "endpoints", list)
     return list
   end,
@@ -381,12 +384,19 @@ end
 -- more: the C side has more reads of this path coming (an initial sync's batches): the tables stay warm for them.
 function M.update(i, removed, changed, more)
   local s = services[i]
-  thaw(s, i)
-  if #changed > 4 and not s.src and next(s.children) == nil and next(s.published) == nil then
-    -- a first listing (a sync): sized once for it instead of rehashed at every power of 2 as it fills
-    s.children, s.published = new_table(0, #changed), new_table(0, #changed)
+  -- a frozen service's change: only the tables of the names it touches come back from C (scout.keep; _i in the
+  -- hooks' view then says the whole set is C's)
+  local children, published
+  if not more then children, published = store.thaw_part(s, i, removed, changed) end
+  local part = children ~= nil
+  if not part then
+    thaw(s, i)
+    if #changed > 4 and not s.src and next(s.children) == nil and next(s.published) == nil then
+      -- a first listing (a sync): sized once for it instead of rehashed at every power of 2 as it fills
+      s.children, s.published = new_table(0, #changed), new_table(0, #changed)
+    end
+    children, published = s.children, s.published
   end
-  local children, published = s.children, s.published
 
   for k = 1, #removed do
     children[removed[k]] = nil
@@ -394,6 +404,9 @@ function M.update(i, removed, changed, more)
   end
   local nerr, nrej = 0, 0
   local decode, options = s.codec.decode, s.options
+  -- built: endpoint table -> its place among those the check built (policy.c's publish takes them as they are)
+  local build, built = builder and not (s.filter or s.on_change or s.on_protect or s.src)
+    and store.is_builtin(s.codec), nil
   for k = 1, #changed do
     local c = changed[k]
     local name = c[1]
@@ -408,7 +421,11 @@ function M.update(i, removed, changed, more)
       if not why and boundary then
         ep.id = name
         ep.zxid = c[3]
-        refused = boundary(ep)
+        if build then
+          local at
+          refused, at = builder(ep)
+          if at then built = built or new_table(0, #changed); built[ep] = at end
+        else refused = boundary(ep) end
         why = refused
       end
     end
@@ -433,6 +450,8 @@ function M.update(i, removed, changed, more)
     end
   end
 
+  -- a partly thawed service's children as decoded: what a whole thaw would hold if it stops here (explain)
+  if part then store.opened(s, children, published, removed) end
   -- Verdicts for the names this batch touched; nothing is committed yet.
   local filter = s.filter
   local up, gone_ids, added, gone, changed_eps, quiet = {}, {}, {}, {}, {}, {}
@@ -511,7 +530,8 @@ function M.update(i, removed, changed, more)
   -- the view hooks see: only when one may be called (on_change, or protection past its early "no drop" return)
   local svc
   if s.on_change or (s.protect and (s.baseline or new_count < s.count)) then
-    svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids }, svc_mt)
+    svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids,
+                         _i = part and i or nil }, svc_mt)
   end
   local retry = protect.hold_back(s, s.count, new_count, svc, now_ms, log)
   if retry then
@@ -547,8 +567,8 @@ function M.update(i, removed, changed, more)
   local reweigh, degraded = ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s)
   local due = backoff.next(s, j.now)     -- a failed child's back-off ends: call again then
   if due and (not reweigh or due < reweigh) then reweigh = due end
-  if not more then freeze(s) end
-  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared
+  if part then store.freeze_part(s, children, published, removed) elseif not more then freeze(s) end
+  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built
 end
 
 -- ---- sources: a service over several paths -------------------------------------------------------------------

@@ -161,10 +161,7 @@ test_lua_boundary(void)
  * not build the endpoint; its verdict must stay scout_endpoint_from_lua's,
  * word for word, for each rule: a child it let through would be refused
  * only at publish time, one it refused would be a lost endpoint. */
-static void
-test_lua_check_same_verdict(void)
-{
-    static const char *cases =
+static const char *verdict_cases =
         "local big = string.rep('x', 65536)\n"
         "local full = {}\n"        /* 1,048,574 bytes of meta: with the 4 of */
         "for c in ('abcdefghijklmno'):gmatch('.') do full[c] = big end\n"
@@ -183,11 +180,15 @@ test_lua_check_same_verdict(void)
         "  ep{ meta = 5 }, ep{ meta = { k = true } }, ep{ meta = { 'x' } },\n"
         "  ep{ meta = { k = '\\255' } }, ep{ meta = full },\n"
         "  ep{ id = 'i', meta = full }, 'not a table' }\n";
+
+static void
+test_lua_check_same_verdict(void)
+{
     lua_State *L = luaL_newstate();
     int n, agree = 0, refused = 0;
 
     luaL_openlibs(L);
-    CHECK(luaL_dostring(L, cases) == 0, "%s", lua_tostring(L, -1));
+    CHECK(luaL_dostring(L, verdict_cases) == 0, "%s", lua_tostring(L, -1));
     n = (int)lua_objlen(L, -1);
     for (int i = 1; i <= n; i++) {
         char why[SCOUT_ERR_LEN];
@@ -332,6 +333,84 @@ test_json_take(void)
     scout_epset_free(&set);
 }
 
+/* agent.build_endpoint: the check's verdict, and the endpoint the publish
+ * takes instead of reading the table again (policy.c): it must be the one
+ * scout_endpoint_from_lua makes, field for field, or the agent publishes
+ * what the policy never said.  A place is taken once; what is not taken is
+ * freed by the clear (the ASan build would see a leak). */
+static int
+same_endpoint(const scout_endpoint_t *a, const scout_endpoint_t *b)
+{
+    if (strcmp(a->id, b->id) || strcmp(a->host, b->host)
+        || strcmp(a->status, b->status) || a->port != b->port
+        || a->weight != b->weight || a->zxid != b->zxid
+        || a->nmeta != b->nmeta)
+        return 0;
+    for (int j = 0; j < a->nmeta; j++)
+        if (strcmp(a->meta[j].key, b->meta[j].key)
+            || strcmp(a->meta[j].value, b->meta[j].value))
+            return 0;
+    return 1;
+}
+
+static void
+test_lua_build_same_endpoint(void)
+{
+    scout_endpoint_stash_t st = { 0 };
+    lua_State *L = luaL_newstate();
+    int n, agree = 0, built = 0, last = 0;
+
+    luaL_openlibs(L);
+    CHECK(luaL_dostring(L, verdict_cases) == 0, "%s", lua_tostring(L, -1));
+    n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        char why[SCOUT_ERR_LEN];
+        const char *said;
+        scout_endpoint_t *ep, *got = NULL;
+
+        lua_rawgeti(L, -1, i);
+        if (lua_istable(L, -1)) {       /* the zxid as the runtime sets it */
+            lua_pushinteger(L, 1000 + i);
+            lua_setfield(L, -2, "zxid");
+        }
+        ep = scout_endpoint_from_lua(L, -1, why, sizeof(why));
+        lua_pushlightuserdata(L, &st);
+        lua_pushcclosure(L, scout_endpoint_lua_build, 1);
+        lua_pushvalue(L, -2);
+        CHECK(lua_pcall(L, 1, 2, 0) == 0);
+        said = lua_tostring(L, -2);
+        if (lua_isnumber(L, -1)) {
+            last = (int)lua_tointeger(L, -1);
+            got = scout_endpoint_stash_take(&st, last);
+            CHECK(scout_endpoint_stash_take(&st, last) == NULL);
+            built++;
+        }
+        if (ep != NULL ? said == NULL && got != NULL && same_endpoint(ep, got)
+                       : said != NULL && !strcmp(said, why) && got == NULL)
+            agree++;
+        else
+            fprintf(stderr, "case %d: from_lua \"%s\", build \"%s\"\n", i,
+                    ep != NULL ? "ok" : why, said ? said : "ok");
+        scout_endpoint_free(ep);
+        scout_endpoint_free(got);
+        lua_pop(L, 3);
+    }
+    CHECK(agree == n && built == 5, "%d of %d agree, %d built", agree, n,
+          built);
+    CHECK(scout_endpoint_stash_take(&st, 0) == NULL
+          && scout_endpoint_stash_take(&st, last + 1) == NULL);
+    /* one left in the stash for the clear */
+    lua_rawgeti(L, -1, 1);
+    lua_pushlightuserdata(L, &st);
+    lua_pushcclosure(L, scout_endpoint_lua_build, 1);
+    lua_pushvalue(L, -2);
+    CHECK(lua_pcall(L, 1, 2, 0) == 0 && lua_tointeger(L, -1) == last + 1);
+    scout_endpoint_stash_clear(&st);
+    CHECK(st.n == 0 && scout_endpoint_stash_take(&st, last + 1) == NULL);
+    scout_endpoint_stash_free(&st);
+    lua_close(L);
+}
+
 static void
 test_snapshot(void)
 {
@@ -423,6 +502,7 @@ main(void)
     RUN(test_check());
     RUN(test_lua_boundary());
     RUN(test_lua_check_same_verdict());
+    RUN(test_lua_build_same_endpoint());
     RUN(test_snapshot());
     RUN(test_set_json());
     RUN(test_json_take());

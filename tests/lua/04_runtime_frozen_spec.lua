@@ -45,6 +45,15 @@ local function published(i, empty)
   return out
 end
 
+-- agent.published_one: the one endpoint asked for, made anew (an update's touched names, scout.keep's thaw_part)
+local one_pushed = 0
+local function published_one(i, id, empty)
+  local ep = store[i] and store[i][id]
+  if not ep then return nil end
+  one_pushed = one_pushed + 1
+  return c_push(ep, empty)
+end
+
 -- service.c: the policy's answer is applied to the set only when the call returned a list to publish
 local real = { load = runtime.load, update = runtime.update, seed = runtime.seed }
 local function apply(i, ok, up, gone, ...)
@@ -58,7 +67,7 @@ local function apply(i, ok, up, gone, ...)
 end
 
 local function install()
-  runtime.set_store(published)
+  runtime.set_store(published, published_one)
   runtime.load = function(path)
     local conf, err = real.load(path)
     if conf then    -- a policy that fails to load leaves the running one, and its sets, alone
@@ -126,9 +135,10 @@ service "s" {
     assert.is_nil(next(weak), "the runtime still holds the decoded endpoint tables")
 
     -- judged again: the hooks see the endpoints as they were published, rebuilt from C
-    pushed = 0
+    pushed, one_pushed = 0, 0
     local up = runtime.update(1, { "n2" }, { { "n1", '{"host":"10.0.1.1","port":81}', 60, true } })
-    assert.equals(50, pushed)
+    assert.equals(50, pushed)        -- the whole set, because the hook asked for svc.endpoints
+    assert.equals(2, one_pushed)     -- and the two names the change touches
     assert.equals("n1", up[1].id)
     assert.equals("n2:z2", seen.removed)
     assert.truthy(seen.endpoints:find("^n1=10%.0%.1%.1:81,n10=10%.0%.0%.10:80,"))
@@ -138,6 +148,48 @@ service "s" {
     assert.equals(49, #ex.children)
     assert.equals("published", ex.children[1].verdict)
     assert.equals("z10", ex.children[2].endpoint.meta.zone)
+    H.cleanup()
+  end)
+
+  it("rebuilds only the endpoints a change touches when no hook asks for the whole list", function()
+    assert(runtime.load(H.write('service "s" { path = "/s", protect = false, filter = function(ep) ' ..
+                                'return ep.meta.zone ~= "hide" end }\n')))
+    local changed = {}
+    for k = 1, 50 do
+      changed[k] = { "n" .. k, '{"host":"10.0.0.' .. k .. '","port":80,"meta":{"zone":"z"}}', k, true }
+    end
+    changed[51] = { "bad", "not json", 51, true }
+    changed[52] = { "hidden", '{"host":"10.0.9.9","port":80,"meta":{"zone":"hide"}}', 52, true }
+    assert.equals(50, #runtime.update(1, {}, changed))
+    pushed, one_pushed = 0, 0
+    -- one changed, one removed, one new: the two C has come back from it, none of the other 48
+    local up, gone = runtime.update(1, { "n2" }, { { "n1", '{"host":"10.0.1.1","port":81}', 60, true },
+                                                 { "n51", '{"host":"10.0.0.51","port":80}', 61, true } })
+    assert.equals(0, pushed)
+    assert.equals(2, one_pushed)
+    assert.same({ "n1", "n51" }, { up[1].id, up[2].id })
+    assert.same({ "n2" }, gone)
+    -- what was not published (a child that does not decode, one filtered out) is still known, and the next full
+    -- look (explain) sees the service whole
+    local ex = require("cjson").decode(runtime.explain(1))
+    local verdicts = {}
+    for _, c in ipairs(ex.children) do verdicts[c.name or c.id] = c.verdict end
+    assert.equals(52, #ex.children)
+    assert.equals("published", verdicts.n1)
+    assert.is_nil(verdicts.n2)
+    assert.truthy(verdicts.bad and verdicts.bad ~= "published")
+    assert.truthy(verdicts.hidden and verdicts.hidden ~= "published")
+    -- and the hidden child, changed so that the filter now keeps it, is published from its rest entry
+    pushed, one_pushed = 0, 0
+    up = runtime.update(1, {}, { { "hidden", '{"host":"10.0.9.9","port":80,"meta":{"zone":"shown"}}', 62, true } })
+    assert.equals(0, pushed)
+    assert.equals("hidden", up[1] and up[1].id)
+    -- a child added by such a change that is no endpoint is still known after it
+    runtime.update(1, {}, { { "bad2", "not json", 63, true } })
+    ex = require("cjson").decode(runtime.explain(1))
+    verdicts = {}
+    for _, c in ipairs(ex.children) do verdicts[c.name or c.id] = c.verdict end
+    assert.truthy(verdicts.bad2 and verdicts.bad2 ~= "published")
     H.cleanup()
   end)
 
