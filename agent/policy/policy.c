@@ -21,7 +21,6 @@
 #include "policy/agent_lib.h"
 #include "policy/conf.h"
 #include "policy/endpoint_lua.h"
-#include "policy/json_flat.h"
 #include "policy/exec.h"
 #include "policy/hook.h"
 #include "policy/policy_int.h"
@@ -296,8 +295,6 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_pushlightuserdata(p->L, p);
     lua_pushcclosure(p->L, l_published_one, 1);
     lua_setfield(p->L, -2, "published_one");
-    lua_pushcfunction(p->L, scout_json_flat_lua);
-    lua_setfield(p->L, -2, "json_flat");
     lua_setfield(p->L, -2, "scout.agent");
     lua_pop(p->L, 2);
 

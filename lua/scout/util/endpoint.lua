@@ -213,15 +213,9 @@ function M.meta_json(meta)
 end
 
 -- Decode a JSON object; nil, err for anything else.
--- The agent's decoder of the usual shape (an object of plain strings and small integers): the same table cjson
--- makes, at a fraction of the cost; nil for anything else, which cjson then decodes (policy/json_flat.c).
-local agent = package.loaded["scout.agent"]
-local json_flat = agent and agent.json_flat
-
 function M.decode_object(data)
   if type(data) ~= "string" then return nil, "no data" end
-  local t = json_flat and json_flat(data)
-  if t == nil then t = json.decode(data) end
+  local t = json.decode(data)
   if type(t) ~= "table" then return nil, "bad json" end
   return t
 end
