@@ -31,7 +31,8 @@ local ramp = require "scout.ramp"
 local protect = require "scout.protect"
 local backoff = require "scout.backoff"
 local json = require "cjson.safe"
-local EMPTY_META = require("scout.util.endpoint").EMPTY_META
+local util_endpoint = require "scout.util.endpoint"
+local EMPTY_META, same = util_endpoint.EMPTY_META, util_endpoint.same
 -- Endpoint tables between changes live in C for a small service (scout.keep): thaw before reading s.children or
 -- s.published, freeze after a commit.
 local store = require "scout.keep"
@@ -84,24 +85,6 @@ local function check_endpoint(ep)
   if meta == nil then ep.meta = EMPTY_META
   elseif type(meta) ~= "table" then return "codec returned a bad meta"
   elseif meta ~= EMPTY_META and next(meta) == nil then ep.meta = EMPTY_META end
-end
-
--- A meta value crosses into C as a string: 5 and "5" publish the same bytes (and an endpoint rebuilt from C holds
--- the string).
-local function same_meta(a, b)
-  for k, v in pairs(a) do
-    local w = b[k]
-    if w ~= v and (w == nil or tostring(w) ~= tostring(v)) then return false end
-  end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
-
--- zxid_counts: the zxid is the node's mzxid (its data was read), so a rewrite with identical bytes is a new
--- version to publish; a name-only child's zxid is the listing's and says nothing about the endpoint.
-local function same(a, b, zxid_counts)
-  return a.host == b.host and a.port == b.port and a.weight == b.weight and a.status == b.status
-    and same_meta(a.meta, b.meta) and (not zxid_counts or a.zxid == b.zxid)
 end
 
 local now_ms = agent and agent.now_ms or function() return os.clock() * 1000 end

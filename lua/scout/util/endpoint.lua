@@ -220,4 +220,22 @@ function M.decode_object(data)
   return t
 end
 
+-- A meta value crosses into C as a string: 5 and "5" publish the same bytes (and an endpoint rebuilt from C holds
+-- the string).
+local function same_meta(a, b)
+  for k, v in pairs(a) do
+    local w = b[k]
+    if w ~= v and (w == nil or tostring(w) ~= tostring(v)) then return false end
+  end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+-- zxid_counts: the zxid is the node's mzxid (its data was read), so a rewrite with identical bytes is a new
+-- version to publish; a name-only child's zxid is the listing's and says nothing about the endpoint.
+function M.same(a, b, zxid_counts)
+  return a.host == b.host and a.port == b.port and a.weight == b.weight and a.status == b.status
+    and same_meta(a.meta, b.meta) and (not zxid_counts or a.zxid == b.zxid)
+end
+
 return M
