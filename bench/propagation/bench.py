@@ -61,7 +61,7 @@ import subprocess
 import sys
 import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from common import four, pct  # noqa: E402
+from common import callgrind_dump as cg_dump, four, pct  # noqa: E402
 
 CHANGES = int(os.environ.get("CHANGES", "2000"))
 CHILDREN = int(os.environ.get("CHILDREN", "50"))
@@ -358,51 +358,6 @@ def callgrind_zero(pid):
                    check=True)
 
 
-def callgrind_dump(pid, tmp):
-    """Dumps pid's counters since the last zero; returns (instructions, {function: [inclusive instructions, calls]})."""
-    import glob
-    import re
-    before = set(glob.glob(os.path.join(tmp, "cg-*.%d.*" % pid)))
-    subprocess.run(["callgrind_control", "-d", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=True)
-    new = sorted(set(glob.glob(os.path.join(tmp, "cg-*.%d.*" % pid))) - before)
-    if not new:
-        raise SystemExit("bench: callgrind wrote no dump for %d" % pid)
-    ir, total = 0, {}
-    for path in new:
-        fn = {}
-        out = subprocess.run(["callgrind_annotate", "--tree=caller", "--inclusive=yes", "--threshold=100", path],
-                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-        calls = 0           # callers' counts ("< caller (Nx)") of the function a block is about
-        for ln in out.splitlines():
-            parts = ln.split()
-            if not parts:
-                calls = 0
-                continue
-            if not parts[0].replace(",", "").isdigit():
-                continue
-            v = int(parts[0].replace(",", ""))
-            if ln.rstrip().endswith("PROGRAM TOTALS"):
-                ir += v
-            elif "  < " in ln:
-                m = re.search(r"\((\d+)x\)", ln)
-                calls += int(m.group(1)) if m else 0
-            elif "  *  " in ln:
-                name = ln.split("  *  ", 1)[1].split(" [", 1)[0].split(":", 1)[-1].split("'")[0]
-                if name in CG_FUNCS:
-                    # a function may show twice (once per spelling of its file name, its callers in one): the
-                    # same function, not twice the cost
-                    f = fn.setdefault(name, [0, 0])
-                    f[0], f[1] = max(f[0], v), max(f[1], calls)
-        for k, v in fn.items():
-            t = total.setdefault(k, [0, 0])
-            t[0] += v[0]
-            t[1] += v[1]
-        if os.environ.get("KEEP") != "1":
-            os.unlink(path)
-    return ir, total
-
-
 def main():
     # SIGTERM -> SystemExit, so phase()'s finally still stops the observer
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -583,7 +538,7 @@ def main():
                 for name, calls in strace_stop(st).items():
                     obs.sys[name] = obs.sys.get(name, 0) + calls
             if CALLGRIND and measure:
-                ir, fn = callgrind_dump(obs.p.pid, tmp)
+                ir, fn = cg_dump(obs.p.pid, tmp, CG_FUNCS)
                 obs.cg_ir += ir
                 for k, v in fn.items():
                     f = obs.cg_fn.setdefault(k, [0, 0])

@@ -45,12 +45,12 @@ def on_signal(signum, frame):
 
 
 class Agent:
-    def __init__(self, scout, policy, zk, tmp, tag, level="info", cache_dir=None):
+    def __init__(self, scout, policy, zk, tmp, tag, level="info", cache_dir=None, wrap=()):
         self.sock = os.path.join(tmp, "%s.sock" % tag)
         self.logfile = os.path.join(tmp, "%s.log" % tag)
         if os.path.exists(self.sock):
             os.unlink(self.sock)
-        argv = [scout, "run", "-c", policy, "--zk", zk, "--api", "unix:" + self.sock,
+        argv = list(wrap) + [scout, "run", "-c", policy, "--zk", zk, "--api", "unix:" + self.sock,
                 "--log-level", level]
         if cache_dir:
             argv += ["--cache-dir", cache_dir]

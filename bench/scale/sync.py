@@ -21,12 +21,17 @@ round, then the median per contender and the ratio of medians to rawsync's and t
 without the agent's start and policy load, from its "ready in" log line), and ratios of the agents to each other.
 PERF=1: one more agent run under `perf record --call-graph dwarf` (perf-sync-new.data with KEEP=1) and under
 `perf stat` (printed).
+CALLGRIND=1: instead of the timed rounds, each contender once under `valgrind --tool=callgrind`, its instructions
+counted to the same moment (an agent's counters dumped at its first health 200, `callgrind_control -d`; rawsync's
+at its exit): work, which this VM's CPU time (20% from round to round) cannot show; with the inclusive cost of
+each function in CG_FUNCS (a default list of the sync's phases). Run it at SERVICES=1000 (minutes, not hours).
 
 Env: SERVICES (10000), ENDPOINTS (10), ROUNDS (3), SESSIONS (unset: the agent's own count), SESSION_TIMEOUT_MS
      (30000: a loaded machine must not expire sessions mid-sync, which adds a re-read to one contender only),
      SYNC_TIMEOUT_S (300), SCOUT, SCOUT_BASE, SCOUT_BASE_LUA_DIR, PERF.
 """
 
+import glob
 import json
 import os
 import re
@@ -41,6 +46,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import scale  # noqa: E402
 import perchange  # noqa: E402  (it sets the endpoints per service the data helpers write)
 from scale import Agent, LIVE, cpu_s, kazoo, log, schedstat, loadavg  # noqa: E402
+from common import callgrind_dump, callgrind_file  # noqa: E402
 
 SERVICES = int(os.environ.get("SERVICES", "10000"))
 ENDPOINTS = int(os.environ.get("ENDPOINTS", "10"))
@@ -49,6 +55,9 @@ SESSIONS = os.environ.get("SESSIONS", "")
 SESSION_TIMEOUT_MS = int(os.environ.get("SESSION_TIMEOUT_MS", "30000"))
 SYNC_TIMEOUT_S = float(os.environ.get("SYNC_TIMEOUT_S", "300"))
 PERF = os.environ.get("PERF", "0") == "1"
+CALLGRIND = os.environ.get("CALLGRIND") == "1"
+CG_FUNCS = os.environ.get("CG_FUNCS", "scout_policy_new,scout_agent_load,scout_policy_update,children_done,"
+                          "issue_data_reads").split(",")
 ROOT_PATH = "/scale"
 
 
@@ -65,12 +74,17 @@ def write_policy(path, cache):
                     % (scale.svc_name(i), ROOT_PATH, scale.svc_name(i)))
 
 
-def run_agent(scout, lua_dir, policy, zk, tmp, cache, tag, perf=None):
+def cg_wrap(tmp, tag):
+    return ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s/cg-%s.%%p" % (tmp, tag)]
+
+
+def run_agent(scout, lua_dir, policy, zk, tmp, cache, tag, perf=None, cg=None):
     """(wall s, CPU s all threads, main thread on-CPU s, sessions created, perf stat text, CPU s of the start
-    and policy load, from the agent's "ready in" line)."""
+    and policy load, from the agent's "ready in" line). cg: a list the callgrind counts at health 200 are
+    appended to, the agent running under callgrind."""
     shutil.rmtree(cache, ignore_errors=True)
     os.environ["SCOUT_LUA_DIR"] = lua_dir
-    a = Agent(scout, policy, zk, tmp, tag, cache_dir=cache)
+    a = Agent(scout, policy, zk, tmp, tag, cache_dir=cache, wrap=cg_wrap(tmp, tag) if cg is not None else ())
     rec = stat = None
     if perf == "record":
         rec = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", "dwarf,16384",
@@ -97,6 +111,8 @@ def run_agent(scout, lua_dir, policy, zk, tmp, cache, tag, perf=None):
         time.sleep(0.02)
     cpu = cpu_s(a.pid)
     main_cpu = schedstat(a.pid)[0]
+    if cg is not None and wall is not None:
+        cg.append(callgrind_dump(a.pid, tmp, CG_FUNCS))
     stat_txt = ""
     for p in (rec, stat):
         if p is not None:
@@ -123,13 +139,18 @@ def run_agent(scout, lua_dir, policy, zk, tmp, cache, tag, perf=None):
         log("agent %s: %d sessions expired during the sync (its figures include the re-reads)" % (tag, expired))
     a.stop()
     shutil.rmtree(cache, ignore_errors=True)
+    if cg is not None:      # the dump at exit, past the moment measured
+        for path in glob.glob(os.path.join(tmp, "cg-%s.%d*" % (tag, a.pid))):
+            os.unlink(path)
     return wall, cpu, main_cpu, sessions, stat_txt, load_cpu
 
 
-def run_raw(rawsync, zk, nsess, parse=False):
+def run_raw(rawsync, zk, nsess, parse=False, cg=None, tmp=None):
     """(wall s, CPU s): rawsync's own clock from exec to its last read, and wait4's rusage. parse: it also parses
-    every child's JSON (RAWSYNC_PARSE=1), the baseline that decodes what it reads."""
-    p = subprocess.Popen([rawsync, zk, ROOT_PATH, str(SERVICES), str(nsess)], stdout=subprocess.PIPE,
+    every child's JSON (RAWSYNC_PARSE=1), the baseline that decodes what it reads. cg: as run_agent's."""
+    tag = "raw-json" if parse else "raw"
+    wrap = cg_wrap(tmp, tag) if cg is not None else []
+    p = subprocess.Popen(wrap + [rawsync, zk, ROOT_PATH, str(SERVICES), str(nsess)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True,
                          env=dict(os.environ, RAWSYNC_TIMEOUT_S=str(int(SYNC_TIMEOUT_S)),
                                   SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
@@ -141,6 +162,8 @@ def run_raw(rawsync, zk, nsess, parse=False):
     f = out.split()
     if int(f[4]) != SERVICES * ENDPOINTS:
         raise SystemExit("sync: rawsync read %s data nodes" % f[4])
+    if cg is not None:
+        cg.append(callgrind_file(os.path.join(tmp, "cg-%s.%d" % (tag, p.pid)), CG_FUNCS))
     return int(f[1]) / 1e9
 
 
@@ -153,6 +176,34 @@ def children_cpu():
 def med(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def callgrind_sync(contenders, rawsync, zk, nsess, policy, tmp, cache):
+    counts = {}
+    for tag, binary, lua in contenders:
+        cg = []
+        if binary is None:
+            run_raw(rawsync, zk, nsess, parse=lua == "parse", cg=cg, tmp=tmp)
+        else:
+            run_agent(binary, lua, policy, zk, tmp, cache, tag, cg=cg)
+        counts[tag] = cg[0]
+        log("callgrind %s: %.1f M instructions" % (tag, cg[0][0] / 1e6))
+    print()
+    print("sync under callgrind: %d services x %d endpoints, %d sessions; instructions, millions (an agent to its "
+          "first health 200, rawsync to its exit)" % (SERVICES, ENDPOINTS, nsess))
+    tags = [c[0] for c in contenders]
+    print("| | " + " | ".join(tags) + " |")
+    print("|---|" + "---|" * len(tags))
+    print("| whole sync | " + " | ".join("%.1f" % (counts[t][0] / 1e6) for t in tags) + " |")
+    for base in ("raw", "raw+json"):
+        print("| ratio to %s | " % base
+              + " | ".join("%.2fx" % (counts[t][0] / counts[base][0]) for t in tags) + " |")
+    for f in CG_FUNCS:
+        print("| `%s` (inclusive) | " % f + " | ".join(
+            "%.1f" % (counts[t][1][f][0] / 1e6) if f in counts[t][1] else "" for t in tags) + " |")
+    if "base" in counts:
+        print("new / base: %.3fx" % (counts["new"][0] / counts["base"][0]))
+    return 0
 
 
 def main():
@@ -183,6 +234,8 @@ def main():
     contenders = [("raw", None, None), ("raw+json", None, "parse"), ("new", scout, lua_new)]
     if base:
         contenders.append(("base", base, lua_base))
+    if CALLGRIND:
+        return callgrind_sync(contenders, rawsync, zk, nsess, policy, tmp, cache)
     res = {c[0]: [] for c in contenders}
     for r in range(ROUNDS):
         order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
