@@ -13,30 +13,39 @@
 #include "policy/hook.h"
 #include "scout.h"
 
+/* The value on top, popped: a copy of its string (NULL when it is none),
+ * or its integer (dflt when it is none). */
 static char *
-dup_field(lua_State *L, int idx, const char *key)
+dup_top(lua_State *L)
 {
-    const char *s;
-    char *copy = NULL;
+    const char *s = lua_tostring(L, -1);
+    char *copy = s != NULL ? strdup(s) : NULL;
 
-    lua_getfield(L, idx, key);
-    s = lua_tostring(L, -1);
-    if (s != NULL)
-        copy = strdup(s);
     lua_pop(L, 1);
     return copy;
 }
 
 static int
-int_field(lua_State *L, int idx, const char *key, int dflt)
+int_top(lua_State *L, int dflt)
 {
-    int v = dflt;
+    int v = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : dflt;
 
-    lua_getfield(L, idx, key);
-    if (lua_isnumber(L, -1))
-        v = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
     return v;
+}
+
+static char *
+dup_field(lua_State *L, int idx, const char *key)
+{
+    lua_getfield(L, idx, key);
+    return dup_top(L);
+}
+
+static int
+int_field(lua_State *L, int idx, const char *key, int dflt)
+{
+    lua_getfield(L, idx, key);
+    return int_top(L, dflt);
 }
 
 /* The same two for a key already on the stack (at kidx) and a plain table:
@@ -44,29 +53,17 @@ int_field(lua_State *L, int idx, const char *key, int dflt)
 static char *
 dup_key(lua_State *L, int idx, int kidx)
 {
-    const char *s;
-    char *copy = NULL;
-
     lua_pushvalue(L, kidx);
     lua_rawget(L, idx < 0 ? idx - 1 : idx);
-    s = lua_tostring(L, -1);
-    if (s != NULL)
-        copy = strdup(s);
-    lua_pop(L, 1);
-    return copy;
+    return dup_top(L);
 }
 
 static int
 int_key(lua_State *L, int idx, int kidx, int dflt)
 {
-    int v = dflt;
-
     lua_pushvalue(L, kidx);
     lua_rawget(L, idx < 0 ? idx - 1 : idx);
-    if (lua_isnumber(L, -1))
-        v = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return v;
+    return int_top(L, dflt);
 }
 
 /* For ms that may pass 2^31 (cache.max_age): a double holds them exactly. */

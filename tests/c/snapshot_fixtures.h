@@ -45,21 +45,6 @@ exists(const char *path)
 }
 
 static inline int
-ep_equal(const scout_endpoint_t *a, const scout_endpoint_t *b)
-{
-    if (strcmp(a->id, b->id) || strcmp(a->host, b->host)
-        || strcmp(a->status, b->status) || a->port != b->port
-        || a->weight != b->weight || a->zxid != b->zxid
-        || a->nmeta != b->nmeta)
-        return 0;
-    for (int j = 0; j < a->nmeta; j++)
-        if (strcmp(a->meta[j].key, b->meta[j].key)
-            || strcmp(a->meta[j].value, b->meta[j].value))
-            return 0;
-    return 1;
-}
-
-static inline int
 set_equal(const scout_epset_t *a, const scout_epset_t *b)
 {
     if (a->n != b->n)

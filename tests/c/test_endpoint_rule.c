@@ -334,25 +334,10 @@ test_json_take(void)
 }
 
 /* agent.build_endpoint: the check's verdict, and the endpoint the publish
- * takes instead of reading the table again (policy.c): it must be the one
- * scout_endpoint_from_lua makes, field for field, or the agent publishes
- * what the policy never said.  A place is taken once; what is not taken is
- * freed by the clear (the ASan build would see a leak). */
-static int
-same_endpoint(const scout_endpoint_t *a, const scout_endpoint_t *b)
-{
-    if (strcmp(a->id, b->id) || strcmp(a->host, b->host)
-        || strcmp(a->status, b->status) || a->port != b->port
-        || a->weight != b->weight || a->zxid != b->zxid
-        || a->nmeta != b->nmeta)
-        return 0;
-    for (int j = 0; j < a->nmeta; j++)
-        if (strcmp(a->meta[j].key, b->meta[j].key)
-            || strcmp(a->meta[j].value, b->meta[j].value))
-            return 0;
-    return 1;
-}
-
+ * takes instead of reading the table again (policy_update.c): it must be
+ * the one scout_endpoint_from_lua makes, field for field, or the agent
+ * publishes what the policy never said.  A place is taken once; what is not
+ * taken is freed by the clear (the ASan build would see a leak). */
 static void
 test_lua_build_same_endpoint(void)
 {
@@ -385,7 +370,7 @@ test_lua_build_same_endpoint(void)
             CHECK(scout_endpoint_stash_take(&st, last) == NULL);
             built++;
         }
-        if (ep != NULL ? said == NULL && got != NULL && same_endpoint(ep, got)
+        if (ep != NULL ? said == NULL && got != NULL && ep_equal(ep, got)
                        : said != NULL && !strcmp(said, why) && got == NULL)
             agree++;
         else

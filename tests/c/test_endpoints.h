@@ -36,4 +36,20 @@ mk_ep(const char *id, const char *host, int port, int weight,
     return ep;
 }
 
+/* Two endpoints the same, field for field, meta in order. */
+static inline int
+ep_equal(const scout_endpoint_t *a, const scout_endpoint_t *b)
+{
+    if (strcmp(a->id, b->id) || strcmp(a->host, b->host)
+        || strcmp(a->status, b->status) || a->port != b->port
+        || a->weight != b->weight || a->zxid != b->zxid
+        || a->nmeta != b->nmeta)
+        return 0;
+    for (int j = 0; j < a->nmeta; j++)
+        if (strcmp(a->meta[j].key, b->meta[j].key)
+            || strcmp(a->meta[j].value, b->meta[j].value))
+            return 0;
+    return 1;
+}
+
 #endif
