@@ -314,6 +314,7 @@ scout_policy_free(scout_policy_t *p)
     scout_hook_mem_free(p->mem);    /* lua_close still allocated through it */
     scout_endpoint_stash_free(&p->built);
     free(p->bound);
+    free(p->untaken);
     if (p->hooked)
         scout_hook_fini();
     free(p);

@@ -39,6 +39,10 @@ struct scout_policy_s {
     /* the update's list of changed children and the tables it holds, kept
      * in the registry and refilled at each update (push_changes_reused) */
     int               changed_ref;
+    /* untaken[svc]: the C side did not take that service's last update
+     * (policy_update.c) */
+    unsigned char    *untaken;
+    int               nuntaken;
 };
 
 

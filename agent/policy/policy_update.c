@@ -118,6 +118,42 @@ push_changes_reused(scout_policy_t *p, scout_cache_t *cache)
     return n + (int)cache->nremoved;
 }
 
+/* An update the C side did not take -- stopped by the budget, or C out of
+ * memory reading its lists -- may have been committed by the runtime before
+ * it stopped (the commit is followed by the ramp's, the back-off's and the
+ * freeze's work, any of which a budget can stop).  Its next update is then
+ * judged against what C publishes, not what Lua last committed
+ * (runtime.update's 5th argument): else an endpoint committed in Lua alone
+ * would be "already published" there and never reach C. */
+static void
+set_untaken(scout_policy_t *p, int svc, int v)
+{
+    if (svc >= p->nuntaken) {
+        int n = svc + 1 > 2 * p->nuntaken ? svc + 1 : 2 * p->nuntaken;
+        unsigned char *u;
+
+        if (!v)
+            return;
+        if ((u = realloc(p->untaken, (size_t)n)) == NULL) {
+            /* cannot remember it: the next update then trusts Lua, as
+             * before this flag existed */
+            scout_log(SCOUT_LOG_WARN, "policy", "service %d: out of memory "
+                      "noting an update not taken", svc + 1);
+            return;
+        }
+        memset(u + p->nuntaken, 0, (size_t)(n - p->nuntaken));
+        p->untaken = u;
+        p->nuntaken = n;
+    }
+    p->untaken[svc] = (unsigned char)v;
+}
+
+static int
+untaken(const scout_policy_t *p, int svc)
+{
+    return svc < p->nuntaken && p->untaken[svc];
+}
+
 void
 scout_update_clear(scout_update_t *up)
 {
@@ -146,16 +182,19 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
      * slot: an initial sync): the runtime keeps the service's tables warm
      * for them instead of letting go and rebuilding at each batch */
     lua_pushboolean(L, cache->dirty != NULL);
+    lua_pushboolean(L, untaken(p, svc));
     scout_cache_delivered(cache);
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + (n + (int)rejudge) / 20;
-    if (scout_hook_pcall(L, 4, 10, budget, &timed_out) != 0) {
+    if (scout_hook_pcall(L, 5, 10, budget, &timed_out) != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         scout_endpoint_stash_clear(&p->built);
         lua_settop(L, top);
+        set_untaken(p, svc, 1);
         return SCOUT_ERROR;
     }
+    set_untaken(p, svc, 0);     /* the runtime judged against C's set */
     scout_policy_tune_gc(L);
     out->decode_errors = (int)lua_tointeger(L, top + 3);
     out->hook_errors = (int)lua_tointeger(L, top + 4);
@@ -224,6 +263,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
 oom:
     scout_update_clear(out);
     scout_endpoint_stash_clear(&p->built);
+    set_untaken(p, svc, 1);
     lua_settop(L, top);
     snprintf(err, SCOUT_ERR_LEN, "out of memory reading the policy's list");
     return SCOUT_ERROR;

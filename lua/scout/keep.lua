@@ -56,6 +56,15 @@ function M.thaw(s, i)
   s.children, s.published = children, published
 end
 
+-- The C side did not take s's last update, which may have committed here before it was stopped: C's published set
+-- is what the next update is judged against. A frozen service's is C's already (thaw and thaw_part read it).
+function M.resync(s, i)
+  if s.published == false or not published_of then return end
+  local published, n = published_of(i, EMPTY_META) or {}, 0
+  for _ in pairs(published) do n = n + 1 end
+  s.published, s.count, s.version = published, n, s.version + 1
+end
+
 -- One name of a partly thawed service: its published endpoint from C, its child from rest or that endpoint.
 local function hold(i, rest, published, children, name)
   if published[name] == nil then

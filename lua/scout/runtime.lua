@@ -365,8 +365,11 @@ end
 
 
 -- more: the C side has more reads of this path coming (an initial sync's batches): the tables stay warm for them.
-function M.update(i, removed, changed, more)
+-- untaken: the C side did not take this service's last update, which may have been committed here before a
+-- budget stopped it: judged against what C publishes (scout.keep), or what it committed would never reach C.
+function M.update(i, removed, changed, more, untaken)
   local s = services[i]
+  if untaken then store.resync(s, i) end
   -- a frozen service's change: only the tables of the names it touches come back from C (scout.keep; _i in the
   -- hooks' view then says the whole set is C's)
   local children, published
