@@ -13,7 +13,8 @@ local next = next
 local error = error
 local setmetatable = setmetatable
 
-local EMPTY_META = require("scout.util.endpoint").EMPTY_META
+local util_endpoint = require "scout.util.endpoint"
+local EMPTY_META, same = util_endpoint.EMPTY_META, util_endpoint.same
 
 local M = {}
 
@@ -57,11 +58,16 @@ function M.thaw(s, i)
 end
 
 -- The C side did not take s's last update, which may have committed here before it was stopped: C's published set
--- is what the next update is judged against. A frozen service's is C's already (thaw and thaw_part read it).
+-- is what the next update is judged against. An endpoint C holds as Lua does keeps its Lua table (explain tells a
+-- published child by its table). A frozen service's set is C's already (thaw and thaw_part read it).
 function M.resync(s, i)
   if s.published == false or not published_of then return end
-  local published, n = published_of(i, EMPTY_META) or {}, 0
-  for _ in pairs(published) do n = n + 1 end
+  local mine, published, n = s.published, published_of(i, EMPTY_META) or {}, 0
+  for id, ep in pairs(published) do
+    local old = mine[id]
+    if old and same(old, ep, true) then published[id] = old end
+    n = n + 1
+  end
   s.published, s.count, s.version = published, n, s.version + 1
 end
 

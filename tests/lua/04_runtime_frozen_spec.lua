@@ -238,13 +238,24 @@ service "s" {
     for k = 1, #up do ids[k] = up[k].id end
     table.sort(ids)
     assert.same({ "a", "b", "c" }, ids)
-    assert.equals(3, #require("cjson").decode(runtime.explain(1)).children)
+    local verdicts = {}
+    for _, c in ipairs(require("cjson").decode(runtime.explain(1)).children) do verdicts[#verdicts + 1] = c.verdict end
+    assert.same({ "published", "published", "published" }, verdicts)
     local n = 0
     for _ in pairs(store[1]) do n = n + 1 end
     assert.equals(3, n)
     -- and a later change of that service counts from C's three
     up = runtime.update(1, { "a" }, {})
     assert.equals(0, #up)
+    -- stopped after its commit again: b and c, which C holds as Lua does, keep their tables (explain tells them
+    -- published by it), and d comes again
+    ramp.next = function() ramp.next = next_of; error("stopped by the budget", 0) end
+    assert.is_false(pcall(runtime.update, 1, {}, { { "d", "84", 4, true } }))
+    ramp.next = next_of
+    runtime.update(1, {}, { { "d", "84", 4, true } }, nil, true)
+    verdicts = {}
+    for _, c in ipairs(require("cjson").decode(runtime.explain(1)).children) do verdicts[c.id] = c.verdict end
+    assert.same({ b = "published", c = "published", d = "published" }, verdicts)
     H.cleanup()
   end)
 end)
