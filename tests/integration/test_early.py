@@ -313,6 +313,7 @@ class Early(unittest.TestCase):
             self.assertEqual(third.ids(name), want, name)
         self.assertEqual(third.ids("beta"), ["127.0.0.1:7100", "127.0.0.1:7101"])
         self.release()
+        wait_until(lambda: "the loaded agent serves" in third.log(), what="third hand-over")
         self.assertEqual(third.stop(), 0)
 
     def test_an_edited_module_means_a_normal_start(self):
