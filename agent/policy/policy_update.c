@@ -39,6 +39,17 @@ fill_child(lua_State *L, const scout_child_t *child)
     lua_rawseti(L, -2, 4);
 }
 
+/* The cache's removed names, as an array. */
+static void
+push_removed(lua_State *L, const scout_cache_t *cache)
+{
+    lua_createtable(L, (int)cache->nremoved, 0);
+    for (unsigned i = 0; i < cache->nremoved; i++) {
+        lua_pushstring(L, cache->removed[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+}
+
 /* Pushes the removed names and the pending children; returns how many. */
 int
 scout_policy_push_changes(lua_State *L, scout_cache_t *cache)
@@ -46,11 +57,7 @@ scout_policy_push_changes(lua_State *L, scout_cache_t *cache)
     scout_child_t *child;
     int n = 0;
 
-    lua_createtable(L, (int)cache->nremoved, 0);
-    for (unsigned i = 0; i < cache->nremoved; i++) {
-        lua_pushstring(L, cache->removed[i]);
-        lua_rawseti(L, -2, (int)i + 1);
-    }
+    push_removed(L, cache);
     lua_newtable(L);
     for (child = cache->pending; child != NULL; child = child->next_pending) {
         lua_createtable(L, 4, 0);
@@ -76,11 +83,7 @@ push_changes_reused(scout_policy_t *p, scout_cache_t *cache)
     scout_child_t *child;
     int list, spare, had, n = 0;
 
-    lua_createtable(L, (int)cache->nremoved, 0);
-    for (unsigned i = 0; i < cache->nremoved; i++) {
-        lua_pushstring(L, cache->removed[i]);
-        lua_rawseti(L, -2, (int)i + 1);
-    }
+    push_removed(L, cache);
     if (p->changed_ref == LUA_NOREF) {
         lua_createtable(L, 2, 0);
         lua_newtable(L);
