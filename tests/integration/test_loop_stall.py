@@ -388,6 +388,20 @@ class LoopStall(unittest.TestCase):
                     break
                 data += more
             return ts[0][0] * 10**9 + ts[0][1], data
+
+        # Linux turns receive timestamps on for the first socket that asks through deferred work, and off again when
+        # the last one closes: an answer that arrives before that work has run carries none (seen once in a
+        # fresh-clone run). One socket keeps them on for the whole test, and a round trip on it that comes back
+        # stamped shows they are on before the measured requests.
+        keeper = connect()
+
+        def stamped_answer():
+            keeper.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            keeper.settimeout(60)
+            data, anc, _, _ = keeper.recvmsg(1 << 16, socket.CMSG_SPACE(16))
+            return any(lvl == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS for lvl, typ, _ in anc)
+        wait_until(stamped_answer, what="an answer with a receive timestamp")
+        self.addCleanup(keeper.close)
         for _ in range(3):
             table, probe = connect(), connect()
             try:
