@@ -32,7 +32,8 @@ Method, for each size N in SIZES (one ZooKeeper, one tree per size: /pc<N>/svc-N
      one snapshot write, whose log line says how long the loop spent on it ("encoded in E ms on the loop"); the
      first write after the start (every service encoded once) is left out.
 Then, for the largest size, cold start from disk with ZooKeeper stopped: COLD_ROUNDS times Popen -> the first
-/v1/services/svc-00000 answer with its endpoints (polled every 1 ms); the median.
+/v1/services/svc-00000 answer with its endpoints (polled every 1 ms); the median. Every start has the same command
+line, as a user's restart does, after one uncounted start that makes the side file for it (the early answer).
 
 Env: SIZES (100,1000,10000), ENDPOINTS (10), CHANGES (150), PROBE_CHANGES (40), IDLE_S (20), SNAPSHOT_SAMPLES
      (5), COLD_ROUNDS (3), LOAD_TRIES (10), LOAD_PAUSE_S (10), SCOUT, PERF=1 (perf record the loop's thread, at PERF_FREQ (4999) Hz, during step 2's
@@ -303,8 +304,11 @@ def measure_size(scout, zk, tmp, kz, n):
 def cold_start(scout, zk, tmp, zkdir, root_dir, policy, cache, n):
     subprocess.run([os.path.join(root_dir, "scripts", "zk.sh"), "stop-node", zkdir, "1"], check=True)
     times = []
-    for k in range(COLD_ROUNDS):
-        c = Agent(scout, policy, zk, tmp, "pccold%d" % k, cache_dir=cache)
+    # Every round on the same command line (the same API socket): the side file that lets a start answer from the
+    # disk snapshot before its policy is loaded names the command line it was made for, and a user restarts with
+    # the same one. Round 0 only makes that side file (the agents before ran on other sockets) and is not counted.
+    for k in range(COLD_ROUNDS + 1):
+        c = Agent(scout, policy, zk, tmp, "pccold", cache_dir=cache)
         ok = None
         while time.monotonic() - c.t0 < 10:
             try:
@@ -318,7 +322,7 @@ def cold_start(scout, zk, tmp, zkdir, root_dir, policy, cache, n):
         c.stop()
         if ok is None:
             FAILED.append("cold start %d at %d services: no answer" % (k, n))
-        else:
+        elif k > 0:
             times.append(ok * 1000)
     return times
 
