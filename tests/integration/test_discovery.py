@@ -85,6 +85,15 @@ class Discovery(ZkCase):
                          [("node-p", "10.0.0.7", 7007, {"via": "proxy"})])
         self.assertEqual(s.metric("scout_service_rejected_total", "orders"), 0)
 
+    def test_debug_level_logs_each_update_summary(self):
+        # the runtime formats its per-update line only when the agent writes debug lines: at debug it still does
+        self.kz.create("/t11/orders/10.0.0.1:8080", makepath=True)
+        s = self.start({"orders": 'path = "/t11/orders", codec = "plain"'}, log_level="debug")
+        wait_until(lambda: s.ids("orders") == ["10.0.0.1:8080"], what="initial list")
+        self.kz.create("/t11/orders/10.0.0.2:8080")
+        wait_until(lambda: len(s.ids("orders")) == 2, what="the second endpoint")
+        self.assertIn('service "orders": +1 -0 ~0', s.log())
+
     def test_path_created_later_is_discovered(self):
         s = self.start({"late": 'path = "/t2/late/providers"'})
         wait_until(lambda: s.state("late") == "synced", what="synced on a missing path")
