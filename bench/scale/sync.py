@@ -25,7 +25,7 @@ CALLGRIND=1: instead of the timed rounds, each contender once under `valgrind --
 counted to the same moment (an agent's counters dumped at its first health 200, `callgrind_control -d`; rawsync's
 at its exit): work, which this VM's CPU time (20% from round to round) cannot show; with the inclusive cost of
 each function in CG_FUNCS (a default list of the sync's phases). Run it at SERVICES=1000 (minutes, not hours).
-The agent's count includes its answers to the health polls, as many as its wall time under valgrind allows (12-26 M
+The agent's count includes its answers to the health polls, as many as its wall time under valgrind allows (25-42 M
 of a 1,000-service sync on a loaded machine): a second total leaves them out (accept_cb, conn_read_cb); what else
 depends on the wall time (loop iterations, the disk snapshot's timer) stays in both.
 
@@ -62,7 +62,7 @@ CALLGRIND = os.environ.get("CALLGRIND") == "1"
 CG_FUNCS = os.environ.get("CG_FUNCS", "scout_policy_new,scout_agent_load,scout_policy_update,children_done,"
                           "issue_data_reads,accept_cb,conn_read_cb").split(",")
 # The API's work answering the health polls (every 20 ms: as many as the run's wall time under valgrind allows,
-# 25 M instructions of a 1,000-service sync on a loaded machine): printed apart, and taken out of a second total.
+# 25-42 M instructions of a 1,000-service sync on a loaded machine): printed apart, and taken out of a second total.
 CG_POLLS = ("accept_cb", "conn_read_cb")
 ROOT_PATH = "/scale"
 
