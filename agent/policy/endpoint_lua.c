@@ -17,6 +17,45 @@
 
 #include "scout.h"
 
+/* The field names as Lua strings, made once per state and kept in its
+ * registry: lua_getfield interns its C string at every call (a hash and a
+ * lookup), and a sync reads seven fields of each of its 100,000 children.
+ * Looked up with lua_gettable, as lua_getfield does: __index still
+ * applies. */
+enum { K_ID = 1, K_HOST, K_STATUS, K_PORT, K_WEIGHT, K_META, K_ZXID,
+       K_N = K_ZXID };
+static const char *const key_name[K_N + 1] = {
+    NULL, "id", "host", "status", "port", "weight", "meta", "zxid"
+};
+static const char keys_tag;
+
+void
+scout_endpoint_lua_keys(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)&keys_tag);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_istable(L, -1))
+        return;
+    lua_pop(L, 1);
+    lua_createtable(L, K_N, 0);
+    for (int k = 1; k <= K_N; k++) {
+        lua_pushstring(L, key_name[k]);
+        lua_rawseti(L, -2, k);
+    }
+    lua_pushlightuserdata(L, (void *)&keys_tag);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+/* t[key k] (t at absolute index t, the names at absolute index keys), as
+ * lua_getfield(L, t, key_name[k]) would push it. */
+static void
+get_key(lua_State *L, int t, int keys, int k)
+{
+    lua_rawgeti(L, keys, k);
+    lua_gettable(L, t);
+}
+
 /* The string at stack index i with its length, or NULL with why set (its
  * type is wrong, or it breaks the text rule). */
 static const char *
@@ -99,12 +138,13 @@ meta_fill(lua_State *L, int t, scout_endpoint_t *ep)
 /* An integer field, or dflt when absent; SCOUT_ERROR when it is something
  * else, not integral, or out of [lo, hi]. */
 static int
-int_field(lua_State *L, int idx, const char *name, double dflt, double lo,
+int_field(lua_State *L, int idx, int keys, int k, double dflt, double lo,
           double hi, double *out, char *why, size_t len)
 {
+    const char *name = key_name[k];
     double v;
 
-    lua_getfield(L, idx, name);
+    get_key(L, idx, keys, k);
     if (lua_isnil(L, -1)) {
         v = dflt;
     } else if (lua_type(L, -1) != LUA_TNUMBER) {
@@ -132,6 +172,7 @@ typedef struct {
     size_t      id_len, host_len, status_len, meta_bytes;
     double      port, weight;
     int         meta;           /* stack index of ep.meta (a table or nil) */
+    int         keys;           /* stack index of the field names */
     unsigned    nmeta;
 } fields_t;
 
@@ -150,24 +191,26 @@ read_fields(lua_State *L, int idx, fields_t *f, char *why, size_t len)
                  luaL_typename(L, idx));
         return SCOUT_ERROR;
     }
-    lua_getfield(L, idx, "id");
-    lua_getfield(L, idx, "host");
-    lua_getfield(L, idx, "status");
+    scout_endpoint_lua_keys(L);
+    f->keys = top + 1;
+    get_key(L, idx, f->keys, K_ID);
+    get_key(L, idx, f->keys, K_HOST);
+    get_key(L, idx, f->keys, K_STATUS);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         lua_pushliteral(L, "up");
     }
-    if ((f->id = text_at(L, top + 1, "id", &f->id_len, why, len)) == NULL
-        || (f->host = text_at(L, top + 2, "host", &f->host_len, why, len))
+    if ((f->id = text_at(L, top + 2, "id", &f->id_len, why, len)) == NULL
+        || (f->host = text_at(L, top + 3, "host", &f->host_len, why, len))
            == NULL
-        || (f->status = text_at(L, top + 3, "status", &f->status_len, why,
+        || (f->status = text_at(L, top + 4, "status", &f->status_len, why,
                                 len)) == NULL
-        || int_field(L, idx, "port", 0, 1, 65535, &f->port, why, len)
-           != SCOUT_OK
-        || int_field(L, idx, "weight", 1, 0, 2147483647.0, &f->weight, why,
-                     len) != SCOUT_OK)
+        || int_field(L, idx, f->keys, K_PORT, 0, 1, 65535, &f->port, why,
+                     len) != SCOUT_OK
+        || int_field(L, idx, f->keys, K_WEIGHT, 1, 0, 2147483647.0,
+                     &f->weight, why, len) != SCOUT_OK)
         return SCOUT_ERROR;
-    lua_getfield(L, idx, "meta");
+    get_key(L, idx, f->keys, K_META);
     f->meta = lua_gettop(L);
     if (!lua_isnil(L, f->meta) && !lua_istable(L, f->meta)) {
         snprintf(why, len, "meta is a %s, not a table",
@@ -196,7 +239,7 @@ scout_endpoint_from_lua(lua_State *L, int idx, char *why, size_t len)
     if (read_fields(L, idx, &f, why, len) != SCOUT_OK)
         goto done;
     /* the zxid is ours (the cache's mzxid), not the codec's: as given */
-    lua_getfield(L, idx, "zxid");
+    get_key(L, idx, f.keys, K_ZXID);
     zxid = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
     lua_pop(L, 1);
     if (!(zxid > -9.2e18 && zxid < 9.2e18))

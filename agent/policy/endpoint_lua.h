@@ -19,6 +19,11 @@
 scout_endpoint_t *scout_endpoint_from_lua(lua_State *L, int idx, char *why,
                                           size_t len);
 
+/* Makes (once per state) and pushes the table of the endpoint's field
+ * names that the readers below look fields up with; policy.c makes it at
+ * the start, outside any budgeted call, so that no read has to. */
+void scout_endpoint_lua_keys(lua_State *L);
+
 /* agent.check_endpoint(ep) for the runtime: nil when ep may cross, else
  * the reason.  The runtime asks before it commits a child, so a refused
  * child keeps its last good endpoint on both sides. */

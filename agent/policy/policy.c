@@ -194,7 +194,9 @@ heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         free(ptr);
         return NULL;
     }
-    q = realloc(ptr, nsize);
+    /* a new block (most calls: a sync allocates ~11 per child) goes
+     * straight to malloc, not through realloc's own checks */
+    q = ptr == NULL ? malloc(nsize) : realloc(ptr, nsize);
     scout_heap_populate_check();
     return q;
 }
@@ -265,6 +267,8 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_setfield(p->L, -2, "path");
     lua_getfield(p->L, -1, "loaded");
     scout_agent_lib_push(p->L, p, l_exec, l_published, dir);
+    scout_endpoint_lua_keys(p->L);
+    lua_pop(p->L, 1);
     lua_pushlightuserdata(p->L, &p->built);
     lua_pushcclosure(p->L, scout_endpoint_lua_build, 1);
     lua_setfield(p->L, -2, "build_endpoint");

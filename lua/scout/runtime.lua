@@ -57,7 +57,10 @@ local boundary = agent and agent.check_endpoint
 local builder = agent and agent.build_endpoint
 function M.set_boundary(fn, build) boundary, builder = fn, build end
 
-function M.set_logger(fn) log = fn end
+-- Whether a line at a level is written: a debug line (one per update) is formatted only then. Outside the agent
+-- (specs, a logger set by M.set_logger) every line is made.
+local log_enabled = agent and agent.log_enabled or function() return true end
+function M.set_logger(fn) log, log_enabled = fn, function() return true end end
 
 local policy            -- what scout.policy built
 local services = {}     -- [i] = runtime state of the i-th service
@@ -547,7 +550,7 @@ function M.update(i, removed, changed, more, untaken)
   if src and #up + #gone_ids > 0 then src:observe(published) end
   if src then s.which, s.which_note = which, which_note end
   if #up + #gone_ids > 0 then s.version = s.version + 1 end
-  if #added + #gone + #changed_eps > 0 then
+  if #added + #gone + #changed_eps > 0 and log_enabled(LOG_DEBUG) then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
   local reweigh, degraded = ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s)

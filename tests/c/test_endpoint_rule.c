@@ -480,6 +480,61 @@ test_set_json(void)
     scout_epset_free(&set);
 }
 
+/* The boundary reads an endpoint's fields as Lua code would, through its
+ * metatable: a user codec may return a proxy (fields under __index), and
+ * its endpoint is the one published, not refused as "host is a nil".  The
+ * field names are kept per Lua state: two states, used in turn, each read
+ * their own tables. */
+static const char *proxy_case =
+        "local base = { id = 'p-1', host = '10.0.0.9', port = 8080,\n"
+        "  weight = 3, status = 'drain', zxid = 42, meta = { zone = 'b' } }\n"
+        "return setmetatable({}, { __index = base })\n";
+
+static void
+test_lua_proxy_endpoint(void)
+{
+    lua_State *a = luaL_newstate(), *b = luaL_newstate();
+    char why[SCOUT_ERR_LEN];
+
+    luaL_openlibs(a);
+    luaL_openlibs(b);
+    for (int round = 0; round < 2; round++) {
+        lua_State *L = round == 0 ? a : b;
+        scout_endpoint_t *ep;
+        int top;
+
+        CHECK(luaL_dostring(L, proxy_case) == 0, "%s", lua_tostring(L, -1));
+        top = lua_gettop(L);
+        ep = scout_endpoint_from_lua(L, -1, why, sizeof(why));
+        CHECK(ep != NULL, "%s", why);
+        if (ep != NULL) {
+            CHECK(strcmp(ep->id, "p-1") == 0 && strcmp(ep->host, "10.0.0.9") == 0
+                  && ep->port == 8080 && ep->weight == 3
+                  && strcmp(ep->status, "drain") == 0 && ep->zxid == 42
+                  && ep->nmeta == 1 && strcmp(ep->meta[0].key, "zone") == 0
+                  && strcmp(ep->meta[0].value, "b") == 0);
+            scout_endpoint_free(ep);
+        }
+        CHECK(lua_gettop(L) == top);
+        /* agent.check_endpoint lets it through as well */
+        lua_pushcfunction(L, scout_endpoint_lua_check);
+        lua_pushvalue(L, -2);
+        CHECK(lua_pcall(L, 1, 1, 0) == 0 && lua_isnil(L, -1), "%s",
+              lua_tostring(L, -1));
+        lua_settop(L, 0);
+    }
+    /* the first state again, after the second made its own names */
+    CHECK(luaL_dostring(a, proxy_case) == 0);
+    {
+        scout_endpoint_t *ep = scout_endpoint_from_lua(a, -1, why, sizeof(why));
+
+        CHECK(ep != NULL && strcmp(ep->host, "10.0.0.9") == 0, "%s", why);
+        scout_endpoint_free(ep);
+    }
+    lua_close(a);
+    lua_close(b);
+}
+
 int
 main(void)
 {
@@ -488,6 +543,7 @@ main(void)
     RUN(test_lua_boundary());
     RUN(test_lua_check_same_verdict());
     RUN(test_lua_build_same_endpoint());
+    RUN(test_lua_proxy_endpoint());
     RUN(test_snapshot());
     RUN(test_set_json());
     RUN(test_json_take());

@@ -72,6 +72,28 @@ class Discovery(ZkCase):
         self.assertLess(first, 100)
         wait_until(lambda: s.endpoints("foo")[0][0]["weight"] == 100, timeout=40, what="full weight")
 
+    def test_a_codec_proxy_endpoint_is_published_as_lua_reads_it(self):
+        # a user codec may return a proxy: its fields under __index; the boundary reads them as Lua does
+        self.kz.create("/t10/orders/node-p", b"10.0.0.7:7007", makepath=True)
+        s = self.start({"orders": 'path = "/t10/orders", codec = { decode = function(name, data)\n'
+                        '  local host, port = data:match("^(.*):(%d+)$")\n'
+                        '  return setmetatable({}, { __index = { host = host, port = tonumber(port),\n'
+                        '                                      meta = { via = "proxy" } } })\n'
+                        'end }'})
+        eps = wait_until(lambda: s.endpoints("orders")[0], what="the proxy endpoint")
+        self.assertEqual([(e["id"], e["host"], e["port"], e["meta"]) for e in eps],
+                         [("node-p", "10.0.0.7", 7007, {"via": "proxy"})])
+        self.assertEqual(s.metric("scout_service_rejected_total", "orders"), 0)
+
+    def test_debug_level_logs_each_update_summary(self):
+        # the runtime formats its per-update line only when the agent writes debug lines: at debug it still does
+        self.kz.create("/t11/orders/10.0.0.1:8080", makepath=True)
+        s = self.start({"orders": 'path = "/t11/orders", codec = "plain"'}, log_level="debug")
+        wait_until(lambda: s.ids("orders") == ["10.0.0.1:8080"], what="initial list")
+        self.kz.create("/t11/orders/10.0.0.2:8080")
+        wait_until(lambda: len(s.ids("orders")) == 2, what="the second endpoint")
+        self.assertIn('service "orders": +1 -0 ~0', s.log())
+
     def test_path_created_later_is_discovered(self):
         s = self.start({"late": 'path = "/t2/late/providers"'})
         wait_until(lambda: s.state("late") == "synced", what="synced on a missing path")
