@@ -35,6 +35,16 @@ l_log(lua_State *L)
     return 0;
 }
 
+/* scout.log_enabled(level): whether log(level, ...) would be written, so
+ * that a message nobody reads is not formatted (the runtime's debug line
+ * of every change: a string.format and its garbage). */
+static int
+l_log_enabled(lua_State *L)
+{
+    lua_pushboolean(L, scout_log_enabled((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
 static int
 l_now_ms(lua_State *L)
 {
@@ -117,6 +127,8 @@ scout_agent_lib_push(lua_State *L, void *ud, lua_CFunction exec,
     lua_newtable(L);
     lua_pushcfunction(L, l_log);
     lua_setfield(L, -2, "log");
+    lua_pushcfunction(L, l_log_enabled);
+    lua_setfield(L, -2, "log_enabled");
     lua_pushcfunction(L, l_now_ms);
     lua_setfield(L, -2, "now_ms");
     lua_pushlightuserdata(L, ud);

@@ -48,6 +48,9 @@ if agent then require("scout.sandbox").harden(agent) end
 local log = agent and agent.log or function(level, msg)
   if level <= LOG_WARN then io.stderr:write(msg, "\n") end
 end
+-- whether log would write a message of that level: a line nobody reads is not formatted (the debug line of every
+-- change was a string.format per update). A logger set by set_logger is given every level, as before.
+local log_enabled = agent and agent.log_enabled or function(level) return level <= LOG_WARN end
 
 -- The C side's rule for what may cross into it (NUL, UTF-8, sizes, host, port, status: endpoint.h): asked before a
 -- child is judged, so a refused child is handled like one that does not decode. Absent outside the agent (specs).
@@ -57,7 +60,7 @@ local boundary = agent and agent.check_endpoint
 local builder = agent and agent.build_endpoint
 function M.set_boundary(fn, build) boundary, builder = fn, build end
 
-function M.set_logger(fn) log = fn end
+function M.set_logger(fn) log, log_enabled = fn, function() return true end end
 
 local policy            -- what scout.policy built
 local services = {}     -- [i] = runtime state of the i-th service
@@ -547,7 +550,7 @@ function M.update(i, removed, changed, more, untaken)
   if src and #up + #gone_ids > 0 then src:observe(published) end
   if src then s.which, s.which_note = which, which_note end
   if #up + #gone_ids > 0 then s.version = s.version + 1 end
-  if #added + #gone + #changed_eps > 0 then
+  if #added + #gone + #changed_eps > 0 and log_enabled(LOG_DEBUG) then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
   local reweigh, degraded = ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s)

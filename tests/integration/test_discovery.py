@@ -72,6 +72,27 @@ class Discovery(ZkCase):
         self.assertLess(first, 100)
         wait_until(lambda: s.endpoints("foo")[0][0]["weight"] == 100, timeout=40, what="full weight")
 
+    def test_each_change_is_logged_at_debug_level_only(self):
+        # The runtime's line per change is formatted only when the log level lets it out (agent.log_enabled):
+        # at debug it is written for every change, at info never (read once the change is served: the line is
+        # logged before the list is published).
+        self.kz.ensure_path("/t1/debuglog")
+        self.kz.create("/t1/debuglog/10.0.0.1:8080")
+        s = self.start({"dbg": 'path = "/t1/debuglog", codec = "plain"'}, log_level="debug")
+        wait_until(lambda: s.ids("dbg") == ["10.0.0.1:8080"], what="initial list")
+        self.kz.create("/t1/debuglog/10.0.0.2:8080")
+        wait_until(lambda: s.ids("dbg") == ["10.0.0.1:8080", "10.0.0.2:8080"], what="the creation served")
+        self.kz.delete("/t1/debuglog/10.0.0.1:8080")
+        wait_until(lambda: 'policy: service "dbg": +0 -1 ~0' in s.log(), what="the deletion's debug line")
+        s.stop()
+        self.scout = None
+        s = self.start({"dbg": 'path = "/t1/debuglog", codec = "plain"'}, log_level="info")
+        wait_until(lambda: s.ids("dbg") == ["10.0.0.2:8080"], what="the list at info level")
+        self.kz.delete("/t1/debuglog/10.0.0.2:8080")
+        self.kz.create("/t1/debuglog/10.0.0.3:8080")
+        wait_until(lambda: s.ids("dbg") == ["10.0.0.3:8080"], what="the changes served")
+        self.assertNotIn('service "dbg": +', s.log())
+
     def test_path_created_later_is_discovered(self):
         s = self.start({"late": 'path = "/t2/late/providers"'})
         wait_until(lambda: s.state("late") == "synced", what="synced on a missing path")
