@@ -516,9 +516,10 @@ function M.update(i, removed, changed, more, untaken)
 
   local hook_errors = j.hook_errors
   local new_count = s.count + #added - #gone
-  -- the view hooks see: only when one may be called (on_change, or protection past its early "no drop" return)
+  -- the view hooks see: only when one may be called (on_change, or on_protect once protection is past its early
+  -- "no drop" return; without on_protect, protection never hands the view to anyone)
   local svc
-  if s.on_change or (s.protect and (s.baseline or new_count < s.count)) then
+  if s.on_change or (s.on_protect and s.protect and (s.baseline or new_count < s.count)) then
     svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids,
                          _i = part and i or nil }, svc_mt)
   end
