@@ -509,8 +509,9 @@ function M.update(i, removed, changed, more, untaken)
     end
     for k = 1, #again do seen[again[k]] = true; judge(j, again[k]) end
   end
-  local moved = ramp.reweigh(s, children, wall_ms())
-  for k = 1, #moved do
+  -- (the wall clock, a call into C, only for a service that ramps)
+  local moved = s.ramping and ramp.reweigh(s, children, wall_ms())
+  for k = 1, moved and #moved or 0 do
     if not seen[moved[k]] then seen[moved[k]] = true; judge(j, moved[k]) end
   end
 
@@ -554,7 +555,9 @@ function M.update(i, removed, changed, more, untaken)
   if #added + #gone + #changed_eps > 0 and log_enabled(LOG_DEBUG) then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
-  local reweigh, degraded = ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s)
+  local codec = s.codec
+  local reweigh = codec.warmup_until and codec.effective_weight and ramp.next(s, up, gone_ids, wall_ms()) or nil
+  local degraded = degraded_reason(s)
   local due = backoff.next(s, j.now)     -- a failed child's back-off ends: call again then
   if due and (not reweigh or due < reweigh) then reweigh = due end
   if part then store.freeze_part(s, children, published, removed) elseif not more then freeze(s) end
