@@ -110,7 +110,7 @@ static int out_response(conn_t *c, int status, const char *ctype,
 {
     int    nobody = status == 204 || status == 304, n;
     size_t room = 200 + (ctype ? strlen(ctype) : 0) + extra_len, cap;
-    size_t clen = len;      /* the body's, even when none is sent (HEAD) */
+    size_t clen = nobody ? 0 : len; /* a HEAD's too; none at all: below */
     char  *p;
 
     if (nobody || head)
@@ -129,18 +129,16 @@ static int out_response(conn_t *c, int status, const char *ctype,
         c->out = p;
         c->out_cap = cap;
     }
-    /* A 1.0 client assumes close unless told keep-alive.  One snprintf,
-     * not a second for the length: 1.6k instructions an answer. */
-#define HEAD_A "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s"
-#define HEAD_B "%.*s%s\r\n"
-#define ARGS_A status, reason(status), http_date(c->h), ctype ? \
-    "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : ""
-#define ARGS_B (int) extra_len, extra, !keepalive ? "Connection: close\r\n" \
-    : http10 ? "Connection: keep-alive\r\n" : ""
-    n = nobody ? snprintf(c->out + c->out_len, room, HEAD_A HEAD_B, ARGS_A,
-                          ARGS_B)
-        : snprintf(c->out + c->out_len, room, HEAD_A "Content-Length: %zu\r\n"
-                   HEAD_B, ARGS_A, clen, ARGS_B);
+    /* 1.0 assumes close unless told keep-alive.  One snprintf: a 0 printed
+     * with precision 0 is nothing (no Content-Length for 204 and 304). */
+    n = snprintf(c->out + c->out_len, room, "HTTP/1.1 %d %s\r\nDate: %s\r\n"
+                 "%s%s%s%s%.*zu%s%.*s%s\r\n", status, reason(status),
+                 http_date(c->h), ctype ? "Content-Type: " : "",
+                 ctype ? ctype : "", ctype ? "\r\n" : "",
+                 nobody ? "" : "Content-Length: ", nobody ? 0 : 1, clen,
+                 nobody ? "" : "\r\n", (int) extra_len, extra,
+                 !keepalive ? "Connection: close\r\n"
+                 : http10 ? "Connection: keep-alive\r\n" : "");
     if (n < 0 || (size_t) n >= room)
         return SCOUT_ERROR;
     c->out_len += (size_t) n;
