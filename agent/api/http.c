@@ -110,10 +110,9 @@ static int out_response(conn_t *c, int status, const char *ctype,
 {
     int    nobody = status == 204 || status == 304, n;
     size_t room = 200 + (ctype ? strlen(ctype) : 0) + extra_len, cap;
-    char   clen[48] = "", *p;
+    size_t clen = nobody ? 0 : len; /* a HEAD's too; none at all: below */
+    char  *p;
 
-    if (!nobody)
-        snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", len);
     if (nobody || head)
         len = 0;
     /* A shared body is sent from where it is (one request at a time: no
@@ -130,12 +129,15 @@ static int out_response(conn_t *c, int status, const char *ctype,
         c->out = p;
         c->out_cap = cap;
     }
-    /* A 1.0 client assumes close unless told keep-alive. */
+    /* 1.0 assumes close unless told keep-alive.  One snprintf: a 0 printed
+     * with precision 0 is nothing (no Content-Length for 204 and 304). */
     n = snprintf(c->out + c->out_len, room, "HTTP/1.1 %d %s\r\nDate: %s\r\n"
-                 "%s%s%s%s%.*s%s\r\n", status, reason(status),
+                 "%s%s%s%s%.*zu%s%.*s%s\r\n", status, reason(status),
                  http_date(c->h), ctype ? "Content-Type: " : "",
-                 ctype ? ctype : "", ctype ? "\r\n" : "", clen,
-                 (int) extra_len, extra, !keepalive ? "Connection: close\r\n"
+                 ctype ? ctype : "", ctype ? "\r\n" : "",
+                 nobody ? "" : "Content-Length: ", nobody ? 0 : 1, clen,
+                 nobody ? "" : "\r\n", (int) extra_len, extra,
+                 !keepalive ? "Connection: close\r\n"
                  : http10 ? "Connection: keep-alive\r\n" : "");
     if (n < 0 || (size_t) n >= room)
         return SCOUT_ERROR;

@@ -101,6 +101,11 @@ scout_child_t *scout_cache_next(const scout_cache_t *c, unsigned *at);
  * walk resumed there continues where it stopped, even if that child went. */
 unsigned scout_cache_seek(const scout_cache_t *c, const char *name);
 
+/* Up to this many children held (1024), a child list is matched against
+ * them by a binary search per name; past it, by sorting the list and one
+ * walk.  The same result either way; tests lower it to compare the two. */
+extern unsigned scout_cache_search_max;
+
 /* Apply a child list read with its parent's Stat.  Returns SCOUT_AGAIN (and
  * changes nothing) when the list is older than the one held.  New children
  * that need data are put on the dirty list; the others become pending.

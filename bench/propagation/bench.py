@@ -50,7 +50,8 @@ How:
   (`callgrind_control -z`) and dumped when it ends (`-d`), and the instructions per change are printed with the
   inclusive cost of the functions named in CG_FUNCS (comma-separated; a default list of the consumer's path):
   instructions, unlike CPU, do not move with the machine's load. CPU, latency and wakeups of such a run mean
-  nothing; use GAP_MS=50 or more so that each change is one update.
+  nothing; use GAP_MS=50 or more so that each change is one update. The agents' hook budget is 1 s in such a run
+  (valgrind's slowdown made the default 50 ms stop the observer's hook now and then: a failed update and its retry).
 """
 
 import atexit
@@ -365,6 +366,8 @@ def main():
     if os.environ.get("SHM") == "1":
         shm = os.environ["SCOUT_BENCH_SHM"] = "/dev/shm/scout-bench-prop-%d" % os.getpid()
         atexit.register(lambda: os.path.exists(shm) and os.unlink(shm))
+    if CALLGRIND:
+        os.environ["SCOUT_BENCH_HOOK_BUDGET"] = "1s"    # policy.lua says why
     zk_ports = {int(h.rsplit(":", 1)[1]) for h in zk.split("/")[0].split(",")}
     sel = selectors.DefaultSelector()
 

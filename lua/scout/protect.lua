@@ -44,9 +44,11 @@ function M.hold_back(s, from, to, svc_view, clock, log)
   -- from the start: 10,000 services spare a table each.
   if not base and to >= from then return nil end
   local now = clock()
-  if not base or from >= base.count or now - base.at > pr.hold then
+  if not base then
     base = { count = from, at = now }
     s.baseline = base
+  elseif from >= base.count or now - base.at > pr.hold then
+    base.count, base.at = from, now   -- in place: a service growing and shrinking by one moved it at every change
   end
   if from == 0 or not (to == 0 or (pr.min_ratio and to < pr.min_ratio * base.count)) then
     if s.held then

@@ -48,6 +48,9 @@ if agent then require("scout.sandbox").harden(agent) end
 local log = agent and agent.log or function(level, msg)
   if level <= LOG_WARN then io.stderr:write(msg, "\n") end
 end
+-- whether log would write a message of that level: a line nobody reads is not formatted (the debug line of every
+-- change was a string.format per update). A logger set by set_logger is given every level, as before.
+local log_enabled = agent and agent.log_enabled or function(level) return level <= LOG_WARN end
 
 -- The C side's rule for what may cross into it (NUL, UTF-8, sizes, host, port, status: endpoint.h): asked before a
 -- child is judged, so a refused child is handled like one that does not decode. Absent outside the agent (specs).
@@ -57,9 +60,6 @@ local boundary = agent and agent.check_endpoint
 local builder = agent and agent.build_endpoint
 function M.set_boundary(fn, build) boundary, builder = fn, build end
 
--- Whether a line at a level is written: a debug line (one per update) is formatted only then. Outside the agent
--- (specs, a logger set by M.set_logger) every line is made.
-local log_enabled = agent and agent.log_enabled or function() return true end
 function M.set_logger(fn) log, log_enabled = fn, function() return true end end
 
 local policy            -- what scout.policy built
@@ -509,16 +509,18 @@ function M.update(i, removed, changed, more, untaken)
     end
     for k = 1, #again do seen[again[k]] = true; judge(j, again[k]) end
   end
-  local moved = ramp.reweigh(s, children, wall_ms())
-  for k = 1, #moved do
+  -- (the wall clock, a call into C, only for a service that ramps)
+  local moved = s.ramping and ramp.reweigh(s, children, wall_ms())
+  for k = 1, moved and #moved or 0 do
     if not seen[moved[k]] then seen[moved[k]] = true; judge(j, moved[k]) end
   end
 
   local hook_errors = j.hook_errors
   local new_count = s.count + #added - #gone
-  -- the view hooks see: only when one may be called (on_change, or protection past its early "no drop" return)
+  -- the view hooks see: only when one may be called (on_change, or on_protect once protection is past its early
+  -- "no drop" return; without on_protect, protection never hands the view to anyone)
   local svc
-  if s.on_change or (s.protect and (s.baseline or new_count < s.count)) then
+  if s.on_change or (s.on_protect and s.protect and (s.baseline or new_count < s.count)) then
     svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids,
                          _i = part and i or nil }, svc_mt)
   end
@@ -553,7 +555,9 @@ function M.update(i, removed, changed, more, untaken)
   if #added + #gone + #changed_eps > 0 and log_enabled(LOG_DEBUG) then
     log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
   end
-  local reweigh, degraded = ramp.next(s, up, gone_ids, wall_ms()), degraded_reason(s)
+  local codec = s.codec
+  local reweigh = codec.warmup_until and codec.effective_weight and ramp.next(s, up, gone_ids, wall_ms()) or nil
+  local degraded = degraded_reason(s)
   local due = backoff.next(s, j.now)     -- a failed child's back-off ends: call again then
   if due and (not reweigh or due < reweigh) then reweigh = due end
   if part then store.freeze_part(s, children, published, removed) elseif not more then freeze(s) end

@@ -412,6 +412,120 @@ test_sorted_children(void)
     }
 }
 
+/* The cache as a string: live children in order with their flags, the
+ * removed names reported, the pending and dirty lists (their order too). */
+static void
+describe(const scout_cache_t *c, unsigned changed, char *out, size_t len)
+{
+    size_t o = 0;
+    scout_child_t *ch;
+
+    o += (size_t)snprintf(out + o, len - o, "count %u changed %u kids:",
+                          c->count, changed);
+    for (unsigned at = 0; (ch = scout_cache_next(c, &at)) != NULL;)
+        o += (size_t)snprintf(out + o, len - o, " %s/%d%d%d/%lld", ch->name,
+                              ch->needs_data, ch->pending, ch->data_dirty,
+                              (long long)ch->mzxid);
+    o += (size_t)snprintf(out + o, len - o, " removed:");
+    for (unsigned i = 0; i < c->nremoved; i++)
+        o += (size_t)snprintf(out + o, len - o, " %s", c->removed[i]);
+    o += (size_t)snprintf(out + o, len - o, " pending:");
+    for (ch = c->pending; ch != NULL; ch = ch->next_pending)
+        o += (size_t)snprintf(out + o, len - o, " %s", ch->name);
+    o += (size_t)snprintf(out + o, len - o, " dirty:");
+    for (ch = c->dirty; ch != NULL; ch = ch->next_dirty)
+        o += (size_t)snprintf(out + o, len - o, " %s", ch->name);
+}
+
+/* A small service's list is matched by a binary search per name, a large
+ * one's by a sort and a walk (cache.h): the same lists, with names listed
+ * twice, tombstones from single removals and committed (announced)
+ * children, leave two caches exactly alike whichever way each went. */
+static void
+test_search_matches_walk(void)
+{
+    enum { UNIVERSE = 40, STEPS = 400 };
+    static char names[UNIVERSE][16];
+    static char a[8192], b[8192];
+    unsigned saved = scout_cache_search_max, seed = 12345;
+    scout_cache_t cs, cw;
+    unsigned ch_s, ch_w;
+    int differ = 0;
+
+    for (int i = 0; i < UNIVERSE; i++)  /* endpoints and data-reading ids */
+        snprintf(names[i], sizeof(names[i]), i % 3 ? "10.0.0.%d:80" : "id-%d",
+                 i);
+    scout_cache_init(&cs);
+    scout_cache_init(&cw);
+    for (int step = 0; step < STEPS && !differ; step++) {
+        const char *list[UNIVERSE + 8];
+        int n = 0;
+        struct String_vector v;
+        struct Stat st;
+
+        seed = seed * 1103515245u + 12345u;
+        for (int i = 0; i < UNIVERSE; i++) {
+            seed = seed * 1103515245u + 12345u;
+            if ((seed >> 16) % 4 != 0)
+                list[n++] = names[i];
+        }
+        for (int k = 0; k < 8 && n > 0; k++) {  /* some listed twice */
+            seed = seed * 1103515245u + 12345u;
+            if ((seed >> 16) % 5 == 0) {
+                list[n] = list[(seed >> 8) % (unsigned)n];
+                n++;
+            }
+        }
+        for (int i = n - 1; i > 0; i--) {       /* ZooKeeper's order: any */
+            const char *t;
+            int j;
+
+            seed = seed * 1103515245u + 12345u;
+            j = (int)((seed >> 16) % (unsigned)(i + 1));
+            t = list[i];
+            list[i] = list[j];
+            list[j] = t;
+        }
+        v.count = n;
+        v.data = (char **)list;
+        memset(&st, 0, sizeof(st));
+        st.pzxid = step + 1;
+        scout_cache_search_max = 1u << 30;
+        CHECK(scout_cache_apply_children(&cs, &v, &st, needs_data_for_ids,
+                                         NULL, &ch_s) == SCOUT_OK);
+        scout_cache_search_max = 0;
+        CHECK(scout_cache_apply_children(&cw, &v, &st, needs_data_for_ids,
+                                         NULL, &ch_w) == SCOUT_OK);
+        describe(&cs, ch_s, a, sizeof(a));
+        describe(&cw, ch_w, b, sizeof(b));
+        CHECK(strcmp(a, b) == 0, "step %d:\n search %s\n walk   %s", step,
+              a, b);
+        differ = strcmp(a, b) != 0;
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) % 3 == 0) {            /* the policy took it */
+            scout_cache_delivered(&cs);
+            scout_cache_commit(&cs);
+            scout_cache_delivered(&cw);
+            scout_cache_commit(&cw);
+        }
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) % 4 == 0) {            /* a child's delete event */
+            const char *name = names[(seed >> 4) % UNIVERSE];
+            scout_child_t *x = scout_cache_find(&cs, name), *y;
+
+            y = scout_cache_find(&cw, name);
+            CHECK((x == NULL) == (y == NULL), "%s", name);
+            if (x != NULL && y != NULL) {
+                scout_cache_remove(&cs, x);
+                scout_cache_remove(&cw, y);
+            }
+        }
+    }
+    scout_cache_search_max = saved;
+    scout_cache_free(&cs);
+    scout_cache_free(&cw);
+}
+
 int
 main(void)
 {
@@ -422,5 +536,6 @@ main(void)
     RUN(test_many_children());
     RUN(test_needs_data_once_per_list());
     RUN(test_sorted_children());
+    RUN(test_search_matches_walk());
     return test_summary();
 }

@@ -85,14 +85,26 @@ class Discovery(ZkCase):
                          [("node-p", "10.0.0.7", 7007, {"via": "proxy"})])
         self.assertEqual(s.metric("scout_service_rejected_total", "orders"), 0)
 
-    def test_debug_level_logs_each_update_summary(self):
-        # the runtime formats its per-update line only when the agent writes debug lines: at debug it still does
-        self.kz.create("/t11/orders/10.0.0.1:8080", makepath=True)
-        s = self.start({"orders": 'path = "/t11/orders", codec = "plain"'}, log_level="debug")
-        wait_until(lambda: s.ids("orders") == ["10.0.0.1:8080"], what="initial list")
-        self.kz.create("/t11/orders/10.0.0.2:8080")
-        wait_until(lambda: len(s.ids("orders")) == 2, what="the second endpoint")
-        self.assertIn('service "orders": +1 -0 ~0', s.log())
+    def test_each_change_is_logged_at_debug_level_only(self):
+        # The runtime's line per change is formatted only when the log level lets it out (agent.log_enabled):
+        # at debug it is written for every change, at info never (read once the change is served: the line is
+        # logged before the list is published).
+        self.kz.ensure_path("/t1/debuglog")
+        self.kz.create("/t1/debuglog/10.0.0.1:8080")
+        s = self.start({"dbg": 'path = "/t1/debuglog", codec = "plain"'}, log_level="debug")
+        wait_until(lambda: s.ids("dbg") == ["10.0.0.1:8080"], what="initial list")
+        self.kz.create("/t1/debuglog/10.0.0.2:8080")
+        wait_until(lambda: s.ids("dbg") == ["10.0.0.1:8080", "10.0.0.2:8080"], what="the creation served")
+        self.kz.delete("/t1/debuglog/10.0.0.1:8080")
+        wait_until(lambda: 'policy: service "dbg": +0 -1 ~0' in s.log(), what="the deletion's debug line")
+        s.stop()
+        self.scout = None
+        s = self.start({"dbg": 'path = "/t1/debuglog", codec = "plain"'}, log_level="info")
+        wait_until(lambda: s.ids("dbg") == ["10.0.0.2:8080"], what="the list at info level")
+        self.kz.delete("/t1/debuglog/10.0.0.2:8080")
+        self.kz.create("/t1/debuglog/10.0.0.3:8080")
+        wait_until(lambda: s.ids("dbg") == ["10.0.0.3:8080"], what="the changes served")
+        self.assertNotIn('service "dbg": +', s.log())
 
     def test_path_created_later_is_discovered(self):
         s = self.start({"late": 'path = "/t2/late/providers"'})

@@ -69,6 +69,40 @@ class Wire(unittest.TestCase):
         # and nothing of it reached the agent's health
         self.assertEqual(self.scout.health()[0], 200)
 
+    def test_the_heads_bytes_are_pinned(self):
+        # The head is written by one snprintf per answer (http.c out_response): these bytes, in this order,
+        # for an answer with a body (its length), a HEAD (the length, no body) and a 1.0 client's keep-alive.
+        import re
+        s, f = self.connect()
+        index = self.scout.endpoints("svc")[1]["X-Scout-Index"]
+        body = b'[{"id":"10.0.0.1:80","host":"10.0.0.1","port":80,"weight":1,"status":"up","zxid":%d,"meta":{}}]'
+
+        def head(req):
+            s.sendall(req)
+            raw = b""
+            while b"\r\n\r\n" not in raw:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, "connection closed before the head's end")
+                raw += chunk
+            h, _, rest = raw.partition(b"\r\n\r\n")
+            return re.sub(rb"Date: [^\r]*", b"Date: D", h + b"\r\n\r\n"), rest
+
+        h, rest = head(b"GET /v1/services/svc HTTP/1.1\r\n\r\n")
+        n = int(re.search(rb"Content-Length: (\d+)", h).group(1))
+        while len(rest) < n:
+            rest += s.recv(65536)
+        zxid = int(re.search(rb'"zxid":(\d+)', rest).group(1))
+        self.assertEqual(rest, body % zxid)
+        self.assertEqual(h, b"HTTP/1.1 200 OK\r\nDate: D\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                         b"X-Scout-Index: %s\r\nX-Scout-State: synced\r\n\r\n" % (n, index.encode()))
+        # HEAD is refused by the API (405), and its head still says the refusal's length, without the body
+        h, rest = head(b"HEAD /v1/services/svc HTTP/1.1\r\n\r\n")
+        self.assertEqual((h, rest), (b"HTTP/1.1 405 Method Not Allowed\r\nDate: D\r\nContent-Type: application/json"
+                                     b"\r\nContent-Length: 33\r\nAllow: GET\r\n\r\n", b""))
+        h, _ = head(b"DELETE /v1/health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        self.assertEqual(h, b"HTTP/1.1 405 Method Not Allowed\r\nDate: D\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 33\r\nAllow: GET\r\nConnection: keep-alive\r\n\r\n")
+
     def test_pipelined_requests_are_answered_in_order(self):
         s, f = self.connect()
         s.sendall(b"GET /v1/services/svc HTTP/1.1\r\nHost: x\r\n\r\n"
