@@ -182,6 +182,7 @@ global_watcher(zhandle_t *zh, int type, int state, const char *path,
 
         s->had_connection = 1;
         s->connected_ns = scout_now_ns();
+        s->handshake_cuts = 0;
         ev_timer_set(&s->stable, STABLE_SECONDS, 0.);
         ev_timer_start(s->loop, &s->stable);
         scout_stats.zk_reconnects++;
@@ -388,6 +389,61 @@ on_lost(struct ev_loop *loop, ev_timer *w, int revents)
     s->dirty = 1;
 }
 
+/* The session handshake (the ConnectRequest sent, its answer awaited) has
+ * the client's own bound only: 2/3 of the session timeout without a byte
+ * received.  A ZooKeeper 3.8 server that is still loading its database
+ * accepts connections and, for those that come before its database object
+ * exists, fails to close them ("ZooKeeperServer not running", then a
+ * NullPointerException in removeCnxn): the socket stays open and nothing is
+ * ever answered.  A restart thus held each session that connected in that
+ * moment for the whole bound after the server was serving (6.7 s at a 10 s
+ * session timeout, 20 s at 30 s; the million-endpoint restart's 10.5 s to
+ * health 200).  A running server answers a handshake in milliseconds, so
+ * the agent ends an unanswered one after HANDSHAKE_FIRST_SECONDS, doubled at
+ * each cut in a row (a server that is slow, not deaf, is still waited for;
+ * CONNECTED starts again at the first bound), and leaves the rest to the
+ * client once the bound reaches its own.  Ending it is shutdown() on the
+ * client's socket: the library reads the EOF, closes the socket itself and
+ * tries again; the session is untouched. */
+#define HANDSHAKE_FIRST_SECONDS 1.0
+
+/* Seconds left before the handshake is cut (0: cut it now), or -1 when no
+ * handshake of ours is pending. */
+static double
+handshake_left(scout_session_t *s, int fd)
+{
+    double now = ev_now(s->loop), bound;
+
+    if (fd == -1 || zoo_state(s->zh) != ZOO_ASSOCIATING_STATE) {
+        s->handshake_at = 0;
+        return -1;
+    }
+    if (s->handshake_at == 0)
+        s->handshake_at = now;
+    bound = HANDSHAKE_FIRST_SECONDS
+            * (double)(1 << (s->handshake_cuts < 8 ? s->handshake_cuts : 8));
+    if (bound >= zoo_recv_timeout(s->zh) * 2.0 / 3.0 / 1000.0)
+        return -1;              /* the client's own bound comes first */
+    if (now - s->handshake_at >= bound)
+        return 0;
+    return s->handshake_at + bound - now;
+}
+
+static void
+handshake_cut(scout_session_t *s, int fd)
+{
+    double waited = ev_now(s->loop) - s->handshake_at;
+
+    scout_stats.zk_handshakes_cut++;
+    scout_log(SCOUT_LOG_WARN, "session", "no answer to the session handshake "
+              "from %s within %.1f s; connecting again",
+              zoo_get_current_server(s->zh), waited);
+    s->handshake_cuts++;
+    s->handshake_at = 0;
+    s->io_force = 1;
+    (void)shutdown(fd, SHUT_RDWR);
+}
+
 static void
 on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
@@ -472,6 +528,17 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     after = tv.tv_sec + tv.tv_usec / 1e6;
     if (rc != ZOK && after < 0.01)
         after = 0.01;
+    if (fd != -1) {
+        double left = handshake_left(s, fd);
+
+        if (left == 0) {
+            handshake_cut(s, fd);   /* the EOF wakes the io watcher */
+        } else if (left > 0 && left < after) {
+            after = left;
+        }
+    } else {
+        s->handshake_at = 0;
+    }
     ev_timer_set(&s->timer, after, 0.);
     ev_timer_start(loop, &s->timer);
 }

@@ -11,6 +11,12 @@ network, against real servers:
   - `hold_list_reads(path)`: on connections opened from then on, keep the first child-list read of `path`
     (getChildren2) and every request after it from the server, pings excepted (the session stays alive), until
     `release()`: a read that stays in flight for as long as the test needs, answers still in order.
+  - `slow_handshakes(seconds)`: connections opened from then on get their ConnectResponse that much later (a
+    server that is slow, not deaf).
+  - `deafen(n)`: the next n connections are accepted and their ConnectRequest read, and nothing is ever answered
+    until the client ends them (`deaf`, `deaf_ended` count them): what a ZooKeeper 3.8 server does to a connection
+    that comes while it loads its database, before its database object exists (its close of such a connection
+    fails on a NullPointerException and leaves the socket open).
 - `Stall` between a follower and the leader's quorum port: `freeze()` stops every byte both ways and keeps both
   sockets open (the follower keeps serving its clients from what it has: it lags), `thaw()` closes them (the
   follower goes LOOKING and re-syncs).
@@ -62,6 +68,10 @@ class WireProxy(ZkProxy):
         self.hold_path = None          # list reads of this path wait on connections opened after hold_list_reads
         self.holding = []              # [(state, upstream socket)] of connections that hold requests
         self.held = 0                  # requests kept back so far
+        self.deaf_left = 0             # connections still to take in and never answer
+        self.slow_handshake = 0        # seconds each new connection's ConnectResponse is held back
+        self.deaf = 0                  # connections taken in so far
+        self.deaf_ended = 0            # of them, ended by the client
 
     def _end(self, *socks):
         _kill(*socks)
@@ -77,6 +87,27 @@ class WireProxy(ZkProxy):
     def hold_list_reads(self, path):
         with self.lock:
             self.hold_path = path.encode() if isinstance(path, str) else path
+
+    def deafen(self, n=1):
+        with self.lock:
+            self.deaf_left += n
+
+    def slow_handshakes(self, seconds):
+        with self.lock:
+            self.slow_handshake = seconds
+
+    def _deaf(self, c):
+        with self.lock:
+            self.deaf += 1
+            self.conns.append(c)
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        _close(c)
+        with self.lock:
+            self.deaf_ended += 1
 
     def release(self):
         """Send what was held, in order, and hold nothing more."""
@@ -98,7 +129,9 @@ class WireProxy(ZkProxy):
     def _link(self, c, u):
         with self.lock:
             hold = self.hold_path
-        state = {"mute": False, "hold": hold, "queue": None, "lock": threading.Lock()}
+        with self.lock:
+            slow = self.slow_handshake
+        state = {"mute": False, "hold": hold, "queue": None, "lock": threading.Lock(), "slow": slow}
         threading.Thread(target=self._up, args=(c, u, state), daemon=True).start()
         threading.Thread(target=self._down, args=(u, c, state), daemon=True).start()
 
@@ -143,6 +176,13 @@ class WireProxy(ZkProxy):
             return
         (session_id,) = struct.unpack(">q", first[20:28])
         with self.lock:
+            deaf = self.deaf_left > 0
+            if deaf:
+                self.deaf_left -= 1
+        if deaf:
+            self._deaf(c)
+            return
+        with self.lock:
             target = self.upstream
             if session_id == 0 and self.new_session_upstream is not None:
                 target = self.new_session_upstream
@@ -160,6 +200,9 @@ class WireProxy(ZkProxy):
                     break
                 if state["mute"]:
                     continue
+                if state.get("slow"):                # the ConnectResponse, late
+                    time.sleep(state["slow"])
+                    state["slow"] = 0
                 if len(frame) >= 32 and struct.unpack(">i", frame[4:8])[0] == -1 and self._drop(frame):
                     continue
                 c.sendall(frame)
