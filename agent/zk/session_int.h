@@ -36,7 +36,6 @@ struct scout_session_s {
     int                    had_connection;
     double                 handshake_at; /* ev_now() the ConnectRequest was
                                           * first seen unanswered; 0: none */
-    int                    handshake_cuts; /* cut in a row since CONNECTED */
     scout_session_state_t  state;
     uint64_t               epoch;
     char                  *servers;
