@@ -40,7 +40,8 @@
 #include "scout.h"
 
 #define AE_CHUNK 1024           /* exists per turn: ~1 ms of the loop */
-#define AE_BUSY_SECONDS 0.5     /* a busy path's check asks again after 0.5-1 s */
+#define AE_BUSY_SECONDS 0.5     /* a busy path's check asks again after 0.5-1 s
+                                 * (or its period, if shorter) */
 
 /* The pacer: watches due for a check, first due first served. */
 static struct {
@@ -302,10 +303,13 @@ check(scout_watch_t *w, size_t budget)
          * answer, not for a whole period (an hour away, the reconnect would
          * have gone unchecked). */
         if (w->children_inflight || w->exists_inflight || w->sync_inflight) {
+            double again = AE_BUSY_SECONDS * (1 + rand() / (double)RAND_MAX),
+                   period = scout_watch_resync_period(w);
+
             scout_log(SCOUT_LOG_DEBUG, "watch", "%s: anti-entropy check "
                       "waits for the read in flight", w->path);
-            scout_watch_resync_arm(w, AE_BUSY_SECONDS
-                                      * (1 + rand() / (double)RAND_MAX));
+            /* never later than the period would have asked */
+            scout_watch_resync_arm(w, period < again ? period : again);
             return 0;
         }
         w->ae_inpass = 1;
