@@ -23,6 +23,7 @@
     X(zk_sessions_created,    "ZooKeeper handles created")                     \
     X(zk_name_resolutions,    "connect-string host name resolutions, run off the loop") \
     X(zk_reconnect_loops,     "reconnect loops (short connections, none stable) ended with a new session") \
+    X(zk_handshakes_cut,      "connections whose session handshake went unanswered past the agent's bound, ended so the client tries again") \
     X(zk_io_deferred,         "ZooKeeper sockets left ready to the next loop iteration: the iteration's budget was spent") \
     X(hook_calls,             "calls into Lua policy hooks")                   \
     X(hook_errors,            "Lua hook calls that raised an error")           \

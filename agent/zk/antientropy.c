@@ -26,8 +26,10 @@
  * neither the loop nor the other paths wait for a path of a million
  * children.  Nothing is asked of a path before its
  * first complete read, nor while its session is not connected: there is
- * nothing to compare yet, and the sync needs the server more.  Nothing here
- * blocks or publishes; the reads it triggers settle like any other.
+ * nothing to compare yet, and the sync needs the server more.  A path
+ * whose own read is in flight when its check comes due is asked again
+ * within a second, not a period later.  Nothing here blocks or publishes;
+ * the reads it triggers settle like any other.
  */
 #include "zk/watch_int.h"
 
@@ -38,6 +40,8 @@
 #include "scout.h"
 
 #define AE_CHUNK 1024           /* exists per turn: ~1 ms of the loop */
+#define AE_BUSY_SECONDS 0.5     /* a busy path's check asks again after 0.5-1 s
+                                 * (or its period, if shorter) */
 
 /* The pacer: watches due for a check, first due first served. */
 static struct {
@@ -289,9 +293,23 @@ check(scout_watch_t *w, size_t budget)
         /* Before the first complete read there is nothing to compare, and
          * the sync needs the server more; without a connection nothing can
          * go. */
-        if (zh == NULL || !w->synced || w->children_inflight
-            || w->exists_inflight || w->sync_inflight) {
+        if (zh == NULL || !w->synced) {
             pass_end(w);
+            return 0;
+        }
+        /* A read of the path is on its way -- after a reconnect, typically
+         * the one the lost connection failed, asked again at CONNECTED, while
+         * this check was due within a second of it: the check waits for the
+         * answer, not for a whole period (an hour away, the reconnect would
+         * have gone unchecked). */
+        if (w->children_inflight || w->exists_inflight || w->sync_inflight) {
+            double again = AE_BUSY_SECONDS * (1 + rand() / (double)RAND_MAX),
+                   period = scout_watch_resync_period(w);
+
+            scout_log(SCOUT_LOG_DEBUG, "watch", "%s: anti-entropy check "
+                      "waits for the read in flight", w->path);
+            /* never later than the period would have asked */
+            scout_watch_resync_arm(w, period < again ? period : again);
             return 0;
         }
         w->ae_inpass = 1;

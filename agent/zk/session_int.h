@@ -34,6 +34,8 @@ struct scout_session_s {
     int                    asked;       /* handles asked for this iteration */
     int                    recreate;    /* close + init at next prepare     */
     int                    had_connection;
+    double                 handshake_at; /* ev_now() the ConnectRequest was
+                                          * first seen unanswered; 0: none */
     scout_session_state_t  state;
     uint64_t               epoch;
     char                  *servers;

@@ -11,6 +11,7 @@ import unittest
 
 from scoutharness import Scout, ZkCase, policy, wait_until
 from zkproxy import ZkProxy
+from zkwire import WireProxy
 
 ROOT = "/hs"
 
@@ -64,6 +65,43 @@ class SessionEvents(ZkCase):
             wait_until(lambda k=k: "127.0.0.1:%d" % (300 + k) in s.ids("s%d" % k), what="s%d's change" % k)
             self.assertEqual(self.checks("s%d" % k), 0, "s%d heard another session's reconnect" % k)
         self.assertEqual(self.proxy.cuts, 1)
+        self.assertEqual(s.metric("scout_zk_session_expirations_total"), 0)
+
+
+class ReconnectCheckWaitsForItsRead(ZkCase):
+    """The re-list after a reconnect is due within a second of it, and the list read the lost connection failed is
+    asked again at the same moment: under load its answer comes after the check was due. Such a check used to be
+    skipped until the next period (an hour here), so the reconnect went unchecked; it now waits for the read."""
+
+    def setUp(self):
+        self.scout = None
+        self.proxy = WireProxy(self.zk.connect).start()
+
+    def tearDown(self):
+        if self.scout:
+            self.scout.stop()
+        self.proxy.stop()
+
+    def test_a_reconnect_checks_a_path_whose_read_was_in_flight(self):
+        path = "%s/busy" % ROOT
+        self.kz.create("%s/127.0.0.1:100" % path, makepath=True)
+        s = self.scout = Scout(policy({"busy": 'path = "%s"' % path}, extra='agent { anti_entropy = "1h" }'),
+                               self.proxy.connect, log_level="debug").start()
+        wait_until(lambda: s.ids("busy") == ["127.0.0.1:100"], what="first list")
+        reconnects = s.metric("scout_zk_reconnects_total")
+        # the list read after the event is cut; on the new connection its read again stays in flight
+        self.proxy.hold_list_reads(path)
+        self.proxy.cut_after(path.encode())
+        self.kz.create("%s/127.0.0.1:200" % path)
+        wait_until(lambda: s.metric("scout_zk_reconnects_total") > reconnects, what="the reconnect")
+        wait_until(lambda: self.proxy.held >= 1, what="the list read asked again, held")
+        wait_until(lambda: "%s: anti-entropy check waits for the read in flight" % path in s.log(),
+                   what="the reconnect's check came due while the read was in flight")
+        self.assertEqual(s.metric("scout_service_anti_entropy_checks_total", "busy"), 0)
+        self.proxy.release()
+        wait_until(lambda: s.ids("busy") == ["127.0.0.1:100", "127.0.0.1:200"], what="the held read answered")
+        wait_until(lambda: s.metric("scout_service_anti_entropy_checks_total", "busy") >= 1,
+                   what="the path re-listed after its reconnect")
         self.assertEqual(s.metric("scout_zk_session_expirations_total"), 0)
 
 

@@ -8,6 +8,15 @@ network, against real servers:
   - `swallow(path, type)`: drop the next watch notification for `path` (a missed event the agent must repair),
   - `route_new_sessions(hostport)`: send a connection whose ConnectRequest asks for a new session (session id 0)
     to another server, e.g. a lagging follower, while reconnects of a known session keep the first upstream.
+  - `hold_list_reads(path)`: on connections opened from then on, keep the first child-list read of `path`
+    (getChildren2) and every request after it from the server, pings excepted (the session stays alive), until
+    `release()`: a read that stays in flight for as long as the test needs, answers still in order.
+  - `slow_handshakes(seconds)`: connections opened from then on get their ConnectResponse that much later (a
+    server that is slow, not deaf).
+  - `deafen(n)`: the next n connections are accepted and their ConnectRequest read, and nothing is ever answered
+    until the client ends them (`deaf`, `deaf_ended` count them): what a ZooKeeper 3.8 server does to a connection
+    that comes while it loads its database, before its database object exists (its close of such a connection
+    fails on a NullPointerException and leaves the socket open).
 - `Stall` between a follower and the leader's quorum port: `freeze()` stops every byte both ways and keeps both
   sockets open (the follower keeps serving its clients from what it has: it lags), `thaw()` closes them (the
   follower goes LOOKING and re-syncs).
@@ -21,10 +30,13 @@ Stdlib only.
 
 import struct
 import threading
+import time
 
 from zkproxy import Relay, ZkProxy, _close, _host, _kill
 
 CREATED, DELETED, CHANGED, CHILD = 1, 2, 3, 4     # ZooKeeper event types
+GET_CHILDREN2 = 12                                # request op
+PING_XID = -2
 
 
 def _recv_exact(sock, n):
@@ -53,6 +65,13 @@ class WireProxy(ZkProxy):
         self.new_sessions_routed = 0
         self.to_swallow = []           # [(path bytes, type)] still to drop
         self.swallowed = 0             # notifications dropped so far
+        self.hold_path = None          # list reads of this path wait on connections opened after hold_list_reads
+        self.holding = []              # [(state, upstream socket)] of connections that hold requests
+        self.held = 0                  # requests kept back so far
+        self.deaf_left = 0             # connections still to take in and never answer
+        self.slow_handshake = 0        # seconds each new connection's ConnectResponse is held back
+        self.deaf = 0                  # connections taken in so far
+        self.deaf_ended = 0            # of them, ended by the client
 
     def _end(self, *socks):
         _kill(*socks)
@@ -65,8 +84,89 @@ class WireProxy(ZkProxy):
         with self.lock:
             self.to_swallow.append((path.encode() if isinstance(path, str) else path, type))
 
+    def hold_list_reads(self, path):
+        with self.lock:
+            self.hold_path = path.encode() if isinstance(path, str) else path
+
+    def deafen(self, n=1):
+        with self.lock:
+            self.deaf_left += n
+
+    def slow_handshakes(self, seconds):
+        with self.lock:
+            self.slow_handshake = seconds
+
+    def _deaf(self, c):
+        with self.lock:
+            self.deaf += 1
+            self.conns.append(c)
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        _close(c)
+        with self.lock:
+            self.deaf_ended += 1
+
+    def release(self):
+        """Send what was held, in order, and hold nothing more."""
+        with self.lock:
+            self.hold_path = None
+            holding, self.holding = self.holding, []
+        for state, u in holding:
+            with state["lock"]:
+                frames, state["queue"] = state["queue"], None
+                try:
+                    for f in frames:
+                        u.sendall(f)
+                except OSError:
+                    pass
+
     def _open(self, c):
         threading.Thread(target=self._route, args=(c,), daemon=True).start()
+
+    def _link(self, c, u):
+        with self.lock:
+            hold = self.hold_path
+        with self.lock:
+            slow = self.slow_handshake
+        state = {"mute": False, "hold": hold, "queue": None, "lock": threading.Lock(), "slow": slow}
+        threading.Thread(target=self._up, args=(c, u, state), daemon=True).start()
+        threading.Thread(target=self._down, args=(u, c, state), daemon=True).start()
+
+    def _up(self, c, u, state):
+        """client -> server, frame by frame: the cut of ZkProxy.cut_after, and the hold of hold_list_reads"""
+        try:
+            while True:
+                frame = _read_frame(c)
+                if frame is None:
+                    break
+                cut = False
+                with self.lock:
+                    if self.pattern is not None and self.pattern in frame:
+                        self.pattern, cut = None, True
+                        state["mute"] = True         # before the request can be answered
+                    if (state["hold"] is not None and len(frame) >= 16
+                            and struct.unpack(">i", frame[8:12])[0] == GET_CHILDREN2
+                            and frame[16:16 + struct.unpack(">i", frame[12:16])[0]] == state["hold"]):
+                        state["hold"] = None
+                        state["queue"] = []
+                        self.holding.append((state, u))
+                with state["lock"]:
+                    xid = struct.unpack(">i", frame[4:8])[0] if len(frame) >= 8 else 0
+                    if state["queue"] is not None and xid != PING_XID:
+                        state["queue"].append(frame)
+                        self.held += 1
+                        continue
+                    u.sendall(frame)
+                if cut:
+                    time.sleep(self.linger)          # the server applies it and answers into the void
+                    self.cuts += 1
+                    break
+        except OSError:
+            pass
+        _close(c, u)
 
     def _route(self, c):
         """Read the ConnectRequest first: it says whether this is a new session."""
@@ -75,6 +175,13 @@ class WireProxy(ZkProxy):
             _close(c)
             return
         (session_id,) = struct.unpack(">q", first[20:28])
+        with self.lock:
+            deaf = self.deaf_left > 0
+            if deaf:
+                self.deaf_left -= 1
+        if deaf:
+            self._deaf(c)
+            return
         with self.lock:
             target = self.upstream
             if session_id == 0 and self.new_session_upstream is not None:
@@ -93,6 +200,9 @@ class WireProxy(ZkProxy):
                     break
                 if state["mute"]:
                     continue
+                if state.get("slow"):                # the ConnectResponse, late
+                    time.sleep(state["slow"])
+                    state["slow"] = 0
                 if len(frame) >= 32 and struct.unpack(">i", frame[4:8])[0] == -1 and self._drop(frame):
                     continue
                 c.sendall(frame)
