@@ -32,10 +32,9 @@
  * half-seeded registry; a service ZooKeeper listed meanwhile is written
  * to disk once there is a disk snapshot (scout_agent_snapshot_load).  No socket or connection crosses threads;
  * the VM does, once, and only one thread touches it at a time.  The load's
- * budget timer (policy/hook.c) raises SIGALRM for the whole process and
- * measures the CPU of the thread its handler runs on: the loop's thread
- * blocks SIGALRM while the load runs, so the signal lands on the loader as
- * it lands on the loop's thread in a normal start.  scout.exec is not
+ * budget timer (policy/hook.c) is the loader thread's own and signals it
+ * alone (a reload's loader likewise, while the old VM's hooks run on the
+ * loop under the loop's timer).  scout.exec is not
  * given the loop until the load is over (it answers nil, err meanwhile,
  * as in `scout check`).
  *
@@ -58,6 +57,7 @@
 #include "heap.h"
 #include "log.h"
 #include "loop.h"
+#include "policy/hook.h"
 #include "publish/persist.h"
 #include "publish/snapshot.h"
 #include "publish/snapside.h"
@@ -233,6 +233,7 @@ load_main(void *ud)
     l->rc = scout_agent_load(a, 0, l->err);
     if (l->rc == SCOUT_OK)
         load_prep(a);
+    scout_hook_thread_end();    /* the VM's next calls are the loop's */
     ev_async_send(a->loop, &l->done);
     return NULL;
 }
@@ -246,7 +247,22 @@ join(scout_agent_t *a)
         return;
     pthread_join(l->thread, NULL);
     l->running = 0;
-    pthread_sigmask(SIG_SETMASK, &l->loop_mask, NULL);
+}
+
+int
+scout_agent_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, was;
+    int rc;
+
+    /* the thread inherits this mask: it takes no signal but the load
+     * budget's, which its own timer sends to it alone */
+    sigfillset(&all);
+    sigdelset(&all, SIGALRM);
+    pthread_sigmask(SIG_SETMASK, &all, &was);
+    rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
+    return rc;
 }
 
 /* What a normal start does before the loop runs, the services aside:
@@ -493,7 +509,6 @@ scout_agent_new_early(struct ev_loop *loop, const scout_agent_opts_t *opts,
 {
     scout_snapside_inputs_t in;
     char why[SCOUT_ERR_LEN];
-    sigset_t all;
     scout_agent_t *a;
     struct loader *l;
     struct timespec c0, c1;
@@ -531,15 +546,7 @@ scout_agent_new_early(struct ev_loop *loop, const scout_agent_opts_t *opts,
     ev_async_init(&l->done, on_loaded);
     l->done.data = a;
     ev_async_start(loop, &l->done);
-    /* the loader takes no signal but the load budget's; the loop thread
-     * leaves that one to it until it is joined */
-    sigfillset(&all);
-    sigdelset(&all, SIGALRM);
-    pthread_sigmask(SIG_SETMASK, &all, &l->loop_mask);
-    rc = pthread_create(&l->thread, NULL, load_main, a);
-    all = l->loop_mask;
-    sigaddset(&all, SIGALRM);
-    pthread_sigmask(SIG_SETMASK, rc == 0 ? &all : &l->loop_mask, NULL);
+    rc = scout_agent_thread_start(&l->thread, load_main, a);
     if (rc != 0) {
         ev_async_stop(loop, &l->done);
         scout_agent_free(a);

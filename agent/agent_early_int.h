@@ -32,7 +32,6 @@ struct loader {
     double    staged_ms, begin_ms;  /* on_loaded's and build_begin's CPU */
     unsigned  answered0;    /* the early server's count when it began */
     char      file[4096];   /* the snapshot's, for the log */
-    sigset_t  loop_mask;    /* the loop thread's, restored after the load */
     int       running;      /* the thread is not joined yet */
     int       loaded;       /* done's callback ran */
     int       rc;

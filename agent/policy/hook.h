@@ -35,8 +35,15 @@
 
 #include <lua.h>
 
+/* A VM's budgets: the signal handler (once per process) and the calling
+ * thread's timer.  Each thread that makes budgeted calls gets a timer of
+ * its own, directed at it, on its first call; fini with the last VM
+ * deletes the calling thread's. */
 int  scout_hook_init(lua_State *L, char *err);
 void scout_hook_fini(void);
+/* A thread that loaded a VM and hands it over (the loader): its timer
+ * goes before it ends.  Its calls are over. */
+void scout_hook_thread_end(void);
 
 struct ev_loop;
 
