@@ -24,6 +24,9 @@
  * anything (a FIFO, a slow disk), so it is never joined; it touches the
  * agent no more (a mutex-guarded flag), and its VM stays reachable.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* pthread_timedjoin_np */
+#endif
 #include "agent_int.h"
 
 #include <pthread.h>
@@ -95,6 +98,8 @@ struct reload {
     ev_async        done;
     pthread_mutex_t mu;         /* abandoned, and what it guards */
     int             abandoned;  /* the agent is gone: touch nothing */
+    int             stopping;   /* the agent stops: the load is cancelled */
+    scout_hook_thread_t *hook;  /* the loader's calls, to cancel them */
     scout_agent_opts_t opts;    /* the thread's copies */
     /* the thread's results, the loop's once done is sent */
     scout_policy_t *np;
@@ -172,6 +177,11 @@ load_main(void *ud)
     struct reload *r = a->reload;
     struct timespec c0, c1;
 
+    pthread_mutex_lock(&r->mu);
+    r->hook = scout_hook_thread_self();
+    if (r->stopping)            /* the stop came before this */
+        scout_hook_thread_cancel(r->hook, pthread_self());
+    pthread_mutex_unlock(&r->mu);
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     r->rc = load(a, r);
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
@@ -179,6 +189,7 @@ load_main(void *ud)
                 + (c1.tv_nsec - c0.tv_nsec) / 1e6;
     scout_hook_thread_end();    /* the VM's next calls are the loop's */
     pthread_mutex_lock(&r->mu);
+    r->hook = NULL;
     if (!r->abandoned)
         ev_async_send(a->loop, &r->done);
     pthread_mutex_unlock(&r->mu);
@@ -294,23 +305,47 @@ scout_agent_reload(scout_agent_t *a, scout_agent_reloaded_fn cb, void *ud,
     return rc == SCOUT_OK ? SCOUT_AGAIN : rc;
 }
 
-/* The agent goes: a load still running is left to the process exit. */
+/* The agent goes.  A load still running is cancelled (policy/hook.c: its
+ * Lua stops at the next instruction) and joined, its VM freed; one stuck
+ * in a C call (a FIFO, a dead NFS mount) for as long as a stop waits for
+ * its registrations' deletions (5 s) is left to the process exit instead:
+ * it touches the agent no more, its VM stays reachable (LeakSanitizer may
+ * still report a LuaJIT block whose only pointers are NaN-tagged). */
+#define RELOAD_STOP_WAIT_S 5
+
 void
 scout_agent_reload_free(scout_agent_t *a)
 {
     struct reload *r = a->reload;
+    struct timespec until;
 
     if (r == NULL)
         return;
     a->reload = NULL;
     if (r->running) {
         pthread_mutex_lock(&r->mu);
-        r->abandoned = 1;
+        r->stopping = 1;
+        if (r->hook != NULL)
+            scout_hook_thread_cancel(r->hook, r->thread);
         pthread_mutex_unlock(&r->mu);
+        scout_log(SCOUT_LOG_INFO, "agent", "stopping during a reload: "
+                  "its load is stopped, waiting for it");
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += RELOAD_STOP_WAIT_S;
+        if (pthread_timedjoin_np(r->thread, NULL, &until) != 0) {
+            pthread_mutex_lock(&r->mu);
+            r->abandoned = 1;
+            pthread_mutex_unlock(&r->mu);
+            ev_async_stop(a->loop, &r->done);
+            pthread_detach(r->thread);
+            abandoned_reload = r;
+            scout_log(SCOUT_LOG_WARN, "agent", "the reload's load is stuck "
+                      "in a C call: left to the process exit");
+            return;
+        }
         ev_async_stop(a->loop, &r->done);
-        pthread_detach(r->thread);
-        abandoned_reload = r;
-        return;
+        scout_conf_free(&r->nc);
+        scout_policy_free(r->np);
     }
     pthread_mutex_destroy(&r->mu);
     free(r);

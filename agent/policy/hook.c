@@ -47,7 +47,7 @@
                                           __ATOMIC_RELAXED)
 
 /* One thread's budgeted call and its timer. */
-struct hook_thread {
+struct scout_hook_thread_s {
     timer_t                timer;
     int                    timer_ok;
     int                    timer_failed;  /* timer_create refused: once */
@@ -65,11 +65,13 @@ struct hook_thread {
     volatile sig_atomic_t  expired;
     int                    current_budget;
     volatile sig_atomic_t  polling;      /* the loop waits (its thread) */
+    volatile sig_atomic_t  cancel;       /* another thread stops the
+                                            calls: scout_hook_thread_cancel */
     int                    mem_refused;  /* the call hit a heap cap     */
     char                   mem_where[256]; /* the policy's file:line then */
     char                   budget_where[256]; /* where it was first stopped */
 };
-static __thread struct hook_thread T __attribute__((tls_model("initial-exec")));
+static __thread struct scout_hook_thread_s T __attribute__((tls_model("initial-exec")));
 
 static pthread_once_t         handler_once = PTHREAD_ONCE_INIT;
 static int                    handler_ok;
@@ -204,6 +206,12 @@ on_alarm(int sig)
     T.timer_armed = 0;
     if (L == NULL)
         return;
+    if (T.cancel) {
+        T.expired = 1;
+        lua_sethook(L, budget_hook,
+                    LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+        return;
+    }
     spent = cpu_now_ns() - T.call_start;
     waited = wall_now_ns() - T.wall_start;
     if (spent < T.call_budget && waited < T.wall_budget) {
@@ -265,6 +273,22 @@ scout_hook_init(lua_State *L, char *err)
     }
     __atomic_fetch_add(&users, 1, __ATOMIC_RELAXED);
     return SCOUT_OK;
+}
+
+scout_hook_thread_t *
+scout_hook_thread_self(void)
+{
+    return &T;
+}
+
+/* From another thread: h's calls stop at their next Lua instruction (the
+ * signal interrupts one in progress; a call that starts after it is
+ * stopped at once).  One blocked in C stops once that returns. */
+void
+scout_hook_thread_cancel(scout_hook_thread_t *h, pthread_t t)
+{
+    h->cancel = 1;
+    pthread_kill(t, SIGALRM);
 }
 
 /* The thread's timer goes (a loader thread's, before it ends). */
@@ -517,6 +541,11 @@ scout_hook_pcall_wall(lua_State *L, int nargs, int nresults, int budget_ms,
     T.wall_start = started = wall_now_ns();
     T.call_start = cpu_start(started, T.call_budget);
     T.armed_L = L;        /* before looking at the timer: see on_alarm */
+    if (T.cancel) {
+        T.expired = 1;
+        lua_sethook(L, budget_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
+                    1);
+    }
     if (thread_timer()     /* once per thread (the loop's after an early
                               start's load: that one was the loader's) */
         && (!T.timer_armed || T.timer_due > started + T.call_budget))

@@ -44,6 +44,12 @@ void scout_hook_fini(void);
 /* A thread that loaded a VM and hands it over (the loader): its timer
  * goes before it ends.  Its calls are over. */
 void scout_hook_thread_end(void);
+/* The calling thread's calls, for another thread to stop them all (a
+ * loader whose agent stops): valid until that thread ends. */
+#include <pthread.h>
+typedef struct scout_hook_thread_s scout_hook_thread_t;
+scout_hook_thread_t *scout_hook_thread_self(void);
+void scout_hook_thread_cancel(scout_hook_thread_t *h, pthread_t t);
 
 struct ev_loop;
 

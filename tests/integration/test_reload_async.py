@@ -207,6 +207,24 @@ class ReloadOffTheLoop(unittest.TestCase):
         self.kz.create("/ra/b/127.0.0.1:8")
         wait_until(lambda: s.ids("b") == ["127.0.0.1:3", "127.0.0.1:8"], what="the running policy unharmed")
 
+    def test_a_stop_during_a_reload_stops_its_load_and_exits_cleanly(self):
+        # SIGTERM while the load waits in the gate: the stop cancels the load (its Lua stops at its next
+        # instruction), waits for it to come out of its C call (the FIFO read: released on the log line that says
+        # it waits), joins the thread and frees its VM: exit 0, and under build-asan LeakSanitizer says nothing
+        self.scout.stop()
+        os.environ["SCOUT_LOAD_BUDGET"] = "60s"     # past the stop's 5 s wait: only the cancel ends the loop
+        s = self.scout = Scout(V1, self.zk.connect).start()
+        wait_until(lambda: s.ids("b") == ["127.0.0.1:3"], what="v1 synced")
+        self.rewrite(LOOPING)           # past the gate it loops until cancelled
+        wait_until(self.in_gate, what="the new policy's load held in the gate")
+        s.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopping during a reload: its load is stopped, waiting for it" in s.log(),
+                   what="the stop waiting for the load")
+        self.release()
+        wait_until(lambda: not s.alive(), what="the agent exits")     # on its own: no second signal
+        self.assertEqual(s.stop(sig=signal.SIGKILL), 0)                 # exited already: its code
+        self.assertNotIn("stuck in a C call", s.log())
+        self.assertNotIn("reloaded", s.log())
 
 if __name__ == "__main__":
     unittest.main()
