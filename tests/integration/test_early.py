@@ -443,21 +443,6 @@ class Early(unittest.TestCase):
         self.assertIsNotNone(m, second.log())
         self.assertTrue(self.module.endswith(m.group(2)), (m.group(2), self.module))
 
-    def test_a_stop_while_the_policy_loads_exits_cleanly(self):
-        # SIGTERM while the load waits in the gate: the load is cancelled, the stop waits for it to come out of
-        # its C call (released on the line that says so), joins the loader and frees its VM: exit 0, and under
-        # build-asan LeakSanitizer says nothing (the harness checks the log)
-        self.first_run()
-        self.zk.stop_node(1)
-        second = self.agent(gate=True)
-        wait_until(lambda: _answers(second, "/v1/services/alpha"), what="early answer")
-        second.proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: "its load is stopped, waiting for it" in second.log(), what="the stop waiting")
-        self.release()
-        wait_until(lambda: not second.alive(), what="the agent exits")    # on its own: no second signal
-        self.assertEqual(second.stop(sig=signal.SIGKILL), 0)              # exited already: its code
-        self.assertIn("stopped while the policy was loading", second.log())
-        self.assertNotIn("stuck in a C call", second.log())
 
 def _answers(s, path):
     try:
