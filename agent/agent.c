@@ -640,6 +640,7 @@ scout_agent_free(scout_agent_t *a)
     if (a == NULL)
         return;
     scout_watch_set_pool(0, NULL, NULL);
+    scout_agent_reload_free(a);     /* a load running is left behind */
     scout_agent_early_free(a);
     scout_api_free(a->api);
     /* Close first: pending completions still point into the services. */
@@ -708,6 +709,7 @@ scout_agent_exit(scout_agent_t *a)
                   n, t2 - t1, ended, scout_now_ms() - t2);
         return;
     }
+    scout_agent_reload_free(a);     /* a load running is left behind */
     scout_api_free(a->api);         /* a unix socket's file is removed */
     scout_persist_free(a->persist);
     scout_shmpub_free(a->shm);

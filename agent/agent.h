@@ -39,9 +39,16 @@ scout_agent_t *scout_agent_new_early(struct ev_loop *loop,
 int  scout_agent_early_end(scout_agent_t *a, char *err);
 /* SIGHUP: load the policy file again into a new VM and apply it as a
  * difference -- services and registrations kept by name keep their state
- * and the session; others are added or dropped.  A policy that fails to
- * load changes nothing (SCOUT_ERROR, "file:line: message" in err). */
-int  scout_agent_reload(scout_agent_t *a, char *err);
+ * and the session; others are added or dropped.  The load runs on a
+ * thread while the loop serves with the running policy; the result comes
+ * to cb on the loop (rc, and "file:line: message" in err when refused: a
+ * policy that fails changes nothing).  Returns SCOUT_AGAIN once the load
+ * began, or when one is in progress (then one more runs after it, every
+ * SIGHUP meanwhile coalesced into it; cb is called for each reload run);
+ * SCOUT_ERROR when it cannot begin (err says why; cb is not called). */
+typedef void (*scout_agent_reloaded_fn)(void *ud, int rc, const char *err);
+int  scout_agent_reload(scout_agent_t *a, scout_agent_reloaded_fn cb,
+                        void *ud, char *err);
 /* The first step of a clean exit: delete every registration (so clients
  * stop sending before we go), wait for the deletions (at most 5 s), keep
  * serving for agent { drain = ... }, then call done. */

@@ -32,10 +32,9 @@
  * half-seeded registry; a service ZooKeeper listed meanwhile is written
  * to disk once there is a disk snapshot (scout_agent_snapshot_load).  No socket or connection crosses threads;
  * the VM does, once, and only one thread touches it at a time.  The load's
- * budget timer (policy/hook.c) raises SIGALRM for the whole process and
- * measures the CPU of the thread its handler runs on: the loop's thread
- * blocks SIGALRM while the load runs, so the signal lands on the loader as
- * it lands on the loop's thread in a normal start.  scout.exec is not
+ * budget timer (policy/hook.c) is the loader thread's own and signals it
+ * alone (a reload's loader likewise, while the old VM's hooks run on the
+ * loop under the loop's timer).  scout.exec is not
  * given the loop until the load is over (it answers nil, err meanwhile,
  * as in `scout check`).
  *
@@ -43,6 +42,9 @@
  * only --cache-dir.  A policy's cache { dir = ... } alone means a normal
  * start (said in the log): a pre-scan of the policy's text would guess.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* pthread_timedjoin_np */
+#endif
 #include "agent.h"
 #include "agent_early_int.h"
 
@@ -58,6 +60,7 @@
 #include "heap.h"
 #include "log.h"
 #include "loop.h"
+#include "policy/hook.h"
 #include "publish/persist.h"
 #include "publish/snapshot.h"
 #include "publish/snapside.h"
@@ -168,6 +171,33 @@ scout_agent_load(scout_agent_t *a, int attach, char *err)
 
 /* ---- the loader thread ---------------------------------------------------- */
 
+/* An early start stopped during its load: left to the process exit. */
+static scout_agent_t *abandoned_start;
+
+/* A stop during the load: cancel it and wait for the thread (at most 5 s:
+ * a load stuck in one C call is not waited for).  1 when joined; else the
+ * thread will touch the loop no more. */
+static int
+stop_load(struct loader *l)
+{
+    struct timespec until;
+
+    pthread_mutex_lock(&l->mu);
+    l->stopping = 1;
+    if (l->hook != NULL)
+        scout_hook_thread_cancel(l->hook, l->thread);
+    pthread_mutex_unlock(&l->mu);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    if (pthread_timedjoin_np(l->thread, NULL, &until) == 0)
+        return 1;
+    pthread_mutex_lock(&l->mu);
+    l->abandoned = 1;
+    pthread_mutex_unlock(&l->mu);
+    pthread_detach(l->thread);
+    return 0;
+}
+
 struct byname {
     const char *name;
     int         i;
@@ -230,10 +260,20 @@ load_main(void *ud)
     scout_agent_t *a = ud;
     struct loader *l = a->loader;
 
+    pthread_mutex_lock(&l->mu);
+    l->hook = scout_hook_thread_self();
+    if (l->stopping)            /* the stop came before this */
+        scout_hook_thread_cancel(l->hook, pthread_self());
+    pthread_mutex_unlock(&l->mu);
     l->rc = scout_agent_load(a, 0, l->err);
     if (l->rc == SCOUT_OK)
         load_prep(a);
-    ev_async_send(a->loop, &l->done);
+    scout_hook_thread_end();    /* the VM's next calls are the loop's */
+    pthread_mutex_lock(&l->mu);
+    l->hook = NULL;
+    if (!l->abandoned)          /* else the loop is gone */
+        ev_async_send(a->loop, &l->done);
+    pthread_mutex_unlock(&l->mu);
     return NULL;
 }
 
@@ -246,7 +286,22 @@ join(scout_agent_t *a)
         return;
     pthread_join(l->thread, NULL);
     l->running = 0;
-    pthread_sigmask(SIG_SETMASK, &l->loop_mask, NULL);
+}
+
+int
+scout_agent_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, was;
+    int rc;
+
+    /* the thread inherits this mask: it takes no signal but the load
+     * budget's, which its own timer sends to it alone */
+    sigfillset(&all);
+    sigdelset(&all, SIGALRM);
+    pthread_sigmask(SIG_SETMASK, &all, &was);
+    rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
+    return rc;
 }
 
 /* What a normal start does before the loop runs, the services aside:
@@ -493,7 +548,6 @@ scout_agent_new_early(struct ev_loop *loop, const scout_agent_opts_t *opts,
 {
     scout_snapside_inputs_t in;
     char why[SCOUT_ERR_LEN];
-    sigset_t all;
     scout_agent_t *a;
     struct loader *l;
     struct timespec c0, c1;
@@ -521,6 +575,7 @@ scout_agent_new_early(struct ev_loop *loop, const scout_agent_opts_t *opts,
         scout_agent_free(a);
         return scout_agent_new(loop, opts, err);
     }
+    pthread_mutex_init(&l->mu, NULL);
     snprintf(l->file, sizeof(l->file), "%s/%s", opts->cache_dir,
              SCOUT_SNAPSHOT_FILE);
     /* One malloc arena for every thread: the policy's heap is the loader's
@@ -531,15 +586,7 @@ scout_agent_new_early(struct ev_loop *loop, const scout_agent_opts_t *opts,
     ev_async_init(&l->done, on_loaded);
     l->done.data = a;
     ev_async_start(loop, &l->done);
-    /* the loader takes no signal but the load budget's; the loop thread
-     * leaves that one to it until it is joined */
-    sigfillset(&all);
-    sigdelset(&all, SIGALRM);
-    pthread_sigmask(SIG_SETMASK, &all, &l->loop_mask);
-    rc = pthread_create(&l->thread, NULL, load_main, a);
-    all = l->loop_mask;
-    sigaddset(&all, SIGALRM);
-    pthread_sigmask(SIG_SETMASK, rc == 0 ? &all : &l->loop_mask, NULL);
+    rc = scout_agent_thread_start(&l->thread, load_main, a);
     if (rc != 0) {
         ev_async_stop(loop, &l->done);
         scout_agent_free(a);
@@ -571,16 +618,35 @@ scout_agent_early_end(scout_agent_t *a, char *err)
     }
     scout_persist_stage_free(l->stage);     /* borrows the early index */
     l->stage = NULL;
-    prep_free(l);
     if (!l->loaded) {
-        /* stopped by a signal during the load, which may wait on anything
-         * (its budget's wall clock is a minute): the process exits without
-         * it, the thread and the VM go with the process */
+        /* stopped by a signal during the load: it is cancelled (its Lua
+         * stops at the next instruction), joined and its VM freed.  One
+         * stuck in a C call (a FIFO, a dead mount) for as long as a stop
+         * waits for deletions (5 s) is left to the process exit: it sends
+         * nothing to the loop, which main destroys next.  Either way the
+         * agent is left to the exit (reachable, for LeakSanitizer too). */
+        if (l->running)
+            scout_log(SCOUT_LOG_INFO, "agent", "stopped while the policy "
+                      "loads: its load is stopped, waiting for it");
+        if (l->running && stop_load(l)) {
+            l->running = 0;
+            scout_policy_free(a->policy);
+            a->policy = NULL;
+            scout_conf_free(&a->conf);
+        } else if (l->running) {
+            scout_log(SCOUT_LOG_WARN, "agent", "the policy's load is stuck "
+                      "in a C call: left to the process exit");
+        }
+        abandoned_start = a;
         ev_async_stop(a->loop, &l->done);
+        if (!l->running)
+            prep_free(l);
         scout_agent_early_free(a);      /* the loop's: a unix socket goes */
         scout_heap_populate_stop();
         return SCOUT_AGAIN;
-    } else {
+    }
+    prep_free(l);
+    {
         rc = l->rc;
         if (rc != SCOUT_OK)
             snprintf(err, SCOUT_ERR_LEN, "%s", l->err);

@@ -32,8 +32,12 @@ struct loader {
     double    staged_ms, begin_ms;  /* on_loaded's and build_begin's CPU */
     unsigned  answered0;    /* the early server's count when it began */
     char      file[4096];   /* the snapshot's, for the log */
-    sigset_t  loop_mask;    /* the loop thread's, restored after the load */
     int       running;      /* the thread is not joined yet */
+    pthread_mutex_t mu;     /* abandoned, read by the thread before it */
+    int       abandoned;    /*   sends done: a stop came first, the loop
+                               is gone (agent_early.c) */
+    int       stopping;     /* a stop cancels the load: */
+    struct scout_hook_thread_s *hook;   /*   the loader's calls */
     int       loaded;       /* done's callback ran */
     int       rc;
     char      err[SCOUT_ERR_LEN];

@@ -7,6 +7,8 @@
 #ifndef SCOUT_AGENT_INT_H
 #define SCOUT_AGENT_INT_H
 
+#include <pthread.h>
+
 #include "agent.h"
 #include "api/api.h"
 #include "policy/policy.h"
@@ -66,6 +68,7 @@ struct scout_agent_s {
     struct scout_early_s *early;
     struct loader    *loader;
     uint64_t          fp;            /* the side file's fingerprint, 0 */
+    struct reload    *reload;        /* agent_reload.c's, once one ran */
 };
 
 struct shard {
@@ -126,6 +129,14 @@ void scout_agent_snapshot_load(scout_agent_t *a);
 /* agent_early.c: service i just built seeded from the hand-over's lists,
  * if any (before its session may read it). */
 void scout_agent_seed_service(scout_agent_t *a, int i);
+
+/* agent_early.c: a loader thread, every signal blocked in it but the
+ * load budget's SIGALRM (its timer is the thread's own, policy/hook.c).
+ * pthread_create's result. */
+int  scout_agent_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+/* agent_reload.c: the reload's state freed; a load still running is left
+ * to the process exit (never joined: it may wait on anything). */
+void scout_agent_reload_free(scout_agent_t *a);
 
 /* The policy's load-time warnings ("file:line: message"), logged. */
 void scout_agent_log_warnings(const scout_conf_t *conf);

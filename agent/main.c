@@ -112,6 +112,22 @@ api_listen_ok(const char *v)
 }
 
 static void
+on_reloaded(void *ud, int rc, const char *err)
+{
+    (void)ud;
+    if (rc != SCOUT_OK) {
+        scout_log(SCOUT_LOG_ERROR, "main", "reload refused, the running "
+                  "policy stays: %s", err);
+        scout_sdnotify_ready("reload refused; the running policy stays");
+    } else {
+        scout_sdnotify_ready("policy reloaded");
+    }
+}
+
+/* The policy loads on a thread; the loop goes on serving with the running
+ * one until the result comes to on_reloaded.  A SIGHUP meanwhile makes
+ * one more reload after it. */
+static void
 on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     char err[SCOUT_ERR_LEN];
@@ -123,12 +139,11 @@ on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     scout_log(SCOUT_LOG_INFO, "main", "SIGHUP: reloading the policy");
     scout_sdnotify_reloading();
-    if (scout_agent_reload(running_agent, err) != SCOUT_OK) {
-        scout_log(SCOUT_LOG_ERROR, "main", "reload refused, the running "
-                  "policy stays: %s", err);
-        scout_sdnotify_ready("reload refused; the running policy stays");
-    } else {
-        scout_sdnotify_ready("policy reloaded");
+    switch (scout_agent_reload(running_agent, on_reloaded, NULL, err)) {
+    case SCOUT_AGAIN:
+        break;
+    default:
+        on_reloaded(NULL, SCOUT_ERROR, err);
     }
 }
 

@@ -35,8 +35,21 @@
 
 #include <lua.h>
 
+/* A VM's budgets: the signal handler (once per process) and the calling
+ * thread's timer.  Each thread that makes budgeted calls gets a timer of
+ * its own, directed at it, on its first call; fini with the last VM
+ * deletes the calling thread's. */
 int  scout_hook_init(lua_State *L, char *err);
 void scout_hook_fini(void);
+/* A thread that loaded a VM and hands it over (the loader): its timer
+ * goes before it ends.  Its calls are over. */
+void scout_hook_thread_end(void);
+/* The calling thread's calls, for another thread to stop them all (a
+ * loader whose agent stops): valid until that thread ends. */
+#include <pthread.h>
+typedef struct scout_hook_thread_s scout_hook_thread_t;
+scout_hook_thread_t *scout_hook_thread_self(void);
+void scout_hook_thread_cancel(scout_hook_thread_t *h, pthread_t t);
 
 struct ev_loop;
 

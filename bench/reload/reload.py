@@ -1,18 +1,26 @@
 """reload.py -- how long a SIGHUP reload holds the loop at SERVICES services (issue 14's loop rule).
 
-Why: a reload loads the new policy on the loop (the DSL, the runtime's per-service state, the C side), rebinds every
-service and frees the old VM, all in one iteration; at 10,000 services that is the agent's longest hold after the
-start. Method: one real ZooKeeper (tests/integration/zkharness.py), an agent on a policy of SERVICES services in
-bench/scale's shape (`service "svc-NNNNN" { path = "/scale/svc-NNNNN", codec = "plain" }`, no nodes needed: each
-service's path is watched whether it exists or not), started once; then ROUNDS times: SIGHUP with the same file
-touched, wait for the "reloaded" log line, and read the loop's own line for that iteration ("one iteration held the
-loop for X ms, Y ms on the CPU", logged past 100 ms) and the process's CPU from /proc (10 ms ticks) around it.
-Prints the median and the best of each. SCOUT (binary), SCOUT_LUA_DIR (its Lua), SERVICES (10000), ROUNDS (7).
-CALLGRIND=out.cg (with SERVICES=1000: a reload's load budget is at most 5 s): the agent runs under callgrind, the start dumped to out.cg.1 (the load
+Why: a reload used to load the new policy on the loop (the DSL, the runtime's per-service state, the C side),
+rebind every service and free the old VM, all in one iteration: at 10,000 services the agent's longest hold after
+the start. The load now runs on a loader thread (agent_reload.c) and only the apply is the loop's. Method: one real
+ZooKeeper (tests/integration/zkharness.py), an agent on a policy of SERVICES services in bench/scale's shape
+(`service "svc-NNNNN" { path = "/scale/svc-NNNNN", codec = "plain" }`, no nodes needed: each service's path is
+watched whether it exists or not), started once; then ROUNDS times: SIGHUP with the same file touched, wait for the
+"reloaded" log line, and read, for that reload:
+  - the loop's own line ("one iteration held the loop for X ms, Y ms on the CPU", logged past 100 ms), and its
+    stall histogram (scout_loop_stall_seconds, /metrics): the bucket of the longest iteration meanwhile;
+  - an API probe's longest answer: a client asks GET /v1/health over and over on the unix socket from the SIGHUP
+    until the reload is done (what a client waits while the reload runs);
+  - the whole reload's wall time, from the SIGHUP to its "reloaded" line (polled every 5 ms);
+  - the process's CPU from /proc (10 ms ticks) from the SIGHUP to 0.5 s after the line.
+Prints the median and the best of each. SCOUT (binary), SERVICES (10000), ROUNDS (7). BASELINE=path: the same
+measures for that binary too (its Lua next to it), PAIRS times interleaved with SCOUT's (default 1), and the ratios
+SCOUT / BASELINE, all in one run.
+CALLGRIND=out.cg (with SERVICES=1000): the agent runs under callgrind, the start dumped to out.cg.1 (the load
 phase: scout_policy_new + scout_agent_load), then one SIGHUP's reload to out.cg.2 (`callgrind_annotate --inclusive=yes`).
 
     python3 bench/reload/reload.py
-    SCOUT=/tmp/old-main/build/scout SCOUT_LUA_DIR=/tmp/old-main/lua python3 bench/reload/reload.py
+    BASELINE=/tmp/old-main/build/scout python3 bench/reload/reload.py
 """
 
 import os
@@ -22,7 +30,9 @@ import signal
 import statistics
 import subprocess
 import sys
+import socket
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,7 +44,9 @@ SCOUT = os.environ.get("SCOUT", os.path.join(ROOT, "build", "scout"))
 SERVICES = int(os.environ.get("SERVICES", "10000"))
 ROUNDS = int(os.environ.get("ROUNDS", "7"))
 CALLGRIND = os.environ.get("CALLGRIND")
-# a reload's load budget is a third of the session timeout, at most 5 s: under callgrind, 1,000 services and 30 s
+BASELINE = os.environ.get("BASELINE")
+PAIRS = int(os.environ.get("PAIRS", "1"))
+# an old binary's reload load budget is a third of the session timeout, at most 5 s: under callgrind 30 s
 SESSION_TIMEOUT_MS = int(os.environ.get("SESSION_TIMEOUT_MS", "30000" if CALLGRIND else "10000"))
 TICK = os.sysconf("SC_CLK_TCK")
 LOG_TAIL = None     # the agent's log's last lines, for a failure
@@ -57,7 +69,59 @@ def wait_for(fn, timeout=300, what="condition"):
     raise SystemExit("reload: timed out waiting for " + what + (": " + LOG_TAIL() if LOG_TAIL else ""))
 
 
+def get(sock_path, path):
+    """One GET on the agent's unix socket: (seconds it took, body)."""
+    t0 = time.monotonic()
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(60)
+    s.connect(sock_path)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
+    chunks = []
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        chunks.append(b)
+    s.close()
+    return time.monotonic() - t0, b"".join(chunks).split(b"\r\n\r\n", 1)[-1].decode()
+
+
+def stall_buckets(sock_path):
+    out = {}
+    for line in get(sock_path, "/metrics")[1].splitlines():
+        if line.startswith("scout_loop_stall_seconds_bucket{le=\""):
+            le = line.split('"')[1]
+            out[le] = int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def longest_bucket(before, after):
+    """The smallest bound whose count grew by as much as +Inf's: every iteration meanwhile was under it."""
+    grown = after["+Inf"] - before["+Inf"]
+    for le in sorted((k for k in after if k != "+Inf"), key=float):
+        if after[le] - before.get(le, 0) >= grown:
+            return float(le)
+    return float("inf")
+
+
 def main():
+    if CALLGRIND or not BASELINE:
+        run(SCOUT)
+        return
+    results = {}
+    for _ in range(PAIRS):
+        for b in (BASELINE, SCOUT):
+            for k, v in run(b).items():
+                results.setdefault(b, {}).setdefault(k, []).extend(v)
+    print("ratios %s / %s (medians over every round):" % (SCOUT, BASELINE))
+    for k in results[SCOUT]:
+        new, old = results[SCOUT][k], results[BASELINE].get(k, [])
+        if new and old and statistics.median(old) > 0:
+            print("  %-46s %9.1f / %9.1f = %.3f" % (k, statistics.median(new), statistics.median(old),
+                                                    statistics.median(new) / statistics.median(old)))
+
+
+def run(scout):
     tmp = tempfile.mkdtemp(prefix="scout-reload-")
     zk = ZooKeeper().start()
     proc = None
@@ -72,7 +136,8 @@ def main():
         wrap = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.abspath(CALLGRIND)] \
             if CALLGRIND else []
         env = dict(os.environ, SCOUT_LOAD_BUDGET="3600s") if CALLGRIND else None   # the start's budget only
-        proc = subprocess.Popen(wrap + [SCOUT, "run", "-c", policy, "--zk", zk.connect, "--api", "unix:" + tmp + "/s.sock",
+        sock = tmp + "/s.sock"
+        proc = subprocess.Popen(wrap + [scout, "run", "-c", policy, "--zk", zk.connect, "--api", "unix:" + tmp + "/s.sock",
                                  "--log-level", "info"], stdout=log, stderr=subprocess.STDOUT, env=env)
 
         def text():
@@ -97,16 +162,31 @@ def main():
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
             print("under callgrind, %d services: the start in %s.1, the reload in %s.2" % (SERVICES, CALLGRIND, CALLGRIND))
             return
-        held, cpu, proc_cpu = [], [], []
+        held, cpu, proc_cpu, bucket, probe, wall = [], [], [], [], [], []
         for r in range(ROUNDS):
             before = text().count("reloaded ")
             mark = len(text())
+            b0 = stall_buckets(sock)
             c0 = cpu_ms(proc.pid)
             os.utime(policy)
+            done = threading.Event()
+            answers = []
+
+            def probing():
+                while not done.is_set():
+                    answers.append(get(sock, "/v1/health")[0])
+            t0 = time.monotonic()
             proc.send_signal(signal.SIGHUP)
+            prober = threading.Thread(target=probing)
+            prober.start()
             wait_for(lambda: text().count("reloaded ") > before, what="reload %d" % r)
+            wall.append((time.monotonic() - t0) * 1e3)
+            done.set()
+            prober.join()
+            probe.append(max(answers) * 1e3 if answers else float("nan"))
             time.sleep(0.5)        # the loop's line comes at the end of the iteration, and the reads after it
             c1 = cpu_ms(proc.pid)
+            bucket.append(longest_bucket(b0, stall_buckets(sock)) * 1e3)
             lines = [m for m in HELD.finditer(text()[mark:])]
             if lines:
                 m = lines[0]
@@ -114,7 +194,7 @@ def main():
                 cpu.append(float(m.group(2) or m.group(3)))
             proc_cpu.append(c1 - c0)
         load = open("/proc/loadavg").read().split()[0]
-        print("reload, %d services, %d rounds (load %s), %s" % (SERVICES, ROUNDS, load, SCOUT))
+        print("reload, %d services, %d rounds (load %s), %s" % (SERVICES, ROUNDS, load, scout))
         if held:
             print("  the reload's iteration, wall ms: median %.0f, best %.0f (%d of %d rounds past 100 ms)"
                   % (statistics.median(held), min(held), len(held), ROUNDS))
@@ -123,6 +203,22 @@ def main():
             print("  the reload's iteration: under 100 ms every round (no loop line)")
         print("  the process's CPU from SIGHUP to 0.5 s after, ms (10 ms ticks): median %.0f, best %.0f"
               % (statistics.median(proc_cpu), min(proc_cpu)))
+        print("  the longest iteration meanwhile (stall histogram), at most ms: median %g, best %g"
+              % (statistics.median(bucket), min(bucket)))
+        print("  an API probe's longest answer during the reload, ms: median %.1f, best %.1f"
+              % (statistics.median(probe), min(probe)))
+        print("  the whole reload, SIGHUP to its line, wall ms: median %.0f, best %.0f"
+              % (statistics.median(wall), min(wall)))
+        applied = [float(x) for x in re.findall(r"applied in ([\d.]+) ms", text())]
+        if applied:
+            print("  its apply on the loop (its own line), wall ms: median %.1f, best %.1f"
+                  % (statistics.median(applied), min(applied)))
+        return {"the loop's line for the reload, wall ms": held,
+                "the loop's line for the reload, CPU ms": cpu,
+                "process CPU, SIGHUP to 0.5 s after, ms": proc_cpu,
+                "longest iteration (histogram bound), ms": bucket,
+                "API probe's longest answer, ms": probe,
+                "whole reload, SIGHUP to its line, ms": wall}
     finally:
         if proc is not None:
             proc.terminate()

@@ -1,0 +1,230 @@
+"""A SIGHUP reload loads the new policy on a loader thread (issue 14's loop rule): until it is applied, the running
+policy answers the API and follows ZooKeeper; then the new policy's answers appear at once. A SIGHUP during a
+reload runs one more reload after it (all of them coalesced into one, reading the file as it is then); a new policy
+that fails keeps the old one; the hook budget on the loop still stops a runaway hook while a load runs, and the
+load's own budget still stops a runaway load.
+
+The new policy's load is held by a module that reads a line from a FIFO named by RELOAD_GATE (only the new
+policies require it): every "meanwhile" below is taken while the load cannot have ended -- the test knows the
+loader is in the gate because the FIFO has a reader (opening it to write without blocking succeeds only then), and
+releases it by writing the line. Ordering facts, no timing."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import tempfile
+import unittest
+
+from scoutharness import Scout, wait_until
+from zkharness import ZooKeeper
+
+MODULE = '''-- held by the test: the load waits for a line on the FIFO named by RELOAD_GATE
+local f = assert(io.open(os.getenv("RELOAD_GATE"), "r"))
+local line = f:read("*l")
+f:close()
+return { line = line }
+'''
+
+HEAD = 'zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }\n'
+
+V1 = HEAD + '''service "a" { path = "/ra/a", filter = function(ep)
+  if ep.port == 13 then while true do end end
+  return true
+end }
+service "b" { path = "/ra/b" }
+agent { hook_budget = "100ms" }
+'''
+
+V2 = HEAD + '''local gate = require "reloadgate"
+service "a" { path = "/ra/a", filter = function(ep) return ep.port ~= 1 end }
+service "c" { path = "/ra/c" }
+'''
+
+V3 = HEAD + '''service "a" { path = "/ra/a", filter = function(ep) return ep.port ~= 2 end }
+service "d" { path = "/ra/d" }
+'''
+
+V4 = HEAD + '''service "a" { path = "/ra/a" }
+service "e" { path = "/ra/e" }
+'''
+
+FAILING = HEAD + '''local gate = require "reloadgate"
+service "a" { path = "/ra/a" }
+error("failing on purpose")
+'''
+
+LOOPING = HEAD + '''local gate = require "reloadgate"
+while true do end
+service "a" { path = "/ra/a" }
+'''
+
+
+class ReloadOffTheLoop(unittest.TestCase):
+    def setUp(self):
+        self.zk = ZooKeeper().start()
+        kz = self.kz = self.zk.client()
+        for svc, ports in (("a", (1, 2)), ("b", (3,)), ("c", (4,)), ("d", (5,)), ("e", (6,))):
+            for p in ports:
+                kz.create("/ra/%s/127.0.0.1:%d" % (svc, p), makepath=True)
+        self.dir = tempfile.mkdtemp(prefix="scout-reload-async-")
+        with open(os.path.join(self.dir, "reloadgate.lua"), "w") as f:
+            f.write(MODULE)
+        self.gate = os.path.join(self.dir, "gate")
+        os.mkfifo(self.gate)
+        self.gate_fd = None
+        self.old_env = {k: os.environ.get(k) for k in ("LUA_PATH", "RELOAD_GATE", "SCOUT_LOAD_BUDGET")}
+        os.environ["LUA_PATH"] = self.dir + "/?.lua;;"
+        os.environ["RELOAD_GATE"] = self.gate
+        os.environ["SCOUT_LOAD_BUDGET"] = "1s"     # the runaway load's test; every other load is far below it
+        self.scout = Scout(V1, self.zk.connect).start()
+        wait_until(lambda: self.scout.ids("a") == ["127.0.0.1:1", "127.0.0.1:2"]
+                   and self.scout.ids("b") == ["127.0.0.1:3"], what="v1 synced")
+
+    def tearDown(self):
+        try:
+            if self.gate_fd is None:       # a load still waiting for the gate: let it go
+                self.gate_fd = os.open(self.gate, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(self.gate_fd, b"go\n")
+        except OSError:
+            pass
+        if self.gate_fd is not None:
+            os.close(self.gate_fd)
+        try:
+            self.scout.stop()
+        finally:
+            for k, v in self.old_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            self.zk.stop()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def rewrite(self, text, hup=True):
+        with open(self.scout.policy_file, "w") as f:
+            f.write(text)
+        if hup:
+            self.scout.proc.send_signal(signal.SIGHUP)
+
+    def in_gate(self):
+        """True once the loader has the FIFO open to read: its load is held there until release()."""
+        try:
+            self.gate_fd = os.open(self.gate, os.O_WRONLY | os.O_NONBLOCK)
+            return True
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                raise
+            return False
+
+    def release(self, line=b"go\n"):
+        os.write(self.gate_fd, line)
+        os.close(self.gate_fd)
+        self.gate_fd = None
+
+    def agent(self):
+        status, _, body = self.scout.request("/v1/agent")
+        self.assertEqual(status, 200)
+        return json.loads(body)
+
+    def reloads(self):
+        return (self.scout.metric('scout_reloads_total{result="ok"}'),
+                self.scout.metric('scout_reloads_total{result="refused"}'))
+
+    def test_the_running_policy_answers_while_the_new_one_loads(self):
+        s = self.scout
+        self.rewrite(V2)
+        wait_until(self.in_gate, what="the new policy's load held in the gate")
+        # meanwhile: the running policy answers, and follows ZooKeeper
+        self.assertEqual(sorted(s.services()), ["a", "b"])
+        self.assertEqual(s.ids("a"), ["127.0.0.1:1", "127.0.0.1:2"])
+        self.assertEqual(s.request("/v1/services/c")[0], 404)
+        self.kz.create("/ra/a/127.0.0.1:7")
+        wait_until(lambda: s.ids("a") == ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:7"],
+                   what="a change published by the running policy during the load")
+        self.assertEqual(self.reloads(), (0, 0))
+        self.assertEqual(s.health()[0], 200)
+
+        self.release()
+        wait_until(lambda: sorted(s.services()) == ["a", "c"], what="the new policy applied")
+        self.assertEqual(s.ids("a"), ["127.0.0.1:2", "127.0.0.1:7"])      # judged by the new filter
+        wait_until(lambda: s.ids("c") == ["127.0.0.1:4"], what="c read")
+        self.assertEqual(self.reloads(), (1, 0))
+        self.assertEqual(self.agent()["reload"]["result"], "ok")
+        self.assertEqual(s.metric("scout_zk_sessions_created_total"), 1)
+        self.assertRegex(s.log(), r"reload: loaded on a thread in [\d.]+ ms")
+
+    def test_a_sighup_during_a_reload_runs_one_more_after_it(self):
+        s = self.scout
+        self.rewrite(V2)
+        wait_until(self.in_gate, what="the first reload held in the gate")
+        for n in (2, 3):                # one at a time: the kernel merges a signal still pending
+            s.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: s.log().count("SIGHUP: reloading the policy") == n, what="SIGHUP %d taken" % n)
+        self.assertEqual(s.log().count("one more will run after it"), 1)
+        self.rewrite(V3, hup=False)     # the one after reads the file as it is when it begins
+        self.release()
+        wait_until(lambda: sorted(s.services()) == ["a", "d"], what="the coalesced reload applied V3")
+        self.assertEqual(self.reloads(), (2, 0))
+        self.assertEqual(s.log().count("SIGHUP came during that one: reloading once more"), 1)
+        wait_until(lambda: s.ids("a") == ["127.0.0.1:1"], what="a judged by V3's filter")
+        # the two SIGHUPs made one reload, not two: the next SIGHUP's is the third
+        self.rewrite(V4)
+        wait_until(lambda: sorted(s.services()) == ["a", "e"], what="V4 applied")
+        self.assertEqual(self.reloads(), (3, 0))
+
+    def test_a_failing_policy_loaded_on_the_thread_keeps_the_running_one(self):
+        s = self.scout
+        self.rewrite(FAILING)
+        wait_until(self.in_gate, what="the failing policy's load held in the gate")
+        self.kz.create("/ra/b/127.0.0.1:8")
+        wait_until(lambda: s.ids("b") == ["127.0.0.1:3", "127.0.0.1:8"], what="b followed during the load")
+        self.release()
+        wait_until(lambda: self.reloads() == (0, 1), what="the reload refused")
+        self.assertRegex(self.agent()["reload"]["error"], r"policy\.lua:4: failing on purpose")
+        self.assertRegex(s.log(), r"reload refused, the running policy stays: .*failing on purpose")
+        self.assertEqual(sorted(s.services()), ["a", "b"])
+        self.kz.create("/ra/b/127.0.0.1:9")
+        wait_until(lambda: s.ids("b") == ["127.0.0.1:3", "127.0.0.1:8", "127.0.0.1:9"],
+                   what="the running policy still follows ZooKeeper")
+
+    def test_both_budgets_stop_their_runaways_at_once(self):
+        s = self.scout
+        timeouts = s.metric("scout_hook_timeouts_total")
+        self.rewrite(LOOPING)
+        wait_until(self.in_gate, what="the runaway load held in the gate")
+        # the loader is inside its budgeted load; on the loop, the running policy's filter runs away
+        self.kz.create("/ra/a/127.0.0.1:13")
+        wait_until(lambda: s.metric("scout_hook_timeouts_total") > timeouts,
+                   what="the loop's hook stopped by its budget while the load runs")
+        self.assertRegex(s.log(), r"policy\.lua:3: exceeded its 100 ms budget")
+        self.assertEqual(self.reloads(), (0, 0))
+        self.release()                  # the load goes on into its endless loop
+        wait_until(lambda: self.reloads() == (0, 1), what="the runaway load refused")
+        self.assertRegex(self.agent()["reload"]["error"], r"policy\.lua:3: exceeded its 1000 ms budget")
+        self.assertEqual(sorted(s.services()), ["a", "b"])
+        self.kz.create("/ra/b/127.0.0.1:8")
+        wait_until(lambda: s.ids("b") == ["127.0.0.1:3", "127.0.0.1:8"], what="the running policy unharmed")
+
+    def test_a_stop_during_a_reload_stops_its_load_and_exits_cleanly(self):
+        # SIGTERM while the load waits in the gate: the stop cancels the load (its Lua stops at its next
+        # instruction), waits for it to come out of its C call (the FIFO read: released on the log line that says
+        # it waits), joins the thread and frees its VM: exit 0, and under build-asan LeakSanitizer says nothing
+        self.scout.stop()
+        os.environ["SCOUT_LOAD_BUDGET"] = "60s"     # past the stop's 5 s wait: only the cancel ends the loop
+        s = self.scout = Scout(V1, self.zk.connect).start()
+        wait_until(lambda: s.ids("b") == ["127.0.0.1:3"], what="v1 synced")
+        self.rewrite(LOOPING)           # past the gate it loops until cancelled
+        wait_until(self.in_gate, what="the new policy's load held in the gate")
+        s.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopping during a reload: its load is stopped, waiting for it" in s.log(),
+                   what="the stop waiting for the load")
+        self.release()
+        wait_until(lambda: not s.alive(), what="the agent exits")     # on its own: no second signal
+        self.assertEqual(s.stop(sig=signal.SIGKILL), 0)                 # exited already: its code
+        self.assertNotIn("stuck in a C call", s.log())
+        self.assertNotIn("reloaded", s.log())
+
+if __name__ == "__main__":
+    unittest.main()
