@@ -500,14 +500,22 @@ class ScoutNginxTest(unittest.TestCase):
         steps = [lambda: self.register("orders", "a", port=self.backends["a"].port)]
         steps += [lambda p=p: self.register("orders", "x", port=p) for p in ports]
         steps += [lambda: KZ.delete("%s/orders/127.0.0.1:%d" % (self.base, ports[0]))]
-        want = 0
+        want, last = 0, shm_generation(self.shm)
         for i, step in enumerate(steps):
             step()
             want += 1 if i < 4 else -1
             wait_until(lambda: len(self.agent.ids("orders")) == want, what="the agent to see the change")
-            gens = self.ng.per_worker("/gen", lambda v: int(v) == shm_generation(self.shm))
-            self.assertEqual(len(gens), 4)
-            self.assertEqual(len(set(gens.values())), 1, gens)
+            # the API answers the change before the writer thread has put it in the shared memory: wait for its
+            # generation, then for every worker at the generation the agent wrote last. The workers are polled
+            # again if the agent writes another one meanwhile (one worker read before it, the others after).
+            last = wait_until(lambda: shm_generation(self.shm) > last and shm_generation(self.shm),
+                              what="the change's generation in the shared memory")
+
+            def every_worker_at_the_last():
+                gens = self.ng.per_worker("/gen", lambda v: int(v) == shm_generation(self.shm))
+                return len(gens) == 4 and len(set(gens.values())) == 1 and gens
+            gens = wait_until(every_worker_at_the_last, what="all 4 workers at the agent's last generation")
+            last = int(next(iter(gens.values())))
         self.ng.stop()
         self.ng.check_log()
 
