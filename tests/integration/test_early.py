@@ -430,6 +430,33 @@ class Early(unittest.TestCase):
         wait_until(lambda: "the loaded agent serves" in second.log(), what="hand-over")
         self.assertEqual(second.stop(), 0)
 
+    def test_a_stop_during_the_early_load_stops_it_and_exits_cleanly(self):
+        # SIGTERM while the early start's load runs (held before or in the gate): the stop cancels the load, waits
+        # for it to come out of its C call (released on the log line that says it waits), and the agent exits 0
+        # with no second signal; under build-asan LeakSanitizer says nothing (it reported 5.7 KB before the fix)
+        self.first_run()
+        self.zk.stop_node(1)
+        second = self.agent(gate=True)
+        wait_until(lambda: _answers(second, "/v1/services/alpha"), what="early answer")
+        second.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopped while the policy loads: its load is stopped, waiting for it" in second.log(),
+                   what="the stop waiting for the load")
+        # the cancelled load may have stopped before the gate (no reader: ENXIO) or right after its open returned
+        # (EPIPE): either way it is released, and it must not pass the gate into a loaded agent
+        try:
+            fd = os.open(self.gate, os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(fd, b"go\n")
+            finally:
+                os.close(fd)
+        except (BrokenPipeError, OSError):
+            pass
+        wait_until(lambda: not second.alive(), what="the agent exits")
+        self.assertEqual(second.stop(sig=signal.SIGKILL), 0, second.log())   # exited already: its code
+        # a load caught in a C call past the stop's 5 s wait is left to the exit ("stuck in a C call"): still exit
+        # 0 and, under build-asan, no leak reported (the abandoned start stays reachable)
+        self.assertNotIn("the loaded agent serves", second.log())
+
     def test_a_policy_that_fails_to_load_exits_with_its_message(self):
         self.first_run()
         self.zk.stop_node(1)
