@@ -150,8 +150,11 @@ void scout_agent_reload_free(scout_agent_t *a);
 typedef void (*scout_agent_applied_fn)(scout_agent_t *a, int rc,
                                        const char *err);
 int  scout_agent_apply_begin(scout_agent_t *a, scout_policy_t *np,
-                             scout_conf_t *nc, scout_agent_applied_fn done,
-                             char *err);
+                             scout_conf_t *nc, int *order,
+                             scout_agent_applied_fn done, char *err);
+/* On the loader thread: nc's positions sorted by name (malloc'd, taken by
+ * _begin as order; NULL: out of memory, the switch sorts instead). */
+int *scout_agent_apply_order(const scout_conf_t *nc);
 int  scout_agent_applying(const scout_agent_t *a, int *placed, int *of,
                           unsigned *slices);
 void scout_agent_apply_finish(scout_agent_t *a, const char *why);

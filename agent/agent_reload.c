@@ -55,6 +55,7 @@ struct reload {
     /* the thread's results, the loop's once done is sent */
     scout_policy_t *np;
     scout_conf_t    nc;
+    int            *order;      /* nc's positions by name (the apply's) */
     int             rc;
     char            err[SCOUT_ERR_LEN];
     double          cpu_ms;     /* the thread's CPU for the load */
@@ -117,6 +118,9 @@ load(scout_agent_t *a, struct reload *r)
          : scout_reload_guard_check(&a->conf, &r->nc, r->opts.policy_file,
                                     err);
     pthread_mutex_unlock(&r->mu);
+    /* the apply's name index sorted here, not on the loop */
+    if (rc == SCOUT_OK)
+        r->order = scout_agent_apply_order(&r->nc);
     return rc;
 }
 
@@ -200,8 +204,10 @@ on_loaded(struct ev_loop *loop, ev_async *w, int revents)
                   "%.1f ms (%.1f ms of its CPU) while the loop served; "
                   "applying it in slices", (t0 - r->t0) * 1e3, r->cpu_ms);
         /* takes np and nc, whatever the result */
-        r->rc = scout_agent_apply_begin(a, r->np, &r->nc, applied, r->err);
+        r->rc = scout_agent_apply_begin(a, r->np, &r->nc, r->order,
+                                        applied, r->err);
         r->np = NULL;
+        r->order = NULL;
         memset(&r->nc, 0, sizeof(r->nc));
         scout_loop_note("a reload's apply begun (the policy loaded on a "
                         "thread)", ev_time() - t0);
@@ -210,6 +216,8 @@ on_loaded(struct ev_loop *loop, ev_async *w, int revents)
     } else {
         scout_conf_free(&r->nc);    /* (a load that failed freed it) */
         scout_policy_free(r->np);
+        free(r->order);
+        r->order = NULL;
     }
     r->np = NULL;
     memset(&r->nc, 0, sizeof(r->nc));
@@ -224,6 +232,7 @@ begin(scout_agent_t *a, char *err)
     struct reload *r = a->reload;
 
     r->np = NULL;
+    r->order = NULL;
     memset(&r->nc, 0, sizeof(r->nc));
     r->rc = SCOUT_ERROR;
     r->err[0] = '\0';
@@ -320,6 +329,7 @@ scout_agent_reload_free(scout_agent_t *a)
         ev_async_stop(a->loop, &r->done);
         scout_conf_free(&r->nc);
         scout_policy_free(r->np);
+        free(r->order);
     }
     pthread_mutex_destroy(&r->mu);
     free(r);
