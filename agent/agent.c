@@ -49,7 +49,6 @@
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-
 /* Bytes of watched paths a reconnect of session i re-sends (SetWatches):
  * zk/spread.c keeps each session's total as watches come and go. */
 static size_t
@@ -731,7 +730,6 @@ scout_agent_exit(scout_agent_t *a)
               t1 - t0, n, t2 - t1, ended, scout_now_ms() - t2);
 }
 
-
 /* ---- shutdown: deregister first, drain, then close ------------------------ */
 
 static void
@@ -785,9 +783,7 @@ scout_agent_shutdown(scout_agent_t *a, void (*done)(void *ud), void *ud)
 {
     a->done = done;
     a->done_ud = ud;
-    /* the new policy's registrations are the ones withdrawn (no reload
-     * begins after it: a->done is set) */
-    scout_agent_apply_finish(a, "stopping");
+    scout_agent_apply_finish(a, "stopping");  /* the new policy's regs go */
     ev_init(&a->drain, on_drained);
     a->drain.data = a;
     ev_init(&a->guard, on_guard);
