@@ -14,12 +14,14 @@
  * meanwhile), reads the conf and checks it -- the command line, the reload
  * guard, the registrations -- touching no loop and no agent state but
  * a->conf, which only the apply changes (and the apply waits for the
- * thread).  The running policy serves every request until the thread says
- * it is done (an ev_async); then the apply, on the loop in one iteration:
- * a client sees the old policy's answers up to it and the new one's after,
- * never a mix for one service.  A SIGHUP during a reload is not lost and
- * not run twice: the reload in progress finishes, then one more runs (all
- * the SIGHUPs meanwhile coalesced into it: the file as it is then).  A stop
+ * thread); it also sorts the new services by name for the apply.  The
+ * running policy serves every request until the thread says it is done
+ * (an ev_async); then the apply, on the loop in slices (agent_apply.c):
+ * each service answers by the old policy until its slice and by the new
+ * one from it, never a mix for one service.  A SIGHUP during a reload, its
+ * load or its apply, is not lost and not run twice: the reload in progress
+ * finishes, then one more runs (all the SIGHUPs meanwhile coalesced into
+ * it: the file as it is then).  A stop
  * during the load leaves the thread to the process exit: it may wait on
  * anything (a FIFO, a slow disk), so it is never joined; it touches the
  * agent no more (a mutex-guarded flag), and its VM stays reachable.
