@@ -49,7 +49,6 @@
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-
 /* Bytes of watched paths a reconnect of session i re-sends (SetWatches):
  * zk/spread.c keeps each session's total as watches come and go. */
 static size_t
@@ -330,6 +329,8 @@ view_agent(void *ctx, scout_api_agent_t *out)
     out->reload_at = a->reload_at;
     out->reload_ok = a->reload_ok;
     out->reload_error = a->reload_err;
+    out->applying = scout_agent_applying(a, &out->apply_placed,
+                                         &out->apply_of, &out->apply_slices);
 }
 
 static int
@@ -639,6 +640,7 @@ scout_agent_free(scout_agent_t *a)
 {
     if (a == NULL)
         return;
+    scout_agent_apply_finish(a, "freed");   /* one policy, then freed */
     scout_watch_set_pool(0, NULL, NULL);
     scout_agent_reload_free(a);     /* a load running is left behind */
     scout_agent_early_free(a);
@@ -695,6 +697,7 @@ scout_agent_exit(scout_agent_t *a)
     int free_all = LEAK_CHECKED_BUILD || RUNNING_ON_VALGRIND
                    || (full != NULL && strcmp(full, "1") == 0);
 
+    scout_agent_apply_finish(a, "stopping");    /* one policy in force */
     if (a->persist != NULL)
         scout_persist_flush(a->persist);    /* before anything stops */
     t1 = scout_now_ms();
@@ -726,7 +729,6 @@ scout_agent_exit(scout_agent_t *a)
               "memory is left to the process exit",
               t1 - t0, n, t2 - t1, ended, scout_now_ms() - t2);
 }
-
 
 /* ---- shutdown: deregister first, drain, then close ------------------------ */
 
@@ -781,6 +783,7 @@ scout_agent_shutdown(scout_agent_t *a, void (*done)(void *ud), void *ud)
 {
     a->done = done;
     a->done_ud = ud;
+    scout_agent_apply_finish(a, "stopping");  /* the new policy's regs go */
     ev_init(&a->drain, on_drained);
     a->drain.data = a;
     ev_init(&a->guard, on_guard);

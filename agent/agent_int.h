@@ -1,7 +1,8 @@
 /*
  * agent_int.h -- the agent's state, shared by the two files that wire it:
- * agent.c (start, sessions, publishes, the API's view, shutdown) and
- * agent_reload.c (SIGHUP).  Nothing else includes it; agent.h stays the
+ * agent.c (start, sessions, publishes, the API's view, shutdown),
+ * agent_reload.c (SIGHUP: the load) and agent_apply.c (its apply).
+ * Nothing else includes it; agent.h stays the
  * agent's whole interface.
  */
 #ifndef SCOUT_AGENT_INT_H
@@ -69,6 +70,8 @@ struct scout_agent_s {
     struct loader    *loader;
     uint64_t          fp;            /* the side file's fingerprint, 0 */
     struct reload    *reload;        /* agent_reload.c's, once one ran */
+    struct apply     *apply;         /* agent_apply.c's, while one runs */
+    struct reaper    *reaper;        /* ... freeing an old VM, on a thread */
 };
 
 struct shard {
@@ -137,6 +140,25 @@ int  scout_agent_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 /* agent_reload.c: the reload's state freed; a load still running is left
  * to the process exit (never joined: it may wait on anything). */
 void scout_agent_reload_free(scout_agent_t *a);
+
+/* agent_apply.c: a loaded policy (np and nc taken, whatever the result)
+ * put in force in slices on the loop; done(a, SCOUT_OK, "") once it is,
+ * or SCOUT_ERROR with err at once (out of memory: the running policy
+ * stays).  _applying: one is under way (how far, for /v1/agent); _finish:
+ * the rest of it at once (a stop: why is logged); _free: that, and the old
+ * VM's freeing thread joined. */
+typedef void (*scout_agent_applied_fn)(scout_agent_t *a, int rc,
+                                       const char *err);
+int  scout_agent_apply_begin(scout_agent_t *a, scout_policy_t *np,
+                             scout_conf_t *nc, int *order,
+                             scout_agent_applied_fn done, char *err);
+/* On the loader thread: nc's positions sorted by name (malloc'd, taken by
+ * _begin as order; NULL: out of memory, the switch sorts instead). */
+int *scout_agent_apply_order(const scout_conf_t *nc);
+int  scout_agent_applying(const scout_agent_t *a, int *placed, int *of,
+                          unsigned *slices);
+void scout_agent_apply_finish(scout_agent_t *a, const char *why);
+void scout_agent_apply_free(scout_agent_t *a);
 
 /* The policy's load-time warnings ("file:line: message"), logged. */
 void scout_agent_log_warnings(const scout_conf_t *conf);

@@ -14,12 +14,14 @@
  * meanwhile), reads the conf and checks it -- the command line, the reload
  * guard, the registrations -- touching no loop and no agent state but
  * a->conf, which only the apply changes (and the apply waits for the
- * thread).  The running policy serves every request until the thread says
- * it is done (an ev_async); then the apply, on the loop in one iteration:
- * a client sees the old policy's answers up to it and the new one's after,
- * never a mix for one service.  A SIGHUP during a reload is not lost and
- * not run twice: the reload in progress finishes, then one more runs (all
- * the SIGHUPs meanwhile coalesced into it: the file as it is then).  A stop
+ * thread); it also sorts the new services by name for the apply.  The
+ * running policy serves every request until the thread says it is done
+ * (an ev_async); then the apply, on the loop in slices (agent_apply.c):
+ * each service answers by the old policy until its slice and by the new
+ * one from it, never a mix for one service.  A SIGHUP during a reload, its
+ * load or its apply, is not lost and not run twice: the reload in progress
+ * finishes, then one more runs (all the SIGHUPs meanwhile coalesced into
+ * it: the file as it is then).  A stop
  * during the load leaves the thread to the process exit: it may wait on
  * anything (a FIFO, a slow disk), so it is never joined; it touches the
  * agent no more (a mutex-guarded flag), and its VM stays reachable.
@@ -43,55 +45,6 @@
 
 /* ---- SIGHUP: a new policy, applied as a difference ------------------------- */
 
-static void
-on_retired(void *ud, scout_reg_t *r)
-{
-    scout_agent_t *a = ud;
-
-    for (int i = 0; i < a->nretiring; i++) {
-        if (a->retiring[i] == r) {
-            a->retiring[i] = a->retiring[--a->nretiring];
-            break;
-        }
-    }
-    scout_reg_free(r);
-}
-
-static int
-same_str(const char *x, const char *y)
-{
-    return (x == NULL && y == NULL) || (x && y && strcmp(x, y) == 0);
-}
-
-/* What a reload cannot change without dropping the session (or the
- * listening socket): kept as running, with a warning. */
-static void
-keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
-{
-    if (!same_str(a->conf.zk_servers, nc->zk_servers)
-        || a->conf.zk_timeout_ms != nc->zk_timeout_ms
-        || !same_str(a->conf.auth_scheme, nc->auth_scheme)
-        || !same_str(a->conf.auth_cred, nc->auth_cred)
-        || !same_str(a->conf.api_listen, nc->api_listen)
-        || !same_str(a->conf.cache_dir, nc->cache_dir)
-        || !same_str(a->conf.shm_path, nc->shm_path))
-        scout_log(SCOUT_LOG_WARN, "agent", "reload: zookeeper, api, cache "
-                  "and shm settings need a restart; keeping the running ones");
-#define KEEP(f) do { char *t = nc->f; nc->f = a->conf.f; a->conf.f = t; } \
-                while (0)
-    KEEP(zk_servers);
-    KEEP(auth_scheme);
-    KEEP(auth_cred);
-    KEEP(api_listen);
-    KEEP(cache_dir);
-    KEEP(shm_path);
-#undef KEEP
-    nc->zk_timeout_ms = a->conf.zk_timeout_ms;
-    nc->zk_sessions = a->conf.zk_sessions;
-    nc->zk_watch_budget = a->conf.zk_watch_budget;
-    nc->cache_max_age_ms = a->conf.cache_max_age_ms;
-}
-
 /* One reload in progress: the loader thread's, then the loop's. */
 struct reload {
     pthread_t       thread;
@@ -104,6 +57,7 @@ struct reload {
     /* the thread's results, the loop's once done is sent */
     scout_policy_t *np;
     scout_conf_t    nc;
+    int            *order;      /* nc's positions by name (the apply's) */
     int             rc;
     char            err[SCOUT_ERR_LEN];
     double          cpu_ms;     /* the thread's CPU for the load */
@@ -119,7 +73,6 @@ struct reload {
  * (the process exits without them), never touched again. */
 static struct reload *abandoned_reload;
 
-static int  apply(scout_agent_t *a, struct reload *r);
 static int  begin(scout_agent_t *a, char *err);
 
 /* Every reload's result is kept for /v1/agent: an operator who sent a
@@ -167,6 +120,9 @@ load(scout_agent_t *a, struct reload *r)
          : scout_reload_guard_check(&a->conf, &r->nc, r->opts.policy_file,
                                     err);
     pthread_mutex_unlock(&r->mu);
+    /* the apply's name index sorted here, not on the loop */
+    if (rc == SCOUT_OK)
+        r->order = scout_agent_apply_order(&r->nc);
     return rc;
 }
 
@@ -196,43 +152,17 @@ load_main(void *ud)
     return NULL;
 }
 
-/* On the loop: the load is over.  A refused policy is freed here (its VM
- * was the loader's; nothing of it reached the agent). */
+/* The reload is over (applied, or refused): its result recorded and
+ * told, and one more begun if SIGHUPs came meanwhile. */
 static void
-on_loaded(struct ev_loop *loop, ev_async *w, int revents)
+ended(scout_agent_t *a, int rc, const char *why)
 {
-    scout_agent_t *a = w->data;
     struct reload *r = a->reload;
     char err[SCOUT_ERR_LEN];
-    double t0 = ev_time();
-    (void)revents;
 
-    ev_async_stop(loop, w);
-    pthread_join(r->thread, NULL);
-    r->running = 0;
-    if (r->rc == SCOUT_OK && a->done != NULL) {
-        snprintf(r->err, sizeof(r->err), "shutting down");
-        r->rc = SCOUT_ERROR;
-    }
-    if (r->rc == SCOUT_OK) {
-        scout_policy_attach(r->np, a->loop);
-        r->rc = apply(a, r);    /* takes np and nc */
-        scout_loop_note("a reload's apply (the policy loaded on a "
-                        "thread)", ev_time() - t0);
-        if (r->rc == SCOUT_OK)
-            scout_log(SCOUT_LOG_INFO, "agent", "reload: loaded on a thread "
-                      "in %.1f ms (%.1f ms of its CPU) while the loop "
-                      "served; applied in %.1f ms", (t0 - r->t0) * 1e3,
-                      r->cpu_ms, (ev_time() - t0) * 1e3);
-    } else {
-        scout_conf_free(&r->nc);    /* (a load that failed freed it) */
-        scout_policy_free(r->np);
-    }
-    r->np = NULL;
-    memset(&r->nc, 0, sizeof(r->nc));
-    record(a, r->rc, r->err);
+    record(a, rc, why);
     if (r->cb != NULL)
-        r->cb(r->ud, r->rc, r->err);
+        r->cb(r->ud, rc, why);
     if (r->again && a->done == NULL) {
         r->again = 0;
         scout_log(SCOUT_LOG_INFO, "agent", "reload: SIGHUP came during "
@@ -245,6 +175,57 @@ on_loaded(struct ev_loop *loop, ev_async *w, int revents)
     }
 }
 
+static void
+applied(scout_agent_t *a, int rc, const char *err)
+{
+    ended(a, rc, err);
+}
+
+/* On the loop: the load is over.  A refused policy is freed here (its VM
+ * was the loader's; nothing of it reached the agent); a loaded one is
+ * applied in slices from here (agent_apply.c), the reload over when the
+ * last one switches to it. */
+static void
+on_loaded(struct ev_loop *loop, ev_async *w, int revents)
+{
+    scout_agent_t *a = w->data;
+    struct reload *r = a->reload;
+    double t0 = ev_time();
+    (void)revents;
+
+    ev_async_stop(loop, w);
+    pthread_join(r->thread, NULL);
+    r->running = 0;
+    if (r->rc == SCOUT_OK && a->done != NULL) {
+        snprintf(r->err, sizeof(r->err), "shutting down");
+        r->rc = SCOUT_ERROR;
+    }
+    if (r->rc == SCOUT_OK) {
+        scout_policy_attach(r->np, a->loop);
+        scout_log(SCOUT_LOG_INFO, "agent", "reload: loaded on a thread in "
+                  "%.1f ms (%.1f ms of its CPU) while the loop served; "
+                  "applying it in slices", (t0 - r->t0) * 1e3, r->cpu_ms);
+        /* takes np and nc, whatever the result */
+        r->rc = scout_agent_apply_begin(a, r->np, &r->nc, r->order,
+                                        applied, r->err);
+        r->np = NULL;
+        r->order = NULL;
+        memset(&r->nc, 0, sizeof(r->nc));
+        scout_loop_note("a reload's apply begun (the policy loaded on a "
+                        "thread)", ev_time() - t0);
+        if (r->rc == SCOUT_OK)
+            return;             /* ended() once applied */
+    } else {
+        scout_conf_free(&r->nc);    /* (a load that failed freed it) */
+        scout_policy_free(r->np);
+        free(r->order);
+        r->order = NULL;
+    }
+    r->np = NULL;
+    memset(&r->nc, 0, sizeof(r->nc));
+    ended(a, r->rc, r->err);
+}
+
 /* A new load on the loader thread: its signals all blocked but the load
  * budget's (scout_agent_thread_start). */
 static int
@@ -253,6 +234,7 @@ begin(scout_agent_t *a, char *err)
     struct reload *r = a->reload;
 
     r->np = NULL;
+    r->order = NULL;
     memset(&r->nc, 0, sizeof(r->nc));
     r->rc = SCOUT_ERROR;
     r->err[0] = '\0';
@@ -282,10 +264,11 @@ scout_agent_reload(scout_agent_t *a, scout_agent_reloaded_fn cb, void *ud,
         record(a, SCOUT_ERROR, err);
         return SCOUT_ERROR;
     }
-    if (r != NULL && r->running) {
+    if (r != NULL && (r->running || a->apply != NULL)) {
         if (!r->again)
-            scout_log(SCOUT_LOG_INFO, "agent", "reload: one is loading; "
-                      "one more will run after it");
+            scout_log(SCOUT_LOG_INFO, "agent", "reload: one is %s; one "
+                      "more will run after it", r->running ? "loading"
+                                                          : "applying");
         r->again = 1;           /* coalesced: one more after this one */
         return SCOUT_AGAIN;
     }
@@ -321,6 +304,8 @@ scout_agent_reload_free(scout_agent_t *a)
 
     if (r == NULL)
         return;
+    r->again = 0;               /* no reload begins any more */
+    scout_agent_apply_free(a);  /* an apply under way finished at once */
     a->reload = NULL;
     if (r->running) {
         pthread_mutex_lock(&r->mu);
@@ -346,190 +331,8 @@ scout_agent_reload_free(scout_agent_t *a)
         ev_async_stop(a->loop, &r->done);
         scout_conf_free(&r->nc);
         scout_policy_free(r->np);
+        free(r->order);
     }
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
-
-/* On the loop, the new policy loaded and checked: in force from here on,
- * in this one iteration.  np and nc are taken, whatever the result. */
-static int
-apply(scout_agent_t *a, struct reload *r)
-{
-    scout_policy_t *np = r->np;
-    scout_conf_t nc = r->nc;
-    char *err = r->err;
-    scout_service_t **svcs = NULL, **old = a->by_name, **idx = NULL;
-    scout_service_t **old_list = a->services;   /* renders, persist and shm
-                                                   hold it until told */
-    scout_reg_t **regs = NULL;
-    int kept = 0, added = 0, dropped = 0, nold = a->nservices;
-    char *taken = NULL;         /* old services moved over, by position in
-                                   the old name index (a->services stays
-                                   whole: publishes walk it) */
-
-    svcs = calloc((size_t)(nc.nservices ? nc.nservices : 1), sizeof(*svcs));
-    /* the old services' paths stay indexed until they are retired */
-    scout_watch_index_reserve((size_t)a->nservices + (size_t)nc.nservices);
-    regs = calloc((size_t)(nc.nregisters ? nc.nregisters : 1), sizeof(*regs));
-    idx = malloc((size_t)(nc.nservices ? nc.nservices : 1) * sizeof(*idx));
-    taken = calloc((size_t)(nold ? nold : 1), 1);
-    if (svcs == NULL || regs == NULL || idx == NULL || taken == NULL) {
-        snprintf(err, SCOUT_ERR_LEN, "out of memory");
-        goto fail;
-    }
-    /* after the last way out: it swaps strings with the running conf */
-    keep_running_settings(a, &nc);
-    /* From here on the new policy is in force: nothing below backs out. */
-    for (int i = 0; i < nc.nservices; i++) {
-        scout_service_conf_t *sc = &nc.services[i];
-        int j = scout_agent_find_by_name(old, nold, sc->name);
-
-        if (j >= 0 && !taken[j]) {
-            scout_service_t *o = old[j];
-            /* its old config: idx is its place in the running policy */
-            const scout_service_conf_t *oc =
-                &a->conf.services[scout_service_idx(o)];
-
-            if (strcmp(oc->path, sc->path) == 0
-                && sc->codec != NULL && same_str(oc->codec, sc->codec)
-                && scout_service_rebind(o, np, i, sc, err) == SCOUT_OK) {
-                svcs[i] = o;
-                taken[j] = 1;
-                kept++;
-            }
-        }
-        if (svcs[i] == NULL) {
-            scout_session_t *ss = a->sessions[i % a->nbase];
-            svcs[i] = scout_service_new(a->loop, ss, np, i, sc, err);
-            if (svcs[i] == NULL) {
-                scout_log(SCOUT_LOG_ERROR, "agent", "reload: service %s: %s",
-                          sc->name, err);
-                continue;
-            }
-            scout_service_on_publish(svcs[i], scout_agent_on_publish, a);
-            scout_service_on_state(svcs[i], scout_agent_on_state);
-            if (scout_session_state(ss) == SCOUT_SESSION_CONNECTED)
-                scout_service_on_session(svcs[i], SCOUT_SESSION_CONNECTED, 1,
-                                         0);
-            added++;
-        }
-    }
-    /* the new list first (publishes walk it), then the dropped ones go */
-    {
-        int n = 0;
-        for (int i = 0; i < nc.nservices; i++)
-            if (svcs[i] != NULL)
-                svcs[n++] = svcs[i];
-        a->services = svcs;
-        a->nservices = n;
-        a->by_session_stale = 1;    /* on_session indexes them again */
-        scout_agent_index_by_name(idx, svcs, n);
-        a->by_name = idx;       /* the old index stays in old until below */
-        idx = NULL;
-    }
-    for (int j = 0; j < nold; j++) {
-        if (taken[j])
-            continue;
-        if (a->api != NULL)
-            scout_api_notify(a->api, old[j]);   /* wake parked queries */
-        scout_service_retire(old[j]);
-        dropped++;
-    }
-    free(old);                  /* the old name index */
-    free(taken);
-    taken = NULL;
-
-    for (int i = 0; i < nc.nregisters; i++) {
-        for (int j = 0; j < a->nregs; j++) {
-            if (a->regs[j] != NULL
-                && strcmp(scout_reg_name(a->regs[j]), nc.registers[i].name)
-                   == 0
-                && scout_reg_rebind(a->regs[j], np, i, &nc.registers[i], err)
-                   == SCOUT_OK) {
-                regs[i] = a->regs[j];
-                a->regs[j] = NULL;
-                break;
-            }
-        }
-        if (regs[i] == NULL) {
-            regs[i] = scout_reg_new(a->loop, a->sessions[0], np, i,
-                                    &nc.registers[i], err);
-            if (regs[i] == NULL) {
-                scout_log(SCOUT_LOG_ERROR, "agent", "reload: %s", err);
-                continue;
-            }
-            scout_reg_on_session(regs[i], scout_session_state(a->sessions[0]),
-                                 1);
-        }
-    }
-    for (int j = 0; j < a->nregs; j++) {
-        scout_reg_t **t;
-        if (a->regs[j] == NULL)
-            continue;
-        t = realloc(a->retiring, (size_t)(a->nretiring + 1) * sizeof(*t));
-        if (t == NULL) {
-            /* out of memory: withdraw it untracked (leaked, never freed
-             * under its own requests in flight) */
-            scout_reg_withdraw(a->regs[j], NULL, NULL);
-            continue;
-        }
-        a->retiring = t;
-        a->retiring[a->nretiring++] = a->regs[j];
-        scout_reg_withdraw(a->regs[j], on_retired, a);
-    }
-    {
-        int n = 0;
-        for (int i = 0; i < nc.nregisters; i++)
-            if (regs[i] != NULL)
-                regs[n++] = regs[i];
-        free(a->regs);
-        a->regs = regs;
-        a->nregs = n;
-    }
-
-    for (int i = 0; i < a->nrenders; i++)
-        scout_render_free(a->renders[i]);
-    free(a->renders);
-    a->renders = NULL;
-    a->nrenders = 0;
-    if (nc.nrenders > 0
-        && (a->renders = calloc((size_t)nc.nrenders, sizeof(*a->renders)))
-           != NULL) {
-        for (int i = 0; i < nc.nrenders; i++) {
-            a->renders[a->nrenders] = scout_render_new(
-                a->loop, np, i, &nc.renders[i], a->services, a->nservices, err);
-            if (a->renders[a->nrenders] != NULL)
-                scout_render_changed(a->renders[a->nrenders++]);
-        }
-    }
-    if (a->persist != NULL) {
-        scout_persist_set_services(a->persist, a->services, a->nservices);
-        scout_persist_changed(a->persist, NULL);
-    }
-    if (a->shm != NULL) {
-        scout_shmpub_set_services(a->shm, a->services, a->nservices);
-        scout_shmpub_changed(a->shm, NULL);
-    }
-    free(old_list);
-    scout_conf_free(&a->conf);
-    a->conf = nc;
-    scout_watch_set_anti_entropy_rate(a->conf.anti_entropy_rate);
-    scout_policy_free(a->policy);
-    a->policy = np;
-    scout_agent_side_update(a);     /* the new policy writes what follows */
-    scout_log(SCOUT_LOG_INFO, "agent", "reloaded %s: %d services kept, %d "
-              "added, %d dropped; %d registrations", a->opts.policy_file,
-              kept, added, dropped, a->nregs);
-    return SCOUT_OK;
-
-fail:
-    free(svcs);
-    free(regs);
-    free(idx);
-    free(taken);
-    scout_conf_free(&nc);
-    scout_policy_free(np);
-    return SCOUT_ERROR;
-}
-

@@ -27,6 +27,10 @@ typedef struct {
     double      reload_at;      /* the last one, 0 if none   */
     int         reload_ok;
     const char *reload_error;   /* "" when it took           */
+    int         applying;       /* a reload's apply under way: */
+    int         apply_placed;   /* services placed so far,     */
+    int         apply_of;       /* of                          */
+    unsigned    apply_slices;   /* in slices                   */
 } scout_api_agent_t;
 
 /* What the API may ask of the agent, and nothing more: the wiring (agent.c)

@@ -61,6 +61,10 @@ scout_api_agent(const scout_api_view_t *v, scout_http_req_t *req)
                     "at", a.reload_at,
                     "result", a.reload_ok ? "ok" : "refused",
                     "error", a.reload_error ? a.reload_error : "");
+    if (a.applying && reload != NULL)   /* the one under way, if any */
+        json_object_set_new(reload, "applying", json_pack("{si si si}",
+            "services_placed", a.apply_placed, "services", a.apply_of,
+            "slices", (int)a.apply_slices));
     return respond(req, json_pack("{ss ss si ss sf sf s{ss so} so}",
         "version", SCOUT_VERSION,
         "commit", SCOUT_COMMIT,

@@ -306,6 +306,24 @@ scout_policy_stop_children(scout_policy_t *p)
         scout_exec_stop_all(&p->execs);
 }
 
+/* What ties the VM to the loop's thread is cut here: its scout.exec
+ * children (ev_child watchers), its share of the hook module (the last
+ * VM's fini stops the loop's watchers).  The rest of the free is the heap's
+ * alone: capped_alloc counts into this VM's own scout_hook_mem_t, refuses
+ * nothing outside a budgeted call of the thread it runs on, and a free
+ * never reaches heap.c's populate check (heap_alloc returns first). */
+void
+scout_policy_detach(scout_policy_t *p)
+{
+    if (p == NULL)
+        return;
+    if (p->L != NULL)
+        scout_exec_stop_all(&p->execs);
+    if (p->hooked)
+        scout_hook_fini();
+    p->hooked = 0;
+}
+
 void
 scout_policy_free(scout_policy_t *p)
 {

@@ -92,6 +92,11 @@ typedef struct {
  * installed share directory. */
 scout_policy_t *scout_policy_new(const char *lua_dir, char *err);
 void scout_policy_free(scout_policy_t *p);
+/* On the loop's thread, once nothing calls into p any more: its ties to
+ * the loop cut, so that scout_policy_free(p) may then run on any one
+ * thread (a reload frees the old VM, tens of MB at 10,000 services, off
+ * the loop). */
+void scout_policy_detach(scout_policy_t *p);
 /* At a fast exit: stop what the policy started outside the process (the
  * process groups of scout.exec commands still running); the VM is left to
  * the process exit. */
