@@ -82,6 +82,10 @@ typedef struct {
     int            keep_data;      /* commit keeps node data (a source's
                                       rules: few, small, and a reload must
                                       compile them without a re-read)  */
+    uint32_t      *listed;         /* the last list's names, in its order,
+                                      as positions in kids (UINT32_MAX: not
+                                      known); a small service only      */
+    unsigned       nlisted;
 } scout_cache_t;
 
 /* Sets need[k] (0 or 1) for each of the n names new in one child list: asked
@@ -102,9 +106,14 @@ scout_child_t *scout_cache_next(const scout_cache_t *c, unsigned *at);
 unsigned scout_cache_seek(const scout_cache_t *c, const char *name);
 
 /* Up to this many children held (1024), a child list is matched against
- * them by a binary search per name; past it, by sorting the list and one
- * walk.  The same result either way; tests lower it to compare the two. */
+ * them by a binary search per name (a name first looked for where the last
+ * list had it: 4 bytes a listed child, kept); past it, by sorting the list
+ * and one walk.  The same result either way; tests lower it to compare the
+ * two. */
 extern unsigned scout_cache_search_max;
+/* Names of a child list found where the last list put them (the search's
+ * shortcut, search_new in cache.c): tests read it to know they took it. */
+extern unsigned long scout_cache_listed_hits;
 
 /* Apply a child list read with its parent's Stat.  Returns SCOUT_AGAIN (and
  * changes nothing) when the list is older than the one held.  New children
