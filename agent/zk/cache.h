@@ -69,23 +69,25 @@ typedef struct {
     size_t         data_name_bytes;/* their names' bytes (SetWatches)   */
     size_t        *slot_bytes;     /* watch.c's per-slot watched bytes   */
     size_t       **slot_total;     /* each slot's session total (spread.c) */
-    size_t         slot_base;      /* bytes a data watch costs beyond
+    uint32_t       slot_base;      /* bytes a data watch costs beyond
                                       its name ("/path/" + length)     */
+    unsigned       nlisted;        /* (packed: a watch fits 384 bytes,
+                                      test_footprint)                  */
     int64_t        pzxid;          /* of the newest child list applied  */
     int64_t        max_mzxid;      /* newest data applied               */
-    int            have_list;
     scout_child_t *dirty;          /* children wanting a data read      */
     scout_child_t *pending;        /* added/changed, not yet accepted   */
     char         **removed;        /* announced names gone since        */
+    uint32_t      *listed;         /* the last list's nlisted names, in
+                                      its order, as positions in kids
+                                      (UINT32_MAX: not known); a small
+                                      service's only                   */
     unsigned       nremoved, removed_cap;
     unsigned       refetching;     /* children with refetch set         */
-    int            keep_data;      /* commit keeps node data (a source's
+    unsigned       have_list:1;
+    unsigned       keep_data:1;    /* commit keeps node data (a source's
                                       rules: few, small, and a reload must
                                       compile them without a re-read)  */
-    uint32_t      *listed;         /* the last list's names, in its order,
-                                      as positions in kids (UINT32_MAX: not
-                                      known); a small service only      */
-    unsigned       nlisted;
 } scout_cache_t;
 
 /* Sets need[k] (0 or 1) for each of the n names new in one child list: asked
