@@ -69,17 +69,23 @@ typedef struct {
     size_t         data_name_bytes;/* their names' bytes (SetWatches)   */
     size_t        *slot_bytes;     /* watch.c's per-slot watched bytes   */
     size_t       **slot_total;     /* each slot's session total (spread.c) */
-    size_t         slot_base;      /* bytes a data watch costs beyond
+    uint32_t       slot_base;      /* bytes a data watch costs beyond
                                       its name ("/path/" + length)     */
+    unsigned       nlisted;        /* (packed: a watch fits 384 bytes,
+                                      test_footprint)                  */
     int64_t        pzxid;          /* of the newest child list applied  */
     int64_t        max_mzxid;      /* newest data applied               */
-    int            have_list;
     scout_child_t *dirty;          /* children wanting a data read      */
     scout_child_t *pending;        /* added/changed, not yet accepted   */
     char         **removed;        /* announced names gone since        */
+    uint32_t      *listed;         /* the last list's nlisted names, in
+                                      its order, as positions in kids
+                                      (UINT32_MAX: not known); a small
+                                      service's only                   */
     unsigned       nremoved, removed_cap;
     unsigned       refetching;     /* children with refetch set         */
-    int            keep_data;      /* commit keeps node data (a source's
+    unsigned       have_list:1;
+    unsigned       keep_data:1;    /* commit keeps node data (a source's
                                       rules: few, small, and a reload must
                                       compile them without a re-read)  */
 } scout_cache_t;
@@ -102,9 +108,14 @@ scout_child_t *scout_cache_next(const scout_cache_t *c, unsigned *at);
 unsigned scout_cache_seek(const scout_cache_t *c, const char *name);
 
 /* Up to this many children held (1024), a child list is matched against
- * them by a binary search per name; past it, by sorting the list and one
- * walk.  The same result either way; tests lower it to compare the two. */
+ * them by a binary search per name (a name first looked for where the last
+ * list had it: 4 bytes a listed child, kept); past it, by sorting the list
+ * and one walk.  The same result either way; tests lower it to compare the
+ * two. */
 extern unsigned scout_cache_search_max;
+/* Names of a child list found where the last list put them (the search's
+ * shortcut, search_new in cache.c): tests read it to know they took it. */
+extern unsigned long scout_cache_listed_hits;
 
 /* Apply a child list read with its parent's Stat.  Returns SCOUT_AGAIN (and
  * changes nothing) when the list is older than the one held.  New children

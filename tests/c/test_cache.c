@@ -526,6 +526,133 @@ test_search_matches_walk(void)
     scout_cache_free(&cw);
 }
 
+/* ZooKeeper lists a node's children in its HashSet's order, which a
+ * create or a delete leaves alone for the other names: a small service
+ * takes each name from where the last list had it (cache.c, listed_at).
+ * Lists kept in one order while children come and go (one or a few a step,
+ * a name listed twice now and then, a delete event's tombstone and its
+ * compaction between lists, a reshuffle as a HashSet's resize does) leave
+ * the cache exactly as the sorted walk does, and most names are found where
+ * the last list had them. */
+static void
+test_listed_order_matches_walk(void)
+{
+    enum { UNIVERSE = 300, STEPS = 600 };
+    static char names[UNIVERSE][16];
+    static char a[16384], b[16384];
+    static const char *order[UNIVERSE];
+    unsigned saved = scout_cache_search_max, seed = 777;
+    unsigned long hits0 = scout_cache_listed_hits, listed = 0;
+    unsigned char in[UNIVERSE] = { 0 };
+    scout_cache_t cs, cw;
+    unsigned ch_s, ch_w, norder = 0;
+    int differ = 0;
+
+    for (int i = 0; i < UNIVERSE; i++)
+        snprintf(names[i], sizeof(names[i]), i % 5 ? "10.0.%d.%d:80" : "id-%d",
+                 i / 7, i);
+    for (int i = 0; i < 40; i++) {
+        order[norder++] = names[i * 7 % UNIVERSE];
+        in[i * 7 % UNIVERSE] = 1;
+    }
+    scout_cache_init(&cs);
+    scout_cache_init(&cw);
+    for (int step = 0; step < STEPS && !differ; step++) {
+        const char *list[UNIVERSE + 2];
+        struct String_vector v;
+        struct Stat st;
+        int n, ops;
+
+        seed = seed * 1103515245u + 12345u;
+        ops = 1 + (int)((seed >> 16) % 3);
+        for (int op = 0; op < ops; op++) {
+            seed = seed * 1103515245u + 12345u;
+            if (norder > 0 && (norder > 60 || (seed >> 16) % 2)) {
+                unsigned at = (seed >> 4) % norder;  /* a delete */
+
+                in[(size_t)(order[at] - names[0]) / sizeof(names[0])] = 0;
+                memmove(order + at, order + at + 1,
+                        (norder - at - 1) * sizeof(*order));
+                norder--;
+            } else {
+                unsigned x = (seed >> 4) % UNIVERSE, at;  /* a create */
+
+                if (in[x])
+                    continue;
+                in[x] = 1;
+                seed = seed * 1103515245u + 12345u;
+                at = (seed >> 16) % (norder + 1);   /* its hash's place */
+                memmove(order + at + 1, order + at,
+                        (norder - at) * sizeof(*order));
+                order[at] = names[x];
+                norder++;
+            }
+        }
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) % 50 == 0) {           /* a resize: new order */
+            for (unsigned i = norder - 1; norder > 1 && i > 0; i--) {
+                const char *t;
+                unsigned j;
+
+                seed = seed * 1103515245u + 12345u;
+                j = (seed >> 16) % (i + 1);
+                t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+        }
+        memcpy(list, order, norder * sizeof(*order));
+        n = (int)norder;
+        seed = seed * 1103515245u + 12345u;
+        if (n > 0 && (seed >> 16) % 10 == 0) {  /* listed twice */
+            list[n] = list[(seed >> 4) % (unsigned)n];
+            n++;
+        }
+        v.count = n;
+        v.data = (char **)list;
+        memset(&st, 0, sizeof(st));
+        st.pzxid = step + 1;
+        listed += (unsigned long)n;
+        scout_cache_search_max = 1u << 30;
+        CHECK(scout_cache_apply_children(&cs, &v, &st, needs_data_for_ids,
+                                         NULL, &ch_s) == SCOUT_OK);
+        scout_cache_search_max = 0;
+        CHECK(scout_cache_apply_children(&cw, &v, &st, needs_data_for_ids,
+                                         NULL, &ch_w) == SCOUT_OK);
+        describe(&cs, ch_s, a, sizeof(a));
+        describe(&cw, ch_w, b, sizeof(b));
+        CHECK(strcmp(a, b) == 0, "step %d:\n listed %s\n walk   %s", step,
+              a, b);
+        differ = strcmp(a, b) != 0;
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) % 3 == 0) {            /* the policy took it */
+            scout_cache_delivered(&cs);
+            scout_cache_commit(&cs);
+            scout_cache_delivered(&cw);
+            scout_cache_commit(&cw);
+        }
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) % 4 == 0 && norder > 0) {  /* a delete event */
+            const char *name = order[(seed >> 4) % norder];
+            scout_child_t *x = scout_cache_find(&cs, name), *y;
+
+            y = scout_cache_find(&cw, name);
+            CHECK((x == NULL) == (y == NULL), "%s", name);
+            if (x != NULL && y != NULL) {
+                scout_cache_remove(&cs, x);
+                scout_cache_remove(&cw, y);
+            }
+        }
+    }
+    /* the shortcut was taken: most names, most of the time */
+    CHECK(scout_cache_listed_hits - hits0 > listed * 3 / 4,
+          "%lu of %lu names found where the last list had them",
+          scout_cache_listed_hits - hits0, listed);
+    scout_cache_search_max = saved;
+    scout_cache_free(&cs);
+    scout_cache_free(&cw);
+}
+
 int
 main(void)
 {
@@ -537,5 +664,6 @@ main(void)
     RUN(test_needs_data_once_per_list());
     RUN(test_sorted_children());
     RUN(test_search_matches_walk());
+    RUN(test_listed_order_matches_walk());
     return test_summary();
 }
