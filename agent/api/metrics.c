@@ -464,9 +464,9 @@ agent_metrics(FILE *out, const scout_api_view_t *v, unsigned conns,
     fprintf(out, "# HELP scout_lua_memory_bytes bytes held by the policy's "
                  "Lua VM\n# TYPE scout_lua_memory_bytes gauge\n"
                  "scout_lua_memory_bytes %zu\n"
-                 "# HELP scout_lua_gc_pause the Lua collector's pause: 200 "
-                 "(a cycle when the heap doubles) until the initial sync is "
-                 "over, then 100 (eager) for a heap past 4 MB\n"
+                 "# HELP scout_lua_gc_pause the Lua collector's pause: for "
+                 "a heap past 4 MB 120 until the initial sync is over, then "
+                 "100 (eager); 200 (a cycle when the heap doubles) below\n"
                  "# TYPE scout_lua_gc_pause gauge\n"
                  "scout_lua_gc_pause %d\n", lua_bytes, gc_pause);
     fprintf(out, "# HELP scout_anti_entropy_period_seconds how long one "

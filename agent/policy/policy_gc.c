@@ -7,10 +7,11 @@
  * stays near the live state (10,000 services without endpoints: 64 -> 43
  * MB).  During the initial sync that is the wrong trade: the heap grows all
  * along, and every eager cycle marks the whole live heap again for little
- * garbage (10,000 x 10: 17% of the updates' instructions).  So a VM keeps
- * the default pause (200: wait until the heap doubles) from its load until
- * the sync is over, then collects once, in slices that never hold the loop
- * past a millisecond, and turns eager.
+ * garbage (10,000 x 10: 17% of the updates' instructions with the default
+ * pause instead).  So a VM past that size keeps a lazier pause
+ * (GC_PAUSE_SYNC, below) from its load until the sync is over, then
+ * collects once, in slices that never hold the loop past a millisecond,
+ * and turns eager.  A smaller heap keeps the default (200) throughout.
  *
  * "Over" is what this layer sees by itself: every service of the policy
  * has been judged once with its whole first listing (the runtime was not
@@ -42,6 +43,15 @@
 #define SCOUT_GC_EAGER_KB (4 * 1024)
 #define GC_PAUSE_EAGER    100
 #define GC_PAUSE_DEFAULT  200
+/* Through the sync of a heap past SCOUT_GC_EAGER_KB: a cycle once the heap
+ * has grown by a fifth.  Not the default (200): the sync's garbage lives in
+ * the C heap (the Lua heap is malloc's, heap.h), between the endpoints and
+ * children allocated meanwhile, and that much headroom left it fragmented
+ * for good (10,000 x 10, VmRSS after the sync; eager before: 58.8-58.9 MB):
+ * 200: 63.1-63.7 MB (malloc_trim after the collection gave back 0.3 MB),
+ * 150: 61.1, 130: 60.0, 120: 59.6 MB (bench/scale STOP_AFTER=memory, one
+ * run each).  LuaJIT's own allocator instead, at 200: 66.7 MB. */
+#define GC_PAUSE_SYNC     120
 #define SYNC_BOUND_S      300.0
 /* One slice of the settling collection: what it may hold the loop. */
 #define SETTLE_SLICE_NS   1000000
@@ -59,9 +69,8 @@ scout_policy_tune_gc(scout_policy_t *p)
 {
     int pause = GC_PAUSE_DEFAULT;
 
-    if (p->gc.state != GC_SYNCING
-        && lua_gc(p->L, LUA_GCCOUNT, 0) > SCOUT_GC_EAGER_KB)
-        pause = GC_PAUSE_EAGER;
+    if (lua_gc(p->L, LUA_GCCOUNT, 0) > SCOUT_GC_EAGER_KB)
+        pause = p->gc.state == GC_SYNCING ? GC_PAUSE_SYNC : GC_PAUSE_EAGER;
     if (pause != p->gc.pause) {
         lua_gc(p->L, LUA_GCSETPAUSE, pause);
         p->gc.pause = pause;
@@ -180,7 +189,8 @@ scout_policy_gc_attach(scout_policy_t *p, struct ev_loop *loop)
     if (p->gc.loop != NULL)
         return;
     p->gc.loop = loop;
-    ev_timer_init(&p->gc.bound, on_bound, SYNC_BOUND_S, 0);
+    ev_timer_init(&p->gc.bound, on_bound,
+                  p->gc.bound_s > 0 ? p->gc.bound_s : SYNC_BOUND_S, 0);
     p->gc.bound.data = p;
     ev_init(&p->gc.settle, on_settle);
     p->gc.settle.data = p;

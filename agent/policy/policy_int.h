@@ -52,6 +52,7 @@ struct scout_policy_s {
         int            njudged, nservices;
         int            cycles;      /* the settling collection's, left */
         int            slices;      /* ... and the slices it took */
+        double         bound_s;     /* 0: SYNC_BOUND_S (tests set less) */
         struct ev_loop *loop;
         ev_timer       bound, settle;
     } gc;
@@ -63,7 +64,7 @@ int        scout_policy_budget_ms(const scout_policy_t *p);
 /* Push runtime[fn] (lua/scout/runtime.lua). */
 void       scout_policy_push_fn(scout_policy_t *p, const char *fn);
 /* After a call that allocated: the collector's pause for the heap's size
- * (the default until the sync is over: policy_gc.c). */
+ * (lazier until the sync is over: policy_gc.c). */
 void       scout_policy_tune_gc(scout_policy_t *p);
 /* The end of a load that succeeded: the sync of nservices begins. */
 int        scout_policy_gc_loaded(scout_policy_t *p, int nservices);
