@@ -47,10 +47,10 @@
  * has grown by a fifth.  Not the default (200): the sync's garbage lives in
  * the C heap (the Lua heap is malloc's, heap.h), between the endpoints and
  * children allocated meanwhile, and that much headroom left it fragmented
- * for good (10,000 x 10, VmRSS after the sync; eager before: 58.8-58.9 MB):
+ * for good (10,000 x 10, VmRSS after the sync; eager before: 58.8-59.1 MB):
  * 200: 63.1-63.7 MB (malloc_trim after the collection gave back 0.3 MB),
- * 150: 61.1, 130: 60.0, 120: 59.6 MB (bench/scale STOP_AFTER=memory, one
- * run each).  LuaJIT's own allocator instead, at 200: 66.7 MB. */
+ * 150: 61.1, 130: 60.0, 120: 59.5-59.8 MB (bench/scale STOP_AFTER=memory;
+ * README, "Memory per endpoint").  LuaJIT's own allocator, at 200: 66.7. */
 #define GC_PAUSE_SYNC     120
 #define SYNC_BOUND_S      300.0
 /* One slice of the settling collection: what it may hold the loop. */
