@@ -88,11 +88,13 @@ end_sync(scout_policy_t *p, int bounded)
     scout_stats.lua_gc_sync_ends++;
     if (bounded)
         scout_stats.lua_gc_sync_bounds++;
-    scout_log(SCOUT_LOG_INFO, "policy", "%s: the Lua collector turns eager "
-              "(%d of %d services judged; Lua heap %d KB)",
-              bounded ? "sync not over after its bound" : "initial sync over",
-              p->gc.njudged, p->gc.nservices, lua_gc(p->L, LUA_GCCOUNT, 0));
     scout_policy_tune_gc(p);
+    scout_log(SCOUT_LOG_INFO, "policy", "%s for the Lua collector (%d of %d "
+              "services judged; Lua heap %d KB): one collection, then pause "
+              "%d", bounded ? "sync not over after its bound, taken as over"
+                            : "initial sync over",
+              p->gc.njudged, p->gc.nservices, lua_gc(p->L, LUA_GCCOUNT, 0),
+              p->gc.pause);
     settle_start(p);
 }
 

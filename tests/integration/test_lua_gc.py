@@ -45,7 +45,7 @@ class LuaCollector(unittest.TestCase):
         self.assertEqual(s.metric("scout_lua_gc_sync_ends_total"), 1)
         self.assertEqual(s.metric("scout_lua_gc_sync_bounds_total"), 0)
         wait_until(lambda: s.metric("scout_lua_gc_settles_total") == 1, what="the collection after the sync")
-        self.assertIn("initial sync over: the Lua collector turns eager (2 of 2 services judged", s.log())
+        self.assertIn("initial sync over for the Lua collector (2 of 2 services judged", s.log())
 
     def test_a_reloads_new_vm_syncs_lazily_then_turns_eager(self):
         s = self.start({"a": 'path = "/gc/a", ' + KEEP})
