@@ -310,10 +310,11 @@ view_watch_bytes(void *ctx, int i)
     return watch_bytes(ctx, i);
 }
 
-static size_t
-view_lua_bytes(void *ctx)
+static void
+view_lua(void *ctx, size_t *bytes, int *gc_pause)
 {
-    return scout_policy_memory(((scout_agent_t *)ctx)->policy);
+    *bytes = scout_policy_memory(((scout_agent_t *)ctx)->policy);
+    *gc_pause = scout_policy_gc_pause(((scout_agent_t *)ctx)->policy);
 }
 
 static void
@@ -360,7 +361,7 @@ scout_agent_api_view(scout_agent_t *a, scout_api_view_t *out)
         .nsessions = view_nsessions, .session = view_session,
         .snapshot_too_old = view_snapshot_too_old,
         .snapshot_written_at = view_snapshot_written_at,
-        .watch_bytes = view_watch_bytes, .lua_bytes = view_lua_bytes,
+        .watch_bytes = view_watch_bytes, .lua = view_lua,
         .agent = view_agent, .nregs = view_nregs, .reg = view_reg,
     };
 

@@ -59,7 +59,10 @@
     X(api_idle_evictions,     "idle API connections closed for a new one")     \
     X(api_list_encodings,     "endpoint lists encoded as JSON for the API: once " \
                               "per index, shared by every client that asks") \
-    X(check_unknown,          "check rounds that could not run (no fd, fork)")
+    X(check_unknown,          "check rounds that could not run (no fd, fork)") \
+    X(lua_gc_sync_ends,       "policy VMs whose initial sync ended for the Lua collector (every service judged once, or the bound): it turns eager") \
+    X(lua_gc_sync_bounds,     "of those, syncs ended by the time bound, not by every service judged") \
+    X(lua_gc_settles,         "full Lua collections after a sync's end, done in slices")
 
 #define SCOUT_SERVICE_STATS(X)                                                 \
     X(reads_children,        "children reads completed for this service")      \

@@ -53,7 +53,8 @@ typedef struct {
     double           (*snapshot_written_at)(void *ctx);
     /* Bytes of watched paths a reconnect of session i re-sends. */
     size_t           (*watch_bytes)(void *ctx, int i);
-    size_t           (*lua_bytes)(void *ctx);   /* the policy VM's heap */
+    /* the policy VM's heap, and its collector's pause (policy_gc.c) */
+    void             (*lua)(void *ctx, size_t *bytes, int *gc_pause);
     void             (*agent)(void *ctx, scout_api_agent_t *out);
     /* registrations, including those a reload or shutdown is withdrawing */
     int              (*nregs)(void *ctx);

@@ -408,7 +408,8 @@ agent_metrics(FILE *out, const scout_api_view_t *v, unsigned conns,
               unsigned parked)
 {
     scout_api_agent_t a;
-    int n = v->nregs(v->ctx);
+    int n = v->nregs(v->ctx), gc_pause;
+    size_t lua_bytes;
 
     memset(&a, 0, sizeof(a));
     v->agent(v->ctx, &a);
@@ -459,9 +460,15 @@ agent_metrics(FILE *out, const scout_api_view_t *v, unsigned conns,
                  "# TYPE scout_snapshot_last_write_timestamp_seconds gauge\n"
                  "scout_snapshot_last_write_timestamp_seconds %.3f\n",
             v->snapshot_written_at(v->ctx));
+    v->lua(v->ctx, &lua_bytes, &gc_pause);
     fprintf(out, "# HELP scout_lua_memory_bytes bytes held by the policy's "
                  "Lua VM\n# TYPE scout_lua_memory_bytes gauge\n"
-                 "scout_lua_memory_bytes %zu\n", v->lua_bytes(v->ctx));
+                 "scout_lua_memory_bytes %zu\n"
+                 "# HELP scout_lua_gc_pause the Lua collector's pause: for "
+                 "a heap past 4 MB 120 until the initial sync is over, then "
+                 "100 (eager); 200 (a cycle when the heap doubles) below\n"
+                 "# TYPE scout_lua_gc_pause gauge\n"
+                 "scout_lua_gc_pause %d\n", lua_bytes, gc_pause);
     fprintf(out, "# HELP scout_anti_entropy_period_seconds how long one "
                  "anti-entropy pass over every path takes: the period, or "
                  "longer when the rate stretches it (0: off)\n"

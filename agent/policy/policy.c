@@ -329,6 +329,7 @@ scout_policy_free(scout_policy_t *p)
 {
     if (p == NULL)
         return;
+    scout_policy_gc_free(p);
     if (p->L != NULL) {
         scout_exec_stop_all(&p->execs);
         lua_close(p->L);
@@ -349,24 +350,6 @@ scout_policy_push_fn(scout_policy_t *p, const char *fn)
     lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->runtime_ref);
     lua_getfield(p->L, -1, fn);
     lua_remove(p->L, -2);
-}
-
-/* Once loaded, a heap past a few MB (a registry of thousands of services)
- * starts a cycle as soon as one ends (pause 100): a long-lived daemon's
- * heap is mostly live state, and LuaJIT's arena keeps the pages of its
- * high-water mark.  With the default (200, wait until the heap doubles) up
- * to 32 MB, 10,000 services without endpoints counted 30 MB for 13 MB of
- * live state, and RSS kept it (64 -> 43 MB).  The cost is more collector
- * work per allocation, so a small agent (a few MB: nothing to gain) keeps
- * the default and its CPU per change.  Not while loading, which pause 100
- * slowed by 40%. */
-#define SCOUT_GC_EAGER_KB (4 * 1024)
-
-void
-scout_policy_tune_gc(lua_State *L)
-{
-    lua_gc(L, LUA_GCSETPAUSE,
-           lua_gc(L, LUA_GCCOUNT, 0) > SCOUT_GC_EAGER_KB ? 100 : 200);
 }
 
 int
@@ -424,7 +407,10 @@ scout_policy_load(scout_policy_t *p, const char *file, scout_conf_t *conf,
     scout_hook_mem_set(p->mem, lua_memory > 0 ? lua_memory
                                               : DEFAULT_LUA_MEMORY);
     lua_settop(L, top);
-    scout_policy_tune_gc(L);
+    if (scout_policy_gc_loaded(p, conf->nservices) != SCOUT_OK) {
+        snprintf(err, SCOUT_ERR_LEN, "out of memory");
+        goto fail;
+    }
     return SCOUT_OK;
 
 fail:
@@ -627,6 +613,7 @@ scout_policy_attach(scout_policy_t *p, struct ev_loop *loop)
 {
     p->execs.loop = loop;
     scout_hook_attach(loop);
+    scout_policy_gc_attach(p, loop);
 }
 
 void

@@ -115,6 +115,9 @@ int  scout_policy_files(scout_policy_t *p, const char *file, char ***files,
                         int *n, char *err);
 /* Bytes the policy's Lua VM holds (its GC heap): a /metrics gauge. */
 size_t scout_policy_memory(scout_policy_t *p);
+/* The Lua collector's pause (a /metrics gauge): for a heap past 4 MB, 120
+ * until the initial sync is over, then 100; 200 below (policy_gc.c). */
+int    scout_policy_gc_pause(const scout_policy_t *p);
 /* The heap's cap (agent { lua_memory = ... }, 512 MB by default). */
 size_t scout_policy_lua_memory_cap(scout_policy_t *p);
 /* Give the policy the agent's loop: scout.exec runs commands on it.  Until

@@ -43,6 +43,19 @@ struct scout_policy_s {
      * (policy_update.c) */
     unsigned char    *untaken;
     int               nuntaken;
+    /* the collector's mode: lazy through the sync, then eager
+     * (policy_gc.c) */
+    struct {
+        int            state;
+        int            pause;       /* the pause last set */
+        unsigned char *judged;      /* per service: judged whole once */
+        int            njudged, nservices;
+        int            cycles;      /* the settling collection's, left */
+        int            slices;      /* ... and the slices it took */
+        double         bound_s;     /* 0: SYNC_BOUND_S (tests set less) */
+        struct ev_loop *loop;
+        ev_timer       bound, settle;
+    } gc;
 };
 
 
@@ -50,8 +63,16 @@ lua_State *scout_policy_L(scout_policy_t *p);
 int        scout_policy_budget_ms(const scout_policy_t *p);
 /* Push runtime[fn] (lua/scout/runtime.lua). */
 void       scout_policy_push_fn(scout_policy_t *p, const char *fn);
-/* After a call that allocated: the collector's pause for the heap's size. */
-void       scout_policy_tune_gc(lua_State *L);
+/* After a call that allocated: the collector's pause for the heap's size
+ * (lazier until the sync is over: policy_gc.c). */
+void       scout_policy_tune_gc(scout_policy_t *p);
+/* The end of a load that succeeded: the sync of nservices begins. */
+int        scout_policy_gc_loaded(scout_policy_t *p, int nservices);
+void       scout_policy_gc_attach(scout_policy_t *p, struct ev_loop *loop);
+/* Service svc was judged (whatever came of it); whole: with its whole
+ * listing, no more reads coming. */
+void       scout_policy_gc_judged(scout_policy_t *p, int svc, int whole);
+void       scout_policy_gc_free(scout_policy_t *p);
 /* Push a cache's removed names and pending children as runtime.update
  * takes them; returns how many. */
 int        scout_policy_push_changes(lua_State *L, scout_cache_t *cache);

@@ -175,7 +175,8 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
                     unsigned rejudge, scout_update_t *out, char *err)
 {
     lua_State *L = p->L;
-    int top = lua_gettop(L), timed_out, budget, n;
+    int top = lua_gettop(L), timed_out, budget, n, rc;
+    int whole = cache->dirty == NULL;
 
     memset(out, 0, sizeof(*out));
     scout_policy_push_fn(p, "update");
@@ -184,13 +185,16 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     /* more reads of this path are coming (children waiting for a read
      * slot: an initial sync): the runtime keeps the service's tables warm
      * for them instead of letting go and rebuilding at each batch */
-    lua_pushboolean(L, cache->dirty != NULL);
+    lua_pushboolean(L, !whole);
     lua_pushboolean(L, untaken(p, svc));
     scout_cache_delivered(cache);
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + (n + (int)rejudge) / 20;
-    if (scout_hook_pcall(L, 5, 10, budget, &timed_out) != 0) {
+    rc = scout_hook_pcall(L, 5, 10, budget, &timed_out);
+    /* judged, whatever came of it: the sync's end for the collector */
+    scout_policy_gc_judged(p, svc, whole);
+    if (rc != 0) {
         snprintf(err, SCOUT_ERR_LEN, "%s", lua_tostring(L, -1));
         scout_endpoint_stash_clear(&p->built);
         lua_settop(L, top);
@@ -198,7 +202,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
         return SCOUT_ERROR;
     }
     set_untaken(p, svc, 0);     /* the runtime judged against C's set */
-    scout_policy_tune_gc(L);
+    scout_policy_tune_gc(p);
     out->decode_errors = (int)lua_tointeger(L, top + 3);
     out->hook_errors = (int)lua_tointeger(L, top + 4);
     if (lua_isnumber(L, top + 5)) {
