@@ -665,7 +665,10 @@ scout_persist_changed(scout_persist_t *p, scout_service_t *svc)
 }
 
 /* Waits for the write in flight, then writes what changed since, on the
- * loop: at shutdown nothing else is left to do. */
+ * loop: at shutdown nothing else is left to do.  The last write is a full
+ * one whenever a journal is on disk: a stopped agent leaves the base
+ * alone, so the next start reads one file and folds nothing (only a crash
+ * leaves a journal to fold). */
 void
 scout_persist_flush(scout_persist_t *p)
 {
@@ -673,8 +676,9 @@ scout_persist_flush(scout_persist_t *p)
 
     if ((j = scout_writer_wait(&p->writer)) != NULL)
         collect(p, j);
-    if (!p->dirty)
+    if (!p->dirty && p->journal.fd < 0)
         return;
+    p->need_full = 1;
     /* once more when the last file was found changed under us: written
      * again from services all encoded again (collect() leaves it dirty) */
     for (int tries = 0; tries < 2; tries++) {

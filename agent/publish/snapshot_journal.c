@@ -67,38 +67,63 @@ by_name_then_seq(const void *x, const void *y)
     return c != 0 ? c : (a->seq > b->seq) - (a->seq < b->seq);
 }
 
-/* Steps over one service record, checking every length on the way. */
+/* A length-prefixed string, stepped over: only its bounds are checked
+ * (what it holds is checked by the reader, on the folded file). */
+static int
+skip_str(reader_t *r, const char **s, size_t *len, const char *what)
+{
+    uint64_t n;
+
+    if (r->end - r->p < 4)
+        return scout_snaprd_fail(r, "%s runs past the end", what);
+    n = scout_snaprd_le(r->p, 4);
+    if (n > (size_t)(r->end - r->p) - 4)
+        return scout_snaprd_fail(r, "%s of %llu bytes runs past the end",
+                                 what, (unsigned long long)n);
+    *s = (const char *)r->p + 4;
+    *len = (size_t)n;
+    r->p += 4 + n;
+    return SCOUT_OK;
+}
+
+static int
+skip_fixed(reader_t *r, size_t n, uint32_t *count, const char *what)
+{
+    if ((size_t)(r->end - r->p) < n + (count != NULL ? 4 : 0))
+        return scout_snaprd_fail(r, "%s runs past the end", what);
+    r->p += n;
+    if (count != NULL) {
+        *count = (uint32_t)scout_snaprd_le(r->p, 4);
+        r->p += 4;
+    }
+    return SCOUT_OK;
+}
+
+/* Steps over one service record, checking every length against the bytes
+ * left and nothing else: the fold only needs to know where records are,
+ * and the reader checks the folded file whole (a lying count ends at the
+ * end of the bytes, never allocates). */
 static int
 walk_service(reader_t *r, span_t *sp)
 {
     const char *s;
     size_t len;
-    uint64_t v;
-    uint32_t neps, nmeta;
+    uint32_t neps = 0, nmeta = 0;
 
     sp->at = r->p;
-    if (scout_snaprd_span(r, &sp->name, &sp->name_len, "service name")
-        != SCOUT_OK
-        || scout_snaprd_span(r, &s, &len, "service path") != SCOUT_OK
-        || scout_snaprd_int(r, 8, &v, "service index") != SCOUT_OK
-        || scout_snaprd_int(r, 8, &v, "service pzxid") != SCOUT_OK
-        || scout_snaprd_int(r, 8, &v, "service max_mzxid") != SCOUT_OK
-        || scout_snaprd_count(r, &neps, SCOUT_SNAPSHOT_MAX_ENDPOINTS, EP_MIN,
-                              "endpoint count") != SCOUT_OK)
+    if (skip_str(r, &sp->name, &sp->name_len, "service name") != SCOUT_OK
+        || skip_str(r, &s, &len, "service path") != SCOUT_OK
+        || skip_fixed(r, 24, &neps, "service") != SCOUT_OK)
         return SCOUT_ERROR;
     for (uint32_t e = 0; e < neps; e++) {
-        if (scout_snaprd_span(r, &s, &len, "endpoint id") != SCOUT_OK
-            || scout_snaprd_span(r, &s, &len, "endpoint host") != SCOUT_OK
-            || scout_snaprd_span(r, &s, &len, "endpoint status") != SCOUT_OK
-            || scout_snaprd_int(r, 8, &v, "endpoint port and weight")
-               != SCOUT_OK
-            || scout_snaprd_int(r, 8, &v, "endpoint zxid") != SCOUT_OK
-            || scout_snaprd_count(r, &nmeta, SCOUT_SNAPSHOT_MAX_META,
-                                  META_MIN, "meta count") != SCOUT_OK)
+        if (skip_str(r, &s, &len, "endpoint id") != SCOUT_OK
+            || skip_str(r, &s, &len, "endpoint host") != SCOUT_OK
+            || skip_str(r, &s, &len, "endpoint status") != SCOUT_OK
+            || skip_fixed(r, 16, &nmeta, "endpoint") != SCOUT_OK)
             return SCOUT_ERROR;
         for (uint32_t m = 0; m < nmeta; m++)
-            if (scout_snaprd_span(r, &s, &len, "meta key") != SCOUT_OK
-                || scout_snaprd_span(r, &s, &len, "meta value") != SCOUT_OK)
+            if (skip_str(r, &s, &len, "meta key") != SCOUT_OK
+                || skip_str(r, &s, &len, "meta value") != SCOUT_OK)
                 return SCOUT_ERROR;
     }
     sp->len = (size_t)(r->p - sp->at);

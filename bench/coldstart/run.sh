@@ -29,7 +29,7 @@ ${CC:-cc} -O2 -Wall -Wextra -iquote "$ROOT/agent" -o "$T/mksnap" "$HERE/mksnap.c
 # the floor under an early answer: a process that only reads the snapshot
 ${CC:-cc} -O2 -Wall -Wextra -iquote "$ROOT/agent" -o "$T/readsnap" "$HERE/readsnap.c" \
     "$OBJ/publish/snapshot_read.o" "$OBJ/publish/snapshot_rd.o" "$OBJ/publish/snapshot_journal.o" \
-    "$OBJ/publish/file_replace.o" "$OBJ/endpoint.o" "$OBJ/log.o" "$OBJ/heap.o" -ljansson
+    "$OBJ/publish/snapshot_write.o" "$OBJ/publish/file_replace.o" "$OBJ/endpoint.o" "$OBJ/log.o" "$OBJ/heap.o" -ljansson
 # a port nothing listens on: ZooKeeper is down for the whole run
 PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$T/mksnap" "$T" "${SERVICES:-10000}" "${ENDPOINTS:-10}" "127.0.0.1:$PORT"

@@ -2,7 +2,7 @@
 scout.snapshot.journal, and a restart serves base + journal exactly as the last write left them, with ZooKeeper
 down. A torn or garbage tail loses only the torn record; a journal that names another base (a crash between a
 compaction's rename and the journal's removal) is never applied, and the log says so; the journal is compacted
-into a new base once it passes a quarter of the base's size. Every state is awaited on the files themselves
+into a new base once it passes a quarter of the base's size, and at SIGTERM. Every state is awaited on the files themselves
 (snapjournal.py folds them as the agent's readers do), never on time."""
 
 import os
@@ -42,9 +42,10 @@ class Journal(unittest.TestCase):
     def path(s):
         return "/jn/s%02d" % s
 
-    def agent(self):
+    def agent(self, cache_arg=False):
         svcs = {"s%02d" % s: 'path = "%s", protect = false' % self.path(s) for s in range(NSVC)}
-        a = Scout(policy(svcs, extra='cache { dir = "%s" }' % self.cache), self.zk.connect)
+        a = Scout(policy(svcs, extra='cache { dir = "%s" }' % self.cache), self.zk.connect,
+                  extra_args=["--cache-dir", self.cache] if cache_arg else [])
         self.scouts.append(a)
         return a
 
@@ -99,6 +100,21 @@ class Journal(unittest.TestCase):
         self.assertEqual(b.state("s00"), "stale")
         self.assertRegex(b.log(), r"journal \S+: %d records applied" % len(recs))
 
+    def test_the_early_answers_serve_base_and_journal(self):
+        # the same command line again, with --cache-dir: the side file (written with the base, naming it) lets the
+        # start answer from the snapshot before its policy is loaded; what it serves is base + journal
+        a = self.agent(cache_arg=True).start()
+        self.synced(a)
+        for k in range(2):
+            api = self.change(a, k)
+        wait_until(lambda: os.path.exists(os.path.join(self.cache, "scout.snapshot.policy")), what="the side file")
+        a.stop(sig=signal.SIGKILL)
+        self.zk.stop_node(1)
+        a.start()
+        self.assertEqual(self.api(a), api)
+        wait_until(lambda: "as the early start read it" in a.log(), what="the hand-over")
+        self.assertRegex(a.log(), r"early: journal \S+: \d+ records? applied")
+
     def test_a_torn_or_garbage_tail_loses_only_the_torn_record(self):
         a = self.agent().start()
         self.synced(a)
@@ -138,6 +154,18 @@ class Journal(unittest.TestCase):
         c, served = self.restart_without_zookeeper()
         self.assertEqual(served, base)
         self.assertIn("written for another snapshot", c.log())
+
+    def test_a_stopped_agent_leaves_the_base_alone(self):
+        # SIGTERM writes the whole file when a journal is on disk: the next start reads one file and folds nothing
+        a = self.agent().start()
+        self.synced(a)
+        api = self.change(a, 0)
+        self.assertTrue(os.path.exists(self.journal))
+        self.assertEqual(a.stop(), 0)
+        self.assertFalse(os.path.exists(self.journal))
+        self.assertEqual(snapjournal.load(self.snap), (open(self.snap, "rb").read(), "none"))
+        b, served = self.restart_without_zookeeper()
+        self.assertEqual(served, api)
 
     def test_the_journal_is_compacted_into_a_new_base(self):
         a = self.agent().start()
