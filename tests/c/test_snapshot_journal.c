@@ -173,7 +173,11 @@ test_base_and_journal_read_back_as_the_whole_write(void)
 
     /* garbage after the last record: ignored, every record holds */
     f = fopen(jpath, "ab");
-    fwrite("\x30\0\0\0garbage-garbage-garbage", 1, 29, f);
+    {
+        static const char junk[] = "\x30\0\0\0garbage-garbage-garbage";
+
+        fwrite(junk, 1, sizeof(junk) - 1, f);
+    }
     fclose(f);
     CHECK(loads_as(want2, want2_len, note));
     CHECK(strstr(note, "2 records applied") && strstr(note, "ignored"),
