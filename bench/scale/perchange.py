@@ -37,7 +37,8 @@ line, as a user's restart does, after one uncounted start that makes the side fi
 
 Each size's table has a second part, CPU per change by thread (the loop, the disk snapshot's writer, the
 shared-memory writer, the rest), raw (no idle correction), and the bytes the agent made the disk write per change
-(/proc/PID/io write_bytes). SCOUT_BASE=old/build/scout measures that binary too, on the same registry, before this
+(/proc/PID/io write_bytes: the disk snapshot's and the shared-memory file's, which this driver keeps in its temp
+dir). SCOUT_BASE=old/build/scout measures that binary too, on the same registry, before this
 tree's at every size (its Lua from SCOUT_BASE_LUA_DIR, default old/lua), and prints its tables first.
 
 Env: SIZES (100,1000,10000), ENDPOINTS (10), CHANGES (150), PROBE_CHANGES (40), IDLE_S (20), SNAPSHOT_SAMPLES
@@ -85,7 +86,7 @@ def thread_cpu_s(pid, tid):
 
 
 def threads(pid):
-    """{tid: (comm, cpu seconds, write_bytes)} of every thread of pid."""
+    """{tid: (comm, cpu seconds, write syscalls)} of every thread of pid."""
     out = {}
     try:
         tids = os.listdir("/proc/%d/task" % pid)
@@ -99,7 +100,7 @@ def threads(pid):
             wb = 0
             with open("/proc/%d/task/%d/io" % (pid, tid)) as f:
                 for ln in f:
-                    if ln.startswith("write_bytes:"):
+                    if ln.startswith("syscw:"):
                         wb = int(ln.split()[1])
         except OSError:
             continue
@@ -109,8 +110,9 @@ def threads(pid):
 
 def thread_split(pid, t0, t1):
     """CPU seconds per role between two threads() readings.  The two writer threads share a name (writer.c), so
-    they are told apart by what they write: the disk snapshot's thread is the one whose write_bytes (block-device
-    writes; the shared-memory file is on tmpfs and counts none) moved."""
+    they are told apart by how they write: the disk snapshot's thread makes write syscalls (writev, pwritev), the
+    shared-memory writer copies into its mapping and makes none (the file is in the temp dir here, on disk, so
+    write_bytes would not tell them apart)."""
     split = {"loop": 0.0, "disk writer": 0.0, "shm writer": 0.0, "other": 0.0}
     writers = []
     for tid, (comm, cpu, wb) in t1.items():
@@ -434,8 +436,8 @@ def print_rows(scout, rows, colds, n_cold):
                                                        r["probe_writes"]),
             "%.1f / %.1f ms" % (r["scrape_loop_ms"], r["scrape_cpu_ms"])]))
     print()
-    print("per change, by thread (raw CPU in the change window / changes; the disk writer is the thread whose "
-          "write_bytes moved), and what the disk was made to write")
+    print("per change, by thread (raw CPU in the change window / changes; the disk writer is the writer thread that "
+          "made write syscalls), and what the disk was made to write (/proc/PID/io write_bytes: both snapshots)")
     hdr = ("services", "loop", "disk snapshot writer", "shm writer", "other threads", "disk written/change")
     print(" | ".join(hdr))
     print("-|-".join("-" * len(h) for h in hdr))
