@@ -475,6 +475,29 @@ base_id(const char *dir, uint64_t id[4])
     }
 }
 
+/* 1 when the base's header still says the body length and checksum the
+ * journal names: an edit within the mtime's granularity (a few ms) that
+ * kept the size is still seen once its checksum was made to match. */
+static int
+base_header_is(const char *dir, uint64_t len, uint64_t sum)
+{
+    char path[4096];
+    unsigned char h[SCOUT_SNAPSHOT_HDR_LEN];
+    int fd, ok = 0;
+
+    if (snprintf(path, sizeof(path), "%s/%s", dir, SCOUT_SNAPSHOT_FILE)
+        >= (int)sizeof(path)
+        || (fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW))
+           < 0)
+        return 0;
+    if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h))
+        ok = memcmp(h, "SCOUTSNP", 8) == 0
+             && scout_snaprd_le(h + 16, 8) == len
+             && scout_snaprd_le(h + 24, 8) == sum;
+    close(fd);
+    return ok;
+}
+
 void
 scout_journal_rebase(scout_journal_t *j, const char *dir, uint64_t base_sum,
                      uint64_t base_len)
@@ -530,7 +553,8 @@ scout_journal_append(scout_journal_t *j, const char *dir,
 
     *wrote = 0;
     base_id(dir, id);
-    if (id[1] == 0 || memcmp(id, j->base_id, sizeof(id)) != 0) {
+    if (id[1] == 0 || memcmp(id, j->base_id, sizeof(id)) != 0
+        || !base_header_is(dir, j->base_len, j->base_sum)) {
         scout_seterr(err, "journal: %s/%s is not the file the agent wrote "
                      "(replaced or changed under it)", dir,
                      SCOUT_SNAPSHOT_FILE);

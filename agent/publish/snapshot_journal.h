@@ -69,7 +69,8 @@ typedef struct {
  * names; the old journal is removed (a crash before that leaves a journal
  * naming the old base, which readers ignore).  The base file's identity
  * (device, inode, size, mtime) is kept: an append first checks that the
- * base is still the file written, one stat. */
+ * base is still the file written (one stat, and its header's length and
+ * checksum, one pread). */
 void scout_journal_rebase(scout_journal_t *j, const char *dir,
                           uint64_t base_sum, uint64_t base_len);
 
