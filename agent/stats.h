@@ -42,7 +42,11 @@
     X(zk_watches_retired,     "watches of services a reload dropped")         \
     X(zk_watches_released,    "dropped watches freed once their last answer " \
                               "came back") \
-    X(snapshot_writes,        "disk snapshots written")                        \
+    X(snapshot_writes,        "disk snapshots written (full or to the journal)") \
+    X(snapshot_journal_appends, "disk snapshot writes appended to the journal " \
+                              "(the services changed since the last write)") \
+    X(snapshot_compactions,   "full disk snapshots written (the journal " \
+                              "started again)")                             \
     X(snapshot_write_failures, "disk snapshot writes that failed (retried)")   \
     X(snapshot_services_left_out, "services left out of a disk snapshot "       \
                               "because their list breaks the format's limits") \

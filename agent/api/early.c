@@ -323,6 +323,8 @@ scout_early_new(struct ev_loop *loop, const char *cache_dir,
         scout_seterr(why, "%s", err);
         goto fail;
     }
+    if (scout_snaplazy_note(e->snap)[0] != '\0')
+        scout_log(SCOUT_LOG_INFO, "early", "%s", scout_snaplazy_note(e->snap));
     if (scout_snaplazy_checksum(e->snap) != e->side->sum) {
         scout_seterr(why, "the side file vouches for another snapshot");
         goto fail;

@@ -42,6 +42,7 @@
 #include "log.h"
 #include "scout.h"
 #include "publish/snapshot.h"
+#include "publish/snapshot_journal.h"
 #include "publish/snapshot_lazy.h"
 #include "publish/snapside.h"
 #include "publish/svcmap.h"
@@ -50,6 +51,14 @@
 
 /* What the loop hands the writer thread and what comes back. */
 struct job {
+    int     full;           /* the whole file; else a journal append    */
+    scout_snapshot_rec_t **jrecs;   /* the append's: re-encoded since the
+                                       last write, a reference each     */
+    int     njrecs;
+    size_t  jbytes;         /* what the append adds                     */
+    char    jerr[SCOUT_ERR_LEN];    /* why an append became a full write */
+    int     rebase_failed;  /* written, but the journal cannot name it  */
+    unsigned side_gen;      /* of p->side, when full                    */
     const struct cached *lent;  /* p->cache, [nlent]: the loop's, lent  */
     int     nlent;
     scout_snapshot_rec_t **recs;  /* gathered from lent by the thread   */
@@ -107,6 +116,11 @@ struct scout_persist_s {
     char              last_err[SCOUT_ERR_LEN];
     scout_writer_t    writer;
     scout_rcbuf_t    *side;        /* snapside.h, or NULL: none written */
+    unsigned          side_gen;    /* bumped when side is replaced...    */
+    unsigned          side_done;   /* ...and the one last written        */
+    scout_journal_t   journal;     /* like last: the writer's while a
+                                    * write is out, the loop's between   */
+    int               need_full;   /* the next write is the whole file   */
     int               loaded_clean;/* the start read every service whole */
     uint64_t          loaded_sum;  /*   from the snapshot with this sum  */
 };
@@ -140,6 +154,9 @@ job_free(struct job *j)
 {
     if (j == NULL)
         return;
+    for (int i = 0; i < j->njrecs; i++)
+        scout_snapshot_rec_unref(j->jrecs[i]);
+    free(j->jrecs);
     free(j->recs);              /* the records are lent, not its own */
     scout_rcbuf_unref(j->side);
     free(j);
@@ -220,17 +237,42 @@ record_of(scout_persist_t *p, int i, int *encoded, char *err)
     return c->rec;
 }
 
-/* Slot i as published now: SCOUT_ERROR only when out of memory. */
+/* A record for the journal append (a reference). */
 static int
-refresh(scout_persist_t *p, int i, int *encoded, char *err)
+journal_add(struct job *j, scout_snapshot_rec_t *r, int cap)
 {
+    if (j->jrecs == NULL
+        && (j->jrecs = malloc((size_t)(cap ? cap : 1) * sizeof(*j->jrecs)))
+           == NULL)
+        return SCOUT_ERROR;
+    j->jrecs[j->njrecs++] = scout_snapshot_rec_ref(r);
+    j->jbytes += scout_snapshot_rec_size(r);
+    return SCOUT_OK;
+}
+
+/* Slot i as published now: SCOUT_ERROR only when out of memory.  A
+ * service encoded again goes to the job's journal append; one that leaves
+ * the file (no longer served, or now left out) makes the write a full
+ * one: the journal only adds and replaces services. */
+static int
+refresh(scout_persist_t *p, int i, struct job *j, char *err)
+{
+    struct cached *c = &p->cache[i];
+    int had = c->serving && c->rec != NULL, encoded = j->encoded;
+
     if (!scout_service_serving(p->marks.keys[i])) {
-        p->cache[i].serving = 0;
+        c->serving = 0;
+        j->full |= had;
         return SCOUT_OK;
     }
-    if (record_of(p, i, encoded, err) == NULL && p->cache[i].why == NULL)
+    if (record_of(p, i, &j->encoded, err) == NULL && c->why == NULL)
         return SCOUT_ERROR;
-    p->cache[i].serving = 1;
+    c->serving = 1;
+    if (c->rec == NULL)
+        j->full |= had;
+    else if (j->encoded != encoded && !j->full
+             && journal_add(j, c->rec, p->n) != SCOUT_OK)
+        return SCOUT_ERROR;
     return SCOUT_OK;
 }
 
@@ -246,19 +288,37 @@ encode_now(scout_persist_t *p)
 
     if (j == NULL || (p->cache == NULL && cache_make(p) != SCOUT_OK))
         goto oom;
+    /* the whole file when the journal cannot say it: a new list, the
+     * first write of this process (it has no base of its own), a failure
+     * since the last good write (what it named is not on disk), a new
+     * side file (written after full writes only) */
+    j->full = p->marks.all || p->need_full || p->last.fd < 0
+              || p->side_gen != p->side_done;
     if (p->marks.all) {
         for (int i = 0; i < p->n; i++)
-            if (refresh(p, i, &j->encoded, err) != SCOUT_OK)
+            if (refresh(p, i, j, err) != SCOUT_OK)
                 goto oom;
         p->marks.all = 0;
     }
     for (int i; (i = scout_svcmap_next(&p->marks)) >= 0;) {
-        if (refresh(p, i, &j->encoded, err) != SCOUT_OK)
+        if (refresh(p, i, j, err) != SCOUT_OK)
             goto oom;
         scout_svcmap_taken(&p->marks);
     }
-    if (p->side != NULL)        /* no copy on the loop: 330 KB at 10,000 */
+    /* compaction: the journal stays under a quarter of the base, so a
+     * cold start reads at most 1.25 times the state, and an append costs
+     * a base rewrite only every (base / 4) bytes of changes */
+    if (p->journal.end + SCOUT_JOURNAL_REC_HDR + 12 + j->jbytes
+        > p->journal.base_len / 4)
+        j->full = 1;
+    if (j->full) {
+        for (int i = 0; i < j->njrecs; i++)
+            scout_snapshot_rec_unref(j->jrecs[i]);
+        j->njrecs = 0;
+    }
+    if (j->full && p->side != NULL) /* no copy on the loop: 330 KB */
         j->side = scout_rcbuf_ref(p->side);
+    j->side_gen = p->side_gen;
     j->lent = p->cache;
     j->nlent = p->n;
     j->written_at_ms = scout_wall_ms();
@@ -269,6 +329,7 @@ oom:
     scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: out of "
               "memory; will retry in %.0f s", p->backoff);
     job_free(j);
+    p->need_full = 1;           /* the marks taken are not on disk */
     retry_write(p, "out of memory");
     return NULL;
 }
@@ -305,7 +366,22 @@ commit(void *owner, void *job)
     struct job *j = job;
     double t0 = scout_now_ms();
     int more = 0;
+    uint64_t sum;
 
+    if (!j->full) {
+        /* the changed services only, appended to the journal */
+        j->rc = scout_journal_append(&p->journal, p->dir, j->written_at_ms,
+                                     j->jrecs, j->njrecs, &j->len, j->err);
+        if (j->rc == SCOUT_OK) {
+            j->nservices = j->njrecs;
+            j->commit_ms = scout_now_ms() - t0;
+            return;
+        }
+        /* the whole file instead, now: it needs no journal */
+        snprintf(j->jerr, sizeof(j->jerr), "%s", j->err);
+        j->full = 1;
+        j->err[0] = '\0';
+    }
     if (gather(j) != SCOUT_OK) {
         j->rc = SCOUT_ERROR;
         snprintf(j->err, sizeof(j->err), "out of memory");
@@ -317,9 +393,17 @@ commit(void *owner, void *job)
     j->rc = scout_snapshot_commit_recs(p->dir, p->ensemble, j->written_at_ms,
                                        j->recs, j->nrecs, &p->last, &j->len,
                                        &more, j->err);
-    if (j->rc == SCOUT_OK)      /* the file holds them now */
+    if (j->rc == SCOUT_OK) {    /* the file holds them now */
         for (int i = 0; i < j->nrecs; i++)
             scout_snapshot_rec_release(j->recs[i], &p->last);
+        /* the next appends name this base; the old journal goes */
+        j->rebase_failed = scout_snapside_snapshot_sum(p->file, &sum,
+                                                       j->side_err)
+                           != SCOUT_OK;
+        scout_journal_rebase(&p->journal, p->dir,
+                             j->rebase_failed ? 0 : sum,
+                             j->len - SCOUT_SNAPSHOT_HDR_LEN);
+    }
     if (more > 0 && j->left_out == 0)
         snprintf(j->why, sizeof(j->why), "%s", j->err);
     j->left_out += more;
@@ -355,6 +439,15 @@ collect(void *owner, void *job)
 
     cache_free(p->old_cache, p->old_n);     /* the job was their last user */
     p->old_cache = NULL;
+    if (j->jerr[0] != '\0')
+        scout_log(SCOUT_LOG_WARN, "persist", "appending to the snapshot's "
+                  "journal: %s; the whole snapshot written instead",
+                  j->jerr);
+    /* what this write named is not on disk, or the journal cannot name
+     * the base: the next write is the whole file */
+    p->need_full = j->rc != SCOUT_OK || j->rebase_failed;
+    if (j->rc == SCOUT_OK && j->full)
+        p->side_done = j->side_gen;
     if (j->left_out > 0) {
         scout_stats.snapshot_services_left_out += (uint64_t)j->left_out;
         scout_log(SCOUT_LOG_WARN, "persist", "writing the snapshot: %d "
@@ -385,6 +478,10 @@ collect(void *owner, void *job)
         retry_write(p, j->err);
     } else {
         scout_stats.snapshot_writes++;
+        if (j->full)
+            scout_stats.snapshot_compactions++;
+        else
+            scout_stats.snapshot_journal_appends++;
         p->read_back_failed = 0;
         if (p->failing_ms != 0)
             scout_log(SCOUT_LOG_INFO, "persist", "the snapshot is written "
@@ -398,7 +495,8 @@ collect(void *owner, void *job)
         scout_log(SCOUT_LOG_DEBUG, "persist", "wrote %d services to %s in "
                   "%.1f ms (%.1f MB; encoded in %.1f ms on the loop, %d "
                   "service%s re-encoded, committed in %.1f ms by the writer "
-                  "thread)", j->nservices, p->file,
+                  "thread)", j->nservices,
+                  j->full ? p->file : SCOUT_JOURNAL_FILE " (appended)",
                   j->encode_ms + j->commit_ms, (double)j->len / (1 << 20),
                   j->encode_ms, j->encoded, j->encoded == 1 ? "" : "s",
                   j->commit_ms);
@@ -442,6 +540,7 @@ scout_persist_new(struct ev_loop *loop, const char *dir, int64_t max_age_ms,
     if (p == NULL)
         goto oom;
     p->last = (scout_snapshot_file_t)SCOUT_SNAPSHOT_FILE_INIT;
+    p->journal = (scout_journal_t)SCOUT_JOURNAL_INIT;
     p->dir = strdup(dir);
     p->ensemble = strdup(ensemble);
     p->file = malloc(len);
@@ -491,6 +590,9 @@ scout_persist_load(scout_persist_t *p)
                   err);
         return;
     }
+    if (scout_snapshot_note(snap)[0] != '\0')
+        scout_log(SCOUT_LOG_INFO, "persist", "%s",
+                  scout_snapshot_note(snap));
     if (scout_snapshot_check_ensemble(snap, p->ensemble, err) != SCOUT_OK) {
         scout_log(SCOUT_LOG_WARN, "persist", "ignoring the snapshot: %s",
                   err);
@@ -563,7 +665,10 @@ scout_persist_changed(scout_persist_t *p, scout_service_t *svc)
 }
 
 /* Waits for the write in flight, then writes what changed since, on the
- * loop: at shutdown nothing else is left to do. */
+ * loop: at shutdown nothing else is left to do.  The last write is a full
+ * one whenever a journal is on disk: a stopped agent leaves the base
+ * alone, so the next start reads one file and folds nothing (only a crash
+ * leaves a journal to fold). */
 void
 scout_persist_flush(scout_persist_t *p)
 {
@@ -571,8 +676,9 @@ scout_persist_flush(scout_persist_t *p)
 
     if ((j = scout_writer_wait(&p->writer)) != NULL)
         collect(p, j);
-    if (!p->dirty)
+    if (!p->dirty && p->journal.fd < 0)
         return;
+    p->need_full = 1;
     /* once more when the last file was found changed under us: written
      * again from services all encoded again (collect() leaves it dirty) */
     for (int tries = 0; tries < 2; tries++) {
@@ -648,6 +754,7 @@ scout_persist_set_side(scout_persist_t *p, const char *buf, size_t len)
 {
     scout_rcbuf_unref(p->side);     /* a write in flight keeps its own */
     p->side = buf != NULL ? scout_rcbuf_copy(buf, len) : NULL;
+    p->side_gen++;
 }
 
 void
@@ -657,6 +764,7 @@ scout_persist_adopt_side(scout_persist_t *p, char *buf, size_t len)
     p->side = buf != NULL ? scout_rcbuf_adopt(buf, len) : NULL;
     if (p->side == NULL)
         free(buf);              /* (out of memory: none, as a NULL) */
+    p->side_gen++;
 }
 
 int
@@ -677,6 +785,7 @@ scout_persist_free(scout_persist_t *p)
     cache_clear(p);
     cache_free(p->old_cache, p->old_n);
     scout_snapshot_file_close(&p->last);
+    scout_journal_close(&p->journal);
     free(p->dir);
     free(p->file);
     free(p->ensemble);

@@ -88,6 +88,12 @@ scout_snapshot_rec_t *scout_snapshot_rec_new(const scout_snapshot_service_t *sv,
 scout_snapshot_rec_t *scout_snapshot_rec_ref(scout_snapshot_rec_t *r);
 void scout_snapshot_rec_unref(scout_snapshot_rec_t *r);
 size_t scout_snapshot_rec_size(const scout_snapshot_rec_t *r);
+/* The record's bytes as in the file, or NULL once given back to the file
+ * (scout_snapshot_rec_release); the service's name (not NUL-terminated,
+ * *len bytes).  For the journal (snapshot_journal.h). */
+const void *scout_snapshot_rec_data(const scout_snapshot_rec_t *r);
+const void *scout_snapshot_rec_name(const scout_snapshot_rec_t *r,
+                                    size_t *len);
 
 /* The file's bytes from records (in any order: they are sorted by name
  * here, unless they come in that order), exactly what
@@ -157,7 +163,8 @@ int scout_snapshot_write(const char *dir, const char *ensemble,
 
 typedef struct scout_snapshot_s scout_snapshot_t;
 
-/* Read and validate a snapshot file; NULL with the reason in err
+/* Read and validate a snapshot file, with the journal beside it folded in
+ * (snapshot_journal.h); NULL with the reason in err
  * ("snapshot PATH: checksum mismatch ...") when it is not usable. */
 scout_snapshot_t *scout_snapshot_read(const char *path, char *err);
 /* The same from memory (buf is not kept); label names it in messages. */
@@ -177,6 +184,10 @@ void        scout_snapshot_take(scout_snapshot_t *s, int i,
                                 scout_epset_t *dst);
 int64_t     scout_snapshot_written_at_ms(const scout_snapshot_t *s);
 const char *scout_snapshot_ensemble(const scout_snapshot_t *s);
+/* What the journal beside the file did (snapshot_journal.h: records
+ * applied, a torn tail or another base's journal ignored), "" for none:
+ * for logs. */
+const char *scout_snapshot_note(const scout_snapshot_t *s);
 /* "scout 0.1.0": who wrote it, for logs. */
 const char *scout_snapshot_writer(const scout_snapshot_t *s);
 

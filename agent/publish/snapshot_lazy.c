@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "publish/snapshot_journal.h"
 #include "publish/snapshot_rd.h"
 
 typedef struct {
@@ -34,6 +35,7 @@ struct scout_snaplazy_s {
     lazy_service_t *svcs;
     char           *arena;          /* names and paths, NUL-terminated */
     const char     *label;
+    char            note[SCOUT_ERR_LEN];    /* what the journal did */
 };
 
 /* Steps over one endpoint, checking its bounds, strings and counts (what
@@ -78,10 +80,12 @@ scout_snaplazy_read(const char *path, char *err)
         return NULL;
     }
     z->label = path;
-    if (scout_snaprd_load_file(path, &z->buf, &z->size, &z->len, err) != SCOUT_OK
+    /* the base with its journal folded in; z->sum is the base's own
+     * checksum, the one the side file vouches for */
+    if (scout_snapjournal_load(path, &z->buf, &z->size, &z->len, &z->sum,
+                               z->note, err) != SCOUT_OK
         || scout_snaprd_check_header(z->buf, z->len, path, err) != SCOUT_OK)
         goto fail;
-    z->sum = scout_snaprd_le(z->buf + 24, 8);
     r.base = z->buf;
     r.p = r.base + SCOUT_SNAPSHOT_HDR_LEN;
     r.end = r.base + z->len;
@@ -198,6 +202,12 @@ scout_snaplazy_release(scout_snaplazy_t *z, size_t max)
     z->size = keep;
     z->len = keep < z->len ? keep : z->len;
     return keep;
+}
+
+const char *
+scout_snaplazy_note(const scout_snaplazy_t *z)
+{
+    return z->note;
 }
 
 uint64_t

@@ -24,12 +24,17 @@ typedef struct {
     unsigned    nendpoints;
 } scout_snaplazy_service_t;
 
-/* NULL with the reason in err when the file is unusable (as the full
+/* The file and the journal beside it (snapshot_journal.h), folded.
+ * NULL with the reason in err when the file is unusable (as the full
  * reader says it, for what the index walk sees). */
 scout_snaplazy_t *scout_snaplazy_read(const char *path, char *err);
 void scout_snaplazy_free(scout_snaplazy_t *z);
 
+/* The base file's own checksum (with a journal folded in, not the
+ * checksum of what is served: the side file names the base). */
 uint64_t    scout_snaplazy_checksum(const scout_snaplazy_t *z);
+/* What the journal beside the file did ("" for none): to log. */
+const char *scout_snaplazy_note(const scout_snaplazy_t *z);
 const char *scout_snaplazy_ensemble(const scout_snaplazy_t *z);
 int64_t     scout_snaplazy_written_at_ms(const scout_snaplazy_t *z);
 int         scout_snaplazy_count(const scout_snaplazy_t *z);

@@ -25,6 +25,7 @@
 
 #include "heap.h"
 #include "publish/snapshot_format.h"
+#include "publish/snapshot_journal.h"
 #include "publish/snapshot_rd.h"
 
 /* ---- read -------------------------------------------------------------- */
@@ -44,6 +45,7 @@ struct scout_snapshot_s {
     int64_t         written_at_ms;
     int             n;
     snap_service_t *svcs;
+    char           *note;       /* what the journal did, or NULL */
 };
 
 static int
@@ -134,11 +136,20 @@ scout_snapshot_read(const char *path, char *err)
     scout_snapshot_t *s;
     unsigned char *buf;
     size_t size, got;
+    uint64_t base_sum;
+    char note[SCOUT_ERR_LEN];
 
-    if (scout_snaprd_load_file(path, &buf, &size, &got, err) != SCOUT_OK)
+    /* the base with its journal folded in (snapshot_journal.h) */
+    if (scout_snapjournal_load(path, &buf, &size, &got, &base_sum, note,
+                               err) != SCOUT_OK)
         return NULL;
     s = scout_snapshot_parse(buf, got, path, err);
     munmap(buf, size);
+    if (s != NULL && note[0] != '\0' && (s->note = strdup(note)) == NULL) {
+        scout_snapshot_free(s);
+        scout_seterr(err, "snapshot %s: out of memory", path);
+        return NULL;
+    }
     return s;
 }
 
@@ -155,6 +166,7 @@ scout_snapshot_free(scout_snapshot_t *s)
     free(s->svcs);
     free(s->writer);
     free(s->ensemble);
+    free(s->note);
     free(s);
 }
 
@@ -217,6 +229,12 @@ const char *
 scout_snapshot_ensemble(const scout_snapshot_t *s)
 {
     return s->ensemble;
+}
+
+const char *
+scout_snapshot_note(const scout_snapshot_t *s)
+{
+    return s->note != NULL ? s->note : "";
 }
 
 const char *

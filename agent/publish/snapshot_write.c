@@ -394,6 +394,19 @@ scout_snapshot_rec_size(const scout_snapshot_rec_t *r)
     return r->len;
 }
 
+const void *
+scout_snapshot_rec_data(const scout_snapshot_rec_t *r)
+{
+    return r->data;
+}
+
+const void *
+scout_snapshot_rec_name(const scout_snapshot_rec_t *r, size_t *len)
+{
+    *len = r->name_len;
+    return r->name;
+}
+
 /* strcmp's order on names that hold no NUL (the encoder's order) */
 static int
 rec_cmp(const scout_snapshot_rec_t *a, const scout_snapshot_rec_t *b)

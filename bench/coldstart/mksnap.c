@@ -6,9 +6,13 @@
  * populate.  Built by run.sh against the agent's own snapshot writer, so
  * the file is exactly what scout writes.
  *
- * usage: [META=N] mksnap DIR SERVICES ENDPOINTS ENSEMBLE (N meta entries
- *        per endpoint, 0 by default)
+ * usage: [META=N] [JOURNAL=1] mksnap DIR SERVICES ENDPOINTS ENSEMBLE (N
+ *        meta entries per endpoint, 0 by default)
  *        -> DIR/policy.lua, DIR/cache/scout.snapshot
+ * JOURNAL=1 also writes DIR/cache/scout.snapshot.journal as large as the
+ * agent lets it grow (a quarter of the base; snapshot_journal.h), one
+ * changed service per record, with the agent's own journal writer: the
+ * worst cold start the journal can make.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +22,52 @@
 #include "scout.h"
 #include "endpoint.h"
 #include "publish/snapshot.h"
+#include "publish/snapshot_journal.h"
+
+/* The journal the agent could leave at most: records of one changed
+ * service each until the next would pass a quarter of the base. */
+static int
+journal(const char *cache, scout_snapshot_service_t *svcs, int n, char *err)
+{
+    char path[4200];                /* cache is at most 4095 */
+    unsigned char hdr[32];
+    scout_journal_t j = SCOUT_JOURNAL_INIT;
+    uint64_t sum = 0, body = 0, total = SCOUT_JOURNAL_HDR_LEN;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", cache, SCOUT_SNAPSHOT_FILE);
+    if ((f = fopen(path, "rb")) == NULL || fread(hdr, 1, 32, f) != 32)
+        return scout_seterr(err, "%s: unreadable", path);
+    fclose(f);
+    for (int b = 7; b >= 0; b--) {
+        sum = sum << 8 | hdr[24 + b];
+        body = body << 8 | hdr[16 + b];
+    }
+    scout_journal_rebase(&j, cache, sum, body);
+    for (int i = 0;; i++) {
+        scout_snapshot_service_t sv = svcs[i % n];
+        scout_snapshot_rec_t *r;
+        size_t wrote;
+        int rc;
+
+        sv.index = 3 + (uint64_t)(i / n);
+        if ((r = scout_snapshot_rec_new(&sv, err)) == NULL)
+            return SCOUT_ERROR;
+        if (total + SCOUT_JOURNAL_REC_HDR + 12 + scout_snapshot_rec_size(r)
+            > body / 4) {
+            scout_snapshot_rec_unref(r);
+            break;
+        }
+        rc = scout_journal_append(&j, cache, scout_wall_ms(), &r, 1, &wrote,
+                                  err);
+        scout_snapshot_rec_unref(r);
+        if (rc != SCOUT_OK)
+            return SCOUT_ERROR;
+        total += wrote;
+    }
+    scout_journal_close(&j);
+    return SCOUT_OK;
+}
 
 int
 main(int argc, char **argv)
@@ -105,7 +155,9 @@ main(int argc, char **argv)
         svcs[i].max_mzxid = 1000 + (int64_t)i * m + m - 1;
         svcs[i].eps = &sets[i];
     }
-    if (scout_snapshot_write(cache, argv[4], svcs, n, err) != SCOUT_OK) {
+    if (scout_snapshot_write(cache, argv[4], svcs, n, err) != SCOUT_OK
+        || (getenv("JOURNAL") != NULL && atoi(getenv("JOURNAL")) == 1
+            && journal(cache, svcs, n, err) != SCOUT_OK)) {
         fprintf(stderr, "mksnap: %s\n", err);
         return 1;
     }

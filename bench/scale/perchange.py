@@ -35,6 +35,12 @@ Then, for the largest size, cold start from disk with ZooKeeper stopped: COLD_RO
 /v1/services/svc-00000 answer with its endpoints (polled every 1 ms); the median. Every start has the same command
 line, as a user's restart does, after one uncounted start that makes the side file for it (the early answer).
 
+Each size's table has a second part, CPU per change by thread (the loop, the disk snapshot's writer, the
+shared-memory writer, the rest), raw (no idle correction), and the bytes the agent made the disk write per change
+(/proc/PID/io write_bytes: the disk snapshot's and the shared-memory file's, which this driver keeps in its temp
+dir). SCOUT_BASE=old/build/scout measures that binary too, on the same registry, before this
+tree's at every size (its Lua from SCOUT_BASE_LUA_DIR, default old/lua), and prints its tables first.
+
 Env: SIZES (100,1000,10000), ENDPOINTS (10), CHANGES (150), PROBE_CHANGES (40), IDLE_S (20), SNAPSHOT_SAMPLES
      (5), COLD_ROUNDS (3), LOAD_TRIES (10), LOAD_PAUSE_S (10), SCOUT, PERF=1 (perf record the loop's thread, at PERF_FREQ (4999) Hz, during step 2's
      changes at each size: perf-change-N.* in the temp dir with KEEP=1; PERF_THREADS=all: every thread).
@@ -77,6 +83,68 @@ def thread_cpu_s(pid, tid):
         return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
     except OSError:
         return 0.0
+
+
+def threads(pid):
+    """{tid: (comm, cpu seconds, write syscalls)} of every thread of pid."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tids:
+        tid = int(t)
+        try:
+            with open("/proc/%d/task/%d/comm" % (pid, tid)) as f:
+                comm = f.read().strip()
+            wb = 0
+            with open("/proc/%d/task/%d/io" % (pid, tid)) as f:
+                for ln in f:
+                    if ln.startswith("syscw:"):
+                        wb = int(ln.split()[1])
+        except OSError:
+            continue
+        out[tid] = (comm, thread_cpu_s(pid, tid), wb)
+    return out
+
+
+def thread_split(pid, t0, t1):
+    """CPU seconds per role between two threads() readings.  The two writer threads share a name (writer.c), so
+    they are told apart by how they write: the disk snapshot's thread makes write syscalls (writev, pwritev), the
+    shared-memory writer copies into its mapping and makes none (the file is in the temp dir here, on disk, so
+    write_bytes would not tell them apart)."""
+    split = {"loop": 0.0, "disk writer": 0.0, "shm writer": 0.0, "other": 0.0}
+    writers = []
+    for tid, (comm, cpu, wb) in t1.items():
+        c0, cpu0, wb0 = t0.get(tid, (comm, 0.0, 0))
+        d = cpu - cpu0
+        if tid == pid:
+            split["loop"] += d
+        elif comm == "scout-writer":
+            writers.append((wb - wb0, d))
+        else:
+            split["other"] += d
+    writers.sort(reverse=True)
+    for k, (wb, d) in enumerate(writers):
+        if k == 0 and wb > 0:
+            split["disk writer"] += d
+        elif k <= 1 and split["shm writer"] == 0.0:
+            split["shm writer"] += d
+        else:
+            split["other"] += d
+    return split
+
+
+def disk_bytes(pid):
+    """write_bytes of the whole process (/proc/PID/io): what it made the disk write."""
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            for ln in f:
+                if ln.startswith("write_bytes:"):
+                    return int(ln.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def perf_start(pid, tmp, tag):
@@ -225,16 +293,13 @@ def start_synced(scout, policy, zk, tmp, tag, **kw):
             time.sleep(LOAD_PAUSE_S)
 
 
-def measure_size(scout, zk, tmp, kz, n):
+def measure_size(scout, zk, tmp, kz, n, tag=""):
     root = "/pc%d" % n
-    cache = os.path.join(tmp, "cache-%d" % n)
-    shm = os.path.join(tmp, "shm-%d" % n)
-    policy = os.path.join(tmp, "policy-%d.lua" % n)
-    t = time.monotonic()
-    populate(kz, root, n)
-    log("size %d: populated in %.1f s" % (n, time.monotonic() - t))
+    cache = os.path.join(tmp, "cache-%d%s" % (n, tag))
+    shm = os.path.join(tmp, "shm-%d%s" % (n, tag))
+    policy = os.path.join(tmp, "policy-%d%s.lua" % (n, tag))
     write_policy(policy, root, n, cache, shm)
-    a, sync_s = start_synced(scout, policy, zk, tmp, "pc%d" % n, cache_dir=cache)
+    a, sync_s = start_synced(scout, policy, zk, tmp, "pc%d%s" % (n, tag), cache_dir=cache)
     time.sleep(10)          # the first snapshot write and shm generation (every service encoded once) are done
     rnd = random.Random(n)
     scrape = scrape_cost(a)
@@ -242,6 +307,7 @@ def measure_size(scout, zk, tmp, kz, n):
     l0, c0 = loop_sum(m0)
     writes0 = m0.get("scout_snapshot_writes_total", 0)
     cpu0, main0 = cpu_s(a.pid), thread_cpu_s(a.pid, a.pid)
+    th0, wb0 = threads(a.pid), disk_bytes(a.pid)
     perf = perf_start(a.pid, tmp, "change-%d" % n)
     t0 = time.monotonic()
     for k in range(CHANGES):
@@ -254,6 +320,8 @@ def measure_size(scout, zk, tmp, kz, n):
         log(note)
     cpu = cpu_s(a.pid) - cpu0
     main = thread_cpu_s(a.pid, a.pid) - main0
+    split = thread_split(a.pid, th0, threads(a.pid))
+    wbytes = disk_bytes(a.pid) - wb0
     m1 = a.metrics()
     l1, c1 = loop_sum(m1)
     l1 -= scrape["loop"]    # m0's own iteration
@@ -279,9 +347,10 @@ def measure_size(scout, zk, tmp, kz, n):
            "iters": (c1 - c0) / CHANGES, "writes": writes,
            "probe_worst": max(probes) if probes else 0, "probe_p99": pct(probes, .99) if probes else 0,
            "probes": len(probes), "probe_writes": pwrites,
-           "scrape_loop_ms": scrape["loop"] * 1000, "scrape_cpu_ms": scrape["cpu"] * 1000}
+           "scrape_loop_ms": scrape["loop"] * 1000, "scrape_cpu_ms": scrape["cpu"] * 1000,
+           "split": {k: v * 1000 / CHANGES for k, v in split.items()}, "disk_kb": wbytes / 1024 / CHANGES}
     # the loop's part of one disk-snapshot write (debug log line), warm start on the same cache
-    d, _ = start_synced(scout, policy, zk, tmp, "pcd%d" % n, level="debug", cache_dir=cache)
+    d, _ = start_synced(scout, policy, zk, tmp, "pcd%d%s" % (n, tag), level="debug", cache_dir=cache)
     time.sleep(1.5)
     mark = len(d.log_lines())
     for k in range(SNAPSHOT_SAMPLES + 1):
@@ -301,8 +370,9 @@ def measure_size(scout, zk, tmp, kz, n):
     return row, policy, cache
 
 
-def cold_start(scout, zk, tmp, zkdir, root_dir, policy, cache, n):
-    subprocess.run([os.path.join(root_dir, "scripts", "zk.sh"), "stop-node", zkdir, "1"], check=True)
+def cold_start(scout, zk, tmp, zkdir, root_dir, policy, cache, n, stop_zk=True):
+    if stop_zk:
+        subprocess.run([os.path.join(root_dir, "scripts", "zk.sh"), "stop-node", zkdir, "1"], check=True)
     times = []
     # Every round on the same command line (the same API socket): the side file that lets a start answer from the
     # disk snapshot before its policy is loaded names the command line it was made for, and a user restarts with
@@ -327,17 +397,22 @@ def cold_start(scout, zk, tmp, zkdir, root_dir, policy, cache, n):
     return times
 
 
-def main():
-    zk, zkdir, tmp, root_dir = sys.argv[1:5]
+def binaries(root_dir):
+    """(label, scout, lua dir): SCOUT_BASE (with SCOUT_BASE_LUA_DIR, default its tree's lua/) first when set, so
+    a before/after pair is measured in the same run on the same registry."""
     scout = os.environ.get("SCOUT") or os.path.join(root_dir, "build", "scout")
-    kz = kazoo(zk)
-    rows, last = [], None
-    for n in SIZES:
-        row, policy, cache = measure_size(scout, zk, tmp, kz, n)
-        rows.append(row)
-        last = (policy, cache, n)
-    kz.stop()
-    colds = cold_start(scout, zk, tmp, zkdir, root_dir, *last)
+    lua = os.environ.get("SCOUT_LUA_DIR") or os.path.join(root_dir, "lua")
+    out = []
+    base = os.environ.get("SCOUT_BASE")
+    if base:
+        blua = os.environ.get("SCOUT_BASE_LUA_DIR") or os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(base))), "lua")
+        out.append(("base", base, blua))
+    out.append(("", scout, lua))
+    return out
+
+
+def print_rows(scout, rows, colds, n_cold):
     base = rows[0]
     print()
     print("per change, %s (%d changes per size, %d endpoints per service; ratio to the %d row)"
@@ -360,9 +435,44 @@ def main():
             "%.1f / %.1f ms (%d probes, %d writes)" % (r["probe_worst"], r["probe_p99"], r["probes"],
                                                        r["probe_writes"]),
             "%.1f / %.1f ms" % (r["scrape_loop_ms"], r["scrape_cpu_ms"])]))
+    print()
+    print("per change, by thread (raw CPU in the change window / changes; the disk writer is the writer thread that "
+          "made write syscalls), and what the disk was made to write (/proc/PID/io write_bytes: both snapshots)")
+    hdr = ("services", "loop", "disk snapshot writer", "shm writer", "other threads", "disk written/change")
+    print(" | ".join(hdr))
+    print("-|-".join("-" * len(h) for h in hdr))
+    for r in rows:
+        sp = r["split"]
+        print(" | ".join(["%d" % r["n"]] + ["%.2f ms" % sp[k] for k in ("loop", "disk writer", "shm writer",
+                                                                         "other")]
+                         + ["%.1f KB (%d snapshot writes)" % (r["disk_kb"], r["writes"])]))
     if colds:
         print("cold start from disk, ZooKeeper down, %d services: median %.0f ms (%s)"
-              % (last[2], sorted(colds)[len(colds) // 2], ", ".join("%.0f" % x for x in colds)))
+              % (n_cold, sorted(colds)[len(colds) // 2], ", ".join("%.0f" % x for x in colds)))
+
+
+def main():
+    zk, zkdir, tmp, root_dir = sys.argv[1:5]
+    bins = binaries(root_dir)
+    kz = kazoo(zk)
+    rows = {b[0]: [] for b in bins}
+    last = {}
+    for n in SIZES:
+        t = time.monotonic()
+        populate(kz, "/pc%d" % n, n)
+        log("size %d: populated in %.1f s" % (n, time.monotonic() - t))
+        for tag, scout, lua in bins:
+            os.environ["SCOUT_LUA_DIR"] = lua
+            row, policy, cache = measure_size(scout, zk, tmp, kz, n, tag)
+            rows[tag].append(row)
+            last[tag] = (policy, cache, n)
+    kz.stop()
+    colds = {}
+    for k, (tag, scout, lua) in enumerate(bins):
+        os.environ["SCOUT_LUA_DIR"] = lua
+        colds[tag] = cold_start(scout, zk, tmp, zkdir, root_dir, *last[tag], stop_zk=k == 0)
+    for tag, scout, lua in bins:
+        print_rows(scout, rows[tag], colds[tag], last[tag][2])
     for f in FAILED:
         print("FAILED: " + f)
     return 1 if FAILED else 0

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import unittest
 
+import snapjournal
 from churn import truth
 from scoutharness import ROOT, Scout, policy, wait_until
 from test_bad_files import xxh64
@@ -40,9 +41,9 @@ print(cjson.encode(out))
 
 
 def read_disk(path):
-    """docs/snapshot.md's reader: {name: (index, {id: (host, port, weight)})}; raises on a bad file."""
-    with open(path, "rb") as f:
-        data = f.read()
+    """docs/snapshot.md's reader, the journal beside the file folded in as the agent's readers do
+    (snapjournal.py): {name: (index, {id: (host, port, weight)})}; raises on a bad file."""
+    data, _ = snapjournal.load(path)
     magic, version, flags, body_len, checksum = struct.unpack_from("<8sIIQQ", data, 0)
     body = data[32:]
     if magic != b"SCOUTSNP" or version != 1 or flags != 0 or len(body) != body_len or xxh64(body) != checksum:

@@ -1,0 +1,194 @@
+"""The disk snapshot's journal: after a full snapshot (the base), a write appends only the services that changed to
+scout.snapshot.journal, and a restart serves base + journal exactly as the last write left them, with ZooKeeper
+down. A torn or garbage tail loses only the torn record; a journal that names another base (a crash between a
+compaction's rename and the journal's removal) is never applied, and the log says so; the journal is compacted
+into a new base once it passes a quarter of the base's size, and at SIGTERM. Every state is awaited on the files themselves
+(snapjournal.py folds them as the agent's readers do), never on time."""
+
+import os
+import shutil
+import signal
+import struct
+import tempfile
+import unittest
+
+import snapjournal
+from scoutharness import Scout, policy, wait_until
+from test_outputs_churn import read_disk
+from zkharness import ZooKeeper
+
+NSVC = 30
+
+
+class Journal(unittest.TestCase):
+    def setUp(self):
+        self.zk = ZooKeeper().start()
+        self.kz = self.zk.client()
+        self.cache = tempfile.mkdtemp(prefix="scout-journal-")
+        self.snap = os.path.join(self.cache, "scout.snapshot")
+        self.journal = os.path.join(self.cache, snapjournal.JOURNAL)
+        self.scouts = []
+        for s in range(NSVC):
+            for e in range(3):
+                self.kz.create("%s/127.0.%d.%d:%d" % (self.path(s), s, e, 1000 + e), makepath=True)
+
+    def tearDown(self):
+        for s in self.scouts:
+            s.stop(sig=signal.SIGKILL)
+        self.zk.stop()
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+    @staticmethod
+    def path(s):
+        return "/jn/s%02d" % s
+
+    def agent(self, cache_arg=False):
+        svcs = {"s%02d" % s: 'path = "%s", protect = false' % self.path(s) for s in range(NSVC)}
+        a = Scout(policy(svcs, extra='cache { dir = "%s" }' % self.cache), self.zk.connect,
+                  extra_args=["--cache-dir", self.cache] if cache_arg else [])
+        self.scouts.append(a)
+        return a
+
+    def api(self, a):
+        out = {}
+        for s in range(NSVC):
+            eps, headers = a.endpoints("s%02d" % s)
+            out["s%02d" % s] = (int(headers["X-Scout-Index"]),
+                                {ep["id"]: (ep["host"], ep["port"], ep["weight"]) for ep in eps})
+        return out
+
+    def change(self, a, k):
+        """One new endpoint in service k % NSVC, served, then on disk: the API's state, as the files hold it."""
+        s = k % NSVC
+        self.kz.create("%s/127.1.%d.%d:%d" % (self.path(s), s, k, 2000 + k))
+        wait_until(lambda: "127.1.%d.%d:%d" % (s, k, 2000 + k) in self.api(a)["s%02d" % s][1],
+                   what="change %d served" % k)
+        api = self.api(a)
+        wait_until(lambda: read_disk(self.snap) == api, what="change %d on disk" % k)
+        return api
+
+    def synced(self, a):
+        wait_until(lambda: all(st["state"] == "synced" for st in a.services().values()), what="first sync")
+        api = self.api(a)
+        wait_until(lambda: read_disk(self.snap) == api, what="the first snapshot")
+        return api
+
+    def crash(self, a):
+        a.stop(sig=signal.SIGKILL)
+
+    def restart_without_zookeeper(self):
+        self.zk.stop_node(1)
+        b = self.agent().start()
+        return b, self.api(b)
+
+    def test_changes_after_the_base_survive_a_restart_from_base_and_journal(self):
+        a = self.agent().start()
+        self.synced(a)
+        base = open(self.snap, "rb").read()
+        for k in range(3):
+            api = self.change(a, k)
+        # the changes went to the journal: the base is the file the first write made, byte for byte
+        self.assertEqual(open(self.snap, "rb").read(), base)
+        self.assertEqual(a.metric("scout_snapshot_compactions_total"), 1)
+        # (the counter moves on the loop once the writer thread is done: after the file, so waited for)
+        wait_until(lambda: a.metric("scout_snapshot_journal_appends_total") >= 3, what="three appends counted")
+        recs, end = snapjournal.records(open(self.journal, "rb").read())
+        self.assertEqual(end, os.path.getsize(self.journal))
+        self.assertTrue(all(len(svcs) == 1 for _, _, _, svcs in recs))     # one changed service each
+        self.crash(a)
+        b, served = self.restart_without_zookeeper()
+        self.assertEqual(served, api)
+        self.assertEqual(b.state("s00"), "stale")
+        self.assertRegex(b.log(), r"journal \S+: %d records applied" % len(recs))
+
+    def test_the_early_answers_serve_base_and_journal(self):
+        # the same command line again, with --cache-dir: the side file (written with the base, naming it) lets the
+        # start answer from the snapshot before its policy is loaded; what it serves is base + journal
+        a = self.agent(cache_arg=True).start()
+        self.synced(a)
+        for k in range(2):
+            api = self.change(a, k)
+        wait_until(lambda: os.path.exists(os.path.join(self.cache, "scout.snapshot.policy")), what="the side file")
+        a.stop(sig=signal.SIGKILL)
+        self.zk.stop_node(1)
+        a.start()
+        self.assertEqual(self.api(a), api)
+        wait_until(lambda: "as the early start read it" in a.log(), what="the hand-over")
+        self.assertRegex(a.log(), r"early: journal \S+: \d+ records? applied")
+
+    def test_a_torn_or_garbage_tail_loses_only_the_torn_record(self):
+        a = self.agent().start()
+        self.synced(a)
+        before = self.change(a, 0)
+        after = self.change(a, 1)
+        self.crash(a)
+        recs, end = snapjournal.records(open(self.journal, "rb").read())
+        self.assertGreaterEqual(len(recs), 2)
+        # garbage after the last record: ignored, everything before it holds
+        with open(self.journal, "ab") as f:
+            f.write(b"\x40\x00\x00\x00" + os.urandom(40))
+        self.assertEqual(read_disk(self.snap), after)
+        # the last record torn (its last 5 bytes never reached the disk): the one before it holds
+        with open(self.journal, "r+b") as f:
+            f.truncate(end - 5)
+        self.assertEqual(read_disk(self.snap), before)
+        b, served = self.restart_without_zookeeper()
+        self.assertEqual(served, before)
+        self.assertIn("ignored", b.log())
+
+    def test_a_journal_naming_another_base_is_never_applied(self):
+        a = self.agent().start()
+        self.synced(a)
+        self.change(a, 0)
+        self.crash(a)
+        old = open(self.journal, "rb").read()
+        # a new agent writes a new base (its first write is always whole) and removes the journal; put the old one
+        # back beside it: what a crash between the compaction's rename and the journal's removal leaves
+        b = self.agent().start()
+        self.change(b, 1)
+        wait_until(lambda: b.metric("scout_snapshot_compactions_total") >= 1, what="the new base")
+        self.crash(b)
+        with open(self.journal, "wb") as f:
+            f.write(old)
+        self.assertEqual(snapjournal.load(self.snap)[1], "ignored")
+        base = read_disk(self.snap)
+        c, served = self.restart_without_zookeeper()
+        self.assertEqual(served, base)
+        self.assertIn("written for another snapshot", c.log())
+
+    def test_a_stopped_agent_leaves_the_base_alone(self):
+        # SIGTERM writes the whole file when a journal is on disk: the next start reads one file and folds nothing
+        a = self.agent().start()
+        self.synced(a)
+        api = self.change(a, 0)
+        self.assertTrue(os.path.exists(self.journal))
+        self.assertEqual(a.stop(), 0)
+        self.assertFalse(os.path.exists(self.journal))
+        self.assertEqual(snapjournal.load(self.snap), (open(self.snap, "rb").read(), "none"))
+        b, served = self.restart_without_zookeeper()
+        self.assertEqual(served, api)
+
+    def test_the_journal_is_compacted_into_a_new_base(self):
+        a = self.agent().start()
+        self.synced(a)
+        base_size = os.path.getsize(self.snap)
+        k = 0
+        while a.metric("scout_snapshot_compactions_total") < 2:
+            api = self.change(a, k)
+            k += 1
+            self.assertLess(k, 100, "no compaction after 100 changes")
+        self.assertGreater(a.metric("scout_snapshot_journal_appends_total"), 0)
+        # the new base holds every change; the journal, if any, names it and stays under a quarter of it
+        hdr = struct.unpack_from("<8sIIQQ", open(self.snap, "rb").read(), 0)
+        self.assertGreater(hdr[3] + 32, base_size)
+        if os.path.exists(self.journal):
+            jh = struct.unpack_from("<8sIIQQ", open(self.journal, "rb").read(), 0)
+            self.assertEqual((jh[3], jh[4]), (hdr[3], hdr[4]))
+            self.assertLessEqual(os.path.getsize(self.journal), hdr[3] // 4)
+        self.crash(a)
+        _, served = self.restart_without_zookeeper()
+        self.assertEqual(served, api)
+
+
+if __name__ == "__main__":
+    unittest.main()
