@@ -23,6 +23,10 @@
 
 static ev_timer watchdog;
 
+/* STOPPING=1 was sent: nothing after it says READY=1 again (a reload's
+ * apply a stop finishes reports its result, but the service is stopping). */
+static int stopping;
+
 /* sd_notify(3), sd_watchdog_enabled(3): NULL until opened, and when
  * not under systemd */
 static int (*sd_notify_fn)(int unset_environment, const char *state);
@@ -97,7 +101,8 @@ scout_sdnotify_ready(const char *status)
 {
     char state[512];
 
-    snprintf(state, sizeof(state), "READY=1\nSTATUS=%s", status);
+    snprintf(state, sizeof(state), "%sSTATUS=%s", stopping ? "" : "READY=1\n",
+             status);
     notify(state);
 }
 
@@ -116,5 +121,6 @@ scout_sdnotify_reloading(void)
 void
 scout_sdnotify_stopping(void)
 {
+    stopping = 1;
     notify("STOPPING=1");
 }

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import unittest
 
@@ -341,7 +342,18 @@ class ApplyInSlices(unittest.TestCase):
     def test_a_stop_during_the_apply_finishes_it_and_exits_cleanly(self):
         # SIGTERM between two slices: the rest of the apply at once, then the usual stop; exit 0, and under
         # build-asan LeakSanitizer says nothing (Scout.stop fails on its report)
-        s = self.scout
+        # systemd hears STOPPING and nothing after it says READY (the apply finished by the stop is not a reload
+        # that makes the service ready again): the agent runs again with $NOTIFY_SOCKET on a socket we own
+        self.scout.stop()
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(notify.close)
+        notify.bind(os.path.join(self.dir, "notify"))
+        os.environ["NOTIFY_SOCKET"] = os.path.join(self.dir, "notify")
+        try:
+            s = self.scout = Scout(APPLY_OLD, self.zk.connect).start()
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        wait_until(lambda: s.ids("b") == ["127.0.0.1:3", "127.0.0.1:4"], what="the old policy synced")
         self.reload_into_the_gate()
         os.write(self.gate_fd, b"x")
         wait_until(lambda: (self.applying() or {}).get("services_placed") == 1, what="one slice, one service")
@@ -351,6 +363,16 @@ class ApplyInSlices(unittest.TestCase):
         log = s.log()
         self.assertIn("stopping during a reload's apply (1 of 3 services placed): the rest of it at once", log)
         self.assertIn("2 services kept, 1 added, 0 dropped", log)
+        notify.setblocking(False)
+        said = []
+        try:
+            while True:
+                said.append(notify.recv(4096).decode())
+        except BlockingIOError:
+            pass
+        stopping = [i for i, m in enumerate(said) if "STOPPING=1" in m]
+        self.assertEqual(len(stopping), 1, said)
+        self.assertFalse([m for m in said[stopping[0]:] if "READY=1" in m], said)
 
 
 if __name__ == "__main__":
