@@ -62,6 +62,16 @@ service "a" { path = "/ra/a" }
 '''
 
 
+def open_writer(fifo):
+    """The FIFO's write end if it has a reader (opening it without blocking succeeds only then), else None."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno != errno.ENXIO:
+            raise
+        return None
+
+
 class ReloadOffTheLoop(unittest.TestCase):
     def setUp(self):
         self.zk = ZooKeeper().start()
@@ -111,13 +121,8 @@ class ReloadOffTheLoop(unittest.TestCase):
 
     def in_gate(self):
         """True once the loader has the FIFO open to read: its load is held there until release()."""
-        try:
-            self.gate_fd = os.open(self.gate, os.O_WRONLY | os.O_NONBLOCK)
-            return True
-        except OSError as e:
-            if e.errno != errno.ENXIO:
-                raise
-            return False
+        self.gate_fd = open_writer(self.gate)
+        return self.gate_fd is not None
 
     def release(self, line=b"go\n"):
         try:
@@ -279,13 +284,8 @@ class ApplyInSlices(unittest.TestCase):
 
     def in_gate(self):
         """True once an apply has the FIFO open to read (its plan made, no service placed without a byte)."""
-        try:
-            self.gate_fd = os.open(self.gate, os.O_WRONLY | os.O_NONBLOCK)
-            return True
-        except OSError as e:
-            if e.errno != errno.ENXIO:
-                raise
-            return False
+        self.gate_fd = open_writer(self.gate)
+        return self.gate_fd is not None
 
     def let_go(self):
         os.close(self.gate_fd)
