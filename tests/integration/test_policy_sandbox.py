@@ -213,7 +213,10 @@ class PolicySandbox(unittest.TestCase):
             with open(s.policy_file, "w") as f:
                 f.write(good.replace("local mod = require", "while true do end\nlocal mod = require"))
             s.proc.send_signal(signal.SIGHUP)
-            wait_until(lambda: s.log().count("reload refused") > mark, what="reload refused")
+            # 5 s of the loader thread's CPU: on two cores shared with a busy suite that can take longer than
+            # wait_until's default 30 s of wall time, so wait as long as the agent's own bound, the load's
+            # wall-clock limit (12 x 5 s), and a margin
+            wait_until(lambda: s.log().count("reload refused") > mark, timeout=75, what="reload refused")
         finally:
             with open(s.policy_file, "w") as f:
                 f.write(good)
