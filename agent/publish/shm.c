@@ -175,11 +175,6 @@ put_service(strtab_t *t, const scout_shm_service_t *s,
     }
 }
 
-typedef struct {
-    uint64_t nendpoints, nmeta, strings;
-    size_t   max_eps;
-} sizes_t;
-
 /* Count what the snapshot will hold, so that it is written in one pass
  * straight into the slot with every offset known.  lens, when given (one
  * service: a slice), gets each endpoint's string lengths in the set's
@@ -271,7 +266,6 @@ static int patch(const scout_shm_held_t *h,
                  scout_shm_slice_t *const *slices, int n,
                  const sizes_t *z, uint64_t gen, uint8_t *out,
                  uint8_t *dirty);
-static void hold(scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n);
 
 static void
 slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
@@ -283,12 +277,13 @@ slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
     scout_shm_held_t *h = &shm->held[gen & 1];
     int in_place = map == shm->map;     /* else a new file's slot */
     uint8_t *dirty = hdr->version >= 2 ? scout_shm_dirty_map(shm, hdr) : NULL;
+    int patched = 0;
     uint64_t sum;
 
     __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     if (slices == NULL || !in_place
-        || !patch(h, slices, n, z, gen, body, dirty)) {
+        || !(patched = patch(h, slices, n, z, gen, body, dirty))) {
         dirty = NULL;           /* all written: all hashed */
         if (slices != NULL)
             assemble(slices, n, z, gen, body, body_len);
@@ -297,7 +292,7 @@ slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
     }                           /* else only what changed since the slot's
                                    body, its chunks marked in dirty */
     if (slices != NULL && in_place)
-        hold(h, slices, n);
+        scout_shm_hold(h, slices, n, patched);
     else
         scout_shm_held_drop(h);
     sum = scout_shm_seal(hdr, slot, body, body_len, dirty);
@@ -386,18 +381,9 @@ scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs, int n,
  * assembling relocates it by the runs before it.  Copying records and
  * adding three bases is what a publish costs per unchanged service: no
  * strlen, no hash walk, no sort -- and it touches nothing but slices, so
- * a writer thread may do it.
+ * a writer thread may do it.  (The struct is in shm_int.h: shm_held.c
+ * reads the sizes of the slices a slot holds.)
  */
-struct scout_shm_slice_s {
-    int               refs;       /* atomic */
-    size_t            cap;        /* bytes allocated, this header included */
-    const char       *name;       /* NUL-terminated, inside strings */
-    scout_shm_svc_t   svc;
-    uint32_t          neps, nmeta, nstr;
-    scout_shm_ep_t   *eps;        /* [neps], then meta, then strings */
-    scout_shm_meta_t *meta;
-    uint8_t          *strings;
-};
 
 /*
  * Spare slice buffers.  A changed service's slice used to be a fresh
@@ -649,11 +635,9 @@ patch(const scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n,
       const sizes_t *z, uint64_t gen, uint8_t *out, uint8_t *dirty)
 {
     body_t b = body_at(out, n, z);
-    uint32_t ep_i = 0, meta_i = 0, str_i = 0;
 
     b.dirty = dirty;
-
-    if (h->slices == NULL || h->n != n)
+    if (h->slices == NULL || h->n != n || h->at == NULL)
         return 0;
     for (int i = 0; i < n; i++) {
         const scout_shm_slice_t *was = h->slices[i], *sl = slices[i];
@@ -662,50 +646,14 @@ patch(const scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n,
                           || was->nstr != sl->nstr))
             return 0;
     }
-    for (int i = 0; i < n; i++) {
-        const scout_shm_slice_t *sl = slices[i];
-
-        if (h->slices[i] != sl)
-            put_slice(&b, i, sl, ep_i, meta_i, str_i);
-        ep_i += sl->neps;
-        meta_i += sl->nmeta;
-        str_i += sl->nstr;
-    }
+    /* every size kept: every run starts where it did in the slot's body */
+    for (int i = 0; i < n; i++)
+        if (h->slices[i] != slices[i])
+            put_slice(&b, i, slices[i], h->at[i].ep, h->at[i].meta,
+                      h->at[i].str);
     b.snap->generation = gen;
     touch(&b, &b.snap->generation, sizeof(b.snap->generation));
     return 1;
-}
-
-void
-scout_shm_held_drop(scout_shm_held_t *h)
-{
-    for (int i = 0; h->slices != NULL && i < h->n; i++)
-        scout_shm_slice_unref(h->slices[i]);
-    free(h->slices);
-    h->slices = NULL;
-    h->n = 0;
-}
-
-/* The slot now holds slices: a reference to each that is new to it (out of
- * memory: the slot is not known, and the next publish into it assembles). */
-static void
-hold(scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n)
-{
-    if (h->slices == NULL || h->n != n) {
-        scout_shm_held_drop(h);
-        if ((h->slices = malloc((size_t)(n ? n : 1) * sizeof(*h->slices)))
-            == NULL)
-            return;
-        h->n = n;
-        for (int i = 0; i < n; i++)
-            h->slices[i] = scout_shm_slice_ref(slices[i]);
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        if (h->slices[i] != slices[i]) {
-            scout_shm_slice_unref(h->slices[i]);
-            h->slices[i] = scout_shm_slice_ref(slices[i]);
-        }
 }
 
 static int
@@ -734,6 +682,8 @@ scout_shm_publish_slices(scout_shm_t *shm, scout_shm_slice_t **slices, int n,
 
     if (n < 0 || (n > 0 && slices == NULL))
         return scout_seterr(err, "shm: bad service list");
+    if (scout_shm_kept_sizes(shm, slices, n, &z))
+        return put_body(shm, n, &z, slices, err);
     if (n > 1 && !in_name_order(slices, n))
         qsort(slices, (size_t)n, sizeof(*slices), by_slice_name);
     memset(&z, 0, sizeof(z));

@@ -25,7 +25,32 @@
 typedef struct {
     scout_shm_slice_t **slices;     /* [n], held; NULL: not known */
     int                 n;
+    /* where each slice's runs start in the slot's body, and the totals:
+     * with them a publish that keeps every size reads only the slices
+     * that changed, not the 10,000 that did not (each a cache miss) */
+    struct { uint32_t ep, meta, str; } *at;     /* [n]; NULL: not known */
+    uint64_t            nendpoints, nmeta, strings;
 } scout_shm_held_t;
+
+/* What a body's arrays add up to (shm.c measures them, a slice or a held
+ * slot knows them). */
+typedef struct {
+    uint64_t nendpoints, nmeta, strings;
+    size_t   max_eps;
+} sizes_t;
+
+/* One service encoded once (shm.c): its records and strings with offsets
+ * from 0, relocated into each body. */
+struct scout_shm_slice_s {
+    int               refs;       /* atomic */
+    size_t            cap;        /* bytes allocated, this header included */
+    const char       *name;       /* NUL-terminated, inside strings */
+    scout_shm_svc_t   svc;
+    uint32_t          neps, nmeta, nstr;
+    scout_shm_ep_t   *eps;        /* [neps], then meta, then strings */
+    scout_shm_meta_t *meta;
+    uint8_t          *strings;
+};
 
 struct scout_shm_s {
     char               *path;
@@ -102,7 +127,17 @@ uint64_t scout_shm_seal(const scout_shm_file_t *hdr, scout_shm_slot_t *slot,
 /* shm_sum.c: shm's chunk marks, room for hdr's table; NULL: no memory. */
 uint8_t *scout_shm_dirty_map(scout_shm_t *shm, const scout_shm_file_t *hdr);
 
-/* shm.c: the slot is not known any more (its references dropped). */
+/* shm_held.c: the slot is not known any more (its references dropped). */
 void scout_shm_held_drop(scout_shm_held_t *h);
+/* shm_held.c: the slot now holds slices[0..n) (a reference to each that
+ * is new to it); patched: written in place, every size and offset kept. */
+void scout_shm_hold(scout_shm_held_t *h, scout_shm_slice_t *const *slices,
+                    int n, int patched);
+/* shm_held.c: 1 and z from the slot the next publish writes when it holds
+ * the same services at the same sizes and the changed slices are in name
+ * order with their neighbours (only they are read); 0: check them all. */
+int scout_shm_kept_sizes(const scout_shm_t *shm,
+                         scout_shm_slice_t *const *slices, int n,
+                         sizes_t *z);
 
 #endif

@@ -377,6 +377,23 @@ test_chunks_rehashed(void)
     CHECK(scout_shm_publish_slices(w, sl, b.n, err) == SCOUT_OK);
     CHECK(scout_stats.shm_chunks_hashed - before == 1);
     CHECK(scout_shm_reader_read(r, err) != NULL, "%s", err);
+    /* a changed slice is checked against its neighbours, unchanged or not:
+     * service k + 1's bytes (the same sizes) at k are a duplicate name */
+    {
+        scout_shm_slice_t *was = sl[k];
+        uint64_t g = scout_shm_generation(w);
+
+        sl[k] = scout_shm_slice_new(&b.svcs[k + 1], err);
+        CHECK(scout_shm_publish_slices(w, sl, b.n, err) == SCOUT_ERROR);
+        CHECK_ERR(err, "duplicate service");
+        CHECK(scout_shm_generation(w) == g);
+        scout_shm_slice_unref(sl[k]);
+        sl[k] = was;
+        CHECK(scout_shm_publish_slices(w, sl, b.n, err) == SCOUT_OK);
+        sn = scout_shm_reader_read(r, err);
+        CHECK(sn != NULL && STR_IS(sn, scout_shm_snap_services(sn)[k].state,
+                                   "stable"), "%s", err);
+    }
 out:
     for (int i = 0; i < b.n; i++)
         scout_shm_slice_unref(sl[i]);
