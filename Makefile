@@ -95,7 +95,7 @@ $(BUILD)/libscout.so: $(LIBSCOUT_SRCS) $(LIBSCOUT_HDRS)
 # The agent's writer shares the format header with the reader; test_shm,
 # test_shm_torn, test_shm_slices and the spec's writer tool link the reader's
 # object too.
-$(BUILD)/obj/publish/shm.o $(BUILD)/obj/publish/shm_file.o: $(LIBSCOUT_HDRS)
+$(BUILD)/obj/publish/shm.o $(BUILD)/obj/publish/shm_file.o $(BUILD)/obj/publish/shm_sum.o $(BUILD)/obj/publish/shm_held.o: $(LIBSCOUT_HDRS)
 
 $(BUILD)/obj/lib/%.o: lib/%.c $(LIBSCOUT_HDRS)
 	@mkdir -p $(dir $@)

@@ -476,7 +476,8 @@ scout_agent_finish_end(scout_agent_t *a, char *err)
         a->nrenders++;
     }
     if (a->conf.shm_path != NULL) {
-        a->shm = scout_shmpub_new(loop, a->conf.shm_path, a->services,
+        a->shm = scout_shmpub_new(loop, a->conf.shm_path,
+                                  a->conf.shm_format, a->services,
                                   a->nservices, err);
         if (a->shm == NULL)
             goto fail;

@@ -114,7 +114,8 @@ keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
         || !same_str(a->conf.auth_cred, nc->auth_cred)
         || !same_str(a->conf.api_listen, nc->api_listen)
         || !same_str(a->conf.cache_dir, nc->cache_dir)
-        || !same_str(a->conf.shm_path, nc->shm_path))
+        || !same_str(a->conf.shm_path, nc->shm_path)
+        || a->conf.shm_format != nc->shm_format)
         scout_log(SCOUT_LOG_WARN, "agent", "reload: zookeeper, api, cache "
                   "and shm settings need a restart; keeping the running ones");
 #define KEEP(f) do { char *t = nc->f; nc->f = a->conf.f; a->conf.f = t; } \
@@ -130,6 +131,7 @@ keep_running_settings(scout_agent_t *a, scout_conf_t *nc)
     nc->zk_sessions = a->conf.zk_sessions;
     nc->zk_watch_budget = a->conf.zk_watch_budget;
     nc->cache_max_age_ms = a->conf.cache_max_age_ms;
+    nc->shm_format = a->conf.shm_format;
 }
 
 static void

@@ -39,9 +39,11 @@
 /* ---- the file (docs/shm.md, "File") ---------------------------------- */
 
 #define SCOUT_SHM_MAGIC        "SCOUTSHM"  /* 8 bytes, no terminator */
-#define SCOUT_SHM_VERSION      1
+#define SCOUT_SHM_VERSION      2           /* what the agent writes */
+#define SCOUT_SHM_VERSION_MIN  1           /* the oldest this reader reads */
 #define SCOUT_SHM_HDR_SIZE     4096        /* slot 0 starts here */
 #define SCOUT_SHM_SLOT_HDR     64          /* slot header, then the body */
+#define SCOUT_SHM_CHUNK        65536       /* v2: body bytes per checksum */
 
 /* Offset 0 of the file.  generation and retired are written by the agent
  * while readers look (8-byte aligned, atomic); the rest never changes once
@@ -55,13 +57,20 @@ typedef struct {
     uint64_t file_size;       /* header_size + 2 * slot_size */
     uint32_t retired;         /* 1: a newer file replaced this one */
     uint32_t writer_pid;      /* informational */
+    /* version 2 (all 0 in a version 1 file): the body is checksummed in
+     * chunks of chunk_size bytes, their XXH3-64s a table of u64 at
+     * table_off in each slot, room for table_max of them */
+    uint32_t chunk_size;
+    uint32_t table_max;
+    uint64_t table_off;       /* from the slot's start */
 } scout_shm_file_t;
 
 /* Start of each slot: a per-slot sequence, then the body. */
 typedef struct {
     uint64_t seq;             /* generation the body holds; 0 while written */
     uint64_t len;             /* body bytes */
-    uint64_t checksum;        /* XXH3-64 (seed 0) of the body */
+    uint64_t checksum;        /* XXH3-64 (seed 0): v1 of the body, v2 of
+                                 the table of its chunks' XXH3-64s */
     uint64_t reserved[5];
 } scout_shm_slot_t;
 

@@ -4,9 +4,14 @@
  * program on the host.  docs/shm.md is the format and the protocol.
  *
  * A read is: load the header's generation g; check slot g & 1 carries
- * sequence g; copy the body out; acquire fence; check the sequence is still
- * g; check the XXH3-64 of the copy; then validate every count, range and
- * string of the copy before anyone walks it.  The sequence check is what
+ * sequence g; copy the body out (and, version 2, the slot's table of its
+ * chunks' checksums); acquire fence; check the sequence is still g; check
+ * the XXH3-64 of the copy (version 2: of the table against the slot's
+ * checksum, then of each 64 KB chunk of the copy against the table -- every
+ * byte is still checked, only in pieces the writer can hash one by one);
+ * then validate every count, range and string of the copy before anyone
+ * walks it.  Versions 1 and 2 are both read: a reader newer than its agent
+ * works.  The sequence check is what
  * rejects torn copies; the checksum is the second line (a writer bug, a
  * stray write into /dev/shm) and the validation the third (nothing in a
  * snapshot is trusted to be in bounds, checksum or not).
@@ -50,6 +55,10 @@ struct scout_shm_reader_s {
     const uint32_t    *retiredp;
     uint64_t           header_size;  /* validated copies of the header */
     uint64_t           slot_size;
+    uint32_t           version;
+    uint32_t           chunk_size;   /* v2 */
+    uint64_t           table_off;    /* v2 */
+    uint64_t          *table;        /* v2: [table_max], the copy's */
     dev_t              dev;
     ino_t              ino;
     uint64_t          *buf;          /* read()'s buffer */
@@ -113,6 +122,7 @@ scout_shm_reader_close(scout_shm_reader_t *r)
     if (r == NULL)
         return;
     detach(r);
+    free(r->table);
     free(r->buf);
     free(r->path);
     free(r);
@@ -129,6 +139,7 @@ attach(scout_shm_reader_t *r, char *err)
     scout_shm_file_t h;
     struct stat st;
     const uint8_t *map;
+    uint64_t *table = NULL;
     int fd;
 
     /* O_NONBLOCK: a FIFO at the path is refused below, never waited on */
@@ -144,10 +155,11 @@ attach(scout_shm_reader_t *r, char *err)
         close(fd);
         return say(err, "%s: not a scout snapshot", r->path);
     }
-    if (h.version != SCOUT_SHM_VERSION) {
+    if (h.version < SCOUT_SHM_VERSION_MIN || h.version > SCOUT_SHM_VERSION) {
         close(fd);
-        return say(err, "%s: snapshot version %u, this reader knows %d",
-                   r->path, h.version, SCOUT_SHM_VERSION);
+        return say(err, "%s: snapshot version %u, this reader knows %d to %d",
+                   r->path, h.version, SCOUT_SHM_VERSION_MIN,
+                   SCOUT_SHM_VERSION);
     }
     if (h.header_size != SCOUT_SHM_HDR_SIZE
         || h.slot_size < SCOUT_SHM_SLOT_HDR + sizeof(scout_shm_snap_t)
@@ -157,11 +169,35 @@ attach(scout_shm_reader_t *r, char *err)
         close(fd);
         return say(err, "%s: corrupt snapshot header", r->path);
     }
+    /* version 2: a table inside the slot, past a body's room, with an
+     * entry for every chunk a body of that room can have */
+    if (h.version >= 2
+        && (h.chunk_size < 64 || h.table_max == 0 || h.table_off % 8 != 0
+            || h.table_off < SCOUT_SHM_SLOT_HDR + sizeof(scout_shm_snap_t)
+            || h.table_off > h.slot_size
+            || (uint64_t)h.table_max * 8 > h.slot_size - h.table_off
+            || (uint64_t)h.table_max * h.chunk_size
+               < h.table_off - SCOUT_SHM_SLOT_HDR)) {
+        close(fd);
+        return say(err, "%s: corrupt snapshot header", r->path);
+    }
+    if (h.version >= 2
+        && (table = malloc((size_t)h.table_max * sizeof(*table))) == NULL) {
+        close(fd);
+        return say(err, "out of memory");
+    }
     map = mmap(NULL, h.file_size, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
-    if (map == MAP_FAILED)
+    if (map == MAP_FAILED) {
+        free(table);
         return say(err, "%s: mmap: %s", r->path, strerror(errno));
+    }
     detach(r);
+    free(r->table);
+    r->table = table;
+    r->version = h.version;
+    r->chunk_size = h.version >= 2 ? h.chunk_size : 0;
+    r->table_off = h.version >= 2 ? h.table_off : h.slot_size;
     r->map = map;
     r->map_len = h.file_size;
     r->genp = &((const scout_shm_file_t *)map)->generation;
@@ -297,6 +333,30 @@ validate(const void *buf, size_t n, uint64_t gen, char *err)
 
 /* ---- reading ---------------------------------------------------------- */
 
+/* The copy (n bytes at buf) is the body the slot's checksum sum vouches
+ * for: version 1, its XXH3-64; version 2, the table's (its copy in
+ * r->table), then each chunk's against its entry. */
+static int
+sum_ok(const scout_shm_reader_t *r, const uint8_t *buf, size_t n,
+       uint64_t sum)
+{
+    size_t c, nchunks;
+
+    if (r->version < 2)
+        return XXH3_64bits(buf, n) == sum;
+    nchunks = (n + r->chunk_size - 1) / r->chunk_size;
+    if (XXH3_64bits(r->table, nchunks * sizeof(*r->table)) != sum)
+        return 0;
+    for (c = 0; c < nchunks; c++) {
+        size_t off = c * r->chunk_size;
+        size_t len = n - off < r->chunk_size ? n - off : r->chunk_size;
+
+        if (XXH3_64bits(buf + off, len) != r->table[c])
+            return 0;
+    }
+    return 1;
+}
+
 static int
 torn(scout_shm_reader_t *r, char *err)
 {
@@ -328,13 +388,13 @@ scout_shm_reader_copy(scout_shm_reader_t *r, void *buf, size_t cap,
         return torn(r, err);
     n = __atomic_load_n(&slot->len, __ATOMIC_RELAXED);
     sum = __atomic_load_n(&slot->checksum, __ATOMIC_RELAXED);
-    if (n < sizeof(scout_shm_snap_t) || n > r->slot_size - SCOUT_SHM_SLOT_HDR
+    if (n < sizeof(scout_shm_snap_t) || n > r->table_off - SCOUT_SHM_SLOT_HDR
         || n > cap) {
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) != gen)
             return torn(r, err);
         if (n < sizeof(scout_shm_snap_t)
-            || n > r->slot_size - SCOUT_SHM_SLOT_HDR)
+            || n > r->table_off - SCOUT_SHM_SLOT_HDR)
             return say(err, "corrupt snapshot: length %llu",
                        (unsigned long long)n);
         *len = (size_t)n;
@@ -342,10 +402,13 @@ scout_shm_reader_copy(scout_shm_reader_t *r, void *buf, size_t cap,
         return SCOUT_SHM_SHORT;
     }
     memcpy(buf, (const uint8_t *)slot + SCOUT_SHM_SLOT_HDR, (size_t)n);
+    if (r->version >= 2)        /* n <= table_max chunks: attach() */
+        memcpy(r->table, (const uint8_t *)slot + r->table_off,
+               (n + r->chunk_size - 1) / r->chunk_size * sizeof(*r->table));
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) != gen)
         return torn(r, err);
-    if (XXH3_64bits(buf, (size_t)n) != sum) {
+    if (!sum_ok(r, buf, (size_t)n, sum)) {
         r->st.checksum_failures++;
         say(err, "checksum mismatch");
         return SCOUT_SHM_AGAIN;

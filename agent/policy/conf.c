@@ -290,6 +290,7 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
 
     lua_getfield(L, t, "shm");
     conf->shm_path = dup_field(L, -1, "path");
+    conf->shm_format = int_field(L, -1, "format", 2);
     lua_pop(L, 1);
 
     lua_getfield(L, t, "cache");

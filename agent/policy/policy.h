@@ -70,6 +70,7 @@ typedef struct {
     char                 *api_listen;
     char                 *cache_dir;     /* NULL: no disk snapshot     */
     char                 *shm_path;      /* NULL: no shm snapshot      */
+    int                   shm_format;    /* its format version: 1 or 2 */
     int64_t               cache_max_age_ms;
     char                 *log_level;     /* NULL: not set in the policy */
     int                   hook_budget_ms;

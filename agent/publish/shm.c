@@ -18,6 +18,9 @@
  * which every nginx worker does on every change.  It catches torn or
  * scribbled snapshots; it is not a signature.
  *
+ * The slot's checksum (a whole body's, or chunks' and their table's:
+ * format version 2) is shm_sum.c's.
+ *
  * What this module must never do: make a reader wait, let a reader accept a
  * half-written snapshot, truncate a mapped file, or leave the previous
  * snapshot unreadable when a publish fails.
@@ -34,9 +37,6 @@
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the shm snapshot format is little-endian; this host is not"
 #endif
-
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #define SHRINK_ABOVE   (4 * 1024 * 1024)   /* never shrink slots below this */
 
@@ -175,11 +175,6 @@ put_service(strtab_t *t, const scout_shm_service_t *s,
     }
 }
 
-typedef struct {
-    uint64_t nendpoints, nmeta, strings;
-    size_t   max_eps;
-} sizes_t;
-
 /* Count what the snapshot will hold, so that it is written in one pass
  * straight into the slot with every offset known.  lens, when given (one
  * service: a slice), gets each endpoint's string lengths in the set's
@@ -269,8 +264,8 @@ static void assemble(scout_shm_slice_t *const *slices, int n,
                      size_t size);
 static int patch(const scout_shm_held_t *h,
                  scout_shm_slice_t *const *slices, int n,
-                 const sizes_t *z, uint64_t gen, uint8_t *out);
-static void hold(scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n);
+                 const sizes_t *z, uint64_t gen, uint8_t *out,
+                 uint8_t *dirty);
 
 static void
 slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
@@ -281,22 +276,28 @@ slot_write(scout_shm_t *shm, uint8_t *map, uint64_t gen, int n,
     uint8_t *body = (uint8_t *)slot + SCOUT_SHM_SLOT_HDR;
     scout_shm_held_t *h = &shm->held[gen & 1];
     int in_place = map == shm->map;     /* else a new file's slot */
+    uint8_t *dirty = hdr->version >= 2 ? scout_shm_dirty_map(shm, hdr) : NULL;
+    int patched = 0;
+    uint64_t sum;
 
     __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    if (slices != NULL && in_place && patch(h, slices, n, z, gen, body))
-        ;                       /* only what changed since the slot's body */
-    else if (slices != NULL)
-        assemble(slices, n, z, gen, body, body_len);
-    else
-        encode(shm, n, z, gen, body, body_len);
+    if (slices == NULL || !in_place
+        || !(patched = patch(h, slices, n, z, gen, body, dirty))) {
+        dirty = NULL;           /* all written: all hashed */
+        if (slices != NULL)
+            assemble(slices, n, z, gen, body, body_len);
+        else
+            encode(shm, n, z, gen, body, body_len);
+    }                           /* else only what changed since the slot's
+                                   body, its chunks marked in dirty */
     if (slices != NULL && in_place)
-        hold(h, slices, n);
+        scout_shm_hold(h, slices, n, patched);
     else
         scout_shm_held_drop(h);
+    sum = scout_shm_seal(hdr, slot, body, body_len, dirty);
     __atomic_store_n(&slot->len, (uint64_t)body_len, __ATOMIC_RELAXED);
-    __atomic_store_n(&slot->checksum, (uint64_t)XXH3_64bits(body, body_len),
-                     __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->checksum, sum, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->seq, gen, __ATOMIC_RELEASE);
 }
 
@@ -314,7 +315,7 @@ put_body(scout_shm_t *shm, int n, const sizes_t *z,
                + z->nmeta * sizeof(scout_shm_meta_t) + z->strings;
     need = SCOUT_SHM_SLOT_HDR + body_len;
 
-    if (need > slot_size
+    if (body_len > body_room(shm->hdr)
         || (slot_size > SHRINK_ABOVE && need < slot_size / 8)) {
         /* A new file, 1.5x what is needed so growth by a few services does
          * not move the file again; the old one stays intact for readers. */
@@ -322,9 +323,11 @@ put_body(scout_shm_t *shm, int n, const sizes_t *z,
         uint8_t *map;
         int fd;
 
+        /* (a v2 table takes 1/8192 of it, well inside the spare half) */
         slot_size = round_page(need + need / 2 + INITIAL_SLOT);
-        if (scout_shm_file_create(shm->path, slot_size, gen, tmp,
-                                  sizeof(tmp), &fd, &map, err) != SCOUT_OK)
+        if (scout_shm_file_create(shm->path, shm->version, slot_size, gen,
+                                  tmp, sizeof(tmp), &fd, &map, err)
+            != SCOUT_OK)
             return SCOUT_ERROR;
         slot_write(shm, map, gen, n, z, body_len, slices);
         if (scout_shm_file_swap(shm, tmp, fd, map, gen, err) != SCOUT_OK)
@@ -378,18 +381,9 @@ scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs, int n,
  * assembling relocates it by the runs before it.  Copying records and
  * adding three bases is what a publish costs per unchanged service: no
  * strlen, no hash walk, no sort -- and it touches nothing but slices, so
- * a writer thread may do it.
+ * a writer thread may do it.  (The struct is in shm_int.h: shm_held.c
+ * reads the sizes of the slices a slot holds.)
  */
-struct scout_shm_slice_s {
-    int               refs;       /* atomic */
-    size_t            cap;        /* bytes allocated, this header included */
-    const char       *name;       /* NUL-terminated, inside strings */
-    scout_shm_svc_t   svc;
-    uint32_t          neps, nmeta, nstr;
-    scout_shm_ep_t   *eps;        /* [neps], then meta, then strings */
-    scout_shm_meta_t *meta;
-    uint8_t          *strings;
-};
 
 /*
  * Spare slice buffers.  A changed service's slice used to be a fresh
@@ -541,6 +535,7 @@ typedef struct {
     scout_shm_ep_t   *ep;
     scout_shm_meta_t *meta;
     uint8_t          *strings;
+    uint8_t          *dirty;      /* v2 patch: chunks written, else NULL */
 } body_t;
 
 static body_t
@@ -553,7 +548,22 @@ body_at(uint8_t *out, int n, const sizes_t *z)
     b.ep = (scout_shm_ep_t *)(b.svc + n);
     b.meta = (scout_shm_meta_t *)(b.ep + z->nendpoints);
     b.strings = (uint8_t *)(b.meta + z->nmeta);
+    b.dirty = NULL;
     return b;
+}
+
+/* [p, p + n) of b's body was written: its chunks are hashed again. */
+static void
+touch(const body_t *b, const void *p, size_t n)
+{
+    size_t off, last;
+
+    if (b->dirty == NULL || n == 0)
+        return;
+    off = (size_t)((const uint8_t *)p - (const uint8_t *)b->snap);
+    last = (off + n - 1) / SCOUT_SHM_CHUNK;
+    for (size_t c = off / SCOUT_SHM_CHUNK; c <= last; c++)
+        b->dirty[c] = 1;
 }
 
 /* Slice sl as service i of body b, its runs starting at ep_i, meta_i and
@@ -584,6 +594,10 @@ put_slice(const body_t *b, int i, const scout_shm_slice_t *sl, uint32_t ep_i,
         mrec->value = moved(sl->meta[m].value, str_i);
     }
     memcpy(b->strings + str_i, sl->strings, sl->nstr);
+    touch(b, b->svc + i, sizeof(*svc));
+    touch(b, b->ep + ep_i, sl->neps * sizeof(*eprec));
+    touch(b, b->meta + meta_i, sl->nmeta * sizeof(*mrec));
+    touch(b, b->strings + str_i, sl->nstr);
 }
 
 static void
@@ -618,12 +632,12 @@ assemble(scout_shm_slice_t *const *slices, int n, const sizes_t *z,
  * immutable and held. */
 static int
 patch(const scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n,
-      const sizes_t *z, uint64_t gen, uint8_t *out)
+      const sizes_t *z, uint64_t gen, uint8_t *out, uint8_t *dirty)
 {
     body_t b = body_at(out, n, z);
-    uint32_t ep_i = 0, meta_i = 0, str_i = 0;
 
-    if (h->slices == NULL || h->n != n)
+    b.dirty = dirty;
+    if (h->slices == NULL || h->n != n || h->at == NULL)
         return 0;
     for (int i = 0; i < n; i++) {
         const scout_shm_slice_t *was = h->slices[i], *sl = slices[i];
@@ -632,49 +646,14 @@ patch(const scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n,
                           || was->nstr != sl->nstr))
             return 0;
     }
-    for (int i = 0; i < n; i++) {
-        const scout_shm_slice_t *sl = slices[i];
-
-        if (h->slices[i] != sl)
-            put_slice(&b, i, sl, ep_i, meta_i, str_i);
-        ep_i += sl->neps;
-        meta_i += sl->nmeta;
-        str_i += sl->nstr;
-    }
-    b.snap->generation = gen;
-    return 1;
-}
-
-void
-scout_shm_held_drop(scout_shm_held_t *h)
-{
-    for (int i = 0; h->slices != NULL && i < h->n; i++)
-        scout_shm_slice_unref(h->slices[i]);
-    free(h->slices);
-    h->slices = NULL;
-    h->n = 0;
-}
-
-/* The slot now holds slices: a reference to each that is new to it (out of
- * memory: the slot is not known, and the next publish into it assembles). */
-static void
-hold(scout_shm_held_t *h, scout_shm_slice_t *const *slices, int n)
-{
-    if (h->slices == NULL || h->n != n) {
-        scout_shm_held_drop(h);
-        if ((h->slices = malloc((size_t)(n ? n : 1) * sizeof(*h->slices)))
-            == NULL)
-            return;
-        h->n = n;
-        for (int i = 0; i < n; i++)
-            h->slices[i] = scout_shm_slice_ref(slices[i]);
-        return;
-    }
+    /* every size kept: every run starts where it did in the slot's body */
     for (int i = 0; i < n; i++)
-        if (h->slices[i] != slices[i]) {
-            scout_shm_slice_unref(h->slices[i]);
-            h->slices[i] = scout_shm_slice_ref(slices[i]);
-        }
+        if (h->slices[i] != slices[i])
+            put_slice(&b, i, slices[i], h->at[i].ep, h->at[i].meta,
+                      h->at[i].str);
+    b.snap->generation = gen;
+    touch(&b, &b.snap->generation, sizeof(b.snap->generation));
+    return 1;
 }
 
 static int
@@ -703,6 +682,8 @@ scout_shm_publish_slices(scout_shm_t *shm, scout_shm_slice_t **slices, int n,
 
     if (n < 0 || (n > 0 && slices == NULL))
         return scout_seterr(err, "shm: bad service list");
+    if (scout_shm_kept_sizes(shm, slices, n, &z))
+        return put_body(shm, n, &z, slices, err);
     if (n > 1 && !in_name_order(slices, n))
         qsort(slices, (size_t)n, sizeof(*slices), by_slice_name);
     memset(&z, 0, sizeof(z));

@@ -36,6 +36,14 @@ typedef struct {
  * live agent on the same path is refused.  NULL with err filled on failure. */
 scout_shm_t *scout_shm_open(const char *path, char *err);
 
+/* The same, writing format version `version` (docs/shm.md): 2, the
+ * default, checksums the body in chunks and rehashes only the ones a
+ * publish rewrote; 1 checksums every body whole, for readers that know
+ * only version 1 (an nginx with an older scout, during an upgrade).  A
+ * file of the other version is not adopted but replaced. */
+scout_shm_t *scout_shm_open_version(const char *path, int version,
+                                    char *err);
+
 /* Publish svcs[0..n) as the next generation.  SCOUT_OK, or SCOUT_ERROR with
  * err filled and the previous snapshot still the current one.  Cost is one
  * pass over the data plus a sort of service names and of each service's

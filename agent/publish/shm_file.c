@@ -32,8 +32,8 @@
  * and renames it into place, or unlinks it.
  */
 int
-scout_shm_file_create(const char *path, size_t slot_size, uint64_t gen,
-                      char *tmp, size_t tmp_len, int *fd_out,
+scout_shm_file_create(const char *path, int version, size_t slot_size,
+                      uint64_t gen, char *tmp, size_t tmp_len, int *fd_out,
                       uint8_t **map_out, char *err)
 {
     size_t file_size = SCOUT_SHM_HDR_SIZE + 2 * slot_size;
@@ -69,8 +69,12 @@ scout_shm_file_create(const char *path, size_t slot_size, uint64_t gen,
     hdr = (scout_shm_file_t *)map;
     memset(map, 0, SCOUT_SHM_HDR_SIZE);
     memcpy(hdr->magic, SCOUT_SHM_MAGIC, 8);
-    hdr->version = SCOUT_SHM_VERSION;
+    hdr->version = (uint32_t)version;
     hdr->header_size = SCOUT_SHM_HDR_SIZE;
+    if (version >= 2) {
+        hdr->chunk_size = SCOUT_SHM_CHUNK;
+        slot_table(slot_size, &hdr->table_max, &hdr->table_off);
+    }
     hdr->generation = gen;
     hdr->slot_size = slot_size;
     hdr->file_size = file_size;
@@ -134,6 +138,8 @@ file_adopt(scout_shm_t *shm, char *err)
     scout_shm_file_t h;
     struct stat st;
     uint8_t *map;
+    uint32_t tmax = 0;
+    uint64_t toff = 0;
     int fd;
 
     /* O_NONBLOCK: a FIFO at the path must not stall us; it is replaced */
@@ -155,12 +161,20 @@ file_adopt(scout_shm_t *shm, char *err)
     if (st.st_uid != geteuid()
         || pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)
         || memcmp(h.magic, SCOUT_SHM_MAGIC, 8) != 0
-        || h.version != SCOUT_SHM_VERSION
+        || h.version != (uint32_t)shm->version
         || h.header_size != SCOUT_SHM_HDR_SIZE
         || h.slot_size < PAGE || h.slot_size % PAGE != 0
         || h.slot_size > ((uint64_t)1 << 40)
         || h.file_size != SCOUT_SHM_HDR_SIZE + 2 * h.slot_size
         || (uint64_t)st.st_size != h.file_size || h.retired != 0) {
+        close(fd);
+        return 0;
+    }
+    /* a version 2 file continues only with the table where we put it */
+    if (shm->version >= 2)
+        slot_table(h.slot_size, &tmax, &toff);
+    if (h.chunk_size != (shm->version >= 2 ? SCOUT_SHM_CHUNK : 0)
+        || h.table_max != tmax || h.table_off != toff) {
         close(fd);
         return 0;
     }
@@ -188,6 +202,12 @@ file_adopt(scout_shm_t *shm, char *err)
 scout_shm_t *
 scout_shm_open(const char *path, char *err)
 {
+    return scout_shm_open_version(path, SCOUT_SHM_VERSION, err);
+}
+
+scout_shm_t *
+scout_shm_open_version(const char *path, int version, char *err)
+{
     scout_shm_t *shm;
     char tmp[4096];
     uint8_t *map;
@@ -207,6 +227,11 @@ scout_shm_open(const char *path, char *err)
         goto fail;
     }
     shm->fd = -1;
+    if (version < SCOUT_SHM_VERSION_MIN || version > SCOUT_SHM_VERSION) {
+        scout_seterr(err, "shm: no format version %d (1 or 2)", version);
+        goto fail;
+    }
+    shm->version = version;
     rc = file_adopt(shm, err);
     if (rc == SCOUT_ERROR)
         goto fail;
@@ -214,8 +239,8 @@ scout_shm_open(const char *path, char *err)
         return shm;
     /* Nothing to adopt: an empty file (generation 0, "no snapshot"), so
      * readers started before the first publish attach at once. */
-    if (scout_shm_file_create(path, INITIAL_SLOT, 0, tmp, sizeof(tmp), &fd,
-                              &map, err) != SCOUT_OK
+    if (scout_shm_file_create(path, version, INITIAL_SLOT, 0, tmp,
+                              sizeof(tmp), &fd, &map, err) != SCOUT_OK
         || scout_shm_file_swap(shm, tmp, fd, map, 0, err) != SCOUT_OK)
         goto fail;
     return shm;
@@ -243,6 +268,7 @@ scout_shm_close(scout_shm_t *shm, int unlink_file)
         close(shm->fd);
     free(shm->order);
     free(shm->eps);
+    free(shm->dirty);
     scout_shm_held_drop(&shm->held[0]);
     scout_shm_held_drop(&shm->held[1]);
     free(shm->path);

@@ -313,7 +313,7 @@ on_soon(struct ev_loop *loop, ev_prepare *w, int revents)
 }
 
 scout_shmpub_t *
-scout_shmpub_new(struct ev_loop *loop, const char *path,
+scout_shmpub_new(struct ev_loop *loop, const char *path, int format,
                  scout_service_t **services, int n, char *err)
 {
     scout_shmpub_t *p = calloc(1, sizeof(*p));
@@ -323,7 +323,7 @@ scout_shmpub_new(struct ev_loop *loop, const char *path,
         snprintf(err, SCOUT_ERR_LEN, "out of memory");
         return NULL;
     }
-    p->shm = scout_shm_open(path, err);
+    p->shm = scout_shm_open_version(path, format, err);
     if (p->shm == NULL) {
         free(p);
         return NULL;

@@ -13,9 +13,10 @@
 
 typedef struct scout_shmpub_s scout_shmpub_t;
 
+/* format: the file's format version (shm.h, scout_shm_open_version). */
 scout_shmpub_t *scout_shmpub_new(struct ev_loop *loop, const char *path,
-                                 scout_service_t **services, int n,
-                                 char *err);
+                                 int format, scout_service_t **services,
+                                 int n, char *err);
 /* svc published (or, NULL, any service's state may have moved: a session
  * change, a new list): write at the next loop turn, re-encoding only the
  * services named since the last write. */

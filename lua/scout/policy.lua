@@ -287,6 +287,11 @@ local function is_shm_path(v)
   if type(v) ~= "string" or v:sub(1, 1) ~= "/" then return "must be an absolute file path (e.g. /dev/shm/scout)" end
 end
 
+-- format: the shm file's format version (docs/shm.md); 1 for readers that know only version 1, during an upgrade
+local function is_shm_format(v)
+  if v ~= 1 and v ~= 2 then return "must be 1 or 2" end
+end
+
 -- max_age: how long a disk snapshot may be served alone (C keeps it as 64-bit ms; the bound is the old one)
 local is_age = duration_check(1, MAX_INT * 1000, "from 1ms")
 
@@ -434,7 +439,7 @@ local SECTIONS = {
                 watch_budget = is_watch_budget },
   api = { listen = is_listen },
   cache = { dir = is_dir, max_age = is_age },
-  shm = { path = is_shm_path },
+  shm = { path = is_shm_path, format = is_shm_format },
   agent = { hook_budget = is_timeout, log_level = is_level, anti_entropy = is_duration, drain = is_duration,
             lua_memory = is_lua_memory, reload_max_drop = is_share, anti_entropy_rate = is_ae_rate },
 }

@@ -3,7 +3,7 @@
  * on stdin, so that tests/lua/30_shm_spec.lua can check the FFI reader
  * against the agent's real writer (agent/publish/shm.c).
  *
- *   shm_writer_tool PATH [--unlink] < script
+ *   shm_writer_tool PATH [--unlink] [--format N] < script
  *
  * One command per line; tokens split on spaces, each percent-decoded
  * (%20, %00 ...), a lone "-" being the empty string:
@@ -16,7 +16,8 @@
  *
  * The file is opened as the agent opens it (an existing one is adopted, so
  * generations continue across runs) and closed without unlinking unless
- * --unlink is given.
+ * --unlink is given.  --format 1 writes format version 1 (an older agent's,
+ * or `shm { format = 1 }`), replacing a version 2 file, and back.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -194,13 +195,22 @@ main(int argc, char **argv)
     tok_t tok[MAX_TOK];
     batch_t b;
     scout_shm_t *shm;
-    int lineno = 0, unlink_file = argc > 2 && strcmp(argv[2], "--unlink") == 0;
+    int lineno = 0, unlink_file = 0, format = 2;
 
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--unlink") == 0)
+            unlink_file = 1;
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc)
+            format = atoi(argv[++i]);
+        else
+            argc = 0;
+    }
     if (argc < 2) {
-        fprintf(stderr, "usage: %s PATH [--unlink] < script\n", argv[0]);
+        fprintf(stderr, "usage: %s PATH [--unlink] [--format N] < script\n",
+                argv[0]);
         return 2;
     }
-    shm = scout_shm_open(argv[1], err);
+    shm = scout_shm_open_version(argv[1], format, err);
     if (shm == NULL) {
         fprintf(stderr, "shm_writer_tool: %s\n", err);
         return 1;

@@ -411,7 +411,7 @@ test_foreign_files(void)
      * fault past the end, so it is refused before mmap */
     memset(&h, 0, sizeof(h));
     memcpy(h.magic, SCOUT_SHM_MAGIC, 8);
-    h.version = SCOUT_SHM_VERSION;
+    h.version = 1;            /* (version 2 would fail on its table) */
     h.header_size = SCOUT_SHM_HDR_SIZE;
     h.generation = 1;
     h.slot_size = 1 << 20;
@@ -438,6 +438,30 @@ test_foreign_files(void)
         scout_shm_close(w, 1);
     }
     scout_shm_reader_close(r);
+}
+
+/* The slot's checksum made right again for its (edited) body, as the
+ * writer would: version 1 the body's, version 2 every chunk's into the
+ * table, then the table's. */
+static void
+reseal(const scout_shm_file_t *h, scout_shm_slot_t *slot)
+{
+    const uint8_t *body = (const uint8_t *)(slot + 1);
+    uint64_t *table = (uint64_t *)((uint8_t *)slot + h->table_off);
+    size_t n = slot->len, nchunks;
+
+    if (h->version < 2) {
+        slot->checksum = XXH3_64bits(body, n);
+        return;
+    }
+    nchunks = (n + h->chunk_size - 1) / h->chunk_size;
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t off = c * h->chunk_size;
+
+        table[c] = XXH3_64bits(body + off, n - off < h->chunk_size
+                                           ? n - off : h->chunk_size);
+    }
+    slot->checksum = XXH3_64bits(table, nchunks * 8);
 }
 
 /* Flip bytes in the live slot with a second, writable mapping. */
@@ -488,13 +512,13 @@ test_checksum_and_structure(void)
     /* a checksummed but inconsistent body is still refused: counts */
     svc = (scout_shm_svc_t *)(body + 1);
     svc[2].ep_count++;
-    slot->checksum = XXH3_64bits(body, slot->len);
+    reseal(h, slot);
     CHECK(scout_shm_reader_read(r, err) == NULL);
     CHECK_ERR(err, "corrupt snapshot");
     svc[2].ep_count--;
     /* a string running off the strings area */
     svc[1].name.len = body->strings_len;
-    slot->checksum = XXH3_64bits(body, slot->len);
+    reseal(h, slot);
     CHECK(scout_shm_reader_read(r, err) == NULL);
     CHECK_ERR(err, "corrupt snapshot: service 1 strings");
     svc[1].name.len = 4;
@@ -503,7 +527,7 @@ test_checksum_and_structure(void)
         scout_shm_str_t t = svc[0].name;
         svc[0].name = svc[1].name;
         svc[1].name = t;
-        slot->checksum = XXH3_64bits(body, slot->len);
+        reseal(h, slot);
         CHECK(scout_shm_reader_read(r, err) == NULL);
         CHECK_ERR(err, "not sorted");
         svc[1].name = svc[0].name;
@@ -511,7 +535,7 @@ test_checksum_and_structure(void)
     }
     /* a generation in the body that is not the slot's */
     body->generation++;
-    slot->checksum = XXH3_64bits(body, slot->len);
+    reseal(h, slot);
     CHECK(scout_shm_reader_read(r, err) == NULL);
     CHECK_ERR(err, "corrupt snapshot: generation");
     body->generation--;
@@ -520,7 +544,7 @@ test_checksum_and_structure(void)
     CHECK(scout_shm_reader_read(r, err) == NULL);
     CHECK_ERR(err, "corrupt snapshot: length");
     slot->len = body->size;
-    slot->checksum = XXH3_64bits(body, slot->len);
+    reseal(h, slot);
     CHECK(scout_shm_reader_read(r, err) != NULL);
 
     /* a slot whose sequence is not the generation is "torn" */
@@ -535,6 +559,90 @@ test_checksum_and_structure(void)
     scout_shm_close(w, 1);
 }
 
+/* Version 2 checks the body chunk by chunk: a byte scribbled in any chunk
+ * (the first, one in the middle, the last, short one), in the table or in
+ * the table's checksum is refused, and put back it reads again.  A version
+ * 1 file (an older agent's, or `shm { format = 1 }`) is still read, and
+ * checked whole.  A writer of the other version replaces the file instead
+ * of adopting it, and the reader follows. */
+static void
+test_chunks(void)
+{
+    char err[SCOUT_ERR_LEN] = "";
+    const char *p = path_in("chunks");
+    scout_shm_reader_t *r = scout_shm_reader_open(p, err);
+    big_t b;
+
+    big_make(&b, 400, 10, 5);
+    for (int version = 2; version >= 1; version--) {
+        scout_shm_t *w = scout_shm_open_version(p, version, err);
+        scout_shm_file_t *h;
+        scout_shm_slot_t *slot;
+        uint8_t *map, *body;
+        uint64_t *table;
+        size_t len, n, nchunks, at[4];
+        int fd;
+
+        CHECK(w != NULL, "%s", err);
+        if (w == NULL || r == NULL)
+            break;
+        /* another version's file is replaced, not continued */
+        CHECK(scout_shm_generation(w) == 0, "v%d", version);
+        CHECK(scout_shm_publish(w, b.svcs, b.n, err) == SCOUT_OK, "%s", err);
+        CHECK(scout_shm_reader_read(r, err) != NULL, "v%d: %s", version, err);
+        fd = open(p, O_RDWR);
+        len = scout_shm_file_size(w);
+        map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        CHECK(map != MAP_FAILED);
+        if (map == MAP_FAILED)
+            break;
+        h = (scout_shm_file_t *)map;
+        slot = (scout_shm_slot_t *)(map + h->header_size
+                                    + (h->generation & 1) * h->slot_size);
+        body = (uint8_t *)(slot + 1);
+        n = slot->len;
+        table = (uint64_t *)((uint8_t *)slot + h->table_off);
+        CHECK(h->version == (uint32_t)version);
+        if (version == 2)
+            CHECK(h->chunk_size == SCOUT_SHM_CHUNK && h->table_off > n
+                  && h->table_off + 8 * h->table_max <= h->slot_size);
+        else
+            CHECK(h->chunk_size == 0 && h->table_max == 0
+                  && h->table_off == 0);
+        nchunks = (n + SCOUT_SHM_CHUNK - 1) / SCOUT_SHM_CHUNK;
+        CHECK(nchunks >= 5, "%zu bytes", n);
+        at[0] = 40;             /* chunk 0: a service record */
+        at[1] = SCOUT_SHM_CHUNK + 100;
+        at[2] = (nchunks / 2) * SCOUT_SHM_CHUNK + 7;
+        at[3] = n - 2;          /* the last, short chunk's strings */
+        for (int i = 0; i < 4; i++) {
+            body[at[i]] ^= 0x20;
+            CHECK(scout_shm_reader_read(r, err) == NULL, "v%d at %zu",
+                  version, at[i]);
+            CHECK_ERR(err, "checksum mismatch");
+            body[at[i]] ^= 0x20;
+            CHECK(scout_shm_reader_read(r, err) != NULL, "%s", err);
+        }
+        if (version == 2) {
+            table[1] ^= 1;      /* an entry that is not its chunk's */
+            CHECK(scout_shm_reader_read(r, err) == NULL);
+            CHECK_ERR(err, "checksum mismatch");
+            table[1] ^= 1;
+            slot->checksum ^= 1;    /* a table that is not the slot's */
+            CHECK(scout_shm_reader_read(r, err) == NULL);
+            CHECK_ERR(err, "checksum mismatch");
+            slot->checksum ^= 1;
+            CHECK(scout_shm_reader_read(r, err) != NULL, "%s", err);
+        }
+        munmap(map, len);
+        scout_shm_close(w, 0);
+    }
+    big_free(&b);
+    scout_shm_reader_close(r);
+    unlink(p);
+}
+
 int
 main(void)
 {
@@ -547,6 +655,7 @@ main(void)
     RUN(test_adopt_and_refuse());
     RUN(test_foreign_files());
     RUN(test_checksum_and_structure());
+    RUN(test_chunks());
 
     small_free();
     shm_fixtures_stop();

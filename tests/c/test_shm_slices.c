@@ -20,6 +20,7 @@
 #include "publish/shm.h"
 #include "scout_shm.h"
 #include "shm_fixtures.h"
+#include "stats.h"
 
 /* ---- endpoint order ------------------------------------------------------- */
 
@@ -285,6 +286,122 @@ test_reused_buffer(void)
     scout_shm_close(wb, 1);
 }
 
+/* The chunks [off, off + len) of a body overlaps, marked in set. */
+static void
+chunks_of(uint8_t *set, size_t off, size_t len)
+{
+    for (size_t c = off / SCOUT_SHM_CHUNK;
+         len > 0 && c <= (off + len - 1) / SCOUT_SHM_CHUNK; c++)
+        set[c] = 1;
+}
+
+/* Version 2: a publish that rewrites one service in place hashes again
+ * exactly the chunks it wrote -- the snap header's (the generation), and
+ * those under the service's record, its endpoints, their meta and its
+ * strings -- not the body (scout_shm_chunks_hashed_total counts them);
+ * one with nothing new hashes chunk 0 alone.  And the reader, which checks
+ * every chunk, accepts each of those bodies: the other entries of the
+ * slot's table were right for it. */
+static void
+test_chunks_rehashed(void)
+{
+    char err[SCOUT_ERR_LEN] = "";
+    const char *p = path_in("rehash");
+    scout_shm_t *w = scout_shm_open(p, err);
+    scout_shm_reader_t *r = scout_shm_reader_open(p, err);
+    scout_shm_slice_t *sl[1000];
+    const scout_shm_snap_t *sn;
+    uint8_t want[256];
+    size_t nchunks = 0, nwant = 0;
+    uint64_t before;
+    big_t b;
+    const int k = 517;
+
+    if (w == NULL || r == NULL) {
+        CHECK(0, "%s", err);
+        return;
+    }
+    big_make(&b, 1000, 10, 3);
+    for (int i = 0; i < b.n; i++)
+        sl[i] = scout_shm_slice_new(&b.svcs[i], err);
+    /* a new file, then each slot assembled once: whole bodies */
+    for (int g = 0; g < 3; g++)
+        CHECK(scout_shm_publish_slices(w, sl, b.n, err) == SCOUT_OK);
+    CHECK((sn = scout_shm_reader_read(r, err)) != NULL, "%s", err);
+    if (sn == NULL)
+        goto out;
+    nchunks = (sn->size + SCOUT_SHM_CHUNK - 1) / SCOUT_SHM_CHUNK;
+    CHECK(nchunks >= 16 && nchunks <= sizeof(want), "%zu", nchunks);
+    /* where service k's bytes lie (the strings' run ends where k + 1's
+     * begins) */
+    {
+        const scout_shm_svc_t *v = scout_shm_snap_services(sn) + k;
+        const scout_shm_ep_t *ep = scout_shm_snap_endpoints(sn);
+        size_t ep_at = (size_t)((const uint8_t *)ep - (const uint8_t *)sn);
+        size_t meta_at = ep_at + sn->nendpoints * sizeof(*ep);
+        size_t str_at = meta_at + sn->nmeta * sizeof(scout_shm_meta_t);
+        uint32_t mfirst = ep[v->ep_first].meta_first, mcount = 0;
+
+        for (uint32_t e = v->ep_first; e < v->ep_first + v->ep_count; e++)
+            mcount += ep[e].meta_count;
+        memset(want, 0, sizeof(want));
+        chunks_of(want, 0, sizeof(*sn));
+        chunks_of(want, (size_t)((const uint8_t *)v - (const uint8_t *)sn),
+                  sizeof(*v));
+        chunks_of(want, ep_at + v->ep_first * sizeof(*ep),
+                  v->ep_count * sizeof(*ep));
+        chunks_of(want, meta_at + mfirst * sizeof(scout_shm_meta_t),
+                  mcount * sizeof(scout_shm_meta_t));
+        chunks_of(want, str_at + v->name.off, v[1].name.off - v->name.off);
+        for (size_t c = 0; c < nchunks; c++)
+            nwant += want[c];
+    }
+    /* service k moves: its index and a string of the same length */
+    b.svcs[k].index += 1;
+    b.svcs[k].state = "stable";
+    scout_shm_slice_unref(sl[k]);
+    sl[k] = scout_shm_slice_new(&b.svcs[k], err);
+    for (int g = 0; g < 2; g++) {   /* each slot patched from its own */
+        before = scout_stats.shm_chunks_hashed;
+        CHECK(scout_shm_publish_slices(w, sl, b.n, err) == SCOUT_OK);
+        CHECK(scout_stats.shm_chunks_hashed - before == nwant,
+              "%" PRIu64 " chunks hashed, want %zu of %zu",
+              scout_stats.shm_chunks_hashed - before, nwant, nchunks);
+        sn = scout_shm_reader_read(r, err);
+        CHECK(sn != NULL && STR_IS(sn, scout_shm_snap_services(sn)[k].state,
+                                   "stable"), "%s", err);
+    }
+    CHECK(nwant >= 2 && nwant <= 5, "%zu", nwant);
+    /* nothing new: the generation's chunk only */
+    before = scout_stats.shm_chunks_hashed;
+    CHECK(scout_shm_publish_slices(w, sl, b.n, err) == SCOUT_OK);
+    CHECK(scout_stats.shm_chunks_hashed - before == 1);
+    CHECK(scout_shm_reader_read(r, err) != NULL, "%s", err);
+    /* a changed slice is checked against its neighbours, unchanged or not:
+     * service k + 1's bytes (the same sizes) at k are a duplicate name */
+    {
+        scout_shm_slice_t *was = sl[k];
+        uint64_t g = scout_shm_generation(w);
+
+        sl[k] = scout_shm_slice_new(&b.svcs[k + 1], err);
+        CHECK(scout_shm_publish_slices(w, sl, b.n, err) == SCOUT_ERROR);
+        CHECK_ERR(err, "duplicate service");
+        CHECK(scout_shm_generation(w) == g);
+        scout_shm_slice_unref(sl[k]);
+        sl[k] = was;
+        CHECK(scout_shm_publish_slices(w, sl, b.n, err) == SCOUT_OK);
+        sn = scout_shm_reader_read(r, err);
+        CHECK(sn != NULL && STR_IS(sn, scout_shm_snap_services(sn)[k].state,
+                                   "stable"), "%s", err);
+    }
+out:
+    for (int i = 0; i < b.n; i++)
+        scout_shm_slice_unref(sl[i]);
+    big_free(&b);
+    scout_shm_reader_close(r);
+    scout_shm_close(w, 1);
+}
+
 int
 main(void)
 {
@@ -294,6 +411,7 @@ main(void)
     RUN(test_slices());
     RUN(test_endpoints_out_of_order());
     RUN(test_reused_buffer());
+    RUN(test_chunks_rehashed());
     RUN(test_scale());
     small_free();
     shm_fixtures_stop();

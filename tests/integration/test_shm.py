@@ -1,11 +1,18 @@
 """The shared-memory snapshot as an nginx worker sees it: the agent publishes every change into a file, and the
 LuaJIT FFI reader (lua/scout/shm.lua over build/libscout.so) reads the same endpoints, states and settings the
-API shows, with the generation moving forward on each change."""
+API shows, with the generation moving forward on each change. Format version 2 (docs/shm.md): a change hashes
+only the 64 KB chunks it rewrote (scout_shm_chunks_hashed_total), `shm { format = 1 }` still writes version 1,
+and docs/shm.md's own Python reader reads both and refuses a scribbled chunk."""
 
+import ctypes
 import json
 import os
+import shutil
+import struct
 import subprocess
+import sys
 import tempfile
+import types
 import unittest
 
 from scoutharness import ROOT, Scout, policy, wait_until
@@ -25,6 +32,37 @@ for name, s in pairs(snap.services) do
 end
 print(cjson.encode(out))
 '''
+
+
+def docs_reader():
+    """read_snapshot() from docs/shm.md's "A reader in Python", run as a user would paste it. Its xxhash is
+    python3-xxhash when installed, else the same XXH3-64 from libxxhash (libxxhash-dev, which the build needs)
+    through ctypes."""
+    with open(os.path.join(ROOT, "docs", "shm.md")) as f:
+        text = f.read()
+    code = text.split("## A reader in Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    try:
+        import xxhash  # noqa: F401
+    except ImportError:
+        lib = ctypes.CDLL("libxxhash.so.0")
+        lib.XXH3_64bits.restype = ctypes.c_uint64
+        lib.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        fake = types.ModuleType("xxhash")
+        fake.xxh3_64_intdigest = lambda b: lib.XXH3_64bits(bytes(b), len(b))
+        sys.modules["xxhash"] = fake
+    ns = {}
+    exec(compile(code, "docs/shm.md", "exec"), ns)
+    return ns["read_snapshot"]
+
+
+def shm_geometry(path):
+    """(version, chunk_size, current slot's offset, its body length) of a snapshot file (docs/shm.md)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    version, header_size, gen, slot_size = struct.unpack_from("<IIQQ", data, 8)
+    chunk = struct.unpack_from("<I", data, 48)[0]
+    slot = header_size + (gen & 1) * slot_size
+    return version, chunk, slot, struct.unpack_from("<Q", data, slot + 8)[0]
 
 
 class Shm(unittest.TestCase):
@@ -100,6 +138,89 @@ class Shm(unittest.TestCase):
             self.read()), what="readers see protected")
         self.assertEqual(len(snap["services"]["held"]["ids"]), 10)     # the list stands
         self.assertEqual(snap["services"]["held"]["index"], index)      # nothing was published
+
+    # 40 services of 2 endpoints carrying a 16 KB meta value each: a ~1.3 MB body, 20 chunks of 64 KB
+    BLOB = "b" * 16000
+
+    def chunky(self, fmt=""):
+        for i in range(40):
+            for e in range(2):
+                self.kz.create("/chunks/s%02d/ep-%d" % (i, e), self.ep_data(i, e, 10), makepath=True)
+        services = {"s%02d" % i: 'path = "/chunks/s%02d"' % i for i in range(40)}
+        self.scout = Scout(policy(services, extra='shm { path = "%s"%s }' % (self.path, fmt)),
+                           self.zk.connect).start()
+        return wait_until(lambda: (lambda r: r if len(r["services"]) == 40 and all(
+            len(v["ids"]) == 2 for v in r["services"].values()) else None)(self.read()), what="every service in shm")
+
+    def ep_data(self, i, e, weight):
+        return json.dumps({"host": "10.0.%d.%d" % (i, e), "port": 80, "weight": weight,
+                           "meta": {"blob": self.BLOB}}).encode()
+
+    def change(self, i, weight):
+        """Endpoint 0 of service i gets weight (two digits: every string keeps its length); the reader's snapshot
+        once it shows it."""
+        self.kz.set("/chunks/s%02d/ep-0" % i, self.ep_data(i, 0, weight))
+        want = "ep-0=10.0.%d.0:80/%d" % (i, weight)
+        return wait_until(lambda: (lambda r: r if r["services"]["s%02d" % i]["ids"][0] == want else None)(
+            self.read()), what="weight %d in shm" % weight)
+
+    def test_a_change_hashes_only_the_chunks_it_rewrote(self):
+        s = self.chunky()
+        version, chunk, _, n = shm_geometry(self.path)
+        self.assertEqual((version, chunk), (2, 65536))
+        nchunks = (n + chunk - 1) // chunk
+        self.assertGreaterEqual(nchunks, 19)
+        # three changes: the file has grown once, and each slot is then written in place from what it held
+        for k, i in enumerate((3, 17, 29)):
+            s = self.change(i, 11 + k)
+        before, gen = self.scout.metric("scout_shm_chunks_hashed_total"), s["generation"]
+        self.assertGreater(before, 0)
+        for k, i in enumerate((8, 33)):
+            s = self.change(i, 21 + k)
+        # the counter moves before the generation readers just saw: it holds every chunk those generations hashed
+        hashed, gens = self.scout.metric("scout_shm_chunks_hashed_total") - before, s["generation"] - gen
+        self.assertGreaterEqual(gens, 2)
+        # a generation rewrites the services changed since its slot's body (two generations back: this change's
+        # and the last one's): their records (all in chunk 0 here, with the generation) and 32 KB of strings each
+        # (a chunk or two): at most 5 chunks, not the body's 20
+        self.assertLessEqual(hashed, 5 * gens, "%d chunks hashed in %d generations of %d chunks"
+                             % (hashed, gens, nchunks))
+
+        # docs/shm.md's reader reads the same file
+        g, out = docs_reader()(self.path)
+        self.assertGreaterEqual(g, s["generation"])
+        self.assertEqual(len(out), 40)
+        self.assertEqual(out["s33"]["endpoints"][0]["weight"], 22)
+        self.assertEqual(out["s33"]["endpoints"][0]["meta"], {"blob": self.BLOB})
+
+    def test_a_scribbled_chunk_is_refused_by_the_docs_reader(self):
+        self.chunky()
+        version, chunk, slot, n = shm_geometry(self.path)
+        copy = self.path + ".copy"
+        shutil.copyfile(self.path, copy)            # the agent's own file stays whole
+        try:
+            read_snapshot = docs_reader()
+            self.assertEqual(len(read_snapshot(copy)[1]), 40)
+            with open(copy, "r+b") as f:
+                at = slot + 64 + 5 * chunk + 1000    # a byte of a meta value, in the sixth chunk
+                f.seek(at)
+                b = f.read(1)
+                f.seek(at)
+                f.write(bytes([b[0] ^ 0x20]))
+            with self.assertRaisesRegex(RuntimeError, "torn, retry"):
+                read_snapshot(copy)
+        finally:
+            os.unlink(copy)
+
+    def test_format_1_writes_version_1_for_older_readers(self):
+        self.chunky(fmt=", format = 1")
+        self.assertEqual(shm_geometry(self.path)[:2], (1, 0))
+        s = self.change(5, 42)                       # the Lua reader (libscout) reads version 1
+        g, out = docs_reader()(self.path)
+        self.assertEqual(g, s["generation"])
+        self.assertEqual(out["s05"]["endpoints"][0]["weight"], 42)
+        self.assertIn("scout_shm_chunks_hashed_total", self.scout.metrics())
+        self.assertEqual(self.scout.metric("scout_shm_chunks_hashed_total"), 0)
 
 
 if __name__ == "__main__":

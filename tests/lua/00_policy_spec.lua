@@ -600,6 +600,8 @@ function on_session(state) return state end
     it("checks the shm block", function()
       assert.same({ path = "/dev/shm/scout" }, loads('shm { path = "/dev/shm/scout" }\n').shm)
       fails('shm { path = "rel" }\n', 1, "shm: path must be an absolute file path (e.g. /dev/shm/scout)")
+      assert.same({ path = "/dev/shm/scout", format = 1 }, loads('shm { path = "/dev/shm/scout", format = 1 }\n').shm)
+      fails('shm { path = "/dev/shm/scout", format = 3 }\n', 1, "shm: format must be 1 or 2")
     end)
 
     it("checks the cache block", function()

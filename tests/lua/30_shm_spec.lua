@@ -5,6 +5,7 @@
 -- Needs `make all tests-c` (libscout.so and the writer tool).
 
 local ffi = require "ffi"
+local bit = require "bit"
 local shm = require "scout.shm"
 
 local TOOL = "build/tests/shm_writer_tool"
@@ -45,13 +46,15 @@ local function line(...)
   return table.concat(t, " ")
 end
 
--- Run the writer tool on `path` with the given script lines; returns the generations it published.
-local function write(path, lines, unlink)
+-- Run the writer tool on `path` with the given script lines; returns the generations it published. format: the
+-- file's format version (the tool's default, 2, when nil).
+local function write(path, lines, unlink, format)
   local script = os.tmpname()
   local f = assert(io.open(script, "wb"))
   f:write(table.concat(lines, "\n"), "\n")
   f:close()
-  local out, ok = sh(TOOL .. " " .. path .. (unlink and " --unlink" or "") .. " < " .. script)
+  local out, ok = sh(TOOL .. " " .. path .. (unlink and " --unlink" or "")
+                     .. (format and " --format " .. format or "") .. " < " .. script)
   os.remove(script)
   assert(ok, "shm_writer_tool failed: " .. out)
   local gens = {}
@@ -317,6 +320,72 @@ describe("scout.shm", function()
     snap = assert(r:read())
     assert.equals(1, snap.generation)
     check_small(snap)
+  end)
+
+  -- u32/u64 little-endian at byte offset `at` (0-based) of string s
+  local function le(s, at, n)
+    local v = 0
+    for i = n, 1, -1 do v = v * 256 + s:byte(at + i) end
+    return v
+  end
+
+  -- Flip one bit of the file's byte at offset `at` (0-based), in place: the reader's mapping sees it.
+  local function flip(p, at)
+    local f = assert(io.open(p, "r+b"))
+    f:seek("set", at)
+    local c = f:read(1)
+    f:seek("set", at)
+    f:write(string.char(bit.bxor(c:byte(), 0x20)))
+    f:close()
+  end
+
+  it("reads a version 1 file (an older agent's, or shm { format = 1 }), checked whole", function()
+    local p = path()
+    assert.same({ 1 }, write(p, SMALL, false, 1))
+    local head = slurp(p)
+    assert.equals(1, le(head, 8, 4))                   -- version
+    assert.equals(0, le(head, 48, 4))                  -- no chunk size: the body is checksummed whole
+    local r = assert(shm.open(p))
+    local snap = assert(r:read())
+    check_small(snap)
+    local at = 4096 + le(head, 24, 8) + 64 + le(head, 4096 + le(head, 24, 8) + 8, 8) - 2   -- slot 1, body's end
+    flip(p, at)
+    local none, err = r:read()
+    assert.is_nil(none)
+    assert.equals("checksum mismatch", err)
+    flip(p, at)
+    check_small(assert(r:read()))
+    -- the agent upgraded to version 2: a new file at the path, found by the same reader
+    assert.same({ 1 }, write(p, SMALL))
+    assert.is_true(r:moved())
+    check_small(assert(r:read()))
+    assert.equals(2, le(slurp(p), 8, 4))
+  end)
+
+  it("refuses a version 2 snapshot with a byte scribbled in any one chunk, and reads it once put back", function()
+    local p = path()
+    assert.same({ 1 }, write(p, { "bulk 600 10 t1", "publish" }))
+    local head = slurp(p)
+    assert.equals(2, le(head, 8, 4))
+    local chunk, slot_size = le(head, 48, 4), le(head, 24, 8)
+    assert.equals(65536, chunk)
+    local slot = 4096 + slot_size                      -- generation 1: slot 1
+    local len = le(head, slot + 8, 8)
+    local nchunks = math.ceil(len / chunk)
+    assert.is_true(nchunks >= 5, "only " .. nchunks .. " chunks")
+    local r = assert(shm.open(p))
+    assert(r:read())
+    for _, c in ipairs({ 0, 2, nchunks - 1 }) do
+      local at = slot + 64 + c * chunk + (c == nchunks - 1 and (len - c * chunk) - 3 or 100)
+      flip(p, at)
+      local none, err = r:read()
+      assert.is_nil(none, "chunk " .. c)
+      assert.equals("checksum mismatch", err)
+      flip(p, at)
+      local snap = assert(r:read())
+      assert.equals(10, #snap.services["bulk-00599"].endpoints)
+    end
+    assert.equals(3 * 16, r:stats().checksum_failures)
   end)
 
   it("refuses files that are not snapshots", function()
