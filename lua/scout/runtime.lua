@@ -32,7 +32,7 @@ local protect = require "scout.protect"
 local backoff = require "scout.backoff"
 local json = require "cjson.safe"
 local util_endpoint = require "scout.util.endpoint"
-local EMPTY_META, same = util_endpoint.EMPTY_META, util_endpoint.same
+local same = util_endpoint.same
 -- Endpoint tables between changes live in C for a small service (scout.keep): thaw before reading s.children or
 -- s.published, freeze after a commit.
 local store = require "scout.keep"
@@ -71,24 +71,7 @@ local function by_id(a, b) return a.id < b.id end
 -- URLs under providers/, serverset nodes that are not members).
 local QUIET = { ["empty"] = true, ["not a provider"] = true, ["not a member"] = true }
 
--- A codec of the user's may return anything: only well-formed endpoints get in.
-local function check_endpoint(ep)
-  if type(ep.host) ~= "string" or ep.host == "" then return "codec returned an endpoint without host" end
-  local port = ep.port
-  if type(port) ~= "number" or port ~= floor(port) or port < 1 or port > 65535 then
-    return "codec returned an endpoint with a bad port"
-  end
-  local w = ep.weight
-  if w == nil then ep.weight = 1
-  elseif type(w) ~= "number" or w ~= w or w < 0 or w > 2147483647 then return "codec returned a bad weight"
-  else ep.weight = floor(w) end
-  if ep.status == nil then ep.status = "up"
-  elseif type(ep.status) ~= "string" then return "codec returned a bad status" end
-  local meta = ep.meta
-  if meta == nil then ep.meta = EMPTY_META
-  elseif type(meta) ~= "table" then return "codec returned a bad meta"
-  elseif meta ~= EMPTY_META and next(meta) == nil then ep.meta = EMPTY_META end
-end
+local check_endpoint = util_endpoint.check_decoded   -- a codec of the user's may return anything
 
 local now_ms = agent and agent.now_ms or function() return os.clock() * 1000 end
 function M.set_clock(fn) now_ms = fn end
