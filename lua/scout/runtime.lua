@@ -13,7 +13,6 @@ local tostring = tostring
 local format = string.format
 local floor = math.floor
 local sort = table.sort
-local setmetatable = setmetatable
 local ipairs = ipairs
 local new_table = (function()
   local ok, tnew = pcall(require, "table.new")
@@ -29,6 +28,7 @@ local url = require "scout.util.url"
 local u8 = require "scout.util.utf8"
 local ramp = require "scout.ramp"
 local protect = require "scout.protect"
+local hookview = require "scout.hookview"
 local backoff = require "scout.backoff"
 local json = require "cjson.safe"
 local util_endpoint = require "scout.util.endpoint"
@@ -194,27 +194,6 @@ function M.delay(i, kind, child, pending, since_read)
   end
   return floor(v)
 end
-
--- The list a hook sees as svc.endpoints: the published set with this batch's diff applied, built only if asked.
-local function endpoints_after(published, up, gone_ids)
-  local list, n, skip = {}, 0, {}
-  for k = 1, #gone_ids do skip[gone_ids[k]] = true end
-  for k = 1, #up do skip[up[k].id] = true; n = n + 1; list[n] = up[k] end
-  for id, ep in pairs(published) do
-    if not skip[id] then n = n + 1; list[n] = ep end
-  end
-  sort(list, by_id)
-  return list
-end
-
-local svc_mt = {
-  __index = function(t, k)
-    if k ~= "endpoints" then return nil end
-    local list = endpoints_after(t._i and store.published(t._i) or t._published, t._up, t._gone)
-    rawset(t, "endpoints", list)
-    return list
-  end,
-}
 
 -- removed: array of child names gone; changed: array of { name, data (or nil), zxid, data_read } new or re-read.
 -- Work is proportional to the batch, never to the size of the service: the filter runs on new and changed
@@ -504,8 +483,7 @@ function M.update(i, removed, changed, more, untaken)
   -- "no drop" return; without on_protect, protection never hands the view to anyone)
   local svc
   if s.on_change or (s.on_protect and s.protect and (s.baseline or new_count < s.count)) then
-    svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids,
-                         _i = part and i or nil }, svc_mt)
+    svc = hookview.new(s, published, up, gone_ids, part and i or nil)
   end
   local retry = protect.hold_back(s, s.count, new_count, svc, now_ms, log)
   if retry then
