@@ -175,4 +175,10 @@ function M.freeze(s)
   s.children, s.published = rest or NO_REST, false
 end
 
+-- The partial thaw and freeze serve only a change (never a sync's batches): interpreted, as runtime.update's copy
+-- for changes is (runtime.lua says why).
+if jit then
+  for _, fn in pairs({ M.thaw_part, hold, M.freeze_part, redo, rest_of, M.opened, settle }) do jit.off(fn) end
+end
+
 return M

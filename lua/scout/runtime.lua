@@ -13,12 +13,10 @@ local tostring = tostring
 local format = string.format
 local floor = math.floor
 local sort = table.sort
-local setmetatable = setmetatable
 local ipairs = ipairs
-local new_table = (function()
-  local ok, tnew = pcall(require, "table.new")
-  return ok and tnew or function() return {} end
-end)()
+local loadstring, dump = loadstring, string.dump   -- the real ones (the sandbox wraps the global)
+local has_tnew, tnew = pcall(require, "table.new")
+local new_table = has_tnew and tnew or function() return {} end
 
 local policy_dsl = require "scout.policy"
 local codecs = require "scout.codec"
@@ -29,10 +27,11 @@ local url = require "scout.util.url"
 local u8 = require "scout.util.utf8"
 local ramp = require "scout.ramp"
 local protect = require "scout.protect"
+local hookview = require "scout.hookview"
 local backoff = require "scout.backoff"
 local json = require "cjson.safe"
 local util_endpoint = require "scout.util.endpoint"
-local EMPTY_META, same = util_endpoint.EMPTY_META, util_endpoint.same
+local same = util_endpoint.same
 -- Endpoint tables between changes live in C for a small service (scout.keep): thaw before reading s.children or
 -- s.published, freeze after a commit.
 local store = require "scout.keep"
@@ -71,24 +70,7 @@ local function by_id(a, b) return a.id < b.id end
 -- URLs under providers/, serverset nodes that are not members).
 local QUIET = { ["empty"] = true, ["not a provider"] = true, ["not a member"] = true }
 
--- A codec of the user's may return anything: only well-formed endpoints get in.
-local function check_endpoint(ep)
-  if type(ep.host) ~= "string" or ep.host == "" then return "codec returned an endpoint without host" end
-  local port = ep.port
-  if type(port) ~= "number" or port ~= floor(port) or port < 1 or port > 65535 then
-    return "codec returned an endpoint with a bad port"
-  end
-  local w = ep.weight
-  if w == nil then ep.weight = 1
-  elseif type(w) ~= "number" or w ~= w or w < 0 or w > 2147483647 then return "codec returned a bad weight"
-  else ep.weight = floor(w) end
-  if ep.status == nil then ep.status = "up"
-  elseif type(ep.status) ~= "string" then return "codec returned a bad status" end
-  local meta = ep.meta
-  if meta == nil then ep.meta = EMPTY_META
-  elseif type(meta) ~= "table" then return "codec returned a bad meta"
-  elseif meta ~= EMPTY_META and next(meta) == nil then ep.meta = EMPTY_META end
-end
+local check_endpoint = util_endpoint.check_decoded   -- a codec of the user's may return anything
 
 local now_ms = agent and agent.now_ms or function() return os.clock() * 1000 end
 function M.set_clock(fn) now_ms = fn end
@@ -211,27 +193,6 @@ function M.delay(i, kind, child, pending, since_read)
   end
   return floor(v)
 end
-
--- The list a hook sees as svc.endpoints: the published set with this batch's diff applied, built only if asked.
-local function endpoints_after(published, up, gone_ids)
-  local list, n, skip = {}, 0, {}
-  for k = 1, #gone_ids do skip[gone_ids[k]] = true end
-  for k = 1, #up do skip[up[k].id] = true; n = n + 1; list[n] = up[k] end
-  for id, ep in pairs(published) do
-    if not skip[id] then n = n + 1; list[n] = ep end
-  end
-  sort(list, by_id)
-  return list
-end
-
-local svc_mt = {
-  __index = function(t, k)
-    if k ~= "endpoints" then return nil end
-    local list = endpoints_after(t._i and store.published(t._i) or t._published, t._up, t._gone)
-    rawset(t, "endpoints", list)
-    return list
-  end,
-}
 
 -- removed: array of child names gone; changed: array of { name, data (or nil), zxid, data_read } new or re-read.
 -- Work is proportional to the batch, never to the size of the service: the filter runs on new and changed
@@ -365,7 +326,6 @@ local function judge(j, name)
     gone[#gone + 1] = old
   end
 end
-
 
 -- more: the C side has more reads of this path coming (an initial sync's batches): the tables stay warm for them.
 -- untaken: the C side did not take this service's last update, which may have been committed here before a
@@ -521,8 +481,7 @@ function M.update(i, removed, changed, more, untaken)
   -- "no drop" return; without on_protect, protection never hands the view to anyone)
   local svc
   if s.on_change or (s.on_protect and s.protect and (s.baseline or new_count < s.count)) then
-    svc = setmetatable({ name = s.name, path = s.path, _published = published, _up = up, _gone = gone_ids,
-                         _i = part and i or nil }, svc_mt)
+    svc = hookview.new(s, published, up, gone_ids, part and i or nil)
   end
   local retry = protect.hold_back(s, s.count, new_count, svc, now_ms, log)
   if retry then
@@ -563,6 +522,39 @@ function M.update(i, removed, changed, more, untaken)
   if part then store.freeze_part(s, children, published, removed) elseif not more then freeze(s) end
   return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built
 end
+
+-- A change runs interpreted, a batch compiled. LuaJIT kept recording and aborting traces through a change's short
+-- update and its helpers (~10k instructions a change, bench/propagation under callgrind), while a sync's batches
+-- gain from traces (20 M at 1,000 x 10). So a batch (more reads of the path coming, or over 4 names) runs a copy of
+-- the update and its helpers with the JIT on (the same bytecode loaded again, upvalues joined); the originals, off.
+local small, compiled = M.update, M.update
+function M.update(i, removed, changed, more, untaken)
+  return ((more or #removed + #changed > 4) and compiled or small)(i, removed, changed, more, untaken)
+end
+-- fn's bytecode loaded again (with the JIT on, whatever fn's is), its upvalues fn's own but those swap replaces
+local function copy_of(fn, swap)
+  local copy = loadstring(dump(fn))
+  for k = 1, math.huge do
+    local name, v = debug.getupvalue(fn, k)
+    if name == nil then break end
+    if swap[v] then debug.setupvalue(copy, k, swap[v]) else debug.upvaluejoin(copy, k, fn, k) end
+  end
+  return copy
+end
+if jit then
+  local swap, off = {}, { small, judge, set_failing, data_read_of, degraded_reason, M.update, hookview.new }
+  for _, mod in ipairs({ protect, backoff }) do
+    local t = {}
+    for k, v in pairs(mod) do
+      if type(v) == "function" then t[k] = copy_of(v, swap); off[#off + 1] = v else t[k] = v end
+    end
+    swap[mod] = t
+  end
+  for _, fn in ipairs({ set_failing, data_read_of, degraded_reason, judge }) do swap[fn] = copy_of(fn, swap) end
+  compiled = copy_of(small, swap)
+  for _, fn in ipairs(off) do jit.off(fn) end
+end
+M.update_copies = { compiled = compiled, small = small }   -- (specs)
 
 -- ---- sources: a service over several paths -------------------------------------------------------------------
 
@@ -675,7 +667,6 @@ local function view_of(ep)
 end
 
 -- ---- the API's questions ---------------------------------------------------------------------------------
-
 
 -- /v1/explain/NAME: every child scout knows and why it is in or out, as JSON.
 function M.explain(i)

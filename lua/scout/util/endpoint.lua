@@ -17,6 +17,7 @@ local sort = table.sort
 local concat = table.concat
 local error = error
 local setmetatable = setmetatable
+local next = next
 
 local cjson = require "cjson.safe"
 
@@ -236,6 +237,26 @@ end
 function M.same(a, b, zxid_counts)
   return a.host == b.host and a.port == b.port and a.weight == b.weight and a.status == b.status
     and same_meta(a.meta, b.meta) and (not zxid_counts or a.zxid == b.zxid)
+end
+
+-- What the agent's runtime takes from any codec, a user's included (which may return anything): the error, or nil
+-- with the defaults filled in (weight 1, status "up", an empty meta as the shared EMPTY_META).
+function M.check_decoded(ep)
+  if type(ep.host) ~= "string" or ep.host == "" then return "codec returned an endpoint without host" end
+  local port = ep.port
+  if type(port) ~= "number" or port ~= floor(port) or port < 1 or port > 65535 then
+    return "codec returned an endpoint with a bad port"
+  end
+  local w = ep.weight
+  if w == nil then ep.weight = 1
+  elseif type(w) ~= "number" or w ~= w or w < 0 or w > 2147483647 then return "codec returned a bad weight"
+  else ep.weight = floor(w) end
+  if ep.status == nil then ep.status = "up"
+  elseif type(ep.status) ~= "string" then return "codec returned a bad status" end
+  local meta = ep.meta
+  if meta == nil then ep.meta = EMPTY_META
+  elseif type(meta) ~= "table" then return "codec returned a bad meta"
+  elseif meta ~= EMPTY_META and next(meta) == nil then ep.meta = EMPTY_META end
 end
 
 return M
