@@ -5,6 +5,8 @@
  */
 #include "publish/snapshot_rd.h"
 
+#include <endian.h>
+
 /* "snapshot LABEL: malformed at byte N: ..." with N the offset reached. */
 int
 scout_snaprd_fail(reader_t *r, const char *fmt, ...)
@@ -19,11 +21,23 @@ scout_snaprd_fail(reader_t *r, const char *fmt, ...)
                r->at + (size_t)(r->p - r->base), what);
 }
 
+/* (Every string and count of the file goes through here: its 4 and 8
+ * bytes are one load each, not a loop of shifts, which was a fifth of the
+ * instructions of indexing a 10,000-service snapshot.) */
 uint64_t
 scout_snaprd_le(const unsigned char *p, int bytes)
 {
     uint64_t v = 0;
+    uint32_t w;
 
+    if (bytes == 8) {
+        memcpy(&v, p, 8);
+        return le64toh(v);
+    }
+    if (bytes == 4) {
+        memcpy(&w, p, 4);
+        return le32toh(w);
+    }
     for (int i = bytes - 1; i >= 0; i--)
         v = v << 8 | p[i];
     return v;
