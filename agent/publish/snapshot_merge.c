@@ -405,7 +405,8 @@ scout_snapmerge_open(const char *path, scout_snapmerge_t *m, char *err)
                   m->note);
     if (records == 0)
         goto alone;
-    qsort(js, (size_t)jn, sizeof(*js), by_name_then_seq);
+    if (jn > 0)                 /* (records of no service: none) */
+        qsort(js, (size_t)jn, sizeof(*js), by_name_then_seq);
     if (merge(m, js, jn, at_ms) != SCOUT_OK)
         goto alone;
     free(js);

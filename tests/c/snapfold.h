@@ -3,9 +3,10 @@
  * into the bytes of the full file a whole write of the same state gives,
  * exactly as the readers did it before they indexed the two where they
  * are (agent/publish/snapshot_merge.h; the code of snapshot_journal.c at
- * 8d0c3e6, kept here unchanged but for its name).  test_snapshot_journal
- * checks it against the writer's whole file; test_snapshot_merge checks
- * the readers against it.
+ * 8d0c3e6, kept here unchanged but for its name and one guard: a journal
+ * whose records hold no service qsort'ed a NULL array, which UBSan stops).
+ * test_snapshot_journal checks it against the writer's whole file;
+ * test_snapshot_merge checks the readers against it.
  *
  * ref_fold_load(path, &buf, &size, &got, &base_sum, note, err): the base at
  * path with the journal beside it folded in, in pages of their own (munmap
@@ -413,7 +414,8 @@ ref_fold_load(const char *path, unsigned char **buf, size_t *size,
     if (journal_spans(jb, jlen, jpath, &js, &jn, &records, &at_ms, note)
         != SCOUT_OK || records == 0)
         goto done;
-    qsort(js, (size_t)jn, sizeof(*js), by_name_then_seq);
+    if (jn > 0)     /* (the one change: no qsort of a NULL array, UBSan) */
+        qsort(js, (size_t)jn, sizeof(*js), by_name_then_seq);
     if (fold(*buf, *got, js, jn, at_ms, &o, &osize, &olen, note)
         == SCOUT_OK) {
         munmap(*buf, *size);
