@@ -175,17 +175,23 @@ class Journal(unittest.TestCase):
         base = open(self.snap, "rb").read()
         ep = lambda s, e: "%s/127.0.%d.%d:%d" % (self.path(s), s, e, 1000 + e)     # noqa: E731
 
-        def step(change, what):
+        def step(change, svc, ids, what):
+            """change, then svc serves exactly ids, then that state is on disk (its own write: one record)."""
             change()
-            wait_until(lambda: read_disk(self.snap) == self.api(a), what=what + " on disk")
-        step(lambda: self.kz.delete(ep(1, 0)), "s01 loses an endpoint")
-        step(lambda: self.kz.create("%s/127.1.2.1:2001" % self.path(2)), "s02 gains one")
-        step(lambda: self.kz.delete("%s/127.1.2.1:2001" % self.path(2)), "s02 loses it again")
-        step(lambda: self.kz.create("%s/127.1.3.1:2001" % self.path(3)), "s03 gains one")
-        step(lambda: [self.kz.delete(ep(4, e)) for e in range(3)], "s04 emptied")
-        step(lambda: self.kz.create(ep(4, 1)), "s04 refilled")
-        step(lambda: self.kz.delete(ep(5, 2)), "s05 loses an endpoint")
-        step(lambda: self.kz.create(ep(5, 2)), "s05 gets it back")
+            wait_until(lambda: sorted(self.api(a)[svc][1]) == sorted(ids), what=what + " served")
+            api = self.api(a)
+            wait_until(lambda: read_disk(self.snap) == api, what=what + " on disk")
+        first3 = lambda s: ["127.0.%d.%d:%d" % (s, e, 1000 + e) for e in range(3)]     # noqa: E731
+        step(lambda: self.kz.delete(ep(1, 0)), "s01", first3(1)[1:], "s01 loses an endpoint")
+        step(lambda: self.kz.create("%s/127.1.2.1:2001" % self.path(2)), "s02", first3(2) + ["127.1.2.1:2001"],
+             "s02 gains one")
+        step(lambda: self.kz.delete("%s/127.1.2.1:2001" % self.path(2)), "s02", first3(2), "s02 loses it again")
+        step(lambda: self.kz.create("%s/127.1.3.1:2001" % self.path(3)), "s03", first3(3) + ["127.1.3.1:2001"],
+             "s03 gains one")
+        step(lambda: [self.kz.delete(ep(4, e)) for e in range(3)], "s04", [], "s04 emptied")
+        step(lambda: self.kz.create(ep(4, 1)), "s04", first3(4)[1:2], "s04 refilled")
+        step(lambda: self.kz.delete(ep(5, 2)), "s05", first3(5)[:2], "s05 loses an endpoint")
+        step(lambda: self.kz.create(ep(5, 2)), "s05", first3(5), "s05 gets it back")
         want = self.api(a)
         self.assertEqual(open(self.snap, "rb").read(), base)       # all in the journal
         recs, _ = snapjournal.records(open(self.journal, "rb").read())
