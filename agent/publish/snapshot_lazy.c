@@ -14,8 +14,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "publish/snapshot_merge.h"
 #include "publish/snapshot_rd.h"

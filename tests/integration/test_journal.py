@@ -3,7 +3,7 @@ scout.snapshot.journal, and a restart serves base + journal exactly as the last 
 down. A torn or garbage tail loses only the torn record; a journal that names another base (a crash between a
 compaction's rename and the journal's removal) is never applied, and the log says so; the journal is compacted
 into a new base once it passes a quarter of the base's size, and at SIGTERM. Every state is awaited on the files themselves
-(snapjournal.py folds them as the agent's readers do), never on time."""
+(snapjournal.py folds them: the state the agent's readers serve), never on time."""
 
 import os
 import shutil
@@ -257,7 +257,7 @@ class Journal(unittest.TestCase):
         self.assertIn("written for another snapshot", c.log())
 
     def test_a_stopped_agent_leaves_the_base_alone(self):
-        # SIGTERM writes the whole file when a journal is on disk: the next start reads one file and folds nothing
+        # SIGTERM writes the whole file when a journal is on disk: the next start reads one file, no journal
         a = self.agent().start()
         self.synced(a)
         api = self.change(a, 0)
