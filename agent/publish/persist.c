@@ -667,8 +667,8 @@ scout_persist_changed(scout_persist_t *p, scout_service_t *svc)
 /* Waits for the write in flight, then writes what changed since, on the
  * loop: at shutdown nothing else is left to do.  The last write is a full
  * one whenever a journal is on disk: a stopped agent leaves the base
- * alone, so the next start reads one file and folds nothing (only a crash
- * leaves a journal to fold). */
+ * alone, so the next start reads one file (only a crash leaves a journal
+ * beside it). */
 void
 scout_persist_flush(scout_persist_t *p)
 {

@@ -163,8 +163,9 @@ int scout_snapshot_write(const char *dir, const char *ensemble,
 
 typedef struct scout_snapshot_s scout_snapshot_t;
 
-/* Read and validate a snapshot file, with the journal beside it folded in
- * (snapshot_journal.h); NULL with the reason in err
+/* Read and validate a snapshot file, with the journal beside it applied
+ * (snapshot_journal.h; read where they are, snapshot_merge.h: the state a
+ * fold of the two gives); NULL with the reason in err
  * ("snapshot PATH: checksum mismatch ...") when it is not usable. */
 scout_snapshot_t *scout_snapshot_read(const char *path, char *err);
 /* The same from memory (buf is not kept); label names it in messages. */

@@ -15,11 +15,11 @@
  * applied to it.  Each record has its own XXH64: a torn or corrupt record
  * ends the journal there, and every record before it holds.
  *
- * Readers go through scout_snapjournal_load(), which gives the bytes of the
- * full snapshot the base plus its journal stand for (exactly what a full
- * write of the same state would have written, stamped with the last
- * record's written_at), so every check of the full and the lazy reader
- * applies to it unchanged.
+ * Readers go through snapshot_merge.h, which indexes the base and its
+ * journal where they are: the state they serve is the one a full write of
+ * the same state would have written (stamped with the last record's
+ * written_at), and every check of the full and the lazy reader applies to
+ * each record as it would in that file.
  */
 #ifndef SCOUT_SNAPSHOT_JOURNAL_H
 #define SCOUT_SNAPSHOT_JOURNAL_H
@@ -34,21 +34,6 @@
 #define SCOUT_JOURNAL_VERSION  1
 #define SCOUT_JOURNAL_HDR_LEN  32
 #define SCOUT_JOURNAL_REC_HDR  12       /* u32 length, u64 XXH64 */
-
-/* ---- read -------------------------------------------------------------- */
-
-/* The snapshot at path (DIR/scout.snapshot) with the journal beside it
- * applied, in pages of their own (*buf, *size to munmap; *got bytes), as
- * scout_snaprd_load_file gives the base alone.  *base_sum: the base's
- * header checksum (what the side file vouches for; 0 when the base has no
- * header).  What the journal did goes to note ("" for no journal): how
- * many records were applied, a torn tail ignored, a journal for another
- * base ignored.  A base that fails its own checks is returned as read,
- * for the reader to refuse with its words.  SCOUT_ERROR only when the
- * base cannot be read (err). */
-int scout_snapjournal_load(const char *path, unsigned char **buf,
-                           size_t *size, size_t *got, uint64_t *base_sum,
-                           char *note, char *err);
 
 /* ---- write -------------------------------------------------------------- */
 

@@ -2,64 +2,125 @@
  * snapshot_lazy.c -- the disk snapshot read lazily (snapshot_lazy.h): the
  * file read and its checksum checked, the services indexed by walking the
  * records' lengths, an endpoint decoded only when its service is asked for.
- * It shares every check with the full reader (snapshot_rd.h), so whatever
- * the full reader refuses in a service, decoding it here refuses too.  It
- * must never hand out a service of a file whose checksum failed, nor read
- * past a length the walk did not check.
+ * With a journal beside the base, the index is of the newest record of each
+ * service where it is, in the base's pages or the journal's
+ * (snapshot_merge.h): nothing is copied or checksummed again.  It shares
+ * every check with the full reader (snapshot_rd.h), so whatever the full
+ * reader refuses in a service, decoding it here refuses too.  It must never
+ * hand out a service of a file whose checksum failed, nor read past a
+ * length the walk did not check.
  */
 #include "publish/snapshot_lazy.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#include "publish/snapshot_journal.h"
+#include "publish/snapshot_merge.h"
 #include "publish/snapshot_rd.h"
 
-typedef struct {
-    const char *name, *path;        /* in the arena */
-    uint64_t    index;
-    int64_t     pzxid, max_mzxid;
-    uint32_t    neps;
-    size_t      eps_at;             /* offset of its first endpoint */
-} lazy_service_t;
-
 struct scout_snaplazy_s {
-    unsigned char  *buf;
-    size_t          size, len;
-    uint64_t        sum;
-    int64_t         written_at_ms;
-    char           *ensemble;
-    int             n;
-    lazy_service_t *svcs;
-    char           *arena;          /* names and paths, NUL-terminated */
-    const char     *label;
-    char            note[SCOUT_ERR_LEN];    /* what the journal did */
+    scout_snapmerge_t m;            /* the files' pages, and the merge */
+    uint64_t         sum;
+    int64_t          written_at_ms;
+    char            *ensemble;
+    int              n;
+    scout_snaprec_t *recs;          /* [n] by name: where each one is */
+    const char     **names;         /* [2n]: name, path; in the arena */
+    char            *arena;         /* names and paths, NUL-terminated */
+    const char      *label;
 };
 
-/* Steps over one endpoint, checking its bounds, strings and counts (what
- * decoding it checks besides: the order of ids and meta keys). */
+/* The base alone, as a file without a journal is read: its header and
+ * checksum, its head, every record checked in order, nothing after. */
 static int
-lazy_skip_endpoint(reader_t *r)
+read_alone(scout_snaplazy_t *z, const char *path, char *err)
 {
-    const char *s;
-    size_t len;
-    uint64_t v;
-    uint32_t nmeta = 0;
+    const char *writer, *ens, *prev = NULL;
+    size_t wl, el, prevl = 0;
+    uint64_t at;
+    uint32_t n;
+    reader_t r = { .base = z->m.base, .end = z->m.base + z->m.base_len,
+                   .label = path, .err = err };
 
-    if (scout_snaprd_span(r, &s, &len, "endpoint id") != SCOUT_OK
-        || scout_snaprd_span(r, &s, &len, "endpoint host") != SCOUT_OK
-        || scout_snaprd_span(r, &s, &len, "endpoint status") != SCOUT_OK
-        || scout_snaprd_int(r, 8, &v, "endpoint port and weight") != SCOUT_OK
-        || scout_snaprd_int(r, 8, &v, "endpoint zxid") != SCOUT_OK
-        || scout_snaprd_count(r, &nmeta, SCOUT_SNAPSHOT_MAX_META, META_MIN,
-                    "meta count") != SCOUT_OK)
+    if (scout_snaprd_check_header(z->m.base, z->m.base_len, path, err)
+        != SCOUT_OK)
         return SCOUT_ERROR;
-    for (uint32_t j = 0; j < nmeta; j++)
-        if (scout_snaprd_span(r, &s, &len, "meta key") != SCOUT_OK
-            || scout_snaprd_span(r, &s, &len, "meta value") != SCOUT_OK)
+    r.p = r.base + SCOUT_SNAPSHOT_HDR_LEN;
+    if (scout_snaprd_span(&r, &writer, &wl, "writer") != SCOUT_OK
+        || scout_snaprd_span(&r, &ens, &el, "ensemble") != SCOUT_OK
+        || scout_snaprd_int(&r, 8, &at, "written_at") != SCOUT_OK
+        || scout_snaprd_count(&r, &n, SCOUT_SNAPSHOT_MAX_SERVICES, SVC_MIN,
+                    "service count") != SCOUT_OK)
+        return SCOUT_ERROR;
+    z->written_at_ms = (int64_t)at;
+    if ((z->ensemble = strndup(ens, el)) == NULL
+        || (z->recs = malloc((n ? n : 1) * sizeof(*z->recs))) == NULL)
+        return scout_seterr(err, "snapshot %s: out of memory", path);
+    for (uint32_t i = 0; i < n; i++) {
+        if (scout_snaprd_service(&r, &z->recs[i], prev, prevl) != SCOUT_OK)
             return SCOUT_ERROR;
+        prev = z->recs[i].name;
+        prevl = z->recs[i].name_len;
+    }
+    if (r.p != r.end)
+        return scout_snaprd_fail(&r, "%zu bytes after the last service",
+                                 (size_t)(r.end - r.p));
+    z->n = (int)n;
+    return SCOUT_OK;
+}
+
+/* Base + journal merged where they are: every record served checked as
+ * the fold's file would have had it checked, at its offset there (a record
+ * the merge checked already: only the order of names). */
+static int
+read_merged(scout_snaplazy_t *z, const char *path, char *err)
+{
+    scout_snapmerge_t *m = &z->m;
+    const char *prev = NULL;
+    size_t prevl = 0;
+
+    z->written_at_ms = m->written_at_ms;
+    if (m->n > SCOUT_SNAPSHOT_MAX_SERVICES) {
+        reader_t r = { .base = m->base, .p = m->base + m->count_at + 4,
+                       .end = m->base + m->base_len, .label = path,
+                       .err = err };
+
+        return scout_snaprd_fail(&r, "service count %llu over the %u limit",
+                                 (unsigned long long)m->n,
+                                 SCOUT_SNAPSHOT_MAX_SERVICES);
+    }
+    if ((z->ensemble = strndup(m->ensemble, m->ensemble_len)) == NULL)
+        return scout_seterr(err, "snapshot %s: out of memory", path);
+    for (uint32_t i = 0; i < m->n; i++) {
+        scout_snaprec_t *rc = &m->recs[i];
+        reader_t r = { .base = rc->rec, .p = rc->rec,
+                       .end = rc->rec + rc->len, .label = path, .err = err,
+                       .at = rc->at };
+
+        if (!rc->checked) {
+            size_t at = rc->at;
+
+            if (scout_snaprd_service(&r, rc, prev, prevl) != SCOUT_OK)
+                return SCOUT_ERROR;
+            rc->at = at;
+        } else if (prev != NULL
+                   && (memcmp(prev, rc->name, prevl < rc->name_len
+                                              ? prevl : rc->name_len) > 0
+                       || (memcmp(prev, rc->name, prevl < rc->name_len
+                                                  ? prevl : rc->name_len) == 0
+                           && prevl >= rc->name_len))) {
+            r.p += 4 + rc->name_len;
+            return scout_snaprd_fail(&r, "service \"%.*s\" after \"%.*s\": "
+                                     "names not ascending (duplicate or "
+                                     "unsorted)", (int)rc->name_len,
+                                     rc->name, (int)prevl, prev);
+        }
+        prev = rc->name;
+        prevl = rc->name_len;
+    }
+    z->recs = m->recs;              /* taken */
+    m->recs = NULL;
+    z->n = (int)m->n;
     return SCOUT_OK;
 }
 
@@ -67,102 +128,46 @@ scout_snaplazy_t *
 scout_snaplazy_read(const char *path, char *err)
 {
     scout_snaplazy_t *z = calloc(1, sizeof(*z));
-    const char *writer = NULL, *ens = NULL, *prev = NULL, *nm = NULL, *pa = NULL;
-    size_t wl = 0, el = 0, prevl = 0, nl = 0, pl = 0, strings = 0;
-    uint64_t at, pzxid, mzxid;
-    uint32_t n = 0;
-    size_t *spans = NULL;           /* name at, name len, path at, path len */
+    size_t strings = 0;
     char *out;
-    reader_t r;
 
     if (z == NULL) {
         scout_seterr(err, "snapshot %s: out of memory", path);
         return NULL;
     }
     z->label = path;
-    /* the base with its journal folded in; z->sum is the base's own
-     * checksum, the one the side file vouches for */
-    if (scout_snapjournal_load(path, &z->buf, &z->size, &z->len, &z->sum,
-                               z->note, err) != SCOUT_OK
-        || scout_snaprd_check_header(z->buf, z->len, path, err) != SCOUT_OK)
+    /* the base and the journal beside it, merged where they are; z->sum
+     * is the base's own checksum, the one the side file vouches for */
+    if (scout_snapmerge_open(path, &z->m, err) != SCOUT_OK)
         goto fail;
-    r.base = z->buf;
-    r.p = r.base + SCOUT_SNAPSHOT_HDR_LEN;
-    r.end = r.base + z->len;
-    r.label = path;
-    r.err = err;
-    if (scout_snaprd_span(&r, &writer, &wl, "writer") != SCOUT_OK
-        || scout_snaprd_span(&r, &ens, &el, "ensemble") != SCOUT_OK
-        || scout_snaprd_int(&r, 8, &at, "written_at") != SCOUT_OK
-        || scout_snaprd_count(&r, &n, SCOUT_SNAPSHOT_MAX_SERVICES, SVC_MIN,
-                    "service count") != SCOUT_OK)
+    z->sum = z->m.base_sum;
+    if ((z->m.merged ? read_merged(z, path, err) : read_alone(z, path, err))
+        != SCOUT_OK)
         goto fail;
-    z->written_at_ms = (int64_t)at;
-    if ((z->ensemble = strndup(ens, el)) == NULL
-        || (z->svcs = calloc(n ? n : 1, sizeof(*z->svcs))) == NULL
-        || (spans = malloc((n ? n : 1) * 4 * sizeof(*spans))) == NULL) {
-        scout_seterr(err, "snapshot %s: out of memory", path);
-        goto fail;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        lazy_service_t *sv = &z->svcs[i];
-
-        if (scout_snaprd_span(&r, &nm, &nl, "service name") != SCOUT_OK)
-            goto fail;
-        if (prev != NULL && (memcmp(prev, nm, prevl < nl ? prevl : nl) > 0
-                             || (memcmp(prev, nm, prevl < nl ? prevl : nl)
-                                 == 0 && prevl >= nl))) {
-            scout_snaprd_fail(&r, "service \"%.*s\" after \"%.*s\": names not "
-                    "ascending (duplicate or unsorted)", (int)nl, nm,
-                    (int)prevl, prev);
-            goto fail;
-        }
-        prev = nm;
-        prevl = nl;
-        if (scout_snaprd_span(&r, &pa, &pl, "service path") != SCOUT_OK
-            || scout_snaprd_int(&r, 8, &sv->index, "service index") != SCOUT_OK
-            || scout_snaprd_int(&r, 8, &pzxid, "service pzxid") != SCOUT_OK
-            || scout_snaprd_int(&r, 8, &mzxid, "service max_mzxid") != SCOUT_OK
-            || scout_snaprd_count(&r, &sv->neps, SCOUT_SNAPSHOT_MAX_ENDPOINTS, EP_MIN,
-                        "endpoint count") != SCOUT_OK)
-            goto fail;
-        sv->pzxid = (int64_t)pzxid;
-        sv->max_mzxid = (int64_t)mzxid;
-        sv->eps_at = (size_t)(r.p - r.base);
-        for (uint32_t e = 0; e < sv->neps; e++)
-            if (lazy_skip_endpoint(&r) != SCOUT_OK)
-                goto fail;
-        spans[4 * i] = (size_t)((const unsigned char *)nm - r.base);
-        spans[4 * i + 1] = nl;
-        spans[4 * i + 2] = (size_t)((const unsigned char *)pa - r.base);
-        spans[4 * i + 3] = pl;
-        strings += nl + pl + 2;
-    }
-    if (r.p != r.end) {
-        scout_snaprd_fail(&r, "%zu bytes after the last service", (size_t)(r.end - r.p));
-        goto fail;
-    }
-    if ((z->arena = malloc(strings ? strings : 1)) == NULL) {
+    for (int i = 0; i < z->n; i++)
+        strings += z->recs[i].name_len + z->recs[i].path_len + 2;
+    if ((z->arena = malloc(strings ? strings : 1)) == NULL
+        || (z->names = malloc(2 * (size_t)(z->n ? z->n : 1)
+                              * sizeof(*z->names))) == NULL) {
         scout_seterr(err, "snapshot %s: out of memory", path);
         goto fail;
     }
     out = z->arena;
-    for (uint32_t i = 0; i < n; i++) {
-        memcpy(out, z->buf + spans[4 * i], spans[4 * i + 1]);
-        out[spans[4 * i + 1]] = '\0';
-        z->svcs[i].name = out;
-        out += spans[4 * i + 1] + 1;
-        memcpy(out, z->buf + spans[4 * i + 2], spans[4 * i + 3]);
-        out[spans[4 * i + 3]] = '\0';
-        z->svcs[i].path = out;
-        out += spans[4 * i + 3] + 1;
+    for (int i = 0; i < z->n; i++) {
+        const scout_snaprec_t *rc = &z->recs[i];
+
+        memcpy(out, rc->name, rc->name_len);
+        out[rc->name_len] = '\0';
+        z->names[2 * i] = out;
+        out += rc->name_len + 1;
+        memcpy(out, rc->path, rc->path_len);
+        out[rc->path_len] = '\0';
+        z->names[2 * i + 1] = out;
+        out += rc->path_len + 1;
     }
-    z->n = (int)n;
-    free(spans);
     return z;
 
 fail:
-    free(spans);
     scout_snaplazy_free(z);
     return NULL;
 }
@@ -172,10 +177,10 @@ scout_snaplazy_free(scout_snaplazy_t *z)
 {
     if (z == NULL)
         return;
-    if (z->buf != NULL)
-        munmap(z->buf, z->size);
+    scout_snapmerge_close(&z->m);
     free(z->ensemble);
-    free(z->svcs);
+    free(z->recs);
+    free(z->names);
     free(z->arena);
     free(z);
 }
@@ -183,31 +188,13 @@ scout_snaplazy_free(scout_snaplazy_t *z)
 size_t
 scout_snaplazy_release(scout_snaplazy_t *z, size_t max)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), keep;
-
-    if (z->buf == NULL)
-        return 0;
-    /* from the end, to a page boundary (the mapping's start stays): at
-     * least a page, at most max and a page */
-    keep = z->size > max ? z->size - max : 0;
-    keep = keep / page * page;
-    if (keep >= z->size)
-        keep = z->size > page ? (z->size - 1) / page * page : 0;
-    if (keep == 0) {
-        munmap(z->buf, z->size);
-        z->buf = NULL;
-    } else {
-        munmap(z->buf + keep, z->size - keep);
-    }
-    z->size = keep;
-    z->len = keep < z->len ? keep : z->len;
-    return keep;
+    return scout_snapmerge_release(&z->m, max);
 }
 
 const char *
 scout_snaplazy_note(const scout_snaplazy_t *z)
 {
-    return z->note;
+    return z->m.note;
 }
 
 uint64_t
@@ -241,7 +228,7 @@ scout_snaplazy_find(const scout_snaplazy_t *z, const char *name)
 
     while (lo <= hi) {
         int mid = lo + (hi - lo) / 2;
-        int c = strcmp(name, z->svcs[mid].name);
+        int c = strcmp(name, z->names[2 * mid]);
 
         if (c == 0)
             return mid;
@@ -257,27 +244,27 @@ void
 scout_snaplazy_get(const scout_snaplazy_t *z, int i,
                    scout_snaplazy_service_t *out)
 {
-    out->name = z->svcs[i].name;
-    out->path = z->svcs[i].path;
-    out->index = z->svcs[i].index;
-    out->pzxid = z->svcs[i].pzxid;
-    out->max_mzxid = z->svcs[i].max_mzxid;
-    out->nendpoints = z->svcs[i].neps;
+    out->name = z->names[2 * i];
+    out->path = z->names[2 * i + 1];
+    out->index = z->recs[i].index;
+    out->pzxid = z->recs[i].pzxid;
+    out->max_mzxid = z->recs[i].max_mzxid;
+    out->nendpoints = z->recs[i].neps;
 }
 
 int
 scout_snaplazy_decode(const scout_snaplazy_t *z, int i, scout_epset_t *dst,
                       char *err)
 {
+    const scout_snaprec_t *rc = &z->recs[i];
     const char *prev_id = NULL;
-    reader_t r;
+    /* the record where it is (the base or the journal), its offsets said
+     * as in the file it stands in */
+    reader_t r = { .base = rc->rec, .p = rc->rec + rc->eps,
+                   .end = rc->rec + rc->len, .label = z->label, .err = err,
+                   .at = rc->at };
 
-    r.base = z->buf;
-    r.p = z->buf + z->svcs[i].eps_at;
-    r.end = z->buf + z->len;
-    r.label = z->label;
-    r.err = err;
-    for (uint32_t e = 0; e < z->svcs[i].neps; e++) {
+    for (uint32_t e = 0; e < rc->neps; e++) {
         if (scout_snaprd_endpoint(&r, dst, &prev_id) != SCOUT_OK) {
             scout_epset_free(dst);
             scout_epset_init(dst);

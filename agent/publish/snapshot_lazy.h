@@ -24,14 +24,15 @@ typedef struct {
     unsigned    nendpoints;
 } scout_snaplazy_service_t;
 
-/* The file and the journal beside it (snapshot_journal.h), folded.
- * NULL with the reason in err when the file is unusable (as the full
- * reader says it, for what the index walk sees). */
+/* The file and the journal beside it (snapshot_journal.h), indexed where
+ * they are (snapshot_merge.h): what a fold of the two would give, without
+ * the copy.  NULL with the reason in err when the file is unusable (as the
+ * full reader says it, for what the index walk sees). */
 scout_snaplazy_t *scout_snaplazy_read(const char *path, char *err);
 void scout_snaplazy_free(scout_snaplazy_t *z);
 
-/* The base file's own checksum (with a journal folded in, not the
- * checksum of what is served: the side file names the base). */
+/* The base file's own checksum (with a journal, not the checksum of what
+ * a fold would serve: the side file names the base). */
 uint64_t    scout_snaplazy_checksum(const scout_snaplazy_t *z);
 /* What the journal beside the file did ("" for none): to log. */
 const char *scout_snaplazy_note(const scout_snaplazy_t *z);
@@ -42,9 +43,9 @@ int         scout_snaplazy_count(const scout_snaplazy_t *z);
 int         scout_snaplazy_find(const scout_snaplazy_t *z, const char *name);
 void        scout_snaplazy_get(const scout_snaplazy_t *z, int i,
                                scout_snaplazy_service_t *out);
-/* Gives the file's bytes back to the system, at most max from the end per
- * call (unmapping tens of MB takes milliseconds: a caller on the loop
- * spreads it); the bytes left.  Nothing may be decoded after the first
+/* Gives the files' bytes back to the system, at most max from the end per
+ * call, the journal's first (unmapping tens of MB takes milliseconds: a
+ * caller on the loop spreads it); the bytes left.  Nothing may be decoded after the first
  * call; the names, paths and counts stay. */
 size_t      scout_snaplazy_release(scout_snaplazy_t *z, size_t max);
 /* The i-th service's endpoints into dst (initialised, empty): SCOUT_ERROR

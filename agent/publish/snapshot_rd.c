@@ -5,6 +5,8 @@
  */
 #include "publish/snapshot_rd.h"
 
+#include <endian.h>
+
 /* "snapshot LABEL: malformed at byte N: ..." with N the offset reached. */
 int
 scout_snaprd_fail(reader_t *r, const char *fmt, ...)
@@ -16,14 +18,26 @@ scout_snaprd_fail(reader_t *r, const char *fmt, ...)
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     return scout_seterr(r->err, "snapshot %s: malformed at byte %zu: %s", r->label,
-               (size_t)(r->p - r->base), what);
+               r->at + (size_t)(r->p - r->base), what);
 }
 
+/* (Every string and count of the file goes through here: its 4 and 8
+ * bytes are one load each, not a loop of shifts, which was a fifth of the
+ * instructions of indexing a 10,000-service snapshot.) */
 uint64_t
 scout_snaprd_le(const unsigned char *p, int bytes)
 {
     uint64_t v = 0;
+    uint32_t w;
 
+    if (bytes == 8) {
+        memcpy(&v, p, 8);
+        return le64toh(v);
+    }
+    if (bytes == 4) {
+        memcpy(&w, p, 4);
+        return le32toh(w);
+    }
     for (int i = bytes - 1; i >= 0; i--)
         v = v << 8 | p[i];
     return v;
@@ -211,6 +225,71 @@ scout_snaprd_endpoint(reader_t *r, scout_epset_t *set, const char **prev_id)
         return SCOUT_ERROR;
     }
     *prev_id = ep->id;
+    return SCOUT_OK;
+}
+
+/* Steps over one endpoint, checking its bounds, strings and counts (what
+ * decoding it checks besides: the order of ids and meta keys). */
+static int
+skip_endpoint(reader_t *r)
+{
+    const char *s;
+    size_t len;
+    uint64_t v;
+    uint32_t nmeta = 0;
+
+    if (scout_snaprd_span(r, &s, &len, "endpoint id") != SCOUT_OK
+        || scout_snaprd_span(r, &s, &len, "endpoint host") != SCOUT_OK
+        || scout_snaprd_span(r, &s, &len, "endpoint status") != SCOUT_OK
+        || scout_snaprd_int(r, 8, &v, "endpoint port and weight") != SCOUT_OK
+        || scout_snaprd_int(r, 8, &v, "endpoint zxid") != SCOUT_OK
+        || scout_snaprd_count(r, &nmeta, SCOUT_SNAPSHOT_MAX_META, META_MIN,
+                    "meta count") != SCOUT_OK)
+        return SCOUT_ERROR;
+    for (uint32_t j = 0; j < nmeta; j++)
+        if (scout_snaprd_span(r, &s, &len, "meta key") != SCOUT_OK
+            || scout_snaprd_span(r, &s, &len, "meta value") != SCOUT_OK)
+            return SCOUT_ERROR;
+    return SCOUT_OK;
+}
+
+int
+scout_snaprd_service(reader_t *r, scout_snaprec_t *rec, const char *prev,
+                     size_t prevl)
+{
+    const char *nm, *pa;
+    size_t nl, pl;
+    uint64_t pzxid, mzxid;
+
+    rec->rec = r->p;
+    rec->at = r->at + (size_t)(r->p - r->base);
+    if (scout_snaprd_span(r, &nm, &nl, "service name") != SCOUT_OK)
+        return SCOUT_ERROR;
+    if (prev != NULL && (memcmp(prev, nm, prevl < nl ? prevl : nl) > 0
+                         || (memcmp(prev, nm, prevl < nl ? prevl : nl) == 0
+                             && prevl >= nl)))
+        return scout_snaprd_fail(r, "service \"%.*s\" after \"%.*s\": names not "
+                       "ascending (duplicate or unsorted)", (int)nl, nm,
+                       (int)prevl, prev);
+    if (scout_snaprd_span(r, &pa, &pl, "service path") != SCOUT_OK
+        || scout_snaprd_int(r, 8, &rec->index, "service index") != SCOUT_OK
+        || scout_snaprd_int(r, 8, &pzxid, "service pzxid") != SCOUT_OK
+        || scout_snaprd_int(r, 8, &mzxid, "service max_mzxid") != SCOUT_OK
+        || scout_snaprd_count(r, &rec->neps, SCOUT_SNAPSHOT_MAX_ENDPOINTS,
+                              EP_MIN, "endpoint count") != SCOUT_OK)
+        return SCOUT_ERROR;
+    rec->name = nm;
+    rec->name_len = nl;
+    rec->path = pa;
+    rec->path_len = pl;
+    rec->pzxid = (int64_t)pzxid;
+    rec->max_mzxid = (int64_t)mzxid;
+    rec->eps = (size_t)(r->p - rec->rec);
+    for (uint32_t e = 0; e < rec->neps; e++)
+        if (skip_endpoint(r) != SCOUT_OK)
+            return SCOUT_ERROR;
+    rec->len = (size_t)(r->p - rec->rec);
+    rec->checked = 1;
     return SCOUT_OK;
 }
 

@@ -25,7 +25,7 @@
 
 #include "heap.h"
 #include "publish/snapshot_format.h"
-#include "publish/snapshot_journal.h"
+#include "publish/snapshot_merge.h"
 #include "publish/snapshot_rd.h"
 
 /* ---- read -------------------------------------------------------------- */
@@ -89,11 +89,9 @@ scout_snapshot_parse(const void *buf, size_t len, const char *label,
         label = "(memory)";
     if (scout_snaprd_check_header(buf, len, label, err) != SCOUT_OK)
         return NULL;
-    r.base = buf;
+    r = (reader_t){ .base = buf, .end = (const unsigned char *)buf + len,
+                    .label = label, .err = err };
     r.p = r.base + SCOUT_SNAPSHOT_HDR_LEN;
-    r.end = r.base + len;
-    r.label = label;
-    r.err = err;
     if ((s = calloc(1, sizeof(*s))) == NULL) {
         scout_snaprd_fail(&r, "out of memory");
         return NULL;
@@ -130,26 +128,73 @@ fail:
     return NULL;
 }
 
+/* Base + journal merged where they are (snapshot_merge.h): every record
+ * served parsed where it is, as the full file the fold made was parsed,
+ * its offsets said as in that file. */
+static scout_snapshot_t *
+parse_merged(const scout_snapmerge_t *m, const char *label, char *err)
+{
+    scout_snapshot_t *s = calloc(1, sizeof(*s));
+    reader_t r = { .base = m->base, .p = m->base + m->count_at + 4,
+                   .end = m->base + m->base_len, .label = label,
+                   .err = err };
+
+    if (s == NULL) {
+        scout_snaprd_fail(&r, "out of memory");
+        return NULL;
+    }
+    if ((s->writer = strndup(m->writer, m->writer_len)) == NULL
+        || (s->ensemble = strndup(m->ensemble, m->ensemble_len)) == NULL) {
+        scout_snaprd_fail(&r, "out of memory");
+        goto fail;
+    }
+    s->written_at_ms = m->written_at_ms;
+    if (m->n > SCOUT_SNAPSHOT_MAX_SERVICES) {
+        scout_snaprd_fail(&r, "service count %llu over the %u limit",
+                          (unsigned long long)m->n,
+                          SCOUT_SNAPSHOT_MAX_SERVICES);
+        goto fail;
+    }
+    if (m->n > 0 && (s->svcs = calloc(m->n, sizeof(*s->svcs))) == NULL) {
+        scout_snaprd_fail(&r, "out of memory");
+        goto fail;
+    }
+    s->n = (int)m->n;
+    for (uint32_t i = 0; i < m->n; i++) {
+        const scout_snaprec_t *rc = &m->recs[i];
+
+        r = (reader_t){ .base = rc->rec, .p = rc->rec,
+                        .end = rc->rec + rc->len, .label = label,
+                        .err = err, .at = rc->at };
+        if (rd_service(&r, &s->svcs[i], i > 0 ? s->svcs[i - 1].name : NULL)
+            != SCOUT_OK)
+            goto fail;
+        scout_heap_populate_check();    /* at start: see heap.h */
+    }
+    return s;
+
+fail:
+    scout_snapshot_free(s);
+    return NULL;
+}
+
 scout_snapshot_t *
 scout_snapshot_read(const char *path, char *err)
 {
     scout_snapshot_t *s;
-    unsigned char *buf;
-    size_t size, got;
-    uint64_t base_sum;
-    char note[SCOUT_ERR_LEN];
+    scout_snapmerge_t m;
 
-    /* the base with its journal folded in (snapshot_journal.h) */
-    if (scout_snapjournal_load(path, &buf, &size, &got, &base_sum, note,
-                               err) != SCOUT_OK)
+    /* the base with the journal beside it (snapshot_journal.h) */
+    if (scout_snapmerge_open(path, &m, err) != SCOUT_OK)
         return NULL;
-    s = scout_snapshot_parse(buf, got, path, err);
-    munmap(buf, size);
-    if (s != NULL && note[0] != '\0' && (s->note = strdup(note)) == NULL) {
+    s = m.merged ? parse_merged(&m, path, err)
+                 : scout_snapshot_parse(m.base, m.base_len, path, err);
+    if (s != NULL && m.note[0] != '\0' && (s->note = strdup(m.note)) == NULL) {
         scout_snapshot_free(s);
         scout_seterr(err, "snapshot %s: out of memory", path);
-        return NULL;
+        s = NULL;
     }
+    scout_snapmerge_close(&m);
     return s;
 }
 

@@ -1,12 +1,15 @@
 /*
  * test_snapshot_journal.c -- the disk snapshot's journal (snapshot_journal.h):
  * base + journal read back byte for byte as the full file a whole write of
- * the same state gives; a torn or garbage tail loses only the torn record; a
- * journal naming another base is never applied; an append after a torn one
- * writes over it; an append refuses a base replaced or edited under it.
+ * the same state gives (by the reference fold, snapfold.h, which
+ * test_snapshot_merge holds the readers to); a torn or garbage tail loses
+ * only the torn record; a journal naming another base is never applied; an
+ * append after a torn one writes over it; an append refuses a base
+ * replaced or edited under it.
  */
 #include "snapshot_fixtures.h"
 #include "publish/snapshot_journal.h"
+#include "snapfold.h"
 
 #include <sys/mman.h>
 
@@ -69,7 +72,7 @@ loads_as(const char *want, size_t want_len, char *note)
     uint64_t base_sum;
     int same;
 
-    if (scout_snapjournal_load(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), &buf,
+    if (ref_fold_load(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), &buf,
                                &size, &got, &base_sum, note, err)
         != SCOUT_OK) {
         fprintf(stderr, "load: %s\n", err);

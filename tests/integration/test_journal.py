@@ -3,7 +3,7 @@ scout.snapshot.journal, and a restart serves base + journal exactly as the last 
 down. A torn or garbage tail loses only the torn record; a journal that names another base (a crash between a
 compaction's rename and the journal's removal) is never applied, and the log says so; the journal is compacted
 into a new base once it passes a quarter of the base's size, and at SIGTERM. Every state is awaited on the files themselves
-(snapjournal.py folds them as the agent's readers do), never on time."""
+(snapjournal.py folds them: the state the agent's readers serve), never on time."""
 
 import os
 import shutil
@@ -18,6 +18,28 @@ from test_outputs_churn import read_disk
 from zkharness import ZooKeeper
 
 NSVC = 30
+
+EARLY_GATE_MODULE = '''-- held by the test: the load waits for a line on the FIFO named by EARLY_GATE
+local gate = os.getenv("EARLY_GATE")
+if gate then
+  local f = assert(io.open(gate, "r"))
+  f:read("*l")
+  f:close()
+end
+return {}
+'''
+
+
+def _release(gate):
+    """A load held on the gate goes on (nothing when none waits)."""
+    try:
+        fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"go\n")
+    finally:
+        os.close(fd)
 
 
 class Journal(unittest.TestCase):
@@ -42,9 +64,12 @@ class Journal(unittest.TestCase):
     def path(s):
         return "/jn/s%02d" % s
 
-    def agent(self, cache_arg=False):
+    def agent(self, cache_arg=False, gated=False):
         svcs = {"s%02d" % s: 'path = "%s", protect = false' % self.path(s) for s in range(NSVC)}
-        a = Scout(policy(svcs, extra='cache { dir = "%s" }' % self.cache), self.zk.connect,
+        extra = 'cache { dir = "%s" }' % self.cache
+        if gated:                       # the load can be held on a FIFO (test_early.py's module)
+            extra += '\nlocal gate = require "earlygate"'
+        a = Scout(policy(svcs, extra=extra), self.zk.connect,
                   extra_args=["--cache-dir", self.cache] if cache_arg else [])
         self.scouts.append(a)
         return a
@@ -116,6 +141,81 @@ class Journal(unittest.TestCase):
         wait_until(lambda: "as the early start read it" in a.log(), what="the hand-over")
         self.assertRegex(a.log(), r"early: journal \S+: \d+ records? applied")
 
+    def test_an_early_start_after_a_crash_answers_each_service_from_its_newest_record(self):
+        # what the readers index where it is (base + journal, never folded) is what a start with ZooKeeper down
+        # answers before its policy is loaded: every service from its newest record -- an endpoint removed after
+        # the base is not served, a service changed in two records answers the second, an emptied and refilled
+        # service and a removed and re-created endpoint answer their last state. The policy's load is held on a
+        # FIFO (test_early.py's module: LUA_PATH is part of what the side file vouches for, EARLY_GATE is not),
+        # so each answer below is the early server's: an ordering fact, no timing.
+        moddir = os.path.join(self.cache + "-mod")
+        os.mkdir(moddir)
+        self.addCleanup(shutil.rmtree, moddir, True)
+        with open(os.path.join(moddir, "earlygate.lua"), "w") as f:
+            f.write(EARLY_GATE_MODULE)
+        gate = os.path.join(moddir, "gate")
+        os.mkfifo(gate)
+        old_env = {k: os.environ.get(k) for k in ("LUA_PATH", "EARLY_GATE")}
+
+        def restore():
+            for k, v in old_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        self.addCleanup(restore)
+        self.addCleanup(_release, gate)
+        os.environ["LUA_PATH"] = moddir + "/?.lua;;"
+        os.environ.pop("EARLY_GATE", None)
+        for s in range(10, NSVC):       # a base large enough for the journal to hold every change below
+            for e in range(3, 12):
+                self.kz.create("%s/127.0.%d.%d:%d" % (self.path(s), s, e, 1000 + e))
+        a = self.agent(cache_arg=True, gated=True).start()
+        self.synced(a)
+        base = open(self.snap, "rb").read()
+        ep = lambda s, e: "%s/127.0.%d.%d:%d" % (self.path(s), s, e, 1000 + e)     # noqa: E731
+
+        def step(change, svc, ids, what):
+            """change, then svc serves exactly ids, then that state is on disk (its own write: one record)."""
+            change()
+            wait_until(lambda: sorted(self.api(a)[svc][1]) == sorted(ids), what=what + " served")
+            api = self.api(a)
+            wait_until(lambda: read_disk(self.snap) == api, what=what + " on disk")
+        first3 = lambda s: ["127.0.%d.%d:%d" % (s, e, 1000 + e) for e in range(3)]     # noqa: E731
+        step(lambda: self.kz.delete(ep(1, 0)), "s01", first3(1)[1:], "s01 loses an endpoint")
+        step(lambda: self.kz.create("%s/127.1.2.1:2001" % self.path(2)), "s02", first3(2) + ["127.1.2.1:2001"],
+             "s02 gains one")
+        step(lambda: self.kz.delete("%s/127.1.2.1:2001" % self.path(2)), "s02", first3(2), "s02 loses it again")
+        step(lambda: self.kz.create("%s/127.1.3.1:2001" % self.path(3)), "s03", first3(3) + ["127.1.3.1:2001"],
+             "s03 gains one")
+        step(lambda: [self.kz.delete(ep(4, e)) for e in range(3)], "s04", [], "s04 emptied")
+        step(lambda: self.kz.create(ep(4, 1)), "s04", first3(4)[1:2], "s04 refilled")
+        step(lambda: self.kz.delete(ep(5, 2)), "s05", first3(5)[:2], "s05 loses an endpoint")
+        step(lambda: self.kz.create(ep(5, 2)), "s05", first3(5), "s05 gets it back")
+        want = self.api(a)
+        self.assertEqual(open(self.snap, "rb").read(), base)       # all in the journal
+        recs, _ = snapjournal.records(open(self.journal, "rb").read())
+        self.assertGreaterEqual(len(recs), 8)
+        self.assertNotIn("127.0.1.0:1000", want["s01"][1])
+        self.assertNotIn("127.1.2.1:2001", want["s02"][1])
+        self.assertEqual(sorted(want["s04"][1]), ["127.0.4.1:1001"])
+        self.assertIn("127.0.5.2:1002", want["s05"][1])
+        wait_until(lambda: os.path.exists(os.path.join(self.cache, "scout.snapshot.policy")), what="the side file")
+        self.crash(a)
+        self.zk.stop_node(1)
+        os.environ["EARLY_GATE"] = gate
+        a.start(wait=False)
+        os.environ.pop("EARLY_GATE", None)
+        wait_until(lambda: "serving the disk snapshot" in a.log(), what="the early server")
+        self.assertEqual(self.api(a), want)
+        self.assertEqual({k: v["endpoints"] for k, v in a.services().items()},
+                         {k: len(v[1]) for k, v in want.items()})
+        self.assertRegex(a.log(), r"early: journal \S+: %d records applied" % len(recs))
+        self.assertNotIn("as the early start read it", a.log())     # the load is still held: early answers
+        _release(gate)
+        wait_until(lambda: "as the early start read it" in a.log(), what="the hand-over")
+        self.assertEqual(self.api(a), want)
+
     def test_a_torn_or_garbage_tail_loses_only_the_torn_record(self):
         a = self.agent().start()
         self.synced(a)
@@ -157,7 +257,7 @@ class Journal(unittest.TestCase):
         self.assertIn("written for another snapshot", c.log())
 
     def test_a_stopped_agent_leaves_the_base_alone(self):
-        # SIGTERM writes the whole file when a journal is on disk: the next start reads one file and folds nothing
+        # SIGTERM writes the whole file when a journal is on disk: the next start reads one file, no journal
         a = self.agent().start()
         self.synced(a)
         api = self.change(a, 0)
