@@ -335,6 +335,21 @@ describe("scout.runtime memory at rest", function()
 
   teardown(function() H.cleanup() end)
 
+  it("gives every endpoint without meta the one shared empty table, a codec's own empty table included", function()
+    local EMPTY = require("scout.util.endpoint").EMPTY_META
+    assert(runtime.load(H.write('zookeeper { servers = "127.0.0.1:2181" }\n'
+      .. 'service "c" { path = "/c", protect = false, codec = { decode = function(n, d)\n'
+      .. '  if d == "some" then return { host = "10.0.0.3", port = 80, meta = { zone = "a" } } end\n'
+      .. '  return { host = "10.0.0.1", port = 80, meta = d == "empty" and {} or nil } end } }\n')))
+    local up = runtime.update(1, {}, { { "a", "empty", 2, true }, { "b", "none", 3, true }, { "c", "some", 4, true } })
+    assert.equals(3, #up)
+    local by = {}
+    for _, ep in ipairs(up) do by[ep.id] = ep end
+    assert.is_true(rawequal(EMPTY, by.a.meta), "a codec's empty meta is swapped for the shared one")
+    assert.is_true(rawequal(EMPTY, by.b.meta))
+    assert.same({ zone = "a" }, by.c.meta)
+  end)
+
   it("keeps under 600 bytes a service and 400 bytes an endpoint", function()
     assert(runtime.load(H.write('zookeeper { servers = "127.0.0.1:2181" }\nservice "one" { path = "/one" }\n')))
     local src = { 'zookeeper { servers = "127.0.0.1:2181" }' }
