@@ -8,6 +8,8 @@
  * without the allocation ever being made -- while C code outside a call
  * (pushing a ZooKeeper listing) is never refused, since an unprotected
  * error there would be a panic.
+ * And a stop (scout_hook_thread_cancel) that reaches a thread before any
+ * VM exists must not kill the process: SIGALRM's default action would.
  *
  * The VM runs with the JIT on, as the agent's does: the code under test is
  * marked interpreted (what the agent does to operator code), and the
