@@ -283,12 +283,20 @@ scout_hook_thread_self(void)
 
 /* From another thread: h's calls stop at their next Lua instruction (the
  * signal interrupts one in progress; a call that starts after it is
- * stopped at once).  One blocked in C stops once that returns. */
+ * stopped at once).  One blocked in C stops once that returns.
+ *
+ * The handler is installed here too, not only by the first VM's init: a
+ * stop can come before the thread has made its VM (an early start's
+ * loader is the process's first), and SIGALRM's default action kills the
+ * process -- a stop during an early start's load exited by SIGALRM.
+ * Without a handler no signal is sent: the flag alone stops the calls. */
 void
 scout_hook_thread_cancel(scout_hook_thread_t *h, pthread_t t)
 {
     h->cancel = 1;
-    pthread_kill(t, SIGALRM);
+    pthread_once(&handler_once, install_handler);
+    if (handler_ok)
+        pthread_kill(t, SIGALRM);
 }
 
 /* The thread's timer goes (a loader thread's, before it ends). */

@@ -29,12 +29,13 @@ scout_file_replace(const char *dir, const char *name, const char *tmp,
 {
     struct iovec one = { (void *)buf, len };
 
-    return scout_file_replace_iov(dir, name, tmp, &one, 1, mode, err);
+    return scout_file_replace_iov(dir, name, tmp, &one, 1, mode, NULL, err);
 }
 
 int
 scout_file_replace_iov(const char *dir, const char *name, const char *tmp,
-                       struct iovec *iov, int iovcnt, mode_t mode, char *err)
+                       struct iovec *iov, int iovcnt, mode_t mode,
+                       struct stat *written, char *err)
 {
     const char *what = "open", *file = tmp;
     int dfd, fd = -1, made = 0, rc, e;
@@ -85,6 +86,9 @@ scout_file_replace_iov(const char *dir, const char *name, const char *tmp,
     }
     what = "fsync";
     if (fsync(fd) != 0)
+        goto fail;
+    what = "fstat";
+    if (written != NULL && fstat(fd, written) != 0)
         goto fail;
     what = "close";
     rc = close(fd);

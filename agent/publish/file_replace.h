@@ -7,6 +7,7 @@
 #define SCOUT_FILE_REPLACE_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -21,9 +22,12 @@ int scout_file_replace(const char *dir, const char *name, const char *tmp,
 
 /* The same from pieces, written in order (writev): a file assembled from
  * parts the caller keeps need not be copied into one buffer first.  iov is
- * consumed (its entries are advanced as bytes are written). */
+ * consumed (its entries are advanced as bytes are written).  written, when
+ * not NULL: the file's fstat once synced, before the rename -- what this
+ * call wrote, which nobody else can have touched yet (a stat by name after
+ * the rename may see an edit made since). */
 int scout_file_replace_iov(const char *dir, const char *name,
                            const char *tmp, struct iovec *iov, int iovcnt,
-                           mode_t mode, char *err);
+                           mode_t mode, struct stat *written, char *err);
 
 #endif

@@ -57,7 +57,6 @@ struct job {
     int     njrecs;
     size_t  jbytes;         /* what the append adds                     */
     char    jerr[SCOUT_ERR_LEN];    /* why an append became a full write */
-    int     rebase_failed;  /* written, but the journal cannot name it  */
     unsigned side_gen;      /* of p->side, when full                    */
     const struct cached *lent;  /* p->cache, [nlent]: the loop's, lent  */
     int     nlent;
@@ -366,7 +365,6 @@ commit(void *owner, void *job)
     struct job *j = job;
     double t0 = scout_now_ms();
     int more = 0;
-    uint64_t sum;
 
     if (!j->full) {
         /* the changed services only, appended to the journal */
@@ -396,13 +394,11 @@ commit(void *owner, void *job)
     if (j->rc == SCOUT_OK) {    /* the file holds them now */
         for (int i = 0; i < j->nrecs; i++)
             scout_snapshot_rec_release(j->recs[i], &p->last);
-        /* the next appends name this base; the old journal goes */
-        j->rebase_failed = scout_snapside_snapshot_sum(p->file, &sum,
-                                                       j->side_err)
-                           != SCOUT_OK;
-        scout_journal_rebase(&p->journal, p->dir,
-                             j->rebase_failed ? 0 : sum,
-                             j->len - SCOUT_SNAPSHOT_HDR_LEN);
+        /* the next appends name this base, as written (not as the file
+         * is found now: it may have been edited since the rename); the
+         * old journal goes */
+        scout_journal_rebase_written(&p->journal, p->dir, &p->last,
+                                     j->len - SCOUT_SNAPSHOT_HDR_LEN);
     }
     if (more > 0 && j->left_out == 0)
         snprintf(j->why, sizeof(j->why), "%s", j->err);
@@ -414,14 +410,14 @@ commit(void *owner, void *job)
     if (j->rc == SCOUT_OK && j->side != NULL) {
         size_t len = j->side->len;
         char *side = malloc(len);
-        uint64_t sum;
 
         j->side_rc = side == NULL
-            ? scout_seterr(j->side_err, "out of memory")
-            : scout_snapside_snapshot_sum(p->file, &sum, j->side_err);
+            ? scout_seterr(j->side_err, "out of memory") : SCOUT_OK;
         if (j->side_rc == SCOUT_OK) {
+            /* the checksum written, not one read back by name (an edit
+             * since the rename must not be vouched for) */
             memcpy(side, j->side->data, len);
-            scout_snapside_set_sum(side, len, sum);
+            scout_snapside_set_sum(side, len, p->last.sum);
             j->side_rc = scout_snapside_write(p->dir, side, len, 1,
                                               j->side_err);
         }
@@ -445,7 +441,7 @@ collect(void *owner, void *job)
                   j->jerr);
     /* what this write named is not on disk, or the journal cannot name
      * the base: the next write is the whole file */
-    p->need_full = j->rc != SCOUT_OK || j->rebase_failed;
+    p->need_full = j->rc != SCOUT_OK;
     if (j->rc == SCOUT_OK && j->full)
         p->side_done = j->side_gen;
     if (j->left_out > 0) {

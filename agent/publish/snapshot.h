@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "endpoint.h"
 
@@ -114,9 +115,16 @@ int scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
 typedef struct {
     int      fd;        /* the file as this process wrote it; -1: none  */
     uint64_t id;        /* which commit wrote it; changes when it goes  */
+    /* What the last commit wrote, known before its rename made it visible:
+     * the header's checksum and the file's fstat (device, inode, size,
+     * mtime).  Whoever names this file later (the journal, the side file)
+     * names these, never what a read by name finds after the rename: an
+     * edit made in between would be taken for the agent's own file. */
+    uint64_t sum;
+    struct stat written;
 } scout_snapshot_file_t;
 
-#define SCOUT_SNAPSHOT_FILE_INIT { -1, 0 }
+#define SCOUT_SNAPSHOT_FILE_INIT { -1, 0, 0, { 0 } }
 
 /* Forgets the file: every record that gave its bytes back is then stale
  * (scout_snapshot_rec_current says 0) and must be encoded again. */

@@ -62,6 +62,17 @@ scout_journal_close(scout_journal_t *j)
     j->end = 0;
 }
 
+/* A file's identity: device, inode, size, mtime. */
+static void
+id_of(const struct stat *st, uint64_t id[4])
+{
+    id[0] = (uint64_t)st->st_dev;
+    id[1] = (uint64_t)st->st_ino;
+    id[2] = (uint64_t)st->st_size;
+    id[3] = (uint64_t)st->st_mtim.tv_sec * 1000000000u
+            + (uint64_t)st->st_mtim.tv_nsec;
+}
+
 /* The base file's identity now, or 0s. */
 static void
 base_id(const char *dir, uint64_t id[4])
@@ -71,13 +82,8 @@ base_id(const char *dir, uint64_t id[4])
 
     memset(id, 0, 4 * sizeof(*id));
     if (snprintf(path, sizeof(path), "%s/%s", dir, SCOUT_SNAPSHOT_FILE)
-        < (int)sizeof(path) && lstat(path, &st) == 0) {
-        id[0] = (uint64_t)st.st_dev;
-        id[1] = (uint64_t)st.st_ino;
-        id[2] = (uint64_t)st.st_size;
-        id[3] = (uint64_t)st.st_mtim.tv_sec * 1000000000u
-                + (uint64_t)st.st_mtim.tv_nsec;
-    }
+        < (int)sizeof(path) && lstat(path, &st) == 0)
+        id_of(&st, id);
 }
 
 /* 1 when the base's header still says the body length and checksum the
@@ -103,19 +109,46 @@ base_header_is(const char *dir, uint64_t len, uint64_t sum)
     return ok;
 }
 
-void
-scout_journal_rebase(scout_journal_t *j, const char *dir, uint64_t base_sum,
-                     uint64_t base_len)
+static void
+rebase(scout_journal_t *j, const char *dir, uint64_t base_sum,
+       uint64_t base_len, const uint64_t id[4])
 {
     char path[4096];
 
     scout_journal_close(j);
     j->base_sum = base_sum;
     j->base_len = base_len;
-    base_id(dir, j->base_id);
+    memcpy(j->base_id, id, sizeof(j->base_id));
     if (snprintf(path, sizeof(path), "%s/%s", dir, SCOUT_JOURNAL_FILE)
         < (int)sizeof(path))
         (void)unlink(path);
+}
+
+void
+scout_journal_rebase(scout_journal_t *j, const char *dir, uint64_t base_sum,
+                     uint64_t base_len)
+{
+    uint64_t id[4];
+
+    base_id(dir, id);
+    rebase(j, dir, base_sum, base_len, id);
+}
+
+/* The agent's own writes: the identity and checksum its commit knew before
+ * the rename.  Taken from the file by name afterwards (as it was), an edit
+ * landing between the rename and that stat was adopted as the agent's own
+ * base -- its mtime, its fixed checksum -- and every later append extended
+ * it: the readers folded the journal into the edited base, and the disk
+ * snapshot never came back to what ZooKeeper holds. */
+void
+scout_journal_rebase_written(scout_journal_t *j, const char *dir,
+                             const scout_snapshot_file_t *written,
+                             uint64_t base_len)
+{
+    uint64_t id[4];
+
+    id_of(&written->written, id);
+    rebase(j, dir, written->sum, base_len, id);
 }
 
 static int
@@ -205,7 +238,7 @@ scout_journal_append(scout_journal_t *j, const char *dir,
     if (first) {
         /* a new journal appears whole, naming its base, or not at all */
         if (scout_file_replace_iov(dir, SCOUT_JOURNAL_FILE, SCOUT_JOURNAL_TMP,
-                                   iov, k, 0600, err) != SCOUT_OK)
+                                   iov, k, 0600, NULL, err) != SCOUT_OK)
             goto done;
         if (snprintf(path, sizeof(path), "%s/%s", dir, SCOUT_JOURNAL_FILE)
             >= (int)sizeof(path)

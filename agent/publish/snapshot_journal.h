@@ -59,6 +59,16 @@ typedef struct {
 void scout_journal_rebase(scout_journal_t *j, const char *dir,
                           uint64_t base_sum, uint64_t base_len);
 
+/* The same for a base scout_snapshot_commit_recs just wrote to written:
+ * its checksum and identity as the commit knew them before the rename, not
+ * as a stat and a read of the file by name find them after it (the file
+ * may have been edited in between: that edit must not become the base the
+ * journal extends).  What the agent uses; the above is for a base written
+ * by other means (tools, tests). */
+void scout_journal_rebase_written(scout_journal_t *j, const char *dir,
+                                  const scout_snapshot_file_t *written,
+                                  uint64_t base_len);
+
 /* One record of these services' records (their bytes in memory, as
  * scout_snapshot_rec_new made them; sorted here by name, duplicates
  * refused), stamped written_at_ms, on disk once this returns: the first

@@ -538,18 +538,22 @@ scout_snapshot_assemble(const char *ensemble, int64_t written_at_ms,
 }
 
 /* The checksum over the head's fields and the records where they are
- * (iov[1..kept]), so the file need never be copied into one buffer. */
-static void
+ * (iov[1..kept]), so the file need never be copied into one buffer; put in
+ * the header and returned. */
+static uint64_t
 seal(unsigned char *head, size_t hlen, const struct iovec *iov, int kept)
 {
     XXH64_state_t st;
+    uint64_t sum;
 
     XXH64_reset(&st, 0);
     XXH64_update(&st, head + SCOUT_SNAPSHOT_HDR_LEN,
                  hlen - SCOUT_SNAPSHOT_HDR_LEN);
     for (int i = 1; i <= kept; i++)
         XXH64_update(&st, iov[i].iov_base, iov[i].iov_len);
-    put_le(head + 24, XXH64_digest(&st), 8);
+    sum = XXH64_digest(&st);
+    put_le(head + 24, sum, 8);
+    return sum;
 }
 
 static int
@@ -651,7 +655,8 @@ read_back(const char *dir, scout_snapshot_rec_t **recs, int kept,
  * back catches a file that is not what was written. */
 static void
 now_in(const char *dir, scout_snapshot_file_t *file,
-       scout_snapshot_rec_t **recs, int kept, size_t hlen, uint64_t size)
+       scout_snapshot_rec_t **recs, int kept, size_t hlen, uint64_t size,
+       uint64_t sum, const struct stat *written)
 {
     char path[4096];
     struct stat st;
@@ -673,6 +678,8 @@ now_in(const char *dir, scout_snapshot_file_t *file,
     scout_snapshot_file_close(file);
     file->fd = fd;
     file->id = id;
+    file->sum = sum;
+    file->written = *written;
 }
 
 int
@@ -683,8 +690,9 @@ scout_snapshot_commit_recs(const char *dir, const char *ensemble,
 {
     unsigned char *head, *map = NULL;
     struct iovec *iov;
+    struct stat written;
     size_t hlen, map_len = 0;
-    uint64_t size;
+    uint64_t size, sum = 0;
     int kept, rc;
 
     *len = 0;
@@ -699,10 +707,10 @@ scout_snapshot_commit_recs(const char *dir, const char *ensemble,
     iov[0].iov_len = hlen;
     rc = read_back(dir, recs, kept, file, iov, &map, &map_len, err);
     if (rc == SCOUT_OK) {
-        seal(head, hlen, iov, kept);
+        sum = seal(head, hlen, iov, kept);
         rc = scout_file_replace_iov(dir, SCOUT_SNAPSHOT_FILE,
                                     SCOUT_SNAPSHOT_TMP, iov, kept + 1, 0600,
-                                    err);
+                                    &written, err);
     } else if (rc == SCOUT_AGAIN && file != NULL) {
         scout_snapshot_file_close(file);    /* all of it is suspect now */
     }
@@ -713,7 +721,7 @@ scout_snapshot_commit_recs(const char *dir, const char *ensemble,
     if (rc == SCOUT_OK) {
         *len = (size_t)size;
         if (file != NULL)
-            now_in(dir, file, recs, kept, hlen, size);
+            now_in(dir, file, recs, kept, hlen, size, sum, &written);
     }
     return rc;
 }

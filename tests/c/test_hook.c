@@ -8,6 +8,8 @@
  * without the allocation ever being made -- while C code outside a call
  * (pushing a ZooKeeper listing) is never refused, since an unprotected
  * error there would be a panic.
+ * And a stop (scout_hook_thread_cancel) that reaches a thread before any
+ * VM exists must not kill the process: SIGALRM's default action would.
  *
  * The VM runs with the JIT on, as the agent's does: the code under test is
  * marked interpreted (what the agent does to operator code), and the
@@ -19,6 +21,8 @@
 #include <lauxlib.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -282,6 +286,79 @@ test_require_stopped_by_the_budget_loads_later(lua_State *L)
         lua_pop(L, 1);
 }
 
+/* A stop that comes before the thread it cancels has made its VM (an early
+ * start's loader, the process's first VM: no SIGALRM handler yet) must not
+ * kill the process -- SIGALRM's default action; a stop during an early
+ * start's load exited by SIGALRM -- and the thread's first call is stopped
+ * at once.  Run before main's VM, so nothing has installed the handler. */
+struct early_stop {
+    pthread_mutex_t      mu;
+    pthread_cond_t       cv;
+    scout_hook_thread_t *h;
+    int                  cancelled;
+    uint64_t             alarms_before;
+    int                  rc, timed_out, init_ok;
+    uint64_t             alarms_after;
+};
+
+static void *
+early_stop_thread(void *ud)
+{
+    struct early_stop *e = ud;
+    char err[SCOUT_ERR_LEN];
+    lua_State *L;
+
+    pthread_mutex_lock(&e->mu);
+    e->h = scout_hook_thread_self();
+    pthread_cond_broadcast(&e->cv);
+    while (!e->cancelled)           /* the stop, sent before any VM */
+        pthread_cond_wait(&e->cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+    /* the signal was delivered by the time the wait returned */
+    e->alarms_after = __atomic_load_n(&scout_stats.hook_alarms,
+                                      __ATOMIC_RELAXED);
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    e->init_ok = scout_hook_init(L, err) == SCOUT_OK;
+    if (e->init_ok) {
+        e->rc = run(L, "local x = 1", 10000, &e->timed_out);
+        scout_hook_thread_end();
+    }
+    lua_close(L);
+    if (e->init_ok)
+        scout_hook_fini();
+    return NULL;
+}
+
+static void
+test_stop_before_the_first_vm(void)
+{
+    struct early_stop e;
+    pthread_t t;
+
+    memset(&e, 0, sizeof(e));
+    pthread_mutex_init(&e.mu, NULL);
+    pthread_cond_init(&e.cv, NULL);
+    e.alarms_before = scout_stats.hook_alarms;
+    CHECK(pthread_create(&t, NULL, early_stop_thread, &e) == 0);
+    pthread_mutex_lock(&e.mu);
+    while (e.h == NULL)
+        pthread_cond_wait(&e.cv, &e.mu);
+    scout_hook_thread_cancel(e.h, t);   /* old: the process died here */
+    e.cancelled = 1;
+    pthread_cond_broadcast(&e.cv);
+    pthread_mutex_unlock(&e.mu);
+    pthread_join(t, NULL);
+    CHECK(e.alarms_after == e.alarms_before + 1,
+          "the stop's signal was handled: %llu alarms",
+          (unsigned long long)(e.alarms_after - e.alarms_before));
+    CHECK(e.init_ok);
+    CHECK(e.rc != 0 && e.timed_out, "the call after the stop ran: rc %d",
+          e.rc);
+    pthread_cond_destroy(&e.cv);
+    pthread_mutex_destroy(&e.mu);
+}
+
 int
 main(void)
 {
@@ -289,6 +366,7 @@ main(void)
     lua_State *L = luaL_newstate();
     scout_hook_mem_t *mem;
 
+    RUN(test_stop_before_the_first_vm());   /* first: no handler yet */
     CHECK(L != NULL);
     mem = scout_hook_mem_cap(L, (size_t)64 << 20);
     CHECK(mem != NULL);

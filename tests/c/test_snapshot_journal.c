@@ -5,7 +5,9 @@
  * test_snapshot_merge holds the readers to); a torn or garbage tail loses
  * only the torn record; a journal naming another base is never applied; an
  * append after a torn one writes over it; an append refuses a base
- * replaced or edited under it.
+ * replaced or edited under it, even one edited between the commit's rename
+ * and the journal's rebase (the writer thread, niced, can be preempted
+ * there for seconds on a loaded host).
  */
 #include "snapshot_fixtures.h"
 #include "publish/snapshot_journal.h"
@@ -268,6 +270,65 @@ test_base_and_journal_read_back_as_the_whole_write(void)
     unlink(path_in(tmpdir, SCOUT_JOURNAL_TMP));
 }
 
+/* The agent's rebase names the base as its commit wrote it.  An edit that
+ * lands after the rename (the file is visible) but before the rebase (here:
+ * between the two calls) was taken for the agent's own base when the
+ * rebase stat'ed and read the file by name: the appends then extended the
+ * edited base, the readers folded them into it, and the disk snapshot
+ * stayed off ZooKeeper for good (test_outputs_churn's edited_under test
+ * timed out under load). */
+static void
+test_an_edit_before_the_rebase_is_not_the_base(void)
+{
+    char err[SCOUT_ERR_LEN], jpath[512];
+    scout_snapshot_file_t file = SCOUT_SNAPSHOT_FILE_INIT;
+    scout_journal_t j = SCOUT_JOURNAL_INIT;
+    scout_snapshot_rec_t *recs[NS + 1];
+    size_t len, wrote;
+    int left_out = 0;
+
+    snprintf(jpath, sizeof(jpath), "%s", path_in(tmpdir, SCOUT_JOURNAL_FILE));
+    for (int i = 0; i < NS; i++)
+        set_service(i, 0);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < NS; i++)
+            recs[i] = rec(i);
+        CHECK(scout_snapshot_commit_recs(tmpdir, ENS, 1000 + round, recs, NS,
+                                         &file, &len, &left_out, err)
+              == SCOUT_OK, "%s", err);
+        for (int i = 0; i < NS; i++)
+            scout_snapshot_rec_unref(recs[i]);
+        if (round == 1) {
+            /* in place, the size kept, the header's checksum changed as a
+             * fixed-up edit changes it */
+            unsigned char other[8] = { 8, 7, 6, 5, 4, 3, 2, 1 };
+            int fd = open(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), O_WRONLY);
+
+            CHECK(fd >= 0 && pwrite(fd, other, 8, 24) == 8);
+            close(fd);
+        }
+        scout_journal_rebase_written(&j, tmpdir, &file,
+                                     len - SCOUT_SNAPSHOT_HDR_LEN);
+        set_service(1, 1 + round);
+        recs[0] = rec(1);
+        if (round == 0)         /* untouched: the file written is the base */
+            CHECK(scout_journal_append(&j, tmpdir, 2000, recs, 1, &wrote,
+                                       err) == SCOUT_OK, "%s", err);
+        else                    /* edited: not the agent's base, refused */
+            CHECK(scout_journal_append(&j, tmpdir, 3000, recs, 1, &wrote,
+                                       err) == SCOUT_AGAIN,
+                  "appended to a base edited after its rename (%s)", err);
+        scout_snapshot_rec_unref(recs[0]);
+    }
+    scout_journal_close(&j);
+    scout_snapshot_file_close(&file);
+    unlink(jpath);
+    unlink(path_in(tmpdir, SCOUT_JOURNAL_TMP));
+    unlink(path_in(tmpdir, SCOUT_SNAPSHOT_FILE));
+    for (int i = 0; i <= NS; i++)
+        scout_epset_free(&sets[i]);
+}
+
 int
 main(void)
 {
@@ -276,6 +337,7 @@ main(void)
     for (int i = 0; i <= NS; i++)
         scout_epset_init(&sets[i]);
     RUN(test_base_and_journal_read_back_as_the_whole_write());
+    RUN(test_an_edit_before_the_rebase_is_not_the_base());
     snapshot_fixtures_stop();
     return test_summary();
 }
