@@ -614,7 +614,8 @@ class ScoutNginxTest(unittest.TestCase):
         self.register("orders", "a", port=self.backends["a"].port)
         pdir = tempfile.mkdtemp(prefix="scout-nginx-spawn-")
         os.chmod(pdir, 0o755)                     # the workers (nobody, when run as root) start the agent
-        self.addCleanup(shutil.rmtree, pdir, True)
+        # the agent's log is in there: kept with the nginx prefix when the test failed
+        self.addCleanup(lambda: self._failed() or shutil.rmtree(pdir, True))
         policy_file = os.path.join(pdir, "policy.lua")
         with open(policy_file, "w") as f:
             f.write(self.policy({"orders": ""}))
