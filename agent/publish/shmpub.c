@@ -29,6 +29,16 @@
  * And the generation starts in a prepare watcher, which stops the zero
  * timer armed beside it: the same place (after the iteration's callbacks),
  * without the extra zero-timeout poll a due timer makes the loop do.
+ *
+ * An agent that adopts a file holding a snapshot (a restart, or the new
+ * agent of an `nginx -s reload`) writes no generation until every service
+ * has been published once (from ZooKeeper or the disk snapshot).  Until
+ * then the file keeps the last agent's snapshot, which is what it knows
+ * best: a "syncing", empty generation would leave a reader that maps the
+ * file only now (a worker the reload started) with no endpoint at all.
+ * Readers that held the old snapshot keep it either way.  What must never
+ * happen: a generation written over an adopted snapshot while a service
+ * still has nothing to say.
  */
 #include "publish/shmpub.h"
 
@@ -78,6 +88,9 @@ struct scout_shmpub_s {
     size_t            body;         /* the last generation's bytes; 0:
                                        none yet */
     double            last;         /* ev_now() of the last write */
+    int               hold;         /* adopted a snapshot: no generation
+                                       until every service was published */
+    int               hold_next;    /* services[0..hold_next) published */
     int               dirty;        /* changed while busy */
     scout_writer_t    writer;
     /* the writer's copy of a job's slices, sorted by name (its own) */
@@ -245,6 +258,25 @@ refresh(scout_shmpub_t *p, int i, char *err)
     return slice_of(p, i, err) == NULL ? SCOUT_ERROR : SCOUT_OK;
 }
 
+/* Still holding the adopted snapshot: some service was never published.
+ * A service once published stays so, hence the cursor: the whole hold
+ * costs one pass over the list, not one per change. */
+static int
+holding(scout_shmpub_t *p)
+{
+    if (!p->hold)
+        return 0;
+    while (p->hold_next < p->n
+           && scout_service_serving(p->services[p->hold_next]))
+        p->hold_next++;
+    if (p->hold_next < p->n)
+        return 1;
+    p->hold = 0;
+    scout_log(SCOUT_LOG_INFO, "shm", "every service published: writing "
+              "over the adopted snapshot from now on");
+    return 0;
+}
+
 static void
 write_now(scout_shmpub_t *p)
 {
@@ -252,6 +284,8 @@ write_now(scout_shmpub_t *p)
     struct job *j;
     int small;
 
+    if (holding(p))
+        return;                 /* the marks stay: written when it ends */
     if (scout_writer_busy(&p->writer)) {
         p->dirty = 1;           /* collect() schedules the next one */
         return;
@@ -331,6 +365,7 @@ scout_shmpub_new(struct ev_loop *loop, const char *path, int format,
     p->loop = loop;
     p->services = services;
     p->n = n;
+    p->hold = scout_shm_generation(p->shm) > 0;     /* adopted, not empty */
     ev_timer_init(&p->timer, on_timer, 0., 0.);
     p->timer.data = p;
     /* before the loop's own prepares (its iteration timing, EV_MINPRI), so
@@ -389,6 +424,7 @@ scout_shmpub_set_services(scout_shmpub_t *p, scout_service_t **services, int n)
     cache_clear(p);             /* encoded again once, for the new list */
     p->services = services;
     p->n = n;
+    p->hold_next = 0;           /* (still holding: the new list's turn) */
 }
 
 void

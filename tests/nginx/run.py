@@ -606,6 +606,26 @@ class ScoutNginxTest(unittest.TestCase):
                 ng.cleanup()
                 self.ng = None
 
+    def test_worker_started_while_the_agent_restarts_serves_the_last_list(self):
+        """A worker that reads the snapshot for the first time while a restarted agent has not read ZooKeeper yet
+        (a worker of `nginx -s reload`, started beside the new agent) serves the last agent's list: the new agent
+        that adopts the file publishes nothing before its services have synced. The new agent here cannot reach
+        ZooKeeper, so it stays unsynced for the whole test."""
+        self.backend("a")
+        self.register("orders", "a", port=self.backends["a"].port)
+        self.start_agent({"orders": ""})
+        wait_until(lambda: shm_holds(self.shm, self.backends["a"].addr.encode()),
+                   what="the agent's snapshot with the endpoint")
+        self.agent.stop()
+        shutil.rmtree(self.agent.dir, ignore_errors=True)
+        self.agent = Scout(self.policy({"orders": ""}), "127.0.0.1:%d" % free_port()).start()
+        # its API answers once its loop runs, after the first generation it would write (shmpub_new schedules it)
+        wait_until(lambda: self.agent.request("/v1/services")[0] == 200, what="the new agent's API")
+        self.ng = Nginx(http=scout_http(self.shm, ["orders"]), server=proxy("orders") + STATUS, workers=2).start()
+        self.assertEqual(self.hits("/orders/", 4), ["a"] * 4)
+        self.ng.stop()
+        self.ng.check_log()
+
     def test_spawned_agent_supervised(self):
         """nginx starts the agent itself (spawn_agent from worker 0 on Debian's nginx), restarts it when it
         exits and again on `nginx -s reload`, with no failed request meanwhile, and stops it (no zombie left)
@@ -614,7 +634,8 @@ class ScoutNginxTest(unittest.TestCase):
         self.register("orders", "a", port=self.backends["a"].port)
         pdir = tempfile.mkdtemp(prefix="scout-nginx-spawn-")
         os.chmod(pdir, 0o755)                     # the workers (nobody, when run as root) start the agent
-        self.addCleanup(shutil.rmtree, pdir, True)
+        # the agent's log is in there: kept with the nginx prefix when the test failed
+        self.addCleanup(lambda: self._failed() or shutil.rmtree(pdir, True))
         policy_file = os.path.join(pdir, "policy.lua")
         with open(policy_file, "w") as f:
             f.write(self.policy({"orders": ""}))
