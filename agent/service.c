@@ -522,6 +522,12 @@ scout_service_serving(const scout_service_t *s)
     return s->published;
 }
 
+int
+scout_service_settled(const scout_service_t *s)
+{
+    return s->published || s->last_error != NULL;
+}
+
 const char *
 scout_service_state(const scout_service_t *s)
 {

@@ -71,6 +71,9 @@ int         scout_service_synced(const scout_service_t *s);
 int         scout_service_degraded(const scout_service_t *s);
 /* 1 when there is a list to serve (from ZooKeeper or the snapshot). */
 int         scout_service_serving(const scout_service_t *s);
+/* published, or its policy failed on it (the whole update: its budget),
+ * so that nothing better will come of waiting for it */
+int         scout_service_settled(const scout_service_t *s);
 /* 1 while protection holds back a drop (the last list is still served). */
 int         scout_service_protected(const scout_service_t *s);
 /* Why the service is degraded (the policy's failure first), or "". */

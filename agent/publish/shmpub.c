@@ -38,7 +38,10 @@
  * file only now (a worker the reload started) with no endpoint at all.
  * Readers that held the old snapshot keep it either way.  What must never
  * happen: a generation written over an adopted snapshot while a service
- * still has nothing to say.
+ * still has nothing to say.  A service whose policy fails on its first
+ * listing (the whole update, stopped by its budget) ends its part of the
+ * hold too: it would hold every other service's changes from the readers
+ * until it recovers, and waiting brings nothing better for it.
  */
 #include "publish/shmpub.h"
 
@@ -258,7 +261,8 @@ refresh(scout_shmpub_t *p, int i, char *err)
     return slice_of(p, i, err) == NULL ? SCOUT_ERROR : SCOUT_OK;
 }
 
-/* Still holding the adopted snapshot: some service was never published.
+/* Still holding the adopted snapshot: some service was never published
+ * and its policy has not failed on it either (ZooKeeper not read yet).
  * A service once published stays so, hence the cursor: the whole hold
  * costs one pass over the list, not one per change. */
 static int
@@ -267,7 +271,7 @@ holding(scout_shmpub_t *p)
     if (!p->hold)
         return 0;
     while (p->hold_next < p->n
-           && scout_service_serving(p->services[p->hold_next]))
+           && scout_service_settled(p->services[p->hold_next]))
         p->hold_next++;
     if (p->hold_next < p->n)
         return 1;

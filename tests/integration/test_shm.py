@@ -139,6 +139,27 @@ class Shm(unittest.TestCase):
         self.assertEqual(len(snap["services"]["held"]["ids"]), 10)     # the list stands
         self.assertEqual(snap["services"]["held"]["index"], index)      # nothing was published
 
+    def test_a_service_its_policy_fails_on_does_not_hold_an_adopted_snapshot(self):
+        # The next agent adopts the file and writes nothing over the last agent's snapshot until each service has
+        # something to say. One whose filter never returns (its whole update stopped by the budget, again and
+        # again) has nothing better to say later, and must not keep the other services' changes from the readers.
+        self.kz.create("/adopt/good/127.0.0.1:1", makepath=True)
+        self.kz.create("/adopt/bad/127.0.0.1:2", makepath=True)
+        services = {"good": 'path = "/adopt/good"', "bad": 'path = "/adopt/bad"'}
+        first = Scout(policy(services, extra='shm { path = "%s" }' % self.path), self.zk.connect).start()
+        wait_until(lambda: (lambda r: r if r["services"].get("bad", {}).get("ids") else None)(self.read()),
+                   what="the first agent's snapshot")
+        self.assertEqual(first.stop(), 0)
+        services["bad"] = 'path = "/adopt/bad", filter = function(ep) while true do end end'
+        self.scout = s = Scout(policy(services, extra='agent { hook_budget = 50 }\nshm { path = "%s" }' % self.path),
+                               self.zk.connect).start()
+        wait_until(lambda: s.metric("scout_hook_timeouts_total") > 0, what="bad's update stopped by its budget")
+        self.kz.create("/adopt/good/127.0.0.1:3")
+        wait_until(lambda: s.ids("good") == ["127.0.0.1:1", "127.0.0.1:3"], what="the change in the API")
+        snap = wait_until(lambda: (lambda r: r if len(r["services"]["good"]["ids"]) == 2 else None)(self.read()),
+                          what="the change in shared memory")
+        self.assertNotEqual(snap["services"]["bad"]["state"], "synced")
+
     # 40 services of 2 endpoints carrying a 16 KB meta value each: a ~1.3 MB body, 20 chunks of 64 KB
     BLOB = "b" * 16000
 
