@@ -729,6 +729,119 @@ class ScoutNginxTest(unittest.TestCase):
         self.assertNotIn("Sanitizer", log)
         self.ng.check_log()
 
+    def test_reload_waits_for_the_spawned_agent_without_holding_the_old_worker(self):
+        """`nginx -s reload` while the spawned agent is slow to exit (stopped with SIGSTOP by the test): the old
+        worker 0 sends it SIGTERM and waits for it on a timer, so a request still in flight on that worker is
+        served meanwhile (it used to busy-wait up to 2 s, serving nothing); the worker exits only after its agent;
+        the new worker 0 starts its agent once the old one is gone (its pid in the shared dict), at the first
+        try, rather than one that refuses while the old one still holds the snapshot file."""
+        self.backend("a")
+        self.register("orders", "a", port=self.backends["a"].port)
+        pdir = tempfile.mkdtemp(prefix="scout-nginx-slowstop-")
+        os.chmod(pdir, 0o777)                     # the workers (nobody, when run as root) write the flag's dir
+        self.addCleanup(lambda: self._failed() or shutil.rmtree(pdir, True))
+        policy_file = os.path.join(pdir, "policy.lua")
+        with open(policy_file, "w") as f:
+            f.write(self.policy({"orders": ""}))
+        os.chmod(policy_file, 0o644)
+        agent_log = os.path.join(pdir, "agent.log")
+        open(agent_log, "w").close()
+        os.chmod(agent_log, 0o666)
+        flag = os.path.join(pdir, "release")
+        env = ""
+        if os.environ.get("ASAN_OPTIONS"):
+            env = ', env = { ASAN_OPTIONS = "%s" }' % os.environ["ASAN_OPTIONS"]
+        # stop_timeout: far past this test's steps, so the old worker never escalates while the test holds it
+        spawn = """
+        assert(require("resty.scout").spawn_agent{ bin = "%s", policy = "%s", log = "%s", stop_timeout = 600,
+            args = { "--zk", "%s", "--api", "127.0.0.1:%d" }, backoff = { min = 0.2 } %s })
+""" % (SCOUT_BIN, policy_file, agent_log, ZK.connect, free_port(), env)
+        locs = """
+        location = /agent {
+            content_by_lua_block {
+                local a = require("resty.scout").agent()
+                ngx.say(ngx.worker.pid(), " ", a and a.pid and (a.pid .. " " .. a.starts .. " " .. a.attempts) or "-")
+            }
+        }
+        location = /hold {
+            content_by_lua_block {
+                ngx.log(ngx.NOTICE, "hold: in flight on ", ngx.worker.pid())
+                local f = io.open("%s")
+                while not f do
+                    ngx.sleep(0.01)
+                    f = io.open("%s")
+                end
+                f:close()
+                ngx.say(ngx.worker.pid())
+            }
+        }
+""" % (flag, flag)
+        ng = self.ng = Nginx(http=scout_http(self.shm, ["orders"], init=spawn),
+                             server=proxy("orders") + STATUS + locs, workers=1).start()
+
+        def agent_status():
+            parts = ng.body("/agent").split()
+            return parts[1:] if parts[1] != "-" else None
+
+        def state(pid):
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return None
+
+        old_pid = int(wait_until(agent_status, what="worker 0 to report its agent")[0])
+        leftovers = [old_pid]
+
+        def reap():                              # a failed run leaves nothing stopped or running behind
+            for p in leftovers:
+                for sig in (signal.SIGCONT, signal.SIGKILL):
+                    try:
+                        os.kill(p, sig)
+                    except OSError:
+                        pass
+        self.addCleanup(reap)
+        self.wait_peers("orders", [self.backends["a"].addr])
+        old_worker = ng.workers()[0]
+        leftovers.append(old_worker)
+        held = []
+        t = threading.Thread(target=lambda: held.append(ng.request("/hold", timeout=3600)))
+        t.daemon = True
+        t.start()
+        wait_until(lambda: ng.count_log(r"hold: in flight on %d" % old_worker) == 1, what="the request in flight")
+        os.kill(old_pid, signal.SIGSTOP)         # slow to exit: it acts on SIGTERM only once continued
+        wait_until(lambda: state(old_pid) == "T", what="the agent stopped")
+        os.kill(ng.pid, signal.SIGHUP)
+        wait_until(lambda: ng.count_log(r"scout: stopping the agent \(pid %d\); waiting for it to exit" % old_pid),
+                   what="the old worker 0 stopping its agent")
+        wait_until(lambda: ng.count_log(r"scout: waiting for the last agent \(pid %d\) to exit" % old_pid),
+                   what="the new worker 0 waiting for the old agent")
+        self.assertIsNone(agent_status())         # the new worker 0 has started none yet
+        open(flag, "w").close()
+        wait_until(lambda: held, what="the request in flight on the old worker to be served")
+        st, body, _ = held[0]
+        self.assertEqual((st, body.strip()), (200, str(old_worker)))
+        # served while the old agent still has not exited, and the old worker is still there, waiting for it
+        self.assertEqual(state(old_pid), "T")
+        self.assertNotIn(state(old_worker), (None, "Z"))
+        self.assertEqual(ng.count_log(r"scout: the agent \(pid %d\) exited" % old_pid), 0)
+        os.kill(old_pid, signal.SIGCONT)
+        wait_until(lambda: ng.count_log(r"scout: the agent \(pid %d\) exited" % old_pid), what="the old agent's exit")
+        wait_until(lambda: state(old_worker) is None, what="the old worker to exit after its agent")
+        new = wait_until(agent_status, what="the new worker 0's agent")
+        leftovers.append(int(new[0]))
+        self.assertNotEqual(int(new[0]), old_pid)
+        self.assertEqual(new[1:], ["1", "1"])    # one start, at the first attempt: no refused start before it
+        x = self.backend("x").port                # the new agent publishes into the same file
+        self.register("orders", "x", port=x)
+        self.wait_peers("orders", [self.backends["a"].addr, "127.0.0.1:%d" % x])
+        ng.stop()
+        wait_until(lambda: state(int(new[0])) is None, what="the new agent to be gone with nginx")
+        self.assertEqual(ng.count_log(r"exited; starting it again"), 0)
+        with open(agent_log) as f:
+            self.assertNotIn("Sanitizer", f.read())
+        ng.check_log()
+
 
 def main(argv):
     pattern = None
