@@ -26,6 +26,7 @@
 
 #include "agent.h"
 #include "client/client.h"
+#include "exitsig.h"
 #include "client/libcurl.h"
 #include "commit.h"                 /* generated: SCOUT_COMMIT */
 #include "heap.h"
@@ -154,11 +155,13 @@ on_shutdown_done(void *ud)
 }
 
 /* The first SIGTERM/SIGINT deregisters and drains while still serving; a
- * second one stops at once. */
+ * second one stops at once -- and once the loop has ended, one during the
+ * exit's own waits ends the process (exitsig.c). */
+static int stopping;
+
 static void
 on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    static int stopping;
     (void)revents;
 
     if (stopping++ || running_agent == NULL) {
@@ -229,6 +232,20 @@ raise_fd_limit(void)
               (unsigned long long)was, (unsigned long long)rl.rlim_max);
 }
 
+/* The loop has ended for a stop: its signal watchers hand SIGTERM and
+ * SIGINT over to exitsig.c for the exit's waits (without a window in which
+ * one would take its default action). */
+static void
+exit_signals(struct ev_loop *loop, ev_signal *sigterm, ev_signal *sigint,
+             ev_signal *sighup)
+{
+    scout_exitsig_block();
+    ev_signal_stop(loop, sigterm);
+    ev_signal_stop(loop, sigint);
+    ev_signal_stop(loop, sighup);
+    scout_exitsig_start();
+}
+
 static int
 cmd_run(const scout_agent_opts_t *opts)
 {
@@ -268,6 +285,8 @@ cmd_run(const scout_agent_opts_t *opts)
         /* the disk snapshot is served while the policy loads; the loop
          * breaks when it is loaded (or a stop signal came first) */
         ev_run(loop, 0);
+        if (stopping)           /* the stop waits for the load (5 s at most) */
+            exit_signals(loop, &sigterm, &sigint, &sighup);
         if ((rc = scout_agent_early_end(agent, err)) != SCOUT_OK) {
             if (rc == SCOUT_ERROR)
                 fprintf(stderr, "scout: %s\n", err);
@@ -278,10 +297,17 @@ cmd_run(const scout_agent_opts_t *opts)
                 scout_agent_free(agent);
             scout_loop_watch_free(stall);
             ev_loop_destroy(loop);
+            scout_exitsig_stop();
             if (rc != SCOUT_ERROR)
                 scout_log(SCOUT_LOG_INFO, "main", "stopped while the policy "
                           "was loading");
             return rc == SCOUT_ERROR ? 1 : 0;
+        }
+        if (stopping) {         /* loaded in the same iteration: it runs */
+            scout_exitsig_stop();
+            ev_signal_start(loop, &sigterm);
+            ev_signal_start(loop, &sigint);
+            ev_signal_start(loop, &sighup);
         }
     }
     running_agent = agent;
@@ -291,12 +317,11 @@ cmd_run(const scout_agent_opts_t *opts)
     running_agent = NULL;
     scout_sdnotify_stop(loop);
 
-    ev_signal_stop(loop, &sigterm);
-    ev_signal_stop(loop, &sigint);
-    ev_signal_stop(loop, &sighup);
+    exit_signals(loop, &sigterm, &sigint, &sighup);
     scout_agent_exit(agent);        /* flushes, closes; frees if checked */
     scout_loop_watch_free(stall);
     ev_loop_destroy(loop);
+    scout_exitsig_stop();
     scout_log(SCOUT_LOG_INFO, "main", "stopped");
     return 0;
 }

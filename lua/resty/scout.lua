@@ -44,12 +44,13 @@
 -- spawn_agent{} starts build/scout from nginx and restarts it with back-off when it exits: in the privileged
 -- agent process with ngx.pipe when this nginx has them (OpenResty), else from worker 0 with fork/exec (Debian's
 -- nginx has neither patch). A process spawned by a worker is killed with it (PR_SET_PDEATHSIG) and stopped when
--- the worker shuts down; on `nginx -s reload` the new worker 0 starts a new agent, which adopts the snapshot
--- file once the old one has let go (docs/shm.md), so readers never see a gap.
+-- the worker shuts down, which waits for it without holding its loop; on `nginx -s reload` the new worker 0
+-- starts a new agent once the old one is gone (with init_worker's dict), which adopts the snapshot file
+-- (docs/shm.md), so readers never see a gap.
 --
 -- This file is the public module: the snapshot, the request context and picking. Passive health (the marks and
 -- the shared dict) is resty.scout.health; the agent's supervision (init, spawn_agent, agent) is
--- resty.scout.agent, re-exported here unchanged.
+-- resty.scout.agent, re-exported here (spawn_agent given init_worker's dict unless it names one).
 
 local balancer = require "ngx.balancer"
 local process = require "ngx.process"
@@ -644,7 +645,15 @@ end
 -- the agent under nginx: see resty.scout.agent ---------------------------------------------------------------
 
 _M.init = agent.init
-_M.spawn_agent = agent.spawn
+function _M.spawn_agent(opts)
+  if type(opts) == "table" and opts.dict == nil and conf and conf.dict then
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.dict = conf.dict
+    opts = o
+  end
+  return agent.spawn(opts)
+end
 _M.agent = agent.status
 
 return _M

@@ -237,6 +237,22 @@ class ReloadOffTheLoop(unittest.TestCase):
         self.assertNotIn("stuck in a C call", s.log())
         self.assertNotIn("reloaded", s.log())
 
+    def test_a_second_stop_while_the_exit_waits_for_the_load_exits_at_once(self):
+        # SIGTERM while the new policy's load is stuck in a C call (the FIFO read, never released here): the exit
+        # waits up to 5 s for it. A second SIGTERM during that wait ends it at once -- exit 0 and the line that
+        # says so -- rather than being left to the default action (killed by the signal, nothing in the log)
+        s = self.scout
+        self.rewrite(V2)
+        wait_until(self.in_gate, what="the new policy's load held in the gate")
+        s.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopping during a reload: its load is stopped, waiting for it" in s.log(),
+                   what="the stop waiting for the load")
+        s.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: not s.alive(), what="the agent exits")
+        self.assertEqual(s.stop(sig=signal.SIGKILL), 0, s.log())       # exited already: its code
+        self.assertIn("signal 15 again while exiting: exiting now", s.log())
+        self.assertNotIn("stuck in a C call", s.log())                  # it did not wait the 5 s out
+
 APPLY_OLD = HEAD + '''service "a" { path = "/rb/a", filter = function(ep) return ep.port ~= 2 end }
 service "b" { path = "/rb/b" }
 '''

@@ -34,6 +34,9 @@ die() { echo "mutants: $*" >&2; exit 2; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/scout-mutants.XXXXXX") || die "cannot make a scratch directory"
 trap 'rm -rf "$work"' EXIT
+# mktemp's 0700 kept nginx's workers (nobody, when run as root) out of the copy's lua/: an nginx test then failed
+# on "module 'resty.scout' not found", whatever the mutant did, and counted it caught
+chmod 755 "$work"
 mkdir -p "$LOGDIR" "$work/spec"
 
 # ---- the list -------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """nginx tests for resty.scout: Debian's nginx + libnginx-mod-http-lua, a real ZooKeeper, the real agent
 ($SCOUT_BIN, default build/scout) and tiny HTTP backends on loopback, registered in ZooKeeper as `plain`
-children. Prints `N passed, N failed[, N skipped]` at the end; no test run is a failure.
+children. Prints `N passed, N failed[, N skipped]` at the end; no test run is a failure. spawn_agent's tests are in
+spawn_tests.py, run from here too.
 
 Usage: /usr/bin/python3 tests/nginx/run.py [-k substring]
 Needs /usr/bin/python3 (kazoo), nginx, libnginx-mod-http-lua, lua-resty-core, lua-cjson, wrk and luajit2's
@@ -13,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import runguard  # noqa: E402
 from nginxharness import ROOT, Backend, Nginx, free_port, shm_generation, wait_until  # noqa: E402
-from scoutharness import SCOUT_BIN, Scout  # noqa: E402
+from scoutharness import Scout  # noqa: E402
 from zkharness import ZooKeeper  # noqa: E402
 
 ZK = None
@@ -127,7 +127,9 @@ def peer_ids(value, want_down=False):
     return sorted(e["id"] for e in eps)
 
 
-class ScoutNginxTest(unittest.TestCase):
+class NginxCase(unittest.TestCase):
+    """Set-up, tear-down and helpers of every nginx test (spawn_tests.py's too)."""
+
     def setUp(self):
         self.base = "/nt/%s" % self._testMethodName
         self.shm = "/dev/shm/scout-nginx-test-%d-%s" % (os.getpid(), self._testMethodName)
@@ -207,6 +209,8 @@ class ScoutNginxTest(unittest.TestCase):
         return out
 
     # -- tests -----------------------------------------------------------------------------------------------------
+
+class ScoutNginxTest(NginxCase):
     def test_swrr_weights_exact_as_nginx(self):
         """swrr over weights 5,1,1 gives nginx's own smooth sequence (a static upstream with the same weights,
         same worker), and the weights exactly over every period."""
@@ -567,45 +571,6 @@ class ScoutNginxTest(unittest.TestCase):
         self.ng.stop()
         self.ng.check_log([r"scout orders: no snapshot", r"no live upstreams"])
 
-    def test_agent_that_cannot_start_is_reported(self):
-        """spawn_agent with a policy path that does not exist, then with a binary that does not: every worker
-        logs why at error level, once (not per request), and balance() returns that reason, so the 502's own
-        log line names it too."""
-        cases = [("policy", {"bin": SCOUT_BIN, "policy": "/nonexistent/scout-test-policy.lua"},
-                  r"/nonexistent/scout-test-policy\.lua: No such file or directory"),
-                 ("bin", {"bin": "/nonexistent/scout-test-bin", "policy": "/dev/null"},
-                  r"/nonexistent/scout-test-bin: No such file or directory")]
-        for what, spec, reason in cases:
-            with self.subTest(what):
-                spawn = ('assert(require("resty.scout").spawn_agent{ bin = "%s", policy = "%s", '
-                         'backoff = { min = 0.05, max = 0.2 } })' % (spec["bin"], spec["policy"]))
-                agent_loc = """
-        location = /agent {
-            content_by_lua_block {
-                local a = require("resty.scout").agent()
-                ngx.say(ngx.worker.pid(), " ", a and a.attempts or "-")
-            }
-        }
-"""
-                ng = self.ng = Nginx(http=scout_http(self.shm, ["orders"], init=spawn),
-                                     server=proxy("orders") + STATUS + agent_loc, workers=2)
-                ng.start()
-                worker_line = r"\[error\].*scout: the agent cannot start: " + reason
-                wait_until(lambda: ng.count_log(worker_line) == 2, what="both workers to report")
-                for _ in range(4):
-                    self.assertEqual(ng.get("/orders/")[0], 502)
-                # worker 0 tries again and again (and the other worker checks once a second): none of that
-                # is news while the reason stays the same
-                wait_until(lambda: any(int(v) >= 12 for v in ng.per_worker("/agent").values() if v != "-"),
-                           what="a dozen start attempts")
-                ng.stop()
-                self.assertEqual(ng.count_log(r"\[error\].*scout orders: the agent cannot start: " + reason), 4)
-                self.assertEqual(ng.count_log(worker_line), 2)
-                ng.check_log([r"scout: the agent cannot start: ", r"scout orders: the agent cannot start: ",
-                               r"no live upstreams"])
-                ng.cleanup()
-                self.ng = None
-
     def test_worker_started_while_the_agent_restarts_serves_the_last_list(self):
         """A worker that reads the snapshot for the first time while a restarted agent has not read ZooKeeper yet
         (a worker of `nginx -s reload`, started beside the new agent) serves the last agent's list: the new agent
@@ -626,110 +591,6 @@ class ScoutNginxTest(unittest.TestCase):
         self.ng.stop()
         self.ng.check_log()
 
-    def test_spawned_agent_supervised(self):
-        """nginx starts the agent itself (spawn_agent from worker 0 on Debian's nginx), restarts it when it
-        exits and again on `nginx -s reload`, with no failed request meanwhile, and stops it (no zombie left)
-        with nginx."""
-        self.backend("a")
-        self.register("orders", "a", port=self.backends["a"].port)
-        pdir = tempfile.mkdtemp(prefix="scout-nginx-spawn-")
-        os.chmod(pdir, 0o755)                     # the workers (nobody, when run as root) start the agent
-        # the agent's log is in there: kept with the nginx prefix when the test failed
-        self.addCleanup(lambda: self._failed() or shutil.rmtree(pdir, True))
-        policy_file = os.path.join(pdir, "policy.lua")
-        with open(policy_file, "w") as f:
-            f.write(self.policy({"orders": ""}))
-        os.chmod(policy_file, 0o644)
-        agent_log = os.path.join(pdir, "agent.log")
-        open(agent_log, "w").close()
-        os.chmod(agent_log, 0o666)
-        api = "127.0.0.1:%d" % free_port()
-        env = ""
-        if os.environ.get("ASAN_OPTIONS"):
-            env = ', env = { ASAN_OPTIONS = "%s" }' % os.environ["ASAN_OPTIONS"]
-        spawn = """
-        assert(require("resty.scout").spawn_agent{ bin = "%s", policy = "%s", log = "%s",
-            args = { "--zk", "%s", "--api", "%s" }, backoff = { min = 0.2 } %s })
-""" % (SCOUT_BIN, policy_file, agent_log, ZK.connect, api, env)
-        agent_loc = """
-        location = /agent {
-            content_by_lua_block {
-                local a = require("resty.scout").agent()
-                ngx.say(ngx.worker.pid(), " ", a and a.pid and (a.pid .. " " .. a.starts) or "-")
-            }
-        }
-"""
-        self.ng = Nginx(http=scout_http(self.shm, ["orders"], init=spawn),
-                        server=proxy("orders") + STATUS + agent_loc, workers=2).start()
-
-        def agent_pid():
-            """(pid, starts) of the agent, asked until worker 0 answers."""
-            for _ in range(50):
-                parts = self.ng.body("/agent").split()
-                if parts[1] != "-":
-                    return int(parts[1]), int(parts[2])
-            return None
-
-        def count(n):
-            return sum(1 for _ in range(n) if self.ng.get("/orders/")[1].strip() == "a")
-
-        statuses = []
-        stop = threading.Event()
-
-        def load():
-            while not stop.is_set():
-                statuses.append(self.ng.get("/orders/")[0])
-        t = None
-        pids = []
-        try:
-            pid, starts = wait_until(agent_pid, what="worker 0 to report its agent")
-            self.assertEqual(starts, 1)
-            pids.append(pid)
-            # the agent's first generation lists the service as syncing and empty: wait for the one with "a"
-            self.wait_peers("orders", [self.backends["a"].addr])
-            self.assertEqual(count(5), 5)
-            # from here on, a client must never see a failure: workers keep serving the last snapshot while
-            # the agent restarts (the new agent's first, "syncing" and empty, does not blank the service)
-            t = threading.Thread(target=load)
-            t.start()
-            wait_until(lambda: len(statuses) >= 20, what="load running")
-            os.kill(pid, signal.SIGTERM)
-            pid2, _ = wait_until(lambda: (agent_pid() or (0, 0))[1] == 2 and agent_pid(), what="the restart")
-            self.assertNotEqual(pid2, pid)
-            pids.append(pid2)
-            x = self.backend("x").port
-            self.register("orders", "x", port=x)            # the new agent publishes into the same file
-            self.wait_peers("orders", [self.backends["a"].addr, "127.0.0.1:%d" % x])
-            KZ.delete("%s/orders/127.0.0.1:%d" % (self.base, x))
-            self.wait_peers("orders", [self.backends["a"].addr])
-            # nginx -s reload: the old worker 0 stops its agent, the new worker 0 starts one
-            old_workers = self.ng.workers()
-            os.kill(self.ng.pid, signal.SIGHUP)
-            wait_until(lambda: not set(old_workers) & set(self.ng.workers()), what="the old workers to exit")
-            pid3, _ = wait_until(agent_pid, what="the new worker 0's agent")
-            self.assertNotIn(pid3, pids)
-            pids.append(pid3)
-            self.register("orders", "x", port=x)
-            self.wait_peers("orders", [self.backends["a"].addr, "127.0.0.1:%d" % x])
-            KZ.delete("%s/orders/127.0.0.1:%d" % (self.base, x))
-            self.wait_peers("orders", [self.backends["a"].addr])
-            n = len(statuses)
-            wait_until(lambda: len(statuses) >= n + 20, what="20 more requests")
-        finally:
-            stop.set()
-            if t:
-                t.join()
-            self.ng.stop()
-        self.assertGreater(len(statuses), 50)
-        self.assertEqual([s for s in statuses if s != 200], [])
-        for p in pids:
-            wait_until(lambda: not os.path.exists("/proc/%d" % p), 10, what="agent %d to be gone" % p)
-        with open(agent_log) as f:
-            log = f.read()
-        self.assertNotIn("Sanitizer", log)
-        self.ng.check_log()
-
-
 def main(argv):
     pattern = None
     if len(argv) >= 2 and argv[0] == "-k":
@@ -737,7 +598,11 @@ def main(argv):
     loader = unittest.TestLoader()
     if pattern:
         loader.testNamePatterns = ["*%s*" % pattern]
-    suite = loader.loadTestsFromModule(sys.modules[__name__])
+    # spawn_tests.py (spawn_agent's tests) uses this module's ZooKeeper and helpers as `run`
+    sys.modules.setdefault("run", sys.modules[__name__])
+    import spawn_tests
+    suite = unittest.TestSuite([loader.loadTestsFromModule(sys.modules[__name__]),
+                                loader.loadTestsFromModule(spawn_tests)])
     runguard.install("scout-nginx-run-")
     t = time.monotonic()
     result, interrupted = runguard.run(suite)

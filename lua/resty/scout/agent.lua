@@ -4,11 +4,14 @@
 -- patch). It is its own module because none of this is on the request path: balancing never needs it, and the
 -- libc declarations stay out of the module every request goes through.
 --
--- What it must never do: leave an agent behind. A process spawned by a worker is killed with it
--- (PR_SET_PDEATHSIG) and stopped when the worker shuts down; the child closes every descriptor nginx has open
+-- What it must never do: leave an agent behind, or hold a worker's loop. A process spawned by a worker is killed
+-- with it (PR_SET_PDEATHSIG) and stopped when the worker shuts down: the exiting worker waits for it on a timer
+-- (ngx.sleep, so requests still in flight on it are served meanwhile, and nginx keeps the worker until then), a
+-- second SIGTERM past stop_timeout, SIGKILL a second later. The child closes every descriptor nginx has open
 -- (listening sockets, logs) but 0-2 and runs no nginx signal handler before exec. On `nginx -s reload` the new
--- worker 0 starts a new agent, which adopts the snapshot file once the old one has let go (docs/shm.md), so
--- readers never see a gap.
+-- worker 0 starts a new agent once the old one is gone (its pid is in the shared dict, which a reload keeps):
+-- before, the new one would find the snapshot file still held and refuse to start. It adopts the file
+-- (docs/shm.md), so readers never see a gap.
 
 local ffi = require "ffi"
 local process = require "ngx.process"
@@ -76,7 +79,9 @@ extern char **environ;
 ]]
 
 local PR_SET_PDEATHSIG = 1
-local SIGTERM, SIGPIPE = 15, 13
+local SIGTERM, SIGPIPE, SIGKILL = 15, 13, 9
+local EPERM = 1
+local PID_KEY = "scout:agent:pid"   -- in the shared dict: the running agent's pid, for the next worker 0
 local SIG_BLOCK, SIG_SETMASK = 0, 2
 local WNOHANG = 1
 local O_RDWR, O_WRONLY, O_CREAT, O_APPEND = 2, 1, 0x40, 0x400
@@ -86,6 +91,7 @@ local _M = {}
 
 local privileged         -- true once init() enabled the privileged agent process
 local agent = { pid = nil, starts = 0, attempts = 0, mode = nil }
+local dict               -- the shared dict spawn() was given, or nil
 local spec               -- { bin, policy, log } of spawn(), kept in every process for problem()
 local problem            -- why the agent cannot start, or nil
 local last_problem_check = 0
@@ -261,29 +267,67 @@ local function run_piped(argv, env, log, bmin, bmax)
   end)
 end
 
+-- The agent's pid goes in the shared dict while it runs: a reload's new worker 0 waits for that one to be gone.
+local function remember(pid)
+  if dict then dict:set(PID_KEY, pid) end
+end
+
+local function forget(pid)
+  if dict and dict:get(PID_KEY) == pid then dict:delete(PID_KEY) end
+end
+
+-- The pid of an agent another worker 0 started (the one before a reload) that still runs, or nil. A zombie
+-- counts: it is gone once reaped, and nginx reaps at once.
+local function previous_agent()
+  local p = dict and dict:get(PID_KEY)
+  if p == nil or p == agent.pid then return nil end
+  if C.scout_resty_kill(p, 0) == 0 or ffi_errno() == EPERM then return p end
+  return nil
+end
+
+-- nginx is stopping or reloading: stop the agent and wait for it without holding this worker's loop: ngx.sleep
+-- lets the requests still in flight here be served, and nginx keeps an exiting worker while a sleep is pending,
+-- so the worker exits after its agent (none outlives nginx or is left to init). Past stop_timeout a second
+-- SIGTERM (the agent stops at once), a second later SIGKILL.
+local function stop_agent(pid, stop_timeout)
+  C.scout_resty_kill(pid, SIGTERM)
+  ngx_log(NOTICE, "scout: stopping the agent (pid ", pid, "); waiting for it to exit")
+  ngx_update_time()
+  local t0, sent = ngx_now(), 1
+  while alive(pid) do
+    ngx_sleep(0.01)
+    local waited = ngx_now() - t0
+    if sent == 1 and waited >= stop_timeout then
+      ngx_log(WARN, "scout: the agent (pid ", pid, ") still runs ", stop_timeout, "s after SIGTERM: stopping it now")
+      C.scout_resty_kill(pid, SIGTERM)
+      sent = 2
+    elseif sent == 2 and waited >= stop_timeout + 1 then
+      ngx_log(WARN, "scout: the agent (pid ", pid, ") still runs: killing it")
+      C.scout_resty_kill(pid, SIGKILL)
+      sent = 3
+    end
+  end
+  forget(pid)
+  ngx_log(NOTICE, "scout: the agent (pid ", pid, ") exited")
+end
+
 -- Worker 0: fork/exec, and a 0.1 s timer that notices the agent is gone and starts it again when its back-off
 -- is over.
-local function run_forked(argv, env, log, bmin, bmax)
+local function run_forked(argv, env, log, bmin, bmax, stop_timeout)
   local backoff = bmin
   local next_start, started = 0, 0
+  local waiting_for, wait_since
   local function supervise(premature)
     local pid = agent.pid
     if premature then
-      -- nginx is stopping or reloading: stop the agent, and wait for it a little (the worker exits next; an
-      -- agent that outlives it would be left to init)
-      if pid then
-        C.scout_resty_kill(pid, SIGTERM)
-        for _ = 1, 200 do
-          if not alive(pid) then break end
-          C.scout_resty_usleep(10000)
-        end
-      end
+      if pid then stop_agent(pid, stop_timeout) end
       return
     end
     local now = ngx_now()
     if pid then
       if alive(pid) then return end
       agent.pid = nil
+      forget(pid)
       if now - started > 60 then backoff = bmin end
       next_start = now + backoff
       ngx_log(WARN, "scout: the agent (pid ", pid, ") exited; starting it again in ", backoff, "s")
@@ -291,6 +335,19 @@ local function run_forked(argv, env, log, bmin, bmax)
       return
     end
     if now < next_start then return end
+    -- the last worker 0's agent (a reload) still exits: it holds the snapshot file and maybe the API address, and
+    -- a new one would refuse to start. Wait for it, as long as the last worker 0 waits (then start anyway).
+    local prev = previous_agent()
+    if prev then
+      if waiting_for ~= prev then
+        waiting_for, wait_since = prev, now
+        ngx_log(NOTICE, "scout: waiting for the last agent (pid ", prev, ") to exit before starting one")
+      end
+      if now - wait_since < stop_timeout + 2 then return end
+      ngx_log(WARN, "scout: the last agent (pid ", prev, ") still runs; starting one anyway")
+      if dict then dict:delete(PID_KEY) end
+    end
+    waiting_for = nil
     local err = preflight()
     last_problem_check = now
     agent.attempts = agent.attempts + 1
@@ -305,6 +362,7 @@ local function run_forked(argv, env, log, bmin, bmax)
       return
     end
     agent.pid, agent.starts, started = pid, agent.starts + 1, now
+    remember(pid)
     ngx_log(NOTICE, "scout: started the agent, pid ", pid, ": ", concat(argv, " "))
   end
   supervise(false)
@@ -313,13 +371,17 @@ local function run_forked(argv, env, log, bmin, bmax)
   return true
 end
 
--- spawn{ bin =, policy =, args = {...}, env = {...}, log =, backoff = {min, max} } -> true | nil, err.
+-- spawn{ bin =, policy =, args = {...}, env = {...}, log =, backoff = {min, max}, dict =, stop_timeout = }
+-- -> true | nil, err.
 -- Call it in init_worker_by_lua of every process: it does something in one of them only (see init). bin
 -- defaults to "scout" next to this module's tree (build/scout); args are appended to `run -c POLICY`; env is
 -- the agent's whole environment (a map or "K=V" strings; default: the worker's, which nginx strips down to
 -- what `env` directives keep); log: a file for the agent's output (default: nginx's stderr, the error log).
 -- An agent that exits is started again after backoff.min seconds (0.5), doubling up to backoff.max (30) while
--- it keeps exiting within a minute of its start.
+-- it keeps exiting within a minute of its start. dict: a lua_shared_dict name (resty.scout passes init_worker's),
+-- where worker 0 keeps its agent's pid: after `nginx -s reload` the new worker 0 starts its agent once the old
+-- one is gone (without it, the new agent refuses while the old holds the snapshot file, and is started again
+-- with back-off). stop_timeout: seconds a stopping worker waits for its agent before a second SIGTERM (10).
 function _M.spawn(opts)
   if type(opts) ~= "table" or type(opts.policy) ~= "string" then
     error("opts.policy must be the agent's policy file", 2)
@@ -353,12 +415,22 @@ function _M.spawn(opts)
   local env = env_list(opts.env)
   local bmin = opts.backoff and opts.backoff.min or 0.5
   local bmax = opts.backoff and opts.backoff.max or 30
+  local stop_timeout = opts.stop_timeout or 10
+  if type(stop_timeout) ~= "number" or stop_timeout < 0 then
+    error("opts.stop_timeout must be a number of seconds", 2)
+  end
+  if opts.dict ~= nil then
+    dict = ngx.shared[opts.dict]
+    if dict == nil then
+      error("no lua_shared_dict named \"" .. tostring(opts.dict) .. "\"", 2)
+    end
+  end
   agent.mode = here
 
   if here == "privileged agent" and pcall(require, "ngx.pipe") then
     return run_piped(argv, env, opts.log, bmin, bmax)
   end
-  return run_forked(argv, env, opts.log, bmin, bmax)
+  return run_forked(argv, env, opts.log, bmin, bmax, stop_timeout)
 end
 
 -- problem([now]) -> why the agent spawn() was given cannot start ("the agent cannot start: PATH: REASON (as
