@@ -303,7 +303,7 @@ cmd_run(const scout_agent_opts_t *opts)
                           "was loading");
             return rc == SCOUT_ERROR ? 1 : 0;
         }
-        if (stopping) {         /* loaded in the same iteration: it runs */
+        if (stopping) {         /* loaded in the same iteration: it runs, */
             scout_exitsig_stop();
             ev_signal_start(loop, &sigterm);
             ev_signal_start(loop, &sigint);
@@ -313,6 +313,14 @@ cmd_run(const scout_agent_opts_t *opts)
     running_agent = agent;
     scout_sdnotify_start(loop);
     scout_sdnotify_ready("serving");    /* the API answers from here on */
+    if (stopping) {
+        /* ... and the stop that came with its end is acted on now, as the
+         * first stop of a running agent is (a later one stops at once) */
+        scout_log(SCOUT_LOG_INFO, "main", "a stop came as the policy "
+                  "finished loading: shutting down");
+        scout_sdnotify_stopping();
+        scout_agent_shutdown(agent, on_shutdown_done, loop);
+    }
     ev_run(loop, 0);
     running_agent = NULL;
     scout_sdnotify_stop(loop);
