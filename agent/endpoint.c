@@ -167,10 +167,8 @@ scout_endpoint_check_text(const char *s, size_t len)
 /* What the codecs produce (scout.util.endpoint's host()): characters only,
  * no DNS-level checking. */
 static int
-host_valid(const char *h)
+host_valid_n(const char *h, size_t n)
 {
-    size_t n = strlen(h);
-
     if (n == 0 || n > SCOUT_ENDPOINT_MAX_HOST)
         return 0;
     for (size_t i = 0; i < n; i++) {
@@ -181,6 +179,58 @@ host_valid(const char *h)
             return 0;
     }
     return 1;
+}
+
+static int
+host_valid(const char *h)
+{
+    return host_valid_n(h, strlen(h));
+}
+
+/* scout.util.endpoint's port_str(): 1-5 decimal digits, 1..65535. */
+static int
+port_str_valid(const char *p, size_t n)
+{
+    long v = 0;
+
+    if (n == 0 || n > 5)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+/* split_hostport's two patterns, ^%[([^%]]*)%]:([^:]*)$ (the host must
+ * hold a colon) and ^([^:]*):([^:]*)$, then host() and port_str(). */
+int
+scout_endpoint_is_hostport(const char *s)
+{
+    const char *colon, *host = s, *port;
+    size_t hn;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s + 1, ']');
+
+        if (close == NULL || close[1] != ':')
+            return 0;
+        host = s + 1;
+        hn = (size_t)(close - host);
+        if (memchr(host, ':', hn) == NULL)
+            return 0;
+        port = close + 2;
+    } else {
+        colon = strchr(s, ':');
+        if (colon == NULL)
+            return 0;
+        hn = (size_t)(colon - s);
+        port = colon + 1;
+    }
+    if (strchr(port, ':') != NULL)
+        return 0;
+    return host_valid_n(host, hn) && port_str_valid(port, strlen(port));
 }
 
 /* scout.util.endpoint's status_ok(): ^[a-z][a-z0-9_]*$, at most 32. */
