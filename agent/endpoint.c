@@ -167,10 +167,8 @@ scout_endpoint_check_text(const char *s, size_t len)
 /* What the codecs produce (scout.util.endpoint's host()): characters only,
  * no DNS-level checking. */
 static int
-host_valid(const char *h)
+host_valid_n(const char *h, size_t n)
 {
-    size_t n = strlen(h);
-
     if (n == 0 || n > SCOUT_ENDPOINT_MAX_HOST)
         return 0;
     for (size_t i = 0; i < n; i++) {
@@ -181,6 +179,58 @@ host_valid(const char *h)
             return 0;
     }
     return 1;
+}
+
+static int
+host_valid(const char *h)
+{
+    return host_valid_n(h, strlen(h));
+}
+
+/* scout.util.endpoint's port_str(): 1-5 decimal digits, 1..65535. */
+static int
+port_str_valid(const char *p, size_t n)
+{
+    long v = 0;
+
+    if (n == 0 || n > 5)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+/* split_hostport's two patterns, ^%[([^%]]*)%]:([^:]*)$ (the host must
+ * hold a colon) and ^([^:]*):([^:]*)$, then host() and port_str(). */
+int
+scout_endpoint_is_hostport(const char *s)
+{
+    const char *colon, *host = s, *port;
+    size_t hn;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s + 1, ']');
+
+        if (close == NULL || close[1] != ':')
+            return 0;
+        host = s + 1;
+        hn = (size_t)(close - host);
+        if (memchr(host, ':', hn) == NULL)
+            return 0;
+        port = close + 2;
+    } else {
+        colon = strchr(s, ':');
+        if (colon == NULL)
+            return 0;
+        hn = (size_t)(colon - s);
+        port = colon + 1;
+    }
+    if (strchr(port, ':') != NULL)
+        return 0;
+    return host_valid_n(host, hn) && port_str_valid(port, strlen(port));
 }
 
 /* scout.util.endpoint's status_ok(): ^[a-z][a-z0-9_]*$, at most 32. */
@@ -465,6 +515,87 @@ endpoint_json(const scout_endpoint_t *ep)
     return o;
 }
 
+/* The object an endpoint's JSON is dumped from, made once per thread with
+ * endpoint_json's keys in its order and given each endpoint's values in
+ * place: a fresh tree per endpoint was half of jansson's work for it (two
+ * objects, seven keys hashed and inserted, seven values allocated, all
+ * freed again: ~8k of the ~21k instructions a new endpoint's JSON cost,
+ * callgrind).  The bytes are the fresh tree's: the same keys in the same
+ * order, meta emptied and refilled in the endpoint's order, and any value
+ * jansson refuses (a string that is not UTF-8, which the endpoint rule
+ * already keeps out) sends the endpoint down the fresh tree's path. */
+typedef struct {
+    json_t *o, *meta, *id, *host, *port, *weight, *status, *zxid;
+} ep_tmpl_t;
+
+static __thread ep_tmpl_t tmpl;
+
+static json_t *
+tmpl_filled(const scout_endpoint_t *ep)
+{
+    ep_tmpl_t *t = &tmpl;
+
+    if (t->o == NULL) {
+        scout_endpoint_t blank = { .id = "", .host = "", .status = "" };
+
+        if ((t->o = endpoint_json(&blank)) == NULL)
+            return NULL;
+        t->id = json_object_get(t->o, "id");
+        t->host = json_object_get(t->o, "host");
+        t->port = json_object_get(t->o, "port");
+        t->weight = json_object_get(t->o, "weight");
+        t->status = json_object_get(t->o, "status");
+        t->zxid = json_object_get(t->o, "zxid");
+        t->meta = json_object_get(t->o, "meta");
+        if (json_object_size(t->o) != 7 || t->id == NULL || t->host == NULL
+            || t->port == NULL || t->weight == NULL || t->status == NULL
+            || t->zxid == NULL || t->meta == NULL) {
+            json_decref(t->o);
+            t->o = NULL;
+            return NULL;
+        }
+    }
+    if (ep->id == NULL || ep->host == NULL || ep->status == NULL
+        || json_string_set(t->id, ep->id) != 0
+        || json_string_set(t->host, ep->host) != 0
+        || json_string_set(t->status, ep->status) != 0)
+        return NULL;
+    json_integer_set(t->port, ep->port);
+    json_integer_set(t->weight, ep->weight);
+    json_integer_set(t->zxid, ep->zxid);
+    if (json_object_size(t->meta) > 0)
+        json_object_clear(t->meta);
+    for (int j = 0; j < ep->nmeta; j++)
+        if (json_object_set_new(t->meta, ep->meta[j].key,
+                                json_string(ep->meta[j].value)) != 0)
+            return NULL;
+    return t->o;
+}
+
+/* The text jansson dumps of o, in a malloc'd copy of its exact size (most
+ * fit the stack buffer: no growing buffer, no second copy). */
+static char *
+dumped(const json_t *o, size_t *len)
+{
+    char buf[1024], *out;
+    size_t n = json_dumpb(o, buf, sizeof(buf),
+                          JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+    if (n == 0)
+        return NULL;
+    if (n > sizeof(buf)) {
+        if ((out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)) != NULL)
+            *len = strlen(out);
+        return out;
+    }
+    if ((out = malloc(n + 1)) == NULL)
+        return NULL;
+    memcpy(out, buf, n);
+    out[n] = '\0';
+    *len = n;
+    return out;
+}
+
 /* One endpoint's JSON object, made by jansson once in its life.  Building a
  * jansson tree of the whole set for each index was a quarter of the agent's
  * CPU per change seen by a blocking-query consumer (50 endpoints; perf,
@@ -473,17 +604,22 @@ static int
 endpoint_text(scout_endpoint_t *ep)
 {
     json_t *o;
-    size_t len;
+    size_t len = 0;
 
     if (ep->json != NULL)
         return SCOUT_OK;
-    if ((o = endpoint_json(ep)) == NULL)
-        return SCOUT_ERROR;
-    ep->json = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
+    if ((o = tmpl_filled(ep)) != NULL) {
+        ep->json = dumped(o, &len);
+        if (json_object_size(tmpl.meta) > 0)   /* let the values go */
+            json_object_clear(tmpl.meta);
+    } else {
+        if ((o = endpoint_json(ep)) == NULL)
+            return SCOUT_ERROR;
+        ep->json = dumped(o, &len);
+        json_decref(o);
+    }
     if (ep->json == NULL)
         return SCOUT_ERROR;
-    len = strlen(ep->json);
     if (len >= SCOUT_ENDPOINT_MAX_JSON) {   /* cannot be: see endpoint.h */
         free(ep->json);
         ep->json = NULL;

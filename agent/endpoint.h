@@ -98,6 +98,11 @@ void scout_endpoint_free(scout_endpoint_t *ep);
 /* NULL when s[0..len) may cross: no NUL, valid UTF-8, not over the string
  * limit; else a short phrase ("contains a NUL byte"). */
 const char *scout_endpoint_check_text(const char *s, size_t len);
+/* 1 when the name is an address, "host:port" or "[v6]:port", exactly as
+ * scout.util.endpoint's split_hostport() accepts it (the plain codec's
+ * needs_data is its negation, asked here instead of in Lua per new child;
+ * test_hostport holds the two to the same answers). */
+int scout_endpoint_is_hostport(const char *s);
 /* SCOUT_OK, or SCOUT_ERROR with "host is not a host name or IP
  * literal" and the like in why (len bytes). */
 int scout_endpoint_check(const scout_endpoint_t *ep, char *why, size_t len);

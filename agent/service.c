@@ -31,6 +31,11 @@ needs_data_cb(void *ud, const char *const *names, unsigned n,
         memset(need, s->needs_data ? 1 : 0, n);
         return;
     }
+    if (s->needs_data == SCOUT_NEEDS_DATA_UNLESS_HOSTPORT) {
+        for (unsigned k = 0; k < n; k++)
+            need[k] = !scout_endpoint_is_hostport(names[k]);
+        return;
+    }
     for (unsigned k = 0; k < n; k += NEEDS_DATA_SLICE)
         scout_policy_needs_data(s->policy, s->idx, names + k,
                                 n - k < NEEDS_DATA_SLICE ? n - k

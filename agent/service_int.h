@@ -50,7 +50,8 @@ struct scout_service_s {
                                               the clients that asked */
     uint64_t                 list_index;   /* ... at this index */
     int                      idx;          /* position in the policy */
-    int                      needs_data;   /* -1: ask the policy      */
+    int                      needs_data;   /* -1: ask the policy;
+                                              -2: host:port needs none */
     int                      delay_ms;     /* -1: ask the policy      */
     int                      last_delay;   /* fallback if hook fails  */
     scout_session_t         *session;

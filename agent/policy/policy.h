@@ -37,10 +37,16 @@ typedef struct {
 
 typedef struct scout_policy_s scout_policy_t;
 
+/* needs_data's value for the plain codec (its data_unless_address): the
+ * agent answers by scout_endpoint_is_hostport, without a call into Lua. */
+#define SCOUT_NEEDS_DATA_UNLESS_HOSTPORT  (-2)
+
 typedef struct {
     char *name;
     char *path;
-    int   needs_data;     /* -1: ask per child; else fixed 0/1          */
+    int   needs_data;     /* -1: ask per child; -2: the plain codec's
+                             rule, in C (a child named host:port needs
+                             no data); else fixed 0/1                  */
     int   delay_ms;       /* -1: ask the delay hook per event           */
     int   anti_entropy_ms;/* re-list period; 0 = off                    */
     char *codec;          /* built-in codec name; NULL for a user table  */

@@ -161,8 +161,8 @@ function M.load(path)
       codec = type(svc.codec) == "string" and svc.codec or nil,  -- a reload keeps a service only if it matches
       -- a number is applied in C; a function is asked per event (nil here); no delay means read at once
       delay_ms = type(svc.delay) == "function" and -1 or policy_dsl.duration(svc.delay or 0),
-      -- a codec whose answer never depends on the child spares a Lua call per new child (-1: ask each time)
-      needs_data = codec.reads_data == nil and -1 or (codec.reads_data and 1 or 0),
+      -- a constant answer, or plain's rule (-2: C checks host:port), spares a Lua call per new child (-1: ask)
+      needs_data = codec.reads_data == nil and (codec.data_unless_address and -2 or -1) or codec.reads_data and 1 or 0,
       has_sources = st.src and 1 or nil,  -- C asks M.sources(i) only then
     }
   end

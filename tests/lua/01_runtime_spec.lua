@@ -72,17 +72,17 @@ describe("scout.runtime", function()
       conf.agent.hook_budget_at = nil
       assert.same({ hook_budget = 40, hook_budget_ms = 40, log_level = "debug" }, conf.agent)
       assert.same({
-        -- needs_data: -1 when the codec's answer depends on the child's name, else the constant answer (dubbo
-        -- never reads data; a user codec without needs_data always does)
-        { name = "s", path = "/svc/s", delay_ms = 0, codec = "plain", needs_data = -1 },
-        { name = "bare", path = "/svc/bare", delay_ms = 0, codec = "plain", needs_data = -1 },
+        -- needs_data: -1 when the codec's answer depends on the child's name, -2 for plain's (host:port needs no
+        -- data: C answers it), else the constant answer (dubbo never reads data; a user codec without one always does)
+        { name = "s", path = "/svc/s", delay_ms = 0, codec = "plain", needs_data = -2 },
+        { name = "bare", path = "/svc/bare", delay_ms = 0, codec = "plain", needs_data = -2 },
         -- dubbo's configurators and routers are sources besides the providers: C asks which (has_sources)
         { name = "dubbo", path = "/dubbo/com.example.Foo/providers", delay_ms = 0, codec = "dubbo", needs_data = 0,
           has_sources = 1 },
         { name = "ss", path = "/aurora/jobs/web", delay_ms = 0, codec = "serverset", needs_data = -1 },
         { name = "user", path = "/svc/user", delay_ms = 0, needs_data = 1 },  -- a user codec: never kept on reload
-        { name = "d", path = "/svc/d", delay_ms = -1, codec = "plain", needs_data = -1 },
-        { name = "guarded", path = "/svc/guarded", delay_ms = 250, codec = "plain", needs_data = -1 },
+        { name = "d", path = "/svc/d", delay_ms = -1, codec = "plain", needs_data = -2 },
+        { name = "guarded", path = "/svc/guarded", delay_ms = 250, codec = "plain", needs_data = -2 },
       }, conf.services)
     end)
 
@@ -97,7 +97,7 @@ describe("scout.runtime", function()
       assert.same({ "plain", "dubbo", "plain", "dubbo", "dubbo" },
                   { c.services[1].codec, c.services[2].codec, c.services[3].codec, c.services[4].codec,
                     c.services[5].codec })
-      assert.same({ -1, 0, -1, 0, 0 }, { c.services[1].needs_data, c.services[2].needs_data,
+      assert.same({ -2, 0, -2, 0, 0 }, { c.services[1].needs_data, c.services[2].needs_data,
                                          c.services[3].needs_data, c.services[4].needs_data,
                                          c.services[5].needs_data })
       assert.same({ false, true, false, true, true },
@@ -118,14 +118,14 @@ describe("scout.runtime", function()
 
     it("passes delay = 0 through as 0", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z", delay = 0 }\n')))
-      assert.same({ { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -1 } }, c.services)
+      assert.same({ { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -2 } }, c.services)
     end)
 
     it("returns empty sections for a policy that declares none", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z" }\n')))
       assert.same({ zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, renders = {}, registers = {},
                     warnings = {},
-                    services = { { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -1 } } }, c)
+                    services = { { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -2 } } }, c)
     end)
 
     it("hands C every duration in milliseconds, whether written as a string or a bare number", function()

@@ -17,6 +17,9 @@ local DEFAULT_WEIGHT = 1
 function M.needs_data(name)
   return split_hostport(name) == nil
 end
+-- The agent applies this same rule in C (scout_endpoint_is_hostport), sparing a call into Lua per new child; a
+-- change to split_hostport must change both (tests/c/test_hostport.c compares them on odd and random names).
+M.data_unless_address = true
 
 local function decode_json(name, data)
   local t, err = E.decode_object(data)
