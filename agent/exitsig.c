@@ -67,14 +67,23 @@ watch_main(void *arg)
     return NULL;                /* the exit ended on its own */
 }
 
-static void
-unblock(void)
+/* SIGTERM and SIGINT, the two this module takes */
+static sigset_t
+stop_signals(void)
 {
     sigset_t stops;
 
     sigemptyset(&stops);
     sigaddset(&stops, SIGTERM);
     sigaddset(&stops, SIGINT);
+    return stops;
+}
+
+static void
+unblock(void)
+{
+    sigset_t stops = stop_signals();
+
     pthread_sigmask(SIG_UNBLOCK, &stops, NULL);
 }
 
@@ -119,24 +128,18 @@ scout_exitsig_start(void)
 void
 scout_exitsig_block(void)
 {
-    sigset_t stops;
+    sigset_t stops = stop_signals();
 
-    sigemptyset(&stops);
-    sigaddset(&stops, SIGTERM);
-    sigaddset(&stops, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stops, NULL);
 }
 
 void
 scout_exitsig_stop(void)
 {
-    sigset_t stops, was;
+    sigset_t stops = stop_signals(), was;
 
     if (fds[0] < 0)
         return;
-    sigemptyset(&stops);
-    sigaddset(&stops, SIGTERM);
-    sigaddset(&stops, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stops, &was);
     sigaction(SIGTERM, &was_term, NULL);
     sigaction(SIGINT, &was_int, NULL);

@@ -24,6 +24,21 @@ def tearDownModule():
 
 
 class SpawnedAgentTest(run.NginxCase):
+    def agent_dir(self, prefix, mode):
+        """A dir for a spawned agent's policy (service "orders") and log, readable by the workers (nobody, when run
+        as root) with `mode`; kept with the nginx prefix when the test failed. -> (dir, policy file, agent log)"""
+        pdir = tempfile.mkdtemp(prefix=prefix)
+        os.chmod(pdir, mode)
+        self.addCleanup(lambda: self._failed() or shutil.rmtree(pdir, True))
+        policy_file = os.path.join(pdir, "policy.lua")
+        with open(policy_file, "w") as f:
+            f.write(self.policy({"orders": ""}))
+        os.chmod(policy_file, 0o644)
+        agent_log = os.path.join(pdir, "agent.log")
+        open(agent_log, "w").close()
+        os.chmod(agent_log, 0o666)
+        return pdir, policy_file, agent_log
+
     def test_agent_that_cannot_start_is_reported(self):
         """spawn_agent with a policy path that does not exist, then with a binary that does not: every worker
         logs why at error level, once (not per request), and balance() returns that reason, so the 502's own
@@ -69,17 +84,7 @@ class SpawnedAgentTest(run.NginxCase):
         with nginx."""
         self.backend("a")
         self.register("orders", "a", port=self.backends["a"].port)
-        pdir = tempfile.mkdtemp(prefix="scout-nginx-spawn-")
-        os.chmod(pdir, 0o755)                     # the workers (nobody, when run as root) start the agent
-        # the agent's log is in there: kept with the nginx prefix when the test failed
-        self.addCleanup(lambda: self._failed() or shutil.rmtree(pdir, True))
-        policy_file = os.path.join(pdir, "policy.lua")
-        with open(policy_file, "w") as f:
-            f.write(self.policy({"orders": ""}))
-        os.chmod(policy_file, 0o644)
-        agent_log = os.path.join(pdir, "agent.log")
-        open(agent_log, "w").close()
-        os.chmod(agent_log, 0o666)
+        pdir, policy_file, agent_log = self.agent_dir("scout-nginx-spawn-", 0o755)   # the workers start the agent
         api = "127.0.0.1:%d" % free_port()
         env = ""
         if os.environ.get("ASAN_OPTIONS"):
@@ -174,16 +179,7 @@ class SpawnedAgentTest(run.NginxCase):
         try, rather than one that refuses while the old one still holds the snapshot file."""
         self.backend("a")
         self.register("orders", "a", port=self.backends["a"].port)
-        pdir = tempfile.mkdtemp(prefix="scout-nginx-slowstop-")
-        os.chmod(pdir, 0o777)                     # the workers (nobody, when run as root) write the flag's dir
-        self.addCleanup(lambda: self._failed() or shutil.rmtree(pdir, True))
-        policy_file = os.path.join(pdir, "policy.lua")
-        with open(policy_file, "w") as f:
-            f.write(self.policy({"orders": ""}))
-        os.chmod(policy_file, 0o644)
-        agent_log = os.path.join(pdir, "agent.log")
-        open(agent_log, "w").close()
-        os.chmod(agent_log, 0o666)
+        pdir, policy_file, agent_log = self.agent_dir("scout-nginx-slowstop-", 0o777)  # ... and write the flag's dir
         flag = os.path.join(pdir, "release")
         env = ""
         if os.environ.get("ASAN_OPTIONS"):
