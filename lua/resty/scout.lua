@@ -62,6 +62,13 @@ local route = require "scout.route"
 local health = require "resty.scout.health"
 local agent = require "resty.scout.agent"
 
+-- The built-in selectors are loaded with this module (init_by_lua or init_worker), not by a service's first
+-- snapshot: a module's chunk makes closures (FNEW), which LuaJIT cannot compile, and the first snapshot may be
+-- read inside balance(), where a trace may be recording (tests/nginx/run.py -k hot_path).
+for i = 1, #select.names do
+  assert(select.resolve(select.names[i]))
+end
+
 local ngx = ngx
 local ngx_var = ngx.var
 local ngx_log = ngx.log

@@ -386,18 +386,33 @@ class ScoutNginxTest(NginxCase):
         self.assertTrue(shutil.which("wrk"), "wrk is missing (scripts/setup.sh installs it)")
         for n in ("a", "b", "canary"):
             self.backend(n)
+        jit_log = os.path.join(tempfile.mkdtemp(prefix="scout-nginx-jit-"), "jit.log")
+        os.chmod(os.path.dirname(jit_log), 0o777)
+        self.addCleanup(shutil.rmtree, os.path.dirname(jit_log), True)
+        http = ('    init_by_lua_block { package.path = "%s/?.lua;" .. package.path\n'
+                '        require("jit.v").on("%s") }\n' % (jit_dir, jit_log))
+        # Which of scout's modules the worker loads after its init: none may be, since a module's chunk makes
+        # closures (FNEW, NYI) and would run inside balance(), where a trace may be recording (once, in CI:
+        # "NYI: bytecode 51 at chash.lua:55", carts' first request requiring the chash selector).
+        loaded = ('    local function ours() local t = {} for k in pairs(package.loaded) do\n'
+                  '        if k:find("^scout") or k:find("^resty%.scout") then t[k] = true end end return t end\n'
+                  '    local at_init = ours()\n'
+                  '    function SCOUT_TEST_LOADED_SINCE_INIT() local t = {} for k in pairs(ours()) do\n'
+                  '        if not at_init[k] then t[#t + 1] = k end end table.sort(t) return table.concat(t, " ") end\n')
+        http = scout_http(self.shm, ["orders", "carts"], init=loaded) + http
+        since_init = ('        location = /loaded-since-init {\n'
+                      '            content_by_lua_block { ngx.say(SCOUT_TEST_LOADED_SINCE_INIT()) }\n'
+                      '        }\n')
+        self.ng = Nginx(http=http, server=proxy("orders") + proxy("carts") + STATUS + since_init, workers=1)
+        self.ng.start()
+        # the agent starts after nginx, so that the worker reads its first snapshot after its init, in a timer or a
+        # request: the check above then sees what a service's first selector loads
         self.start_agent({"orders": 'selector = "swrr", route = { { tag = true } }', "carts": 'selector = "chash"'})
         for svc in ("orders", "carts"):
             for n in "ab":
                 self.register(svc, n, port=self.backends[n].port)
         self.register("orders", "canary", data={"host": "127.0.0.1", "port": self.backends["canary"].port,
                                                 "meta": {"tag": "canary"}})
-        jit_log = os.path.join(tempfile.mkdtemp(prefix="scout-nginx-jit-"), "jit.log")
-        os.chmod(os.path.dirname(jit_log), 0o777)
-        self.addCleanup(shutil.rmtree, os.path.dirname(jit_log), True)
-        http = ('    init_by_lua_block { package.path = "%s/?.lua;" .. package.path\n'
-                '        require("jit.v").on("%s") }\n' % (jit_dir, jit_log))
-        self.start_nginx(["orders", "carts"], http=http)
         self.wait_peers("orders", [self.backends["a"].addr, self.backends["b"].addr, "canary"])
         self.wait_peers("carts", [self.backends["a"].addr, self.backends["b"].addr])
         base = "http://127.0.0.1:%d" % self.ng.port
@@ -405,6 +420,7 @@ class ScoutNginxTest(NginxCase):
             out = subprocess.run(["wrk", "-t1", "-c4", "-d1s"] + args[:-1] + [base + args[-1]],
                                  stdout=subprocess.PIPE, universal_newlines=True).stdout
             self.assertNotIn("Non-2xx", out)
+        self.assertEqual(self.ng.body("/loaded-since-init").strip(), "")
         self.ng.stop()
         with open(jit_log) as f:
             lines = f.read().splitlines()
