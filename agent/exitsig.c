@@ -14,7 +14,10 @@
  * stopping a worker's agent).  So from the loop's end this module takes
  * SIGTERM and SIGINT: the handler only write()s the signal's number to a
  * pipe, and a thread of its own reads it, logs the line and ends the
- * process with _exit(0).  Nothing on disk is left half done for a reader:
+ * process with _exit(0).  It takes SIGHUP too, which has no watcher now
+ * either: a reload asked for during the exit (a config tool, a careless
+ * `kill -HUP`) is logged and ignored, where its default action killed
+ * the process halfway through the exit.  Nothing on disk is left half done for a reader:
  * the disk snapshot is replaced by rename, the shared memory by
  * generation; the session is not closed, so its ephemerals go at its
  * timeout, as after a crash.
@@ -36,7 +39,7 @@
 
 static int              fds[2] = { -1, -1 };
 static pthread_t        thread;
-static struct sigaction was_term, was_int;
+static struct sigaction was_term, was_int, was_hup;
 
 static void
 on_signal(int sig)
@@ -57,8 +60,12 @@ watch_main(void *arg)
     ssize_t n;
     (void)arg;
 
-    while ((n = read(fds[0], &b, 1)) < 0 && errno == EINTR)
-        ;
+    while ((n = read(fds[0], &b, 1)) < 0 ? errno == EINTR
+           : n == 1 && b == SIGHUP) {
+        if (n == 1)
+            scout_log(SCOUT_LOG_INFO, "main", "SIGHUP while exiting: "
+                      "no reload, the exit goes on");
+    }
     if (n == 1) {
         scout_log(SCOUT_LOG_WARN, "main", "signal %d again while exiting: "
                   "exiting now, the rest of the exit not waited for", b);
@@ -67,7 +74,7 @@ watch_main(void *arg)
     return NULL;                /* the exit ended on its own */
 }
 
-/* SIGTERM and SIGINT, the two this module takes */
+/* SIGTERM, SIGINT and SIGHUP, the signals this module takes */
 static sigset_t
 stop_signals(void)
 {
@@ -76,6 +83,7 @@ stop_signals(void)
     sigemptyset(&stops);
     sigaddset(&stops, SIGTERM);
     sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGHUP);
     return stops;
 }
 
@@ -106,6 +114,7 @@ scout_exitsig_start(void)
     pthread_sigmask(SIG_SETMASK, &all, &was);   /* the thread takes none */
     sigdelset(&was, SIGTERM);
     sigdelset(&was, SIGINT);
+    sigdelset(&was, SIGHUP);
     if (pthread_create(&thread, NULL, watch_main, NULL) != 0) {
         pthread_sigmask(SIG_SETMASK, &was, NULL);
         close(fds[0]);
@@ -121,6 +130,7 @@ scout_exitsig_start(void)
     sigfillset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, &was_term);
     sigaction(SIGINT, &sa, &was_int);
+    sigaction(SIGHUP, &sa, &was_hup);
     pthread_sigmask(SIG_SETMASK, &was, NULL);
     return SCOUT_OK;
 }
@@ -143,6 +153,7 @@ scout_exitsig_stop(void)
     pthread_sigmask(SIG_BLOCK, &stops, &was);
     sigaction(SIGTERM, &was_term, NULL);
     sigaction(SIGINT, &was_int, NULL);
+    sigaction(SIGHUP, &was_hup, NULL);
     close(fds[1]);              /* the thread reads EOF and ends */
     pthread_join(thread, NULL);
     close(fds[0]);

@@ -5,16 +5,17 @@
  * (the snapshot flushed, the sessions closed, a stuck load waited for) has
  * no loop, so this module takes the signals over for that time: one more
  * logs "signal N again while exiting" and ends the process, status 0.
+ * A SIGHUP then is logged and ignored (no loop is left to reload).
  */
 #ifndef SCOUT_EXITSIG_H
 #define SCOUT_EXITSIG_H
 
-/* Block SIGTERM and SIGINT in the calling thread: a signal from here on
+/* Block SIGTERM, SIGINT and SIGHUP in the calling thread: a signal from here on
  * waits for scout_exitsig_start() instead of taking a default action once
  * the loop's watchers are stopped.  Call it before stopping them. */
 void scout_exitsig_block(void);
-/* Take SIGTERM and SIGINT (unblocking them again): the next one ends the
- * process.  SCOUT_OK, or SCOUT_ERROR (no pipe or thread: the signals keep
+/* Take SIGTERM, SIGINT and SIGHUP (unblocking them again): the next stop
+ * ends the process, a SIGHUP is logged.  SCOUT_OK, or SCOUT_ERROR (no pipe or thread: the signals keep
  * their default action, as before). */
 int  scout_exitsig_start(void);
 /* The exit is done (or the loop runs again): the thread is joined and the

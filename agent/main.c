@@ -125,9 +125,15 @@ on_reloaded(void *ud, int rc, const char *err)
     }
 }
 
+/* The first SIGTERM/SIGINT deregisters and drains while still serving; a
+ * second one stops at once -- and once the loop has ended, one during the
+ * exit's own waits ends the process (exitsig.c). */
+static int stopping;
+
 /* The policy loads on a thread; the loop goes on serving with the running
  * one until the result comes to on_reloaded.  A SIGHUP meanwhile makes
- * one more reload after it. */
+ * one more reload after it.  Once a stop has begun there is none: a new
+ * policy would register again what the stop has just deleted. */
 static void
 on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -138,6 +144,11 @@ on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
     if (running_agent == NULL)
         return;
+    if (stopping) {
+        scout_log(SCOUT_LOG_INFO, "main", "SIGHUP while stopping: no "
+                  "reload, the stop goes on");
+        return;
+    }
     scout_log(SCOUT_LOG_INFO, "main", "SIGHUP: reloading the policy");
     scout_sdnotify_reloading();
     switch (scout_agent_reload(running_agent, on_reloaded, NULL, err)) {
@@ -154,10 +165,6 @@ on_shutdown_done(void *ud)
     ev_break((struct ev_loop *)ud, EVBREAK_ALL);
 }
 
-/* The first SIGTERM/SIGINT deregisters and drains while still serving; a
- * second one stops at once -- and once the loop has ended, one during the
- * exit's own waits ends the process (exitsig.c). */
-static int stopping;
 
 static void
 on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -232,9 +239,9 @@ raise_fd_limit(void)
               (unsigned long long)was, (unsigned long long)rl.rlim_max);
 }
 
-/* The loop has ended for a stop: its signal watchers hand SIGTERM and
- * SIGINT over to exitsig.c for the exit's waits (without a window in which
- * one would take its default action). */
+/* The loop has ended for a stop: its signal watchers hand SIGTERM, SIGINT
+ * and SIGHUP over to exitsig.c for the exit's waits (without a window in
+ * which one would take its default action). */
 static void
 exit_signals(struct ev_loop *loop, ev_signal *sigterm, ev_signal *sigint,
              ev_signal *sighup)

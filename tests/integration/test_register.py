@@ -184,6 +184,21 @@ register "cur" { path = "/svc/a", codec = "rpcx",
         self.assertEqual(s.request("/v1/health")[0], 200)
         self.assertEqual(s.stop(), 0)
 
+    def test_a_sighup_during_the_drain_does_not_register_again(self):
+        # a config push's SIGHUP that comes while the agent drains: a reload then would load the policy and
+        # register again what the stop has just deleted, for the rest of the drain
+        s = self.start('agent { drain = "60s" }\n'
+                       'register "c" { path = "/svc/c", endpoint = { host = "127.0.0.1", port = 9002 } }')
+        wait_until(lambda: node(self.kz, "/svc/c"), what="registered")
+        s.proc.send_signal(15)
+        wait_until(lambda: node(self.kz, "/svc/c") is None, timeout=5, what="node deleted")
+        s.proc.send_signal(1)
+        wait_until(lambda: "SIGHUP while stopping: no reload, the stop goes on" in s.log(), what="the SIGHUP taken")
+        self.assertNotIn("SIGHUP: reloading the policy", s.log())
+        self.assertIsNone(node(self.kz, "/svc/c"))
+        self.assertEqual(s.request("/v1/health")[0], 200)               # still draining, still serving
+        self.assertEqual(s.stop(), 0)                                    # the second SIGTERM ends the drain
+
     def test_sigterm_closes_every_session_together(self):
         # zookeeper_close() sends one session's close and waits for the server to end it: n sessions closed one
         # after the other cost n of those waits (6.8 s for 50 sessions at a million endpoints). The gate holds

@@ -278,6 +278,31 @@ class ReloadOffTheLoop(unittest.TestCase):
         self.assertIn("signal 15 again while exiting: exiting now", s.log())
         self.assertNotIn("stuck in a C call", s.log())                  # it did not wait the 5 s out
 
+    def test_a_sighup_while_the_exit_waits_for_the_load_is_ignored(self):
+        # SIGHUP once the loop has ended has no watcher to reload: its default action killed the agent halfway
+        # through its exit (nothing logged, the snapshot not flushed, the session not closed). It is logged and
+        # the exit goes on: released, the load ends and the agent exits 0 as a stop does
+        s = self.scout
+        self.rewrite(V2)
+        wait_until(self.in_gate, what="the new policy's load held in the gate")
+        wait_until(lambda: blocked_reading(s.proc.pid, os.path.realpath(self.gate)),
+                   what="the load blocked in the gate's read")
+        s.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopping during a reload: its load is stopped, waiting for it" in s.log(),
+                   what="the stop waiting for the load")
+        s.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "SIGHUP while exiting: no reload, the exit goes on" in s.log() or not s.alive(),
+                   what="the SIGHUP taken")
+        self.assertTrue(s.alive(), s.log())
+        try:                            # the cancelled load may close the FIFO before the line is written
+            self.release()
+        except BrokenPipeError:
+            pass
+        wait_until(lambda: not s.alive(), what="the agent exits")
+        self.assertEqual(s.stop(sig=signal.SIGKILL), 0, s.log())
+        self.assertRegex(s.log(), r"\bstopped\n")
+        self.assertNotIn("stuck in a C call", s.log())
+
 APPLY_OLD = HEAD + '''service "a" { path = "/rb/a", filter = function(ep) return ep.port ~= 2 end }
 service "b" { path = "/rb/b" }
 '''
