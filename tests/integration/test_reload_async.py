@@ -258,20 +258,26 @@ class ReloadOffTheLoop(unittest.TestCase):
         self.assertNotIn("stuck in a C call", s.log())
         self.assertNotIn("reloaded", s.log())
 
-    def test_a_second_stop_while_the_exit_waits_for_the_load_exits_at_once(self):
-        # SIGTERM while the new policy's load is stuck in a C call (the FIFO read, never released here): the exit
-        # waits up to 5 s for it. A second SIGTERM during that wait ends it at once -- exit 0 and the line that
-        # says so -- rather than being left to the default action (killed by the signal, nothing in the log)
+    def stop_while_the_load_is_blocked(self):
+        """SIGTERM once a new policy's load is blocked in the gate's read (never released here): the exit waits
+        up to 5 s for it. Returns the agent, its stop waiting for the load."""
         s = self.scout
         self.rewrite(V2)
         wait_until(self.in_gate, what="the new policy's load held in the gate")
         # the gate's open has returned, but a few Lua instructions run before the read: a stop that comes first
-        # cancels the load there, at once, and leaves no wait for a second signal (seen in a loaded run)
+        # cancels the load there, at once, and leaves no wait (seen in a loaded run)
         wait_until(lambda: blocked_reading(s.proc.pid, os.path.realpath(self.gate)),
                    what="the load blocked in the gate's read")
         s.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "stopping during a reload: its load is stopped, waiting for it" in s.log(),
                    what="the stop waiting for the load")
+        return s
+
+    def test_a_second_stop_while_the_exit_waits_for_the_load_exits_at_once(self):
+        # SIGTERM while the new policy's load is stuck in a C call (the FIFO read, never released here): the exit
+        # waits up to 5 s for it. A second SIGTERM during that wait ends it at once -- exit 0 and the line that
+        # says so -- rather than being left to the default action (killed by the signal, nothing in the log)
+        s = self.stop_while_the_load_is_blocked()
         s.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: not s.alive(), what="the agent exits")
         self.assertEqual(s.stop(sig=signal.SIGKILL), 0, s.log())       # exited already: its code
@@ -282,14 +288,7 @@ class ReloadOffTheLoop(unittest.TestCase):
         # SIGHUP once the loop has ended has no watcher to reload: its default action killed the agent halfway
         # through its exit (nothing logged, the snapshot not flushed, the session not closed). It is logged and
         # the exit goes on: released, the load ends and the agent exits 0 as a stop does
-        s = self.scout
-        self.rewrite(V2)
-        wait_until(self.in_gate, what="the new policy's load held in the gate")
-        wait_until(lambda: blocked_reading(s.proc.pid, os.path.realpath(self.gate)),
-                   what="the load blocked in the gate's read")
-        s.proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: "stopping during a reload: its load is stopped, waiting for it" in s.log(),
-                   what="the stop waiting for the load")
+        s = self.stop_while_the_load_is_blocked()
         s.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "SIGHUP while exiting: no reload, the exit goes on" in s.log() or not s.alive(),
                    what="the SIGHUP taken")
