@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "scout.h"
+#include "stats.h"
 
 /* The format is little-endian (docs/shm.md) and written and read in place. */
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -522,6 +523,7 @@ scout_shm_slice_new(const scout_shm_service_t *s, char *err)
     /* the same order of strings and records as encode() */
     put_service(&t, s, eps, &sl->svc, &eprec, &mrec, &ep_i, &meta_i, lens);
     sl->name = (const char *)sl->strings + sl->svc.name.off;
+    scout_stats.shm_endpoints_encoded += sl->neps;
 fail:
     if (eps != few)
         free(eps);
