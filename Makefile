@@ -93,15 +93,17 @@ $(BUILD)/libscout.so: $(LIBSCOUT_SRCS) $(LIBSCOUT_HDRS)
 	$(CC) $(FINAL_CFLAGS) -fPIC -fvisibility=hidden -shared -o $@ $(LIBSCOUT_SRCS) $(FINAL_LDFLAGS)
 
 # The agent's writer shares the format header with the reader; test_shm,
-# test_shm_torn, test_shm_slices and the spec's writer tool link the reader's
-# object too.
-$(BUILD)/obj/publish/shm.o $(BUILD)/obj/publish/shm_file.o $(BUILD)/obj/publish/shm_sum.o $(BUILD)/obj/publish/shm_held.o: $(LIBSCOUT_HDRS)
+# test_shm_torn, test_shm_slices, test_shm_reslice and the spec's writer tool
+# link the reader's object too.
+$(BUILD)/obj/publish/shm.o $(BUILD)/obj/publish/shm_file.o $(BUILD)/obj/publish/shm_sum.o $(BUILD)/obj/publish/shm_held.o \
+		$(BUILD)/obj/publish/shm_reslice.o: $(LIBSCOUT_HDRS)
 
 $(BUILD)/obj/lib/%.o: lib/%.c $(LIBSCOUT_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/test_shm $(BUILD)/tests/test_shm_torn $(BUILD)/tests/test_shm_slices \
+		$(BUILD)/tests/test_shm_reslice \
 		$(BUILD)/tests/shm_writer_tool: $(BUILD)/tests/%: tests/c/%.c $(LIB_OBJS) \
 		$(BUILD)/obj/lib/scout_shm_reader.o $(TEST_HDRS) $(HDRS) $(LIBSCOUT_HDRS)
 	@mkdir -p $(dir $@)

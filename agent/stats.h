@@ -34,6 +34,7 @@
     X(writer_wakeups,         "loop wakeups for a writer thread's finished job (shm, disk snapshot, rendered files)") \
     X(writer_handoffs,        "jobs handed to a writer thread (shm, disk snapshot, rendered files): each wakes it") \
     X(shm_inline_writes,      "shared-memory generations small enough to be written on the loop, without the writer thread") \
+    X(shm_endpoints_encoded,  "endpoints encoded into services' shared-memory slices (one unchanged since its service's last slice is copied from it, not encoded)") \
     X(shm_chunks_hashed,      "64 KB chunks of shared-memory snapshot bodies checksummed by the writer (a generation: the chunks it rewrote)") \
     X(hook_alarms,            "signals of the hook budget's timer: each interrupts the loop, and wakes it when idle") \
     X(hook_idle_alarms,       "signals of the hook budget's timer that came while the loop waited: each woke it for nothing") \

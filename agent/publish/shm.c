@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "scout.h"
+#include "stats.h"
 
 /* The format is little-endian (docs/shm.md) and written and read in place. */
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -87,11 +88,6 @@ grow(void *pp, size_t *cap, size_t need, size_t size)
     return SCOUT_OK;
 }
 
-typedef struct {
-    uint8_t  *strings;
-    uint32_t  pos;
-} strtab_t;
-
 static scout_shm_str_t
 put_str(strtab_t *t, const char *s, size_t len)
 {
@@ -111,24 +107,79 @@ put_cstr(strtab_t *t, const char *s)
     return put_str(t, s, strlen(s));
 }
 
+/* One endpoint's record at r and its meta at *mrec (the cursor and the
+ * running meta index move past them); lens, when given, are its strings'
+ * lengths in order (see measure), and what follows them is returned. */
+static inline const uint32_t *
+put_endpoint(strtab_t *t, const scout_endpoint_t *ep, scout_shm_ep_t *r,
+             scout_shm_meta_t **mrec, uint32_t *meta_i, const uint32_t *lens)
+{
+    if (lens != NULL) {
+        r->id = put_str(t, S(ep->id), *lens++);
+        r->host = put_str(t, S(ep->host), *lens++);
+        r->status = put_str(t, S(ep->status), *lens++);
+    } else {
+        r->id = put_cstr(t, ep->id);
+        r->host = put_cstr(t, ep->host);
+        r->status = put_cstr(t, ep->status);
+    }
+    r->port = ep->port;
+    r->weight = ep->weight;
+    r->zxid = ep->zxid;
+    r->meta_first = *meta_i;
+    r->meta_count = (uint32_t)(ep->nmeta > 0 ? ep->nmeta : 0);
+    for (int j = 0; j < ep->nmeta; j++, (*mrec)++, (*meta_i)++) {
+        if (lens != NULL) {
+            (*mrec)->key = put_str(t, S(ep->meta[j].key), *lens++);
+            (*mrec)->value = put_str(t, S(ep->meta[j].value), *lens++);
+        } else {
+            (*mrec)->key = put_cstr(t, ep->meta[j].key);
+            (*mrec)->value = put_cstr(t, ep->meta[j].value);
+        }
+    }
+    return lens;
+}
+
+/* A service's own strings and fields (not its endpoints' run). */
+static inline void
+put_head(strtab_t *t, const scout_shm_service_t *s, scout_shm_svc_t *svc)
+{
+    svc->name = put_cstr(t, s->name);
+    svc->path = put_cstr(t, s->path);
+    svc->state = put_cstr(t, s->state);
+    svc->settings = put_str(t, s->settings, s->settings_len);
+    svc->index = s->index;
+}
+
+const uint32_t *
+scout_shm_put_endpoint(strtab_t *t, const scout_endpoint_t *ep,
+                       scout_shm_ep_t *r, scout_shm_meta_t **mrec,
+                       uint32_t *meta_i, const uint32_t *lens)
+{
+    return put_endpoint(t, ep, r, mrec, meta_i, lens);
+}
+
+void
+scout_shm_put_head(strtab_t *t, const scout_shm_service_t *s,
+                   scout_shm_svc_t *svc)
+{
+    put_head(t, s, svc);
+}
+
 /* One service's record, its endpoints (sorted by id, through the scratch
  * array eps) and their meta, at *eprec / *mrec; the cursors and the running
  * ep / meta indexes move past what was written.  The whole-body encode and
- * a slice write the same bytes through this one function. */
+ * a slice write the same bytes through this one function (and a slice made
+ * from the last one, shm_reslice.c, through its two parts). */
 static void
 put_service(strtab_t *t, const scout_shm_service_t *s,
             const scout_endpoint_t **eps, scout_shm_svc_t *svc,
             scout_shm_ep_t **eprec, scout_shm_meta_t **mrec, uint32_t *ep_i,
             uint32_t *meta_i, const uint32_t *lens)
 {
-    const scout_endpoint_t *ep;
     size_t k = 0;
 
-    svc->name = put_cstr(t, s->name);
-    svc->path = put_cstr(t, s->path);
-    svc->state = put_cstr(t, s->state);
-    svc->settings = put_str(t, s->settings, s->settings_len);
-    svc->index = s->index;
+    put_head(t, s, svc);
     svc->ep_first = *ep_i;
     /* an epset is kept in id order already (endpoint.h): one pass says
      * so, and its own array is read, where a copy and a sort cost a
@@ -145,34 +196,8 @@ put_service(strtab_t *t, const scout_shm_service_t *s,
         }
     }
     svc->ep_count = (uint32_t)k;
-    for (size_t e = 0; e < k; e++, (*eprec)++, (*ep_i)++) {
-        scout_shm_ep_t *r = *eprec;
-
-        ep = eps[e];
-        if (lens != NULL) {
-            r->id = put_str(t, S(ep->id), *lens++);
-            r->host = put_str(t, S(ep->host), *lens++);
-            r->status = put_str(t, S(ep->status), *lens++);
-        } else {
-            r->id = put_cstr(t, ep->id);
-            r->host = put_cstr(t, ep->host);
-            r->status = put_cstr(t, ep->status);
-        }
-        r->port = ep->port;
-        r->weight = ep->weight;
-        r->zxid = ep->zxid;
-        r->meta_first = *meta_i;
-        r->meta_count = (uint32_t)(ep->nmeta > 0 ? ep->nmeta : 0);
-        for (int j = 0; j < ep->nmeta; j++, (*mrec)++, (*meta_i)++) {
-            if (lens != NULL) {
-                (*mrec)->key = put_str(t, S(ep->meta[j].key), *lens++);
-                (*mrec)->value = put_str(t, S(ep->meta[j].value), *lens++);
-            } else {
-                (*mrec)->key = put_cstr(t, ep->meta[j].key);
-                (*mrec)->value = put_cstr(t, ep->meta[j].value);
-            }
-        }
-    }
+    for (size_t e = 0; e < k; e++, (*eprec)++, (*ep_i)++)
+        lens = put_endpoint(t, eps[e], *eprec, mrec, meta_i, lens);
 }
 
 /* Count what the snapshot will hold, so that it is written in one pass
@@ -404,8 +429,8 @@ scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs, int n,
 
 static scout_shm_slice_t *spares[SPARES];
 
-static scout_shm_slice_t *
-slice_alloc(size_t size)
+scout_shm_slice_t *
+scout_shm_slice_alloc(size_t size)
 {
     scout_shm_slice_t *sl;
     size_t cap;
@@ -483,7 +508,7 @@ scout_shm_slice_new(const scout_shm_service_t *s, char *err)
         goto fail;
     size = sizeof(*sl) + z.nendpoints * sizeof(scout_shm_ep_t)
            + z.nmeta * sizeof(scout_shm_meta_t) + z.strings;
-    if ((sl = slice_alloc(size)) == NULL) {
+    if ((sl = scout_shm_slice_alloc(size)) == NULL) {
         scout_seterr(err, "shm: out of memory");
         goto fail;
     }
@@ -498,6 +523,7 @@ scout_shm_slice_new(const scout_shm_service_t *s, char *err)
     /* the same order of strings and records as encode() */
     put_service(&t, s, eps, &sl->svc, &eprec, &mrec, &ep_i, &meta_i, lens);
     sl->name = (const char *)sl->strings + sl->svc.name.off;
+    scout_stats.shm_endpoints_encoded += sl->neps;
 fail:
     if (eps != few)
         free(eps);

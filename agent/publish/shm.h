@@ -58,6 +58,13 @@ int scout_shm_publish(scout_shm_t *shm, const scout_shm_service_t *svcs,
 typedef struct scout_shm_slice_s scout_shm_slice_t;
 scout_shm_slice_t *scout_shm_slice_new(const scout_shm_service_t *s,
                                        char *err);
+/* The same service's slice made from prev, its last one (or any slice;
+ * NULL: scout_shm_slice_new): the very bytes scout_shm_slice_new writes,
+ * where each endpoint equal in every field to one prev encoded is copied
+ * from prev instead of encoded again (shm_reslice.c).  prev is only read. */
+scout_shm_slice_t *scout_shm_slice_next(const scout_shm_slice_t *prev,
+                                        const scout_shm_service_t *s,
+                                        char *err);
 scout_shm_slice_t *scout_shm_slice_ref(scout_shm_slice_t *sl);
 void scout_shm_slice_unref(scout_shm_slice_t *sl);
 

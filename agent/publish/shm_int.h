@@ -39,6 +39,12 @@ typedef struct {
     size_t   max_eps;
 } sizes_t;
 
+/* A slice's strings being written: the next one goes at pos. */
+typedef struct {
+    uint8_t  *strings;
+    uint32_t  pos;
+} strtab_t;
+
 /* One service encoded once (shm.c): its records and strings with offsets
  * from 0, relocated into each body. */
 struct scout_shm_slice_s {
@@ -108,6 +114,23 @@ slot_at(uint8_t *map, const scout_shm_file_t *hdr, uint64_t gen)
     return (scout_shm_slot_t *)(map + hdr->header_size
                                 + (gen & 1) * hdr->slot_size);
 }
+
+/* shm.c: a slice's buffer of at least size bytes (a spare one, or new),
+ * its cap set; NULL: no memory.  What the caller does not write is not
+ * zeroed. */
+scout_shm_slice_t *scout_shm_slice_alloc(size_t size);
+/* shm.c: a service's own strings and fields, then one endpoint's record
+ * at r and its meta at *mrec, exactly as a fresh encode writes them (lens:
+ * see measure in shm.c; NULL measures each string; what follows the
+ * endpoint's lengths is returned). */
+void scout_shm_put_head(strtab_t *t, const scout_shm_service_t *s,
+                        scout_shm_svc_t *svc);
+const uint32_t *scout_shm_put_endpoint(strtab_t *t,
+                                       const scout_endpoint_t *ep,
+                                       scout_shm_ep_t *r,
+                                       scout_shm_meta_t **mrec,
+                                       uint32_t *meta_i,
+                                       const uint32_t *lens);
 
 /* shm_file.c: a new file of two slot_size slots under a temporary name
  * next to path (in tmp), locked, allocated, mapped, its header at gen;

@@ -188,6 +188,7 @@ slice_of(scout_shmpub_t *p, int i, char *err)
 {
     scout_service_t *s = p->marks.keys[i];
     struct cached *c = &p->cache[i];
+    scout_shm_slice_t *was;
     scout_shm_service_t sv;
 
     sv.index = scout_service_index(s);
@@ -197,13 +198,17 @@ slice_of(scout_shmpub_t *p, int i, char *err)
         && c->settings == sv.settings && c->settings_len == sv.settings_len
         && strcmp(c->state, sv.state) == 0)
         return c->slice;
-    scout_shm_slice_unref(c->slice);
-    memset(c, 0, sizeof(*c));
     sv.name = scout_service_name(s);
     sv.path = scout_service_path(s);
     sv.eps = scout_service_epset(s);
+    /* made from the last one: an endpoint that did not change is copied,
+     * not encoded again (shm_reslice.c) */
+    was = c->slice;
+    memset(c, 0, sizeof(*c));
     p->set[i] = NULL;
-    if ((c->slice = scout_shm_slice_new(&sv, err)) == NULL)
+    c->slice = scout_shm_slice_next(was, &sv, err);
+    scout_shm_slice_unref(was);
+    if (c->slice == NULL)
         return NULL;
     p->set[i] = c->slice;
     c->svc = s;
