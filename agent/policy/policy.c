@@ -67,10 +67,12 @@ l_published(lua_State *L)
     return 1;
 }
 
-/* agent.published_one(i, id, empty_meta): the one endpoint of service i's
- * published set with that id, as agent.published makes it, or nil.  The
- * runtime asks it for the few children an update touches, instead of the
- * whole set (scout.keep's thaw_part). */
+/* agent.published_one(i, id, empty_meta[, only_whether]): the one endpoint
+ * of service i's published set with that id, as agent.published makes it,
+ * or nil.  The runtime asks it for the few children an update touches,
+ * instead of the whole set (scout.keep's thaw_part).  With only_whether,
+ * true instead of the table: a removed child that no hook can see needs
+ * only that (the table was ~3k instructions a delete). */
 static int
 l_published_one(lua_State *L)
 {
@@ -83,7 +85,10 @@ l_published_one(lua_State *L)
     if (i < 0 || i >= p->nbound || p->bound[i] == NULL
         || (ep = scout_epset_find(p->bound[i], id)) == NULL)
         return 0;
-    scout_endpoint_push_lua(L, ep, 3);
+    if (lua_toboolean(L, 4))
+        lua_pushboolean(L, 1);
+    else
+        scout_endpoint_push_lua(L, ep, 3);
     return 1;
 }
 

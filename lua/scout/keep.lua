@@ -22,7 +22,8 @@ local agent = package.loaded["scout.agent"]
 local published_of = agent and agent.published
 local one_of = agent and agent.published_one
 -- fn(i, empty_meta) -> id -> endpoint table, made anew (agent.published's contract), or nil for no store;
--- one(i, id, empty_meta) -> that one endpoint table or nil (agent.published_one), or nil: thaw whole always
+-- one(i, id, empty_meta[, only_whether]) -> that one endpoint table (or true, when only_whether) or nil
+-- (agent.published_one), or nil: thaw whole always
 function M.set_store(fn, one) published_of, one_of = fn, one end
 
 local FREEZE_MAX = 256
@@ -71,10 +72,12 @@ function M.resync(s, i)
   s.published, s.count, s.version = published, n, s.version + 1
 end
 
--- One name of a partly thawed service: its published endpoint from C, its child from rest or that endpoint.
-local function hold(i, rest, published, children, name)
-  if published[name] == nil then
-    local ep = one_of(i, name, EMPTY_META)
+-- One name of a partly thawed service: its published endpoint from C, its child from rest or that endpoint. With
+-- only_whether, a removed name's endpoint may be just true (published): nothing of it is read then (below).
+local function hold(i, rest, published, children, name, only_whether)
+  local p = published[name]
+  if p == nil or p == true and not only_whether then
+    local ep = one_of(i, name, EMPTY_META, only_whether)
     if ep then published[name] = ep end
   end
   local v = rest[name]
@@ -98,7 +101,11 @@ function M.thaw_part(s, i, removed, changed)
   if failing then for _ in pairs(failing) do n = n + 1 end end
   if n > FREEZE_MAX then return nil end
   local children, published = {}, {}
-  for k = 1, #removed do hold(i, rest, published, children, removed[k]) end
+  -- A removed name's endpoint is only counted and dropped, unless a hook is handed it (on_change's diff, the
+  -- view on_protect gets) or the name is also judged as a child (changed, failing: its endpoint is compared):
+  -- then hold makes the table after all.
+  local only_whether = not (s.on_change or s.on_protect)
+  for k = 1, #removed do hold(i, rest, published, children, removed[k], only_whether) end
   for k = 1, #changed do hold(i, rest, published, children, changed[k][1]) end
   if failing then for name in pairs(failing) do hold(i, rest, published, children, name) end end
   return children, published

@@ -9,12 +9,12 @@ local pairs = pairs
 local next = next
 local pcall = pcall
 local error = error
+local setmetatable = setmetatable
 local tostring = tostring
 local format = string.format
 local floor = math.floor
 local sort = table.sort
 local ipairs = ipairs
-local loadstring, dump = loadstring, string.dump   -- the real ones (the sandbox wraps the global)
 local has_tnew, tnew = pcall(require, "table.new")
 local new_table = has_tnew and tnew or function() return {} end
 
@@ -29,6 +29,7 @@ local ramp = require "scout.ramp"
 local protect = require "scout.protect"
 local hookview = require "scout.hookview"
 local backoff = require "scout.backoff"
+local jitsplit = require "scout.jitsplit"
 local json = require "cjson.safe"
 local util_endpoint = require "scout.util.endpoint"
 local same = util_endpoint.same
@@ -238,22 +239,28 @@ end
 -- Whether a changed child's data was read (its zxid is then its mzxid): asked only of a child re-read with the
 -- same content, so the map is built on the first such question, not for every batch (a sync's are all new).
 local function data_read_of(j, name)
-  local m = j.data_read
+  local m = j[18]
   if not m then
     m = {}
-    local changed = j.changed
+    local changed = j[9]
     for k = 1, #changed do m[changed[k][1]] = changed[k][4] end
-    j.data_read = m
+    j[18] = m
   end
   return m[name]
 end
 
+-- An update's context j is an array, not a table of named fields: made per update and read per name, its 18 slots
+-- cost 256 bytes and an index each, against 448 bytes and a hash lookup each by name (issue 14). The slots:
+-- 1 s, 2 children, 3 published, 4 src, 5 notes, 6 filter, 7 which, 8 which_note, 9 changed (the batch),
+-- 10 up, 11 gone_ids, 12 added, 13 gone, 14 changed_eps, 15 quiet (the verdicts' lists, each made when its first
+-- name goes in: a change fills two of the six), 16 hook_errors, 17 now, 18 data_read (data_read_of's map).
+-- A list no name went in is read as EMPTY (read-only: a hook's diff is given tables of its own).
+local EMPTY = setmetatable({}, { __newindex = function() error("an empty verdict list is read-only", 2) end })
+
 -- One name's verdict for M.update, recorded in j (the update's lists and context). A function of its own, not a
 -- closure inside update: creating a closure (FNEW) is not compiled by LuaJIT, so it kept every update interpreted.
 local function judge(j, name)
-  local s, children, published, src, notes, filter = j.s, j.children, j.published, j.src, j.notes, j.filter
-  local which, which_note = j.which, j.which_note
-  local up, gone_ids, added, gone, changed_eps, quiet = j.up, j.gone_ids, j.added, j.gone, j.changed_eps, j.quiet
+  local s, children, published, src, notes, filter, which, which_note = j[1], j[2], j[3], j[4], j[5], j[6], j[7], j[8]
   local ep = children[name]
   local old = published[name]
   if src and type(ep) == "table" then
@@ -292,7 +299,7 @@ local function judge(j, name)
     end
     if not ok then
       -- this child's verdict is unknown: it keeps the last one (published or not), the others go on
-      j.hook_errors = j.hook_errors + 1
+      j[16] = j[16] + 1
       log(LOG_WARN, format("service \"%s\": filter failed on child %s, keeping its last verdict: %s", s.name,
                            name, tostring(v)))
       set_failing(s, name, "the filter raised: " .. tostring(v))
@@ -310,18 +317,32 @@ local function judge(j, name)
     s.filtered[name] = nil
   end
   if keep then
+    local to    -- added, changed_eps, or neither
     if not old then
-      up[#up + 1] = ep
-      added[#added + 1] = ep
+      to = 12
     elseif old ~= ep and not same(old, ep) then
-      up[#up + 1] = ep
-      changed_eps[#changed_eps + 1] = ep
+      to = 14
     elseif old ~= ep and not same(old, ep, data_read_of(j, name)) then
-      up[#up + 1] = ep          -- a new version with the same content: the API's zxid follows it
+      to = false                -- a new version with the same content: the API's zxid follows it
     elseif old ~= ep then
-      quiet[#quiet + 1] = ep    -- same content re-read (a restart, a reload): nothing to publish
+      local quiet = j[15] or {} -- same content re-read (a restart, a reload): nothing to publish
+      j[15] = quiet
+      quiet[#quiet + 1] = ep
+      return
+    else
+      return
+    end
+    local up = j[10] or {}
+    j[10] = up
+    up[#up + 1] = ep
+    if to then
+      local list = j[to] or {}
+      j[to] = list
+      list[#list + 1] = ep
     end
   elseif old then
+    local gone_ids, gone = j[11] or {}, j[13] or {}
+    j[11], j[13] = gone_ids, gone
     gone_ids[#gone_ids + 1] = name
     gone[#gone + 1] = old
   end
@@ -403,7 +424,6 @@ function M.update(i, removed, changed, more, untaken)
   if part then store.opened(s, children, published, removed) end
   -- Verdicts for the names this batch touched; nothing is committed yet.
   local filter = s.filter
-  local up, gone_ids, added, gone, changed_eps, quiet = {}, {}, {}, {}, {}, {}
   local src = s.src
   local notes = src and s.notes
   local rejudge = src and src.dirty
@@ -428,10 +448,8 @@ function M.update(i, removed, changed, more, untaken)
     which, which_note = src:choose(icount, acount)
     if which ~= s.which then rejudge = true end
   end
-  local j = { s = s, children = children, published = published, src = src, notes = notes, filter = filter,
-              which = which, which_note = which_note, changed = changed, up = up, gone_ids = gone_ids,
-              added = added, gone = gone, changed_eps = changed_eps, quiet = quiet, hook_errors = 0,
-              now = now_ms() }
+  local j = { s, children, published, src or false, notes or false, filter or false, which or false,
+              which_note or false, changed, false, false, false, false, false, false, 0, now_ms(), false }
   local seen = new_table(0, #removed + #changed)   -- sized once: a sync's batch would rehash it at every power of 2
   if rejudge then
     -- a source changed: its rules may concern any endpoint, so every child is judged again (and any published
@@ -464,7 +482,7 @@ function M.update(i, removed, changed, more, untaken)
     local again = {}
     for name in pairs(s.failing) do
       if not seen[name] then
-        if backoff.due(s, name, j.now) then again[#again + 1] = name else spared = spared + 1 end
+        if backoff.due(s, name, j[17]) then again[#again + 1] = name else spared = spared + 1 end
       end
     end
     for k = 1, #again do seen[again[k]] = true; judge(j, again[k]) end
@@ -475,7 +493,9 @@ function M.update(i, removed, changed, more, untaken)
     if not seen[moved[k]] then seen[moved[k]] = true; judge(j, moved[k]) end
   end
 
-  local hook_errors = j.hook_errors
+  local hook_errors = j[16]
+  local up, gone_ids, added, gone = j[10] or EMPTY, j[11] or EMPTY, j[12] or EMPTY, j[13] or EMPTY
+  local changed_eps, quiet = j[14] or EMPTY, j[15] or EMPTY
   local new_count = s.count + #added - #gone
   -- the view hooks see: only when one may be called (on_change, or on_protect once protection is past its early
   -- "no drop" return; without on_protect, protection never hands the view to anyone)
@@ -491,7 +511,8 @@ function M.update(i, removed, changed, more, untaken)
     sort(added, by_id)
     sort(gone, by_id)
     sort(changed_eps, by_id)
-    local ok, err = pcall(s.on_change, svc, { added = added, removed = gone, changed = changed_eps })
+    -- the hook's diff: lists of its own, which it may keep or change
+    local ok, err = pcall(s.on_change, svc, { added = j[12] or {}, removed = j[13] or {}, changed = j[14] or {} })
     if not ok then
       hook_errors = 1
       log(LOG_WARN, format("service \"%s\": on_change failed: %s", s.name, tostring(err)))
@@ -517,43 +538,20 @@ function M.update(i, removed, changed, more, untaken)
   local codec = s.codec
   local reweigh = codec.warmup_until and codec.effective_weight and ramp.next(s, up, gone_ids, wall_ms()) or nil
   local degraded = degraded_reason(s)
-  local due = backoff.next(s, j.now)     -- a failed child's back-off ends: call again then
+  local due = backoff.next(s, j[17])     -- a failed child's back-off ends: call again then
   if due and (not reweigh or due < reweigh) then reweigh = due end
   if part then store.freeze_part(s, children, published, removed) elseif not more then freeze(s) end
   return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built
 end
 
--- A change runs interpreted, a batch compiled. LuaJIT kept recording and aborting traces through a change's short
--- update and its helpers (~10k instructions a change, bench/propagation under callgrind), while a sync's batches
--- gain from traces (20 M at 1,000 x 10). So a batch (more reads of the path coming, or over 4 names) runs a copy of
--- the update and its helpers with the JIT on (the same bytecode loaded again, upvalues joined); the originals, off.
-local small, compiled = M.update, M.update
+-- A change runs interpreted, a batch compiled (scout.jitsplit says why): a batch (more reads of the path coming, or
+-- over 4 names) runs a copy of the update and its helpers with the JIT on; the originals, off.
+local small = M.update
+local compiled = jitsplit.split(small, { set_failing, data_read_of, degraded_reason, judge }, { protect, backoff })
 function M.update(i, removed, changed, more, untaken)
   return ((more or #removed + #changed > 4) and compiled or small)(i, removed, changed, more, untaken)
 end
--- fn's bytecode loaded again (with the JIT on, whatever fn's is), its upvalues fn's own but those swap replaces
-local function copy_of(fn, swap)
-  local copy = loadstring(dump(fn))
-  for k = 1, math.huge do
-    local name, v = debug.getupvalue(fn, k)
-    if name == nil then break end
-    if swap[v] then debug.setupvalue(copy, k, swap[v]) else debug.upvaluejoin(copy, k, fn, k) end
-  end
-  return copy
-end
-if jit then
-  local swap, off = {}, { small, judge, set_failing, data_read_of, degraded_reason, M.update, hookview.new }
-  for _, mod in ipairs({ protect, backoff }) do
-    local t = {}
-    for k, v in pairs(mod) do
-      if type(v) == "function" then t[k] = copy_of(v, swap); off[#off + 1] = v else t[k] = v end
-    end
-    swap[mod] = t
-  end
-  for _, fn in ipairs({ set_failing, data_read_of, degraded_reason, judge }) do swap[fn] = copy_of(fn, swap) end
-  compiled = copy_of(small, swap)
-  for _, fn in ipairs(off) do jit.off(fn) end
-end
+if jit then jit.off(M.update); jit.off(hookview.new) end
 M.update_copies = { compiled = compiled, small = small }   -- (specs)
 
 -- ---- sources: a service over several paths -------------------------------------------------------------------

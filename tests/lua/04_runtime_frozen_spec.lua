@@ -45,11 +45,13 @@ local function published(i, empty)
   return out
 end
 
--- agent.published_one: the one endpoint asked for, made anew (an update's touched names, scout.keep's thaw_part)
+-- agent.published_one: the one endpoint asked for, made anew (an update's touched names, scout.keep's thaw_part),
+-- or only true when that is all that is asked
 local one_pushed = 0
-local function published_one(i, id, empty)
+local function published_one(i, id, empty, only_whether)
   local ep = store[i] and store[i][id]
   if not ep then return nil end
+  if only_whether then return true end
   one_pushed = one_pushed + 1
   return c_push(ep, empty)
 end
@@ -162,11 +164,12 @@ service "s" {
     changed[52] = { "hidden", '{"host":"10.0.9.9","port":80,"meta":{"zone":"hide"}}', 52, true }
     assert.equals(50, #runtime.update(1, {}, changed))
     pushed, one_pushed = 0, 0
-    -- one changed, one removed, one new: the two C has come back from it, none of the other 48
+    -- one changed, one removed, one new: the changed one C has come back from, none of the other 48, and of the
+    -- removed one only whether it is published (no hook is handed it)
     local up, gone = runtime.update(1, { "n2" }, { { "n1", '{"host":"10.0.1.1","port":81}', 60, true },
                                                  { "n51", '{"host":"10.0.0.51","port":80}', 61, true } })
     assert.equals(0, pushed)
-    assert.equals(2, one_pushed)
+    assert.equals(1, one_pushed)
     assert.same({ "n1", "n51" }, { up[1].id, up[2].id })
     assert.same({ "n2" }, gone)
     -- what was not published (a child that does not decode, one filtered out) is still known, and the next full
@@ -190,6 +193,30 @@ service "s" {
     verdicts = {}
     for _, c in ipairs(ex.children) do verdicts[c.name or c.id] = c.verdict end
     assert.truthy(verdicts.bad2 and verdicts.bad2 ~= "published")
+    H.cleanup()
+  end)
+
+  -- A removed name no hook sees is only asked whether it is published; listed again in the same batch, or failing,
+  -- it is judged as a child, against the endpoint itself.
+  it("judges a name removed and listed again in one batch against its published endpoint", function()
+    assert(runtime.load(H.write('service "s" { path = "/s", protect = false }\n')))
+    local changed = {}
+    for k = 1, 3 do changed[k] = { "n" .. k, '{"host":"10.0.0.' .. k .. '","port":80}', k, true } end
+    assert.equals(3, #runtime.update(1, {}, changed))
+    -- the same content at the same version: nothing to publish, nothing gone
+    local up, gone = runtime.update(1, { "n1" }, { { "n1", '{"host":"10.0.0.1","port":80}', 1, true } })
+    assert.same({ 0, 0 }, { #up, #gone })
+    -- new content: published as a change, not gone
+    up, gone = runtime.update(1, { "n2" }, { { "n2", '{"host":"10.0.1.2","port":81}', 7, true } })
+    assert.same({ "n2", "10.0.1.2", 81 }, { up[1] and up[1].id, up[1] and up[1].host, up[1] and up[1].port })
+    assert.same({ 1, 0 }, { #up, #gone })
+    -- removed alone: gone, and the rest stays as published
+    up, gone = runtime.update(1, { "n3" }, {})
+    assert.same({ 0, "n3" }, { #up, gone[1] })
+    local ex = require("cjson").decode(runtime.explain(1))
+    assert.equals(2, #ex.children)
+    assert.same({ "n1", "published", "n2", "published" },
+                { ex.children[1].id, ex.children[1].verdict, ex.children[2].id, ex.children[2].verdict })
     H.cleanup()
   end)
 

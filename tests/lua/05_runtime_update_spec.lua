@@ -37,6 +37,34 @@ describe("scout.runtime", function()
       assert.same({ "service \"s\": +2 -0 ~0" }, debugs())
     end)
 
+    -- An update makes only the verdict lists a name goes into; the others are one shared empty table. A hook's
+    -- diff must still be lists of its own: what a hook adds to one (table.insert is a raw set) would otherwise be
+    -- in every later update's empty lists, published as endpoints and seen by later hooks.
+    it("hands on_change lists of its own: what a hook adds to its diff is in no later diff nor publish", function()
+      local path = H.write([=[
+local st = require("policy_helper").state
+service "k" {
+  path = "/k", protect = false,
+  on_change = function(svc, diff)
+    st.seen[#st.seen + 1] = #diff.added .. "/" .. #diff.removed .. "/" .. #diff.changed
+    table.insert(diff.added, { id = "intruder", host = "10.9.9.9", port = 1 })
+    table.insert(diff.removed, { id = "intruder", host = "10.9.9.9", port = 1 })
+    table.insert(diff.changed, { id = "intruder", host = "10.9.9.9", port = 1 })
+  end,
+}
+]=])
+      assert(runtime.load(path))
+      st.seen = {}
+      local a = update(1, {}, { { "a", json("10.0.0.1", 80), 1 } })
+      local b = update(1, {}, { { "b", json("10.0.0.2", 80), 2 } })
+      local c = update(1, { "a" }, {})
+      local d = update(1, {}, { { "b", json("10.0.0.3", 80), 3 } })
+      assert.same({ "1/0/0", "1/0/0", "0/1/0", "0/0/1" }, st.seen)
+      assert.same({ "a", "b", "", "b" }, { a.ids, b.ids, c.ids, d.ids })
+      assert.same({ "", "", "a", "" }, { a.gone_ids, b.gone_ids, c.gone_ids, d.gone_ids })
+      assert.same({ 0, 0, 0, 0 }, { a.nhook, b.nhook, c.nhook, d.nhook })
+    end)
+
     it("removes published endpoints and ignores names it never published", function()
       update(S, {}, { { "a", json("10.0.0.1", 80), 1 }, { "b", json("10.0.0.2", 80), 2 } })
       local r = update(S, { "a", "zzz" }, {})
