@@ -37,6 +37,7 @@
 
 #include "api/api_agent.h"
 #include "api/http.h"
+#include "api/http_head.h"
 #include "api/http_url.h"
 #include "api/metrics.h"
 #include "api/sliced.h"
@@ -213,8 +214,8 @@ respond_service(scout_http_req_t *req, scout_service_t *s)
     char index[32];
     scout_rcbuf_t *body;
 
-    snprintf(index, sizeof(index), "%llu",
-             (unsigned long long)scout_service_index(s));
+    /* every answer to a blocking query: digits, not a formatter (0.7k) */
+    *scout_http_put_u64(index, scout_service_index(s)) = '\0';
     scout_http_add_header(req, "X-Scout-Index", index);
     scout_http_add_header(req, "X-Scout-State", scout_service_state(s));
     if ((body = scout_service_json(s)) == NULL)
