@@ -208,8 +208,10 @@ list_services(scout_api_t *api, scout_http_req_t *req)
     return scout_sliced_answer(api->list, req);
 }
 
+/* blocking: a query with ?index= and a wait, which comes back after the
+ * next change (service.h: the list's parts are kept for it). */
 static int
-respond_service(scout_http_req_t *req, scout_service_t *s)
+respond_service(scout_http_req_t *req, scout_service_t *s, int blocking)
 {
     char index[32];
     scout_rcbuf_t *body;
@@ -218,7 +220,7 @@ respond_service(scout_http_req_t *req, scout_service_t *s)
     *scout_http_put_u64(index, scout_service_index(s)) = '\0';
     scout_http_add_header(req, "X-Scout-Index", index);
     scout_http_add_header(req, "X-Scout-State", scout_service_state(s));
-    if ((body = scout_service_json(s)) == NULL)
+    if ((body = scout_service_json(s, blocking)) == NULL)
         return respond_error(req, 500, "out of memory");
     return scout_http_respond_shared(req, 200, JSON_TYPE, body);
 }
@@ -253,7 +255,7 @@ waiter_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
 
     waiter_unlink(w);
-    respond_service(req, svc);          /* same index: nothing moved */
+    respond_service(req, svc, 1);       /* same index: nothing moved */
 }
 
 static void
@@ -314,7 +316,7 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
     /* Past the index already (or a client that never saw one, or no
      * ?index= at all): at once. */
     if (scout_service_index(s) > after || after == 0 || wait == 0)
-        return respond_service(req, s);
+        return respond_service(req, s, after != 0 && wait != 0);
     HASH_FIND_PTR(api->parked, &s, pk);
     if (pk == NULL) {
         if ((pk = calloc(1, sizeof(*pk))) == NULL)
@@ -367,7 +369,7 @@ scout_api_notify(scout_api_t *api, scout_service_t *svc)
         scout_http_req_t *req = w->req;
 
         waiter_unlink(w);
-        respond_service(req, svc);
+        respond_service(req, svc, 1);
     }
     free(pk);
 }

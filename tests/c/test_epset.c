@@ -285,7 +285,8 @@ fresh_list(void)
  * set does (scout_epset_json): every list is byte for byte jansson's dump
  * of the whole array, so no endpoint's kept JSON outlives its data.  And
  * the keeping is real: an endpoint no change touched keeps the JSON it had
- * at the last list (a list renders only what a change brought). */
+ * at the last list (a list renders only what a change brought), and a
+ * plain read's list (scout_epset_json_take_once) keeps none it made. */
 static void
 test_json_list_property(void)
 {
@@ -293,7 +294,7 @@ test_json_list_property(void)
         "ep", "a\"q", "b\\s", "c\xc3\xbc", "d\x01", "e\xff", "10.0.0.1:",
     };
     unsigned seed = 11;
-    int differ = 0, asked = 0, kept = 0, rekept = 0;
+    int differ = 0, asked = 0, kept = 0, rekept = 0, once_kept = 0;
 
     for (int round = 0; round < 40; round++) {
         scout_epset_t set;
@@ -329,9 +330,19 @@ test_json_list_property(void)
                 const char *got;
                 size_t len = 0;
 
+                int mode = rand_r(&seed) % 3, had[PROP_IDS];
+
                 asked++;
-                if (rand_r(&seed) % 2)
+                for (int j = 0; j < PROP_IDS; j++) {
+                    const scout_endpoint_t *ep =
+                        scout_epset_find(&set, ids[j]);
+
+                    had[j] = ep != NULL && ep->json != NULL;
+                }
+                if (mode == 0)
                     got = taken = scout_epset_json_take(&set, &len);
+                else if (mode == 1)
+                    got = taken = scout_epset_json_take_once(&set, &len);
                 else
                     got = scout_epset_json(&set, &len);
                 if (got == NULL || len != strlen(want)
@@ -349,6 +360,12 @@ test_json_list_property(void)
 
                     if (ep == NULL)
                         continue;
+                    /* a plain read keeps no JSON it made, and the JSON
+                     * made before it stays */
+                    if (mode == 1 && ep->json != NULL && !had[j])
+                        once_kept++;
+                    if (mode != 1 && ep->json == NULL)
+                        once_kept++;
                     if (seen[j] != NULL) {
                         rekept++;
                         kept += ep->json == seen[j];
@@ -368,6 +385,8 @@ test_json_list_property(void)
           asked, rekept);
     CHECK(kept == rekept, "%d of %d untouched endpoints rendered again",
           rekept - kept, rekept);
+    CHECK(once_kept == 0, "%d endpoints' JSON kept by a plain read, or not "
+          "kept by a blocking query's", once_kept);
 }
 
 /* A reader of sorted input appends without lookups; a put after it still
