@@ -269,9 +269,12 @@ waiter_abort(scout_http_req_t *req, void *data)
  * and "Invalid index" the same way): a value that is present but bad is the
  * client's mistake to hear about, never a reason to block for a default
  * wait.  Unknown parameters are ignored, as Consul does.  *index stays 0
- * when absent.  Returns NULL or the reason for a 400. */
+ * when absent; *given says whether it was there (a consumer's first query,
+ * ?index=0, is a blocking query's too).  Returns NULL or the reason for a
+ * 400. */
 static const char *
-read_blocking_query(scout_http_req_t *req, uint64_t *index, double *wait)
+read_blocking_query(scout_http_req_t *req, uint64_t *index, int *given,
+                    double *wait)
 {
     /* as long as any URL: SCOUT_HTTP_BAD then means a bad escape only */
     char buf[SCOUT_HTTP_MAX_URL + 1];
@@ -280,6 +283,7 @@ read_blocking_query(scout_http_req_t *req, uint64_t *index, double *wait)
     *index = 0;
     *wait = WAIT_DEFAULT;
     n = scout_http_query_get(req, "index", buf, sizeof(buf));
+    *given = n != SCOUT_ERROR;
     if (n == SCOUT_HTTP_BAD)
         return "index has a bad percent-encoding";
     if (n != SCOUT_ERROR && scout_http_parse_u64(buf, index) != SCOUT_OK)
@@ -301,6 +305,7 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
     const char *bad;
     scout_service_t *s;
     uint64_t after;
+    int given;
     double wait;
     parked_t *pk;
     waiter_t *w;
@@ -311,12 +316,12 @@ get_service(scout_api_t *api, scout_http_req_t *req, const char *raw_name)
     s = api->view.find(api->view.ctx, name);
     if (s == NULL)
         return respond_error(req, 404, "no such service");
-    if ((bad = read_blocking_query(req, &after, &wait)) != NULL)
+    if ((bad = read_blocking_query(req, &after, &given, &wait)) != NULL)
         return respond_error(req, 400, bad);
     /* Past the index already (or a client that never saw one, or no
      * ?index= at all): at once. */
     if (scout_service_index(s) > after || after == 0 || wait == 0)
-        return respond_service(req, s, after != 0 && wait != 0);
+        return respond_service(req, s, given && wait != 0);
     HASH_FIND_PTR(api->parked, &s, pk);
     if (pk == NULL) {
         if ((pk = calloc(1, sizeof(*pk))) == NULL)
