@@ -630,24 +630,34 @@ endpoint_text(scout_endpoint_t *ep)
 }
 
 /* The array is the objects jansson made, joined with "," inside "[...]":
- * byte for byte what json_dumps(JSON_COMPACT) of the array gives. */
-const char *
-scout_epset_json(scout_epset_t *set, size_t *len)
+ * byte for byte what json_dumps(JSON_COMPACT) of the array gives.  keep 0:
+ * the objects made for this list are freed once it is joined (a list no
+ * blocking query asks for again: ~110 bytes an endpoint not held). */
+static const char *
+epset_render(scout_epset_t *set, size_t *len, int keep)
 {
     size_t total = 2;
     char *out, *p;
+    unsigned *made = NULL, nmade = 0;
 
     if (set->json != NULL) {
         *len = set->json_len;
         return set->json;
     }
+    if (!keep && set->n > 0
+        && (made = malloc((size_t)set->n * sizeof(*made))) == NULL)
+        return NULL;
     for (unsigned i = 0; i < set->n; i++) {
-        if (endpoint_text(set->eps[i]) != SCOUT_OK)
-            return NULL;
+        if (made != NULL && set->eps[i]->json == NULL)
+            made[nmade++] = i;
+        if (endpoint_text(set->eps[i]) != SCOUT_OK) {
+            out = NULL;
+            goto done;
+        }
         total += set->eps[i]->json_len + 1;
     }
     if ((out = malloc(total + 1)) == NULL)
-        return NULL;
+        goto done;
     p = out;
     *p++ = '[';
     for (unsigned i = 0; i < set->n; i++) {
@@ -661,17 +671,44 @@ scout_epset_json(scout_epset_t *set, size_t *len)
     set->json = out;
     set->json_len = (size_t)(p - out);
     *len = set->json_len;
-    return set->json;
+done:
+    for (unsigned k = 0; k < nmade; k++) {
+        scout_endpoint_t *ep = set->eps[made[k]];
+
+        free(ep->json);
+        ep->json = NULL;
+        ep->json_len = 0;
+    }
+    free(made);
+    return out;
+}
+
+const char *
+scout_epset_json(scout_epset_t *set, size_t *len)
+{
+    return epset_render(set, len, 1);
+}
+
+static char *
+epset_take(scout_epset_t *set, size_t *len, int keep)
+{
+    char *json;
+
+    if (epset_render(set, len, keep) == NULL)
+        return NULL;
+    json = set->json;
+    set->json = NULL;
+    return json;
 }
 
 char *
 scout_epset_json_take(scout_epset_t *set, size_t *len)
 {
-    char *json;
+    return epset_take(set, len, 1);
+}
 
-    if (scout_epset_json(set, len) == NULL)
-        return NULL;
-    json = set->json;
-    set->json = NULL;
-    return json;
+char *
+scout_epset_json_take_once(scout_epset_t *set, size_t *len)
+{
+    return epset_take(set, len, 0);
 }

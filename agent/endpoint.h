@@ -37,7 +37,8 @@ typedef struct scout_endpoint_s {
     char          *status;
     scout_meta_t  *meta;      /* sorted by key */
     char          *json;      /* its JSON object, made the first time a
-                                 set holding it is rendered; NULL before */
+                                 blocking query's list holds it (kept while
+                                 it lives); NULL before */
     int64_t        zxid;
     int            port;
     int            weight;
@@ -136,5 +137,10 @@ const char *scout_epset_json(scout_epset_t *set, size_t *len);
  * copy, so a list someone asked for is held once, by its reader (the
  * service's shared answer), not twice.  NULL on allocation failure. */
 char *scout_epset_json_take(scout_epset_t *set, size_t *len);
+/* The same for a list nobody is known to ask for again (no blocking
+ * query): the endpoints' objects made for it are not kept (those made
+ * before are), so a registry whose every list was read once does not hold
+ * every endpoint's JSON (~110 bytes each, bench/scale LISTS=1). */
+char *scout_epset_json_take_once(scout_epset_t *set, size_t *len);
 
 #endif

@@ -473,14 +473,16 @@ scout_service_count(const scout_service_t *s)
  * only one (the set renders it and lets go; publish() drops it, so a list
  * nobody asks for again is not held). */
 scout_rcbuf_t *
-scout_service_json(scout_service_t *s)
+scout_service_json(scout_service_t *s, int keep)
 {
     char *json;
     size_t len;
 
     if (s->list != NULL && s->list_index == s->index)
         return s->list;
-    if ((json = scout_epset_json_take(&s->eps, &len)) == NULL)
+    json = keep ? scout_epset_json_take(&s->eps, &len)
+                : scout_epset_json_take_once(&s->eps, &len);
+    if (json == NULL)
         return NULL;
     scout_stats.api_list_encodings++;
     scout_rcbuf_unref(s->list);

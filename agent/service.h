@@ -56,8 +56,11 @@ const char *scout_service_path(const scout_service_t *s);
  * on the first request after a change; NULL when out of memory). */
 unsigned    scout_service_count(const scout_service_t *s);
 /* The published list as JSON, shared (see rcbuf.h): borrowed, valid until
- * the next publish; take a reference to keep it longer.  NULL: no memory. */
-scout_rcbuf_t *scout_service_json(scout_service_t *s);
+ * the next publish; take a reference to keep it longer.  NULL: no memory.
+ * keep: a blocking query asks, and will ask again after the next change:
+ * each endpoint's JSON is kept for it, so the next list renders only what
+ * changed; 0 (a plain read) keeps none made for this one (endpoint.h). */
+scout_rcbuf_t *scout_service_json(scout_service_t *s, int keep);
 /* Monotonic: the newest zxid reflected in the list, or one more than the
  * previous index when a republish carries no newer zxid. */
 uint64_t    scout_service_index(const scout_service_t *s);

@@ -44,6 +44,7 @@
 
 #include "api/http.h"
 #include "api/http_conn.h"
+#include "api/http_head.h"
 #include "api/http_listen.h"
 #include "log.h"
 #include "loop.h"
@@ -59,26 +60,6 @@ static void conn_step(conn_t *c);
 static void conn_close(conn_t *c);
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static const char *reason(int status)
-{
-    static const struct { int code; const char *text; } tab[] = {
-        {200, "OK"}, {201, "Created"}, {204, "No Content"}, {302, "Found"},
-        {304, "Not Modified"}, {400, "Bad Request"}, {403, "Forbidden"},
-        {404, "Not Found"}, {405, "Method Not Allowed"}, {409, "Conflict"},
-        {413, "Payload Too Large"}, {414, "URI Too Long"},
-        {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
-        {500, "Internal Server Error"}, {501, "Not Implemented"},
-        {503, "Service Unavailable"}, {504, "Gateway Timeout"},
-        {505, "HTTP Version Not Supported"} };
-    size_t i;
-
-    for (i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
-        if (tab[i].code == status)
-            return tab[i].text;
-    return status < 300 ? "OK" : status < 400 ? "Redirect"
-         : status < 500 ? "Client Error" : "Server Error";
-}
 
 /* By hand: strftime's %a and %b follow the locale, and Lua can set one. */
 static const char *http_date(scout_http_t *h)
@@ -108,8 +89,9 @@ static int out_response(conn_t *c, int status, const char *ctype,
                         size_t len, scout_rcbuf_t *shared, int keepalive,
                         int http10, int head)
 {
-    int    nobody = status == 204 || status == 304, n;
-    size_t room = 200 + (ctype ? strlen(ctype) : 0) + extra_len, cap;
+    int    nobody = status == 204 || status == 304;
+    size_t room = 200 + (ctype ? strlen(ctype) : 0) + extra_len, cap, n;
+    scout_http_head_t hd;
     size_t clen = nobody ? 0 : len; /* a HEAD's too; none at all: below */
     char  *p;
 
@@ -129,19 +111,16 @@ static int out_response(conn_t *c, int status, const char *ctype,
         c->out = p;
         c->out_cap = cap;
     }
-    /* 1.0 assumes close unless told keep-alive.  One snprintf: a 0 printed
-     * with precision 0 is nothing (no Content-Length for 204 and 304). */
-    n = snprintf(c->out + c->out_len, room, "HTTP/1.1 %d %s\r\nDate: %s\r\n"
-                 "%s%s%s%s%.*zu%s%.*s%s\r\n", status, reason(status),
-                 http_date(c->h), ctype ? "Content-Type: " : "",
-                 ctype ? ctype : "", ctype ? "\r\n" : "",
-                 nobody ? "" : "Content-Length: ", nobody ? 0 : 1, clen,
-                 nobody ? "" : "\r\n", (int) extra_len, extra,
-                 !keepalive ? "Connection: close\r\n"
-                 : http10 ? "Connection: keep-alive\r\n" : "");
-    if (n < 0 || (size_t) n >= room)
+    /* 1.0 assumes close unless told keep-alive; 204 and 304 have no
+     * Content-Length at all (http_head.c). */
+    hd = (scout_http_head_t) { .status = status, .date = http_date(c->h),
+                               .ctype = ctype, .clen = clen,
+                               .nobody = nobody, .extra = extra,
+                               .extra_len = extra_len,
+                               .keepalive = keepalive, .http10 = http10 };
+    if ((n = scout_http_head_write(c->out + c->out_len, room, &hd)) == 0)
         return SCOUT_ERROR;
-    c->out_len += (size_t) n;
+    c->out_len += n;
     if (len > 0)   /* body may be NULL when empty */
         memcpy(c->out + c->out_len, body, len);
     c->out_len += len;
@@ -259,7 +238,7 @@ static void conn_fail(conn_t *c)
 
     if (status == 0)
         status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
-    text = reason(status);
+    text = scout_http_reason(status);
     LOG(DEBUG, "fd %d: bad request (%d): %s", c->fd, status,
         c->err_status ? "limit exceeded" : http_errno_description(e));
     free(c->req);   /* the handler never saw it: no abort due */

@@ -10,6 +10,7 @@
 #      CHANGES (100), MEM_EMPTY (1),
 #      STOP_AFTER=reconnect (phases 0-4 only: at 1M endpoints each later restart is a full sync),
 #      STOP_AFTER=memory (phases 0-1: sync and the memory rows, about 1 minute),
+#      LISTS=1 (one more memory row: every service's list asked once, what the kept JSON costs),
 #      PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
 #      PERF=1 (perf record the agent during the sync and the restart), CC,
 #      SCOUT (default build/scout), SCOUT_LUA_DIR (default lua/ of this tree),

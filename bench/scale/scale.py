@@ -66,7 +66,8 @@ Memory (issue 14): before the populate, an agent on the same policy with none of
 (MEM_EMPTY=1, the default) gives the services' own cost; after the sync (phase 1), bytes per
 endpoint: VmRSS, malloc's [heap], LuaJIT's count (scout_lua_memory_bytes), each over
 SERVICES x ENDPOINTS, against rawsync's VmHWM at the same size, and with the services' cost
-taken out.
+taken out. LISTS=1: then every service's list is asked once and the growth per endpoint printed
+(what a list keeps: each endpoint's JSON and the service's joined list for its index).
 
 Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (unset: the agent's default, 1 per 2,000
      services), SESSION_TIMEOUT_MS (10000), CHANGES (100), MEM_EMPTY (1), STOP_AFTER (unset; "reconnect": phases 0-4; "memory": 0-1), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
@@ -271,7 +272,23 @@ def main():
                  % (arena_kb / 1024, rss_sync / 1024)))
     if perf_note:
         notes.append(perf_note)
-    rows.extend(memory_rows(memory_probe(a), mem_empty, raw["hwm_kb"]))
+    mem = memory_probe(a)
+    rows.extend(memory_rows(mem, mem_empty, raw["hwm_kb"]))
+    if os.environ.get("LISTS") == "1":
+        # what a list asked once keeps: each endpoint's JSON (endpoint.c) and the service's
+        # joined list for its index (service.c), until the endpoint or the index changes
+        for k in range(SERVICES):
+            st, _, _ = a.get("/v1/services/svc-%05d" % k)
+            if st != 200:
+                fail("GET /v1/services/svc-%05d: %d" % (k, st))
+                break
+        time.sleep(3)
+        after = memory_probe(a)
+        n = float(SERVICES * ENDPOINTS)
+        rows.append(("  after every service's list asked once (LISTS=1)",
+                     "%.1f MB RSS, [heap] %.1f MB" % (after["rss"] / 1024.0, after["heap"] / 1024.0), "",
+                     "+%.0f B per endpoint RSS, +%.0f B [heap]" % ((after["rss"] - mem["rss"]) * 1024.0 / n,
+                                                                   (after["heap"] - mem["heap"]) * 1024.0 / n)))
     if os.environ.get("STOP_AFTER") == "memory":     # phases 0-1 only: the memory rows
         wa = warnings_of(a)
         a.stop()

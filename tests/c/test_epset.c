@@ -109,12 +109,11 @@ test_json_follows(void)
 }
 
 /* The object as endpoint.c once built it for every endpoint: a fresh
- * jansson tree, dumped. */
-static char *
-fresh_json(const scout_endpoint_t *ep)
+ * jansson tree. */
+static json_t *
+fresh_tree(const scout_endpoint_t *ep)
 {
     json_t *o = json_object(), *meta = json_object();
-    char *out;
 
     for (int j = 0; j < ep->nmeta; j++)
         json_object_set_new(meta, ep->meta[j].key,
@@ -126,7 +125,16 @@ fresh_json(const scout_endpoint_t *ep)
     json_object_set_new(o, "status", json_string(ep->status));
     json_object_set_new(o, "zxid", json_integer(ep->zxid));
     json_object_set_new(o, "meta", meta);
-    out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    return o;
+}
+
+/* ... and its dump. */
+static char *
+fresh_json(const scout_endpoint_t *ep)
+{
+    json_t *o = fresh_tree(ep);
+    char *out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
     json_decref(o);
     return out;
 }
@@ -210,6 +218,177 @@ test_json_as_fresh_tree(void)
           with_meta, refused);
 }
 
+/* An endpoint made from (id, data) alone: the same pair makes the same
+ * endpoint, so the set and the model below each hold their own copy.  Data
+ * picks plain or escaped strings, a byte that is not UTF-8 now and then
+ * (jansson refuses it: the key is left out, as a fresh tree leaves it),
+ * meta or none, and objects past endpoint.c's 1 KB stack buffer. */
+static scout_endpoint_t *
+gen_ep(const char *id, unsigned data)
+{
+    unsigned seed = data;
+    char *host = rnd_str(&seed, data % 37 == 3);
+    int nmeta = data % 4 == 0 ? 0 : rand_r(&seed) % (data % 13 == 1 ? 40 : 4);
+    scout_endpoint_t *ep = mk_ep(id, host, 1 + rand_r(&seed) % 65535,
+                                 data % 7 == 0 ? 0 : rand_r(&seed),
+                                 data % 2 ? "up" : "drain",
+                                 (int64_t)rand_r(&seed) << 20 | data, 0);
+
+    free(host);
+    ep->nmeta = nmeta;
+    ep->meta = nmeta ? calloc((size_t)nmeta, sizeof(*ep->meta)) : NULL;
+    for (int j = 0; j < nmeta; j++) {
+        char key[16];
+
+        snprintf(key, sizeof(key), "k%02d", j);
+        ep->meta[j].key = strdup(key);
+        ep->meta[j].value = rnd_str(&seed, data % 41 == 5 && j == 1);
+    }
+    return ep;
+}
+
+#define PROP_IDS 24
+
+static const scout_endpoint_t *prop_model[PROP_IDS];
+
+static int
+by_model_id(const void *a, const void *b)
+{
+    return strcmp(prop_model[*(const int *)a]->id,
+                  prop_model[*(const int *)b]->id);
+}
+
+/* What the API answered before endpoints kept their JSON: jansson's dump of
+ * one array of fresh trees, the model's endpoints in id order. */
+static char *
+fresh_list(void)
+{
+    int order[PROP_IDS], n = 0;
+    json_t *a = json_array();
+    char *out;
+
+    for (int k = 0; k < PROP_IDS; k++)
+        if (prop_model[k] != NULL)
+            order[n++] = k;
+    qsort(order, (size_t)n, sizeof(*order), by_model_id);
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, fresh_tree(prop_model[order[i]]));
+    out = json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(a);
+    return out;
+}
+
+/* Random sequences of changes -- new ids, the same id put again with other
+ * data (meta then none, longer, refused bytes), deletes of present and
+ * absent ids -- with the list asked after some of them and not others, the
+ * way the service asks (scout_epset_json_take) and the way a reader of the
+ * set does (scout_epset_json): every list is byte for byte jansson's dump
+ * of the whole array, so no endpoint's kept JSON outlives its data.  And
+ * the keeping is real: an endpoint no change touched keeps the JSON it had
+ * at the last list (a list renders only what a change brought), and a
+ * plain read's list (scout_epset_json_take_once) keeps none it made. */
+static void
+test_json_list_property(void)
+{
+    static const char *prefix[] = {
+        "ep", "a\"q", "b\\s", "c\xc3\xbc", "d\x01", "e\xff", "10.0.0.1:",
+    };
+    unsigned seed = 11;
+    int differ = 0, asked = 0, kept = 0, rekept = 0, once_kept = 0;
+
+    for (int round = 0; round < 40; round++) {
+        scout_epset_t set;
+        char ids[PROP_IDS][32];
+        const char *seen[PROP_IDS];   /* a kept JSON, at the last list */
+
+        scout_epset_init(&set);
+        for (int k = 0; k < PROP_IDS; k++) {
+            snprintf(ids[k], sizeof(ids[k]), "%s-%d",
+                     prefix[k % (int)(sizeof(prefix) / sizeof(*prefix))], k);
+            prop_model[k] = NULL;
+            seen[k] = NULL;
+        }
+        for (int step = 0; step < 150; step++) {
+            int k = rand_r(&seed) % PROP_IDS, op = rand_r(&seed) % 8;
+
+            if (op < 5) {
+                unsigned data = (unsigned)rand_r(&seed);
+
+                scout_endpoint_free((scout_endpoint_t *)prop_model[k]);
+                prop_model[k] = gen_ep(ids[k], data);
+                CHECK(scout_epset_put(&set, gen_ep(ids[k], data))
+                      == SCOUT_OK);
+                seen[k] = NULL;
+            } else if (op < 7) {
+                scout_endpoint_free((scout_endpoint_t *)prop_model[k]);
+                prop_model[k] = NULL;
+                scout_epset_del(&set, ids[k]);
+                seen[k] = NULL;
+            }
+            if (rand_r(&seed) % 3 == 0) {
+                char *want = fresh_list(), *taken = NULL;
+                const char *got;
+                size_t len = 0;
+
+                int mode = rand_r(&seed) % 3, had[PROP_IDS];
+
+                asked++;
+                for (int j = 0; j < PROP_IDS; j++) {
+                    const scout_endpoint_t *ep =
+                        scout_epset_find(&set, ids[j]);
+
+                    had[j] = ep != NULL && ep->json != NULL;
+                }
+                if (mode == 0)
+                    got = taken = scout_epset_json_take(&set, &len);
+                else if (mode == 1)
+                    got = taken = scout_epset_json_take_once(&set, &len);
+                else
+                    got = scout_epset_json(&set, &len);
+                if (got == NULL || len != strlen(want)
+                    || memcmp(got, want, len) != 0) {
+                    if (differ++ < 2)
+                        fprintf(stderr, "round %d step %d:\n got  %s\n "
+                                "want %s\n", round, step,
+                                got ? got : "NULL", want);
+                }
+                free(want);
+                free(taken);
+                for (int j = 0; j < PROP_IDS; j++) {
+                    const scout_endpoint_t *ep =
+                        scout_epset_find(&set, ids[j]);
+
+                    if (ep == NULL)
+                        continue;
+                    /* a plain read keeps no JSON it made, and the JSON
+                     * made before it stays */
+                    if (mode == 1 && ep->json != NULL && !had[j])
+                        once_kept++;
+                    if (mode != 1 && ep->json == NULL)
+                        once_kept++;
+                    if (seen[j] != NULL) {
+                        rekept++;
+                        kept += ep->json == seen[j];
+                    }
+                    seen[j] = ep->json;
+                }
+            }
+        }
+        scout_epset_free(&set);
+        for (int k = 0; k < PROP_IDS; k++) {
+            scout_endpoint_free((scout_endpoint_t *)prop_model[k]);
+            prop_model[k] = NULL;
+        }
+    }
+    CHECK(differ == 0, "%d of %d lists differ", differ, asked);
+    CHECK(asked > 1500 && rekept > 10000, "%d lists, %d untouched endpoints",
+          asked, rekept);
+    CHECK(kept == rekept, "%d of %d untouched endpoints rendered again",
+          rekept - kept, rekept);
+    CHECK(once_kept == 0, "%d endpoints' JSON kept by a plain read, or not "
+          "kept by a blocking query's", once_kept);
+}
+
 /* A reader of sorted input appends without lookups; a put after it still
  * lands in its place. */
 static void
@@ -234,6 +413,7 @@ main(void)
     RUN(test_put_replace_del());
     RUN(test_json_follows());
     RUN(test_json_as_fresh_tree());
+    RUN(test_json_list_property());
     RUN(test_append());
     return test_summary();
 }

@@ -70,7 +70,7 @@ class Wire(unittest.TestCase):
         self.assertEqual(self.scout.health()[0], 200)
 
     def test_the_heads_bytes_are_pinned(self):
-        # The head is written by one snprintf per answer (http.c out_response): these bytes, in this order,
+        # The head is written by http_head.c for every answer (http.c out_response): these bytes, in this order,
         # for an answer with a body (its length), a HEAD (the length, no body) and a 1.0 client's keep-alive.
         import re
         s, f = self.connect()
