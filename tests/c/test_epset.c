@@ -163,6 +163,22 @@ rnd_str(unsigned *seed, int bad)
     return s;
 }
 
+/* nmeta keys k00.. with random values; the second one a byte that is not
+ * UTF-8 when bad (jansson refuses it) */
+static void
+random_meta(scout_endpoint_t *ep, int nmeta, unsigned *seed, int bad)
+{
+    ep->nmeta = nmeta;
+    ep->meta = nmeta ? calloc((size_t)nmeta, sizeof(*ep->meta)) : NULL;
+    for (int j = 0; j < nmeta; j++) {
+        char key[16];
+
+        snprintf(key, sizeof(key), "k%02d", j);
+        ep->meta[j].key = strdup(key);
+        ep->meta[j].value = rnd_str(seed, bad && j == 1);
+    }
+}
+
 /* Endpoints one after another, meta and none and more and fewer, strings
  * jansson escapes or refuses: each one's JSON is the fresh tree's, byte
  * for byte, so nothing of the endpoint before it stays in the reused
@@ -185,15 +201,7 @@ test_json_as_fresh_tree(void)
         ep = mk_ep(id, host, 1 + rand_r(&seed) % 65535,
                    i % 11 == 0 ? 0 : rand_r(&seed), i % 2 ? "up" : "drain",
                    (int64_t)rand_r(&seed) << 24 | i, 0);
-        ep->nmeta = nmeta;
-        ep->meta = nmeta ? calloc((size_t)nmeta, sizeof(*ep->meta)) : NULL;
-        for (int j = 0; j < nmeta; j++) {
-            char key[16];
-
-            snprintf(key, sizeof(key), "k%02d", j);
-            ep->meta[j].key = strdup(key);
-            ep->meta[j].value = rnd_str(&seed, i % 89 == 7 && j == 1);
-        }
+        random_meta(ep, nmeta, &seed, i % 89 == 7);
         with_meta += nmeta > 0;
         refused += i % 97 == 5 || (i % 89 == 7 && nmeta > 1);
         want = fresh_json(ep);
@@ -235,15 +243,7 @@ gen_ep(const char *id, unsigned data)
                                  (int64_t)rand_r(&seed) << 20 | data, 0);
 
     free(host);
-    ep->nmeta = nmeta;
-    ep->meta = nmeta ? calloc((size_t)nmeta, sizeof(*ep->meta)) : NULL;
-    for (int j = 0; j < nmeta; j++) {
-        char key[16];
-
-        snprintf(key, sizeof(key), "k%02d", j);
-        ep->meta[j].key = strdup(key);
-        ep->meta[j].value = rnd_str(&seed, data % 41 == 5 && j == 1);
-    }
+    random_meta(ep, nmeta, &seed, data % 41 == 5);
     return ep;
 }
 
