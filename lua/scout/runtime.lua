@@ -325,26 +325,23 @@ local function judge(j, name)
     elseif old ~= ep and not same(old, ep, data_read_of(j, name)) then
       to = false                -- a new version with the same content: the API's zxid follows it
     elseif old ~= ep then
-      local quiet = j[15] or {} -- same content re-read (a restart, a reload): nothing to publish
-      j[15] = quiet
-      quiet[#quiet + 1] = ep
+      local quiet = j[15]       -- same content re-read (a restart, a reload): nothing to publish
+      if quiet then quiet[#quiet + 1] = ep else j[15] = { ep } end
       return
     else
       return
     end
-    local up = j[10] or {}
-    j[10] = up
-    up[#up + 1] = ep
+    -- a list's first name makes it with its one slot ({} then [1] = grew an empty table: a rehash each)
+    local up = j[10]
+    if up then up[#up + 1] = ep else j[10] = { ep } end
     if to then
-      local list = j[to] or {}
-      j[to] = list
-      list[#list + 1] = ep
+      local list = j[to]
+      if list then list[#list + 1] = ep else j[to] = { ep } end
     end
   elseif old then
-    local gone_ids, gone = j[11] or {}, j[13] or {}
-    j[11], j[13] = gone_ids, gone
-    gone_ids[#gone_ids + 1] = name
-    gone[#gone + 1] = old
+    local gone_ids, gone = j[11], j[13]
+    if gone_ids then gone_ids[#gone_ids + 1] = name else j[11] = { name } end
+    if gone then gone[#gone + 1] = old else j[13] = { old } end
   end
 end
 
