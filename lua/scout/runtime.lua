@@ -350,6 +350,7 @@ end
 -- budget stopped it: judged against what C publishes (scout.keep), or what it committed would never reach C.
 function M.update(i, removed, changed, more, untaken)
   local s = services[i]
+  local nrm, nch = #removed, #changed   -- (each # is a call out of the interpreter: read once)
   if untaken then store.resync(s, i) end
   -- a frozen service's change: only the tables of the names it touches come back from C (scout.keep; _i in the
   -- hooks' view then says the whole set is C's)
@@ -358,14 +359,14 @@ function M.update(i, removed, changed, more, untaken)
   local part = children ~= nil
   if not part then
     thaw(s, i)
-    if #changed > 4 and not s.src and next(s.children) == nil and next(s.published) == nil then
+    if nch > 4 and not s.src and next(s.children) == nil and next(s.published) == nil then
       -- a first listing (a sync): sized once for it instead of rehashed at every power of 2 as it fills
-      s.children, s.published = new_table(0, #changed), new_table(0, #changed)
+      s.children, s.published = new_table(0, nch), new_table(0, nch)
     end
     children, published = s.children, s.published
   end
 
-  for k = 1, #removed do
+  for k = 1, nrm do
     children[removed[k]] = nil
     if s.rejected then s.rejected[removed[k]] = nil end
   end
@@ -374,7 +375,7 @@ function M.update(i, removed, changed, more, untaken)
   -- built: endpoint table -> its place among those the check built (policy.c's publish takes them as they are)
   local build, built = builder and not (s.filter or s.on_change or s.on_protect or s.src)
     and store.is_builtin(s.codec), nil
-  for k = 1, #changed do
+  for k = 1, nch do
     local c = changed[k]
     local name = c[1]
     local ok, ep, err = pcall(decode, name, c[2], options)
@@ -391,7 +392,7 @@ function M.update(i, removed, changed, more, untaken)
         if build then
           local at
           refused, at = builder(ep)
-          if at then built = built or new_table(0, #changed); built[ep] = at end
+          if at then built = built or new_table(0, nch); built[ep] = at end
         else refused = boundary(ep) end
         why = refused
       end
@@ -447,7 +448,7 @@ function M.update(i, removed, changed, more, untaken)
   end
   local j = { s, children, published, src or false, notes or false, filter or false, which or false,
               which_note or false, changed, false, false, false, false, false, false, 0, now_ms(), false }
-  local seen = new_table(0, #removed + #changed)   -- sized once: a sync's batch would rehash it at every power of 2
+  local seen = new_table(0, nrm + nch)   -- sized once: a sync's batch would rehash it at every power of 2
   if rejudge then
     -- a source changed: its rules may concern any endpoint, so every child is judged again (and any published
     -- one, in case its child went while the rules changed)
@@ -463,11 +464,11 @@ function M.update(i, removed, changed, more, untaken)
       if children[id] == nil then seen[id] = true; judge(j, id) end
     end
   end
-  for k = 1, #removed do
+  for k = 1, nrm do
     local name = removed[k]
     if not seen[name] then seen[name] = true; judge(j, name) end
   end
-  for k = 1, #changed do
+  for k = 1, nch do
     local name = changed[k][1]
     if not seen[name] then seen[name] = true; judge(j, name) end
   end
@@ -493,7 +494,8 @@ function M.update(i, removed, changed, more, untaken)
   local hook_errors = j[16]
   local up, gone_ids, added, gone = j[10] or EMPTY, j[11] or EMPTY, j[12] or EMPTY, j[13] or EMPTY
   local changed_eps, quiet = j[14] or EMPTY, j[15] or EMPTY
-  local new_count = s.count + #added - #gone
+  local nadded, ngone, nchanged = #added, #gone, #changed_eps
+  local new_count = s.count + nadded - ngone
   -- the view hooks see: only when one may be called (on_change, or on_protect once protection is past its early
   -- "no drop" return; without on_protect, protection never hands the view to anyone)
   local svc
@@ -504,10 +506,12 @@ function M.update(i, removed, changed, more, untaken)
   if retry then
     return {}, {}, nerr, hook_errors, retry
   end
-  if s.on_change and #added + #gone + #changed_eps > 0 then
-    sort(added, by_id)
-    sort(gone, by_id)
-    sort(changed_eps, by_id)
+  local diff = nadded + ngone + nchanged > 0
+  if s.on_change and diff then
+    -- (a list of one is in order: a change's lists are, and sort is a call into C each)
+    if nadded > 1 then sort(added, by_id) end
+    if ngone > 1 then sort(gone, by_id) end
+    if nchanged > 1 then sort(changed_eps, by_id) end
     -- the hook's diff: lists of its own, which it may keep or change
     local ok, err = pcall(s.on_change, svc, { added = j[12] or {}, removed = j[13] or {}, changed = j[14] or {} })
     if not ok then
@@ -516,8 +520,9 @@ function M.update(i, removed, changed, more, untaken)
     end
   end
   -- Only now: if anything above was stopped, the next call judges the same batch against the same state.
-  for k = 1, #gone_ids do published[gone_ids[k]] = nil end
-  for k = 1, #up do published[up[k].id] = up[k] end
+  local nup, ngone_ids = #up, #gone_ids
+  for k = 1, ngone_ids do published[gone_ids[k]] = nil end
+  for k = 1, nup do published[up[k].id] = up[k] end
   for k = 1, #quiet do published[quiet[k].id] = quiet[k] end
   s.count = new_count
   if s.seeded then s.seeded = nil end   -- (a nil stored under a missing key still takes a slot)
@@ -526,11 +531,11 @@ function M.update(i, removed, changed, more, untaken)
     s.router, s.route_list = nil, nil   -- rebuilt with the sources' routes on the next pick or settings
     s.version = s.version + 1
   end
-  if src and #up + #gone_ids > 0 then src:observe(published) end
+  if src and nup + ngone_ids > 0 then src:observe(published) end
   if src then s.which, s.which_note = which, which_note end
-  if #up + #gone_ids > 0 then s.version = s.version + 1 end
-  if #added + #gone + #changed_eps > 0 and log_enabled(LOG_DEBUG) then
-    log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, #added, #gone, #changed_eps))
+  if nup + ngone_ids > 0 then s.version = s.version + 1 end
+  if diff and log_enabled(LOG_DEBUG) then
+    log(LOG_DEBUG, format("service \"%s\": +%d -%d ~%d", s.name, nadded, ngone, nchanged))
   end
   local codec = s.codec
   local reweigh = codec.warmup_until and codec.effective_weight and ramp.next(s, up, gone_ids, wall_ms()) or nil
