@@ -355,28 +355,38 @@ scout_endpoint_stash_free(scout_endpoint_stash_t *st)
     st->cap = 0;
 }
 
-void
-scout_endpoint_push_lua(lua_State *L, const scout_endpoint_t *ep,
-                        int empty_meta)
+/* ep's table, its fixed fields stored under the names kept in the keys
+ * table at absolute index keys: lua_setfield would intern each C name
+ * again (a hash and a lookup) and go through the metamethod path, for
+ * seven fields an endpoint.  A change's removed endpoint is made so for
+ * the hooks' diff, and a thaw makes a whole set. */
+static void
+push_with_keys(lua_State *L, const scout_endpoint_t *ep, int empty_meta,
+               int keys)
 {
-    if (empty_meta < 0)
-        empty_meta = lua_gettop(L) + empty_meta + 1;
     lua_createtable(L, 0, 7);
+    lua_rawgeti(L, keys, K_ID);
     lua_pushstring(L, ep->id);
-    lua_setfield(L, -2, "id");
+    lua_rawset(L, -3);
+    lua_rawgeti(L, keys, K_HOST);
     lua_pushstring(L, ep->host);
-    lua_setfield(L, -2, "host");
+    lua_rawset(L, -3);
+    lua_rawgeti(L, keys, K_PORT);
     lua_pushinteger(L, ep->port);
-    lua_setfield(L, -2, "port");
+    lua_rawset(L, -3);
+    lua_rawgeti(L, keys, K_WEIGHT);
     lua_pushinteger(L, ep->weight);
-    lua_setfield(L, -2, "weight");
+    lua_rawset(L, -3);
+    lua_rawgeti(L, keys, K_STATUS);
     lua_pushstring(L, ep->status);
-    lua_setfield(L, -2, "status");
+    lua_rawset(L, -3);
+    lua_rawgeti(L, keys, K_ZXID);
     lua_pushnumber(L, (lua_Number)ep->zxid);
-    lua_setfield(L, -2, "zxid");
+    lua_rawset(L, -3);
+    lua_rawgeti(L, keys, K_META);
     if (ep->nmeta == 0 && empty_meta != 0) {
         lua_pushvalue(L, empty_meta);
-        lua_setfield(L, -2, "meta");
+        lua_rawset(L, -3);
         return;
     }
     lua_createtable(L, 0, ep->nmeta);
@@ -384,17 +394,33 @@ scout_endpoint_push_lua(lua_State *L, const scout_endpoint_t *ep,
         lua_pushstring(L, ep->meta[j].value);
         lua_setfield(L, -2, ep->meta[j].key);
     }
-    lua_setfield(L, -2, "meta");
+    lua_rawset(L, -3);
+}
+
+void
+scout_endpoint_push_lua(lua_State *L, const scout_endpoint_t *ep,
+                        int empty_meta)
+{
+    if (empty_meta < 0)
+        empty_meta = lua_gettop(L) + empty_meta + 1;
+    scout_endpoint_lua_keys(L);
+    push_with_keys(L, ep, empty_meta, lua_gettop(L));
+    lua_remove(L, -2);
 }
 
 void
 scout_epset_push_lua(lua_State *L, const scout_epset_t *eps, int empty_meta)
 {
+    int keys;
+
     if (empty_meta < 0)
         empty_meta = lua_gettop(L) + empty_meta + 1;
+    scout_endpoint_lua_keys(L);
+    keys = lua_gettop(L);
     lua_createtable(L, 0, (int)eps->n);
     for (unsigned i = 0; i < eps->n; i++) {
-        scout_endpoint_push_lua(L, eps->eps[i], empty_meta);
+        push_with_keys(L, eps->eps[i], empty_meta, keys);
         lua_setfield(L, -2, eps->eps[i]->id);
     }
+    lua_remove(L, keys);
 }

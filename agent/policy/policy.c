@@ -230,6 +230,7 @@ scout_policy_new(const char *lua_dir, char *err)
     }
     p->runtime_ref = LUA_NOREF;
     p->changed_ref = LUA_NOREF;
+    p->update_ref = LUA_NOREF;
     p->budget_ms = 50;
     if ((p->load_budget_ms = load_budget_env()) < 0) {
         snprintf(err, SCOUT_ERR_LEN, "SCOUT_LOAD_BUDGET=%s: want a duration "
@@ -290,6 +291,8 @@ scout_policy_new(const char *lua_dir, char *err)
                  dir, lua_tostring(p->L, -1));
         goto fail;
     }
+    lua_getfield(p->L, -1, "update");
+    p->update_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
     p->runtime_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
     /* scout's library runs compiled; the runtime has hardened the VM so
      * that everything an operator writes stays interpreted, where budgets

@@ -39,6 +39,10 @@ struct scout_policy_s {
     /* the update's list of changed children and the tables it holds, kept
      * in the registry and refilled at each update (push_changes_reused) */
     int               changed_ref;
+    /* runtime.update itself, taken once when the runtime is loaded: a
+     * change's call found it by name (lua_getfield interns "update" and
+     * looks it up at every call) */
+    int               update_ref;
     /* untaken[svc]: the C side did not take that service's last update
      * (policy_update.c) */
     unsigned char    *untaken;

@@ -179,7 +179,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     int whole = cache->dirty == NULL;
 
     memset(out, 0, sizeof(*out));
-    scout_policy_push_fn(p, "update");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->update_ref);
     lua_pushinteger(L, svc + 1);
     n = push_changes_reused(p, cache);
     /* more reads of this path are coming (children waiting for a read
