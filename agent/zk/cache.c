@@ -452,6 +452,9 @@ search_new(scout_cache_t *c, const struct String_vector *names, int32_t n,
     }
 }
 
+/* Lists and arrays up to this many have their scratch on the stack. */
+#define FEW 256
+
 int
 scout_cache_apply_children(scout_cache_t *c,
                            const struct String_vector *names,
@@ -462,7 +465,9 @@ scout_cache_apply_children(scout_cache_t *c,
     scout_child_t *child, **fresh = NULL;
     int32_t *order = NULL, n = names->count > 0 ? names->count : 0;
     unsigned char *isnew = NULL, *seen = NULL;
-    uint32_t *listed = NULL, *remap = NULL, remap_few[256];
+    uint32_t *listed = NULL, *remap = NULL, remap_few[FEW];
+    int32_t order_few[FEW];
+    unsigned char isnew_few[FEW], seen_few[FEW];
     unsigned nfresh = 0, nkids = c->nkids;
     int search = c->nkids <= scout_cache_search_max;
     size_t len;
@@ -471,19 +476,30 @@ scout_cache_apply_children(scout_cache_t *c,
     if (c->have_list && stat->pzxid < c->pzxid)
         return SCOUT_AGAIN;
     /* a small service's: this list's positions (kept), and where the
-     * array's children move when it is compacted or merged (remap) */
-    if ((n > 0 && ((order = malloc((size_t)n * sizeof(*order))) == NULL
-                   || (isnew = calloc((size_t)n, 1)) == NULL))
-        || (c->nkids > 0 && (seen = calloc(c->nkids, 1)) == NULL)
+     * array's children move when it is compacted or merged (remap).  The
+     * scratch arrays of a list and an array of up to FEW are on the stack
+     * (a change of a 50-child service made and freed three) */
+    if (n > 0 && n <= FEW) {
+        order = order_few;
+        isnew = memset(isnew_few, 0, (size_t)n);
+    }
+    if (nkids > 0 && nkids <= FEW)
+        seen = memset(seen_few, 0, nkids);
+    if ((n > FEW && ((order = malloc((size_t)n * sizeof(*order))) == NULL
+                     || (isnew = calloc((size_t)n, 1)) == NULL))
+        || (nkids > FEW && (seen = calloc(nkids, 1)) == NULL)
         || (search && n > 0
             && (listed = malloc((size_t)n * sizeof(*listed))) == NULL)
         || (search && nkids > 0
-            && (remap = nkids <= 256 ? remap_few
+            && (remap = nkids <= FEW ? remap_few
                                      : malloc(nkids * sizeof(*remap)))
                == NULL)) {
-        free(order);
-        free(isnew);
-        free(seen);
+        if (order != order_few)
+            free(order);
+        if (isnew != isnew_few)
+            free(isnew);
+        if (seen != seen_few)
+            free(seen);
         free(listed);
         return SCOUT_ERROR;     /* nothing taken: the next list brings it */
     }
@@ -502,7 +518,8 @@ scout_cache_apply_children(scout_cache_t *c,
             (*changed)++;
         }
     }
-    free(seen);
+    if (seen != seen_few)
+        free(seen);
     for (int32_t i = 0; i < n; i++) {
         const char *name = names->data[i];
 
@@ -524,8 +541,10 @@ scout_cache_apply_children(scout_cache_t *c,
     }
     /* in the list's order, before they are sorted: their reads go out so */
     ask_needs_data(c, fresh, nfresh, needs_data, ud);
-    free(order);
-    free(isnew);
+    if (order != order_few)
+        free(order);
+    if (isnew != isnew_few)
+        free(isnew);
     if (nfresh > 1)
         qsort(fresh, nfresh, sizeof(*fresh), child_cmp);
     for (unsigned j = 0; remap != NULL && j < nkids; j++)
