@@ -111,18 +111,16 @@ function M.thaw_part(s, i, removed, changed)
   return children, published
 end
 
--- One name's entry in rest after the update: the child when it is not the published endpoint, false when an
--- endpoint is published with no child, nil otherwise.
-local function rest_of(children, published, name)
-  local v, p = children[name], published[name]
-  if v ~= nil and v ~= p then return v end
-  if v == nil and p ~= nil then return false end
-  return nil
-end
-
 -- One name re-decided: rest copied at the first that changes it (replaced in one step, never changed in place).
+-- Its entry in rest after the update: the child when it is not the published endpoint, false when an endpoint is
+-- published with no child, nil otherwise.
 local function redo(old, rest, children, published, name)
-  local r = rest_of(children, published, name)
+  local r, p = children[name], published[name]
+  if r == nil then
+    if p ~= nil then r = false end
+  elseif r == p then
+    r = nil
+  end
   if r == (rest or old)[name] then return rest end
   if not rest then
     rest = {}
@@ -185,7 +183,7 @@ end
 -- The partial thaw and freeze serve only a change (never a sync's batches): interpreted, as runtime.update's copy
 -- for changes is (runtime.lua says why).
 if jit then
-  for _, fn in pairs({ M.thaw_part, hold, M.freeze_part, redo, rest_of, M.opened, settle }) do jit.off(fn) end
+  for _, fn in pairs({ M.thaw_part, hold, M.freeze_part, redo, M.opened, settle }) do jit.off(fn) end
 end
 
 return M

@@ -309,7 +309,7 @@ local function judge(j, name)
     end
     keep = v
   end
-  if type(ep) ~= "string" or QUIET[ep] then set_failing(s, name, nil) end
+  if s.failing and (type(ep) ~= "string" or QUIET[ep]) then set_failing(s, name, nil) end
   if up_ and not keep then
     local f = s.filtered or {}
     s.filtered, f[name] = f, true
