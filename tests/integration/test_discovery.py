@@ -284,6 +284,24 @@ class Discovery(ZkCase):
             self.assertEqual(int(h["X-Scout-Index"]), int(s.endpoints("s2")[1]["X-Scout-Index"]))
             self.assertEqual(sorted(e["id"] for e in json.loads(body)), ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:4"])
         self.assertEqual(s.metrics()["scout_http_parked_queries"], 12)
+        # and once more: the waiter of the query that was dropped (unlinked from the middle of its list) is
+        # handed out again, last, so it heads s2's list
+        index["s2"] = int(s.endpoints("s2")[1]["X-Scout-Index"])
+        again = []
+        for _ in range(3):
+            c = s._conn()
+            c.request("GET", "/v1/services/s2?index=%d&wait=60s" % index["s2"])
+            again.append(c)
+        wait_until(lambda: s.metrics()["scout_http_parked_queries"] == 15, what="s2 parked a third time")
+        self.kz.delete("/t9/s2/127.0.0.1:1")
+        for c in again:
+            r = c.getresponse()
+            status, h, body = r.status, dict(r.getheaders()), r.read()
+            c.close()
+            self.assertEqual(status, 200)
+            self.assertGreater(int(h["X-Scout-Index"]), index["s2"])
+            self.assertEqual(sorted(e["id"] for e in json.loads(body)), ["127.0.0.1:2", "127.0.0.1:4"])
+        self.assertEqual(s.metrics()["scout_http_parked_queries"], 12)
         for c in parked["s4"]:
             c.sock.setblocking(False)
             with self.assertRaises(BlockingIOError, msg="s4's query is still parked"):
