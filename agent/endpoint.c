@@ -393,11 +393,28 @@ scout_epset_find(const scout_epset_t *set, const char *id)
     return i >= 0 ? set->eps[i] : NULL;
 }
 
+/* The joined list is dropped; the edit is noted when it is the first
+ * since a list handed over for a blocking query (endpoint.h). */
+static void
+stale_edit(scout_epset_t *set, unsigned op, unsigned at, uint32_t gone)
+{
+    if (set->json != NULL) {
+        free(set->json);
+        set->json = NULL;
+        set->edit.op = SCOUT_EPSET_NO_BASE;
+    } else if (set->edit.op == SCOUT_EPSET_BASE && at < (1u << 29)) {
+        set->edit.op = op;
+        set->edit.at = at;
+        set->edit.gone = gone;
+    } else {
+        set->edit.op = SCOUT_EPSET_NO_BASE;
+    }
+}
+
 static void
 stale(scout_epset_t *set)
 {
-    free(set->json);
-    set->json = NULL;
+    stale_edit(set, SCOUT_EPSET_NO_BASE, 0, 0);
 }
 
 void
@@ -407,11 +424,11 @@ scout_epset_del(scout_epset_t *set, const char *id)
 
     if (i < 0)
         return;
+    stale_edit(set, SCOUT_EPSET_DELETED, (unsigned)i, set->eps[i]->json_len);
     scout_endpoint_free(set->eps[i]);
     set->n--;
     memmove(&set->eps[i], &set->eps[i + 1],
             (set->n - (unsigned)i) * sizeof(*set->eps));
-    stale(set);
 }
 
 unsigned
@@ -461,6 +478,8 @@ scout_epset_put(scout_epset_t *set, scout_endpoint_t *ep)
     long i = epset_search(set, ep->id);
 
     if (i >= 0) {
+        stale_edit(set, SCOUT_EPSET_REPLACED, (unsigned)i,
+                   set->eps[i]->json_len);
         scout_endpoint_free(set->eps[i]);
         set->eps[i] = ep;
     } else {
@@ -473,8 +492,8 @@ scout_epset_put(scout_epset_t *set, scout_endpoint_t *ep)
                 (set->n - (unsigned)i) * sizeof(*set->eps));
         set->eps[i] = ep;
         set->n++;
+        stale_edit(set, SCOUT_EPSET_INSERTED, (unsigned)i, 0);
     }
-    stale(set);
     return SCOUT_OK;
 }
 
@@ -486,6 +505,6 @@ scout_epset_append(scout_epset_t *set, scout_endpoint_t *ep)
         return SCOUT_ERROR;
     }
     set->eps[set->n++] = ep;
-    stale(set);
+    stale_edit(set, SCOUT_EPSET_INSERTED, set->n - 1, 0);
     return SCOUT_OK;
 }

@@ -319,6 +319,9 @@ test_json_list_property(void)
     };
     unsigned seed = 11;
     int differ = 0, asked = 0, kept = 0, rekept = 0, once_kept = 0;
+    int spliceable = 0;
+    char *base = NULL;       /* the last list a blocking query kept */
+    size_t base_len = 0;
 
     for (int round = 0; round < 40; round++) {
         scout_epset_t set;
@@ -349,12 +352,14 @@ test_json_list_property(void)
                 scout_epset_del(&set, ids[k]);
                 seen[k] = NULL;
             }
-            if (rand_r(&seed) % 3 == 0) {
+            /* odd rounds ask after every step, as a blocking consumer
+             * does (one change between lists) */
+            if (round % 2 == 1 || rand_r(&seed) % 3 == 0) {
                 char *want = fresh_list(), *taken = NULL;
                 const char *got;
                 size_t len = 0;
 
-                int mode = rand_r(&seed) % 3, had[PROP_IDS];
+                int mode = rand_r(&seed) % 4, had[PROP_IDS];
 
                 asked++;
                 for (int j = 0; j < PROP_IDS; j++) {
@@ -363,7 +368,16 @@ test_json_list_property(void)
 
                     had[j] = ep != NULL && ep->json != NULL;
                 }
-                if (mode == 0)
+                if (mode == 3) {
+                    /* the service's way for a blocking query: from the
+                     * last list it kept, whatever came between (a plain
+                     * read, several changes, none) */
+                    spliceable += base != NULL
+                                  && set.json == NULL
+                                  && set.edit.op != SCOUT_EPSET_NO_BASE;
+                    got = taken = scout_epset_json_take_after(
+                        &set, base, base_len, &len);
+                } else if (mode == 0)
                     got = taken = scout_epset_json_take(&set, &len);
                 else if (mode == 1)
                     got = taken = scout_epset_json_take_once(&set, &len);
@@ -377,7 +391,12 @@ test_json_list_property(void)
                                 got ? got : "NULL", want);
                 }
                 free(want);
-                free(taken);
+                if ((mode == 0 || mode == 3) && taken != NULL) {
+                    free(base);
+                    base = taken;
+                    base_len = len;
+                } else
+                    free(taken);
                 for (int j = 0; j < PROP_IDS; j++) {
                     const scout_endpoint_t *ep =
                         scout_epset_find(&set, ids[j]);
@@ -403,7 +422,10 @@ test_json_list_property(void)
             scout_endpoint_free((scout_endpoint_t *)prop_model[k]);
             prop_model[k] = NULL;
         }
+        /* the next round's set starts with another's list as its base */
     }
+    free(base);
+    CHECK(spliceable > 300, "%d lists made from the last one", spliceable);
     CHECK(differ == 0, "%d of %d lists differ", differ, asked);
     CHECK(asked > 1500 && rekept > 10000, "%d lists, %d untouched endpoints",
           asked, rekept);
