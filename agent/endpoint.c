@@ -1,12 +1,10 @@
 /*
- * endpoint.c -- endpoint sets and their JSON form.  JSON goes through
- * jansson (packaged, well kept, exact string escaping); we never build JSON
- * by hand.  Rendering is O(n log n) and happens at most once per change,
- * and only when a reader asks.
+ * endpoint.c -- endpoints and their sets: one allocation an endpoint, the
+ * rule every endpoint keeps, a set sorted by id.  Their JSON form is
+ * endpoint_json.c's; a change here only drops the set's joined list.
  */
 #include "endpoint.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,11 +393,28 @@ scout_epset_find(const scout_epset_t *set, const char *id)
     return i >= 0 ? set->eps[i] : NULL;
 }
 
+/* The joined list is dropped; the edit is noted when it is the first
+ * since a list handed over for a blocking query (endpoint.h). */
+static void
+stale_edit(scout_epset_t *set, unsigned op, unsigned at, uint32_t gone)
+{
+    if (set->json != NULL) {
+        free(set->json);
+        set->json = NULL;
+        set->edit.op = SCOUT_EPSET_NO_BASE;
+    } else if (set->edit.op == SCOUT_EPSET_BASE && at < (1u << 29)) {
+        set->edit.op = op;
+        set->edit.at = at;
+        set->edit.gone = gone;
+    } else {
+        set->edit.op = SCOUT_EPSET_NO_BASE;
+    }
+}
+
 static void
 stale(scout_epset_t *set)
 {
-    free(set->json);
-    set->json = NULL;
+    stale_edit(set, SCOUT_EPSET_NO_BASE, 0, 0);
 }
 
 void
@@ -409,11 +424,11 @@ scout_epset_del(scout_epset_t *set, const char *id)
 
     if (i < 0)
         return;
+    stale_edit(set, SCOUT_EPSET_DELETED, (unsigned)i, set->eps[i]->json_len);
     scout_endpoint_free(set->eps[i]);
     set->n--;
     memmove(&set->eps[i], &set->eps[i + 1],
             (set->n - (unsigned)i) * sizeof(*set->eps));
-    stale(set);
 }
 
 unsigned
@@ -463,6 +478,8 @@ scout_epset_put(scout_epset_t *set, scout_endpoint_t *ep)
     long i = epset_search(set, ep->id);
 
     if (i >= 0) {
+        stale_edit(set, SCOUT_EPSET_REPLACED, (unsigned)i,
+                   set->eps[i]->json_len);
         scout_endpoint_free(set->eps[i]);
         set->eps[i] = ep;
     } else {
@@ -475,8 +492,8 @@ scout_epset_put(scout_epset_t *set, scout_endpoint_t *ep)
                 (set->n - (unsigned)i) * sizeof(*set->eps));
         set->eps[i] = ep;
         set->n++;
+        stale_edit(set, SCOUT_EPSET_INSERTED, (unsigned)i, 0);
     }
-    stale(set);
     return SCOUT_OK;
 }
 
@@ -488,227 +505,6 @@ scout_epset_append(scout_epset_t *set, scout_endpoint_t *ep)
         return SCOUT_ERROR;
     }
     set->eps[set->n++] = ep;
-    stale(set);
+    stale_edit(set, SCOUT_EPSET_INSERTED, set->n - 1, 0);
     return SCOUT_OK;
-}
-
-static json_t *
-endpoint_json(const scout_endpoint_t *ep)
-{
-    json_t *o = json_object(), *meta = json_object();
-
-    if (o == NULL || meta == NULL) {
-        json_decref(o);
-        json_decref(meta);
-        return NULL;
-    }
-    for (int j = 0; j < ep->nmeta; j++)
-        json_object_set_new(meta, ep->meta[j].key,
-                            json_string(ep->meta[j].value));
-    json_object_set_new(o, "id", json_string(ep->id));
-    json_object_set_new(o, "host", json_string(ep->host));
-    json_object_set_new(o, "port", json_integer(ep->port));
-    json_object_set_new(o, "weight", json_integer(ep->weight));
-    json_object_set_new(o, "status", json_string(ep->status));
-    json_object_set_new(o, "zxid", json_integer(ep->zxid));
-    json_object_set_new(o, "meta", meta);
-    return o;
-}
-
-/* The object an endpoint's JSON is dumped from, made once per thread with
- * endpoint_json's keys in its order and given each endpoint's values in
- * place: a fresh tree per endpoint was half of jansson's work for it (two
- * objects, seven keys hashed and inserted, seven values allocated, all
- * freed again: ~8k of the ~21k instructions a new endpoint's JSON cost,
- * callgrind).  The bytes are the fresh tree's: the same keys in the same
- * order, meta emptied and refilled in the endpoint's order, and any value
- * jansson refuses (a string that is not UTF-8, which the endpoint rule
- * already keeps out) sends the endpoint down the fresh tree's path. */
-typedef struct {
-    json_t *o, *meta, *id, *host, *port, *weight, *status, *zxid;
-} ep_tmpl_t;
-
-static __thread ep_tmpl_t tmpl;
-
-static json_t *
-tmpl_filled(const scout_endpoint_t *ep)
-{
-    ep_tmpl_t *t = &tmpl;
-
-    if (t->o == NULL) {
-        scout_endpoint_t blank = { .id = "", .host = "", .status = "" };
-
-        if ((t->o = endpoint_json(&blank)) == NULL)
-            return NULL;
-        t->id = json_object_get(t->o, "id");
-        t->host = json_object_get(t->o, "host");
-        t->port = json_object_get(t->o, "port");
-        t->weight = json_object_get(t->o, "weight");
-        t->status = json_object_get(t->o, "status");
-        t->zxid = json_object_get(t->o, "zxid");
-        t->meta = json_object_get(t->o, "meta");
-        if (json_object_size(t->o) != 7 || t->id == NULL || t->host == NULL
-            || t->port == NULL || t->weight == NULL || t->status == NULL
-            || t->zxid == NULL || t->meta == NULL) {
-            json_decref(t->o);
-            t->o = NULL;
-            return NULL;
-        }
-    }
-    if (ep->id == NULL || ep->host == NULL || ep->status == NULL
-        || json_string_set(t->id, ep->id) != 0
-        || json_string_set(t->host, ep->host) != 0
-        || json_string_set(t->status, ep->status) != 0)
-        return NULL;
-    json_integer_set(t->port, ep->port);
-    json_integer_set(t->weight, ep->weight);
-    json_integer_set(t->zxid, ep->zxid);
-    if (json_object_size(t->meta) > 0)
-        json_object_clear(t->meta);
-    for (int j = 0; j < ep->nmeta; j++)
-        if (json_object_set_new(t->meta, ep->meta[j].key,
-                                json_string(ep->meta[j].value)) != 0)
-            return NULL;
-    return t->o;
-}
-
-/* The text jansson dumps of o, in a malloc'd copy of its exact size (most
- * fit the stack buffer: no growing buffer, no second copy). */
-static char *
-dumped(const json_t *o, size_t *len)
-{
-    char buf[1024], *out;
-    size_t n = json_dumpb(o, buf, sizeof(buf),
-                          JSON_COMPACT | JSON_PRESERVE_ORDER);
-
-    if (n == 0)
-        return NULL;
-    if (n > sizeof(buf)) {
-        if ((out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)) != NULL)
-            *len = strlen(out);
-        return out;
-    }
-    if ((out = malloc(n + 1)) == NULL)
-        return NULL;
-    memcpy(out, buf, n);
-    out[n] = '\0';
-    *len = n;
-    return out;
-}
-
-/* One endpoint's JSON object, made by jansson once in its life.  Building a
- * jansson tree of the whole set for each index was a quarter of the agent's
- * CPU per change seen by a blocking-query consumer (50 endpoints; perf,
- * bench/propagation): now a change renders only the endpoints it brought. */
-static int
-endpoint_text(scout_endpoint_t *ep)
-{
-    json_t *o;
-    size_t len = 0;
-
-    if (ep->json != NULL)
-        return SCOUT_OK;
-    if ((o = tmpl_filled(ep)) != NULL) {
-        ep->json = dumped(o, &len);
-        if (json_object_size(tmpl.meta) > 0)   /* let the values go */
-            json_object_clear(tmpl.meta);
-    } else {
-        if ((o = endpoint_json(ep)) == NULL)
-            return SCOUT_ERROR;
-        ep->json = dumped(o, &len);
-        json_decref(o);
-    }
-    if (ep->json == NULL)
-        return SCOUT_ERROR;
-    if (len >= SCOUT_ENDPOINT_MAX_JSON) {   /* cannot be: see endpoint.h */
-        free(ep->json);
-        ep->json = NULL;
-        return SCOUT_ERROR;
-    }
-    ep->json_len = (uint32_t)len;
-    return SCOUT_OK;
-}
-
-/* The array is the objects jansson made, joined with "," inside "[...]":
- * byte for byte what json_dumps(JSON_COMPACT) of the array gives.  keep 0:
- * the objects made for this list are freed once it is joined (a list no
- * blocking query asks for again: ~110 bytes an endpoint not held). */
-static const char *
-epset_render(scout_epset_t *set, size_t *len, int keep)
-{
-    size_t total = 2;
-    char *out, *p;
-    unsigned *made = NULL, nmade = 0;
-
-    if (set->json != NULL) {
-        *len = set->json_len;
-        return set->json;
-    }
-    if (!keep && set->n > 0
-        && (made = malloc((size_t)set->n * sizeof(*made))) == NULL)
-        return NULL;
-    for (unsigned i = 0; i < set->n; i++) {
-        if (made != NULL && set->eps[i]->json == NULL)
-            made[nmade++] = i;
-        if (endpoint_text(set->eps[i]) != SCOUT_OK) {
-            out = NULL;
-            goto done;
-        }
-        total += set->eps[i]->json_len + 1;
-    }
-    if ((out = malloc(total + 1)) == NULL)
-        goto done;
-    p = out;
-    *p++ = '[';
-    for (unsigned i = 0; i < set->n; i++) {
-        if (i > 0)
-            *p++ = ',';
-        memcpy(p, set->eps[i]->json, set->eps[i]->json_len);
-        p += set->eps[i]->json_len;
-    }
-    *p++ = ']';
-    *p = '\0';
-    set->json = out;
-    set->json_len = (size_t)(p - out);
-    *len = set->json_len;
-done:
-    for (unsigned k = 0; k < nmade; k++) {
-        scout_endpoint_t *ep = set->eps[made[k]];
-
-        free(ep->json);
-        ep->json = NULL;
-        ep->json_len = 0;
-    }
-    free(made);
-    return out;
-}
-
-const char *
-scout_epset_json(scout_epset_t *set, size_t *len)
-{
-    return epset_render(set, len, 1);
-}
-
-static char *
-epset_take(scout_epset_t *set, size_t *len, int keep)
-{
-    char *json;
-
-    if (epset_render(set, len, keep) == NULL)
-        return NULL;
-    json = set->json;
-    set->json = NULL;
-    return json;
-}
-
-char *
-scout_epset_json_take(scout_epset_t *set, size_t *len)
-{
-    return epset_take(set, len, 1);
-}
-
-char *
-scout_epset_json_take_once(scout_epset_t *set, size_t *len)
-{
-    return epset_take(set, len, 0);
 }

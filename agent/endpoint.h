@@ -55,12 +55,34 @@ typedef struct scout_endpoint_s {
 /* A set is an array sorted by id (strcmp): a lookup is a binary search, a
  * put or a delete moves the pointers after it (a 5,000-endpoint service
  * moves 40 KB, microseconds), and readers walk eps[0..n) in id order. */
+/* What changed since the last list handed over for a blocking query
+ * (scout_epset_json_take_after): one edit at most, enough to make the next
+ * list from that one by copying its unchanged runs.  It shares json_len's
+ * bytes (a set is in every service: 10,000 of them at scale), as it is
+ * only meaningful while json is NULL. */
+enum {
+    SCOUT_EPSET_NO_BASE = 0,  /* no list to splice (or too much changed) */
+    SCOUT_EPSET_BASE,         /* that list, unchanged */
+    SCOUT_EPSET_INSERTED,     /* ... with an endpoint inserted at at */
+    SCOUT_EPSET_REPLACED,     /* ... with the one at at replaced */
+    SCOUT_EPSET_DELETED       /* ... with the one at at deleted */
+};
+
+typedef struct {
+    uint32_t op:3;
+    uint32_t at:29;
+    uint32_t gone;            /* json_len of the endpoint let go */
+} scout_epset_edit_t;
+
 typedef struct {
     scout_endpoint_t **eps;   /* n of them, ascending ids; cap allocated */
     unsigned          n;
     unsigned          cap;
     char             *json;   /* rendered on demand; NULL = stale */
-    size_t            json_len;
+    union {
+        size_t             json_len;  /* while json is set */
+        scout_epset_edit_t edit;      /* while json is NULL */
+    };
 } scout_epset_t;
 
 /* A zeroed endpoint holding copies of the three strings (lengths given, so
@@ -142,5 +164,11 @@ char *scout_epset_json_take(scout_epset_t *set, size_t *len);
  * before are), so a registry whose every list was read once does not hold
  * every endpoint's JSON (~110 bytes each, bench/scale LISTS=1). */
 char *scout_epset_json_take_once(scout_epset_t *set, size_t *len);
+/* scout_epset_json_take for a set whose last list so handed over was prev
+ * (prev_len bytes; NULL if none is kept): when one endpoint came, went or
+ * was replaced since, the list is prev's unchanged runs copied around it
+ * (the same bytes), not every endpoint's JSON joined again. */
+char *scout_epset_json_take_after(scout_epset_t *set, const char *prev,
+                                  size_t prev_len, size_t *len);
 
 #endif

@@ -71,8 +71,10 @@ publish(scout_service_t *s)
 
     s->published = 1;
     s->index = zx > s->index ? zx : s->index + 1;
-    scout_rcbuf_unref(s->list);     /* the old index's answer: clients */
-    s->list = NULL;                 /* still sending keep their ref     */
+    if (!s->list_kept) {            /* the old index's answer: clients */
+        scout_rcbuf_unref(s->list); /* still sending keep their ref;   */
+        s->list = NULL;             /* a blocking query's is the next  */
+    }                               /* list's base (list_index tells)  */
     s->stats.publishes++;
     scout_log(SCOUT_LOG_DEBUG, "service", "%s: published %u endpoints "
               "(index %llu)", s->name, s->eps.n,
@@ -480,14 +482,19 @@ scout_service_json(scout_service_t *s, int keep)
 
     if (s->list != NULL && s->list_index == s->index)
         return s->list;
-    json = keep ? scout_epset_json_take(&s->eps, &len)
-                : scout_epset_json_take_once(&s->eps, &len);
+    if (keep && s->list != NULL && s->list_kept)
+        json = scout_epset_json_take_after(&s->eps, s->list->data,
+                                           s->list->len, &len);
+    else
+        json = keep ? scout_epset_json_take(&s->eps, &len)
+                    : scout_epset_json_take_once(&s->eps, &len);
     if (json == NULL)
         return NULL;
     scout_stats.api_list_encodings++;
     scout_rcbuf_unref(s->list);
     if ((s->list = scout_rcbuf_adopt(json, len)) != NULL)
         s->list_index = s->index;
+    s->list_kept = keep && s->list != NULL;
     return s->list;
 }
 

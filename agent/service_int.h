@@ -91,6 +91,10 @@ struct scout_service_s {
     unsigned                 primary_seen:1;/* its path read once        */
     unsigned                 rules_changed:1;/* a source was delivered: the
                                               settings may differ        */
+    unsigned                 list_kept:1;  /* list was a blocking query's:
+                                              kept past its index as the
+                                              next one's base (the set's
+                                              edit says what changed)  */
     /* in the service's own allocation: a name as short as "svc-00001"
      * fits the 320-byte chunk's tail, and a malloc of its own was a
      * 32-byte chunk a service (test_footprint) */

@@ -14,6 +14,8 @@
 #include <http_parser.h>
 
 #include "api/http_conn.h"
+#include "api/http_url.h"
+#include "scout.h"
 
 /* ---- parser callbacks: copy what we keep, bail out with a status --------- */
 
@@ -127,12 +129,19 @@ static int on_message_complete(http_parser *p)
     conn_t                *c = p->data;
     scout_http_req_t      *r = c->req;
     struct http_parser_url u;
-    size_t                 plen = 0, qlen = 0;
+    size_t                 plen = 0, qlen = 0, qoff = 0;
 
     /* After an upgrade the stream is no longer HTTP: answer, then close. */
     r->keepalive = http_should_keep_alive(p) && !p->upgrade;
     c->req_start = 0;
     r->url[r->url_len] = '\0';
+    if (p->method != HTTP_CONNECT
+        && scout_http_split_target(r->url, r->url_len, &plen, &qoff, &qlen)
+           == SCOUT_OK) {
+        memcpy(r->pq, r->url, plen);
+        memcpy(r->pq + plen + 1, r->url + qoff, qlen);
+        goto split;
+    }
     http_parser_url_init(&u);
     if (http_parser_parse_url(r->url, r->url_len, p->method == HTTP_CONNECT,
                               &u) != 0) {
@@ -145,6 +154,7 @@ static int on_message_complete(http_parser *p)
         memcpy(r->pq, r->url + u.field_data[UF_PATH].off, plen);
         memcpy(r->pq + plen + 1, r->url + u.field_data[UF_QUERY].off, qlen);
     }
+split:
     r->pq[plen] = '\0';
     r->pq[plen + 1 + qlen] = '\0';
     r->path = r->pq;

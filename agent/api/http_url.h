@@ -24,4 +24,13 @@ int scout_http_parse_u64(const char *s, uint64_t *out);
  * (finite and >= 0), or SCOUT_ERROR. */
 int scout_http_parse_duration(const char *s, double *secs);
 
+/* An origin-form request target ("/path?query#fragment", the form every
+ * client of the API sends) that http-parser accepted in a request line:
+ * its path is [0, *plen) and its query [*qoff, *qoff + *qlen) (*qlen 0
+ * when none), as http_parser_parse_url gives them; SCOUT_ERROR for any
+ * other form (not starting with '/'), which the caller hands to
+ * http_parser_parse_url. */
+int scout_http_split_target(const char *url, size_t len, size_t *plen,
+                            size_t *qoff, size_t *qlen);
+
 #endif

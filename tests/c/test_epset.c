@@ -8,6 +8,7 @@
  * are compared with a fresh tree's for thousands of endpoints in a row.
  */
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,16 +165,29 @@ rnd_str(unsigned *seed, int bad)
 }
 
 /* nmeta keys k00.. with random values; the second one a byte that is not
- * UTF-8 when bad (jansson refuses it) */
+ * UTF-8 when bad (jansson refuses it).  Keys now and then out of order or
+ * twice (meta built by hand: a fresh tree keeps a key once, in its first
+ * place, with its last value), or escaped. */
 static void
 random_meta(scout_endpoint_t *ep, int nmeta, unsigned *seed, int bad)
 {
+    int order = rand_r(seed) % 8;
+
     ep->nmeta = nmeta;
     ep->meta = nmeta ? calloc((size_t)nmeta, sizeof(*ep->meta)) : NULL;
     for (int j = 0; j < nmeta; j++) {
         char key[16];
 
-        snprintf(key, sizeof(key), "k%02d", j);
+        if (order == 0)          /* descending */
+            snprintf(key, sizeof(key), "k%02d", nmeta - j);
+        else if (order == 1)     /* a key twice, side by side */
+            snprintf(key, sizeof(key), "k%02d", j / 2);
+        else if (order == 2)     /* a key twice, apart */
+            snprintf(key, sizeof(key), "k%02d", j % 2);
+        else if (order == 3)     /* escaped, still ascending */
+            snprintf(key, sizeof(key), "k\"%02d/", j);
+        else
+            snprintf(key, sizeof(key), "k%02d", j);
         ep->meta[j].key = strdup(key);
         ep->meta[j].value = rnd_str(seed, bad && j == 1);
     }
@@ -198,9 +212,19 @@ test_json_as_fresh_tree(void)
         size_t len;
         int nmeta = i % 3 == 0 ? 0 : rand_r(&seed) % (i % 50 == 1 ? 40 : 4);
 
-        ep = mk_ep(id, host, 1 + rand_r(&seed) % 65535,
-                   i % 11 == 0 ? 0 : rand_r(&seed), i % 2 ? "up" : "drain",
-                   (int64_t)rand_r(&seed) << 24 | i, 0);
+        static const int ints[] = { INT_MIN, INT_MIN + 1, -1, 0, 9, 10,
+                                    INT_MAX };
+        static const int64_t zxids[] = { INT64_MIN, INT64_MIN + 1, -10, 0,
+                                         99, 100, INT64_MAX };
+        int odd = i % 5 == 3;    /* the numbers' edges */
+
+        ep = mk_ep(id, host,
+                   odd ? ints[rand_r(&seed) % 7] : 1 + rand_r(&seed) % 65535,
+                   odd ? ints[rand_r(&seed) % 7]
+                       : i % 11 == 0 ? 0 : rand_r(&seed),
+                   i % 2 ? "up" : i % 7 == 2 ? "" : "drain",
+                   odd ? zxids[rand_r(&seed) % 7]
+                       : (int64_t)rand_r(&seed) << 24 | i, 0);
         random_meta(ep, nmeta, &seed, i % 89 == 7);
         with_meta += nmeta > 0;
         refused += i % 97 == 5 || (i % 89 == 7 && nmeta > 1);
@@ -295,6 +319,9 @@ test_json_list_property(void)
     };
     unsigned seed = 11;
     int differ = 0, asked = 0, kept = 0, rekept = 0, once_kept = 0;
+    int spliceable = 0;
+    char *base = NULL;       /* the last list a blocking query kept */
+    size_t base_len = 0;
 
     for (int round = 0; round < 40; round++) {
         scout_epset_t set;
@@ -325,12 +352,14 @@ test_json_list_property(void)
                 scout_epset_del(&set, ids[k]);
                 seen[k] = NULL;
             }
-            if (rand_r(&seed) % 3 == 0) {
+            /* odd rounds ask after every step, as a blocking consumer
+             * does (one change between lists) */
+            if (round % 2 == 1 || rand_r(&seed) % 3 == 0) {
                 char *want = fresh_list(), *taken = NULL;
                 const char *got;
                 size_t len = 0;
 
-                int mode = rand_r(&seed) % 3, had[PROP_IDS];
+                int mode = rand_r(&seed) % 4, had[PROP_IDS];
 
                 asked++;
                 for (int j = 0; j < PROP_IDS; j++) {
@@ -339,7 +368,16 @@ test_json_list_property(void)
 
                     had[j] = ep != NULL && ep->json != NULL;
                 }
-                if (mode == 0)
+                if (mode == 3) {
+                    /* the service's way for a blocking query: from the
+                     * last list it kept, whatever came between (a plain
+                     * read, several changes, none) */
+                    spliceable += base != NULL
+                                  && set.json == NULL
+                                  && set.edit.op != SCOUT_EPSET_NO_BASE;
+                    got = taken = scout_epset_json_take_after(
+                        &set, base, base_len, &len);
+                } else if (mode == 0)
                     got = taken = scout_epset_json_take(&set, &len);
                 else if (mode == 1)
                     got = taken = scout_epset_json_take_once(&set, &len);
@@ -353,7 +391,12 @@ test_json_list_property(void)
                                 got ? got : "NULL", want);
                 }
                 free(want);
-                free(taken);
+                if ((mode == 0 || mode == 3) && taken != NULL) {
+                    free(base);
+                    base = taken;
+                    base_len = len;
+                } else
+                    free(taken);
                 for (int j = 0; j < PROP_IDS; j++) {
                     const scout_endpoint_t *ep =
                         scout_epset_find(&set, ids[j]);
@@ -379,7 +422,10 @@ test_json_list_property(void)
             scout_endpoint_free((scout_endpoint_t *)prop_model[k]);
             prop_model[k] = NULL;
         }
+        /* the next round's set starts with another's list as its base */
     }
+    free(base);
+    CHECK(spliceable > 300, "%d lists made from the last one", spliceable);
     CHECK(differ == 0, "%d of %d lists differ", differ, asked);
     CHECK(asked > 1500 && rekept > 10000, "%d lists, %d untouched endpoints",
           asked, rekept);

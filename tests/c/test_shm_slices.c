@@ -39,7 +39,7 @@ test_endpoints_out_of_order(void)
         mk_ep("a:1", "a", 1, 1, "up", 1, 0),
         mk_ep("b:2", "b", 2, 1, "up", 2, 0),
     };
-    scout_epset_t set = { e, 3, 3, NULL, 0 };
+    scout_epset_t set = { .eps = e, .n = 3, .cap = 3 };
     scout_shm_service_t sv = { .name = "svc", .path = "/svc",
                                .state = "synced", .settings = "",
                                .settings_len = 0, .index = 7,

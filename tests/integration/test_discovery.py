@@ -262,6 +262,50 @@ class Discovery(ZkCase):
                 with self.assertRaises(BlockingIOError, msg="%s's query is still parked" % n):
                     c.sock.recv(1, socket.MSG_PEEK)
         self.assertEqual(s.metrics()["scout_http_parked_queries"], 9)
+        # parked again on the services just answered: the agent keeps the waiters and entries it let go and
+        # hands them to these (api.c's spares), which must hold nothing of their last query: one closed while
+        # parked is dropped alone, the others are answered once, at s2's next index, with its new list
+        for n in ("s2", "s4"):
+            index[n] = int(s.endpoints(n)[1]["X-Scout-Index"])
+            parked[n] = []
+            for _ in range(3):
+                c = s._conn()
+                c.request("GET", "/v1/services/%s?index=%d&wait=60s" % (n, index[n]))
+                parked[n].append(c)
+        wait_until(lambda: s.metrics()["scout_http_parked_queries"] == 15, what="15 parked again")
+        parked["s2"].pop(1).close()
+        wait_until(lambda: s.metrics()["scout_http_parked_queries"] == 14, what="a closed query dropped")
+        self.kz.create("/t9/s2/127.0.0.1:4")
+        for c in parked.pop("s2"):
+            r = c.getresponse()
+            status, h, body = r.status, dict(r.getheaders()), r.read()
+            c.close()
+            self.assertEqual(status, 200)
+            self.assertEqual(int(h["X-Scout-Index"]), int(s.endpoints("s2")[1]["X-Scout-Index"]))
+            self.assertEqual(sorted(e["id"] for e in json.loads(body)), ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:4"])
+        self.assertEqual(s.metrics()["scout_http_parked_queries"], 12)
+        # and once more: the waiter of the query that was dropped (unlinked from the middle of its list) is
+        # handed out again, last, so it heads s2's list
+        index["s2"] = int(s.endpoints("s2")[1]["X-Scout-Index"])
+        again = []
+        for _ in range(3):
+            c = s._conn()
+            c.request("GET", "/v1/services/s2?index=%d&wait=60s" % index["s2"])
+            again.append(c)
+        wait_until(lambda: s.metrics()["scout_http_parked_queries"] == 15, what="s2 parked a third time")
+        self.kz.delete("/t9/s2/127.0.0.1:1")
+        for c in again:
+            r = c.getresponse()
+            status, h, body = r.status, dict(r.getheaders()), r.read()
+            c.close()
+            self.assertEqual(status, 200)
+            self.assertGreater(int(h["X-Scout-Index"]), index["s2"])
+            self.assertEqual(sorted(e["id"] for e in json.loads(body)), ["127.0.0.1:2", "127.0.0.1:4"])
+        self.assertEqual(s.metrics()["scout_http_parked_queries"], 12)
+        for c in parked["s4"]:
+            c.sock.setblocking(False)
+            with self.assertRaises(BlockingIOError, msg="s4's query is still parked"):
+                c.sock.recv(1, socket.MSG_PEEK)
         for conns in parked.values():
             for c in conns:
                 c.close()
