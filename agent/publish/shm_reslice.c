@@ -25,6 +25,15 @@
  * strcmp a string where the encode was a strlen and a memcpy, and the
  * records and strings go over in runs.
  *
+ * Cheaper still when the ids that changed are known (scout_shm_slice_known,
+ * the publisher's idlog.h, from the service): an id not named was neither
+ * put nor deleted, so its endpoint is the very object the last slice
+ * encoded, copied without a look; only the named ids are looked up (a
+ * binary search each, in the set and in the last slice) and the runs
+ * between them copied whole.  The ids are checked against the two runs
+ * (their counts, the ids at each run's ends) and, when they do not line
+ * up, every endpoint is compared as above.
+ *
  * What this module must never do: copy an endpoint from the last slice
  * that differs in any byte from what a fresh encode would write, or write
  * endpoints in another order than a fresh encode (a set not in id order is
