@@ -73,7 +73,7 @@ scout_agent_on_publish(void *ud, scout_service_t *svc)
     if (a->persist != NULL)
         scout_persist_changed(a->persist, svc);
     if (a->shm != NULL)
-        scout_shmpub_changed(a->shm, svc);
+        scout_shmpub_published(a->shm, svc);
     for (int i = 0; i < a->nrenders; i++)
         scout_render_changed(a->renders[i]);
 

@@ -62,6 +62,34 @@ explain_drop(scout_service_t *s)
     s->explain = NULL;
 }
 
+/* The ids an update put into or deleted from the set, while its publish's
+ * on_publish runs (one thread; the service struct has no room left for
+ * them: test_footprint).  The put ones are copied before the put, since a
+ * put endpoint is the set's and may be freed by a later one of the same
+ * id; past the room, "too many" (the reader compares every endpoint). */
+#define CHANGED_BYTES 2048
+typedef struct {
+    const scout_service_t *svc;
+    const scout_update_t  *up;      /* its gone ids */
+    uint32_t               len;
+    int                    over;
+    char                   ids[CHANGED_BYTES];  /* the put ones */
+} changed_t;
+static const changed_t *publishing;
+
+static void
+changed_put(changed_t *ch, const char *id)
+{
+    size_t need = strlen(id) + 1;
+
+    if (need > CHANGED_BYTES - ch->len) {
+        ch->over = 1;
+        return;
+    }
+    memcpy(ch->ids + ch->len, id, need);
+    ch->len += (uint32_t)need;
+}
+
 static void
 publish(scout_service_t *s)
 {
@@ -132,6 +160,7 @@ judge(scout_service_t *s)
 {
     scout_cache_t *c = scout_watch_cache(s->watch);
     scout_update_t up;
+    changed_t ch;
     char err[SCOUT_ERR_LEN];
     double after, t0;
     int rc, force = 0;
@@ -235,7 +264,12 @@ judge(scout_service_t *s)
     up.degraded = NULL;
     for (int i = 0; i < up.ngone; i++)
         scout_epset_del(&s->eps, up.gone[i]);
+    ch.svc = s;
+    ch.up = &up;
+    ch.len = 0;
+    ch.over = 0;
     for (int i = 0; i < up.nup; i++) {
+        changed_put(&ch, up.up[i]->id);
         if (scout_epset_put(&s->eps, up.up[i]) != SCOUT_OK)
             scout_log(SCOUT_LOG_WARN, "service", "%s: out of memory: "
                       "endpoint not published", s->name);
@@ -246,8 +280,13 @@ judge(scout_service_t *s)
         if (settings_moved(s) && s->published)
             force = 1;
     }
-    if (up.nup > 0 || up.ngone > 0 || !s->published || force)
+    if (up.nup > 0 || up.ngone > 0 || !s->published || force) {
+        const changed_t *outer = publishing;    /* (a nested publish) */
+
+        publishing = &ch;       /* its ids: scout_service_changed_ids */
         publish(s);
+        publishing = outer;
+    }
     scout_update_clear(&up);
     /* the sources may follow the list (dubbo's tag rules are keyed by the
      * providers' application) */
@@ -599,6 +638,21 @@ const scout_epset_t *
 scout_service_epset(const scout_service_t *s)
 {
     return &s->eps;
+}
+
+int
+scout_service_changed_ids(const scout_service_t *s,
+                          void (*fn)(void *ud, const char *id), void *ud)
+{
+    const changed_t *ch = publishing;
+
+    if (ch == NULL || ch->svc != s || ch->over)
+        return 0;
+    for (int i = 0; i < ch->up->ngone; i++)
+        fn(ud, ch->up->gone[i]);
+    for (uint32_t at = 0; at < ch->len; at += strlen(ch->ids + at) + 1)
+        fn(ud, ch->ids + at);
+    return 1;
 }
 
 /* Asked of the policy only when an shm snapshot is published: at 10,000

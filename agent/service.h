@@ -92,6 +92,13 @@ int  scout_service_from_snapshot(const scout_service_t *s);
 void scout_service_seed_policy(scout_service_t *s);
 /* The published endpoints (borrowed, valid until the next publish). */
 const scout_epset_t *scout_service_epset(const scout_service_t *s);
+/* While the service's on_publish runs: each id this publish put into or
+ * deleted from the set, to fn, and 1 -- every other endpoint is the very
+ * one the last publish had.  0 when it cannot say (outside on_publish).
+ * For an output that copies what did not change (shmpub.c, idlog.h). */
+int scout_service_changed_ids(const scout_service_t *s,
+                              void (*fn)(void *ud, const char *id),
+                              void *ud);
 /* What shm readers need besides endpoints: selector and routes, as JSON. */
 const char *scout_service_settings(scout_service_t *s, size_t *len);
 /* JSON answers of the policy about this service (NULL + err).  explain's

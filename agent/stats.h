@@ -35,6 +35,8 @@
     X(writer_handoffs,        "jobs handed to a writer thread (shm, disk snapshot, rendered files): each wakes it") \
     X(shm_inline_writes,      "shared-memory generations small enough to be written on the loop, without the writer thread") \
     X(shm_endpoints_encoded,  "endpoints encoded into services' shared-memory slices (one unchanged since its service's last slice is copied from it, not encoded)") \
+    X(shm_slices_known,       "services' shared-memory slices made from the last one told which endpoints changed (the others copied without a comparison)") \
+    X(shm_slices_compared,    "services' shared-memory slices made from the last one by comparing every endpoint with its old record (which changed was not known)") \
     X(shm_chunks_hashed,      "64 KB chunks of shared-memory snapshot bodies checksummed by the writer (a generation: the chunks it rewrote)") \
     X(hook_alarms,            "signals of the hook budget's timer: each interrupts the loop, and wakes it when idle") \
     X(hook_idle_alarms,       "signals of the hook budget's timer that came while the loop waited: each woke it for nothing") \

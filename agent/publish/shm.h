@@ -65,6 +65,17 @@ scout_shm_slice_t *scout_shm_slice_new(const scout_shm_service_t *s,
 scout_shm_slice_t *scout_shm_slice_next(const scout_shm_slice_t *prev,
                                         const scout_shm_service_t *s,
                                         char *err);
+/* The same, told which ids may have changed since prev was made: ids, n
+ * of them, NUL-terminated one after the other, every id put into or
+ * deleted from s->eps since (a superset is fine; none missing).  Each
+ * endpoint not named is copied from prev without a comparison: the cost
+ * is the named ones, a binary search each, and copies in blocks.  When the
+ * two do not line up as the ids say (a wrong prev, a set out of order),
+ * it compares every endpoint as scout_shm_slice_next does. */
+scout_shm_slice_t *scout_shm_slice_known(const scout_shm_slice_t *prev,
+                                         const scout_shm_service_t *s,
+                                         const char *ids, uint32_t n,
+                                         char *err);
 scout_shm_slice_t *scout_shm_slice_ref(scout_shm_slice_t *sl);
 void scout_shm_slice_unref(scout_shm_slice_t *sl);
 

@@ -25,6 +25,15 @@
  * strcmp a string where the encode was a strlen and a memcpy, and the
  * records and strings go over in runs.
  *
+ * Cheaper still when the ids that changed are known (scout_shm_slice_known,
+ * the publisher's idlog.h, from the service): an id not named was neither
+ * put nor deleted, so its endpoint is the very object the last slice
+ * encoded, copied without a look; only the named ids are looked up (a
+ * binary search each, in the set and in the last slice) and the runs
+ * between them copied whole.  The ids are checked against the two runs
+ * (their counts, the ids at each run's ends) and, when they do not line
+ * up, every endpoint is compared as above.
+ *
  * What this module must never do: copy an endpoint from the last slice
  * that differs in any byte from what a fresh encode would write, or write
  * endpoints in another order than a fresh encode (a set not in id order is
@@ -76,42 +85,53 @@ span_of(const scout_shm_slice_t *prev, uint32_t e)
     return end - prev->eps[e].id.off;
 }
 
-static inline scout_shm_str_t
-moved(scout_shm_str_t s, uint32_t delta)
+/* Where the meta of prev's record e starts: every record's meta follows
+ * the one before's (a fresh encode and copy_run both number them so), the
+ * end of the meta past the last. */
+static inline uint32_t
+meta_end(const scout_shm_slice_t *prev, uint32_t e)
 {
-    s.off += delta;             /* (mod 2^32: delta may be "negative") */
-    return s;
+    return e < prev->neps ? prev->eps[e].meta_first : prev->nmeta;
 }
 
 /* prev's records [from, to) (a run of endpoints the new slice keeps, in a
  * row) as the new slice's, at *eprec / *mrec, their strings at t->pos:
- * one memcpy of the strings, and each offset moved by the same amount. */
+ * one memcpy each of the records, the meta and the strings (a run's meta
+ * and strings are contiguous, in its order), then each offset moved by the
+ * same amount -- not at all when the run stays where it was (the run
+ * before a change). */
 static void
 copy_run(const scout_shm_slice_t *prev, uint32_t from, uint32_t to,
          scout_shm_ep_t **eprec, scout_shm_meta_t **mrec, uint32_t *meta_i,
          strtab_t *t)
 {
     const scout_shm_ep_t *r = prev->eps + from;
+    uint32_t n = to - from;
     uint32_t off = r->id.off;
     uint32_t len = prev->eps[to - 1].id.off + span_of(prev, to - 1) - off;
     uint32_t delta = t->pos - off;
     uint32_t mfirst = r->meta_first;
-    uint32_t mcount = 0;
+    uint32_t mcount = meta_end(prev, to) - mfirst;
+    uint32_t mdelta = *meta_i - mfirst;
+    scout_shm_ep_t *w = *eprec;
+    scout_shm_meta_t *m = *mrec;
 
-    for (uint32_t e = from; e < to; e++, r++, (*eprec)++) {
-        scout_shm_ep_t *w = *eprec;
-
-        *w = *r;
-        w->id = moved(r->id, delta);
-        w->host = moved(r->host, delta);
-        w->status = moved(r->status, delta);
-        w->meta_first = *meta_i + mcount;
-        mcount += r->meta_count;
-    }
-    for (uint32_t m = 0; m < mcount; m++, (*mrec)++) {
-        (*mrec)->key = moved(prev->meta[mfirst + m].key, delta);
-        (*mrec)->value = moved(prev->meta[mfirst + m].value, delta);
-    }
+    memcpy(w, r, n * sizeof(*w));
+    if (delta != 0 || mdelta != 0)
+        for (uint32_t e = 0; e < n; e++) {
+            w[e].id.off += delta;   /* (mod 2^32: may be "negative") */
+            w[e].host.off += delta;
+            w[e].status.off += delta;
+            w[e].meta_first += mdelta;
+        }
+    memcpy(m, prev->meta + mfirst, mcount * sizeof(*m));
+    if (delta != 0)
+        for (uint32_t k = 0; k < mcount; k++) {
+            m[k].key.off += delta;
+            m[k].value.off += delta;
+        }
+    *eprec += n;
+    *mrec += mcount;
     *meta_i += mcount;
     memcpy(t->strings + t->pos, prev->strings + off, len);
     t->pos += len;
@@ -159,6 +179,7 @@ scout_shm_slice_next(const scout_shm_slice_t *prev,
         || s->name == NULL || s->name[0] == '\0'
         || (s->settings_len > 0 && s->settings == NULL))
         return scout_shm_slice_new(s, err);     /* nothing to take */
+    scout_stats.shm_slices_compared++;
     k = s->eps->n;
     eps = s->eps->eps;
     pe = prev->eps;
@@ -259,6 +280,197 @@ scout_shm_slice_next(const scout_shm_slice_t *prev,
 done:
     if (from != few_from)
         free(from);
+    if (lens != few_lens)
+        free(lens);
+    return sl;
+}
+
+/* The first of eps[lo, hi) whose id is not below id (the set is in id
+ * order: endpoint.h). */
+static uint32_t
+set_bound(scout_endpoint_t *const *eps, uint32_t lo, uint32_t hi,
+          const char *id)
+{
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+
+        if (strcmp(S(eps[mid]->id), id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The same in prev's records. */
+static uint32_t
+prev_bound(const scout_shm_slice_t *prev, uint32_t lo, uint32_t hi,
+           const char *id)
+{
+    const char *str = (const char *)prev->strings;
+
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+
+        if (strcmp(str + prev->eps[mid].id.off, id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* eps[i, i + n) and prev's [j, j + n) hold the same ids at their ends: a
+ * cheap word that the ids told the truth about this stretch (a wrong prev
+ * or log would rarely pass it; the log is what is trusted). */
+static int
+lines_up(const scout_shm_slice_t *prev, scout_endpoint_t *const *eps,
+         uint32_t i, uint32_t j, uint32_t n)
+{
+    const char *str = (const char *)prev->strings;
+
+    return strcmp(S(eps[i]->id), str + prev->eps[j].id.off) == 0
+           && strcmp(S(eps[i + n - 1]->id),
+                     str + prev->eps[j + n - 1].id.off) == 0;
+}
+
+static int
+by_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* At most this many named ids take the known way; more: compared. */
+#define KNOWN_MAX 64
+
+/* A piece of the new slice: a run of prev's records [from, from + n), or
+ * (from < 0) the set's endpoint at, encoded. */
+typedef struct {
+    int32_t  from;
+    uint32_t at, n;
+} piece_t;
+
+scout_shm_slice_t *
+scout_shm_slice_known(const scout_shm_slice_t *prev,
+                      const scout_shm_service_t *s, const char *ids,
+                      uint32_t n, char *err)
+{
+    const char *named[KNOWN_MAX];
+    piece_t piece[2 * KNOWN_MAX + 1];
+    uint32_t few_lens[256], *lens = few_lens, *lp;
+    scout_endpoint_t *const *eps;
+    scout_shm_slice_t *sl = NULL;
+    scout_shm_ep_t *eprec;
+    scout_shm_meta_t *mrec;
+    uint64_t strings, nmeta = 0;
+    size_t nlens = 0, size;
+    uint32_t k, pn, i = 0, j = 0, meta_i = 0, encoded = 0, nd = 0;
+    int np = 0;
+    strtab_t t;
+
+    if (prev == NULL || prev->neps == 0 || s->eps == NULL || s->eps->n == 0
+        || s->name == NULL || s->name[0] == '\0'
+        || (s->settings_len > 0 && s->settings == NULL)
+        || n > KNOWN_MAX || (n > 0 && ids == NULL))
+        return scout_shm_slice_next(prev, s, err);
+    k = s->eps->n;
+    eps = s->eps->eps;
+    pn = prev->neps;
+    /* the named ids in order, each once */
+    for (uint32_t d = 0; d < n; d++, ids += strlen(ids) + 1)
+        named[d] = ids;
+    if (n > 1)
+        qsort(named, n, sizeof(*named), by_str);
+    for (uint32_t d = 0; d < n; d++)
+        if (nd == 0 || strcmp(named[nd - 1], named[d]) != 0)
+            named[nd++] = named[d];
+    /* Between two named ids the set and prev hold the same endpoints, in
+     * the same order: a run copied whole.  A named id is encoded if the
+     * set has it, and skipped in prev if prev had it. */
+    for (uint32_t d = 0; d <= nd; d++) {
+        uint32_t a = d < nd ? set_bound(eps, i, k, named[d]) : k;
+        uint32_t b = d < nd ? prev_bound(prev, j, pn, named[d]) : pn;
+
+        if (a - i != b - j || (a > i && !lines_up(prev, eps, i, j, a - i)))
+            return scout_shm_slice_next(prev, s, err);  /* not as told */
+        if (a > i)
+            piece[np++] = (piece_t){ .from = (int32_t)j, .at = i,
+                                     .n = a - i };
+        i = a;
+        j = b;
+        if (d == nd)
+            break;
+        if (i < k && strcmp(S(eps[i]->id), named[d]) == 0) {
+            piece[np++] = (piece_t){ .from = -1, .at = i, .n = 1 };
+            nlens += 3 + 2 * (size_t)(eps[i]->nmeta > 0 ? eps[i]->nmeta
+                                                        : 0);
+            i++;
+        }
+        if (j < pn && strcmp((const char *)prev->strings
+                             + prev->eps[j].id.off, named[d]) == 0)
+            j++;
+    }
+    if (nlens > 256 && (lens = malloc(nlens * sizeof(*lens))) == NULL) {
+        scout_seterr(err, "shm: out of memory");
+        return NULL;
+    }
+    strings = strlen(s->name) + strlen(S(s->path)) + strlen(S(s->state))
+              + s->settings_len + 4;
+    lp = lens;
+    for (int p = 0; p < np; p++) {
+        const piece_t *q = &piece[p];
+
+        if (q->from < 0) {
+            const scout_endpoint_t *ep = eps[q->at];
+
+            lp = measure_one(ep, lp, &strings);
+            nmeta += (uint64_t)(ep->nmeta > 0 ? ep->nmeta : 0);
+            encoded++;
+        } else {
+            uint32_t f = (uint32_t)q->from, e = f + q->n;
+
+            strings += prev->eps[e - 1].id.off + span_of(prev, e - 1)
+                       - prev->eps[f].id.off;
+            nmeta += meta_end(prev, e) - prev->eps[f].meta_first;
+        }
+    }
+    if (strings > UINT32_MAX || nmeta > UINT32_MAX) {
+        scout_seterr(err, "snapshot too large (%llu bytes of strings)",
+                     (unsigned long long)strings);
+        goto done;
+    }
+    size = sizeof(*sl) + k * sizeof(scout_shm_ep_t)
+           + nmeta * sizeof(scout_shm_meta_t) + strings;
+    if ((sl = scout_shm_slice_alloc(size)) == NULL) {
+        scout_seterr(err, "shm: out of memory");
+        goto done;
+    }
+    sl->refs = 1;
+    sl->neps = k;
+    sl->nmeta = (uint32_t)nmeta;
+    sl->nstr = (uint32_t)strings;
+    sl->eps = eprec = (scout_shm_ep_t *)(sl + 1);
+    sl->meta = mrec = (scout_shm_meta_t *)(sl->eps + sl->neps);
+    sl->strings = t.strings = (uint8_t *)(sl->meta + sl->nmeta);
+    t.pos = 0;
+    scout_shm_put_head(&t, s, &sl->svc);
+    sl->svc.ep_first = 0;
+    sl->svc.ep_count = k;
+    lp = lens;
+    for (int p = 0; p < np; p++) {
+        const piece_t *q = &piece[p];
+
+        if (q->from < 0)
+            lp = (uint32_t *)scout_shm_put_endpoint(&t, eps[q->at], eprec++,
+                                                    &mrec, &meta_i, lp);
+        else
+            copy_run(prev, (uint32_t)q->from, (uint32_t)q->from + q->n,
+                     &eprec, &mrec, &meta_i, &t);
+    }
+    sl->name = (const char *)sl->strings + sl->svc.name.off;
+    scout_stats.shm_endpoints_encoded += encoded;
+    scout_stats.shm_slices_known++;
+done:
     if (lens != few_lens)
         free(lens);
     return sl;

@@ -50,6 +50,7 @@
 
 #include "log.h"
 #include "scout.h"
+#include "publish/idlog.h"
 #include "publish/shm.h"
 #include "publish/svcmap.h"
 #include "publish/writer.h"
@@ -63,6 +64,8 @@ struct cached {
     const char            *settings;
     size_t                 settings_len;
     scout_shm_slice_t     *slice;
+    scout_idlog_t         *log;     /* ids changed since slice (idlog.h);
+                                       NULL: none noted */
 };
 
 struct job {
@@ -121,8 +124,10 @@ job_free(struct job *j)
 static void
 cache_free(struct cached *cache, scout_shm_slice_t **set, int n)
 {
-    for (int i = 0; cache != NULL && i < n; i++)
+    for (int i = 0; cache != NULL && i < n; i++) {
         scout_shm_slice_unref(cache[i].slice);
+        scout_idlog_free(&cache[i].log);
+    }
     free(cache);
     free(set);
 }
@@ -190,6 +195,10 @@ slice_of(scout_shmpub_t *p, int i, char *err)
     struct cached *c = &p->cache[i];
     scout_shm_slice_t *was;
     scout_shm_service_t sv;
+    scout_idlog_t *log;
+    const char *ids = NULL;
+    uint32_t nids = 0;
+    int known;
 
     sv.index = scout_service_index(s);
     sv.state = scout_service_state(s);
@@ -202,12 +211,21 @@ slice_of(scout_shmpub_t *p, int i, char *err)
     sv.path = scout_service_path(s);
     sv.eps = scout_service_epset(s);
     /* made from the last one: an endpoint that did not change is copied,
-     * not encoded again (shm_reslice.c) */
+     * not encoded again (shm_reslice.c).  Which did, the service's
+     * publishes since said (idlog.h), when every move of its index was
+     * one of them; otherwise every endpoint is compared. */
     was = c->slice;
+    log = c->log;
+    known = was != NULL && c->svc == s
+            && scout_idlog_since(log, c->index, sv.index, &ids, &nids);
     memset(c, 0, sizeof(*c));
     p->set[i] = NULL;
-    c->slice = scout_shm_slice_next(was, &sv, err);
+    c->slice = known ? scout_shm_slice_known(was, &sv, ids, nids, err)
+                     : scout_shm_slice_next(was, &sv, err);
     scout_shm_slice_unref(was);
+    /* what changes from here on is news to the slice just made (or, if it
+     * failed, to none: the next one is encoded whole, was being gone) */
+    scout_idlog_free(&log);
     if (c->slice == NULL)
         return NULL;
     p->set[i] = c->slice;
@@ -416,6 +434,30 @@ scout_shmpub_changed(scout_shmpub_t *p, scout_service_t *svc)
     /* (a service not in the map: the arrays are made, every slot
      * refreshed, at the next generation) */
     schedule(p);
+}
+
+static void
+note(void *ud, const char *id)
+{
+    scout_idlog_add(ud, id);
+}
+
+void
+scout_shmpub_published(scout_shmpub_t *p, scout_service_t *svc)
+{
+    int i;
+
+    /* (no entry yet, or no slice to copy from: nothing to note for) */
+    if (p->cache != NULL && (i = scout_svcmap_find(&p->marks.map, svc)) >= 0
+        && p->cache[i].slice != NULL && p->cache[i].svc == svc) {
+        scout_idlog_t **log = &p->cache[i].log;
+
+        if (scout_service_changed_ids(svc, note, log))
+            scout_idlog_moved(log, scout_service_index(svc));
+        else
+            scout_idlog_lose(log);
+    }
+    scout_shmpub_changed(p, svc);
 }
 
 void

@@ -21,6 +21,10 @@ scout_shmpub_t *scout_shmpub_new(struct ev_loop *loop, const char *path,
  * change, a new list): write at the next loop turn, re-encoding only the
  * services named since the last write. */
 void scout_shmpub_changed(scout_shmpub_t *p, scout_service_t *svc);
+/* The same from svc's on_publish: the ids it changed are noted too
+ * (scout_service_changed_ids), so that its next slice copies the others
+ * without comparing them (publish/idlog.h). */
+void scout_shmpub_published(scout_shmpub_t *p, scout_service_t *svc);
 /* A policy reload replaced the service list. */
 void scout_shmpub_set_services(scout_shmpub_t *p, scout_service_t **services, int n);
 /* The file stays at shutdown: readers keep their mapping, and a restarted

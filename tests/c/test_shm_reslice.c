@@ -17,6 +17,14 @@
  * Every slice is compared with a fresh one field by field and byte by
  * byte, and every few steps both are published and read back.
  *
+ * The same steps drive the way the agent takes when it knows which ids
+ * changed (scout_shm_slice_known, from publish/idlog.h's log, noted and
+ * asked as shmpub.c does): a freed endpoint re-made at its address inside
+ * one pending publication, many changes coalesced past the log's bound, a
+ * publish that cannot name its ids, a set replaced with no word (the index
+ * moved unnoted), and logs that leave out an add or a delete, which must
+ * be noticed and compared instead.
+ *
  * Why a binary of its own: test_shm_slices holds the publish paths (whole
  * bodies, patches); this holds how one service's slice is made.
  */
@@ -28,6 +36,7 @@
 #include "testing.h"
 #include "scout.h"
 #include "stats.h"
+#include "publish/idlog.h"
 #include "publish/shm_int.h"
 #include "scout_shm.h"
 #include "shm_fixtures.h"
@@ -162,9 +171,12 @@ same_body(scout_shm_t *wa, scout_shm_t *wb, scout_shm_reader_t *ra,
 
 #define IDS 40
 
-/* One random change of the set (it owns and frees its endpoints). */
+/* One random change of the set (it owns and frees its endpoints), each id
+ * put or deleted noted in log as service.c notes it.  only: -1 any change;
+ * 0 an add, 1 a delete (when the set has room / an endpoint). */
 static void
-random_change(scout_epset_t *set, int *reused_addr)
+random_change(scout_epset_t *set, scout_idlog_t **log, int *reused_addr,
+              int only)
 {
     int k = (int)rnd(IDS), op = (int)rnd(10);
     char id[64];
@@ -172,9 +184,17 @@ random_change(scout_epset_t *set, int *reused_addr)
 
     id_of(k, id, sizeof(id));
     was = scout_epset_find(set, id);
+    if (only >= 0)
+        for (int tries = 0; tries < IDS && (was == NULL) != (only == 0);
+             tries++) {
+            k = (k + 1) % IDS;
+            id_of(k, id, sizeof(id));
+            was = scout_epset_find(set, id);
+        }
+    scout_idlog_add(log, id);
     if (was == NULL) {
         scout_epset_put(set, random_ep(k));             /* an add */
-    } else if (op < 3) {
+    } else if (op < 3 || only == 1) {
         scout_epset_del(set, id);                       /* a remove */
     } else if (op < 7) {
         /* the same id, one field changed (or, 8, none: an equal copy) */
@@ -211,6 +231,9 @@ test_random_changes(void)
     scout_shm_service_t other = sv;
     scout_shm_slice_t *prev = NULL, *other_sl;
     int steps = quick ? 400 : 4000, reused_addr = 0, bad = 0;
+    scout_idlog_t *log = NULL;
+    uint64_t known = scout_stats.shm_slices_known;
+    int lies = 0, lies_seen = 0, lost = 0;
 
     if (wa == NULL || wb == NULL || ra == NULL || rb == NULL) {
         CHECK(0, "%s", err);
@@ -232,10 +255,32 @@ test_random_changes(void)
         scout_endpoint_t **rev = NULL;
         scout_epset_t rev_set;
         int n = rnd(8) == 0 ? 1 + (int)rnd(6) : 1;      /* coalesced */
+        int lie = rnd(30) == 0 && set.n > 1 && set.n < IDS;
+        const char *ids = NULL;
+        uint32_t nids = 0;
+        uint64_t compared = scout_stats.shm_slices_compared;
 
+        if (rnd(50) == 0)
+            n = 40;             /* a rolling deploy: past the log's bound */
+        if (lie) {
+            /* one add or one delete the log does not name */
+            scout_idlog_t *mute = NULL;
+
+            n = 0;
+            random_change(&set, &mute, &reused_addr, (int)rnd(2));
+            scout_idlog_free(&mute);
+            /* and an id of no endpoint, noted (or the empty log would
+             * answer nothing, the index having moved) */
+            scout_idlog_add(&log, "zz-none");
+        }
         for (int i = 0; i < n; i++)
-            random_change(&set, &reused_addr);
+            random_change(&set, &log, &reused_addr, -1);
         sv.index++;
+        if (rnd(40) == 0)
+            scout_idlog_lose(&log);     /* a publish that cannot say */
+        if (rnd(40) != 0)
+            scout_idlog_moved(&log, sv.index);
+        /* else a set replaced with no word: the index moved unnoted */
         if (rnd(10) == 0)
             sv.state = states[rnd(3)];
         if (rnd(10) == 0) {
@@ -261,7 +306,18 @@ test_random_changes(void)
             rev_set.eps = rev;
             sv.eps = &rev_set;
         }
-        next = scout_shm_slice_next(from, &sv, err);
+        /* shmpub.c's rule: the log, when it runs from this service's
+         * last slice (not another's, not a set handed over otherwise) */
+        if (from == prev && prev != NULL && rev == NULL
+            && scout_idlog_since(log, sv.index - 1, sv.index, &ids, &nids)) {
+            next = scout_shm_slice_known(from, &sv, ids, nids, err);
+            lies += lie;
+            lies_seen += lie && scout_stats.shm_slices_compared > compared;
+        } else {
+            lost += from == prev && prev != NULL && rev == NULL;
+            next = scout_shm_slice_next(from, &sv, err);
+        }
+        scout_idlog_free(&log);
         fresh = scout_shm_slice_new(&sv, err);
         CHECK(next != NULL && fresh != NULL, "%s", err);
         if (next == NULL || fresh == NULL)
@@ -281,7 +337,17 @@ test_random_changes(void)
         prev = next;
     }
     printf("# %d steps, %d endpoints freed and a new one made at the same "
-           "address\n", steps, reused_addr);
+           "address; %llu slices from the log, %d compared (the log lost "
+           "or past its bound), %d logs leaving a change out\n", steps,
+           reused_addr,
+           (unsigned long long)(scout_stats.shm_slices_known - known), lost,
+           lies);
+    /* the known way was taken, and so were the fallbacks */
+    CHECK(scout_stats.shm_slices_known - known > (uint64_t)steps / 2);
+    CHECK(lost > 0 && lies > 0);
+    CHECK(lies_seen == lies, "%d of %d logs leaving a change out noticed",
+          lies_seen, lies);
+    scout_idlog_free(&log);
     scout_shm_slice_unref(prev);
     scout_shm_slice_unref(other_sl);
     scout_shm_slice_spares_free();
@@ -345,12 +411,84 @@ test_encodes_only_changed(void)
     scout_epset_free(&set);
 }
 
+/* The known way's cost: what the log names since the last slice, and
+ * nothing else -- changes in a row, each slice encodes its own one (a log
+ * kept past the slice it was for would encode the last change's again).
+ * A log answers only for the index it noted last, from the slice's. */
+static void
+test_known_encodes_only_named(void)
+{
+    char err[SCOUT_ERR_LEN] = "", id[64];
+    scout_epset_t set;
+    scout_idlog_t *log = NULL;
+    scout_shm_service_t sv = { .name = "svc", .path = "/bench/svc",
+                               .state = "synced", .settings = "",
+                               .settings_len = 0, .index = 1, .eps = &set };
+    scout_shm_slice_t *sl, *next, *fresh;
+    const char *ids;
+    uint32_t n;
+    uint64_t before, known;
+
+    scout_epset_init(&set);
+    for (int k = 0; k < 50; k++) {
+        id_of(k, id, sizeof(id));
+        scout_epset_put(&set, mk_ep(id, "10.0.0.1", 8080, 1, "up", k, 0));
+    }
+    sl = scout_shm_slice_new(&sv, err);
+    /* nothing noted: known while the index stays, not once it moved */
+    CHECK(scout_idlog_since(log, 1, 1, &ids, &n) && n == 0);
+    CHECK(!scout_idlog_since(log, 1, 2, &ids, &n));
+    for (int round = 0; round < 3; round++) {
+        int k = 10 + round * 13;
+        scout_endpoint_t *ep;
+
+        id_of(k, id, sizeof(id));
+        ep = scout_epset_find(&set, id);
+        scout_idlog_add(&log, id);
+        scout_epset_put(&set, mk_ep(id, "10.0.0.9", 8080, 1, "up",
+                                    ep->zxid + 100, 0));
+        sv.index++;
+        scout_idlog_moved(&log, sv.index);
+        CHECK(!scout_idlog_since(log, sv.index - 1, sv.index + 1, &ids, &n));
+        CHECK(scout_idlog_since(log, sv.index - 1, sv.index, &ids, &n)
+              && n == 1, "round %d: %u ids named", round, n);
+        before = scout_stats.shm_endpoints_encoded;
+        known = scout_stats.shm_slices_known;
+        next = scout_shm_slice_known(sl, &sv, ids, n, err);
+        scout_idlog_free(&log);
+        CHECK(next != NULL, "%s", err);
+        CHECK(scout_stats.shm_slices_known - known == 1);
+        CHECK(scout_stats.shm_endpoints_encoded - before == 1,
+              "round %d: %llu encoded", round,
+              (unsigned long long)(scout_stats.shm_endpoints_encoded
+                                   - before));
+        fresh = scout_shm_slice_new(&sv, err);
+        CHECK(next != NULL && fresh != NULL && same_slice(next, fresh),
+              "round %d", round);
+        scout_shm_slice_unref(fresh);
+        scout_shm_slice_unref(sl);
+        sl = next;
+    }
+    /* past the bound the log is lost: compared until the next slice */
+    for (unsigned k = 0; k <= SCOUT_IDLOG_MAX_IDS; k++) {
+        id_of((int)k, id, sizeof(id));
+        scout_idlog_add(&log, id);
+    }
+    scout_idlog_moved(&log, sv.index + 1);
+    CHECK(!scout_idlog_since(log, sv.index, sv.index + 1, &ids, &n));
+    scout_idlog_free(&log);
+    scout_shm_slice_unref(sl);
+    scout_shm_slice_spares_free();
+    scout_epset_free(&set);
+}
+
 int
 main(void)
 {
     if (shm_fixtures_start() != 0)
         return 1;
     RUN(test_encodes_only_changed());
+    RUN(test_known_encodes_only_named());
     RUN(test_random_changes());
     shm_fixtures_stop();
     return test_summary();

@@ -117,6 +117,40 @@ class Shm(unittest.TestCase):
         self.assertGreater(snap2["generation"], gen)
         self.assertEqual(s.ids("svc"), ["id-2"])
 
+    def test_a_change_is_copied_around_what_the_service_says_changed(self):
+        # issue 14: a changed service's slice is made from its last one, told by the service which ids it put or
+        # deleted since; every other endpoint is copied without a look. Each change must reach the readers (an id
+        # left out would leave its old record there) and encode its own endpoints only (a log kept past the slice
+        # it was taken for would encode the last change's again)
+        self.kz.ensure_path("/shm/many")
+        for p in range(20):
+            self.kz.create("/shm/many/ep-%02d" % p, self.ep(p, 1))
+        self.scout = s = Scout(policy({"many": 'path = "/shm/many"'}, extra='shm { path = "%s" }' % self.path),
+                               self.zk.connect).start()
+        want = ["ep-%02d=10.0.0.%d:80/1" % (p, p) for p in range(20)]
+        wait_until(lambda: (lambda m: m.get("ids") == want and m.get("state") == "synced")(
+            self.read()["services"].get("many", {})), what="the list in shared memory")
+        steps = [("set", 3, 5), ("set", 11, 7), ("delete", 15, 0), ("create", 21, 2), ("set", 0, 9)]
+        for op, p, w in steps:
+            known, encoded = s.metric("scout_shm_slices_known_total"), s.metric("scout_shm_endpoints_encoded_total")
+            path = "/shm/many/ep-%02d" % p
+            if op == "delete":
+                self.kz.delete(path)
+                want = [i for i in want if not i.startswith("ep-%02d=" % p)]
+            else:
+                getattr(self.kz, op)(path, self.ep(p, w))
+                want = sorted([i for i in want if not i.startswith("ep-%02d=" % p)]
+                              + ["ep-%02d=10.0.0.%d:80/%d" % (p, p, w)])
+            wait_until(lambda: self.read()["services"]["many"]["ids"] == want, what="%s %s in shm" % (op, path))
+            self.assertEqual(s.metric("scout_shm_slices_known_total") - known, 1, (op, p))
+            self.assertEqual(s.metric("scout_shm_endpoints_encoded_total") - encoded, 0 if op == "delete" else 1,
+                             (op, p))
+        self.assertEqual(s.ids("many"), [i.split("=")[0] for i in want])
+
+    @staticmethod
+    def ep(p, weight):
+        return json.dumps({"host": "10.0.0.%d" % p, "port": 80, "weight": weight}).encode()
+
     def test_a_state_change_without_a_publish_reaches_readers(self):
         # protection holds a mass deletion: the list (and so the index) stays, only the state moves to "protected";
         # readers learn it although the service published nothing and no other service exists to publish
