@@ -158,6 +158,41 @@ measure_one(const scout_endpoint_t *ep, uint32_t *lens, uint64_t *bytes)
     return lens;
 }
 
+/* A slice of k endpoints, nmeta meta and strings bytes, allocated and laid
+ * out (records, then meta, then strings, as a fresh encode lays them) with
+ * the service's head written: both ways of making one from the last fill
+ * in the rest.  NULL, err set, when too large or out of memory. */
+static scout_shm_slice_t *
+slice_laid_out(const scout_shm_service_t *s, uint32_t k, uint64_t nmeta,
+               uint64_t strings, strtab_t *t, char *err)
+{
+    scout_shm_slice_t *sl;
+
+    if (strings > UINT32_MAX || nmeta > UINT32_MAX) {
+        scout_seterr(err, "snapshot too large (%llu bytes of strings)",
+                     (unsigned long long)strings);
+        return NULL;
+    }
+    sl = scout_shm_slice_alloc(sizeof(*sl) + k * sizeof(scout_shm_ep_t)
+                               + nmeta * sizeof(scout_shm_meta_t) + strings);
+    if (sl == NULL) {
+        scout_seterr(err, "shm: out of memory");
+        return NULL;
+    }
+    sl->refs = 1;
+    sl->neps = k;
+    sl->nmeta = (uint32_t)nmeta;
+    sl->nstr = (uint32_t)strings;
+    sl->eps = (scout_shm_ep_t *)(sl + 1);
+    sl->meta = (scout_shm_meta_t *)(sl->eps + sl->neps);
+    sl->strings = t->strings = (uint8_t *)(sl->meta + sl->nmeta);
+    t->pos = 0;
+    scout_shm_put_head(t, s, &sl->svc);
+    sl->svc.ep_first = 0;
+    sl->svc.ep_count = k;
+    return sl;
+}
+
 scout_shm_slice_t *
 scout_shm_slice_next(const scout_shm_slice_t *prev,
                      const scout_shm_service_t *s, char *err)
@@ -169,7 +204,7 @@ scout_shm_slice_next(const scout_shm_slice_t *prev,
     scout_shm_ep_t *eprec;
     scout_shm_meta_t *mrec;
     uint64_t strings, nmeta = 0;
-    size_t nlens = 0, size;
+    size_t nlens = 0;
     uint32_t k, j = 0, meta_i = 0, encoded = 0, pn;
     const scout_shm_ep_t *pe;
     const char *pstr;
@@ -234,29 +269,10 @@ scout_shm_slice_next(const scout_shm_slice_t *prev,
             nmeta += (uint64_t)(ep->nmeta > 0 ? ep->nmeta : 0);
         }
     }
-    if (strings > UINT32_MAX || nmeta > UINT32_MAX) {
-        scout_seterr(err, "snapshot too large (%llu bytes of strings)",
-                     (unsigned long long)strings);
+    if ((sl = slice_laid_out(s, k, nmeta, strings, &t, err)) == NULL)
         goto done;
-    }
-    size = sizeof(*sl) + k * sizeof(scout_shm_ep_t)
-           + nmeta * sizeof(scout_shm_meta_t) + strings;
-    if ((sl = scout_shm_slice_alloc(size)) == NULL) {
-        scout_seterr(err, "shm: out of memory");
-        goto done;
-    }
-    sl->refs = 1;
-    sl->neps = k;
-    sl->nmeta = (uint32_t)nmeta;
-    sl->nstr = (uint32_t)strings;
-    sl->eps = eprec = (scout_shm_ep_t *)(sl + 1);
-    sl->meta = mrec = (scout_shm_meta_t *)(sl->eps + sl->neps);
-    sl->strings = t.strings = (uint8_t *)(sl->meta + sl->nmeta);
-    t.pos = 0;
-    /* the same order of strings and records as a fresh encode */
-    scout_shm_put_head(&t, s, &sl->svc);
-    sl->svc.ep_first = 0;
-    sl->svc.ep_count = k;
+    eprec = sl->eps;
+    mrec = sl->meta;
     lp = lens;
     for (uint32_t i = 0; i < k;) {
         uint32_t run;
@@ -363,7 +379,7 @@ scout_shm_slice_known(const scout_shm_slice_t *prev,
     scout_shm_ep_t *eprec;
     scout_shm_meta_t *mrec;
     uint64_t strings, nmeta = 0;
-    size_t nlens = 0, size;
+    size_t nlens = 0;
     uint32_t k, pn, i = 0, j = 0, meta_i = 0, encoded = 0, nd = 0;
     int np = 0;
     strtab_t t;
@@ -434,28 +450,10 @@ scout_shm_slice_known(const scout_shm_slice_t *prev,
             nmeta += meta_end(prev, e) - prev->eps[f].meta_first;
         }
     }
-    if (strings > UINT32_MAX || nmeta > UINT32_MAX) {
-        scout_seterr(err, "snapshot too large (%llu bytes of strings)",
-                     (unsigned long long)strings);
+    if ((sl = slice_laid_out(s, k, nmeta, strings, &t, err)) == NULL)
         goto done;
-    }
-    size = sizeof(*sl) + k * sizeof(scout_shm_ep_t)
-           + nmeta * sizeof(scout_shm_meta_t) + strings;
-    if ((sl = scout_shm_slice_alloc(size)) == NULL) {
-        scout_seterr(err, "shm: out of memory");
-        goto done;
-    }
-    sl->refs = 1;
-    sl->neps = k;
-    sl->nmeta = (uint32_t)nmeta;
-    sl->nstr = (uint32_t)strings;
-    sl->eps = eprec = (scout_shm_ep_t *)(sl + 1);
-    sl->meta = mrec = (scout_shm_meta_t *)(sl->eps + sl->neps);
-    sl->strings = t.strings = (uint8_t *)(sl->meta + sl->nmeta);
-    t.pos = 0;
-    scout_shm_put_head(&t, s, &sl->svc);
-    sl->svc.ep_first = 0;
-    sl->svc.ep_count = k;
+    eprec = sl->eps;
+    mrec = sl->meta;
     lp = lens;
     for (int p = 0; p < np; p++) {
         const piece_t *q = &piece[p];
