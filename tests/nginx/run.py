@@ -402,7 +402,7 @@ class ScoutNginxTest(NginxCase):
                   '    local at_init = ours()\n'
                   '    function SCOUT_TEST_LOADED_SINCE_INIT() local t = {} for k in pairs(ours()) do\n'
                   '        if not at_init[k] then t[#t + 1] = k end end table.sort(t) return table.concat(t, " ") end\n'
-                  '    require("jit.v").on("%s")\n' % jit_log)
+                  + '    require("jit.v").on("%s")\n' % jit_log)
         http = scout_http(self.shm, ["orders", "carts"], init=loaded) + http
         since_init = ('        location = /loaded-since-init {\n'
                       '            content_by_lua_block { ngx.say(SCOUT_TEST_LOADED_SINCE_INIT()) }\n'
