@@ -166,6 +166,14 @@ scout_shm_put_head(strtab_t *t, const scout_shm_service_t *s,
     put_head(t, s, svc);
 }
 
+size_t
+scout_shm_head_bytes(const scout_shm_service_t *s)
+{
+    /* name, path, state and settings, each NUL-terminated */
+    return strlen(s->name) + strlen(S(s->path)) + strlen(S(s->state))
+           + s->settings_len + 4;
+}
+
 /* One service's record, its endpoints (sorted by id, through the scratch
  * array eps) and their meta, at *eprec / *mrec; the cursors and the running
  * ep / meta indexes move past what was written.  The whole-body encode and
@@ -215,8 +223,7 @@ measure(const scout_shm_service_t *const *order, int n, sizes_t *z,
         const scout_endpoint_t *ep;
         size_t neps = 0, l;
 
-        z->strings += strlen(s->name) + strlen(S(s->path))
-                      + strlen(S(s->state)) + s->settings_len + 4;
+        z->strings += scout_shm_head_bytes(s);
         if (s->settings_len > 0 && s->settings == NULL)
             return scout_seterr(err, "service \"%s\": settings is NULL", s->name);
         if (s->eps == NULL)

@@ -125,6 +125,8 @@ scout_shm_slice_t *scout_shm_slice_alloc(size_t size);
  * endpoint's lengths is returned). */
 void scout_shm_put_head(strtab_t *t, const scout_shm_service_t *s,
                         scout_shm_svc_t *svc);
+/* The bytes of strings scout_shm_put_head writes for s. */
+size_t scout_shm_head_bytes(const scout_shm_service_t *s);
 const uint32_t *scout_shm_put_endpoint(strtab_t *t,
                                        const scout_endpoint_t *ep,
                                        scout_shm_ep_t *r,

@@ -227,8 +227,7 @@ scout_shm_slice_next(const scout_shm_slice_t *prev,
         scout_seterr(err, "shm: out of memory");
         goto done;
     }
-    strings = strlen(s->name) + strlen(S(s->path)) + strlen(S(s->state))
-              + s->settings_len + 4;
+    strings = scout_shm_head_bytes(s);
     /* Line the two id-sorted runs up.  The set's own order is checked on
      * the way: while an id of prev bounds the last endpoint's from above,
      * "that id <= this one" says the set is in order; only past prev's
@@ -430,8 +429,7 @@ scout_shm_slice_known(const scout_shm_slice_t *prev,
         scout_seterr(err, "shm: out of memory");
         return NULL;
     }
-    strings = strlen(s->name) + strlen(S(s->path)) + strlen(S(s->state))
-              + s->settings_len + 4;
+    strings = scout_shm_head_bytes(s);
     lp = lens;
     for (int p = 0; p < np; p++) {
         const piece_t *q = &piece[p];
