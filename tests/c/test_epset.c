@@ -435,6 +435,55 @@ test_json_list_property(void)
           "kept by a blocking query's", once_kept);
 }
 
+/* The next list is made from the last one only when that one is what the
+ * set last handed out: a previous list of another length (another set's, a
+ * truncated copy, one with bytes after it) is not spliced, and the list is
+ * joined whole -- byte for byte what a plain read of the set gives. */
+static void
+test_splice_needs_its_base(void)
+{
+    scout_epset_t set;
+    size_t len, wlen, glen;
+    char *base, *want, *got, *wrong;
+
+    scout_epset_init(&set);
+    CHECK(scout_epset_put(&set, gen_ep("a-1", 7)) == SCOUT_OK);
+    CHECK(scout_epset_put(&set, gen_ep("b-2", 8)) == SCOUT_OK);
+    CHECK(scout_epset_put(&set, gen_ep("c-3", 9)) == SCOUT_OK);
+    for (int w = 0; w < 3; w++) {
+        char id[16];
+
+        base = scout_epset_json_take(&set, &len);
+        wrong = base != NULL ? malloc(len + 8) : NULL;
+        CHECK(wrong != NULL);
+        if (wrong == NULL)
+            break;
+        if (w == 0)         /* its first object only */
+            snprintf(wrong, len + 8, "[%.*s]",
+                     (int)(strchr(base, '}') - base), base + 1);
+        else if (w == 1)    /* a byte short */
+            snprintf(wrong, len + 8, "%.*s]", (int)len - 2, base);
+        else                /* bytes past its end */
+            snprintf(wrong, len + 8, "%.*s,{}]", (int)len - 1, base);
+        free(base);
+        snprintf(id, sizeof(id), "d-%d", w);
+        CHECK(scout_epset_put(&set, gen_ep(id, 20u + (unsigned)w))
+              == SCOUT_OK);
+        CHECK(set.json == NULL && set.edit.op != SCOUT_EPSET_NO_BASE,
+              "variant %d: the set would splice", w);
+        got = scout_epset_json_take_after(&set, wrong, strlen(wrong), &glen);
+        want = scout_epset_json_take_once(&set, &wlen);
+        CHECK(got != NULL && want != NULL && glen == wlen
+              && memcmp(got, want, wlen) == 0,
+              "variant %d:\n got  %s\n want %s", w, got ? got : "NULL",
+              want ? want : "NULL");
+        free(got);
+        free(want);
+        free(wrong);
+    }
+    scout_epset_free(&set);
+}
+
 /* A reader of sorted input appends without lookups; a put after it still
  * lands in its place. */
 static void
@@ -460,6 +509,7 @@ main(void)
     RUN(test_json_follows());
     RUN(test_json_as_fresh_tree());
     RUN(test_json_list_property());
+    RUN(test_splice_needs_its_base());
     RUN(test_append());
     return test_summary();
 }
