@@ -261,6 +261,63 @@ class ScoutNginxTest(NginxCase):
         self.ng.stop()
         self.ng.check_log()
 
+    def test_module_selector_same_in_agent_and_nginx(self):
+        """A selector given as a module name (docs/policy.md, "A selector of your own") picks in nginx what the
+        agent's /v1/pick picks, follows a change through its update(), and, required in init_by_lua as the doc
+        says, is loaded once in the master: no worker runs its chunk in a request's phase."""
+        mods = tempfile.mkdtemp(prefix="scout-nginx-sel-")
+        self.addCleanup(shutil.rmtree, mods, True)
+        os.makedirs(os.path.join(mods, "scouttest"))
+        with open(os.path.join(mods, "scouttest", "lowest.lua"), "w") as f:
+            f.write("-- picks the endpoint whose id sorts first\n"
+                    "local M = { loaded_in = ngx and ngx.get_phase() or \"agent\" }\n"
+                    "local mt = { __index = M }\n"
+                    "function M.new(endpoints) local s = setmetatable({}, mt) s:update(endpoints) return s end\n"
+                    "function M:update(endpoints)\n"
+                    "  local best\n"
+                    "  for i = 1, #endpoints do\n"
+                    "    if best == nil or endpoints[i].id < best.id then best = endpoints[i] end\n"
+                    "  end\n"
+                    "  self.best = best\n"
+                    "end\n"
+                    "function M:pick() if self.best == nil then return nil, \"no endpoint\" end return self.best end\n"
+                    "return M\n")
+        for n in "abc":
+            self.backend(n)
+        lua_path = "%s/?.lua;;" % mods
+        old = os.environ.get("LUA_PATH")
+        os.environ["LUA_PATH"] = lua_path      # the agent's package.path (a policy cannot set it)
+        try:
+            agent = self.start_agent({"orders": 'selector = "scouttest.lowest"'})
+        finally:
+            if old is None:
+                del os.environ["LUA_PATH"]
+            else:
+                os.environ["LUA_PATH"] = old
+        for n in "bca":
+            self.register("orders", n, data={"host": "127.0.0.1", "port": self.backends[n].port})
+        init = ('    init_by_lua_block {\n'
+                '        package.path = "%s/?.lua;" .. package.path\n'
+                '        require "resty.scout"\n'
+                '        require "scouttest.lowest"\n'
+                '    }\n' % mods)
+        where = ('        location = /loaded-in {\n'
+                 '            content_by_lua_block { ngx.say(ngx.worker.pid(), " ", require("scouttest.lowest").loaded_in) }\n'
+                 '        }\n')
+        self.start_nginx(["orders"], workers=2, http=init, server=where)
+        self.wait_peers("orders", ["a", "b", "c"])
+        self.assertEqual(set(self.hits("/orders/", 12)), {"a"})
+        st, _, body = agent.request("/v1/pick/orders")
+        self.assertEqual((st, json.loads(body)["id"]), (200, "a"), body)
+        KZ.delete("%s/orders/a" % self.base)
+        self.wait_peers("orders", ["b", "c"])
+        self.assertEqual(set(self.hits("/orders/", 12)), {"b"})
+        wait_until(lambda: json.loads(agent.request("/v1/pick/orders")[2])["id"] == "b",
+                   what="the agent's pick after the delete")
+        self.ng.per_worker("/loaded-in", lambda v: v == "init", timeout=5)
+        self.ng.stop()
+        self.ng.check_log()
+
     def test_delete_moves_traffic_off_no_5xx(self):
         """Deleting a backend's znode takes it out of every worker's set under load with no 5xx; once all
         workers moved the backend can go away and nobody notices."""
