@@ -30,7 +30,7 @@ PACKAGES=(
   wrk                                 # the nginx hot-path test and bench/nginx drive load with it
   # benchmarks (PERF=1 profiles with perf)
   linux-perf
-  valgrind                            # massif: where the agent's heap goes, by call site (docs/performance.md)
+  valgrind                            # massif: where the agent's heap goes, by call site (docs/performance/memory.md)
 )
 
 # `scripts/setup.sh fuzz` adds what `make fuzz` needs (clang with libFuzzer's runtime).

@@ -50,7 +50,7 @@
  * for good (10,000 x 10, VmRSS after the sync; eager before: 58.8-59.1 MB):
  * 200: 63.1-63.7 MB (malloc_trim after the collection gave back 0.3 MB),
  * 150: 61.1, 130: 60.0, 120: 59.5-59.8 MB (bench/scale STOP_AFTER=memory;
- * docs/performance.md, "Memory per endpoint").  LuaJIT's own allocator, at 200: 66.7. */
+ * docs/performance/memory.md).  LuaJIT's own allocator, at 200: 66.7. */
 #define GC_PAUSE_SYNC     120
 #define SYNC_BOUND_S      300.0
 /* One slice of the settling collection: what it may hold the loop. */

@@ -15,8 +15,8 @@
  * where a freed one was (same address, other data: the id re-added with
  * another host, say).  Endpoints carry no reference count or serial that
  * would tell (a serial is 8 bytes an endpoint, and the endpoint is packed
- * into its 64 bytes, its set into the service's chunk: docs/performance.md,
- * "Memory per endpoint").  So an endpoint is taken from the last slice only when every
+ * into its 64 bytes, its set into the service's chunk:
+ * docs/performance/memory.md).  So an endpoint is taken from the last slice only when every
  * field the slice encodes is equal: id (which also lines the two id-sorted
  * runs up), host, status, port, weight, zxid and every meta key and value.
  * Equal fields give equal bytes, so the slice is byte for byte the one

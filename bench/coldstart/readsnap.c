@@ -4,7 +4,7 @@
  * reader), then prints its CPU from exec to there.  Serving the snapshot
  * before the policy is loaded could not cost less than this (plus encoding
  * the first answer); run.sh prints it beside the agent's start so that the
- * design is judged on measured numbers (docs/performance.md, "Cold start").  With
+ * design is judged on measured numbers (docs/performance/coldstart.md).  With
  * -c it only maps the file and checks its XXH64, what a lazy reader (index
  * first, decode a service when it is asked for) would have to do at least.
  *

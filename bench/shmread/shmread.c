@@ -7,7 +7,7 @@
  *
  * Why: format version 2 checks the body in 64 KB chunks against a table
  * instead of in one XXH3-64 call; the reader must not get much slower for
- * it (bench/shmread/run.sh prints the ratios, docs/performance.md, "Per change").
+ * it (bench/shmread/run.sh prints the ratios, docs/performance/scale.md).
  *
  * usage: shmread LIBSCOUT.so SNAPSHOT_FILE [ROUNDS]
  */
