@@ -1,6 +1,7 @@
 """scout's own Lua runs from the bytecode built with the agent only while the file on disk is the source it came
 from: an agent started on an unchanged copy of lua/ loads its modules from bytecode, and one started on a copy with
-an edited module runs the edit (that module parsed from source, the others still from bytecode). `/metrics`:
+edited modules runs the edits (those parsed from source, the others still from bytecode), whether the module is
+loaded before the sandbox hardens the VM (runtime.lua) or after, through its searcher (the codec). `/metrics`:
 `scout_lua_modules_bytecode_total`, `scout_lua_modules_source_total`."""
 
 import os
@@ -12,6 +13,7 @@ from scoutharness import ROOT, Scout, ZkCase, policy, wait_until
 
 MARK = 'local agent = package.loaded["scout.agent"]\n'
 EDIT = MARK + 'if agent then agent.log(2, "the edited runtime.lua runs") end\n'
+LATE = 'do local a = package.loaded["scout.agent"]; if a then a.log(2, "the edited codec/plain.lua runs") end end\n'
 
 
 class OwnLua(ZkCase):
@@ -40,17 +42,23 @@ class OwnLua(ZkCase):
         self.assertEqual(s.metric("scout_lua_modules_source_total"), 0)
         self.assertNotIn("the edited runtime.lua runs", s.log())
 
-    def test_an_edited_module_runs_as_edited(self):
+    def test_edited_modules_run_as_edited(self):
         path = os.path.join(self.lua, "scout", "runtime.lua")
         with open(path) as f:
             text = f.read()
         self.assertEqual(text.count(MARK), 1)
         with open(path, "w") as f:
             f.write(text.replace(MARK, EDIT))
+        path = os.path.join(self.lua, "scout", "codec", "plain.lua")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(LATE + text)
         s = self.start()
         self.assertEqual(s.ids("svc"), ["127.0.0.1:7000"])
         self.assertIn("the edited runtime.lua runs", s.log())
-        self.assertEqual(s.metric("scout_lua_modules_source_total"), 1)
+        self.assertIn("the edited codec/plain.lua runs", s.log())
+        self.assertEqual(s.metric("scout_lua_modules_source_total"), 2)
         self.assertGreaterEqual(s.metric("scout_lua_modules_bytecode_total"), 10)
 
 
