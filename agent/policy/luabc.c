@@ -219,7 +219,11 @@ scout_luabc_loadfile(lua_State *L, const scout_luabc_t *table,
     return luaL_loadfile(L, path);
 }
 
-/* Counted for scout's own modules only: the others were never candidates. */
+/* Counted for scout's own modules only: the others were never candidates.
+ * An early start's or a reload's VM loads on its own thread while the loop's
+ * VM may require a module: the counters are added to atomically. */
+#define STAT_INC(f) __atomic_fetch_add(&scout_stats.f, 1, __ATOMIC_RELAXED)
+
 static int
 load_counted(lua_State *L, const char *lua_dir, const char *path)
 {
@@ -227,9 +231,9 @@ load_counted(lua_State *L, const char *lua_dir, const char *path)
                                            path, &from_bc);
 
     if (rc == 0 && from_bc)
-        scout_stats.lua_modules_bytecode++;
+        STAT_INC(lua_modules_bytecode);
     else if (rc == 0 && find_entry(scout_luabc_table, lua_dir, path) != NULL)
-        scout_stats.lua_modules_source++;
+        STAT_INC(lua_modules_source);
     return rc;
 }
 
