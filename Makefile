@@ -46,16 +46,7 @@ SRCS = $(wildcard agent/*.c) $(foreach s,$(STAGES),$(wildcard agent/$(s)/*.c))
 HDRS = $(wildcard agent/*.h) $(foreach s,$(STAGES),$(wildcard agent/$(s)/*.h))
 
 BUILD ?= build
-OBJS  = $(SRCS:agent/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/luabc.o
-
-# scout's own Lua as bytecode, linked into the agent with each source's hash
-# (agent/policy/luabc.h): compiled by the packaged luajit, debug info kept so
-# errors still name file:line.  The agent uses a module's bytecode only while
-# the file on disk is the source it came from.  Without luajit the table is
-# empty and every module is parsed from source, as before.
-LUAJIT      ?= luajit
-LUABC_RELS   = $(if $(shell command -v $(LUAJIT) 2>/dev/null),$(sort $(shell cd lua && find scout -name '*.lua')))
-LUABC_BCS    = $(LUABC_RELS:%=$(BUILD)/luabc/%.bc)
+OBJS  = $(SRCS:agent/%.c=$(BUILD)/obj/%.o)
 
 .PHONY: all asan setup test tests-c run bench clean install lint mutants
 
@@ -87,27 +78,6 @@ $(BUILD)/gen/commit.h: FORCE
 $(BUILD)/obj/main.o $(BUILD)/obj/api/api_agent.o $(BUILD)/obj/api/metrics.o: $(BUILD)/gen/commit.h
 $(BUILD)/obj/main.o $(BUILD)/obj/api/api_agent.o $(BUILD)/obj/api/metrics.o: MY_CFLAGS += -iquote $(BUILD)/gen
 .PHONY: FORCE
-
-$(BUILD)/luabc/%.lua.bc: lua/%.lua
-	@mkdir -p $(dir $@)
-	$(LUAJIT) -bg -t raw $< $@
-
-$(BUILD)/tools/luabc_gen: scripts/luabc_gen.c
-	@mkdir -p $(dir $@)
-	$(CC) $(FINAL_CFLAGS) -o $@ $< $(FINAL_LDFLAGS)
-
-# The module list is rewritten only when it changes (a module added or
-# removed), so that the table follows it without being rebuilt every time.
-$(BUILD)/gen/luabc.list: FORCE
-	@mkdir -p $(dir $@)
-	@echo "$(LUABC_RELS)" > $@.tmp; cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
-
-$(BUILD)/gen/luabc.c: $(BUILD)/tools/luabc_gen $(BUILD)/gen/luabc.list $(LUABC_BCS) $(LUABC_RELS:%=lua/%)
-	$(BUILD)/tools/luabc_gen $@.tmp lua $(BUILD)/luabc $(LUABC_RELS) && mv $@.tmp $@
-
-$(BUILD)/obj/gen/luabc.o: $(BUILD)/gen/luabc.c agent/policy/luabc.h
-	@mkdir -p $(dir $@)
-	$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/scout: $(OBJS)
 	$(CC) $(FINAL_LDFLAGS) -o $@ $(OBJS) $(FINAL_LIBS)

@@ -70,9 +70,7 @@
     X(check_unknown,          "check rounds that could not run (no fd, fork)") \
     X(lua_gc_sync_ends,       "policy VMs whose initial sync ended for the Lua collector (every service judged once, or the bound): it turns eager") \
     X(lua_gc_sync_bounds,     "of those, syncs ended by the time bound, not by every service judged") \
-    X(lua_gc_settles,         "full Lua collections after a sync's end, done in slices") \
-    X(lua_modules_bytecode,   "scout's own Lua modules loaded from the bytecode built with the agent (their source unchanged)") \
-    X(lua_modules_source,     "scout's own Lua modules parsed from source: edited since the build, or its bytecode refused by this LuaJIT")
+    X(lua_gc_settles,         "full Lua collections after a sync's end, done in slices")
 
 #define SCOUT_SERVICE_STATS(X)                                                 \
     X(reads_children,        "children reads completed for this service")      \

@@ -16,7 +16,6 @@
 
 #include "policy/endpoint_lua.h"
 #include "policy/hook.h"
-#include "policy/luabc.h"
 #include "log.h"
 #include "scout.h"
 #include "stats.h"
@@ -149,6 +148,4 @@ scout_agent_lib_push(lua_State *L, void *ud, lua_CFunction exec,
     lua_setfield(L, -2, "where");
     lua_pushstring(L, dir);         /* modules from here are scout's own */
     lua_setfield(L, -2, "lua_dir");
-    scout_luabc_push_loadfile(L, dir);  /* ... and loaded with this */
-    lua_setfield(L, -2, "loadfile");
 }

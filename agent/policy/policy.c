@@ -23,7 +23,6 @@
 #include "policy/endpoint_lua.h"
 #include "policy/exec.h"
 #include "policy/hook.h"
-#include "policy/luabc.h"
 #include "policy/policy_int.h"
 #include "heap.h"
 #include "log.h"
@@ -272,12 +271,6 @@ scout_policy_new(const char *lua_dir, char *err)
     lua_pop(p->L, 1);
     lua_pushstring(p->L, path);
     lua_setfield(p->L, -2, "path");
-    /* the Lua searcher's place: scout's own modules from the build's
-     * bytecode while their source is unchanged (luabc.h) */
-    lua_getfield(p->L, -1, "loaders");
-    scout_luabc_push_searcher(p->L, dir);
-    lua_rawseti(p->L, -2, 2);
-    lua_pop(p->L, 1);
     lua_getfield(p->L, -1, "loaded");
     scout_agent_lib_push(p->L, p, l_exec, l_published, dir);
     scout_endpoint_lua_keys(p->L);

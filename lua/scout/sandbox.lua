@@ -265,19 +265,16 @@ local HARDEN = { os = { "execute", "exit" }, io = { "popen", "read", "lines", "i
                  jit = { "on" } }
 
 -- The Lua searcher of package.loaders, but a module found outside scout's own Lua directory (lua_dir: the agent's
--- package.path entry for it) is operator code and stays interpreted. Scout's own are loaded with load_ours (the
--- agent's loadfile: the build's bytecode while the source is unchanged).
-local function interpreting_searcher(lua_dir, load_ours)
+-- package.path entry for it) is operator code and stays interpreted.
+local function interpreting_searcher(lua_dir)
   local searchpath = package.searchpath
   local ours = lua_dir and (lua_dir:gsub("/+$", "") .. "/") or nil
-  load_ours = load_ours or real_loadfile
   return function(name)
     local path, why = searchpath(name, package.path)
     if not path then return why end
-    local is_ours = ours and path:sub(1, #ours) == ours
-    local f, err = (is_ours and load_ours or real_loadfile)(path)
+    local f, err = real_loadfile(path)
     if not f then error(format("error loading module '%s' from file '%s':\n\t%s", name, path, err), 0) end
-    if not is_ours then interpreted(f) end
+    if not (ours and path:sub(1, #ours) == ours) then interpreted(f) end
     return f, path
   end
 end
@@ -311,7 +308,7 @@ function M.harden(agent)
     local f = interpreted(assert(real_loadfile(path)))
     return f()
   end
-  package.loaders[2] = interpreting_searcher(agent and agent.lua_dir, agent and agent.loadfile)
+  package.loaders[2] = interpreting_searcher(agent and agent.lua_dir)
 end
 
 -- ---- the static check -------------------------------------------------------------------------------------------
