@@ -435,8 +435,8 @@ listed_resync(const scout_cache_t *c, unsigned *k, unsigned j)
  * list's order is the new child, as in walk_new).  A name where the last
  * list had it is taken from there (listed_at: 366 comparisons a change of
  * 50 children became ~55); listed gets each name's position, for the next
- * list. */
-static void
+ * list.  Returns how many names were not found (0: nothing new). */
+static int32_t
 search_new(scout_cache_t *c, const struct String_vector *names, int32_t n,
            int32_t *order, unsigned char *isnew, unsigned char *seen,
            uint32_t *listed)
@@ -476,6 +476,7 @@ search_new(scout_cache_t *c, const struct String_vector *names, int32_t n,
                 first = order[e];   /* twice in one list (ZooKeeper never) */
         isnew[first] = 1;
     }
+    return nnew;
 }
 
 /* Lists and arrays up to this many have their scratch on the stack. */
@@ -496,6 +497,7 @@ scout_cache_apply_children(scout_cache_t *c,
     unsigned char isnew_few[FEW], seen_few[FEW];
     unsigned nfresh = 0, nkids = c->nkids;
     int search = c->nkids <= scout_cache_search_max;
+    int32_t nnew = n;           /* the walk does not count them */
     size_t len;
 
     *changed = 0;
@@ -533,7 +535,7 @@ scout_cache_apply_children(scout_cache_t *c,
     c->pzxid = stat->pzxid;
 
     if (search)
-        search_new(c, names, n, order, isnew, seen, listed);
+        nnew = search_new(c, names, n, order, isnew, seen, listed);
     else
         walk_new(c, names, n, order, isnew, seen);
     /* a held child not listed is gone (in name order, as the removed names
@@ -546,7 +548,9 @@ scout_cache_apply_children(scout_cache_t *c,
     }
     if (seen != seen_few)
         free(seen);
-    for (int32_t i = 0; i < n; i++) {
+    /* (a list with no new name, as a delete's: the search knows, and no
+     * pass over the list looks for them) */
+    for (int32_t i = 0; nnew > 0 && i < n; i++) {
         const char *name = names->data[i];
 
         if (!isnew[i])
