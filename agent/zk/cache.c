@@ -498,6 +498,7 @@ scout_cache_apply_children(scout_cache_t *c,
     unsigned nfresh = 0, nkids = c->nkids;
     int search = c->nkids <= scout_cache_search_max;
     int32_t nnew = n;           /* the walk does not count them */
+    int moved = 0;
     size_t len;
 
     *changed = 0;
@@ -577,12 +578,16 @@ scout_cache_apply_children(scout_cache_t *c,
         free(isnew);
     if (nfresh > 1)
         qsort(fresh, nfresh, sizeof(*fresh), child_cmp);
-    for (unsigned j = 0; remap != NULL && j < nkids; j++)
-        remap[j] = j;           /* where nothing moves */
+    /* remap is filled whole by the compaction or the merge; when neither
+     * runs (or the merge cannot), nothing moved and the positions stand */
     if (nfresh == 0) {
-        if (c->ngone > 0)
+        if (c->ngone > 0) {
             compact_to(c, remap);   /* in place: no new array */
-    } else if (merge(c, fresh, nfresh, remap) != SCOUT_OK) {
+            moved = 1;
+        }
+    } else if (merge(c, fresh, nfresh, remap) == SCOUT_OK) {
+        moved = 1;
+    } else {
         /* no room for the new array: the new children wait for the next
          * list (its pzxid is not older: it is taken); the removed stay
          * tombstones */
@@ -594,7 +599,7 @@ scout_cache_apply_children(scout_cache_t *c,
         }
     }
     free(fresh);
-    for (int32_t i = 0; remap != NULL && i < n; i++)
+    for (int32_t i = 0; moved && remap != NULL && i < n; i++)
         if (listed[i] != UINT32_MAX)
             listed[i] = remap[listed[i]];
     if (remap != remap_few)
