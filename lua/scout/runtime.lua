@@ -249,13 +249,11 @@ local function data_read_of(j, name)
   return m[name]
 end
 
--- An update's context j is an array, not a table of named fields: made per update and read per name, its 14 slots
--- cost an index each, against 448 bytes and a hash lookup each by name (issue 14); at most 15 slots keep its array
--- in the table's own block (LuaJIT colocates an array of up to 16, slot 0 included: one allocation, not two). The
--- slots: 1 s, 2 children, 3 published, 4 the sources' part or false ({ src, notes, which, which_note }: a service
--- over several paths), 5 changed (the batch), 6 up, 7 gone_ids, 8 added, 9 gone, 10 changed_eps, 11 quiet (the
--- verdicts' lists, each made when its first name goes in: a change fills two of the six), 12 hook_errors, 13 now,
--- 14 data_read (data_read_of's map).
+-- An update's context j is an array, not named fields: an index a read, not a hash lookup (issue 14); up to 15 slots
+-- keep it one allocation (LuaJIT colocates an array of up to 16, slot 0 included). 1 s, 2 children, 3 published,
+-- 4 the sources' { src, notes, which, which_note } or false, 5 changed (the batch), 6 up, 7 gone_ids, 8 added, 9 gone,
+-- 10 changed_eps, 11 quiet (the verdicts' lists, each made when its first name goes in: a change fills two of the
+-- six), 12 hook_errors, 13 now, 14 data_read (data_read_of's map).
 -- A list no name went in is read as EMPTY (read-only: a hook's diff is given tables of its own).
 local EMPTY = setmetatable({}, { __newindex = function() error("an empty verdict list is read-only", 2) end })
 
@@ -451,10 +449,8 @@ function M.update(i, removed, changed, more, untaken)
   end
   local j = { s, children, published, src and { src, notes, which, which_note } or false, changed,
               false, false, false, false, false, false, 0, now_ms(), false }
-  -- seen: the names judged so far (each once an update). A change of one name with nothing else to judge needs no
-  -- table for that (two allocations a change): it is made only if a later loop asks (a failing child's, a ramp's).
-  -- Not for a sync's batches (more), which keep the table: 07_runtime_copies_spec judges the same one-name changes
-  -- both ways.
+  -- seen: the names judged. A change of one name with nothing else to judge goes without (two allocations); a
+  -- sync's batch (more) keeps it, so 07_runtime_copies_spec judges one-name changes both ways.
   local seen, one
   if nrm + nch == 1 and not more and not rejudge and not s.seeded then
     one = nrm == 1 and removed[1] or changed[1][1]
