@@ -239,24 +239,26 @@ static void
 ask_needs_data(scout_cache_t *c, scout_child_t **fresh, unsigned n,
                scout_cache_needs_data_fn needs_data, void *ud)
 {
-    const char **names;
-    unsigned char *need;
+    const char **names, *names_few[8];
+    unsigned char *need, need_few[8];
 
     if (n == 0)
         return;
-    names = malloc(n * (sizeof(*names) + 1));
+    /* a change's one or few new names: their scratch on the stack */
+    names = n <= 8 ? names_few : malloc(n * (sizeof(*names) + 1));
     if (names == NULL) {
         for (unsigned k = 0; k < n; k++)
             place_new(c, fresh[k], 1);
         return;
     }
-    need = (unsigned char *)(names + n);
+    need = n <= 8 ? need_few : (unsigned char *)(names + n);
     for (unsigned k = 0; k < n; k++)
         names[k] = fresh[k]->name;
     needs_data(ud, names, n, need);
     for (unsigned k = 0; k < n; k++)
         place_new(c, fresh[k], need[k]);
-    free(names);
+    if (names != names_few)
+        free(names);
 }
 
 void
@@ -274,6 +276,11 @@ child_cmp(const void *a, const void *b)
                   (*(scout_child_t *const *)b)->name);
 }
 
+/* Up to this many new names in one list (and no tombstones), each is put in
+ * its place by a binary search instead of a walk of the whole array. */
+unsigned scout_cache_insert_max = 8;
+unsigned long scout_cache_inserts;
+
 /* The array again, sorted, from the live children held and the new ones
  * (sorted): one pass, tombstones freed; remap (when given) gets each held
  * child's new position (UINT32_MAX: freed).  SCOUT_ERROR (nothing changed)
@@ -287,6 +294,25 @@ merge(scout_cache_t *c, scout_child_t **fresh, unsigned nfresh,
 
     if (n > 0 && kids == NULL)
         return SCOUT_ERROR;
+    if (c->ngone == 0 && nfresh <= scout_cache_insert_max) {
+        /* no tombstones, a few new names: each one's place found by a
+         * search, the held children copied around them in runs (a create
+         * under a 50-child service compared every name: 50 strcmp) */
+        scout_cache_inserts++;
+        for (; j <= nfresh; j++) {
+            unsigned at = j < nfresh ? scout_cache_seek(c, fresh[j]->name)
+                                     : c->nkids;
+
+            if (at > i)
+                memcpy(kids + i + j, c->kids + i, (at - i) * sizeof(*kids));
+            for (; remap != NULL && i < at; i++)
+                remap[i] = i + j;
+            i = at;
+            if (j < nfresh)
+                kids[at + j] = fresh[j];
+        }
+        k = n;
+    }
     while (i < c->nkids || j < nfresh) {
         scout_child_t *a = i < c->nkids ? c->kids[i] : NULL;
         scout_child_t *b = j < nfresh ? fresh[j] : NULL;
@@ -409,8 +435,8 @@ listed_resync(const scout_cache_t *c, unsigned *k, unsigned j)
  * list's order is the new child, as in walk_new).  A name where the last
  * list had it is taken from there (listed_at: 366 comparisons a change of
  * 50 children became ~55); listed gets each name's position, for the next
- * list. */
-static void
+ * list.  Returns how many names were not found (0: nothing new). */
+static int32_t
 search_new(scout_cache_t *c, const struct String_vector *names, int32_t n,
            int32_t *order, unsigned char *isnew, unsigned char *seen,
            uint32_t *listed)
@@ -450,6 +476,7 @@ search_new(scout_cache_t *c, const struct String_vector *names, int32_t n,
                 first = order[e];   /* twice in one list (ZooKeeper never) */
         isnew[first] = 1;
     }
+    return nnew;
 }
 
 /* Lists and arrays up to this many have their scratch on the stack. */
@@ -470,6 +497,8 @@ scout_cache_apply_children(scout_cache_t *c,
     unsigned char isnew_few[FEW], seen_few[FEW];
     unsigned nfresh = 0, nkids = c->nkids;
     int search = c->nkids <= scout_cache_search_max;
+    int32_t nnew = n;           /* the walk does not count them */
+    int moved = 0;
     size_t len;
 
     *changed = 0;
@@ -507,7 +536,7 @@ scout_cache_apply_children(scout_cache_t *c,
     c->pzxid = stat->pzxid;
 
     if (search)
-        search_new(c, names, n, order, isnew, seen, listed);
+        nnew = search_new(c, names, n, order, isnew, seen, listed);
     else
         walk_new(c, names, n, order, isnew, seen);
     /* a held child not listed is gone (in name order, as the removed names
@@ -520,7 +549,9 @@ scout_cache_apply_children(scout_cache_t *c,
     }
     if (seen != seen_few)
         free(seen);
-    for (int32_t i = 0; i < n; i++) {
+    /* (a list with no new name, as a delete's: the search knows, and no
+     * pass over the list looks for them) */
+    for (int32_t i = 0; nnew > 0 && i < n; i++) {
         const char *name = names->data[i];
 
         if (!isnew[i])
@@ -547,12 +578,16 @@ scout_cache_apply_children(scout_cache_t *c,
         free(isnew);
     if (nfresh > 1)
         qsort(fresh, nfresh, sizeof(*fresh), child_cmp);
-    for (unsigned j = 0; remap != NULL && j < nkids; j++)
-        remap[j] = j;           /* where nothing moves */
+    /* remap is filled whole by the compaction or the merge; when neither
+     * runs (or the merge cannot), nothing moved and the positions stand */
     if (nfresh == 0) {
-        if (c->ngone > 0)
+        if (c->ngone > 0) {
             compact_to(c, remap);   /* in place: no new array */
-    } else if (merge(c, fresh, nfresh, remap) != SCOUT_OK) {
+            moved = 1;
+        }
+    } else if (merge(c, fresh, nfresh, remap) == SCOUT_OK) {
+        moved = 1;
+    } else {
         /* no room for the new array: the new children wait for the next
          * list (its pzxid is not older: it is taken); the removed stay
          * tombstones */
@@ -564,7 +599,7 @@ scout_cache_apply_children(scout_cache_t *c,
         }
     }
     free(fresh);
-    for (int32_t i = 0; remap != NULL && i < n; i++)
+    for (int32_t i = 0; moved && remap != NULL && i < n; i++)
         if (listed[i] != UINT32_MAX)
             listed[i] = remap[listed[i]];
     if (remap != remap_few)

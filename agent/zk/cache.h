@@ -113,6 +113,13 @@ unsigned scout_cache_seek(const scout_cache_t *c, const char *name);
  * and one walk.  The same result either way; tests lower it to compare the
  * two. */
 extern unsigned scout_cache_search_max;
+/* Up to this many new names in a list (8), when the array holds no
+ * tombstones, each is put in its place by a binary search and the held
+ * children copied around them; else one walk merges the two.  The same
+ * array either way; tests set it to 0 to compare the two. */
+extern unsigned scout_cache_insert_max;
+/* Lists whose new names went in that way (tests: the path was taken). */
+extern unsigned long scout_cache_inserts;
 /* Names of a child list found where the last list put them (the search's
  * shortcut, search_new in cache.c): tests read it to know they took it. */
 extern unsigned long scout_cache_listed_hits;

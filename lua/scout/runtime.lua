@@ -239,28 +239,30 @@ end
 -- Whether a changed child's data was read (its zxid is then its mzxid): asked only of a child re-read with the
 -- same content, so the map is built on the first such question, not for every batch (a sync's are all new).
 local function data_read_of(j, name)
-  local m = j[18]
+  local m = j[14]
   if not m then
     m = {}
-    local changed = j[9]
+    local changed = j[5]
     for k = 1, #changed do m[changed[k][1]] = changed[k][4] end
-    j[18] = m
+    j[14] = m
   end
   return m[name]
 end
 
--- An update's context j is an array, not a table of named fields: made per update and read per name, its 18 slots
--- cost 256 bytes and an index each, against 448 bytes and a hash lookup each by name (issue 14). The slots:
--- 1 s, 2 children, 3 published, 4 src, 5 notes, 6 filter, 7 which, 8 which_note, 9 changed (the batch),
--- 10 up, 11 gone_ids, 12 added, 13 gone, 14 changed_eps, 15 quiet (the verdicts' lists, each made when its first
--- name goes in: a change fills two of the six), 16 hook_errors, 17 now, 18 data_read (data_read_of's map).
+-- An update's context j is an array, not named fields: an index a read, not a hash lookup (issue 14); up to 15 slots
+-- keep it one allocation (LuaJIT colocates an array of up to 16, slot 0 included). 1 s, 2 children, 3 published,
+-- 4 the sources' { src, notes, which, which_note } or false, 5 changed (the batch), 6 up, 7 gone_ids, 8 added, 9 gone,
+-- 10 changed_eps, 11 quiet (the verdicts' lists, each made when its first name goes in: a change fills two of the
+-- six), 12 hook_errors, 13 now, 14 data_read (data_read_of's map).
 -- A list no name went in is read as EMPTY (read-only: a hook's diff is given tables of its own).
 local EMPTY = setmetatable({}, { __newindex = function() error("an empty verdict list is read-only", 2) end })
 
 -- One name's verdict for M.update, recorded in j (the update's lists and context). A function of its own, not a
 -- closure inside update: creating a closure (FNEW) is not compiled by LuaJIT, so it kept every update interpreted.
 local function judge(j, name)
-  local s, children, published, src, notes, filter, which, which_note = j[1], j[2], j[3], j[4], j[5], j[6], j[7], j[8]
+  local s, children, published, sw = j[1], j[2], j[3], j[4]
+  local filter, src, notes, which, which_note = s.filter, nil, nil, nil, nil
+  if sw then src, notes, which, which_note = sw[1], sw[2], sw[3], sw[4] end
   local ep = children[name]
   local old = published[name]
   if src and type(ep) == "table" then
@@ -299,7 +301,7 @@ local function judge(j, name)
     end
     if not ok then
       -- this child's verdict is unknown: it keeps the last one (published or not), the others go on
-      j[16] = j[16] + 1
+      j[12] = j[12] + 1
       log(LOG_WARN, format("service \"%s\": filter failed on child %s, keeping its last verdict: %s", s.name,
                            name, tostring(v)))
       set_failing(s, name, "the filter raised: " .. tostring(v))
@@ -319,29 +321,29 @@ local function judge(j, name)
   if keep then
     local to    -- added, changed_eps, or neither
     if not old then
-      to = 12
+      to = 8
     elseif old ~= ep and not same(old, ep) then
-      to = 14
+      to = 10
     elseif old ~= ep and not same(old, ep, data_read_of(j, name)) then
       to = false                -- a new version with the same content: the API's zxid follows it
     elseif old ~= ep then
-      local quiet = j[15]       -- same content re-read (a restart, a reload): nothing to publish
-      if quiet then quiet[#quiet + 1] = ep else j[15] = { ep } end
+      local quiet = j[11]       -- same content re-read (a restart, a reload): nothing to publish
+      if quiet then quiet[#quiet + 1] = ep else j[11] = { ep } end
       return
     else
       return
     end
     -- a list's first name makes it with its one slot ({} then [1] = grew an empty table: a rehash each)
-    local up = j[10]
-    if up then up[#up + 1] = ep else j[10] = { ep } end
+    local up = j[6]
+    if up then up[#up + 1] = ep else j[6] = { ep } end
     if to then
       local list = j[to]
       if list then list[#list + 1] = ep else j[to] = { ep } end
     end
   elseif old then
-    local gone_ids, gone = j[11], j[13]
-    if gone_ids then gone_ids[#gone_ids + 1] = name else j[11] = { name } end
-    if gone then gone[#gone + 1] = old else j[13] = { old } end
+    local gone_ids, gone = j[7], j[9]
+    if gone_ids then gone_ids[#gone_ids + 1] = name else j[7] = { name } end
+    if gone then gone[#gone + 1] = old else j[9] = { old } end
   end
 end
 
@@ -420,8 +422,7 @@ function M.update(i, removed, changed, more, untaken)
 
   -- a partly thawed service's children as decoded: what a whole thaw would hold if it stops here (explain)
   if part then store.opened(s, children, published, removed) end
-  -- Verdicts for the names this batch touched; nothing is committed yet.
-  local filter = s.filter
+  -- Verdicts for the names this batch touched; nothing is committed yet (judge reads the filter from s).
   local src = s.src
   local notes = src and s.notes
   local rejudge = src and src.dirty
@@ -446,32 +447,41 @@ function M.update(i, removed, changed, more, untaken)
     which, which_note = src:choose(icount, acount)
     if which ~= s.which then rejudge = true end
   end
-  local j = { s, children, published, src or false, notes or false, filter or false, which or false,
-              which_note or false, changed, false, false, false, false, false, false, 0, now_ms(), false }
-  local seen = new_table(0, nrm + nch)   -- sized once: a sync's batch would rehash it at every power of 2
-  if rejudge then
-    -- a source changed: its rules may concern any endpoint, so every child is judged again (and any published
-    -- one, in case its child went while the rules changed)
-    for name in pairs(children) do seen[name] = true; judge(j, name) end
-    for id in pairs(published) do
-      if not seen[id] then seen[id] = true; judge(j, id) end
+  local j = { s, children, published, src and { src, notes, which, which_note } or false, changed,
+              false, false, false, false, false, false, 0, now_ms(), false }
+  -- seen: the names judged. A change of one name with nothing else to judge goes without (two allocations); a
+  -- sync's batch (more) keeps it, so 07_runtime_copies_spec judges one-name changes both ways.
+  local seen, one
+  if nrm + nch == 1 and not more and not rejudge and not s.seeded then
+    one = nrm == 1 and removed[1] or changed[1][1]
+    judge(j, one)
+  else
+    seen = new_table(0, nrm + nch)   -- sized once: a sync's batch would rehash it at every power of 2
+    if rejudge then
+      -- a source changed: its rules may concern any endpoint, so every child is judged again (and any published
+      -- one, in case its child went while the rules changed)
+      for name in pairs(children) do seen[name] = true; judge(j, name) end
+      for id in pairs(published) do
+        if not seen[id] then seen[id] = true; judge(j, id) end
+      end
+    end
+    if s.seeded then
+      -- the first batch after a cold start is ZooKeeper's full listing: what the snapshot had and the listing
+      -- does not is gone (protection still guards the drop)
+      for id in pairs(published) do
+        if children[id] == nil then seen[id] = true; judge(j, id) end
+      end
+    end
+    for k = 1, nrm do
+      local name = removed[k]
+      if not seen[name] then seen[name] = true; judge(j, name) end
+    end
+    for k = 1, nch do
+      local name = changed[k][1]
+      if not seen[name] then seen[name] = true; judge(j, name) end
     end
   end
-  if s.seeded then
-    -- the first batch after a cold start is ZooKeeper's full listing: what the snapshot had and the listing
-    -- does not is gone (protection still guards the drop)
-    for id in pairs(published) do
-      if children[id] == nil then seen[id] = true; judge(j, id) end
-    end
-  end
-  for k = 1, nrm do
-    local name = removed[k]
-    if not seen[name] then seen[name] = true; judge(j, name) end
-  end
-  for k = 1, nch do
-    local name = changed[k][1]
-    if not seen[name] then seen[name] = true; judge(j, name) end
-  end
+  if not seen and (s.failing or s.ramping) then seen = { [one] = true } end
   -- children held by a failing filter are asked again once their back-off is due (the C side calls back then):
   -- what the filter depends on may have recovered without any ZooKeeper event; not at every change of the
   -- service, which paid the failure (a heap cap: ~200 ms) each time (scout.backoff)
@@ -480,7 +490,7 @@ function M.update(i, removed, changed, more, untaken)
     local again = {}
     for name in pairs(s.failing) do
       if not seen[name] then
-        if backoff.due(s, name, j[17]) then again[#again + 1] = name else spared = spared + 1 end
+        if backoff.due(s, name, j[13]) then again[#again + 1] = name else spared = spared + 1 end
       end
     end
     for k = 1, #again do seen[again[k]] = true; judge(j, again[k]) end
@@ -491,9 +501,9 @@ function M.update(i, removed, changed, more, untaken)
     if not seen[moved[k]] then seen[moved[k]] = true; judge(j, moved[k]) end
   end
 
-  local hook_errors = j[16]
-  local up, gone_ids, added, gone = j[10] or EMPTY, j[11] or EMPTY, j[12] or EMPTY, j[13] or EMPTY
-  local changed_eps, quiet = j[14] or EMPTY, j[15] or EMPTY
+  local hook_errors = j[12]
+  local up, gone_ids, added, gone = j[6] or EMPTY, j[7] or EMPTY, j[8] or EMPTY, j[9] or EMPTY
+  local changed_eps, quiet = j[10] or EMPTY, j[11] or EMPTY
   local nadded, ngone, nchanged = #added, #gone, #changed_eps
   local new_count = s.count + nadded - ngone
   -- the view hooks see: only when one may be called (on_change, or on_protect once protection is past its early
@@ -513,7 +523,7 @@ function M.update(i, removed, changed, more, untaken)
     if ngone > 1 then sort(gone, by_id) end
     if nchanged > 1 then sort(changed_eps, by_id) end
     -- the hook's diff: lists of its own, which it may keep or change
-    local ok, err = pcall(s.on_change, svc, { added = j[12] or {}, removed = j[13] or {}, changed = j[14] or {} })
+    local ok, err = pcall(s.on_change, svc, { added = j[8] or {}, removed = j[9] or {}, changed = j[10] or {} })
     if not ok then
       hook_errors = 1
       log(LOG_WARN, format("service \"%s\": on_change failed: %s", s.name, tostring(err)))
@@ -540,7 +550,7 @@ function M.update(i, removed, changed, more, untaken)
   local codec = s.codec
   local reweigh = codec.warmup_until and codec.effective_weight and ramp.next(s, up, gone_ids, wall_ms()) or nil
   local degraded = degraded_reason(s)
-  local due = backoff.next(s, j[17])     -- a failed child's back-off ends: call again then
+  local due = backoff.next(s, j[13])     -- a failed child's back-off ends: call again then
   if due and (not reweigh or due < reweigh) then reweigh = due end
   if part then store.freeze_part(s, children, published, removed) elseif not more then freeze(s) end
   return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built

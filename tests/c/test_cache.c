@@ -437,6 +437,28 @@ describe(const scout_cache_t *c, unsigned changed, char *out, size_t len)
         o += (size_t)snprintf(out + o, len - o, " %s", ch->name);
 }
 
+/* After a small service's list, each position it keeps for the next list
+ * (c->listed) is the array's slot of the name listed there, or unknown:
+ * the array moved under them (a merge, a compaction) and they were moved
+ * with it. */
+static void
+listed_positions_hold(const scout_cache_t *c, const struct String_vector *v)
+{
+    CHECK(c->nlisted == (unsigned)v->count || c->listed == NULL,
+          "%u positions for %d names", c->nlisted, v->count);
+    for (unsigned i = 0; c->listed != NULL && i < c->nlisted; i++) {
+        uint32_t j = c->listed[i];
+
+        if (j == UINT32_MAX)
+            continue;
+        CHECK(j < c->nkids && strcmp(c->kids[j]->name, v->data[i]) == 0,
+              "position %u of %s: slot %u holds %s", i, v->data[i], j,
+              j < c->nkids ? c->kids[j]->name : "nothing");
+        if (j >= c->nkids || strcmp(c->kids[j]->name, v->data[i]) != 0)
+            return;
+    }
+}
+
 /* A small service's list is matched by a binary search per name, a large
  * one's by a sort and a walk (cache.h): the same lists, with names listed
  * twice, tombstones from single removals and committed (announced)
@@ -448,6 +470,8 @@ test_search_matches_walk(void)
     static char names[UNIVERSE][16];
     static char a[8192], b[8192];
     unsigned saved = scout_cache_search_max, seed = 12345;
+    unsigned saved_insert = scout_cache_insert_max;
+    unsigned long inserts0, inserted = 0;
     scout_cache_t cs, cw;
     unsigned ch_s, ch_w;
     int differ = 0;
@@ -491,9 +515,14 @@ test_search_matches_walk(void)
         memset(&st, 0, sizeof(st));
         st.pzxid = step + 1;
         scout_cache_search_max = 1u << 30;
+        scout_cache_insert_max = saved_insert;
+        inserts0 = scout_cache_inserts;
         CHECK(scout_cache_apply_children(&cs, &v, &st, needs_data_for_ids,
                                          NULL, &ch_s) == SCOUT_OK);
+        inserted += scout_cache_inserts - inserts0;
+        listed_positions_hold(&cs, &v);
         scout_cache_search_max = 0;
+        scout_cache_insert_max = 0;
         CHECK(scout_cache_apply_children(&cw, &v, &st, needs_data_for_ids,
                                          NULL, &ch_w) == SCOUT_OK);
         describe(&cs, ch_s, a, sizeof(a));
@@ -521,7 +550,11 @@ test_search_matches_walk(void)
             }
         }
     }
+    /* new names went in by the search and copies now and then (a list
+     * after a delete event's tombstone, or past the bound, walks) */
+    CHECK(inserted > 0, "no list took the insert path");
     scout_cache_search_max = saved;
+    scout_cache_insert_max = saved_insert;
     scout_cache_free(&cs);
     scout_cache_free(&cw);
 }
@@ -542,6 +575,8 @@ test_listed_order_matches_walk(void)
     static char a[16384], b[16384];
     static const char *order[UNIVERSE];
     unsigned saved = scout_cache_search_max, seed = 777;
+    unsigned saved_insert = scout_cache_insert_max;
+    unsigned long inserts0, inserted = 0;
     unsigned long hits0 = scout_cache_listed_hits, listed = 0;
     unsigned char in[UNIVERSE] = { 0 };
     scout_cache_t cs, cw;
@@ -614,9 +649,14 @@ test_listed_order_matches_walk(void)
         st.pzxid = step + 1;
         listed += (unsigned long)n;
         scout_cache_search_max = 1u << 30;
+        scout_cache_insert_max = saved_insert;
+        inserts0 = scout_cache_inserts;
         CHECK(scout_cache_apply_children(&cs, &v, &st, needs_data_for_ids,
                                          NULL, &ch_s) == SCOUT_OK);
+        inserted += scout_cache_inserts - inserts0;
+        listed_positions_hold(&cs, &v);
         scout_cache_search_max = 0;
+        scout_cache_insert_max = 0;
         CHECK(scout_cache_apply_children(&cw, &v, &st, needs_data_for_ids,
                                          NULL, &ch_w) == SCOUT_OK);
         describe(&cs, ch_s, a, sizeof(a));
@@ -648,7 +688,9 @@ test_listed_order_matches_walk(void)
     CHECK(scout_cache_listed_hits - hits0 > listed * 3 / 4,
           "%lu of %lu names found where the last list had them",
           scout_cache_listed_hits - hits0, listed);
+    CHECK(inserted > STEPS / 4, "%lu lists took the insert path", inserted);
     scout_cache_search_max = saved;
+    scout_cache_insert_max = saved_insert;
     scout_cache_free(&cs);
     scout_cache_free(&cw);
 }
