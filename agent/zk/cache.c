@@ -390,6 +390,9 @@ walk_new(scout_cache_t *c, const struct String_vector *names, int32_t n,
 
 unsigned long scout_cache_listed_hits;
 
+/* A position the last list could not give (a name new in it). */
+#define LISTED_UNKNOWN UINT16_MAX
+
 /* Where the last list had the name at *k (or, that one gone, at *k + 1):
  * its position, *k moved past it; UINT_MAX when not there.  ZooKeeper lists
  * a node's children in its HashSet's order, which a create or a delete
@@ -401,7 +404,7 @@ static unsigned
 listed_at(const scout_cache_t *c, unsigned *k, const char *name)
 {
     for (unsigned d = 0; d < 2 && *k + d < c->nlisted; d++) {
-        uint32_t j = c->listed[*k + d];
+        unsigned j = c->listed[*k + d];
 
         if (j < c->nkids && !c->kids[j]->gone
             && strcmp(c->kids[j]->name, name) == 0) {
@@ -439,7 +442,7 @@ listed_resync(const scout_cache_t *c, unsigned *k, unsigned j)
 static int32_t
 search_new(scout_cache_t *c, const struct String_vector *names, int32_t n,
            int32_t *order, unsigned char *isnew, unsigned char *seen,
-           uint32_t *listed)
+           uint16_t *listed)
 {
     int32_t nnew = 0;
     unsigned k = 0;
@@ -461,7 +464,7 @@ search_new(scout_cache_t *c, const struct String_vector *names, int32_t n,
             listed[i] = j;
         } else {
             order[nnew++] = i;
-            listed[i] = UINT32_MAX;     /* its place is known next time */
+            listed[i] = LISTED_UNKNOWN; /* its place is known next time */
         }
     }
     if (nnew > 1)
@@ -492,7 +495,8 @@ scout_cache_apply_children(scout_cache_t *c,
     scout_child_t *child, **fresh = NULL;
     int32_t *order = NULL, n = names->count > 0 ? names->count : 0;
     unsigned char *isnew = NULL, *seen = NULL;
-    uint32_t *listed = NULL, *remap = NULL, remap_few[FEW];
+    uint16_t *listed = NULL;
+    uint32_t *remap = NULL, remap_few[FEW];
     int32_t order_few[FEW];
     unsigned char isnew_few[FEW], seen_few[FEW];
     unsigned nfresh = 0, nkids = c->nkids;
@@ -599,13 +603,21 @@ scout_cache_apply_children(scout_cache_t *c,
         }
     }
     free(fresh);
-    for (int32_t i = 0; moved && remap != NULL && i < n; i++)
-        if (listed[i] != UINT32_MAX)
-            listed[i] = remap[listed[i]];
+    /* kept only for a list the next one searches: a big service's first
+     * list (its array empty, so searched) would hold 2 bytes a child for
+     * nothing; past the search's bound a position needs more than 16 bits */
+    if (listed != NULL && (c->nkids > scout_cache_search_max
+                           || c->nkids >= LISTED_UNKNOWN)) {
+        free(listed);
+        listed = NULL;
+    }
+    for (int32_t i = 0; moved && listed != NULL && remap != NULL && i < n; i++)
+        if (listed[i] != LISTED_UNKNOWN)
+            listed[i] = (uint16_t)remap[listed[i]];
     if (remap != remap_few)
         free(remap);
     free(c->listed);
-    c->listed = listed;             /* NULL past search_max: not kept */
+    c->listed = listed;
     c->nlisted = listed != NULL ? (unsigned)n : 0;
     return SCOUT_OK;
 }

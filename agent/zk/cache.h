@@ -78,10 +78,10 @@ typedef struct {
     scout_child_t *dirty;          /* children wanting a data read      */
     scout_child_t *pending;        /* added/changed, not yet accepted   */
     char         **removed;        /* announced names gone since        */
-    uint32_t      *listed;         /* the last list's nlisted names, in
+    uint16_t      *listed;         /* the last list's nlisted names, in
                                       its order, as positions in kids
-                                      (UINT32_MAX: not known); a small
-                                      service's only                   */
+                                      (UINT16_MAX: not known); kept only
+                                      while kids is within search_max  */
     unsigned       nremoved, removed_cap;
     unsigned       refetching;     /* children with refetch set         */
     unsigned       have_list:1;
@@ -109,7 +109,7 @@ unsigned scout_cache_seek(const scout_cache_t *c, const char *name);
 
 /* Up to this many children held (1024), a child list is matched against
  * them by a binary search per name (a name first looked for where the last
- * list had it: 4 bytes a listed child, kept); past it, by sorting the list
+ * list had it: 2 bytes a listed child, kept); past it, by sorting the list
  * and one walk.  The same result either way; tests lower it to compare the
  * two. */
 extern unsigned scout_cache_search_max;

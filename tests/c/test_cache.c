@@ -447,9 +447,9 @@ listed_positions_hold(const scout_cache_t *c, const struct String_vector *v)
     CHECK(c->nlisted == (unsigned)v->count || c->listed == NULL,
           "%u positions for %d names", c->nlisted, v->count);
     for (unsigned i = 0; c->listed != NULL && i < c->nlisted; i++) {
-        uint32_t j = c->listed[i];
+        unsigned j = c->listed[i];
 
-        if (j == UINT32_MAX)
+        if (j == UINT16_MAX)
             continue;
         CHECK(j < c->nkids && strcmp(c->kids[j]->name, v->data[i]) == 0,
               "position %u of %s: slot %u holds %s", i, v->data[i], j,
@@ -463,6 +463,40 @@ listed_positions_hold(const scout_cache_t *c, const struct String_vector *v)
  * one's by a sort and a walk (cache.h): the same lists, with names listed
  * twice, tombstones from single removals and committed (announced)
  * children, leave two caches exactly alike whichever way each went. */
+/* A list's positions are kept for the next list only when that one will
+ * search (the array within scout_cache_search_max): a big service's first
+ * list, searched because its array was empty, keeps none (2 bytes a child
+ * held for nothing), and they come back once the array is small again. */
+static void
+test_big_first_list_keeps_no_positions(void)
+{
+    scout_cache_t c;
+    char names[12][8];
+    const char *list[12];
+    unsigned saved = scout_cache_search_max;
+
+    scout_cache_search_max = 8;
+    for (int i = 0; i < 12; i++) {
+        snprintf(names[i], sizeof(names[i]), "h:%d", 100 + i);
+        list[i] = names[i];
+    }
+    scout_cache_init(&c);
+    CHECK(apply(&c, 1, 12, list) == SCOUT_OK && c.count == 12);
+    CHECK(c.listed == NULL && c.nlisted == 0, "%u positions kept",
+          c.nlisted);
+    CHECK(apply(&c, 2, 6, list) == SCOUT_OK && c.count == 6);
+    CHECK(c.listed == NULL, "a walked list kept positions");
+    CHECK(apply(&c, 3, 7, list) == SCOUT_OK && c.count == 7);
+    CHECK(c.listed != NULL && c.nlisted == 7, "%u positions kept",
+          c.nlisted);
+    for (unsigned i = 0; c.listed != NULL && i < c.nlisted; i++)
+        CHECK(c.listed[i] == UINT16_MAX || (c.listed[i] < c.nkids
+              && strcmp(c.kids[c.listed[i]]->name, list[i]) == 0),
+              "position %u", i);
+    scout_cache_free(&c);
+    scout_cache_search_max = saved;
+}
+
 static void
 test_search_matches_walk(void)
 {
@@ -707,5 +741,6 @@ main(void)
     RUN(test_sorted_children());
     RUN(test_search_matches_walk());
     RUN(test_listed_order_matches_walk());
+    RUN(test_big_first_list_keeps_no_positions());
     return test_summary();
 }
