@@ -13,10 +13,10 @@
  * (writer.h) gathers the records and commits the file from them where
  * they are (checksum, writev, fsync, rename, fsync of the directory: no
  * copy of the registry but the file's), taking as long as the disk
- * likes.  Once written, a record's bytes go back to the file
- * (snapshot.h): the next write reads an unchanged service from the file
- * it wrote last, so the agent does not hold a second copy of the file
- * between writes; the loop hears back
+ * likes.  Once written, a record's bytes go back to the file, or to the
+ * journal it was appended to (snapshot.h): the next write reads an
+ * unchanged service from there, so the agent does not hold a second copy
+ * of either file between writes; the loop hears back
  * through an ev_async.  At most one write is in
  * flight: a change during a commit is written a second later, from the
  * newest state (coalesced, never queued).  A failed write is tried again

@@ -377,9 +377,8 @@ fresh_id(void)
 void
 scout_snapshot_file_adopt(scout_snapshot_file_t *f, int fd)
 {
-    scout_snapshot_file_close(f);
+    scout_snapshot_file_close(f);   /* a fresh id */
     f->fd = fd;
-    f->id = fresh_id();
 }
 
 void
