@@ -220,8 +220,9 @@ test_records(void)
         struct stat st;
         FILE *f;
 
-        CHECK(scout_snapshot_commit_recs(tmpdir, "e", 99, mixed, 3, NULL, NULL, &lw,
-                                         &left_b, err) == SCOUT_OK, "%s", err);
+        CHECK(scout_snapshot_commit_recs(tmpdir, "e", 99, mixed, 3, NULL,
+                                         NULL, &lw, &left_b, err) == SCOUT_OK,
+              "%s", err);
         CHECK(left_b == 0 && lw == la);
         b = malloc(la + 1);
         f = fopen(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), "rb");
@@ -278,8 +279,8 @@ test_records_in_file(void)
     CHECK(recs[0] != NULL && recs[1] != NULL && recs[2] != NULL);
     if (recs[0] == NULL || recs[1] == NULL || recs[2] == NULL)
         return;
-    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 5, recs, 3, &file, NULL, &lw,
-                                     &left, err) == SCOUT_OK, "%s", err);
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 5, recs, 3, &file, NULL,
+                                     &lw, &left, err) == SCOUT_OK, "%s", err);
     CHECK(file.fd >= 0);
     for (int i = 0; i < 3; i++) {
         scout_snapshot_rec_release(recs[i], &file);
@@ -297,8 +298,8 @@ test_records_in_file(void)
     CHECK(recs[2] != NULL);
     if (recs[2] == NULL)
         goto out;
-    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 6, recs, 3, &file, NULL, &lw,
-                                     &left, err) == SCOUT_OK, "%s", err);
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 6, recs, 3, &file, NULL,
+                                     &lw, &left, err) == SCOUT_OK, "%s", err);
     CHECK(scout_snapshot_encode("e", 6, now, 3, &want, &lwant, err)
           == SCOUT_OK);
     got = slurp(path, &lgot);
@@ -322,8 +323,8 @@ test_records_in_file(void)
             close(fd);
     }
     before = slurp(path, &lbefore);
-    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 7, recs, 3, &file, NULL, &lw,
-                                     &left, err) == SCOUT_AGAIN);
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 7, recs, 3, &file, NULL,
+                                     &lw, &left, err) == SCOUT_AGAIN);
     CHECK_ERR(err, "changed under the agent");
     got = slurp(path, &lgot);
     CHECK(before != NULL && got != NULL && lgot == lbefore
@@ -335,8 +336,8 @@ test_records_in_file(void)
         CHECK(!scout_snapshot_rec_current(recs[i], &file, NULL));
     CHECK(file.fd < 0);
     /* and a record of a file that is gone is refused the same way */
-    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 8, recs, 3, &file, NULL, &lw,
-                                     &left, err) == SCOUT_AGAIN);
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 8, recs, 3, &file, NULL,
+                                     &lw, &left, err) == SCOUT_AGAIN);
     CHECK_ERR(err, "in a file that is gone");
 out:
     for (int i = 0; i < 3; i++)
@@ -566,8 +567,9 @@ test_scale(void)
             cpu[round] = thread_cpu_ms();
             CHECK(scout_snapshot_commit_recs(tmpdir,
                                              "zk1:2181,zk2:2181,zk3:2181", 1,
-                                             recs, NSVC, &file, NULL, &lw, &left,
-                                             err) == SCOUT_OK, "%s", err);
+                                             recs, NSVC, &file, NULL, &lw,
+                                             &left, err) == SCOUT_OK, "%s",
+                                             err);
             cpu[round] = thread_cpu_ms() - cpu[round];
             CHECK(lw == len && left == 0);
             f = fopen(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), "rb");
