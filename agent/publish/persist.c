@@ -13,10 +13,10 @@
  * (writer.h) gathers the records and commits the file from them where
  * they are (checksum, writev, fsync, rename, fsync of the directory: no
  * copy of the registry but the file's), taking as long as the disk
- * likes.  Once written, a record's bytes go back to the file
- * (snapshot.h): the next write reads an unchanged service from the file
- * it wrote last, so the agent does not hold a second copy of the file
- * between writes; the loop hears back
+ * likes.  Once written, a record's bytes go back to the file, or to the
+ * journal it was appended to (snapshot.h): the next write reads an
+ * unchanged service from there, so the agent does not hold a second copy
+ * of either file between writes; the loop hears back
  * through an ev_async.  At most one write is in
  * flight: a change during a commit is written a second later, from the
  * newest state (coalesced, never queued).  A failed write is tried again
@@ -211,7 +211,8 @@ record_of(scout_persist_t *p, int i, int *encoded, char *err)
     scout_service_zxids(s, &sv.pzxid, &sv.max_mzxid);
     if (c->svc == s && c->index == sv.index && c->pzxid == sv.pzxid
         && c->max_mzxid == sv.max_mzxid
-        && (c->rec != NULL ? scout_snapshot_rec_current(c->rec, &p->last)
+        && (c->rec != NULL ? scout_snapshot_rec_current(c->rec, &p->last,
+                                                        &p->journal.file)
                            : c->why != NULL))
         return c->rec;
     scout_snapshot_rec_unref(c->rec);
@@ -370,7 +371,9 @@ commit(void *owner, void *job)
         /* the changed services only, appended to the journal */
         j->rc = scout_journal_append(&p->journal, p->dir, j->written_at_ms,
                                      j->jrecs, j->njrecs, &j->len, j->err);
-        if (j->rc == SCOUT_OK) {
+        if (j->rc == SCOUT_OK) {    /* the journal holds them now */
+            for (int i = 0; i < j->njrecs; i++)
+                scout_snapshot_rec_release(j->jrecs[i], &p->journal.file);
             j->nservices = j->njrecs;
             j->commit_ms = scout_now_ms() - t0;
             return;
@@ -389,8 +392,9 @@ commit(void *owner, void *job)
     /* written from the records where they are: a write copies the registry
      * only into the file, not into a buffer first */
     j->rc = scout_snapshot_commit_recs(p->dir, p->ensemble, j->written_at_ms,
-                                       j->recs, j->nrecs, &p->last, &j->len,
-                                       &more, j->err);
+                                       j->recs, j->nrecs, &p->last,
+                                       &p->journal.file, &j->len, &more,
+                                       j->err);
     if (j->rc == SCOUT_OK) {    /* the file holds them now */
         for (int i = 0; i < j->nrecs; i++)
             scout_snapshot_rec_release(j->recs[i], &p->last);
@@ -672,7 +676,7 @@ scout_persist_flush(scout_persist_t *p)
 
     if ((j = scout_writer_wait(&p->writer)) != NULL)
         collect(p, j);
-    if (!p->dirty && p->journal.fd < 0)
+    if (!p->dirty && p->journal.file.fd < 0)
         return;
     p->need_full = 1;
     /* once more when the last file was found changed under us: written

@@ -130,21 +130,36 @@ typedef struct {
  * (scout_snapshot_rec_current says 0) and must be encoded again. */
 void scout_snapshot_file_close(scout_snapshot_file_t *f);
 
+/* f is now fd (readable, owned by f), a file of its own (the journal's:
+ * snapshot_journal.h): what was written to f before is stale. */
+void scout_snapshot_file_adopt(scout_snapshot_file_t *f, int fd);
+
+/* r's bytes are in file at off, as encoded (the journal appended them):
+ * r may give them back (scout_snapshot_rec_release(r, file)) and a commit
+ * reads them from there. */
+void scout_snapshot_rec_written(scout_snapshot_rec_t *r,
+                                const scout_snapshot_file_t *file,
+                                uint64_t off);
+
 /* scout_snapshot_assemble + scout_snapshot_commit without the file in one
  * buffer: the records are written where they are (writev) and the checksum
  * taken over them in place, so a write copies nothing but into the file.
- * A record whose bytes went back to the file is read from file (pread,
- * into pages unmapped once written; each record checked against its own
- * XXH64 taken when it was encoded).  file may be NULL when no record has
- * given its bytes back.  Once written, file is the new file.
+ * A record whose bytes went back to the file (or to journal, the journal
+ * beside it) is read from there (pread, into pages unmapped once written;
+ * each record checked against its own XXH64 taken when it was encoded).
+ * file and journal may be NULL when no record gave its bytes back to
+ * them.  Once written, file is the new file and holds every record kept
+ * (journal is left to the caller: snapshot_journal.h rebases it).
  * SCOUT_AGAIN when such a record cannot be read back as it was written
- * (the file changed under the agent, or file is not the one the record
- * was written to): nothing is replaced, file is forgotten, and every
- * record must be encoded again.  *len: the file's size once written. */
+ * (a file changed under the agent, or is not the one the record was
+ * written to): nothing is replaced, file and journal are forgotten, and
+ * every record must be encoded again.  *len: the file's size once
+ * written. */
 int scout_snapshot_commit_recs(const char *dir, const char *ensemble,
                                int64_t written_at_ms,
                                scout_snapshot_rec_t **recs, int n,
                                scout_snapshot_file_t *file,
+                               scout_snapshot_file_t *journal,
                                size_t *len, int *left_out, char *err);
 
 /* Frees r's bytes when file holds them (r was in the last commit to it);
@@ -152,10 +167,12 @@ int scout_snapshot_commit_recs(const char *dir, const char *ensemble,
 void scout_snapshot_rec_release(scout_snapshot_rec_t *r,
                                 const scout_snapshot_file_t *file);
 
-/* 1 while r can be written: its bytes in memory, or in file as they were
- * written there; 0 once that file is gone (encode the service again). */
+/* 1 while r can be written: its bytes in memory, or in file or journal
+ * (either may be NULL) as they were written there; 0 once that file is
+ * gone (encode the service again). */
 int scout_snapshot_rec_current(const scout_snapshot_rec_t *r,
-                               const scout_snapshot_file_t *file);
+                               const scout_snapshot_file_t *file,
+                               const scout_snapshot_file_t *journal);
 
 /* Put encoded bytes at DIR/scout.snapshot, atomically and durably: write
  * DIR/scout.snapshot.tmp (mode 0600), fsync it, rename it over the old file,

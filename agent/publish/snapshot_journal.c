@@ -56,9 +56,7 @@ by_rec_name(const void *x, const void *y)
 void
 scout_journal_close(scout_journal_t *j)
 {
-    if (j->fd >= 0)
-        close(j->fd);
-    j->fd = -1;
+    scout_snapshot_file_close(&j->file);    /* its records are stale */
     j->end = 0;
 }
 
@@ -185,9 +183,8 @@ scout_journal_append(scout_journal_t *j, const char *dir,
     XXH64_state_t st;
     uint64_t len = 12;
     char path[4096];
-    int rc = SCOUT_ERROR, first = j->fd < 0, k = 0;
-
-    uint64_t id[4];
+    int rc = SCOUT_ERROR, first = j->file.fd < 0, k = 0, fd;
+    uint64_t id[4], at;
 
     *wrote = 0;
     base_id(dir, id);
@@ -240,26 +237,38 @@ scout_journal_append(scout_journal_t *j, const char *dir,
         if (scout_file_replace_iov(dir, SCOUT_JOURNAL_FILE, SCOUT_JOURNAL_TMP,
                                    iov, k, 0600, NULL, err) != SCOUT_OK)
             goto done;
+        /* read and written: the records appended are read back from it
+         * (each against its own XXH64: a file swapped in is caught) */
         if (snprintf(path, sizeof(path), "%s/%s", dir, SCOUT_JOURNAL_FILE)
             >= (int)sizeof(path)
-            || (j->fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+            || (fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0) {
             scout_seterr(err, "journal %s/%s: open: %s", dir,
                          SCOUT_JOURNAL_FILE, strerror(errno));
             goto done;
         }
+        scout_snapshot_file_adopt(&j->file, fd);
+        at = sizeof(fh);
         j->end = sizeof(fh) + SCOUT_JOURNAL_REC_HDR + len;
         *wrote = (size_t)j->end;
     } else {
         /* at the end of the last good record: a torn append before this
          * one is written over */
-        if (write_all_at(j->fd, iov, k, j->end) != SCOUT_OK
-            || fdatasync(j->fd) != 0) {
+        if (write_all_at(j->file.fd, iov, k, j->end) != SCOUT_OK
+            || fdatasync(j->file.fd) != 0) {
             scout_seterr(err, "journal %s/%s: append: %s", dir,
                          SCOUT_JOURNAL_FILE, strerror(errno));
             goto done;
         }
+        at = j->end;
         j->end += SCOUT_JOURNAL_REC_HDR + len;
         *wrote = SCOUT_JOURNAL_REC_HDR + (size_t)len;
+    }
+    /* where each service's bytes are now: after the record's header and
+     * its written_at and count, in the order written */
+    at += sizeof(rh);
+    for (int i = 0; i < n; i++) {
+        scout_snapshot_rec_written(recs[i], &j->file, at);
+        at += scout_snapshot_rec_size(recs[i]);
     }
     rc = SCOUT_OK;
 

@@ -40,7 +40,8 @@
 /* The journal as this process writes it: owned by one writer at a time,
  * zero-initialise with SCOUT_JOURNAL_INIT. */
 typedef struct {
-    int      fd;            /* open for appends; -1: none yet          */
+    scout_snapshot_file_t file; /* open for appends and read-backs (fd
+                               -1: none yet); its records' file     */
     uint64_t end;           /* bytes written and synced                */
     uint64_t base_sum;      /* the base it names...                    */
     uint64_t base_len;      /* ...and that base's body length          */
@@ -48,7 +49,8 @@ typedef struct {
                                size, mtime (ns); 0s: unknown          */
 } scout_journal_t;
 
-#define SCOUT_JOURNAL_INIT { -1, 0, 0, 0, { 0, 0, 0, 0 } }
+#define SCOUT_JOURNAL_INIT { SCOUT_SNAPSHOT_FILE_INIT, 0, 0, 0, \
+                             { 0, 0, 0, 0 } }
 
 /* The base just written (sum, body length) is the one the next append
  * names; the old journal is removed (a crash before that leaves a journal
@@ -74,6 +76,11 @@ void scout_journal_rebase_written(scout_journal_t *j, const char *dir,
  * refused), stamped written_at_ms, on disk once this returns: the first
  * append after a rebase writes the file whole (header and record; temp
  * file, fsync, rename, fsync of DIR), the next ones append and fdatasync.
+ * Each record then knows where its bytes are in j->file
+ * (scout_snapshot_rec_written), so the caller may have it give them back
+ * (scout_snapshot_rec_release(r, &j->file)): the next full write reads
+ * them from the journal, as it reads the base's from the base.  A rebase
+ * or a close forgets the file, and every record in it is stale.
  * *wrote: the bytes added.  SCOUT_ERROR (err) leaves the journal as it
  * was on disk up to its last good record; the caller then writes a full
  * snapshot.  SCOUT_AGAIN: the base is not the file written (replaced or

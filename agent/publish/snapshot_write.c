@@ -10,9 +10,10 @@
  * snapshot always reads back.
  *
  * A record kept for an unchanged service need not keep its bytes: once a
- * commit has put them in the file, they are read back from it by the next
- * commit (checked against the record's own XXH64 first), so the agent holds
- * ~60 bytes a service instead of its whole record.
+ * commit has put them in the file, or an append in the journal beside it,
+ * they are read back from there by the next commit (checked against the
+ * record's own XXH64 first), so the agent holds ~60 bytes a service instead
+ * of its whole record.
  *
  * What this file must never do: leave a temp file behind after a failed
  * write, replace a good snapshot with a partial one, or write bytes read
@@ -35,6 +36,7 @@
 
 #include "publish/file_replace.h"
 #include "publish/snapshot_format.h"
+#include "publish/snapshot_journal.h"
 
 #define S(s) ((s) != NULL ? (s) : "")
 
@@ -297,7 +299,8 @@ struct scout_snapshot_rec_s {
     unsigned char *data;        /* the service's bytes as in the file, or
                                  * NULL once given back to the file    */
     uint64_t       hash;        /* XXH64 of the bytes                  */
-    uint64_t       file_id;     /* the last commit that wrote them...  */
+    uint64_t       file_id;     /* the last file they were written to
+                                 * (a commit's or the journal's)...    */
     uint64_t       off;         /* ...and where, in that file          */
     unsigned char  name[];      /* not NUL-terminated                  */
 };
@@ -360,6 +363,44 @@ scout_snapshot_rec_unref(scout_snapshot_rec_t *r)
     }
 }
 
+/* Every file a record can name has an id of its own, the base's and the
+ * journal's alike: a record names one file, and a file closed or replaced
+ * never matches what was written to the one before it. */
+static uint64_t
+fresh_id(void)
+{
+    static uint64_t ids;
+
+    return __atomic_add_fetch(&ids, 1, __ATOMIC_RELAXED);
+}
+
+void
+scout_snapshot_file_adopt(scout_snapshot_file_t *f, int fd)
+{
+    scout_snapshot_file_close(f);   /* a fresh id */
+    f->fd = fd;
+}
+
+void
+scout_snapshot_rec_written(scout_snapshot_rec_t *r,
+                           const scout_snapshot_file_t *file, uint64_t off)
+{
+    r->file_id = file->id;
+    r->off = off;
+}
+
+/* The file of the two that holds r's bytes as written, or NULL. */
+static const scout_snapshot_file_t *
+where(const scout_snapshot_rec_t *r, const scout_snapshot_file_t *file,
+      const scout_snapshot_file_t *journal)
+{
+    if (file != NULL && file->fd >= 0 && r->file_id == file->id)
+        return file;
+    if (journal != NULL && journal->fd >= 0 && r->file_id == journal->id)
+        return journal;
+    return NULL;
+}
+
 void
 scout_snapshot_rec_release(scout_snapshot_rec_t *r,
                            const scout_snapshot_file_t *file)
@@ -373,10 +414,10 @@ scout_snapshot_rec_release(scout_snapshot_rec_t *r,
 
 int
 scout_snapshot_rec_current(const scout_snapshot_rec_t *r,
-                           const scout_snapshot_file_t *file)
+                           const scout_snapshot_file_t *file,
+                           const scout_snapshot_file_t *journal)
 {
-    return r->data != NULL || (file != NULL && file->fd >= 0
-                               && r->file_id == file->id);
+    return r->data != NULL || where(r, file, journal) != NULL;
 }
 
 void
@@ -385,7 +426,7 @@ scout_snapshot_file_close(scout_snapshot_file_t *f)
     if (f->fd >= 0)
         close(f->fd);
     f->fd = -1;
-    f->id++;                    /* what was written to it is stale now */
+    f->id = fresh_id();         /* what was written to it is stale now */
 }
 
 size_t
@@ -574,14 +615,15 @@ pread_all(int fd, unsigned char *buf, size_t len, uint64_t off)
 }
 
 /* iov[1 + i] := the bytes of kept record i: in memory, or read back from
- * file into pages of their own (*map, *map_len: unmapped once written, so
- * a write leaves nothing behind in the heap).  Records that follow each
- * other in the old file are read in one pread (an unchanged registry is
- * one read).  SCOUT_AGAIN when one cannot be read back as it was encoded;
- * SCOUT_ERROR when out of memory. */
+ * file or the journal into pages of their own (*map, *map_len: unmapped
+ * once written, so a write leaves nothing behind in the heap).  Records
+ * that follow each other in one file are read in one pread (an unchanged
+ * registry is one read).  SCOUT_AGAIN when one cannot be read back as it
+ * was encoded; SCOUT_ERROR when out of memory. */
 static int
 read_back(const char *dir, scout_snapshot_rec_t **recs, int kept,
-          const scout_snapshot_file_t *file, struct iovec *iov,
+          const scout_snapshot_file_t *file,
+          const scout_snapshot_file_t *journal, struct iovec *iov,
           unsigned char **map, size_t *map_len, char *err)
 {
     size_t total = 0, at = 0;
@@ -609,6 +651,9 @@ read_back(const char *dir, scout_snapshot_rec_t **recs, int kept,
     (void)madvise(*map, total, MADV_POPULATE_WRITE);
     for (int i = 0; i < kept;) {
         scout_snapshot_rec_t *r = recs[i];
+        const scout_snapshot_file_t *f = where(r, file, journal);
+        const char *name = f == journal ? SCOUT_JOURNAL_FILE
+                                        : SCOUT_SNAPSHOT_FILE;
         uint64_t off = r->off;
         size_t run = 0;
         int j = i;
@@ -617,19 +662,19 @@ read_back(const char *dir, scout_snapshot_rec_t **recs, int kept,
             i++;
             continue;
         }
-        if (file == NULL || file->fd < 0 || r->file_id != file->id) {
+        if (f == NULL) {
             scout_seterr(err, "snapshot: the record of \"%.*s\" was in a "
                          "file that is gone", (int)r->name_len,
                          (const char *)r->name);
             return SCOUT_AGAIN;
         }
         while (j < kept && recs[j]->data == NULL
-               && recs[j]->file_id == file->id && recs[j]->off == off + run)
+               && recs[j]->file_id == f->id && recs[j]->off == off + run)
             run += recs[j++]->len;
         errno = 0;
-        if (pread_all(file->fd, *map + at, run, off) != SCOUT_OK) {
-            scout_seterr(err, "snapshot: reading back %s/%s: %s", dir,
-                         SCOUT_SNAPSHOT_FILE, errno ? strerror(errno)
+        if (pread_all(f->fd, *map + at, run, off) != SCOUT_OK) {
+            scout_seterr(err, "snapshot: reading back %s/%s: %s", dir, name,
+                         errno ? strerror(errno)
                          : "shorter than it was written");
             return SCOUT_AGAIN;
         }
@@ -640,7 +685,7 @@ read_back(const char *dir, scout_snapshot_rec_t **recs, int kept,
                 != recs[i]->hash) {
                 scout_seterr(err, "snapshot: %s/%s changed under the agent "
                              "(the record of \"%.*s\" is not what was "
-                             "written)", dir, SCOUT_SNAPSHOT_FILE,
+                             "written)", dir, name,
                              (int)recs[i]->name_len,
                              (const char *)recs[i]->name);
                 return SCOUT_AGAIN;
@@ -660,7 +705,7 @@ now_in(const char *dir, scout_snapshot_file_t *file,
 {
     char path[4096];
     struct stat st;
-    uint64_t off = hlen, id = file->id + 1;
+    uint64_t off = hlen, id = fresh_id();
     int fd = -1;
 
     if (snprintf(path, sizeof(path), "%s/%s", dir, SCOUT_SNAPSHOT_FILE)
@@ -685,7 +730,8 @@ now_in(const char *dir, scout_snapshot_file_t *file,
 int
 scout_snapshot_commit_recs(const char *dir, const char *ensemble,
                            int64_t written_at_ms, scout_snapshot_rec_t **recs,
-                           int n, scout_snapshot_file_t *file, size_t *len,
+                           int n, scout_snapshot_file_t *file,
+                           scout_snapshot_file_t *journal, size_t *len,
                            int *left_out, char *err)
 {
     unsigned char *head, *map = NULL;
@@ -705,14 +751,19 @@ scout_snapshot_commit_recs(const char *dir, const char *ensemble,
     }
     iov[0].iov_base = head;
     iov[0].iov_len = hlen;
-    rc = read_back(dir, recs, kept, file, iov, &map, &map_len, err);
+    rc = read_back(dir, recs, kept, file, journal, iov, &map, &map_len,
+                   err);
     if (rc == SCOUT_OK) {
         sum = seal(head, hlen, iov, kept);
         rc = scout_file_replace_iov(dir, SCOUT_SNAPSHOT_FILE,
                                     SCOUT_SNAPSHOT_TMP, iov, kept + 1, 0600,
                                     &written, err);
-    } else if (rc == SCOUT_AGAIN && file != NULL) {
-        scout_snapshot_file_close(file);    /* all of it is suspect now */
+    } else if (rc == SCOUT_AGAIN) {
+        /* all of it is suspect now, in either file */
+        if (file != NULL)
+            scout_snapshot_file_close(file);
+        if (journal != NULL)
+            scout_snapshot_file_close(journal);
     }
     if (map != NULL)
         munmap(map, map_len);

@@ -109,6 +109,26 @@ small_file(size_t *len)
     return buf;
 }
 
+/* The whole file at path in a malloc'd buffer (*len bytes), or NULL. */
+static inline char *
+slurp(const char *path, size_t *len)
+{
+    struct stat st;
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+
+    if (f != NULL && fstat(fileno(f), &st) == 0
+        && (buf = malloc((size_t)st.st_size + 1)) != NULL
+        && fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        free(buf);
+        buf = NULL;
+    }
+    if (f != NULL)
+        fclose(f);
+    *len = buf != NULL ? (size_t)st.st_size : 0;
+    return buf;
+}
+
 static inline int
 put_file(const char *path, const void *buf, size_t len)
 {

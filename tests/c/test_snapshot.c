@@ -220,8 +220,9 @@ test_records(void)
         struct stat st;
         FILE *f;
 
-        CHECK(scout_snapshot_commit_recs(tmpdir, "e", 99, mixed, 3, NULL, &lw,
-                                         &left_b, err) == SCOUT_OK, "%s", err);
+        CHECK(scout_snapshot_commit_recs(tmpdir, "e", 99, mixed, 3, NULL,
+                                         NULL, &lw, &left_b, err) == SCOUT_OK,
+              "%s", err);
         CHECK(left_b == 0 && lw == la);
         b = malloc(la + 1);
         f = fopen(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), "rb");
@@ -256,26 +257,6 @@ test_records(void)
     scout_epset_free(&bad);
 }
 
-/* The whole file at path in a malloc'd buffer (*len bytes), or NULL. */
-static char *
-slurp(const char *path, size_t *len)
-{
-    struct stat st;
-    char *buf = NULL;
-    FILE *f = fopen(path, "rb");
-
-    if (f != NULL && fstat(fileno(f), &st) == 0
-        && (buf = malloc((size_t)st.st_size + 1)) != NULL
-        && fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        free(buf);
-        buf = NULL;
-    }
-    if (f != NULL)
-        fclose(f);
-    *len = buf != NULL ? (size_t)st.st_size : 0;
-    return buf;
-}
-
 /* A record whose bytes went back to the file is written again from the
  * file: the next file is byte for byte what the encoder gives, with a
  * changed service among unchanged ones; and bytes that are not what was
@@ -298,12 +279,12 @@ test_records_in_file(void)
     CHECK(recs[0] != NULL && recs[1] != NULL && recs[2] != NULL);
     if (recs[0] == NULL || recs[1] == NULL || recs[2] == NULL)
         return;
-    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 5, recs, 3, &file, &lw,
-                                     &left, err) == SCOUT_OK, "%s", err);
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 5, recs, 3, &file, NULL,
+                                     &lw, &left, err) == SCOUT_OK, "%s", err);
     CHECK(file.fd >= 0);
     for (int i = 0; i < 3; i++) {
         scout_snapshot_rec_release(recs[i], &file);
-        CHECK(scout_snapshot_rec_current(recs[i], &file));
+        CHECK(scout_snapshot_rec_current(recs[i], &file, NULL));
     }
     /* its bytes are gone from memory: only a commit can have them */
     CHECK(scout_snapshot_assemble("e", 5, recs, 3, &got, &lgot, &left, err)
@@ -317,8 +298,8 @@ test_records_in_file(void)
     CHECK(recs[2] != NULL);
     if (recs[2] == NULL)
         goto out;
-    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 6, recs, 3, &file, &lw,
-                                     &left, err) == SCOUT_OK, "%s", err);
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 6, recs, 3, &file, NULL,
+                                     &lw, &left, err) == SCOUT_OK, "%s", err);
     CHECK(scout_snapshot_encode("e", 6, now, 3, &want, &lwant, err)
           == SCOUT_OK);
     got = slurp(path, &lgot);
@@ -330,7 +311,7 @@ test_records_in_file(void)
     /* every record is in the new file now, the changed one too */
     for (int i = 0; i < 3; i++) {
         scout_snapshot_rec_release(recs[i], &file);
-        CHECK(scout_snapshot_rec_current(recs[i], &file));
+        CHECK(scout_snapshot_rec_current(recs[i], &file, NULL));
     }
     /* one byte of the file changed under the writer: refused, not copied */
     {
@@ -342,8 +323,8 @@ test_records_in_file(void)
             close(fd);
     }
     before = slurp(path, &lbefore);
-    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 7, recs, 3, &file, &lw,
-                                     &left, err) == SCOUT_AGAIN);
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 7, recs, 3, &file, NULL,
+                                     &lw, &left, err) == SCOUT_AGAIN);
     CHECK_ERR(err, "changed under the agent");
     got = slurp(path, &lgot);
     CHECK(before != NULL && got != NULL && lgot == lbefore
@@ -352,11 +333,11 @@ test_records_in_file(void)
     free(got);
     free(before);
     for (int i = 0; i < 3; i++)
-        CHECK(!scout_snapshot_rec_current(recs[i], &file));
+        CHECK(!scout_snapshot_rec_current(recs[i], &file, NULL));
     CHECK(file.fd < 0);
     /* and a record of a file that is gone is refused the same way */
-    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 8, recs, 3, &file, &lw,
-                                     &left, err) == SCOUT_AGAIN);
+    CHECK(scout_snapshot_commit_recs(tmpdir, "e", 8, recs, 3, &file, NULL,
+                                     &lw, &left, err) == SCOUT_AGAIN);
     CHECK_ERR(err, "in a file that is gone");
 out:
     for (int i = 0; i < 3; i++)
@@ -586,8 +567,9 @@ test_scale(void)
             cpu[round] = thread_cpu_ms();
             CHECK(scout_snapshot_commit_recs(tmpdir,
                                              "zk1:2181,zk2:2181,zk3:2181", 1,
-                                             recs, NSVC, &file, &lw, &left,
-                                             err) == SCOUT_OK, "%s", err);
+                                             recs, NSVC, &file, NULL, &lw,
+                                             &left, err) == SCOUT_OK, "%s",
+                                             err);
             cpu[round] = thread_cpu_ms() - cpu[round];
             CHECK(lw == len && left == 0);
             f = fopen(path_in(tmpdir, SCOUT_SNAPSHOT_FILE), "rb");

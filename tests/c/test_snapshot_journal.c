@@ -115,7 +115,7 @@ test_base_and_journal_read_back_as_the_whole_write(void)
         set_service(i, 0);
         recs[i] = rec(i);
     }
-    CHECK(scout_snapshot_commit_recs(tmpdir, ENS, 1000, recs, NS, &file,
+    CHECK(scout_snapshot_commit_recs(tmpdir, ENS, 1000, recs, NS, &file, NULL,
                                      &len, &left_out, err) == SCOUT_OK,
           "%s", err);
     for (int i = 0; i < NS; i++)
@@ -294,7 +294,7 @@ test_an_edit_before_the_rebase_is_not_the_base(void)
         for (int i = 0; i < NS; i++)
             recs[i] = rec(i);
         CHECK(scout_snapshot_commit_recs(tmpdir, ENS, 1000 + round, recs, NS,
-                                         &file, &len, &left_out, err)
+                                         &file, NULL, &len, &left_out, err)
               == SCOUT_OK, "%s", err);
         for (int i = 0; i < NS; i++)
             scout_snapshot_rec_unref(recs[i]);
@@ -329,6 +329,135 @@ test_an_edit_before_the_rebase_is_not_the_base(void)
         scout_epset_free(&sets[i]);
 }
 
+/* A record appended to the journal gives its bytes back as one in the base
+ * does: the agent held every record appended since the last full write
+ * (at 10,000 x 10, the 1,622 services a sync put in the journal after its
+ * last base: 0.9 MB), now the journal holds them.  Released, it has no
+ * bytes and is still current; the next base, built from the base's and
+ * the journal's records read back where they are, is byte for byte the
+ * encoder's; a journal changed under the writer is never copied (both
+ * files forgotten, every record stale), and one closed makes its records
+ * stale. */
+static void
+test_journal_records_give_their_bytes_back(void)
+{
+    char err[SCOUT_ERR_LEN], jpath[512], *want, *got, *before;
+    scout_snapshot_file_t file = SCOUT_SNAPSHOT_FILE_INIT;
+    scout_journal_t j = SCOUT_JOURNAL_INIT;
+    scout_snapshot_rec_t *cur[NS + 1], *recs[NS + 1];
+    size_t len, wrote, want_len, got_len, before_len;
+    int left_out = 0;
+    const char *bp = path_in(tmpdir, SCOUT_SNAPSHOT_FILE);
+
+    snprintf(jpath, sizeof(jpath), "%s", path_in(tmpdir, SCOUT_JOURNAL_FILE));
+    for (int i = 0; i < NS; i++) {
+        set_service(i, 0);
+        cur[i] = recs[i] = rec(i);
+    }
+    CHECK(scout_snapshot_commit_recs(tmpdir, ENS, 1000, recs, NS, &file,
+                                     &j.file, &len, &left_out, err)
+          == SCOUT_OK, "%s", err);
+    for (int i = 0; i < NS; i++)
+        scout_snapshot_rec_release(cur[i], &file);
+    scout_journal_rebase_written(&j, tmpdir, &file,
+                                 len - SCOUT_SNAPSHOT_HDR_LEN);
+
+    /* two appends: svc-1; then svc-3 and a new service */
+    set_service(1, 1);
+    scout_snapshot_rec_unref(cur[1]);
+    recs[0] = cur[1] = rec(1);
+    CHECK(scout_journal_append(&j, tmpdir, 2000, recs, 1, &wrote, err)
+          == SCOUT_OK, "%s", err);
+    set_service(3, 2);
+    set_service(NS, 1);
+    scout_snapshot_rec_unref(cur[3]);
+    recs[0] = cur[NS] = rec(NS);
+    recs[1] = cur[3] = rec(3);
+    CHECK(scout_journal_append(&j, tmpdir, 3000, recs, 2, &wrote, err)
+          == SCOUT_OK, "%s", err);
+    for (int i = 0; i <= NS; i++) {
+        scout_snapshot_rec_release(cur[i], &j.file);
+        CHECK(scout_snapshot_rec_data(cur[i]) == NULL,
+              "record %d keeps its bytes after the append", i);
+        CHECK(scout_snapshot_rec_current(cur[i], &file, &j.file));
+    }
+    /* svc-1, svc-3 and the new one are in the journal, not the base */
+    CHECK(!scout_snapshot_rec_current(cur[1], &file, NULL)
+          && !scout_snapshot_rec_current(cur[3], &file, NULL)
+          && !scout_snapshot_rec_current(cur[NS], &file, NULL));
+
+    /* the next base from both files: what the encoder gives */
+    for (int i = 0; i <= NS; i++)
+        recs[i] = cur[i];
+    CHECK(scout_snapshot_commit_recs(tmpdir, ENS, 4000, recs, NS + 1, &file,
+                                     &j.file, &len, &left_out, err)
+          == SCOUT_OK, "%s", err);
+    want = expect(NS + 1, 4000, &want_len);
+    got = slurp(bp, &got_len);
+    CHECK(want != NULL && got != NULL && got_len == want_len
+          && len == want_len && memcmp(got, want, want_len) == 0,
+          "the base from records read back from the journal differs from "
+          "the encoder's");
+    free(want);
+    free(got);
+    for (int i = 0; i <= NS; i++)       /* all in the new base now */
+        CHECK(scout_snapshot_rec_current(cur[i], &file, NULL));
+    scout_journal_rebase_written(&j, tmpdir, &file,
+                                 len - SCOUT_SNAPSHOT_HDR_LEN);
+
+    /* a journal closed: its records are stale, the base's are not */
+    set_service(2, 1);
+    scout_snapshot_rec_unref(cur[2]);
+    recs[0] = cur[2] = rec(2);
+    CHECK(scout_journal_append(&j, tmpdir, 5000, recs, 1, &wrote, err)
+          == SCOUT_OK, "%s", err);
+    scout_snapshot_rec_release(cur[2], &j.file);
+    {
+        scout_snapshot_file_t gone = j.file;
+
+        CHECK(scout_snapshot_rec_current(cur[2], &file, &gone));
+        gone.fd = -1;           /* as scout_journal_close leaves it */
+        CHECK(!scout_snapshot_rec_current(cur[2], &file, &gone)
+              && scout_snapshot_rec_current(cur[0], &file, &gone));
+    }
+
+    /* one byte of the journal's record changed under the writer: never
+     * copied, nothing replaced, both files forgotten */
+    {
+        int fd = open(jpath, O_WRONLY);
+        char x = 0x5a;
+
+        CHECK(fd >= 0 && pwrite(fd, &x, 1, (off_t)file_size(jpath) - 1)
+                         == 1);
+        if (fd >= 0)
+            close(fd);
+    }
+    before = slurp(bp, &before_len);
+    for (int i = 0; i <= NS; i++)
+        recs[i] = cur[i];
+    CHECK(scout_snapshot_commit_recs(tmpdir, ENS, 6000, recs, NS + 1, &file,
+                                     &j.file, &len, &left_out, err)
+          == SCOUT_AGAIN);
+    CHECK_ERR(err, SCOUT_JOURNAL_FILE " changed under the agent");
+    got = slurp(bp, &got_len);
+    CHECK(before != NULL && got != NULL && got_len == before_len
+          && memcmp(got, before, got_len) == 0, "the base was replaced");
+    free(got);
+    free(before);
+    CHECK(file.fd < 0 && j.file.fd < 0);
+    for (int i = 0; i <= NS; i++)
+        CHECK(!scout_snapshot_rec_current(cur[i], &file, &j.file));
+
+    for (int i = 0; i <= NS; i++)
+        scout_snapshot_rec_unref(cur[i]);
+    scout_journal_close(&j);
+    scout_snapshot_file_close(&file);
+    unlink(jpath);
+    unlink(bp);
+    for (int i = 0; i <= NS; i++)
+        scout_epset_free(&sets[i]);
+}
+
 int
 main(void)
 {
@@ -338,6 +467,7 @@ main(void)
         scout_epset_init(&sets[i]);
     RUN(test_base_and_journal_read_back_as_the_whole_write());
     RUN(test_an_edit_before_the_rebase_is_not_the_base());
+    RUN(test_journal_records_give_their_bytes_back());
     snapshot_fixtures_stop();
     return test_summary();
 }

@@ -2,8 +2,9 @@
 scout.snapshot.journal, and a restart serves base + journal exactly as the last write left them, with ZooKeeper
 down. A torn or garbage tail loses only the torn record; a journal that names another base (a crash between a
 compaction's rename and the journal's removal) is never applied, and the log says so; the journal is compacted
-into a new base once it passes a quarter of the base's size, and at SIGTERM. Every state is awaited on the files themselves
-(snapjournal.py folds them: the state the agent's readers serve), never on time."""
+into a new base once it passes a quarter of the base's size, and at SIGTERM; a journal changed under the agent is
+never copied into the next base (its records are read back from it, checked, not kept in memory). Every state is
+awaited on the files themselves (snapjournal.py folds them: the state the agent's readers serve), never on time."""
 
 import os
 import shutil
@@ -14,6 +15,7 @@ import unittest
 
 import snapjournal
 from scoutharness import Scout, policy, wait_until
+from test_bad_files import xxh64
 from test_outputs_churn import read_disk
 from zkharness import ZooKeeper
 
@@ -281,6 +283,38 @@ class Journal(unittest.TestCase):
         self.assertEqual(snapjournal.load(self.snap), (open(self.snap, "rb").read(), "none"))
         b, served = self.restart_without_zookeeper()
         self.assertEqual(served, api)
+
+    def test_a_journal_edited_under_the_agent_is_not_copied_into_the_next_base(self):
+        # a service appended to the journal is not kept in memory either (the base's are not): the next whole write
+        # reads it back from the journal, and bytes that are not what the agent appended there never reach the base
+        a = self.agent().start()
+        self.synced(a)
+        # (the sync itself may have appended: it is a change of this test's that must be in the journal)
+        for k in range(20):
+            api = self.change(a, k)
+            s = k % NSVC
+            recs = snapjournal.records(open(self.journal, "rb").read())[0] if os.path.exists(self.journal) else []
+            mine = [r for r in recs if b"s%02d" % s in r[3]]
+            if mine:
+                break
+        else:
+            self.fail("no change went to the journal")
+        off, length, _, _ = mine[-1]            # the service's newest record
+        host = b"127.0.%d.1" % s
+        with open(self.journal, "r+b") as f:    # in place, the very file the agent appends to; still a valid journal
+            data = bytearray(f.read())
+            at = data.index(struct.pack("<I", len(host)) + host, off) + 4 + len(host) - 1   # the host, not the id
+            data[at:at + 1] = b"9"
+            struct.pack_into("<Q", data, off + 4, xxh64(bytes(data[off + 12:off + length])))
+            f.seek(0)
+            f.write(data)
+        self.assertEqual(read_disk(self.snap)["s%02d" % s][1]["127.0.%d.1:1001" % s][0], "127.0.%d.9" % s)
+        # SIGTERM writes the whole file (a journal is on disk): from the journal's bytes, checked, so refused and
+        # every service encoded again
+        self.assertEqual(a.stop(), 0)
+        self.assertRegex(a.log(), r"scout\.snapshot\.journal changed under the agent \(the record of \"s%02d\"" % s)
+        self.assertFalse(os.path.exists(self.journal))
+        self.assertEqual(read_disk(self.snap), api)
 
     def test_the_journal_is_compacted_into_a_new_base(self):
         a = self.agent().start()
