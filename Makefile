@@ -123,6 +123,7 @@ FUZZ_TIME   ?= 60
 FUZZ_CFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -g -O1 \
                -fno-omit-frame-pointer -iquote agent -iquote lib $(MY_CFLAGS)
 FUZZ_SRCS    = tests/fuzz/fuzz_snapshot.c agent/publish/snapshot_read.c agent/publish/snapshot_write.c \
+               agent/publish/snapshot_encode.c \
                agent/publish/snapshot_rd.c agent/publish/snapshot_journal.c agent/publish/snapshot_merge.c \
                agent/endpoint.c agent/endpoint_json.c agent/publish/file_replace.c agent/heap.c
 

@@ -2,8 +2,9 @@
  * persist.h -- the disk snapshot in the agent's life: loaded before the
  * first connection so a restarted agent serves at once ("fail static"),
  * written after changes (at most once a second) and at shutdown.  The file
- * format and its validation live in snapshot_read.c and snapshot_write.c;
- * this is only the policy of when to read, what to trust and when to write.
+ * format and its validation live in snapshot_read.c, snapshot_encode.c and
+ * snapshot_write.c; this is only the policy of when to read, what to trust
+ * and when to write.
  */
 #ifndef SCOUT_PERSIST_H
 #define SCOUT_PERSIST_H

@@ -1,6 +1,7 @@
 /*
- * snapshot_format.h -- private to snapshot_write.c and snapshot_read.c: the
- * few things both halves of the disk snapshot must agree on.  Nothing else
+ * snapshot_format.h -- private to snapshot_encode.c, snapshot_write.c and
+ * snapshot_read.c: the few things the writing and the reading halves of
+ * the disk snapshot must agree on.  Nothing else
  * includes it; snapshot.h stays the module's whole interface.
  *
  * The file is a 32-byte header (magic, version, body length, XXH64 of the

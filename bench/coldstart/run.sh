@@ -15,7 +15,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 SCOUT=${SCOUT:-$ROOT/build/scout}
 [ -x "$SCOUT" ] || { echo "coldstart: $SCOUT not found (make, or set SCOUT=path)" >&2; exit 2; }
 OBJ=$ROOT/build/obj
-for o in publish/snapshot_write.o publish/snapshot_read.o publish/snapshot_rd.o publish/snapshot_journal.o publish/snapshot_merge.o publish/file_replace.o endpoint.o log.o heap.o; do
+for o in publish/snapshot_write.o publish/snapshot_encode.o publish/snapshot_read.o publish/snapshot_rd.o publish/snapshot_journal.o publish/snapshot_merge.o publish/file_replace.o endpoint.o log.o heap.o; do
     [ -f "$OBJ/$o" ] || { echo "coldstart: $OBJ/$o not built (make)" >&2; exit 2; }
 done
 T=$(mktemp -d "${TMPDIR:-/tmp}/scout-bench-coldstart.XXXXXX")
@@ -24,12 +24,12 @@ cleanup() {
 }
 trap cleanup EXIT
 ${CC:-cc} -O2 -Wall -Wextra -iquote "$ROOT/agent" -o "$T/mksnap" "$HERE/mksnap.c" \
-    "$OBJ/publish/snapshot_write.o" "$OBJ/publish/snapshot_journal.o" "$OBJ/publish/snapshot_rd.o" \
+    "$OBJ/publish/snapshot_write.o" "$OBJ/publish/snapshot_encode.o" "$OBJ/publish/snapshot_journal.o" "$OBJ/publish/snapshot_rd.o" \
     "$OBJ/publish/file_replace.o" "$OBJ/endpoint.o" "$OBJ/log.o" "$OBJ/heap.o" -ljansson
 # the floor under an early answer: a process that only reads the snapshot
 ${CC:-cc} -O2 -Wall -Wextra -iquote "$ROOT/agent" -o "$T/readsnap" "$HERE/readsnap.c" \
     "$OBJ/publish/snapshot_read.o" "$OBJ/publish/snapshot_rd.o" "$OBJ/publish/snapshot_merge.o" "$OBJ/publish/snapshot_journal.o" \
-    "$OBJ/publish/snapshot_write.o" "$OBJ/publish/file_replace.o" "$OBJ/endpoint.o" "$OBJ/log.o" "$OBJ/heap.o" -ljansson
+    "$OBJ/publish/snapshot_write.o" "$OBJ/publish/snapshot_encode.o" "$OBJ/publish/file_replace.o" "$OBJ/endpoint.o" "$OBJ/log.o" "$OBJ/heap.o" -ljansson
 # a port nothing listens on: ZooKeeper is down for the whole run
 PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$T/mksnap" "$T" "${SERVICES:-10000}" "${ENDPOINTS:-10}" "127.0.0.1:$PORT"
