@@ -5,9 +5,9 @@ ZooKeeper C client and kazoo: latency from just before a write to the
 observer's publication (all processes stamp CLOCK_MONOTONIC, so the clocks
 are the same), CPU, peak RSS and ZooKeeper requests per change.  scout is
 measured twice: with a hook observer (policy.lua), and serving a consumer
-that reads it through blocking queries (blockwatch.py, issue 14 item 2:
-CPU, RSS and requests are the agent's, latency the consumer's, including
-the consumer's own Python parsing).
+that reads it through blocking queries (blockwatch.c, or blockwatch.py with
+CONSUMER=py; issue 14 item 2: CPU, RSS and requests are the agent's, latency
+the consumer's, including its own wakeup and parse of the answer's head).
 
 How:
 - One writer (writer.c) keeps ~CHILDREN persistent children "127.0.0.1:<port>"
@@ -80,6 +80,16 @@ CG_FUNCS = os.environ.get("CG_FUNCS", "scout_shm_slice_new,scout_shmpub_service,
 if CALLGRIND:
     READY_S = max(READY_S, 180.0)
 PATH = "/bench/svc"
+
+
+def consumer_argv(bindir, sock):
+    """The blocking-query consumer: blockwatch.c (libcurl, as a C app would write it; run.sh builds it) unless
+    CONSUMER=py picks blockwatch.py. Both stamp an answer when it has arrived, before parsing it; the Python one
+    adds its interpreter's wakeup and http.client's header parse to the latency (docs/performance/change.md)."""
+    if os.environ.get("CONSUMER") == "py":
+        return ["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "blockwatch.py"),
+                sock, "svc"]
+    return [os.path.join(bindir, "blockwatch"), sock, "svc"]
 
 
 def log(msg):
@@ -293,7 +303,7 @@ class Observer:
 
 
 class ApiObserver(Observer):
-    """scout with a blocking-query consumer (blockwatch.py): CPU, RSS and requests are scout's (self.p), the
+    """scout with a blocking-query consumer (consumer_argv): CPU, RSS and requests are scout's (self.p), the
     lines the consumer's, so latency is what an app reading the API sees."""
 
     def __init__(self, name, argv, consumer, logfile=None, parkers=None):
@@ -479,7 +489,7 @@ def main():
     api = ApiObserver("scout, blocking query",
                       [scout, "run", "-c", os.path.join(root, "bench", "propagation", "policy_api.lua"),
                        "--zk", zk, "--api", "unix:" + sock, "--log-level", "warn"],
-                      ["/usr/bin/python3", os.path.join(root, "bench", "propagation", "blockwatch.py"), sock, "svc"],
+                      consumer_argv(bindir, sock),
                       logfile=os.path.join(tmp, "scout-api.log"))
     # SCOUT_BASE: a second agent binary (the one before a change) measured in the same run, phases rotated
     # with the others, so a before/after pair shares the machine's load
@@ -492,6 +502,13 @@ def main():
         api_b = ApiObserver("scout [base], blocking query", [base] + api.argv[1:], api.consumer_argv,
                             logfile=os.path.join(tmp, "scout-api-base.log"))
         extra = [sc_b, api_b]
+    # CONSUMER=both: one more row, the same agent serving the Python consumer (blockwatch.py), so the two
+    # consumers' latencies share one run's load
+    if os.environ.get("CONSUMER") == "both":
+        extra.append(ApiObserver("scout, blocking query, Python consumer", api.argv,
+                                 ["/usr/bin/python3", os.path.join(root, "bench", "propagation", "blockwatch.py"),
+                                  sock, "svc"],
+                                 logfile=os.path.join(tmp, "scout-api-py.log")))
     # PARKED=N: one more row, the blocking-query consumer with N more parked clients (parkers.py) on the same
     # service; against the plain blocking-query row it is the agent's cost per waiter
     parked = int(os.environ.get("PARKED", "0"))

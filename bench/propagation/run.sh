@@ -13,7 +13,9 @@
 #      clients, parkers.py, beside it: the agent's cost per waiter),
 #      LAT_DIR (append raw latencies, ns, per observer), GAP_MS (a pause after
 #      each change: a quiet registry's pace), SHM=1 (scout also writes a
-#      shared-memory snapshot).
+#      shared-memory snapshot), CONSUMER=py (the blocking-query consumer in
+#      Python, blockwatch.py, instead of the C one, blockwatch.c; CONSUMER=both
+#      adds a row for the Python one).
 # scout is skipped with a message when build/scout does not exist.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +31,7 @@ trap 'exit 130' INT TERM
 for p in rawwatch writer; do
     ${CC:-cc} -O2 -Wall -Wextra -o "$T/$p" "$HERE/$p.c" -I/usr/include/zookeeper -lzookeeper_st
 done
+${CC:-cc} -O2 -Wall -Wextra -o "$T/blockwatch" "$HERE/blockwatch.c" -lcurl -ljansson
 ZK=$("$ROOT/scripts/zk.sh" start "$T/zk")
 echo "bench: ZooKeeper at $ZK (standalone, fsync off), temp $T" >&2
 /usr/bin/python3 "$HERE/bench.py" "$ZK" "$T" "$ROOT" "$T"
