@@ -84,16 +84,3 @@ scout_heap_populate_stop(void)
 #endif
     return populated;
 }
-
-void
-scout_heap_usage(size_t *in_use, size_t *free_bytes)
-{
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-    struct mallinfo2 mi = mallinfo2();
-
-    *in_use = mi.uordblks + mi.hblkhd;
-    *free_bytes = mi.fordblks;
-#else
-    *in_use = *free_bytes = 0;
-#endif
-}

@@ -35,13 +35,4 @@ void scout_heap_populate_check(void);
  * made resident in steps, for the log. */
 size_t scout_heap_populate_stop(void);
 
-/* What malloc holds now, for /metrics (bench/scale prints it beside VmRSS:
- * VmRSS moves by ~1 MB from run to run with where the sync's garbage left
- * holes, the bytes handed out do not): *in_use, bytes in chunks handed out
- * (every arena and the mapped chunks), *free_bytes, bytes free inside the
- * arenas (resident but unused: the holes).  glibc's mallinfo2 walks the
- * free lists, not the heap (~0.1 ms at 10,000 x 10).  Both 0 without it
- * (or under ASan, whose allocator glibc's does not describe). */
-void scout_heap_usage(size_t *in_use, size_t *free_bytes);
-
 #endif

@@ -25,7 +25,6 @@
 #include <zookeeper/zookeeper_version.h>
 
 #include "commit.h"                 /* generated: SCOUT_COMMIT */
-#include "heap.h"
 #include "loop.h"
 #include "scout.h"
 #include "stats.h"
@@ -410,7 +409,7 @@ agent_metrics(FILE *out, const scout_api_view_t *v, unsigned conns,
 {
     scout_api_agent_t a;
     int n = v->nregs(v->ctx), gc_pause;
-    size_t lua_bytes, heap_in_use, heap_free;
+    size_t lua_bytes;
 
     memset(&a, 0, sizeof(a));
     v->agent(v->ctx, &a);
@@ -462,15 +461,6 @@ agent_metrics(FILE *out, const scout_api_view_t *v, unsigned conns,
                  "scout_snapshot_last_write_timestamp_seconds %.3f\n",
             v->snapshot_written_at(v->ctx));
     v->lua(v->ctx, &lua_bytes, &gc_pause);
-    scout_heap_usage(&heap_in_use, &heap_free);
-    fprintf(out, "# HELP scout_malloc_in_use_bytes bytes malloc has handed "
-                 "out (the C heap, the policy's Lua heap in it; mapped "
-                 "chunks included)\n# TYPE scout_malloc_in_use_bytes gauge\n"
-                 "scout_malloc_in_use_bytes %zu\n"
-                 "# HELP scout_malloc_free_bytes bytes free inside malloc's "
-                 "arenas: resident, held for later allocations\n"
-                 "# TYPE scout_malloc_free_bytes gauge\n"
-                 "scout_malloc_free_bytes %zu\n", heap_in_use, heap_free);
     fprintf(out, "# HELP scout_lua_memory_bytes bytes held by the policy's "
                  "Lua VM\n# TYPE scout_lua_memory_bytes gauge\n"
                  "scout_lua_memory_bytes %zu\n"

@@ -113,15 +113,11 @@ def perf_stop(p, tmp, tag, what):
 def memory_probe(agent):
     """What agent holds now: VmRSS, VmHWM, [heap] (malloc's main arena), all anonymous
     mappings (LuaJIT's arena, thread arenas, big mallocs), kB; and the Lua VM's own
-    count (scout_lua_memory_bytes: live objects plus garbage not yet collected), bytes; malloc's
-    bytes handed out and free inside its arenas (scout_malloc_*_bytes), bytes: the handed-out
-    figure does not move with where the sync's garbage left holes, which VmRSS does (~1 MB)."""
+    count (scout_lua_memory_bytes: live objects plus garbage not yet collected), bytes."""
     heap, anon, _ = smaps_split(agent.pid)
     try:
-        m = agent.metrics()
+        lua = agent.metrics().get("scout_lua_memory_bytes", 0.0)
     except OSError:
-        m = {}
+        lua = 0.0
     return {"rss": status_kb(agent.pid, "VmRSS"), "hwm": status_kb(agent.pid, "VmHWM"),
-            "heap": heap, "anon": anon, "lua": m.get("scout_lua_memory_bytes", 0.0),
-            # malloc's in-use and free bytes (mallinfo2; None from an agent without them)
-            "malloc_used": m.get("scout_malloc_in_use_bytes"), "malloc_free": m.get("scout_malloc_free_bytes")}
+            "heap": heap, "anon": anon, "lua": lua}

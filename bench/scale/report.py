@@ -25,11 +25,6 @@ def memory_rows(mem, empty, raw_hwm_kb):
                                            mem["lua"] / n), "",
                  "Lua %.1f MB incl. garbage not yet collected; anon %.1f MB holds LuaJIT's arena"
                  % (mem["lua"] / 1048576.0, mem["anon"] / 1024.0)))
-    if mem.get("malloc_used") is not None:
-        rows.append(("  malloc in use / free in its arenas",
-                     "%.2f / %.2f MB" % (mem["malloc_used"] / 1048576.0, mem["malloc_free"] / 1048576.0), "",
-                     "%.0f B per endpoint in use (mallinfo2: steadier than VmRSS, whose free part moves "
-                     "from run to run)" % (mem["malloc_used"] / n)))
     if empty:
         d = lambda k: mem[k] - empty[k]
         rows.append(("  services alone (same policy, no endpoints)",
