@@ -49,9 +49,10 @@ struct scout_child_s {
     unsigned       announced:1;    /* the policy knows this child        */
     unsigned       mzxid_announced:1; /* ... at this mzxid (set when the
                                       policy accepts it, cleared when
-                                      the mzxid moves: mzxids only grow,
-                                      so this is "announced mzxid ==
-                                      mzxid" without the 8 bytes)     */
+                                      the mzxid moves: it never comes
+                                      back to one it left, so this is
+                                      "announced mzxid == mzxid"
+                                      without the 8 bytes)            */
     unsigned       refetch:1;      /* read again for a new policy        */
     unsigned       slotted:1;      /* its data watch has a session slot  */
     unsigned       slot:6;         /* which one (watch.c spreading)      */
@@ -59,10 +60,10 @@ struct scout_child_s {
     /* In the same allocation, and fields packed: there is one of these
      * per znode watched (100k at scale): no hash handle (56 bytes and a
      * share of buckets), an 8-byte slot in the sorted array instead.  The
-     * name starts right after the bits' bytes (offset 47): a name of up
+     * name starts right after the bits' bytes (offset 46): a name of up
      * to 9 bytes with its NUL keeps the child in glibc's 64-byte chunk (it
      * was 80 with the data's length, a 64-bit read id and the announced
-     * mzxid: 1.6 MB at 100k children, test_cache -k child_chunk). */
+     * mzxid: 1.6 MB at 100k children, test_footprint). */
     char           name[];
 };
 
