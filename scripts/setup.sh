@@ -31,6 +31,7 @@ PACKAGES=(
   # benchmarks (PERF=1 profiles with perf)
   linux-perf
   valgrind                            # massif: where the agent's heap goes, by call site (docs/performance/memory.md)
+  gdb                                 # bench/scale: malloc_stats() in the agent at rest (bench/scale/measure.py)
 )
 
 # `scripts/setup.sh fuzz` adds what `make fuzz` needs (clang with libFuzzer's runtime).

@@ -27,7 +27,7 @@ fill_child(lua_State *L, const scout_child_t *child)
     lua_pushstring(L, child->name);
     lua_rawseti(L, -2, 1);
     if (child->data != NULL)
-        lua_pushlstring(L, child->data, (size_t)child->data_len);
+        lua_pushlstring(L, child->data, scout_cache_data_len(child));
     else if (child->has_data)
         lua_pushliteral(L, "");
     else

@@ -25,10 +25,35 @@ scout_cache_init(scout_cache_t *c)
     memset(c, 0, sizeof(*c));
 }
 
+/* A child's data: its length before its bytes, in the one allocation
+ * child->data points into (held only until the policy accepts it, so the
+ * 4 bytes are not in the child, which every watched znode has). */
+typedef struct {
+    uint32_t len;
+    char     bytes[];
+} child_data_t;
+
+static void
+data_free(scout_child_t *child)
+{
+    if (child->data != NULL)
+        free(child->data - offsetof(child_data_t, bytes));
+    child->data = NULL;
+}
+
+size_t
+scout_cache_data_len(const scout_child_t *child)
+{
+    if (child->data == NULL)
+        return 0;
+    return ((const child_data_t *)(const void *)
+            (child->data - offsetof(child_data_t, bytes)))->len;
+}
+
 static void
 child_free(scout_child_t *child)
 {
-    free(child->data);
+    data_free(child);
     free(child);
 }
 
@@ -214,8 +239,7 @@ unlink_child(scout_cache_t *c, scout_child_t *child)
         c->slot_bytes[child->slot] -= bytes;
         *c->slot_total[child->slot] -= bytes;
     }
-    free(child->data);
-    child->data = NULL;
+    data_free(child);
     child->gone = 1;
     c->ngone++;
 }
@@ -637,7 +661,7 @@ int
 scout_cache_apply_data(scout_cache_t *c, scout_child_t *child,
                        const char *data, int len, const struct Stat *stat)
 {
-    char *copy = NULL;
+    child_data_t *copy = NULL;
 
     /* An older incarnation of the name, or an older version of this one.
      * A refetch must bring bytes back: it is read again. */
@@ -648,17 +672,20 @@ scout_cache_apply_data(scout_cache_t *c, scout_child_t *child,
         return SCOUT_AGAIN;
     }
     if (len > 0) {
-        copy = malloc((size_t)len + 1);
+        copy = malloc(sizeof(*copy) + (size_t)len + 1);
         if (copy == NULL)
             return SCOUT_ERROR;
-        memcpy(copy, data, (size_t)len);
-        copy[len] = '\0';
+        copy->len = (uint32_t)len;
+        memcpy(copy->bytes, data, (size_t)len);
+        copy->bytes[len] = '\0';
     }
-    free(child->data);
-    child->data = copy;
-    child->data_len = len > 0 ? len : 0;
+    data_free(child);
+    child->data = copy != NULL ? copy->bytes : NULL;
+    child->had_bytes = len > 0;
     child->has_data = 1;
     child->czxid = stat->czxid;
+    if (stat->mzxid != child->mzxid)
+        child->mzxid_announced = 0;
     child->mzxid = stat->mzxid;
     if (stat->mzxid > c->max_mzxid)
         c->max_mzxid = stat->mzxid;
@@ -667,7 +694,7 @@ scout_cache_apply_data(scout_cache_t *c, scout_child_t *child,
         c->refetching--;
         make_pending(c, child);
     }
-    if (!child->announced || child->announced_mzxid != child->mzxid)
+    if (!child->announced || !child->mzxid_announced)
         make_pending(c, child);
     return SCOUT_OK;
 }
@@ -680,7 +707,7 @@ scout_cache_mark_all_pending(scout_cache_t *c)
 
     for (unsigned at = 0; (child = scout_cache_next(c, &at)) != NULL;) {
         if (child->needs_data && child->has_data && child->data == NULL
-            && child->data_len > 0) {
+            && child->had_bytes) {
             /* its bytes were let go at commit: read them again */
             if (!child->refetch) {
                 child->refetch = 1;
@@ -726,12 +753,10 @@ scout_cache_commit(scout_cache_t *c)
         child->next_pending = NULL;
         child->pending = 0;
         child->announced = 1;
-        child->announced_mzxid = child->mzxid;
-        /* the policy holds what it decoded; data_len stays: it was read */
-        if (!c->keep_data) {
-            free(child->data);
-            child->data = NULL;
-        }
+        child->mzxid_announced = 1;
+        /* the policy holds what it decoded; had_bytes stays: it was read */
+        if (!c->keep_data)
+            data_free(child);
     }
     c->pending = NULL;
     for (unsigned i = 0; i < c->nremoved; i++)

@@ -47,7 +47,10 @@ scout_watch_req_new(scout_watch_t *w, const char *name)
     if (r == NULL)
         return NULL;
     r->w = w;
-    r->id = ++w->next_req;
+    /* a child keeps the low 32 bits of its read's id, 0 meaning none */
+    do
+        r->id = ++w->next_req;
+    while ((uint32_t)r->id == 0);
     memcpy(r->name, name ? name : "", len + 1);
     return r;
 }
@@ -460,7 +463,7 @@ data_done(int rc, const char *value, int len, const struct Stat *stat,
     }
     child = scout_cache_find(&w->cache, r->name);
     w->data_inflight--;
-    if (child == NULL || child->data_req != r->id) {
+    if (child == NULL || child->data_req != (uint32_t)r->id) {
         free(r);                /* removed or superseded meanwhile */
         if (!session_rc(rc))
             settle(w);
@@ -553,7 +556,7 @@ issue_data_reads(scout_watch_t *w)
         path = buf;
         scout_stats.zk_requests_data++;
         w->data_inflight++;
-        child->data_req = r->id;
+        child->data_req = (uint32_t)r->id;
         child->data_dirty = 0;
         *pp = child->next_dirty;
         child->next_dirty = NULL;

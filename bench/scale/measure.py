@@ -6,6 +6,7 @@ starts or stops an agent."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -121,3 +122,32 @@ def memory_probe(agent):
         lua = 0.0
     return {"rss": status_kb(agent.pid, "VmRSS"), "hwm": status_kb(agent.pid, "VmHWM"),
             "heap": heap, "anon": anon, "lua": lua}
+
+
+def malloc_stats(agent):
+    """malloc's own count of what it handed out, which VmRSS does not give: VmRSS also holds the
+    free holes the sync's garbage left between live chunks, and moves ~1 MB from run to run with
+    where they fall (docs/performance/memory.md); the bytes in use do not.  glibc's malloc_stats()
+    is called inside the agent by gdb (it prints to the agent's stderr, its log here) and parsed:
+    {"arena_used", "arena_system", "used", "system"} in bytes (the main arena; all arenas plus
+    mapped chunks).  The agent is stopped for the call (~1 s), so this is read after every other
+    figure.  None without gdb (scripts/setup.sh installs it) or when the call fails.  Not a
+    metric of the agent's own: glibc walks every free chunk under the arena's lock for it, 3-5 ms
+    at 10,000 x 10, which a scrape must not hold the loop for."""
+    if shutil.which("gdb") is None:
+        return None
+    try:
+        off = os.path.getsize(agent.logfile)
+        subprocess.run(["gdb", "-p", str(agent.pid), "-batch", "-ex", "call (void)malloc_stats()"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        with open(agent.logfile, "rb") as f:
+            f.seek(off)
+            txt = f.read().decode(errors="replace")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    a0 = re.search(r"Arena 0:\s*system bytes\s*=\s*(\d+)\s*in use bytes\s*=\s*(\d+)", txt)
+    tot = re.search(r"Total \(incl\. mmap\):\s*system bytes\s*=\s*(\d+)\s*in use bytes\s*=\s*(\d+)", txt)
+    if not a0 or not tot:
+        return None
+    return {"arena_system": int(a0.group(1)), "arena_used": int(a0.group(2)),
+            "system": int(tot.group(1)), "used": int(tot.group(2))}

@@ -39,6 +39,18 @@ def memory_rows(mem, empty, raw_hwm_kb):
 
 
 
+def malloc_row(ms):
+    """The row of measure.malloc_stats: malloc's bytes in use (steady from run to run) and what
+    its arenas hold beyond them (free holes: the part of VmRSS that moves)."""
+    if ms is None:
+        return ("  malloc in use (malloc_stats)", "n/a", "", "no gdb, or the call failed")
+    n = float(SERVICES * ENDPOINTS)
+    return ("  malloc in use: main arena / all + mapped",
+            "%.2f / %.2f MB" % (ms["arena_used"] / 1048576.0, ms["used"] / 1048576.0), "",
+            "%.0f B per endpoint; free in the main arena %.2f MB (holes: what moves VmRSS)"
+            % (ms["used"] / n, (ms["arena_system"] - ms["arena_used"]) / 1048576.0))
+
+
 def print_rows_so_far(rows, notes, warns, populate_s, raw, nsess, t_run):
     """STOP_AFTER=reconnect: the table of phases 0-4 (sync, memory, publish, reconnect,
     SIGTERM), for sizes where each later restart is another full sync (1M endpoints)."""

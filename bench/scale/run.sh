@@ -7,7 +7,7 @@
 # starts ZooKeeper with scripts/zk.sh, runs scale.py (its header has the method), and on any
 # exit stops every process it started (by pid) and ZooKeeper. About 2 minutes.
 # Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (agent default), SESSION_TIMEOUT_MS (10000),
-#      CHANGES (100), MEM_EMPTY (1),
+#      CHANGES (100), MEM_EMPTY (1), MALLOC_STATS (1: malloc_stats() in the agent by gdb, after the memory rows),
 #      STOP_AFTER=reconnect (phases 0-4 only: at 1M endpoints each later restart is a full sync),
 #      STOP_AFTER=memory (phases 0-1: sync and the memory rows, about 1 minute),
 #      LISTS=1 (one more memory row: every service's list asked once, what the kept JSON costs),

@@ -66,12 +66,14 @@ Memory (issue 14): before the populate, an agent on the same policy with none of
 (MEM_EMPTY=1, the default) gives the services' own cost; after the sync (phase 1), bytes per
 endpoint: VmRSS, malloc's [heap], LuaJIT's count (scout_lua_memory_bytes), each over
 SERVICES x ENDPOINTS, against rawsync's VmHWM at the same size, and with the services' cost
-taken out. LISTS=1: then every service's list is asked once and the growth per endpoint printed
+taken out; then malloc's own count (MALLOC_STATS=1, the default: glibc's malloc_stats() called
+in the agent by gdb, measure.py says why not a metric): the bytes handed out, which do not move
+with where the sync's garbage left holes, as VmRSS does. LISTS=1: then every service's list is asked once and the growth per endpoint printed
 (what a list keeps: each endpoint's JSON and the service's joined list for its index).
 
 Env: SERVICES (10000), ENDPOINTS (10), SESSIONS (unset: the agent's default, 1 per 2,000
      services), SESSION_TIMEOUT_MS (10000), CHANGES (100), MEM_EMPTY (1), STOP_AFTER (unset; "reconnect": phases 0-4; "memory": 0-1), PERSIST_SAMPLES (5), COLD_ROUNDS (3), RECOVER_S (5),
-     POPULATE_WINDOW (1000), SYNC_TIMEOUT_S (120), PERF (0; "restart": phase 3 only), RAW_WARMUP (1;
+     MALLOC_STATS (1), POPULATE_WINDOW (1000), SYNC_TIMEOUT_S (120), PERF (0; "restart": phase 3 only), RAW_WARMUP (1;
      0 skips the raw client's warm-up run), SCOUT, SCOUT_LUA_DIR.
 """
 
@@ -90,12 +92,12 @@ from common import pct, UnixHTTP  # noqa: E402
 from config import (CHANGES, COLD_ROUNDS, ENDPOINTS, FAILURES, PERF, PERF_SYNC, PERSIST_SAMPLES,  # noqa: E402,F401
                     POPULATE_WINDOW, RECOVER_S, ROOT_PATH, SERVICES, SESSIONS, SESSION_TIMEOUT_MS,
                     SYNC_TIMEOUT_S, ep_data, fail, log, svc_name)
-from measure import (cpu_s, loadavg, memory_probe, perf_start, perf_stop, schedstat,  # noqa: E402,F401
-                     smaps_split, status_kb)
+from measure import (cpu_s, loadavg, malloc_stats, memory_probe, perf_start, perf_stop,  # noqa: E402,F401
+                     schedstat, smaps_split, status_kb)
 from zkutil import kazoo, mntr, serving  # noqa: E402,F401
 from agent import (LIVE, LOAD_RETRIES, Agent, log_ts, memory_empty, on_signal,  # noqa: E402,F401
                    start_agent, warnings_of)
-from report import memory_rows, print_rows_so_far  # noqa: E402
+from report import malloc_row, memory_rows, print_rows_so_far  # noqa: E402
 
 
 def main():
@@ -274,6 +276,9 @@ def main():
         notes.append(perf_note)
     mem = memory_probe(a)
     rows.extend(memory_rows(mem, mem_empty, raw["hwm_kb"]))
+    if os.environ.get("MALLOC_STATS", "1") == "1":
+        ms = malloc_stats(a)         # stops the agent ~1 s: after the other figures
+        rows.append(malloc_row(ms))
     if os.environ.get("LISTS") == "1":
         # what a list asked once keeps: each endpoint's JSON (endpoint.c) and the service's
         # joined list for its index (service.c), until the endpoint or the index changes

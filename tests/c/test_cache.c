@@ -119,12 +119,12 @@ test_data_gates(void)
     ch = scout_cache_find(&c, "id-1");
     st = stat_of(5, 7);
     CHECK(scout_cache_apply_data(&c, ch, "v7", 2, &st) == SCOUT_OK);
-    CHECK(ch->has_data && ch->data_len == 2 && memcmp(ch->data, "v7", 2) == 0);
+    CHECK(ch->has_data && scout_cache_data_len(ch) == 2 && memcmp(ch->data, "v7", 2) == 0);
     CHECK(pending_count(&c) == 1);
     scout_cache_delivered(&c);
     scout_cache_commit(&c);
     /* accepted: the policy holds what it decoded, the bytes are let go */
-    CHECK(ch->data == NULL && ch->has_data && ch->data_len == 2);
+    CHECK(ch->data == NULL && ch->has_data && ch->had_bytes);
 
     st = stat_of(5, 6);                     /* older version: refused     */
     CHECK(scout_cache_apply_data(&c, ch, "v6", 2, &st) == SCOUT_AGAIN);
@@ -195,7 +195,7 @@ test_reload_refetches_data(void)
     CHECK(pending_count(&c) == 3 && c.nremoved == 1);
     scout_cache_delivered(&c);
     scout_cache_commit(&c);
-    CHECK(ch1->data == NULL && ch2->data == NULL && ch2->data_len == 2);
+    CHECK(ch1->data == NULL && ch2->data == NULL && ch2->had_bytes);
     scout_cache_free(&c);
 }
 

@@ -11,7 +11,10 @@
  * unused position, a second copy of the slot totals' pointer and the
  * graveyard link beside the queue's) and 320 for a service with its name
  * (480 with its retry and reap timers inline, and the name was a chunk of
- * its own), 2.4 MB at 10,000 services.
+ * its own), 2.4 MB at 10,000 services.  A cache child (zk/cache.h), one per
+ * watched znode (100,000 at 10 endpoints a service), is a 64-byte chunk
+ * with a name of up to 9 bytes (80 with the data's length, a 64-bit read id
+ * and the announced mzxid in it: 1.6 MB at 100,000).
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -20,6 +23,7 @@
 
 #include "testing.h"
 #include "scout.h"
+#include "zk/cache.h"
 #include "zk/watch_int.h"
 #include "zk/watch_index.h"
 #include "service_int.h"
@@ -45,6 +49,48 @@ test_service_footprint(void)
     CHECK(chunk(sizeof(struct scout_service_s)) <= 320, "service: %zu "
           "bytes, a chunk of %zu", sizeof(struct scout_service_s),
           chunk(sizeof(struct scout_service_s)));
+}
+
+/* A child as cache.c allocates it (offsetof name + the name and its NUL):
+ * the bench's "ep-0" and a 9-byte "ep-123456" stay in 64 bytes. */
+static void
+test_child_footprint(void)
+{
+    static const char *names[] = { "ep-0", "ep-123456" };
+
+    for (unsigned i = 0; i < 2; i++) {
+        size_t need = offsetof(scout_child_t, name) + strlen(names[i]) + 1;
+
+        CHECK(chunk(need) <= 64, "child %s: %zu bytes, a chunk of %zu",
+              names[i], need, chunk(need));
+    }
+}
+
+/* The child keeps its data read's id in 32 bits, 0 meaning none in flight:
+ * a watch's ids skip every value whose low 32 bits are 0, or the answer to
+ * the read issued at the 2^32nd would be taken for superseded (and the
+ * child never asked again while it looked in flight). */
+static void
+test_read_id_never_none(void)
+{
+    scout_watch_t *w = calloc(1, sizeof(*w));
+    read_req_t *r1, *r2;
+
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    w->next_req = UINT32_MAX - 1;
+    r1 = scout_watch_req_new(w, "ep-0");
+    r2 = scout_watch_req_new(w, "ep-0");
+    CHECK(r1 != NULL && r2 != NULL);
+    if (r1 != NULL && r2 != NULL) {
+        CHECK((uint32_t)r1->id == UINT32_MAX);
+        CHECK((uint32_t)r2->id != 0 && r2->id != r1->id, "id %llx",
+              (unsigned long long)r2->id);
+    }
+    free(r1);
+    free(r2);
+    free(w);
 }
 
 /* The service's name is in its own allocation, not a malloc of its own (a
@@ -246,6 +292,8 @@ main(void)
     RUN(test_watch_footprint());
     RUN(test_service_footprint());
     RUN(test_service_name_inline());
+    RUN(test_child_footprint());
+    RUN(test_read_id_never_none());
     RUN(test_delay_only_while_waiting());
     RUN(test_index_key_outlives_its_watch());
     RUN(test_index_many_paths());
