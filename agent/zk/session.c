@@ -5,7 +5,9 @@
  * The glue follows the rules learned from the 3.8 client (see
  * shared/notes/zookeeper-c-client.md): zookeeper_interest() is asked only
  * when ZooKeeper's own io or timer fired or a request was queued (asking on
- * every loop iteration defeats the client's reconnect back-off); the io
+ * every loop iteration defeats the client's reconnect back-off), and not
+ * after a turn that only read, which cannot change its answer (quiet_turn:
+ * during a sync that is most answers); the io
  * watcher is always stopped, set and started again because the library closes
  * and reopens sockets behind our back and often reuses the fd number; an fd
  * that is already closed is never handed to libev; and a handle is closed or
