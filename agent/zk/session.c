@@ -5,7 +5,9 @@
  * The glue follows the rules learned from the 3.8 client (see
  * shared/notes/zookeeper-c-client.md): zookeeper_interest() is asked only
  * when ZooKeeper's own io or timer fired or a request was queued (asking on
- * every loop iteration defeats the client's reconnect back-off); the io
+ * every loop iteration defeats the client's reconnect back-off), and not
+ * after a turn that only read, which cannot change its answer (quiet_turn:
+ * during a sync that is most answers); the io
  * watcher is always stopped, set and started again because the library closes
  * and reopens sockets behind our back and often reuses the fd number; an fd
  * that is already closed is never handed to libev; and a handle is closed or
@@ -425,6 +427,29 @@ close_handle(scout_session_t *s)
  * always runs, so each iteration makes progress. */
 #define IO_ITERATION_BUDGET 0.010
 
+/* Whether what the last zookeeper_interest() said still holds after this
+ * turn of zookeeper_process(): the turn only read, on a connection that
+ * was and is connected, that watched for reading only, with no error and
+ * no handle given out since (so no request was queued: a send can leave
+ * the queue non-empty, which wants WRITE, or close the socket).  The
+ * client's answer then cannot have changed: the fd and the interest (READ
+ * while connected, WRITE only for a non-empty send queue) are the same,
+ * and its deadline (2/3 of the timeout after the last receive, a ping
+ * 1/3 after the last send) can only have moved later, so the timer armed
+ * from that answer fires no later than the client needs it and asks again
+ * then.  During a sync this is most answers that do not send a read
+ * (zookeeper_interest and the re-armed timer were ~770 instructions of
+ * every loop iteration). */
+static int
+quiet_turn(const scout_session_t *s, int revents)
+{
+    return s->zh != NULL && !s->io_force && !s->handed && !s->recreate
+           && !(revents & EV_WRITE) && s->io_events == EV_READ
+           && s->io_zstate == ZOO_CONNECTED_STATE
+           && zoo_state(s->zh) == ZOO_CONNECTED_STATE
+           && ev_is_active(&s->timer);
+}
+
 static unsigned io_iteration;       /* ev_iteration() the budget is for */
 static int      io_served;          /* sessions processed in it */
 
@@ -461,7 +486,10 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
         if (rc != ZOK && rc != ZNOTHING)
             s->io_force = 1;
     }
-    s->dirty = 1;
+    if (!quiet_turn(s, revents))
+        s->dirty = 1;
+    else
+        scout_stats.zk_interest_skips++;
 }
 
 static void
@@ -529,7 +557,8 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     if (s->zh == NULL)
         return;
 
-    ev_timer_stop(loop, &s->timer);
+    s->handed = 0;
+    scout_stats.zk_interest_asks++;
     rc = zookeeper_interest(s->zh, &fd, &interest, &tv);
     if (rc == ZINVALIDSTATE) {
         ev_io_stop(loop, &s->io);
@@ -537,6 +566,7 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
         /* expired or auth failed: the watcher has been (or will be) told */
         s->recreate = 1;
         s->dirty = 1;
+        ev_timer_stop(loop, &s->timer);
         ev_timer_set(&s->timer, 0.1, 0.);
         ev_timer_start(loop, &s->timer);
         return;
@@ -587,6 +617,15 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     } else {
         s->handshake_at = 0;
     }
+    /* A timer already due no later than this deadline stands: it fires
+     * early at worst, and the client is asked again then.  While answers
+     * stream in, each ask pushes the deadline on by the time since the
+     * last (the client's timeouts count from the last send and receive),
+     * and re-arming it at every iteration cost two heap updates. */
+    if (ev_is_active(&s->timer)
+        && ev_timer_remaining(loop, &s->timer) <= after)
+        return;
+    ev_timer_stop(loop, &s->timer);
     ev_timer_set(&s->timer, after, 0.);
     ev_timer_start(loop, &s->timer);
 }
@@ -696,6 +735,7 @@ scout_session_free(scout_session_t *s)
 zhandle_t *
 scout_session_zh(scout_session_t *s)
 {
+    s->handed = 1;
     if (s->zh != NULL && s->corked_fd < 0 && s->io_fd >= 0
         && s->state == SCOUT_SESSION_CONNECTED
         && s->io_zstate == ZOO_CONNECTED_STATE && s->asked++ > 0) {

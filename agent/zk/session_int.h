@@ -32,6 +32,9 @@ struct scout_session_s {
     int                    io_force;    /* the socket may have changed    */
     int                    corked_fd;   /* TCP_CORK set this iteration    */
     int                    asked;       /* handles asked for this iteration */
+    int                    handed;      /* a handle was given out since the
+                                         * last zookeeper_interest(): a
+                                         * request may wait in its queue   */
     int                    recreate;    /* close + init at next prepare     */
     int                    had_connection;
     double                 handshake_at; /* ev_now() the ConnectRequest was
