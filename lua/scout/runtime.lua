@@ -370,10 +370,10 @@ function M.update(i, removed, changed, more, untaken)
   local nerr, nrej = 0, 0
   local decode, options = s.codec.decode, s.options
   -- built: endpoint table -> its place among those the check built (policy.c's publish takes them as they are); a
-  -- change under hooks builds too, and publishes what it built only if they left the table as it was (untouched)
-  local build, built = builder and not s.src and store.is_builtin(s.codec), nil
+  -- change of one child under hooks builds too, handed over as built only if they left it as it was (untouched)
+  local build, built, kept = builder and not s.src and store.is_builtin(s.codec), nil, nil
   local hooked = build and (s.filter or s.on_change or s.on_protect) and true
-  if hooked and (more or nch > untouched.MAX) then build = false end
+  if hooked and (more or nch ~= 1) then build = false end
   for k = 1, nch do
     local c = changed[k]
     local name = c[1]
@@ -394,7 +394,7 @@ function M.update(i, removed, changed, more, untaken)
           local at
           refused, at = builder(ep, name, host, port, weight, status, meta, c[3])
           if at and not hooked then built = built or new_table(0, nch); built[ep] = at
-          elseif at and note(at, ep, name, host, port, weight, status, meta, c[3]) then built = at end
+          elseif at then note(ep, name, host, port, weight, status, c[3]); kept = true end
         end
         why = refused
       end
@@ -553,8 +553,8 @@ function M.update(i, removed, changed, more, untaken)
   local due = backoff.next(s, j[13])     -- a failed child's back-off ends: call again then
   if due and (not reweigh or due < reweigh) then reweigh = due end
   if part then store.freeze_part(s, children, published, removed) elseif not more then freeze(s) end
-  if hooked and built then built = untouched.keep(built) end   -- (under hooks, built: the last place noted)
-  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built
+  if kept then kept = untouched.kept() end   -- (the one built under hooks, if they left it as it was)
+  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built, kept
 end
 
 -- A change runs interpreted, a batch compiled (scout.jitsplit says why): a batch (more reads of the path coming, or

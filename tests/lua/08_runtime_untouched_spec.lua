@@ -1,12 +1,13 @@
--- A change's new endpoint under hooks is built into C at the boundary check (from its fields as the runtime reads
+-- A change's one new endpoint under hooks is built into C at the boundary check (from its fields as the runtime reads
 -- them), and the publish takes that build only if the hooks left the table as the check read it (scout.untouched);
 -- otherwise C reads the table again, as it always did before (issue 14). Pinned both ways: two services of one
 -- policy, the same in all but their names, are given the same random changes and the same random edits by their
 -- filter and on_change (in place, a field replaced, meta added, edits through svc.endpoints, an edit then an error,
 -- rawset into the shared EMPTY_META...). One is updated with the agent's build at the check, the other with the
 -- check alone; a fake C side builds from the fields it is passed and publishes each endpoint as built when the
--- runtime's 10th result names it, else as scout_endpoint_from_lua would read the table then, and every answer and
--- every published endpoint must be the same. The shortcut must also be taken.
+-- runtime's 10th result names it (or its 11th is that table: the one built under hooks, left alone), else as
+-- scout_endpoint_from_lua would read the table then, and every answer and every published endpoint must be the
+-- same. The shortcut must also be taken.
 
 local runtime = require "scout.runtime"
 local H = require "policy_helper"
@@ -51,10 +52,10 @@ local function build(_, id, host, port, weight, status, meta, zxid)
 end
 
 -- The fake C side's publish of an update's result: each endpoint of up as built (taken once) or read now.
-local function publish(up, built)
+local function publish(up, built, kept)
   local out, taken = {}, 0
   for k, ep in ipairs(up) do
-    local at = built and built[ep]
+    local at = built and built[ep] or not built and kept == ep and 1
     if at and stash[at] then
       out[k] = stash[at]
       stash[at] = nil
@@ -150,11 +151,11 @@ describe("a change's endpoint built at the check under hooks", function()
       for i, with_build in ipairs({ true, false }) do
         stash = {}
         runtime.set_boundary(check, with_build and build or nil)
-        local ok, up, gone, nerr, nhook, retry, reweigh, degraded, nrej, spared, built =
+        local ok, up, gone, nerr, nhook, retry, reweigh, degraded, nrej, spared, built, kept =
           pcall(runtime.update, i, removed, changed, false)
         assert(ok, up)
-        if not with_build then assert.is_nil(built) end
-        local pub, n = publish(up, built)
+        if not with_build then assert.is_nil(built); assert.is_nil(kept) end
+        local pub, n = publish(up, built, kept)
         if with_build then
           taken = taken + n
           if where ~= 5 and n > 0 then edited_taken = edited_taken + 1 end
@@ -178,29 +179,36 @@ describe("a change's endpoint built at the check under hooks", function()
     runtime.set_boundary(check, build)
     st.filter = function() return true end
     st.on_change = function(_, diff) for _, ep in ipairs(diff.added) do if ep.id == "e" then ep.weight = 9 end end end
-    local ok, up, _, _, _, _, _, _, _, _, built = pcall(runtime.update, 1, {}, {
-      { "d", '{"host":"10.0.0.4","port":80}', 1, true }, { "e", '{"host":"10.0.0.5","port":80}', 2, true } }, false)
-    assert(ok, up)
-    local by_id = {}
-    for _, ep in ipairs(up) do by_id[ep.id] = ep end
-    assert.equals(1, built[by_id.d])     -- left alone: published as built
-    assert.is_nil(built[by_id.e])        -- edited: C reads it again
-    assert.same({ "d 10.0.0.4 up 80 1 1 {}", "e 10.0.0.5 up 80 9 2 {}" }, (publish(up, built)))
+    local function one(name, k)
+      stash = {}
+      local ok, up, _, _, _, _, _, _, _, _, built, kept = pcall(runtime.update, 1, {}, {
+        { name, format('{"host":"10.0.0.%d","port":80}', k), k, true } }, false)
+      assert(ok, up)
+      assert.is_nil(built)
+      assert.equals(1, #stash)
+      return up, kept
+    end
+    local up, kept = one("d", 4)
+    assert.equals(up[1], kept)           -- left alone: published as built
+    assert.same({ "d 10.0.0.4 up 80 1 4 {}" }, (publish(up, nil, kept)))
+    up, kept = one("e", 5)
+    assert.is_nil(kept)                  -- edited: C reads it again
+    assert.same({ "e 10.0.0.5 up 80 9 5 {}" }, (publish(up, nil, kept)))
   end)
 
-  it("reads every endpoint again after a write into the shared empty meta", function()
+  it("reads the endpoint again after a write into the shared empty meta", function()
     stash = {}
     runtime.set_boundary(check, build)
     st.filter = function() return true end
     st.on_change = function() rawset(EMPTY_META, "leaked", "1") end
-    local ok, up, _, _, _, _, _, _, _, _, built = pcall(runtime.update, 1, {}, {
+    local ok, up, _, _, _, _, _, _, _, _, built, kept = pcall(runtime.update, 1, {}, {
       { "d", '{"host":"10.0.0.4","port":80}', 1, true } }, false)
     assert(ok, up)
-    assert.is_nil(built[up[1]])
-    assert.same({ "d 10.0.0.4 up 80 1 1 {leaked=1}" }, (publish(up, built)))
+    assert.is_nil(kept)
+    assert.same({ "d 10.0.0.4 up 80 1 1 {leaked=1}" }, (publish(up, built, kept)))
   end)
 
-  it("does not build under hooks for a batch, nor an endpoint with a meta table of its own", function()
+  it("does not build under hooks for more than one child, nor an endpoint with a meta table of its own", function()
     stash = {}
     runtime.set_boundary(check, build)
     st.filter = function() return true end
@@ -210,6 +218,10 @@ describe("a change's endpoint built at the check under hooks", function()
     local ok, up, _, _, _, _, _, _, _, _, built = pcall(runtime.update, 1, {}, changed, false)
     assert(ok, up)
     assert.equals(5, #up)
+    assert.is_nil(built)
+    assert.equals(0, #stash)
+    ok, up, _, _, _, _, _, _, _, _, built = pcall(runtime.update, 1, {}, { changed[1], changed[2] }, false)
+    assert(ok, up)
     assert.is_nil(built)
     assert.equals(0, #stash)
     ok, up, _, _, _, _, _, _, _, _, built = pcall(runtime.update, 1, {}, {
