@@ -168,8 +168,8 @@ describe("a change's endpoint built at the check under hooks", function()
       counts[where] = (counts[where] or 0) + 1
       assert.same(out[1], out[2], "step " .. step .. " (seed " .. seed .. ")")
     end
-    -- the shortcut is taken: endpoints left alone, including beside an endpoint a hook edited
-    assert.is_true(taken > 100, taken .. " endpoints taken as built")
+    -- the shortcut is taken (a change of one child): endpoints left alone, including when a hook edited another
+    assert.is_true(taken > 40, taken .. " endpoints taken as built")
     assert.is_true(edited_taken > 20, edited_taken .. " steps with an edit and an endpoint taken as built")
     for where = 1, 5 do assert.is_true(counts[where] > 50, counts[where] .. " steps edited at " .. where) end
   end)
