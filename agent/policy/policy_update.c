@@ -228,8 +228,9 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
         lua_rawgeti(L, top + 1, i + 1);
         /* built at the check, when nothing could change the table since
          * (the runtime's 10th result maps such tables to their place), or
-         * a change's one endpoint built under hooks that left it as it
-         * was (the 11th: that table, the stash's first) */
+         * a change's one endpoint built there, without hooks or under
+         * hooks that left it as it was (the 11th: that table, the stash's
+         * first) */
         if (lua_istable(L, top + 10)) {
             lua_pushvalue(L, -1);
             lua_rawget(L, top + 10);

@@ -369,8 +369,8 @@ function M.update(i, removed, changed, more, untaken)
   end
   local nerr, nrej = 0, 0
   local decode, options = s.codec.decode, s.options
-  -- built: endpoint table -> its place among those the check built (policy.c's publish takes them as they are); a
-  -- change of one child under hooks builds too, handed over as built only if they left it as it was (untouched)
+  -- built: endpoint table -> its place among those the check built (policy.c's publish takes them as they are);
+  -- kept: a change's one built endpoint, under hooks only if they left it as it was (untouched)
   local build, built, kept = builder and not s.src and store.is_builtin(s.codec), nil, nil
   local hooked = build and (s.filter or s.on_change or s.on_protect) and true
   if hooked and (more or nch ~= 1) then build = false end
@@ -393,7 +393,8 @@ function M.update(i, removed, changed, more, untaken)
           local host, port, weight, status, meta = ep.host, ep.port, ep.weight, ep.status, ep.meta
           local at
           refused, at = builder(ep, name, host, port, weight, status, meta, c[3])
-          if at and not hooked then built = built or new_table(0, nch); built[ep] = at
+          if at and not hooked and nch == 1 then kept = ep   -- (a change's one: no map, the table is enough)
+          elseif at and not hooked then built = built or new_table(0, nch); built[ep] = at
           elseif at then note(ep, name, host, port, weight, status, c[3]); kept = true end
         end
         why = refused
@@ -553,7 +554,7 @@ function M.update(i, removed, changed, more, untaken)
   local due = backoff.next(s, j[13])     -- a failed child's back-off ends: call again then
   if due and (not reweigh or due < reweigh) then reweigh = due end
   if part then store.freeze_part(s, children, published, removed) elseif not more then freeze(s) end
-  if kept then kept = untouched.kept() end   -- (the one built under hooks, if they left it as it was)
+  if kept == true then kept = untouched.kept() end   -- (the one built under hooks, if they left it as it was)
   return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built, kept
 end
 

@@ -244,5 +244,14 @@ describe("a change's endpoint built at the check under hooks", function()
     local pub, taken = publish(up, built)
     assert.equals(6, taken)
     assert.equals("b3 10.0.0.3 up 83 3 3 {}", pub[3])
+    -- a change of one child: the table itself, no map
+    stash = {}
+    local kept
+    ok, up, _, _, _, _, _, _, _, _, built, kept = pcall(runtime.update, 1, {}, {
+      { "b7", '{"host":"10.0.0.7","port":87,"weight":7}', 7, true } }, false)
+    assert(ok, up)
+    assert.is_nil(built)
+    assert.equals(up[1], kept)
+    assert.same({ "b7 10.0.0.7 up 87 7 7 {}" }, (publish(up, built, kept)))
   end)
 end)
