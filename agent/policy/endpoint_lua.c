@@ -135,27 +135,25 @@ meta_fill(lua_State *L, int t, scout_endpoint_t *ep)
     scout_endpoint_sort_meta(ep);
 }
 
-/* An integer field, or dflt when absent; SCOUT_ERROR when it is something
- * else, not integral, or out of [lo, hi]. */
+/* The integer field k's value at stack index i, or dflt when it is nil;
+ * SCOUT_ERROR when it is something else, not integral, or out of
+ * [lo, hi]. */
 static int
-int_field(lua_State *L, int idx, int keys, int k, double dflt, double lo,
-          double hi, double *out, char *why, size_t len)
+int_at(lua_State *L, int i, int k, double dflt, double lo, double hi,
+       double *out, char *why, size_t len)
 {
     const char *name = key_name[k];
     double v;
 
-    get_key(L, idx, keys, k);
-    if (lua_isnil(L, -1)) {
+    if (lua_isnil(L, i)) {
         v = dflt;
-    } else if (lua_type(L, -1) != LUA_TNUMBER) {
+    } else if (lua_type(L, i) != LUA_TNUMBER) {
         snprintf(why, len, "%s is a %s, not a number", name,
-                 luaL_typename(L, -1));
-        lua_pop(L, 1);
+                 luaL_typename(L, i));
         return SCOUT_ERROR;
     } else {
-        v = lua_tonumber(L, -1);
+        v = lua_tonumber(L, i);
     }
-    lua_pop(L, 1);
     if (!(v >= lo && v <= hi) || v != (double)(int64_t)v) {
         snprintf(why, len, "%s %.17g is not an integer in %.0f..%.0f", name,
                  v, lo, hi);
@@ -164,6 +162,22 @@ int_field(lua_State *L, int idx, int keys, int k, double dflt, double lo,
     *out = v;
     return SCOUT_OK;
 }
+
+/* The same for field k of the table at idx. */
+static int
+int_field(lua_State *L, int idx, int keys, int k, double dflt, double lo,
+          double hi, double *out, char *why, size_t len)
+{
+    int rc;
+
+    get_key(L, idx, keys, k);
+    rc = int_at(L, lua_gettop(L), k, dflt, lo, hi, out, why, len);
+    lua_pop(L, 1);
+    return rc;
+}
+
+#define PORT_RANGE   0, 1, 65535
+#define WEIGHT_RANGE 1, 0, 2147483647.0
 
 /* An endpoint table's fields as read from the stack; the strings stay on
  * it (pushed above the caller's top) until the caller restores the top. */
@@ -175,6 +189,21 @@ typedef struct {
     int         keys;           /* stack index of the field names */
     unsigned    nmeta;
 } fields_t;
+
+/* ep.meta at stack index m (f->meta): nil, or a table meta_size takes. */
+static int
+meta_at(lua_State *L, int m, fields_t *f, char *why, size_t len)
+{
+    f->meta = m;
+    if (!lua_isnil(L, m) && !lua_istable(L, m)) {
+        snprintf(why, len, "meta is a %s, not a table", luaL_typename(L, m));
+        return SCOUT_ERROR;
+    }
+    if (lua_istable(L, m)
+        && meta_size(L, m, &f->nmeta, &f->meta_bytes, why, len) != SCOUT_OK)
+        return SCOUT_ERROR;
+    return SCOUT_OK;
+}
 
 /* Reads and checks the table at idx (absolute) field by field: the text
  * rule for every string, the ranges of port and weight, meta's shape and
@@ -205,24 +234,78 @@ read_fields(lua_State *L, int idx, fields_t *f, char *why, size_t len)
            == NULL
         || (f->status = text_at(L, top + 4, "status", &f->status_len, why,
                                 len)) == NULL
-        || int_field(L, idx, f->keys, K_PORT, 0, 1, 65535, &f->port, why,
+        || int_field(L, idx, f->keys, K_PORT, PORT_RANGE, &f->port, why,
                      len) != SCOUT_OK
-        || int_field(L, idx, f->keys, K_WEIGHT, 1, 0, 2147483647.0,
-                     &f->weight, why, len) != SCOUT_OK)
+        || int_field(L, idx, f->keys, K_WEIGHT, WEIGHT_RANGE, &f->weight,
+                     why, len) != SCOUT_OK)
         return SCOUT_ERROR;
     get_key(L, idx, f->keys, K_META);
-    f->meta = lua_gettop(L);
-    if (!lua_isnil(L, f->meta) && !lua_istable(L, f->meta)) {
-        snprintf(why, len, "meta is a %s, not a table",
-                 luaL_typename(L, f->meta));
-        return SCOUT_ERROR;
-    }
-    if (lua_istable(L, f->meta)
-        && meta_size(L, f->meta, &f->nmeta, &f->meta_bytes, why, len)
-           != SCOUT_OK)
+    if (meta_at(L, lua_gettop(L), f, why, len) != SCOUT_OK)
         return SCOUT_ERROR;
     lua_settop(L, f->meta);
     return SCOUT_OK;
+}
+
+/* The same checks, in the same order, of the values the runtime read from
+ * the table itself and passed at stack index v on: id, host, port, weight,
+ * status, meta (agent.build_endpoint's arguments after the table).  The
+ * interpreter reads a field for a fraction of what lua_gettable costs from
+ * C (~115 instructions a field, issue 14); a nil status becomes "up" in its
+ * slot. */
+static int
+fields_at(lua_State *L, int v, fields_t *f, char *why, size_t len)
+{
+    f->nmeta = 0;
+    f->meta_bytes = 0;
+    if (lua_isnil(L, v + 4)) {
+        lua_pushliteral(L, "up");
+        lua_replace(L, v + 4);
+    }
+    if ((f->id = text_at(L, v, "id", &f->id_len, why, len)) == NULL
+        || (f->host = text_at(L, v + 1, "host", &f->host_len, why, len))
+           == NULL
+        || (f->status = text_at(L, v + 4, "status", &f->status_len, why,
+                                len)) == NULL
+        || int_at(L, v + 2, K_PORT, PORT_RANGE, &f->port, why, len)
+           != SCOUT_OK
+        || int_at(L, v + 3, K_WEIGHT, WEIGHT_RANGE, &f->weight, why, len)
+           != SCOUT_OK)
+        return SCOUT_ERROR;
+    return meta_at(L, v + 5, f, why, len);
+}
+
+/* The endpoint of fields f checked and zxid (at stack index z), or NULL
+ * with why set (empty: out of memory). */
+static scout_endpoint_t *
+build_fields(lua_State *L, fields_t *f, int z, char *why, size_t len)
+{
+    scout_endpoint_t *ep;
+    double zxid;
+
+    /* the zxid is ours (the cache's mzxid), not the codec's: as given */
+    zxid = lua_isnumber(L, z) ? lua_tonumber(L, z) : 0;
+    if (!(zxid > -9.2e18 && zxid < 9.2e18))
+        zxid = 0;
+    ep = scout_endpoint_new_meta(f->id, f->id_len, f->host, f->host_len,
+                                 f->status, f->status_len, f->nmeta,
+                                 f->meta_bytes);
+    if (ep == NULL)
+        return NULL;            /* why stays empty: out of memory */
+    ep->port = (int)f->port;
+    ep->weight = (int)f->weight;
+    ep->zxid = (int64_t)zxid;
+    if (f->nmeta > 0)
+        meta_fill(L, f->meta, ep);
+    /* the fields were held to the text rule and Lua's keys are unique: the
+     * rest of the rule, without a second pass over the bytes */
+    if (scout_endpoint_check_parts(f->id, f->host, f->status, ep->port,
+                                   ep->weight,
+                                   f->id_len + f->host_len + f->status_len
+                                   + f->meta_bytes, why, len) != SCOUT_OK) {
+        scout_endpoint_free(ep);
+        ep = NULL;
+    }
+    return ep;
 }
 
 scout_endpoint_t *
@@ -230,7 +313,6 @@ scout_endpoint_from_lua(lua_State *L, int idx, char *why, size_t len)
 {
     scout_endpoint_t *ep = NULL;
     fields_t f;
-    double zxid;
     int top = lua_gettop(L);
 
     why[0] = '\0';
@@ -238,31 +320,8 @@ scout_endpoint_from_lua(lua_State *L, int idx, char *why, size_t len)
         idx = top + idx + 1;
     if (read_fields(L, idx, &f, why, len) != SCOUT_OK)
         goto done;
-    /* the zxid is ours (the cache's mzxid), not the codec's: as given */
     get_key(L, idx, f.keys, K_ZXID);
-    zxid = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
-    lua_pop(L, 1);
-    if (!(zxid > -9.2e18 && zxid < 9.2e18))
-        zxid = 0;
-    ep = scout_endpoint_new_meta(f.id, f.id_len, f.host, f.host_len,
-                                 f.status, f.status_len, f.nmeta,
-                                 f.meta_bytes);
-    if (ep == NULL)
-        goto done;              /* why stays empty: out of memory */
-    ep->port = (int)f.port;
-    ep->weight = (int)f.weight;
-    ep->zxid = (int64_t)zxid;
-    if (f.nmeta > 0)
-        meta_fill(L, f.meta, ep);
-    /* read_fields held every string to the text rule and Lua's keys are
-     * unique: the rest of the rule, without a second pass over the bytes */
-    if (scout_endpoint_check_parts(f.id, f.host, f.status, ep->port,
-                                   ep->weight,
-                                   f.id_len + f.host_len + f.status_len
-                                   + f.meta_bytes, why, len) != SCOUT_OK) {
-        scout_endpoint_free(ep);
-        ep = NULL;
-    }
+    ep = build_fields(L, &f, lua_gettop(L), why, len);
 
 done:
     lua_settop(L, top);
@@ -300,9 +359,20 @@ scout_endpoint_lua_build(lua_State *L)
 {
     scout_endpoint_stash_t *st = lua_touserdata(L, lua_upvalueindex(1));
     char why[SCOUT_ERR_LEN];
-    scout_endpoint_t *ep;
+    scout_endpoint_t *ep = NULL;
+    fields_t f;
 
-    ep = scout_endpoint_from_lua(L, 1, why, sizeof(why));
+    if (lua_gettop(L) < 8) {
+        ep = scout_endpoint_from_lua(L, 1, why, sizeof(why));
+    } else {
+        /* the fields as the runtime read them: (ep, id, host, port,
+         * weight, status, meta, zxid) */
+        why[0] = '\0';
+        lua_settop(L, 8);
+        if (fields_at(L, 2, &f, why, sizeof(why)) == SCOUT_OK)
+            ep = build_fields(L, &f, 8, why, sizeof(why));
+        lua_settop(L, 8);
+    }
     if (ep == NULL && why[0] != '\0') {
         lua_pushstring(L, why);
         return 1;

@@ -43,7 +43,11 @@ typedef struct {
 
 /* agent.build_endpoint(ep), with the stash as upvalue 1: the check's
  * verdict (a reason, or nil), and after nil the endpoint's place k in the
- * stash -- or no k (out of memory: the publish then builds it itself). */
+ * stash -- or no k (out of memory: the publish then builds it itself).
+ * agent.build_endpoint(ep, id, host, port, weight, status, meta, zxid):
+ * the same from ep's fields as the caller read them (ep.id, ...): the same
+ * checks in the same order, the same verdict, the same endpoint, without
+ * C reading the table. */
 int scout_endpoint_lua_build(lua_State *L);
 /* The endpoint at place k, now the caller's; NULL when there is none (a
  * place never given, or already taken). */

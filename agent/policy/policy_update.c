@@ -191,7 +191,7 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
     /* Decoding a large first listing is real work: the budget grows with
      * the batch (50 us a child) so that only runaway code is stopped. */
     budget = p->budget_ms + (n + (int)rejudge) / 20;
-    rc = scout_hook_pcall(L, 5, 10, budget, &timed_out);
+    rc = scout_hook_pcall(L, 5, 11, budget, &timed_out);
     /* judged, whatever came of it: the sync's end for the collector */
     scout_policy_gc_judged(p, svc, whole);
     if (rc != 0) {
@@ -227,7 +227,10 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
 
         lua_rawgeti(L, top + 1, i + 1);
         /* built at the check, when nothing could change the table since
-         * (the runtime's 10th result maps such tables to their place) */
+         * (the runtime's 10th result maps such tables to their place), or
+         * a change's one endpoint built there, without hooks or under
+         * hooks that left it as it was (the 11th: that table, the stash's
+         * first) */
         if (lua_istable(L, top + 10)) {
             lua_pushvalue(L, -1);
             lua_rawget(L, top + 10);
@@ -235,6 +238,8 @@ scout_policy_update(scout_policy_t *p, int svc, scout_cache_t *cache,
                 ep = scout_endpoint_stash_take(&p->built,
                                                lua_tointeger(L, -1));
             lua_pop(L, 1);
+        } else if (lua_rawequal(L, -1, top + 11)) {
+            ep = scout_endpoint_stash_take(&p->built, 1);
         }
         if (ep == NULL)
             ep = scout_endpoint_from_lua(L, lua_gettop(L), why, sizeof(why));

@@ -4,17 +4,9 @@
 -- It must survive being stopped at any instruction (hook budgets): state that a later call depends on is only
 -- replaced once the call can no longer fail.
 
-local type = type
-local pairs = pairs
-local next = next
-local pcall = pcall
-local error = error
-local setmetatable = setmetatable
-local tostring = tostring
-local format = string.format
-local floor = math.floor
-local sort = table.sort
-local ipairs = ipairs
+local type, pairs, ipairs, next, pcall, error = type, pairs, ipairs, next, pcall, error
+local setmetatable, tostring = setmetatable, tostring
+local format, floor, sort = string.format, math.floor, table.sort
 local has_tnew, tnew = pcall(require, "table.new")
 local new_table = has_tnew and tnew or function() return {} end
 
@@ -37,6 +29,8 @@ local same = util_endpoint.same
 -- s.published, freeze after a commit.
 local store = require "scout.keep"
 local thaw, freeze = store.thaw, store.freeze
+local untouched = require "scout.untouched"
+local note, EMPTY_META = untouched.note, util_endpoint.EMPTY_META
 
 local M = {}
 M.set_store = store.set_store
@@ -55,8 +49,9 @@ local log_enabled = agent and agent.log_enabled or function(level) return level 
 -- The C side's rule for what may cross into it (NUL, UTF-8, sizes, host, port, status: endpoint.h): asked before a
 -- child is judged, so a refused child is handled like one that does not decode. Absent outside the agent (specs).
 local boundary = agent and agent.check_endpoint
--- The same check that also builds the C endpoint and returns nil, its place: asked instead when no code of the
--- user's runs between the check and the publish (a hook could change the table), which then takes it as built.
+-- The same check that also builds the C endpoint and returns nil, its place, which the publish then takes as built:
+-- asked instead when no code of the user's runs before the publish, or for a change whose hooks (which may edit the
+-- table) scout.untouched then finds left it as it was.
 local builder = agent and agent.build_endpoint
 function M.set_boundary(fn, build) boundary, builder = fn, build end
 
@@ -374,9 +369,11 @@ function M.update(i, removed, changed, more, untaken)
   end
   local nerr, nrej = 0, 0
   local decode, options = s.codec.decode, s.options
-  -- built: endpoint table -> its place among those the check built (policy.c's publish takes them as they are)
-  local build, built = builder and not (s.filter or s.on_change or s.on_protect or s.src)
-    and store.is_builtin(s.codec), nil
+  -- built: endpoint table -> its place among those the check built (policy.c's publish takes them as they are);
+  -- kept: a change's one built endpoint, under hooks only if they left it as it was (untouched)
+  local build, built, kept = builder and not s.src and store.is_builtin(s.codec), nil, nil
+  local hooked = build and (s.filter or s.on_change or s.on_protect) and true
+  if hooked and (more or nch ~= 1) then build = false end
   for k = 1, nch do
     local c = changed[k]
     local name = c[1]
@@ -391,11 +388,15 @@ function M.update(i, removed, changed, more, untaken)
       if not why and boundary then
         ep.id = name
         ep.zxid = c[3]
-        if build then
+        if not build or hooked and ep.meta ~= EMPTY_META then refused = boundary(ep)
+        else   -- (the fields read here: C reading the table costs more, agent.build_endpoint)
+          local host, port, weight, status, meta = ep.host, ep.port, ep.weight, ep.status, ep.meta
           local at
-          refused, at = builder(ep)
-          if at then built = built or new_table(0, nch); built[ep] = at end
-        else refused = boundary(ep) end
+          refused, at = builder(ep, name, host, port, weight, status, meta, c[3])
+          if at and not hooked and nch == 1 then kept = ep   -- (a change's one: no map, the table is enough)
+          elseif at and not hooked then built = built or new_table(0, nch); built[ep] = at
+          elseif at then note(ep, name, host, port, weight, status, c[3]); kept = true end
+        end
         why = refused
       end
     end
@@ -553,7 +554,8 @@ function M.update(i, removed, changed, more, untaken)
   local due = backoff.next(s, j[13])     -- a failed child's back-off ends: call again then
   if due and (not reweigh or due < reweigh) then reweigh = due end
   if part then store.freeze_part(s, children, published, removed) elseif not more then freeze(s) end
-  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built
+  if kept == true then kept = untouched.kept() end   -- (the one built under hooks, if they left it as it was)
+  return up, gone_ids, nerr, hook_errors, nil, reweigh, degraded, nrej, spared, built, kept
 end
 
 -- A change runs interpreted, a batch compiled (scout.jitsplit says why): a batch (more reads of the path coming, or

@@ -482,6 +482,50 @@ test_known_encodes_only_named(void)
     scout_epset_free(&set);
 }
 
+/* A log let go is kept for the next change (idlog.c): taken again, it
+ * names only what the new change adds, as a fresh one would, and a lost
+ * log or another index does not carry over. */
+static void
+test_idlog_reused_from_empty(void)
+{
+    scout_idlog_t *a = NULL, *b = NULL;
+    const char *ids;
+    uint32_t n;
+
+    for (int round = 0; round < 3; round++) {
+        scout_idlog_add(&a, "old-1");
+        scout_idlog_add(&a, "old-2");
+        scout_idlog_moved(&a, 7);
+        if (round == 1)
+            scout_idlog_lose(&a);
+        scout_idlog_free(&a);
+        CHECK(a == NULL);
+        scout_idlog_add(&b, "new");
+        scout_idlog_moved(&b, 9);
+        CHECK(!scout_idlog_since(b, 8, 7, &ids, &n));       /* not at 7 */
+        CHECK(scout_idlog_since(b, 8, 9, &ids, &n) && n == 1
+              && strcmp(ids, "new") == 0, "round %d: %u ids", round, n);
+        scout_idlog_free(&b);
+    }
+    /* a grown log is not kept: the next starts at the first size, empty */
+    for (int k = 0; k < 20; k++) {
+        char id[32];
+
+        snprintf(id, sizeof(id), "a-long-enough-id-%02d", k);
+        scout_idlog_add(&a, id);
+    }
+    scout_idlog_moved(&a, 3);
+    CHECK(scout_idlog_since(a, 2, 3, &ids, &n) && n == 20);
+    scout_idlog_free(&a);
+    scout_idlog_moved(&b, 4);               /* nothing noted: NULL */
+    CHECK(b == NULL && scout_idlog_since(b, 4, 4, &ids, &n) && n == 0);
+    scout_idlog_add(&b, "x");
+    scout_idlog_moved(&b, 5);
+    CHECK(scout_idlog_since(b, 4, 5, &ids, &n) && n == 1
+          && strcmp(ids, "x") == 0);
+    scout_idlog_free(&b);
+}
+
 int
 main(void)
 {
@@ -490,6 +534,7 @@ main(void)
     RUN(test_encodes_only_changed());
     RUN(test_known_encodes_only_named());
     RUN(test_random_changes());
+    RUN(test_idlog_reused_from_empty());
     shm_fixtures_stop();
     return test_summary();
 }
