@@ -8,7 +8,7 @@
 - pending: a child the policy has not accepted because the whole update was stopped (a filter that loops);
 - held: while protection holds a drop, both the new child it keeps out and the published ones it keeps in.
 
-The last test reads the verdicts lua/scout/runtime.lua can give, so a new verdict without a test fails here."""
+The last test reads the verdicts lua/scout/explain.lua can give, so a new verdict without a test fails here."""
 
 import json
 import os
@@ -138,9 +138,9 @@ class ExplainVerdicts(unittest.TestCase):
         self.assertEqual(len(self.scout.ids("guarded")), 4)   # what explain says is what is served
 
     def test_every_verdict_has_a_test(self):
-        with open(os.path.join(ROOT, "lua", "scout", "runtime.lua")) as f:
+        with open(os.path.join(ROOT, "lua", "scout", "explain.lua")) as f:
             src = f.read()
-        body = src[src.index("function M.explain"):src.index("function M.pick")]
+        body = src[src.index("function M.service"):]
         # the quoted words on the lines that set a verdict (reasons have spaces)
         verdicts = set(re.findall(r'"([a-z_]+)"', "\n".join(re.findall(r"[^\n]*verdict[^\n]*", body))))
         self.assertIn("held", verdicts)         # the parse found them
