@@ -14,6 +14,11 @@ exit); the one left unused is stopped at exit, and every stop is waited for.
 On with ZKH_PREFETCH=1, which tests/integration/run.py sets (a runner that
 starts one server for all its tests, as tests/nginx does, gains nothing).
 
+A test that needs a server only for an empty tree (it never stops, restarts or
+freezes it, nor reads its four-letter words) takes SharedZooKeeper() instead: the
+pass's one server, emptied before and after each test (ZKH_SHARED=0: a server
+of its own, the old path).
+
     from zkharness import ZooKeeper
     with ZooKeeper(nodes=3) as zk:          # or ZooKeeper().start()
         c = zk.client()                     # started KazooClient, closed on stop()
