@@ -11,7 +11,7 @@ import tempfile
 import unittest
 
 from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper, ZooKeeper
 
 NUL_KEYS = b'{"host":"10.0.0.9","port":9,"meta":{"a\\u0000x":"1","a\\u0000y":"2"}}'
 NUL_VALUE = b'{"host":"10.0.0.9","port":9,"meta":{"k":"before\\u0000after"}}'
@@ -121,7 +121,7 @@ class FilterThatRaises(unittest.TestCase):
                             'filter = function(ep) return ep.meta.zone:lower() ~= "canary" end'})
 
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         self.kz = self.zk.client()
         self.kz.ensure_path("/bf/svc")
         for n in (1, 2):
@@ -176,7 +176,7 @@ class SnapshotWriteFailures(unittest.TestCase):
     """Whatever makes a write fail (here: a directory where the temp file goes) is counted and health says so."""
 
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         self.kz = self.zk.client()
         self.cache = tempfile.mkdtemp(prefix="scout-wf-")
         self.kz.ensure_path("/bw/svc")

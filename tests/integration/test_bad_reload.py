@@ -8,7 +8,7 @@ import signal
 import unittest
 
 from scoutharness import Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 HEAD = 'zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }\n'
 SERVICES = ''.join('service "%s" { path = "/br/%s" }\n' % (n, n) for n in ("a", "b", "c"))
@@ -16,7 +16,7 @@ SERVICES = ''.join('service "%s" { path = "/br/%s" }\n' % (n, n) for n in ("a", 
 
 class BadReload(unittest.TestCase):
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         self.kz = self.zk.client()
         for n in ("a", "b", "c"):
             self.kz.create("/br/%s/127.0.0.1:1" % n, makepath=True)

@@ -29,7 +29,7 @@ import time
 import unittest
 
 from scoutharness import Scout, free_port, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 REG = "/loop/reg"
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)     # Linux's value; Python does not name it
@@ -102,7 +102,7 @@ class HealthProbe:
 
 class LoopStall(unittest.TestCase):
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         self.kz = self.zk.client()
         self.scout = None
         self.deleted = []

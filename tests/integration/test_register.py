@@ -11,7 +11,7 @@ from kazoo.exceptions import NoAuthError, NoNodeError
 from kazoo.security import make_digest_acl_credential  # noqa: F401  (kazoo's digest support is what we rely on)
 
 from scoutharness import Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper, ZooKeeper
 from zkproxy import ZkProxy
 from zkwire import CloseGate
 
@@ -34,7 +34,7 @@ def node(kz, parent):
 
 class Register(unittest.TestCase):
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         self.kz = self.zk.client()
         self.scout = None
 

@@ -14,7 +14,7 @@ import unittest
 from kazoo.protocol.states import EventType
 
 from scoutharness import Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 from zkproxy import ZkProxy, _close
 
 HEAD = 'zookeeper { servers = "127.0.0.1:1", session_timeout = %d }\n'
@@ -63,7 +63,7 @@ class HeldProxy(ZkProxy):
 
 class RegisterGuarantees(unittest.TestCase):
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         self.kz = self.zk.client()
         self.scout = None
         self.proxy = None

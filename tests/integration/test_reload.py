@@ -7,7 +7,7 @@ import signal
 import unittest
 
 from scoutharness import Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 V1 = '''zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }
 service "a" { path = "/rl/a" }
@@ -26,7 +26,7 @@ BROKEN = V2 + 'service "d" {\n  path = "/rl/d"\n  codec = "plain"\n}\n'
 
 class Reload(unittest.TestCase):
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         kz = self.kz = self.zk.client()
         for svc, ports in (("a", (1, 2)), ("b", (3,)), ("c", (4, 5))):
             for p in ports:

@@ -19,7 +19,7 @@ import tempfile
 import unittest
 
 from scoutharness import Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 MODULE = '''-- held by the test: the load waits for a line on the FIFO named by RELOAD_GATE
 local f = assert(io.open(os.getenv("RELOAD_GATE"), "r"))
@@ -95,7 +95,7 @@ def blocked_reading(pid, path):
 
 class ReloadOffTheLoop(unittest.TestCase):
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         kz = self.kz = self.zk.client()
         for svc, ports in (("a", (1, 2)), ("b", (3,)), ("c", (4,)), ("d", (5,)), ("e", (6,))):
             for p in ports:
@@ -319,7 +319,7 @@ class ApplyInSlices(unittest.TestCase):
     /v1/agent says how many services it placed."""
 
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         kz = self.kz = self.zk.client()
         for svc, ports in (("a", (1, 2)), ("b", (3, 4)), ("c", (5,))):
             for p in ports:

@@ -7,7 +7,7 @@ import signal
 import unittest
 
 from scoutharness import Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 HEAD = 'zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }\nservice "a" { path = "/rr/a" }\n'
 GOOD = HEAD + ('register "r" { path = "/rr/reg", codec = "rpcx",\n'
@@ -18,7 +18,7 @@ RAISES = HEAD + ('register "r" { path = "/rr/reg", codec = "rpcx",\n'
 
 class ReloadRegistration(unittest.TestCase):
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         self.kz = self.zk.client()
         self.kz.create("/rr/a/127.0.0.1:1", makepath=True)
         self.scout = Scout(GOOD, self.zk.connect).start()

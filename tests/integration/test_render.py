@@ -9,14 +9,14 @@ import tempfile
 import unittest
 
 from scoutharness import SCOUT_BIN, Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 TEMPLATE = "backend orders\n$orders[[    server $id $address weight $weight\n]]"
 
 
 class Render(unittest.TestCase):
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()     # an empty tree on the pass's one server (zkharness)
         self.kz = self.zk.client()
         self.dir = tempfile.mkdtemp(prefix="scout-render-")
         # a cleanup, not tearDown: cleanups run last-in first-out, so a test's tmpfs is unmounted before this

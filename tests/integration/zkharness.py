@@ -14,6 +14,11 @@ exit); the one left unused is stopped at exit, and every stop is waited for.
 On with ZKH_PREFETCH=1, which tests/integration/run.py sets (a runner that
 starts one server for all its tests, as tests/nginx does, gains nothing).
 
+A test that needs a server only for an empty tree (it never stops, restarts or
+freezes it, nor reads its four-letter words) takes SharedZooKeeper() instead: the
+pass's one server, emptied before and after each test (ZKH_SHARED=0: a server
+of its own, the old path).
+
     from zkharness import ZooKeeper
     with ZooKeeper(nodes=3) as zk:          # or ZooKeeper().start()
         c = zk.client()                     # started KazooClient, closed on stop()
@@ -250,6 +255,134 @@ class ZooKeeper:
         if p.returncode != 0:
             raise RuntimeError("zk.sh %s failed (%d):\n%s" % (args[0], p.returncode, p.stderr))
         return p.stdout
+
+
+# -- one server for the pass, each test on an empty tree -------------------------------------------------------
+# A server start is ~1 s of CPU (the JVM's ~0.6 s, zk.sh's and this process's), and the integration passes run
+# on two shared cores: a test that only needs a server of its own for a clean tree, and never stops, restarts,
+# freezes or reconfigures it, nor reads the server's own counters (four-letter words), takes this one instead.
+_shared = None
+SHARED = os.environ.get("ZKH_SHARED", "1") == "1"     # 0: each SharedZooKeeper starts a server of its own (old path)
+
+
+def _tree(kz, path):
+    """Every node under path (not path), parents before their children: read level by level, each level's
+    reads sent at once (kazoo pipelines async requests on its one connection)."""
+    out, level = [], [path]
+    while level:
+        asyncs = [(p, kz.get_children_async(p)) for p in level]
+        level = []
+        for p, a in asyncs:
+            try:
+                kids = a.get(timeout=30)
+            except Exception:      # deleted meanwhile (an ephemeral whose session ended)
+                continue
+            level += [(p.rstrip("/") + "/" + k) for k in kids]
+        out += level
+    return out
+
+
+def _wipe(kz):
+    """Deletes every node but /zookeeper: children first, each depth's deletes sent at once. A node that is gone
+    already (an ephemeral whose session just ended) is fine; anything else left is an error."""
+    from kazoo.exceptions import NoNodeError
+    nodes = [p for p in _tree(kz, "/") if p != "/zookeeper" and not p.startswith("/zookeeper/")]
+    by_depth = {}
+    for p in nodes:
+        by_depth.setdefault(p.count("/"), []).append(p)
+    for depth in sorted(by_depth, reverse=True):
+        for a in [kz.delete_async(p) for p in by_depth[depth]]:
+            try:
+                a.get(timeout=30)
+            except NoNodeError:
+                pass
+    left = [p for p in kz.get_children("/") if p != "zookeeper"]
+    if left:
+        raise RuntimeError("zkharness: the shared server still holds %s after its wipe" % left)
+
+
+def _empty(server):
+    """Empties the shared server's tree; False when that failed (a node only its creator may delete: a digest ACL
+    on its parent; the admin session lost), and the server is not to be handed on."""
+    try:
+        _wipe(server._admin)
+        return True
+    except Exception as e:
+        sys.stderr.write("zkharness: the shared server is replaced, its tree could not be emptied: %r\n" % (e,))
+        return False
+
+
+def _retire():
+    """The shared server is stopped (behind the tests, as any server of a test); the next test starts another."""
+    global _shared
+    server, _shared = _shared, None
+    server.stop()
+
+
+class SharedZooKeeper:
+    """A test's share of the pass's one standalone server (default tick): start() hands over an empty tree (every
+    node but /zookeeper deleted), stop() closes the test's clients and empties the tree again; the server itself
+    is started on first use and stopped at exit. For tests that never stop, kill, restart or freeze the server,
+    never change its files or config, and never read its four-letter words (other tests' sessions may still be
+    expiring there): those keep ZooKeeper(), their own."""
+
+    def __init__(self):
+        self.connect = None
+        self._clients = []
+        self._own = None
+
+    def start(self):
+        global _shared
+        if self.connect is not None:
+            raise RuntimeError("already started")
+        if not SHARED:
+            self._own = ZooKeeper().start()
+            self.connect = self._own.connect
+            return self
+        if _shared is not None and not _empty(_shared):
+            _retire()
+        if _shared is None:
+            server = ZooKeeper().start()
+            try:
+                server._admin = server.client()
+                _wipe(server._admin)
+            except Exception:
+                server.stop()
+                raise
+            _shared = server
+        self.connect = _shared.connect
+        return self
+
+    def stop(self):
+        for c in self._clients:
+            try:
+                c.stop()
+                c.close()
+            except Exception:
+                pass
+        self._clients = []
+        if self._own is not None:
+            self._own.stop()
+            self._own = None
+        elif self.connect is not None and _shared is not None and not _empty(_shared):
+            _retire()
+        self.connect = None
+
+    def __enter__(self):
+        return self if self.connect else self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def client(self, timeout=10.0, **kw):
+        """A started KazooClient on the shared server; closed by stop()."""
+        from kazoo.client import KazooClient
+        kw.setdefault("hosts", self.connect)
+        c = KazooClient(timeout=timeout, **kw)
+        c.start(timeout=timeout)
+        self._clients.append(c)
+        return c
 
 
 if __name__ == "__main__":
