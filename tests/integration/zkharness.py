@@ -152,6 +152,16 @@ def _drop_spare():
             _discard(result)
 
 
+def _close_clients(clients):
+    """Stops and closes a test's kazoo clients; one that fails to stop is left to its own session's end."""
+    for c in clients:
+        try:
+            c.stop()
+            c.close()
+        except Exception:
+            pass
+
+
 class ZooKeeper:
     def __init__(self, nodes=1, tick=200, dir=None, keep_dir=False):
         self.nodes = nodes
@@ -190,12 +200,7 @@ class ZooKeeper:
         return self
 
     def stop(self):
-        for c in self._clients:
-            try:
-                c.stop()
-                c.close()
-            except Exception:
-                pass
+        _close_clients(self._clients)
         self._clients = []
         if self.dir is not None and PREFETCH and self._own_dir and not self.keep_dir:
             _stop_behind(self.dir)
@@ -354,12 +359,7 @@ class SharedZooKeeper:
         return self
 
     def stop(self):
-        for c in self._clients:
-            try:
-                c.stop()
-                c.close()
-            except Exception:
-                pass
+        _close_clients(self._clients)
         self._clients = []
         if self._own is not None:
             self._own.stop()
