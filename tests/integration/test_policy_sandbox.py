@@ -112,12 +112,21 @@ class PolicySandbox(unittest.TestCase):
         self.assertTrue(all(self.reg_events), "the registration was gone for a while: %r" % self.reg_events)
         self.assertEqual(s.metric("scout_zk_session_expirations_total"), 0)
 
+    def forget(self, path):
+        """Deletes path if a test left it (a cleanup: gone already is fine)."""
+        if self.kz.exists(path):
+            self.kz.delete(path)
+
     def poison(self, kind, counter):
         """A child whose filter call attacks: the counter moves, only that child is held (the other change is
         published, the service says degraded), nothing else is harmed, and all is well once it is gone."""
         s = self.scout
         before = s.metric(counter)
         node = "/sb/svc/poison-" + kind
+        # the class shares one agent and one tree: a test that fails half-way must not leave its children to the
+        # next one (NodeExistsError there would hide the first failure's cause behind a cascade)
+        for left in (node, "/sb/svc/127.0.0.1:2"):
+            self.addCleanup(self.forget, left)
         self.kz.create(node, b'{"host":"10.9.9.9","port":9,"meta":{"boom":"%s"}}' % kind.encode())
         self.kz.create("/sb/svc/127.0.0.1:2")
         try:
@@ -172,6 +181,7 @@ class PolicySandbox(unittest.TestCase):
 
     def test_scout_exec_delivers_its_result_on_the_loop(self):
         s = self.scout
+        self.addCleanup(self.forget, "/sb/svc/exec-1")
         self.kz.create("/sb/svc/exec-1", b'{"host":"10.9.9.8","port":8,"meta":{"boom":"exec"}}')
         wait_until(lambda: "exec done" in s.log(), what="exec callback")
         self.assertIn("exec done ok=false out=out-42 code=3", s.log())
@@ -181,6 +191,7 @@ class PolicySandbox(unittest.TestCase):
 
     def test_scout_exec_kills_a_command_at_its_timeout_while_the_agent_serves(self):
         s = self.scout
+        self.addCleanup(self.forget, "/sb/svc/exec-2")
         self.kz.create("/sb/svc/exec-2", b'{"host":"10.9.9.7","port":7,"meta":{"boom":"exec-timeout"}}')
         # the filter returned at once: the endpoint is published while the command still runs
         wait_until(lambda: "exec-2" in s.ids("svc"), what="published before the command ends")
@@ -194,6 +205,7 @@ class PolicySandbox(unittest.TestCase):
     def test_a_failing_exec_callback_is_logged_with_its_line_and_counted(self):
         s = self.scout
         before = s.metric("scout_hook_errors_total")
+        self.addCleanup(self.forget, "/sb/svc/exec-3")
         self.kz.create("/sb/svc/exec-3", b'{"host":"10.9.9.6","port":6,"meta":{"boom":"exec-cb-error"}}')
         wait_until(lambda: "scout.exec callback" in s.log(), what="callback error logged")
         self.assertRegex(s.log(), r"scout\.exec callback: .*policy\.lua:\d+: callback broke")
