@@ -7,6 +7,7 @@
 
 local runtime = require "scout.runtime"
 local H = require "policy_helper"
+local R = require "runtime_helper"   -- R.random_batch
 local cjson = require "cjson"
 
 local format = string.format
@@ -80,22 +81,8 @@ describe("runtime.update's two copies", function()
     local live, zxid, ones = {}, 0, 0
     for step = 1, 400 do
       now = now + 300     -- one clock for both services: back-offs and holds fall due at the same steps
-      local removed, changed, seen = {}, {}, {}
-      for _ = 1, rnd(6) do
-        local k = rnd(12)
-        local name = "n" .. k
-        if not seen[name] then
-          seen[name] = true
-          if live[name] and rnd(3) == 1 then
-            removed[#removed + 1] = name
-            live[name] = nil
-          else
-            zxid = zxid + 1
-            changed[#changed + 1] = { name, data(rnd, k), zxid, true }
-            live[name] = true
-          end
-        end
-      end
+      local removed, changed
+      removed, changed, zxid = R.random_batch(rnd, live, zxid, data, 6, 12, 3)
       -- a change of one name is judged without the batch's table of names judged, a sync's batch (the first
       -- service's, more = true) with it
       if #removed + #changed == 1 then ones = ones + 1 end

@@ -11,6 +11,7 @@
 
 local runtime = require "scout.runtime"
 local H = require "policy_helper"
+local R = require "runtime_helper"   -- R.random_batch
 local EMPTY_META = require("scout.util.endpoint").EMPTY_META
 
 local format = string.format
@@ -120,22 +121,8 @@ describe("a change's endpoint built at the check under hooks", function()
     local live, zxid, taken, edited_taken = {}, 0, 0, 0
     local counts = {}
     for step = 1, 600 do
-      local removed, changed, seen = {}, {}, {}
-      for _ = 1, rnd(4) do
-        local k = rnd(10)
-        local name = "n" .. k
-        if not seen[name] then
-          seen[name] = true
-          if live[name] and rnd(4) == 1 then
-            removed[#removed + 1] = name
-            live[name] = nil
-          else
-            zxid = zxid + 1
-            changed[#changed + 1] = { name, data(rnd, k), zxid, true }
-            live[name] = true
-          end
-        end
-      end
+      local removed, changed
+      removed, changed, zxid = R.random_batch(rnd, live, zxid, data, 4, 10, 4)
       -- one edit for the step, by the filter, by on_change on a diff list, or through svc.endpoints
       local edit = EDITS[NAMES[rnd(#NAMES)]]
       local where = rnd(5)   -- 1: the filter, 2: added, 3: changed, 4: svc.endpoints, 5: none of them

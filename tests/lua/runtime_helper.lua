@@ -132,4 +132,27 @@ function R.finish()
   runtime.set_logger(function(level, msg) if level <= 1 then io.stderr:write(msg, "\n") end end)
 end
 
+-- One random batch for the property specs (07_runtime_copies, 08_runtime_untouched): up to `most` names of n1..n<pool>,
+-- each once; a live one is removed one time in `drop` (else re-read), a new one created. live (name -> true) is
+-- updated; data(rnd, k) makes a child's bytes. Returns removed, changed (update()'s rows) and the last zxid.
+function R.random_batch(rnd, live, zxid, data, most, pool, drop)
+  local removed, changed, seen = {}, {}, {}
+  for _ = 1, rnd(most) do
+    local k = rnd(pool)
+    local name = "n" .. k
+    if not seen[name] then
+      seen[name] = true
+      if live[name] and rnd(drop) == 1 then
+        removed[#removed + 1] = name
+        live[name] = nil
+      else
+        zxid = zxid + 1
+        changed[#changed + 1] = { name, data(rnd, k), zxid, true }
+        live[name] = true
+      end
+    end
+  end
+  return removed, changed, zxid
+end
+
 return R
