@@ -1,5 +1,6 @@
 /*
- * persist.c -- when the disk snapshot is read and written (see persist.h).
+ * persist.c -- when the disk snapshot is written (see persist.h; what a
+ * start reads from it is persist_load.c).
  *
  * A write is two halves, and the loop's half does not grow with the
  * registry.  Each service's record in the file is encoded once per index
@@ -26,24 +27,20 @@
  * One service's data never stops the file: a service the format cannot
  * hold is left out of it (logged, counted) and the others are written.  A
  * write that fails for any other reason (disk full, permissions) is counted
- * and makes /v1/health fail until a write succeeds.  What is read back is
- * trusted no more than ZooKeeper: every endpoint passes endpoint.h's rule
- * or is dropped and counted.
+ * and makes /v1/health fail until a write succeeds.
  */
 #include "publish/persist.h"
+#include "publish/persist_int.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "heap.h"
 #include "log.h"
 #include "scout.h"
 #include "publish/snapshot.h"
 #include "publish/snapshot_journal.h"
-#include "publish/snapshot_lazy.h"
 #include "publish/snapside.h"
 #include "publish/svcmap.h"
 #include "publish/writer.h"
@@ -77,51 +74,6 @@ struct job {
                                the bytes copied in the writer thread */
     int     side_rc;
     char    side_err[SCOUT_ERR_LEN];
-};
-
-/* A service's record as last encoded, valid while the service (the same
- * object) has the same index and zxids; rec NULL with a reason when the
- * format cannot hold its list (left out of every write until it changes). */
-struct cached {
-    const scout_service_t *svc;
-    int                    serving;  /* else not in the file at all */
-    uint64_t               index;
-    int64_t                pzxid, max_mzxid;
-    scout_snapshot_rec_t  *rec;
-    char                  *why;
-};
-
-struct scout_persist_s {
-    struct ev_loop   *loop;
-    char             *dir;
-    char             *file;
-    char             *ensemble;
-    int64_t           max_age_ms;
-    scout_service_t **services;
-    int               n;
-    struct cached    *cache;       /* [n], slot i: marks.keys[i]     */
-    scout_svcmap_marks_t marks;    /* slots named since the last write */
-    struct cached    *old_cache;   /* a replaced list's, lent to the  */
-    int               old_n;       /*   write in flight               */
-    ev_timer          timer;       /* one-shot: the next write       */
-    int               dirty;
-    double            backoff;     /* after a failed write, seconds  */
-    int64_t           loaded_at_ms;/* written_at of what we loaded, or 0 */
-    int64_t           written_ms;  /* wall clock of the last good write */
-    int64_t           failing_ms;  /* of the first failure since, or 0  */
-    scout_snapshot_file_t last;    /* the last written: the writer's while
-                                    * a write is out, the loop's between */
-    int               read_back_failed; /* the last write's SCOUT_AGAIN */
-    char              last_err[SCOUT_ERR_LEN];
-    scout_writer_t    writer;
-    scout_rcbuf_t    *side;        /* snapside.h, or NULL: none written */
-    unsigned          side_gen;    /* bumped when side is replaced...    */
-    unsigned          side_done;   /* ...and the one last written        */
-    scout_journal_t   journal;     /* like last: the writer's while a
-                                    * write is out, the loop's between   */
-    int               need_full;   /* the next write is the whole file   */
-    int               loaded_clean;/* the start read every service whole */
-    uint64_t          loaded_sum;  /*   from the snapshot with this sum  */
 };
 
 /* Write in s seconds unless a write is due sooner. */
@@ -572,89 +524,6 @@ oom:
 }
 
 void
-scout_persist_load(scout_persist_t *p)
-{
-    char err[SCOUT_ERR_LEN];
-    scout_snapshot_t *snap;
-    int seeded = 0, clean = 1;
-    struct stat st;
-
-    if (lstat(p->file, &st) != 0) {
-        scout_log(SCOUT_LOG_INFO, "persist", "no snapshot at %s: a first "
-                  "start", p->file);
-        return;
-    }
-    snap = scout_snapshot_read(p->file, err);
-    if (snap == NULL) {
-        scout_log(SCOUT_LOG_WARN, "persist", "ignoring the snapshot: %s",
-                  err);
-        return;
-    }
-    if (scout_snapshot_note(snap)[0] != '\0')
-        scout_log(SCOUT_LOG_INFO, "persist", "%s",
-                  scout_snapshot_note(snap));
-    if (scout_snapshot_check_ensemble(snap, p->ensemble, err) != SCOUT_OK) {
-        scout_log(SCOUT_LOG_WARN, "persist", "ignoring the snapshot: %s",
-                  err);
-        scout_snapshot_free(snap);
-        return;
-    }
-    for (int i = 0; i < p->n; i++) {
-        scout_service_t *s = p->services[i];
-        int k = scout_snapshot_find(snap, scout_service_name(s));
-        scout_snapshot_service_t ss;
-        scout_epset_t eps;
-        unsigned bad;
-
-        if (k < 0)
-            continue;
-        scout_snapshot_get(snap, k, &ss);
-        if (strcmp(ss.path, scout_service_path(s)) != 0)
-            continue;           /* the policy moved it: not the same list */
-        scout_epset_init(&eps);
-        scout_snapshot_take(snap, k, &eps);
-        /* checksummed is not trusted: a hand-edited or foreign file gets
-         * the codecs' rule like any znode */
-        bad = scout_epset_drop_invalid(&eps, err, SCOUT_ERR_LEN);
-        clean &= bad == 0;
-        if (bad > 0)
-            scout_log(SCOUT_LOG_WARN, "persist", "snapshot %s: service %s: "
-                      "dropped %u invalid endpoint%s, serving the other %u "
-                      "(first: %s)", p->file, scout_service_name(s), bad,
-                      bad == 1 ? "" : "s", eps.n, err);
-        scout_service_seed(s, &eps, ss.index, ss.pzxid, ss.max_mzxid, bad);
-        seeded++;
-        scout_heap_populate_check();    /* at start: see heap.h */
-    }
-    p->loaded_at_ms = scout_snapshot_written_at_ms(snap);
-    p->loaded_clean = clean
-        && scout_snapside_snapshot_sum(p->file, &p->loaded_sum, err)
-           == SCOUT_OK;
-    scout_log(SCOUT_LOG_INFO, "persist", "serving %d services from %s "
-              "(written %lld s ago) until ZooKeeper confirms them", seeded,
-              p->file, (long long)((scout_wall_ms() - p->loaded_at_ms) / 1000));
-    scout_snapshot_free(snap);
-}
-
-/* scout_persist_load's record, for services seeded from what the early
- * start read and checked (persist_stage.c): no second read of the file,
- * no second checksum. */
-void
-scout_persist_load_staged(scout_persist_t *p, const scout_persist_stage_t *st)
-{
-    const scout_snaplazy_t *z = scout_persist_stage_snapshot(st);
-
-    p->loaded_at_ms = scout_snaplazy_written_at_ms(z);
-    p->loaded_clean = scout_persist_stage_clean(st);
-    p->loaded_sum = scout_snaplazy_checksum(z);
-    scout_log(SCOUT_LOG_INFO, "persist", "serving %d services from %s "
-              "(written %lld s ago, as the early start read it) until "
-              "ZooKeeper confirms them", scout_persist_stage_seeded(st),
-              p->file,
-              (long long)((scout_wall_ms() - p->loaded_at_ms) / 1000));
-}
-
-void
 scout_persist_changed(scout_persist_t *p, scout_service_t *svc)
 {
     scout_svcmap_mark(&p->marks, svc);
@@ -690,30 +559,6 @@ scout_persist_flush(scout_persist_t *p)
         if (!p->read_back_failed || !p->dirty)
             return;
     }
-}
-
-int
-scout_persist_too_old(const scout_persist_t *p, char *reason, size_t len)
-{
-    int64_t age_ms;
-
-    if (p->loaded_at_ms == 0)
-        return 0;
-    /* in ms: whole seconds on both sides made max_age up to 1 s longer */
-    age_ms = scout_wall_ms() - p->loaded_at_ms;
-    if (age_ms <= p->max_age_ms)
-        return 0;
-    for (int i = 0; i < p->n; i++) {
-        if (scout_service_from_snapshot(p->services[i])) {
-            snprintf(reason, len, "service %s is served from a snapshot "
-                     "%.1f s old (max_age %.1f s)",
-                     scout_service_name(p->services[i]),
-                     (double)age_ms / 1000,
-                     (double)p->max_age_ms / 1000);
-            return 1;
-        }
-    }
-    return 0;
 }
 
 int
@@ -765,13 +610,6 @@ scout_persist_adopt_side(scout_persist_t *p, char *buf, size_t len)
     if (p->side == NULL)
         free(buf);              /* (out of memory: none, as a NULL) */
     p->side_gen++;
-}
-
-int
-scout_persist_loaded(const scout_persist_t *p, uint64_t *sum)
-{
-    *sum = p->loaded_sum;
-    return p->loaded_clean;
 }
 
 void
