@@ -8,13 +8,13 @@ import json
 import unittest
 
 from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 
 class Api(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         kz = cls.kz = cls.zk.client()
         kz.ensure_path("/a/svc")
         kz.create("/a/svc/a", b'{"host":"10.0.0.1","port":1,"weight":5}')

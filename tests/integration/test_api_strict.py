@@ -12,7 +12,7 @@ import tempfile
 import unittest
 
 from scoutharness import SCOUT_BIN, Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 SCOUT = os.path.abspath(SCOUT_BIN)      # these tests run it from another directory
 
@@ -20,7 +20,7 @@ SCOUT = os.path.abspath(SCOUT_BIN)      # these tests run it from another direct
 class StrictQuery(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         kz = cls.kz = cls.zk.client()
         kz.ensure_path("/strict/svc")
         kz.create("/strict/svc/a", b'{"host":"10.0.0.1","port":1}')
@@ -100,7 +100,7 @@ def raw(port, request):
 class HttpVersion(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.zk.client().ensure_path("/strict/v")
         cls.scout = Scout(policy({"v": 'path = "/strict/v"'}), cls.zk.connect).start()
         cls.port = int(cls.scout.api.rsplit(":", 1)[1])

@@ -11,7 +11,7 @@ import tempfile
 import unittest
 
 from scoutharness import Scout, policy, wait_until
-from zkharness import SharedZooKeeper, ZooKeeper
+from zkharness import SharedZooKeeper
 
 NUL_KEYS = b'{"host":"10.0.0.9","port":9,"meta":{"a\\u0000x":"1","a\\u0000y":"2"}}'
 NUL_VALUE = b'{"host":"10.0.0.9","port":9,"meta":{"k":"before\\u0000after"}}'
@@ -28,7 +28,7 @@ class BadZnodes(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.kz = cls.zk.client()
         cls.cache = tempfile.mkdtemp(prefix="scout-bad-")
         cls.snapshot = os.path.join(cls.cache, "scout.snapshot")

@@ -13,7 +13,7 @@ import unittest
 import urllib.parse
 
 from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "fixtures", "dubbo")
@@ -46,7 +46,7 @@ def invalid(s, source):
 class Base(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.kz = cls.zk.client()
 
     @classmethod

@@ -16,7 +16,7 @@ import re
 import unittest
 
 from scoutharness import ROOT, Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 # verdict -> the test that produces it from outside
 COVERED = {
@@ -35,7 +35,7 @@ def member(host, port):
 class ExplainVerdicts(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         kz = cls.kz = cls.zk.client()
         kz.create("/ev/plain/a", b'{"host":"10.0.0.1","port":1}', makepath=True)
         kz.create("/ev/plain/hidden", b'{"host":"10.0.0.2","port":2,"meta":{"zone":"x"}}')

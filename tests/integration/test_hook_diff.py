@@ -10,7 +10,7 @@ import tempfile
 import unittest
 
 from scoutharness import Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 # A module with the real globals (a policy may not open files): one JSON line per removed endpoint, with the list
 # the hook's view gives after the change.
@@ -47,7 +47,7 @@ class HookDiff(unittest.TestCase):
         cls.out = os.path.join(cls.tmp, "diff.jsonl")
         with open(os.path.join(cls.tmp, "hookdiff.lua"), "w") as f:
             f.write(MODULE)
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.kz = cls.zk.client()
         cls.kz.ensure_path("/hd/svc")
         cls.kz.create("/hd/svc/127.0.0.1:1")

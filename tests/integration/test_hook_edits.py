@@ -13,7 +13,7 @@ is published must be the edit, and an endpoint no hook touched the decoded one."
 import unittest
 
 from scoutharness import Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 POLICY = '''
 zookeeper { servers = "127.0.0.1:1", session_timeout = 4000 }
@@ -74,7 +74,7 @@ def body(k, weight=3):
 class HookEdits(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.kz = cls.zk.client()
         for svc in SERVICES:
             cls.kz.ensure_path("/e/" + svc)

@@ -9,7 +9,7 @@ import tempfile
 import unittest
 
 from scoutharness import Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 FLAG = "/tmp/scout-hook-flag-%d" % os.getpid()
 
@@ -59,7 +59,7 @@ return M
 class Hooks(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.kz = cls.zk.client()
         cls.kz.ensure_path("/h/svc")
         cls.kz.create("/h/svc/127.0.0.1:1")

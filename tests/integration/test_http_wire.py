@@ -7,7 +7,7 @@ import socket
 import unittest
 
 from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 
 def read_response(f):
@@ -30,7 +30,7 @@ def read_response(f):
 class Wire(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         kz = cls.zk.client()
         kz.ensure_path("/wire/svc")
         kz.create("/wire/svc/10.0.0.1:80")

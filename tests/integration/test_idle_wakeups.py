@@ -31,7 +31,7 @@ import unittest
 
 import test_shm
 from scoutharness import ROOT, Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 POLICY = '''zookeeper { servers = "127.0.0.1:1", session_timeout = 10000 }
 agent { hook_budget = 20 }
@@ -46,7 +46,7 @@ service "svc" {
 class IdleWakeups(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.kz = cls.zk.client()
         cls.kz.ensure_path("/idle/svc")
         cls.kz.create("/idle/svc/127.0.0.1:1")
@@ -95,7 +95,7 @@ class CpuClockReads(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.kz = cls.zk.client()
         cls.kz.ensure_path("/idle/clock")
         cls.kz.create("/idle/clock/127.0.0.1:1")
@@ -168,7 +168,7 @@ class ShmWriterWakeups(ShmSnapshot, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.kz = cls.zk.client()
         cls.kz.ensure_path("/idle/shm")
         cls.kz.create("/idle/shm/127.0.0.1:1")
@@ -203,7 +203,7 @@ class ShmBigGeneration(ShmSnapshot, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.kz = cls.zk.client()
         cls.kz.ensure_path("/idle/big")
         label = "a" * 60

@@ -8,7 +8,7 @@ import json
 import unittest
 
 from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 CODEC = r'''
 codec = {
@@ -66,7 +66,7 @@ def invalid(s, service="svc", source="drain"):
 class MultiSource(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         cls.kz = cls.zk.client()
 
     @classmethod

@@ -12,7 +12,7 @@ import tempfile
 import unittest
 
 from scoutharness import SCOUT_BIN, Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 
 def scout(*args, env=None):
@@ -27,7 +27,7 @@ def scout(*args, env=None):
 class Client(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.zk = ZooKeeper().start()
+        cls.zk = SharedZooKeeper().start()
         kz = cls.kz = cls.zk.client()
         kz.ensure_path("/op/svc")
         kz.create("/op/svc/a", b'{"host":"10.0.0.1","port":1,"meta":{"zone":"z1"}}')
@@ -154,7 +154,7 @@ class Agent(unittest.TestCase):
     """GET /v1/agent: what runs, against what, and whether the last SIGHUP took."""
 
     def test_agent_reports_sessions_and_each_reloads_result(self):
-        zk = ZooKeeper().start()
+        zk = SharedZooKeeper().start()
         s = Scout(policy({"svc": 'path = "/x"'}), zk.connect).start()
         try:
             def agent():
@@ -187,7 +187,7 @@ class Registrations(unittest.TestCase):
     """GET /v1/registrations: each registration's node, check and the check's recent flips."""
 
     def test_node_check_state_and_history(self):
-        zk = ZooKeeper().start()
+        zk = SharedZooKeeper().start()
         kz = zk.client()
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -224,7 +224,7 @@ class Metrics(unittest.TestCase):
     """/metrics as Prometheus's own linter reads it, with the families an operator's dashboards need."""
 
     def test_promtool_accepts_a_live_scrape_with_build_process_registration_and_http_gauges(self):
-        zk = ZooKeeper().start()
+        zk = SharedZooKeeper().start()
         kz = zk.client()
         kz.ensure_path("/met/svc")
         kz.create("/met/svc/a", b'{"host":"10.0.0.1","port":1}')
@@ -265,7 +265,7 @@ class Logs(unittest.TestCase):
     """--log-format=json for log shippers; syslog priorities when stderr is journald's stream."""
 
     def test_json_lines_parse_whatever_the_message_holds(self):
-        zk = ZooKeeper().start()
+        zk = SharedZooKeeper().start()
         kz = zk.client()
         kz.ensure_path("/logs")
         kz.create("/logs/a", b'{"host":"10.0.0.1","port":1}')
@@ -286,7 +286,7 @@ class Logs(unittest.TestCase):
         self.assertIn(failed[0]["level"], ("warn", "error"))
 
     def test_policy_log_and_print_carry_level_and_file_line(self):
-        zk = ZooKeeper().start()
+        zk = SharedZooKeeper().start()
         zk.client().ensure_path("/plog")
         s = Scout(policy({"svc": 'path = "/plog",\n'
                                  'on_change = function(svc, diff)\n'
@@ -330,7 +330,7 @@ class Notify(unittest.TestCase):
     """What systemd's Type=notify sees: the agent writes to $NOTIFY_SOCKET, a datagram socket we own."""
 
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()
         self.dir = tempfile.mkdtemp(prefix="scout-notify-")
         self.path = os.path.join(self.dir, "notify")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
