@@ -19,7 +19,7 @@ import tempfile
 import unittest
 
 from scoutharness import Scout, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper, ZooKeeper
 
 MODULE = '''-- a module a policy requires: it runs with the real globals, which the agent has hardened too
 local M = {}
@@ -258,7 +258,7 @@ class ExecAtExit(unittest.TestCase):
     (the registry's memory left to the process exit) still kills the commands' process groups."""
 
     def test_running_command_is_stopped_at_exit(self):
-        zk = ZooKeeper().start()
+        zk = SharedZooKeeper().start()
         d = tempfile.mkdtemp(prefix="scout-sbexit-")
         pid = None
         try:

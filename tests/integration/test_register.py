@@ -11,7 +11,7 @@ from kazoo.exceptions import NoAuthError, NoNodeError
 from kazoo.security import make_digest_acl_credential  # noqa: F401  (kazoo's digest support is what we rely on)
 
 from scoutharness import Scout, wait_until
-from zkharness import SharedZooKeeper, ZooKeeper
+from zkharness import SharedZooKeeper
 from zkproxy import ZkProxy
 from zkwire import CloseGate
 
@@ -306,7 +306,7 @@ class CuratorReadsOurRegistration(unittest.TestCase):
             "CuratorCheck.java", "org/springframework/cloud/zookeeper/discovery/ZookeeperInstance.java",
             "org/apache/dubbo/registry/zookeeper/ZookeeperInstance.java")]
         subprocess.run(["javac", "-nowarn", "-d", out, "-cp", ":".join(cp)] + srcs, check=True)
-        zk = ZooKeeper().start()
+        zk = SharedZooKeeper().start()
         s = Scout(HEAD % (4000, "") + 'register "orders-7" { path = "/services/orders", codec = "curator",\n'
                   '  endpoint = { host = "10.0.0.5", port = 8080, meta = { zone = "a" } } }\n', zk.connect).start()
         try:

@@ -11,7 +11,7 @@ import tempfile
 import unittest
 
 from scoutharness import SCOUT_BIN, Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 BUDGET = 4096
 SERVICES = 40
@@ -27,7 +27,7 @@ def list_bytes():
 
 class ChildListsSizeTheSessions(unittest.TestCase):
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()
         self.scout = None
 
     def tearDown(self):

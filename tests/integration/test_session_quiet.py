@@ -13,14 +13,14 @@ asked when its timer fires, still sends the session's pings."""
 import unittest
 
 from scoutharness import Scout, policy, wait_until
-from zkharness import ZooKeeper
+from zkharness import SharedZooKeeper
 
 CHILDREN = 40
 
 
 class QuietTurns(unittest.TestCase):
     def setUp(self):
-        self.zk = ZooKeeper().start()
+        self.zk = SharedZooKeeper().start()
         self.scout = None
 
     def tearDown(self):
