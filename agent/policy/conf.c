@@ -48,24 +48,6 @@ int_field(lua_State *L, int idx, const char *key, int dflt)
     return int_top(L, dflt);
 }
 
-/* The same two for a key already on the stack (at kidx) and a plain table:
- * lua_getfield interns its key at every call, six per service. */
-static char *
-dup_key(lua_State *L, int idx, int kidx)
-{
-    lua_pushvalue(L, kidx);
-    lua_rawget(L, idx < 0 ? idx - 1 : idx);
-    return dup_top(L);
-}
-
-static int
-int_key(lua_State *L, int idx, int kidx, int dflt)
-{
-    lua_pushvalue(L, kidx);
-    lua_rawget(L, idx < 0 ? idx - 1 : idx);
-    return int_top(L, dflt);
-}
-
 /* For ms that may pass 2^31 (cache.max_age): a double holds them exactly. */
 static int64_t
 int64_field(lua_State *L, int idx, const char *key, int64_t dflt)
@@ -257,18 +239,39 @@ warn_hook_budget(lua_State *L, int t, scout_conf_t *conf)
  * Asked after loading (not during: eager collection of a big policy's
  * garbage made loading 10,000 services 40% slower) and after each update. */
 
-/* What C reads of each conf.services[i], interned once per load. */
+/* What C reads of each service: conf.services holds one column per setting
+ * (runtime.lua; a table per service was two allocations and six lookups by
+ * name), each an array by service, has_sources a sparse one. */
 enum { SVC_NAME, SVC_PATH, SVC_NEEDS_DATA, SVC_DELAY_MS, SVC_CODEC,
        SVC_HAS_SOURCES, SVC_KEYS };
 static const char *const svc_keys[SVC_KEYS] = {
     "name", "path", "needs_data", "delay_ms", "codec", "has_sources"
 };
 
+/* Service i's value in the column at col (a table, or nothing at all). */
+static char *
+dup_col(lua_State *L, int col, int i)
+{
+    if (!lua_istable(L, col))
+        return NULL;
+    lua_rawgeti(L, col, i);
+    return dup_top(L);
+}
+
+static int
+int_col(lua_State *L, int col, int i, int dflt)
+{
+    if (!lua_istable(L, col))
+        return dflt;
+    lua_rawgeti(L, col, i);
+    return int_top(L, dflt);
+}
+
 int
 scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
                 char *err)
 {
-    int anti_entropy, keys;
+    int anti_entropy, cols;
 
     copy_warnings(L, t, conf);
 
@@ -363,7 +366,11 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
     lua_pop(L, 1);
 
     lua_getfield(L, t, "services");
-    conf->nservices = (int)lua_objlen(L, -1);
+    cols = lua_gettop(L) + 1;
+    for (int k = 0; k < SVC_KEYS; k++)
+        lua_getfield(L, cols - 1, svc_keys[k]);
+    conf->nservices = lua_istable(L, cols + SVC_NAME)
+                      ? (int)lua_objlen(L, cols + SVC_NAME) : 0;
     if (conf->nservices > 0) {
         conf->services = calloc((size_t)conf->nservices,
                                 sizeof(*conf->services));
@@ -373,21 +380,16 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
             return SCOUT_ERROR;
         }
     }
-    keys = lua_gettop(L) + 1;
-    for (int k = 0; k < SVC_KEYS; k++)
-        lua_pushstring(L, svc_keys[k]);
     for (int i = 0; i < conf->nservices; i++) {
         scout_service_conf_t *sc = &conf->services[i];
 
-        lua_rawgeti(L, keys - 1, i + 1);
-        sc->name = dup_key(L, -1, keys + SVC_NAME);
-        sc->path = dup_key(L, -1, keys + SVC_PATH);
-        sc->needs_data = int_key(L, -1, keys + SVC_NEEDS_DATA, -1);
-        sc->delay_ms = int_key(L, -1, keys + SVC_DELAY_MS, -1);
+        sc->name = dup_col(L, cols + SVC_NAME, i + 1);
+        sc->path = dup_col(L, cols + SVC_PATH, i + 1);
+        sc->needs_data = int_col(L, cols + SVC_NEEDS_DATA, i + 1, -1);
+        sc->delay_ms = int_col(L, cols + SVC_DELAY_MS, i + 1, -1);
         sc->anti_entropy_ms = anti_entropy;
-        sc->codec = dup_key(L, -1, keys + SVC_CODEC);
-        sc->has_sources = int_key(L, -1, keys + SVC_HAS_SOURCES, 0);
-        lua_pop(L, 1);
+        sc->codec = dup_col(L, cols + SVC_CODEC, i + 1);
+        sc->has_sources = int_col(L, cols + SVC_HAS_SOURCES, i + 1, 0);
         if (sc->name == NULL || sc->path == NULL) {
             snprintf(err, SCOUT_ERR_LEN, "out of memory");
             return SCOUT_ERROR;
