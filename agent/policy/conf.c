@@ -97,11 +97,8 @@ scout_conf_free(scout_conf_t *conf)
     free(conf->cache_dir);
     free(conf->shm_path);
     free(conf->log_level);
-    for (int i = 0; i < conf->nservices; i++) {
-        free(conf->services[i].name);
-        free(conf->services[i].path);
-        free(conf->services[i].codec);
-    }
+    for (int i = 0; i < conf->nservices; i++)
+        free(conf->services[i].name);       /* and its path and codec */
     free(conf->services);
     for (int i = 0; i < conf->nrenders; i++) {
         free(conf->renders[i].dest);
@@ -248,23 +245,40 @@ static const char *const svc_keys[SVC_KEYS] = {
     "name", "path", "needs_data", "delay_ms", "codec", "has_sources"
 };
 
-/* Service i's value in the column at col (a table, or nothing at all). */
-static char *
-dup_col(lua_State *L, int col, int i)
-{
-    if (!lua_istable(L, col))
-        return NULL;
-    lua_rawgeti(L, col, i);
-    return dup_top(L);
-}
-
+/* Service i's number in the column at col, dflt when it has none. */
 static int
 int_col(lua_State *L, int col, int i, int dflt)
 {
-    if (!lua_istable(L, col))
-        return dflt;
     lua_rawgeti(L, col, i);
     return int_top(L, dflt);
+}
+
+/* Service i's name, path and codec (NULL when the column has none) copied
+ * into one allocation, which sc->name owns: scout_conf_free frees it alone.
+ * Three strdup and three frees a service were ~1.3k instructions. */
+static int
+service_strings(lua_State *L, int cols, int i, scout_service_conf_t *sc)
+{
+    size_t ln, lp, lc = 0;
+    const char *n, *p, *c;
+    char *buf;
+
+    lua_rawgeti(L, cols + SVC_NAME, i);
+    lua_rawgeti(L, cols + SVC_PATH, i);
+    lua_rawgeti(L, cols + SVC_CODEC, i);
+    n = lua_tolstring(L, -3, &ln);
+    p = lua_tolstring(L, -2, &lp);
+    c = lua_tolstring(L, -1, &lc);
+    if (n == NULL || p == NULL
+        || (buf = malloc(ln + lp + 2 + (c != NULL ? lc + 1 : 0))) == NULL) {
+        lua_pop(L, 3);
+        return SCOUT_ERROR;
+    }
+    sc->name = memcpy(buf, n, ln + 1);
+    sc->path = memcpy(buf + ln + 1, p, lp + 1);
+    sc->codec = c != NULL ? memcpy(buf + ln + lp + 2, c, lc + 1) : NULL;
+    lua_pop(L, 3);
+    return SCOUT_OK;
 }
 
 int
@@ -367,10 +381,14 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
 
     lua_getfield(L, t, "services");
     cols = lua_gettop(L) + 1;
-    for (int k = 0; k < SVC_KEYS; k++)
+    for (int k = 0; k < SVC_KEYS; k++) {
         lua_getfield(L, cols - 1, svc_keys[k]);
-    conf->nservices = lua_istable(L, cols + SVC_NAME)
-                      ? (int)lua_objlen(L, cols + SVC_NAME) : 0;
+        if (!lua_istable(L, -1)) {        /* a column left out: all nil */
+            lua_pop(L, 1);
+            lua_newtable(L);
+        }
+    }
+    conf->nservices = (int)lua_objlen(L, cols + SVC_NAME);
     if (conf->nservices > 0) {
         conf->services = calloc((size_t)conf->nservices,
                                 sizeof(*conf->services));
@@ -383,17 +401,14 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
     for (int i = 0; i < conf->nservices; i++) {
         scout_service_conf_t *sc = &conf->services[i];
 
-        sc->name = dup_col(L, cols + SVC_NAME, i + 1);
-        sc->path = dup_col(L, cols + SVC_PATH, i + 1);
-        sc->needs_data = int_col(L, cols + SVC_NEEDS_DATA, i + 1, -1);
-        sc->delay_ms = int_col(L, cols + SVC_DELAY_MS, i + 1, -1);
-        sc->anti_entropy_ms = anti_entropy;
-        sc->codec = dup_col(L, cols + SVC_CODEC, i + 1);
-        sc->has_sources = int_col(L, cols + SVC_HAS_SOURCES, i + 1, 0);
-        if (sc->name == NULL || sc->path == NULL) {
+        if (service_strings(L, cols, i + 1, sc) != SCOUT_OK) {
             snprintf(err, SCOUT_ERR_LEN, "out of memory");
             return SCOUT_ERROR;
         }
+        sc->needs_data = int_col(L, cols + SVC_NEEDS_DATA, i + 1, -1);
+        sc->delay_ms = int_col(L, cols + SVC_DELAY_MS, i + 1, -1);
+        sc->anti_entropy_ms = anti_entropy;
+        sc->has_sources = int_col(L, cols + SVC_HAS_SOURCES, i + 1, 0);
     }
     lua_pop(L, 1 + SVC_KEYS);
     warn_sessions(L, t, conf);

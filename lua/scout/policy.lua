@@ -172,9 +172,9 @@ local function is_path(v)
   if type(v) ~= "string" or byte(v, 1) ~= SLASH then return "must be an absolute ZooKeeper path" end
   local n = #v
   if n > 1 and (byte(v, n) == SLASH or find(v, "//", 1, true)) then return "must not end in / or contain //" end
-  -- every component follows a "/": a "." or ".." one is "/./", "/../" or the same at the end
-  if find(v, "/./", 1, true) or find(v, "/../", 1, true)
-     or (byte(v, n) == DOT and (byte(v, n - 1) == SLASH or (byte(v, n - 1) == DOT and byte(v, n - 2) == SLASH))) then
+  -- every component follows a "/": a "." or ".." one is "/./", "/../" or the same at the end, each with a "/."
+  if find(v, "/.", 1, true) and (find(v, "/./", 1, true) or find(v, "/../", 1, true)
+     or (byte(v, n) == DOT and (byte(v, n - 1) == SLASH or (byte(v, n - 1) == DOT and byte(v, n - 2) == SLASH)))) then
     return "must not contain . or .. components"
   end
 end
@@ -595,14 +595,17 @@ local function environment(policy)
     end
   end
 
+  local nunfinished = 0   -- entries in policy.unfinished: registers and services in the order they are named
+
   env.register = function(name)
     local at = where(3)
     if type(name) ~= "string" or not name:match(NAME_PATTERN) then
       fail(at, "register needs a name: register \"orders-local\" { ... }")
     end
     policy.unfinished = policy.unfinished or {}
-    policy.unfinished[#policy.unfinished + 1] = { name = name, at = at, kind = "register" }
-    local mine = #policy.unfinished
+    nunfinished = nunfinished + 1
+    policy.unfinished[nunfinished] = { name = name, at = at, kind = "register" }
+    local mine = nunfinished
     return function(t)
       local label = format("register \"%s\"", name)
       policy.unfinished[mine] = false
@@ -689,7 +692,8 @@ local function environment(policy)
     local at = agent_where and agent_where(2, file) or line_of(3, file)
     local unfinished = policy.unfinished
     if not unfinished then unfinished = {}; policy.unfinished = unfinished end
-    local mine = #unfinished + 1
+    nunfinished = nunfinished + 1
+    local mine = nunfinished
     local taker = setmetatable({ name, at, mine }, BLOCK)
     unfinished[mine] = taker
     if type(name) ~= "string" then fail(at_string(policy, at), "service needs a name: service \"orders\" { ... }") end
