@@ -125,6 +125,30 @@ l_where(lua_State *L)
     return 1;
 }
 
+/* is_name(s): whether s is a service's name, the DSL's NAME_PATTERN
+ * "^[%w][%w_.%-]*$" (LuaJIT's %w is ASCII letters and digits, whatever the
+ * locale).  Lua's matcher took 1.2k instructions a name, 10% of what a
+ * service costs to load; this walk about a tenth of that. */
+static int
+is_alnum(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
+
+static int
+l_is_name(lua_State *L)
+{
+    size_t n = 0;
+    const unsigned char *s = lua_type(L, 1) == LUA_TSTRING
+        ? (const unsigned char *)lua_tolstring(L, 1, &n) : NULL;
+    int ok = s != NULL && n > 0 && is_alnum(s[0]);
+
+    for (size_t i = 1; ok && i < n; i++)
+        ok = is_alnum(s[i]) || s[i] == '_' || s[i] == '.' || s[i] == '-';
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
 void
 scout_agent_lib_push(lua_State *L, void *ud, lua_CFunction exec,
                      lua_CFunction published, const char *dir)
@@ -152,6 +176,8 @@ scout_agent_lib_push(lua_State *L, void *ud, lua_CFunction exec,
     lua_setfield(L, -2, "memory_error");
     lua_pushcfunction(L, l_where);
     lua_setfield(L, -2, "where");
+    lua_pushcfunction(L, l_is_name);
+    lua_setfield(L, -2, "is_name");
     lua_pushstring(L, dir);         /* modules from here are scout's own */
     lua_setfield(L, -2, "lua_dir");
 }

@@ -570,6 +570,10 @@ function key_locator(policy, at, dsl_name)
 end
 
 local NAME_PATTERN = "^[%w][%w_.%-]*$"
+-- The same test for a service's name, from C in the agent (scout.agent.is_name: Lua's matcher was 1.2k
+-- instructions a name, a tenth of a service's load); the pattern outside it (specs, tools).
+local is_name = package.loaded["scout.agent"] and package.loaded["scout.agent"].is_name
+  or function(name) return find(name, NAME_PATTERN) ~= nil end
 
 -- Build a fresh policy environment. `policy` collects what the file declares.
 local function environment(policy)
@@ -595,7 +599,10 @@ local function environment(policy)
     end
   end
 
-  local nunfinished = 0   -- entries in policy.unfinished: registers and services in the order they are named
+  -- policy.unfinished: what was named and has not had its block yet, by the order it was named in (a register's
+  -- { name, at, kind }, a service's taker). Only those: at 10,000 services an entry per service, kept after its
+  -- block came, was an array to grow and walk.
+  local nunfinished = 0
 
   env.register = function(name)
     local at = where(3)
@@ -608,7 +615,7 @@ local function environment(policy)
     local mine = nunfinished
     return function(t)
       local label = format("register \"%s\"", name)
-      policy.unfinished[mine] = false
+      policy.unfinished[mine] = nil
       at = where(3)
       for _, r in ipairs(policy.registers) do
         if r.name == name then fail(at, label .. " declared twice (first at " .. r.at .. ")") end
@@ -641,7 +648,7 @@ local function environment(policy)
   local BLOCK = {}
   BLOCK.__call = function(self, t)
     local name, at = self[1], self[2]
-    policy.unfinished[self[3]] = false
+    policy.unfinished[self[3]] = nil
     local first = by_name[name]
     if first then
       fail(at_string(policy, at), format("service \"%s\" declared twice (first at %s)", name,
@@ -697,7 +704,7 @@ local function environment(policy)
     local taker = setmetatable({ name, at, mine }, BLOCK)
     unfinished[mine] = taker
     if type(name) ~= "string" then fail(at_string(policy, at), "service needs a name: service \"orders\" { ... }") end
-    if not find(name, NAME_PATTERN) then
+    if not is_name(name) then
       fail(at_string(policy, at),
            format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)", name))
     end
@@ -726,10 +733,15 @@ function M.load(path)
   local ok, perr = pcall(chunk)
   policy.source = nil
   if not ok then return nil, tostring(perr) end
-  for _, u in ipairs(policy.unfinished or {}) do
-    if u and u.kind then
+  local first
+  for k in pairs(policy.unfinished or {}) do
+    if not first or k < first then first = k end
+  end
+  local u = first and policy.unfinished[first]
+  if u then
+    if u.kind then
       return nil, format("%s: %s \"%s\" has no { ... } block", u.at, u.kind, tostring(u.name))
-    elseif u then     -- a service's taker: { name, at, slot }
+    else              -- a service's taker: { name, at, slot }
       return nil, format("%s: service \"%s\" has no { ... } block", at_string(policy, u[2]), tostring(u[1]))
     end
   end

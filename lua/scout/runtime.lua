@@ -112,7 +112,7 @@ function M.load(path)
   if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = ms(p.agent.anti_entropy) end
   if p.agent.drain ~= nil then p.agent.drain_ms = ms(p.agent.drain) end
   if p.agent.lua_memory ~= nil then p.agent.lua_memory_bytes = policy_dsl.size(p.agent.lua_memory) end
-  local state = {}
+  local state = new_table(#p.services, 0)
   -- What C reads of each service (conf.c), one column per setting rather than a table per service: at 10,000
   -- services the tables were 20,000 allocations, and C's lookups by name 60,000 (callgrind: 2.4k instructions a
   -- service with their copies and frees). has_sources is sparse: true for the few services with sources.

@@ -359,7 +359,7 @@ local function scan(chunk, env)
     local looked = {}   -- constant index -> its name when a read of it is kept, false when skipped
     for pc = 1, n - 1 do
       local ins = funcbc(fn, pc)
-      local o = band(ins, 0xff)
+      local o = ins % 256   -- band(ins, 0xff), also for a negative int32, without a call per instruction
       if o == GGET then
         local d = shr(ins, 16)
         local name = looked[d]
