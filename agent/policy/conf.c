@@ -238,7 +238,8 @@ warn_hook_budget(lua_State *L, int t, scout_conf_t *conf)
 
 /* What C reads of each service: conf.services holds one column per setting
  * (runtime.lua; a table per service was two allocations and six lookups by
- * name), each an array by service, has_sources a sparse one. */
+ * name), each an array by service; delay_ms (0 when none) and has_sources
+ * are sparse, and an empty one is not read per service. */
 enum { SVC_NAME, SVC_PATH, SVC_NEEDS_DATA, SVC_DELAY_MS, SVC_CODEC,
        SVC_HAS_SOURCES, SVC_KEYS };
 static const char *const svc_keys[SVC_KEYS] = {
@@ -251,6 +252,17 @@ int_col(lua_State *L, int col, int i, int dflt)
 {
     lua_rawgeti(L, col, i);
     return int_top(L, dflt);
+}
+
+/* Whether the (sparse) column at col holds nothing. */
+static int
+column_empty(lua_State *L, int col)
+{
+    lua_pushnil(L);
+    if (lua_next(L, col) == 0)
+        return 1;
+    lua_pop(L, 2);
+    return 0;
 }
 
 /* Service i's name, path and codec (NULL when the column has none) copied
@@ -285,7 +297,7 @@ int
 scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
                 char *err)
 {
-    int anti_entropy, cols;
+    int anti_entropy, cols, no_delays, no_sources;
 
     copy_warnings(L, t, conf);
 
@@ -389,6 +401,8 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
         }
     }
     conf->nservices = (int)lua_objlen(L, cols + SVC_NAME);
+    no_delays = column_empty(L, cols + SVC_DELAY_MS);
+    no_sources = column_empty(L, cols + SVC_HAS_SOURCES);
     if (conf->nservices > 0) {
         conf->services = calloc((size_t)conf->nservices,
                                 sizeof(*conf->services));
@@ -406,9 +420,10 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
             return SCOUT_ERROR;
         }
         sc->needs_data = int_col(L, cols + SVC_NEEDS_DATA, i + 1, -1);
-        sc->delay_ms = int_col(L, cols + SVC_DELAY_MS, i + 1, -1);
+        sc->delay_ms = no_delays ? 0 : int_col(L, cols + SVC_DELAY_MS, i + 1, 0);
         sc->anti_entropy_ms = anti_entropy;
-        sc->has_sources = int_col(L, cols + SVC_HAS_SOURCES, i + 1, 0);
+        sc->has_sources = no_sources ? 0
+                          : int_col(L, cols + SVC_HAS_SOURCES, i + 1, 0);
     }
     lua_pop(L, 1 + SVC_KEYS);
     warn_sessions(L, t, conf);

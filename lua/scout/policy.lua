@@ -21,6 +21,7 @@ local sort = table.sort
 local concat = table.concat
 local sandbox = require "scout.sandbox"
 local tab_new = require "table.new"
+local funcinfo = require("jit.util").funcinfo
 
 local M = {}
 
@@ -166,9 +167,11 @@ local function is_auth(v)
 end
 
 -- Plain searches and bytes, no patterns: asked once per service, the two pattern searches were a sixth of
--- loading 10,000 `service` blocks (callgrind, bench/coldstart's policy).
+-- loading 10,000 `service` blocks (callgrind, bench/coldstart's policy). In the agent the same rule is C's
+-- (scout.agent.path_fault, the same phrases): these five calls were still 1.4k instructions a service.
 local SLASH, DOT = ("/"):byte(), ("."):byte()
-local function is_path(v)
+local is_path = package.loaded["scout.agent"] and package.loaded["scout.agent"].path_fault
+is_path = is_path or function(v)
   if type(v) ~= "string" or byte(v, 1) ~= SLASH then return "must be an absolute ZooKeeper path" end
   local n = #v
   if n > 1 and (byte(v, n) == SLASH or find(v, "//", 1, true)) then return "must not end in / or contain //" end
@@ -573,7 +576,7 @@ local NAME_PATTERN = "^[%w][%w_.%-]*$"
 -- The same test for a service's name, from C in the agent (scout.agent.is_name: Lua's matcher was 1.2k
 -- instructions a name, a tenth of a service's load); the pattern outside it (specs, tools).
 local is_name = package.loaded["scout.agent"] and package.loaded["scout.agent"].is_name
-  or function(name) return find(name, NAME_PATTERN) ~= nil end
+  or function(name) return type(name) == "string" and find(name, NAME_PATTERN) ~= nil end
 
 -- Build a fresh policy environment. `policy` collects what the file declares.
 local function environment(policy)
@@ -603,19 +606,20 @@ local function environment(policy)
   -- { name, at, kind }, a service's taker). Only those: at 10,000 services an entry per service, kept after its
   -- block came, was an array to grow and walk.
   local nunfinished = 0
+  local unfinished = {}
+  policy.unfinished = unfinished
 
   env.register = function(name)
     local at = where(3)
     if type(name) ~= "string" or not name:match(NAME_PATTERN) then
       fail(at, "register needs a name: register \"orders-local\" { ... }")
     end
-    policy.unfinished = policy.unfinished or {}
     nunfinished = nunfinished + 1
-    policy.unfinished[nunfinished] = { name = name, at = at, kind = "register" }
+    unfinished[nunfinished] = { name = name, at = at, kind = "register" }
     local mine = nunfinished
     return function(t)
       local label = format("register \"%s\"", name)
-      policy.unfinished[mine] = nil
+      unfinished[mine] = nil
       at = where(3)
       for _, r in ipairs(policy.registers) do
         if r.name == name then fail(at, label .. " declared twice (first at " .. r.at .. ")") end
@@ -648,7 +652,7 @@ local function environment(policy)
   local BLOCK = {}
   BLOCK.__call = function(self, t)
     local name, at = self[1], self[2]
-    policy.unfinished[self[3]] = nil
+    unfinished[self[3]] = nil
     local first = by_name[name]
     if first then
       fail(at_string(policy, at), format("service \"%s\" declared twice (first at %s)", name,
@@ -697,19 +701,18 @@ local function environment(policy)
     -- loading 10,000 of them; the block is almost always on the same line, and where it is not, the name's line
     -- is the one to point at (a key's own line is found from it)
     local at = agent_where and agent_where(2, file) or line_of(3, file)
-    local unfinished = policy.unfinished
-    if not unfinished then unfinished = {}; policy.unfinished = unfinished end
     nunfinished = nunfinished + 1
     local mine = nunfinished
     local taker = setmetatable({ name, at, mine }, BLOCK)
     unfinished[mine] = taker
-    if type(name) ~= "string" then fail(at_string(policy, at), "service needs a name: service \"orders\" { ... }") end
     if not is_name(name) then
+      if type(name) ~= "string" then fail(at_string(policy, at), "service needs a name: service \"orders\" { ... }") end
       fail(at_string(policy, at),
            format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)", name))
     end
     if name == "services" then   -- a template's view lists every service under that key
-      fail(at_string(policy, at), 'service "services": the name is reserved; templates see the list of services under it')
+      fail(at_string(policy, at),
+           'service "services": the name is reserved; templates see the list of services under it')
     end
     return taker
   end
@@ -723,8 +726,12 @@ function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
   sandbox.interpreted(chunk)   -- the operator's code: a budget must be able to stop any of it
-  local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
-                   by_name = {}, renders = {}, registers = {}, warnings = {} }
+  -- the services and their index by name sized once from the file's constants (a `service "x" { ... }` is two
+  -- of them: LuaJIT's tables grown one service at a time were rehashed 14 times by 10,000 services)
+  local hint = floor(funcinfo(chunk).gcconsts / 2)
+  local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {},
+                   services = tab_new(hint, 0), by_name = tab_new(0, hint), renders = {}, registers = {},
+                   warnings = {} }
   local env = environment(policy)
   -- every global the file reads, in functions that run only later too, before anything runs
   local line, why = sandbox.lint(chunk, env)

@@ -115,10 +115,11 @@ function M.load(path)
   local state = new_table(#p.services, 0)
   -- What C reads of each service (conf.c), one column per setting rather than a table per service: at 10,000
   -- services the tables were 20,000 allocations, and C's lookups by name 60,000 (callgrind: 2.4k instructions a
-  -- service with their copies and frees). has_sources is sparse: true for the few services with sources.
+  -- service with their copies and frees). delay_ms and has_sources are sparse, for the few services that have
+  -- one (C reads none of an empty one): no delay is 0, no sources nil.
   local n = #p.services
   local names, paths, codec_names = new_table(n, 0), new_table(n, 0), new_table(n, 0)
-  local delays, needs, has_sources = new_table(n, 0), new_table(n, 0), {}
+  local delays, needs, has_sources = {}, new_table(n, 0), {}
   conf.services = { name = names, path = paths, codec = codec_names, delay_ms = delays, needs_data = needs,
                     has_sources = has_sources }
   local default_protect = protect.settings(nil)   -- shared by every service that gives no protect
@@ -172,7 +173,7 @@ function M.load(path)
     codec_names[i] = named and cname or nil   -- a reload keeps a service only if it matches
     -- a number is applied in C; a function is asked per event (-1 here); no delay means read at once
     local delay = svc.delay
-    delays[i] = delay == nil and 0 or type(delay) == "function" and -1 or policy_dsl.duration(delay)
+    if delay ~= nil then delays[i] = type(delay) == "function" and -1 or policy_dsl.duration(delay) end
     needs[i] = nd
   end
   -- the blocks as the DSL built them (each with where it is written) and the index by name served the load only:
