@@ -48,24 +48,6 @@ int_field(lua_State *L, int idx, const char *key, int dflt)
     return int_top(L, dflt);
 }
 
-/* The same two for a key already on the stack (at kidx) and a plain table:
- * lua_getfield interns its key at every call, six per service. */
-static char *
-dup_key(lua_State *L, int idx, int kidx)
-{
-    lua_pushvalue(L, kidx);
-    lua_rawget(L, idx < 0 ? idx - 1 : idx);
-    return dup_top(L);
-}
-
-static int
-int_key(lua_State *L, int idx, int kidx, int dflt)
-{
-    lua_pushvalue(L, kidx);
-    lua_rawget(L, idx < 0 ? idx - 1 : idx);
-    return int_top(L, dflt);
-}
-
 /* For ms that may pass 2^31 (cache.max_age): a double holds them exactly. */
 static int64_t
 int64_field(lua_State *L, int idx, const char *key, int64_t dflt)
@@ -115,11 +97,8 @@ scout_conf_free(scout_conf_t *conf)
     free(conf->cache_dir);
     free(conf->shm_path);
     free(conf->log_level);
-    for (int i = 0; i < conf->nservices; i++) {
-        free(conf->services[i].name);
-        free(conf->services[i].path);
-        free(conf->services[i].codec);
-    }
+    for (int i = 0; i < conf->nservices; i++)
+        free(conf->services[i].name);       /* and its path and codec */
     free(conf->services);
     for (int i = 0; i < conf->nrenders; i++) {
         free(conf->renders[i].dest);
@@ -257,18 +236,68 @@ warn_hook_budget(lua_State *L, int t, scout_conf_t *conf)
  * Asked after loading (not during: eager collection of a big policy's
  * garbage made loading 10,000 services 40% slower) and after each update. */
 
-/* What C reads of each conf.services[i], interned once per load. */
+/* What C reads of each service: conf.services holds one column per setting
+ * (runtime.lua; a table per service was two allocations and six lookups by
+ * name), each an array by service; delay_ms (0 when none) and has_sources
+ * are sparse, and an empty one is not read per service. */
 enum { SVC_NAME, SVC_PATH, SVC_NEEDS_DATA, SVC_DELAY_MS, SVC_CODEC,
        SVC_HAS_SOURCES, SVC_KEYS };
 static const char *const svc_keys[SVC_KEYS] = {
     "name", "path", "needs_data", "delay_ms", "codec", "has_sources"
 };
 
+/* Service i's number in the column at col, dflt when it has none. */
+static int
+int_col(lua_State *L, int col, int i, int dflt)
+{
+    lua_rawgeti(L, col, i);
+    return int_top(L, dflt);
+}
+
+/* Whether the (sparse) column at col holds nothing. */
+static int
+column_empty(lua_State *L, int col)
+{
+    lua_pushnil(L);
+    if (lua_next(L, col) == 0)
+        return 1;
+    lua_pop(L, 2);
+    return 0;
+}
+
+/* Service i's name, path and codec (NULL when the column has none) copied
+ * into one allocation, which sc->name owns: scout_conf_free frees it alone.
+ * Three strdup and three frees a service were ~1.3k instructions. */
+static int
+service_strings(lua_State *L, int cols, int i, scout_service_conf_t *sc)
+{
+    size_t ln, lp, lc = 0;
+    const char *n, *p, *c;
+    char *buf;
+
+    lua_rawgeti(L, cols + SVC_NAME, i);
+    lua_rawgeti(L, cols + SVC_PATH, i);
+    lua_rawgeti(L, cols + SVC_CODEC, i);
+    n = lua_tolstring(L, -3, &ln);
+    p = lua_tolstring(L, -2, &lp);
+    c = lua_tolstring(L, -1, &lc);
+    if (n == NULL || p == NULL
+        || (buf = malloc(ln + lp + 2 + (c != NULL ? lc + 1 : 0))) == NULL) {
+        lua_pop(L, 3);
+        return SCOUT_ERROR;
+    }
+    sc->name = memcpy(buf, n, ln + 1);
+    sc->path = memcpy(buf + ln + 1, p, lp + 1);
+    sc->codec = c != NULL ? memcpy(buf + ln + lp + 2, c, lc + 1) : NULL;
+    lua_pop(L, 3);
+    return SCOUT_OK;
+}
+
 int
 scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
                 char *err)
 {
-    int anti_entropy, keys;
+    int anti_entropy, cols, no_delays, no_sources;
 
     copy_warnings(L, t, conf);
 
@@ -363,7 +392,17 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
     lua_pop(L, 1);
 
     lua_getfield(L, t, "services");
-    conf->nservices = (int)lua_objlen(L, -1);
+    cols = lua_gettop(L) + 1;
+    for (int k = 0; k < SVC_KEYS; k++) {
+        lua_getfield(L, cols - 1, svc_keys[k]);
+        if (!lua_istable(L, -1)) {        /* a column left out: all nil */
+            lua_pop(L, 1);
+            lua_newtable(L);
+        }
+    }
+    conf->nservices = (int)lua_objlen(L, cols + SVC_NAME);
+    no_delays = column_empty(L, cols + SVC_DELAY_MS);
+    no_sources = column_empty(L, cols + SVC_HAS_SOURCES);
     if (conf->nservices > 0) {
         conf->services = calloc((size_t)conf->nservices,
                                 sizeof(*conf->services));
@@ -373,25 +412,18 @@ scout_conf_read(lua_State *L, int t, scout_conf_t *conf, size_t *lua_memory,
             return SCOUT_ERROR;
         }
     }
-    keys = lua_gettop(L) + 1;
-    for (int k = 0; k < SVC_KEYS; k++)
-        lua_pushstring(L, svc_keys[k]);
     for (int i = 0; i < conf->nservices; i++) {
         scout_service_conf_t *sc = &conf->services[i];
 
-        lua_rawgeti(L, keys - 1, i + 1);
-        sc->name = dup_key(L, -1, keys + SVC_NAME);
-        sc->path = dup_key(L, -1, keys + SVC_PATH);
-        sc->needs_data = int_key(L, -1, keys + SVC_NEEDS_DATA, -1);
-        sc->delay_ms = int_key(L, -1, keys + SVC_DELAY_MS, -1);
-        sc->anti_entropy_ms = anti_entropy;
-        sc->codec = dup_key(L, -1, keys + SVC_CODEC);
-        sc->has_sources = int_key(L, -1, keys + SVC_HAS_SOURCES, 0);
-        lua_pop(L, 1);
-        if (sc->name == NULL || sc->path == NULL) {
+        if (service_strings(L, cols, i + 1, sc) != SCOUT_OK) {
             snprintf(err, SCOUT_ERR_LEN, "out of memory");
             return SCOUT_ERROR;
         }
+        sc->needs_data = int_col(L, cols + SVC_NEEDS_DATA, i + 1, -1);
+        sc->delay_ms = no_delays ? 0 : int_col(L, cols + SVC_DELAY_MS, i + 1, 0);
+        sc->anti_entropy_ms = anti_entropy;
+        sc->has_sources = no_sources ? 0
+                          : int_col(L, cols + SVC_HAS_SOURCES, i + 1, 0);
     }
     lua_pop(L, 1 + SVC_KEYS);
     warn_sessions(L, t, conf);

@@ -42,7 +42,8 @@ typedef struct scout_policy_s scout_policy_t;
 #define SCOUT_NEEDS_DATA_UNLESS_HOSTPORT  (-2)
 
 typedef struct {
-    char *name;
+    char *name;           /* one allocation with path and codec (conf.c):
+                             scout_conf_free frees name alone           */
     char *path;
     int   needs_data;     /* -1: ask per child; -2: the plain codec's
                              rule, in C (a child named host:port needs

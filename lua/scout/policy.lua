@@ -21,6 +21,7 @@ local sort = table.sort
 local concat = table.concat
 local sandbox = require "scout.sandbox"
 local tab_new = require "table.new"
+local funcinfo = require("jit.util").funcinfo
 
 local M = {}
 
@@ -42,8 +43,26 @@ local function where(level)
   return at_of(getinfo(level, "fl"))
 end
 
--- The same "file:line" from C, without the table debug.getinfo makes (absent outside the agent: specs, tools).
+-- Where a `service "x"` is written, kept as cheaply as it can be: its line alone (a number) when it is in the
+-- policy's own file, "file:line" when elsewhere (a module of the operator's). "file:line" is made from it only
+-- for a message (at_string): a string per service was 1.7k of the ~35k instructions a service costs to load.
+-- From C in the agent (scout.agent.where, which makes no table); through debug.getinfo outside it (specs, tools).
 local agent_where = package.loaded["scout.agent"] and package.loaded["scout.agent"].where
+local function line_of(level, file)
+  local info = getinfo(level, "Sl")
+  if not info then return "?" end
+  local src = info.source or "?"
+  if src:sub(1, 1) == "@" then src = src:sub(2) end
+  if src == file then return info.currentline or 0 end
+  return src .. ":" .. (info.currentline or 0)
+end
+
+-- A service's `at` as every message writes it: "file:line".
+local function at_string(policy, at)
+  if type(at) == "number" then return policy.file .. ":" .. at end
+  return at
+end
+M.at_string = at_string
 
 local function fail(at, msg)
   error(at .. ": " .. msg, 0)
@@ -148,15 +167,17 @@ local function is_auth(v)
 end
 
 -- Plain searches and bytes, no patterns: asked once per service, the two pattern searches were a sixth of
--- loading 10,000 `service` blocks (callgrind, bench/coldstart's policy).
+-- loading 10,000 `service` blocks (callgrind, bench/coldstart's policy). In the agent the same rule is C's
+-- (scout.agent.path_fault, the same phrases): these five calls were still 1.4k instructions a service.
 local SLASH, DOT = ("/"):byte(), ("."):byte()
-local function is_path(v)
+local is_path = package.loaded["scout.agent"] and package.loaded["scout.agent"].path_fault
+is_path = is_path or function(v)
   if type(v) ~= "string" or byte(v, 1) ~= SLASH then return "must be an absolute ZooKeeper path" end
   local n = #v
   if n > 1 and (byte(v, n) == SLASH or find(v, "//", 1, true)) then return "must not end in / or contain //" end
-  -- every component follows a "/": a "." or ".." one is "/./", "/../" or the same at the end
-  if find(v, "/./", 1, true) or find(v, "/../", 1, true)
-     or (byte(v, n) == DOT and (byte(v, n - 1) == SLASH or (byte(v, n - 1) == DOT and byte(v, n - 2) == SLASH))) then
+  -- every component follows a "/": a "." or ".." one is "/./", "/../" or the same at the end, each with a "/."
+  if find(v, "/.", 1, true) and (find(v, "/./", 1, true) or find(v, "/../", 1, true)
+     or (byte(v, n) == DOT and (byte(v, n - 1) == SLASH or (byte(v, n - 1) == DOT and byte(v, n - 2) == SLASH)))) then
     return "must not contain . or .. components"
   end
 end
@@ -502,15 +523,18 @@ local key_locator
 -- was a good part of loading 10,000 services).
 -- label_arg: when given, label is a format for it, made only when something is wrong (a string per service block
 -- was a good part of loading 10,000 services).
+-- at: "file:line", or a service's line (at_string). Returns how many keys t has when all is well.
 local function check_block(at, label, schema, t, policy, dsl_name, label_arg)
   if label_arg ~= nil and type(t) ~= "table" then label = format(label, label_arg) end
-  if type(t) ~= "table" then fail(at, label .. " expects a table { ... }") end
-  local bad = false
+  if type(t) ~= "table" then fail(at_string(policy, at), label .. " expects a table { ... }") end
+  local bad, n = false, 0
   for k, v in pairs(t) do
     local check = schema[k]
     if not check or check(v) then bad = true; break end
+    n = n + 1
   end
-  if not bad then return end
+  if not bad then return n end
+  at = at_string(policy, at)
   if label_arg ~= nil then label = format(label, label_arg) end
   local key_at = policy and key_locator(policy, at, dsl_name) or function() return at end
   -- something is wrong: walk the keys in order so that the same file always names the same first mistake
@@ -549,6 +573,10 @@ function key_locator(policy, at, dsl_name)
 end
 
 local NAME_PATTERN = "^[%w][%w_.%-]*$"
+-- The same test for a service's name, from C in the agent (scout.agent.is_name: Lua's matcher was 1.2k
+-- instructions a name, a tenth of a service's load); the pattern outside it (specs, tools).
+local is_name = package.loaded["scout.agent"] and package.loaded["scout.agent"].is_name
+  or function(name) return type(name) == "string" and find(name, NAME_PATTERN) ~= nil end
 
 -- Build a fresh policy environment. `policy` collects what the file declares.
 local function environment(policy)
@@ -574,17 +602,24 @@ local function environment(policy)
     end
   end
 
+  -- policy.unfinished: what was named and has not had its block yet, by the order it was named in (a register's
+  -- { name, at, kind }, a service's taker). Only those: at 10,000 services an entry per service, kept after its
+  -- block came, was an array to grow and walk.
+  local nunfinished = 0
+  local unfinished = {}
+  policy.unfinished = unfinished
+
   env.register = function(name)
     local at = where(3)
     if type(name) ~= "string" or not name:match(NAME_PATTERN) then
       fail(at, "register needs a name: register \"orders-local\" { ... }")
     end
-    policy.unfinished = policy.unfinished or {}
-    policy.unfinished[#policy.unfinished + 1] = { name = name, at = at, kind = "register" }
-    local mine = #policy.unfinished
+    nunfinished = nunfinished + 1
+    unfinished[nunfinished] = { name = name, at = at, kind = "register" }
+    local mine = nunfinished
     return function(t)
       local label = format("register \"%s\"", name)
-      policy.unfinished[mine] = false
+      unfinished[mine] = nil
       at = where(3)
       for _, r in ipairs(policy.registers) do
         if r.name == name then fail(at, label .. " declared twice (first at " .. r.at .. ")") end
@@ -610,65 +645,76 @@ local function environment(policy)
   end
 
   -- `service "x"` returns the block's taker: a table called through BLOCK (one allocation; a closure over name, at
-  -- and its slot was four), holding { name, at, slot in policy.unfinished }.
-  local BLOCK = { __call = function(self, t)
+  -- and its slot was four), holding { name, at, slot in policy.unfinished }, and its own entry there until its
+  -- block is given. at is a line of the policy's file, or "file:line" (line_of): a string only for a message.
+  local by_name, services = policy.by_name, policy.services
+  local nservices = 0
+  local BLOCK = {}
+  BLOCK.__call = function(self, t)
     local name, at = self[1], self[2]
-    policy.unfinished[self[3]] = false
-    if policy.by_name[name] then
-      fail(at, format("service \"%s\" declared twice (first at %s)", name, policy.by_name[name].at))
+    unfinished[self[3]] = nil
+    local first = by_name[name]
+    if first then
+      fail(at_string(policy, at), format("service \"%s\" declared twice (first at %s)", name,
+                                         at_string(policy, first.at)))
     end
-    check_block(at, "service \"%s\"", SERVICE, t, policy, "service", name)
-    local dubbo = t.dubbo
-    local label = (dubbo or t.path == nil) and format("service \"%s\"", name)
-    if dubbo and t.path ~= nil then
-      fail(key_locator(policy, at, "service")("path"), label .. ": give path or dubbo, not both (dubbo's "
-        .. "providers path is /dubbo/" .. dubbo.interface .. "/providers)")
+    local nkeys = check_block(at, "service \"%s\"", SERVICE, t, policy, "service", name)
+    local dubbo, path, codec = t.dubbo, t.path, t.codec
+    local svc
+    if path ~= nil and not dubbo and nkeys == (codec == nil and 1 or 2) then
+      -- the usual block, path and codec alone: one constructor, sized by its four keys (96 bytes a service)
+      svc = { name = name, at = at, codec = codec or "plain", path = path }
+    else
+      local label = (dubbo or path == nil) and format("service \"%s\"", name)
+      if dubbo and path ~= nil then
+        fail(key_locator(policy, at_string(policy, at), "service")("path"), label .. ": give path or dubbo, not "
+          .. "both (dubbo's providers path is /dubbo/" .. dubbo.interface .. "/providers)")
+      end
+      if dubbo and codec ~= nil and codec ~= "dubbo" then
+        fail(key_locator(policy, at_string(policy, at), "service")("codec"), label .. ": dubbo = { ... } reads "
+          .. "dubbo's providers; codec must be \"dubbo\" or left out")
+      end
+      if path == nil and not dubbo then
+        fail(at_string(policy, at), label .. ": path is required (or dubbo = { interface = ... })")
+      end
+      -- sized once (filled key by key it was rehashed twice) and to fit: LuaJIT rounds to a power of two
+      svc = tab_new(0, nkeys + (codec == nil and 3 or 2))
+      svc.name, svc.at, svc.codec = name, at, "plain"
+      for k, v in pairs(t) do svc[k] = v end
+      if dubbo then
+        -- what a dubbo consumer subscribes to: the interface's providers, and (scout.sources.dubbo) its rules
+        svc.path, svc.codec = "/dubbo/" .. dubbo.interface .. "/providers", "dubbo"
+        svc.scope = { interface = dubbo.interface, group = dubbo.group, version = dubbo.version,
+                      application = dubbo.application, host = dubbo.host,
+                      -- dubbo 3's default: application-level discovery, the interface's list as fallback
+                      migration = dubbo.migration or "APPLICATION_FIRST" }
+      end
     end
-    if dubbo and t.codec ~= nil and t.codec ~= "dubbo" then
-      fail(key_locator(policy, at, "service")("codec"), label .. ": dubbo = { ... } reads dubbo's providers; "
-        .. "codec must be \"dubbo\" or left out")
-    end
-    if t.path == nil and not dubbo then
-      fail(at, label .. ": path is required (or dubbo = { interface = ... })")
-    end
-    -- sized once (filled key by key it was rehashed twice) and to fit: LuaJIT rounds to a power of two, and
-    -- the usual block (path, codec) with name and at is 4 slots, not 8 (96 bytes a service)
-    local n = 3
-    for k in pairs(t) do if k ~= "codec" then n = n + 1 end end
-    local svc = tab_new(0, n)
-    svc.name, svc.at, svc.codec = name, at, "plain"
-    for k, v in pairs(t) do svc[k] = v end
-    if dubbo then
-      -- what a dubbo consumer subscribes to: the interface's providers, and (scout.sources.dubbo) its rules
-      svc.path, svc.codec = "/dubbo/" .. dubbo.interface .. "/providers", "dubbo"
-      svc.scope = { interface = dubbo.interface, group = dubbo.group, version = dubbo.version,
-                    application = dubbo.application, host = dubbo.host,
-                    -- dubbo 3's default: application-level discovery, the interface's list as fallback
-                    migration = dubbo.migration or "APPLICATION_FIRST" }
-    end
-    policy.services[#policy.services + 1] = svc
-    policy.by_name[name] = svc
-  end }
+    nservices = nservices + 1
+    services[nservices] = svc
+    by_name[name] = svc
+  end
 
+  local file = policy.file
   env.service = function(name)
     -- where `service "name"` is written, also the block's "at": a second lookup per service was an eighth of
     -- loading 10,000 of them; the block is almost always on the same line, and where it is not, the name's line
     -- is the one to point at (a key's own line is found from it)
-    local at = agent_where and agent_where(2) or where(3)
-    local unfinished = policy.unfinished
-    if not unfinished then unfinished = {}; policy.unfinished = unfinished end
-    local mine = #unfinished + 1
-    unfinished[mine] = at             -- a service's entry is its "at"; its name is in unfinished_names
-    policy.unfinished_names = policy.unfinished_names or {}
-    policy.unfinished_names[mine] = name
-    if type(name) ~= "string" then fail(at, "service needs a name: service \"orders\" { ... }") end
-    if not find(name, NAME_PATTERN) then
-      fail(at, format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)", name))
+    local at = agent_where and agent_where(2, file) or line_of(3, file)
+    nunfinished = nunfinished + 1
+    local mine = nunfinished
+    local taker = setmetatable({ name, at, mine }, BLOCK)
+    unfinished[mine] = taker
+    if not is_name(name) then
+      if type(name) ~= "string" then fail(at_string(policy, at), "service needs a name: service \"orders\" { ... }") end
+      fail(at_string(policy, at),
+           format("service \"%s\": names are letters, digits, _ . - (starting with a letter or digit)", name))
     end
     if name == "services" then   -- a template's view lists every service under that key
-      fail(at, 'service "services": the name is reserved; templates see the list of services under it')
+      fail(at_string(policy, at),
+           'service "services": the name is reserved; templates see the list of services under it')
     end
-    return setmetatable({ name, at, mine }, BLOCK)
+    return taker
   end
 
   return sandbox.environment(env, package.loaded["scout.agent"])
@@ -680,8 +726,12 @@ function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
   sandbox.interpreted(chunk)   -- the operator's code: a budget must be able to stop any of it
-  local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, services = {},
-                   by_name = {}, renders = {}, registers = {}, warnings = {} }
+  -- the services and their index by name sized once from the file's constants (a `service "x" { ... }` is two
+  -- of them: LuaJIT's tables grown one service at a time were rehashed 14 times by 10,000 services)
+  local hint = floor(funcinfo(chunk).gcconsts / 2)
+  local policy = { file = path, zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {},
+                   services = tab_new(hint, 0), by_name = tab_new(0, hint), renders = {}, registers = {},
+                   warnings = {} }
   local env = environment(policy)
   -- every global the file reads, in functions that run only later too, before anything runs
   local line, why = sandbox.lint(chunk, env)
@@ -690,14 +740,19 @@ function M.load(path)
   local ok, perr = pcall(chunk)
   policy.source = nil
   if not ok then return nil, tostring(perr) end
-  for k, u in ipairs(policy.unfinished or {}) do
-    if type(u) == "table" then
+  local first
+  for k in pairs(policy.unfinished or {}) do
+    if not first or k < first then first = k end
+  end
+  local u = first and policy.unfinished[first]
+  if u then
+    if u.kind then
       return nil, format("%s: %s \"%s\" has no { ... } block", u.at, u.kind, tostring(u.name))
-    elseif u then
-      return nil, format("%s: service \"%s\" has no { ... } block", u, tostring(policy.unfinished_names[k]))
+    else              -- a service's taker: { name, at, slot }
+      return nil, format("%s: service \"%s\" has no { ... } block", at_string(policy, u[2]), tostring(u[1]))
     end
   end
-  policy.unfinished, policy.unfinished_names = nil, nil
+  policy.unfinished = nil
   local on_session = rawget(env, "on_session")
   if on_session ~= nil then
     if type(on_session) ~= "function" then

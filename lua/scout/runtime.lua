@@ -88,7 +88,7 @@ function M.load(path)
   local p, err = policy_dsl.load(path)
   if not p then return nil, err end
   local conf = { zookeeper = p.zookeeper, api = p.api, agent = p.agent, cache = p.cache, shm = p.shm,
-                 services = {}, renders = {}, warnings = p.warnings }
+                 services = false, renders = {}, warnings = p.warnings }
   conf.registers = {}
   for k, r in ipairs(p.registers) do
     local c = r.check
@@ -112,28 +112,43 @@ function M.load(path)
   if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = ms(p.agent.anti_entropy) end
   if p.agent.drain ~= nil then p.agent.drain_ms = ms(p.agent.drain) end
   if p.agent.lua_memory ~= nil then p.agent.lua_memory_bytes = policy_dsl.size(p.agent.lua_memory) end
-  local state = {}
-  local by_codec = {}   -- a built-in codec's name -> { codec, provider or false }: 10,000 services name one or two
+  local state = new_table(#p.services, 0)
+  -- What C reads of each service (conf.c), one column per setting rather than a table per service: at 10,000
+  -- services the tables were 20,000 allocations, and C's lookups by name 60,000 (callgrind: 2.4k instructions a
+  -- service with their copies and frees). delay_ms and has_sources are sparse, for the few services that have
+  -- one (C reads none of an empty one): no delay is 0, no sources nil.
+  local n = #p.services
+  local names, paths, codec_names = new_table(n, 0), new_table(n, 0), new_table(n, 0)
+  local delays, needs, has_sources = {}, new_table(n, 0), {}
+  conf.services = { name = names, path = paths, codec = codec_names, delay_ms = delays, needs_data = needs,
+                    has_sources = has_sources }
+  local default_protect = protect.settings(nil)   -- shared by every service that gives no protect
+  -- a built-in codec's name -> { codec, provider or false, needs_data }: 10,000 services name one or two
+  local by_codec = {}
   for i, svc in ipairs(p.services) do
-    local named = type(svc.codec) == "string"
-    local known = named and by_codec[svc.codec]
-    local codec, provider
+    local cname = svc.codec
+    local named = type(cname) == "string"
+    local known = named and by_codec[cname]
+    local codec, provider, nd
     if known then
-      codec, provider = known[1], known[2] or nil
+      codec, provider, nd = known[1], known[2] or nil, known[3]
     else
-      codec = assert(codecs.get(svc.codec))  -- validated by the DSL
+      codec = assert(codecs.get(cname))  -- validated by the DSL
       if named then store.builtin(codec) end
       -- a codec with sources (dubbo's configurators, routers...) makes this a service over several paths
-      provider = sources.provider(svc.codec, codec)
-      if named then by_codec[svc.codec] = { codec, provider or false } end
+      provider = sources.provider(cname, codec)
+      -- a constant answer, or plain's rule (-2: C checks host:port), spares a Lua call per new child (-1: ask)
+      nd = codec.reads_data == nil and (codec.data_unless_address and -2 or -1) or codec.reads_data and 1 or 0
+      if named then by_codec[cname] = { codec, provider or false, nd } end
     end
+    local pr = svc.protect
     -- Only the fields every service has go in the constructor, eight of them: LuaJIT sizes a table for every
     -- key its constructor names, nil or not, in powers of two (a ninth key doubles the table: 192 bytes a
     -- service). The others are set only when the policy gives them, or when first needed: filtered (name ->
     -- true when the filter said no, for explain), baseline (protection), held, failing, list, pool.
     local st = {
       name = svc.name, path = svc.path, codec = codec,
-      protect = protect.settings(svc.protect),
+      protect = pr == nil and default_protect or protect.settings(pr),
       count = 0,       -- endpoints published
       children = {},   -- name -> decoded endpoint, or the reason it is not one
       published = {},  -- id -> endpoint, as last accepted by the C side
@@ -151,19 +166,17 @@ function M.load(path)
       st.src = sources.new(provider, { path = svc.path, options = svc.codec_options, scope = svc.scope }, svc.name)
       st.notes = {}    -- child name -> the rules' notes on it (explain)
       st.own_route, st.router = svc.route, nil
+      has_sources[i] = 1  -- C asks M.sources(i) only then
     end
     state[i] = st
-    conf.services[i] = {
-      name = svc.name, path = svc.path,
-      codec = type(svc.codec) == "string" and svc.codec or nil,  -- a reload keeps a service only if it matches
-      -- a number is applied in C; a function is asked per event (nil here); no delay means read at once
-      delay_ms = type(svc.delay) == "function" and -1 or policy_dsl.duration(svc.delay or 0),
-      -- a constant answer, or plain's rule (-2: C checks host:port), spares a Lua call per new child (-1: ask)
-      needs_data = codec.reads_data == nil and (codec.data_unless_address and -2 or -1) or codec.reads_data and 1 or 0,
-      has_sources = st.src and 1 or nil,  -- C asks M.sources(i) only then
-    }
+    names[i], paths[i] = svc.name, svc.path
+    codec_names[i] = named and cname or nil   -- a reload keeps a service only if it matches
+    -- a number is applied in C; a function is asked per event (-1 here); no delay means read at once
+    local delay = svc.delay
+    if delay ~= nil then delays[i] = type(delay) == "function" and -1 or policy_dsl.duration(delay) end
+    needs[i] = nd
   end
-  -- the blocks as the DSL built them (each with its "file:line") and the index by name served the load only:
+  -- the blocks as the DSL built them (each with where it is written) and the index by name served the load only:
   -- what the services need is in their state (268 bytes a service, 2.6 MB of Lua heap at 10,000)
   p.services, p.by_name, p.unfinished = nil, nil, nil
   policy, services = p, state

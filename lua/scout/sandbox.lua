@@ -348,29 +348,38 @@ local function protos(fn, out)
 end
 
 -- Reads and writes of globals in a loaded chunk: reads = { {name=, line=, field=, stored=} }, writes = set. Reads of
--- names env holds plainly are skipped: at 10,000 services that is nearly all of them.
+-- names env holds plainly are skipped: at 10,000 services that is nearly all of them, each a read of the same
+-- constant ("service"), so whether a constant's reads are skipped is decided once per function and constant.
 local function scan(chunk, env)
   local op = opcodes()
+  local GGET, GSET, TGETS, TSETS = op.GGET, op.GSET, op.TGETS, op.TSETS
   local reads, writes = {}, {}
   for _, fn in ipairs(protos(chunk, {})) do
     local n = funcinfo(fn).bytecodes
+    local looked = {}   -- constant index -> its name when a read of it is kept, false when skipped
     for pc = 1, n - 1 do
       local ins = funcbc(fn, pc)
-      local o = band(ins, 0xff)
-      if o == op.GGET then
-        local a, d = band(shr(ins, 8), 0xff), shr(ins, 16)
-        local name = kstr(fn, d)
-        if name and (rawget(env, name) == nil or PARTIAL[name] or HINTS[name]) then
+      local o = ins % 256   -- band(ins, 0xff), also for a negative int32, without a call per instruction
+      if o == GGET then
+        local d = shr(ins, 16)
+        local name = looked[d]
+        if name == nil then
+          name = kstr(fn, d)
+          if not (name and (rawget(env, name) == nil or PARTIAL[name] or HINTS[name])) then name = false end
+          looked[d] = name
+        end
+        if name then
+          local a = band(shr(ins, 8), 0xff)
           local r = { name = name, line = funcinfo(fn, pc).currentline or 0 }
           local nxt = pc + 1 < n and funcbc(fn, pc + 1)
           if nxt then
             local no, na, nb, nc = band(nxt, 0xff), band(shr(nxt, 8), 0xff), shr(nxt, 24), band(shr(nxt, 16), 0xff)
-            if no == op.TGETS and nb == a then r.field = kstr(fn, nc) end
-            if no == op.TSETS and na == a then r.stored = true end
+            if no == TGETS and nb == a then r.field = kstr(fn, nc) end
+            if no == TSETS and na == a then r.stored = true end
           end
           reads[#reads + 1] = r
         end
-      elseif o == op.GSET then
+      elseif o == GSET then
         local name = kstr(fn, shr(ins, 16))
         if name then writes[name] = true end
       end

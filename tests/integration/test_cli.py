@@ -102,6 +102,103 @@ class Check(unittest.TestCase):
                 self.assertEqual(rc, 1, out)
                 self.assertEqual(out.strip(), message)
 
+    def check_files(self, files, env=None):
+        """files: name -> text, written to one directory that LUA_PATH also names; checks policy.lua there and
+        returns (rc, output with the directory taken out of every path)."""
+        with tempfile.TemporaryDirectory(prefix="scout-check-") as d:
+            for name, text in files.items():
+                with open(os.path.join(d, name), "w") as f:
+                    f.write(text)
+            rc, out = scout("check", os.path.join(d, "policy.lua"),
+                            env=dict(env or {}, LUA_PATH=d + "/?.lua;;"))
+            return rc, out.replace(d + "/", "")
+
+    def test_every_message_names_the_line_and_file_it_is_about(self):
+        # A service's place is kept as its line alone while nothing is wrong (the "file:line" is made only for a
+        # message): blocks at several lines, a key on its own line, services made by a function of the policy
+        # and by a module's (another file, whose own name the message must give), duplicates across the two.
+        mods = ('local M = {}\n'                                  # 1
+                '\n'                                              # 2
+                'function M.declare(service, name, path)\n'       # 3
+                '  service(name) { path = path }\n'               # 4
+                'end\n'                                           # 5
+                'function M.named(service, name)\n'               # 6
+                '  local taker = service(name)\n'                 # 7: not a tail call, whose caller is gone
+                '  return taker\n'                                # 8
+                'end\n'                                           # 9
+                'return M\n')
+        head = ('local mods = require "mods"\n'                   # 1
+                'service "a" { path = "/a" }\n'                   # 2
+                '\n'                                              # 3
+                'local function svc(name, path)\n'               # 4
+                '  service(name) {\n'                             # 5
+                '    path = path,\n'                              # 6
+                '  }\n'                                           # 7
+                'end\n'                                           # 8
+                'svc("b", "/b")\n'                                # 9
+                'service "c" {\n'                                 # 10
+                '  path = "/c",\n'                                # 11
+                '  codec = "plain",\n'                            # 12
+                '}\n')                                            # 13
+        cases = [
+            ('service "d" {\n  path = "/d",\n  delay = "soon",\n}\n',
+             'policy.lua:16: service "d": delay must be a duration ("500ms", "10s", "1h"; a number is milliseconds) '
+             'from 0 to 1d, or a function'),
+            ('svc("e", "e")\n', 'policy.lua:6: service "e": path must be an absolute ZooKeeper path'),  # the key's line
+            ('svc("a", "/a2")\n', 'policy.lua:5: service "a" declared twice (first at policy.lua:2)'),
+            ('mods.declare(service, "m", "/m")\n\nservice "m" { path = "/m2" }\n',
+             'policy.lua:16: service "m" declared twice (first at mods.lua:4)'),
+            ('mods.declare(service, "c", "/c2")\n', 'mods.lua:4: service "c" declared twice (first at policy.lua:10)'),
+            ('mods.declare(service, "f", "/f/")\n', 'mods.lua:4: service "f": path must not end in / or contain //'),
+            ('local x = mods.named(service, "x")\nservice "y" { path = "/y" }\n',
+             'mods.lua:7: service "x" has no { ... } block'),
+            ('\n\nlocal z = service "z"\nz { path = "/z" }\nservice "w"\n',
+             'policy.lua:18: service "w" has no { ... } block'),
+        ]
+        for tail, message in cases:
+            with self.subTest(tail=tail):
+                rc, out = self.check_files({"policy.lua": head + tail, "mods.lua": mods})
+                self.assertEqual(rc, 1, out)
+                self.assertEqual(out.strip(), message)
+        rc, out = self.check_files({"policy.lua": head + 'mods.declare(service, "n", "/n")\n', "mods.lua": mods})
+        self.assertEqual((rc, out.strip()), (0, "policy.lua: ok (4 services)"))
+
+    def test_service_names_and_paths_follow_the_dsl_rules(self):
+        # the agent checks a service's name and path in C (scout.agent.is_name, path_fault): the same verdicts and
+        # phrases as the DSL's patterns, which the Lua specs check outside the agent
+        names = {"a": True, "9lives": True, "a.b-c_9": True, "A-": True, "_a": False, "-a": False, ".a": False,
+                 "a b": False, "a/b": False, "caf\u00e9": False, "a\u00e9": False, "": False}
+        for name, good in names.items():
+            with self.subTest(name=name):
+                rc, out = self.check_text('\nservice "%s" { path = "/p" }\n' % name)
+                if good:
+                    self.assertEqual((rc, out.strip()), (0, "policy.lua: ok (1 services)"))
+                else:
+                    self.assertEqual(rc, 1, out)
+                    self.assertEqual(out.strip(), 'policy.lua:2: service "%s": names are letters, digits, _ . - '
+                                                  '(starting with a letter or digit)' % name)
+        absolute = "must be an absolute ZooKeeper path"
+        slashes = "must not end in / or contain //"
+        dots = "must not contain . or .. components"
+        paths = {"/": None, "/a": None, "/a/.b": None, "/a/b..": None, "/a..b/c": None, "/...": None,
+                 "/.a": None, "": absolute, "a": absolute, "./a": absolute, "/a/": slashes, "/a//b": slashes,
+                 "//": slashes, "/.": dots, "/..": dots, "/a/.": dots, "/a/..": dots, "/a/./b": dots,
+                 "/a/../b": dots, "/./": slashes}
+        for path, why in paths.items():
+            with self.subTest(path=path):
+                rc, out = self.check_text('service "s" { path = "%s" }\nregister "r" { path = "%s", '
+                                          'endpoint = { host = "h", port = 1 } }\n' % (path, path))
+                if why is None:
+                    self.assertEqual((rc, out.strip()), (0, "policy.lua: ok (1 services)"))
+                else:
+                    self.assertEqual(rc, 1, out)
+                    self.assertEqual(out.strip(), 'policy.lua:1: service "s": path %s' % why)
+        # a register's path is held to the same rule (its block comes after the service's, which is fine)
+        rc, out = self.check_text('service "s" { path = "/s" }\nregister "r" { path = "/r/..", '
+                                  'endpoint = { host = "h", port = 1 } }\n')
+        self.assertEqual(rc, 1, out)
+        self.assertEqual(out.strip(), 'policy.lua:2: register "r": path ' + dots)
+
     def test_missing_file(self):
         rc, out = scout("check", "/nonexistent/policy.lua")
         self.assertEqual(rc, 1)

@@ -93,7 +93,9 @@ function on_session(state) return state end
       assert.equals(2, #p.services)
       local o = p.services[1]
       assert.equals("orders", o.name)
-      assert.equals(path .. ":13", o.at)
+      -- where: a line of the policy's file (made "file:line" only for a message)
+      assert.equals(13, o.at)
+      assert.equals(path .. ":13", policy.at_string(p, o.at))
       assert.equals("/dubbo/com.example.Orders/providers", o.path)
       assert.equals("dubbo", o.codec)
       assert.same({ now = 1 }, o.codec_options)
@@ -107,7 +109,7 @@ function on_session(state) return state end
       assert.is_function(o.on_change)
 
       -- nothing is added to a service beyond what was written, its name, where, and the codec default
-      assert.same({ name = "users", at = path .. ":25", codec = "plain", path = "/users", delay = 250 },
+      assert.same({ name = "users", at = 25, codec = "plain", path = "/users", delay = 250 },
                   p.services[2])
       assert.equals(p.services[1], p.by_name.orders)
       assert.equals(p.services[2], p.by_name.users)

@@ -83,7 +83,7 @@ describe("scout.runtime", function()
         { name = "user", path = "/svc/user", delay_ms = 0, needs_data = 1 },  -- a user codec: never kept on reload
         { name = "d", path = "/svc/d", delay_ms = -1, codec = "plain", needs_data = -2 },
         { name = "guarded", path = "/svc/guarded", delay_ms = 250, codec = "plain", needs_data = -2 },
-      }, conf.services)
+      }, H.conf_rows(conf.services))
     end)
 
     it("gives every service that names a codec its own sources, whichever service named it first", function()
@@ -94,15 +94,16 @@ describe("scout.runtime", function()
         .. 'service "q" { path = "/q", codec = "plain" }\n'
         .. 'service "b" { dubbo = { interface = "com.example.B" } }\n'
         .. 'service "c" { dubbo = { interface = "com.example.C" } }\n')))
+      local rows = H.conf_rows(c.services)
       assert.same({ "plain", "dubbo", "plain", "dubbo", "dubbo" },
-                  { c.services[1].codec, c.services[2].codec, c.services[3].codec, c.services[4].codec,
-                    c.services[5].codec })
-      assert.same({ -2, 0, -2, 0, 0 }, { c.services[1].needs_data, c.services[2].needs_data,
-                                         c.services[3].needs_data, c.services[4].needs_data,
-                                         c.services[5].needs_data })
+                  { rows[1].codec, rows[2].codec, rows[3].codec, rows[4].codec,
+                    rows[5].codec })
+      assert.same({ -2, 0, -2, 0, 0 }, { rows[1].needs_data, rows[2].needs_data,
+                                         rows[3].needs_data, rows[4].needs_data,
+                                         rows[5].needs_data })
       assert.same({ false, true, false, true, true },
-                  { c.services[1].has_sources == 1, c.services[2].has_sources == 1, c.services[3].has_sources == 1,
-                    c.services[4].has_sources == 1, c.services[5].has_sources == 1 })
+                  { rows[1].has_sources == 1, rows[2].has_sources == 1, rows[3].has_sources == 1,
+                    rows[4].has_sources == 1, rows[5].has_sources == 1 })
       -- each its own sources, on its own interface's paths
       assert.same({}, runtime.sources(3))
       local function paths(i)
@@ -118,11 +119,13 @@ describe("scout.runtime", function()
 
     it("passes delay = 0 through as 0", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z", delay = 0 }\n')))
-      assert.same({ { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -2 } }, c.services)
+      assert.same({ { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -2 } },
+                  H.conf_rows(c.services))
     end)
 
     it("returns empty sections for a policy that declares none", function()
       local c = assert(runtime.load(H.write('service "z" { path = "/z" }\n')))
+      c.services = H.conf_rows(c.services)
       assert.same({ zookeeper = {}, api = {}, agent = {}, cache = {}, shm = {}, renders = {}, registers = {},
                     warnings = {},
                     services = { { name = "z", path = "/z", delay_ms = 0, codec = "plain", needs_data = -2 } } }, c)
@@ -143,8 +146,7 @@ describe("scout.runtime", function()
       assert.equals(120000, c.agent.anti_entropy_ms)
       assert.equals(1500, c.agent.drain_ms)
       assert.equals(30 * 86400000, c.cache.max_age_ms)   -- past 2^31: C reads it as 64 bits
-      assert.equals(250, c.services[1].delay_ms)
-      assert.equals(250, c.services[2].delay_ms)
+      assert.same({ 250, 250 }, c.services.delay_ms)
       assert.equals(60000, c.registers[1].check_interval_ms)
       assert.equals(1500, c.registers[1].check_timeout_ms)
       assert.same({ 1000, 3600000 }, { c.renders[1].wait_min_ms, c.renders[1].wait_max_ms })

@@ -74,7 +74,7 @@ local function install()
     local conf, err = real.load(path)
     if conf then    -- a policy that fails to load leaves the running one, and its sets, alone
       store = {}
-      for i = 1, #conf.services do store[i] = {} end
+      for i = 1, #conf.services.name do store[i] = {} end
     end
     return conf, err
   end

@@ -32,4 +32,16 @@ function H.reset_state()
   return s
 end
 
+-- conf.services as rows, one table per service: runtime.load hands C one column per setting (conf.c), delay_ms
+-- sparse (0 when a service has none, as C reads it).
+function H.conf_rows(services)
+  local rows = {}
+  for i = 1, #services.name do
+    rows[i] = { name = services.name[i], path = services.path[i], codec = services.codec[i],
+                delay_ms = services.delay_ms[i] or 0, needs_data = services.needs_data[i],
+                has_sources = services.has_sources[i] }
+  end
+  return rows
+end
+
 return H
