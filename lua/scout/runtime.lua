@@ -343,6 +343,41 @@ local function judge(j, name)
   end
 end
 
+-- A built-in codec's batch is decoded in a loop of its own before it is judged: the same decode of each child, under
+-- one pcall for the run instead of one a child. A trace cannot return into a pcall's frame from above it (LuaJIT:
+-- "NYI: return to lower frame"), and cjson's decode is a C call every trace stops at, so with a pcall a child the
+-- rest of every decode (the checks, the endpoint's table) ran interpreted. A child whose decode raises (a heap cap)
+-- still gets its own verdict, the error, and the run goes on from the next, as the pcall a child did. Only for the
+-- built-in codecs, which neither log nor keep state: a user's codec is called between the verdicts, as before.
+-- DECODED[k]: child k's endpoint (or error value); DECODED_ERR[k]: its err, or RAISED when its decode raised.
+local DECODED, DECODED_ERR, RAISED = {}, {}, {}
+local decoding = 0   -- the child decode_run is at, which raised when its pcall fails
+local function decode_run(decode, changed, from, nch, options)
+  for k = from, nch do
+    decoding = k
+    local c = changed[k]
+    local ep, err = decode(c[1], c[2], options)
+    DECODED[k], DECODED_ERR[k] = ep, err
+  end
+end
+-- The run is entered through a function run interpreted (jit.off below): the trace leaving the run's loop returns
+-- into it and stops there, as the batch's copy of update does into M.update, where returning into the pcall's frame
+-- was a trace abort (NYI) at every batch until LuaJIT gave up on that exit.
+local function enter(run, decode, changed, from, nch, options)
+  run(decode, changed, from, nch, options)
+end
+if jit then jit.off(enter) end
+local function decode_all(decode, changed, nch, options)
+  local from = 1
+  while from <= nch do
+    decoding = from   -- (a raise before the run's first child is that child's)
+    local ok, e = pcall(enter, decode_run, decode, changed, from, nch, options)
+    if ok then return end
+    DECODED[decoding], DECODED_ERR[decoding] = e, RAISED
+    from = decoding + 1
+  end
+end
+
 -- more: the C side has more reads of this path coming (an initial sync's batches): the tables stay warm for them.
 -- untaken: the C side did not take this service's last update, which may have been committed here before a
 -- budget stopped it: judged against what C publishes (scout.keep), or what it committed would never reach C.
@@ -375,10 +410,19 @@ function M.update(i, removed, changed, more, untaken)
   local build, built, kept = builder and not s.src and store.is_builtin(s.codec), nil, nil
   local hooked = build and (s.filter or s.on_change or s.on_protect) and true
   if hooked and (more or nch ~= 1) then build = false end
+  local batch = nch > 1 and store.is_builtin(s.codec)
+  if batch then decode_all(decode, changed, nch, options) end
   for k = 1, nch do
     local c = changed[k]
     local name = c[1]
-    local ok, ep, err = pcall(decode, name, c[2], options)
+    local ok, ep, err
+    if batch then
+      ep, err = DECODED[k], DECODED_ERR[k]
+      DECODED[k], DECODED_ERR[k] = nil, nil   -- (the scratch keeps nothing alive)
+      ok = err ~= RAISED
+    else
+      ok, ep, err = pcall(decode, name, c[2], options)
+    end
     local why, refused
     if not ok then
       why = tostring(ep)
@@ -562,7 +606,8 @@ end
 -- A change runs interpreted, a batch compiled (scout.jitsplit says why): a batch (more reads of the path coming, or
 -- over 4 names) runs a copy of the update and its helpers with the JIT on; the originals, off.
 local small = M.update
-local compiled = jitsplit.split(small, { set_failing, data_read_of, degraded_reason, judge }, { protect, backoff })
+local compiled = jitsplit.split(small, { set_failing, data_read_of, degraded_reason, judge, decode_run, decode_all },
+                                { protect, backoff })
 function M.update(i, removed, changed, more, untaken)
   return ((more or #removed + #changed > 4) and compiled or small)(i, removed, changed, more, untaken)
 end
