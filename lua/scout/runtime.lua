@@ -249,7 +249,8 @@ end
 -- keep it one allocation (LuaJIT colocates an array of up to 16, slot 0 included). 1 s, 2 children, 3 published,
 -- 4 the sources' { src, notes, which, which_note } or false, 5 changed (the batch), 6 up, 7 gone_ids, 8 added, 9 gone,
 -- 10 changed_eps, 11 quiet (the verdicts' lists, each made when its first name goes in: a change fills two of the
--- six), 12 hook_errors, 13 now, 14 data_read (data_read_of's map).
+-- six), 12 hook_errors, 13 now, 14 data_read (data_read_of's map), 15 the batch's size when over 4 (up and added
+-- are then made with a slot for each of its names), else false.
 -- A list no name went in is read as EMPTY (read-only: a hook's diff is given tables of its own).
 local EMPTY = setmetatable({}, { __newindex = function() error("an empty verdict list is read-only", 2) end })
 
@@ -329,12 +330,18 @@ local function judge(j, name)
     else
       return
     end
-    -- a list's first name makes it with its one slot ({} then [1] = grew an empty table: a rehash each)
+    -- a list's first name makes it with its one slot ({} then [1] = grew an empty table: a rehash each), or, in
+    -- a batch (j[15]: its size), with a slot for each of its names (a sync's first listing: every name goes in
+    -- both, which grew each at every power of 2)
     local up = j[6]
-    if up then up[#up + 1] = ep else j[6] = { ep } end
+    if up then up[#up + 1] = ep
+    elseif j[15] then up = new_table(j[15], 0); up[1] = ep; j[6] = up
+    else j[6] = { ep } end
     if to then
       local list = j[to]
-      if list then list[#list + 1] = ep else j[to] = { ep } end
+      if list then list[#list + 1] = ep
+      elseif to == 8 and j[15] then list = new_table(j[15], 0); list[1] = ep; j[8] = list
+      else j[to] = { ep } end
     end
   elseif old then
     local gone_ids, gone = j[7], j[9]
@@ -494,7 +501,7 @@ function M.update(i, removed, changed, more, untaken)
     if which ~= s.which then rejudge = true end
   end
   local j = { s, children, published, src and { src, notes, which, which_note } or false, changed,
-              false, false, false, false, false, false, 0, now_ms(), false }
+              false, false, false, false, false, false, 0, now_ms(), false, nch > 4 and nch }
   -- seen: the names judged. A change of one name with nothing else to judge goes without (two allocations); a
   -- sync's batch (more) keeps it, so 07_runtime_copies_spec judges one-name changes both ways.
   local seen, one
