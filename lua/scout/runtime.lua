@@ -444,7 +444,8 @@ function M.update(i, removed, changed, more, untaken)
         else   -- (the fields read here: C reading the table costs more, agent.build_endpoint)
           local host, port, weight, status, meta = ep.host, ep.port, ep.weight, ep.status, ep.meta
           local at
-          refused, at = builder(ep, name, host, port, weight, status, meta, c[3])
+          -- (the shared empty meta as nil: the same no entries, without C walking an empty table)
+          refused, at = builder(ep, name, host, port, weight, status, meta ~= EMPTY_META and meta or nil, c[3])
           if at and not hooked and nch == 1 then kept = ep   -- (a change's one: no map, the table is enough)
           elseif at and not hooked then built = built or new_table(0, nch); built[ep] = at
           elseif at then note(ep, name, host, port, weight, status, c[3]); kept = true end
