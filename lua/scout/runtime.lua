@@ -262,7 +262,8 @@ end
 -- keep it one allocation (LuaJIT colocates an array of up to 16, slot 0 included). 1 s, 2 children, 3 published,
 -- 4 the sources' { src, notes, which, which_note } or false, 5 changed (the batch), 6 up, 7 gone_ids, 8 added, 9 gone,
 -- 10 changed_eps, 11 quiet (the verdicts' lists, each made when its first name goes in: a change fills two of the
--- six), 12 hook_errors, 13 now, 14 data_read (data_read_of's map).
+-- six), 12 hook_errors, 13 now, 14 data_read (data_read_of's map), 15 the batch's size when over 4 (up and added
+-- are then made with a slot for each of its names), else false.
 -- A list no name went in is read as EMPTY (read-only: a hook's diff is given tables of its own).
 local EMPTY = setmetatable({}, { __newindex = function() error("an empty verdict list is read-only", 2) end })
 
@@ -342,17 +343,58 @@ local function judge(j, name)
     else
       return
     end
-    -- a list's first name makes it with its one slot ({} then [1] = grew an empty table: a rehash each)
+    -- a list's first name makes it with its one slot ({} then [1] = grew an empty table: a rehash each), or, in
+    -- a batch (j[15]: its size), with a slot for each of its names (a sync's first listing: every name goes in
+    -- both, which grew each at every power of 2)
     local up = j[6]
-    if up then up[#up + 1] = ep else j[6] = { ep } end
+    if up then up[#up + 1] = ep
+    elseif j[15] then up = new_table(j[15], 0); up[1] = ep; j[6] = up
+    else j[6] = { ep } end
     if to then
       local list = j[to]
-      if list then list[#list + 1] = ep else j[to] = { ep } end
+      if list then list[#list + 1] = ep
+      elseif to == 8 and j[15] then list = new_table(j[15], 0); list[1] = ep; j[8] = list
+      else j[to] = { ep } end
     end
   elseif old then
     local gone_ids, gone = j[7], j[9]
     if gone_ids then gone_ids[#gone_ids + 1] = name else j[7] = { name } end
     if gone then gone[#gone + 1] = old else j[9] = { old } end
+  end
+end
+
+-- A built-in codec's batch is decoded in a loop of its own before it is judged: the same decode of each child, under
+-- one pcall for the run instead of one a child. A trace cannot return into a pcall's frame from above it (LuaJIT:
+-- "NYI: return to lower frame"), and cjson's decode is a C call every trace stops at, so with a pcall a child the
+-- rest of every decode (the checks, the endpoint's table) ran interpreted. A child whose decode raises (a heap cap)
+-- still gets its own verdict, the error, and the run goes on from the next, as the pcall a child did. Only for the
+-- built-in codecs, which neither log nor keep state: a user's codec is called between the verdicts, as before.
+-- DECODED[k]: child k's endpoint (or error value); DECODED_ERR[k]: its err, or RAISED when its decode raised.
+local DECODED, DECODED_ERR, RAISED = {}, {}, {}
+local decoding = 0   -- the child decode_run is at, which raised when its pcall fails
+local function decode_run(decode, changed, from, nch, options)
+  for k = from, nch do
+    decoding = k
+    local c = changed[k]
+    local ep, err = decode(c[1], c[2], options)
+    DECODED[k], DECODED_ERR[k] = ep, err
+  end
+end
+-- The run is entered through a function run interpreted (jit.off below): the trace leaving the run's loop returns
+-- into it and stops there, as the batch's copy of update does into M.update, where returning into the pcall's frame
+-- was a trace abort (NYI) at every batch until LuaJIT gave up on that exit.
+local function enter(run, decode, changed, from, nch, options)
+  run(decode, changed, from, nch, options)
+end
+if jit then jit.off(enter) end
+local function decode_all(decode, changed, nch, options)
+  local from = 1
+  while from <= nch do
+    decoding = from   -- (a raise before the run's first child is that child's)
+    local ok, e = pcall(enter, decode_run, decode, changed, from, nch, options)
+    if ok then return end
+    DECODED[decoding], DECODED_ERR[decoding] = e, RAISED
+    from = decoding + 1
   end
 end
 
@@ -388,10 +430,19 @@ function M.update(i, removed, changed, more, untaken)
   local build, built, kept = builder and not s.src and store.is_builtin(s.codec), nil, nil
   local hooked = build and (s.filter or s.on_change or s.on_protect) and true
   if hooked and (more or nch ~= 1) then build = false end
+  local batch = nch > 1 and store.is_builtin(s.codec)
+  if batch then decode_all(decode, changed, nch, options) end
   for k = 1, nch do
     local c = changed[k]
     local name = c[1]
-    local ok, ep, err = pcall(decode, name, c[2], options)
+    local ok, ep, err
+    if batch then
+      ep, err = DECODED[k], DECODED_ERR[k]
+      DECODED[k], DECODED_ERR[k] = nil, nil   -- (the scratch keeps nothing alive)
+      ok = err ~= RAISED
+    else
+      ok, ep, err = pcall(decode, name, c[2], options)
+    end
     local why, refused
     if not ok then
       why = tostring(ep)
@@ -406,7 +457,8 @@ function M.update(i, removed, changed, more, untaken)
         else   -- (the fields read here: C reading the table costs more, agent.build_endpoint)
           local host, port, weight, status, meta = ep.host, ep.port, ep.weight, ep.status, ep.meta
           local at
-          refused, at = builder(ep, name, host, port, weight, status, meta, c[3])
+          -- (the shared empty meta as nil: the same no entries, without C walking an empty table)
+          refused, at = builder(ep, name, host, port, weight, status, meta ~= EMPTY_META and meta or nil, c[3])
           if at and not hooked and nch == 1 then kept = ep   -- (a change's one: no map, the table is enough)
           elseif at and not hooked then built = built or new_table(0, nch); built[ep] = at
           elseif at then note(ep, name, host, port, weight, status, c[3]); kept = true end
@@ -463,7 +515,7 @@ function M.update(i, removed, changed, more, untaken)
     if which ~= s.which then rejudge = true end
   end
   local j = { s, children, published, src and { src, notes, which, which_note } or false, changed,
-              false, false, false, false, false, false, 0, now_ms(), false }
+              false, false, false, false, false, false, 0, now_ms(), false, nch > 4 and nch }
   -- seen: the names judged. A change of one name with nothing else to judge goes without (two allocations); a
   -- sync's batch (more) keeps it, so 07_runtime_copies_spec judges one-name changes both ways.
   local seen, one
@@ -575,7 +627,8 @@ end
 -- A change runs interpreted, a batch compiled (scout.jitsplit says why): a batch (more reads of the path coming, or
 -- over 4 names) runs a copy of the update and its helpers with the JIT on; the originals, off.
 local small = M.update
-local compiled = jitsplit.split(small, { set_failing, data_read_of, degraded_reason, judge }, { protect, backoff })
+local compiled = jitsplit.split(small, { set_failing, data_read_of, degraded_reason, judge, decode_run, decode_all },
+                                { protect, backoff })
 function M.update(i, removed, changed, more, untaken)
   return ((more or #removed + #changed > 4) and compiled or small)(i, removed, changed, more, untaken)
 end
