@@ -7,12 +7,14 @@
  * when ZooKeeper's own io or timer fired or a request was queued (asking on
  * every loop iteration defeats the client's reconnect back-off), and not
  * after a turn that only read, which cannot change its answer (quiet_turn:
- * during a sync that is most answers); the io
- * watcher is always stopped, set and started again because the library closes
- * and reopens sockets behind our back and often reuses the fd number; an fd
- * that is already closed is never handed to libev; and a handle is closed or
- * re-created only from the prepare watcher, never inside a ZooKeeper
- * callback.  This module must never call ev_run or create a loop.
+ * during a sync that is most answers); answers already waiting for reads
+ * sent earlier are read in the same turn, not one loop turn each (read_on);
+ * the io watcher is always stopped, set and started again because the
+ * library closes and reopens sockets behind our back and often reuses the fd
+ * number; an fd that is already closed is never handed to libev; and a
+ * handle is closed or re-created only from the prepare watcher, never inside
+ * a ZooKeeper callback.  This module must never call ev_run or create a
+ * loop.
  */
 #include "zk/session.h"
 
@@ -347,6 +349,42 @@ quiet_turn(const scout_session_t *s, int revents)
            && ev_is_active(&s->timer);
 }
 
+/* Several answers per turn.  The client reads one answer per
+ * zookeeper_process() (recv_buffer: its length, then its body), so with
+ * the socket polled after each the loop turned once per answer: during a
+ * sync 11,000 turns at 1,000 x 10, each paying libev's iteration, the
+ * prepare and check watchers (the stall watch, the session's ask, the
+ * API's and the hook budget's), ~1.5k instructions, more than the client
+ * spends on a small answer.  A turn now reads on while answers may already
+ * be waiting: the reads in flight when it began (reads_expected, told by
+ * the read window) bound what can be waiting, so a change, whose one watch
+ * event or one answer is all there is, costs no second try (a recv that
+ * finds nothing, a syscall); and a turn that finds the socket empty, or a
+ * partial answer, stops (the rest comes with the next poll).  Only on a
+ * connection that was and is connected (a handshake runs as before), only
+ * while the iteration's budget lasts (IO_ITERATION_BUDGET: answers run the
+ * policy inside their completions), and at most IO_TURN_ANSWERS: a sync
+ * still polls, and runs its timers and the API between batches. */
+#define IO_TURN_ANSWERS 64
+static size_t reads_expected;
+
+void
+scout_session_reads_expected(size_t n)
+{
+    reads_expected = n;
+}
+
+static int
+read_on(const scout_session_t *s, zhandle_t *zh, int answers,
+        size_t expected, double now, struct ev_loop *loop)
+{
+    return (size_t)answers < expected && answers < IO_TURN_ANSWERS
+           && s->zh == zh && !s->recreate && !s->io_force
+           && s->io_zstate == ZOO_CONNECTED_STATE
+           && zoo_state(zh) == ZOO_CONNECTED_STATE
+           && now - ev_now(loop) <= IO_ITERATION_BUDGET;
+}
+
 static unsigned io_iteration;       /* ev_iteration() the budget is for */
 static int      io_served;          /* sessions processed in it */
 
@@ -373,11 +411,25 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
     /* Any return code is fine: on connection loss the library has already
      * closed the socket and failed the pending completions. */
     if (s->zh != NULL) {
-        double t0 = ev_time();
-        int rc = zookeeper_process(s->zh, events);
+        zhandle_t *zh = s->zh;
+        size_t expected = reads_expected;
+        double t0 = ev_time(), t1;
+        int rc, answers = 0;
 
-        /* completions run inside: watch results, policy updates, publish */
-        scout_loop_note("zookeeper completions", ev_time() - t0);
+        for (;;) {
+            rc = zookeeper_process(zh, events);
+            /* completions run inside: watch results, policy updates,
+             * publish */
+            t1 = ev_time();
+            scout_loop_note("zookeeper completions", t1 - t0);
+            if (rc != ZOK)
+                break;
+            if (!read_on(s, zh, ++answers, expected, t1, loop))
+                break;
+            scout_stats.zk_answers_read_on++;
+            events = ZOOKEEPER_READ;
+            t0 = t1;
+        }
         /* on an error the library may have closed the socket and will
          * open another, often with the same fd number */
         if (rc != ZOK && rc != ZNOTHING)
