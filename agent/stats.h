@@ -26,6 +26,7 @@
     X(zk_handshakes_cut,      "connections whose session handshake went unanswered past the agent's bound, ended so the client tries again") \
     X(zk_io_deferred,         "ZooKeeper sockets left ready to the next loop iteration: the iteration's budget was spent") \
     X(zk_interest_asks,       "times the ZooKeeper client was asked for its socket, interest and deadline (zookeeper_interest)") \
+    X(zk_answers_read_on,     "ZooKeeper answers read in the same loop turn as the answer before them (the socket held several): each spares a loop iteration") \
     X(zk_interest_skips,      "ZooKeeper answers read after which the client was not asked again: nothing it would answer could have changed") \
     X(hook_calls,             "calls into Lua policy hooks")                   \
     X(hook_errors,            "Lua hook calls that raised an error")           \

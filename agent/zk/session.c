@@ -7,12 +7,14 @@
  * when ZooKeeper's own io or timer fired or a request was queued (asking on
  * every loop iteration defeats the client's reconnect back-off), and not
  * after a turn that only read, which cannot change its answer (quiet_turn:
- * during a sync that is most answers); the io
- * watcher is always stopped, set and started again because the library closes
- * and reopens sockets behind our back and often reuses the fd number; an fd
- * that is already closed is never handed to libev; and a handle is closed or
- * re-created only from the prepare watcher, never inside a ZooKeeper
- * callback.  This module must never call ev_run or create a loop.
+ * during a sync that is most answers); answers already waiting for reads
+ * sent earlier are read in the same turn, not one loop turn each (read_on);
+ * the io watcher is always stopped, set and started again because the
+ * library closes and reopens sockets behind our back and often reuses the fd
+ * number; an fd that is already closed is never handed to libev; and a
+ * handle is closed or re-created only from the prepare watcher, never inside
+ * a ZooKeeper callback.  This module must never call ev_run or create a
+ * loop.
  */
 #include "zk/session.h"
 
@@ -169,109 +171,6 @@ connection_lost(scout_session_t *s)
     s->dirty = 1;
 }
 
-/* The session handshake (the ConnectRequest sent, its answer awaited) has
- * the client's own bound only: 2/3 of the session timeout without a byte
- * received.  A ZooKeeper 3.8 server that is still loading its database
- * accepts connections, and for those that come before its database object
- * exists its close fails ("ZooKeeperServer not running", then a
- * NullPointerException in removeCnxn): the socket stays open and the
- * ConnectRequest is never answered.  Each session that connected in that
- * moment waited the whole bound, well after the server was serving (6.7 s
- * at a 10 s session timeout, 20 s at 30 s).
- *
- * A handshake that is merely slow must not be cut: the server still
- * processes a cut ConnectRequest, and reopening the session there closes
- * the connection the client made since (a restart at 100,000 services,
- * where handshakes took 4-8 s behind 52 sessions' SetWatches, had 32
- * connections lost that way with a bound of its own).  So a handshake is
- * ended only when it is lost for sure: unanswered for HANDSHAKE_SECONDS
- * while the same server has answered one that began after it (the server
- * answers in order; this one was overtaken).  Ending it is shutdown() on the
- * client's socket: the library reads the EOF, closes it itself and
- * connects again, into the same session. */
-#define HANDSHAKE_SECONDS 1.0
-
-/* Per server address: when the latest-begun handshake it answered began. */
-#define HANDSHAKE_SERVERS 16
-static struct {
-    char   server[64];
-    double began;
-} answered[HANDSHAKE_SERVERS];
-
-static double *
-answered_slot(const char *server, int add)
-{
-    int free_at = -1;
-
-    for (int i = 0; i < HANDSHAKE_SERVERS; i++) {
-        if (answered[i].server[0] == '\0') {
-            if (free_at < 0)
-                free_at = i;
-        } else if (strcmp(answered[i].server, server) == 0) {
-            return &answered[i].began;
-        }
-    }
-    if (!add)
-        return NULL;
-    if (free_at < 0)
-        free_at = 0;            /* more servers than slots: reuse */
-    snprintf(answered[free_at].server, sizeof(answered[free_at].server),
-             "%s", server);
-    answered[free_at].began = 0;
-    return &answered[free_at].began;
-}
-
-/* CONNECTED: this session's handshake was answered. */
-static void
-handshake_answered(scout_session_t *s)
-{
-    double *began;
-
-    if (s->handshake_at > 0
-        && (began = answered_slot(zoo_get_current_server(s->zh), 1)) != NULL
-        && *began < s->handshake_at)
-        *began = s->handshake_at;
-    s->handshake_at = 0;
-}
-
-/* Seconds until the pending handshake is looked at again (0: end it now),
- * or -1 when none of ours is pending or the client's bound comes first. */
-static double
-handshake_left(scout_session_t *s, int fd)
-{
-    double now = ev_now(s->loop);
-    const double *began;
-
-    if (fd == -1 || zoo_state(s->zh) != ZOO_ASSOCIATING_STATE) {
-        s->handshake_at = 0;
-        return -1;
-    }
-    if (s->handshake_at == 0)
-        s->handshake_at = now;
-    if (HANDSHAKE_SECONDS >= zoo_recv_timeout(s->zh) * 2.0 / 3.0 / 1000.0)
-        return -1;
-    if (now - s->handshake_at < HANDSHAKE_SECONDS)
-        return s->handshake_at + HANDSHAKE_SECONDS - now;
-    began = answered_slot(zoo_get_current_server(s->zh), 0);
-    if (began == NULL || *began <= s->handshake_at)
-        return HANDSHAKE_SECONDS;   /* not overtaken (yet): look again */
-    return 0;
-}
-
-static void
-handshake_cut(scout_session_t *s, int fd)
-{
-    double waited = ev_now(s->loop) - s->handshake_at;
-
-    scout_stats.zk_handshakes_cut++;
-    scout_log(SCOUT_LOG_WARN, "session", "no answer to the session handshake "
-              "from %s within %.1f s, and one begun after it was answered; "
-              "connecting again", zoo_get_current_server(s->zh), waited);
-    s->handshake_at = 0;
-    s->io_force = 1;
-    (void)shutdown(fd, SHUT_RDWR);
-}
-
 static void
 global_watcher(zhandle_t *zh, int type, int state, const char *path,
                void *ctx)
@@ -287,7 +186,7 @@ global_watcher(zhandle_t *zh, int type, int state, const char *path,
 
         s->had_connection = 1;
         s->connected_ns = scout_now_ns();
-        handshake_answered(s);
+        scout_session_handshake_answered(s);
         ev_timer_set(&s->stable, STABLE_SECONDS, 0.);
         ev_timer_start(s->loop, &s->stable);
         scout_stats.zk_reconnects++;
@@ -450,6 +349,42 @@ quiet_turn(const scout_session_t *s, int revents)
            && ev_is_active(&s->timer);
 }
 
+/* Several answers per turn.  The client reads one answer per
+ * zookeeper_process() (recv_buffer: its length, then its body), so with
+ * the socket polled after each the loop turned once per answer: during a
+ * sync 11,000 turns at 1,000 x 10, each paying libev's iteration, the
+ * prepare and check watchers (the stall watch, the session's ask, the
+ * API's and the hook budget's), ~1.5k instructions, more than the client
+ * spends on a small answer.  A turn now reads on while answers may already
+ * be waiting: the reads in flight when it began (reads_expected, told by
+ * the read window) bound what can be waiting, so a change, whose one watch
+ * event or one answer is all there is, costs no second try (a recv that
+ * finds nothing, a syscall); and a turn that finds the socket empty, or a
+ * partial answer, stops (the rest comes with the next poll).  Only on a
+ * connection that was and is connected (a handshake runs as before), only
+ * while the iteration's budget lasts (IO_ITERATION_BUDGET: answers run the
+ * policy inside their completions), and at most IO_TURN_ANSWERS: a sync
+ * still polls, and runs its timers and the API between batches. */
+#define IO_TURN_ANSWERS 64
+static size_t reads_expected;
+
+void
+scout_session_reads_expected(size_t n)
+{
+    reads_expected = n;
+}
+
+static int
+read_on(const scout_session_t *s, zhandle_t *zh, int answers,
+        size_t expected, double now, struct ev_loop *loop)
+{
+    return (size_t)answers < expected && answers < IO_TURN_ANSWERS
+           && s->zh == zh && !s->recreate && !s->io_force
+           && s->io_zstate == ZOO_CONNECTED_STATE
+           && zoo_state(zh) == ZOO_CONNECTED_STATE
+           && now - ev_now(loop) <= IO_ITERATION_BUDGET;
+}
+
 static unsigned io_iteration;       /* ev_iteration() the budget is for */
 static int      io_served;          /* sessions processed in it */
 
@@ -476,11 +411,25 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
     /* Any return code is fine: on connection loss the library has already
      * closed the socket and failed the pending completions. */
     if (s->zh != NULL) {
-        double t0 = ev_time();
-        int rc = zookeeper_process(s->zh, events);
+        zhandle_t *zh = s->zh;
+        size_t expected = reads_expected;
+        double t0 = ev_time(), t1;
+        int rc, answers = 0;
 
-        /* completions run inside: watch results, policy updates, publish */
-        scout_loop_note("zookeeper completions", ev_time() - t0);
+        for (;;) {
+            rc = zookeeper_process(zh, events);
+            /* completions run inside: watch results, policy updates,
+             * publish */
+            t1 = ev_time();
+            scout_loop_note("zookeeper completions", t1 - t0);
+            if (rc != ZOK)
+                break;
+            if (!read_on(s, zh, ++answers, expected, t1, loop))
+                break;
+            scout_stats.zk_answers_read_on++;
+            events = ZOOKEEPER_READ;
+            t0 = t1;
+        }
         /* on an error the library may have closed the socket and will
          * open another, often with the same fd number */
         if (rc != ZOK && rc != ZNOTHING)
@@ -607,10 +556,10 @@ on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     if (rc != ZOK && after < 0.01)
         after = 0.01;
     if (fd != -1) {
-        double left = handshake_left(s, fd);
+        double left = scout_session_handshake_left(s, fd);
 
         if (left == 0) {
-            handshake_cut(s, fd);   /* the EOF wakes the io watcher */
+            scout_session_handshake_cut(s, fd); /* the EOF wakes the io watcher */
         } else if (left > 0 && left < after) {
             after = left;
         }

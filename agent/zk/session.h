@@ -11,6 +11,7 @@
 #define SCOUT_SESSION_H
 
 #include <ev.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <zookeeper/zookeeper.h>
 
@@ -47,6 +48,11 @@ void scout_session_free(scout_session_t *s);
  * followed by scout_session_kick() so the glue re-asks zookeeper_interest(). */
 zhandle_t *scout_session_zh(scout_session_t *s);
 void       scout_session_kick(scout_session_t *s);
+
+/* How many answers the sessions' owners still await, all sessions together
+ * (the read window's reads in flight): a turn of a session's socket reads
+ * further answers only while some of those may be waiting in it. */
+void scout_session_reads_expected(size_t n);
 
 scout_session_state_t scout_session_state(const scout_session_t *s);
 const char *scout_session_state_name(scout_session_state_t state);

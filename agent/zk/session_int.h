@@ -50,4 +50,13 @@ struct scout_session_s {
     void                  *ud;
 };
 
+/* session_handshake.c: the bound on a lost handshake.  CONNECTED: this
+ * session's handshake was answered. */
+void   scout_session_handshake_answered(scout_session_t *s);
+/* Seconds until the pending handshake is looked at again (0: end it now),
+ * or -1 when none of ours is pending or the client's bound comes first. */
+double scout_session_handshake_left(scout_session_t *s, int fd);
+/* Ends it: the client reads the EOF and connects again. */
+void   scout_session_handshake_cut(scout_session_t *s, int fd);
+
 #endif

@@ -140,6 +140,7 @@ scout_watch_window_take(scout_watch_t *w)
     in_flight++;
     if (in_flight > in_flight_max)
         in_flight_max = in_flight;
+    scout_session_reads_expected(in_flight);
     return 1;
 }
 
@@ -148,6 +149,7 @@ scout_watch_window_give(scout_watch_t *w)
 {
     if (in_flight > 0)
         in_flight--;
+    scout_session_reads_expected(in_flight);
     if (head == NULL || ev_is_active(&resume)
         || in_flight > SCOUT_WATCH_READ_WINDOW - WINDOW_REFILL)
         return;
