@@ -7,8 +7,7 @@
 
 local runtime = require "scout.runtime"
 local H = require "policy_helper"
-local R = require "runtime_helper"   -- R.random_batch
-local cjson = require "cjson"
+local R = require "runtime_helper"   -- R.random_batch, R.answer, R.explain
 
 local format = string.format
 
@@ -43,26 +42,7 @@ local function data(rnd, k)
   return format('{"host":"10.0.0.%d","port":%d,"meta":{%s}}', k, 80 + rnd(2), meta)
 end
 
--- a comparable record of what an update returned (endpoint tables by their fields)
-local function answer(ok, up, gone, nerr, nhook, retry, reweigh, degraded, nrej, spared)
-  if not ok then return { error = tostring(up):gsub("service \"%a\"", "service") } end
-  local u = {}
-  for k, ep in ipairs(up) do
-    u[k] = format("%s %s:%d w%d %s %s", ep.id, ep.host, ep.port, ep.weight, ep.status, tostring(ep.zxid))
-  end
-  table.sort(u)
-  local g = {}
-  for k, id in ipairs(gone) do g[k] = id end
-  table.sort(g)
-  return { up = u, gone = g, nerr = nerr, nhook = nhook, retry = retry, reweigh = reweigh,
-           degraded = degraded, nrej = nrej, spared = spared }
-end
-
-local function explain(i)
-  local e = cjson.decode(runtime.explain(i))
-  e.service, e.path = nil, nil
-  return e
-end
+local answer, explain = R.answer, R.explain
 
 describe("runtime.update's two copies", function()
   local now = 0

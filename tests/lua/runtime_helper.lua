@@ -155,4 +155,27 @@ function R.random_batch(rnd, live, zxid, data, most, pool, drop)
   return removed, changed, zxid
 end
 
+-- What an update returned, comparable across two services of one policy (07_runtime_copies, 31_runtime_decode_batch):
+-- endpoint tables by their fields, the lists sorted, an error without its service's name.
+function R.answer(ok, up, gone, nerr, nhook, retry, reweigh, degraded, nrej, spared)
+  if not ok then return { error = tostring(up):gsub("service \"%a\"", "service") } end
+  local u = {}
+  for k, ep in ipairs(up) do
+    u[k] = string.format("%s %s:%d w%d %s %s", ep.id, ep.host, ep.port, ep.weight, ep.status, tostring(ep.zxid))
+  end
+  table.sort(u)
+  local g = {}
+  for k, id in ipairs(gone) do g[k] = id end
+  table.sort(g)
+  return { up = u, gone = g, nerr = nerr, nhook = nhook, retry = retry, reweigh = reweigh,
+           degraded = degraded, nrej = nrej, spared = spared }
+end
+
+-- Service i's explain without its name and path (the two services' differ only there).
+function R.explain(i)
+  local e = require("cjson").decode(runtime.explain(i))
+  e.service, e.path = nil, nil
+  return e
+end
+
 return R
