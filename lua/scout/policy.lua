@@ -573,7 +573,7 @@ function key_locator(policy, at, dsl_name)
 end
 
 local NAME_PATTERN = "^[%w][%w_.%-]*$"
--- The same test for a service's name, from C in the agent (scout.agent.is_name: Lua's matcher was 1.2k
+-- The same test for a service's or a register's name, from C in the agent (scout.agent.is_name: Lua's matcher was 1.2k
 -- instructions a name, a tenth of a service's load); the pattern outside it (specs, tools).
 local is_name = package.loaded["scout.agent"] and package.loaded["scout.agent"].is_name
   or function(name) return type(name) == "string" and find(name, NAME_PATTERN) ~= nil end
@@ -611,7 +611,7 @@ local function environment(policy)
 
   env.register = function(name)
     local at = where(3)
-    if type(name) ~= "string" or not name:match(NAME_PATTERN) then
+    if not is_name(name) then
       fail(at, "register needs a name: register \"orders-local\" { ... }")
     end
     nunfinished = nunfinished + 1

@@ -112,12 +112,12 @@ function M.load(path)
   if p.agent.anti_entropy ~= nil then p.agent.anti_entropy_ms = ms(p.agent.anti_entropy) end
   if p.agent.drain ~= nil then p.agent.drain_ms = ms(p.agent.drain) end
   if p.agent.lua_memory ~= nil then p.agent.lua_memory_bytes = policy_dsl.size(p.agent.lua_memory) end
-  local state = new_table(#p.services, 0)
+  local n = #p.services
+  local state = new_table(n, 0)
   -- What C reads of each service (conf.c), one column per setting rather than a table per service: at 10,000
   -- services the tables were 20,000 allocations, and C's lookups by name 60,000 (callgrind: 2.4k instructions a
   -- service with their copies and frees). delay_ms and has_sources are sparse, for the few services that have
   -- one (C reads none of an empty one): no delay is 0, no sources nil.
-  local n = #p.services
   local names, paths, codec_names = new_table(n, 0), new_table(n, 0), new_table(n, 0)
   local delays, needs, has_sources = {}, new_table(n, 0), {}
   conf.services = { name = names, path = paths, codec = codec_names, delay_ms = delays, needs_data = needs,

@@ -73,9 +73,10 @@ class ReadOn(unittest.TestCase):
         kz.ensure_path("/batch/svc")
         for k in range(CHILDREN):
             kz.create("/batch/svc/ep-%02d" % k, data(7000 + k))
-        # a data change is read 500 ms after its event: the 40 events below are read back as 40 reads at once
+        # a data change is read 2 s after its event: the 40 events below are read back as 40 reads at once, well
+        # after the 40 turns that read the events themselves
         svc = ('path = "/batch/svc", codec = "plain", protect = false, '
-               'delay = function(ev) if ev.kind == "data" then return 500 end return 0 end')
+               'delay = function(ev) if ev.kind == "data" then return 2000 end return 0 end')
         self.scout = s = Scout(policy({"svc": svc}, session_timeout=20000,
                                       extra='agent { anti_entropy = "1h" }'), self.zk.connect).start()
         wait_until(lambda: s.health()[0] == 200 and len(s.ids("svc")) == CHILDREN, timeout=30, what="synced")
@@ -94,15 +95,16 @@ class ReadOn(unittest.TestCase):
         self.assertFalse([r for r in t.commit() if isinstance(r, Exception)])
         wait_until(lambda: rx_queue(s.proc.pid, self.zk.port()) >= CHILDREN * (4 + 16 + 8 + 4 + len(
             "/batch/svc/ep-00")), timeout=30, what="the 40 watch events waiting in the agent's socket")
+        # the server stops before the agent runs again: the agent's delayed reads, whenever they go out, wait
+        # unanswered in its socket (they are not answered between the events, however long reading these takes)
+        self.zk_pid = zk_pid
+        os.kill(zk_pid, signal.SIGSTOP)
         s.resume()
         wait_until(lambda: s.metric("scout_zk_watch_events_total") >= events + CHILDREN, timeout=30,
                    what="every data watch event read")
         # events answer no read of the agent's: a turn that read one tries no second read (a change's lone event
         # or answer costs no recv that finds nothing), so these were read one turn each
         self.assertEqual(s.metric("scout_zk_answers_read_on_total"), read_on)
-        # the server stops; the agent's delayed reads go out into its socket, unanswered
-        self.zk_pid = zk_pid
-        os.kill(zk_pid, signal.SIGSTOP)
         wait_until(lambda: s.metric(REQUESTS_DATA) >= sent + CHILDREN, timeout=30,
                    what="the 40 reads sent")
         # the agent stops, the server answers: 40 getData answers, each 4 (length) + 16 (ReplyHeader) + 4 + the

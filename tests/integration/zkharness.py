@@ -152,6 +152,16 @@ def _drop_spare():
             _discard(result)
 
 
+def _start_client(owner, timeout, kw):
+    """A started KazooClient on owner's connect string, kept in owner._clients for its stop() to close."""
+    from kazoo.client import KazooClient
+    kw.setdefault("hosts", owner.connect)
+    c = KazooClient(timeout=timeout, **kw)
+    c.start(timeout=timeout)
+    owner._clients.append(c)
+    return c
+
+
 def _close_clients(clients):
     """Stops and closes a test's kazoo clients; one that fails to stop is left to its own session's end."""
     for c in clients:
@@ -247,12 +257,7 @@ class ZooKeeper:
     # -- clients -------------------------------------------------------------
     def client(self, timeout=10.0, **kw):
         """A started KazooClient on the whole ensemble; closed by stop()."""
-        from kazoo.client import KazooClient
-        kw.setdefault("hosts", self.connect)
-        c = KazooClient(timeout=timeout, **kw)
-        c.start(timeout=timeout)
-        self._clients.append(c)
-        return c
+        return _start_client(self, timeout, kw)
 
     def _sh(self, *args):
         p = subprocess.run([ZK_SH] + list(args), stdout=subprocess.PIPE,
@@ -377,12 +382,7 @@ class SharedZooKeeper:
 
     def client(self, timeout=10.0, **kw):
         """A started KazooClient on the shared server; closed by stop()."""
-        from kazoo.client import KazooClient
-        kw.setdefault("hosts", self.connect)
-        c = KazooClient(timeout=timeout, **kw)
-        c.start(timeout=timeout)
-        self._clients.append(c)
-        return c
+        return _start_client(self, timeout, kw)
 
 
 if __name__ == "__main__":
